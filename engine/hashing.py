@@ -1,0 +1,97 @@
+"""Our hashing laws (DESIGN §8): uer framing, policy digests, identity hashes, table digests."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from typing import Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+
+def uer(text: str) -> bytes:
+    """LE32 byte length followed by the UTF-8 bytes."""
+    raw = text.encode("utf-8")
+    return struct.pack("<I", len(raw)) + raw
+
+
+def le64(value: int) -> bytes:
+    return struct.pack("<Q", int(value) & 0xFFFFFFFFFFFFFFFF)
+
+
+def sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def composite_hash(parts: Mapping[str, bytes]) -> str:
+    """SHA-256 over, for each part in id order, SHA-256(uer(id) || raw 32-byte digest)."""
+    outer = hashlib.sha256()
+    for part_id in sorted(parts):
+        outer.update(sha256(uer(part_id) + parts[part_id]))
+    return outer.hexdigest()
+
+
+def parameter_hash(policy_digests: Mapping[str, str]) -> str:
+    """``policy_digests`` maps policy id -> hex SHA-256 of its raw file bytes."""
+    return composite_hash({k: bytes.fromhex(v) for k, v in policy_digests.items()})
+
+
+def manifest_fingerprint(param_hash: str, world_digest: str, engine_version: str) -> str:
+    return sha256_hex(
+        uer("3A.manifest") + bytes.fromhex(param_hash) + bytes.fromhex(world_digest) + uer(engine_version)
+    )
+
+
+def run_id(fingerprint: str, seed: int) -> str:
+    return sha256_hex(uer("3A.run") + bytes.fromhex(fingerprint) + le64(seed))[:32]
+
+
+def rng_master(seed: int, world_digest: str) -> bytes:
+    """Policies stay out of the master on purpose: common random numbers across candidates."""
+    return sha256(uer("3A.rng") + le64(seed) + bytes.fromhex(world_digest))
+
+
+def canonical_json(obj: object) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+
+def _column_bytes(series: pd.Series) -> bytes:
+    values = series.to_numpy()
+    kind = values.dtype.kind
+    if kind in "iub":
+        return np.ascontiguousarray(values.astype("<i8" if kind != "u" else "<u8")).tobytes()
+    if kind == "f":
+        return np.ascontiguousarray(values.astype("<f8")).tobytes()
+    # strings (nulls allowed): LE64 byte lengths (-1 for null) followed by the UTF-8 data
+    arr = pa.array(values, type=pa.large_string(), from_pandas=True)
+    lengths = pc.fill_null(pc.binary_length(arr), -1).to_numpy(zero_copy_only=False).astype("<i8")
+    offsets = np.frombuffer(arr.buffers()[1], dtype="<i8")[arr.offset: arr.offset + len(arr) + 1]
+    data = arr.buffers()[2]
+    payload = data.to_pybytes()[int(offsets[0]): int(offsets[-1])] if data is not None and len(arr) else b""
+    return lengths.tobytes() + payload
+
+
+def table_digest(frame: pd.DataFrame, key: Iterable[str] | None, exclude: Iterable[str] = ()) -> str:
+    """Digest over a canonical encoding of the rows sorted by ``key``.
+
+    Column-major: for each column in name order, uer(name) || uer(dtype class) || values.
+    Independent of the parquet writer and of the incoming row order. ``key=None`` means the
+    caller guarantees the frame is already in canonical order.
+    """
+    skip = set(exclude)
+    ordered = frame if key is None else frame.sort_values(list(key), kind="mergesort").reset_index(drop=True)
+    digest = hashlib.sha256()
+    digest.update(le64(len(ordered)))
+    for name in sorted(c for c in ordered.columns if c not in skip):
+        col = ordered[name]
+        digest.update(uer(name) + uer(col.dtype.kind if col.dtype.kind in "iubf" else "s"))
+        digest.update(_column_bytes(col))
+    return digest.hexdigest()

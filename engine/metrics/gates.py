@@ -1,0 +1,137 @@
+"""Per-run gates (METRICS.md §8) and the single-run verdict (§9, our Resolution).
+
+ONE table, ``GATES``, holds every hard (B) and stretch (B+) gate: its id, the dotted pack path
+it reads, the comparison and the threshold. Ceilings use ``<=``, floors ``>=`` (both inclusive),
+rails ``== True``. Values are compared unrounded; a missing or non-finite value FAILs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping
+
+from engine.metrics.pack import lookup
+
+HARD = "hard"
+STRETCH = "stretch"
+PASS, FAIL = "PASS", "FAIL"
+PASS_BPLUS, PASS_B, FAIL_REALISM = "PASS_BPLUS", "PASS_B", "FAIL_REALISM"
+INVALID_FOR_GRADING = "INVALID_FOR_GRADING"
+THRESHOLD_SET_NAMES = {HARD: "hard_B", STRETCH: "stretch_BPLUS"}
+
+
+@dataclass(frozen=True)
+class Gate:
+    gate_id: str
+    family: str            # "hard" (B) | "stretch" (B+)
+    metric: str            # dotted path into the metric pack
+    op: str                # "<=" | ">=" | "=="
+    threshold_key: str     # key in thresholds.hard_B / thresholds.stretch_BPLUS
+    threshold: float | bool
+
+
+GATES: tuple[Gate, ...] = (
+    Gate("3A-V01_s2_top1_median_multi_tz", HARD, "s2.top1_share_median_multi_tz", "<=",
+         "s2_top1_median_multi_tz_max", 0.85),
+    Gate("3A-V02_s2_share_top1_ge_099_multi_tz", HARD, "s2.share_top1_ge_099_multi_tz", "<=",
+         "s2_share_top1_ge_099_multi_tz_max", 0.20),
+    Gate("3A-V03_s4_escalated_multi_zone_rate", HARD, "s4.escalated_multi_zone_rate", ">=",
+         "s4_escalated_multi_zone_rate_min", 0.35),
+    Gate("3A-V04_s3_merchant_share_std_median", HARD, "s3.merchant_share_std_median", ">=",
+         "s3_merchant_share_std_median_min", 0.02),
+    Gate("3A-V05_s4_top1_share_median", HARD, "s4.top1_share_median", "<=",
+         "s4_top1_share_median_max", 0.90),
+    Gate("3A-V06_s4_top1_share_p75", HARD, "s4.top1_share_p75", "<=",
+         "s4_top1_share_p75_max", 0.97),
+    Gate("3A-V07_zone_alloc_top1_share_median", HARD, "zone_alloc.top1_share_median", "<=",
+         "zone_alloc_top1_share_median_max", 0.90),
+    Gate("3A-V08_s4_share_pairs_zones_ge_005_ge_2", HARD, "s4.share_pairs_zones_ge_005_ge_2", ">=",
+         "s4_share_pairs_zones_ge_005_ge_2_min", 0.20),
+    Gate("3A-VXX_s4_count_conservation", HARD, "s4.count_conservation_all_pairs", "==",
+         "s4_count_conservation", True),
+    Gate("3A-VXY_zone_alloc_count_conservation", HARD, "zone_alloc.count_conservation_all_pairs", "==",
+         "zone_alloc_count_conservation", True),
+    Gate("3A-S01_s2_top1_median_multi_tz", STRETCH, "s2.top1_share_median_multi_tz", "<=",
+         "s2_top1_median_multi_tz_max", 0.75),
+    Gate("3A-S02_s2_share_top1_ge_099_multi_tz", STRETCH, "s2.share_top1_ge_099_multi_tz", "<=",
+         "s2_share_top1_ge_099_multi_tz_max", 0.10),
+    Gate("3A-S03_s4_escalated_multi_zone_rate", STRETCH, "s4.escalated_multi_zone_rate", ">=",
+         "s4_escalated_multi_zone_rate_min", 0.55),
+    Gate("3A-S04_s3_merchant_share_std_median", STRETCH, "s3.merchant_share_std_median", ">=",
+         "s3_merchant_share_std_median_min", 0.04),
+    Gate("3A-S05_s4_top1_share_median", STRETCH, "s4.top1_share_median", "<=",
+         "s4_top1_share_median_max", 0.85),
+    Gate("3A-S06_zone_alloc_top1_share_median", STRETCH, "zone_alloc.top1_share_median", "<=",
+         "zone_alloc_top1_share_median_max", 0.85),
+    Gate("3A-S07_s1_escalation_curve_no_major_dips", STRETCH, "s1.zone_count_curve_major_dip_max_abs", "<=",
+         "s1_escalation_curve_major_dip_max_abs", 0.10),
+)
+GATE_BY_ID = {g.gate_id: g for g in GATES}
+
+
+def thresholds() -> dict:
+    """``{"hard_B": {threshold_key: value}, "stretch_BPLUS": {...}}`` (the §15 ``thresholds`` block)."""
+    out: dict[str, dict] = {name: {} for name in THRESHOLD_SET_NAMES.values()}
+    for gate in GATES:
+        out[THRESHOLD_SET_NAMES[gate.family]][gate.threshold_key] = gate.threshold
+    return out
+
+
+def gate_passes(op: str, value, threshold) -> bool:
+    """One comparison; fails closed on a missing, non-numeric or non-finite value."""
+    if op == "==":
+        return isinstance(value, bool) and value is bool(threshold)
+    if value is None or isinstance(value, bool):
+        return False
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return False
+    if not math.isfinite(x):
+        return False
+    if op == "<=":
+        return x <= float(threshold)
+    if op == ">=":
+        return x >= float(threshold)
+    raise ValueError(f"unknown gate operator {op!r}")
+
+
+def _native(value):
+    """numpy scalars -> Python scalars so the gate table is JSON-native."""
+    if hasattr(value, "item") and not isinstance(value, (list, dict)):
+        return value.item()
+    return value
+
+
+def evaluate_gates(pack: Mapping) -> dict:
+    """``{"hard": {gate_id: {metric, value, threshold, op, status}}, "stretch": {...}}``."""
+    out: dict[str, dict] = {HARD: {}, STRETCH: {}}
+    for gate in GATES:
+        value = _native(lookup(pack, gate.metric))
+        out[gate.family][gate.gate_id] = {
+            "metric": gate.metric,
+            "value": value,
+            "threshold": gate.threshold,
+            "op": gate.op,
+            "status": PASS if gate_passes(gate.op, value, gate.threshold) else FAIL,
+        }
+    return out
+
+
+def family_passes(gates: Mapping, family: str) -> bool:
+    """Every gate of the family PASSes (an empty or absent family does not pass)."""
+    block = gates.get(family) or {}
+    return bool(block) and all(g.get("status") == PASS for g in block.values())
+
+
+def failing_gates(gates: Mapping, family: str) -> list[str]:
+    return sorted(gid for gid, g in (gates.get(family) or {}).items() if g.get("status") != PASS)
+
+
+def run_verdict(gates: Mapping) -> str:
+    """Resolution: PASS_BPLUS needs all hard AND all stretch; PASS_B all hard; else FAIL_REALISM."""
+    hard_ok = family_passes(gates, HARD)
+    if hard_ok and family_passes(gates, STRETCH):
+        return PASS_BPLUS
+    return PASS_B if hard_ok else FAIL_REALISM

@@ -1,0 +1,116 @@
+"""Authoring rules for the baseline policies, and the authoring realism floors (a veto).
+
+Alphas: for country c with zones Z(c) (K zones) and city population pop(c,z) (total P):
+  smoothing mass sigma(c) = SMOOTH_FRACTION * P / K + SMOOTH_FLOOR          (people per zone)
+  share s(c,z)            = (pop(c,z) + sigma) / (P + K * sigma)           (uniform when P = 0)
+  concentration A(c)      = clamp(A_PER_SQRT_ZONE * sqrt(K), A_MIN, A_MAX)  (the A(c) law)
+  alpha(c,z)              = max(round(A(c) * s(c,z), 6), 1e-6)
+Floors (zone presence): a zone with city population anywhere gets floor_value FLOOR_PRESENT and an
+unconditional bump_threshold 0; a zone without any city gets FLOOR_ABSENT gated at 0.6 (floor
+only if dominant). The mixture policy is the shipped ladder with every extension block disabled.
+
+Realism floors (vetoes for every candidate): each country's effective alpha sum lies in
+[ALPHA_SUM_MIN, ALPHA_SUM_MAX]; among the large multi-zone countries (K >= LARGE_K) at least
+NONUNIFORM_MIN_SHARE are non-uniform by the guide's test: total-variation distance of the
+effective shares from uniform >= NONUNIFORM_TV.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import yaml
+
+SMOOTH_FRACTION = 0.002
+SMOOTH_FLOOR = 1000.0
+A_PER_SQRT_ZONE = 20.0
+A_MIN, A_MAX = 15.0, 160.0
+FLOOR_PRESENT, FLOOR_ABSENT = 0.10, 0.05
+ALPHA_SUM_MIN, ALPHA_SUM_MAX = 15.0, 160.0
+LARGE_K = 4
+NONUNIFORM_TV = 0.05
+NONUNIFORM_MIN_SHARE = 0.70
+VERSION = "v1.0.0"
+
+BASE_RULES = [
+    {"metric": "site_count_lt", "threshold": 3, "decision_reason": "below_min_sites"},
+    {"metric": "zone_count_country_le", "threshold": 1, "decision_reason": "forced_monolithic"},
+    {"metric": "zone_count_country_ge", "threshold": 4, "decision_reason": "forced_escalation"},
+    {"metric": "site_count_ge", "threshold": 35, "decision_reason": "forced_escalation"},
+]
+
+
+def dump_yaml(doc: dict) -> bytes:
+    """The one serialisation of policy documents: deterministic, key order as built."""
+    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, allow_unicode=False).encode("utf-8")
+
+
+def concentration(k: int) -> float:
+    return min(max(A_PER_SQRT_ZONE * math.sqrt(k), A_MIN), A_MAX)
+
+
+def author_alphas(population: pd.DataFrame) -> dict:
+    countries: dict = {}
+    for iso, grp in population.groupby("country_iso", sort=True):
+        pop = grp["population"].to_numpy(dtype=np.float64)
+        k = len(pop)
+        sigma = SMOOTH_FRACTION * pop.sum() / k + SMOOTH_FLOOR
+        share = (pop + sigma) / (pop.sum() + k * sigma)
+        a = concentration(k)
+        entries = [{"tzid": tz, "alpha": max(round(float(a * s), 6), 1e-6)} for tz, s in zip(grp["tzid"], share)]
+        block = {"tzid_alphas": entries}
+        if pop.sum() == 0:
+            block["notes"] = "mass_basis=smoothing_only"
+        countries[iso] = block
+    return {"version": VERSION, "countries": countries}
+
+
+def author_floors(population: pd.DataFrame) -> dict:
+    present = population.groupby("tzid")["population"].sum()
+    floors = [{"tzid": tz, "floor_value": FLOOR_PRESENT if present[tz] > 0 else FLOOR_ABSENT,
+               "bump_threshold": 0.0 if present[tz] > 0 else 0.6} for tz in sorted(present.index)]
+    return {"version": VERSION, "floors": floors}
+
+
+def author_mixture() -> dict:
+    return {
+        "policy_id": "zone_mixture_policy_3A", "version": VERSION, "theta_mix": 0.35,
+        "rules": [dict(r) for r in BASE_RULES],
+        "s1_smoothing": {"enabled": False, "zone_count_min": 5, "zone_count_max": 16,
+                         "zone_escalation_prob_min": 0.08, "zone_escalation_prob_max": 0.5,
+                         "site_count_slope": 0.2, "site_count_cap": 0.22},
+        "s3_dispersion": {"enabled": False, "concentration_scale": 1.0, "alpha_temperature": 1.0,
+                          "merchant_jitter": 0.0, "merchant_jitter_clip": 0.0, "alpha_floor": 1.0e-6},
+        "s4_safeguards": {"enabled": False, "site_threshold": 10, "min_second_zone_share": 0.0,
+                          "max_forced_zones": 0, "stochastic_rounding": False},
+    }
+
+
+def author_policies(population: pd.DataFrame) -> dict[str, bytes]:
+    """policy id -> file bytes; byte-identical on every run for the same world."""
+    return {"country_zone_alphas": dump_yaml(author_alphas(population)),
+            "zone_floor_policy": dump_yaml(author_floors(population)),
+            "zone_mixture_policy": dump_yaml(author_mixture())}
+
+
+def realism_floors(s2: pd.DataFrame) -> dict:
+    """Authoring realism floors over an S2 table (country_iso, share_effective, alpha_effective)."""
+    g = s2.groupby("country_iso", sort=True)
+    sums = g["alpha_effective"].sum()
+    k = g.size()
+    tv = s2.assign(k=s2["country_iso"].map(k)).eval("abs(share_effective - 1.0 / k)").groupby(
+        s2["country_iso"]).sum() / 2.0
+    large = k[k >= LARGE_K].index
+    nonuniform = float((tv.loc[large] >= NONUNIFORM_TV).mean()) if len(large) else 1.0
+    reasons = []
+    low, high = sums[sums < ALPHA_SUM_MIN], sums[sums > ALPHA_SUM_MAX]
+    if len(low):
+        reasons.append(f"alpha sum below {ALPHA_SUM_MIN} in {len(low)} countries (e.g. {low.index[0]})")
+    if len(high):
+        reasons.append(f"alpha sum above {ALPHA_SUM_MAX} in {len(high)} countries (e.g. {high.index[0]})")
+    if nonuniform < NONUNIFORM_MIN_SHARE:
+        reasons.append(f"only {nonuniform:.1%} of large multi-zone countries non-uniform (< {NONUNIFORM_MIN_SHARE:.0%})")
+    return {"passed": not reasons, "reasons": reasons, "alpha_sum_min": float(sums.min()),
+            "alpha_sum_max": float(sums.max()), "nonuniform_share": nonuniform, "large_countries": len(large)}

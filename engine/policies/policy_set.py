@@ -1,0 +1,179 @@
+"""PolicySet: the raw bytes of each sealed policy, their parsed documents and their digests.
+
+Candidates are real policy files: a PolicySet is built from bytes (a directory or a mapping),
+and its digests are SHA-256 of those bytes. ``parameter_hash`` follows DESIGN §8.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import jsonschema
+import yaml
+
+from engine.errors import E_POLICY_MISSING, E_POLICY_SANITY, E_POLICY_SCHEMA, E_POLICY_YAML, EngineError
+from engine.hashing import canonical_json, parameter_hash, sha256_hex
+from engine.policies.schemas import SCHEMAS
+
+POLICY_IDS = ("country_zone_alphas", "zone_floor_policy", "zone_mixture_policy")
+OPTIONAL_POLICY_IDS = ("day_effect_policy",)
+_VALIDATORS = {pid: jsonschema.Draft202012Validator(schema) for pid, schema in SCHEMAS.items()}
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+PLACEHOLDERS = {"", "tbd", "todo", "null", "unknown", "none"}
+
+S1_SMOOTHING_OFF = {"enabled": False, "zone_count_min": 5, "zone_count_max": 16, "zone_escalation_prob_min": 0.08,
+                    "zone_escalation_prob_max": 0.5, "site_count_slope": 0.2, "site_count_cap": 0.22}
+S3_DISPERSION_OFF = {"enabled": False, "concentration_scale": 1.0, "alpha_temperature": 1.0,
+                     "merchant_jitter": 0.0, "merchant_jitter_clip": 0.0, "alpha_floor": 1e-6}
+S4_SAFEGUARDS_OFF = {"enabled": False, "site_threshold": 10, "min_second_zone_share": 0.0, "max_forced_zones": 0,
+                     "stochastic_rounding": False}
+
+
+def parse_policy(policy_id: str, raw: bytes, source: str) -> dict:
+    """YAML -> document, schema-checked, with the sanity checks beyond the schema."""
+    try:
+        doc = yaml.load(raw.decode("utf-8"), Loader=_LOADER)
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise EngineError(E_POLICY_YAML, f"{source}: malformed YAML ({first})") from None
+    error = jsonschema.exceptions.best_match(_VALIDATORS[policy_id].iter_errors(doc))
+    if error is not None:
+        exc = error
+        where = "/".join(str(p) for p in exc.absolute_path) or "(top level)"
+        raise EngineError(E_POLICY_SCHEMA, f"{source}: {where}: {exc.message}") from None
+    version = str(doc.get("version", ""))
+    if version.strip().lower() in PLACEHOLDERS or "{" in version or "}" in version:
+        raise EngineError(E_POLICY_SCHEMA, f"{source}: version {version!r} is a placeholder")
+    if policy_id == "zone_mixture_policy":
+        _check_mixture(doc, source)
+    if policy_id == "country_zone_alphas":
+        for iso, block in doc["countries"].items():
+            tzids = [e["tzid"] for e in block["tzid_alphas"]]
+            if len(set(tzids)) != len(tzids):
+                raise EngineError(E_POLICY_SCHEMA, f"{source}: country {iso} lists a tzid twice")
+    if policy_id == "zone_floor_policy":
+        tzids = [f["tzid"] for f in doc["floors"]]
+        if len(set(tzids)) != len(tzids):
+            raise EngineError(E_POLICY_SCHEMA, f"{source}: floors list a tzid twice")
+    return doc
+
+
+def _check_mixture(doc: dict, source: str) -> None:
+    def fail(msg: str) -> None:
+        raise EngineError(E_POLICY_SANITY, f"{source}: {msg}")
+
+    if not 0.10 <= doc["theta_mix"] <= 0.70:
+        fail(f"theta_mix {doc['theta_mix']} outside [0.10, 0.70]")
+    rules = doc["rules"]
+    if len(rules) < 3:
+        fail("the rule ladder needs at least 3 rules")
+    by_metric: dict[str, list[dict]] = {}
+    for rule in rules:
+        by_metric.setdefault(rule["metric"], []).append(rule)
+    if not any(2 <= r["threshold"] <= 10 for r in by_metric.get("site_count_lt", [])):
+        fail("a site_count_lt rule with threshold in [2, 10] is required")
+    if not any(r["threshold"] == 1 for r in by_metric.get("zone_count_country_le", [])):
+        fail("a zone_count_country_le rule with threshold 1 is required")
+    for r in by_metric.get("zone_count_country_ge", []):
+        if not 3 <= r["threshold"] <= 12:
+            fail(f"zone_count_country_ge threshold {r['threshold']} outside [3, 12]")
+    for r in by_metric.get("site_count_ge", []):
+        if not 20 <= r["threshold"] <= 200:
+            fail(f"site_count_ge threshold {r['threshold']} outside [20, 200]")
+    if not any(r["decision_reason"] == "forced_escalation" and r["metric"] in ("site_count_ge", "zone_count_country_ge")
+               for r in rules):
+        fail("at least one forced_escalation rule on site_count_ge or zone_count_country_ge is required")
+    sm = doc.get("s1_smoothing")
+    if sm:
+        if sm["zone_count_max"] <= sm["zone_count_min"]:
+            fail("s1_smoothing.zone_count_max must exceed zone_count_min")
+        if sm["zone_escalation_prob_max"] < sm["zone_escalation_prob_min"]:
+            fail("s1_smoothing.zone_escalation_prob_max must be >= zone_escalation_prob_min")
+        if sm["site_count_cap"] < sm["site_count_slope"]:
+            fail("s1_smoothing.site_count_cap must be >= site_count_slope")
+    disp = doc.get("s3_dispersion")
+    if disp and disp["merchant_jitter_clip"] + 1e-12 < disp["merchant_jitter"]:
+        fail("s3_dispersion.merchant_jitter_clip must be >= merchant_jitter")
+
+
+@dataclass(frozen=True)
+class PolicySet:
+    """Raw bytes per policy id (three required, day_effect_policy optional)."""
+
+    raw: Mapping[str, bytes]
+    source: str = "<memory>"
+
+    def __post_init__(self) -> None:
+        missing = [p for p in POLICY_IDS if p not in self.raw]
+        if missing:
+            raise EngineError(E_POLICY_MISSING, f"{self.source}: policy set lacks {', '.join(missing)}")
+        unknown = sorted(set(self.raw) - set(POLICY_IDS) - set(OPTIONAL_POLICY_IDS))
+        if unknown:
+            raise EngineError(E_POLICY_MISSING, f"{self.source}: unknown policy id {unknown[0]!r}")
+        # parse eagerly: a bad file never reaches a state
+        docs = {pid: parse_policy(pid, data, f"{self.source}/{pid}.yaml") for pid, data in self.raw.items()}
+        object.__setattr__(self, "_docs", docs)
+
+    @classmethod
+    def from_dir(cls, directory: str | Path) -> "PolicySet":
+        d = Path(directory)
+        if not d.is_dir():
+            raise EngineError(E_POLICY_MISSING, f"{d}: policy directory not found")
+        raw = {}
+        for pid in POLICY_IDS + OPTIONAL_POLICY_IDS:
+            path = d / f"{pid}.yaml"
+            if path.exists():
+                raw[pid] = path.read_bytes()
+            elif pid in POLICY_IDS:
+                raise EngineError(E_POLICY_MISSING, f"{path}: required policy file not found")
+        return cls(raw, str(d))
+
+    def replace(self, **files: bytes) -> "PolicySet":
+        merged = dict(self.raw)
+        merged.update(files)
+        return PolicySet(merged, f"{self.source}+candidate")
+
+    def doc(self, policy_id: str) -> dict:
+        return self._docs[policy_id]
+
+    @functools.cached_property
+    def digests(self) -> dict[str, str]:
+        return {pid: sha256_hex(data) for pid, data in sorted(self.raw.items())}
+
+    @functools.cached_property
+    def parameter_hash(self) -> str:
+        return parameter_hash(self.digests)
+
+    def version(self, policy_id: str) -> str:
+        return str(self.doc(policy_id)["version"])
+
+    def section(self, policy_id: str, key: str, default: dict | None = None) -> dict:
+        """A block of a policy, with the disabled default where the policy omits it."""
+        value = self.doc(policy_id).get(key)
+        return dict(value) if value is not None else dict(default or {})
+
+    def section_digest(self, policy_id: str, *keys: str) -> str:
+        """Digest of just the parts of a policy a state reads (the cache key of the rerun matrix)."""
+        doc = self.doc(policy_id)
+        return sha256_hex(canonical_json({k: doc.get(k) for k in keys}))
+
+    def write(self, directory: str | Path) -> None:
+        """Write each policy's exact bytes, atomically per file."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        for pid, data in self.raw.items():
+            fd, tmp = tempfile.mkstemp(dir=d, prefix=f".{pid}.", suffix=".tmp")
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, d / f"{pid}.yaml")
+
+    def __hash__(self) -> int:
+        return hash(self.parameter_hash)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PolicySet) and other.parameter_hash == self.parameter_hash

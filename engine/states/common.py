@@ -1,0 +1,75 @@
+"""Helpers shared by the states: zone blocks per country, escalated pair layout."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+PAIR_KEY = ["merchant_id", "legal_country_iso"]
+ZONE_KEY = ["merchant_id", "legal_country_iso", "tzid"]
+
+
+@dataclass(frozen=True)
+class ZoneLayout:
+    """Row layout of D_esc x Z_ord(c): one row per (escalated pair, zone), pairs in key order."""
+
+    pair_merchant: np.ndarray   # (P,) uint64
+    pair_country: np.ndarray    # (P,) object
+    pair_sites: np.ndarray      # (P,) int64
+    pair_k: np.ndarray          # (P,) int64  K(c)
+    pair_start: np.ndarray      # (P,) int64  first row of the pair
+    row_pair: np.ndarray        # (R,) int64  pair index of each row
+    row_zone_pos: np.ndarray    # (R,) int64  position of the zone in Z_ord(c)
+    row_prior: np.ndarray       # (R,) int64  row index into the S2 table
+    row_tzid: np.ndarray        # (R,) object
+
+    @property
+    def rows(self) -> int:
+        return len(self.row_pair)
+
+
+def zone_layout(s1: pd.DataFrame, s2: pd.DataFrame) -> ZoneLayout:
+    """Lay out escalated pairs over their country's zones, in (merchant, country, tzid) order.
+
+    ``s2`` must be sorted by (country_iso, tzid); an escalated country absent from ``s2`` is the
+    caller's error to raise (see ``missing_prior_countries``).
+    """
+    esc = s1.loc[s1["is_escalated"].to_numpy(dtype=bool)]
+    countries = s2["country_iso"].to_numpy(dtype=object)
+    uniq, first, counts = np.unique(countries, return_index=True, return_counts=True)
+    pair_country = esc["legal_country_iso"].to_numpy(dtype=object)
+    idx = np.searchsorted(uniq, pair_country)
+    k = counts[idx].astype(np.int64)
+    start_prior = first[idx].astype(np.int64)
+    total = int(k.sum())
+    pair_start = np.cumsum(k) - k
+    row_pair = np.repeat(np.arange(len(k), dtype=np.int64), k)
+    row_zone_pos = np.arange(total, dtype=np.int64) - np.repeat(pair_start, k)
+    row_prior = np.repeat(start_prior, k) + row_zone_pos
+    return ZoneLayout(
+        pair_merchant=esc["merchant_id"].to_numpy(dtype=np.uint64),
+        pair_country=pair_country,
+        pair_sites=esc["site_count"].to_numpy(dtype=np.int64),
+        pair_k=k, pair_start=pair_start, row_pair=row_pair, row_zone_pos=row_zone_pos,
+        row_prior=row_prior, row_tzid=s2["tzid"].to_numpy(dtype=object)[row_prior],
+    )
+
+
+def missing_prior_countries(s1: pd.DataFrame, s2: pd.DataFrame) -> list[str]:
+    esc_countries = set(s1.loc[s1["is_escalated"], "legal_country_iso"])
+    return sorted(esc_countries - set(s2["country_iso"]))
+
+
+def group_sum(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Sum of consecutive row groups beginning at ``starts`` (all groups non-empty)."""
+    if len(starts) == 0:
+        return np.zeros(0, dtype=values.dtype)
+    return np.add.reduceat(values, starts)
+
+
+def group_max(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    if len(starts) == 0:
+        return np.zeros(0, dtype=values.dtype)
+    return np.maximum.reduceat(values, starts)

@@ -1,0 +1,68 @@
+"""Column orders of the published tables and the constant lineage columns attached to them.
+
+States compute lineage-free *core* tables (so the rerun-matrix cache can reuse them across
+candidates); the chain attaches the run's lineage here, cheaply, before S5 digests anything.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+COLUMNS = {
+    "s1": ["seed", "manifest_fingerprint", "merchant_id", "legal_country_iso", "site_count", "zone_count_country",
+           "is_escalated", "decision_reason", "mixture_policy_id", "mixture_policy_version", "theta_digest",
+           "eligible_for_escalation", "dominant_zone_share_bucket", "notes"],
+    "s2": ["parameter_hash", "country_iso", "tzid", "alpha_raw", "alpha_effective", "alpha_sum_country",
+           "prior_pack_id", "prior_pack_version", "floor_policy_id", "floor_policy_version", "floor_applied",
+           "bump_applied", "share_effective", "notes"],
+    "s3": ["seed", "manifest_fingerprint", "merchant_id", "legal_country_iso", "tzid", "share_drawn",
+           "share_sum_country", "alpha_sum_country", "prior_pack_id", "prior_pack_version", "floor_policy_id",
+           "floor_policy_version", "rng_module", "rng_substream_label", "rng_stream_id", "rng_event_id", "notes"],
+    "s4": ["seed", "manifest_fingerprint", "merchant_id", "legal_country_iso", "tzid", "zone_site_count",
+           "zone_site_count_sum", "share_sum_country", "fractional_target", "residual_rank", "prior_pack_id",
+           "prior_pack_version", "floor_policy_id", "floor_policy_version", "alpha_sum_country", "notes"],
+    "zone_alloc": ["seed", "manifest_fingerprint", "merchant_id", "legal_country_iso", "tzid", "zone_site_count",
+                   "zone_site_count_sum", "site_count", "prior_pack_id", "prior_pack_version", "floor_policy_id",
+                   "floor_policy_version", "mixture_policy_id", "mixture_policy_version", "day_effect_policy_id",
+                   "day_effect_policy_version", "routing_universe_hash", "alpha_sum_country", "notes"],
+}
+
+
+def lineage_values(identity: dict, policies) -> dict:
+    """The constant columns of a run, from its identity and its sealed policy set."""
+    has_day = "day_effect_policy" in policies.raw
+    return {
+        "seed": identity["seed"],
+        "manifest_fingerprint": identity["manifest_fingerprint"],
+        "parameter_hash": identity["parameter_hash"],
+        "mixture_policy_id": policies.doc("zone_mixture_policy")["policy_id"],
+        "mixture_policy_version": policies.version("zone_mixture_policy"),
+        "theta_digest": policies.digests["zone_mixture_policy"],
+        "prior_pack_id": "country_zone_alphas",
+        "prior_pack_version": policies.version("country_zone_alphas"),
+        "floor_policy_id": "zone_floor_policy",
+        "floor_policy_version": policies.version("zone_floor_policy"),
+        "day_effect_policy_id": "day_effect_policy" if has_day else None,
+        "day_effect_policy_version": policies.version("day_effect_policy") if has_day else None,
+        "rng_module": "3A.S3",
+        "rng_substream_label": "zone_dirichlet",
+        "rng_event_id": None,
+        "notes": None,
+    }
+
+
+def with_lineage(core: pd.DataFrame, table: str, values: dict, extra: dict | None = None) -> pd.DataFrame:
+    """Attach constant columns and return the table in its published column order."""
+    data = {}
+    n = len(core)
+    for col in COLUMNS[table]:
+        if extra and col in extra:
+            data[col] = extra[col]
+        elif col in core.columns:
+            data[col] = core[col].to_numpy()
+        elif col == "seed":
+            data[col] = np.full(n, values["seed"], dtype=np.uint64)
+        else:
+            data[col] = np.full(n, values[col], dtype=object)
+    return pd.DataFrame(data, columns=COLUMNS[table])

@@ -1,0 +1,93 @@
+"""S3: dispersion transform + keyed Dirichlet draw -> s3_zone_shares and RNG evidence.
+
+RNG law (DESIGN §4/§8): the substream of a pair is keyed by (rng master, "zone_dirichlet",
+merchant_id, country); the zone's position in Z_ord(c) is the counter; one uniform per
+component feeds an inverse-CDF gamma. The merchant jitter uses its own stream
+("s3_jitter", counter 0). No draw depends on the policy or on which other pairs exist.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from engine.errors import EngineError
+from engine.gamma import dirichlet_from_uniforms
+from engine.rng import pair_keys, stream_ids, uniforms
+from engine.states.common import ZoneLayout, group_sum
+
+STREAM = "zone_dirichlet"
+JITTER_STREAM = "s3_jitter"
+SUM_TOL = 1e-12
+
+
+def dispersed_alphas(layout: ZoneLayout, alpha: np.ndarray, alpha_sum: np.ndarray, disp: dict,
+                     jitter_u: np.ndarray) -> np.ndarray:
+    """Per-row alpha' after the s3_dispersion transform (identity when disabled)."""
+    if not disp.get("enabled"):
+        return alpha.copy()
+    starts, sizes = layout.pair_start, layout.pair_k
+    s = alpha / alpha_sum
+    temp = float(disp["alpha_temperature"])
+    if abs(temp - 1.0) > 1e-12:
+        s = np.maximum(s, 1e-15) ** temp
+        s = s / np.repeat(group_sum(s, starts), sizes)
+    mj, clip = float(disp["merchant_jitter"]), float(disp["merchant_jitter_clip"])
+    jitter = np.clip((2.0 * jitter_u - 1.0) * mj, -clip, clip)
+    floor = float(disp["alpha_floor"])
+    a_pair = alpha_sum[starts]
+    scale = np.maximum(float(disp["concentration_scale"]) * (1.0 + jitter), floor * sizes / a_pair)
+    target = np.repeat(a_pair * scale, sizes)
+    r = s * target
+    for _ in range(2):
+        r = np.maximum(r, floor)
+        r = r * (target / np.repeat(group_sum(r, starts), sizes))
+    total = np.repeat(group_sum(r, starts), sizes)
+    if np.abs(total - target).max(initial=0.0) > 1e-9:
+        r = r * (target / total)
+        if np.abs(np.repeat(group_sum(r, starts), sizes) - target).max(initial=0.0) > 1e-7:
+            raise EngineError("E3A_S3_012_INFRASTRUCTURE_IO_ERROR", "dispersion transform did not converge")
+    return r
+
+
+def draw_shares(layout: ZoneLayout, s2: pd.DataFrame, disp: dict, master: bytes) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Core S3 share rows and one RNG event per escalated pair."""
+    alpha = s2["alpha_effective"].to_numpy(dtype=np.float64)[layout.row_prior]
+    alpha_sum = s2["alpha_sum_country"].to_numpy(dtype=np.float64)[layout.row_prior]
+    if not (np.isfinite(alpha).all() and (alpha > 0).all()):
+        raise EngineError("E3A_S3_006_DIRICHLET_ALPHA_MISMATCH", "alpha_values_mismatch: non-positive alpha")
+    merchants = layout.pair_merchant.tolist()
+    countries = layout.pair_country.tolist()
+    keys = pair_keys(master, STREAM, merchants, countries)
+    if disp.get("enabled") and float(disp.get("merchant_jitter", 0.0)) > 0:
+        jkeys = pair_keys(master, JITTER_STREAM, merchants, countries)
+        jitter_u = uniforms(jkeys, np.zeros(len(merchants), dtype=np.uint64))
+    else:
+        jitter_u = np.full(len(merchants), 0.5)
+    alpha_prime = dispersed_alphas(layout, alpha, alpha_sum, disp, jitter_u)
+    u = uniforms(keys[layout.row_pair], layout.row_zone_pos.astype(np.uint64))
+    share = dirichlet_from_uniforms(u, alpha_prime, layout.pair_start)
+    share_sum = group_sum(share, layout.pair_start)
+    if not np.isfinite(share).all() or np.abs(share_sum - 1.0).max(initial=0.0) > SUM_TOL:
+        raise EngineError("E3A_S3_010_OUTPUT_INCONSISTENT", "share_sum_mismatch")
+    a_sum_pair = group_sum(alpha_prime, layout.pair_start)
+    sids = np.asarray(stream_ids(keys), dtype=object)
+    shares = pd.DataFrame({
+        "merchant_id": layout.pair_merchant[layout.row_pair],
+        "legal_country_iso": layout.pair_country[layout.row_pair],
+        "tzid": layout.row_tzid,
+        "share_drawn": share,
+        "share_sum_country": share_sum[layout.row_pair],
+        "alpha_sum_country": a_sum_pair[layout.row_pair],
+        "rng_stream_id": sids[layout.row_pair],
+    })
+    k = layout.pair_k
+    events = pd.DataFrame({
+        "merchant_id": layout.pair_merchant, "country_iso": layout.pair_country, "rng_stream_id": sids,
+        "zone_count": k, "rng_counter_before": np.zeros(len(k), dtype=np.int64), "rng_counter_after": k,
+        "blocks": k, "draws": k,
+        "alpha_sum_country": a_sum_pair,
+        "alpha_min": np.minimum.reduceat(alpha_prime, layout.pair_start) if len(k) else np.zeros(0),
+        "alpha_max": np.maximum.reduceat(alpha_prime, layout.pair_start) if len(k) else np.zeros(0),
+    })
+    return shares, events

@@ -1,0 +1,101 @@
+"""S4: integer zone counts by largest remainder (deterministic tie-break), plus the P3 safeguards.
+
+Base law (spec S3-S5 §2.4): T = N*share, b = floor(T), r = T - b, R = N - sum(b); zones ranked by
+(-r, tzid) get b+1 for the first R. Safeguards (``s4_safeguards``, disabled in the baseline):
+- ``stochastic_rounding``: the R extra sites go by systematic sampling of the residuals with one
+  keyed uniform per pair (stream "s4_rounding"): zone j gets +1 iff floor(C_j + u) > floor(C_{j-1} + u)
+  with C the running sum of residuals in Z_ord order; exactly R extras, E[extra_j] = r_j.
+- ``min_second_zone_share`` for pairs with N >= ``site_threshold``: the zones ranked 2..1+``max_forced_zones``
+  by drawn share each hold at least ceil(min_second_zone_share * N) sites, moved from the top zone
+  while the top zone keeps at least that many. Counts are conserved exactly in every case.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from engine.errors import EngineError
+from engine.rng import pair_keys, uniforms
+from engine.states.common import ZoneLayout, group_sum
+
+ROUNDING_STREAM = "s4_rounding"
+
+
+def _within_rank(order: np.ndarray, row_pair: np.ndarray, pair_start: np.ndarray) -> np.ndarray:
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order), dtype=np.int64) - pair_start[row_pair[order]]
+    return rank
+
+
+def integerise(layout: ZoneLayout, shares: np.ndarray, safeguards: dict, master: bytes) -> tuple[pd.DataFrame, dict]:
+    n_row = layout.pair_sites[layout.row_pair].astype(np.float64)
+    target = n_row * shares
+    base = np.floor(target)
+    resid = target - base
+    if (resid < 0).any() or (resid >= 1).any():
+        raise EngineError("E3A_S4_007_OUTPUT_INCONSISTENT", "integerisation_mismatch")
+    remainder = layout.pair_sites - group_sum(base, layout.pair_start).astype(np.int64)
+    if (remainder < 0).any() or (remainder > layout.pair_k).any():
+        raise EngineError("E3A_S4_005_COUNT_CONSERVATION_BROKEN", "remainder outside [0, K]")
+    # residual rank: (-r, tzid); rows of a pair are already tzid-ascending, so a stable sort suffices
+    order = np.lexsort((layout.row_zone_pos, -resid, layout.row_pair))
+    rank = _within_rank(order, layout.row_pair, layout.pair_start)
+    enabled = bool(safeguards.get("enabled"))
+    counters = {"pairs_safeguard_adjusted": 0, "sites_moved": 0, "stochastic_rounding": False}
+    if enabled and safeguards.get("stochastic_rounding"):
+        keys = pair_keys(master, ROUNDING_STREAM, layout.pair_merchant.tolist(), layout.pair_country.tolist())
+        u = uniforms(keys, np.zeros(len(keys), dtype=np.uint64))[layout.row_pair]
+        cum = np.cumsum(resid)
+        offset = np.repeat(cum[layout.pair_start] - resid[layout.pair_start], layout.pair_k)
+        c_hi = cum - offset
+        c_lo = c_hi - resid
+        extra = (np.floor(c_hi + u + 1e-9) - np.floor(c_lo + u + 1e-9)).astype(np.int64)
+        counts = base.astype(np.int64) + extra
+        counters["stochastic_rounding"] = True
+        gap = layout.pair_sites - group_sum(counts, layout.pair_start)
+        if gap.any():  # float edge of the running sum: those pairs fall back to largest remainder
+            bad = (gap != 0)[layout.row_pair]
+            counts[bad] = base[bad].astype(np.int64) + (rank[bad] < remainder[layout.row_pair][bad])
+    else:
+        counts = base.astype(np.int64) + (rank < remainder[layout.row_pair]).astype(np.int64)
+    if enabled and safeguards.get("min_second_zone_share", 0) > 0 and safeguards.get("max_forced_zones", 0) > 0:
+        moved = _force_second_zones(layout, shares, counts, safeguards)
+        counters.update(moved)
+    if (counts < 0).any() or (group_sum(counts, layout.pair_start) != layout.pair_sites).any():
+        raise EngineError("E3A_S4_005_COUNT_CONSERVATION_BROKEN", "zone counts do not sum to site_count")
+    frame = pd.DataFrame({
+        "merchant_id": layout.pair_merchant[layout.row_pair],
+        "legal_country_iso": layout.pair_country[layout.row_pair],
+        "tzid": layout.row_tzid,
+        "zone_site_count": counts,
+        "zone_site_count_sum": layout.pair_sites[layout.row_pair],
+        "fractional_target": target,
+        "residual_rank": rank + 1,
+    })
+    return frame, counters
+
+
+def _force_second_zones(layout: ZoneLayout, shares: np.ndarray, counts: np.ndarray, sg: dict) -> dict:
+    eligible_pair = (layout.pair_sites >= int(sg["site_threshold"])) & (layout.pair_k >= 2)
+    need = np.ceil(float(sg["min_second_zone_share"]) * layout.pair_sites).astype(np.int64)
+    by_share = np.lexsort((layout.row_zone_pos, -shares, layout.row_pair))
+    share_rank = _within_rank(by_share, layout.row_pair, layout.pair_start)
+    top_row = np.full(len(layout.pair_k), -1, dtype=np.int64)
+    top_row[layout.row_pair[share_rank == 0]] = np.flatnonzero(share_rank == 0)
+    adjusted = np.zeros(len(layout.pair_k), dtype=bool)
+    moved_total = 0
+    for k in range(1, int(sg["max_forced_zones"]) + 1):
+        rows = np.flatnonzero((share_rank == k) & eligible_pair[layout.row_pair])
+        if not len(rows):
+            break
+        pairs = layout.row_pair[rows]
+        tops = top_row[pairs]
+        deficit = np.maximum(need[pairs] - counts[rows], 0)
+        available = np.maximum(counts[tops] - need[pairs], 0)
+        move = np.minimum(deficit, available)
+        counts[rows] += move
+        counts[tops] -= move
+        adjusted[pairs[move > 0]] = True
+        moved_total += int(move.sum())
+    return {"pairs_safeguard_adjusted": int(adjusted.sum()), "sites_moved": moved_total}

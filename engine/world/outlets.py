@@ -1,0 +1,136 @@
+"""Seeded synthetic outlet catalogue (what segment 1A would hand us), and its validation.
+
+Every random quantity is a keyed uniform (engine.rng) on a per-merchant substream, so a
+merchant's countries and outlets depend only on (seed, merchant index): the catalogue of a
+world with 100x the merchants contains the default catalogue as its first merchants.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.special import ndtri
+
+from engine.errors import E_WORLD_INPUT, EngineError
+from engine.hashing import le64, sha256, uer
+from engine.rng import pair_keys, uniforms
+
+MERCHANTS_DEFAULT = 2000
+MERCHANT_ID_BASE = 100_000
+COUNTRY_WEIGHT_POWER = 0.8          # population-weighted country choice, flattened a little
+COUNTRY_WEIGHT_FLOOR = 50_000       # every country of the universe can be chosen
+EXTRA_COUNTRY_P = 0.18              # P(merchant trades in more than one country)
+EXTRA_COUNTRY_CONT = 0.40           # P(one more country | already extra)
+MAX_COUNTRIES = 8
+SITE_LOG_MEDIAN = np.log(6.0)       # lognormal body of outlets per merchant x country
+SITE_LOG_SIGMA = 1.0
+CHAIN_P = 0.006                     # share of merchants that are large chains
+CHAIN_SCALE = 300.0                 # chains: Pareto(scale, shape) outlets in each country
+CHAIN_SHAPE = 1.2
+CHAIN_CAP = 2500.0                  # largest chain presence in one country
+CANDIDATE_DRAWS = 24                # country candidates drawn per merchant before de-duplication
+
+# counter layout of a merchant's substream
+_C_CHAIN, _C_NCOUNTRY = 0, 1
+_C_COUNTRY0 = 16
+_C_SITES0 = 64
+
+
+def _master(seed: int) -> bytes:
+    return sha256(uer("3A.world.outlets") + le64(seed))
+
+
+def synthesize_outlets(countries: list[str], weights: np.ndarray, seed: int,
+                       merchants: int = MERCHANTS_DEFAULT) -> pd.DataFrame:
+    """One row per outlet: merchant_id (uint64), legal_country_iso, site_order (1-based)."""
+    ids = np.arange(merchants, dtype=np.uint64) + np.uint64(MERCHANT_ID_BASE)
+    keys = pair_keys(_master(seed), "merchant", ids.tolist(), [""] * merchants)
+
+    def draw(counter: int) -> np.ndarray:
+        return uniforms(keys, np.full(merchants, counter, dtype=np.uint64))
+
+    chain = draw(_C_CHAIN) < CHAIN_P
+    # number of countries: 1, then a geometric tail
+    n_countries = np.ones(merchants, dtype=np.int64)
+    extra = draw(_C_NCOUNTRY) < EXTRA_COUNTRY_P
+    n_countries[extra] += 1
+    for step in range(2, MAX_COUNTRIES):
+        more = extra & (draw(_C_NCOUNTRY + step) < EXTRA_COUNTRY_CONT)
+        n_countries[more] += 1
+        extra = more
+    cdf = np.cumsum(weights / weights.sum())
+    cdf[-1] = 1.0
+    candidates = np.stack(
+        [np.searchsorted(cdf, draw(_C_COUNTRY0 + j), side="right") for j in range(CANDIDATE_DRAWS)], axis=1
+    )
+    merchant_rows, country_rows = [], []
+    for m in range(merchants):
+        seen: list[int] = []
+        for c in candidates[m]:
+            if c not in seen:
+                seen.append(int(c))
+                if len(seen) == n_countries[m]:
+                    break
+        merchant_rows.extend([m] * len(seen))
+        country_rows.extend(seen)
+    m_idx = np.asarray(merchant_rows, dtype=np.int64)
+    slot = np.zeros(len(m_idx), dtype=np.int64)
+    if len(m_idx):
+        starts = np.r_[0, np.flatnonzero(np.diff(m_idx)) + 1]
+        slot = np.arange(len(m_idx)) - np.repeat(starts, np.diff(np.r_[starts, len(m_idx)]))
+    # sites per pair: lognormal body, Pareto tail for chains
+    pair_keys_ = keys[m_idx]
+    u_body = uniforms(pair_keys_, (_C_SITES0 + 2 * slot).astype(np.uint64))
+    u_tail = uniforms(pair_keys_, (_C_SITES0 + 2 * slot + 1).astype(np.uint64))
+    body = np.exp(SITE_LOG_MEDIAN + SITE_LOG_SIGMA * ndtri(u_body))
+    tail = np.minimum(CHAIN_SCALE * u_tail ** (-1.0 / CHAIN_SHAPE), CHAIN_CAP)
+    sites = np.maximum(1, np.round(np.where(chain[m_idx], tail, body))).astype(np.int64)
+    pairs = pd.DataFrame({
+        "merchant_id": ids[m_idx],
+        "legal_country_iso": np.asarray(countries, dtype=object)[np.asarray(country_rows, dtype=np.int64)],
+        "site_count": sites,
+    }).sort_values(["merchant_id", "legal_country_iso"], kind="mergesort")
+    return expand_pairs(pairs)
+
+
+def expand_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
+    """One row per outlet from (merchant_id, legal_country_iso, site_count), in canonical order."""
+    counts = pairs["site_count"].to_numpy(dtype=np.int64)
+    total = int(counts.sum())
+    starts = np.repeat(np.cumsum(counts) - counts, counts)
+    return pd.DataFrame({
+        "merchant_id": np.repeat(pairs["merchant_id"].to_numpy(dtype=np.uint64), counts),
+        "legal_country_iso": np.repeat(pairs["legal_country_iso"].to_numpy(dtype=object), counts),
+        "site_order": (np.arange(total, dtype=np.int64) - starts + 1).astype(np.uint32),
+    })
+
+
+def validate_outlets(frame: pd.DataFrame, universe_countries: set[str], source: str) -> pd.DataFrame:
+    """A user-supplied catalogue: one row per outlet, or one row per pair with ``site_count``."""
+    missing = {"merchant_id", "legal_country_iso"} - set(frame.columns)
+    if missing:
+        raise EngineError(E_WORLD_INPUT, f"{source}: outlet catalogue lacks column(s) {sorted(missing)}")
+    if frame["merchant_id"].isna().any() or frame["legal_country_iso"].isna().any():
+        raise EngineError(E_WORLD_INPUT, f"{source}: null merchant_id or legal_country_iso")
+    mids = pd.to_numeric(frame["merchant_id"], errors="coerce")
+    if mids.isna().any() or (mids < 0).any() or (mids != np.floor(mids)).any():
+        raise EngineError(E_WORLD_INPUT, f"{source}: merchant_id must be a non-negative integer")
+    unknown = sorted(set(frame["legal_country_iso"].astype(str)) - universe_countries)
+    if unknown:
+        raise EngineError(E_WORLD_INPUT, f"{source}: country {unknown[0]!r} is not in the zone universe")
+    if "site_count" in frame.columns:
+        counts = pd.to_numeric(frame["site_count"], errors="coerce")
+        if counts.isna().any() or (counts < 1).any() or (counts != np.floor(counts)).any():
+            raise EngineError(E_WORLD_INPUT, f"{source}: site_count must be an integer >= 1")
+        pairs = pd.DataFrame({"merchant_id": mids.astype(np.uint64),
+                              "legal_country_iso": frame["legal_country_iso"].astype(str),
+                              "site_count": counts.astype(np.int64)})
+        if pairs.duplicated(["merchant_id", "legal_country_iso"]).any():
+            raise EngineError(E_WORLD_INPUT, f"{source}: duplicate (merchant_id, legal_country_iso) pair")
+        return expand_pairs(pairs.sort_values(["merchant_id", "legal_country_iso"], kind="mergesort"))
+    out = pd.DataFrame({"merchant_id": mids.astype(np.uint64),
+                        "legal_country_iso": frame["legal_country_iso"].astype(str)})
+    out = out.sort_values(["merchant_id", "legal_country_iso"], kind="mergesort").reset_index(drop=True)
+    grp = out.groupby(["merchant_id", "legal_country_iso"], sort=False).cumcount()
+    out["site_order"] = (grp + 1).astype(np.uint32)
+    return out
