@@ -12,6 +12,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from engine import ENGINE_VERSION
@@ -83,6 +84,23 @@ class _Timer:
             self.seconds[state] += time.perf_counter() - t0
 
 
+def canonical_outlets(outlets: pd.DataFrame) -> pd.DataFrame:
+    """The catalogue in canonical row order, so the sealed digest does not depend on row order."""
+    keys = ["merchant_id", "legal_country_iso"] + (["site_order"] if "site_order" in outlets.columns else [])
+    return outlets.sort_values(keys, kind="mergesort").reset_index(drop=True)
+
+
+def merchant_partitions(s1_core: pd.DataFrame, k: int) -> list[pd.DataFrame]:
+    """Contiguous merchant ranges (pairs of one merchant never straddle two partitions)."""
+    if k <= 1:
+        return [s1_core]
+    merchants = s1_core["merchant_id"].unique()
+    bounds = [chunk[0] for chunk in np.array_split(merchants, k)[1:] if len(chunk)]
+    cuts = np.searchsorted(s1_core["merchant_id"].to_numpy(), bounds)
+    edges = [0, *cuts.tolist(), len(s1_core)]
+    return [s1_core.iloc[a:b] for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+
 def _cached(cache: ChainCache, key: tuple, reused: set, state: str, fn):
     hit = cache.get(key)
     if hit is not None:
@@ -95,8 +113,12 @@ def _cached(cache: ChainCache, key: tuple, reused: set, state: str, fn):
 
 def run_chain(policies: PolicySet, seed: int, world: World | None = None, *, outlets: pd.DataFrame | None = None,
               cache: ChainCache | None = None, run_root: str | Path | None = None,
-              realism_mode: str = "observe", merchants: int | None = None) -> ChainResult:
-    """Run S0 -> S7 for (policies, seed, world); materialise under ``run_root`` when given."""
+              realism_mode: str = "observe", merchants: int | None = None, partitions: int = 1) -> ChainResult:
+    """Run S0 -> S7 for (policies, seed, world); materialise under ``run_root`` when given.
+
+    ``partitions`` > 1 executes S3/S4 merchant-partition by merchant-partition (contiguous merchant
+    ranges) and concatenates: keyed streams make the result byte-identical to one partition.
+    """
     from engine import members as member_builder  # local: keeps the state modules import-light
 
     if realism_mode not in ("observe", "block"):
@@ -108,7 +130,7 @@ def run_chain(policies: PolicySet, seed: int, world: World | None = None, *, out
 
     # S0: seal the world (cached by world + seed) and the policy set (always)
     def seal_world():
-        cat = outlets if outlets is not None else (
+        cat = canonical_outlets(outlets) if outlets is not None else (
             outlets_for(world, seed) if merchants is None else outlets_for(world, seed, merchants))
         return cat, world.digest(cat)
 
@@ -142,17 +164,28 @@ def run_chain(policies: PolicySet, seed: int, world: World | None = None, *, out
         missing = missing_prior_countries(s1_core, s2_core)
         if missing:
             raise EngineError("E3A_S3_003_PRIOR_SURFACE_INCOMPLETE", f"escalated country {missing[0]} has no priors")
-        layout = zone_layout(s1_core, s2_core)
-        shares, events = s3_shares.draw_shares(layout, s2_core, disp, master)
-        return layout, shares, events
+        parts = [zone_layout(p, s2_core) for p in merchant_partitions(s1_core, partitions)]
+        drawn = [s3_shares.draw_shares(lay, s2_core, disp, master) for lay in parts]
+        return (parts, pd.concat([d[0] for d in drawn], ignore_index=True),
+                pd.concat([d[1] for d in drawn], ignore_index=True))
 
-    layout, s3_core, events = timer.run("S3", _cached, cache, s3_key, reused, "S3", run_s3)
+    part_layouts, s3_core, events = timer.run("S3", _cached, cache, s3_key, reused, "S3", run_s3)
+    layout = part_layouts[0] if len(part_layouts) == 1 else zone_layout(s1_core, s2_core)
 
     # S4: reads S1 (site counts), S3 shares and the safeguard block
     guards = policies.section("zone_mixture_policy", "s4_safeguards", S4_SAFEGUARDS_OFF)
     s4_key = ("S4", s3_key, policies.section_digest("zone_mixture_policy", "s4_safeguards"))
-    s4_core, s4_counters = timer.run("S4", _cached, cache, s4_key, reused, "S4", lambda: s4_counts.integerise(
-        layout, s3_core["share_drawn"].to_numpy(), guards, master))
+    def run_s4():
+        shares, offset, frames, counters = s3_core["share_drawn"].to_numpy(), 0, [], {}
+        for lay in part_layouts:
+            frame, c = s4_counts.integerise(lay, shares[offset:offset + lay.rows], guards, master)
+            offset += lay.rows
+            frames.append(frame)
+            for k, v in c.items():
+                counters[k] = counters.get(k, 0) + v if not isinstance(v, bool) else v
+        return pd.concat(frames, ignore_index=True), counters
+
+    s4_core, s4_counters = timer.run("S4", _cached, cache, s4_key, reused, "S4", run_s4)
 
     # S5: lineage, egress and the routing universe hash
     def run_s5():

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from engine.errors import EngineError
+from engine.metrics.grouping import Groups, distinct_per_group, key_codes, lookup_pairs
 from engine.metrics.quantiles import median, p75, p90, rate
 
 E_METRICS_INPUT = "E3A_MET_001_INPUT_INVALID"
@@ -46,70 +47,48 @@ def _check_columns(name: str, frame: pd.DataFrame) -> None:
         raise EngineError(E_METRICS_INPUT, f"table {name} lacks column(s) {', '.join(missing)}")
 
 
-def pair_codes(frame: pd.DataFrame, keys: tuple[str, ...] = PAIR_KEY) -> tuple[np.ndarray, np.ndarray]:
-    """(group code per row, first row index per group); codes number groups by first appearance."""
-    combined: np.ndarray | None = None
-    for key in keys:
-        codes, uniques = pd.factorize(frame[key], sort=False, use_na_sentinel=False)
-        codes = codes.astype(np.int64)
-        combined = codes if combined is None else combined * max(len(uniques), 1) + codes
-    if combined is None or combined.size == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    group, _ = pd.factorize(combined, sort=False)
-    group = group.astype(np.int64)
-    first = np.flatnonzero(~pd.Series(group).duplicated().to_numpy())
-    return group, first
+def _int_column(frame: pd.DataFrame, column: str) -> np.ndarray:
+    return frame[column].to_numpy(dtype=np.int64)
 
 
-def _group_max(values: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
-    if n_groups == 0:
-        return np.zeros(0, dtype=values.dtype)
-    return pd.Series(values).groupby(group, sort=True).max().to_numpy()
-
-
-def _count(group: np.ndarray, n_groups: int, mask: np.ndarray | None = None) -> np.ndarray:
-    weights = None if mask is None else mask.astype(np.float64)
-    return np.bincount(group, weights=weights, minlength=n_groups).astype(np.int64)
+def count_surface_arrays(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """§4 per-pair aggregation of a count surface (S4 or zone_alloc) as arrays in pair order."""
+    g = Groups(frame, PAIR_KEY)
+    counts = _int_column(frame, "zone_site_count")
+    zone_total = g.sum(counts)
+    zone_max = g.max(counts)
+    total_per_row = g.broadcast(zone_total)
+    positive = total_per_row > 0
+    row_share = np.divide(counts, total_per_row, out=np.zeros(counts.size, dtype=np.float64), where=positive)
+    top1 = np.divide(zone_max, zone_total, out=np.zeros(g.n, dtype=np.float64), where=zone_total > 0)
+    reported = g.first_of(_int_column(frame, "zone_site_count_sum"))
+    out = {
+        "merchant_id": g.first_of(frame["merchant_id"].to_numpy()),
+        "legal_country_iso": frame["legal_country_iso"].take(g.first),
+        "zone_total": zone_total, "zone_max": zone_max,
+        "nonzero_zone_count": g.count(counts > 0),
+        "zones_ge_005": g.count(positive & (row_share >= ZONE_SHARE_GE)),
+        "reported_total": reported, "top1_share": top1,
+        "count_conserved": zone_total == reported,
+    }
+    if "site_count" in frame.columns:
+        out["site_count"] = g.first_of(_int_column(frame, "site_count"))
+    return out
 
 
 def count_surface_pairs(frame: pd.DataFrame) -> pd.DataFrame:
-    """§4 per-pair aggregation of a count surface (S4 or zone_alloc), one row per pair."""
-    group, first = pair_codes(frame)
-    n = int(first.size)
-    counts = frame["zone_site_count"].to_numpy(dtype=np.int64)
-    zone_total = np.bincount(group, weights=counts.astype(np.float64), minlength=n).astype(np.int64)
-    zone_max = _group_max(counts, group, n)
-    total_per_row = zone_total[group]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        row_share = np.where(total_per_row > 0, counts / np.maximum(total_per_row, 1), 0.0)
-        top1 = np.where(zone_total > 0, zone_max / np.maximum(zone_total, 1), 0.0)
-    reported = frame["zone_site_count_sum"].to_numpy(dtype=np.int64)[first]
-    out = pd.DataFrame({
-        "merchant_id": frame["merchant_id"].to_numpy()[first],
-        "legal_country_iso": frame["legal_country_iso"].to_numpy()[first],
-        "zone_total": zone_total,
-        "zone_max": zone_max,
-        "nonzero_zone_count": _count(group, n, counts > 0),
-        "zones_ge_005": _count(group, n, (total_per_row > 0) & (row_share >= ZONE_SHARE_GE)),
-        "reported_total": reported,
-        "top1_share": top1.astype(np.float64),
-    })
-    out["count_conserved"] = out["zone_total"].to_numpy() == out["reported_total"].to_numpy()
-    if "site_count" in frame.columns:
-        out["site_count"] = frame["site_count"].to_numpy(dtype=np.int64)[first]
-    return out
+    """§4 per-pair table (one row per pair, first-appearance order); for reports and tests."""
+    arrays = count_surface_arrays(frame)
+    arrays["legal_country_iso"] = arrays["legal_country_iso"].to_numpy()
+    return pd.DataFrame(arrays)
 
 
 # ----------------------------------------------------------------------------- S1
 
-def _escalation_rows(keys: np.ndarray, escalated: np.ndarray) -> list[dict]:
-    frame = pd.DataFrame({"k": keys, "e": escalated})
-    agg = frame.groupby("k", sort=True)["e"].agg(["size", "sum"])
-    rows = []
-    for key, size, esc in zip(agg.index, agg["size"], agg["sum"]):
-        rows.append({"key": key, "pairs": int(size), "pairs_escalated": int(esc),
-                     "escalation_rate": float(esc) / float(size) if size else 0.0})
-    return rows
+def _escalation_by(keys: np.ndarray, escalated: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
+    pairs = np.bincount(keys, minlength=n_keys).astype(np.int64)
+    esc = np.bincount(keys, weights=escalated.astype(np.float64), minlength=n_keys).astype(np.int64)
+    return pairs, esc
 
 
 def zone_count_curve_shape(curve: list[dict], min_pairs: int = ZONE_COUNT_CURVE_SUPPORT_MIN_PAIRS) -> dict:
@@ -133,27 +112,25 @@ def s1_metrics(s1: pd.DataFrame) -> dict:
     escalated = s1["is_escalated"].to_numpy(dtype=bool)
     total = int(escalated.size)
     n_esc = int(escalated.sum())
-    reasons = s1["decision_reason"].astype(str).value_counts(sort=False)
-    curve = []
-    for row in _escalation_rows(s1["zone_count_country"].to_numpy(dtype=np.int64), escalated):
-        zc = int(row.pop("key"))
-        curve.append({"zone_count_country": zc, **row,
-                      "supported": row["pairs"] >= ZONE_COUNT_CURVE_SUPPORT_MIN_PAIRS})
-    sites = s1["site_count"].to_numpy(dtype=np.int64)
-    bucket_idx = np.searchsorted(np.array([lo for _, lo, _ in SITE_COUNT_BUCKETS[1:]]), sites, side="right")
-    by_bucket = {int(r["key"]): r for r in _escalation_rows(bucket_idx, escalated)}
-    site_curve = []
-    for i, (label, lo, hi) in enumerate(SITE_COUNT_BUCKETS):
-        row = by_bucket.get(i, {"pairs": 0, "pairs_escalated": 0, "escalation_rate": 0.0})
-        site_curve.append({"bucket": label, "site_count_min": lo, "site_count_max": hi,
-                           "pairs": row["pairs"], "pairs_escalated": row["pairs_escalated"],
-                           "escalation_rate": row["escalation_rate"]})
+    rcodes, reasons = pd.factorize(s1["decision_reason"].astype(str), sort=True)
+    reason_counts = np.bincount(rcodes, minlength=len(reasons))
+    zc_values, zc_codes = np.unique(_int_column(s1, "zone_count_country"), return_inverse=True)
+    pairs, esc = _escalation_by(zc_codes.ravel(), escalated, zc_values.size)
+    curve = [{"zone_count_country": int(z), "pairs": int(p), "pairs_escalated": int(e),
+              "escalation_rate": e / p if p else 0.0, "supported": bool(p >= ZONE_COUNT_CURVE_SUPPORT_MIN_PAIRS)}
+             for z, p, e in zip(zc_values, pairs, esc)]
+    edges = np.array([lo for _, lo, _ in SITE_COUNT_BUCKETS[1:]], dtype=np.int64)
+    bucket = np.searchsorted(edges, _int_column(s1, "site_count"), side="right")
+    bpairs, besc = _escalation_by(bucket, escalated, len(SITE_COUNT_BUCKETS))
+    site_curve = [{"bucket": label, "site_count_min": lo, "site_count_max": hi, "pairs": int(p),
+                   "pairs_escalated": int(e), "escalation_rate": e / p if p else 0.0}
+                  for (label, lo, hi), p, e in zip(SITE_COUNT_BUCKETS, bpairs, besc)]
     return {
         "pairs_total": total,
         "pairs_escalated": n_esc,
         "pairs_monolithic": total - n_esc,
         "escalation_rate": n_esc / total if total else 0.0,
-        "decision_reason_counts": {str(k): int(v) for k, v in sorted(reasons.items())},
+        "decision_reason_counts": {str(r): int(c) for r, c in zip(reasons, reason_counts)},
         "zone_count_curve": curve,
         "zone_count_curve_support_min_pairs": ZONE_COUNT_CURVE_SUPPORT_MIN_PAIRS,
         **zone_count_curve_shape(curve),
@@ -164,29 +141,31 @@ def s1_metrics(s1: pd.DataFrame) -> dict:
 # ----------------------------------------------------------------------------- S2
 
 def s2_country_table(s2: pd.DataFrame) -> pd.DataFrame:
-    """Per country: tz_count (distinct tzid), top1_share, hhi."""
+    """Per country: tz_count (distinct tzid, zero-share zones count), top1_share, hhi."""
+    g = Groups(s2, ("country_iso",))
     share = s2["share_effective"].to_numpy(dtype=np.float64)
-    frame = pd.DataFrame({"country_iso": s2["country_iso"].to_numpy(), "tzid": s2["tzid"].to_numpy(),
-                          "share": share, "share_sq": share * share})
-    grouped = frame.groupby("country_iso", sort=True)
-    return pd.DataFrame({"tz_count": grouped["tzid"].nunique(), "top1_share": grouped["share"].max(),
-                         "hhi": grouped["share_sq"].sum()})
+    return pd.DataFrame({
+        "country_iso": s2["country_iso"].take(g.first).to_numpy(),
+        "tz_count": distinct_per_group(g.codes, g.n, s2["tzid"]),
+        "top1_share": g.max(share),
+        "hhi": g.sum(share * share),
+    })
 
 
 def s2_metrics(s2: pd.DataFrame) -> dict:
     countries = s2_country_table(s2)
-    multi = countries[countries["tz_count"] > 1]
     tz_count = countries["tz_count"].to_numpy(dtype=np.float64)
-    top1_multi = multi["top1_share"].to_numpy(dtype=np.float64)
+    multi = tz_count > 1
+    top1_multi = countries["top1_share"].to_numpy(dtype=np.float64)[multi]
     return {
         "countries_total": int(len(countries)),
-        "countries_multi_tz_total": int(len(multi)),
+        "countries_multi_tz_total": int(multi.sum()),
         "tz_count_median": median(tz_count),
         "tz_count_p90": p90(tz_count),
         "top1_share_median_multi_tz": median(top1_multi),
         "top1_share_p75_multi_tz": p75(top1_multi),
         "share_top1_ge_099_multi_tz": rate(top1_multi >= TOP1_GE),
-        "hhi_median_multi_tz": median(multi["hhi"].to_numpy(dtype=np.float64)),
+        "hhi_median_multi_tz": median(countries["hhi"].to_numpy(dtype=np.float64)[multi]),
         "floor_applied_rate": rate(s2["floor_applied"].to_numpy(dtype=bool)),
         "bump_applied_rate": rate(s2["bump_applied"].to_numpy(dtype=bool)),
     }
@@ -194,47 +173,42 @@ def s2_metrics(s2: pd.DataFrame) -> dict:
 
 # ----------------------------------------------------------------------------- S3
 
-def s3_pair_table(s3: pd.DataFrame) -> pd.DataFrame:
-    """Per escalated pair: top1_share (max share_drawn) and zones_ge_005."""
-    group, first = pair_codes(s3)
-    n = int(first.size)
+def s3_pair_arrays(s3: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Per escalated pair: top1_share (max share_drawn) and zones_ge_005 (inclusive)."""
+    g = Groups(s3, PAIR_KEY)
     share = s3["share_drawn"].to_numpy(dtype=np.float64)
-    return pd.DataFrame({
-        "merchant_id": s3["merchant_id"].to_numpy()[first],
-        "legal_country_iso": s3["legal_country_iso"].to_numpy()[first],
-        "top1_share": _group_max(share, group, n).astype(np.float64),
-        "zones_ge_005": _count(group, n, share >= ZONE_SHARE_GE),
-    })
+    return {"merchant_id": g.first_of(s3["merchant_id"].to_numpy()),
+            "legal_country_iso": s3["legal_country_iso"].take(g.first).to_numpy(),
+            "top1_share": g.max(share).astype(np.float64), "zones_ge_005": g.count(share >= ZONE_SHARE_GE)}
 
 
 def s3_cell_table(s3: pd.DataFrame) -> pd.DataFrame:
-    """Per (legal_country_iso, tzid) cell: merchant_count and the sample std (ddof=1) of share_drawn."""
-    cell, first = pair_codes(s3, ("legal_country_iso", "tzid"))
-    n = int(first.size)
+    """Per (legal_country_iso, tzid) cell: rows, distinct merchants, mean and sample std (ddof=1)."""
+    cell, n = key_codes([s3["legal_country_iso"], s3["tzid"]])
+    first = np.flatnonzero(~pd.Series(cell).duplicated().to_numpy()) if n else np.zeros(0, dtype=np.int64)
     share = s3["share_drawn"].to_numpy(dtype=np.float64)
     rows = np.bincount(cell, minlength=n).astype(np.int64)
-    distinct = pd.DataFrame({"c": cell, "m": s3["merchant_id"].to_numpy()}).drop_duplicates()
-    merchants = np.bincount(distinct["c"].to_numpy(dtype=np.int64), minlength=n).astype(np.int64)
     mean = np.bincount(cell, weights=share, minlength=n) / np.maximum(rows, 1)
-    dev = share - mean[cell]  # two-pass: mean first, then squared deviations
+    dev = share - mean[cell]  # two-pass: the mean first, then the squared deviations
     ss = np.bincount(cell, weights=dev * dev, minlength=n)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        std = np.where(rows > 1, np.sqrt(ss / np.maximum(rows - 1, 1)), np.nan)
+    std = np.full(n, np.nan)
+    np.sqrt(ss / np.maximum(rows - 1, 1), out=std, where=rows > 1)
     return pd.DataFrame({
-        "legal_country_iso": s3["legal_country_iso"].to_numpy()[first],
-        "tzid": s3["tzid"].to_numpy()[first],
-        "rows": rows, "merchant_count": merchants, "mean_share": mean, "merchant_share_std": std,
+        "legal_country_iso": s3["legal_country_iso"].take(first).to_numpy(),
+        "tzid": s3["tzid"].take(first).to_numpy(),
+        "rows": rows, "merchant_count": distinct_per_group(cell, n, s3["merchant_id"]),
+        "mean_share": mean, "merchant_share_std": std,
     })
 
 
 def s3_metrics(s3: pd.DataFrame) -> dict:
-    pairs = s3_pair_table(s3)
+    pairs = s3_pair_arrays(s3)
     cells = s3_cell_table(s3)
-    kept = cells.loc[cells["merchant_count"] > 1, "merchant_share_std"].to_numpy(dtype=np.float64)
-    top1 = pairs["top1_share"].to_numpy(dtype=np.float64)
-    zones = pairs["zones_ge_005"].to_numpy(dtype=np.float64)
+    kept = cells["merchant_share_std"].to_numpy(dtype=np.float64)[cells["merchant_count"].to_numpy() > 1]
+    top1 = pairs["top1_share"]
+    zones = pairs["zones_ge_005"].astype(np.float64)
     return {
-        "pairs_total": int(len(pairs)),
+        "pairs_total": int(top1.size),
         "top1_share_median": median(top1),
         "top1_share_p90": p90(top1),
         "share_pairs_zones_ge_005_ge_2": rate(zones >= 2),
@@ -247,48 +221,43 @@ def s3_metrics(s3: pd.DataFrame) -> dict:
 
 # ----------------------------------------------------------------------------- S4 / zone_alloc
 
-def escalated_pairs(s1: pd.DataFrame) -> pd.DataFrame:
+def escalated_pair_index(s1: pd.DataFrame, surface: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Row index into the count-surface pair arrays of every distinct escalated S1 pair (§5).
+
+    An escalated pair with no S4 rows aborts scoring: no metric pack.
+    """
     esc = s1.loc[s1["is_escalated"].to_numpy(dtype=bool), list(PAIR_KEY)]
-    return esc.drop_duplicates(ignore_index=True)
-
-
-def s4_escalated_table(s1: pd.DataFrame, s4_pairs: pd.DataFrame) -> pd.DataFrame:
-    """Escalated S1 pairs left-joined to S4 pair aggregates; a pair with no S4 rows aborts (§5)."""
-    esc = escalated_pairs(s1)
-    left = esc.assign(_m=esc["merchant_id"].to_numpy(dtype=np.uint64), _c=esc["legal_country_iso"].astype(str))
-    right = s4_pairs.drop(columns=list(PAIR_KEY)).assign(
-        _m=s4_pairs["merchant_id"].to_numpy(dtype=np.uint64), _c=s4_pairs["legal_country_iso"].astype(str))
-    joined = left.merge(right, on=["_m", "_c"], how="left", validate="one_to_one")
-    missing = joined["zone_total"].isna().to_numpy()
-    if missing.any():
-        first = joined.loc[missing].iloc[0]
+    idx = lookup_pairs(esc["merchant_id"].to_numpy(), esc["legal_country_iso"],
+                       surface["merchant_id"], surface["legal_country_iso"])
+    if (idx < 0).any():
+        bad = np.flatnonzero(idx < 0)
+        first = esc.iloc[int(bad[0])]
         raise EngineError(E_METRICS_ESCALATED_WITHOUT_S4,
-                          f"{int(missing.sum())} escalated pair(s) have no S4 rows, first "
-                          f"({int(first['_m'])}, {first['_c']}); no metric pack")
-    return joined.drop(columns=["_m", "_c"])
+                          f"{bad.size} escalated pair(s) have no S4 rows, first "
+                          f"({int(first['merchant_id'])}, {first['legal_country_iso']}); no metric pack")
+    return pd.unique(idx)  # distinct pairs
 
 
-def _conservation(pairs: pd.DataFrame) -> dict:
-    conserved = pairs["count_conserved"].to_numpy(dtype=bool)
+def _conservation(pairs: Mapping[str, np.ndarray]) -> dict:
+    conserved = pairs["count_conserved"]
     out = {"count_conservation_all_pairs": bool(conserved.all()),
            "count_conservation_violations": int((~conserved).sum())}
-    if "site_count" in pairs.columns:
-        out["site_count_mismatch_pairs"] = int(
-            (pairs["zone_total"].to_numpy() != pairs["site_count"].to_numpy()).sum())
+    if "site_count" in pairs:
+        out["site_count_mismatch_pairs"] = int((pairs["zone_total"] != pairs["site_count"]).sum())
     return out
 
 
 def s4_metrics(s1: pd.DataFrame, s4: pd.DataFrame) -> dict:
-    pairs = count_surface_pairs(s4)
-    esc = s4_escalated_table(s1, pairs)
-    nonzero = esc["nonzero_zone_count"].to_numpy(dtype=np.int64)
-    top1 = esc["top1_share"].to_numpy(dtype=np.float64)
+    pairs = count_surface_arrays(s4)
+    idx = escalated_pair_index(s1, pairs)
+    nonzero = pairs["nonzero_zone_count"][idx]
+    top1 = pairs["top1_share"][idx]
     return {
-        "pairs_total": int(len(pairs)),
-        "pairs_escalated_total": int(len(esc)),
+        "pairs_total": int(pairs["zone_total"].size),
+        "pairs_escalated_total": int(idx.size),
         "escalated_multi_zone_rate": rate(nonzero > 1),
         "share_pairs_single_zone": rate(nonzero == 1),
-        "share_pairs_zones_ge_005_ge_2": rate(esc["zones_ge_005"].to_numpy(dtype=np.int64) >= 2),
+        "share_pairs_zones_ge_005_ge_2": rate(pairs["zones_ge_005"][idx] >= 2),
         "top1_share_median": median(top1),
         "top1_share_p75": p75(top1),
         **_conservation(pairs),
@@ -296,10 +265,10 @@ def s4_metrics(s1: pd.DataFrame, s4: pd.DataFrame) -> dict:
 
 
 def zone_alloc_metrics(zone_alloc: pd.DataFrame) -> dict:
-    pairs = count_surface_pairs(zone_alloc)
-    top1 = pairs["top1_share"].to_numpy(dtype=np.float64)
+    pairs = count_surface_arrays(zone_alloc)
+    top1 = pairs["top1_share"]
     return {
-        "pairs_total": int(len(pairs)),
+        "pairs_total": int(top1.size),
         "top1_share_median": median(top1),
         "top1_share_p75": p75(top1),
         **_conservation(pairs),
