@@ -1,0 +1,143 @@
+"""The command line: run, verify, tamper detection, and coded one-line errors for bad input."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from engine.cli import main
+from tests.engine.conftest import ANCHOR, ROOT
+
+
+def _cli(*args, cwd=ROOT):
+    proc = subprocess.run([sys.executable, "-m", "engine", *args], cwd=cwd, capture_output=True, text=True)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    assert main(["run", "--seed", "42", "--run-root", str(root), "--policies", str(ROOT / "policies")]) == 0
+    (only,) = [p for p in root.iterdir() if not p.name.startswith(".")]
+    return only
+
+
+def test_run_publishes_a_verifiable_bundle(run_dir):
+    assert main(["verify", str(run_dir)]) == 0
+    flag = next(run_dir.glob("data/validation/*/_passed.flag")).read_text()
+    assert flag.startswith("sha256_hex = ") and flag.endswith("\n")
+    report = json.loads((run_dir / "reports" / "run_report.json").read_text())
+    assert report["s6_overall_status"] == "PASS" and set(report["seconds"]) == {f"S{i}" for i in range(8)}
+
+
+def test_republishing_same_run_is_a_noop_and_byte_identical(run_dir, tmp_path):
+    assert main(["run", "--seed", "42", "--run-root", str(tmp_path), "--policies", str(ROOT / "policies")]) == 0
+    other = tmp_path / run_dir.name
+    for f in run_dir.rglob("*"):
+        if f.is_file() and "reports" not in f.parts:
+            assert (other / f.relative_to(run_dir)).read_bytes() == f.read_bytes(), f
+    assert main(["run", "--seed", "42", "--run-root", str(tmp_path), "--policies", str(ROOT / "policies")]) == 0
+
+
+def test_flipping_one_byte_of_any_member_fails_verify(run_dir, tmp_path, capsys):
+    index = json.loads(next(run_dir.glob("data/validation/*/index.json")).read_text())
+    for member in index["members"] + [{"path": str(next(run_dir.glob("data/validation/*/_passed.flag"))
+                                                   .relative_to(run_dir))}]:
+        copy = tmp_path / "copy"
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(run_dir, copy)
+        target = copy / member["path"]
+        data = bytearray(target.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        target.write_bytes(bytes(data))
+        assert main(["verify", str(copy)]) == 2, member["path"]
+        assert capsys.readouterr().err.startswith("E3A_VER_")
+
+
+def test_missing_member_fails_verify(run_dir, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    next(copy.glob("data/s4_zone_counts/**/*.parquet")).unlink()
+    assert main(["verify", str(copy)]) == 2
+
+
+def _policy_copy(tmp_path, pid, mutate):
+    d = tmp_path / "pol"
+    d.mkdir(exist_ok=True)
+    for f in (ROOT / "policies").glob("*.yaml"):
+        (d / f.name).write_bytes(f.read_bytes())
+    doc = yaml.safe_load((d / f"{pid}.yaml").read_text())
+    result = mutate(doc)
+    (d / f"{pid}.yaml").write_text(result if isinstance(result, str) else yaml.safe_dump(doc, sort_keys=False))
+    return d
+
+
+@pytest.mark.parametrize("pid,mutate,code", [
+    ("zone_floor_policy", lambda d: "floors: [unclosed", "E3A_POL_001_MALFORMED_YAML"),
+    ("zone_mixture_policy", lambda d: d.update(theta_mix=1.7), "E3A_POL_002_SCHEMA_INVALID"),
+    ("zone_mixture_policy", lambda d: d.update(theta_mix=0.9), "E3A_POL_003_SANITY_CHECK_FAILED"),
+    ("zone_mixture_policy", lambda d: d["s3_dispersion"].update(concentration_scale=9), "E3A_POL_002_SCHEMA_INVALID"),
+    ("country_zone_alphas", lambda d: d["countries"]["US"]["tzid_alphas"].pop(), "E3A_S2_007_DOMAIN_MISMATCH_UNIVERSE"),
+    ("country_zone_alphas", lambda d: d["countries"]["FR"]["tzid_alphas"].append({"tzid": "Asia/Tokyo", "alpha": 1.0}),
+     "E3A_S2_005_ZONE_UNIVERSE_MISMATCH"),
+    ("country_zone_alphas", lambda d: d["countries"]["FR"]["tzid_alphas"][0].update(alpha=-1.0),
+     "E3A_POL_002_SCHEMA_INVALID"),
+])
+def test_bad_policies_get_coded_one_line_errors(tmp_path, pid, mutate, code):
+    pol = _policy_copy(tmp_path, pid, mutate)
+    rc, out, err = _cli("run", "--seed", "42", "--run-root", str(tmp_path / "runs"), "--policies", str(pol))
+    assert rc == 2
+    assert err.startswith(code) and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "runs").exists() or not any(p for p in (tmp_path / "runs").iterdir()
+                                                       if not p.name.startswith("."))
+
+
+@pytest.mark.parametrize("frame,code", [
+    (pd.DataFrame({"merchant_id": [1], "legal_country_iso": ["FR"], "site_count": [-2]}), "E3A_WLD_001_INPUT_INVALID"),
+    (pd.DataFrame({"merchant_id": [1], "legal_country_iso": ["FR"], "site_count": [2.5]}), "E3A_WLD_001_INPUT_INVALID"),
+    (pd.DataFrame({"merchant_id": [1], "site_count": [2]}), "E3A_WLD_001_INPUT_INVALID"),
+    (pd.DataFrame({"merchant_id": [1], "legal_country_iso": ["QQ"], "site_count": [2]}), "E3A_WLD_001_INPUT_INVALID"),
+])
+def test_bad_outlet_catalogues(tmp_path, frame, code):
+    path = tmp_path / "outlets.parquet"
+    frame.to_parquet(path)
+    rc, _, err = _cli("run", "--seed", "1", "--run-root", str(tmp_path / "r"), "--outlets", str(path))
+    assert rc == 2 and err.startswith(code) and "Traceback" not in err
+
+
+def test_byo_outlets_and_reference(tmp_path):
+    path = tmp_path / "outlets.csv"
+    pd.DataFrame({"merchant_id": [1, 1, 2], "legal_country_iso": ["US", "FR", "US"],
+                  "site_count": [40, 3, 12]}).to_csv(path, index=False)
+    assert main(["run", "--seed", "3", "--run-root", str(tmp_path / "r"), "--outlets", str(path)]) == 0
+    ref = tmp_path / "ref.csv"
+    pd.DataFrame({"country_iso": ["US"], "tzid": ["Mars/Olympus"]}).to_csv(ref, index=False)
+    rc, _, err = _cli("run", "--seed", "3", "--run-root", str(tmp_path / "r"), "--reference", str(ref))
+    assert rc == 2 and err.startswith("E3A_WLD_001_INPUT_INVALID") and "unknown tzid" in err
+
+
+def test_usage_errors_are_coded(tmp_path):
+    rc, _, err = _cli("run", "--seed", "x", "--run-root", str(tmp_path))
+    assert rc == 2 and err.startswith("E3A_CLI_001_USAGE")
+    rc, _, err = _cli("verify", str(tmp_path / "nope"))
+    assert rc == 2 and err.startswith("E3A_VER_002")
+
+
+@pytest.mark.skipif(not ANCHOR.exists(), reason="shared anchor_world not present")
+def test_anchor_world_runs_end_to_end(tmp_path, capsys):
+    assert main(["run", "--seed", "42", "--world", str(ANCHOR), "--run-root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "S6 PASS  S7 PASS" in out and "world anchor_world" in out
+    from engine.store import load_run
+    from engine.metrics import metric_pack
+
+    (run,) = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
+    res = load_run(run)
+    s2 = metric_pack(res.tables)["s2"]
+    assert len(res.tables["s2"]) == 1158 and res.tables["s2"]["country_iso"].nunique() == 248
+    assert s2["countries_multi_tz_total"] > 100 and 0 < s2["top1_share_median_multi_tz"] <= 1
