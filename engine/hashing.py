@@ -64,14 +64,19 @@ def canonical_json(obj: object) -> bytes:
 
 
 def _column_bytes(series: pd.Series) -> bytes:
+    kind = series.dtype.kind
+    if kind not in "iubf":
+        return _string_bytes(pa.Array.from_pandas(series).cast(pa.large_string()))
     values = series.to_numpy()
-    kind = values.dtype.kind
     if kind in "iub":
         return np.ascontiguousarray(values.astype("<i8" if kind != "u" else "<u8")).tobytes()
-    if kind == "f":
-        return np.ascontiguousarray(values.astype("<f8")).tobytes()
-    # strings (nulls allowed): LE64 byte lengths (-1 for null) followed by the UTF-8 data
-    arr = pa.array(values, type=pa.large_string(), from_pandas=True)
+    return np.ascontiguousarray(values.astype("<f8")).tobytes()
+
+
+def _string_bytes(arr: pa.Array) -> bytes:
+    """Strings (nulls allowed): LE64 byte lengths (-1 for null) followed by the UTF-8 data."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
     lengths = pc.fill_null(pc.binary_length(arr), -1).to_numpy(zero_copy_only=False).astype("<i8")
     offsets = np.frombuffer(arr.buffers()[1], dtype="<i8")[arr.offset: arr.offset + len(arr) + 1]
     data = arr.buffers()[2]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 COLUMNS = {
     "s1": ["seed", "manifest_fingerprint", "merchant_id", "legal_country_iso", "site_count", "zone_count_country",
@@ -52,6 +53,15 @@ def lineage_values(identity: dict, policies) -> dict:
     }
 
 
+_STR = pd.StringDtype("pyarrow", na_value=np.nan)
+
+
+def constant_strings(value: str | None, n: int) -> pd.Series:
+    """A constant string column built in Arrow directly (no per-row Python objects)."""
+    arr = pa.nulls(n, pa.string()) if value is None else pa.repeat(pa.scalar(value, pa.string()), n)
+    return pd.Series(arr.to_pandas(types_mapper={pa.string(): _STR}.get))
+
+
 def with_lineage(core: pd.DataFrame, table: str, values: dict, extra: dict | None = None) -> pd.DataFrame:
     """Attach constant columns and return the table in its published column order."""
     data = {}
@@ -64,5 +74,5 @@ def with_lineage(core: pd.DataFrame, table: str, values: dict, extra: dict | Non
         elif col == "seed":
             data[col] = np.full(n, values["seed"], dtype=np.uint64)
         else:
-            data[col] = np.full(n, values[col], dtype=object)
+            data[col] = constant_strings(values[col], n)
     return pd.DataFrame(data, columns=COLUMNS[table])
