@@ -52,29 +52,37 @@ def trace_totals(events: pd.DataFrame) -> dict:
             "draws_total": int(events["draws"].sum())}
 
 
-def rng_logs(identity: dict, events: pd.DataFrame) -> tuple[list[dict], list[dict], list[dict]]:
-    """Event rows (one per escalated pair), cumulative trace rows, and the audit row. No timestamps."""
-    env = {"run_id": identity["run_id"], "seed": identity["seed"], "parameter_hash": identity["parameter_hash"],
-           "manifest_fingerprint": identity["manifest_fingerprint"], "module": "3A.S3",
-           "substream_label": "zone_dirichlet"}
-    ev_rows, trace_rows = [], []
-    blocks_cum = np.cumsum(events["blocks"].to_numpy(dtype=np.int64))
-    draws_cum = np.cumsum(events["draws"].to_numpy(dtype=np.int64))
+def _q(text: str) -> str:
+    if '"' in text or "\\" in text or not text.isascii():
+        raise ValueError(f"identifier needs JSON escaping: {text!r}")
+    return f'"{text}"'
+
+
+def rng_logs(identity: dict, events: pd.DataFrame) -> tuple[bytes, bytes, bytes]:
+    """Event lines (one per escalated pair), cumulative trace lines, and the audit line: canonical JSON
+    (sorted keys, compact, shortest float repr) written from a template; no timestamps."""
+    mf, ph, rid, seed = (_q(identity["manifest_fingerprint"]), _q(identity["parameter_hash"]),
+                         _q(identity["run_id"]), int(identity["seed"]))
+    blocks_cum = np.cumsum(events["blocks"].to_numpy(dtype=np.int64)).tolist()
+    draws_cum = np.cumsum(events["draws"].to_numpy(dtype=np.int64)).tolist()
     cols = [events[c].tolist() for c in ("merchant_id", "country_iso", "rng_stream_id", "zone_count",
                                           "rng_counter_before", "rng_counter_after", "blocks", "draws",
                                           "alpha_sum_country", "alpha_min", "alpha_max")]
+    ev, tr = [], []
     for i, (m, c, sid, k, before, after, blocks, draws, a_sum, a_min, a_max) in enumerate(zip(*cols)):
-        ev_rows.append({**env, "merchant_id": m, "country_iso": c, "rng_stream_id": sid, "zone_count": k,
-                        "rng_counter_before_lo": before, "rng_counter_before_hi": 0,
-                        "rng_counter_after_lo": after, "rng_counter_after_hi": 0, "blocks": blocks,
-                        "draws": str(draws), "alpha_sum_country": a_sum, "alpha_min": a_min, "alpha_max": a_max})
-        trace_rows.append({"run_id": env["run_id"], "seed": env["seed"], "module": "3A.S3",
-                           "substream_label": "zone_dirichlet", "events_total": i + 1,
-                           "blocks_total": int(blocks_cum[i]), "draws_total": str(int(draws_cum[i]))})
-    audit = [{**{k: env[k] for k in ("run_id", "seed", "parameter_hash", "manifest_fingerprint")},
-              "algorithm": "philox4x32-10", "engine_version": identity["engine_version"],
-              "uniform": "53-bit (k+0.5)/2^53", "gamma": "inverse-CDF, log space"}]
-    return ev_rows, trace_rows, audit
+        ev.append(f'{{"alpha_max":{float(a_max)!r},"alpha_min":{float(a_min)!r},"alpha_sum_country":{float(a_sum)!r},'
+                  f'"blocks":{int(blocks)},"country_iso":{_q(c)},"draws":"{int(draws)}","manifest_fingerprint":{mf},'
+                  f'"merchant_id":{int(m)},"module":"3A.S3","parameter_hash":{ph},"rng_counter_after_hi":0,'
+                  f'"rng_counter_after_lo":{int(after)},"rng_counter_before_hi":0,"rng_counter_before_lo":{int(before)},'
+                  f'"rng_stream_id":{_q(sid)},"run_id":{rid},"seed":{seed},"substream_label":"zone_dirichlet",'
+                  f'"zone_count":{int(k)}}}\n')
+        tr.append(f'{{"blocks_total":{blocks_cum[i]},"draws_total":"{draws_cum[i]}","events_total":{i + 1},'
+                  f'"module":"3A.S3","run_id":{rid},"seed":{seed},"substream_label":"zone_dirichlet"}}\n')
+    audit = jsonl_bytes([{"run_id": identity["run_id"], "seed": seed, "parameter_hash": identity["parameter_hash"],
+                          "manifest_fingerprint": identity["manifest_fingerprint"], "algorithm": "philox4x32-10",
+                          "engine_version": identity["engine_version"], "uniform": "53-bit (k+0.5)/2^53",
+                          "gamma": "inverse-CDF, log space"}])
+    return "".join(ev).encode("ascii"), "".join(tr).encode("ascii"), audit
 
 
 def build_members(identity: dict, receipt: dict, sealed: list, tables: dict, events: pd.DataFrame,
@@ -89,10 +97,7 @@ def build_members(identity: dict, receipt: dict, sealed: list, tables: dict, eve
     }
     for key, logical in TABLE_MEMBERS.items():
         data[logical] = parquet_bytes(tables[key])
-    ev, trace, audit = rng_logs(identity, events)
-    data["rng_event_zone_dirichlet"] = jsonl_bytes(ev)
-    data["rng_trace_log"] = jsonl_bytes(trace)
-    data["rng_audit_log"] = jsonl_bytes(audit)
+    data["rng_event_zone_dirichlet"], data["rng_trace_log"], data["rng_audit_log"] = rng_logs(identity, events)
     receipt6 = s6_validation.receipt(s6_report, sha256_hex(data["s6_validation_report_3A"]),
                                      sha256_hex(data["s6_issue_table_3A"]))
     data["s6_receipt_3A"] = json_bytes(receipt6)

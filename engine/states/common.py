@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 PAIR_KEY = ["merchant_id", "legal_country_iso"]
 ZONE_KEY = ["merchant_id", "legal_country_iso", "tzid"]
@@ -24,6 +25,7 @@ class ZoneLayout:
     row_zone_pos: np.ndarray    # (R,) int64  position of the zone in Z_ord(c)
     row_prior: np.ndarray       # (R,) int64  row index into the S2 table
     row_tzid: np.ndarray        # (R,) object
+    tzids: np.ndarray           # (Z,) object: the S2 tzid column (row_prior indexes it)
 
     @property
     def rows(self) -> int:
@@ -54,7 +56,24 @@ def zone_layout(s1: pd.DataFrame, s2: pd.DataFrame) -> ZoneLayout:
         pair_sites=esc["site_count"].to_numpy(dtype=np.int64),
         pair_k=k, pair_start=pair_start, row_pair=row_pair, row_zone_pos=row_zone_pos,
         row_prior=row_prior, row_tzid=s2["tzid"].to_numpy(dtype=object)[row_prior],
+        tzids=s2["tzid"].to_numpy(dtype=object),
     )
+
+
+def layout_keys(layout: "ZoneLayout") -> dict:
+    """The (merchant_id, legal_country_iso, tzid) key columns of a layout's rows."""
+    return {"merchant_id": layout.pair_merchant[layout.row_pair],
+            "legal_country_iso": take_strings(layout.pair_country, layout.row_pair),
+            "tzid": take_strings(layout.tzids, layout.row_prior)}
+
+
+_STR = pd.StringDtype("pyarrow", na_value=np.nan)
+
+
+def take_strings(values: np.ndarray, index: np.ndarray) -> pd.Series:
+    """values[index] as an Arrow-backed string column, without per-row Python objects."""
+    taken = pa.array(values, type=pa.string()).take(pa.array(index, type=pa.int64()))
+    return pd.Series(taken.to_pandas(types_mapper={pa.string(): _STR}.get))
 
 
 def missing_prior_countries(s1: pd.DataFrame, s2: pd.DataFrame) -> list[str]:

@@ -28,16 +28,15 @@ def pair_counts(outlets: pd.DataFrame) -> pd.DataFrame:
     if len(outlets) == 0:
         raise EngineError("E3A_S1_008_DOMAIN_MISMATCH_1A", "the outlet catalogue is empty")
     mids = outlets["merchant_id"].to_numpy(dtype=np.uint64)
-    cc = outlets["legal_country_iso"].to_numpy(dtype=object)
-    change = np.r_[True, (mids[1:] != mids[:-1]) | (cc[1:] != cc[:-1])]
+    codes, names = pd.factorize(outlets["legal_country_iso"], sort=True)
+    order = np.lexsort((codes, mids))
+    if not np.array_equal(order, np.arange(len(order))):
+        mids, codes = mids[order], codes[order]
+    change = np.r_[True, (mids[1:] != mids[:-1]) | (codes[1:] != codes[:-1])]
     starts = np.flatnonzero(change)
-    sorted_ok = bool(np.all(mids[1:] >= mids[:-1]))
-    if not sorted_ok or len(starts) != len(set(zip(mids[starts].tolist(), cc[starts].tolist()))):
-        frame = outlets.groupby(["merchant_id", "legal_country_iso"], sort=True).size().reset_index(name="site_count")
-        frame["merchant_id"] = frame["merchant_id"].astype(np.uint64)
-        return frame
     counts = np.diff(np.r_[starts, len(mids)])
-    return pd.DataFrame({"merchant_id": mids[starts], "legal_country_iso": cc[starts], "site_count": counts})
+    return pd.DataFrame({"merchant_id": mids[starts], "legal_country_iso": np.asarray(names, dtype=object)[codes[starts]],
+                         "site_count": counts})
 
 
 def smoothing_probability(sm: dict, z: np.ndarray, n: np.ndarray) -> np.ndarray:

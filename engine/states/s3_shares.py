@@ -14,7 +14,7 @@ import pandas as pd
 from engine.errors import EngineError
 from engine.gamma import dirichlet_from_uniforms
 from engine.rng import pair_keys, stream_ids, uniforms
-from engine.states.common import ZoneLayout, group_sum
+from engine.states.common import ZoneLayout, group_sum, layout_keys, take_strings
 
 STREAM = "zone_dirichlet"
 JITTER_STREAM = "s3_jitter"
@@ -73,13 +73,11 @@ def draw_shares(layout: ZoneLayout, s2: pd.DataFrame, disp: dict, master: bytes)
     a_sum_pair = group_sum(alpha_prime, layout.pair_start)
     sids = np.asarray(stream_ids(keys), dtype=object)
     shares = pd.DataFrame({
-        "merchant_id": layout.pair_merchant[layout.row_pair],
-        "legal_country_iso": layout.pair_country[layout.row_pair],
-        "tzid": layout.row_tzid,
+        **layout_keys(layout),
         "share_drawn": share,
         "share_sum_country": share_sum[layout.row_pair],
         "alpha_sum_country": a_sum_pair[layout.row_pair],
-        "rng_stream_id": sids[layout.row_pair],
+        "rng_stream_id": take_strings(sids, layout.row_pair),
     })
     k = layout.pair_k
     events = pd.DataFrame({

@@ -17,7 +17,7 @@ import pandas as pd
 
 from engine.errors import EngineError
 from engine.rng import pair_keys, uniforms
-from engine.states.common import ZoneLayout, group_sum
+from engine.states.common import ZoneLayout, group_sum, layout_keys
 
 ROUNDING_STREAM = "s4_rounding"
 
@@ -65,9 +65,7 @@ def integerise(layout: ZoneLayout, shares: np.ndarray, safeguards: dict, master:
     if (counts < 0).any() or (group_sum(counts, layout.pair_start) != layout.pair_sites).any():
         raise EngineError("E3A_S4_005_COUNT_CONSERVATION_BROKEN", "zone counts do not sum to site_count")
     frame = pd.DataFrame({
-        "merchant_id": layout.pair_merchant[layout.row_pair],
-        "legal_country_iso": layout.pair_country[layout.row_pair],
-        "tzid": layout.row_tzid,
+        **layout_keys(layout),
         "zone_site_count": counts,
         "zone_site_count_sum": layout.pair_sites[layout.row_pair],
         "fractional_target": target,

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from engine.hashing import canonical_json, sha256_hex
 from engine.states.s5_egress import combine, universe_components
@@ -39,8 +41,25 @@ class _Issues:
                           "tzid": where.get("tzid"), "details": f"affected={int(n)}"})
 
 
+def _column(frame: pd.DataFrame, col: str):
+    s = frame[col]
+    return s.to_numpy() if s.dtype.kind in "iubf" else pa.Array.from_pandas(s).cast(pa.string())
+
+
+def _cmp(op: str, a, b) -> np.ndarray:
+    if isinstance(a, np.ndarray):
+        return {"gt": np.greater, "eq": np.equal}[op](a, b)
+    return getattr(pc, {"gt": "greater", "eq": "equal"}[op])(a, b).to_numpy(zero_copy_only=False)
+
+
 def _same_rows(a: pd.DataFrame, b: pd.DataFrame, cols: list[str]) -> bool:
-    return len(a) == len(b) and all(np.array_equal(a[c].to_numpy(), b[c].to_numpy()) for c in cols)
+    if len(a) != len(b):
+        return False
+    for c in cols:
+        x, y = _column(a, c), _column(b, c)
+        if type(x) is not type(y) or not bool(np.all(_cmp("eq", x, y))):
+            return False
+    return True
 
 
 def _strictly_increasing(frame: pd.DataFrame, cols: list[str]) -> bool:
@@ -50,9 +69,9 @@ def _strictly_increasing(frame: pd.DataFrame, cols: list[str]) -> bool:
     later = np.zeros(len(frame) - 1, dtype=bool)
     tied = np.ones(len(frame) - 1, dtype=bool)
     for c in cols:
-        v = frame[c].to_numpy()
-        later |= tied & (v[1:] > v[:-1])
-        tied &= v[1:] == v[:-1]
+        v = _column(frame, c)
+        later |= tied & _cmp("gt", v[1:], v[:-1])
+        tied &= _cmp("eq", v[1:], v[:-1])
     return bool(later.all())
 
 

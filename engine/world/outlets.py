@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from scipy.special import ndtri
 
 from engine.errors import E_WORLD_INPUT, EngineError
 from engine.hashing import le64, sha256, uer
 from engine.rng import pair_keys, uniforms
 
+_STR = pd.StringDtype("pyarrow", na_value=np.nan)
 MERCHANTS_DEFAULT = 2000
 MERCHANT_ID_BASE = 100_000
 COUNTRY_WEIGHT_POWER = 0.8          # population-weighted country choice, flattened a little
@@ -63,34 +65,33 @@ def synthesize_outlets(countries: list[str], weights: np.ndarray, seed: int,
     candidates = np.stack(
         [np.searchsorted(cdf, draw(_C_COUNTRY0 + j), side="right") for j in range(CANDIDATE_DRAWS)], axis=1
     )
-    merchant_rows, country_rows = [], []
-    for m in range(merchants):
-        seen: list[int] = []
-        for c in candidates[m]:
-            if c not in seen:
-                seen.append(int(c))
-                if len(seen) == n_countries[m]:
-                    break
-        merchant_rows.extend([m] * len(seen))
-        country_rows.extend(seen)
-    m_idx = np.asarray(merchant_rows, dtype=np.int64)
-    slot = np.zeros(len(m_idx), dtype=np.int64)
-    if len(m_idx):
-        starts = np.r_[0, np.flatnonzero(np.diff(m_idx)) + 1]
-        slot = np.arange(len(m_idx)) - np.repeat(starts, np.diff(np.r_[starts, len(m_idx)]))
+    m_idx, country_idx, slot = _first_distinct(candidates, n_countries)
     # sites per pair: lognormal body, Pareto tail for chains
-    pair_keys_ = keys[m_idx]
+    pair_keys_ = keys[m_idx]  # one substream per merchant; counters by the pair's slot
     u_body = uniforms(pair_keys_, (_C_SITES0 + 2 * slot).astype(np.uint64))
     u_tail = uniforms(pair_keys_, (_C_SITES0 + 2 * slot + 1).astype(np.uint64))
     body = np.exp(SITE_LOG_MEDIAN + SITE_LOG_SIGMA * ndtri(u_body))
     tail = np.minimum(CHAIN_SCALE * u_tail ** (-1.0 / CHAIN_SHAPE), CHAIN_CAP)
     sites = np.maximum(1, np.round(np.where(chain[m_idx], tail, body))).astype(np.int64)
-    pairs = pd.DataFrame({
-        "merchant_id": ids[m_idx],
-        "legal_country_iso": np.asarray(countries, dtype=object)[np.asarray(country_rows, dtype=np.int64)],
-        "site_count": sites,
-    }).sort_values(["merchant_id", "legal_country_iso"], kind="mergesort")
+    names = np.asarray(countries, dtype=object)
+    order = np.lexsort((names[country_idx], m_idx))  # (merchant, country) order
+    pairs = pd.DataFrame({"merchant_id": ids[m_idx][order], "legal_country_iso": names[country_idx][order],
+                          "site_count": sites[order]})
     return expand_pairs(pairs)
+
+
+def _first_distinct(candidates: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row, the first ``wanted`` distinct values in candidate order -> (row, value, slot)."""
+    order = np.argsort(candidates, axis=1, kind="stable")
+    ranked = np.take_along_axis(candidates, order, axis=1)
+    first_sorted = np.ones_like(ranked, dtype=bool)
+    first_sorted[:, 1:] = ranked[:, 1:] != ranked[:, :-1]
+    first = np.empty_like(first_sorted)
+    np.put_along_axis(first, order, first_sorted, axis=1)
+    take = first & (np.cumsum(first, axis=1) <= wanted[:, None])
+    rows, cols = np.nonzero(take)
+    slot = np.cumsum(take, axis=1)[rows, cols] - 1
+    return rows.astype(np.int64), candidates[rows, cols].astype(np.int64), slot.astype(np.int64)
 
 
 def expand_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
@@ -98,9 +99,11 @@ def expand_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
     counts = pairs["site_count"].to_numpy(dtype=np.int64)
     total = int(counts.sum())
     starts = np.repeat(np.cumsum(counts) - counts, counts)
+    pair_countries = pa.array(pairs["legal_country_iso"].to_numpy(dtype=object), type=pa.string())
+    country_col = pair_countries.take(pa.array(np.repeat(np.arange(len(counts)), counts)))
     return pd.DataFrame({
         "merchant_id": np.repeat(pairs["merchant_id"].to_numpy(dtype=np.uint64), counts),
-        "legal_country_iso": np.repeat(pairs["legal_country_iso"].to_numpy(dtype=object), counts),
+        "legal_country_iso": pd.Series(country_col.to_pandas(types_mapper={pa.string(): _STR}.get)),
         "site_order": (np.arange(total, dtype=np.int64) - starts + 1).astype(np.uint32),
     })
 

@@ -93,3 +93,20 @@ def test_seed_changes_draws_not_priors(policies, baseline):
     other = run_chain(policies, 7)
     assert other.identity["run_id"] != baseline.identity["run_id"]
     pd.testing.assert_frame_equal(other.tables["s2"].drop(columns=[]), baseline.tables["s2"])
+
+
+def test_rng_evidence_is_canonical_json_and_accounts_every_draw(baseline):
+    import json
+
+    from engine.hashing import canonical_json
+
+    members = {m.logical_id: m.data for m in baseline.members}
+    events = members["rng_event_zone_dirichlet"].decode().splitlines()
+    trace = members["rng_trace_log"].decode().splitlines()
+    for line in events[:50] + trace[:50]:
+        assert canonical_json(json.loads(line)).decode() == line
+    esc = baseline.tables["s1"]["is_escalated"].sum()
+    assert len(events) == esc == len(trace)
+    last = json.loads(trace[-1])
+    draws = sum(int(json.loads(e)["draws"]) for e in events)
+    assert int(last["draws_total"]) == draws == len(baseline.tables["s3"])  # one uniform per component
