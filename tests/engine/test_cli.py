@@ -141,3 +141,25 @@ def test_anchor_world_runs_end_to_end(tmp_path, capsys):
     s2 = metric_pack(res.tables)["s2"]
     assert len(res.tables["s2"]) == 1158 and res.tables["s2"]["country_iso"].nunique() == 248
     assert s2["countries_multi_tz_total"] > 100 and 0 < s2["top1_share_median_multi_tz"] <= 1
+
+
+def _bundle(folder, frame):
+    import hashlib
+
+    folder.mkdir()
+    frame.to_csv(folder / "outlets.csv", index=False)
+    data = (folder / "outlets.csv").read_bytes()
+    (folder / "index.json").write_text(json.dumps({"files": [{"path": "outlets.csv",
+                                                              "sha256_hex": hashlib.sha256(data).hexdigest()}]}))
+    (folder / "_passed.flag").write_text(f"sha256_hex = {hashlib.sha256(data).hexdigest()}\n")
+    return folder / "outlets.csv"
+
+
+def test_upstream_bundle_is_verified_before_reading(tmp_path):
+    frame = pd.DataFrame({"merchant_id": [1, 2], "legal_country_iso": ["US", "FR"], "site_count": [9, 4]})
+    good = _bundle(tmp_path / "good", frame)
+    assert main(["run", "--seed", "3", "--run-root", str(tmp_path / "r"), "--outlets", str(good)]) == 0
+    bad = _bundle(tmp_path / "bad", frame)
+    bad.write_text(bad.read_text().replace("9", "8"))
+    rc, _, err = _cli("run", "--seed", "3", "--run-root", str(tmp_path / "r2"), "--outlets", str(bad))
+    assert rc == 2 and err.startswith("E3A_S0_001_UPSTREAM_GATE_FAILED")
