@@ -1,0 +1,1 @@
+"""Tests of engine.metrics and the tuning report CLIs."""

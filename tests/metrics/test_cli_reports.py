@@ -1,0 +1,117 @@
+"""The P0 / POPT / report CLIs end to end on the real engine (one authority run, in-process)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tuning import baseline as baseline_cli
+from tuning import compare as compare_cli
+from tuning import report as report_cli
+from tuning import runtime as runtime_cli
+from tuning.errors import run_cli
+
+POLICIES = Path(__file__).resolve().parents[2] / "policies"
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("p0")
+    out, runs = root / "reports", root / "runs"
+    assert baseline_cli.main(["--policies", str(POLICIES), "--out", str(out), "--runs-root", str(runs)]) == 0
+    (pack_json,) = sorted(out.glob("segment3a_p0_baseline_metrics_*.json"))
+    return root, out, runs, pack_json
+
+
+def test_baseline_pack_keys(workspace, capsys):
+    _, out, runs, pack_json = workspace
+    doc = json.loads(pack_json.read_text())
+    assert set(doc) == {"generated_utc", "phase", "segment", "baseline_authority", "paths", "thresholds", "metrics",
+                        "gates", "verdict"}
+    assert (doc["phase"], doc["segment"]) == ("P0", "3A")
+    rid = doc["baseline_authority"]["run_id"]
+    assert pack_json.name == f"segment3a_p0_baseline_metrics_{rid}.json"
+    assert set(doc["baseline_authority"]["lineage_tokens"]) == {"seed", "manifest_fingerprint", "parameter_hash",
+                                                               "run_id"}
+    assert set(doc["paths"]) == {"s1_glob", "s2_glob", "s3_glob", "s4_glob", "zone_alloc_glob"}
+    assert len(doc["gates"]["hard"]) == 10 and len(doc["gates"]["stretch"]) == 7
+    assert set(next(iter(doc["gates"]["hard"].values()))) == {"value", "threshold", "status"}
+    assert set(doc["metrics"]) == {"s1", "s2", "s3", "s4", "zone_alloc"}
+    assert doc["verdict"] in {"PASS_BPLUS", "PASS_B", "FAIL_REALISM"}
+    assert pack_json.read_text() == json.dumps(doc, sort_keys=True, indent=2) + "\n"   # sorted, indent 2
+    md = (out / f"segment3a_p0_baseline_metrics_{rid}.md").read_text()
+    assert "| gate | value | threshold | status |" in md and "3A-V08_s4_share_pairs_zones_ge_005_ge_2" in md
+    assert (runs / rid).is_dir()
+
+
+def test_compare_against_run_dir_and_json(workspace):
+    _, out, runs, pack_json = workspace
+    rid = json.loads(pack_json.read_text())["baseline_authority"]["run_id"]
+    for candidate in (runs / rid, pack_json):
+        assert compare_cli.main([str(pack_json), str(candidate), "--out", str(out)]) == 0
+        doc = json.loads((out / f"segment3a_p0_candidate_vs_baseline_{rid}.json").read_text())
+        assert {"baseline", "candidate", "delta_candidate_minus_baseline", "uplift_directional", "gate_drift",
+                "progression_decision"} <= set(doc)
+        assert set(doc["candidate"]) >= {"runs_root", "run_id", "run_root", "seed", "manifest_fingerprint",
+                                         "parameter_hash", "metrics", "gates", "verdict"}
+        assert all(v == 0.0 for v in doc["delta_candidate_minus_baseline"].values())  # same run: zero deltas
+        assert all(d == "UNCHANGED" for fam in doc["gate_drift"].values() for d in fam.values())
+    assert (out / f"segment3a_p0_candidate_vs_baseline_{rid}.md").exists()
+
+
+def test_runtime_baseline_and_closure(workspace):
+    _, out, runs, _ = workspace
+    assert runtime_cli.main(["baseline", "--repeats", "1", "--policies", str(POLICIES), "--out", str(out),
+                             "--runs-root", str(runs)]) == 0
+    (popt0,) = sorted(out.glob("segment3a_popt0_baseline_*.json"))
+    doc = json.loads(popt0.read_text())
+    assert doc["phase"] == "POPT.0"
+    assert [r["state"] for r in doc["timing"]["state_table"]] == ["S0", "S1", "S2", "S3", "S4", "S5", "S6", "S7"]
+    assert sum(r["segment_share"] for r in doc["timing"]["state_table"]) == pytest.approx(1.0)
+    assert [h["role"] for h in doc["hotspots"]] == ["primary", "secondary", "closure"]
+    assert doc["progression_gate"]["decision"] in {"GO", "HOLD"}
+    assert doc["evidence"]["s7_passed_flag_present"] is True
+    rid = doc["run"]["run_id"]
+    assert (out / f"segment3a_popt0_hotspot_map_{rid}.md").exists()
+    assert runtime_cli.main(["closure", str(popt0), str(popt0), "--out", str(out)]) == 0
+    closure = json.loads((out / f"segment3a_popt1_closure_{rid}.json").read_text())
+    assert set(closure["runtime"]) == {"s6", "s7", "s5"}
+    assert all(closure["veto"].values())
+    assert closure["decision"]["progression_decision"] == "UNLOCK_P0"
+
+
+def test_report_cli(workspace):
+    _, out, runs, pack_json = workspace
+    rid = json.loads(pack_json.read_text())["baseline_authority"]["run_id"]
+    target = out / "report.html"
+    assert report_cli.main([str(runs / rid), "--out", str(target)]) == 0
+    page = target.read_text()
+    assert page.count("Plotly.newPlot(") == 13 and page.count("plotly.js v") == 1
+    # the page has no timestamp: the same run renders the same bytes
+    assert report_cli.main([str(runs / rid), "--out", str(out / "again.html")]) == 0
+    assert (out / "again.html").read_text() == page
+
+
+@pytest.mark.parametrize("module,argv", [
+    (compare_cli, ["/nonexistent/base.json", "/nonexistent/run"]),
+    (report_cli, ["/nonexistent/run"]),
+    (runtime_cli, ["closure", "/nonexistent/a.json", "/nonexistent/b.json"]),
+    (baseline_cli, ["--policies", "/nonexistent/policies"]),
+    (runtime_cli, ["baseline", "--repeats", "0"]),
+])
+def test_cli_errors_are_one_line_exit_2(module, argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        run_cli(module.main, argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("E3A_") and "\n" not in err and "Traceback" not in err
+
+
+def test_bad_json_is_coded(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(SystemExit) as exc:
+        run_cli(compare_cli.main, [str(bad), str(bad)])
+    assert exc.value.code == 2 and capsys.readouterr().err.startswith("E3A_TUN_023")

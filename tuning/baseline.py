@@ -1,0 +1,103 @@
+"""P0 baseline pack: run the authority chain on one seed and publish its metric pack and gates.
+
+    python -m tuning.baseline [--seed 42] [--policies policies] [--out reports] [--runs-root runs]
+                              [--world DIR]
+
+Writes ``<out>/segment3a_p0_baseline_metrics_<run_id>.json`` (METRICS §15 keys, sorted, indent 2)
+and ``.md`` (the gate table), materialises the run under ``<runs-root>/<run_id>/`` and prints the
+Markdown table. Exit 0 whatever the verdict (the pack records it); exit 2 on an engine error.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Sequence
+
+from engine.metrics import thresholds
+from tuning.errors import run_cli
+from tuning.report_files import (compact_gates, gate_table_md, json_text, atomic_write_text, run_block,
+                                 score_tables, table_globs, utc_now)
+
+P0_JSON = "segment3a_p0_baseline_metrics_{rid}.json"
+P0_MD = "segment3a_p0_baseline_metrics_{rid}.md"
+
+
+def authority_inputs(policies_dir: str | Path, world_dir: str | Path | None = None):
+    """(PolicySet, World) of the authority: the policy directory and the default (or given) world."""
+    from engine.policies import PolicySet
+    from engine.world.model import default_world, load_world
+
+    policies = PolicySet.from_dir(policies_dir)
+    world = load_world(world_dir) if world_dir is not None else default_world()
+    return policies, world
+
+
+def p0_pack_document(res, pack: dict, gates: dict, verdict: str, runs_root: str | Path | None) -> dict:
+    """The P0 baseline pack (METRICS §15) of one chain result."""
+    block = run_block(res, runs_root)
+    ident = res.identity
+    return {
+        "generated_utc": utc_now(),
+        "phase": "P0",
+        "segment": "3A",
+        "baseline_authority": {
+            **block,
+            "lineage_tokens": {k: ident[k] for k in ("seed", "manifest_fingerprint", "parameter_hash", "run_id")},
+        },
+        "paths": table_globs(block["run_root"], ident) if block["run_root"] else {},
+        "thresholds": thresholds(),
+        "metrics": pack,
+        "gates": compact_gates(gates),
+        "verdict": verdict,
+    }
+
+
+def p0_markdown(doc: dict, gates: dict) -> str:
+    auth = doc["baseline_authority"]
+    head = [
+        f"# Segment 3A — P0 baseline metrics `{auth['run_id']}`",
+        "",
+        f"- seed: `{auth['seed']}`",
+        f"- manifest_fingerprint: `{auth['manifest_fingerprint']}`",
+        f"- parameter_hash: `{auth['parameter_hash']}`",
+        f"- run_root: `{auth['run_root']}`",
+        f"- verdict: **{doc['verdict']}**",
+        "",
+        "## Gates (hard B, then stretch B+)",
+        "",
+        "",
+    ]
+    return "\n".join(head) + gate_table_md(gates) + "\n"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m tuning.baseline", description=__doc__.splitlines()[0])
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--policies", default="policies", help="authority policy directory (default: policies)")
+    ap.add_argument("--out", default="reports", help="reports folder (default: reports)")
+    ap.add_argument("--runs-root", default="runs", help="where the run is materialised (default: runs)")
+    ap.add_argument("--world", default=None, help="a world directory instead of the embedded default")
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from engine.chain import run_chain
+
+    policies, world = authority_inputs(args.policies, args.world)
+    res = run_chain(policies, args.seed, world, run_root=args.runs_root)
+    pack, gates, verdict = score_tables(res.tables)
+    doc = p0_pack_document(res, pack, gates, verdict, args.runs_root)
+    rid = res.identity["run_id"]
+    out = Path(args.out)
+    md = p0_markdown(doc, gates)
+    atomic_write_text(out / P0_JSON.format(rid=rid), json_text(doc))
+    atomic_write_text(out / P0_MD.format(rid=rid), md)
+    print(md, end="")
+    print(f"\nwrote {out / P0_JSON.format(rid=rid)}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,39 @@
+"""Coded harness errors (``E3A_TUN_*``) and the one CLI wrapper every ``python -m tuning.*`` uses.
+
+The codes ride on :class:`engine.errors.EngineError`, so a harness failure and an engine failure
+reach the user the same way: one line ``CODE: cause`` on stderr, exit status 2, no traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable, Sequence
+
+from engine.errors import EngineError
+
+E_KNOB_RANGE = "E3A_TUN_001_KNOB_OUT_OF_RANGE"
+E_KNOB_UNKNOWN = "E3A_TUN_002_UNKNOWN_KNOB"
+E_KNOB_TARGET = "E3A_TUN_003_KNOB_TARGET_MISSING"
+E_STUDY_INVALID = "E3A_TUN_010_STUDY_INVALID"
+E_STUDY_MISSING = "E3A_TUN_011_STUDY_NOT_FOUND"
+E_RUN_VETOED = "E3A_TUN_020_RUN_VETOED"
+E_WITNESS = "E3A_TUN_021_WITNESS_MISMATCH"
+E_RUN_MISSING = "E3A_TUN_022_RUN_NOT_FOUND"
+E_ARTIFACTS = "E3A_TUN_023_RUN_ARTIFACTS_INVALID"
+E_CERTIFY = "E3A_TUN_030_CERTIFY_INPUT"
+E_STORAGE = "E3A_TUN_040_STORAGE"
+E_TRIALS_FAILING = "E3A_TUN_041_TRIALS_FAILING"
+E_USAGE = "E3A_TUN_050_USAGE"
+
+
+def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> None:
+    """Run a CLI entry point: an EngineError becomes ``CODE: cause`` on stderr and exit 2."""
+    try:
+        code = main(argv)
+    except EngineError as exc:
+        print(exc.one_line(), file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code or 0)

@@ -1,0 +1,211 @@
+"""Shared plumbing of the P0 / POPT / report CLIs: atomic writes, JSON/Markdown rendering,
+reading reports and runs back with coded errors, and the evidence a run carries.
+
+No wall-clock value enters anything hashed; ``generated_utc`` is only stamped on reports.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+from engine.errors import E_PUBLISH, EngineError
+from engine.metrics import evaluate_gates, metric_pack, run_verdict
+from tuning.errors import E_ARTIFACTS, E_RUN_MISSING
+
+GATE_FAMILIES = ("hard", "stretch")
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write via a temp file in the same directory and ``os.replace`` (never half-written)."""
+    path = Path(path)
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the report ordinary permissions
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise EngineError(E_PUBLISH, f"{path}: cannot write ({exc.strerror or exc})") from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _json_safe(obj):
+    """Non-finite floats become strings ("inf", "nan") so the file stays strict JSON."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return "inf" if obj > 0 else ("-inf" if obj < 0 else "nan")
+    if isinstance(obj, Mapping):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set)):
+        return [_json_safe(v) for v in (sorted(obj) if isinstance(obj, set) else obj)]
+    if hasattr(obj, "item") and callable(obj.item):
+        return _json_safe(obj.item())
+    if isinstance(obj, Path):
+        return obj.as_posix()
+    return obj
+
+
+def json_text(obj) -> str:
+    """Report JSON: keys sorted, indent 2, strict (no NaN/Infinity), trailing newline."""
+    return json.dumps(_json_safe(obj), sort_keys=True, indent=2, allow_nan=False) + "\n"
+
+
+def write_json(path: str | Path, obj) -> Path:
+    return atomic_write_text(path, json_text(obj))
+
+
+def read_json(path: str | Path, what: str) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise EngineError(E_RUN_MISSING, f"{path}: {what} not found")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise EngineError(E_ARTIFACTS, f"{path}: {what} is not valid JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise EngineError(E_ARTIFACTS, f"{path}: {what} is not a JSON object")
+    return doc
+
+
+def require_keys(doc: Mapping, keys: Iterable[str], path: str | Path, what: str) -> None:
+    missing = [k for k in keys if k not in doc]
+    if missing:
+        raise EngineError(E_ARTIFACTS, f"{path}: {what} lacks {', '.join(missing)}")
+
+
+def fmt(value) -> str:
+    """Readable, stable number formatting for Markdown tables."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.6f}" if math.isfinite(value) else str(value)
+    return str(value)
+
+
+def md_table(headers: Sequence[str], rows: Iterable[Sequence]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(fmt(c) if not isinstance(c, str) else c for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def compact_gates(gates: Mapping) -> dict:
+    """The report form of a gate table: ``{family: {gate_id: {value, threshold, status}}}``."""
+    return {fam: {gid: {"value": g.get("value"), "threshold": g.get("threshold"), "status": g.get("status")}
+                  for gid, g in (gates.get(fam) or {}).items()} for fam in GATE_FAMILIES}
+
+
+def gate_rows(gates: Mapping) -> list[tuple]:
+    """(gate, value, threshold, status) rows; the operator is shown with the threshold when known."""
+    rows = []
+    for fam in GATE_FAMILIES:
+        for gid, g in (gates.get(fam) or {}).items():
+            thr = g.get("threshold")
+            thr = fmt(thr) if isinstance(thr, bool) or thr is None else f"{thr:g}"
+            rows.append((gid, fmt(g.get("value")), f"{g['op']} {thr}" if g.get("op") else thr, g.get("status")))
+    return rows
+
+
+def gate_table_md(gates: Mapping) -> str:
+    return md_table(("gate", "value", "threshold", "status"), gate_rows(gates))
+
+
+def load_run_dir(run_dir: str | Path):
+    """A materialised run read back (``engine.store.load_run``) with a coded error when absent or corrupt."""
+    from engine.store import load_run
+
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise EngineError(E_RUN_MISSING, f"{path}: run directory not found")
+    try:
+        return load_run(path)
+    except EngineError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise EngineError(E_ARTIFACTS, f"{path}: run unreadable ({type(exc).__name__}: {exc})") from None
+
+
+def score_tables(tables: Mapping) -> tuple[dict, dict, str]:
+    pack = metric_pack(tables)
+    gates = evaluate_gates(pack)
+    return pack, gates, run_verdict(gates)
+
+
+def passed_flag_path(run_dir: str | Path | None, identity: Mapping) -> Path | None:
+    if run_dir is None:
+        return None
+    from engine.members import data_paths
+
+    return Path(run_dir) / data_paths(dict(identity))["flag"]
+
+
+def table_globs(run_root: str | Path, identity: Mapping) -> dict:
+    """``paths{s1_glob, s2_glob, s3_glob, s4_glob, zone_alloc_glob}`` of a materialised run."""
+    from engine.members import TABLE_MEMBERS, data_paths
+
+    paths = data_paths(dict(identity))
+    root = Path(run_root).as_posix()
+    return {f"{key}_glob": f"{root}/{Path(paths[logical]).parent.as_posix()}/*.parquet"
+            for key, logical in TABLE_MEMBERS.items()}
+
+
+def run_evidence(res, pack: Mapping) -> dict:
+    """POPT.1 veto inputs of a chain result (fail-closed: unknown stays None).
+
+    S6 run status is PASS whenever S6 completed (S6-S7.md §3): a ChainResult exists only then.
+    ``s6_issues_error`` counts ERROR rows of the S6 issue table; S5 conservation is the zone_alloc
+    count-conservation violations plus pairs whose total differs from S1 ``site_count``.
+    """
+    issues = getattr(res, "s6_issues", None)
+    issues_error = None
+    if issues is not None and "severity" in getattr(issues, "columns", ()):
+        issues_error = int((issues["severity"].astype(str) == "ERROR").sum())
+    za = pack.get("zone_alloc", {})
+    s5_viol = None
+    if "count_conservation_violations" in za:
+        s5_viol = int(za["count_conservation_violations"]) + int(za.get("site_count_mismatch_pairs", 0))
+    flag = passed_flag_path(getattr(res, "run_dir", None), res.identity)
+    keys = ("manifest_fingerprint", "parameter_hash")
+    receipt = getattr(res, "receipt", None) or {}
+    reports = {"S5": getattr(res, "universe_doc", None), "S6": res.s6_report, "S7": getattr(res, "index", None)}
+    return {
+        "s6_status": "PASS" if res.s6_report else None,
+        "s6_overall_status": (res.s6_report or {}).get("overall_status"),
+        "s6_issues_error": issues_error,
+        "s7_status": (res.s7 or {}).get("status"),
+        "s7_passed_flag_present": bool(flag is not None and flag.is_file()),
+        "s5_pairs_count_conservation_violations": s5_viol,
+        "identity": {k: receipt.get(k) for k in keys},
+        "report_identities": {s: ({k: d.get(k) for k in keys} if d else None) for s, d in reports.items()},
+    }
+
+
+def run_block(res, runs_root: str | Path | None) -> dict:
+    """The identity block the reports share (``baseline_authority`` / ``candidate`` / ``run``)."""
+    ident = res.identity
+    run_root = res.run_dir.as_posix() if getattr(res, "run_dir", None) is not None else None
+    return {
+        "runs_root": Path(runs_root).as_posix() if runs_root is not None else None,
+        "run_root": run_root,
+        "run_id": ident["run_id"],
+        "seed": ident["seed"],
+        "manifest_fingerprint": ident["manifest_fingerprint"],
+        "parameter_hash": ident["parameter_hash"],
+    }
