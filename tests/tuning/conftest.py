@@ -1,0 +1,87 @@
+"""Fixtures for the harness tests: a throw-away project root (studies/, policies/, MLflow, Optuna)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+REQUIRED_TRIAL_TAGS = ("phase", "engine_run_id", "seed", "parameter_hash", "manifest_fingerprint",
+                       "digest.country_zone_alphas", "digest.zone_floor_policy", "digest.zone_mixture_policy",
+                       "veto", "veto_reasons", "optuna_trial", "study", "mlflow.parentRunId")
+
+# a small, fast P1.2 study: few start-up trials so TPE kicks in, one seed
+SMALL_STUDY = """
+phase: P1.2
+study: t-P1.2
+base_policies: policies
+seeds: [42]
+trials: 6
+sampler: {name: tpe, seed: 7, n_startup_trials: 3, multivariate: true}
+knobs:
+  - {name: blend_lambda, low: 0.0, high: 0.9}
+  - {name: hub_cap, low: 0.35, high: 1.0}
+  - {name: tail_gamma, value: 1.0}
+objective:
+  name: J
+  terms:
+    - {name: d_top1, metric: s2.top1_share_median_multi_tz, direction: down, weight: 0.45}
+    - {name: d_tail, metric: s2.share_top1_ge_099_multi_tz, direction: down, weight: 0.35}
+    - {name: d_multi_zone, metric: s4.escalated_multi_zone_rate, direction: up, weight: 0.20}
+vetoes:
+  structural: [s6_pass, s7_pass, conservation, schema, realism_floors]
+"""
+
+
+def make_project(root: Path) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(REPO / "policies", root / "policies",
+                    ignore=shutil.ignore_patterns("lineage.yaml", ".*"))
+    (root / "studies").mkdir()
+    (root / "studies" / "P1.2.yaml").write_text(SMALL_STUDY)
+    forced = SMALL_STUDY.replace("study: t-P1.2", "study: t-veto").replace(
+        "  structural: [s6_pass, s7_pass, conservation, schema, realism_floors]",
+        "  structural: [s6_pass, s7_pass, conservation, schema, realism_floors]\n"
+        "  guardrails:\n    - {metric: s4.top1_share_median, op: '<=', value: 0.0, reason: FORCED_VETO}")
+    (root / "studies" / "veto.yaml").write_text(forced)
+    return root
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    root = make_project(tmp_path / "proj")
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
+    (root / "mlruns").mkdir()
+    return root
+
+
+def env_for(root: Path) -> dict:
+    env = dict(os.environ)
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def run_module(root: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", *args], cwd=root, env=env_for(root), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def trial_runs(study: str | None = None, phase: str = "P1.2") -> list:
+    from tuning.tracking import client, search_all
+    mlc = client()
+    exp = mlc.get_experiment_by_name(f"3A-{phase}")
+    flt = "tags.run_kind = 'trial'" + (f" and tags.study = '{study}'" if study else "")
+    return search_all(mlc, [exp.experiment_id], flt) if exp else []
+
+
+def load(study: str):
+    import optuna
+    from tuning.study_store import open_storage
+    return optuna.load_study(study_name=study, storage=open_storage(None, study))

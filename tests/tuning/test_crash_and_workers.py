@@ -1,0 +1,75 @@
+"""Crash safety and parallel workers, with real subprocesses on the shared storage."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from optuna.trial import TrialState
+
+from tests.tuning.conftest import env_for, load, run_module, trial_runs
+
+pytestmark = pytest.mark.slow
+
+
+def _assert_consistent(study_name: str, target: int) -> None:
+    study = load(study_name)
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == target
+    assert not [t for t in study.trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    for failed in (t for t in study.trials if t.state == TrialState.FAIL):  # every lost trial was retried once
+        retries = [t for t in study.trials if t.user_attrs.get("retry_of") == failed.number]
+        assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
+        assert {k: retries[0].params[k] for k in failed.params} == failed.params
+    runs = trial_runs(study_name)
+    assert len(runs) == target, "one MLflow run per complete trial, no duplicate"
+    assert sorted(int(r.data.tags["optuna_trial"]) for r in runs) == sorted(t.number for t in complete)
+    assert len({r.data.tags["trial_key"] for r in runs}) == target
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    for t in complete:
+        assert t.user_attrs["result"]["mlflow_run_id"] in {r.info.run_id for r in runs}
+
+
+def test_kill_mid_trial_then_restart_completes_budget(project):
+    proc = subprocess.Popen([sys.executable, "-m", "tuning.sweep", "--phase", "P1.2", "--trials", "8",
+                             "--no-progress"], cwd=project, env=env_for(project),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline, killed = time.time() + 180, False
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+        if not (project / ".optuna" / "t-P1.2.journal").exists():
+            continue
+        states = [t.state for t in load("t-P1.2").trials]
+        if states.count(TrialState.COMPLETE) >= 2 and TrialState.RUNNING in states:
+            os.kill(proc.pid, signal.SIGKILL)
+            killed = True
+            break
+    proc.wait(timeout=30)
+    assert killed, proc.stderr.read().decode()[-2000:]
+    assert len([t for t in load("t-P1.2").trials if t.state == TrialState.COMPLETE]) < 8
+
+    out = run_module(project, "tuning.sweep", "--phase", "P1.2", "--trials", "8", "--json", "--no-progress")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout)["trials_complete"] == 8
+    _assert_consistent("t-P1.2", 8)
+    assert [t for t in load("t-P1.2").trials if t.state == TrialState.FAIL], "the killed trial is failed and retried"
+    from tuning.tracking import client, search_all
+    mlc = client()
+    sweeps = search_all(mlc, [mlc.get_experiment_by_name("3A-P1.2").experiment_id], "tags.run_kind = 'sweep'")
+    assert sorted(r.info.status for r in sweeps) == ["FINISHED", "KILLED"]
+
+
+def test_two_workers_complete_the_budget_without_duplicates(project):
+    out = run_module(project, "tuning.sweep", "--phase", "P1.2", "--trials", "6", "--workers", "2", "--json")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout)["trials_complete"] == 6
+    study = load("t-P1.2")
+    assert len(study.trials) == 6
+    _assert_consistent("t-P1.2", 6)
+    parents = {r.data.tags["mlflow.parentRunId"] for r in trial_runs("t-P1.2")}
+    assert len(parents) == 1  # the workers share the coordinator's parent run

@@ -1,0 +1,113 @@
+"""Knobs: bounded, named transforms authority -> candidate, on a small stand-in policy set."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import yaml
+
+from engine.errors import EngineError
+from engine.policies import PolicySet
+from tuning.knobs import KNOBS, apply_knobs, reshape_shares
+
+MIXTURE = {"policy_id": "zone_mixture_policy_3A", "version": "v1.0.0", "theta_mix": 0.35, "rules": [
+    {"metric": "site_count_lt", "threshold": 3, "decision_reason": "below_min_sites"},
+    {"metric": "zone_count_country_le", "threshold": 1, "decision_reason": "forced_monolithic"},
+    {"metric": "zone_count_country_ge", "threshold": 4, "decision_reason": "forced_escalation"},
+    {"metric": "site_count_ge", "threshold": 35, "decision_reason": "forced_escalation"}]}
+ALPHAS = {"version": "v1.0.0", "countries": {
+    "AA": {"tzid_alphas": [{"tzid": "X/One", "alpha": 97.0}, {"tzid": "X/Two", "alpha": 2.0},
+                           {"tzid": "X/Three", "alpha": 1.0}]},
+    "BB": {"tzid_alphas": [{"tzid": "Y/Only", "alpha": 20.0}]}}}
+FLOORS = {"version": "v1.0.0", "floors": [{"tzid": "X/One", "floor_value": 0.5, "bump_threshold": 0.6},
+                                          {"tzid": "X/Two", "floor_value": 0.1, "bump_threshold": 0.0}]}
+
+
+@pytest.fixture
+def base() -> PolicySet:
+    dump = lambda d: yaml.safe_dump(d, sort_keys=False).encode()  # noqa: E731
+    return PolicySet({"zone_mixture_policy": dump(MIXTURE), "country_zone_alphas": dump(ALPHAS),
+                      "zone_floor_policy": dump(FLOORS)})
+
+
+def alphas(ps: PolicySet, iso: str) -> np.ndarray:
+    return np.array([e["alpha"] for e in ps.doc("country_zone_alphas")["countries"][iso]["tzid_alphas"]])
+
+
+def test_blend_lambda_keeps_alpha_sum_and_pulls_toward_uniform(base):
+    cand = apply_knobs(base, {"blend_lambda": 0.5})
+    a = alphas(cand, "AA")
+    assert a.sum() == pytest.approx(100.0, abs=1e-5)
+    assert a[0] == pytest.approx(100 * (0.5 * 0.97 + 0.5 / 3), abs=1e-5)
+    assert alphas(cand, "BB").tolist() == [20.0]  # single-zone countries untouched
+    assert cand.digests["zone_floor_policy"] == base.digests["zone_floor_policy"]  # untouched bytes
+    assert cand.digests["country_zone_alphas"] != base.digests["country_zone_alphas"]
+
+
+def test_hub_cap_spreads_excess_over_tail_by_gamma(base):
+    even = reshape_shares(np.array([0.97, 0.02, 0.01]), hub_cap=0.6, tail_gamma=0.0)
+    prop = reshape_shares(np.array([0.97, 0.02, 0.01]), hub_cap=0.6, tail_gamma=1.0)
+    assert even.max() == pytest.approx(0.6) and prop.max() == pytest.approx(0.6)
+    assert even[1] - even[2] == pytest.approx(0.01)  # equal increments
+    assert prop[1] == pytest.approx(2 * prop[2])      # proportional increments
+    water = reshape_shares(np.array([0.5, 0.45, 0.05]), hub_cap=0.4, tail_gamma=1.0)
+    assert water.max() <= 0.4 + 1e-12 and water.sum() == pytest.approx(1.0)
+    assert reshape_shares(np.array([0.9, 0.1]), hub_cap=0.1).tolist() == pytest.approx([0.5, 0.5])  # cap >= 1/K
+    cand = apply_knobs(base, {"hub_cap": 0.6, "tail_gamma": 1.0})
+    assert (alphas(cand, "AA") > 0).all() and alphas(cand, "AA").max() == pytest.approx(60.0, abs=1e-5)
+
+
+def test_floor_knobs(base):
+    cand = apply_knobs(base, {"floor_scale": 2.0, "threshold_shift": 0.5})
+    floors = cand.doc("zone_floor_policy")["floors"]
+    assert [f["floor_value"] for f in floors] == [1.0, 0.2]
+    assert [f["bump_threshold"] for f in floors] == [1.0, 0.5]  # clipped to [0, 1]
+
+
+def test_block_knobs_enable_their_block_and_lift_dependents(base):
+    cand = apply_knobs(base, {"merchant_jitter": 0.3, "merchant_jitter_clip": 0.1, "site_threshold": 12,
+                              "stochastic_rounding": True, "theta_mix": 0.5, "site_count_ge": 60,
+                              "zone_count_min": 6, "zone_count_max": 4})
+    doc = cand.doc("zone_mixture_policy")
+    assert doc["s3_dispersion"]["enabled"] and doc["s3_dispersion"]["merchant_jitter_clip"] == 0.3
+    assert doc["s4_safeguards"] == {**doc["s4_safeguards"], "enabled": True, "site_threshold": 12,
+                                    "stochastic_rounding": True}
+    assert doc["s1_smoothing"]["enabled"] and doc["s1_smoothing"]["zone_count_max"] == 7
+    assert doc["theta_mix"] == 0.5
+    assert [r["threshold"] for r in doc["rules"] if r["metric"] == "site_count_ge"] == [60]
+    assert doc["version"].startswith("v1.0.0+tuned.")
+
+
+def test_candidate_bytes_are_deterministic(base):
+    a = apply_knobs(base, {"blend_lambda": 0.25, "hub_cap": 0.7})
+    b = apply_knobs(base, {"hub_cap": 0.7, "blend_lambda": 0.25})
+    assert a.raw == b.raw and a.parameter_hash == b.parameter_hash
+    assert apply_knobs(base, {}) is base
+
+
+@pytest.mark.parametrize("values, code", [
+    ({"blend_lambda": 1.5}, "E3A_TUN_001_KNOB_OUT_OF_RANGE"),
+    ({"site_threshold": 2.5}, "E3A_TUN_001_KNOB_OUT_OF_RANGE"),
+    ({"stochastic_rounding": "yes"}, "E3A_TUN_001_KNOB_OUT_OF_RANGE"),
+    ({"alpha_floor": 0.0}, "E3A_TUN_001_KNOB_OUT_OF_RANGE"),
+    ({"no_such_knob": 1}, "E3A_TUN_002_UNKNOWN_KNOB"),
+])
+def test_bad_knob_values_are_coded(base, values, code):
+    with pytest.raises(EngineError) as err:
+        apply_knobs(base, values)
+    assert err.value.code == code
+
+
+def test_missing_rule_target_is_coded(base):
+    doc = dict(MIXTURE, rules=[r for r in MIXTURE["rules"] if r["metric"] != "zone_count_country_ge"])
+    ps = base.replace(zone_mixture_policy=yaml.safe_dump(doc, sort_keys=False).encode())
+    with pytest.raises(EngineError) as err:
+        apply_knobs(ps, {"zone_count_country_ge": 5})
+    assert err.value.code == "E3A_TUN_003_KNOB_TARGET_MISSING"
+
+
+def test_every_knob_domain_is_inside_the_policy_schema(base):
+    """Each knob at its bounds yields a policy the engine accepts (the sanity checks included)."""
+    for name, k in KNOBS.items():
+        for v in ([False, True] if k.kind == "bool" else [k.low, k.high]):
+            apply_knobs(base, {name: v})

@@ -1,0 +1,53 @@
+"""Study files: the shipped ones load; a bad one is a coded error naming the field."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from engine.errors import EngineError
+from tests.tuning.conftest import REPO, SMALL_STUDY, run_module
+from tuning.study_spec import load_study, parse_study
+
+
+@pytest.mark.parametrize("phase", ["P1.2", "P1.3", "P2", "P3", "P4"])
+def test_shipped_studies_load(phase):
+    spec = load_study(phase, REPO / "studies")
+    assert spec.phase == phase and spec.knobs and spec.terms
+    assert sum(t["weight"] for t in spec.terms) == pytest.approx(1.0)
+    assert {"s6_pass", "s7_pass", "conservation", "schema", "realism_floors"} <= set(spec.structural)
+
+
+def _bad(edit) -> EngineError:
+    doc = yaml.safe_load(SMALL_STUDY)
+    edit(doc)
+    with pytest.raises(EngineError) as err:
+        parse_study(doc, "studies/bad.yaml")
+    assert err.value.code == "E3A_TUN_010_STUDY_INVALID"
+    return err.value
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda d: d["knobs"][0].update(high=1.5), "knobs[0].high"),
+    (lambda d: d["knobs"][1].update(name="hubcap"), "knobs[1].name"),
+    (lambda d: d["knobs"][0].update(low=0.9, high=0.1), "knobs[0].high"),
+    (lambda d: d.pop("objective"), "(top level)"),
+    (lambda d: d["objective"]["terms"][0].update(direction="sideways"), "objective.terms[0].direction"),
+    (lambda d: d["vetoes"]["structural"].append("vibes"), "vetoes.structural[5]"),
+    (lambda d: d.update(trials=0), "trials"),
+    (lambda d: d["knobs"].append({"name": "blend_lambda", "low": 0.1, "high": 0.2}), "knobs[3].name"),
+])
+def test_bad_study_names_the_field(edit, field):
+    err = _bad(edit)
+    assert f"studies/bad.yaml: {field}:" in err.cause
+
+
+def test_bad_study_file_cli_is_one_coded_line(tmp_path):
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "studies" / "P1.2.yaml").write_text(SMALL_STUDY.replace("high: 0.9", "high: 9"))
+    out = run_module(tmp_path, "tuning.sweep", "--phase", "P1.2", "--trials", "1")
+    assert out.returncode == 2
+    assert out.stderr.strip().startswith("E3A_TUN_010_STUDY_INVALID: studies/P1.2.yaml: knobs[0].high:")
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    missing = run_module(tmp_path, "tuning.sweep", "--phase", "P9")
+    assert missing.returncode == 2 and missing.stderr.startswith("E3A_TUN_011_STUDY_NOT_FOUND")

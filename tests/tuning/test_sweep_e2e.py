@@ -1,0 +1,147 @@
+"""End to end in a temp project: sweep -> resume -> forced veto -> rank -> promote -> certify."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from optuna.trial import TrialState
+
+from engine.errors import EngineError
+from engine.policies import PolicySet
+from tests.tuning.conftest import REQUIRED_TRIAL_TAGS, load, make_project, trial_runs
+
+
+@pytest.fixture(scope="module")
+def proj(tmp_path_factory):
+    root = make_project(tmp_path_factory.mktemp("e2e") / "proj")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
+        (root / "mlruns").mkdir()
+        yield root
+
+
+def sweep(capsys, *args: str) -> dict:
+    from tuning.sweep import main
+    assert main(["--no-progress", "--json", *args]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_six_trial_sweep_leaves_six_tagged_nested_runs(proj, capsys):
+    summary = sweep(capsys, "--phase", "P1.2", "--trials", "6")
+    study = load("t-P1.2")
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 6
+    runs = trial_runs("t-P1.2")
+    assert len(runs) == 6
+    assert sorted(int(r.data.tags["optuna_trial"]) for r in runs) == list(range(6))
+    for r in runs:
+        missing = [t for t in REQUIRED_TRIAL_TAGS if not r.data.tags.get(t)]
+        assert not missing, missing
+        assert r.data.tags["mlflow.parentRunId"] == summary["parent_run_id"]
+        assert r.data.tags["phase"] == "P1.2" and r.data.tags["seed"] == "42"
+        assert {"J", "delta.d_top1", "delta.d_tail", "delta.d_multi_zone", "seconds.S2",
+                "s2.top1_share_median_multi_tz", "s4.count_conservation_all_pairs"} <= set(r.data.metrics)
+        assert set(r.data.params) == {"blend_lambda", "hub_cap", "tail_gamma"}
+        art = Path(r.info.artifact_uri.replace("file://", ""))
+        assert {"policies", "metric_pack.json", "gate_table.md"} <= {p.name for p in art.iterdir()}
+        assert PolicySet.from_dir(art / "policies").digests["country_zone_alphas"] == \
+            r.data.tags["digest.country_zone_alphas"]
+    # one trial of every optuna trial number, and the same J in both stores
+    by_trial = {int(r.data.tags["optuna_trial"]): r for r in runs}
+    for t in study.trials:
+        assert by_trial[t.number].data.metrics["J"] == pytest.approx(t.value, abs=1e-12)
+        assert t.user_attrs["result"]["mlflow_run_id"] == by_trial[t.number].info.run_id
+    from tuning.tracking import client
+    parent_art = Path(client().get_run(summary["parent_run_id"]).info.artifact_uri.replace("file://", ""))
+    assert {"optimization_history.html", "parallel_coordinate.html", "sweep_summary.json"} <= \
+        {p.name for p in parent_art.iterdir()}
+
+
+def test_second_invocation_resumes_to_twelve_without_duplicates(proj, capsys):
+    summary = sweep(capsys, "--phase", "P1.2", "--trials", "12")
+    study = load("t-P1.2")
+    assert len(study.trials) == 12 and all(t.state == TrialState.COMPLETE for t in study.trials)
+    runs = trial_runs("t-P1.2")
+    numbers = [int(r.data.tags["optuna_trial"]) for r in runs]
+    assert sorted(numbers) == list(range(12))
+    assert len({r.data.tags["trial_key"] for r in runs}) == 12
+    assert summary["trials_complete"] == 12 and summary["top"][0]["veto"] == "PASS"
+    again = sweep(capsys, "--phase", "P1.2", "--trials", "12")  # budget met: nothing new
+    assert again["trials_complete"] == 12 and len(trial_runs("t-P1.2")) == 12
+
+
+def test_forced_veto_is_infeasible_and_never_best(proj, capsys):
+    summary = sweep(capsys, "--phase", "studies/veto.yaml", "--trials", "3")
+    study = load("t-veto")
+    assert all(t.constraints.get("veto", 0) > 0 for t in study.trials)
+    with pytest.raises(ValueError):
+        study.best_trial  # no feasible trial exists
+    assert summary["best"] == {} and summary["trials_feasible"] == 0
+    runs = trial_runs("t-veto")
+    assert {r.data.tags["veto"] for r in runs} == {"FAIL"}
+    assert all("FORCED_VETO" in r.data.tags["veto_reasons"] for r in runs)
+    from tuning.promote import promote
+    with pytest.raises(EngineError) as err:
+        promote(runs[0].info.run_id, Path("policies"))
+    assert err.value.code == "E3A_TUN_020_RUN_VETOED"
+
+
+def test_rank_lists_feasible_first_by_j(proj):
+    from tuning.rank import ranked_runs
+    rows = ranked_runs("P1.2")
+    vetoes = [r["veto"] for r in rows]
+    assert vetoes == sorted(vetoes, key=lambda v: v != "PASS")
+    feasible = [r["J"] for r in rows if r["veto"] == "PASS"]
+    assert feasible == sorted(feasible, reverse=True)
+
+
+def test_promote_best_rewrites_policies_and_witness_passes(proj):
+    from tuning.promote import promote, read_lineage
+    from tuning.rank import ranked_runs
+    from tuning.tracking import client
+    best = ranked_runs("P1.2", "t-P1.2")[0]
+    before = PolicySet.from_dir("policies")
+    out = promote(best["run_id"], Path("policies"), decision="UNLOCK_P1_3", runs_root=Path("runs"))
+    assert out["status"] == "PROMOTED" and out["witness"]["status"] == "PASS"
+    assert out["witness"]["fields_compared"] > 50 and not out["witness"]["mismatches"]
+    after = PolicySet.from_dir("policies")
+    run = client().get_run(best["run_id"])
+    assert after.parameter_hash != before.parameter_hash
+    assert all(run.data.tags[f"digest.{p}"] == d for p, d in after.digests.items())
+    assert run.data.tags["authority"] == "current" and run.data.tags["decision"] == "UNLOCK_P1_3"
+    entry = read_lineage(Path("policies"))[-1]
+    assert entry["mlflow_run_id"] == best["run_id"] and entry["witness"]["status"] == "PASS"
+    assert entry["previous_authority"]["parameter_hash"] == before.parameter_hash
+    assert (Path("runs") / out["witness"]["engine_run_id"]).is_dir()
+    promo = client().get_run(out["promotion_run_id"])
+    assert promo.data.tags["source_run_id"] == best["run_id"]
+
+
+def test_certify_returns_a_verdict_with_a_gate_per_seed(proj):
+    from tuning.certify import certify
+    seeds = [42, 7, 101, 202]
+    summary = certify(PolicySet.from_dir("policies"), seeds, {"source": "authority"})
+    assert summary["verdict"] in {"PASS_BPLUS", "PASS_B", "FAIL_REALISM"}
+    for family in ("hard", "stretch"):
+        for gate, per_seed in summary["detail"]["gate_matrix"][family].items():
+            assert set(per_seed) == set(seeds) and all(v in ("PASS", "FAIL") for v in per_seed.values()), gate
+    from tuning.tracking import client, search_all
+    mlc = client()
+    exp = mlc.get_experiment_by_name("3A-certify")
+    children = search_all(mlc, [exp.experiment_id], f"tags.mlflow.parentRunId = '{summary['mlflow_run_id']}'")
+    assert sorted(int(c.data.tags["seed"]) for c in children) == sorted(seeds)
+
+
+def test_prune_keeps_authority_runs_and_removes_the_rest(proj):
+    from tuning.prune import prune
+    stale = Path("runs") / ("0" * 32)
+    (stale / "reports").mkdir(parents=True)
+    (stale / "reports" / "run_report.json").write_text(json.dumps(
+        {"identity": {"parameter_hash": "f" * 64}, "s6_overall_status": "FAIL", "s7": {"status": "FAIL"}}))
+    kept_before = {p.name for p in Path("runs").iterdir()} - {stale.name}
+    out = prune(Path("runs"), Path("policies"))
+    assert out["removed"] == [stale.name] and not stale.exists()
+    assert set(out["kept"]) == kept_before
+    assert any("current authority" in why for why in out["kept"].values())

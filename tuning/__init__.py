@@ -1,0 +1,1 @@
+"""Segment 3A tuning harness: knobs, studies, objective, sweeps, MLflow trail, promotion, certification."""

@@ -1,0 +1,137 @@
+"""``python -m tuning.certify [--authority | --run MLFLOW_RUN_ID] [--seeds 42,7,101,202] [--json]``
+
+Cross-seed certification (build plan P5): the authority policy set (or a trial's candidate) runs
+S0 -> S7 on every seed of the seedpack (one chain cache: S2 is seed-invariant and is reused), each
+seed is scored, and ``engine.metrics.seedpack_verdict`` gives the verdict with its gate matrix, the
+cross-seed CV and the stability gates. MLflow: one parent run in ``3A-certify`` with one nested
+run per seed; the summary is logged as JSON and Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Sequence
+
+from engine.chain import ChainCache, run_chain
+from engine.errors import EngineError
+from engine.metrics import REQUIRED_SEEDS, seedpack_verdict
+from engine.policies import PolicySet
+from tuning.errors import E_CERTIFY, run_cli
+from tuning.promote import fetch_candidate_files
+from tuning.tracking import (CERTIFY_EXPERIMENT, client, experiment_id, flatten_pack, gate_table_md, log_batch)
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise EngineError(E_CERTIFY, f"--seeds {text!r}: expected comma-separated integers") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise EngineError(E_CERTIFY, f"--seeds {text!r}: need distinct seeds")
+    return seeds
+
+
+def certify(policies: PolicySet, seeds: Sequence[int], source: dict, runs_root: Path | None = None) -> dict:
+    mlc = client()
+    exp = experiment_id(mlc, CERTIFY_EXPERIMENT)
+    parent = mlc.create_run(exp, run_name=f"certify-{policies.parameter_hash[:12]}", tags={
+        "run_kind": "certification", "parameter_hash": policies.parameter_hash, "seeds": ",".join(map(str, seeds)),
+        **{f"digest.{p}": d for p, d in policies.digests.items()}, **{k: str(v) for k, v in source.items()}})
+    parent_id = parent.info.run_id
+    cache, per_seed, engine_seconds, rows = ChainCache(), {}, {}, {}
+    t0 = time.perf_counter()
+    try:
+        for seed in seeds:
+            res = run_chain(policies, seed, cache=cache, run_root=runs_root)
+            per_seed[seed] = {"pack": res.pack, "gates": res.gates, "s6_overall_status": res.s6_report["overall_status"],
+                              "s7_status": res.s7.get("status")}
+            engine_seconds[seed] = float(sum(res.seconds.values()))
+            rows[seed] = res.identity
+        verdict = seedpack_verdict(per_seed, seeds)
+        for seed in seeds:
+            row = verdict["seeds"][seed]
+            child = mlc.create_run(exp, run_name=f"seed-{seed}", tags={
+                "mlflow.parentRunId": parent_id, "run_kind": "certification_seed", "seed": str(seed),
+                "engine_run_id": rows[seed]["run_id"], "parameter_hash": rows[seed]["parameter_hash"],
+                "manifest_fingerprint": rows[seed]["manifest_fingerprint"], "run_verdict": row["run_verdict"],
+                "hard_pass": str(row["hard_pass"]).lower(), "stretch_pass": str(row["stretch_pass"]).lower(),
+                "s6_status": str(row["s6_overall_status"]), "s7_status": str(row["s7_status"]),
+                "failing_hard": ",".join(row["failing_hard"]) or "none"})
+            log_batch(mlc, child.info.run_id, metrics={**flatten_pack(per_seed[seed]["pack"]),
+                                                       "seconds.engine": engine_seconds[seed]})
+            with tempfile.TemporaryDirectory() as tmp:
+                Path(tmp, "gate_table.md").write_text(gate_table_md(per_seed[seed]["gates"]))
+                Path(tmp, "metric_pack.json").write_text(json.dumps(per_seed[seed], indent=2, sort_keys=True,
+                                                                    default=str))
+                mlc.log_artifacts(child.info.run_id, tmp)
+            mlc.set_terminated(child.info.run_id)
+        summary = {"verdict": verdict["verdict"], "reasons": verdict["reasons"], "seeds": list(seeds),
+                   "parameter_hash": policies.parameter_hash, "digests": dict(policies.digests), "source": source,
+                   "engine_seconds": engine_seconds, "engine_seconds_total": sum(engine_seconds.values()),
+                   "wall_seconds": time.perf_counter() - t0, "mlflow_run_id": parent_id,
+                   "engine_run_ids": {s: rows[s]["run_id"] for s in seeds}, "detail": verdict}
+        log_batch(mlc, parent_id, metrics={"seconds.engine_total": summary["engine_seconds_total"],
+                                           **{f"cv.{m}": v for m, v in verdict["cv"].items()}},
+                  tags={"verdict": verdict["verdict"]})
+        with tempfile.TemporaryDirectory() as tmp:
+            Path(tmp, "certification_summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True,
+                                                                          default=str))
+            Path(tmp, "certification_summary.md").write_text(summary_markdown(summary))
+            mlc.log_artifacts(parent_id, tmp)
+        mlc.set_terminated(parent_id)
+    except BaseException:
+        mlc.set_terminated(parent_id, status="FAILED")
+        raise
+    return summary
+
+
+def summary_markdown(summary: dict) -> str:
+    detail, seeds = summary["detail"], summary["seeds"]
+    lines = [f"# 3A certification: {summary['verdict']}", "",
+             f"- policies: parameter_hash `{summary['parameter_hash']}` ({summary['source']})",
+             f"- seeds: {', '.join(map(str, seeds))}; engine seconds {summary['engine_seconds_total']:.2f}", ""]
+    lines += [f"- {r}" for r in summary["reasons"]] + ["", "| gate | " + " | ".join(map(str, seeds)) + " |",
+                                                       "|---|" + "---|" * len(seeds)]
+    for family in ("hard", "stretch"):
+        for gid, per in detail["gate_matrix"][family].items():
+            lines.append(f"| {gid} | " + " | ".join(str(per.get(s)) for s in seeds) + " |")
+    lines += ["", "| CV metric | CV |", "|---|---|"] + [f"| {m} | {v:.6g} |" for m, v in detail["cv"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tuning.certify", description=__doc__.splitlines()[0])
+    who = ap.add_mutually_exclusive_group()
+    who.add_argument("--authority", action="store_true", help="certify policies/ (the default)")
+    who.add_argument("--run", metavar="MLFLOW_RUN_ID", help="certify a trial's candidate policy files")
+    ap.add_argument("--policies", default="policies")
+    ap.add_argument("--seeds", default=",".join(map(str, REQUIRED_SEEDS)))
+    ap.add_argument("--runs-root", default="", help="materialise each seed's run here ('' = in memory)")
+    ap.add_argument("--json", action="store_true", help="print the summary JSON")
+    args = ap.parse_args(argv)
+    seeds = parse_seeds(args.seeds)
+    runs_root = Path(args.runs_root) if args.runs_root else None
+    if args.run:
+        with tempfile.TemporaryDirectory() as tmp:
+            policies = fetch_candidate_files(client(), args.run, Path(tmp))
+        source = {"source": "run", "source_run_id": args.run}
+    else:
+        policies = PolicySet.from_dir(args.policies)
+        source = {"source": "authority", "policies_dir": str(args.policies)}
+    summary = certify(policies, seeds, source, runs_root)
+    if args.json:
+        print(json.dumps(summary, indent=2, sort_keys=True, default=str))
+    else:
+        print(f"verdict {summary['verdict']} on seeds {','.join(map(str, seeds))} "
+              f"(engine {summary['engine_seconds_total']:.2f} s; MLflow run {summary['mlflow_run_id']})")
+        for r in summary["reasons"]:
+            print(f"  - {r}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,184 @@
+"""The phase objective: knobs -> candidate policies -> engine chain -> metric pack -> J and vetoes.
+
+One :class:`PhaseObjective` per study process holds the engine's :class:`ChainCache` (the rerun
+matrix: a P1.2 candidate reuses S0/S1, a P2 candidate S0-S2, ...) and the anchor, i.e. the base
+(authority) policy set run once on the same seed. Common random numbers are the engine's: the RNG
+master ignores the policies, so two candidates differ only by their knobs.
+
+A vetoed evaluation still carries its J when the chain ran; its ``constraints`` (one per veto
+reason, > 0 when breached) go to Optuna through ``trial.set_constraint`` so it is infeasible and
+never "best". When the chain cannot run at all (a candidate the engine rejects), J is
+:data:`NO_SCORE` and the veto is ``SCHEMA_INVALID`` / ``ENGINE_ERROR``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from engine.chain import ChainCache, run_chain
+from engine.errors import EngineError
+from engine.metrics import evaluate_gates, metric_pack, run_verdict
+from engine.policies import PolicySet
+from engine.policies.authoring import realism_floors
+from tuning.knobs import apply_knobs
+from tuning.study_spec import StudySpec, metric_value
+
+NO_SCORE = -1000.0
+STRUCTURAL_REASONS = {"s6_pass": "S6_OR_S7_FAIL", "s7_pass": "S6_OR_S7_FAIL", "conservation": "CONSERVATION_FAIL",
+                      "realism_floors": "REALISM_FLOOR_FAIL", "schema": "SCHEMA_INVALID"}
+
+
+@dataclass
+class Evaluation:
+    """Everything one candidate produced (what tracking logs and promotion replays)."""
+
+    knobs: dict
+    policies: PolicySet | None
+    value: float = NO_SCORE
+    deltas: dict = field(default_factory=dict)
+    vetoes: list = field(default_factory=list)          # sorted unique reasons
+    veto_detail: list = field(default_factory=list)     # human-readable lines
+    constraints: dict = field(default_factory=dict)     # reason -> breach (> 0 = infeasible)
+    targets: dict = field(default_factory=dict)         # label -> bool
+    identity: dict = field(default_factory=dict)
+    pack: dict | None = None
+    gates: dict | None = None
+    verdict: str = "NOT_SCORED"
+    s6_status: str = "MISSING"
+    s7_status: str = "MISSING"
+    floors: dict | None = None
+    seconds: dict = field(default_factory=dict)         # engine seconds per state
+    reused: list = field(default_factory=list)
+    chain_seconds: float = 0.0                          # wall time inside run_chain
+    build_seconds: float = 0.0                          # knobs -> candidate bytes -> engine's policy parse
+    tables: dict | None = None
+    error: str | None = None
+
+    @property
+    def feasible(self) -> bool:
+        return not self.vetoes
+
+    @property
+    def target_pass(self) -> bool:
+        return all(self.targets.values())
+
+
+def deterministic_view(pack: Mapping, identity: Mapping) -> dict:
+    """The replayable part of an evaluation (no timings): what a witness must reproduce exactly."""
+    keep = ("run_id", "parameter_hash", "manifest_fingerprint", "world_digest", "seed", "policy_digests")
+    return {"identity": {k: identity.get(k) for k in keep}, "pack": pack}
+
+
+class PhaseObjective:
+    def __init__(self, spec: StudySpec, seed: int, base: PolicySet, *, world=None,
+                 cache: ChainCache | None = None, keep_tables: bool = False) -> None:
+        self.spec, self.seed, self.base, self.world = spec, int(seed), base, world
+        self.cache = cache if cache is not None else ChainCache()
+        self.keep_tables = keep_tables
+        self._anchor: Evaluation | None = None
+
+    # ------------------------------------------------------------------ anchor
+    @property
+    def anchor(self) -> Evaluation:
+        """The base (authority) policy set on the same seed, computed once and cached."""
+        if self._anchor is None:
+            self._anchor = self._score(self._run({}, self.base), anchor_pack=None)
+            if self._anchor.pack is None:
+                raise EngineError(self._anchor.error.split(":")[0] if self._anchor.error else "E3A_TUN_040",
+                                  f"the anchor (base policies) does not run: {self._anchor.error}")
+        return self._anchor
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, knob_values: Mapping[str, object], run_root=None) -> Evaluation:
+        anchor_pack = self.anchor.pack
+        t0 = time.perf_counter()
+        try:
+            candidate = apply_knobs(self.base, knob_values)
+        except EngineError as exc:
+            if exc.code.startswith("E3A_TUN_"):
+                raise  # a knob outside its domain is a harness bug or a bad study, not a candidate
+            ev = Evaluation(dict(knob_values), None, error=exc.one_line())
+            return self._veto_only(ev, "SCHEMA_INVALID", exc.one_line())
+        build = time.perf_counter() - t0
+        ev = self._score(self._run(knob_values, candidate, run_root), anchor_pack)
+        ev.build_seconds = build
+        return ev
+
+    def replay(self, policies: PolicySet, run_root=None) -> Evaluation:
+        """Run a given policy set (a promotion witness) through the same scoring."""
+        return self._score(self._run({}, policies, run_root), self.anchor.pack)
+
+    def _run(self, knob_values: Mapping, policies: PolicySet, run_root=None) -> Evaluation:
+        ev = Evaluation(dict(knob_values), policies)
+        t0 = time.perf_counter()
+        try:
+            res = run_chain(policies, self.seed, self.world, cache=self.cache, run_root=run_root)
+        except EngineError as exc:
+            ev.chain_seconds = time.perf_counter() - t0
+            ev.error = exc.one_line()
+            return ev
+        ev.chain_seconds = time.perf_counter() - t0
+        ev.identity = dict(res.identity)
+        ev.seconds = {k: float(v) for k, v in res.seconds.items()}
+        ev.reused = sorted(res.reused)
+        ev.pack = res.pack if res.pack is not None else metric_pack(res.tables)
+        ev.gates = res.gates if res.gates is not None else evaluate_gates(ev.pack)
+        ev.verdict = run_verdict(ev.gates)
+        ev.s6_status = str(res.s6_report.get("overall_status", "MISSING"))
+        ev.s7_status = str((res.s7 or {}).get("status", "MISSING"))
+        ev.floors = realism_floors(res.tables["s2"])
+        if self.keep_tables:
+            ev.tables = res.tables
+        return ev
+
+    def _veto_only(self, ev: Evaluation, reason: str, detail: str) -> Evaluation:
+        ev.vetoes, ev.veto_detail, ev.constraints = [reason], [detail], {reason: 1.0}
+        return ev
+
+    def _score(self, ev: Evaluation, anchor_pack: dict | None) -> Evaluation:
+        if ev.pack is None:
+            reason = "SCHEMA_INVALID" if (ev.error or "").startswith("E3A_POL_") else "ENGINE_ERROR"
+            return self._veto_only(ev, reason, ev.error or "the chain produced no tables")
+        spec, pack = self.spec, ev.pack
+        ref = anchor_pack if anchor_pack is not None else pack
+        for term in spec.terms:
+            cand, base = metric_value(pack, term["metric"]), metric_value(ref, term["metric"])
+            ev.deltas[term["name"]] = (base - cand) if term["direction"] == "down" else (cand - base)
+        ev.value = float(math.fsum(t["weight"] * ev.deltas[t["name"]] for t in spec.terms))
+
+        breaches: dict[str, float] = {}
+        detail: list[str] = []
+
+        def breach(reason: str, amount: float, line: str) -> None:
+            breaches[reason] = breaches.get(reason, 0.0) + amount
+            detail.append(line)
+
+        checks = set(spec.structural)
+        if "s6_pass" in checks and ev.s6_status != "PASS":
+            breach("S6_OR_S7_FAIL", 1.0, f"S6 overall_status {ev.s6_status}")
+        if "s7_pass" in checks and ev.s7_status != "PASS":
+            breach("S6_OR_S7_FAIL", 1.0, f"S7 status {ev.s7_status}")
+        if "conservation" in checks:
+            for fam in ("s4", "zone_alloc"):
+                if pack[fam].get("count_conservation_all_pairs") is not True:
+                    breach("CONSERVATION_FAIL", 1.0, f"{fam} count conservation false")
+        if "realism_floors" in checks and not ev.floors["passed"]:
+            breach("REALISM_FLOOR_FAIL", 1.0, "; ".join(ev.floors["reasons"]))
+        for cond in spec.guardrails:
+            amount = cond.breach(pack, ref)
+            if amount > 0:
+                breach(cond.reason, amount, f"{cond.label()} (value {metric_value(pack, cond.metric):.6g})")
+        ev.constraints = {reason: breaches.get(reason, 0.0) for reason in self.constraint_keys()}
+        ev.constraints.update(breaches)
+        ev.vetoes = sorted(breaches)
+        ev.veto_detail = detail
+        ev.targets = {cond.label(): cond.holds(pack, ref) for cond in spec.targets}
+        return ev
+
+    def constraint_keys(self) -> list[str]:
+        keys = {STRUCTURAL_REASONS[s] for s in self.spec.structural}
+        keys |= {c.reason for c in self.spec.guardrails}
+        return sorted(keys)

@@ -1,0 +1,231 @@
+"""``python -m tuning.promote MLFLOW_RUN_ID [--policies policies] [--decision UNLOCK_P2] [--runs-root runs]``
+
+Promotes a trial's candidate policy files to authority, after a witness:
+1. refuse a vetoed run (tag ``veto`` != PASS) and a run whose policy artifacts do not match its
+   digest tags;
+2. replay the candidate on the run's seed with a fresh cache (materialised under ``--runs-root``)
+   and refuse unless every deterministic field - identity and the whole metric pack - is identical
+   to what the run recorded;
+3. write the files into ``policies/`` (each file atomically) and append the lineage record to
+   ``policies/lineage.yaml``; tag the new and the superseded authority runs; log the promotion as
+   its own run in the ``authority`` experiment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import yaml
+from mlflow.exceptions import MlflowException
+
+from engine.chain import ChainCache, run_chain
+from engine.errors import EngineError
+from engine.policies import PolicySet
+from tuning.errors import E_ARTIFACTS, E_RUN_MISSING, E_RUN_VETOED, E_WITNESS, run_cli
+from tuning.objective import deterministic_view
+from tuning.tracking import AUTHORITY_EXPERIMENT, client, experiment_id, log_batch
+
+LINEAGE_FILE = "lineage.yaml"
+
+
+def _json_native(obj):
+    return json.loads(json.dumps(obj, sort_keys=True, default=str))
+
+
+def differences(recorded, replayed, path: str = "") -> list[str]:
+    """Paths where two JSON-native documents differ (exact comparison, floats included)."""
+    if isinstance(recorded, dict) and isinstance(replayed, dict):
+        out = []
+        for key in sorted(set(recorded) | set(replayed)):
+            if key not in recorded or key not in replayed:
+                out.append(f"{path}{key} (missing on one side)")
+            else:
+                out.extend(differences(recorded[key], replayed[key], f"{path}{key}."))
+        return out
+    if isinstance(recorded, list) and isinstance(replayed, list) and len(recorded) == len(replayed):
+        return [d for i, (a, b) in enumerate(zip(recorded, replayed)) for d in differences(a, b, f"{path}{i}.")]
+    return [] if recorded == replayed else [f"{path.rstrip('.')}: recorded {recorded!r}, replayed {replayed!r}"]
+
+
+def _get_run(mlc, run_id: str):
+    try:
+        return mlc.get_run(run_id)
+    except MlflowException:
+        raise EngineError(E_RUN_MISSING, f"MLflow run {run_id} not found at {mlc.tracking_uri}") from None
+
+
+def fetch_candidate_files(mlc, run_id: str, workdir: Path, run=None) -> PolicySet:
+    """A run's candidate policy artifacts, checked against its ``digest.<policy_id>`` tags."""
+    run = run or _get_run(mlc, run_id)
+    try:
+        policy_dir = Path(mlc.download_artifacts(run_id, "policies", str(workdir)))
+    except (MlflowException, OSError) as exc:
+        raise EngineError(E_ARTIFACTS, f"run {run_id}: policy artifacts unavailable ({exc})") from None
+    policies = PolicySet.from_dir(policy_dir)
+    for pid, digest in policies.digests.items():
+        tag = run.data.tags.get(f"digest.{pid}")
+        if tag != digest:
+            raise EngineError(E_ARTIFACTS, f"run {run_id}: artifact {pid}.yaml digest {digest[:12]} does not "
+                                           f"match its tag {str(tag)[:12]}")
+    return policies
+
+
+def fetch_candidate(mlc, run_id: str, workdir: Path) -> tuple[object, PolicySet, dict]:
+    """The run, its candidate PolicySet and its recorded evaluation; a vetoed run is refused."""
+    run = _get_run(mlc, run_id)
+    tags = run.data.tags
+    if tags.get("veto") != "PASS":
+        raise EngineError(E_RUN_VETOED, f"run {run_id} is vetoed ({tags.get('veto_reasons', 'no veto tag')}); "
+                                        f"refusing to promote")
+    policies = fetch_candidate_files(mlc, run_id, workdir, run)
+    try:
+        recorded = json.loads(Path(mlc.download_artifacts(run_id, "metric_pack.json", str(workdir))).read_text())
+    except (MlflowException, OSError, ValueError) as exc:
+        raise EngineError(E_ARTIFACTS, f"run {run_id}: metric_pack.json unavailable ({exc})") from None
+    return run, policies, recorded
+
+
+def witness(policies: PolicySet, recorded: dict, runs_root: Path | None) -> dict:
+    """Replay on the recorded seed with a fresh cache; exact comparison of the deterministic view."""
+    seed = int(recorded["identity"]["seed"])
+    res = run_chain(policies, seed, cache=ChainCache(), run_root=runs_root)
+    replayed = _json_native(deterministic_view(res.pack, res.identity))
+    expected = _json_native(deterministic_view(recorded["pack"], recorded["identity"]))
+    diffs = differences(expected, replayed)
+    return {"status": "PASS" if not diffs else "FAIL", "engine_run_id": res.identity["run_id"], "seed": seed,
+            "fields_compared": len(_leaves(expected)), "mismatches": diffs[:20],
+            "s6_overall_status": res.s6_report["overall_status"], "s7_status": res.s7.get("status"),
+            "run_dir": str(res.run_dir) if res.run_dir else None}
+
+
+def _leaves(doc) -> list:
+    if isinstance(doc, dict):
+        return [x for v in doc.values() for x in _leaves(v)]
+    if isinstance(doc, list):
+        return [x for v in doc for x in _leaves(v)]
+    return [doc]
+
+
+def read_lineage(policies_dir: Path) -> list[dict]:
+    path = policies_dir / LINEAGE_FILE
+    if not path.exists():
+        return []
+    doc = yaml.safe_load(path.read_text()) or {}
+    return list(doc.get("promotions", []))
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def install(policies: PolicySet, policies_dir: Path, lineage: list[dict], entry: dict) -> None:
+    """Stage every file beside its target, then rename each into place; the lineage record last."""
+    policies_dir.mkdir(parents=True, exist_ok=True)
+    staged = []
+    for pid, data in sorted(policies.raw.items()):
+        fd, tmp = tempfile.mkstemp(dir=policies_dir, prefix=f".{pid}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        staged.append((tmp, policies_dir / f"{pid}.yaml"))
+    for tmp, final in staged:
+        os.replace(tmp, final)
+    doc = {"promotions": lineage + [entry]}
+    _atomic_write(policies_dir / LINEAGE_FILE, yaml.safe_dump(doc, sort_keys=False).encode())
+
+
+def promote(run_id: str, policies_dir: Path, decision: str | None = None, runs_root: Path | None = None) -> dict:
+    mlc = client()
+    with tempfile.TemporaryDirectory(prefix="promote-") as tmp:
+        run, candidate, recorded = fetch_candidate(mlc, run_id, Path(tmp))
+        tags = run.data.tags
+        current = PolicySet.from_dir(policies_dir)
+        lineage = read_lineage(policies_dir)
+        if current.parameter_hash == candidate.parameter_hash:
+            return {"status": "ALREADY_AUTHORITY", "run_id": run_id, "parameter_hash": current.parameter_hash}
+        result = witness(candidate, recorded, runs_root)
+        if result["status"] != "PASS":
+            raise EngineError(E_WITNESS, f"run {run_id}: witness replay differs in {len(result['mismatches'])}+ "
+                                         f"field(s), first: {result['mismatches'][0]}")
+        previous_run = lineage[-1]["mlflow_run_id"] if lineage else None
+        now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        entry = {
+            "promoted_utc": now, "mlflow_run_id": run_id, "phase": tags.get("phase"), "study": tags.get("study"),
+            "optuna_trial": tags.get("optuna_trial"), "engine_run_id": tags.get("engine_run_id"),
+            "seed": int(recorded["identity"]["seed"]), "J": recorded.get("J"),
+            "parameter_hash": candidate.parameter_hash, "digests": dict(candidate.digests),
+            "previous_authority": {"parameter_hash": current.parameter_hash, "digests": dict(current.digests),
+                                   "mlflow_run_id": previous_run},
+            "witness": {k: result[k] for k in ("status", "engine_run_id", "fields_compared", "s6_overall_status",
+                                               "s7_status")},
+            "decision": decision or "PROMOTED",
+        }
+        install(candidate, policies_dir, lineage, entry)
+
+        promo = mlc.create_run(experiment_id(mlc, AUTHORITY_EXPERIMENT), run_name=f"promote-{tags.get('phase')}",
+                               tags={"run_kind": "promotion", "phase": tags.get("phase", ""), "source_run_id": run_id,
+                                     "decision": entry["decision"], "witness": result["status"],
+                                     "parameter_hash": candidate.parameter_hash,
+                                     "previous_parameter_hash": current.parameter_hash,
+                                     "previous_authority_run_id": previous_run or "none",
+                                     **{f"digest.{p}": d for p, d in candidate.digests.items()}})
+        promo_id = promo.info.run_id
+        log_batch(mlc, promo_id, metrics={"J": recorded.get("J") or 0.0,
+                                          "witness.fields_compared": result["fields_compared"]})
+        wdir = Path(tmp, "promotion")
+        candidate.write(wdir / "policies")
+        (wdir / LINEAGE_FILE).write_bytes((policies_dir / LINEAGE_FILE).read_bytes())
+        (wdir / "witness.json").write_text(json.dumps(result, indent=2, sort_keys=True))
+        mlc.log_artifacts(promo_id, str(wdir))
+        mlc.set_terminated(promo_id)
+        new_tags = {"authority": "current", "authority_since": now, "promotion_run_id": promo_id}
+        if decision:
+            new_tags["decision"] = decision
+        log_batch(mlc, run_id, tags=new_tags)
+        if previous_run and previous_run != run_id:
+            try:
+                log_batch(mlc, previous_run, tags={"authority": "superseded", "superseded_by": run_id,
+                                                   "superseded_utc": now})
+            except MlflowException:
+                pass  # the superseded run lives in another tracking store: the lineage file still records it
+    return {"status": "PROMOTED", "run_id": run_id, "promotion_run_id": promo_id, "witness": result,
+            "parameter_hash": candidate.parameter_hash, "previous_parameter_hash": current.parameter_hash,
+            "decision": entry["decision"]}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tuning.promote", description=__doc__.splitlines()[0])
+    ap.add_argument("run_id", metavar="MLFLOW_RUN_ID")
+    ap.add_argument("--policies", default="policies", help="authority policy directory")
+    ap.add_argument("--decision", help="phase decision recorded with the promotion (e.g. UNLOCK_P2)")
+    ap.add_argument("--runs-root", default="runs", help="where the witness run is materialised ('' = not)")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    out = promote(args.run_id, Path(args.policies), args.decision, Path(args.runs_root) if args.runs_root else None)
+    if args.json:
+        print(json.dumps(out, indent=2, sort_keys=True))
+    elif out["status"] == "ALREADY_AUTHORITY":
+        print(f"run {args.run_id} is already the authority (parameter_hash {out['parameter_hash'][:16]})")
+    else:
+        w = out["witness"]
+        print(f"promoted run {args.run_id} -> {args.policies}/ (parameter_hash {out['parameter_hash'][:16]}, "
+              f"previous {out['previous_parameter_hash'][:16]}); witness {w['status']}: "
+              f"{w['fields_compared']} deterministic fields replayed exactly (engine run {w['engine_run_id']}); "
+              f"promotion run {out['promotion_run_id']}; decision {out['decision']}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

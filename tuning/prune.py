@@ -1,0 +1,111 @@
+"""``python -m tuning.prune [--runs-root runs] [--policies policies] [--dry-run] [--json]``
+
+Retention of materialised run folders (``<runs-root>/<engine run_id>/``, build plan §4): keep the
+baseline authority (the policy set before the first promotion), the current authority, the best
+feasible trial of every phase (from MLflow) and the last good run (newest folder whose S6 and S7
+passed); delete every other run folder. MLflow keeps what reproduces any trial: its candidate
+policy files (artifacts) and its seed (tag) - ``python -m engine`` can rebuild a pruned folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+from typing import Sequence
+
+from engine.policies import PolicySet
+from tuning.errors import run_cli
+from tuning.promote import read_lineage
+from tuning.tracking import RUN_KIND_TRIAL, client, search_all
+
+
+def run_folders(runs_root: Path) -> dict[str, dict]:
+    """engine run_id -> its run report (folders without one are not run folders and are left alone)."""
+    out = {}
+    for d in sorted(p for p in runs_root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        report = d / "reports" / "run_report.json"
+        if report.is_file():
+            doc = json.loads(report.read_text())
+            doc["_path"], doc["_mtime"] = str(d), report.stat().st_mtime
+            out[d.name] = doc
+    return out
+
+
+def best_per_phase() -> dict[str, str]:
+    """phase -> engine run id of its best feasible trial (highest J; ties: lowest trial number)."""
+    mlc = client()
+    best: dict[str, tuple] = {}
+    for exp in mlc.search_experiments():
+        if not exp.name.startswith("3A-P"):
+            continue
+        runs = search_all(mlc, [exp.experiment_id], f"tags.run_kind = '{RUN_KIND_TRIAL}' and tags.veto = 'PASS'")
+        for r in runs:
+            key = (r.data.metrics.get("J", float("-inf")), -int(r.data.tags.get("optuna_trial", 0)))
+            if r.data.tags.get("engine_run_id") and (exp.name not in best or key > best[exp.name][0]):
+                best[exp.name] = (key, r.data.tags["engine_run_id"])
+    return {name: v[1] for name, v in best.items()}
+
+
+def keep_set(folders: dict[str, dict], policies_dir: Path, use_mlflow: bool = True) -> dict[str, list[str]]:
+    """engine run_id -> the reasons it is kept."""
+    keep: dict[str, list[str]] = {}
+    current = PolicySet.from_dir(policies_dir).parameter_hash
+    lineage = read_lineage(policies_dir)
+    baseline = lineage[0]["previous_authority"]["parameter_hash"] if lineage else current
+    for rid, doc in folders.items():
+        ph = doc.get("identity", {}).get("parameter_hash")
+        if ph == current:
+            keep.setdefault(rid, []).append("current authority")
+        if ph == baseline:
+            keep.setdefault(rid, []).append("baseline authority")
+    for entry in lineage:
+        w = (entry.get("witness") or {}).get("engine_run_id")
+        if entry.get("parameter_hash") == current and w in folders:
+            keep.setdefault(w, []).append("authority witness")
+    if use_mlflow:
+        for phase, rid in best_per_phase().items():
+            if rid in folders:
+                keep.setdefault(rid, []).append(f"best of {phase}")
+    good = [rid for rid, d in folders.items()
+            if d.get("s6_overall_status") == "PASS" and (d.get("s7") or {}).get("status") == "PASS"]
+    if good:
+        last = max(good, key=lambda rid: folders[rid]["_mtime"])
+        keep.setdefault(last, []).append("last good")
+    return keep
+
+
+def prune(runs_root: Path, policies_dir: Path, dry_run: bool = False, use_mlflow: bool = True) -> dict:
+    if not runs_root.is_dir():
+        return {"runs_root": str(runs_root), "kept": {}, "removed": [], "dry_run": dry_run}
+    folders = run_folders(runs_root)
+    keep = keep_set(folders, policies_dir, use_mlflow)
+    removed = sorted(rid for rid in folders if rid not in keep)
+    if not dry_run:
+        for rid in removed:
+            shutil.rmtree(folders[rid]["_path"])
+    return {"runs_root": str(runs_root), "kept": keep, "removed": removed, "dry_run": dry_run}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tuning.prune", description=__doc__.splitlines()[0])
+    ap.add_argument("--runs-root", default="runs")
+    ap.add_argument("--policies", default="policies")
+    ap.add_argument("--dry-run", action="store_true")
+    ap.add_argument("--no-mlflow", action="store_true", help="do not ask MLflow for the best trial per phase")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    out = prune(Path(args.runs_root), Path(args.policies), args.dry_run, not args.no_mlflow)
+    if args.json:
+        print(json.dumps(out, indent=2, sort_keys=True))
+        return 0
+    for rid, why in sorted(out["kept"].items()):
+        print(f"keep   {rid}  ({', '.join(why)})")
+    for rid in out["removed"]:
+        print(f"{'would remove' if args.dry_run else 'removed'} {rid}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

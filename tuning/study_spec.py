@@ -1,0 +1,281 @@
+"""Study files (``studies/<phase>.yaml``): the knob space, objective, vetoes, seeds and budget of a phase.
+
+Loading validates the file against :data:`STUDY_SCHEMA` and then against the knob registry; any
+problem is ``E3A_TUN_010_STUDY_INVALID`` naming the file and the field (``knobs[1].high``).
+
+Objective: ``J = Σ weight · delta`` where a term's delta is ``anchor − candidate`` for
+``direction: down`` and ``candidate − anchor`` for ``up``; the anchor is the base (authority)
+policy set run on the same seed. Vetoes: structural rails by name plus guardrails
+``{metric, op, value | anchor: true [offset], reason}``; a guardrail with ``anchor: true`` compares
+to the anchor's value plus ``offset`` (non-regression, or a movement envelope). ``targets`` use the same form and are reported, never vetoed.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from engine.errors import EngineError
+from tuning.errors import E_STUDY_INVALID, E_STUDY_MISSING
+from tuning.knobs import KNOBS, check_value
+
+STRUCTURAL_VETOES = ("s6_pass", "s7_pass", "conservation", "schema", "realism_floors")
+OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt, "==": operator.eq}
+_METRIC = {"type": "string", "pattern": r"^(s1|s2|s3|s4|zone_alloc)\.[A-Za-z0-9_]+$"}
+_CONDITION = {
+    "type": "object", "additionalProperties": False, "required": ["metric", "op"],
+    "properties": {"metric": _METRIC, "op": {"enum": list(OPS)}, "value": {"type": "number"},
+                   "anchor": {"type": "boolean"}, "offset": {"type": "number"}, "reason": {"type": "string", "pattern": "^[A-Z0-9_]+$"},
+                   "name": {"type": "string"}},
+    "oneOf": [{"required": ["value"], "not": {"required": ["anchor"]}},
+              {"required": ["anchor"], "not": {"required": ["value"]}}],
+}
+STUDY_SCHEMA = {
+    "type": "object", "additionalProperties": False,
+    "required": ["phase", "knobs", "objective", "vetoes", "seeds", "trials", "sampler"],
+    "properties": {
+        "phase": {"type": "string", "pattern": r"^P[0-9](\.[0-9])?$"},
+        "study": {"type": "string", "minLength": 1},
+        "description": {"type": "string"},
+        "base_policies": {"type": "string", "minLength": 1},
+        "seeds": {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 0}},
+        "trials": {"type": "integer", "minimum": 1},
+        "sampler": {
+            "type": "object", "additionalProperties": False, "required": ["name", "seed"],
+            "properties": {"name": {"enum": ["tpe", "random"]}, "seed": {"type": "integer"},
+                           "n_startup_trials": {"type": "integer", "minimum": 0},
+                           "multivariate": {"type": "boolean"}},
+        },
+        "knobs": {
+            "type": "array", "minItems": 1,
+            "items": {
+                "type": "object", "additionalProperties": False, "required": ["name"],
+                "properties": {"name": {"type": "string"}, "low": {"type": "number"}, "high": {"type": "number"},
+                               "log": {"type": "boolean"}, "step": {"type": "number", "exclusiveMinimum": 0},
+                               "value": {}, "choices": {"type": "array", "minItems": 1}},
+                "oneOf": [{"required": ["low", "high"]}, {"required": ["value"]}, {"required": ["choices"]}],
+            },
+        },
+        "objective": {
+            "type": "object", "additionalProperties": False, "required": ["name", "terms"],
+            "properties": {
+                "name": {"type": "string"},
+                "anchor": {"type": "string"},
+                "terms": {"type": "array", "minItems": 1, "items": {
+                    "type": "object", "additionalProperties": False,
+                    "required": ["name", "metric", "direction", "weight"],
+                    "properties": {"name": {"type": "string", "pattern": "^[a-z0-9_]+$"}, "metric": _METRIC,
+                                   "direction": {"enum": ["up", "down"]}, "weight": {"type": "number"}}}},
+            },
+        },
+        "vetoes": {
+            "type": "object", "additionalProperties": False, "required": ["structural"],
+            "properties": {"structural": {"type": "array", "items": {"enum": list(STRUCTURAL_VETOES)}},
+                           "guardrails": {"type": "array", "items": _CONDITION}},
+        },
+        "targets": {"type": "array", "items": _CONDITION},
+        "precheck": {
+            "type": "object", "additionalProperties": False, "required": ["triggers", "open", "closed"],
+            "properties": {"triggers": {"type": "array", "minItems": 1, "items": _CONDITION},
+                           "open": {"type": "string"}, "closed": {"type": "string"}},
+        },
+        "key_metrics": {"type": "array", "items": _METRIC},
+    },
+}
+_VALIDATOR = jsonschema.Draft202012Validator(STUDY_SCHEMA)
+DEFAULT_KEY_METRICS = ["s2.top1_share_median_multi_tz", "s2.share_top1_ge_099_multi_tz",
+                       "s3.merchant_share_std_median", "s4.escalated_multi_zone_rate",
+                       "s4.top1_share_median", "zone_alloc.top1_share_median"]
+
+
+@dataclass(frozen=True)
+class KnobSpace:
+    name: str
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    value: Any = None
+    choices: tuple | None = None
+
+    @property
+    def fixed(self) -> bool:
+        return self.low is None and self.choices is None
+
+    def suggest(self, trial) -> Any:
+        """Ask an Optuna trial for this knob (fixed knobs are not Optuna params)."""
+        if self.fixed:
+            return self.value
+        if self.choices is not None:
+            return trial.suggest_categorical(self.name, list(self.choices))
+        if KNOBS[self.name].kind == "int":
+            return trial.suggest_int(self.name, int(self.low), int(self.high), step=int(self.step or 1), log=self.log)
+        return trial.suggest_float(self.name, self.low, self.high, step=self.step, log=self.log)
+
+
+@dataclass(frozen=True)
+class Condition:
+    metric: str
+    op: str
+    value: float | None = None
+    anchor: bool = False
+    reason: str = "GUARDRAIL_BREACH"
+    name: str = ""
+    offset: float = 0.0
+
+    def threshold(self, anchor_pack: dict | None) -> float:
+        if self.anchor:
+            return metric_value(anchor_pack, self.metric) + self.offset
+        return float(self.value)
+
+    def holds(self, pack: dict, anchor_pack: dict | None) -> bool:
+        return bool(OPS[self.op](metric_value(pack, self.metric), self.threshold(anchor_pack)))
+
+    def breach(self, pack: dict, anchor_pack: dict | None) -> float:
+        """0 when the condition holds, else the (positive) distance to the threshold."""
+        if self.holds(pack, anchor_pack):
+            return 0.0
+        return max(abs(metric_value(pack, self.metric) - self.threshold(anchor_pack)), 1e-9)
+
+    def label(self) -> str:
+        rhs = (f"anchor{self.offset:+g}" if self.offset else "anchor") if self.anchor else f"{self.value:g}"
+        return self.name or f"{self.metric} {self.op} {rhs}"
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    path: Path
+    phase: str
+    study: str
+    description: str
+    base_policies: str
+    seeds: tuple[int, ...]
+    trials: int
+    sampler: dict
+    knobs: tuple[KnobSpace, ...]
+    objective_name: str
+    anchor: str
+    terms: tuple[dict, ...]
+    structural: tuple[str, ...]
+    guardrails: tuple[Condition, ...]
+    targets: tuple[Condition, ...] = ()
+    precheck: dict | None = None
+    key_metrics: tuple[str, ...] = field(default_factory=lambda: tuple(DEFAULT_KEY_METRICS))
+
+    @property
+    def experiment(self) -> str:
+        return f"3A-{self.phase}"
+
+    def metrics_used(self) -> set[str]:
+        names = {t["metric"] for t in self.terms} | set(self.key_metrics)
+        names |= {c.metric for c in self.guardrails + self.targets}
+        names |= {c.metric for c in (self.precheck or {}).get("triggers", ())}
+        return names
+
+
+def metric_value(pack: dict, path: str) -> float:
+    """``"s4.top1_share_median"`` -> float from a metric pack (bools as 0/1)."""
+    family, key = path.split(".", 1)
+    try:
+        value = pack[family][key]
+    except (KeyError, TypeError):
+        raise EngineError(E_STUDY_INVALID, f"metric {path!r} is not in the metric pack") from None
+    return float(value)
+
+
+def _fail(source: str, where: str, msg: str) -> EngineError:
+    return EngineError(E_STUDY_INVALID, f"{source}: {where}: {msg}")
+
+
+def _where(error: jsonschema.ValidationError) -> str:
+    parts = ""
+    for p in error.absolute_path:
+        parts += f"[{p}]" if isinstance(p, int) else (f".{p}" if parts else str(p))
+    return parts or "(top level)"
+
+
+def _knob_space(source: str, i: int, raw: dict) -> KnobSpace:
+    where = f"knobs[{i}]"
+    name = raw["name"]
+    if name not in KNOBS:
+        raise _fail(source, f"{where}.name", f"unknown knob {name!r}")
+    k = KNOBS[name]
+
+    def in_domain(field_name: str, value: Any) -> Any:
+        try:
+            return check_value(name, value)
+        except EngineError as exc:
+            raise _fail(source, f"{where}.{field_name}", exc.cause) from None
+
+    if "value" in raw:
+        return KnobSpace(name, value=in_domain("value", raw["value"]))
+    if "choices" in raw:
+        return KnobSpace(name, choices=tuple(in_domain(f"choices[{j}]", c) for j, c in enumerate(raw["choices"])))
+    if k.kind == "bool":
+        raise _fail(source, where, f"boolean knob {name} needs choices or value, not a range")
+    low, high = in_domain("low", raw["low"]), in_domain("high", raw["high"])
+    if not low < high:
+        raise _fail(source, f"{where}.high", f"high {high} must exceed low {low}")
+    log = bool(raw.get("log", False))
+    if log and low <= 0:
+        raise _fail(source, f"{where}.low", "a log-scaled knob needs low > 0")
+    step = raw.get("step")
+    if step is not None and k.kind == "int" and float(step) != int(step):
+        raise _fail(source, f"{where}.step", f"integer knob {name} needs an integer step")
+    if step is not None and log:
+        raise _fail(source, f"{where}.step", "step and log cannot be combined")
+    return KnobSpace(name, low=low, high=high, log=log, step=step)
+
+
+def parse_condition(raw: dict, default_reason: str) -> Condition:
+    return Condition(raw["metric"], raw["op"], raw.get("value"), bool(raw.get("anchor", False)),
+                     raw.get("reason", default_reason), raw.get("name", ""), float(raw.get("offset", 0.0)))
+
+
+def parse_study(doc: Any, source: str) -> StudySpec:
+    error = jsonschema.exceptions.best_match(_VALIDATOR.iter_errors(doc))
+    if error is not None:
+        raise _fail(source, _where(error), error.message)
+    knobs = tuple(_knob_space(source, i, raw) for i, raw in enumerate(doc["knobs"]))
+    names = [k.name for k in knobs]
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup:
+        raise _fail(source, f"knobs[{names.index(dup, names.index(dup) + 1)}].name", f"knob {dup!r} listed twice")
+    if all(k.fixed for k in knobs):
+        raise _fail(source, "knobs", "at least one knob must be searched (range or choices)")
+    for i, term in enumerate(doc["objective"]["terms"]):
+        if not math.isfinite(term["weight"]):
+            raise _fail(source, f"objective.terms[{i}].weight", "must be finite")
+    phase = doc["phase"]
+    return StudySpec(
+        path=Path(source), phase=phase, study=doc.get("study", f"3A-{phase}"),
+        description=doc.get("description", ""), base_policies=doc.get("base_policies", "policies"),
+        seeds=tuple(doc["seeds"]), trials=doc["trials"], sampler=dict(doc["sampler"]), knobs=knobs,
+        objective_name=doc["objective"]["name"], anchor=doc["objective"].get("anchor", "authority"),
+        terms=tuple(dict(t) for t in doc["objective"]["terms"]),
+        structural=tuple(doc["vetoes"]["structural"]),
+        guardrails=tuple(parse_condition(g, "GUARDRAIL_BREACH") for g in doc["vetoes"].get("guardrails", [])),
+        targets=tuple(parse_condition(t, "TARGET") for t in doc.get("targets", [])),
+        precheck=doc.get("precheck"),
+        key_metrics=tuple(doc.get("key_metrics", DEFAULT_KEY_METRICS)),
+    )
+
+
+def load_study(phase_or_path: str, studies_dir: str | Path = "studies") -> StudySpec:
+    """Load ``studies/<phase>.yaml`` (or a path to a study file)."""
+    path = Path(phase_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = Path(studies_dir) / f"{phase_or_path}.yaml"
+    if not path.is_file():
+        raise EngineError(E_STUDY_MISSING, f"{path}: study file not found")
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise _fail(str(path), "(file)", f"malformed YAML ({str(exc).splitlines()[0]})") from None
+    return parse_study(doc, str(path))

@@ -1,0 +1,323 @@
+"""``python -m tuning.sweep --phase P1.2 [--trials N] [--seed S] [--workers K] [--storage URL] [--study NAME]``
+
+Creates or resumes the phase's Optuna study on persistent storage and completes its budget:
+``--trials N`` means N COMPLETE trials in total (a resumed study counts the ones it has; trials a
+killed process left RUNNING are failed and their parameters retried). ``--workers K`` runs K
+processes on the shared storage under one MLflow parent run. Ends with the top candidates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Sequence
+
+from optuna.trial import TrialState
+from tqdm import tqdm
+
+from engine.errors import EngineError
+from engine.policies import PolicySet
+from tuning.errors import E_TRIALS_FAILING, E_USAGE, run_cli
+from tuning.objective import PhaseObjective
+from tuning.study_spec import StudySpec, load_study, metric_value, parse_condition
+from tuning.study_store import lock_path, open_study
+from tuning.tracking import SweepTracker, flatten_pack, log_batch
+from tuning.trial_recovery import (WORKER_ATTR, counts, exclusive, original_number, recover_stale_trials,
+                                   this_worker)
+
+RESULT_ATTR = "result"       # one journal write per trial: run id, veto, key metrics
+VETO_CONSTRAINT = "veto"
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m tuning.sweep", description=__doc__.splitlines()[0])
+    ap.add_argument("--phase", required=True, help="study file studies/<PHASE>.yaml (or a path to one)")
+    ap.add_argument("--trials", type=int, help="complete trials in total (default: the study's budget)")
+    ap.add_argument("--seed", type=int, help="engine seed (default: the study's first seed)")
+    ap.add_argument("--workers", type=int, default=1, help="processes on the shared storage")
+    ap.add_argument("--storage", help="Optuna storage URL or journal file (default .optuna/<study>.journal)")
+    ap.add_argument("--study", help="Optuna study name (default: the study file's)")
+    ap.add_argument("--studies-dir", default="studies")
+    ap.add_argument("--policies", help="base policy directory (default: the study file's base_policies)")
+    ap.add_argument("--top", type=int, default=5, help="candidates printed at the end")
+    ap.add_argument("--reports", type=int, default=1, help="best feasible trials that get a report HTML")
+    ap.add_argument("--force", action="store_true", help="run even when the phase precheck says no-op")
+    ap.add_argument("--stale-after", type=float, default=6 * 3600.0,
+                    help="seconds after which a RUNNING trial of another host counts as dead")
+    ap.add_argument("--max-failures", type=int, default=5, help="crashing trials tolerated per process")
+    ap.add_argument("--json", action="store_true", help="print the summary as JSON")
+    ap.add_argument("--materialise", action="store_true", help="write every trial's run folder under --runs-root")
+    ap.add_argument("--runs-root", default="runs")
+    ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--worker-of", help=argparse.SUPPRESS)       # parent MLflow run id (spawned workers)
+    ap.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.workers < 1 or (args.trials is not None and args.trials < 1):
+        raise EngineError(E_USAGE, "--workers and --trials must be >= 1")
+    return args
+
+
+class Sweep:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.spec: StudySpec = load_study(args.phase, args.studies_dir)
+        self.seed = args.seed if args.seed is not None else self.spec.seeds[0]
+        self.target = args.trials or self.spec.trials
+        self.study_name = args.study or self.spec.study
+        self.base = PolicySet.from_dir(args.policies or self.spec.base_policies)
+        self.study = open_study(self.spec, self.study_name, args.storage, self.seed, args.worker_index,
+                                self.base.parameter_hash)
+        self.lock = lock_path(args.storage, self.study_name)
+        self._objective: PhaseObjective | None = None
+
+    @property
+    def objective(self) -> PhaseObjective:
+        if self._objective is None:
+            self._objective = PhaseObjective(self.spec, self.seed, self.base)
+        return self._objective
+
+    # ------------------------------------------------------------------ one worker
+    def run_worker(self, tracker: SweepTracker, progress: tqdm | None) -> int:
+        """Ask -> evaluate -> (log to MLflow in a background thread) -> tell.
+
+        Logging trial N overlaps the evaluation of trial N+1; N is told to Optuna only once its MLflow
+        run is complete, so a crash never leaves a COMPLETE trial without its run (the RUNNING trial
+        is retried and its run replaced)."""
+        anchor = self.objective.anchor  # once per process: also warms the S0/S1 cache
+        if self.args.worker_index == 0:
+            log_batch(tracker.mlc, tracker.parent_run_id,
+                      metrics={f"anchor.{k}": v for k, v in flatten_pack(anchor.pack).items()},
+                      tags={"anchor_engine_run_id": anchor.identity["run_id"]})
+        self._failures = done = 0
+        pending = None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-log") as pool:
+            try:
+                while True:
+                    with exclusive(self.lock):
+                        recover_stale_trials(self.study, self.args.stale_after)
+                        c = counts(self.study)
+                        if c["COMPLETE"] + c["RUNNING"] >= self.target:
+                            break
+                        trial = self.study.ask()
+                        trial.set_user_attr(WORKER_ATTR, this_worker())
+                    staged = self._guard(trial, lambda: self._evaluate(trial, tracker, pool))
+                    if pending is not None:
+                        done += self._finish(*pending, progress)
+                    pending = staged
+            finally:
+                if pending is not None:
+                    done += self._finish(*pending, progress)
+        return done
+
+    def _guard(self, trial, fn):
+        """Run one stage of a trial; a crash marks the trial FAIL (an EngineError also stops the sweep)."""
+        try:
+            return fn()
+        except EngineError:
+            self.study.tell(trial, state=TrialState.FAIL)
+            raise
+        except Exception as exc:  # a crashing trial is recorded as FAIL and the budget continues
+            self.study.tell(trial, state=TrialState.FAIL)
+            self._failures += 1
+            if self._failures > self.args.max_failures:
+                raise EngineError(E_TRIALS_FAILING, f"{self._failures} trials crashed in this process; last: "
+                                                    f"{type(exc).__name__}: {exc}") from None
+            return None
+
+    def _evaluate(self, trial, tracker: SweepTracker, pool: ThreadPoolExecutor):
+        t0 = time.perf_counter()
+        values = {k.name: k.suggest(trial) for k in self.spec.knobs}
+        ev = self.objective.evaluate(values, Path(self.args.runs_root) if self.args.materialise else None)
+        # one constraint (> 0 = infeasible: TPE ranks it below every feasible trial, best_trial skips it)
+        trial.set_constraint(VETO_CONSTRAINT, math.fsum(ev.constraints.values()))
+        harness = time.perf_counter() - t0 - ev.chain_seconds
+        future = pool.submit(tracker.log_trial, trial.number, original_number(trial), ev, values,
+                             {"seconds.harness_pre_log": harness})
+        return trial, ev, future
+
+    def _finish(self, trial, ev, future, progress) -> int:
+        def tell() -> int:
+            run_id = future.result()
+            trial.set_user_attr(RESULT_ATTR, {
+                "mlflow_run_id": run_id, "veto": "PASS" if ev.feasible else "FAIL", "veto_reasons": ev.vetoes,
+                "engine_run_id": ev.identity.get("run_id"), "chain_seconds": ev.chain_seconds,
+                "build_seconds": ev.build_seconds, "verdict": ev.verdict,
+                "metrics": {m: _safe_metric(ev.pack, m) for m in self.spec.key_metrics}})
+            self.study.tell(trial, ev.value)
+            if progress is not None:
+                progress.update(1)
+            return 1
+
+        return self._guard(trial, tell) or 0
+
+    # ------------------------------------------------------------------ coordinator
+    def precheck_decision(self) -> str | None:
+        pre = self.spec.precheck
+        if not pre:
+            return None
+        fired = [parse_condition(t, "TRIGGER") for t in pre["triggers"]]
+        fired = [c.label() for c in fired if c.holds(self.objective.anchor.pack, None)]
+        return pre["open"] if fired else pre["closed"]
+
+    def run(self) -> dict:
+        args = self.args
+        tracker = SweepTracker(self.spec.phase, self.study_name, self.spec.objective_name, args.worker_of)
+        if args.worker_of:  # a spawned worker: its coordinator owns the parent run and the summary
+            self.run_worker(tracker, None)
+            return {}
+        decision = self.precheck_decision()
+        tracker.start_parent(
+            params={"trials_target": self.target, "workers": args.workers, "seed": self.seed,
+                    "sampler": json.dumps(self.spec.sampler, sort_keys=True), "study_file": str(self.spec.path)},
+            tags={"seed": str(self.seed), "base_parameter_hash": self.base.parameter_hash,
+                  "storage": args.storage or "default-journal", **({"decision": decision} if decision else {})})
+        if decision is not None and decision == self.spec.precheck["closed"] and not args.force:
+            summary = self.summary(tracker) | {"decision": decision, "note": "precheck: no trigger fired; no trials"}
+            tracker.finish_parent(self.study, summary)
+            return summary
+        start = counts(self.study)["COMPLETE"]
+        progress = None if args.no_progress else tqdm(total=self.target, initial=min(start, self.target),
+                                                      desc=f"{self.study_name}", unit="trial", file=sys.stderr)
+        status = "FINISHED"
+        try:
+            if args.workers == 1:
+                self.run_worker(tracker, progress)
+            else:
+                self.run_pool(tracker.parent_run_id, progress)
+        except BaseException:
+            status = "FAILED"
+            raise
+        finally:
+            if progress is not None:
+                progress.close()
+            if status == "FAILED":
+                tracker.mlc.set_terminated(tracker.parent_run_id, status="FAILED")
+        self.attach_reports(tracker)
+        summary = self.summary(tracker)
+        if decision:
+            summary["decision"] = decision
+        tracker.finish_parent(self.study, summary)
+        return summary
+
+    def run_pool(self, parent_run_id: str, progress: tqdm | None) -> None:
+        argv = [sys.executable, "-m", "tuning.sweep", "--phase", self.args.phase, "--trials", str(self.target),
+                "--seed", str(self.seed), "--study", self.study_name, "--studies-dir", self.args.studies_dir,
+                "--policies", self.args.policies or self.spec.base_policies, "--worker-of", parent_run_id,
+                "--stale-after", str(self.args.stale_after), "--max-failures", str(self.args.max_failures),
+                "--runs-root", self.args.runs_root, "--no-progress"] + (["--materialise"] if self.args.materialise else [])
+        if self.args.storage:
+            argv += ["--storage", self.args.storage]
+        procs = [subprocess.Popen(argv + ["--worker-index", str(i)], stdin=subprocess.DEVNULL)
+                 for i in range(self.args.workers)]
+        try:
+            while any(p.poll() is None for p in procs):
+                time.sleep(0.5)
+                if progress is not None:
+                    progress.n = min(counts(self.study)["COMPLETE"], self.target)
+                    progress.refresh()
+        except BaseException:
+            for p in procs:
+                p.terminate()
+            raise
+        bad = [p.returncode for p in procs if p.returncode != 0]
+        if bad:
+            raise EngineError(E_TRIALS_FAILING, f"{len(bad)} worker process(es) failed (exit {bad[0]})")
+        if progress is not None:
+            progress.n = min(counts(self.study)["COMPLETE"], self.target)
+            progress.refresh()
+
+    # ------------------------------------------------------------------ the end
+    def ranked(self) -> list:
+        return ranked_trials(self.study)
+
+    def summary(self, tracker: SweepTracker) -> dict:
+        ranked = self.ranked()
+        rows = [{"trial": t.number, "J": t.value, "params": t.params, **_result(t)} for t in ranked]
+        c = counts(self.study)
+        best = rows[0] if rows and rows[0]["veto"] == "PASS" else {}
+        return {"study": self.study_name, "phase": self.spec.phase, "seed": self.seed, "target": self.target,
+                "trials_complete": c["COMPLETE"], "trials_failed": c["FAIL"],
+                "trials_feasible": sum(r["veto"] == "PASS" for r in rows), "parent_run_id": tracker.parent_run_id,
+                "experiment": tracker.experiment_id, "best": best, "top": rows[: self.args.top]}
+
+    def attach_reports(self, tracker: SweepTracker) -> None:
+        """The run report HTML for the best feasible trials (re-run with tables; the cache makes it cheap)."""
+        try:
+            from tuning.report import build_report_html
+        except ImportError:
+            return
+        import tempfile
+        feasible = [t for t in self.ranked() if _result(t)["veto"] == "PASS"][: self.args.reports]
+        if not feasible:
+            return
+        obj = PhaseObjective(self.spec, self.seed, self.base, cache=self.objective.cache, keep_tables=True)
+        obj._anchor = self.objective.anchor
+        for t in feasible:
+            ev = obj.evaluate({**{k.name: k.value for k in self.spec.knobs if k.fixed}, **t.params})
+            html = build_report_html(ev.tables, ev.pack, ev.gates, f"{self.study_name} trial {t.number}")
+            with tempfile.TemporaryDirectory() as tmp:
+                Path(tmp, "report.html").write_text(html, encoding="utf-8")
+                tracker.mlc.log_artifact(_result(t)["run_id"], str(Path(tmp, "report.html")))
+
+
+def _result(trial) -> dict:
+    r = dict(trial.user_attrs.get(RESULT_ATTR) or {})
+    r["run_id"] = r.pop("mlflow_run_id", None)
+    r.setdefault("veto", "FAIL")
+    r.setdefault("metrics", {})
+    return r
+
+
+def ranked_trials(study) -> list:
+    """COMPLETE trials, feasible first, then by J (descending), then by number."""
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return sorted(done, key=lambda t: (_result(t)["veto"] != "PASS", -(t.value or 0.0), t.number))
+
+
+def _safe_metric(pack: dict | None, name: str) -> float | None:
+    try:
+        return metric_value(pack, name) if pack is not None else None
+    except EngineError:
+        return None
+
+
+def format_table(rows: list[dict], metric_names: Sequence[str]) -> str:
+    short = [m.replace("share_", "").replace("_multi_tz", "_mtz") for m in metric_names]
+    head = ["trial", "mlflow_run_id", "J", "veto"] + short
+    lines = ["  ".join(head)]
+    for r in rows:
+        cells = [str(r["trial"]), str(r["run_id"]), f"{r['J']:+.6f}" if r["J"] is not None else "-",
+                 r["veto"] if r["veto"] == "PASS" else f"FAIL({','.join(r['veto_reasons'] or [])})"]
+        cells += ["-" if r["metrics"].get(m) is None else f"{r['metrics'][m]:.6f}" for m in metric_names]
+        lines.append("  ".join(cells))
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    sweep = Sweep(args)
+    summary = sweep.run()
+    if args.worker_of:
+        return 0
+    if args.json:
+        print(json.dumps(summary, indent=2, sort_keys=True, default=str))
+        return 0
+    print(f"study {summary['study']} (phase {summary['phase']}, seed {summary['seed']}): "
+          f"{summary['trials_complete']} complete, {summary['trials_feasible']} feasible, "
+          f"{summary['trials_failed']} failed; MLflow parent run {summary['parent_run_id']}")
+    if summary.get("decision"):
+        print(f"decision: {summary['decision']}")
+    print(format_table(summary["top"], sweep.spec.key_metrics))
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    run_cli(main)

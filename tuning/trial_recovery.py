@@ -1,0 +1,106 @@
+"""Crash safety of a sweep on shared Optuna storage: who owns a RUNNING trial, whether that owner
+is still alive, and an exclusive section in which a worker counts the budget and asks for a trial.
+
+A killed worker leaves its trial RUNNING (the journal and sqlite backends have no heartbeat). At
+the next ``ask`` any worker fails such a trial and enqueues its parameters again with the user attr
+``retry_of`` = the original trial number, so the budget is completed with nothing lost and nothing
+counted twice; tracking keys the MLflow run by that original number.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import os
+import socket
+from pathlib import Path
+from typing import Iterator
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+WORKER_ATTR = "worker"
+RETRY_ATTR = "retry_of"
+NO_OWNER_GRACE_S = 30.0
+
+
+def _start_ticks(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()
+    return None if fields[0] == "Z" else fields[19]  # state Z = zombie (dead, not yet reaped)
+
+
+def process_alive(pid: int, start_ticks: str | None = None) -> bool:
+    """Is ``pid`` alive (and, when known, the same process that started at ``start_ticks``)?"""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    if Path("/proc").is_dir():
+        ticks = _start_ticks(pid)
+        if ticks is None:
+            return False
+        if start_ticks is not None and ticks != start_ticks:
+            return False
+    return True
+
+
+def this_worker() -> dict:
+    pid = os.getpid()
+    return {"host": socket.gethostname(), "pid": pid, "start_ticks": _start_ticks(pid)}
+
+
+def original_number(trial) -> int:
+    return int(trial.user_attrs.get(RETRY_ATTR, trial.number))
+
+
+def is_stale(trial: FrozenTrial, stale_after_s: float, now: dt.datetime | None = None) -> bool:
+    """A RUNNING trial whose worker is gone (same host: pid check; other host: age > stale_after_s)."""
+    if trial.state != TrialState.RUNNING:
+        return False
+    now = now or dt.datetime.now()
+    age = (now - trial.datetime_start).total_seconds() if trial.datetime_start else float("inf")
+    owner = trial.user_attrs.get(WORKER_ATTR)
+    if not owner:
+        return age > NO_OWNER_GRACE_S
+    if owner.get("host") == socket.gethostname():
+        return not process_alive(int(owner["pid"]), owner.get("start_ticks"))
+    return age > stale_after_s
+
+
+def recover_stale_trials(study: optuna.Study, stale_after_s: float) -> list[int]:
+    """Fail every stale RUNNING trial and enqueue its parameters again; returns their numbers."""
+    recovered = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if not is_stale(trial, stale_after_s):
+            continue
+        study._storage.set_trial_system_attr(trial._trial_id, "failed_reason", "worker died (recovered)")
+        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        study.enqueue_trial(dict(trial.params), user_attrs={RETRY_ATTR: original_number(trial)})
+        recovered.append(trial.number)
+    return recovered
+
+
+def counts(study: optuna.Study) -> dict[str, int]:
+    out = {s.name: 0 for s in TrialState}
+    for t in study.get_trials(deepcopy=False):
+        out[t.state.name] += 1
+    return out
+
+
+@contextlib.contextmanager
+def exclusive(lock_path: Path) -> Iterator[None]:
+    """An inter-process lock (flock: released by the kernel when its holder dies)."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
