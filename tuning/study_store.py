@@ -14,7 +14,7 @@ from pathlib import Path
 
 import optuna
 from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
 from engine.errors import EngineError
 from tuning.errors import E_STORAGE, E_USAGE
@@ -23,6 +23,7 @@ from tuning.study_spec import StudySpec
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 OPTUNA_DIR = Path(".optuna")
+LOCK_GRACE_SECONDS = 5  # the journal lock is held for microseconds; older than this it is stale
 
 
 def default_storage_url(study_name: str) -> str:
@@ -35,8 +36,12 @@ def open_storage(url: str | None, study_name: str):
         url if url.endswith((".journal", ".log")) and "://" not in url else None)
     try:
         if path is not None:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            return JournalStorage(JournalFileBackend(path))
+            # absolute path + open-file lock: a lock left by a killed process is stale after the grace
+            # period (a relative symlink lock resolves against its own folder and is never released)
+            target = Path(path).resolve()
+            target.parent.mkdir(parents=True, exist_ok=True)
+            lock = JournalFileOpenLock(str(target), grace_period=LOCK_GRACE_SECONDS)
+            return JournalStorage(JournalFileBackend(str(target), lock_obj=lock))
         return optuna.storages.RDBStorage(url)
     except (ValueError, ImportError, OSError, optuna.exceptions.StorageInternalError) as exc:
         raise EngineError(E_STORAGE, f"cannot open Optuna storage {url!r}: {str(exc).splitlines()[0]}") from None

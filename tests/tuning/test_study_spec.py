@@ -51,3 +51,25 @@ def test_bad_study_file_cli_is_one_coded_line(tmp_path):
     assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
     missing = run_module(tmp_path, "tuning.sweep", "--phase", "P9")
     assert missing.returncode == 2 and missing.stderr.startswith("E3A_TUN_011_STUDY_NOT_FOUND")
+
+
+def test_stale_journal_lock_left_by_a_killed_process_is_released(tmp_path, monkeypatch):
+    """A SIGKILL while holding the journal lock leaves its lock file behind; the next process must not hang."""
+    import os
+    import time as _time
+
+    import optuna
+
+    from tuning.study_store import LOCK_GRACE_SECONDS, open_storage
+
+    monkeypatch.chdir(tmp_path)
+    journal = tmp_path / ".optuna" / "s.journal"
+    storage = open_storage(None, "s")
+    optuna.create_study(study_name="s", storage=storage)
+    lock = journal.with_name(journal.name + ".lock")
+    lock.write_text("")  # what a process killed inside the critical section leaves
+    old = _time.time() - 10 * LOCK_GRACE_SECONDS
+    os.utime(lock, (old, old))
+    optuna.load_study(study_name="s", storage=open_storage(None, "s")).enqueue_trial({"x": 1})  # must not hang
+    assert not lock.exists()
+    assert len(optuna.load_study(study_name="s", storage=open_storage(None, "s")).trials) == 1
