@@ -7,6 +7,8 @@ and its digests are SHA-256 of those bytes. ``parameter_hash`` follows DESIGN §
 from __future__ import annotations
 
 import functools
+import math
+from collections import OrderedDict
 import os
 import tempfile
 from dataclasses import dataclass
@@ -34,6 +36,59 @@ S4_SAFEGUARDS_OFF = {"enabled": False, "site_threshold": 10, "min_second_zone_sh
                      "stochastic_rounding": False}
 
 
+def _is_num(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and x == x
+
+
+def _valid_alphas(doc) -> bool:
+    """Exactly the COUNTRY_ZONE_ALPHAS schema, checked without jsonschema (it runs once per P1.2
+    candidate); on False the schema validator runs and produces the message."""
+    if not isinstance(doc, dict) or set(doc) - {"version", "countries", "notes"} or "countries" not in doc:
+        return False
+    if not isinstance(doc.get("version"), str) or not doc["version"] or not isinstance(doc.get("notes", ""), str):
+        return False
+    countries = doc["countries"]
+    if not isinstance(countries, dict) or not countries:
+        return False
+    for iso, block in countries.items():
+        if not (isinstance(iso, str) and len(iso) == 2 and iso.isascii() and iso.isupper() and iso.isalpha()):
+            return False
+        if not isinstance(block, dict) or set(block) - {"tzid_alphas", "notes"} or "tzid_alphas" not in block:
+            return False
+        entries = block["tzid_alphas"]
+        if not isinstance(entries, list) or not entries or not isinstance(block.get("notes", ""), str):
+            return False
+        for e in entries:
+            if not isinstance(e, dict) or set(e) != {"tzid", "alpha"}:
+                return False
+            if not isinstance(e["tzid"], str) or not e["tzid"] or not _is_num(e["alpha"]) or e["alpha"] <= 0:
+                return False
+    return True
+
+
+def _valid_floors(doc) -> bool:
+    """Exactly the ZONE_FLOOR_POLICY schema (see _valid_alphas)."""
+    if not isinstance(doc, dict) or set(doc) - {"version", "floors", "notes"} or "floors" not in doc:
+        return False
+    if not isinstance(doc.get("version"), str) or not doc["version"] or not isinstance(doc.get("notes", ""), str):
+        return False
+    if not isinstance(doc["floors"], list):
+        return False
+    for f in doc["floors"]:
+        if not isinstance(f, dict) or not {"tzid", "floor_value", "bump_threshold"} <= set(f) or \
+                set(f) - {"tzid", "floor_value", "bump_threshold", "notes"}:
+            return False
+        if not isinstance(f["tzid"], str) or not f["tzid"] or not isinstance(f.get("notes", ""), str):
+            return False
+        if not (_is_num(f["floor_value"]) and f["floor_value"] >= 0 and _is_num(f["bump_threshold"])
+                and 0 <= f["bump_threshold"] <= 1):
+            return False
+    return True
+
+
+_FAST_VALID = {"country_zone_alphas": _valid_alphas, "zone_floor_policy": _valid_floors}
+
+
 def parse_policy(policy_id: str, raw: bytes, source: str) -> dict:
     """YAML -> document, schema-checked, with the sanity checks beyond the schema."""
     try:
@@ -41,7 +96,9 @@ def parse_policy(policy_id: str, raw: bytes, source: str) -> dict:
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise EngineError(E_POLICY_YAML, f"{source}: malformed YAML ({first})") from None
-    error = jsonschema.exceptions.best_match(_VALIDATORS[policy_id].iter_errors(doc))
+    fast = _FAST_VALID.get(policy_id)
+    error = None if fast is not None and fast(doc) else \
+        jsonschema.exceptions.best_match(_VALIDATORS[policy_id].iter_errors(doc))
     if error is not None:
         exc = error
         where = "/".join(str(p) for p in exc.absolute_path) or "(top level)"
@@ -53,10 +110,14 @@ def parse_policy(policy_id: str, raw: bytes, source: str) -> dict:
         _check_mixture(doc, source)
     if policy_id == "country_zone_alphas":
         for iso, block in doc["countries"].items():
+            if not all(math.isfinite(e["alpha"]) for e in block["tzid_alphas"]):
+                raise EngineError(E_POLICY_SCHEMA, f"{source}: country {iso} has a non-finite alpha")
             tzids = [e["tzid"] for e in block["tzid_alphas"]]
             if len(set(tzids)) != len(tzids):
                 raise EngineError(E_POLICY_SCHEMA, f"{source}: country {iso} lists a tzid twice")
     if policy_id == "zone_floor_policy":
+        if not all(math.isfinite(f["floor_value"]) and math.isfinite(f["bump_threshold"]) for f in doc["floors"]):
+            raise EngineError(E_POLICY_SCHEMA, f"{source}: a floor_value or bump_threshold is not finite")
         tzids = [f["tzid"] for f in doc["floors"]]
         if len(set(tzids)) != len(tzids):
             raise EngineError(E_POLICY_SCHEMA, f"{source}: floors list a tzid twice")
@@ -101,6 +162,25 @@ def _check_mixture(doc: dict, source: str) -> None:
         fail("s3_dispersion.merchant_jitter_clip must be >= merchant_jitter")
 
 
+_PARSED: OrderedDict = OrderedDict()
+_PARSED_MAX = 64
+
+
+def _parse_cached(policy_id: str, raw: bytes, source: str) -> dict:
+    """Parse once per (policy id, bytes digest): a candidate that keeps a policy's bytes reuses its
+    parsed document. Documents are shared and read-only; copy before editing."""
+    key = (policy_id, sha256_hex(raw))
+    doc = _PARSED.get(key)
+    if doc is None:
+        doc = parse_policy(policy_id, raw, source)
+        _PARSED[key] = doc
+        while len(_PARSED) > _PARSED_MAX:
+            _PARSED.popitem(last=False)
+    else:
+        _PARSED.move_to_end(key)
+    return doc
+
+
 @dataclass(frozen=True)
 class PolicySet:
     """Raw bytes per policy id (three required, day_effect_policy optional)."""
@@ -116,7 +196,7 @@ class PolicySet:
         if unknown:
             raise EngineError(E_POLICY_MISSING, f"{self.source}: unknown policy id {unknown[0]!r}")
         # parse eagerly: a bad file never reaches a state
-        docs = {pid: parse_policy(pid, data, f"{self.source}/{pid}.yaml") for pid, data in self.raw.items()}
+        docs = {pid: _parse_cached(pid, data, f"{self.source}/{pid}.yaml") for pid, data in self.raw.items()}
         object.__setattr__(self, "_docs", docs)
 
     @classmethod

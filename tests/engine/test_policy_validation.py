@@ -1,0 +1,74 @@
+"""The fast structural validators never accept what the JSON schemas reject (when they reject,
+the schema validator decides and writes the message)."""
+
+import copy
+
+import jsonschema
+import yaml
+from hypothesis import given, settings, strategies as st
+
+from engine.policies.policy_set import _valid_alphas, _valid_floors
+from engine.policies.schemas import COUNTRY_ZONE_ALPHAS, ZONE_FLOOR_POLICY
+from tests.engine.conftest import ROOT
+
+ALPHAS = yaml.safe_load((ROOT / "policies" / "country_zone_alphas.yaml").read_text())
+FLOORS = yaml.safe_load((ROOT / "policies" / "zone_floor_policy.yaml").read_text())
+VALUES = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(-2, 2), st.just(float("nan")), st.just(1e-300), st.text(max_size=3),
+                   st.just([]), st.just({}), st.just("US"), st.just("us"), st.just("Europe/Paris"))
+
+
+def _schema_ok(doc, schema) -> bool:
+    return jsonschema.Draft202012Validator(schema).is_valid(doc)
+
+
+def _mutate(doc, path, value):
+    doc = copy.deepcopy(doc)
+    target = doc
+    for key in path[:-1]:
+        target = target[key]
+    if value == "__delete__":
+        target.pop(path[-1], None) if isinstance(target, dict) else target.pop(0)
+    else:
+        target[path[-1]] = value
+    return doc
+
+
+ALPHA_PATHS = [("version",), ("countries",), ("notes",), ("extra",), ("countries", "US"), ("countries", "us"),
+               ("countries", "US", "tzid_alphas"), ("countries", "US", "notes"), ("countries", "US", "x"),
+               ("countries", "US", "tzid_alphas", 0), ("countries", "US", "tzid_alphas", 0, "alpha"),
+               ("countries", "US", "tzid_alphas", 0, "tzid"), ("countries", "US", "tzid_alphas", 0, "x")]
+FLOOR_PATHS = [("version",), ("floors",), ("notes",), ("x",), ("floors", 0), ("floors", 0, "tzid"),
+               ("floors", 0, "floor_value"), ("floors", 0, "bump_threshold"), ("floors", 0, "notes"), ("floors", 0, "x")]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(ALPHA_PATHS), st.one_of(VALUES, st.just("__delete__")))
+def test_alpha_validator_agrees_with_schema(path, value):
+    doc = _mutate(ALPHAS, path, value)
+    if _valid_alphas(doc):
+        assert _schema_ok(doc, COUNTRY_ZONE_ALPHAS)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(FLOOR_PATHS), st.one_of(VALUES, st.just("__delete__")))
+def test_floor_validator_agrees_with_schema(path, value):
+    doc = _mutate(FLOORS, path, value)
+    if _valid_floors(doc):
+        assert _schema_ok(doc, ZONE_FLOOR_POLICY)
+
+
+def test_committed_policies_are_valid():
+    assert _valid_alphas(ALPHAS) and _valid_floors(FLOORS)
+
+
+def test_non_finite_alpha_is_rejected_with_a_code():
+    import pytest
+
+    from engine.errors import EngineError
+    from engine.policies.authoring import dump_yaml
+    from engine.policies.policy_set import parse_policy
+
+    doc = _mutate(ALPHAS, ("countries", "US", "tzid_alphas", 0, "alpha"), float("nan"))
+    with pytest.raises(EngineError) as err:
+        parse_policy("country_zone_alphas", dump_yaml(doc), "x.yaml")
+    assert err.value.code == "E3A_POL_002_SCHEMA_INVALID" and "finite" in err.value.cause
