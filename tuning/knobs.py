@@ -1,7 +1,7 @@
 """Knobs: named, bounded transforms from the authority PolicySet to a candidate PolicySet.
 
 A candidate is real policy bytes with real digests; the knob values are only how it was made.
-Only the policies a knob touches are re-serialised (``yaml.safe_dump``, insertion order kept,
+Only the policies a knob touches are re-serialised (``engine.policies.authoring.dump_yaml``, insertion order kept,
 α rounded to 6 decimals and kept > 0), so an untouched policy keeps its authority bytes and digest
 and the engine's rerun-matrix cache reuses the states that read it.
 
@@ -23,7 +23,7 @@ Families (the build plan's phases):
 
 from __future__ import annotations
 
-import copy
+import pickle
 import hashlib
 import json
 import math
@@ -208,24 +208,16 @@ def _version(base: str, values: Mapping[str, object]) -> str:
     return f"{base.split('+')[0]}+tuned.{tag}"
 
 
-_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-
-
-def dump_policy(doc: dict) -> bytes:
-    """``yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)`` bytes (libyaml when present)."""
-    return yaml.dump(doc, Dumper=_DUMPER, sort_keys=False, default_flow_style=False).encode("utf-8")
-
-
 def apply_knobs(base: PolicySet, values: Mapping[str, object]) -> PolicySet:
     """The candidate PolicySet for these knob values (real bytes; untouched policies keep theirs)."""
     checked = {name: check_value(name, value) for name, value in values.items()}
     by_policy: dict[str, dict[str, object]] = {}
     for name, value in checked.items():
         by_policy.setdefault(KNOBS[name].policy_id, {})[name] = value
-    files: dict[str, bytes] = {}
+    docs: dict[str, dict] = {}
     for pid in sorted(by_policy):
-        doc = copy.deepcopy(base.doc(pid))
+        doc = pickle.loads(pickle.dumps(base.doc(pid), protocol=pickle.HIGHEST_PROTOCOL))  # a fast deep copy
         TRANSFORMS[pid](doc, by_policy[pid])
         doc["version"] = _version(str(doc["version"]), by_policy[pid])
-        files[pid] = dump_policy(doc)
-    return base.replace(**files) if files else base
+        docs[pid] = doc
+    return base.with_documents(**docs) if docs else base

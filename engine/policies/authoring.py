@@ -42,9 +42,14 @@ BASE_RULES = [
 ]
 
 
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
 def dump_yaml(doc: dict) -> bytes:
-    """The one serialisation of policy documents: deterministic, key order as built."""
-    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, allow_unicode=False).encode("utf-8")
+    """The one serialisation of policy documents: deterministic, key order as built, and exact on
+    load (plain str/int/float/bool/list/dict; floats written with their shortest repr)."""
+    return yaml.dump(doc, Dumper=_DUMPER, sort_keys=False, default_flow_style=False,
+                     allow_unicode=False).encode("utf-8")
 
 
 def concentration(k: int) -> float:

@@ -96,6 +96,11 @@ def parse_policy(policy_id: str, raw: bytes, source: str) -> dict:
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise EngineError(E_POLICY_YAML, f"{source}: malformed YAML ({first})") from None
+    return validate_document(policy_id, doc, source)
+
+
+def validate_document(policy_id: str, doc: object, source: str) -> dict:
+    """Schema and sanity checks of a parsed policy document; returns it unchanged."""
     fast = _FAST_VALID.get(policy_id)
     error = None if fast is not None and fast(doc) else \
         jsonschema.exceptions.best_match(_VALIDATORS[policy_id].iter_errors(doc))
@@ -212,6 +217,23 @@ class PolicySet:
             elif pid in POLICY_IDS:
                 raise EngineError(E_POLICY_MISSING, f"{path}: required policy file not found")
         return cls(raw, str(d))
+
+    def with_documents(self, **docs: dict) -> "PolicySet":
+        """A candidate from edited documents: each is validated, serialised by the engine's one YAML
+        writer (``dump_yaml``, whose output loads back to the same document) and registered so the
+        new bytes are not parsed again."""
+        from engine.policies.alpha_writer import writer_for
+        from engine.policies.authoring import dump_yaml
+
+        files = {}
+        for pid, doc in docs.items():
+            source = f"{self.source}+candidate/{pid}.yaml"
+            if pid not in SCHEMAS:
+                raise EngineError(E_POLICY_MISSING, f"{source}: unknown policy id")
+            validate_document(pid, doc, source)
+            files[pid] = writer_for(doc).dump(doc) if pid == "country_zone_alphas" else dump_yaml(doc)
+            _PARSED[(pid, sha256_hex(files[pid]))] = doc
+        return self.replace(**files)
 
     def replace(self, **files: bytes) -> "PolicySet":
         merged = dict(self.raw)

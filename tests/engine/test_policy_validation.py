@@ -72,3 +72,23 @@ def test_non_finite_alpha_is_rejected_with_a_code():
     with pytest.raises(EngineError) as err:
         parse_policy("country_zone_alphas", dump_yaml(doc), "x.yaml")
     assert err.value.code == "E3A_POL_002_SCHEMA_INVALID" and "finite" in err.value.cause
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.floats(1e-6, 1e9), st.sampled_from([1e-6, 1e-5, 1e17, 0.1, 2.0, 123456789.0])),
+                min_size=1, max_size=40))
+def test_fast_alpha_writer_is_byte_identical_to_dump_yaml(values):
+    from engine.policies.alpha_writer import AlphaPackWriter
+    from engine.policies.authoring import dump_yaml
+
+    writer = AlphaPackWriter(ALPHAS)
+    doc = copy.deepcopy(ALPHAS)
+    entries = [e for block in doc["countries"].values() for e in block["tzid_alphas"]]
+    for i, e in enumerate(entries):
+        e["alpha"] = values[i % len(values)]
+    assert writer.dump(doc) == dump_yaml(doc)
+    for version in ("v1.0.0+tuned.0a1b2c3d", "NO", "yes", "1.5", "a: b", "'q'", "x" * 39, "y" * 60):
+        doc["version"] = version
+        assert writer.dump(doc) == dump_yaml(doc)
+    doc["countries"]["US"]["notes"] = "changed layout"  # another layout falls back to dump_yaml
+    assert writer.dump(doc) == dump_yaml(doc)

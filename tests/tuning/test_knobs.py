@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 import numpy as np
 import pytest
 import yaml
+from hypothesis import given, settings, strategies as st
 
 from engine.errors import EngineError
 from engine.policies import PolicySet
@@ -111,3 +115,20 @@ def test_every_knob_domain_is_inside_the_policy_schema(base):
     for name, k in KNOBS.items():
         for v in ([False, True] if k.kind == "bool" else [k.low, k.high]):
             apply_knobs(base, {name: v})
+
+
+@functools.lru_cache(maxsize=1)
+def _authority() -> PolicySet:
+    return PolicySet.from_dir(Path(__file__).resolve().parents[2] / "policies")
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.floats(0.0, 0.9), st.floats(0.35, 1.0), st.floats(0.0, 2.0), st.floats(0.25, 1.5), st.floats(0.0, 0.5))
+def test_candidate_bytes_load_back_to_the_registered_document(lam, cap, gamma, scale, jitter):
+    """with_documents registers the edited document for its bytes: those bytes must parse to it."""
+    from engine.policies.policy_set import parse_policy
+
+    cand = apply_knobs(_authority(), {"blend_lambda": lam, "hub_cap": cap, "tail_gamma": gamma,
+                                      "concentration_scale": scale, "merchant_jitter": jitter})
+    for pid in ("country_zone_alphas", "zone_mixture_policy"):
+        assert parse_policy(pid, cand.raw[pid], pid) == cand.doc(pid)
