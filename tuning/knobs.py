@@ -62,7 +62,7 @@ _ALPHAS, _FLOORS, _MIX = "country_zone_alphas", "zone_floor_policy", "zone_mixtu
 KNOBS: dict[str, Knob] = {k.name: k for k in [
     _k("blend_lambda", _ALPHAS, "float", 0.0, 1.0, "alpha_geometry", 0.0, "pull shares toward uniform 1/K"),
     _k("hub_cap", _ALPHAS, "float", 0.0, 1.0, "alpha_geometry", 1.0, "cap on any zone's share (>= 1/K)"),
-    _k("tail_gamma", _ALPHAS, "float", 0.0, 3.0, "alpha_geometry", None, "tail weight exponent for the hub excess"),
+    _k("tail_gamma", _ALPHAS, "float", 0.0, 3.0, "alpha_geometry", 1.0, "tail weight exponent for the hub excess"),
     _k("floor_scale", _FLOORS, "float", 0.0, 10.0, "floors", 1.0, "multiplies floor_value"),
     _k("threshold_shift", _FLOORS, "float", -1.0, 1.0, "floors", 0.0, "added to bump_threshold, clipped [0,1]"),
     _k("concentration_scale", _MIX, "float", 0.25, 1.5, "s3_dispersion", None, "S3 Dirichlet concentration"),

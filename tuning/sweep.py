@@ -25,6 +25,7 @@ from tqdm import tqdm
 from engine.errors import EngineError
 from engine.policies import PolicySet
 from tuning.errors import E_TRIALS_FAILING, E_USAGE, run_cli
+from tuning.knobs import KNOBS
 from tuning.objective import PhaseObjective
 from tuning.study_spec import StudySpec, load_study, metric_value, parse_condition
 from tuning.study_store import lock_path, open_study
@@ -158,6 +159,23 @@ class Sweep:
         return self._guard(trial, tell) or 0
 
     # ------------------------------------------------------------------ coordinator
+    def enqueue_authority_candidate(self) -> None:
+        """A new study's first trial is the authority itself (every knob at its neutral value), so the
+        ranking always holds the "change nothing" candidate (the plan's F0) and J has its zero."""
+        if self.study.get_trials(deepcopy=False):
+            return
+        params = {}
+        for space in self.spec.knobs:
+            if space.fixed:
+                continue
+            neutral = KNOBS[space.name].neutral
+            inside = neutral is not None and (
+                neutral in space.choices if space.choices is not None else space.low <= neutral <= space.high)
+            if not inside:
+                return  # no neutral point inside this study's space: nothing to enqueue
+            params[space.name] = neutral
+        self.study.enqueue_trial(params, user_attrs={"authority_candidate": True})
+
     def precheck_decision(self) -> str | None:
         pre = self.spec.precheck
         if not pre:
@@ -182,6 +200,7 @@ class Sweep:
             summary = self.summary(tracker) | {"decision": decision, "note": "precheck: no trigger fired; no trials"}
             tracker.finish_parent(self.study, summary)
             return summary
+        self.enqueue_authority_candidate()
         start = counts(self.study)["COMPLETE"]
         progress = None if args.no_progress else tqdm(total=self.target, initial=min(start, self.target),
                                                       desc=f"{self.study_name}", unit="trial", file=sys.stderr)
