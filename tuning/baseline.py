@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", default="reports", help="reports folder (default: reports)")
     ap.add_argument("--runs-root", default="runs", help="where the run is materialised (default: runs)")
     ap.add_argument("--world", default=None, help="a world directory instead of the embedded default")
+    ap.add_argument("--record", action="store_true", help="record the P0 step in the decision ladder (MLflow)")
     return ap
 
 
@@ -96,6 +97,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     atomic_write_text(out / P0_MD.format(rid=rid), md)
     print(md, end="")
     print(f"\nwrote {out / P0_JSON.format(rid=rid)}")
+    if args.record:
+        from tuning.ladder import record_step
+
+        failed = sorted(g for fam in ("hard", "stretch") for g, v in gates[fam].items() if v["status"] != "PASS")
+        step = record_step("P0", verdict, policies_dir=Path(args.policies), artifacts={
+            P0_JSON.format(rid=rid): json_text(doc).encode(), P0_MD.format(rid=rid): md.encode()},
+            evidence={"seed": args.seed, "engine_run_id": rid, "failed_gates": failed},
+            metrics={f"gate.{g}": float(v["value"]) for fam in ("hard", "stretch") for g, v in gates[fam].items()
+                     if isinstance(v["value"], (int, float))})
+        print(f"recorded P0 {verdict} as MLflow run {step['mlflow_run_id']}")
     return 0
 
 

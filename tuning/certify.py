@@ -112,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seeds", default=",".join(map(str, REQUIRED_SEEDS)))
     ap.add_argument("--runs-root", default="", help="materialise each seed's run here ('' = in memory)")
     ap.add_argument("--json", action="store_true", help="print the summary JSON")
+    ap.add_argument("--record", action="store_true",
+                    help="record the P5 certification in the decision ladder (authority only)")
     args = ap.parse_args(argv)
     seeds = parse_seeds(args.seeds)
     runs_root = Path(args.runs_root) if args.runs_root else None
@@ -123,6 +125,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         policies = PolicySet.from_dir(args.policies)
         source = {"source": "authority", "policies_dir": str(args.policies)}
     summary = certify(policies, seeds, source, runs_root)
+    if args.record and not args.run:
+        from tuning.ladder import record_step
+
+        cv = {k: v for k, v in summary.get("cv", {}).items() if isinstance(v, (int, float))}
+        record_step("P5", summary["verdict"], policies_dir=Path(args.policies), source_run_id=summary["mlflow_run_id"],
+                    evidence={"seeds": ",".join(map(str, seeds)), "certify_run_id": summary["mlflow_run_id"]},
+                    metrics={f"cv.{k}": v for k, v in cv.items()})
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True, default=str))
     else:

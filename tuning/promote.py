@@ -153,9 +153,23 @@ def promote(run_id: str, policies_dir: Path, decision: str | None = None, runs_r
         tags = run.data.tags
         current = PolicySet.from_dir(policies_dir)
         lineage = read_lineage(policies_dir)
-        if current.parameter_hash == candidate.parameter_hash:
-            return {"status": "ALREADY_AUTHORITY", "run_id": run_id, "parameter_hash": current.parameter_hash}
         result = witness(candidate, recorded, runs_root)
+        if current.parameter_hash == candidate.parameter_hash:
+            # the selected candidate is the authority itself (the plan's "F0"): nothing to install, but the
+            # witness replay and the phase decision still close the phase on the ladder
+            if result["status"] != "PASS":
+                raise EngineError(E_WITNESS, f"run {run_id}: witness replay differs: {result['mismatches'][0]}")
+            out = {"status": "ALREADY_AUTHORITY", "run_id": run_id, "parameter_hash": current.parameter_hash,
+                   "witness": result}
+            if decision:
+                from tuning.ladder import record_step
+
+                record_step(tags.get("phase", "?"), decision, policies_dir=policies_dir, source_run_id=run_id,
+                            note="selected candidate is the current authority; witness replayed",
+                            evidence={"witness": result["status"], "witness_fields": result["fields_compared"],
+                                      "study": tags.get("study"), "trial": tags.get("optuna_trial")})
+                out["decision"] = decision
+            return out
         if result["status"] != "PASS":
             raise EngineError(E_WITNESS, f"run {run_id}: witness replay differs in {len(result['mismatches'])}+ "
                                          f"field(s), first: {result['mismatches'][0]}")
@@ -200,6 +214,13 @@ def promote(run_id: str, policies_dir: Path, decision: str | None = None, runs_r
                                                    "superseded_utc": now})
             except MlflowException:
                 pass  # the superseded run lives in another tracking store: the lineage file still records it
+    from tuning.ladder import record_step
+
+    record_step(tags.get("phase", "?"), entry["decision"], policies_dir=policies_dir, source_run_id=run_id,
+                evidence={"promotion_run_id": promo_id, "study": tags.get("study"), "trial": tags.get("optuna_trial"),
+                          "J": recorded.get("J"), "witness": result["status"],
+                          "witness_fields": result["fields_compared"]},
+                metrics={"J": recorded.get("J") or 0.0})
     return {"status": "PROMOTED", "run_id": run_id, "promotion_run_id": promo_id, "witness": result,
             "parameter_hash": candidate.parameter_hash, "previous_parameter_hash": current.parameter_hash,
             "decision": entry["decision"]}

@@ -150,11 +150,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default="reports")
     b.add_argument("--runs-root", default="runs")
     b.add_argument("--world", default=None)
+    b.add_argument("--record", action="store_true", help="record POPT.0 in the decision ladder (MLflow)")
     c = sub.add_parser("closure", help="POPT.1 closure: candidate POPT.0 JSON vs baseline POPT.0 JSON")
     c.add_argument("baseline_json")
     c.add_argument("candidate_json")
     c.add_argument("--require-s5-gate", action="store_true")
     c.add_argument("--out", default="reports")
+    c.add_argument("--policies", default="policies")
+    c.add_argument("--record", action="store_true", help="record POPT.1 in the decision ladder (MLflow)")
     return ap
 
 
@@ -175,6 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         atomic_write_text(out / POPT0_MD.format(rid=rid), md)
         print(md, end="")
         print(f"\nwrote {out / POPT0_JSON.format(rid=rid)}")
+        if args.record:
+            _record("POPT.0", doc["progression_gate"]["decision"], doc, md, POPT0_JSON.format(rid=rid), args.policies)
         return 0
     base_path, cand_path = Path(args.baseline_json), Path(args.candidate_json)
     doc = closure_document(base_path, read_json(base_path, "POPT.0 report"), cand_path,
@@ -185,7 +190,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     atomic_write_text(out / POPT1_MD.format(rid=rid), md)
     print(md, end="")
     print(f"\nwrote {out / POPT1_JSON.format(rid=rid)}")
+    if args.record:
+        _record("POPT.1", doc["decision"]["progression_decision"], doc, md, POPT1_JSON.format(rid=rid), args.policies)
     return 0
+
+
+def _record(phase: str, decision: str, doc: dict, md: str, name: str, policies: str) -> None:
+    from tuning.ladder import record_step
+
+    seconds = {row["state"]: row["elapsed_s"] for row in doc.get("timing", {}).get("state_table", [])}
+    step = record_step(phase, decision, policies_dir=Path(policies), artifacts={
+        name: json_text(doc).encode(), name.replace(".json", ".md"): md.encode()},
+        metrics={f"seconds.{k}": v for k, v in seconds.items() if isinstance(v, (int, float))},
+        evidence={"report": name})
+    print(f"recorded {phase} {decision} as MLflow run {step['mlflow_run_id']}")
 
 
 if __name__ == "__main__":

@@ -199,6 +199,14 @@ class Sweep:
         if decision is not None and decision == self.spec.precheck["closed"] and not args.force:
             summary = self.summary(tracker) | {"decision": decision, "note": "precheck: no trigger fired; no trials"}
             tracker.finish_parent(self.study, summary)
+            from tuning.ladder import record_step
+
+            anchor = self.objective.anchor.pack
+            record_step(self.spec.phase, decision, policies_dir=Path(args.policies or self.spec.base_policies),
+                        source_run_id=tracker.parent_run_id, note="precheck: no collapse-risk trigger fired",
+                        evidence={"triggers": [parse_condition(t, "TRIGGER").label()
+                                               for t in self.spec.precheck["triggers"]]},
+                        metrics={t["metric"]: metric_value(anchor, t["metric"]) for t in self.spec.precheck["triggers"]})
             return summary
         self.enqueue_authority_candidate()
         start = counts(self.study)["COMPLETE"]

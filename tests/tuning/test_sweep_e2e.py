@@ -122,6 +122,16 @@ def test_promote_best_rewrites_policies_and_witness_passes(proj):
     assert (Path("runs") / out["witness"]["engine_run_id"]).is_dir()
     promo = client().get_run(out["promotion_run_id"])
     assert promo.data.tags["source_run_id"] == best["run_id"]
+    from tuning.ladder import read_ladder
+    step = read_ladder(Path("policies"))[-1]
+    assert (step["phase"], step["decision"], step["parameter_hash"]) == ("P1.2", "UNLOCK_P1_3", after.parameter_hash)
+    ladder_run = client().get_run(step["mlflow_run_id"])
+    assert ladder_run.data.tags["run_kind"] == "ladder" and ladder_run.data.tags["decision"] == "UNLOCK_P1_3"
+    # promoting the authority again: no change, but the witness and a closing decision are recorded (P1.4)
+    again = promote(best["run_id"], Path("policies"), decision="UNLOCK_P2", runs_root=None)
+    assert again["status"] == "ALREADY_AUTHORITY" and again["witness"]["status"] == "PASS"
+    assert read_ladder(Path("policies"))[-1]["decision"] == "UNLOCK_P2"
+    assert PolicySet.from_dir("policies").parameter_hash == after.parameter_hash
 
 
 def test_certify_returns_a_verdict_with_a_gate_per_seed(proj):
@@ -137,6 +147,37 @@ def test_certify_returns_a_verdict_with_a_gate_per_seed(proj):
     exp = mlc.get_experiment_by_name("3A-certify")
     children = search_all(mlc, [exp.experiment_id], f"tags.mlflow.parentRunId = '{summary['mlflow_run_id']}'")
     assert sorted(int(c.data.tags["seed"]) for c in children) == sorted(seeds)
+
+
+def test_freeze_needs_a_certification_then_maps_its_verdict(proj):
+    from tuning.certify import main as certify_main
+    from tuning.freeze import freeze, freeze_status
+    from tuning.ladder import read_ladder
+
+    with pytest.raises(EngineError) as err:
+        freeze(Path("policies"))
+    assert err.value.code == "E3A_TUN_030_CERTIFY_INPUT"
+    assert certify_main(["--authority", "--record"]) == 0
+    cert = read_ladder(Path("policies"))[-1]
+    assert cert["phase"] == "P5" and cert["decision"] in {"PASS_BPLUS", "PASS_B", "FAIL_REALISM"}
+    step = freeze(Path("policies"))
+    assert step["phase"] == "P6" and step["decision"] == freeze_status(cert["decision"])
+    assert freeze_status("PASS_BPLUS") == "FROZEN_CERTIFIED_BPLUS" and freeze_status("FAIL_REALISM") == \
+        "FROZEN_BEST_EFFORT_BELOW_B"
+
+
+def test_results_section_is_generated_and_checked(proj, tmp_path):
+    from tuning.results import END, START, main as results_main
+
+    readme = tmp_path / "README.md"
+    readme.write_text("# Title\n\nintro\n")
+    assert results_main(["--write", str(readme)]) == 0
+    text = readme.read_text()
+    assert text.startswith("# Title\n\nintro\n") and START in text and END in text
+    assert "| 3A-V01_s2_top1_median_multi_tz |" in text and "### Decision ladder" in text and "UNLOCK_P2" in text
+    assert results_main(["--check", str(readme)]) == 0
+    readme.write_text(text.replace("| run verdict |", "| run verdict (edited) |"))
+    assert results_main(["--check", str(readme)]) == 1
 
 
 def test_prune_keeps_authority_runs_and_removes_the_rest(proj):

@@ -1,0 +1,122 @@
+"""The decision ladder: every phase closure (P0, POPT.0, P1.2 ... P6) as one step of the trail.
+
+A step is recorded twice, on purpose: as a run in MLflow's ``authority`` experiment
+(``run_kind = ladder``; tags ``phase``, ``decision``, ``parameter_hash``; its evidence as metrics and
+artifacts), so a person reads the whole ladder in the UI; and as an entry of the committed
+``policies/ladder.yaml``, so a fresh clone can show the ladder without the MLflow store.
+
+``python -m tuning.ladder show [--json]`` prints the ladder; ``python -m tuning.ladder record --phase P
+--decision D [--note TEXT] [--file ARTIFACT ...]`` records a step by hand (e.g. a review decision).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import yaml
+
+from engine.errors import EngineError
+from engine.policies import PolicySet
+from tuning.errors import E_USAGE, run_cli
+
+LADDER_FILE = "ladder.yaml"
+
+
+def read_ladder(policies_dir: Path) -> list[dict]:
+    path = Path(policies_dir) / LADDER_FILE
+    if not path.exists():
+        return []
+    doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    steps = doc.get("steps") if isinstance(doc, dict) else None
+    if not isinstance(steps, list):
+        raise EngineError(E_USAGE, f"{path}: expected a mapping with a 'steps' list")
+    return steps
+
+
+def _write_ladder(policies_dir: Path, steps: list[dict]) -> None:
+    policies_dir.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump({"steps": steps}, sort_keys=False, default_flow_style=False)
+    fd, tmp = tempfile.mkstemp(dir=policies_dir, prefix=".ladder.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, policies_dir / LADDER_FILE)
+
+
+def record_step(phase: str, decision: str, *, policies_dir: Path = Path("policies"), evidence: dict | None = None,
+                metrics: dict | None = None, artifacts: dict[str, bytes] | None = None,
+                source_run_id: str | None = None, note: str | None = None) -> dict:
+    """Log one ladder step to MLflow and append it to ``policies/ladder.yaml``."""
+    from tuning.tracking import AUTHORITY_EXPERIMENT, client, experiment_id, log_batch
+
+    policies = PolicySet.from_dir(policies_dir)
+    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    mlc = client()
+    tags = {"run_kind": "ladder", "phase": phase, "decision": decision, "parameter_hash": policies.parameter_hash,
+            **({"source_run_id": source_run_id} if source_run_id else {}), **({"note": note} if note else {})}
+    run = mlc.create_run(experiment_id(mlc, AUTHORITY_EXPERIMENT), run_name=f"{phase} {decision}", tags=tags)
+    numeric = {k: float(v) for k, v in (metrics or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    log_batch(mlc, run.info.run_id, metrics=numeric)
+    with tempfile.TemporaryDirectory(prefix="ladder-") as tmp:
+        files = dict(artifacts or {})
+        files["step.json"] = json.dumps({"phase": phase, "decision": decision, "evidence": evidence or {},
+                                         "metrics": numeric, "note": note}, indent=2, sort_keys=True,
+                                        default=str).encode()
+        for name, data in files.items():
+            Path(tmp, name).write_bytes(data)
+        mlc.log_artifacts(run.info.run_id, tmp)
+    mlc.set_terminated(run.info.run_id)
+    step = {"phase": phase, "decision": decision, "recorded_utc": now, "mlflow_run_id": run.info.run_id,
+            "parameter_hash": policies.parameter_hash, **({"source_run_id": source_run_id} if source_run_id else {}),
+            **({"note": note} if note else {}), **({"evidence": evidence} if evidence else {})}
+    steps = [s for s in read_ladder(policies_dir)]
+    steps.append(json.loads(json.dumps(step, default=str)))
+    _write_ladder(Path(policies_dir), steps)
+    return step
+
+
+def ladder_table(steps: list[dict]) -> str:
+    rows = ["| # | phase | decision | authority | evidence | MLflow run |", "|---|---|---|---|---|---|"]
+    for i, s in enumerate(steps, 1):
+        ev = s.get("evidence") or {}
+        brief = ", ".join(f"{k}={v}" for k, v in ev.items() if not isinstance(v, (dict, list)))[:120]
+        rows.append(f"| {i} | {s['phase']} | `{s['decision']}` | `{s['parameter_hash'][:12]}` | {brief} | "
+                    f"`{s['mlflow_run_id'][:12]}` |")
+    return "\n".join(rows) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tuning.ladder", description="the phase decision ladder")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    show = sub.add_parser("show")
+    show.add_argument("--policies", default="policies")
+    show.add_argument("--json", action="store_true")
+    rec = sub.add_parser("record")
+    rec.add_argument("--policies", default="policies")
+    rec.add_argument("--phase", required=True)
+    rec.add_argument("--decision", required=True)
+    rec.add_argument("--note")
+    rec.add_argument("--file", action="append", default=[], help="an evidence file logged as an artifact")
+    args = ap.parse_args(argv)
+    if args.cmd == "show":
+        steps = read_ladder(Path(args.policies))
+        print(json.dumps(steps, indent=2) if args.json else ladder_table(steps), end="" if not args.json else "\n")
+        return 0
+    files = {}
+    for f in args.file:
+        p = Path(f)
+        if not p.is_file():
+            raise EngineError(E_USAGE, f"{p}: evidence file not found")
+        files[p.name] = p.read_bytes()
+    step = record_step(args.phase, args.decision, policies_dir=Path(args.policies), artifacts=files, note=args.note)
+    print(f"recorded {step['phase']} {step['decision']} as MLflow run {step['mlflow_run_id']}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
