@@ -65,7 +65,7 @@ KNOBS: dict[str, Knob] = {k.name: k for k in [
     _k("tail_gamma", _ALPHAS, "float", 0.0, 3.0, "alpha_geometry", 1.0, "tail weight exponent for the hub excess"),
     _k("floor_scale", _FLOORS, "float", 0.0, 10.0, "floors", 1.0, "multiplies floor_value"),
     _k("threshold_shift", _FLOORS, "float", -1.0, 1.0, "floors", 0.0, "added to bump_threshold, clipped [0,1]"),
-    _k("concentration_scale", _MIX, "float", 0.25, 1.5, "s3_dispersion", None, "S3 Dirichlet concentration"),
+    _k("concentration_scale", _MIX, "float", 0.05, 1.5, "s3_dispersion", None, "S3 Dirichlet concentration"),
     _k("alpha_temperature", _MIX, "float", 0.5, 1.5, "s3_dispersion", None, "S3 alpha temperature"),
     _k("merchant_jitter", _MIX, "float", 0.0, 0.5, "s3_dispersion", None, "S3 per-merchant jitter"),
     _k("merchant_jitter_clip", _MIX, "float", 0.0, 0.5, "s3_dispersion", None, "S3 jitter clip (>= jitter)"),

@@ -84,7 +84,10 @@ def ladder_table(steps: list[dict]) -> str:
     rows = ["| # | phase | decision | authority | evidence | MLflow run |", "|---|---|---|---|---|---|"]
     for i, s in enumerate(steps, 1):
         ev = s.get("evidence") or {}
-        brief = ", ".join(f"{k}={v}" for k, v in ev.items() if not isinstance(v, (dict, list)))[:120]
+        brief = ", ".join(f"{k}={v}" for k, v in ev.items() if not isinstance(v, (dict, list)))
+        if s.get("note"):
+            brief = f"{s['note']}; {brief}" if brief else s["note"]
+        brief = brief.replace("|", "/")
         rows.append(f"| {i} | {s['phase']} | `{s['decision']}` | `{s['parameter_hash'][:12]}` | {brief} | "
                     f"`{s['mlflow_run_id'][:12]}` |")
     return "\n".join(rows) + "\n"

@@ -146,7 +146,8 @@ def install(policies: PolicySet, policies_dir: Path, lineage: list[dict], entry:
     _atomic_write(policies_dir / LINEAGE_FILE, yaml.safe_dump(doc, sort_keys=False).encode())
 
 
-def promote(run_id: str, policies_dir: Path, decision: str | None = None, runs_root: Path | None = None) -> dict:
+def promote(run_id: str, policies_dir: Path, decision: str | None = None, runs_root: Path | None = None,
+            ladder_phase: str | None = None) -> dict:
     mlc = client()
     with tempfile.TemporaryDirectory(prefix="promote-") as tmp:
         run, candidate, recorded = fetch_candidate(mlc, run_id, Path(tmp))
@@ -164,7 +165,7 @@ def promote(run_id: str, policies_dir: Path, decision: str | None = None, runs_r
             if decision:
                 from tuning.ladder import record_step
 
-                record_step(tags.get("phase", "?"), decision, policies_dir=policies_dir, source_run_id=run_id,
+                record_step(ladder_phase or tags.get("phase", "?"), decision, policies_dir=policies_dir, source_run_id=run_id,
                             note="selected candidate is the current authority; witness replayed",
                             evidence={"witness": result["status"], "witness_fields": result["fields_compared"],
                                       "study": tags.get("study"), "trial": tags.get("optuna_trial")})
@@ -216,7 +217,7 @@ def promote(run_id: str, policies_dir: Path, decision: str | None = None, runs_r
                 pass  # the superseded run lives in another tracking store: the lineage file still records it
     from tuning.ladder import record_step
 
-    record_step(tags.get("phase", "?"), entry["decision"], policies_dir=policies_dir, source_run_id=run_id,
+    record_step(ladder_phase or tags.get("phase", "?"), entry["decision"], policies_dir=policies_dir, source_run_id=run_id,
                 evidence={"promotion_run_id": promo_id, "study": tags.get("study"), "trial": tags.get("optuna_trial"),
                           "J": recorded.get("J"), "witness": result["status"],
                           "witness_fields": result["fields_compared"]},
@@ -232,13 +233,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--policies", default="policies", help="authority policy directory")
     ap.add_argument("--decision", help="phase decision recorded with the promotion (e.g. UNLOCK_P2)")
     ap.add_argument("--runs-root", default="runs", help="where the witness run is materialised ('' = not)")
+    ap.add_argument("--ladder-phase", help="phase label of the ladder step (default: the run's phase), e.g. P1.4")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
-    out = promote(args.run_id, Path(args.policies), args.decision, Path(args.runs_root) if args.runs_root else None)
+    out = promote(args.run_id, Path(args.policies), args.decision, Path(args.runs_root) if args.runs_root else None,
+                  args.ladder_phase)
     if args.json:
         print(json.dumps(out, indent=2, sort_keys=True))
     elif out["status"] == "ALREADY_AUTHORITY":
-        print(f"run {args.run_id} is already the authority (parameter_hash {out['parameter_hash'][:16]})")
+        print(f"run {args.run_id} is already the authority (parameter_hash {out['parameter_hash'][:16]}); witness "
+              f"{out['witness']['status']} ({out['witness']['fields_compared']} fields); "
+              f"decision {out.get('decision', 'none recorded')}")
     else:
         w = out["witness"]
         print(f"promoted run {args.run_id} -> {args.policies}/ (parameter_hash {out['parameter_hash'][:16]}, "

@@ -24,7 +24,7 @@ S3_DISPERSION = {
                  "merchant_jitter_clip", "alpha_floor"],
     "properties": {
         "enabled": {"type": "boolean"},
-        "concentration_scale": {"type": "number", "minimum": 0.25, "maximum": 1.5},
+        "concentration_scale": {"type": "number", "minimum": 0.05, "maximum": 1.5},
         "alpha_temperature": {"type": "number", "minimum": 0.5, "maximum": 1.5},
         "merchant_jitter": {"type": "number", "minimum": 0, "maximum": 0.5},
         "merchant_jitter_clip": {"type": "number", "minimum": 0, "maximum": 0.5},

@@ -1,0 +1,54 @@
+"""The committed authority is certified B+ on the seedpack, and the README's Results are current.
+
+A regression in the engine or a hand edit of policies/ that loses the certified grade fails CI here.
+"""
+
+from pathlib import Path
+
+import pytest
+
+from engine.chain import run_chain
+from engine.metrics import seedpack_verdict
+from engine.policies import PolicySet
+from engine.policies.authoring import realism_floors
+
+ROOT = Path(__file__).resolve().parents[1]
+SEEDS = (42, 7, 101, 202)
+
+
+@pytest.fixture(scope="module")
+def certified():
+    policies = PolicySet.from_dir(ROOT / "policies")
+    runs = {seed: run_chain(policies, seed) for seed in SEEDS}
+    per_seed = {seed: {"pack": r.pack, "gates": r.gates, "s6_overall_status": r.s6_report["overall_status"],
+                       "s7_status": r.s7["status"]} for seed, r in runs.items()}
+    return runs, seedpack_verdict(per_seed, required_seeds=SEEDS)
+
+
+def test_authority_is_pass_bplus_on_every_seed(certified):
+    runs, verdict = certified
+    assert verdict["verdict"] == "PASS_BPLUS", verdict["reasons"]
+    for seed, res in runs.items():
+        failed = [g for fam in ("hard", "stretch") for g, v in res.gates[fam].items() if v["status"] != "PASS"]
+        assert not failed, (seed, failed)
+        assert res.s6_report["overall_status"] == "PASS" and res.s7["status"] == "PASS"
+
+
+def test_cross_seed_cv_is_within_ten_percent(certified):
+    _, verdict = certified
+    assert verdict["cv"] and all(float(v) <= 0.10 for v in verdict["cv"].values()), verdict["cv"]
+
+
+def test_authority_keeps_the_authoring_realism_floors(certified):
+    runs, _ = certified
+    floors = realism_floors(runs[42].tables["s2"])
+    assert floors["passed"], floors["reasons"]
+    assert 15 <= floors["alpha_sum_min"] and floors["alpha_sum_max"] <= 160 and floors["nonuniform_share"] >= 0.70
+
+
+def test_readme_results_section_is_current():
+    from tuning.results import render, splice
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert splice(readme, render(ROOT / "policies")) == readme, \
+        "README Results are stale: run python -m tuning.results --write README.md"
