@@ -1,0 +1,57 @@
+"""DESIGN §8 identity laws, recomputed independently with hashlib and struct."""
+
+import hashlib
+import struct
+
+from engine import ENGINE_VERSION
+from engine.states.s5_egress import universe_components
+
+
+def _uer(s: str) -> bytes:
+    b = s.encode("utf-8")
+    return struct.pack("<I", len(b)) + b
+
+
+def test_parameter_hash_manifest_and_run_id(policies, baseline):
+    raw = {pid: hashlib.sha256(data).digest() for pid, data in policies.raw.items()}
+    outer = hashlib.sha256()
+    for pid in sorted(raw):
+        outer.update(hashlib.sha256(_uer(pid) + raw[pid]).digest())
+    ident = baseline.identity
+    assert ident["parameter_hash"] == outer.hexdigest()
+    fp = hashlib.sha256(_uer("3A.manifest") + bytes.fromhex(ident["parameter_hash"])
+                        + bytes.fromhex(ident["world_digest"]) + _uer(ENGINE_VERSION)).hexdigest()
+    assert ident["manifest_fingerprint"] == fp
+    rid = hashlib.sha256(_uer("3A.run") + bytes.fromhex(fp) + struct.pack("<Q", 42)).hexdigest()[:32]
+    assert ident["run_id"] == rid
+
+
+def test_any_policy_byte_changes_the_parameter_hash(policies):
+    edited = policies.replace(zone_floor_policy=policies.raw["zone_floor_policy"] + b"\n")
+    assert edited.parameter_hash != policies.parameter_hash
+
+
+def test_universe_hash_composition(policies, baseline):
+    doc = baseline.universe_doc
+    order = ["zone_alpha_digest", "theta_digest", "zone_floor_digest", "zone_alloc_digest"]
+    assert [k for k in doc if k.endswith("_digest")] == order
+    combined = hashlib.sha256("".join(doc[k] for k in order).encode("ascii")).hexdigest()
+    assert doc["routing_universe_hash"] == combined
+    assert set(baseline.tables["zone_alloc"]["routing_universe_hash"]) == {combined}
+    assert doc["theta_digest"] == hashlib.sha256(policies.raw["zone_mixture_policy"]).hexdigest()
+    assert doc["zone_floor_digest"] == hashlib.sha256(policies.raw["zone_floor_policy"]).hexdigest()
+    # the zone_alloc digest ignores its own hash column and moves with any count
+    za = baseline.tables["zone_alloc"].copy()
+    za["routing_universe_hash"] = "0" * 64
+    assert universe_components(baseline.tables["s2"], za, policies.digests)["zone_alloc_digest"] == doc["zone_alloc_digest"]
+    za.loc[0, "zone_site_count"] += 1
+    assert universe_components(baseline.tables["s2"], za, policies.digests)["zone_alloc_digest"] != doc["zone_alloc_digest"]
+
+
+def test_no_wall_clock_in_bundled_artefacts(baseline):
+    import re
+
+    stamp = re.compile(rb"20\d\d-\d\d-\d\dT\d\d:\d\d")
+    for member in baseline.members:
+        if member.logical_id.endswith(("_3A", "_log", "_dirichlet", "_hash")):
+            assert not stamp.search(member.data), member.logical_id
