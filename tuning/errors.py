@@ -24,6 +24,7 @@ E_CERTIFY = "E3A_TUN_030_CERTIFY_INPUT"
 E_STORAGE = "E3A_TUN_040_STORAGE"
 E_TRIALS_FAILING = "E3A_TUN_041_TRIALS_FAILING"
 E_USAGE = "E3A_TUN_050_USAGE"
+E_TRACKING = "E3A_TUN_042_TRACKING_STORE"
 
 
 def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> None:
@@ -36,4 +37,12 @@ def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | N
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - a tracking-store failure is one coded line, not a traceback
+        from mlflow.exceptions import MlflowException
+
+        if not isinstance(exc, MlflowException):
+            raise
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        print(f"{E_TRACKING}: MLflow tracking store failed: {first}", file=sys.stderr)
+        sys.exit(2)
     sys.exit(code or 0)

@@ -73,3 +73,18 @@ def test_stale_journal_lock_left_by_a_killed_process_is_released(tmp_path, monke
     optuna.load_study(study_name="s", storage=open_storage(None, "s")).enqueue_trial({"x": 1})  # must not hang
     assert not lock.exists()
     assert len(optuna.load_study(study_name="s", storage=open_storage(None, "s")).trials) == 1
+
+
+def test_tracking_store_failure_is_one_coded_line(capsys):
+    import pytest
+    from mlflow.exceptions import MlflowException
+
+    from tuning.errors import run_cli
+
+    def broken(argv):
+        raise MlflowException("API request to http://127.0.0.1:9 failed\nwith a long trace")
+
+    with pytest.raises(SystemExit) as ex:
+        run_cli(broken, [])
+    err = capsys.readouterr().err
+    assert ex.value.code == 2 and err.startswith("E3A_TUN_042_TRACKING_STORE") and len(err.strip().splitlines()) == 1
