@@ -110,3 +110,17 @@ def test_rng_evidence_is_canonical_json_and_accounts_every_draw(baseline):
     last = json.loads(trace[-1])
     draws = sum(int(json.loads(e)["draws"]) for e in events)
     assert int(last["draws_total"]) == draws == len(baseline.tables["s3"])  # one uniform per component
+
+
+def test_realism_gates_observe_versus_block():
+    """The authored baseline misses hard realism gates: observe reports them, block makes them structural."""
+    from engine.policies import PolicySet
+    from engine.policies.authoring import author_policies
+
+    authored = PolicySet(author_policies(default_world().population), "authored")
+    observe = run_chain(authored, 42)
+    assert observe.s6_report["overall_status"] == "PASS" and observe.s7["status"] == "PASS"
+    assert observe.s6_report["realism"]["verdict"] == "FAIL_REALISM" and observe.s6_report["realism"]["hard_failed"]
+    block = run_chain(authored, 42, realism_mode="block")
+    assert block.s6_report["overall_status"] == "FAIL"
+    assert block.s7["status"] == "FAIL" and block.flag == "" and block.s7["error_code"] == "E3A_S7_001_S6_NOT_PASS"
