@@ -172,27 +172,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         policies, world = authority_inputs(args.policies, args.world)
         res, samples, windows = measure(policies, world, args.seed, args.repeats, args.runs_root)
         doc = popt0_document(res, samples, windows, args.runs_root)
-        rid = doc["run"]["run_id"]
-        md = popt0_markdown(doc)
-        atomic_write_text(out / POPT0_JSON.format(rid=rid), json_text(doc))
-        atomic_write_text(out / POPT0_MD.format(rid=rid), md)
-        print(md, end="")
-        print(f"\nwrote {out / POPT0_JSON.format(rid=rid)}")
-        if args.record:
-            _record("POPT.0", doc["progression_gate"]["decision"], doc, md, POPT0_JSON.format(rid=rid), args.policies)
+        _publish(out, POPT0_JSON, POPT0_MD, doc["run"]["run_id"], doc, popt0_markdown(doc),
+                 ("POPT.0", doc["progression_gate"]["decision"], args.policies) if args.record else None)
         return 0
     base_path, cand_path = Path(args.baseline_json), Path(args.candidate_json)
     doc = closure_document(base_path, read_json(base_path, "POPT.0 report"), cand_path,
                            read_json(cand_path, "POPT.0 report"), args.require_s5_gate)
-    rid = doc["candidate"]["run_id"]
-    md = closure_markdown(doc)
-    atomic_write_text(out / POPT1_JSON.format(rid=rid), json_text(doc))
-    atomic_write_text(out / POPT1_MD.format(rid=rid), md)
-    print(md, end="")
-    print(f"\nwrote {out / POPT1_JSON.format(rid=rid)}")
-    if args.record:
-        _record("POPT.1", doc["decision"]["progression_decision"], doc, md, POPT1_JSON.format(rid=rid), args.policies)
+    _publish(out, POPT1_JSON, POPT1_MD, doc["candidate"]["run_id"], doc, closure_markdown(doc),
+             ("POPT.1", doc["decision"]["progression_decision"], args.policies) if args.record else None)
     return 0
+
+
+def _publish(out: Path, json_name: str, md_name: str, rid: str, doc: dict, md: str, record: tuple | None) -> None:
+    """Write the JSON + Markdown pair atomically, show the table, and optionally record the ladder step."""
+    atomic_write_text(out / json_name.format(rid=rid), json_text(doc))
+    atomic_write_text(out / md_name.format(rid=rid), md)
+    print(md, end="")
+    print(f"\nwrote {out / json_name.format(rid=rid)}")
+    if record is not None:
+        phase, decision, policies = record
+        _record(phase, decision, doc, md, json_name.format(rid=rid), policies)
 
 
 def _record(phase: str, decision: str, doc: dict, md: str, name: str, policies: str) -> None:
