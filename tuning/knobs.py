@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from typing import Callable, Mapping
 
 import numpy as np
-import yaml
 
 from engine.errors import EngineError
 from engine.policies import PolicySet

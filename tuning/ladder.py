@@ -14,13 +14,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import yaml
 
+from engine.atomic import atomic_write
 from engine.errors import EngineError
 from engine.policies import PolicySet
 from tuning.errors import E_USAGE, run_cli
@@ -40,12 +40,8 @@ def read_ladder(policies_dir: Path) -> list[dict]:
 
 
 def _write_ladder(policies_dir: Path, steps: list[dict]) -> None:
-    policies_dir.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump({"steps": steps}, sort_keys=False, default_flow_style=False)
-    fd, tmp = tempfile.mkstemp(dir=policies_dir, prefix=".ladder.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, policies_dir / LADDER_FILE)
+    atomic_write(policies_dir / LADDER_FILE, text.encode("utf-8"))
 
 
 def record_step(phase: str, decision: str, *, policies_dir: Path = Path("policies"), evidence: dict | None = None,

@@ -24,6 +24,7 @@ from typing import Sequence
 import yaml
 from mlflow.exceptions import MlflowException
 
+from engine.atomic import atomic_write, stage
 from engine.chain import ChainCache, run_chain
 from engine.errors import EngineError
 from engine.policies import PolicySet
@@ -120,30 +121,17 @@ def read_lineage(policies_dir: Path) -> list[dict]:
     return list(doc.get("promotions", []))
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def install(policies: PolicySet, policies_dir: Path, lineage: list[dict], entry: dict) -> None:
     """Stage every file beside its target, then rename each into place; the lineage record last."""
     policies_dir.mkdir(parents=True, exist_ok=True)
     staged = []
     for pid, data in sorted(policies.raw.items()):
-        fd, tmp = tempfile.mkstemp(dir=policies_dir, prefix=f".{pid}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        staged.append((tmp, policies_dir / f"{pid}.yaml"))
+        final = policies_dir / f"{pid}.yaml"
+        staged.append((stage(final, data), final))
     for tmp, final in staged:
         os.replace(tmp, final)
     doc = {"promotions": lineage + [entry]}
-    _atomic_write(policies_dir / LINEAGE_FILE, yaml.safe_dump(doc, sort_keys=False).encode())
+    atomic_write(policies_dir / LINEAGE_FILE, yaml.safe_dump(doc, sort_keys=False).encode())
 
 
 def promote(run_id: str, policies_dir: Path, decision: str | None = None, runs_root: Path | None = None,

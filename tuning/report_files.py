@@ -9,18 +9,15 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from engine.errors import E_PUBLISH, EngineError
+from engine.atomic import atomic_write
+from engine.errors import EngineError
 from engine.metrics import evaluate_gates, metric_pack, run_verdict
 from tuning.errors import E_ARTIFACTS, E_RUN_MISSING
 
 GATE_FAMILIES = ("hard", "stretch")
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 def utc_now() -> str:
@@ -28,22 +25,8 @@ def utc_now() -> str:
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write via a temp file in the same directory and ``os.replace`` (never half-written)."""
-    path = Path(path)
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the report ordinary permissions
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise EngineError(E_PUBLISH, f"{path}: cannot write ({exc.strerror or exc})") from None
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    """Write text atomically (engine.atomic: temp file beside the target, then rename)."""
+    return atomic_write(path, text.encode("utf-8"))
 
 
 def _json_safe(obj):

@@ -9,8 +9,6 @@ from __future__ import annotations
 import functools
 import math
 from collections import OrderedDict
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -18,6 +16,7 @@ from typing import Mapping
 import jsonschema
 import yaml
 
+from engine.atomic import atomic_write
 from engine.errors import E_POLICY_MISSING, E_POLICY_SANITY, E_POLICY_SCHEMA, E_POLICY_YAML, EngineError
 from engine.hashing import canonical_json, parameter_hash, sha256_hex
 from engine.policies.schemas import SCHEMAS
@@ -266,13 +265,8 @@ class PolicySet:
 
     def write(self, directory: str | Path) -> None:
         """Write each policy's exact bytes, atomically per file."""
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
         for pid, data in self.raw.items():
-            fd, tmp = tempfile.mkstemp(dir=d, prefix=f".{pid}.", suffix=".tmp")
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, d / f"{pid}.yaml")
+            atomic_write(Path(directory) / f"{pid}.yaml", data)
 
     def __hash__(self) -> int:
         return hash(self.parameter_hash)
