@@ -210,7 +210,7 @@ def run_chain(policies: PolicySet, seed: int, world: World | None = None, *, out
         trace = member_builder.trace_totals(events)
         report, issues = s6_validation.validate(identity, receipt, sealed, tables, events, trace, universe_doc,
                                                 policies.digests, status, world.universe)
-        pack, gates = member_builder.realism(tables, report, realism_mode)
+        pack, gates = member_builder.realism(tables, report, realism_mode, world.evidence)
         return report, issues, pack, gates
 
     s6_report, s6_issues, pack, gates = timer.run("S6", run_s6)

@@ -14,10 +14,10 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
-from engine.metrics import thresholds
+from engine.metrics import run_verdict, thresholds
 from tuning.errors import run_cli
 from tuning.report_files import (compact_gates, gate_table_md, json_text, atomic_write_text, run_block,
-                                 score_tables, table_globs, utc_now)
+                                 table_globs, utc_now)
 
 P0_JSON = "segment3a_p0_baseline_metrics_{rid}.json"
 P0_MD = "segment3a_p0_baseline_metrics_{rid}.md"
@@ -88,7 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     policies, world = authority_inputs(args.policies, args.world)
     res = run_chain(policies, args.seed, world, run_root=args.runs_root)
-    pack, gates, verdict = score_tables(res.tables)
+    pack, gates = res.pack, res.gates          # the chain's own pack: fidelity included for the world's evidence
+    verdict = run_verdict(gates)
     doc = p0_pack_document(res, pack, gates, verdict, args.runs_root)
     rid = res.identity["run_id"]
     out = Path(args.out)
@@ -100,7 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.record:
         from tuning.ladder import record_step
 
-        failed = sorted(g for fam in ("hard", "stretch") for g, v in gates[fam].items() if v["status"] != "PASS")
+        failed = sorted(g for fam in ("hard", "stretch", "fidelity") for g, v in gates.get(fam, {}).items()
+                        if v["status"] == "FAIL")
         step = record_step("P0", verdict, policies_dir=Path(args.policies), artifacts={
             P0_JSON.format(rid=rid): json_text(doc).encode(), P0_MD.format(rid=rid): md.encode()},
             evidence={"seed": args.seed, "engine_run_id": rid, "failed_gates": failed},

@@ -18,11 +18,14 @@ from typing import Sequence
 
 from engine.chain import ChainCache, run_chain
 from engine.errors import EngineError
-from engine.metrics import REQUIRED_SEEDS, seedpack_verdict
+from engine.metrics import REQUIRED_SEEDS, fidelity_verdict, seedpack_verdict
 from engine.policies import PolicySet
 from tuning.errors import E_CERTIFY, run_cli
 from tuning.promote import fetch_candidate_files
 from tuning.tracking import (CERTIFY_EXPERIMENT, client, experiment_id, flatten_pack, gate_table_md, log_batch)
+
+
+HOLDOUT_RATES = ("pass_rate_bplus", "pass_rate_b", "faithful_rate", "pass_rate_bplus_faithful")
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -35,7 +38,21 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def certify(policies: PolicySet, seeds: Sequence[int], source: dict, runs_root: Path | None = None) -> dict:
+def certify(policies: PolicySet, seeds: Sequence[int], source: dict, runs_root: Path | None = None,
+            holdout: int = 0, progress: bool = True) -> dict:
+    """The seedpack verdict and fidelity (certified = PASS_B or better AND FAITHFUL on every seed),
+    plus the pass rate on ``holdout`` held-out seeds (``tuning.holdout``)."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(seeds) + holdout, desc="certify", unit="seed", disable=not progress)
+    try:
+        return _certify(policies, seeds, source, runs_root, holdout, bar)
+    finally:
+        bar.close()
+
+
+def _certify(policies: PolicySet, seeds: Sequence[int], source: dict, runs_root: Path | None, holdout: int,
+             bar) -> dict:
     mlc = client()
     exp = experiment_id(mlc, CERTIFY_EXPERIMENT)
     parent = mlc.create_run(exp, run_name=f"certify-{policies.parameter_hash[:12]}", tags={
@@ -51,7 +68,9 @@ def certify(policies: PolicySet, seeds: Sequence[int], source: dict, runs_root: 
                               "s7_status": res.s7.get("status")}
             engine_seconds[seed] = float(sum(res.seconds.values()))
             rows[seed] = res.identity
+            bar.update(1)
         verdict = seedpack_verdict(per_seed, seeds)
+        fidelity = {seed: fidelity_verdict(per_seed[seed]["gates"]) for seed in seeds}
         for seed in seeds:
             row = verdict["seeds"][seed]
             child = mlc.create_run(exp, run_name=f"seed-{seed}", tags={
@@ -60,7 +79,7 @@ def certify(policies: PolicySet, seeds: Sequence[int], source: dict, runs_root: 
                 "manifest_fingerprint": rows[seed]["manifest_fingerprint"], "run_verdict": row["run_verdict"],
                 "hard_pass": str(row["hard_pass"]).lower(), "stretch_pass": str(row["stretch_pass"]).lower(),
                 "s6_status": str(row["s6_overall_status"]), "s7_status": str(row["s7_status"]),
-                "failing_hard": ",".join(row["failing_hard"]) or "none"})
+                "failing_hard": ",".join(row["failing_hard"]) or "none", "fidelity": fidelity[seed]})
             log_batch(mlc, child.info.run_id, metrics={**flatten_pack(per_seed[seed]["pack"]),
                                                        "seconds.engine": engine_seconds[seed]})
             with tempfile.TemporaryDirectory() as tmp:
@@ -69,14 +88,25 @@ def certify(policies: PolicySet, seeds: Sequence[int], source: dict, runs_root: 
                                                                     default=str))
                 mlc.log_artifacts(child.info.run_id, tmp)
             mlc.set_terminated(child.info.run_id)
+        faithful = all(v == "FAITHFUL" for v in fidelity.values())
         summary = {"verdict": verdict["verdict"], "reasons": verdict["reasons"], "seeds": list(seeds),
+                   "fidelity": fidelity, "fidelity_verdict": "FAITHFUL" if faithful else "DISTORTED",
+                   "certified": faithful and verdict["verdict"] in ("PASS_B", "PASS_BPLUS"), "cv": verdict["cv"],
                    "parameter_hash": policies.parameter_hash, "digests": dict(policies.digests), "source": source,
                    "engine_seconds": engine_seconds, "engine_seconds_total": sum(engine_seconds.values()),
                    "wall_seconds": time.perf_counter() - t0, "mlflow_run_id": parent_id,
                    "engine_run_ids": {s: rows[s]["run_id"] for s in seeds}, "detail": verdict}
+        if holdout:
+            from tuning.holdout import holdout_report, holdout_seeds, tuning_seeds
+
+            summary["holdout"] = holdout_report(policies, holdout_seeds(holdout, tuning_seeds()), bar)
+        hold = summary.get("holdout") or {}
         log_batch(mlc, parent_id, metrics={"seconds.engine_total": summary["engine_seconds_total"],
-                                           **{f"cv.{m}": v for m, v in verdict["cv"].items()}},
-                  tags={"verdict": verdict["verdict"]})
+                                           **{f"cv.{m}": v for m, v in verdict["cv"].items()},
+                                           **{f"holdout.{k}": hold[k] for k in HOLDOUT_RATES if k in hold},
+                                           **({"holdout.n": hold["n"]} if hold else {})},
+                  tags={"verdict": verdict["verdict"], "fidelity_verdict": summary["fidelity_verdict"],
+                        "certified": str(summary["certified"]).lower()})
         with tempfile.TemporaryDirectory() as tmp:
             Path(tmp, "certification_summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True,
                                                                           default=str))
@@ -91,7 +121,7 @@ def certify(policies: PolicySet, seeds: Sequence[int], source: dict, runs_root: 
 
 def summary_markdown(summary: dict) -> str:
     detail, seeds = summary["detail"], summary["seeds"]
-    lines = [f"# 3A certification: {summary['verdict']}", "",
+    lines = [f"# 3A certification: {summary['verdict']} / {summary['fidelity_verdict']}", "",
              f"- policies: parameter_hash `{summary['parameter_hash']}` ({summary['source']})",
              f"- seeds: {', '.join(map(str, seeds))}; engine seconds {summary['engine_seconds_total']:.2f}", ""]
     lines += [f"- {r}" for r in summary["reasons"]] + ["", "| gate | " + " | ".join(map(str, seeds)) + " |",
@@ -99,7 +129,13 @@ def summary_markdown(summary: dict) -> str:
     for family in ("hard", "stretch"):
         for gid, per in detail["gate_matrix"][family].items():
             lines.append(f"| {gid} | " + " | ".join(str(per.get(s)) for s in seeds) + " |")
+    lines.append("| fidelity | " + " | ".join(summary["fidelity"][s] for s in seeds) + " |")
     lines += ["", "| CV metric | CV |", "|---|---|"] + [f"| {m} | {v:.6g} |" for m, v in detail["cv"].items()]
+    hold = summary.get("holdout")
+    if hold:
+        lines += ["", f"Held-out seeds: {hold['n']} from [{hold['range'][0]}, {hold['range'][1]}); "
+                      f"PASS_BPLUS {hold['pass_rate_bplus']:.1%}, PASS_B or better {hold['pass_rate_b']:.1%}, "
+                      f"FAITHFUL {hold['faithful_rate']:.1%}"]
     return "\n".join(lines) + "\n"
 
 
@@ -111,11 +147,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--policies", default="policies")
     ap.add_argument("--seeds", default=",".join(map(str, REQUIRED_SEEDS)))
     ap.add_argument("--runs-root", default="", help="materialise each seed's run here ('' = in memory)")
+    ap.add_argument("--holdout", type=int, default=0, metavar="N",
+                    help="also report the pass rate on N held-out seeds (tuning.holdout: disjoint from every tuning seed)")
+    ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--json", action="store_true", help="print the summary JSON")
     ap.add_argument("--record", action="store_true",
                     help="record the P5 certification in the decision ladder (authority only)")
     args = ap.parse_args(argv)
     seeds = parse_seeds(args.seeds)
+    if not 0 <= args.holdout <= 10_000:
+        raise EngineError(E_CERTIFY, f"--holdout {args.holdout}: expected 0..10000 seeds")
     runs_root = Path(args.runs_root) if args.runs_root else None
     if args.run:
         with tempfile.TemporaryDirectory() as tmp:
@@ -124,17 +165,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         policies = PolicySet.from_dir(args.policies)
         source = {"source": "authority", "policies_dir": str(args.policies)}
-    summary = certify(policies, seeds, source, runs_root)
+    summary = certify(policies, seeds, source, runs_root, args.holdout, not args.no_progress)
     if args.record and not args.run:
         from tuning.ladder import record_step
 
-        cv = {k: v for k, v in summary.get("cv", {}).items() if isinstance(v, (int, float))}
+        cv = {k: v for k, v in summary["cv"].items() if isinstance(v, (int, float))}
+        hold = summary.get("holdout") or {}
         record_step("P5", summary["verdict"], policies_dir=Path(args.policies), source_run_id=summary["mlflow_run_id"],
-                    evidence={"seeds": ",".join(map(str, seeds)), "certify_run_id": summary["mlflow_run_id"]},
-                    metrics={f"cv.{k}": v for k, v in cv.items()})
+                    evidence={"seeds": ",".join(map(str, seeds)), "certify_run_id": summary["mlflow_run_id"],
+                              "fidelity": summary["fidelity_verdict"], "certified": summary["certified"],
+                              **({"holdout_seeds": hold["n"], "holdout_range": hold["range"],
+                                  **{f"holdout_{k}": hold[k] for k in HOLDOUT_RATES}} if hold else {})},
+                    metrics={**{f"cv.{k}": v for k, v in cv.items()},
+                             **{f"holdout.{k}": hold[k] for k in HOLDOUT_RATES if k in hold}})
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True, default=str))
     else:
+        if summary.get("holdout"):
+            h = summary["holdout"]
+            print(f"held-out: {h['n']} seeds, PASS_BPLUS {h['pass_rate_bplus']:.1%}, PASS_B+ {h['pass_rate_b']:.1%}, "
+                  f"FAITHFUL {h['faithful_rate']:.1%}")
+        print(f"fidelity {summary['fidelity_verdict']}; certified {str(summary['certified']).lower()}")
         print(f"verdict {summary['verdict']} on seeds {','.join(map(str, seeds))} "
               f"(engine {summary['engine_seconds_total']:.2f} s; MLflow run {summary['mlflow_run_id']})")
         for r in summary["reasons"]:

@@ -20,7 +20,10 @@ from tuning.ladder import read_ladder, record_step
 FREEZE_STATUS = {"PASS_BPLUS": "FROZEN_CERTIFIED_BPLUS", "PASS_B": "FROZEN_CERTIFIED_B"}
 
 
-def freeze_status(verdict: str) -> str:
+def freeze_status(verdict: str, fidelity: str = "FAITHFUL") -> str:
+    """A certified freeze needs the plan verdict AND fidelity: a DISTORTED authority is best effort."""
+    if fidelity != "FAITHFUL":
+        return "FROZEN_BEST_EFFORT_DISTORTED"
     return FREEZE_STATUS.get(verdict, "FROZEN_BEST_EFFORT_BELOW_B")
 
 
@@ -31,9 +34,11 @@ def freeze(policies_dir: Path) -> dict:
         raise EngineError(E_CERTIFY, f"the authority {current[:12]} has no P5 certification in the ladder; "
                                      f"run python -m tuning.certify --authority --record first")
     cert = certs[-1]
-    status = freeze_status(cert["decision"])
+    fidelity = str((cert.get("evidence") or {}).get("fidelity", "UNMEASURED"))
+    status = freeze_status(cert["decision"], fidelity)
     return record_step("P6", status, policies_dir=policies_dir, source_run_id=cert["mlflow_run_id"],
-                       evidence={"certification_step": cert["mlflow_run_id"], "verdict": cert["decision"]})
+                       evidence={"certification_step": cert["mlflow_run_id"], "verdict": cert["decision"],
+                                 "fidelity": fidelity})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,15 +20,17 @@ from typing import Mapping
 
 from engine.chain import ChainCache, run_chain
 from engine.errors import EngineError
-from engine.metrics import evaluate_gates, metric_pack, run_verdict
+from engine.metrics import evaluate_gates, fidelity_verdict, metric_pack, run_verdict
 from engine.policies import PolicySet
 from engine.policies.authoring import realism_floors
 from tuning.knobs import apply_knobs
+from tuning.seed_robust import aggregate
 from tuning.study_spec import StudySpec, metric_value
 
 NO_SCORE = -1000.0
 STRUCTURAL_REASONS = {"s6_pass": "S6_OR_S7_FAIL", "s7_pass": "S6_OR_S7_FAIL", "conservation": "CONSERVATION_FAIL",
-                      "realism_floors": "REALISM_FLOOR_FAIL", "schema": "SCHEMA_INVALID"}
+                      "realism_floors": "REALISM_FLOOR_FAIL", "schema": "SCHEMA_INVALID",
+                      "fidelity": "FIDELITY_DISTORTED", "gate_regression": "GATE_REGRESSION"}
 
 
 @dataclass
@@ -56,6 +58,11 @@ class Evaluation:
     build_seconds: float = 0.0                          # knobs -> candidate bytes -> engine's policy parse
     tables: dict | None = None
     error: str | None = None
+    fidelity: str = "NOT_SCORED"                        # FAITHFUL | DISTORTED | NOT_APPLICABLE | UNMEASURED
+    second_value: float | None = None                   # the second objective (multi-objective studies)
+    seeds: list = field(default_factory=list)           # the seeds scored (seed-robust trials)
+    seed_values: list = field(default_factory=list)     # J per seed, in seed order
+    per_seed: list = field(default_factory=list)        # the per-seed Evaluations
 
     @property
     def feasible(self) -> bool:
@@ -70,6 +77,53 @@ def deterministic_view(pack: Mapping, identity: Mapping) -> dict:
     """The replayable part of an evaluation (no timings): what a witness must reproduce exactly."""
     keep = ("run_id", "parameter_hash", "manifest_fingerprint", "world_digest", "seed", "policy_digests")
     return {"identity": {k: identity.get(k) for k in keep}, "pack": pack}
+
+
+def metric_or_none(pack: Mapping | None, name: str) -> float | None:
+    try:
+        return metric_value(pack, name) if pack is not None else None
+    except EngineError:
+        return None
+
+
+class SeedRobustObjective:
+    """The study's objective over its K seeds (``tuning.seed_robust``): every candidate is scored on
+    every seed with common random numbers; ``on_seed(index, seed, running_mean)`` may return True to
+    stop early (a pruner), and then the trial is scored on the seeds seen so far."""
+
+    def __init__(self, spec: StudySpec, seeds, base: PolicySet, *, world=None,
+                 cache: ChainCache | None = None, keep_tables: bool = False) -> None:
+        self.spec, self.base = spec, base
+        self.seeds = [int(s) for s in seeds]
+        self.cache = cache if cache is not None else ChainCache(max_entries=64 * max(1, len(self.seeds)))
+        self.per_seed = [PhaseObjective(spec, s, base, world=world, cache=self.cache, keep_tables=keep_tables)
+                         for s in self.seeds]
+        self.second = spec.second["metric"] if spec.second else None
+        self.pruned = False
+
+    @property
+    def seed(self) -> int:
+        return self.seeds[0]
+
+    @property
+    def anchor(self) -> Evaluation:
+        return aggregate([o.anchor for o in self.per_seed], self.seeds, self.second)
+
+    def evaluate(self, knob_values: Mapping[str, object], run_root=None, on_seed=None) -> Evaluation:
+        return self._each(lambda o: o.evaluate(knob_values, run_root), on_seed)
+
+    def replay(self, policies: PolicySet, run_root=None) -> Evaluation:
+        return self._each(lambda o: o.replay(policies, run_root), None)
+
+    def _each(self, fn, on_seed) -> Evaluation:
+        done, self.pruned = [], False
+        for i, obj in enumerate(self.per_seed):
+            done.append(fn(obj))
+            if on_seed is not None and i + 1 < len(self.per_seed):
+                if on_seed(i, obj.seed, math.fsum(e.value for e in done) / len(done)):
+                    self.pruned = True
+                    break
+        return aggregate(done, self.seeds[: len(done)], self.second)
 
 
 class PhaseObjective:
@@ -127,6 +181,7 @@ class PhaseObjective:
         ev.pack = res.pack if res.pack is not None else metric_pack(res.tables)
         ev.gates = res.gates if res.gates is not None else evaluate_gates(ev.pack)
         ev.verdict = run_verdict(ev.gates)
+        ev.fidelity = fidelity_verdict(ev.gates)
         ev.s6_status = str(res.s6_report.get("overall_status", "MISSING"))
         ev.s7_status = str((res.s7 or {}).get("status", "MISSING"))
         ev.floors = realism_floors(res.tables["s2"])
@@ -167,6 +222,15 @@ class PhaseObjective:
                     breach("CONSERVATION_FAIL", 1.0, f"{fam} count conservation false")
         if "realism_floors" in checks and not ev.floors["passed"]:
             breach("REALISM_FLOOR_FAIL", 1.0, "; ".join(ev.floors["reasons"]))
+        if "gate_regression" in checks and anchor_pack is not None:
+            before = evaluate_gates(anchor_pack)
+            lost = sorted(g for fam in ("hard", "stretch") for g, v in before[fam].items()
+                          if v["status"] == "PASS" and ev.gates[fam][g]["status"] != "PASS")
+            if lost:
+                breach("GATE_REGRESSION", float(len(lost)), f"plan gate(s) passing on the anchor now fail: {', '.join(lost)}")
+        if "fidelity" in checks and ev.fidelity != "FAITHFUL":
+            failed = sorted(g for g, v in (ev.gates or {}).get("fidelity", {}).items() if v["status"] != "PASS")
+            breach("FIDELITY_DISTORTED", 1.0, f"fidelity {ev.fidelity}: {', '.join(failed) or 'not measured'}")
         for cond in spec.guardrails:
             amount = cond.breach(pack, ref)
             if amount > 0:
@@ -176,6 +240,9 @@ class PhaseObjective:
         ev.vetoes = sorted(breaches)
         ev.veto_detail = detail
         ev.targets = {cond.label(): cond.holds(pack, ref) for cond in spec.targets}
+        if spec.second:
+            ev.second_value = metric_or_none(pack, spec.second["metric"])
+        ev.seeds, ev.seed_values = [self.seed], [ev.value]
         return ev
 
     def constraint_keys(self) -> list[str]:

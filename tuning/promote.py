@@ -28,7 +28,7 @@ from engine.atomic import atomic_write, stage
 from engine.chain import ChainCache, run_chain
 from engine.errors import EngineError
 from engine.policies import PolicySet
-from tuning.errors import E_ARTIFACTS, E_RUN_MISSING, E_RUN_VETOED, E_WITNESS, run_cli
+from tuning.errors import E_NOT_FAITHFUL, E_ARTIFACTS, E_RUN_MISSING, E_RUN_VETOED, E_WITNESS, run_cli
 from tuning.objective import deterministic_view
 from tuning.tracking import AUTHORITY_EXPERIMENT, client, experiment_id, log_batch
 
@@ -93,16 +93,28 @@ def fetch_candidate(mlc, run_id: str, workdir: Path) -> tuple[object, PolicySet,
 
 
 def witness(policies: PolicySet, recorded: dict, runs_root: Path | None) -> dict:
-    """Replay on the recorded seed with a fresh cache; exact comparison of the deterministic view."""
-    seed = int(recorded["identity"]["seed"])
-    res = run_chain(policies, seed, cache=ChainCache(), run_root=runs_root)
-    replayed = _json_native(deterministic_view(res.pack, res.identity))
-    expected = _json_native(deterministic_view(recorded["pack"], recorded["identity"]))
-    diffs = differences(expected, replayed)
-    return {"status": "PASS" if not diffs else "FAIL", "engine_run_id": res.identity["run_id"], "seed": seed,
-            "fields_compared": len(_leaves(expected)), "mismatches": diffs[:20],
-            "s6_overall_status": res.s6_report["overall_status"], "s7_status": res.s7.get("status"),
-            "run_dir": str(res.run_dir) if res.run_dir else None}
+    """Replay every recorded seed with a fresh cache; exact comparison of each deterministic view,
+    and the fidelity verdict of each replay (promotion requires FAITHFUL on every seed)."""
+    from engine.metrics import fidelity_verdict
+
+    per_seed = recorded.get("per_seed") or [{"seed": recorded["identity"]["seed"], "identity": recorded["identity"],
+                                              "pack": recorded["pack"]}]
+    diffs, fields, fidelity, first = [], 0, {}, None
+    for entry in per_seed:
+        seed = int(entry["identity"]["seed"])
+        res = run_chain(policies, seed, cache=ChainCache(), run_root=runs_root)
+        first = first or res
+        replayed = _json_native(deterministic_view(res.pack, res.identity))
+        expected = _json_native(deterministic_view(entry["pack"], entry["identity"]))
+        diffs += [f"seed {seed}: {d}" for d in differences(expected, replayed)]
+        fields += len(_leaves(expected))
+        fidelity[seed] = fidelity_verdict(res.gates)
+    return {"status": "PASS" if not diffs else "FAIL", "engine_run_id": first.identity["run_id"],
+            "seed": int(first.identity["seed"]), "seeds": sorted(fidelity), "fields_compared": fields,
+            "mismatches": diffs[:20], "fidelity": fidelity,
+            "faithful": all(v == "FAITHFUL" for v in fidelity.values()),
+            "s6_overall_status": first.s6_report["overall_status"], "s7_status": first.s7.get("status"),
+            "run_dir": str(first.run_dir) if first.run_dir else None}
 
 
 def _leaves(doc) -> list:
@@ -135,7 +147,7 @@ def install(policies: PolicySet, policies_dir: Path, lineage: list[dict], entry:
 
 
 def promote(run_id: str, policies_dir: Path, decision: str | None = None, runs_root: Path | None = None,
-            ladder_phase: str | None = None) -> dict:
+            ladder_phase: str | None = None, reason: str | None = None) -> dict:
     mlc = client()
     with tempfile.TemporaryDirectory(prefix="promote-") as tmp:
         run, candidate, recorded = fetch_candidate(mlc, run_id, Path(tmp))
@@ -162,6 +174,9 @@ def promote(run_id: str, policies_dir: Path, decision: str | None = None, runs_r
         if result["status"] != "PASS":
             raise EngineError(E_WITNESS, f"run {run_id}: witness replay differs in {len(result['mismatches'])}+ "
                                          f"field(s), first: {result['mismatches'][0]}")
+        if not result["faithful"]:
+            raise EngineError(E_NOT_FAITHFUL, f"run {run_id}: fidelity {result['fidelity']}; an authority must be "
+                                              f"FAITHFUL on every seed")
         previous_run = lineage[-1]["mlflow_run_id"] if lineage else None
         now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         entry = {
@@ -174,6 +189,8 @@ def promote(run_id: str, policies_dir: Path, decision: str | None = None, runs_r
             "witness": {k: result[k] for k in ("status", "engine_run_id", "fields_compared", "s6_overall_status",
                                                "s7_status")},
             "decision": decision or "PROMOTED",
+            "seeds": result["seeds"], "fidelity": "FAITHFUL",
+            "pareto": tags.get("pareto", "n/a"), "reason": reason or "",
         }
         install(candidate, policies_dir, lineage, entry)
 
@@ -208,7 +225,10 @@ def promote(run_id: str, policies_dir: Path, decision: str | None = None, runs_r
     record_step(ladder_phase or tags.get("phase", "?"), entry["decision"], policies_dir=policies_dir, source_run_id=run_id,
                 evidence={"promotion_run_id": promo_id, "study": tags.get("study"), "trial": tags.get("optuna_trial"),
                           "J": recorded.get("J"), "witness": result["status"],
-                          "witness_fields": result["fields_compared"]},
+                          "witness_fields": result["fields_compared"], "fidelity": "FAITHFUL",
+                          "seeds": ",".join(map(str, result["seeds"])),
+                          **({"pareto_point": tags["pareto"]} if "pareto" in tags else {}),
+                          **({"reason": reason} if reason else {})},
                 metrics={"J": recorded.get("J") or 0.0})
     return {"status": "PROMOTED", "run_id": run_id, "promotion_run_id": promo_id, "witness": result,
             "parameter_hash": candidate.parameter_hash, "previous_parameter_hash": current.parameter_hash,
@@ -222,10 +242,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--decision", help="phase decision recorded with the promotion (e.g. UNLOCK_P2)")
     ap.add_argument("--runs-root", default="runs", help="where the witness run is materialised ('' = not)")
     ap.add_argument("--ladder-phase", help="phase label of the ladder step (default: the run's phase), e.g. P1.4")
+    ap.add_argument("--reason", help="why this candidate (e.g. which Pareto point and why), recorded in the ladder")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     out = promote(args.run_id, Path(args.policies), args.decision, Path(args.runs_root) if args.runs_root else None,
-                  args.ladder_phase)
+                  args.ladder_phase, args.reason)
     if args.json:
         print(json.dumps(out, indent=2, sort_keys=True))
     elif out["status"] == "ALREADY_AUTHORITY":

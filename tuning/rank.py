@@ -1,7 +1,9 @@
-"""``python -m tuning.rank --phase P1.2 [--top 10] [--study NAME] [--json]``
+"""``python -m tuning.rank --phase P1.2 [--top 10] [--study NAME] [--pareto] [--json]``
 
 The ranking table of a phase's trials, read from MLflow (the numbers the UI shows): feasible
-(``veto`` = PASS) first, then by J descending, then by trial number.
+(``veto`` = PASS) first, then by J descending, then by trial number. ``--pareto`` lists only the
+feasible Pareto front of a multi-objective study (trial runs tagged ``pareto = true`` by the sweep),
+with the second objective beside J.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ def ranked_runs(phase: str, study: str | None = None, key_metrics: Sequence[str]
                      "J": m.get("J"), "veto": t.get("veto", "FAIL"), "veto_reasons": t.get("veto_reasons", ""),
                      "verdict": t.get("verdict"), "engine_run_id": t.get("engine_run_id"),
                      "authority": t.get("authority", ""), "params": dict(run.data.params),
+                     "fidelity": t.get("fidelity"), "pareto": t.get("pareto", ""),
+                     "second_objective": m.get("second_objective"),
                      "metrics": {k: m.get(k) for k in key_metrics}})
     rows.sort(key=lambda r: (r["veto"] != "PASS", -(r["J"] if r["J"] is not None else float("-inf")),
                              r["study"] or "", r["trial"]))
@@ -55,13 +59,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--top", type=int, default=10)
     ap.add_argument("--study", help="only this Optuna study's trials")
     ap.add_argument("--studies-dir", default="studies")
+    ap.add_argument("--pareto", action="store_true", help="only the feasible Pareto front (multi-objective studies)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     try:
         key_metrics = list(load_study(args.phase, args.studies_dir).key_metrics)
     except EngineError:
         key_metrics = list(DEFAULT_KEY_METRICS)
-    rows = ranked_runs(args.phase, args.study, key_metrics)[: args.top]
+    rows = ranked_runs(args.phase, args.study, key_metrics)
+    if args.pareto:
+        rows = [r for r in rows if r["pareto"] == "true"]
+        key_metrics = ["second_objective"] + key_metrics
+        for r in rows:
+            r["metrics"]["second_objective"] = r["second_objective"]
+    rows = rows[: args.top]
     if args.json:
         print(json.dumps(rows, indent=2, sort_keys=True))
     else:

@@ -3,9 +3,15 @@
     python -m tuning.report RUN_DIR [--out FILE.html]
 
 plotly.js is inlined exactly once (``include_plotlyjs=True`` on the first figure only, never a
-CDN); every later figure reuses it. ``build_report_html(tables, pack, gates, title)`` is the
-reusable part (the harness logs its output to MLflow). The HTML carries no timestamp, so the same
-run always renders the same bytes. Default output: ``reports/segment3a_report_<run_id>.html``.
+CDN); every later figure reuses it. ``build_report_html(tables, pack, gates, title, evidence=None)``
+is the reusable part (the harness logs its output to MLflow). The HTML carries no timestamp, so the
+same run always renders the same bytes. Default output: ``reports/segment3a_report_<run_id>.html``.
+
+Fidelity (this project's own gates 3A-F01..F05, ``engine.metrics.fidelity``): the plan's verdict and
+the fidelity verdict stand side by side on top; the gate table lists the fidelity family; the last
+section plots, per multi-clock country, population vs S2 prior vs S4 realised share per clock. A run
+on the default world is measured against ``default_world().evidence``; a run on any other world
+(``--world``, ``--reference``) shows fidelity as NOT_APPLICABLE (gates N/A), never as a failure.
 """
 
 from __future__ import annotations
@@ -17,10 +23,11 @@ from typing import Mapping, Sequence
 
 import pandas as pd
 
-from engine.metrics import run_verdict
+from engine.metrics import fidelity_verdict, run_verdict
 from tuning.errors import run_cli
-from tuning.report_figures import FIGURES, ReportData
-from tuning.report_files import atomic_write_text, gate_rows, load_run_dir, score_tables
+from tuning.report_figures import FIDELITY_SECTION, FIGURES, ReportData, fidelity_figures
+from tuning.report_files import (FAMILY_LEVELS, atomic_write_text, family_gate_rows, fmt, load_run_dir,
+                                 run_fidelity_evidence, score_tables)
 
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
 STYLE = """
@@ -28,49 +35,90 @@ body { font-family: system-ui, -apple-system, Segoe UI, Roboto, sans-serif; marg
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 1.6em; border-bottom: 1px solid #ddd; }
 table.gates { border-collapse: collapse; font-size: 0.9em; }
 table.gates th, table.gates td { border: 1px solid #ccc; padding: 3px 8px; text-align: left; }
-td.PASS { background: #e3f4e3; } td.FAIL { background: #f8e0e0; }
+td.PASS { background: #e3f4e3; } td.FAIL { background: #f8e0e0; } td.NA { background: #eeeeee; }
 .verdict { font-size: 1.1em; } .figure { margin: 8px 0 24px 0; }
 """
 
 
+STATUS_CLASS = {"PASS": "PASS", "FAIL": "FAIL", "N/A": "NA"}
+FIDELITY_ROWS = (("alias_count", "countries whose Z(c) holds two names of one clock"),
+                 ("unpopulated_share", "S4 outlets in clocks without population / all S4 outlets"),
+                 ("unpopulated_outlets", "S4 outlets in clocks without population"),
+                 ("prior_jsd_mean", "mean JSD (base 2) of S2 priors from population"),
+                 ("prior_jsd_countries", "countries in that mean (>= 2 populated clocks)"),
+                 ("realised_jsd_mean", "mean JSD (base 2) of S4 outlet shares from population"),
+                 ("realised_jsd_countries", "countries in that mean (also >= 30 S4 outlets)"),
+                 ("outside_universe_share", "mean population share living in clocks absent from Z(c)"),
+                 ("populated_multi_clock_countries", "countries with >= 2 populated clocks"))
+
+
 def gate_table_html(gates: Mapping) -> str:
     rows = []
-    for gate_id, value, threshold, status in gate_rows(gates):
-        family = "B+" if gate_id.startswith("3A-S") else "B"
-        rows.append(f"<tr><td>{html.escape(gate_id)}</td><td>{family}</td><td>{html.escape(value)}</td>"
-                    f"<td>{html.escape(threshold)}</td><td class=\"{html.escape(str(status))}\">"
-                    f"{html.escape(str(status))}</td></tr>")
+    for family, gate_id, value, threshold, status in family_gate_rows(gates):
+        css = STATUS_CLASS.get(str(status), "")
+        rows.append(f"<tr><td>{html.escape(gate_id)}</td><td>{html.escape(FAMILY_LEVELS.get(family, family))}</td>"
+                    f"<td>{html.escape(value)}</td><td>{html.escape(threshold)}</td>"
+                    f"<td class=\"{css}\">{html.escape(str(status))}</td></tr>")
     return ("<table class=\"gates\"><thead><tr><th>gate</th><th>level</th><th>value</th><th>threshold</th>"
             "<th>status</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
 
 
-def figure_divs(tables: Mapping[str, pd.DataFrame], pack: Mapping) -> list[tuple[str, str, str]]:
-    """(figure id, section, HTML div) per figure; only the first div carries plotly.js."""
+def fidelity_table_html(fidelity: Mapping) -> str:
+    rows = [f"<tr><td>{key}</td><td>{html.escape(fmt(fidelity.get(key)))}</td><td>{html.escape(text)}</td></tr>"
+            for key, text in FIDELITY_ROWS if key in fidelity]
+    return ("<table class=\"gates fidelity\"><thead><tr><th>fidelity metric</th><th>value</th><th>definition</th>"
+            "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+
+
+def _country_names() -> dict[str, str]:
+    from engine.world.universe import country_names
+
+    return country_names()
+
+
+def figure_divs(tables: Mapping[str, pd.DataFrame], pack: Mapping, evidence=None) -> list[tuple[str, str, str]]:
+    """(figure id, section, HTML div) per figure; only the first div carries plotly.js. The fidelity
+    figures (one per multi-clock country) follow when the world's population evidence is given."""
     data = ReportData(tables)
-    out = []
-    for i, (fig_id, section, build) in enumerate(FIGURES):
-        fig = build(data, pack)
-        div = fig.to_html(full_html=False, include_plotlyjs=(i == 0), div_id=f"fig-{fig_id}",
-                          config=PLOTLY_CONFIG)
-        out.append((fig_id, section, div))
-    return out
+    figures = [(fig_id, section, build(data, pack)) for fig_id, section, build in FIGURES]
+    if evidence is not None:
+        figures += [(fig_id, FIDELITY_SECTION, fig) for fig_id, fig in
+                    fidelity_figures(tables, evidence, _country_names())]
+    return [(fig_id, section, fig.to_html(full_html=False, include_plotlyjs=(i == 0), div_id=f"fig-{fig_id}",
+                                          config=PLOTLY_CONFIG))
+            for i, (fig_id, section, fig) in enumerate(figures)]
 
 
-def build_report_html(tables: Mapping[str, pd.DataFrame], pack: Mapping, gates: Mapping, title: str) -> str:
-    """The whole report page as one string (offline, plotly.js inlined once)."""
-    verdict = run_verdict(gates)
+def verdict_html(gates: Mapping) -> str:
+    verdict, fid = run_verdict(gates), fidelity_verdict(gates)
+    note = {"FAITHFUL": "every fidelity gate passes",
+            "DISTORTED": "a fidelity gate fails",
+            "NOT_APPLICABLE": "this world brings its own zone universe; fidelity is shown, not graded",
+            "UNMEASURED": "no population evidence was given"}[fid]
+    return (f"<p class=\"verdict\">Verdict: <b>{html.escape(verdict)}</b> "
+            f"(hard B gates and stretch B+ gates; PASS_BPLUS requires both) &nbsp;·&nbsp; "
+            f"Fidelity: <b id=\"fidelity-verdict\">{html.escape(fid)}</b> "
+            f"(this project's own gates 3A-F01..F05: {html.escape(note)})</p>")
+
+
+def build_report_html(tables: Mapping[str, pd.DataFrame], pack: Mapping, gates: Mapping, title: str,
+                      evidence=None) -> str:
+    """The whole report page as one string (offline, plotly.js inlined once). ``evidence`` (the world's
+    ``FidelityEvidence``) adds the per-country population / prior / realised share figures."""
+    fidelity = pack.get("fidelity") if isinstance(pack.get("fidelity"), Mapping) else None
     parts = [
         "<!DOCTYPE html>",
         "<html lang=\"en\"><head><meta charset=\"utf-8\">",
         f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
-        f"<p class=\"verdict\">Verdict: <b>{html.escape(verdict)}</b> "
-        f"(hard B gates and stretch B+ gates; PASS_BPLUS requires both)</p>",
+        verdict_html(gates),
         "<h2>Gates</h2>",
         gate_table_html(gates),
     ]
+    if fidelity is not None:
+        parts += ["<h2>Fidelity metrics</h2>", fidelity_table_html(fidelity)]
     current = None
-    for fig_id, section, div in figure_divs(tables, pack):
+    for fig_id, section, div in figure_divs(tables, pack, evidence):
         if section != current:
             parts.append(f"<h2>{html.escape(section)}</h2>")
             current = section
@@ -89,11 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     res = load_run_dir(args.run_dir)
-    pack, gates, _ = score_tables(res.tables)
+    evidence = run_fidelity_evidence(res)
+    pack, gates, _ = score_tables(res.tables, evidence)
     rid = res.identity["run_id"]
     title = f"Segment 3A realism report — run {rid} (seed {res.identity['seed']})"
     out = Path(args.out) if args.out else Path("reports") / f"segment3a_report_{rid}.html"
-    atomic_write_text(out, build_report_html(res.tables, pack, gates, title))
+    atomic_write_text(out, build_report_html(res.tables, pack, gates, title, evidence=evidence))
     print(f"wrote {out}")
     return 0
 

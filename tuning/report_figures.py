@@ -2,6 +2,8 @@
 
 Histograms are binned here with numpy (the HTML stays small at any table size); scatter plots keep
 at most ``MAX_POINTS`` points (an even, deterministic stride) and say so in their title.
+The fidelity figures (``fidelity_figures``) need the world's population evidence as well: one grouped
+bar chart per multi-clock country, population vs S2 prior vs S4 realised share per clock.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from engine.metrics.fidelity import REALISED_MIN_OUTLETS, jsd, share_table
 from engine.metrics.pack import count_surface_pairs, escalated_pair_index, s2_country_table, s3_cell_table, \
     s3_pair_arrays
 
@@ -218,3 +221,70 @@ FIGURES: tuple[tuple[str, str, Callable[[ReportData, Mapping], go.Figure]], ...]
     ("zone_alloc_top1_histogram", "zone_alloc", fig_zone_alloc_top1_hist),
 )
 FIGURE_IDS = tuple(fid for fid, _, _ in FIGURES)
+
+
+# ----------------------------------------------------------------------------- fidelity (needs the evidence)
+
+FIDELITY_SECTION = "Fidelity: population vs prior vs realised shares per clock"
+SHARE_SERIES = (("population_share", "population (GeoNames cities)", "#7f7f7f"),
+                ("prior_share", "S2 prior (share_effective)", "#1f77b4"),
+                ("realised_share", "S4 realised (outlets)", "#ff7f0e"))
+
+
+def fidelity_share_frame(tables: Mapping[str, pd.DataFrame], evidence) -> pd.DataFrame:
+    """``engine.metrics.share_table`` plus a label per (country, clock): the Z(c) name(s) of the clock
+    (aliases joined with " = "), or the clock marked as outside Z(c)."""
+    t = share_table(tables, evidence)
+    zc = evidence.zone_clocks.astype({"country_iso": str, "tzid": str, "clock": str})
+    names = zc.groupby(["country_iso", "clock"])["tzid"].agg(lambda z: " = ".join(sorted(z)))
+    keys = list(zip(t["country_iso"].astype(str), t["clock"].astype(str)))
+    t["in_universe"] = [k in names.index for k in keys]
+    t["label"] = [names[k] if k in names.index else f"{k[1]} (not in Z(c))" for k in keys]
+    return t
+
+
+def _country_jsd(rows: pd.DataFrame, column: str) -> float | None:
+    p = rows[column].fillna(0.0).to_numpy(dtype=np.float64)
+    q = rows["population"].to_numpy(dtype=np.float64)
+    if p.sum() <= 0 or q.sum() <= 0:
+        return None
+    return jsd(p, q)
+
+
+def _fmt_jsd(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def fig_fidelity_country(rows: pd.DataFrame, iso: str, name: str) -> go.Figure:
+    """Population vs S2 prior vs S4 realised share on each clock of one country (grouped bars)."""
+    rows = rows.sort_values(["population", "label"], ascending=[False, True])
+    outlets = int(rows["s4_outlets"].sum())
+    prior = _country_jsd(rows, "share_effective")
+    realised = _country_jsd(rows, "s4_outlets") if outlets >= REALISED_MIN_OUTLETS else None
+    fig = go.Figure()
+    custom = [[int(n), int(pop)] for n, pop in zip(rows["s4_outlets"], rows["population"])]
+    for column, label, color in SHARE_SERIES:
+        values = [None if pd.isna(v) else float(v) for v in rows[column]]
+        fig.add_trace(go.Bar(x=rows["label"].tolist(), y=values, name=label, marker_color=color,
+                             customdata=custom,
+                             hovertemplate="%{x}: %{y:.4f} (S4 outlets %{customdata[0]}, population "
+                                           "%{customdata[1]:,})<extra>" + label + "</extra>"))
+    fig.update_layout(barmode="group")
+    unpopulated = int(rows.loc[rows["population"] <= 0, "s4_outlets"].sum())
+    realised_txt = _fmt_jsd(realised) if outlets >= REALISED_MIN_OUTLETS else f"n/a (< {REALISED_MIN_OUTLETS} outlets)"
+    return _layout(fig, f"{iso} {name}: JSD prior {_fmt_jsd(prior)}, realised {realised_txt}; "
+                        f"S4 outlets {outlets}, {unpopulated} in unpopulated clocks", "clock (published name)",
+                   "share within the country")
+
+
+def fidelity_figures(tables: Mapping[str, pd.DataFrame], evidence,
+                     country_names: Mapping[str, str] | None = None) -> list[tuple[str, go.Figure]]:
+    """(figure id, figure) per country with two or more clocks (in Z(c) or populated), by country code."""
+    frame = fidelity_share_frame(tables, evidence)
+    names = dict(country_names or {})
+    out = []
+    for iso, rows in frame.groupby("country_iso", sort=True):
+        if len(rows) < 2:
+            continue
+        out.append((f"fidelity_shares_{iso}", fig_fidelity_country(rows, str(iso), names.get(str(iso), ""))))
+    return out

@@ -17,7 +17,9 @@ from engine.errors import EngineError
 from engine.metrics import evaluate_gates, metric_pack, run_verdict
 from tuning.errors import E_ARTIFACTS, E_RUN_MISSING
 
-GATE_FAMILIES = ("hard", "stretch")
+GATE_FAMILIES = ("hard", "stretch", "fidelity")
+REQUIRED_FAMILIES = ("hard", "stretch")        # always reported; "fidelity" only where the gates carry it
+FAMILY_LEVELS = {"hard": "B", "stretch": "B+", "fidelity": "fidelity"}
 
 
 def utc_now() -> str:
@@ -89,21 +91,31 @@ def md_table(headers: Sequence[str], rows: Iterable[Sequence]) -> str:
     return "\n".join(lines)
 
 
+def gate_families(gates: Mapping) -> tuple[str, ...]:
+    """The families a gate table reports: hard and stretch always, fidelity when the gates carry it."""
+    return tuple(fam for fam in GATE_FAMILIES if fam in REQUIRED_FAMILIES or fam in (gates or {}))
+
+
 def compact_gates(gates: Mapping) -> dict:
     """The report form of a gate table: ``{family: {gate_id: {value, threshold, status}}}``."""
     return {fam: {gid: {"value": g.get("value"), "threshold": g.get("threshold"), "status": g.get("status")}
-                  for gid, g in (gates.get(fam) or {}).items()} for fam in GATE_FAMILIES}
+                  for gid, g in (gates.get(fam) or {}).items()} for fam in gate_families(gates)}
 
 
-def gate_rows(gates: Mapping) -> list[tuple]:
-    """(gate, value, threshold, status) rows; the operator is shown with the threshold when known."""
+def family_gate_rows(gates: Mapping) -> list[tuple]:
+    """(family, gate, value, threshold, status) rows; the operator is shown with the threshold when known."""
     rows = []
-    for fam in GATE_FAMILIES:
+    for fam in gate_families(gates):
         for gid, g in (gates.get(fam) or {}).items():
             thr = g.get("threshold")
             thr = fmt(thr) if isinstance(thr, bool) or thr is None else f"{thr:g}"
-            rows.append((gid, fmt(g.get("value")), f"{g['op']} {thr}" if g.get("op") else thr, g.get("status")))
+            rows.append((fam, gid, fmt(g.get("value")), f"{g['op']} {thr}" if g.get("op") else thr, g.get("status")))
     return rows
+
+
+def gate_rows(gates: Mapping) -> list[tuple]:
+    """(gate, value, threshold, status) rows of every reported family (``family_gate_rows`` without the family)."""
+    return [row[1:] for row in family_gate_rows(gates)]
 
 
 def gate_table_md(gates: Mapping) -> str:
@@ -125,10 +137,50 @@ def load_run_dir(run_dir: str | Path):
         raise EngineError(E_ARTIFACTS, f"{path}: run unreadable ({type(exc).__name__}: {exc})") from None
 
 
-def score_tables(tables: Mapping) -> tuple[dict, dict, str]:
-    pack = metric_pack(tables)
+def score_tables(tables: Mapping, evidence=None) -> tuple[dict, dict, str]:
+    """Metric pack, gates and the plan's verdict; with the world's population evidence
+    (``engine.world.evidence.FidelityEvidence``) the pack and gates also carry fidelity."""
+    pack = metric_pack(tables, evidence)
     gates = evaluate_gates(pack)
     return pack, gates, run_verdict(gates)
+
+
+def sealed_world_kind(res) -> str | None:
+    """The world kind a run sealed (``world=<kind>`` in the notes of its S0 world row), or None."""
+    for row in getattr(res, "sealed", None) or []:
+        if not str(row.get("logical_id", "")).startswith("world_"):
+            continue
+        notes = str(row.get("notes", ""))
+        versions = notes.split("=", 1)[1] if notes.startswith("versions=") else notes
+        for item in versions.split(","):
+            key, _, value = item.partition("=")
+            if key == "world":
+                return value
+    return None
+
+
+def run_fidelity_evidence(res):
+    """The population evidence a materialised run's fidelity is measured against.
+
+    A run on the default world is measured against it: ``default_world().evidence`` when the run's
+    Z(c) (its S2 rows) is today's default universe, else (a run made under an earlier default
+    universe) the same GeoNames evidence applied to the run's own Z(c). Any other world
+    (``--world``, ``--reference``, ``+outlets``) brings its own universe: fidelity is still measured
+    and shown, but its gates are N/A and its verdict NOT_APPLICABLE.
+    """
+    from engine.world.evidence import fidelity_evidence
+    from engine.world.model import default_world
+
+    kind = sealed_world_kind(res)
+    s2 = res.tables["s2"]
+    universe = (s2[["country_iso", "tzid"]].astype(str).drop_duplicates()
+                .sort_values(["country_iso", "tzid"]).reset_index(drop=True))
+    if kind == "default":
+        world = default_world()
+        same = set(zip(universe["country_iso"], universe["tzid"])) == set(
+            zip(world.universe["country_iso"], world.universe["tzid"]))
+        return world.evidence if same else fidelity_evidence(universe, True)
+    return fidelity_evidence(universe, False)
 
 
 def passed_flag_path(run_dir: str | Path | None, identity: Mapping) -> Path | None:

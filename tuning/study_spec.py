@@ -25,9 +25,11 @@ from engine.errors import EngineError
 from tuning.errors import E_STUDY_INVALID, E_STUDY_MISSING
 from tuning.knobs import KNOBS, check_value
 
-STRUCTURAL_VETOES = ("s6_pass", "s7_pass", "conservation", "schema", "realism_floors")
+# fidelity: the run must be FAITHFUL; gate_regression: no plan gate (hard or stretch) that passes on the
+# anchor (same seed) may fail on the candidate
+STRUCTURAL_VETOES = ("s6_pass", "s7_pass", "conservation", "schema", "realism_floors", "fidelity", "gate_regression")
 OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt, "==": operator.eq}
-_METRIC = {"type": "string", "pattern": r"^(s1|s2|s3|s4|zone_alloc)\.[A-Za-z0-9_]+$"}
+_METRIC = {"type": "string", "pattern": r"^(s1|s2|s3|s4|zone_alloc|fidelity)\.[A-Za-z0-9_]+$"}
 _CONDITION = {
     "type": "object", "additionalProperties": False, "required": ["metric", "op"],
     "properties": {"metric": _METRIC, "op": {"enum": list(OPS)}, "value": {"type": "number"},
@@ -72,7 +74,17 @@ STUDY_SCHEMA = {
                     "required": ["name", "metric", "direction", "weight"],
                     "properties": {"name": {"type": "string", "pattern": "^[a-z0-9_]+$"}, "metric": _METRIC,
                                    "direction": {"enum": ["up", "down"]}, "weight": {"type": "number"}}}},
+                # a second objective makes the study multi-objective (J up, this metric's direction)
+                "second": {"type": "object", "additionalProperties": False, "required": ["name", "metric", "direction"],
+                           "properties": {"name": {"type": "string", "pattern": "^[a-z0-9_]+$"}, "metric": _METRIC,
+                                          "direction": {"enum": ["minimize", "maximize"]}}},
             },
+        },
+        "pruner": {
+            "type": "object", "additionalProperties": False, "required": ["name"],
+            "properties": {"name": {"enum": ["median", "none"]},
+                           "n_startup_trials": {"type": "integer", "minimum": 0},
+                           "n_warmup_steps": {"type": "integer", "minimum": 0}},
         },
         "vetoes": {
             "type": "object", "additionalProperties": False, "required": ["structural"],
@@ -166,7 +178,17 @@ class StudySpec:
     guardrails: tuple[Condition, ...]
     targets: tuple[Condition, ...] = ()
     precheck: dict | None = None
+    second: dict | None = None       # {name, metric, direction}: a multi-objective study
+    pruner: dict | None = None       # {name: median|none, n_startup_trials, n_warmup_steps}
     key_metrics: tuple[str, ...] = field(default_factory=lambda: tuple(DEFAULT_KEY_METRICS))
+
+    @property
+    def multi_objective(self) -> bool:
+        return self.second is not None
+
+    @property
+    def directions(self) -> list[str]:
+        return ["maximize"] + ([self.second["direction"]] if self.second else [])
 
     @property
     def experiment(self) -> str:
@@ -176,6 +198,7 @@ class StudySpec:
         names = {t["metric"] for t in self.terms} | set(self.key_metrics)
         names |= {c.metric for c in self.guardrails + self.targets}
         names |= {c.metric for c in (self.precheck or {}).get("triggers", ())}
+        names |= {self.second["metric"]} if self.second else set()
         return names
 
 
@@ -263,6 +286,8 @@ def parse_study(doc: Any, source: str) -> StudySpec:
         guardrails=tuple(parse_condition(g, "GUARDRAIL_BREACH") for g in doc["vetoes"].get("guardrails", [])),
         targets=tuple(parse_condition(t, "TARGET") for t in doc.get("targets", [])),
         precheck=doc.get("precheck"),
+        second=dict(doc["objective"]["second"]) if "second" in doc["objective"] else None,
+        pruner=dict(doc["pruner"]) if "pruner" in doc else None,
         key_metrics=tuple(doc.get("key_metrics", DEFAULT_KEY_METRICS)),
     )
 

@@ -65,13 +65,20 @@ def make_sampler(spec: StudySpec, worker_index: int, trials_so_far: int) -> optu
                                       multivariate=spec.sampler.get("multivariate", True))
 
 
-def open_study(spec: StudySpec, study_name: str, storage_url: str | None, seed: int, worker_index: int = 0,
+def open_study(spec: StudySpec, study_name: str, storage_url: str | None, seeds, worker_index: int = 0,
                base_parameter_hash: str | None = None) -> optuna.Study:
-    """Create or resume; a study resumed with a different seed or base is a usage error."""
+    """Create or resume; a study resumed with other seeds, base or objectives is a usage error."""
     storage = open_storage(storage_url, study_name)
-    probe = optuna.create_study(study_name=study_name, storage=storage, direction="maximize", load_if_exists=True)
+    try:
+        probe = optuna.create_study(study_name=study_name, storage=storage, directions=spec.directions,
+                                    load_if_exists=True)
+    except ValueError as exc:
+        raise EngineError(E_USAGE, f"study {study_name}: {exc}; pass --study NAME to start a new study") from None
+    if [d.name.lower() for d in probe.directions] != spec.directions:
+        raise EngineError(E_USAGE, f"study {study_name} was created with other objectives; pass --study NAME")
     attrs = probe.user_attrs
-    expected = {"phase": spec.phase, "seed": int(seed)}
+    seeds = [int(s) for s in ([seeds] if isinstance(seeds, int) else seeds)]
+    expected = {"phase": spec.phase, "seeds": seeds}
     if base_parameter_hash:
         expected["base_parameter_hash"] = base_parameter_hash
     for key, value in expected.items():
@@ -83,4 +90,14 @@ def open_study(spec: StudySpec, study_name: str, storage_url: str | None, seed: 
             probe.set_user_attr(key, value)
     n = len(probe.get_trials(deepcopy=False))
     return optuna.load_study(study_name=study_name, storage=storage,
-                             sampler=make_sampler(spec, worker_index, n))
+                             sampler=make_sampler(spec, worker_index, n), pruner=make_pruner(spec))
+
+
+def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
+    """The study's pruner over per-seed intermediate values (none for multi-objective studies:
+    Optuna prunes single-objective trials only)."""
+    cfg = spec.pruner or {"name": "none"}
+    if cfg["name"] == "none" or spec.multi_objective:
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.MedianPruner(n_startup_trials=cfg.get("n_startup_trials", 5),
+                                       n_warmup_steps=cfg.get("n_warmup_steps", 0))

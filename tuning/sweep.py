@@ -24,16 +24,17 @@ from tqdm import tqdm
 
 from engine.errors import EngineError
 from engine.policies import PolicySet
+from engine.world.model import default_world
 from tuning.errors import E_TRIALS_FAILING, E_USAGE, run_cli
 from tuning.knobs import KNOBS
-from tuning.objective import PhaseObjective
+from tuning.objective import PhaseObjective, SeedRobustObjective
+from tuning.ranking import RESULT_ATTR, _j, _result, _safe_metric, format_table, pareto_numbers, ranked_trials
 from tuning.study_spec import StudySpec, load_study, metric_value, parse_condition
 from tuning.study_store import lock_path, open_study
 from tuning.tracking import SweepTracker, flatten_pack, log_batch
 from tuning.trial_recovery import (WORKER_ATTR, counts, exclusive, original_number, recover_stale_trials,
                                    this_worker)
 
-RESULT_ATTR = "result"       # one journal write per trial: run id, veto, key metrics
 VETO_CONSTRAINT = "veto"
 
 
@@ -41,7 +42,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m tuning.sweep", description=__doc__.splitlines()[0])
     ap.add_argument("--phase", required=True, help="study file studies/<PHASE>.yaml (or a path to one)")
     ap.add_argument("--trials", type=int, help="complete trials in total (default: the study's budget)")
-    ap.add_argument("--seed", type=int, help="engine seed (default: the study's first seed)")
+    ap.add_argument("--seed", type=int, help="score one engine seed only (default: every seed of the study)")
     ap.add_argument("--workers", type=int, default=1, help="processes on the shared storage")
     ap.add_argument("--storage", help="Optuna storage URL or journal file (default .optuna/<study>.journal)")
     ap.add_argument("--study", help="Optuna study name (default: the study file's)")
@@ -69,19 +70,20 @@ class Sweep:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.spec: StudySpec = load_study(args.phase, args.studies_dir)
-        self.seed = args.seed if args.seed is not None else self.spec.seeds[0]
+        self.seeds = [args.seed] if args.seed is not None else list(self.spec.seeds)
+        self.seed = self.seeds[0]
         self.target = args.trials or self.spec.trials
         self.study_name = args.study or self.spec.study
         self.base = PolicySet.from_dir(args.policies or self.spec.base_policies)
-        self.study = open_study(self.spec, self.study_name, args.storage, self.seed, args.worker_index,
+        self.study = open_study(self.spec, self.study_name, args.storage, self.seeds, args.worker_index,
                                 self.base.parameter_hash)
         self.lock = lock_path(args.storage, self.study_name)
-        self._objective: PhaseObjective | None = None
+        self._objective: SeedRobustObjective | None = None
 
     @property
-    def objective(self) -> PhaseObjective:
+    def objective(self) -> SeedRobustObjective:
         if self._objective is None:
-            self._objective = PhaseObjective(self.spec, self.seed, self.base)
+            self._objective = SeedRobustObjective(self.spec, self.seeds, self.base)
         return self._objective
 
     # ------------------------------------------------------------------ one worker
@@ -135,7 +137,17 @@ class Sweep:
     def _evaluate(self, trial, tracker: SweepTracker, pool: ThreadPoolExecutor):
         t0 = time.perf_counter()
         values = {k.name: k.suggest(trial) for k in self.spec.knobs}
-        ev = self.objective.evaluate(values, Path(self.args.runs_root) if self.args.materialise else None)
+
+        def on_seed(index: int, seed: int, running_mean: float) -> bool:
+            # per-seed J as an intermediate value: the study's pruner may stop a hopeless trial early
+            if self.spec.multi_objective:
+                return False
+            trial.report(running_mean, step=index)
+            return trial.should_prune()
+
+        ev = self.objective.evaluate(values, Path(self.args.runs_root) if self.args.materialise else None, on_seed)
+        if self.objective.pruned:
+            ev.vetoes = sorted(set(ev.vetoes) | {"PRUNED"})
         # one constraint (> 0 = infeasible: TPE ranks it below every feasible trial, best_trial skips it)
         trial.set_constraint(VETO_CONSTRAINT, math.fsum(ev.constraints.values()))
         harness = time.perf_counter() - t0 - ev.chain_seconds
@@ -149,9 +161,18 @@ class Sweep:
             trial.set_user_attr(RESULT_ATTR, {
                 "mlflow_run_id": run_id, "veto": "PASS" if ev.feasible else "FAIL", "veto_reasons": ev.vetoes,
                 "engine_run_id": ev.identity.get("run_id"), "chain_seconds": ev.chain_seconds,
-                "build_seconds": ev.build_seconds, "verdict": ev.verdict,
+                "build_seconds": ev.build_seconds, "verdict": ev.verdict, "fidelity": ev.fidelity,
+                "seeds": ev.seeds, "seed_values": ev.seed_values, "second": ev.second_value,
+                "target_pass": ev.target_pass,
                 "metrics": {m: _safe_metric(ev.pack, m) for m in self.spec.key_metrics}})
-            self.study.tell(trial, ev.value)
+            if "PRUNED" in ev.vetoes:
+                self.study.tell(trial, state=TrialState.PRUNED)
+            elif self.spec.multi_objective:
+                second = ev.second_value if ev.second_value is not None else float("nan")
+                self.study.tell(trial, [ev.value, second] if second == second else None,
+                                state=None if second == second else TrialState.FAIL)
+            else:
+                self.study.tell(trial, ev.value)
             if progress is not None:
                 progress.update(1)
             return 1
@@ -180,8 +201,8 @@ class Sweep:
         pre = self.spec.precheck
         if not pre:
             return None
-        fired = [parse_condition(t, "TRIGGER") for t in pre["triggers"]]
-        fired = [c.label() for c in fired if c.holds(self.objective.anchor.pack, None)]
+        conds = [parse_condition(t, "TRIGGER") for t in pre["triggers"]]
+        fired = [c.label() for c in conds if any(c.holds(o.anchor.pack, None) for o in self.objective.per_seed)]
         return pre["open"] if fired else pre["closed"]
 
     def run(self) -> dict:
@@ -192,21 +213,21 @@ class Sweep:
             return {}
         decision = self.precheck_decision()
         tracker.start_parent(
-            params={"trials_target": self.target, "workers": args.workers, "seed": self.seed,
+            params={"trials_target": self.target, "workers": args.workers, "seeds": ",".join(map(str, self.seeds)),
                     "sampler": json.dumps(self.spec.sampler, sort_keys=True), "study_file": str(self.spec.path)},
-            tags={"seed": str(self.seed), "base_parameter_hash": self.base.parameter_hash,
+            tags={"seed": str(self.seed), "seeds": ",".join(map(str, self.seeds)), "base_parameter_hash": self.base.parameter_hash,
                   "storage": args.storage or "default-journal", **({"decision": decision} if decision else {})})
         if decision is not None and decision == self.spec.precheck["closed"] and not args.force:
             summary = self.summary(tracker) | {"decision": decision, "note": "precheck: no trigger fired; no trials"}
             tracker.finish_parent(self.study, summary)
             from tuning.ladder import record_step
 
-            anchor = self.objective.anchor.pack
             record_step(self.spec.phase, decision, policies_dir=Path(args.policies or self.spec.base_policies),
                         source_run_id=tracker.parent_run_id, note="precheck: no collapse-risk trigger fired",
                         evidence={"triggers": [parse_condition(t, "TRIGGER").label()
                                                for t in self.spec.precheck["triggers"]]},
-                        metrics={t["metric"]: metric_value(anchor, t["metric"]) for t in self.spec.precheck["triggers"]})
+                        metrics={f"{t['metric']}.seed_{o.seed}": metric_value(o.anchor.pack, t["metric"])
+                                 for t in self.spec.precheck["triggers"] for o in self.objective.per_seed})
             return summary
         self.enqueue_authority_candidate()
         start = counts(self.study)["COMPLETE"]
@@ -228,6 +249,8 @@ class Sweep:
                 tracker.mlc.set_terminated(tracker.parent_run_id, status="FAILED")
         self.attach_reports(tracker)
         summary = self.summary(tracker)
+        if self.spec.multi_objective:
+            self.attach_pareto(tracker, summary)
         if decision:
             summary["decision"] = decision
         tracker.finish_parent(self.study, summary)
@@ -266,13 +289,34 @@ class Sweep:
 
     def summary(self, tracker: SweepTracker) -> dict:
         ranked = self.ranked()
-        rows = [{"trial": t.number, "J": t.value, "params": t.params, **_result(t)} for t in ranked]
+        rows = [{"trial": t.number, "J": _j(t), "params": t.params, **_result(t)} for t in ranked]
         c = counts(self.study)
         best = rows[0] if rows and rows[0]["veto"] == "PASS" else {}
-        return {"study": self.study_name, "phase": self.spec.phase, "seed": self.seed, "target": self.target,
+        out = {"study": self.study_name, "phase": self.spec.phase, "seed": self.seed, "seeds": self.seeds,
+               "target": self.target,
                 "trials_complete": c["COMPLETE"], "trials_failed": c["FAIL"],
                 "trials_feasible": sum(r["veto"] == "PASS" for r in rows), "parent_run_id": tracker.parent_run_id,
                 "experiment": tracker.experiment_id, "best": best, "top": rows[: self.args.top]}
+        if self.spec.multi_objective:
+            on_front = set(pareto_numbers(ranked, self.spec.second["direction"]))
+            out["pareto"] = [r for r in rows if r["trial"] in on_front]
+        return out
+
+    def attach_pareto(self, tracker: SweepTracker, summary: dict) -> None:
+        """Tag every trial run with ``pareto`` and give the parent run its Pareto plot."""
+        import tempfile
+
+        from tuning.pareto import pareto_html, tag_front
+
+        rows = [{"trial": t.number, "J": _j(t), "second": t.values[1] if t.values and len(t.values) > 1 else None,
+                 **_result(t)} for t in self.ranked()]
+        on_front = {r["trial"] for r in summary.get("pareto", [])}
+        tag_front(tracker.mlc, rows, on_front)
+        with tempfile.TemporaryDirectory() as tmp:
+            Path(tmp, "pareto.html").write_text(pareto_html(rows, on_front, self.spec.second["metric"],
+                                                            f"{self.study_name}: J vs {self.spec.second['name']}"),
+                                                encoding="utf-8")
+            tracker.mlc.log_artifact(tracker.parent_run_id, str(Path(tmp, "pareto.html")))
 
     def attach_reports(self, tracker: SweepTracker) -> None:
         """The run report HTML for the best feasible trials (re-run with tables; the cache makes it cheap)."""
@@ -285,46 +329,14 @@ class Sweep:
         if not feasible:
             return
         obj = PhaseObjective(self.spec, self.seed, self.base, cache=self.objective.cache, keep_tables=True)
-        obj._anchor = self.objective.anchor
+        obj._anchor = self.objective.per_seed[0].anchor
         for t in feasible:
             ev = obj.evaluate({**{k.name: k.value for k in self.spec.knobs if k.fixed}, **t.params})
-            html = build_report_html(ev.tables, ev.pack, ev.gates, f"{self.study_name} trial {t.number}")
+            html = build_report_html(ev.tables, ev.pack, ev.gates, f"{self.study_name} trial {t.number}",
+                                     evidence=default_world().evidence)
             with tempfile.TemporaryDirectory() as tmp:
                 Path(tmp, "report.html").write_text(html, encoding="utf-8")
                 tracker.mlc.log_artifact(_result(t)["run_id"], str(Path(tmp, "report.html")))
-
-
-def _result(trial) -> dict:
-    r = dict(trial.user_attrs.get(RESULT_ATTR) or {})
-    r["run_id"] = r.pop("mlflow_run_id", None)
-    r.setdefault("veto", "FAIL")
-    r.setdefault("metrics", {})
-    return r
-
-
-def ranked_trials(study) -> list:
-    """COMPLETE trials, feasible first, then by J (descending), then by number."""
-    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return sorted(done, key=lambda t: (_result(t)["veto"] != "PASS", -(t.value or 0.0), t.number))
-
-
-def _safe_metric(pack: dict | None, name: str) -> float | None:
-    try:
-        return metric_value(pack, name) if pack is not None else None
-    except EngineError:
-        return None
-
-
-def format_table(rows: list[dict], metric_names: Sequence[str]) -> str:
-    short = [m.replace("share_", "").replace("_multi_tz", "_mtz") for m in metric_names]
-    head = ["trial", "mlflow_run_id", "J", "veto"] + short
-    lines = ["  ".join(head)]
-    for r in rows:
-        cells = [str(r["trial"]), str(r["run_id"]), f"{r['J']:+.6f}" if r["J"] is not None else "-",
-                 r["veto"] if r["veto"] == "PASS" else f"FAIL({','.join(r['veto_reasons'] or [])})"]
-        cells += ["-" if r["metrics"].get(m) is None else f"{r['metrics'][m]:.6f}" for m in metric_names]
-        lines.append("  ".join(cells))
-    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -336,12 +348,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True, default=str))
         return 0
-    print(f"study {summary['study']} (phase {summary['phase']}, seed {summary['seed']}): "
+    print(f"study {summary['study']} (phase {summary['phase']}, seeds {','.join(map(str, summary['seeds']))}): "
           f"{summary['trials_complete']} complete, {summary['trials_feasible']} feasible, "
           f"{summary['trials_failed']} failed; MLflow parent run {summary['parent_run_id']}")
     if summary.get("decision"):
         print(f"decision: {summary['decision']}")
     print(format_table(summary["top"], sweep.spec.key_metrics))
+    if summary.get("pareto") is not None:
+        print(f"Pareto front (J up, {sweep.spec.second['metric']} {sweep.spec.second['direction']}): trials "
+              + ", ".join(str(r["trial"]) for r in summary["pareto"]))
     return 0
 
 

@@ -92,7 +92,7 @@ def flatten_pack(pack: Mapping, prefix: str = "") -> dict[str, float]:
 
 def gate_table_md(gates: Mapping) -> str:
     lines = ["| family | gate | metric | value | op | threshold | status |", "|---|---|---|---|---|---|---|"]
-    for family in ("hard", "stretch"):
+    for family in ("hard", "stretch", "fidelity"):
         for gid, g in (gates or {}).get(family, {}).items():
             lines.append(f"| {family} | {gid} | {g['metric']} | {g['value']} | {g['op']} | {g['threshold']} "
                          f"| {g['status']} |")
@@ -105,12 +105,18 @@ def evaluation_doc(ev: Evaluation) -> dict:
             "vetoes": ev.vetoes, "veto_detail": ev.veto_detail, "constraints": ev.constraints,
             "targets": ev.targets, "verdict": ev.verdict, "s6_overall_status": ev.s6_status,
             "s7_status": ev.s7_status, "realism_floors": ev.floors, "seconds": ev.seconds,
-            "reused": ev.reused, "error": ev.error, "pack": ev.pack, "gates": ev.gates}
+            "reused": ev.reused, "error": ev.error, "pack": ev.pack, "gates": ev.gates,
+            "fidelity_verdict": ev.fidelity, "second_objective": ev.second_value,
+            "seeds": ev.seeds, "seed_values": ev.seed_values,
+            "per_seed": [{"seed": s, "J": e.value, "identity": e.identity, "pack": e.pack, "verdict": e.verdict,
+                          "fidelity_verdict": e.fidelity, "vetoes": e.vetoes}
+                         for s, e in zip(ev.seeds, ev.per_seed)]}
 
 
 def evaluation_tags(ev: Evaluation, phase: str) -> dict[str, str]:
     tags = {"phase": phase, "veto": "PASS" if ev.feasible else "FAIL",
-            "veto_reasons": ",".join(ev.vetoes) or "none", "verdict": ev.verdict,
+            "veto_reasons": ",".join(ev.vetoes) or "none", "verdict": ev.verdict, "fidelity": ev.fidelity,
+            "seeds": ",".join(map(str, ev.seeds)),
             "s6_status": ev.s6_status, "s7_status": ev.s7_status}
     ident = ev.identity
     if ident:
@@ -126,18 +132,35 @@ def evaluation_tags(ev: Evaluation, phase: str) -> dict[str, str]:
 
 def evaluation_metrics(ev: Evaluation, objective_name: str) -> dict[str, float]:
     m = {"J": ev.value, objective_name: ev.value, "feasible": 1.0 if ev.feasible else 0.0,
+         **({"second_objective": ev.second_value} if ev.second_value is not None else {}),
          "seconds.chain": ev.chain_seconds, "seconds.candidate_build": ev.build_seconds}
     m.update({f"delta.{k}": v for k, v in ev.deltas.items()})
     m.update({f"constraint.{k}": v for k, v in ev.constraints.items()})
     m.update({f"seconds.{k}": v for k, v in ev.seconds.items()})
     if ev.pack is not None:
         m.update(flatten_pack(ev.pack))
-    for family in ("hard", "stretch"):
+    for family in ("hard", "stretch", "fidelity"):
         block = (ev.gates or {}).get(family, {})
         m[f"gates.{family}_passed"] = float(sum(g["status"] == "PASS" for g in block.values()))
         for gid, g in block.items():
             m[f"gate.{gid}"] = 1.0 if g["status"] == "PASS" else 0.0
     return m
+
+
+HISTORY_METRICS = ("s2.top1_share_median_multi_tz", "s3.merchant_share_std_median", "s4.escalated_multi_zone_rate",
+                   "s4.top1_share_median", "fidelity.prior_jsd_mean", "fidelity.realised_jsd_mean",
+                   "fidelity.unpopulated_share")
+
+
+def per_seed_history(ev: Evaluation) -> list[Metric]:
+    """``seed.J`` and a few gate metrics per seed, step = the seed's index in the study's seed list."""
+    now, out = int(time.time() * 1000), []
+    for step, (seed, e) in enumerate(zip(ev.seeds, ev.per_seed)):
+        values = {"seed.J": e.value, "seed.value": float(seed)}
+        flat = flatten_pack(e.pack) if e.pack is not None else {}
+        values.update({f"seed.{k}": flat[k] for k in HISTORY_METRICS if k in flat})
+        out += [Metric(k, float(v), now, step) for k, v in values.items() if v == v]
+    return out
 
 
 def write_evaluation_artifacts(ev: Evaluation, directory: Path) -> None:
@@ -217,6 +240,9 @@ class SweepTracker:
         run = self.mlc.create_run(self.experiment_id, run_name=f"trial-{number:04d}", tags=tags)
         run_id = run.info.run_id
         log_batch(self.mlc, run_id, {**evaluation_metrics(ev, self.objective_name), **extra_metrics}, params)
+        history = per_seed_history(ev)
+        for i in range(0, len(history), _BATCH_METRICS):
+            self.mlc.log_batch(run_id, metrics=history[i:i + _BATCH_METRICS])
         with tempfile.TemporaryDirectory(prefix="trial-") as tmp:
             write_evaluation_artifacts(ev, Path(tmp))
             self.mlc.log_artifacts(run_id, tmp)
@@ -264,13 +290,15 @@ def write_study_plots(study, directory: Path) -> list[str]:
     if not done:
         return []
     plots = {"optimization_history": vis.plot_optimization_history, "parallel_coordinate": vis.plot_parallel_coordinate}
-    if len(done) >= 2 and len({t.value for t in done}) > 1 and any(len({str(t.params.get(p)) for t in done}) > 1
-                                                                  for p in done[-1].params):
+    if len(done) >= 2 and len({t.values[0] for t in done}) > 1 and any(len({str(t.params.get(p)) for t in done}) > 1
+                                                                      for p in done[-1].params):
         plots["param_importances"] = vis.plot_param_importances
+    # a multi-objective study is plotted on J, its first objective (the Pareto plot shows both)
+    on_j = {"target": lambda t: t.values[0], "target_name": "J"} if len(study.directions) > 1 else {}
     written = []
     for name, fn in plots.items():
         try:
-            fn(study).write_html(str(directory / f"{name}.html"), include_plotlyjs="cdn")
+            fn(study, **on_j).write_html(str(directory / f"{name}.html"), include_plotlyjs="cdn")
             written.append(name)
         except (ValueError, RuntimeError, ZeroDivisionError) as exc:  # a plot never fails a sweep
             (directory / f"{name}.txt").write_text(f"plot unavailable: {exc}\n")

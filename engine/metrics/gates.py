@@ -15,7 +15,9 @@ from engine.metrics.pack import lookup
 
 HARD = "hard"
 STRETCH = "stretch"
-PASS, FAIL = "PASS", "FAIL"
+FIDELITY = "fidelity"
+FAITHFUL, DISTORTED, NOT_APPLICABLE, UNMEASURED = "FAITHFUL", "DISTORTED", "NOT_APPLICABLE", "UNMEASURED"
+PASS, FAIL, NA = "PASS", "FAIL", "N/A"
 PASS_BPLUS, PASS_B, FAIL_REALISM = "PASS_BPLUS", "PASS_B", "FAIL_REALISM"
 INVALID_FOR_GRADING = "INVALID_FOR_GRADING"
 THRESHOLD_SET_NAMES = {HARD: "hard_B", STRETCH: "stretch_BPLUS"}
@@ -67,7 +69,17 @@ GATES: tuple[Gate, ...] = (
     Gate("3A-S07_s1_escalation_curve_no_major_dips", STRETCH, "s1.zone_count_curve_major_dip_max_abs", "<=",
          "s1_escalation_curve_major_dip_max_abs", 0.10),
 )
-GATE_BY_ID = {g.gate_id: g for g in GATES}
+# This project's own fidelity gates (not the plan's): the data stays faithful to the population
+# evidence it is built from (engine.metrics.fidelity). They never relax to let a candidate pass.
+FIDELITY_GATES: tuple[Gate, ...] = (
+    Gate("3A-F01_alias_count", FIDELITY, "fidelity.alias_count", "<=", "alias_count_max", 0),
+    Gate("3A-F02_unpopulated_share", FIDELITY, "fidelity.unpopulated_share", "<=", "unpopulated_share_max", 0.005),
+    Gate("3A-F03_prior_jsd_mean", FIDELITY, "fidelity.prior_jsd_mean", "<=", "prior_jsd_mean_max", 0.02),
+    Gate("3A-F04_realised_jsd_mean", FIDELITY, "fidelity.realised_jsd_mean", "<=", "realised_jsd_mean_max", 0.03),
+    Gate("3A-F05_outside_universe_share", FIDELITY, "fidelity.outside_universe_share", "<=",
+         "outside_universe_share_max", 0.01),
+)
+GATE_BY_ID = {g.gate_id: g for g in GATES + FIDELITY_GATES}
 
 
 def thresholds() -> dict:
@@ -107,7 +119,9 @@ def _native(value):
 def evaluate_gates(pack: Mapping) -> dict:
     """``{"hard": {gate_id: {metric, value, threshold, op, status}}, "stretch": {...}}``."""
     out: dict[str, dict] = {HARD: {}, STRETCH: {}}
-    for gate in GATES:
+    if isinstance(pack.get(FIDELITY), Mapping):
+        out[FIDELITY] = {}
+    for gate in GATES + (FIDELITY_GATES if FIDELITY in out else ()):
         value = _native(lookup(pack, gate.metric))
         out[gate.family][gate.gate_id] = {
             "metric": gate.metric,
@@ -116,6 +130,8 @@ def evaluate_gates(pack: Mapping) -> dict:
             "op": gate.op,
             "status": PASS if gate_passes(gate.op, value, gate.threshold) else FAIL,
         }
+        if gate.family == FIDELITY and not pack[FIDELITY].get("applicable", False):
+            out[FIDELITY][gate.gate_id]["status"] = NA
     return out
 
 
@@ -135,3 +151,15 @@ def run_verdict(gates: Mapping) -> str:
     if hard_ok and family_passes(gates, STRETCH):
         return PASS_BPLUS
     return PASS_B if hard_ok else FAIL_REALISM
+
+
+def fidelity_verdict(gates: Mapping) -> str:
+    """FAITHFUL (every fidelity gate passes), DISTORTED, NOT_APPLICABLE (the world brings its own
+    universe, not built from the population evidence: gates reported as N/A, never as failures)
+    or UNMEASURED (no evidence was given)."""
+    block = gates.get(FIDELITY)
+    if not block:
+        return UNMEASURED
+    if any(g.get("status") == NA for g in block.values()):
+        return NOT_APPLICABLE
+    return FAITHFUL if all(g.get("status") == PASS for g in block.values()) else DISTORTED

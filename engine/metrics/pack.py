@@ -277,19 +277,25 @@ def zone_alloc_metrics(zone_alloc: pd.DataFrame) -> dict:
 
 # ----------------------------------------------------------------------------- the pack
 
-def metric_pack(tables: Mapping[str, pd.DataFrame]) -> dict:
-    """The full pack: ``{"s1", "s2", "s3", "s4", "zone_alloc"}`` sections (METRICS §1-§7)."""
+def metric_pack(tables: Mapping[str, pd.DataFrame], evidence=None) -> dict:
+    """The full pack: ``{"s1", "s2", "s3", "s4", "zone_alloc"}`` sections (METRICS §1-§7), plus
+    ``fidelity`` (engine.metrics.fidelity) when the world's population evidence is given."""
     for name in TABLE_NAMES:
         if name not in tables or tables[name] is None:
             raise EngineError(E_METRICS_INPUT, f"table {name} is missing; no metric pack")
         _check_columns(name, tables[name])
-    return {
+    pack = {
         "s1": s1_metrics(tables["s1"]),
         "s2": s2_metrics(tables["s2"]),
         "s3": s3_metrics(tables["s3"]),
         "s4": s4_metrics(tables["s1"], tables["s4"]),
         "zone_alloc": zone_alloc_metrics(tables["zone_alloc"]),
     }
+    if evidence is not None:
+        from engine.metrics.fidelity import fidelity_metrics
+
+        pack["fidelity"] = fidelity_metrics(tables, evidence)
+    return pack
 
 
 def lookup(pack: Mapping, dotted: str):

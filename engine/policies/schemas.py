@@ -29,6 +29,9 @@ S3_DISPERSION = {
         "merchant_jitter": {"type": "number", "minimum": 0, "maximum": 0.5},
         "merchant_jitter_clip": {"type": "number", "minimum": 0, "maximum": 0.5},
         "alpha_floor": {"type": "number", "exclusiveMinimum": 0, "maximum": 0.01},
+        # optional merchant-size law: concentration x (site_count / site_reference) ** site_elasticity
+        "site_elasticity": {"type": "number", "minimum": 0, "maximum": 1.5},
+        "site_reference": {"type": "integer", "minimum": 1, "maximum": 1000},
         "notes": {"type": "string"},
     },
 }

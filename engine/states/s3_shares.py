@@ -21,6 +21,19 @@ JITTER_STREAM = "s3_jitter"
 SUM_TOL = 1e-12
 
 
+def size_factor(sites: np.ndarray, disp: dict) -> np.ndarray:
+    """Merchant-size law of the dispersion block: (site_count / site_reference) ** site_elasticity.
+
+    A merchant with few outlets is local (its outlets concentrate in few clocks); a national chain
+    follows the country's population. 1.0 everywhere when ``site_elasticity`` is 0 or absent.
+    """
+    beta = float(disp.get("site_elasticity", 0.0))
+    if beta == 0.0:
+        return np.ones(len(sites))
+    ref = float(disp.get("site_reference", 10))
+    return (np.asarray(sites, dtype=np.float64) / ref) ** beta
+
+
 def dispersed_alphas(layout: ZoneLayout, alpha: np.ndarray, alpha_sum: np.ndarray, disp: dict,
                      jitter_u: np.ndarray) -> np.ndarray:
     """Per-row alpha' after the s3_dispersion transform (identity when disabled)."""
@@ -36,7 +49,8 @@ def dispersed_alphas(layout: ZoneLayout, alpha: np.ndarray, alpha_sum: np.ndarra
     jitter = np.clip((2.0 * jitter_u - 1.0) * mj, -clip, clip)
     floor = float(disp["alpha_floor"])
     a_pair = alpha_sum[starts]
-    scale = np.maximum(float(disp["concentration_scale"]) * (1.0 + jitter), floor * sizes / a_pair)
+    size = size_factor(layout.pair_sites, disp)
+    scale = np.maximum(float(disp["concentration_scale"]) * (1.0 + jitter) * size, floor * sizes / a_pair)
     target = np.repeat(a_pair * scale, sizes)
     r = s * target
     for _ in range(2):

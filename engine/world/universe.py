@@ -1,4 +1,9 @@
-"""Zone universe Z(c) from the IANA tz database shipped in the ``tzdata`` package."""
+"""Zone universe Z(c): the clocks of the IANA tz database (``tzdata``) on which each country has people.
+
+The default universe is population-true (``engine.world.clocks``): one published name per
+populated clock, tzdata links resolved. The first version united ``zone.tab`` with
+``zone1970.tab``, which made ~90 countries "multi-zone" through link aliases; superseded.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import re
 import pandas as pd
 
 from engine.errors import E_WORLD_INPUT, EngineError
+from engine.world.clocks import population_true_universe
 
 ISO2 = re.compile(r"^[A-Z]{2}$")
 TZID = re.compile(r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*$")
@@ -35,19 +41,17 @@ def known_tzids() -> frozenset[str]:
     return frozenset(names)
 
 
+# GeoNames files Kosovo under the user-assigned code XK, which iso3166.tab does not list.
+EXTRA_COUNTRY_NAMES = {"XK": "Kosovo"}
+
+
 def country_names() -> dict[str, str]:
-    return {fields[0]: fields[1] for fields in _tab_lines("iso3166.tab")}
+    return {**EXTRA_COUNTRY_NAMES, **{fields[0]: fields[1] for fields in _tab_lines("iso3166.tab")}}
 
 
 def tz_universe() -> pd.DataFrame:
-    """zone.tab (country -> own zones) united with zone1970.tab (zone -> every country using it)."""
-    pairs: set[tuple[str, str]] = set()
-    for name in ("zone.tab", "zone1970.tab"):
-        for fields in _tab_lines(name):
-            for country in fields[0].split(","):
-                pairs.add((country, fields[2]))
-    frame = pd.DataFrame(sorted(pairs), columns=["country_iso", "tzid"])
-    return frame
+    """The default Z(c): one row per (country, populated clock), published names (see clocks.py)."""
+    return population_true_universe().copy()
 
 
 def validate_universe(frame: pd.DataFrame, source: str) -> pd.DataFrame:

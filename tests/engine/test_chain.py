@@ -124,3 +124,16 @@ def test_realism_gates_observe_versus_block():
     block = run_chain(authored, 42, realism_mode="block")
     assert block.s6_report["overall_status"] == "FAIL"
     assert block.s7["status"] == "FAIL" and block.flag == "" and block.s7["error_code"] == "E3A_S7_001_S6_NOT_PASS"
+
+
+def test_default_world_chain_carries_fidelity(baseline):
+    """Every chain on the default world measures fidelity: the pack, the gates and the S6 realism block."""
+    from engine.metrics import FIDELITY_GATES, fidelity_verdict
+
+    assert baseline.pack["fidelity"]["applicable"] is True
+    assert baseline.pack["fidelity"]["alias_count"] == 0                 # the population-true universe
+    assert baseline.pack["fidelity"]["outside_universe_share"] == 0.0    # no populated clock left out
+    assert list(baseline.gates["fidelity"]) == [g.gate_id for g in FIDELITY_GATES]
+    assert {g["status"] for g in baseline.gates["fidelity"].values()} <= {"PASS", "FAIL"}
+    verdict = baseline.s6_report["realism"]["fidelity_verdict"]
+    assert verdict == fidelity_verdict(baseline.gates) and verdict in {"FAITHFUL", "DISTORTED"}

@@ -141,6 +141,19 @@ def test_anchor_world_runs_end_to_end(tmp_path, capsys):
     s2 = metric_pack(res.tables)["s2"]
     assert len(res.tables["s2"]) == 1158 and res.tables["s2"]["country_iso"].nunique() == 248
     assert s2["countries_multi_tz_total"] > 100 and 0 < s2["top1_share_median_multi_tz"] <= 1
+    # the anchor brings its own universe: fidelity is reported as not applicable, never as a failure
+    assert res.s6_report["overall_status"] == "PASS" and res.s7["status"] == "PASS"
+    assert res.s6_report["realism"]["fidelity_verdict"] == "NOT_APPLICABLE"
+    from engine.metrics import evaluate_gates, fidelity_verdict
+    from engine.world.model import load_world
+
+    evidence = load_world(ANCHOR).evidence
+    assert not evidence.applicable
+    pack = metric_pack(res.tables, evidence)
+    gates = evaluate_gates(pack)
+    assert pack["fidelity"]["alias_count"] > 0           # measured and shown (the anchor holds link aliases)
+    assert {g["status"] for g in gates["fidelity"].values()} == {"N/A"}
+    assert fidelity_verdict(gates) == "NOT_APPLICABLE"
 
 
 def _bundle(folder, frame):

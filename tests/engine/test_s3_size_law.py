@@ -1,0 +1,213 @@
+"""S3 merchant-size law (``s3_dispersion.site_elasticity`` / ``site_reference``).
+
+concentration per pair = concentration_scale x (1 + jitter) x (site_count / site_reference) ** site_elasticity.
+Off (0 or absent) it must leave every byte of S3 as it was; on, it must only move alphas, never a uniform.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from engine.errors import EngineError
+from engine.policies.authoring import dump_yaml
+from engine.states import s3_shares
+from engine.states.common import group_sum, zone_layout
+from engine.states.s3_shares import dispersed_alphas, draw_shares, size_factor
+
+
+def _pre_size_law_dispersed_alphas(layout, alpha, alpha_sum, disp, jitter_u):
+    """The transform as committed before the size law (HEAD 8d1dc0c), kept verbatim as the reference."""
+    if not disp.get("enabled"):
+        return alpha.copy()
+    starts, sizes = layout.pair_start, layout.pair_k
+    s = alpha / alpha_sum
+    temp = float(disp["alpha_temperature"])
+    if abs(temp - 1.0) > 1e-12:
+        s = np.maximum(s, 1e-15) ** temp
+        s = s / np.repeat(group_sum(s, starts), sizes)
+    mj, clip = float(disp["merchant_jitter"]), float(disp["merchant_jitter_clip"])
+    jitter = np.clip((2.0 * jitter_u - 1.0) * mj, -clip, clip)
+    floor = float(disp["alpha_floor"])
+    a_pair = alpha_sum[starts]
+    scale = np.maximum(float(disp["concentration_scale"]) * (1.0 + jitter), floor * sizes / a_pair)
+    target = np.repeat(a_pair * scale, sizes)
+    r = s * target
+    for _ in range(2):
+        r = np.maximum(r, floor)
+        r = r * (target / np.repeat(group_sum(r, starts), sizes))
+    total = np.repeat(group_sum(r, starts), sizes)
+    if np.abs(total - target).max(initial=0.0) > 1e-9:
+        r = r * (target / total)
+        if np.abs(np.repeat(group_sum(r, starts), sizes) - target).max(initial=0.0) > 1e-7:
+            raise EngineError("E3A_S3_012_INFRASTRUCTURE_IO_ERROR", "dispersion transform did not converge")
+    return r
+
+
+SITES = [1, 10, 40, 3, 250]
+
+
+def _tables():
+    """Five escalated pairs: AA (3 zones, alpha sum 20) and BB (2 zones, alpha sum 8)."""
+    s1 = pd.DataFrame({"merchant_id": np.array([1, 2, 3, 4, 5], dtype=np.uint64),
+                       "legal_country_iso": ["AA", "AA", "AA", "BB", "BB"], "site_count": SITES,
+                       "is_escalated": [True] * 5})
+    s2 = pd.DataFrame({"country_iso": ["AA", "AA", "AA", "BB", "BB"], "tzid": ["A/1", "A/2", "A/3", "B/1", "B/2"],
+                       "alpha_effective": [12.0, 6.0, 2.0, 5.0, 3.0], "alpha_sum_country": [20.0] * 3 + [8.0] * 2})
+    return s1, s2
+
+
+def _inputs():
+    s1, s2 = _tables()
+    layout = zone_layout(s1, s2)
+    alpha = s2["alpha_effective"].to_numpy()[layout.row_prior]
+    alpha_sum = s2["alpha_sum_country"].to_numpy()[layout.row_prior]
+    return layout, alpha, alpha_sum
+
+
+DISP = {"enabled": True, "concentration_scale": 0.5, "alpha_temperature": 0.8, "merchant_jitter": 0.1,
+        "merchant_jitter_clip": 0.08, "alpha_floor": 1e-6}
+
+
+@pytest.mark.parametrize("extra", [{}, {"site_elasticity": 0.0}, {"site_elasticity": 0, "site_reference": 37}])
+def test_off_is_bitwise_the_pre_size_law_transform(extra):
+    layout, alpha, alpha_sum = _inputs()
+    jitter_u = np.array([0.1, 0.5, 0.93, 0.0, 0.999])
+    got = dispersed_alphas(layout, alpha, alpha_sum, {**DISP, **extra}, jitter_u)
+    want = _pre_size_law_dispersed_alphas(layout, alpha, alpha_sum, DISP, jitter_u)
+    assert got.tobytes() == want.tobytes()
+    assert size_factor(layout.pair_sites, {**DISP, **extra}).tolist() == [1.0] * 5
+
+
+@pytest.mark.parametrize("extra", [{}, {"site_elasticity": 0.0, "site_reference": 10}])
+def test_off_draw_is_byte_identical(extra):
+    s1, s2 = _tables()
+    layout = zone_layout(s1, s2)
+    master = b"\x07" * 32
+    base_shares, base_events = draw_shares(layout, s2, DISP, master)
+    shares, events = draw_shares(layout, s2, {**DISP, **extra}, master)
+    pd.testing.assert_frame_equal(shares, base_shares, check_exact=True)
+    pd.testing.assert_frame_equal(events, base_events, check_exact=True)
+    assert shares["share_drawn"].to_numpy().tobytes() == base_shares["share_drawn"].to_numpy().tobytes()
+
+
+def test_size_factor_golden():
+    disp = {"site_elasticity": 0.5, "site_reference": 10}
+    got = size_factor(np.array(SITES), disp)
+    want = [math.sqrt(0.1), 1.0, 2.0, math.sqrt(0.3), 5.0]
+    assert got == pytest.approx(want, rel=1e-15)
+    assert size_factor(np.array([20, 5]), {"site_elasticity": 1.0, "site_reference": 10}) == pytest.approx([2.0, 0.5])
+    # site_reference absent: 10
+    assert size_factor(np.array([40]), {"site_elasticity": 0.5}) == pytest.approx([2.0], rel=1e-15)
+
+
+def test_per_pair_concentration_golden():
+    """No jitter, temperature 1: each pair's alpha' sums to alpha_sum x cs x (n/ref)^beta, shares kept."""
+    layout, alpha, alpha_sum = _inputs()
+    disp = {"enabled": True, "concentration_scale": 0.5, "alpha_temperature": 1.0, "merchant_jitter": 0.0,
+            "merchant_jitter_clip": 0.0, "alpha_floor": 1e-6, "site_elasticity": 0.5, "site_reference": 10}
+    out = dispersed_alphas(layout, alpha, alpha_sum, disp, np.full(5, 0.5))
+    sums = group_sum(out, layout.pair_start)
+    # AA sum 20, BB sum 8; x 0.5; x sqrt(n / 10) for n = 1, 10, 40, 3, 250
+    want = [20 * 0.5 * math.sqrt(0.1), 20 * 0.5 * 1.0, 20 * 0.5 * 2.0, 8 * 0.5 * math.sqrt(0.3), 8 * 0.5 * 5.0]
+    assert sums == pytest.approx(want, rel=1e-12)
+    # the prior's shares are kept within every pair (the law moves concentration only)
+    assert out[:3] / sums[0] == pytest.approx([0.6, 0.3, 0.1], rel=1e-12)
+    assert out[9:11] / sums[3] == pytest.approx([5 / 8, 3 / 8], rel=1e-12)
+    # the same law with jitter: the factor multiplies (1 + jitter)
+    jit = dict(disp, merchant_jitter=0.2, merchant_jitter_clip=0.2)
+    u = np.array([1.0, 0.75, 0.5, 0.25, 0.0])            # jitter = (2u - 1) x 0.2 = .2, .1, 0, -.1, -.2
+    sums = group_sum(dispersed_alphas(layout, alpha, alpha_sum, jit, u), layout.pair_start)
+    want = [w * (1 + j) for w, j in zip(want, [0.2, 0.1, 0.0, -0.1, -0.2])]
+    assert sums == pytest.approx(want, rel=1e-12)
+
+
+def test_floor_bounds_a_tiny_concentration():
+    layout, alpha, alpha_sum = _inputs()
+    disp = {"enabled": True, "concentration_scale": 0.5, "alpha_temperature": 1.0, "merchant_jitter": 0.0,
+            "merchant_jitter_clip": 0.0, "alpha_floor": 0.01, "site_elasticity": 1.5, "site_reference": 1000}
+    out = dispersed_alphas(layout, alpha, alpha_sum, disp, np.full(5, 0.5))
+    sums = group_sum(out, layout.pair_start)
+    # pair 1 (n = 1): 0.5 x 0.001^1.5 = 1.6e-5 < floor x K / alpha_sum = 0.01 x 3 / 20 -> alpha' sums to floor x K
+    assert sums[0] == pytest.approx(0.03, rel=1e-12)
+    # pair 5 (n = 250, BB): 0.5 x 0.25^1.5 = 0.0625 > 0.01 x 2 / 8 -> the law: 8 x 0.0625 = 0.5
+    assert sums[4] == pytest.approx(0.5, rel=1e-12)
+
+
+def test_size_law_never_changes_the_uniforms(monkeypatch):
+    """Common random numbers: the law moves alphas, never the uniforms nor the RNG evidence keys."""
+    s1, s2 = _tables()
+    layout = zone_layout(s1, s2)
+    seen = []
+    real = s3_shares.uniforms
+
+    def spy(keys, counters):
+        out = real(keys, counters)
+        seen.append((np.asarray(keys).tobytes(), np.asarray(counters).tobytes(), out.tobytes()))
+        return out
+
+    monkeypatch.setattr(s3_shares, "uniforms", spy)
+    master = b"\x2a" * 32
+    off_shares, off_events = draw_shares(layout, s2, DISP, master)
+    off = list(seen)
+    seen.clear()
+    on_shares, on_events = draw_shares(layout, s2, {**DISP, "site_elasticity": 0.9, "site_reference": 5}, master)
+    assert seen == off and len(off) == 2                    # jitter uniforms + Dirichlet uniforms, same bytes
+    assert on_shares["rng_stream_id"].tolist() == off_shares["rng_stream_id"].tolist()
+    cols = ["merchant_id", "country_iso", "rng_stream_id", "zone_count", "rng_counter_before", "rng_counter_after",
+            "blocks", "draws"]
+    pd.testing.assert_frame_equal(on_events[cols], off_events[cols])
+    assert not np.array_equal(on_shares["share_drawn"].to_numpy(), off_shares["share_drawn"].to_numpy())
+    assert not np.array_equal(on_events["alpha_sum_country"].to_numpy(), off_events["alpha_sum_country"].to_numpy())
+
+
+def test_size_law_concentrates_small_merchants():
+    """A small merchant (factor < 1) draws more concentrated shares than a large one on the same uniforms."""
+    n = 400
+    s1 = pd.DataFrame({"merchant_id": np.arange(1, 2 * n + 1, dtype=np.uint64), "legal_country_iso": ["AA"] * (2 * n),
+                       "site_count": [2] * n + [200] * n, "is_escalated": [True] * (2 * n)})
+    s2 = pd.DataFrame({"country_iso": ["AA"] * 3, "tzid": ["A/1", "A/2", "A/3"],
+                       "alpha_effective": [12.0, 6.0, 2.0], "alpha_sum_country": [20.0] * 3})
+    layout = zone_layout(s1, s2)
+    disp = {**DISP, "merchant_jitter": 0.0, "merchant_jitter_clip": 0.0, "alpha_temperature": 1.0,
+            "site_elasticity": 0.8, "site_reference": 20}
+    shares, _ = draw_shares(layout, s2, disp, b"\x01" * 32)
+    top1 = shares.groupby("merchant_id")["share_drawn"].max().to_numpy()
+    assert top1[:n].mean() > top1[n:].mean() + 0.1
+
+
+LINEAGE = {"manifest_fingerprint", "parameter_hash", "run_id", "routing_universe_hash"}
+
+
+def _rows_only(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[[c for c in frame.columns if c not in LINEAGE]]
+
+
+def test_chain_with_size_law_off_keeps_rows_and_on_keeps_rng_keys(policies, cache):
+    """End to end on the authority: site_elasticity 0 leaves S3/S4/zone_alloc rows byte-identical;
+    a positive elasticity moves shares but draws from the same streams (common random numbers)."""
+    from engine.chain import run_chain
+
+    doc = yaml.safe_load(policies.raw["zone_mixture_policy"])
+    disp = doc["s3_dispersion"]
+    disp.pop("site_elasticity", None)
+    disp.pop("site_reference", None)
+    if not disp.get("enabled"):
+        disp.update(enabled=True, concentration_scale=0.4, alpha_temperature=1.0, merchant_jitter=0.1,
+                    merchant_jitter_clip=0.1)
+    plain = run_chain(policies.replace(zone_mixture_policy=dump_yaml(doc)), 42, cache=cache)
+    disp.update(site_elasticity=0.0, site_reference=10)
+    off = run_chain(policies.replace(zone_mixture_policy=dump_yaml(doc)), 42, cache=cache)
+    assert off.identity["parameter_hash"] != plain.identity["parameter_hash"]
+    for name in ("s3", "s4", "zone_alloc"):
+        pd.testing.assert_frame_equal(_rows_only(off.tables[name]), _rows_only(plain.tables[name]), check_exact=True)
+    disp.update(site_elasticity=0.7, site_reference=10)
+    on = run_chain(policies.replace(zone_mixture_policy=dump_yaml(doc)), 42, cache=cache)
+    assert on.s6_report["overall_status"] == "PASS"
+    assert on.events["rng_stream_id"].tolist() == plain.events["rng_stream_id"].tolist()
+    assert on.tables["s3"]["rng_stream_id"].tolist() == plain.tables["s3"]["rng_stream_id"].tolist()
+    assert not np.array_equal(on.tables["s3"]["share_drawn"].to_numpy(), plain.tables["s3"]["share_drawn"].to_numpy())

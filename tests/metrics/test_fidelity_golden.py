@@ -1,0 +1,265 @@
+"""Fidelity metrics, gates and verdict on hand-built tables and evidence; every expected value by hand.
+
+The hand-built world (clocks are the evidence's unit; names map to clocks through ``zone_clocks``):
+
+| country | Z(c) name -> clock | populated clocks (population) | note |
+|---|---|---|---|
+| AA | A/1 -> K1, A/2 -> K2 | K1 100, K2 100 | multi-clock, 30 S4 outlets (enters realised) |
+| BB | B/1 -> KB, B/2 -> KB, B/3 -> KB3 | KB 1000 | alias (two names of KB); B/3 unpopulated |
+| CC | C/1 -> KC1 | KC1 900, KC2 100 | one zone, two populated clocks: KC2 outside Z(c) |
+| DD | D/1 -> KD1, D/2 -> KD2 | KD1 50, KD2 50 | multi-clock, 29 S4 outlets (below the 30 rule) |
+| EE | E/1 -> KE | KE 10 | single clock |
+| FF | F/1 -> KF | (none) | no population at all |
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from engine.metrics import (FIDELITY_GATES, evaluate_gates, fidelity_metrics, fidelity_verdict, metric_pack,
+                            run_verdict, share_table)
+from engine.metrics.fidelity import jsd
+from engine.world.evidence import FidelityEvidence
+
+
+def H(*p: float) -> float:
+    """Shannon entropy, base 2."""
+    return -sum(x * math.log2(x) for x in p if x > 0)
+
+
+def JSD(p, q) -> float:
+    """JSD by its entropy form: H((p+q)/2) - (H(p) + H(q)) / 2 (the code uses the KL form)."""
+    m = [(a + b) / 2 for a, b in zip(p, q)]
+    return H(*m) - (H(*p) + H(*q)) / 2
+
+
+J_AA_PRIOR = JSD([0.75, 0.25], [0.5, 0.5])     # H(.625,.375) - (H(.75,.25) + 1) / 2 = 0.048795...
+J_CC = JSD([1.0, 0.0], [0.9, 0.1])             # H(.95,.05) - H(.9,.1) / 2 = 0.0518992
+J_DD_REALISED = JSD([1.0, 0.0], [0.5, 0.5])    # H(.75,.25) - 1 / 2 = 0.311278...
+
+
+def test_hand_values_of_the_reference_divergences():
+    assert J_AA_PRIOR == pytest.approx(0.0487949, abs=1e-7)
+    assert J_CC == pytest.approx(0.0518992, abs=1e-7)
+    assert J_DD_REALISED == pytest.approx(0.3112781, abs=1e-7)
+    assert jsd(np.array([0.75, 0.25]), np.array([0.5, 0.5])) == pytest.approx(J_AA_PRIOR, rel=1e-12)
+    assert jsd(np.array([1.0, 0.0]), np.array([0.0, 1.0])) == pytest.approx(1.0, rel=1e-15)
+    assert jsd(np.array([3.0, 1.0]), np.array([2.0, 2.0])) == pytest.approx(J_AA_PRIOR, rel=1e-12)  # normalised
+
+
+def evidence(applicable: bool = True) -> FidelityEvidence:
+    zc = pd.DataFrame([("AA", "A/1", "K1"), ("AA", "A/2", "K2"),
+                       ("BB", "B/1", "KB"), ("BB", "B/2", "KB"), ("BB", "B/3", "KB3"),
+                       ("CC", "C/1", "KC1"), ("DD", "D/1", "KD1"), ("DD", "D/2", "KD2"),
+                       ("EE", "E/1", "KE"), ("FF", "F/1", "KF")], columns=["country_iso", "tzid", "clock"])
+    pop = pd.DataFrame([("AA", "K1", 100), ("AA", "K2", 100), ("BB", "KB", 1000), ("CC", "KC1", 900),
+                        ("CC", "KC2", 100), ("DD", "KD1", 50), ("DD", "KD2", 50), ("EE", "KE", 10)],
+                       columns=["country_iso", "clock", "population"])
+    return FidelityEvidence(zc, pop, applicable)
+
+
+def tables(dd_extra: int = 0) -> dict[str, pd.DataFrame]:
+    s2 = pd.DataFrame([("AA", "A/1", 0.75), ("AA", "A/2", 0.25), ("BB", "B/1", 0.5), ("BB", "B/2", 0.3),
+                       ("BB", "B/3", 0.2), ("CC", "C/1", 1.0), ("DD", "D/1", 0.5), ("DD", "D/2", 0.5),
+                       ("EE", "E/1", 1.0), ("FF", "F/1", 1.0)], columns=["country_iso", "tzid", "share_effective"])
+    rows = [  # merchant, country, zone, outlets: AA 15/15 over two merchants, BB 20/5/5, CC 40, DD 29/0, EE 5, FF 6
+        (1, "AA", "A/1", 10), (1, "AA", "A/2", 5), (2, "AA", "A/1", 5), (2, "AA", "A/2", 10),
+        (1, "BB", "B/1", 20), (1, "BB", "B/2", 5), (1, "BB", "B/3", 5),
+        (3, "CC", "C/1", 40),
+        (4, "DD", "D/1", 29 + dd_extra), (4, "DD", "D/2", 0),
+        (5, "EE", "E/1", 5), (6, "FF", "F/1", 6),
+    ]
+    s4 = pd.DataFrame(rows, columns=["merchant_id", "legal_country_iso", "tzid", "zone_site_count"])
+    s4["merchant_id"] = s4["merchant_id"].astype(np.uint64)
+    return {"s2": s2, "s4": s4}
+
+
+@pytest.fixture
+def metrics() -> dict:
+    return fidelity_metrics(tables(), evidence())
+
+
+def test_alias_count(metrics):
+    assert metrics["alias_count"] == 1                      # BB: B/1 and B/2 are one clock
+
+
+def test_prior_jsd_uses_countries_with_two_populated_clocks(metrics):
+    # AA, CC (one zone, two populated clocks), DD; BB has three zones but one populated clock: out
+    assert metrics["populated_multi_clock_countries"] == 3
+    assert metrics["prior_jsd_countries"] == 3
+    assert metrics["prior_jsd_mean"] == pytest.approx((J_AA_PRIOR + J_CC + 0.0) / 3, rel=1e-12)
+
+
+def test_realised_jsd_needs_30_outlets(metrics):
+    # AA: 30 outlets, 15/15 vs population 1/2, 1/2 -> 0; CC: 40 outlets all on KC1 -> J_CC; DD: 29 outlets -> out
+    assert metrics["realised_jsd_countries"] == 2
+    assert metrics["realised_jsd_mean"] == pytest.approx((0.0 + J_CC) / 2, rel=1e-12)
+    at_30 = fidelity_metrics(tables(dd_extra=1), evidence())   # DD reaches 30 outlets (30/0 vs 1/2, 1/2)
+    assert at_30["realised_jsd_countries"] == 3
+    assert at_30["realised_jsd_mean"] == pytest.approx((0.0 + J_CC + J_DD_REALISED) / 3, rel=1e-12)
+
+
+def test_unpopulated_share(metrics):
+    # outlets: AA 30 + BB 30 + CC 40 + DD 29 + EE 5 + FF 6 = 140; unpopulated: BB B/3 5 + FF 6 = 11
+    assert metrics["unpopulated_outlets"] == 11
+    assert metrics["unpopulated_share"] == pytest.approx(11 / 140, rel=1e-15)
+
+
+def test_outside_universe_share(metrics):
+    # mean over the populated countries AA, BB, CC, DD, EE of the share outside Z(c): only CC, 100 / 1000
+    assert metrics["outside_universe_share"] == pytest.approx(0.1 / 5, rel=1e-15)
+
+
+def test_alias_names_count_as_one_clock_in_the_realised_shares():
+    """BB's 20 + 5 outlets on B/1 and B/2 are 25 on one clock; with a second populated clock BB enters."""
+    ev = evidence()
+    pop = pd.concat([ev.clock_population, pd.DataFrame([("BB", "KB3", 1000)], columns=ev.clock_population.columns)])
+    got = fidelity_metrics(tables(), FidelityEvidence(ev.zone_clocks, pop, True))
+    j_bb_prior = JSD([0.8, 0.2], [0.5, 0.5])          # S2: B/1 + B/2 = 0.8 on KB, B/3 0.2 on KB3
+    j_bb_real = JSD([25 / 30, 5 / 30], [0.5, 0.5])
+    assert got["prior_jsd_countries"] == 4
+    assert got["prior_jsd_mean"] == pytest.approx((J_AA_PRIOR + j_bb_prior + J_CC) / 4, rel=1e-12)
+    assert got["realised_jsd_mean"] == pytest.approx((0.0 + j_bb_real + J_CC) / 3, rel=1e-12)
+    assert got["unpopulated_share"] == pytest.approx(6 / 140, rel=1e-15)     # only FF now
+
+
+def test_share_table_per_country_and_clock():
+    t = share_table(tables(), evidence()).set_index(["country_iso", "clock"])
+    assert t.loc[("AA", "K1"), ["population_share", "prior_share", "realised_share"]].tolist() == \
+        pytest.approx([0.5, 0.75, 0.5])
+    assert t.loc[("BB", "KB"), ["population_share", "prior_share", "realised_share"]].tolist() == \
+        pytest.approx([1.0, 0.8, 25 / 30])
+    assert t.loc[("BB", "KB3"), ["population_share", "prior_share", "realised_share"]].tolist() == \
+        pytest.approx([0.0, 0.2, 5 / 30])
+    assert t.loc[("CC", "KC2"), ["population_share", "prior_share", "realised_share"]].tolist() == \
+        pytest.approx([0.1, 0.0, 0.0])
+    assert int(t.loc[("DD", "KD1"), "s4_outlets"]) == 29
+    assert math.isnan(t.loc[("FF", "KF"), "population_share"])              # no population evidence at all
+    for col in ("population_share", "prior_share", "realised_share"):
+        sums = t[col].groupby(level="country_iso").sum(min_count=1).dropna()
+        assert sums.to_numpy() == pytest.approx(np.ones(len(sums)))
+    # one row per (country, clock) of Z(c) or of the evidence: BB's two names are one row, CC's KC2 is a row
+    assert set(t.index) == {("AA", "K1"), ("AA", "K2"), ("BB", "KB"), ("BB", "KB3"), ("CC", "KC1"), ("CC", "KC2"),
+                            ("DD", "KD1"), ("DD", "KD2"), ("EE", "KE"), ("FF", "KF")}
+    assert len(t) == 10
+
+# ----------------------------------------------------------------------------- gates and verdicts
+
+def _fidelity_pack(metrics: dict) -> dict:
+    return {"fidelity": metrics}
+
+
+def test_gate_statuses_on_the_golden(metrics):
+    block = evaluate_gates(_fidelity_pack(metrics))["fidelity"]
+    assert list(block) == [g.gate_id for g in FIDELITY_GATES] == [
+        "3A-F01_alias_count", "3A-F02_unpopulated_share", "3A-F03_prior_jsd_mean", "3A-F04_realised_jsd_mean",
+        "3A-F05_outside_universe_share"]
+    status = {gid: g["status"] for gid, g in block.items()}
+    # alias 1 > 0; 11/140 = .079 > .005; (.0488 + .0519 + 0)/3 = .0336 > .02; .0259 <= .03; .02 > .01
+    assert status == {"3A-F01_alias_count": "FAIL", "3A-F02_unpopulated_share": "FAIL",
+                      "3A-F03_prior_jsd_mean": "FAIL", "3A-F04_realised_jsd_mean": "PASS",
+                      "3A-F05_outside_universe_share": "FAIL"}
+    assert block["3A-F04_realised_jsd_mean"]["threshold"] == 0.03 and block["3A-F04_realised_jsd_mean"]["op"] == "<="
+    assert block["3A-F02_unpopulated_share"]["value"] == pytest.approx(11 / 140)
+    assert fidelity_verdict(evaluate_gates(_fidelity_pack(metrics))) == "DISTORTED"
+
+
+FAITHFUL_METRICS = {"applicable": True, "alias_count": 0, "unpopulated_share": 0.005, "prior_jsd_mean": 0.02,
+                    "realised_jsd_mean": 0.03, "outside_universe_share": 0.01}
+
+
+def test_thresholds_are_inclusive_and_faithful():
+    gates = evaluate_gates(_fidelity_pack(dict(FAITHFUL_METRICS)))
+    assert all(g["status"] == "PASS" for g in gates["fidelity"].values())
+    assert fidelity_verdict(gates) == "FAITHFUL"
+
+
+@pytest.mark.parametrize("key,value", [("alias_count", 1), ("unpopulated_share", 0.00501),
+                                       ("prior_jsd_mean", 0.0201), ("realised_jsd_mean", 0.0301),
+                                       ("outside_universe_share", 0.0101)])
+def test_one_fidelity_miss_is_distorted(key, value):
+    gates = evaluate_gates(_fidelity_pack({**FAITHFUL_METRICS, key: value}))
+    failed = [gid for gid, g in gates["fidelity"].items() if g["status"] == "FAIL"]
+    assert len(failed) == 1 and fidelity_verdict(gates) == "DISTORTED"
+
+
+def test_not_applicable_is_na_never_fail():
+    worst = {**FAITHFUL_METRICS, "applicable": False, "alias_count": 5, "unpopulated_share": 0.5}
+    gates = evaluate_gates(_fidelity_pack(worst))
+    assert {g["status"] for g in gates["fidelity"].values()} == {"N/A"}
+    assert fidelity_verdict(gates) == "NOT_APPLICABLE"
+    m = fidelity_metrics(tables(), evidence(applicable=False))
+    assert m["applicable"] is False and m["alias_count"] == 1            # still measured and reported
+    assert fidelity_verdict(evaluate_gates(_fidelity_pack(m))) == "NOT_APPLICABLE"
+
+
+def test_unmeasured_without_evidence(golden):
+    pack = metric_pack(golden)
+    assert "fidelity" not in pack
+    gates = evaluate_gates(pack)
+    assert "fidelity" not in gates and fidelity_verdict(gates) == "UNMEASURED"
+    assert fidelity_verdict({"hard": {}, "stretch": {}, "fidelity": {}}) == "UNMEASURED"
+
+
+def test_verdict_branches_on_hand_built_gate_tables():
+    p, f, na = {"status": "PASS"}, {"status": "FAIL"}, {"status": "N/A"}
+    assert fidelity_verdict({"fidelity": {"a": p, "b": p}}) == "FAITHFUL"
+    assert fidelity_verdict({"fidelity": {"a": p, "b": f}}) == "DISTORTED"
+    assert fidelity_verdict({"fidelity": {"a": na, "b": f}}) == "NOT_APPLICABLE"
+    assert fidelity_verdict({"hard": {"x": p}}) == "UNMEASURED"
+
+
+def test_pack_with_evidence_on_the_golden_tables(golden):
+    """The metric-pack golden tables (countries AA..DD, zones A/1..D/2) with a hand-built evidence."""
+    zc = pd.DataFrame([("AA", "A/1", "A/1"), ("AA", "A/2", "A/2"), ("AA", "A/3", "A/3"), ("BB", "B/1", "B/1"),
+                       ("BB", "B/2", "B/1"), ("CC", "C/1", "C/1"), ("DD", "D/1", "D/1"), ("DD", "D/2", "D/2")],
+                      columns=["country_iso", "tzid", "clock"])
+    pop = pd.DataFrame([("AA", "A/1", 60), ("AA", "A/2", 30), ("AA", "A/3", 10), ("BB", "B/1", 7),
+                        ("CC", "C/1", 5), ("DD", "D/1", 1), ("DD", "D/2", 1)],
+                       columns=["country_iso", "clock", "population"])
+    pack = metric_pack(golden, FidelityEvidence(zc, pop, True))
+    assert set(pack) == {"s1", "s2", "s3", "s4", "zone_alloc", "fidelity"}
+    fid = pack["fidelity"]
+    # S2 AA 0.6/0.3/0.1 = population; DD 0.5/0.5 = population -> prior JSD 0 over 2 countries
+    assert fid["prior_jsd_countries"] == 2 and fid["prior_jsd_mean"] == pytest.approx(0.0, abs=1e-15)
+    # S4 AA: 23+4+1 = 28 / 1 / 1 = 30 outlets vs .6/.3/.1; DD: 3 outlets (< 30) out
+    assert fid["realised_jsd_countries"] == 1
+    assert fid["realised_jsd_mean"] == pytest.approx(JSD([28 / 30, 1 / 30, 1 / 30], [0.6, 0.3, 0.1]), rel=1e-12)
+    assert fid["alias_count"] == 1 and fid["unpopulated_share"] == 0.0 and fid["outside_universe_share"] == 0.0
+    gates = evaluate_gates(pack)
+    assert set(gates) == {"hard", "stretch", "fidelity"}
+    assert run_verdict(gates) == run_verdict({k: gates[k] for k in ("hard", "stretch")})  # plan verdict unchanged
+    assert gates["fidelity"]["3A-F01_alias_count"]["status"] == "FAIL"
+    assert fidelity_verdict(gates) == "DISTORTED"
+
+
+# ----------------------------------------------------------------------------- properties of jsd
+
+VEC = st.lists(st.integers(0, 20), min_size=2, max_size=6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(VEC, VEC)
+def test_jsd_symmetric_bounded_zero_iff_equal(a, b):
+    n = min(len(a), len(b))
+    a, b = a[:n], b[:n]
+    if sum(a) == 0 or sum(b) == 0:
+        return
+    p, q = np.array(a, dtype=float), np.array(b, dtype=float)
+    d = jsd(p, q)
+    assert d == pytest.approx(jsd(q, p), abs=1e-15)
+    assert 0.0 <= d <= 1.0 + 1e-12
+    assert d == pytest.approx(JSD(list(p / p.sum()), list(q / q.sum())), abs=1e-12)
+    equal = all(Fraction(x, sum(a)) == Fraction(y, sum(b)) for x, y in zip(a, b))
+    if equal:
+        assert d == 0.0
+    else:
+        assert d > 1e-10          # >= ~3.5e-9 for integer vectors summing to <= 120
+    assert jsd(p, p) == 0.0
+    assert jsd(3.0 * p, q) == pytest.approx(d, abs=1e-15)

@@ -1,0 +1,95 @@
+"""Held-out seeds (issue 8 item 4) and the fidelity requirement of certification and promotion."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+
+import pytest
+
+from tuning.holdout import HOLDOUT_HIGH, HOLDOUT_LOW, holdout_seeds, tuning_seeds
+
+
+def _independent(i: int) -> int:
+    label = b"3A.holdout"
+    h = hashlib.sha256(struct.pack("<I", len(label)) + label + struct.pack("<Q", i)).digest()
+    return HOLDOUT_LOW + int.from_bytes(h[:8], "little") % (HOLDOUT_HIGH - HOLDOUT_LOW)
+
+
+def test_holdout_seeds_follow_the_documented_law_and_avoid_tuning_seeds():
+    seeds = holdout_seeds(50)
+    assert seeds == [_independent(i) for i in range(50)]          # no collision in the first 50
+    assert len(set(seeds)) == 50 and all(HOLDOUT_LOW <= s < HOLDOUT_HIGH for s in seeds)
+    assert holdout_seeds(10) == seeds[:10]                         # the same N gives the same seeds
+    skipped = holdout_seeds(5, exclude={seeds[0], seeds[2]})
+    assert skipped == [seeds[1], seeds[3], seeds[4], seeds[5], seeds[6]]
+    tuned = tuning_seeds()
+    assert {42, 7, 101, 202} <= tuned and not tuned & set(holdout_seeds(200, tuned))
+
+
+def test_certify_reports_fidelity_and_holdout_rate_in_summary_and_mlflow(project, capsys):
+    from tuning.certify import main
+    from tuning.tracking import client
+    assert main(["--authority", "--seeds", "42,7", "--holdout", "3", "--no-progress", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["fidelity"] == {"42": "FAITHFUL", "7": "FAITHFUL"} or summary["fidelity"] == {42: "FAITHFUL", 7: "FAITHFUL"}
+    assert summary["fidelity_verdict"] == "FAITHFUL"
+    assert summary["certified"] == (summary["verdict"] in ("PASS_B", "PASS_BPLUS"))
+    hold = summary["holdout"]
+    assert hold["n"] == 3 and hold["seeds"] == holdout_seeds(3, tuning_seeds())
+    verdicts = [r["verdict"] for r in hold["per_seed"].values()]
+    assert hold["pass_rate_bplus"] == pytest.approx(verdicts.count("PASS_BPLUS") / 3)
+    run = client().get_run(summary["mlflow_run_id"])
+    assert run.data.metrics["holdout.n"] == 3
+    assert run.data.metrics["holdout.pass_rate_bplus"] == pytest.approx(hold["pass_rate_bplus"])
+    assert run.data.tags["fidelity_verdict"] == "FAITHFUL"
+
+
+def test_freeze_requires_fidelity():
+    from tuning.freeze import freeze_status
+    assert freeze_status("PASS_BPLUS", "FAITHFUL") == "FROZEN_CERTIFIED_BPLUS"
+    assert freeze_status("PASS_BPLUS", "DISTORTED") == "FROZEN_BEST_EFFORT_DISTORTED"
+    assert freeze_status("FAIL_REALISM", "FAITHFUL") == "FROZEN_BEST_EFFORT_BELOW_B"
+
+
+DISTORTING = """
+phase: P1.2
+study: t-distort
+base_policies: policies
+seeds: [42]
+trials: 1
+sampler: {name: random, seed: 3}
+knobs:
+  - {name: blend_lambda, choices: [0.8]}
+  - {name: hub_cap, value: 0.4}
+  - {name: tail_gamma, value: 1.0}
+objective:
+  name: J
+  terms:
+    - {name: d_top1, metric: s2.top1_share_median_multi_tz, direction: down, weight: 1.0}
+vetoes:
+  structural: [s6_pass, s7_pass, conservation, schema, realism_floors]
+"""
+
+
+def test_promote_refuses_a_distorted_candidate_and_the_fidelity_veto_catches_it(project, capsys):
+    from engine.errors import EngineError
+    from engine.policies import PolicySet
+    from tuning.promote import promote
+    from tuning.sweep import main
+    (project / "studies" / "distort.yaml").write_text(DISTORTING)
+    assert main(["--phase", "distort", "--no-progress", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    row = summary["top"][0]
+    assert row["veto"] == "PASS" and row["fidelity"] == "DISTORTED"   # no fidelity veto in this study
+    before = PolicySet.from_dir(project / "policies").digests
+    with pytest.raises(EngineError) as err:
+        promote(row["run_id"], project / "policies", "SHOULD_NOT_LAND", None)
+    assert err.value.code == "E3A_TUN_024_CANDIDATE_NOT_FAITHFUL"
+    assert PolicySet.from_dir(project / "policies").digests == before
+    vetoed = DISTORTING.replace("t-distort", "t-distort-veto").replace("realism_floors]", "realism_floors, fidelity]")
+    (project / "studies" / "distort2.yaml").write_text(vetoed)
+    assert main(["--phase", "distort2", "--no-progress", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)["top"][0]
+    assert row["veto"] == "FAIL" and "FIDELITY_DISTORTED" in row["veto_reasons"]

@@ -1,0 +1,144 @@
+"""Seed-robust trials (issue 8 item 4): K seeds per trial on common random numbers; J = mean, any-seed veto,
+per-seed intermediate values with a pruner, per-seed MLflow history; multi-objective studies and the
+Pareto front (item 5)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from optuna.trial import TrialState
+
+from engine.policies import PolicySet
+from tests.tuning.conftest import load, trial_runs
+from tuning.objective import Evaluation, PhaseObjective, SeedRobustObjective
+from tuning.pareto import front
+from tuning.seed_robust import aggregate
+from tuning.study_spec import parse_study
+
+import yaml
+
+ROBUST = """
+phase: P1.2
+study: t-robust
+base_policies: policies
+seeds: [42, 7]
+trials: 4
+sampler: {name: tpe, seed: 11, n_startup_trials: 2, multivariate: true}
+knobs:
+  - {name: blend_lambda, low: 0.0, high: 0.3}
+  - {name: hub_cap, value: 1.0}
+  - {name: tail_gamma, value: 1.0}
+objective:
+  name: J
+  terms:
+    - {name: d_top1, metric: s2.top1_share_median_multi_tz, direction: down, weight: 0.5}
+    - {name: d_multi_zone, metric: s4.escalated_multi_zone_rate, direction: up, weight: 0.5}
+  second: {name: prior_jsd, metric: fidelity.prior_jsd_mean, direction: minimize}
+vetoes:
+  structural: [s6_pass, s7_pass, conservation, schema, realism_floors, fidelity]
+targets:
+  - {metric: s2.top1_share_median_multi_tz, op: "<=", value: 0.76}
+"""
+
+
+def _ev(value, vetoes=(), verdict="PASS_B", fidelity="FAITHFUL", targets=None):
+    ev = Evaluation({"k": 1}, None, value=value)
+    ev.vetoes = list(vetoes)
+    ev.constraints = {v: 1.0 for v in vetoes}
+    ev.veto_detail = [f"{v} happened" for v in vetoes]
+    ev.verdict, ev.fidelity = verdict, fidelity
+    ev.targets = targets or {"t": True}
+    ev.deltas = {"d": value}
+    ev.pack = {"fidelity": {"prior_jsd_mean": value / 10}}
+    return ev
+
+
+def test_aggregate_mean_any_seed_veto_all_seed_targets_worst_verdicts():
+    evs = [_ev(0.3, verdict="PASS_BPLUS"), _ev(0.1, ["FIDELITY_DISTORTED"], "PASS_B", "DISTORTED", {"t": False})]
+    agg = aggregate(evs, [42, 7], "fidelity.prior_jsd_mean")
+    assert agg.value == pytest.approx(0.2) and agg.deltas == {"d": pytest.approx(0.2)}
+    assert agg.seed_values == [0.3, 0.1] and agg.seeds == [42, 7]
+    assert agg.vetoes == ["FIDELITY_DISTORTED"] and not agg.feasible
+    assert agg.constraints == {"FIDELITY_DISTORTED": 1.0}
+    assert agg.veto_detail == ["seed 7: FIDELITY_DISTORTED happened"]
+    assert agg.targets == {"t": False}
+    assert agg.verdict == "PASS_B" and agg.fidelity == "DISTORTED"
+    assert agg.second_value == pytest.approx((0.03 + 0.01) / 2)
+    clean = aggregate([_ev(0.3, verdict="PASS_BPLUS"), _ev(0.5, verdict="PASS_BPLUS")], [1, 2], None)
+    assert clean.feasible and clean.verdict == "PASS_BPLUS" and clean.fidelity == "FAITHFUL"
+
+
+@pytest.fixture(scope="module")
+def spec(tmp_path_factory):
+    return parse_study(yaml.safe_load(ROBUST), "robust.yaml")
+
+
+@pytest.fixture(scope="module")
+def base():
+    return PolicySet.from_dir(Path(__file__).resolve().parents[2] / "policies")
+
+
+def test_seed_robust_j_is_the_mean_of_independent_single_seed_objectives(spec, base):
+    knobs = {"blend_lambda": 0.12, "hub_cap": 1.0, "tail_gamma": 1.0}
+    robust = SeedRobustObjective(spec, [42, 7], base).evaluate(knobs)
+    singles = [PhaseObjective(spec, s, base).evaluate(knobs) for s in (42, 7)]
+    assert robust.seed_values == [e.value for e in singles]
+    assert robust.value == pytest.approx(math.fsum(e.value for e in singles) / 2, abs=1e-15)
+    assert robust.identity["seed"] == 42 and [e.identity["seed"] for e in robust.per_seed] == [42, 7]
+    assert robust.second_value == pytest.approx(
+        (singles[0].pack["fidelity"]["prior_jsd_mean"] + singles[1].pack["fidelity"]["prior_jsd_mean"]) / 2)
+
+
+def test_on_seed_callback_sees_running_means_and_can_stop_early(spec, base):
+    seen = []
+    obj = SeedRobustObjective(spec, [42, 7, 101], base)
+    ev = obj.evaluate({"blend_lambda": 0.05}, on_seed=lambda i, s, mean: seen.append((i, s, mean)) or i == 0)
+    assert obj.pruned and ev.seeds == [42] and len(seen) == 1 and seen[0][:2] == (0, 42)
+    full = obj.evaluate({"blend_lambda": 0.05}, on_seed=lambda *a: False)
+    assert not obj.pruned and full.seeds == [42, 7, 101]
+
+
+def test_multi_seed_multi_objective_sweep_logs_history_front_and_plot(project, capsys):
+    from tuning.sweep import main
+    (project / "studies" / "robust.yaml").write_text(ROBUST)
+    assert main(["--phase", "robust", "--no-progress", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    study = load("t-robust")
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(done) == 4 and all(len(t.values) == 2 for t in done)
+    runs = {int(r.data.tags["optuna_trial"]): r for r in trial_runs("t-robust")}
+    assert len(runs) == 4
+    from tuning.tracking import client
+    mlc = client()
+    for t in done:
+        run = runs[t.number]
+        assert run.data.tags["seeds"] == "42,7"
+        history = mlc.get_metric_history(run.info.run_id, "seed.J")
+        assert [m.step for m in sorted(history, key=lambda m: m.step)] == [0, 1]
+        assert run.data.metrics["J"] == pytest.approx(sum(m.value for m in history) / 2, abs=1e-12)
+        assert run.data.tags["pareto"] in ("true", "false")
+    # the front in the summary is exactly the non-dominated feasible trials
+    feasible = [(t.number, t.values[0], t.values[1]) for t in done if t.user_attrs["result"]["veto"] == "PASS"]
+    assert sorted(r["trial"] for r in summary["pareto"]) == front(feasible, "minimize")
+    assert {n for n, r in runs.items() if r.data.tags["pareto"] == "true"} == {r["trial"] for r in summary["pareto"]}
+    parent = mlc.get_run(summary["parent_run_id"])
+    art = Path(parent.info.artifact_uri.replace("file://", ""))
+    html = (art / "pareto.html").read_text()
+    assert "Pareto front" in html and "cdn.plot.ly" not in html
+    from tuning.rank import main as rank
+    assert rank(["--phase", "P1.2", "--pareto", "--json"]) == 0
+    ranked = json.loads(capsys.readouterr().out)
+    assert {r["trial"] for r in ranked} == {r["trial"] for r in summary["pareto"]}
+    assert all(r["second_objective"] is not None for r in ranked)
+
+
+def test_pareto_front_golden():
+    pts = [(0, 0.0, 0.001), (1, 0.2, 0.010), (2, 0.1, 0.020), (3, 0.2, 0.010), (4, 0.3, 0.030), (5, 0.05, 0.001)]
+    # 2 is dominated by 1 (higher J, lower divergence); 0 by 5 (same divergence, higher J); 1 and 3 tie
+    assert front(pts, "minimize") == [1, 3, 4, 5]
+    assert front(pts, "maximize") == [4]
+    assert front([], "minimize") == []

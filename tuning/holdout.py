@@ -1,0 +1,69 @@
+"""Held-out seeds: does a policy set's grade generalise beyond the seeds it was tuned on?
+
+Held-out seeds are drawn from the documented range [HOLDOUT_LOW, HOLDOUT_HIGH) = [1,000,000,
+2,000,000): seed i is ``HOLDOUT_LOW + SHA-256(uer("3A.holdout") || LE64(i)) mod (HIGH - LOW)``,
+for i = 0, 1, ..., skipping duplicates and any seed used for tuning or certification (every
+``seeds:`` of ``studies/*.yaml`` and the seedpack {42, 7, 101, 202}; all of them lie below the
+range, and the skip keeps it true if a study ever lists one inside it). The same N always gives
+the same seeds, so a held-out rate is reproducible.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import yaml
+
+from engine.chain import ChainCache, run_chain
+from engine.hashing import sha256, uer
+from engine.metrics import REQUIRED_SEEDS, fidelity_verdict, run_verdict
+
+HOLDOUT_LOW, HOLDOUT_HIGH = 1_000_000, 2_000_000
+
+
+def tuning_seeds(studies_dir: str | Path = "studies") -> set[int]:
+    """Every seed a study or the certification uses."""
+    seeds = set(REQUIRED_SEEDS)
+    for path in sorted(Path(studies_dir).glob("*.yaml")):
+        try:
+            doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        if isinstance(doc, dict):
+            seeds |= {int(s) for s in doc.get("seeds", []) if isinstance(s, int)}
+    return seeds
+
+
+def holdout_seeds(n: int, exclude: Iterable[int] = ()) -> list[int]:
+    excluded, out, i = set(exclude), [], 0
+    while len(out) < n:
+        h = int.from_bytes(sha256(uer("3A.holdout") + struct.pack("<Q", i))[:8], "little")
+        seed = HOLDOUT_LOW + h % (HOLDOUT_HIGH - HOLDOUT_LOW)
+        if seed not in excluded and seed not in out:
+            out.append(seed)
+        i += 1
+    return out
+
+
+def holdout_report(policies, seeds: Sequence[int], progress=None) -> dict:
+    """Per-seed plan verdict and fidelity verdict, and the pass rates."""
+    cache, rows = ChainCache(), {}
+    for seed in seeds:
+        res = run_chain(policies, seed, cache=cache)
+        rows[int(seed)] = {"verdict": run_verdict(res.gates), "fidelity": fidelity_verdict(res.gates),
+                           "s6": res.s6_report["overall_status"],
+                           "failing": sorted(g for fam in ("hard", "stretch", "fidelity")
+                                             for g, v in res.gates.get(fam, {}).items() if v["status"] == "FAIL")}
+        if progress is not None:
+            progress.update(1)
+    n = len(rows)
+    bplus = sum(r["verdict"] == "PASS_BPLUS" for r in rows.values())
+    b_or_better = sum(r["verdict"] in ("PASS_B", "PASS_BPLUS") for r in rows.values())
+    faithful = sum(r["fidelity"] == "FAITHFUL" for r in rows.values())
+    both = sum(r["verdict"] == "PASS_BPLUS" and r["fidelity"] == "FAITHFUL" for r in rows.values())
+    return {"range": [HOLDOUT_LOW, HOLDOUT_HIGH], "seeds": [int(s) for s in seeds], "n": n,
+            "pass_rate_bplus": bplus / n if n else 0.0, "pass_rate_b": b_or_better / n if n else 0.0,
+            "faithful_rate": faithful / n if n else 0.0, "pass_rate_bplus_faithful": both / n if n else 0.0,
+            "per_seed": rows}
