@@ -106,9 +106,25 @@ def test_promote_best_rewrites_policies_and_witness_passes(proj):
     from tuning.promote import promote, read_lineage
     from tuning.rank import ranked_runs
     from tuning.tracking import client
+    from tuning.ladder import read_ladder
     best = ranked_runs("P1.2", "t-P1.2")[0]
     before = PolicySet.from_dir("policies")
-    out = promote(best["run_id"], Path("policies"), decision="UNLOCK_P1_3", runs_root=Path("runs"))
+    frozen = read_ladder(Path("policies"))
+    assert frozen[-1]["decision"].startswith("FROZEN_CERTIFIED_")  # the copied authority is frozen
+    with pytest.raises(EngineError) as err:
+        promote(best["run_id"], Path("policies"), decision="UNLOCK_P1_3", runs_root=None)
+    assert err.value.code == "E3A_TUN_024_AUTHORITY_FROZEN"
+    # trial 0 is the authority with every knob neutral: only its version lines differ -> "no change"
+    (trial0,) = [r for r in trial_runs("t-P1.2") if r.data.tags["optuna_trial"] == "0"]
+    assert trial0.data.tags["parameter_hash"] != before.parameter_hash
+    with pytest.raises(EngineError) as err:
+        promote(trial0.info.run_id, Path("policies"), runs_root=None, reopen="try the neutral trial")
+    assert err.value.code == "E3A_TUN_025_NO_CHANGE"
+    assert read_ladder(Path("policies")) == frozen and PolicySet.from_dir("policies") == before  # nothing written
+    out = promote(best["run_id"], Path("policies"), decision="UNLOCK_P1_3", runs_root=Path("runs"),
+                  reopen="reopened by the e2e test")
+    reopened = read_ladder(Path("policies"))[-2]
+    assert (reopened["phase"], reopened["decision"], reopened["note"]) == ("P6", "REOPENED", "reopened by the e2e test")
     assert out["status"] == "PROMOTED" and out["witness"]["status"] == "PASS"
     assert out["witness"]["fields_compared"] > 50 and not out["witness"]["mismatches"]
     after = PolicySet.from_dir("policies")
@@ -122,7 +138,13 @@ def test_promote_best_rewrites_policies_and_witness_passes(proj):
     assert (Path("runs") / out["witness"]["engine_run_id"]).is_dir()
     promo = client().get_run(out["promotion_run_id"])
     assert promo.data.tags["source_run_id"] == best["run_id"]
-    from tuning.ladder import read_ladder
+    # the Model Registry: a new version of seg3a-authority, alias 'authority' on it, lineage on its tags
+    version = client().get_model_version_by_alias("seg3a-authority", "authority")
+    assert int(version.version) == out["registered_model"]["version"] == 1
+    assert version.tags["source_run_id"] == best["run_id"] and version.tags["parameter_hash"] == after.parameter_hash
+    assert version.tags["previous_parameter_hash"] == before.parameter_hash and version.run_id == out["promotion_run_id"]
+    model_dir = Path(version.source.replace("file://", ""))
+    assert PolicySet.from_dir(model_dir / "policies") == after and (model_dir / "MLmodel").is_file()
     step = read_ladder(Path("policies"))[-1]
     assert (step["phase"], step["decision"], step["parameter_hash"]) == ("P1.2", "UNLOCK_P1_3", after.parameter_hash)
     ladder_run = client().get_run(step["mlflow_run_id"])
