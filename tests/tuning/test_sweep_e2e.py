@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 
 from engine.errors import EngineError
 from engine.policies import PolicySet
-from tests.tuning.conftest import REQUIRED_TRIAL_TAGS, load, make_project, trial_runs
+from tests.tuning.conftest import REQUIRED_TRIAL_TAGS, load, make_project, run_module, trial_runs
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +111,8 @@ def test_promote_best_rewrites_policies_and_witness_passes(proj):
     before = PolicySet.from_dir("policies")
     frozen = read_ladder(Path("policies"))
     assert frozen[-1]["decision"].startswith("FROZEN_CERTIFIED_")  # the copied authority is frozen
+    cli = run_module(proj, "tuning.promote", best["run_id"], "--decision", "UNLOCK_P1_3")
+    assert cli.returncode == 2 and cli.stderr.startswith("E3A_TUN_024_AUTHORITY_FROZEN:") and "Traceback" not in cli.stderr
     with pytest.raises(EngineError) as err:
         promote(best["run_id"], Path("policies"), decision="UNLOCK_P1_3", runs_root=None)
     assert err.value.code == "E3A_TUN_024_AUTHORITY_FROZEN"

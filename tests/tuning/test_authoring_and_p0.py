@@ -1,0 +1,49 @@
+"""The recorded install of authored policies into the authority, and P0 commands that name what they measure."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from engine.policies import PolicySet
+from tests.tuning.conftest import run_module
+
+
+def test_authored_install_is_refused_on_a_frozen_authority_then_recorded(project):
+    before = PolicySet.from_dir("policies")
+    out = run_module(project, "tuning.author", "--into-authority", "--reason", "restart from P0")
+    assert out.returncode == 2 and out.stderr.startswith("E3A_TUN_024_AUTHORITY_FROZEN:")
+    assert PolicySet.from_dir("policies") == before
+    out = run_module(project, "tuning.author", "--into-authority", "--reason", "restart from P0",
+                     "--reopen", "the newcomer wants the P0 baseline back")
+    assert out.returncode == 0, out.stderr
+    from tuning.author import authored_policies
+    from tuning.ladder import read_ladder
+    from tuning.promote import read_lineage
+
+    after = PolicySet.from_dir("policies")
+    assert after == authored_policies() and after != before
+    reopened, step = read_ladder(Path("policies"))[-2:]
+    assert (reopened["decision"], reopened["note"]) == ("REOPENED", "the newcomer wants the P0 baseline back")
+    assert (step["phase"], step["decision"], step["note"]) == ("AUTHOR", "AUTHORED_INSTALL", "restart from P0")
+    assert step["parameter_hash"] == after.parameter_hash
+    entry = read_lineage(Path("policies"))[-1]
+    assert entry["decision"] == "AUTHORED_INSTALL" and entry["previous_authority"]["parameter_hash"] == \
+        before.parameter_hash
+
+
+def test_p0_names_what_it_measures(project):
+    from tuning.author import authored_policies
+
+    for flag in ("--authored", "--authority"):
+        out = run_module(project, "tuning.baseline", flag, "--out", f"rep{flag}", "--runs-root", "")
+        assert out.returncode == 0, out.stderr
+        (doc_path,) = Path(f"rep{flag}").glob("*.json")
+        doc = json.loads(doc_path.read_text())
+        subject = flag.lstrip("-")
+        assert doc["measures"]["subject"] == subject and f"- measures: **{subject}**" in out.stdout
+        expected = PolicySet.from_dir("policies") if subject == "authority" else authored_policies()
+        assert doc["measures"]["parameter_hash"] == expected.parameter_hash == \
+            doc["baseline_authority"]["parameter_hash"]
+        heading = "the authored baseline" if subject == "authored" else "the current authority"
+        assert out.stdout.startswith(f"# Segment 3A — P0 metrics of {heading}")
