@@ -24,12 +24,14 @@ from tqdm import tqdm
 
 from engine.errors import EngineError
 from engine.policies import PolicySet
+from tuning.dashboard import mirror_constraints
 from tuning.errors import E_TRIALS_FAILING, E_USAGE, run_cli
 from tuning.knobs import KNOBS
 from tuning.objective import PhaseObjective
 from tuning.study_spec import StudySpec, load_study, metric_value, parse_condition
 from tuning.study_store import lock_path, open_study
 from tuning.tracking import SweepTracker, flatten_pack, log_batch
+from tuning.ui_view import ensure_rank_view
 from tuning.trial_recovery import (WORKER_ATTR, counts, exclusive, original_number, recover_stale_trials,
                                    this_worker)
 
@@ -138,6 +140,7 @@ class Sweep:
         ev = self.objective.evaluate(values, Path(self.args.runs_root) if self.args.materialise else None)
         # one constraint (> 0 = infeasible: TPE ranks it below every feasible trial, best_trial skips it)
         trial.set_constraint(VETO_CONSTRAINT, math.fsum(ev.constraints.values()))
+        mirror_constraints(trial, [math.fsum(ev.constraints.values())])  # where optuna-dashboard reads it
         harness = time.perf_counter() - t0 - ev.chain_seconds
         future = pool.submit(tracker.log_trial, trial.number, original_number(trial), ev, values,
                              {"seconds.harness_pre_log": harness})
@@ -190,6 +193,7 @@ class Sweep:
         if args.worker_of:  # a spawned worker: its coordinator owns the parent run and the summary
             self.run_worker(tracker, None)
             return {}
+        ensure_rank_view(tracker.mlc, tracker.experiment_id, self.spec.key_metrics)  # the UI's ranking view
         decision = self.precheck_decision()
         tracker.start_parent(
             params={"trials_target": self.target, "workers": args.workers, "seed": self.seed,

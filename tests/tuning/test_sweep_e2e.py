@@ -39,7 +39,7 @@ def test_six_trial_sweep_leaves_six_tagged_nested_runs(proj, capsys):
     for r in runs:
         missing = [t for t in REQUIRED_TRIAL_TAGS if not r.data.tags.get(t)]
         assert not missing, missing
-        assert r.data.tags["mlflow.parentRunId"] == summary["parent_run_id"]
+        assert r.data.tags["sweep_run_id"] == summary["parent_run_id"]
         assert r.data.tags["phase"] == "P1.2" and r.data.tags["seed"] == "42"
         assert {"J", "delta.d_top1", "delta.d_tail", "delta.d_multi_zone", "seconds.S2",
                 "s2.top1_share_median_multi_tz", "s4.count_conservation_all_pairs"} <= set(r.data.metrics)
