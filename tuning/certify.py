@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Sequence
+
+from tqdm import tqdm
 
 from engine.chain import ChainCache, run_chain
 from engine.errors import EngineError
@@ -35,7 +38,8 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def certify(policies: PolicySet, seeds: Sequence[int], source: dict, runs_root: Path | None = None) -> dict:
+def certify(policies: PolicySet, seeds: Sequence[int], source: dict, runs_root: Path | None = None,
+            progress: bool = True) -> dict:
     mlc = client()
     exp = experiment_id(mlc, CERTIFY_EXPERIMENT)
     parent = mlc.create_run(exp, run_name=f"certify-{policies.parameter_hash[:12]}", tags={
@@ -45,7 +49,8 @@ def certify(policies: PolicySet, seeds: Sequence[int], source: dict, runs_root: 
     cache, per_seed, engine_seconds, rows = ChainCache(), {}, {}, {}
     t0 = time.perf_counter()
     try:
-        for seed in seeds:
+        for seed in tqdm(seeds, desc=f"certify {policies.parameter_hash[:12]}", unit="seed", file=sys.stderr,
+                         disable=not progress):
             res = run_chain(policies, seed, cache=cache, run_root=runs_root)
             per_seed[seed] = {"pack": res.pack, "gates": res.gates, "s6_overall_status": res.s6_report["overall_status"],
                               "s7_status": res.s7.get("status")}
@@ -112,6 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seeds", default=",".join(map(str, REQUIRED_SEEDS)))
     ap.add_argument("--runs-root", default="", help="materialise each seed's run here ('' = in memory)")
     ap.add_argument("--json", action="store_true", help="print the summary JSON")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     ap.add_argument("--record", action="store_true",
                     help="record the P5 certification in the decision ladder (authority only)")
     args = ap.parse_args(argv)
@@ -124,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         policies = PolicySet.from_dir(args.policies)
         source = {"source": "authority", "policies_dir": str(args.policies)}
-    summary = certify(policies, seeds, source, runs_root)
+    summary = certify(policies, seeds, source, runs_root, progress=not args.no_progress)
     if args.record and not args.run:
         from tuning.ladder import record_step
 

@@ -59,11 +59,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--materialise", action="store_true", help="write every trial's run folder under --runs-root")
     ap.add_argument("--runs-root", default="runs")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--timeout", type=float, help="seconds after which no new trial starts (those running finish; "
+                                                  "a later invocation resumes the budget)")
     ap.add_argument("--worker-of", help=argparse.SUPPRESS)       # parent MLflow run id (spawned workers)
     ap.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.workers < 1 or (args.trials is not None and args.trials < 1):
         raise EngineError(E_USAGE, "--workers and --trials must be >= 1")
+    if args.timeout is not None and not args.timeout > 0:
+        raise EngineError(E_USAGE, "--timeout must be > 0 seconds")
     return args
 
 
@@ -79,6 +83,7 @@ class Sweep:
                                 self.base.parameter_hash)
         self.lock = lock_path(args.storage, self.study_name)
         self._objective: PhaseObjective | None = None
+        self.deadline = time.monotonic() + args.timeout if args.timeout else None
 
     @property
     def objective(self) -> PhaseObjective:
@@ -102,7 +107,7 @@ class Sweep:
         pending = None
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-log") as pool:
             try:
-                while True:
+                while not self.timed_out():
                     with exclusive(self.lock):
                         recover_stale_trials(self.study, self.args.stale_after)
                         c = counts(self.study)
@@ -157,9 +162,18 @@ class Sweep:
             self.study.tell(trial, ev.value)
             if progress is not None:
                 progress.update(1)
+                self.show_best(progress)
             return 1
 
         return self._guard(trial, tell) or 0
+
+    def timed_out(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def show_best(self, progress: tqdm) -> None:
+        """The best feasible J so far, in the progress bar."""
+        best = next((t.value for t in ranked_trials(self.study) if _result(t)["veto"] == "PASS"), None)
+        progress.set_postfix_str("best feasible J " + ("-" if best is None else f"{best:+.6f}"))
 
     # ------------------------------------------------------------------ coordinator
     def enqueue_authority_candidate(self) -> None:
@@ -216,6 +230,8 @@ class Sweep:
         start = counts(self.study)["COMPLETE"]
         progress = None if args.no_progress else tqdm(total=self.target, initial=min(start, self.target),
                                                       desc=f"{self.study_name}", unit="trial", file=sys.stderr)
+        if progress is not None:
+            self.show_best(progress)
         status = "FINISHED"
         try:
             if args.workers == 1:
@@ -232,6 +248,7 @@ class Sweep:
                 tracker.mlc.set_terminated(tracker.parent_run_id, status="FAILED")
         self.attach_reports(tracker)
         summary = self.summary(tracker)
+        summary["timed_out"] = self.timed_out() and summary["trials_complete"] < self.target
         if decision:
             summary["decision"] = decision
         tracker.finish_parent(self.study, summary)
@@ -245,6 +262,8 @@ class Sweep:
                 "--runs-root", self.args.runs_root, "--no-progress"] + (["--materialise"] if self.args.materialise else [])
         if self.args.storage:
             argv += ["--storage", self.args.storage]
+        if self.deadline is not None:
+            argv += ["--timeout", str(max(self.deadline - time.monotonic(), 0.001))]
         procs = [subprocess.Popen(argv + ["--worker-index", str(i)], stdin=subprocess.DEVNULL)
                  for i in range(self.args.workers)]
         try:
@@ -252,7 +271,7 @@ class Sweep:
                 time.sleep(0.5)
                 if progress is not None:
                     progress.n = min(counts(self.study)["COMPLETE"], self.target)
-                    progress.refresh()
+                    self.show_best(progress)
         except BaseException:
             for p in procs:
                 p.terminate()
@@ -342,7 +361,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     print(f"study {summary['study']} (phase {summary['phase']}, seed {summary['seed']}): "
           f"{summary['trials_complete']} complete, {summary['trials_feasible']} feasible, "
-          f"{summary['trials_failed']} failed; MLflow parent run {summary['parent_run_id']}")
+          f"{summary['trials_failed']} failed; MLflow parent run {summary['parent_run_id']}"
+          + (f"; --timeout reached before {summary['target']} trials (re-run to resume)" if summary.get("timed_out") else ""))
     if summary.get("decision"):
         print(f"decision: {summary['decision']}")
     print(format_table(summary["top"], sweep.spec.key_metrics))
