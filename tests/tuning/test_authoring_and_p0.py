@@ -5,19 +5,23 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from engine.policies import PolicySet
-from tests.tuning.conftest import run_module
 
 
-def test_authored_install_is_refused_on_a_frozen_authority_then_recorded(project):
+def test_authored_install_is_refused_on_a_frozen_authority_then_recorded(project, capsys):
+    from tuning.author import authored_policies, main as author
+    from tuning.errors import run_cli
+
     before = PolicySet.from_dir("policies")
-    out = run_module(project, "tuning.author", "--into-authority", "--reason", "restart from P0")
-    assert out.returncode == 2 and out.stderr.startswith("E3A_TUN_024_AUTHORITY_FROZEN:")
+    with pytest.raises(SystemExit) as done:  # the CLI wrapper: one coded line, exit 2
+        run_cli(author, ["--into-authority", "--reason", "restart from P0"])
+    assert done.value.code == 2 and capsys.readouterr().err.startswith("E3A_TUN_024_AUTHORITY_FROZEN:")
     assert PolicySet.from_dir("policies") == before
-    out = run_module(project, "tuning.author", "--into-authority", "--reason", "restart from P0",
-                     "--reopen", "the newcomer wants the P0 baseline back")
-    assert out.returncode == 0, out.stderr
-    from tuning.author import authored_policies
+
+    assert author(["--into-authority", "--reason", "restart from P0",
+                   "--reopen", "the newcomer wants the P0 baseline back"]) == 0
     from tuning.ladder import read_ladder
     from tuning.promote import read_lineage
 
@@ -32,18 +36,19 @@ def test_authored_install_is_refused_on_a_frozen_authority_then_recorded(project
         before.parameter_hash
 
 
-def test_p0_names_what_it_measures(project):
+def test_p0_names_what_it_measures(project, capsys):
     from tuning.author import authored_policies
+    from tuning.baseline import main as baseline
 
     for flag in ("--authored", "--authority"):
-        out = run_module(project, "tuning.baseline", flag, "--out", f"rep{flag}", "--runs-root", "")
-        assert out.returncode == 0, out.stderr
+        assert baseline([flag, "--out", f"rep{flag}", "--runs-root", ""]) == 0
+        out = capsys.readouterr()
         (doc_path,) = Path(f"rep{flag}").glob("*.json")
         doc = json.loads(doc_path.read_text())
         subject = flag.lstrip("-")
-        assert doc["measures"]["subject"] == subject and f"- measures: **{subject}**" in out.stdout
+        assert doc["measures"]["subject"] == subject and f"- measures: **{subject}**" in out.out
         expected = PolicySet.from_dir("policies") if subject == "authority" else authored_policies()
         assert doc["measures"]["parameter_hash"] == expected.parameter_hash == \
             doc["baseline_authority"]["parameter_hash"]
         heading = "the authored baseline" if subject == "authored" else "the current authority"
-        assert out.stdout.startswith(f"# Segment 3A — P0 metrics of {heading}")
+        assert out.out.startswith(f"# Segment 3A — P0 metrics of {heading}")

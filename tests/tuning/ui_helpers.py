@@ -43,7 +43,7 @@ class MlflowUi:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", f"sqlite:///{db}",
-                                      "--host", "127.0.0.1", "--port", str(self.port)],
+                                      "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
     def __enter__(self) -> "MlflowUi":
@@ -73,7 +73,7 @@ class MlflowUi:
 def dump_dom(binary: str, url: str, profile: Path) -> str:
     """The DOM after the page settled (virtual time), in a fresh profile; a wide window so every column renders."""
     out = subprocess.run([binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--window-size=2400,1400",
-                          "--virtual-time-budget=30000", "--dump-dom", url], capture_output=True, text=True,
+                          "--virtual-time-budget=20000", "--dump-dom", url], capture_output=True, text=True,
                          timeout=180)
     return out.stdout
 
