@@ -144,8 +144,9 @@ class Sweep:
         values = {k.name: k.suggest(trial) for k in self.spec.knobs}
         ev = self.objective.evaluate(values, Path(self.args.runs_root) if self.args.materialise else None)
         # one constraint (> 0 = infeasible: TPE ranks it below every feasible trial, best_trial skips it)
-        trial.set_constraint(VETO_CONSTRAINT, math.fsum(ev.constraints.values()))
-        mirror_constraints(trial, [math.fsum(ev.constraints.values())])  # where optuna-dashboard reads it
+        veto = math.fsum(ev.constraints.values())
+        trial.set_constraint(VETO_CONSTRAINT, veto)
+        mirror_constraints(trial, [veto])  # also where optuna-dashboard reads it
         harness = time.perf_counter() - t0 - ev.chain_seconds
         future = pool.submit(tracker.log_trial, trial.number, original_number(trial), ev, values,
                              {"seconds.harness_pre_log": harness})
@@ -362,7 +363,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"study {summary['study']} (phase {summary['phase']}, seed {summary['seed']}): "
           f"{summary['trials_complete']} complete, {summary['trials_feasible']} feasible, "
           f"{summary['trials_failed']} failed; MLflow parent run {summary['parent_run_id']}"
-          + (f"; --timeout reached before {summary['target']} trials (re-run to resume)" if summary.get("timed_out") else ""))
+          + (f"; --timeout reached before {summary['target']} trials (re-run to resume)"
+             if summary.get("timed_out") else ""))
     if summary.get("decision"):
         print(f"decision: {summary['decision']}")
     print(format_table(summary["top"], sweep.spec.key_metrics))

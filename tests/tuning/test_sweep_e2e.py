@@ -112,7 +112,8 @@ def test_promote_best_rewrites_policies_and_witness_passes(proj):
     frozen = read_ladder(Path("policies"))
     assert frozen[-1]["decision"].startswith("FROZEN_CERTIFIED_")  # the copied authority is frozen
     cli = run_module(proj, "tuning.promote", best["run_id"], "--decision", "UNLOCK_P1_3")
-    assert cli.returncode == 2 and cli.stderr.startswith("E3A_TUN_024_AUTHORITY_FROZEN:") and "Traceback" not in cli.stderr
+    assert cli.returncode == 2 and cli.stderr.startswith("E3A_TUN_024_AUTHORITY_FROZEN:")
+    assert "Traceback" not in cli.stderr
     with pytest.raises(EngineError) as err:
         promote(best["run_id"], Path("policies"), decision="UNLOCK_P1_3", runs_root=None)
     assert err.value.code == "E3A_TUN_024_AUTHORITY_FROZEN"
@@ -144,7 +145,8 @@ def test_promote_best_rewrites_policies_and_witness_passes(proj):
     version = client().get_model_version_by_alias("seg3a-authority", "authority")
     assert int(version.version) == out["registered_model"]["version"] == 1
     assert version.tags["source_run_id"] == best["run_id"] and version.tags["parameter_hash"] == after.parameter_hash
-    assert version.tags["previous_parameter_hash"] == before.parameter_hash and version.run_id == out["promotion_run_id"]
+    assert version.tags["previous_parameter_hash"] == before.parameter_hash
+    assert version.run_id == out["promotion_run_id"]
     model_dir = Path(version.source.replace("file://", ""))
     assert PolicySet.from_dir(model_dir / "policies") == after and (model_dir / "MLmodel").is_file()
     step = read_ladder(Path("policies"))[-1]

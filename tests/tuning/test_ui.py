@@ -13,9 +13,9 @@ from tests.tuning.conftest import make_project, trial_runs
 from tests.tuning.ui_helpers import MlflowUi, chromium, dump_dom, visible_text
 
 # a guardrail the neutral trial 0 passes and the blended trials (higher J) fail: a vetoed trial has the best J
-MIXED = ("study: t-veto", "study: t-mixed"), ("{metric: s4.top1_share_median, op: '<=', value: 0.0, reason: FORCED_VETO}",
-                                              "{metric: s2.top1_share_median_multi_tz, op: '>=', value: 0.59, "
-                                              "reason: KEEP_TOP1}")
+MIXED = (("study: t-veto", "study: t-mixed"),
+         ("{metric: s4.top1_share_median, op: '<=', value: 0.0, reason: FORCED_VETO}",
+          "{metric: s2.top1_share_median_multi_tz, op: '>=', value: 0.59, reason: KEEP_TOP1}"))
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def ui_proj(tmp_path_factory):
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
         (root / "mlruns").mkdir()
         from tuning.sweep import main
-        assert main(["--no-progress", "--json", "--phase", "studies/mixed.yaml", "--trials", "5", "--reports", "0"]) == 0
+        assert main(["--no-progress", "--json", "--phase", "studies/mixed.yaml", "--trials", "5"]) == 0
         runs = trial_runs("t-mixed")
         assert {r.data.tags["veto"] for r in runs} == {"PASS", "FAIL"}
         best = max(runs, key=lambda r: r.data.metrics["J"])
@@ -48,7 +48,7 @@ def test_every_experiment_opens_as_model_training(ui_proj):
 
 def test_sweep_html_artifacts_load_nothing_from_the_network(ui_proj):
     pages = list(Path("mlruns", "artifacts").rglob("*.html"))
-    assert {"optimization_history.html", "parallel_coordinate.html"} <= {p.name for p in pages}
+    assert {"optimization_history.html", "parallel_coordinate.html", "report.html"} <= {p.name for p in pages}
     for page in pages:
         html = page.read_text(encoding="utf-8")
         assert not re.search(r"<(script|link|img)\b[^>]*\b(src|href)\s*=\s*[\"']?(https?:)?//", html, re.I), page
