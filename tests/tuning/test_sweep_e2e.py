@@ -29,7 +29,7 @@ def sweep(capsys, *args: str) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
-def test_six_trial_sweep_leaves_six_tagged_nested_runs(proj, capsys):
+def test_six_trial_sweep_leaves_six_tagged_trial_runs(proj, capsys):
     summary = sweep(capsys, "--phase", "P1.2", "--trials", "6")
     study = load("t-P1.2")
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 6
