@@ -12,6 +12,9 @@ from pathlib import Path
 from engine.errors import E_USAGE, EngineError
 
 DEFAULT_POLICIES = Path("policies")
+AUTHORED_ROOT = Path("authored")
+E_AUTHORITY_FOLDER = "E3A_CLI_003_AUTHORITY_FOLDER"
+AUTHORITY_MARKERS = ("ladder.yaml", "lineage.yaml")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -32,6 +35,15 @@ def _policies(args, world):
         return PolicySet.from_dir(args.policies)
     if world.policy_dir is not None:
         return PolicySet.from_dir(world.policy_dir)
+    if getattr(args, "reference", None) is not None:
+        # a custom zone universe: the authority's alpha pack covers another Z(c), so the baseline policies
+        # are authored for this universe, in memory, exactly as `author` would write them
+        from engine.policies.authoring import author_policies
+
+        policies = PolicySet(author_policies(world.population), f"authored:{world.name}")
+        print(f"policies: authored for the custom universe (universe {world.universe_digest[:12]}, "
+              f"parameter_hash {policies.parameter_hash[:16]}); pass --policies DIR to use others")
+        return policies
     return PolicySet.from_dir(DEFAULT_POLICIES)
 
 
@@ -58,14 +70,27 @@ def cmd_verify(args) -> int:
     return 0
 
 
+def is_authority_folder(folder: Path) -> bool:
+    """./policies (the authority) or any folder holding an authority's ladder or lineage."""
+    folder = Path(folder)
+    if folder.resolve() == DEFAULT_POLICIES.resolve():
+        return True
+    return folder.is_dir() and any((folder / m).exists() for m in AUTHORITY_MARKERS)
+
+
 def cmd_author(args) -> int:
     from engine.policies import PolicySet
     from engine.policies.authoring import author_policies
 
     world = _world(args)
-    policies = PolicySet(author_policies(world.population), str(args.out))
-    policies.write(args.out)
-    print(f"wrote {', '.join(sorted(policies.raw))} to {args.out}  parameter_hash {policies.parameter_hash}")
+    out = Path(args.out) if args.out else AUTHORED_ROOT / world.universe_digest[:12]
+    if is_authority_folder(out):
+        raise EngineError(E_AUTHORITY_FOLDER, f"{out} is the authority folder; author elsewhere (default "
+                                              f"{AUTHORED_ROOT}/<universe digest>/) and install with "
+                                              f"python -m tuning.author --into-authority --reason TEXT")
+    policies = PolicySet(author_policies(world.population), str(out))
+    policies.write(out)
+    print(f"wrote {', '.join(sorted(policies.raw))} to {out}  parameter_hash {policies.parameter_hash}")
     return 0
 
 
@@ -122,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run S0..S7 and publish the run folder")
     r.add_argument("--seed", type=int, required=True)
     r.add_argument("--run-root", required=True)
-    r.add_argument("--policies", help="policy directory (default: the world's own, else ./policies)")
+    r.add_argument("--policies", help="policy directory (default: the world's own; with --reference, authored for "
+                                      "that universe; else ./policies)")
     r.add_argument("--realism-mode", choices=["observe", "block"], default="observe")
     world_args(r)
     r.set_defaults(fn=cmd_run)
@@ -130,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("run_dir")
     v.set_defaults(fn=cmd_verify)
     a = sub.add_parser("author", help="write the baseline policies from the world")
-    a.add_argument("--out", default=str(DEFAULT_POLICIES))
+    a.add_argument("--out", help="output folder (default: authored/<universe digest prefix>/; never the authority)")
     world_args(a)
     a.set_defaults(fn=cmd_author)
     b = sub.add_parser("bench", help="benchmark the in-process chain")

@@ -1,7 +1,11 @@
-"""P0 baseline pack: run the authority chain on one seed and publish its metric pack and gates.
+"""P0 metric pack: run one policy set on one seed and publish its metric pack and gates.
 
-    python -m tuning.baseline [--seed 42] [--policies policies] [--out reports] [--runs-root runs]
-                              [--world DIR]
+    python -m tuning.baseline (--authored | --authority) [--seed 42] [--policies policies] [--out reports]
+                              [--runs-root runs] [--world DIR]
+
+``--authored`` measures the authored baseline (the plan's P0: the policies ``python -m engine author``
+writes for the world, built in memory); ``--authority`` (the default) measures the current authority in
+``--policies``. The JSON (``measures``) and the Markdown heading name which one was measured.
 
 Writes ``<out>/segment3a_p0_baseline_metrics_<run_id>.json`` (METRICS §15 keys, sorted, indent 2)
 and ``.md`` (the gate table), materialises the run under ``<runs-root>/<run_id>/`` and prints the
@@ -33,13 +37,18 @@ def authority_inputs(policies_dir: str | Path, world_dir: str | Path | None = No
     return policies, world
 
 
-def p0_pack_document(res, pack: dict, gates: dict, verdict: str, runs_root: str | Path | None) -> dict:
+SUBJECTS = {"authored": "the authored baseline", "authority": "the current authority"}
+
+
+def p0_pack_document(res, pack: dict, gates: dict, verdict: str, runs_root: str | Path | None,
+                     measures: dict | None = None) -> dict:
     """The P0 baseline pack (METRICS §15) of one chain result."""
     block = run_block(res, runs_root)
     ident = res.identity
     return {
         "generated_utc": utc_now(),
         "phase": "P0",
+        "measures": measures or {"subject": "authority"},
         "segment": "3A",
         "baseline_authority": {
             **block,
@@ -56,8 +65,9 @@ def p0_pack_document(res, pack: dict, gates: dict, verdict: str, runs_root: str 
 def p0_markdown(doc: dict, gates: dict) -> str:
     auth = doc["baseline_authority"]
     head = [
-        f"# Segment 3A — P0 baseline metrics `{auth['run_id']}`",
+        f"# Segment 3A — P0 metrics of {SUBJECTS[doc['measures']['subject']]} `{auth['run_id']}`",
         "",
+        f"- measures: **{doc['measures']['subject']}** ({doc['measures'].get('policies')})",
         f"- seed: `{auth['seed']}`",
         f"- manifest_fingerprint: `{auth['manifest_fingerprint']}`",
         f"- parameter_hash: `{auth['parameter_hash']}`",
@@ -73,6 +83,12 @@ def p0_markdown(doc: dict, gates: dict) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m tuning.baseline", description=__doc__.splitlines()[0])
+    what = ap.add_mutually_exclusive_group()
+    what.add_argument("--authored", action="store_const", const="authored", dest="subject",
+                      help="measure the authored baseline (the plan's P0), built in memory for the world")
+    what.add_argument("--authority", action="store_const", const="authority", dest="subject",
+                      help="measure the current authority in --policies (the default)")
+    ap.set_defaults(subject="authority")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--policies", default="policies", help="authority policy directory (default: policies)")
     ap.add_argument("--out", default="reports", help="reports folder (default: reports)")
@@ -86,11 +102,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from engine.chain import run_chain
 
-    policies, world = authority_inputs(args.policies, args.world)
+    if args.subject == "authored":
+        from engine.world.model import load_world
+        from tuning.author import authored_policies
+
+        policies, world = authored_policies(args.world), load_world(args.world)
+    else:
+        policies, world = authority_inputs(args.policies, args.world)
+    measures = {"subject": args.subject, "policies": policies.source, "parameter_hash": policies.parameter_hash}
     res = run_chain(policies, args.seed, world, run_root=args.runs_root)
     pack, gates = res.pack, res.gates          # the chain's own pack: fidelity included for the world's evidence
     verdict = run_verdict(gates)
-    doc = p0_pack_document(res, pack, gates, verdict, args.runs_root)
+    doc = p0_pack_document(res, pack, gates, verdict, args.runs_root, measures)
     rid = res.identity["run_id"]
     out = Path(args.out)
     md = p0_markdown(doc, gates)
@@ -103,9 +126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         failed = sorted(g for fam in ("hard", "stretch", "fidelity") for g, v in gates.get(fam, {}).items()
                         if v["status"] == "FAIL")
-        step = record_step("P0", verdict, policies_dir=Path(args.policies), artifacts={
+        step = record_step("P0", verdict, policies_dir=Path(args.policies), measured=policies, artifacts={
             P0_JSON.format(rid=rid): json_text(doc).encode(), P0_MD.format(rid=rid): md.encode()},
-            evidence={"seed": args.seed, "engine_run_id": rid, "failed_gates": failed},
+            evidence={"seed": args.seed, "engine_run_id": rid, "measures": args.subject, "failed_gates": failed},
             metrics={f"gate.{g}": float(v["value"]) for fam in ("hard", "stretch") for g, v in gates[fam].items()
                      if isinstance(v["value"], (int, float))})
         print(f"recorded P0 {verdict} as MLflow run {step['mlflow_run_id']}")

@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from tqdm import tqdm
+
 from tuning.errors import run_cli
 
 TARGETS = {"harness_overhead_fraction": 0.25, "sweep_200_wall_s": 180.0, "certify_engine_s": 5.0}
@@ -34,10 +36,10 @@ def _cli(root: Path, *args: str) -> tuple[subprocess.CompletedProcess, float]:
     env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1]) + os.pathsep + env.get("PYTHONPATH", "")
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", *args], cwd=root, env=env, capture_output=True, text=True)
+    # stdout (the JSON) is read; stderr (the sweep's and certify's progress bars, errors) reaches the user
+    out = subprocess.run([sys.executable, "-m", *args], cwd=root, env=env, stdout=subprocess.PIPE, text=True)
     wall = time.perf_counter() - t0
     if out.returncode != 0:
-        sys.stderr.write(out.stderr)
         raise SystemExit(out.returncode)
     return out, wall
 
@@ -46,8 +48,10 @@ def bench(root: Path, trials: int, study: str = "bench-P1.2") -> dict:
     (root / "mlruns").mkdir(parents=True, exist_ok=True)
     for d in ("policies", "studies"):
         shutil.copytree(d, root / d, ignore=shutil.ignore_patterns("lineage.yaml", ".*"))
-    out, wall = _cli(root, "tuning.sweep", "--phase", "P1.2", "--trials", str(trials), "--study", study,
-                     "--json", "--no-progress")
+    steps = tqdm(total=2, desc="bench: sweep", unit="step", file=sys.stderr)
+    out, wall = _cli(root, "tuning.sweep", "--phase", "P1.2", "--trials", str(trials), "--study", study, "--json")
+    steps.update(1)
+    steps.set_description("bench: certify")
     summary = json.loads(out.stdout)
 
     import optuna
@@ -62,6 +66,8 @@ def bench(root: Path, trials: int, study: str = "bench-P1.2") -> dict:
     build = sum(t.user_attrs["result"].get("build_seconds", 0.0) for t in trials_done)
     span = (max(t.datetime_complete for t in trials_done) - min(t.datetime_start for t in trials_done)).total_seconds()
     cert, cert_wall = _cli(root, "tuning.certify", "--authority", "--json")
+    steps.update(1)
+    steps.close()
     cert_doc = json.loads(cert.stdout)
     result = {
         "harness_overhead_fraction": round(1.0 - chain / span, 4),

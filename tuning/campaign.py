@@ -145,13 +145,13 @@ class Campaign:
         return freeze(self.policies)["decision"]
 
     def author(self) -> str:
-        from engine.policies.authoring import author_policies
-        from engine.world.model import default_world
+        """A fresh trail: lineage and ladder restart, the authored baseline is installed (recorded)."""
+        from tuning.author import install_authored
 
-        self.policies.mkdir(parents=True, exist_ok=True)
         for name in ("lineage.yaml", "ladder.yaml"):
             (self.policies / name).unlink(missing_ok=True)
-        PolicySet(author_policies(default_world().population)).write(self.policies)
+        install_authored(self.policies, reason=f"campaign {self.doc.get('campaign', '3A')}: P0 starts from the "
+                                               f"authored baseline")
         return "authored"
 
     def _run_sweep(self, cfg: dict, phase: str):
@@ -198,7 +198,7 @@ class Campaign:
                         note=f"{step.get('reason', '')} {why}; no candidate to promote{floor}".strip())
             return step["else"]
         reason = f"{step.get('reason', '')} {why}".strip()
-        promote(pick["run_id"], self.policies, step["decision"], self.runs_root, step.get("ladder_phase"), reason)
+        promote(pick["run_id"], self.policies, step["decision"], self.runs_root, step.get("ladder_phase"), reason=reason)
         return step["decision"]
 
 

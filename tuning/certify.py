@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Sequence
+
+from tqdm import tqdm
 
 from engine.chain import ChainCache, run_chain
 from engine.errors import EngineError
@@ -44,7 +47,8 @@ def certify(policies: PolicySet, seeds: Sequence[int], source: dict, runs_root: 
     plus the pass rate on ``holdout`` held-out seeds (``tuning.holdout``)."""
     from tqdm import tqdm
 
-    bar = tqdm(total=len(seeds) + holdout, desc="certify", unit="seed", disable=not progress)
+    bar = tqdm(total=len(seeds) + holdout, desc=f"certify {policies.parameter_hash[:12]}", unit="seed",
+               file=sys.stderr, disable=not progress)
     try:
         return _certify(policies, seeds, source, runs_root, holdout, bar)
     finally:
@@ -149,8 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--runs-root", default="", help="materialise each seed's run here ('' = in memory)")
     ap.add_argument("--holdout", type=int, default=0, metavar="N",
                     help="also report the pass rate on N held-out seeds (tuning.holdout: disjoint from every tuning seed)")
-    ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--json", action="store_true", help="print the summary JSON")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     ap.add_argument("--record", action="store_true",
                     help="record the P5 certification in the decision ladder (authority only)")
     args = ap.parse_args(argv)

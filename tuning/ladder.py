@@ -46,11 +46,13 @@ def _write_ladder(policies_dir: Path, steps: list[dict]) -> None:
 
 def record_step(phase: str, decision: str, *, policies_dir: Path = Path("policies"), evidence: dict | None = None,
                 metrics: dict | None = None, artifacts: dict[str, bytes] | None = None,
-                source_run_id: str | None = None, note: str | None = None) -> dict:
-    """Log one ladder step to MLflow and append it to ``policies/ladder.yaml``."""
+                source_run_id: str | None = None, note: str | None = None,
+                measured: PolicySet | None = None) -> dict:
+    """Log one ladder step to MLflow and append it to ``policies/ladder.yaml`` (``measured``: the policy set
+    the step is about when it is not the authority folder's, e.g. P0 on the authored baseline)."""
     from tuning.tracking import AUTHORITY_EXPERIMENT, client, experiment_id, log_batch
 
-    policies = PolicySet.from_dir(policies_dir)
+    policies = measured or PolicySet.from_dir(policies_dir)
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     mlc = client()
     tags = {"run_kind": "ladder", "phase": phase, "decision": decision, "parameter_hash": policies.parameter_hash,

@@ -30,6 +30,8 @@ from engine.errors import EngineError
 from engine.policies import PolicySet
 from tuning.errors import E_NOT_FAITHFUL, E_ARTIFACTS, E_RUN_MISSING, E_RUN_VETOED, E_WITNESS, run_cli
 from tuning.objective import deterministic_view
+from tuning.promote_guards import guard_promotion
+from tuning.registry import register_authority
 from tuning.tracking import AUTHORITY_EXPERIMENT, client, experiment_id, log_batch
 
 LINEAGE_FILE = "lineage.yaml"
@@ -147,13 +149,14 @@ def install(policies: PolicySet, policies_dir: Path, lineage: list[dict], entry:
 
 
 def promote(run_id: str, policies_dir: Path, decision: str | None = None, runs_root: Path | None = None,
-            ladder_phase: str | None = None, reason: str | None = None) -> dict:
+            ladder_phase: str | None = None, reopen: str | None = None, reason: str | None = None) -> dict:
     mlc = client()
     with tempfile.TemporaryDirectory(prefix="promote-") as tmp:
         run, candidate, recorded = fetch_candidate(mlc, run_id, Path(tmp))
         tags = run.data.tags
         current = PolicySet.from_dir(policies_dir)
         lineage = read_lineage(policies_dir)
+        guard_promotion(policies_dir, current, candidate, run_id, reopen)
         result = witness(candidate, recorded, runs_root)
         if current.parameter_hash == candidate.parameter_hash:
             # the selected candidate is the authority itself (the plan's "F0"): nothing to install, but the
@@ -210,6 +213,7 @@ def promote(run_id: str, policies_dir: Path, decision: str | None = None, runs_r
         (wdir / "witness.json").write_text(json.dumps(result, indent=2, sort_keys=True))
         mlc.log_artifacts(promo_id, str(wdir))
         mlc.set_terminated(promo_id)
+        registered = register_authority(mlc, promo_id, candidate, (policies_dir / LINEAGE_FILE).read_bytes(), entry)
         new_tags = {"authority": "current", "authority_since": now, "promotion_run_id": promo_id}
         if decision:
             new_tags["decision"] = decision
@@ -232,7 +236,7 @@ def promote(run_id: str, policies_dir: Path, decision: str | None = None, runs_r
                 metrics={"J": recorded.get("J") or 0.0})
     return {"status": "PROMOTED", "run_id": run_id, "promotion_run_id": promo_id, "witness": result,
             "parameter_hash": candidate.parameter_hash, "previous_parameter_hash": current.parameter_hash,
-            "decision": entry["decision"]}
+            "decision": entry["decision"], "registered_model": registered}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -242,11 +246,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--decision", help="phase decision recorded with the promotion (e.g. UNLOCK_P2)")
     ap.add_argument("--runs-root", default="runs", help="where the witness run is materialised ('' = not)")
     ap.add_argument("--ladder-phase", help="phase label of the ladder step (default: the run's phase), e.g. P1.4")
+    ap.add_argument("--reopen", metavar="REASON", help="reopen a frozen authority (the reason is recorded)")
     ap.add_argument("--reason", help="why this candidate (e.g. which Pareto point and why), recorded in the ladder")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     out = promote(args.run_id, Path(args.policies), args.decision, Path(args.runs_root) if args.runs_root else None,
-                  args.ladder_phase, args.reason)
+                  args.ladder_phase, args.reopen, args.reason)
     if args.json:
         print(json.dumps(out, indent=2, sort_keys=True))
     elif out["status"] == "ALREADY_AUTHORITY":
@@ -258,7 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"promoted run {args.run_id} -> {args.policies}/ (parameter_hash {out['parameter_hash'][:16]}, "
               f"previous {out['previous_parameter_hash'][:16]}); witness {w['status']}: "
               f"{w['fields_compared']} deterministic fields replayed exactly (engine run {w['engine_run_id']}); "
-              f"promotion run {out['promotion_run_id']}; decision {out['decision']}")
+              f"promotion run {out['promotion_run_id']}; decision {out['decision']}; model "
+              f"{out['registered_model']['name']} v{out['registered_model']['version']} @authority")
     return 0
 
 

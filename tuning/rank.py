@@ -1,9 +1,11 @@
-"""``python -m tuning.rank --phase P1.2 [--top 10] [--study NAME] [--pareto] [--json]``
+"""``python -m tuning.rank --phase P1.2 [--top 10] [--study NAME] [--pareto] [--json] [--open [--ui URL]]``
 
 The ranking table of a phase's trials, read from MLflow (the numbers the UI shows): feasible
-(``veto`` = PASS) first, then by J descending, then by trial number. ``--pareto`` lists only the
-feasible Pareto front of a multi-objective study (trial runs tagged ``pareto = true`` by the sweep),
-with the second objective beside J.
+(``veto`` = PASS) first, then by J descending, then by trial number; printed as an aligned table (or
+JSON). ``--pareto`` lists only the feasible Pareto front of a multi-objective study (trial runs tagged
+``pareto = true`` by the sweep), with the second objective beside J. ``--open`` also prints the MLflow
+UI address of the same ranking (the experiment's saved ``rank`` view: trials flat, feasible first by J,
+the J column shown).
 """
 
 from __future__ import annotations
@@ -39,18 +41,29 @@ def ranked_runs(phase: str, study: str | None = None, key_metrics: Sequence[str]
     return rows
 
 
+def aligned(table: list[list[str]]) -> str:
+    """Columns padded to their widest cell; numbers right-aligned."""
+    widths = [max(len(r[i]) for r in table if i < len(r)) for i in range(max(map(len, table)))]
+
+    def cell(text: str, i: int) -> str:
+        numeric = text[:1] in "+-0123456789" and text.replace(".", "", 1).lstrip("+-").isdigit()
+        return text.rjust(widths[i]) if numeric else text.ljust(widths[i])
+
+    return "\n".join("  ".join(cell(c, i) for i, c in enumerate(r)).rstrip() for r in table)
+
+
 def format_rows(rows: Sequence[dict], key_metrics: Sequence[str]) -> str:
     short = [m.split(".", 1)[0] + "." + m.split(".", 1)[1].replace("share_", "").replace("_multi_tz", "_mtz")
              for m in key_metrics]
     head = ["rank", "study", "trial", "mlflow_run_id", "J", "veto", "verdict"] + short
-    out = ["\t".join(head)]
+    out = [head]
     for i, r in enumerate(rows, 1):
         veto = r["veto"] if r["veto"] == "PASS" else f"FAIL({r['veto_reasons']})"
         cells = [str(i), str(r["study"]), str(r["trial"]), r["run_id"],
                  "-" if r["J"] is None else f"{r['J']:+.6f}", veto, str(r["verdict"])]
         cells += ["-" if r["metrics"].get(m) is None else f"{r['metrics'][m]:.6f}" for m in key_metrics]
-        out.append("\t".join(cells + ([f"[{r['authority']} authority]"] if r["authority"] else [])))
-    return "\n".join(out)
+        out.append(cells + ([f"[{r['authority']} authority]"] if r["authority"] else []))
+    return aligned(out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -61,6 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--studies-dir", default="studies")
     ap.add_argument("--pareto", action="store_true", help="only the feasible Pareto front (multi-objective studies)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--open", action="store_true", help="also print the MLflow UI address of this ranking")
+    ap.add_argument("--ui", default="http://127.0.0.1:5000", help="the MLflow UI base URL (default: %(default)s)")
     args = ap.parse_args(argv)
     try:
         key_metrics = list(load_study(args.phase, args.studies_dir).key_metrics)
@@ -77,7 +92,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(rows, indent=2, sort_keys=True))
     else:
         print(format_rows(rows, key_metrics))
+    if args.open:
+        print(f"MLflow UI: {ui_link(args.phase, key_metrics, args.ui)}")
     return 0
+
+
+def ui_link(phase: str, key_metrics: Sequence[str], ui_base: str) -> str:
+    """The UI address of the experiment's saved ranking view (saved now if the experiment lacks it)."""
+    from tuning.ui_view import ensure_rank_view, rank_url
+
+    mlc = client()
+    exp = mlc.get_experiment_by_name(f"3A-{phase}")
+    ensure_rank_view(mlc, exp.experiment_id, key_metrics)
+    return rank_url(ui_base, exp.experiment_id)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from engine.errors import EngineError
 from engine.policies import PolicySet
 from engine.world.model import default_world
+from tuning.dashboard import mirror_constraints
 from tuning.errors import E_TRIALS_FAILING, E_USAGE, run_cli
 from tuning.knobs import KNOBS
 from tuning.objective import PhaseObjective, SeedRobustObjective
@@ -32,6 +33,7 @@ from tuning.ranking import RESULT_ATTR, _j, _result, _safe_metric, format_table,
 from tuning.study_spec import StudySpec, load_study, metric_value, parse_condition
 from tuning.study_store import lock_path, open_study
 from tuning.tracking import SweepTracker, flatten_pack, log_batch
+from tuning.ui_view import ensure_rank_view
 from tuning.trial_recovery import (WORKER_ATTR, counts, exclusive, original_number, recover_stale_trials,
                                    this_worker)
 
@@ -58,11 +60,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--materialise", action="store_true", help="write every trial's run folder under --runs-root")
     ap.add_argument("--runs-root", default="runs")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--timeout", type=float, help="seconds after which no new trial starts (those running finish; "
+                                                  "a later invocation resumes the budget)")
     ap.add_argument("--worker-of", help=argparse.SUPPRESS)       # parent MLflow run id (spawned workers)
     ap.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.workers < 1 or (args.trials is not None and args.trials < 1):
         raise EngineError(E_USAGE, "--workers and --trials must be >= 1")
+    if args.timeout is not None and not args.timeout > 0:
+        raise EngineError(E_USAGE, "--timeout must be > 0 seconds")
     return args
 
 
@@ -79,6 +85,7 @@ class Sweep:
                                 self.base.parameter_hash)
         self.lock = lock_path(args.storage, self.study_name)
         self._objective: SeedRobustObjective | None = None
+        self.deadline = time.monotonic() + args.timeout if args.timeout else None
 
     @property
     def objective(self) -> SeedRobustObjective:
@@ -102,7 +109,7 @@ class Sweep:
         pending = None
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-log") as pool:
             try:
-                while True:
+                while not self.timed_out():
                     with exclusive(self.lock):
                         recover_stale_trials(self.study, self.args.stale_after)
                         c = counts(self.study)
@@ -149,7 +156,9 @@ class Sweep:
         if self.objective.pruned:
             ev.vetoes = sorted(set(ev.vetoes) | {"PRUNED"})
         # one constraint (> 0 = infeasible: TPE ranks it below every feasible trial, best_trial skips it)
-        trial.set_constraint(VETO_CONSTRAINT, math.fsum(ev.constraints.values()))
+        veto = math.fsum(ev.constraints.values())
+        trial.set_constraint(VETO_CONSTRAINT, veto)
+        mirror_constraints(trial, [veto])  # also where optuna-dashboard reads it
         harness = time.perf_counter() - t0 - ev.chain_seconds
         future = pool.submit(tracker.log_trial, trial.number, original_number(trial), ev, values,
                              {"seconds.harness_pre_log": harness})
@@ -175,9 +184,18 @@ class Sweep:
                 self.study.tell(trial, ev.value)
             if progress is not None:
                 progress.update(1)
+                self.show_best(progress)
             return 1
 
         return self._guard(trial, tell) or 0
+
+    def timed_out(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def show_best(self, progress: tqdm) -> None:
+        """The best feasible J so far, in the progress bar."""
+        best = next((t.value for t in ranked_trials(self.study) if _result(t)["veto"] == "PASS"), None)
+        progress.set_postfix_str("best feasible J " + ("-" if best is None else f"{best:+.6f}"))
 
     # ------------------------------------------------------------------ coordinator
     def enqueue_authority_candidate(self) -> None:
@@ -211,6 +229,7 @@ class Sweep:
         if args.worker_of:  # a spawned worker: its coordinator owns the parent run and the summary
             self.run_worker(tracker, None)
             return {}
+        ensure_rank_view(tracker.mlc, tracker.experiment_id, self.spec.key_metrics)  # the UI's ranking view
         decision = self.precheck_decision()
         tracker.start_parent(
             params={"trials_target": self.target, "workers": args.workers, "seeds": ",".join(map(str, self.seeds)),
@@ -233,6 +252,8 @@ class Sweep:
         start = counts(self.study)["COMPLETE"]
         progress = None if args.no_progress else tqdm(total=self.target, initial=min(start, self.target),
                                                       desc=f"{self.study_name}", unit="trial", file=sys.stderr)
+        if progress is not None:
+            self.show_best(progress)
         status = "FINISHED"
         try:
             if args.workers == 1:
@@ -251,6 +272,7 @@ class Sweep:
         summary = self.summary(tracker)
         if self.spec.multi_objective:
             self.attach_pareto(tracker, summary)
+        summary["timed_out"] = self.timed_out() and summary["trials_complete"] < self.target
         if decision:
             summary["decision"] = decision
         tracker.finish_parent(self.study, summary)
@@ -264,6 +286,8 @@ class Sweep:
                 "--runs-root", self.args.runs_root, "--no-progress"] + (["--materialise"] if self.args.materialise else [])
         if self.args.storage:
             argv += ["--storage", self.args.storage]
+        if self.deadline is not None:
+            argv += ["--timeout", str(max(self.deadline - time.monotonic(), 0.001))]
         procs = [subprocess.Popen(argv + ["--worker-index", str(i)], stdin=subprocess.DEVNULL)
                  for i in range(self.args.workers)]
         try:
@@ -271,7 +295,7 @@ class Sweep:
                 time.sleep(0.5)
                 if progress is not None:
                     progress.n = min(counts(self.study)["COMPLETE"], self.target)
-                    progress.refresh()
+                    self.show_best(progress)
         except BaseException:
             for p in procs:
                 p.terminate()
@@ -350,7 +374,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     print(f"study {summary['study']} (phase {summary['phase']}, seeds {','.join(map(str, summary['seeds']))}): "
           f"{summary['trials_complete']} complete, {summary['trials_feasible']} feasible, "
-          f"{summary['trials_failed']} failed; MLflow parent run {summary['parent_run_id']}")
+          f"{summary['trials_failed']} failed; MLflow parent run {summary['parent_run_id']}"
+          + (f"; --timeout reached before {summary['target']} trials (re-run to resume)"
+             if summary.get("timed_out") else ""))
     if summary.get("decision"):
         print(f"decision: {summary['decision']}")
     print(format_table(summary["top"], sweep.spec.key_metrics))

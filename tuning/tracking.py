@@ -34,6 +34,8 @@ logging.getLogger("alembic").setLevel(logging.WARNING)
 RUN_KIND_TRIAL, RUN_KIND_SWEEP = "trial", "sweep"
 AUTHORITY_EXPERIMENT = "authority"
 CERTIFY_EXPERIMENT = "3A-certify"
+# MLflow 3 opens an untagged experiment in GenAI mode (traces); these are model-training experiments
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 _BATCH_METRICS, _BATCH_TAGS = 900, 90
 
 
@@ -64,14 +66,25 @@ def experiment_id(mlc: MlflowClient, name: str) -> str:
     for _ in range(5):
         exp = mlc.get_experiment_by_name(name)
         if exp is not None:
+            for key, value in EXPERIMENT_KIND.items():
+                if exp.tags.get(key) != value:
+                    mlc.set_experiment_tag(exp.experiment_id, key, value)
             return exp.experiment_id
         root = artifact_root(mlc.tracking_uri)
         location = (root / name).as_uri() if root is not None else None
+        _tag_default_experiment(mlc)
         try:
-            return mlc.create_experiment(name, artifact_location=location)
+            return mlc.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
         except MlflowException:
             time.sleep(0.2)
     raise MlflowException(f"cannot create experiment {name}")
+
+
+def _tag_default_experiment(mlc: MlflowClient) -> None:
+    """The store's own "Default" experiment opens as a model-training experiment too."""
+    default = mlc.get_experiment_by_name("Default")
+    if default is not None and default.tags.get("mlflow.experimentKind") != EXPERIMENT_KIND["mlflow.experimentKind"]:
+        mlc.set_experiment_tag(default.experiment_id, "mlflow.experimentKind", EXPERIMENT_KIND["mlflow.experimentKind"])
 
 
 def flatten_pack(pack: Mapping, prefix: str = "") -> dict[str, float]:
@@ -133,6 +146,8 @@ def evaluation_tags(ev: Evaluation, phase: str) -> dict[str, str]:
 def evaluation_metrics(ev: Evaluation, objective_name: str) -> dict[str, float]:
     m = {"J": ev.value, objective_name: ev.value, "feasible": 1.0 if ev.feasible else 0.0,
          **({"second_objective": ev.second_value} if ev.second_value is not None else {}),
+         # J of a feasible trial only: sorting by it (descending) lists feasible trials by J, vetoed ones last
+         **({"J_feasible": ev.value} if ev.feasible else {}),
          "seconds.chain": ev.chain_seconds, "seconds.candidate_build": ev.build_seconds}
     m.update({f"delta.{k}": v for k, v in ev.deltas.items()})
     m.update({f"constraint.{k}": v for k, v in ev.constraints.items()})
@@ -233,8 +248,8 @@ class SweepTracker:
                 "trial_key": key, **evaluation_tags(ev, self.phase)}
         if original_number != number:
             tags["retry_of"] = str(original_number)
-        if self.parent_run_id:
-            tags["mlflow.parentRunId"] = self.parent_run_id
+        if self.parent_run_id:  # not mlflow.parentRunId: the UI would fold every trial under the sweep run
+            tags["sweep_run_id"] = self.parent_run_id
         if ev.veto_detail:
             tags["veto_detail"] = " | ".join(ev.veto_detail)[:5000]
         run = self.mlc.create_run(self.experiment_id, run_name=f"trial-{number:04d}", tags=tags)
@@ -282,7 +297,8 @@ def search_all(mlc: MlflowClient, experiment_ids: Iterable[str], filter_string: 
 
 
 def write_study_plots(study, directory: Path) -> list[str]:
-    """Optuna plots as standalone HTML; importances only with >= 2 complete trials that vary."""
+    """Optuna plots as self-contained HTML (plotly.js inline: they render offline); importances only with
+    >= 2 complete trials that vary."""
     import optuna.visualization as vis
     from optuna.trial import TrialState
 
@@ -298,7 +314,7 @@ def write_study_plots(study, directory: Path) -> list[str]:
     written = []
     for name, fn in plots.items():
         try:
-            fn(study, **on_j).write_html(str(directory / f"{name}.html"), include_plotlyjs="cdn")
+            fn(study, **on_j).write_html(str(directory / f"{name}.html"), include_plotlyjs=True)
             written.append(name)
         except (ValueError, RuntimeError, ZeroDivisionError) as exc:  # a plot never fails a sweep
             (directory / f"{name}.txt").write_text(f"plot unavailable: {exc}\n")

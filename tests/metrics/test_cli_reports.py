@@ -30,8 +30,9 @@ def test_baseline_pack_keys(workspace, capsys):
     _, out, runs, pack_json = workspace
     doc = json.loads(pack_json.read_text())
     assert set(doc) == {"generated_utc", "phase", "segment", "baseline_authority", "paths", "thresholds", "metrics",
-                        "gates", "verdict"}
+                        "gates", "verdict", "measures"}
     assert (doc["phase"], doc["segment"]) == ("P0", "3A")
+    assert doc["measures"]["subject"] == "authority"  # no flag: the current authority, and the pack says so
     rid = doc["baseline_authority"]["run_id"]
     assert pack_json.name == f"segment3a_p0_baseline_metrics_{rid}.json"
     assert set(doc["baseline_authority"]["lineage_tokens"]) == {"seed", "manifest_fingerprint", "parameter_hash",

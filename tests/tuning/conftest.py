@@ -13,7 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 REQUIRED_TRIAL_TAGS = ("phase", "engine_run_id", "seed", "parameter_hash", "manifest_fingerprint",
                        "digest.country_zone_alphas", "digest.zone_floor_policy", "digest.zone_mixture_policy",
-                       "veto", "veto_reasons", "optuna_trial", "study", "mlflow.parentRunId")
+                       "veto", "veto_reasons", "optuna_trial", "study", "sweep_run_id")
 
 # a small, fast P1.2 study: few start-up trials so TPE kicks in, one seed
 SMALL_STUDY = """

@@ -71,5 +71,5 @@ def test_two_workers_complete_the_budget_without_duplicates(project):
     study = load("t-P1.2")
     assert len(study.trials) == 6
     _assert_consistent("t-P1.2", 6)
-    parents = {r.data.tags["mlflow.parentRunId"] for r in trial_runs("t-P1.2")}
+    parents = {r.data.tags["sweep_run_id"] for r in trial_runs("t-P1.2")}
     assert len(parents) == 1  # the workers share the coordinator's parent run

@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 
 from engine.errors import EngineError
 from engine.policies import PolicySet
-from tests.tuning.conftest import REQUIRED_TRIAL_TAGS, load, make_project, trial_runs
+from tests.tuning.conftest import REQUIRED_TRIAL_TAGS, load, make_project, run_module, trial_runs
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def sweep(capsys, *args: str) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
-def test_six_trial_sweep_leaves_six_tagged_nested_runs(proj, capsys):
+def test_six_trial_sweep_leaves_six_tagged_trial_runs(proj, capsys):
     summary = sweep(capsys, "--phase", "P1.2", "--trials", "6")
     study = load("t-P1.2")
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 6
@@ -39,7 +39,7 @@ def test_six_trial_sweep_leaves_six_tagged_nested_runs(proj, capsys):
     for r in runs:
         missing = [t for t in REQUIRED_TRIAL_TAGS if not r.data.tags.get(t)]
         assert not missing, missing
-        assert r.data.tags["mlflow.parentRunId"] == summary["parent_run_id"]
+        assert r.data.tags["sweep_run_id"] == summary["parent_run_id"]
         assert r.data.tags["phase"] == "P1.2" and r.data.tags["seed"] == "42"
         assert {"J", "delta.d_top1", "delta.d_tail", "delta.d_multi_zone", "seconds.S2",
                 "s2.top1_share_median_multi_tz", "s4.count_conservation_all_pairs"} <= set(r.data.metrics)
@@ -106,9 +106,28 @@ def test_promote_best_rewrites_policies_and_witness_passes(proj):
     from tuning.promote import promote, read_lineage
     from tuning.rank import ranked_runs
     from tuning.tracking import client
+    from tuning.ladder import read_ladder
     best = ranked_runs("P1.2", "t-P1.2")[0]
     before = PolicySet.from_dir("policies")
-    out = promote(best["run_id"], Path("policies"), decision="UNLOCK_P1_3", runs_root=Path("runs"))
+    frozen = read_ladder(Path("policies"))
+    assert frozen[-1]["decision"].startswith("FROZEN_CERTIFIED_")  # the copied authority is frozen
+    cli = run_module(proj, "tuning.promote", best["run_id"], "--decision", "UNLOCK_P1_3")
+    assert cli.returncode == 2 and cli.stderr.startswith("E3A_TUN_024_AUTHORITY_FROZEN:")
+    assert "Traceback" not in cli.stderr
+    with pytest.raises(EngineError) as err:
+        promote(best["run_id"], Path("policies"), decision="UNLOCK_P1_3", runs_root=None)
+    assert err.value.code == "E3A_TUN_024_AUTHORITY_FROZEN"
+    # trial 0 is the authority with every knob neutral: only its version lines differ -> "no change"
+    (trial0,) = [r for r in trial_runs("t-P1.2") if r.data.tags["optuna_trial"] == "0"]
+    assert trial0.data.tags["parameter_hash"] != before.parameter_hash
+    with pytest.raises(EngineError) as err:
+        promote(trial0.info.run_id, Path("policies"), runs_root=None, reopen="try the neutral trial")
+    assert err.value.code == "E3A_TUN_025_NO_CHANGE"
+    assert read_ladder(Path("policies")) == frozen and PolicySet.from_dir("policies") == before  # nothing written
+    out = promote(best["run_id"], Path("policies"), decision="UNLOCK_P1_3", runs_root=Path("runs"),
+                  reopen="reopened by the e2e test")
+    reopened = read_ladder(Path("policies"))[-2]
+    assert (reopened["phase"], reopened["decision"], reopened["note"]) == ("P6", "REOPENED", "reopened by the e2e test")
     assert out["status"] == "PROMOTED" and out["witness"]["status"] == "PASS"
     assert out["witness"]["fields_compared"] > 50 and not out["witness"]["mismatches"]
     after = PolicySet.from_dir("policies")
@@ -122,7 +141,14 @@ def test_promote_best_rewrites_policies_and_witness_passes(proj):
     assert (Path("runs") / out["witness"]["engine_run_id"]).is_dir()
     promo = client().get_run(out["promotion_run_id"])
     assert promo.data.tags["source_run_id"] == best["run_id"]
-    from tuning.ladder import read_ladder
+    # the Model Registry: a new version of seg3a-authority, alias 'authority' on it, lineage on its tags
+    version = client().get_model_version_by_alias("seg3a-authority", "authority")
+    assert int(version.version) == out["registered_model"]["version"] == 1
+    assert version.tags["source_run_id"] == best["run_id"] and version.tags["parameter_hash"] == after.parameter_hash
+    assert version.tags["previous_parameter_hash"] == before.parameter_hash
+    assert version.run_id == out["promotion_run_id"]
+    model_dir = Path(version.source.replace("file://", ""))
+    assert PolicySet.from_dir(model_dir / "policies") == after and (model_dir / "MLmodel").is_file()
     step = read_ladder(Path("policies"))[-1]
     assert (step["phase"], step["decision"], step["parameter_hash"]) == ("P1.2", "UNLOCK_P1_3", after.parameter_hash)
     ladder_run = client().get_run(step["mlflow_run_id"])

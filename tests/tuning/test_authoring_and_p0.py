@@ -1,0 +1,54 @@
+"""The recorded install of authored policies into the authority, and P0 commands that name what they measure."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from engine.policies import PolicySet
+
+
+def test_authored_install_is_refused_on_a_frozen_authority_then_recorded(project, capsys):
+    from tuning.author import authored_policies, main as author
+    from tuning.errors import run_cli
+
+    before = PolicySet.from_dir("policies")
+    with pytest.raises(SystemExit) as done:  # the CLI wrapper: one coded line, exit 2
+        run_cli(author, ["--into-authority", "--reason", "restart from P0"])
+    assert done.value.code == 2 and capsys.readouterr().err.startswith("E3A_TUN_024_AUTHORITY_FROZEN:")
+    assert PolicySet.from_dir("policies") == before
+
+    assert author(["--into-authority", "--reason", "restart from P0",
+                   "--reopen", "the newcomer wants the P0 baseline back"]) == 0
+    from tuning.ladder import read_ladder
+    from tuning.promote import read_lineage
+
+    after = PolicySet.from_dir("policies")
+    assert after == authored_policies() and after != before
+    reopened, step = read_ladder(Path("policies"))[-2:]
+    assert (reopened["decision"], reopened["note"]) == ("REOPENED", "the newcomer wants the P0 baseline back")
+    assert (step["phase"], step["decision"], step["note"]) == ("AUTHOR", "AUTHORED_INSTALL", "restart from P0")
+    assert step["parameter_hash"] == after.parameter_hash
+    entry = read_lineage(Path("policies"))[-1]
+    assert entry["decision"] == "AUTHORED_INSTALL" and entry["previous_authority"]["parameter_hash"] == \
+        before.parameter_hash
+
+
+def test_p0_names_what_it_measures(project, capsys):
+    from tuning.author import authored_policies
+    from tuning.baseline import main as baseline
+
+    for flag in ("--authored", "--authority"):
+        assert baseline([flag, "--out", f"rep{flag}", "--runs-root", ""]) == 0
+        out = capsys.readouterr()
+        (doc_path,) = Path(f"rep{flag}").glob("*.json")
+        doc = json.loads(doc_path.read_text())
+        subject = flag.lstrip("-")
+        assert doc["measures"]["subject"] == subject and f"- measures: **{subject}**" in out.out
+        expected = PolicySet.from_dir("policies") if subject == "authority" else authored_policies()
+        assert doc["measures"]["parameter_hash"] == expected.parameter_hash == \
+            doc["baseline_authority"]["parameter_hash"]
+        heading = "the authored baseline" if subject == "authored" else "the current authority"
+        assert out.out.startswith(f"# Segment 3A — P0 metrics of {heading}")

@@ -1,0 +1,52 @@
+"""Long work shows progress; a sweep honours --timeout; rank prints an aligned table, JSON and the UI address."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from engine.errors import EngineError
+
+
+def test_progress_timeout_and_rank(project, capsys):
+    from tuning.rank import main as rank
+    from tuning.sweep import main as sweep
+
+    assert sweep(["--phase", "P1.2", "--trials", "3"]) == 0
+    shown = re.findall(r"best feasible J ([+-]\d\.\d{6})", capsys.readouterr().err)
+    assert rank(["--phase", "P1.2", "--json"]) == 0
+    ranked = json.loads(capsys.readouterr().out)
+    assert len(ranked) == 3 and shown and float(shown[-1]) == round(ranked[0]["J"], 6)  # the bar ends on the best
+    # --timeout: no new trial starts once it has passed; a later invocation resumes the budget
+    assert sweep(["--phase", "P1.2", "--trials", "6", "--timeout", "0.001", "--json", "--no-progress"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["timed_out"] is True and summary["trials_complete"] == 3
+    with pytest.raises(EngineError) as err:
+        sweep(["--phase", "P1.2", "--timeout", "0"])
+    assert err.value.code == "E3A_TUN_050_USAGE"
+    # rank: an aligned table (each column starts at the same offset on every line) and the UI address
+    assert rank(["--phase", "P1.2", "--open"]) == 0
+    table = capsys.readouterr().out
+    lines = table.splitlines()
+    assert lines[-1].startswith("MLflow UI: http://127.0.0.1:5000/#/experiments/") and \
+        lines[-1].endswith("/runs?viewStateShareKey=rank")
+    head, body = lines[0], lines[1:-1]
+    assert len(body) == 3 and "\t" not in table
+    for col in ("mlflow_run_id", "veto", "verdict"):
+        at = head.index(col)
+        assert all(line[at - 1] == " " and line[at] != " " for line in body), col
+    assert [line.split()[3] for line in body] == [r["run_id"] for r in ranked]
+    from tuning.tracking import client
+    exp = client().get_experiment_by_name("3A-P1.2")
+    view = json.loads(exp.tags["mlflow.sharedViewState.rank"])
+    assert view["orderByKey"] == "metrics.`J_feasible`" and view["orderByAsc"] is False
+    assert "metrics.`J`" in view["selectedColumns"]
+
+
+def test_certify_shows_progress_per_seed(project, capsys):
+    from tuning.certify import main as certify
+
+    assert certify(["--authority", "--seeds", "42,7"]) == 0
+    assert re.search(r"certify [0-9a-f]{12}: 100%\|.*\| 2/2", capsys.readouterr().err)

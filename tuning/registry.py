@@ -1,0 +1,82 @@
+"""The authority in the MLflow Model Registry (called once from ``tuning.promote`` after an install).
+
+Each promotion logs the installed policy set as an MLflow model (a LoggedModel in the ``authority``
+experiment, linked to the promotion run: its three policy files, ``lineage.yaml`` and an ``MLmodel``
+descriptor), registers it as a new version of the registered model ``seg3a-authority`` and moves the
+alias ``authority`` to it. The lineage (source trial, study, J, witness, decision, previous authority)
+is on the version's tags and description, and the registered model's description names the current
+authority, so the Models page shows the chain of promotions.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import yaml
+from mlflow import MlflowClient
+from mlflow.entities import LoggedModelStatus
+from mlflow.exceptions import MlflowException
+
+from engine.policies import PolicySet
+from tuning.tracking import AUTHORITY_EXPERIMENT, experiment_id
+
+MODEL_NAME = "seg3a-authority"
+ALIAS = "authority"
+MODEL_TYPE = "seg3a-policy-set"
+LINEAGE_KEYS = ("phase", "study", "optuna_trial", "engine_run_id", "seed", "J", "decision")
+
+
+def _mlmodel(policies: PolicySet, entry: dict) -> str:
+    return yaml.safe_dump({"artifact_path": "policies", "model_type": MODEL_TYPE, "flavors": {MODEL_TYPE: {
+        "parameter_hash": policies.parameter_hash, "digests": dict(policies.digests),
+        "loader": "engine.policies.PolicySet.from_dir(<model>/policies)"}},
+        "metadata": {"decision": entry.get("decision"), "promoted_utc": entry.get("promoted_utc")}}, sort_keys=True)
+
+
+def _lineage_tags(entry: dict, promotion_run_id: str) -> dict[str, str]:
+    prev = entry.get("previous_authority") or {}
+    tags = {k: str(entry.get(k)) for k in LINEAGE_KEYS if entry.get(k) is not None}
+    tags.update({"source_run_id": str(entry.get("mlflow_run_id")), "promotion_run_id": promotion_run_id,
+                 "parameter_hash": str(entry.get("parameter_hash")),
+                 "previous_parameter_hash": str(prev.get("parameter_hash")),
+                 "witness": str((entry.get("witness") or {}).get("status"))})
+    return tags
+
+
+def _ensure_model(mlc: MlflowClient) -> None:
+    try:
+        mlc.get_registered_model(MODEL_NAME)
+    except MlflowException:
+        mlc.create_registered_model(MODEL_NAME, tags={"segment": "3A", "kind": MODEL_TYPE}, description=(
+            "The Segment 3A authority policy set. Each version is one promotion (witness replayed); "
+            f"the alias '{ALIAS}' points at the installed authority."))
+
+
+def register_authority(mlc: MlflowClient, promotion_run_id: str, policies: PolicySet, lineage_doc: bytes,
+                       entry: dict) -> dict:
+    """Log the policy set as a model, register a new version and move the ``authority`` alias to it."""
+    exp = experiment_id(mlc, AUTHORITY_EXPERIMENT)
+    tags = _lineage_tags(entry, promotion_run_id)
+    model = mlc.create_logged_model(exp, name="authority-policy-set", source_run_id=promotion_run_id,
+                                    tags=tags, params={f"digest.{p}": d for p, d in policies.digests.items()},
+                                    model_type=MODEL_TYPE)
+    with tempfile.TemporaryDirectory(prefix="authority-model-") as tmp:
+        policies.write(Path(tmp) / "policies")
+        Path(tmp, "lineage.yaml").write_bytes(lineage_doc)
+        Path(tmp, "MLmodel").write_text(_mlmodel(policies, entry))
+        mlc.log_model_artifacts(model.model_id, tmp)
+    mlc.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
+    _ensure_model(mlc)
+    prev = (entry.get("previous_authority") or {}).get("parameter_hash") or "none"
+    description = (f"{entry.get('decision')}: trial {entry.get('optuna_trial')} of {entry.get('study')} "
+                   f"(run {entry.get('mlflow_run_id')}, J={entry.get('J')}), witness "
+                   f"{tags['witness']}; parameter_hash {policies.parameter_hash[:16]} replaces {prev[:16]}")
+    source = mlc.get_logged_model(model.model_id).artifact_location
+    version = mlc.create_model_version(MODEL_NAME, source, run_id=promotion_run_id, tags=tags,
+                                       description=description)
+    mlc.set_registered_model_alias(MODEL_NAME, ALIAS, version.version)
+    mlc.update_registered_model(MODEL_NAME, description=(
+        f"The Segment 3A authority policy set; alias '{ALIAS}' = version {version.version} "
+        f"(parameter_hash {policies.parameter_hash[:16]}). Latest: {description}"))
+    return {"name": MODEL_NAME, "version": int(version.version), "alias": ALIAS, "model_id": model.model_id}
