@@ -311,10 +311,14 @@ def write_study_plots(study, directory: Path) -> list[str]:
         plots["param_importances"] = vis.plot_param_importances
     # a multi-objective study is plotted on J, its first objective (the Pareto plot shows both)
     on_j = {"target": lambda t: t.values[0], "target_name": "J"} if len(study.directions) > 1 else {}
+    if on_j:
+        # importances on a custom target are computed for *low* values (PED-ANOVA): rank -J instead
+        importances = {"target": lambda t: -t.values[0], "target_name": "-J"}
     written = []
     for name, fn in plots.items():
         try:
-            fn(study, **on_j).write_html(str(directory / f"{name}.html"), include_plotlyjs=True)
+            kwargs = importances if on_j and name == "param_importances" else on_j
+            fn(study, **kwargs).write_html(str(directory / f"{name}.html"), include_plotlyjs=True)
             written.append(name)
         except (ValueError, RuntimeError, ZeroDivisionError) as exc:  # a plot never fails a sweep
             (directory / f"{name}.txt").write_text(f"plot unavailable: {exc}\n")
