@@ -37,7 +37,12 @@ def run_report(result) -> dict:
 
 
 def materialise(result, run_root: Path) -> Path:
-    run_root.mkdir(parents=True, exist_ok=True)
+    try:
+        run_root.mkdir(parents=True, exist_ok=True)
+        if not os.access(run_root, os.W_OK | os.X_OK):
+            raise PermissionError(13, "Permission denied", str(run_root))
+    except OSError as exc:
+        raise EngineError(E_PUBLISH, f"run root {run_root} is not a writable folder ({exc.strerror or exc})") from None
     final = run_root / result.identity["run_id"]
     if final.exists():
         existing = final / data_paths(result.identity)["flag"]
@@ -45,8 +50,9 @@ def materialise(result, run_root: Path) -> Path:
             return final  # same inputs, same bytes: publishing again is a no-op
         raise EngineError("E3A_IO_002_IMMUTABILITY_VIOLATION",
                           f"{final} exists with different content; refusing to overwrite")
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{result.identity['run_id']}-", dir=run_root))
+    tmp = None
     try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{result.identity['run_id']}-", dir=run_root))
         paths = data_paths(result.identity)
         for member in result.members:
             _write(tmp / member.path, member.data)
@@ -56,10 +62,12 @@ def materialise(result, run_root: Path) -> Path:
         _write(tmp / "reports" / "run_report.json", json.dumps(run_report(result), indent=2, sort_keys=True).encode())
         os.rename(tmp, final)
     except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise EngineError(E_PUBLISH, f"could not publish {final}: {exc.strerror or exc}") from None
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from engine.metrics import thresholds
-from tuning.errors import run_cli
+from tuning.errors import TuningParser, run_cli
 from tuning.report_files import (compact_gates, gate_table_md, json_text, atomic_write_text, run_block,
                                  score_tables, table_globs, utc_now)
 
@@ -72,7 +72,7 @@ def p0_markdown(doc: dict, gates: dict) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m tuning.baseline", description=__doc__.splitlines()[0])
+    ap = TuningParser(prog="python -m tuning.baseline", description=__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--policies", default="policies", help="authority policy directory (default: policies)")
     ap.add_argument("--out", default="reports", help="reports folder (default: reports)")

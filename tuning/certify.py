@@ -20,7 +20,7 @@ from engine.chain import ChainCache, run_chain
 from engine.errors import EngineError
 from engine.metrics import REQUIRED_SEEDS, seedpack_verdict
 from engine.policies import PolicySet
-from tuning.errors import E_CERTIFY, run_cli
+from tuning.errors import E_CERTIFY, TuningParser, run_cli
 from tuning.promote import fetch_candidate_files
 from tuning.tracking import (CERTIFY_EXPERIMENT, client, experiment_id, flatten_pack, gate_table_md, log_batch)
 
@@ -104,7 +104,7 @@ def summary_markdown(summary: dict) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tuning.certify", description=__doc__.splitlines()[0])
+    ap = TuningParser(prog="python -m tuning.certify", description=__doc__.splitlines()[0])
     who = ap.add_mutually_exclusive_group()
     who.add_argument("--authority", action="store_true", help="certify policies/ (the default)")
     who.add_argument("--run", metavar="MLFLOW_RUN_ID", help="certify a trial's candidate policy files")

@@ -14,7 +14,7 @@ from typing import Sequence
 
 from engine.errors import EngineError
 from engine.policies import PolicySet
-from tuning.errors import E_CERTIFY, run_cli
+from tuning.errors import E_CERTIFY, TuningParser, run_cli
 from tuning.ladder import read_ladder, record_step
 
 FREEZE_STATUS = {"PASS_BPLUS": "FROZEN_CERTIFIED_BPLUS", "PASS_B": "FROZEN_CERTIFIED_B"}
@@ -37,7 +37,7 @@ def freeze(policies_dir: Path) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tuning.freeze", description=__doc__.splitlines()[0])
+    ap = TuningParser(prog="python -m tuning.freeze", description=__doc__.splitlines()[0])
     ap.add_argument("--policies", default="policies")
     args = ap.parse_args(argv)
     step = freeze(Path(args.policies))

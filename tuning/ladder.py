@@ -23,7 +23,7 @@ import yaml
 from engine.atomic import atomic_write
 from engine.errors import EngineError
 from engine.policies import PolicySet
-from tuning.errors import E_USAGE, run_cli
+from tuning.errors import E_USAGE, TuningParser, run_cli
 
 LADDER_FILE = "ladder.yaml"
 
@@ -90,7 +90,7 @@ def ladder_table(steps: list[dict]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tuning.ladder", description="the phase decision ladder")
+    ap = TuningParser(prog="python -m tuning.ladder", description="the phase decision ladder")
     sub = ap.add_subparsers(dest="cmd", required=True)
     show = sub.add_parser("show")
     show.add_argument("--policies", default="policies")

@@ -28,7 +28,7 @@ from engine.atomic import atomic_write, stage
 from engine.chain import ChainCache, run_chain
 from engine.errors import EngineError
 from engine.policies import PolicySet
-from tuning.errors import E_ARTIFACTS, E_RUN_MISSING, E_RUN_VETOED, E_WITNESS, run_cli
+from tuning.errors import E_ARTIFACTS, E_RUN_MISSING, E_RUN_VETOED, E_WITNESS, TuningParser, run_cli
 from tuning.objective import deterministic_view
 from tuning.tracking import AUTHORITY_EXPERIMENT, client, experiment_id, log_batch
 
@@ -216,7 +216,7 @@ def promote(run_id: str, policies_dir: Path, decision: str | None = None, runs_r
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tuning.promote", description=__doc__.splitlines()[0])
+    ap = TuningParser(prog="python -m tuning.promote", description=__doc__.splitlines()[0])
     ap.add_argument("run_id", metavar="MLFLOW_RUN_ID")
     ap.add_argument("--policies", default="policies", help="authority policy directory")
     ap.add_argument("--decision", help="phase decision recorded with the promotion (e.g. UNLOCK_P2)")

@@ -18,7 +18,7 @@ from typing import Mapping, Sequence
 import pandas as pd
 
 from engine.metrics import run_verdict
-from tuning.errors import run_cli
+from tuning.errors import TuningParser, run_cli
 from tuning.report_figures import FIGURES, ReportData
 from tuning.report_files import atomic_write_text, gate_rows, load_run_dir, score_tables
 
@@ -80,7 +80,7 @@ def build_report_html(tables: Mapping[str, pd.DataFrame], pack: Mapping, gates: 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m tuning.report", description=__doc__.splitlines()[0])
+    ap = TuningParser(prog="python -m tuning.report", description=__doc__.splitlines()[0])
     ap.add_argument("run_dir", help="a materialised run directory (RUN_ROOT/<run_id>)")
     ap.add_argument("--out", default=None, help="output HTML file (default: reports/segment3a_report_<run_id>.html)")
     return ap

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from engine.errors import EngineError
 from engine.policies import PolicySet
-from tuning.errors import E_TRIALS_FAILING, E_USAGE, run_cli
+from tuning.errors import E_TRIALS_FAILING, E_USAGE, TuningParser, run_cli
 from tuning.knobs import KNOBS
 from tuning.objective import PhaseObjective
 from tuning.study_spec import StudySpec, load_study, metric_value, parse_condition
@@ -38,7 +38,7 @@ VETO_CONSTRAINT = "veto"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m tuning.sweep", description=__doc__.splitlines()[0])
+    ap = TuningParser(prog="python -m tuning.sweep", description=__doc__.splitlines()[0])
     ap.add_argument("--phase", required=True, help="study file studies/<PHASE>.yaml (or a path to one)")
     ap.add_argument("--trials", type=int, help="complete trials in total (default: the study's budget)")
     ap.add_argument("--seed", type=int, help="engine seed (default: the study's first seed)")
