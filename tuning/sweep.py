@@ -24,11 +24,11 @@ from tqdm import tqdm
 
 from engine.errors import EngineError
 from engine.policies import PolicySet
-from tuning.errors import E_TRIALS_FAILING, E_USAGE, TuningParser, run_cli
+from tuning.errors import E_TRIALS_FAILING, TuningParser, run_cli
 from tuning.knobs import KNOBS
 from tuning.objective import PhaseObjective
 from tuning.study_spec import StudySpec, load_study, metric_value, parse_condition
-from tuning.study_store import lock_path, open_study
+from tuning.study_store import check_sweep_args, lock_path, open_study
 from tuning.tracking import SweepTracker, flatten_pack, log_batch
 from tuning.trial_recovery import (WORKER_ATTR, counts, exclusive, original_number, recover_stale_trials,
                                    this_worker)
@@ -60,8 +60,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--worker-of", help=argparse.SUPPRESS)       # parent MLflow run id (spawned workers)
     ap.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args.workers < 1 or (args.trials is not None and args.trials < 1):
-        raise EngineError(E_USAGE, "--workers and --trials must be >= 1")
+    check_sweep_args(args)
     return args
 
 
