@@ -128,10 +128,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.record and not args.run:
         from tuning.ladder import record_step
 
+        from tuning.authority_txn import authority_lock
+
         cv = {k: v for k, v in summary.get("cv", {}).items() if isinstance(v, (int, float))}
-        record_step("P5", summary["verdict"], policies_dir=Path(args.policies), source_run_id=summary["mlflow_run_id"],
-                    evidence={"seeds": ",".join(map(str, seeds)), "certify_run_id": summary["mlflow_run_id"]},
-                    metrics={f"cv.{k}": v for k, v in cv.items()})
+        with authority_lock(Path(args.policies)):  # serialised with promote and freeze
+            if PolicySet.from_dir(args.policies).parameter_hash != policies.parameter_hash:
+                raise EngineError(E_CERTIFY, "the authority changed while it was being certified; run again")
+            record_step("P5", summary["verdict"], policies_dir=Path(args.policies),
+                        source_run_id=summary["mlflow_run_id"],
+                        evidence={"seeds": ",".join(map(str, seeds)), "certify_run_id": summary["mlflow_run_id"]},
+                        metrics={f"cv.{k}": v for k, v in cv.items()})
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True, default=str))
     else:

@@ -14,6 +14,7 @@ from typing import Sequence
 
 from engine.errors import EngineError
 from engine.policies import PolicySet
+from tuning.authority_txn import authority_lock
 from tuning.errors import E_CERTIFY, TuningParser, run_cli
 from tuning.ladder import read_ladder, record_step
 
@@ -25,6 +26,11 @@ def freeze_status(verdict: str) -> str:
 
 
 def freeze(policies_dir: Path) -> dict:
+    with authority_lock(policies_dir):  # serialised with promote and certify --record
+        return _freeze(policies_dir)
+
+
+def _freeze(policies_dir: Path) -> dict:
     current = PolicySet.from_dir(policies_dir).parameter_hash
     certs = [s for s in read_ladder(policies_dir) if s["phase"] == "P5" and s["parameter_hash"] == current]
     if not certs:
