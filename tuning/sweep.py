@@ -207,7 +207,8 @@ class Sweep:
                                                for t in self.spec.precheck["triggers"]]},
                         metrics={t["metric"]: metric_value(anchor, t["metric"]) for t in self.spec.precheck["triggers"]})
             return summary
-        self.enqueue_authority_candidate()
+        with exclusive(self.lock):  # sweeps started together enqueue the authority candidate once
+            self.enqueue_authority_candidate()
         start = counts(self.study)["COMPLETE"]
         progress = None if args.no_progress else tqdm(total=self.target, initial=min(start, self.target),
                                                       desc=f"{self.study_name}", unit="trial", file=sys.stderr)
