@@ -16,10 +16,11 @@ from pathlib import Path
 
 import optuna
 from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+from optuna.storages.journal import JournalFileOpenLock
 
 from engine.errors import EngineError
 from tuning.errors import E_STORAGE, E_USAGE
+from tuning.journal_safe import SafeJournalFileBackend, truncate_torn_tail
 from tuning.sampler_streams import stream_sampler
 from tuning.study_spec import MAX_TRIALS, STUDY_NAME, UINT64_MAX, StudySpec
 
@@ -66,7 +67,8 @@ def open_storage(url: str | None, study_name: str):
             target = Path(path).resolve()
             target.parent.mkdir(parents=True, exist_ok=True)
             lock = JournalFileOpenLock(str(target), grace_period=LOCK_GRACE_SECONDS)
-            return JournalStorage(JournalFileBackend(str(target), lock_obj=lock))
+            truncate_torn_tail(str(target), lock)  # tuning.journal_safe: a torn tail never blocks a resume
+            return JournalStorage(SafeJournalFileBackend(str(target), lock_obj=lock))
         return optuna.storages.RDBStorage(url)
     except (ValueError, ImportError, OSError, optuna.exceptions.StorageInternalError) as exc:
         raise EngineError(E_STORAGE, f"cannot open Optuna storage {url!r}: {str(exc).splitlines()[0]}") from None
