@@ -21,6 +21,7 @@ from engine.hashing import sha256_hex
 from engine.members import TABLE_MEMBERS, data_paths
 from engine.serialize import json_bytes, read_jsonl
 from engine.states.s7_bundle import bundle_digest
+from engine.verify_bundle import check_identity, check_no_strays
 
 FLAG_RE_PREFIX = "sha256_hex = "
 
@@ -91,6 +92,10 @@ def verify(run_dir: str | Path) -> dict:
     try:
         index = json.loads(index_path.read_bytes())
         members = index["members"]
+        if not isinstance(members, list) or not members or not all(
+                isinstance(m, dict) and all(isinstance(m.get(k), str) for k in ("logical_id", "path", "sha256_hex"))
+                for m in members):
+            raise TypeError("members")
     except (ValueError, KeyError, TypeError):
         raise EngineError(E_BUNDLE_TAMPERED, f"{index_path}: index.json unreadable") from None
     if json_bytes(index) != index_path.read_bytes():
@@ -113,6 +118,8 @@ def verify(run_dir: str | Path) -> dict:
     receipt = json.loads((run_dir / receipt_member["path"]).read_bytes())
     if sha256_hex(json_bytes(receipt)) != index["s6_receipt_digest"] or receipt["overall_status"] != "PASS":
         raise EngineError(E_BUNDLE_TAMPERED, "s6 receipt digest mismatch or S6 not PASS")
+    check_identity(run_dir, index_path, index)       # identity fields the flag does not cover
+    check_no_strays(run_dir, index, index_path)      # every file of every dataset accounted for
     return {"run_dir": str(run_dir), "members": len(members), "bundle_sha256_hex": bundle_digest(index),
             "status": "PASS"}
 
