@@ -30,6 +30,8 @@ def parse_seeds(text: str) -> list[int]:
         seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
         raise EngineError(E_CERTIFY, f"--seeds {text!r}: expected comma-separated integers") from None
+    if any(not 0 <= s <= 2 ** 64 - 1 for s in seeds):
+        raise EngineError(E_CERTIFY, f"--seeds {text!r}: a seed must be in [0, 2**64-1]")
     if not seeds or len(set(seeds)) != len(seeds):
         raise EngineError(E_CERTIFY, f"--seeds {text!r}: need distinct seeds")
     return seeds
