@@ -114,6 +114,21 @@ def test_namibia_stays_a_country_in_csv(tmp_path):
 
 
 # ------------------------------------------------------------------ the CLIs: one coded line, exit 2
+def _invoke(argv: list[str], capsys) -> str:
+    """The module's CLI through the one wrapper, in process (what ``python -m`` runs)."""
+    import importlib
+
+    from tuning.errors import invoke
+
+    module = importlib.import_module("engine.cli" if argv[0] == "engine" else argv[0])
+    code = invoke(module.main, argv[1:])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("E3A_") and "usage:" not in lines[0], err
+    return lines[0]
+
+
 @pytest.mark.parametrize("argv", [
     ["engine", "run", "--seed", str(2 ** 64), "--run-root", "r"],
     ["engine", "run", "--seed", "-1", "--run-root", "r"],
@@ -125,21 +140,28 @@ def test_namibia_stays_a_country_in_csv(tmp_path):
     ["tuning.promote"],
     ["tuning.freeze", "--bogus"],
     ["tuning.rank", "--nope"],
+    ["tuning.ladder", "record"],
     ["tuning.certify", "--seeds", f"1,{2 ** 64}"],
 ])
-def test_usage_errors_are_one_coded_line(tmp_path, argv):
-    line = _one_coded_line(_cli(*argv, cwd=tmp_path))
-    assert "usage:" not in line
-    assert not (tmp_path / ".optuna").exists()
+def test_usage_errors_are_one_coded_line(tmp_path, monkeypatch, capsys, argv):
+    monkeypatch.chdir(tmp_path)
+    _invoke(argv, capsys)
+    assert not (tmp_path / ".optuna").exists() and not (tmp_path / "mlruns").exists()
 
 
-def test_bad_files_through_the_cli(tmp_path):
+@pytest.mark.parametrize("argv", [["engine", "run", "--seed", "-1", "--run-root", "r"], ["tuning.promote"]])
+def test_a_real_process_exits_2_with_one_coded_line(tmp_path, argv):
+    _one_coded_line(_cli(*argv, cwd=tmp_path))
+
+
+def test_bad_files_through_the_cli(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "pd" / "country_zone_alphas.yaml").mkdir(parents=True)
-    _one_coded_line(_cli("engine", "run", "--seed", "1", "--run-root", "r", "--policies", "pd", cwd=tmp_path),
-                    "E3A_POL_004")
+    assert _invoke(["engine", "run", "--seed", "1", "--run-root", "r", "--policies", "pd"], capsys).startswith(
+        "E3A_POL_004")
     (tmp_path / "afile").write_text("")
-    _one_coded_line(_cli("engine", "run", "--seed", "42", "--run-root", "afile", "--policies",
-                         str(REPO / "policies"), cwd=tmp_path), "E3A_IO_001")
+    assert _invoke(["engine", "run", "--seed", "42", "--run-root", "afile", "--policies", str(REPO / "policies")],
+                   capsys).startswith("E3A_IO_001")
     studies = tmp_path / "studies"
     studies.mkdir()
     (studies / "P9.yaml").write_bytes(b"\x00\x01binary")
@@ -148,6 +170,6 @@ def test_bad_files_through_the_cli(tmp_path):
     step["knobs"][0]["step"] = 5.0
     (studies / "P7.yaml").write_text(yaml.safe_dump(step))
     for phase in ("P9", "P8", "P7"):
-        _one_coded_line(_cli("tuning.sweep", "--phase", phase, "--policies", str(REPO / "policies"), cwd=tmp_path),
-                        "E3A_TUN_010")
+        line = _invoke(["tuning.sweep", "--phase", phase, "--policies", str(REPO / "policies")], capsys)
+        assert line.startswith("E3A_TUN_010"), line
     assert not list(tmp_path.rglob("*.tmp")) and not (tmp_path / "r").exists()

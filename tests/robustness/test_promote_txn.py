@@ -40,13 +40,16 @@ os.replace, os.rename, os.unlink = deadly(os.replace), deadly(os.rename), deadly
 
 _INSTALL = _KILLER + """
 from pathlib import Path
+import yaml
 from engine.policies import PolicySet
-from tuning.authority_txn import authority_lock
-from tuning.promote import install, read_lineage
+from tuning.authority_txn import authority_lock, install
 d = Path(sys.argv[2])
 cand = PolicySet({p: data + b"\\n# candidate\\n" for p, data in PolicySet.from_dir(d).raw.items()})
-with authority_lock(d):
-    install(cand, d, read_lineage(d), {"mlflow_run_id": None, "parameter_hash": cand.parameter_hash})
+lineage = yaml.safe_load((d / "lineage.yaml").read_text())["promotions"] + [{"parameter_hash": cand.parameter_hash}]
+files = {f"{p}.yaml": data for p, data in cand.raw.items()}
+files["lineage.yaml"] = yaml.safe_dump({"promotions": lineage}).encode()
+with authority_lock(d):   # tuning.authority_txn only: no MLflow in this process
+    install(d, files, "lineage.yaml")
 """
 
 
