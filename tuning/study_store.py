@@ -82,16 +82,6 @@ def lock_path(url: str | None, study_name: str) -> Path:
     return OPTUNA_DIR / "locks" / f"{study_name}.{tag}.lock"
 
 
-def make_sampler(spec: StudySpec, worker_index: int, trials_so_far: int) -> optuna.samplers.BaseSampler:
-    """Seeded from the study's sampler seed, the worker and the study's size: reproducible for a given
-    history, and two workers never draw the same random start-up points."""
-    seed = (int(spec.sampler["seed"]) * 1_000_003 + 7919 * worker_index + trials_so_far) % (2 ** 32)
-    if spec.sampler["name"] == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=spec.sampler.get("n_startup_trials", 10),
-                                      multivariate=spec.sampler.get("multivariate", True))
-
-
 def open_study(spec: StudySpec, study_name: str, storage_url: str | None, seed: int, worker_index: int = 0,
                base_parameter_hash: str | None = None) -> optuna.Study:
     """Create or resume; a study resumed with a different seed or base is a usage error."""
@@ -108,6 +98,5 @@ def open_study(spec: StudySpec, study_name: str, storage_url: str | None, seed: 
     for key, value in expected.items():
         if key not in attrs:
             probe.set_user_attr(key, value)
-    n = len(probe.get_trials(deepcopy=False))
     return optuna.load_study(study_name=study_name, storage=storage,
                              sampler=stream_sampler(spec))  # tuning.sampler_streams: keyed per trial
