@@ -89,6 +89,10 @@ _FAST_VALID = {"country_zone_alphas": _valid_alphas, "zone_floor_policy": _valid
 
 def parse_policy(policy_id: str, raw: bytes, source: str) -> dict:
     """YAML -> document, schema-checked, with the sanity checks beyond the schema."""
+    if policy_id in POLICY_IDS and raw and not raw.endswith(b"\n"):
+        # every writer ends a policy with a newline; a file cut mid-line can still parse and pass the
+        # schema ("alpha: 16.97" from "alpha: 16.972354"), so a missing final newline is a truncation
+        raise EngineError(E_POLICY_YAML, f"{source}: truncated (the file does not end with a newline)")
     return validate_document(policy_id, parse_yaml(raw, source, E_POLICY_YAML), source)
 
 

@@ -74,6 +74,12 @@ def test_unknown_floor_tzid_and_missing_alpha_country_are_refused():
     assert err.value.code == "E3A_S2_007_DOMAIN_MISMATCH_UNIVERSE" and "NA" in err.value.cause
 
 
+def test_a_policy_cut_mid_line_is_refused_even_when_schema_valid():
+    raw = BASE.raw["zone_floor_policy"]
+    cut = raw[: raw.rindex(b"floor_value: ") + len(b"floor_value: 0")]   # "0.1" -> "0": still valid YAML
+    assert _policy_code("zone_floor_policy", cut) == "E3A_POL_001_MALFORMED_YAML"
+
+
 def test_duplicate_yaml_keys_are_refused():
     raw = BASE.raw["zone_mixture_policy"] + b"theta_mix: 0.5\n"
     assert _policy_code("zone_mixture_policy", raw) == "E3A_POL_001_MALFORMED_YAML"
