@@ -23,6 +23,7 @@ from engine.states import s0_gate, s1_escalation, s2_priors, s3_shares, s4_count
 from engine.states.common import missing_prior_countries, zone_layout
 from engine.states.lineage import lineage_values, with_lineage
 from engine.states.s7_bundle import index_document, passed_flag
+from engine.strict import check_uint64
 from engine.errors import EngineError
 from engine.world.model import World, default_world, outlets_for
 
@@ -123,6 +124,7 @@ def run_chain(policies: PolicySet, seed: int, world: World | None = None, *, out
 
     if realism_mode not in ("observe", "block"):
         raise EngineError("E3A_CLI_001_USAGE", f"realism mode must be observe or block, not {realism_mode!r}")
+    check_uint64(seed, "seed", "E3A_CLI_001_USAGE")  # le64 would wrap it silently
     world = world or default_world()
     cache = cache if cache is not None else ChainCache()
     timer, reused = _Timer(), set()

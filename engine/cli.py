@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
-from engine.errors import E_USAGE, EngineError
+from engine.cliwrap import CodedParser as _Parser, invoke
+from engine.strict import UINT64_MAX
 
 DEFAULT_POLICIES = Path("policies")
 AUTHORED_ROOT = Path("authored")
@@ -17,9 +17,19 @@ E_AUTHORITY_FOLDER = "E3A_CLI_003_AUTHORITY_FOLDER"
 AUTHORITY_MARKERS = ("ladder.yaml", "lineage.yaml")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # usage errors are coded too
-        raise EngineError(E_USAGE, message)
+def _uint64(text: str) -> int:
+    """--seed: an integer in [0, 2**64-1] (argparse turns the ValueError into a coded usage error)."""
+    value = int(text, 10)
+    if not 0 <= value <= UINT64_MAX:
+        raise ValueError(text)
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text, 10)
+    if not 1 <= value <= 10_000:
+        raise ValueError(text)
+    return value
 
 
 def _world(args):
@@ -145,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--outlets", help="an outlet catalogue (.parquet/.csv)")
 
     r = sub.add_parser("run", help="run S0..S7 and publish the run folder")
-    r.add_argument("--seed", type=int, required=True)
+    r.add_argument("--seed", type=_uint64, required=True)
     r.add_argument("--run-root", required=True)
     r.add_argument("--policies", help="policy directory (default: the world's own; with --reference, authored for "
                                       "that universe; else ./policies)")
@@ -161,22 +171,20 @@ def build_parser() -> argparse.ArgumentParser:
     a.set_defaults(fn=cmd_author)
     b = sub.add_parser("bench", help="benchmark the in-process chain")
     b.add_argument("--json", action="store_true")
-    b.add_argument("--seed", type=int, default=42)
-    b.add_argument("--repeats", type=int, default=10)
-    b.add_argument("--scale", type=int, default=100, help="also run a world with this many times the merchants")
+    b.add_argument("--seed", type=_uint64, default=42)
+    b.add_argument("--repeats", type=_positive, default=10)
+    b.add_argument("--scale", type=_positive, default=100, help="also run a world with this many times the merchants")
     b.add_argument("--policies")
     world_args(b)
     b.set_defaults(fn=cmd_bench)
     return p
 
 
+def _main(argv: list[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.fn(args)
+
+
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-        return args.fn(args)
-    except EngineError as exc:
-        print(exc.one_line(), file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("E3A_CLI_002_INTERRUPTED: interrupted", file=sys.stderr)
-        return 130
+    """Exit status of the command; every failure a user can cause is one coded line (engine.cliwrap)."""
+    return invoke(_main, argv)

@@ -21,6 +21,7 @@ from engine.hashing import sha256_hex
 from engine.members import TABLE_MEMBERS, data_paths
 from engine.serialize import json_bytes, read_jsonl
 from engine.states.s7_bundle import bundle_digest
+from engine.verify_bundle import check_identity, check_no_strays
 
 FLAG_RE_PREFIX = "sha256_hex = "
 
@@ -37,7 +38,12 @@ def run_report(result) -> dict:
 
 
 def materialise(result, run_root: Path) -> Path:
-    run_root.mkdir(parents=True, exist_ok=True)
+    try:
+        run_root.mkdir(parents=True, exist_ok=True)
+        if not os.access(run_root, os.W_OK | os.X_OK):
+            raise PermissionError(13, "Permission denied", str(run_root))
+    except OSError as exc:
+        raise EngineError(E_PUBLISH, f"run root {run_root} is not a writable folder ({exc.strerror or exc})") from None
     final = run_root / result.identity["run_id"]
     if final.exists():
         existing = final / data_paths(result.identity)["flag"]
@@ -45,8 +51,9 @@ def materialise(result, run_root: Path) -> Path:
             return final  # same inputs, same bytes: publishing again is a no-op
         raise EngineError("E3A_IO_002_IMMUTABILITY_VIOLATION",
                           f"{final} exists with different content; refusing to overwrite")
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{result.identity['run_id']}-", dir=run_root))
+    tmp = None
     try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{result.identity['run_id']}-", dir=run_root))
         paths = data_paths(result.identity)
         for member in result.members:
             _write(tmp / member.path, member.data)
@@ -56,10 +63,12 @@ def materialise(result, run_root: Path) -> Path:
         _write(tmp / "reports" / "run_report.json", json.dumps(run_report(result), indent=2, sort_keys=True).encode())
         os.rename(tmp, final)
     except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise EngineError(E_PUBLISH, f"could not publish {final}: {exc.strerror or exc}") from None
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
 
@@ -83,6 +92,10 @@ def verify(run_dir: str | Path) -> dict:
     try:
         index = json.loads(index_path.read_bytes())
         members = index["members"]
+        if not isinstance(members, list) or not members or not all(
+                isinstance(m, dict) and all(isinstance(m.get(k), str) for k in ("logical_id", "path", "sha256_hex"))
+                for m in members):
+            raise TypeError("members")
     except (ValueError, KeyError, TypeError):
         raise EngineError(E_BUNDLE_TAMPERED, f"{index_path}: index.json unreadable") from None
     if json_bytes(index) != index_path.read_bytes():
@@ -105,6 +118,8 @@ def verify(run_dir: str | Path) -> dict:
     receipt = json.loads((run_dir / receipt_member["path"]).read_bytes())
     if sha256_hex(json_bytes(receipt)) != index["s6_receipt_digest"] or receipt["overall_status"] != "PASS":
         raise EngineError(E_BUNDLE_TAMPERED, "s6 receipt digest mismatch or S6 not PASS")
+    check_identity(run_dir, index_path, index)       # identity fields the flag does not cover
+    check_no_strays(run_dir, index, index_path)      # every file of every dataset accounted for
     return {"run_dir": str(run_dir), "members": len(members), "bundle_sha256_hex": bundle_digest(index),
             "status": "PASS"}
 

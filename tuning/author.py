@@ -8,14 +8,13 @@ ladder (phase ``AUTHOR``, decision ``AUTHORED_INSTALL``, the reason as its note)
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 from pathlib import Path
 from typing import Sequence
 
 from engine.errors import EngineError
 from engine.policies import PolicySet
-from tuning.errors import E_USAGE, run_cli
+from tuning.errors import E_USAGE, TuningParser, run_cli
 
 DECISION = "AUTHORED_INSTALL"
 
@@ -55,7 +54,7 @@ def install_authored(policies_dir: Path, reason: str, world_dir: str | None = No
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tuning.author", description=__doc__.splitlines()[0])
+    ap = TuningParser(prog="python -m tuning.author", description=__doc__.splitlines()[0])
     ap.add_argument("--into-authority", action="store_true", required=True,
                     help="required: this command overwrites the authority folder")
     ap.add_argument("--reason", required=True, help="why the authority is replaced (recorded in the ladder)")

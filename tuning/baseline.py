@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 from engine.metrics import run_verdict, thresholds
-from tuning.errors import run_cli
+from tuning.errors import TuningParser, run_cli
 from tuning.report_files import (compact_gates, gate_table_md, json_text, atomic_write_text, run_block,
                                  table_globs, utc_now)
 
@@ -82,7 +82,7 @@ def p0_markdown(doc: dict, gates: dict) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m tuning.baseline", description=__doc__.splitlines()[0])
+    ap = TuningParser(prog="python -m tuning.baseline", description=__doc__.splitlines()[0])
     what = ap.add_mutually_exclusive_group()
     what.add_argument("--authored", action="store_const", const="authored", dest="subject",
                       help="measure the authored baseline (the plan's P0), built in memory for the world")

@@ -27,7 +27,7 @@ from typing import Sequence
 
 from tqdm import tqdm
 
-from tuning.errors import run_cli
+from tuning.errors import TuningParser, run_cli
 
 TARGETS = {"harness_overhead_fraction": 0.25, "sweep_200_wall_s": 180.0, "certify_engine_s": 5.0}
 
@@ -93,7 +93,7 @@ def bench(root: Path, trials: int, study: str = "bench-P1.2") -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tuning.bench", description=__doc__.splitlines()[0])
+    ap = TuningParser(prog="python -m tuning.bench", description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--sweep-trials", type=int, default=200, help="trials of the benchmark sweep (default 200)")
     ap.add_argument("--keep", help="run in this directory and keep it (default: a temporary directory)")

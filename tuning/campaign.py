@@ -31,7 +31,6 @@ on every seed; else record the ``else`` decision.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
@@ -43,7 +42,7 @@ import yaml
 
 from engine.errors import EngineError
 from engine.policies import PolicySet
-from tuning.errors import E_USAGE, run_cli
+from tuning.errors import E_USAGE, TuningParser, run_cli
 
 E_CAMPAIGN = "E3A_TUN_060_CAMPAIGN"
 E_REPLAY = "E3A_TUN_061_REPLAY_MISMATCH"
@@ -212,7 +211,7 @@ def replay_cleanup(doc: dict, optuna_dir: Path = Path(".optuna")) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tuning.campaign", description=__doc__.splitlines()[0])
+    ap = TuningParser(prog="python -m tuning.campaign", description=__doc__.splitlines()[0])
     ap.add_argument("command", choices=("run", "replay"))
     ap.add_argument("--file", default="studies/campaign.yaml")
     ap.add_argument("--policies", default="policies")

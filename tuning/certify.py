@@ -23,7 +23,7 @@ from engine.chain import ChainCache, run_chain
 from engine.errors import EngineError
 from engine.metrics import REQUIRED_SEEDS, fidelity_verdict, seedpack_verdict
 from engine.policies import PolicySet
-from tuning.errors import E_CERTIFY, run_cli
+from tuning.errors import E_CERTIFY, TuningParser, run_cli
 from tuning.promote import fetch_candidate_files
 from tuning.tracking import (CERTIFY_EXPERIMENT, client, experiment_id, flatten_pack, gate_table_md, log_batch)
 
@@ -36,6 +36,8 @@ def parse_seeds(text: str) -> list[int]:
         seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
         raise EngineError(E_CERTIFY, f"--seeds {text!r}: expected comma-separated integers") from None
+    if any(not 0 <= s <= 2 ** 64 - 1 for s in seeds):
+        raise EngineError(E_CERTIFY, f"--seeds {text!r}: a seed must be in [0, 2**64-1]")
     if not seeds or len(set(seeds)) != len(seeds):
         raise EngineError(E_CERTIFY, f"--seeds {text!r}: need distinct seeds")
     return seeds
@@ -144,7 +146,7 @@ def summary_markdown(summary: dict) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tuning.certify", description=__doc__.splitlines()[0])
+    ap = TuningParser(prog="python -m tuning.certify", description=__doc__.splitlines()[0])
     who = ap.add_mutually_exclusive_group()
     who.add_argument("--authority", action="store_true", help="certify policies/ (the default)")
     who.add_argument("--run", metavar="MLFLOW_RUN_ID", help="certify a trial's candidate policy files")
@@ -173,15 +175,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.record and not args.run:
         from tuning.ladder import record_step
 
+        from tuning.authority_txn import authority_lock
+
         cv = {k: v for k, v in summary["cv"].items() if isinstance(v, (int, float))}
         hold = summary.get("holdout") or {}
-        record_step("P5", summary["verdict"], policies_dir=Path(args.policies), source_run_id=summary["mlflow_run_id"],
-                    evidence={"seeds": ",".join(map(str, seeds)), "certify_run_id": summary["mlflow_run_id"],
-                              "fidelity": summary["fidelity_verdict"], "certified": summary["certified"],
-                              **({"holdout_seeds": hold["n"], "holdout_range": hold["range"],
-                                  **{f"holdout_{k}": hold[k] for k in HOLDOUT_RATES}} if hold else {})},
-                    metrics={**{f"cv.{k}": v for k, v in cv.items()},
-                             **{f"holdout.{k}": hold[k] for k in HOLDOUT_RATES if k in hold}})
+        with authority_lock(Path(args.policies)):  # serialised with promote and freeze
+            if PolicySet.from_dir(args.policies).parameter_hash != policies.parameter_hash:
+                raise EngineError(E_CERTIFY, "the authority changed while it was being certified; run again")
+            record_step("P5", summary["verdict"], policies_dir=Path(args.policies),
+                        source_run_id=summary["mlflow_run_id"],
+                        evidence={"seeds": ",".join(map(str, seeds)), "certify_run_id": summary["mlflow_run_id"],
+                                  "fidelity": summary["fidelity_verdict"], "certified": summary["certified"],
+                                  **({"holdout_seeds": hold["n"], "holdout_range": hold["range"],
+                                      **{f"holdout_{k}": hold[k] for k in HOLDOUT_RATES}} if hold else {})},
+                        metrics={**{f"cv.{k}": v for k, v in cv.items()},
+                                 **{f"holdout.{k}": hold[k] for k in HOLDOUT_RATES if k in hold}})
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True, default=str))
     else:

@@ -17,7 +17,7 @@ from engine.errors import EngineError
 from engine.metrics import compare_packs
 from engine.metrics.compare import DELTA_METRICS
 from engine.metrics.pack import lookup
-from tuning.errors import E_ARTIFACTS, run_cli
+from tuning.errors import E_ARTIFACTS, TuningParser, run_cli
 from tuning.report_files import (GATE_FAMILIES, atomic_write_text, compact_gates, fmt, json_text, load_run_dir,
                                  md_table, read_json, require_keys, run_block, score_tables, utc_now)
 
@@ -100,7 +100,7 @@ def comparison_markdown(doc: Mapping) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m tuning.compare", description=__doc__.splitlines()[0])
+    ap = TuningParser(prog="python -m tuning.compare", description=__doc__.splitlines()[0])
     ap.add_argument("baseline_json", help="P0 baseline pack JSON")
     ap.add_argument("candidate", help="candidate P0 pack JSON or materialised run directory")
     ap.add_argument("--out", default="reports", help="reports folder (default: reports)")

@@ -10,14 +10,13 @@ Needs the ``optuna-dashboard`` package (``pip install -e ".[dashboard]"``).
 
 from __future__ import annotations
 
-import argparse
 import types
 from typing import Sequence
 
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
-from tuning.errors import run_cli
+from tuning.errors import TuningParser, run_cli
 
 DASHBOARD_CONSTRAINTS_KEY = "constraints"
 
@@ -54,7 +53,7 @@ def feasible_best_storage(storage):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tuning.dashboard", description=__doc__.splitlines()[0])
+    ap = TuningParser(prog="python -m tuning.dashboard", description=__doc__.splitlines()[0])
     ap.add_argument("--phase", required=True)
     ap.add_argument("--study", help="study name (default: the phase's study file)")
     ap.add_argument("--studies-dir", default="studies")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from typing import Callable, Sequence
 
+from engine.cliwrap import CodedParser, invoke as _invoke
 from engine.errors import EngineError
 
 E_KNOB_RANGE = "E3A_TUN_001_KNOB_OUT_OF_RANGE"
@@ -28,22 +29,26 @@ E_USAGE = "E3A_TUN_050_USAGE"
 E_TRACKING = "E3A_TUN_042_TRACKING_STORE"
 
 
-def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> None:
-    """Run a CLI entry point: an EngineError becomes ``CODE: cause`` on stderr and exit 2."""
-    try:
-        code = main(argv)
-    except EngineError as exc:
-        print(exc.one_line(), file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - a tracking-store failure is one coded line, not a traceback
-        from mlflow.exceptions import MlflowException
+class TuningParser(CodedParser):
+    """The argument parser of every ``python -m tuning.*``: usage errors are ``E3A_TUN_050_USAGE`` lines."""
 
-        if not isinstance(exc, MlflowException):
-            raise
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        print(f"{E_TRACKING}: MLflow tracking store failed: {first}", file=sys.stderr)
-        sys.exit(2)
-    sys.exit(code or 0)
+    usage_code = E_USAGE
+
+
+def _tracking_error(exc: BaseException) -> EngineError | None:
+    from mlflow.exceptions import MlflowException
+
+    if not isinstance(exc, MlflowException):
+        return None
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    return EngineError(E_TRACKING, f"MLflow tracking store failed: {first}")
+
+
+def invoke(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
+    """engine.cliwrap.invoke with MLflow failures coded as ``E3A_TUN_042_TRACKING_STORE``."""
+    return _invoke(main, argv, _tracking_error)
+
+
+def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> None:
+    """Run a CLI entry point through the one wrapper shared with the engine (engine.cliwrap)."""
+    sys.exit(invoke(main, argv))

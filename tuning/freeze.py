@@ -14,7 +14,8 @@ from typing import Sequence
 
 from engine.errors import EngineError
 from engine.policies import PolicySet
-from tuning.errors import E_CERTIFY, run_cli
+from tuning.authority_txn import authority_lock
+from tuning.errors import E_CERTIFY, TuningParser, run_cli
 from tuning.ladder import read_ladder, record_step
 
 FREEZE_STATUS = {"PASS_BPLUS": "FROZEN_CERTIFIED_BPLUS", "PASS_B": "FROZEN_CERTIFIED_B"}
@@ -28,6 +29,11 @@ def freeze_status(verdict: str, fidelity: str = "FAITHFUL") -> str:
 
 
 def freeze(policies_dir: Path) -> dict:
+    with authority_lock(policies_dir):  # serialised with promote and certify --record
+        return _freeze(policies_dir)
+
+
+def _freeze(policies_dir: Path) -> dict:
     current = PolicySet.from_dir(policies_dir).parameter_hash
     certs = [s for s in read_ladder(policies_dir) if s["phase"] == "P5" and s["parameter_hash"] == current]
     if not certs:
@@ -42,7 +48,7 @@ def freeze(policies_dir: Path) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tuning.freeze", description=__doc__.splitlines()[0])
+    ap = TuningParser(prog="python -m tuning.freeze", description=__doc__.splitlines()[0])
     ap.add_argument("--policies", default="policies")
     args = ap.parse_args(argv)
     step = freeze(Path(args.policies))

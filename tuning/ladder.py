@@ -23,7 +23,8 @@ import yaml
 from engine.atomic import atomic_write
 from engine.errors import EngineError
 from engine.policies import PolicySet
-from tuning.errors import E_USAGE, run_cli
+from engine.strict import load_yaml
+from tuning.errors import E_USAGE, TuningParser, run_cli
 
 LADDER_FILE = "ladder.yaml"
 
@@ -32,7 +33,7 @@ def read_ladder(policies_dir: Path) -> list[dict]:
     path = Path(policies_dir) / LADDER_FILE
     if not path.exists():
         return []
-    doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    doc = load_yaml(path, E_USAGE) or {}
     steps = doc.get("steps") if isinstance(doc, dict) else None
     if not isinstance(steps, list):
         raise EngineError(E_USAGE, f"{path}: expected a mapping with a 'steps' list")
@@ -44,12 +45,21 @@ def _write_ladder(policies_dir: Path, steps: list[dict]) -> None:
     atomic_write(policies_dir / LADDER_FILE, text.encode("utf-8"))
 
 
-def record_step(phase: str, decision: str, *, policies_dir: Path = Path("policies"), evidence: dict | None = None,
-                metrics: dict | None = None, artifacts: dict[str, bytes] | None = None,
-                source_run_id: str | None = None, note: str | None = None,
-                measured: PolicySet | None = None) -> dict:
-    """Log one ladder step to MLflow and append it to ``policies/ladder.yaml`` (``measured``: the policy set
-    the step is about when it is not the authority folder's, e.g. P0 on the authored baseline)."""
+def record_step(phase: str, decision: str, *, policies_dir: Path = Path("policies"), **kw) -> dict:
+    """Log one ladder step to MLflow and append it to ``policies/ladder.yaml``, under the authority lock
+    (two steps recorded at once both land)."""
+    from tuning.authority_txn import authority_lock
+
+    with authority_lock(policies_dir):
+        return _record_step(phase, decision, policies_dir=policies_dir, **kw)
+
+
+def _record_step(phase: str, decision: str, *, policies_dir: Path, evidence: dict | None = None,
+                 metrics: dict | None = None, artifacts: dict[str, bytes] | None = None,
+                 source_run_id: str | None = None, note: str | None = None,
+                 measured: PolicySet | None = None) -> dict:
+    """``measured``: the policy set the step is about when it is not the authority folder's (e.g. P0 on the
+    authored baseline)."""
     from tuning.tracking import AUTHORITY_EXPERIMENT, client, experiment_id, log_batch
 
     policies = measured or PolicySet.from_dir(policies_dir)
@@ -92,7 +102,7 @@ def ladder_table(steps: list[dict]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tuning.ladder", description="the phase decision ladder")
+    ap = TuningParser(prog="python -m tuning.ladder", description="the phase decision ladder")
     sub = ap.add_subparsers(dest="cmd", required=True)
     show = sub.add_parser("show")
     show.add_argument("--policies", default="policies")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import tempfile
 from pathlib import Path
 from typing import Sequence
@@ -24,11 +23,12 @@ from typing import Sequence
 import yaml
 from mlflow.exceptions import MlflowException
 
-from engine.atomic import atomic_write, stage
 from engine.chain import ChainCache, run_chain
 from engine.errors import EngineError
 from engine.policies import PolicySet
-from tuning.errors import E_NOT_FAITHFUL, E_ARTIFACTS, E_RUN_MISSING, E_RUN_VETOED, E_WITNESS, run_cli
+from engine.strict import load_yaml
+from tuning.authority_txn import authority_lock, install as txn_install, tag_authority
+from tuning.errors import E_ARTIFACTS, E_NOT_FAITHFUL, E_RUN_MISSING, E_RUN_VETOED, E_WITNESS, TuningParser, run_cli
 from tuning.objective import deterministic_view
 from tuning.promote_guards import guard_promotion
 from tuning.registry import register_authority
@@ -131,25 +131,36 @@ def read_lineage(policies_dir: Path) -> list[dict]:
     path = policies_dir / LINEAGE_FILE
     if not path.exists():
         return []
-    doc = yaml.safe_load(path.read_text()) or {}
-    return list(doc.get("promotions", []))
+    doc = load_yaml(path, E_ARTIFACTS) or {}
+    promotions = doc.get("promotions", []) if isinstance(doc, dict) else None
+    if not isinstance(promotions, list):
+        raise EngineError(E_ARTIFACTS, f"{path}: expected a mapping with a 'promotions' list")
+    return list(promotions)
 
 
-def install(policies: PolicySet, policies_dir: Path, lineage: list[dict], entry: dict) -> None:
-    """Stage every file beside its target, then rename each into place; the lineage record last."""
-    policies_dir.mkdir(parents=True, exist_ok=True)
-    staged = []
-    for pid, data in sorted(policies.raw.items()):
-        final = policies_dir / f"{pid}.yaml"
-        staged.append((stage(final, data), final))
-    for tmp, final in staged:
-        os.replace(tmp, final)
-    doc = {"promotions": lineage + [entry]}
-    atomic_write(policies_dir / LINEAGE_FILE, yaml.safe_dump(doc, sort_keys=False).encode())
+def install(policies: PolicySet, policies_dir: Path, lineage: list[dict], entry: dict,
+            run_tags: dict | None = None) -> None:
+    """One transaction (tuning.authority_txn): every policy file and the new lineage record, the lineage
+    renamed last, then the MLflow authority tags. Call with the authority lock held."""
+    files = {f"{pid}.yaml": data for pid, data in sorted(policies.raw.items())}
+    files[LINEAGE_FILE] = yaml.safe_dump({"promotions": lineage + [entry]}, sort_keys=False).encode()
+    txn_install(policies_dir, files, LINEAGE_FILE, entry.get("mlflow_run_id"), run_tags)
+
+
+def _lineage_agrees(policies_dir: Path, current: PolicySet, lineage: list[dict]) -> bool:
+    """True when policies/ is what the last lineage entry installed (or there is no lineage yet)."""
+    return not lineage or lineage[-1].get("parameter_hash") == current.parameter_hash
 
 
 def promote(run_id: str, policies_dir: Path, decision: str | None = None, runs_root: Path | None = None,
             ladder_phase: str | None = None, reopen: str | None = None, reason: str | None = None) -> dict:
+    """Serialised with every other authority change (tuning.authority_txn.authority_lock)."""
+    with authority_lock(policies_dir):
+        return _promote(run_id, policies_dir, decision, runs_root, ladder_phase, reopen, reason)
+
+
+def _promote(run_id: str, policies_dir: Path, decision: str | None, runs_root: Path | None,
+             ladder_phase: str | None, reopen: str | None, reason: str | None) -> dict:
     mlc = client()
     with tempfile.TemporaryDirectory(prefix="promote-") as tmp:
         run, candidate, recorded = fetch_candidate(mlc, run_id, Path(tmp))
@@ -158,11 +169,13 @@ def promote(run_id: str, policies_dir: Path, decision: str | None = None, runs_r
         lineage = read_lineage(policies_dir)
         guard_promotion(policies_dir, current, candidate, run_id, reopen)
         result = witness(candidate, recorded, runs_root)
-        if current.parameter_hash == candidate.parameter_hash:
+        if current.parameter_hash == candidate.parameter_hash and _lineage_agrees(policies_dir, current, lineage):
             # the selected candidate is the authority itself (the plan's "F0"): nothing to install, but the
             # witness replay and the phase decision still close the phase on the ladder
             if result["status"] != "PASS":
                 raise EngineError(E_WITNESS, f"run {run_id}: witness replay differs: {result['mismatches'][0]}")
+            if lineage and lineage[-1].get("mlflow_run_id") == run_id:
+                tag_authority(run_id, {})  # repairs the tags of a promote killed before it tagged
             out = {"status": "ALREADY_AUTHORITY", "run_id": run_id, "parameter_hash": current.parameter_hash,
                    "witness": result}
             if decision:
@@ -195,7 +208,8 @@ def promote(run_id: str, policies_dir: Path, decision: str | None = None, runs_r
             "seeds": result["seeds"], "fidelity": "FAITHFUL",
             "pareto": tags.get("pareto", "n/a"), "reason": reason or "",
         }
-        install(candidate, policies_dir, lineage, entry)
+        new_tags = {"authority_since": now, **({"decision": decision} if decision else {})}
+        install(candidate, policies_dir, lineage, entry, new_tags)  # also tags: exactly one run current
 
         promo = mlc.create_run(experiment_id(mlc, AUTHORITY_EXPERIMENT), run_name=f"promote-{tags.get('phase')}",
                                tags={"run_kind": "promotion", "phase": tags.get("phase", ""), "source_run_id": run_id,
@@ -214,14 +228,10 @@ def promote(run_id: str, policies_dir: Path, decision: str | None = None, runs_r
         mlc.log_artifacts(promo_id, str(wdir))
         mlc.set_terminated(promo_id)
         registered = register_authority(mlc, promo_id, candidate, (policies_dir / LINEAGE_FILE).read_bytes(), entry)
-        new_tags = {"authority": "current", "authority_since": now, "promotion_run_id": promo_id}
-        if decision:
-            new_tags["decision"] = decision
-        log_batch(mlc, run_id, tags=new_tags)
+        log_batch(mlc, run_id, tags={"promotion_run_id": promo_id})
         if previous_run and previous_run != run_id:
             try:
-                log_batch(mlc, previous_run, tags={"authority": "superseded", "superseded_by": run_id,
-                                                   "superseded_utc": now})
+                log_batch(mlc, previous_run, tags={"superseded_utc": now})
             except MlflowException:
                 pass  # the superseded run lives in another tracking store: the lineage file still records it
     from tuning.ladder import record_step
@@ -240,7 +250,7 @@ def promote(run_id: str, policies_dir: Path, decision: str | None = None, runs_r
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tuning.promote", description=__doc__.splitlines()[0])
+    ap = TuningParser(prog="python -m tuning.promote", description=__doc__.splitlines()[0])
     ap.add_argument("run_id", metavar="MLFLOW_RUN_ID")
     ap.add_argument("--policies", default="policies", help="authority policy directory")
     ap.add_argument("--decision", help="phase decision recorded with the promotion (e.g. UNLOCK_P2)")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from engine.policies import PolicySet
-from tuning.errors import run_cli
+from tuning.errors import TuningParser, run_cli
 from tuning.promote import read_lineage
 from tuning.tracking import RUN_KIND_TRIAL, client, search_all
 
@@ -89,7 +89,7 @@ def prune(runs_root: Path, policies_dir: Path, dry_run: bool = False, use_mlflow
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tuning.prune", description=__doc__.splitlines()[0])
+    ap = TuningParser(prog="python -m tuning.prune", description=__doc__.splitlines()[0])
     ap.add_argument("--runs-root", default="runs")
     ap.add_argument("--policies", default="policies")
     ap.add_argument("--dry-run", action="store_true")

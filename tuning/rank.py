@@ -15,7 +15,7 @@ import json
 from typing import Sequence
 
 from engine.errors import EngineError
-from tuning.errors import E_RUN_MISSING, run_cli
+from tuning.errors import E_RUN_MISSING, TuningParser, run_cli
 from tuning.study_spec import DEFAULT_KEY_METRICS, load_study
 from tuning.tracking import RUN_KIND_TRIAL, client, search_all
 
@@ -67,7 +67,7 @@ def format_rows(rows: Sequence[dict], key_metrics: Sequence[str]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tuning.rank", description=__doc__.splitlines()[0])
+    ap = TuningParser(prog="python -m tuning.rank", description=__doc__.splitlines()[0])
     ap.add_argument("--phase", required=True)
     ap.add_argument("--top", type=int, default=10)
     ap.add_argument("--study", help="only this Optuna study's trials")

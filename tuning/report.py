@@ -24,7 +24,7 @@ from typing import Mapping, Sequence
 import pandas as pd
 
 from engine.metrics import fidelity_verdict, run_verdict
-from tuning.errors import run_cli
+from tuning.errors import TuningParser, run_cli
 from tuning.report_figures import FIDELITY_SECTION, FIGURES, ReportData, fidelity_figures
 from tuning.report_files import (FAMILY_LEVELS, atomic_write_text, family_gate_rows, fmt, load_run_dir,
                                  run_fidelity_evidence, score_tables)
@@ -128,7 +128,7 @@ def build_report_html(tables: Mapping[str, pd.DataFrame], pack: Mapping, gates: 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m tuning.report", description=__doc__.splitlines()[0])
+    ap = TuningParser(prog="python -m tuning.report", description=__doc__.splitlines()[0])
     ap.add_argument("run_dir", help="a materialised run directory (RUN_ROOT/<run_id>)")
     ap.add_argument("--out", default=None, help="output HTML file (default: reports/segment3a_report_<run_id>.html)")
     return ap

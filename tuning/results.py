@@ -19,7 +19,7 @@ from engine.metrics import fidelity_verdict, run_verdict, seedpack_verdict
 from engine.policies import PolicySet
 from engine.policies.authoring import author_policies, realism_floors
 from engine.world.model import default_world
-from tuning.errors import E_USAGE, run_cli
+from tuning.errors import E_USAGE, TuningParser, run_cli
 from tuning.ladder import ladder_table, read_ladder
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -122,7 +122,7 @@ def splice(text: str, section: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tuning.results", description=__doc__.splitlines()[0])
+    ap = TuningParser(prog="python -m tuning.results", description=__doc__.splitlines()[0])
     ap.add_argument("--policies", default="policies")
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--write", metavar="README")

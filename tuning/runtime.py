@@ -22,7 +22,7 @@ from engine.errors import EngineError
 from engine.metrics import popt0_table, popt1_closure
 from engine.metrics.quantiles import median
 from engine.metrics.runtime import STATES
-from tuning.errors import E_USAGE, run_cli
+from tuning.errors import E_USAGE, TuningParser, run_cli
 from tuning.report_files import (atomic_write_text, fmt, json_text, md_table, passed_flag_path, read_json,
                                  require_keys, run_block, run_evidence, score_tables, utc_now)
 
@@ -141,7 +141,7 @@ def closure_markdown(doc: Mapping) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m tuning.runtime", description=__doc__.splitlines()[0])
+    ap = TuningParser(prog="python -m tuning.runtime", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True)
     b = sub.add_parser("baseline", help="POPT.0 state timing baseline + hotspot map")
     b.add_argument("--seed", type=int, default=42)

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import yaml
 
 from engine.errors import EngineError
+from engine.strict import load_yaml, non_finite_path
 from tuning.errors import E_STUDY_INVALID, E_STUDY_MISSING
 from tuning.knobs import KNOBS, check_value
 
@@ -29,6 +29,10 @@ from tuning.knobs import KNOBS, check_value
 # anchor (same seed) may fail on the candidate
 STRUCTURAL_VETOES = ("s6_pass", "s7_pass", "conservation", "schema", "realism_floors", "fidelity", "gate_regression")
 OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt, "==": operator.eq}
+UINT64_MAX = 2 ** 64 - 1
+_UINT64 = {"type": "integer", "minimum": 0, "maximum": UINT64_MAX}
+MAX_TRIALS = 1_000_000
+STUDY_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"  # a file name under .optuna/, never a path
 _METRIC = {"type": "string", "pattern": r"^(s1|s2|s3|s4|zone_alloc|fidelity)\.[A-Za-z0-9_]+$"}
 _CONDITION = {
     "type": "object", "additionalProperties": False, "required": ["metric", "op"],
@@ -43,15 +47,15 @@ STUDY_SCHEMA = {
     "required": ["phase", "knobs", "objective", "vetoes", "seeds", "trials", "sampler"],
     "properties": {
         "phase": {"type": "string", "pattern": r"^P[0-9](\.[0-9])?$"},
-        "study": {"type": "string", "minLength": 1},
+        "study": {"type": "string", "pattern": STUDY_NAME},
         "description": {"type": "string"},
         "base_policies": {"type": "string", "minLength": 1},
-        "seeds": {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 0}},
-        "trials": {"type": "integer", "minimum": 1},
+        "seeds": {"type": "array", "minItems": 1, "maxItems": 64, "items": _UINT64},
+        "trials": {"type": "integer", "minimum": 1, "maximum": MAX_TRIALS},
         "sampler": {
             "type": "object", "additionalProperties": False, "required": ["name", "seed"],
-            "properties": {"name": {"enum": ["tpe", "random"]}, "seed": {"type": "integer"},
-                           "n_startup_trials": {"type": "integer", "minimum": 0},
+            "properties": {"name": {"enum": ["tpe", "random"]}, "seed": _UINT64,
+                           "n_startup_trials": {"type": "integer", "minimum": 0, "maximum": MAX_TRIALS},
                            "multivariate": {"type": "boolean"}},
         },
         "knobs": {
@@ -253,6 +257,8 @@ def _knob_space(source: str, i: int, raw: dict) -> KnobSpace:
         raise _fail(source, f"{where}.step", f"integer knob {name} needs an integer step")
     if step is not None and log:
         raise _fail(source, f"{where}.step", "step and log cannot be combined")
+    if step is not None and step > high - low:
+        raise _fail(source, f"{where}.step", f"step {step} is larger than the range [{low}, {high}]")
     return KnobSpace(name, low=low, high=high, log=log, step=step)
 
 
@@ -262,6 +268,9 @@ def parse_condition(raw: dict, default_reason: str) -> Condition:
 
 
 def parse_study(doc: Any, source: str) -> StudySpec:
+    at = non_finite_path(doc)
+    if at is not None:  # NaN passes every schema bound and would switch a guardrail off
+        raise _fail(source, at, "number is not finite (NaN or inf)")
     error = jsonschema.exceptions.best_match(_VALIDATOR.iter_errors(doc))
     if error is not None:
         raise _fail(source, _where(error), error.message)
@@ -297,10 +306,6 @@ def load_study(phase_or_path: str, studies_dir: str | Path = "studies") -> Study
     path = Path(phase_or_path)
     if path.suffix not in (".yaml", ".yml"):
         path = Path(studies_dir) / f"{phase_or_path}.yaml"
-    if not path.is_file():
+    if not path.exists():
         raise EngineError(E_STUDY_MISSING, f"{path}: study file not found")
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise _fail(str(path), "(file)", f"malformed YAML ({str(exc).splitlines()[0]})") from None
-    return parse_study(doc, str(path))
+    return parse_study(load_yaml(path, E_STUDY_INVALID, E_STUDY_MISSING), str(path))

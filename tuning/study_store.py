@@ -9,21 +9,47 @@ shared by the processes of ``--workers K``.
 from __future__ import annotations
 
 import hashlib
+import math
+import re
 import warnings
 from pathlib import Path
 
 import optuna
 from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+from optuna.storages.journal import JournalFileOpenLock
 
 from engine.errors import EngineError
 from tuning.errors import E_STORAGE, E_USAGE
-from tuning.study_spec import StudySpec
+from tuning.journal_safe import SafeJournalFileBackend, truncate_torn_tail
+from tuning.sampler_streams import stream_sampler
+from tuning.study_spec import MAX_TRIALS, STUDY_NAME, UINT64_MAX, StudySpec
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 OPTUNA_DIR = Path(".optuna")
 LOCK_GRACE_SECONDS = 5  # the journal lock is held for microseconds; older than this it is stale
+
+
+def check_sweep_args(args) -> None:
+    """Range checks of ``python -m tuning.sweep`` arguments (before anything is opened or written)."""
+    def bad(msg: str) -> None:
+        raise EngineError(E_USAGE, msg)
+
+    if not 1 <= args.workers <= 64:
+        bad(f"--workers {args.workers} outside [1, 64]")
+    if args.trials is not None and not 1 <= args.trials <= MAX_TRIALS:
+        bad(f"--trials {args.trials} outside [1, {MAX_TRIALS}]")
+    if args.seed is not None and not 0 <= args.seed <= UINT64_MAX:
+        bad(f"--seed {args.seed} outside [0, 2**64-1]")
+    if not (math.isfinite(args.stale_after) and args.stale_after >= 0):
+        bad(f"--stale-after {args.stale_after} must be a finite number of seconds >= 0")
+    if args.max_failures < 0:
+        bad(f"--max-failures {args.max_failures} must be >= 0")
+    if args.study is not None and not re.fullmatch(STUDY_NAME, args.study):
+        bad(f"--study {args.study!r}: a study name is letters, digits, '.', '_' and '-' (it names a file "
+            f"under {OPTUNA_DIR}/), not a path")
+    if args.worker_index < 0 or args.top < 0 or args.reports < 0:
+        bad("--top and --reports must be >= 0")
 
 
 def default_storage_url(study_name: str) -> str:
@@ -41,7 +67,8 @@ def open_storage(url: str | None, study_name: str):
             target = Path(path).resolve()
             target.parent.mkdir(parents=True, exist_ok=True)
             lock = JournalFileOpenLock(str(target), grace_period=LOCK_GRACE_SECONDS)
-            return JournalStorage(JournalFileBackend(str(target), lock_obj=lock))
+            truncate_torn_tail(str(target), lock)  # tuning.journal_safe: a torn tail never blocks a resume
+            return JournalStorage(SafeJournalFileBackend(str(target), lock_obj=lock))
         return optuna.storages.RDBStorage(url)
     except (ValueError, ImportError, OSError, optuna.exceptions.StorageInternalError) as exc:
         raise EngineError(E_STORAGE, f"cannot open Optuna storage {url!r}: {str(exc).splitlines()[0]}") from None
@@ -53,16 +80,6 @@ def lock_path(url: str | None, study_name: str) -> Path:
     """The budget lock shared by the workers of one study on one machine."""
     tag = hashlib.sha256(f"{url or default_storage_url(study_name)}|{study_name}".encode()).hexdigest()[:16]
     return OPTUNA_DIR / "locks" / f"{study_name}.{tag}.lock"
-
-
-def make_sampler(spec: StudySpec, worker_index: int, trials_so_far: int) -> optuna.samplers.BaseSampler:
-    """Seeded from the study's sampler seed, the worker and the study's size: reproducible for a given
-    history, and two workers never draw the same random start-up points."""
-    seed = (int(spec.sampler["seed"]) * 1_000_003 + 7919 * worker_index + trials_so_far) % (2 ** 32)
-    if spec.sampler["name"] == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=spec.sampler.get("n_startup_trials", 10),
-                                      multivariate=spec.sampler.get("multivariate", True))
 
 
 def open_study(spec: StudySpec, study_name: str, storage_url: str | None, seeds, worker_index: int = 0,
@@ -88,9 +105,9 @@ def open_study(spec: StudySpec, study_name: str, storage_url: str | None, seeds,
     for key, value in expected.items():
         if key not in attrs:
             probe.set_user_attr(key, value)
-    n = len(probe.get_trials(deepcopy=False))
     return optuna.load_study(study_name=study_name, storage=storage,
-                             sampler=make_sampler(spec, worker_index, n), pruner=make_pruner(spec))
+                             sampler=stream_sampler(spec),  # tuning.sampler_streams: keyed per trial
+                             pruner=make_pruner(spec))
 
 
 def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:

@@ -26,12 +26,12 @@ from engine.errors import EngineError
 from engine.policies import PolicySet
 from engine.world.model import default_world
 from tuning.dashboard import mirror_constraints
-from tuning.errors import E_TRIALS_FAILING, E_USAGE, run_cli
+from tuning.errors import E_TRIALS_FAILING, E_USAGE, TuningParser, run_cli
 from tuning.knobs import KNOBS
 from tuning.objective import PhaseObjective, SeedRobustObjective
 from tuning.ranking import RESULT_ATTR, _j, _result, _safe_metric, format_table, pareto_numbers, ranked_trials
 from tuning.study_spec import StudySpec, load_study, metric_value, parse_condition
-from tuning.study_store import lock_path, open_study
+from tuning.study_store import check_sweep_args, lock_path, open_study
 from tuning.tracking import SweepTracker, flatten_pack, log_batch
 from tuning.ui_view import ensure_rank_view
 from tuning.trial_recovery import (WORKER_ATTR, counts, exclusive, original_number, recover_stale_trials,
@@ -41,7 +41,7 @@ VETO_CONSTRAINT = "veto"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m tuning.sweep", description=__doc__.splitlines()[0])
+    ap = TuningParser(prog="python -m tuning.sweep", description=__doc__.splitlines()[0])
     ap.add_argument("--phase", required=True, help="study file studies/<PHASE>.yaml (or a path to one)")
     ap.add_argument("--trials", type=int, help="complete trials in total (default: the study's budget)")
     ap.add_argument("--seed", type=int, help="score one engine seed only (default: every seed of the study)")
@@ -65,8 +65,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--worker-of", help=argparse.SUPPRESS)       # parent MLflow run id (spawned workers)
     ap.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args.workers < 1 or (args.trials is not None and args.trials < 1):
-        raise EngineError(E_USAGE, "--workers and --trials must be >= 1")
+    check_sweep_args(args)
     if args.timeout is not None and not args.timeout > 0:
         raise EngineError(E_USAGE, "--timeout must be > 0 seconds")
     return args
@@ -248,7 +247,8 @@ class Sweep:
                         metrics={f"{t['metric']}.seed_{o.seed}": metric_value(o.anchor.pack, t["metric"])
                                  for t in self.spec.precheck["triggers"] for o in self.objective.per_seed})
             return summary
-        self.enqueue_authority_candidate()
+        with exclusive(self.lock):  # sweeps started together enqueue the authority candidate once
+            self.enqueue_authority_candidate()
         start = counts(self.study)["COMPLETE"]
         progress = None if args.no_progress else tqdm(total=self.target, initial=min(start, self.target),
                                                       desc=f"{self.study_name}", unit="trial", file=sys.stderr)

@@ -26,6 +26,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
 from tuning.objective import Evaluation
+from tuning.store_init import ensure_store
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 logging.getLogger("mlflow").setLevel(logging.WARNING)
@@ -58,7 +59,9 @@ def artifact_root(uri: str) -> Path | None:
 
 
 def client() -> MlflowClient:
-    return MlflowClient(tracking_uri())
+    uri = tracking_uri()
+    ensure_store(uri)  # created and migrated once, under a lock (tuning.store_init)
+    return MlflowClient(uri)
 
 
 def experiment_id(mlc: MlflowClient, name: str) -> str:

@@ -14,17 +14,16 @@ from pathlib import Path
 from typing import Mapping
 
 import jsonschema
-import yaml
 
 from engine.atomic import atomic_write
 from engine.errors import E_POLICY_MISSING, E_POLICY_SANITY, E_POLICY_SCHEMA, E_POLICY_YAML, EngineError
 from engine.hashing import canonical_json, parameter_hash, sha256_hex
 from engine.policies.schemas import SCHEMAS
+from engine.strict import parse_yaml, read_bytes, require_finite
 
 POLICY_IDS = ("country_zone_alphas", "zone_floor_policy", "zone_mixture_policy")
 OPTIONAL_POLICY_IDS = ("day_effect_policy",)
 _VALIDATORS = {pid: jsonschema.Draft202012Validator(schema) for pid, schema in SCHEMAS.items()}
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 PLACEHOLDERS = {"", "tbd", "todo", "null", "unknown", "none"}
 
 S1_SMOOTHING_OFF = {"enabled": False, "zone_count_min": 5, "zone_count_max": 16, "zone_escalation_prob_min": 0.08,
@@ -90,12 +89,11 @@ _FAST_VALID = {"country_zone_alphas": _valid_alphas, "zone_floor_policy": _valid
 
 def parse_policy(policy_id: str, raw: bytes, source: str) -> dict:
     """YAML -> document, schema-checked, with the sanity checks beyond the schema."""
-    try:
-        doc = yaml.load(raw.decode("utf-8"), Loader=_LOADER)
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise EngineError(E_POLICY_YAML, f"{source}: malformed YAML ({first})") from None
-    return validate_document(policy_id, doc, source)
+    if policy_id in POLICY_IDS and raw and not raw.endswith(b"\n"):
+        # every writer ends a policy with a newline; a file cut mid-line can still parse and pass the
+        # schema ("alpha: 16.97" from "alpha: 16.972354"), so a missing final newline is a truncation
+        raise EngineError(E_POLICY_YAML, f"{source}: truncated (the file does not end with a newline)")
+    return validate_document(policy_id, parse_yaml(raw, source, E_POLICY_YAML), source)
 
 
 def validate_document(policy_id: str, doc: object, source: str) -> dict:
@@ -107,6 +105,7 @@ def validate_document(policy_id: str, doc: object, source: str) -> dict:
         exc = error
         where = "/".join(str(p) for p in exc.absolute_path) or "(top level)"
         raise EngineError(E_POLICY_SCHEMA, f"{source}: {where}: {exc.message}") from None
+    require_finite(doc, source, E_POLICY_SCHEMA)  # NaN slips through every schema minimum/maximum
     version = str(doc.get("version", ""))
     if version.strip().lower() in PLACEHOLDERS or "{" in version or "}" in version:
         raise EngineError(E_POLICY_SCHEMA, f"{source}: version {version!r} is a placeholder")
@@ -212,7 +211,7 @@ class PolicySet:
         for pid in POLICY_IDS + OPTIONAL_POLICY_IDS:
             path = d / f"{pid}.yaml"
             if path.exists():
-                raw[pid] = path.read_bytes()
+                raw[pid] = read_bytes(path, E_POLICY_MISSING)
             elif pid in POLICY_IDS:
                 raise EngineError(E_POLICY_MISSING, f"{path}: required policy file not found")
         return cls(raw, str(d))

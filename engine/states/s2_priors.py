@@ -38,6 +38,11 @@ def priors(universe: pd.DataFrame, alphas_doc: dict, floor_doc: dict) -> pd.Data
         r = missing.iloc[0]
         raise EngineError("E3A_S2_007_DOMAIN_MISMATCH_UNIVERSE",
                           f"alpha pack misses zone {r['tzid']} of {r['country_iso']} ({len(missing)} missing pairs)")
+    absent = sorted(uni_countries - set(pack["country_iso"]))
+    if absent:
+        raise EngineError("E3A_S2_007_DOMAIN_MISMATCH_UNIVERSE",
+                          f"alpha pack lacks country {absent[0]} of the zone universe ({len(absent)} countries)")
+    _check_floor_tzids(floor_doc, set(universe["tzid"]))
     floors = {f["tzid"]: (float(f["floor_value"]), float(f["bump_threshold"])) for f in floor_doc["floors"]}
     tz = pack["tzid"].to_numpy(dtype=object)
     floor_value = np.array([floors.get(t, (0.0, 1.0))[0] for t in tz], dtype=np.float64)
@@ -63,6 +68,28 @@ def priors(universe: pd.DataFrame, alphas_doc: dict, floor_doc: dict) -> pd.Data
         "alpha_sum_country": alpha_sum, "floor_applied": applied, "bump_applied": applied.copy(),
         "share_effective": share,
     })
+
+
+def _check_floor_tzids(floor_doc: dict, universe_tzids: set[str]) -> None:
+    """A floor entry names an IANA zone (one outside every Z(c) is ignored, per the spec); a name that is
+    no zone at all is a typo that would silently drop the floor."""
+    import zoneinfo
+
+    known = universe_tzids | _iana_names(zoneinfo)
+    bad = sorted({f["tzid"] for f in floor_doc["floors"]} - known)
+    if bad:
+        raise EngineError("E3A_S2_004_PRIOR_OR_POLICY_SCHEMA_INVALID",
+                          f"zone_floor_policy names unknown tzid {bad[0]!r} ({len(bad)} unknown)")
+
+
+def _iana_names(zoneinfo) -> set[str]:
+    global _IANA
+    if _IANA is None:
+        _IANA = set(zoneinfo.available_timezones())
+    return _IANA
+
+
+_IANA: set[str] | None = None
 
 
 def _ordered_sums(values: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from engine.errors import E_WORLD_INPUT, E_WORLD_MISSING, EngineError
+from engine.strict import load_yaml, require_finite
 from engine.hashing import canonical_json, composite_hash, sha256, table_digest
 from engine.world.outlets import (COUNTRY_WEIGHT_FLOOR, COUNTRY_WEIGHT_POWER, MERCHANTS_DEFAULT,
                                   synthesize_outlets, validate_outlets)
@@ -72,14 +72,23 @@ def default_world() -> World:
     return World("default", universe, population_mass(universe), _versions("default"), fidelity_applicable=True)
 
 
+MAX_TABLE_BYTES = 2 * 1024 ** 3  # a reference or outlet file (checked before reading)
+
+
 def _read_table(path: Path) -> pd.DataFrame:
     if not path.exists():
         raise EngineError(E_WORLD_MISSING, f"{path}: file not found")
+    if not path.is_file():
+        raise EngineError(E_WORLD_INPUT, f"{path}: not a regular file")
+    if path.stat().st_size > MAX_TABLE_BYTES:
+        raise EngineError(E_WORLD_INPUT, f"{path}: larger than {MAX_TABLE_BYTES} bytes")
     try:
         if path.suffix == ".parquet":
             return pd.read_parquet(path)
         if path.suffix in (".csv", ".tsv"):
-            return pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",", dtype=str)
+            # every cell is text: "NA" is Namibia, not a missing value
+            return pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",", dtype=str,
+                               keep_default_na=False, na_filter=False)
         if path.suffix in (".yaml", ".yml"):
             return _universe_from_alpha_pack(path)
     except EngineError:
@@ -90,10 +99,8 @@ def _read_table(path: Path) -> pd.DataFrame:
 
 
 def _universe_from_alpha_pack(path: Path) -> pd.DataFrame:
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise EngineError(E_WORLD_INPUT, f"{path}: malformed YAML ({str(exc).splitlines()[0]})") from None
+    doc = load_yaml(path, E_WORLD_INPUT, E_WORLD_MISSING)
+    require_finite(doc, str(path), E_WORLD_INPUT)
     countries = doc.get("countries") if isinstance(doc, dict) else None
     if not isinstance(countries, dict):
         raise EngineError(E_WORLD_INPUT, f"{path}: an alpha pack needs a 'countries' mapping")

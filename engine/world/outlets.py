@@ -108,6 +108,51 @@ def expand_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
     })
 
 
+MAX_SITES_PER_PAIR = 1_000_000     # the largest chain of the synthetic upstream has 2,500 in one country
+MAX_OUTLETS = 50_000_000           # rows a catalogue may expand to (checked before allocating them)
+_UINT64_MAX = 2 ** 64 - 1
+_EXACT_FLOAT = 2 ** 53
+
+
+def merchant_ids(column: pd.Series, source: str) -> np.ndarray:
+    """merchant_id as uint64, exactly: integers in [0, 2**64-1]; a text column is parsed digit by digit
+    (never through float, which would round ids above 2**53 and wrap those beyond 2**64 to 0)."""
+    def fail() -> EngineError:
+        return EngineError(E_WORLD_INPUT, f"{source}: merchant_id must be an integer in [0, 2**64-1]")
+
+    if pd.api.types.is_bool_dtype(column):
+        raise fail()
+    if pd.api.types.is_integer_dtype(column):
+        if pd.api.types.is_signed_integer_dtype(column) and (column < 0).any():
+            raise fail()
+        return column.to_numpy().astype(np.uint64)
+    if pd.api.types.is_float_dtype(column):
+        values = column.to_numpy(dtype=np.float64)
+        if not (np.isfinite(values).all() and (values >= 0).all() and (values < _EXACT_FLOAT).all()
+                and (values == np.floor(values)).all()):
+            raise fail()
+        return values.astype(np.uint64)
+    text = column.astype(str).str.strip()
+    if not text.str.fullmatch(r"[0-9]{1,20}").all():
+        raise fail()
+    ints = [int(t) for t in text]
+    if ints and max(ints) > _UINT64_MAX:
+        raise fail()
+    return np.array(ints, dtype=np.uint64)
+
+
+def site_counts(column: pd.Series, source: str) -> np.ndarray:
+    """site_count as int64: finite integers in [1, MAX_SITES_PER_PAIR], total <= MAX_OUTLETS (checked
+    before the outlets are expanded, so an absurd count is refused instead of allocated)."""
+    counts = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    if not (np.isfinite(counts).all() and (counts >= 1).all() and (counts <= MAX_SITES_PER_PAIR).all()
+            and (counts == np.floor(counts)).all()):
+        raise EngineError(E_WORLD_INPUT, f"{source}: site_count must be an integer in [1, {MAX_SITES_PER_PAIR}]")
+    if counts.sum() > MAX_OUTLETS:
+        raise EngineError(E_WORLD_INPUT, f"{source}: {int(counts.sum())} outlets exceed the limit of {MAX_OUTLETS}")
+    return counts.astype(np.int64)
+
+
 def validate_outlets(frame: pd.DataFrame, universe_countries: set[str], source: str) -> pd.DataFrame:
     """A user-supplied catalogue: one row per outlet, or one row per pair with ``site_count``."""
     missing = {"merchant_id", "legal_country_iso"} - set(frame.columns)
@@ -115,23 +160,21 @@ def validate_outlets(frame: pd.DataFrame, universe_countries: set[str], source: 
         raise EngineError(E_WORLD_INPUT, f"{source}: outlet catalogue lacks column(s) {sorted(missing)}")
     if frame["merchant_id"].isna().any() or frame["legal_country_iso"].isna().any():
         raise EngineError(E_WORLD_INPUT, f"{source}: null merchant_id or legal_country_iso")
-    mids = pd.to_numeric(frame["merchant_id"], errors="coerce")
-    if mids.isna().any() or (mids < 0).any() or (mids != np.floor(mids)).any():
-        raise EngineError(E_WORLD_INPUT, f"{source}: merchant_id must be a non-negative integer")
+    mids = merchant_ids(frame["merchant_id"], source)
     unknown = sorted(set(frame["legal_country_iso"].astype(str)) - universe_countries)
     if unknown:
         raise EngineError(E_WORLD_INPUT, f"{source}: country {unknown[0]!r} is not in the zone universe")
     if "site_count" in frame.columns:
-        counts = pd.to_numeric(frame["site_count"], errors="coerce")
-        if counts.isna().any() or (counts < 1).any() or (counts != np.floor(counts)).any():
-            raise EngineError(E_WORLD_INPUT, f"{source}: site_count must be an integer >= 1")
-        pairs = pd.DataFrame({"merchant_id": mids.astype(np.uint64),
+        counts = site_counts(frame["site_count"], source)
+        pairs = pd.DataFrame({"merchant_id": mids,
                               "legal_country_iso": frame["legal_country_iso"].astype(str),
                               "site_count": counts.astype(np.int64)})
         if pairs.duplicated(["merchant_id", "legal_country_iso"]).any():
             raise EngineError(E_WORLD_INPUT, f"{source}: duplicate (merchant_id, legal_country_iso) pair")
         return expand_pairs(pairs.sort_values(["merchant_id", "legal_country_iso"], kind="mergesort"))
-    out = pd.DataFrame({"merchant_id": mids.astype(np.uint64),
+    if len(frame) > MAX_OUTLETS:
+        raise EngineError(E_WORLD_INPUT, f"{source}: {len(frame)} outlets exceed the limit of {MAX_OUTLETS}")
+    out = pd.DataFrame({"merchant_id": mids,
                         "legal_country_iso": frame["legal_country_iso"].astype(str)})
     out = out.sort_values(["merchant_id", "legal_country_iso"], kind="mergesort").reset_index(drop=True)
     grp = out.groupby(["merchant_id", "legal_country_iso"], sort=False).cumcount()

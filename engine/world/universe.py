@@ -59,6 +59,10 @@ def validate_universe(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     missing = {"country_iso", "tzid"} - set(frame.columns)
     if missing:
         raise EngineError(E_WORLD_INPUT, f"{source}: zone universe lacks column(s) {sorted(missing)}")
+    if frame.empty:
+        raise EngineError(E_WORLD_INPUT, f"{source}: zone universe has no rows")
+    if frame[["country_iso", "tzid"]].isna().any().any():
+        raise EngineError(E_WORLD_INPUT, f"{source}: empty country_iso or tzid cell")
     frame = frame[["country_iso", "tzid"]].astype(str)
     bad_iso = frame.loc[~frame["country_iso"].str.match(ISO2), "country_iso"]
     if len(bad_iso):

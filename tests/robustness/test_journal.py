@@ -1,0 +1,89 @@
+"""The sweep journal: a torn tail is truncated on resume; a write that fails for lack of space
+leaves the journal intact (a real short write, forced with a file-size limit)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from tuning.study_store import open_storage
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _study(path: Path) -> optuna.Study:
+    return optuna.create_study(study_name="j", storage=open_storage(f"journal:{path}", "j"),
+                               direction="maximize", load_if_exists=True)
+
+
+def _fill(path: Path, n: int) -> None:
+    study = _study(path)
+    for i in range(n):
+        t = study.ask()
+        study.tell(t, t.suggest_float("x", 0, 1))
+
+
+@pytest.mark.parametrize("tail", [b'{"op_code": 5, "worker_id": "ab', b"\n{not json", b'{"op_code"'])
+def test_a_torn_tail_is_truncated_and_the_study_resumes(tmp_path, tail):
+    path = tmp_path / "j.journal"
+    _fill(path, 3)
+    good = path.read_bytes()
+    with open(path, "ab") as fh:
+        fh.write(tail)
+    study = _study(path)                       # resume: used to fail once anything was appended
+    data = path.read_bytes()
+    assert data.startswith(good) and data.endswith(b"\n")
+    assert all(json.loads(line) for line in data.splitlines())   # the torn record is gone
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 3
+    t = study.ask()
+    study.tell(t, t.suggest_float("x", 0, 1))
+    assert len(_study(path).get_trials(states=(TrialState.COMPLETE,))) == 4
+
+
+_SHORT_WRITE = """
+import resource, signal, sys
+import optuna
+from tuning.study_store import open_storage
+from engine.errors import EngineError
+path = sys.argv[1]
+study = optuna.create_study(study_name="j", storage=open_storage("journal:" + path, "j"),
+                            direction="maximize", load_if_exists=True)
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+import os
+before = os.path.getsize(path)
+limit = before + 40                          # room for part of the next record only: a short write
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+try:
+    t = study.ask()
+    study.set_user_attr("big", "x" * 500)
+except EngineError as exc:
+    print(exc.code, before)
+    sys.exit(3)
+"""
+
+
+def test_a_write_that_runs_out_of_space_leaves_the_journal_intact(tmp_path):
+    path = tmp_path / "j.journal"
+    _fill(path, 2)
+    good = path.read_bytes()
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, "-c", _SHORT_WRITE, str(path)], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 3, proc.stderr
+    code, before = proc.stdout.split()
+    assert code == "E3A_TUN_040_STORAGE"
+    data = path.read_bytes()
+    assert data.startswith(good) and len(data) == int(before)   # the half-written record was rolled back
+    assert "Traceback" not in proc.stderr
+    study = _study(path)
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 2
+    t = study.ask()
+    study.tell(t, 0.5)
+    assert len(_study(path).get_trials(states=(TrialState.COMPLETE,))) == 3
