@@ -29,6 +29,16 @@ def authored_policies(world_dir: str | None = None, reference: str | None = None
 
 def install_authored(policies_dir: Path, reason: str, world_dir: str | None = None, reference: str | None = None,
                      reopen: str | None = None) -> dict:
+    """Serialised with every other authority change (tuning.authority_txn.authority_lock)."""
+    from tuning.authority_txn import authority_lock
+
+    policies_dir.mkdir(parents=True, exist_ok=True)
+    with authority_lock(policies_dir):
+        return _install_authored(policies_dir, reason, world_dir, reference, reopen)
+
+
+def _install_authored(policies_dir: Path, reason: str, world_dir: str | None, reference: str | None,
+                      reopen: str | None) -> dict:
     from tuning.ladder import record_step
     from tuning.promote import install, read_lineage
     from tuning.promote_guards import E_FROZEN, frozen_step

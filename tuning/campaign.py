@@ -67,25 +67,34 @@ def load_campaign(path: Path) -> dict:
     return doc
 
 
-def choose(summary: dict, rule: str, min_j: float | None, require_targets: bool = False) -> tuple[dict | None, str]:
-    """The selected trial row and why (``require_targets``: only trials whose targets hold on every seed)."""
-    if require_targets:
-        summary = dict(summary, pareto=[r for r in summary.get("pareto", []) if r.get("target_pass")])
-        best = summary.get("best") or {}
-        if best and not best.get("target_pass"):
-            summary["best"] = next((r for r in summary.get("top", []) if r["veto"] == "PASS" and r.get("target_pass")),
-                                   None)
+def choose(rows: list[dict], rule: str, min_j: float | None, require_targets: bool = False,
+           on_front: set[int] | None = None) -> tuple[dict | None, str]:
+    """The selected trial row and why. ``rows``: every complete trial (``trial``, ``J``, ``veto``,
+    ``target_pass``, ``second``). Eligible: feasible, J above ``min_J`` when one is set, and with
+    ``require_targets`` the study's targets holding on every seed.
+
+    ``best_feasible``: the eligible trial with the highest mean J. ``pareto_min_second``: the eligible
+    trial with the best (lowest) second objective - the most faithful point of the eligible set's own
+    Pareto front (it is always on it); ties go to the higher J. ``on_front`` (the sweep's whole feasible
+    front) is only reported in the reason."""
+    floor = "" if min_j is None else f" with J > {min_j:g}"
+    what = f"feasible trial{' meeting its targets' if require_targets else ''}{floor}"
+    eligible = [r for r in rows if r.get("veto") == "PASS" and r.get("J") is not None
+                and (min_j is None or r["J"] > min_j) and (r.get("target_pass") or not require_targets)]
     if rule == "best_feasible":
-        best = summary.get("best") or None
-        return best, (f"best feasible mean J {best['J']:.6g} (trial {best['trial']})" if best else "no feasible trial")
+        if not eligible:
+            return None, f"no {what}"
+        best = max(eligible, key=lambda r: (r["J"], -r["trial"]))
+        return best, f"best mean J {best['J']:.6g} (trial {best['trial']}); eligible: {len(eligible)} ({what})"
     if rule == "pareto_min_second":
-        floor = "" if min_j is None else f" with J > {min_j:g}"
-        front = [r for r in summary.get("pareto", []) if r.get("J") is not None and (min_j is None or r["J"] > min_j)]
-        if not front:
-            return None, f"no feasible Pareto point{' meeting the targets' if require_targets else ''}{floor}"
-        pick = min(front, key=lambda r: (r.get("second") if r.get("second") is not None else float("inf"), -r["J"]))
-        return pick, (f"Pareto point trial {pick['trial']} (J {pick['J']:.6g}, second objective "
-                      f"{pick.get('second'):.6g}): the most faithful of {len(front)} front points{floor}")
+        usable = [r for r in eligible if r.get("second") is not None]
+        if not usable:
+            return None, f"no {what}"
+        pick = min(usable, key=lambda r: (r["second"], -r["J"], r["trial"]))
+        where = "" if on_front is None else (" (on the sweep's feasible front)" if pick["trial"] in on_front
+                                             else " (dominated on the sweep's whole front by trials that miss the targets)")
+        return pick, (f"trial {pick['trial']} (J {pick['J']:.6g}, second objective {pick['second']:.6g}): the most "
+                      f"faithful eligible trial; eligible: {len(usable)} ({what}){where}")
     raise EngineError(E_CAMPAIGN, f"unknown selection rule {rule!r}")
 
 
@@ -185,12 +194,16 @@ class Campaign:
         from tuning.promote import promote
         from tuning.ladder import record_step
 
-        _, summary = self._run_sweep(step["sweep"], step["phase"])
+        from tuning.ranking import _j, _result
+
+        sweep, summary = self._run_sweep(step["sweep"], step["phase"])
         if summary.get("decision") and not summary.get("trials_complete"):
             return summary["decision"]  # a precheck closed the phase (recorded by the sweep)
         rule = step.get("promote_if", {})
         min_j = float(rule["min_J"]) if "min_J" in rule else None
-        pick, why = choose(summary, step.get("select", "best_feasible"), min_j, bool(rule.get("targets", False)))
+        rows = [{"trial": t.number, "J": _j(t), **_result(t)} for t in sweep.ranked()]
+        front = {r["trial"] for r in summary["pareto"]} if "pareto" in summary else None
+        pick, why = choose(rows, step.get("select", "best_feasible"), min_j, bool(rule.get("targets", False)), front)
         if pick is None or pick["J"] is None or (min_j is not None and pick["J"] <= min_j):
             floor = "" if min_j is None else f" with J > {min_j:g}"
             record_step(step["phase"], step["else"], policies_dir=self.policies, source_run_id=summary["parent_run_id"],
@@ -218,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--studies-dir", default="studies")
     ap.add_argument("--runs-root", default="", help="materialise promotion witnesses here ('' = in memory)")
     ap.add_argument("--no-progress", action="store_true")
-    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--json", action="store_true", help="print the outcome as one JSON line (the last line)")
     args = ap.parse_args(argv)
     doc = load_campaign(Path(args.file))
     policies = Path(args.policies)
@@ -235,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
            "parameter_hash": after.parameter_hash, "digests": dict(after.digests)}
     if before is not None:
         out["replay_identical"] = dict(after.digests) == dict(before)
-    print(json.dumps(out, indent=2) if args.json else
+    print(json.dumps(out, sort_keys=True) if args.json else
           "\n".join(f"{s['phase']:>7}  {s['outcome']}  ({s['seconds']} s)" for s in log)
           + f"\nauthority {after.parameter_hash[:16]}; wall {out['wall_seconds']} s")
     if before is not None and not out["replay_identical"]:

@@ -19,7 +19,8 @@ from engine.metrics.compare import DELTA_METRICS
 from engine.metrics.pack import lookup
 from tuning.errors import E_ARTIFACTS, TuningParser, run_cli
 from tuning.report_files import (GATE_FAMILIES, atomic_write_text, compact_gates, fmt, json_text, load_run_dir,
-                                 md_table, read_json, require_keys, run_block, score_tables, utc_now)
+                                 md_table, read_json, require_keys, run_block, run_fidelity_evidence, score_tables,
+                                 utc_now)
 
 OUT_JSON = "segment3a_p0_candidate_vs_baseline_{rid}.json"
 OUT_MD = "segment3a_p0_candidate_vs_baseline_{rid}.md"
@@ -46,7 +47,7 @@ def candidate_from_json(path: Path) -> dict:
 
 def candidate_from_run(run_dir: Path) -> dict:
     res = load_run_dir(run_dir)
-    pack, gates, verdict = score_tables(res.tables)
+    pack, gates, verdict = score_tables(res.tables, run_fidelity_evidence(res))
     block = run_block(res, run_dir.resolve().parent if run_dir.is_absolute() else run_dir.parent)
     block["run_root"] = run_dir.as_posix()
     return {**block, "metrics": pack, "gates": compact_gates(gates), "verdict": verdict}

@@ -193,7 +193,7 @@ def _promote(run_id: str, policies_dir: Path, decision: str | None, runs_root: P
         if not result["faithful"]:
             raise EngineError(E_NOT_FAITHFUL, f"run {run_id}: fidelity {result['fidelity']}; an authority must be "
                                               f"FAITHFUL on every seed")
-        previous_run = lineage[-1]["mlflow_run_id"] if lineage else None
+        previous_run = lineage[-1].get("mlflow_run_id") if lineage else None
         now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         entry = {
             "promoted_utc": now, "mlflow_run_id": run_id, "phase": tags.get("phase"), "study": tags.get("study"),

@@ -165,8 +165,9 @@ def run_fidelity_evidence(res):
     A run on the default world is measured against it: ``default_world().evidence`` when the run's
     Z(c) (its S2 rows) is today's default universe, else (a run made under an earlier default
     universe) the same GeoNames evidence applied to the run's own Z(c). Any other world
-    (``--world``, ``--reference``, ``+outlets``) brings its own universe: fidelity is still measured
-    and shown, but its gates are N/A and its verdict NOT_APPLICABLE.
+    (``--world``, ``--reference``) brings its own universe: fidelity is still measured and shown, but its
+    gates are N/A and its verdict NOT_APPLICABLE. The default universe with the user's own outlets
+    (``default+outlets``) is still population-true: fidelity applies.
     """
     from engine.world.evidence import fidelity_evidence
     from engine.world.model import default_world
@@ -175,7 +176,7 @@ def run_fidelity_evidence(res):
     s2 = res.tables["s2"]
     universe = (s2[["country_iso", "tzid"]].astype(str).drop_duplicates()
                 .sort_values(["country_iso", "tzid"]).reset_index(drop=True))
-    if kind == "default":
+    if kind in ("default", "default+outlets"):
         world = default_world()
         same = set(zip(universe["country_iso"], universe["tzid"])) == set(
             zip(world.universe["country_iso"], world.universe["tzid"]))

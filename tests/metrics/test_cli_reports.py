@@ -40,7 +40,8 @@ def test_baseline_pack_keys(workspace, capsys):
     assert set(doc["paths"]) == {"s1_glob", "s2_glob", "s3_glob", "s4_glob", "zone_alloc_glob"}
     assert len(doc["gates"]["hard"]) == 10 and len(doc["gates"]["stretch"]) == 7
     assert set(next(iter(doc["gates"]["hard"].values()))) == {"value", "threshold", "status"}
-    assert set(doc["metrics"]) == {"s1", "s2", "s3", "s4", "zone_alloc"}
+    assert set(doc["metrics"]) == {"s1", "s2", "s3", "s4", "zone_alloc", "fidelity"}
+    assert len(doc["gates"]["fidelity"]) == 5 and doc["metrics"]["fidelity"]["applicable"] is True
     assert doc["verdict"] in {"PASS_BPLUS", "PASS_B", "FAIL_REALISM"}
     assert pack_json.read_text() == json.dumps(doc, sort_keys=True, indent=2) + "\n"   # sorted, indent 2
     md = (out / f"segment3a_p0_baseline_metrics_{rid}.md").read_text()

@@ -46,7 +46,9 @@ def _current_runs() -> list[str]:
 def _promote(root: Path, run_id: str, kill_at: int | None = None) -> subprocess.Popen:
     code = (_KILLER if kill_at else "import sys\n") + \
         "from tuning.promote import main\nfrom tuning.errors import run_cli\nrun_cli(main, sys.argv[2:])\n"
-    return subprocess.Popen([sys.executable, "-c", code, str(kill_at or 0), run_id, "--runs-root", "", "--json"],
+    # the copied authority is frozen (FROZEN_CERTIFIED_*): every promote here reopens it, with a reason
+    return subprocess.Popen([sys.executable, "-c", code, str(kill_at or 0), run_id, "--runs-root", "", "--json",
+                             "--reopen", "robustness test"],
                             cwd=root, env=env_for(root) | {"KILL_INSIDE": str(root / "policies")}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

@@ -24,8 +24,8 @@ seeds: [42]
 trials: 6
 sampler: {name: tpe, seed: 7, n_startup_trials: 3, multivariate: true}
 knobs:
-  - {name: blend_lambda, low: 0.0, high: 0.9}
-  - {name: hub_cap, low: 0.35, high: 1.0}
+  - {name: blend_lambda, low: 0.0, high: 0.12}
+  - {name: hub_cap, low: 0.85, high: 1.0}
   - {name: tail_gamma, value: 1.0}
 objective:
   name: J
@@ -34,7 +34,7 @@ objective:
     - {name: d_tail, metric: s2.share_top1_ge_099_multi_tz, direction: down, weight: 0.35}
     - {name: d_multi_zone, metric: s4.escalated_multi_zone_rate, direction: up, weight: 0.20}
 vetoes:
-  structural: [s6_pass, s7_pass, conservation, schema, realism_floors]
+  structural: [s6_pass, s7_pass, conservation, schema, realism_floors, fidelity]
 """
 
 
@@ -45,8 +45,8 @@ def make_project(root: Path) -> Path:
     (root / "studies").mkdir()
     (root / "studies" / "P1.2.yaml").write_text(SMALL_STUDY)
     forced = SMALL_STUDY.replace("study: t-P1.2", "study: t-veto").replace(
-        "  structural: [s6_pass, s7_pass, conservation, schema, realism_floors]",
-        "  structural: [s6_pass, s7_pass, conservation, schema, realism_floors]\n"
+        "  structural: [s6_pass, s7_pass, conservation, schema, realism_floors, fidelity]",
+        "  structural: [s6_pass, s7_pass, conservation, schema, realism_floors, fidelity]\n"
         "  guardrails:\n    - {metric: s4.top1_share_median, op: '<=', value: 0.0, reason: FORCED_VETO}")
     (root / "studies" / "veto.yaml").write_text(forced)
     return root

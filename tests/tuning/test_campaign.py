@@ -79,17 +79,19 @@ def test_campaign_file_is_validated(tmp_path):
 def test_selection_rules():
     rows = [{"trial": 1, "J": 0.2, "second": 0.01, "target_pass": True, "veto": "PASS"},
             {"trial": 2, "J": 0.4, "second": 0.02, "target_pass": False, "veto": "PASS"},
-            {"trial": 3, "J": 0.1, "second": 0.005, "target_pass": True, "veto": "PASS"}]
-    summary = {"best": rows[1], "top": [rows[1], rows[0], rows[2]], "pareto": rows}
-    assert choose(summary, "best_feasible", 0.0)[0]["trial"] == 2
-    assert choose(summary, "best_feasible", 0.0, require_targets=True)[0]["trial"] == 1
-    pick, why = choose(summary, "pareto_min_second", 0.0)
-    assert pick["trial"] == 3 and "trial 3" in why
-    assert choose(summary, "pareto_min_second", 0.15)[0]["trial"] == 1
-    assert choose(summary, "pareto_min_second", 0.5)[0] is None
-    assert choose(summary, "pareto_min_second", None)[0]["trial"] == 3
+            {"trial": 3, "J": 0.1, "second": 0.005, "target_pass": True, "veto": "PASS"},
+            {"trial": 4, "J": 0.9, "second": 0.001, "target_pass": True, "veto": "FAIL"},
+            {"trial": 5, "J": -0.1, "second": 0.004, "target_pass": True, "veto": "PASS"}]
+    assert choose(rows, "best_feasible", None)[0]["trial"] == 2          # vetoed trial 4 never wins
+    assert choose(rows, "best_feasible", 0.0, require_targets=True)[0]["trial"] == 1
+    pick, why = choose(rows, "pareto_min_second", None, on_front={2, 5})
+    assert pick["trial"] == 5 and "trial 5" in why and "on the sweep's feasible front" in why
+    assert choose(rows, "pareto_min_second", 0.0)[0]["trial"] == 3       # J floor drops trial 5
+    assert choose(rows, "pareto_min_second", 0.15, require_targets=True)[0]["trial"] == 1
+    pick, why = choose(rows, "pareto_min_second", 0.5)
+    assert pick is None and "no feasible trial" in why
     with pytest.raises(EngineError):
-        choose(summary, "nonsense", 0.0)
+        choose(rows, "nonsense", 0.0)
 
 
 def test_run_then_replay_ends_on_identical_policies_and_rebuilds_the_trail(project, capsys):
@@ -100,13 +102,13 @@ def test_run_then_replay_ends_on_identical_policies_and_rebuilds_the_trail(proje
     (studies / "P2.yaml").write_text(MINI_P2)
     (project / "campaign.yaml").write_text(CAMPAIGN)
     assert main(["run", "--file", "campaign.yaml", "--no-progress", "--json"]) == 0
-    first = json.loads(capsys.readouterr().out)
+    first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     ladder = read_ladder(project / "policies")
     assert [s["phase"] for s in ladder][:3] == ["P0", "P1.2", "P2"] and ladder[-1]["phase"] == "P6"
     assert any(s["decision"] == "P2_REVIEWED" and s.get("note") == "a recorded review" for s in ladder)
     digests = PolicySet.from_dir(project / "policies").digests
     assert main(["replay", "--file", "campaign.yaml", "--no-progress", "--json"]) == 0
-    second = json.loads(capsys.readouterr().out)
+    second = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert second["replay_identical"] is True and second["digests"] == first["digests"] == dict(digests)
     assert [s["outcome"] for s in second["steps"]] == [s["outcome"] for s in first["steps"]]
     # a replay whose end differs from the committed authority is a coded failure

@@ -85,7 +85,7 @@ def test_promote_refuses_a_distorted_candidate_and_the_fidelity_veto_catches_it(
     assert row["veto"] == "PASS" and row["fidelity"] == "DISTORTED"   # no fidelity veto in this study
     before = PolicySet.from_dir(project / "policies").digests
     with pytest.raises(EngineError) as err:
-        promote(row["run_id"], project / "policies", "SHOULD_NOT_LAND", None)
+        promote(row["run_id"], project / "policies", "SHOULD_NOT_LAND", None, reopen="test a distorted candidate")
     assert err.value.code == "E3A_TUN_026_CANDIDATE_NOT_FAITHFUL"
     assert PolicySet.from_dir(project / "policies").digests == before
     vetoed = DISTORTING.replace("t-distort", "t-distort-veto").replace("realism_floors]", "realism_floors, fidelity]")
