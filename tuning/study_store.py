@@ -42,7 +42,9 @@ def open_storage(url: str | None, study_name: str):
             target.parent.mkdir(parents=True, exist_ok=True)
             lock = JournalFileOpenLock(str(target), grace_period=LOCK_GRACE_SECONDS)
             return JournalStorage(JournalFileBackend(str(target), lock_obj=lock))
-        return optuna.storages.RDBStorage(url)
+        from tuning.coordination import rdb_storage
+
+        return rdb_storage(url)  # heartbeat + retry of stale trials; hosts racing to create the schema retry
     except (ValueError, ImportError, OSError, optuna.exceptions.StorageInternalError) as exc:
         raise EngineError(E_STORAGE, f"cannot open Optuna storage {url!r}: {str(exc).splitlines()[0]}") from None
     except Exception as exc:  # sqlalchemy.exc.ArgumentError & co: any unusable URL is one coded line

@@ -30,8 +30,8 @@ from tuning.objective import PhaseObjective
 from tuning.study_spec import StudySpec, load_study, metric_value, parse_condition
 from tuning.study_store import lock_path, open_study
 from tuning.tracking import SweepTracker, flatten_pack, log_batch
-from tuning.trial_recovery import (WORKER_ATTR, counts, exclusive, original_number, recover_stale_trials,
-                                   this_worker)
+from tuning.coordination import Coordinator
+from tuning.trial_recovery import counts, original_number
 
 RESULT_ATTR = "result"       # one journal write per trial: run id, veto, key metrics
 VETO_CONSTRAINT = "veto"
@@ -76,6 +76,7 @@ class Sweep:
         self.study = open_study(self.spec, self.study_name, args.storage, self.seed, args.worker_index,
                                 self.base.parameter_hash)
         self.lock = lock_path(args.storage, self.study_name)
+        self.coordinator = Coordinator(self.study, args.storage, self.lock, args.stale_after)
         self._objective: PhaseObjective | None = None
 
     @property
@@ -101,13 +102,12 @@ class Sweep:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-log") as pool:
             try:
                 while True:
-                    with exclusive(self.lock):
-                        recover_stale_trials(self.study, self.args.stale_after)
-                        c = counts(self.study)
-                        if c["COMPLETE"] + c["RUNNING"] >= self.target:
-                            break
-                        trial = self.study.ask()
-                        trial.set_user_attr(WORKER_ATTR, this_worker())
+                    trial = self.coordinator.next_trial(self.target, pending is not None)  # lock, recover, ask
+                    if trial is None and pending is None:
+                        break
+                    if trial is None:  # the budget is taken: tell ours, then look again
+                        done, pending = done + self._finish(*pending, progress), None
+                        continue
                     staged = self._guard(trial, lambda: self._evaluate(trial, tracker, pool))
                     if pending is not None:
                         done += self._finish(*pending, progress)
@@ -115,6 +115,7 @@ class Sweep:
             finally:
                 if pending is not None:
                     done += self._finish(*pending, progress)
+                self.coordinator.close()
         return done
 
     def _guard(self, trial, fn):
@@ -208,7 +209,8 @@ class Sweep:
                                                for t in self.spec.precheck["triggers"]]},
                         metrics={t["metric"]: metric_value(anchor, t["metric"]) for t in self.spec.precheck["triggers"]})
             return summary
-        self.enqueue_authority_candidate()
+        with self.coordinator.exclusive():  # hosts starting together enqueue it once
+            self.enqueue_authority_candidate()
         start = counts(self.study)["COMPLETE"]
         progress = None if args.no_progress else tqdm(total=self.target, initial=min(start, self.target),
                                                       desc=f"{self.study_name}", unit="trial", file=sys.stderr)

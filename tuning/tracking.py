@@ -6,8 +6,9 @@ the artifacts live under ``<db dir>/artifacts/<experiment>``. Logging is batched
 ``create_run`` + one ``log_batch`` + one ``log_artifacts`` + ``set_terminated``.
 
 A trial's nested run is keyed by ``trial_key`` = ``<study>#<original trial number>``; a retried
-trial (its first attempt died with its process) deletes the attempt's run and logs afresh, so the
-trail never holds two runs for one trial.
+trial (its first attempt died with its process) deletes the attempt's run and logs afresh, and a
+finished trial run deletes any other run of its key (an HTTP retry of ``create_run`` against a
+tracking server can create one twice), so the trail never holds two runs for one trial.
 """
 
 from __future__ import annotations
@@ -28,6 +29,13 @@ from mlflow.exceptions import MlflowException
 from tuning.objective import Evaluation
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # a server prints run URLs to stdout
+# a tracking server: transient errors (connection refused/reset, 408/429/5xx) are retried with backoff;
+# MLflow's default (7 retries, factor 2, 120 s timeout) can stall a worker ~4 min per call. An operator's
+# own values win.
+for _var, _value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "6"), ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1"),
+                     ("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")):
+    os.environ.setdefault(_var, _value)
 logging.getLogger("mlflow").setLevel(logging.WARNING)
 logging.getLogger("alembic").setLevel(logging.WARNING)
 
@@ -221,6 +229,9 @@ class SweepTracker:
             write_evaluation_artifacts(ev, Path(tmp))
             self.mlc.log_artifacts(run_id, tmp)
         self.mlc.set_terminated(run_id)
+        for other in self.find_trial_runs(key):  # a retried create_run (HTTP retry) or a stale attempt
+            if other.info.run_id != run_id:
+                self.mlc.delete_run(other.info.run_id)
         return run_id
 
     def trial_runs(self) -> list:
