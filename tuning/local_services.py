@@ -84,14 +84,15 @@ def stop_postgres(data: Path) -> None:
                        capture_output=True)
 
 
-def start_mlflow(backend_uri: str, artifacts: Path, port: int | None = None, log: Path | None = None):
+def start_mlflow(backend_uri: str, artifacts: Path, port: int | None = None, log: Path | None = None,
+                 workers: int = 2):
     """``mlflow server`` on 127.0.0.1 (artifacts proxied by the server); returns (uri, Popen)."""
     port = port or free_port()
     artifacts.mkdir(parents=True, exist_ok=True)
     out = open(log, "ab") if log else subprocess.DEVNULL
     proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_uri,
                              "--artifacts-destination", artifacts.resolve().as_uri(), "--host", "127.0.0.1",
-                             "--port", str(port), "--workers", "2"],
+                             "--port", str(port), "--workers", str(workers)],
                             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     uri = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
@@ -110,7 +111,7 @@ def start_mlflow(backend_uri: str, artifacts: Path, port: int | None = None, log
 
 def stop_process(pid: int) -> None:
     """Stop a server started by :func:`start_mlflow` (its own process group: the gunicorn/uvicorn workers too)."""
-    for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
+    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
         try:
             os.killpg(pid, sig)
         except ProcessLookupError:
