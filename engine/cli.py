@@ -39,8 +39,16 @@ def cmd_run(args) -> int:
     from engine.chain import run_chain
 
     world = _world(args)
-    result = run_chain(_policies(args, world), args.seed, world, run_root=args.run_root,
-                       realism_mode=args.realism_mode)
+    policies = _policies(args, world)
+    if args.cluster:  # merchant partitions as Dask tasks (engine.cluster imports dask lazily)
+        from engine.cluster import dask_mapper
+
+        with dask_mapper(args.cluster) as mapper:
+            result = run_chain(policies, args.seed, world, run_root=args.run_root, realism_mode=args.realism_mode,
+                               partitions=args.partitions or 2 * mapper.threads, mapper=mapper)
+    else:
+        result = run_chain(policies, args.seed, world, run_root=args.run_root, realism_mode=args.realism_mode,
+                           partitions=args.partitions or 1)
     print(f"run_id {result.identity['run_id']}  seed {args.seed}  world {world.name}")
     print(f"run_dir {result.run_dir}")
     print("seconds " + "  ".join(f"{s}={v:.3f}" for s, v in result.seconds.items()))
@@ -124,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--run-root", required=True)
     r.add_argument("--policies", help="policy directory (default: the world's own, else ./policies)")
     r.add_argument("--realism-mode", choices=["observe", "block"], default="observe")
+    r.add_argument("--cluster", help="run S3/S4 merchant partitions on Dask: tcp://scheduler:8786 or local:K")
+    r.add_argument("--partitions", type=int, help="merchant partitions (default 1; with --cluster 2 per worker)")
     world_args(r)
     r.set_defaults(fn=cmd_run)
     v = sub.add_parser("verify", help="re-check a run's bundle and _passed.flag")

@@ -1,0 +1,75 @@
+"""The engine's merchant partitions as Dask tasks: ``python -m engine run --cluster tcp://host:8786`` (an
+existing ``dask scheduler``) or ``--cluster local:K`` (a ``dask.distributed`` LocalCluster of K worker
+processes on this machine).
+
+Only S3 (share draws) and S4 (integerisation) run on the cluster, one task per contiguous merchant
+range, and the results are gathered in partition order. Draws are keyed by (seed, merchant, country,
+zone), never by where or in which order they run, so the published run is byte-identical to the
+in-process one. The workers need the same engine version importable (``pip install seg3a[distributed]``
+on every worker host). Dask is imported only here, and only when ``--cluster`` is given.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from typing import Iterator
+
+from engine.errors import E_USAGE, EngineError
+
+_LOCAL = re.compile(r"^local:(\d+)$")
+
+
+def parse_cluster(spec: str) -> tuple[str, int | str]:
+    """``local:K`` -> ("local", K); ``tcp://host:port`` (or tls://) -> ("remote", address)."""
+    m = _LOCAL.match(spec)
+    if m and int(m.group(1)) >= 1:
+        return "local", int(m.group(1))
+    if re.match(r"^(tcp|tls|ucx|inproc)://[^\s/]+$", spec):
+        return "remote", spec
+    raise EngineError(E_USAGE, f"--cluster must be local:K (K >= 1) or tcp://scheduler:port, not {spec!r}")
+
+
+class DaskMapper:
+    """``run_chain``'s mapper: shared inputs are scattered once, one task per partition, gathered in order."""
+
+    def __init__(self, client) -> None:
+        self.client = client
+
+    @property
+    def threads(self) -> int:
+        return max(1, sum(self.client.nthreads().values()))
+
+    def __call__(self, fn, per_task: list[tuple], *shared) -> list:
+        if len(per_task) <= 1:
+            return [fn(*args, *shared) for args in per_task]
+        shared_f = [self.client.scatter(x, broadcast=True, hash=False) for x in shared]
+        futures = [self.client.submit(fn, *args, *shared_f, pure=False) for args in per_task]
+        return self.client.gather(futures)
+
+
+@contextlib.contextmanager
+def dask_mapper(spec: str) -> Iterator[DaskMapper]:
+    kind, where = parse_cluster(spec)
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise EngineError(E_USAGE, "--cluster needs dask.distributed: pip install 'seg3a[distributed]'") from None
+    cluster = None
+    try:
+        if kind == "local":
+            cluster = LocalCluster(n_workers=where, threads_per_worker=1, processes=True, dashboard_address=None,
+                                   silence_logs=50)
+            client = Client(cluster)
+        else:
+            client = Client(where, timeout="30s")
+    except OSError as exc:
+        if cluster is not None:
+            cluster.close()
+        raise EngineError(E_USAGE, f"cannot reach the Dask scheduler {spec}: {exc}") from None
+    try:
+        yield DaskMapper(client)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
