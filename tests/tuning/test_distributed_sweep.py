@@ -62,21 +62,24 @@ def _worker(root: Path, env: dict, storage: str, study: str) -> subprocess.Popen
                             cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _kill_mid_trial(victim: subprocess.Popen, storage: str, study: str, deadline: float) -> bool:
-    """SIGKILL ``victim`` while it holds a RUNNING trial (after at least one trial is COMPLETE)."""
-    while time.time() < deadline and victim.poll() is None:
-        time.sleep(0.2)
+def _kill_mid_trial(workers: list[subprocess.Popen], storage: str, study: str, deadline: float) -> int | None:
+    """SIGKILL the first worker seen holding a RUNNING trial once a trial is COMPLETE; its index."""
+    by_pid = {w.pid: i for i, w in enumerate(workers)}
+    while time.time() < deadline and any(w.poll() is None for w in workers):
+        time.sleep(0.1)
         try:
             trials = optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
         except KeyError:  # the study is not created yet
             continue
-        mine = [t for t in trials if t.state == TrialState.RUNNING
-                and (t.user_attrs.get("worker") or {}).get("pid") == victim.pid]
-        if mine and any(t.state == TrialState.COMPLETE for t in trials):
-            os.kill(victim.pid, signal.SIGKILL)
-            victim.wait(timeout=30)
-            return True
-    return False
+        if not any(t.state == TrialState.COMPLETE for t in trials):
+            continue
+        for t in trials:
+            i = by_pid.get((t.user_attrs.get("worker") or {}).get("pid"))
+            if t.state == TrialState.RUNNING and i is not None and workers[i].poll() is None:
+                os.kill(workers[i].pid, signal.SIGKILL)
+                workers[i].wait(timeout=30)
+                return i
+    return None
 
 
 def test_four_hosts_one_study_survive_a_killed_worker(services, tmp_path, monkeypatch):
@@ -84,8 +87,9 @@ def test_four_hosts_one_study_survive_a_killed_worker(services, tmp_path, monkey
     env, storage, study_name = _env(services["tracking_uri"]), services["storage"], "dist-P1.2"
     workers = [_worker(root, env, storage, study_name) for _ in range(N_WORKERS)]
     try:
-        assert _kill_mid_trial(workers[0], storage, study_name, time.time() + 120), workers[0].stderr.read()[-2000:]
-        workers[0] = _worker(root, env, storage, study_name)  # the "host" comes back
+        victim = _kill_mid_trial(workers, storage, study_name, time.time() + 120)
+        assert victim is not None, "no worker was caught holding a RUNNING trial"
+        workers[victim] = _worker(root, env, storage, study_name)  # the "host" comes back
         outs = [w.communicate(timeout=240) for w in workers]
     finally:
         for w in workers:
