@@ -100,7 +100,11 @@ def cmd_bench(args) -> int:
         "pairs": len(res.tables["s1"]), "zone_rows": len(res.tables["s3"]), "outlet_rows": len(catalogue),
         "note": "fresh ChainCache per repeat (no state reused); the outlet catalogue is the upstream input",
     }
-    if args.scale > 1:
+    if args.cluster:  # the scale world in-process vs on a Dask cluster (engine.cluster imports dask lazily)
+        from engine.cluster import bench_cluster
+
+        out["cluster_bench"] = bench_cluster(policies, args.seed, world, args.scale, args.cluster)
+    elif args.scale > 1:
         from engine.world.outlets import MERCHANTS_DEFAULT
 
         big_catalogue = outlets_for(world, args.seed, MERCHANTS_DEFAULT * args.scale)
@@ -149,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=int, default=10)
     b.add_argument("--scale", type=int, default=100, help="also run a world with this many times the merchants")
     b.add_argument("--policies")
+    b.add_argument("--cluster", help="also run the --scale world on Dask (local:K or tcp://…) and compare")
     world_args(b)
     b.set_defaults(fn=cmd_bench)
     return p

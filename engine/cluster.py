@@ -73,3 +73,33 @@ def dask_mapper(spec: str) -> Iterator[DaskMapper]:
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def bench_cluster(policies, seed: int, world, scale: int, spec: str, partitions: int | None = None) -> dict:
+    """A ``scale``-times-merchants world run in-process and on the cluster ``spec``: wall seconds and ratio."""
+    import resource
+    import time
+
+    from engine.chain import run_chain
+    from engine.world.model import outlets_for
+    from engine.world.outlets import MERCHANTS_DEFAULT
+
+    catalogue = outlets_for(world, seed, MERCHANTS_DEFAULT * scale)
+    t0 = time.perf_counter()
+    local = run_chain(policies, seed, world, outlets=catalogue)
+    local_s = time.perf_counter() - t0
+    local_flag, pairs, local_states = local.flag, len(local.tables["s1"]), local.seconds
+    del local
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+    t0 = time.perf_counter()
+    with dask_mapper(spec) as mapper:
+        start_s = time.perf_counter() - t0
+        k = partitions or 2 * mapper.threads
+        t1 = time.perf_counter()
+        dist = run_chain(policies, seed, world, outlets=catalogue, partitions=k, mapper=mapper)
+        dist_s = time.perf_counter() - t1
+    return {"scale": scale, "pairs": pairs, "cluster": spec, "partitions": k,
+            "in_process_seconds": local_s, "cluster_seconds": dist_s, "cluster_start_seconds": start_s,
+            "cluster_over_in_process": dist_s / local_s, "identical_flag": dist.flag == local_flag,
+            "in_process_states": local_states, "cluster_states": dist.seconds,
+            "in_process_peak_rss_gb": peak_gb}

@@ -151,7 +151,7 @@ class Coordinator:
                     if self._beat is not None:
                         self._beat.add(trial._trial_id)
                     return trial
-            time.sleep(self._beat.interval / 2)  # the rest is RUNNING elsewhere: wait for it or its death
+            time.sleep(min(1.0, self._beat.interval / 2))  # the rest is RUNNING elsewhere: wait for it or its death
 
     def close(self) -> None:
         if self._beat is not None:

@@ -228,6 +228,7 @@ class Sweep:
                 progress.close()
             if status == "FAILED":
                 tracker.mlc.set_terminated(tracker.parent_run_id, status="FAILED")
+        tracker.reconcile_trial_runs(self.study)  # one run per trial key, whatever HTTP retries did
         self.attach_reports(tracker)
         summary = self.summary(tracker)
         if decision:

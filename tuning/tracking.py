@@ -6,9 +6,10 @@ the artifacts live under ``<db dir>/artifacts/<experiment>``. Logging is batched
 ``create_run`` + one ``log_batch`` + one ``log_artifacts`` + ``set_terminated``.
 
 A trial's nested run is keyed by ``trial_key`` = ``<study>#<original trial number>``; a retried
-trial (its first attempt died with its process) deletes the attempt's run and logs afresh, and a
-finished trial run deletes any other run of its key (an HTTP retry of ``create_run`` against a
-tracking server can create one twice), so the trail never holds two runs for one trial.
+trial (its first attempt died with its process) deletes the attempt's run and logs afresh, and at the
+end of a sweep every COMPLETE trial's key keeps only the run Optuna recorded (an HTTP retry of
+``create_run`` against a tracking server can create one twice), so the trail never holds two runs for
+one trial.
 """
 
 from __future__ import annotations
@@ -229,10 +230,21 @@ class SweepTracker:
             write_evaluation_artifacts(ev, Path(tmp))
             self.mlc.log_artifacts(run_id, tmp)
         self.mlc.set_terminated(run_id)
-        for other in self.find_trial_runs(key):  # a retried create_run (HTTP retry) or a stale attempt
-            if other.info.run_id != run_id:
-                self.mlc.delete_run(other.info.run_id)
         return run_id
+
+    def reconcile_trial_runs(self, study) -> int:
+        """After a sweep: a trial key whose trial is COMPLETE keeps only the run Optuna recorded; any other run
+        of that key (an HTTP retry of ``create_run`` against a tracking server, a stale attempt) is deleted."""
+        from optuna.trial import TrialState
+
+        keep = {(t.user_attrs.get("result") or {}).get("mlflow_run_id")
+                for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+        runs = self.trial_runs()
+        done_keys = {r.data.tags.get("trial_key") for r in runs if r.info.run_id in keep}
+        extra = [r for r in runs if r.data.tags.get("trial_key") in done_keys and r.info.run_id not in keep]
+        for r in extra:
+            self.mlc.delete_run(r.info.run_id)
+        return len(extra)
 
     def trial_runs(self) -> list:
         return search_all(self.mlc, [self.experiment_id], f"tags.run_kind = '{RUN_KIND_TRIAL}' and "
