@@ -31,7 +31,8 @@ def parse_cluster(spec: str) -> tuple[str, int | str]:
 
 
 class DaskMapper:
-    """``run_chain``'s mapper: shared inputs are scattered once, one task per partition, gathered in order."""
+    """``run_chain``'s mapper: shared inputs scattered once to every worker, each partition's inputs scattered,
+    one task per partition, results gathered in partition order."""
 
     def __init__(self, client) -> None:
         self.client = client
@@ -43,9 +44,15 @@ class DaskMapper:
     def __call__(self, fn, per_task: list[tuple], *shared) -> list:
         if len(per_task) <= 1:
             return [fn(*args, *shared) for args in per_task]
-        shared_f = [self.client.scatter(x, broadcast=True, hash=False) for x in shared]
-        futures = [self.client.submit(fn, *args, *shared_f, pure=False) for args in per_task]
-        return self.client.gather(futures)
+        # as one-element lists: scatter() would split a dict into futures keyed by the dict's own keys
+        shared_f = self.client.scatter(list(shared), broadcast=True, hash=False)
+        # per-task inputs go as data (scatter), not inside the task graph; held here until gathered, or the
+        # scheduler may release them before their task ran ("lost dependencies")
+        inputs = [self.client.scatter(list(args), hash=False) for args in per_task]
+        futures = [self.client.submit(fn, *args_f, *shared_f, pure=False) for args_f in inputs]
+        results = self.client.gather(futures)
+        del inputs, shared_f
+        return results
 
 
 @contextlib.contextmanager

@@ -3,7 +3,8 @@
 ``--storage`` accepts an Optuna RDB URL (``sqlite:///x.db``, ``postgresql://...``) or a journal file
 (``journal:PATH`` or a path ending in ``.journal``/``.log``). The default is
 ``.optuna/<study>.journal`` in the project root: an append-only log that survives a crash and is
-shared by the processes of ``--workers K``.
+shared by the processes of ``--workers K``. An RDB URL gets Optuna's heartbeat and the retry of stale
+trials (:mod:`tuning.coordination`), which is what lets workers on many hosts share one study.
 """
 
 from __future__ import annotations

@@ -58,7 +58,8 @@ def _env(tracking_uri: str) -> dict:
 
 def _worker(root: Path, env: dict, storage: str, study: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "tuning.sweep", "--phase", "P1.2", "--trials", str(N_TRIALS),
-                             "--storage", storage, "--study", study, "--no-progress", "--json", "--top", "1", "--reports", "0"],
+                             "--storage", storage, "--study", study, "--no-progress", "--json", "--top", "1",
+                             "--reports", "0"],
                             cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
