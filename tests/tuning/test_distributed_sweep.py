@@ -66,11 +66,13 @@ def _worker(root: Path, env: dict, storage: str, study: str) -> subprocess.Popen
 def _kill_mid_trial(workers: list[subprocess.Popen], storage: str, study: str, deadline: float) -> int | None:
     """SIGKILL the first worker seen holding a RUNNING trial once a trial is COMPLETE; its index."""
     by_pid = {w.pid: i for i, w in enumerate(workers)}
+    rdb = None  # one connection pool for the whole watch, made once the workers created the schema
     while time.time() < deadline and any(w.poll() is None for w in workers):
         time.sleep(0.1)
         try:
-            trials = optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
-        except KeyError:  # the study is not created yet
+            rdb = rdb or optuna.storages.RDBStorage(storage)
+            trials = optuna.load_study(study_name=study, storage=rdb).get_trials(deepcopy=False)
+        except Exception:  # noqa: BLE001 - the schema or the study is not created yet
             continue
         if not any(t.state == TrialState.COMPLETE for t in trials):
             continue
