@@ -102,6 +102,10 @@ def merchant_partitions(s1_core: pd.DataFrame, k: int) -> list[pd.DataFrame]:
     return [s1_core.iloc[a:b] for a, b in zip(edges[:-1], edges[1:]) if b > a]
 
 
+def _map_in_process(fn, per_task: list[tuple], *shared) -> list:
+    return [fn(*args, *shared) for args in per_task]
+
+
 def _cached(cache: ChainCache, key: tuple, reused: set, state: str, fn):
     hit = cache.get(key)
     if hit is not None:
@@ -114,12 +118,16 @@ def _cached(cache: ChainCache, key: tuple, reused: set, state: str, fn):
 
 def run_chain(policies: PolicySet, seed: int, world: World | None = None, *, outlets: pd.DataFrame | None = None,
               cache: ChainCache | None = None, run_root: str | Path | None = None,
-              realism_mode: str = "observe", merchants: int | None = None, partitions: int = 1) -> ChainResult:
+              realism_mode: str = "observe", merchants: int | None = None, partitions: int = 1,
+              mapper=None) -> ChainResult:
     """Run S0 -> S7 for (policies, seed, world); materialise under ``run_root`` when given.
 
     ``partitions`` > 1 executes S3/S4 merchant-partition by merchant-partition (contiguous merchant
     ranges) and concatenates: keyed streams make the result byte-identical to one partition.
+    ``mapper(fn, per_task_args, *shared)`` runs the partitions' S3/S4 tasks (default: in order, in this
+    process; :mod:`engine.cluster` runs them as Dask tasks) and returns their results in task order.
     """
+    mapper = mapper or _map_in_process
     from engine import members as member_builder  # local: keeps the state modules import-light
 
     if realism_mode not in ("observe", "block"):
@@ -167,7 +175,7 @@ def run_chain(policies: PolicySet, seed: int, world: World | None = None, *, out
         if missing:
             raise EngineError("E3A_S3_003_PRIOR_SURFACE_INCOMPLETE", f"escalated country {missing[0]} has no priors")
         parts = [zone_layout(p, s2_core) for p in merchant_partitions(s1_core, partitions)]
-        drawn = [s3_shares.draw_shares(lay, s2_core, disp, master) for lay in parts]
+        drawn = mapper(s3_shares.draw_shares, [(lay,) for lay in parts], s2_core, disp, master)
         return (parts, pd.concat([d[0] for d in drawn], ignore_index=True),
                 pd.concat([d[1] for d in drawn], ignore_index=True))
 
@@ -178,10 +186,11 @@ def run_chain(policies: PolicySet, seed: int, world: World | None = None, *, out
     guards = policies.section("zone_mixture_policy", "s4_safeguards", S4_SAFEGUARDS_OFF)
     s4_key = ("S4", s3_key, policies.section_digest("zone_mixture_policy", "s4_safeguards"))
     def run_s4():
-        shares, offset, frames, counters = s3_core["share_drawn"].to_numpy(), 0, [], {}
+        shares, offset, tasks, frames, counters = s3_core["share_drawn"].to_numpy(), 0, [], [], {}
         for lay in part_layouts:
-            frame, c = s4_counts.integerise(lay, shares[offset:offset + lay.rows], guards, master)
+            tasks.append((lay, shares[offset:offset + lay.rows]))
             offset += lay.rows
+        for frame, c in mapper(s4_counts.integerise, tasks, guards, master):
             frames.append(frame)
             for k, v in c.items():
                 counters[k] = counters.get(k, 0) + v if not isinstance(v, bool) else v

@@ -61,8 +61,16 @@ def cmd_run(args) -> int:
     from engine.chain import run_chain
 
     world = _world(args)
-    result = run_chain(_policies(args, world), args.seed, world, run_root=args.run_root,
-                       realism_mode=args.realism_mode)
+    policies = _policies(args, world)
+    if args.cluster:  # merchant partitions as Dask tasks (engine.cluster imports dask lazily)
+        from engine.cluster import dask_mapper
+
+        with dask_mapper(args.cluster) as mapper:
+            result = run_chain(policies, args.seed, world, run_root=args.run_root, realism_mode=args.realism_mode,
+                               partitions=args.partitions or 2 * mapper.threads, mapper=mapper)
+    else:
+        result = run_chain(policies, args.seed, world, run_root=args.run_root, realism_mode=args.realism_mode,
+                           partitions=args.partitions or 1)
     print(f"run_id {result.identity['run_id']}  seed {args.seed}  world {world.name}")
     print(f"run_dir {result.run_dir}")
     print("seconds " + "  ".join(f"{s}={v:.3f}" for s, v in result.seconds.items()))
@@ -127,7 +135,11 @@ def cmd_bench(args) -> int:
         "pairs": len(res.tables["s1"]), "zone_rows": len(res.tables["s3"]), "outlet_rows": len(catalogue),
         "note": "fresh ChainCache per repeat (no state reused); the outlet catalogue is the upstream input",
     }
-    if args.scale > 1:
+    if args.cluster:  # the scale world in-process vs on a Dask cluster (engine.cluster imports dask lazily)
+        from engine.cluster import bench_cluster
+
+        out["cluster_bench"] = bench_cluster(policies, args.seed, world, args.scale, args.cluster)
+    elif args.scale > 1:
         from engine.world.outlets import MERCHANTS_DEFAULT
 
         big_catalogue = outlets_for(world, args.seed, MERCHANTS_DEFAULT * args.scale)
@@ -160,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--policies", help="policy directory (default: the world's own; with --reference, authored for "
                                       "that universe; else ./policies)")
     r.add_argument("--realism-mode", choices=["observe", "block"], default="observe")
+    r.add_argument("--cluster", help="run S3/S4 merchant partitions on Dask: tcp://scheduler:8786 or local:K")
+    r.add_argument("--partitions", type=int, help="merchant partitions (default 1; with --cluster 2 per worker)")
     world_args(r)
     r.set_defaults(fn=cmd_run)
     v = sub.add_parser("verify", help="re-check a run's bundle and _passed.flag")
@@ -175,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=_positive, default=10)
     b.add_argument("--scale", type=_positive, default=100, help="also run a world with this many times the merchants")
     b.add_argument("--policies")
+    b.add_argument("--cluster", help="also run the --scale world on Dask (local:K or tcp://…) and compare")
     world_args(b)
     b.set_defaults(fn=cmd_bench)
     return p

@@ -3,7 +3,8 @@
 ``--storage`` accepts an Optuna RDB URL (``sqlite:///x.db``, ``postgresql://...``) or a journal file
 (``journal:PATH`` or a path ending in ``.journal``/``.log``). The default is
 ``.optuna/<study>.journal`` in the project root: an append-only log that survives a crash and is
-shared by the processes of ``--workers K``.
+shared by the processes of ``--workers K``. An RDB URL gets Optuna's heartbeat and the retry of stale
+trials (:mod:`tuning.coordination`), which is what lets workers on many hosts share one study.
 """
 
 from __future__ import annotations
@@ -69,7 +70,9 @@ def open_storage(url: str | None, study_name: str):
             lock = JournalFileOpenLock(str(target), grace_period=LOCK_GRACE_SECONDS)
             truncate_torn_tail(str(target), lock)  # tuning.journal_safe: a torn tail never blocks a resume
             return JournalStorage(SafeJournalFileBackend(str(target), lock_obj=lock))
-        return optuna.storages.RDBStorage(url)
+        from tuning.coordination import rdb_storage
+
+        return rdb_storage(url)  # heartbeat + retry of stale trials; hosts racing to create the schema retry
     except (ValueError, ImportError, OSError, optuna.exceptions.StorageInternalError) as exc:
         raise EngineError(E_STORAGE, f"cannot open Optuna storage {url!r}: {str(exc).splitlines()[0]}") from None
     except Exception as exc:  # sqlalchemy.exc.ArgumentError & co: any unusable URL is one coded line

@@ -34,8 +34,8 @@ from tuning.study_spec import StudySpec, load_study, metric_value, parse_conditi
 from tuning.study_store import check_sweep_args, lock_path, open_study
 from tuning.tracking import SweepTracker, flatten_pack, log_batch
 from tuning.ui_view import ensure_rank_view
-from tuning.trial_recovery import (WORKER_ATTR, counts, exclusive, original_number, recover_stale_trials,
-                                   this_worker)
+from tuning.coordination import Coordinator
+from tuning.trial_recovery import counts, original_number
 
 VETO_CONSTRAINT = "veto"
 
@@ -83,6 +83,7 @@ class Sweep:
         self.study = open_study(self.spec, self.study_name, args.storage, self.seeds, args.worker_index,
                                 self.base.parameter_hash)
         self.lock = lock_path(args.storage, self.study_name)
+        self.coordinator = Coordinator(self.study, args.storage, self.lock, args.stale_after)
         self._objective: SeedRobustObjective | None = None
         self.deadline = time.monotonic() + args.timeout if args.timeout else None
 
@@ -108,14 +109,13 @@ class Sweep:
         pending = None
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-log") as pool:
             try:
-                while not self.timed_out():
-                    with exclusive(self.lock):
-                        recover_stale_trials(self.study, self.args.stale_after)
-                        c = counts(self.study)
-                        if c["COMPLETE"] + c["RUNNING"] >= self.target:
-                            break
-                        trial = self.study.ask()
-                        trial.set_user_attr(WORKER_ATTR, this_worker())
+                while not self.timed_out():  # --timeout: no new trial starts after the deadline
+                    trial = self.coordinator.next_trial(self.target, pending is not None)  # lock, recover, ask
+                    if trial is None and pending is None:
+                        break
+                    if trial is None:  # the budget is taken: tell ours, then look again
+                        done, pending = done + self._finish(*pending, progress), None
+                        continue
                     staged = self._guard(trial, lambda: self._evaluate(trial, tracker, pool))
                     if pending is not None:
                         done += self._finish(*pending, progress)
@@ -123,6 +123,7 @@ class Sweep:
             finally:
                 if pending is not None:
                     done += self._finish(*pending, progress)
+                self.coordinator.close()
         return done
 
     def _guard(self, trial, fn):
@@ -247,7 +248,7 @@ class Sweep:
                         metrics={f"{t['metric']}.seed_{o.seed}": metric_value(o.anchor.pack, t["metric"])
                                  for t in self.spec.precheck["triggers"] for o in self.objective.per_seed})
             return summary
-        with exclusive(self.lock):  # sweeps started together enqueue the authority candidate once
+        with self.coordinator.exclusive():  # hosts starting together enqueue it once
             self.enqueue_authority_candidate()
         start = counts(self.study)["COMPLETE"]
         progress = None if args.no_progress else tqdm(total=self.target, initial=min(start, self.target),
@@ -268,6 +269,7 @@ class Sweep:
                 progress.close()
             if status == "FAILED":
                 tracker.mlc.set_terminated(tracker.parent_run_id, status="FAILED")
+        tracker.reconcile_trial_runs(self.study)  # one run per trial key, whatever HTTP retries did
         self.attach_reports(tracker)
         summary = self.summary(tracker)
         if self.spec.multi_objective:

@@ -6,8 +6,10 @@ the artifacts live under ``<db dir>/artifacts/<experiment>``. Logging is batched
 ``create_run`` + one ``log_batch`` + one ``log_artifacts`` + ``set_terminated``.
 
 A trial's nested run is keyed by ``trial_key`` = ``<study>#<original trial number>``; a retried
-trial (its first attempt died with its process) deletes the attempt's run and logs afresh, so the
-trail never holds two runs for one trial.
+trial (its first attempt died with its process) deletes the attempt's run and logs afresh, and at the
+end of a sweep every COMPLETE trial's key keeps only the run Optuna recorded (an HTTP retry of
+``create_run`` against a tracking server can create one twice), so the trail never holds two runs for
+one trial.
 """
 
 from __future__ import annotations
@@ -30,6 +32,13 @@ from tuning.objective import Evaluation
 from tuning.store_init import ensure_store
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # a server prints run URLs to stdout
+# a tracking server: transient errors (connection refused/reset, 408/429/5xx) are retried with backoff;
+# MLflow's default (7 retries, factor 2, 120 s timeout) can stall a worker ~4 min per call. An operator's
+# own values win.
+for _var, _value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "6"), ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1"),
+                     ("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")):
+    os.environ.setdefault(_var, _value)
 logging.getLogger("mlflow").setLevel(logging.WARNING)
 logging.getLogger("alembic").setLevel(logging.WARNING)
 
@@ -267,6 +276,20 @@ class SweepTracker:
             self.mlc.log_artifacts(run_id, tmp)
         self.mlc.set_terminated(run_id)
         return run_id
+
+    def reconcile_trial_runs(self, study) -> int:
+        """After a sweep: a trial key whose trial is COMPLETE keeps only the run Optuna recorded; any other run
+        of that key (an HTTP retry of ``create_run`` against a tracking server, a stale attempt) is deleted."""
+        from optuna.trial import TrialState
+
+        keep = {(t.user_attrs.get("result") or {}).get("mlflow_run_id")
+                for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+        runs = self.trial_runs()
+        done_keys = {r.data.tags.get("trial_key") for r in runs if r.info.run_id in keep}
+        extra = [r for r in runs if r.data.tags.get("trial_key") in done_keys and r.info.run_id not in keep]
+        for r in extra:
+            self.mlc.delete_run(r.info.run_id)
+        return len(extra)
 
     def trial_runs(self) -> list:
         return search_all(self.mlc, [self.experiment_id], f"tags.run_kind = '{RUN_KIND_TRIAL}' and "

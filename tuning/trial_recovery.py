@@ -57,7 +57,14 @@ def this_worker() -> dict:
 
 
 def original_number(trial) -> int:
-    return int(trial.user_attrs.get(RETRY_ATTR, trial.number))
+    """The number of a trial's first attempt: a journal retry names it in ``retry_of``, an RDB heartbeat
+    retry (Optuna's retry callback) in the system attr ``failed_trial``."""
+    if RETRY_ATTR in trial.user_attrs:
+        return int(trial.user_attrs[RETRY_ATTR])
+    attrs = trial.system_attrs if isinstance(trial, FrozenTrial) else \
+        trial.study._storage.get_trial_system_attrs(trial._trial_id)
+    failed = attrs.get("failed_trial")
+    return trial.number if failed is None else int(failed)
 
 
 def is_stale(trial: FrozenTrial, stale_after_s: float, now: dt.datetime | None = None) -> bool:

@@ -1,0 +1,125 @@
+"""Independent sweep workers on a real PostgreSQL server and a real MLflow tracking server.
+
+The session fixture initialises a throw-away PostgreSQL cluster (as the ``postgres`` user when the
+tests run as root), starts it and an ``mlflow server`` backed by it on free loopback ports, and
+stops both at the end. ``.ci/run`` installs Debian's postgresql when it is absent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from tests.tuning.conftest import REPO, make_project, trial_runs
+
+pytestmark = pytest.mark.slow
+N_TRIALS, N_WORKERS = 6, 4
+
+
+@pytest.fixture(scope="session")
+def services():
+    from tuning import local_services as ls
+    try:
+        ls.pg_bin("initdb")
+    except Exception:  # noqa: BLE001
+        pytest.skip("PostgreSQL is not installed (.ci/run installs Debian's postgresql)")
+    root = Path(tempfile.mkdtemp(prefix="seg3a-services-"))
+    pgdata = Path(tempfile.mkdtemp(prefix="seg3a-pgdata-"))
+    proc = None
+    try:
+        pg = ls.start_postgres(pgdata)
+        uri, proc = ls.start_mlflow(f"{pg}/mlflow", root / "artifacts", log=root / "mlflow.log", workers=1)
+        yield {"storage": f"{pg}/optuna", "tracking_uri": uri}
+    finally:
+        if proc is not None:
+            ls.stop_process(proc.pid)
+        ls.stop_postgres(pgdata)
+        shutil.rmtree(pgdata, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _env(tracking_uri: str) -> dict:
+    env = dict(os.environ)
+    env.update({"MLFLOW_TRACKING_URI": tracking_uri, "SEG3A_HEARTBEAT_INTERVAL": "1", "SEG3A_GRACE_PERIOD": "3",
+                "PYTHONPATH": str(REPO) + os.pathsep + env.get("PYTHONPATH", "")})
+    return env
+
+
+def _worker(root: Path, env: dict, storage: str, study: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "tuning.sweep", "--phase", "P1.2", "--trials", str(N_TRIALS),
+                             "--storage", storage, "--study", study, "--no-progress", "--json", "--top", "1",
+                             "--reports", "0"],
+                            cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _kill_mid_trial(workers: list[subprocess.Popen], storage: str, study: str, deadline: float) -> int | None:
+    """SIGKILL the first worker seen holding a RUNNING trial once a trial is COMPLETE; its index."""
+    by_pid = {w.pid: i for i, w in enumerate(workers)}
+    rdb = None  # one connection pool for the whole watch, made once the workers created the schema
+    while time.time() < deadline and any(w.poll() is None for w in workers):
+        time.sleep(0.1)
+        try:
+            rdb = rdb or optuna.storages.RDBStorage(storage)
+            trials = optuna.load_study(study_name=study, storage=rdb).get_trials(deepcopy=False)
+        except Exception:  # noqa: BLE001 - the schema or the study is not created yet
+            continue
+        if not any(t.state == TrialState.COMPLETE for t in trials):
+            continue
+        for t in trials:
+            i = by_pid.get((t.user_attrs.get("worker") or {}).get("pid"))
+            if t.state == TrialState.RUNNING and i is not None and workers[i].poll() is None:
+                os.kill(workers[i].pid, signal.SIGKILL)
+                workers[i].wait(timeout=30)
+                return i
+    return None
+
+
+def test_four_hosts_one_study_survive_a_killed_worker(services, tmp_path, monkeypatch):
+    root = make_project(tmp_path / "proj")
+    env, storage, study_name = _env(services["tracking_uri"]), services["storage"], "dist-P1.2"
+    workers = [_worker(root, env, storage, study_name) for _ in range(N_WORKERS)]
+    try:
+        victim = _kill_mid_trial(workers, storage, study_name, time.time() + 120)
+        assert victim is not None, "no worker was caught holding a RUNNING trial"
+        workers[victim] = _worker(root, env, storage, study_name)  # the "host" comes back
+        outs = [w.communicate(timeout=240) for w in workers]
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+                w.wait()
+    for w, (out, err) in zip(workers, outs):
+        assert w.returncode == 0, err[-2000:]
+        assert json.loads(out)["trials_complete"] == N_TRIALS
+
+    trials = optuna.load_study(study_name=study_name, storage=storage).get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == N_TRIALS
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert failed, "the killed worker's trial was failed by the heartbeat"
+    for f in failed:  # ... and retried with its parameters by Optuna's retry callback
+        retries = [t for t in complete if t.system_attrs.get("failed_trial") == f.number]
+        assert len(retries) == 1 and retries[0].params == f.params
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", services["tracking_uri"])
+    runs = trial_runs(study_name)
+    assert len(runs) == N_TRIALS, "one MLflow run per complete trial, no duplicate"
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    assert len({r.data.tags["trial_key"] for r in runs}) == N_TRIALS
+    assert {t.user_attrs["result"]["mlflow_run_id"] for t in complete} == {r.info.run_id for r in runs}
+
+    points = {tuple(sorted(t.params.items())) for t in complete}
+    # tuning/sampler_streams.py keys each trial's stream by its number: no two workers share a stream
+    assert len(points) == N_TRIALS, "workers on different hosts proposed the same point"
