@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from engine.cliwrap import CodedParser as _Parser, invoke
+from engine.errors import EngineError
 from engine.strict import UINT64_MAX
 
 DEFAULT_POLICIES = Path("policies")

@@ -16,7 +16,6 @@ from pathlib import Path
 
 from engine.errors import E_BUNDLE_MISSING, E_BUNDLE_TAMPERED, EngineError
 from engine.hashing import run_id as run_id_of
-from engine.hashing import sha256_hex
 from engine.members import ROLES, SCHEMA, data_paths
 
 FREE_FOLDERS = ("reports",)

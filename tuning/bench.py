@@ -14,7 +14,6 @@ The harness benchmarks of issue #4, measured in a throw-away project (a copy of 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil

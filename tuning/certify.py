@@ -9,7 +9,6 @@ run per seed; the summary is logged as JSON and Markdown.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -47,8 +46,6 @@ def certify(policies: PolicySet, seeds: Sequence[int], source: dict, runs_root: 
             holdout: int = 0, progress: bool = True) -> dict:
     """The seedpack verdict and fidelity (certified = PASS_B or better AND FAITHFUL on every seed),
     plus the pass rate on ``holdout`` held-out seeds (``tuning.holdout``)."""
-    from tqdm import tqdm
-
     bar = tqdm(total=len(seeds) + holdout, desc=f"certify {policies.parameter_hash[:12]}", unit="seed",
                file=sys.stderr, disable=not progress)
     try:

@@ -8,7 +8,6 @@ authority has no certification (certify it first), so a freeze always names its 
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Sequence
 

@@ -11,7 +11,6 @@ artifacts), so a person reads the whole ladder in the UI; and as an entry of the
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import tempfile

@@ -13,7 +13,6 @@ Promotes a trial's candidate policy files to authority, after a witness:
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import tempfile

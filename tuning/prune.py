@@ -9,7 +9,6 @@ policy files (artifacts) and its seed (tag) - ``python -m engine`` can rebuild a
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 from pathlib import Path

@@ -10,7 +10,6 @@ the J column shown).
 
 from __future__ import annotations
 
-import argparse
 import json
 from typing import Sequence
 

@@ -8,7 +8,6 @@ seed and for the pack; the cross-seed CV row; and the decision ladder from ``pol
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -68,7 +67,7 @@ def render(policies_dir: Path) -> str:
               + " | ".join(fidelity_verdict(final[s]["gates"]) for s in SEEDS)
               + f" | **{_all_faithful([fidelity_verdict(final[s]['gates']) for s in SEEDS])}** |", ""]
     rates = [final[s]["pack"]["s1"]["escalation_rate"] for s in SEEDS]
-    lines += [f"S1 escalation rate (plan corridor [0.55, 0.70], reported, not gated): "
+    lines += ["S1 escalation rate (plan corridor [0.55, 0.70], reported, not gated): "
               + ", ".join(f"{s}: {r:.4f}" for s, r in zip(SEEDS, rates))
               + (" (inside)" if all(0.55 <= r <= 0.70 for r in rates) else
                  f" (outside: at most {_multi_clock_pair_share(final[42]):.4f} of pairs are in a country with more "

@@ -245,7 +245,9 @@ def test_run_evidence_follows_the_sealed_world_kind():
     s2 = world.universe.assign(share_effective=1.0)
     assert sealed_world_kind(_fake_run("default", s2)) == "default"
     assert run_fidelity_evidence(_fake_run("default", s2)) is world.evidence
-    for kind in ("anchor_world", "default+reference", "default+outlets", None):
+    # the default universe with the user's own outlets is still population-true: fidelity applies
+    assert run_fidelity_evidence(_fake_run("default+outlets", s2)) is world.evidence
+    for kind in ("anchor_world", "default+reference", None):
         ev = run_fidelity_evidence(_fake_run(kind, s2))
         assert sealed_world_kind(_fake_run(kind, s2)) == kind and ev.applicable is False
     # a run sealed on an earlier default universe (a link alias added): measured against its own Z(c)

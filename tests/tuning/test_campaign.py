@@ -4,10 +4,8 @@ byte-identical authority policies."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-import yaml
 
 from engine.errors import EngineError
 from engine.policies import PolicySet
@@ -104,7 +102,7 @@ def test_run_then_replay_ends_on_identical_policies_and_rebuilds_the_trail(proje
     assert main(["run", "--file", "campaign.yaml", "--no-progress", "--json"]) == 0
     first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     ladder = read_ladder(project / "policies")
-    assert [s["phase"] for s in ladder][:3] == ["P0", "P1.2", "P2"] and ladder[-1]["phase"] == "P6"
+    assert [s["phase"] for s in ladder][:4] == ["AUTHOR", "P0", "P1.2", "P2"] and ladder[-1]["phase"] == "P6"
     assert any(s["decision"] == "P2_REVIEWED" and s.get("note") == "a recorded review" for s in ladder)
     digests = PolicySet.from_dir(project / "policies").digests
     assert main(["replay", "--file", "campaign.yaml", "--no-progress", "--json"]) == 0

@@ -33,7 +33,7 @@ def _bad(edit) -> EngineError:
     (lambda d: d["knobs"][0].update(low=0.9, high=0.1), "knobs[0].high"),
     (lambda d: d.pop("objective"), "(top level)"),
     (lambda d: d["objective"]["terms"][0].update(direction="sideways"), "objective.terms[0].direction"),
-    (lambda d: d["vetoes"]["structural"].append("vibes"), "vetoes.structural[5]"),
+    (lambda d: d["vetoes"]["structural"].append("vibes"), "vetoes.structural[6]"),
     (lambda d: d.update(trials=0), "trials"),
     (lambda d: d["knobs"].append({"name": "blend_lambda", "low": 0.1, "high": 0.2}), "knobs[3].name"),
 ])
@@ -44,7 +44,7 @@ def test_bad_study_names_the_field(edit, field):
 
 def test_bad_study_file_cli_is_one_coded_line(tmp_path):
     (tmp_path / "studies").mkdir()
-    (tmp_path / "studies" / "P1.2.yaml").write_text(SMALL_STUDY.replace("high: 0.9", "high: 9"))
+    (tmp_path / "studies" / "P1.2.yaml").write_text(SMALL_STUDY.replace("high: 0.12", "high: 9"))
     out = run_module(tmp_path, "tuning.sweep", "--phase", "P1.2", "--trials", "1")
     assert out.returncode == 2
     assert out.stderr.strip().startswith("E3A_TUN_010_STUDY_INVALID: studies/P1.2.yaml: knobs[0].high:")

@@ -187,7 +187,9 @@ def test_freeze_needs_a_certification_then_maps_its_verdict(proj):
     cert = read_ladder(Path("policies"))[-1]
     assert cert["phase"] == "P5" and cert["decision"] in {"PASS_BPLUS", "PASS_B", "FAIL_REALISM"}
     step = freeze(Path("policies"))
-    assert step["phase"] == "P6" and step["decision"] == freeze_status(cert["decision"])
+    # a certified freeze needs FAITHFUL on every seed: the certification records it and freeze maps it
+    assert cert["evidence"]["fidelity"] in {"FAITHFUL", "DISTORTED"}
+    assert step["phase"] == "P6" and step["decision"] == freeze_status(cert["decision"], cert["evidence"]["fidelity"])
     assert freeze_status("PASS_BPLUS") == "FROZEN_CERTIFIED_BPLUS" and freeze_status("FAIL_REALISM") == \
         "FROZEN_BEST_EFFORT_BELOW_B"
 
