@@ -87,16 +87,25 @@ def _record_step(phase: str, decision: str, *, policies_dir: Path, evidence: dic
     return step
 
 
-def ladder_table(steps: list[dict]) -> str:
-    rows = ["| # | phase | decision | authority | evidence | MLflow run |", "|---|---|---|---|---|---|"]
+def _volatile(key: str) -> bool:
+    """Evidence that names a particular MLflow store's runs (new ids on every replay)."""
+    return key.endswith("run_id") or key in ("certification_step",)
+
+
+def ladder_table(steps: list[dict], stable: bool = False) -> str:
+    """The ladder as Markdown. ``stable``: without MLflow run ids, so a ``tuning.campaign replay`` (which
+    makes new runs) reproduces the table byte for byte (the README's Results use it)."""
+    head = "| # | phase | decision | authority | evidence |" + ("" if stable else " MLflow run |")
+    rows = [head, "|---|---|---|---|---|" + ("" if stable else "---|")]
     for i, s in enumerate(steps, 1):
         ev = s.get("evidence") or {}
-        brief = ", ".join(f"{k}={v}" for k, v in ev.items() if not isinstance(v, (dict, list)))
+        brief = ", ".join(f"{k}={v}" for k, v in ev.items()
+                          if not isinstance(v, (dict, list)) and not (stable and _volatile(k)))
         if s.get("note"):
             brief = f"{s['note']}; {brief}" if brief else s["note"]
         brief = brief.replace("|", "/")
-        rows.append(f"| {i} | {s['phase']} | `{s['decision']}` | `{s['parameter_hash'][:12]}` | {brief} | "
-                    f"`{s['mlflow_run_id'][:12]}` |")
+        row = f"| {i} | {s['phase']} | `{s['decision']}` | `{s['parameter_hash'][:12]}` | {brief} |"
+        rows.append(row if stable else row + f" `{s['mlflow_run_id'][:12]}` |")
     return "\n".join(rows) + "\n"
 
 

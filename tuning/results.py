@@ -82,7 +82,7 @@ def render(policies_dir: Path) -> str:
                   f"{floors['alpha_sum_max']:.2f}] (law [15, 160]); {floors['nonuniform_share']:.0%} of the "
                   f"{floors['large_countries']} large multi-zone countries non-uniform (law >= 70%): "
                   f"{'PASS' if floors['passed'] else 'FAIL'}.", "", "### Decision ladder", "",
-              ladder_table(read_ladder(policies_dir)).rstrip("\n"), END]
+              ladder_table(read_ladder(policies_dir), stable=True).rstrip("\n"), END]
     return "\n".join(lines) + "\n"
 
 
@@ -108,8 +108,7 @@ def _holdout_lines(policies_dir: Path) -> list[str]:
     return [f"Held-out seeds (never used for tuning; {ev['holdout_seeds']} seeds drawn from [{lo}, {hi}) by "
             f"`tuning.holdout`): PASS_BPLUS {ev['holdout_pass_rate_bplus']:.1%}, PASS_B or better "
             f"{ev['holdout_pass_rate_b']:.1%}, FAITHFUL {ev['holdout_faithful_rate']:.1%}, "
-            f"PASS_BPLUS and FAITHFUL {ev['holdout_pass_rate_bplus_faithful']:.1%} "
-            f"(certification run `{ev.get('certify_run_id', '?')}`).", ""]
+            f"PASS_BPLUS and FAITHFUL {ev['holdout_pass_rate_bplus_faithful']:.1%}.", ""]
 
 
 def splice(text: str, section: str) -> str:
