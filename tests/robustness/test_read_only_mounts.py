@@ -1,0 +1,91 @@
+"""Read-only mounts (issue 10): a run root, an MLflow store and the authority folder on a real read-only
+bind mount each give one coded line and exit 2, write nothing and leave nothing half-done.
+
+Root ignores permission bits, so these tests use a real ``mount --bind`` remounted ``ro`` (the kernel
+refuses every write, root included); they skip only where mounting is not allowed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from engine.errors import EngineError
+from engine.policies import PolicySet
+from tests.tuning.conftest import env_for, make_project, run_module
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    """``make(src) -> mountpoint``: ``src`` bind-mounted read-only; unmounted at the end."""
+    mounted: list[Path] = []
+
+    def make(src: Path) -> Path:
+        dst = src.parent / (src.name + ".ro")
+        dst.mkdir()
+        first = subprocess.run(["mount", "--bind", str(src), str(dst)], capture_output=True)
+        if first.returncode != 0:
+            pytest.skip(f"cannot bind-mount here: {first.stderr.decode().strip()}")
+        mounted.append(dst)
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(dst)], check=True, capture_output=True)
+        probe = subprocess.run(["touch", str(dst / ".probe")], capture_output=True)
+        assert probe.returncode != 0, "the mount is not read-only"
+        return dst
+
+    yield make
+    for dst in reversed(mounted):
+        subprocess.run(["umount", str(dst)], capture_output=True)
+
+
+def _one_coded_line(proc: subprocess.CompletedProcess) -> str:
+    err = proc.stderr.strip()
+    assert proc.returncode == 2, (proc.returncode, err[-500:])
+    assert err.startswith("E3A_") and len(err.splitlines()) == 1 and "Traceback" not in err, err[-500:]
+    return err
+
+
+def test_run_root_on_a_read_only_mount(tmp_path, read_only):
+    src = tmp_path / "runs"
+    src.mkdir()
+    root = read_only(src)
+    _one_coded_line(run_module(tmp_path, "engine", "run", "--seed", "42", "--run-root", str(root)))
+    assert list(src.iterdir()) == []
+
+
+def test_mlflow_store_on_a_read_only_mount(tmp_path, read_only):
+    project = make_project(tmp_path / "proj")
+    store = tmp_path / "store"
+    store.mkdir()
+    ro = read_only(store)
+    env_uri = f"sqlite:///{ro / 'mlflow.db'}"
+    proc = subprocess.run(
+        [sys.executable, "-m", "tuning.sweep", "--phase", "P1.2", "--trials", "1", "--no-progress"], cwd=project,
+        env=env_for(project) | {"MLFLOW_TRACKING_URI": env_uri}, capture_output=True, text=True, timeout=240)
+    _one_coded_line(proc)
+    assert list(store.iterdir()) == []
+
+
+def test_promote_into_a_read_only_authority_folder(tmp_path, read_only):
+    from tuning.authority_txn import authority_lock
+    from tuning.promote import install, read_lineage
+
+    src = tmp_path / "policies"
+    shutil.copytree(REPO / "policies", src, ignore=shutil.ignore_patterns("lineage.yaml", "ladder.yaml", ".*"))
+    base = PolicySet.from_dir(src)
+    (src / "lineage.yaml").write_text(yaml.safe_dump({"promotions": [{"parameter_hash": base.parameter_hash}]}))
+    before = {p.name: p.read_bytes() for p in src.iterdir()}
+    ro = read_only(src)
+    cand = PolicySet({p: b + b"# candidate\n" for p, b in base.raw.items()})
+    with pytest.raises(EngineError) as err:
+        with authority_lock(ro):
+            install(cand, ro, read_lineage(ro), {"parameter_hash": cand.parameter_hash})
+    assert err.value.code.startswith("E3A_")
+    assert {p.name: p.read_bytes() for p in src.iterdir()} == before   # nothing written, nothing half-done
+
