@@ -88,8 +88,9 @@ def _record_step(phase: str, decision: str, *, policies_dir: Path, evidence: dic
 
 
 def _volatile(key: str) -> bool:
-    """Evidence that names a particular MLflow store's runs (new ids on every replay)."""
-    return key.endswith("run_id") or key in ("certification_step",)
+    """Evidence that names a particular MLflow store's runs (new ids on every replay), or what happened to
+    be in the folder before a campaign re-authored it."""
+    return key.endswith("run_id") or key in ("certification_step", "previous_parameter_hash")
 
 
 def ladder_table(steps: list[dict], stable: bool = False) -> str:
