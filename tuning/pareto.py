@@ -48,6 +48,22 @@ def pareto_html(rows: Sequence[dict], on_front: set[int], second_name: str, titl
 
 
 def tag_front(mlc, rows: Sequence[dict], on_front: set[int]) -> None:
+    """Tag every trial run. Several hosts finishing one study tag the same runs at the same moment; on a
+    database store the loser of such a race gets a unique-key violation: retried (the last writer, who
+    saw the most trials, wins)."""
+    import time
+
+    from mlflow.exceptions import MlflowException
+
     for r in rows:
-        if r.get("run_id"):
-            mlc.set_tag(r["run_id"], "pareto", "true" if r["trial"] in on_front else "false")
+        if not r.get("run_id"):
+            continue
+        value = "true" if r["trial"] in on_front else "false"
+        for attempt in range(4):
+            try:
+                mlc.set_tag(r["run_id"], "pareto", value)
+                break
+            except MlflowException:
+                if attempt == 3:
+                    raise
+                time.sleep(0.1 * (attempt + 1))

@@ -74,6 +74,22 @@ def client() -> MlflowClient:
     return MlflowClient(uri)
 
 
+def set_experiment_tag_once(mlc: MlflowClient, experiment_id_: str, key: str, value: str) -> None:
+    """Set an experiment tag when several processes may set the same one at the same moment: on a
+    database store the loser of that race gets a unique-key violation, which is success if the tag
+    now holds the value (a real failure is retried, then raised)."""
+    for attempt in range(4):
+        try:
+            mlc.set_experiment_tag(experiment_id_, key, value)
+            return
+        except MlflowException:
+            if mlc.get_experiment(experiment_id_).tags.get(key) == value:
+                return
+            if attempt == 3:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
 def experiment_id(mlc: MlflowClient, name: str) -> str:
     """Get or create the experiment (safe when several workers race to create it)."""
     for _ in range(5):
@@ -81,7 +97,7 @@ def experiment_id(mlc: MlflowClient, name: str) -> str:
         if exp is not None:
             for key, value in EXPERIMENT_KIND.items():
                 if exp.tags.get(key) != value:
-                    mlc.set_experiment_tag(exp.experiment_id, key, value)
+                    set_experiment_tag_once(mlc, exp.experiment_id, key, value)
             return exp.experiment_id
         root = artifact_root(mlc.tracking_uri)
         location = (root / name).as_uri() if root is not None else None
@@ -97,7 +113,8 @@ def _tag_default_experiment(mlc: MlflowClient) -> None:
     """The store's own "Default" experiment opens as a model-training experiment too."""
     default = mlc.get_experiment_by_name("Default")
     if default is not None and default.tags.get("mlflow.experimentKind") != EXPERIMENT_KIND["mlflow.experimentKind"]:
-        mlc.set_experiment_tag(default.experiment_id, "mlflow.experimentKind", EXPERIMENT_KIND["mlflow.experimentKind"])
+        set_experiment_tag_once(mlc, default.experiment_id, "mlflow.experimentKind",
+                                EXPERIMENT_KIND["mlflow.experimentKind"])
 
 
 def flatten_pack(pack: Mapping, prefix: str = "") -> dict[str, float]:

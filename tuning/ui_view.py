@@ -30,7 +30,9 @@ def ensure_rank_view(mlc: MlflowClient, experiment_id: str, key_metrics: Sequenc
     """Save (or refresh) the ``rank`` view on the experiment."""
     value = json.dumps(rank_view_state(key_metrics), sort_keys=True)
     if mlc.get_experiment(experiment_id).tags.get(VIEW_TAG + RANK_VIEW) != value:
-        mlc.set_experiment_tag(experiment_id, VIEW_TAG + RANK_VIEW, value)
+        from tuning.tracking import set_experiment_tag_once
+
+        set_experiment_tag_once(mlc, experiment_id, VIEW_TAG + RANK_VIEW, value)
 
 
 def rank_url(ui_base: str, experiment_id: str) -> str:
