@@ -93,7 +93,10 @@ def start_mlflow(backend_uri: str, artifacts: Path, port: int | None = None, log
     proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_uri,
                              "--artifacts-destination", artifacts.resolve().as_uri(), "--host", "127.0.0.1",
                              "--port", str(port), "--workers", str(workers)],
-                            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+                            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                            # the harness runs no MLflow GenAI jobs: no pool of huey job consumers competing for
+                            # the cores (set MLFLOW_SERVER_ENABLE_JOB_EXECUTION=true to have them)
+                            env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ})
     uri = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -118,6 +121,10 @@ def stop_process(pid: int) -> None:
             return
         deadline = time.time() + wait
         while time.time() < deadline:
+            try:  # reap our own child: a zombie leader would keep the group "alive"
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
             try:
                 os.killpg(pid, 0)
             except ProcessLookupError:

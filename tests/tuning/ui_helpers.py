@@ -44,7 +44,9 @@ class MlflowUi:
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", f"sqlite:///{db}",
                                       "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                                     # no GenAI job runner (a pool of huey consumers): the UI alone
+                                     env=dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"))
 
     def __enter__(self) -> "MlflowUi":
         deadline = time.monotonic() + 90
