@@ -77,7 +77,7 @@ def cmd_run(args) -> int:
     print("seconds " + "  ".join(f"{s}={v:.3f}" for s, v in result.seconds.items()))
     realism = result.s6_report.get("realism", {})
     print(f"S6 {result.s6_report['overall_status']}  S7 {result.s7['status']}  realism {realism.get('verdict')} "
-          f"({realism.get('mode')})")
+          f"({realism.get('mode')})  fidelity {realism.get('fidelity_verdict')}")
     return 0 if result.s6_report["overall_status"] == "PASS" and result.s7["status"] == "PASS" else 1
 
 
