@@ -174,10 +174,10 @@ class Campaign:
 
     def frontier(self, step: dict) -> str:
         from tuning.ladder import record_step
-        from tuning.ranking import _j, _result
+        from tuning.ranking import trial_j, trial_result
 
         sweep, summary = self._run_sweep(step["frontier"], step["phase"])
-        rows = [{"trial": t.number, "J": _j(t), **_result(t)} for t in sweep.ranked()]
+        rows = [{"trial": t.number, "J": trial_j(t), **trial_result(t)} for t in sweep.ranked()]
         meets = [r for r in rows if r["veto"] == "PASS" and r.get("target_pass")]
         front = summary.get("pareto") or []
         decision = step["reachable"] if meets else step["unreachable"]
@@ -194,14 +194,14 @@ class Campaign:
         from tuning.promote import promote
         from tuning.ladder import record_step
 
-        from tuning.ranking import _j, _result
+        from tuning.ranking import trial_j, trial_result
 
         sweep, summary = self._run_sweep(step["sweep"], step["phase"])
         if summary.get("decision") and not summary.get("trials_complete"):
             return summary["decision"]  # a precheck closed the phase (recorded by the sweep)
         rule = step.get("promote_if", {})
         min_j = float(rule["min_J"]) if "min_J" in rule else None
-        rows = [{"trial": t.number, "J": _j(t), **_result(t)} for t in sweep.ranked()]
+        rows = [{"trial": t.number, "J": trial_j(t), **trial_result(t)} for t in sweep.ranked()]
         front = {r["trial"] for r in summary["pareto"]} if "pareto" in summary else None
         pick, why = choose(rows, step.get("select", "best_feasible"), min_j, bool(rule.get("targets", False)), front)
         if pick is None or pick["J"] is None or (min_j is not None and pick["J"] <= min_j):
@@ -214,8 +214,11 @@ class Campaign:
         return step["decision"]
 
 
-def replay_cleanup(doc: dict, optuna_dir: Path = Path(".optuna")) -> None:
+def replay_cleanup(doc: dict, optuna_dir: Path | None = None) -> None:
     """A replay starts the campaign's studies afresh: their journals are generated state."""
+    from tuning.study_store import OPTUNA_DIR
+
+    optuna_dir = optuna_dir or OPTUNA_DIR
     for step in doc["steps"]:
         if "sweep" in step:
             name = step["sweep"].get("name", f"3A-{step['phase']}")

@@ -25,7 +25,7 @@ from engine.policies import PolicySet
 from engine.policies.authoring import realism_floors
 from tuning.knobs import apply_knobs
 from tuning.seed_robust import aggregate
-from tuning.study_spec import StudySpec, metric_value
+from tuning.study_spec import StudySpec, metric_or_none, metric_value
 
 NO_SCORE = -1000.0
 STRUCTURAL_REASONS = {"s6_pass": "S6_OR_S7_FAIL", "s7_pass": "S6_OR_S7_FAIL", "conservation": "CONSERVATION_FAIL",
@@ -77,13 +77,6 @@ def deterministic_view(pack: Mapping, identity: Mapping) -> dict:
     """The replayable part of an evaluation (no timings): what a witness must reproduce exactly."""
     keep = ("run_id", "parameter_hash", "manifest_fingerprint", "world_digest", "seed", "policy_digests")
     return {"identity": {k: identity.get(k) for k in keep}, "pack": pack}
-
-
-def metric_or_none(pack: Mapping | None, name: str) -> float | None:
-    try:
-        return metric_value(pack, name) if pack is not None else None
-    except EngineError:
-        return None
 
 
 class SeedRobustObjective:

@@ -7,13 +7,12 @@ from typing import Sequence
 
 from optuna.trial import TrialState
 
-from engine.errors import EngineError
-from tuning.study_spec import metric_value
 
 RESULT_ATTR = "result"       # one journal write per trial: run id, veto, key metrics
 
 
-def _result(trial) -> dict:
+def trial_result(trial) -> dict:
+    """The trial's recorded result (run id, veto, key metrics, ...); vetoed unless it says otherwise."""
     r = dict(trial.user_attrs.get(RESULT_ATTR) or {})
     r["run_id"] = r.pop("mlflow_run_id", None)
     r.setdefault("veto", "FAIL")
@@ -21,7 +20,7 @@ def _result(trial) -> dict:
     return r
 
 
-def _j(trial) -> float | None:
+def trial_j(trial) -> float | None:
     """J of a trial (the first objective of a multi-objective study)."""
     return trial.values[0] if trial.values else None
 
@@ -29,7 +28,7 @@ def _j(trial) -> float | None:
 def ranked_trials(study) -> list:
     """COMPLETE trials, feasible first, then by J (descending), then by number."""
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return sorted(done, key=lambda t: (_result(t)["veto"] != "PASS", -(_j(t) or 0.0), t.number))
+    return sorted(done, key=lambda t: (trial_result(t)["veto"] != "PASS", -(trial_j(t) or 0.0), t.number))
 
 
 def pareto_numbers(trials, second_direction: str) -> list[int]:
@@ -37,15 +36,8 @@ def pareto_numbers(trials, second_direction: str) -> list[int]:
     objective in its direction)."""
     from tuning.pareto import front
 
-    feasible = [t for t in trials if _result(t)["veto"] == "PASS" and t.values and len(t.values) == 2]
+    feasible = [t for t in trials if trial_result(t)["veto"] == "PASS" and t.values and len(t.values) == 2]
     return front([(t.number, t.values[0], t.values[1]) for t in feasible], second_direction)
-
-
-def _safe_metric(pack: dict | None, name: str) -> float | None:
-    try:
-        return metric_value(pack, name) if pack is not None else None
-    except EngineError:
-        return None
 
 
 def format_table(rows: list[dict], metric_names: Sequence[str]) -> str:

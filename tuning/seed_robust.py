@@ -16,6 +16,8 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+from tuning.study_spec import metric_or_none
+
 PLAN_ORDER = ("PASS_BPLUS", "PASS_B", "FAIL_REALISM", "INVALID_FOR_GRADING", "NOT_SCORED")
 FIDELITY_ORDER = ("FAITHFUL", "NOT_APPLICABLE", "UNMEASURED", "DISTORTED", "NOT_SCORED")
 
@@ -27,8 +29,6 @@ def worst(verdicts: Sequence[str], order: Sequence[str]) -> str:
 
 def aggregate(per_seed: list, seeds: Sequence[int], second_metric: str | None):
     """The trial's Evaluation from its per-seed evaluations (the first seed's carries identity/pack)."""
-    from tuning.objective import metric_or_none
-
     first = per_seed[0]
     ev = type(first)(dict(first.knobs), first.policies)
     ev.per_seed = list(per_seed)

@@ -216,6 +216,14 @@ def metric_value(pack: dict, path: str) -> float:
     return float(value)
 
 
+def metric_or_none(pack: dict | None, path: str) -> float | None:
+    """``metric_value``, or None when there is no pack or the metric is missing."""
+    try:
+        return metric_value(pack, path) if pack is not None else None
+    except EngineError:
+        return None
+
+
 def _fail(source: str, where: str, msg: str) -> EngineError:
     return EngineError(E_STUDY_INVALID, f"{source}: {where}: {msg}")
 

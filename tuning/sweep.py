@@ -29,8 +29,8 @@ from tuning.dashboard import mirror_constraints
 from tuning.errors import E_TRIALS_FAILING, E_USAGE, TuningParser, run_cli
 from tuning.knobs import KNOBS
 from tuning.objective import PhaseObjective, SeedRobustObjective
-from tuning.ranking import RESULT_ATTR, _j, _result, _safe_metric, format_table, pareto_numbers, ranked_trials
-from tuning.study_spec import StudySpec, load_study, metric_value, parse_condition
+from tuning.ranking import RESULT_ATTR, format_table, pareto_numbers, ranked_trials, trial_j, trial_result
+from tuning.study_spec import StudySpec, load_study, metric_or_none, metric_value, parse_condition
 from tuning.study_store import check_sweep_args, lock_path, open_study
 from tuning.tracking import SweepTracker, flatten_pack, log_batch
 from tuning.ui_view import ensure_rank_view
@@ -173,7 +173,7 @@ class Sweep:
                 "build_seconds": ev.build_seconds, "verdict": ev.verdict, "fidelity": ev.fidelity,
                 "seeds": ev.seeds, "seed_values": ev.seed_values, "second": ev.second_value,
                 "target_pass": ev.target_pass,
-                "metrics": {m: _safe_metric(ev.pack, m) for m in self.spec.key_metrics}})
+                "metrics": {m: metric_or_none(ev.pack, m) for m in self.spec.key_metrics}})
             if "PRUNED" in ev.vetoes:
                 self.study.tell(trial, state=TrialState.PRUNED)
             elif self.spec.multi_objective:
@@ -194,7 +194,7 @@ class Sweep:
 
     def show_best(self, progress: tqdm) -> None:
         """The best feasible J so far, in the progress bar."""
-        best = next((t.value for t in ranked_trials(self.study) if _result(t)["veto"] == "PASS"), None)
+        best = next((t.value for t in ranked_trials(self.study) if trial_result(t)["veto"] == "PASS"), None)
         progress.set_postfix_str("best feasible J " + ("-" if best is None else f"{best:+.6f}"))
 
     # ------------------------------------------------------------------ coordinator
@@ -315,7 +315,7 @@ class Sweep:
 
     def summary(self, tracker: SweepTracker) -> dict:
         ranked = self.ranked()
-        rows = [{"trial": t.number, "J": _j(t), "params": t.params, **_result(t)} for t in ranked]
+        rows = [{"trial": t.number, "J": trial_j(t), "params": t.params, **trial_result(t)} for t in ranked]
         c = counts(self.study)
         best = rows[0] if rows and rows[0]["veto"] == "PASS" else {}
         out = {"study": self.study_name, "phase": self.spec.phase, "seed": self.seed, "seeds": self.seeds,
@@ -334,8 +334,8 @@ class Sweep:
 
         from tuning.pareto import pareto_html, tag_front
 
-        rows = [{"trial": t.number, "J": _j(t), "second": t.values[1] if t.values and len(t.values) > 1 else None,
-                 **_result(t)} for t in self.ranked()]
+        rows = [{"trial": t.number, "J": trial_j(t), "second": t.values[1] if t.values and len(t.values) > 1 else None,
+                 **trial_result(t)} for t in self.ranked()]
         on_front = {r["trial"] for r in summary.get("pareto", [])}
         tag_front(tracker.mlc, rows, on_front)
         with tempfile.TemporaryDirectory() as tmp:
@@ -351,7 +351,7 @@ class Sweep:
         except ImportError:
             return
         import tempfile
-        feasible = [t for t in self.ranked() if _result(t)["veto"] == "PASS"][: self.args.reports]
+        feasible = [t for t in self.ranked() if trial_result(t)["veto"] == "PASS"][: self.args.reports]
         if not feasible:
             return
         obj = PhaseObjective(self.spec, self.seed, self.base, cache=self.objective.cache, keep_tables=True)
@@ -362,7 +362,7 @@ class Sweep:
                                      evidence=default_world().evidence)
             with tempfile.TemporaryDirectory() as tmp:
                 Path(tmp, "report.html").write_text(html, encoding="utf-8")
-                tracker.mlc.log_artifact(_result(t)["run_id"], str(Path(tmp, "report.html")))
+                tracker.mlc.log_artifact(trial_result(t)["run_id"], str(Path(tmp, "report.html")))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
