@@ -43,7 +43,7 @@ def _best_feasible(storage, study_id: int):
         raise ValueError("No trials are completed yet.")
     pool = [t for t in done if is_feasible(t)] or done  # all vetoed: fall back to the stock answer
     pick = max if storage.get_study_directions(study_id)[0] == StudyDirection.MAXIMIZE else min
-    return pick(pool, key=lambda t: t.value)
+    return pick(pool, key=lambda t: t.values[0])
 
 
 def feasible_best_storage(storage):

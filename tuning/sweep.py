@@ -194,7 +194,7 @@ class Sweep:
 
     def show_best(self, progress: tqdm) -> None:
         """The best feasible J so far, in the progress bar."""
-        best = next((t.value for t in ranked_trials(self.study) if trial_result(t)["veto"] == "PASS"), None)
+        best = next((trial_j(t) for t in ranked_trials(self.study) if trial_result(t)["veto"] == "PASS"), None)
         progress.set_postfix_str("best feasible J " + ("-" if best is None else f"{best:+.6f}"))
 
     # ------------------------------------------------------------------ coordinator
