@@ -4,4 +4,6 @@ The engine knows nothing of Optuna or MLflow. Each state is a pure function of i
 inputs; files are read and written only by :mod:`engine.store`.
 """
 
-ENGINE_VERSION = "1.0.0"
+from engine.version import ENGINE_VERSION
+
+__all__ = ["ENGINE_VERSION"]

@@ -103,20 +103,3 @@ def build_members(identity: dict, receipt: dict, sealed: list, tables: dict, eve
     data["s6_receipt_3A"] = json_bytes(receipt6)
     members = [Member(lid, paths[lid], ROLES[lid], SCHEMA, blob) for lid, blob in sorted(data.items())]
     return members, receipt6
-
-
-def realism(tables: dict, report: dict, mode: str, evidence=None) -> tuple[dict, dict]:
-    """Metric pack and gates (fidelity included when the world's evidence is given); in block mode a
-    hard-gate miss fails S6."""
-    from engine.metrics import evaluate_gates, fidelity_verdict, metric_pack, run_verdict
-
-    pack = metric_pack(tables, evidence)
-    gates = evaluate_gates(pack)
-    verdict = run_verdict(gates)
-    hard_fail = sorted(g for g, v in gates["hard"].items() if v["status"] != "PASS")
-    report["realism"] = {"mode": mode, "verdict": verdict, "fidelity_verdict": fidelity_verdict(gates),
-                         "hard_failed": hard_fail,
-                         "stretch_failed": sorted(g for g, v in gates["stretch"].items() if v["status"] != "PASS")}
-    if mode == "block" and hard_fail:
-        report["overall_status"] = "FAIL"
-    return pack, gates
