@@ -8,14 +8,32 @@ time a published attribute is read (``tables``, ``s6_report``, ``members``, ``fl
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+
+import pandas as pd
 
 from engine.hashing import sha256_hex
 from engine.members import build_members, trace_totals
-from engine.result import Bundle
 from engine.serialize import json_bytes
 from engine.states import s5_egress, s6_validation
 from engine.states.lineage import lineage_values, with_lineage
 from engine.states.s7_bundle import index_document, passed_flag
+
+
+@dataclass
+class Bundle:
+    """S5 -> S7 of a run: the published tables, the S6 report and the S7 seal (exact bytes in members)."""
+
+    tables: dict
+    universe_doc: dict
+    s6_report: dict
+    s6_issues: pd.DataFrame
+    s6_receipt: dict
+    members: list
+    index: dict
+    flag: str
+    s7: dict
+
 
 S7_REFUSED = {"status": "FAIL", "error_code": "E3A_S7_001_S6_NOT_PASS"}
 

@@ -11,23 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-
-@dataclass
-class Bundle:
-    """S5 -> S7 of a run: the published tables, the S6 report and the S7 seal (exact bytes in members)."""
-
-    tables: dict
-    universe_doc: dict
-    s6_report: dict
-    s6_issues: pd.DataFrame
-    s6_receipt: dict
-    members: list
-    index: dict
-    flag: str
-    s7: dict
+if TYPE_CHECKING:  # annotations only: engine.bundle is imported when the bytes are asked for
+    from engine.bundle import Bundle
 
 
 @dataclass
@@ -58,16 +47,16 @@ class ChainResult:
     structural_status: str = "PASS"   # S0-S4 checks (in memory) and, in block mode, the hard realism gates
     publish_inputs: PublishInputs | None = None
     run_dir: Path | None = None
-    _bundle: Bundle | None = None
+    _bundle: "Bundle | None" = None
 
     @classmethod
-    def from_bundle(cls, bundle: Bundle, **fields) -> "ChainResult":
+    def from_bundle(cls, bundle: "Bundle", **fields) -> "ChainResult":
         """A result whose bytes already exist (a run read back from the store)."""
         return cls(cores=bundle.tables, _bundle=bundle,
                    structural_status=bundle.s6_report.get("overall_status", "FAIL"), **fields)
 
     @property
-    def bundle(self) -> Bundle:
+    def bundle(self) -> "Bundle":
         if self._bundle is None:
             from engine.bundle import build_bundle  # the byte-producing half: only when asked
             self._bundle = build_bundle(self)

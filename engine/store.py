@@ -19,7 +19,8 @@ import pandas as pd
 from engine.errors import E_BUNDLE_MISSING, E_BUNDLE_TAMPERED, E_PUBLISH, EngineError
 from engine.hashing import sha256_hex
 from engine.members import TABLE_MEMBERS, data_paths
-from engine.result import Bundle, ChainResult
+from engine.bundle import Bundle
+from engine.result import ChainResult
 from engine.serialize import json_bytes, read_jsonl
 from engine.states.s7_bundle import bundle_digest
 from engine.verify_bundle import check_identity, check_no_strays
