@@ -58,8 +58,9 @@ _STR = pd.StringDtype("pyarrow", na_value=np.nan)
 
 def constant_strings(value: str | None, n: int) -> pd.Series:
     """A constant string column built in Arrow directly (no per-row Python objects)."""
-    arr = pa.nulls(n, pa.string()) if value is None else pa.repeat(pa.scalar(value, pa.string()), n)
-    return pd.Series(arr.to_pandas(types_mapper={pa.string(): _STR}.get))
+    kind = pa.large_string()  # pandas' own storage for its string dtype: no cast on the way in
+    arr = pa.nulls(n, kind) if value is None else pa.repeat(pa.scalar(value, kind), n)
+    return pd.Series(arr.to_pandas(types_mapper={kind: _STR}.get))
 
 
 def with_lineage(core: pd.DataFrame, table: str, values: dict, extra: dict | None = None) -> pd.DataFrame:
@@ -70,7 +71,7 @@ def with_lineage(core: pd.DataFrame, table: str, values: dict, extra: dict | Non
         if extra and col in extra:
             data[col] = extra[col]
         elif col in core.columns:
-            data[col] = core[col].to_numpy()
+            data[col] = core[col].array   # as stored: no round trip through numpy objects
         elif col == "seed":
             data[col] = np.full(n, values["seed"], dtype=np.uint64)
         else:
