@@ -39,7 +39,8 @@ def run_report(result) -> dict:
             "realism": result.s6_report.get("realism")}
 
 
-def materialise(result, run_root: Path) -> Path:
+def materialise(result, run_root: str | Path) -> Path:
+    run_root = Path(run_root)
     try:
         run_root.mkdir(parents=True, exist_ok=True)
         if not os.access(run_root, os.W_OK | os.X_OK):
