@@ -59,7 +59,12 @@ _STR = pd.StringDtype("pyarrow", na_value=np.nan)
 def constant_strings(value: str | None, n: int) -> pd.Series:
     """A constant string column built in Arrow directly (no per-row Python objects)."""
     kind = pa.large_string()  # pandas' own storage for its string dtype: no cast on the way in
-    arr = pa.nulls(n, kind) if value is None else pa.repeat(pa.scalar(value, kind), n)
+    if value is None:
+        arr = pa.nulls(n, kind)
+    else:  # offsets and data laid out directly (pa.repeat appends element by element)
+        raw = value.encode("utf-8")
+        offsets = np.arange(n + 1, dtype=np.int64) * len(raw)
+        arr = pa.Array.from_buffers(kind, n, [None, pa.py_buffer(offsets), pa.py_buffer(raw * n)])
     return pd.Series(arr.to_pandas(types_mapper={kind: _STR}.get))
 
 
@@ -76,4 +81,4 @@ def with_lineage(core: pd.DataFrame, table: str, values: dict, extra: dict | Non
             data[col] = np.full(n, values["seed"], dtype=np.uint64)
         else:
             data[col] = constant_strings(values[col], n)
-    return pd.DataFrame(data, columns=COLUMNS[table])
+    return pd.DataFrame(data, columns=COLUMNS[table], copy=False)

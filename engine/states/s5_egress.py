@@ -7,7 +7,7 @@ import pandas as pd
 
 from engine.hashing import sha256_hex, table_digest
 from engine.states.common import ZONE_KEY
-from engine.states.lineage import with_lineage
+from engine.states.lineage import constant_strings, with_lineage
 
 ZERO_HASH = "0" * 64
 S2_KEY = ["country_iso", "tzid"]
@@ -40,7 +40,7 @@ def egress(s1: pd.DataFrame, s2: pd.DataFrame, s4: pd.DataFrame, lineage: dict,
                               extra={"site_count": np.repeat(sites, k)})
     parts = universe_components(s2, zone_alloc, policy_digests)
     routing = combine(parts)
-    zone_alloc["routing_universe_hash"] = np.full(len(zone_alloc), routing, dtype=object)
+    zone_alloc["routing_universe_hash"] = constant_strings(routing, len(zone_alloc))
     doc = {"manifest_fingerprint": lineage["manifest_fingerprint"], "parameter_hash": lineage["parameter_hash"],
            "seed": int(lineage["seed"]), **parts, "routing_universe_hash": routing, "version": "1.0.0",
            "notes": "zone_alloc_digest = canonical row digest (engine.hashing.table_digest), routing_universe_hash "
