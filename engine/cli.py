@@ -59,6 +59,7 @@ def _policies(args, world):
 
 def cmd_run(args) -> int:
     from engine.chain import run_chain
+    from engine.store import materialise
 
     world = _world(args)
     policies = _policies(args, world)
@@ -66,11 +67,11 @@ def cmd_run(args) -> int:
         from engine.cluster import dask_mapper
 
         with dask_mapper(args.cluster) as mapper:
-            result = run_chain(policies, args.seed, world, run_root=args.run_root, realism_mode=args.realism_mode,
+            result = run_chain(policies, args.seed, world, realism_mode=args.realism_mode,
                                partitions=args.partitions or 2 * mapper.threads, mapper=mapper)
     else:
-        result = run_chain(policies, args.seed, world, run_root=args.run_root, realism_mode=args.realism_mode,
-                           partitions=args.partitions or 1)
+        result = run_chain(policies, args.seed, world, realism_mode=args.realism_mode, partitions=args.partitions or 1)
+    result.run_dir = materialise(result, args.run_root)  # the CLI publishes: S5-S7 bytes are built here
     print(f"run_id {result.identity['run_id']}  seed {args.seed}  world {world.name}")
     print(f"run_dir {result.run_dir}")
     print("seconds " + "  ".join(f"{s}={v:.3f}" for s, v in result.seconds.items()))
