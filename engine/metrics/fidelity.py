@@ -23,6 +23,8 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from engine.metrics.exact import kahan_group_sum, segment_jsd
+
 REALISED_MIN_OUTLETS = 30
 
 
@@ -84,38 +86,111 @@ def share_table(tables: Mapping[str, pd.DataFrame], evidence) -> pd.DataFrame:
     return out.sort_values(["country_iso", "clock"]).reset_index(drop=True)
 
 
-def fidelity_metrics(tables: Mapping[str, pd.DataFrame], evidence) -> dict:
-    """The ``fidelity`` section of the metric pack."""
+# ----------------------------------------------------------------------------- the pack's fast path
+# The same arithmetic as _by_clock/_mean_jsd above (tests/metrics/pack_pinned.json pins it), without
+# per-row Python objects: rows are reduced to integer codes; only the few distinct (country, tzid),
+# (country, clock) keys are ever strings. Keys are "country NUL clock", whose string order is the
+# order of the (country, clock) tuples.
+
+def _keys(country, clock) -> np.ndarray:
+    return np.char.add(np.char.add(np.asarray(country, dtype=str), "\x00"), np.asarray(clock, dtype=str))
+
+
+def _lookup_clock(pc: np.ndarray, pt: np.ndarray, zone_clocks: pd.DataFrame) -> np.ndarray:
+    """The clock of each (country, tzid); the tzid itself when Z(c) does not list it."""
+    zkeys = _keys(zone_clocks["country_iso"].to_numpy(dtype=str), zone_clocks["tzid"].to_numpy(dtype=str))
+    if zkeys.size == 0 or pc.size == 0:
+        return pt
+    order = np.argsort(zkeys, kind="stable")
+    want = _keys(pc, pt)
+    hit = order[np.minimum(np.searchsorted(zkeys, want, sorter=order), zkeys.size - 1)]
+    return np.where(zkeys[hit] == want, zone_clocks["clock"].to_numpy(dtype=str)[hit], pt)
+
+
+def _sum_by_clock(frame: pd.DataFrame, zone_clocks: pd.DataFrame, value: str, country_col: str):
+    """-> (sorted (country, clock) keys, their country, per-key sum of ``value``): ``_by_clock``."""
+    cc, cu = pd.factorize(frame[country_col], use_na_sentinel=False)
+    tc, tu = pd.factorize(frame["tzid"], use_na_sentinel=False)
+    width = max(len(tu), 1)
+    code = np.asarray(cc, dtype=np.int64) * width + np.asarray(tc, dtype=np.int64)
+    seen = np.zeros(max(len(cu), 1) * width, dtype=bool)
+    seen[code] = True
+    present = np.flatnonzero(seen)
+    pc = np.asarray(cu, dtype=object)[present // width].astype(str)
+    pt = np.asarray(tu, dtype=object)[present % width].astype(str)
+    gkeys, first, ginv = np.unique(_keys(pc, _lookup_clock(pc, pt, zone_clocks)), return_index=True,
+                                   return_inverse=True)
+    lut = np.zeros(seen.size, dtype=np.int64)
+    lut[present] = ginv.ravel()
+    rows, vals = lut[code], frame[value].to_numpy()
+    if vals.dtype.kind in "iub":
+        sums = np.bincount(rows, weights=vals.astype(np.float64), minlength=gkeys.size)
+    else:  # pandas' groupby sum of floats is Kahan-compensated, in row order
+        sums = kahan_group_sum(rows, vals, gkeys.size)
+    return gkeys, pc[first], sums
+
+
+def _mean_jsd_keys(obs: tuple, pop: tuple, countries: np.ndarray) -> tuple[float, int]:
+    """``_mean_jsd``: per country of ``countries`` (sorted), JSD over the union of its clocks."""
+    (okeys, ocountry, ovalues), (pkeys, pcountry, pvalues) = obs, pop
+    keys, first, inv = np.unique(np.concatenate([okeys, pkeys]), return_index=True, return_inverse=True)
+    inv = inv.ravel()
+    p, q = np.zeros(keys.size), np.zeros(keys.size)
+    p[inv[:okeys.size]] = ovalues
+    q[inv[okeys.size:]] = pvalues
+    kcountry = np.concatenate([ocountry, pcountry])[first]
+    keep = np.isin(kcountry, countries)
+    kcountry, p, q = kcountry[keep], p[keep], q[keep]
+    if kcountry.size == 0:
+        return 0.0, 0
+    starts = np.flatnonzero(np.concatenate(([True], kcountry[1:] != kcountry[:-1])))
+    sizes = np.diff(np.append(starts, kcountry.size))
+    scored = ~(np.add.reduceat(p, starts) <= 0)  # the scalar loop skips countries whose p sums to <= 0
+    values = segment_jsd(p, q, starts[scored], sizes[scored], jsd)
+    return (float(np.mean(values)) if values.size else 0.0), int(values.size)
+
+
+def _evidence_keys(evidence) -> tuple:
     zc, pop = evidence.zone_clocks, evidence.clock_population
-    aliases = zc[zc.duplicated(["country_iso", "clock"], keep=False)]
-    populated = pop.groupby("country_iso").size()
-    multi = populated[populated >= 2].index
-    prior = _by_clock(tables["s2"], zc, "share_effective", "country_iso")
-    prior_mean, prior_n, _ = _mean_jsd(prior, "share_effective", pop,
-                                       [c for c in multi if c in set(prior["country_iso"])])
-    real = _by_clock(tables["s4"], zc, "zone_site_count", "legal_country_iso")
-    outlets = real.groupby("country_iso")["zone_site_count"].sum()
-    eligible = [c for c in multi if outlets.get(c, 0) >= REALISED_MIN_OUTLETS]
-    real_mean, real_n, _ = _mean_jsd(real, "zone_site_count", pop, eligible)
-    has_people = set(zip(pop["country_iso"], pop["clock"]))
-    unpop_mask = np.array([(c, k) not in has_people for c, k in zip(real["country_iso"], real["clock"])], dtype=bool)
-    total = float(real["zone_site_count"].sum())
-    unpop = float(real.loc[unpop_mask, "zone_site_count"].sum()) / total if total > 0 else 0.0
-    in_universe = set(zip(zc["country_iso"], zc["clock"]))
-    inside = np.array([(c, k) in in_universe for c, k in zip(pop["country_iso"], pop["clock"])], dtype=bool)
-    people = pop["population"].to_numpy(dtype=np.float64)
-    totals = pd.DataFrame({"c": pop["country_iso"].to_numpy(), "all": people, "out": np.where(inside, 0.0, people)})
-    sums = totals.groupby("c")[["all", "out"]].sum()
-    per_c = sums["out"] / sums["all"]
+    zkeys = _keys(zc["country_iso"].to_numpy(dtype=str), zc["clock"].to_numpy(dtype=str))
+    pcountry = pop["country_iso"].to_numpy(dtype=str)
+    pkeys = _keys(pcountry, pop["clock"].to_numpy(dtype=str))
+    return zkeys, zc["country_iso"].to_numpy(dtype=str), pkeys, pcountry, pop["population"].to_numpy()
+
+
+def fidelity_metrics(tables: Mapping[str, pd.DataFrame], evidence) -> dict:
+    """The ``fidelity`` section of the metric pack; reads ``s2[country_iso, tzid, share_effective]``
+    and ``s4[legal_country_iso, tzid, zone_site_count]`` only."""
+    zc = evidence.zone_clocks
+    zkeys, zcountry, pkeys, pcountry, people = _evidence_keys(evidence)
+    zuniq, zcount = np.unique(zkeys, return_counts=True)
+    alias_countries = np.unique(zcountry[np.isin(zkeys, zuniq[zcount > 1])])
+    pop_countries, populated = np.unique(pcountry, return_counts=True)
+    multi = pop_countries[populated >= 2]
+    pop = (pkeys, pcountry, people.astype(np.float64))
+    prior = _sum_by_clock(tables["s2"], zc, "share_effective", "country_iso")
+    prior_mean, prior_n = _mean_jsd_keys(prior, pop, multi[np.isin(multi, prior[1])])
+    real = _sum_by_clock(tables["s4"], zc, "zone_site_count", "legal_country_iso")
+    rc, rinv = np.unique(real[1], return_inverse=True)
+    outlets = np.bincount(rinv.ravel(), weights=real[2], minlength=rc.size)
+    eligible = rc[outlets >= REALISED_MIN_OUTLETS]
+    real_mean, real_n = _mean_jsd_keys(real, pop, multi[np.isin(multi, eligible)])
+    unpop_mask = ~np.isin(real[0], pkeys)
+    total = float(real[2].sum())
+    unpop_outlets = int(real[2][unpop_mask].sum())
+    outside = np.where(np.isin(pkeys, zkeys), 0.0, people.astype(np.float64))
+    pinv = np.searchsorted(pop_countries, pcountry)
+    per_c = np.bincount(pinv, weights=outside, minlength=pop_countries.size) / \
+        np.bincount(pinv, weights=people.astype(np.float64), minlength=pop_countries.size)
     return {
         "applicable": bool(evidence.applicable),
-        "alias_count": int(aliases["country_iso"].nunique()),
+        "alias_count": int(alias_countries.size),
         "prior_jsd_mean": prior_mean,
         "prior_jsd_countries": prior_n,
         "realised_jsd_mean": real_mean,
         "realised_jsd_countries": real_n,
-        "unpopulated_share": unpop,
-        "unpopulated_outlets": int(real.loc[unpop_mask, "zone_site_count"].sum()),
-        "outside_universe_share": float(per_c.mean()) if len(per_c) else 0.0,
-        "populated_multi_clock_countries": int(len(multi)),
+        "unpopulated_share": float(unpop_outlets) / total if total > 0 else 0.0,
+        "unpopulated_outlets": unpop_outlets,
+        "outside_universe_share": float(pd.Series(per_c).mean()) if per_c.size else 0.0,
+        "populated_multi_clock_countries": int(multi.size),
     }
