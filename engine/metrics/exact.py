@@ -28,17 +28,22 @@ def group_positions(groups: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.n
 
 
 def kahan_group_sum(groups: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
-    """Per-group float64 sum exactly as pandas' cython ``group_sum`` (Kahan, rows in table order)."""
+    """Per-group float64 sum exactly as pandas' cython ``group_sum`` (Kahan, rows in table order).
+
+    NaN values must be dropped by the caller (pandas skips them); one vectorised step per row
+    position within the groups, so the work is linear in rows."""
     values = np.asarray(values, dtype=np.float64)
     total = np.zeros(n_groups, dtype=np.float64)
     comp = np.zeros(n_groups, dtype=np.float64)
     if groups.size == 0:
         return total
     _, pos = group_positions(groups, n_groups)
-    for j in range(int(pos.max()) + 1):
-        rows = np.flatnonzero(pos == j)
-        g, val = groups[rows], values[rows]
-        y = val - comp[g]
+    by_pos = np.argsort(pos, kind="stable")
+    bounds = np.concatenate(([0], np.cumsum(np.bincount(pos))))
+    for j in range(bounds.size - 1):
+        rows = by_pos[bounds[j]:bounds[j + 1]]
+        g = groups[rows]
+        y = values[rows] - comp[g]
         t = total[g] + y
         c = (t - total[g]) - y
         comp[g] = np.where(c != c, 0.0, c)  # an infinite value leaves no NaN compensation (pandas GH#53606)

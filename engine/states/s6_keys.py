@@ -1,0 +1,99 @@
+"""Row keys of the S6 checks as integer codes: no per-row Python objects, no merge and no
+``DataFrame.duplicated`` on the happy path (tables equal and sorted), exact set arithmetic otherwise.
+
+A key is a tuple of equally long integer arrays (``merchant_id`` as uint64, strings as rank codes
+in one vocabulary shared by every table of the comparison, so equal strings have equal codes and
+code order is string order).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+Key = Sequence[np.ndarray]
+
+
+def string_codes(columns: Sequence) -> list[np.ndarray]:
+    """Rank codes of string columns in one shared sorted vocabulary (a null is the string "nan")."""
+    facts = [pd.factorize(col, use_na_sentinel=False) for col in columns]
+    uniques = [np.asarray(u, dtype=object).astype(str) for _, u in facts]
+    vocab = np.unique(np.concatenate(uniques)) if uniques else np.zeros(0, dtype=str)
+    return [np.searchsorted(vocab, u).astype(np.int64)[np.asarray(c, dtype=np.intp)]
+            for (c, _), u in zip(facts, uniques)]
+
+
+def strictly_increasing(key: Key) -> bool:
+    """Rows in strictly increasing lexicographic key order (hence no two rows share a key)."""
+    n = len(key[0])
+    if n < 2:
+        return True
+    later = np.zeros(n - 1, dtype=bool)
+    tied = np.ones(n - 1, dtype=bool)
+    for col in key:
+        later |= tied & (col[1:] > col[:-1])
+        tied &= col[1:] == col[:-1]
+    return bool(later.all())
+
+
+def same_rows(a: Key, b: Key) -> bool:
+    return len(a[0]) == len(b[0]) and all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def dense_keys(*keys: Key) -> list[np.ndarray]:
+    """One int64 per row for every key set, comparable across the sets (equal tuples, equal ints)."""
+    sizes = [len(k[0]) for k in keys]
+    out = np.zeros(sum(sizes), dtype=np.int64)
+    for i in range(len(keys[0])):
+        uniq, inv = np.unique(np.concatenate([k[i] for k in keys]), return_inverse=True)
+        out = out * max(uniq.size, 1) + inv.ravel()
+    return np.split(out, np.cumsum(sizes)[:-1])
+
+
+def set_diff(a: Key, b: Key) -> tuple[int, int]:
+    """(distinct keys of b not in a, distinct keys of a not in b); fast when a and b are the same
+    strictly increasing rows."""
+    if same_rows(a, b) and strictly_increasing(a):
+        return 0, 0
+    ka, kb = (np.unique(k) for k in dense_keys(a, b))
+    return int(kb.size - np.isin(kb, ka).sum()), int(ka.size - np.isin(ka, kb).sum())
+
+
+def duplicates(key: Key) -> int:
+    """Rows whose key an earlier row already has (``DataFrame.duplicated(...).sum()``)."""
+    if strictly_increasing(key):
+        return 0
+    return int(len(key[0]) - np.unique(dense_keys(key)[0]).size)
+
+
+def groups(key: Key) -> tuple[np.ndarray, int, np.ndarray]:
+    """(group id per row, number of groups, first row of each group in table order)."""
+    n = len(key[0])
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), 0, np.zeros(0, dtype=np.int64)
+    brk = np.zeros(n - 1, dtype=bool)
+    for col in key:
+        brk |= col[1:] != col[:-1]
+    starts = np.flatnonzero(np.concatenate(([True], brk)))
+    if strictly_increasing([col[starts] for col in key]):
+        return np.cumsum(np.concatenate(([0], brk))), int(starts.size), starts
+    uniq, inv = np.unique(dense_keys(key)[0], return_inverse=True)
+    gid = inv.ravel().astype(np.int64)
+    first = np.full(uniq.size, n, dtype=np.int64)
+    np.minimum.at(first, gid, np.arange(n, dtype=np.int64))
+    return gid, int(uniq.size), first
+
+
+def find_rows(queries: Key, table: Key) -> np.ndarray:
+    """For each query key, the first table row with that key, or -1."""
+    if same_rows(queries, table) and strictly_increasing(table):
+        return np.arange(len(table[0]), dtype=np.int64)
+    kq, kt = dense_keys(queries, table)
+    order = np.argsort(kt, kind="stable")
+    at = np.minimum(np.searchsorted(kt, kq, sorter=order), max(kt.size - 1, 0))
+    if kt.size == 0:
+        return np.full(kq.size, -1, dtype=np.int64)
+    hit = order[at]
+    return np.where(kt[hit] == kq, hit, -1).astype(np.int64)

@@ -1,0 +1,60 @@
+"""The optimised metric pack reproduces, bit for bit, the pack of the pre-optimisation implementation
+(tests/metrics/pack_pinned.json, see pack_pin_cases.py), and reads only the core columns."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from engine.metrics import metric_pack
+from engine.metrics.pack import REQUIRED_COLUMNS
+from engine.states.lineage import COLUMNS, lineage_values
+from tests.metrics.pack_pin_cases import FIXTURE, cases, chain_tables, pack_json
+
+PINNED = json.loads(FIXTURE.read_text())
+
+
+@pytest.fixture(scope="module")
+def all_cases():
+    return cases()
+
+
+@pytest.mark.parametrize("name", sorted(PINNED))
+def test_pack_matches_pre_optimisation_bytes(all_cases, name):
+    tables, evidence = all_cases[name]
+    got = json.loads(pack_json(tables, evidence))
+    assert json.dumps(got, indent=1) == json.dumps(PINNED[name], indent=1)
+
+
+LINEAGE = set(lineage_values({"seed": 0, "manifest_fingerprint": "", "parameter_hash": ""},
+                             type("P", (), {"raw": {}, "doc": lambda s, n: {"policy_id": ""},
+                                            "version": lambda s, n: "", "digests": {"zone_mixture_policy": ""}})()))
+
+
+def core_tables(published: dict) -> dict:
+    """The lineage-free core: published columns minus the constant lineage columns (+ routing hash)."""
+    drop = LINEAGE | {"routing_universe_hash"}
+    return {k: v[[c for c in COLUMNS[k] if c not in drop]] for k, v in published.items()}
+
+
+@pytest.mark.parametrize("seed", [42, 7])
+def test_pack_on_core_tables_equals_pack_on_published_tables(seed):
+    tables, evidence = chain_tables(seed)
+    core = core_tables(tables)
+    assert all(c not in core["zone_alloc"].columns for c in ("seed", "manifest_fingerprint", "notes"))
+    assert "site_count" in core["zone_alloc"].columns
+    assert json.dumps(metric_pack(core, evidence)) == json.dumps(metric_pack(tables, evidence))
+
+
+def test_pack_reads_only_the_required_columns():
+    """Only REQUIRED_COLUMNS (+ zone_alloc's site_count) are read: the pack of the bare columns is the same."""
+    tables, evidence = chain_tables(42)
+    bare = {k: v[list(REQUIRED_COLUMNS[k]) + (["site_count"] if k == "zone_alloc" else [])].copy()
+            for k, v in tables.items()}
+    assert json.dumps(metric_pack(bare, evidence)) == json.dumps(metric_pack(tables, evidence))
+
+
+def test_lineage_set_is_what_the_chain_attaches():
+    assert {"seed", "manifest_fingerprint", "notes", "prior_pack_id", "theta_digest"} <= LINEAGE
+    assert not LINEAGE & set(REQUIRED_COLUMNS["s4"])
