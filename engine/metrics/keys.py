@@ -1,4 +1,4 @@
-"""Row keys of the S6 checks as integer codes: no per-row Python objects, no merge and no
+"""Row keys as integer codes (the S6 checks and the metric pack): no per-row Python objects, no merge and no
 ``DataFrame.duplicated`` on the happy path (tables equal and sorted), exact set arithmetic otherwise.
 
 A key is a tuple of equally long integer arrays (``merchant_id`` as uint64, strings as rank codes
@@ -97,3 +97,14 @@ def find_rows(queries: Key, table: Key) -> np.ndarray:
         return np.full(kq.size, -1, dtype=np.int64)
     hit = order[at]
     return np.where(kt[hit] == kq, hit, -1).astype(np.int64)
+
+
+def first_appearance_groups(key: Key) -> tuple[np.ndarray, int, np.ndarray]:
+    """``groups`` numbered by first appearance in table order (as ``pd.factorize`` would)."""
+    gid, n, first = groups(key)
+    if n < 2 or bool(np.all(first[1:] > first[:-1])):
+        return gid, n, first
+    order = np.argsort(first, kind="stable")
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n, dtype=np.int64)
+    return rank[gid], n, first[order]
