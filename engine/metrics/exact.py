@@ -2,15 +2,13 @@
 metric pack was first written with (so optimising it never moves a published number).
 
 - ``kahan_group_sum``: pandas' ``groupby(...).sum()`` of float64 (Kahan-compensated, row order).
-- ``segment_jsd``: ``fidelity.jsd`` on many short distributions at once. numpy's ``np.sum`` of up to
+- ``segment_jsd``: ``jsd`` on many short distributions at once. numpy's ``np.sum`` of up to
   8 values is a plain left-to-right loop (its pairwise kernel only unrolls from 8 values on), so a
   column-by-column running sum over a zero-padded [segments, 8] block is the same arithmetic;
   longer segments go through the scalar ``jsd`` itself.
 """
 
 from __future__ import annotations
-
-from typing import Callable
 
 import numpy as np
 
@@ -51,6 +49,20 @@ def kahan_group_sum(groups: np.ndarray, values: np.ndarray, n_groups: int) -> np
     return total
 
 
+def jsd(p: np.ndarray, q: np.ndarray) -> float:
+    """Jensen-Shannon divergence of two distributions on one support, base 2 (the reference)."""
+    p = np.asarray(p, dtype=np.float64)
+    q = np.asarray(q, dtype=np.float64)
+    p, q = p / p.sum(), q / q.sum()
+    m = 0.5 * (p + q)
+
+    def kl(a: np.ndarray) -> float:
+        mask = a > 0
+        return float(np.sum(a[mask] * np.log2(a[mask] / m[mask])))
+
+    return max(0.0, 0.5 * kl(p) + 0.5 * kl(q))
+
+
 def _running_sum(block: np.ndarray) -> np.ndarray:
     out = np.zeros(block.shape[0], dtype=np.float64)
     for j in range(block.shape[1]):
@@ -75,9 +87,8 @@ def _padded_jsd(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     return np.where(value > 0.0, value, 0.0)  # Python's max(0.0, value)
 
 
-def segment_jsd(p: np.ndarray, q: np.ndarray, starts: np.ndarray, sizes: np.ndarray,
-                scalar: Callable[[np.ndarray, np.ndarray], float]) -> np.ndarray:
-    """JSD of ``p[s:s+n]`` vs ``q[s:s+n]`` for every segment (``scalar`` is the reference jsd)."""
+def segment_jsd(p: np.ndarray, q: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """``jsd(p[s:s+n], q[s:s+n])`` for every segment, bit for bit."""
     out = np.zeros(starts.size, dtype=np.float64)
     short = np.flatnonzero(sizes <= SEQUENTIAL_MAX)
     if short.size:
@@ -87,5 +98,5 @@ def segment_jsd(p: np.ndarray, q: np.ndarray, starts: np.ndarray, sizes: np.ndar
         out[short] = _padded_jsd(np.where(inside, p[idx], 0.0), np.where(inside, q[idx], 0.0))
     for i in np.flatnonzero(sizes > SEQUENTIAL_MAX):
         s, n = int(starts[i]), int(sizes[i])
-        out[i] = scalar(p[s:s + n], q[s:s + n])
+        out[i] = jsd(p[s:s + n], q[s:s + n])
     return out

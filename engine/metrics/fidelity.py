@@ -23,23 +23,12 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from engine.metrics.exact import kahan_group_sum, segment_jsd
+from engine.metrics.exact import jsd, kahan_group_sum, segment_jsd
+from engine.metrics.fidelity_index import EvidenceIndex, clock_keys, evidence_index
+
+__all__ = ["REALISED_MIN_OUTLETS", "fidelity_metrics", "jsd", "share_table"]
 
 REALISED_MIN_OUTLETS = 30
-
-
-def jsd(p: np.ndarray, q: np.ndarray) -> float:
-    """Jensen-Shannon divergence of two distributions on one support, base 2."""
-    p = np.asarray(p, dtype=np.float64)
-    q = np.asarray(q, dtype=np.float64)
-    p, q = p / p.sum(), q / q.sum()
-    m = 0.5 * (p + q)
-
-    def kl(a: np.ndarray) -> float:
-        mask = a > 0
-        return float(np.sum(a[mask] * np.log2(a[mask] / m[mask])))
-
-    return max(0.0, 0.5 * kl(p) + 0.5 * kl(q))
 
 
 def _by_clock(frame: pd.DataFrame, zone_clocks: pd.DataFrame, value: str, country_col: str) -> pd.DataFrame:
@@ -48,27 +37,6 @@ def _by_clock(frame: pd.DataFrame, zone_clocks: pd.DataFrame, value: str, countr
     keyed = keyed.merge(zone_clocks[["country_iso", "tzid", "clock"]], on=["country_iso", "tzid"], how="left")
     keyed["clock"] = keyed["clock"].fillna(keyed["tzid"])
     return keyed.groupby(["country_iso", "clock"], as_index=False)[value].sum()
-
-
-def _nested(frame: pd.DataFrame, value: str) -> dict:
-    out: dict = {}
-    for c, k, v in zip(frame["country_iso"], frame["clock"], frame[value]):
-        out.setdefault(c, {})[k] = float(v)
-    return out
-
-
-def _mean_jsd(observed: pd.DataFrame, value: str, population: pd.DataFrame, countries) -> tuple[float, int, dict]:
-    per_country = {}
-    obs, pop = _nested(observed, value), _nested(population, "population")
-    for country in countries:
-        o, q = obs.get(country, {}), pop.get(country, {})
-        clocks = sorted(set(o) | set(q))
-        p = np.array([o.get(k, 0.0) for k in clocks])
-        if p.sum() <= 0:
-            continue
-        per_country[country] = jsd(p, np.array([q.get(k, 0.0) for k in clocks]))
-    values = list(per_country.values())
-    return (float(np.mean(values)) if values else 0.0), len(values), per_country
 
 
 def share_table(tables: Mapping[str, pd.DataFrame], evidence) -> pd.DataFrame:
@@ -86,28 +54,24 @@ def share_table(tables: Mapping[str, pd.DataFrame], evidence) -> pd.DataFrame:
     return out.sort_values(["country_iso", "clock"]).reset_index(drop=True)
 
 
-# ----------------------------------------------------------------------------- the pack's fast path
-# The same arithmetic as _by_clock/_mean_jsd above (tests/metrics/pack_pinned.json pins it), without
-# per-row Python objects: rows are reduced to integer codes; only the few distinct (country, tzid),
-# (country, clock) keys are ever strings. Keys are "country NUL clock", whose string order is the
-# order of the (country, clock) tuples.
+# ----------------------------------------------------------------------------- fidelity_metrics
+# The arithmetic of the pandas formulation (_by_clock, a per-country scalar jsd loop; pinned by
+# tests/metrics/pack_pinned.json) without per-row Python objects: rows become integer codes
+# (fidelity_index); only when a row's zone is outside Z(c) are the few distinct (country, tzid)
+# keys handled as strings (_by_strings).
 
-def _keys(country, clock) -> np.ndarray:
-    return np.char.add(np.char.add(np.asarray(country, dtype=str), "\x00"), np.asarray(clock, dtype=str))
-
-
-def _lookup_clock(pc: np.ndarray, pt: np.ndarray, zone_clocks: pd.DataFrame) -> np.ndarray:
+def _lookup_clock(pc: np.ndarray, pt: np.ndarray, index: EvidenceIndex, zone_clocks: pd.DataFrame) -> np.ndarray:
     """The clock of each (country, tzid); the tzid itself when Z(c) does not list it."""
-    zkeys = _keys(zone_clocks["country_iso"].to_numpy(dtype=str), zone_clocks["tzid"].to_numpy(dtype=str))
+    zkeys = clock_keys(index.zcountry, zone_clocks["tzid"].to_numpy(dtype=str))
     if zkeys.size == 0 or pc.size == 0:
         return pt
     order = np.argsort(zkeys, kind="stable")
-    want = _keys(pc, pt)
+    want = clock_keys(pc, pt)
     hit = order[np.minimum(np.searchsorted(zkeys, want, sorter=order), zkeys.size - 1)]
     return np.where(zkeys[hit] == want, zone_clocks["clock"].to_numpy(dtype=str)[hit], pt)
 
 
-def _sum_by_clock(frame: pd.DataFrame, zone_clocks: pd.DataFrame, value: str, country_col: str):
+def _sum_by_clock(frame: pd.DataFrame, country_col: str, value: str, index: EvidenceIndex, zone_clocks):
     """-> (sorted (country, clock) keys, their country, per-key sum of ``value``): ``_by_clock``."""
     cc, cu = pd.factorize(frame[country_col], use_na_sentinel=False)
     tc, tu = pd.factorize(frame["tzid"], use_na_sentinel=False)
@@ -118,27 +82,28 @@ def _sum_by_clock(frame: pd.DataFrame, zone_clocks: pd.DataFrame, value: str, co
     present = np.flatnonzero(seen)
     pc = np.asarray(cu, dtype=object)[present // width].astype(str)
     pt = np.asarray(tu, dtype=object)[present % width].astype(str)
-    gkeys, first, ginv = np.unique(_keys(pc, _lookup_clock(pc, pt, zone_clocks)), return_index=True,
+    gkeys, first, ginv = np.unique(clock_keys(pc, _lookup_clock(pc, pt, index, zone_clocks)), return_index=True,
                                    return_inverse=True)
     lut = np.zeros(seen.size, dtype=np.int64)
     lut[present] = ginv.ravel()
     rows, vals = lut[code], frame[value].to_numpy()
     if vals.dtype.kind in "iub":
         sums = np.bincount(rows, weights=vals.astype(np.float64), minlength=gkeys.size)
-    else:  # pandas' groupby sum of floats is Kahan-compensated, in row order
-        sums = kahan_group_sum(rows, vals, gkeys.size)
+    else:  # pandas' groupby sum of floats skips NaN and is Kahan-compensated, in row order
+        ok = ~np.isnan(vals.astype(np.float64))
+        sums = kahan_group_sum(rows[ok], vals[ok], gkeys.size)
     return gkeys, pc[first], sums
 
 
-def _mean_jsd_keys(obs: tuple, pop: tuple, countries: np.ndarray) -> tuple[float, int]:
-    """``_mean_jsd``: per country of ``countries`` (sorted), JSD over the union of its clocks."""
-    (okeys, ocountry, ovalues), (pkeys, pcountry, pvalues) = obs, pop
-    keys, first, inv = np.unique(np.concatenate([okeys, pkeys]), return_index=True, return_inverse=True)
+def _mean_jsd_keys(obs: tuple, index: EvidenceIndex, countries: np.ndarray) -> tuple[float, int]:
+    """Per country of ``countries`` (sorted), JSD over the union of its observed and populated clocks."""
+    okeys, ocountry, ovalues = obs
+    keys, first, inv = np.unique(np.concatenate([okeys, index.pkeys]), return_index=True, return_inverse=True)
     inv = inv.ravel()
     p, q = np.zeros(keys.size), np.zeros(keys.size)
     p[inv[:okeys.size]] = ovalues
-    q[inv[okeys.size:]] = pvalues
-    kcountry = np.concatenate([ocountry, pcountry])[first]
+    q[inv[okeys.size:]] = index.people
+    kcountry = np.concatenate([ocountry, index.pcountry])[first]
     keep = np.isin(kcountry, countries)
     kcountry, p, q = kcountry[keep], p[keep], q[keep]
     if kcountry.size == 0:
@@ -146,51 +111,53 @@ def _mean_jsd_keys(obs: tuple, pop: tuple, countries: np.ndarray) -> tuple[float
     starts = np.flatnonzero(np.concatenate(([True], kcountry[1:] != kcountry[:-1])))
     sizes = np.diff(np.append(starts, kcountry.size))
     scored = ~(np.add.reduceat(p, starts) <= 0)  # the scalar loop skips countries whose p sums to <= 0
-    values = segment_jsd(p, q, starts[scored], sizes[scored], jsd)
+    values = segment_jsd(p, q, starts[scored], sizes[scored])
     return (float(np.mean(values)) if values.size else 0.0), int(values.size)
 
 
-def _evidence_keys(evidence) -> tuple:
-    zc, pop = evidence.zone_clocks, evidence.clock_population
-    zkeys = _keys(zc["country_iso"].to_numpy(dtype=str), zc["clock"].to_numpy(dtype=str))
-    pcountry = pop["country_iso"].to_numpy(dtype=str)
-    pkeys = _keys(pcountry, pop["clock"].to_numpy(dtype=str))
-    return zkeys, zc["country_iso"].to_numpy(dtype=str), pkeys, pcountry, pop["population"].to_numpy()
+def _by_strings(tables: Mapping[str, pd.DataFrame], evidence, index: EvidenceIndex) -> dict:
+    """The table-dependent values when some row's zone is outside Z(c) (its clock is its tzid)."""
+    zc, multi = evidence.zone_clocks, index.multi
+    prior = _sum_by_clock(tables["s2"], "country_iso", "share_effective", index, zc)
+    prior_mean, prior_n = _mean_jsd_keys(prior, index, multi[np.isin(multi, prior[1])])
+    real = _sum_by_clock(tables["s4"], "legal_country_iso", "zone_site_count", index, zc)
+    rc, rinv = np.unique(real[1], return_inverse=True)
+    outlets = np.bincount(rinv.ravel(), weights=real[2], minlength=rc.size)
+    real_mean, real_n = _mean_jsd_keys(real, index, multi[np.isin(multi, rc[outlets >= REALISED_MIN_OUTLETS])])
+    return {"prior": (prior_mean, prior_n), "realised": (real_mean, real_n), "total": float(real[2].sum()),
+            "unpopulated": int(real[2][~np.isin(real[0], index.pkeys)].sum())}
+
+
+def _by_codes(tables: Mapping[str, pd.DataFrame], index: EvidenceIndex) -> dict | None:
+    prior = index.clock_sums(tables["s2"], "country_iso", "share_effective")
+    real = index.clock_sums(tables["s4"], "legal_country_iso", "zone_site_count")
+    if prior is None or real is None:
+        return None
+    observed = np.bincount(index.kz_cid[prior[1]], minlength=index.u_countries.size) > 0
+    sums, present = real
+    return {"prior": index.mean_jsd(*prior, observed),
+            "realised": index.mean_jsd(sums, present, index.per_country(sums) >= REALISED_MIN_OUTLETS),
+            "total": float(sums[present].sum()),
+            "unpopulated": int(sums[present & ~index.in_pop[index.kz_to_u]].sum())}
 
 
 def fidelity_metrics(tables: Mapping[str, pd.DataFrame], evidence) -> dict:
     """The ``fidelity`` section of the metric pack; reads ``s2[country_iso, tzid, share_effective]``
     and ``s4[legal_country_iso, tzid, zone_site_count]`` only."""
-    zc = evidence.zone_clocks
-    zkeys, zcountry, pkeys, pcountry, people = _evidence_keys(evidence)
-    zuniq, zcount = np.unique(zkeys, return_counts=True)
-    alias_countries = np.unique(zcountry[np.isin(zkeys, zuniq[zcount > 1])])
-    pop_countries, populated = np.unique(pcountry, return_counts=True)
-    multi = pop_countries[populated >= 2]
-    pop = (pkeys, pcountry, people.astype(np.float64))
-    prior = _sum_by_clock(tables["s2"], zc, "share_effective", "country_iso")
-    prior_mean, prior_n = _mean_jsd_keys(prior, pop, multi[np.isin(multi, prior[1])])
-    real = _sum_by_clock(tables["s4"], zc, "zone_site_count", "legal_country_iso")
-    rc, rinv = np.unique(real[1], return_inverse=True)
-    outlets = np.bincount(rinv.ravel(), weights=real[2], minlength=rc.size)
-    eligible = rc[outlets >= REALISED_MIN_OUTLETS]
-    real_mean, real_n = _mean_jsd_keys(real, pop, multi[np.isin(multi, eligible)])
-    unpop_mask = ~np.isin(real[0], pkeys)
-    total = float(real[2].sum())
-    unpop_outlets = int(real[2][unpop_mask].sum())
-    outside = np.where(np.isin(pkeys, zkeys), 0.0, people.astype(np.float64))
-    pinv = np.searchsorted(pop_countries, pcountry)
-    per_c = np.bincount(pinv, weights=outside, minlength=pop_countries.size) / \
-        np.bincount(pinv, weights=people.astype(np.float64), minlength=pop_countries.size)
+    index = evidence_index(evidence)
+    part = _by_codes(tables, index)
+    if part is None:
+        part = _by_strings(tables, evidence, index)
+    total, unpop = part["total"], part["unpopulated"]
     return {
         "applicable": bool(evidence.applicable),
-        "alias_count": int(alias_countries.size),
-        "prior_jsd_mean": prior_mean,
-        "prior_jsd_countries": prior_n,
-        "realised_jsd_mean": real_mean,
-        "realised_jsd_countries": real_n,
-        "unpopulated_share": float(unpop_outlets) / total if total > 0 else 0.0,
-        "unpopulated_outlets": unpop_outlets,
-        "outside_universe_share": float(pd.Series(per_c).mean()) if per_c.size else 0.0,
-        "populated_multi_clock_countries": int(multi.size),
+        "alias_count": index.alias_count,
+        "prior_jsd_mean": part["prior"][0],
+        "prior_jsd_countries": part["prior"][1],
+        "realised_jsd_mean": part["realised"][0],
+        "realised_jsd_countries": part["realised"][1],
+        "unpopulated_share": float(unpop) / total if total > 0 else 0.0,
+        "unpopulated_outlets": unpop,
+        "outside_universe_share": index.outside_share,
+        "populated_multi_clock_countries": int(index.multi.size),
     }
