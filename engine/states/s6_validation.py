@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 
 from engine.hashing import canonical_json, sha256_hex
 from engine.metrics.exact import kahan_group_sum
-from engine.states import s6_keys as keys
+from engine.metrics import keys
 from engine.states.s5_egress import combine, universe_components
 
 CHECKS = {  # check_id -> severity

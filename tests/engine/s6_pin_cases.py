@@ -1,9 +1,10 @@
 """Inputs of the pinned S6 validations (tests/engine/test_s6_pinned.py) and the script that wrote
 ``s6_pinned.json``: a normal seed-42 run and tampered copies that trip every check.
 
-The fixture was produced ONCE by the pre-split implementation of
-``engine.states.s6_validation.validate`` (commit 8cf1aeb on main) with
-``python -m tests.engine.s6_pin_cases``; the split implementation must reproduce the report's JSON
+The fixture was produced by the pre-split implementation of
+``engine.states.s6_validation.validate`` (commit 8cf1aeb on main; the single cases with
+``python -m tests.engine.s6_pin_cases`` at that commit, then the combined tamperings ``COMBOS`` by
+passing that commit's ``validate`` to ``main``); the split implementation must reproduce the report's JSON
 bytes and the issue table's parquet bytes exactly. Do not regenerate it to make a test pass.
 """
 
@@ -162,9 +163,24 @@ MUTATIONS = {
 }
 
 
+def _combos(n: int = 40, seed: int = 9) -> dict:
+    """Two or three tamperings at once ("a+b+c"), drawn once with a fixed seed."""
+    rng = np.random.default_rng(seed)
+    names = [k for k in MUTATIONS if k != "normal"]
+    out = {}
+    while len(out) < n:
+        picked = sorted(rng.choice(len(names), size=int(rng.integers(2, 4)), replace=False))
+        out["+".join(names[i] for i in picked)] = None
+    return out
+
+
+COMBOS = _combos()
+
+
 def case_inputs(name: str) -> dict:
     a = _fresh()
-    MUTATIONS[name](a)
+    for part in name.split("+"):
+        MUTATIONS[part](a)
     return a
 
 
@@ -174,11 +190,12 @@ def outputs(report: dict, issues: pd.DataFrame) -> dict:
             "issues_rows": json.loads(issues.to_json(orient="records"))}
 
 
-def main() -> None:
-    from engine.states.s6_validation import validate
+def main(validate=None) -> None:
+    if validate is None:
+        from engine.states.s6_validation import validate
 
     out = {}
-    for name in MUTATIONS:
+    for name in list(MUTATIONS) + list(COMBOS):
         a = case_inputs(name)
         try:
             out[name] = outputs(*validate(*(a[k] for k in ARGS)))
