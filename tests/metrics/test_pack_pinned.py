@@ -27,9 +27,15 @@ def test_pack_matches_pre_optimisation_bytes(all_cases, name):
     assert json.dumps(got, indent=1) == json.dumps(PINNED[name], indent=1)
 
 
-LINEAGE = set(lineage_values({"seed": 0, "manifest_fingerprint": "", "parameter_hash": ""},
-                             type("P", (), {"raw": {}, "doc": lambda s, n: {"policy_id": ""},
-                                            "version": lambda s, n: "", "digests": {"zone_mixture_policy": ""}})()))
+def _lineage_columns() -> set[str]:
+    from engine.policies import PolicySet
+    from tests.metrics.pack_pin_cases import ROOT
+
+    identity = {"seed": 0, "manifest_fingerprint": "0" * 64, "parameter_hash": "0" * 64}
+    return set(lineage_values(identity, PolicySet.from_dir(ROOT / "policies")))
+
+
+LINEAGE = _lineage_columns()
 
 
 def core_tables(published: dict) -> dict:
