@@ -23,7 +23,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from engine.metrics.exact import jsd, kahan_group_sum, segment_jsd
+from engine.metrics.exact import jsd, pandas_group_sum, segment_jsd
 from engine.metrics.fidelity_index import EvidenceIndex, clock_keys, evidence_index
 
 __all__ = ["REALISED_MIN_OUTLETS", "fidelity_metrics", "jsd", "share_table"]
@@ -89,9 +89,8 @@ def _sum_by_clock(frame: pd.DataFrame, country_col: str, value: str, index: Evid
     rows, vals = lut[code], frame[value].to_numpy()
     if vals.dtype.kind in "iub":
         sums = np.bincount(rows, weights=vals.astype(np.float64), minlength=gkeys.size)
-    else:  # pandas' groupby sum of floats skips NaN and is Kahan-compensated, in row order
-        ok = ~np.isnan(vals.astype(np.float64))
-        sums = kahan_group_sum(rows[ok], vals[ok], gkeys.size)
+    else:  # group ids in sorted key order, as the sort=True groupby numbered them
+        sums = pandas_group_sum(rows, vals, gkeys.size)
     return gkeys, pc[first], sums
 
 

@@ -18,7 +18,7 @@ import weakref
 import numpy as np
 import pandas as pd
 
-from engine.metrics.exact import kahan_group_sum, segment_jsd
+from engine.metrics.exact import pandas_group_sum, segment_jsd
 
 _CACHE: dict[int, tuple[weakref.ref, "EvidenceIndex"]] = {}
 
@@ -78,7 +78,7 @@ class EvidenceIndex:
 
     def clock_sums(self, frame: pd.DataFrame, country_col: str, value: str):
         """(per-Kz sum of ``value``, per-Kz "has rows"), or None when a row's zone is not in Z(c).
-        Integer values sum exactly; floats as pandas' groupby sum (NaN skipped, Kahan, row order)."""
+        Integer values sum exactly; floats as pandas' groupby sum (engine.metrics.exact)."""
         if not self.coded:
             return None
         cc, cu = pd.factorize(frame[country_col], use_na_sentinel=False)
@@ -94,9 +94,7 @@ class EvidenceIndex:
         vals = frame[value].to_numpy()
         if vals.dtype.kind in "iub":
             return np.bincount(rows, weights=vals.astype(np.float64), minlength=self.kz.size), present
-        vals = vals.astype(np.float64)
-        ok = ~np.isnan(vals)
-        return kahan_group_sum(rows[ok], vals[ok], self.kz.size), present
+        return pandas_group_sum(rows, vals, self.kz.size), present  # Kz order is the groupby's key order
 
     def mean_jsd(self, sums: np.ndarray, present: np.ndarray, country_ok: np.ndarray) -> tuple[float, int]:
         """Mean JSD over the multi-clock countries with ``country_ok`` (per U country): each over

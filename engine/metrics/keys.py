@@ -17,12 +17,14 @@ Key = Sequence[np.ndarray]
 
 
 def string_codes(columns: Sequence) -> list[np.ndarray]:
-    """Rank codes of string columns in one shared sorted vocabulary (a null is the string "nan")."""
-    facts = [pd.factorize(col, use_na_sentinel=False) for col in columns]
-    uniques = [np.asarray(u, dtype=object).astype(str) for _, u in facts]
+    """Rank codes (int32) of string columns in one shared sorted vocabulary (a null is the string "nan")."""
+    codes, uniques = [], []
+    for col in columns:
+        c, u = pd.factorize(col, use_na_sentinel=False)
+        codes.append(np.asarray(c, dtype=np.int32))
+        uniques.append(np.asarray(u, dtype=object).astype(str))
     vocab = np.unique(np.concatenate(uniques)) if uniques else np.zeros(0, dtype=str)
-    return [np.searchsorted(vocab, u).astype(np.int64)[np.asarray(c, dtype=np.intp)]
-            for (c, _), u in zip(facts, uniques)]
+    return [np.searchsorted(vocab, u).astype(np.int32)[c] for c, u in zip(codes, uniques)]
 
 
 def strictly_increasing(key: Key) -> bool:

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.hashing import canonical_json, sha256_hex
-from engine.metrics.exact import kahan_group_sum
+from engine.metrics.exact import pandas_group_sum
 from engine.metrics import keys
 from engine.states.s5_egress import combine, universe_components
 
@@ -115,12 +115,10 @@ def _check_s1(found: Findings, s1: pd.DataFrame, coded: _Coded) -> None:
 
 
 def _alpha_sum_mismatches(s2: pd.DataFrame, country: np.ndarray) -> int:
-    """Countries whose alpha_effective (NaN skipped, Kahan as pandas) differs from the first
-    non-null alpha_sum_country by more than 1e-12 relative."""
-    gid, n, _ = keys.groups([country])
-    alpha = s2["alpha_effective"].to_numpy(dtype=np.float64)
-    ok = ~np.isnan(alpha)
-    tot = kahan_group_sum(gid[ok], alpha[ok], n)
+    """Countries whose alpha_effective sum (as pandas' groupby sum, NaN skipped) differs from the
+    first non-null alpha_sum_country by more than 1e-12 relative."""
+    gid, n, _ = keys.first_appearance_groups([country])  # the ids of a sort=False groupby
+    tot = pandas_group_sum(gid, s2["alpha_effective"].to_numpy(dtype=np.float64), n)
     reported = s2["alpha_sum_country"].to_numpy(dtype=np.float64)
     valid = np.flatnonzero(~np.isnan(reported))
     first = np.full(n, len(reported), dtype=np.int64)
@@ -152,8 +150,8 @@ def _expected_triplets(coded: _Coded) -> tuple[np.ndarray, np.ndarray, np.ndarra
     pos = np.clip(np.searchsorted(uniq, c), 0, max(len(uniq) - 1, 0))
     known = (uniq[pos] == c) if len(uniq) else np.zeros(len(c), dtype=bool)
     k = np.where(known, counts[pos] if len(uniq) else 0, 0)
-    rows = np.repeat(first[pos] if len(uniq) else np.zeros(len(c), dtype=np.int64), k) + \
-        (np.arange(k.sum()) - np.repeat(np.cumsum(k) - k, k))
+    rows = np.arange(int(k.sum()), dtype=np.int64)  # zone j of a pair: its country's first S2 row + j
+    rows += np.repeat((first[pos] if len(uniq) else np.zeros(len(c), dtype=np.int64)) - (np.cumsum(k) - k), k)
     return np.repeat(m, k), np.repeat(c, k), s2t[rows]
 
 
@@ -168,10 +166,8 @@ def _check_zone_table(found: Findings, check: str, prefix: str, table, expected,
 
 
 def _check_s3_shares(found: Findings, s3: pd.DataFrame, coded: _Coded) -> None:
-    gid, n, _ = keys.groups(coded.s3[:2])
-    share = s3["share_drawn"].to_numpy(dtype=np.float64)
-    ok = ~np.isnan(share)  # pandas' groupby sum skips NaN and sums the rest Kahan-compensated
-    total = kahan_group_sum(gid[ok], share[ok], n)
+    gid, n, _ = keys.first_appearance_groups(coded.s3[:2])  # the ids of a sort=False groupby
+    total = pandas_group_sum(gid, s3["share_drawn"].to_numpy(dtype=np.float64), n)
     found.add("CHK_S3_SHARE_SUM", "S3_SHARE_SUM_MISMATCH",
               int((~np.isfinite(total) | (np.abs(total - 1.0) > 1e-12)).sum()), "shares do not sum to 1")
 

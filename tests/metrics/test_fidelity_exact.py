@@ -12,13 +12,13 @@ import pandas as pd
 import pytest
 
 from engine.metrics import fidelity
-from engine.metrics.exact import kahan_group_sum
+from engine.metrics.exact import kahan_group_sum, pandas_group_sum
 from engine.metrics.fidelity_index import EvidenceIndex
 from engine.world.evidence import FidelityEvidence
 from tests.metrics.fidelity_reference import reference_fidelity_metrics
 
 
-def random_world(seed: int, outside_zc: bool) -> tuple[dict, FidelityEvidence]:
+def random_world(seed: int, outside_zc: bool, shuffle: bool = True) -> tuple[dict, FidelityEvidence]:
     rng = np.random.default_rng(seed)
     countries = [f"{chr(65 + i)}{chr(65 + j)}" for i in range(3) for j in range(rng.integers(3, 9))]
     zc_rows, pop_rows, s2_rows = [], [], []
@@ -41,8 +41,9 @@ def random_world(seed: int, outside_zc: bool) -> tuple[dict, FidelityEvidence]:
     if outside_zc:
         s4.loc[0, "tzid"] = "Z/stray"
         s2.loc[len(s2)] = [countries[0], "Z/extra", 0.25]
-    s2 = s2.sample(frac=1.0, random_state=seed).reset_index(drop=True)
-    s4 = s4.sample(frac=1.0, random_state=seed + 1).reset_index(drop=True)
+    if shuffle:  # else S2 stays sorted, so pandas summed its clocks with np.add.reduceat
+        s2 = s2.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+        s4 = s4.sample(frac=1.0, random_state=seed + 1).reset_index(drop=True)
     return {"s2": s2, "s4": s4}, FidelityEvidence(zc, pop, bool(seed % 2))
 
 
@@ -52,16 +53,18 @@ def _same(tables, evidence) -> None:
     assert json.dumps(got) == json.dumps(want)
 
 
-@pytest.mark.parametrize("seed", range(30))
-def test_matches_the_pandas_formulation_on_random_worlds(seed):
-    tables, evidence = random_world(seed, outside_zc=False)
+@pytest.mark.parametrize("shuffle", [True, False])
+@pytest.mark.parametrize("seed", range(25))
+def test_matches_the_pandas_formulation_on_random_worlds(seed, shuffle):
+    tables, evidence = random_world(seed, outside_zc=False, shuffle=shuffle)
     assert fidelity._by_codes(tables, fidelity.evidence_index(evidence)) is not None
     _same(tables, evidence)
 
 
+@pytest.mark.parametrize("shuffle", [True, False])
 @pytest.mark.parametrize("seed", range(10))
-def test_zones_outside_the_universe_take_the_string_path(seed):
-    tables, evidence = random_world(seed, outside_zc=True)
+def test_zones_outside_the_universe_take_the_string_path(seed, shuffle):
+    tables, evidence = random_world(seed, outside_zc=True, shuffle=shuffle)
     assert fidelity._by_codes(tables, fidelity.evidence_index(evidence)) is None
     _same(tables, evidence)
 
@@ -74,14 +77,29 @@ def test_string_path_equals_code_path(seed, monkeypatch):
     assert json.dumps(fidelity.fidelity_metrics(tables, evidence)) == json.dumps(coded)
 
 
-def test_kahan_group_sum_is_pandas_groupby_sum():
+@pytest.mark.parametrize("layout", ["interleaved", "sorted", "sorted_nan", "sorted_inf", "runs_unsorted"])
+@pytest.mark.parametrize("sort", [True, False])
+def test_pandas_group_sum_is_pandas_groupby_sum(layout, sort):
+    """Pins the pandas behaviour the old formulation relied on (reduceat over sorted runs, else Kahan)."""
     rng = np.random.default_rng(0)
-    groups = rng.integers(0, 50, 5000)
-    values = rng.random(5000) * 10.0 ** rng.integers(-8, 8, 5000)
-    want = pd.DataFrame({"g": groups, "v": values}).groupby("g")["v"].sum()
-    got = kahan_group_sum(groups, values, 50)[want.index.to_numpy()]
-    assert np.array_equal(got, want.to_numpy())
-    assert not np.array_equal(np.bincount(groups, weights=values)[want.index.to_numpy()], want.to_numpy())
+    keys = rng.integers(0, 60, 6000)
+    if layout != "interleaved":
+        keys = np.sort(keys)
+    if layout == "runs_unsorted":  # contiguous runs, not in key order: monotone only for sort=False
+        keys = (59 - keys) if sort else keys[::-1].copy()
+    values = rng.random(keys.size) * 10.0 ** rng.integers(-8, 8, keys.size)
+    if layout == "sorted_nan":
+        values[::97] = np.nan
+    if layout == "sorted_inf":
+        values[5] = np.inf
+    want = pd.DataFrame({"k": keys, "v": values}).groupby("k", sort=sort)["v"].sum()
+    ids, uniques = pd.factorize(keys, sort=sort)
+    got = pandas_group_sum(np.asarray(ids, dtype=np.int64), values, len(uniques))
+    assert np.array_equal(got, want.to_numpy(), equal_nan=True)
+    assert list(uniques) == list(want.index)
+    if layout in ("interleaved", "sorted"):  # the two kernels really differ on these inputs
+        assert not np.array_equal(kahan_group_sum(np.asarray(ids, dtype=np.int64), values, len(uniques)),
+                                  np.bincount(np.asarray(ids), weights=values, minlength=len(uniques)))
 
 
 @pytest.mark.parametrize("n", range(1, 20))
