@@ -38,16 +38,26 @@ def _lineage_columns() -> set[str]:
 LINEAGE = _lineage_columns()
 
 
-def core_tables(published: dict) -> dict:
-    """The lineage-free core: published columns minus the constant lineage columns (+ routing hash)."""
+def core_tables(published: dict, object_strings: bool = False, zone_alloc: bool = True) -> dict:
+    """The states' lineage-free core tables: the published columns minus the constant lineage
+    columns; S4 without the two columns the chain copies in from S3/S2; zone_alloc = S4's core with
+    ``site_count`` per row. ``object_strings``: string columns as numpy object arrays."""
     drop = LINEAGE | {"routing_universe_hash"}
-    return {k: v[[c for c in COLUMNS[k] if c not in drop]] for k, v in published.items()}
+    core = {k: v[[c for c in COLUMNS[k] if c not in drop]] for k, v in published.items() if k != "zone_alloc"}
+    core["s4"] = core["s4"].drop(columns=["share_sum_country", "alpha_sum_country"])
+    if zone_alloc:
+        core["zone_alloc"] = core["s4"].assign(site_count=published["zone_alloc"]["site_count"].to_numpy())
+    if object_strings:
+        core = {k: v.astype({c: object for c in v.columns if v[c].dtype.kind not in "biufc"})
+                for k, v in core.items()}
+    return core
 
 
+@pytest.mark.parametrize("object_strings", [False, True])
 @pytest.mark.parametrize("seed", [42, 7])
-def test_pack_on_core_tables_equals_pack_on_published_tables(seed):
+def test_pack_on_core_tables_equals_pack_on_published_tables(seed, object_strings):
     tables, evidence = chain_tables(seed)
-    core = core_tables(tables)
+    core = core_tables(tables, object_strings)
     assert all(c not in core["zone_alloc"].columns for c in ("seed", "manifest_fingerprint", "notes"))
     assert "site_count" in core["zone_alloc"].columns
     assert json.dumps(metric_pack(core, evidence)) == json.dumps(metric_pack(tables, evidence))
