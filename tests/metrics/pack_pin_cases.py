@@ -1,9 +1,10 @@
 """Inputs of the pinned metric packs (tests/metrics/test_pack_pinned.py) and the script that wrote
 ``pack_pinned.json``.
 
-The fixture was produced ONCE by the pre-optimisation implementation of ``engine.metrics`` (pandas
-groupby/merge fidelity, commit 8cf1aeb on main) with ``python -m tests.metrics.pack_pin_cases``;
-the optimised implementation must reproduce it bit for bit (floats compared through their exact
+The fixture was produced by the pre-optimisation implementation of ``engine.metrics`` (pandas
+groupby/merge fidelity, commit 8cf1aeb on main): the first five cases with
+``python -m tests.metrics.pack_pin_cases`` at that commit, the later ones by passing that commit's
+``metric_pack`` to ``main``; the optimised implementation must reproduce it bit for bit (floats compared through their exact
 JSON repr, keys in the same order). Do not regenerate it to make a test pass.
 """
 
@@ -37,6 +38,36 @@ def permuted(tables: dict, seed: int = 3) -> dict:
     return {k: v.iloc[rng.permutation(len(v))].reset_index(drop=True) for k, v in tables.items()}
 
 
+def _with_repeats(tables: dict, seed: int = 11) -> dict:
+    """Rows repeated at random places (duplicate triplets, split pair runs, a repeated S1 pair)."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, frame in tables.items():
+        extra = frame.iloc[rng.integers(0, len(frame), 3)]
+        at = np.sort(rng.integers(0, len(frame), 3))
+        parts, prev = [], 0
+        for i, a in enumerate(at):
+            parts += [frame.iloc[prev:a], extra.iloc[[i]]]
+            prev = a
+        out[name] = pd.concat(parts + [frame.iloc[prev:]], ignore_index=True)
+    return out
+
+
+def _reversed(tables: dict) -> dict:
+    return {k: v.iloc[::-1].reset_index(drop=True) for k, v in tables.items()}
+
+
+def _split_runs(tables: dict) -> dict:
+    """One row of every tenth S3/S4/zone_alloc pair moved to the end: pairs in two runs."""
+    out = dict(tables)
+    for name in ("s3", "s4", "zone_alloc"):
+        frame = tables[name]
+        moved = np.zeros(len(frame), dtype=bool)
+        moved[::37] = True
+        out[name] = pd.concat([frame[~moved], frame[moved]], ignore_index=True)
+    return out
+
+
 def cases() -> dict:
     """name -> (tables, evidence or None)."""
     from tests.metrics.synthetic_tables import make_synthetic_tables
@@ -44,23 +75,32 @@ def cases() -> dict:
     t42, ev = chain_tables(42)
     t7, _ = chain_tables(7)
     synth = make_synthetic_tables(2600, seed=0)
-    return {
+    out = {
         "seed42": (t42, ev),
         "seed7": (t7, ev),
         "seed42_permuted": (permuted(t42), ev),
         "synthetic": (synth, None),
         "synthetic_permuted": (permuted(synth, 5), None),
+        "seed7_repeated_rows": (_with_repeats(t7), ev),
+        "seed42_reversed": (_reversed(t42), ev),
+        "seed42_split_runs": (_split_runs(t42), ev),
     }
+    for seed in (1, 2, 3):
+        small = make_synthetic_tables(300, seed=seed, n_countries=30)
+        out[f"synthetic_small_{seed}"] = (small, None)
+        out[f"synthetic_small_{seed}_repeated"] = (_with_repeats(permuted(small, seed), seed), None)
+    return out
 
 
-def pack_json(tables: dict, evidence) -> str:
-    from engine.metrics import metric_pack
+def pack_json(tables: dict, evidence, metric_pack=None) -> str:
+    if metric_pack is None:
+        from engine.metrics import metric_pack
 
     return json.dumps(metric_pack(tables, evidence), allow_nan=True)
 
 
-def main() -> None:
-    out = {name: json.loads(pack_json(t, ev)) for name, (t, ev) in cases().items()}
+def main(metric_pack=None) -> None:
+    out = {name: json.loads(pack_json(t, ev, metric_pack)) for name, (t, ev) in cases().items()}
     FIXTURE.write_text(json.dumps(out, indent=1, allow_nan=True) + "\n")
 
 

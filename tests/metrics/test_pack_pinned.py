@@ -74,3 +74,25 @@ def test_pack_reads_only_the_required_columns():
 def test_lineage_set_is_what_the_chain_attaches():
     assert {"seed", "manifest_fingerprint", "notes", "prior_pack_id", "theta_digest"} <= LINEAGE
     assert not LINEAGE & set(REQUIRED_COLUMNS["s4"])
+
+
+def test_escalated_pairs_without_s4_rows_abort_with_the_same_message():
+    """Message pinned from the pre-optimisation implementation on the same input."""
+    from engine.errors import EngineError
+    from engine.metrics.pack import escalated_pair_index, count_surface_pairs
+
+    tables, _ = chain_tables(42)
+    s1 = tables["s1"]
+    esc = s1[s1["is_escalated"]]
+    drop = set(zip(esc["merchant_id"].iloc[[5, 9]], esc["legal_country_iso"].iloc[[5, 9]]))
+    s4 = tables["s4"]
+    keep = [(m, c) not in drop for m, c in zip(s4["merchant_id"], s4["legal_country_iso"])]
+    broken = {**tables, "s4": s4[keep].reset_index(drop=True)}
+    want = ("E3A_MET_002_ESCALATED_PAIR_WITHOUT_S4_ROWS: 2 escalated pair(s) have no S4 rows, first "
+            "(100032, RU); no metric pack")
+    with pytest.raises(EngineError) as err:
+        metric_pack(broken)
+    assert str(err.value) == want
+    with pytest.raises(EngineError) as err:
+        escalated_pair_index(s1, count_surface_pairs(broken["s4"]))
+    assert str(err.value) == want
