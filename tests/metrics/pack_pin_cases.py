@@ -1,11 +1,12 @@
-"""Inputs of the pinned metric packs (tests/metrics/test_pack_pinned.py) and the script that wrote
-``pack_pinned.json``.
+"""Inputs of the pinned metric packs (tests/metrics/test_pack_pinned.py) and the scripts that
+wrote ``pack_pinned.json`` and ``pack_tables_pinned.json``.
 
-The fixture was produced by the pre-optimisation implementation of ``engine.metrics`` (pandas
-groupby/merge fidelity, commit 8cf1aeb on main): the first five cases with
-``python -m tests.metrics.pack_pin_cases`` at that commit, the later ones by passing that commit's
-``metric_pack`` to ``main``; the optimised implementation must reproduce it bit for bit (floats compared through their exact
-JSON repr, keys in the same order). Do not regenerate it to make a test pass.
+Both fixtures were produced by the pre-optimisation implementation of ``engine.metrics`` (pandas
+groupby/merge fidelity, commit 8cf1aeb on main): the first five packs with
+``python -m tests.metrics.pack_pin_cases`` at that commit, the other packs by passing that commit's
+``metric_pack`` to ``main`` and the helper tables by passing its ``pack`` module to
+``helper_digests``. The optimised implementation must reproduce them bit for bit (floats compared
+through their exact JSON repr, keys in the same order). Do not regenerate them to make a test pass.
 """
 
 from __future__ import annotations
@@ -97,6 +98,29 @@ def pack_json(tables: dict, evidence, metric_pack=None) -> str:
         from engine.metrics import metric_pack
 
     return json.dumps(metric_pack(tables, evidence), allow_nan=True)
+
+
+TABLES_FIXTURE = Path(__file__).with_name("pack_tables_pinned.json")
+
+
+def helper_digests(tables: dict, pack_module=None) -> dict:
+    """sha256 of the parquet bytes of the report helpers' tables (tuning.report_figures reads them)."""
+    from engine.hashing import sha256_hex
+    from engine.serialize import parquet_bytes
+
+    if pack_module is None:
+        from engine.metrics import pack as pack_module
+    m = pack_module
+    s4_pairs = m.count_surface_pairs(tables["s4"])
+    frames = {
+        "s2_country_table": m.s2_country_table(tables["s2"]),
+        "s3_pair_arrays": pd.DataFrame(m.s3_pair_arrays(tables["s3"])),
+        "s3_cell_table": m.s3_cell_table(tables["s3"]),
+        "s4_pairs": s4_pairs,
+        "zone_alloc_pairs": m.count_surface_pairs(tables["zone_alloc"]),
+        "s4_escalated": s4_pairs.iloc[m.escalated_pair_index(tables["s1"], s4_pairs)],
+    }
+    return {k: sha256_hex(parquet_bytes(v.reset_index(drop=True))) for k, v in frames.items()}
 
 
 def main(metric_pack=None) -> None:

@@ -10,7 +10,7 @@ import pytest
 from engine.metrics import metric_pack
 from engine.metrics.pack import REQUIRED_COLUMNS
 from engine.states.lineage import COLUMNS, lineage_values
-from tests.metrics.pack_pin_cases import FIXTURE, cases, chain_tables, pack_json
+from tests.metrics.pack_pin_cases import FIXTURE, TABLES_FIXTURE, cases, chain_tables, helper_digests, pack_json
 
 PINNED = json.loads(FIXTURE.read_text())
 
@@ -96,3 +96,14 @@ def test_escalated_pairs_without_s4_rows_abort_with_the_same_message():
     with pytest.raises(EngineError) as err:
         escalated_pair_index(s1, count_surface_pairs(broken["s4"]))
     assert str(err.value) == want
+
+
+TABLES_PINNED = json.loads(TABLES_FIXTURE.read_text())
+
+
+@pytest.mark.parametrize("name", sorted(TABLES_PINNED))
+def test_report_helper_tables_match_pre_optimisation_bytes(all_cases, name):
+    """count_surface_pairs, s2_country_table, s3_pair_arrays, s3_cell_table and
+    escalated_pair_index give the same tables (parquet bytes) as before."""
+    tables, _ = all_cases[name]
+    assert helper_digests(tables) == TABLES_PINNED[name]
