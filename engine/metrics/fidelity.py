@@ -127,9 +127,9 @@ def _by_strings(tables: Mapping[str, pd.DataFrame], evidence, index: EvidenceInd
             "unpopulated": int(real[2][~np.isin(real[0], index.pkeys)].sum())}
 
 
-def _by_codes(tables: Mapping[str, pd.DataFrame], index: EvidenceIndex) -> dict | None:
-    prior = index.clock_sums(tables["s2"], "country_iso", "share_effective")
-    real = index.clock_sums(tables["s4"], "legal_country_iso", "zone_site_count")
+def _by_codes(tables: Mapping[str, pd.DataFrame], index: EvidenceIndex, factorized=None) -> dict | None:
+    prior = index.clock_sums(tables["s2"], "country_iso", "share_effective", factorized)
+    real = index.clock_sums(tables["s4"], "legal_country_iso", "zone_site_count", factorized)
     if prior is None or real is None:
         return None
     observed = np.bincount(index.kz_cid[prior[1]], minlength=index.u_countries.size) > 0
@@ -140,11 +140,12 @@ def _by_codes(tables: Mapping[str, pd.DataFrame], index: EvidenceIndex) -> dict 
             "unpopulated": int(sums[present & ~index.in_pop[index.kz_to_u]].sum())}
 
 
-def fidelity_metrics(tables: Mapping[str, pd.DataFrame], evidence) -> dict:
+def fidelity_metrics(tables: Mapping[str, pd.DataFrame], evidence, factorized=None) -> dict:
     """The ``fidelity`` section of the metric pack; reads ``s2[country_iso, tzid, share_effective]``
-    and ``s4[legal_country_iso, tzid, zone_site_count]`` only."""
+    and ``s4[legal_country_iso, tzid, zone_site_count]`` only (``factorized``: the pack's
+    engine.metrics.keys.Factorized, to share its column codes)."""
     index = evidence_index(evidence)
-    part = _by_codes(tables, index)
+    part = _by_codes(tables, index, factorized)
     if part is None:
         part = _by_strings(tables, evidence, index)
     total, unpop = part["total"], part["unpopulated"]

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from engine.metrics.exact import pandas_group_sum, segment_jsd
+from engine.metrics.keys import Factorized
 
 _CACHE: dict[int, tuple[weakref.ref, "EvidenceIndex"]] = {}
 
@@ -76,15 +77,14 @@ class EvidenceIndex:
             np.bincount(pinv, weights=self.people, minlength=pop_countries.size)
         self.outside_share = float(pd.Series(per_c).mean()) if per_c.size else 0.0
 
-    def clock_sums(self, frame: pd.DataFrame, country_col: str, value: str):
+    def clock_sums(self, frame: pd.DataFrame, country_col: str, value: str, factorized=None):
         """(per-Kz sum of ``value``, per-Kz "has rows"), or None when a row's zone is not in Z(c).
         Integer values sum exactly; floats as pandas' groupby sum (engine.metrics.exact)."""
         if not self.coded:
             return None
-        cc, cu = pd.factorize(frame[country_col], use_na_sentinel=False)
-        tc, tu = pd.factorize(frame["tzid"], use_na_sentinel=False)
-        ci = _index_of(self.countries, np.asarray(cu, dtype=object).astype(str))
-        ti = _index_of(self.tzids, np.asarray(tu, dtype=object).astype(str))
+        factorized = factorized or Factorized()
+        (cc, cu), (tc, tu) = factorized(frame, country_col), factorized(frame, "tzid")
+        ci, ti = _index_of(self.countries, cu), _index_of(self.tzids, tu)
         if (ci < 0).any() or (ti < 0).any():
             return None
         rows = self.lut[ci[cc], ti[tc]] if len(cc) else np.zeros(0, dtype=np.int64)

@@ -16,15 +16,36 @@ import pandas as pd
 Key = Sequence[np.ndarray]
 
 
+def factorize(column) -> tuple[np.ndarray, np.ndarray]:
+    """(int32 codes by first appearance, the distinct values as str; a null is the string "nan")."""
+    codes, uniques = pd.factorize(column, use_na_sentinel=False)
+    return np.asarray(codes, dtype=np.int32), np.asarray(uniques, dtype=object).astype(str)
+
+
+class Factorized:
+    """``factorize`` of a frame's column, computed once per (frame, column) for the life of this
+    object (one metric pack): sections that read the same column share its codes."""
+
+    def __init__(self) -> None:
+        self._memo: dict = {}
+
+    def __call__(self, frame: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
+        key = (id(frame), column)
+        if key not in self._memo:
+            self._memo[key] = (frame, factorize(frame[column]))  # the frame is held: its id stays unique
+        return self._memo[key][1]
+
+
+def rank_codes(factorized: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+    """Rank codes (int32) in one shared sorted vocabulary of the factorized columns: equal strings
+    have equal codes across columns, and code order is string order."""
+    vocab = np.unique(np.concatenate([u for _, u in factorized])) if factorized else np.zeros(0, dtype=str)
+    return [np.searchsorted(vocab, u).astype(np.int32)[c] for c, u in factorized]
+
+
 def string_codes(columns: Sequence) -> list[np.ndarray]:
-    """Rank codes (int32) of string columns in one shared sorted vocabulary (a null is the string "nan")."""
-    codes, uniques = [], []
-    for col in columns:
-        c, u = pd.factorize(col, use_na_sentinel=False)
-        codes.append(np.asarray(c, dtype=np.int32))
-        uniques.append(np.asarray(u, dtype=object).astype(str))
-    vocab = np.unique(np.concatenate(uniques)) if uniques else np.zeros(0, dtype=str)
-    return [np.searchsorted(vocab, u).astype(np.int32)[c] for c, u in zip(codes, uniques)]
+    """``rank_codes`` of string columns."""
+    return rank_codes([factorize(col) for col in columns])
 
 
 def strictly_increasing(key: Key) -> bool:

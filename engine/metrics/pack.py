@@ -16,7 +16,7 @@ import pandas as pd
 
 from engine.errors import EngineError
 from engine.metrics import keys
-from engine.metrics.grouping import Groups, distinct_per_group, key_codes, lookup_pairs
+from engine.metrics.grouping import Groups, lookup_pairs
 from engine.metrics.quantiles import median, p75, p90, rate
 
 E_METRICS_INPUT = "E3A_MET_001_INPUT_INVALID"
@@ -150,32 +150,39 @@ def s1_metrics(s1: pd.DataFrame) -> dict:
 
 # ----------------------------------------------------------------------------- S2
 
+def _s2_countries(s2: pd.DataFrame, factorized: keys.Factorized) -> dict[str, np.ndarray]:
+    """Per country (first-appearance order): first row, tz_count (distinct tzid), top1_share, hhi."""
+    cc, cu = factorized(s2, "country_iso")
+    tc, tu = factorized(s2, "tzid")
+    g = Groups(None, codes=cc.astype(np.int64), n=len(cu))
+    width = max(len(tu), 1)
+    distinct = np.unique(cc.astype(np.int64) * width + tc)  # one entry per (country, tzid)
+    share = s2["share_effective"].to_numpy(dtype=np.float64)
+    return {"first": g.first, "tz_count": np.bincount(distinct // width, minlength=g.n).astype(np.int64),
+            "top1_share": g.max(share), "hhi": g.sum(share * share)}
+
+
 def s2_country_table(s2: pd.DataFrame) -> pd.DataFrame:
     """Per country: tz_count (distinct tzid, zero-share zones count), top1_share, hhi."""
-    g = Groups(s2, ("country_iso",))
-    share = s2["share_effective"].to_numpy(dtype=np.float64)
-    return pd.DataFrame({
-        "country_iso": s2["country_iso"].take(g.first).to_numpy(),
-        "tz_count": distinct_per_group(g.codes, g.n, s2["tzid"]),
-        "top1_share": g.max(share),
-        "hhi": g.sum(share * share),
-    })
+    c = _s2_countries(s2, keys.Factorized())
+    return pd.DataFrame({"country_iso": s2["country_iso"].take(c["first"]).to_numpy(), "tz_count": c["tz_count"],
+                         "top1_share": c["top1_share"], "hhi": c["hhi"]})
 
 
-def s2_metrics(s2: pd.DataFrame) -> dict:
-    countries = s2_country_table(s2)
-    tz_count = countries["tz_count"].to_numpy(dtype=np.float64)
+def s2_metrics(s2: pd.DataFrame, factorized: keys.Factorized | None = None) -> dict:
+    countries = _s2_countries(s2, factorized or keys.Factorized())
+    tz_count = countries["tz_count"].astype(np.float64)
     multi = tz_count > 1
-    top1_multi = countries["top1_share"].to_numpy(dtype=np.float64)[multi]
+    top1_multi = countries["top1_share"].astype(np.float64)[multi]
     return {
-        "countries_total": int(len(countries)),
+        "countries_total": int(tz_count.size),
         "countries_multi_tz_total": int(multi.sum()),
         "tz_count_median": median(tz_count),
         "tz_count_p90": p90(tz_count),
         "top1_share_median_multi_tz": median(top1_multi),
         "top1_share_p75_multi_tz": p75(top1_multi),
         "share_top1_ge_099_multi_tz": rate(top1_multi >= TOP1_GE),
-        "hhi_median_multi_tz": median(countries["hhi"].to_numpy(dtype=np.float64)[multi]),
+        "hhi_median_multi_tz": median(countries["hhi"].astype(np.float64)[multi]),
         "floor_applied_rate": rate(s2["floor_applied"].to_numpy(dtype=bool)),
         "bump_applied_rate": rate(s2["bump_applied"].to_numpy(dtype=bool)),
     }
@@ -358,18 +365,19 @@ def metric_pack(tables: Mapping[str, pd.DataFrame], evidence=None) -> dict:
             raise EngineError(E_METRICS_INPUT, f"table {name} is missing; no metric pack")
         _check_columns(name, tables[name])
     s1, s2, s3, s4, za = (tables[k] for k in TABLE_NAMES)
-    c1, c3, c4, cz = keys.string_codes([t["legal_country_iso"] for t in (s1, s3, s4, za)])
+    factorized = keys.Factorized()
+    c1, c3, c4, cz = keys.rank_codes([factorized(t, "legal_country_iso") for t in (s1, s3, s4, za)])
     pack = {
         "s1": s1_metrics(s1),
-        "s2": s2_metrics(s2),
-        "s3": _s3_section(s3, c3, keys.string_codes([s3["tzid"]])[0]),
+        "s2": s2_metrics(s2, factorized),
+        "s3": _s3_section(s3, c3, keys.rank_codes([factorized(s3, "tzid")])[0]),
         "s4": _s4_section(s1, c1, s4, c4),
         "zone_alloc": _zone_alloc_section(za, cz),
     }
     if evidence is not None:
         from engine.metrics.fidelity import fidelity_metrics
 
-        pack["fidelity"] = fidelity_metrics(tables, evidence)
+        pack["fidelity"] = fidelity_metrics(tables, evidence, factorized)
     return pack
 
 
