@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from engine.hashing import sha256_hex
-from engine.members import build_members, trace_totals
+from engine.chain_steps import STATE_STATUS
+from engine.members import build_members
 from engine.serialize import json_bytes
 from engine.states import s5_egress, s6_validation
 from engine.states.lineage import lineage_values, with_lineage
@@ -58,10 +59,11 @@ def _s5(result) -> tuple[dict, dict]:
 
 
 def _s6(result, tables: dict, universe_doc: dict):
+    """S6's report: the S0-S4 findings made while scoring, and S5's checks on the bytes just built."""
     inputs = result.publish_inputs
-    report, issues = s6_validation.validate(result.identity, result.receipt, result.sealed, tables, result.events,
-                                            trace_totals(result.events), universe_doc, inputs.policies.digests,
-                                            inputs.status, inputs.universe)
+    egress = s6_validation.validate_egress(tables["s2"], result.cores["s4"], tables["zone_alloc"], universe_doc,
+                                           inputs.policies.digests, STATE_STATUS)
+    report, issues = s6_validation.finish(result.identity, inputs.s6_core, egress)
     report["realism"] = inputs.realism
     if inputs.realism_blocks:
         report["overall_status"] = "FAIL"

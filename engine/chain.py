@@ -92,9 +92,7 @@ def run_chain(policies, seed: int, world: World | None = None, *, outlets: pd.Da
         pack=values["pack"], gates=values["gates"], structural_status=values["structural_status"],
         publish_inputs=PublishInputs(policies=policies, universe=world.universe, s4_extra=values["s4_extra"],
                                      realism=values["realism"], realism_blocks=values["realism_blocks"],
-                                     status={s: "PASS" for s in ("S1", "S2", "S3", "S4", "S5")}))
-    if values["structural_status"] is None:  # the in-memory checks defer to the published report
-        result.structural_status = result.bundle.s6_report["overall_status"]
+                                     s6_core=values["s6_core"]))
     if run_root is not None:
         from engine.store import materialise
         result.run_dir = materialise(result, Path(run_root))

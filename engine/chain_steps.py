@@ -12,13 +12,14 @@ import pandas as pd
 from engine.errors import EngineError
 from engine.hashing import canonical_json, rng_master, sha256_hex
 from engine.policies.policy_set import S3_DISPERSION_OFF, S4_SAFEGUARDS_OFF
-from engine.states import s0_gate, s1_escalation, s2_priors, s3_shares, s4_counts
+from engine.states import s0_gate, s1_escalation, s2_priors, s3_shares, s4_counts, s6_validation
 from engine.states.common import missing_prior_countries, zone_layout
 from engine.states_table import PolicyRead, State
 from engine.version import ENGINE_VERSION
 from engine.world.model import World, outlets_for
 
 MIXTURE = "zone_mixture_policy"
+STATE_STATUS = {s: "PASS" for s in ("S1", "S2", "S3", "S4", "S5")}  # every state that returned, returned PASS
 
 
 def canonical_outlets(outlets: pd.DataFrame) -> pd.DataFrame:
@@ -122,8 +123,15 @@ def score(r) -> tuple:
 
 
 def structural(r) -> tuple:
-    """S6's in-memory verdict; ``None`` defers it to the published report."""
-    return ("FAIL" if r["realism_blocks"] else None),
+    """S6's checks of S0-S4, in memory on the core tables; the run's structural verdict (a hard realism
+    miss in block mode fails it too). S5's checks need S5's bytes: :mod:`engine.bundle` runs them."""
+    from engine.members import trace_totals
+
+    policies = r["policy_set"]
+    found = s6_validation.validate_core(r["identity"], r["receipt"], r["sealed"], r["cores"], r["events"],
+                                        trace_totals(r["events"]), policies.digests, STATE_STATUS, r["universe"])
+    failed = any(n > 0 and s6_validation.CHECKS[c] == "ERROR" for c, n in found.counts.items())
+    return found, ("FAIL" if failed or r["realism_blocks"] else "PASS")
 
 
 STATE_TABLE: tuple[State, ...] = (
@@ -144,8 +152,9 @@ STATE_TABLE: tuple[State, ...] = (
           assemble_cores, cached=False, doc="the core tables of S1-S4 and zone_alloc's core"),
     State("metrics", ("cores", "evidence", "realism_mode"), (), ("pack", "gates", "realism", "realism_blocks"),
           score, cached=False, doc="metric pack, gates (plan + fidelity), verdicts"),
-    State("S6.core", ("realism_blocks",), (), ("structural_status",), structural, cached=False,
-          doc="S6's structural checks in memory"),
+    State("S6.core", ("identity", "receipt", "sealed", "cores", "events", "universe", "policy_set", "realism_blocks"),
+          (), ("s6_core", "structural_status"), structural, cached=False,
+          doc="S6's checks of S0-S4 in memory (S5's run with the bytes, in engine.bundle)"),
 )
 
 

@@ -72,3 +72,16 @@ def test_escalate_returns_what_it_is_annotated_to_return():
 
 def test_the_architecture_page_shows_the_state_table():
     assert state_table_md(STATE_TABLE) in (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+
+
+def test_scoring_builds_no_bytes_and_its_verdict_is_the_published_one(policies):
+    from engine.policies import PolicySet
+    from engine.policies.authoring import author_policies
+
+    authored = PolicySet(author_policies(default_world().population), "authored")
+    for pol, mode, status in ((policies, "observe", "PASS"), (authored, "block", "FAIL")):
+        res = run_chain(pol, 42, realism_mode=mode)
+        assert not res.bundled and res.s6_status == status and res.s7_status == status
+        assert res.pack is not None and res.seconds["S5"] == res.seconds["S7"] == 0.0
+        assert res.s6_report["overall_status"] == status and res.bundled     # the bytes, on first read
+        assert res.s7["status"] == status and res.seconds["S7"] > 0.0
