@@ -24,7 +24,8 @@ from engine.metrics import REQUIRED_SEEDS, fidelity_verdict, seedpack_verdict
 from engine.policies import PolicySet
 from tuning.errors import E_CERTIFY, TuningParser, run_cli
 from tuning.promote import fetch_candidate_files
-from tuning.tracking import (CERTIFY_EXPERIMENT, client, experiment_id, flatten_pack, gate_table_md, log_batch)
+from tuning.report_files import gate_table_md
+from tuning.tracking import CERTIFY_EXPERIMENT, client, experiment_id, flatten_pack, log_batch
 
 
 HOLDOUT_RATES = ("pass_rate_bplus", "pass_rate_b", "faithful_rate", "pass_rate_bplus_faithful")
@@ -86,7 +87,7 @@ def _certify(policies: PolicySet, seeds: Sequence[int], source: dict, runs_root:
             log_batch(mlc, child.info.run_id, metrics={**flatten_pack(per_seed[seed]["pack"]),
                                                        "seconds.engine": engine_seconds[seed]})
             with tempfile.TemporaryDirectory() as tmp:
-                Path(tmp, "gate_table.md").write_text(gate_table_md(per_seed[seed]["gates"]))
+                Path(tmp, "gate_table.md").write_text(gate_table_md(per_seed[seed]["gates"], detailed=True))
                 Path(tmp, "metric_pack.json").write_text(json.dumps(per_seed[seed], indent=2, sort_keys=True,
                                                                     default=str))
                 mlc.log_artifacts(child.info.run_id, tmp)
