@@ -51,10 +51,6 @@ def json_text(obj) -> str:
     return json.dumps(_json_safe(obj), sort_keys=True, indent=2, allow_nan=False) + "\n"
 
 
-def write_json(path: str | Path, obj) -> Path:
-    return atomic_write_text(path, json_text(obj))
-
-
 def read_json(path: str | Path, what: str) -> dict:
     path = Path(path)
     if not path.is_file():
