@@ -7,7 +7,7 @@ processes on the shared storage under one MLflow parent run. Ends with the top c
 
 The CLI parses argv once into a :class:`~tuning.sweep_config.SweepConfig`; :class:`Sweep` is the
 coordinator (study, objective, parent run, summary); :mod:`tuning.sweep_worker` holds the trial loop
-and the worker processes.
+and the worker processes; :mod:`tuning.sweep_outputs` the summary, the Pareto front and the reports.
 """
 
 from __future__ import annotations
@@ -22,15 +22,15 @@ from typing import Sequence
 from tqdm import tqdm
 
 from engine.policies import PolicySet
-from engine.world.model import default_world
 from tuning.coordination import Coordinator
 from tuning.errors import run_cli
 from tuning.knobs import KNOBS
 from tuning.objective import SeedRobustObjective
-from tuning.ranking import best_feasible, format_table, pareto_numbers, ranked_trials, trial_j, trial_result
+from tuning.ranking import best_feasible, format_table, ranked_trials, trial_j
 from tuning.study_spec import StudySpec, load_study, metric_value, parse_condition
 from tuning.study_store import lock_path, open_storage, open_study
 from tuning.sweep_config import SweepConfig, parse_args
+from tuning.sweep_outputs import attach_pareto, attach_reports, summarise
 from tuning.sweep_worker import TrialLoop, run_pool
 from tuning.tracking import SweepTracker
 from tuning.trial_recovery import counts
@@ -109,10 +109,10 @@ class Sweep:
             self.enqueue_authority_candidate()
         self.run_trials(tracker)
         tracker.reconcile_trial_runs(self.study)  # one run per trial key, whatever HTTP retries did
-        self.attach_reports(tracker)
-        summary = self.summary(tracker)
+        attach_reports(self, tracker)
+        summary = summarise(self, tracker)
         if self.spec.multi_objective:
-            self.attach_pareto(tracker, summary)
+            attach_pareto(self, tracker, summary)
         summary["timed_out"] = self.timed_out() and summary["trials_complete"] < self.target
         if decision:
             summary["decision"] = decision
@@ -131,7 +131,7 @@ class Sweep:
         """No trigger fired: no trials; the decision is recorded on the ladder with the anchor's evidence."""
         from tuning.ladder import record_step
 
-        summary = self.summary(tracker) | {"decision": decision, "note": "precheck: no trigger fired; no trials"}
+        summary = summarise(self, tracker) | {"decision": decision, "note": "precheck: no trigger fired; no trials"}
         tracker.finish_parent(self.study, summary)
         triggers = self.spec.precheck["triggers"]
         record_step(self.spec.phase, decision, policies_dir=Path(self.config.policies or self.spec.base_policies),
@@ -164,68 +164,9 @@ class Sweep:
             if status == "FAILED":
                 tracker.mlc.set_terminated(tracker.parent_run_id, status="FAILED")
 
-    # ------------------------------------------------------------------ the end
     def ranked(self) -> list:
+        """The study's COMPLETE trials in the one ranking's order (tuning.ranking)."""
         return ranked_trials(self.study)
-
-    def summary(self, tracker: SweepTracker) -> dict:
-        ranked = self.ranked()
-        rows = [{"trial": t.number, "J": trial_j(t), "params": t.params, **trial_result(t)} for t in ranked]
-        c = counts(self.study)
-        best = rows[0] if rows and rows[0]["veto"] == "PASS" else {}
-        out = {"study": self.study_name, "phase": self.spec.phase, "seed": self.seed, "seeds": self.seeds,
-               "target": self.target,
-                "trials_complete": c["COMPLETE"], "trials_failed": c["FAIL"],
-                "trials_feasible": sum(r["veto"] == "PASS" for r in rows), "parent_run_id": tracker.parent_run_id,
-                "experiment": tracker.experiment_id, "best": best, "top": rows[: self.config.top]}
-        if self.spec.multi_objective:
-            on_front = set(pareto_numbers(ranked, self.spec.second["direction"]))
-            out["pareto"] = [r for r in rows if r["trial"] in on_front]
-        return out
-
-    def attach_pareto(self, tracker: SweepTracker, summary: dict) -> None:
-        """Tag every trial run with ``pareto`` and give the parent run its Pareto plot."""
-        import tempfile
-
-        from tuning.pareto import pareto_html, tag_front
-
-        rows = [{"trial": t.number, "J": trial_j(t), "second": t.values[1] if t.values and len(t.values) > 1 else None,
-                 **trial_result(t)} for t in self.ranked()]
-        on_front = {r["trial"] for r in summary.get("pareto", [])}
-        tag_front(tracker.mlc, rows, on_front)
-        with tempfile.TemporaryDirectory() as tmp:
-            Path(tmp, "pareto.html").write_text(pareto_html(rows, on_front, self.spec.second["metric"],
-                                                            f"{self.study_name}: J vs {self.spec.second['name']}"),
-                                                encoding="utf-8")
-            tracker.mlc.log_artifact(tracker.parent_run_id, str(Path(tmp, "pareto.html")))
-
-    def attach_reports(self, tracker: SweepTracker) -> None:
-        """The run report HTML for the best feasible trials: each re-scored from its recorded parameters
-        through the public :class:`optuna.trial.FixedTrial` (the same knob values the worker suggested),
-        on the first seed's objective with tables kept (its anchor and chain cache are reused)."""
-        try:
-            from tuning.report import build_report_html
-        except ImportError:
-            return
-        import tempfile
-
-        from optuna.trial import FixedTrial
-
-        feasible = [t for t in self.ranked() if trial_result(t)["veto"] == "PASS"][: self.config.reports]
-        if not feasible:
-            return
-        obj = self.objective.per_seed[0]
-        obj.keep_tables = True
-        try:
-            for t in feasible:
-                ev = obj.evaluate({k.name: k.suggest(FixedTrial(t.params, t.number)) for k in self.spec.knobs})
-                html = build_report_html(ev.tables, ev.pack, ev.gates, f"{self.study_name} trial {t.number}",
-                                         evidence=default_world().evidence)
-                with tempfile.TemporaryDirectory() as tmp:
-                    Path(tmp, "report.html").write_text(html, encoding="utf-8")
-                    tracker.mlc.log_artifact(trial_result(t)["run_id"], str(Path(tmp, "report.html")))
-        finally:
-            obj.keep_tables = False
 
 
 def main(argv: Sequence[str] | None = None) -> int:
