@@ -30,7 +30,3 @@ def jsonl_bytes(rows: list[dict]) -> bytes:
 
 def read_jsonl(data: bytes) -> list[dict]:
     return [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()]
-
-
-def read_parquet_bytes(data: bytes) -> pd.DataFrame:
-    return pq.read_table(io.BytesIO(data)).to_pandas()
