@@ -85,3 +85,24 @@ def test_scoring_builds_no_bytes_and_its_verdict_is_the_published_one(policies):
         assert res.pack is not None and res.seconds["S5"] == res.seconds["S7"] == 0.0
         assert res.s6_report["overall_status"] == status and res.bundled     # the bytes, on first read
         assert res.s7["status"] == status and res.seconds["S7"] > 0.0
+
+
+def test_in_order_agrees_with_a_stable_sort():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from engine.chain_steps import _in_order
+
+    rows = st.lists(st.tuples(st.integers(0, 3), st.sampled_from(["AT", "BE", "DE"]), st.integers(0, 2)),
+                    min_size=0, max_size=12)
+
+    @settings(max_examples=200, deadline=None)
+    @given(rows)
+    def check(data):
+        frame = pd.DataFrame(data, columns=["merchant_id", "legal_country_iso", "site_order"])
+        frame = frame.astype({"merchant_id": "uint64", "legal_country_iso": "str", "site_order": "uint32"})
+        keys = ["merchant_id", "legal_country_iso", "site_order"]
+        sorted_ = frame.sort_values(keys, kind="mergesort")
+        assert _in_order(frame, keys) == sorted_.index.equals(frame.index)
+
+    check()
