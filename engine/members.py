@@ -85,8 +85,9 @@ def rng_logs(identity: dict, events: pd.DataFrame) -> tuple[bytes, bytes, bytes]
     return "".join(ev).encode("ascii"), "".join(tr).encode("ascii"), audit
 
 
-def build_members(identity: dict, receipt: dict, sealed: list, tables: dict, events: pd.DataFrame,
+def build_members(identity: dict, receipt: dict, sealed: list, table_bytes: dict, events: pd.DataFrame,
                   universe_doc: dict, s6_report: dict, s6_issues: pd.DataFrame) -> tuple[list[Member], dict]:
+    """Every member's exact bytes; ``table_bytes`` maps "s1".."s4", "zone_alloc" to their parquet bytes."""
     paths = data_paths(identity)
     data: dict[str, bytes] = {
         "s0_gate_receipt_3A": json_bytes(receipt),
@@ -96,7 +97,7 @@ def build_members(identity: dict, receipt: dict, sealed: list, tables: dict, eve
         "s6_issue_table_3A": parquet_bytes(s6_issues),
     }
     for key, logical in TABLE_MEMBERS.items():
-        data[logical] = parquet_bytes(tables[key])
+        data[logical] = table_bytes[key]
     data["rng_event_zone_dirichlet"], data["rng_trace_log"], data["rng_audit_log"] = rng_logs(identity, events)
     receipt6 = s6_validation.receipt(s6_report, sha256_hex(data["s6_validation_report_3A"]),
                                      sha256_hex(data["s6_issue_table_3A"]))

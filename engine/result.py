@@ -48,6 +48,7 @@ class ChainResult:
     publish_inputs: PublishInputs | None = None
     run_dir: Path | None = None
     _bundle: "Bundle | None" = None
+    _tables: dict | None = None
 
     @classmethod
     def from_bundle(cls, bundle: "Bundle", **fields) -> "ChainResult":
@@ -67,7 +68,17 @@ class ChainResult:
         return self._bundle is not None
 
     # the published view (each builds the bundle on first use)
-    tables = property(lambda self: self.bundle.tables)
+    @property
+    def tables(self) -> dict:
+        """The published tables (lineage attached), built on first read; no member bytes are needed."""
+        if self._tables is None:
+            if self._bundle is not None and self._bundle.tables is not None:
+                self._tables = self._bundle.tables
+            else:
+                from engine.bundle import published_tables
+                self._tables = published_tables(self)
+        return self._tables
+
     universe_doc = property(lambda self: self.bundle.universe_doc)
     s6_report = property(lambda self: self.bundle.s6_report)
     s6_issues = property(lambda self: self.bundle.s6_issues)

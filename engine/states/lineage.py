@@ -68,17 +68,30 @@ def constant_strings(value: str | None, n: int) -> pd.Series:
     return pd.Series(arr.to_pandas(types_mapper={kind: _STR}.get))
 
 
+class LineageColumns:
+    """A published table as column slices: core columns as stored, ``extra`` arrays, the seed and the
+    constant lineage strings made on demand. ``frame(a, b)`` is rows [a, b) of the published table, so a
+    large table can be written and digested a row group at a time."""
+
+    def __init__(self, core: pd.DataFrame, table: str, values: dict, extra: dict | None = None) -> None:
+        self.core, self.table, self.values, self.extra = core, table, values, extra or {}
+        self.rows, self.names = len(core), COLUMNS[table]
+
+    def column(self, col: str, a: int, b: int) -> pd.Series:
+        if col in self.extra:
+            return pd.Series(self.extra[col][a:b], copy=False)
+        if col in self.core.columns:
+            return self.core[col].iloc[a:b]
+        if col == "seed":
+            return pd.Series(np.full(b - a, self.values["seed"], dtype=np.uint64), copy=False)
+        return constant_strings(self.values[col], b - a)
+
+    def frame(self, a: int = 0, b: int | None = None) -> pd.DataFrame:
+        b = self.rows if b is None else b
+        data = {col: self.column(col, a, b).array for col in self.names}  # as stored: no numpy-object round trip
+        return pd.DataFrame(data, columns=self.names, copy=False)
+
+
 def with_lineage(core: pd.DataFrame, table: str, values: dict, extra: dict | None = None) -> pd.DataFrame:
     """Attach constant columns and return the table in its published column order."""
-    data = {}
-    n = len(core)
-    for col in COLUMNS[table]:
-        if extra and col in extra:
-            data[col] = extra[col]
-        elif col in core.columns:
-            data[col] = core[col].array   # as stored: no round trip through numpy objects
-        elif col == "seed":
-            data[col] = np.full(n, values["seed"], dtype=np.uint64)
-        else:
-            data[col] = constant_strings(values[col], n)
-    return pd.DataFrame(data, columns=COLUMNS[table], copy=False)
+    return LineageColumns(core, table, values, extra).frame()

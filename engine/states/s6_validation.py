@@ -242,7 +242,7 @@ def _not_equal_count(values: pd.Series, expected: str) -> int:
 
 
 def validate_egress(s2: pd.DataFrame, s4: pd.DataFrame, zone_alloc: pd.DataFrame, universe_doc: dict,
-                    policy_digests: dict, state_status: Mapping) -> Findings:
+                    policy_digests: dict, state_status: Mapping, zone_alloc_digest: str | None = None) -> Findings:
     """The S5 checks and S5's state-status consistency. ``s2`` and ``zone_alloc`` are the published
     tables (their digests are recomputed); ``s4`` core or published (merchant_id, legal_country_iso,
     tzid, zone_site_count)."""
@@ -258,7 +258,7 @@ def validate_egress(s2: pd.DataFrame, s4: pd.DataFrame, zone_alloc: pd.DataFrame
                   int((za["zone_site_count"].to_numpy() != s4["zone_site_count"].to_numpy()).sum()), "counts != S4")
         found.add(chk, "S5_ALLOC_SUM_MISMATCH",
                   int((za["site_count"].to_numpy() != za["zone_site_count_sum"].to_numpy()).sum()), "totals != S1")
-    parts = universe_components(s2, za, policy_digests)
+    parts = universe_components(s2, za, policy_digests, zone_alloc_digest)
     found.add("CHK_S5_UNIVERSE_HASH_DIGESTS", "S5_DIGEST_MISMATCH",
               sum(universe_doc.get(k) != v for k, v in parts.items()), "component digest does not recompute")
     routing = combine(parts)
