@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from engine.policies import PolicySet
 from tuning.coordination import Coordinator
-from tuning.errors import run_cli
+from tuning.errors import invoke, run_cli
 from tuning.knobs import KNOBS
 from tuning.objective import SeedRobustObjective
 from tuning.ranking import best_feasible, format_table, ranked_trials, trial_j
@@ -31,7 +31,7 @@ from tuning.study_spec import StudySpec, load_study, metric_value, parse_conditi
 from tuning.study_store import lock_path, open_storage, open_study
 from tuning.sweep_config import SweepConfig, parse_args
 from tuning.sweep_outputs import attach_pareto, attach_reports, summarise
-from tuning.sweep_worker import TrialLoop, run_pool
+from tuning.sweep_worker import TrialLoop, WorkerSpec, run_pool
 from tuning.tracking import SweepTracker
 from tuning.trial_recovery import counts
 from tuning.ui_view import ensure_rank_view
@@ -154,7 +154,7 @@ class Sweep:
             if self.config.workers == 1:
                 TrialLoop(self, tracker, progress).run()
             else:
-                run_pool(self, tracker.parent_run_id, progress)
+                run_pool(self, tracker.parent_run_id, worker_process, progress)
         except BaseException:
             status = "FAILED"
             raise
@@ -167,6 +167,18 @@ class Sweep:
     def ranked(self) -> list:
         """The study's COMPLETE trials in the one ranking's order (tuning.ranking)."""
         return ranked_trials(self.study)
+
+
+def worker_process(spec: WorkerSpec) -> None:
+    """The target of one worker process: its exit status is the CLI's (2 with one coded line on failure)."""
+    sys.exit(invoke(lambda _argv: run_worker(spec)))
+
+
+def run_worker(spec: WorkerSpec) -> int:
+    sweep = Sweep(spec.config)
+    tracker = SweepTracker(sweep.spec.phase, sweep.study_name, sweep.spec.objective_name, spec.parent_run_id)
+    TrialLoop(sweep, tracker, None, spec.index).run()
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -49,10 +49,11 @@ class SweepConfig:
         return asdict(self)
 
 
-def build_parser() -> TuningParser:
-    from tuning import sweep
+DESCRIPTION = "Run one phase's Optuna study over the engine, every trial recorded in MLflow."
 
-    ap = TuningParser(prog="python -m tuning.sweep", description=(sweep.__doc__ or "").splitlines()[0])
+
+def build_parser() -> TuningParser:
+    ap = TuningParser(prog="python -m tuning.sweep", description=DESCRIPTION)
     ap.add_argument("--phase", required=True, help="study file studies/<PHASE>.yaml (or a path to one)")
     ap.add_argument("--trials", type=int, help="complete trials in total (default: the study's budget)")
     ap.add_argument("--seed", type=int, help="score one engine seed only (default: every seed of the study)")

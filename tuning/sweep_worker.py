@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import multiprocessing
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -21,7 +20,7 @@ from optuna.trial import TrialState
 
 from engine.errors import EngineError
 from tuning.dashboard import mirror_constraints
-from tuning.errors import E_TRIALS_FAILING, invoke
+from tuning.errors import E_TRIALS_FAILING
 from tuning.ranking import RESULT_ATTR
 from tuning.study_spec import metric_or_none
 from tuning.sweep_config import SweepConfig
@@ -152,20 +151,6 @@ class WorkerSpec:
     index: int
 
 
-def worker_process(spec: WorkerSpec) -> None:
-    """The target of one worker process: its exit status is the CLI's (2 with one coded line on failure)."""
-    sys.exit(invoke(lambda _argv: run_worker(spec)))
-
-
-def run_worker(spec: WorkerSpec) -> int:
-    from tuning.sweep import Sweep
-
-    sweep = Sweep(spec.config)
-    tracker = SweepTracker(sweep.spec.phase, sweep.study_name, sweep.spec.objective_name, spec.parent_run_id)
-    TrialLoop(sweep, tracker, None, spec.index).run()
-    return 0
-
-
 def worker_specs(sweep, parent_run_id: str) -> list[WorkerSpec]:
     """One spec per worker: the sweep's config (one seed set, target and study for all), no bar of their own."""
     remaining = None if sweep.deadline is None else max(sweep.deadline - time.monotonic(), 0.001)
@@ -174,10 +159,11 @@ def worker_specs(sweep, parent_run_id: str) -> list[WorkerSpec]:
     return [WorkerSpec(config, parent_run_id, i) for i in range(sweep.config.workers)]
 
 
-def run_pool(sweep, parent_run_id: str, progress=None) -> None:
-    """Run ``--workers K`` processes on the sweep's storage and wait for them (the bar follows the study)."""
+def run_pool(sweep, parent_run_id: str, target, progress=None) -> None:
+    """Run ``--workers K`` processes on the sweep's storage and wait for them (the bar follows the study).
+    ``target(spec)`` is the module-level function each spawned process runs (``tuning.sweep.worker_process``)."""
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=worker_process, args=(spec,), name=f"sweep-worker-{spec.index}")
+    procs = [ctx.Process(target=target, args=(spec,), name=f"sweep-worker-{spec.index}")
              for spec in worker_specs(sweep, parent_run_id)]
     try:
         for p in procs:
