@@ -1,10 +1,19 @@
 """The metric pack (METRICS.md §1-§7): pure, vectorised functions over the five realism surfaces.
 
-``metric_pack(tables)`` reads ``tables["s1" | "s2" | "s3" | "s4" | "zone_alloc"]`` (columns as in
-docs/ARCHITECTURE.md) and returns ``{"s1": {...}, "s2": {...}, "s3": {...}, "s4": {...},
-"zone_alloc": {...}}`` with JSON-native values (int, float, bool, str, list, dict). No IO.
-Pairs are found by hashing their keys (``pd.factorize``), never by relying on row order, except
-for the "first row" of §4, which is the first row of the pair in table order.
+``metric_pack(tables)`` reads ``tables["s1" | "s2" | "s3" | "s4" | "zone_alloc"]`` and returns
+``{"s1": {...}, "s2": {...}, "s3": {...}, "s4": {...}, "zone_alloc": {...}}`` with JSON-native
+values (int, float, bool, str, list, dict). No IO.
+
+Input contract: only the columns of ``REQUIRED_COLUMNS`` are read (plus zone_alloc's
+``site_count`` when present), so the states' lineage-free *core* tables (the published tables
+minus their constant lineage columns; zone_alloc's core is S4's core with ``site_count`` per row)
+give the same pack, bit for bit, as the published tables.
+
+Strings (countries, zones) become integer codes once per pack; pairs are runs of equal
+(merchant, country) codes, found without sorting when the table is sorted by its key and by one
+stable sort otherwise, so nothing depends on row order except the "first row" of §4 (the first
+row of the pair in table order). Every value equals the pandas formulation it replaced
+(tests/metrics/test_pack_pinned.py).
 """
 
 from __future__ import annotations
