@@ -9,11 +9,9 @@ Input contract: only the columns of ``REQUIRED_COLUMNS`` are read (plus zone_all
 minus their constant lineage columns; zone_alloc's core is S4's core with ``site_count`` per row)
 give the same pack, bit for bit, as the published tables.
 
-Strings (countries, zones) become integer codes once per pack; pairs are runs of equal
-(merchant, country) codes, found without sorting when the table is sorted by its key and by one
-stable sort otherwise, so nothing depends on row order except the "first row" of §4 (the first
-row of the pair in table order). Every value equals the pandas formulation it replaced
-(tests/metrics/test_pack_pinned.py).
+Strings become integer codes once per pack; pairs are runs of equal (merchant, country) codes
+(one stable sort only for unsorted tables), so nothing depends on row order except §4's "first
+row" of a pair. Values are those of the pandas formulation replaced (tests/metrics/test_pack_pinned.py).
 """
 
 from __future__ import annotations
@@ -133,8 +131,8 @@ def s1_metrics(s1: pd.DataFrame) -> dict:
     n_esc = int(escalated.sum())
     rcodes, reasons = pd.factorize(s1["decision_reason"].astype(str), sort=True)
     reason_counts = np.bincount(rcodes, minlength=len(reasons))
-    zc_values, zc_codes = np.unique(_int_column(s1, "zone_count_country"), return_inverse=True)
-    pairs, esc = _escalation_by(zc_codes.ravel(), escalated, zc_values.size)
+    zc_values, zc_codes = keys.small_int_codes(_int_column(s1, "zone_count_country"))
+    pairs, esc = _escalation_by(zc_codes, escalated, zc_values.size)
     curve = [{"zone_count_country": int(z), "pairs": int(p), "pairs_escalated": int(e),
               "escalation_rate": e / p if p else 0.0, "supported": bool(p >= ZONE_COUNT_CURVE_SUPPORT_MIN_PAIRS)}
              for z, p, e in zip(zc_values, pairs, esc)]
