@@ -48,6 +48,15 @@ def string_codes(columns: Sequence) -> list[np.ndarray]:
     return rank_codes([factorize(col) for col in columns])
 
 
+def small_int_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True)``; by counting (no sort) for small non-negative ints."""
+    if values.size == 0 or values.min() < 0 or values.max() >= 1 << 20:
+        uniq, inv = np.unique(values, return_inverse=True)
+        return uniq, inv.ravel()
+    present = np.bincount(values) > 0
+    return np.flatnonzero(present), (np.cumsum(present) - 1)[values]
+
+
 def strictly_increasing(key: Key) -> bool:
     """Rows in strictly increasing lexicographic key order (hence no two rows share a key)."""
     n = len(key[0])

@@ -1,10 +1,17 @@
 """The metric pack (METRICS.md §1-§7): pure, vectorised functions over the five realism surfaces.
 
-``metric_pack(tables)`` reads ``tables["s1" | "s2" | "s3" | "s4" | "zone_alloc"]`` (columns as in
-docs/ARCHITECTURE.md) and returns ``{"s1": {...}, "s2": {...}, "s3": {...}, "s4": {...},
-"zone_alloc": {...}}`` with JSON-native values (int, float, bool, str, list, dict). No IO.
-Pairs are found by hashing their keys (``pd.factorize``), never by relying on row order, except
-for the "first row" of §4, which is the first row of the pair in table order.
+``metric_pack(tables)`` reads ``tables["s1" | "s2" | "s3" | "s4" | "zone_alloc"]`` and returns
+``{"s1": {...}, "s2": {...}, "s3": {...}, "s4": {...}, "zone_alloc": {...}}`` with JSON-native
+values (int, float, bool, str, list, dict). No IO.
+
+Input contract: only the columns of ``REQUIRED_COLUMNS`` are read (plus zone_alloc's
+``site_count`` when present), so the states' lineage-free *core* tables (the published tables
+minus their constant lineage columns; zone_alloc's core is S4's core with ``site_count`` per row)
+give the same pack, bit for bit, as the published tables.
+
+Strings become integer codes once per pack; pairs are runs of equal (merchant, country) codes
+(one stable sort only for unsorted tables), so nothing depends on row order except §4's "first
+row" of a pair. Values are those of the pandas formulation replaced (tests/metrics/test_pack_pinned.py).
 """
 
 from __future__ import annotations
@@ -124,8 +131,8 @@ def s1_metrics(s1: pd.DataFrame) -> dict:
     n_esc = int(escalated.sum())
     rcodes, reasons = pd.factorize(s1["decision_reason"].astype(str), sort=True)
     reason_counts = np.bincount(rcodes, minlength=len(reasons))
-    zc_values, zc_codes = np.unique(_int_column(s1, "zone_count_country"), return_inverse=True)
-    pairs, esc = _escalation_by(zc_codes.ravel(), escalated, zc_values.size)
+    zc_values, zc_codes = keys.small_int_codes(_int_column(s1, "zone_count_country"))
+    pairs, esc = _escalation_by(zc_codes, escalated, zc_values.size)
     curve = [{"zone_count_country": int(z), "pairs": int(p), "pairs_escalated": int(e),
               "escalation_rate": e / p if p else 0.0, "supported": bool(p >= ZONE_COUNT_CURVE_SUPPORT_MIN_PAIRS)}
              for z, p, e in zip(zc_values, pairs, esc)]
