@@ -20,8 +20,9 @@ def _modules() -> dict[str, Path]:
     return mods
 
 
-def _imported(module: str, path: Path) -> list[str]:
-    """Every module named by an import statement anywhere in the file (function bodies included)."""
+def _imported(module: str, path: Path, mods: dict | None = None) -> list[str]:
+    """Every module named by an import statement anywhere in the file (function bodies included);
+    ``from pkg import mod`` names the submodule (as ``import pkg.mod`` does), ``from mod import name`` the module."""
     package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
     names = []
     for node in ast.walk(ast.parse(path.read_text())):
@@ -32,7 +33,10 @@ def _imported(module: str, path: Path) -> list[str]:
             if node.level:
                 anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
                 base = ".".join(anchor + ([node.module] if node.module else []))
-            names += [f"{base}.{a.name}" for a in node.names] + [base]
+            subs = [f"{base}.{a.name}" for a in node.names]
+            names += [n for n in subs if mods is None or n in mods]
+            if mods is None or any(n not in mods for n in subs):
+                names.append(base)
     return names
 
 
@@ -46,7 +50,7 @@ def _graph() -> dict[str, set[str]]:
     mods = _modules()
     graph = {}
     for mod, path in mods.items():
-        targets = {_resolve(n, mods) for n in _imported(mod, path)}
+        targets = {_resolve(n, mods) for n in _imported(mod, path, mods)}
         graph[mod] = {t for t in targets if t and t != mod}
     return graph
 

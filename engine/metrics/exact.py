@@ -82,20 +82,6 @@ def jsd(p: np.ndarray, q: np.ndarray) -> float:
     return max(0.0, 0.5 * kl(p) + 0.5 * kl(q))
 
 
-def jsd(p: np.ndarray, q: np.ndarray) -> float:
-    """Jensen-Shannon divergence of two distributions on one support, base 2 (the reference)."""
-    p = np.asarray(p, dtype=np.float64)
-    q = np.asarray(q, dtype=np.float64)
-    p, q = p / p.sum(), q / q.sum()
-    m = 0.5 * (p + q)
-
-    def kl(a: np.ndarray) -> float:
-        mask = a > 0
-        return float(np.sum(a[mask] * np.log2(a[mask] / m[mask])))
-
-    return max(0.0, 0.5 * kl(p) + 0.5 * kl(q))
-
-
 def kahan_run_sum(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
     """``kahan_group_sum`` when each group is one contiguous run of rows starting at ``starts``
     (no NaN): one vectorised step per position within the runs, no per-row index arrays."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from engine.hashing import chunked_table_digest, sha256_hex, table_digest
