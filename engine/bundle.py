@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine.chain_steps import STATE_STATUS
@@ -58,18 +59,17 @@ def published_columns(result) -> dict[str, LineageColumns]:
 
 
 class ParquetColumns:
-    """A published parquet member read back a row group (and a column) at a time."""
+    """A published parquet member read back once, its strings dictionary-encoded (compact), then served
+    a column slice at a time."""
 
     def __init__(self, data: bytes) -> None:
-        self.file = pq.ParquetFile(io.BytesIO(data))
-        self.rows, self.names = self.file.metadata.num_rows, self.file.schema_arrow.names
+        schema = pq.read_schema(io.BytesIO(data))
+        strings = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+        self.table = pq.read_table(io.BytesIO(data), read_dictionary=strings)
+        self.rows, self.names = self.table.num_rows, self.table.column_names
 
     def column(self, name: str, a: int, b: int) -> pd.Series:
-        if self.rows == 0:
-            return self.file.schema_arrow.empty_table().column(name).to_pandas()
-        group = a // ROW_GROUP_ROWS
-        col = self.file.read_row_group(group, columns=[name]).column(0)
-        return col.slice(a - group * ROW_GROUP_ROWS, b - a).to_pandas()
+        return self.table.column(name).slice(a, b - a).to_pandas()
 
 
 def published_tables(result) -> dict[str, pd.DataFrame]:
@@ -98,8 +98,7 @@ def _s6(result, table_bytes: dict, universe_doc: dict):
     published = ParquetColumns(table_bytes["zone_alloc"])
     digest = chunked_table_digest(published.rows, published.names, published.column, ROW_GROUP_ROWS,
                                   exclude=(s5_egress.ROUTING,))
-    za = pq.read_table(io.BytesIO(table_bytes["zone_alloc"]), columns=ZONE_ALLOC_CHECKED,
-                       read_dictionary=[s5_egress.ROUTING]).to_pandas()
+    za = published.table.select(ZONE_ALLOC_CHECKED).to_pandas()
     s2 = pq.read_table(io.BytesIO(table_bytes["s2"])).to_pandas()
     egress = s6_validation.validate_egress(s2, result.cores["s4"], za, universe_doc, inputs.policies.digests,
                                            STATE_STATUS, zone_alloc_digest=digest)
