@@ -113,10 +113,18 @@ def table_digest(frame: pd.DataFrame, key: Iterable[str] | None, exclude: Iterab
     return digest.hexdigest()
 
 
+def _constant_parts(value: str | None, n: int) -> tuple[bytes, bytes]:
+    """_string_parts of a column holding ``value`` (None: null) on every one of its n rows."""
+    raw = b"" if value is None else value.encode("utf-8")
+    return np.full(n, -1 if value is None else len(raw), dtype="<i8").tobytes(), raw * n
+
+
 def chunked_table_digest(rows: int, columns: Iterable[str], column: Callable[[str, int, int], pd.Series],
-                         chunk_rows: int, exclude: Iterable[str] = ()) -> str:
+                         chunk_rows: int, exclude: Iterable[str] = (), constants: Mapping[str, str | None] = {}
+                         ) -> str:
     """:func:`table_digest` (``key=None``) of a table read a column slice at a time: ``column(name, a, b)``
-    gives rows [a, b) of one column. Equal to table_digest of the whole frame, in bounded memory."""
+    gives rows [a, b) of one column; a string column in ``constants`` holds that one value on every row and
+    is encoded without being built. Equal to table_digest of the whole frame, in bounded memory."""
     skip = set(exclude)
     bounds = [(a, min(a + chunk_rows, rows)) for a in range(0, rows, chunk_rows)] or [(0, 0)]
     digest = hashlib.sha256()
@@ -130,5 +138,8 @@ def chunked_table_digest(rows: int, columns: Iterable[str], column: Callable[[st
             continue
         for part in (0, 1):   # all lengths, then all data: the whole column's layout
             for a, b in bounds:
-                digest.update(_string_parts(_as_large_strings(column(name, a, b)))[part])
+                if name in constants:
+                    digest.update(_constant_parts(constants[name], b - a)[part])
+                else:
+                    digest.update(_string_parts(_as_large_strings(column(name, a, b)))[part])
     return digest.hexdigest()

@@ -86,6 +86,11 @@ class LineageColumns:
             return pd.Series(np.full(b - a, self.values["seed"], dtype=np.uint64), copy=False)
         return constant_strings(self.values[col], b - a)
 
+    def constants(self) -> dict[str, str | None]:
+        """The constant string columns (every row the same lineage value, or null)."""
+        return {c: self.values[c] for c in self.names
+                if c not in self.extra and c not in self.core.columns and c != "seed"}
+
     def frame(self, a: int = 0, b: int | None = None) -> pd.DataFrame:
         b = self.rows if b is None else b
         data = {col: self.column(col, a, b).array for col in self.names}  # as stored: no numpy-object round trip

@@ -41,7 +41,7 @@ def zone_alloc_columns(zone_alloc_core: pd.DataFrame, lineage: dict) -> LineageC
 def egress(zone_alloc: LineageColumns, s2: pd.DataFrame, lineage: dict, policy_digests: dict) -> dict:
     """Digest zone_alloc a row group at a time, set its routing hash; -> zone_alloc_universe_hash document."""
     digest = chunked_table_digest(zone_alloc.rows, zone_alloc.names, zone_alloc.column, ROW_GROUP_ROWS,
-                                  exclude=(ROUTING,))
+                                  exclude=(ROUTING,), constants=zone_alloc.constants())
     parts = universe_components(s2, None, policy_digests, zone_alloc_digest=digest)
     routing = combine(parts)
     zone_alloc.values[ROUTING] = routing
