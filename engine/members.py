@@ -85,9 +85,10 @@ def rng_logs(identity: dict, events: pd.DataFrame) -> tuple[bytes, bytes, bytes]
     return "".join(ev).encode("ascii"), "".join(tr).encode("ascii"), audit
 
 
-def build_members(identity: dict, receipt: dict, sealed: list, table_bytes: dict, events: pd.DataFrame,
+def build_members(identity: dict, receipt: dict, sealed: list, table_bytes: dict, logs: tuple[bytes, bytes, bytes],
                   universe_doc: dict, s6_report: dict, s6_issues: pd.DataFrame) -> tuple[list[Member], dict]:
-    """Every member's exact bytes; ``table_bytes`` maps "s1".."s4", "zone_alloc" to their parquet bytes."""
+    """Every member's exact bytes; ``table_bytes`` maps "s1".."s4", "zone_alloc" to their parquet bytes and
+    ``logs`` are :func:`rng_logs` of the run's events."""
     paths = data_paths(identity)
     data: dict[str, bytes] = {
         "s0_gate_receipt_3A": json_bytes(receipt),
@@ -98,7 +99,7 @@ def build_members(identity: dict, receipt: dict, sealed: list, table_bytes: dict
     }
     for key, logical in TABLE_MEMBERS.items():
         data[logical] = table_bytes[key]
-    data["rng_event_zone_dirichlet"], data["rng_trace_log"], data["rng_audit_log"] = rng_logs(identity, events)
+    data["rng_event_zone_dirichlet"], data["rng_trace_log"], data["rng_audit_log"] = logs
     receipt6 = s6_validation.receipt(s6_report, sha256_hex(data["s6_validation_report_3A"]),
                                      sha256_hex(data["s6_issue_table_3A"]))
     data["s6_receipt_3A"] = json_bytes(receipt6)
