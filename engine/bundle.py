@@ -60,17 +60,26 @@ def published_columns(result) -> dict[str, LineageColumns]:
 
 
 class ParquetColumns:
-    """A published parquet member read back once, its strings dictionary-encoded (compact), then served
-    a column slice at a time."""
+    """A published parquet member read back one whole column at a time (strings dictionary-encoded, so a
+    constant lineage column is one value and small indices), served as slices of the column in hand."""
 
     def __init__(self, data: bytes) -> None:
-        schema = pq.read_schema(io.BytesIO(data))
-        strings = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
-        self.table = pq.read_table(io.BytesIO(data), read_dictionary=strings)
-        self.rows, self.names = self.table.num_rows, self.table.column_names
+        self.data = data
+        self.schema = pq.read_schema(io.BytesIO(data))
+        self.rows = pq.ParquetFile(io.BytesIO(data)).metadata.num_rows
+        self.names = self.schema.names
+        self._held: tuple[str, pa.ChunkedArray] | None = None
+
+    def read(self, columns: list[str]) -> pa.Table:
+        strings = [c for c in columns if pa.types.is_string(self.schema.field(c).type)
+                   or pa.types.is_large_string(self.schema.field(c).type)]
+        return pq.read_table(io.BytesIO(self.data), columns=columns, read_dictionary=strings)
 
     def column(self, name: str, a: int, b: int) -> pd.Series:
-        return self.table.column(name).slice(a, b - a).to_pandas()
+        if self._held is None or self._held[0] != name:
+            self._held = None                       # one column in memory at a time
+            self._held = (name, self.read([name]).column(0))
+        return self._held[1].slice(a, b - a).to_pandas()
 
 
 def published_tables(result) -> dict[str, pd.DataFrame]:
@@ -106,7 +115,8 @@ def _s6(result, table_bytes: dict, universe_doc: dict):
     published = ParquetColumns(table_bytes["zone_alloc"])
     digest = chunked_table_digest(published.rows, published.names, published.column, ROW_GROUP_ROWS,
                                   exclude=(s5_egress.ROUTING,))
-    za = published.table.select(ZONE_ALLOC_CHECKED).to_pandas()
+    published._held = None
+    za = published.read(ZONE_ALLOC_CHECKED).to_pandas()
     s2 = pq.read_table(io.BytesIO(table_bytes["s2"])).to_pandas()
     egress = s6_validation.validate_egress(s2, result.cores["s4"], za, universe_doc, inputs.policies.digests,
                                            STATE_STATUS, zone_alloc_digest=digest)
@@ -135,6 +145,7 @@ def build_bundle(result) -> Bundle:
     clock = time.perf_counter()
     table_bytes, universe_doc = _s5(result)
     t5 = time.perf_counter()
+    pa.default_memory_pool().release_unused()
     with ThreadPoolExecutor(max_workers=1) as pool:
         logs = pool.submit(rng_logs, result.identity, result.events)
         report, issues = _s6(result, table_bytes, universe_doc)

@@ -15,6 +15,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
 from engine.chain_steps import STATE_TABLE, run_inputs
 from engine.errors import EngineError
@@ -93,6 +94,7 @@ def run_chain(policies, seed: int, world: World | None = None, *, outlets: pd.Da
         publish_inputs=PublishInputs(policies=policies, universe=world.universe, s4_extra=values["s4_extra"],
                                      realism=values["realism"], realism_blocks=values["realism_blocks"],
                                      s6_core=values["s6_core"]))
+    pa.default_memory_pool().release_unused()  # hand back the pool's cached pages of the states' temporaries
     if run_root is not None:
         from engine.store import materialise
         result.run_dir = materialise(result, Path(run_root))

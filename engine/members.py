@@ -82,7 +82,14 @@ def rng_logs(identity: dict, events: pd.DataFrame) -> tuple[bytes, bytes, bytes]
                           "manifest_fingerprint": identity["manifest_fingerprint"], "algorithm": "philox4x32-10",
                           "engine_version": identity["engine_version"], "uniform": "53-bit (k+0.5)/2^53",
                           "gamma": "inverse-CDF, log space"}])
-    return "".join(ev).encode("ascii"), "".join(tr).encode("ascii"), audit
+    return _ascii(ev), _ascii(tr), audit
+
+
+def _ascii(lines: list[str]) -> bytes:
+    """The lines as one ASCII bytes object; the list is emptied first, so at most two copies coexist."""
+    text = "".join(lines)
+    lines.clear()
+    return text.encode("ascii")
 
 
 def build_members(identity: dict, receipt: dict, sealed: list, table_bytes: dict, logs: tuple[bytes, bytes, bytes],
