@@ -83,7 +83,8 @@ def dask_mapper(spec: str) -> Iterator[DaskMapper]:
 
 
 def bench_cluster(policies, seed: int, world, scale: int, spec: str, partitions: int | None = None) -> dict:
-    """A ``scale``-times-merchants world run in-process and on the cluster ``spec``: wall seconds and ratio."""
+    """A ``scale``-times-merchants world scored in-process and on the cluster ``spec``: wall seconds and ratio
+    (scoring: S0-S4, the metric pack, S6 in memory); both runs' flags are then built and compared."""
     import resource
     import time
 
@@ -95,7 +96,7 @@ def bench_cluster(policies, seed: int, world, scale: int, spec: str, partitions:
     t0 = time.perf_counter()
     local = run_chain(policies, seed, world, outlets=catalogue)
     local_s = time.perf_counter() - t0
-    local_flag, pairs, local_states = local.flag, len(local.tables["s1"]), local.seconds
+    local_flag, pairs, local_states = local.flag, len(local.cores["s1"]), dict(local.seconds)
     del local
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
     t0 = time.perf_counter()
