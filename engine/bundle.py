@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from engine.chain_steps import STATE_STATUS
@@ -75,6 +76,23 @@ class ParquetColumns:
                    or pa.types.is_large_string(self.schema.field(c).type)]
         return pq.read_table(io.BytesIO(self.data), columns=columns, read_dictionary=strings)
 
+    def constants(self) -> dict[str, str | None]:
+        """The string columns holding one value (or only nulls) on every row, read from their dictionaries:
+        the digest encodes those without decoding them, and what it encodes is what the file holds."""
+        found = {}
+        for field in self.schema:
+            if not (pa.types.is_string(field.type) or pa.types.is_large_string(field.type)):
+                continue
+            col = self.read([field.name]).column(0)
+            used = set()
+            for chunk in col.chunks:
+                used |= set(chunk.dictionary.take(pc.drop_null(pc.unique(chunk.indices))).to_pylist())
+            if col.null_count == len(col):
+                found[field.name] = None
+            elif col.null_count == 0 and len(used) == 1:
+                found[field.name] = used.pop()
+        return found
+
     def column(self, name: str, a: int, b: int) -> pd.Series:
         if self._held is None or self._held[0] != name:
             self._held = None                       # one column in memory at a time
@@ -114,7 +132,7 @@ def _s6(result, table_bytes: dict, universe_doc: dict):
     inputs = result.publish_inputs
     published = ParquetColumns(table_bytes["zone_alloc"])
     digest = chunked_table_digest(published.rows, published.names, published.column, ROW_GROUP_ROWS,
-                                  exclude=(s5_egress.ROUTING,))
+                                  exclude=(s5_egress.ROUTING,), constants=published.constants())
     published._held = None
     za = published.read(ZONE_ALLOC_CHECKED).to_pandas()
     s2 = pq.read_table(io.BytesIO(table_bytes["s2"])).to_pandas()

@@ -29,8 +29,9 @@ def pair_counts(outlets: pd.DataFrame) -> pd.DataFrame:
         raise EngineError("E3A_S1_008_DOMAIN_MISMATCH_1A", "the outlet catalogue is empty")
     mids = outlets["merchant_id"].to_numpy(dtype=np.uint64)
     codes, names = pd.factorize(outlets["legal_country_iso"], sort=True)
-    order = np.lexsort((codes, mids))
-    if not np.array_equal(order, np.arange(len(order))):
+    step_m, step_c = mids[1:] > mids[:-1], codes[1:] >= codes[:-1]
+    if not (step_m | ((mids[1:] == mids[:-1]) & step_c)).all():   # the canonical catalogue is already in order
+        order = np.lexsort((codes, mids))
         mids, codes = mids[order], codes[order]
     change = np.r_[True, (mids[1:] != mids[:-1]) | (codes[1:] != codes[:-1])]
     starts = np.flatnonzero(change)
