@@ -19,6 +19,11 @@ from engine.cliwrap import CodedParser, invoke
 from engine.errors import E_PUBLISH, EngineError
 from engine.hashing import canonical_json, le64, sha256, sha256_hex, uer
 from engine.members import TABLE_MEMBERS, data_paths
+from engine.metrics.compare import DELTA_METRICS
+from engine.metrics.fidelity import REALISED_MIN_OUTLETS, jsd
+from engine.metrics.grouping import key_codes
+from engine.metrics.pack import (count_surface_pairs, escalated_pair_index, lookup, s2_country_table, s3_cell_table,
+                                 s3_pair_arrays)
 from engine.metrics import (BUDGETS, DISTORTED, FAITHFUL, FIDELITY_GATES, GATES, NOT_APPLICABLE, REQUIRED_SEEDS,
                             compare_packs, cv, evaluate_gates, fidelity_metrics, fidelity_verdict, median,
                             metric_pack, popt0_table, popt1_closure, quantile_nearest, run_verdict, seedpack_verdict,
@@ -43,4 +48,7 @@ __all__ = [
     "REQUIRED_SEEDS", "compare_packs", "cv", "evaluate_gates", "fidelity_metrics", "fidelity_verdict", "median",
     "metric_pack", "popt0_table", "popt1_closure", "quantile_nearest", "run_verdict", "seedpack_verdict",
     "share_table", "thresholds",
+    # the report's figures read the pack's own intermediate tables
+    "DELTA_METRICS", "REALISED_MIN_OUTLETS", "jsd", "key_codes", "count_surface_pairs", "escalated_pair_index",
+    "lookup", "s2_country_table", "s3_cell_table", "s3_pair_arrays",
 ]

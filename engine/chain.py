@@ -19,12 +19,12 @@ import pyarrow as pa
 
 from engine.chain_steps import STATE_TABLE, run_inputs
 from engine.errors import EngineError
+from engine.metrics.runtime import STATES
 from engine.result import ChainResult, PublishInputs
 from engine.states_table import Reads
 from engine.strict import check_uint64
 from engine.world.model import World, default_world
 
-STATES = ("S0", "S1", "S2", "S3", "S4", "S5", "S6", "S7")
 TIMED = STATES + ("metrics",)
 
 

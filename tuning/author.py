@@ -12,16 +12,16 @@ import datetime as dt
 from pathlib import Path
 from typing import Sequence
 
-from engine.errors import EngineError
-from engine.policies import PolicySet
+from engine import EngineError
+from engine import PolicySet
 from tuning.errors import E_USAGE, TuningParser, run_cli
 
 DECISION = "AUTHORED_INSTALL"
 
 
 def authored_policies(world_dir: str | None = None, reference: str | None = None) -> PolicySet:
-    from engine.policies.authoring import author_policies
-    from engine.world.model import load_world
+    from engine import author_policies
+    from engine import load_world
 
     world = load_world(world_dir, reference)
     return PolicySet(author_policies(world.population), f"authored:{world.name}")

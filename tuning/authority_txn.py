@@ -22,9 +22,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from engine.atomic import atomic_write
-from engine.errors import E_PUBLISH, EngineError
-from engine.hashing import sha256_hex
+from engine import atomic_write
+from engine import E_PUBLISH, EngineError
+from engine import sha256_hex
 
 LOCK_FILE = ".authority.lock"
 INTENT_FILE = ".install-intent.json"

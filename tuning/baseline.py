@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from engine.metrics import run_verdict, thresholds
+from engine import run_verdict, thresholds
 from tuning.errors import TuningParser, run_cli
 from tuning.report_files import (compact_gates, gate_table_md, json_text, atomic_write_text, run_block,
                                  table_globs, utc_now)
@@ -28,8 +28,8 @@ P0_MD = "segment3a_p0_baseline_metrics_{rid}.md"
 
 def authority_inputs(policies_dir: str | Path, world_dir: str | Path | None = None):
     """(PolicySet, World) of the authority: the policy directory and the default (or given) world."""
-    from engine.policies import PolicySet
-    from engine.world.model import default_world, load_world
+    from engine import PolicySet
+    from engine import default_world, load_world
 
     policies = PolicySet.from_dir(policies_dir)
     world = load_world(world_dir) if world_dir is not None else default_world()
@@ -99,10 +99,10 @@ def build_parser() -> TuningParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from engine.chain import run_chain
+    from engine import run_chain
 
     if args.subject == "authored":
-        from engine.world.model import load_world
+        from engine import load_world
         from tuning.author import authored_policies
 
         policies, world = authored_policies(args.world), load_world(args.world)

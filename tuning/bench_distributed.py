@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from engine.errors import EngineError
+from engine import EngineError
 from tuning import local_services as ls
 from tuning.errors import E_TRIALS_FAILING, E_USAGE, TuningParser, run_cli
 

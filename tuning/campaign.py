@@ -40,8 +40,8 @@ from typing import Sequence
 
 import yaml
 
-from engine.errors import EngineError
-from engine.policies import PolicySet
+from engine import EngineError
+from engine import PolicySet
 from tuning.errors import E_USAGE, TuningParser, run_cli
 
 E_CAMPAIGN = "E3A_TUN_060_CAMPAIGN"

@@ -18,10 +18,10 @@ from typing import Sequence
 
 from tqdm import tqdm
 
-from engine.chain import ChainCache, run_chain
-from engine.errors import EngineError
-from engine.metrics import REQUIRED_SEEDS, fidelity_verdict, seedpack_verdict
-from engine.policies import PolicySet
+from engine import ChainCache, run_chain
+from engine import EngineError
+from engine import REQUIRED_SEEDS, fidelity_verdict, seedpack_verdict
+from engine import PolicySet
 from tuning.errors import E_CERTIFY, TuningParser, run_cli
 from tuning.promote import fetch_candidate_files
 from tuning.report_files import gate_table_md

@@ -12,10 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from engine.errors import EngineError
-from engine.metrics import compare_packs
-from engine.metrics.compare import DELTA_METRICS
-from engine.metrics.pack import lookup
+from engine import EngineError
+from engine import compare_packs
+from engine import DELTA_METRICS
+from engine import lookup
 from tuning.errors import E_ARTIFACTS, TuningParser, run_cli
 from tuning.report_files import (GATE_FAMILIES, atomic_write_text, compact_gates, fmt, json_text, load_run_dir,
                                  md_table, read_json, require_keys, run_block, run_fidelity_evidence, score_tables,

@@ -9,8 +9,8 @@ from __future__ import annotations
 import sys
 from typing import Callable, Sequence
 
-from engine.cliwrap import CodedParser, invoke as _invoke
-from engine.errors import EngineError
+from engine import CodedParser, invoke as _invoke
+from engine import EngineError
 
 E_KNOB_RANGE = "E3A_TUN_001_KNOB_OUT_OF_RANGE"
 E_KNOB_UNKNOWN = "E3A_TUN_002_UNKNOWN_KNOB"

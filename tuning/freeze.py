@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from engine.errors import EngineError
-from engine.policies import PolicySet
+from engine import EngineError
+from engine import PolicySet
 from tuning.authority_txn import authority_lock
 from tuning.errors import E_CERTIFY, TuningParser, run_cli
 from tuning.ladder import read_ladder, record_step

@@ -16,9 +16,9 @@ from typing import Iterable, Sequence
 
 import yaml
 
-from engine.chain import ChainCache, run_chain
-from engine.hashing import sha256, uer
-from engine.metrics import REQUIRED_SEEDS, fidelity_verdict, run_verdict
+from engine import ChainCache, run_chain
+from engine import sha256, uer
+from engine import REQUIRED_SEEDS, fidelity_verdict, run_verdict
 
 HOLDOUT_LOW, HOLDOUT_HIGH = 1_000_000, 2_000_000
 

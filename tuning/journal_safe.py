@@ -18,7 +18,7 @@ import os
 
 from optuna.storages.journal import JournalFileBackend
 
-from engine.errors import EngineError
+from engine import EngineError
 from tuning.errors import E_STORAGE
 
 

@@ -32,9 +32,9 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from engine.errors import EngineError
-from engine.policies import PolicySet
-from engine.policies.policy_set import S1_SMOOTHING_OFF, S3_DISPERSION_OFF, S4_SAFEGUARDS_OFF
+from engine import EngineError
+from engine import PolicySet
+from engine import S1_SMOOTHING_OFF, S3_DISPERSION_OFF, S4_SAFEGUARDS_OFF
 from tuning.errors import E_KNOB_RANGE, E_KNOB_TARGET, E_KNOB_UNKNOWN
 
 ALPHA_DECIMALS = 6

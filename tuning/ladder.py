@@ -19,10 +19,10 @@ from typing import Sequence
 
 import yaml
 
-from engine.atomic import atomic_write
-from engine.errors import EngineError
-from engine.policies import PolicySet
-from engine.strict import load_yaml
+from engine import atomic_write
+from engine import EngineError
+from engine import PolicySet
+from engine import load_yaml
 from tuning.errors import E_USAGE, TuningParser, run_cli
 
 LADDER_FILE = "ladder.yaml"

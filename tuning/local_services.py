@@ -23,7 +23,7 @@ import urllib.request
 from pathlib import Path
 from typing import Sequence
 
-from engine.errors import EngineError
+from engine import EngineError
 from tuning.errors import E_USAGE, TuningParser, run_cli
 
 PG_USER = "seg3a"

@@ -22,10 +22,10 @@ from typing import Sequence
 import yaml
 from mlflow.exceptions import MlflowException
 
-from engine.chain import ChainCache, run_chain
-from engine.errors import EngineError
-from engine.policies import PolicySet
-from engine.strict import load_yaml
+from engine import ChainCache, run_chain
+from engine import EngineError
+from engine import PolicySet
+from engine import load_yaml
 from tuning.authority_txn import authority_lock, install as txn_install, tag_authority
 from tuning.errors import E_ARTIFACTS, E_NOT_FAITHFUL, E_RUN_MISSING, E_RUN_VETOED, E_WITNESS, TuningParser, run_cli
 from tuning.objective import deterministic_view
@@ -96,7 +96,7 @@ def fetch_candidate(mlc, run_id: str, workdir: Path) -> tuple[object, PolicySet,
 def witness(policies: PolicySet, recorded: dict, runs_root: Path | None) -> dict:
     """Replay every recorded seed with a fresh cache; exact comparison of each deterministic view,
     and the fidelity verdict of each replay (promotion requires FAITHFUL on every seed)."""
-    from engine.metrics import fidelity_verdict
+    from engine import fidelity_verdict
 
     per_seed = recorded.get("per_seed") or [{"seed": recorded["identity"]["seed"], "identity": recorded["identity"],
                                               "pack": recorded["pack"]}]

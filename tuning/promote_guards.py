@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.errors import EngineError
-from engine.policies import PolicySet
+from engine import EngineError
+from engine import PolicySet
 
 E_FROZEN = "E3A_TUN_024_AUTHORITY_FROZEN"
 E_NO_CHANGE = "E3A_TUN_025_NO_CHANGE"

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Sequence
 
-from engine.policies import PolicySet
+from engine import PolicySet
 from tuning.errors import TuningParser, run_cli
 from tuning.promote import read_lineage
 from tuning.ranking import rank_rows

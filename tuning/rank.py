@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Sequence
 
-from engine.errors import EngineError
+from engine import EngineError
 from tuning.errors import E_RUN_MISSING, TuningParser, run_cli
 from tuning.ranking import rank_rows
 from tuning.study_spec import DEFAULT_KEY_METRICS, load_study

@@ -18,7 +18,7 @@ from mlflow import MlflowClient
 from mlflow.entities import LoggedModelStatus
 from mlflow.exceptions import MlflowException
 
-from engine.policies import PolicySet
+from engine import PolicySet
 from tuning.tracking import AUTHORITY_EXPERIMENT, experiment_id
 
 MODEL_NAME = "seg3a-authority"

@@ -22,7 +22,7 @@ from typing import Mapping, Sequence
 
 import pandas as pd
 
-from engine.metrics import fidelity_verdict, run_verdict
+from engine import fidelity_verdict, run_verdict
 from tuning.errors import TuningParser, run_cli
 from tuning.report_figures import FIDELITY_SECTION, FIGURES, ReportData, fidelity_figures
 from tuning.report_files import (FAMILY_LEVELS, atomic_write_text, family_gate_rows, fmt, load_run_dir,
@@ -70,7 +70,7 @@ def fidelity_table_html(fidelity: Mapping) -> str:
 
 
 def _country_names() -> dict[str, str]:
-    from engine.world.universe import country_names
+    from engine import country_names
 
     return country_names()
 

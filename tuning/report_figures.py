@@ -14,9 +14,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from engine.metrics.fidelity import REALISED_MIN_OUTLETS, jsd, share_table
-from engine.metrics.pack import count_surface_pairs, escalated_pair_index, s2_country_table, s3_cell_table, \
-    s3_pair_arrays
+from engine import REALISED_MIN_OUTLETS, jsd, share_table
+from engine import count_surface_pairs, escalated_pair_index, s2_country_table, s3_cell_table, s3_pair_arrays
 
 MAX_POINTS = 20_000
 SHARE_BINS = np.linspace(0.0, 1.0, 51)
@@ -123,7 +122,7 @@ def _mean_zones_at_or_above(shares: np.ndarray, pair_codes: np.ndarray, n_pairs:
 
 
 def fig_effective_zones(d: ReportData, pack: Mapping) -> go.Figure:
-    from engine.metrics.grouping import key_codes
+    from engine import key_codes
 
     s3, s4 = d.tables["s3"], d.tables["s4"]
     fig = go.Figure()

@@ -12,9 +12,9 @@ import math
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from engine.atomic import atomic_write
-from engine.errors import EngineError
-from engine.metrics import evaluate_gates, metric_pack, run_verdict
+from engine import atomic_write
+from engine import EngineError
+from engine import evaluate_gates, metric_pack, run_verdict
 from tuning.errors import E_ARTIFACTS, E_RUN_MISSING
 
 GATE_FAMILIES = ("hard", "stretch", "fidelity")
@@ -134,7 +134,7 @@ def gate_table_md(gates: Mapping | None, detailed: bool = False) -> str:
 
 def load_run_dir(run_dir: str | Path):
     """A materialised run read back (``engine.store.load_run``) with a coded error when absent or corrupt."""
-    from engine.store import load_run
+    from engine import load_run
 
     path = Path(run_dir)
     if not path.is_dir():
@@ -179,8 +179,8 @@ def run_fidelity_evidence(res):
     gates are N/A and its verdict NOT_APPLICABLE. The default universe with the user's own outlets
     (``default+outlets``) is still population-true: fidelity applies.
     """
-    from engine.world.evidence import fidelity_evidence
-    from engine.world.model import default_world
+    from engine import fidelity_evidence
+    from engine import default_world
 
     kind = sealed_world_kind(res)
     s2 = res.tables["s2"]
@@ -197,14 +197,14 @@ def run_fidelity_evidence(res):
 def passed_flag_path(run_dir: str | Path | None, identity: Mapping) -> Path | None:
     if run_dir is None:
         return None
-    from engine.members import data_paths
+    from engine import data_paths
 
     return Path(run_dir) / data_paths(dict(identity))["flag"]
 
 
 def table_globs(run_root: str | Path, identity: Mapping) -> dict:
     """``paths{s1_glob, s2_glob, s3_glob, s4_glob, zone_alloc_glob}`` of a materialised run."""
-    from engine.members import TABLE_MEMBERS, data_paths
+    from engine import TABLE_MEMBERS, data_paths
 
     paths = data_paths(dict(identity))
     root = Path(run_root).as_posix()

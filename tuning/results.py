@@ -12,12 +12,12 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from engine.chain import run_chain
-from engine.errors import EngineError
-from engine.metrics import fidelity_verdict, run_verdict, seedpack_verdict
-from engine.policies import PolicySet
-from engine.policies.authoring import author_policies, realism_floors
-from engine.world.model import default_world
+from engine import run_chain
+from engine import EngineError
+from engine import fidelity_verdict, run_verdict, seedpack_verdict
+from engine import PolicySet
+from engine import author_policies, realism_floors
+from engine import default_world
 from tuning.errors import E_USAGE, TuningParser, run_cli
 from tuning.ladder import ladder_table, read_ladder
 

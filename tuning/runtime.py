@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from engine.errors import EngineError
-from engine.metrics import popt0_table, popt1_closure
-from engine.metrics.quantiles import median
-from engine.metrics.runtime import STATES
+from engine import EngineError
+from engine import popt0_table, popt1_closure
+from engine import median
+from engine import STATES
 from tuning.errors import E_USAGE, TuningParser, run_cli
 from tuning.report_files import (atomic_write_text, fmt, json_text, md_table, passed_flag_path, read_json,
                                  require_keys, run_block, run_evidence, score_tables, utc_now)
@@ -51,7 +51,7 @@ def state_evidence(res, pack: Mapping) -> dict:
 
 def measure(policies, world, seed: int, repeats: int, runs_root: str | Path):
     """Run the chain ``repeats`` times (cold cache); returns (first result, per-repeat seconds, window)."""
-    from engine.chain import run_chain
+    from engine import run_chain
 
     samples, first, windows = [], None, []
     for i in range(repeats):

@@ -24,7 +24,7 @@ from optuna.samplers import BaseSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
-from engine.hashing import le64, sha256, uer
+from engine import le64, sha256, uer
 
 SamplerFactory = Callable[[int], BaseSampler]
 

@@ -14,7 +14,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from engine.errors import EngineError
+from engine import EngineError
 from tuning.errors import E_TRACKING
 
 _READY: set[str] = set()

@@ -20,8 +20,8 @@ from typing import Any
 
 import jsonschema
 
-from engine.errors import EngineError
-from engine.strict import load_yaml, non_finite_path
+from engine import EngineError
+from engine import load_yaml, non_finite_path
 from tuning.errors import E_STUDY_INVALID, E_STUDY_MISSING
 from tuning.knobs import KNOBS, check_value
 

@@ -19,7 +19,7 @@ import optuna
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileOpenLock
 
-from engine.errors import EngineError
+from engine import EngineError
 from tuning.errors import E_STORAGE, E_USAGE
 from tuning.journal_safe import SafeJournalFileBackend, truncate_torn_tail
 from tuning.sampler_streams import stream_sampler

@@ -21,7 +21,7 @@ from typing import Sequence
 
 from tqdm import tqdm
 
-from engine.policies import PolicySet
+from engine import PolicySet
 from tuning.coordination import Coordinator
 from tuning.errors import invoke, run_cli
 from tuning.knobs import KNOBS

@@ -12,7 +12,7 @@ import argparse
 from dataclasses import asdict, dataclass, fields
 from typing import Sequence
 
-from engine.errors import EngineError
+from engine import EngineError
 from tuning.errors import E_USAGE, TuningParser
 from tuning.study_store import check_sweep_args
 

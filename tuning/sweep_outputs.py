@@ -9,7 +9,7 @@ from pathlib import Path
 
 from optuna.trial import FixedTrial
 
-from engine.world.model import default_world
+from engine import default_world
 from tuning.ranking import pareto_numbers, trial_j, trial_result
 from tuning.tracking import SweepTracker
 from tuning.trial_recovery import counts

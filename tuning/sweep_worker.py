@@ -18,7 +18,7 @@ from pathlib import Path
 
 from optuna.trial import TrialState
 
-from engine.errors import EngineError
+from engine import EngineError
 from tuning.dashboard import mirror_constraints
 from tuning.errors import E_TRIALS_FAILING
 from tuning.ranking import RESULT_ATTR
