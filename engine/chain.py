@@ -69,7 +69,7 @@ def _execute(policies, values: dict, digests: dict, cache: ChainCache, seconds: 
 
 def run_chain(policies, seed: int, world: World | None = None, *, outlets: pd.DataFrame | None = None,
               cache: ChainCache | None = None, run_root: str | Path | None = None,
-              realism_mode: str = "observe", merchants: int | None = None, partitions: int = 1,
+              realism_mode: str = "observe", merchants: int | None = None, partitions: int | None = None,
               mapper=None) -> ChainResult:
     """Score (policies, seed, world): S0-S4, the metric pack and S6's in-memory checks.
 
@@ -77,7 +77,8 @@ def run_chain(policies, seed: int, world: World | None = None, *, outlets: pd.Da
     ``tables``/``s6_report``/``members``/``flag`` are read or the run is published: ``run_root`` publishes
     it at once (:func:`engine.store.materialise`). ``partitions`` > 1 runs S3/S4 merchant range by merchant
     range (byte-identical, keyed streams); ``mapper(fn, per_task_args, *shared)`` runs those tasks
-    (default: in order, in process; :mod:`engine.cluster` runs them on Dask).
+    (:mod:`engine.cluster` runs them on Dask). By default a world of 200,000 pairs or more is split into one
+    range per core run on threads, and a smaller one runs as one range, in order.
     """
     if realism_mode not in ("observe", "block"):
         raise EngineError("E3A_CLI_001_USAGE", f"realism mode must be observe or block, not {realism_mode!r}")

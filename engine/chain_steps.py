@@ -6,6 +6,9 @@ Read this file as the map: :data:`STATE_TABLE` says, for every state, what it re
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -69,6 +72,25 @@ def map_in_process(fn, per_task: list[tuple], *shared) -> list:
     return [fn(*args, *shared) for args in per_task]
 
 
+def map_in_threads(fn, per_task: list[tuple], *shared) -> list:
+    """The partitions' tasks on this process's cores (numpy, scipy and Arrow run outside the GIL), in task order."""
+    with ThreadPoolExecutor(max_workers=min(len(per_task), os.cpu_count() or 1)) as pool:
+        return list(pool.map(lambda args: fn(*args, *shared), per_task))
+
+
+AUTO_PARTITION_PAIRS = 200_000   # above this many pairs a run is split into one merchant range per core
+
+
+def execution(partitions: int | None, mapper, pairs: int) -> tuple[int, object]:
+    """(partitions, mapper) of a run: as given, or, by default, one merchant range per core run on threads
+    for a large world and one range in order for a small one. Keyed streams make the output the same."""
+    if partitions is None:
+        partitions = min(os.cpu_count() or 1, 4) if pairs >= AUTO_PARTITION_PAIRS else 1
+    if mapper is None:
+        mapper = map_in_threads if partitions > 1 else map_in_process
+    return partitions, mapper
+
+
 # ---- the states ------------------------------------------------------------------------------------
 
 def seal_world(r) -> tuple:
@@ -97,11 +119,12 @@ def priors(r) -> tuple:
 
 
 def shares(r) -> tuple:
-    s1_core, s2_core, mapper = r["s1_core"], r["s2_core"], r["mapper"]
+    s1_core, s2_core = r["s1_core"], r["s2_core"]
+    partitions, mapper = execution(r["partitions"], r["mapper"], len(s1_core))
     missing = missing_prior_countries(s1_core, s2_core)
     if missing:
         raise EngineError("E3A_S3_003_PRIOR_SURFACE_INCOMPLETE", f"escalated country {missing[0]} has no priors")
-    layouts = [zone_layout(p, s2_core) for p in merchant_partitions(s1_core, r["partitions"])]
+    layouts = [zone_layout(p, s2_core) for p in merchant_partitions(s1_core, partitions)]
     disp = r.section(MIXTURE, "s3_dispersion", S3_DISPERSION_OFF)
     drawn = mapper(s3_shares.draw_shares, [(lay,) for lay in layouts], s2_core, disp, r["master"])
     return (layouts, pd.concat([d[0] for d in drawn], ignore_index=True),
@@ -114,7 +137,8 @@ def counts(r) -> tuple:
         tasks.append((lay, drawn[offset:offset + lay.rows]))
         offset += lay.rows
     guards = r.section(MIXTURE, "s4_safeguards", S4_SAFEGUARDS_OFF)
-    for frame, c in r["mapper"](s4_counts.integerise, tasks, guards, r["master"]):
+    _, mapper = execution(len(tasks), r["mapper"], 0)
+    for frame, c in mapper(s4_counts.integerise, tasks, guards, r["master"]):
         frames.append(frame)
         for k, v in c.items():
             counters[k] = counters.get(k, 0) + v if not isinstance(v, bool) else v
@@ -202,7 +226,7 @@ def run_inputs(policies, seed: int, world: World, outlets, merchants, realism_mo
     source, source_digest = _catalogue_source(world, seed, outlets, merchants)
     values = {"seed": seed, "world": world, "catalogue_source": source, "universe": world.universe,
               "universe_digest": world.universe_digest, "evidence": world.evidence, "policy_set": policies, "realism_mode": realism_mode,
-              "partitions": partitions, "mapper": mapper or map_in_process}
+              "partitions": partitions, "mapper": mapper}
     digests = {"seed": str(seed), "world": world.world_static_digest, "catalogue_source": source_digest,
                "universe": world.universe_digest,
                "universe_digest": world.universe_digest, "evidence": world.world_static_digest,

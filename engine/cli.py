@@ -69,7 +69,7 @@ def cmd_run(args) -> int:
             result = run_chain(policies, args.seed, world, realism_mode=args.realism_mode,
                                partitions=args.partitions or 2 * mapper.threads, mapper=mapper)
     else:
-        result = run_chain(policies, args.seed, world, realism_mode=args.realism_mode, partitions=args.partitions or 1)
+        result = run_chain(policies, args.seed, world, realism_mode=args.realism_mode, partitions=args.partitions)
     result.run_dir = materialise(result, args.run_root)  # the CLI publishes: S5-S7 bytes are built here
     print(f"run_id {result.identity['run_id']}  seed {args.seed}  world {world.name}")
     print(f"run_dir {result.run_dir}")
@@ -149,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "that universe; else ./policies)")
     r.add_argument("--realism-mode", choices=["observe", "block"], default="observe")
     r.add_argument("--cluster", help="run S3/S4 merchant partitions on Dask: tcp://scheduler:8786 or local:K")
-    r.add_argument("--partitions", type=int, help="merchant partitions (default 1; with --cluster 2 per worker)")
+    r.add_argument("--partitions", type=int, help="merchant partitions (default: 1 below 200,000 pairs, else one per "
+                                                  "core on threads; with --cluster 2 per worker)")
     world_args(r)
     r.set_defaults(fn=cmd_run)
     v = sub.add_parser("verify", help="re-check a run's bundle and _passed.flag")

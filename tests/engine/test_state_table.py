@@ -106,3 +106,13 @@ def test_in_order_agrees_with_a_stable_sort():
         assert _in_order(frame, keys) == sorted_.index.equals(frame.index)
 
     check()
+
+
+def test_the_default_execution_splits_only_a_large_world_and_never_changes_bytes(policies, baseline):
+    from engine.chain_steps import AUTO_PARTITION_PAIRS, execution, map_in_process, map_in_threads
+
+    assert execution(None, None, AUTO_PARTITION_PAIRS - 1) == (1, map_in_process)
+    k, mapper = execution(None, None, AUTO_PARTITION_PAIRS)
+    assert k >= 1 and mapper is (map_in_threads if k > 1 else map_in_process)
+    threaded = run_chain(policies, 42, partitions=3, mapper=map_in_threads)
+    assert threaded.flag == baseline.flag
