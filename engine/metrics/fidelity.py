@@ -23,7 +23,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from engine.metrics.exact import jsd, pandas_group_sum, segment_jsd
+from engine.metrics.exact import jsd, mean_country_jsd, pandas_group_sum
 from engine.metrics.fidelity_index import EvidenceIndex, clock_keys, evidence_index
 
 __all__ = ["REALISED_MIN_OUTLETS", "fidelity_metrics", "jsd", "share_table"]
@@ -104,14 +104,7 @@ def _mean_jsd_keys(obs: tuple, index: EvidenceIndex, countries: np.ndarray) -> t
     q[inv[okeys.size:]] = index.people
     kcountry = np.concatenate([ocountry, index.pcountry])[first]
     keep = np.isin(kcountry, countries)
-    kcountry, p, q = kcountry[keep], p[keep], q[keep]
-    if kcountry.size == 0:
-        return 0.0, 0
-    starts = np.flatnonzero(np.concatenate(([True], kcountry[1:] != kcountry[:-1])))
-    sizes = np.diff(np.append(starts, kcountry.size))
-    scored = ~(np.add.reduceat(p, starts) <= 0)  # the scalar loop skips countries whose p sums to <= 0
-    values = segment_jsd(p, q, starts[scored], sizes[scored])
-    return (float(np.mean(values)) if values.size else 0.0), int(values.size)
+    return mean_country_jsd(kcountry[keep], p[keep], q[keep])
 
 
 def _by_strings(tables: Mapping[str, pd.DataFrame], evidence, index: EvidenceIndex) -> dict:

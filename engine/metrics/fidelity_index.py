@@ -18,7 +18,7 @@ import weakref
 import numpy as np
 import pandas as pd
 
-from engine.metrics.exact import pandas_group_sum, segment_jsd
+from engine.metrics.exact import mean_country_jsd, pandas_group_sum
 from engine.metrics.keys import Factorized
 
 _CACHE: dict[int, tuple[weakref.ref, "EvidenceIndex"]] = {}
@@ -104,14 +104,7 @@ class EvidenceIndex:
         p[self.kz_to_u[present]] = sums[present]
         observed[self.kz_to_u[present]] = True
         keep = (observed | self.in_pop) & self.u_multi & country_ok[self.u_cid]
-        cid, p, q = self.u_cid[keep], p[keep], self.q[keep]
-        if cid.size == 0:
-            return 0.0, 0
-        starts = np.flatnonzero(np.concatenate(([True], cid[1:] != cid[:-1])))
-        sizes = np.diff(np.append(starts, cid.size))
-        scored = ~(np.add.reduceat(p, starts) <= 0)  # the scalar loop skips countries whose p sums to <= 0
-        values = segment_jsd(p, q, starts[scored], sizes[scored])
-        return (float(np.mean(values)) if values.size else 0.0), int(values.size)
+        return mean_country_jsd(self.u_cid[keep], p[keep], self.q[keep])
 
     def per_country(self, sums: np.ndarray) -> np.ndarray:
         return np.bincount(self.kz_cid, weights=sums, minlength=self.u_countries.size)
