@@ -166,14 +166,8 @@ class Sweep:
 
     def _finish(self, trial, ev, future, progress) -> int:
         def tell() -> int:
-            run_id = future.result()
-            trial.set_user_attr(RESULT_ATTR, {
-                "mlflow_run_id": run_id, "veto": "PASS" if ev.feasible else "FAIL", "veto_reasons": ev.vetoes,
-                "engine_run_id": ev.identity.get("run_id"), "chain_seconds": ev.chain_seconds,
-                "build_seconds": ev.build_seconds, "verdict": ev.verdict, "fidelity": ev.fidelity,
-                "seeds": ev.seeds, "seed_values": ev.seed_values, "second": ev.second_value,
-                "target_pass": ev.target_pass,
-                "metrics": {m: metric_or_none(ev.pack, m) for m in self.spec.key_metrics}})
+            result = future.result()  # the trial's TrialResult (tuning.trial_result), its MLflow run logged
+            trial.set_user_attr(RESULT_ATTR, result.user_attr(self.spec.key_metrics))
             if "PRUNED" in ev.vetoes:
                 self.study.tell(trial, state=TrialState.PRUNED)
             elif self.spec.multi_objective:
