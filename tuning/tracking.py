@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import socket
+import sys
 import tempfile
 import time
 import warnings
@@ -237,8 +238,11 @@ class SweepTracker:
         of that key (an HTTP retry of ``create_run`` against a tracking server, a stale attempt) is deleted."""
         from optuna.trial import TrialState
 
-        keep = {(t.user_attrs.get("result") or {}).get("mlflow_run_id")
-                for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        from tuning.trial_recovery import original_number
+        if self.mlc.tracking_uri.startswith("sqlite:") and all(original_number(t) == t.number for t in done):
+            return 0  # a local store has no HTTP retries, and no trial here replaced a dead attempt
+        keep = {(t.user_attrs.get("result") or {}).get("mlflow_run_id") for t in done}
         runs = self.trial_runs()
         done_keys = {r.data.tags.get("trial_key") for r in runs if r.info.run_id in keep}
         extra = [r for r in runs if r.data.tags.get("trial_key") in done_keys and r.info.run_id not in keep]
@@ -253,10 +257,14 @@ class SweepTracker:
     def finish_parent(self, study, summary: Mapping, status: str = "FINISHED") -> None:
         if not self.parent_run_id:
             return
+        local = local_artifact_dir(self.mlc.get_run(self.parent_run_id).info.artifact_uri)
         with tempfile.TemporaryDirectory(prefix="sweep-") as tmp:
-            write_study_plots(study, Path(tmp))
-            (Path(tmp) / "sweep_summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
-            self.mlc.log_artifacts(self.parent_run_id, tmp)
+            out = local if local is not None else Path(tmp)
+            out.mkdir(parents=True, exist_ok=True)
+            write_study_plots(study, out)
+            (out / "sweep_summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
+            if local is None:
+                self.mlc.log_artifacts(self.parent_run_id, tmp)
         best = summary.get("best") or {}
         log_batch(self.mlc, self.parent_run_id,
                   metrics={"trials_complete": summary.get("trials_complete", 0),
@@ -278,10 +286,29 @@ def search_all(mlc: MlflowClient, experiment_ids: Iterable[str], filter_string: 
             return runs
 
 
+def _visualization():
+    """``optuna.visualization`` without its optional matplotlib backend and fANOVA's scikit-learn (about
+    1.5 s of imports a sweep never uses: the plots are plotly, importances PED-ANOVA). Modules already
+    imported are left alone; the block lasts for this import only."""
+    if "optuna.visualization" in sys.modules:
+        return sys.modules["optuna.visualization"]
+    blocked = [m for m in ("matplotlib", "sklearn") if m not in sys.modules]
+    for m in blocked:
+        sys.modules[m] = None  # "import m" raises ImportError: optuna's try_import records it as missing
+    try:
+        import optuna.importance  # noqa: F401  (plot_param_importances imports it on first use)
+        import optuna.visualization as vis
+    finally:
+        for m in blocked:
+            if sys.modules.get(m, False) is None:
+                del sys.modules[m]
+    return vis
+
+
 def write_study_plots(study, directory: Path) -> list[str]:
     """Optuna plots as self-contained HTML (plotly.js inline: they render offline); importances only with
     >= 2 complete trials that vary."""
-    import optuna.visualization as vis
+    vis = _visualization()
     from optuna.trial import TrialState
 
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
