@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -25,7 +27,7 @@ from optuna_integration.mlflow import MLflowCallback
 from engine.chain import ChainCache, run_chain
 from engine.metrics import metric_pack
 from engine.policies import PolicySet
-from tuning.errors import TuningParser, run_cli
+from tuning.errors import TuningParser
 from tuning.knobs import apply_knobs
 from tuning.objective import phase_j
 from tuning.study_spec import load_study, metric_value
@@ -72,7 +74,9 @@ def run_peer(phase: str, points: list[dict], study_name: str) -> dict:
     for p in points:
         study.enqueue_trial(p)
     names = ["J", spec.second["name"]] if spec.second else ["J"]
-    callback = MLflowCallback(tracking_uri=tracking_uri(), metric_name=names)
+    with warnings.catch_warnings():  # deprecated since Optuna 4.9 (still what a user reaches for)
+        warnings.simplefilter("ignore", FutureWarning)
+        callback = MLflowCallback(tracking_uri=tracking_uri(), metric_name=names)
     study.optimize(objective, n_trials=len(points), callbacks=[callback])
     trials = study.trials
     span = (max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)).total_seconds()
@@ -94,4 +98,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    sys.exit(main())  # a user's script ends the ordinary way (the harness's CLIs skip the heap teardown)
