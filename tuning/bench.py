@@ -1,4 +1,5 @@
-"""``python -m tuning.bench [--json] [--sweep-trials 200] [--peer-trials 60] [--rounds 3] [--keep DIR]``
+"""``python -m tuning.bench [--json] [--sweep-trials 200] [--sweep-workers K] [--peer-trials 60] [--rounds 3]``
+``[--keep DIR]``
 
 The harness benchmarks of issues #4 and #9, each run in a throw-away project (a copy of ``policies/``
 and ``studies/``, its own MLflow store, created before the clock starts, and Optuna journal):
@@ -9,8 +10,9 @@ and ``studies/``, its own MLflow store, created before the clock starts, and Opt
   (the order alternates), both as fresh processes; ``ratio`` = harness wall / peer wall (target <= 1.0),
   with each side's fixed cost (process wall - trial span: start-up + close) and chain seconds per trial;
   the harness's fixed cost (target <= 2 s) and overhead (1 - chain / trial span, target <= 0.15);
-- ``sweep``: wall time of ``python -m tuning.sweep --phase P1.2 --trials N`` with full logging, process
-  start-up included (target: N=200 in <= 30 s on 2 cores);
+- ``sweep``: wall time of ``python -m tuning.sweep --phase P1.2 --trials N [--workers K]`` with full
+  logging, process start-up included (target: N=200 in <= 30 s on 2 cores), its fixed cost, trial wall,
+  chain seconds and overhead;
 - ``certify``: engine seconds of ``python -m tuning.certify --authority`` on the 4 seeds (target <= 5 s).
 """
 
@@ -73,16 +75,31 @@ def _study_trials(root: Path, study: str) -> list:
         os.chdir(cwd)
 
 
+def _fixed_parts(root: Path, parent_run_id: str, t0: float, t1: float, first: float, last: float) -> dict:
+    """Where the fixed cost goes (epoch seconds): process start -> parent run created (imports, store, study),
+    -> first trial (anchor), last trial -> parent run closed (reports, plots, summary), -> process gone."""
+    from mlflow import MlflowClient
+
+    info = MlflowClient(_env(root)["MLFLOW_TRACKING_URI"]).get_run(parent_run_id).info
+    start, end = info.start_time / 1000.0, info.end_time / 1000.0
+    return {"start_to_parent_run_s": round(start - t0, 2), "parent_run_to_first_trial_s": round(first - start, 2),
+            "last_trial_to_close_s": round(end - last, 2), "close_to_exit_s": round(t1 - end, 2)}
+
+
 def run_harness(root: Path, trials: int, study: str, extra: Sequence[str] = ()) -> dict:
+    t0 = time.time()
     out, wall = _cli(root, "tuning.sweep", "--phase", PHASE, "--trials", str(trials), "--study", study, "--json",
                      "--no-progress", *extra)
+    t1 = time.time()
     summary = json.loads(out.stdout)
     done = sorted(_study_trials(root, study), key=lambda t: t.number)
     chain = sum(t.user_attrs["result"]["chain_seconds"] for t in done)
     build = sum(t.user_attrs["result"].get("build_seconds", 0.0) for t in done)
-    span = (max(t.datetime_complete for t in done) - min(t.datetime_start for t in done)).total_seconds()
+    first, last = min(t.datetime_start for t in done), max(t.datetime_complete for t in done)
+    span = (last - first).total_seconds()
     return {"wall_s": wall, "span_s": span, "fixed_s": wall - span, "trials": len(done), "chain_s": chain,
             "build_s": build, "overhead_fraction": 1.0 - chain / span, "summary": summary,
+            "fixed_parts": _fixed_parts(root, summary["parent_run_id"], t0, t1, first.timestamp(), last.timestamp()),
             "params": [t.params for t in done], "J": [t.values[0] if t.values else None for t in done]}
 
 
@@ -98,7 +115,8 @@ def _side(r: dict) -> dict:
     n = r["trials"]
     return {"wall_s": round(r["wall_s"], 2), "fixed_s": round(r["fixed_s"], 2),
             "trial_wall_mean_s": round(r["span_s"] / n, 4), "trial_chain_mean_s": round(r["chain_s"] / n, 4),
-            "overhead_fraction": round(1.0 - r["chain_s"] / r["span_s"], 4)}
+            "overhead_fraction": round(1.0 - r["chain_s"] / r["span_s"], 4),
+            **({"fixed_parts": r["fixed_parts"]} if "fixed_parts" in r else {})}
 
 
 def compare_with_peer(base: Path, trials: int, rounds: int) -> dict:
@@ -129,16 +147,16 @@ def compare_with_peer(base: Path, trials: int, rounds: int) -> dict:
             "max_abs_J_difference": j_gap}
 
 
-def sweep_and_certify(base: Path, trials: int) -> dict:
+def sweep_and_certify(base: Path, trials: int, workers: int = 1) -> dict:
     root = project(base / "sweep")
-    h = run_harness(root, trials, "bench-P1.2")
+    h = run_harness(root, trials, "bench-P1.2", ("--workers", str(workers)) if workers > 1 else ())
     cert, cert_wall = _cli(root, "tuning.certify", "--authority", "--json")
     cert_doc = json.loads(cert.stdout)
     s, n = h["summary"], h["trials"]
     return {
-        "sweep": {"phase": PHASE, "trials": s["trials_complete"], "wall_s": round(h["wall_s"], 2),
+        "sweep": {"phase": PHASE, "trials": s["trials_complete"], "workers": workers, "wall_s": round(h["wall_s"], 2),
                   "trials_feasible": s["trials_feasible"], "best_J": (s.get("best") or {}).get("J"),
-                  "startup_and_close_s": round(h["fixed_s"], 2),
+                  "startup_and_close_s": round(h["fixed_s"], 2), "fixed_parts": h["fixed_parts"],
                   "trial_wall_mean_s": round(h["span_s"] / n, 4), "trial_chain_mean_s": round(h["chain_s"] / n, 4),
                   "trial_candidate_build_mean_s": round(h["build_s"] / n, 4),
                   "harness_overhead_fraction": round(h["overhead_fraction"], 4),
@@ -150,9 +168,9 @@ def sweep_and_certify(base: Path, trials: int) -> dict:
     }
 
 
-def bench(base: Path, sweep_trials: int, peer_trials: int, rounds: int) -> dict:
+def bench(base: Path, sweep_trials: int, peer_trials: int, rounds: int, sweep_workers: int = 1) -> dict:
     result = {"peer": compare_with_peer(base, peer_trials, rounds) if rounds > 0 else None}
-    result.update(sweep_and_certify(base, sweep_trials))
+    result.update(sweep_and_certify(base, sweep_trials, sweep_workers))
     peer, sweep = result["peer"] or {}, result["sweep"]
     result["targets"] = TARGETS
     result["cpu_count"] = os.cpu_count()
@@ -173,15 +191,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--sweep-trials", type=int, default=200, help="trials of the benchmark sweep (default 200)")
     ap.add_argument("--peer-trials", type=int, default=60, help="trials of each peer-comparison round (default 60)")
     ap.add_argument("--rounds", type=int, default=3, help="paired harness/peer rounds (default 3; 0 skips)")
+    ap.add_argument("--sweep-workers", type=int, default=1, help="--workers of the benchmark sweep (default 1)")
     ap.add_argument("--keep", help="run in this directory and keep it (default: a temporary directory)")
     args = ap.parse_args(argv)
     if args.keep:
         root = Path(args.keep).resolve()
         root.mkdir(parents=True, exist_ok=False)
-        result = bench(root, args.sweep_trials, args.peer_trials, args.rounds)
+        result = bench(root, args.sweep_trials, args.peer_trials, args.rounds, args.sweep_workers)
     else:
         with tempfile.TemporaryDirectory(prefix="tuning-bench-") as tmp:
-            result = bench(Path(tmp), args.sweep_trials, args.peer_trials, args.rounds)
+            result = bench(Path(tmp), args.sweep_trials, args.peer_trials, args.rounds, args.sweep_workers)
     if args.json:
         print(json.dumps(result, indent=2, sort_keys=True))
     else:

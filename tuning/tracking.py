@@ -218,6 +218,8 @@ class SweepTracker:
                 "trial_key": key, **result.tags()}
         if original_number != number:
             tags["retry_of"] = str(original_number)
+        if result.second is not None:  # a two-objective trial: off the Pareto front until the close says so
+            tags["pareto"] = "false"
         if self.parent_run_id:  # not mlflow.parentRunId: the UI would fold every trial under the sweep run
             tags["sweep_run_id"] = self.parent_run_id
         run = self.mlc.create_run(self.experiment_id, run_name=f"trial-{number:04d}", tags=tags)
