@@ -145,7 +145,7 @@ def local_artifact_dir(artifact_uri: str) -> Path | None:
         from urllib.parse import unquote, urlparse
 
         return Path(unquote(urlparse(artifact_uri).path))
-    if "://" not in artifact_uri and ":" not in artifact_uri[:2]:
+    if artifact_uri.startswith("/"):  # a bare absolute path; "mlflow-artifacts:/..." (a server) is not local
         return Path(artifact_uri)
     return None
 

@@ -103,3 +103,12 @@ def test_plots_without_matplotlib_or_sklearn(tmp_path):
     assert lines[1] == "[]"  # neither was imported, and the block was lifted (no None left behind)
     for name in ("optimization_history", "parallel_coordinate", "param_importances"):
         assert (tmp_path / f"{name}.html").stat().st_size > 100_000  # plotly.js inline
+
+
+def test_only_a_local_artifact_location_is_written_directly():
+    from tuning.tracking import local_artifact_dir
+    assert local_artifact_dir("file:///tmp/a%20b/1/abc/artifacts") == Path("/tmp/a b/1/abc/artifacts")
+    assert local_artifact_dir("/srv/mlruns/1/abc/artifacts") == Path("/srv/mlruns/1/abc/artifacts")
+    for remote in ("mlflow-artifacts:/1/abc/artifacts", "mlflow-artifacts://host:5000/1/abc/artifacts",
+                   "s3://bucket/1/abc/artifacts", "http://host/1/abc"):
+        assert local_artifact_dir(remote) is None
