@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 from pathlib import Path
 
 from engine.cliwrap import CodedParser as _Parser, invoke
@@ -60,6 +58,7 @@ def _policies(args, world):
 
 def cmd_run(args) -> int:
     from engine.chain import run_chain
+    from engine.store import materialise
 
     world = _world(args)
     policies = _policies(args, world)
@@ -67,11 +66,11 @@ def cmd_run(args) -> int:
         from engine.cluster import dask_mapper
 
         with dask_mapper(args.cluster) as mapper:
-            result = run_chain(policies, args.seed, world, run_root=args.run_root, realism_mode=args.realism_mode,
+            result = run_chain(policies, args.seed, world, realism_mode=args.realism_mode,
                                partitions=args.partitions or 2 * mapper.threads, mapper=mapper)
     else:
-        result = run_chain(policies, args.seed, world, run_root=args.run_root, realism_mode=args.realism_mode,
-                           partitions=args.partitions or 1)
+        result = run_chain(policies, args.seed, world, realism_mode=args.realism_mode, partitions=args.partitions or 1)
+    result.run_dir = materialise(result, args.run_root)  # the CLI publishes: S5-S7 bytes are built here
     print(f"run_id {result.identity['run_id']}  seed {args.seed}  world {world.name}")
     print(f"run_dir {result.run_dir}")
     print("seconds " + "  ".join(f"{s}={v:.3f}" for s, v in result.seconds.items()))
@@ -114,42 +113,18 @@ def cmd_author(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from engine.chain import STATES, run_chain
-
-    from engine.world.model import outlets_for
+    from engine.bench import default_world_bench, scale_bench, with_targets
 
     world = _world(args)
     policies = _policies(args, world)
-    # the upstream catalogue (segment 1A's output) is an input: made once per seed, sealed by S0 in every repeat
-    catalogue = outlets_for(world, args.seed)
-    run_chain(policies, args.seed, world, outlets=catalogue)  # warm imports and world tables
-    runs = []
-    for _ in range(args.repeats):
-        t0 = time.perf_counter()
-        res = run_chain(policies, args.seed, world, outlets=catalogue)  # a fresh cache: every state runs
-        runs.append((time.perf_counter() - t0, res.seconds))
-    out = {
-        "seed": args.seed, "world": world.name, "repeats": args.repeats,
-        "chain_seconds_median": statistics.median(r[0] for r in runs),
-        "chain_seconds_min": min(r[0] for r in runs),
-        "states": {s: statistics.median(r[1][s] for r in runs) for s in STATES},
-        "pairs": len(res.tables["s1"]), "zone_rows": len(res.tables["s3"]), "outlet_rows": len(catalogue),
-        "note": "fresh ChainCache per repeat (no state reused); the outlet catalogue is the upstream input",
-    }
+    out = default_world_bench(policies, args.seed, world, args.repeats)
     if args.cluster:  # the scale world in-process vs on a Dask cluster (engine.cluster imports dask lazily)
         from engine.cluster import bench_cluster
 
         out["cluster_bench"] = bench_cluster(policies, args.seed, world, args.scale, args.cluster)
     elif args.scale > 1:
-        from engine.world.outlets import MERCHANTS_DEFAULT
-
-        big_catalogue = outlets_for(world, args.seed, MERCHANTS_DEFAULT * args.scale)
-        t0 = time.perf_counter()
-        big = run_chain(policies, args.seed, world, outlets=big_catalogue)
-        out[f"scale{args.scale}_chain_seconds"] = time.perf_counter() - t0
-        out[f"scale{args.scale}_states"] = big.seconds
-        out[f"scale{args.scale}_pairs"] = len(big.tables["s1"])
-        out[f"scale{args.scale}_zone_rows"] = len(big.tables["s3"])
+        out.update(scale_bench(policies, (args.world, args.reference, args.outlets), args.seed, args.scale))
+    out = with_targets(out)
     if args.json:
         print(json.dumps(out, indent=2, sort_keys=True))
     else:

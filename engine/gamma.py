@@ -10,7 +10,7 @@ any double) meaningful: shares are formed by a log-sum-exp.
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import gammainc, gammaincinv, gammaln
+from scipy.special import gammaincinv, gammaln
 
 SMALL_X_LOG = np.log(1e-12)
 
@@ -25,11 +25,6 @@ def log_gamma_ppf(u: np.ndarray, a: np.ndarray) -> np.ndarray:
         x = gammaincinv(a[regular], u[regular])
         out[regular] = np.log(x)
     return out
-
-
-def gamma_cdf(x: np.ndarray, a: np.ndarray) -> np.ndarray:
-    """P(a, x), exposed for round-trip checks."""
-    return gammainc(a, x)
 
 
 def dirichlet_from_uniforms(u: np.ndarray, alpha: np.ndarray, starts: np.ndarray) -> np.ndarray:

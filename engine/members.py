@@ -85,8 +85,9 @@ def rng_logs(identity: dict, events: pd.DataFrame) -> tuple[bytes, bytes, bytes]
     return "".join(ev).encode("ascii"), "".join(tr).encode("ascii"), audit
 
 
-def build_members(identity: dict, receipt: dict, sealed: list, tables: dict, events: pd.DataFrame,
+def build_members(identity: dict, receipt: dict, sealed: list, table_bytes: dict, events: pd.DataFrame,
                   universe_doc: dict, s6_report: dict, s6_issues: pd.DataFrame) -> tuple[list[Member], dict]:
+    """Every member's exact bytes; ``table_bytes`` maps "s1".."s4", "zone_alloc" to their parquet bytes."""
     paths = data_paths(identity)
     data: dict[str, bytes] = {
         "s0_gate_receipt_3A": json_bytes(receipt),
@@ -96,27 +97,10 @@ def build_members(identity: dict, receipt: dict, sealed: list, tables: dict, eve
         "s6_issue_table_3A": parquet_bytes(s6_issues),
     }
     for key, logical in TABLE_MEMBERS.items():
-        data[logical] = parquet_bytes(tables[key])
+        data[logical] = table_bytes[key]
     data["rng_event_zone_dirichlet"], data["rng_trace_log"], data["rng_audit_log"] = rng_logs(identity, events)
     receipt6 = s6_validation.receipt(s6_report, sha256_hex(data["s6_validation_report_3A"]),
                                      sha256_hex(data["s6_issue_table_3A"]))
     data["s6_receipt_3A"] = json_bytes(receipt6)
     members = [Member(lid, paths[lid], ROLES[lid], SCHEMA, blob) for lid, blob in sorted(data.items())]
     return members, receipt6
-
-
-def realism(tables: dict, report: dict, mode: str, evidence=None) -> tuple[dict, dict]:
-    """Metric pack and gates (fidelity included when the world's evidence is given); in block mode a
-    hard-gate miss fails S6."""
-    from engine.metrics import evaluate_gates, fidelity_verdict, metric_pack, run_verdict
-
-    pack = metric_pack(tables, evidence)
-    gates = evaluate_gates(pack)
-    verdict = run_verdict(gates)
-    hard_fail = sorted(g for g, v in gates["hard"].items() if v["status"] != "PASS")
-    report["realism"] = {"mode": mode, "verdict": verdict, "fidelity_verdict": fidelity_verdict(gates),
-                         "hard_failed": hard_fail,
-                         "stretch_failed": sorted(g for g, v in gates["stretch"].items() if v["status"] != "PASS")}
-    if mode == "block" and hard_fail:
-        report["overall_status"] = "FAIL"
-    return pack, gates

@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from engine.hashing import le64, uer
+from engine.hashing import uer
 
 _M0 = np.uint64(0xD2511F53)
 _M1 = np.uint64(0xCD9E8D57)
@@ -39,10 +39,6 @@ def philox4x32(counter: np.ndarray, key: np.ndarray, rounds: int = 10) -> np.nda
         hi1, lo1 = p1 >> _SHIFT32, p1 & _MASK32
         c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
     return np.stack([c0, c1, c2, c3], axis=1).astype(np.uint32)
-
-
-def substream_digest(master: bytes, stream: str, merchant_id: int, country_iso: str) -> bytes:
-    return hashlib.sha256(master + uer(stream) + le64(merchant_id) + uer(country_iso)).digest()
 
 
 def pair_keys(master: bytes, stream: str, merchant_ids: Sequence[int], countries: Sequence[str]) -> np.ndarray:

@@ -19,6 +19,8 @@ import pandas as pd
 from engine.errors import E_BUNDLE_MISSING, E_BUNDLE_TAMPERED, E_PUBLISH, EngineError
 from engine.hashing import sha256_hex
 from engine.members import TABLE_MEMBERS, data_paths
+from engine.bundle import Bundle
+from engine.result import ChainResult
 from engine.serialize import json_bytes, read_jsonl
 from engine.states.s7_bundle import bundle_digest
 from engine.verify_bundle import check_identity, check_no_strays
@@ -37,7 +39,8 @@ def run_report(result) -> dict:
             "realism": result.s6_report.get("realism")}
 
 
-def materialise(result, run_root: Path) -> Path:
+def materialise(result, run_root: str | Path) -> Path:
+    run_root = Path(run_root)
     try:
         run_root.mkdir(parents=True, exist_ok=True)
         if not os.access(run_root, os.W_OK | os.X_OK):
@@ -126,8 +129,6 @@ def verify(run_dir: str | Path) -> dict:
 
 def load_run(run_dir: str | Path):
     """Read a materialised run back as a ChainResult (tables, events, identity, seconds, S6/S7)."""
-    from engine.chain import ChainResult
-
     run_dir = Path(run_dir)
     report_path = run_dir / "reports" / "run_report.json"
     if not report_path.exists():
@@ -150,9 +151,10 @@ def load_run(run_dir: str | Path):
     universe_doc = json.loads((run_dir / paths["zone_alloc_universe_hash"]).read_bytes())
     flag_path = run_dir / paths["flag"]
     index_path = run_dir / paths["index"]
-    return ChainResult(identity=identity, tables=tables, events=events, seconds=report["seconds"],
-                       reused=set(report["reused"]), receipt=receipt, sealed=sealed, universe_doc=universe_doc,
-                       s6_report=s6_report, s6_issues=s6_issues, s6_receipt=s6_receipt, s7=report["s7"],
-                       index=json.loads(index_path.read_bytes()) if index_path.exists() else {},
-                       flag=flag_path.read_text() if flag_path.exists() else "", counters=report["counters"],
-                       run_dir=run_dir)
+    bundle = Bundle(tables=tables, universe_doc=universe_doc, s6_report=s6_report, s6_issues=s6_issues,
+                    s6_receipt=s6_receipt, members=[], s7=report["s7"],
+                    index=json.loads(index_path.read_bytes()) if index_path.exists() else {},
+                    flag=flag_path.read_text() if flag_path.exists() else "")
+    return ChainResult.from_bundle(bundle, identity=identity, events=events, seconds=report["seconds"],
+                                   reused=set(report["reused"]), receipt=receipt, sealed=sealed,
+                                   counters=report["counters"], run_dir=run_dir)

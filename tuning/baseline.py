@@ -14,7 +14,6 @@ Markdown table. Exit 0 whatever the verdict (the pack records it); exit 2 on an 
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Sequence
 
@@ -81,7 +80,7 @@ def p0_markdown(doc: dict, gates: dict) -> str:
     return "\n".join(head) + gate_table_md(gates) + "\n"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> TuningParser:
     ap = TuningParser(prog="python -m tuning.baseline", description=__doc__.splitlines()[0])
     what = ap.add_mutually_exclusive_group()
     what.add_argument("--authored", action="store_const", const="authored", dest="subject",

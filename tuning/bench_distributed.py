@@ -10,7 +10,6 @@ target is a ratio below 1.6.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -23,7 +22,7 @@ from typing import Sequence
 
 from engine.errors import EngineError
 from tuning import local_services as ls
-from tuning.errors import E_TRIALS_FAILING, E_USAGE, run_cli
+from tuning.errors import E_TRIALS_FAILING, E_USAGE, TuningParser, run_cli
 
 TARGET_RATIO = 1.6
 
@@ -79,7 +78,7 @@ def bench(args) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tuning.bench_distributed", description=__doc__.splitlines()[0])
+    ap = TuningParser(prog="python -m tuning.bench_distributed", description=__doc__.splitlines()[0])
     ap.add_argument("--phase", default="P1.2")
     ap.add_argument("--trials", type=int, default=24)
     ap.add_argument("--workers", type=int, default=4)

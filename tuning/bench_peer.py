@@ -24,9 +24,7 @@ from typing import Sequence
 import optuna
 from optuna_integration.mlflow import MLflowCallback
 
-from engine.chain import ChainCache, run_chain
-from engine.metrics import metric_pack
-from engine.policies import PolicySet
+from engine import ChainCache, PolicySet, metric_pack, run_chain
 from tuning.errors import TuningParser
 from tuning.knobs import apply_knobs
 from tuning.objective import phase_j
@@ -35,7 +33,7 @@ from tuning.tracking import tracking_uri
 
 
 def _pack(res) -> dict:
-    return res.pack if res.pack is not None else metric_pack(res.tables)
+    return res.pack if res.pack is not None else metric_pack(res.cores)
 
 
 def make_objective(spec, base: PolicySet, seeds: list[int], chain_seconds: list[float]):

@@ -163,13 +163,11 @@ class Campaign:
         return "authored"
 
     def _run_sweep(self, cfg: dict, phase: str):
-        from tuning.sweep import Sweep, parse_args
+        from tuning.sweep import Sweep, SweepConfig
 
-        argv = ["--phase", cfg["study"], "--studies-dir", str(self.studies), "--policies", str(self.policies),
-                "--no-progress", "--study", cfg.get("name", f"3A-{phase}")]
-        if cfg.get("trials"):
-            argv += ["--trials", str(cfg["trials"])]
-        sweep = Sweep(parse_args(argv))
+        trials = int(cfg["trials"]) if cfg.get("trials") else None
+        sweep = Sweep(SweepConfig(phase=cfg["study"], studies_dir=str(self.studies), policies=str(self.policies),
+                                  progress=False, study=cfg.get("name", f"3A-{phase}"), trials=trials))
         return sweep, sweep.run()
 
     def frontier(self, step: dict) -> str:

@@ -24,7 +24,8 @@ from engine.metrics import REQUIRED_SEEDS, fidelity_verdict, seedpack_verdict
 from engine.policies import PolicySet
 from tuning.errors import E_CERTIFY, TuningParser, run_cli
 from tuning.promote import fetch_candidate_files
-from tuning.tracking import (CERTIFY_EXPERIMENT, client, experiment_id, flatten_pack, gate_table_md, log_batch)
+from tuning.report_files import gate_table_md
+from tuning.tracking import CERTIFY_EXPERIMENT, client, experiment_id, flatten_pack, log_batch
 
 
 HOLDOUT_RATES = ("pass_rate_bplus", "pass_rate_b", "faithful_rate", "pass_rate_bplus_faithful")
@@ -56,41 +57,21 @@ def certify(policies: PolicySet, seeds: Sequence[int], source: dict, runs_root: 
 
 def _certify(policies: PolicySet, seeds: Sequence[int], source: dict, runs_root: Path | None, holdout: int,
              bar) -> dict:
+    """Parent run -> every seed's chain -> verdict -> one child run per seed -> summary (logged)."""
     mlc = client()
     exp = experiment_id(mlc, CERTIFY_EXPERIMENT)
     parent = mlc.create_run(exp, run_name=f"certify-{policies.parameter_hash[:12]}", tags={
         "run_kind": "certification", "parameter_hash": policies.parameter_hash, "seeds": ",".join(map(str, seeds)),
         **{f"digest.{p}": d for p, d in policies.digests.items()}, **{k: str(v) for k, v in source.items()}})
     parent_id = parent.info.run_id
-    cache, per_seed, engine_seconds, rows = ChainCache(), {}, {}, {}
     t0 = time.perf_counter()
     try:
-        for seed in seeds:
-            res = run_chain(policies, seed, cache=cache, run_root=runs_root)
-            per_seed[seed] = {"pack": res.pack, "gates": res.gates, "s6_overall_status": res.s6_report["overall_status"],
-                              "s7_status": res.s7.get("status")}
-            engine_seconds[seed] = float(sum(res.seconds.values()))
-            rows[seed] = res.identity
-            bar.update(1)
+        per_seed, engine_seconds, rows = _run_seeds(policies, seeds, runs_root, bar)
         verdict = seedpack_verdict(per_seed, seeds)
         fidelity = {seed: fidelity_verdict(per_seed[seed]["gates"]) for seed in seeds}
         for seed in seeds:
-            row = verdict["seeds"][seed]
-            child = mlc.create_run(exp, run_name=f"seed-{seed}", tags={
-                "mlflow.parentRunId": parent_id, "run_kind": "certification_seed", "seed": str(seed),
-                "engine_run_id": rows[seed]["run_id"], "parameter_hash": rows[seed]["parameter_hash"],
-                "manifest_fingerprint": rows[seed]["manifest_fingerprint"], "run_verdict": row["run_verdict"],
-                "hard_pass": str(row["hard_pass"]).lower(), "stretch_pass": str(row["stretch_pass"]).lower(),
-                "s6_status": str(row["s6_overall_status"]), "s7_status": str(row["s7_status"]),
-                "failing_hard": ",".join(row["failing_hard"]) or "none", "fidelity": fidelity[seed]})
-            log_batch(mlc, child.info.run_id, metrics={**flatten_pack(per_seed[seed]["pack"]),
-                                                       "seconds.engine": engine_seconds[seed]})
-            with tempfile.TemporaryDirectory() as tmp:
-                Path(tmp, "gate_table.md").write_text(gate_table_md(per_seed[seed]["gates"]))
-                Path(tmp, "metric_pack.json").write_text(json.dumps(per_seed[seed], indent=2, sort_keys=True,
-                                                                    default=str))
-                mlc.log_artifacts(child.info.run_id, tmp)
-            mlc.set_terminated(child.info.run_id)
+            _log_seed_run(mlc, exp, parent_id, seed, per_seed[seed], verdict["seeds"][seed], rows[seed],
+                          fidelity[seed], engine_seconds[seed])
         faithful = all(v == "FAITHFUL" for v in fidelity.values())
         summary = {"verdict": verdict["verdict"], "reasons": verdict["reasons"], "seeds": list(seeds),
                    "fidelity": fidelity, "fidelity_verdict": "FAITHFUL" if faithful else "DISTORTED",
@@ -103,23 +84,59 @@ def _certify(policies: PolicySet, seeds: Sequence[int], source: dict, runs_root:
             from tuning.holdout import holdout_report, holdout_seeds, tuning_seeds
 
             summary["holdout"] = holdout_report(policies, holdout_seeds(holdout, tuning_seeds()), bar)
-        hold = summary.get("holdout") or {}
-        log_batch(mlc, parent_id, metrics={"seconds.engine_total": summary["engine_seconds_total"],
-                                           **{f"cv.{m}": v for m, v in verdict["cv"].items()},
-                                           **{f"holdout.{k}": hold[k] for k in HOLDOUT_RATES if k in hold},
-                                           **({"holdout.n": hold["n"]} if hold else {})},
-                  tags={"verdict": verdict["verdict"], "fidelity_verdict": summary["fidelity_verdict"],
-                        "certified": str(summary["certified"]).lower()})
-        with tempfile.TemporaryDirectory() as tmp:
-            Path(tmp, "certification_summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True,
-                                                                          default=str))
-            Path(tmp, "certification_summary.md").write_text(summary_markdown(summary))
-            mlc.log_artifacts(parent_id, tmp)
-        mlc.set_terminated(parent_id)
+        _log_summary(mlc, parent_id, summary)
     except BaseException:
         mlc.set_terminated(parent_id, status="FAILED")
         raise
     return summary
+
+
+def _run_seeds(policies: PolicySet, seeds: Sequence[int], runs_root: Path | None, bar) -> tuple[dict, dict, dict]:
+    """S0 -> S7 on every seed through one chain cache: (scored entry, engine seconds, identity) per seed."""
+    cache, per_seed, engine_seconds, rows = ChainCache(), {}, {}, {}
+    for seed in seeds:
+        res = run_chain(policies, seed, cache=cache, run_root=runs_root)
+        per_seed[seed] = {"pack": res.pack, "gates": res.gates, "s6_overall_status": res.s6_report["overall_status"],
+                          "s7_status": res.s7.get("status")}
+        engine_seconds[seed] = float(sum(res.seconds.values()))
+        rows[seed] = res.identity
+        bar.update(1)
+    return per_seed, engine_seconds, rows
+
+
+def _log_seed_run(mlc, exp: str, parent_id: str, seed: int, entry: dict, row: dict, identity: dict,
+                  fidelity: str, engine_seconds: float) -> None:
+    """The nested MLflow run of one seed: its verdict row as tags, its pack as metrics, gate table + pack."""
+    child = mlc.create_run(exp, run_name=f"seed-{seed}", tags={
+        "mlflow.parentRunId": parent_id, "run_kind": "certification_seed", "seed": str(seed),
+        "engine_run_id": identity["run_id"], "parameter_hash": identity["parameter_hash"],
+        "manifest_fingerprint": identity["manifest_fingerprint"], "run_verdict": row["run_verdict"],
+        "hard_pass": str(row["hard_pass"]).lower(), "stretch_pass": str(row["stretch_pass"]).lower(),
+        "s6_status": str(row["s6_overall_status"]), "s7_status": str(row["s7_status"]),
+        "failing_hard": ",".join(row["failing_hard"]) or "none", "fidelity": fidelity})
+    log_batch(mlc, child.info.run_id, metrics={**flatten_pack(entry["pack"]), "seconds.engine": engine_seconds})
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, "gate_table.md").write_text(gate_table_md(entry["gates"], detailed=True))
+        Path(tmp, "metric_pack.json").write_text(json.dumps(entry, indent=2, sort_keys=True, default=str))
+        mlc.log_artifacts(child.info.run_id, tmp)
+    mlc.set_terminated(child.info.run_id)
+
+
+def _log_summary(mlc, parent_id: str, summary: dict) -> None:
+    """The parent run's CV and held-out metrics, verdict tags, summary JSON + Markdown; then it is finished."""
+    hold = summary.get("holdout") or {}
+    log_batch(mlc, parent_id, metrics={"seconds.engine_total": summary["engine_seconds_total"],
+                                       **{f"cv.{m}": v for m, v in summary["cv"].items()},
+                                       **{f"holdout.{k}": hold[k] for k in HOLDOUT_RATES if k in hold},
+                                       **({"holdout.n": hold["n"]} if hold else {})},
+              tags={"verdict": summary["verdict"], "fidelity_verdict": summary["fidelity_verdict"],
+                    "certified": str(summary["certified"]).lower()})
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, "certification_summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True,
+                                                                      default=str))
+        Path(tmp, "certification_summary.md").write_text(summary_markdown(summary))
+        mlc.log_artifacts(parent_id, tmp)
+    mlc.set_terminated(parent_id)
 
 
 def summary_markdown(summary: dict) -> str:
@@ -140,6 +157,27 @@ def summary_markdown(summary: dict) -> str:
                       f"PASS_BPLUS {hold['pass_rate_bplus']:.1%}, PASS_B or better {hold['pass_rate_b']:.1%}, "
                       f"FAITHFUL {hold['faithful_rate']:.1%}"]
     return "\n".join(lines) + "\n"
+
+
+def record_certification(policies_dir: Path, policies: PolicySet, summary: dict) -> dict:
+    """The P5 step of the decision ladder: the verdict, its evidence, and the cross-seed CV of every CV
+    metric (``cv.<metric>``) and held-out rates as the step's metrics."""
+    from tuning.authority_txn import authority_lock
+    from tuning.ladder import record_step
+
+    cv = {k: v for k, v in summary["cv"].items() if isinstance(v, (int, float))}
+    hold = summary.get("holdout") or {}
+    with authority_lock(policies_dir):  # serialised with promote and freeze
+        if PolicySet.from_dir(policies_dir).parameter_hash != policies.parameter_hash:
+            raise EngineError(E_CERTIFY, "the authority changed while it was being certified; run again")
+        return record_step("P5", summary["verdict"], policies_dir=policies_dir, source_run_id=summary["mlflow_run_id"],
+                           evidence={"seeds": ",".join(map(str, summary["seeds"])),
+                                     "certify_run_id": summary["mlflow_run_id"],
+                                     "fidelity": summary["fidelity_verdict"], "certified": summary["certified"],
+                                     **({"holdout_seeds": hold["n"], "holdout_range": hold["range"],
+                                         **{f"holdout_{k}": hold[k] for k in HOLDOUT_RATES}} if hold else {})},
+                           metrics={**{f"cv.{k}": v for k, v in cv.items()},
+                                    **{f"holdout.{k}": hold[k] for k in HOLDOUT_RATES if k in hold}})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -170,23 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         source = {"source": "authority", "policies_dir": str(args.policies)}
     summary = certify(policies, seeds, source, runs_root, args.holdout, not args.no_progress)
     if args.record and not args.run:
-        from tuning.ladder import record_step
-
-        from tuning.authority_txn import authority_lock
-
-        cv = {k: v for k, v in summary["cv"].items() if isinstance(v, (int, float))}
-        hold = summary.get("holdout") or {}
-        with authority_lock(Path(args.policies)):  # serialised with promote and freeze
-            if PolicySet.from_dir(args.policies).parameter_hash != policies.parameter_hash:
-                raise EngineError(E_CERTIFY, "the authority changed while it was being certified; run again")
-            record_step("P5", summary["verdict"], policies_dir=Path(args.policies),
-                        source_run_id=summary["mlflow_run_id"],
-                        evidence={"seeds": ",".join(map(str, seeds)), "certify_run_id": summary["mlflow_run_id"],
-                                  "fidelity": summary["fidelity_verdict"], "certified": summary["certified"],
-                                  **({"holdout_seeds": hold["n"], "holdout_range": hold["range"],
-                                      **{f"holdout_{k}": hold[k] for k in HOLDOUT_RATES}} if hold else {})},
-                        metrics={**{f"cv.{k}": v for k, v in cv.items()},
-                                 **{f"holdout.{k}": hold[k] for k in HOLDOUT_RATES if k in hold}})
+        record_certification(Path(args.policies), policies, summary)
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True, default=str))
     else:

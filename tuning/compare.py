@@ -9,7 +9,6 @@ either another P0 pack JSON or a materialised run directory (scored here). Write
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -100,7 +99,7 @@ def comparison_markdown(doc: Mapping) -> str:
     return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> TuningParser:
     ap = TuningParser(prog="python -m tuning.compare", description=__doc__.splitlines()[0])
     ap.add_argument("baseline_json", help="P0 baseline pack JSON")
     ap.add_argument("candidate", help="candidate P0 pack JSON or materialised run directory")

@@ -30,7 +30,7 @@ import optuna
 from optuna.storages import fail_stale_trials
 from optuna.trial import TrialState
 
-from tuning.trial_recovery import WORKER_ATTR, counts, exclusive, recover_stale_trials, this_worker
+from tuning.trial_recovery import WORKER_ATTR, counts, exclusive, live_trial_id, recover_stale_trials, this_worker
 
 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
 HEARTBEAT_ENV, GRACE_ENV = "SEG3A_HEARTBEAT_INTERVAL", "SEG3A_GRACE_PERIOD"
@@ -102,18 +102,27 @@ class _Heartbeat(threading.Thread):
 class Coordinator:
     """Budget and recovery for one worker process of one study."""
 
-    def __init__(self, study: optuna.Study, storage_url: str | None, lock_file: Path, stale_after_s: float):
-        self.study, self.url, self.lock_file, self.stale_after = study, storage_url, lock_file, stale_after_s
+    def __init__(self, study: optuna.Study, storage, storage_url: str | None, lock_file: Path,
+                 stale_after_s: float):
+        """``storage`` is the study's storage object (as opened by :func:`tuning.study_store.open_storage`)."""
+        self.study, self.storage, self.url = study, storage, storage_url
+        self.lock_file, self.stale_after = lock_file, stale_after_s
         self.rdb = is_rdb(storage_url)
         self._pg_engine = None
         self._beat: _Heartbeat | None = None
         if self.rdb:
-            interval = study._storage.get_heartbeat_interval() or heartbeat_settings()[0]
-            self._beat = _Heartbeat(study._storage, interval)
+            interval = storage.get_heartbeat_interval() or heartbeat_settings()[0]
+            self._beat = _Heartbeat(storage, interval)
             self._beat.start()
 
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[None]:
+        """The trial-budget lock: one worker of the study at a time counts the trials and asks for one.
+
+        Counting ``COMPLETE + RUNNING`` and calling ``ask`` are two storage operations; without the
+        lock, N workers sharing one storage can all see the same free slot and all ask, so the study
+        ends with up to N - 1 trials more than ``--trials``. Journal storage: a flock file per study
+        (:func:`tuning.study_store.lock_path`); PostgreSQL: a session advisory lock (hosts share it)."""
         if not is_postgres(self.url):
             with exclusive(self.lock_file):
                 yield
@@ -140,7 +149,7 @@ class Coordinator:
                 if self.rdb:
                     fail_stale_trials(self.study)
                 else:
-                    recover_stale_trials(self.study, self.stale_after)
+                    recover_stale_trials(self.study, self.storage, self.stale_after)
                 c = counts(self.study)
                 taken = c["COMPLETE"] + c["RUNNING"] >= target
                 if c["COMPLETE"] >= target or (taken and (holding or not self.rdb)):
@@ -149,7 +158,7 @@ class Coordinator:
                     trial = self.study.ask()
                     trial.set_user_attr(WORKER_ATTR, this_worker())
                     if self._beat is not None:
-                        self._beat.add(trial._trial_id)
+                        self._beat.add(live_trial_id(trial))
                     return trial
             time.sleep(min(1.0, self._beat.interval / 2))  # the rest is RUNNING elsewhere: wait for it or its death
 

@@ -3,8 +3,9 @@
 Optuna 5's ``Trial.set_constraint`` stores a veto under the system attribute ``constraints:veto``, while
 optuna-dashboard reads the older ``constraints`` list. The sweep mirrors its veto there
 (:func:`mirror_constraints`), so the dashboard shows every vetoed trial as infeasible. The storage
-served here also answers "best trial" with the best *feasible* trial (the stock storage ignores
-constraints), so the dashboard never names a vetoed trial best while a feasible one exists.
+served here also answers "best trial" with the first trial of the harness's one ranking
+(:mod:`tuning.ranking`: feasible first, then J; the stock storage ignores constraints), so the
+dashboard never names a vetoed trial best while a feasible one exists.
 Needs the ``optuna-dashboard`` package (``pip install -e ".[dashboard]"``).
 """
 
@@ -13,7 +14,6 @@ from __future__ import annotations
 import types
 from typing import Sequence
 
-from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from tuning.errors import TuningParser, run_cli
@@ -23,27 +23,19 @@ DASHBOARD_CONSTRAINTS_KEY = "constraints"
 
 def mirror_constraints(trial, values: Sequence[float]) -> None:
     """Also store the trial's constraint values where optuna-dashboard reads them."""
-    trial.storage.set_trial_system_attr(trial._trial_id, DASHBOARD_CONSTRAINTS_KEY, [float(v) for v in values])
+    from tuning.trial_recovery import live_trial_id
 
-
-def constraint_values(trial) -> list[float]:
-    attrs = trial.system_attrs
-    if DASHBOARD_CONSTRAINTS_KEY in attrs:
-        return list(attrs[DASHBOARD_CONSTRAINTS_KEY])
-    return [v for k, v in attrs.items() if k.startswith(DASHBOARD_CONSTRAINTS_KEY + ":")]
-
-
-def is_feasible(trial) -> bool:
-    return all(v <= 0 for v in constraint_values(trial))
+    trial.storage.set_trial_system_attr(live_trial_id(trial), DASHBOARD_CONSTRAINTS_KEY, [float(v) for v in values])
 
 
 def _best_feasible(storage, study_id: int):
-    done = storage.get_all_trials(study_id, deepcopy=False, states=[TrialState.COMPLETE])
-    if not done:
+    """The dashboard's best trial: the first of the harness ranking (:func:`tuning.ranking.best_trial`)."""
+    from tuning.ranking import best_trial
+
+    best = best_trial(storage.get_all_trials(study_id, deepcopy=False, states=[TrialState.COMPLETE]))
+    if best is None:
         raise ValueError("No trials are completed yet.")
-    pool = [t for t in done if is_feasible(t)] or done  # all vetoed: fall back to the stock answer
-    pick = max if storage.get_study_directions(study_id)[0] == StudyDirection.MAXIMIZE else min
-    return pick(pool, key=lambda t: t.values[0])
+    return best
 
 
 def feasible_best_storage(storage):

@@ -9,7 +9,6 @@ user (Debian's package creates it), in a folder that user owns. Authentication i
 
 from __future__ import annotations
 
-import argparse
 import glob
 import json
 import os
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Sequence
 
 from engine.errors import EngineError
-from tuning.errors import E_USAGE, run_cli
+from tuning.errors import E_USAGE, TuningParser, run_cli
 
 PG_USER = "seg3a"
 DATABASES = ("optuna", "mlflow")
@@ -162,7 +161,7 @@ def stop(root: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tuning.local_services", description=__doc__.splitlines()[0])
+    ap = TuningParser(prog="python -m tuning.local_services", description=__doc__.splitlines()[0])
     ap.add_argument("action", choices=("start", "stop", "status"))
     ap.add_argument("--dir", default=".cluster", help="where the database, artifacts and logs live")
     args = ap.parse_args(argv)

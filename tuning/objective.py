@@ -18,11 +18,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from engine.chain import ChainCache, run_chain
-from engine.errors import EngineError
-from engine.metrics import evaluate_gates, fidelity_verdict, metric_pack, run_verdict
-from engine.policies import PolicySet
-from engine.policies.authoring import realism_floors
+from engine import (ChainCache, EngineError, PolicySet, evaluate_gates, fidelity_verdict, metric_pack, realism_floors,
+                    run_chain, run_verdict)
 from tuning.knobs import apply_knobs
 from tuning.seed_robust import aggregate
 from tuning.study_spec import StudySpec, metric_or_none, metric_value
@@ -191,13 +188,15 @@ class PhaseObjective:
         ev.identity = dict(res.identity)
         ev.seconds = {k: float(v) for k, v in res.seconds.items()}
         ev.reused = sorted(res.reused)
-        ev.pack = res.pack if res.pack is not None else metric_pack(res.tables)
+        # scoring reads the cores and the in-memory S6 status: no published table, no S5-S7 bytes
+        # (``run_root`` publishes them; ``keep_tables`` asks for the published tables)
+        ev.pack = res.pack if res.pack is not None else metric_pack(res.cores)
         ev.gates = res.gates if res.gates is not None else evaluate_gates(ev.pack)
         ev.verdict = run_verdict(ev.gates)
         ev.fidelity = fidelity_verdict(ev.gates)
-        ev.s6_status = str(res.s6_report.get("overall_status", "MISSING"))
-        ev.s7_status = str((res.s7 or {}).get("status", "MISSING"))
-        ev.floors = self._realism_floors(policies, res.tables["s2"])
+        ev.s6_status = str(res.s6_status)
+        ev.s7_status = str(res.s7_status)
+        ev.floors = self._realism_floors(policies, res.cores["s2"])
         if self.keep_tables:
             ev.tables = res.tables
         return ev

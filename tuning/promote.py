@@ -160,6 +160,7 @@ def promote(run_id: str, policies_dir: Path, decision: str | None = None, runs_r
 
 def _promote(run_id: str, policies_dir: Path, decision: str | None, runs_root: Path | None,
              ladder_phase: str | None, reopen: str | None, reason: str | None) -> dict:
+    """Fetch -> guard -> witness -> (already the authority: close the phase) or install, log, register, record."""
     mlc = client()
     with tempfile.TemporaryDirectory(prefix="promote-") as tmp:
         run, candidate, recorded = fetch_candidate(mlc, run_id, Path(tmp))
@@ -169,70 +170,17 @@ def _promote(run_id: str, policies_dir: Path, decision: str | None, runs_root: P
         guard_promotion(policies_dir, current, candidate, run_id, reopen)
         result = witness(candidate, recorded, runs_root)
         if current.parameter_hash == candidate.parameter_hash and _lineage_agrees(policies_dir, current, lineage):
-            # the selected candidate is the authority itself (the plan's "F0"): nothing to install, but the
-            # witness replay and the phase decision still close the phase on the ladder
-            if result["status"] != "PASS":
-                raise EngineError(E_WITNESS, f"run {run_id}: witness replay differs: {result['mismatches'][0]}")
-            if lineage and lineage[-1].get("mlflow_run_id") == run_id:
-                tag_authority(run_id, {})  # repairs the tags of a promote killed before it tagged
-            out = {"status": "ALREADY_AUTHORITY", "run_id": run_id, "parameter_hash": current.parameter_hash,
-                   "witness": result}
-            if decision:
-                from tuning.ladder import record_step
-
-                record_step(ladder_phase or tags.get("phase", "?"), decision, policies_dir=policies_dir, source_run_id=run_id,
-                            note="selected candidate is the current authority; witness replayed",
-                            evidence={"witness": result["status"], "witness_fields": result["fields_compared"],
-                                      "study": tags.get("study"), "trial": tags.get("optuna_trial")})
-                out["decision"] = decision
-            return out
-        if result["status"] != "PASS":
-            raise EngineError(E_WITNESS, f"run {run_id}: witness replay differs in {len(result['mismatches'])}+ "
-                                         f"field(s), first: {result['mismatches'][0]}")
-        if not result["faithful"]:
-            raise EngineError(E_NOT_FAITHFUL, f"run {run_id}: fidelity {result['fidelity']}; an authority must be "
-                                              f"FAITHFUL on every seed")
+            return _close_as_authority(run_id, tags, current, lineage, result, policies_dir, decision, ladder_phase)
+        _require_witness(run_id, result)
         previous_run = lineage[-1].get("mlflow_run_id") if lineage else None
         now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-        entry = {
-            "promoted_utc": now, "mlflow_run_id": run_id, "phase": tags.get("phase"), "study": tags.get("study"),
-            "optuna_trial": tags.get("optuna_trial"), "engine_run_id": tags.get("engine_run_id"),
-            "seed": int(recorded["identity"]["seed"]), "J": recorded.get("J"),
-            "parameter_hash": candidate.parameter_hash, "digests": dict(candidate.digests),
-            "previous_authority": {"parameter_hash": current.parameter_hash, "digests": dict(current.digests),
-                                   "mlflow_run_id": previous_run},
-            "witness": {k: result[k] for k in ("status", "engine_run_id", "fields_compared", "s6_overall_status",
-                                               "s7_status")},
-            "decision": decision or "PROMOTED",
-            "seeds": result["seeds"], "fidelity": "FAITHFUL",
-            "pareto": tags.get("pareto", "n/a"), "reason": reason or "",
-        }
+        entry = _lineage_entry(run_id, tags, recorded, candidate, current, previous_run, result, now, decision, reason)
         new_tags = {"authority_since": now, **({"decision": decision} if decision else {})}
         install(candidate, policies_dir, lineage, entry, new_tags)  # also tags: exactly one run current
-
-        promo = mlc.create_run(experiment_id(mlc, AUTHORITY_EXPERIMENT), run_name=f"promote-{tags.get('phase')}",
-                               tags={"run_kind": "promotion", "phase": tags.get("phase", ""), "source_run_id": run_id,
-                                     "decision": entry["decision"], "witness": result["status"],
-                                     "parameter_hash": candidate.parameter_hash,
-                                     "previous_parameter_hash": current.parameter_hash,
-                                     "previous_authority_run_id": previous_run or "none",
-                                     **{f"digest.{p}": d for p, d in candidate.digests.items()}})
-        promo_id = promo.info.run_id
-        log_batch(mlc, promo_id, metrics={"J": recorded.get("J") or 0.0,
-                                          "witness.fields_compared": result["fields_compared"]})
-        wdir = Path(tmp, "promotion")
-        candidate.write(wdir / "policies")
-        (wdir / LINEAGE_FILE).write_bytes((policies_dir / LINEAGE_FILE).read_bytes())
-        (wdir / "witness.json").write_text(json.dumps(result, indent=2, sort_keys=True))
-        mlc.log_artifacts(promo_id, str(wdir))
-        mlc.set_terminated(promo_id)
+        promo_id = _log_promotion(mlc, Path(tmp, "promotion"), run_id, tags, entry, candidate, current,
+                                  previous_run, recorded, result, policies_dir)
         registered = register_authority(mlc, promo_id, candidate, (policies_dir / LINEAGE_FILE).read_bytes(), entry)
-        log_batch(mlc, run_id, tags={"promotion_run_id": promo_id})
-        if previous_run and previous_run != run_id:
-            try:
-                log_batch(mlc, previous_run, tags={"superseded_utc": now})
-            except MlflowException:
-                pass  # the superseded run lives in another tracking store: the lineage file still records it
+        _tag_source_runs(mlc, run_id, promo_id, previous_run, now)
     from tuning.ladder import record_step
 
     record_step(ladder_phase or tags.get("phase", "?"), entry["decision"], policies_dir=policies_dir, source_run_id=run_id,
@@ -246,6 +194,87 @@ def _promote(run_id: str, policies_dir: Path, decision: str | None, runs_root: P
     return {"status": "PROMOTED", "run_id": run_id, "promotion_run_id": promo_id, "witness": result,
             "parameter_hash": candidate.parameter_hash, "previous_parameter_hash": current.parameter_hash,
             "decision": entry["decision"], "registered_model": registered}
+
+
+def _close_as_authority(run_id: str, tags: dict, current: PolicySet, lineage: list, result: dict,
+                        policies_dir: Path, decision: str | None, ladder_phase: str | None) -> dict:
+    """The selected candidate is the authority itself (the plan's "F0"): nothing to install, but the
+    witness replay and the phase decision still close the phase on the ladder."""
+    if result["status"] != "PASS":
+        raise EngineError(E_WITNESS, f"run {run_id}: witness replay differs: {result['mismatches'][0]}")
+    if lineage and lineage[-1].get("mlflow_run_id") == run_id:
+        tag_authority(run_id, {})  # repairs the tags of a promote killed before it tagged
+    out = {"status": "ALREADY_AUTHORITY", "run_id": run_id, "parameter_hash": current.parameter_hash,
+           "witness": result}
+    if decision:
+        from tuning.ladder import record_step
+
+        record_step(ladder_phase or tags.get("phase", "?"), decision, policies_dir=policies_dir, source_run_id=run_id,
+                    note="selected candidate is the current authority; witness replayed",
+                    evidence={"witness": result["status"], "witness_fields": result["fields_compared"],
+                              "study": tags.get("study"), "trial": tags.get("optuna_trial")})
+        out["decision"] = decision
+    return out
+
+
+def _require_witness(run_id: str, result: dict) -> None:
+    """Only an identical, FAITHFUL replay may become the authority."""
+    if result["status"] != "PASS":
+        raise EngineError(E_WITNESS, f"run {run_id}: witness replay differs in {len(result['mismatches'])}+ "
+                                     f"field(s), first: {result['mismatches'][0]}")
+    if not result["faithful"]:
+        raise EngineError(E_NOT_FAITHFUL, f"run {run_id}: fidelity {result['fidelity']}; an authority must be "
+                                          f"FAITHFUL on every seed")
+
+
+def _lineage_entry(run_id: str, tags: dict, recorded: dict, candidate: PolicySet, current: PolicySet,
+                   previous_run: str | None, result: dict, now: str, decision: str | None,
+                   reason: str | None) -> dict:
+    """The record appended to ``policies/lineage.yaml``."""
+    return {
+        "promoted_utc": now, "mlflow_run_id": run_id, "phase": tags.get("phase"), "study": tags.get("study"),
+        "optuna_trial": tags.get("optuna_trial"), "engine_run_id": tags.get("engine_run_id"),
+        "seed": int(recorded["identity"]["seed"]), "J": recorded.get("J"),
+        "parameter_hash": candidate.parameter_hash, "digests": dict(candidate.digests),
+        "previous_authority": {"parameter_hash": current.parameter_hash, "digests": dict(current.digests),
+                               "mlflow_run_id": previous_run},
+        "witness": {k: result[k] for k in ("status", "engine_run_id", "fields_compared", "s6_overall_status",
+                                           "s7_status")},
+        "decision": decision or "PROMOTED",
+        "seeds": result["seeds"], "fidelity": "FAITHFUL",
+        "pareto": tags.get("pareto", "n/a"), "reason": reason or "",
+    }
+
+
+def _log_promotion(mlc, wdir: Path, run_id: str, tags: dict, entry: dict, candidate: PolicySet, current: PolicySet,
+                   previous_run: str | None, recorded: dict, result: dict, policies_dir: Path) -> str:
+    """The promotion's own run in the ``authority`` experiment (policies, lineage, witness as artifacts)."""
+    promo = mlc.create_run(experiment_id(mlc, AUTHORITY_EXPERIMENT), run_name=f"promote-{tags.get('phase')}",
+                           tags={"run_kind": "promotion", "phase": tags.get("phase", ""), "source_run_id": run_id,
+                                 "decision": entry["decision"], "witness": result["status"],
+                                 "parameter_hash": candidate.parameter_hash,
+                                 "previous_parameter_hash": current.parameter_hash,
+                                 "previous_authority_run_id": previous_run or "none",
+                                 **{f"digest.{p}": d for p, d in candidate.digests.items()}})
+    promo_id = promo.info.run_id
+    log_batch(mlc, promo_id, metrics={"J": recorded.get("J") or 0.0,
+                                      "witness.fields_compared": result["fields_compared"]})
+    candidate.write(wdir / "policies")
+    (wdir / LINEAGE_FILE).write_bytes((policies_dir / LINEAGE_FILE).read_bytes())
+    (wdir / "witness.json").write_text(json.dumps(result, indent=2, sort_keys=True))
+    mlc.log_artifacts(promo_id, str(wdir))
+    mlc.set_terminated(promo_id)
+    return promo_id
+
+
+def _tag_source_runs(mlc, run_id: str, promo_id: str, previous_run: str | None, now: str) -> None:
+    """The promoted trial run names its promotion; the superseded authority run its end."""
+    log_batch(mlc, run_id, tags={"promotion_run_id": promo_id})
+    if previous_run and previous_run != run_id:
+        try:
+            log_batch(mlc, previous_run, tags={"superseded_utc": now})
+        except MlflowException:
+            pass  # the superseded run lives in another tracking store: the lineage file still records it
 
 
 def main(argv: Sequence[str] | None = None) -> int:

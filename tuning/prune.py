@@ -17,6 +17,7 @@ from typing import Sequence
 from engine.policies import PolicySet
 from tuning.errors import TuningParser, run_cli
 from tuning.promote import read_lineage
+from tuning.ranking import rank_rows
 from tuning.tracking import RUN_KIND_TRIAL, client, search_all
 
 
@@ -33,18 +34,20 @@ def run_folders(runs_root: Path) -> dict[str, dict]:
 
 
 def best_per_phase() -> dict[str, str]:
-    """phase -> engine run id of its best feasible trial (highest J; ties: lowest trial number)."""
+    """phase experiment -> engine run id of its best feasible trial (the first of :func:`tuning.ranking.rank_rows`)."""
     mlc = client()
-    best: dict[str, tuple] = {}
+    best: dict[str, str] = {}
     for exp in mlc.search_experiments():
         if not exp.name.startswith("3A-P"):
             continue
         runs = search_all(mlc, [exp.experiment_id], f"tags.run_kind = '{RUN_KIND_TRIAL}' and tags.veto = 'PASS'")
-        for r in runs:
-            key = (r.data.metrics.get("J", float("-inf")), -int(r.data.tags.get("optuna_trial", 0)))
-            if r.data.tags.get("engine_run_id") and (exp.name not in best or key > best[exp.name][0]):
-                best[exp.name] = (key, r.data.tags["engine_run_id"])
-    return {name: v[1] for name, v in best.items()}
+        rows = [{"veto": "PASS", "J": r.data.metrics.get("J"), "study": r.data.tags.get("study"),
+                 "trial": int(r.data.tags.get("optuna_trial", 0)), "engine_run_id": r.data.tags.get("engine_run_id")}
+                for r in runs]
+        ranked = rank_rows([r for r in rows if r["engine_run_id"]])
+        if ranked:
+            best[exp.name] = ranked[0]["engine_run_id"]
+    return best
 
 
 def keep_set(folders: dict[str, dict], policies_dir: Path, use_mlflow: bool = True) -> dict[str, list[str]]:

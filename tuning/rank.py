@@ -15,6 +15,7 @@ from typing import Sequence
 
 from engine.errors import EngineError
 from tuning.errors import E_RUN_MISSING, TuningParser, run_cli
+from tuning.ranking import rank_rows
 from tuning.study_spec import DEFAULT_KEY_METRICS, load_study
 from tuning.tracking import RUN_KIND_TRIAL, client, search_all
 
@@ -35,9 +36,7 @@ def ranked_runs(phase: str, study: str | None = None, key_metrics: Sequence[str]
                      "fidelity": t.get("fidelity"), "pareto": t.get("pareto", ""),
                      "second_objective": m.get("second_objective"),
                      "metrics": {k: m.get(k) for k in key_metrics}})
-    rows.sort(key=lambda r: (r["veto"] != "PASS", -(r["J"] if r["J"] is not None else float("-inf")),
-                             r["study"] or "", r["trial"]))
-    return rows
+    return rank_rows(rows)
 
 
 def aligned(table: list[list[str]]) -> str:

@@ -1,12 +1,16 @@
-"""Ranking of a study's trials (Optuna side): feasible first, then by J; the Pareto front of a
-multi-objective study; the printed table."""
+"""The one ranking of trials: feasible first, then by J descending, then by study name and trial number.
+
+Every "which trial is best" in the harness is answered here: the sweep's summary and progress bar
+(Optuna trials, :func:`ranked_trials`), ``tuning.rank`` and ``tuning.prune`` (MLflow trial runs,
+:func:`rank_rows`), the optuna-dashboard's best trial (:func:`best_trial`). The MLflow UI's saved
+``rank`` view sorts by ``J_feasible`` (J of feasible trials only), the same order. Also the Pareto
+front of a multi-objective study and the printed table."""
 
 from __future__ import annotations
 
 from typing import Sequence
 
 from optuna.trial import TrialState
-
 
 from tuning.trial_result import RESULT_ATTR, read_user_attr  # noqa: F401 (RESULT_ATTR re-exported)
 
@@ -22,10 +26,36 @@ def trial_j(trial) -> float | None:
     return trial.values[0] if trial.values else None
 
 
+def rank_key(feasible: bool, j: float | None, number: int, study: str = "") -> tuple:
+    """The sort key of the ranking (a trial without J ranks last among its feasibility class)."""
+    return (not feasible, -(j if j is not None else float("-inf")), study, number)
+
+
+def rank_trials(trials) -> list:
+    """Optuna trials in ranking order (feasible = the sweep recorded veto PASS)."""
+    return sorted(trials, key=lambda t: rank_key(trial_result(t)["veto"] == "PASS", trial_j(t), t.number))
+
+
 def ranked_trials(study) -> list:
-    """COMPLETE trials, feasible first, then by J (descending), then by number."""
-    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return sorted(done, key=lambda t: (trial_result(t)["veto"] != "PASS", -(trial_j(t) or 0.0), t.number))
+    """The study's COMPLETE trials in ranking order."""
+    return rank_trials(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+
+def best_trial(trials):
+    """The first trial of the ranking (the best feasible one, else the best vetoed one); None if empty."""
+    ranked = rank_trials(trials)
+    return ranked[0] if ranked else None
+
+
+def best_feasible(study):
+    """The study's best feasible COMPLETE trial, or None."""
+    best = best_trial(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    return best if best is not None and trial_result(best)["veto"] == "PASS" else None
+
+
+def rank_rows(rows: list[dict]) -> list[dict]:
+    """Trial rows (``veto``, ``J``, ``study``, ``trial``: e.g. MLflow trial runs) in ranking order."""
+    return sorted(rows, key=lambda r: rank_key(r["veto"] == "PASS", r["J"], r["trial"], r.get("study") or ""))
 
 
 def pareto_numbers(trials, second_direction: str) -> list[int]:

@@ -16,7 +16,6 @@ on the default world is measured against ``default_world().evidence``; a run on 
 
 from __future__ import annotations
 
-import argparse
 import html
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -127,7 +126,7 @@ def build_report_html(tables: Mapping[str, pd.DataFrame], pack: Mapping, gates: 
     return "\n".join(parts) + "\n"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> TuningParser:
     ap = TuningParser(prog="python -m tuning.report", description=__doc__.splitlines()[0])
     ap.add_argument("run_dir", help="a materialised run directory (RUN_ROOT/<run_id>)")
     ap.add_argument("--out", default=None, help="output HTML file (default: reports/segment3a_report_<run_id>.html)")

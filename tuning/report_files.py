@@ -51,10 +51,6 @@ def json_text(obj) -> str:
     return json.dumps(_json_safe(obj), sort_keys=True, indent=2, allow_nan=False) + "\n"
 
 
-def write_json(path: str | Path, obj) -> Path:
-    return atomic_write_text(path, json_text(obj))
-
-
 def read_json(path: str | Path, what: str) -> dict:
     path = Path(path)
     if not path.is_file():
@@ -91,7 +87,7 @@ def md_table(headers: Sequence[str], rows: Iterable[Sequence]) -> str:
     return "\n".join(lines)
 
 
-def gate_families(gates: Mapping) -> tuple[str, ...]:
+def gate_families(gates: Mapping | None) -> tuple[str, ...]:
     """The families a gate table reports: hard and stretch always, fidelity when the gates carry it."""
     return tuple(fam for fam in GATE_FAMILIES if fam in REQUIRED_FAMILIES or fam in (gates or {}))
 
@@ -118,8 +114,22 @@ def gate_rows(gates: Mapping) -> list[tuple]:
     return [row[1:] for row in family_gate_rows(gates)]
 
 
-def gate_table_md(gates: Mapping) -> str:
-    return md_table(("gate", "value", "threshold", "status"), gate_rows(gates))
+DETAILED_GATE_COLUMNS = ("family", "gate", "metric", "value", "op", "threshold", "status")
+
+
+def gate_table_md(gates: Mapping | None, detailed: bool = False) -> str:
+    """The one Markdown gate table.
+
+    Default (reports, baselines): ``gate | value | threshold | status``, numbers formatted, the operator
+    beside the threshold, no trailing newline. ``detailed=True`` (the ``gate_table.md`` artifact of every
+    MLflow trial and certification run): ``family | gate | metric | value | op | threshold | status`` with
+    the raw values as recorded, ending with a newline. ``gates`` may be None (a run that never scored):
+    the detailed table is then its header only."""
+    if not detailed:
+        return md_table(("gate", "value", "threshold", "status"), gate_rows(gates or {}))
+    rows = [(fam, gid, *(str(g[k]) for k in DETAILED_GATE_COLUMNS[2:]))
+            for fam in gate_families(gates) for gid, g in ((gates or {}).get(fam) or {}).items()]
+    return md_table(DETAILED_GATE_COLUMNS, rows) + "\n"
 
 
 def load_run_dir(run_dir: str | Path):

@@ -13,7 +13,6 @@ repeat is materialised so the bundle evidence (``_passed.flag``) exists for the 
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -140,7 +139,7 @@ def closure_markdown(doc: Mapping) -> str:
     ])
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> TuningParser:
     ap = TuningParser(prog="python -m tuning.runtime", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True)
     b = sub.add_parser("baseline", help="POPT.0 state timing baseline + hotspot map")

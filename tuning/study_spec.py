@@ -198,13 +198,6 @@ class StudySpec:
     def experiment(self) -> str:
         return f"3A-{self.phase}"
 
-    def metrics_used(self) -> set[str]:
-        names = {t["metric"] for t in self.terms} | set(self.key_metrics)
-        names |= {c.metric for c in self.guardrails + self.targets}
-        names |= {c.metric for c in (self.precheck or {}).get("triggers", ())}
-        names |= {self.second["metric"]} if self.second else set()
-        return names
-
 
 def metric_value(pack: dict, path: str) -> float:
     """``"s4.top1_share_median"`` -> float from a metric pack (bools as 0/1)."""

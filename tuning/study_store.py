@@ -32,7 +32,8 @@ LOCK_GRACE_SECONDS = 5  # the journal lock is held for microseconds; older than 
 
 
 def check_sweep_args(args) -> None:
-    """Range checks of ``python -m tuning.sweep`` arguments (before anything is opened or written)."""
+    """Range checks of a sweep's configuration (:class:`tuning.sweep_config.SweepConfig`), before anything
+    is opened or written."""
     def bad(msg: str) -> None:
         raise EngineError(E_USAGE, msg)
 
@@ -49,7 +50,7 @@ def check_sweep_args(args) -> None:
     if args.study is not None and not re.fullmatch(STUDY_NAME, args.study):
         bad(f"--study {args.study!r}: a study name is letters, digits, '.', '_' and '-' (it names a file "
             f"under {OPTUNA_DIR}/), not a path")
-    if args.worker_index < 0 or args.top < 0 or args.reports < 0:
+    if args.top < 0 or args.reports < 0:
         bad("--top and --reports must be >= 0")
 
 
@@ -80,15 +81,21 @@ def open_storage(url: str | None, study_name: str):
 
 
 def lock_path(url: str | None, study_name: str) -> Path:
-    """The budget lock shared by the workers of one study on one machine."""
+    """The trial-budget lock shared by the workers of one study on one machine.
+
+    Every worker counts the study's COMPLETE + RUNNING trials and asks for a new one inside this lock
+    (:meth:`tuning.coordination.Coordinator.next_trial`). Without it, N workers on a shared storage
+    could each see "one trial left" at the same moment and all ask, overshooting ``--trials`` by up to
+    N - 1; recovering a dead worker's trial inside the same section also keeps two workers from
+    retrying it twice. (PostgreSQL storage uses an advisory lock instead: workers on other hosts.)"""
     tag = hashlib.sha256(f"{url or default_storage_url(study_name)}|{study_name}".encode()).hexdigest()[:16]
     return OPTUNA_DIR / "locks" / f"{study_name}.{tag}.lock"
 
 
-def open_study(spec: StudySpec, study_name: str, storage_url: str | None, seeds, worker_index: int = 0,
+def open_study(spec: StudySpec, study_name: str, storage, seeds,
                base_parameter_hash: str | None = None) -> optuna.Study:
-    """Create or resume; a study resumed with other seeds, base or objectives is a usage error."""
-    storage = open_storage(storage_url, study_name)
+    """Create or resume the study on ``storage`` (from :func:`open_storage`); a study resumed with other
+    seeds, base or objectives is a usage error."""
     try:
         probe = optuna.create_study(study_name=study_name, storage=storage, directions=spec.directions,
                                     load_if_exists=True)

@@ -56,13 +56,23 @@ def this_worker() -> dict:
     return {"host": socket.gethostname(), "pid": pid, "start_ticks": _start_ticks(pid)}
 
 
+def trial_id(storage, study_name: str, number: int) -> int:
+    """A trial's storage id, through the storage's public API (never a trial's private ``_trial_id``)."""
+    return storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study_name), number)
+
+
+def live_trial_id(trial) -> int:
+    """The storage id of an asked (live) :class:`optuna.trial.Trial`."""
+    return trial_id(trial.storage, trial.study.study_name, trial.number)
+
+
 def original_number(trial) -> int:
     """The number of a trial's first attempt: a journal retry names it in ``retry_of``, an RDB heartbeat
     retry (Optuna's retry callback) in the system attr ``failed_trial``."""
     if RETRY_ATTR in trial.user_attrs:
         return int(trial.user_attrs[RETRY_ATTR])
     attrs = trial.system_attrs if isinstance(trial, FrozenTrial) else \
-        trial.study._storage.get_trial_system_attrs(trial._trial_id)
+        trial.storage.get_trial_system_attrs(live_trial_id(trial))
     failed = attrs.get("failed_trial")
     return trial.number if failed is None else int(failed)
 
@@ -81,14 +91,16 @@ def is_stale(trial: FrozenTrial, stale_after_s: float, now: dt.datetime | None =
     return age > stale_after_s
 
 
-def recover_stale_trials(study: optuna.Study, stale_after_s: float) -> list[int]:
-    """Fail every stale RUNNING trial and enqueue its parameters again; returns their numbers."""
+def recover_stale_trials(study: optuna.Study, storage, stale_after_s: float) -> list[int]:
+    """Fail every stale RUNNING trial (``study.tell`` by number, as another process may) and enqueue its
+    parameters again; returns their numbers. ``storage`` is the study's storage (for the reason attr)."""
     recovered = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if not is_stale(trial, stale_after_s):
             continue
-        study._storage.set_trial_system_attr(trial._trial_id, "failed_reason", "worker died (recovered)")
-        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        storage.set_trial_system_attr(trial_id(storage, study.study_name, trial.number), "failed_reason",
+                                      "worker died (recovered)")
+        study.tell(trial.number, state=TrialState.FAIL)
         study.enqueue_trial(dict(trial.params), user_attrs={RETRY_ATTR: original_number(trial)})
         recovered.append(trial.number)
     return recovered

@@ -3,7 +3,8 @@
 MLflow's runs page loads a shared view from the experiment tag ``mlflow.sharedViewState.<key>`` when the
 URL carries ``?viewStateShareKey=<key>``. Every sweep saves the view ``rank``: trial runs only, sorted by
 ``J_feasible`` descending (J of the feasible trials; vetoed trials have no such metric and come last),
-with the J, veto and key-metric columns shown. ``python -m tuning.rank --phase P --open`` prints its URL.
+with the J, veto and key-metric columns shown: the order of :mod:`tuning.ranking` (the harness's one
+ranking), computed by MLflow. ``python -m tuning.rank --phase P --open`` prints its URL.
 """
 
 from __future__ import annotations

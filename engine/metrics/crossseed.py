@@ -85,6 +85,63 @@ def _cv_block(entries: Mapping[int, Mapping], order: tuple[int, ...], metrics: t
     return out
 
 
+def _stability(seeds: Mapping[int, dict], order: tuple[int, ...], cvs: Mapping[str, float]) -> tuple[dict, dict]:
+    """(the X01-X03 block, its pass flags: x01_b, x01_bplus, x03)."""
+    x01_b = all(v <= CV_LIMIT_B for v in cvs.values())
+    x01_bplus = all(v <= CV_LIMIT_BPLUS for v in cvs.values())
+    lo, hi = ESCALATION_CORRIDOR
+    rates = {s: seeds[s]["escalation_rate"] for s in order}
+    x02 = all(r is not None and lo <= float(r) <= hi for r in rates.values())
+    x03 = all(seeds[s]["hard_pass"] for s in order)
+    block = {
+        "3A-X01_cv_primary_medians": {
+            "B": {"limit": CV_LIMIT_B, "status": PASS if x01_b else FAIL},
+            "BPLUS": {"limit": CV_LIMIT_BPLUS, "status": PASS if x01_bplus else FAIL},
+            "verdict_bearing": True},
+        "3A-X02_escalation_rate_corridor": {
+            "corridor": list(ESCALATION_CORRIDOR), "values": rates, "status": PASS if x02 else FAIL,
+            "verdict_bearing": False},
+        "3A-X03_no_hard_failure_any_seed": {"status": PASS if x03 else FAIL, "verdict_bearing": True},
+    }
+    return block, {"x01_b": x01_b, "x01_bplus": x01_bplus, "x03": x03}
+
+
+def _seed_reasons(seeds: Mapping[int, dict], order: tuple[int, ...]) -> list[str]:
+    reasons = []
+    for s in order:
+        row = seeds[s]
+        if row["failing_hard"]:
+            reasons.append(f"seed {s}: hard gate(s) fail: {', '.join(row['failing_hard'])}")
+        if row["s6_overall_status"] != PASS:
+            reasons.append(f"seed {s}: S6 overall_status {row['s6_overall_status']}")
+        if row["s7_status"] != PASS:
+            reasons.append(f"seed {s}: S7 status {row['s7_status']}")
+    return reasons
+
+
+def _cv_above(cvs: Mapping[str, float], limit: float) -> str:
+    return ", ".join(f"{m}={v:.6g}" for m, v in cvs.items() if v > limit)
+
+
+def _verdict(seeds: Mapping[int, dict], order: tuple[int, ...], cvs: Mapping[str, float],
+             flags: Mapping[str, bool]) -> tuple[str, list[str]]:
+    """FAIL_REALISM (a hard failure, a structural failure or X01 above B) -> PASS_BPLUS -> PASS_B."""
+    reasons = _seed_reasons(seeds, order)
+    if not flags["x01_b"]:
+        reasons.append("3A-X01: CV above the B limit " + _cv_above(cvs, CV_LIMIT_B))
+    structural = all(seeds[s]["structural_pass"] for s in order)
+    stretch = all(seeds[s]["stretch_pass"] for s in order)
+    if not (flags["x03"] and structural and flags["x01_b"]):
+        return FAIL_REALISM, reasons
+    if stretch and flags["x01_bplus"]:
+        return PASS_BPLUS, reasons
+    if not stretch:
+        reasons.append("stretch gate(s) fail on: " + ", ".join(str(s) for s in order if not seeds[s]["stretch_pass"]))
+    if not flags["x01_bplus"]:
+        reasons.append("3A-X01: CV above the B+ limit " + _cv_above(cvs, CV_LIMIT_BPLUS))
+    return PASS_B, reasons
+
+
 def seedpack_verdict(per_seed: Mapping[int, Mapping | None],
                      required_seeds: Iterable[int] = REQUIRED_SEEDS) -> dict:
     """Certification verdict over the seedpack (see module docstring for the order of checks)."""
@@ -108,55 +165,11 @@ def seedpack_verdict(per_seed: Mapping[int, Mapping | None],
         result["verdict"] = INVALID_FOR_GRADING
         result["reasons"] = [f"seed {s}: missing {', '.join(f)}" for s, f in missing.items()] or ["no required seeds"]
         return result
-
     cv_detail = _cv_block(per_seed, order, CV_METRICS)
     cvs = {m: d["cv"] for m, d in cv_detail.items()}
     result["cv"] = cvs
     result["cv_values"] = {m: d["values"] for m, d in cv_detail.items()}
     result["cv_informational"] = {m: d["cv"] for m, d in _cv_block(per_seed, order, CV_INFORMATIONAL).items()}
-
-    x01_b = all(v <= CV_LIMIT_B for v in cvs.values())
-    x01_bplus = all(v <= CV_LIMIT_BPLUS for v in cvs.values())
-    lo, hi = ESCALATION_CORRIDOR
-    rates = {s: seeds[s]["escalation_rate"] for s in order}
-    x02 = all(r is not None and lo <= float(r) <= hi for r in rates.values())
-    x03 = all(seeds[s]["hard_pass"] for s in order)
-    structural = all(seeds[s]["structural_pass"] for s in order)
-    result["stability"] = {
-        "3A-X01_cv_primary_medians": {
-            "B": {"limit": CV_LIMIT_B, "status": PASS if x01_b else FAIL},
-            "BPLUS": {"limit": CV_LIMIT_BPLUS, "status": PASS if x01_bplus else FAIL},
-            "verdict_bearing": True},
-        "3A-X02_escalation_rate_corridor": {
-            "corridor": list(ESCALATION_CORRIDOR), "values": rates, "status": PASS if x02 else FAIL,
-            "verdict_bearing": False},
-        "3A-X03_no_hard_failure_any_seed": {"status": PASS if x03 else FAIL, "verdict_bearing": True},
-    }
-
-    reasons = []
-    for s in order:
-        row = seeds[s]
-        if row["failing_hard"]:
-            reasons.append(f"seed {s}: hard gate(s) fail: {', '.join(row['failing_hard'])}")
-        if row["s6_overall_status"] != PASS:
-            reasons.append(f"seed {s}: S6 overall_status {row['s6_overall_status']}")
-        if row["s7_status"] != PASS:
-            reasons.append(f"seed {s}: S7 status {row['s7_status']}")
-    if not x01_b:
-        reasons.append("3A-X01: CV above the B limit " + ", ".join(
-            f"{m}={v:.6g}" for m, v in cvs.items() if v > CV_LIMIT_B))
-    if not (x03 and structural and x01_b):
-        verdict = FAIL_REALISM
-    elif all(seeds[s]["stretch_pass"] for s in order) and x01_bplus:
-        verdict = PASS_BPLUS
-    else:
-        verdict = PASS_B
-        if not all(seeds[s]["stretch_pass"] for s in order):
-            reasons.append("stretch gate(s) fail on: " + ", ".join(
-                str(s) for s in order if not seeds[s]["stretch_pass"]))
-        if not x01_bplus:
-            reasons.append("3A-X01: CV above the B+ limit " + ", ".join(
-                f"{m}={v:.6g}" for m, v in cvs.items() if v > CV_LIMIT_BPLUS))
-    result["verdict"] = verdict
-    result["reasons"] = reasons
+    result["stability"], flags = _stability(seeds, order, cvs)
+    result["verdict"], result["reasons"] = _verdict(seeds, order, cvs, flags)
     return result

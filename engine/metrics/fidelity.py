@@ -23,21 +23,12 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from engine.metrics.exact import jsd, pandas_group_sum, segment_jsd
+from engine.metrics.fidelity_index import EvidenceIndex, clock_keys, evidence_index
+
+__all__ = ["REALISED_MIN_OUTLETS", "fidelity_metrics", "jsd", "share_table"]
+
 REALISED_MIN_OUTLETS = 30
-
-
-def jsd(p: np.ndarray, q: np.ndarray) -> float:
-    """Jensen-Shannon divergence of two distributions on one support, base 2."""
-    p = np.asarray(p, dtype=np.float64)
-    q = np.asarray(q, dtype=np.float64)
-    p, q = p / p.sum(), q / q.sum()
-    m = 0.5 * (p + q)
-
-    def kl(a: np.ndarray) -> float:
-        mask = a > 0
-        return float(np.sum(a[mask] * np.log2(a[mask] / m[mask])))
-
-    return max(0.0, 0.5 * kl(p) + 0.5 * kl(q))
 
 
 def _by_clock(frame: pd.DataFrame, zone_clocks: pd.DataFrame, value: str, country_col: str) -> pd.DataFrame:
@@ -46,27 +37,6 @@ def _by_clock(frame: pd.DataFrame, zone_clocks: pd.DataFrame, value: str, countr
     keyed = keyed.merge(zone_clocks[["country_iso", "tzid", "clock"]], on=["country_iso", "tzid"], how="left")
     keyed["clock"] = keyed["clock"].fillna(keyed["tzid"])
     return keyed.groupby(["country_iso", "clock"], as_index=False)[value].sum()
-
-
-def _nested(frame: pd.DataFrame, value: str) -> dict:
-    out: dict = {}
-    for c, k, v in zip(frame["country_iso"], frame["clock"], frame[value]):
-        out.setdefault(c, {})[k] = float(v)
-    return out
-
-
-def _mean_jsd(observed: pd.DataFrame, value: str, population: pd.DataFrame, countries) -> tuple[float, int, dict]:
-    per_country = {}
-    obs, pop = _nested(observed, value), _nested(population, "population")
-    for country in countries:
-        o, q = obs.get(country, {}), pop.get(country, {})
-        clocks = sorted(set(o) | set(q))
-        p = np.array([o.get(k, 0.0) for k in clocks])
-        if p.sum() <= 0:
-            continue
-        per_country[country] = jsd(p, np.array([q.get(k, 0.0) for k in clocks]))
-    values = list(per_country.values())
-    return (float(np.mean(values)) if values else 0.0), len(values), per_country
 
 
 def share_table(tables: Mapping[str, pd.DataFrame], evidence) -> pd.DataFrame:
@@ -84,38 +54,110 @@ def share_table(tables: Mapping[str, pd.DataFrame], evidence) -> pd.DataFrame:
     return out.sort_values(["country_iso", "clock"]).reset_index(drop=True)
 
 
-def fidelity_metrics(tables: Mapping[str, pd.DataFrame], evidence) -> dict:
-    """The ``fidelity`` section of the metric pack."""
-    zc, pop = evidence.zone_clocks, evidence.clock_population
-    aliases = zc[zc.duplicated(["country_iso", "clock"], keep=False)]
-    populated = pop.groupby("country_iso").size()
-    multi = populated[populated >= 2].index
-    prior = _by_clock(tables["s2"], zc, "share_effective", "country_iso")
-    prior_mean, prior_n, _ = _mean_jsd(prior, "share_effective", pop,
-                                       [c for c in multi if c in set(prior["country_iso"])])
-    real = _by_clock(tables["s4"], zc, "zone_site_count", "legal_country_iso")
-    outlets = real.groupby("country_iso")["zone_site_count"].sum()
-    eligible = [c for c in multi if outlets.get(c, 0) >= REALISED_MIN_OUTLETS]
-    real_mean, real_n, _ = _mean_jsd(real, "zone_site_count", pop, eligible)
-    has_people = set(zip(pop["country_iso"], pop["clock"]))
-    unpop_mask = np.array([(c, k) not in has_people for c, k in zip(real["country_iso"], real["clock"])], dtype=bool)
-    total = float(real["zone_site_count"].sum())
-    unpop = float(real.loc[unpop_mask, "zone_site_count"].sum()) / total if total > 0 else 0.0
-    in_universe = set(zip(zc["country_iso"], zc["clock"]))
-    inside = np.array([(c, k) in in_universe for c, k in zip(pop["country_iso"], pop["clock"])], dtype=bool)
-    people = pop["population"].to_numpy(dtype=np.float64)
-    totals = pd.DataFrame({"c": pop["country_iso"].to_numpy(), "all": people, "out": np.where(inside, 0.0, people)})
-    sums = totals.groupby("c")[["all", "out"]].sum()
-    per_c = sums["out"] / sums["all"]
+# ----------------------------------------------------------------------------- fidelity_metrics
+# The arithmetic of the pandas formulation (_by_clock, a per-country scalar jsd loop; pinned by
+# tests/metrics/pack_pinned.json) without per-row Python objects: rows become integer codes
+# (fidelity_index); only when a row's zone is outside Z(c) are the few distinct (country, tzid)
+# keys handled as strings (_by_strings).
+
+def _lookup_clock(pc: np.ndarray, pt: np.ndarray, index: EvidenceIndex, zone_clocks: pd.DataFrame) -> np.ndarray:
+    """The clock of each (country, tzid); the tzid itself when Z(c) does not list it."""
+    zkeys = clock_keys(index.zcountry, zone_clocks["tzid"].to_numpy(dtype=str))
+    if zkeys.size == 0 or pc.size == 0:
+        return pt
+    order = np.argsort(zkeys, kind="stable")
+    want = clock_keys(pc, pt)
+    hit = order[np.minimum(np.searchsorted(zkeys, want, sorter=order), zkeys.size - 1)]
+    return np.where(zkeys[hit] == want, zone_clocks["clock"].to_numpy(dtype=str)[hit], pt)
+
+
+def _sum_by_clock(frame: pd.DataFrame, country_col: str, value: str, index: EvidenceIndex, zone_clocks):
+    """-> (sorted (country, clock) keys, their country, per-key sum of ``value``): ``_by_clock``."""
+    cc, cu = pd.factorize(frame[country_col], use_na_sentinel=False)
+    tc, tu = pd.factorize(frame["tzid"], use_na_sentinel=False)
+    width = max(len(tu), 1)
+    code = np.asarray(cc, dtype=np.int64) * width + np.asarray(tc, dtype=np.int64)
+    seen = np.zeros(max(len(cu), 1) * width, dtype=bool)
+    seen[code] = True
+    present = np.flatnonzero(seen)
+    pc = np.asarray(cu, dtype=object)[present // width].astype(str)
+    pt = np.asarray(tu, dtype=object)[present % width].astype(str)
+    gkeys, first, ginv = np.unique(clock_keys(pc, _lookup_clock(pc, pt, index, zone_clocks)), return_index=True,
+                                   return_inverse=True)
+    lut = np.zeros(seen.size, dtype=np.int64)
+    lut[present] = ginv.ravel()
+    rows, vals = lut[code], frame[value].to_numpy()
+    if vals.dtype.kind in "iub":
+        sums = np.bincount(rows, weights=vals.astype(np.float64), minlength=gkeys.size)
+    else:  # group ids in sorted key order, as the sort=True groupby numbered them
+        sums = pandas_group_sum(rows, vals, gkeys.size)
+    return gkeys, pc[first], sums
+
+
+def _mean_jsd_keys(obs: tuple, index: EvidenceIndex, countries: np.ndarray) -> tuple[float, int]:
+    """Per country of ``countries`` (sorted), JSD over the union of its observed and populated clocks."""
+    okeys, ocountry, ovalues = obs
+    keys, first, inv = np.unique(np.concatenate([okeys, index.pkeys]), return_index=True, return_inverse=True)
+    inv = inv.ravel()
+    p, q = np.zeros(keys.size), np.zeros(keys.size)
+    p[inv[:okeys.size]] = ovalues
+    q[inv[okeys.size:]] = index.people
+    kcountry = np.concatenate([ocountry, index.pcountry])[first]
+    keep = np.isin(kcountry, countries)
+    kcountry, p, q = kcountry[keep], p[keep], q[keep]
+    if kcountry.size == 0:
+        return 0.0, 0
+    starts = np.flatnonzero(np.concatenate(([True], kcountry[1:] != kcountry[:-1])))
+    sizes = np.diff(np.append(starts, kcountry.size))
+    scored = ~(np.add.reduceat(p, starts) <= 0)  # the scalar loop skips countries whose p sums to <= 0
+    values = segment_jsd(p, q, starts[scored], sizes[scored])
+    return (float(np.mean(values)) if values.size else 0.0), int(values.size)
+
+
+def _by_strings(tables: Mapping[str, pd.DataFrame], evidence, index: EvidenceIndex) -> dict:
+    """The table-dependent values when some row's zone is outside Z(c) (its clock is its tzid)."""
+    zc, multi = evidence.zone_clocks, index.multi
+    prior = _sum_by_clock(tables["s2"], "country_iso", "share_effective", index, zc)
+    prior_mean, prior_n = _mean_jsd_keys(prior, index, multi[np.isin(multi, prior[1])])
+    real = _sum_by_clock(tables["s4"], "legal_country_iso", "zone_site_count", index, zc)
+    rc, rinv = np.unique(real[1], return_inverse=True)
+    outlets = np.bincount(rinv.ravel(), weights=real[2], minlength=rc.size)
+    real_mean, real_n = _mean_jsd_keys(real, index, multi[np.isin(multi, rc[outlets >= REALISED_MIN_OUTLETS])])
+    return {"prior": (prior_mean, prior_n), "realised": (real_mean, real_n), "total": float(real[2].sum()),
+            "unpopulated": int(real[2][~np.isin(real[0], index.pkeys)].sum())}
+
+
+def _by_codes(tables: Mapping[str, pd.DataFrame], index: EvidenceIndex, factorized=None) -> dict | None:
+    prior = index.clock_sums(tables["s2"], "country_iso", "share_effective", factorized)
+    real = index.clock_sums(tables["s4"], "legal_country_iso", "zone_site_count", factorized)
+    if prior is None or real is None:
+        return None
+    observed = np.bincount(index.kz_cid[prior[1]], minlength=index.u_countries.size) > 0
+    sums, present = real
+    return {"prior": index.mean_jsd(*prior, observed),
+            "realised": index.mean_jsd(sums, present, index.per_country(sums) >= REALISED_MIN_OUTLETS),
+            "total": float(sums[present].sum()),
+            "unpopulated": int(sums[present & ~index.in_pop[index.kz_to_u]].sum())}
+
+
+def fidelity_metrics(tables: Mapping[str, pd.DataFrame], evidence, factorized=None) -> dict:
+    """The ``fidelity`` section of the metric pack; reads ``s2[country_iso, tzid, share_effective]``
+    and ``s4[legal_country_iso, tzid, zone_site_count]`` only (``factorized``: the pack's
+    engine.metrics.keys.Factorized, to share its column codes)."""
+    index = evidence_index(evidence)
+    part = _by_codes(tables, index, factorized)
+    if part is None:
+        part = _by_strings(tables, evidence, index)
+    total, unpop = part["total"], part["unpopulated"]
     return {
         "applicable": bool(evidence.applicable),
-        "alias_count": int(aliases["country_iso"].nunique()),
-        "prior_jsd_mean": prior_mean,
-        "prior_jsd_countries": prior_n,
-        "realised_jsd_mean": real_mean,
-        "realised_jsd_countries": real_n,
-        "unpopulated_share": unpop,
-        "unpopulated_outlets": int(real.loc[unpop_mask, "zone_site_count"].sum()),
-        "outside_universe_share": float(per_c.mean()) if len(per_c) else 0.0,
-        "populated_multi_clock_countries": int(len(multi)),
+        "alias_count": index.alias_count,
+        "prior_jsd_mean": part["prior"][0],
+        "prior_jsd_countries": part["prior"][1],
+        "realised_jsd_mean": part["realised"][0],
+        "realised_jsd_countries": part["realised"][1],
+        "unpopulated_share": float(unpop) / total if total > 0 else 0.0,
+        "unpopulated_outlets": unpop,
+        "outside_universe_share": index.outside_share,
+        "populated_multi_clock_countries": int(index.multi.size),
     }

@@ -29,11 +29,14 @@ def key_codes(columns: Sequence) -> tuple[np.ndarray, int]:
 
 
 class Groups:
-    """Rows of a frame grouped by key columns; reductions return one value per group (group order)."""
+    """Rows grouped by key columns; reductions return one value per group (group order)."""
 
-    def __init__(self, frame: pd.DataFrame, keys: Sequence[str]) -> None:
-        self.codes, self.n = key_codes([frame[k] for k in keys])
-        codes = self.codes
+    def __init__(self, frame: pd.DataFrame | None, keys: Sequence[str] = (), *,
+                 codes: np.ndarray | None = None, n: int | None = None) -> None:
+        """Groups of ``frame``'s ``keys`` columns, or of given group ``codes`` (ids by first appearance)."""
+        if codes is None:
+            codes, n = key_codes([frame[k] for k in keys])
+        self.codes, self.n = codes, int(n)
         monotone = codes.size < 2 or bool(np.all(codes[1:] >= codes[:-1]))
         self.order = None if monotone else np.argsort(codes, kind="stable")
         ordered = codes if self.order is None else codes[self.order]

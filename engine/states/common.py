@@ -86,9 +86,3 @@ def group_sum(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
     if len(starts) == 0:
         return np.zeros(0, dtype=values.dtype)
     return np.add.reduceat(values, starts)
-
-
-def group_max(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    if len(starts) == 0:
-        return np.zeros(0, dtype=values.dtype)
-    return np.maximum.reduceat(values, starts)

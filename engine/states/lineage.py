@@ -58,21 +58,45 @@ _STR = pd.StringDtype("pyarrow", na_value=np.nan)
 
 def constant_strings(value: str | None, n: int) -> pd.Series:
     """A constant string column built in Arrow directly (no per-row Python objects)."""
-    arr = pa.nulls(n, pa.string()) if value is None else pa.repeat(pa.scalar(value, pa.string()), n)
-    return pd.Series(arr.to_pandas(types_mapper={pa.string(): _STR}.get))
+    kind = pa.large_string()  # pandas' own storage for its string dtype: no cast on the way in
+    if value is None:
+        arr = pa.nulls(n, kind)
+    else:  # offsets and data laid out directly (pa.repeat appends element by element)
+        raw = value.encode("utf-8")
+        offsets = np.arange(n + 1, dtype=np.int64) * len(raw)
+        arr = pa.Array.from_buffers(kind, n, [None, pa.py_buffer(offsets), pa.py_buffer(raw * n)])
+    return pd.Series(arr.to_pandas(types_mapper={kind: _STR}.get))
+
+
+class LineageColumns:
+    """A published table as column slices: core columns as stored, ``extra`` arrays, the seed and the
+    constant lineage strings made on demand. ``frame(a, b)`` is rows [a, b) of the published table, so a
+    large table can be written and digested a row group at a time."""
+
+    def __init__(self, core: pd.DataFrame, table: str, values: dict, extra: dict | None = None) -> None:
+        self.core, self.table, self.values, self.extra = core, table, values, extra or {}
+        self.rows, self.names = len(core), COLUMNS[table]
+
+    def column(self, col: str, a: int, b: int) -> pd.Series:
+        if col in self.extra:
+            return pd.Series(self.extra[col][a:b], copy=False)
+        if col in self.core.columns:
+            return self.core[col].iloc[a:b]
+        if col == "seed":
+            return pd.Series(np.full(b - a, self.values["seed"], dtype=np.uint64), copy=False)
+        return constant_strings(self.values[col], b - a)
+
+    def constants(self) -> dict[str, str | None]:
+        """The constant string columns (every row the same lineage value, or null)."""
+        return {c: self.values[c] for c in self.names
+                if c not in self.extra and c not in self.core.columns and c != "seed"}
+
+    def frame(self, a: int = 0, b: int | None = None) -> pd.DataFrame:
+        b = self.rows if b is None else b
+        data = {col: self.column(col, a, b).array for col in self.names}  # as stored: no numpy-object round trip
+        return pd.DataFrame(data, columns=self.names, copy=False)
 
 
 def with_lineage(core: pd.DataFrame, table: str, values: dict, extra: dict | None = None) -> pd.DataFrame:
     """Attach constant columns and return the table in its published column order."""
-    data = {}
-    n = len(core)
-    for col in COLUMNS[table]:
-        if extra and col in extra:
-            data[col] = extra[col]
-        elif col in core.columns:
-            data[col] = core[col].to_numpy()
-        elif col == "seed":
-            data[col] = np.full(n, values["seed"], dtype=np.uint64)
-        else:
-            data[col] = constant_strings(values[col], n)
-    return pd.DataFrame(data, columns=COLUMNS[table])
+    return LineageColumns(core, table, values, extra).frame()

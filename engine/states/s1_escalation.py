@@ -52,8 +52,8 @@ def smoothing_probability(sm: dict, z: np.ndarray, n: np.ndarray) -> np.ndarray:
     return np.where(z < zmin, 0.0, p)
 
 
-def escalate(pairs: pd.DataFrame, zone_count: pd.Series, mixture: dict, master: bytes) -> pd.DataFrame:
-    """Core S1 table (no lineage columns), sorted by (merchant_id, legal_country_iso)."""
+def escalate(pairs: pd.DataFrame, zone_count: pd.Series, mixture: dict, master: bytes) -> tuple[pd.DataFrame, int]:
+    """(core S1 table (no lineage columns) sorted by (merchant_id, legal_country_iso), pairs the smoothing band escalated)."""
     countries = pairs["legal_country_iso"].to_numpy(dtype=object)
     unknown = sorted(set(countries) - set(zone_count.index))
     if unknown:

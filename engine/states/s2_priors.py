@@ -18,37 +18,17 @@ def priors(universe: pd.DataFrame, alphas_doc: dict, floor_doc: dict) -> pd.Data
             rows_c.append(iso)
             rows_z.append(entry["tzid"])
             rows_a.append(float(entry["alpha"]))
-    pack = pd.DataFrame({"country_iso": rows_c, "tzid": rows_z, "alpha_raw": rows_a})
-    pack = pack.sort_values(["country_iso", "tzid"], kind="mergesort").reset_index(drop=True)
-    uni_countries = set(universe["country_iso"])
-    unknown = sorted(set(pack["country_iso"]) - uni_countries)
-    if unknown:
-        raise EngineError("E3A_S2_005_ZONE_UNIVERSE_MISMATCH",
-                          f"alpha pack country {unknown[0]} is not in the zone universe (unknown_country)")
-    uni = universe[universe["country_iso"].isin(set(pack["country_iso"]))]
-    merged = pack.merge(uni, on=["country_iso", "tzid"], how="outer", indicator=True)
-    extra = merged[merged["_merge"] == "left_only"]
-    if len(extra):
-        r = extra.iloc[0]
-        raise EngineError("E3A_S2_005_ZONE_UNIVERSE_MISMATCH",
-                          f"alpha pack lists {r['tzid']} for {r['country_iso']}, which is not in Z({r['country_iso']}) "
-                          f"(unmappable_tzid, {len(extra)} rows)")
-    missing = merged[merged["_merge"] == "right_only"]
-    if len(missing):
-        r = missing.iloc[0]
-        raise EngineError("E3A_S2_007_DOMAIN_MISMATCH_UNIVERSE",
-                          f"alpha pack misses zone {r['tzid']} of {r['country_iso']} ({len(missing)} missing pairs)")
-    absent = sorted(uni_countries - set(pack["country_iso"]))
-    if absent:
-        raise EngineError("E3A_S2_007_DOMAIN_MISMATCH_UNIVERSE",
-                          f"alpha pack lacks country {absent[0]} of the zone universe ({len(absent)} countries)")
-    _check_floor_tzids(floor_doc, set(universe["tzid"]))
+    order = sorted(range(len(rows_c)), key=lambda i: (rows_c[i], rows_z[i]))   # (country_iso, tzid), stable
+    countries = np.array([rows_c[i] for i in order], dtype=object)
+    tz = np.array([rows_z[i] for i in order], dtype=object)
+    alpha_raw = np.array([rows_a[i] for i in order], dtype=np.float64)
+    uni_c, uni_z = universe["country_iso"].to_numpy(dtype=object), universe["tzid"].to_numpy(dtype=object)
+    _check_domain(set(zip(countries.tolist(), tz.tolist())), set(zip(uni_c.tolist(), uni_z.tolist())),
+                  set(uni_c.tolist()))
+    _check_floor_tzids(floor_doc, set(uni_z.tolist()))
     floors = {f["tzid"]: (float(f["floor_value"]), float(f["bump_threshold"])) for f in floor_doc["floors"]}
-    tz = pack["tzid"].to_numpy(dtype=object)
     floor_value = np.array([floors.get(t, (0.0, 1.0))[0] for t in tz], dtype=np.float64)
     bump_threshold = np.array([floors.get(t, (0.0, 1.0))[1] for t in tz], dtype=np.float64)
-    alpha_raw = pack["alpha_raw"].to_numpy(dtype=np.float64)
-    countries = pack["country_iso"].to_numpy(dtype=object)
     starts = np.flatnonzero(np.r_[True, countries[1:] != countries[:-1]])
     sizes = np.diff(np.r_[starts, len(countries)])
     raw_sum = np.repeat(_ordered_sums(alpha_raw, starts, sizes), sizes)
@@ -68,6 +48,29 @@ def priors(universe: pd.DataFrame, alphas_doc: dict, floor_doc: dict) -> pd.Data
         "alpha_sum_country": alpha_sum, "floor_applied": applied, "bump_applied": applied.copy(),
         "share_effective": share,
     })
+
+
+def _check_domain(pack_keys: set, universe_keys: set, universe_countries: set) -> None:
+    """The pack must list exactly Z(c) for every country of the universe (first offender in key order)."""
+    pack_countries = {c for c, _ in pack_keys}
+    unknown = sorted(pack_countries - universe_countries)
+    if unknown:
+        raise EngineError("E3A_S2_005_ZONE_UNIVERSE_MISMATCH",
+                          f"alpha pack country {unknown[0]} is not in the zone universe (unknown_country)")
+    extra = sorted(pack_keys - universe_keys)
+    if extra:
+        c, z = extra[0]
+        raise EngineError("E3A_S2_005_ZONE_UNIVERSE_MISMATCH",
+                          f"alpha pack lists {z} for {c}, which is not in Z({c}) (unmappable_tzid, {len(extra)} rows)")
+    missing = sorted(k for k in universe_keys - pack_keys if k[0] in pack_countries)
+    if missing:
+        c, z = missing[0]
+        raise EngineError("E3A_S2_007_DOMAIN_MISMATCH_UNIVERSE",
+                          f"alpha pack misses zone {z} of {c} ({len(missing)} missing pairs)")
+    absent = sorted(universe_countries - pack_countries)
+    if absent:
+        raise EngineError("E3A_S2_007_DOMAIN_MISMATCH_UNIVERSE",
+                          f"alpha pack lacks country {absent[0]} of the zone universe ({len(absent)} countries)")
 
 
 def _check_floor_tzids(floor_doc: dict, universe_tzids: set[str]) -> None:

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
-from engine.hashing import sha256_hex, table_digest
-from engine.states.common import ZONE_KEY
-from engine.states.lineage import with_lineage
+from engine.hashing import chunked_table_digest, sha256_hex, table_digest
+from engine.serialize import ROW_GROUP_ROWS
+from engine.states.lineage import LineageColumns
 
 ZERO_HASH = "0" * 64
+ROUTING = "routing_universe_hash"
 S2_KEY = ["country_iso", "tzid"]
 
 
-def universe_components(s2: pd.DataFrame, zone_alloc: pd.DataFrame, policy_digests: dict) -> dict:
-    """Component digests in composition order; zone_alloc is digested with its hash column excluded."""
+def universe_components(s2: pd.DataFrame, zone_alloc: pd.DataFrame, policy_digests: dict,
+                        zone_alloc_digest: str | None = None) -> dict:
+    """Component digests in composition order; zone_alloc is digested with its hash column excluded
+    (``zone_alloc_digest`` gives that digest when it was computed a row group at a time)."""
     parts = {
         "zone_alpha_digest": table_digest(s2, None),
         "theta_digest": policy_digests["zone_mixture_policy"],
@@ -22,7 +24,7 @@ def universe_components(s2: pd.DataFrame, zone_alloc: pd.DataFrame, policy_diges
     }
     if "day_effect_policy" in policy_digests:
         parts["day_effect_digest"] = policy_digests["day_effect_policy"]
-    parts["zone_alloc_digest"] = table_digest(zone_alloc, None, exclude=("routing_universe_hash",))
+    parts["zone_alloc_digest"] = zone_alloc_digest or table_digest(zone_alloc, None, exclude=(ROUTING,))
     return parts
 
 
@@ -30,19 +32,20 @@ def combine(parts: dict) -> str:
     return sha256_hex("".join(parts.values()).encode("ascii"))
 
 
-def egress(s1: pd.DataFrame, s2: pd.DataFrame, s4: pd.DataFrame, lineage: dict,
-           policy_digests: dict) -> tuple[pd.DataFrame, dict]:
-    """-> (zone_alloc, zone_alloc_universe_hash document)."""
-    sites = s1.loc[s1["is_escalated"].to_numpy(dtype=bool), "site_count"].to_numpy(dtype=np.int64)
-    k = s4.groupby(["merchant_id", "legal_country_iso"], sort=False).size().to_numpy()
-    zone_alloc = with_lineage(s4[ZONE_KEY + ["zone_site_count", "zone_site_count_sum", "alpha_sum_country"]],
-                              "zone_alloc", {**lineage, "routing_universe_hash": ZERO_HASH},
-                              extra={"site_count": np.repeat(sites, k)})
-    parts = universe_components(s2, zone_alloc, policy_digests)
+def zone_alloc_columns(zone_alloc_core: pd.DataFrame, lineage: dict) -> LineageColumns:
+    """zone_alloc as column slices: S4's counts with site_count (the core), the run's lineage, and the
+    routing hash still zero (set by :func:`egress` once the table's digest is known)."""
+    return LineageColumns(zone_alloc_core, "zone_alloc", {**lineage, ROUTING: ZERO_HASH})
+
+
+def egress(zone_alloc: LineageColumns, s2: pd.DataFrame, lineage: dict, policy_digests: dict) -> dict:
+    """Digest zone_alloc a row group at a time, set its routing hash; -> zone_alloc_universe_hash document."""
+    digest = chunked_table_digest(zone_alloc.rows, zone_alloc.names, zone_alloc.column, ROW_GROUP_ROWS,
+                                  exclude=(ROUTING,), constants=zone_alloc.constants())
+    parts = universe_components(s2, None, policy_digests, zone_alloc_digest=digest)
     routing = combine(parts)
-    zone_alloc["routing_universe_hash"] = np.full(len(zone_alloc), routing, dtype=object)
-    doc = {"manifest_fingerprint": lineage["manifest_fingerprint"], "parameter_hash": lineage["parameter_hash"],
-           "seed": int(lineage["seed"]), **parts, "routing_universe_hash": routing, "version": "1.0.0",
-           "notes": "zone_alloc_digest = canonical row digest (engine.hashing.table_digest), routing_universe_hash "
-                    "column excluded; composition order as listed"}
-    return zone_alloc, doc
+    zone_alloc.values[ROUTING] = routing
+    return {"manifest_fingerprint": lineage["manifest_fingerprint"], "parameter_hash": lineage["parameter_hash"],
+            "seed": int(lineage["seed"]), **parts, "routing_universe_hash": routing, "version": "1.0.0",
+            "notes": "zone_alloc_digest = canonical row digest (engine.hashing.table_digest), routing_universe_hash "
+                     "column excluded; composition order as listed"}

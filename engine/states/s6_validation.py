@@ -4,9 +4,24 @@ Every check recomputes what it verifies from the tables themselves; a check fail
 run failure (the report says FAIL and S7 refuses to seal). Realism gates are reported in
 ``observe`` mode (never failing the run) or enforced in ``block`` mode (a hard-gate miss is a
 structural failure).
+
+Three steps, so the chain can check the states' core tables before S5 publishes anything:
+
+- ``validate_core``: CHK_S0..CHK_S4 and the state-status consistency of S1..S4, from the core
+  tables (the published ones minus the constant lineage columns also do), the events, the S0
+  receipt and sealed inputs, the policy digests and the universe Z(c).
+- ``validate_egress``: the S5 checks and S5's state-status consistency, from the published S2
+  and zone_alloc tables (their digests enter the routing universe hash), S4 and the universe-hash
+  document.
+- ``finish``: the report and the issue table of both.
+
+``validate`` is the three in a row (the report and issue table are byte-identical to the single
+pass this module used to be: tests/engine/test_s6_pinned.py).
 """
 
 from __future__ import annotations
+
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -14,6 +29,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.hashing import canonical_json, sha256_hex
+from engine.metrics.exact import pandas_group_sum
+from engine.metrics import keys
 from engine.states.s5_egress import combine, universe_components
 
 CHECKS = {  # check_id -> severity
@@ -23,14 +40,23 @@ CHECKS = {  # check_id -> severity
     "CHK_S5_ZONE_ALLOC_COUNTS": "ERROR", "CHK_S5_UNIVERSE_HASH_DIGESTS": "ERROR",
     "CHK_S5_UNIVERSE_HASH_COMBINED": "ERROR", "CHK_STATE_STATUS_CONSISTENCY": "WARN",
 }
+OWNERS = {"S1": ["CHK_S1_DOMAIN_COUNTS"], "S2": ["CHK_S2_PRIORS_ZONE_UNIVERSE"],
+          "S3": ["CHK_S3_DOMAIN_ALIGNMENT", "CHK_S3_SHARE_SUM", "CHK_S3_RNG_ACCOUNTING"],
+          "S4": ["CHK_S4_DOMAIN_ALIGNMENT", "CHK_S4_COUNT_CONSERVATION"],
+          "S5": ["CHK_S5_ZONE_ALLOC_COUNTS", "CHK_S5_UNIVERSE_HASH_DIGESTS", "CHK_S5_UNIVERSE_HASH_COMBINED"]}
 PAIR = ["merchant_id", "legal_country_iso"]
 TRIPLET = PAIR + ["tzid"]
+ISSUE_COLUMNS = ["manifest_fingerprint", "issue_code", "check_id", "severity", "message", "merchant_id",
+                 "legal_country_iso", "tzid", "details"]
 
 
-class _Issues:
+class Findings:
+    """Issue rows (in check order), affected counts per check and the report's row counts."""
+
     def __init__(self) -> None:
         self.rows: list[dict] = []
         self.counts = {c: 0 for c in CHECKS}
+        self.metrics: dict = {}
 
     def add(self, check: str, code: str, n: int, message: str, **where) -> None:
         if n <= 0:
@@ -40,192 +66,245 @@ class _Issues:
                           "merchant_id": where.get("merchant_id"), "legal_country_iso": where.get("country"),
                           "tzid": where.get("tzid"), "details": f"affected={int(n)}"})
 
-
-def _column(frame: pd.DataFrame, col: str):
-    s = frame[col]
-    return s.to_numpy() if s.dtype.kind in "iubf" else pa.Array.from_pandas(s).cast(pa.string())
-
-
-def _cmp(op: str, a, b) -> np.ndarray:
-    if isinstance(a, np.ndarray):
-        return {"gt": np.greater, "eq": np.equal}[op](a, b)
-    return getattr(pc, {"gt": "greater", "eq": "equal"}[op])(a, b).to_numpy(zero_copy_only=False)
+    def status_consistency(self, state_status: Mapping, states) -> None:
+        for state in states:
+            failed = any(self.counts[c] > 0 for c in OWNERS[state])
+            if (state_status.get(state) == "PASS") == failed:
+                self.add("CHK_STATE_STATUS_CONSISTENCY", "STATE_STATUS_MISMATCH", 1, f"{state} status disagrees")
 
 
-def _same_rows(a: pd.DataFrame, b: pd.DataFrame, cols: list[str]) -> bool:
-    if len(a) != len(b):
-        return False
-    for c in cols:
-        x, y = _column(a, c), _column(b, c)
-        if type(x) is not type(y) or not bool(np.all(_cmp("eq", x, y))):
-            return False
-    return True
+class _Coded:
+    """The core tables' keys as integer codes (one country and one tzid vocabulary for all)."""
+
+    def __init__(self, tables: Mapping[str, pd.DataFrame], events: pd.DataFrame, universe: pd.DataFrame) -> None:
+        s1, s2, s3, s4 = (tables[k] for k in ("s1", "s2", "s3", "s4"))
+        c = keys.string_codes([s1["legal_country_iso"], s2["country_iso"], s3["legal_country_iso"],
+                               s4["legal_country_iso"], events["country_iso"], universe["country_iso"]])
+        t = keys.string_codes([s2["tzid"], s3["tzid"], s4["tzid"], universe["tzid"]])
+        m = [np.asarray(f["merchant_id"].to_numpy(), dtype=np.uint64) for f in (s1, s3, s4, events)]
+        self.s1, self.events = (m[0], c[0]), (m[3], c[4])
+        self.s2, self.universe = (c[1], t[0]), (c[5], t[3])
+        self.s3, self.s4 = (m[1], c[2], t[1]), (m[2], c[3], t[2])
+        self.escalated = s1["is_escalated"].to_numpy(dtype=bool)
 
 
-def _strictly_increasing(frame: pd.DataFrame, cols: list[str]) -> bool:
-    """True when rows are in strictly increasing lexicographic key order (hence no duplicates)."""
-    if len(frame) < 2:
-        return True
-    later = np.zeros(len(frame) - 1, dtype=bool)
-    tied = np.ones(len(frame) - 1, dtype=bool)
-    for c in cols:
-        v = _column(frame, c)
-        later |= tied & _cmp("gt", v[1:], v[:-1])
-        tied &= _cmp("eq", v[1:], v[:-1])
-    return bool(later.all())
-
-
-def _duplicates(frame: pd.DataFrame, cols: list[str]) -> int:
-    return 0 if _strictly_increasing(frame, cols) else int(frame.duplicated(cols).sum())
-
-
-def _set_diff(a: pd.DataFrame, b: pd.DataFrame, cols: list[str]) -> tuple[int, int]:
-    """(missing from b, extra in b); exact, with a fast path when both hold the same sorted keys."""
-    if _same_rows(a, b, cols) and _strictly_increasing(a, cols):
-        return 0, 0
-    m = a[cols].drop_duplicates().merge(b[cols].drop_duplicates(), on=cols, how="outer", indicator=True)
-    return int((m["_merge"] == "right_only").sum()), int((m["_merge"] == "left_only").sum())
-
-
-def _expected_triplets(s1: pd.DataFrame, s2: pd.DataFrame) -> pd.DataFrame:
-    """D_esc x Z(c), recomputed from S1 and S2 alone, in (merchant, country, tzid) order."""
-    esc = s1.loc[s1["is_escalated"].to_numpy(dtype=bool), PAIR].sort_values(PAIR, kind="mergesort")
-    s2k = s2[["country_iso", "tzid"]].sort_values(["country_iso", "tzid"], kind="mergesort")
-    countries = s2k["country_iso"].to_numpy(dtype=object)
-    uniq, first, counts = np.unique(countries, return_index=True, return_counts=True)
-    cc = esc["legal_country_iso"].to_numpy(dtype=object)
-    pos = np.clip(np.searchsorted(uniq, cc), 0, max(len(uniq) - 1, 0))
-    known = (uniq[pos] == cc) if len(uniq) else np.zeros(len(cc), dtype=bool)
-    k = np.where(known, counts[pos], 0)
-    rows = np.repeat(first[pos], k) + (np.arange(k.sum()) - np.repeat(np.cumsum(k) - k, k))
-    return pd.DataFrame({"merchant_id": np.repeat(esc["merchant_id"].to_numpy(), k),
-                         "legal_country_iso": np.repeat(cc, k),
-                         "tzid": s2k["tzid"].to_numpy(dtype=object)[rows]})
-
-
-def _check_zone_table(issues: _Issues, check: str, prefix: str, table: pd.DataFrame, expected: pd.DataFrame,
-                      s2: pd.DataFrame) -> None:
-    missing, extra = _set_diff(expected, table, TRIPLET)
-    issues.add(check, f"{prefix}_MISSING_PAIR", missing, "expected (pair, zone) rows missing")
-    issues.add(check, f"{prefix}_EXTRA_PAIR", extra, "rows outside D_esc x Z(c)")
-    issues.add(check, f"{prefix}_DUPLICATE_TRIPLET", _duplicates(table, TRIPLET), "duplicate triplets")
-    if missing or extra:
-        stray = ~table.set_index(["legal_country_iso", "tzid"]).index.isin(s2.set_index(["country_iso", "tzid"]).index)
-        issues.add(check, f"{prefix}_TZID_OUT_OF_UNIVERSE", int(stray.sum()), "tzid outside Z(c)")
-
-
-def validate(identity: dict, receipt: dict, sealed: list[dict], tables: dict, events: pd.DataFrame,
-             trace_totals: dict, universe_doc: dict, policy_digests: dict, state_status: dict,
-             universe: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
-    """-> (validation report, issue table)."""
-    s1, s2, s3, s4, za = (tables[k] for k in ("s1", "s2", "s3", "s4", "zone_alloc"))
-    issues = _Issues()
-    # S0
+def _check_s0(found: Findings, identity: dict, receipt: dict, sealed: list[dict], policy_digests: dict) -> None:
+    chk = "CHK_S0_GATE_SEALED_INPUTS"
     gate = receipt.get("upstream_gates", {})
-    issues.add("CHK_S0_GATE_SEALED_INPUTS", "S0_GATE_STATUS", sum(g.get("status") != "PASS" for g in gate.values()),
-               "upstream gate not PASS")
-    issues.add("CHK_S0_GATE_SEALED_INPUTS", "S0_GATE_MANIFEST_MISMATCH",
-               int(receipt.get("manifest_fingerprint") != identity["manifest_fingerprint"]), "receipt fingerprint")
-    issues.add("CHK_S0_GATE_SEALED_INPUTS", "S0_GATE_PARAMETER_MISMATCH",
-               int(receipt.get("parameter_hash") != identity["parameter_hash"]), "receipt parameter_hash")
+    found.add(chk, "S0_GATE_STATUS", sum(g.get("status") != "PASS" for g in gate.values()), "upstream gate not PASS")
+    found.add(chk, "S0_GATE_MANIFEST_MISMATCH",
+              int(receipt.get("manifest_fingerprint") != identity["manifest_fingerprint"]), "receipt fingerprint")
+    found.add(chk, "S0_GATE_PARAMETER_MISMATCH",
+              int(receipt.get("parameter_hash") != identity["parameter_hash"]), "receipt parameter_hash")
     sealed_pol = {r["logical_id"]: r["sha256_hex"] for r in sealed if r["artefact_kind"] == "policy"}
-    issues.add("CHK_S0_GATE_SEALED_INPUTS", "S0_SEALED_POLICY_MISSING",
-               sum(sealed_pol.get(p) != d for p, d in policy_digests.items()), "policy missing or digest differs")
-    # S1
-    issues.add("CHK_S1_DOMAIN_COUNTS", "S1_DUPLICATE_PAIR", _duplicates(s1, PAIR), "duplicate pairs")
-    sc = s1["site_count"]
-    issues.add("CHK_S1_DOMAIN_COUNTS", "S1_SITE_COUNT_INVALID", int((sc.isna() | (sc < 1)).sum()), "site_count < 1")
-    zc = universe.groupby("country_iso").size()
-    bad_z = s1["zone_count_country"].to_numpy() != zc.reindex(s1["legal_country_iso"]).to_numpy()
-    issues.add("CHK_S1_DOMAIN_COUNTS", "S1_SITE_COUNT_MISMATCH", int(bad_z.sum()), "zone_count_country != |Z(c)|")
-    # S2
-    issues.add("CHK_S2_PRIORS_ZONE_UNIVERSE", "S2_DUPLICATE_ZONE", _duplicates(s2, ["country_iso", "tzid"]),
-               "duplicate zones")
-    uni = universe[universe["country_iso"].isin(set(s2["country_iso"]))]
-    missing, extra = _set_diff(uni, s2, ["country_iso", "tzid"])
-    issues.add("CHK_S2_PRIORS_ZONE_UNIVERSE", "S2_DUPLICATE_ZONE", missing + extra, "priors differ from Z(c)")
-    issues.add("CHK_S2_PRIORS_ZONE_UNIVERSE", "S2_ALPHA_INVALID",
-               int((~np.isfinite(s2["alpha_effective"]) | (s2["alpha_effective"] <= 0)).sum()), "alpha <= 0")
-    sums = s2.groupby("country_iso", sort=False).agg(tot=("alpha_effective", "sum"), rep=("alpha_sum_country", "first"))
-    issues.add("CHK_S2_PRIORS_ZONE_UNIVERSE", "S2_ALPHA_SUM_MISMATCH",
-               int((np.abs(sums["tot"] - sums["rep"]) > 1e-12 * np.maximum(1, sums["rep"])).sum()), "alpha sum")
-    # S3
-    expected = _expected_triplets(s1, s2)
-    _check_zone_table(issues, "CHK_S3_DOMAIN_ALIGNMENT", "S3", s3, expected, s2)
-    share_sum = s3.groupby(PAIR, sort=False)["share_drawn"].sum()
-    issues.add("CHK_S3_SHARE_SUM", "S3_SHARE_SUM_MISMATCH",
-               int((~np.isfinite(share_sum) | (np.abs(share_sum - 1.0) > 1e-12)).sum()), "shares do not sum to 1")
-    esc_pairs = s1.loc[s1["is_escalated"], PAIR]
-    ev_pairs = events.rename(columns={"country_iso": "legal_country_iso"})
-    missing, extra = _set_diff(esc_pairs, ev_pairs, PAIR)
-    issues.add("CHK_S3_RNG_ACCOUNTING", "S3_RNG_EVENT_MISSING", missing, "escalated pair without event")
-    issues.add("CHK_S3_RNG_ACCOUNTING", "S3_RNG_EVENT_EXTRA", extra, "event without escalated pair")
-    issues.add("CHK_S3_RNG_ACCOUNTING", "S3_RNG_DUPLICATE_EVENT", _duplicates(ev_pairs, PAIR), "duplicates")
-    bad_env = (events["rng_counter_after"] - events["rng_counter_before"] != events["blocks"]) | \
-              (events["draws"].astype(np.int64) != events["zone_count"])
-    issues.add("CHK_S3_RNG_ACCOUNTING", "S3_RNG_TRACE_MISMATCH", int(bad_env.sum()), "event envelope inconsistent")
+    found.add(chk, "S0_SEALED_POLICY_MISSING",
+              sum(sealed_pol.get(p) != d for p, d in policy_digests.items()), "policy missing or digest differs")
+
+
+def _check_s1(found: Findings, s1: pd.DataFrame, coded: _Coded) -> None:
+    chk = "CHK_S1_DOMAIN_COUNTS"
+    found.add(chk, "S1_DUPLICATE_PAIR", keys.duplicates(coded.s1), "duplicate pairs")
+    sc = s1["site_count"].to_numpy()
+    invalid = (sc < 1) if sc.dtype.kind in "iu" else (s1["site_count"].isna() | (s1["site_count"] < 1)).to_numpy()
+    found.add(chk, "S1_SITE_COUNT_INVALID", int(invalid.sum()), "site_count < 1")
+    zones = np.bincount(coded.universe[0], minlength=int(coded.s1[1].max(initial=-1)) + 1).astype(np.float64)
+    zones[zones == 0] = np.nan  # a country outside the universe has no |Z(c)|: always a mismatch
+    per_row = zones[coded.s1[1]] if zones.size else np.zeros(0)
+    found.add(chk, "S1_SITE_COUNT_MISMATCH", int((s1["zone_count_country"].to_numpy() != per_row).sum()),
+              "zone_count_country != |Z(c)|")
+
+
+def _alpha_sum_mismatches(s2: pd.DataFrame, country: np.ndarray) -> int:
+    """Countries whose alpha_effective sum (as pandas' groupby sum, NaN skipped) differs from the
+    first non-null alpha_sum_country by more than 1e-12 relative."""
+    gid, n, _ = keys.first_appearance_groups([country])  # the ids of a sort=False groupby
+    tot = pandas_group_sum(gid, s2["alpha_effective"].to_numpy(dtype=np.float64), n)
+    reported = s2["alpha_sum_country"].to_numpy(dtype=np.float64)
+    valid = np.flatnonzero(~np.isnan(reported))
+    first = np.full(n, len(reported), dtype=np.int64)
+    np.minimum.at(first, gid[valid], valid)
+    rep = np.where(first < len(reported), np.append(reported, np.nan)[first], np.nan)
+    return int((np.abs(tot - rep) > 1e-12 * np.maximum(1, rep)).sum())
+
+
+def _check_s2(found: Findings, s2: pd.DataFrame, coded: _Coded) -> None:
+    chk = "CHK_S2_PRIORS_ZONE_UNIVERSE"
+    found.add(chk, "S2_DUPLICATE_ZONE", keys.duplicates(coded.s2), "duplicate zones")
+    inside = np.isin(coded.universe[0], coded.s2[0])
+    missing, extra = keys.set_diff([k[inside] for k in coded.universe], coded.s2)
+    found.add(chk, "S2_DUPLICATE_ZONE", missing + extra, "priors differ from Z(c)")
+    alpha = s2["alpha_effective"].to_numpy(dtype=np.float64)
+    found.add(chk, "S2_ALPHA_INVALID", int((~np.isfinite(alpha) | (alpha <= 0)).sum()), "alpha <= 0")
+    found.add(chk, "S2_ALPHA_SUM_MISMATCH", _alpha_sum_mismatches(s2, coded.s2[0]), "alpha sum")
+
+
+def _expected_triplets(coded: _Coded) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """D_esc x Z(c), recomputed from S1 and S2 alone, in (merchant, country, tzid) order."""
+    m, c = (k[coded.escalated] for k in coded.s1)
+    order = np.lexsort((c, m))
+    m, c = m[order], c[order]
+    s2c, s2t = coded.s2
+    by_zone = np.lexsort((s2t, s2c))
+    s2c, s2t = s2c[by_zone], s2t[by_zone]
+    uniq, first, counts = np.unique(s2c, return_index=True, return_counts=True)
+    pos = np.clip(np.searchsorted(uniq, c), 0, max(len(uniq) - 1, 0))
+    known = (uniq[pos] == c) if len(uniq) else np.zeros(len(c), dtype=bool)
+    k = np.where(known, counts[pos] if len(uniq) else 0, 0)
+    rows = np.arange(int(k.sum()), dtype=np.int64)  # zone j of a pair: its country's first S2 row + j
+    rows += np.repeat((first[pos] if len(uniq) else np.zeros(len(c), dtype=np.int64)) - (np.cumsum(k) - k), k)
+    return np.repeat(m, k), np.repeat(c, k), s2t[rows]
+
+
+def _check_zone_table(found: Findings, check: str, prefix: str, table, expected, coded: _Coded) -> None:
+    missing, extra = keys.set_diff(expected, table)
+    found.add(check, f"{prefix}_MISSING_PAIR", missing, "expected (pair, zone) rows missing")
+    found.add(check, f"{prefix}_EXTRA_PAIR", extra, "rows outside D_esc x Z(c)")
+    found.add(check, f"{prefix}_DUPLICATE_TRIPLET", keys.duplicates(table), "duplicate triplets")
+    if missing or extra:
+        zone, s2zone = keys.dense_keys(table[1:], coded.s2)
+        found.add(check, f"{prefix}_TZID_OUT_OF_UNIVERSE", int((~np.isin(zone, s2zone)).sum()), "tzid outside Z(c)")
+
+
+def _check_s3_shares(found: Findings, s3: pd.DataFrame, coded: _Coded) -> None:
+    gid, n, _ = keys.first_appearance_groups(coded.s3[:2])  # the ids of a sort=False groupby
+    total = pandas_group_sum(gid, s3["share_drawn"].to_numpy(dtype=np.float64), n)
+    found.add("CHK_S3_SHARE_SUM", "S3_SHARE_SUM_MISMATCH",
+              int((~np.isfinite(total) | (np.abs(total - 1.0) > 1e-12)).sum()), "shares do not sum to 1")
+
+
+def _check_events(found: Findings, events: pd.DataFrame, trace_totals: dict, coded: _Coded) -> None:
+    chk = "CHK_S3_RNG_ACCOUNTING"
+    missing, extra = keys.set_diff([k[coded.escalated] for k in coded.s1], coded.events)
+    found.add(chk, "S3_RNG_EVENT_MISSING", missing, "escalated pair without event")
+    found.add(chk, "S3_RNG_EVENT_EXTRA", extra, "event without escalated pair")
+    found.add(chk, "S3_RNG_DUPLICATE_EVENT", keys.duplicates(coded.events), "duplicates")
+    col = {k: events[k].to_numpy() for k in ("rng_counter_after", "rng_counter_before", "blocks", "zone_count")}
+    draws = events["draws"].to_numpy().astype(np.int64)
+    bad_env = (col["rng_counter_after"] - col["rng_counter_before"] != col["blocks"]) | (draws != col["zone_count"])
+    found.add(chk, "S3_RNG_TRACE_MISMATCH", int(bad_env.sum()), "event envelope inconsistent")
     tot_ok = (trace_totals.get("events_total") == len(events)
-              and trace_totals.get("blocks_total") == int(events["blocks"].sum())
-              and trace_totals.get("draws_total") == int(events["draws"].astype(np.int64).sum()))
-    issues.add("CHK_S3_RNG_ACCOUNTING", "S3_RNG_TRACE_MISMATCH", int(not tot_ok), "trace totals != event sums")
-    # S4
-    _check_zone_table(issues, "CHK_S4_DOMAIN_ALIGNMENT", "S4", s4, expected, s2)
-    agg = s4.groupby(PAIR, sort=False).agg(tot=("zone_site_count", "sum"), rep=("zone_site_count_sum", "first"))
-    n1 = s1.set_index(PAIR)["site_count"].reindex(agg.index)
-    issues.add("CHK_S4_COUNT_CONSERVATION", "S4_COUNT_CONSERVATION",
-               int(((agg["tot"] != agg["rep"]) | (agg["rep"] != n1)).sum()), "counts not conserved")
-    # S5
-    missing, extra = _set_diff(s4, za, TRIPLET)
-    issues.add("CHK_S5_ZONE_ALLOC_COUNTS", "S5_ALLOC_MISSING_TRIPLET", missing, "zone_alloc misses S4 rows")
-    issues.add("CHK_S5_ZONE_ALLOC_COUNTS", "S5_ALLOC_EXTRA_TRIPLET", extra, "zone_alloc rows not in S4")
+              and trace_totals.get("blocks_total") == int(col["blocks"].sum())
+              and trace_totals.get("draws_total") == int(draws.sum()))
+    found.add(chk, "S3_RNG_TRACE_MISMATCH", int(not tot_ok), "trace totals != event sums")
+
+
+def _s1_rows_of(pairs, coded: _Coded) -> np.ndarray:
+    """The S1 row of each (merchant, country) pair, or -1 (the first row when S1 repeats a pair)."""
+    esc = np.flatnonzero(coded.escalated)
+    if keys.same_rows(pairs, [k[esc] for k in coded.s1]) and keys.strictly_increasing(coded.s1):
+        return esc
+    return keys.find_rows(pairs, coded.s1)
+
+
+def _check_s4_conservation(found: Findings, s1: pd.DataFrame, s4: pd.DataFrame, coded: _Coded) -> None:
+    gid, n, first = keys.groups(coded.s4[:2])
+    counts = s4["zone_site_count"].to_numpy()
+    tot = np.bincount(gid, weights=counts.astype(np.float64), minlength=n)
+    rep = s4["zone_site_count_sum"].to_numpy()[first]
+    sites = np.append(s1["site_count"].to_numpy(dtype=np.float64), np.nan)
+    n1 = sites[_s1_rows_of([k[first] for k in coded.s4[:2]], coded)]  # -1 (no S1 row) -> NaN: a mismatch
+    found.add("CHK_S4_COUNT_CONSERVATION", "S4_COUNT_CONSERVATION", int(((tot != rep) | (rep != n1)).sum()),
+              "counts not conserved")
+
+
+def validate_core(identity: dict, receipt: dict, sealed: list[dict], tables: Mapping[str, pd.DataFrame],
+                  events: pd.DataFrame, trace_totals: dict, policy_digests: dict, state_status: Mapping,
+                  universe: pd.DataFrame) -> Findings:
+    """CHK_S0..CHK_S4 and the S1..S4 state-status consistency.
+
+    ``tables``: "s1", "s2", "s3", "s4", core or published. Columns read: s1 merchant_id,
+    legal_country_iso, site_count, zone_count_country, is_escalated; s2 country_iso, tzid,
+    alpha_effective, alpha_sum_country; s3 merchant_id, legal_country_iso, tzid, share_drawn;
+    s4 merchant_id, legal_country_iso, tzid, zone_site_count, zone_site_count_sum."""
+    s1, s2, s3, s4 = (tables[k] for k in ("s1", "s2", "s3", "s4"))
+    found = Findings()
+    _check_s0(found, identity, receipt, sealed, policy_digests)
+    coded = _Coded(tables, events, universe)
+    _check_s1(found, s1, coded)
+    _check_s2(found, s2, coded)
+    expected = _expected_triplets(coded)
+    _check_zone_table(found, "CHK_S3_DOMAIN_ALIGNMENT", "S3", coded.s3, expected, coded)
+    _check_s3_shares(found, s3, coded)
+    _check_events(found, events, trace_totals, coded)
+    _check_zone_table(found, "CHK_S4_DOMAIN_ALIGNMENT", "S4", coded.s4, expected, coded)
+    _check_s4_conservation(found, s1, s4, coded)
+    found.status_consistency(state_status, ("S1", "S2", "S3", "S4"))
+    found.metrics = {"pairs_total": len(s1), "pairs_escalated": int(coded.escalated.sum()), "s3_rows": len(s3),
+                     "s4_rows": len(s4), "rng_event_rows": len(events)}
+    return found
+
+
+def _not_equal_count(values: pd.Series, expected: str) -> int:
+    arr = pa.Array.from_pandas(values)
+    if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+        return int(pc.sum(pc.fill_null(pc.not_equal(arr, pa.scalar(expected, arr.type)), True)).as_py() or 0)
+    return int((values != expected).sum())
+
+
+def validate_egress(s2: pd.DataFrame, s4: pd.DataFrame, zone_alloc: pd.DataFrame, universe_doc: dict,
+                    policy_digests: dict, state_status: Mapping, zone_alloc_digest: str | None = None) -> Findings:
+    """The S5 checks and S5's state-status consistency. ``s2`` and ``zone_alloc`` are the published
+    tables (their digests are recomputed); ``s4`` core or published (merchant_id, legal_country_iso,
+    tzid, zone_site_count)."""
+    found, za, chk = Findings(), zone_alloc, "CHK_S5_ZONE_ALLOC_COUNTS"
+    c4, cz = keys.string_codes([s4["legal_country_iso"], za["legal_country_iso"]])
+    t4, tz = keys.string_codes([s4["tzid"], za["tzid"]])
+    m4, mz = (np.asarray(f["merchant_id"].to_numpy(), dtype=np.uint64) for f in (s4, za))
+    missing, extra = keys.set_diff((m4, c4, t4), (mz, cz, tz))
+    found.add(chk, "S5_ALLOC_MISSING_TRIPLET", missing, "zone_alloc misses S4 rows")
+    found.add(chk, "S5_ALLOC_EXTRA_TRIPLET", extra, "zone_alloc rows not in S4")
     if not missing and not extra and len(za) == len(s4):
-        issues.add("CHK_S5_ZONE_ALLOC_COUNTS", "S5_ALLOC_COUNT_MISMATCH",
-                   int((za["zone_site_count"].to_numpy() != s4["zone_site_count"].to_numpy()).sum()), "counts != S4")
-        issues.add("CHK_S5_ZONE_ALLOC_COUNTS", "S5_ALLOC_SUM_MISMATCH",
-                   int((za["site_count"].to_numpy() != za["zone_site_count_sum"].to_numpy()).sum()), "totals != S1")
-    parts = universe_components(s2, za, policy_digests)
-    issues.add("CHK_S5_UNIVERSE_HASH_DIGESTS", "S5_DIGEST_MISMATCH",
-               sum(universe_doc.get(k) != v for k, v in parts.items()), "component digest does not recompute")
+        found.add(chk, "S5_ALLOC_COUNT_MISMATCH",
+                  int((za["zone_site_count"].to_numpy() != s4["zone_site_count"].to_numpy()).sum()), "counts != S4")
+        found.add(chk, "S5_ALLOC_SUM_MISMATCH",
+                  int((za["site_count"].to_numpy() != za["zone_site_count_sum"].to_numpy()).sum()), "totals != S1")
+    parts = universe_components(s2, za, policy_digests, zone_alloc_digest)
+    found.add("CHK_S5_UNIVERSE_HASH_DIGESTS", "S5_DIGEST_MISMATCH",
+              sum(universe_doc.get(k) != v for k, v in parts.items()), "component digest does not recompute")
     routing = combine(parts)
-    issues.add("CHK_S5_UNIVERSE_HASH_COMBINED", "S5_ROUTING_HASH_MISMATCH",
-               int(universe_doc.get("routing_universe_hash") != routing), "universe hash does not recompute")
-    issues.add("CHK_S5_UNIVERSE_HASH_COMBINED", "S5_ALLOC_ROUTING_HASH_MISMATCH",
-               int((za["routing_universe_hash"] != routing).sum()), "row hash differs")
-    # state status consistency
-    owners = {"S1": ["CHK_S1_DOMAIN_COUNTS"], "S2": ["CHK_S2_PRIORS_ZONE_UNIVERSE"],
-              "S3": ["CHK_S3_DOMAIN_ALIGNMENT", "CHK_S3_SHARE_SUM", "CHK_S3_RNG_ACCOUNTING"],
-              "S4": ["CHK_S4_DOMAIN_ALIGNMENT", "CHK_S4_COUNT_CONSERVATION"],
-              "S5": ["CHK_S5_ZONE_ALLOC_COUNTS", "CHK_S5_UNIVERSE_HASH_DIGESTS", "CHK_S5_UNIVERSE_HASH_COMBINED"]}
-    for state, checks in owners.items():
-        failed = any(issues.counts[c] > 0 for c in checks)
-        if (state_status.get(state) == "PASS") == failed:
-            issues.add("CHK_STATE_STATUS_CONSISTENCY", "STATE_STATUS_MISMATCH", 1, f"{state} status disagrees")
-    return _report(identity, issues, tables, events)
+    found.add("CHK_S5_UNIVERSE_HASH_COMBINED", "S5_ROUTING_HASH_MISMATCH",
+              int(universe_doc.get("routing_universe_hash") != routing), "universe hash does not recompute")
+    found.add("CHK_S5_UNIVERSE_HASH_COMBINED", "S5_ALLOC_ROUTING_HASH_MISMATCH",
+              _not_equal_count(za["routing_universe_hash"], routing), "row hash differs")
+    found.status_consistency(state_status, ("S5",))
+    found.metrics = {"zone_alloc_rows": len(za)}
+    return found
 
 
-def _report(identity: dict, issues: _Issues, tables: dict, events: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
+def finish(identity: dict, core: Findings, egress: Findings) -> tuple[dict, pd.DataFrame]:
+    """-> (validation report, issue table) of both steps (core's issues first)."""
+    counts = {c: core.counts[c] + egress.counts[c] for c in CHECKS}
+    rows = core.rows + egress.rows
     checks = []
     for cid in sorted(CHECKS):
-        n = issues.counts[cid]
+        n = counts[cid]
         status = "PASS" if n == 0 else ("FAIL" if CHECKS[cid] == "ERROR" else "WARN")
         checks.append({"check_id": cid, "status": status, "severity": CHECKS[cid], "affected_count": n})
     statuses = [c["status"] for c in checks]
+    m = {**core.metrics, **egress.metrics, "issues_total": len(rows)}
     report = {
         "manifest_fingerprint": identity["manifest_fingerprint"], "parameter_hash": identity["parameter_hash"],
         "overall_status": "FAIL" if "FAIL" in statuses else "PASS",
         "checks_passed_count": statuses.count("PASS"), "checks_failed_count": statuses.count("FAIL"),
         "checks_warn_count": statuses.count("WARN"), "checks": checks,
-        "metrics": {"pairs_total": len(tables["s1"]), "pairs_escalated": int(tables["s1"]["is_escalated"].sum()),
-                    "s3_rows": len(tables["s3"]), "s4_rows": len(tables["s4"]),
-                    "zone_alloc_rows": len(tables["zone_alloc"]), "rng_event_rows": len(events),
-                    "issues_total": len(issues.rows)},
+        "metrics": {k: m[k] for k in ("pairs_total", "pairs_escalated", "s3_rows", "s4_rows", "zone_alloc_rows",
+                                      "rng_event_rows", "issues_total")},
     }
-    cols = ["manifest_fingerprint", "issue_code", "check_id", "severity", "message", "merchant_id",
-            "legal_country_iso", "tzid", "details"]
-    table = pd.DataFrame(issues.rows, columns=cols[1:])
+    table = pd.DataFrame(rows, columns=ISSUE_COLUMNS[1:])
     table.insert(0, "manifest_fingerprint", identity["manifest_fingerprint"])
     table = table.sort_values(["severity", "issue_code", "check_id"], kind="mergesort").reset_index(drop=True)
-    return report, table[cols].astype(object)
+    return report, table[ISSUE_COLUMNS].astype(object)
+
+
+def validate(identity: dict, receipt: dict, sealed: list[dict], tables: dict, events: pd.DataFrame,
+             trace_totals: dict, universe_doc: dict, policy_digests: dict, state_status: dict,
+             universe: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
+    """-> (validation report, issue table): validate_core, validate_egress, finish."""
+    core = validate_core(identity, receipt, sealed, tables, events, trace_totals, policy_digests, state_status,
+                         universe)
+    egress = validate_egress(tables["s2"], tables["s4"], tables["zone_alloc"], universe_doc, policy_digests,
+                             state_status)
+    return finish(identity, core, egress)
 
 
 def receipt(report: dict, report_digest: str, issues_digest: str) -> dict:

@@ -51,6 +51,11 @@ class World:
         }
 
     @functools.cached_property
+    def world_static_digest(self) -> str:
+        """The content digest of the world's static inputs (population, universe, package versions)."""
+        return composite_hash(self.static_parts)
+
+    @functools.cached_property
     def evidence(self) -> FidelityEvidence:
         """What fidelity is measured against: Z(c) as clocks and the population per (country, clock)."""
         return fidelity_evidence(self.universe, self.fidelity_applicable)

@@ -62,14 +62,19 @@ def make_synthetic_tables(n_pairs: int = 2600, seed: int = 0, n_countries: int =
     counts = base + (rank < short[p_rep])
     keys = {"merchant_id": e["merchant_id"].to_numpy()[p_rep],
             "legal_country_iso": e["legal_country_iso"].to_numpy()[p_rep], "tzid": s2["tzid"].to_numpy()[s2_row]}
-    s3 = pd.DataFrame({**keys, "share_drawn": drawn, "share_sum_country": 1.0,
-                       "alpha_sum_country": csum[ec][p_rep], "rng_stream_id": "x"})
-    s4 = pd.DataFrame({**keys, "zone_site_count": counts, "zone_site_count_sum": n_sites,
-                       "share_sum_country": 1.0, "fractional_target": target, "residual_rank": rank + 1,
-                       "alpha_sum_country": csum[ec][p_rep]})
-    zone_alloc = pd.DataFrame({**keys, "zone_site_count": counts, "zone_site_count_sum": n_sites,
-                               "site_count": n_sites, "routing_universe_hash": "0" * 64})
+    zone = {"drawn": drawn, "counts": counts, "n_sites": n_sites, "target": target, "rank": rank,
+            "alpha_sum": csum[ec][p_rep]}
+    return {"s1": s1, "s2": s2.sort_values(["country_iso", "tzid"], ignore_index=True), **_zone_tables(keys, zone)}
+
+
+def _zone_tables(keys: dict, z: dict) -> dict[str, pd.DataFrame]:
+    s3 = pd.DataFrame({**keys, "share_drawn": z["drawn"], "share_sum_country": 1.0,
+                       "alpha_sum_country": z["alpha_sum"], "rng_stream_id": "x"})
+    s4 = pd.DataFrame({**keys, "zone_site_count": z["counts"], "zone_site_count_sum": z["n_sites"],
+                       "share_sum_country": 1.0, "fractional_target": z["target"], "residual_rank": z["rank"] + 1,
+                       "alpha_sum_country": z["alpha_sum"]})
+    zone_alloc = pd.DataFrame({**keys, "zone_site_count": z["counts"], "zone_site_count_sum": z["n_sites"],
+                               "site_count": z["n_sites"], "routing_universe_hash": "0" * 64})
     sort = ["merchant_id", "legal_country_iso", "tzid"]
-    return {"s1": s1, "s2": s2.sort_values(["country_iso", "tzid"], ignore_index=True),
-            "s3": s3.sort_values(sort, ignore_index=True), "s4": s4.sort_values(sort, ignore_index=True),
+    return {"s3": s3.sort_values(sort, ignore_index=True), "s4": s4.sort_values(sort, ignore_index=True),
             "zone_alloc": zone_alloc.sort_values(sort, ignore_index=True)}

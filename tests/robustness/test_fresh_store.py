@@ -7,9 +7,12 @@ import subprocess
 import sys
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from tests.tuning.conftest import env_for, make_project
+
+pytestmark = pytest.mark.slow  # four sweep processes
 
 
 def test_four_sweeps_started_together_on_a_fresh_checkout(tmp_path):

@@ -92,6 +92,7 @@ def test_selection_rules():
         choose(rows, "nonsense", 0.0)
 
 
+@pytest.mark.slow
 def test_run_then_replay_ends_on_identical_policies_and_rebuilds_the_trail(project, capsys):
     from tuning.campaign import main
     from tuning.ladder import read_ladder

@@ -73,3 +73,16 @@ def test_two_workers_complete_the_budget_without_duplicates(project):
     _assert_consistent("t-P1.2", 6)
     parents = {r.data.tags["sweep_run_id"] for r in trial_runs("t-P1.2")}
     assert len(parents) == 1  # the workers share the coordinator's parent run
+
+
+def test_workers_of_a_multi_seed_study_score_every_seed(project):
+    """Spawned workers get the sweep's config: the study's seeds, not the first one only (a worker started
+    with ``--seed <first>`` was refused by the study created with all of them)."""
+    (project / "studies" / "two.yaml").write_text((project / "studies" / "P1.2.yaml").read_text().replace(
+        "seeds: [42]", "seeds: [42, 7]").replace("study: t-P1.2", "study: t-two"))
+    out = run_module(project, "tuning.sweep", "--phase", "studies/two.yaml", "--trials", "3", "--workers", "2",
+                     "--json", "--no-progress", "--reports", "0")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout)["trials_complete"] == 3
+    complete = [t for t in load("t-two").trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 3 and all(t.user_attrs["result"]["seeds"] == [42, 7] for t in complete)

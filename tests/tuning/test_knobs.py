@@ -111,10 +111,16 @@ def test_missing_rule_target_is_coded(base):
 
 
 def test_every_knob_domain_is_inside_the_policy_schema(base):
-    """Each knob at its bounds yields a policy the engine accepts (the sanity checks included)."""
+    """Each knob at its bounds yields a policy the engine accepts (the sanity checks included): the
+    candidate's bytes of the knob's policy parse (engine parser, no registration shortcut) to the candidate
+    document, and no other policy changes."""
+    from engine.policies.policy_set import parse_policy
+
     for name, k in KNOBS.items():
         for v in ([False, True] if k.kind == "bool" else [k.low, k.high]):
-            apply_knobs(base, {name: v})
+            cand = apply_knobs(base, {name: v})
+            assert parse_policy(k.policy_id, cand.raw[k.policy_id], f"{name}={v}") == cand.doc(k.policy_id), name
+            assert {p for p in cand.raw if cand.raw[p] != base.raw.get(p)} <= {k.policy_id}, (name, v)
 
 
 @functools.lru_cache(maxsize=1)

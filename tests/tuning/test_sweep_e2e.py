@@ -186,6 +186,11 @@ def test_freeze_needs_a_certification_then_maps_its_verdict(proj):
     assert certify_main(["--authority", "--record"]) == 0
     cert = read_ladder(Path("policies"))[-1]
     assert cert["phase"] == "P5" and cert["decision"] in {"PASS_BPLUS", "PASS_B", "FAIL_REALISM"}
+    from engine.metrics.crossseed import CV_METRICS
+    from tuning.tracking import client
+
+    recorded = client().get_run(cert["mlflow_run_id"]).data.metrics  # the ladder step carries the cross-seed CV
+    assert {f"cv.{m}" for m in CV_METRICS} <= set(recorded), sorted(recorded)
     step = freeze(Path("policies"))
     # a certified freeze needs FAITHFUL on every seed: the certification records it and freeze maps it
     assert cert["evidence"]["fidelity"] in {"FAITHFUL", "DISTORTED"}

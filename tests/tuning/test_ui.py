@@ -12,6 +12,8 @@ import pytest
 from tests.tuning.conftest import make_project, trial_runs
 from tests.tuning.ui_helpers import MlflowUi, chromium, dump_dom, visible_text
 
+pytestmark = pytest.mark.slow  # a sweep, optuna-dashboard, an MLflow server and headless Chromium
+
 # a guardrail the neutral trial 0 passes and the blended trials (higher J) fail: a vetoed trial has the best J
 MIXED = (("study: t-veto", "study: t-mixed"),
          ("{metric: s4.top1_share_median, op: '<=', value: 0.0, reason: FORCED_VETO}",

@@ -1,0 +1,136 @@
+"""S5 -> S7 as one pure step over a scored run: lineage, egress, the S6 report and the S7 seal.
+
+This is the half of the chain that produces bytes. :class:`engine.result.ChainResult` calls it the first
+time a published attribute is read (``s6_report``, ``members``, ``flag`` ...), and
+:func:`engine.store.materialise` writes what it returns. Its seconds are booked to S5, S6 and S7.
+
+Large tables never exist whole with their lineage columns: each is written and digested a row group at
+a time from its core (:class:`engine.states.lineage.LineageColumns`), and S5's checks read zone_alloc
+back from the bytes just written (so they verify what is published, not a copy of it).
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from engine.chain_steps import STATE_STATUS
+from engine.hashing import chunked_table_digest, sha256_hex
+from engine.members import build_members
+from engine.serialize import ROW_GROUP_ROWS, json_bytes, parquet_bytes_chunked
+from engine.states import s5_egress, s6_validation
+from engine.states.lineage import LineageColumns, lineage_values
+from engine.states.s7_bundle import index_document, passed_flag
+
+
+@dataclass
+class Bundle:
+    """S5 -> S7 of a run: the S6 report and the S7 seal (exact bytes in members); ``tables`` is set when
+    the published tables were read from a store."""
+
+    universe_doc: dict
+    s6_report: dict
+    s6_issues: pd.DataFrame
+    s6_receipt: dict
+    members: list
+    index: dict
+    flag: str
+    s7: dict
+    tables: dict | None = None
+
+
+S7_REFUSED = {"status": "FAIL", "error_code": "E3A_S7_001_S6_NOT_PASS"}
+ZONE_ALLOC_CHECKED = ["merchant_id", "legal_country_iso", "tzid", "zone_site_count", "zone_site_count_sum",
+                      "site_count", s5_egress.ROUTING]
+
+
+def published_columns(result) -> dict[str, LineageColumns]:
+    """Every published table of a run as column slices (lineage attached on demand)."""
+    cores, lin = result.cores, lineage_values(result.identity, result.publish_inputs.policies)
+    sources = {name: LineageColumns(cores[name], name, lin) for name in ("s1", "s2", "s3")}
+    sources["s4"] = LineageColumns(cores["s4"], "s4", lin, extra=result.publish_inputs.s4_extra)
+    sources["zone_alloc"] = s5_egress.zone_alloc_columns(cores["zone_alloc"], lin)
+    return sources
+
+
+class ParquetColumns:
+    """A published parquet member read back once, its strings dictionary-encoded (compact), then served
+    a column slice at a time."""
+
+    def __init__(self, data: bytes) -> None:
+        schema = pq.read_schema(io.BytesIO(data))
+        strings = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+        self.table = pq.read_table(io.BytesIO(data), read_dictionary=strings)
+        self.rows, self.names = self.table.num_rows, self.table.column_names
+
+    def column(self, name: str, a: int, b: int) -> pd.Series:
+        return self.table.column(name).slice(a, b - a).to_pandas()
+
+
+def published_tables(result) -> dict[str, pd.DataFrame]:
+    """The published tables as DataFrames (lineage and routing hash attached): for callers that want them."""
+    sources = published_columns(result)
+    s5_egress.egress(sources["zone_alloc"], sources["s2"].frame(),
+                     lineage_values(result.identity, result.publish_inputs.policies),
+                     result.publish_inputs.policies.digests)
+    return {name: src.frame() for name, src in sources.items()}
+
+
+def _s5(result) -> tuple[dict, dict]:
+    """-> (published parquet bytes per table, zone_alloc_universe_hash document)."""
+    sources = published_columns(result)
+    s2 = sources["s2"].frame()
+    universe_doc = s5_egress.egress(sources["zone_alloc"], s2, lineage_values(result.identity,
+                                                                                 result.publish_inputs.policies),
+                                    result.publish_inputs.policies.digests)
+    table_bytes = {name: parquet_bytes_chunked(src.rows, src.frame) for name, src in sources.items()}
+    return table_bytes, universe_doc
+
+
+def _s6(result, table_bytes: dict, universe_doc: dict):
+    """S6's report: the S0-S4 findings made while scoring, and S5's checks on the bytes just built."""
+    inputs = result.publish_inputs
+    published = ParquetColumns(table_bytes["zone_alloc"])
+    digest = chunked_table_digest(published.rows, published.names, published.column, ROW_GROUP_ROWS,
+                                  exclude=(s5_egress.ROUTING,))
+    za = published.table.select(ZONE_ALLOC_CHECKED).to_pandas()
+    s2 = pq.read_table(io.BytesIO(table_bytes["s2"])).to_pandas()
+    egress = s6_validation.validate_egress(s2, result.cores["s4"], za, universe_doc, inputs.policies.digests,
+                                           STATE_STATUS, zone_alloc_digest=digest)
+    report, issues = s6_validation.finish(result.identity, inputs.s6_core, egress)
+    report["realism"] = inputs.realism
+    if inputs.realism_blocks:
+        report["overall_status"] = "FAIL"
+    return report, issues
+
+
+def _s7(result, table_bytes: dict, universe_doc: dict, report: dict, issues):
+    members, receipt6 = build_members(result.identity, result.receipt, result.sealed, table_bytes, result.events,
+                                      universe_doc, report, issues)
+    if report["overall_status"] != "PASS":
+        return members, receipt6, {}, "", dict(S7_REFUSED)
+    index = index_document(result.identity, members, sha256_hex(json_bytes(receipt6)))
+    flag = passed_flag(index)
+    return members, receipt6, index, flag, {"status": "PASS", "error_code": None,
+                                            "bundle_sha256_hex": flag.split(" = ")[1].strip(),
+                                            "member_count": len(index["members"])}
+
+
+def build_bundle(result) -> Bundle:
+    """-> the run's Bundle; books the seconds of S5, S6 and S7 in ``result.seconds``."""
+    clock = time.perf_counter()
+    table_bytes, universe_doc = _s5(result)
+    t5 = time.perf_counter()
+    report, issues = _s6(result, table_bytes, universe_doc)
+    t6 = time.perf_counter()
+    members, receipt6, index, flag, s7 = _s7(result, table_bytes, universe_doc, report, issues)
+    t7 = time.perf_counter()
+    for state, seconds in (("S5", t5 - clock), ("S6", t6 - t5), ("S7", t7 - t6)):
+        result.seconds[state] = result.seconds.get(state, 0.0) + seconds
+    return Bundle(universe_doc=universe_doc, s6_report=report, s6_issues=issues, s6_receipt=receipt6,
+                  members=members, index=index, flag=flag, s7=s7)

@@ -1,0 +1,92 @@
+"""The pre-optimisation fidelity formulation (engine/metrics/fidelity.py at commit 8cf1aeb, pandas
+merge/groupby and a per-country scalar loop), kept verbatim as the oracle the optimised
+``fidelity_metrics`` must match bit for bit on inputs the pinned fixture does not cover."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+REALISED_MIN_OUTLETS = 30
+
+
+def jsd(p: np.ndarray, q: np.ndarray) -> float:
+    """Jensen-Shannon divergence of two distributions on one support, base 2."""
+    p = np.asarray(p, dtype=np.float64)
+    q = np.asarray(q, dtype=np.float64)
+    p, q = p / p.sum(), q / q.sum()
+    m = 0.5 * (p + q)
+
+    def kl(a: np.ndarray) -> float:
+        mask = a > 0
+        return float(np.sum(a[mask] * np.log2(a[mask] / m[mask])))
+
+    return max(0.0, 0.5 * kl(p) + 0.5 * kl(q))
+
+
+def _by_clock(frame: pd.DataFrame, zone_clocks: pd.DataFrame, value: str, country_col: str) -> pd.DataFrame:
+    """Sum ``value`` per (country, clock) of the rows' zones."""
+    keyed = frame[[country_col, "tzid", value]].rename(columns={country_col: "country_iso"})
+    keyed = keyed.merge(zone_clocks[["country_iso", "tzid", "clock"]], on=["country_iso", "tzid"], how="left")
+    keyed["clock"] = keyed["clock"].fillna(keyed["tzid"])
+    return keyed.groupby(["country_iso", "clock"], as_index=False)[value].sum()
+
+
+def _nested(frame: pd.DataFrame, value: str) -> dict:
+    out: dict = {}
+    for c, k, v in zip(frame["country_iso"], frame["clock"], frame[value]):
+        out.setdefault(c, {})[k] = float(v)
+    return out
+
+
+def _mean_jsd(observed: pd.DataFrame, value: str, population: pd.DataFrame, countries) -> tuple[float, int, dict]:
+    per_country = {}
+    obs, pop = _nested(observed, value), _nested(population, "population")
+    for country in countries:
+        o, q = obs.get(country, {}), pop.get(country, {})
+        clocks = sorted(set(o) | set(q))
+        p = np.array([o.get(k, 0.0) for k in clocks])
+        if p.sum() <= 0:
+            continue
+        per_country[country] = jsd(p, np.array([q.get(k, 0.0) for k in clocks]))
+    values = list(per_country.values())
+    return (float(np.mean(values)) if values else 0.0), len(values), per_country
+
+
+def reference_fidelity_metrics(tables: Mapping[str, pd.DataFrame], evidence) -> dict:
+    """The ``fidelity`` section of the metric pack."""
+    zc, pop = evidence.zone_clocks, evidence.clock_population
+    aliases = zc[zc.duplicated(["country_iso", "clock"], keep=False)]
+    populated = pop.groupby("country_iso").size()
+    multi = populated[populated >= 2].index
+    prior = _by_clock(tables["s2"], zc, "share_effective", "country_iso")
+    prior_mean, prior_n, _ = _mean_jsd(prior, "share_effective", pop,
+                                       [c for c in multi if c in set(prior["country_iso"])])
+    real = _by_clock(tables["s4"], zc, "zone_site_count", "legal_country_iso")
+    outlets = real.groupby("country_iso")["zone_site_count"].sum()
+    eligible = [c for c in multi if outlets.get(c, 0) >= REALISED_MIN_OUTLETS]
+    real_mean, real_n, _ = _mean_jsd(real, "zone_site_count", pop, eligible)
+    has_people = set(zip(pop["country_iso"], pop["clock"]))
+    unpop_mask = np.array([(c, k) not in has_people for c, k in zip(real["country_iso"], real["clock"])], dtype=bool)
+    total = float(real["zone_site_count"].sum())
+    unpop = float(real.loc[unpop_mask, "zone_site_count"].sum()) / total if total > 0 else 0.0
+    in_universe = set(zip(zc["country_iso"], zc["clock"]))
+    inside = np.array([(c, k) in in_universe for c, k in zip(pop["country_iso"], pop["clock"])], dtype=bool)
+    people = pop["population"].to_numpy(dtype=np.float64)
+    totals = pd.DataFrame({"c": pop["country_iso"].to_numpy(), "all": people, "out": np.where(inside, 0.0, people)})
+    sums = totals.groupby("c")[["all", "out"]].sum()
+    per_c = sums["out"] / sums["all"]
+    return {
+        "applicable": bool(evidence.applicable),
+        "alias_count": int(aliases["country_iso"].nunique()),
+        "prior_jsd_mean": prior_mean,
+        "prior_jsd_countries": prior_n,
+        "realised_jsd_mean": real_mean,
+        "realised_jsd_countries": real_n,
+        "unpopulated_share": unpop,
+        "unpopulated_outlets": int(real.loc[unpop_mask, "zone_site_count"].sum()),
+        "outside_universe_share": float(per_c.mean()) if len(per_c) else 0.0,
+        "populated_multi_clock_countries": int(len(multi)),
+    }

@@ -1,0 +1,120 @@
+"""The house rules of issue 9, checked on the source itself: no import circle (function-level imports
+counted), no function over 60 lines, no file over 400, engine never imports tuning/Optuna/MLflow, and
+tuning reaches the engine only through its public front."""
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("engine", "tuning")
+
+
+def _modules() -> dict[str, Path]:
+    mods = {}
+    for pkg in PACKAGES:
+        for path in (ROOT / pkg).rglob("*.py"):
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            mods[".".join(parts)] = path
+    return mods
+
+
+def _imported(module: str, path: Path, mods: dict | None = None) -> list[str]:
+    """Every module named by an import statement anywhere in the file (function bodies included);
+    ``from pkg import mod`` names the submodule (as ``import pkg.mod`` does), ``from mod import name`` the module."""
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    names = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                base = ".".join(anchor + ([node.module] if node.module else []))
+            subs = [f"{base}.{a.name}" for a in node.names]
+            names += [n for n in subs if mods is None or n in mods]
+            if mods is None or any(n not in mods for n in subs):
+                names.append(base)
+    return names
+
+
+def _resolve(name: str, mods: dict) -> str | None:
+    while name and name not in mods:
+        name = name.rsplit(".", 1)[0] if "." in name else ""
+    return name or None
+
+
+def _graph() -> dict[str, set[str]]:
+    mods = _modules()
+    graph = {}
+    for mod, path in mods.items():
+        targets = {_resolve(n, mods) for n in _imported(mod, path, mods)}
+        graph[mod] = {t for t in targets if t and t != mod}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_no_import_circle_between_files():
+    assert _cycles(_graph()) == []
+
+
+def test_engine_imports_neither_tuning_nor_optuna_nor_mlflow():
+    mods = _modules()
+    bad = [(m, n) for m, p in mods.items() if m.startswith("engine") for n in _imported(m, p)
+           if n.split(".")[0] in ("tuning", "optuna", "mlflow")]
+    assert bad == []
+
+
+def test_tuning_reaches_the_engine_only_through_its_front():
+    mods = _modules()
+    bad = sorted({(m, n.rsplit(".", 1)[0]) for m, p in mods.items() if m.startswith("tuning")
+                  for n in _imported(m, p) if n.startswith("engine.")})
+    assert bad == []
+
+
+def test_no_function_over_60_lines_and_no_file_over_400():
+    long_functions, long_files = [], []
+    for path in sorted(p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")):
+        text = path.read_text()
+        if len(text.splitlines()) > 400:
+            long_files.append(str(path.relative_to(ROOT)))
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 60:
+                long_functions.append(f"{path.relative_to(ROOT)}::{node.name}")
+    assert long_functions == [] and long_files == []

@@ -1,0 +1,214 @@
+"""One house (issue 9): one CLI error path, one ranking, one gate table, the sweep's config and workers as
+plain values, and no writes through Optuna's private attributes."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import importlib
+import pickle
+import pkgutil
+import re
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+import tuning
+from engine.errors import EngineError
+from tests.tuning.conftest import REPO, env_for
+
+CLI_MODULES = sorted(m.name for m in pkgutil.iter_modules(tuning.__path__)
+                     if hasattr(importlib.import_module(f"tuning.{m.name}"), "main"))
+
+
+# ---------------------------------------------------------------------------------------- one error path
+def test_every_cli_module_is_found():
+    assert {"sweep", "rank", "prune", "promote", "certify", "campaign", "dashboard", "local_services",
+            "bench_distributed", "ladder"} <= set(CLI_MODULES)
+
+
+@pytest.mark.parametrize("name", CLI_MODULES)
+def test_bad_argument_is_one_coded_line_exit_2(name, tmp_path, monkeypatch, capsys):
+    from tuning.errors import invoke
+
+    monkeypatch.chdir(tmp_path)
+    code = invoke(importlib.import_module(f"tuning.{name}").main, ["--no-such-option-xyz"])
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1 and re.match(r"E3A_[A-Z0-9_]+: ", lines[0]), err
+    assert "Traceback" not in err and "usage:" not in err
+    assert not list(tmp_path.iterdir()), "a usage error writes nothing"
+
+
+@pytest.mark.parametrize("name", CLI_MODULES)
+def test_every_cli_runs_through_the_one_wrapper(name):
+    """``python -m tuning.X`` is ``run_cli(main)`` and nothing prints a coded error by itself."""
+    src = (REPO / "tuning" / f"{name}.py").read_text()
+    guard = [n for n in ast.parse(src).body if isinstance(n, ast.If) and "__main__" in ast.unparse(n.test)]
+    assert len(guard) == 1 and "run_cli(main)" in ast.unparse(guard[0]), name
+    assert "argparse.ArgumentParser(" not in src, f"{name}: use tuning.errors.TuningParser"
+    assert not re.search(r"one_line\(\)[^\n]*file=sys\.stderr|sys\.exit\(2\)", src), name
+
+
+def test_a_real_sweep_process_with_a_bad_value(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "tuning.sweep", "--phase", "P1.2", "--workers", "0"], cwd=tmp_path,
+                         env=env_for(tmp_path), capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip() == "E3A_TUN_050_USAGE: --workers 0 outside [1, 64]"
+
+
+# ---------------------------------------------------------------------------------------- the sweep's config
+def test_sweep_config_is_frozen_validated_and_what_the_cli_builds():
+    from tuning.sweep import Sweep
+    from tuning.sweep_config import SweepConfig, parse_args
+
+    cfg = parse_args(["--phase", "P1.2", "--workers", "3", "--no-progress", "--timeout", "5"])
+    assert cfg == SweepConfig(phase="P1.2", workers=3, progress=False, timeout=5.0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.workers = 4  # type: ignore[misc]
+    for bad in ({"workers": 0}, {"timeout": 0.0}, {"study": "../x"}, {"max_failures": -1}):
+        with pytest.raises(EngineError) as err:
+            SweepConfig(phase="P1.2", **bad)
+        assert err.value.code == "E3A_TUN_050_USAGE"
+    assert list(__import__("inspect").signature(Sweep).parameters) == ["config"]
+
+
+def test_worker_specs_are_picklable_and_carry_the_whole_study():
+    """Every worker process scores the same seeds, target and study as the coordinator (the spawned
+    argv once passed ``--seed <first seed>``, so a multi-seed study's workers were refused)."""
+    from tuning.sweep_config import SweepConfig
+    from tuning.sweep import worker_process
+    from tuning.sweep_worker import WorkerSpec, worker_specs
+
+    sweep = types.SimpleNamespace(config=SweepConfig(phase="P1.2", workers=3, storage="sqlite:///x.db"),
+                                  target=12, study_name="s-P1.2", deadline=None)
+    specs = worker_specs(sweep, "parent-run")
+    assert [s.index for s in specs] == [0, 1, 2] and {s.parent_run_id for s in specs} == {"parent-run"}
+    for spec in specs:
+        assert pickle.loads(pickle.dumps(spec)) == spec
+        assert spec.config.seed is None and spec.config.trials == 12 and spec.config.study == "s-P1.2"
+        assert spec.config.storage == "sqlite:///x.db" and not spec.config.progress and spec.config.timeout is None
+    assert isinstance(specs[0], WorkerSpec) and worker_process.__module__ == "tuning.sweep"
+    assert "subprocess" not in (REPO / "tuning" / "sweep.py").read_text()
+
+
+# ---------------------------------------------------------------------------------------- Optuna's public API
+def test_nothing_writes_through_optuna_private_attributes():
+    pattern = re.compile(r"\._storage\b|\._trial_id\b|\bstudy\._|\btrial\._|\._anchor\s*=")
+    hits = [f"{p.name}:{i}" for p in sorted((REPO / "tuning").glob("*.py")) if p.name != "objective.py"
+            for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
+    assert hits == []
+
+
+def test_stale_trial_recovery_and_original_number_use_public_calls():
+    from tuning.trial_recovery import RETRY_ATTR, WORKER_ATTR, original_number, recover_stale_trials, trial_id
+
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(study_name="rec", storage=storage)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    trial = study.ask()
+    trial.suggest_float("x", 0.0, 1.0)
+    import socket
+    trial.set_user_attr(WORKER_ATTR, {"host": socket.gethostname(), "pid": dead.pid, "start_ticks": None})
+    assert recover_stale_trials(study, storage, 3600.0) == [0]
+    failed = study.trials[0]
+    assert failed.state == TrialState.FAIL and failed.system_attrs["failed_reason"] == "worker died (recovered)"
+    retry = study.ask()
+    assert retry.user_attrs[RETRY_ATTR] == 0 and original_number(retry) == 0
+    other = study.ask()
+    storage.set_trial_system_attr(trial_id(storage, "rec", other.number), "failed_trial", 7)
+    assert original_number(other) == 7  # an RDB heartbeat retry names its first attempt in a system attr
+
+
+# ---------------------------------------------------------------------------------------- one ranking
+def _trial(number: int, j: float, veto: str):
+    t = create_trial(value=j, params={"x": 0.5}, distributions={"x": FloatDistribution(0, 1)},
+                     user_attrs={"result": {"veto": veto}})
+    t.number = number
+    return t
+
+
+TRIALS = [(0, 0.5, "FAIL"), (1, 0.2, "PASS"), (2, 0.3, "PASS"), (3, 0.3, "PASS"), (4, 0.9, "FAIL")]
+EXPECTED = [2, 3, 1, 4, 0]  # feasible first, J descending, lower number on ties
+
+
+def test_trials_and_runs_rank_the_same_way():
+    from tuning.ranking import best_trial, rank_rows, rank_trials
+
+    trials = [_trial(*t) for t in TRIALS]
+    assert [t.number for t in rank_trials(trials)] == EXPECTED
+    rows = [{"trial": n, "J": j, "veto": v, "study": "s"} for n, j, v in TRIALS]
+    assert [r["trial"] for r in rank_rows(rows)] == EXPECTED
+    assert best_trial(trials).number == 2 and best_trial([]) is None
+    assert rank_rows([{"trial": 0, "J": None, "veto": "PASS"}, {"trial": 1, "J": -5.0, "veto": "PASS"}])[0][
+        "trial"] == 1
+
+
+def test_dashboard_best_trial_is_the_ranking_first():
+    from tuning.dashboard import feasible_best_storage
+
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(study_name="d", storage=storage, direction="maximize")
+    for n, j, veto in TRIALS:
+        study.add_trial(_trial(n, j, veto))
+    sid = storage.get_study_id_from_name("d")
+    assert storage.get_best_trial(sid).number == 4  # stock: the best J, a vetoed trial
+    assert feasible_best_storage(storage).get_best_trial(sid).number == EXPECTED[0]
+
+
+def test_no_best_trial_logic_outside_ranking():
+    """sweep, rank, prune, the dashboard and the UI view order trials only through tuning.ranking."""
+    ordering = re.compile(r"(\.sort\(|\bsorted\(|\bmax\(|\bmin\(|\bnext\().*(\bJ\b|\bveto\b|\bvalues\b|trial_j)")
+    for name in ("sweep.py", "sweep_worker.py", "sweep_outputs.py", "rank.py", "prune.py", "dashboard.py", "ui_view.py"):
+        lines = (REPO / "tuning" / name).read_text().splitlines()
+        assert [line for line in lines if ordering.search(line)] == [], name
+
+
+# ---------------------------------------------------------------------------------------- one gate table
+GATES = {"hard": {"g1": {"metric": "s2.x", "value": 0.5, "op": "<=", "threshold": 0.6, "status": "PASS"}},
+         "stretch": {"g2": {"metric": "s4.y", "value": True, "op": "==", "threshold": True, "status": "FAIL"}},
+         "fidelity": {"F1": {"metric": "f.z", "value": None, "op": ">=", "threshold": 1, "status": "UNMEASURED"}}}
+
+
+def test_one_gate_table_in_both_forms():
+    from tuning.report_files import gate_table_md
+
+    assert gate_table_md(GATES, detailed=True) == (
+        "| family | gate | metric | value | op | threshold | status |\n|---|---|---|---|---|---|---|\n"
+        "| hard | g1 | s2.x | 0.5 | <= | 0.6 | PASS |\n| stretch | g2 | s4.y | True | == | True | FAIL |\n"
+        "| fidelity | F1 | f.z | None | >= | 1 | UNMEASURED |\n")
+    assert gate_table_md(None, detailed=True).count("\n") == 2  # a run that never scored: the header
+    assert gate_table_md(GATES) == ("| gate | value | threshold | status |\n|---|---|---|---|\n"
+                                    "| g1 | 0.500000 | <= 0.6 | PASS |\n| g2 | true | == true | FAIL |\n"
+                                    "| F1 | — | >= 1 | UNMEASURED |")
+    defs = [p.name for p in (REPO / "tuning").glob("*.py") if "def gate_table_md" in p.read_text()]
+    assert defs in (["report_files.py"], ["report_files.py", "tracking.py"])  # tracking.py: until the lead moves it
+
+
+# ---------------------------------------------------------------------------------------- certify --record
+def test_certify_record_puts_every_cv_on_the_ladder_step(tmp_path, monkeypatch):
+    import shutil
+
+    import tuning.ladder
+    from engine.metrics.crossseed import CV_METRICS
+    from engine.policies import PolicySet
+    from tuning.certify import record_certification
+
+    pdir = tmp_path / "policies"
+    shutil.copytree(REPO / "policies", pdir, ignore=shutil.ignore_patterns("lineage.yaml", "ladder.yaml", ".*"))
+    seen = {}
+    monkeypatch.setattr(tuning.ladder, "record_step", lambda phase, decision, **kw: seen.update(kw, phase=phase))
+    summary = {"verdict": "PASS_B", "seeds": [42, 7], "mlflow_run_id": "r1", "fidelity_verdict": "FAITHFUL",
+               "certified": True, "cv": {m: 0.01 * i for i, m in enumerate(CV_METRICS)}}
+    record_certification(pdir, PolicySet.from_dir(pdir), summary)
+    assert seen["phase"] == "P5" and seen["evidence"]["seeds"] == "42,7"
+    assert seen["metrics"] == {f"cv.{m}": 0.01 * i for i, m in enumerate(CV_METRICS)}
+

@@ -1,0 +1,181 @@
+"""One worker of a sweep (the ask -> evaluate -> log -> tell loop) and the K processes of ``--workers K``.
+
+``--workers K`` starts K processes through :mod:`multiprocessing` (spawn context): each gets a
+picklable :class:`WorkerSpec` (the sweep's :class:`~tuning.sweep_config.SweepConfig`, the parent
+MLflow run, its index) and runs the module-level :func:`worker_process`, which opens the same study
+on the shared storage and runs :class:`TrialLoop` until the budget is COMPLETE. The budget itself is
+shared through the coordinator's trial-budget lock (:mod:`tuning.coordination`).
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from optuna.trial import TrialState
+
+from engine.errors import EngineError
+from tuning.dashboard import mirror_constraints
+from tuning.errors import E_TRIALS_FAILING
+from tuning.ranking import RESULT_ATTR
+from tuning.sweep_config import SweepConfig
+from tuning.tracking import SweepTracker, flatten_pack, log_batch
+from tuning.trial_recovery import counts, original_number
+
+VETO_CONSTRAINT = "veto"
+
+
+def tell_evaluation(study, trial, ev, multi_objective: bool) -> None:
+    """Tell Optuna how the trial ended: PRUNED, J (and the second objective), or FAIL without one."""
+    if "PRUNED" in ev.vetoes:
+        study.tell(trial, state=TrialState.PRUNED)
+    elif multi_objective:
+        second = ev.second_value if ev.second_value is not None else float("nan")
+        study.tell(trial, [ev.value, second] if second == second else None,
+                   state=None if second == second else TrialState.FAIL)
+    else:
+        study.tell(trial, ev.value)
+
+
+class TrialLoop:
+    """The trials one process evaluates for a :class:`tuning.sweep.Sweep` (its study, objective, coordinator)."""
+
+    def __init__(self, sweep, tracker: SweepTracker, progress=None, index: int = 0) -> None:
+        self.sweep, self.tracker, self.progress, self.index = sweep, tracker, progress, index
+        self.failures = 0
+
+    def run(self) -> int:
+        """Ask -> evaluate -> (log to MLflow in a background thread) -> tell.
+
+        Logging trial N overlaps the evaluation of trial N+1; N is told to Optuna only once its MLflow
+        run is complete, so a crash never leaves a COMPLETE trial without its run (the RUNNING trial
+        is retried and its run replaced)."""
+        sweep = self.sweep
+        anchor = sweep.objective.anchor  # once per process: also warms the S0/S1 cache
+        if self.index == 0:
+            log_batch(self.tracker.mlc, self.tracker.parent_run_id,
+                      metrics={f"anchor.{k}": v for k, v in flatten_pack(anchor.pack).items()},
+                      tags={"anchor_engine_run_id": anchor.identity["run_id"]})
+        done, pending = 0, None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-log") as pool:
+            try:
+                while not sweep.timed_out():  # --timeout: no new trial starts after the deadline
+                    trial = sweep.coordinator.next_trial(sweep.target, pending is not None)  # lock, recover, ask
+                    if trial is None and pending is None:
+                        break
+                    if trial is None:  # the budget is taken: tell ours, then look again
+                        done, pending = done + self._finish(*pending), None
+                        continue
+                    staged = self._guard(trial, lambda: self._evaluate(trial, pool))
+                    if pending is not None:
+                        done += self._finish(*pending)
+                    pending = staged
+            finally:
+                if pending is not None:
+                    done += self._finish(*pending)
+                sweep.coordinator.close()
+        return done
+
+    def _guard(self, trial, fn):
+        """Run one stage of a trial; a crash marks the trial FAIL (an EngineError also stops the sweep)."""
+        try:
+            return fn()
+        except EngineError:
+            self.sweep.study.tell(trial, state=TrialState.FAIL)
+            raise
+        except Exception as exc:  # a crashing trial is recorded as FAIL and the budget continues
+            self.sweep.study.tell(trial, state=TrialState.FAIL)
+            self.failures += 1
+            if self.failures > self.sweep.config.max_failures:
+                raise EngineError(E_TRIALS_FAILING, f"{self.failures} trials crashed in this process; last: "
+                                                    f"{type(exc).__name__}: {exc}") from None
+            return None
+
+    def _evaluate(self, trial, pool: ThreadPoolExecutor):
+        sweep, t0 = self.sweep, time.perf_counter()
+        values = {k.name: k.suggest(trial) for k in sweep.spec.knobs}
+
+        def on_seed(index: int, seed: int, running_mean: float) -> bool:
+            # per-seed J as an intermediate value: the study's pruner may stop a hopeless trial early
+            if sweep.spec.multi_objective:
+                return False
+            trial.report(running_mean, step=index)
+            return trial.should_prune()
+
+        cfg = sweep.config
+        ev = sweep.objective.evaluate(values, Path(cfg.runs_root) if cfg.materialise else None, on_seed)
+        if sweep.objective.pruned:
+            ev.vetoes = sorted(set(ev.vetoes) | {"PRUNED"})
+        # one constraint (> 0 = infeasible: TPE ranks it below every feasible trial, best_trial skips it)
+        veto = math.fsum(ev.constraints.values())
+        trial.set_constraint(VETO_CONSTRAINT, veto)
+        mirror_constraints(trial, [veto])  # also where optuna-dashboard reads it
+        harness = time.perf_counter() - t0 - ev.chain_seconds
+        future = pool.submit(self.tracker.log_trial, trial.number, original_number(trial), ev, values,
+                             {"seconds.harness_pre_log": harness})
+        return trial, ev, future
+
+    def _finish(self, trial, ev, future) -> int:
+        def tell() -> int:
+            result = future.result()  # the trial's TrialResult (tuning.trial_result), its MLflow run logged
+            trial.set_user_attr(RESULT_ATTR, result.user_attr(self.sweep.spec.key_metrics))
+            tell_evaluation(self.sweep.study, trial, ev, self.sweep.spec.multi_objective)
+            if self.progress is not None:
+                self.progress.update(1)
+                self.sweep.show_best(self.progress)
+            return 1
+
+        return self._guard(trial, tell) or 0
+
+
+# ---------------------------------------------------------------------- the K processes of --workers K
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What a spawned worker process needs (picklable): the sweep's config, the parent run, its index."""
+
+    config: SweepConfig
+    parent_run_id: str
+    index: int
+
+
+def worker_specs(sweep, parent_run_id: str) -> list[WorkerSpec]:
+    """One spec per worker: the sweep's config (one seed set, target and study for all), no bar of their own."""
+    remaining = None if sweep.deadline is None else max(sweep.deadline - time.monotonic(), 0.001)
+    config = replace(sweep.config, trials=sweep.target, study=sweep.study_name, workers=1, progress=False,
+                     json=False, timeout=remaining)
+    return [WorkerSpec(config, parent_run_id, i) for i in range(sweep.config.workers)]
+
+
+def run_pool(sweep, parent_run_id: str, target, progress=None) -> None:
+    """Run ``--workers K`` processes on the sweep's storage and wait for them (the bar follows the study).
+    ``target(spec)`` is the module-level function each spawned process runs (``tuning.sweep.worker_process``)."""
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=target, args=(spec,), name=f"sweep-worker-{spec.index}")
+             for spec in worker_specs(sweep, parent_run_id)]
+    try:
+        for p in procs:
+            p.start()
+        while any(p.is_alive() for p in procs):
+            time.sleep(0.5)
+            if progress is not None:
+                progress.n = min(counts(sweep.study)["COMPLETE"], sweep.target)
+                sweep.show_best(progress)
+    except BaseException:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        raise
+    finally:
+        for p in procs:
+            if p.pid is not None:
+                p.join()
+    bad = [p.exitcode for p in procs if p.exitcode != 0]
+    if bad:
+        raise EngineError(E_TRIALS_FAILING, f"{len(bad)} worker process(es) failed (exit {bad[0]})")
+    if progress is not None:
+        progress.n = min(counts(sweep.study)["COMPLETE"], sweep.target)
+        progress.refresh()
