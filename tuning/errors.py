@@ -59,10 +59,12 @@ def exit_now(code: int | None) -> None:
     """``sys.exit(code)`` without the interpreter's teardown of the heap (about 1 s after a sweep: the chain
     cache's tables, MLflow and SQLAlchemy state). What a normal exit guarantees still happens first: other
     non-daemon threads are joined, every ``atexit`` handler runs (log handlers, MLflow's own), the standard
-    streams are flushed."""
+    streams are flushed. Under a profiler or a tracer (cProfile, coverage) the exit is the ordinary one."""
     import atexit
     import threading
 
+    if sys.getprofile() is not None or sys.gettrace() is not None:  # a profiler or coverage writes at exit
+        sys.exit(code)
     for t in threading.enumerate():
         if t is not threading.current_thread() and not t.daemon:
             t.join()
