@@ -18,11 +18,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from engine.chain import ChainCache, run_chain
-from engine.errors import EngineError
-from engine.metrics import evaluate_gates, fidelity_verdict, metric_pack, run_verdict
-from engine.policies import PolicySet
-from engine.policies.authoring import realism_floors
+from engine import (ChainCache, EngineError, PolicySet, evaluate_gates, fidelity_verdict, metric_pack, realism_floors,
+                    run_chain, run_verdict)
 from tuning.knobs import apply_knobs
 from tuning.seed_robust import aggregate
 from tuning.study_spec import StudySpec, metric_or_none, metric_value
@@ -79,6 +76,15 @@ def deterministic_view(pack: Mapping, identity: Mapping) -> dict:
     return {"identity": {k: identity.get(k) for k in keep}, "pack": pack}
 
 
+def phase_j(spec: StudySpec, pack: Mapping, anchor_pack: Mapping) -> tuple[float, dict[str, float]]:
+    """The phase's J on one seed: the weighted sum of the study's term deltas against the anchor's pack."""
+    deltas = {}
+    for term in spec.terms:
+        cand, base = metric_value(pack, term["metric"]), metric_value(anchor_pack, term["metric"])
+        deltas[term["name"]] = (base - cand) if term["direction"] == "down" else (cand - base)
+    return float(math.fsum(t["weight"] * deltas[t["name"]] for t in spec.terms)), deltas
+
+
 class SeedRobustObjective:
     """The study's objective over its K seeds (``tuning.seed_robust``): every candidate is scored on
     every seed with common random numbers; ``on_seed(index, seed, running_mean)`` may return True to
@@ -91,6 +97,9 @@ class SeedRobustObjective:
         self.cache = cache if cache is not None else ChainCache(max_entries=64 * max(1, len(self.seeds)))
         self.per_seed = [PhaseObjective(spec, s, base, world=world, cache=self.cache, keep_tables=keep_tables)
                          for s in self.seeds]
+        floors: dict = {}  # S2 (what the realism floors read) does not depend on the seed: once per candidate
+        for obj in self.per_seed:
+            obj.floors_memo = floors
         self.second = spec.second["metric"] if spec.second else None
         self.pruned = False
 
@@ -103,7 +112,8 @@ class SeedRobustObjective:
         return aggregate([o.anchor for o in self.per_seed], self.seeds, self.second)
 
     def evaluate(self, knob_values: Mapping[str, object], run_root=None, on_seed=None) -> Evaluation:
-        return self._each(lambda o: o.evaluate(knob_values, run_root), on_seed)
+        built = self.per_seed[0].build(knob_values)  # the candidate is built once, scored on every seed
+        return self._each(lambda o: o.evaluate(knob_values, run_root, built=built), on_seed)
 
     def replay(self, policies: PolicySet, run_root=None) -> Evaluation:
         return self._each(lambda o: o.replay(policies, run_root), None)
@@ -126,6 +136,7 @@ class PhaseObjective:
         self.cache = cache if cache is not None else ChainCache()
         self.keep_tables = keep_tables
         self._anchor: Evaluation | None = None
+        self.floors_memo: dict | None = None  # parameter_hash -> realism floors, shared by a seed-robust objective
 
     # ------------------------------------------------------------------ anchor
     @property
@@ -139,17 +150,23 @@ class PhaseObjective:
         return self._anchor
 
     # ------------------------------------------------------------------ evaluation
-    def evaluate(self, knob_values: Mapping[str, object], run_root=None) -> Evaluation:
-        anchor_pack = self.anchor.pack
+    def build(self, knob_values: Mapping[str, object]) -> tuple[PolicySet | None, float, EngineError | None]:
+        """(candidate, seconds, None), or (None, seconds, the engine's refusal) for a candidate it rejects."""
         t0 = time.perf_counter()
         try:
-            candidate = apply_knobs(self.base, knob_values)
+            return apply_knobs(self.base, knob_values), time.perf_counter() - t0, None
         except EngineError as exc:
             if exc.code.startswith("E3A_TUN_"):
                 raise  # a knob outside its domain is a harness bug or a bad study, not a candidate
-            ev = Evaluation(dict(knob_values), None, error=exc.one_line())
-            return self._veto_only(ev, "SCHEMA_INVALID", exc.one_line())
-        build = time.perf_counter() - t0
+            return None, time.perf_counter() - t0, exc
+
+    def evaluate(self, knob_values: Mapping[str, object], run_root=None, built=None) -> Evaluation:
+        """Score the candidate of these knob values (``built``: what :meth:`build` returned for them)."""
+        anchor_pack = self.anchor.pack
+        candidate, build, refused = built if built is not None else self.build(knob_values)
+        if refused is not None:
+            ev = Evaluation(dict(knob_values), None, error=refused.one_line())
+            return self._veto_only(ev, "SCHEMA_INVALID", refused.one_line())
         ev = self._score(self._run(knob_values, candidate, run_root), anchor_pack)
         ev.build_seconds = build
         return ev
@@ -171,16 +188,29 @@ class PhaseObjective:
         ev.identity = dict(res.identity)
         ev.seconds = {k: float(v) for k, v in res.seconds.items()}
         ev.reused = sorted(res.reused)
-        ev.pack = res.pack if res.pack is not None else metric_pack(res.tables)
+        # scoring reads the cores and the in-memory S6 status: no published table, no S5-S7 bytes
+        # (``run_root`` publishes them; ``keep_tables`` asks for the published tables)
+        ev.pack = res.pack if res.pack is not None else metric_pack(res.cores)
         ev.gates = res.gates if res.gates is not None else evaluate_gates(ev.pack)
         ev.verdict = run_verdict(ev.gates)
         ev.fidelity = fidelity_verdict(ev.gates)
-        ev.s6_status = str(res.s6_report.get("overall_status", "MISSING"))
-        ev.s7_status = str((res.s7 or {}).get("status", "MISSING"))
-        ev.floors = realism_floors(res.tables["s2"])
+        ev.s6_status = str(res.s6_status)
+        ev.s7_status = str(res.s7_status)
+        ev.floors = self._realism_floors(policies, res.cores["s2"])
         if self.keep_tables:
             ev.tables = res.tables
         return ev
+
+    def _realism_floors(self, policies: PolicySet, s2) -> dict:
+        memo = self.floors_memo
+        if memo is None:
+            return realism_floors(s2)
+        floors = memo.get(policies.parameter_hash)
+        if floors is None:
+            if len(memo) >= 8:
+                memo.pop(next(iter(memo)))
+            floors = memo[policies.parameter_hash] = realism_floors(s2)
+        return floors
 
     def _veto_only(self, ev: Evaluation, reason: str, detail: str) -> Evaluation:
         ev.vetoes, ev.veto_detail, ev.constraints = [reason], [detail], {reason: 1.0}
@@ -192,10 +222,8 @@ class PhaseObjective:
             return self._veto_only(ev, reason, ev.error or "the chain produced no tables")
         spec, pack = self.spec, ev.pack
         ref = anchor_pack if anchor_pack is not None else pack
-        for term in spec.terms:
-            cand, base = metric_value(pack, term["metric"]), metric_value(ref, term["metric"])
-            ev.deltas[term["name"]] = (base - cand) if term["direction"] == "down" else (cand - base)
-        ev.value = float(math.fsum(t["weight"] * ev.deltas[t["name"]] for t in spec.terms))
+        ev.value, deltas = phase_j(spec, pack, ref)
+        ev.deltas.update(deltas)
 
         breaches: dict[str, float] = {}
         detail: list[str] = []

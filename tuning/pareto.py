@@ -48,20 +48,28 @@ def pareto_html(rows: Sequence[dict], on_front: set[int], second_name: str, titl
 
 
 def tag_front(mlc, rows: Sequence[dict], on_front: set[int]) -> None:
-    """Tag every trial run. Several hosts finishing one study tag the same runs at the same moment; on a
-    database store the loser of such a race gets a unique-key violation: retried (the last writer, who
-    saw the most trials, wins)."""
+    """Tag every trial run ``pareto`` = true/false. A trial run of a two-objective study is created with
+    ``pareto=false`` (``tuning.tracking``), so only the runs whose value changes are written: the front's,
+    and those an earlier invocation tagged true that left it (one search finds them). Several hosts
+    finishing one study tag the same runs at the same moment; on a database store the loser of such a race
+    gets a unique-key violation: retried (the last writer, who saw the most trials, wins)."""
     import time
 
     from mlflow.exceptions import MlflowException
 
-    for r in rows:
-        if not r.get("run_id"):
+    from tuning.tracking import search_all
+
+    runs = {r["run_id"]: r["trial"] in on_front for r in rows if r.get("run_id")}
+    if not runs:
+        return
+    experiment = mlc.get_run(next(iter(runs))).info.experiment_id
+    now_true = {run.info.run_id for run in search_all(mlc, [experiment], "tags.pareto = 'true'")}
+    for run_id, want in runs.items():
+        if want == (run_id in now_true):
             continue
-        value = "true" if r["trial"] in on_front else "false"
         for attempt in range(4):
             try:
-                mlc.set_tag(r["run_id"], "pareto", value)
+                mlc.set_tag(run_id, "pareto", "true" if want else "false")
                 break
             except MlflowException:
                 if attempt == 3:

@@ -12,17 +12,13 @@ from typing import Sequence
 
 from optuna.trial import TrialState
 
-
-RESULT_ATTR = "result"       # one journal write per trial: run id, veto, key metrics
+from tuning.trial_result import RESULT_ATTR, read_user_attr  # noqa: F401 (RESULT_ATTR re-exported)
 
 
 def trial_result(trial) -> dict:
-    """The trial's recorded result (run id, veto, key metrics, ...); vetoed unless it says otherwise."""
-    r = dict(trial.user_attrs.get(RESULT_ATTR) or {})
-    r["run_id"] = r.pop("mlflow_run_id", None)
-    r.setdefault("veto", "FAIL")
-    r.setdefault("metrics", {})
-    return r
+    """The trial's recorded result (what ``TrialResult.user_attr`` wrote: run id, veto, key metrics, ...);
+    vetoed unless it says otherwise."""
+    return read_user_attr(trial.user_attrs.get(RESULT_ATTR))
 
 
 def trial_j(trial) -> float | None:

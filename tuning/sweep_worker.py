@@ -22,21 +22,11 @@ from engine import EngineError
 from tuning.dashboard import mirror_constraints
 from tuning.errors import E_TRIALS_FAILING
 from tuning.ranking import RESULT_ATTR
-from tuning.study_spec import metric_or_none
 from tuning.sweep_config import SweepConfig
 from tuning.tracking import SweepTracker, flatten_pack, log_batch
 from tuning.trial_recovery import counts, original_number
 
 VETO_CONSTRAINT = "veto"
-
-
-def result_record(ev, run_id: str, key_metrics) -> dict:
-    """The trial's user attr :data:`~tuning.ranking.RESULT_ATTR` (one journal write per trial)."""
-    return {"mlflow_run_id": run_id, "veto": "PASS" if ev.feasible else "FAIL", "veto_reasons": ev.vetoes,
-            "engine_run_id": ev.identity.get("run_id"), "chain_seconds": ev.chain_seconds,
-            "build_seconds": ev.build_seconds, "verdict": ev.verdict, "fidelity": ev.fidelity,
-            "seeds": ev.seeds, "seed_values": ev.seed_values, "second": ev.second_value,
-            "target_pass": ev.target_pass, "metrics": {m: metric_or_none(ev.pack, m) for m in key_metrics}}
 
 
 def tell_evaluation(study, trial, ev, multi_objective: bool) -> None:
@@ -131,7 +121,8 @@ class TrialLoop:
 
     def _finish(self, trial, ev, future) -> int:
         def tell() -> int:
-            trial.set_user_attr(RESULT_ATTR, result_record(ev, future.result(), self.sweep.spec.key_metrics))
+            result = future.result()  # the trial's TrialResult (tuning.trial_result), its MLflow run logged
+            trial.set_user_attr(RESULT_ATTR, result.user_attr(self.sweep.spec.key_metrics))
             tell_evaluation(self.sweep.study, trial, ev, self.sweep.spec.multi_objective)
             if self.progress is not None:
                 self.progress.update(1)

@@ -3,7 +3,8 @@ nested run per Optuna trial.
 
 Tracking URI: ``MLFLOW_TRACKING_URI``, else ``sqlite:///<cwd>/mlruns/mlflow.db``; for a sqlite store
 the artifacts live under ``<db dir>/artifacts/<experiment>``. Logging is batched: a trial is one
-``create_run`` + one ``log_batch`` + one ``log_artifacts`` + ``set_terminated``.
+``create_run`` + one ``log_batch`` + its artifacts + ``set_terminated`` (``tuning.trial_result``:
+the one record behind the run, the Optuna attribute and the JSON artifact).
 
 A trial's nested run is keyed by ``trial_key`` = ``<study>#<original trial number>``; a retried
 trial (its first attempt died with its process) deletes the attempt's run and logs afresh, and at the
@@ -18,11 +19,12 @@ import json
 import logging
 import os
 import socket
+import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
@@ -30,6 +32,7 @@ from mlflow.exceptions import MlflowException
 
 from tuning.objective import Evaluation
 from tuning.store_init import ensure_store
+from tuning.trial_result import HISTORY_METRICS, TrialResult, flatten_pack  # noqa: F401 (re-exported)
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # a server prints run URLs to stdout
@@ -117,22 +120,6 @@ def _tag_default_experiment(mlc: MlflowClient) -> None:
                                 EXPERIMENT_KIND["mlflow.experimentKind"])
 
 
-def flatten_pack(pack: Mapping, prefix: str = "") -> dict[str, float]:
-    """Scalar leaves of a metric pack as ``family.key`` -> float (bools 0/1; lists skipped)."""
-    out: dict[str, float] = {}
-    for key, value in pack.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(flatten_pack(value, name + "."))
-        elif isinstance(value, bool):
-            out[name] = 1.0 if value else 0.0
-        elif isinstance(value, (int, float)) and value == value:
-            out[name] = float(value)
-        elif hasattr(value, "item"):
-            out[name] = float(value.item())
-    return out
-
-
 def gate_table_md(gates: Mapping) -> str:
     lines = ["| family | gate | metric | value | op | threshold | status |", "|---|---|---|---|---|---|---|"]
     for family in ("hard", "stretch", "fidelity"):
@@ -142,85 +129,34 @@ def gate_table_md(gates: Mapping) -> str:
     return "\n".join(lines) + "\n"
 
 
-def evaluation_doc(ev: Evaluation) -> dict:
-    """The metric-pack JSON artifact of a trial (promotion replays it)."""
-    return {"identity": ev.identity, "knobs": ev.knobs, "J": ev.value, "deltas": ev.deltas,
-            "vetoes": ev.vetoes, "veto_detail": ev.veto_detail, "constraints": ev.constraints,
-            "targets": ev.targets, "verdict": ev.verdict, "s6_overall_status": ev.s6_status,
-            "s7_status": ev.s7_status, "realism_floors": ev.floors, "seconds": ev.seconds,
-            "reused": ev.reused, "error": ev.error, "pack": ev.pack, "gates": ev.gates,
-            "fidelity_verdict": ev.fidelity, "second_objective": ev.second_value,
-            "seeds": ev.seeds, "seed_values": ev.seed_values,
-            "per_seed": [{"seed": s, "J": e.value, "identity": e.identity, "pack": e.pack, "verdict": e.verdict,
-                          "fidelity_verdict": e.fidelity, "vetoes": e.vetoes}
-                         for s, e in zip(ev.seeds, ev.per_seed)]}
-
-
-def evaluation_tags(ev: Evaluation, phase: str) -> dict[str, str]:
-    tags = {"phase": phase, "veto": "PASS" if ev.feasible else "FAIL",
-            "veto_reasons": ",".join(ev.vetoes) or "none", "verdict": ev.verdict, "fidelity": ev.fidelity,
-            "seeds": ",".join(map(str, ev.seeds)),
-            "s6_status": ev.s6_status, "s7_status": ev.s7_status}
-    ident = ev.identity
-    if ident:
-        tags.update({"engine_run_id": ident["run_id"], "seed": str(ident["seed"]),
-                     "parameter_hash": ident["parameter_hash"],
-                     "manifest_fingerprint": ident["manifest_fingerprint"], "world_digest": ident["world_digest"]})
-    digests = ident.get("policy_digests") or (ev.policies.digests if ev.policies is not None else {})
-    tags.update({f"digest.{pid}": d for pid, d in digests.items()})
-    if ev.targets:
-        tags["target_pass"] = str(ev.target_pass).lower()
-    return tags
-
-
-def evaluation_metrics(ev: Evaluation, objective_name: str) -> dict[str, float]:
-    m = {"J": ev.value, objective_name: ev.value, "feasible": 1.0 if ev.feasible else 0.0,
-         **({"second_objective": ev.second_value} if ev.second_value is not None else {}),
-         # J of a feasible trial only: sorting by it (descending) lists feasible trials by J, vetoed ones last
-         **({"J_feasible": ev.value} if ev.feasible else {}),
-         "seconds.chain": ev.chain_seconds, "seconds.candidate_build": ev.build_seconds}
-    m.update({f"delta.{k}": v for k, v in ev.deltas.items()})
-    m.update({f"constraint.{k}": v for k, v in ev.constraints.items()})
-    m.update({f"seconds.{k}": v for k, v in ev.seconds.items()})
-    if ev.pack is not None:
-        m.update(flatten_pack(ev.pack))
-    for family in ("hard", "stretch", "fidelity"):
-        block = (ev.gates or {}).get(family, {})
-        m[f"gates.{family}_passed"] = float(sum(g["status"] == "PASS" for g in block.values()))
-        for gid, g in block.items():
-            m[f"gate.{gid}"] = 1.0 if g["status"] == "PASS" else 0.0
-    return m
-
-
-HISTORY_METRICS = ("s2.top1_share_median_multi_tz", "s3.merchant_share_std_median", "s4.escalated_multi_zone_rate",
-                   "s4.top1_share_median", "fidelity.prior_jsd_mean", "fidelity.realised_jsd_mean",
-                   "fidelity.unpopulated_share")
-
-
-def per_seed_history(ev: Evaluation) -> list[Metric]:
-    """``seed.J`` and a few gate metrics per seed, step = the seed's index in the study's seed list."""
-    now, out = int(time.time() * 1000), []
-    for step, (seed, e) in enumerate(zip(ev.seeds, ev.per_seed)):
-        values = {"seed.J": e.value, "seed.value": float(seed)}
-        flat = flatten_pack(e.pack) if e.pack is not None else {}
-        values.update({f"seed.{k}": flat[k] for k in HISTORY_METRICS if k in flat})
-        out += [Metric(k, float(v), now, step) for k, v in values.items() if v == v]
-    return out
-
-
-def write_evaluation_artifacts(ev: Evaluation, directory: Path) -> None:
-    if ev.policies is not None:
-        ev.policies.write(directory / "policies")
-    (directory / "metric_pack.json").write_text(json.dumps(evaluation_doc(ev), indent=2, sort_keys=True,
+def write_evaluation_artifacts(result: TrialResult, policies, directory: Path) -> None:
+    """The trial's artifacts: ``policies/`` (the candidate files), ``metric_pack.json``, ``gate_table.md``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if policies is not None:
+        policies.write(directory / "policies")
+    (directory / "metric_pack.json").write_text(json.dumps(result.artifact_doc(), indent=2, sort_keys=True,
                                                            default=str))
-    (directory / "gate_table.md").write_text(gate_table_md(ev.gates))
+    (directory / "gate_table.md").write_text(gate_table_md(result.gates))
+
+
+def local_artifact_dir(artifact_uri: str) -> Path | None:
+    """The directory of a ``file:`` artifact location (None for a server-side or remote store)."""
+    if artifact_uri.startswith("file:"):
+        from urllib.parse import unquote, urlparse
+
+        return Path(unquote(urlparse(artifact_uri).path))
+    if artifact_uri.startswith("/"):  # a bare absolute path; "mlflow-artifacts:/..." (a server) is not local
+        return Path(artifact_uri)
+    return None
 
 
 def log_batch(mlc: MlflowClient, run_id: str, metrics: Mapping[str, float] = {}, params: Mapping = {},
-              tags: Mapping[str, str] = {}) -> None:
-    """One or a few ``log_batch`` calls (MLflow caps a batch at 1000 metrics / 100 tags / 100 params)."""
+              tags: Mapping[str, str] = {}, history: Sequence[tuple[str, float, int]] = ()) -> None:
+    """One ``log_batch`` call (a few when MLflow's caps of 1000 metrics / 100 tags / 100 params are passed);
+    ``history`` adds stepped metrics (key, value, step)."""
     now = int(time.time() * 1000)
     ms = [Metric(k, float(v), now, 0) for k, v in metrics.items() if v == v and abs(float(v)) != float("inf")]
+    ms += [Metric(k, float(v), now, step) for k, v, step in history if v == v and abs(float(v)) != float("inf")]
     ps = [Param(k, str(v)) for k, v in params.items()]
     ts = [RunTag(k, str(v)[:5000]) for k, v in tags.items()]
     first = True
@@ -269,38 +205,46 @@ class SweepTracker:
         return list(self.mlc.search_runs([self.experiment_id], f"tags.trial_key = '{key}'"))
 
     def log_trial(self, number: int, original_number: int, ev: Evaluation, params: Mapping,
-                  extra_metrics: Mapping[str, float] = {}) -> str:
+                  extra_metrics: Mapping[str, float] = {}) -> TrialResult:
+        """The trial's run: ``create_run`` (tags) + one ``log_batch`` (params, metrics, per-seed history) +
+        the artifacts written straight into a local artifact store (else one ``log_artifacts``) +
+        ``set_terminated``. Returns the trial's record with its run id."""
+        result = TrialResult.from_evaluation(ev, self.phase, self.objective_name, extra_metrics)
         key = self.trial_key(original_number)
         if original_number != number:  # a retry replaces whatever its dead attempt left behind
             for old in self.find_trial_runs(key):
                 self.mlc.delete_run(old.info.run_id)
         tags = {"run_kind": RUN_KIND_TRIAL, "study": self.study_name, "optuna_trial": str(number),
-                "trial_key": key, **evaluation_tags(ev, self.phase)}
+                "trial_key": key, **result.tags()}
         if original_number != number:
             tags["retry_of"] = str(original_number)
+        if result.second is not None:  # a two-objective trial: off the Pareto front until the close says so
+            tags["pareto"] = "false"
         if self.parent_run_id:  # not mlflow.parentRunId: the UI would fold every trial under the sweep run
             tags["sweep_run_id"] = self.parent_run_id
-        if ev.veto_detail:
-            tags["veto_detail"] = " | ".join(ev.veto_detail)[:5000]
         run = self.mlc.create_run(self.experiment_id, run_name=f"trial-{number:04d}", tags=tags)
         run_id = run.info.run_id
-        log_batch(self.mlc, run_id, {**evaluation_metrics(ev, self.objective_name), **extra_metrics}, params)
-        history = per_seed_history(ev)
-        for i in range(0, len(history), _BATCH_METRICS):
-            self.mlc.log_batch(run_id, metrics=history[i:i + _BATCH_METRICS])
-        with tempfile.TemporaryDirectory(prefix="trial-") as tmp:
-            write_evaluation_artifacts(ev, Path(tmp))
-            self.mlc.log_artifacts(run_id, tmp)
+        log_batch(self.mlc, run_id, result.metrics(), params, history=result.history())
+        local = local_artifact_dir(run.info.artifact_uri)
+        if local is not None:
+            write_evaluation_artifacts(result, ev.policies, local)
+        else:
+            with tempfile.TemporaryDirectory(prefix="trial-") as tmp:
+                write_evaluation_artifacts(result, ev.policies, Path(tmp))
+                self.mlc.log_artifacts(run_id, tmp)
         self.mlc.set_terminated(run_id)
-        return run_id
+        return result.with_run(run_id)
 
     def reconcile_trial_runs(self, study) -> int:
         """After a sweep: a trial key whose trial is COMPLETE keeps only the run Optuna recorded; any other run
         of that key (an HTTP retry of ``create_run`` against a tracking server, a stale attempt) is deleted."""
         from optuna.trial import TrialState
 
-        keep = {(t.user_attrs.get("result") or {}).get("mlflow_run_id")
-                for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        from tuning.trial_recovery import original_number
+        if self.mlc.tracking_uri.startswith("sqlite:") and all(original_number(t) == t.number for t in done):
+            return 0  # a local store has no HTTP retries, and no trial here replaced a dead attempt
+        keep = {(t.user_attrs.get("result") or {}).get("mlflow_run_id") for t in done}
         runs = self.trial_runs()
         done_keys = {r.data.tags.get("trial_key") for r in runs if r.info.run_id in keep}
         extra = [r for r in runs if r.data.tags.get("trial_key") in done_keys and r.info.run_id not in keep]
@@ -315,10 +259,14 @@ class SweepTracker:
     def finish_parent(self, study, summary: Mapping, status: str = "FINISHED") -> None:
         if not self.parent_run_id:
             return
+        local = local_artifact_dir(self.mlc.get_run(self.parent_run_id).info.artifact_uri)
         with tempfile.TemporaryDirectory(prefix="sweep-") as tmp:
-            write_study_plots(study, Path(tmp))
-            (Path(tmp) / "sweep_summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
-            self.mlc.log_artifacts(self.parent_run_id, tmp)
+            out = local if local is not None else Path(tmp)
+            out.mkdir(parents=True, exist_ok=True)
+            write_study_plots(study, out)
+            (out / "sweep_summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
+            if local is None:
+                self.mlc.log_artifacts(self.parent_run_id, tmp)
         best = summary.get("best") or {}
         log_batch(self.mlc, self.parent_run_id,
                   metrics={"trials_complete": summary.get("trials_complete", 0),
@@ -340,10 +288,29 @@ def search_all(mlc: MlflowClient, experiment_ids: Iterable[str], filter_string: 
             return runs
 
 
+def _visualization():
+    """``optuna.visualization`` without its optional matplotlib backend and fANOVA's scikit-learn (about
+    1.5 s of imports a sweep never uses: the plots are plotly, importances PED-ANOVA). Modules already
+    imported are left alone; the block lasts for this import only."""
+    if "optuna.visualization" in sys.modules:
+        return sys.modules["optuna.visualization"]
+    blocked = [m for m in ("matplotlib", "sklearn") if m not in sys.modules]
+    for m in blocked:
+        sys.modules[m] = None  # "import m" raises ImportError: optuna's try_import records it as missing
+    try:
+        import optuna.importance  # noqa: F401  (plot_param_importances imports it on first use)
+        import optuna.visualization as vis
+    finally:
+        for m in blocked:
+            if sys.modules.get(m, False) is None:
+                del sys.modules[m]
+    return vis
+
+
 def write_study_plots(study, directory: Path) -> list[str]:
     """Optuna plots as self-contained HTML (plotly.js inline: they render offline); importances only with
     >= 2 complete trials that vary."""
-    import optuna.visualization as vis
+    vis = _visualization()
     from optuna.trial import TrialState
 
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
