@@ -25,7 +25,8 @@ from engine import PolicySet
 from tuning.errors import E_CERTIFY, TuningParser, run_cli
 from tuning.promote import fetch_candidate_files
 from tuning.report_files import gate_table_md
-from tuning.tracking import CERTIFY_EXPERIMENT, client, experiment_id, flatten_pack, log_batch
+from tuning.tracking import CERTIFY_EXPERIMENT, client, experiment_id, log_batch
+from tuning.trial_result import flatten_pack
 
 
 HOLDOUT_RATES = ("pass_rate_bplus", "pass_rate_b", "faithful_rate", "pass_rate_bplus_faithful")

@@ -23,7 +23,8 @@ from tuning.dashboard import mirror_constraints
 from tuning.errors import E_TRIALS_FAILING
 from tuning.ranking import RESULT_ATTR
 from tuning.sweep_config import SweepConfig
-from tuning.tracking import SweepTracker, flatten_pack, log_batch
+from tuning.tracking import SweepTracker, log_batch
+from tuning.trial_result import flatten_pack
 from tuning.trial_recovery import counts, original_number
 
 VETO_CONSTRAINT = "veto"

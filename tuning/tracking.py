@@ -32,7 +32,8 @@ from mlflow.exceptions import MlflowException
 
 from tuning.objective import Evaluation
 from tuning.store_init import ensure_store
-from tuning.trial_result import HISTORY_METRICS, TrialResult, flatten_pack  # noqa: F401 (re-exported)
+from tuning.report_files import gate_table_md
+from tuning.trial_result import TrialResult
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # a server prints run URLs to stdout
@@ -120,15 +121,6 @@ def _tag_default_experiment(mlc: MlflowClient) -> None:
                                 EXPERIMENT_KIND["mlflow.experimentKind"])
 
 
-def gate_table_md(gates: Mapping) -> str:
-    lines = ["| family | gate | metric | value | op | threshold | status |", "|---|---|---|---|---|---|---|"]
-    for family in ("hard", "stretch", "fidelity"):
-        for gid, g in (gates or {}).get(family, {}).items():
-            lines.append(f"| {family} | {gid} | {g['metric']} | {g['value']} | {g['op']} | {g['threshold']} "
-                         f"| {g['status']} |")
-    return "\n".join(lines) + "\n"
-
-
 def write_evaluation_artifacts(result: TrialResult, policies, directory: Path) -> None:
     """The trial's artifacts: ``policies/`` (the candidate files), ``metric_pack.json``, ``gate_table.md``."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -136,7 +128,7 @@ def write_evaluation_artifacts(result: TrialResult, policies, directory: Path) -
         policies.write(directory / "policies")
     (directory / "metric_pack.json").write_text(json.dumps(result.artifact_doc(), indent=2, sort_keys=True,
                                                            default=str))
-    (directory / "gate_table.md").write_text(gate_table_md(result.gates))
+    (directory / "gate_table.md").write_text(gate_table_md(result.gates, detailed=True))
 
 
 def local_artifact_dir(artifact_uri: str) -> Path | None:
