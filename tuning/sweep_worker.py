@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -42,6 +42,27 @@ def tell_evaluation(study, trial, ev, multi_objective: bool) -> None:
         study.tell(trial, ev.value)
 
 
+_TRACKER: SweepTracker | None = None   # the logger process's own tracker (its own MLflow client)
+
+
+def _open_tracker(phase: str, study_name: str, objective_name: str, parent_run_id: str) -> None:
+    global _TRACKER
+    _TRACKER = SweepTracker(phase, study_name, objective_name, parent_run_id)
+
+
+def _log_trial(*args):
+    return _TRACKER.log_trial(*args)
+
+
+def logger_pool(tracker: SweepTracker) -> ProcessPoolExecutor:
+    """One process that writes the trials' MLflow runs: MLflow's client work runs on the other core instead
+    of contending for this process's interpreter while the next trial's chain runs."""
+    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_open_tracker,
+                               initargs=(tracker.phase, tracker.study_name, tracker.objective_name,
+                                         tracker.parent_run_id))
+
+
 class TrialLoop:
     """The trials one process evaluates for a :class:`tuning.sweep.Sweep` (its study, objective, coordinator)."""
 
@@ -50,7 +71,7 @@ class TrialLoop:
         self.failures = 0
 
     def run(self) -> int:
-        """Ask -> evaluate -> (log to MLflow in a background thread) -> tell.
+        """Ask -> evaluate -> (log to MLflow in the logger process) -> tell.
 
         Logging trial N overlaps the evaluation of trial N+1; N is told to Optuna only once its MLflow
         run is complete, so a crash never leaves a COMPLETE trial without its run (the RUNNING trial
@@ -62,7 +83,7 @@ class TrialLoop:
                       metrics={f"anchor.{k}": v for k, v in flatten_pack(anchor.pack).items()},
                       tags={"anchor_engine_run_id": anchor.identity["run_id"]})
         done, pending = 0, None
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-log") as pool:
+        with logger_pool(self.tracker) as pool:
             try:
                 while not sweep.timed_out():  # --timeout: no new trial starts after the deadline
                     trial = sweep.coordinator.next_trial(sweep.target, pending is not None)  # lock, recover, ask
@@ -96,7 +117,7 @@ class TrialLoop:
                                                     f"{type(exc).__name__}: {exc}") from None
             return None
 
-    def _evaluate(self, trial, pool: ThreadPoolExecutor):
+    def _evaluate(self, trial, pool: ProcessPoolExecutor):
         sweep, t0 = self.sweep, time.perf_counter()
         values = {k.name: k.suggest(trial) for k in sweep.spec.knobs}
 
@@ -116,7 +137,7 @@ class TrialLoop:
         trial.set_constraint(VETO_CONSTRAINT, veto)
         mirror_constraints(trial, [veto])  # also where optuna-dashboard reads it
         harness = time.perf_counter() - t0 - ev.chain_seconds
-        future = pool.submit(self.tracker.log_trial, trial.number, original_number(trial), ev, values,
+        future = pool.submit(_log_trial, trial.number, original_number(trial), ev, values,
                              {"seconds.harness_pre_log": harness})
         return trial, ev, future
 
