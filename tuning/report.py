@@ -16,6 +16,7 @@ on the default world is measured against ``default_world().evidence``; a run on 
 
 from __future__ import annotations
 
+import functools
 import html
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -83,9 +84,26 @@ def figure_divs(tables: Mapping[str, pd.DataFrame], pack: Mapping, evidence=None
     if evidence is not None:
         figures += [(fig_id, FIDELITY_SECTION, fig) for fig_id, fig in
                     fidelity_figures(tables, evidence, _country_names())]
-    return [(fig_id, section, fig.to_html(full_html=False, include_plotlyjs=(i == 0), div_id=f"fig-{fig_id}",
-                                          config=PLOTLY_CONFIG))
+    template = _white_template()
+    return [(fig_id, section, _figure_html(fig, template, include_js=(i == 0), div_id=f"fig-{fig_id}"))
             for i, (fig_id, section, fig) in enumerate(figures)]
+
+
+@functools.lru_cache(maxsize=1)
+def _white_template() -> dict:
+    import plotly.io as pio
+
+    return pio.templates["plotly_white"].to_plotly_json()
+
+
+def _figure_html(fig, template: dict, include_js: bool, div_id: str) -> str:
+    """The figure's div with the template set as JSON (no per-figure template validation)."""
+    import plotly.io as pio
+
+    spec = fig.to_plotly_json()
+    spec["layout"] = {**spec.get("layout", {}), "template": template}
+    return pio.to_html(spec, full_html=False, include_plotlyjs=include_js, div_id=div_id, config=PLOTLY_CONFIG,
+                       validate=False)
 
 
 def verdict_html(gates: Mapping) -> str:

@@ -23,7 +23,9 @@ THRESHOLDS = (0.01, 0.02, 0.05, 0.10, 0.20, 0.30, 0.50)
 
 
 def _layout(fig: go.Figure, title: str, x: str, y: str) -> go.Figure:
-    fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, template="plotly_white", height=380,
+    """Titles and size; the "plotly_white" template is applied when the figure is written (report.py), once
+    as plain JSON, because validating it into every Figure costs ~10 ms a figure."""
+    fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, height=380,
                       margin={"l": 60, "r": 20, "t": 60, "b": 50}, bargap=0.05)
     return fig
 
