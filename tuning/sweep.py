@@ -12,6 +12,7 @@ and the worker processes; :mod:`tuning.sweep_outputs` the summary, the Pareto fr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -31,7 +32,7 @@ from tuning.study_spec import StudySpec, load_study, metric_value, parse_conditi
 from tuning.study_store import lock_path, open_storage, open_study
 from tuning.sweep_config import SweepConfig, parse_args
 from tuning.sweep_outputs import attach_pareto, attach_reports, summarise
-from tuning.sweep_worker import TrialLoop, WorkerSpec, run_pool
+from tuning.sweep_worker import TrialLoop, WorkerSpec, logger_pool, run_pool
 from tuning.tracking import SweepTracker
 from tuning.trial_recovery import counts
 from tuning.ui_view import ensure_rank_view
@@ -99,15 +100,17 @@ class Sweep:
 
     def run(self) -> dict:
         """The coordinator: parent run, precheck, the trials (this process or ``--workers K``), the summary."""
-        tracker = SweepTracker(self.spec.phase, self.study_name, self.spec.objective_name)
-        ensure_rank_view(tracker.mlc, tracker.experiment_id, self.spec.key_metrics)  # the UI's ranking view
-        decision = self.precheck_decision()
-        self.start_parent(tracker, decision)
-        if decision is not None and decision == self.spec.precheck["closed"] and not self.config.force:
-            return self.close_by_precheck(tracker, decision)
-        with self.coordinator.exclusive():  # hosts starting together enqueue it once
-            self.enqueue_authority_candidate()
-        self.run_trials(tracker)
+        names = (self.spec.phase, self.study_name, self.spec.objective_name)
+        with logger_pool(*names) if self.config.workers == 1 else contextlib.nullcontext() as logger:
+            tracker = SweepTracker(*names)   # while the logger process starts on the other core
+            ensure_rank_view(tracker.mlc, tracker.experiment_id, self.spec.key_metrics)  # the UI's ranking view
+            decision = self.precheck_decision()
+            self.start_parent(tracker, decision)
+            if decision is not None and decision == self.spec.precheck["closed"] and not self.config.force:
+                return self.close_by_precheck(tracker, decision)
+            with self.coordinator.exclusive():  # hosts starting together enqueue it once
+                self.enqueue_authority_candidate()
+            self.run_trials(tracker, logger)
         tracker.reconcile_trial_runs(self.study)  # one run per trial key, whatever HTTP retries did
         attach_reports(self, tracker)
         summary = summarise(self, tracker)
@@ -141,7 +144,7 @@ class Sweep:
                              for t in triggers for o in self.objective.per_seed})
         return summary
 
-    def run_trials(self, tracker: SweepTracker) -> None:
+    def run_trials(self, tracker: SweepTracker, logger=None) -> None:
         """Complete the budget in this process or in ``--workers K`` processes; a failure fails the parent run."""
         start = counts(self.study)["COMPLETE"]
         progress = None if not self.config.progress else tqdm(
@@ -152,7 +155,7 @@ class Sweep:
         status = "FINISHED"
         try:
             if self.config.workers == 1:
-                TrialLoop(self, tracker, progress).run()
+                TrialLoop(self, tracker, progress, logger=logger).run()
             else:
                 run_pool(self, tracker.parent_run_id, worker_process, progress)
         except BaseException:

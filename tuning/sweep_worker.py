@@ -9,6 +9,7 @@ shared through the coordinator's trial-budget lock (:mod:`tuning.coordination`).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing
 import time
@@ -45,29 +46,38 @@ def tell_evaluation(study, trial, ev, multi_objective: bool) -> None:
 _TRACKER: SweepTracker | None = None   # the logger process's own tracker (its own MLflow client)
 
 
-def _open_tracker(phase: str, study_name: str, objective_name: str, parent_run_id: str) -> None:
+def _open_tracker(phase: str, study_name: str, objective_name: str) -> None:
     global _TRACKER
-    _TRACKER = SweepTracker(phase, study_name, objective_name, parent_run_id)
+    _TRACKER = SweepTracker(phase, study_name, objective_name)
 
 
-def _log_trial(*args):
+def _ready() -> bool:
+    return _TRACKER is not None
+
+
+def _log_trial(parent_run_id: str, *args):
+    _TRACKER.parent_run_id = parent_run_id
     return _TRACKER.log_trial(*args)
 
 
-def logger_pool(tracker: SweepTracker) -> ProcessPoolExecutor:
+def logger_pool(phase: str, study_name: str, objective_name: str) -> ProcessPoolExecutor:
     """One process that writes the trials' MLflow runs: MLflow's client work runs on the other core instead
-    of contending for this process's interpreter while the next trial's chain runs."""
-    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+    of contending for this process's interpreter while the next trial's chain runs. It is started at once
+    (a first no-op task), so its start-up overlaps the anchor run and the parent run's creation."""
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_open_tracker,
-                               initargs=(tracker.phase, tracker.study_name, tracker.objective_name,
-                                         tracker.parent_run_id))
+                               initargs=(phase, study_name, objective_name))
+    pool.submit(_ready)
+    return pool
 
 
 class TrialLoop:
     """The trials one process evaluates for a :class:`tuning.sweep.Sweep` (its study, objective, coordinator)."""
 
-    def __init__(self, sweep, tracker: SweepTracker, progress=None, index: int = 0) -> None:
+    def __init__(self, sweep, tracker: SweepTracker, progress=None, index: int = 0,
+                 logger: ProcessPoolExecutor | None = None) -> None:
         self.sweep, self.tracker, self.progress, self.index = sweep, tracker, progress, index
+        self.logger = logger   # the logger process (started by the caller), else one of this loop's own
         self.failures = 0
 
     def run(self) -> int:
@@ -83,7 +93,9 @@ class TrialLoop:
                       metrics={f"anchor.{k}": v for k, v in flatten_pack(anchor.pack).items()},
                       tags={"anchor_engine_run_id": anchor.identity["run_id"]})
         done, pending = 0, None
-        with logger_pool(self.tracker) as pool:
+        own = None if self.logger is not None else logger_pool(self.tracker.phase, self.tracker.study_name,
+                                                                self.tracker.objective_name)
+        with own or contextlib.nullcontext(self.logger) as pool:
             try:
                 while not sweep.timed_out():  # --timeout: no new trial starts after the deadline
                     trial = sweep.coordinator.next_trial(sweep.target, pending is not None)  # lock, recover, ask
@@ -137,7 +149,7 @@ class TrialLoop:
         trial.set_constraint(VETO_CONSTRAINT, veto)
         mirror_constraints(trial, [veto])  # also where optuna-dashboard reads it
         harness = time.perf_counter() - t0 - ev.chain_seconds
-        future = pool.submit(_log_trial, trial.number, original_number(trial), ev, values,
+        future = pool.submit(_log_trial, self.tracker.parent_run_id, trial.number, original_number(trial), ev, values,
                              {"seconds.harness_pre_log": harness})
         return trial, ev, future
 

@@ -84,20 +84,22 @@ def clock_population() -> pd.DataFrame:
     return grouped.sort_values(["country_iso", "clock"]).reset_index(drop=True)
 
 
-def _published_name(country: str, clock: str, cities: pd.DataFrame) -> str:
+def _published_name(country: str, clock: str, carried: dict[str, int]) -> str:
+    """The country's own zone.tab name for the clock where it has one, else the name its cities carry most
+    (ties to the smaller name); ``carried`` is population per GeoNames tzid of this (country, clock)."""
     own = [z for z in zone_tab_names().get(country, ()) if clock_of(z) == clock]
-    carried = cities.groupby("tzid")["population"].sum()
-    pool = own or list(carried.index)
+    pool = own or list(carried)
     return sorted(pool, key=lambda z: (-int(carried.get(z, 0)), z))[0]
 
 
 @functools.lru_cache(maxsize=1)
 def population_true_universe() -> pd.DataFrame:
     """The default Z(c): country_iso, tzid (published name), one row per populated clock."""
-    cities = city_table()
-    rows = []
-    for (country, clock), grp in cities.groupby(["country_iso", "clock"], sort=True):
-        rows.append((country, _published_name(country, clock, grp)))
+    carried: dict[tuple[str, str], dict[str, int]] = {}
+    totals = city_table().groupby(["country_iso", "clock", "tzid"], sort=True)["population"].sum()
+    for (country, clock, tzid), population in totals.items():   # one pass over (country, clock, tzid)
+        carried.setdefault((country, clock), {})[tzid] = int(population)
+    rows = [(country, _published_name(country, clock, by_tz)) for (country, clock), by_tz in sorted(carried.items())]
     frame = pd.DataFrame(rows, columns=["country_iso", "tzid"])
     return frame.sort_values(["country_iso", "tzid"]).reset_index(drop=True)
 
