@@ -12,7 +12,6 @@ and the worker processes; :mod:`tuning.sweep_outputs` the summary, the Pareto fr
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
@@ -101,7 +100,8 @@ class Sweep:
     def run(self) -> dict:
         """The coordinator: parent run, precheck, the trials (this process or ``--workers K``), the summary."""
         names = (self.spec.phase, self.study_name, self.spec.objective_name)
-        with logger_pool(*names) if self.config.workers == 1 else contextlib.nullcontext() as logger:
+        logger = logger_pool(*names) if self.config.workers == 1 else None
+        try:
             tracker = SweepTracker(*names)   # while the logger process starts on the other core
             ensure_rank_view(tracker.mlc, tracker.experiment_id, self.spec.key_metrics)  # the UI's ranking view
             decision = self.precheck_decision()
@@ -110,7 +110,10 @@ class Sweep:
                 return self.close_by_precheck(tracker, decision)
             with self.coordinator.exclusive():  # hosts starting together enqueue it once
                 self.enqueue_authority_candidate()
-            self.run_trials(tracker, logger)
+            self.run_trials(tracker, logger)   # every trial's run is written before its trial is told
+        finally:
+            if logger is not None:   # its last run is written: let the process exit while the sweep closes
+                logger.shutdown(wait=False)
         tracker.reconcile_trial_runs(self.study)  # one run per trial key, whatever HTTP retries did
         attach_reports(self, tracker)
         summary = summarise(self, tracker)
