@@ -101,12 +101,20 @@ def author_policies(population: pd.DataFrame) -> dict[str, bytes]:
 
 
 def realism_floors(s2: pd.DataFrame) -> dict:
-    """Authoring realism floors over an S2 table (country_iso, share_effective, alpha_effective)."""
-    g = s2.groupby("country_iso", sort=True)
-    sums = g["alpha_effective"].sum()
-    k = g.size()
-    tv = s2.assign(k=s2["country_iso"].map(k)).eval("abs(share_effective - 1.0 / k)").groupby(
-        s2["country_iso"]).sum() / 2.0
+    """Authoring realism floors over an S2 table (country_iso, share_effective, alpha_effective).
+
+    Group sums are pandas' own, bit for bit (:func:`engine.metrics.exact.pandas_group_sum`), without
+    building the groupby objects (this runs once per tuning candidate)."""
+    from engine.metrics.exact import pandas_group_sum
+
+    names, codes = np.unique(s2["country_iso"].to_numpy(dtype=object), return_inverse=True)
+    codes = codes.ravel()
+    k_arr = np.bincount(codes, minlength=names.size)
+    sums = pd.Series(pandas_group_sum(codes, s2["alpha_effective"].to_numpy(dtype=np.float64), names.size),
+                     index=names)
+    k = pd.Series(k_arr, index=names)
+    gap = np.abs(s2["share_effective"].to_numpy(dtype=np.float64) - 1.0 / k_arr[codes])
+    tv = pd.Series(pandas_group_sum(codes, gap, names.size), index=names) / 2.0
     large = k[k >= LARGE_K].index
     nonuniform = float((tv.loc[large] >= NONUNIFORM_TV).mean()) if len(large) else 1.0
     reasons = []
