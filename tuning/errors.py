@@ -51,8 +51,13 @@ def invoke(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | No
 
 
 def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> None:
-    """Run a CLI entry point through the one wrapper shared with the engine (engine.cliwrap)."""
-    exit_now(invoke(main, argv))
+    """Run a CLI entry point through the one wrapper shared with the engine (engine.cliwrap). As a program
+    (``argv`` None: ``python -m tuning.X``) it exits without the heap's teardown (:func:`exit_now`); called
+    with ``argv`` (a test, another program) it raises SystemExit like any CLI, so its caller lives on."""
+    code = invoke(main, argv)
+    if argv is not None:
+        sys.exit(code)
+    exit_now(code)
 
 
 def exit_now(code: int | None) -> None:

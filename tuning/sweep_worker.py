@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
+import threading
 import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -48,7 +50,19 @@ _TRACKER: SweepTracker | None = None   # the logger process's own tracker (its o
 
 def _open_tracker(phase: str, study_name: str, objective_name: str) -> None:
     global _TRACKER
+    _watch_parent(os.getppid())
     _TRACKER = SweepTracker(phase, study_name, objective_name)
+
+
+def _watch_parent(parent: int) -> None:
+    """The logger process ends with the sweep that started it, even a killed one (it would otherwise wait on
+    its task queue forever: it holds both ends of the queue's pipe)."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _ready() -> bool:

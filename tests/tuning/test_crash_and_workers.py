@@ -35,6 +35,27 @@ def _assert_consistent(study_name: str, target: int) -> None:
         assert t.user_attrs["result"]["mlflow_run_id"] in {r.info.run_id for r in runs}
 
 
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 def test_kill_mid_trial_then_restart_completes_budget(project):
     proc = subprocess.Popen([sys.executable, "-m", "tuning.sweep", "--phase", "P1.2", "--trials", "8",
                              "--no-progress"], cwd=project, env=env_for(project),
@@ -46,11 +67,17 @@ def test_kill_mid_trial_then_restart_completes_budget(project):
             continue
         states = [t.state for t in load("t-P1.2").trials]
         if states.count(TrialState.COMPLETE) >= 2 and TrialState.RUNNING in states:
+            loggers = _children(proc.pid)   # the sweep's MLflow logger process
             os.kill(proc.pid, signal.SIGKILL)
             killed = True
             break
     proc.wait(timeout=30)
     assert killed, proc.stderr.read().decode()[-2000:]
+    assert loggers, "a one-worker sweep writes its trials' runs from one logger process"
+    gone = time.time() + 10
+    while time.time() < gone and any(_alive(pid) for pid in loggers):
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in loggers), "the logger process outlived its killed sweep"
     assert len([t for t in load("t-P1.2").trials if t.state == TrialState.COMPLETE]) < 8
 
     out = run_module(project, "tuning.sweep", "--phase", "P1.2", "--trials", "8", "--json", "--no-progress")
