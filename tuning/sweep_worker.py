@@ -48,10 +48,18 @@ def tell_evaluation(study, trial, ev, multi_objective: bool) -> None:
 _TRACKER: SweepTracker | None = None   # the logger process's own tracker (its own MLflow client)
 
 
+_OPEN_ERROR: str | None = None          # why the logger could not open the store (the sweep reports it itself)
+
+
 def _open_tracker(phase: str, study_name: str, objective_name: str) -> None:
-    global _TRACKER
+    """The logger process's initializer. It never prints: a store it cannot open is the sweep's own coded
+    error (the sweep opens the same store first); a trial logged here after that fails with the cause."""
+    global _TRACKER, _OPEN_ERROR
     _watch_parent(os.getppid())
-    _TRACKER = SweepTracker(phase, study_name, objective_name)
+    try:
+        _TRACKER = SweepTracker(phase, study_name, objective_name)
+    except Exception as exc:  # noqa: BLE001 - kept and raised by the first _log_trial
+        _OPEN_ERROR = exc.one_line() if isinstance(exc, EngineError) else f"{type(exc).__name__}: {exc}"
 
 
 def _watch_parent(parent: int) -> None:
@@ -70,6 +78,8 @@ def _ready() -> bool:
 
 
 def _log_trial(parent_run_id: str, *args):
+    if _TRACKER is None:
+        raise RuntimeError(f"the MLflow logger process could not open the store: {_OPEN_ERROR}")
     _TRACKER.parent_run_id = parent_run_id
     return _TRACKER.log_trial(*args)
 
