@@ -31,6 +31,7 @@ on every seed; else record the ``else`` decision.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sys
@@ -232,7 +233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--studies-dir", default="studies")
     ap.add_argument("--runs-root", default="", help="materialise promotion witnesses here ('' = in memory)")
     ap.add_argument("--no-progress", action="store_true")
-    ap.add_argument("--json", action="store_true", help="print the outcome as one JSON line (the last line)")
+    ap.add_argument("--json", action="store_true",
+                    help="print the outcome as one JSON line on stdout (the steps' own output goes to stderr)")
     args = ap.parse_args(argv)
     doc = load_campaign(Path(args.file))
     policies = Path(args.policies)
@@ -242,8 +244,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise EngineError(E_USAGE, f"{policies}: replay needs the committed authority to compare against")
         replay_cleanup(doc)
     t0 = time.perf_counter()
-    log = Campaign(doc, policies, Path(args.studies_dir), Path(args.runs_root) if args.runs_root else None).run(
-        not args.no_progress)
+    with contextlib.redirect_stdout(sys.stderr if args.json else sys.stdout):  # --json: stdout is the JSON alone
+        log = Campaign(doc, policies, Path(args.studies_dir), Path(args.runs_root) if args.runs_root else None).run(
+            not args.no_progress)
     after = PolicySet.from_dir(policies)
     out = {"campaign": doc.get("campaign", "3A"), "steps": log, "wall_seconds": round(time.perf_counter() - t0, 1),
            "parameter_hash": after.parameter_hash, "digests": dict(after.digests)}

@@ -101,13 +101,13 @@ def test_run_then_replay_ends_on_identical_policies_and_rebuilds_the_trail(proje
     (studies / "P2.yaml").write_text(MINI_P2)
     (project / "campaign.yaml").write_text(CAMPAIGN)
     assert main(["run", "--file", "campaign.yaml", "--no-progress", "--json"]) == 0
-    first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    first = json.loads(capsys.readouterr().out)   # --json: stdout is the JSON alone
     ladder = read_ladder(project / "policies")
     assert [s["phase"] for s in ladder][:4] == ["AUTHOR", "P0", "P1.2", "P2"] and ladder[-1]["phase"] == "P6"
     assert any(s["decision"] == "P2_REVIEWED" and s.get("note") == "a recorded review" for s in ladder)
     digests = PolicySet.from_dir(project / "policies").digests
     assert main(["replay", "--file", "campaign.yaml", "--no-progress", "--json"]) == 0
-    second = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    second = json.loads(capsys.readouterr().out)
     assert second["replay_identical"] is True and second["digests"] == first["digests"] == dict(digests)
     assert [s["outcome"] for s in second["steps"]] == [s["outcome"] for s in first["steps"]]
     # a replay whose end differs from the committed authority is a coded failure
