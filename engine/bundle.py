@@ -51,12 +51,10 @@ ZONE_ALLOC_CHECKED = ["merchant_id", "legal_country_iso", "tzid", "zone_site_cou
                       "site_count", s5_egress.ROUTING]
 
 
-def published_columns(result) -> dict[str, LineageColumns]:
-    """Every published table of a run as column slices (lineage attached on demand)."""
-    cores, lin = result.cores, lineage_values(result.identity, result.publish_inputs.policies)
-    sources = {name: LineageColumns(cores[name], name, lin) for name in ("s1", "s2", "s3")}
-    sources["s4"] = LineageColumns(cores["s4"], "s4", lin, extra=result.publish_inputs.s4_extra)
-    sources["zone_alloc"] = s5_egress.zone_alloc_columns(cores["zone_alloc"], lin)
+def published_columns(result, lin: dict) -> dict[str, LineageColumns]:
+    """Every published table of a run as column slices of its cores (``lin``: the run's lineage values)."""
+    sources = {name: LineageColumns(result.cores[name], name, lin) for name in ("s1", "s2", "s3", "s4")}
+    sources["zone_alloc"] = s5_egress.zone_alloc_columns(result.cores["zone_alloc"], lin)
     return sources
 
 
@@ -70,6 +68,7 @@ class ParquetColumns:
         self.rows = pq.ParquetFile(io.BytesIO(data)).metadata.num_rows
         self.names = self.schema.names
         self._held: tuple[str, pa.ChunkedArray] | None = None
+        self._strings: dict[str, pa.ChunkedArray] = {}   # non-constant string columns read by constants()
 
     def read(self, columns: list[str]) -> pa.Table:
         strings = [c for c in columns if pa.types.is_string(self.schema.field(c).type)
@@ -91,28 +90,34 @@ class ParquetColumns:
                 found[field.name] = None
             elif col.null_count == 0 and len(used) == 1:
                 found[field.name] = used.pop()
+            else:
+                self._strings[field.name] = col   # dictionary-encoded: small; the digest reads it next
         return found
 
     def column(self, name: str, a: int, b: int) -> pd.Series:
         if self._held is None or self._held[0] != name:
             self._held = None                       # one column in memory at a time
-            self._held = (name, self.read([name]).column(0))
+            col = self._strings.pop(name, None)
+            self._held = (name, col if col is not None else self.read([name]).column(0))
         return self._held[1].slice(a, b - a).to_pandas()
 
 
 def published_tables(result) -> dict[str, pd.DataFrame]:
-    """The published tables as DataFrames (lineage and routing hash attached): for callers that want them."""
-    sources = published_columns(result)
-    s5_egress.egress(sources["zone_alloc"], sources["s2"].frame(),
-                     lineage_values(result.identity, result.publish_inputs.policies),
-                     result.publish_inputs.policies.digests)
+    """The published tables as DataFrames (lineage and routing hash attached): for callers that want them.
+    The routing hash is the bundle's when its bytes exist, else zone_alloc is digested for it."""
+    lin = lineage_values(result.identity, result.publish_inputs.policies)
+    sources = published_columns(result, lin)
+    if result.bundled:
+        sources["zone_alloc"].values[s5_egress.ROUTING] = result.bundle.universe_doc["routing_universe_hash"]
+    else:
+        s5_egress.egress(sources["zone_alloc"], sources["s2"].frame(), lin, result.publish_inputs.policies.digests)
     return {name: src.frame() for name, src in sources.items()}
 
 
 def _s5(result) -> tuple[dict, dict]:
     """-> (published parquet bytes per table, zone_alloc_universe_hash document)."""
-    sources = published_columns(result)
     lin = lineage_values(result.identity, result.publish_inputs.policies)
+    sources = published_columns(result, lin)
     za = sources.pop("zone_alloc")
 
     def zone_alloc_side() -> tuple[bytes, dict]:   # its digest sets its routing hash, then it is written

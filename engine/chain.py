@@ -92,7 +92,7 @@ def run_chain(policies, seed: int, world: World | None = None, *, outlets: pd.Da
         reused=reused, receipt=values["receipt"], sealed=values["sealed"],
         counters={"pairs_smooth_band_escalated": values["smoothed"], **values["s4_counters"]},
         pack=values["pack"], gates=values["gates"], structural_status=values["structural_status"],
-        publish_inputs=PublishInputs(policies=policies, universe=world.universe, s4_extra=values["s4_extra"],
+        publish_inputs=PublishInputs(policies=policies, universe=world.universe,
                                      realism=values["realism"], realism_blocks=values["realism_blocks"],
                                      s6_core=values["s6_core"]))
     pa.default_memory_pool().release_unused()  # hand back the pool's cached pages of the states' temporaries

@@ -146,17 +146,16 @@ def counts(r) -> tuple:
 
 
 def assemble_cores(r) -> tuple:
-    """The lineage-free tables every later step reads; zone_alloc's core is S4's counts with site_count."""
+    """The lineage-free tables every later step reads: S4's counts carry S3's share sums and S2's alpha sums
+    (as published), and zone_alloc's core is S4's with site_count."""
     s1, s2, s3, s4 = r["s1_core"], r["s2_core"], r["s3_core"], r["s4_core"]
     layouts = r["layouts"]
     row_prior = layouts[0].row_prior if len(layouts) == 1 else zone_layout(s1, s2).row_prior
-    s4_extra = {"share_sum_country": s3["share_sum_country"].to_numpy(),
-                "alpha_sum_country": s2["alpha_sum_country"].to_numpy()[row_prior]}
+    s4 = s4.assign(share_sum_country=s3["share_sum_country"].to_numpy(),
+                   alpha_sum_country=s2["alpha_sum_country"].to_numpy()[row_prior])
     sites = s1.loc[s1["is_escalated"].to_numpy(dtype=bool), "site_count"].to_numpy(dtype=np.int64)
     k = np.concatenate([lay.pair_k for lay in layouts]) if layouts else np.zeros(0, dtype=np.int64)
-    zone_alloc = s4.assign(site_count=np.repeat(sites, k), alpha_sum_country=s4_extra["alpha_sum_country"])
-    s4_full = s4.assign(**s4_extra)
-    return {"s1": s1, "s2": s2, "s3": s3, "s4": s4_full, "zone_alloc": zone_alloc}, s4_extra
+    return {"s1": s1, "s2": s2, "s3": s3, "s4": s4, "zone_alloc": s4.assign(site_count=np.repeat(sites, k))},
 
 
 def score(r) -> tuple:
@@ -198,7 +197,7 @@ STATE_TABLE: tuple[State, ...] = (
           doc="Dirichlet shares per escalated pair and the RNG events"),
     State("S4", ("layouts", "s3_core", "master"), (PolicyRead(MIXTURE, ("s4_safeguards",)),),
           ("s4_core", "s4_counters"), counts, runtime=("mapper",), doc="integer zone counts (largest remainder)"),
-    State("S4.cores", ("s1_core", "s2_core", "s3_core", "s4_core", "layouts"), (), ("cores", "s4_extra"),
+    State("S4.cores", ("s1_core", "s2_core", "s3_core", "s4_core", "layouts"), (), ("cores",),
           assemble_cores, cached=False, doc="the core tables of S1-S4 and zone_alloc's core"),
     State("metrics", ("cores", "evidence", "realism_mode"), (), ("pack", "gates", "realism", "realism_blocks"),
           score, cached=False, doc="metric pack, gates (plan + fidelity), verdicts"),

@@ -21,12 +21,11 @@ if TYPE_CHECKING:  # annotations only: engine.bundle is imported when the bytes 
 
 @dataclass
 class PublishInputs:
-    """What S5 -> S7 read besides the cores: the policy set, the universe, the S2 alpha per zone row,
-    the S4 share sums, the realism block and S6's findings on S0-S4 (made while scoring)."""
+    """What S5 -> S7 read besides the cores: the policy set, the universe, the realism block and S6's
+    findings on S0-S4 (made while scoring)."""
 
     policies: object
     universe: pd.DataFrame
-    s4_extra: dict
     realism: dict
     realism_blocks: bool
     s6_core: object
