@@ -8,47 +8,62 @@ public front: ``tuning`` (and any other client) imports from here, never from th
     res = run_chain(PolicySet.from_dir("policies"), 42, default_world(), cache=ChainCache())
     res.pack, res.gates, res.s6_status          # scores: S0-S4, the metric pack, S6's in-memory checks
     run_dir = materialise(res, "runs")          # S5-S7 bytes are built here (or on first read of res.flag ...)
+
+The front is lazy (PEP 562): ``from engine import EngineError`` loads :mod:`engine.errors` alone, and a
+name's submodule is imported on its first use, so a process that needs only the error codes or the
+hashing helpers (a CLI's usage error, the MLflow trail process) does not pay for pandas and scipy.
 """
 
-from engine.version import ENGINE_VERSION
+from __future__ import annotations
 
-from engine.atomic import atomic_write
-from engine.chain import STATES, ChainCache, run_chain
-from engine.chain_steps import STATE_TABLE
-from engine.cliwrap import CodedParser, invoke
-from engine.errors import E_PUBLISH, EngineError
-from engine.hashing import canonical_json, le64, sha256, sha256_hex, uer
-from engine.members import TABLE_MEMBERS, data_paths
-from engine.metrics.compare import DELTA_METRICS
-from engine.metrics.fidelity import REALISED_MIN_OUTLETS, jsd
-from engine.metrics.grouping import key_codes
-from engine.metrics.pack import (count_surface_pairs, escalated_pair_index, lookup, s2_country_table, s3_cell_table,
-                                 s3_pair_arrays)
-from engine.metrics import (BUDGETS, DISTORTED, FAITHFUL, FIDELITY_GATES, GATES, NOT_APPLICABLE, REQUIRED_SEEDS,
-                            compare_packs, cv, evaluate_gates, fidelity_metrics, fidelity_verdict, median,
-                            metric_pack, popt0_table, popt1_closure, quantile_nearest, run_verdict, seedpack_verdict,
-                            share_table, thresholds)
-from engine.policies import POLICY_IDS, PolicySet
-from engine.policies.authoring import author_policies, dump_yaml, realism_floors
-from engine.policies.policy_set import S1_SMOOTHING_OFF, S3_DISPERSION_OFF, S4_SAFEGUARDS_OFF
-from engine.result import ChainResult
-from engine.store import load_run, materialise, verify
-from engine.strict import load_yaml, non_finite_path
-from engine.world.evidence import FidelityEvidence, fidelity_evidence
-from engine.world.model import World, default_world, load_world, outlets_for
-from engine.world.universe import country_names
+import importlib
 
-__all__ = [
-    "ENGINE_VERSION", "STATES", "STATE_TABLE", "ChainCache", "ChainResult", "run_chain", "materialise", "verify",
-    "load_run", "PolicySet", "POLICY_IDS", "S1_SMOOTHING_OFF", "S3_DISPERSION_OFF", "S4_SAFEGUARDS_OFF",
-    "author_policies", "dump_yaml", "realism_floors", "World", "default_world", "load_world", "outlets_for",
-    "country_names", "FidelityEvidence", "fidelity_evidence", "EngineError", "E_PUBLISH", "CodedParser", "invoke",
-    "atomic_write", "load_yaml", "non_finite_path", "canonical_json", "le64", "sha256", "sha256_hex", "uer",
-    "TABLE_MEMBERS", "data_paths", "BUDGETS", "DISTORTED", "FAITHFUL", "FIDELITY_GATES", "GATES", "NOT_APPLICABLE",
-    "REQUIRED_SEEDS", "compare_packs", "cv", "evaluate_gates", "fidelity_metrics", "fidelity_verdict", "median",
-    "metric_pack", "popt0_table", "popt1_closure", "quantile_nearest", "run_verdict", "seedpack_verdict",
-    "share_table", "thresholds",
-    # the report's figures read the pack's own intermediate tables
-    "DELTA_METRICS", "REALISED_MIN_OUTLETS", "jsd", "key_codes", "count_surface_pairs", "escalated_pair_index",
-    "lookup", "s2_country_table", "s3_cell_table", "s3_pair_arrays",
-]
+# public name -> the submodule that defines it (the one place a name's home is written)
+_HOMES: dict[str, tuple[str, ...]] = {
+    "engine.version": ("ENGINE_VERSION",),
+    "engine.chain": ("STATES", "ChainCache", "run_chain"),
+    "engine.chain_steps": ("STATE_TABLE",),
+    "engine.result": ("ChainResult",),
+    "engine.store": ("materialise", "verify", "load_run"),
+    "engine.policies": ("PolicySet", "POLICY_IDS"),
+    "engine.policies.policy_set": ("S1_SMOOTHING_OFF", "S3_DISPERSION_OFF", "S4_SAFEGUARDS_OFF"),
+    "engine.policies.authoring": ("author_policies", "dump_yaml", "realism_floors"),
+    "engine.world.model": ("World", "default_world", "load_world", "outlets_for"),
+    "engine.world.universe": ("country_names",),
+    "engine.world.evidence": ("FidelityEvidence", "fidelity_evidence"),
+    "engine.errors": ("EngineError", "E_PUBLISH"),
+    "engine.cliwrap": ("CodedParser", "invoke"),
+    "engine.atomic": ("atomic_write",),
+    "engine.strict": ("load_yaml", "non_finite_path"),
+    "engine.hashing": ("canonical_json", "le64", "sha256", "sha256_hex", "uer"),
+    "engine.members": ("TABLE_MEMBERS", "data_paths"),
+    "engine.metrics": ("BUDGETS", "DISTORTED", "FAITHFUL", "FIDELITY_GATES", "GATES", "NOT_APPLICABLE",
+        "REQUIRED_SEEDS", "compare_packs", "cv", "evaluate_gates", "fidelity_metrics", "fidelity_verdict",
+        "median", "metric_pack", "popt0_table", "popt1_closure", "quantile_nearest", "run_verdict",
+        "seedpack_verdict", "share_table", "thresholds"),
+    "engine.metrics.compare": ("DELTA_METRICS",),
+    "engine.metrics.fidelity": ("REALISED_MIN_OUTLETS", "jsd"),
+    "engine.metrics.grouping": ("key_codes",),
+    "engine.metrics.pack": ("count_surface_pairs", "escalated_pair_index", "lookup", "s2_country_table",
+        "s3_cell_table", "s3_pair_arrays"),
+}
+_EXPORTS = {name: module for module, names in _HOMES.items() for name in names}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        try:   # a submodule (engine.chain, ...) is an attribute once imported; import it on first use
+            return importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value   # later lookups are plain module attributes
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -137,7 +137,11 @@ def load_yaml(path: str | Path, code: str, missing_code: str | None = None):
 
 
 def non_finite_path(doc, where: str = "") -> str | None:
-    """The path of the first NaN/inf number in a parsed document, or None."""
+    """The path of the first NaN/inf number in a parsed document, or None. The walk builds no path
+    strings (it runs on every candidate document); only a document that holds one is walked again
+    with its paths, in the same order."""
+    if _all_finite(doc):
+        return None
     stack = [(doc, where)]
     while stack:
         value, at = stack.pop()
@@ -148,6 +152,29 @@ def non_finite_path(doc, where: str = "") -> str | None:
         elif isinstance(value, (list, tuple)):
             stack.extend((v, f"{at}[{i}]") for i, v in enumerate(value))
     return None
+
+
+def _all_finite(doc) -> bool:
+    stack = [doc]
+    isfinite = math.isfinite
+    while stack:
+        value = stack.pop()
+        kind = type(value)
+        if kind is float:
+            if not isfinite(value):
+                return False
+        elif kind is dict:
+            stack.extend(value.values())
+        elif kind is list or kind is tuple:
+            stack.extend(value)
+        elif isinstance(value, float):      # a float subclass (numpy.float64)
+            if not isfinite(value):
+                return False
+        elif isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, (list, tuple)):
+            stack.extend(value)
+    return True
 
 
 def require_finite(doc, source: str, code: str) -> None:

@@ -3,7 +3,11 @@ counted), no function over 60 lines, no file over 400, engine never imports tuni
 tuning reaches the engine only through its public front."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("engine", "tuning")
@@ -128,3 +132,22 @@ def test_no_function_over_60_lines_and_no_file_over_400():
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 60:
                 long_functions.append(f"{path.relative_to(ROOT)}::{node.name}")
     assert long_functions == [] and long_files == []
+
+
+def test_the_engine_front_is_lazy_and_every_name_resolves():
+    """``from engine import EngineError`` costs the error module alone (no pandas, scipy or world); every
+    public name of the front resolves to its home module's object."""
+    code = ("import sys\nfrom engine import EngineError, CodedParser, atomic_write\n"
+            "heavy = sorted(m for m in ('pandas', 'scipy', 'numpy', 'pyarrow', 'engine.chain') if m in sys.modules)\n"
+            "print(','.join(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == ""
+    import importlib
+
+    import engine
+    for name in engine.__all__:
+        home = importlib.import_module(engine._EXPORTS[name])
+        assert getattr(engine, name) is getattr(home, name), name
+    assert engine.chain is importlib.import_module("engine.chain")     # a submodule resolves too
+    with pytest.raises(AttributeError):
+        engine.no_such_name  # noqa: B018

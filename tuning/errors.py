@@ -28,6 +28,7 @@ E_STORAGE = "E3A_TUN_040_STORAGE"
 E_TRIALS_FAILING = "E3A_TUN_041_TRIALS_FAILING"
 E_USAGE = "E3A_TUN_050_USAGE"
 E_TRACKING = "E3A_TUN_042_TRACKING_STORE"
+E_TRAIL = "E3A_TUN_043_TRAIL"               # the MLflow trail process ended before answering
 
 
 class TuningParser(CodedParser):
@@ -37,9 +38,8 @@ class TuningParser(CodedParser):
 
 
 def _tracking_error(exc: BaseException) -> EngineError | None:
-    from mlflow.exceptions import MlflowException
-
-    if not isinstance(exc, MlflowException):
+    exceptions = sys.modules.get("mlflow.exceptions")   # never imports MLflow: not loaded, not its exception
+    if exceptions is None or not isinstance(exc, exceptions.MlflowException):
         return None
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
     return EngineError(E_TRACKING, f"MLflow tracking store failed: {first}")

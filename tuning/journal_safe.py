@@ -9,6 +9,14 @@ journal cannot be read, so every resume fails. Here:
   ``E3A_TUN_040_STORAGE``;
 - :func:`truncate_torn_tail` (run by every open) cuts anything after the last newline, under the
   same lock, so a journal torn by a process killed mid-write resumes.
+
+Group commit: every append is written and flushed at once (another process reading the journal sees it),
+but only the operations that open or end something are fsynced: a study's creation or deletion, a
+trial's creation and its state changes (RUNNING, COMPLETE, FAIL, ...). A trial's parameters,
+intermediate values and attributes come between its creation and its end, and the fsync of its end
+makes them durable too (fsync flushes the whole file). What an OS crash can lose is therefore only the
+un-ended tail of a RUNNING trial, which a resume fails and retries anyway (:mod:`tuning.trial_recovery`).
+A sweep saves about ten fsyncs per trial (~0.5 ms each here).
 """
 
 from __future__ import annotations
@@ -20,6 +28,20 @@ from optuna.storages.journal import JournalFileBackend
 
 from engine import EngineError
 from tuning.errors import E_STORAGE
+
+# the operations that open or end a study or trial, by their op codes in Optuna's journal file format
+# (a persisted format: the codes are stable; a test pins them to optuna's own enum): fsynced at once
+DURABLE_OPS = {"CREATE_STUDY": 0, "DELETE_STUDY": 1, "CREATE_TRIAL": 4, "SET_TRIAL_STATE_VALUES": 6,
+               "DISCARD_TRIALS": 10}
+# written and flushed, made durable by the fsync of the trial's next state change
+DEFERRED_OPS = {"SET_STUDY_USER_ATTR": 2, "SET_STUDY_SYSTEM_ATTR": 3, "SET_TRIAL_PARAM": 5,
+                "SET_TRIAL_INTERMEDIATE_VALUE": 7, "SET_TRIAL_USER_ATTR": 8, "SET_TRIAL_SYSTEM_ATTR": 9}
+_DEFERRED_CODES = frozenset(DEFERRED_OPS.values())
+
+
+def needs_fsync(logs: list[dict]) -> bool:
+    """True unless every operation of the batch is one known to be deferrable (an unknown one is fsynced)."""
+    return any(log.get("op_code") not in _DEFERRED_CODES for log in logs)
 
 
 def truncate_torn_tail(path: str, lock) -> int:
@@ -75,7 +97,8 @@ class SafeJournalFileBackend(JournalFileBackend):
                 with open(self._safe_path, "ab") as fh:
                     fh.write(data)
                     fh.flush()
-                    os.fsync(fh.fileno())
+                    if needs_fsync(logs):
+                        os.fsync(fh.fileno())
             except OSError as exc:
                 self._restore(size)
                 raise EngineError(E_STORAGE, f"journal {self._safe_path}: write failed ({exc.strerror or exc}); "

@@ -14,7 +14,6 @@ from typing import Iterable, Mapping, Sequence
 
 from engine import atomic_write
 from engine import EngineError
-from engine import evaluate_gates, metric_pack, run_verdict
 from tuning.errors import E_ARTIFACTS, E_RUN_MISSING
 
 GATE_FAMILIES = ("hard", "stretch", "fidelity")
@@ -150,6 +149,8 @@ def load_run_dir(run_dir: str | Path):
 def score_tables(tables: Mapping, evidence=None) -> tuple[dict, dict, str]:
     """Metric pack, gates and the plan's verdict; with the world's population evidence
     (``engine.world.evidence.FidelityEvidence``) the pack and gates also carry fidelity."""
+    from engine import evaluate_gates, metric_pack, run_verdict  # the engine's metrics: only when scoring
+
     pack = metric_pack(tables, evidence)
     gates = evaluate_gates(pack)
     return pack, gates, run_verdict(gates)

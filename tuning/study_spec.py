@@ -24,15 +24,13 @@ from engine import EngineError
 from engine import load_yaml, non_finite_path
 from tuning.errors import E_STUDY_INVALID, E_STUDY_MISSING
 from tuning.knobs import KNOBS, check_value
+from tuning.limits import MAX_TRIALS, STUDY_NAME, UINT64_MAX
 
 # fidelity: the run must be FAITHFUL; gate_regression: no plan gate (hard or stretch) that passes on the
 # anchor (same seed) may fail on the candidate
 STRUCTURAL_VETOES = ("s6_pass", "s7_pass", "conservation", "schema", "realism_floors", "fidelity", "gate_regression")
 OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt, "==": operator.eq}
-UINT64_MAX = 2 ** 64 - 1
 _UINT64 = {"type": "integer", "minimum": 0, "maximum": UINT64_MAX}
-MAX_TRIALS = 1_000_000
-STUDY_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"  # a file name under .optuna/, never a path
 _METRIC = {"type": "string", "pattern": r"^(s1|s2|s3|s4|zone_alloc|fidelity)\.[A-Za-z0-9_]+$"}
 _CONDITION = {
     "type": "object", "additionalProperties": False, "required": ["metric", "op"],

@@ -10,8 +10,6 @@ trials (:mod:`tuning.coordination`), which is what lets workers on many hosts sh
 from __future__ import annotations
 
 import hashlib
-import math
-import re
 import warnings
 from pathlib import Path
 
@@ -23,35 +21,12 @@ from engine import EngineError
 from tuning.errors import E_STORAGE, E_USAGE
 from tuning.journal_safe import SafeJournalFileBackend, truncate_torn_tail
 from tuning.sampler_streams import stream_sampler
-from tuning.study_spec import MAX_TRIALS, STUDY_NAME, UINT64_MAX, StudySpec
+from tuning.limits import OPTUNA_DIR
+from tuning.study_spec import StudySpec
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-OPTUNA_DIR = Path(".optuna")
 LOCK_GRACE_SECONDS = 5  # the journal lock is held for microseconds; older than this it is stale
-
-
-def check_sweep_args(args) -> None:
-    """Range checks of a sweep's configuration (:class:`tuning.sweep_config.SweepConfig`), before anything
-    is opened or written."""
-    def bad(msg: str) -> None:
-        raise EngineError(E_USAGE, msg)
-
-    if not 1 <= args.workers <= 64:
-        bad(f"--workers {args.workers} outside [1, 64]")
-    if args.trials is not None and not 1 <= args.trials <= MAX_TRIALS:
-        bad(f"--trials {args.trials} outside [1, {MAX_TRIALS}]")
-    if args.seed is not None and not 0 <= args.seed <= UINT64_MAX:
-        bad(f"--seed {args.seed} outside [0, 2**64-1]")
-    if not (math.isfinite(args.stale_after) and args.stale_after >= 0):
-        bad(f"--stale-after {args.stale_after} must be a finite number of seconds >= 0")
-    if args.max_failures < 0:
-        bad(f"--max-failures {args.max_failures} must be >= 0")
-    if args.study is not None and not re.fullmatch(STUDY_NAME, args.study):
-        bad(f"--study {args.study!r}: a study name is letters, digits, '.', '_' and '-' (it names a file "
-            f"under {OPTUNA_DIR}/), not a path")
-    if args.top < 0 or args.reports < 0:
-        bad("--top and --reports must be >= 0")
 
 
 def default_storage_url(study_name: str) -> str:

@@ -9,12 +9,14 @@ argparse namespace. The config is validated when it is built, so a bad value is 
 from __future__ import annotations
 
 import argparse
+import math
+import re
 from dataclasses import asdict, dataclass, fields
 from typing import Sequence
 
 from engine import EngineError
 from tuning.errors import E_USAGE, TuningParser
-from tuning.study_store import check_sweep_args
+from tuning.limits import MAX_TRIALS, OPTUNA_DIR, STUDY_NAME, UINT64_MAX
 
 DEFAULT_STALE_AFTER_S = 6 * 3600.0
 
@@ -50,6 +52,29 @@ class SweepConfig:
 
 
 DESCRIPTION = "Run one phase's Optuna study over the engine, every trial recorded in MLflow."
+
+
+def check_sweep_args(args) -> None:
+    """Range checks of a sweep's configuration (:class:`tuning.sweep_config.SweepConfig`), before anything
+    is opened or written."""
+    def bad(msg: str) -> None:
+        raise EngineError(E_USAGE, msg)
+
+    if not 1 <= args.workers <= 64:
+        bad(f"--workers {args.workers} outside [1, 64]")
+    if args.trials is not None and not 1 <= args.trials <= MAX_TRIALS:
+        bad(f"--trials {args.trials} outside [1, {MAX_TRIALS}]")
+    if args.seed is not None and not 0 <= args.seed <= UINT64_MAX:
+        bad(f"--seed {args.seed} outside [0, 2**64-1]")
+    if not (math.isfinite(args.stale_after) and args.stale_after >= 0):
+        bad(f"--stale-after {args.stale_after} must be a finite number of seconds >= 0")
+    if args.max_failures < 0:
+        bad(f"--max-failures {args.max_failures} must be >= 0")
+    if args.study is not None and not re.fullmatch(STUDY_NAME, args.study):
+        bad(f"--study {args.study!r}: a study name is letters, digits, '.', '_' and '-' (it names a file "
+            f"under {OPTUNA_DIR}/), not a path")
+    if args.top < 0 or args.reports < 0:
+        bad("--top and --reports must be >= 0")
 
 
 def build_parser() -> TuningParser:

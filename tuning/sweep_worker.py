@@ -9,13 +9,9 @@ shared through the coordinator's trial-budget lock (:mod:`tuning.coordination`).
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import threading
 import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -26,8 +22,8 @@ from tuning.dashboard import mirror_constraints
 from tuning.errors import E_TRIALS_FAILING
 from tuning.ranking import RESULT_ATTR
 from tuning.sweep_config import SweepConfig
-from tuning.tracking import SweepTracker, log_batch
-from tuning.trial_result import flatten_pack
+from tuning.trail_process import SweepTrail
+from tuning.trial_result import PolicyFiles, TrialResult, flatten_pack
 from tuning.trial_recovery import counts, original_number
 
 VETO_CONSTRAINT = "veto"
@@ -45,67 +41,16 @@ def tell_evaluation(study, trial, ev, multi_objective: bool) -> None:
         study.tell(trial, ev.value)
 
 
-_TRACKER: SweepTracker | None = None   # the logger process's own tracker (its own MLflow client)
-
-
-_OPEN_ERROR: str | None = None          # why the logger could not open the store (the sweep reports it itself)
-
-
-def _open_tracker(phase: str, study_name: str, objective_name: str) -> None:
-    """The logger process's initializer. It never prints: a store it cannot open is the sweep's own coded
-    error (the sweep opens the same store first); a trial logged here after that fails with the cause."""
-    global _TRACKER, _OPEN_ERROR
-    _watch_parent(os.getppid())
-    try:
-        _TRACKER = SweepTracker(phase, study_name, objective_name)
-    except Exception as exc:  # noqa: BLE001 - kept and raised by the first _log_trial
-        _OPEN_ERROR = exc.one_line() if isinstance(exc, EngineError) else f"{type(exc).__name__}: {exc}"
-
-
-def _watch_parent(parent: int) -> None:
-    """The logger process ends with the sweep that started it, even a killed one (it would otherwise wait on
-    its task queue forever: it holds both ends of the queue's pipe)."""
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(0)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-
-
-def _ready() -> bool:
-    return _TRACKER is not None
-
-
-def _log_trial(parent_run_id: str, *args):
-    if _TRACKER is None:
-        raise RuntimeError(f"the MLflow logger process could not open the store: {_OPEN_ERROR}")
-    _TRACKER.parent_run_id = parent_run_id
-    return _TRACKER.log_trial(*args)
-
-
-def logger_pool(phase: str, study_name: str, objective_name: str) -> ProcessPoolExecutor:
-    """One process that writes the trials' MLflow runs: MLflow's client work runs on the other core instead
-    of contending for this process's interpreter while the next trial's chain runs. It is started at once
-    (a first no-op task), so its start-up overlaps the anchor run and the parent run's creation."""
-    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_open_tracker,
-                               initargs=(phase, study_name, objective_name))
-    pool.submit(_ready)
-    return pool
-
-
 class TrialLoop:
-    """The trials one process evaluates for a :class:`tuning.sweep.Sweep` (its study, objective, coordinator)."""
+    """The trials one process evaluates for a :class:`tuning.sweep.Sweep` (its study, objective, coordinator);
+    their MLflow runs are written by the process's trail (:mod:`tuning.trail_process`)."""
 
-    def __init__(self, sweep, tracker: SweepTracker, progress=None, index: int = 0,
-                 logger: ProcessPoolExecutor | None = None) -> None:
-        self.sweep, self.tracker, self.progress, self.index = sweep, tracker, progress, index
-        self.logger = logger   # the logger process (started by the caller), else one of this loop's own
+    def __init__(self, sweep, trail: SweepTrail, progress=None, index: int = 0) -> None:
+        self.sweep, self.trail, self.progress, self.index = sweep, trail, progress, index
         self.failures = 0
 
     def run(self) -> int:
-        """Ask -> evaluate -> (log to MLflow in the logger process) -> tell.
+        """Ask -> evaluate -> (log to MLflow in the trail process) -> tell.
 
         Logging trial N overlaps the evaluation of trial N+1; N is told to Optuna only once its MLflow
         run is complete, so a crash never leaves a COMPLETE trial without its run (the RUNNING trial
@@ -113,29 +58,27 @@ class TrialLoop:
         sweep = self.sweep
         anchor = sweep.objective.anchor  # once per process: also warms the S0/S1 cache
         if self.index == 0:
-            log_batch(self.tracker.mlc, self.tracker.parent_run_id,
-                      metrics={f"anchor.{k}": v for k, v in flatten_pack(anchor.pack).items()},
-                      tags={"anchor_engine_run_id": anchor.identity["run_id"]})
+            self.trail.log_parent({f"anchor.{k}": v for k, v in flatten_pack(anchor.pack).items()},
+                                  {"anchor_engine_run_id": anchor.identity["run_id"]})
         done, pending = 0, None
-        own = None if self.logger is not None else logger_pool(self.tracker.phase, self.tracker.study_name,
-                                                                self.tracker.objective_name)
-        with own or contextlib.nullcontext(self.logger) as pool:
-            try:
-                while not sweep.timed_out():  # --timeout: no new trial starts after the deadline
-                    trial = sweep.coordinator.next_trial(sweep.target, pending is not None)  # lock, recover, ask
-                    if trial is None and pending is None:
-                        break
-                    if trial is None:  # the budget is taken: tell ours, then look again
-                        done, pending = done + self._finish(*pending), None
-                        continue
-                    staged = self._guard(trial, lambda: self._evaluate(trial, pool))
-                    if pending is not None:
-                        done += self._finish(*pending)
-                    pending = staged
-            finally:
-                if pending is not None:
-                    done += self._finish(*pending)
-                sweep.coordinator.close()
+        try:
+            while not sweep.timed_out():  # --timeout: no new trial starts after the deadline
+                trial = sweep.coordinator.next_trial(sweep.target, pending is not None)  # lock, recover, ask
+                if trial is None and pending is None:
+                    break
+                if trial is None:  # the budget is taken: tell ours, then look again
+                    finishing, pending = pending, None
+                    done += self._finish(*finishing)
+                    continue
+                staged = self._guard(trial, lambda: self._evaluate(trial))
+                finishing, pending = pending, staged   # a trial is finished (told) once, even if that fails
+                if finishing is not None:
+                    done += self._finish(*finishing)
+        finally:
+            if pending is not None:
+                finishing, pending = pending, None
+                done += self._finish(*finishing)
+            sweep.coordinator.close()
         return done
 
     def _guard(self, trial, fn):
@@ -153,7 +96,7 @@ class TrialLoop:
                                                     f"{type(exc).__name__}: {exc}") from None
             return None
 
-    def _evaluate(self, trial, pool: ProcessPoolExecutor):
+    def _evaluate(self, trial):
         sweep, t0 = self.sweep, time.perf_counter()
         values = {k.name: k.suggest(trial) for k in sweep.spec.knobs}
 
@@ -173,14 +116,16 @@ class TrialLoop:
         trial.set_constraint(VETO_CONSTRAINT, veto)
         mirror_constraints(trial, [veto])  # also where optuna-dashboard reads it
         harness = time.perf_counter() - t0 - ev.chain_seconds
-        future = pool.submit(_log_trial, self.tracker.parent_run_id, trial.number, original_number(trial), ev, values,
-                             {"seconds.harness_pre_log": harness})
-        return trial, ev, future
+        result = TrialResult.from_evaluation(ev, sweep.spec.phase, sweep.spec.objective_name,
+                                             {"seconds.harness_pre_log": harness})
+        future = self.trail.log_trial(trial.number, original_number(trial), result, PolicyFiles.of(ev.policies),
+                                      values)
+        return trial, ev, result, future
 
-    def _finish(self, trial, ev, future) -> int:
+    def _finish(self, trial, ev, result: TrialResult, future) -> int:
         def tell() -> int:
-            result = future.result()  # the trial's TrialResult (tuning.trial_result), its MLflow run logged
-            trial.set_user_attr(RESULT_ATTR, result.user_attr(self.sweep.spec.key_metrics))
+            recorded = result.with_run(future.result())  # the trial's MLflow run is logged
+            trial.set_user_attr(RESULT_ATTR, recorded.user_attr(self.sweep.spec.key_metrics))
             tell_evaluation(self.sweep.study, trial, ev, self.sweep.spec.multi_objective)
             if self.progress is not None:
                 self.progress.update(1)

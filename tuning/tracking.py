@@ -30,7 +30,6 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
-from tuning.objective import Evaluation
 from tuning.store_init import ensure_store
 from tuning.report_files import gate_table_md
 from tuning.trial_result import TrialResult
@@ -164,8 +163,9 @@ def worker_identity() -> dict[str, str]:
 class SweepTracker:
     """Parent run of one sweep invocation and the nested run of each trial."""
 
-    def __init__(self, phase: str, study_name: str, objective_name: str, parent_run_id: str | None = None):
-        self.mlc = client()
+    def __init__(self, phase: str, study_name: str, objective_name: str, parent_run_id: str | None = None,
+                 mlc: MlflowClient | None = None):
+        self.mlc = mlc if mlc is not None else client()
         self.phase, self.study_name, self.objective_name = phase, study_name, objective_name
         self.experiment_id = experiment_id(self.mlc, f"3A-{phase}")
         self.parent_run_id = parent_run_id
@@ -196,12 +196,11 @@ class SweepTracker:
     def find_trial_runs(self, key: str) -> list:
         return list(self.mlc.search_runs([self.experiment_id], f"tags.trial_key = '{key}'"))
 
-    def log_trial(self, number: int, original_number: int, ev: Evaluation, params: Mapping,
-                  extra_metrics: Mapping[str, float] = {}) -> TrialResult:
+    def log_trial(self, number: int, original_number: int, result: TrialResult, policies, params: Mapping) -> str:
         """The trial's run: ``create_run`` (tags) + one ``log_batch`` (params, metrics, per-seed history) +
         the artifacts written straight into a local artifact store (else one ``log_artifacts``) +
-        ``set_terminated``. Returns the trial's record with its run id."""
-        result = TrialResult.from_evaluation(ev, self.phase, self.objective_name, extra_metrics)
+        ``set_terminated``. ``policies``: the candidate's files (anything with ``write(directory)``), or None.
+        Returns the run's id."""
         key = self.trial_key(original_number)
         if original_number != number:  # a retry replaces whatever its dead attempt left behind
             for old in self.find_trial_runs(key):
@@ -219,24 +218,21 @@ class SweepTracker:
         log_batch(self.mlc, run_id, result.metrics(), params, history=result.history())
         local = local_artifact_dir(run.info.artifact_uri)
         if local is not None:
-            write_evaluation_artifacts(result, ev.policies, local)
+            write_evaluation_artifacts(result, policies, local)
         else:
             with tempfile.TemporaryDirectory(prefix="trial-") as tmp:
-                write_evaluation_artifacts(result, ev.policies, Path(tmp))
+                write_evaluation_artifacts(result, policies, Path(tmp))
                 self.mlc.log_artifacts(run_id, tmp)
         self.mlc.set_terminated(run_id)
-        return result.with_run(run_id)
+        return run_id
 
-    def reconcile_trial_runs(self, study) -> int:
+    def reconcile_trial_runs(self, done: Sequence[tuple[int, int, str | None]]) -> int:
         """After a sweep: a trial key whose trial is COMPLETE keeps only the run Optuna recorded; any other run
-        of that key (an HTTP retry of ``create_run`` against a tracking server, a stale attempt) is deleted."""
-        from optuna.trial import TrialState
-
-        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        from tuning.trial_recovery import original_number
-        if self.mlc.tracking_uri.startswith("sqlite:") and all(original_number(t) == t.number for t in done):
+        of that key (an HTTP retry of ``create_run`` against a tracking server, a stale attempt) is deleted.
+        ``done``: the COMPLETE trials as (number, original number, recorded MLflow run id)."""
+        if self.mlc.tracking_uri.startswith("sqlite:") and all(orig == number for number, orig, _ in done):
             return 0  # a local store has no HTTP retries, and no trial here replaced a dead attempt
-        keep = {(t.user_attrs.get("result") or {}).get("mlflow_run_id") for t in done}
+        keep = {run_id for _, _, run_id in done}
         runs = self.trial_runs()
         done_keys = {r.data.tags.get("trial_key") for r in runs if r.info.run_id in keep}
         extra = [r for r in runs if r.data.tags.get("trial_key") in done_keys and r.info.run_id not in keep]
@@ -248,17 +244,34 @@ class SweepTracker:
         return search_all(self.mlc, [self.experiment_id], f"tags.run_kind = '{RUN_KIND_TRIAL}' and "
                           f"tags.study = '{self.study_name}'")
 
-    def finish_parent(self, study, summary: Mapping, status: str = "FINISHED") -> None:
-        if not self.parent_run_id:
-            return
-        local = local_artifact_dir(self.mlc.get_run(self.parent_run_id).info.artifact_uri)
+    def parent_artifacts(self) -> tuple[Path | None, str]:
+        """The parent run's local artifact directory (None for a server-side store) and its run id."""
+        return local_artifact_dir(self.mlc.get_run(self.parent_run_id).info.artifact_uri), self.parent_run_id
+
+    def write_parent_files(self, write) -> None:
+        """``write(directory)`` into the parent run's artifacts: straight into a local store, else uploaded."""
+        local, run_id = self.parent_artifacts()
         with tempfile.TemporaryDirectory(prefix="sweep-") as tmp:
             out = local if local is not None else Path(tmp)
             out.mkdir(parents=True, exist_ok=True)
-            write_study_plots(study, out)
-            (out / "sweep_summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
+            write(out)
             if local is None:
-                self.mlc.log_artifacts(self.parent_run_id, tmp)
+                self.mlc.log_artifacts(run_id, tmp)
+
+    def write_parent_plots(self, study) -> list[str]:
+        """The study's plots (:func:`write_study_plots`) as the parent run's artifacts."""
+        if not self.parent_run_id:
+            return []
+        written: list[str] = []
+        self.write_parent_files(lambda out: written.extend(write_study_plots(study, out)))
+        return written
+
+    def finish_parent(self, summary: Mapping, status: str = "FINISHED") -> None:
+        """``sweep_summary.json``, the best trial's metrics and tags, and the parent run's end."""
+        if not self.parent_run_id:
+            return
+        text = json.dumps(summary, indent=2, sort_keys=True, default=str)
+        self.write_parent_files(lambda out: (out / "sweep_summary.json").write_text(text))
         best = summary.get("best") or {}
         log_batch(self.mlc, self.parent_run_id,
                   metrics={"trials_complete": summary.get("trials_complete", 0),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Mapping, Sequence
 
 RESULT_ATTR = "result"  # one journal write per trial: run id, veto, key metrics
@@ -194,6 +195,26 @@ class TrialResult:
                 "reused": list(self.reused), "error": self.error, "pack": self.pack, "gates": self.gates,
                 "fidelity_verdict": self.fidelity, "second_objective": self.second,
                 "seeds": list(self.seeds), "seed_values": list(self.seed_values), "per_seed": list(self.per_seed)}
+
+
+@dataclass(frozen=True)
+class PolicyFiles:
+    """A candidate's policy files, exact bytes by policy id: what crosses to the MLflow trail process
+    (:mod:`tuning.trail_process`) for the trial run's ``policies/`` artifact, without the engine's parsed
+    documents."""
+
+    raw: Mapping[str, bytes]
+
+    @classmethod
+    def of(cls, policies) -> "PolicyFiles | None":
+        return None if policies is None else cls(dict(policies.raw))
+
+    def write(self, directory: str | Path) -> None:
+        """Each policy's exact bytes as ``<policy id>.yaml``, atomically per file (as ``PolicySet.write``)."""
+        from engine import atomic_write
+
+        for pid, data in self.raw.items():
+            atomic_write(Path(directory) / f"{pid}.yaml", data)
 
 
 def read_user_attr(attrs: Mapping | None) -> dict:

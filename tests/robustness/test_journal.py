@@ -87,3 +87,41 @@ def test_a_write_that_runs_out_of_space_leaves_the_journal_intact(tmp_path):
     t = study.ask()
     study.tell(t, 0.5)
     assert len(_study(path).get_trials(states=(TrialState.COMPLETE,))) == 3
+
+
+def test_group_commit_op_codes_are_optunas_own():
+    """The deferred/durable split names Optuna's journal op codes; pinned against optuna's enum."""
+    from optuna.storages.journal._storage import JournalOperation  # the test may read the private enum
+
+    from tuning.journal_safe import DEFERRED_OPS, DURABLE_OPS
+
+    ours = {**DURABLE_OPS, **DEFERRED_OPS}
+    assert ours == {op.name: int(op) for op in JournalOperation}
+    assert not set(DURABLE_OPS) & set(DEFERRED_OPS)
+
+
+def test_group_commit_fsyncs_only_what_opens_or_ends_a_trial(tmp_path, monkeypatch):
+    """A trial's params, reports and attributes are written (readable by another process at once) without
+    an fsync each; its creation and its end are fsynced, and an unknown op code is fsynced too."""
+    from tuning import journal_safe
+
+    path = tmp_path / "g.journal"
+    study = _study(path)
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(journal_safe.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    before = len(synced)
+    t = study.ask()
+    x = t.suggest_float("x", 0, 1)
+    for step in range(4):
+        t.report(x, step)
+    t.set_user_attr("a", 1)
+    t.set_user_attr("b", 2)
+    study.tell(t, x)
+    ops = [json.loads(line)["op_code"] for line in path.read_bytes().splitlines()]
+    assert ops.count(7) == 4 and ops.count(8) == 2 and ops.count(5) == 1   # all written
+    assert len(synced) - before == 2                                         # create + tell
+    other = optuna.load_study(study_name="j", storage=open_storage(f"journal:{path}", "j"))
+    assert other.trials[-1].intermediate_values == {s: x for s in range(4)}
+    assert journal_safe.needs_fsync([{"op_code": 99}]) and journal_safe.needs_fsync([{}])
+    assert not journal_safe.needs_fsync([{"op_code": 5}, {"op_code": 9}])

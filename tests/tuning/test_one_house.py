@@ -87,7 +87,7 @@ def test_worker_specs_are_picklable_and_carry_the_whole_study():
     """Every worker process scores the same seeds, target and study as the coordinator (the spawned
     argv once passed ``--seed <first seed>``, so a multi-seed study's workers were refused)."""
     from tuning.sweep_config import SweepConfig
-    from tuning.sweep import worker_process
+    from tuning.sweep_run import worker_process
     from tuning.sweep_worker import WorkerSpec, worker_specs
 
     sweep = types.SimpleNamespace(config=SweepConfig(phase="P1.2", workers=3, storage="sqlite:///x.db"),
@@ -98,7 +98,7 @@ def test_worker_specs_are_picklable_and_carry_the_whole_study():
         assert pickle.loads(pickle.dumps(spec)) == spec
         assert spec.config.seed is None and spec.config.trials == 12 and spec.config.study == "s-P1.2"
         assert spec.config.storage == "sqlite:///x.db" and not spec.config.progress and spec.config.timeout is None
-    assert isinstance(specs[0], WorkerSpec) and worker_process.__module__ == "tuning.sweep"
+    assert isinstance(specs[0], WorkerSpec) and worker_process.__module__ == "tuning.sweep_run"
     assert "subprocess" not in (REPO / "tuning" / "sweep.py").read_text()
 
 

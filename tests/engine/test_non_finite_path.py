@@ -1,0 +1,45 @@
+"""``non_finite_path``'s fast walk (no path strings) returns exactly what the path-building walk does."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.strict import non_finite_path
+
+
+def _reference(doc, where: str = "") -> str | None:
+    stack = [(doc, where)]
+    while stack:
+        value, at = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            return at or "(top level)"
+        if isinstance(value, dict):
+            stack.extend((v, f"{at}.{k}" if at else str(k)) for k, v in value.items())
+        elif isinstance(value, (list, tuple)):
+            stack.extend((v, f"{at}[{i}]") for i, v in enumerate(value))
+    return None
+
+
+leaves = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(), st.text(max_size=3),
+                   st.booleans(), st.none())
+docs = st.recursive(leaves, lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                                    st.dictionaries(st.text(max_size=3), inner, max_size=4)),
+                    max_leaves=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(docs)
+def test_fast_walk_equals_the_path_walk(doc):
+    assert non_finite_path(doc) == _reference(doc)
+
+
+def test_a_numpy_float_and_a_tuple_are_walked():
+    import numpy as np
+
+    assert non_finite_path({"a": (1.0, np.float64("nan"))}) == "a[1]"
+    assert non_finite_path({"a": [1.0, {"b": float("inf")}]}) == "a[1].b"
+    assert non_finite_path(float("nan")) == "(top level)"
+    assert non_finite_path({"a": [1.0, 2]}) is None

@@ -1,0 +1,81 @@
+"""The MLflow trail process: a sweep process never imports MLflow; the child answers in order, reports
+its errors coded or as TrailError, and a dead child fails every pending and later request coded."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from engine import EngineError
+from tests.tuning.conftest import env_for, trial_runs
+from tuning.errors import E_TRAIL, E_TRACKING
+from tuning.trail_process import SweepTrail, TrailError, TrailProcess
+
+
+def test_a_sweep_process_never_imports_mlflow_and_its_trail_is_complete(project):
+    code = ("import json, sys\nfrom tuning.sweep import main\n"
+            "rc = main(['--phase', 'P1.2', '--trials', '3', '--json', '--no-progress'])\n"
+            "print(json.dumps({'rc': rc, 'mlflow': sorted(m for m in sys.modules if m.split('.')[0] == 'mlflow')}))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=project, env=env_for(project), capture_output=True,
+                         text=True, timeout=240)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.strip().splitlines()
+    doc, summary = json.loads(lines[-1]), json.loads("\n".join(lines[:-1]))
+    assert doc == {"rc": 0, "mlflow": []}
+    runs = trial_runs("t-P1.2")
+    assert len(runs) == 3 and {r.info.status for r in runs} == {"FINISHED"}
+    from tuning.tracking import client
+
+    parent = client().get_run(summary["parent_run_id"])
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["pid"].isdigit() and parent.data.metrics["trials_complete"] == 3.0
+    assert "anchor_engine_run_id" in parent.data.tags     # the anchor, logged through the trail
+
+
+def test_requests_are_answered_in_order_and_errors_come_back(project):
+    trail = SweepTrail("P1.2", "t-order", "J")
+    try:
+        first = trail.start_parent({"p": 1}, {"t": "x"}, ["s3.merchant_share_std_median"])
+        logs = [trail.log_parent({"m": float(i)}) for i in range(5)]
+        assert isinstance(first.result(timeout=120), str)
+        assert [f.result(timeout=60) for f in logs] == [None] * 5
+        bad = trail._process.call("no_such_op")
+        with pytest.raises(TrailError, match="unknown trail op"):
+            bad.result(timeout=60)
+        trail.finish_parent({"trials_complete": 0})
+    finally:
+        trail.close()
+    from tuning.tracking import client
+
+    run = client().get_run(trail.parent_run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["pid"].isdigit()
+
+
+def test_an_unopenable_store_is_the_coded_error_of_every_request(project, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////proc/no-such-dir/mlflow.db")
+    trail = SweepTrail("P1.2", "t-bad", "J")
+    try:
+        for future in (trail.start_parent({}, {}, []), trail.log_parent({"m": 1.0})):
+            with pytest.raises(EngineError) as err:
+                future.result(timeout=120)
+            assert err.value.code == E_TRACKING
+    finally:
+        trail.close(check=False)
+
+
+def test_a_dead_trail_process_fails_pending_and_later_requests_coded():
+    process = TrailProcess()
+    process.proc.kill()
+    process.proc.wait()
+    pending = process.call("open", "P1.2", "t", "J", None)
+    with pytest.raises(EngineError) as err:
+        pending.result(timeout=30)
+    assert err.value.code == E_TRAIL
+    later = process.call("log_parent", {}, {})
+    with pytest.raises(EngineError) as err:
+        later.result(timeout=30)
+    assert err.value.code == E_TRAIL
+    process.close(timeout=10)

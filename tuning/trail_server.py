@@ -1,0 +1,169 @@
+"""The child side of :mod:`tuning.trail_process`: the one process of a sweep that imports MLflow.
+
+``serve(read_fd, write_fd)`` answers requests ``(id, op, args)`` in the order they arrive, each with
+``(id, True, value)`` or ``(id, False, (code, one line))``, until the close request or end-of-file
+(the sweep process ended, even killed). The ops are the public methods of :class:`TrailServer`; each is
+a thin step over :class:`tuning.tracking.SweepTracker`. It never prints: stdout is not the sweep's, and
+an error goes back to the sweep, which reports it as its own coded line.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Mapping, Sequence
+
+OPS = ("open", "start_parent", "log_parent", "log_trial", "log_text_artifact", "reconcile", "tag_pareto",
+       "write_plots", "finish_parent", "end_parent")
+
+
+class TrailServer:
+    """The MLflow state of one sweep process: its client, experiment and parent run."""
+
+    def __init__(self) -> None:
+        self.tracker = None
+        self.mlc = None
+        self.prepare_error: BaseException | None = None
+        self.warming: threading.Thread | None = None
+
+    def prepare(self) -> None:
+        """MLflow's import and the store's client, before the first request arrives (the sweep process is
+        loading the engine meanwhile); a store that cannot be opened is the first request's error."""
+        try:
+            from tuning.tracking import client
+
+            self.mlc = client()
+        except BaseException as exc:  # noqa: BLE001 - reported by open()
+            self.prepare_error = exc
+
+    def open(self, phase: str, study_name: str, objective_name: str, parent_run_id: str | None) -> str:
+        """The experiment of the phase (created when new); returns its id."""
+        from tuning.tracking import SweepTracker
+
+        if self.prepare_error is not None:
+            raise self.prepare_error
+        try:
+            self.tracker = SweepTracker(phase, study_name, objective_name, parent_run_id, mlc=self.mlc)
+        except BaseException as exc:
+            self.prepare_error = exc
+            raise
+        return self._open_tracker().experiment_id
+
+    def _open_tracker(self):
+        """The tracker, or the error that kept the store from opening (every later request fails with it)."""
+        if self.tracker is None:
+            raise self.prepare_error or RuntimeError("the trail was not opened")
+        return self.tracker
+
+    def start_parent(self, params: Mapping, tags: Mapping[str, str], key_metrics: Sequence[str]) -> str:
+        """The UI's ranking view, then the sweep's parent run (a dead one of this study becomes KILLED).
+        While the trials run, the close's plotting modules are imported on a side thread."""
+        from tuning.ui_view import ensure_rank_view
+
+        tracker = self._open_tracker()
+        ensure_rank_view(tracker.mlc, tracker.experiment_id, list(key_metrics))
+        run_id = tracker.start_parent(params, tags)
+        self.warming = threading.Thread(target=_warm_close_imports, name="warm-close", daemon=True)
+        self.warming.start()
+        return run_id
+
+    def log_parent(self, metrics: Mapping[str, float], tags: Mapping[str, str]) -> None:
+        from tuning.tracking import log_batch
+
+        tracker = self._open_tracker()
+        log_batch(tracker.mlc, tracker.parent_run_id, metrics=metrics, tags=tags)
+
+    def log_trial(self, number: int, original_number: int, result, policies, params: Mapping) -> str:
+        return self._open_tracker().log_trial(number, original_number, result, policies, params)
+
+    def log_text_artifact(self, run_id: str, name: str, text: str) -> None:
+        with tempfile.TemporaryDirectory(prefix="trail-") as tmp:
+            path = Path(tmp, name)
+            path.write_text(text, encoding="utf-8")
+            self._open_tracker().mlc.log_artifact(run_id, str(path))
+
+    def reconcile(self, done: Sequence[tuple[int, int, str | None]]) -> int:
+        return self._open_tracker().reconcile_trial_runs(done)
+
+    def tag_pareto(self, rows: Sequence[dict], on_front: set[int], second_metric: str, title: str) -> None:
+        """Every trial run's ``pareto`` tag and the parent run's ``pareto.html``."""
+        from tuning.pareto import pareto_html, tag_front
+
+        tracker = self._open_tracker()
+        tag_front(tracker.mlc, rows, on_front)
+        self.log_text_artifact(tracker.parent_run_id, "pareto.html",
+                               pareto_html(rows, on_front, second_metric, title))
+
+    def write_plots(self, storage: str | None, study_name: str) -> list[str]:
+        """The study's Optuna plots on the parent run, read from the sweep's own storage."""
+        if self.warming is not None:
+            self.warming.join()   # its imports are complete (a module half-imported by it is not usable)
+        import optuna
+
+        from tuning.study_store import open_storage
+
+        study = optuna.load_study(study_name=study_name, storage=open_storage(storage, study_name))
+        return self._open_tracker().write_parent_plots(study)
+
+    def finish_parent(self, summary: Mapping, status: str) -> None:
+        self._open_tracker().finish_parent(summary, status)
+
+    def end_parent(self, status: str) -> None:
+        """The parent run ends without a summary (a sweep that failed)."""
+        if self.tracker is not None and self.tracker.parent_run_id:
+            self.tracker.mlc.set_terminated(self.tracker.parent_run_id, status=status)
+
+
+def _warm_close_imports() -> None:
+    """Import what the close needs (Optuna, its plots) while the process waits for trials."""
+    try:
+        import optuna  # noqa: F401
+
+        import tuning.study_store  # noqa: F401
+        from tuning.tracking import _visualization
+        _visualization()
+    except Exception:  # noqa: BLE001 - a warm-up only; the close imports (and reports) for itself
+        pass
+
+
+def _error(exc: BaseException) -> tuple[str | None, str]:
+    from engine import EngineError
+
+    if isinstance(exc, EngineError):
+        return exc.code, exc.cause
+    from tuning.errors import _tracking_error
+
+    coded = _tracking_error(exc)
+    if coded is not None:
+        return coded.code, coded.cause
+    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    return None, f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def serve(read_fd: int, write_fd: int) -> None:
+    requests, replies = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
+    server = TrailServer()
+    server.prepare()
+    while True:
+        try:
+            message = requests.recv()
+        except (EOFError, OSError):
+            break  # the sweep process is gone
+        if message is None:
+            break
+        rid, op, args = message
+        try:
+            if op not in OPS:
+                raise ValueError(f"unknown trail op {op!r}")
+            reply = (rid, True, getattr(server, op)(*args))
+        except BaseException as exc:  # noqa: BLE001 - every error goes back to the sweep
+            reply = (rid, False, _error(exc))
+        try:
+            replies.send(reply)
+        except (OSError, ValueError):
+            break
+    from tuning.errors import exit_now
+
+    exit_now(0)   # no teardown of MLflow's and SQLAlchemy's heap (about 0.6 s); atexit handlers still run
