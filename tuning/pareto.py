@@ -47,12 +47,16 @@ def pareto_html(rows: Sequence[dict], on_front: set[int], second_name: str, titl
     return fig.to_html(include_plotlyjs=True, full_html=True)
 
 
-def tag_front(mlc, rows: Sequence[dict], on_front: set[int]) -> None:
-    """Tag every trial run ``pareto`` = true/false. A trial run of a two-objective study is created with
-    ``pareto=false`` (``tuning.tracking``), so only the runs whose value changes are written: the front's,
-    and those an earlier invocation tagged true that left it (one search finds them). Several hosts
-    finishing one study tag the same runs at the same moment; on a database store the loser of such a race
-    gets a unique-key violation: retried (the last writer, who saw the most trials, wins)."""
+def tag_front(mlc, rows: Sequence[dict], on_front: set[int], experiment_id: str, study: str,
+              known_false: Iterable[str] = ()) -> int:
+    """Tag every trial run ``pareto`` = true/false; returns the number of runs written. A trial run of a
+    two-objective study is created with ``pareto=false`` (``tuning.tracking``), so only the runs whose value
+    changes are written: the front's, and those an earlier invocation tagged true that left it. Runs in
+    ``known_false`` (created by this process, never tagged since) are known to be false; only when some run
+    is not (a resumed study, other workers' runs) does one search of the study's runs tagged true find the
+    rest. Several hosts finishing one study tag the same runs at the same moment; on a database store the
+    loser of such a race gets a unique-key violation: retried (the last writer, who saw the most trials,
+    wins)."""
     import time
 
     from mlflow.exceptions import MlflowException
@@ -60,18 +64,22 @@ def tag_front(mlc, rows: Sequence[dict], on_front: set[int]) -> None:
     from tuning.tracking import search_all
 
     runs = {r["run_id"]: r["trial"] in on_front for r in rows if r.get("run_id")}
-    if not runs:
-        return
-    experiment = mlc.get_run(next(iter(runs))).info.experiment_id
-    now_true = {run.info.run_id for run in search_all(mlc, [experiment], "tags.pareto = 'true'")}
+    known = set(known_false)
+    now_true: set[str] = set()
+    if not set(runs) <= known:
+        now_true = {run.info.run_id for run in search_all(mlc, [experiment_id], f"tags.study = '{study}' and "
+                                                                             f"tags.pareto = 'true'")}
+    written = 0
     for run_id, want in runs.items():
         if want == (run_id in now_true):
             continue
         for attempt in range(4):
             try:
                 mlc.set_tag(run_id, "pareto", "true" if want else "false")
+                written += 1
                 break
             except MlflowException:
                 if attempt == 3:
                     raise
                 time.sleep(0.1 * (attempt + 1))
+    return written

@@ -15,6 +15,7 @@ that trial's seed (``factory(seed)``) and delegates to it.
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import Any, Callable
 
@@ -89,3 +90,16 @@ def sampler_factory(sampler_cfg: dict) -> SamplerFactory:
 def stream_sampler(spec) -> StreamSampler:
     """The sweep's sampler for a StudySpec: one keyed stream per trial under the study's sampler seed."""
     return StreamSampler(int(spec.sampler["seed"]), sampler_factory(spec.sampler))
+
+
+def history_free_trials(spec) -> float:
+    """While fewer trials than this are COMPLETE or PRUNED, the study reads no history: its sampler draws
+    trial n at random from n's own stream (TPE's ``n_startup_trials``; a random sampler always), and its
+    pruner prunes nothing (``MedianPruner.n_startup_trials``, counting COMPLETE trials; none for a
+    multi-objective study). A trial asked then has the same parameters, and the same pruning, whichever
+    earlier trials are already told: the sweep's trial loop need not wait for them (tuning.sweep_worker)."""
+    limit = math.inf if spec.sampler["name"] == "random" else int(spec.sampler.get("n_startup_trials", 10))
+    pruner = spec.pruner or {"name": "none"}
+    if not spec.multi_objective and pruner["name"] != "none":
+        limit = min(limit, int(pruner.get("n_startup_trials", 5)))
+    return limit

@@ -16,15 +16,15 @@ from tuning.trial_recovery import counts, original_number
 
 
 def close_sweep(sweep, trail: SweepTrail, decision: str | None) -> dict:
-    """Reconcile the trial runs, write the plots (trail process) and the reports (here) side by side, then
-    the summary, the Pareto front and the parent run's end; returns the summary."""
+    """Reconcile the trial runs; the plots and the Pareto front (trail process) and the reports (here) side
+    by side; then the parent run's end with the summary, which is returned."""
     done = sweep.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     trail.reconcile([(t.number, original_number(t), trial_result(t)["run_id"]) for t in done])
     trail.write_plots(sweep.config.storage, sweep.study_name)
-    attach_reports(sweep, trail)
     summary = summarise(sweep, trail)
     if sweep.spec.multi_objective:
         attach_pareto(sweep, trail, summary)
+    attach_reports(sweep, trail)   # here, while the trail process writes the plots and the Pareto front
     summary["timed_out"] = sweep.timed_out() and summary["trials_complete"] < sweep.target
     if decision:
         summary["decision"] = decision

@@ -17,6 +17,7 @@ from tuning.coordination import Coordinator
 from tuning.errors import invoke
 from tuning.knobs import KNOBS
 from tuning.ranking import best_feasible, ranked_trials, trial_j
+from tuning.sampler_streams import history_free_trials
 from tuning.study_spec import StudySpec, load_study, metric_value, parse_condition
 from tuning.study_store import lock_path, open_storage, open_study
 from tuning.sweep_config import SweepConfig
@@ -42,6 +43,8 @@ class Sweep:
         self.lock = lock_path(config.storage, self.study_name)  # the trial-budget lock (see Coordinator.exclusive)
         self.coordinator = Coordinator(self.study, self.storage, config.storage, self.lock, config.stale_after)
         self._objective = None
+        self._close_prepared = False
+        self.history_free = history_free_trials(self.spec)   # trials the loop may run ahead of the trail
         self.deadline = time.monotonic() + config.timeout if config.timeout else None
 
     @property
@@ -53,6 +56,16 @@ class Sweep:
 
             self._objective = SeedRobustObjective(self.spec, self.seeds, self.base)
         return self._objective
+
+    def prepare_close(self) -> None:
+        """Load what the close's report needs; the trial loop calls it (once) when it would otherwise wait
+        for the trail process, which is still starting while the first trials run."""
+        if self._close_prepared or not self.config.reports:
+            return
+        self._close_prepared = True
+        from tuning.report import warm
+
+        warm()
 
     def timed_out(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
@@ -98,7 +111,7 @@ class Sweep:
             self.start_parent(trail)
             decision = self.precheck_decision()
             if decision is not None:
-                trail.log_parent({}, {"decision": decision})
+                trail.log_parent({}, {"decision": decision}, soon=True)
             if decision is not None and decision == self.spec.precheck["closed"] and not self.config.force:
                 summary = self.close_by_precheck(trail, decision)
             else:

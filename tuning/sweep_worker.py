@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 import time
+from collections import deque
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -54,32 +55,49 @@ class TrialLoop:
 
         Logging trial N overlaps the evaluation of trial N+1; N is told to Optuna only once its MLflow
         run is complete, so a crash never leaves a COMPLETE trial without its run (the RUNNING trial
-        is retried and its run replaced)."""
+        is retried and its run replaced). The next trial is asked when every trial but the last is told
+        (lag 1: the sampler sees the same history on every re-run), except while the study is
+        history-free (:func:`tuning.sampler_streams.history_free_trials`): then the loop runs ahead
+        instead of waiting for the trail process (still starting during the first trials)."""
         sweep = self.sweep
         anchor = sweep.objective.anchor  # once per process: also warms the S0/S1 cache
         if self.index == 0:
             self.trail.log_parent({f"anchor.{k}": v for k, v in flatten_pack(anchor.pack).items()},
-                                  {"anchor_engine_run_id": anchor.identity["run_id"]})
-        done, pending = 0, None
+                                  {"anchor_engine_run_id": anchor.identity["run_id"]}, soon=True)
+        done, pending = 0, deque()
         try:
             while not sweep.timed_out():  # --timeout: no new trial starts after the deadline
-                trial = sweep.coordinator.next_trial(sweep.target, pending is not None)  # lock, recover, ask
-                if trial is None and pending is None:
+                done += self._catch_up(pending)
+                trial = sweep.coordinator.next_trial(sweep.target, bool(pending))  # lock, recover, ask
+                if trial is None and not pending:
                     break
                 if trial is None:  # the budget is taken: tell ours, then look again
-                    finishing, pending = pending, None
-                    done += self._finish(*finishing)
+                    done += self._finish(*pending.popleft())
                     continue
                 staged = self._guard(trial, lambda: self._evaluate(trial))
-                finishing, pending = pending, staged   # a trial is finished (told) once, even if that fails
-                if finishing is not None:
-                    done += self._finish(*finishing)
+                if staged is not None:
+                    pending.append(staged)
         finally:
-            if pending is not None:
-                finishing, pending = pending, None
-                done += self._finish(*finishing)
+            while pending:   # popped first: a trial is finished (told) once, even if that fails
+                done += self._finish(*pending.popleft())
             sweep.coordinator.close()
         return done
+
+    def _catch_up(self, pending: deque) -> int:
+        """Tell the oldest pending trials until one is left (lag 1); while the study is history-free, only
+        those whose run is already logged (no wait)."""
+        done = 0
+        while len(pending) > 1:
+            if not pending[0][3].done() and self._history_free(len(pending)):
+                break
+            done += self._finish(*pending.popleft())
+        return done
+
+    def _history_free(self, pending: int) -> bool:
+        """Would a lag-1 loop still be history-free at this ask? At most ``pending - 1`` more trials would be
+        COMPLETE or PRUNED by now."""
+        told = self.sweep.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        return len(told) + pending - 1 < self.sweep.history_free
 
     def _guard(self, trial, fn):
         """Run one stage of a trial; a crash marks the trial FAIL (an EngineError also stops the sweep)."""
@@ -124,6 +142,8 @@ class TrialLoop:
 
     def _finish(self, trial, ev, result: TrialResult, future) -> int:
         def tell() -> int:
+            if not future.done():
+                self.sweep.prepare_close()   # idle time: the trail process is still busy
             recorded = result.with_run(future.result())  # the trial's MLflow run is logged
             trial.set_user_attr(RESULT_ATTR, recorded.user_attr(self.sweep.spec.key_metrics))
             tell_evaluation(self.sweep.study, trial, ev, self.sweep.spec.multi_objective)

@@ -170,8 +170,10 @@ class SweepTracker:
         self.experiment_id = experiment_id(self.mlc, f"3A-{phase}")
         self.parent_run_id = parent_run_id
 
-    def start_parent(self, params: Mapping, tags: Mapping[str, str]) -> str:
-        self.close_dead_parents()
+    def start_parent(self, params: Mapping, tags: Mapping[str, str], close_dead: bool = True) -> str:
+        """The sweep's parent run (``close_dead``: first mark this study's dead sweeps' runs KILLED)."""
+        if close_dead:
+            self.close_dead_parents()
         run = self.mlc.create_run(self.experiment_id, run_name=f"sweep-{self.study_name}",
                                   tags={"run_kind": RUN_KIND_SWEEP, "phase": self.phase, "study": self.study_name,
                                         **worker_identity(), **tags})

@@ -148,11 +148,23 @@ class SweepTrail:
             self._parent = Future()
             self._parent.set_result(parent_run_id)
         self._unwatched: list[Future] = []
+        self._deferred: list[tuple] = []   # requests sent after the next trial's run (see :meth:`defer`)
 
     def _call(self, op: str, *args) -> Future:
+        self._send_deferred()
         future = self._process.call(op, *args)
         self._unwatched.append(future)
         return future
+
+    def defer(self, op: str, *args) -> None:
+        """Send this request after the next trial's run request (or before any other request): what the
+        first trial's run need not wait for (the anchor's metrics, tidying the experiment)."""
+        self._deferred.append((op, *args))
+
+    def _send_deferred(self) -> None:
+        deferred, self._deferred = self._deferred, []
+        for op, *args in deferred:
+            self._unwatched.append(self._process.call(op, *args))
 
     @property
     def experiment_id(self) -> str:
@@ -163,17 +175,27 @@ class SweepTrail:
         return None if self._parent is None else self._parent.result()
 
     def start_parent(self, params: Mapping, tags: Mapping[str, str], key_metrics: Sequence[str]) -> Future:
-        """The sweep's parent run (its tags name this process: a killed sweep's run is found by its pid)."""
-        self._parent = self._call("start_parent", dict(params), {"pid": str(os.getpid()), **tags}, list(key_metrics))
+        """The sweep's parent run (its tags name this process: a killed sweep's run is found by its pid); the
+        experiment is tidied (dead sweeps' runs KILLED, the UI's ranking view) after the first trial's run."""
+        self._parent = self._call("start_parent", dict(params), {"pid": str(os.getpid()), **tags})
+        self.defer("tidy", list(key_metrics))
         return self._parent
 
-    def log_parent(self, metrics: Mapping[str, float], tags: Mapping[str, str] = {}) -> Future:
+    def log_parent(self, metrics: Mapping[str, float], tags: Mapping[str, str] = {},
+                   soon: bool = False) -> Future | None:
+        """Metrics and tags on the parent run (``soon``: after the next trial's run, see :meth:`defer`;
+        its error, if any, is raised by :meth:`close`)."""
+        if soon:
+            self.defer("log_parent", dict(metrics), dict(tags))
+            return None
         return self._call("log_parent", dict(metrics), dict(tags))
 
     def log_trial(self, number: int, original_number: int, result, policies, params: Mapping) -> Future:
         """The trial's run (its :class:`~tuning.trial_result.TrialResult`, policy files and knob values);
         the Future's value is the run id. The caller waits on it (a trial is told only once its run exists)."""
-        return self._process.call("log_trial", number, original_number, result, policies, dict(params))
+        future = self._process.call("log_trial", number, original_number, result, policies, dict(params))
+        self._send_deferred()
+        return future
 
     def log_text_artifact(self, run_id: str, name: str, text: str) -> Future:
         return self._call("log_text_artifact", run_id, name, text)
@@ -195,6 +217,7 @@ class SweepTrail:
 
     def close(self, check: bool = True) -> None:
         """Wait for every request, end the process; with ``check``, raise the first error nobody saw."""
+        self._send_deferred()
         try:
             if check:
                 for future in self._unwatched:

@@ -15,8 +15,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Mapping, Sequence
 
-OPS = ("open", "start_parent", "log_parent", "log_trial", "log_text_artifact", "reconcile", "tag_pareto",
-       "write_plots", "finish_parent", "end_parent")
+OPS = ("open", "start_parent", "tidy", "log_parent", "log_trial", "log_text_artifact", "reconcile",
+       "tag_pareto", "write_plots", "finish_parent", "end_parent")
 
 
 class TrailServer:
@@ -27,6 +27,7 @@ class TrailServer:
         self.mlc = None
         self.prepare_error: BaseException | None = None
         self.warming: threading.Thread | None = None
+        self.created_false: set[str] = set()   # trial runs this process created with pareto=false
 
     def prepare(self) -> None:
         """MLflow's import and the store's client, before the first request arrives (the sweep process is
@@ -57,17 +58,22 @@ class TrailServer:
             raise self.prepare_error or RuntimeError("the trail was not opened")
         return self.tracker
 
-    def start_parent(self, params: Mapping, tags: Mapping[str, str], key_metrics: Sequence[str]) -> str:
-        """The UI's ranking view, then the sweep's parent run (a dead one of this study becomes KILLED).
-        While the trials run, the close's plotting modules are imported on a side thread."""
-        from tuning.ui_view import ensure_rank_view
-
-        tracker = self._open_tracker()
-        ensure_rank_view(tracker.mlc, tracker.experiment_id, list(key_metrics))
-        run_id = tracker.start_parent(params, tags)
+    def start_parent(self, params: Mapping, tags: Mapping[str, str]) -> str:
+        """The sweep's parent run, at once (trial runs name it). While the trials run, the close's plotting
+        modules are imported on a side thread."""
+        run_id = self._open_tracker().start_parent(params, tags, close_dead=False)
         self.warming = threading.Thread(target=_warm_close_imports, name="warm-close", daemon=True)
         self.warming.start()
         return run_id
+
+    def tidy(self, key_metrics: Sequence[str]) -> None:
+        """What need not delay the first trial: this study's dead sweeps' runs become KILLED, and the UI's
+        ranking view is set."""
+        from tuning.ui_view import ensure_rank_view
+
+        tracker = self._open_tracker()
+        tracker.close_dead_parents()
+        ensure_rank_view(tracker.mlc, tracker.experiment_id, list(key_metrics))
 
     def log_parent(self, metrics: Mapping[str, float], tags: Mapping[str, str]) -> None:
         from tuning.tracking import log_batch
@@ -76,7 +82,10 @@ class TrailServer:
         log_batch(tracker.mlc, tracker.parent_run_id, metrics=metrics, tags=tags)
 
     def log_trial(self, number: int, original_number: int, result, policies, params: Mapping) -> str:
-        return self._open_tracker().log_trial(number, original_number, result, policies, params)
+        run_id = self._open_tracker().log_trial(number, original_number, result, policies, params)
+        if result.second is not None:
+            self.created_false.add(run_id)
+        return run_id
 
     def log_text_artifact(self, run_id: str, name: str, text: str) -> None:
         with tempfile.TemporaryDirectory(prefix="trail-") as tmp:
@@ -89,23 +98,28 @@ class TrailServer:
 
     def tag_pareto(self, rows: Sequence[dict], on_front: set[int], second_metric: str, title: str) -> None:
         """Every trial run's ``pareto`` tag and the parent run's ``pareto.html``."""
+        self._warmed()
         from tuning.pareto import pareto_html, tag_front
 
         tracker = self._open_tracker()
-        tag_front(tracker.mlc, rows, on_front)
+        tag_front(tracker.mlc, rows, on_front, tracker.experiment_id, tracker.study_name, self.created_false)
+        self.created_false -= {r["run_id"] for r in rows if r["trial"] in on_front}
         self.log_text_artifact(tracker.parent_run_id, "pareto.html",
                                pareto_html(rows, on_front, second_metric, title))
 
     def write_plots(self, storage: str | None, study_name: str) -> list[str]:
         """The study's Optuna plots on the parent run, read from the sweep's own storage."""
-        if self.warming is not None:
-            self.warming.join()   # its imports are complete (a module half-imported by it is not usable)
+        self._warmed()
         import optuna
 
         from tuning.study_store import open_storage
 
         study = optuna.load_study(study_name=study_name, storage=open_storage(storage, study_name))
         return self._open_tracker().write_parent_plots(study)
+
+    def _warmed(self) -> None:
+        if self.warming is not None:
+            self.warming.join()   # its imports are complete (a module half-imported by it is not usable)
 
     def finish_parent(self, summary: Mapping, status: str) -> None:
         self._open_tracker().finish_parent(summary, status)
@@ -117,13 +131,18 @@ class TrailServer:
 
 
 def _warm_close_imports() -> None:
-    """Import what the close needs (Optuna, its plots) while the process waits for trials."""
+    """Load what the close needs (Optuna, its plots, plotly's templates) while the process waits for trials."""
     try:
         import optuna  # noqa: F401
+        import plotly.graph_objects  # noqa: F401
+        import plotly.io as pio
 
+        import tuning.pareto  # noqa: F401
         import tuning.study_store  # noqa: F401
         from tuning.tracking import _visualization
         _visualization()
+        for name in ("plotly", "plotly_white"):   # Optuna's plots and the Pareto plot: built on first use
+            pio.templates[name]
     except Exception:  # noqa: BLE001 - a warm-up only; the close imports (and reports) for itself
         pass
 

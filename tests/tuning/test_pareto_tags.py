@@ -1,0 +1,36 @@
+"""``tag_front`` on a real MLflow store: the front ends ``pareto=true`` and every other run ``false``,
+whether the runs were created by this process (no search) or by an earlier invocation (one search)."""
+
+from __future__ import annotations
+
+from tuning.pareto import tag_front
+
+
+def _runs(mlc, exp: str, study: str, tags: list[str]) -> list[str]:
+    return [mlc.create_run(exp, tags={"study": study, "run_kind": "trial", "pareto": t}).info.run_id for t in tags]
+
+
+def _tags(mlc, ids):
+    return [mlc.get_run(i).data.tags["pareto"] for i in ids]
+
+
+def test_front_tags_with_and_without_a_search(project):
+    from tuning.tracking import client, experiment_id
+
+    mlc = client()
+    exp = experiment_id(mlc, "3A-pareto-test")
+    ids = _runs(mlc, exp, "s", ["false"] * 4)
+    other = _runs(mlc, exp, "other", ["true"])   # another study's front is never touched
+    rows = [{"trial": i, "run_id": r} for i, r in enumerate(ids)]
+    # all created here: no search; only the front is written
+    assert tag_front(mlc, rows, {0, 2}, exp, "s", known_false=ids) == 2
+    assert _tags(mlc, ids) == ["true", "false", "true", "false"]
+    # a resumed invocation knows none of them: the search finds 0 and 2 true; 2 leaves, 3 joins the front
+    assert tag_front(mlc, rows, {0, 3}, exp, "s") == 2
+    assert _tags(mlc, ids) == ["true", "false", "false", "true"]
+    # a mix: a new run (known false) and old ones (searched)
+    new = _runs(mlc, exp, "s", ["false"])
+    rows.append({"trial": 4, "run_id": new[0]})
+    assert tag_front(mlc, rows, {4}, exp, "s", known_false=new) == 3
+    assert _tags(mlc, ids + new) == ["false", "false", "false", "false", "true"]
+    assert _tags(mlc, other) == ["true"]
