@@ -7,7 +7,7 @@ run of the study in MLflow with ``pareto = true|false``; ``pareto_html`` is the 
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 
 def _better_or_equal(a: float, b: float, direction: str) -> bool:
@@ -20,12 +20,36 @@ def front(points: Iterable[tuple[int, float, float]], second_direction: str) -> 
     pts = list(points)
     keep = []
     for n, j, f in pts:
-        dominated = any(
-            j2 >= j and _better_or_equal(f2, f, second_direction) and (j2 > j or f2 != f)
-            for _, j2, f2 in pts)
+        dominated = any(dominates((j2, f2), (j, f), second_direction) for _, j2, f2 in pts)
         if not dominated:
             keep.append(n)
     return sorted(keep)
+
+
+def dominates(a: tuple[float, float], b: tuple[float, float], second_direction: str) -> bool:
+    """(J, second) ``a`` is at least as good as ``b`` on both objectives and strictly better on one."""
+    return a[0] >= b[0] and _better_or_equal(a[1], b[1], second_direction) and (a[0] > b[0] or a[1] != b[1])
+
+
+class FrontTracker:
+    """The front of the points added so far, kept incrementally: a new point joins unless a front point
+    dominates it, and drops the front points it dominates (dominance is transitive, so a point off the
+    front is dominated by one on it: the result equals :func:`front` over every point added)."""
+
+    def __init__(self, second_direction: str) -> None:
+        self.direction = second_direction
+        self.points: dict[str, tuple[float, float]] = {}
+
+    def add(self, key: str, j: float, second: float) -> tuple[set[str], set[str]]:
+        """Add a point; returns (keys that joined the front, keys that left it)."""
+        p = (j, second)
+        if any(dominates(q, p, self.direction) for q in self.points.values()):
+            return set(), set()
+        left = {k for k, q in self.points.items() if dominates(p, q, self.direction)}
+        for k in left:
+            del self.points[k]
+        self.points[key] = p
+        return {key}, left
 
 
 def pareto_html(rows: Sequence[dict], on_front: set[int], second_name: str, title: str) -> str:
@@ -48,38 +72,41 @@ def pareto_html(rows: Sequence[dict], on_front: set[int], second_name: str, titl
 
 
 def tag_front(mlc, rows: Sequence[dict], on_front: set[int], experiment_id: str, study: str,
-              known_false: Iterable[str] = ()) -> int:
-    """Tag every trial run ``pareto`` = true/false; returns the number of runs written. A trial run of a
-    two-objective study is created with ``pareto=false`` (``tuning.tracking``), so only the runs whose value
-    changes are written: the front's, and those an earlier invocation tagged true that left it. Runs in
-    ``known_false`` (created by this process, never tagged since) are known to be false; only when some run
-    is not (a resumed study, other workers' runs) does one search of the study's runs tagged true find the
-    rest. Several hosts finishing one study tag the same runs at the same moment; on a database store the
-    loser of such a race gets a unique-key violation: retried (the last writer, who saw the most trials,
-    wins)."""
+              known: Mapping[str, bool] | None = None) -> int:
+    """Tag every trial run ``pareto`` = true/false; returns the number of runs written. Only the runs whose
+    value changes are written. ``known``: the current value of the runs this process created or tagged
+    (a trial run of a two-objective study is created with ``pareto=false``, ``tuning.tracking``); only when
+    some run is not known (a resumed study, other workers' runs) does one search of the study's runs tagged
+    true find the rest. Several hosts finishing one study tag the same runs at the same moment; on a
+    database store the loser of such a race gets a unique-key violation: retried (the last writer, who saw
+    the most trials, wins)."""
+    runs = {r["run_id"]: r["trial"] in on_front for r in rows if r.get("run_id")}
+    current = dict(known or {})
+    if not set(runs) <= set(current):
+        from tuning.tracking import search_all
+
+        true = {run.info.run_id for run in search_all(mlc, [experiment_id], f"tags.study = '{study}' and "
+                                                                         f"tags.pareto = 'true'")}
+        current.update({run_id: run_id in true for run_id in runs if run_id not in current})
+    written = 0
+    for run_id, want in runs.items():
+        if want != current[run_id]:
+            set_pareto_tag(mlc, run_id, want)
+            written += 1
+    return written
+
+
+def set_pareto_tag(mlc, run_id: str, value: bool) -> None:
+    """One run's ``pareto`` tag (a database store's unique-key race is retried)."""
     import time
 
     from mlflow.exceptions import MlflowException
 
-    from tuning.tracking import search_all
-
-    runs = {r["run_id"]: r["trial"] in on_front for r in rows if r.get("run_id")}
-    known = set(known_false)
-    now_true: set[str] = set()
-    if not set(runs) <= known:
-        now_true = {run.info.run_id for run in search_all(mlc, [experiment_id], f"tags.study = '{study}' and "
-                                                                             f"tags.pareto = 'true'")}
-    written = 0
-    for run_id, want in runs.items():
-        if want == (run_id in now_true):
-            continue
-        for attempt in range(4):
-            try:
-                mlc.set_tag(run_id, "pareto", "true" if want else "false")
-                written += 1
-                break
-            except MlflowException:
-                if attempt == 3:
-                    raise
-                time.sleep(0.1 * (attempt + 1))
-    return written
+    for attempt in range(4):
+        try:
+            mlc.set_tag(run_id, "pareto", "true" if value else "false")
+            return
+        except MlflowException:
+            if attempt == 3:
+                raise
+            time.sleep(0.1 * (attempt + 1))

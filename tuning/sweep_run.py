@@ -109,6 +109,8 @@ class Sweep:
         ok = False
         try:
             self.start_parent(trail)
+            if self.spec.multi_objective:
+                trail.watch_front(self.spec.second["direction"])
             decision = self.precheck_decision()
             if decision is not None:
                 trail.log_parent({}, {"decision": decision}, soon=True)
@@ -185,6 +187,8 @@ def run_worker(spec: WorkerSpec) -> int:
     trail = SweepTrail(sweep.spec.phase, sweep.study_name, sweep.spec.objective_name, spec.parent_run_id)
     ok = False
     try:
+        if sweep.spec.multi_objective:
+            trail.watch_front(sweep.spec.second["direction"])
         TrialLoop(sweep, trail, None, spec.index).run()
         ok = True
     finally:

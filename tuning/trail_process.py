@@ -181,6 +181,10 @@ class SweepTrail:
         self.defer("tidy", list(key_metrics))
         return self._parent
 
+    def watch_front(self, second_direction: str) -> Future:
+        """A two-objective study: the trail process keeps its runs' ``pareto`` tags current as trials come in."""
+        return self._call("watch_front", second_direction)
+
     def log_parent(self, metrics: Mapping[str, float], tags: Mapping[str, str] = {},
                    soon: bool = False) -> Future | None:
         """Metrics and tags on the parent run (``soon``: after the next trial's run, see :meth:`defer`;

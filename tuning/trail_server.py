@@ -15,7 +15,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Mapping, Sequence
 
-OPS = ("open", "start_parent", "tidy", "log_parent", "log_trial", "log_text_artifact", "reconcile",
+OPS = ("open", "start_parent", "tidy", "watch_front", "log_parent", "log_trial", "log_text_artifact", "reconcile",
        "tag_pareto", "write_plots", "finish_parent", "end_parent")
 
 
@@ -27,7 +27,9 @@ class TrailServer:
         self.mlc = None
         self.prepare_error: BaseException | None = None
         self.warming: threading.Thread | None = None
-        self.created_false: set[str] = set()   # trial runs this process created with pareto=false
+        self.pareto_known: dict[str, bool] = {}   # the pareto tag of the runs this process created or set
+        self.front = None                          # FrontTracker of this process's feasible trials
+        self.pending_front: tuple | None = None
 
     def prepare(self) -> None:
         """MLflow's import and the store's client, before the first request arrives (the sweep process is
@@ -84,8 +86,29 @@ class TrailServer:
     def log_trial(self, number: int, original_number: int, result, policies, params: Mapping) -> str:
         run_id = self._open_tracker().log_trial(number, original_number, result, policies, params)
         if result.second is not None:
-            self.created_false.add(run_id)
+            self.pareto_known[run_id] = False
+            if self.front is not None and result.feasible and result.second == result.second:
+                self.pending_front = (run_id, result.J, result.second)   # after the reply (see serve)
         return run_id
+
+    def watch_front(self, second_direction: str) -> None:
+        """Keep the ``pareto`` tags of this process's runs current while the trials run (in the time between
+        trial runs): the close then writes only what the whole study's front changes."""
+        from tuning.pareto import FrontTracker
+
+        self.front = FrontTracker(second_direction)
+
+    def after_reply(self) -> None:
+        """Work a request leaves for after its answer: the front's tags of the trial just logged."""
+        item, self.pending_front = self.pending_front, None
+        if item is None:
+            return
+        from tuning.pareto import set_pareto_tag
+
+        joined, left = self.front.add(*item)
+        for run_id, value in [(k, True) for k in joined] + [(k, False) for k in left]:
+            set_pareto_tag(self.tracker.mlc, run_id, value)
+            self.pareto_known[run_id] = value
 
     def log_text_artifact(self, run_id: str, name: str, text: str) -> None:
         with tempfile.TemporaryDirectory(prefix="trail-") as tmp:
@@ -99,11 +122,14 @@ class TrailServer:
     def tag_pareto(self, rows: Sequence[dict], on_front: set[int], second_metric: str, title: str) -> None:
         """Every trial run's ``pareto`` tag and the parent run's ``pareto.html``."""
         self._warmed()
-        from tuning.pareto import pareto_html, tag_front
+        from tuning.pareto import pareto_html, set_pareto_tag, tag_front
 
         tracker = self._open_tracker()
-        tag_front(tracker.mlc, rows, on_front, tracker.experiment_id, tracker.study_name, self.created_false)
-        self.created_false -= {r["run_id"] for r in rows if r["trial"] in on_front}
+        tag_front(tracker.mlc, rows, on_front, tracker.experiment_id, tracker.study_name, self.pareto_known)
+        ids = {r["run_id"] for r in rows if r.get("run_id")}
+        for run_id in [k for k, v in self.pareto_known.items() if v and k not in ids]:   # not COMPLETE after all
+            set_pareto_tag(tracker.mlc, run_id, False)
+        self.pareto_known = {r["run_id"]: r["trial"] in on_front for r in rows if r.get("run_id")}
         self.log_text_artifact(tracker.parent_run_id, "pareto.html",
                                pareto_html(rows, on_front, second_metric, title))
 
@@ -183,6 +209,10 @@ def serve(read_fd: int, write_fd: int) -> None:
             replies.send(reply)
         except (OSError, ValueError):
             break
+        try:
+            server.after_reply()
+        except Exception:  # noqa: BLE001 - a live tag only; the close writes the whole front again
+            server.pending_front = None
     from tuning.errors import exit_now
 
     exit_now(0)   # no teardown of MLflow's and SQLAlchemy's heap (about 0.6 s); atexit handlers still run

@@ -64,18 +64,18 @@ def test_catch_up_waits_for_nothing_while_history_free_and_is_lag_one_after():
 
 
 def test_a_slow_trail_changes_no_parameter(project, monkeypatch):
-    """The same study (3 start-up trials, then TPE) with the trail's answers delayed 0.3 s each."""
+    """The same study (3 start-up trials, then TPE) with the trail's answers delayed 0.2 s each."""
     from tuning.sweep import main
     from tuning.trail_process import SweepTrail
 
-    assert main(["--phase", "P1.2", "--trials", "8", "--study", "fast", "--json", "--no-progress"]) == 0
+    assert main(["--phase", "P1.2", "--trials", "6", "--study", "fast", "--json", "--no-progress"]) == 0
     original = SweepTrail.log_trial
 
     def slow(self, *args):
         inner, outer = original(self, *args), Future()
 
         def later():
-            time.sleep(0.3)
+            time.sleep(0.2)
             try:
                 outer.set_result(inner.result())
             except Exception as exc:  # noqa: BLE001
@@ -85,7 +85,7 @@ def test_a_slow_trail_changes_no_parameter(project, monkeypatch):
         return outer
 
     monkeypatch.setattr(SweepTrail, "log_trial", slow)
-    assert main(["--phase", "P1.2", "--trials", "8", "--study", "slow", "--json", "--no-progress"]) == 0
+    assert main(["--phase", "P1.2", "--trials", "6", "--study", "slow", "--json", "--no-progress"]) == 0
     fast, slow_ = (sorted(load(s).trials, key=lambda t: t.number) for s in ("fast", "slow"))
     assert [(t.params, t.values, t.state) for t in fast] == [(t.params, t.values, t.state) for t in slow_]
     starts = [t.datetime_start for t in slow_]
