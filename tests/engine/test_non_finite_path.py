@@ -10,16 +10,21 @@ from hypothesis import strategies as st
 from engine.strict import non_finite_path
 
 
-def _reference(doc, where: str = "") -> str | None:
-    stack = [(doc, where)]
-    while stack:
-        value, at = stack.pop()
-        if isinstance(value, float) and not math.isfinite(value):
-            return at or "(top level)"
-        if isinstance(value, dict):
-            stack.extend((v, f"{at}.{k}" if at else str(k)) for k, v in value.items())
-        elif isinstance(value, (list, tuple)):
-            stack.extend((v, f"{at}[{i}]") for i, v in enumerate(value))
+def _reference(value, at: str = "") -> str | None:
+    """The definition, recursively: depth first, a container's children last to first (what the engine's
+    explicit stack visits first)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return at or "(top level)"
+    if isinstance(value, dict):
+        children = [(v, f"{at}.{k}" if at else str(k)) for k, v in value.items()]
+    elif isinstance(value, (list, tuple)):
+        children = [(v, f"{at}[{i}]") for i, v in enumerate(value)]
+    else:
+        return None
+    for child, path in reversed(children):
+        found = _reference(child, path)
+        if found is not None:
+            return found
     return None
 
 
