@@ -5,9 +5,11 @@ Creates or resumes the phase's Optuna study on persistent storage and completes 
 killed process left RUNNING are failed and their parameters retried). ``--workers K`` runs K
 processes on the shared storage under one MLflow parent run. Ends with the top candidates.
 
-The CLI parses argv once into a :class:`~tuning.sweep_config.SweepConfig`; :class:`Sweep` is the
-coordinator (study, objective, parent run, summary); :mod:`tuning.sweep_worker` holds the trial loop
-and the worker processes; :mod:`tuning.sweep_outputs` the summary, the Pareto front and the reports.
+The CLI parses argv once into a :class:`~tuning.sweep_config.SweepConfig` and at once starts the
+sweep's MLflow trail process (:mod:`tuning.trail_process`; this process never imports MLflow), then
+loads the rest: :class:`Sweep` (:mod:`tuning.sweep_run`) is the coordinator (study, objective, parent
+run, summary); :mod:`tuning.sweep_worker` holds the trial loop and the worker processes;
+:mod:`tuning.sweep_outputs` the close (summary, Pareto front, reports, plots).
 """
 
 from __future__ import annotations

@@ -2,9 +2,10 @@
 
 ``--workers K`` starts K processes through :mod:`multiprocessing` (spawn context): each gets a
 picklable :class:`WorkerSpec` (the sweep's :class:`~tuning.sweep_config.SweepConfig`, the parent
-MLflow run, its index) and runs the module-level :func:`worker_process`, which opens the same study
-on the shared storage and runs :class:`TrialLoop` until the budget is COMPLETE. The budget itself is
-shared through the coordinator's trial-budget lock (:mod:`tuning.coordination`).
+MLflow run, its index) and runs :func:`tuning.sweep_run.worker_process`, which opens the same study
+on the shared storage and runs :class:`TrialLoop` (with its own MLflow trail process) until the budget
+is COMPLETE. The budget itself is shared through the coordinator's trial-budget lock
+(:mod:`tuning.coordination`).
 """
 
 from __future__ import annotations

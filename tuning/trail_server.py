@@ -9,6 +9,7 @@ an error goes back to the sweep, which reports it as its own coded line.
 
 from __future__ import annotations
 
+import signal
 import tempfile
 import threading
 from multiprocessing.connection import Connection
@@ -188,6 +189,9 @@ def _error(exc: BaseException) -> tuple[str | None, str]:
 
 
 def serve(read_fd: int, write_fd: int) -> None:
+    # Ctrl-C reaches the whole process group: the sweep handles it; this process finishes what was sent
+    # and ends at the sweep's end-of-file, so an interrupted sweep's logged trials keep their runs
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     requests, replies = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
     server = TrailServer()
     server.prepare()
