@@ -63,8 +63,11 @@ def _worker(root: Path, env: dict, storage: str, study: str) -> subprocess.Popen
                             cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _kill_mid_trial(workers: list[subprocess.Popen], storage: str, study: str, deadline: float) -> int | None:
-    """SIGKILL the first worker seen holding a RUNNING trial once a trial is COMPLETE; its index."""
+def _kill_mid_trial(workers: list[subprocess.Popen], storage: str, study: str, deadline: float,
+                    restart) -> int | None:
+    """SIGKILL the first worker seen holding a RUNNING trial once a trial is COMPLETE; its index. A kill
+    that lands after that worker told its trial (the race between reading the state and the signal) left
+    nothing RUNNING behind: that worker is restarted (``restart()``) and the watch goes on."""
     by_pid = {w.pid: i for i, w in enumerate(workers)}
     rdb = None  # one connection pool for the whole watch, made once the workers created the schema
     while time.time() < deadline and any(w.poll() is None for w in workers):
@@ -79,9 +82,16 @@ def _kill_mid_trial(workers: list[subprocess.Popen], storage: str, study: str, d
         for t in trials:
             i = by_pid.get((t.user_attrs.get("worker") or {}).get("pid"))
             if t.state == TrialState.RUNNING and i is not None and workers[i].poll() is None:
-                os.kill(workers[i].pid, signal.SIGKILL)
+                pid = workers[i].pid
+                os.kill(pid, signal.SIGKILL)
                 workers[i].wait(timeout=30)
-                return i
+                held = [u for u in optuna.load_study(study_name=study, storage=rdb).get_trials(deepcopy=False)
+                        if u.state == TrialState.RUNNING and (u.user_attrs.get("worker") or {}).get("pid") == pid]
+                if held:
+                    return i
+                workers[i] = restart()
+                by_pid[workers[i].pid] = i
+                break
     return None
 
 
@@ -90,7 +100,8 @@ def test_four_hosts_one_study_survive_a_killed_worker(services, tmp_path, monkey
     env, storage, study_name = _env(services["tracking_uri"]), services["storage"], "dist-P1.2"
     workers = [_worker(root, env, storage, study_name) for _ in range(N_WORKERS)]
     try:
-        victim = _kill_mid_trial(workers, storage, study_name, time.time() + 120)
+        victim = _kill_mid_trial(workers, storage, study_name, time.time() + 120,
+                                 lambda: _worker(root, env, storage, study_name))
         assert victim is not None, "no worker was caught holding a RUNNING trial"
         workers[victim] = _worker(root, env, storage, study_name)  # the "host" comes back
         outs = [w.communicate(timeout=240) for w in workers]
