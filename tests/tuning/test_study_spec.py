@@ -60,8 +60,11 @@ def test_stale_journal_lock_left_by_a_killed_process_is_released(tmp_path, monke
 
     import optuna
 
-    from tuning.study_store import LOCK_GRACE_SECONDS, open_storage
+    from tuning import study_store
+    from tuning.study_store import open_storage
 
+    monkeypatch.setattr(study_store, "LOCK_GRACE_SECONDS", 1)   # the same release, sooner
+    LOCK_GRACE_SECONDS = study_store.LOCK_GRACE_SECONDS
     monkeypatch.chdir(tmp_path)
     journal = tmp_path / ".optuna" / "s.journal"
     storage = open_storage(None, "s")
