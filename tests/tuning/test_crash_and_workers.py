@@ -113,3 +113,38 @@ def test_workers_of_a_multi_seed_study_score_every_seed(project):
     assert json.loads(out.stdout)["trials_complete"] == 3
     complete = [t for t in load("t-two").trials if t.state == TrialState.COMPLETE]
     assert len(complete) == 3 and all(t.user_attrs["result"]["seeds"] == [42, 7] for t in complete)
+
+
+def test_ctrl_c_ends_the_sweep_with_one_line_and_every_told_trial_keeps_its_run(project):
+    """Ctrl-C reaches the whole process group: the sweep exits 130 with one coded line, its trail process
+    (which ignores SIGINT) logs what it was sent and ends, and no COMPLETE trial lacks its MLflow run."""
+    from engine.cliwrap import E_INTERRUPTED
+
+    proc = subprocess.Popen([sys.executable, "-m", "tuning.sweep", "--phase", "P1.2", "--trials", "40",
+                             "--no-progress"], cwd=project, env=env_for(project), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    deadline, trail = time.time() + 180, []
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+        if (project / ".optuna" / "t-P1.2.journal").exists() and \
+                sum(t.state == TrialState.COMPLETE for t in load("t-P1.2").trials) >= 3:
+            trail = _children(proc.pid)
+            os.killpg(proc.pid, signal.SIGINT)   # what a terminal's Ctrl-C does: the foreground group
+            break
+    proc.wait(timeout=120)
+    err = proc.stderr.read().decode()
+    assert trail, "a running sweep has its trail process"
+    assert proc.returncode == 130 and err.strip().splitlines() == [f"{E_INTERRUPTED}: interrupted"], err[-2000:]
+    gone = time.time() + 10
+    while time.time() < gone and any(_alive(pid) for pid in trail):
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in trail), "the trail process outlived its interrupted sweep"
+    complete = [t for t in load("t-P1.2").trials if t.state == TrialState.COMPLETE]
+    assert 3 <= len(complete) < 40
+    runs = {r.info.run_id: r for r in trial_runs("t-P1.2")}
+    for t in complete:
+        assert runs[t.user_attrs["result"]["mlflow_run_id"]].info.status == "FINISHED"
+    from tuning.tracking import client, search_all
+    mlc = client()
+    sweeps = search_all(mlc, [mlc.get_experiment_by_name("3A-P1.2").experiment_id], "tags.run_kind = 'sweep'")
+    assert [r.info.status for r in sweeps] == ["FAILED"], "the trail process outlived the interrupt to close it"
