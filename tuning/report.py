@@ -89,14 +89,6 @@ def figure_divs(tables: Mapping[str, pd.DataFrame], pack: Mapping, evidence=None
             for i, (fig_id, section, fig) in enumerate(figures)]
 
 
-def warm() -> None:
-    """Load plotly's figure classes and the report's template ahead of a report (a sweep calls it while it
-    would otherwise wait; the page does not depend on it)."""
-    import plotly.graph_objects  # noqa: F401
-
-    _white_template()
-
-
 @functools.lru_cache(maxsize=1)
 def _white_template() -> dict:
     import plotly.io as pio

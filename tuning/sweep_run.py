@@ -43,7 +43,6 @@ class Sweep:
         self.lock = lock_path(config.storage, self.study_name)  # the trial-budget lock (see Coordinator.exclusive)
         self.coordinator = Coordinator(self.study, self.storage, config.storage, self.lock, config.stale_after)
         self._objective = None
-        self._close_prepared = False
         self.history_free = history_free_trials(self.spec)   # trials the loop may run ahead of the trail
         self.deadline = time.monotonic() + config.timeout if config.timeout else None
 
@@ -56,16 +55,6 @@ class Sweep:
 
             self._objective = SeedRobustObjective(self.spec, self.seeds, self.base)
         return self._objective
-
-    def prepare_close(self) -> None:
-        """Load what the close's report needs; the trial loop calls it (once) when it would otherwise wait
-        for the trail process, which is still starting while the first trials run."""
-        if self._close_prepared or not self.config.reports:
-            return
-        self._close_prepared = True
-        from tuning.report import warm
-
-        warm()
 
     def timed_out(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline

@@ -143,8 +143,6 @@ class TrialLoop:
 
     def _finish(self, trial, ev, result: TrialResult, future) -> int:
         def tell() -> int:
-            if not future.done():
-                self.sweep.prepare_close()   # idle time: the trail process is still busy
             recorded = result.with_run(future.result())  # the trial's MLflow run is logged
             trial.set_user_attr(RESULT_ATTR, recorded.user_attr(self.sweep.spec.key_metrics))
             tell_evaluation(self.sweep.study, trial, ev, self.sweep.spec.multi_objective)

@@ -246,13 +246,10 @@ class SweepTracker:
         return search_all(self.mlc, [self.experiment_id], f"tags.run_kind = '{RUN_KIND_TRIAL}' and "
                           f"tags.study = '{self.study_name}'")
 
-    def parent_artifacts(self) -> tuple[Path | None, str]:
-        """The parent run's local artifact directory (None for a server-side store) and its run id."""
-        return local_artifact_dir(self.mlc.get_run(self.parent_run_id).info.artifact_uri), self.parent_run_id
-
     def write_parent_files(self, write) -> None:
         """``write(directory)`` into the parent run's artifacts: straight into a local store, else uploaded."""
-        local, run_id = self.parent_artifacts()
+        run_id = self.parent_run_id
+        local = local_artifact_dir(self.mlc.get_run(run_id).info.artifact_uri)
         with tempfile.TemporaryDirectory(prefix="sweep-") as tmp:
             out = local if local is not None else Path(tmp)
             out.mkdir(parents=True, exist_ok=True)
