@@ -52,17 +52,19 @@ def _execute(policies, values: dict, digests: dict, cache: ChainCache, seconds: 
     """Run the state table in order; outputs land in ``values``, their content digests in ``digests``."""
     for state in STATE_TABLE:
         t0 = time.perf_counter()
-        key = state.key(digests, policies) if state.cached else None
-        out = cache.get(key) if key is not None else None
+        # every state's outputs are named by the content key of its reads, cached or not: an uncached state
+        # (S0: the seed's RNG master) must still pass its inputs' identity on to the states that read it
+        key = state.key(digests, policies)
+        out = cache.get(key) if state.cached else None
         if out is not None:
             reused.add(state.name)
         else:
             out = state.fn(Reads(state, values, policies))
-            if key is not None:
+            if state.cached:
                 cache.put(key, out)
         for name, value in zip(state.outputs, out, strict=True):
             values[name] = value
-            digests[name] = f"{key or state.name}:{name}"
+            digests[name] = f"{key}:{name}"
         bucket = state.name.split(".")[0]
         seconds[bucket] = seconds.get(bucket, 0.0) + time.perf_counter() - t0
 

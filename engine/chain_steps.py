@@ -208,15 +208,18 @@ STATE_TABLE: tuple[State, ...] = (
 
 
 def _catalogue_source(world: World, seed: int, outlets, merchants) -> tuple:
-    """(a thunk producing the catalogue, the content digest of what it will produce)."""
+    """(a thunk producing the catalogue, the content digest of what it will produce). A world's own catalogue
+    is read once per process (``World.catalogue``) and does not depend on the seed: its key has no seed, so
+    S0.world and S1 are computed once for every seed and candidate."""
     if outlets is not None:
         return (lambda: canonical_outlets(outlets)), f"given:{table_digest(outlets, None)}"  # rows as given
+    if world.catalogue is not None:
+        return (lambda: world.catalogue), f"world:{world.world_static_digest}:{world.catalogue_digest}"
     n = merchants
 
     def generate():
         return outlets_for(world, seed) if n is None else outlets_for(world, seed, n)
-    source = world.outlets_file.read_bytes() if world.outlets_file is not None else b""
-    return generate, sha256_hex(canonical_json([world.world_static_digest, seed, n]) + source)
+    return generate, sha256_hex(canonical_json([world.world_static_digest, seed, n]))
 
 
 def run_inputs(policies, seed: int, world: World, outlets, merchants, realism_mode: str, partitions: int,

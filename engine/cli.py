@@ -39,21 +39,17 @@ def _world(args):
 
 def _policies(args, world):
     from engine.policies import PolicySet
+    from engine.policies.world_baseline import run_policies
 
     if args.policies is not None:
         return PolicySet.from_dir(args.policies)
-    if world.policy_dir is not None:
-        return PolicySet.from_dir(world.policy_dir)
-    if getattr(args, "reference", None) is not None:
+    policies, authored = run_policies(world, DEFAULT_POLICIES)
+    if authored:
         # a custom zone universe: the authority's alpha pack covers another Z(c), so the baseline policies
         # are authored for this universe, in memory, exactly as `author` would write them
-        from engine.policies.authoring import author_policies
-
-        policies = PolicySet(author_policies(world.population), f"authored:{world.name}")
         print(f"policies: authored for the custom universe (universe {world.universe_digest[:12]}, "
               f"parameter_hash {policies.parameter_hash[:16]}); pass --policies DIR to use others")
-        return policies
-    return PolicySet.from_dir(DEFAULT_POLICIES)
+    return policies
 
 
 def cmd_run(args) -> int:
@@ -71,7 +67,7 @@ def cmd_run(args) -> int:
     else:
         result = run_chain(policies, args.seed, world, realism_mode=args.realism_mode, partitions=args.partitions)
     result.run_dir = materialise(result, args.run_root)  # the CLI publishes: S5-S7 bytes are built here
-    print(f"run_id {result.identity['run_id']}  seed {args.seed}  world {world.name}")
+    print(f"run_id {result.identity['run_id']}  seed {args.seed}  world {world.name} ({world.fingerprint[:12]})")
     print(f"run_dir {result.run_dir}")
     print("seconds " + "  ".join(f"{s}={v:.3f}" for s, v in result.seconds.items()))
     realism = result.s6_report.get("realism", {})
@@ -97,8 +93,7 @@ def is_authority_folder(folder: Path) -> bool:
 
 
 def cmd_author(args) -> int:
-    from engine.policies import PolicySet
-    from engine.policies.authoring import author_policies
+    from engine.policies.world_baseline import authored_baseline
 
     world = _world(args)
     out = Path(args.out) if args.out else AUTHORED_ROOT / world.universe_digest[:12]
@@ -106,7 +101,7 @@ def cmd_author(args) -> int:
         raise EngineError(E_AUTHORITY_FOLDER, f"{out} is the authority folder; author elsewhere (default "
                                               f"{AUTHORED_ROOT}/<universe digest>/) and install with "
                                               f"python -m tuning.author --into-authority --reason TEXT")
-    policies = PolicySet(author_policies(world.population), str(out))
+    policies = authored_baseline(world)
     policies.write(out)
     print(f"wrote {', '.join(sorted(policies.raw))} to {out}  parameter_hash {policies.parameter_hash}")
     return 0
@@ -138,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def world_args(sp):
-        sp.add_argument("--world", help="a world directory (e.g. one holding country_zone_alphas.yaml)")
+        sp.add_argument("--world", help="a world directory: any of outlets.parquet|csv, universe.csv, population.csv "
+                                        "and policy files (missing parts: the default world's)")
         sp.add_argument("--reference", help="a zone universe file (country_iso, tzid)")
         sp.add_argument("--outlets", help="an outlet catalogue (.parquet/.csv)")
 

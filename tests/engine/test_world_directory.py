@@ -1,0 +1,132 @@
+"""A world is one input: a directory of outlets, universe, population evidence and policies, every part
+validated with one coded line; the world's identity is its content; its catalogue is read once."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from engine import ChainCache, PolicySet, run_chain
+from engine.errors import EngineError
+from engine.world.model import default_world, load_world
+
+ROOT = Path(__file__).resolve().parents[2]
+UNIVERSE = pd.DataFrame({"country_iso": ["FR", "US", "US", "US"],
+                         "tzid": ["Europe/Paris", "America/New_York", "America/Chicago", "America/Los_Angeles"]})
+POPULATION = pd.DataFrame({"country_iso": ["FR", "US", "US", "US"],
+                           "tzid": ["Europe/Paris", "America/New_York", "America/Chicago", "America/Los_Angeles"],
+                           "population": [60e6, 120e6, 90e6, 60e6]})
+OUTLETS = pd.DataFrame({"merchant_id": [1, 2, 2, 3], "legal_country_iso": ["US", "US", "FR", "US"],
+                        "site_count": [40, 12, 3, 7]})
+
+
+def _world(tmp_path: Path, name: str = "w", **parts: pd.DataFrame) -> Path:
+    d = tmp_path / name
+    d.mkdir()
+    for file, frame in parts.items():
+        path = d / file.replace("_", ".")
+        frame.to_parquet(path, index=False) if path.suffix == ".parquet" else frame.to_csv(path, index=False)
+    return d
+
+
+def _refused(world_dir: Path, needle: str, code: str = "E3A_WLD_001_INPUT_INVALID") -> None:
+    with pytest.raises(EngineError) as err:
+        load_world(world_dir)
+    assert err.value.code == code and needle in err.value.cause, err.value.one_line()
+
+
+def test_a_full_world_is_fidelity_applicable_on_its_own_evidence(tmp_path):
+    d = _world(tmp_path, universe_csv=UNIVERSE, population_csv=POPULATION, outlets_parquet=OUTLETS)
+    world = load_world(d)
+    assert world.fidelity_applicable and world.evidence.applicable and world.countries == ["FR", "US"]
+    pop = world.evidence.clock_population.set_index(["country_iso", "clock"])["population"]
+    assert pop[("US", "America/New_York")] == 120e6 and len(pop) == 4
+    res = run_chain(policies=_authored(world), seed=3, world=world)
+    assert res.s6_status == "PASS"
+    assert {g["status"] for g in res.gates["fidelity"].values()} <= {"PASS", "FAIL"}  # measured, never N/A
+
+
+def _authored(world):
+    from engine import authored_baseline
+
+    return authored_baseline(world)
+
+
+def test_population_alone_defines_the_universe_one_name_per_clock(tmp_path):
+    # Asia/Calcutta is a link to Asia/Kolkata: one clock, the population merges, IN's own zone.tab name is kept
+    pop = pd.DataFrame({"country_iso": ["IN", "IN", "NL"], "tzid": ["Asia/Kolkata", "Asia/Calcutta", "Europe/Amsterdam"],
+                        "population": [10.0, 5.0, 7.0]})
+    world = load_world(_world(tmp_path, population_csv=pop))
+    assert list(zip(world.universe["country_iso"], world.universe["tzid"])) == [("IN", "Asia/Kolkata"),
+                                                                                 ("NL", "Europe/Amsterdam")]
+    assert world.population.set_index("tzid")["population"]["Asia/Kolkata"] == 15.0
+
+
+def test_an_aliased_universe_with_evidence_fails_f01_instead_of_being_not_applicable(tmp_path):
+    uni = pd.DataFrame({"country_iso": ["NL", "NL"], "tzid": ["Europe/Amsterdam", "Europe/Brussels"]})
+    pop = pd.DataFrame({"country_iso": ["NL"], "tzid": ["Europe/Amsterdam"], "population": [17.0]})
+    outlets = pd.DataFrame({"merchant_id": [1], "legal_country_iso": ["NL"], "site_count": [50]})
+    world = load_world(_world(tmp_path, universe_csv=uni, population_csv=pop, outlets_csv=outlets))
+    res = run_chain(_authored(world), 1, world)
+    assert res.gates["fidelity"]["3A-F01_alias_count"]["status"] == "FAIL"
+
+
+@pytest.mark.parametrize("part,frame,needle", [
+    ("outlets_parquet", OUTLETS.drop(columns="legal_country_iso"), "lacks column"),
+    ("outlets_parquet", OUTLETS.iloc[:0], "no rows"),
+    ("outlets_csv", pd.concat([OUTLETS, OUTLETS.iloc[:1]]), "duplicate (merchant_id, legal_country_iso)"),
+    ("universe_csv", UNIVERSE.rename(columns={"tzid": "zone"}), "lacks column"),
+    ("universe_csv", pd.concat([UNIVERSE, UNIVERSE.iloc[:1]]), "duplicate row"),
+    ("universe_csv", UNIVERSE.assign(tzid=["Mars/Olympus", *UNIVERSE.tzid[1:]]), "unknown tzid"),
+    ("population_csv", POPULATION.drop(columns="population"), "lacks column"),
+    ("population_csv", POPULATION.assign(tzid=["Europe/Atlantis", *POPULATION.tzid[1:]]), "unknown tzid"),
+    ("population_csv", POPULATION.assign(population=[-1.0, 1.0, 1.0, 1.0]), "negative population"),
+    ("population_csv", POPULATION.assign(population=[np.inf, 1.0, 1.0, 1.0]), "finite"),
+    ("population_csv", POPULATION.assign(population=["x", 1, 1, 1]), "finite"),
+    ("population_csv", pd.concat([POPULATION, POPULATION.iloc[:1]]), "duplicate row"),
+    ("population_csv", pd.concat([POPULATION, pd.DataFrame({"country_iso": ["FR"], "tzid": ["Asia/Tokyo"],
+                                                             "population": [5.0]})]), "outside the zone universe"),
+    ("population_csv", pd.concat([POPULATION, pd.DataFrame({"country_iso": ["DE"], "tzid": ["Europe/Berlin"],
+                                                             "population": [5.0]})]), "outside the zone universe"),
+])
+def test_bad_world_parts_are_one_coded_line(tmp_path, part, frame, needle):
+    parts = {"universe_csv": UNIVERSE, "population_csv": POPULATION, "outlets_parquet": OUTLETS}
+    parts.pop("outlets_parquet" if part.startswith("outlets") else part, None)
+    parts[part] = frame
+    _refused(_world(tmp_path, **parts), needle)
+
+
+def test_an_empty_or_ambiguous_world_directory_is_refused(tmp_path):
+    _refused(_world(tmp_path, "empty"), "holds at least one of", "E3A_WLD_002_INPUT_MISSING")
+    _refused(_world(tmp_path, "both", outlets_csv=OUTLETS, outlets_parquet=OUTLETS), "keep one")
+    _refused(tmp_path / "absent", "not found", "E3A_WLD_002_INPUT_MISSING")
+
+
+def test_a_world_is_its_contents_and_its_catalogue_is_read_once(tmp_path):
+    a = load_world(_world(tmp_path, "a", outlets_parquet=OUTLETS))
+    b = load_world(_world(tmp_path, "b", outlets_csv=OUTLETS))   # other name, other format, same rows
+    assert a.fingerprint == b.fingerprint != default_world().fingerprint and a.label == f"w{a.fingerprint[:12]}"
+    assert default_world().label == "" and a.catalogue is a.catalogue   # cached: read once per process
+    policies, cache = PolicySet.from_dir(ROOT / "policies"), ChainCache()
+    first, second = run_chain(policies, 42, a, cache=cache), run_chain(policies, 7, a, cache=cache)
+    assert {"S0.world", "S1", "S2"} <= second.reused and "S3" not in second.reused
+    fresh = run_chain(policies, 7, a, cache=ChainCache())   # the seed still reaches S3 through S0's RNG master
+    assert fresh.pack == second.pack and fresh.pack != first.pack
+
+
+def test_the_cli_refuses_a_bad_world_with_one_line_and_publishes_nothing(tmp_path):
+    bad = _world(tmp_path, universe_csv=UNIVERSE, population_csv=POPULATION.assign(population=[-5, 1, 1, 1]))
+    out = subprocess.run([sys.executable, "-m", "engine", "run", "--seed", "1", "--world", str(bad), "--run-root",
+                          str(tmp_path / "runs")], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 2 and out.stderr.startswith("E3A_WLD_001_INPUT_INVALID") and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and not (tmp_path / "runs").exists()
+    good = _world(tmp_path, "good", universe_csv=UNIVERSE, population_csv=POPULATION, outlets_parquet=OUTLETS)
+    out = subprocess.run([sys.executable, "-m", "engine", "run", "--seed", "1", "--world", str(good), "--run-root",
+                          str(tmp_path / "runs")], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 0 and "policies: authored for the custom universe" in out.stdout
+    assert "fidelity FAITHFUL" in out.stdout or "fidelity DISTORTED" in out.stdout
