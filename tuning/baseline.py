@@ -27,12 +27,12 @@ P0_MD = "segment3a_p0_baseline_metrics_{rid}.md"
 
 
 def authority_inputs(policies_dir: str | Path, world_dir: str | Path | None = None):
-    """(PolicySet, World) of the authority: the policy directory and the default (or given) world."""
+    """(PolicySet, World) of the authority: the policy directory and the given world (else the folder's own)."""
     from engine import PolicySet
-    from engine import default_world, load_world
+    from tuning import worlds
 
     policies = PolicySet.from_dir(policies_dir)
-    world = load_world(world_dir) if world_dir is not None else default_world()
+    world = worlds.load(world_dir) if world_dir is not None else worlds.authority_world(policies_dir)
     return policies, world
 
 
@@ -92,46 +92,59 @@ def build_parser() -> TuningParser:
     ap.add_argument("--policies", default="policies", help="authority policy directory (default: policies)")
     ap.add_argument("--out", default="reports", help="reports folder (default: reports)")
     ap.add_argument("--runs-root", default="runs", help="where the run is materialised (default: runs)")
-    ap.add_argument("--world", default=None, help="a world directory instead of the embedded default")
     ap.add_argument("--record", action="store_true", help="record the P0 step in the decision ladder (MLflow)")
+    from tuning.worlds import add_world_args
+
+    add_world_args(ap)
     return ap
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from engine import run_chain
+    from tuning import worlds
 
-    if args.subject == "authored":
-        from engine import load_world
+    world = worlds.authority_world(args.policies, args)   # measuring is not certifying: any world may be given
+    p0(args.policies, args.subject, args.seed, args.out, args.runs_root, world, args.record)
+    return 0
+
+
+def p0(policies_dir, subject: str, seed: int, out, runs_root, world, record: bool) -> dict:
+    """The P0 pack of the authored baseline or of the authority in ``policies_dir`` on ``world``: written,
+    shown, optionally recorded in the decision ladder."""
+    from engine import run_chain
+    from tuning import worlds
+
+    if subject == "authored":
         from tuning.author import authored_policies
 
-        policies, world = authored_policies(args.world), load_world(args.world)
+        policies = authored_policies(world)
     else:
-        policies, world = authority_inputs(args.policies, args.world)
-    measures = {"subject": args.subject, "policies": policies.source, "parameter_hash": policies.parameter_hash}
-    res = run_chain(policies, args.seed, world, run_root=args.runs_root)
+        policies = authority_inputs(policies_dir)[0]
+    measures = {"subject": subject, "policies": policies.source, "parameter_hash": policies.parameter_hash,
+                "world": worlds.record(world)}
+    res = run_chain(policies, seed, world, run_root=runs_root)
     pack, gates = res.pack, res.gates          # the chain's own pack: fidelity included for the world's evidence
     verdict = run_verdict(gates)
-    doc = p0_pack_document(res, pack, gates, verdict, args.runs_root, measures)
+    doc = p0_pack_document(res, pack, gates, verdict, runs_root, measures)
     rid = res.identity["run_id"]
-    out = Path(args.out)
+    out = Path(out)
     md = p0_markdown(doc, gates)
     atomic_write_text(out / P0_JSON.format(rid=rid), json_text(doc))
     atomic_write_text(out / P0_MD.format(rid=rid), md)
     print(md, end="")
     print(f"\nwrote {out / P0_JSON.format(rid=rid)}")
-    if args.record:
+    if record:
         from tuning.ladder import record_step
 
         failed = sorted(g for fam in ("hard", "stretch", "fidelity") for g, v in gates.get(fam, {}).items()
                         if v["status"] == "FAIL")
-        step = record_step("P0", verdict, policies_dir=Path(args.policies), measured=policies, artifacts={
+        step = record_step("P0", verdict, policies_dir=Path(policies_dir), measured=policies, artifacts={
             P0_JSON.format(rid=rid): json_text(doc).encode(), P0_MD.format(rid=rid): md.encode()},
-            evidence={"seed": args.seed, "engine_run_id": rid, "measures": args.subject, "failed_gates": failed},
+            evidence={"seed": seed, "engine_run_id": rid, "measures": subject, "failed_gates": failed},
             metrics={f"gate.{g}": float(v["value"]) for fam in ("hard", "stretch") for g, v in gates[fam].items()
                      if isinstance(v["value"], (int, float))})
         print(f"recorded P0 {verdict} as MLflow run {step['mlflow_run_id']}")
-    return 0
+    return doc
 
 
 if __name__ == "__main__":

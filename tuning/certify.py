@@ -27,9 +27,10 @@ from tuning.promote import fetch_candidate_files
 from tuning.report_files import gate_table_md
 from tuning.tracking import CERTIFY_EXPERIMENT, client, experiment_id, log_batch
 from tuning.trial_result import flatten_pack
+from tuning import worlds
 
 
-HOLDOUT_RATES = ("pass_rate_bplus", "pass_rate_b", "faithful_rate", "pass_rate_bplus_faithful")
+HOLDOUT_RATES = ("pass_rate_bplus", "pass_rate_b", "faithful_rate", "pass_rate_bplus_faithful", "pass_rate_b_faithful")
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -45,29 +46,32 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def certify(policies: PolicySet, seeds: Sequence[int], source: dict, runs_root: Path | None = None,
-            holdout: int = 0, progress: bool = True) -> dict:
+            holdout: int = 0, progress: bool = True, world=None) -> dict:
     """The seedpack verdict and fidelity (certified = PASS_B or better AND FAITHFUL on every seed),
-    plus the pass rate on ``holdout`` held-out seeds (``tuning.holdout``)."""
+    plus the pass rate on ``holdout`` held-out seeds (``tuning.holdout``), on ``world`` (the default world
+    when None)."""
+    world = world if world is not None else worlds.load()
     bar = tqdm(total=len(seeds) + holdout, desc=f"certify {policies.parameter_hash[:12]}", unit="seed",
                file=sys.stderr, disable=not progress)
     try:
-        return _certify(policies, seeds, source, runs_root, holdout, bar)
+        return _certify(policies, seeds, source, runs_root, holdout, bar, world)
     finally:
         bar.close()
 
 
 def _certify(policies: PolicySet, seeds: Sequence[int], source: dict, runs_root: Path | None, holdout: int,
-             bar) -> dict:
+             bar, world) -> dict:
     """Parent run -> every seed's chain -> verdict -> one child run per seed -> summary (logged)."""
     mlc = client()
-    exp = experiment_id(mlc, CERTIFY_EXPERIMENT)
+    exp = experiment_id(mlc, worlds.suffixed(CERTIFY_EXPERIMENT, world))
     parent = mlc.create_run(exp, run_name=f"certify-{policies.parameter_hash[:12]}", tags={
         "run_kind": "certification", "parameter_hash": policies.parameter_hash, "seeds": ",".join(map(str, seeds)),
-        **{f"digest.{p}": d for p, d in policies.digests.items()}, **{k: str(v) for k, v in source.items()}})
+        **{f"digest.{p}": d for p, d in policies.digests.items()}, **{k: str(v) for k, v in source.items()},
+        **worlds.tags(world)})
     parent_id = parent.info.run_id
     t0 = time.perf_counter()
     try:
-        per_seed, engine_seconds, rows = _run_seeds(policies, seeds, runs_root, bar)
+        per_seed, engine_seconds, rows = _run_seeds(policies, seeds, runs_root, bar, world)
         verdict = seedpack_verdict(per_seed, seeds)
         fidelity = {seed: fidelity_verdict(per_seed[seed]["gates"]) for seed in seeds}
         for seed in seeds:
@@ -80,11 +84,14 @@ def _certify(policies: PolicySet, seeds: Sequence[int], source: dict, runs_root:
                    "parameter_hash": policies.parameter_hash, "digests": dict(policies.digests), "source": source,
                    "engine_seconds": engine_seconds, "engine_seconds_total": sum(engine_seconds.values()),
                    "wall_seconds": time.perf_counter() - t0, "mlflow_run_id": parent_id,
-                   "engine_run_ids": {s: rows[s]["run_id"] for s in seeds}, "detail": verdict}
+                   "engine_run_ids": {s: rows[s]["run_id"] for s in seeds}, "detail": verdict,
+                   "world": worlds.record(world),
+                   "fidelity_failing": {s: sorted(g for g, v in per_seed[s]["gates"].get("fidelity", {}).items()
+                                                  if v["status"] == "FAIL") for s in seeds}}
         if holdout:
             from tuning.holdout import holdout_report, holdout_seeds, tuning_seeds
 
-            summary["holdout"] = holdout_report(policies, holdout_seeds(holdout, tuning_seeds()), bar)
+            summary["holdout"] = holdout_report(policies, holdout_seeds(holdout, tuning_seeds()), bar, world)
         _log_summary(mlc, parent_id, summary)
     except BaseException:
         mlc.set_terminated(parent_id, status="FAILED")
@@ -92,11 +99,12 @@ def _certify(policies: PolicySet, seeds: Sequence[int], source: dict, runs_root:
     return summary
 
 
-def _run_seeds(policies: PolicySet, seeds: Sequence[int], runs_root: Path | None, bar) -> tuple[dict, dict, dict]:
+def _run_seeds(policies: PolicySet, seeds: Sequence[int], runs_root: Path | None, bar,
+               world) -> tuple[dict, dict, dict]:
     """S0 -> S7 on every seed through one chain cache: (scored entry, engine seconds, identity) per seed."""
     cache, per_seed, engine_seconds, rows = ChainCache(), {}, {}, {}
     for seed in seeds:
-        res = run_chain(policies, seed, cache=cache, run_root=runs_root)
+        res = run_chain(policies, seed, world, cache=cache, run_root=runs_root)
         per_seed[seed] = {"pack": res.pack, "gates": res.gates, "s6_overall_status": res.s6_report["overall_status"],
                           "s7_status": res.s7.get("status")}
         engine_seconds[seed] = float(sum(res.seconds.values()))
@@ -160,6 +168,16 @@ def summary_markdown(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def failing_gates(summary: dict) -> list[str]:
+    """Gates that fail on any seedpack seed, then those failing on held-out seeds (most often first)."""
+    matrix = (summary.get("detail") or {}).get("gate_matrix", {})
+    seedpack = sorted({g for fam in matrix.values() for g, per in fam.items()
+                       if any(v != "PASS" for v in per.values())})
+    held = [g for g in (summary.get("holdout") or {}).get("failing", {}) if g not in seedpack]
+    fidelity = sorted({g for s in summary.get("seeds", []) for g in summary.get("fidelity_failing", {}).get(s, [])})
+    return seedpack + [g for g in fidelity if g not in seedpack] + held
+
+
 def record_certification(policies_dir: Path, policies: PolicySet, summary: dict) -> dict:
     """The P5 step of the decision ladder: the verdict, its evidence, and the cross-seed CV of every CV
     metric (``cv.<metric>``) and held-out rates as the step's metrics."""
@@ -175,6 +193,7 @@ def record_certification(policies_dir: Path, policies: PolicySet, summary: dict)
                            evidence={"seeds": ",".join(map(str, summary["seeds"])),
                                      "certify_run_id": summary["mlflow_run_id"],
                                      "fidelity": summary["fidelity_verdict"], "certified": summary["certified"],
+                                     "failing_gates": ",".join(failing_gates(summary)) or "none",
                                      **({"holdout_seeds": hold["n"], "holdout_range": hold["range"],
                                          **{f"holdout_{k}": hold[k] for k in HOLDOUT_RATES}} if hold else {})},
                            metrics={**{f"cv.{k}": v for k, v in cv.items()},
@@ -195,19 +214,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     ap.add_argument("--record", action="store_true",
                     help="record the P5 certification in the decision ladder (authority only)")
+    worlds.add_world_args(ap)
     args = ap.parse_args(argv)
     seeds = parse_seeds(args.seeds)
     if not 0 <= args.holdout <= 10_000:
         raise EngineError(E_CERTIFY, f"--holdout {args.holdout}: expected 0..10000 seeds")
     runs_root = Path(args.runs_root) if args.runs_root else None
+    world = worlds.authority_world(args.policies, args)
     if args.run:
         with tempfile.TemporaryDirectory() as tmp:
-            policies = fetch_candidate_files(client(), args.run, Path(tmp))
+            policies = fetch_candidate_files(client(), args.run, Path(tmp), world=world)
         source = {"source": "run", "source_run_id": args.run}
     else:
+        worlds.require(args.policies, world, "certification")
         policies = PolicySet.from_dir(args.policies)
         source = {"source": "authority", "policies_dir": str(args.policies)}
-    summary = certify(policies, seeds, source, runs_root, args.holdout, not args.no_progress)
+    summary = certify(policies, seeds, source, runs_root, args.holdout, not args.no_progress, world)
     if args.record and not args.run:
         record_certification(Path(args.policies), policies, summary)
     if args.json:

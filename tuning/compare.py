@@ -16,6 +16,7 @@ from engine import EngineError
 from engine import compare_packs
 from engine import DELTA_METRICS
 from engine import lookup
+from tuning import worlds
 from tuning.errors import E_ARTIFACTS, TuningParser, run_cli
 from tuning.report_files import (GATE_FAMILIES, atomic_write_text, compact_gates, fmt, json_text, load_run_dir,
                                  md_table, read_json, require_keys, run_block, run_fidelity_evidence, score_tables,
@@ -44,9 +45,9 @@ def candidate_from_json(path: Path) -> dict:
             "metrics": doc["metrics"], "gates": doc["gates"], "verdict": doc["verdict"]}
 
 
-def candidate_from_run(run_dir: Path) -> dict:
+def candidate_from_run(run_dir: Path, world=None) -> dict:
     res = load_run_dir(run_dir)
-    pack, gates, verdict = score_tables(res.tables, run_fidelity_evidence(res))
+    pack, gates, verdict = score_tables(res.tables, run_fidelity_evidence(res, world))
     block = run_block(res, run_dir.resolve().parent if run_dir.is_absolute() else run_dir.parent)
     block["run_root"] = run_dir.as_posix()
     return {**block, "metrics": pack, "gates": compact_gates(gates), "verdict": verdict}
@@ -104,6 +105,7 @@ def build_parser() -> TuningParser:
     ap.add_argument("baseline_json", help="P0 baseline pack JSON")
     ap.add_argument("candidate", help="candidate P0 pack JSON or materialised run directory")
     ap.add_argument("--out", default="reports", help="reports folder (default: reports)")
+    worlds.add_world_args(ap)
     return ap
 
 
@@ -112,7 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     baseline_path = Path(args.baseline_json)
     baseline = read_p0_pack(baseline_path)
     cand_path = Path(args.candidate)
-    candidate = candidate_from_run(cand_path) if cand_path.is_dir() else candidate_from_json(cand_path)
+    candidate = candidate_from_run(cand_path, worlds.given(args)) if cand_path.is_dir() else candidate_from_json(
+        cand_path)
     doc = comparison_document(baseline_path, baseline, candidate)
     rid = candidate["run_id"]
     md = comparison_markdown(doc)

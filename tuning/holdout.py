@@ -21,6 +21,8 @@ from engine import sha256, uer
 from engine import REQUIRED_SEEDS, fidelity_verdict, run_verdict
 
 HOLDOUT_LOW, HOLDOUT_HIGH = 1_000_000, 2_000_000
+# validation seeds (the campaign's selection among a phase's best candidates) never meet held-out seeds
+VALIDATION_LOW, VALIDATION_HIGH = 2_000_000, 3_000_000
 
 
 def tuning_seeds(studies_dir: str | Path = "studies") -> set[int]:
@@ -37,23 +39,33 @@ def tuning_seeds(studies_dir: str | Path = "studies") -> set[int]:
 
 
 def holdout_seeds(n: int, exclude: Iterable[int] = ()) -> list[int]:
+    return _keyed_seeds("3A.holdout", HOLDOUT_LOW, HOLDOUT_HIGH, n, exclude)
+
+
+def validation_seeds(n: int, exclude: Iterable[int] = ()) -> list[int]:
+    """Seeds the campaign validates a phase's best candidates on before promoting one: the same keyed law
+    under its own tag, in [VALIDATION_LOW, VALIDATION_HIGH), so they are neither tuning nor held-out seeds."""
+    return _keyed_seeds("3A.validation", VALIDATION_LOW, VALIDATION_HIGH, n, exclude)
+
+
+def _keyed_seeds(tag: str, low: int, high: int, n: int, exclude: Iterable[int]) -> list[int]:
     excluded, out, i = set(exclude), [], 0
     while len(out) < n:
-        h = int.from_bytes(sha256(uer("3A.holdout") + struct.pack("<Q", i))[:8], "little")
-        seed = HOLDOUT_LOW + h % (HOLDOUT_HIGH - HOLDOUT_LOW)
+        h = int.from_bytes(sha256(uer(tag) + struct.pack("<Q", i))[:8], "little")
+        seed = low + h % (high - low)
         if seed not in excluded and seed not in out:
             out.append(seed)
         i += 1
     return out
 
 
-def holdout_report(policies, seeds: Sequence[int], progress=None) -> dict:
-    """Per-seed plan verdict and fidelity verdict, and the pass rates."""
+def holdout_report(policies, seeds: Sequence[int], progress=None, world=None) -> dict:
+    """Per-seed plan verdict and fidelity verdict, and the pass rates (scored: no run bytes are built)."""
     cache, rows = ChainCache(), {}
     for seed in seeds:
-        res = run_chain(policies, seed, cache=cache)
+        res = run_chain(policies, seed, world, cache=cache)
         rows[int(seed)] = {"verdict": run_verdict(res.gates), "fidelity": fidelity_verdict(res.gates),
-                           "s6": res.s6_report["overall_status"],
+                           "s6": res.s6_status,
                            "failing": sorted(g for fam in ("hard", "stretch", "fidelity")
                                              for g, v in res.gates.get(fam, {}).items() if v["status"] == "FAIL")}
         if progress is not None:
@@ -63,7 +75,13 @@ def holdout_report(policies, seeds: Sequence[int], progress=None) -> dict:
     b_or_better = sum(r["verdict"] in ("PASS_B", "PASS_BPLUS") for r in rows.values())
     faithful = sum(r["fidelity"] == "FAITHFUL" for r in rows.values())
     both = sum(r["verdict"] == "PASS_BPLUS" and r["fidelity"] == "FAITHFUL" for r in rows.values())
+    b_both = sum(r["verdict"] in ("PASS_B", "PASS_BPLUS") and r["fidelity"] == "FAITHFUL" for r in rows.values())
+    failing: dict[str, int] = {}
+    for r in rows.values():
+        for gate in r["failing"]:
+            failing[gate] = failing.get(gate, 0) + 1
     return {"range": [HOLDOUT_LOW, HOLDOUT_HIGH], "seeds": [int(s) for s in seeds], "n": n,
             "pass_rate_bplus": bplus / n if n else 0.0, "pass_rate_b": b_or_better / n if n else 0.0,
             "faithful_rate": faithful / n if n else 0.0, "pass_rate_bplus_faithful": both / n if n else 0.0,
-            "per_seed": rows}
+            "pass_rate_b_faithful": b_both / n if n else 0.0,
+            "failing": dict(sorted(failing.items(), key=lambda kv: (-kv[1], kv[0]))), "per_seed": rows}

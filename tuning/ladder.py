@@ -59,14 +59,18 @@ def _record_step(phase: str, decision: str, *, policies_dir: Path, evidence: dic
                  measured: PolicySet | None = None) -> dict:
     """``measured``: the policy set the step is about when it is not the authority folder's (e.g. P0 on the
     authored baseline)."""
-    from tuning.tracking import AUTHORITY_EXPERIMENT, client, experiment_id, log_batch
+    from tuning.tracking import client, experiment_id, log_batch
+    from tuning.worlds import authority_names, bound_world
 
     policies = measured or PolicySet.from_dir(policies_dir)
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     mlc = client()
+    world = bound_world(policies_dir)
     tags = {"run_kind": "ladder", "phase": phase, "decision": decision, "parameter_hash": policies.parameter_hash,
+            "world": world["fingerprint"], "world_name": str(world.get("name")),
             **({"source_run_id": source_run_id} if source_run_id else {}), **({"note": note} if note else {})}
-    run = mlc.create_run(experiment_id(mlc, AUTHORITY_EXPERIMENT), run_name=f"{phase} {decision}", tags=tags)
+    run = mlc.create_run(experiment_id(mlc, authority_names(policies_dir)["experiment"]), run_name=f"{phase} {decision}",
+                         tags=tags)
     numeric = {k: float(v) for k, v in (metrics or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     log_batch(mlc, run.info.run_id, metrics=numeric)
     with tempfile.TemporaryDirectory(prefix="ladder-") as tmp:
@@ -79,7 +83,8 @@ def _record_step(phase: str, decision: str, *, policies_dir: Path, evidence: dic
         mlc.log_artifacts(run.info.run_id, tmp)
     mlc.set_terminated(run.info.run_id)
     step = {"phase": phase, "decision": decision, "recorded_utc": now, "mlflow_run_id": run.info.run_id,
-            "parameter_hash": policies.parameter_hash, **({"source_run_id": source_run_id} if source_run_id else {}),
+            "parameter_hash": policies.parameter_hash, "world": world["fingerprint"],
+            **({"source_run_id": source_run_id} if source_run_id else {}),
             **({"note": note} if note else {}), **({"evidence": evidence} if evidence else {})}
     steps = [s for s in read_ladder(policies_dir)]
     steps.append(json.loads(json.dumps(step, default=str)))

@@ -31,7 +31,7 @@ from tuning.errors import E_ARTIFACTS, E_NOT_FAITHFUL, E_RUN_MISSING, E_RUN_VETO
 from tuning.objective import deterministic_view
 from tuning.promote_guards import guard_promotion
 from tuning.registry import register_authority
-from tuning.tracking import AUTHORITY_EXPERIMENT, client, experiment_id, log_batch
+from tuning.tracking import client, experiment_id, log_batch
 
 LINEAGE_FILE = "lineage.yaml"
 
@@ -62,9 +62,12 @@ def _get_run(mlc, run_id: str):
         raise EngineError(E_RUN_MISSING, f"MLflow run {run_id} not found at {mlc.tracking_uri}") from None
 
 
-def fetch_candidate_files(mlc, run_id: str, workdir: Path, run=None) -> PolicySet:
-    """A run's candidate policy artifacts, checked against its ``digest.<policy_id>`` tags."""
+def fetch_candidate_files(mlc, run_id: str, workdir: Path, run=None, world=None) -> PolicySet:
+    """A run's candidate policy artifacts, checked against its ``digest.<policy_id>`` tags (and, given a
+    ``world``, the run must have been scored on it)."""
     run = run or _get_run(mlc, run_id)
+    if world is not None:
+        check_run_world(run_id, run.data.tags, world)
     try:
         policy_dir = Path(mlc.download_artifacts(run_id, "policies", str(workdir)))
     except (MlflowException, OSError) as exc:
@@ -78,14 +81,24 @@ def fetch_candidate_files(mlc, run_id: str, workdir: Path, run=None) -> PolicySe
     return policies
 
 
-def fetch_candidate(mlc, run_id: str, workdir: Path) -> tuple[object, PolicySet, dict]:
+def check_run_world(run_id: str, tags: dict, world) -> None:
+    """A run scored on another world (its ``world`` tag) is refused: an authority belongs to one world."""
+    from tuning.worlds import E_WORLD_MISMATCH
+
+    if tags.get("world") != world.fingerprint:
+        raise EngineError(E_WORLD_MISMATCH, f"run {run_id} was scored on world {tags.get('world_name', '?')} "
+                                            f"({str(tags.get('world', 'unrecorded'))[:12]}), not on world "
+                                            f"{world.name} ({world.fingerprint[:12]})")
+
+
+def fetch_candidate(mlc, run_id: str, workdir: Path, world=None) -> tuple[object, PolicySet, dict]:
     """The run, its candidate PolicySet and its recorded evaluation; a vetoed run is refused."""
     run = _get_run(mlc, run_id)
     tags = run.data.tags
     if tags.get("veto") != "PASS":
         raise EngineError(E_RUN_VETOED, f"run {run_id} is vetoed ({tags.get('veto_reasons', 'no veto tag')}); "
                                         f"refusing to promote")
-    policies = fetch_candidate_files(mlc, run_id, workdir, run)
+    policies = fetch_candidate_files(mlc, run_id, workdir, run, world)
     try:
         recorded = json.loads(Path(mlc.download_artifacts(run_id, "metric_pack.json", str(workdir))).read_text())
     except (MlflowException, OSError, ValueError) as exc:
@@ -93,7 +106,7 @@ def fetch_candidate(mlc, run_id: str, workdir: Path) -> tuple[object, PolicySet,
     return run, policies, recorded
 
 
-def witness(policies: PolicySet, recorded: dict, runs_root: Path | None) -> dict:
+def witness(policies: PolicySet, recorded: dict, runs_root: Path | None, world=None) -> dict:
     """Replay every recorded seed with a fresh cache; exact comparison of each deterministic view,
     and the fidelity verdict of each replay (promotion requires FAITHFUL on every seed)."""
     from engine import fidelity_verdict
@@ -103,7 +116,7 @@ def witness(policies: PolicySet, recorded: dict, runs_root: Path | None) -> dict
     diffs, fields, fidelity, first = [], 0, {}, None
     for entry in per_seed:
         seed = int(entry["identity"]["seed"])
-        res = run_chain(policies, seed, cache=ChainCache(), run_root=runs_root)
+        res = run_chain(policies, seed, world, cache=ChainCache(), run_root=runs_root)
         first = first or res
         replayed = _json_native(deterministic_view(res.pack, res.identity))
         expected = _json_native(deterministic_view(entry["pack"], entry["identity"]))
@@ -152,23 +165,29 @@ def _lineage_agrees(policies_dir: Path, current: PolicySet, lineage: list[dict])
 
 
 def promote(run_id: str, policies_dir: Path, decision: str | None = None, runs_root: Path | None = None,
-            ladder_phase: str | None = None, reopen: str | None = None, reason: str | None = None) -> dict:
-    """Serialised with every other authority change (tuning.authority_txn.authority_lock)."""
+            ladder_phase: str | None = None, reopen: str | None = None, reason: str | None = None,
+            world=None) -> dict:
+    """Serialised with every other authority change (tuning.authority_txn.authority_lock). ``world``: the
+    authority's world (None: the one the folder records), where the witness replays."""
+    from tuning import worlds
+
+    world = world if world is not None else worlds.authority_world(policies_dir)
+    worlds.require(policies_dir, world, "promotion")
     with authority_lock(policies_dir):
-        return _promote(run_id, policies_dir, decision, runs_root, ladder_phase, reopen, reason)
+        return _promote(run_id, policies_dir, decision, runs_root, ladder_phase, reopen, reason, world)
 
 
 def _promote(run_id: str, policies_dir: Path, decision: str | None, runs_root: Path | None,
-             ladder_phase: str | None, reopen: str | None, reason: str | None) -> dict:
+             ladder_phase: str | None, reopen: str | None, reason: str | None, world) -> dict:
     """Fetch -> guard -> witness -> (already the authority: close the phase) or install, log, register, record."""
     mlc = client()
     with tempfile.TemporaryDirectory(prefix="promote-") as tmp:
-        run, candidate, recorded = fetch_candidate(mlc, run_id, Path(tmp))
+        run, candidate, recorded = fetch_candidate(mlc, run_id, Path(tmp), world)
         tags = run.data.tags
         current = PolicySet.from_dir(policies_dir)
         lineage = read_lineage(policies_dir)
         guard_promotion(policies_dir, current, candidate, run_id, reopen)
-        result = witness(candidate, recorded, runs_root)
+        result = witness(candidate, recorded, runs_root, world)
         if current.parameter_hash == candidate.parameter_hash and _lineage_agrees(policies_dir, current, lineage):
             return _close_as_authority(run_id, tags, current, lineage, result, policies_dir, decision, ladder_phase)
         _require_witness(run_id, result)
@@ -179,7 +198,8 @@ def _promote(run_id: str, policies_dir: Path, decision: str | None, runs_root: P
         install(candidate, policies_dir, lineage, entry, new_tags)  # also tags: exactly one run current
         promo_id = _log_promotion(mlc, Path(tmp, "promotion"), run_id, tags, entry, candidate, current,
                                   previous_run, recorded, result, policies_dir)
-        registered = register_authority(mlc, promo_id, candidate, (policies_dir / LINEAGE_FILE).read_bytes(), entry)
+        registered = register_authority(mlc, promo_id, candidate, (policies_dir / LINEAGE_FILE).read_bytes(), entry,
+                                        policies_dir)
         _tag_source_runs(mlc, run_id, promo_id, previous_run, now)
     from tuning.ladder import record_step
 
@@ -243,18 +263,23 @@ def _lineage_entry(run_id: str, tags: dict, recorded: dict, candidate: PolicySet
         "decision": decision or "PROMOTED",
         "seeds": result["seeds"], "fidelity": "FAITHFUL",
         "pareto": tags.get("pareto", "n/a"), "reason": reason or "",
+        "world": {"fingerprint": tags.get("world"), "name": tags.get("world_name")},
     }
 
 
 def _log_promotion(mlc, wdir: Path, run_id: str, tags: dict, entry: dict, candidate: PolicySet, current: PolicySet,
                    previous_run: str | None, recorded: dict, result: dict, policies_dir: Path) -> str:
     """The promotion's own run in the ``authority`` experiment (policies, lineage, witness as artifacts)."""
-    promo = mlc.create_run(experiment_id(mlc, AUTHORITY_EXPERIMENT), run_name=f"promote-{tags.get('phase')}",
+    from tuning.worlds import authority_names
+
+    promo = mlc.create_run(experiment_id(mlc, authority_names(policies_dir)["experiment"]),
+                           run_name=f"promote-{tags.get('phase')}",
                            tags={"run_kind": "promotion", "phase": tags.get("phase", ""), "source_run_id": run_id,
                                  "decision": entry["decision"], "witness": result["status"],
                                  "parameter_hash": candidate.parameter_hash,
                                  "previous_parameter_hash": current.parameter_hash,
                                  "previous_authority_run_id": previous_run or "none",
+                                 "world": str(tags.get("world")), "world_name": str(tags.get("world_name")),
                                  **{f"digest.{p}": d for p, d in candidate.digests.items()}})
     promo_id = promo.info.run_id
     log_batch(mlc, promo_id, metrics={"J": recorded.get("J") or 0.0,
@@ -287,9 +312,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--reopen", metavar="REASON", help="reopen a frozen authority (the reason is recorded)")
     ap.add_argument("--reason", help="why this candidate (e.g. which Pareto point and why), recorded in the ladder")
     ap.add_argument("--json", action="store_true")
+    from tuning import worlds
+
+    worlds.add_world_args(ap)
     args = ap.parse_args(argv)
+    world = worlds.authority_world(args.policies, args)
     out = promote(args.run_id, Path(args.policies), args.decision, Path(args.runs_root) if args.runs_root else None,
-                  args.ladder_phase, args.reopen, args.reason)
+                  args.ladder_phase, args.reopen, args.reason, world)
     if args.json:
         print(json.dumps(out, indent=2, sort_keys=True))
     elif out["status"] == "ALREADY_AUTHORITY":

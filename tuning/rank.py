@@ -20,11 +20,14 @@ from tuning.study_spec import DEFAULT_KEY_METRICS, load_study
 from tuning.tracking import RUN_KIND_TRIAL, client, search_all
 
 
-def ranked_runs(phase: str, study: str | None = None, key_metrics: Sequence[str] = DEFAULT_KEY_METRICS) -> list[dict]:
+def ranked_runs(phase: str, study: str | None = None, key_metrics: Sequence[str] = DEFAULT_KEY_METRICS,
+                experiment: str | None = None) -> list[dict]:
+    """``experiment``: the sweep experiment to read (default ``3A-<phase>``, the default world's own sweeps)."""
     mlc = client()
-    exp = mlc.get_experiment_by_name(f"3A-{phase}")
+    name = experiment or f"3A-{phase}"
+    exp = mlc.get_experiment_by_name(name)
     if exp is None:
-        raise EngineError(E_RUN_MISSING, f"no MLflow experiment 3A-{phase} at {mlc.tracking_uri}")
+        raise EngineError(E_RUN_MISSING, f"no MLflow experiment {name} at {mlc.tracking_uri}")
     flt = f"tags.run_kind = '{RUN_KIND_TRIAL}'" + (f" and tags.study = '{study}'" if study else "")
     rows = []
     for run in search_all(mlc, [exp.experiment_id], flt, order_by=["metrics.J DESC"]):
@@ -33,6 +36,7 @@ def ranked_runs(phase: str, study: str | None = None, key_metrics: Sequence[str]
                      "J": m.get("J"), "veto": t.get("veto", "FAIL"), "veto_reasons": t.get("veto_reasons", ""),
                      "verdict": t.get("verdict"), "engine_run_id": t.get("engine_run_id"),
                      "authority": t.get("authority", ""), "params": dict(run.data.params),
+                     "world": t.get("world", ""), "world_name": t.get("world_name", ""),
                      "fidelity": t.get("fidelity"), "pareto": t.get("pareto", ""),
                      "second_objective": m.get("second_objective"),
                      "metrics": {k: m.get(k) for k in key_metrics}})
@@ -74,12 +78,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--open", action="store_true", help="also print the MLflow UI address of this ranking")
     ap.add_argument("--ui", default="http://127.0.0.1:5000", help="the MLflow UI base URL (default: %(default)s)")
+    ap.add_argument("--world", metavar="DIR", help="the sweeps of this world (its own experiment, 3A-<phase>-w<id>)")
+    ap.add_argument("--campaign", action="store_true", help="the campaign's own sweeps (campaign-3A-<phase>...)")
     args = ap.parse_args(argv)
+    from tuning import worlds
+
+    experiment = worlds.suffixed(("campaign-" if args.campaign else "") + f"3A-{args.phase}",
+                                 worlds.load(args.world))
     try:
         key_metrics = list(load_study(args.phase, args.studies_dir).key_metrics)
     except EngineError:
         key_metrics = list(DEFAULT_KEY_METRICS)
-    rows = ranked_runs(args.phase, args.study, key_metrics)
+    rows = ranked_runs(args.phase, args.study, key_metrics, experiment)
     if args.pareto:
         rows = [r for r in rows if r["pareto"] == "true"]
         key_metrics = ["second_objective"] + key_metrics
@@ -91,16 +101,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         print(format_rows(rows, key_metrics))
     if args.open:
-        print(f"MLflow UI: {ui_link(args.phase, key_metrics, args.ui)}")
+        print(f"MLflow UI: {ui_link(experiment, key_metrics, args.ui)}")
     return 0
 
 
-def ui_link(phase: str, key_metrics: Sequence[str], ui_base: str) -> str:
+def ui_link(experiment: str, key_metrics: Sequence[str], ui_base: str) -> str:
     """The UI address of the experiment's saved ranking view (saved now if the experiment lacks it)."""
     from tuning.ui_view import ensure_rank_view, rank_url
 
     mlc = client()
-    exp = mlc.get_experiment_by_name(f"3A-{phase}")
+    exp = mlc.get_experiment_by_name(experiment)
     ensure_rank_view(mlc, exp.experiment_id, key_metrics)
     return rank_url(ui_base, exp.experiment_id)
 

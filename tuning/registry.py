@@ -19,7 +19,7 @@ from mlflow.entities import LoggedModelStatus
 from mlflow.exceptions import MlflowException
 
 from engine import PolicySet
-from tuning.tracking import AUTHORITY_EXPERIMENT, experiment_id
+from tuning.tracking import experiment_id
 
 MODEL_NAME = "seg3a-authority"
 ALIAS = "authority"
@@ -44,19 +44,23 @@ def _lineage_tags(entry: dict, promotion_run_id: str) -> dict[str, str]:
     return tags
 
 
-def _ensure_model(mlc: MlflowClient) -> None:
+def _ensure_model(mlc: MlflowClient, name: str) -> None:
     try:
-        mlc.get_registered_model(MODEL_NAME)
+        mlc.get_registered_model(name)
     except MlflowException:
-        mlc.create_registered_model(MODEL_NAME, tags={"segment": "3A", "kind": MODEL_TYPE}, description=(
+        mlc.create_registered_model(name, tags={"segment": "3A", "kind": MODEL_TYPE}, description=(
             "The Segment 3A authority policy set. Each version is one promotion (witness replayed); "
             f"the alias '{ALIAS}' points at the installed authority."))
 
 
 def register_authority(mlc: MlflowClient, promotion_run_id: str, policies: PolicySet, lineage_doc: bytes,
-                       entry: dict) -> dict:
-    """Log the policy set as a model, register a new version and move the ``authority`` alias to it."""
-    exp = experiment_id(mlc, AUTHORITY_EXPERIMENT)
+                       entry: dict, policies_dir: Path | str = "policies") -> dict:
+    """Log the policy set as a model, register a new version and move the ``authority`` alias to it (the
+    model of the authority folder's world: ``seg3a-authority`` for the default world's, suffixed otherwise)."""
+    from tuning.worlds import authority_names
+
+    names = authority_names(policies_dir)
+    exp, model_name = experiment_id(mlc, names["experiment"]), names["model"]
     tags = _lineage_tags(entry, promotion_run_id)
     model = mlc.create_logged_model(exp, name="authority-policy-set", source_run_id=promotion_run_id,
                                     tags=tags, params={f"digest.{p}": d for p, d in policies.digests.items()},
@@ -67,16 +71,16 @@ def register_authority(mlc: MlflowClient, promotion_run_id: str, policies: Polic
         Path(tmp, "MLmodel").write_text(_mlmodel(policies, entry))
         mlc.log_model_artifacts(model.model_id, tmp)
     mlc.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
-    _ensure_model(mlc)
+    _ensure_model(mlc, model_name)
     prev = (entry.get("previous_authority") or {}).get("parameter_hash") or "none"
     description = (f"{entry.get('decision')}: trial {entry.get('optuna_trial')} of {entry.get('study')} "
                    f"(run {entry.get('mlflow_run_id')}, J={entry.get('J')}), witness "
                    f"{tags['witness']}; parameter_hash {policies.parameter_hash[:16]} replaces {prev[:16]}")
     source = mlc.get_logged_model(model.model_id).artifact_location
-    version = mlc.create_model_version(MODEL_NAME, source, run_id=promotion_run_id, tags=tags,
+    version = mlc.create_model_version(model_name, source, run_id=promotion_run_id, tags=tags,
                                        description=description)
-    mlc.set_registered_model_alias(MODEL_NAME, ALIAS, version.version)
-    mlc.update_registered_model(MODEL_NAME, description=(
+    mlc.set_registered_model_alias(model_name, ALIAS, version.version)
+    mlc.update_registered_model(model_name, description=(
         f"The Segment 3A authority policy set; alias '{ALIAS}' = version {version.version} "
         f"(parameter_hash {policies.parameter_hash[:16]}). Latest: {description}"))
-    return {"name": MODEL_NAME, "version": int(version.version), "alias": ALIAS, "model_id": model.model_id}
+    return {"name": model_name, "version": int(version.version), "alias": ALIAS, "model_id": model.model_id}

@@ -24,6 +24,7 @@ from typing import Mapping, Sequence
 import pandas as pd
 
 from engine import fidelity_verdict, run_verdict
+from tuning import worlds
 from tuning.errors import TuningParser, run_cli
 from tuning.report_figures import FIDELITY_SECTION, FIGURES, ReportData, fidelity_figures
 from tuning.report_files import (FAMILY_LEVELS, atomic_write_text, family_gate_rows, fmt, load_run_dir,
@@ -148,13 +149,14 @@ def build_parser() -> TuningParser:
     ap = TuningParser(prog="python -m tuning.report", description=__doc__.splitlines()[0])
     ap.add_argument("run_dir", help="a materialised run directory (RUN_ROOT/<run_id>)")
     ap.add_argument("--out", default=None, help="output HTML file (default: reports/segment3a_report_<run_id>.html)")
+    worlds.add_world_args(ap)
     return ap
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     res = load_run_dir(args.run_dir)
-    evidence = run_fidelity_evidence(res)
+    evidence = run_fidelity_evidence(res, worlds.given(args))
     pack, gates, _ = score_tables(res.tables, evidence)
     rid = res.identity["run_id"]
     title = f"Segment 3A realism report — run {rid} (seed {res.identity['seed']})"

@@ -170,7 +170,7 @@ def sealed_world_kind(res) -> str | None:
     return None
 
 
-def run_fidelity_evidence(res):
+def run_fidelity_evidence(res, world=None):
     """The population evidence a materialised run's fidelity is measured against.
 
     A run on the default world is measured against it: ``default_world().evidence`` when the run's
@@ -178,7 +178,9 @@ def run_fidelity_evidence(res):
     universe) the same GeoNames evidence applied to the run's own Z(c). Any other world
     (``--world``, ``--reference``) brings its own universe: fidelity is still measured and shown, but its
     gates are N/A and its verdict NOT_APPLICABLE. The default universe with the user's own outlets
-    (``default+outlets``) is still population-true: fidelity applies.
+    (``default+outlets``) is still population-true: fidelity applies. ``world`` (``--world``): the run's
+    world, whose evidence is used (a world with its own population evidence makes fidelity applicable);
+    a run whose Z(c) is not that world's is refused.
     """
     from engine import fidelity_evidence
     from engine import default_world
@@ -187,6 +189,13 @@ def run_fidelity_evidence(res):
     s2 = res.tables["s2"]
     universe = (s2[["country_iso", "tzid"]].astype(str).drop_duplicates()
                 .sort_values(["country_iso", "tzid"]).reset_index(drop=True))
+    if world is not None:
+        if set(zip(universe["country_iso"], universe["tzid"])) != set(zip(world.universe["country_iso"],
+                                                                          world.universe["tzid"])):
+            from tuning.worlds import E_WORLD_MISMATCH
+
+            raise EngineError(E_WORLD_MISMATCH, f"the run's zone universe is not the universe of world {world.name}")
+        return world.evidence
     if kind in ("default", "default+outlets"):
         world = default_world()
         same = set(zip(universe["country_iso"], universe["tzid"])) == set(

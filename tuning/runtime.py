@@ -148,8 +148,10 @@ def build_parser() -> TuningParser:
     b.add_argument("--policies", default="policies")
     b.add_argument("--out", default="reports")
     b.add_argument("--runs-root", default="runs")
-    b.add_argument("--world", default=None)
     b.add_argument("--record", action="store_true", help="record POPT.0 in the decision ladder (MLflow)")
+    from tuning.worlds import add_world_args
+
+    add_world_args(b)
     c = sub.add_parser("closure", help="POPT.1 closure: candidate POPT.0 JSON vs baseline POPT.0 JSON")
     c.add_argument("baseline_json")
     c.add_argument("candidate_json")
@@ -164,15 +166,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out = Path(args.out)
     if args.command == "baseline":
-        if args.repeats < 1:
-            raise EngineError(E_USAGE, f"--repeats must be >= 1, not {args.repeats}")
-        from tuning.baseline import authority_inputs
+        from tuning import worlds
 
-        policies, world = authority_inputs(args.policies, args.world)
-        res, samples, windows = measure(policies, world, args.seed, args.repeats, args.runs_root)
-        doc = popt0_document(res, samples, windows, args.runs_root)
-        _publish(out, POPT0_JSON, POPT0_MD, doc["run"]["run_id"], doc, popt0_markdown(doc),
-                 ("POPT.0", doc["progression_gate"]["decision"], args.policies) if args.record else None)
+        popt0(args.policies, worlds.authority_world(args.policies, args), args.seed, args.repeats, out,
+              args.runs_root, args.record)
         return 0
     base_path, cand_path = Path(args.baseline_json), Path(args.candidate_json)
     doc = closure_document(base_path, read_json(base_path, "POPT.0 report"), cand_path,
@@ -180,6 +177,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     _publish(out, POPT1_JSON, POPT1_MD, doc["candidate"]["run_id"], doc, closure_markdown(doc),
              ("POPT.1", doc["decision"]["progression_decision"], args.policies) if args.record else None)
     return 0
+
+
+def popt0(policies_dir, world, seed: int, repeats: int, out: Path, runs_root, record: bool) -> dict:
+    """POPT.0 of the authority in ``policies_dir`` on ``world``: measured, written, shown, optionally recorded."""
+    from engine import PolicySet
+
+    if repeats < 1:
+        raise EngineError(E_USAGE, f"--repeats must be >= 1, not {repeats}")
+    res, samples, windows = measure(PolicySet.from_dir(policies_dir), world, seed, repeats, runs_root)
+    doc = popt0_document(res, samples, windows, runs_root)
+    _publish(Path(out), POPT0_JSON, POPT0_MD, doc["run"]["run_id"], doc, popt0_markdown(doc),
+             ("POPT.0", doc["progression_gate"]["decision"], policies_dir) if record else None)
+    return doc
 
 
 def _publish(out: Path, json_name: str, md_name: str, rid: str, doc: dict, md: str, record: tuple | None) -> None:

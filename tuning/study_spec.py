@@ -48,6 +48,7 @@ STUDY_SCHEMA = {
         "study": {"type": "string", "pattern": STUDY_NAME},
         "description": {"type": "string"},
         "base_policies": {"type": "string", "minLength": 1},
+        "world": {"type": "string", "minLength": 1},   # a world directory, relative to this file
         "seeds": {"type": "array", "minItems": 1, "maxItems": 64, "items": _UINT64},
         "trials": {"type": "integer", "minimum": 1, "maximum": MAX_TRIALS},
         "sampler": {
@@ -152,10 +153,19 @@ class Condition:
         return bool(OPS[self.op](metric_value(pack, self.metric), self.threshold(anchor_pack)))
 
     def breach(self, pack: dict, anchor_pack: dict | None) -> float:
-        """0 when the condition holds, else the (positive) distance to the threshold."""
+        """0 when the condition holds, else the (positive) distance to the threshold relative to the threshold
+        (at least 0.01 in scale): breaches of metrics on different scales add up comparably, so a constrained
+        sampler is not led by whichever metric happens to have the larger unit."""
         if self.holds(pack, anchor_pack):
             return 0.0
-        return max(abs(metric_value(pack, self.metric) - self.threshold(anchor_pack)), 1e-9)
+        threshold = self.threshold(anchor_pack)
+        return max(abs(metric_value(pack, self.metric) - threshold) / max(abs(threshold), 0.01), 1e-9)
+
+    def margin(self, pack: dict, anchor_pack: dict | None) -> float:
+        """How far the condition holds (> 0) or misses (< 0), relative to its threshold (at least 0.01)."""
+        threshold = self.threshold(anchor_pack)
+        gap = metric_value(pack, self.metric) - threshold
+        return (gap if self.op in (">=", ">") else -gap) / max(abs(threshold), 0.01)
 
     def label(self) -> str:
         rhs = (f"anchor{self.offset:+g}" if self.offset else "anchor") if self.anchor else f"{self.value:g}"
@@ -183,6 +193,7 @@ class StudySpec:
     second: dict | None = None       # {name, metric, direction}: a multi-objective study
     pruner: dict | None = None       # {name: median|none, n_startup_trials, n_warmup_steps}
     key_metrics: tuple[str, ...] = field(default_factory=lambda: tuple(DEFAULT_KEY_METRICS))
+    world: str | None = None         # the study's world directory (resolved against the study file's folder)
 
     @property
     def multi_objective(self) -> bool:
@@ -297,6 +308,7 @@ def parse_study(doc: Any, source: str) -> StudySpec:
         second=dict(doc["objective"]["second"]) if "second" in doc["objective"] else None,
         pruner=dict(doc["pruner"]) if "pruner" in doc else None,
         key_metrics=tuple(doc.get("key_metrics", DEFAULT_KEY_METRICS)),
+        world=str(Path(source).parent / doc["world"]) if "world" in doc else None,
     )
 
 

@@ -17,6 +17,7 @@ from typing import Sequence
 from engine import EngineError
 from tuning.errors import E_USAGE, TuningParser
 from tuning.limits import MAX_TRIALS, OPTUNA_DIR, STUDY_NAME, UINT64_MAX
+from tuning.worlds import add_world_args
 
 DEFAULT_STALE_AFTER_S = 6 * 3600.0
 
@@ -41,6 +42,10 @@ class SweepConfig:
     runs_root: str = "runs"
     progress: bool = True                   # the progress bar on stderr
     timeout: float | None = None            # seconds after which no new trial starts
+    world: str | None = None                # a world directory (None: the study file's ``world:``, else the default)
+    outlets: str | None = None              # shorthand: an outlet catalogue over the world
+    reference: str | None = None            # shorthand: a zone universe over the world
+    namespace: str = ""                     # prefix of the study and experiment names (the campaign's own sweeps)
 
     def __post_init__(self) -> None:
         check_sweep_args(self)
@@ -99,10 +104,11 @@ def build_parser() -> TuningParser:
     ap.add_argument("--no-progress", dest="progress", action="store_false")
     ap.add_argument("--timeout", type=float, help="seconds after which no new trial starts (those running finish; "
                                                   "a later invocation resumes the budget)")
+    add_world_args(ap)
     return ap
 
 
 def parse_args(argv: Sequence[str] | None) -> SweepConfig:
     """argv -> a validated :class:`SweepConfig` (usage errors are coded lines)."""
     ns: argparse.Namespace = build_parser().parse_args(argv)
-    return SweepConfig(**{f.name: getattr(ns, f.name) for f in fields(SweepConfig)})
+    return SweepConfig(**{f.name: getattr(ns, f.name) for f in fields(SweepConfig) if hasattr(ns, f.name)})

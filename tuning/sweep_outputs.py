@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from optuna.trial import FixedTrial, TrialState
 
-from engine import default_world
 from tuning.ranking import pareto_numbers, trial_j, trial_result
 from tuning.trail_process import SweepTrail
 from tuning.trial_recovery import counts, original_number
@@ -73,7 +72,7 @@ def attach_reports(sweep, trail: SweepTrail) -> None:
         for t in feasible:
             ev = obj.evaluate({k.name: k.suggest(FixedTrial(t.params, t.number)) for k in sweep.spec.knobs})
             html = build_report_html(ev.tables, ev.pack, ev.gates, f"{sweep.study_name} trial {t.number}",
-                                     evidence=default_world().evidence)
+                                     evidence=sweep.world.evidence)
             trail.log_text_artifact(trial_result(t)["run_id"], "report.html", html)
     finally:
         obj.keep_tables = False

@@ -25,19 +25,27 @@ from tuning.sweep_outputs import close_sweep, summarise
 from tuning.sweep_worker import TrialLoop, WorkerSpec, run_pool
 from tuning.trail_process import SweepTrail, TrailProcess
 from tuning.trial_recovery import counts
+from tuning import worlds
 
 
 class Sweep:
     """One sweep invocation on one study: built from a :class:`SweepConfig`, never from argv."""
 
-    def __init__(self, config: SweepConfig) -> None:
+    def __init__(self, config: SweepConfig, spec: StudySpec | None = None, world=None) -> None:
+        """``spec``: the study as already loaded (the campaign narrows a study's knob space), else the file's;
+        ``world``: the world as already loaded (a campaign reads its catalogue once), else the config's."""
         self.config = config
-        self.spec: StudySpec = load_study(config.phase, config.studies_dir)
+        self.spec: StudySpec = spec if spec is not None else load_study(config.phase, config.studies_dir)
         self.seeds = [config.seed] if config.seed is not None else list(self.spec.seeds)
         self.seed = self.seeds[0]
         self.target = config.trials or self.spec.trials
-        self.study_name = config.study or self.spec.study
-        self.base = PolicySet.from_dir(config.policies or self.spec.base_policies)
+        # the catalogue is read and validated once, here (or by the caller that passes its world)
+        self.world = world if world is not None else worlds.from_args(config, self.spec.world)
+        base_dir = config.policies or self.spec.base_policies
+        worlds.require(base_dir, self.world, f"a {self.spec.phase} sweep")
+        self.study_name = worlds.suffixed(config.namespace + (config.study or self.spec.study), self.world)
+        self.experiment = worlds.suffixed(f"{config.namespace}{self.spec.experiment}", self.world)
+        self.base = PolicySet.from_dir(base_dir)
         self.storage = open_storage(config.storage, self.study_name)
         self.study = open_study(self.spec, self.study_name, self.storage, self.seeds, self.base.parameter_hash)
         self.lock = lock_path(config.storage, self.study_name)  # the trial-budget lock (see Coordinator.exclusive)
@@ -53,8 +61,13 @@ class Sweep:
         if self._objective is None:
             from tuning.objective import SeedRobustObjective
 
-            self._objective = SeedRobustObjective(self.spec, self.seeds, self.base)
+            self._objective = SeedRobustObjective(self.spec, self.seeds, self.base, world=self.world)
         return self._objective
+
+    @property
+    def world_record(self) -> dict:
+        """What every trial of this sweep records of its world (tags ``world``/``world_name``, metric_pack.json)."""
+        return worlds.record(self.world)
 
     def timed_out(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
@@ -94,7 +107,8 @@ class Sweep:
         """The coordinator: the trail process (``process``: one already started, else a new one; MLflow starts
         on the other core while the engine, the world and the anchor load here), the parent run, the
         precheck, the trials (this process or ``--workers K``), the close."""
-        trail = SweepTrail(self.spec.phase, self.study_name, self.spec.objective_name, process=process)
+        trail = SweepTrail(self.spec.phase, self.study_name, self.spec.objective_name, process=process,
+                           experiment=self.experiment)
         ok = False
         try:
             self.start_parent(trail)
@@ -121,7 +135,7 @@ class Sweep:
             params={"trials_target": self.target, "workers": self.config.workers, "seeds": seeds,
                     "sampler": json.dumps(self.spec.sampler, sort_keys=True), "study_file": str(self.spec.path)},
             tags={"seed": str(self.seed), "seeds": seeds, "base_parameter_hash": self.base.parameter_hash,
-                  "storage": self.config.storage or "default-journal"},
+                  "storage": self.config.storage or "default-journal", **worlds.tags(self.world)},
             key_metrics=self.spec.key_metrics)
 
     def close_by_precheck(self, trail: SweepTrail, decision: str) -> dict:
@@ -173,7 +187,8 @@ def worker_process(spec: WorkerSpec) -> None:
 
 def run_worker(spec: WorkerSpec) -> int:
     sweep = Sweep(spec.config)
-    trail = SweepTrail(sweep.spec.phase, sweep.study_name, sweep.spec.objective_name, spec.parent_run_id)
+    trail = SweepTrail(sweep.spec.phase, sweep.study_name, sweep.spec.objective_name, spec.parent_run_id,
+                       experiment=sweep.experiment)
     ok = False
     try:
         if sweep.spec.multi_objective:

@@ -136,7 +136,7 @@ class TrialLoop:
         mirror_constraints(trial, [veto])  # also where optuna-dashboard reads it
         harness = time.perf_counter() - t0 - ev.chain_seconds
         result = TrialResult.from_evaluation(ev, sweep.spec.phase, sweep.spec.objective_name,
-                                             {"seconds.harness_pre_log": harness})
+                                             {"seconds.harness_pre_log": harness}, world=sweep.world_record)
         future = self.trail.log_trial(trial.number, original_number(trial), result, PolicyFiles.of(ev.policies),
                                       values)
         return trial, ev, result, future

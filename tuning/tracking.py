@@ -164,10 +164,10 @@ class SweepTracker:
     """Parent run of one sweep invocation and the nested run of each trial."""
 
     def __init__(self, phase: str, study_name: str, objective_name: str, parent_run_id: str | None = None,
-                 mlc: MlflowClient | None = None):
+                 mlc: MlflowClient | None = None, experiment: str | None = None):
         self.mlc = mlc if mlc is not None else client()
         self.phase, self.study_name, self.objective_name = phase, study_name, objective_name
-        self.experiment_id = experiment_id(self.mlc, f"3A-{phase}")
+        self.experiment_id = experiment_id(self.mlc, experiment or f"3A-{phase}")
         self.parent_run_id = parent_run_id
 
     def start_parent(self, params: Mapping, tags: Mapping[str, str], close_dead: bool = True) -> str:
@@ -290,6 +290,20 @@ def search_all(mlc: MlflowClient, experiment_ids: Iterable[str], filter_string: 
         token = page.token
         if not token:
             return runs
+
+
+def delete_study_runs(names: Iterable[tuple[str, str]]) -> int:
+    """Soft-delete (MLflow's lifecycle ``deleted``) every run tagged ``study = S`` in experiment E, for each
+    (S, E): a campaign's own earlier sweeps, before it runs them afresh. Returns how many were deleted."""
+    mlc, n = client(), 0
+    for study, experiment in names:
+        exp = mlc.get_experiment_by_name(experiment)
+        if exp is None:
+            continue
+        for run in search_all(mlc, [exp.experiment_id], f"tags.study = '{study}'"):
+            mlc.delete_run(run.info.run_id)
+            n += 1
+    return n
 
 
 def _visualization():

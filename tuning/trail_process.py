@@ -139,10 +139,10 @@ class SweepTrail:
     request a Future. Errors of requests nobody waited for are raised by :meth:`close`."""
 
     def __init__(self, phase: str, study_name: str, objective_name: str, parent_run_id: str | None = None,
-                 process: TrailProcess | None = None) -> None:
+                 process: TrailProcess | None = None, experiment: str | None = None) -> None:
         self.phase, self.study_name, self.objective_name = phase, study_name, objective_name
         self._process = process if process is not None else TrailProcess()
-        self._experiment = self._process.call("open", phase, study_name, objective_name, parent_run_id)
+        self._experiment = self._process.call("open", phase, study_name, objective_name, parent_run_id, experiment)
         self._parent: Future | None = None
         if parent_run_id is not None:
             self._parent = Future()

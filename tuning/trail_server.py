@@ -42,14 +42,16 @@ class TrailServer:
         except BaseException as exc:  # noqa: BLE001 - reported by open()
             self.prepare_error = exc
 
-    def open(self, phase: str, study_name: str, objective_name: str, parent_run_id: str | None) -> str:
-        """The experiment of the phase (created when new); returns its id."""
+    def open(self, phase: str, study_name: str, objective_name: str, parent_run_id: str | None,
+             experiment: str | None = None) -> str:
+        """The experiment of the sweep (``3A-<phase>`` unless named; created when new); returns its id."""
         from tuning.tracking import SweepTracker
 
         if self.prepare_error is not None:
             raise self.prepare_error
         try:
-            self.tracker = SweepTracker(phase, study_name, objective_name, parent_run_id, mlc=self.mlc)
+            self.tracker = SweepTracker(phase, study_name, objective_name, parent_run_id, mlc=self.mlc,
+                                        experiment=experiment)
         except BaseException as exc:
             self.prepare_error = exc
             raise

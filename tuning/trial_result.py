@@ -91,11 +91,13 @@ class TrialResult:
     seed_flat: tuple[Mapping, ...] = ()   # per-seed flattened packs (history metrics)
     extra_metrics: Mapping[str, float] = field(default_factory=dict)
     mlflow_run_id: str | None = None
+    world: Mapping[str, str] = field(default_factory=dict)   # the world's fingerprint and name (tuning.worlds)
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_evaluation(cls, ev, phase: str, objective_name: str,
-                        extra_metrics: Mapping[str, float] | None = None) -> "TrialResult":
+                        extra_metrics: Mapping[str, float] | None = None,
+                        world: Mapping[str, str] | None = None) -> "TrialResult":
         ident = dict(ev.identity or {})
         digests = ident.get("policy_digests") or (ev.policies.digests if ev.policies is not None else {})
         per_seed = ev.per_seed or []
@@ -111,7 +113,7 @@ class TrialResult:
             floors=ev.floors, reused=tuple(ev.reused), error=ev.error,
             per_seed=tuple(_seed_doc(s, e) for s, e in zip(ev.seeds, per_seed)),
             seed_flat=tuple(flatten_pack(e.pack) if e.pack is not None else {} for e in per_seed),
-            extra_metrics=dict(extra_metrics or {}))
+            extra_metrics=dict(extra_metrics or {}), world=dict(world or {}))
 
     def with_run(self, run_id: str) -> "TrialResult":
         return dataclasses.replace(self, mlflow_run_id=run_id)
@@ -156,6 +158,8 @@ class TrialResult:
                          "parameter_hash": ident["parameter_hash"],
                          "manifest_fingerprint": ident["manifest_fingerprint"], "world_digest": ident["world_digest"]})
         tags.update({f"digest.{pid}": d for pid, d in self.policy_digests.items()})
+        if self.world:
+            tags.update({"world": self.world["fingerprint"], "world_name": self.world["name"]})
         if self.targets:
             tags["target_pass"] = str(self.target_pass).lower()
         if self.veto_detail:
@@ -194,7 +198,8 @@ class TrialResult:
                 "s7_status": self.s7_status, "realism_floors": self.floors, "seconds": self.seconds,
                 "reused": list(self.reused), "error": self.error, "pack": self.pack, "gates": self.gates,
                 "fidelity_verdict": self.fidelity, "second_objective": self.second,
-                "seeds": list(self.seeds), "seed_values": list(self.seed_values), "per_seed": list(self.per_seed)}
+                "seeds": list(self.seeds), "seed_values": list(self.seed_values), "per_seed": list(self.per_seed),
+                "world": dict(self.world)}
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,8 @@ def test_sweep_config_is_frozen_validated_and_what_the_cli_builds():
         with pytest.raises(EngineError) as err:
             SweepConfig(phase="P1.2", **bad)
         assert err.value.code == "E3A_TUN_050_USAGE"
-    assert list(__import__("inspect").signature(Sweep).parameters) == ["config"]
+    # built from a config (a caller may pass the study and world it already loaded), never from argv
+    assert list(__import__("inspect").signature(Sweep).parameters) == ["config", "spec", "world"]
 
 
 def test_worker_specs_are_picklable_and_carry_the_whole_study():

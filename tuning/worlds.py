@@ -1,0 +1,142 @@
+"""The world a harness command runs on, and the one world an authority belongs to.
+
+A world is one input (``engine.world.directory``): ``--world DIR`` on every command that runs the chain,
+``world: DIR`` in a study or campaign file (relative to that file), ``--outlets``/``--reference`` as
+shorthands. Its identity is ``World.fingerprint`` (seed-independent, content-addressed); every trial tag,
+metric pack, lineage entry and ladder step carries it.
+
+An authority folder belongs to exactly one world. ``policies/`` is the default world's; any other world's
+authority is a folder of its own, created by ``python -m tuning.author --world W --into DIR``, which
+writes ``DIR/world.yaml`` (the world's fingerprint, name and directory). Promotion, certification, a sweep
+based on the folder and the campaign refuse another world with ``E3A_TUN_070_WORLD_MISMATCH``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+
+from engine import EngineError, atomic_write, load_yaml
+
+E_WORLD_MISMATCH = "E3A_TUN_070_WORLD_MISMATCH"
+E_WORLD_RECORD = "E3A_TUN_071_WORLD_RECORD"
+WORLD_FILE = "world.yaml"
+DEFAULT_NAME = "default"
+
+
+def add_world_args(parser, outlets: bool = True) -> None:
+    parser.add_argument("--world", metavar="DIR", help="a world directory (outlets, universe, population and "
+                                                       "policy files; missing parts are the default world's)")
+    if outlets:
+        parser.add_argument("--outlets", metavar="FILE", help="shorthand: an outlet catalogue (.parquet/.csv)")
+        parser.add_argument("--reference", metavar="FILE", help="shorthand: a zone universe (country_iso, tzid)")
+
+
+def load(world_dir=None, reference=None, outlets=None):
+    """The engine's world for these inputs (the default world when none is given)."""
+    from engine import default_world, load_world
+
+    if world_dir is None and reference is None and outlets is None:
+        return default_world()
+    return load_world(world_dir, reference, outlets)
+
+
+def from_args(args, fallback: str | Path | None = None):
+    """The world of a parsed command line; ``fallback`` (a study's or campaign's ``world:``) when no world
+    option is given."""
+    world_dir = getattr(args, "world", None) or fallback
+    return load(world_dir, getattr(args, "reference", None), getattr(args, "outlets", None))
+
+
+def given(args):
+    """The world a command line names (None when it names none: the caller decides, e.g. by the run's seal)."""
+    if any(getattr(args, k, None) for k in ("world", "reference", "outlets")):
+        return from_args(args)
+    return None
+
+
+def is_default(world) -> bool:
+    return world.label == ""
+
+
+def suffixed(name: str, world) -> str:
+    """A study or experiment name of this world: the default world's names are unchanged; any other world's
+    carry its label, so its sweeps never mix with the default world's."""
+    return name if is_default(world) else f"{name}-{world.label}"
+
+
+def tags(world) -> dict[str, str]:
+    return {"world": world.fingerprint, "world_name": world.name}
+
+
+def record(world, world_dir: str | Path | None = None) -> dict:
+    """What an authority, a lineage entry or a ladder step records of its world."""
+    out = {"fingerprint": world.fingerprint, "name": world.name}
+    if world_dir is not None:
+        out["dir"] = str(Path(world_dir).resolve())
+    return out
+
+
+# ---------------------------------------------------------------- an authority's world
+
+def bound_world(policies_dir: str | Path) -> dict:
+    """The world an authority folder belongs to: its ``world.yaml``, or (none) the default world."""
+    path = Path(policies_dir) / WORLD_FILE
+    if not path.exists():
+        from engine import default_world
+
+        return {"fingerprint": default_world().fingerprint, "name": DEFAULT_NAME}
+    doc = load_yaml(path, E_WORLD_RECORD)
+    if not isinstance(doc, dict) or not isinstance(doc.get("fingerprint"), str) or len(doc["fingerprint"]) != 64:
+        raise EngineError(E_WORLD_RECORD, f"{path}: expected a mapping with the world's 64-hex 'fingerprint'")
+    return doc
+
+
+def bind(policies_dir: str | Path, world, world_dir: str | Path | None) -> dict:
+    """Record (atomically) that this authority folder belongs to ``world``; the default world needs no record."""
+    path = Path(policies_dir) / WORLD_FILE
+    if is_default(world):
+        path.unlink(missing_ok=True)
+        return record(world)
+    doc = record(world, world_dir)
+    if world_dir is not None:   # relative to the authority folder when it can be, so the pair moves together
+        doc["dir"] = os.path.relpath(Path(world_dir).resolve(), Path(policies_dir).resolve())
+    atomic_write(path, yaml.safe_dump(doc, sort_keys=True).encode("utf-8"))
+    return doc
+
+
+def require(policies_dir: str | Path, world, what: str) -> None:
+    """Refuse ``what`` (a promotion, a certification, a sweep) of this authority on another world."""
+    bound = bound_world(policies_dir)
+    if bound["fingerprint"] != world.fingerprint:
+        hint = f" (pass --world {bound['dir']})" if bound.get("dir") else ""
+        raise EngineError(E_WORLD_MISMATCH, f"{what}: the authority {policies_dir} belongs to world "
+                                            f"{bound.get('name')} ({bound['fingerprint'][:12]}), not to world "
+                                            f"{world.name} ({world.fingerprint[:12]}){hint}")
+
+
+def authority_names(policies_dir: str | Path) -> dict[str, str]:
+    """The MLflow names of an authority's own trail: the ``authority`` experiment (promotions, ladder steps) and
+    the registered model, suffixed with the world's label unless it is the default world's."""
+    from engine import default_world
+
+    fingerprint = bound_world(policies_dir)["fingerprint"]
+    suffix = "" if fingerprint == default_world().fingerprint else f"-w{fingerprint[:12]}"
+    return {"experiment": f"authority{suffix}", "model": f"seg3a-authority{suffix}"}
+
+
+def authority_world(policies_dir: str | Path, args=None, fallback: str | Path | None = None):
+    """The world to run an authority on: the one given (checked against the folder's), else the folder's own
+    (its recorded directory), else the default world."""
+    given = args is not None and any(getattr(args, k, None) for k in ("world", "reference", "outlets"))
+    if given or fallback is not None:
+        world = from_args(args, fallback) if args is not None else load(fallback)
+    else:
+        bound = bound_world(policies_dir)
+        world_dir = bound.get("dir")
+        if world_dir is not None and not Path(world_dir).is_absolute():
+            world_dir = Path(policies_dir) / world_dir
+        world = load(world_dir)
+    return world
