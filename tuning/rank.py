@@ -5,8 +5,9 @@ The ranking table of a phase's trials, read from MLflow (the numbers the UI show
 JSON). ``--pareto`` lists only the feasible Pareto front of a multi-objective study (trial runs tagged
 ``pareto = true`` by the sweep), with the second objective beside J. ``--open`` also prints the MLflow
 UI address of the same ranking (the experiment's saved ``rank`` view: trials flat, feasible first by J, with
-the J, verdict, fidelity and veto columns) on the UI of this store: ``--ui URL``, else the tracking server of
-``MLFLOW_TRACKING_URI``, else http://127.0.0.1:5000; a note on stderr says when no UI of this store answers there.
+the J, verdict, fidelity and veto columns) on the UI of this store: ``--ui URL``, else the tracking server
+of ``MLFLOW_TRACKING_URI``, else http://127.0.0.1:5000; a note on stderr says when no UI of this store
+answers there.
 """
 
 from __future__ import annotations
