@@ -72,9 +72,10 @@ def _worker(root: Path, env: dict, storage: str, study: str) -> subprocess.Popen
 
 def _kill_mid_trial(workers: list[subprocess.Popen], storage: str, study: str, deadline: float,
                     restart) -> int | None:
-    """SIGKILL the first worker seen holding a RUNNING trial once a trial is COMPLETE; its index. A kill
-    that lands after that worker told its trial (the race between reading the state and the signal) left
-    nothing RUNNING behind: that worker is restarted (``restart()``) and the watch goes on."""
+    """SIGKILL the first worker seen holding a RUNNING trial with its parameters drawn once a trial is
+    COMPLETE; its index. A kill that lands after that worker told its trial (the race between reading the
+    state and the signal) left nothing RUNNING behind: that worker is restarted (``restart()``) and the
+    watch goes on."""
     by_pid = {w.pid: i for i, w in enumerate(workers)}
     rdb = None  # one connection pool for the whole watch, made once the workers created the schema
     while time.time() < deadline and any(w.poll() is None for w in workers):
@@ -88,7 +89,8 @@ def _kill_mid_trial(workers: list[subprocess.Popen], storage: str, study: str, d
             continue
         for t in trials:
             i = by_pid.get((t.user_attrs.get("worker") or {}).get("pid"))
-            if t.state == TrialState.RUNNING and i is not None and workers[i].poll() is None:
+            # mid-trial: its parameters drawn (killed between ask and its draws, its retry would draw afresh)
+            if t.state == TrialState.RUNNING and t.params and i is not None and workers[i].poll() is None:
                 pid = workers[i].pid
                 os.kill(pid, signal.SIGKILL)
                 workers[i].wait(timeout=30)
