@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A local "cluster" for trying distributed sweeps: PostgreSQL + an MLflow tracking server on loopback.
-#   eval "$(scripts/local_cluster.sh start)"   # exports MLFLOW_TRACKING_URI and SEG3A_STORAGE
+#   eval "$(scripts/local_cluster.sh start)"   # exports MLFLOW_TRACKING_URI and SEG3A_STORAGE (a running cluster: its exports)
 #   python -m tuning.sweep --phase P1.2 --trials 40 --storage "$SEG3A_STORAGE" --study demo &   # any number of these
 #   scripts/local_cluster.sh stop
 # State, artifacts and logs live in $SEG3A_CLUSTER_DIR (default .cluster/, not committed).

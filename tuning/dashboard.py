@@ -2,23 +2,31 @@
 
 Optuna 5's ``Trial.set_constraint`` stores a veto under the system attribute ``constraints:veto``, while
 optuna-dashboard reads the older ``constraints`` list. The sweep mirrors its veto there
-(:func:`mirror_constraints`), so the dashboard shows every vetoed trial as infeasible. The storage
-served here also answers "best trial" with the first trial of the harness's one ranking
-(:mod:`tuning.ranking`: feasible first, then J; the stock storage ignores constraints), so the
-dashboard never names a vetoed trial best while a feasible one exists.
+(:func:`mirror_constraints`), so the dashboard shows every vetoed trial as infeasible.
+
+optuna-dashboard 0.21 picks its best trials itself, ignoring constraints: the storage's best value for one
+objective, the Pareto front of every COMPLETE trial for two. So a vetoed trial can wear its "Best Trial"
+badge. The dashboard served here is optuna-dashboard's own WSGI app (:func:`optuna_dashboard.wsgi`) behind
+:class:`FeasibleBest`, which answers its study API with ``best_trials`` = the harness's own answer
+(:mod:`tuning.ranking`): the best feasible trial, or the feasible Pareto front (the trials the sweep tags
+``pareto = true``); none when no trial is feasible. Nothing of Optuna or the dashboard is patched.
 Needs the ``optuna-dashboard`` package (``pip install -e ".[dashboard]"``).
 """
 
 from __future__ import annotations
 
-import types
+import io
+import json
+import re
 from typing import Sequence
 
+from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from tuning.errors import TuningParser, run_cli
 
 DASHBOARD_CONSTRAINTS_KEY = "constraints"
+STUDY_DETAIL = re.compile(r"/api/studies/(\d+)/?")
 
 
 def mirror_constraints(trial, values: Sequence[float]) -> None:
@@ -28,20 +36,60 @@ def mirror_constraints(trial, values: Sequence[float]) -> None:
     trial.storage.set_trial_system_attr(live_trial_id(trial), DASHBOARD_CONSTRAINTS_KEY, [float(v) for v in values])
 
 
-def _best_feasible(storage, study_id: int):
-    """The dashboard's best trial: the first of the harness ranking (:func:`tuning.ranking.best_trial`)."""
-    from tuning.ranking import best_trial
+def feasible_best_numbers(storage, study_id: int) -> list[int]:
+    """The study's best trials by the harness's ranking: [the best feasible trial] for one objective, the
+    feasible Pareto front for two (J up, the second objective in its direction); [] when none is feasible."""
+    from tuning.ranking import best_trial, pareto_numbers, trial_result
 
-    best = best_trial(storage.get_all_trials(study_id, deepcopy=False, states=[TrialState.COMPLETE]))
-    if best is None:
-        raise ValueError("No trials are completed yet.")
-    return best
+    trials = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.COMPLETE,))
+    directions = storage.get_study_directions(study_id)
+    if len(directions) == 2:
+        return pareto_numbers(trials, "minimize" if directions[1] == StudyDirection.MINIMIZE else "maximize")
+    best = best_trial(trials)
+    return [best.number] if best is not None and trial_result(best)["veto"] == "PASS" else []
 
 
-def feasible_best_storage(storage):
-    """The storage, its ``get_best_trial`` answering with the best feasible trial."""
-    storage.get_best_trial = types.MethodType(_best_feasible, storage)
-    return storage
+class FeasibleBest:
+    """WSGI middleware: optuna-dashboard's study detail (``GET /api/studies/<id>``) with ``best_trials``
+    replaced by :func:`feasible_best_numbers`' trials, as the dashboard serialised them."""
+
+    def __init__(self, app, storage):
+        self.app, self.storage, self.seen = app, storage, {}  # seen: {study id: {number: serialised trial}}
+
+    def _call(self, environ: dict) -> tuple[str, list, bytes]:
+        out = {}
+        body = b"".join(self.app(environ, lambda status, headers, *exc: out.update(status=status, headers=headers)))
+        return out["status"], out["headers"], body
+
+    def __call__(self, environ, start_response):
+        match = STUDY_DETAIL.fullmatch(environ.get("PATH_INFO", ""))
+        if not match or environ.get("REQUEST_METHOD", "GET") != "GET":
+            return self.app(environ, start_response)
+        status, headers, body = self._call(environ)
+        if status.startswith("200"):
+            body = json.dumps(self._with_feasible_best(int(match.group(1)), json.loads(body), environ)).encode()
+            headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+            headers.append(("Content-Length", str(len(body))))
+        start_response(status, headers)
+        return [body]
+
+    def _with_feasible_best(self, study_id: int, detail: dict, environ: dict) -> dict:
+        seen = self.seen.setdefault(study_id, {})
+        seen.update({t["number"]: t for t in detail["trials"]})
+        numbers = feasible_best_numbers(self.storage, study_id)
+        if any(n not in seen for n in numbers):  # a client's first request asked only for the latest trials
+            full = {k: v for k, v in environ.items() if not k.startswith("bottle.")}  # bottle caches the query
+            full.update({"QUERY_STRING": "", "wsgi.input": io.BytesIO()})
+            seen.update({t["number"]: t for t in json.loads(self._call(full)[2])["trials"]})
+        detail["best_trials"] = [seen[n] for n in numbers if n in seen]
+        return detail
+
+
+def dashboard_app(storage):
+    """optuna-dashboard's WSGI app on ``storage``, its best trials the feasible ones."""
+    import optuna_dashboard
+
+    return FeasibleBest(optuna_dashboard.wsgi(storage), storage)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -53,14 +101,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8080)
     args = ap.parse_args(argv)
-    from optuna_dashboard import run_server
+    from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
     from tuning.study_spec import load_study
     from tuning.study_store import open_storage
 
+    class Server(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args) -> None:  # no line per request
+            pass
+
     name = args.study or load_study(args.phase, args.studies_dir).study
-    print(f"optuna-dashboard on study {name}: http://{args.host}:{args.port}/dashboard")
-    run_server(feasible_best_storage(open_storage(args.storage, name)), host=args.host, port=args.port)
+    httpd = make_server(args.host, args.port, dashboard_app(open_storage(args.storage, name)), server_class=Server,
+                        handler_class=Quiet)
+    print(f"optuna-dashboard on study {name}: http://{args.host}:{args.port}/dashboard", flush=True)
+    try:
+        httpd.serve_forever()
+    finally:
+        httpd.server_close()
     return 0
 
 

@@ -2,6 +2,11 @@
 and an MLflow tracking server on loopback, for trying distributed sweeps on one machine (and for the
 tests). ``start`` prints the two URLs as shell exports; ``stop`` stops both.
 
+``start`` is idempotent: when a cluster already runs from ``--dir`` it prints that cluster's exports (and
+says so on stderr), so ``eval "$(scripts/local_cluster.sh start)"`` works whether or not one was started
+before; a cluster whose servers are gone (a reboot) is cleaned up and started afresh. ``status`` prints the
+same exports while it runs (exit 0), else says "not running" on stderr (exit 1).
+
 PostgreSQL refuses to run as root: as root the cluster is initialised and run as the ``postgres``
 user (Debian's package creates it), in a folder that user owns. Authentication is ``trust`` on
 127.0.0.1 only: this is a sandbox, not a deployment (see ``deploy/compose.yaml`` for that).
@@ -148,16 +153,42 @@ def start(root: Path) -> dict:
     return state
 
 
+def _is_mlflow(pid: int) -> bool:
+    """The process is (still) an MLflow server (where /proc tells; elsewhere assumed)."""
+    try:
+        return b"mlflow" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return not Path("/proc/self").exists()
+    except OSError:
+        return False
+
+
 def stop(root: Path) -> None:
     state_file = root / "state.json"
     if not state_file.exists():
         return
     state = json.loads(state_file.read_text())
-    stop_process(int(state["mlflow_pid"]))
+    if _is_mlflow(int(state["mlflow_pid"])):  # after a reboot the recorded pid may be another program's
+        stop_process(int(state["mlflow_pid"]))
     stop_postgres(Path(state["pgdata"]))
     if Path(state["pgdata"]).name.startswith("seg3a-pgdata-"):
         shutil.rmtree(state["pgdata"], ignore_errors=True)
     state_file.unlink()
+
+
+def running(root: Path) -> dict | None:
+    """The state of the cluster started from ``root`` if both its servers answer, else None."""
+    state_file = root / "state.json"
+    if not state_file.exists():
+        return None
+    state = json.loads(state_file.read_text())
+    pg = subprocess.run(_as_pg([pg_bin("pg_ctl"), "-D", state["pgdata"], "status"]), capture_output=True)
+    try:
+        with urllib.request.urlopen(f"{state['mlflow_tracking_uri']}/health", timeout=5) as r:
+            mlflow_up = r.status == 200
+    except OSError:
+        mlflow_up = False
+    return state if pg.returncode == 0 and mlflow_up else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -169,14 +200,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.action == "stop":
         stop(root)
         return 0
-    if args.action == "status":
-        if not (root / "state.json").exists():
-            print("not running")
-            return 1
-        state = json.loads((root / "state.json").read_text())
-    else:
-        if (root / "state.json").exists():
-            raise EngineError(E_USAGE, f"a local cluster already runs from {root} (stop it first)")
+    state = running(root)
+    if args.action == "status" and state is None:
+        print(f"not running (from {root})", file=sys.stderr)
+        return 1
+    if args.action == "start" and state is not None:
+        print(f"a local cluster already runs from {root}: its exports", file=sys.stderr)
+    elif args.action == "start":
+        stop(root)  # what a cluster whose servers are gone left behind (nothing when none was started)
         state = start(root)
     print(f"export MLFLOW_TRACKING_URI={state['mlflow_tracking_uri']}")
     print(f"export SEG3A_STORAGE={state['optuna_storage']}")

@@ -4,13 +4,16 @@ The ranking table of a phase's trials, read from MLflow (the numbers the UI show
 (``veto`` = PASS) first, then by J descending, then by trial number; printed as an aligned table (or
 JSON). ``--pareto`` lists only the feasible Pareto front of a multi-objective study (trial runs tagged
 ``pareto = true`` by the sweep), with the second objective beside J. ``--open`` also prints the MLflow
-UI address of the same ranking (the experiment's saved ``rank`` view: trials flat, feasible first by J,
-the J column shown).
+UI address of the same ranking (the experiment's saved ``rank`` view: trials flat, feasible first by J, with
+the J, verdict, fidelity and veto columns) on the UI of this store: ``--ui URL``, else the tracking server
+of ``MLFLOW_TRACKING_URI``, else http://127.0.0.1:5000; a note on stderr says when no UI of this store
+answers there.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from typing import Sequence
 
 from engine import EngineError
@@ -77,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--pareto", action="store_true", help="only the feasible Pareto front (multi-objective studies)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--open", action="store_true", help="also print the MLflow UI address of this ranking")
-    ap.add_argument("--ui", default="http://127.0.0.1:5000", help="the MLflow UI base URL (default: %(default)s)")
+    ap.add_argument("--ui", help="the MLflow UI base URL (default: the tracking server, else http://127.0.0.1:5000)")
     ap.add_argument("--world", metavar="DIR", help="the sweeps of this world (its own experiment, 3A-<phase>-w<id>)")
     ap.add_argument("--campaign", action="store_true", help="the campaign's own sweeps (campaign-3A-<phase>...)")
     args = ap.parse_args(argv)
@@ -101,17 +104,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         print(format_rows(rows, key_metrics))
     if args.open:
-        print(f"MLflow UI: {ui_link(experiment, key_metrics, args.ui)}")
+        print(f"MLflow UI: {ui_link(experiment, key_metrics, args.ui)}", flush=True)
     return 0
 
 
-def ui_link(experiment: str, key_metrics: Sequence[str], ui_base: str) -> str:
-    """The UI address of the experiment's saved ranking view (saved now if the experiment lacks it)."""
-    from tuning.ui_view import ensure_rank_view, rank_url
+def ui_link(experiment: str, key_metrics: Sequence[str], ui_base: str | None) -> str:
+    """The UI address of the experiment's saved ranking view (saved now if the experiment lacks it); a note on
+    stderr when no UI of this store answers at that address."""
+    from tuning.ui_view import default_ui_base, ensure_rank_view, rank_url, ui_mismatch
 
     mlc = client()
     exp = mlc.get_experiment_by_name(experiment)
     ensure_rank_view(mlc, exp.experiment_id, key_metrics)
+    ui_base = ui_base or default_ui_base()
+    note = ui_mismatch(ui_base, exp.name, exp.experiment_id, mlc.tracking_uri)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     return rank_url(ui_base, exp.experiment_id)
 
 

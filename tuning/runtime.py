@@ -75,6 +75,21 @@ def popt0_document(res, samples: list[dict], windows: list[float], runs_root) ->
             **table, "evidence": run_evidence(res, pack)}
 
 
+def gate_sentence(gate: Mapping, table: Sequence[Mapping]) -> str:
+    """The POPT.0 gate in words: GO sends POPT.1 to optimise the primary hotspot; HOLD means there is no
+    runtime work to do (the plan's METRICS §13 names; HOLD does not hold the remediation back)."""
+    state, status = gate["next_state_for_popt1"], gate["primary_status"]
+    if gate["decision"] != "HOLD":
+        return (f"**{gate['decision']}**: the primary hotspot {state} is {status} (over its target budget): "
+                f"POPT.1 optimises {state} first (next_state_for_popt1 = `{state}`)")
+    if status == "MISSING":
+        return "**HOLD**: no state was timed"
+    over = [r["state"] for r in table if r["status"] not in ("GREEN", "MISSING")]
+    others = f"; over their own target: {', '.join(over)}" if over else ", as is every state"
+    return (f"**HOLD**: no runtime work needed, the primary hotspot {state} is GREEN (within its target "
+            f"budget){others}: POPT.1 has nothing to optimise and the remediation goes on to P0")
+
+
 def popt0_markdown(doc: Mapping) -> str:
     run, timing = doc["run"], doc["timing"]
     rows = [(r["state"], fmt(r["elapsed_s"]), r["elapsed_hms"] or "—", f"{100 * r['segment_share']:.2f}%",
@@ -87,8 +102,7 @@ def popt0_markdown(doc: Mapping) -> str:
         "",
         f"- seed `{run['seed']}`, repeats `{run['repeats']}` (per-state median), "
         f"segment elapsed `{fmt(timing['segment_elapsed_s'])}` s ({timing['segment_elapsed_hms']})",
-        f"- progression gate: **{gate['decision']}** (primary hotspot status {gate['primary_status']}; "
-        f"next_state_for_popt1 = `{gate['next_state_for_popt1']}`)",
+        f"- progression gate: {gate_sentence(gate, timing['state_table'])}",
         "",
         "## State table",
         "",

@@ -48,7 +48,8 @@ logging.getLogger("alembic").setLevel(logging.WARNING)
 RUN_KIND_TRIAL, RUN_KIND_SWEEP = "trial", "sweep"
 AUTHORITY_EXPERIMENT = "authority"
 CERTIFY_EXPERIMENT = "3A-certify"
-# MLflow 3 opens an untagged experiment in GenAI mode (traces); these are model-training experiments
+# model-training experiments (what older MLflow 3 UIs choose their view by; 3.17 reads the address's
+# workflowType instead: tuning/ui_view.py)
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 _BATCH_METRICS, _BATCH_TAGS = 900, 90
 

@@ -12,6 +12,7 @@ import yaml
 
 from engine.cli import main
 from tests.engine.conftest import ANCHOR, ROOT
+from tests.environment import needs_shared
 
 
 def _cli(*args, cwd=ROOT):
@@ -128,7 +129,7 @@ def test_usage_errors_are_coded(tmp_path):
     assert rc == 2 and err.startswith("E3A_VER_002")
 
 
-@pytest.mark.skipif(not ANCHOR.exists(), reason="shared anchor_world not present")
+@needs_shared
 def test_anchor_world_runs_end_to_end(tmp_path, capsys):
     assert main(["run", "--seed", "42", "--world", str(ANCHOR), "--run-root", str(tmp_path)]) == 0
     out = capsys.readouterr().out

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.environment import SHARED_ANCHOR, needs_shared
 from tuning import baseline as baseline_cli
 from tuning import compare as compare_cli
 from tuning import report as report_cli
@@ -104,10 +105,10 @@ def test_report_cli(workspace):
     assert (out / "again.html").read_text() == page
 
 
-ANCHOR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "anchor_world"
+ANCHOR = SHARED_ANCHOR
 
 
-@pytest.mark.skipif(not ANCHOR.exists(), reason="shared anchor_world not present")
+@needs_shared
 def test_report_cli_on_the_anchor_world_is_not_applicable(tmp_path):
     from engine.cli import main as engine_main
 

@@ -158,3 +158,19 @@ def test_popt1_identity_from_reports():
     bad = dict(ok, report_identities={"S5": ident, "S6": dict(ident, parameter_hash="c" * 64), "S7": ident})
     assert popt1_closure({}, {}, bad)["veto"]["identity_match"] is False
     assert popt1_closure({}, {}, dict(ev, s6_issues_error=2))["veto"]["s6_issues_error_zero"] is False
+
+
+def test_popt0_gate_is_said_in_words():
+    """``tuning.runtime baseline`` prints what the gate means: HOLD with every state GREEN is not a stop."""
+    from tuning.runtime import gate_sentence
+
+    calm = popt0_table({s: 0.01 for s in PLAN_SECONDS})
+    said = gate_sentence(calm["progression_gate"], calm["timing"]["state_table"])
+    assert said.startswith("**HOLD**: no runtime work needed") and "as is every state" in said and "P0" in said
+    slow_s0 = popt0_table({**{s: 0.01 for s in PLAN_SECONDS}, "S0": 2.0, "S6": 9.0})  # S6 primary, GREEN
+    said = gate_sentence(slow_s0["progression_gate"], slow_s0["timing"]["state_table"])
+    assert "primary hotspot S6 is GREEN" in said and "over their own target: S0" in said
+    hot = popt0_table(PLAN_SECONDS)
+    assert gate_sentence(hot["progression_gate"], hot["timing"]["state_table"]).startswith(
+        "**GO**: the primary hotspot S6 is RED")
+    assert gate_sentence(popt0_table({})["progression_gate"], []) == "**HOLD**: no state was timed"

@@ -1,19 +1,19 @@
 """Independent sweep workers on a real PostgreSQL server and a real MLflow tracking server.
 
-The session fixture initialises a throw-away PostgreSQL cluster (as the ``postgres`` user when the
-tests run as root), starts it and an ``mlflow server`` backed by it on free loopback ports, and
-stops both at the end. ``.ci/run`` installs Debian's postgresql when it is absent.
+The module fixture starts them as the README does, with ``scripts/local_cluster.sh start`` (a throw-away
+PostgreSQL cluster, as the ``postgres`` user when the tests run as root, and an ``mlflow server`` backed by
+it, on free loopback ports) and stops them at the end. The last test runs the README's cluster sequence
+itself, from a shell. ``.ci/run`` installs Debian's postgresql when it is absent.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
+import re
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -21,32 +21,39 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from tests.environment import NO_POSTGRES
 from tests.tuning.conftest import REPO, make_project, trial_runs
 
 pytestmark = pytest.mark.slow
 N_TRIALS, N_WORKERS = 6, 4
+SCRIPT = REPO / "scripts" / "local_cluster.sh"
 
 
-@pytest.fixture(scope="session")
-def services():
+def _cluster(action: str, cluster_dir: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(SCRIPT), action], env=dict(os.environ, SEG3A_CLUSTER_DIR=str(cluster_dir)),
+                          capture_output=True, text=True, timeout=300)
+
+
+def _exports(stdout: str) -> dict:
+    return dict(re.findall(r"^export (\w+)=(\S+)$", stdout, re.M))
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory):
     from tuning import local_services as ls
     try:
         ls.pg_bin("initdb")
     except Exception:  # noqa: BLE001
-        pytest.skip("PostgreSQL is not installed (.ci/run installs Debian's postgresql)")
-    root = Path(tempfile.mkdtemp(prefix="seg3a-services-"))
-    pgdata = Path(tempfile.mkdtemp(prefix="seg3a-pgdata-"))
-    proc = None
+        pytest.skip(NO_POSTGRES)
+    cluster_dir = tmp_path_factory.mktemp("cluster")
     try:
-        pg = ls.start_postgres(pgdata)
-        uri, proc = ls.start_mlflow(f"{pg}/mlflow", root / "artifacts", log=root / "mlflow.log", workers=1)
-        yield {"storage": f"{pg}/optuna", "tracking_uri": uri}
+        started = _cluster("start", cluster_dir)
+        assert started.returncode == 0, started.stderr
+        exports = _exports(started.stdout)
+        yield {"storage": exports["SEG3A_STORAGE"], "tracking_uri": exports["MLFLOW_TRACKING_URI"],
+               "dir": cluster_dir}
     finally:
-        if proc is not None:
-            ls.stop_process(proc.pid)
-        ls.stop_postgres(pgdata)
-        shutil.rmtree(pgdata, ignore_errors=True)
-        shutil.rmtree(root, ignore_errors=True)
+        _cluster("stop", cluster_dir)
 
 
 def _env(tracking_uri: str) -> dict:
@@ -65,9 +72,10 @@ def _worker(root: Path, env: dict, storage: str, study: str) -> subprocess.Popen
 
 def _kill_mid_trial(workers: list[subprocess.Popen], storage: str, study: str, deadline: float,
                     restart) -> int | None:
-    """SIGKILL the first worker seen holding a RUNNING trial once a trial is COMPLETE; its index. A kill
-    that lands after that worker told its trial (the race between reading the state and the signal) left
-    nothing RUNNING behind: that worker is restarted (``restart()``) and the watch goes on."""
+    """SIGKILL the first worker seen holding a RUNNING trial with its parameters drawn once a trial is
+    COMPLETE; its index. A kill that lands after that worker told its trial (the race between reading the
+    state and the signal) left nothing RUNNING behind: that worker is restarted (``restart()``) and the
+    watch goes on."""
     by_pid = {w.pid: i for i, w in enumerate(workers)}
     rdb = None  # one connection pool for the whole watch, made once the workers created the schema
     while time.time() < deadline and any(w.poll() is None for w in workers):
@@ -81,7 +89,8 @@ def _kill_mid_trial(workers: list[subprocess.Popen], storage: str, study: str, d
             continue
         for t in trials:
             i = by_pid.get((t.user_attrs.get("worker") or {}).get("pid"))
-            if t.state == TrialState.RUNNING and i is not None and workers[i].poll() is None:
+            # mid-trial: its parameters drawn (killed between ask and its draws, its retry would draw afresh)
+            if t.state == TrialState.RUNNING and t.params and i is not None and workers[i].poll() is None:
                 pid = workers[i].pid
                 os.kill(pid, signal.SIGKILL)
                 workers[i].wait(timeout=30)
@@ -134,3 +143,26 @@ def test_four_hosts_one_study_survive_a_killed_worker(services, tmp_path, monkey
     points = {tuple(sorted(t.params.items())) for t in complete}
     # tuning/sampler_streams.py keys each trial's stream by its number: no two workers share a stream
     assert len(points) == N_TRIALS, "workers on different hosts proposed the same point"
+
+
+def test_the_readme_cluster_sequence_runs_as_written_from_a_shell(services, tmp_path):
+    """The README's block, in bash: ``start`` while a cluster runs prints its exports, ``eval`` takes them,
+    ``status`` repeats them, a sweep runs on them, ``stop`` ends it (and ``status`` then says so)."""
+    readme = (REPO / "README.md").read_text()
+    (block,) = [b for b in re.findall(r"```bash\n(.*?)```", readme, re.S) if 'eval "$(scripts/local_cluster.sh' in b]
+    assert "--trials 40" in block
+    root = make_project(tmp_path / "proj")
+    (root / "scripts").symlink_to(REPO / "scripts")
+    env = dict(_env(services["tracking_uri"]), SEG3A_CLUSTER_DIR=str(services["dir"]))
+    for var in ("MLFLOW_TRACKING_URI", "SEG3A_STORAGE"):
+        env.pop(var, None)  # only what the block's eval brings
+    out = subprocess.run(["bash", "-euo", "pipefail", "-c", block.replace("--trials 40", "--trials 2")], cwd=root,
+                         env=env, capture_output=True, text=True, timeout=400)
+    assert out.returncode == 0, out.stderr[-3000:]
+    expected = {"SEG3A_STORAGE": services["storage"], "MLFLOW_TRACKING_URI": services["tracking_uri"]}
+    assert [l for l in out.stdout.splitlines() if l.startswith("export ")] == \
+        [f"export {k}={expected[k]}" for k in ("MLFLOW_TRACKING_URI", "SEG3A_STORAGE")] * 2  # start, status
+    assert "a local cluster already runs" in out.stderr  # the second start found the first
+    assert re.search(r"^study team-P1.2 \(phase P1.2, seeds 42\): 2 complete, ", out.stdout, re.M), out.stdout
+    after = _cluster("status", services["dir"])
+    assert after.returncode == 1 and after.stdout == "" and "not running" in after.stderr

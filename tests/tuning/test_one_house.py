@@ -157,7 +157,7 @@ def test_trials_and_runs_rank_the_same_way():
 
 
 def test_dashboard_best_trial_is_the_ranking_first():
-    from tuning.dashboard import feasible_best_storage
+    from tuning.dashboard import feasible_best_numbers
 
     storage = optuna.storages.InMemoryStorage()
     study = optuna.create_study(study_name="d", storage=storage, direction="maximize")
@@ -165,7 +165,10 @@ def test_dashboard_best_trial_is_the_ranking_first():
         study.add_trial(_trial(n, j, veto))
     sid = storage.get_study_id_from_name("d")
     assert storage.get_best_trial(sid).number == 4  # stock: the best J, a vetoed trial
-    assert feasible_best_storage(storage).get_best_trial(sid).number == EXPECTED[0]
+    assert feasible_best_numbers(storage, sid) == [EXPECTED[0]]
+    vetoed = optuna.create_study(study_name="v", storage=storage, direction="maximize")
+    vetoed.add_trial(_trial(0, 0.9, "FAIL"))
+    assert feasible_best_numbers(storage, storage.get_study_id_from_name("v")) == []  # no feasible trial: none
 
 
 def test_no_best_trial_logic_outside_ranking():

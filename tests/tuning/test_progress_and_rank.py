@@ -31,7 +31,7 @@ def test_progress_timeout_and_rank(project, capsys):
     table = capsys.readouterr().out
     lines = table.splitlines()
     assert lines[-1].startswith("MLflow UI: http://127.0.0.1:5000/#/experiments/") and \
-        lines[-1].endswith("/runs?viewStateShareKey=rank")
+        lines[-1].endswith("/runs?workflowType=machine_learning&viewStateShareKey=rank")
     head, body = lines[0], lines[1:-1]
     assert len(body) == 3 and "\t" not in table
     for col in ("mlflow_run_id", "veto", "verdict"):
@@ -42,7 +42,7 @@ def test_progress_timeout_and_rank(project, capsys):
     exp = client().get_experiment_by_name("3A-P1.2")
     view = json.loads(exp.tags["mlflow.sharedViewState.rank"])
     assert view["orderByKey"] == "metrics.`J_feasible`" and view["orderByAsc"] is False
-    assert "metrics.`J`" in view["selectedColumns"]
+    assert view["selectedColumns"][:4] == ["metrics.`J`", "tags.`verdict`", "tags.`fidelity`", "tags.`veto`"]
 
 
 def test_certify_shows_progress_per_seed(project, capsys):

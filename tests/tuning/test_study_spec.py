@@ -50,7 +50,8 @@ def test_bad_study_file_cli_is_one_coded_line(tmp_path):
     assert out.stderr.strip().startswith("E3A_TUN_010_STUDY_INVALID: studies/P1.2.yaml: knobs[0].high:")
     assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
     missing = run_module(tmp_path, "tuning.sweep", "--phase", "P9")
-    assert missing.returncode == 2 and missing.stderr.startswith("E3A_TUN_011_STUDY_NOT_FOUND")
+    assert missing.returncode == 2 and missing.stderr.strip() == \
+        "E3A_TUN_011_STUDY_NOT_FOUND: studies/P9.yaml: study file not found (phases in studies: P1.2)"
 
 
 def test_stale_journal_lock_left_by_a_killed_process_is_released(tmp_path, monkeypatch):
