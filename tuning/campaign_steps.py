@@ -206,7 +206,8 @@ class Campaign:
             ranked = eligible(rows, step.get("select", "best_feasible"), min_j, bool(rule.get("targets", False)))
             rates, anchor = validation_rates(sweep, ranked[: int(check.get("top", 5))], int(check.get("seeds", 12)))
             pick, checked = validated(ranked, rates)
-            why = f"{why}; {checked}; the authority itself holds on {anchor[0]:.0%}"
+            why = (f"the rule ({step.get('select', 'best_feasible')}) first picks {why}; {checked}; "
+                   f"the authority itself holds on {anchor[0]:.0%}")
             if rates[pick["trial"]][0] < anchor[0]:   # no better than changing nothing, on seeds it was not tuned on
                 pick, why = None, f"{why}: no candidate generalises better than the authority"
         if pick is None or pick["J"] is None or (min_j is not None and pick["J"] <= min_j):

@@ -79,7 +79,7 @@ def render(policies_dir: Path, world=None) -> str:
               + (" (inside)" if all(0.55 <= r <= 0.70 for r in rates) else
                  f" (outside: at most {_multi_clock_pair_share(final[42]):.4f} of pairs are in a country with more "
                  "than one populated clock, the only pairs S1 can escalate)"), ""]
-    lines += _holdout_lines(policies_dir)
+    lines += _holdout_lines(policies_dir) + _frontier_lines(policies_dir)
     lines += ["| cross-seed CV (population std / mean) | value | B <= 0.25 | B+ <= 0.15 |", "|---|---|---|---|"]
     for metric, value in pack["cv"].items():
         v = float(value)
@@ -100,6 +100,24 @@ def _all_faithful(verdicts: list[str]) -> str:
 def _multi_clock_pair_share(entry: dict) -> float:
     s1 = entry["s1"]
     return float((s1["zone_count_country"] > 1).mean())
+
+
+def _frontier_lines(policies_dir: Path) -> list[str]:
+    """What the campaign's P2 frontier proved (its ladder step): reachability, the blocking targets when B+
+    with FAITHFUL is out of reach, and its feasible Pareto front (J = S3 std gain over the anchor against S4
+    top-1 p75; the plot is ``pareto.html`` on the frontier sweep's MLflow parent run)."""
+    steps = [s for s in read_ladder(policies_dir) if s["phase"] == "P2" and "meets" in (s.get("evidence") or {})]
+    if not steps:
+        return []
+    ev = steps[-1]["evidence"]
+    lines = [f"P2 frontier (`{ev['study']}`, {ev['trials']} trials on four seeds, DISTORTED vetoed): "
+             f"`{steps[-1]['decision']}`; {ev['meets']} of {ev['faithful']} faithful trials meet the B+ S3 gate and the "
+             f"hard S4 gate together on every seed; blocking: {ev['blocking']}.", ""]
+    front = ev.get("front") or []
+    if front:
+        lines += ["| frontier trial | J (S3 std gain) | S4 top-1 p75 |", "|---|---|---|"]
+        lines += [f"| {r['trial']} | {_fmt(r['J'])} | {_fmt(r['second'])} |" for r in front[:8]] + [""]
+    return lines
 
 
 def _holdout_lines(policies_dir: Path) -> list[str]:
