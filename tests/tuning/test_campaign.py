@@ -115,3 +115,114 @@ def test_run_then_replay_ends_on_identical_policies_and_rebuilds_the_trail(proje
     with pytest.raises(EngineError) as err:
         main(["replay", "--file", "campaign.yaml", "--no-progress", "--json"])
     assert err.value.code == "E3A_TUN_061_REPLAY_MISMATCH"
+
+
+MINI_FRONTIER = """
+phase: P2
+study: c-P2.frontier
+base_policies: policies
+seeds: [42]
+trials: 4
+sampler: {name: tpe, seed: 8, n_startup_trials: 4, multivariate: true}
+knobs:
+  - {name: concentration_scale, low: 0.2, high: 0.6}
+  - {name: site_elasticity, low: 0.8, high: 1.3}
+  - {name: min_second_zone_share, low: 0.0, high: 0.2}
+  - {name: max_forced_zones, value: 1}
+objective:
+  name: J_frontier
+  terms:
+    - {name: d_s3_std, metric: s3.merchant_share_std_median, direction: up, weight: 1.0}
+  second: {name: s4_top1_p75, metric: s4.top1_share_p75, direction: minimize}
+vetoes:
+  structural: [s6_pass, s7_pass, conservation, schema, realism_floors, fidelity]
+  guardrails:
+    - {name: 3A-S04 S3 std >= 0.02, metric: s3.merchant_share_std_median, op: ">=", value: 0.02, reason: S3_STD_TARGET}
+targets:
+  - {name: S3 std >= 0.02, metric: s3.merchant_share_std_median, op: ">=", value: 0.02}
+"""
+WORLD_CAMPAIGN = """
+campaign: mini-world
+validate: {seeds: 2, top: 2}
+steps:
+  - {author: true}
+  - {phase: P0, baseline: {seed: 42}}
+  - {phase: P2, frontier: {study: P2.frontier}, reachable: REACHABLE, unreachable: UNREACHABLE, narrow: [P2],
+     reason: "frontier on {world}: {multi_clock_pair_share:.2f} of pairs in multi-clock countries;"}
+  - {phase: P2, sweep: {study: P2, name: c-P2}, select: best_feasible, promote_if: {min_J: 0.0},
+     decision: UNLOCK_P3, else: HOLD_P2}
+  - {phase: P5, certify: {seeds: [42], holdout: 2}}
+  - {phase: P6, freeze: {target: PASS_BPLUS}}
+"""
+
+
+@pytest.mark.slow
+def test_a_campaign_runs_on_a_world_of_its_own_and_leaves_a_users_sweep_alone(project, capsys):
+    """The same campaign machinery on another world: its own authority folder bound to that world, every ladder
+    step carrying the world, reasons quoting the world's facts, the frontier's computed review narrowing P2. A
+    user's own sweep (same study name, default world) keeps its journal, runs and ranking through the campaign."""
+    import hashlib
+
+    import pandas as pd
+
+    from tests.worlds.build import write_world
+    from tuning import worlds
+    from tuning.campaign import main
+    from tuning.ladder import read_ladder
+    from tuning.rank import ranked_runs
+    from tuning.sweep import main as sweep
+
+    studies = project / "studies"
+    (studies / "P2.yaml").write_text(MINI_P2)
+    (studies / "P2.frontier.yaml").write_text(MINI_FRONTIER)
+    (project / "campaign.yaml").write_text(WORLD_CAMPAIGN)
+    world = project / "local"
+    write_world("small_local", world, seed=11)
+    frame = pd.read_parquet(world / "outlets.parquet")
+    frame[frame["merchant_id"] % 3 == 0].to_parquet(world / "outlets.parquet", index=False)
+    assert sweep(["--phase", "P1.2", "--trials", "3", "--no-progress", "--json"]) == 0   # the user's own sweep
+    journal = project / ".optuna" / "t-P1.2.journal"
+    before = hashlib.sha256(journal.read_bytes()).hexdigest(), [(r["trial"], r["run_id"]) for r in ranked_runs("P1.2")]
+    capsys.readouterr()
+    assert main(["run", "--file", "campaign.yaml", "--world", str(world), "--policies", "auth", "--no-progress",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    w = worlds.load(world)
+    ladder = read_ladder(project / "auth")
+    assert out["world"]["fingerprint"] == w.fingerprint and {s["world"] for s in ladder} == {w.fingerprint}
+    frontier = next(s for s in ladder if s["decision"] in ("REACHABLE", "UNREACHABLE"))
+    assert frontier["note"].startswith(f"frontier on {w.name}: ") and "multi-clock countries" in frontier["note"]
+    if frontier["decision"] == "REACHABLE":
+        assert any(s["decision"] == "SPACES_NARROWED" and "P2: " in s["note"] for s in ladder)
+    assert ladder[-1]["phase"] == "P6" and ladder[-1]["decision"].startswith("FROZEN_")
+    assert PolicySet.from_dir(project / "policies").parameter_hash   # the default world's authority untouched
+    after = hashlib.sha256(journal.read_bytes()).hexdigest(), [(r["trial"], r["run_id"]) for r in ranked_runs("P1.2")]
+    assert after == before    # the campaign's own studies are named apart: nothing of the user's moved
+    assert (project / ".optuna" / f"campaign-c-P2-{w.label}.journal").exists()
+
+
+@pytest.mark.slow
+def test_replay_reports_against_the_committed_authority(project, capsys):
+    """After a campaign's policies are committed, a later change to policies/ (a promotion, an edit) does not make
+    replay fail: it compares with git HEAD and says so."""
+    import subprocess
+
+    from tuning.campaign import main
+
+    studies = project / "studies"
+    (studies / "P1.2.yaml").write_text(MINI_P12)
+    (studies / "P2.yaml").write_text(MINI_P2)
+    (project / "campaign.yaml").write_text(CAMPAIGN)
+    assert main(["run", "--file", "campaign.yaml", "--no-progress", "--json"]) == 0
+    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run(git + ["init", "-q"], cwd=project, check=True)
+    subprocess.run(git + ["add", "policies"], cwd=project, check=True)
+    subprocess.run(git + ["commit", "-qm", "authority"], cwd=project, check=True)
+    mixture = project / "policies" / "zone_mixture_policy.yaml"
+    text = mixture.read_text()
+    assert "theta_mix: 0.35" in text
+    mixture.write_text(text.replace("theta_mix: 0.35", "theta_mix: 0.36"))   # the authority changed since
+    capsys.readouterr()
+    assert main(["replay", "--file", "campaign.yaml", "--no-progress", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["replay_identical"] is True and out["compared_with"] == "git HEAD"
