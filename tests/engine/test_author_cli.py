@@ -13,7 +13,8 @@ from tests.engine.conftest import ROOT
 
 def _cli(cwd, *args):
     env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
-    proc = subprocess.run([sys.executable, "-m", "engine", *args], cwd=cwd, capture_output=True, text=True, env=env)
+    proc = subprocess.run([sys.executable, "-m", "engine", *args], cwd=cwd, capture_output=True, text=True, env=env,
+                          timeout=240)
     return proc.returncode, proc.stdout, proc.stderr
 
 

@@ -15,7 +15,7 @@ from tests.engine.conftest import ANCHOR, ROOT
 
 
 def _cli(*args, cwd=ROOT):
-    proc = subprocess.run([sys.executable, "-m", "engine", *args], cwd=cwd, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "engine", *args], cwd=cwd, capture_output=True, text=True, timeout=240)
     return proc.returncode, proc.stdout, proc.stderr
 
 
