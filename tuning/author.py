@@ -14,7 +14,7 @@ from typing import Sequence
 
 from engine import EngineError
 from engine import PolicySet
-from tuning.errors import E_USAGE, TuningParser, run_cli
+from tuning.errors import E_USAGE, TuningParser, run_cli, text
 
 DECISION = "AUTHORED_INSTALL"
 
@@ -67,11 +67,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = TuningParser(prog="python -m tuning.author", description=__doc__.splitlines()[0])
     ap.add_argument("--into-authority", action="store_true", required=True,
                     help="required: this command overwrites the authority folder")
-    ap.add_argument("--reason", required=True, help="why the authority is replaced (recorded in the ladder)")
+    ap.add_argument("--reason", required=True, type=text, help="why the authority is replaced (recorded in the ladder)")
     ap.add_argument("--policies", default="policies", help="the authority folder (default: policies)")
     ap.add_argument("--world", help="a world directory instead of the embedded default")
     ap.add_argument("--reference", help="a zone universe file (country_iso, tzid)")
-    ap.add_argument("--reopen", metavar="REASON", help="reopen a frozen authority (recorded in the ladder)")
+    ap.add_argument("--reopen", metavar="REASON", type=text, help="reopen a frozen authority (recorded in the ladder)")
     args = ap.parse_args(argv)
     if not args.reason.strip():
         raise EngineError(E_USAGE, "--reason must not be empty")

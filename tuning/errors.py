@@ -6,6 +6,7 @@ reach the user the same way: one line ``CODE: cause`` on stderr, exit status 2, 
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from typing import Callable, Sequence
@@ -35,6 +36,24 @@ class TuningParser(CodedParser):
     """The argument parser of every ``python -m tuning.*``: usage errors are ``E3A_TUN_050_USAGE`` lines."""
 
     usage_code = E_USAGE
+
+
+def text(value: str) -> str:
+    """An argument type: text with something in it (a phase, a decision, a reason, a note is recorded)."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return value
+
+
+def at_least_one(value: str) -> int:
+    """An argument type: an integer >= 1 (a count of rows, trials, repeats)."""
+    try:
+        number = int(value, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{number} must be >= 1")
+    return number
 
 
 def _tracking_error(exc: BaseException) -> EngineError | None:

@@ -23,7 +23,7 @@ from engine import atomic_write
 from engine import EngineError
 from engine import PolicySet
 from engine import load_yaml
-from tuning.errors import E_USAGE, TuningParser, run_cli
+from tuning.errors import E_USAGE, TuningParser, run_cli, text
 
 LADDER_FILE = "ladder.yaml"
 
@@ -49,6 +49,8 @@ def record_step(phase: str, decision: str, *, policies_dir: Path = Path("policie
     (two steps recorded at once both land)."""
     from tuning.authority_txn import authority_lock
 
+    if not str(phase).strip() or not str(decision).strip():
+        raise EngineError(E_USAGE, f"a ladder step needs a phase and a decision (got {phase!r}, {decision!r})")
     with authority_lock(policies_dir):
         return _record_step(phase, decision, policies_dir=policies_dir, **kw)
 
@@ -110,7 +112,7 @@ def ladder_table(steps: list[dict], stable: bool = False) -> str:
     return "\n".join(rows) + "\n"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> TuningParser:
     ap = TuningParser(prog="python -m tuning.ladder", description="the phase decision ladder")
     sub = ap.add_subparsers(dest="cmd", required=True)
     show = sub.add_parser("show")
@@ -118,11 +120,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     show.add_argument("--json", action="store_true")
     rec = sub.add_parser("record")
     rec.add_argument("--policies", default="policies")
-    rec.add_argument("--phase", required=True)
-    rec.add_argument("--decision", required=True)
-    rec.add_argument("--note")
+    rec.add_argument("--phase", required=True, type=text)
+    rec.add_argument("--decision", required=True, type=text)
+    rec.add_argument("--note", type=text)
     rec.add_argument("--file", action="append", default=[], help="an evidence file logged as an artifact")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.cmd == "show":
         steps = read_ladder(Path(args.policies))
         print(json.dumps(steps, indent=2) if args.json else ladder_table(steps), end="" if not args.json else "\n")

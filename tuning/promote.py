@@ -27,7 +27,8 @@ from engine import EngineError
 from engine import PolicySet
 from engine import load_yaml
 from tuning.authority_txn import authority_lock, install as txn_install, tag_authority
-from tuning.errors import E_ARTIFACTS, E_NOT_FAITHFUL, E_RUN_MISSING, E_RUN_VETOED, E_WITNESS, TuningParser, run_cli
+from tuning.errors import (E_ARTIFACTS, E_NOT_FAITHFUL, E_RUN_MISSING, E_RUN_VETOED, E_WITNESS, TuningParser, run_cli,
+                           text)
 from tuning.objective import deterministic_view
 from tuning.promote_guards import guard_promotion
 from tuning.registry import register_authority
@@ -277,17 +278,21 @@ def _tag_source_runs(mlc, run_id: str, promo_id: str, previous_run: str | None, 
             pass  # the superseded run lives in another tracking store: the lineage file still records it
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> TuningParser:
     ap = TuningParser(prog="python -m tuning.promote", description=__doc__.splitlines()[0])
     ap.add_argument("run_id", metavar="MLFLOW_RUN_ID")
     ap.add_argument("--policies", default="policies", help="authority policy directory")
-    ap.add_argument("--decision", help="phase decision recorded with the promotion (e.g. UNLOCK_P2)")
+    ap.add_argument("--decision", type=text, help="phase decision recorded with the promotion (e.g. UNLOCK_P2)")
     ap.add_argument("--runs-root", default="runs", help="where the witness run is materialised ('' = not)")
-    ap.add_argument("--ladder-phase", help="phase label of the ladder step (default: the run's phase), e.g. P1.4")
-    ap.add_argument("--reopen", metavar="REASON", help="reopen a frozen authority (the reason is recorded)")
-    ap.add_argument("--reason", help="why this candidate (e.g. which Pareto point and why), recorded in the ladder")
+    ap.add_argument("--ladder-phase", type=text, help="phase label of the ladder step (default: the run's phase), e.g. P1.4")
+    ap.add_argument("--reopen", metavar="REASON", type=text, help="reopen a frozen authority (the reason is recorded)")
+    ap.add_argument("--reason", type=text, help="why this candidate (e.g. which Pareto point and why), recorded in the ladder")
     ap.add_argument("--json", action="store_true")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     out = promote(args.run_id, Path(args.policies), args.decision, Path(args.runs_root) if args.runs_root else None,
                   args.ladder_phase, args.reopen, args.reason)
     if args.json:

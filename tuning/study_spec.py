@@ -48,7 +48,7 @@ STUDY_SCHEMA = {
         "study": {"type": "string", "pattern": STUDY_NAME},
         "description": {"type": "string"},
         "base_policies": {"type": "string", "minLength": 1},
-        "seeds": {"type": "array", "minItems": 1, "maxItems": 64, "items": _UINT64},
+        "seeds": {"type": "array", "minItems": 1, "maxItems": 64, "uniqueItems": True, "items": _UINT64},  # J = mean
         "trials": {"type": "integer", "minimum": 1, "maximum": MAX_TRIALS},
         "sampler": {
             "type": "object", "additionalProperties": False, "required": ["name", "seed"],
