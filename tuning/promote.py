@@ -57,9 +57,13 @@ def differences(recorded, replayed, path: str = "") -> list[str]:
 
 
 def _get_run(mlc, run_id: str):
+    """The run, or ``E3A_TUN_022`` when the store says it has none; any other failure of the store is the store's
+    (``E3A_TUN_042``, through tuning.errors)."""
     try:
         return mlc.get_run(run_id)
-    except MlflowException:
+    except MlflowException as exc:
+        if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise
         raise EngineError(E_RUN_MISSING, f"MLflow run {run_id} not found at {mlc.tracking_uri}") from None
 
 

@@ -207,6 +207,28 @@ def metric_value(pack: dict, path: str) -> float:
     return float(value)
 
 
+def named_metrics(spec: StudySpec) -> list[tuple[str, str]]:
+    """(field, metric) for every metric the study names: terms, second objective, guardrails, targets, precheck
+    triggers and key metrics."""
+    named = [(f"objective.terms[{i}].metric", t["metric"]) for i, t in enumerate(spec.terms)]
+    named += [("objective.second.metric", spec.second["metric"])] if spec.second else []
+    named += [(f"vetoes.guardrails[{i}].metric", c.metric) for i, c in enumerate(spec.guardrails)]
+    named += [(f"targets[{i}].metric", c.metric) for i, c in enumerate(spec.targets)]
+    named += [(f"precheck.triggers[{i}].metric", t["metric"])
+              for i, t in enumerate((spec.precheck or {}).get("triggers", []))]
+    return named + [(f"key_metrics[{i}]", m) for i, m in enumerate(spec.key_metrics)]
+
+
+def check_metrics(spec: StudySpec, pack: dict) -> None:
+    """Every metric the study names is a number of the metric pack (checked on the anchor's pack, before any
+    journal or MLflow run exists); else ``E3A_TUN_010`` naming the field."""
+    for where, metric in named_metrics(spec):
+        family, key = metric.split(".", 1)
+        value = pack.get(family, {}).get(key) if isinstance(pack.get(family), dict) else None
+        if isinstance(value, str) or not isinstance(value, (int, float)):
+            raise _fail(str(spec.path), where, f"metric {metric!r} is not a number of the metric pack")
+
+
 def metric_or_none(pack: dict | None, path: str) -> float | None:
     """``metric_value``, or None when there is no pack or the metric is missing."""
     try:

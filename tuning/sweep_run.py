@@ -38,10 +38,8 @@ class Sweep:
         self.target = config.trials or self.spec.trials
         self.study_name = config.study or self.spec.study
         self.base = PolicySet.from_dir(config.policies or self.spec.base_policies)
-        self.storage = open_storage(config.storage, self.study_name)
-        self.study = open_study(self.spec, self.study_name, self.storage, self.seeds, self.base.parameter_hash)
         self.lock = lock_path(config.storage, self.study_name)  # the trial-budget lock (see Coordinator.exclusive)
-        self.coordinator = Coordinator(self.study, self.storage, config.storage, self.lock, config.stale_after)
+        self.storage = self.study = self.coordinator = None   # opened by open_study(), once everything is valid
         self._objective = None
         self.history_free = history_free_trials(self.spec)   # trials the loop may run ahead of the trail
         self.deadline = time.monotonic() + config.timeout if config.timeout else None
@@ -55,6 +53,15 @@ class Sweep:
 
             self._objective = SeedRobustObjective(self.spec, self.seeds, self.base)
         return self._objective
+
+    def open_study(self) -> None:
+        """The Optuna storage and study (a new journal is created here): called only once the study's metrics
+        are checked against the anchor's pack and the MLflow store has answered."""
+        if self.study is None:
+            self.storage = open_storage(self.config.storage, self.study_name)
+            self.study = open_study(self.spec, self.study_name, self.storage, self.seeds, self.base.parameter_hash)
+            self.coordinator = Coordinator(self.study, self.storage, self.config.storage, self.lock,
+                                           self.config.stale_after)
 
     def timed_out(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
@@ -93,10 +100,20 @@ class Sweep:
     def run(self, process: TrailProcess | None = None) -> dict:
         """The coordinator: the trail process (``process``: one already started, else a new one; MLflow starts
         on the other core while the engine, the world and the anchor load here), the parent run, the
-        precheck, the trials (this process or ``--workers K``), the close."""
+        precheck, the trials (this process or ``--workers K``), the close. Nothing is written before the study's
+        metrics are checked against the anchor's pack and the tracking store has answered: a refused study or an
+        unreachable store leaves no journal and no MLflow run."""
+        process = process if process is not None else TrailProcess()
+        try:
+            self.objective.anchor   # the anchor's pack holds every metric the study names (E3A_TUN_010 if not)
+        except BaseException:
+            process.close()
+            raise
         trail = SweepTrail(self.spec.phase, self.study_name, self.spec.objective_name, process=process)
         ok = False
         try:
+            trail.experiment_id     # the store answers (its own coded error if not) before the journal is opened
+            self.open_study()
             self.start_parent(trail)
             if self.spec.multi_objective:
                 trail.watch_front(self.spec.second["direction"])
@@ -173,6 +190,8 @@ def worker_process(spec: WorkerSpec) -> None:
 
 def run_worker(spec: WorkerSpec) -> int:
     sweep = Sweep(spec.config)
+    sweep.objective.anchor   # the study's metrics are checked before this worker opens anything
+    sweep.open_study()
     trail = SweepTrail(sweep.spec.phase, sweep.study_name, sweep.spec.objective_name, spec.parent_run_id)
     ok = False
     try:
