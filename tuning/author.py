@@ -39,7 +39,6 @@ def install_authored(policies_dir: Path, reason: str, world_dir: str | None = No
 
 def _install_authored(policies_dir: Path, reason: str, world_dir: str | None, reference: str | None,
                       reopen: str | None) -> dict:
-    from tuning.ladder import record_step
     from tuning.promote import install, read_lineage
     from tuning.promote_guards import E_FROZEN, frozen_step
 
@@ -49,18 +48,20 @@ def _install_authored(policies_dir: Path, reason: str, world_dir: str | None, re
     if frozen is not None and not reopen:
         raise EngineError(E_FROZEN, f"the authority {current.parameter_hash[:12]} is {frozen['decision']}; "
                                     f"pass --reopen REASON to overwrite it with the authored baseline")
-    if frozen is not None:
-        record_step("P6", "REOPENED", policies_dir=policies_dir, note=reopen,
-                    evidence={"frozen_status": frozen["decision"], "for": DECISION})
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     entry = {"promoted_utc": now, "decision": DECISION, "reason": reason, "source": authored.source,
              "parameter_hash": authored.parameter_hash, "digests": dict(authored.digests),
              "previous_authority": {"parameter_hash": current.parameter_hash if current else None,
                                     "digests": dict(current.digests) if current else {}}}
-    install(authored, policies_dir, read_lineage(policies_dir), entry)
-    return record_step("AUTHOR", DECISION, policies_dir=policies_dir, note=reason,
-                       evidence={"source": authored.source, "previous_parameter_hash":
-                                 current.parameter_hash if current else "none"})
+    # one transaction (tuning.promotion_txn): the files, no run left current, no registry alias, the ladder steps
+    steps = [{"kind": "clear_authority"}]
+    if frozen is not None:
+        steps.append({"kind": "ladder", "phase": "P6", "decision": "REOPENED", "note": reopen,
+                      "evidence": {"frozen_status": frozen["decision"], "for": DECISION}})
+    steps.append({"kind": "ladder", "phase": "AUTHOR", "decision": DECISION, "note": reason,
+                  "evidence": {"source": authored.source,
+                               "previous_parameter_hash": current.parameter_hash if current else "none"}})
+    return install(authored, policies_dir, read_lineage(policies_dir), entry, steps=steps)["ladder"][-1]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

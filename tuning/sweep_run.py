@@ -13,6 +13,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from engine import PolicySet
+from tuning.authority_txn import settle
 from tuning.coordination import Coordinator
 from tuning.errors import invoke
 from tuning.knobs import KNOBS
@@ -37,6 +38,7 @@ class Sweep:
         self.seed = self.seeds[0]
         self.target = config.trials or self.spec.trials
         self.study_name = config.study or self.spec.study
+        settle(config.policies or self.spec.base_policies)   # an interrupted promotion is finished first
         self.base = PolicySet.from_dir(config.policies or self.spec.base_policies)
         self.lock = lock_path(config.storage, self.study_name)  # the trial-budget lock (see Coordinator.exclusive)
         self.storage = self.study = self.coordinator = None   # opened by open_study(), once everything is valid
