@@ -53,15 +53,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8080)
     args = ap.parse_args(argv)
-    from optuna_dashboard import run_server
-
     from tuning.study_spec import load_study
     from tuning.study_store import open_storage
 
     name = args.study or load_study(args.phase, args.studies_dir).study
-    print(f"optuna-dashboard on study {name}: http://{args.host}:{args.port}/dashboard")
-    run_server(feasible_best_storage(open_storage(args.storage, name)), host=args.host, port=args.port)
+    print(f"optuna-dashboard on study {name}: http://{args.host}:{args.port}/dashboard", flush=True)
+    serve(feasible_best_storage(open_storage(args.storage, name)), args.host, args.port)
     return 0
+
+
+def serve(storage, host: str, port: int) -> None:
+    """optuna-dashboard's app on wsgiref until Ctrl-C, which stops the server between two requests: raised inside
+    one, wsgiref would print it as that request's error (a traceback) and serve on."""
+    import signal
+    import threading
+    from wsgiref.simple_server import make_server
+
+    from optuna_dashboard import wsgi
+
+    server = make_server(host, port, wsgi(storage))
+    previous = signal.signal(signal.SIGINT, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
+    try:
+        server.serve_forever()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        server.server_close()
 
 
 if __name__ == "__main__":

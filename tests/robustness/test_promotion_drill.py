@@ -216,3 +216,50 @@ def test_verify_authority_reports_a_disagreement(proj, capsys):
     finally:
         log_batch(client(), run_id, tags={"authority": "current"})
     _agree()
+
+
+_SIGKILLED_PROMOTE = """
+import os, sys
+from mlflow import MlflowClient
+
+k, calls = int(sys.argv[1]), [0]
+
+def deadly(real):
+    def op(*a, **kw):
+        calls[0] += 1
+        if calls[0] == k:
+            os._exit(9)       # SIGKILL's effect: no finally, no atexit
+        return real(*a, **kw)
+    return op
+
+for name in ("create_run", "set_terminated", "create_model_version", "set_registered_model_alias"):
+    setattr(MlflowClient, name, deadly(getattr(MlflowClient, name)))
+from tuning.errors import run_cli
+from tuning.promote import main
+run_cli(main, sys.argv[2:])
+"""
+
+
+def test_a_promote_process_killed_with_its_run_running_is_finished_by_verify_authority(proj):
+    """As programs: the promote dies between creating its promotion run and ending it (the drill's "left
+    RUNNING"); ``python -m tuning.verify_authority`` finishes every record and agrees (exit 0)."""
+    import subprocess
+    import sys
+
+    from tests.tuning.conftest import env_for, run_module
+
+    target = _target(_candidates())
+    killed = subprocess.run([sys.executable, "-c", _SIGKILLED_PROMOTE, "2", target, "--runs-root", "",
+                             "--decision", "KILLED_PROGRAM", "--reopen", "drill"], cwd=proj, env=env_for(proj),
+                            capture_output=True, text=True, timeout=120)
+    assert killed.returncode == 9, killed.stderr[-800:]
+    from tuning.tracking import client, search_all
+
+    mlc = client()
+    exp = mlc.get_experiment_by_name("authority").experiment_id
+    assert any(r.info.status == "RUNNING" for r in search_all(mlc, [exp], "tags.run_kind = 'promotion'"))
+    verify = run_module(proj, "tuning.verify_authority", timeout=60)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert verify.stdout.count("agree ") >= 7 and "DIFFER" not in verify.stdout
+    assert read_lineage(Path("policies"))[-1]["mlflow_run_id"] == target
+    _agree()

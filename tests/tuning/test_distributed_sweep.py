@@ -134,3 +134,15 @@ def test_four_hosts_one_study_survive_a_killed_worker(services, tmp_path, monkey
     points = {tuple(sorted(t.params.items())) for t in complete}
     # tuning/sampler_streams.py keys each trial's stream by its number: no two workers share a stream
     assert len(points) == N_TRIALS, "workers on different hosts proposed the same point"
+
+
+def test_bench_distributed_runs_as_a_program(services, tmp_path):
+    """``python -m tuning.bench_distributed`` end to end as a program (its own services, started and stopped)."""
+    root = make_project(tmp_path / "proj")
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    done = subprocess.run([sys.executable, "-m", "tuning.bench_distributed", "--trials", "1", "--workers", "1",
+                           "--json"], cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout)
+    assert out["local"]["trials_complete"] == out["distributed"]["trials_complete"] == 1
+    assert out["overhead_ratio"] > 0 and not (root / ".cluster").exists()
