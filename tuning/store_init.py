@@ -26,6 +26,14 @@ def _sqlite_path(uri: str) -> Path | None:
     return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
 
 
+def store_exists() -> bool:
+    """Does the tracking store the environment names exist already (a tracking server: assumed)? Nothing is
+    created to answer it."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlruns' / 'mlflow.db'}"
+    db = _sqlite_path(uri)
+    return db is None or db.exists()
+
+
 def probe_server(uri: str) -> None:
     """An ``http(s)://`` tracking server must accept a TCP connection within ``SEG3A_TRACKING_PROBE_TIMEOUT``
     seconds (default 5); else one coded line. A server reached through a proxy is left to MLflow."""
