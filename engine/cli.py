@@ -150,8 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "that universe; else ./policies)")
     r.add_argument("--realism-mode", choices=["observe", "block"], default="observe")
     r.add_argument("--cluster", help="run S3/S4 merchant partitions on Dask: tcp://scheduler:8786 or local:K")
-    r.add_argument("--partitions", type=_positive, help="merchant partitions (default: 1 below 200,000 pairs, else one per "
-                                                  "core on threads; with --cluster 2 per worker)")
+    r.add_argument("--partitions", type=_positive, help="merchant partitions, >= 1 (default: 1 below 200,000 pairs, "
+                                                        "else one per core on threads; with --cluster 2 per worker)")
     world_args(r)
     r.set_defaults(fn=cmd_run)
     v = sub.add_parser("verify", help="re-check a run's bundle and _passed.flag")

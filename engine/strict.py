@@ -1,8 +1,8 @@
 """Strict inputs: one YAML reader for every user file, finite-number and uint64 checks, size limits.
 
 ``load_yaml`` refuses what the plain safe loader lets through: duplicate mapping keys (the last one
-would silently win), keys that YAML 1.1 reads as booleans or null (``NO:``, Norway, is ``false``), alias bombs (expansion is bounded before anything is built or formatted),
-documents nested deeper than :data:`MAX_DEPTH`, files larger than :data:`MAX_FILE_BYTES`, binary
+would silently win), keys that YAML 1.1 reads as booleans or null (``NO:``, Norway, is ``false``), alias
+bombs (expansion is bounded before anything is built or formatted), documents nested deeper than :data:`MAX_DEPTH`, files larger than :data:`MAX_FILE_BYTES`, binary
 and non-UTF-8 bytes. Every refusal is an :class:`EngineError` with the caller's code.
 """
 

@@ -59,7 +59,8 @@ def record_unlocked(phase: str, decision: str, *, policies_dir: Path, evidence: 
     tags = {"run_kind": "ladder", "phase": phase, "decision": decision, "parameter_hash": measured_hash,
             **({"source_run_id": source_run_id} if source_run_id else {}), **({"note": note} if note else {}),
             **({"txn": txn} if txn else {})}
-    numeric = {k: float(v) for k, v in (metrics or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    numeric = {k: float(v) for k, v in (metrics or {}).items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)}
     files = dict(artifacts or {})
     files["step.json"] = json.dumps({"phase": phase, "decision": decision, "evidence": evidence or {},
                                      "metrics": numeric, "note": note}, indent=2, sort_keys=True, default=str).encode()

@@ -209,7 +209,8 @@ def _promotion_steps(run_id: str, tags: dict, entry: dict, candidate: PolicySet,
          "tags": {"run_kind": "promotion", "phase": tags.get("phase", ""), "source_run_id": run_id,
                   "decision": decision, "witness": result["status"], "verdict": result["verdict"],
                   "fidelity": result["fidelity_verdict"], "parameter_hash": candidate.parameter_hash,
-                  "previous_parameter_hash": current.parameter_hash, "previous_authority_run_id": previous_run or "none",
+                  "previous_parameter_hash": current.parameter_hash,
+                  "previous_authority_run_id": previous_run or "none",
                   **{f"digest.{p}": d for p, d in candidate.digests.items()}},
          "metrics": {"J": result["J"], "witness.fields_compared": result["fields_compared"]},
          "previous_policies": encode(current.raw)},
@@ -220,7 +221,8 @@ def _promotion_steps(run_id: str, tags: dict, entry: dict, candidate: PolicySet,
     evidence = {"promotion_run_id": PROMOTION_RUN, "study": tags.get("study"), "trial": tags.get("optuna_trial"),
                 "J": result["J"], "witness": result["status"], "witness_fields": result["fields_compared"],
                 "fidelity": "FAITHFUL", "seeds": ",".join(map(str, result["seeds"])),
-                **({"pareto_point": tags["pareto"]} if "pareto" in tags else {}), **({"reason": reason} if reason else {})}
+                **({"pareto_point": tags["pareto"]} if "pareto" in tags else {}),
+                **({"reason": reason} if reason else {})}
     steps.append({"kind": "ladder", "phase": ladder_phase or tags.get("phase", "?"), "decision": decision,
                   "source_run_id": run_id, "evidence": evidence, "metrics": {"J": result["J"]}})
     return steps
@@ -231,9 +233,12 @@ def build_parser() -> TuningParser:
     ap.add_argument("--policies", default="policies", help="authority policy directory")
     ap.add_argument("--decision", type=text, help="phase decision recorded with the promotion (e.g. UNLOCK_P2)")
     ap.add_argument("--runs-root", default="runs", help="where the witness run is materialised ('' = not)")
-    ap.add_argument("--ladder-phase", type=text, help="phase label of the ladder step (default: the run's phase), e.g. P1.4")
-    ap.add_argument("--reopen", metavar="REASON", type=text, help="reopen a frozen authority (the reason is recorded)")
-    ap.add_argument("--reason", type=text, help="why this candidate (e.g. which Pareto point and why), recorded in the ladder")
+    ap.add_argument("--ladder-phase", type=text,
+                    help="phase label of the ladder step (default: the run's phase), e.g. P1.4")
+    ap.add_argument("--reopen", metavar="REASON", type=text,
+                    help="reopen a frozen authority (the reason is recorded)")
+    ap.add_argument("--reason", type=text,
+                    help="why this candidate (e.g. which Pareto point and why), recorded in the ladder")
     ap.add_argument("--json", action="store_true")
     return ap
 

@@ -107,8 +107,9 @@ def base_of(mlc, run, sweep, policies_dir: Path, workdir: Path) -> PolicySet:
     found = _recorded_policy_set(mlc, wanted, workdir) if wanted else None
     if found is None:
         raise EngineError(E_BASE_MISSING, f"run {run.info.run_id}: its J is measured against the policy set "
-                                          f"{str(wanted)[:12]}, which is not the authority ({current.parameter_hash[:12]}) "
-                                          f"and no promotion in this store recorded it; re-run the sweep")
+                                          f"{str(wanted)[:12]}, which is not the authority "
+                                          f"({current.parameter_hash[:12]}) and no promotion in this store recorded "
+                                          f"it; re-run the sweep")
     return found
 
 

@@ -103,6 +103,11 @@ def _program(*args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=60)
 
 
+def test_an_untouched_run_verifies_as_a_program(run_dir):
+    proc = _program("verify", str(run_dir))
+    assert proc.returncode == 0 and proc.stdout.startswith("PASS "), proc.stderr
+
+
 def test_a_member_replaced_by_a_named_pipe_is_refused_as_a_program(run_dir, tmp_path):
     run = _copy(run_dir, tmp_path)
     member = next(run.glob("data/s3_zone_shares/**/part-00000.parquet"))

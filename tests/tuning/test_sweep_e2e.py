@@ -100,6 +100,9 @@ def test_rank_lists_feasible_first_by_j(proj):
     assert vetoes == sorted(vetoes, key=lambda v: v != "PASS")
     feasible = [r["J"] for r in rows if r["veto"] == "PASS"]
     assert feasible == sorted(feasible, reverse=True)
+    program = run_module(proj, "tuning.rank", "--phase", "P1.2", "--top", "3", "--json", timeout=120)
+    assert program.returncode == 0, program.stderr
+    assert [r["run_id"] for r in json.loads(program.stdout)] == [r["run_id"] for r in rows[:3]]
 
 
 def test_promote_best_rewrites_policies_and_witness_passes(proj):
@@ -233,13 +236,23 @@ def test_results_section_is_generated_and_checked(proj, tmp_path):
 
 
 def test_prune_keeps_authority_runs_and_removes_the_rest(proj):
-    from tuning.prune import prune
     stale = Path("runs") / ("0" * 32)
     (stale / "reports").mkdir(parents=True)
     (stale / "reports" / "run_report.json").write_text(json.dumps(
         {"identity": {"parameter_hash": "f" * 64}, "s6_overall_status": "FAIL", "s7": {"status": "FAIL"}}))
     kept_before = {p.name for p in Path("runs").iterdir()} - {stale.name}
-    out = prune(Path("runs"), Path("policies"))
-    assert out["removed"] == [stale.name] and not stale.exists()
+    torn = Path("runs") / ("1" * 32)   # a torn run report: not a run folder prune knows, left alone
+    (torn / "reports").mkdir(parents=True)
+    (torn / "reports" / "run_report.json").write_text("{torn")
+    refused = run_module(proj, "tuning.prune", "--policies", "nowhere", timeout=120)   # as programs
+    assert refused.returncode == 2 and refused.stderr.startswith("E3A_POL_004_POLICY_MISSING:"), refused.stderr
+    assert stale.exists()
+    done = run_module(proj, "tuning.prune", "--json", timeout=120)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["removed"] == [stale.name] and not stale.exists() and torn.exists()
+    torn.joinpath("reports", "run_report.json").unlink()
+    torn.joinpath("reports").rmdir()
+    torn.rmdir()
     assert set(out["kept"]) == kept_before
     assert any("current authority" in why for why in out["kept"].values())
