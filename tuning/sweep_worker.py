@@ -175,7 +175,7 @@ class TrialLoop:
         return trial, ev, result, future
 
     def _finish(self, trial, ev, result: TrialResult, future) -> int:
-        def tell() -> int:
+        def tell() -> str | None:
             recorded = result.with_run(future.result())  # the trial's MLflow run is logged
             trial.set_user_attr(RESULT_ATTR, recorded.user_attr(self.sweep.spec.key_metrics))
             why = tell_evaluation(self.sweep.study, trial, ev, self.sweep.spec.multi_objective)
