@@ -136,23 +136,5 @@ def serve(httpd) -> None:
         httpd.server_close()
 
 
-def serve(storage, host: str, port: int) -> None:
-    """optuna-dashboard's app on wsgiref until Ctrl-C, which stops the server between two requests: raised inside
-    one, wsgiref would print it as that request's error (a traceback) and serve on."""
-    import signal
-    import threading
-    from wsgiref.simple_server import make_server
-
-    from optuna_dashboard import wsgi
-
-    server = make_server(host, port, wsgi(storage))
-    previous = signal.signal(signal.SIGINT, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
-    try:
-        server.serve_forever()
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        server.server_close()
-
-
 if __name__ == "__main__":
     run_cli(main)
