@@ -104,7 +104,12 @@ def seal_run(r) -> tuple:
     world_rows = s0_gate.seal_world({"world": world_digest}, r["world"].versions)
     identity, receipt, sealed = s0_gate.seal(seed, world_digest, world_rows, policies.digests,
                                              {p: policies.version(p) for p in policies.raw}, ENGINE_VERSION)
-    return identity, receipt, sealed, rng_master(seed, world_digest)
+    return identity, receipt, sealed
+
+
+def rng(r) -> tuple:
+    """The RNG master reads the seed and the world only: every candidate of a sweep draws the same numbers."""
+    return (rng_master(r["seed"], r["world_digest"]),)
 
 
 def escalation(r) -> tuple:
@@ -186,8 +191,10 @@ def structural(r) -> tuple:
 STATE_TABLE: tuple[State, ...] = (
     State("S0.world", ("world", "catalogue_source"), (), ("catalogue", "world_digest"), seal_world,
           doc="the outlet catalogue in canonical order and the world digest that seals it"),
-    State("S0", ("seed", "world", "world_digest", "policy_set"), (), ("identity", "receipt", "sealed", "master"),
-          seal_run, cached=False, doc="run identity, gate receipt, sealed inputs, the RNG master"),
+    State("S0", ("seed", "world", "world_digest", "policy_set"), (), ("identity", "receipt", "sealed"),
+          seal_run, cached=False, doc="run identity, gate receipt, sealed inputs"),
+    State("S0.rng", ("seed", "world_digest"), (), ("master",), rng, cached=False,
+          doc="the RNG master (seed and world only: common random numbers for every candidate)"),
     State("S1", ("catalogue", "universe", "universe_digest"), (PolicyRead(MIXTURE, ("theta_mix", "rules", "s1_smoothing")),),
           ("s1_core", "smoothed"), escalation, doc="escalation queue: rule ladder, smoothing band, theta lottery"),
     State("S2", ("universe",), (PolicyRead("country_zone_alphas"), PolicyRead("zone_floor_policy", ("floors",))),

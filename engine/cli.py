@@ -93,6 +93,7 @@ def is_authority_folder(folder: Path) -> bool:
 
 
 def cmd_author(args) -> int:
+    from engine.atomic import publish_folder
     from engine.policies.world_baseline import authored_baseline
 
     world = _world(args)
@@ -102,7 +103,7 @@ def cmd_author(args) -> int:
                                               f"{AUTHORED_ROOT}/<universe digest>/) and install with "
                                               f"python -m tuning.author --into-authority --reason TEXT")
     policies = authored_baseline(world)
-    policies.write(out)
+    publish_folder(out, {f"{pid}.yaml": data for pid, data in policies.raw.items()})   # all three or none
     print(f"wrote {', '.join(sorted(policies.raw))} to {out}  parameter_hash {policies.parameter_hash}")
     return 0
 
@@ -145,8 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "that universe; else ./policies)")
     r.add_argument("--realism-mode", choices=["observe", "block"], default="observe")
     r.add_argument("--cluster", help="run S3/S4 merchant partitions on Dask: tcp://scheduler:8786 or local:K")
-    r.add_argument("--partitions", type=int, help="merchant partitions (default: 1 below 200,000 pairs, else one per "
-                                                  "core on threads; with --cluster 2 per worker)")
+    r.add_argument("--partitions", type=_positive, help="merchant partitions, >= 1 (default: 1 below 200,000 pairs, "
+                                                        "else one per core on threads; with --cluster 2 per worker)")
     world_args(r)
     r.set_defaults(fn=cmd_run)
     v = sub.add_parser("verify", help="re-check a run's bundle and _passed.flag")

@@ -23,7 +23,7 @@ from engine.bundle import Bundle
 from engine.result import ChainResult
 from engine.serialize import json_bytes, read_jsonl
 from engine.states.s7_bundle import bundle_digest
-from engine.verify_bundle import check_identity, check_no_strays
+from engine.verify_bundle import check_identity, check_no_strays, member_path, read_member
 
 FLAG_RE_PREFIX = "sha256_hex = "
 
@@ -84,16 +84,18 @@ def _find_one(run_dir: Path, pattern: str) -> Path:
 
 
 def verify(run_dir: str | Path) -> dict:
-    """Re-check the bundle from the files: every member digest, the composite, and the flag."""
+    """Re-check the bundle from the files: every member digest, the composite, and the flag. Every file is
+    checked to be a regular file inside the run before it is opened (engine.verify_bundle.member_path)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise EngineError(E_BUNDLE_MISSING, f"{run_dir}: run directory not found")
     index_path = _find_one(run_dir, "data/validation/manifest_fingerprint=*/index.json")
-    flag_path = index_path.parent / "_passed.flag"
-    if not flag_path.exists():
-        raise EngineError(E_BUNDLE_MISSING, f"{flag_path}: _passed.flag missing")
+    index_rel = index_path.relative_to(run_dir).as_posix()
+    flag_rel = index_path.parent.joinpath("_passed.flag").relative_to(run_dir).as_posix()
+    flag_path = member_path(run_dir, flag_rel)
+    index_bytes = read_member(run_dir, index_rel)
     try:
-        index = json.loads(index_path.read_bytes())
+        index = json.loads(index_bytes)
         members = index["members"]
         if not isinstance(members, list) or not members or not all(
                 isinstance(m, dict) and all(isinstance(m.get(k), str) for k in ("logical_id", "path", "sha256_hex"))
@@ -101,24 +103,23 @@ def verify(run_dir: str | Path) -> dict:
             raise TypeError("members")
     except (ValueError, KeyError, TypeError):
         raise EngineError(E_BUNDLE_TAMPERED, f"{index_path}: index.json unreadable") from None
-    if json_bytes(index) != index_path.read_bytes():
+    if json_bytes(index) != index_bytes:
         raise EngineError(E_BUNDLE_TAMPERED, f"{index_path}: index.json is not canonical")
     ids = [m["logical_id"] for m in members]
     if ids != sorted(ids) or len(set(ids)) != len(ids):
         raise EngineError(E_BUNDLE_TAMPERED, f"{index_path}: members unsorted or duplicated")
+    for m in members:   # every path checked before any member is read
+        member_path(run_dir, m["path"])
     for m in members:
-        path = run_dir / m["path"]
-        if not path.exists():
-            raise EngineError(E_BUNDLE_MISSING, f"member {m['logical_id']} missing at {m['path']}")
-        if sha256_hex(path.read_bytes()) != m["sha256_hex"]:
+        if sha256_hex(read_member(run_dir, m["path"])) != m["sha256_hex"]:
             raise EngineError(E_BUNDLE_TAMPERED, f"member {m['logical_id']} does not match its digest ({m['path']})")
-    flag = flag_path.read_text(encoding="ascii", errors="replace").rstrip("\n")
+    flag = read_member(run_dir, flag_rel).decode("ascii", errors="replace").rstrip("\n")
     if not flag.startswith(FLAG_RE_PREFIX) or flag[len(FLAG_RE_PREFIX):] != bundle_digest(index):
         raise EngineError(E_BUNDLE_TAMPERED, f"{flag_path}: flag does not match the recomputed bundle digest")
     receipt_member = next((m for m in members if m["logical_id"] == "s6_receipt_3A"), None)
     if receipt_member is None:
         raise EngineError(E_BUNDLE_MISSING, "bundle has no s6_receipt_3A member")
-    receipt = json.loads((run_dir / receipt_member["path"]).read_bytes())
+    receipt = json.loads(read_member(run_dir, receipt_member["path"]))
     if sha256_hex(json_bytes(receipt)) != index["s6_receipt_digest"] or receipt["overall_status"] != "PASS":
         raise EngineError(E_BUNDLE_TAMPERED, "s6 receipt digest mismatch or S6 not PASS")
     check_identity(run_dir, index_path, index)       # identity fields the flag does not cover

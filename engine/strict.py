@@ -1,8 +1,8 @@
 """Strict inputs: one YAML reader for every user file, finite-number and uint64 checks, size limits.
 
 ``load_yaml`` refuses what the plain safe loader lets through: duplicate mapping keys (the last one
-would silently win), alias bombs (expansion is bounded before anything is built or formatted),
-documents nested deeper than :data:`MAX_DEPTH`, files larger than :data:`MAX_FILE_BYTES`, binary
+would silently win), keys that YAML 1.1 reads as booleans or null (``NO:``, Norway, is ``false``), alias
+bombs (expansion is bounded before anything is built or formatted), documents nested deeper than :data:`MAX_DEPTH`, files larger than :data:`MAX_FILE_BYTES`, binary
 and non-UTF-8 bytes. Every refusal is an :class:`EngineError` with the caller's code.
 """
 
@@ -37,6 +37,10 @@ class _StrictLoader(_BASE):  # type: ignore[misc, valid-type]
                 if dup:
                     raise yaml.constructor.ConstructorError(
                         None, None, f"duplicate key {str(key)[:80]!r}", key_node.start_mark)
+                if key is None or isinstance(key, bool):   # YAML 1.1: NO (Norway), ON, Y, ~ are not text
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"mapping key {str(key_node.value)[:40]!r} reads as {key!r}, not text "
+                                    f"(YAML 1.1); quote it", key_node.start_mark)
                 seen.add(key)
         return super().construct_mapping(node, deep=deep)
 

@@ -12,7 +12,9 @@ folder fails. Only ``reports/`` (timings, outside the bundle) is free.
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import os
+import stat
+from pathlib import Path, PurePosixPath
 
 from engine.errors import E_BUNDLE_MISSING, E_BUNDLE_TAMPERED, EngineError
 from engine.hashing import run_id as run_id_of
@@ -25,9 +27,46 @@ def _tampered(msg: str) -> EngineError:
     return EngineError(E_BUNDLE_TAMPERED, msg)
 
 
+def member_path(run_dir: Path, rel: object) -> Path:
+    """The file a bundle path names, checked before anything is opened: a relative path without ``..``,
+    no symbolic link on the way (nothing points out of the run) and a regular file at the end (a named
+    pipe would block the reader, a device such as /dev/zero would never end)."""
+    parts = PurePosixPath(rel).parts if isinstance(rel, str) and rel else ()
+    if not parts or PurePosixPath(rel).is_absolute() or any(p in ("..", ".") or "\\" in p for p in parts):
+        raise _tampered(f"{str(rel)[:200]!r}: not a path inside the run")
+    path = run_dir
+    for part in parts:
+        path = path / part
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            raise EngineError(E_BUNDLE_MISSING, f"{rel}: missing from the run") from None
+        except OSError as exc:
+            raise _tampered(f"{rel}: unreadable ({exc.strerror or exc})") from None
+        if stat.S_ISLNK(mode):
+            raise _tampered(f"{rel}: a symbolic link (a bundle file must be a regular file of the run)")
+    if not stat.S_ISREG(mode):
+        raise _tampered(f"{rel}: not a regular file (a bundle file cannot be a pipe, a device or a folder)")
+    return path
+
+
+def read_member(run_dir: Path, rel: object) -> bytes:
+    """The bytes of a bundle file, opened only once :func:`member_path` accepts it (no link followed, no
+    blocking open)."""
+    path = member_path(run_dir, rel)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise _tampered(f"{rel}: unreadable ({exc.strerror or exc})") from None
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):   # replaced between the check and the open
+            raise _tampered(f"{rel}: not a regular file")
+        return fh.read()
+
+
 def _json(run_dir: Path, rel: str) -> dict:
     try:
-        doc = json.loads((run_dir / rel).read_bytes())
+        doc = json.loads(read_member(run_dir, rel))
     except (OSError, ValueError):
         raise _tampered(f"{rel}: unreadable JSON") from None
     if not isinstance(doc, dict):

@@ -21,7 +21,7 @@ from typing import Sequence
 from engine import EngineError
 from engine import PolicySet
 from tuning import worlds
-from tuning.errors import E_USAGE, TuningParser, run_cli
+from tuning.errors import E_USAGE, TuningParser, run_cli, text
 
 DECISION = "AUTHORED_INSTALL"
 
@@ -45,7 +45,6 @@ def install_authored(policies_dir: Path, reason: str, world=None, world_dir: str
 
 
 def _install_authored(policies_dir: Path, reason: str, world, world_dir, reopen: str | None) -> dict:
-    from tuning.ladder import record_step
     from tuning.promote import install, read_lineage
     from tuning.promote_guards import E_FROZEN, frozen_step
 
@@ -57,9 +56,6 @@ def _install_authored(policies_dir: Path, reason: str, world, world_dir, reopen:
                                     f"pass --reopen REASON to overwrite it with the authored baseline")
     if current is not None and worlds.bound_world(policies_dir)["fingerprint"] != world.fingerprint and not reopen:
         worlds.require(policies_dir, world, "authoring over another world's authority (pass --reopen REASON)")
-    if frozen is not None:
-        record_step("P6", "REOPENED", policies_dir=policies_dir, note=reopen,
-                    evidence={"frozen_status": frozen["decision"], "for": DECISION})
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     entry = {"promoted_utc": now, "decision": DECISION, "reason": reason, "source": authored.source,
              "parameter_hash": authored.parameter_hash, "digests": dict(authored.digests),
@@ -67,10 +63,15 @@ def _install_authored(policies_dir: Path, reason: str, world, world_dir, reopen:
                                     "digests": dict(current.digests) if current else {}},
              "world": worlds.record(world)}
     worlds.bind(policies_dir, world, world_dir)
-    install(authored, policies_dir, read_lineage(policies_dir), entry)
-    return record_step("AUTHOR", DECISION, policies_dir=policies_dir, note=reason,
-                       evidence={"source": authored.source, "previous_parameter_hash":
-                                 current.parameter_hash if current else "none"})
+    # one transaction (tuning.promotion_txn): the files, no run left current, no registry alias, the ladder steps
+    steps = [{"kind": "clear_authority"}]
+    if frozen is not None:
+        steps.append({"kind": "ladder", "phase": "P6", "decision": "REOPENED", "note": reopen,
+                      "evidence": {"frozen_status": frozen["decision"], "for": DECISION}})
+    steps.append({"kind": "ladder", "phase": "AUTHOR", "decision": DECISION, "note": reason,
+                  "evidence": {"source": authored.source,
+                               "previous_parameter_hash": current.parameter_hash if current else "none"}})
+    return install(authored, policies_dir, read_lineage(policies_dir), entry, steps=steps)["ladder"][-1]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -79,10 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     where.add_argument("--into-authority", action="store_true",
                        help="overwrite the authority folder --policies (default: policies)")
     where.add_argument("--into", metavar="DIR", help="the authority folder of the world (created when absent)")
-    ap.add_argument("--reason", help="why the authority is (re)authored (recorded in the ladder; required with "
-                                     "--into-authority)")
+    ap.add_argument("--reason", type=text, help="why the authority is (re)authored (recorded in the ladder; required "
+                                                "with --into-authority)")
     ap.add_argument("--policies", default="policies", help="the authority folder of --into-authority")
-    ap.add_argument("--reopen", metavar="REASON", help="reopen a frozen authority (recorded in the ladder)")
+    ap.add_argument("--reopen", metavar="REASON", type=text, help="reopen a frozen authority (recorded in the ladder)")
     worlds.add_world_args(ap)
     args = ap.parse_args(argv)
     if args.into_authority and not (args.reason or "").strip():

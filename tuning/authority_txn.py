@@ -9,6 +9,9 @@
   the lineage last, then the MLflow ``authority`` tags are set (exactly one run ``current``), then
   the intent is deleted. A kill before the intent exists leaves the old authority (rolled back: the
   intent never existed); a kill after leaves an intent that the next command rolls forward.
+- A promotion's intent also holds every record taken with the files (its run, the registry version and
+  alias, the tags, the ladder steps: :mod:`tuning.promotion_txn`); rolling it forward finishes each of them
+  once. :func:`settle` rolls an intent forward before a command reads the authority.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import fcntl
 import json
 import os
 import threading
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -89,43 +93,49 @@ def recover(policies_dir: Path) -> bool:
     return True
 
 
-def _apply(policies_dir: Path, intent: dict, files: dict[str, bytes]) -> None:
+def _apply(policies_dir: Path, intent: dict, files: dict[str, bytes]) -> dict:
     order = sorted(n for n in files if n != intent["last"]) + [intent["last"]]
     for name in order:
         target = policies_dir / name
         if not target.exists() or target.read_bytes() != files[name]:
             atomic_write(target, files[name])
-    if intent.get("authority_run_id"):
+    made: dict = {}
+    if intent.get("steps"):   # a promotion or an authored install: its MLflow and ladder records
+        from tuning.promotion_txn import run_steps
+
+        made = run_steps(policies_dir, intent, files)
+    elif intent.get("authority_run_id"):
+        from tuning.promotion_txn import tag_authority
+
         tag_authority(intent["authority_run_id"], intent.get("run_tags") or {})
     (policies_dir / INTENT_FILE).unlink()
+    return made
 
 
 def install(policies_dir: Path, files: dict[str, bytes], last: str, authority_run_id: str | None = None,
-            run_tags: dict | None = None) -> None:
+            run_tags: dict | None = None, steps: list[dict] | None = None) -> dict:
     """Install ``files`` (name -> bytes) into ``policies_dir`` as one transaction; ``last`` is renamed
-    last (the lineage record). Call with :func:`authority_lock` held."""
+    last (the lineage record). ``steps``: the records taken with it (tuning.promotion_txn), under one key.
+    Call with :func:`authority_lock` held; returns what the steps made."""
     if str(Path(policies_dir).resolve()) not in _HELD:
         raise RuntimeError("install() needs the authority lock")
     intent = {"files": {n: base64.b64encode(d).decode("ascii") for n, d in files.items()},
               "sha256": {n: sha256_hex(d) for n, d in files.items()}, "last": last,
               "authority_run_id": authority_run_id, "run_tags": dict(run_tags or {})}
-    atomic_write(policies_dir / INTENT_FILE, json.dumps(intent, sort_keys=True).encode())
-    _apply(policies_dir, intent, files)
+    if steps:   # key order kept: a ladder step's evidence reads in the order it was written
+        intent.update(key=uuid.uuid4().hex, steps=json.loads(json.dumps(steps, default=str)))
+    atomic_write(policies_dir / INTENT_FILE, json.dumps(intent).encode())
+    return _apply(policies_dir, intent, files)
 
 
-def tag_authority(run_id: str, run_tags: dict) -> None:
-    """Tag ``run_id`` ``authority=current`` and every other ``current`` run ``superseded``: whatever
-    happened before (a kill between two tag writes, two promotes), exactly one run is current."""
-    from mlflow.exceptions import MlflowException
+def pending(policies_dir: str | Path) -> bool:
+    """Is an install of ``policies_dir`` unfinished (its intent still there)?"""
+    return (Path(policies_dir) / INTENT_FILE).exists()
 
-    from tuning.tracking import client, log_batch
 
-    mlc = client()
-    log_batch(mlc, run_id, tags={**{k: str(v) for k, v in run_tags.items()}, "authority": "current"})
-    for exp in mlc.search_experiments():
-        for run in mlc.search_runs([exp.experiment_id], "tags.authority = 'current'", max_results=1000):
-            if run.info.run_id != run_id:
-                try:
-                    log_batch(mlc, run.info.run_id, tags={"authority": "superseded", "superseded_by": run_id})
-                except MlflowException:
-                    pass
+def settle(policies_dir: str | Path) -> None:
+    """Finish an interrupted install before reading the authority (a sweep's base, a certification): a no-op
+    without an intent, else the authority lock is taken, which rolls it forward."""
+    if pending(policies_dir):
+        with authority_lock(policies_dir):
+            pass

@@ -29,7 +29,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from tuning.errors import TuningParser, run_cli
+from engine import EngineError
+from tuning.errors import E_USAGE, TuningParser, run_cli
 
 TARGETS = {"peer_ratio": 1.0, "fixed_start_close_s": 2.0, "harness_overhead_fraction": 0.15,
            "sweep_200_wall_s": 30.0, "certify_engine_s": 5.0}
@@ -201,6 +202,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--sweep-workers", type=int, default=1, help="--workers of the benchmark sweep (default 1)")
     ap.add_argument("--keep", help="run in this directory and keep it (default: a temporary directory)")
     args = ap.parse_args(argv)
+    if min(args.sweep_trials, args.peer_trials) < 1 or args.rounds < 0 or not 1 <= args.sweep_workers <= 64:
+        raise EngineError(E_USAGE, "--sweep-trials and --peer-trials must be >= 1, --rounds >= 0, "
+                                   "--sweep-workers in [1, 64]")
     if args.keep:
         root = Path(args.keep).resolve()
         root.mkdir(parents=True, exist_ok=False)

@@ -22,6 +22,7 @@ from engine import ChainCache, run_chain
 from engine import EngineError
 from engine import REQUIRED_SEEDS, fidelity_verdict, seedpack_verdict
 from engine import PolicySet
+from tuning.authority_txn import settle
 from tuning.errors import E_CERTIFY, TuningParser, run_cli
 from tuning.promote import fetch_candidate_files
 from tuning.report_files import gate_table_md
@@ -227,6 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         source = {"source": "run", "source_run_id": args.run}
     else:
         worlds.require(args.policies, world, "certification")
+        settle(args.policies)   # an interrupted promotion is finished before its authority is certified
         policies = PolicySet.from_dir(args.policies)
         source = {"source": "authority", "policies_dir": str(args.policies)}
     summary = certify(policies, seeds, source, runs_root, args.holdout, not args.no_progress, world)

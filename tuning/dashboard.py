@@ -118,11 +118,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     httpd = make_server(args.host, args.port, dashboard_app(open_storage(args.storage, name)), server_class=Server,
                         handler_class=Quiet)
     print(f"optuna-dashboard on study {name}: http://{args.host}:{args.port}/dashboard", flush=True)
+    serve(httpd)
+    return 0
+
+
+def serve(httpd) -> None:
+    """Serve until Ctrl-C, which stops the server between two requests: raised inside one, wsgiref would print
+    it as that request's error (a traceback) and serve on."""
+    import signal
+    import threading
+
+    previous = signal.signal(signal.SIGINT, lambda *_: threading.Thread(target=httpd.shutdown, daemon=True).start())
     try:
         httpd.serve_forever()
     finally:
+        signal.signal(signal.SIGINT, previous)
         httpd.server_close()
-    return 0
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ reach the user the same way: one line ``CODE: cause`` on stderr, exit status 2, 
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from typing import Callable, Sequence
@@ -37,6 +38,24 @@ class TuningParser(CodedParser):
     usage_code = E_USAGE
 
 
+def text(value: str) -> str:
+    """An argument type: text with something in it (a phase, a decision, a reason, a note is recorded)."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return value
+
+
+def at_least_one(value: str) -> int:
+    """An argument type: an integer >= 1 (a count of rows, trials, repeats)."""
+    try:
+        number = int(value, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{number} must be >= 1")
+    return number
+
+
 def _tracking_error(exc: BaseException) -> EngineError | None:
     exceptions = sys.modules.get("mlflow.exceptions")   # never imports MLflow: not loaded, not its exception
     if exceptions is None or not isinstance(exc, exceptions.MlflowException):
@@ -62,17 +81,16 @@ def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | N
 
 def exit_now(code: int | None) -> None:
     """``sys.exit(code)`` without the interpreter's teardown of the heap (about 1 s after a sweep: the chain
-    cache's tables, MLflow and SQLAlchemy state). What a normal exit guarantees still happens first: other
-    non-daemon threads are joined, every ``atexit`` handler runs (log handlers, MLflow's own), the standard
+    cache's tables, MLflow and SQLAlchemy state). What a normal exit guarantees still happens first, in the
+    interpreter's own order (:func:`_stop_threads`): executors registered with ``threading._register_atexit``
+    (MLflow's artifact download pool, any ``ThreadPoolExecutor``) are shut down, then the other non-daemon
+    threads are joined; then every ``atexit`` handler runs (log handlers, MLflow's own) and the standard
     streams are flushed. Under a profiler or a tracer (cProfile, coverage) the exit is the ordinary one."""
     import atexit
-    import threading
 
     if sys.getprofile() is not None or sys.gettrace() is not None:  # a profiler or coverage writes at exit
         sys.exit(code)
-    for t in threading.enumerate():
-        if t is not threading.current_thread() and not t.daemon:
-            t.join()
+    _stop_threads()
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -80,3 +98,19 @@ def exit_now(code: int | None) -> None:
         except (OSError, ValueError):  # a closed pipe: nothing left to deliver
             pass
     os._exit(code if isinstance(code, int) else (0 if code is None else 1))
+
+
+def _stop_threads() -> None:
+    """What ``Py_FinalizeEx`` does before the ``atexit`` handlers: ``threading._shutdown`` first calls the
+    callbacks registered with ``threading._register_atexit`` (``concurrent.futures`` stops its executors'
+    workers there; joining one of those workers before that call waits forever), then joins the non-daemon
+    threads. Without that private function (another interpreter), only executors are stopped: a thread
+    nobody asked to stop is never waited for."""
+    import threading
+
+    shutdown = getattr(threading, "_shutdown", None)
+    if shutdown is not None and threading.current_thread() is threading.main_thread():
+        shutdown()
+        return
+    for callback in reversed(list(getattr(threading, "_threading_atexits", []))):
+        callback()

@@ -11,37 +11,15 @@ artifacts), so a person reads the whole ladder in the UI; and as an entry of the
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
-import yaml
-
-from engine import atomic_write
 from engine import EngineError
-from engine import PolicySet
-from engine import load_yaml
-from tuning.errors import E_USAGE, TuningParser, run_cli
+from tuning.errors import E_USAGE, TuningParser, run_cli, text
+from tuning.ladder_steps import LADDER_FILE, read_ladder, record_unlocked
 
-LADDER_FILE = "ladder.yaml"
-
-
-def read_ladder(policies_dir: Path) -> list[dict]:
-    path = Path(policies_dir) / LADDER_FILE
-    if not path.exists():
-        return []
-    doc = load_yaml(path, E_USAGE) or {}
-    steps = doc.get("steps") if isinstance(doc, dict) else None
-    if not isinstance(steps, list):
-        raise EngineError(E_USAGE, f"{path}: expected a mapping with a 'steps' list")
-    return steps
-
-
-def _write_ladder(policies_dir: Path, steps: list[dict]) -> None:
-    text = yaml.safe_dump({"steps": steps}, sort_keys=False, default_flow_style=False)
-    atomic_write(policies_dir / LADDER_FILE, text.encode("utf-8"))
+__all__ = ["LADDER_FILE", "ladder_table", "read_ladder", "record_step"]
 
 
 def record_step(phase: str, decision: str, *, policies_dir: Path = Path("policies"), **kw) -> dict:
@@ -49,47 +27,10 @@ def record_step(phase: str, decision: str, *, policies_dir: Path = Path("policie
     (two steps recorded at once both land)."""
     from tuning.authority_txn import authority_lock
 
+    if not str(phase).strip() or not str(decision).strip():
+        raise EngineError(E_USAGE, f"a ladder step needs a phase and a decision (got {phase!r}, {decision!r})")
     with authority_lock(policies_dir):
-        return _record_step(phase, decision, policies_dir=policies_dir, **kw)
-
-
-def _record_step(phase: str, decision: str, *, policies_dir: Path, evidence: dict | None = None,
-                 metrics: dict | None = None, artifacts: dict[str, bytes] | None = None,
-                 source_run_id: str | None = None, note: str | None = None,
-                 measured: PolicySet | None = None) -> dict:
-    """``measured``: the policy set the step is about when it is not the authority folder's (e.g. P0 on the
-    authored baseline)."""
-    from tuning.tracking import client, experiment_id, log_batch
-    from tuning.worlds import authority_names, bound_world
-
-    policies = measured or PolicySet.from_dir(policies_dir)
-    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    mlc = client()
-    world = bound_world(policies_dir)
-    tags = {"run_kind": "ladder", "phase": phase, "decision": decision, "parameter_hash": policies.parameter_hash,
-            "world": world["fingerprint"], "world_name": str(world.get("name")),
-            **({"source_run_id": source_run_id} if source_run_id else {}), **({"note": note} if note else {})}
-    run = mlc.create_run(experiment_id(mlc, authority_names(policies_dir)["experiment"]), run_name=f"{phase} {decision}",
-                         tags=tags)
-    numeric = {k: float(v) for k, v in (metrics or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    log_batch(mlc, run.info.run_id, metrics=numeric)
-    with tempfile.TemporaryDirectory(prefix="ladder-") as tmp:
-        files = dict(artifacts or {})
-        files["step.json"] = json.dumps({"phase": phase, "decision": decision, "evidence": evidence or {},
-                                         "metrics": numeric, "note": note}, indent=2, sort_keys=True,
-                                        default=str).encode()
-        for name, data in files.items():
-            Path(tmp, name).write_bytes(data)
-        mlc.log_artifacts(run.info.run_id, tmp)
-    mlc.set_terminated(run.info.run_id)
-    step = {"phase": phase, "decision": decision, "recorded_utc": now, "mlflow_run_id": run.info.run_id,
-            "parameter_hash": policies.parameter_hash, "world": world["fingerprint"],
-            **({"source_run_id": source_run_id} if source_run_id else {}),
-            **({"note": note} if note else {}), **({"evidence": evidence} if evidence else {})}
-    steps = [s for s in read_ladder(policies_dir)]
-    steps.append(json.loads(json.dumps(step, default=str)))
-    _write_ladder(Path(policies_dir), steps)
-    return step
+        return record_unlocked(phase, decision, policies_dir=policies_dir, **kw)
 
 
 def _volatile(key: str) -> bool:
@@ -115,7 +56,7 @@ def ladder_table(steps: list[dict], stable: bool = False) -> str:
     return "\n".join(rows) + "\n"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> TuningParser:
     ap = TuningParser(prog="python -m tuning.ladder", description="the phase decision ladder")
     sub = ap.add_subparsers(dest="cmd", required=True)
     show = sub.add_parser("show")
@@ -123,11 +64,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     show.add_argument("--json", action="store_true")
     rec = sub.add_parser("record")
     rec.add_argument("--policies", default="policies")
-    rec.add_argument("--phase", required=True)
-    rec.add_argument("--decision", required=True)
-    rec.add_argument("--note")
+    rec.add_argument("--phase", required=True, type=text)
+    rec.add_argument("--decision", required=True, type=text)
+    rec.add_argument("--note", type=text)
     rec.add_argument("--file", action="append", default=[], help="an evidence file logged as an artifact")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.cmd == "show":
         steps = read_ladder(Path(args.policies))
         print(json.dumps(steps, indent=2) if args.json else ladder_table(steps), end="" if not args.json else "\n")

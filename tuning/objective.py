@@ -22,7 +22,7 @@ from engine import (ChainCache, EngineError, PolicySet, evaluate_gates, fidelity
                     run_chain, run_verdict)
 from tuning.knobs import apply_knobs
 from tuning.seed_robust import aggregate
-from tuning.study_spec import StudySpec, metric_or_none, metric_value
+from tuning.study_spec import StudySpec, check_metrics, metric_or_none, metric_value
 
 NO_SCORE = -1000.0
 STRUCTURAL_REASONS = {"s6_pass": "S6_OR_S7_FAIL", "s7_pass": "S6_OR_S7_FAIL", "conservation": "CONSERVATION_FAIL",
@@ -141,9 +141,13 @@ class PhaseObjective:
     # ------------------------------------------------------------------ anchor
     @property
     def anchor(self) -> Evaluation:
-        """The base (authority) policy set on the same seed, computed once and cached."""
+        """The base (authority) policy set on the same seed, computed once and cached; every metric the study
+        names must be in its pack (tuning.study_spec.check_metrics)."""
         if self._anchor is None:
-            self._anchor = self._score(self._run({}, self.base), anchor_pack=None)
+            run = self._run({}, self.base)
+            if run.pack is not None:
+                check_metrics(self.spec, run.pack)
+            self._anchor = self._score(run, anchor_pack=None)
             if self._anchor.pack is None:
                 raise EngineError(self._anchor.error.split(":")[0] if self._anchor.error else "E3A_TUN_040",
                                   f"the anchor (base policies) does not run: {self._anchor.error}")

@@ -2,7 +2,8 @@
 
 - A frozen authority (the ladder's last step is ``FROZEN_CERTIFIED_*``) refuses every promotion unless the
   user reopens it with a reason (``--reopen REASON``); the reopening is recorded as a ladder step
-  (phase ``P6``, decision ``REOPENED``, the reason as its note) before the promotion goes on.
+  (phase ``P6``, decision ``REOPENED``, the reason as its note) with the promotion's own records, only once
+  its witness has passed: a refused promote writes nothing.
 - A candidate whose policy documents equal the authority's once the ``version`` metadata is set aside is
   refused as "no change": installing it would only rewrite version lines (and drop the certification).
 """
@@ -44,7 +45,9 @@ def changed_policies(current: PolicySet, candidate: PolicySet) -> list[str]:
 
 def guard_promotion(policies_dir: Path, current: PolicySet, candidate: PolicySet, run_id: str,
                     reopen: str | None = None) -> dict | None:
-    """Refuse a frozen authority (unless reopened) and a version-only candidate; returns the reopen step."""
+    """Refuse a frozen authority (unless reopened) and a version-only candidate. Writes nothing: returns the
+    reopening's ladder step (phase, decision, note, evidence) for the promotion to record with its own records,
+    once its witness has passed (a refused promote leaves the authority frozen)."""
     frozen = frozen_step(policies_dir)
     if frozen is not None and not reopen:
         raise EngineError(E_FROZEN, f"the authority {current.parameter_hash[:12]} is {frozen['decision']} "
@@ -55,8 +58,7 @@ def guard_promotion(policies_dir: Path, current: PolicySet, candidate: PolicySet
                                        f"{current.parameter_hash[:12]} only in version metadata; nothing to promote")
     if frozen is None:
         return None
-    from tuning.ladder import record_step
-
-    return record_step("P6", REOPENED, policies_dir=policies_dir, source_run_id=run_id, note=reopen,
-                       evidence={"frozen_status": frozen["decision"],
-                                 "frozen_step": frozen.get("mlflow_run_id"), "candidate_run_id": run_id})
+    return {"phase": "P6", "decision": REOPENED, "source_run_id": run_id, "note": reopen,
+            "parameter_hash": current.parameter_hash,   # the frozen authority is what is reopened
+            "evidence": {"frozen_status": frozen["decision"], "frozen_step": frozen.get("mlflow_run_id"),
+                         "candidate_run_id": run_id}}

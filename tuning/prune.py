@@ -22,12 +22,15 @@ from tuning.tracking import RUN_KIND_TRIAL, client, search_all
 
 
 def run_folders(runs_root: Path) -> dict[str, dict]:
-    """engine run_id -> its run report (folders without one are not run folders and are left alone)."""
+    """engine run_id -> its run report (folders without a readable one are not run folders and are left alone)."""
     out = {}
     for d in sorted(p for p in runs_root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         report = d / "reports" / "run_report.json"
-        if report.is_file():
-            doc = json.loads(report.read_text())
+        try:
+            doc = json.loads(report.read_text()) if report.is_file() else None
+        except (OSError, ValueError):
+            doc = None
+        if isinstance(doc, dict):
             doc["_path"], doc["_mtime"] = str(d), report.stat().st_mtime
             out[d.name] = doc
     return out

@@ -17,7 +17,7 @@ import sys
 from typing import Sequence
 
 from engine import EngineError
-from tuning.errors import E_RUN_MISSING, TuningParser, run_cli
+from tuning.errors import E_RUN_MISSING, TuningParser, at_least_one, run_cli
 from tuning.ranking import rank_rows
 from tuning.study_spec import DEFAULT_KEY_METRICS, load_study
 from tuning.tracking import RUN_KIND_TRIAL, client, search_all
@@ -57,9 +57,15 @@ def aligned(table: list[list[str]]) -> str:
     return "\n".join("  ".join(cell(c, i) for i, c in enumerate(r)).rstrip() for r in table)
 
 
+def _short(metric: str) -> str:
+    """A column heading: ``s2.top1_share_median_multi_tz`` -> ``s2.top1_median_mtz``; a name without a family
+    (``second_objective``, the --pareto column) as it is."""
+    family, _, name = metric.partition(".")
+    return f"{family}.{name.replace('share_', '').replace('_multi_tz', '_mtz')}" if name else family
+
+
 def format_rows(rows: Sequence[dict], key_metrics: Sequence[str]) -> str:
-    short = [m.split(".", 1)[0] + "." + m.split(".", 1)[1].replace("share_", "").replace("_multi_tz", "_mtz")
-             for m in key_metrics]
+    short = [_short(m) for m in key_metrics]
     head = ["rank", "study", "trial", "mlflow_run_id", "J", "veto", "verdict"] + short
     out = [head]
     for i, r in enumerate(rows, 1):
@@ -71,10 +77,10 @@ def format_rows(rows: Sequence[dict], key_metrics: Sequence[str]) -> str:
     return aligned(out)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> TuningParser:
     ap = TuningParser(prog="python -m tuning.rank", description=__doc__.splitlines()[0])
     ap.add_argument("--phase", required=True)
-    ap.add_argument("--top", type=int, default=10)
+    ap.add_argument("--top", type=at_least_one, default=10)
     ap.add_argument("--study", help="only this Optuna study's trials")
     ap.add_argument("--studies-dir", default="studies")
     ap.add_argument("--pareto", action="store_true", help="only the feasible Pareto front (multi-objective studies)")
@@ -83,7 +89,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--ui", help="the MLflow UI base URL (default: the tracking server, else http://127.0.0.1:5000)")
     ap.add_argument("--world", metavar="DIR", help="the sweeps of this world (its own experiment, 3A-<phase>-w<id>)")
     ap.add_argument("--campaign", action="store_true", help="the campaign's own sweeps (campaign-3A-<phase>...)")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     from tuning import worlds
 
     experiment = worlds.suffixed(("campaign-" if args.campaign else "") + f"3A-{args.phase}",

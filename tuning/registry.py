@@ -54,33 +54,59 @@ def _ensure_model(mlc: MlflowClient, name: str) -> None:
 
 
 def register_authority(mlc: MlflowClient, promotion_run_id: str, policies: PolicySet, lineage_doc: bytes,
-                       entry: dict, policies_dir: Path | str = "policies") -> dict:
-    """Log the policy set as a model, register a new version and move the ``authority`` alias to it (the
-    model of the authority folder's world: ``seg3a-authority`` for the default world's, suffixed otherwise)."""
+                       entry: dict, txn: str | None = None, policies_dir: Path | str = "policies") -> dict:
+    """Log the policy set as a model, register a new version and move the ``authority`` alias to it (the model
+    of the authority folder's world: ``seg3a-authority`` for the default world's, suffixed otherwise). With
+    ``txn`` (a promotion's transaction key, tagged on the model and the version) every step is done once: the
+    version (or the logged model) an interrupted attempt made is found and used."""
     from tuning.worlds import authority_names
 
     names = authority_names(policies_dir)
     exp, model_name = experiment_id(mlc, names["experiment"]), names["model"]
-    tags = _lineage_tags(entry, promotion_run_id)
-    model = mlc.create_logged_model(exp, name="authority-policy-set", source_run_id=promotion_run_id,
-                                    tags=tags, params={f"digest.{p}": d for p, d in policies.digests.items()},
-                                    model_type=MODEL_TYPE)
+    tags = {**_lineage_tags(entry, promotion_run_id), **({"txn": txn} if txn else {})}
+    _ensure_model(mlc, model_name)
+    version = _txn_version(mlc, txn, model_name)
+    model_id = getattr(version, "model_id", None)
+    if version is None:
+        model = _logged_model(mlc, exp, promotion_run_id, policies, lineage_doc, entry, tags, txn)
+        model_id = model.model_id
+        source = mlc.get_logged_model(model.model_id).artifact_location
+        version = mlc.create_model_version(model_name, source, run_id=promotion_run_id, tags=tags,
+                                           description=_description(entry, tags, policies))
+    mlc.set_registered_model_alias(model_name, ALIAS, version.version)
+    mlc.update_registered_model(model_name, description=(
+        f"The Segment 3A authority policy set; alias '{ALIAS}' = version {version.version} "
+        f"(parameter_hash {policies.parameter_hash[:16]}). Latest: {_description(entry, tags, policies)}"))
+    return {"name": model_name, "version": int(version.version), "alias": ALIAS, "model_id": model_id}
+
+
+def _description(entry: dict, tags: dict, policies: PolicySet) -> str:
+    prev = (entry.get("previous_authority") or {}).get("parameter_hash") or "none"
+    return (f"{entry.get('decision')}: trial {entry.get('optuna_trial')} of {entry.get('study')} "
+            f"(run {entry.get('mlflow_run_id')}, J={entry.get('J')}), witness "
+            f"{tags['witness']}; parameter_hash {policies.parameter_hash[:16]} replaces {prev[:16]}")
+
+
+def _txn_version(mlc: MlflowClient, txn: str | None, model_name: str):
+    if not txn:
+        return None
+    found = mlc.search_model_versions(f"name = '{model_name}' and tags.txn = '{txn}'")
+    return found[0] if found else None
+
+
+def _logged_model(mlc: MlflowClient, exp: str, promotion_run_id: str, policies: PolicySet, lineage_doc: bytes,
+                  entry: dict, tags: dict, txn: str | None):
+    """The READY logged model of the policy set (a transaction's own, when an interrupted attempt made one)."""
+    found = mlc.search_logged_models([exp], filter_string=f"tags.txn = '{txn}'") if txn else []
+    model = found[0] if found else mlc.create_logged_model(
+        exp, name="authority-policy-set", source_run_id=promotion_run_id, tags=tags,
+        params={f"digest.{p}": d for p, d in policies.digests.items()}, model_type=MODEL_TYPE)
+    if str(getattr(model.status, "name", model.status)).endswith("READY"):
+        return model
     with tempfile.TemporaryDirectory(prefix="authority-model-") as tmp:
         policies.write(Path(tmp) / "policies")
         Path(tmp, "lineage.yaml").write_bytes(lineage_doc)
         Path(tmp, "MLmodel").write_text(_mlmodel(policies, entry))
         mlc.log_model_artifacts(model.model_id, tmp)
     mlc.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
-    _ensure_model(mlc, model_name)
-    prev = (entry.get("previous_authority") or {}).get("parameter_hash") or "none"
-    description = (f"{entry.get('decision')}: trial {entry.get('optuna_trial')} of {entry.get('study')} "
-                   f"(run {entry.get('mlflow_run_id')}, J={entry.get('J')}), witness "
-                   f"{tags['witness']}; parameter_hash {policies.parameter_hash[:16]} replaces {prev[:16]}")
-    source = mlc.get_logged_model(model.model_id).artifact_location
-    version = mlc.create_model_version(model_name, source, run_id=promotion_run_id, tags=tags,
-                                       description=description)
-    mlc.set_registered_model_alias(model_name, ALIAS, version.version)
-    mlc.update_registered_model(model_name, description=(
-        f"The Segment 3A authority policy set; alias '{ALIAS}' = version {version.version} "
-        f"(parameter_hash {policies.parameter_hash[:16]}). Latest: {description}"))
-    return {"name": model_name, "version": int(version.version), "alias": ALIAS, "model_id": model.model_id}
+    return model

@@ -5,7 +5,8 @@ touches it. Several processes doing that at once (four sweeps started together o
 checkout) crash in the migration and can leave the database broken. :func:`ensure_store` takes an
 ``flock`` beside the database, lets exactly one process create and migrate it, and is a no-op for
 every later call in the process. A store that cannot be created (a read-only mount) is one coded
-line, ``E3A_TUN_042_TRACKING_STORE``.
+line, ``E3A_TUN_042_TRACKING_STORE``; so is a tracking server that does not accept a connection
+(:func:`probe_server`: at once, where MLflow's client would retry each call for about a minute).
 """
 
 from __future__ import annotations
@@ -18,16 +19,55 @@ from engine import EngineError
 from tuning.errors import E_TRACKING
 
 _READY: set[str] = set()
+PROBE_TIMEOUT_ENV = "SEG3A_TRACKING_PROBE_TIMEOUT"
 
 
 def _sqlite_path(uri: str) -> Path | None:
     return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
 
 
-def ensure_store(uri: str) -> None:
-    """Create/migrate the tracking store at ``uri`` once (sqlite: under ``<db>.init.lock``)."""
+def store_exists() -> bool:
+    """Does the tracking store the environment names exist already (a tracking server: assumed)? Nothing is
+    created to answer it."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlruns' / 'mlflow.db'}"
     db = _sqlite_path(uri)
-    if db is None or uri in _READY:
+    return db is None or db.exists()
+
+
+def probe_server(uri: str) -> None:
+    """An ``http(s)://`` tracking server must accept a TCP connection within ``SEG3A_TRACKING_PROBE_TIMEOUT``
+    seconds (default 5); else one coded line. A server reached through a proxy is left to MLflow."""
+    import socket
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    try:
+        host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        host = port = None
+    if not host:
+        raise EngineError(E_TRACKING, f"MLflow tracking URI {uri!r}: no host and port")
+    if urllib.request.getproxies() and not urllib.request.proxy_bypass(host):
+        return
+    try:
+        socket.create_connection((host, port), timeout=float(os.environ.get(PROBE_TIMEOUT_ENV, "5"))).close()
+    except OSError as exc:
+        raise EngineError(E_TRACKING, f"MLflow tracking server {parts.scheme}://{host}:{port} is unreachable "
+                                      f"({exc.strerror or exc})") from None
+
+
+def ensure_store(uri: str) -> None:
+    """Create/migrate the tracking store at ``uri`` once (sqlite: under ``<db>.init.lock``); a tracking server
+    is probed once (:func:`probe_server`)."""
+    if uri in _READY:
+        return
+    if uri.startswith(("http://", "https://")):
+        probe_server(uri)
+        _READY.add(uri)
+        return
+    db = _sqlite_path(uri)
+    if db is None:
         return
     lock = db.with_name(db.name + ".init.lock")
     try:

@@ -49,7 +49,7 @@ STUDY_SCHEMA = {
         "description": {"type": "string"},
         "base_policies": {"type": "string", "minLength": 1},
         "world": {"type": "string", "minLength": 1},   # a world directory, relative to this file
-        "seeds": {"type": "array", "minItems": 1, "maxItems": 64, "items": _UINT64},
+        "seeds": {"type": "array", "minItems": 1, "maxItems": 64, "uniqueItems": True, "items": _UINT64},  # J = mean
         "trials": {"type": "integer", "minimum": 1, "maximum": MAX_TRIALS},
         "sampler": {
             "type": "object", "additionalProperties": False, "required": ["name", "seed"],
@@ -216,6 +216,28 @@ def metric_value(pack: dict, path: str) -> float:
     except (KeyError, TypeError):
         raise EngineError(E_STUDY_INVALID, f"metric {path!r} is not in the metric pack") from None
     return float(value)
+
+
+def named_metrics(spec: StudySpec) -> list[tuple[str, str]]:
+    """(field, metric) for every metric the study names: terms, second objective, guardrails, targets, precheck
+    triggers and key metrics."""
+    named = [(f"objective.terms[{i}].metric", t["metric"]) for i, t in enumerate(spec.terms)]
+    named += [("objective.second.metric", spec.second["metric"])] if spec.second else []
+    named += [(f"vetoes.guardrails[{i}].metric", c.metric) for i, c in enumerate(spec.guardrails)]
+    named += [(f"targets[{i}].metric", c.metric) for i, c in enumerate(spec.targets)]
+    named += [(f"precheck.triggers[{i}].metric", t["metric"])
+              for i, t in enumerate((spec.precheck or {}).get("triggers", []))]
+    return named + [(f"key_metrics[{i}]", m) for i, m in enumerate(spec.key_metrics)]
+
+
+def check_metrics(spec: StudySpec, pack: dict) -> None:
+    """Every metric the study names is a number of the metric pack (checked on the anchor's pack, before any
+    journal or MLflow run exists); else ``E3A_TUN_010`` naming the field."""
+    for where, metric in named_metrics(spec):
+        family, key = metric.split(".", 1)
+        value = pack.get(family, {}).get(key) if isinstance(pack.get(family), dict) else None
+        if isinstance(value, str) or not isinstance(value, (int, float)):
+            raise _fail(str(spec.path), where, f"metric {metric!r} is not a number of the metric pack")
 
 
 def metric_or_none(pack: dict | None, path: str) -> float | None:

@@ -36,7 +36,7 @@ class SweepConfig:
     reports: int = 1                        # best feasible trials that get a report HTML
     force: bool = False                     # run even when the phase precheck says no-op
     stale_after: float = DEFAULT_STALE_AFTER_S  # a RUNNING trial of another host older than this is dead
-    max_failures: int = 5                   # crashing trials tolerated per process
+    max_failures: int = 5                   # failed trials tolerated per process (crashed, FAIL, no chain)
     json: bool = False                      # print the summary as JSON
     materialise: bool = False               # write every trial's run folder under runs_root
     runs_root: str = "runs"
@@ -97,7 +97,8 @@ def build_parser() -> TuningParser:
     ap.add_argument("--force", action="store_true", help="run even when the phase precheck says no-op")
     ap.add_argument("--stale-after", type=float, default=DEFAULT_STALE_AFTER_S,
                     help="seconds after which a RUNNING trial of another host counts as dead")
-    ap.add_argument("--max-failures", type=int, default=5, help="crashing trials tolerated per process")
+    ap.add_argument("--max-failures", type=int, default=5,
+                    help="failed trials tolerated per process: crashed, told FAIL, or the chain could not run")
     ap.add_argument("--json", action="store_true", help="print the summary as JSON")
     ap.add_argument("--materialise", action="store_true", help="write every trial's run folder under --runs-root")
     ap.add_argument("--runs-root", default="runs")

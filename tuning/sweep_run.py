@@ -13,6 +13,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from engine import PolicySet
+from tuning.authority_txn import settle
 from tuning.coordination import Coordinator
 from tuning.errors import invoke
 from tuning.knobs import KNOBS
@@ -45,11 +46,10 @@ class Sweep:
         worlds.require(base_dir, self.world, f"a {self.spec.phase} sweep")
         self.study_name = worlds.suffixed(config.namespace + (config.study or self.spec.study), self.world)
         self.experiment = worlds.suffixed(f"{config.namespace}{self.spec.experiment}", self.world)
+        settle(base_dir)   # an interrupted promotion is finished first
         self.base = PolicySet.from_dir(base_dir)
-        self.storage = open_storage(config.storage, self.study_name)
-        self.study = open_study(self.spec, self.study_name, self.storage, self.seeds, self.base.parameter_hash)
         self.lock = lock_path(config.storage, self.study_name)  # the trial-budget lock (see Coordinator.exclusive)
-        self.coordinator = Coordinator(self.study, self.storage, config.storage, self.lock, config.stale_after)
+        self.storage = self.study = self.coordinator = None   # opened by open_study(), once everything is valid
         self._objective = None
         self.history_free = history_free_trials(self.spec)   # trials the loop may run ahead of the trail
         self.deadline = time.monotonic() + config.timeout if config.timeout else None
@@ -68,6 +68,15 @@ class Sweep:
     def world_record(self) -> dict:
         """What every trial of this sweep records of its world (tags ``world``/``world_name``, metric_pack.json)."""
         return worlds.record(self.world)
+
+    def open_study(self) -> None:
+        """The Optuna storage and study (a new journal is created here): called only once the study's metrics
+        are checked against the anchor's pack and the MLflow store has answered."""
+        if self.study is None:
+            self.storage = open_storage(self.config.storage, self.study_name)
+            self.study = open_study(self.spec, self.study_name, self.storage, self.seeds, self.base.parameter_hash)
+            self.coordinator = Coordinator(self.study, self.storage, self.config.storage, self.lock,
+                                           self.config.stale_after)
 
     def timed_out(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
@@ -106,11 +115,21 @@ class Sweep:
     def run(self, process: TrailProcess | None = None) -> dict:
         """The coordinator: the trail process (``process``: one already started, else a new one; MLflow starts
         on the other core while the engine, the world and the anchor load here), the parent run, the
-        precheck, the trials (this process or ``--workers K``), the close."""
+        precheck, the trials (this process or ``--workers K``), the close. Nothing is written before the study's
+        metrics are checked against the anchor's pack and the tracking store has answered: a refused study or an
+        unreachable store leaves no journal and no MLflow run."""
+        process = process if process is not None else TrailProcess()
+        try:
+            self.objective.anchor   # the anchor's pack holds every metric the study names (E3A_TUN_010 if not)
+        except BaseException:
+            process.close()
+            raise
         trail = SweepTrail(self.spec.phase, self.study_name, self.spec.objective_name, process=process,
                            experiment=self.experiment)
         ok = False
         try:
+            trail.experiment_id     # the store answers (its own coded error if not) before the journal is opened
+            self.open_study()
             self.start_parent(trail)
             if self.spec.multi_objective:
                 trail.watch_front(self.spec.second["direction"])
@@ -187,6 +206,8 @@ def worker_process(spec: WorkerSpec) -> None:
 
 def run_worker(spec: WorkerSpec) -> int:
     sweep = Sweep(spec.config)
+    sweep.objective.anchor   # the study's metrics are checked before this worker opens anything
+    sweep.open_study()
     trail = SweepTrail(sweep.spec.phase, sweep.study_name, sweep.spec.objective_name, spec.parent_run_id,
                        experiment=sweep.experiment)
     ok = False

@@ -29,18 +29,28 @@ from tuning.trial_result import PolicyFiles, TrialResult, flatten_pack
 from tuning.trial_recovery import counts, original_number
 
 VETO_CONSTRAINT = "veto"
+FIRST_FAILURES = 3   # a process's first trials all failing for one cause: that cause stops the sweep
 
 
-def tell_evaluation(study, trial, ev, multi_objective: bool) -> None:
-    """Tell Optuna how the trial ended: PRUNED, J (and the second objective), or FAIL without one."""
+def tell_evaluation(study, trial, ev, multi_objective: bool) -> str | None:
+    """Tell Optuna how the trial ended: PRUNED, J (and the second objective), or FAIL without one. Returns
+    why the trial failed (its chain could not run, or it has no second value), None when it did not."""
     if "PRUNED" in ev.vetoes:
         study.tell(trial, state=TrialState.PRUNED)
     elif multi_objective:
         second = ev.second_value if ev.second_value is not None else float("nan")
         study.tell(trial, [ev.value, second] if second == second else None,
                    state=None if second == second else TrialState.FAIL)
+        if second != second:   # told FAIL: a failed trial, whatever the reason
+            return ev.error or f"{E_TRIALS_FAILING}: trial {trial.number} has no value of the second objective"
     else:
         study.tell(trial, ev.value)
+    return ev.error if "ENGINE_ERROR" in ev.vetoes else None
+
+
+def _code(cause: str) -> str:
+    head = cause.split(":", 1)[0]
+    return head if head.startswith("E3A_") and " " not in head else "uncoded"
 
 
 class TrialLoop:
@@ -50,6 +60,8 @@ class TrialLoop:
     def __init__(self, sweep, trail: SweepTrail, progress=None, index: int = 0) -> None:
         self.sweep, self.trail, self.progress, self.index = sweep, trail, progress, index
         self.failures = 0
+        self.first_causes: list[str] | None = []   # causes while every trial so far failed (None: one did not)
+        self.stop: EngineError | None = None        # the failure budget is spent: raised once pending are told
 
     def run(self) -> int:
         """Ask -> evaluate -> (log to MLflow in the trail process) -> tell.
@@ -67,7 +79,7 @@ class TrialLoop:
                                   {"anchor_engine_run_id": anchor.identity["run_id"]}, soon=True)
         done, pending = 0, deque()
         try:
-            while not sweep.timed_out():  # --timeout: no new trial starts after the deadline
+            while self.stop is None and not sweep.timed_out():  # --timeout: no new trial starts after it
                 done += self._catch_up(pending)
                 trial = sweep.coordinator.next_trial(sweep.target, bool(pending))  # lock, recover, ask
                 if trial is None and not pending:
@@ -82,6 +94,8 @@ class TrialLoop:
             while pending:   # popped first: a trial is finished (told) once, even if that fails
                 done += self._finish(*pending.popleft())
             sweep.coordinator.close()
+        if self.stop is not None:
+            raise self.stop
         return done
 
     def _catch_up(self, pending: deque) -> int:
@@ -109,11 +123,30 @@ class TrialLoop:
             raise
         except Exception as exc:  # a crashing trial is recorded as FAIL and the budget continues
             self.sweep.study.tell(trial, state=TrialState.FAIL)
-            self.failures += 1
-            if self.failures > self.sweep.config.max_failures:
-                raise EngineError(E_TRIALS_FAILING, f"{self.failures} trials crashed in this process; last: "
-                                                    f"{type(exc).__name__}: {exc}") from None
+            self.failed(f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
             return None
+
+    def failed(self, cause: str | None) -> None:
+        """Count a trial that failed, whatever the kind (crashed, told FAIL, its chain could not run): more than
+        ``--max-failures`` in this process stop the sweep; so do its first :data:`FIRST_FAILURES` trials (at
+        most ``--max-failures`` + 1) when they all failed for one cause (an unwritable run root, a store that
+        is gone): that cause is then the sweep's one coded line."""
+        if cause is None:
+            self.first_causes = None
+            return
+        self.failures += 1
+        limit = self.sweep.config.max_failures
+        if self.first_causes is not None:
+            self.first_causes.append(cause)
+            codes = {_code(c) for c in self.first_causes}
+            if len(self.first_causes) >= min(FIRST_FAILURES, limit + 1) and len(codes) == 1:
+                code = codes.pop()
+                text = cause.split(":", 1)[1].strip() if code != "uncoded" else cause
+                self.stop = self.stop or EngineError(code if code != "uncoded" else E_TRIALS_FAILING, (
+                    f"{text} (the first {len(self.first_causes)} trials all failed so; the sweep stopped)"))
+        if self.failures > limit:
+            self.stop = self.stop or EngineError(E_TRIALS_FAILING, (
+                f"{self.failures} trials failed in this process (--max-failures {limit}); last: {cause}"))
 
     def _evaluate(self, trial):
         sweep, t0 = self.sweep, time.perf_counter()
@@ -142,16 +175,20 @@ class TrialLoop:
         return trial, ev, result, future
 
     def _finish(self, trial, ev, result: TrialResult, future) -> int:
-        def tell() -> int:
+        def tell() -> str | None:
             recorded = result.with_run(future.result())  # the trial's MLflow run is logged
             trial.set_user_attr(RESULT_ATTR, recorded.user_attr(self.sweep.spec.key_metrics))
-            tell_evaluation(self.sweep.study, trial, ev, self.sweep.spec.multi_objective)
+            why = tell_evaluation(self.sweep.study, trial, ev, self.sweep.spec.multi_objective)
             if self.progress is not None:
                 self.progress.update(1)
                 self.sweep.show_best(self.progress)
-            return 1
+            return why
 
-        return self._guard(trial, tell) or 0
+        told = self._guard(trial, lambda: [tell()])
+        if told is None:
+            return 0
+        self.failed(told[0])   # told: a trial whose chain could not run counts against --max-failures too
+        return 1
 
 
 # ---------------------------------------------------------------------- the K processes of --workers K

@@ -34,11 +34,14 @@ class TrailServer:
 
     def prepare(self) -> None:
         """MLflow's import and the store's client, before the first request arrives (the sweep process is
-        loading the engine meanwhile); a store that cannot be opened is the first request's error."""
+        loading the engine meanwhile); a store that cannot be opened is the first request's error. A store that
+        does not exist yet is created by the first request, once the sweep has found its study valid."""
         try:
+            from tuning.store_init import store_exists
             from tuning.tracking import client
 
-            self.mlc = client()
+            if store_exists():
+                self.mlc = client()
         except BaseException as exc:  # noqa: BLE001 - reported by open()
             self.prepare_error = exc
 

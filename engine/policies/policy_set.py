@@ -18,7 +18,7 @@ import jsonschema
 from engine.atomic import atomic_write
 from engine.errors import E_POLICY_MISSING, E_POLICY_SANITY, E_POLICY_SCHEMA, E_POLICY_YAML, EngineError
 from engine.hashing import canonical_json, parameter_hash, sha256_hex
-from engine.policies.schemas import SCHEMAS
+from engine.policies.schemas import MAX_ALPHA, SCHEMAS
 from engine.strict import parse_yaml, read_bytes, require_finite
 
 POLICY_IDS = ("country_zone_alphas", "zone_floor_policy", "zone_mixture_policy")
@@ -59,7 +59,8 @@ def _valid_alphas(doc) -> bool:
         for e in entries:
             if not isinstance(e, dict) or set(e) != {"tzid", "alpha"}:
                 return False
-            if not isinstance(e["tzid"], str) or not e["tzid"] or not _is_num(e["alpha"]) or e["alpha"] <= 0:
+            if not isinstance(e["tzid"], str) or not e["tzid"] or not _is_num(e["alpha"]) or \
+                    not 0 < e["alpha"] <= MAX_ALPHA:
                 return False
     return True
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 _VERSION = {"type": "string", "minLength": 1}
+# an alpha above this is not a concentration the engine can hold exactly (S2 share sums and the S3 dispersion
+# transform lose their tolerances long before float overflow); the authoring law's sums are in [15, 160]
+MAX_ALPHA = 1e6
 _UNIT = {"type": "number", "minimum": 0, "maximum": 1}
 
 S1_SMOOTHING = {
@@ -96,7 +99,8 @@ COUNTRY_ZONE_ALPHAS = {
                         "items": {
                             "type": "object", "additionalProperties": False, "required": ["tzid", "alpha"],
                             "properties": {"tzid": {"type": "string", "minLength": 1},
-                                           "alpha": {"type": "number", "exclusiveMinimum": 0}},
+                                           "alpha": {"type": "number", "exclusiveMinimum": 0,
+                                                     "maximum": MAX_ALPHA}},
                         },
                     },
                 },

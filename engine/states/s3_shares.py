@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from engine.errors import EngineError
+from engine.errors import E_POLICY_VALUES, EngineError
 from engine.gamma import dirichlet_from_uniforms
 from engine.rng import pair_keys, stream_ids, uniforms
 from engine.states.common import ZoneLayout, group_sum, layout_keys, take_strings
@@ -60,7 +60,8 @@ def dispersed_alphas(layout: ZoneLayout, alpha: np.ndarray, alpha_sum: np.ndarra
     if np.abs(total - target).max(initial=0.0) > 1e-9:
         r = r * (target / total)
         if np.abs(np.repeat(group_sum(r, starts), sizes) - target).max(initial=0.0) > 1e-7:
-            raise EngineError("E3A_S3_012_INFRASTRUCTURE_IO_ERROR", "dispersion transform did not converge")
+            raise EngineError(E_POLICY_VALUES, "S3 dispersion transform did not converge (spec E3A_S3_012): the "
+                                               "policy's alpha and dispersion values are out of the range it holds")
     return r
 
 

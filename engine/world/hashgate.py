@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 
 from engine.errors import EngineError
+from engine.verify_bundle import read_member
 
 E_UPSTREAM_GATE = "E3A_S0_001_UPSTREAM_GATE_FAILED"
 FLAG = re.compile(r"^sha256_hex = ([a-f0-9]{64})\s*$")
@@ -29,11 +30,17 @@ def verify_upstream_bundle(folder: Path) -> str | None:
     def fail(msg: str) -> None:
         raise EngineError(E_UPSTREAM_GATE, f"{folder}: {msg}")
 
+    def read(rel: str) -> bytes:   # a regular file of the folder, checked before it is opened (no pipe, no device)
+        try:
+            return read_member(folder, rel)
+        except EngineError as exc:
+            raise EngineError(E_UPSTREAM_GATE, f"{folder}: {exc.cause}") from None
+
     index_path = folder / "index.json"
     if not index_path.exists():
         fail("_passed.flag without index.json")
     try:
-        index = json.loads(index_path.read_text(encoding="utf-8"))
+        index = json.loads(read("index.json").decode("utf-8"))
     except ValueError:
         fail("index.json is not valid JSON")
     entries = index.get("files") if isinstance(index, dict) else index
@@ -51,12 +58,12 @@ def verify_upstream_bundle(folder: Path) -> str | None:
         fail(f"files on disk differ from the index ({len(on_disk ^ listed)} differences)")
     digest = hashlib.sha256()
     for entry in sorted(entries, key=lambda e: str(e["path"])):
-        data = (folder / entry["path"]).read_bytes()
+        data = read(str(entry["path"]))
         if "sha256_hex" in entry and hashlib.sha256(data).hexdigest() != entry["sha256_hex"]:
             fail(f"{entry['path']} does not match its indexed digest")
         digest.update(data)
-    match = FLAG.match(flag_path.read_text(encoding="ascii", errors="replace").splitlines()[0]
-                       if flag_path.read_text(errors="replace") else "")
+    flag = read("_passed.flag").decode("ascii", errors="replace")
+    match = FLAG.match(flag.splitlines()[0] if flag else "")
     if not match or match.group(1) != digest.hexdigest():
         fail("_passed.flag does not match the bundle digest")
     return digest.hexdigest()

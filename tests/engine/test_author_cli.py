@@ -13,7 +13,8 @@ from tests.engine.conftest import ROOT
 
 def _cli(cwd, *args):
     env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
-    proc = subprocess.run([sys.executable, "-m", "engine", *args], cwd=cwd, capture_output=True, text=True, env=env)
+    proc = subprocess.run([sys.executable, "-m", "engine", *args], cwd=cwd, capture_output=True, text=True, env=env,
+                          timeout=240)
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -57,3 +58,38 @@ def test_readme_bring_your_own_line_runs_as_written(tmp_path):
     rc, out2, _ = _cli(tmp_path, "author", "--reference", "my_zones.csv")
     (folder,) = (tmp_path / "authored").iterdir()
     assert rc == 0 and PolicySet.from_dir(folder).parameter_hash[:16] in out
+
+
+def test_author_writes_all_three_files_or_none(tmp_path, monkeypatch, capsys):
+    """A full disk at the third file leaves no folder and no temp file; an earlier authored folder stays whole."""
+    import errno
+    import os
+
+    from engine.cli import main
+
+    out = tmp_path / "authored-here"
+    real_fsync, calls = os.fsync, []
+
+    def full_disk(fd):
+        calls.append(fd)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    assert main(["author", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("E3A_IO_001_PUBLISH_FAILED:") and "No space left" in err and len(err.splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert main(["author", "--out", str(out)]) == 0
+    first = _tree(out)
+    assert len(first) == 3
+    calls.clear()
+    monkeypatch.setattr(os, "fsync", full_disk)
+    assert main(["author", "--out", str(out)]) == 2          # again, over the earlier folder: it stays as it was
+    assert _tree(out) == first and sorted(p.name for p in tmp_path.iterdir()) == ["authored-here"]
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    (out / "mine.txt").write_text("a user's file")
+    assert main(["author", "--out", str(out)]) == 2          # a folder holding other files is not replaced
+    assert "mine.txt" in capsys.readouterr().err and (out / "mine.txt").exists()

@@ -16,7 +16,7 @@ from tests.environment import needs_shared
 
 
 def _cli(*args, cwd=ROOT):
-    proc = subprocess.run([sys.executable, "-m", "engine", *args], cwd=cwd, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "engine", *args], cwd=cwd, capture_output=True, text=True, timeout=240)
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -177,3 +177,15 @@ def test_upstream_bundle_is_verified_before_reading(tmp_path):
     bad.write_text(bad.read_text().replace("9", "8"))
     rc, _, err = _cli("run", "--seed", "3", "--run-root", str(tmp_path / "r2"), "--outlets", str(bad))
     assert rc == 2 and err.startswith("E3A_S0_001_UPSTREAM_GATE_FAILED")
+
+
+def test_an_upstream_bundle_file_that_is_a_pipe_is_refused_before_it_is_read(tmp_path):
+    import os
+
+    frame = pd.DataFrame({"merchant_id": [1, 2], "legal_country_iso": ["US", "FR"], "site_count": [9, 4]})
+    outlets = _bundle(tmp_path / "piped", frame)
+    (outlets.parent / "index.json").unlink()
+    os.mkfifo(outlets.parent / "index.json")   # nobody writes it: reading it would block forever
+    rc, _, err = _cli("run", "--seed", "3", "--run-root", str(tmp_path / "r"), "--outlets", str(outlets))
+    assert rc == 2 and err.startswith("E3A_S0_001_UPSTREAM_GATE_FAILED") and "not a regular file" in err, err
+    assert not (tmp_path / "r").exists()

@@ -1,9 +1,12 @@
-"""The P0 / POPT / report CLIs end to end on the real engine (one authority run, in-process)."""
+"""The P0 / POPT / report CLIs end to end on the real engine (one authority run; each CLI also as a program)."""
 
 from __future__ import annotations
 
 import collections
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,11 +21,19 @@ from tuning.errors import run_cli
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 
 
+def program(*argv: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``python -m tuning.<argv[0]> ...`` as a program (it must exit, whatever it leaves behind)."""
+    env = dict(os.environ, PYTHONPATH=str(POLICIES.parent) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, "-m", f"tuning.{argv[0]}", *argv[1:]], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=180)
+
+
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("p0")
     out, runs = root / "reports", root / "runs"
-    assert baseline_cli.main(["--policies", str(POLICIES), "--out", str(out), "--runs-root", str(runs)]) == 0
+    done = program("baseline", "--policies", str(POLICIES), "--out", str(out), "--runs-root", str(runs), cwd=root)
+    assert done.returncode == 0 and "| gate | value | threshold | status |" in done.stdout, done.stderr
     (pack_json,) = sorted(out.glob("segment3a_p0_baseline_metrics_*.json"))
     return root, out, runs, pack_json
 
@@ -54,7 +65,8 @@ def test_compare_against_run_dir_and_json(workspace):
     _, out, runs, pack_json = workspace
     rid = json.loads(pack_json.read_text())["baseline_authority"]["run_id"]
     for candidate in (runs / rid, pack_json):
-        assert compare_cli.main([str(pack_json), str(candidate), "--out", str(out)]) == 0
+        done = program("compare", str(pack_json), str(candidate), "--out", str(out), cwd=out)
+        assert done.returncode == 0, done.stderr
         doc = json.loads((out / f"segment3a_p0_candidate_vs_baseline_{rid}.json").read_text())
         assert {"baseline", "candidate", "delta_candidate_minus_baseline", "uplift_directional", "gate_drift",
                 "progression_decision"} <= set(doc)
@@ -67,8 +79,9 @@ def test_compare_against_run_dir_and_json(workspace):
 
 def test_runtime_baseline_and_closure(workspace):
     _, out, runs, _ = workspace
-    assert runtime_cli.main(["baseline", "--repeats", "1", "--policies", str(POLICIES), "--out", str(out),
-                             "--runs-root", str(runs)]) == 0
+    done = program("runtime", "baseline", "--repeats", "1", "--policies", str(POLICIES), "--out", str(out),
+                   "--runs-root", str(runs), cwd=out)
+    assert done.returncode == 0, done.stderr
     (popt0,) = sorted(out.glob("segment3a_popt0_baseline_*.json"))
     doc = json.loads(popt0.read_text())
     assert doc["phase"] == "POPT.0"
@@ -90,7 +103,8 @@ def test_report_cli(workspace):
     _, out, runs, pack_json = workspace
     rid = json.loads(pack_json.read_text())["baseline_authority"]["run_id"]
     target = out / "report.html"
-    assert report_cli.main([str(runs / rid), "--out", str(target)]) == 0
+    done = program("report", str(runs / rid), "--out", str(target), cwd=out)
+    assert done.returncode == 0, done.stderr
     page = target.read_text()
     # 13 realism figures + one population / prior / realised figure per country with >= 2 populated clocks
     from tests.engine.test_world_clocks import _cities
@@ -123,19 +137,18 @@ def test_report_cli_on_the_anchor_world_is_not_applicable(tmp_path):
     assert rows.count("<td class=\"NA\">N/A</td>") == 5 and "FAIL" not in rows
 
 
-@pytest.mark.parametrize("module,argv", [
-    (compare_cli, ["/nonexistent/base.json", "/nonexistent/run"]),
-    (report_cli, ["/nonexistent/run"]),
-    (runtime_cli, ["closure", "/nonexistent/a.json", "/nonexistent/b.json"]),
-    (baseline_cli, ["--policies", "/nonexistent/policies"]),
-    (runtime_cli, ["baseline", "--repeats", "0"]),
+@pytest.mark.parametrize("argv", [
+    ["compare", "/nonexistent/base.json", "/nonexistent/run"],
+    ["report", "/nonexistent/run"],
+    ["runtime", "closure", "/nonexistent/a.json", "/nonexistent/b.json"],
+    ["baseline", "--policies", "/nonexistent/policies"],
+    ["runtime", "baseline", "--repeats", "0"],
 ])
-def test_cli_errors_are_one_line_exit_2(module, argv, capsys):
-    with pytest.raises(SystemExit) as exc:
-        run_cli(module.main, argv)
-    assert exc.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("E3A_") and "\n" not in err and "Traceback" not in err
+def test_cli_errors_are_one_line_exit_2(argv, tmp_path):
+    done = program(*argv, cwd=tmp_path)   # as programs: a refusal exits too
+    err = done.stderr.strip()
+    assert done.returncode == 2 and err.startswith("E3A_") and "\n" not in err and "Traceback" not in err, err
+    assert not list(tmp_path.iterdir())
 
 
 def test_bad_json_is_coded(tmp_path, capsys):

@@ -179,3 +179,36 @@ def test_bad_files_through_the_cli(tmp_path, monkeypatch, capsys):
         line = _invoke(["tuning.sweep", "--phase", phase, "--policies", str(REPO / "policies")], capsys)
         assert line.startswith("E3A_TUN_010"), line
     assert not list(tmp_path.rglob("*.tmp")) and not (tmp_path / "r").exists()
+
+
+# ------------------------------------------------------------------ issue 19: the last bad inputs
+@pytest.mark.parametrize("argv, code", [
+    (["engine", "run", "--seed", "42", "--run-root", "r", "--partitions", "0"], "E3A_CLI_001_USAGE"),
+    (["engine", "run", "--seed", "42", "--run-root", "r", "--partitions", "-3"], "E3A_CLI_001_USAGE"),
+    (["tuning.ladder", "record", "--phase", "P1.2", "--decision", ""], "E3A_TUN_050_USAGE"),
+    (["tuning.ladder", "record", "--phase", "P1.2", "--decision", "HOLD", "--note", " "], "E3A_TUN_050_USAGE"),
+    (["tuning.rank", "--phase", "P1.2", "--top", "-1"], "E3A_TUN_050_USAGE"),
+    (["tuning.promote", "0" * 32, "--reason", ""], "E3A_TUN_050_USAGE"),
+    (["tuning.author", "--into-authority", "--reason", "  "], "E3A_TUN_050_USAGE"),
+    (["tuning.sweep", "--phase", "studies/twice.yaml"], "E3A_TUN_010_STUDY_INVALID"),
+    (["engine", "run", "--seed", "42", "--run-root", "r", "--policies", "norway"], "E3A_POL_001_MALFORMED_YAML"),
+    (["engine", "run", "--seed", "42", "--run-root", "r", "--policies", "huge"], "E3A_POL_002_SCHEMA_INVALID"),
+])
+def test_the_last_bad_inputs_are_refused_and_write_nothing(tmp_path, monkeypatch, capsys, argv, code):
+    """Each: one coded line, exit 2, nothing written (the two marked cases also as programs)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "studies" / "twice.yaml").write_text(SMALL_STUDY.replace("seeds: [42]", "seeds: [42, 42]"))
+    for name, edit in (("norway", lambda raw: raw.replace(b"\n  'NO':\n", b"\n  NO:\n")),
+                       ("huge", lambda raw: raw.replace(b"alpha: ", b"alpha: 1.0e+154 #", 1))):
+        (tmp_path / name).mkdir()
+        for pid, raw in BASE.raw.items():
+            (tmp_path / name / f"{pid}.yaml").write_bytes(edit(raw) if pid == "country_zone_alphas" else raw)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    if "--partitions" in argv and argv[-1] == "0" or argv[0] == "tuning.sweep":
+        line = _one_coded_line(_cli(*argv, cwd=tmp_path))   # as a program
+    else:
+        line = _invoke(argv, capsys)
+    assert line.startswith(code + ":"), line
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before   # nothing written

@@ -76,7 +76,17 @@ def policy_mutation(draw):
     pid = draw(st.sampled_from(SMALL_POLICIES + ("country_zone_alphas",)))
     doc = copy.deepcopy(BASE.doc(pid))
     leaves = list(_leaves(doc))
-    kind = draw(st.sampled_from(["non_finite", "odd_value", "dup_key", "truncate", "garbage", "drop_key"]))
+    kind = draw(st.sampled_from(["non_finite", "odd_value", "dup_key", "truncate", "garbage", "drop_key",
+                                 "bool_key", "extreme_alpha"]))
+    if kind == "bool_key":   # Norway unquoted (YAML 1.1 reads NO as false), and its cousins
+        pid = "country_zone_alphas"
+        key = draw(st.sampled_from(["NO", "no", "On", "OFF", "yes", "True", "~", "null"]))
+        return pid, kind, BASE.raw[pid].replace(b"\n  'NO':\n", b"\n  " + key.encode() + b":\n", 1)
+    if kind == "extreme_alpha":
+        pid, doc = "country_zone_alphas", copy.deepcopy(BASE.doc("country_zone_alphas"))
+        country = draw(st.sampled_from(sorted(doc["countries"])))
+        doc["countries"][country]["tzid_alphas"][0]["alpha"] = draw(st.sampled_from([1e154, 1e300, 1.7e308, 2e6]))
+        return pid, kind, yaml.safe_dump(doc, sort_keys=False).encode()
     if kind in ("non_finite", "odd_value"):
         path = leaves[draw(st.integers(0, min(len(leaves), 400) - 1))]
         value = draw(st.sampled_from(BAD_NUMBERS if kind == "non_finite" else ODD_VALUES))
@@ -103,8 +113,11 @@ def policy_mutation(draw):
 def test_fuzz_policies(case):
     pid, kind, raw = case
     outcome, result = classify("policies", lambda: PolicySet({**BASE.raw, pid: raw}, "fuzz"))
-    if kind in ("non_finite", "dup_key") or (kind == "truncate" and not raw.endswith(b"\n")):
+    if kind in ("non_finite", "dup_key", "bool_key", "extreme_alpha") or \
+            (kind == "truncate" and not raw.endswith(b"\n")):
         assert outcome == "refused", (pid, kind)     # a file cut mid-line lacks its final newline
+    if kind in ("bool_key", "extreme_alpha"):       # a policy's own code, never an I/O or a state's code
+        assert result in ("E3A_POL_001_MALFORMED_YAML", "E3A_POL_002_SCHEMA_INVALID"), (kind, result)
     if outcome == "accepted":
         assert non_finite_path(result.doc(pid)) is None
 
@@ -124,8 +137,11 @@ def study_mutation(draw):
         _set(doc, draw(st.sampled_from(leaves)), draw(st.sampled_from(ODD_VALUES)))
     elif kind == "seed":
         where = draw(st.sampled_from(["seeds", "sampler"]))
-        value = draw(st.sampled_from([2 ** 64, 2 ** 70, -1, -(2 ** 63)]))
-        if where == "seeds":
+        value = draw(st.sampled_from([2 ** 64, 2 ** 70, -1, -(2 ** 63), "twice"]))
+        if value == "twice":   # a seed listed twice would count twice in J
+            seed = draw(st.sampled_from([0, 42, 2 ** 64 - 1]))
+            doc["seeds"] = [seed, 7, seed] if seed != 7 else [7, 7]
+        elif where == "seeds":
             doc["seeds"] = [value]
         else:
             doc["sampler"]["seed"] = value
@@ -168,6 +184,7 @@ def test_fuzz_studies(case):
         assert outcome == "refused", (kind, variant)
     if outcome == "accepted":
         assert all(0 <= s < 2 ** 64 for s in result.seeds) and 0 <= result.sampler["seed"] < 2 ** 64
+        assert len(set(result.seeds)) == len(result.seeds)
         assert all(c.value is None or math.isfinite(c.value) for c in result.guardrails)
 
 
@@ -269,7 +286,8 @@ def test_fuzz_reference_files(case):
 # ------------------------------------------------------------------ CLI arguments
 TOKENS = ["run", "verify", "author", "bench", "--seed", "--run-root", "--repeats", "--scale", "--trials", "--workers",
           "--stale-after", "--max-failures", "--study", "--phase", "--bogus", "-x", "42", "-1", "0", "1e3", "nan",
-          str(2 ** 64), str(2 ** 64 - 1), "/abs/path", "../up", "P1.2", "name.ok", "inf", "-inf", ""]
+          str(2 ** 64), str(2 ** 64 - 1), "/abs/path", "../up", "P1.2", "name.ok", "inf", "-inf", "",
+          "--partitions", "-3", "--top", "--decision", "--reason", "--note", " ", "record", "UNLOCK_P2"]
 
 
 def _engine_args(argv):
@@ -284,9 +302,31 @@ def _sweep_args(argv):
     return parse_args(argv)
 
 
+def _tuning_args(name: str, argv):
+    import importlib
+
+    return importlib.import_module(f"tuning.{name}").build_parser().parse_args(argv)
+
+
+def _recorded_texts_hold(cli: str, argv, args) -> None:
+    """What a promotion or a ladder step records is never empty; a ranking shows at least one row."""
+    if cli == "rank":
+        assert args.top >= 1
+    for name in ("phase", "decision", "note", "reason", "reopen", "ladder_phase"):
+        value = getattr(args, name, None)
+        assert value is None or value.strip(), (cli, argv, name)
+
+
 @FUZZ
-@given(st.sampled_from(["engine", "sweep", "certify"]), st.lists(st.sampled_from(TOKENS), max_size=7))
+@given(st.sampled_from(["engine", "sweep", "certify", "rank", "ladder", "promote"]),
+       st.lists(st.sampled_from(TOKENS), max_size=7))
 def test_fuzz_cli_arguments(cli, argv):
+    if cli in ("rank", "ladder", "promote"):
+        argv = {"rank": ["--phase", "P1.2"], "ladder": ["record"], "promote": ["0" * 32]}[cli] + argv
+        outcome, args = classify("cli", lambda: _tuning_args(cli, argv))
+        if outcome == "accepted":
+            _recorded_texts_hold(cli, argv, args)
+        return
     if cli == "certify":
         from tuning.certify import parse_seeds
 
@@ -297,6 +337,8 @@ def test_fuzz_cli_arguments(cli, argv):
     outcome, args = classify("cli", lambda: (_engine_args if cli == "engine" else _sweep_args)(argv))
     if outcome == "accepted" and getattr(args, "seed", None) is not None:
         assert 0 <= args.seed < 2 ** 64
+    if outcome == "accepted" and getattr(args, "partitions", None) is not None:
+        assert args.partitions >= 1
     if outcome == "accepted" and cli == "sweep":
         assert args.stale_after >= 0 and math.isfinite(args.stale_after) and args.max_failures >= 0
         assert args.study is None or "/" not in args.study

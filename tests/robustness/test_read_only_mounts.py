@@ -89,3 +89,24 @@ def test_promote_into_a_read_only_authority_folder(tmp_path, read_only):
     assert err.value.code.startswith("E3A_")
     assert {p.name: p.read_bytes() for p in src.iterdir()} == before   # nothing written, nothing half-done
 
+
+
+def test_a_materialising_sweep_on_a_read_only_run_root_stops_with_that_cause(tmp_path, read_only):
+    """Every trial's chain fails to publish: the sweep stops after its first failed trials with the publish error
+    as its one line (before, it never stopped), and no trial is left RUNNING."""
+    import optuna
+
+    project = make_project(tmp_path / "proj")
+    src = tmp_path / "runs"
+    src.mkdir()
+    ro = read_only(src)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tuning.sweep", "--phase", "P1.2", "--trials", "40", "--no-progress", "--materialise",
+         "--runs-root", str(ro)], cwd=project, env=env_for(project), capture_output=True, text=True, timeout=120)
+    line = _one_coded_line(proc)
+    assert line.startswith("E3A_IO_001_PUBLISH_FAILED:") and "the first 3 trials all failed" in line
+    journal = project / ".optuna" / "t-P1.2.journal"
+    study = optuna.load_study(study_name="t-P1.2", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(journal))))
+    assert 3 <= len(study.trials) <= 6 and all(t.state.is_finished() for t in study.trials)
+    assert list(src.iterdir()) == []

@@ -4,7 +4,10 @@ manifest_fingerprint= folder, and edits of index.json identity fields the flag d
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -91,3 +94,51 @@ def test_editing_an_index_identity_field_fails(run_dir, tmp_path, capsys, edit):
     path.write_bytes(json_bytes(index))   # canonical again: only the field check can catch it
     code, err = _verify(run, capsys)
     assert code == 2 and err.startswith("E3A_VER_"), err
+
+
+# ------------------------------------------------------------------ only regular files of the run are opened
+def _program(*args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, "-m", "engine", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_an_untouched_run_verifies_as_a_program(run_dir):
+    proc = _program("verify", str(run_dir))
+    assert proc.returncode == 0 and proc.stdout.startswith("PASS "), proc.stderr
+
+
+def test_a_member_replaced_by_a_named_pipe_is_refused_as_a_program(run_dir, tmp_path):
+    run = _copy(run_dir, tmp_path)
+    member = next(run.glob("data/s3_zone_shares/**/part-00000.parquet"))
+    member.unlink()
+    os.mkfifo(member)   # nobody ever writes it: opening it for reading would block forever
+    pipe_index = _copy(run_dir, tmp_path / "index-pipe")
+    index = _index(pipe_index)
+    index.unlink()
+    os.mkfifo(index)
+    for folder in (run, pipe_index):
+        proc = _program("verify", str(folder))
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("E3A_VER_001"), proc.stderr
+        assert "not a regular file" in lines[0]
+
+
+@pytest.mark.parametrize("where", ["/dev/zero", "../../../../../../../../dev/zero", "link"])
+def test_a_member_path_out_of_the_run_is_refused_before_it_is_opened(run_dir, tmp_path, capsys, where):
+    run = _copy(run_dir, tmp_path)
+    path = _index(run)
+    index = json.loads(path.read_bytes())
+    member = index["members"][2]
+    if where == "link":   # the member itself becomes a symbolic link to a file outside the run
+        outside = tmp_path / "outside.bin"
+        target = run / member["path"]
+        outside.write_bytes(target.read_bytes())
+        target.unlink()
+        target.symlink_to(outside)
+    else:
+        member["path"] = where
+        path.write_bytes(json_bytes(index))
+    code, err = _verify(run, capsys)
+    assert code == 2 and err.startswith("E3A_VER_001"), err
+    assert ("symbolic link" in err) if where == "link" else ("not a path inside the run" in err)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
-from tests.tuning.conftest import REPO, make_project, run_module
+from tests.tuning.conftest import REPO, env_for, make_project, run_module
 
 pytestmark = pytest.mark.slow
 
@@ -33,10 +35,14 @@ def test_peer_scores_the_points_it_is_given_with_the_harness_scoring(tmp_path):
     assert sorted(r.data.metrics["J"] for r in runs) == sorted(doc["J"])
 
 
-def test_bench_reports_paired_rounds_and_targets(tmp_path, monkeypatch):
-    from tuning.bench import TARGETS, bench
-    monkeypatch.chdir(REPO)
-    result = bench(tmp_path / "bench", sweep_trials=2, peer_trials=3, rounds=2)
+def test_bench_reports_paired_rounds_and_targets(tmp_path):
+    from tuning.bench import TARGETS
+
+    done = subprocess.run([sys.executable, "-m", "tuning.bench", "--json", "--sweep-trials", "2", "--peer-trials", "3",
+                           "--rounds", "2", "--keep", str(tmp_path / "bench")], cwd=REPO, env=env_for(tmp_path),
+                          capture_output=True, text=True, timeout=600)   # as a program, from the project root
+    assert done.returncode == 0, done.stderr[-800:]
+    result = json.loads(done.stdout)
     peer = result["peer"]
     assert [r["order"] for r in peer["rounds"]] == [["harness", "peer"], ["peer", "harness"]]
     assert peer["max_abs_J_difference"] == 0.0  # same points, same scoring: the same J

@@ -166,3 +166,15 @@ def test_the_readme_cluster_sequence_runs_as_written_from_a_shell(services, tmp_
     assert re.search(r"^study team-P1.2 \(phase P1.2, seeds 42\): 2 complete, ", out.stdout, re.M), out.stdout
     after = _cluster("status", services["dir"])
     assert after.returncode == 1 and after.stdout == "" and "not running" in after.stderr
+
+
+def test_bench_distributed_runs_as_a_program(services, tmp_path):
+    """``python -m tuning.bench_distributed`` end to end as a program (its own services, started and stopped)."""
+    root = make_project(tmp_path / "proj")
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    done = subprocess.run([sys.executable, "-m", "tuning.bench_distributed", "--trials", "1", "--workers", "1",
+                           "--json"], cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout)
+    assert out["local"]["trials_complete"] == out["distributed"]["trials_complete"] == 1
+    assert out["overhead_ratio"] > 0 and not (root / ".cluster").exists()

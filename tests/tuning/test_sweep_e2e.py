@@ -100,6 +100,9 @@ def test_rank_lists_feasible_first_by_j(proj):
     assert vetoes == sorted(vetoes, key=lambda v: v != "PASS")
     feasible = [r["J"] for r in rows if r["veto"] == "PASS"]
     assert feasible == sorted(feasible, reverse=True)
+    program = run_module(proj, "tuning.rank", "--phase", "P1.2", "--top", "3", "--json", timeout=120)
+    assert program.returncode == 0, program.stderr
+    assert [r["run_id"] for r in json.loads(program.stdout)] == [r["run_id"] for r in rows[:3]]
 
 
 def test_promote_best_rewrites_policies_and_witness_passes(proj):
@@ -124,8 +127,21 @@ def test_promote_best_rewrites_policies_and_witness_passes(proj):
         promote(trial0.info.run_id, Path("policies"), runs_root=None, reopen="try the neutral trial")
     assert err.value.code == "E3A_TUN_025_NO_CHANGE"
     assert read_ladder(Path("policies")) == frozen and PolicySet.from_dir("policies") == before  # nothing written
-    out = promote(best["run_id"], Path("policies"), decision="UNLOCK_P1_3", runs_root=Path("runs"),
-                  reopen="reopened by the e2e test")
+    # refused for a witness mismatch (a J edited in its record), with --reopen: nothing written, REOPENED included
+    pack_path = Path(client().get_run(best["run_id"]).info.artifact_uri.replace("file://", "")) / "metric_pack.json"
+    original = pack_path.read_text()
+    pack_path.write_text(original.replace('"J": ', '"J": 99.0, "J_was": ', 1))
+    try:
+        with pytest.raises(EngineError) as err:
+            promote(best["run_id"], Path("policies"), decision="UNLOCK_P1_3", runs_root=None, reopen="x")
+    finally:
+        pack_path.write_text(original)
+    assert err.value.code == "E3A_TUN_021_WITNESS_MISMATCH" and "recorded 99.0" in err.value.cause
+    assert read_ladder(Path("policies")) == frozen and PolicySet.from_dir("policies") == before
+    promoted = run_module(proj, "tuning.promote", best["run_id"], "--decision", "UNLOCK_P1_3", "--runs-root", "runs",
+                          "--reopen", "reopened by the e2e test", "--json", timeout=120)   # as a program
+    assert promoted.returncode == 0, promoted.stderr
+    out = json.loads(promoted.stdout)
     reopened = read_ladder(Path("policies"))[-2]
     assert (reopened["phase"], reopened["decision"], reopened["note"]) == ("P6", "REOPENED", "reopened by the e2e test")
     assert out["status"] == "PROMOTED" and out["witness"]["status"] == "PASS"
@@ -158,6 +174,10 @@ def test_promote_best_rewrites_policies_and_witness_passes(proj):
     assert again["status"] == "ALREADY_AUTHORITY" and again["witness"]["status"] == "PASS"
     assert read_ladder(Path("policies"))[-1]["decision"] == "UNLOCK_P2"
     assert PolicySet.from_dir("policies").parameter_hash == after.parameter_hash
+    # the lineage, ladder and registry record the witness replay's J (equal to the untampered trial's)
+    assert entry["J"] == client().get_run(best["run_id"]).data.metrics["J"] == float(version.tags["J"])
+    from tuning.verify_authority import check
+    assert all(r["ok"] for r in check(Path("policies")))   # policies/, lineage, ladder, registry and tags agree
 
 
 def test_certify_returns_a_verdict_with_a_gate_per_seed(proj):
@@ -177,12 +197,11 @@ def test_certify_returns_a_verdict_with_a_gate_per_seed(proj):
 
 def test_freeze_needs_a_certification_then_maps_its_verdict(proj):
     from tuning.certify import main as certify_main
-    from tuning.freeze import freeze, freeze_status
+    from tuning.freeze import freeze_status
     from tuning.ladder import read_ladder
 
-    with pytest.raises(EngineError) as err:
-        freeze(Path("policies"))
-    assert err.value.code == "E3A_TUN_030_CERTIFY_INPUT"
+    refused = run_module(proj, "tuning.freeze", timeout=120)   # as a program: no certification yet
+    assert refused.returncode == 2 and refused.stderr.startswith("E3A_TUN_030_CERTIFY_INPUT:"), refused.stderr
     assert certify_main(["--authority", "--record"]) == 0
     cert = read_ladder(Path("policies"))[-1]
     assert cert["phase"] == "P5" and cert["decision"] in {"PASS_BPLUS", "PASS_B", "FAIL_REALISM"}
@@ -191,7 +210,9 @@ def test_freeze_needs_a_certification_then_maps_its_verdict(proj):
 
     recorded = client().get_run(cert["mlflow_run_id"]).data.metrics  # the ladder step carries the cross-seed CV
     assert {f"cv.{m}" for m in CV_METRICS} <= set(recorded), sorted(recorded)
-    step = freeze(Path("policies"))
+    frozen = run_module(proj, "tuning.freeze", timeout=120)
+    assert frozen.returncode == 0 and frozen.stdout.startswith("P6 "), frozen.stderr
+    step = read_ladder(Path("policies"))[-1]
     # a certified freeze needs FAITHFUL on every seed: the certification records it and freeze maps it
     assert cert["evidence"]["fidelity"] in {"FAITHFUL", "DISTORTED"}
     assert step["phase"] == "P6" and step["decision"] == freeze_status(cert["decision"], cert["evidence"]["fidelity"])
@@ -208,19 +229,32 @@ def test_results_section_is_generated_and_checked(proj, tmp_path):
     text = readme.read_text()
     assert text.startswith("# Title\n\nintro\n") and START in text and END in text
     assert "| 3A-V01_s2_top1_median_multi_tz |" in text and "### Decision ladder" in text and "UNLOCK_P2" in text
-    assert results_main(["--check", str(readme)]) == 0
+    check = run_module(proj, "tuning.results", "--check", str(readme), timeout=120)   # as a program
+    assert check.returncode == 0 and "is current" in check.stdout, check.stderr
+    usage = run_module(proj, "tuning.results", "--write", str(readme), "--check", str(readme), timeout=120)
+    assert usage.returncode == 2 and usage.stderr.startswith("E3A_TUN_050_USAGE:") and readme.read_text() == text
     readme.write_text(text.replace("| run verdict |", "| run verdict (edited) |"))
     assert results_main(["--check", str(readme)]) == 1
 
 
 def test_prune_keeps_authority_runs_and_removes_the_rest(proj):
-    from tuning.prune import prune
     stale = Path("runs") / ("0" * 32)
     (stale / "reports").mkdir(parents=True)
     (stale / "reports" / "run_report.json").write_text(json.dumps(
         {"identity": {"parameter_hash": "f" * 64}, "s6_overall_status": "FAIL", "s7": {"status": "FAIL"}}))
     kept_before = {p.name for p in Path("runs").iterdir()} - {stale.name}
-    out = prune(Path("runs"), Path("policies"))
-    assert out["removed"] == [stale.name] and not stale.exists()
+    torn = Path("runs") / ("1" * 32)   # a torn run report: not a run folder prune knows, left alone
+    (torn / "reports").mkdir(parents=True)
+    (torn / "reports" / "run_report.json").write_text("{torn")
+    refused = run_module(proj, "tuning.prune", "--policies", "nowhere", timeout=120)   # as programs
+    assert refused.returncode == 2 and refused.stderr.startswith("E3A_POL_004_POLICY_MISSING:"), refused.stderr
+    assert stale.exists()
+    done = run_module(proj, "tuning.prune", "--json", timeout=120)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["removed"] == [stale.name] and not stale.exists() and torn.exists()
+    torn.joinpath("reports", "run_report.json").unlink()
+    torn.joinpath("reports").rmdir()
+    torn.rmdir()
     assert set(out["kept"]) == kept_before
     assert any("current authority" in why for why in out["kept"].values())

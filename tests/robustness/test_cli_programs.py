@@ -1,0 +1,187 @@
+"""Every CLI runs as a program (``python -m ...`` in a subprocess, with a timeout) on a refusal path and on a
+success path, and exits (issue 19 item 1: tests that call ``main(argv)`` take another exit path than a program).
+
+:data:`WHERE` names the test that runs each CLI as a program; a CLI missing from it fails
+:func:`test_every_cli_runs_as_a_program_somewhere`. The cheap ones are here, on one small project.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.tuning.conftest import REPO, env_for, make_project, run_module
+
+# CLI -> (its refusal, its success) as programs; "here" = this module
+WHERE = {
+    "engine run": ("tests/engine/test_cli.py", "tests/engine/test_cli.py"),
+    "engine verify": ("tests/robustness/test_verify_spec.py", "tests/robustness/test_verify_spec.py"),
+    "engine author": ("tests/engine/test_author_cli.py", "tests/engine/test_author_cli.py"),
+    "engine bench": ("here", "here"),
+    "author": ("here", "here"),
+    "baseline": ("tests/metrics/test_cli_reports.py", "tests/metrics/test_cli_reports.py"),
+    "bench": ("here", "tests/tuning/test_bench.py"),
+    "bench_distributed": ("here", "tests/tuning/test_distributed_sweep.py"),
+    "campaign": ("here", "here"),
+    "certify": ("here", "here"),
+    "compare": ("tests/metrics/test_cli_reports.py", "tests/metrics/test_cli_reports.py"),
+    "dashboard": ("here", "here"),
+    "freeze": ("tests/tuning/test_sweep_e2e.py", "tests/tuning/test_sweep_e2e.py"),
+    "ladder": ("here", "here"),
+    "local_services": ("here", "here"),
+    "promote": ("tests/tuning/test_sweep_e2e.py", "tests/tuning/test_sweep_e2e.py"),
+    "prune": ("tests/tuning/test_sweep_e2e.py", "tests/tuning/test_sweep_e2e.py"),
+    "rank": ("here", "tests/tuning/test_sweep_e2e.py"),
+    "report": ("tests/metrics/test_cli_reports.py", "tests/metrics/test_cli_reports.py"),
+    "results": ("tests/tuning/test_sweep_e2e.py", "tests/tuning/test_sweep_e2e.py"),
+    "runtime": ("tests/metrics/test_cli_reports.py", "tests/metrics/test_cli_reports.py"),
+    "sweep": ("tests/tuning/test_study_spec.py", "tests/tuning/test_crash_and_workers.py"),
+    "verify_authority": ("here", "tests/robustness/test_promotion_drill.py"),
+}
+
+
+def test_every_cli_runs_as_a_program_somewhere():
+    from tests.tuning.test_one_house import CLI_MODULES
+
+    assert set(CLI_MODULES) | {"engine run", "engine verify", "engine author", "engine bench"} == set(WHERE)
+    for cli, places in WHERE.items():
+        names = [f'"{cli.split()[-1]}"'] if cli.startswith("engine") else [f'"tuning.{cli}"', f'"{cli}"']
+        for place in places:
+            text = Path(__file__).read_text() if place == "here" else (REPO / place).read_text()
+            assert any(n in text for n in names), (cli, place)
+
+
+@pytest.fixture(scope="module")
+def proj(tmp_path_factory):
+    root = make_project(tmp_path_factory.mktemp("programs") / "proj")
+    (root / "mlruns").mkdir()
+    return root
+
+
+def _refused(proc: subprocess.CompletedProcess, code: str) -> str:
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith(code + ":"), proc.stderr[-800:]
+    return lines[0]
+
+
+def _ok(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-800:]
+    return proc.stdout
+
+
+def test_ladder_program(proj):
+    before = (proj / "policies" / "ladder.yaml").read_bytes()
+    _refused(run_module(proj, "tuning.ladder", "record", "--phase", "P1.2", "--decision", " ", timeout=60),
+             "E3A_TUN_050_USAGE")
+    assert (proj / "policies" / "ladder.yaml").read_bytes() == before
+    assert "FROZEN_CERTIFIED_BPLUS" in _ok(run_module(proj, "tuning.ladder", "show", timeout=60))
+
+
+def test_rank_refused_as_a_program(proj):
+    _refused(run_module(proj, "tuning.rank", "--phase", "P1.2", "--top", "-1", timeout=60), "E3A_TUN_050_USAGE")
+    _refused(run_module(proj, "tuning.rank", "--phase", "P1.2", "--pareto", timeout=60), "E3A_TUN_022_RUN_NOT_FOUND")
+
+
+def test_certify_program(proj):
+    _refused(run_module(proj, "tuning.certify", "--seeds", "42,42", timeout=60), "E3A_TUN_030_CERTIFY_INPUT")
+    out = json.loads(_ok(run_module(proj, "tuning.certify", "--seeds", "42", "--json", "--no-progress", timeout=120)))
+    assert out["seeds"] == [42] and out["verdict"] in {"PASS_BPLUS", "PASS_B", "FAIL_REALISM"}
+
+
+def test_author_and_verify_authority_programs(proj, tmp_path):
+    import shutil
+
+    folder = tmp_path / "authority"
+    shutil.copytree(REPO / "policies", folder, ignore=shutil.ignore_patterns(".*"))   # the lineage included
+    refused = run_module(proj, "tuning.verify_authority", "--policies", str(folder), timeout=60)
+    line = _refused(refused, "E3A_TUN_028_AUTHORITY_DISAGREES")   # this store holds none of its runs
+    assert "authority tag" in line and "DIFFER" in refused.stdout
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    _refused(run_module(proj, "tuning.author", "--into-authority", "--reason", "restart", "--policies", str(folder),
+                        timeout=60), "E3A_TUN_024_AUTHORITY_FROZEN")
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.name in before} == before
+    out = _ok(run_module(proj, "tuning.author", "--into-authority", "--reason", "restart", "--reopen", "a test",
+                         "--policies", str(folder), timeout=120))
+    assert "installed the authored baseline" in out
+    agreed = _ok(run_module(proj, "tuning.verify_authority", "--policies", str(folder), timeout=60))
+    assert "DIFFER" not in agreed and "agree   ladder step" in agreed   # an authored install: no run, no alias
+
+
+def test_campaign_program(proj, tmp_path):
+    import shutil
+
+    _refused(run_module(proj, "tuning.campaign", "run", "--file", "missing.yaml", timeout=60), "E3A_TUN_060_CAMPAIGN")
+    folder = tmp_path / "authority"
+    shutil.copytree(REPO / "policies", folder, ignore=shutil.ignore_patterns(".*"))
+    (tmp_path / "mini.yaml").write_text("campaign: mini\nsteps:\n  - {author: true}\n"
+                                        "  - {phase: P0, baseline: {seed: 42}}\n")
+    out = json.loads(_ok(run_module(proj, "tuning.campaign", "run", "--file", str(tmp_path / "mini.yaml"),
+                                    "--policies", str(folder), "--no-progress", "--json", timeout=180)))
+    assert [s["phase"] for s in out["steps"]] == ["author", "P0"]
+
+
+def test_dashboard_program(proj):
+    _refused(run_module(proj, "tuning.dashboard", "--phase", "P9", timeout=60), "E3A_TUN_011_STUDY_NOT_FOUND")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "tuning.dashboard", "--phase", "P1.2", "--port", str(port)],
+                              cwd=proj, env=env_for(proj), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, status = time.monotonic() + 90, None
+        while status is None and time.monotonic() < deadline and server.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as r:
+                    status = r.status
+            except OSError:
+                time.sleep(0.3)
+        assert status == 200, server.stderr.read() if server.poll() is not None else "no answer"
+        # Ctrl-C right after a request (wsgiref may still be finishing it): the server stops, the program ends
+        server.send_signal(signal.SIGINT)
+        _, err = server.communicate(timeout=30)
+        assert server.returncode == 0 and "Traceback" not in err, err
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+
+
+def test_local_services_program(tmp_path):
+    cluster = tmp_path / "cluster"
+    cluster.mkdir()
+    (cluster / "state.json").write_text(json.dumps({"optuna_storage": "postgresql://u@127.0.0.1:1/optuna",
+                                                    "mlflow_tracking_uri": "http://127.0.0.1:1", "mlflow_pid": 0,
+                                                    "pgdata": str(tmp_path / "pg")}))
+    _refused(run_module(tmp_path, "tuning.local_services", "restart", "--dir", str(cluster), timeout=60),
+             "E3A_TUN_050_USAGE")   # not a command
+    out = run_module(tmp_path, "tuning.local_services", "status", "--dir", str(cluster), timeout=60)
+    assert out.returncode == 1 and out.stdout == "" and "not running" in out.stderr   # its servers are gone
+    # start/status/eval/stop on real servers: test_distributed_sweep runs the README's sequence from a shell
+    _ok(run_module(tmp_path, "tuning.local_services", "stop", "--dir", str(tmp_path / "none"), timeout=60))
+
+
+def test_bench_refusals_as_programs(tmp_path):
+    _refused(run_module(tmp_path, "tuning.bench", "--sweep-trials", "0", timeout=60), "E3A_TUN_050_USAGE")
+    _refused(run_module(tmp_path, "tuning.bench_distributed", "--workers", "0", timeout=60), "E3A_TUN_050_USAGE")
+    assert not list(tmp_path.iterdir())
+
+
+def test_engine_bench_programs(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+    def engine(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "engine", *args], cwd=REPO, env=env, capture_output=True,
+                              text=True, timeout=180)
+
+    _refused(engine("bench", "--repeats", "0"), "E3A_CLI_001_USAGE")
+    doc = json.loads(_ok(engine("bench", "--json", "--repeats", "1", "--scale", "1")))
+    assert doc

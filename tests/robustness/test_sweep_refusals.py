@@ -1,0 +1,121 @@
+"""A sweep refuses before it writes, and stops when its trials keep failing (issue 19 item 2).
+
+- A study naming a metric that is not in the pack, and an unreachable MLflow server, are one coded line
+  before any Optuna journal or MLflow run exists (as programs, each well inside 30 s).
+- ``--max-failures`` bounds every kind of failed trial (crashed, told FAIL, chain could not run), and a
+  process whose first trials all fail for one cause stops with that cause as its line
+  (``TrialLoop.failed``; the read-only run root end to end is in test_read_only_mounts).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from tests.tuning.conftest import env_for, make_project, run_module
+
+
+def _nothing_written(project: Path) -> None:
+    assert not (project / ".optuna").exists(), "an Optuna journal was created"
+    db = project / "mlruns" / "mlflow.db"
+    if db.exists():   # the store itself may be created; it holds no run
+        import sqlite3
+
+        with sqlite3.connect(db) as con:
+            assert con.execute("select count(*) from runs").fetchone()[0] == 0
+
+
+def _one_line(proc, prefix: str) -> str:
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith(prefix), proc.stderr[-800:]
+    return lines[0]
+
+
+def test_a_metric_not_in_the_pack_is_refused_before_any_journal_or_run(tmp_path):
+    project = make_project(tmp_path / "proj")
+    study = (project / "studies" / "P1.2.yaml").read_text()
+    (project / "studies" / "bad.yaml").write_text(
+        study.replace("metric: s4.escalated_multi_zone_rate", "metric: s4.no_such_rate").replace("t-P1.2", "t-bad"))
+    proc = run_module(project, "tuning.sweep", "--phase", "studies/bad.yaml", "--trials", "2", "--no-progress",
+                      timeout=30)
+    line = _one_line(proc, "E3A_TUN_010_STUDY_INVALID: studies/bad.yaml: objective.terms[2].metric:")
+    assert "s4.no_such_rate" in line
+    _nothing_written(project)
+
+
+def test_an_unreachable_tracking_server_is_refused_at_once(tmp_path):
+    import socket
+
+    with socket.socket() as s:   # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    project = make_project(tmp_path / "proj")
+    env = env_for(project) | {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"}
+
+    def program(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", *args], cwd=project, env=env, capture_output=True, text=True,
+                              timeout=30)
+
+    sweep = program("tuning.sweep", "--phase", "P1.2", "--trials", "2", "--no-progress")
+    _one_line(sweep, "E3A_TUN_042_TRACKING_STORE: MLflow tracking server")
+    promote = program("tuning.promote", "0" * 32, "--runs-root", "")
+    assert "is unreachable" in _one_line(promote, "E3A_TUN_042_TRACKING_STORE:")
+    _nothing_written(project)
+
+
+# ------------------------------------------------------------------ the failure budget (TrialLoop.failed)
+def _loop(max_failures: int = 5):
+    from tuning.sweep_worker import TrialLoop
+
+    sweep = types.SimpleNamespace(config=types.SimpleNamespace(max_failures=max_failures))
+    return TrialLoop(sweep, trail=None)
+
+
+def test_the_first_trials_failing_for_one_cause_stop_with_that_cause():
+    loop = _loop()
+    for run in range(3):
+        assert loop.stop is None
+        loop.failed(f"E3A_IO_001_PUBLISH_FAILED: could not publish runs/{run}: Read-only file system")
+    assert loop.stop.code == "E3A_IO_001_PUBLISH_FAILED"
+    assert loop.stop.cause.startswith("could not publish runs/2: Read-only file system (the first 3 trials")
+
+
+def test_max_failures_bounds_every_kind_of_failed_trial():
+    loop = _loop(max_failures=4)
+    loop.failed(None)   # one trial succeeded: later failures are not "the first trials"
+    causes = ["RuntimeError: boom", "E3A_TUN_041_TRIALS_FAILING: trial 3 has no value of the second objective",
+              "E3A_S4_005_COUNT_CONSERVATION_BROKEN: x", "RuntimeError: boom", "E3A_IO_001_PUBLISH_FAILED: y"]
+    for cause in causes[:4]:
+        loop.failed(cause)
+        assert loop.stop is None
+    loop.failed(causes[4])
+    assert loop.stop.code == "E3A_TUN_041_TRIALS_FAILING" and "5 trials failed" in loop.stop.cause
+    mixed = _loop(max_failures=1)   # different causes: only the budget stops it
+    mixed.failed("RuntimeError: a")
+    mixed.failed("E3A_IO_001_PUBLISH_FAILED: b")
+    assert mixed.stop.code == "E3A_TUN_041_TRIALS_FAILING"
+    first = _loop(max_failures=0)   # no failure tolerated: the first one is the line
+    first.failed("E3A_IO_001_PUBLISH_FAILED: z")
+    assert first.stop.code == "E3A_IO_001_PUBLISH_FAILED"
+
+
+@pytest.mark.parametrize("multi", [False, True])
+def test_a_trial_whose_chain_could_not_run_or_told_fail_is_a_failure(multi):
+    import optuna
+
+    from tuning.objective import Evaluation
+    from tuning.sweep_worker import tell_evaluation
+
+    study = optuna.create_study(directions=["maximize", "minimize"] if multi else ["maximize"])
+    broken = Evaluation({}, None, value=-1000.0, vetoes=["ENGINE_ERROR"], error="E3A_IO_001_PUBLISH_FAILED: x")
+    assert tell_evaluation(study, study.ask(), broken, multi) == "E3A_IO_001_PUBLISH_FAILED: x"
+    refused = Evaluation({}, None, value=-1000.0, vetoes=["SCHEMA_INVALID"], error="E3A_POL_002_SCHEMA_INVALID: y")
+    assert tell_evaluation(study, study.ask(), refused, multi) == ("E3A_POL_002_SCHEMA_INVALID: y" if multi else None)
+    fine = Evaluation({}, None, value=0.5, second_value=0.1)
+    assert tell_evaluation(study, study.ask(), fine, multi) is None
+    states = [t.state.name for t in study.trials]
+    assert states == (["FAIL", "FAIL", "COMPLETE"] if multi else ["COMPLETE"] * 3)

@@ -1,0 +1,118 @@
+"""``python -m tuning.verify_authority [--policies policies] [--json]``: do the authority's records agree?
+
+An interrupted authority change is finished first (taking the authority lock rolls its intent forward:
+:mod:`tuning.promotion_txn`). Then every record must name the same authority:
+
+- ``policies/`` is what the last lineage entry installed (same ``parameter_hash``);
+- the one run tagged ``authority=current`` is that entry's run (none after an authored install, which has none);
+- the registry version under the alias ``authority`` holds that ``parameter_hash`` and names that run (no alias
+  after an authored install);
+- a FINISHED promotion run of that run installed that ``parameter_hash``;
+- the ladder holds the change's step (the promotion's: ``source_run_id`` = the run; an authored install's:
+  ``AUTHOR``), with that ``parameter_hash``;
+- no promotion or ladder run of the ``authority`` experiment is left RUNNING.
+
+Prints one line per check (``agree`` / ``DIFFER``); exit 0 when all agree, else the first disagreement as one
+coded line ``E3A_TUN_028_AUTHORITY_DISAGREES`` (exit 2).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+from engine import EngineError, PolicySet
+from tuning.errors import TuningParser, run_cli
+
+E_DISAGREE = "E3A_TUN_028_AUTHORITY_DISAGREES"
+
+
+def _records(policies_dir: Path) -> tuple[PolicySet, list[dict], list[dict], bool]:
+    """The authority folder's own records, read under the lock once any unfinished change is rolled forward."""
+    from tuning.authority_txn import authority_lock, pending
+    from tuning.ladder import read_ladder
+    from tuning.promote import read_lineage
+
+    with authority_lock(policies_dir):
+        return PolicySet.from_dir(policies_dir), read_lineage(policies_dir), read_ladder(policies_dir), \
+            not pending(policies_dir)
+
+
+def _alias_version(mlc, model_name: str):
+    from mlflow.exceptions import MlflowException
+
+    from tuning.registry import ALIAS
+
+    try:
+        return mlc.get_model_version_by_alias(model_name, ALIAS)
+    except MlflowException:
+        return None
+
+
+def check(policies_dir: Path) -> list[dict]:
+    """Every check as ``{"ok": bool, "check": name, "detail": text}``."""
+    from tuning.tracking import client, search_all
+    from tuning.worlds import authority_names
+
+    names = authority_names(policies_dir)
+
+    current, lineage, ladder, settled = _records(policies_dir)
+    h = current.parameter_hash
+    last = lineage[-1] if lineage else {}
+    run = last.get("mlflow_run_id")
+    out = [{"ok": settled, "check": "intent", "detail": "no unfinished authority change"}]
+    out.append({"ok": not lineage or last.get("parameter_hash") == h, "check": "lineage",
+                "detail": f"policies/ {h[:16]}; last lineage entry {str(last.get('parameter_hash'))[:16]}"})
+    mlc = client()
+    tagged = sorted(r.info.run_id for e in mlc.search_experiments()
+                    for r in search_all(mlc, [e.experiment_id], "tags.authority = 'current'"))
+    out.append({"ok": tagged == ([run] if run else []), "check": "authority tag",
+                "detail": f"runs tagged authority=current {tagged or 'none'}; the lineage's run {run or 'none'}"})
+    version = _alias_version(mlc, names["model"])
+    vtags = dict(version.tags) if version is not None else {}
+    out.append({"ok": (version is None) if not run else (vtags.get("parameter_hash") == h and
+                                                        vtags.get("source_run_id") == run),
+                "check": "registry alias",
+                "detail": "no alias 'authority'" if version is None else
+                f"alias 'authority' = version {version.version} ({str(vtags.get('parameter_hash'))[:16]}, "
+                f"run {vtags.get('source_run_id')})"})
+    exp = mlc.get_experiment_by_name(names["experiment"])
+    runs = search_all(mlc, [exp.experiment_id], "") if exp is not None else []
+    promoted = [r for r in runs if r.data.tags.get("run_kind") == "promotion" and r.info.status == "FINISHED"
+                and r.data.tags.get("source_run_id") == run and r.data.tags.get("parameter_hash") == h]
+    if run:
+        out.append({"ok": bool(promoted), "check": "promotion run",
+                    "detail": f"FINISHED promotion runs of {run} installing {h[:16]}: {len(promoted)}"})
+    steps = [s for s in ladder if s.get("parameter_hash") == h and
+             (s.get("source_run_id") == run if run else s.get("phase") == "AUTHOR")]
+    if lineage:
+        out.append({"ok": bool(steps), "check": "ladder step",
+                    "detail": f"ladder steps recording this change: {len(steps)}"})
+    running = sorted(r.info.run_id for r in runs if r.info.status == "RUNNING"
+                     and r.data.tags.get("run_kind") in ("promotion", "ladder"))
+    out.append({"ok": not running, "check": "no run left RUNNING",
+                "detail": f"promotion/ladder runs RUNNING: {running or 'none'}"})
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = TuningParser(prog="python -m tuning.verify_authority", description=__doc__.splitlines()[0])
+    ap.add_argument("--policies", default="policies", help="the authority folder (default: policies)")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    results = check(Path(args.policies))
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for r in results:
+            print(f"{'agree ' if r['ok'] else 'DIFFER'}  {r['check']}: {r['detail']}")
+    bad = [r for r in results if not r["ok"]]
+    if bad:
+        raise EngineError(E_DISAGREE, f"{args.policies}: {bad[0]['check']}: {bad[0]['detail']}"
+                                      + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
