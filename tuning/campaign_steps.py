@@ -142,11 +142,15 @@ class Campaign:
         from tuning.study_spec import load_study
         from tuning.sweep import Sweep, SweepConfig
 
+        from tuning.holdout import tuning_seeds, validation_seeds
+
         trials = int(cfg["trials"]) if cfg.get("trials") else None
         spec = self.narrowed.get(cfg["study"]) or load_study(cfg["study"], self.studies)
+        check = self.doc.get("validate")
+        unseen = tuple(validation_seeds(int(check.get("seeds", 12)), tuning_seeds(self.studies))) if check else ()
         sweep = Sweep(SweepConfig(phase=cfg["study"], studies_dir=str(self.studies), policies=str(self.policies),
-                                  progress=False, study=cfg.get("name"), trials=trials, namespace=NAMESPACE),
-                      spec=spec, world=self.world)
+                                  progress=False, study=cfg.get("name"), trials=trials, namespace=NAMESPACE,
+                                  precheck_seeds=unseen), spec=spec, world=self.world)
         return sweep, sweep.run()
 
     def frontier(self, step: dict) -> str:

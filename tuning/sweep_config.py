@@ -46,6 +46,8 @@ class SweepConfig:
     outlets: str | None = None              # shorthand: an outlet catalogue over the world
     reference: str | None = None            # shorthand: a zone universe over the world
     namespace: str = ""                     # prefix of the study and experiment names (the campaign's own sweeps)
+    precheck_seeds: tuple = ()              # more seeds a phase precheck's triggers are read on (the campaign's
+                                            # validation seeds: a collapse off the tuning seeds opens the phase)
 
     def __post_init__(self) -> None:
         check_sweep_args(self)

@@ -51,6 +51,7 @@ class Sweep:
         self.lock = lock_path(config.storage, self.study_name)  # the trial-budget lock (see Coordinator.exclusive)
         self.storage = self.study = self.coordinator = None   # opened by open_study(), once everything is valid
         self._objective = None
+        self._unseen = None            # the precheck's objective on the config's precheck_seeds
         self.history_free = history_free_trials(self.spec)   # trials the loop may run ahead of the trail
         self.deadline = time.monotonic() + config.timeout if config.timeout else None
 
@@ -104,12 +105,26 @@ class Sweep:
             params[space.name] = neutral
         self.study.enqueue_trial(params, user_attrs={"authority_candidate": True})
 
+    def precheck_anchors(self) -> list:
+        """The anchors the precheck reads: every seed of the study, and the config's ``precheck_seeds`` (unseen
+        seeds on which a trigger also opens the phase: a collapse that shows only off the tuning seeds counts)."""
+        extra = [s for s in self.config.precheck_seeds if s not in self.seeds]
+        if not extra:
+            return list(self.objective.per_seed)
+        if self._unseen is None:
+            from tuning.objective import SeedRobustObjective
+
+            self._unseen = SeedRobustObjective(self.spec, extra, self.base, world=self.world,
+                                               cache=self.objective.cache)
+        return list(self.objective.per_seed) + list(self._unseen.per_seed)
+
     def precheck_decision(self) -> str | None:
         pre = self.spec.precheck
         if not pre:
             return None
         conds = [parse_condition(t, "TRIGGER") for t in pre["triggers"]]
-        fired = [c.label() for c in conds if any(c.holds(o.anchor.pack, None) for o in self.objective.per_seed)]
+        anchors = self.precheck_anchors()
+        fired = [c.label() for c in conds if any(c.holds(o.anchor.pack, None) for o in anchors)]
         return pre["open"] if fired else pre["closed"]
 
     def run(self, process: TrailProcess | None = None) -> dict:
@@ -168,7 +183,7 @@ class Sweep:
                     source_run_id=trail.parent_run_id, note="precheck: no collapse-risk trigger fired",
                     evidence={"triggers": [parse_condition(t, "TRIGGER").label() for t in triggers]},
                     metrics={f"{t['metric']}.seed_{o.seed}": metric_value(o.anchor.pack, t["metric"])
-                             for t in triggers for o in self.objective.per_seed})
+                             for t in triggers for o in self.precheck_anchors()})
         return summary
 
     def run_trials(self, trail: SweepTrail) -> None:
