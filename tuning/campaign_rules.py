@@ -44,15 +44,16 @@ def choose(rows: list[dict], rule: str, min_j: float | None, require_targets: bo
                   f"faithful eligible trial; eligible: {len(ranked)} ({what}){where}")
 
 
-def validated(ranked: list[dict], scores: dict[int, tuple[float, float]]) -> tuple[dict, str]:
+def validated(ranked: list[dict], scores: dict[int, tuple[float, float, float]]) -> tuple[dict, str]:
     """Among the validated candidates (trial -> (the share of validation seeds on which the trial is feasible
-    and meets its targets, its mean smallest relative margin there)), the one with the highest share, then
-    the largest margin; ties go to the rule's order."""
+    and meets its targets, the share on which it reaches the campaign's goal, its mean smallest relative margin
+    there)), the one with the highest share, then goal share, then the largest margin; ties go to the rule's
+    order."""
     order = {r["trial"]: i for i, r in enumerate(ranked)}
     pick = max((r for r in ranked if r["trial"] in scores), key=lambda r: (*scores[r["trial"]], -order[r["trial"]]))
 
     def said(t: int) -> str:
-        return f"{scores[t][0]:.0%} (margin {scores[t][1]:+.3f})"
+        return f"{scores[t][0]:.0%} (B+ {scores[t][1]:.0%}, margin {scores[t][2]:+.3f})"
 
     others = ", ".join(f"trial {t}: {said(t)}" for t in sorted(scores, key=order.get) if t != pick["trial"])
     return pick, (f"validated on unseen seeds: trial {pick['trial']} holds on {said(pick['trial'])}"

@@ -211,9 +211,11 @@ class Campaign:
             rates, anchor = validation_rates(sweep, ranked[: int(check.get("top", 5))], int(check.get("seeds", 12)))
             pick, checked = validated(ranked, rates)
             why = (f"the rule ({step.get('select', 'best_feasible')}) first picks {why}; {checked}; "
-                   f"the authority itself holds on {anchor[0]:.0%}")
-            if rates[pick["trial"]][0] < anchor[0]:   # no better than changing nothing, on seeds it was not tuned on
-                pick, why = None, f"{why}: no candidate generalises better than the authority"
+                   f"the authority itself holds on {anchor[0]:.0%}, {anchor[1]:.0%} PASS_BPLUS and FAITHFUL")
+            mine = rates[pick["trial"]]
+            if mine[0] < anchor[0] or mine[1] < anchor[1]:   # on seeds it was not tuned on: no better than the
+                # authority at the phase, or worse at the campaign's goal: nothing is promoted
+                pick, why = None, f"{why}: no candidate holds as well as the authority on unseen seeds"
         if pick is None or pick["J"] is None or (min_j is not None and pick["J"] <= min_j):
             floor = "" if min_j is None else f" with J > {min_j:g}"
             record_step(step["phase"], step["else"], policies_dir=self.policies, source_run_id=summary["parent_run_id"],
@@ -245,11 +247,13 @@ def region_of(spec) -> dict:
             for k in spec.knobs if not k.fixed}
 
 
-def _score(ev, spec) -> tuple[float, float]:
-    """(the share of seeds on which the evaluation is feasible and meets the study's targets, the mean over
-    seeds of its smallest relative margin to those targets and to the fidelity gates): a candidate that holds
-    everywhere is preferred by how far it clears its thresholds."""
+def _score(ev, spec) -> tuple[float, float, float]:
+    """(the share of seeds on which the evaluation is feasible and meets the study's targets; the share on which
+    it reaches the campaign's goal, PASS_BPLUS and FAITHFUL; the mean over seeds of its smallest relative margin
+    to those targets and to the fidelity gates): a candidate that holds everywhere is preferred by how far it
+    clears its thresholds."""
     held = [not e.vetoes and all(e.targets.values()) for e in ev.per_seed]
+    goal = [e.verdict == "PASS_BPLUS" and e.fidelity == "FAITHFUL" for e in ev.per_seed]
     margins = []
     for e in ev.per_seed:
         if e.pack is None:
@@ -260,7 +264,7 @@ def _score(ev, spec) -> tuple[float, float]:
                   for g in (e.gates or {}).get("fidelity", {}).values()
                   if g.get("op") == "<=" and isinstance(g.get("value"), (int, float)) and float(g["threshold"]) > 0]
         margins.append(min(found) if found else 0.0)
-    return sum(held) / len(held), sum(margins) / len(margins)
+    return sum(held) / len(held), sum(goal) / len(goal), sum(margins) / len(margins)
 
 
 def validation_rates(sweep, candidates: list[dict], n_seeds: int) -> tuple[dict[int, tuple], tuple]:

@@ -226,3 +226,37 @@ def test_replay_reports_against_the_committed_authority(project, capsys):
     assert main(["replay", "--file", "campaign.yaml", "--no-progress", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["replay_identical"] is True and out["compared_with"] == "git HEAD"
+
+
+def test_frontier_rules_reachability_region_and_narrowing():
+    from tuning.campaign_rules import narrow, reachability, region
+    from tuning.study_spec import KnobSpace, load_study
+
+    targets = {"S3_STD_TARGET": "std", "S4_TARGET": "p75"}
+    rows = [{"trial": 0, "J": 0.1, "veto_reasons": [], "target_pass": True, "params": {"concentration_scale": 0.3}},
+            {"trial": 1, "J": 0.2, "veto_reasons": ["S4_TARGET"], "params": {"concentration_scale": 0.9}},
+            {"trial": 2, "J": 0.3, "veto_reasons": ["FIDELITY_DISTORTED"], "params": {"concentration_scale": 0.1}},
+            {"trial": 3, "J": 0.1, "veto_reasons": [], "target_pass": True, "params": {"concentration_scale": 0.5}}]
+    proof = reachability(rows, targets)
+    assert [r["trial"] for r in proof["meets"]] == [0, 3] and proof["faithful"] == 3 and proof["blocking"] == []
+    assert proof["per_target"] == {"std": 3, "p75": 2}
+    none = reachability([dict(r, veto_reasons=["S4_TARGET"]) for r in rows[:2]], targets)
+    assert none["meets"] == [] and none["blocking"] == ["p75"]     # no faithful trial ever met the S4 target
+    spaces = (KnobSpace("concentration_scale", low=0.05, high=1.0), KnobSpace("merchant_jitter", low=0.0, high=0.5))
+    found = region(proof["meets"], spaces)
+    assert found == {"concentration_scale": {"low": 0.3, "high": 0.5}}
+    spec = narrow(load_study("P2", "studies"), found)
+    knob = next(k for k in spec.knobs if k.name == "concentration_scale")
+    assert knob.low == pytest.approx(0.3 - 0.15 * 0.95) and knob.high == pytest.approx(0.5 + 0.15 * 0.95)
+    jitter = next(k for k in spec.knobs if k.name == "merchant_jitter")
+    assert (jitter.low, jitter.high) == (0.0, 0.5)    # the frontier found nothing on it: its space stays
+
+
+def test_validated_selection_prefers_what_holds_off_the_tuning_seeds():
+    from tuning.campaign_rules import validated
+
+    ranked = [{"trial": 7}, {"trial": 3}, {"trial": 5}]
+    pick, why = validated(ranked, {7: (0.75, 0.5, 0.4), 3: (1.0, 0.9, 0.1), 5: (1.0, 0.9, 0.2)})
+    assert pick["trial"] == 5 and "trial 5 holds on 100%" in why and "trial 7: 75%" in why
+    pick, _ = validated(ranked, {7: (1.0, 0.9, 0.2), 3: (1.0, 0.9, 0.2)})
+    assert pick["trial"] == 7            # a full tie goes to the rule's order
