@@ -23,6 +23,7 @@ from engine import EngineError
 from tuning.dashboard import mirror_constraints
 from tuning.errors import E_TRIALS_FAILING
 from tuning.ranking import RESULT_ATTR
+from tuning.seed_robust import seed_metrics, study_directions
 from tuning.sweep_config import SweepConfig
 from tuning.trail_process import SweepTrail
 from tuning.trial_result import PolicyFiles, TrialResult, flatten_pack
@@ -50,6 +51,7 @@ class TrialLoop:
     def __init__(self, sweep, trail: SweepTrail, progress=None, index: int = 0) -> None:
         self.sweep, self.trail, self.progress, self.index = sweep, trail, progress, index
         self.failures = 0
+        self.directions: dict | None = None   # the study's metric directions (worst.<metric> without a gate)
 
     def run(self) -> int:
         """Ask -> evaluate -> (log to MLflow in the trail process) -> tell.
@@ -62,8 +64,9 @@ class TrialLoop:
         instead of waiting for the trail process (still starting during the first trials)."""
         sweep = self.sweep
         anchor = sweep.objective.anchor  # once per process: also warms the S0/S1 cache
-        if self.index == 0:
-            self.trail.log_parent({f"anchor.{k}": v for k, v in flatten_pack(anchor.pack).items()},
+        if self.index == 0:   # the anchor's metrics: means over the seeds, as a trial's
+            mean, _ = seed_metrics([flatten_pack(e.pack) for e in anchor.per_seed], {})
+            self.trail.log_parent({f"anchor.{k}": v for k, v in mean.items()},
                                   {"anchor_engine_run_id": anchor.identity["run_id"]}, soon=True)
         done, pending = 0, deque()
         try:
@@ -135,8 +138,10 @@ class TrialLoop:
         trial.set_constraint(VETO_CONSTRAINT, veto)
         mirror_constraints(trial, [veto])  # also where optuna-dashboard reads it
         harness = time.perf_counter() - t0 - ev.chain_seconds
+        if self.directions is None:
+            self.directions = study_directions(sweep.spec)
         result = TrialResult.from_evaluation(ev, sweep.spec.phase, sweep.spec.objective_name,
-                                             {"seconds.harness_pre_log": harness})
+                                             {"seconds.harness_pre_log": harness}, self.directions)
         future = self.trail.log_trial(trial.number, original_number(trial), result, PolicyFiles.of(ev.policies),
                                       values)
         return trial, ev, result, future

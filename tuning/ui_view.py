@@ -21,7 +21,8 @@ RANK_TAG_COLUMNS = ("veto", "veto_reasons", "study", "optuna_trial")
 
 
 def rank_view_state(key_metrics: Sequence[str]) -> dict:
-    columns = [f"metrics.`{m}`" for m in ("J", RANK_SORT, *key_metrics)]
+    # a key metric is its mean over the trial's seeds; worst.<metric> is its worst seed's (tuning.seed_robust)
+    columns = [f"metrics.`{m}`" for m in ("J", RANK_SORT, *key_metrics, *(f"worst.{k}" for k in key_metrics))]
     columns += [f"tags.`{t}`" for t in RANK_TAG_COLUMNS]
     return {"searchFilter": "tags.run_kind = 'trial'", "orderByKey": f"metrics.`{RANK_SORT}`", "orderByAsc": False,
             "selectedColumns": list(dict.fromkeys(columns))}
