@@ -52,6 +52,7 @@ class TrialLoop:
         self.sweep, self.trail, self.progress, self.index = sweep, trail, progress, index
         self.failures = 0
         self.directions: dict | None = None   # the study's metric directions (worst.<metric> without a gate)
+        self.has_history = False   # once the study has history, it keeps it (see _history_free)
 
     def run(self) -> int:
         """Ask -> evaluate -> (log to MLflow in the trail process) -> tell.
@@ -100,7 +101,10 @@ class TrialLoop:
     def _history_free(self, pending: int) -> bool:
         """Would a lag-1 loop still be history-free at this ask? At most ``pending - 1`` more trials would be
         COMPLETE or PRUNED by now."""
+        if self.has_history:
+            return False
         told = self.sweep.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        self.has_history = len(told) >= self.sweep.history_free   # trials are never untold: no need to look again
         return len(told) + pending - 1 < self.sweep.history_free
 
     def _guard(self, trial, fn):
@@ -148,7 +152,7 @@ class TrialLoop:
 
     def _finish(self, trial, ev, result: TrialResult, future) -> int:
         def tell() -> int:
-            recorded = result.with_run(future.result())  # the trial's MLflow run is logged
+            recorded = result.with_run(*future.result())  # the trial's MLflow run is logged (its id, seconds)
             trial.set_user_attr(RESULT_ATTR, recorded.user_attr(self.sweep.spec.key_metrics))
             tell_evaluation(self.sweep.study, trial, ev, self.sweep.spec.multi_objective)
             if self.progress is not None:

@@ -97,6 +97,7 @@ class TrialResult:
     seed_flat: tuple[Mapping, ...] = ()   # per-seed flattened packs (history metrics)
     extra_metrics: Mapping[str, float] = field(default_factory=dict)
     mlflow_run_id: str | None = None
+    log_seconds: float | None = None      # what writing its MLflow run took (the trail process's log_trial)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -124,8 +125,8 @@ class TrialResult:
             error=ev.error, per_seed=tuple(_seed_doc(s, e) for s, e in zip(ev.seeds, per_seed)),
             seed_flat=seed_flat, extra_metrics=dict(extra_metrics or {}))
 
-    def with_run(self, run_id: str) -> "TrialResult":
-        return dataclasses.replace(self, mlflow_run_id=run_id)
+    def with_run(self, run_id: str, log_seconds: float | None = None) -> "TrialResult":
+        return dataclasses.replace(self, mlflow_run_id=run_id, log_seconds=log_seconds)
 
     @property
     def feasible(self) -> bool:
@@ -151,7 +152,8 @@ class TrialResult:
                 "build_seconds": self.build_seconds, "verdict": self.verdict, "fidelity": self.fidelity,
                 "seeds": list(self.seeds), "seed_values": list(self.seed_values), "second": self.second,
                 "target_pass": self.target_pass, "metrics": {m: self.key_metric(m) for m in key_metrics},
-                "worst": {m: self.worst_pack[m] for m in key_metrics if m in self.worst_pack}}
+                "worst": {m: self.worst_pack[m] for m in key_metrics if m in self.worst_pack},
+                "log_seconds": self.log_seconds}
 
     # ------------------------------------------------------------------ MLflow
     def params(self) -> dict[str, str]:
