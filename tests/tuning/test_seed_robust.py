@@ -219,13 +219,18 @@ def test_a_four_seed_trial_logs_means_and_worst_seeds_that_rank_and_the_ui_show(
         assert run.data.tags["verdict"] == verdict
     from tuning.rank import main as rank
     assert rank(["--phase", "P1.2", "--study", "t-four", "--json"]) == 0
-    rows = {r["run_id"]: r for r in json.loads(capsys.readouterr().out)}
+    ranked = json.loads(capsys.readouterr().out)
+    rows = {r["run_id"]: r for r in ranked}
     key = "s2.top1_share_median_multi_tz"
-    for run in runs:
+    for run in runs:   # rank reads the same means and worst values
         assert rows[run.info.run_id]["metrics"][key] == run.data.metrics[key]
         assert rows[run.info.run_id]["worst"][key] == run.data.metrics[f"worst.{key}"]
+        assert rows[run.info.run_id]["worst"]["J"] == run.data.metrics["worst.J"]
     assert rank(["--phase", "P1.2", "--study", "t-four", "--open"]) == 0
-    head = capsys.readouterr().out.splitlines()[0].split()
-    assert "s2.top1_median_mtz" in head and "worst.s2.top1_median_mtz" in head
+    table = capsys.readouterr().out.splitlines()
+    head = table[0].split()
     view = json.loads(mlc.get_experiment_by_name("3A-P1.2").tags["mlflow.sharedViewState.rank"])
-    assert f"metrics.`worst.{key}`" in view["selectedColumns"] and f"metrics.`{key}`" in view["selectedColumns"]
+    assert head[4:6] == ["J", "worst.J"] and "s2.top1_median_mtz" in head     # the table: the view's columns
+    assert {"metrics.`J`", "metrics.`worst.J`", f"metrics.`{key}`"} <= set(view["selectedColumns"])
+    assert table[1].split()[3] == ranked[0]["run_id"]
+    assert float(table[1].split()[5]) == pytest.approx(ranked[0]["worst"]["J"], abs=1e-6)
