@@ -111,6 +111,9 @@ def test_four_hosts_one_study_survive_a_killed_worker(services, tmp_path, monkey
     reported = [r for r in runs if "report.html" in {a.path for a in mlc.list_artifacts(r.info.run_id)}]
     assert len(reported) == 1, "one report for the study, not one per worker"
     assert "optimization_history.html" in {a.path for a in mlc.list_artifacts(closers[0])}
+    for s in summaries:   # the other parent runs name the closer's
+        closed_by = mlc.get_run(s["parent_run_id"]).data.tags.get("closed_by")
+        assert closed_by == (None if s["parent_run_id"] == closers[0] else closers[0])
 
     points = {tuple(sorted(t.params.items())) for t in complete}
     # tuning/sampler_streams.py keys each trial's stream by its number: no two workers share a stream
