@@ -276,11 +276,41 @@ def one_round(args, tmp: Path, state: dict, env: dict, index: int) -> dict:
         run = distributed_run(args, state, env, f"bench-{name}-{tag}", tuned)
         run["ratio"] = run["wall_seconds"] / local["wall_seconds"]
         out[name] = run
+    print(f"round {index + 1}/{args.rounds}: local {local['wall_seconds']:.1f} s, defaults "
+          f"{out['defaults']['wall_seconds']:.1f} s, tuned {out['tuned']['wall_seconds']:.1f} s (load "
+          f"{os.getloadavg()[0]:.2f})", file=sys.stderr, flush=True)
     return out
 
 
-def _spread(values: list[float]) -> dict:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+def _spread(values: list) -> dict | None:
+    values = [v for v in values if v is not None]
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)} if values else None
+
+
+def figures(rounds: list[dict]) -> dict:
+    """Each figure's median and spread over the rounds; the ratios beside their target."""
+    def runs(name: str, *path: str) -> dict | None:
+        values = []
+        for r in rounds:
+            v = r[name]
+            for key in path:
+                v = v.get(key) if isinstance(v, dict) else None
+            values.append(v)
+        return _spread(values)
+
+    out = {"local_wall_seconds": runs("local", "wall_seconds"),
+           "local_fixed_cpu_seconds": runs("local", "cpu_seconds", "one_process_without_trials")}
+    for name in ("defaults", "tuned"):
+        ratio = runs(name, "ratio")
+        out[name] = {"ratio": {**ratio, "target": TARGET_RATIO, "within_target": ratio["median"] <= TARGET_RATIO},
+                     "wall_seconds": runs(name, "wall_seconds"), "startup_s": runs(name, "where", "startup_s"),
+                     "close_s": runs(name, "where", "close_s"),
+                     "retry_after_kill_s": runs(name, "where", "retry_after_kill_s"),
+                     "log_seconds_per_trial_median": runs(name, "where", "log_seconds_per_trial", "median"),
+                     "fixed_cpu_seconds_per_process": runs(name, "cpu_seconds", "one_process_without_trials"),
+                     "cpu_seconds": {k: runs(name, "cpu_seconds", k) for k in
+                                     ("sweeps_and_trails", "mlflow_server", "postgresql")}}
+    return out
 
 
 def bench(args) -> dict:
@@ -298,25 +328,26 @@ def bench(args) -> dict:
             ls.stop(tmp / "cluster")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    figures = {name: _spread([r[name]["ratio"] for r in rounds]) for name in ("defaults", "tuned")}
     return {"phase": args.phase, "trials": args.trials, "workers": args.workers, "cpu_count": os.cpu_count(),
             "load_average_before": [round(x, 2) for x in load],
             "load_average_after": [round(x, 2) for x in os.getloadavg()], "services_start_seconds": services_s,
-            "target_ratio": TARGET_RATIO,
-            "ratio": {name: {**f, "target": TARGET_RATIO, "within_target": f["median"] <= TARGET_RATIO}
-                      for name, f in figures.items()},
-            "log_probe": probe, "rounds": rounds,
+            "target_ratio": TARGET_RATIO, "figures": figures(rounds), "log_probe": probe, "rounds": rounds,
             "note": "wall = launch of the sweep process(es) to the last exit; distributed: one worker SIGKILLed "
                     "while it held a RUNNING trial and restarted; service start-up not counted"}
 
 
 def _line(out: dict) -> str:
-    r, p = out["ratio"], out["log_probe"]
-    parts = [f"{name}: {f['median']:.2f}x (runs {f['min']:.2f}-{f['max']:.2f}; target <= {TARGET_RATIO}x)"
-             for name, f in r.items()]
-    locals_ = [x["local"]["wall_seconds"] for x in out["rounds"]]
-    return (f"local {statistics.median(locals_):.1f}s; " + "; ".join(parts)
-            + f"; logging {p['seconds_median'] * 1000:.0f} ms and {p['requests_per_trial']:.1f} requests per trial")
+    f, p = out["figures"], out["log_probe"]
+
+    def ratio(name: str) -> str:
+        r = f[name]["ratio"]
+        return f"{name} {r['median']:.2f}x (runs {r['min']:.2f}-{r['max']:.2f}; target <= {TARGET_RATIO}x)"
+
+    retry = f["defaults"]["retry_after_kill_s"]
+    return (f"local {f['local_wall_seconds']['median']:.1f} s; {ratio('defaults')}; {ratio('tuned')}; killed trial "
+            f"retried after {'-' if retry is None else format(retry['median'], '.1f')} s; logging "
+            f"{p['seconds_median'] * 1000:.0f} ms and {p['requests_per_trial']:.0f} requests per trial; load "
+            f"{out['load_average_before'][0]:.2f} -> {out['load_average_after'][0]:.2f}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
