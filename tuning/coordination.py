@@ -75,15 +75,16 @@ def rdb_storage(url: str) -> optuna.storages.RDBStorage:
             time.sleep(0.3 * (attempt + 1))
 
 
-def fail_dead_workers_trials(study: optuna.Study, storage) -> list[int]:
+def fail_dead_workers_trials(study: optuna.Study, storage, trials=None) -> list[int]:
     """Fail the RUNNING trials whose worker is known dead (:func:`tuning.trial_recovery.owner_dead`) at once,
     as :func:`optuna.storages.fail_stale_trials` fails a trial whose heartbeat is older than the grace period,
     and pass each to the storage's own stale-trial callback (Optuna's retry: the same parameters queued
-    again, the original number in ``failed_trial``). Returns their numbers."""
+    again, the original number in ``failed_trial``). ``trials``: the study's trials if already read.
+    Returns their numbers."""
     callback = storage.get_heartbeat_stale_trial_callback()
     failed = []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if not owner_dead(trial):
+    for trial in study.get_trials(deepcopy=False) if trials is None else trials:
+        if trial.state != TrialState.RUNNING or not owner_dead(trial):
             continue
         tid = trial_id(storage, study.study_name, trial.number)
         try:
@@ -177,10 +178,13 @@ class Coordinator:
             with self.exclusive():
                 if self.rdb:
                     fail_stale_trials(self.study)
-                    fail_dead_workers_trials(self.study, self.storage)
+                    trials = self.study.get_trials(deepcopy=False)   # one read serves both (an RDB read costs)
+                    if fail_dead_workers_trials(self.study, self.storage, trials):
+                        trials = self.study.get_trials(deepcopy=False)
                 else:
                     recover_stale_trials(self.study, self.storage, self.stale_after)
-                c = counts(self.study)
+                    trials = self.study.get_trials(deepcopy=False)
+                c = {state.name: sum(t.state == state for t in trials) for state in TrialState}
                 taken = c["COMPLETE"] + c["RUNNING"] >= target
                 if c["COMPLETE"] >= target or (taken and (holding or not self.rdb)):
                     return None
