@@ -127,39 +127,19 @@ def test_four_hosts_one_study_survive_a_killed_worker(services, tmp_path, monkey
     assert len(points) == N_TRIALS, "workers on different hosts proposed the same point"
 
 
-def test_the_readme_cluster_sequence_runs_as_written_from_a_shell(services, tmp_path):
-    """The README's block, in bash: ``start`` while a cluster runs prints its exports, ``eval`` takes them,
-    ``status`` repeats them, a sweep runs on them, ``stop`` ends it (and ``status`` then says so)."""
-    readme = (REPO / "README.md").read_text()
-    (block,) = [b for b in re.findall(r"```bash\n(.*?)```", readme, re.S) if 'eval "$(scripts/local_cluster.sh' in b]
-    assert "--trials 40" in block
-    root = make_project(tmp_path / "proj")
-    (root / "scripts").symlink_to(REPO / "scripts")
-    env = dict(_env(services["tracking_uri"]), SEG3A_CLUSTER_DIR=str(services["dir"]))
-    for var in ("MLFLOW_TRACKING_URI", "SEG3A_STORAGE"):
-        env.pop(var, None)  # only what the block's eval brings
-    out = subprocess.run(["bash", "-euo", "pipefail", "-c", block.replace("--trials 40", "--trials 2")], cwd=root,
-                         env=env, capture_output=True, text=True, timeout=400)
-    assert out.returncode == 0, out.stderr[-3000:]
-    expected = {"SEG3A_STORAGE": services["storage"], "MLFLOW_TRACKING_URI": services["tracking_uri"]}
-    assert [l for l in out.stdout.splitlines() if l.startswith("export ")] == \
-        [f"export {k}={expected[k]}" for k in ("MLFLOW_TRACKING_URI", "SEG3A_STORAGE")] * 2  # start, status
-    assert "a local cluster already runs" in out.stderr  # the second start found the first
-    assert re.search(r"^study team-P1.2 \(phase P1.2, seeds 42\): 2 complete, ", out.stdout, re.M), out.stdout
-    after = _cluster("status", services["dir"])
-    assert after.returncode == 1 and after.stdout == "" and "not running" in after.stderr
-
-
 def test_bench_distributed_runs_as_a_program(services, tmp_path):
     """``python -m tuning.bench_distributed`` end to end as a program (its own services, started and stopped)."""
     root = make_project(tmp_path / "proj")
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    done = subprocess.run([sys.executable, "-m", "tuning.bench_distributed", "--trials", "1", "--workers", "1",
-                           "--json"], cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run([sys.executable, "-m", "tuning.bench_distributed", "--trials", "4", "--workers", "2",
+                           "--rounds", "1", "--probe-trials", "2", "--json"], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     out = json.loads(done.stdout)
-    assert out["local"]["trials_complete"] == out["distributed"]["trials_complete"] == 1
-    assert out["overhead_ratio"] > 0 and not (root / ".cluster").exists()
+    (only,) = out["rounds"]
+    assert {only[k]["trials_complete"] for k in ("local", "defaults", "tuned")} == {4}
+    assert out["figures"]["defaults"]["ratio"]["median"] > 0 and out["log_probe"]
+    assert not (root / ".cluster").exists()
 
 
 @pytest.fixture(scope="module")
@@ -220,3 +200,26 @@ def test_a_trial_run_is_a_bounded_number_of_requests(services, record, monkeypat
     sent.clear()   # a retry of trial 0 first removes its dead attempt's run: one search, one delete
     tracker.log_trial(3, 0, result, policies, knobs)
     assert sent == [("POST", "mlflow/runs/search"), ("POST", "mlflow/runs/delete")] + trial
+
+
+def test_the_readme_cluster_sequence_runs_as_written_from_a_shell(services, tmp_path):
+    """(Last in this module: its block stops the module's cluster.) The README's block, in bash: ``start`` while a cluster runs prints its exports, ``eval`` takes them,
+    ``status`` repeats them, a sweep runs on them, ``stop`` ends it (and ``status`` then says so)."""
+    readme = (REPO / "README.md").read_text()
+    (block,) = [b for b in re.findall(r"```bash\n(.*?)```", readme, re.S) if 'eval "$(scripts/local_cluster.sh' in b]
+    assert "--trials 40" in block
+    root = make_project(tmp_path / "proj")
+    (root / "scripts").symlink_to(REPO / "scripts")
+    env = dict(_env(services["tracking_uri"]), SEG3A_CLUSTER_DIR=str(services["dir"]))
+    for var in ("MLFLOW_TRACKING_URI", "SEG3A_STORAGE"):
+        env.pop(var, None)  # only what the block's eval brings
+    out = subprocess.run(["bash", "-euo", "pipefail", "-c", block.replace("--trials 40", "--trials 2")], cwd=root,
+                         env=env, capture_output=True, text=True, timeout=400)
+    assert out.returncode == 0, out.stderr[-3000:]
+    expected = {"SEG3A_STORAGE": services["storage"], "MLFLOW_TRACKING_URI": services["tracking_uri"]}
+    assert [l for l in out.stdout.splitlines() if l.startswith("export ")] == \
+        [f"export {k}={expected[k]}" for k in ("MLFLOW_TRACKING_URI", "SEG3A_STORAGE")] * 2  # start, status
+    assert "a local cluster already runs" in out.stderr  # the second start found the first
+    assert re.search(r"^study team-P1.2 \(phase P1.2, seeds 42\): 2 complete, ", out.stdout, re.M), out.stdout
+    after = _cluster("status", services["dir"])
+    assert after.returncode == 1 and after.stdout == "" and "not running" in after.stderr
