@@ -13,6 +13,9 @@ trials and asks for one, and how a dead worker's RUNNING trial is found and retr
   server when the holder's connection dies), so workers on any number of hosts never overshoot.
   A worker leaves only when COMPLETE == target; while the missing trials are RUNNING elsewhere it
   waits, so a worker that dies for good is replaced by whoever is still alive.
+  A RUNNING trial whose worker is known dead (a process of this host that no longer runs) does not wait
+  for the grace period: the next worker of this host that counts the budget fails it and hands it to the
+  same retry callback (:func:`fail_dead_workers_trials`).
 """
 
 from __future__ import annotations
@@ -30,10 +33,13 @@ import optuna
 from optuna.storages import fail_stale_trials
 from optuna.trial import TrialState
 
-from tuning.trial_recovery import WORKER_ATTR, counts, exclusive, live_trial_id, recover_stale_trials, this_worker
+from tuning.trial_recovery import (WORKER_ATTR, counts, exclusive, live_trial_id, owner_dead, recover_stale_trials,
+                                   this_worker, trial_id, worker_dead)
 
 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
 HEARTBEAT_ENV, GRACE_ENV = "SEG3A_HEARTBEAT_INTERVAL", "SEG3A_GRACE_PERIOD"
+DEAD_WORKER_REASON = "worker died (its process is gone; retried without waiting for the grace period)"
+CLOSE_ATTR = "close"   # study user attr: who closes the study at which COMPLETE count (Coordinator.claim_close)
 
 
 def is_rdb(url: str | None) -> bool:
@@ -67,6 +73,30 @@ def rdb_storage(url: str) -> optuna.storages.RDBStorage:
             if attempt == 5:
                 raise
             time.sleep(0.3 * (attempt + 1))
+
+
+def fail_dead_workers_trials(study: optuna.Study, storage, trials=None) -> list[int]:
+    """Fail the RUNNING trials whose worker is known dead (:func:`tuning.trial_recovery.owner_dead`) at once,
+    as :func:`optuna.storages.fail_stale_trials` fails a trial whose heartbeat is older than the grace period,
+    and pass each to the storage's own stale-trial callback (Optuna's retry: the same parameters queued
+    again, the original number in ``failed_trial``). ``trials``: the study's trials if already read.
+    Returns their numbers."""
+    callback = storage.get_heartbeat_stale_trial_callback()
+    failed = []
+    for trial in study.get_trials(deepcopy=False) if trials is None else trials:
+        if trial.state != TrialState.RUNNING or not owner_dead(trial):
+            continue
+        tid = trial_id(storage, study.study_name, trial.number)
+        try:
+            storage.set_trial_system_attr(tid, "failed_reason", DEAD_WORKER_REASON)
+            if not storage.set_trial_state_values(tid, state=TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:  # another worker failed it first
+            continue
+        if callback is not None:
+            callback(study, storage.get_trial(tid))
+        failed.append(trial.number)
+    return failed
 
 
 class _Heartbeat(threading.Thread):
@@ -148,9 +178,13 @@ class Coordinator:
             with self.exclusive():
                 if self.rdb:
                     fail_stale_trials(self.study)
+                    trials = self.study.get_trials(deepcopy=False)   # one read serves both (an RDB read costs)
+                    if fail_dead_workers_trials(self.study, self.storage, trials):
+                        trials = self.study.get_trials(deepcopy=False)
                 else:
                     recover_stale_trials(self.study, self.storage, self.stale_after)
-                c = counts(self.study)
+                    trials = self.study.get_trials(deepcopy=False)
+                c = {state.name: sum(t.state == state for t in trials) for state in TrialState}
                 taken = c["COMPLETE"] + c["RUNNING"] >= target
                 if c["COMPLETE"] >= target or (taken and (holding or not self.rdb)):
                     return None
@@ -161,6 +195,28 @@ class Coordinator:
                         self._beat.add(live_trial_id(trial))
                     return trial
             time.sleep(min(1.0, self._beat.interval / 2))  # the rest is RUNNING elsewhere: wait for it or its death
+
+    def claim_close(self, parent_run_id: str | None) -> str | None:
+        """Who closes the study at its current COMPLETE count (reconciles the trial runs, writes the plots, the
+        Pareto tags and the best trials' reports: once per study, not once per worker): None when this process
+        does (it has just claimed it), else the parent run id of the process that did or does. A claim left by
+        a process of this host that died before its close was done is taken over."""
+        with self.exclusive():
+            complete = counts(self.study)["COMPLETE"]
+            claim = self.study.user_attrs.get(CLOSE_ATTR) or {}
+            if claim.get("complete") == complete and claim.get("parent_run_id") != parent_run_id and (
+                    claim.get("done") or not worker_dead(claim.get("worker"))):
+                return claim.get("parent_run_id")
+            self.study.set_user_attr(CLOSE_ATTR, {"complete": complete, "parent_run_id": parent_run_id,
+                                                  "worker": this_worker(), "done": False})
+            return None
+
+    def close_done(self) -> None:
+        """This process's close (see :meth:`claim_close`) is complete."""
+        with self.exclusive():
+            claim = dict(self.study.user_attrs.get(CLOSE_ATTR) or {})
+            if claim.get("worker") == this_worker():
+                self.study.set_user_attr(CLOSE_ATTR, {**claim, "done": True})
 
     def close(self) -> None:
         if self._beat is not None:

@@ -40,10 +40,14 @@ class FrontTracker:
         self.direction = second_direction
         self.points: dict[str, tuple[float, float]] = {}
 
+    def admits(self, j: float, second: float) -> bool:
+        """Would this point join the front (no front point dominates it)?"""
+        return not any(dominates(q, (j, second), self.direction) for q in self.points.values())
+
     def add(self, key: str, j: float, second: float) -> tuple[set[str], set[str]]:
         """Add a point; returns (keys that joined the front, keys that left it)."""
         p = (j, second)
-        if any(dominates(q, p, self.direction) for q in self.points.values()):
+        if not self.admits(j, second):
             return set(), set()
         left = {k for k, q in self.points.items() if dominates(p, q, self.direction)}
         for k in left:

@@ -42,7 +42,8 @@ def ranked_runs(phase: str, study: str | None = None, key_metrics: Sequence[str]
                      "world": t.get("world", ""), "world_name": t.get("world_name", ""),
                      "fidelity": t.get("fidelity"), "pareto": t.get("pareto", ""),
                      "second_objective": m.get("second_objective"),
-                     "metrics": {k: m.get(k) for k in key_metrics}})
+                     "metrics": {k: m.get(k) for k in key_metrics},
+                     "worst": {k: m[f"worst.{k}"] for k in ("J", *key_metrics) if f"worst.{k}" in m}})
     return rank_rows(rows)
 
 
@@ -65,13 +66,16 @@ def _short(metric: str) -> str:
 
 
 def format_rows(rows: Sequence[dict], key_metrics: Sequence[str]) -> str:
+    """The ranking table, the columns of the UI's ``rank`` view: J and the key metrics are means over the trial's
+    seeds, ``worst.J`` its worst seed's J (``--json`` also gives each key metric's ``worst.<metric>``)."""
     short = [_short(m) for m in key_metrics]
-    head = ["rank", "study", "trial", "mlflow_run_id", "J", "veto", "verdict"] + short
+    head = ["rank", "study", "trial", "mlflow_run_id", "J", "worst.J", "veto", "verdict"] + short
     out = [head]
     for i, r in enumerate(rows, 1):
         veto = r["veto"] if r["veto"] == "PASS" else f"FAIL({r['veto_reasons']})"
-        cells = [str(i), str(r["study"]), str(r["trial"]), r["run_id"],
-                 "-" if r["J"] is None else f"{r['J']:+.6f}", veto, str(r["verdict"])]
+        worst_j = r.get("worst", {}).get("J")
+        cells = [str(i), str(r["study"]), str(r["trial"]), r["run_id"], "-" if r["J"] is None else f"{r['J']:+.6f}",
+                 "-" if worst_j is None else f"{worst_j:+.6f}", veto, str(r["verdict"])]
         cells += ["-" if r["metrics"].get(m) is None else f"{r['metrics'][m]:.6f}" for m in key_metrics]
         out.append(cells + ([f"[{r['authority']} authority]"] if r["authority"] else []))
     return aligned(out)

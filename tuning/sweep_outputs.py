@@ -16,18 +16,27 @@ from tuning.trial_recovery import counts, original_number
 
 def close_sweep(sweep, trail: SweepTrail, decision: str | None) -> dict:
     """Reconcile the trial runs; the plots and the Pareto front (trail process) and the reports (here) side
-    by side; then the parent run's end with the summary, which is returned."""
-    done = sweep.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    trail.reconcile([(t.number, original_number(t), trial_result(t)["run_id"]) for t in done])
-    trail.write_plots(sweep.config.storage, sweep.study_name)
+    by side; then the parent run's end with the summary, which is returned. Several processes finishing one
+    study (hosts sharing a storage) close it once: the first to claim it (``Coordinator.claim_close``) does
+    that work, the others' summaries name its parent run (``closed_by``)."""
+    closer = sweep.coordinator.claim_close(trail.parent_run_id)
+    if closer is None:
+        done = sweep.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        trail.reconcile([(t.number, original_number(t), trial_result(t)["run_id"]) for t in done])
+        trail.write_plots(sweep.config.storage, sweep.study_name)
     summary = summarise(sweep, trail)
-    if sweep.spec.multi_objective:
-        attach_pareto(sweep, trail, summary)
-    attach_reports(sweep, trail)   # here, while the trail process writes the plots and the Pareto front
+    if closer is None:
+        if sweep.spec.multi_objective:
+            attach_pareto(sweep, trail, summary)
+        attach_reports(sweep, trail)   # here, while the trail process writes the plots and the Pareto front
+    else:
+        summary["closed_by"] = closer
     summary["timed_out"] = sweep.timed_out() and summary["trials_complete"] < sweep.target
     if decision:
         summary["decision"] = decision
     trail.finish_parent(summary)
+    if closer is None:
+        sweep.coordinator.close_done()
     return summary
 
 

@@ -23,6 +23,7 @@ from engine import EngineError
 from tuning.dashboard import mirror_constraints
 from tuning.errors import E_TRIALS_FAILING
 from tuning.ranking import RESULT_ATTR
+from tuning.seed_robust import seed_metrics, study_directions
 from tuning.sweep_config import SweepConfig
 from tuning.trail_process import SweepTrail
 from tuning.trial_result import PolicyFiles, TrialResult, flatten_pack
@@ -62,6 +63,8 @@ class TrialLoop:
         self.failures = 0
         self.first_causes: list[str] | None = []   # causes while every trial so far failed (None: one did not)
         self.stop: EngineError | None = None        # the failure budget is spent: raised once pending are told
+        self.directions: dict | None = None   # the study's metric directions (worst.<metric> without a gate)
+        self.has_history = False   # once the study has history, it keeps it (see _history_free)
 
     def run(self) -> int:
         """Ask -> evaluate -> (log to MLflow in the trail process) -> tell.
@@ -74,8 +77,9 @@ class TrialLoop:
         instead of waiting for the trail process (still starting during the first trials)."""
         sweep = self.sweep
         anchor = sweep.objective.anchor  # once per process: also warms the S0/S1 cache
-        if self.index == 0:
-            self.trail.log_parent({f"anchor.{k}": v for k, v in flatten_pack(anchor.pack).items()},
+        if self.index == 0:   # the anchor's metrics: means over the seeds, as a trial's
+            mean, _ = seed_metrics([flatten_pack(e.pack) for e in anchor.per_seed], {})
+            self.trail.log_parent({f"anchor.{k}": v for k, v in mean.items()},
                                   {"anchor_engine_run_id": anchor.identity["run_id"]}, soon=True)
         done, pending = 0, deque()
         try:
@@ -111,7 +115,10 @@ class TrialLoop:
     def _history_free(self, pending: int) -> bool:
         """Would a lag-1 loop still be history-free at this ask? At most ``pending - 1`` more trials would be
         COMPLETE or PRUNED by now."""
+        if self.has_history:
+            return False
         told = self.sweep.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        self.has_history = len(told) >= self.sweep.history_free   # trials are never untold: no need to look again
         return len(told) + pending - 1 < self.sweep.history_free
 
     def _guard(self, trial, fn):
@@ -168,15 +175,18 @@ class TrialLoop:
         trial.set_constraint(VETO_CONSTRAINT, veto)
         mirror_constraints(trial, [veto])  # also where optuna-dashboard reads it
         harness = time.perf_counter() - t0 - ev.chain_seconds
+        if self.directions is None:
+            self.directions = study_directions(sweep.spec)
         result = TrialResult.from_evaluation(ev, sweep.spec.phase, sweep.spec.objective_name,
-                                             {"seconds.harness_pre_log": harness}, world=sweep.world_record)
+                                             {"seconds.harness_pre_log": harness}, self.directions,
+                                             world=sweep.world_record)
         future = self.trail.log_trial(trial.number, original_number(trial), result, PolicyFiles.of(ev.policies),
                                       values)
         return trial, ev, result, future
 
     def _finish(self, trial, ev, result: TrialResult, future) -> int:
         def tell() -> str | None:
-            recorded = result.with_run(future.result())  # the trial's MLflow run is logged
+            recorded = result.with_run(*future.result())  # the trial's MLflow run is logged (its id, seconds)
             trial.set_user_attr(RESULT_ATTR, recorded.user_attr(self.sweep.spec.key_metrics))
             why = tell_evaluation(self.sweep.study, trial, ev, self.sweep.spec.multi_objective)
             if self.progress is not None:

@@ -51,7 +51,6 @@ CERTIFY_EXPERIMENT = "3A-certify"
 # model-training experiments (what older MLflow 3 UIs choose their view by; 3.17 reads the address's
 # workflowType instead: tuning/ui_view.py)
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
-_BATCH_METRICS, _BATCH_TAGS = 900, 90
 
 
 def tracking_uri() -> str:
@@ -142,19 +141,40 @@ def local_artifact_dir(artifact_uri: str) -> Path | None:
     return None
 
 
+def artifact_repository(artifact_uri: str, tracking_uri: str):
+    """The artifact repository of a run's ``artifact_uri`` (as the run's creation returned it): what
+    ``MlflowClient.log_artifacts`` uses, without the ``get_run`` request it spends to find the location."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    return get_artifact_repository(artifact_uri, tracking_uri=tracking_uri)
+
+
 def log_batch(mlc: MlflowClient, run_id: str, metrics: Mapping[str, float] = {}, params: Mapping = {},
               tags: Mapping[str, str] = {}, history: Sequence[tuple[str, float, int]] = ()) -> None:
-    """One ``log_batch`` call (a few when MLflow's caps of 1000 metrics / 100 tags / 100 params are passed);
-    ``history`` adds stepped metrics (key, value, step)."""
+    """One ``log_batch`` request (a few only when MLflow's own caps are passed, :func:`batches`); ``history``
+    adds stepped metrics (key, value, step); non-finite values are left out."""
     now = int(time.time() * 1000)
     ms = [Metric(k, float(v), now, 0) for k, v in metrics.items() if v == v and abs(float(v)) != float("inf")]
     ms += [Metric(k, float(v), now, step) for k, v, step in history if v == v and abs(float(v)) != float("inf")]
     ps = [Param(k, str(v)) for k, v in params.items()]
     ts = [RunTag(k, str(v)[:5000]) for k, v in tags.items()]
-    first = True
-    while first or ms or ts:
-        mlc.log_batch(run_id, metrics=ms[:_BATCH_METRICS], params=ps if first else [], tags=ts[:_BATCH_TAGS])
-        ms, ts, first = ms[_BATCH_METRICS:], ts[_BATCH_TAGS:], False
+    for m, p, t in batches(ms, ps, ts):
+        mlc.log_batch(run_id, metrics=m, params=p, tags=t)
+
+
+def batches(metrics: list, params: list, tags: list) -> list[tuple[list, list, list]]:
+    """(metrics, params, tags) split into as few batches as MLflow accepts (``mlflow.utils.validation``: at
+    most 1000 metrics, 100 params, 100 tags and 1000 entities in all per request): one batch unless a cap is
+    passed; always at least one."""
+    from mlflow.utils.validation import MAX_ENTITIES_PER_BATCH, MAX_METRICS_PER_BATCH, MAX_PARAMS_TAGS_PER_BATCH
+
+    out = []
+    while metrics or params or tags or not out:
+        p, t = params[:MAX_PARAMS_TAGS_PER_BATCH], tags[:MAX_PARAMS_TAGS_PER_BATCH]
+        n = min(MAX_METRICS_PER_BATCH, MAX_ENTITIES_PER_BATCH - len(p) - len(t))
+        out.append((metrics[:n], p, t))
+        metrics, params, tags = metrics[n:], params[len(p):], tags[len(t):]
+    return out
 
 
 def worker_identity() -> dict[str, str]:
@@ -199,11 +219,15 @@ class SweepTracker:
     def find_trial_runs(self, key: str) -> list:
         return list(self.mlc.search_runs([self.experiment_id], f"tags.trial_key = '{key}'"))
 
-    def log_trial(self, number: int, original_number: int, result: TrialResult, policies, params: Mapping) -> str:
-        """The trial's run: ``create_run`` (tags) + one ``log_batch`` (params, metrics, per-seed history) +
-        the artifacts written straight into a local artifact store (else one ``log_artifacts``) +
-        ``set_terminated``. ``policies``: the candidate's files (anything with ``write(directory)``), or None.
-        Returns the run's id."""
+    def log_trial(self, number: int, original_number: int, result: TrialResult, policies, params: Mapping,
+                  on_front: bool = False) -> str:
+        """The trial's run in a bounded number of requests, whatever the number of metrics: ``create_run`` (its
+        tags) + one ``log_batch`` (params, metrics, per-seed history; chunked only past MLflow's caps) + the
+        artifacts (written straight into a local artifact store, else one ``log_artifacts`` of the folder into
+        the run's artifact location, one upload per file) + ``set_terminated``. A retry first deletes its dead
+        attempt's run (one search, one delete). ``policies``: the candidate's files (anything with
+        ``write(directory)``), or None; ``on_front``: the run joins the Pareto front of a two-objective study
+        (its ``pareto`` tag). Returns the run's id."""
         key = self.trial_key(original_number)
         if original_number != number:  # a retry replaces whatever its dead attempt left behind
             for old in self.find_trial_runs(key):
@@ -212,8 +236,8 @@ class SweepTracker:
                 "trial_key": key, **result.tags()}
         if original_number != number:
             tags["retry_of"] = str(original_number)
-        if result.second is not None:  # a two-objective trial: off the Pareto front until the close says so
-            tags["pareto"] = "false"
+        if result.second is not None:  # a two-objective trial: the close (and the trail process) keep it current
+            tags["pareto"] = "true" if on_front else "false"
         if self.parent_run_id:  # not mlflow.parentRunId: the UI would fold every trial under the sweep run
             tags["sweep_run_id"] = self.parent_run_id
         run = self.mlc.create_run(self.experiment_id, run_name=f"trial-{number:04d}", tags=tags)
@@ -225,7 +249,7 @@ class SweepTracker:
         else:
             with tempfile.TemporaryDirectory(prefix="trial-") as tmp:
                 write_evaluation_artifacts(result, policies, Path(tmp))
-                self.mlc.log_artifacts(run_id, tmp)
+                artifact_repository(run.info.artifact_uri, self.mlc.tracking_uri).log_artifacts(tmp)
         self.mlc.set_terminated(run_id)
         return run_id
 
@@ -277,7 +301,8 @@ class SweepTracker:
                   metrics={"trials_complete": summary.get("trials_complete", 0),
                            "trials_feasible": summary.get("trials_feasible", 0),
                            **({"best_J": best["J"]} if "J" in best else {})},
-                  tags={"best_trial": str(best.get("trial", "")), "best_run_id": best.get("run_id", "")})
+                  tags={"best_trial": str(best.get("trial", "")), "best_run_id": best.get("run_id", ""),
+                        **({"closed_by": summary["closed_by"]} if summary.get("closed_by") else {})})
         self.mlc.set_terminated(self.parent_run_id, status=status)
 
 

@@ -196,7 +196,8 @@ class SweepTrail:
 
     def log_trial(self, number: int, original_number: int, result, policies, params: Mapping) -> Future:
         """The trial's run (its :class:`~tuning.trial_result.TrialResult`, policy files and knob values);
-        the Future's value is the run id. The caller waits on it (a trial is told only once its run exists)."""
+        the Future's value is (the run id, the seconds its logging took). The caller waits on it (a trial is
+        told only once its run exists)."""
         future = self._process.call("log_trial", number, original_number, result, policies, dict(params))
         self._send_deferred()
         return future

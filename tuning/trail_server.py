@@ -12,6 +12,7 @@ from __future__ import annotations
 import signal
 import tempfile
 import threading
+import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -89,13 +90,19 @@ class TrailServer:
         tracker = self._open_tracker()
         log_batch(tracker.mlc, tracker.parent_run_id, metrics=metrics, tags=tags)
 
-    def log_trial(self, number: int, original_number: int, result, policies, params: Mapping) -> str:
-        run_id = self._open_tracker().log_trial(number, original_number, result, policies, params)
+    def log_trial(self, number: int, original_number: int, result, policies, params: Mapping) -> tuple[str, float]:
+        """The trial's run (a run joining this process's Pareto front is created with ``pareto=true``); returns
+        its id and the seconds its logging took."""
+        t0 = time.perf_counter()
+        point = (result.J, result.second)
+        joins = bool(self.front is not None and result.feasible and result.second == result.second
+                     and result.second is not None and self.front.admits(*point))
+        run_id = self._open_tracker().log_trial(number, original_number, result, policies, params, on_front=joins)
         if result.second is not None:
-            self.pareto_known[run_id] = False
-            if self.front is not None and result.feasible and result.second == result.second:
-                self.pending_front = (run_id, result.J, result.second)   # after the reply (see serve)
-        return run_id
+            self.pareto_known[run_id] = joins
+            if joins:
+                self.pending_front = (run_id, *point)   # the runs it pushes off the front: after the reply
+        return run_id, time.perf_counter() - t0
 
     def watch_front(self, second_direction: str) -> None:
         """Keep the ``pareto`` tags of this process's runs current while the trials run (in the time between
@@ -111,10 +118,10 @@ class TrailServer:
             return
         from tuning.pareto import set_pareto_tag
 
-        joined, left = self.front.add(*item)
-        for run_id, value in [(k, True) for k in joined] + [(k, False) for k in left]:
-            set_pareto_tag(self.tracker.mlc, run_id, value)
-            self.pareto_known[run_id] = value
+        _joined, left = self.front.add(*item)   # the run that joined was created with pareto=true
+        for run_id in left:
+            set_pareto_tag(self.tracker.mlc, run_id, False)
+            self.pareto_known[run_id] = False
 
     def log_text_artifact(self, run_id: str, name: str, text: str) -> None:
         with tempfile.TemporaryDirectory(prefix="trail-") as tmp:

@@ -87,8 +87,22 @@ def is_stale(trial: FrozenTrial, stale_after_s: float, now: dt.datetime | None =
     if not owner:
         return age > NO_OWNER_GRACE_S
     if owner.get("host") == socket.gethostname():
-        return not process_alive(int(owner["pid"]), owner.get("start_ticks"))
+        return owner_dead(trial)
     return age > stale_after_s
+
+
+def owner_dead(trial: FrozenTrial) -> bool:
+    """Is the worker that asked this trial (its ``worker`` attr) known to be dead (:func:`worker_dead`)?"""
+    return worker_dead(trial.user_attrs.get(WORKER_ATTR))
+
+
+def worker_dead(worker: dict | None) -> bool:
+    """Is this worker (what :func:`this_worker` recorded) known to be dead: a process of this host that no
+    longer runs? A worker of another host, or no worker at all, is not known dead."""
+    worker = worker or {}
+    if worker.get("host") != socket.gethostname() or not str(worker.get("pid", "")).isdigit():
+        return False
+    return not process_alive(int(worker["pid"]), worker.get("start_ticks"))
 
 
 def recover_stale_trials(study: optuna.Study, storage, stale_after_s: float) -> list[int]:

@@ -7,7 +7,13 @@ trial leaves behind:
   with :func:`read_user_attr`);
 - the MLflow run: tags (:meth:`tags`), metrics (:meth:`metrics`, :meth:`history`) and params
   (:meth:`params`);
-- the per-trial JSON artifact ``metric_pack.json`` (:meth:`artifact_doc`; promotion replays it).
+- the per-trial JSON artifact ``metric_pack.json`` (:meth:`artifact_doc`; promotion replays its per-seed
+  packs).
+
+A K-seed trial's metrics mean what J and the verdict beside them mean: every pack metric is the mean over
+the seeds under its own name and the worst seed's value as ``worst.<metric>`` (directions:
+:mod:`tuning.seed_robust`), ``gate.<id>`` is the worst seed's pass or fail; each seed's values stay in the
+step history (``seed.<metric>``, step = the seed's index) and in ``metric_pack.json``'s ``per_seed``.
 """
 
 from __future__ import annotations
@@ -81,9 +87,9 @@ class TrialResult:
     seconds: Mapping[str, float]
     chain_seconds: float
     build_seconds: float
-    flat_pack: Mapping[str, float]         # the metric pack flattened (family.key -> float)
-    pack: Mapping | None = None
-    gates: Mapping | None = None
+    flat_pack: Mapping[str, float]         # the metric pack flattened (family.key -> float), mean over the seeds
+    worst_pack: Mapping[str, float] = field(default_factory=dict)   # the worst seed's value of each judged metric
+    gates: Mapping | None = None           # the worst seed's gate table (tuning.seed_robust.worst_gates)
     floors: Mapping | None = None
     reused: tuple[str, ...] = ()
     error: str | None = None
@@ -91,16 +97,25 @@ class TrialResult:
     seed_flat: tuple[Mapping, ...] = ()   # per-seed flattened packs (history metrics)
     extra_metrics: Mapping[str, float] = field(default_factory=dict)
     mlflow_run_id: str | None = None
+    log_seconds: float | None = None      # what writing its MLflow run took (the trail process's log_trial)
     world: Mapping[str, str] = field(default_factory=dict)   # the world's fingerprint and name (tuning.worlds)
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_evaluation(cls, ev, phase: str, objective_name: str,
-                        extra_metrics: Mapping[str, float] | None = None,
+    def from_evaluation(cls, ev, phase: str, objective_name: str, extra_metrics: Mapping[str, float] | None = None,
+                        directions: Mapping[str, str] | None = None,
                         world: Mapping[str, str] | None = None) -> "TrialResult":
+        """The record of a (seed-robust) evaluation; ``directions``: the study's own metric directions
+        (:func:`tuning.seed_robust.study_directions`) for metrics without a gate; ``world``: what it records of
+        its world (:func:`tuning.worlds.record`)."""
+        from tuning.seed_robust import metric_directions, seed_metrics
+
         ident = dict(ev.identity or {})
         digests = ident.get("policy_digests") or (ev.policies.digests if ev.policies is not None else {})
-        per_seed = ev.per_seed or []
+        per_seed = ev.per_seed or ([ev] if ev.pack is not None else [])
+        seed_flat = tuple(flatten_pack(e.pack) if e.pack is not None else {} for e in per_seed)
+        judged = metric_directions([e.gates for e in per_seed if e.gates], directions)
+        mean, worst = seed_metrics([f for f in seed_flat if f], judged)
         return cls(
             phase=phase, objective_name=objective_name, knobs=dict(ev.knobs), J=float(ev.value),
             second=ev.second_value, vetoes=tuple(ev.vetoes), veto_detail=tuple(ev.veto_detail),
@@ -109,14 +124,12 @@ class TrialResult:
             seeds=tuple(int(s) for s in ev.seeds), seed_values=tuple(float(v) for v in ev.seed_values),
             deltas=dict(ev.deltas), seconds=dict(ev.seconds), chain_seconds=float(ev.chain_seconds),
             build_seconds=float(ev.build_seconds),
-            flat_pack=flatten_pack(ev.pack) if ev.pack is not None else {}, pack=ev.pack, gates=ev.gates,
-            floors=ev.floors, reused=tuple(ev.reused), error=ev.error,
-            per_seed=tuple(_seed_doc(s, e) for s, e in zip(ev.seeds, per_seed)),
-            seed_flat=tuple(flatten_pack(e.pack) if e.pack is not None else {} for e in per_seed),
-            extra_metrics=dict(extra_metrics or {}), world=dict(world or {}))
+            flat_pack=mean, worst_pack=worst, gates=ev.gates, floors=ev.floors, reused=tuple(ev.reused),
+            error=ev.error, per_seed=tuple(_seed_doc(s, e) for s, e in zip(ev.seeds, per_seed)),
+            seed_flat=seed_flat, extra_metrics=dict(extra_metrics or {}), world=dict(world or {}))
 
-    def with_run(self, run_id: str) -> "TrialResult":
-        return dataclasses.replace(self, mlflow_run_id=run_id)
+    def with_run(self, run_id: str, log_seconds: float | None = None) -> "TrialResult":
+        return dataclasses.replace(self, mlflow_run_id=run_id, log_seconds=log_seconds)
 
     @property
     def feasible(self) -> bool:
@@ -131,9 +144,8 @@ class TrialResult:
         return all(self.targets.values())
 
     def key_metric(self, name: str) -> float | None:
-        from tuning.study_spec import metric_or_none
-
-        return metric_or_none(self.pack, name)
+        """A metric's mean over the seeds (None when the trial has no such metric)."""
+        return self.flat_pack.get(name)
 
     # ------------------------------------------------------------------ Optuna
     def user_attr(self, key_metrics: Sequence[str]) -> dict:
@@ -142,7 +154,9 @@ class TrialResult:
                 "engine_run_id": self.identity.get("run_id"), "chain_seconds": self.chain_seconds,
                 "build_seconds": self.build_seconds, "verdict": self.verdict, "fidelity": self.fidelity,
                 "seeds": list(self.seeds), "seed_values": list(self.seed_values), "second": self.second,
-                "target_pass": self.target_pass, "metrics": {m: self.key_metric(m) for m in key_metrics}}
+                "target_pass": self.target_pass, "metrics": {m: self.key_metric(m) for m in key_metrics},
+                "worst": {m: self.worst_pack[m] for m in key_metrics if m in self.worst_pack},
+                "log_seconds": self.log_seconds}
 
     # ------------------------------------------------------------------ MLflow
     def params(self) -> dict[str, str]:
@@ -175,7 +189,10 @@ class TrialResult:
         m.update({f"delta.{k}": v for k, v in self.deltas.items()})
         m.update({f"constraint.{k}": v for k, v in self.constraints.items()})
         m.update({f"seconds.{k}": v for k, v in self.seconds.items()})
+        if self.seed_values:
+            m["worst.J"] = min(self.seed_values)
         m.update(self.flat_pack)
+        m.update({f"worst.{k}": v for k, v in self.worst_pack.items()})
         m.update(_gate_metrics(self.gates))
         m.update(self.extra_metrics)
         return m
@@ -196,7 +213,8 @@ class TrialResult:
                 "vetoes": list(self.vetoes), "veto_detail": list(self.veto_detail), "constraints": self.constraints,
                 "targets": self.targets, "verdict": self.verdict, "s6_overall_status": self.s6_status,
                 "s7_status": self.s7_status, "realism_floors": self.floors, "seconds": self.seconds,
-                "reused": list(self.reused), "error": self.error, "pack": self.pack, "gates": self.gates,
+                "reused": list(self.reused), "error": self.error, "metrics": dict(self.flat_pack),
+                "worst": dict(self.worst_pack), "gates": self.gates,
                 "fidelity_verdict": self.fidelity, "second_objective": self.second,
                 "seeds": list(self.seeds), "seed_values": list(self.seed_values), "per_seed": list(self.per_seed),
                 "world": dict(self.world)}

@@ -13,7 +13,9 @@ on the runs table whatever the browser remembers.
 the view ``rank``: trial runs only, sorted by ``J_feasible`` descending (J of the feasible trials; vetoed
 trials have no such metric and come last): the order of :mod:`tuning.ranking` (the harness's one
 ranking), computed by MLflow. Its columns, in this order and at widths that show every value whole: J,
-verdict, fidelity, veto, the study's key metrics, then veto_reasons, study and optuna_trial.
+verdict, fidelity, veto, worst.J (the worst seed's J), the study's key metrics (a K-seed trial's J and key
+metrics are means over its seeds; every ``worst.<metric>`` can be added from *Columns*), then veto_reasons,
+study and optuna_trial.
 ``python -m tuning.rank --phase P --open`` prints its address.
 """
 
@@ -30,13 +32,14 @@ RANK_SORT = "J_feasible"
 TRAINING_RUNS = "workflowType=machine_learning"  # what the UI reads first to choose its view (see above)
 RUN_NAME_COLUMN = "attributes.`Run Name`"
 # (column, width in px): a metric's full repr (up to ~21 characters) fits 175 px
+WORST_J = "worst.J"
 LEAD_COLUMNS = (("metrics.`J`", 175), ("tags.`verdict`", 115), ("tags.`fidelity`", 100), ("tags.`veto`", 65))
 METRIC_WIDTH = 175
 TAIL_COLUMNS = (("tags.`veto_reasons`", 200), ("tags.`study`", 110), ("tags.`optuna_trial`", 110))
 
 
 def rank_view_state(key_metrics: Sequence[str]) -> dict:
-    metrics = [(f"metrics.`{m}`", METRIC_WIDTH) for m in key_metrics if m != "J"]
+    metrics = [(f"metrics.`{m}`", METRIC_WIDTH) for m in (WORST_J, *key_metrics) if m != "J"]
     columns = dict([*LEAD_COLUMNS, *metrics, *TAIL_COLUMNS])  # ordered, no duplicate
     return {"searchFilter": "tags.run_kind = 'trial'", "orderByKey": f"metrics.`{RANK_SORT}`", "orderByAsc": False,
             "selectedColumns": list(columns), "columnOrder": [RUN_NAME_COLUMN, *columns],

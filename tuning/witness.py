@@ -26,7 +26,7 @@ from tuning.errors import E_ARTIFACTS, E_WITNESS
 E_BASE_MISSING = "E3A_TUN_027_WITNESS_BASE_MISSING"
 IDENTITY_KEYS = ("run_id", "parameter_hash", "manifest_fingerprint", "world_digest", "seed", "policy_digests")
 SCORED_KEYS = ("J", "deltas", "vetoes", "verdict", "fidelity_verdict", "second_objective", "seeds", "seed_values",
-               "pack")
+               "pack", "metrics", "worst")
 SEED_KEYS = ("seed", "J", "pack", "verdict", "fidelity_verdict", "vetoes")
 
 

@@ -91,8 +91,8 @@ def test_a_tampered_record_is_refused_and_nothing_is_written(proj, tamper):
     metric = client().get_run(run_id).data.metrics["J"]
     if tamper == "J":
         doc["J"] = 99.0
-    elif tamper == "pack":
-        doc["pack"]["s4"]["top1_share_median"] = 0.123
+    elif tamper == "pack":   # the logged means over the seeds (the record's top-level metrics)
+        doc["metrics"]["s4.top1_share_median"] = 0.123
     elif tamper == "seed_pack":
         doc["per_seed"][0]["pack"]["s2"]["top1_share_median_multi_tz"] = 0.5
     path.write_text(json.dumps(doc))

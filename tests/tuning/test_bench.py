@@ -53,3 +53,25 @@ def test_bench_reports_paired_rounds_and_targets(tmp_path):
     assert result["meets"]["peer_ratio"] == (peer["ratio_median"] <= TARGETS["peer_ratio"])
     assert result["sweep"]["trials"] == 2 and result["certify"]["seeds"] == [42, 7, 101, 202]
     assert result["measured"]["sweep_200_wall_s"] == result["sweep"]["projected_200_s"]
+
+
+def test_bench_distributed_reports_each_figure_beside_its_target_with_its_spread():
+    from tuning.bench_distributed import TARGET_RATIO, _line, figures
+
+    def run(wall, ratio, retry):
+        return {"wall_seconds": wall, "ratio": ratio, "where": {"startup_s": 1.0, "close_s": 0.5, "retry_after_kill_s":
+                                                                retry, "log_seconds_per_trial": {"median": 0.1}},
+                "cpu_seconds": {"sweeps_and_trails": 9.0, "mlflow_server": 1.0, "postgresql": 0.5,
+                                "one_process_without_trials": 2.0}}
+
+    rounds = [{"local": {"wall_seconds": w, "cpu_seconds": {"one_process_without_trials": 2.0}},
+               "defaults": run(w * r, r, 0.5), "tuned": run(w * 1.2, 1.2, None)}
+              for w, r in ((10.0, 1.5), (12.0, 1.8), (11.0, 1.7))]
+    f = figures(rounds)
+    assert f["local_wall_seconds"] == {"median": 11.0, "min": 10.0, "max": 12.0}
+    assert f["defaults"]["ratio"] == {"median": 1.7, "min": 1.5, "max": 1.8, "target": TARGET_RATIO,
+                                      "within_target": False}
+    assert f["tuned"]["ratio"]["within_target"] and f["tuned"]["retry_after_kill_s"] is None
+    line = _line({"figures": f, "log_probe": {"seconds_median": 0.12, "requests_per_trial": 8.0},
+                  "load_average_before": [1.0, 1, 1], "load_average_after": [1.5, 1, 1]})
+    assert "defaults 1.70x (runs 1.50-1.80; target <= 1.6x)" in line and "8 requests per trial" in line

@@ -72,6 +72,47 @@ def test_aggregate_mean_any_seed_veto_all_seed_targets_worst_verdicts():
     assert clean.feasible and clean.verdict == "PASS_BPLUS" and clean.fidelity == "FAITHFUL"
 
 
+def _gated(value, std, rail=True):
+    """An evaluation whose pack has a ceiling-gated metric (s2 top-1 median, <= 0.85), a floor-gated one (S3 std,
+    >= 0.02 / B+ 0.04), a rail (conservation == true) and an ungated one."""
+    from engine import evaluate_gates, run_verdict
+    ev = _ev(value)
+    ev.pack = {"s2": {"top1_share_median_multi_tz": value, "tz_count_median": 10 * value},
+               "s3": {"merchant_share_std_median": std}, "s4": {"count_conservation_all_pairs": rail},
+               "fidelity": {"prior_jsd_mean": value / 10}}
+    ev.gates = evaluate_gates(ev.pack)
+    ev.verdict = run_verdict(ev.gates)
+    return ev
+
+
+def test_gates_are_the_worst_seeds_and_metrics_the_mean_and_the_worst_in_the_gate_direction():
+    from engine import run_verdict
+    from tuning.seed_robust import seed_metrics, metric_directions, study_directions
+    from tuning.trial_result import TrialResult, flatten_pack
+    evs = [_gated(0.70, 0.05), _gated(0.80, 0.03, rail=False), _gated(0.74, 0.045)]
+    agg = aggregate(evs, [1, 2, 3], None)
+    assert run_verdict(agg.gates) == agg.verdict == "FAIL_REALISM"         # the gates agree with the verdict
+    assert agg.gates["stretch"]["3A-S01_s2_top1_median_multi_tz"]["value"] == 0.80   # ceiling: the highest
+    assert agg.gates["stretch"]["3A-S04_s3_merchant_share_std_median"]["value"] == 0.03   # floor: the lowest
+    assert agg.gates["hard"]["3A-VXX_s4_count_conservation"]["status"] == "FAIL"
+    r = TrialResult.from_evaluation(agg, "P1.2", "J", directions={"s2.tz_count_median": "up"})
+    m = r.metrics()
+    assert m["s2.top1_share_median_multi_tz"] == pytest.approx((0.70 + 0.80 + 0.74) / 3)
+    assert m["worst.s2.top1_share_median_multi_tz"] == 0.80 and m["worst.s3.merchant_share_std_median"] == 0.03
+    assert m["s4.count_conservation_all_pairs"] == pytest.approx(2 / 3)
+    assert m["worst.s4.count_conservation_all_pairs"] == 0.0
+    assert m["worst.s2.tz_count_median"] == 7.0          # no gate: the study's direction (here "up": the lowest)
+    assert m["gate.3A-V01_s2_top1_median_multi_tz"] == 1.0 and m["gate.3A-S01_s2_top1_median_multi_tz"] == 0.0
+    assert m["gate.3A-S04_s3_merchant_share_std_median"] == 0.0 and m["worst.J"] == 0.70
+    # a metric nothing judges has no worst value; one seed: the mean and the worst are its own value
+    assert "worst.s2.tz_count_median" not in TrialResult.from_evaluation(agg, "P1.2", "J").metrics()
+    mean, worst = seed_metrics([flatten_pack(evs[0].pack)], metric_directions([evs[0].gates]))
+    assert mean == flatten_pack(evs[0].pack) and worst["s3.merchant_share_std_median"] == 0.05
+    directions = study_directions(parse_study(yaml.safe_load(ROBUST), "robust.yaml"))
+    assert directions == {"s2.top1_share_median_multi_tz": "down", "s4.escalated_multi_zone_rate": "up",
+                          "fidelity.prior_jsd_mean": "down"}
+
+
 @pytest.fixture(scope="module")
 def spec(tmp_path_factory):
     return parse_study(yaml.safe_load(ROBUST), "robust.yaml")
@@ -138,12 +179,13 @@ def test_multi_seed_multi_objective_sweep_logs_history_front_and_plot(project, c
     assert all(r["second_objective"] is not None for r in ranked)
     assert rank(["--phase", "P1.2", "--pareto"]) == 0   # the plain table: second objective beside J
     head, *rows = capsys.readouterr().out.splitlines()
-    assert head.split()[:8] == ["rank", "study", "trial", "mlflow_run_id", "J", "veto", "verdict", "second_objective"]
+    assert head.split()[:9] == ["rank", "study", "trial", "mlflow_run_id", "J", "worst.J", "veto", "verdict",
+                                "second_objective"]
     by_trial = {r["trial"]: r for r in ranked}
     assert sorted(int(row.split()[2]) for row in rows) == sorted(by_trial)
     for row in rows:
         cells = row.split()
-        assert cells[5] == "PASS" and float(cells[7]) == pytest.approx(by_trial[int(cells[2])]["second_objective"],
+        assert cells[6] == "PASS" and float(cells[8]) == pytest.approx(by_trial[int(cells[2])]["second_objective"],
                                                                         abs=1e-6)
 
 
@@ -153,3 +195,52 @@ def test_pareto_front_golden():
     assert front(pts, "minimize") == [1, 3, 4, 5]
     assert front(pts, "maximize") == [4]
     assert front([], "minimize") == []
+
+
+def test_a_four_seed_trial_logs_means_and_worst_seeds_that_rank_and_the_ui_show(project, capsys):
+    """A real sweep's MLflow store: each metric is the mean of its per-seed history, worst.* its worst seed's."""
+    from engine import evaluate_gates
+    from tuning.sweep import main
+    from tuning.tracking import client
+    four = ROBUST.replace("seeds: [42, 7]", "seeds: [42, 7, 101, 202]").replace("trials: 4", "trials: 2")
+    (project / "studies" / "four.yaml").write_text(four.replace("study: t-robust", "study: t-four"))
+    assert main(["--phase", "four", "--json", "--no-progress", "--reports", "0"]) == 0
+    capsys.readouterr()
+    mlc, name = client(), "s3.merchant_share_std_median"
+    runs = trial_runs("t-four")
+    assert len(runs) == 2
+    for run in runs:
+        history = sorted(mlc.get_metric_history(run.info.run_id, f"seed.{name}"), key=lambda m: m.step)
+        values = [m.value for m in history]
+        assert [m.step for m in history] == [0, 1, 2, 3] and len(set(values)) > 1   # the seeds differ
+        assert run.data.metrics[name] == pytest.approx(math.fsum(values) / 4, rel=1e-15, abs=0)
+        assert run.data.metrics[f"worst.{name}"] == min(values)   # a floor gate (>= 0.02): the lowest seed
+        assert run.data.metrics["worst.J"] == min(m.value for m in mlc.get_metric_history(run.info.run_id, "seed.J"))
+        # gate.<id> passes only when every seed's own pack passes it, and then agrees with the worst-seed verdict
+        doc = json.loads((Path(run.info.artifact_uri.replace("file://", "")) / "metric_pack.json").read_text())
+        seed_gates = [evaluate_gates(s["pack"]) for s in doc["per_seed"]]
+        ok = {fam: all(all(g[fam][gid]["status"] == "PASS" for g in seed_gates) for gid in seed_gates[0][fam])
+              for fam in ("hard", "stretch")}
+        for fam, block in seed_gates[0].items():
+            for gid in block:
+                every = all(g[fam][gid]["status"] == "PASS" for g in seed_gates)
+                assert run.data.metrics[f"gate.{gid}"] == (1.0 if every else 0.0), gid
+        verdict = "PASS_BPLUS" if ok["hard"] and ok["stretch"] else "PASS_B" if ok["hard"] else "FAIL_REALISM"
+        assert run.data.tags["verdict"] == verdict
+    from tuning.rank import main as rank
+    assert rank(["--phase", "P1.2", "--study", "t-four", "--json"]) == 0
+    ranked = json.loads(capsys.readouterr().out)
+    rows = {r["run_id"]: r for r in ranked}
+    key = "s2.top1_share_median_multi_tz"
+    for run in runs:   # rank reads the same means and worst values
+        assert rows[run.info.run_id]["metrics"][key] == run.data.metrics[key]
+        assert rows[run.info.run_id]["worst"][key] == run.data.metrics[f"worst.{key}"]
+        assert rows[run.info.run_id]["worst"]["J"] == run.data.metrics["worst.J"]
+    assert rank(["--phase", "P1.2", "--study", "t-four", "--open"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    head = table[0].split()
+    view = json.loads(mlc.get_experiment_by_name("3A-P1.2").tags["mlflow.sharedViewState.rank"])
+    assert head[4:6] == ["J", "worst.J"] and "s2.top1_median_mtz" in head     # the table: the view's columns
+    assert {"metrics.`J`", "metrics.`worst.J`", f"metrics.`{key}`"} <= set(view["selectedColumns"])
+    assert table[1].split()[3] == ranked[0]["run_id"]
+    assert float(table[1].split()[5]) == pytest.approx(ranked[0]["worst"]["J"], abs=1e-6)

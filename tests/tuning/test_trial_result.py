@@ -46,7 +46,11 @@ def test_record_carries_the_evaluation(evaluation):
     assert [v for k, v, _ in history if k == "seed.J"] == list(ev.seed_values)
     doc = json.loads(json.dumps(r.artifact_doc(), default=str))
     assert doc["J"] == ev.value and [s["seed"] for s in doc["per_seed"]] == [42, 7]
-    assert doc["pack"]["s2"]["top1_share_median_multi_tz"] == ev.pack["s2"]["top1_share_median_multi_tz"]
+    # the witness replays each seed's own pack; the trial's metrics are the means, worst.* the worst seed's
+    assert [s["pack"] for s in doc["per_seed"]] == json.loads(json.dumps([e.pack for e in ev.per_seed], default=str))
+    std = [e.pack["s3"]["merchant_share_std_median"] for e in ev.per_seed]
+    assert doc["metrics"]["s3.merchant_share_std_median"] == metrics["s3.merchant_share_std_median"] == sum(std) / 2
+    assert doc["worst"]["s3.merchant_share_std_median"] == metrics["worst.s3.merchant_share_std_median"] == min(std)
 
 
 def test_user_attr_round_trips_through_ranking(evaluation):

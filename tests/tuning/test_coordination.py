@@ -1,0 +1,100 @@
+"""Workers sharing an RDB study: a dead worker's trial is retried at once by Optuna's own retry callback
+when its death is known (a process of this host that no longer runs), and the study is closed once."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from tuning.coordination import (CLOSE_ATTR, DEAD_WORKER_REASON, Coordinator, fail_dead_workers_trials,
+                                 rdb_storage)
+from tuning.trial_recovery import WORKER_ATTR, this_worker
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.fixture
+def study(tmp_path, monkeypatch):
+    """A study on sqlite with the defaults a user runs (10 s heartbeat, 60 s grace)."""
+    for var in ("SEG3A_HEARTBEAT_INTERVAL", "SEG3A_GRACE_PERIOD"):
+        monkeypatch.delenv(var, raising=False)
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    storage = rdb_storage(url)
+    s = optuna.create_study(study_name="s", storage=storage)
+    return s, storage, url
+
+
+def test_a_dead_workers_trial_is_retried_at_once_with_its_parameters(study):
+    s, storage, _ = study
+    s.enqueue_trial({"x": 0.25})
+    s.enqueue_trial({"x": 0.5})
+    s.enqueue_trial({"x": 0.75})
+    dead = s.ask()
+    dead.suggest_float("x", 0.0, 1.0)
+    dead.set_user_attr(WORKER_ATTR, {"host": socket.gethostname(), "pid": _dead_pid(), "start_ticks": None})
+    alive = s.ask()
+    alive.suggest_float("x", 0.0, 1.0)
+    alive.set_user_attr(WORKER_ATTR, this_worker())
+    elsewhere = s.ask()
+    elsewhere.suggest_float("x", 0.0, 1.0)
+    elsewhere.set_user_attr(WORKER_ATTR, {"host": "another-host", "pid": _dead_pid(), "start_ticks": None})
+
+    for t in (dead, alive, elsewhere):
+        storage.record_heartbeat(storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name("s"),
+                                                                                 t.number))
+    optuna.storages.fail_stale_trials(s)          # its heartbeat is fresh: the grace alone would wait 60 s
+    assert s.trials[dead.number].state == TrialState.RUNNING
+    assert fail_dead_workers_trials(s, storage) == [dead.number]
+    assert fail_dead_workers_trials(s, storage) == []          # failed once, retried once
+    states = {t.number: t.state for t in s.trials}
+    assert states[dead.number] == TrialState.FAIL and s.trials[dead.number].system_attrs["failed_reason"] == \
+        DEAD_WORKER_REASON
+    assert states[alive.number] == states[elsewhere.number] == TrialState.RUNNING   # not known dead
+    retry = [t for t in s.trials if t.state == TrialState.WAITING]
+    assert len(retry) == 1 and retry[0].system_attrs["failed_trial"] == dead.number    # Optuna's retry callback
+    assert retry[0].params == {"x": 0.25}
+
+
+def test_the_budget_ask_fails_a_dead_workers_trial_and_asks_its_retry(study, tmp_path):
+    s, storage, url = study
+    s.enqueue_trial({"x": 0.25})
+    dead = s.ask()
+    dead.suggest_float("x", 0.0, 1.0)
+    dead.set_user_attr(WORKER_ATTR, {"host": socket.gethostname(), "pid": _dead_pid(), "start_ticks": None})
+    coordinator = Coordinator(s, storage, url, tmp_path / "lock", stale_after_s=3600)
+    try:
+        trial = coordinator.next_trial(target=1)   # one trial in the budget: without the retry it would wait
+        assert trial is not None and trial.params == {"x": 0.25}
+        tid = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name("s"), trial.number)
+        assert storage.get_trial_system_attrs(tid)["failed_trial"] == dead.number
+    finally:
+        coordinator.close()
+
+
+def test_the_study_is_closed_once(study, tmp_path):
+    s, storage, url = study
+    a = Coordinator(s, storage, url, tmp_path / "lock", 3600)
+    b = Coordinator(optuna.load_study(study_name="s", storage=storage), storage, url, tmp_path / "lock", 3600)
+    try:
+        assert a.claim_close("run-a") is None                 # a closes
+        assert b.claim_close("run-b") == "run-a"              # b names a's parent run
+        a.close_done()
+        assert b.claim_close("run-b") == "run-a" and s.user_attrs[CLOSE_ATTR]["done"] is True
+        t = s.ask()
+        s.tell(t, 1.0)                                        # one more COMPLETE trial: a new close
+        assert b.claim_close("run-b") is None and s.user_attrs[CLOSE_ATTR]["parent_run_id"] == "run-b"
+        dead = {"host": socket.gethostname(), "pid": _dead_pid(), "start_ticks": None}
+        s.set_user_attr(CLOSE_ATTR, {**s.user_attrs[CLOSE_ATTR], "worker": dead})   # b died while closing
+        assert a.claim_close("run-a") is None                 # its close is taken over
+    finally:
+        a.close()
+        b.close()
