@@ -120,9 +120,9 @@ class Campaign:
         from tuning.author import install_authored
 
         self.policies.mkdir(parents=True, exist_ok=True)
+        # the folder's world binding stays: the CLI checked it is this world's, and authoring refuses another's
         for name in ("lineage.yaml", "ladder.yaml"):
             (self.policies / name).unlink(missing_ok=True)
-        (self.policies / worlds.WORLD_FILE).unlink(missing_ok=True)
         install_authored(self.policies, reason=f"campaign {self.doc.get('campaign', '3A')}: P0 starts from the "
                                                f"authored baseline", world=self.world, world_dir=self.world_dir)
         return "authored"

@@ -167,6 +167,7 @@ def test_a_campaign_runs_on_a_world_of_its_own_and_leaves_a_users_sweep_alone(pr
 
     from tests.worlds.build import write_world
     from tuning import worlds
+    from tuning.author import main as author
     from tuning.campaign import main
     from tuning.ladder import read_ladder
     from tuning.rank import ranked_runs
@@ -183,6 +184,8 @@ def test_a_campaign_runs_on_a_world_of_its_own_and_leaves_a_users_sweep_alone(pr
     assert sweep(["--phase", "P1.2", "--trials", "3", "--no-progress", "--json"]) == 0   # the user's own sweep
     journal = project / ".optuna" / "t-P1.2.journal"
     before = hashlib.sha256(journal.read_bytes()).hexdigest(), [(r["trial"], r["run_id"]) for r in ranked_runs("P1.2")]
+    # the README's sequence: the world's folder authored first, then the campaign re-authors it on its world
+    assert author(["--world", str(world), "--into", "auth"]) == 0
     capsys.readouterr()
     assert main(["run", "--file", "campaign.yaml", "--world", str(world), "--policies", "auth", "--no-progress",
                  "--json"]) == 0
