@@ -138,7 +138,7 @@ def test_the_engine_front_is_lazy_and_every_name_resolves():
     """``from engine import EngineError`` costs the error module alone (no pandas, scipy or world); every
     public name of the front resolves to its home module's object."""
     code = ("import sys\nfrom engine import EngineError, CodedParser, atomic_write\n"
-            "heavy = sorted(m for m in ('pandas', 'scipy', 'numpy', 'pyarrow', 'engine.chain') if m in sys.modules)\n"
+            "heavy = sorted(m for m in ('pandas', 'scipy', 'numpy', 'pyarrow', 'engine.chain.runner') if m in sys.modules)\n"
             "print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == ""
@@ -148,6 +148,6 @@ def test_the_engine_front_is_lazy_and_every_name_resolves():
     for name in engine.__all__:
         home = importlib.import_module(engine._EXPORTS[name])
         assert getattr(engine, name) is getattr(home, name), name
-    assert engine.chain is importlib.import_module("engine.chain")     # a submodule resolves too
+    assert engine.chain.runner is importlib.import_module("engine.chain.runner")     # a submodule resolves too
     with pytest.raises(AttributeError):
         engine.no_such_name  # noqa: B018
