@@ -2,8 +2,72 @@
 
 The command line of :mod:`tuning.authority.certification`."""
 
-from tuning.authority.certification import main
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+from engine import EngineError
+from engine import PolicySet
+from engine import REQUIRED_SEEDS
+from tuning.authority.certification import certify, parse_seeds, record_certification
+from tuning.authority.promotion import fetch_candidate_files
+from tuning.authority.txn import settle
+from tuning.common import worlds
+from tuning.common.errors import E_CERTIFY, TuningParser
 from tuning.common.errors import run_cli
+from tuning.trail.tracking import client
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = TuningParser(prog="python -m tuning.certify", description=__doc__.splitlines()[0])
+    who = ap.add_mutually_exclusive_group()
+    who.add_argument("--authority", action="store_true", help="certify policies/ (the default)")
+    who.add_argument("--run", metavar="MLFLOW_RUN_ID", help="certify a trial's candidate policy files")
+    ap.add_argument("--policies", default="policies")
+    ap.add_argument("--seeds", default=",".join(map(str, REQUIRED_SEEDS)))
+    ap.add_argument("--runs-root", default="", help="materialise each seed's run here ('' = in memory)")
+    ap.add_argument("--holdout", type=int, default=0, metavar="N",
+                    help="also report the pass rate on N held-out seeds (tuning.authority.holdout: disjoint from every tuning seed)")
+    ap.add_argument("--json", action="store_true", help="print the summary JSON")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    ap.add_argument("--record", action="store_true",
+                    help="record the P5 certification in the decision ladder (authority only)")
+    worlds.add_world_args(ap)
+    args = ap.parse_args(argv)
+    seeds = parse_seeds(args.seeds)
+    if not 0 <= args.holdout <= 10_000:
+        raise EngineError(E_CERTIFY, f"--holdout {args.holdout}: expected 0..10000 seeds")
+    runs_root = Path(args.runs_root) if args.runs_root else None
+    world = worlds.authority_world(args.policies, args)
+    if args.run:
+        with tempfile.TemporaryDirectory() as tmp:
+            policies = fetch_candidate_files(client(), args.run, Path(tmp), world=world)
+        source = {"source": "run", "source_run_id": args.run}
+    else:
+        worlds.require(args.policies, world, "certification")
+        settle(args.policies)   # an interrupted promotion is finished before its authority is certified
+        policies = PolicySet.from_dir(args.policies)
+        source = {"source": "authority", "policies_dir": str(args.policies)}
+    summary = certify(policies, seeds, source, runs_root, args.holdout, not args.no_progress, world)
+    if args.record and not args.run:
+        record_certification(Path(args.policies), policies, summary)
+    if args.json:
+        print(json.dumps(summary, indent=2, sort_keys=True, default=str))
+    else:
+        if summary.get("holdout"):
+            h = summary["holdout"]
+            print(f"held-out: {h['n']} seeds, PASS_BPLUS {h['pass_rate_bplus']:.1%}, PASS_B+ {h['pass_rate_b']:.1%}, "
+                  f"FAITHFUL {h['faithful_rate']:.1%}")
+        print(f"fidelity {summary['fidelity_verdict']}; certified {str(summary['certified']).lower()}")
+        print(f"verdict {summary['verdict']} on seeds {','.join(map(str, seeds))} "
+              f"(engine {summary['engine_seconds_total']:.2f} s; MLflow run {summary['mlflow_run_id']})")
+        for r in summary["reasons"]:
+            print(f"  - {r}")
+    return 0
+
 
 if __name__ == "__main__":
     run_cli(main)

@@ -2,7 +2,7 @@
 
 Optuna 5's ``Trial.set_constraint`` stores a veto under the system attribute ``constraints:veto``, while
 optuna-dashboard reads the older ``constraints`` list. The sweep mirrors its veto there
-(:func:`mirror_constraints`), so the dashboard shows every vetoed trial as infeasible.
+(:func:`tuning.storage.recovery.mirror_constraints`), so the dashboard shows every vetoed trial as infeasible.
 
 optuna-dashboard 0.21 picks its best trials itself, ignoring constraints: the storage's best value for one
 objective, the Pareto front of every COMPLETE trial for two. So a vetoed trial can wear its "Best Trial"
@@ -25,15 +25,7 @@ from optuna.trial import TrialState
 
 from tuning.common.errors import TuningParser, run_cli
 
-DASHBOARD_CONSTRAINTS_KEY = "constraints"
 STUDY_DETAIL = re.compile(r"/api/studies/(\d+)/?")
-
-
-def mirror_constraints(trial, values: Sequence[float]) -> None:
-    """Also store the trial's constraint values where optuna-dashboard reads them."""
-    from tuning.storage.recovery import live_trial_id
-
-    trial.storage.set_trial_system_attr(live_trial_id(trial), DASHBOARD_CONSTRAINTS_KEY, [float(v) for v in values])
 
 
 def feasible_best_numbers(storage, study_id: int) -> list[int]:

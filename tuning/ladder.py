@@ -2,8 +2,50 @@
 
 The command line of :mod:`tuning.authority.ladder`."""
 
-from tuning.authority.ladder import build_parser, main  # noqa: F401 (the CLI surface)
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+from engine import EngineError
+from tuning.authority.ladder import ladder_table, record_step
+from tuning.authority.ladder_steps import read_ladder
+from tuning.common.errors import E_USAGE, TuningParser, text
 from tuning.common.errors import run_cli
+
+
+def build_parser() -> TuningParser:
+    ap = TuningParser(prog="python -m tuning.ladder", description="the phase decision ladder")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    show = sub.add_parser("show")
+    show.add_argument("--policies", default="policies")
+    show.add_argument("--json", action="store_true")
+    rec = sub.add_parser("record")
+    rec.add_argument("--policies", default="policies")
+    rec.add_argument("--phase", required=True, type=text)
+    rec.add_argument("--decision", required=True, type=text)
+    rec.add_argument("--note", type=text)
+    rec.add_argument("--file", action="append", default=[], help="an evidence file logged as an artifact")
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.cmd == "show":
+        steps = read_ladder(Path(args.policies))
+        print(json.dumps(steps, indent=2) if args.json else ladder_table(steps), end="" if not args.json else "\n")
+        return 0
+    files = {}
+    for f in args.file:
+        p = Path(f)
+        if not p.is_file():
+            raise EngineError(E_USAGE, f"{p}: evidence file not found")
+        files[p.name] = p.read_bytes()
+    step = record_step(args.phase, args.decision, policies_dir=Path(args.policies), artifacts=files, note=args.note)
+    print(f"recorded {step['phase']} {step['decision']} as MLflow run {step['mlflow_run_id']}")
+    return 0
+
 
 if __name__ == "__main__":
     run_cli(main)

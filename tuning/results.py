@@ -18,7 +18,8 @@ from engine import fidelity_verdict, run_verdict, seedpack_verdict
 from engine import PolicySet
 from engine import authored_baseline, realism_floors
 from tuning.common.errors import E_USAGE, TuningParser, run_cli
-from tuning.authority.ladder import ladder_table, read_ladder
+from tuning.authority.ladder import ladder_table
+from tuning.authority.ladder_steps import read_ladder
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 SEEDS = (42, 7, 101, 202)

@@ -31,7 +31,7 @@ E_DISAGREE = "E3A_TUN_028_AUTHORITY_DISAGREES"
 def _records(policies_dir: Path) -> tuple[PolicySet, list[dict], list[dict], bool]:
     """The authority folder's own records, read under the lock once any unfinished change is rolled forward."""
     from tuning.authority.txn import authority_lock, pending
-    from tuning.authority.ladder import read_ladder
+    from tuning.authority.ladder_steps import read_ladder
     from tuning.authority.promotion import read_lineage
 
     with authority_lock(policies_dir):
@@ -40,7 +40,7 @@ def _records(policies_dir: Path) -> tuple[PolicySet, list[dict], list[dict], boo
 
 
 def _alias_version(mlc, model_name: str):
-    from mlflow.exceptions import MlflowException
+    from tuning.trail.tracking import MlflowException
 
     from tuning.trail.registry import ALIAS
 

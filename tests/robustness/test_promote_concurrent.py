@@ -45,7 +45,7 @@ def _current_runs() -> list[str]:
 
 def _promote(root: Path, run_id: str, kill_at: int | None = None) -> subprocess.Popen:
     code = (_KILLER if kill_at else "import sys\n") + \
-        "from tuning.authority.promotion import main\nfrom tuning.common.errors import run_cli\nrun_cli(main, sys.argv[2:])\n"
+        "from tuning.promote import main\nfrom tuning.common.errors import run_cli\nrun_cli(main, sys.argv[2:])\n"
     # the copied authority is frozen (FROZEN_CERTIFIED_*): every promote here reopens it, with a reason
     return subprocess.Popen([sys.executable, "-c", code, str(kill_at or 0), run_id, "--runs-root", "", "--json",
                              "--reopen", "robustness test"],
@@ -72,7 +72,7 @@ def test_concurrent_promotes_both_land_and_policies_match_the_last_entry(proj):
     assert sorted(e["mlflow_run_id"] for e in lineage[-2:]) == sorted(cands[:2])   # no entry lost
     assert lineage[-1]["previous_authority"]["mlflow_run_id"] == lineage[-2]["mlflow_run_id"]
     _consistent(proj)
-    from tuning.authority.ladder import read_ladder
+    from tuning.authority.ladder_steps import read_ladder
     assert sorted(s["source_run_id"] for s in read_ladder(proj / "policies")[-2:]) == sorted(cands[:2])
 
 

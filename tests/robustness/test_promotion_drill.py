@@ -166,7 +166,7 @@ def _target(targets: list[str]) -> str:
 
 def test_a_promotion_killed_at_any_step_is_finished_by_the_next_command(proj, monkeypatch):
     from tuning.authority.txn import INTENT_FILE
-    from tuning.authority.ladder import read_ladder
+    from tuning.authority.ladder_steps import read_ladder
 
     targets = _candidates()
     assert len(targets) == 2
@@ -235,7 +235,7 @@ def deadly(real):
 for name in ("create_run", "set_terminated", "create_model_version", "set_registered_model_alias"):
     setattr(MlflowClient, name, deadly(getattr(MlflowClient, name)))
 from tuning.common.errors import run_cli
-from tuning.authority.promotion import main
+from tuning.promote import main
 run_cli(main, sys.argv[2:])
 """
 

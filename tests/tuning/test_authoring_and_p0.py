@@ -11,7 +11,8 @@ from engine.policies import PolicySet
 
 
 def test_authored_install_is_refused_on_a_frozen_authority_then_recorded(project, capsys):
-    from tuning.authority.authoring import authored_policies, main as author
+    from tuning.author import main as author
+    from tuning.authority.authoring import authored_policies
     from tuning.common.errors import run_cli
 
     before = PolicySet.from_dir("policies")
@@ -22,7 +23,7 @@ def test_authored_install_is_refused_on_a_frozen_authority_then_recorded(project
 
     assert author(["--into-authority", "--reason", "restart from P0",
                    "--reopen", "the newcomer wants the P0 baseline back"]) == 0
-    from tuning.authority.ladder import read_ladder
+    from tuning.authority.ladder_steps import read_ladder
     from tuning.authority.promotion import read_lineage
 
     after = PolicySet.from_dir("policies")

@@ -95,7 +95,7 @@ def test_selection_rules():
 @pytest.mark.slow
 def test_run_then_replay_ends_on_identical_policies_and_rebuilds_the_trail(project, capsys):
     from tuning.campaign.__main__ import main
-    from tuning.authority.ladder import read_ladder
+    from tuning.authority.ladder_steps import read_ladder
     studies = project / "studies"
     (studies / "P1.2.yaml").write_text(MINI_P12)
     (studies / "P2.yaml").write_text(MINI_P2)
@@ -168,7 +168,7 @@ def test_a_campaign_runs_on_a_world_of_its_own_and_leaves_a_users_sweep_alone(pr
     from tests.worlds.build import write_world
     from tuning.common import worlds
     from tuning.campaign.__main__ import main
-    from tuning.authority.ladder import read_ladder
+    from tuning.authority.ladder_steps import read_ladder
     from tuning.rank import ranked_runs
     from tuning.sweep.__main__ import main as sweep
 

@@ -39,7 +39,7 @@ def _exports(stdout: str) -> dict:
 
 @pytest.fixture(scope="module")
 def services(tmp_path_factory):
-    import tuning.local_services.__main__ as ls
+    import tuning.local_services.services as ls
     try:
         ls.pg_bin("initdb")
     except Exception:  # noqa: BLE001

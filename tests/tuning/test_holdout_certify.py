@@ -29,7 +29,7 @@ def test_holdout_seeds_follow_the_documented_law_and_avoid_tuning_seeds():
 
 
 def test_certify_reports_fidelity_and_holdout_rate_in_summary_and_mlflow(project, capsys):
-    from tuning.authority.certification import main
+    from tuning.certify import main
     from tuning.trail.tracking import client
     assert main(["--authority", "--seeds", "42,7", "--holdout", "3", "--no-progress", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)

@@ -3,7 +3,7 @@ whether the runs were created by this process (no search) or by an earlier invoc
 
 from __future__ import annotations
 
-from tuning.study.pareto import tag_front
+from tuning.trail.pareto_tags import tag_front
 
 
 def _runs(mlc, exp: str, study: str, tags: list[str]) -> list[str]:

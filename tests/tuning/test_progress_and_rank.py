@@ -46,7 +46,7 @@ def test_progress_timeout_and_rank(project, capsys):
 
 
 def test_certify_shows_progress_per_seed(project, capsys):
-    from tuning.authority.certification import main as certify
+    from tuning.certify import main as certify
 
     assert certify(["--authority", "--seeds", "42,7"]) == 0
     assert re.search(r"certify [0-9a-f]{12}: 100%\|.*\| 2/2", capsys.readouterr().err)

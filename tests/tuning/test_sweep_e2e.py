@@ -109,7 +109,7 @@ def test_promote_best_rewrites_policies_and_witness_passes(proj):
     from tuning.authority.promotion import promote, read_lineage
     from tuning.rank import ranked_runs
     from tuning.trail.tracking import client
-    from tuning.authority.ladder import read_ladder
+    from tuning.authority.ladder_steps import read_ladder
     best = ranked_runs("P1.2", "t-P1.2")[0]
     before = PolicySet.from_dir("policies")
     frozen = read_ladder(Path("policies"))
@@ -196,9 +196,9 @@ def test_certify_returns_a_verdict_with_a_gate_per_seed(proj):
 
 
 def test_freeze_needs_a_certification_then_maps_its_verdict(proj):
-    from tuning.authority.certification import main as certify_main
+    from tuning.certify import main as certify_main
     from tuning.authority.freeze import freeze_status
-    from tuning.authority.ladder import read_ladder
+    from tuning.authority.ladder_steps import read_ladder
 
     refused = run_module(proj, "tuning.freeze", timeout=120)   # as a program: no certification yet
     assert refused.returncode == 2 and refused.stderr.startswith("E3A_TUN_030_CERTIFY_INPUT:"), refused.stderr

@@ -29,7 +29,7 @@ def world(project) -> Path:
 
 
 def _author(project: Path, world: Path, into: str = "auth") -> Path:
-    from tuning.authority.authoring import main
+    from tuning.author import main
 
     assert main(["--world", str(world), "--into", into]) == 0
     return project / into
@@ -50,7 +50,7 @@ def test_author_into_binds_a_new_authority_to_its_world(project, world):
 
 
 def test_sweep_promote_and_certify_stay_on_their_world(project, world, capsys):
-    from tuning.authority.certification import main as certify
+    from tuning.certify import main as certify
     from tuning.authority.promotion import promote
     from tuning.sweep.__main__ import main as sweep
     from tuning.trail.tracking import client, search_all

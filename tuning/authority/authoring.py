@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Sequence
 
 from engine import EngineError
 from engine import PolicySet
 from tuning.common import worlds
-from tuning.common.errors import E_USAGE, TuningParser, run_cli, text
 
 DECISION = "AUTHORED_INSTALL"
 
@@ -72,28 +70,3 @@ def _install_authored(policies_dir: Path, reason: str, world, world_dir, reopen:
                   "evidence": {"source": authored.source,
                                "previous_parameter_hash": current.parameter_hash if current else "none"}})
     return install(authored, policies_dir, read_lineage(policies_dir), entry, steps=steps)["ladder"][-1]
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = TuningParser(prog="python -m tuning.author", description=__doc__.splitlines()[0])
-    where = ap.add_mutually_exclusive_group(required=True)
-    where.add_argument("--into-authority", action="store_true",
-                       help="overwrite the authority folder --policies (default: policies)")
-    where.add_argument("--into", metavar="DIR", help="the authority folder of the world (created when absent)")
-    ap.add_argument("--reason", type=text, help="why the authority is (re)authored (recorded in the ladder; required "
-                                                "with --into-authority)")
-    ap.add_argument("--policies", default="policies", help="the authority folder of --into-authority")
-    ap.add_argument("--reopen", metavar="REASON", type=text, help="reopen a frozen authority (recorded in the ladder)")
-    worlds.add_world_args(ap)
-    args = ap.parse_args(argv)
-    if args.into_authority and not (args.reason or "").strip():
-        raise EngineError(E_USAGE, "--reason must not be empty")
-    world = worlds.from_args(args)
-    target = Path(args.into) if args.into else Path(args.policies)
-    reason = (args.reason or "").strip() or f"authored baseline of world {world.name} ({world.fingerprint[:12]})"
-    step = install_authored(target, reason, world, args.world, args.reopen)
-    print(f"installed the authored baseline of world {world.name} ({world.fingerprint[:12]}) into {target}/ "
-          f"(parameter_hash {step['parameter_hash'][:16]}); ladder step AUTHOR {DECISION} "
-          f"(MLflow run {step['mlflow_run_id']})")
-    return 0
-

@@ -22,8 +22,9 @@ from typing import Sequence
 from engine import EngineError
 from engine import PolicySet
 from tuning.authority.txn import authority_lock
-from tuning.common.errors import E_CERTIFY, E_USAGE, TuningParser, run_cli
-from tuning.authority.ladder import read_ladder, record_step
+from tuning.common.errors import E_CERTIFY
+from tuning.authority.ladder import record_step
+from tuning.authority.ladder_steps import read_ladder
 
 HOLDOUT_MIN = 0.98
 GRADES = ("BPLUS", "B")                       # best first
@@ -87,17 +88,3 @@ def _freeze(policies_dir: Path, target: str | None, blocking: list[str]) -> dict
         evidence["target"] = target
     return record_step("P6", status, policies_dir=policies_dir, source_run_id=cert["mlflow_run_id"],
                        evidence=evidence, note=note)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = TuningParser(prog="python -m tuning.freeze", description=__doc__.splitlines()[0])
-    ap.add_argument("--policies", default="policies")
-    ap.add_argument("--target", choices=("PASS_BPLUS", "PASS_B"),
-                    help="the grade aimed at: below it the freeze is best effort (default: any certified grade)")
-    args = ap.parse_args(argv)
-    if not Path(args.policies).is_dir():
-        raise EngineError(E_USAGE, f"{args.policies}: authority folder not found")
-    step = freeze(Path(args.policies), args.target)
-    print(f"P6 {step['decision']} for authority {step['parameter_hash'][:12]} (MLflow run {step['mlflow_run_id']})")
-    return 0
-

@@ -24,7 +24,7 @@ VERSION_KEYS = ("version",)
 
 def frozen_step(policies_dir: Path) -> dict | None:
     """The ladder's last step when it freezes the authority, else None."""
-    from tuning.authority.ladder import read_ladder
+    from tuning.authority.ladder_steps import read_ladder
 
     steps = read_ladder(policies_dir)
     if steps and str(steps[-1].get("decision", "")).startswith(FROZEN_PREFIX):

@@ -11,13 +11,11 @@ artifacts), so a person reads the whole ladder in the UI; and as an entry of the
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Sequence
 
 from engine import EngineError
-from tuning.common.errors import E_USAGE, TuningParser, run_cli, text
-from tuning.authority.ladder_steps import LADDER_FILE, read_ladder, record_unlocked
+from tuning.common.errors import E_USAGE
+from tuning.authority.ladder_steps import record_unlocked
 
 __all__ = ["LADDER_FILE", "ladder_table", "read_ladder", "record_step"]
 
@@ -54,36 +52,3 @@ def ladder_table(steps: list[dict], stable: bool = False) -> str:
         row = f"| {i} | {s['phase']} | `{s['decision']}` | `{s['parameter_hash'][:12]}` | {brief} |"
         rows.append(row if stable else row + f" `{s['mlflow_run_id'][:12]}` |")
     return "\n".join(rows) + "\n"
-
-
-def build_parser() -> TuningParser:
-    ap = TuningParser(prog="python -m tuning.ladder", description="the phase decision ladder")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    show = sub.add_parser("show")
-    show.add_argument("--policies", default="policies")
-    show.add_argument("--json", action="store_true")
-    rec = sub.add_parser("record")
-    rec.add_argument("--policies", default="policies")
-    rec.add_argument("--phase", required=True, type=text)
-    rec.add_argument("--decision", required=True, type=text)
-    rec.add_argument("--note", type=text)
-    rec.add_argument("--file", action="append", default=[], help="an evidence file logged as an artifact")
-    return ap
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.cmd == "show":
-        steps = read_ladder(Path(args.policies))
-        print(json.dumps(steps, indent=2) if args.json else ladder_table(steps), end="" if not args.json else "\n")
-        return 0
-    files = {}
-    for f in args.file:
-        p = Path(f)
-        if not p.is_file():
-            raise EngineError(E_USAGE, f"{p}: evidence file not found")
-        files[p.name] = p.read_bytes()
-    step = record_step(args.phase, args.decision, policies_dir=Path(args.policies), artifacts=files, note=args.note)
-    print(f"recorded {step['phase']} {step['decision']} as MLflow run {step['mlflow_run_id']}")
-    return 0
-

@@ -63,7 +63,7 @@ def _authority_tags(mlc, policies_dir, intent, files, step, state) -> None:
 
 def _clear_authority(mlc, policies_dir, intent, files, step, state) -> None:
     """An install without a run (the authored baseline): no run stays ``current`` and the alias goes."""
-    from mlflow.exceptions import MlflowException
+    from tuning.trail.tracking import MlflowException
 
     from tuning.trail.registry import ALIAS
     from tuning.common.worlds import authority_names
@@ -108,7 +108,7 @@ def _register(mlc, policies_dir, intent, files, step, state) -> None:
 
 def _source_tags(mlc, policies_dir, intent, files, step, state) -> None:
     """The promoted trial run names its promotion; the superseded authority run its end."""
-    from mlflow.exceptions import MlflowException
+    from tuning.trail.tracking import MlflowException
 
     from tuning.trail.tracking import log_batch
 
@@ -134,7 +134,7 @@ def tag_authority(run_id: str | None, run_tags: dict) -> None:
     """Tag ``run_id`` ``authority=current`` and every other ``current`` run ``superseded``: whatever
     happened before (a kill between two tag writes, two promotes), exactly one run is current (none when
     ``run_id`` is None: an authority without a run, the authored baseline)."""
-    from mlflow.exceptions import MlflowException
+    from tuning.trail.tracking import MlflowException
 
     from tuning.trail.tracking import client, log_batch
 

@@ -74,7 +74,7 @@ def scored_view(doc) -> dict:
 
 
 def _sweep_run(mlc, run):
-    from mlflow.exceptions import MlflowException
+    from tuning.trail.tracking import MlflowException
 
     sweep_id = run.data.tags.get("sweep_run_id")
     try:
@@ -114,7 +114,7 @@ def base_of(mlc, run, sweep, policies_dir: Path, workdir: Path) -> PolicySet:
 
 
 def _recorded_policy_set(mlc, wanted: str, workdir: Path, policies_dir: Path) -> PolicySet | None:
-    from mlflow.exceptions import MlflowException
+    from tuning.trail.tracking import MlflowException
 
     from tuning.common.worlds import authority_names
 

@@ -86,9 +86,9 @@ def _fixed_parts(root: Path, parent_run_id: str, t0: float, t1: float, first: fl
     """Where the fixed cost goes (epoch seconds): process start -> first trial (imports, world, study,
     anchor), last trial -> parent run closed (reports, plots, summary), -> process gone; and process start
     -> parent run created, i.e. the MLflow trail process's start-up, which overlaps the first ones."""
-    from mlflow import MlflowClient
+    from tuning.trail.tracking import client
 
-    info = MlflowClient(_env(root)["MLFLOW_TRACKING_URI"]).get_run(parent_run_id).info
+    info = client(_env(root)["MLFLOW_TRACKING_URI"]).get_run(parent_run_id).info
     start, end = info.start_time / 1000.0, info.end_time / 1000.0
     return {"start_to_first_trial_s": round(first - t0, 2), "last_trial_to_close_s": round(end - last, 2),
             "close_to_exit_s": round(t1 - end, 2), "start_to_parent_run_s_overlapped": round(start - t0, 2)}

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Sequence
 
 from engine import EngineError
-import tuning.local_services.__main__ as ls
+import tuning.local_services.services as ls
 from tuning.common.errors import E_TRIALS_FAILING, E_USAGE, TuningParser, run_cli
 
 TARGET_RATIO = 1.6

@@ -8,6 +8,7 @@ key metrics, as :func:`tuning.study.ranking.trial_result` reads them back from t
 from __future__ import annotations
 
 from engine import EngineError
+from tuning.study.ranking import rank_rows, rank_rows_by_second
 
 E_CAMPAIGN = "E3A_TUN_060_CAMPAIGN"
 
@@ -20,9 +21,9 @@ def eligible(rows: list[dict], rule: str, min_j: float | None, require_targets: 
     ok = [r for r in rows if r.get("veto") == "PASS" and r.get("J") is not None
           and (min_j is None or r["J"] > min_j) and (r.get("target_pass") or not require_targets)]
     if rule == "best_feasible":
-        return sorted(ok, key=lambda r: (-r["J"], r["trial"]))
+        return rank_rows(ok)
     if rule == "pareto_min_second":
-        return sorted((r for r in ok if r.get("second") is not None), key=lambda r: (r["second"], -r["J"], r["trial"]))
+        return rank_rows_by_second([r for r in ok if r.get("second") is not None])
     raise EngineError(E_CAMPAIGN, f"unknown selection rule {rule!r}")
 
 

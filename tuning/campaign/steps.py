@@ -90,13 +90,13 @@ class Campaign:
             return self.author()
         phase = step["phase"]
         if "baseline" in step:
-            from tuning.baseline.__main__ import p0
+            from tuning.baseline.pack import p0
 
             p0(self.policies, "authority", int(step["baseline"].get("seed", 42)), "reports", "runs", self.world,
                record=True)
             return "recorded"
         if "runtime" in step:
-            from tuning.runtime.__main__ import popt0
+            from tuning.runtime.lanes import popt0
 
             cfg = step["runtime"]
             popt0(self.policies, self.world, int(cfg.get("seed", 42)), int(cfg.get("repeats", 3)), Path("reports"),
@@ -140,7 +140,8 @@ class Campaign:
 
     def _run_sweep(self, cfg: dict):
         from tuning.study.spec import load_study
-        from tuning.sweep.__main__ import Sweep, SweepConfig
+        from tuning.sweep.config import SweepConfig
+        from tuning.sweep.coordinator import Sweep
 
         from tuning.authority.holdout import tuning_seeds, validation_seeds
 

@@ -36,7 +36,6 @@ from optuna.trial import TrialState
 from tuning.storage.recovery import (WORKER_ATTR, counts, exclusive, live_trial_id, owner_dead, recover_stale_trials,
                                    this_worker, trial_id, worker_dead)
 
-warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
 HEARTBEAT_ENV, GRACE_ENV = "SEG3A_HEARTBEAT_INTERVAL", "SEG3A_GRACE_PERIOD"
 DEAD_WORKER_REASON = "worker died (its process is gone; retried without waiting for the grace period)"
 CLOSE_ATTR = "close"   # study user attr: who closes the study at which COMPLETE count (Coordinator.claim_close)
@@ -57,7 +56,10 @@ def heartbeat_settings() -> tuple[int, int]:
 
 
 def rdb_storage(url: str) -> optuna.storages.RDBStorage:
-    """An RDB storage with heartbeat, stale-trial failing and retry (pool pre-ping: survives a DB restart)."""
+    """An RDB storage with heartbeat, stale-trial failing and retry (pool pre-ping: survives a DB restart). The
+    workers ask and tell (not ``Study.optimize``) and keep the heartbeat themselves (:class:`Heartbeat`), so
+    Optuna's warning that a heartbeat belongs to ``Study.optimize`` is silenced from here on."""
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
     interval, grace = heartbeat_settings()
     retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)  # optuna >= 4.9
     callback = {"heartbeat_stale_trial_callback": retry(max_retry=3)} if retry else {

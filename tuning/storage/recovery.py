@@ -15,7 +15,7 @@ import fcntl
 import os
 import socket
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -23,6 +23,8 @@ from optuna.trial import FrozenTrial, TrialState
 WORKER_ATTR = "worker"
 RETRY_ATTR = "retry_of"
 NO_OWNER_GRACE_S = 30.0
+# where optuna-dashboard reads a trial's constraint values (Optuna 5 stores them under ``constraints:veto``)
+DASHBOARD_CONSTRAINTS_KEY = "constraints"
 
 
 def _start_ticks(pid: int) -> str | None:
@@ -64,6 +66,11 @@ def trial_id(storage, study_name: str, number: int) -> int:
 def live_trial_id(trial) -> int:
     """The storage id of an asked (live) :class:`optuna.trial.Trial`."""
     return trial_id(trial.storage, trial.study.study_name, trial.number)
+
+
+def mirror_constraints(trial, values: Sequence[float]) -> None:
+    """Also store the trial's constraint values where optuna-dashboard reads them."""
+    trial.storage.set_trial_system_attr(live_trial_id(trial), DASHBOARD_CONSTRAINTS_KEY, [float(v) for v in values])
 
 
 def original_number(trial) -> int:

@@ -24,8 +24,6 @@ from tuning.storage.sampler_streams import stream_sampler
 from tuning.common.limits import OPTUNA_DIR
 from tuning.study.spec import StudySpec
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 LOCK_GRACE_SECONDS = 5  # the journal lock is held for microseconds; older than this it is stale
 
 
@@ -33,7 +31,15 @@ def default_storage_url(study_name: str) -> str:
     return f"journal:{OPTUNA_DIR / (study_name + '.journal')}"
 
 
+def quiet_optuna() -> None:
+    """Optuna's log at WARNING and its experimental-feature warnings off, set by the first storage a process
+    opens (never at import: importing a module changes no global state)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
 def open_storage(url: str | None, study_name: str):
+    quiet_optuna()
     url = url or default_storage_url(study_name)
     path = url[len("journal:"):] if url.startswith("journal:") else (
         url if url.endswith((".journal", ".log")) and "://" not in url else None)

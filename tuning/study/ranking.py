@@ -58,6 +58,12 @@ def rank_rows(rows: list[dict]) -> list[dict]:
     return sorted(rows, key=lambda r: rank_key(r["veto"] == "PASS", r["J"], r["trial"], r.get("study") or ""))
 
 
+def rank_rows_by_second(rows: list[dict]) -> list[dict]:
+    """Trial rows (``second``, ``J``, ``trial``) by their second objective, lowest first, ties to the higher J
+    (the campaign's ``pareto_min_second`` rule: the most faithful point first)."""
+    return sorted(rows, key=lambda r: (r["second"], -r["J"], r["trial"]))
+
+
 def pareto_numbers(trials, second_direction: str) -> list[int]:
     """Trial numbers on the feasible Pareto front of a multi-objective study (J up, the second
     objective in its direction)."""

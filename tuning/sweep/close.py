@@ -69,7 +69,7 @@ def attach_reports(sweep, trail: SweepTrail) -> None:
     through the public :class:`optuna.trial.FixedTrial` (the same knob values the worker suggested),
     on the first seed's objective with tables kept (its anchor and chain cache are reused)."""
     try:
-        from tuning.report.__main__ import build_report_html
+        from tuning.report.html import build_report_html
     except ImportError:
         return
     feasible = [t for t in sweep.ranked() if trial_result(t)["veto"] == "PASS"][: sweep.config.reports]

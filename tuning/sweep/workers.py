@@ -20,14 +20,13 @@ from pathlib import Path
 from optuna.trial import TrialState
 
 from engine import EngineError
-from tuning.dashboard import mirror_constraints
 from tuning.common.errors import E_TRIALS_FAILING
 from tuning.study.ranking import RESULT_ATTR
 from tuning.study.seed_robust import seed_metrics, study_directions
 from tuning.sweep.config import SweepConfig
 from tuning.trail.process import SweepTrail
 from tuning.study.trial_result import PolicyFiles, TrialResult, flatten_pack
-from tuning.storage.recovery import counts, original_number
+from tuning.storage.recovery import counts, mirror_constraints, original_number
 
 VETO_CONSTRAINT = "veto"
 FIRST_FAILURES = 3   # a process's first trials all failing for one cause: that cause stops the sweep

@@ -116,7 +116,7 @@ class TrailServer:
         item, self.pending_front = self.pending_front, None
         if item is None:
             return
-        from tuning.study.pareto import set_pareto_tag
+        from tuning.trail.pareto_tags import set_pareto_tag
 
         _joined, left = self.front.add(*item)   # the run that joined was created with pareto=true
         for run_id in left:
@@ -135,7 +135,7 @@ class TrailServer:
     def tag_pareto(self, rows: Sequence[dict], on_front: set[int], second_metric: str, title: str) -> None:
         """Every trial run's ``pareto`` tag and the parent run's ``pareto.html``."""
         self._warmed()
-        from tuning.study.pareto import pareto_html, set_pareto_tag, tag_front
+        from tuning.trail.pareto_tags import pareto_html, set_pareto_tag, tag_front
 
         tracker = self._open_tracker()
         tag_front(tracker.mlc, rows, on_front, tracker.experiment_id, tracker.study_name, self.pareto_known)

@@ -1,12 +1,12 @@
 """The MLflow decision trail: one experiment per phase, one parent run per sweep invocation, one
-nested run per Optuna trial.
+run per Optuna trial (flat, not nested: its tag ``sweep_run_id`` names its sweep's parent run).
 
 Tracking URI: ``MLFLOW_TRACKING_URI``, else ``sqlite:///<cwd>/mlruns/mlflow.db``; for a sqlite store
 the artifacts live under ``<db dir>/artifacts/<experiment>``. Logging is batched: a trial is one
 ``create_run`` + one ``log_batch`` + its artifacts + ``set_terminated`` (``tuning.study.trial_result``:
 the one record behind the run, the Optuna attribute and the JSON artifact).
 
-A trial's nested run is keyed by ``trial_key`` = ``<study>#<original trial number>``; a retried
+A trial's run is keyed by ``trial_key`` = ``<study>#<original trial number>``; a retried
 trial (its first attempt died with its process) deletes the attempt's run and logs afresh, and at the
 end of a sweep every COMPLETE trial's key keeps only the run Optuna recorded (an HTTP retry of
 ``create_run`` against a tracking server can create one twice), so the trail never holds two runs for
@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import socket
-import sys
 import tempfile
 import time
 import warnings
@@ -28,22 +27,11 @@ from typing import Iterable, Mapping, Sequence
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
-from mlflow.exceptions import MlflowException
+from mlflow.exceptions import MlflowException  # noqa: F401 - the one MLflow error the harness catches
 
 from tuning.trail.store_init import ensure_store
 from tuning.report.files import gate_table_md
 from tuning.study.trial_result import TrialResult
-
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # a server prints run URLs to stdout
-# a tracking server: transient errors (connection refused/reset, 408/429/5xx) are retried with backoff;
-# MLflow's default (7 retries, factor 2, 120 s timeout) can stall a worker ~4 min per call. An operator's
-# own values win.
-for _var, _value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "6"), ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1"),
-                     ("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")):
-    os.environ.setdefault(_var, _value)
-logging.getLogger("mlflow").setLevel(logging.WARNING)
-logging.getLogger("alembic").setLevel(logging.WARNING)
 
 RUN_KIND_TRIAL, RUN_KIND_SWEEP = "trial", "sweep"
 AUTHORITY_EXPERIMENT = "authority"
@@ -71,8 +59,24 @@ def artifact_root(uri: str) -> Path | None:
     return None
 
 
-def client() -> MlflowClient:
-    uri = tracking_uri()
+def configure() -> None:
+    """The harness's MLflow settings, set once before its first client (never at import: importing a module
+    changes no global state). An operator's own environment values win."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # a server prints run URLs to stdout
+    # a tracking server: transient errors (connection refused/reset, 408/429/5xx) are retried with backoff;
+    # MLflow's default (7 retries, factor 2, 120 s timeout) can stall a worker ~4 min per call
+    for var, value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "6"), ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1"),
+                       ("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")):
+        os.environ.setdefault(var, value)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def client(uri: str | None = None) -> MlflowClient:
+    """The MLflow client of this trail (``uri``: another store, e.g. a benchmark's own)."""
+    configure()
+    uri = uri or tracking_uri()
     ensure_store(uri)  # created and migrated once, under a lock (tuning.trail.store_init)
     return MlflowClient(uri)
 
@@ -182,7 +186,7 @@ def worker_identity() -> dict[str, str]:
 
 
 class SweepTracker:
-    """Parent run of one sweep invocation and the nested run of each trial."""
+    """The parent run of one sweep invocation and the run of each trial (flat, tagged ``sweep_run_id``)."""
 
     def __init__(self, phase: str, study_name: str, objective_name: str, parent_run_id: str | None = None,
                  mlc: MlflowClient | None = None, experiment: str | None = None):
@@ -333,21 +337,10 @@ def delete_study_runs(names: Iterable[tuple[str, str]]) -> int:
 
 
 def _visualization():
-    """``optuna.visualization`` without its optional matplotlib backend and fANOVA's scikit-learn (about
-    1.5 s of imports a sweep never uses: the plots are plotly, importances PED-ANOVA). Modules already
-    imported are left alone; the block lasts for this import only."""
-    if "optuna.visualization" in sys.modules:
-        return sys.modules["optuna.visualization"]
-    blocked = [m for m in ("matplotlib", "sklearn") if m not in sys.modules]
-    for m in blocked:
-        sys.modules[m] = None  # "import m" raises ImportError: optuna's try_import records it as missing
-    try:
-        import optuna.importance  # noqa: F401  (plot_param_importances imports it on first use)
-        import optuna.visualization as vis
-    finally:
-        for m in blocked:
-            if sys.modules.get(m, False) is None:
-                del sys.modules[m]
+    """``optuna.visualization`` (the trail process imports it while the trials run: ``tuning.trail.server``)."""
+    import optuna.importance  # noqa: F401  (plot_param_importances imports it on first use)
+    import optuna.visualization as vis
+
     return vis
 
 
