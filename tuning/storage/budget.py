@@ -7,9 +7,8 @@ trials and asks for one, and how a dead worker's RUNNING trial is found and retr
   this process is beaten every ``SEG3A_HEARTBEAT_INTERVAL`` seconds (default 10) from the moment it
   is asked until it is told; a trial whose beat is older than ``SEG3A_GRACE_PERIOD`` (default 60) is
   failed by :func:`optuna.storages.fail_stale_trials` and re-queued by
-  :class:`~optuna.storages.RetryFailedTrialCallback` (``RetryHeartbeatStaleTrialCallback`` since
-  Optuna 4.9) with its original number in the system attr
-  ``failed_trial``. On PostgreSQL the exclusive section is a session advisory lock (released by the
+  :class:`~optuna.storages.RetryHeartbeatStaleTrialCallback`, which names its original number
+  (``retried_trial_number``). On PostgreSQL the exclusive section is a session advisory lock (released by the
   server when the holder's connection dies), so workers on any number of hosts never overshoot.
   A worker leaves only when COMPLETE == target; while the missing trials are RUNNING elsewhere it
   waits, so a worker that dies for good is replaced by whoever is still alive.
@@ -61,16 +60,14 @@ def rdb_storage(url: str) -> optuna.storages.RDBStorage:
     Optuna's warning that a heartbeat belongs to ``Study.optimize`` is silenced from here on."""
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
     interval, grace = heartbeat_settings()
-    retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)  # optuna >= 4.9
-    callback = {"heartbeat_stale_trial_callback": retry(max_retry=3)} if retry else {
-        "failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=3)}
+    callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)
     import sqlalchemy.exc
 
     for attempt in range(6):  # hosts starting at once race to create the schema: the losers retry
         try:
             return optuna.storages.RDBStorage(
                 url, engine_kwargs={"pool_pre_ping": True} if is_postgres(url) else None,
-                heartbeat_interval=interval, grace_period=grace, **callback)
+                heartbeat_interval=interval, grace_period=grace, heartbeat_stale_trial_callback=callback)
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
             if attempt == 5:
                 raise

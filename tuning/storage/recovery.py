@@ -75,12 +75,17 @@ def mirror_constraints(trial, values: Sequence[float]) -> None:
 
 def original_number(trial) -> int:
     """The number of a trial's first attempt: a journal retry names it in ``retry_of``, an RDB heartbeat
-    retry (Optuna's retry callback) in the system attr ``failed_trial``."""
+    retry through Optuna's public ``RetryHeartbeatStaleTrialCallback.retried_trial_number``."""
+    import warnings
+
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
     if RETRY_ATTR in trial.user_attrs:
         return int(trial.user_attrs[RETRY_ATTR])
-    attrs = trial.system_attrs if isinstance(trial, FrozenTrial) else \
-        trial.storage.get_trial_system_attrs(live_trial_id(trial))
-    failed = attrs.get("failed_trial")
+    frozen = trial if isinstance(trial, FrozenTrial) else trial.storage.get_trial(live_trial_id(trial))
+    with warnings.catch_warnings():   # an experimental API since Optuna 2.8 (still public)
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        failed = RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
     return trial.number if failed is None else int(failed)
 
 

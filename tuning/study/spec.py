@@ -71,7 +71,7 @@ STUDY_SCHEMA = {
             "type": "object", "additionalProperties": False, "required": ["name", "terms"],
             "properties": {
                 "name": {"type": "string"},
-                "anchor": {"type": "string"},
+                "anchor": {"enum": ["authority"]},   # the only anchor (older study files name it)
                 "terms": {"type": "array", "minItems": 1, "items": {
                     "type": "object", "additionalProperties": False,
                     "required": ["name", "metric", "direction", "weight"],
@@ -184,7 +184,6 @@ class StudySpec:
     sampler: dict
     knobs: tuple[KnobSpace, ...]
     objective_name: str
-    anchor: str
     terms: tuple[dict, ...]
     structural: tuple[str, ...]
     guardrails: tuple[Condition, ...]
@@ -321,7 +320,7 @@ def parse_study(doc: Any, source: str) -> StudySpec:
         path=Path(source), phase=phase, study=doc.get("study", f"3A-{phase}"),
         description=doc.get("description", ""), base_policies=doc.get("base_policies", "policies"),
         seeds=tuple(doc["seeds"]), trials=doc["trials"], sampler=dict(doc["sampler"]), knobs=knobs,
-        objective_name=doc["objective"]["name"], anchor=doc["objective"].get("anchor", "authority"),
+        objective_name=doc["objective"]["name"],
         terms=tuple(dict(t) for t in doc["objective"]["terms"]),
         structural=tuple(doc["vetoes"]["structural"]),
         guardrails=tuple(parse_condition(g, "GUARDRAIL_BREACH") for g in doc["vetoes"].get("guardrails", [])),

@@ -5,8 +5,8 @@ trial leaves behind:
 
 - the Optuna user attribute ``result`` (:meth:`TrialResult.user_attr`; ``tuning.study.ranking`` reads it back
   with :func:`read_user_attr`);
-- the MLflow run: tags (:meth:`tags`), metrics (:meth:`metrics`, :meth:`history`) and params
-  (:meth:`params`);
+- the MLflow run: tags (:meth:`tags`), metrics (:meth:`metrics`, :meth:`history`); its params are the knob
+  values (``knobs``), logged by the trail process;
 - the per-trial JSON artifact ``metric_pack.json`` (:meth:`artifact_doc`; promotion replays its per-seed
   packs).
 
@@ -159,9 +159,6 @@ class TrialResult:
                 "log_seconds": self.log_seconds}
 
     # ------------------------------------------------------------------ MLflow
-    def params(self) -> dict[str, str]:
-        return {k: str(v) for k, v in self.knobs.items()}
-
     def tags(self) -> dict[str, str]:
         tags = {"phase": self.phase, "veto": self.veto, "veto_reasons": ",".join(self.vetoes) or "none",
                 "verdict": self.verdict, "fidelity": self.fidelity, "seeds": ",".join(map(str, self.seeds)),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Sequence
 
 from engine import EngineError
@@ -53,9 +53,6 @@ class SweepConfig:
         check_sweep_args(self)
         if self.timeout is not None and not self.timeout > 0:
             raise EngineError(E_USAGE, "--timeout must be > 0 seconds")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 DESCRIPTION = "Run one phase's Optuna study over the engine, every trial recorded in MLflow."
