@@ -1,6 +1,7 @@
 """The MLflow trail process: one child process that does all of a sweep process's MLflow work.
 
-A sweep process never imports MLflow. MLflow's import and SQL store take about 1.5 s of start-up, and
+A sweep process does not import MLflow while its trials run (a precheck that closes the phase records its
+ladder step, :func:`tuning.authority.ladder.record_step`, from the sweep process). MLflow's import and SQL store take about 1.5 s of start-up, and
 its client work per trial would otherwise contend with the next trial's chain for the interpreter. So
 the sweep starts this child first thing (its start-up overlaps the engine's import, the world and the
 anchor) and sends it small picklable requests: open the experiment, start the parent run, log a trial,
