@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import base64
-import fcntl
 import json
 import os
 import threading
@@ -29,20 +28,13 @@ from typing import Iterator
 from engine import atomic_write
 from engine import E_PUBLISH, EngineError
 from engine import sha256_hex
+from tuning.common.locks import file_lock
 
 LOCK_FILE = ".authority.lock"
 INTENT_FILE = ".install-intent.json"
-_HELD: dict[str, int] = {}
+_HELD: set[str] = set()   # the folders whose lock this process holds
 _THREAD = threading.RLock()
 
-
-
-def _open_lock(policies_dir: Path) -> int:
-    try:
-        policies_dir.mkdir(parents=True, exist_ok=True)
-        return os.open(policies_dir / LOCK_FILE, os.O_CREAT | os.O_RDWR, 0o644)
-    except OSError as exc:
-        raise EngineError(E_PUBLISH, f"{policies_dir}: cannot lock the authority ({exc.strerror or exc})") from None
 
 
 @contextmanager
@@ -53,16 +45,15 @@ def authority_lock(policies_dir: str | Path) -> Iterator[None]:
         if key in _HELD:  # re-entrant: promote -> record_step
             yield
             return
-        fd = _open_lock(Path(policies_dir))
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            _HELD[key] = fd
-            recover(Path(policies_dir))
-            yield
-        finally:
-            _HELD.pop(key, None)
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
+        refuse = lambda exc: EngineError(E_PUBLISH, f"{policies_dir}: cannot lock the authority "  # noqa: E731
+                                                    f"({exc.strerror or exc})")
+        with file_lock(Path(policies_dir) / LOCK_FILE, refuse):
+            _HELD.add(key)
+            try:
+                recover(Path(policies_dir))
+                yield
+            finally:
+                _HELD.discard(key)
 
 
 def _remove_temps(policies_dir: Path) -> None:

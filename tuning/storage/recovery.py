@@ -9,16 +9,16 @@ counted twice; tracking keys the MLflow run by that original number.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import fcntl
 import os
 import socket
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+
+from tuning.common.locks import file_lock
 
 WORKER_ATTR = "worker"
 RETRY_ATTR = "retry_of"
@@ -139,13 +139,6 @@ def counts(study: optuna.Study) -> dict[str, int]:
     return out
 
 
-@contextlib.contextmanager
-def exclusive(lock_path: Path) -> Iterator[None]:
+def exclusive(lock_path: Path):
     """An inter-process lock (flock: released by the kernel when its holder dies)."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return file_lock(lock_path)

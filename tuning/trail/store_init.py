@@ -11,12 +11,12 @@ line, ``E3A_TUN_042_TRACKING_STORE``; so is a tracking server that does not acce
 
 from __future__ import annotations
 
-import fcntl
 import os
 from pathlib import Path
 
 from engine import EngineError
 from tuning.common.errors import E_TRACKING
+from tuning.common.locks import file_lock
 
 _READY: set[str] = set()
 PROBE_TIMEOUT_ENV = "SEG3A_TRACKING_PROBE_TIMEOUT"
@@ -70,13 +70,9 @@ def ensure_store(uri: str) -> None:
     if db is None:
         return
     lock = db.with_name(db.name + ".init.lock")
-    try:
-        db.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
-    except OSError as exc:
-        raise EngineError(E_TRACKING, f"MLflow store {db}: cannot be created ({exc.strerror or exc})") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    refuse = lambda exc: EngineError(E_TRACKING, f"MLflow store {db}: cannot be created "  # noqa: E731
+                                                 f"({exc.strerror or exc})")
+    with file_lock(lock, refuse):
         if not os.access(db.parent, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):
             raise EngineError(E_TRACKING, f"MLflow store {db}: not writable (read-only mount?)")
         from mlflow import MlflowClient
@@ -91,6 +87,3 @@ def ensure_store(uri: str) -> None:
             raise EngineError(E_TRACKING, f"MLflow store {db}: {type(exc).__name__}: "
                                           f"{str(exc).splitlines()[0][:200] if str(exc) else ''}") from None
         _READY.add(uri)
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
