@@ -1,7 +1,7 @@
 """Segment 3A zone-allocation engine: states S0..S7 over an embedded world.
 
 The engine knows nothing of Optuna or MLflow. Each state is a pure function of its inputs; files are
-read and written only at the edge (:mod:`engine.store`, :mod:`engine.atomic`). This module is the
+read and written only at the edge (:mod:`engine.publish.store`, :mod:`engine.publish.atomic`). This module is the
 public front: ``tuning`` (and any other client) imports from here, never from the submodules.
 
     from engine import run_chain, ChainCache, PolicySet, default_world, materialise
@@ -9,7 +9,7 @@ public front: ``tuning`` (and any other client) imports from here, never from th
     res.pack, res.gates, res.s6_status          # scores: S0-S4, the metric pack, S6's in-memory checks
     run_dir = materialise(res, "runs")          # S5-S7 bytes are built here (or on first read of res.flag ...)
 
-The front is lazy (PEP 562): ``from engine import EngineError`` loads :mod:`engine.errors` alone, and a
+The front is lazy (PEP 562): ``from engine import EngineError`` loads :mod:`engine.core.errors` alone, and a
 name's submodule is imported on its first use, so a process that needs only the error codes or the
 hashing helpers (a CLI's usage error, the MLflow trail process) does not pay for pandas and scipy.
 """
@@ -20,11 +20,11 @@ import importlib
 
 # public name -> the submodule that defines it (the one place a name's home is written)
 _HOMES: dict[str, tuple[str, ...]] = {
-    "engine.version": ("ENGINE_VERSION",),
-    "engine.chain": ("STATES", "ChainCache", "run_chain"),
-    "engine.chain_steps": ("STATE_TABLE",),
-    "engine.result": ("ChainResult",),
-    "engine.store": ("materialise", "verify", "load_run"),
+    "engine.core.version": ("ENGINE_VERSION",),
+    "engine.chain.runner": ("STATES", "ChainCache", "run_chain"),
+    "engine.chain.steps": ("STATE_TABLE",),
+    "engine.chain.result": ("ChainResult",),
+    "engine.publish.store": ("materialise", "verify", "load_run"),
     "engine.policies": ("PolicySet", "POLICY_IDS"),
     "engine.policies.policy_set": ("S1_SMOOTHING_OFF", "S3_DISPERSION_OFF", "S4_SAFEGUARDS_OFF"),
     "engine.policies.authoring": ("author_policies", "dump_yaml", "realism_floors"),
@@ -32,12 +32,12 @@ _HOMES: dict[str, tuple[str, ...]] = {
     "engine.world.model": ("World", "default_world", "load_world", "outlets_for"),
     "engine.world.universe": ("country_names",),
     "engine.world.evidence": ("FidelityEvidence", "fidelity_evidence"),
-    "engine.errors": ("EngineError", "E_PUBLISH"),
-    "engine.cliwrap": ("CodedParser", "invoke"),
-    "engine.atomic": ("atomic_write",),
-    "engine.strict": ("load_yaml", "non_finite_path"),
-    "engine.hashing": ("canonical_json", "le64", "sha256", "sha256_hex", "uer"),
-    "engine.members": ("TABLE_MEMBERS", "data_paths"),
+    "engine.core.errors": ("EngineError", "E_PUBLISH"),
+    "engine.cli.wrap": ("CodedParser", "invoke"),
+    "engine.publish.atomic": ("atomic_write",),
+    "engine.core.strict": ("load_yaml", "non_finite_path"),
+    "engine.core.hashing": ("canonical_json", "le64", "sha256", "sha256_hex", "uer"),
+    "engine.publish.members": ("TABLE_MEMBERS", "data_paths"),
     "engine.metrics": ("BUDGETS", "DISTORTED", "FAITHFUL", "FIDELITY_GATES", "GATES", "NOT_APPLICABLE",
         "REQUIRED_SEEDS", "compare_packs", "cv", "evaluate_gates", "fidelity_metrics", "fidelity_verdict",
         "median", "metric_pack", "popt0_table", "popt1_closure", "quantile_nearest", "run_verdict",
@@ -55,7 +55,7 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str):
     module = _EXPORTS.get(name)
     if module is None:
-        try:   # a submodule (engine.chain, ...) is an attribute once imported; import it on first use
+        try:   # a submodule (engine.chain.runner, ...) is an attribute once imported; import it on first use
             return importlib.import_module(f"{__name__}.{name}")
         except ModuleNotFoundError as exc:
             if exc.name != f"{__name__}.{name}":

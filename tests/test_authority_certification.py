@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.chain import run_chain
+from engine.chain.runner import run_chain
 from engine.metrics import fidelity_verdict, run_verdict, seedpack_verdict
 from engine.policies import PolicySet
 from engine.policies.authoring import realism_floors
@@ -68,7 +68,7 @@ def test_authority_is_faithful_to_the_population_on_every_seed(certified):
 
 def test_authority_generalises_to_held_out_seeds():
     """A small held-out sample (the same law as tuning.certify --holdout): B+ and FAITHFUL on nearly all."""
-    from tuning.holdout import holdout_seeds, tuning_seeds
+    from tuning.authority.holdout import holdout_seeds, tuning_seeds
 
     policies = PolicySet.from_dir(ROOT / "policies")
     seeds = holdout_seeds(12, tuning_seeds(ROOT / "studies"))

@@ -138,7 +138,7 @@ def test_the_engine_front_is_lazy_and_every_name_resolves():
     """``from engine import EngineError`` costs the error module alone (no pandas, scipy or world); every
     public name of the front resolves to its home module's object."""
     code = ("import sys\nfrom engine import EngineError, CodedParser, atomic_write\n"
-            "heavy = sorted(m for m in ('pandas', 'scipy', 'numpy', 'pyarrow', 'engine.chain') if m in sys.modules)\n"
+            "heavy = sorted(m for m in ('pandas', 'scipy', 'numpy', 'pyarrow', 'engine.chain.runner') if m in sys.modules)\n"
             "print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == ""
@@ -148,6 +148,34 @@ def test_the_engine_front_is_lazy_and_every_name_resolves():
     for name in engine.__all__:
         home = importlib.import_module(engine._EXPORTS[name])
         assert getattr(engine, name) is getattr(home, name), name
-    assert engine.chain is importlib.import_module("engine.chain")     # a submodule resolves too
+    assert engine.chain.runner is importlib.import_module("engine.chain.runner")     # a submodule resolves too
     with pytest.raises(AttributeError):
         engine.no_such_name  # noqa: B018
+
+
+def _package_map() -> dict[str, set[str]]:
+    """docs/ARCHITECTURE.md's package map: ``<package>/  <module>, <module> | <what it is for>`` per line."""
+    doc = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+    block = doc.split("## Packages\n", 1)[1].split("```\n", 2)[1]
+    out = {}
+    for line in block.splitlines():
+        head, _, _purpose = line.partition(" | ")
+        package, _, modules = head.strip().partition(" ")
+        assert package.endswith("/") and package not in out, line
+        out[package.rstrip("/")] = {m.strip() for m in modules.split(",") if m.strip()}
+    return out
+
+
+def test_the_architecture_map_matches_the_tree():
+    """Every package of engine/ and tuning/ has one line in the map, and a line names exactly its modules."""
+    tree = {}
+    for pkg in PACKAGES:
+        for init in (ROOT / pkg).rglob("__init__.py"):
+            folder = init.parent
+            tree[folder.relative_to(ROOT).as_posix()] = {p.stem for p in folder.glob("*.py") if p.stem != "__init__"}
+    assert _package_map() == tree
+
+
+def test_the_docs_open_with_the_state_table_then_the_map():
+    doc = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+    assert doc.index("## Start here: the state table") < doc.index("## Packages") < doc.index("## Chain API")

@@ -1,77 +1,17 @@
 """``python -m tuning.author (--into-authority | --into DIR) [--reason TEXT] [--world DIR | --reference FILE]``
 
-The one recorded way to write authored baseline policies into an authority folder (``python -m engine
-author`` refuses it). Authors the baseline for the world (``engine.policies.world_baseline``: the authoring
-rules on the world's population, with the policy files the world ships in their place), refuses a frozen
-authority unless ``--reopen REASON``, installs the files (each atomically) with a lineage entry, binds the
-folder to its world (``world.yaml``, :mod:`tuning.worlds`) and records the step in the decision ladder
-(phase ``AUTHOR``, decision ``AUTHORED_INSTALL``, the reason as its note).
-
-``--into-authority`` writes into ``--policies`` (default ``policies/``, the default world's authority);
-``--into DIR`` creates (or re-authors) the authority folder of another world, e.g.
-``python -m tuning.author --world my_world --into my_authority``.
-"""
+The command line of :mod:`tuning.authority.authoring`."""
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from typing import Sequence
 
 from engine import EngineError
-from engine import PolicySet
-from tuning import worlds
-from tuning.errors import E_USAGE, TuningParser, run_cli, text
-
-DECISION = "AUTHORED_INSTALL"
-
-
-def authored_policies(world=None) -> PolicySet:
-    """The authored baseline of a world (the default world when None)."""
-    from engine import authored_baseline
-
-    return authored_baseline(world if world is not None else worlds.load())
-
-
-def install_authored(policies_dir: Path, reason: str, world=None, world_dir: str | Path | None = None,
-                     reopen: str | None = None) -> dict:
-    """Serialised with every other authority change (tuning.authority_txn.authority_lock)."""
-    from tuning.authority_txn import authority_lock
-
-    world = world if world is not None else worlds.load(world_dir)
-    policies_dir.mkdir(parents=True, exist_ok=True)
-    with authority_lock(policies_dir):
-        return _install_authored(policies_dir, reason, world, world_dir, reopen)
-
-
-def _install_authored(policies_dir: Path, reason: str, world, world_dir, reopen: str | None) -> dict:
-    from tuning.promote import install, read_lineage
-    from tuning.promote_guards import E_FROZEN, frozen_step
-
-    authored = authored_policies(world)
-    current = PolicySet.from_dir(policies_dir) if (policies_dir / "zone_mixture_policy.yaml").exists() else None
-    frozen = frozen_step(policies_dir) if current is not None else None
-    if frozen is not None and not reopen:
-        raise EngineError(E_FROZEN, f"the authority {current.parameter_hash[:12]} is {frozen['decision']}; "
-                                    f"pass --reopen REASON to overwrite it with the authored baseline")
-    if current is not None and worlds.bound_world(policies_dir)["fingerprint"] != world.fingerprint and not reopen:
-        worlds.require(policies_dir, world, "authoring over another world's authority (pass --reopen REASON)")
-    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    entry = {"promoted_utc": now, "decision": DECISION, "reason": reason, "source": authored.source,
-             "parameter_hash": authored.parameter_hash, "digests": dict(authored.digests),
-             "previous_authority": {"parameter_hash": current.parameter_hash if current else None,
-                                    "digests": dict(current.digests) if current else {}},
-             "world": worlds.record(world)}
-    worlds.bind(policies_dir, world, world_dir)
-    # one transaction (tuning.promotion_txn): the files, no run left current, no registry alias, the ladder steps
-    steps = [{"kind": "clear_authority"}]
-    if frozen is not None:
-        steps.append({"kind": "ladder", "phase": "P6", "decision": "REOPENED", "note": reopen,
-                      "evidence": {"frozen_status": frozen["decision"], "for": DECISION}})
-    steps.append({"kind": "ladder", "phase": "AUTHOR", "decision": DECISION, "note": reason,
-                  "evidence": {"source": authored.source,
-                               "previous_parameter_hash": current.parameter_hash if current else "none"}})
-    return install(authored, policies_dir, read_lineage(policies_dir), entry, steps=steps)["ladder"][-1]
+from tuning.authority.authoring import DECISION, install_authored
+from tuning.common import worlds
+from tuning.common.errors import E_USAGE, TuningParser, text
+from tuning.common.errors import run_cli
 
 
 def main(argv: Sequence[str] | None = None) -> int:

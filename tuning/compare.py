@@ -16,9 +16,9 @@ from engine import EngineError
 from engine import compare_packs
 from engine import DELTA_METRICS
 from engine import lookup
-from tuning import worlds
-from tuning.errors import E_ARTIFACTS, TuningParser, run_cli
-from tuning.report_files import (GATE_FAMILIES, atomic_write_text, compact_gates, fmt, json_text, load_run_dir,
+from tuning.common import worlds
+from tuning.common.errors import E_ARTIFACTS, TuningParser, run_cli
+from tuning.report.files import (GATE_FAMILIES, atomic_write_text, compact_gates, fmt, json_text, load_run_dir,
                                  md_table, read_json, require_keys, run_block, run_fidelity_evidence, score_tables,
                                  utc_now)
 

@@ -2,13 +2,13 @@
 
 Optuna 5's ``Trial.set_constraint`` stores a veto under the system attribute ``constraints:veto``, while
 optuna-dashboard reads the older ``constraints`` list. The sweep mirrors its veto there
-(:func:`mirror_constraints`), so the dashboard shows every vetoed trial as infeasible.
+(:func:`tuning.storage.recovery.mirror_constraints`), so the dashboard shows every vetoed trial as infeasible.
 
 optuna-dashboard 0.21 picks its best trials itself, ignoring constraints: the storage's best value for one
 objective, the Pareto front of every COMPLETE trial for two. So a vetoed trial can wear its "Best Trial"
 badge. The dashboard served here is optuna-dashboard's own WSGI app (:func:`optuna_dashboard.wsgi`) behind
 :class:`FeasibleBest`, which answers its study API with ``best_trials`` = the harness's own answer
-(:mod:`tuning.ranking`): the best feasible trial, or the feasible Pareto front (the trials the sweep tags
+(:mod:`tuning.study.ranking`): the best feasible trial, or the feasible Pareto front (the trials the sweep tags
 ``pareto = true``); none when no trial is feasible. Nothing of Optuna or the dashboard is patched.
 Needs the ``optuna-dashboard`` package (``pip install -e ".[dashboard]"``).
 """
@@ -23,23 +23,15 @@ from typing import Sequence
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
-from tuning.errors import TuningParser, run_cli
+from tuning.common.errors import TuningParser, run_cli
 
-DASHBOARD_CONSTRAINTS_KEY = "constraints"
 STUDY_DETAIL = re.compile(r"/api/studies/(\d+)/?")
-
-
-def mirror_constraints(trial, values: Sequence[float]) -> None:
-    """Also store the trial's constraint values where optuna-dashboard reads them."""
-    from tuning.trial_recovery import live_trial_id
-
-    trial.storage.set_trial_system_attr(live_trial_id(trial), DASHBOARD_CONSTRAINTS_KEY, [float(v) for v in values])
 
 
 def feasible_best_numbers(storage, study_id: int) -> list[int]:
     """The study's best trials by the harness's ranking: [the best feasible trial] for one objective, the
     feasible Pareto front for two (J up, the second objective in its direction); [] when none is feasible."""
-    from tuning.ranking import best_trial, pareto_numbers, trial_result
+    from tuning.study.ranking import best_trial, pareto_numbers, trial_result
 
     trials = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.COMPLETE,))
     directions = storage.get_study_directions(study_id)
@@ -104,8 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from socketserver import ThreadingMixIn
     from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-    from tuning.study_spec import load_study
-    from tuning.study_store import open_storage
+    from tuning.study.spec import load_study
+    from tuning.storage.stores import open_storage
 
     class Server(ThreadingMixIn, WSGIServer):
         daemon_threads = True

@@ -1,252 +1,17 @@
 """``python -m tuning.promote MLFLOW_RUN_ID [--policies policies] [--decision UNLOCK_P2] [--runs-root runs]``
 
-Promotes a trial's candidate policy files to authority, after a witness:
-1. refuse a vetoed run (tag ``veto`` != PASS), a run whose policy artifacts do not match its digest tags, a
-   frozen authority (unless ``--reopen REASON``) and a candidate that only rewrites version lines;
-2. replay the candidate from its policy files on the run's seeds, with fresh caches, against the base its
-   J is measured on (``tuning.witness``; materialised under ``--runs-root``), and refuse unless every
-   re-derived field - identity, the whole metric pack, J, deltas, vetoes and verdicts, per seed - is identical
-   to what the run recorded, and the replay is FAITHFUL on every seed;
-3. one transaction (``tuning.authority_txn``, ``tuning.promotion_txn``): the policy files and the lineage
-   record, the authority tags, the promotion run, the registry version and its alias, the source runs' tags
-   and the ladder steps (the reopening, if any, then the promotion's). What they record is the replay's (J,
-   verdicts, metric pack), never the run's artifacts. A refused promote writes nothing; a killed one is
-   finished by the next command that takes the authority lock (a re-run, certify, freeze, verify_authority).
-"""
+The command line of :mod:`tuning.authority.promotion`."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
-import yaml
-from mlflow.exceptions import MlflowException
+from tuning.authority.promotion import promote
+from tuning.common.errors import TuningParser, text
+from tuning.common.errors import run_cli
 
-from engine import EngineError
-from engine import PolicySet
-from engine import load_yaml
-from tuning.authority_txn import authority_lock, install as txn_install
-from tuning.errors import (E_ARTIFACTS, E_NOT_FAITHFUL, E_RUN_MISSING, E_RUN_VETOED, E_WITNESS, TuningParser, run_cli,
-                           text)
-from tuning.promote_guards import guard_promotion
-from tuning.promotion_txn import PROMOTION_RUN, encode, texts
-from tuning.tracking import client
-from tuning.witness import witness
-
-LINEAGE_FILE = "lineage.yaml"
-
-
-def _get_run(mlc, run_id: str):
-    """The run, or ``E3A_TUN_022`` when the store says it has none; any other failure of the store is the store's
-    (``E3A_TUN_042``, through tuning.errors)."""
-    try:
-        return mlc.get_run(run_id)
-    except MlflowException as exc:
-        if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-            raise
-        raise EngineError(E_RUN_MISSING, f"MLflow run {run_id} not found at {mlc.tracking_uri}") from None
-
-
-def fetch_candidate_files(mlc, run_id: str, workdir: Path, run=None, world=None) -> PolicySet:
-    """A run's candidate policy artifacts, checked against its ``digest.<policy_id>`` tags (and, given a
-    ``world``, the run must have been scored on it)."""
-    run = run or _get_run(mlc, run_id)
-    if world is not None:
-        check_run_world(run_id, run.data.tags, world)
-    try:
-        policy_dir = Path(mlc.download_artifacts(run_id, "policies", str(workdir)))
-    except (MlflowException, OSError) as exc:
-        raise EngineError(E_ARTIFACTS, f"run {run_id}: policy artifacts unavailable ({exc})") from None
-    policies = PolicySet.from_dir(policy_dir)
-    for pid, digest in policies.digests.items():
-        tag = run.data.tags.get(f"digest.{pid}")
-        if tag != digest:
-            raise EngineError(E_ARTIFACTS, f"run {run_id}: artifact {pid}.yaml digest {digest[:12]} does not "
-                                           f"match its tag {str(tag)[:12]}")
-    return policies
-
-
-def check_run_world(run_id: str, tags: dict, world) -> None:
-    """A run scored on another world (its ``world`` tag) is refused: an authority belongs to one world."""
-    from tuning.worlds import E_WORLD_MISMATCH
-
-    if tags.get("world") != world.fingerprint:
-        raise EngineError(E_WORLD_MISMATCH, f"run {run_id} was scored on world {tags.get('world_name', '?')} "
-                                            f"({str(tags.get('world', 'unrecorded'))[:12]}), not on world "
-                                            f"{world.name} ({world.fingerprint[:12]})")
-
-
-def fetch_candidate(mlc, run_id: str, workdir: Path, world=None) -> tuple[object, PolicySet, dict]:
-    """The run, its candidate PolicySet and its recorded evaluation; a vetoed run is refused."""
-    run = _get_run(mlc, run_id)
-    tags = run.data.tags
-    if tags.get("veto") != "PASS":
-        raise EngineError(E_RUN_VETOED, f"run {run_id} is vetoed ({tags.get('veto_reasons', 'no veto tag')}); "
-                                        f"refusing to promote")
-    policies = fetch_candidate_files(mlc, run_id, workdir, run, world)
-    try:
-        recorded = json.loads(Path(mlc.download_artifacts(run_id, "metric_pack.json", str(workdir))).read_text())
-    except (MlflowException, OSError, ValueError) as exc:
-        raise EngineError(E_ARTIFACTS, f"run {run_id}: metric_pack.json unavailable ({exc})") from None
-    return run, policies, recorded
-
-
-def read_lineage(policies_dir: Path) -> list[dict]:
-    path = policies_dir / LINEAGE_FILE
-    if not path.exists():
-        return []
-    doc = load_yaml(path, E_ARTIFACTS) or {}
-    promotions = doc.get("promotions", []) if isinstance(doc, dict) else None
-    if not isinstance(promotions, list):
-        raise EngineError(E_ARTIFACTS, f"{path}: expected a mapping with a 'promotions' list")
-    return list(promotions)
-
-
-def install(policies: PolicySet, policies_dir: Path, lineage: list[dict], entry: dict, run_tags: dict | None = None,
-            steps: list[dict] | None = None) -> dict:
-    """One transaction (tuning.authority_txn): every policy file and the new lineage record, the lineage renamed
-    last, then the records of ``steps`` (tuning.promotion_txn). Call with the authority lock held."""
-    files = {f"{pid}.yaml": data for pid, data in sorted(policies.raw.items())}
-    files[LINEAGE_FILE] = yaml.safe_dump({"promotions": lineage + [entry]}, sort_keys=False).encode()
-    return txn_install(policies_dir, files, LINEAGE_FILE, entry.get("mlflow_run_id"), run_tags, steps)
-
-
-def _lineage_agrees(current: PolicySet, lineage: list[dict]) -> bool:
-    """True when policies/ is what the last lineage entry installed (or there is no lineage yet)."""
-    return not lineage or lineage[-1].get("parameter_hash") == current.parameter_hash
-
-
-def promote(run_id: str, policies_dir: Path, decision: str | None = None, runs_root: Path | None = None,
-            ladder_phase: str | None = None, reopen: str | None = None, reason: str | None = None,
-            world=None) -> dict:
-    """Serialised with every other authority change (tuning.authority_txn.authority_lock). ``world``: the
-    authority's world (None: the one the folder records), where the witness replays."""
-    from tuning import worlds
-
-    world = world if world is not None else worlds.authority_world(policies_dir)
-    worlds.require(policies_dir, world, "promotion")
-    with authority_lock(policies_dir):
-        return _promote(run_id, policies_dir, decision, runs_root, ladder_phase, reopen, reason, world)
-
-
-def _promote(run_id: str, policies_dir: Path, decision: str | None, runs_root: Path | None,
-             ladder_phase: str | None, reopen: str | None, reason: str | None, world) -> dict:
-    """Fetch -> guard -> witness (nothing written until here) -> close the phase (the candidate is the authority)
-    or one transaction: files, lineage, tags, promotion run, registry, ladder."""
-    mlc = client()
-    with tempfile.TemporaryDirectory(prefix="promote-") as tmp:
-        run, candidate, recorded = fetch_candidate(mlc, run_id, Path(tmp), world)
-        current = PolicySet.from_dir(policies_dir)
-        lineage = read_lineage(policies_dir)
-        reopening = guard_promotion(policies_dir, current, candidate, run_id, reopen)
-        result = witness(mlc, run, candidate, recorded, policies_dir, runs_root, Path(tmp), world)
-    tags = run.data.tags
-    if current.parameter_hash == candidate.parameter_hash and _lineage_agrees(current, lineage):
-        return _close_as_authority(run_id, tags, current, lineage, result, policies_dir, decision, ladder_phase,
-                                   reopening)
-    _require_witness(run_id, result)
-    previous_run = lineage[-1].get("mlflow_run_id") if lineage else None
-    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    entry = _lineage_entry(run_id, tags, candidate, current, previous_run, result, now, decision, reason)
-    steps = _promotion_steps(run_id, tags, entry, candidate, current, result, now, ladder_phase, reason, reopening)
-    made = install(candidate, policies_dir, lineage, entry, steps=steps)
-    return {"status": "PROMOTED", "run_id": run_id, "promotion_run_id": made["promotion_run_id"],
-            "witness": brief(result), "parameter_hash": candidate.parameter_hash,
-            "previous_parameter_hash": current.parameter_hash, "decision": entry["decision"],
-            "registered_model": made["registered"]}
-
-
-def brief(result: dict) -> dict:
-    """The witness without the replayed record (which the promotion run keeps as ``metric_pack.json``)."""
-    return {k: v for k, v in result.items() if k != "doc"}
-
-
-def _close_as_authority(run_id: str, tags: dict, current: PolicySet, lineage: list, result: dict,
-                        policies_dir: Path, decision: str | None, ladder_phase: str | None,
-                        reopening: dict | None) -> dict:
-    """The selected candidate is the authority itself (the plan's "F0"): nothing to install, but the
-    witness replay and the phase decision still close the phase on the ladder (after the reopening, if any)."""
-    from tuning.ladder import record_step
-    from tuning.promotion_txn import tag_authority
-
-    if result["status"] != "PASS":
-        raise EngineError(E_WITNESS, f"run {run_id}: witness replay differs: {result['mismatches'][0]}")
-    if lineage and lineage[-1].get("mlflow_run_id") == run_id:
-        tag_authority(run_id, {})  # exactly one run current, whatever an older store left
-    out = {"status": "ALREADY_AUTHORITY", "run_id": run_id, "parameter_hash": current.parameter_hash,
-           "witness": brief(result)}
-    if decision:
-        if reopening is not None:
-            record_step(**{"policies_dir": policies_dir, **reopening})
-        record_step(ladder_phase or tags.get("phase", "?"), decision, policies_dir=policies_dir, source_run_id=run_id,
-                    note="selected candidate is the current authority; witness replayed",
-                    evidence={"witness": result["status"], "witness_fields": result["fields_compared"],
-                              "study": tags.get("study"), "trial": tags.get("optuna_trial")})
-        out["decision"] = decision
-    return out
-
-
-def _require_witness(run_id: str, result: dict) -> None:
-    """Only an identical, FAITHFUL replay may become the authority."""
-    if result["status"] != "PASS":
-        raise EngineError(E_WITNESS, f"run {run_id}: witness replay differs in {len(result['mismatches'])}+ "
-                                     f"field(s), first: {result['mismatches'][0]}")
-    if not result["faithful"]:
-        raise EngineError(E_NOT_FAITHFUL, f"run {run_id}: fidelity {result['fidelity']}; an authority must be "
-                                          f"FAITHFUL on every seed")
-
-
-def _lineage_entry(run_id: str, tags: dict, candidate: PolicySet, current: PolicySet, previous_run: str | None,
-                   result: dict, now: str, decision: str | None, reason: str | None) -> dict:
-    """The record appended to ``policies/lineage.yaml``: J and the verdict are the witness replay's."""
-    return {
-        "promoted_utc": now, "mlflow_run_id": run_id, "phase": tags.get("phase"), "study": tags.get("study"),
-        "optuna_trial": tags.get("optuna_trial"), "engine_run_id": result["engine_run_id"],
-        "seed": result["seed"], "J": result["J"], "verdict": result["verdict"],
-        "parameter_hash": candidate.parameter_hash, "digests": dict(candidate.digests),
-        "previous_authority": {"parameter_hash": current.parameter_hash, "digests": dict(current.digests),
-                               "mlflow_run_id": previous_run},
-        "witness": {k: result[k] for k in ("status", "engine_run_id", "fields_compared", "s6_overall_status",
-                                           "s7_status")},
-        "decision": decision or "PROMOTED",
-        "seeds": result["seeds"], "fidelity": "FAITHFUL",
-        "pareto": tags.get("pareto", "n/a"), "reason": reason or "",
-        "world": {"fingerprint": tags.get("world"), "name": tags.get("world_name")},
-    }
-
-
-def _promotion_steps(run_id: str, tags: dict, entry: dict, candidate: PolicySet, current: PolicySet, result: dict,
-                     now: str, ladder_phase: str | None, reason: str | None, reopening: dict | None) -> list[dict]:
-    """Every record of the promotion after its files, in order (tuning.promotion_txn runs them)."""
-    decision = entry["decision"]
-    previous_run = entry["previous_authority"]["mlflow_run_id"]
-    steps = [
-        {"kind": "authority_tags", "run_id": run_id, "run_tags": {"authority_since": now, "decision": decision}},
-        {"kind": "promotion_run", "run_name": f"promote-{tags.get('phase')}", "texts": texts(result),
-         "tags": {"run_kind": "promotion", "phase": tags.get("phase", ""), "source_run_id": run_id,
-                  "decision": decision, "witness": result["status"], "verdict": result["verdict"],
-                  "fidelity": result["fidelity_verdict"], "parameter_hash": candidate.parameter_hash,
-                  "previous_parameter_hash": current.parameter_hash,
-                  "previous_authority_run_id": previous_run or "none",
-                  "world": str(tags.get("world")), "world_name": str(tags.get("world_name")),
-                  **{f"digest.{p}": d for p, d in candidate.digests.items()}},
-         "metrics": {"J": result["J"], "witness.fields_compared": result["fields_compared"]},
-         "previous_policies": encode(current.raw)},
-        {"kind": "register", "entry": entry},
-        {"kind": "source_tags", "run_id": run_id, "previous_run": previous_run, "now": now}]
-    if reopening is not None:
-        steps.append({"kind": "ladder", **reopening})
-    evidence = {"promotion_run_id": PROMOTION_RUN, "study": tags.get("study"), "trial": tags.get("optuna_trial"),
-                "J": result["J"], "witness": result["status"], "witness_fields": result["fields_compared"],
-                "fidelity": "FAITHFUL", "seeds": ",".join(map(str, result["seeds"])),
-                **({"pareto_point": tags["pareto"]} if "pareto" in tags else {}),
-                **({"reason": reason} if reason else {})}
-    steps.append({"kind": "ladder", "phase": ladder_phase or tags.get("phase", "?"), "decision": decision,
-                  "source_run_id": run_id, "evidence": evidence, "metrics": {"J": result["J"]}})
-    return steps
 
 def build_parser() -> TuningParser:
     ap = TuningParser(prog="python -m tuning.promote", description=__doc__.splitlines()[0])
@@ -261,14 +26,14 @@ def build_parser() -> TuningParser:
     ap.add_argument("--reason", type=text,
                     help="why this candidate (e.g. which Pareto point and why), recorded in the ladder")
     ap.add_argument("--json", action="store_true")
-    from tuning.worlds import add_world_args
+    from tuning.common.worlds import add_world_args
 
     add_world_args(ap)
     return ap
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from tuning import worlds
+    from tuning.common import worlds
 
     args = build_parser().parse_args(argv)
     out = promote(args.run_id, Path(args.policies), args.decision, Path(args.runs_root) if args.runs_root else None,

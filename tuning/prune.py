@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Sequence
 
 from engine import PolicySet
-from tuning.errors import TuningParser, run_cli
-from tuning.promote import read_lineage
-from tuning.ranking import rank_rows
-from tuning.tracking import RUN_KIND_TRIAL, client, search_all
+from tuning.common.errors import TuningParser, run_cli
+from tuning.authority.promotion import read_lineage
+from tuning.study.ranking import rank_rows
+from tuning.trail.tracking import RUN_KIND_TRIAL, client, search_all
 
 
 def run_folders(runs_root: Path) -> dict[str, dict]:
@@ -37,7 +37,7 @@ def run_folders(runs_root: Path) -> dict[str, dict]:
 
 
 def best_per_phase() -> dict[str, str]:
-    """phase experiment -> engine run id of its best feasible trial (the first of :func:`tuning.ranking.rank_rows`)."""
+    """phase experiment -> engine run id of its best feasible trial (the first of :func:`tuning.study.ranking.rank_rows`)."""
     mlc = client()
     best: dict[str, str] = {}
     for exp in mlc.search_experiments():

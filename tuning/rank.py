@@ -17,10 +17,10 @@ import sys
 from typing import Sequence
 
 from engine import EngineError
-from tuning.errors import E_RUN_MISSING, TuningParser, at_least_one, run_cli
-from tuning.ranking import rank_rows
-from tuning.study_spec import DEFAULT_KEY_METRICS, load_study
-from tuning.tracking import RUN_KIND_TRIAL, client, search_all
+from tuning.common.errors import E_RUN_MISSING, TuningParser, at_least_one, run_cli
+from tuning.study.ranking import rank_rows
+from tuning.study.spec import DEFAULT_KEY_METRICS, load_study
+from tuning.trail.tracking import RUN_KIND_TRIAL, client, search_all
 
 
 def ranked_runs(phase: str, study: str | None = None, key_metrics: Sequence[str] = DEFAULT_KEY_METRICS,
@@ -98,7 +98,7 @@ def build_parser() -> TuningParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from tuning import worlds
+    from tuning.common import worlds
 
     experiment = worlds.suffixed(("campaign-" if args.campaign else "") + f"3A-{args.phase}",
                                  worlds.load(args.world))
@@ -125,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def ui_link(experiment: str, key_metrics: Sequence[str], ui_base: str | None) -> str:
     """The UI address of the experiment's saved ranking view (saved now if the experiment lacks it); a note on
     stderr when no UI of this store answers at that address."""
-    from tuning.ui_view import default_ui_base, ensure_rank_view, rank_url, ui_mismatch
+    from tuning.trail.ui_view import default_ui_base, ensure_rank_view, rank_url, ui_mismatch
 
     mlc = client()
     exp = mlc.get_experiment_by_name(experiment)

@@ -17,8 +17,9 @@ from engine import EngineError
 from engine import fidelity_verdict, run_verdict, seedpack_verdict
 from engine import PolicySet
 from engine import authored_baseline, realism_floors
-from tuning.errors import E_USAGE, TuningParser, run_cli
-from tuning.ladder import ladder_table, read_ladder
+from tuning.common.errors import E_USAGE, TuningParser, run_cli
+from tuning.authority.ladder import ladder_table
+from tuning.authority.ladder_steps import read_ladder
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 SEEDS = (42, 7, 101, 202)
@@ -44,7 +45,7 @@ def _per_seed(policies: PolicySet, seeds, world) -> dict:
 
 def render(policies_dir: Path, world=None) -> str:
     """The Results section of the authority in ``policies_dir`` on its world (the default world's by default)."""
-    from tuning import worlds
+    from tuning.common import worlds
 
     world = world if world is not None else worlds.authority_world(policies_dir)
     worlds.require(policies_dir, world, "results")
@@ -131,7 +132,7 @@ def _holdout_lines(policies_dir: Path) -> list[str]:
                 "--record --holdout 200).", ""]
     lo, hi = ev["holdout_range"]
     return [f"Held-out seeds (never used for tuning; {ev['holdout_seeds']} seeds drawn from [{lo}, {hi}) by "
-            f"`tuning.holdout`): PASS_BPLUS {ev['holdout_pass_rate_bplus']:.1%}, PASS_B or better "
+            f"`tuning.authority.holdout`): PASS_BPLUS {ev['holdout_pass_rate_bplus']:.1%}, PASS_B or better "
             f"{ev['holdout_pass_rate_b']:.1%}, FAITHFUL {ev['holdout_faithful_rate']:.1%}, "
             f"PASS_BPLUS and FAITHFUL {ev['holdout_pass_rate_bplus_faithful']:.1%}.", ""]
 
@@ -150,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--write", metavar="README")
     mode.add_argument("--check", metavar="README")
-    from tuning import worlds
+    from tuning.common import worlds
 
     worlds.add_world_args(ap)
     args = ap.parse_args(argv)

@@ -1,7 +1,7 @@
 """``python -m tuning.verify_authority [--policies policies] [--json]``: do the authority's records agree?
 
 An interrupted authority change is finished first (taking the authority lock rolls its intent forward:
-:mod:`tuning.promotion_txn`). Then every record must name the same authority:
+:mod:`tuning.authority.promotion_txn`). Then every record must name the same authority:
 
 - ``policies/`` is what the last lineage entry installed (same ``parameter_hash``);
 - the one run tagged ``authority=current`` is that entry's run (none after an authored install, which has none);
@@ -23,16 +23,16 @@ from pathlib import Path
 from typing import Sequence
 
 from engine import EngineError, PolicySet
-from tuning.errors import TuningParser, run_cli
+from tuning.common.errors import TuningParser, run_cli
 
 E_DISAGREE = "E3A_TUN_028_AUTHORITY_DISAGREES"
 
 
 def _records(policies_dir: Path) -> tuple[PolicySet, list[dict], list[dict], bool]:
     """The authority folder's own records, read under the lock once any unfinished change is rolled forward."""
-    from tuning.authority_txn import authority_lock, pending
-    from tuning.ladder import read_ladder
-    from tuning.promote import read_lineage
+    from tuning.authority.txn import authority_lock, pending
+    from tuning.authority.ladder_steps import read_ladder
+    from tuning.authority.promotion import read_lineage
 
     with authority_lock(policies_dir):
         return PolicySet.from_dir(policies_dir), read_lineage(policies_dir), read_ladder(policies_dir), \
@@ -40,9 +40,9 @@ def _records(policies_dir: Path) -> tuple[PolicySet, list[dict], list[dict], boo
 
 
 def _alias_version(mlc, model_name: str):
-    from mlflow.exceptions import MlflowException
+    from tuning.trail.tracking import MlflowException
 
-    from tuning.registry import ALIAS
+    from tuning.trail.registry import ALIAS
 
     try:
         return mlc.get_model_version_by_alias(model_name, ALIAS)
@@ -52,8 +52,8 @@ def _alias_version(mlc, model_name: str):
 
 def check(policies_dir: Path) -> list[dict]:
     """Every check as ``{"ok": bool, "check": name, "detail": text}``."""
-    from tuning.tracking import client, search_all
-    from tuning.worlds import authority_names
+    from tuning.trail.tracking import client, search_all
+    from tuning.common.worlds import authority_names
 
     names = authority_names(policies_dir)
 

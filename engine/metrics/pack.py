@@ -21,7 +21,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from engine.errors import EngineError
+from engine.core.errors import EngineError
 from engine.metrics import keys
 from engine.metrics.grouping import Groups, lookup_pairs
 from engine.metrics.quantiles import median, p75, p90, rate

@@ -15,11 +15,11 @@ from typing import Mapping
 
 import jsonschema
 
-from engine.atomic import atomic_write
-from engine.errors import E_POLICY_MISSING, E_POLICY_SANITY, E_POLICY_SCHEMA, E_POLICY_YAML, EngineError
-from engine.hashing import canonical_json, parameter_hash, sha256_hex
+from engine.publish.atomic import atomic_write
+from engine.core.errors import E_POLICY_MISSING, E_POLICY_SANITY, E_POLICY_SCHEMA, E_POLICY_YAML, EngineError
+from engine.core.hashing import canonical_json, parameter_hash, sha256_hex
 from engine.policies.schemas import MAX_ALPHA, SCHEMAS
-from engine.strict import parse_yaml, read_bytes, require_finite
+from engine.core.strict import parse_yaml, read_bytes, require_finite
 
 POLICY_IDS = ("country_zone_alphas", "zone_floor_policy", "zone_mixture_policy")
 OPTIONAL_POLICY_IDS = ("day_effect_policy",)

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.errors import E_POLICY_MISSING
+from engine.core.errors import E_POLICY_MISSING
 from engine.policies.authoring import author_policies
 from engine.policies.policy_set import PolicySet
-from engine.strict import read_bytes
+from engine.core.strict import read_bytes
 
 
 def shipped(world) -> dict[str, bytes]:

@@ -7,7 +7,7 @@ No wall-clock value enters the receipt, so identical inputs give identical bytes
 
 from __future__ import annotations
 
-from engine.hashing import manifest_fingerprint, parameter_hash, run_id
+from engine.core.hashing import manifest_fingerprint, parameter_hash, run_id
 
 SCHEMA_REFS = {
     "country_zone_alphas": "engine/policies/schemas.py#COUNTRY_ZONE_ALPHAS",

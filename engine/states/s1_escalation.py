@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from engine.errors import EngineError
-from engine.hashing import sha256, uer
-from engine.rng import pair_uniforms
+from engine.core.errors import EngineError
+from engine.core.hashing import sha256, uer
+from engine.core.rng import pair_uniforms
 
 ESCALATED = ("forced_escalation", "default_escalation")
 ELIGIBLE = ("forced_escalation", "default_escalation", "legacy_default")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from engine.errors import EngineError
+from engine.core.errors import EngineError
 
 SHARE_TOL = 1e-12
 

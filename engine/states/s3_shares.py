@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from engine.errors import E_POLICY_VALUES, EngineError
-from engine.gamma import dirichlet_from_uniforms
-from engine.rng import pair_keys, stream_ids, uniforms
+from engine.core.errors import E_POLICY_VALUES, EngineError
+from engine.core.gamma import dirichlet_from_uniforms
+from engine.core.rng import pair_keys, stream_ids, uniforms
 from engine.states.common import ZoneLayout, group_sum, layout_keys, take_strings
 
 STREAM = "zone_dirichlet"

@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from engine.errors import EngineError
-from engine.rng import pair_keys, uniforms
+from engine.core.errors import EngineError
+from engine.core.rng import pair_keys, uniforms
 from engine.states.common import ZoneLayout, group_sum, layout_keys
 
 ROUNDING_STREAM = "s4_rounding"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from engine.hashing import chunked_table_digest, sha256_hex, table_digest
-from engine.serialize import ROW_GROUP_ROWS
+from engine.core.hashing import chunked_table_digest, sha256_hex, table_digest
+from engine.publish.serialize import ROW_GROUP_ROWS
 from engine.states.lineage import LineageColumns
 
 ZERO_HASH = "0" * 64
@@ -47,5 +47,5 @@ def egress(zone_alloc: LineageColumns, s2: pd.DataFrame, lineage: dict, policy_d
     zone_alloc.values[ROUTING] = routing
     return {"manifest_fingerprint": lineage["manifest_fingerprint"], "parameter_hash": lineage["parameter_hash"],
             "seed": int(lineage["seed"]), **parts, "routing_universe_hash": routing, "version": "1.0.0",
-            "notes": "zone_alloc_digest = canonical row digest (engine.hashing.table_digest), routing_universe_hash "
+            "notes": "zone_alloc_digest = canonical row digest (engine.core.hashing.table_digest), routing_universe_hash "
                      "column excluded; composition order as listed"}

@@ -28,7 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.hashing import canonical_json, sha256_hex
+from engine.core.hashing import canonical_json, sha256_hex
 from engine.metrics.exact import pandas_group_sum
 from engine.metrics import keys
 from engine.states.s5_egress import combine, universe_components

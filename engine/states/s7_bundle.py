@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.hashing import sha256_hex
+from engine.core.hashing import sha256_hex
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from engine.errors import E_WORLD_INPUT, E_WORLD_MISSING, EngineError
+from engine.core.errors import E_WORLD_INPUT, E_WORLD_MISSING, EngineError
 from engine.world.clocks import clocks_of, zone_tab_names
 from engine.world.universe import ISO2, known_tzids
 

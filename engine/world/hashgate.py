@@ -14,8 +14,8 @@ import json
 import re
 from pathlib import Path
 
-from engine.errors import EngineError
-from engine.verify_bundle import read_member
+from engine.core.errors import EngineError
+from engine.publish.verify_bundle import read_member
 
 E_UPSTREAM_GATE = "E3A_S0_001_UPSTREAM_GATE_FAILED"
 FLAG = re.compile(r"^sha256_hex = ([a-f0-9]{64})\s*$")

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from engine.errors import E_WORLD_INPUT, E_WORLD_MISSING, EngineError
-from engine.strict import load_yaml, require_finite
-from engine.hashing import canonical_json, composite_hash, sha256, table_digest, uer
+from engine.core.errors import E_WORLD_INPUT, E_WORLD_MISSING, EngineError
+from engine.core.strict import load_yaml, require_finite
+from engine.core.hashing import canonical_json, composite_hash, sha256, table_digest, uer
 from engine.world.outlets import (COUNTRY_WEIGHT_FLOOR, COUNTRY_WEIGHT_POWER, MERCHANTS_DEFAULT,
                                   synthesize_outlets, validate_outlets)
 from engine.world.evidence import FidelityEvidence, fidelity_evidence

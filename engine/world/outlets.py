@@ -1,6 +1,6 @@
 """Seeded synthetic outlet catalogue (what segment 1A would hand us), and its validation.
 
-Every random quantity is a keyed uniform (engine.rng) on a per-merchant substream, so a
+Every random quantity is a keyed uniform (engine.core.rng) on a per-merchant substream, so a
 merchant's countries and outlets depend only on (seed, merchant index): the catalogue of a
 world with 100x the merchants contains the default catalogue as its first merchants.
 """
@@ -12,9 +12,9 @@ import pandas as pd
 import pyarrow as pa
 from scipy.special import ndtri
 
-from engine.errors import E_WORLD_INPUT, EngineError
-from engine.hashing import le64, sha256, uer
-from engine.rng import pair_keys, uniforms
+from engine.core.errors import E_WORLD_INPUT, EngineError
+from engine.core.hashing import le64, sha256, uer
+from engine.core.rng import pair_keys, uniforms
 
 _STR = pd.StringDtype("pyarrow", na_value=np.nan)
 MERCHANTS_DEFAULT = 2000

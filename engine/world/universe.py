@@ -13,7 +13,7 @@ import re
 
 import pandas as pd
 
-from engine.errors import E_WORLD_INPUT, EngineError
+from engine.core.errors import E_WORLD_INPUT, EngineError
 from engine.world.clocks import population_true_universe
 
 ISO2 = re.compile(r"^[A-Z]{2}$")

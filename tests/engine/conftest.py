@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.chain import ChainCache, run_chain
+from engine.chain.runner import ChainCache, run_chain
 from engine.policies import PolicySet
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from engine.hashing import sha256_hex
-from engine.serialize import json_bytes, parquet_bytes
+from engine.core.hashing import sha256_hex
+from engine.publish.serialize import json_bytes, parquet_bytes
 
 FIXTURE = Path(__file__).with_name("s6_pinned.json")
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,8 +29,8 @@ ARGS = ("identity", "receipt", "sealed", "tables", "events", "trace_totals", "un
 
 @functools.lru_cache(maxsize=1)
 def base_inputs() -> dict:
-    from engine.chain import run_chain
-    from engine.members import trace_totals
+    from engine.chain.runner import run_chain
+    from engine.publish.members import trace_totals
     from engine.policies import PolicySet
     from engine.world.model import default_world
 

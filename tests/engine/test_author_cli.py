@@ -65,7 +65,7 @@ def test_author_writes_all_three_files_or_none(tmp_path, monkeypatch, capsys):
     import errno
     import os
 
-    from engine.cli import main
+    from engine.cli.main import main
 
     out = tmp_path / "authored-here"
     real_fsync, calls = os.fsync, []

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from engine.chain import run_chain
+from engine.chain.runner import run_chain
 from engine.policies.authoring import dump_yaml
 from engine.world.model import default_world, outlets_for
 
@@ -98,7 +98,7 @@ def test_seed_changes_draws_not_priors(policies, baseline):
 def test_rng_evidence_is_canonical_json_and_accounts_every_draw(baseline):
     import json
 
-    from engine.hashing import canonical_json
+    from engine.core.hashing import canonical_json
 
     members = {m.logical_id: m.data for m in baseline.members}
     events = members["rng_event_zone_dirichlet"].decode().splitlines()

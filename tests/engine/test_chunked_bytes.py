@@ -6,8 +6,8 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.hashing import chunked_table_digest, table_digest
-from engine.serialize import ROW_GROUP_ROWS, parquet_bytes, parquet_bytes_chunked
+from engine.core.hashing import chunked_table_digest, table_digest
+from engine.publish.serialize import ROW_GROUP_ROWS, parquet_bytes, parquet_bytes_chunked
 from engine.states.lineage import LineageColumns, constant_strings
 
 

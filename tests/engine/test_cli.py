@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from engine.cli import main
+from engine.cli.main import main
 from tests.engine.conftest import ANCHOR, ROOT
 from tests.environment import needs_shared
 
@@ -134,7 +134,7 @@ def test_anchor_world_runs_end_to_end(tmp_path, capsys):
     assert main(["run", "--seed", "42", "--world", str(ANCHOR), "--run-root", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "S6 PASS  S7 PASS" in out and "world anchor_world" in out
-    from engine.store import load_run
+    from engine.publish.store import load_run
     from engine.metrics import metric_pack
 
     (run,) = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]

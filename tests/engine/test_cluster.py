@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import EngineError
+from engine.core.errors import EngineError
 from tests.engine.conftest import ROOT
 
 pytest.importorskip("dask.distributed")
@@ -42,8 +42,8 @@ def test_cluster_local_2_publishes_the_in_process_run_byte_for_byte(tmp_path):
 def test_a_threaded_local_cluster_runs_every_partition_as_a_task():
     from dask.distributed import Client, LocalCluster
 
-    from engine.chain import run_chain
-    from engine.cluster import DaskMapper
+    from engine.chain.runner import run_chain
+    from engine.chain.cluster import DaskMapper
     from engine.policies import PolicySet
 
     policies = PolicySet.from_dir(ROOT / "policies")
@@ -65,7 +65,7 @@ def test_a_threaded_local_cluster_runs_every_partition_as_a_task():
 
 @pytest.mark.parametrize("spec", ["local:0", "local:x", "http://host:8786", "scheduler"])
 def test_a_bad_cluster_address_is_one_coded_line(spec):
-    from engine.cluster import parse_cluster
+    from engine.chain.cluster import parse_cluster
 
     with pytest.raises(EngineError) as exc:
         parse_cluster(spec)

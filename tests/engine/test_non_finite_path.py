@@ -7,7 +7,7 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.strict import non_finite_path
+from engine.core.strict import non_finite_path
 
 
 def _reference(value, at: str = "") -> str | None:

@@ -64,7 +64,7 @@ def test_committed_policies_are_valid():
 def test_non_finite_alpha_is_rejected_with_a_code():
     import pytest
 
-    from engine.errors import EngineError
+    from engine.core.errors import EngineError
     from engine.policies.authoring import dump_yaml
     from engine.policies.policy_set import parse_policy
 

@@ -4,8 +4,8 @@ from hypothesis import given, settings, strategies as st
 from scipy import stats
 from scipy.special import gammainc, gammaln
 
-from engine.gamma import dirichlet_from_uniforms, log_gamma_ppf
-from engine.rng import pair_keys, philox4x32, uniforms
+from engine.core.gamma import dirichlet_from_uniforms, log_gamma_ppf
+from engine.core.rng import pair_keys, philox4x32, uniforms
 
 
 @pytest.mark.parametrize("ctr,key,expected", [

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from engine.errors import EngineError
+from engine.core.errors import EngineError
 from engine.policies.authoring import dump_yaml
 from engine.states import s3_shares
 from engine.states.common import group_sum, zone_layout
@@ -190,7 +190,7 @@ def _rows_only(frame: pd.DataFrame) -> pd.DataFrame:
 def test_chain_with_size_law_off_keeps_rows_and_on_keeps_rng_keys(policies, cache):
     """End to end on the authority: site_elasticity 0 leaves S3/S4/zone_alloc rows byte-identical;
     a positive elasticity moves shares but draws from the same streams (common random numbers)."""
-    from engine.chain import run_chain
+    from engine.chain.runner import run_chain
 
     doc = yaml.safe_load(policies.raw["zone_mixture_policy"])
     disp = doc["s3_dispersion"]

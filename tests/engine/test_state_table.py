@@ -8,10 +8,10 @@ import pytest
 import yaml
 
 from engine import STATE_TABLE, ChainCache, EngineError, run_chain
-from engine.chain_steps import PolicyRead
+from engine.chain.steps import PolicyRead
 from engine.policies.authoring import dump_yaml
 from engine.states import s1_escalation
-from engine.states_table import Reads, State, state_table_md
+from engine.chain.table import Reads, State, state_table_md
 from engine.world.model import default_world, outlets_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,7 +91,7 @@ def test_in_order_agrees_with_a_stable_sort():
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from engine.chain_steps import _in_order
+    from engine.chain.steps import _in_order
 
     rows = st.lists(st.tuples(st.integers(0, 3), st.sampled_from(["AT", "BE", "DE"]), st.integers(0, 2)),
                     min_size=0, max_size=12)
@@ -109,7 +109,7 @@ def test_in_order_agrees_with_a_stable_sort():
 
 
 def test_the_default_execution_splits_only_a_large_world_and_never_changes_bytes(policies, baseline):
-    from engine.chain_steps import AUTO_PARTITION_PAIRS, execution, map_in_process, map_in_threads
+    from engine.chain.steps import AUTO_PARTITION_PAIRS, execution, map_in_process, map_in_threads
 
     assert execution(None, None, AUTO_PARTITION_PAIRS - 1) == (1, map_in_process)
     k, mapper = execution(None, None, AUTO_PARTITION_PAIRS)

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from engine.errors import EngineError
+from engine.core.errors import EngineError
 from engine.policies.authoring import author_mixture
 from engine.states import s1_escalation, s2_priors, s4_counts
 from engine.states.common import zone_layout

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from engine import ChainCache, PolicySet, run_chain
-from engine.errors import EngineError
+from engine.core.errors import EngineError
 from engine.world.model import default_world, load_world
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @functools.lru_cache(maxsize=4)
 def chain_tables(seed: int):
-    from engine.chain import run_chain
+    from engine.chain.runner import run_chain
     from engine.policies import PolicySet
     from engine.world.model import default_world
 
@@ -104,9 +104,9 @@ TABLES_FIXTURE = Path(__file__).with_name("pack_tables_pinned.json")
 
 
 def helper_digests(tables: dict, pack_module=None) -> dict:
-    """sha256 of the parquet bytes of the report helpers' tables (tuning.report_figures reads them)."""
-    from engine.hashing import sha256_hex
-    from engine.serialize import parquet_bytes
+    """sha256 of the parquet bytes of the report helpers' tables (tuning.report.figures reads them)."""
+    from engine.core.hashing import sha256_hex
+    from engine.publish.serialize import parquet_bytes
 
     if pack_module is None:
         from engine.metrics import pack as pack_module

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from tests.environment import SHARED_ANCHOR, needs_shared
-from tuning import baseline as baseline_cli
+import tuning.baseline.__main__ as baseline_cli
 from tuning import compare as compare_cli
-from tuning import report as report_cli
-from tuning import runtime as runtime_cli
-from tuning.errors import run_cli
+import tuning.report.__main__ as report_cli
+import tuning.runtime.__main__ as runtime_cli
+from tuning.common.errors import run_cli
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 
@@ -124,7 +124,7 @@ ANCHOR = SHARED_ANCHOR
 
 @needs_shared
 def test_report_cli_on_the_anchor_world_is_not_applicable(tmp_path):
-    from engine.cli import main as engine_main
+    from engine.cli.main import main as engine_main
 
     runs = tmp_path / "runs"
     assert engine_main(["run", "--seed", "42", "--world", str(ANCHOR), "--run-root", str(runs)]) == 0

@@ -162,7 +162,7 @@ def test_popt1_identity_from_reports():
 
 def test_popt0_gate_is_said_in_words():
     """``tuning.runtime baseline`` prints what the gate means: HOLD with every state GREEN is not a stop."""
-    from tuning.runtime import gate_sentence
+    from tuning.runtime.lanes import gate_sentence
 
     calm = popt0_table({s: 0.01 for s in PLAN_SECONDS})
     said = gate_sentence(calm["progression_gate"], calm["timing"]["state_table"])

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.errors import EngineError
+from engine.core.errors import EngineError
 from engine.metrics import metric_pack
 from engine.metrics.pack import count_surface_pairs, zone_count_curve_shape
 

@@ -78,7 +78,7 @@ def test_lineage_set_is_what_the_chain_attaches():
 
 def test_escalated_pairs_without_s4_rows_abort_with_the_same_message():
     """Message pinned from the pre-optimisation implementation on the same input."""
-    from engine.errors import EngineError
+    from engine.core.errors import EngineError
     from engine.metrics.pack import escalated_pair_index, count_surface_pairs
 
     tables, _ = chain_tables(42)

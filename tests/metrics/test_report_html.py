@@ -15,9 +15,9 @@ import pytest
 
 from engine.metrics import evaluate_gates, metric_pack
 from engine.world.evidence import FidelityEvidence
-from tuning.report import build_report_html
-from tuning.report_figures import FIGURE_IDS
-from tuning.report_files import (compact_gates, gate_rows, gate_table_md, run_fidelity_evidence, score_tables,
+from tuning.report.__main__ import build_report_html
+from tuning.report.figures import FIGURE_IDS
+from tuning.report.files import (compact_gates, gate_rows, gate_table_md, run_fidelity_evidence, score_tables,
                                  sealed_world_kind)
 
 EXPECTED_FIGURES = {

@@ -1,4 +1,4 @@
-"""A CLI run as a program always exits: ``tuning.errors.exit_now`` lets the interpreter's own shutdown
+"""A CLI run as a program always exits: ``tuning.common.errors.exit_now`` lets the interpreter's own shutdown
 order run (executors registered with ``threading._register_atexit`` stop before threads are joined), so
 a pool left behind (MLflow's ``download_artifacts`` leaves one) never keeps the process alive."""
 
@@ -17,7 +17,7 @@ _PROGRAM = """
 import sys, threading
 from concurrent.futures import ThreadPoolExecutor
 from engine import EngineError
-from tuning.errors import run_cli
+from tuning.common.errors import run_cli
 
 POOLS = []
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from engine.errors import EngineError
+from engine.core.errors import EngineError
 from engine.policies import PolicySet
 from tests.tuning.conftest import SMALL_STUDY
 
@@ -48,7 +48,7 @@ def test_nan_alpha_temperature_is_refused():
 
 
 def test_nan_guardrail_in_a_study_is_refused(tmp_path):
-    from tuning.study_spec import load_study
+    from tuning.study.spec import load_study
 
     doc = yaml.safe_load(SMALL_STUDY)
     doc["vetoes"]["guardrails"] = [{"metric": "s4.top1_share_median", "op": "<=", "value": float("nan"),
@@ -61,7 +61,7 @@ def test_nan_guardrail_in_a_study_is_refused(tmp_path):
 
 
 def test_unknown_floor_tzid_and_missing_alpha_country_are_refused():
-    from engine.chain import run_chain
+    from engine.chain.runner import run_chain
 
     floors = BASE.raw["zone_floor_policy"].replace(b"tzid: Africa/Abidjan", b"tzid: Africa/Abidjann", 1)
     with pytest.raises(EngineError) as err:
@@ -123,10 +123,14 @@ def test_namibia_stays_a_country_in_csv(tmp_path):
 def _invoke(argv: list[str], capsys) -> str:
     """The module's CLI through the one wrapper, in process (what ``python -m`` runs)."""
     import importlib
+    import importlib.util
 
-    from tuning.errors import invoke
+    from tuning.common.errors import invoke
 
-    module = importlib.import_module("engine.cli" if argv[0] == "engine" else argv[0])
+    name = "engine.cli.main" if argv[0] == "engine" else argv[0]
+    if importlib.util.find_spec(name).submodule_search_locations:   # a CLI package: python -m runs its __main__
+        name += ".__main__"
+    module = importlib.import_module(name)
     code = invoke(module.main, argv[1:])
     err = capsys.readouterr().err
     assert code == 2, err

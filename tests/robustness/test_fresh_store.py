@@ -23,7 +23,7 @@ def test_four_sweeps_started_together_on_a_fresh_checkout(tmp_path):
                               text=True) for _ in range(4)]
     outs = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, [o[1][-800:] for o in outs]
-    from tuning.study_store import open_storage
+    from tuning.storage.stores import open_storage
     study = optuna.load_study(study_name="t-P1.2", storage=open_storage(
         f"journal:{root / '.optuna' / 't-P1.2.journal'}", "t-P1.2"))
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))

@@ -22,9 +22,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.errors import EngineError
+from engine.core.errors import EngineError
 from engine.policies import PolicySet
-from engine.strict import non_finite_path
+from engine.core.strict import non_finite_path
 from tests.tuning.conftest import SMALL_STUDY
 
 REPO = Path(__file__).resolve().parents[2]
@@ -167,7 +167,7 @@ def study_mutation(draw):
 
 
 def _load_study_bytes(raw: bytes):
-    from tuning.study_spec import load_study
+    from tuning.study.spec import load_study
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp, "fuzz.yaml")
@@ -291,13 +291,13 @@ TOKENS = ["run", "verify", "author", "bench", "--seed", "--run-root", "--repeats
 
 
 def _engine_args(argv):
-    from engine.cli import build_parser
+    from engine.cli.main import build_parser
 
     return build_parser().parse_args(argv)
 
 
 def _sweep_args(argv):
-    from tuning.sweep import parse_args
+    from tuning.sweep.__main__ import parse_args
 
     return parse_args(argv)
 
@@ -305,7 +305,12 @@ def _sweep_args(argv):
 def _tuning_args(name: str, argv):
     import importlib
 
-    return importlib.import_module(f"tuning.{name}").build_parser().parse_args(argv)
+    import importlib.util
+
+    module = f"tuning.{name}"
+    if importlib.util.find_spec(module).submodule_search_locations:   # a CLI package: python -m runs its __main__
+        module += ".__main__"
+    return importlib.import_module(module).build_parser().parse_args(argv)
 
 
 def _recorded_texts_hold(cli: str, argv, args) -> None:
@@ -328,7 +333,7 @@ def test_fuzz_cli_arguments(cli, argv):
             _recorded_texts_hold(cli, argv, args)
         return
     if cli == "certify":
-        from tuning.certify import parse_seeds
+        from tuning.authority.certification import parse_seeds
 
         outcome, seeds = classify("cli", lambda: parse_seeds(",".join(argv)))
         if outcome == "accepted":

@@ -13,7 +13,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tuning.study_store import open_storage
+from tuning.storage.stores import open_storage
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -50,8 +50,8 @@ def test_a_torn_tail_is_truncated_and_the_study_resumes(tmp_path, tail):
 _SHORT_WRITE = """
 import resource, signal, sys
 import optuna
-from tuning.study_store import open_storage
-from engine.errors import EngineError
+from tuning.storage.stores import open_storage
+from engine.core.errors import EngineError
 path = sys.argv[1]
 study = optuna.create_study(study_name="j", storage=open_storage("journal:" + path, "j"),
                             direction="maximize", load_if_exists=True)
@@ -93,7 +93,7 @@ def test_group_commit_op_codes_are_optunas_own():
     """The deferred/durable split names Optuna's journal op codes; pinned against optuna's enum."""
     from optuna.storages.journal._storage import JournalOperation  # the test may read the private enum
 
-    from tuning.journal_safe import DEFERRED_OPS, DURABLE_OPS
+    from tuning.storage.journal import DEFERRED_OPS, DURABLE_OPS
 
     ours = {**DURABLE_OPS, **DEFERRED_OPS}
     assert ours == {op.name: int(op) for op in JournalOperation}
@@ -103,7 +103,7 @@ def test_group_commit_op_codes_are_optunas_own():
 def test_group_commit_fsyncs_only_what_opens_or_ends_a_trial(tmp_path, monkeypatch):
     """A trial's params, reports and attributes are written (readable by another process at once) without
     an fsync each; its creation and its end are fsynced, and an unknown op code is fsynced too."""
-    from tuning import journal_safe
+    from tuning.storage import journal as journal_safe
 
     path = tmp_path / "g.journal"
     study = _study(path)

@@ -13,7 +13,7 @@ import pytest
 from engine.policies import PolicySet
 from tests.robustness.test_promote_txn import _KILLER
 from tests.tuning.conftest import env_for, make_project
-from tuning.promote import read_lineage
+from tuning.authority.promotion import read_lineage
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def proj(tmp_path_factory):
         mp.chdir(root)
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
         (root / "mlruns").mkdir()
-        from tuning.sweep import main
+        from tuning.sweep.__main__ import main
         assert main(["--no-progress", "--json", "--phase", "P1.2", "--trials", "5"]) == 0
         yield root
 
@@ -31,13 +31,13 @@ def proj(tmp_path_factory):
 def _candidates(base_hash: str) -> list[str]:
     from tuning.rank import ranked_runs
     runs = [r for r in ranked_runs("P1.2", "t-P1.2") if r["veto"] == "PASS"]
-    from tuning.tracking import client
+    from tuning.trail.tracking import client
     mlc = client()
     return [r["run_id"] for r in runs if mlc.get_run(r["run_id"]).data.tags["parameter_hash"] != base_hash]
 
 
 def _current_runs() -> list[str]:
-    from tuning.tracking import client
+    from tuning.trail.tracking import client
     mlc = client()
     return [r.info.run_id for e in mlc.search_experiments()
             for r in mlc.search_runs([e.experiment_id], "tags.authority = 'current'")]
@@ -45,7 +45,7 @@ def _current_runs() -> list[str]:
 
 def _promote(root: Path, run_id: str, kill_at: int | None = None) -> subprocess.Popen:
     code = (_KILLER if kill_at else "import sys\n") + \
-        "from tuning.promote import main\nfrom tuning.errors import run_cli\nrun_cli(main, sys.argv[2:])\n"
+        "from tuning.promote import main\nfrom tuning.common.errors import run_cli\nrun_cli(main, sys.argv[2:])\n"
     # the copied authority is frozen (FROZEN_CERTIFIED_*): every promote here reopens it, with a reason
     return subprocess.Popen([sys.executable, "-c", code, str(kill_at or 0), run_id, "--runs-root", "", "--json",
                              "--reopen", "robustness test"],
@@ -72,7 +72,7 @@ def test_concurrent_promotes_both_land_and_policies_match_the_last_entry(proj):
     assert sorted(e["mlflow_run_id"] for e in lineage[-2:]) == sorted(cands[:2])   # no entry lost
     assert lineage[-1]["previous_authority"]["mlflow_run_id"] == lineage[-2]["mlflow_run_id"]
     _consistent(proj)
-    from tuning.ladder import read_ladder
+    from tuning.authority.ladder_steps import read_ladder
     assert sorted(s["source_run_id"] for s in read_ladder(proj / "policies")[-2:]) == sorted(cands[:2])
 
 

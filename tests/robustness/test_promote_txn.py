@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from engine.policies import PolicySet
-from tuning.authority_txn import INTENT_FILE, authority_lock
-from tuning.promote import read_lineage
+from tuning.authority.txn import INTENT_FILE, authority_lock
+from tuning.authority.promotion import read_lineage
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -42,13 +42,13 @@ _INSTALL = _KILLER + """
 from pathlib import Path
 import yaml
 from engine.policies import PolicySet
-from tuning.authority_txn import authority_lock, install
+from tuning.authority.txn import authority_lock, install
 d = Path(sys.argv[2])
 cand = PolicySet({p: data + b"\\n# candidate\\n" for p, data in PolicySet.from_dir(d).raw.items()})
 lineage = yaml.safe_load((d / "lineage.yaml").read_text())["promotions"] + [{"parameter_hash": cand.parameter_hash}]
 files = {f"{p}.yaml": data for p, data in cand.raw.items()}
 files["lineage.yaml"] = yaml.safe_dump({"promotions": lineage}).encode()
-with authority_lock(d):   # tuning.authority_txn only: no MLflow in this process
+with authority_lock(d):   # tuning.authority.txn only: no MLflow in this process
     install(d, files, "lineage.yaml")
 """
 
@@ -98,7 +98,7 @@ def test_install_survives_a_kill_at_every_rename(tmp_path):
 
 
 def test_recovery_removes_temp_files_and_refuses_a_corrupt_intent(tmp_path):
-    from engine.errors import EngineError
+    from engine.core.errors import EngineError
 
     d = _policies(tmp_path)
     (d / ".zone_floor_policy.yaml.abc.tmp").write_bytes(b"half")
@@ -114,7 +114,7 @@ def test_recovery_removes_temp_files_and_refuses_a_corrupt_intent(tmp_path):
 
 
 def test_installing_into_a_read_only_policies_dir_is_coded(tmp_path):
-    from engine.errors import EngineError
+    from engine.core.errors import EngineError
 
     if os.geteuid() == 0:
         pytest.skip("root ignores directory permissions")
@@ -124,7 +124,7 @@ def test_installing_into_a_read_only_policies_dir_is_coded(tmp_path):
     try:
         with pytest.raises(EngineError) as err:
             with authority_lock(d):
-                from tuning.promote import install
+                from tuning.authority.promotion import install
                 cand = PolicySet({p: b + b"\n# c\n" for p, b in PolicySet.from_dir(d).raw.items()})
                 install(cand, d, read_lineage(d), {"parameter_hash": cand.parameter_hash})
         assert err.value.code.startswith("E3A_")

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import EngineError
+from engine.core.errors import EngineError
 from engine.policies import PolicySet
 from tests.tuning.conftest import make_project
-from tuning.promote import promote, read_lineage
+from tuning.authority.promotion import promote, read_lineage
 
 MLFLOW_WRITES = ("create_run", "log_batch", "log_artifacts", "set_terminated", "create_logged_model",
                  "log_model_artifacts", "finalize_logged_model", "create_model_version", "set_registered_model_alias",
@@ -38,14 +38,14 @@ def proj(tmp_path_factory):
         mp.chdir(root)
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
         (root / "mlruns").mkdir()
-        from tuning.sweep import main
+        from tuning.sweep.__main__ import main
         assert main(["--no-progress", "--json", "--phase", "P1.2", "--trials", "6"]) == 0
         yield root
 
 
 def _candidates() -> list[str]:
     from tuning.rank import ranked_runs
-    from tuning.tracking import client
+    from tuning.trail.tracking import client
 
     base = PolicySet.from_dir("policies").parameter_hash
     mlc = client()
@@ -55,7 +55,7 @@ def _candidates() -> list[str]:
 
 def _state() -> dict:
     """Everything a promotion may write: policies/ files, and the authority experiment's runs and versions."""
-    from tuning.tracking import client, search_all
+    from tuning.trail.tracking import client, search_all
 
     mlc = client()
     exp = mlc.get_experiment_by_name("authority")
@@ -66,7 +66,7 @@ def _state() -> dict:
 
 
 def _artifact_dir(run_id: str) -> Path:
-    from tuning.tracking import client
+    from tuning.trail.tracking import client
 
     return Path(client().get_run(run_id).info.artifact_uri.replace("file://", ""))
 
@@ -82,7 +82,7 @@ def _agree() -> list[dict]:
 # ------------------------------------------------------------------ nothing trusted that was not re-derived
 @pytest.mark.parametrize("tamper", ["J", "pack", "seed_pack", "metric"])
 def test_a_tampered_record_is_refused_and_nothing_is_written(proj, tamper):
-    from tuning.tracking import client, log_batch
+    from tuning.trail.tracking import client, log_batch
 
     run_id = _candidates()[0]
     path = _artifact_dir(run_id) / "metric_pack.json"
@@ -138,9 +138,9 @@ def _kill_at(k: int, monkeypatch) -> list[str]:
 
 def _next_command(k: int, run_id: str) -> None:
     """Any next tuning command finishes the interrupted promotion."""
-    from tuning.freeze import freeze
-    from tuning.sweep_run import Sweep
-    from tuning.sweep_config import SweepConfig
+    from tuning.authority.freeze import freeze
+    from tuning.sweep.coordinator import Sweep
+    from tuning.sweep.config import SweepConfig
 
     which = k % 4
     if which == 0:
@@ -158,15 +158,15 @@ def _next_command(k: int, run_id: str) -> None:
 
 def _target(targets: list[str]) -> str:
     """A candidate that is not the authority now (the two alternate)."""
-    from tuning.tracking import client
+    from tuning.trail.tracking import client
 
     current = PolicySet.from_dir("policies").parameter_hash
     return next(t for t in targets if client().get_run(t).data.tags["parameter_hash"] != current)
 
 
 def test_a_promotion_killed_at_any_step_is_finished_by_the_next_command(proj, monkeypatch):
-    from tuning.authority_txn import INTENT_FILE
-    from tuning.ladder import read_ladder
+    from tuning.authority.txn import INTENT_FILE
+    from tuning.authority.ladder_steps import read_ladder
 
     targets = _candidates()
     assert len(targets) == 2
@@ -199,8 +199,8 @@ def test_a_promotion_killed_at_any_step_is_finished_by_the_next_command(proj, mo
 
 
 def test_verify_authority_reports_a_disagreement(proj, capsys):
-    from tuning.errors import invoke
-    from tuning.tracking import client, log_batch
+    from tuning.common.errors import invoke
+    from tuning.trail.tracking import client, log_batch
     from tuning.verify_authority import main
 
     if not read_lineage(Path("policies")):
@@ -234,7 +234,7 @@ def deadly(real):
 
 for name in ("create_run", "set_terminated", "create_model_version", "set_registered_model_alias"):
     setattr(MlflowClient, name, deadly(getattr(MlflowClient, name)))
-from tuning.errors import run_cli
+from tuning.common.errors import run_cli
 from tuning.promote import main
 run_cli(main, sys.argv[2:])
 """
@@ -253,7 +253,7 @@ def test_a_promote_process_killed_with_its_run_running_is_finished_by_verify_aut
                              "--decision", "KILLED_PROGRAM", "--reopen", "drill"], cwd=proj, env=env_for(proj),
                             capture_output=True, text=True, timeout=120)
     assert killed.returncode == 9, killed.stderr[-800:]
-    from tuning.tracking import client, search_all
+    from tuning.trail.tracking import client, search_all
 
     mlc = client()
     exp = mlc.get_experiment_by_name("authority").experiment_id

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from engine.errors import EngineError
+from engine.core.errors import EngineError
 from engine.policies import PolicySet
 from tests.tuning.conftest import env_for, make_project, run_module
 
@@ -73,8 +73,8 @@ def test_mlflow_store_on_a_read_only_mount(tmp_path, read_only):
 
 
 def test_promote_into_a_read_only_authority_folder(tmp_path, read_only):
-    from tuning.authority_txn import authority_lock
-    from tuning.promote import install, read_lineage
+    from tuning.authority.txn import authority_lock
+    from tuning.authority.promotion import install, read_lineage
 
     src = tmp_path / "policies"
     shutil.copytree(REPO / "policies", src, ignore=shutil.ignore_patterns("lineage.yaml", "ladder.yaml", ".*"))

@@ -11,7 +11,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from tuning.sampler_streams import StreamSampler, sampler_factory, stream_seed
+from tuning.storage.sampler_streams import StreamSampler, sampler_factory, stream_seed
 
 REPO = Path(__file__).resolve().parents[2]
 CFG = {"name": "tpe", "seed": 7, "n_startup_trials": 3, "multivariate": True}
@@ -45,8 +45,8 @@ def test_stream_seed_is_keyed_on_seed_and_identity():
 _WORKER = """
 import json, sys
 import optuna
-from tuning.sampler_streams import StreamSampler, sampler_factory
-from tuning.study_store import open_storage
+from tuning.storage.sampler_streams import StreamSampler, sampler_factory
+from tuning.storage.stores import open_storage
 storage = open_storage(sys.argv[1], "shared")
 cfg = {"name": "tpe", "seed": 7, "n_startup_trials": 10, "multivariate": True}
 study = optuna.create_study(study_name="shared", storage=storage, direction="maximize", load_if_exists=True,
@@ -65,7 +65,7 @@ def test_four_independent_processes_on_one_journal_propose_distinct_points(tmp_p
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     journal = f"journal:{tmp_path / 'shared.journal'}"
     # create the study first so the four processes race on trials, not on study creation
-    optuna.create_study(study_name="shared", storage=__import__("tuning.study_store", fromlist=["x"])
+    optuna.create_study(study_name="shared", storage=__import__("tuning.storage.stores", fromlist=["x"])
                         .open_storage(journal, "shared"), direction="maximize")
     procs = [subprocess.Popen([sys.executable, "-c", _WORKER, journal], cwd=tmp_path, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]

@@ -69,7 +69,7 @@ def test_an_unreachable_tracking_server_is_refused_at_once(tmp_path):
 
 # ------------------------------------------------------------------ the failure budget (TrialLoop.failed)
 def _loop(max_failures: int = 5):
-    from tuning.sweep_worker import TrialLoop
+    from tuning.sweep.workers import TrialLoop
 
     sweep = types.SimpleNamespace(config=types.SimpleNamespace(max_failures=max_failures))
     return TrialLoop(sweep, trail=None)
@@ -107,8 +107,8 @@ def test_max_failures_bounds_every_kind_of_failed_trial():
 def test_a_trial_whose_chain_could_not_run_or_told_fail_is_a_failure(multi):
     import optuna
 
-    from tuning.objective import Evaluation
-    from tuning.sweep_worker import tell_evaluation
+    from tuning.study.objective import Evaluation
+    from tuning.sweep.workers import tell_evaluation
 
     study = optuna.create_study(directions=["maximize", "minimize"] if multi else ["maximize"])
     broken = Evaluation({}, None, value=-1000.0, vetoes=["ENGINE_ERROR"], error="E3A_IO_001_PUBLISH_FAILED: x")

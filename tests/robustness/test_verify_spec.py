@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import main
-from engine.serialize import json_bytes
+from engine.cli.main import main
+from engine.publish.serialize import json_bytes
 
 REPO = Path(__file__).resolve().parents[2]
 

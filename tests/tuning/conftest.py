@@ -74,7 +74,7 @@ def run_module(root: Path, *args: str, timeout: float = 240) -> subprocess.Compl
 
 
 def trial_runs(study: str | None = None, phase: str = "P1.2") -> list:
-    from tuning.tracking import client, search_all
+    from tuning.trail.tracking import client, search_all
     mlc = client()
     exp = mlc.get_experiment_by_name(f"3A-{phase}")
     flt = "tags.run_kind = 'trial'" + (f" and tags.study = '{study}'" if study else "")
@@ -83,5 +83,5 @@ def trial_runs(study: str | None = None, phase: str = "P1.2") -> list:
 
 def load(study: str):
     import optuna
-    from tuning.study_store import open_storage
+    from tuning.storage.stores import open_storage
     return optuna.load_study(study_name=study, storage=open_storage(None, study))

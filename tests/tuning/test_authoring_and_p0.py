@@ -11,8 +11,9 @@ from engine.policies import PolicySet
 
 
 def test_authored_install_is_refused_on_a_frozen_authority_then_recorded(project, capsys):
-    from tuning.author import authored_policies, main as author
-    from tuning.errors import run_cli
+    from tuning.author import main as author
+    from tuning.authority.authoring import authored_policies
+    from tuning.common.errors import run_cli
 
     before = PolicySet.from_dir("policies")
     with pytest.raises(SystemExit) as done:  # the CLI wrapper: one coded line, exit 2
@@ -22,8 +23,8 @@ def test_authored_install_is_refused_on_a_frozen_authority_then_recorded(project
 
     assert author(["--into-authority", "--reason", "restart from P0",
                    "--reopen", "the newcomer wants the P0 baseline back"]) == 0
-    from tuning.ladder import read_ladder
-    from tuning.promote import read_lineage
+    from tuning.authority.ladder_steps import read_ladder
+    from tuning.authority.promotion import read_lineage
 
     after = PolicySet.from_dir("policies")
     assert after == authored_policies() and after != before
@@ -37,8 +38,8 @@ def test_authored_install_is_refused_on_a_frozen_authority_then_recorded(project
 
 
 def test_p0_names_what_it_measures(project, capsys):
-    from tuning.author import authored_policies
-    from tuning.baseline import main as baseline
+    from tuning.authority.authoring import authored_policies
+    from tuning.baseline.__main__ import main as baseline
 
     for flag in ("--authored", "--authority"):
         assert baseline([flag, "--out", f"rep{flag}", "--runs-root", ""]) == 0

@@ -18,14 +18,14 @@ def test_peer_scores_the_points_it_is_given_with_the_harness_scoring(tmp_path):
     (root / "mlruns").mkdir()
     points = [{"blend_lambda": 0.0, "hub_cap": 1.0}, {"blend_lambda": 0.1, "hub_cap": 0.9}]
     (root / "points.json").write_text(json.dumps(points))
-    out = run_module(root, "tuning.bench_peer", "--phase", "P1.2", "--points", "points.json")
+    out = run_module(root, "tuning.bench.peer", "--phase", "P1.2", "--points", "points.json")
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout.strip().splitlines()[-1])
     assert doc["params"] == points and doc["trials"] == 2 and doc["chain_s"] > 0
 
     from engine.policies import PolicySet
-    from tuning.objective import SeedRobustObjective
-    from tuning.study_spec import load_study
+    from tuning.study.objective import SeedRobustObjective
+    from tuning.study.spec import load_study
     spec = load_study(root / "studies" / "P1.2.yaml")
     obj = SeedRobustObjective(spec, spec.seeds, PolicySet.from_dir(root / "policies"))
     assert doc["J"] == [obj.evaluate({**p, "tail_gamma": 1.0}).value for p in points]
@@ -36,7 +36,7 @@ def test_peer_scores_the_points_it_is_given_with_the_harness_scoring(tmp_path):
 
 
 def test_bench_reports_paired_rounds_and_targets(tmp_path):
-    from tuning.bench import TARGETS
+    from tuning.bench.__main__ import TARGETS
 
     done = subprocess.run([sys.executable, "-m", "tuning.bench", "--json", "--sweep-trials", "2", "--peer-trials", "3",
                            "--rounds", "2", "--keep", str(tmp_path / "bench")], cwd=REPO, env=env_for(tmp_path),
@@ -56,7 +56,7 @@ def test_bench_reports_paired_rounds_and_targets(tmp_path):
 
 
 def test_bench_distributed_reports_each_figure_beside_its_target_with_its_spread():
-    from tuning.bench_distributed import TARGET_RATIO, _line, figures
+    from tuning.bench_distributed.__main__ import TARGET_RATIO, _line, figures
 
     def run(wall, ratio, retry):
         return {"wall_seconds": wall, "ratio": ratio, "where": {"startup_s": 1.0, "close_s": 0.5, "retry_after_kill_s":

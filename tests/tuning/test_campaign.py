@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from engine.errors import EngineError
+from engine.core.errors import EngineError
 from engine.policies import PolicySet
-from tuning.campaign import choose, load_campaign
+from tuning.campaign.__main__ import choose, load_campaign
 
 MINI_P12 = """
 phase: P1.2
@@ -94,8 +94,8 @@ def test_selection_rules():
 
 @pytest.mark.slow
 def test_run_then_replay_ends_on_identical_policies_and_rebuilds_the_trail(project, capsys):
-    from tuning.campaign import main
-    from tuning.ladder import read_ladder
+    from tuning.campaign.__main__ import main
+    from tuning.authority.ladder_steps import read_ladder
     studies = project / "studies"
     (studies / "P1.2.yaml").write_text(MINI_P12)
     (studies / "P2.yaml").write_text(MINI_P2)
@@ -166,12 +166,12 @@ def test_a_campaign_runs_on_a_world_of_its_own_and_leaves_a_users_sweep_alone(pr
     import pandas as pd
 
     from tests.worlds.build import write_world
-    from tuning import worlds
     from tuning.author import main as author
-    from tuning.campaign import main
-    from tuning.ladder import read_ladder
+    from tuning.common import worlds
+    from tuning.campaign.__main__ import main
+    from tuning.authority.ladder_steps import read_ladder
     from tuning.rank import ranked_runs
-    from tuning.sweep import main as sweep
+    from tuning.sweep.__main__ import main as sweep
 
     studies = project / "studies"
     (studies / "P2.yaml").write_text(MINI_P2)
@@ -210,7 +210,7 @@ def test_replay_reports_against_the_committed_authority(project, capsys):
     replay fail: it compares with git HEAD and says so."""
     import subprocess
 
-    from tuning.campaign import main
+    from tuning.campaign.__main__ import main
 
     studies = project / "studies"
     (studies / "P1.2.yaml").write_text(MINI_P12)
@@ -232,8 +232,8 @@ def test_replay_reports_against_the_committed_authority(project, capsys):
 
 
 def test_frontier_rules_reachability_region_and_narrowing():
-    from tuning.campaign_rules import narrow, reachability, region
-    from tuning.study_spec import KnobSpace, load_study
+    from tuning.campaign.rules import narrow, reachability, region
+    from tuning.study.spec import KnobSpace, load_study
 
     targets = {"S3_STD_TARGET": "std", "S4_TARGET": "p75"}
     rows = [{"trial": 0, "J": 0.1, "veto_reasons": [], "target_pass": True, "params": {"concentration_scale": 0.3}},
@@ -256,7 +256,7 @@ def test_frontier_rules_reachability_region_and_narrowing():
 
 
 def test_validated_selection_prefers_what_holds_off_the_tuning_seeds():
-    from tuning.campaign_rules import validated
+    from tuning.campaign.rules import validated
 
     ranked = [{"trial": 7}, {"trial": 3}, {"trial": 5}]
     pick, why = validated(ranked, {7: (0.75, 0.5, 0.4), 3: (1.0, 0.9, 0.1), 5: (1.0, 0.9, 0.2)})

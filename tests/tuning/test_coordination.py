@@ -11,9 +11,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tuning.coordination import (CLOSE_ATTR, DEAD_WORKER_REASON, Coordinator, fail_dead_workers_trials,
+from tuning.storage.budget import (CLOSE_ATTR, DEAD_WORKER_REASON, Coordinator, fail_dead_workers_trials,
                                  rdb_storage)
-from tuning.trial_recovery import WORKER_ATTR, this_worker
+from tuning.storage.recovery import WORKER_ATTR, this_worker
 
 
 def _dead_pid() -> int:

@@ -85,7 +85,7 @@ def test_kill_mid_trial_then_restart_completes_budget(project):
     assert json.loads(out.stdout)["trials_complete"] == 8
     _assert_consistent("t-P1.2", 8)
     assert [t for t in load("t-P1.2").trials if t.state == TrialState.FAIL], "the killed trial is failed and retried"
-    from tuning.tracking import client, search_all
+    from tuning.trail.tracking import client, search_all
     mlc = client()
     sweeps = search_all(mlc, [mlc.get_experiment_by_name("3A-P1.2").experiment_id], "tags.run_kind = 'sweep'")
     assert sorted(r.info.status for r in sweeps) == ["FINISHED", "KILLED"]
@@ -118,7 +118,7 @@ def test_workers_of_a_multi_seed_study_score_every_seed(project):
 def test_ctrl_c_ends_the_sweep_with_one_line_and_every_told_trial_keeps_its_run(project):
     """Ctrl-C reaches the whole process group: the sweep exits 130 with one coded line, its trail process
     (which ignores SIGINT) logs what it was sent and ends, and no COMPLETE trial lacks its MLflow run."""
-    from engine.cliwrap import E_INTERRUPTED
+    from engine.cli.wrap import E_INTERRUPTED
 
     proc = subprocess.Popen([sys.executable, "-m", "tuning.sweep", "--phase", "P1.2", "--trials", "40",
                              "--no-progress"], cwd=project, env=env_for(project), stdout=subprocess.DEVNULL,
@@ -144,7 +144,7 @@ def test_ctrl_c_ends_the_sweep_with_one_line_and_every_told_trial_keeps_its_run(
     runs = {r.info.run_id: r for r in trial_runs("t-P1.2")}
     for t in complete:
         assert runs[t.user_attrs["result"]["mlflow_run_id"]].info.status == "FINISHED"
-    from tuning.tracking import client, search_all
+    from tuning.trail.tracking import client, search_all
     mlc = client()
     sweeps = search_all(mlc, [mlc.get_experiment_by_name("3A-P1.2").experiment_id], "tags.run_kind = 'sweep'")
     assert [r.info.status for r in sweeps] == ["FAILED"], "the trail process outlived the interrupt to close it"

@@ -39,7 +39,7 @@ def _exports(stdout: str) -> dict:
 
 @pytest.fixture(scope="module")
 def services(tmp_path_factory):
-    from tuning import local_services as ls
+    import tuning.local_services.services as ls
     try:
         ls.pg_bin("initdb")
     except Exception:  # noqa: BLE001
@@ -69,8 +69,8 @@ def _worker(root: Path, env: dict, storage: str, study: str) -> subprocess.Popen
 
 
 def test_four_hosts_one_study_survive_a_killed_worker(services, tmp_path, monkeypatch):
-    from tuning.bench_distributed import kill_mid_trial
-    from tuning.coordination import DEAD_WORKER_REASON
+    from tuning.bench_distributed.__main__ import kill_mid_trial
+    from tuning.storage.budget import DEAD_WORKER_REASON
     root = make_project(tmp_path / "proj")
     env, storage, study_name = _env(services["tracking_uri"]), services["storage"], "dist-P1.2"
     workers = [_worker(root, env, storage, study_name) for _ in range(N_WORKERS)]
@@ -113,7 +113,7 @@ def test_four_hosts_one_study_survive_a_killed_worker(services, tmp_path, monkey
     assert len({r.data.tags["trial_key"] for r in runs}) == N_TRIALS
     assert {t.user_attrs["result"]["mlflow_run_id"] for t in complete} == {r.info.run_id for r in runs}
 
-    from tuning.tracking import client
+    from tuning.trail.tracking import client
     mlc = client()
     reported = [r for r in runs if "report.html" in {a.path for a in mlc.list_artifacts(r.info.run_id)}]
     assert len(reported) == 1, "one report for the study, not one per worker"
@@ -146,9 +146,9 @@ def test_bench_distributed_runs_as_a_program(services, tmp_path):
 def record():
     """A real four-seed P1.2 trial record, its policy files and knob values."""
     from engine.policies import PolicySet
-    from tuning.objective import SeedRobustObjective
-    from tuning.study_spec import load_study
-    from tuning.trial_result import PolicyFiles, TrialResult
+    from tuning.study.objective import SeedRobustObjective
+    from tuning.study.spec import load_study
+    from tuning.study.trial_result import PolicyFiles, TrialResult
     spec = load_study(REPO / "studies" / "P1.2.yaml", str(REPO / "studies"))
     knobs = {"blend_lambda": 0.05, "hub_cap": 0.9, "tail_gamma": 1.0}
     ev = SeedRobustObjective(spec, spec.seeds, PolicySet.from_dir(REPO / "policies")).evaluate(knobs)
@@ -173,7 +173,7 @@ def test_a_trial_run_is_a_bounded_number_of_requests(services, record, monkeypat
     """create_run (tags) + one log_batch (metrics, params, history; more only past MLflow's caps) + one upload
     of the artifact folder (one PUT per file) + set_terminated, whatever the number of metrics."""
     import dataclasses
-    from tuning.tracking import SweepTracker
+    from tuning.trail.tracking import SweepTracker
     monkeypatch.setenv("MLFLOW_TRACKING_URI", services["tracking_uri"])
     result, policies, knobs = record
     tracker = SweepTracker("P1.2", "requests", "J")

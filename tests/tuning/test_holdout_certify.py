@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from tuning.holdout import HOLDOUT_HIGH, HOLDOUT_LOW, holdout_seeds, tuning_seeds
+from tuning.authority.holdout import HOLDOUT_HIGH, HOLDOUT_LOW, holdout_seeds, tuning_seeds
 
 
 def _independent(i: int) -> int:
@@ -30,7 +30,7 @@ def test_holdout_seeds_follow_the_documented_law_and_avoid_tuning_seeds():
 
 def test_certify_reports_fidelity_and_holdout_rate_in_summary_and_mlflow(project, capsys):
     from tuning.certify import main
-    from tuning.tracking import client
+    from tuning.trail.tracking import client
     assert main(["--authority", "--seeds", "42,7", "--holdout", "3", "--no-progress", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["fidelity"] == {"42": "FAITHFUL", "7": "FAITHFUL"} or summary["fidelity"] == {42: "FAITHFUL", 7: "FAITHFUL"}
@@ -47,7 +47,7 @@ def test_certify_reports_fidelity_and_holdout_rate_in_summary_and_mlflow(project
 
 
 def test_freeze_requires_fidelity():
-    from tuning.freeze import freeze_status
+    from tuning.authority.freeze import freeze_status
     assert freeze_status("PASS_BPLUS", "FAITHFUL") == "FROZEN_CERTIFIED_BPLUS"
     assert freeze_status("PASS_BPLUS", "DISTORTED") == "FROZEN_BEST_EFFORT_DISTORTED"
     assert freeze_status("FAIL_REALISM", "FAITHFUL") == "FROZEN_BEST_EFFORT_BELOW_B"
@@ -74,10 +74,10 @@ vetoes:
 
 
 def test_promote_refuses_a_distorted_candidate_and_the_fidelity_veto_catches_it(project, capsys):
-    from engine.errors import EngineError
+    from engine.core.errors import EngineError
     from engine.policies import PolicySet
-    from tuning.promote import promote
-    from tuning.sweep import main
+    from tuning.authority.promotion import promote
+    from tuning.sweep.__main__ import main
     (project / "studies" / "distort.yaml").write_text(DISTORTING)
     assert main(["--phase", "distort", "--no-progress", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)

@@ -10,9 +10,9 @@ import pytest
 import yaml
 from hypothesis import given, settings, strategies as st
 
-from engine.errors import EngineError
+from engine.core.errors import EngineError
 from engine.policies import PolicySet
-from tuning.knobs import KNOBS, apply_knobs, reshape_shares
+from tuning.study.knobs import KNOBS, apply_knobs, reshape_shares
 
 MIXTURE = {"policy_id": "zone_mixture_policy_3A", "version": "v1.0.0", "theta_mix": 0.35, "rules": [
     {"metric": "site_count_lt", "threshold": 3, "decision_reason": "below_min_sites"},

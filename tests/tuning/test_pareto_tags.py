@@ -3,7 +3,7 @@ whether the runs were created by this process (no search) or by an earlier invoc
 
 from __future__ import annotations
 
-from tuning.pareto import tag_front
+from tuning.trail.pareto_tags import tag_front
 
 
 def _runs(mlc, exp: str, study: str, tags: list[str]) -> list[str]:
@@ -15,7 +15,7 @@ def _tags(mlc, ids):
 
 
 def test_front_tags_with_and_without_a_search(project):
-    from tuning.tracking import client, experiment_id
+    from tuning.trail.tracking import client, experiment_id
 
     mlc = client()
     exp = experiment_id(mlc, "3A-pareto-test")
@@ -40,7 +40,7 @@ def test_the_incremental_front_equals_the_batch_front():
     """FrontTracker (one point at a time, only the front kept) == front() over every point, ties included."""
     import random
 
-    from tuning.pareto import FrontTracker, front
+    from tuning.study.pareto import FrontTracker, front
 
     rng = random.Random(5)
     for direction in ("minimize", "maximize"):
@@ -56,7 +56,7 @@ def test_the_incremental_front_equals_the_batch_front():
 
 def test_the_close_corrects_live_tags(project):
     """Live tags (this process) plus the close's tag_front leave exactly the study's front true."""
-    from tuning.tracking import client, experiment_id
+    from tuning.trail.tracking import client, experiment_id
 
     mlc = client()
     exp = experiment_id(mlc, "3A-pareto-live")

@@ -7,12 +7,12 @@ import re
 
 import pytest
 
-from engine.errors import EngineError
+from engine.core.errors import EngineError
 
 
 def test_progress_timeout_and_rank(project, capsys):
     from tuning.rank import main as rank
-    from tuning.sweep import main as sweep
+    from tuning.sweep.__main__ import main as sweep
 
     assert sweep(["--phase", "P1.2", "--trials", "3"]) == 0
     shown = re.findall(r"best feasible J ([+-]\d\.\d{6})", capsys.readouterr().err)
@@ -38,7 +38,7 @@ def test_progress_timeout_and_rank(project, capsys):
         at = head.index(col)
         assert all(line[at - 1] == " " and line[at] != " " for line in body), col
     assert [line.split()[3] for line in body] == [r["run_id"] for r in ranked]
-    from tuning.tracking import client
+    from tuning.trail.tracking import client
     exp = client().get_experiment_by_name("3A-P1.2")
     view = json.loads(exp.tags["mlflow.sharedViewState.rank"])
     assert view["orderByKey"] == "metrics.`J_feasible`" and view["orderByAsc"] is False

@@ -13,8 +13,8 @@ import optuna
 import pytest
 
 from tests.tuning.conftest import load
-from tuning.sampler_streams import history_free_trials
-from tuning.sweep_worker import TrialLoop
+from tuning.storage.sampler_streams import history_free_trials
+from tuning.sweep.workers import TrialLoop
 
 
 def _spec(sampler, pruner=None, multi=False):
@@ -65,8 +65,8 @@ def test_catch_up_waits_for_nothing_while_history_free_and_is_lag_one_after():
 
 def test_a_slow_trail_changes_no_parameter(project, monkeypatch):
     """The same study (3 start-up trials, then TPE) with the trail's answers delayed 0.2 s each."""
-    from tuning.sweep import main
-    from tuning.trail_process import SweepTrail
+    from tuning.sweep.__main__ import main
+    from tuning.trail.process import SweepTrail
 
     assert main(["--phase", "P1.2", "--trials", "6", "--study", "fast", "--json", "--no-progress"]) == 0
     original = SweepTrail.log_trial

@@ -14,10 +14,10 @@ from optuna.trial import TrialState
 
 from engine.policies import PolicySet
 from tests.tuning.conftest import load, trial_runs
-from tuning.objective import Evaluation, PhaseObjective, SeedRobustObjective
-from tuning.pareto import front
-from tuning.seed_robust import aggregate
-from tuning.study_spec import parse_study
+from tuning.study.objective import Evaluation, PhaseObjective, SeedRobustObjective
+from tuning.study.pareto import front
+from tuning.study.seed_robust import aggregate
+from tuning.study.spec import parse_study
 
 import yaml
 
@@ -87,8 +87,8 @@ def _gated(value, std, rail=True):
 
 def test_gates_are_the_worst_seeds_and_metrics_the_mean_and_the_worst_in_the_gate_direction():
     from engine import run_verdict
-    from tuning.seed_robust import seed_metrics, metric_directions, study_directions
-    from tuning.trial_result import TrialResult, flatten_pack
+    from tuning.study.seed_robust import seed_metrics, metric_directions, study_directions
+    from tuning.study.trial_result import TrialResult, flatten_pack
     evs = [_gated(0.70, 0.05), _gated(0.80, 0.03, rail=False), _gated(0.74, 0.045)]
     agg = aggregate(evs, [1, 2, 3], None)
     assert run_verdict(agg.gates) == agg.verdict == "FAIL_REALISM"         # the gates agree with the verdict
@@ -144,7 +144,7 @@ def test_on_seed_callback_sees_running_means_and_can_stop_early(spec, base):
 
 
 def test_multi_seed_multi_objective_sweep_logs_history_front_and_plot(project, capsys):
-    from tuning.sweep import main
+    from tuning.sweep.__main__ import main
     (project / "studies" / "robust.yaml").write_text(ROBUST)
     # with the progress bar on: its "best feasible J" postfix reads J from a two-objective study
     assert main(["--phase", "robust", "--json"]) == 0
@@ -155,7 +155,7 @@ def test_multi_seed_multi_objective_sweep_logs_history_front_and_plot(project, c
     assert len(done) == 4 and all(len(t.values) == 2 for t in done)
     runs = {int(r.data.tags["optuna_trial"]): r for r in trial_runs("t-robust")}
     assert len(runs) == 4
-    from tuning.tracking import client
+    from tuning.trail.tracking import client
     mlc = client()
     for t in done:
         run = runs[t.number]
@@ -200,8 +200,8 @@ def test_pareto_front_golden():
 def test_a_four_seed_trial_logs_means_and_worst_seeds_that_rank_and_the_ui_show(project, capsys):
     """A real sweep's MLflow store: each metric is the mean of its per-seed history, worst.* its worst seed's."""
     from engine import evaluate_gates
-    from tuning.sweep import main
-    from tuning.tracking import client
+    from tuning.sweep.__main__ import main
+    from tuning.trail.tracking import client
     four = ROBUST.replace("seeds: [42, 7]", "seeds: [42, 7, 101, 202]").replace("trials: 4", "trials: 2")
     (project / "studies" / "four.yaml").write_text(four.replace("study: t-robust", "study: t-four"))
     assert main(["--phase", "four", "--json", "--no-progress", "--reports", "0"]) == 0

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from engine.errors import EngineError
+from engine.core.errors import EngineError
 from tests.tuning.conftest import REPO, SMALL_STUDY, run_module
-from tuning.study_spec import load_study, parse_study
+from tuning.study.spec import load_study, parse_study
 
 
 @pytest.mark.parametrize("phase", ["P1.2", "P1.3", "P2", "P3", "P4"])
@@ -61,8 +61,8 @@ def test_stale_journal_lock_left_by_a_killed_process_is_released(tmp_path, monke
 
     import optuna
 
-    from tuning import study_store
-    from tuning.study_store import open_storage
+    from tuning.storage import stores as study_store
+    from tuning.storage.stores import open_storage
 
     monkeypatch.setattr(study_store, "LOCK_GRACE_SECONDS", 3)   # the same release, sooner (3: Optuna's own minimum)
     LOCK_GRACE_SECONDS = study_store.LOCK_GRACE_SECONDS
@@ -83,7 +83,7 @@ def test_tracking_store_failure_is_one_coded_line(capsys):
     import pytest
     from mlflow.exceptions import MlflowException
 
-    from tuning.errors import run_cli
+    from tuning.common.errors import run_cli
 
     def broken(argv):
         raise MlflowException("API request to http://127.0.0.1:9 failed\nwith a long trace")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from engine.errors import EngineError
+from engine.core.errors import EngineError
 from engine.policies import PolicySet
 from tests.tuning.conftest import REQUIRED_TRIAL_TAGS, load, make_project, run_module, trial_runs
 
@@ -24,7 +24,7 @@ def proj(tmp_path_factory):
 
 
 def sweep(capsys, *args: str) -> dict:
-    from tuning.sweep import main
+    from tuning.sweep.__main__ import main
     assert main(["--no-progress", "--json", *args]) == 0
     return json.loads(capsys.readouterr().out)
 
@@ -51,14 +51,14 @@ def test_six_trial_sweep_leaves_six_tagged_trial_runs(proj, capsys):
     # a new study starts from the authority itself: knobs at their neutral values, every delta exactly 0
     first = study.trials[0]
     assert first.user_attrs.get("authority_candidate") is True
-    from tuning.knobs import KNOBS
+    from tuning.study.knobs import KNOBS
     assert first.params and first.params == {k: KNOBS[k].neutral for k in first.params} and first.value == 0.0
     # one trial of every optuna trial number, and the same J in both stores
     by_trial = {int(r.data.tags["optuna_trial"]): r for r in runs}
     for t in study.trials:
         assert by_trial[t.number].data.metrics["J"] == pytest.approx(t.value, abs=1e-12)
         assert t.user_attrs["result"]["mlflow_run_id"] == by_trial[t.number].info.run_id
-    from tuning.tracking import client
+    from tuning.trail.tracking import client
     parent_art = Path(client().get_run(summary["parent_run_id"]).info.artifact_uri.replace("file://", ""))
     assert {"optimization_history.html", "parallel_coordinate.html", "sweep_summary.json"} <= \
         {p.name for p in parent_art.iterdir()}
@@ -87,7 +87,7 @@ def test_forced_veto_is_infeasible_and_never_best(proj, capsys):
     runs = trial_runs("t-veto")
     assert {r.data.tags["veto"] for r in runs} == {"FAIL"}
     assert all("FORCED_VETO" in r.data.tags["veto_reasons"] for r in runs)
-    from tuning.promote import promote
+    from tuning.authority.promotion import promote
     with pytest.raises(EngineError) as err:
         promote(runs[0].info.run_id, Path("policies"))
     assert err.value.code == "E3A_TUN_020_RUN_VETOED"
@@ -106,10 +106,10 @@ def test_rank_lists_feasible_first_by_j(proj):
 
 
 def test_promote_best_rewrites_policies_and_witness_passes(proj):
-    from tuning.promote import promote, read_lineage
+    from tuning.authority.promotion import promote, read_lineage
     from tuning.rank import ranked_runs
-    from tuning.tracking import client
-    from tuning.ladder import read_ladder
+    from tuning.trail.tracking import client
+    from tuning.authority.ladder_steps import read_ladder
     best = ranked_runs("P1.2", "t-P1.2")[0]
     before = PolicySet.from_dir("policies")
     frozen = read_ladder(Path("policies"))
@@ -181,14 +181,14 @@ def test_promote_best_rewrites_policies_and_witness_passes(proj):
 
 
 def test_certify_returns_a_verdict_with_a_gate_per_seed(proj):
-    from tuning.certify import certify
+    from tuning.authority.certification import certify
     seeds = [42, 7, 101, 202]
     summary = certify(PolicySet.from_dir("policies"), seeds, {"source": "authority"})
     assert summary["verdict"] in {"PASS_BPLUS", "PASS_B", "FAIL_REALISM"}
     for family in ("hard", "stretch"):
         for gate, per_seed in summary["detail"]["gate_matrix"][family].items():
             assert set(per_seed) == set(seeds) and all(v in ("PASS", "FAIL") for v in per_seed.values()), gate
-    from tuning.tracking import client, search_all
+    from tuning.trail.tracking import client, search_all
     mlc = client()
     exp = mlc.get_experiment_by_name("3A-certify")
     children = search_all(mlc, [exp.experiment_id], f"tags.mlflow.parentRunId = '{summary['mlflow_run_id']}'")
@@ -197,8 +197,8 @@ def test_certify_returns_a_verdict_with_a_gate_per_seed(proj):
 
 def test_freeze_needs_a_certification_then_maps_its_verdict(proj):
     from tuning.certify import main as certify_main
-    from tuning.freeze import freeze_status
-    from tuning.ladder import read_ladder
+    from tuning.authority.freeze import freeze_status
+    from tuning.authority.ladder_steps import read_ladder
 
     refused = run_module(proj, "tuning.freeze", timeout=120)   # as a program: no certification yet
     assert refused.returncode == 2 and refused.stderr.startswith("E3A_TUN_030_CERTIFY_INPUT:"), refused.stderr
@@ -206,7 +206,7 @@ def test_freeze_needs_a_certification_then_maps_its_verdict(proj):
     cert = read_ladder(Path("policies"))[-1]
     assert cert["phase"] == "P5" and cert["decision"] in {"PASS_BPLUS", "PASS_B", "FAIL_REALISM"}
     from engine.metrics.crossseed import CV_METRICS
-    from tuning.tracking import client
+    from tuning.trail.tracking import client
 
     recorded = client().get_run(cert["mlflow_run_id"]).data.metrics  # the ladder step carries the cross-seed CV
     assert {f"cv.{m}" for m in CV_METRICS} <= set(recorded), sorted(recorded)

@@ -11,12 +11,12 @@ import pytest
 
 from engine import EngineError
 from tests.tuning.conftest import env_for, trial_runs
-from tuning.errors import E_TRAIL, E_TRACKING
-from tuning.trail_process import SweepTrail, TrailError, TrailProcess
+from tuning.common.errors import E_TRAIL, E_TRACKING
+from tuning.trail.process import SweepTrail, TrailError, TrailProcess
 
 
 def test_a_sweep_process_never_imports_mlflow_and_its_trail_is_complete(project):
-    code = ("import json, sys\nfrom tuning.sweep import main\n"
+    code = ("import json, sys\nfrom tuning.sweep.__main__ import main\n"
             "rc = main(['--phase', 'P1.2', '--trials', '3', '--json', '--no-progress'])\n"
             "print(json.dumps({'rc': rc, 'mlflow': sorted(m for m in sys.modules if m.split('.')[0] == 'mlflow')}))")
     out = subprocess.run([sys.executable, "-c", code], cwd=project, env=env_for(project), capture_output=True,
@@ -27,7 +27,7 @@ def test_a_sweep_process_never_imports_mlflow_and_its_trail_is_complete(project)
     assert doc == {"rc": 0, "mlflow": []}
     runs = trial_runs("t-P1.2")
     assert len(runs) == 3 and {r.info.status for r in runs} == {"FINISHED"}
-    from tuning.tracking import client
+    from tuning.trail.tracking import client
 
     parent = client().get_run(summary["parent_run_id"])
     assert parent.info.status == "FINISHED"
@@ -48,7 +48,7 @@ def test_requests_are_answered_in_order_and_errors_come_back(project):
         trail.finish_parent({"trials_complete": 0})
     finally:
         trail.close()
-    from tuning.tracking import client
+    from tuning.trail.tracking import client
 
     run = client().get_run(trail.parent_run_id)
     assert run.info.status == "FINISHED" and run.data.tags["pid"].isdigit()

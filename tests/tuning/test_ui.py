@@ -47,7 +47,7 @@ def ui_proj(tmp_path_factory):
         mp.chdir(root)
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
         (root / "mlruns").mkdir()
-        from tuning.sweep import main
+        from tuning.sweep.__main__ import main
         for study in ("mixed", "front"):
             assert main(["--no-progress", "--json", "--phase", f"studies/{study}.yaml", "--trials", "5"]) == 0
         runs = trial_runs("t-mixed")
@@ -73,13 +73,13 @@ def browser(ui_proj, tmp_path_factory):
 
 
 def _experiment_id(name: str = "3A-P1.2") -> str:
-    from tuning.tracking import client
+    from tuning.trail.tracking import client
     return client().get_experiment_by_name(name).experiment_id
 
 
 def test_every_experiment_is_tagged_model_training(ui_proj):
     """The tag older MLflow 3 UIs read; 3.17 reads the address (``workflowType``), tested below."""
-    from tuning.tracking import client
+    from tuning.trail.tracking import client
     exps = client().search_experiments()
     assert {"Default", "3A-P1.2", "3A-P1.3"} <= {e.name for e in exps}
     assert all(e.tags.get("mlflow.experimentKind") == "custom_model_development" for e in exps), \
@@ -97,7 +97,7 @@ def test_sweep_html_artifacts_load_nothing_from_the_network(ui_proj):
 
 
 def test_an_experiment_link_opens_the_training_runs_table(ui_proj, ui, browser):
-    from tuning.ui_view import experiment_url
+    from tuning.trail.ui_view import experiment_url
 
     page = browser.open(experiment_url(ui.base, _experiment_id()))
     page.wait_for("document.querySelectorAll('.ag-center-cols-container .ag-row').length === 6")  # 5 trials, 1 sweep
@@ -122,7 +122,7 @@ _RANK_LAYOUT = r"""(() => {
 
 
 def test_the_rank_view_shows_j_verdict_fidelity_and_veto_whole_feasible_first(ui_proj, ui, browser):
-    from tuning.ui_view import rank_url
+    from tuning.trail.ui_view import rank_url
 
     runs = trial_runs()
     page = browser.open(f"{ui.base}/#/")
@@ -150,7 +150,7 @@ def test_the_rank_view_shows_j_verdict_fidelity_and_veto_whole_feasible_first(ui
 
 
 def test_a_sweep_history_plot_renders_in_the_artifact_viewer(ui_proj, ui, browser):
-    from tuning.tracking import client, search_all
+    from tuning.trail.tracking import client, search_all
 
     (sweep,) = search_all(client(), [_experiment_id()], "tags.run_kind = 'sweep' and tags.study = 't-mixed'")
     page = browser.open(f"{ui.base}/#/experiments/{_experiment_id()}/runs/{sweep.info.run_id}/artifacts/"
@@ -229,7 +229,7 @@ def _stock_best(study: str) -> list[int]:
     from wsgiref.util import setup_testing_defaults
 
     import optuna_dashboard
-    from tuning.study_store import open_storage
+    from tuning.storage.stores import open_storage
 
     storage = open_storage(None, study)
     app = optuna_dashboard.wsgi(storage)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from engine.errors import EngineError
+from engine.core.errors import EngineError
 from engine.policies import PolicySet
 from tests.tuning.conftest import REPO, load, run_module
 from tests.worlds.build import write_world
@@ -36,7 +36,7 @@ def _author(project: Path, world: Path, into: str = "auth") -> Path:
 
 
 def test_author_into_binds_a_new_authority_to_its_world(project, world):
-    from tuning import worlds
+    from tuning.common import worlds
 
     auth = _author(project, world)
     bound = yaml.safe_load((auth / "world.yaml").read_text())
@@ -51,10 +51,10 @@ def test_author_into_binds_a_new_authority_to_its_world(project, world):
 
 def test_sweep_promote_and_certify_stay_on_their_world(project, world, capsys):
     from tuning.certify import main as certify
-    from tuning.promote import promote
-    from tuning.sweep import main as sweep
-    from tuning.tracking import client, search_all
-    from tuning import worlds
+    from tuning.authority.promotion import promote
+    from tuning.sweep.__main__ import main as sweep
+    from tuning.trail.tracking import client, search_all
+    from tuning.common import worlds
 
     auth = _author(project, world)
     w = worlds.load(world)

@@ -1,0 +1,243 @@
+"""The states of the chain as table rows: each a small pure function over its declared reads.
+
+Read this file as the map: :data:`STATE_TABLE` says, for every state, what it reads and writes.
+``docs/ARCHITECTURE.md`` embeds :func:`engine.chain.table.state_table_md` of it (a test keeps them equal).
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from engine.core.errors import EngineError
+from engine.core.hashing import canonical_json, rng_master, sha256_hex, table_digest
+from engine.policies.policy_set import S3_DISPERSION_OFF, S4_SAFEGUARDS_OFF
+from engine.states import s0_gate, s1_escalation, s2_priors, s3_shares, s4_counts, s6_validation
+from engine.states.common import missing_prior_countries, zone_layout
+from engine.chain.table import PolicyRead, State
+from engine.core.version import ENGINE_VERSION
+from engine.world.model import World, outlets_for
+
+MIXTURE = "zone_mixture_policy"
+STATE_STATUS = {s: "PASS" for s in ("S1", "S2", "S3", "S4", "S5")}  # every state that returned, returned PASS
+
+
+def _in_order(frame: pd.DataFrame, keys: list[str]) -> bool:
+    """True when the rows are already non-decreasing in ``keys`` (a stable sort would not move any)."""
+    if len(frame) < 2:
+        return True
+    before = np.zeros(len(frame) - 1, dtype=bool)   # row i strictly before row i+1 on the keys seen so far
+    tied = np.ones(len(frame) - 1, dtype=bool)
+    for key in keys:
+        col = pa.array(frame[key].array) if frame[key].dtype.kind not in "iubf" else frame[key].to_numpy()
+        a, b = col[:-1], col[1:]
+        if isinstance(col, np.ndarray):
+            lt, eq = a < b, a == b
+        else:
+            lt = pc.less(a, b).to_numpy(zero_copy_only=False)
+            eq = pc.equal(a, b).to_numpy(zero_copy_only=False)
+        if (tied & ~lt & ~eq).any():
+            return False
+        before |= tied & lt
+        tied &= eq
+    return True
+
+
+def canonical_outlets(outlets: pd.DataFrame) -> pd.DataFrame:
+    """The catalogue in canonical row order, so the sealed digest does not depend on row order (a catalogue
+    already in that order, as the synthetic upstream writes it, is not re-sorted)."""
+    keys = ["merchant_id", "legal_country_iso"] + (["site_order"] if "site_order" in outlets.columns else [])
+    if _in_order(outlets, keys):
+        return outlets.reset_index(drop=True)
+    return outlets.sort_values(keys, kind="mergesort").reset_index(drop=True)
+
+
+def merchant_partitions(s1_core: pd.DataFrame, k: int) -> list[pd.DataFrame]:
+    """Contiguous merchant ranges (pairs of one merchant never straddle two partitions)."""
+    if k <= 1:
+        return [s1_core]
+    merchants = s1_core["merchant_id"].unique()
+    bounds = [chunk[0] for chunk in np.array_split(merchants, k)[1:] if len(chunk)]
+    cuts = np.searchsorted(s1_core["merchant_id"].to_numpy(), bounds)
+    edges = [0, *cuts.tolist(), len(s1_core)]
+    return [s1_core.iloc[a:b] for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+
+def map_in_process(fn, per_task: list[tuple], *shared) -> list:
+    return [fn(*args, *shared) for args in per_task]
+
+
+def map_in_threads(fn, per_task: list[tuple], *shared) -> list:
+    """The partitions' tasks on this process's cores (numpy, scipy and Arrow run outside the GIL), in task order."""
+    with ThreadPoolExecutor(max_workers=min(len(per_task), os.cpu_count() or 1)) as pool:
+        return list(pool.map(lambda args: fn(*args, *shared), per_task))
+
+
+AUTO_PARTITION_PAIRS = 200_000   # above this many pairs a run is split into one merchant range per core
+
+
+def execution(partitions: int | None, mapper, pairs: int) -> tuple[int, object]:
+    """(partitions, mapper) of a run: as given, or, by default, one merchant range per core run on threads
+    for a large world and one range in order for a small one. Keyed streams make the output the same."""
+    if partitions is None:
+        partitions = min(os.cpu_count() or 1, 4) if pairs >= AUTO_PARTITION_PAIRS else 1
+    if mapper is None:
+        mapper = map_in_threads if partitions > 1 else map_in_process
+    return partitions, mapper
+
+
+# ---- the states ------------------------------------------------------------------------------------
+
+def seal_world(r) -> tuple:
+    world: World = r["world"]
+    cat = r["catalogue_source"]()
+    return cat, world.digest(cat)
+
+
+def seal_run(r) -> tuple:
+    policies, seed, world_digest = r["policy_set"], r["seed"], r["world_digest"]
+    world_rows = s0_gate.seal_world({"world": world_digest}, r["world"].versions)
+    identity, receipt, sealed = s0_gate.seal(seed, world_digest, world_rows, policies.digests,
+                                             {p: policies.version(p) for p in policies.raw}, ENGINE_VERSION)
+    return identity, receipt, sealed
+
+
+def rng(r) -> tuple:
+    """The RNG master reads the seed and the world only: every candidate of a sweep draws the same numbers."""
+    return (rng_master(r["seed"], r["world_digest"]),)
+
+
+def escalation(r) -> tuple:
+    universe = r["universe"]
+    d_master = s1_escalation.decision_master(r["universe_digest"])
+    return s1_escalation.escalate(s1_escalation.pair_counts(r["catalogue"]), universe.groupby("country_iso").size(),
+                                  r.policy(MIXTURE), d_master)
+
+
+def priors(r) -> tuple:
+    return (s2_priors.priors(r["universe"], r.policy("country_zone_alphas"), r.policy("zone_floor_policy")),)
+
+
+def shares(r) -> tuple:
+    s1_core, s2_core = r["s1_core"], r["s2_core"]
+    partitions, mapper = execution(r["partitions"], r["mapper"], len(s1_core))
+    missing = missing_prior_countries(s1_core, s2_core)
+    if missing:
+        raise EngineError("E3A_S3_003_PRIOR_SURFACE_INCOMPLETE", f"escalated country {missing[0]} has no priors")
+    layouts = [zone_layout(p, s2_core) for p in merchant_partitions(s1_core, partitions)]
+    disp = r.section(MIXTURE, "s3_dispersion", S3_DISPERSION_OFF)
+    drawn = mapper(s3_shares.draw_shares, [(lay,) for lay in layouts], s2_core, disp, r["master"])
+    return (layouts, pd.concat([d[0] for d in drawn], ignore_index=True),
+            pd.concat([d[1] for d in drawn], ignore_index=True))
+
+
+def counts(r) -> tuple:
+    drawn, offset, tasks, frames, counters = r["s3_core"]["share_drawn"].to_numpy(), 0, [], [], {}
+    for lay in r["layouts"]:
+        tasks.append((lay, drawn[offset:offset + lay.rows]))
+        offset += lay.rows
+    guards = r.section(MIXTURE, "s4_safeguards", S4_SAFEGUARDS_OFF)
+    _, mapper = execution(len(tasks), r["mapper"], 0)
+    for frame, c in mapper(s4_counts.integerise, tasks, guards, r["master"]):
+        frames.append(frame)
+        for k, v in c.items():
+            counters[k] = counters.get(k, 0) + v if not isinstance(v, bool) else v
+    return pd.concat(frames, ignore_index=True), counters
+
+
+def assemble_cores(r) -> tuple:
+    """The lineage-free tables every later step reads: S4's counts carry S3's share sums and S2's alpha sums
+    (as published), and zone_alloc's core is S4's with site_count."""
+    s1, s2, s3, s4 = r["s1_core"], r["s2_core"], r["s3_core"], r["s4_core"]
+    layouts = r["layouts"]
+    row_prior = layouts[0].row_prior if len(layouts) == 1 else zone_layout(s1, s2).row_prior
+    s4 = s4.assign(share_sum_country=s3["share_sum_country"].to_numpy(),
+                   alpha_sum_country=s2["alpha_sum_country"].to_numpy()[row_prior])
+    sites = s1.loc[s1["is_escalated"].to_numpy(dtype=bool), "site_count"].to_numpy(dtype=np.int64)
+    k = np.concatenate([lay.pair_k for lay in layouts]) if layouts else np.zeros(0, dtype=np.int64)
+    return {"s1": s1, "s2": s2, "s3": s3, "s4": s4, "zone_alloc": s4.assign(site_count=np.repeat(sites, k))},
+
+
+def score(r) -> tuple:
+    """The metric pack and gates on the core tables (fidelity included when the world has evidence)."""
+    from engine.metrics import evaluate_gates, fidelity_verdict, metric_pack, run_verdict
+
+    pack = metric_pack(r["cores"], r["evidence"])
+    gates = evaluate_gates(pack)
+    hard_fail = sorted(g for g, v in gates["hard"].items() if v["status"] != "PASS")
+    realism = {"mode": r["realism_mode"], "verdict": run_verdict(gates), "fidelity_verdict": fidelity_verdict(gates),
+               "hard_failed": hard_fail,
+               "stretch_failed": sorted(g for g, v in gates["stretch"].items() if v["status"] != "PASS")}
+    return pack, gates, realism, bool(r["realism_mode"] == "block" and hard_fail)
+
+
+def structural(r) -> tuple:
+    """S6's checks of S0-S4, in memory on the core tables; the run's structural verdict (a hard realism
+    miss in block mode fails it too). S5's checks need S5's bytes: :mod:`engine.publish.bundle` runs them."""
+    from engine.publish.members import trace_totals
+
+    policies = r["policy_set"]
+    found = s6_validation.validate_core(r["identity"], r["receipt"], r["sealed"], r["cores"], r["events"],
+                                        trace_totals(r["events"]), policies.digests, STATE_STATUS, r["universe"])
+    failed = any(n > 0 and s6_validation.CHECKS[c] == "ERROR" for c, n in found.counts.items())
+    return found, ("FAIL" if failed or r["realism_blocks"] else "PASS")
+
+
+STATE_TABLE: tuple[State, ...] = (
+    State("S0.world", ("world", "catalogue_source"), (), ("catalogue", "world_digest"), seal_world,
+          doc="the outlet catalogue in canonical order and the world digest that seals it"),
+    State("S0", ("seed", "world", "world_digest", "policy_set"), (), ("identity", "receipt", "sealed"),
+          seal_run, cached=False, doc="run identity, gate receipt, sealed inputs"),
+    State("S0.rng", ("seed", "world_digest"), (), ("master",), rng, cached=False,
+          doc="the RNG master (seed and world only: common random numbers for every candidate)"),
+    State("S1", ("catalogue", "universe", "universe_digest"), (PolicyRead(MIXTURE, ("theta_mix", "rules", "s1_smoothing")),),
+          ("s1_core", "smoothed"), escalation, doc="escalation queue: rule ladder, smoothing band, theta lottery"),
+    State("S2", ("universe",), (PolicyRead("country_zone_alphas"), PolicyRead("zone_floor_policy", ("floors",))),
+          ("s2_core",), priors, doc="country x zone Dirichlet priors with floors"),
+    State("S3", ("s1_core", "s2_core", "master"), (PolicyRead(MIXTURE, ("s3_dispersion",)),),
+          ("layouts", "s3_core", "events"), shares, runtime=("partitions", "mapper"),
+          doc="Dirichlet shares per escalated pair and the RNG events"),
+    State("S4", ("layouts", "s3_core", "master"), (PolicyRead(MIXTURE, ("s4_safeguards",)),),
+          ("s4_core", "s4_counters"), counts, runtime=("mapper",), doc="integer zone counts (largest remainder)"),
+    State("S4.cores", ("s1_core", "s2_core", "s3_core", "s4_core", "layouts"), (), ("cores",),
+          assemble_cores, cached=False, doc="the core tables of S1-S4 and zone_alloc's core"),
+    State("metrics", ("cores", "evidence", "realism_mode"), (), ("pack", "gates", "realism", "realism_blocks"),
+          score, cached=False, doc="metric pack, gates (plan + fidelity), verdicts"),
+    State("S6.core", ("identity", "receipt", "sealed", "cores", "events", "universe", "policy_set", "realism_blocks"),
+          (), ("s6_core", "structural_status"), structural, cached=False,
+          doc="S6's checks of S0-S4 in memory (S5's run with the bytes, in engine.publish.bundle)"),
+)
+
+
+def _catalogue_source(world: World, seed: int, outlets, merchants) -> tuple:
+    """(a thunk producing the catalogue, the content digest of what it will produce). A world's own catalogue
+    is read once per process (``World.catalogue``) and does not depend on the seed: its key has no seed, so
+    S0.world and S1 are computed once for every seed and candidate."""
+    if outlets is not None:
+        return (lambda: canonical_outlets(outlets)), f"given:{table_digest(outlets, None)}"  # rows as given
+    if world.catalogue is not None:
+        return (lambda: world.catalogue), f"world:{world.world_static_digest}:{world.catalogue_digest}"
+    n = merchants
+
+    def generate():
+        return outlets_for(world, seed) if n is None else outlets_for(world, seed, n)
+    return generate, sha256_hex(canonical_json([world.world_static_digest, seed, n]))
+
+
+def run_inputs(policies, seed: int, world: World, outlets, merchants, realism_mode: str, partitions: int,
+               mapper) -> tuple[dict, dict]:
+    """The run's inputs and their content digests (the leaves every cache key is derived from)."""
+    source, source_digest = _catalogue_source(world, seed, outlets, merchants)
+    values = {"seed": seed, "world": world, "catalogue_source": source, "universe": world.universe,
+              "universe_digest": world.universe_digest, "evidence": world.evidence, "policy_set": policies, "realism_mode": realism_mode,
+              "partitions": partitions, "mapper": mapper}
+    digests = {"seed": str(seed), "world": world.world_static_digest, "catalogue_source": source_digest,
+               "universe": world.universe_digest,
+               "universe_digest": world.universe_digest, "evidence": world.world_static_digest,
+               "policy_set": policies.parameter_hash, "realism_mode": realism_mode}
+    return values, digests

@@ -1,0 +1,179 @@
+"""python -m engine run | verify | author | bench."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from engine.cli.wrap import CodedParser as _Parser, invoke
+from engine.core.errors import EngineError
+from engine.core.strict import UINT64_MAX
+
+DEFAULT_POLICIES = Path("policies")
+AUTHORED_ROOT = Path("authored")
+E_AUTHORITY_FOLDER = "E3A_CLI_003_AUTHORITY_FOLDER"
+AUTHORITY_MARKERS = ("ladder.yaml", "lineage.yaml")
+
+
+def _uint64(text: str) -> int:
+    """--seed: an integer in [0, 2**64-1] (argparse turns the ValueError into a coded usage error)."""
+    value = int(text, 10)
+    if not 0 <= value <= UINT64_MAX:
+        raise ValueError(text)
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text, 10)
+    if not 1 <= value <= 10_000:
+        raise ValueError(text)
+    return value
+
+
+def _world(args):
+    from engine.world.model import load_world
+
+    return load_world(args.world, args.reference, args.outlets)
+
+
+def _policies(args, world):
+    from engine.policies import PolicySet
+    from engine.policies.world_baseline import run_policies
+
+    if args.policies is not None:
+        return PolicySet.from_dir(args.policies)
+    policies, authored = run_policies(world, DEFAULT_POLICIES)
+    if authored:
+        # a custom zone universe: the authority's alpha pack covers another Z(c), so the baseline policies
+        # are authored for this universe, in memory, exactly as `author` would write them
+        print(f"policies: authored for the custom universe (universe {world.universe_digest[:12]}, "
+              f"parameter_hash {policies.parameter_hash[:16]}); pass --policies DIR to use others")
+    return policies
+
+
+def cmd_run(args) -> int:
+    from engine.chain.runner import run_chain
+    from engine.publish.store import materialise
+
+    world = _world(args)
+    policies = _policies(args, world)
+    if args.cluster:  # merchant partitions as Dask tasks (engine.chain.cluster imports dask lazily)
+        from engine.chain.cluster import dask_mapper
+
+        with dask_mapper(args.cluster) as mapper:
+            result = run_chain(policies, args.seed, world, realism_mode=args.realism_mode,
+                               partitions=args.partitions or 2 * mapper.threads, mapper=mapper)
+    else:
+        result = run_chain(policies, args.seed, world, realism_mode=args.realism_mode, partitions=args.partitions)
+    result.run_dir = materialise(result, args.run_root)  # the CLI publishes: S5-S7 bytes are built here
+    print(f"run_id {result.identity['run_id']}  seed {args.seed}  world {world.name} ({world.fingerprint[:12]})")
+    print(f"run_dir {result.run_dir}")
+    print("seconds " + "  ".join(f"{s}={v:.3f}" for s, v in result.seconds.items()))
+    realism = result.s6_report.get("realism", {})
+    print(f"S6 {result.s6_report['overall_status']}  S7 {result.s7['status']}  realism {realism.get('verdict')} "
+          f"({realism.get('mode')})  fidelity {realism.get('fidelity_verdict')}")
+    return 0 if result.s6_report["overall_status"] == "PASS" and result.s7["status"] == "PASS" else 1
+
+
+def cmd_verify(args) -> int:
+    from engine.publish.store import verify
+
+    out = verify(args.run_dir)
+    print(f"PASS {out['members']} members  bundle {out['bundle_sha256_hex']}")
+    return 0
+
+
+def is_authority_folder(folder: Path) -> bool:
+    """./policies (the authority) or any folder holding an authority's ladder or lineage."""
+    folder = Path(folder)
+    if folder.resolve() == DEFAULT_POLICIES.resolve():
+        return True
+    return folder.is_dir() and any((folder / m).exists() for m in AUTHORITY_MARKERS)
+
+
+def cmd_author(args) -> int:
+    from engine.publish.atomic import publish_folder
+    from engine.policies.world_baseline import authored_baseline
+
+    world = _world(args)
+    out = Path(args.out) if args.out else AUTHORED_ROOT / world.universe_digest[:12]
+    if is_authority_folder(out):
+        raise EngineError(E_AUTHORITY_FOLDER, f"{out} is the authority folder; author elsewhere (default "
+                                              f"{AUTHORED_ROOT}/<universe digest>/) and install with "
+                                              f"python -m tuning.author --into-authority --reason TEXT")
+    policies = authored_baseline(world)
+    publish_folder(out, {f"{pid}.yaml": data for pid, data in policies.raw.items()})   # all three or none
+    print(f"wrote {', '.join(sorted(policies.raw))} to {out}  parameter_hash {policies.parameter_hash}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from engine.cli.bench import default_world_bench, scale_bench, with_targets
+
+    world = _world(args)
+    policies = _policies(args, world)
+    out = default_world_bench(policies, args.seed, world, args.repeats)
+    if args.cluster:  # the scale world in-process vs on a Dask cluster (engine.chain.cluster imports dask lazily)
+        from engine.chain.cluster import bench_cluster
+
+        out["cluster_bench"] = bench_cluster(policies, args.seed, world, args.scale, args.cluster)
+    elif args.scale > 1:
+        out.update(scale_bench(policies, (args.world, args.reference, args.outlets), args.seed, args.scale))
+    out = with_targets(out)
+    if args.json:
+        print(json.dumps(out, indent=2, sort_keys=True))
+    else:
+        for k, v in out.items():
+            print(f"{k}: {v}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m engine", description="Segment 3A zone-allocation engine")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def world_args(sp):
+        sp.add_argument("--world", help="a world directory: any of outlets.parquet|csv, universe.csv, population.csv "
+                                        "and policy files (missing parts: the default world's)")
+        sp.add_argument("--reference", help="a zone universe file (country_iso, tzid)")
+        sp.add_argument("--outlets", help="an outlet catalogue (.parquet/.csv)")
+
+    r = sub.add_parser("run", help="run S0..S7 and publish the run folder")
+    r.add_argument("--seed", type=_uint64, required=True)
+    r.add_argument("--run-root", required=True)
+    r.add_argument("--policies", help="policy directory (default: the world's own; with --reference, authored for "
+                                      "that universe; else ./policies)")
+    r.add_argument("--realism-mode", choices=["observe", "block"], default="observe")
+    r.add_argument("--cluster", help="run S3/S4 merchant partitions on Dask: tcp://scheduler:8786 or local:K")
+    r.add_argument("--partitions", type=_positive, help="merchant partitions, >= 1 (default: 1 below 200,000 pairs, "
+                                                        "else one per core on threads; with --cluster 2 per worker)")
+    world_args(r)
+    r.set_defaults(fn=cmd_run)
+    v = sub.add_parser("verify", help="re-check a run's bundle and _passed.flag")
+    v.add_argument("run_dir")
+    v.set_defaults(fn=cmd_verify)
+    a = sub.add_parser("author", help="write the baseline policies from the world")
+    a.add_argument("--out", help="output folder (default: authored/<universe digest prefix>/; never the authority)")
+    world_args(a)
+    a.set_defaults(fn=cmd_author)
+    b = sub.add_parser("bench", help="benchmark the in-process chain")
+    b.add_argument("--json", action="store_true")
+    b.add_argument("--seed", type=_uint64, default=42)
+    b.add_argument("--repeats", type=_positive, default=10)
+    b.add_argument("--scale", type=_positive, default=100, help="also run a world with this many times the merchants")
+    b.add_argument("--policies")
+    b.add_argument("--cluster", help="also run the --scale world on Dask (local:K or tcp://…) and compare")
+    world_args(b)
+    b.set_defaults(fn=cmd_bench)
+    return p
+
+
+def _main(argv: list[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.fn(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit status of the command; every failure a user can cause is one coded line (engine.cli.wrap)."""
+    return invoke(_main, argv)

@@ -1,0 +1,62 @@
+"""The one CLI wrapper of every entry point (``python -m engine`` and every ``python -m tuning.*``).
+
+A failure a user can cause reaches them the same way everywhere: one line ``E3A_...: cause`` on
+stderr, exit status 2, no traceback. That includes argparse usage errors (:class:`CodedParser`) and
+refusals by the operating system (a run root that is a file, a read-only mount, a full disk).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Sequence
+
+from engine.core.errors import E_USAGE, EngineError
+
+E_OS = "E3A_IO_003_OS_REFUSED"
+E_INTERRUPTED = "E3A_CLI_002_INTERRUPTED"
+
+Translator = Callable[[BaseException], "EngineError | None"]
+
+
+class CodedParser(argparse.ArgumentParser):
+    """argparse whose usage errors are coded (``usage_code``) instead of printing usage and exiting."""
+
+    usage_code = E_USAGE
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise EngineError(self.usage_code, message)
+
+
+def _os_error(exc: OSError) -> EngineError:
+    where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+    return EngineError(E_OS, f"{where}{exc.strerror or type(exc).__name__}")
+
+
+def invoke(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None,
+           translate: Translator | None = None) -> int:
+    """Call ``main(argv)``; return its exit status, a coded failure printed as one line (status 2)."""
+    try:
+        return int(main(argv) or 0)
+    except EngineError as exc:
+        error = exc
+    except KeyboardInterrupt:
+        print(f"{E_INTERRUPTED}: interrupted", file=sys.stderr)
+        return 130
+    except OSError as exc:
+        error = _os_error(exc)
+    except (RecursionError, MemoryError) as exc:
+        error = EngineError(E_USAGE, f"input too large or too deep ({type(exc).__name__})")
+    except Exception as exc:  # noqa: BLE001 - a caller-known failure (e.g. a tracking store) may be coded
+        coded = translate(exc) if translate is not None else None
+        if coded is None:
+            raise
+        error = coded
+    print(error.one_line(), file=sys.stderr)
+    return 2
+
+
+def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None,
+            translate: Translator | None = None) -> None:
+    """``sys.exit(invoke(...))`` for a module's ``if __name__ == "__main__"``."""
+    sys.exit(invoke(main, argv, translate))

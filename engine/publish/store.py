@@ -1,0 +1,161 @@
+"""Run store (the catalogue's IO edge): publish a ChainResult atomically, read it back, verify it.
+
+Layout: RUN_ROOT/<run_id>/ holds every bundle member at its partitioned path, the S7 index and
+``_passed.flag`` under data/validation/manifest_fingerprint=.../, and reports/run_report.json
+(timings: outside the bundle, never hashed). The run folder is built under a temporary name and
+renamed into place, so nothing half-written is ever visible.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from engine.core.errors import E_BUNDLE_MISSING, E_BUNDLE_TAMPERED, E_PUBLISH, EngineError
+from engine.core.hashing import sha256_hex
+from engine.publish.members import TABLE_MEMBERS, data_paths
+from engine.publish.bundle import Bundle
+from engine.chain.result import ChainResult
+from engine.publish.serialize import json_bytes, read_jsonl
+from engine.states.s7_bundle import bundle_digest
+from engine.publish.verify_bundle import check_identity, check_no_strays, member_path, read_member
+
+FLAG_RE_PREFIX = "sha256_hex = "
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def run_report(result) -> dict:
+    return {"identity": result.identity, "seconds": result.seconds, "reused": sorted(result.reused),
+            "s6_overall_status": result.s6_report["overall_status"], "s7": result.s7, "counters": result.counters,
+            "realism": result.s6_report.get("realism")}
+
+
+def materialise(result, run_root: str | Path) -> Path:
+    run_root = Path(run_root)
+    try:
+        run_root.mkdir(parents=True, exist_ok=True)
+        if not os.access(run_root, os.W_OK | os.X_OK):
+            raise PermissionError(13, "Permission denied", str(run_root))
+    except OSError as exc:
+        raise EngineError(E_PUBLISH, f"run root {run_root} is not a writable folder ({exc.strerror or exc})") from None
+    final = run_root / result.identity["run_id"]
+    if final.exists():
+        existing = final / data_paths(result.identity)["flag"]
+        if existing.exists() and existing.read_text() == result.flag and result.flag:
+            return final  # same inputs, same bytes: publishing again is a no-op
+        raise EngineError("E3A_IO_002_IMMUTABILITY_VIOLATION",
+                          f"{final} exists with different content; refusing to overwrite")
+    tmp = None
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{result.identity['run_id']}-", dir=run_root))
+        paths = data_paths(result.identity)
+        for member in result.members:
+            _write(tmp / member.path, member.data)
+        if result.s7.get("status") == "PASS":
+            _write(tmp / paths["index"], json_bytes(result.index))
+            _write(tmp / paths["flag"], result.flag.encode("ascii"))
+        _write(tmp / "reports" / "run_report.json", json.dumps(run_report(result), indent=2, sort_keys=True).encode())
+        os.rename(tmp, final)
+    except OSError as exc:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise EngineError(E_PUBLISH, f"could not publish {final}: {exc.strerror or exc}") from None
+    except BaseException:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def _find_one(run_dir: Path, pattern: str) -> Path:
+    hits = sorted(run_dir.glob(pattern))
+    if len(hits) != 1:
+        raise EngineError(E_BUNDLE_MISSING, f"{run_dir}: expected one {pattern}, found {len(hits)}")
+    return hits[0]
+
+
+def verify(run_dir: str | Path) -> dict:
+    """Re-check the bundle from the files: every member digest, the composite, and the flag. Every file is
+    checked to be a regular file inside the run before it is opened (engine.publish.verify_bundle.member_path)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise EngineError(E_BUNDLE_MISSING, f"{run_dir}: run directory not found")
+    index_path = _find_one(run_dir, "data/validation/manifest_fingerprint=*/index.json")
+    index_rel = index_path.relative_to(run_dir).as_posix()
+    flag_rel = index_path.parent.joinpath("_passed.flag").relative_to(run_dir).as_posix()
+    flag_path = member_path(run_dir, flag_rel)
+    index_bytes = read_member(run_dir, index_rel)
+    try:
+        index = json.loads(index_bytes)
+        members = index["members"]
+        if not isinstance(members, list) or not members or not all(
+                isinstance(m, dict) and all(isinstance(m.get(k), str) for k in ("logical_id", "path", "sha256_hex"))
+                for m in members):
+            raise TypeError("members")
+    except (ValueError, KeyError, TypeError):
+        raise EngineError(E_BUNDLE_TAMPERED, f"{index_path}: index.json unreadable") from None
+    if json_bytes(index) != index_bytes:
+        raise EngineError(E_BUNDLE_TAMPERED, f"{index_path}: index.json is not canonical")
+    ids = [m["logical_id"] for m in members]
+    if ids != sorted(ids) or len(set(ids)) != len(ids):
+        raise EngineError(E_BUNDLE_TAMPERED, f"{index_path}: members unsorted or duplicated")
+    for m in members:   # every path checked before any member is read
+        member_path(run_dir, m["path"])
+    for m in members:
+        if sha256_hex(read_member(run_dir, m["path"])) != m["sha256_hex"]:
+            raise EngineError(E_BUNDLE_TAMPERED, f"member {m['logical_id']} does not match its digest ({m['path']})")
+    flag = read_member(run_dir, flag_rel).decode("ascii", errors="replace").rstrip("\n")
+    if not flag.startswith(FLAG_RE_PREFIX) or flag[len(FLAG_RE_PREFIX):] != bundle_digest(index):
+        raise EngineError(E_BUNDLE_TAMPERED, f"{flag_path}: flag does not match the recomputed bundle digest")
+    receipt_member = next((m for m in members if m["logical_id"] == "s6_receipt_3A"), None)
+    if receipt_member is None:
+        raise EngineError(E_BUNDLE_MISSING, "bundle has no s6_receipt_3A member")
+    receipt = json.loads(read_member(run_dir, receipt_member["path"]))
+    if sha256_hex(json_bytes(receipt)) != index["s6_receipt_digest"] or receipt["overall_status"] != "PASS":
+        raise EngineError(E_BUNDLE_TAMPERED, "s6 receipt digest mismatch or S6 not PASS")
+    check_identity(run_dir, index_path, index)       # identity fields the flag does not cover
+    check_no_strays(run_dir, index, index_path)      # every file of every dataset accounted for
+    return {"run_dir": str(run_dir), "members": len(members), "bundle_sha256_hex": bundle_digest(index),
+            "status": "PASS"}
+
+
+def load_run(run_dir: str | Path):
+    """Read a materialised run back as a ChainResult (tables, events, identity, seconds, S6/S7)."""
+    run_dir = Path(run_dir)
+    report_path = run_dir / "reports" / "run_report.json"
+    if not report_path.exists():
+        raise EngineError(E_BUNDLE_MISSING, f"{run_dir}: not a run directory (reports/run_report.json missing)")
+    report = json.loads(report_path.read_text())
+    identity = report["identity"]
+    paths = data_paths(identity)
+    tables = {}
+    for key, logical in TABLE_MEMBERS.items():
+        path = run_dir / paths[logical]
+        if not path.exists():
+            raise EngineError(E_BUNDLE_MISSING, f"{run_dir}: {logical} missing")
+        tables[key] = pd.read_parquet(path)
+    events = pd.DataFrame(read_jsonl((run_dir / paths["rng_event_zone_dirichlet"]).read_bytes()))
+    s6_report = json.loads((run_dir / paths["s6_validation_report_3A"]).read_bytes())
+    s6_receipt = json.loads((run_dir / paths["s6_receipt_3A"]).read_bytes())
+    s6_issues = pd.read_parquet(run_dir / paths["s6_issue_table_3A"])
+    receipt = json.loads((run_dir / paths["s0_gate_receipt_3A"]).read_bytes())
+    sealed = json.loads((run_dir / paths["sealed_inputs_3A"]).read_bytes())
+    universe_doc = json.loads((run_dir / paths["zone_alloc_universe_hash"]).read_bytes())
+    flag_path = run_dir / paths["flag"]
+    index_path = run_dir / paths["index"]
+    bundle = Bundle(tables=tables, universe_doc=universe_doc, s6_report=s6_report, s6_issues=s6_issues,
+                    s6_receipt=s6_receipt, members=[], s7=report["s7"],
+                    index=json.loads(index_path.read_bytes()) if index_path.exists() else {},
+                    flag=flag_path.read_text() if flag_path.exists() else "")
+    return ChainResult.from_bundle(bundle, identity=identity, events=events, seconds=report["seconds"],
+                                   reused=set(report["reused"]), receipt=receipt, sealed=sealed,
+                                   counters=report["counters"], run_dir=run_dir)

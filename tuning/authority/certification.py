@@ -1,0 +1,199 @@
+"""``python -m tuning.certify [--authority | --run MLFLOW_RUN_ID] [--seeds 42,7,101,202] [--json]``
+
+Cross-seed certification (build plan P5): the authority policy set (or a trial's candidate) runs
+S0 -> S7 on every seed of the seedpack (one chain cache: S2 is seed-invariant and is reused), each
+seed is scored, and ``engine.metrics.seedpack_verdict`` gives the verdict with its gate matrix, the
+cross-seed CV and the stability gates. MLflow: one parent run in ``3A-certify`` with one nested
+run per seed; the summary is logged as JSON and Markdown.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Sequence
+
+from tqdm import tqdm
+
+from engine import ChainCache, run_chain
+from engine import EngineError
+from engine import fidelity_verdict, seedpack_verdict
+from engine import PolicySet
+from tuning.common.errors import E_CERTIFY
+from tuning.report.files import gate_table_md
+from tuning.trail.tracking import CERTIFY_EXPERIMENT, client, experiment_id, log_batch
+from tuning.study.trial_result import flatten_pack
+from tuning.common import worlds
+
+
+HOLDOUT_RATES = ("pass_rate_bplus", "pass_rate_b", "faithful_rate", "pass_rate_bplus_faithful", "pass_rate_b_faithful")
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise EngineError(E_CERTIFY, f"--seeds {text!r}: expected comma-separated integers") from None
+    if any(not 0 <= s <= 2 ** 64 - 1 for s in seeds):
+        raise EngineError(E_CERTIFY, f"--seeds {text!r}: a seed must be in [0, 2**64-1]")
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise EngineError(E_CERTIFY, f"--seeds {text!r}: need distinct seeds")
+    return seeds
+
+
+def certify(policies: PolicySet, seeds: Sequence[int], source: dict, runs_root: Path | None = None,
+            holdout: int = 0, progress: bool = True, world=None) -> dict:
+    """The seedpack verdict and fidelity (certified = PASS_B or better AND FAITHFUL on every seed),
+    plus the pass rate on ``holdout`` held-out seeds (``tuning.authority.holdout``), on ``world`` (the default world
+    when None)."""
+    world = world if world is not None else worlds.load()
+    bar = tqdm(total=len(seeds) + holdout, desc=f"certify {policies.parameter_hash[:12]}", unit="seed",
+               file=sys.stderr, disable=not progress)
+    try:
+        return _certify(policies, seeds, source, runs_root, holdout, bar, world)
+    finally:
+        bar.close()
+
+
+def _certify(policies: PolicySet, seeds: Sequence[int], source: dict, runs_root: Path | None, holdout: int,
+             bar, world) -> dict:
+    """Parent run -> every seed's chain -> verdict -> one child run per seed -> summary (logged)."""
+    mlc = client()
+    exp = experiment_id(mlc, worlds.suffixed(CERTIFY_EXPERIMENT, world))
+    parent = mlc.create_run(exp, run_name=f"certify-{policies.parameter_hash[:12]}", tags={
+        "run_kind": "certification", "parameter_hash": policies.parameter_hash, "seeds": ",".join(map(str, seeds)),
+        **{f"digest.{p}": d for p, d in policies.digests.items()}, **{k: str(v) for k, v in source.items()},
+        **worlds.tags(world)})
+    parent_id = parent.info.run_id
+    t0 = time.perf_counter()
+    try:
+        per_seed, engine_seconds, rows = _run_seeds(policies, seeds, runs_root, bar, world)
+        verdict = seedpack_verdict(per_seed, seeds)
+        fidelity = {seed: fidelity_verdict(per_seed[seed]["gates"]) for seed in seeds}
+        for seed in seeds:
+            _log_seed_run(mlc, exp, parent_id, seed, per_seed[seed], verdict["seeds"][seed], rows[seed],
+                          fidelity[seed], engine_seconds[seed])
+        faithful = all(v == "FAITHFUL" for v in fidelity.values())
+        summary = {"verdict": verdict["verdict"], "reasons": verdict["reasons"], "seeds": list(seeds),
+                   "fidelity": fidelity, "fidelity_verdict": "FAITHFUL" if faithful else "DISTORTED",
+                   "certified": faithful and verdict["verdict"] in ("PASS_B", "PASS_BPLUS"), "cv": verdict["cv"],
+                   "parameter_hash": policies.parameter_hash, "digests": dict(policies.digests), "source": source,
+                   "engine_seconds": engine_seconds, "engine_seconds_total": sum(engine_seconds.values()),
+                   "wall_seconds": time.perf_counter() - t0, "mlflow_run_id": parent_id,
+                   "engine_run_ids": {s: rows[s]["run_id"] for s in seeds}, "detail": verdict,
+                   "world": worlds.record(world),
+                   "fidelity_failing": {s: sorted(g for g, v in per_seed[s]["gates"].get("fidelity", {}).items()
+                                                  if v["status"] == "FAIL") for s in seeds}}
+        if holdout:
+            from tuning.authority.holdout import holdout_report, holdout_seeds, tuning_seeds
+
+            summary["holdout"] = holdout_report(policies, holdout_seeds(holdout, tuning_seeds()), bar, world)
+        _log_summary(mlc, parent_id, summary)
+    except BaseException:
+        mlc.set_terminated(parent_id, status="FAILED")
+        raise
+    return summary
+
+
+def _run_seeds(policies: PolicySet, seeds: Sequence[int], runs_root: Path | None, bar,
+               world) -> tuple[dict, dict, dict]:
+    """S0 -> S7 on every seed through one chain cache: (scored entry, engine seconds, identity) per seed."""
+    cache, per_seed, engine_seconds, rows = ChainCache(), {}, {}, {}
+    for seed in seeds:
+        res = run_chain(policies, seed, world, cache=cache, run_root=runs_root)
+        per_seed[seed] = {"pack": res.pack, "gates": res.gates, "s6_overall_status": res.s6_report["overall_status"],
+                          "s7_status": res.s7.get("status")}
+        engine_seconds[seed] = float(sum(res.seconds.values()))
+        rows[seed] = res.identity
+        bar.update(1)
+    return per_seed, engine_seconds, rows
+
+
+def _log_seed_run(mlc, exp: str, parent_id: str, seed: int, entry: dict, row: dict, identity: dict,
+                  fidelity: str, engine_seconds: float) -> None:
+    """The nested MLflow run of one seed: its verdict row as tags, its pack as metrics, gate table + pack."""
+    child = mlc.create_run(exp, run_name=f"seed-{seed}", tags={
+        "mlflow.parentRunId": parent_id, "run_kind": "certification_seed", "seed": str(seed),
+        "engine_run_id": identity["run_id"], "parameter_hash": identity["parameter_hash"],
+        "manifest_fingerprint": identity["manifest_fingerprint"], "run_verdict": row["run_verdict"],
+        "hard_pass": str(row["hard_pass"]).lower(), "stretch_pass": str(row["stretch_pass"]).lower(),
+        "s6_status": str(row["s6_overall_status"]), "s7_status": str(row["s7_status"]),
+        "failing_hard": ",".join(row["failing_hard"]) or "none", "fidelity": fidelity})
+    log_batch(mlc, child.info.run_id, metrics={**flatten_pack(entry["pack"]), "seconds.engine": engine_seconds})
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, "gate_table.md").write_text(gate_table_md(entry["gates"], detailed=True))
+        Path(tmp, "metric_pack.json").write_text(json.dumps(entry, indent=2, sort_keys=True, default=str))
+        mlc.log_artifacts(child.info.run_id, tmp)
+    mlc.set_terminated(child.info.run_id)
+
+
+def _log_summary(mlc, parent_id: str, summary: dict) -> None:
+    """The parent run's CV and held-out metrics, verdict tags, summary JSON + Markdown; then it is finished."""
+    hold = summary.get("holdout") or {}
+    log_batch(mlc, parent_id, metrics={"seconds.engine_total": summary["engine_seconds_total"],
+                                       **{f"cv.{m}": v for m, v in summary["cv"].items()},
+                                       **{f"holdout.{k}": hold[k] for k in HOLDOUT_RATES if k in hold},
+                                       **({"holdout.n": hold["n"]} if hold else {})},
+              tags={"verdict": summary["verdict"], "fidelity_verdict": summary["fidelity_verdict"],
+                    "certified": str(summary["certified"]).lower()})
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, "certification_summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True,
+                                                                      default=str))
+        Path(tmp, "certification_summary.md").write_text(summary_markdown(summary))
+        mlc.log_artifacts(parent_id, tmp)
+    mlc.set_terminated(parent_id)
+
+
+def summary_markdown(summary: dict) -> str:
+    detail, seeds = summary["detail"], summary["seeds"]
+    lines = [f"# 3A certification: {summary['verdict']} / {summary['fidelity_verdict']}", "",
+             f"- policies: parameter_hash `{summary['parameter_hash']}` ({summary['source']})",
+             f"- seeds: {', '.join(map(str, seeds))}; engine seconds {summary['engine_seconds_total']:.2f}", ""]
+    lines += [f"- {r}" for r in summary["reasons"]] + ["", "| gate | " + " | ".join(map(str, seeds)) + " |",
+                                                       "|---|" + "---|" * len(seeds)]
+    for family in ("hard", "stretch"):
+        for gid, per in detail["gate_matrix"][family].items():
+            lines.append(f"| {gid} | " + " | ".join(str(per.get(s)) for s in seeds) + " |")
+    lines.append("| fidelity | " + " | ".join(summary["fidelity"][s] for s in seeds) + " |")
+    lines += ["", "| CV metric | CV |", "|---|---|"] + [f"| {m} | {v:.6g} |" for m, v in detail["cv"].items()]
+    hold = summary.get("holdout")
+    if hold:
+        lines += ["", f"Held-out seeds: {hold['n']} from [{hold['range'][0]}, {hold['range'][1]}); "
+                      f"PASS_BPLUS {hold['pass_rate_bplus']:.1%}, PASS_B or better {hold['pass_rate_b']:.1%}, "
+                      f"FAITHFUL {hold['faithful_rate']:.1%}"]
+    return "\n".join(lines) + "\n"
+
+
+def failing_gates(summary: dict) -> list[str]:
+    """Gates that fail on any seedpack seed, then those failing on held-out seeds (most often first)."""
+    matrix = (summary.get("detail") or {}).get("gate_matrix", {})
+    seedpack = sorted({g for fam in matrix.values() for g, per in fam.items()
+                       if any(v != "PASS" for v in per.values())})
+    held = [g for g in (summary.get("holdout") or {}).get("failing", {}) if g not in seedpack]
+    fidelity = sorted({g for s in summary.get("seeds", []) for g in summary.get("fidelity_failing", {}).get(s, [])})
+    return seedpack + [g for g in fidelity if g not in seedpack] + held
+
+
+def record_certification(policies_dir: Path, policies: PolicySet, summary: dict) -> dict:
+    """The P5 step of the decision ladder: the verdict, its evidence, and the cross-seed CV of every CV
+    metric (``cv.<metric>``) and held-out rates as the step's metrics."""
+    from tuning.authority.txn import authority_lock
+    from tuning.authority.ladder import record_step
+
+    cv = {k: v for k, v in summary["cv"].items() if isinstance(v, (int, float))}
+    hold = summary.get("holdout") or {}
+    with authority_lock(policies_dir):  # serialised with promote and freeze
+        if PolicySet.from_dir(policies_dir).parameter_hash != policies.parameter_hash:
+            raise EngineError(E_CERTIFY, "the authority changed while it was being certified; run again")
+        return record_step("P5", summary["verdict"], policies_dir=policies_dir, source_run_id=summary["mlflow_run_id"],
+                           evidence={"seeds": ",".join(map(str, summary["seeds"])),
+                                     "certify_run_id": summary["mlflow_run_id"],
+                                     "fidelity": summary["fidelity_verdict"], "certified": summary["certified"],
+                                     "failing_gates": ",".join(failing_gates(summary)) or "none",
+                                     **({"holdout_seeds": hold["n"], "holdout_range": hold["range"],
+                                         **{f"holdout_{k}": hold[k] for k in HOLDOUT_RATES}} if hold else {})},
+                           metrics={**{f"cv.{k}": v for k, v in cv.items()},
+                                    **{f"holdout.{k}": hold[k] for k in HOLDOUT_RATES if k in hold}})

@@ -1,0 +1,90 @@
+"""``python -m tuning.freeze [--policies policies] [--target PASS_BPLUS]``: P6, freeze the certified authority.
+
+Reads the newest P5 certification step of the *current* authority (same parameter_hash) from the
+decision ladder and records the P6 step with the plan's freeze status. The certified grade is the
+highest grade G (B+ then B) such that the seedpack verdict is G or better, every seedpack seed is
+FAITHFUL, and, when held-out seeds were measured, at least ``HOLDOUT_MIN`` of them are G or better and
+FAITHFUL (a grade that holds only on the seeds it was tuned on is not certified):
+
+- ``FROZEN_CERTIFIED_BPLUS`` / ``FROZEN_CERTIFIED_B``: that grade, at or above ``--target`` when one is given;
+- ``FROZEN_BEST_EFFORT_B`` / ``FROZEN_BEST_EFFORT_BELOW_B``: below the target (the campaign's target is B+):
+  the best faithful grade reached, with the gates that block the target named in its evidence;
+- ``FROZEN_BEST_EFFORT_DISTORTED``: an authority that is not FAITHFUL on every seedpack seed.
+
+Refuses when the authority has no certification (certify it first), so a freeze always names its evidence.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from engine import EngineError
+from engine import PolicySet
+from tuning.authority.txn import authority_lock
+from tuning.common.errors import E_CERTIFY
+from tuning.authority.ladder import record_step
+from tuning.authority.ladder_steps import read_ladder
+
+HOLDOUT_MIN = 0.98
+GRADES = ("BPLUS", "B")                       # best first
+VERDICT_GRADE = {"PASS_BPLUS": "BPLUS", "PASS_B": "B"}
+HELD_RATE = {"BPLUS": "holdout_pass_rate_bplus_faithful", "B": "holdout_pass_rate_b_faithful"}
+
+
+def certified_grade(verdict: str, evidence: dict) -> str | None:
+    """The highest grade the certification supports (seedpack and held-out seeds), or None."""
+    reached = VERDICT_GRADE.get(verdict)
+    if reached is None or str(evidence.get("fidelity", "UNMEASURED")) != "FAITHFUL":
+        return None
+    for grade in GRADES[GRADES.index(reached):]:
+        rate = evidence.get(HELD_RATE[grade])
+        if rate is None and grade == "B" and "holdout_pass_rate_b" in evidence:   # records before the B rate
+            rate = min(evidence["holdout_pass_rate_b"], evidence.get("holdout_faithful_rate", 0.0))
+        if "holdout_seeds" not in evidence or (rate is not None and rate >= HOLDOUT_MIN):
+            return grade
+    return None
+
+
+def freeze_status(verdict: str, fidelity: str = "FAITHFUL", evidence: dict | None = None,
+                  target: str | None = None) -> str:
+    """A certified freeze needs the plan verdict AND fidelity AND (when measured) the held-out rate; below
+    the ``target`` grade (``PASS_BPLUS``/``PASS_B``) the freeze is best effort."""
+    if fidelity != "FAITHFUL":
+        return "FROZEN_BEST_EFFORT_DISTORTED"
+    grade = certified_grade(verdict, {"fidelity": fidelity, **(evidence or {})})
+    wanted = VERDICT_GRADE.get(target or "", "B")
+    if grade is not None and GRADES.index(grade) <= GRADES.index(wanted):
+        return f"FROZEN_CERTIFIED_{grade}"
+    return f"FROZEN_BEST_EFFORT_{grade or 'BELOW_B'}"
+
+
+def freeze(policies_dir: Path, target: str | None = None, blocking: Sequence[str] = ()) -> dict:
+    with authority_lock(policies_dir):  # serialised with promote and certify --record
+        return _freeze(policies_dir, target, list(blocking))
+
+
+def _freeze(policies_dir: Path, target: str | None, blocking: list[str]) -> dict:
+    current = PolicySet.from_dir(policies_dir).parameter_hash
+    certs = [s for s in read_ladder(policies_dir) if s["phase"] == "P5" and s["parameter_hash"] == current]
+    if not certs:
+        raise EngineError(E_CERTIFY, f"the authority {current[:12]} has no P5 certification in the ladder; "
+                                     f"run python -m tuning.certify --authority --record first")
+    cert = certs[-1]
+    ev = cert.get("evidence") or {}
+    fidelity = str(ev.get("fidelity", "UNMEASURED"))
+    status = freeze_status(cert["decision"], fidelity, ev, target)
+    evidence = {"certification_step": cert["mlflow_run_id"], "verdict": cert["decision"], "fidelity": fidelity}
+    note = None
+    if status.startswith("FROZEN_BEST_EFFORT_"):
+        gates = [g for g in str(ev.get("failing_gates", "")).split(",") if g and g != "none"]
+        named = blocking + [g for g in gates if g not in blocking]
+        evidence["blocking"] = ",".join(named) or "none measured"
+        if "holdout_seeds" in ev:
+            evidence["holdout_pass_rate_bplus_faithful"] = ev.get("holdout_pass_rate_bplus_faithful")
+        note = (f"best effort: {target or 'the certified grade'} is not reached with FAITHFUL fidelity; blocking: "
+                f"{evidence['blocking']}")
+    if target:
+        evidence["target"] = target
+    return record_step("P6", status, policies_dir=policies_dir, source_run_id=cert["mlflow_run_id"],
+                       evidence=evidence, note=note)

@@ -1,0 +1,64 @@
+"""Promotion guards, checked before any witness replay or write (called once from ``tuning.authority.promotion``).
+
+- A frozen authority (the ladder's last step is ``FROZEN_CERTIFIED_*``) refuses every promotion unless the
+  user reopens it with a reason (``--reopen REASON``); the reopening is recorded as a ladder step
+  (phase ``P6``, decision ``REOPENED``, the reason as its note) with the promotion's own records, only once
+  its witness has passed: a refused promote writes nothing.
+- A candidate whose policy documents equal the authority's once the ``version`` metadata is set aside is
+  refused as "no change": installing it would only rewrite version lines (and drop the certification).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine import EngineError
+from engine import PolicySet
+
+E_FROZEN = "E3A_TUN_024_AUTHORITY_FROZEN"
+E_NO_CHANGE = "E3A_TUN_025_NO_CHANGE"
+FROZEN_PREFIX = "FROZEN_CERTIFIED_"
+REOPENED = "REOPENED"
+VERSION_KEYS = ("version",)
+
+
+def frozen_step(policies_dir: Path) -> dict | None:
+    """The ladder's last step when it freezes the authority, else None."""
+    from tuning.authority.ladder_steps import read_ladder
+
+    steps = read_ladder(policies_dir)
+    if steps and str(steps[-1].get("decision", "")).startswith(FROZEN_PREFIX):
+        return steps[-1]
+    return None
+
+
+def without_version(doc: dict) -> dict:
+    return {k: v for k, v in doc.items() if k not in VERSION_KEYS}
+
+
+def changed_policies(current: PolicySet, candidate: PolicySet) -> list[str]:
+    """Policy ids whose documents differ, version metadata aside."""
+    ids = sorted(set(current.raw) | set(candidate.raw))
+    return [pid for pid in ids if pid not in current.raw or pid not in candidate.raw
+            or without_version(current.doc(pid)) != without_version(candidate.doc(pid))]
+
+
+def guard_promotion(policies_dir: Path, current: PolicySet, candidate: PolicySet, run_id: str,
+                    reopen: str | None = None) -> dict | None:
+    """Refuse a frozen authority (unless reopened) and a version-only candidate. Writes nothing: returns the
+    reopening's ladder step (phase, decision, note, evidence) for the promotion to record with its own records,
+    once its witness has passed (a refused promote leaves the authority frozen)."""
+    frozen = frozen_step(policies_dir)
+    if frozen is not None and not reopen:
+        raise EngineError(E_FROZEN, f"the authority {current.parameter_hash[:12]} is {frozen['decision']} "
+                                    f"(ladder step {str(frozen.get('mlflow_run_id', '?'))[:12]}); refusing to "
+                                    f"promote run {run_id}; pass --reopen REASON to reopen it (recorded in the ladder)")
+    if current.parameter_hash != candidate.parameter_hash and not changed_policies(current, candidate):
+        raise EngineError(E_NO_CHANGE, f"run {run_id}: its policies differ from the authority "
+                                       f"{current.parameter_hash[:12]} only in version metadata; nothing to promote")
+    if frozen is None:
+        return None
+    return {"phase": "P6", "decision": REOPENED, "source_run_id": run_id, "note": reopen,
+            "parameter_hash": current.parameter_hash,   # the frozen authority is what is reopened
+            "evidence": {"frozen_status": frozen["decision"], "frozen_step": frozen.get("mlflow_run_id"),
+                         "candidate_run_id": run_id}}

@@ -1,0 +1,1 @@
+"""``python -m tuning.baseline``: the P0 metric pack of one policy set on one seed."""

@@ -1,0 +1,1 @@
+"""``python -m tuning.bench_distributed``: the cost of going distributed."""

@@ -1,0 +1,1 @@
+"""``python -m tuning.campaign``: the remediation campaign as code (steps, rules, facts)."""

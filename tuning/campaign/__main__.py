@@ -1,0 +1,144 @@
+"""``python -m tuning.campaign run|replay [--file studies/campaign.yaml] [--world DIR --policies OUT]``
+
+The remediation campaign as code. One campaign file holds the phase order, each phase's budget and the
+decision rules; it is written once and adapts to the world it runs on (:mod:`tuning.campaign.rules`).
+``run`` takes a world from its authored baseline to the best grade it can certify: author the baseline into
+the authority folder (bound to the world), P0 pack, POPT.0, each phase's sweep and rule-driven promotion or
+hold, the computed reviews, P5 certification with held-out seeds, P6 freeze; the decision ladder and the
+MLflow trail record every step. ``replay`` does the same and then checks that the authority it ends on is
+byte-identical to the committed one: the git ``HEAD`` version of the authority folder when git tracks it,
+else the folder as it was when replay started (it says which).
+
+The campaign's own sweeps are named ``campaign-<study>`` (``-w<id>`` on a non-default world) in experiments
+``campaign-3A-<phase>``; both commands start them afresh (their journals removed, their earlier MLflow runs
+deleted) and touch nothing else, so a user's own ``tuning.sweep`` studies and runs survive a campaign.
+
+Step kinds (``steps:`` in order):
+  ``{author: true}``                   re-author the baseline into the authority folder (fresh lineage/ladder)
+  ``{phase: P0, baseline: {seed}}``    P0 metric pack, recorded
+  ``{phase: POPT.0, runtime: {seed, repeats}}``
+  ``{phase, sweep: {study, trials}, select, promote_if, decision, else, reason}``
+  ``{phase, review: {decision, reason}}``  a recorded review with its reason
+  ``{phase, frontier: {study, trials}, reachable, unreachable}``  an exploration sweep (never promotes)
+  ``{phase: P5, certify: {seeds, holdout}}``
+  ``{phase: P6, freeze: true}``
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import yaml
+
+from engine import EngineError, PolicySet, sha256_hex
+from tuning.common import worlds
+from tuning.campaign.rules import E_CAMPAIGN, choose  # noqa: F401 - choose is the campaign's public rule
+from tuning.common.errors import E_USAGE, TuningParser, run_cli
+
+E_REPLAY = "E3A_TUN_061_REPLAY_MISMATCH"
+KINDS = ("author", "baseline", "runtime", "sweep", "frontier", "review", "certify", "freeze")
+
+
+def load_campaign(path: Path) -> dict:
+    if not path.is_file():
+        raise EngineError(E_CAMPAIGN, f"{path}: campaign file not found")
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise EngineError(E_CAMPAIGN, f"{path}: malformed YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("steps"), list) or not doc["steps"]:
+        raise EngineError(E_CAMPAIGN, f"{path}: a campaign needs a non-empty 'steps' list")
+    for i, step in enumerate(doc["steps"]):
+        found = [k for k in KINDS if isinstance(step, dict) and k in step]
+        if len(found) != 1:
+            raise EngineError(E_CAMPAIGN, f"{path}: steps[{i}] needs exactly one of {', '.join(KINDS)}")
+        if found[0] != "author" and not step.get("phase"):
+            raise EngineError(E_CAMPAIGN, f"{path}: steps[{i}] needs a phase")
+    if "world" in doc:
+        if not isinstance(doc["world"], str) or not doc["world"]:
+            raise EngineError(E_CAMPAIGN, f"{path}: 'world' must name a world directory")
+        doc["world"] = str(path.parent / doc["world"])
+    return doc
+
+
+def committed_digests(policies: Path) -> tuple[dict[str, str] | None, str]:
+    """The committed authority to compare a replay with, and where it came from: the git ``HEAD`` version of
+    the folder's policy files when git tracks them, else the folder's files as they are now."""
+    from engine import POLICY_IDS
+
+    try:
+        top = subprocess.run(["git", "-C", str(policies), "rev-parse", "--show-toplevel"], capture_output=True,
+                             text=True, timeout=30, check=True).stdout.strip()
+        rel = Path(policies).resolve().relative_to(Path(top).resolve())
+        digests = {}
+        for pid in POLICY_IDS:
+            blob = subprocess.run(["git", "-C", top, "show", f"HEAD:{(rel / f'{pid}.yaml').as_posix()}"],
+                                  capture_output=True, timeout=30, check=True).stdout
+            digests[pid] = sha256_hex(blob)
+        return digests, "git HEAD"
+    except (OSError, ValueError, subprocess.SubprocessError):
+        pass
+    if not policies.is_dir():
+        return None, "none"
+    return dict(PolicySet.from_dir(policies).digests), "the folder when replay started"
+
+
+def build_parser() -> TuningParser:
+    ap = TuningParser(prog="python -m tuning.campaign", description=__doc__.splitlines()[0])
+    ap.add_argument("command", choices=("run", "replay"))
+    ap.add_argument("--file", default="studies/campaign.yaml")
+    ap.add_argument("--policies", default="policies", help="the authority folder (default: the default world's)")
+    ap.add_argument("--studies-dir", default="studies")
+    ap.add_argument("--runs-root", default="", help="materialise promotion witnesses here ('' = in memory)")
+    ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--json", action="store_true",
+                    help="print the outcome as one JSON line on stdout (the steps' own output goes to stderr)")
+    worlds.add_world_args(ap)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from tuning.campaign.steps import Campaign, fresh_trail
+
+    args = build_parser().parse_args(argv)
+    doc = load_campaign(Path(args.file))
+    policies, studies = Path(args.policies), Path(args.studies_dir)
+    world = worlds.from_args(args, doc.get("world"))
+    before, against = committed_digests(policies) if args.command == "replay" else (None, "")
+    if args.command == "replay" and before is None:
+        raise EngineError(E_USAGE, f"{policies}: replay needs the committed authority to compare against")
+    if (policies / "zone_mixture_policy.yaml").exists():   # never re-author another world's authority
+        worlds.require(policies, world, f"a campaign on world {world.name} (pass --policies OUT for its own folder)")
+    fresh_trail(doc, studies, world)
+    t0 = time.perf_counter()
+    with contextlib.redirect_stdout(sys.stderr if args.json else sys.stdout):  # --json: stdout is the JSON alone
+        log = Campaign(doc, policies, studies, Path(args.runs_root) if args.runs_root else None, world,
+                       args.world or doc.get("world")).run(not args.no_progress)
+    after = PolicySet.from_dir(policies)
+    out = {"campaign": doc.get("campaign", "3A"), "steps": log, "wall_seconds": round(time.perf_counter() - t0, 1),
+           "parameter_hash": after.parameter_hash, "digests": dict(after.digests), "world": worlds.record(world),
+           "final": log[-1]["outcome"] if log else None}
+    if before is not None:
+        out["replay_identical"] = dict(after.digests) == dict(before)
+        out["compared_with"] = against
+    print(json.dumps(out, sort_keys=True) if args.json else
+          "\n".join(f"{s['phase']:>7}  {s['outcome']}  ({s['seconds']} s)" for s in log)
+          + f"\nworld {world.name} ({world.fingerprint[:12]}); authority {after.parameter_hash[:16]} in {policies}/; "
+            f"wall {out['wall_seconds']} s"
+          + (f"\nreplay compared with the committed authority ({against}): "
+             f"{'identical' if out['replay_identical'] else 'DIFFERENT'}" if before is not None else ""))
+    if before is not None and not out["replay_identical"]:
+        changed = sorted(p for p in before if before[p] != after.digests.get(p))
+        raise EngineError(E_REPLAY, f"replay ended on other policies ({', '.join(changed)} differ from the "
+                                    f"committed authority, {against})")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

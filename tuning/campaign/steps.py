@@ -1,0 +1,286 @@
+"""The campaign's steps on one world and one authority folder: :class:`Campaign`.
+
+Every step calls the harness's library functions (authoring, the P0 pack, POPT.0, sweeps, promotion,
+certification, freeze), never a CLI. The campaign's own sweeps are named ``campaign-<study>`` (plus the
+world's label on a non-default world) in experiments ``campaign-3A-<phase>``, so they never mix with a
+user's own sweeps; :func:`fresh_trail` clears exactly those before a run.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from tuning.common import worlds
+from tuning.campaign.rules import choose
+
+NAMESPACE = "campaign-"
+
+
+def sweep_steps(doc: dict) -> list[dict]:
+    return [s for s in doc["steps"] if "sweep" in s or "frontier" in s]
+
+
+def trail_names(step: dict, studies: Path, world) -> tuple[str, str]:
+    """(study name, experiment name) of a campaign sweep step on ``world``."""
+    from tuning.study.spec import load_study
+
+    cfg = step.get("sweep") or step.get("frontier")
+    spec = load_study(cfg["study"], studies)
+    study = worlds.suffixed(NAMESPACE + (cfg.get("name") or spec.study), world)
+    return study, worlds.suffixed(f"{NAMESPACE}{spec.experiment}", world)
+
+
+def fresh_trail(doc: dict, studies: Path, world, optuna_dir: Path | None = None) -> list[str]:
+    """A campaign starts its own studies afresh: their Optuna journals are removed and their earlier MLflow
+    runs deleted (MLflow's soft delete). Nothing else is touched: not a user's sweeps, not other worlds'."""
+    import shutil
+
+    from tuning.common.limits import OPTUNA_DIR
+
+    optuna_dir = optuna_dir or OPTUNA_DIR
+    names = [trail_names(step, studies, world) for step in sweep_steps(doc)]
+    for study, _ in names:
+        (optuna_dir / f"{study}.journal").unlink(missing_ok=True)
+        shutil.rmtree(optuna_dir / "locks" / study, ignore_errors=True)
+    from tuning.trail.tracking import delete_study_runs
+
+    delete_study_runs(names)
+    return [study for study, _ in names]
+
+
+class Campaign:
+    def __init__(self, doc: dict, policies: Path, studies: Path, runs_root: Path | None, world=None,
+                 world_dir: str | Path | None = None) -> None:
+        self.doc, self.policies, self.studies, self.runs_root = doc, policies, studies, runs_root
+        self.world = world if world is not None else worlds.load(world_dir)
+        self.world_dir = world_dir
+        self.log: list[dict] = []
+        self.narrowed: dict[str, object] = {}     # study -> its spec narrowed to the frontier's region
+        self.frontier_outcome: dict | None = None  # what the frontier proved (reachability, blocking gates)
+        self._facts: dict | None = None
+
+    @property
+    def facts(self) -> dict:
+        """Measured facts of the world that reasons quote (``{name}`` in a step's ``reason``)."""
+        if self._facts is None:
+            from tuning.campaign.facts import world_facts
+
+            self._facts = world_facts(self.world)
+        return self._facts
+
+    def reason(self, step: dict) -> str:
+        return str(step.get("reason", "")).format(**self.facts).strip()
+
+    def run(self, progress: bool = True) -> list[dict]:
+        from tqdm import tqdm
+
+        bar = tqdm(self.doc["steps"], desc="campaign", unit="step", disable=not progress, file=sys.stderr)
+        for step in bar:
+            bar.set_postfix_str(str(step.get("phase", "author")))
+            t0 = time.perf_counter()
+            outcome = self.step(step)
+            self.log.append({"phase": step.get("phase", "author"), "outcome": outcome,
+                             "seconds": round(time.perf_counter() - t0, 2)})
+        return self.log
+
+    def step(self, step: dict) -> str:
+        if "author" in step:
+            return self.author()
+        phase = step["phase"]
+        if "baseline" in step:
+            from tuning.baseline.pack import p0
+
+            p0(self.policies, "authority", int(step["baseline"].get("seed", 42)), "reports", "runs", self.world,
+               record=True)
+            return "recorded"
+        if "runtime" in step:
+            from tuning.runtime.lanes import popt0
+
+            cfg = step["runtime"]
+            popt0(self.policies, self.world, int(cfg.get("seed", 42)), int(cfg.get("repeats", 3)), Path("reports"),
+                  "runs", record=True)
+            return "recorded"
+        if "review" in step:
+            from tuning.authority.ladder import record_step
+
+            record_step(phase, step["review"]["decision"], policies_dir=self.policies, note=step["review"]["reason"])
+            return step["review"]["decision"]
+        if "sweep" in step:
+            return self.sweep(step)
+        if "frontier" in step:
+            return self.frontier(step)
+        if "certify" in step:
+            return self.certify(step["certify"])
+        return self.freeze(step)
+
+    def author(self) -> str:
+        """A fresh trail: lineage and ladder restart, the world's authored baseline is installed (recorded)."""
+        from tuning.authority.authoring import install_authored
+
+        self.policies.mkdir(parents=True, exist_ok=True)
+        # the folder's world binding stays: the CLI checked it is this world's, and authoring refuses another's
+        for name in ("lineage.yaml", "ladder.yaml"):
+            (self.policies / name).unlink(missing_ok=True)
+        install_authored(self.policies, reason=f"campaign {self.doc.get('campaign', '3A')}: P0 starts from the "
+                                               f"authored baseline", world=self.world, world_dir=self.world_dir)
+        return "authored"
+
+    def certify(self, cfg: dict) -> str:
+        from engine import PolicySet
+        from tuning.authority.certification import certify, record_certification
+
+        policies = PolicySet.from_dir(self.policies)
+        summary = certify(policies, [int(s) for s in cfg.get("seeds", [42, 7, 101, 202])],
+                          {"source": "authority", "policies_dir": str(self.policies)}, None,
+                          int(cfg.get("holdout", 0)), progress=False, world=self.world)
+        record_certification(self.policies, policies, summary)
+        return summary["verdict"]
+
+    def _run_sweep(self, cfg: dict):
+        from tuning.study.spec import load_study
+        from tuning.sweep.config import SweepConfig
+        from tuning.sweep.coordinator import Sweep
+
+        from tuning.authority.holdout import tuning_seeds, validation_seeds
+
+        trials = int(cfg["trials"]) if cfg.get("trials") else None
+        spec = self.narrowed.get(cfg["study"]) or load_study(cfg["study"], self.studies)
+        check = self.doc.get("validate")
+        unseen = tuple(validation_seeds(int(check.get("seeds", 12)), tuning_seeds(self.studies))) if check else ()
+        sweep = Sweep(SweepConfig(phase=cfg["study"], studies_dir=str(self.studies), policies=str(self.policies),
+                                  progress=False, study=cfg.get("name"), trials=trials, namespace=NAMESPACE,
+                                  precheck_seeds=unseen), spec=spec, world=self.world)
+        return sweep, sweep.run()
+
+    def frontier(self, step: dict) -> str:
+        """An exploration whose study states a joint goal as guardrails (targets that veto, so the sampler
+        searches for them): records whether a faithful trial meets every target on every seed, the region
+        those trials span, the blocking targets when none does, and narrows the studies named in ``narrow``
+        to that region (a computed review, with its evidence)."""
+        from tuning.campaign.rules import describe_region, narrow, reachability, region
+        from tuning.authority.ladder import record_step
+        from tuning.study.spec import load_study
+
+        sweep, summary = self._run_sweep(step["frontier"])
+        rows = trial_rows(sweep)
+        targets = {c.reason: c.label() for c in sweep.spec.guardrails if c.reason.endswith("_TARGET")}
+        proof = reachability(rows, targets)
+        found = region(proof["meets"], sweep.spec.knobs)
+        decision = step["reachable"] if proof["meets"] else step["unreachable"]
+        labels = ", ".join(c.label() for c in sweep.spec.targets) or ", ".join(targets.values())
+        note = (f"{len(proof['meets'])} of {proof['trials']} trials faithful and meeting [{labels}] on every seed; "
+                f"region: {describe_region(found)}" if proof["meets"] else
+                f"no faithful trial of {proof['trials']} meets [{labels}] on every seed; faithful trials meeting each "
+                f"alone: {proof['per_target']}; blocking: {', '.join(proof['blocking'])}")
+        front = summary.get("pareto") or []
+        record_step(step["phase"], decision, policies_dir=self.policies, source_run_id=summary["parent_run_id"],
+                    note=f"{self.reason(step)} {note}".strip(),
+                    evidence={"study": summary["study"], "trials": proof["trials"], "faithful": proof["faithful"],
+                              "meets": len(proof["meets"]), "blocking": ",".join(proof["blocking"]) or "none",
+                              "region": found, "front": [{"trial": r["trial"], "J": r["J"],
+                                                          "second": r.get("second")} for r in front]})
+        self.frontier_outcome = {"decision": decision, "blocking": proof["blocking"], "reachable": bool(proof["meets"])}
+        if proof["meets"] and step.get("narrow"):
+            for name in step["narrow"]:
+                self.narrowed[name] = narrow(load_study(name, self.studies), found)
+            spaces = {name: describe_region(region_of(self.narrowed[name])) for name in step["narrow"]}
+            record_step(step["phase"], step.get("narrowed", "SPACES_NARROWED"), policies_dir=self.policies,
+                        source_run_id=summary["parent_run_id"],
+                        note="the studies' knob spaces narrowed to the frontier's region: "
+                             + "; ".join(f"{k}: {v}" for k, v in spaces.items()),
+                        evidence={"studies": ",".join(step["narrow"])})
+        return decision
+
+    def sweep(self, step: dict) -> str:
+        from tuning.campaign.rules import eligible, validated
+        from tuning.authority.ladder import record_step
+        from tuning.authority.promotion import promote
+
+        sweep, summary = self._run_sweep(step["sweep"])
+        if summary.get("decision") and not summary.get("trials_complete"):
+            return summary["decision"]  # a precheck closed the phase (recorded by the sweep)
+        rule = step.get("promote_if", {})
+        min_j = float(rule["min_J"]) if "min_J" in rule else None
+        rows = trial_rows(sweep)
+        front = {r["trial"] for r in summary["pareto"]} if "pareto" in summary else None
+        pick, why = choose(rows, step.get("select", "best_feasible"), min_j, bool(rule.get("targets", False)), front)
+        check = step.get("validate", self.doc.get("validate"))
+        if pick is not None and check:
+            ranked = eligible(rows, step.get("select", "best_feasible"), min_j, bool(rule.get("targets", False)))
+            rates, anchor = validation_rates(sweep, ranked[: int(check.get("top", 5))], int(check.get("seeds", 12)))
+            pick, checked = validated(ranked, rates)
+            why = (f"the rule ({step.get('select', 'best_feasible')}) first picks {why}; {checked}; "
+                   f"the authority itself holds on {anchor[0]:.0%}, {anchor[1]:.0%} PASS_BPLUS and FAITHFUL")
+            mine = rates[pick["trial"]]
+            if mine[0] < anchor[0] or mine[1] < anchor[1]:   # on seeds it was not tuned on: no better than the
+                # authority at the phase, or worse at the campaign's goal: nothing is promoted
+                pick, why = None, f"{why}: no candidate holds as well as the authority on unseen seeds"
+        if pick is None or pick["J"] is None or (min_j is not None and pick["J"] <= min_j):
+            floor = "" if min_j is None else f" with J > {min_j:g}"
+            record_step(step["phase"], step["else"], policies_dir=self.policies, source_run_id=summary["parent_run_id"],
+                        note=f"{self.reason(step)} {why}; no candidate to promote{floor}".strip())
+            return step["else"]
+        reason = f"{self.reason(step)} {why}".strip()
+        promote(pick["run_id"], self.policies, step["decision"], self.runs_root, step.get("ladder_phase"),
+                reason=reason, world=self.world)
+        return step["decision"]
+
+    def freeze(self, step: dict) -> str:
+        """P6: the certified grade, or best effort naming what blocks the campaign's target grade."""
+        from tuning.authority.freeze import freeze
+
+        target = step["freeze"].get("target") if isinstance(step["freeze"], dict) else None
+        blocking = (self.frontier_outcome or {}).get("blocking") or []
+        return freeze(self.policies, target=target, blocking=blocking)["decision"]
+
+
+def trial_rows(sweep) -> list[dict]:
+    """The sweep's complete trials as rows (ranking order), with their searched parameters."""
+    from tuning.study.ranking import trial_j, trial_result
+
+    return [{"trial": t.number, "J": trial_j(t), "params": dict(t.params), **trial_result(t)} for t in sweep.ranked()]
+
+
+def region_of(spec) -> dict:
+    return {k.name: ({"choices": list(k.choices)} if k.choices is not None else {"low": k.low, "high": k.high})
+            for k in spec.knobs if not k.fixed}
+
+
+def _score(ev, spec) -> tuple[float, float, float]:
+    """(the share of seeds on which the evaluation is feasible and meets the study's targets; the share on which
+    it reaches the campaign's goal, PASS_BPLUS and FAITHFUL; the mean over seeds of its smallest relative margin
+    to those targets and to the fidelity gates): a candidate that holds everywhere is preferred by how far it
+    clears its thresholds."""
+    held = [not e.vetoes and all(e.targets.values()) for e in ev.per_seed]
+    goal = [e.verdict == "PASS_BPLUS" and e.fidelity == "FAITHFUL" for e in ev.per_seed]
+    margins = []
+    for e in ev.per_seed:
+        if e.pack is None:
+            margins.append(-1.0)
+            continue
+        found = [c.margin(e.pack, None) for c in spec.targets if not c.anchor]
+        found += [(float(g["threshold"]) - float(g["value"])) / float(g["threshold"])   # F02-F05 (F01 is a count)
+                  for g in (e.gates or {}).get("fidelity", {}).values()
+                  if g.get("op") == "<=" and isinstance(g.get("value"), (int, float)) and float(g["threshold"]) > 0]
+        margins.append(min(found) if found else 0.0)
+    return sum(held) / len(held), sum(goal) / len(goal), sum(margins) / len(margins)
+
+
+def validation_rates(sweep, candidates: list[dict], n_seeds: int) -> tuple[dict[int, tuple], tuple]:
+    """Each candidate re-scored on ``n_seeds`` validation seeds (:func:`tuning.authority.holdout.validation_seeds`):
+    its :func:`_score` there; and the same for the authority itself (the anchor: what promoting nothing
+    keeps)."""
+    from optuna.trial import FixedTrial
+
+    from tuning.authority.holdout import tuning_seeds, validation_seeds
+    from tuning.study.objective import SeedRobustObjective
+
+    seeds = validation_seeds(n_seeds, tuning_seeds(sweep.config.studies_dir))
+    objective = SeedRobustObjective(sweep.spec, seeds, sweep.base, world=sweep.world)
+    rates = {}
+    for row in candidates:
+        values = {k.name: k.suggest(FixedTrial(row["params"], row["trial"])) for k in sweep.spec.knobs}
+        rates[row["trial"]] = _score(objective.evaluate(values), sweep.spec)
+    return rates, _score(objective.anchor, sweep.spec)

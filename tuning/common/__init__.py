@@ -1,0 +1,1 @@
+"""What every harness package shares: coded errors and the CLI wrapper, limits, the world a command runs on."""

@@ -1,0 +1,116 @@
+"""Coded harness errors (``E3A_TUN_*``) and the one CLI wrapper every ``python -m tuning.*`` uses.
+
+The codes ride on :class:`engine.core.errors.EngineError`, so a harness failure and an engine failure
+reach the user the same way: one line ``CODE: cause`` on stderr, exit status 2, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Callable, Sequence
+
+from engine import CodedParser, invoke as _invoke
+from engine import EngineError
+
+E_KNOB_RANGE = "E3A_TUN_001_KNOB_OUT_OF_RANGE"
+E_KNOB_UNKNOWN = "E3A_TUN_002_UNKNOWN_KNOB"
+E_KNOB_TARGET = "E3A_TUN_003_KNOB_TARGET_MISSING"
+E_STUDY_INVALID = "E3A_TUN_010_STUDY_INVALID"
+E_STUDY_MISSING = "E3A_TUN_011_STUDY_NOT_FOUND"
+E_RUN_VETOED = "E3A_TUN_020_RUN_VETOED"
+E_WITNESS = "E3A_TUN_021_WITNESS_MISMATCH"
+E_NOT_FAITHFUL = "E3A_TUN_026_CANDIDATE_NOT_FAITHFUL"
+E_RUN_MISSING = "E3A_TUN_022_RUN_NOT_FOUND"
+E_ARTIFACTS = "E3A_TUN_023_RUN_ARTIFACTS_INVALID"
+E_CERTIFY = "E3A_TUN_030_CERTIFY_INPUT"
+E_STORAGE = "E3A_TUN_040_STORAGE"
+E_TRIALS_FAILING = "E3A_TUN_041_TRIALS_FAILING"
+E_USAGE = "E3A_TUN_050_USAGE"
+E_TRACKING = "E3A_TUN_042_TRACKING_STORE"
+E_TRAIL = "E3A_TUN_043_TRAIL"               # the MLflow trail process ended before answering
+
+
+class TuningParser(CodedParser):
+    """The argument parser of every ``python -m tuning.*``: usage errors are ``E3A_TUN_050_USAGE`` lines."""
+
+    usage_code = E_USAGE
+
+
+def text(value: str) -> str:
+    """An argument type: text with something in it (a phase, a decision, a reason, a note is recorded)."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return value
+
+
+def at_least_one(value: str) -> int:
+    """An argument type: an integer >= 1 (a count of rows, trials, repeats)."""
+    try:
+        number = int(value, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{number} must be >= 1")
+    return number
+
+
+def _tracking_error(exc: BaseException) -> EngineError | None:
+    exceptions = sys.modules.get("mlflow.exceptions")   # never imports MLflow: not loaded, not its exception
+    if exceptions is None or not isinstance(exc, exceptions.MlflowException):
+        return None
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    return EngineError(E_TRACKING, f"MLflow tracking store failed: {first}")
+
+
+def invoke(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
+    """engine.cli.wrap.invoke with MLflow failures coded as ``E3A_TUN_042_TRACKING_STORE``."""
+    return _invoke(main, argv, _tracking_error)
+
+
+def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> None:
+    """Run a CLI entry point through the one wrapper shared with the engine (engine.cli.wrap). As a program
+    (``argv`` None: ``python -m tuning.X``) it exits without the heap's teardown (:func:`exit_now`); called
+    with ``argv`` (a test, another program) it raises SystemExit like any CLI, so its caller lives on."""
+    code = invoke(main, argv)
+    if argv is not None:
+        sys.exit(code)
+    exit_now(code)
+
+
+def exit_now(code: int | None) -> None:
+    """``sys.exit(code)`` without the interpreter's teardown of the heap (about 1 s after a sweep: the chain
+    cache's tables, MLflow and SQLAlchemy state). What a normal exit guarantees still happens first, in the
+    interpreter's own order (:func:`_stop_threads`): executors registered with ``threading._register_atexit``
+    (MLflow's artifact download pool, any ``ThreadPoolExecutor``) are shut down, then the other non-daemon
+    threads are joined; then every ``atexit`` handler runs (log handlers, MLflow's own) and the standard
+    streams are flushed. Under a profiler or a tracer (cProfile, coverage) the exit is the ordinary one."""
+    import atexit
+
+    if sys.getprofile() is not None or sys.gettrace() is not None:  # a profiler or coverage writes at exit
+        sys.exit(code)
+    _stop_threads()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing left to deliver
+            pass
+    os._exit(code if isinstance(code, int) else (0 if code is None else 1))
+
+
+def _stop_threads() -> None:
+    """What ``Py_FinalizeEx`` does before the ``atexit`` handlers: ``threading._shutdown`` first calls the
+    callbacks registered with ``threading._register_atexit`` (``concurrent.futures`` stops its executors'
+    workers there; joining one of those workers before that call waits forever), then joins the non-daemon
+    threads. Without that private function (another interpreter), only executors are stopped: a thread
+    nobody asked to stop is never waited for."""
+    import threading
+
+    shutdown = getattr(threading, "_shutdown", None)
+    if shutdown is not None and threading.current_thread() is threading.main_thread():
+        shutdown()
+        return
+    for callback in reversed(list(getattr(threading, "_threading_atexits", []))):
+        callback()

@@ -1,0 +1,1 @@
+"""``python -m tuning.local_services``: a throw-away PostgreSQL + MLflow server pair."""

@@ -1,0 +1,190 @@
+"""``python -m tuning.local_services start|stop|status [--dir .cluster]``: a throw-away PostgreSQL server
+and an MLflow tracking server on loopback, for trying distributed sweeps on one machine (and for the
+tests). ``start`` prints the two URLs as shell exports; ``stop`` stops both.
+
+``start`` is idempotent: when a cluster already runs from ``--dir`` it prints that cluster's exports (and
+says so on stderr), so ``eval "$(scripts/local_cluster.sh start)"`` works whether or not one was started
+before; a cluster whose servers are gone (a reboot) is cleaned up and started afresh. ``status`` prints the
+same exports while it runs (exit 0), else says "not running" on stderr (exit 1).
+
+PostgreSQL refuses to run as root: as root the cluster is initialised and run as the ``postgres``
+user (Debian's package creates it), in a folder that user owns. Authentication is ``trust`` on
+127.0.0.1 only: this is a sandbox, not a deployment (see ``deploy/compose.yaml`` for that).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from engine import EngineError
+from tuning.common.errors import E_USAGE
+
+PG_USER = "seg3a"
+DATABASES = ("optuna", "mlflow")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pg_bin(name: str) -> str:
+    found = shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))[::-1]), None)
+    if not found:
+        raise EngineError(E_USAGE, f"PostgreSQL's {name} not found: install Debian's postgresql package")
+    return found
+
+
+def _as_pg(argv: list[str]) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
+
+
+def _run(argv: list[str]) -> None:
+    out = subprocess.run(argv, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise EngineError(E_USAGE, f"{Path(argv[argv.index('--') + 1] if '--' in argv else argv[0]).name} "
+                                   f"failed: {(out.stderr or out.stdout).strip().splitlines()[-1:]}")
+
+
+def start_postgres(data: Path, port: int | None = None) -> str:
+    """initdb + start on 127.0.0.1; create the ``optuna`` and ``mlflow`` databases. Returns the server URL."""
+    port = port or free_port()
+    data.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        os.chmod(data, 0o700)
+        shutil.chown(data, "postgres", "postgres")
+    if not (data / "PG_VERSION").exists():
+        _run(_as_pg([pg_bin("initdb"), "-D", str(data), "-U", PG_USER, "--auth=trust", "-E", "UTF8",
+                     "--no-instructions"]))
+    _run(_as_pg([pg_bin("pg_ctl"), "-D", str(data), "-l", str(data / "server.log"), "-w", "-t", "60",
+                 "-o", f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "start"]))
+    url = f"postgresql://{PG_USER}@127.0.0.1:{port}"
+    import psycopg  # the driver SQLAlchemy >= 2.1 picks for a plain postgresql:// URL
+
+    with psycopg.connect(f"{url}/postgres", autocommit=True) as conn, conn.cursor() as cur:
+        for db in DATABASES:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,))
+            if cur.fetchone() is None:
+                cur.execute(f'CREATE DATABASE "{db}"')
+    return url
+
+
+def stop_postgres(data: Path) -> None:
+    if (data / "postmaster.pid").exists():
+        subprocess.run(_as_pg([pg_bin("pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
+                       capture_output=True)
+
+
+def start_mlflow(backend_uri: str, artifacts: Path, port: int | None = None, log: Path | None = None,
+                 workers: int = 2):
+    """``mlflow server`` on 127.0.0.1 (artifacts proxied by the server); returns (uri, Popen)."""
+    port = port or free_port()
+    artifacts.mkdir(parents=True, exist_ok=True)
+    out = open(log, "ab") if log else subprocess.DEVNULL
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_uri,
+                             "--artifacts-destination", artifacts.resolve().as_uri(), "--host", "127.0.0.1",
+                             "--port", str(port), "--workers", str(workers)],
+                            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                            # the harness runs no MLflow GenAI jobs: no pool of huey job consumers competing for
+                            # the cores (set MLFLOW_SERVER_ENABLE_JOB_EXECUTION=true to have them)
+                            env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ})
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise EngineError(E_USAGE, f"mlflow server exited with {proc.returncode} (log: {log})")
+        try:
+            with urllib.request.urlopen(f"{uri}/health", timeout=2) as r:
+                if r.status == 200:
+                    return uri, proc
+        except OSError:
+            time.sleep(0.5)
+    stop_process(proc.pid)
+    raise EngineError(E_USAGE, f"mlflow server did not answer on {uri} within 120 s (log: {log})")
+
+
+def stop_process(pid: int) -> None:
+    """Stop a server started by :func:`start_mlflow` (its own process group: the gunicorn/uvicorn workers too)."""
+    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.time() + wait
+        while time.time() < deadline:
+            try:  # reap our own child: a zombie leader would keep the group "alive"
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            try:
+                os.killpg(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.2)
+
+
+def start(root: Path) -> dict:
+    root = root.resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    # as root the server runs as ``postgres``, who may not traverse ``root``: its data goes to /tmp then
+    pgdata = Path(tempfile.mkdtemp(prefix="seg3a-pgdata-")) if os.geteuid() == 0 else root / "pgdata"
+    pg = start_postgres(pgdata)
+    try:
+        uri, proc = start_mlflow(f"{pg}/mlflow", root / "artifacts", log=root / "mlflow.log")
+    except BaseException:
+        stop_postgres(pgdata)
+        raise
+    state = {"optuna_storage": f"{pg}/optuna", "mlflow_tracking_uri": uri, "mlflow_pid": proc.pid,
+             "pgdata": str(pgdata)}
+    (root / "state.json").write_text(json.dumps(state, indent=2))
+    return state
+
+
+def _is_mlflow(pid: int) -> bool:
+    """The process is (still) an MLflow server (where /proc tells; elsewhere assumed)."""
+    try:
+        return b"mlflow" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return not Path("/proc/self").exists()
+    except OSError:
+        return False
+
+
+def stop(root: Path) -> None:
+    state_file = root / "state.json"
+    if not state_file.exists():
+        return
+    state = json.loads(state_file.read_text())
+    if _is_mlflow(int(state["mlflow_pid"])):  # after a reboot the recorded pid may be another program's
+        stop_process(int(state["mlflow_pid"]))
+    stop_postgres(Path(state["pgdata"]))
+    if Path(state["pgdata"]).name.startswith("seg3a-pgdata-"):
+        shutil.rmtree(state["pgdata"], ignore_errors=True)
+    state_file.unlink()
+
+
+def running(root: Path) -> dict | None:
+    """The state of the cluster started from ``root`` if both its servers answer, else None."""
+    state_file = root / "state.json"
+    if not state_file.exists():
+        return None
+    state = json.loads(state_file.read_text())
+    pg = subprocess.run(_as_pg([pg_bin("pg_ctl"), "-D", state["pgdata"], "status"]), capture_output=True)
+    try:
+        with urllib.request.urlopen(f"{state['mlflow_tracking_uri']}/health", timeout=5) as r:
+            mlflow_up = r.status == 200
+    except OSError:
+        mlflow_up = False
+    return state if pg.returncode == 0 and mlflow_up else None

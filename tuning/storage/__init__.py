@@ -1,0 +1,1 @@
+"""Optuna storage: stores, the journal file, sampler streams, the shared budget, stale-trial recovery."""

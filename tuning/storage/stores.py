@@ -1,0 +1,111 @@
+"""Persistent Optuna storage for sweeps: the default journal file under ``.optuna/`` or any URL.
+
+``--storage`` accepts an Optuna RDB URL (``sqlite:///x.db``, ``postgresql://...``) or a journal file
+(``journal:PATH`` or a path ending in ``.journal``/``.log``). The default is
+``.optuna/<study>.journal`` in the project root: an append-only log that survives a crash and is
+shared by the processes of ``--workers K``. An RDB URL gets Optuna's heartbeat and the retry of stale
+trials (:mod:`tuning.storage.budget`), which is what lets workers on many hosts share one study.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from pathlib import Path
+
+import optuna
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileOpenLock
+
+from engine import EngineError
+from tuning.common.errors import E_STORAGE, E_USAGE
+from tuning.storage.journal import SafeJournalFileBackend, truncate_torn_tail
+from tuning.storage.sampler_streams import stream_sampler
+from tuning.common.limits import OPTUNA_DIR
+from tuning.study.spec import StudySpec
+
+LOCK_GRACE_SECONDS = 5  # the journal lock is held for microseconds; older than this it is stale
+
+
+def default_storage_url(study_name: str) -> str:
+    return f"journal:{OPTUNA_DIR / (study_name + '.journal')}"
+
+
+def quiet_optuna() -> None:
+    """Optuna's log at WARNING and its experimental-feature warnings off, set by the first storage a process
+    opens (never at import: importing a module changes no global state)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def open_storage(url: str | None, study_name: str):
+    quiet_optuna()
+    url = url or default_storage_url(study_name)
+    path = url[len("journal:"):] if url.startswith("journal:") else (
+        url if url.endswith((".journal", ".log")) and "://" not in url else None)
+    try:
+        if path is not None:
+            # absolute path + open-file lock: a lock left by a killed process is stale after the grace
+            # period (a relative symlink lock resolves against its own folder and is never released)
+            target = Path(path).resolve()
+            target.parent.mkdir(parents=True, exist_ok=True)
+            lock = JournalFileOpenLock(str(target), grace_period=LOCK_GRACE_SECONDS)
+            truncate_torn_tail(str(target), lock)  # tuning.storage.journal: a torn tail never blocks a resume
+            return JournalStorage(SafeJournalFileBackend(str(target), lock_obj=lock))
+        from tuning.storage.budget import rdb_storage
+
+        return rdb_storage(url)  # heartbeat + retry of stale trials; hosts racing to create the schema retry
+    except (ValueError, ImportError, OSError, optuna.exceptions.StorageInternalError) as exc:
+        raise EngineError(E_STORAGE, f"cannot open Optuna storage {url!r}: {str(exc).splitlines()[0]}") from None
+    except Exception as exc:  # sqlalchemy.exc.ArgumentError & co: any unusable URL is one coded line
+        raise EngineError(E_STORAGE, f"cannot open Optuna storage {url!r}: {type(exc).__name__}") from None
+
+
+def lock_path(url: str | None, study_name: str) -> Path:
+    """The trial-budget lock shared by the workers of one study on one machine.
+
+    Every worker counts the study's COMPLETE + RUNNING trials and asks for a new one inside this lock
+    (:meth:`tuning.storage.budget.Coordinator.next_trial`). Without it, N workers on a shared storage
+    could each see "one trial left" at the same moment and all ask, overshooting ``--trials`` by up to
+    N - 1; recovering a dead worker's trial inside the same section also keeps two workers from
+    retrying it twice. (PostgreSQL storage uses an advisory lock instead: workers on other hosts.)"""
+    tag = hashlib.sha256(f"{url or default_storage_url(study_name)}|{study_name}".encode()).hexdigest()[:16]
+    return OPTUNA_DIR / "locks" / f"{study_name}.{tag}.lock"
+
+
+def open_study(spec: StudySpec, study_name: str, storage, seeds,
+               base_parameter_hash: str | None = None) -> optuna.Study:
+    """Create or resume the study on ``storage`` (from :func:`open_storage`); a study resumed with other
+    seeds, base or objectives is a usage error."""
+    try:
+        probe = optuna.create_study(study_name=study_name, storage=storage, directions=spec.directions,
+                                    load_if_exists=True)
+    except ValueError as exc:
+        raise EngineError(E_USAGE, f"study {study_name}: {exc}; pass --study NAME to start a new study") from None
+    if [d.name.lower() for d in probe.directions] != spec.directions:
+        raise EngineError(E_USAGE, f"study {study_name} was created with other objectives; pass --study NAME")
+    attrs = probe.user_attrs
+    seeds = [int(s) for s in ([seeds] if isinstance(seeds, int) else seeds)]
+    expected = {"phase": spec.phase, "seeds": seeds}
+    if base_parameter_hash:
+        expected["base_parameter_hash"] = base_parameter_hash
+    for key, value in expected.items():
+        if key in attrs and attrs[key] != value:
+            raise EngineError(E_USAGE, f"study {study_name} was created with {key}={attrs[key]}, not {value}; "
+                                       f"pass --study NAME to start a new study")
+    for key, value in expected.items():
+        if key not in attrs:
+            probe.set_user_attr(key, value)
+    return optuna.load_study(study_name=study_name, storage=storage,
+                             sampler=stream_sampler(spec),  # tuning.storage.sampler_streams: keyed per trial
+                             pruner=make_pruner(spec))
+
+
+def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
+    """The study's pruner over per-seed intermediate values (none for multi-objective studies:
+    Optuna prunes single-objective trials only)."""
+    cfg = spec.pruner or {"name": "none"}
+    if cfg["name"] == "none" or spec.multi_objective:
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.MedianPruner(n_startup_trials=cfg.get("n_startup_trials", 5),
+                                       n_warmup_steps=cfg.get("n_warmup_steps", 0))

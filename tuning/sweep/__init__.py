@@ -1,0 +1,1 @@
+"""``python -m tuning.sweep``: config, coordinator, trial loop and workers, close."""

@@ -1,0 +1,67 @@
+"""``python -m tuning.sweep --phase P1.2 [--trials N] [--seed S] [--workers K] [--storage URL] [--study NAME]``
+
+Creates or resumes the phase's Optuna study on persistent storage and completes its budget:
+``--trials N`` means N COMPLETE trials in total (a resumed study counts the ones it has; trials a
+killed process left RUNNING are failed and their parameters retried). ``--workers K`` runs K
+processes on the shared storage under one MLflow parent run. Ends with the top candidates.
+
+The CLI parses argv once into a :class:`~tuning.sweep.config.SweepConfig` and at once starts the
+sweep's MLflow trail process (:mod:`tuning.trail.process`; this process never imports MLflow), then
+loads the rest: :class:`Sweep` (:mod:`tuning.sweep.coordinator`) is the coordinator (study, objective, parent
+run, summary); :mod:`tuning.sweep.workers` holds the trial loop and the worker processes;
+:mod:`tuning.sweep.close` the close (summary, Pareto front, reports, plots).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Sequence
+
+from tuning.common.errors import run_cli
+from tuning.sweep.config import SweepConfig, parse_args
+from tuning.trail.process import TrailProcess
+
+__all__ = ["Sweep", "SweepConfig", "main", "parse_args"]
+
+
+def __getattr__(name: str):
+    if name == "Sweep":   # the coordinator loads the engine and Optuna: imported when asked for
+        from tuning.sweep.coordinator import Sweep
+
+        return Sweep
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    config = parse_args(argv)
+    process = TrailProcess()   # MLflow's process starts now, while this one loads the engine and Optuna
+    try:
+        from tuning.study.ranking import format_table
+        from tuning.sweep.coordinator import Sweep
+
+        sweep = Sweep(config)
+    except BaseException:
+        process.close()
+        raise
+    summary = sweep.run(process)
+    if config.json:
+        print(json.dumps(summary, indent=2, sort_keys=True, default=str))
+        return 0
+    print(f"study {summary['study']} (phase {summary['phase']}, seeds {','.join(map(str, summary['seeds']))}): "
+          f"{summary['trials_complete']} complete, {summary['trials_feasible']} feasible, "
+          f"{summary['trials_failed']} failed; MLflow parent run {summary['parent_run_id']}"
+          + (f"; --timeout reached before {summary['target']} trials (re-run to resume)"
+             if summary.get("timed_out") else ""))
+    if summary.get("decision"):
+        print(f"decision: {summary['decision']}")
+    print(format_table(summary["top"], sweep.spec.key_metrics))
+    if summary.get("pareto") is not None:
+        print(f"Pareto front (J up, {sweep.spec.second['metric']} {sweep.spec.second['direction']}): trials "
+              + ", ".join(str(r["trial"]) for r in summary["pareto"]))
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    run_cli(main)

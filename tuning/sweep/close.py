@@ -1,0 +1,87 @@
+"""What a sweep leaves behind once its trials are done: the summary (ranked by :mod:`tuning.study.ranking`),
+the Pareto front of a multi-objective study (trial tags + the parent run's plot), the report HTML
+of the best feasible trials, the study's plots, and the parent run's end.
+
+The close is split between the two processes of a sweep (:mod:`tuning.trail.process`): the trail
+process writes the study's plots while this one re-scores the best trials for their reports."""
+
+from __future__ import annotations
+
+from optuna.trial import FixedTrial, TrialState
+
+from tuning.study.ranking import pareto_numbers, trial_j, trial_result
+from tuning.trail.process import SweepTrail
+from tuning.storage.recovery import counts, original_number
+
+
+def close_sweep(sweep, trail: SweepTrail, decision: str | None) -> dict:
+    """Reconcile the trial runs; the plots and the Pareto front (trail process) and the reports (here) side
+    by side; then the parent run's end with the summary, which is returned. Several processes finishing one
+    study (hosts sharing a storage) close it once: the first to claim it (``Coordinator.claim_close``) does
+    that work, the others' summaries name its parent run (``closed_by``)."""
+    closer = sweep.coordinator.claim_close(trail.parent_run_id)
+    if closer is None:
+        done = sweep.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        trail.reconcile([(t.number, original_number(t), trial_result(t)["run_id"]) for t in done])
+        trail.write_plots(sweep.config.storage, sweep.study_name)
+    summary = summarise(sweep, trail)
+    if closer is None:
+        if sweep.spec.multi_objective:
+            attach_pareto(sweep, trail, summary)
+        attach_reports(sweep, trail)   # here, while the trail process writes the plots and the Pareto front
+    else:
+        summary["closed_by"] = closer
+    summary["timed_out"] = sweep.timed_out() and summary["trials_complete"] < sweep.target
+    if decision:
+        summary["decision"] = decision
+    trail.finish_parent(summary)
+    if closer is None:
+        sweep.coordinator.close_done()
+    return summary
+
+
+def summarise(sweep, trail: SweepTrail) -> dict:
+    """The sweep's summary: counts, the ranked top, the best feasible trial, the Pareto front."""
+    ranked = sweep.ranked()
+    rows = [{"trial": t.number, "J": trial_j(t), "params": t.params, **trial_result(t)} for t in ranked]
+    c = counts(sweep.study)
+    best = rows[0] if rows and rows[0]["veto"] == "PASS" else {}
+    out = {"study": sweep.study_name, "phase": sweep.spec.phase, "seed": sweep.seed, "seeds": sweep.seeds,
+           "target": sweep.target, "trials_complete": c["COMPLETE"], "trials_failed": c["FAIL"],
+           "trials_feasible": sum(r["veto"] == "PASS" for r in rows), "parent_run_id": trail.parent_run_id,
+           "experiment": trail.experiment_id, "best": best, "top": rows[: sweep.config.top]}
+    if sweep.spec.multi_objective:
+        on_front = set(pareto_numbers(ranked, sweep.spec.second["direction"]))
+        out["pareto"] = [r for r in rows if r["trial"] in on_front]
+    return out
+
+
+def attach_pareto(sweep, trail: SweepTrail, summary: dict) -> None:
+    """Tag every trial run with ``pareto`` and give the parent run its Pareto plot (in the trail process)."""
+    rows = [{"trial": t.number, "J": trial_j(t), "second": t.values[1] if t.values and len(t.values) > 1 else None,
+             **trial_result(t)} for t in sweep.ranked()]
+    on_front = {r["trial"] for r in summary.get("pareto", [])}
+    trail.tag_pareto(rows, on_front, sweep.spec.second["metric"], f"{sweep.study_name}: J vs {sweep.spec.second['name']}")
+
+
+def attach_reports(sweep, trail: SweepTrail) -> None:
+    """The run report HTML for the best feasible trials: each re-scored from its recorded parameters
+    through the public :class:`optuna.trial.FixedTrial` (the same knob values the worker suggested),
+    on the first seed's objective with tables kept (its anchor and chain cache are reused)."""
+    try:
+        from tuning.report.html import build_report_html
+    except ImportError:
+        return
+    feasible = [t for t in sweep.ranked() if trial_result(t)["veto"] == "PASS"][: sweep.config.reports]
+    if not feasible:
+        return
+    obj = sweep.objective.per_seed[0]
+    obj.keep_tables = True
+    try:
+        for t in feasible:
+            ev = obj.evaluate({k.name: k.suggest(FixedTrial(t.params, t.number)) for k in sweep.spec.knobs})
+            html = build_report_html(ev.tables, ev.pack, ev.gates, f"{sweep.study_name} trial {t.number}",
+                                     evidence=sweep.world.evidence)
+            trail.log_text_artifact(trial_result(t)["run_id"], "report.html", html)
+    finally:
+        obj.keep_tables = False

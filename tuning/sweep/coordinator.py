@@ -1,0 +1,236 @@
+"""One sweep invocation on one study: :class:`Sweep`, the coordinator (the study, the objective, the trail
+process's parent run, the precheck, the trials, the close). ``python -m tuning.sweep`` builds it from a
+:class:`~tuning.sweep.config.SweepConfig` once its MLflow trail process is already starting
+(:mod:`tuning.sweep`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from engine import PolicySet
+from tuning.authority.txn import settle
+from tuning.storage.budget import Coordinator
+from tuning.common.errors import invoke
+from tuning.study.knobs import KNOBS
+from tuning.study.ranking import best_feasible, ranked_trials, trial_j
+from tuning.storage.sampler_streams import history_free_trials
+from tuning.study.spec import StudySpec, load_study, metric_value, parse_condition
+from tuning.storage.stores import lock_path, open_storage, open_study
+from tuning.sweep.config import SweepConfig
+from tuning.sweep.close import close_sweep, summarise
+from tuning.sweep.workers import TrialLoop, WorkerSpec, run_pool
+from tuning.trail.process import SweepTrail, TrailProcess
+from tuning.storage.recovery import counts
+from tuning.common import worlds
+
+
+class Sweep:
+    """One sweep invocation on one study: built from a :class:`SweepConfig`, never from argv."""
+
+    def __init__(self, config: SweepConfig, spec: StudySpec | None = None, world=None) -> None:
+        """``spec``: the study as already loaded (the campaign narrows a study's knob space), else the file's;
+        ``world``: the world as already loaded (a campaign reads its catalogue once), else the config's."""
+        self.config = config
+        self.spec: StudySpec = spec if spec is not None else load_study(config.phase, config.studies_dir)
+        self.seeds = [config.seed] if config.seed is not None else list(self.spec.seeds)
+        self.seed = self.seeds[0]
+        self.target = config.trials or self.spec.trials
+        # the catalogue is read and validated once, here (or by the caller that passes its world)
+        self.world = world if world is not None else worlds.from_args(config, self.spec.world)
+        base_dir = config.policies or self.spec.base_policies
+        worlds.require(base_dir, self.world, f"a {self.spec.phase} sweep")
+        self.study_name = worlds.suffixed(config.namespace + (config.study or self.spec.study), self.world)
+        self.experiment = worlds.suffixed(f"{config.namespace}{self.spec.experiment}", self.world)
+        settle(base_dir)   # an interrupted promotion is finished first
+        self.base = PolicySet.from_dir(base_dir)
+        self.lock = lock_path(config.storage, self.study_name)  # the trial-budget lock (see Coordinator.exclusive)
+        self.storage = self.study = self.coordinator = None   # opened by open_study(), once everything is valid
+        self._objective = None
+        self._unseen = None            # the precheck's objective on the config's precheck_seeds
+        self.history_free = history_free_trials(self.spec)   # trials the loop may run ahead of the trail
+        self.deadline = time.monotonic() + config.timeout if config.timeout else None
+
+    @property
+    def objective(self):
+        """The seed-robust objective (tuning.study.objective), built on first use: the engine's chain and world are
+        imported then, while the trail process starts (tuning.trail.process)."""
+        if self._objective is None:
+            from tuning.study.objective import SeedRobustObjective
+
+            self._objective = SeedRobustObjective(self.spec, self.seeds, self.base, world=self.world)
+        return self._objective
+
+    @property
+    def world_record(self) -> dict:
+        """What every trial of this sweep records of its world (tags ``world``/``world_name``, metric_pack.json)."""
+        return worlds.record(self.world)
+
+    def open_study(self) -> None:
+        """The Optuna storage and study (a new journal is created here): called only once the study's metrics
+        are checked against the anchor's pack and the MLflow store has answered."""
+        if self.study is None:
+            self.storage = open_storage(self.config.storage, self.study_name)
+            self.study = open_study(self.spec, self.study_name, self.storage, self.seeds, self.base.parameter_hash)
+            self.coordinator = Coordinator(self.study, self.storage, self.config.storage, self.lock,
+                                           self.config.stale_after)
+
+    def timed_out(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def show_best(self, progress: tqdm) -> None:
+        """The best feasible J so far, in the progress bar."""
+        best = best_feasible(self.study)
+        progress.set_postfix_str("best feasible J " + ("-" if best is None else f"{trial_j(best):+.6f}"))
+
+    # ------------------------------------------------------------------ coordinator
+    def enqueue_authority_candidate(self) -> None:
+        """A new study's first trial is the authority itself (every knob at its neutral value), so the
+        ranking always holds the "change nothing" candidate (the plan's F0) and J has its zero."""
+        if self.study.get_trials(deepcopy=False):
+            return
+        params = {}
+        for space in self.spec.knobs:
+            if space.fixed:
+                continue
+            neutral = KNOBS[space.name].neutral
+            inside = neutral is not None and (
+                neutral in space.choices if space.choices is not None else space.low <= neutral <= space.high)
+            if not inside:
+                return  # no neutral point inside this study's space: nothing to enqueue
+            params[space.name] = neutral
+        self.study.enqueue_trial(params, user_attrs={"authority_candidate": True})
+
+    def precheck_anchors(self) -> list:
+        """The anchors the precheck reads: every seed of the study, and the config's ``precheck_seeds`` (unseen
+        seeds on which a trigger also opens the phase: a collapse that shows only off the tuning seeds counts)."""
+        extra = [s for s in self.config.precheck_seeds if s not in self.seeds]
+        if not extra:
+            return list(self.objective.per_seed)
+        if self._unseen is None:
+            from tuning.study.objective import SeedRobustObjective
+
+            self._unseen = SeedRobustObjective(self.spec, extra, self.base, world=self.world,
+                                               cache=self.objective.cache)
+        return list(self.objective.per_seed) + list(self._unseen.per_seed)
+
+    def precheck_decision(self) -> str | None:
+        pre = self.spec.precheck
+        if not pre:
+            return None
+        conds = [parse_condition(t, "TRIGGER") for t in pre["triggers"]]
+        anchors = self.precheck_anchors()
+        fired = [c.label() for c in conds if any(c.holds(o.anchor.pack, None) for o in anchors)]
+        return pre["open"] if fired else pre["closed"]
+
+    def run(self, process: TrailProcess | None = None) -> dict:
+        """The coordinator: the trail process (``process``: one already started, else a new one; MLflow starts
+        on the other core while the engine, the world and the anchor load here), the parent run, the
+        precheck, the trials (this process or ``--workers K``), the close. Nothing is written before the study's
+        metrics are checked against the anchor's pack and the tracking store has answered: a refused study or an
+        unreachable store leaves no journal and no MLflow run."""
+        process = process if process is not None else TrailProcess()
+        try:
+            self.objective.anchor   # the anchor's pack holds every metric the study names (E3A_TUN_010 if not)
+        except BaseException:
+            process.close()
+            raise
+        trail = SweepTrail(self.spec.phase, self.study_name, self.spec.objective_name, process=process,
+                           experiment=self.experiment)
+        ok = False
+        try:
+            trail.experiment_id     # the store answers (its own coded error if not) before the journal is opened
+            self.open_study()
+            self.start_parent(trail)
+            if self.spec.multi_objective:
+                trail.watch_front(self.spec.second["direction"])
+            decision = self.precheck_decision()
+            if decision is not None:
+                trail.log_parent({}, {"decision": decision}, soon=True)
+            if decision is not None and decision == self.spec.precheck["closed"] and not self.config.force:
+                summary = self.close_by_precheck(trail, decision)
+            else:
+                with self.coordinator.exclusive():  # hosts starting together enqueue it once
+                    self.enqueue_authority_candidate()
+                self.run_trials(trail)   # every trial's run is written before its trial is told
+                summary = close_sweep(self, trail, decision)
+            ok = True
+            return summary
+        finally:
+            trail.close(check=ok)
+
+    def start_parent(self, trail: SweepTrail) -> None:
+        seeds = ",".join(map(str, self.seeds))
+        trail.start_parent(
+            params={"trials_target": self.target, "workers": self.config.workers, "seeds": seeds,
+                    "sampler": json.dumps(self.spec.sampler, sort_keys=True), "study_file": str(self.spec.path)},
+            tags={"seed": str(self.seed), "seeds": seeds, "base_parameter_hash": self.base.parameter_hash,
+                  "storage": self.config.storage or "default-journal", **worlds.tags(self.world)},
+            key_metrics=self.spec.key_metrics)
+
+    def close_by_precheck(self, trail: SweepTrail, decision: str) -> dict:
+        """No trigger fired: no trials; the decision is recorded on the ladder with the anchor's evidence."""
+        from tuning.authority.ladder import record_step
+
+        summary = summarise(self, trail) | {"decision": decision, "note": "precheck: no trigger fired; no trials"}
+        trail.finish_parent(summary)
+        triggers = self.spec.precheck["triggers"]
+        record_step(self.spec.phase, decision, policies_dir=Path(self.config.policies or self.spec.base_policies),
+                    source_run_id=trail.parent_run_id, note="precheck: no collapse-risk trigger fired",
+                    evidence={"triggers": [parse_condition(t, "TRIGGER").label() for t in triggers]},
+                    metrics={f"{t['metric']}.seed_{o.seed}": metric_value(o.anchor.pack, t["metric"])
+                             for t in triggers for o in self.precheck_anchors()})
+        return summary
+
+    def run_trials(self, trail: SweepTrail) -> None:
+        """Complete the budget in this process or in ``--workers K`` processes; a failure fails the parent run."""
+        start = counts(self.study)["COMPLETE"]
+        progress = None if not self.config.progress else tqdm(
+            total=self.target, initial=min(start, self.target), desc=f"{self.study_name}", unit="trial",
+            file=sys.stderr)
+        if progress is not None:
+            self.show_best(progress)
+        status = "FINISHED"
+        try:
+            if self.config.workers == 1:
+                TrialLoop(self, trail, progress).run()
+            else:
+                run_pool(self, trail.parent_run_id, worker_process, progress)
+        except BaseException:
+            status = "FAILED"
+            raise
+        finally:
+            if progress is not None:
+                progress.close()
+            if status == "FAILED":
+                trail.end_parent("FAILED")
+
+    def ranked(self) -> list:
+        """The study's COMPLETE trials in the one ranking's order (tuning.study.ranking)."""
+        return ranked_trials(self.study)
+
+
+def worker_process(spec: WorkerSpec) -> None:
+    """The target of one ``--workers K`` process: its exit status is the CLI's (2 with one coded line)."""
+    sys.exit(invoke(lambda _argv: run_worker(spec)))
+
+
+def run_worker(spec: WorkerSpec) -> int:
+    sweep = Sweep(spec.config)
+    sweep.objective.anchor   # the study's metrics are checked before this worker opens anything
+    sweep.open_study()
+    trail = SweepTrail(sweep.spec.phase, sweep.study_name, sweep.spec.objective_name, spec.parent_run_id,
+                       experiment=sweep.experiment)
+    ok = False
+    try:
+        if sweep.spec.multi_objective:
+            trail.watch_front(sweep.spec.second["direction"])
+        TrialLoop(sweep, trail, None, spec.index).run()
+        ok = True
+    finally:
+        trail.close(check=ok)
+    return 0

@@ -1,0 +1,232 @@
+"""The MLflow trail process: one child process that does all of a sweep process's MLflow work.
+
+A sweep process does not import MLflow while its trials run (a precheck that closes the phase records its
+ladder step, :func:`tuning.authority.ladder.record_step`, from the sweep process). MLflow's import and SQL store take about 1.5 s of start-up, and
+its client work per trial would otherwise contend with the next trial's chain for the interpreter. So
+the sweep starts this child first thing (its start-up overlaps the engine's import, the world and the
+anchor) and sends it small picklable requests: open the experiment, start the parent run, log a trial,
+attach an artifact, write the study's plots, close the parent run. The child (:mod:`tuning.trail.server`)
+answers each request in the order sent; every request returns a :class:`~concurrent.futures.Future`.
+
+The wire is two pipes carrying :mod:`multiprocessing.connection` messages. A sender thread writes the
+requests (a caller never blocks on a full pipe) and a reader thread resolves the futures. When the
+sweep process ends, even killed, the child reads end-of-file and exits; if the child dies, every
+pending and later request fails with ``E3A_TUN_043_TRAIL``. An error the child raised comes back as
+the same coded :class:`~engine.EngineError` (a store that cannot be opened stops the sweep) or as a
+:class:`TrailError` (one trial's failed logging fails that trial only).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import queue
+import subprocess
+import sys
+import threading
+from concurrent.futures import Future
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from engine import EngineError
+from tuning.common.errors import E_TRAIL
+
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
+_CLOSE = None  # the request that ends the child
+
+
+class TrailError(RuntimeError):
+    """An error the trail process raised that carries no engine code (MLflow's own, an OS error)."""
+
+
+def _child_env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = _PACKAGE_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+class TrailProcess:
+    """The child process and its two pipes: ``call(op, *args)`` -> Future of the op's return value."""
+
+    def __init__(self) -> None:
+        req_r, req_w = os.pipe()
+        resp_r, resp_w = os.pipe()
+        code = f"from tuning.trail.server import serve; serve({req_r}, {resp_w})"
+        self.proc = subprocess.Popen([sys.executable, "-c", code], pass_fds=(req_r, resp_w), env=_child_env(),
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        os.close(req_r)
+        os.close(resp_w)
+        self._out, self._in = Connection(req_w, readable=False), Connection(resp_r, writable=False)
+        self._ids = itertools.count()
+        self._pending: dict[int, Future] = {}
+        self._lock = threading.Lock()
+        self._dead: str | None = None
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._sender = threading.Thread(target=self._send_loop, name="trail-send", daemon=True)
+        self._reader = threading.Thread(target=self._read_loop, name="trail-read", daemon=True)
+        self._sender.start()
+        self._reader.start()
+
+    def call(self, op: str, *args) -> Future:
+        future: Future = Future()
+        with self._lock:
+            if self._dead is not None:
+                future.set_exception(EngineError(E_TRAIL, self._dead))
+                return future
+            rid = next(self._ids)
+            self._pending[rid] = future
+        self._queue.put((rid, op, args))
+        return future
+
+    def close(self, timeout: float = 600.0) -> int | None:
+        """Let the child finish what was sent, then end it; returns its exit code."""
+        self._queue.put(_CLOSE)
+        self._sender.join(timeout)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+        finally:
+            self._reader.join(5)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.close(timeout=5)
+
+    # ------------------------------------------------------------------ threads
+    def _send_loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                self._out.send(item)
+            except (OSError, ValueError):
+                if item is not _CLOSE:
+                    self._fail_all("the MLflow trail process is gone (its pipe is closed)")
+            if item is _CLOSE:
+                self._out.close()
+                return
+
+    def _read_loop(self) -> None:
+        while True:
+            try:
+                rid, ok, value = self._in.recv()
+            except (EOFError, OSError):
+                code = self.proc.wait()
+                self._fail_all(f"the MLflow trail process ended (exit {code}) before answering")
+                self._in.close()
+                return
+            with self._lock:
+                future = self._pending.pop(rid)
+            if ok:
+                future.set_result(value)
+            else:
+                code, message = value
+                future.set_exception(EngineError(code, message) if code else TrailError(message))
+
+    def _fail_all(self, why: str) -> None:
+        with self._lock:
+            self._dead = self._dead or why
+            pending, self._pending = list(self._pending.values()), {}
+        for future in pending:
+            if not future.done():
+                future.set_exception(EngineError(E_TRAIL, why))
+
+
+class SweepTrail:
+    """A sweep process's side of its trail: the experiment, the parent run and every trial's run, each
+    request a Future. Errors of requests nobody waited for are raised by :meth:`close`."""
+
+    def __init__(self, phase: str, study_name: str, objective_name: str, parent_run_id: str | None = None,
+                 process: TrailProcess | None = None, experiment: str | None = None) -> None:
+        self.phase, self.study_name, self.objective_name = phase, study_name, objective_name
+        self._process = process if process is not None else TrailProcess()
+        self._experiment = self._process.call("open", phase, study_name, objective_name, parent_run_id, experiment)
+        self._parent: Future | None = None
+        if parent_run_id is not None:
+            self._parent = Future()
+            self._parent.set_result(parent_run_id)
+        self._unwatched: list[Future] = []
+        self._deferred: list[tuple] = []   # requests sent after the next trial's run (see :meth:`defer`)
+
+    def _call(self, op: str, *args) -> Future:
+        self._send_deferred()
+        future = self._process.call(op, *args)
+        self._unwatched.append(future)
+        return future
+
+    def defer(self, op: str, *args) -> None:
+        """Send this request after the next trial's run request (or before any other request): what the
+        first trial's run need not wait for (the anchor's metrics, tidying the experiment)."""
+        self._deferred.append((op, *args))
+
+    def _send_deferred(self) -> None:
+        deferred, self._deferred = self._deferred, []
+        for op, *args in deferred:
+            self._unwatched.append(self._process.call(op, *args))
+
+    @property
+    def experiment_id(self) -> str:
+        return self._experiment.result()
+
+    @property
+    def parent_run_id(self) -> str | None:
+        return None if self._parent is None else self._parent.result()
+
+    def start_parent(self, params: Mapping, tags: Mapping[str, str], key_metrics: Sequence[str]) -> Future:
+        """The sweep's parent run (its tags name this process: a killed sweep's run is found by its pid); the
+        experiment is tidied (dead sweeps' runs KILLED, the UI's ranking view) after the first trial's run."""
+        self._parent = self._call("start_parent", dict(params), {"pid": str(os.getpid()), **tags})
+        self.defer("tidy", list(key_metrics))
+        return self._parent
+
+    def watch_front(self, second_direction: str) -> Future:
+        """A two-objective study: the trail process keeps its runs' ``pareto`` tags current as trials come in."""
+        return self._call("watch_front", second_direction)
+
+    def log_parent(self, metrics: Mapping[str, float], tags: Mapping[str, str] = {},
+                   soon: bool = False) -> Future | None:
+        """Metrics and tags on the parent run (``soon``: after the next trial's run, see :meth:`defer`;
+        its error, if any, is raised by :meth:`close`)."""
+        if soon:
+            self.defer("log_parent", dict(metrics), dict(tags))
+            return None
+        return self._call("log_parent", dict(metrics), dict(tags))
+
+    def log_trial(self, number: int, original_number: int, result, policies, params: Mapping) -> Future:
+        """The trial's run (its :class:`~tuning.study.trial_result.TrialResult`, policy files and knob values);
+        the Future's value is (the run id, the seconds its logging took). The caller waits on it (a trial is
+        told only once its run exists)."""
+        future = self._process.call("log_trial", number, original_number, result, policies, dict(params))
+        self._send_deferred()
+        return future
+
+    def log_text_artifact(self, run_id: str, name: str, text: str) -> Future:
+        return self._call("log_text_artifact", run_id, name, text)
+
+    def reconcile(self, done: Sequence[tuple[int, int, str | None]]) -> Future:
+        return self._call("reconcile", list(done))
+
+    def tag_pareto(self, rows: Sequence[dict], on_front: set[int], second_metric: str, title: str) -> Future:
+        return self._call("tag_pareto", list(rows), set(on_front), second_metric, title)
+
+    def write_plots(self, storage: str | None, study_name: str) -> Future:
+        return self._call("write_plots", storage, study_name)
+
+    def finish_parent(self, summary: Mapping, status: str = "FINISHED") -> Future:
+        return self._call("finish_parent", dict(summary), status)
+
+    def end_parent(self, status: str) -> Future:
+        return self._call("end_parent", status)
+
+    def close(self, check: bool = True) -> None:
+        """Wait for every request, end the process; with ``check``, raise the first error nobody saw."""
+        self._send_deferred()
+        try:
+            if check:
+                for future in self._unwatched:
+                    future.result()
+        finally:
+            self._process.close()

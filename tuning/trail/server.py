@@ -1,0 +1,234 @@
+"""The child side of :mod:`tuning.trail.process`: the one process of a sweep that imports MLflow.
+
+``serve(read_fd, write_fd)`` answers requests ``(id, op, args)`` in the order they arrive, each with
+``(id, True, value)`` or ``(id, False, (code, one line))``, until the close request or end-of-file
+(the sweep process ended, even killed). The ops are the public methods of :class:`TrailServer`; each is
+a thin step over :class:`tuning.trail.tracking.SweepTracker`. It never prints: stdout is not the sweep's, and
+an error goes back to the sweep, which reports it as its own coded line.
+"""
+
+from __future__ import annotations
+
+import signal
+import tempfile
+import threading
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Mapping, Sequence
+
+OPS = ("open", "start_parent", "tidy", "watch_front", "log_parent", "log_trial", "log_text_artifact", "reconcile",
+       "tag_pareto", "write_plots", "finish_parent", "end_parent")
+
+
+class TrailServer:
+    """The MLflow state of one sweep process: its client, experiment and parent run."""
+
+    def __init__(self) -> None:
+        self.tracker = None
+        self.mlc = None
+        self.prepare_error: BaseException | None = None
+        self.warming: threading.Thread | None = None
+        self.pareto_known: dict[str, bool] = {}   # the pareto tag of the runs this process created or set
+        self.front = None                          # FrontTracker of this process's feasible trials
+        self.pending_front: tuple | None = None
+
+    def prepare(self) -> None:
+        """MLflow's import and the store's client, before the first request arrives (the sweep process is
+        loading the engine meanwhile); a store that cannot be opened is the first request's error. A store that
+        does not exist yet is created by the first request, once the sweep has found its study valid."""
+        try:
+            from tuning.trail.store_init import store_exists
+            from tuning.trail.tracking import client
+
+            if store_exists():
+                self.mlc = client()
+        except BaseException as exc:  # noqa: BLE001 - reported by open()
+            self.prepare_error = exc
+
+    def open(self, phase: str, study_name: str, objective_name: str, parent_run_id: str | None,
+             experiment: str | None = None) -> str:
+        """The experiment of the sweep (``3A-<phase>`` unless named; created when new); returns its id."""
+        from tuning.trail.tracking import SweepTracker
+
+        if self.prepare_error is not None:
+            raise self.prepare_error
+        try:
+            self.tracker = SweepTracker(phase, study_name, objective_name, parent_run_id, mlc=self.mlc,
+                                        experiment=experiment)
+        except BaseException as exc:
+            self.prepare_error = exc
+            raise
+        return self._open_tracker().experiment_id
+
+    def _open_tracker(self):
+        """The tracker, or the error that kept the store from opening (every later request fails with it)."""
+        if self.tracker is None:
+            raise self.prepare_error or RuntimeError("the trail was not opened")
+        return self.tracker
+
+    def start_parent(self, params: Mapping, tags: Mapping[str, str]) -> str:
+        """The sweep's parent run, at once (trial runs name it). While the trials run, the close's plotting
+        modules are imported on a side thread."""
+        run_id = self._open_tracker().start_parent(params, tags, close_dead=False)
+        self.warming = threading.Thread(target=_warm_close_imports, name="warm-close", daemon=True)
+        self.warming.start()
+        return run_id
+
+    def tidy(self, key_metrics: Sequence[str]) -> None:
+        """What need not delay the first trial: this study's dead sweeps' runs become KILLED, and the UI's
+        ranking view is set."""
+        from tuning.trail.ui_view import ensure_rank_view
+
+        tracker = self._open_tracker()
+        tracker.close_dead_parents()
+        ensure_rank_view(tracker.mlc, tracker.experiment_id, list(key_metrics))
+
+    def log_parent(self, metrics: Mapping[str, float], tags: Mapping[str, str]) -> None:
+        from tuning.trail.tracking import log_batch
+
+        tracker = self._open_tracker()
+        log_batch(tracker.mlc, tracker.parent_run_id, metrics=metrics, tags=tags)
+
+    def log_trial(self, number: int, original_number: int, result, policies, params: Mapping) -> tuple[str, float]:
+        """The trial's run (a run joining this process's Pareto front is created with ``pareto=true``); returns
+        its id and the seconds its logging took."""
+        t0 = time.perf_counter()
+        point = (result.J, result.second)
+        joins = bool(self.front is not None and result.feasible and result.second == result.second
+                     and result.second is not None and self.front.admits(*point))
+        run_id = self._open_tracker().log_trial(number, original_number, result, policies, params, on_front=joins)
+        if result.second is not None:
+            self.pareto_known[run_id] = joins
+            if joins:
+                self.pending_front = (run_id, *point)   # the runs it pushes off the front: after the reply
+        return run_id, time.perf_counter() - t0
+
+    def watch_front(self, second_direction: str) -> None:
+        """Keep the ``pareto`` tags of this process's runs current while the trials run (in the time between
+        trial runs): the close then writes only what the whole study's front changes."""
+        from tuning.study.pareto import FrontTracker
+
+        self.front = FrontTracker(second_direction)
+
+    def after_reply(self) -> None:
+        """Work a request leaves for after its answer: the front's tags of the trial just logged."""
+        item, self.pending_front = self.pending_front, None
+        if item is None:
+            return
+        from tuning.trail.pareto_tags import set_pareto_tag
+
+        _joined, left = self.front.add(*item)   # the run that joined was created with pareto=true
+        for run_id in left:
+            set_pareto_tag(self.tracker.mlc, run_id, False)
+            self.pareto_known[run_id] = False
+
+    def log_text_artifact(self, run_id: str, name: str, text: str) -> None:
+        with tempfile.TemporaryDirectory(prefix="trail-") as tmp:
+            path = Path(tmp, name)
+            path.write_text(text, encoding="utf-8")
+            self._open_tracker().mlc.log_artifact(run_id, str(path))
+
+    def reconcile(self, done: Sequence[tuple[int, int, str | None]]) -> int:
+        return self._open_tracker().reconcile_trial_runs(done)
+
+    def tag_pareto(self, rows: Sequence[dict], on_front: set[int], second_metric: str, title: str) -> None:
+        """Every trial run's ``pareto`` tag and the parent run's ``pareto.html``."""
+        self._warmed()
+        from tuning.trail.pareto_tags import pareto_html, set_pareto_tag, tag_front
+
+        tracker = self._open_tracker()
+        tag_front(tracker.mlc, rows, on_front, tracker.experiment_id, tracker.study_name, self.pareto_known)
+        ids = {r["run_id"] for r in rows if r.get("run_id")}
+        for run_id in [k for k, v in self.pareto_known.items() if v and k not in ids]:   # not COMPLETE after all
+            set_pareto_tag(tracker.mlc, run_id, False)
+        self.pareto_known = {r["run_id"]: r["trial"] in on_front for r in rows if r.get("run_id")}
+        self.log_text_artifact(tracker.parent_run_id, "pareto.html",
+                               pareto_html(rows, on_front, second_metric, title))
+
+    def write_plots(self, storage: str | None, study_name: str) -> list[str]:
+        """The study's Optuna plots on the parent run, read from the sweep's own storage."""
+        self._warmed()
+        import optuna
+
+        from tuning.storage.stores import open_storage
+
+        study = optuna.load_study(study_name=study_name, storage=open_storage(storage, study_name))
+        return self._open_tracker().write_parent_plots(study)
+
+    def _warmed(self) -> None:
+        if self.warming is not None:
+            self.warming.join()   # its imports are complete (a module half-imported by it is not usable)
+
+    def finish_parent(self, summary: Mapping, status: str) -> None:
+        self._open_tracker().finish_parent(summary, status)
+
+    def end_parent(self, status: str) -> None:
+        """The parent run ends without a summary (a sweep that failed)."""
+        if self.tracker is not None and self.tracker.parent_run_id:
+            self.tracker.mlc.set_terminated(self.tracker.parent_run_id, status=status)
+
+
+def _warm_close_imports() -> None:
+    """Load what the close needs (Optuna, its plots, plotly's templates) while the process waits for trials."""
+    try:
+        import optuna  # noqa: F401
+        import plotly.graph_objects  # noqa: F401
+        import plotly.io as pio
+
+        import tuning.study.pareto  # noqa: F401
+        import tuning.storage.stores  # noqa: F401
+        from tuning.trail.tracking import _visualization
+        _visualization()
+        for name in ("plotly", "plotly_white"):   # Optuna's plots and the Pareto plot: built on first use
+            pio.templates[name]
+    except Exception:  # noqa: BLE001 - a warm-up only; the close imports (and reports) for itself
+        pass
+
+
+def _error(exc: BaseException) -> tuple[str | None, str]:
+    from engine import EngineError
+
+    if isinstance(exc, EngineError):
+        return exc.code, exc.cause
+    from tuning.common.errors import _tracking_error
+
+    coded = _tracking_error(exc)
+    if coded is not None:
+        return coded.code, coded.cause
+    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    return None, f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def serve(read_fd: int, write_fd: int) -> None:
+    # Ctrl-C reaches the whole process group: the sweep handles it; this process finishes what was sent
+    # and ends at the sweep's end-of-file, so an interrupted sweep's logged trials keep their runs
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    requests, replies = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
+    server = TrailServer()
+    server.prepare()
+    while True:
+        try:
+            message = requests.recv()
+        except (EOFError, OSError):
+            break  # the sweep process is gone
+        if message is None:
+            break
+        rid, op, args = message
+        try:
+            if op not in OPS:
+                raise ValueError(f"unknown trail op {op!r}")
+            reply = (rid, True, getattr(server, op)(*args))
+        except BaseException as exc:  # noqa: BLE001 - every error goes back to the sweep
+            reply = (rid, False, _error(exc))
+        try:
+            replies.send(reply)
+        except (OSError, ValueError):
+            break
+        try:
+            server.after_reply()
+        except Exception:  # noqa: BLE001 - a live tag only; the close writes the whole front again
+            server.pending_front = None
+    from tuning.common.errors import exit_now
+
+    exit_now(0)   # no teardown of MLflow's and SQLAlchemy's heap (about 0.6 s); atexit handlers still run
