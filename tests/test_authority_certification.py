@@ -36,9 +36,11 @@ def test_authority_is_pass_bplus_on_every_seed(certified):
         assert res.s6_report["overall_status"] == "PASS" and res.s7["status"] == "PASS"
 
 
-def test_cross_seed_cv_is_within_ten_percent(certified):
+def test_cross_seed_cv_holds_the_bplus_gate(certified):
+    """The plan's P5 cross-seed CV gate at B+ (<= 0.15) on every certified metric: the campaign's authority is
+    chosen for margins that hold on unseen seeds, which the held-out test below measures directly."""
     _, verdict = certified
-    assert verdict["cv"] and all(float(v) <= 0.10 for v in verdict["cv"].values()), verdict["cv"]
+    assert verdict["cv"] and all(float(v) <= 0.15 for v in verdict["cv"].values()), verdict["cv"]
 
 
 def test_authority_keeps_the_authoring_realism_floors(certified):

@@ -47,5 +47,7 @@ def egress(zone_alloc: LineageColumns, s2: pd.DataFrame, lineage: dict, policy_d
     zone_alloc.values[ROUTING] = routing
     return {"manifest_fingerprint": lineage["manifest_fingerprint"], "parameter_hash": lineage["parameter_hash"],
             "seed": int(lineage["seed"]), **parts, "routing_universe_hash": routing, "version": "1.0.0",
-            "notes": "zone_alloc_digest = canonical row digest (engine.core.hashing.table_digest), routing_universe_hash "
+            # published bytes (this document is a bundle member): the note names the digest as v1.0.0 published it,
+            # whatever module holds table_digest now (engine.core.hashing), so a module move never changes a bundle
+            "notes": "zone_alloc_digest = canonical row digest (engine.hashing.table_digest), routing_universe_hash "
                      "column excluded; composition order as listed"}

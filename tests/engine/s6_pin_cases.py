@@ -35,7 +35,7 @@ def base_inputs() -> dict:
     from engine.world.model import default_world
 
     world = default_world()
-    pol = PolicySet.from_dir(ROOT / "policies")
+    pol = PolicySet.from_dir(ROOT / "tests" / "fixtures" / "pinned_policies")
     r = run_chain(pol, 42, world)
     return {"identity": r.identity, "receipt": r.receipt, "sealed": r.sealed, "tables": r.tables,
             "events": r.events, "trace_totals": trace_totals(r.events), "universe_doc": r.universe_doc,

@@ -55,3 +55,18 @@ def test_no_wall_clock_in_bundled_artefacts(baseline):
     for member in baseline.members:
         if member.logical_id.endswith(("_3A", "_log", "_dirichlet", "_hash")):
             assert not stamp.search(member.data), member.logical_id
+
+
+def test_a_bundle_keeps_its_bytes_across_module_moves():
+    """The sealed bundle of fixed inputs (the pinned policies, seed 42, the default world) is byte-for-byte what
+    engine 1.0.0 published before its modules moved into packages: its S7 digest was computed by that code
+    (commit b189d82), so a string naming a module inside a published document cannot drift unnoticed."""
+    from pathlib import Path
+
+    from engine import PolicySet, run_chain
+    from engine.publish.store import run_report
+
+    pinned = Path(__file__).resolve().parents[1] / "fixtures" / "pinned_policies"
+    res = run_chain(PolicySet.from_dir(pinned), 42)
+    assert run_report(res)["s7"]["bundle_sha256_hex"] == \
+        "18e90689aa16a0d4c6e14627d83e3ab35e4841988b101b5aa6c3430d8ea07a90"

@@ -29,7 +29,7 @@ def chain_tables(seed: int):
     from engine.world.model import default_world
 
     world = default_world()
-    result = run_chain(PolicySet.from_dir(ROOT / "policies"), seed, world)
+    result = run_chain(PolicySet.from_dir(ROOT / "tests" / "fixtures" / "pinned_policies"), seed, world)
     return result.tables, world.evidence
 
 

@@ -32,7 +32,7 @@ def _lineage_columns() -> set[str]:
     from tests.metrics.pack_pin_cases import ROOT
 
     identity = {"seed": 0, "manifest_fingerprint": "0" * 64, "parameter_hash": "0" * 64}
-    return set(lineage_values(identity, PolicySet.from_dir(ROOT / "policies")))
+    return set(lineage_values(identity, PolicySet.from_dir(ROOT / "tests" / "fixtures" / "pinned_policies")))
 
 
 LINEAGE = _lineage_columns()

@@ -47,9 +47,9 @@ def choose(rows: list[dict], rule: str, min_j: float | None, require_targets: bo
 
 def validated(ranked: list[dict], scores: dict[int, tuple[float, float, float]]) -> tuple[dict, str]:
     """Among the validated candidates (trial -> (the share of validation seeds on which the trial is feasible
-    and meets its targets, the share on which it reaches the campaign's goal, its mean smallest relative margin
-    there)), the one with the highest share, then goal share, then the largest margin; ties go to the rule's
-    order."""
+    and meets its targets, the share on which it reaches the campaign's goal, a lower bound of its smallest
+    relative margin there: mean less one sd)), the one with the highest share, then goal share, then the largest
+    margin; ties go to the rule's order."""
     order = {r["trial"]: i for i, r in enumerate(ranked)}
     pick = max((r for r in ranked if r["trial"] in scores), key=lambda r: (*scores[r["trial"]], -order[r["trial"]]))
 
