@@ -31,6 +31,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _fraction(text: str) -> float:
+    """--fraction: a number in (0, 1] (argparse turns the ValueError into a coded usage error)."""
+    from engine.subsample import check_fraction
+
+    try:
+        return check_fraction(text)
+    except EngineError:
+        raise ValueError(text) from None
+
+
 def _world(args):
     from engine.world.model import load_world
 
@@ -63,11 +73,13 @@ def cmd_run(args) -> int:
 
         with dask_mapper(args.cluster) as mapper:
             result = run_chain(policies, args.seed, world, realism_mode=args.realism_mode,
-                               partitions=args.partitions or 2 * mapper.threads, mapper=mapper)
+                               partitions=args.partitions or 2 * mapper.threads, mapper=mapper, fraction=args.fraction)
     else:
-        result = run_chain(policies, args.seed, world, realism_mode=args.realism_mode, partitions=args.partitions)
+        result = run_chain(policies, args.seed, world, realism_mode=args.realism_mode, partitions=args.partitions,
+                           fraction=args.fraction)
     result.run_dir = materialise(result, args.run_root)  # the CLI publishes: S5-S7 bytes are built here
-    print(f"run_id {result.identity['run_id']}  seed {args.seed}  world {world.name} ({world.fingerprint[:12]})")
+    print(f"run_id {result.identity['run_id']}  seed {args.seed}  world {world.name} ({world.fingerprint[:12]})"
+          + (f"  fraction {args.fraction} ({len(result.cores['s1'])} pairs)" if args.fraction < 1 else ""))
     print(f"run_dir {result.run_dir}")
     print("seconds " + "  ".join(f"{s}={v:.3f}" for s, v in result.seconds.items()))
     realism = result.s6_report.get("realism", {})
@@ -145,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--policies", help="policy directory (default: the world's own; with --reference, authored for "
                                       "that universe; else ./policies)")
     r.add_argument("--realism-mode", choices=["observe", "block"], default="observe")
+    r.add_argument("--fraction", type=_fraction, default=1.0,
+                   help="score the keyed stratified merchant subsample of this fraction, in (0, 1] (default 1)")
     r.add_argument("--cluster", help="run S3/S4 merchant partitions on Dask: tcp://scheduler:8786 or local:K")
     r.add_argument("--partitions", type=_positive, help="merchant partitions, >= 1 (default: 1 below 200,000 pairs, "
                                                         "else one per core on threads; with --cluster 2 per worker)")
