@@ -120,11 +120,47 @@ def cmd_author(args) -> int:
     return 0
 
 
+def _fractions(text: str) -> tuple[float, ...]:
+    values = tuple(_fraction(t) for t in text.split(","))
+    if list(values) != sorted(set(values)):
+        raise ValueError(text)
+    return values
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    values = tuple(_uint64(t) for t in text.split(","))
+    if len(set(values)) != len(values):
+        raise ValueError(text)
+    return values
+
+
+def cmd_bench_subsample(args, world, policies) -> int:
+    from engine.atomic import atomic_write
+    from engine.bench_subsample import error_table_md, subsample_bench
+
+    out = {"world": subsample_bench(policies, world, args.seeds, args.fractions)}
+    if args.scale > 1 and args.world is None and args.outlets is None:
+        out[f"scale{args.scale}"] = subsample_bench(policies, world, args.seeds, args.fractions, args.scale)
+    text = json.dumps(out, indent=2, sort_keys=True)
+    if args.out:
+        atomic_write(args.out, (text + "\n").encode())
+    if args.json:
+        print(text)
+    else:
+        for name, res in out.items():
+            print(f"{name}: {res['world']} x{res['scale']}, {res['pairs_full']} pairs, seeds "
+                  f"{','.join(map(str, res['seeds']))} (largest |error| over the seeds)")
+            print(error_table_md(res))
+    return 0
+
+
 def cmd_bench(args) -> int:
     from engine.bench import default_world_bench, scale_bench, with_targets
 
     world = _world(args)
     policies = _policies(args, world)
+    if args.subsample:
+        return cmd_bench_subsample(args, world, policies)
     out = default_world_bench(policies, args.seed, world, args.repeats)
     if args.cluster:  # the scale world in-process vs on a Dask cluster (engine.cluster imports dask lazily)
         from engine.cluster import bench_cluster
@@ -178,6 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--scale", type=_positive, default=100, help="also run a world with this many times the merchants")
     b.add_argument("--policies")
     b.add_argument("--cluster", help="also run the --scale world on Dask (local:K or tcp://…) and compare")
+    b.add_argument("--subsample", action="store_true", help="the subsample estimator's error against full scale for "
+                   "every gated metric, on the world and (default world, --scale > 1) the scale world")
+    b.add_argument("--fractions", type=_fractions, default=(0.05, 0.1, 0.2, 0.5),
+                   help="with --subsample: increasing fractions in (0, 1], comma-separated")
+    b.add_argument("--seeds", type=_seeds, default=(42, 7, 101, 202), help="with --subsample: seeds, comma-separated")
+    b.add_argument("--out", help="with --subsample: also write the JSON to this file (atomically)")
     world_args(b)
     b.set_defaults(fn=cmd_bench)
     return p

@@ -60,9 +60,11 @@ class Sweep:
         """The seed-robust objective (tuning.objective), built on first use: the engine's chain and world are
         imported then, while the trail process starts (tuning.trail_process)."""
         if self._objective is None:
+            from tuning.fidelity import MultiFidelityObjective
             from tuning.objective import SeedRobustObjective
 
-            self._objective = SeedRobustObjective(self.spec, self.seeds, self.base, world=self.world)
+            full = SeedRobustObjective(self.spec, self.seeds, self.base, world=self.world)
+            self._objective = MultiFidelityObjective(full, self.spec, self.base, self.world)
         return self._objective
 
     @property
@@ -75,9 +77,13 @@ class Sweep:
         are checked against the anchor's pack and the MLflow store has answered."""
         if self.study is None:
             self.storage = open_storage(self.config.storage, self.study_name)
-            self.study = open_study(self.spec, self.study_name, self.storage, self.seeds, self.base.parameter_hash)
+            from tuning.fidelity import pruner
+
+            self.study = open_study(self.spec, self.study_name, self.storage, self.seeds, self.base.parameter_hash,
+                                    pruner=pruner(self.spec, self.objective.fractions))
             self.coordinator = Coordinator(self.study, self.storage, self.config.storage, self.lock,
                                            self.config.stale_after)
+            self.coordinator.count_pruned = self.objective.multi_fidelity
 
     def timed_out(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline

@@ -22,6 +22,7 @@ from optuna.trial import TrialState
 from engine import EngineError
 from tuning.dashboard import mirror_constraints
 from tuning.errors import E_TRIALS_FAILING
+from tuning.fidelity import rung_value, search_metrics, step as fidelity_step
 from tuning.ranking import RESULT_ATTR
 from tuning.seed_robust import seed_metrics, study_directions
 from tuning.sweep_config import SweepConfig
@@ -166,10 +167,18 @@ class TrialLoop:
             trial.report(running_mean, step=index)
             return trial.should_prune()
 
+        def on_rung(fraction: float, stage_ev) -> bool:
+            # a search stage (tuning.fidelity): the fraction is the successive-halving budget
+            trial.report(rung_value(stage_ev), step=fidelity_step(fraction))
+            return trial.should_prune()
+
         cfg = sweep.config
-        ev = sweep.objective.evaluate(values, Path(cfg.runs_root) if cfg.materialise else None, on_seed)
+        ev = sweep.objective.evaluate(values, Path(cfg.runs_root) if cfg.materialise else None, on_seed,
+                                      on_rung=None if sweep.spec.multi_objective else on_rung)
         if sweep.objective.pruned:
             ev.vetoes = sorted(set(ev.vetoes) | {"PRUNED"})
+        if ev.search:
+            trial.set_user_attr("fidelity", {"fraction": ev.fraction, "search": ev.search})
         # one constraint (> 0 = infeasible: TPE ranks it below every feasible trial, best_trial skips it)
         veto = math.fsum(ev.constraints.values())
         trial.set_constraint(VETO_CONSTRAINT, veto)
@@ -178,7 +187,8 @@ class TrialLoop:
         if self.directions is None:
             self.directions = study_directions(sweep.spec)
         result = TrialResult.from_evaluation(ev, sweep.spec.phase, sweep.spec.objective_name,
-                                             {"seconds.harness_pre_log": harness}, self.directions,
+                                             {"seconds.harness_pre_log": harness, **search_metrics(ev)},
+                                             self.directions,
                                              world=sweep.world_record)
         future = self.trail.log_trial(trial.number, original_number(trial), result, PolicyFiles.of(ev.policies),
                                       values)
