@@ -81,6 +81,16 @@ class MultiFidelityObjective:
         return getattr(self.full, name)
 
     @property
+    def runner(self):
+        return self.full.runner
+
+    @runner.setter
+    def runner(self, value) -> None:
+        """The seeds as Dask tasks (tuning.seed_tasks), at every stage."""
+        for obj in (self.full, *self._stage_objectives.values()):
+            obj.runner = value
+
+    @property
     def fractions(self) -> tuple[float, ...]:
         """The stages, from the world's size (the anchor's pair count on the first seed)."""
         if self._fractions is None:
@@ -101,6 +111,7 @@ class MultiFidelityObjective:
         if fraction not in self._stage_objectives:
             self._stage_objectives[fraction] = SeedRobustObjective(
                 self.spec, self.full.seeds, self.base, world=self.world, cache=self.full.cache, fraction=fraction)
+            self._stage_objectives[fraction].runner = self.full.runner
         return self._stage_objectives[fraction]
 
     def evaluate(self, knob_values, run_root=None, on_seed=None, on_rung=None):

@@ -118,6 +118,7 @@ class SeedRobustObjective:
             obj.floors_memo = floors
         self.second = spec.second["metric"] if spec.second else None
         self.pruned = False
+        self.runner = None   # tuning.seed_tasks.ClusterSeeds: the seeds as Dask tasks (--cluster)
 
     @property
     def seed(self) -> int:
@@ -128,6 +129,9 @@ class SeedRobustObjective:
         return aggregate([o.anchor for o in self.per_seed], self.seeds, self.second)
 
     def evaluate(self, knob_values: Mapping[str, object], run_root=None, on_seed=None) -> Evaluation:
+        if self.runner is not None and run_root is None:   # every seed at once on the cluster, read in order
+            computed = iter(self.runner.evaluate(self, knob_values))
+            return self._each(lambda o: next(computed), on_seed)
         built = self.per_seed[0].build(knob_values)  # the candidate is built once, scored on every seed
         return self._each(lambda o: o.evaluate(knob_values, run_root, built=built), on_seed)
 

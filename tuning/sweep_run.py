@@ -202,7 +202,12 @@ class Sweep:
             self.show_best(progress)
         status = "FINISHED"
         try:
-            if self.config.workers == 1:
+            if self.config.cluster:   # each seed's chain a Dask task (tuning.seed_tasks)
+                from tuning.seed_tasks import cluster_seeds
+
+                with cluster_seeds(self.config.cluster, self.objective, self.spec, self.base, self.world):
+                    TrialLoop(self, trail, progress).run()
+            elif self.config.workers == 1:
                 TrialLoop(self, trail, progress).run()
             else:
                 run_pool(self, trail.parent_run_id, worker_process, progress)
