@@ -77,3 +77,14 @@ def test_a_multi_fidelity_sweep_prunes_on_the_subsample_and_records_it(tmp_path)
         if t.state.name == "PRUNED":
             assert "PRUNED" in t.user_attrs["result"]["veto_reasons"] and t.user_attrs["result"]["veto"] != "PASS"
     assert all(row["trial"] in {t.number for t in trials if t.state.name == "COMPLETE"} for row in summary["top"])
+
+
+def test_a_world_suffix_is_added_once():
+    """A --workers process is handed the coordinator's (already suffixed) study name: it must open that study."""
+    from types import SimpleNamespace
+
+    from tuning import worlds
+
+    world = SimpleNamespace(label="wabc123def456", fingerprint="x")
+    once = worlds.suffixed("3A-P3", world)
+    assert once == "3A-P3-wabc123def456" and worlds.suffixed(once, world) == once
