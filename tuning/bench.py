@@ -205,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "P3 sweep on --world, the search stage's cost, 2 workers on a 100x world, the default world")
     ap.add_argument("--world", help="with --scale: the large world directory (e.g. a 381k-pair catalogue)")
     ap.add_argument("--runs", type=int, default=3, help="with --scale: runs of each figure (default 3)")
-    ap.add_argument("--worker-trials", type=int, default=16, help="with --scale: trials of each workers run")
+    ap.add_argument("--worker-trials", type=int, default=40, help="with --scale: trials of each workers run")
     ap.add_argument("--parts", default="big,workers,default", help="with --scale: which figures (comma-separated)")
     ap.add_argument("--out", help="with --scale: also write the JSON here (atomically)")
     args = ap.parse_args(argv)

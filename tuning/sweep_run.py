@@ -6,6 +6,7 @@ process's parent run, the precheck, the trials, the close). ``python -m tuning.s
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -231,6 +232,11 @@ def worker_process(spec: WorkerSpec) -> None:
 
 
 def run_worker(spec: WorkerSpec) -> int:
+    from tuning.objective import PhaseObjective
+
+    # K workers share the cores: each runs a large world's S3/S4 on its share of them, not on every core
+    # (keyed streams: the output does not depend on the partitioning)
+    PhaseObjective.partitions = max(1, (os.cpu_count() or 1) // max(1, spec.of))
     sweep = Sweep(spec.config)
     sweep.objective.anchor   # the study's metrics are checked before this worker opens anything
     sweep.open_study()

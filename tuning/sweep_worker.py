@@ -219,6 +219,7 @@ class WorkerSpec:
     config: SweepConfig
     parent_run_id: str
     index: int
+    of: int = 1   # how many workers share this machine's cores (each runs S3/S4 on its share of them)
 
 
 def worker_specs(sweep, parent_run_id: str) -> list[WorkerSpec]:
@@ -226,7 +227,7 @@ def worker_specs(sweep, parent_run_id: str) -> list[WorkerSpec]:
     remaining = None if sweep.deadline is None else max(sweep.deadline - time.monotonic(), 0.001)
     config = replace(sweep.config, trials=sweep.target, study=sweep.study_name, workers=1, progress=False,
                      json=False, timeout=remaining)
-    return [WorkerSpec(config, parent_run_id, i) for i in range(sweep.config.workers)]
+    return [WorkerSpec(config, parent_run_id, i, sweep.config.workers) for i in range(sweep.config.workers)]
 
 
 def run_pool(sweep, parent_run_id: str, target, progress=None) -> None:
