@@ -230,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def scale_main(args) -> int:
-    from engine.atomic import atomic_write
+    from engine import atomic_write
     from tuning.bench_scale import scale_bench
 
     parts = set(args.parts.split(","))
@@ -244,7 +244,8 @@ def scale_main(args) -> int:
     world = Path(args.world).resolve() if args.world else None
     with tempfile.TemporaryDirectory(prefix="tuning-bench-scale-") as tmp:
         base = Path(args.keep).resolve() if args.keep else Path(tmp)
-        result = scale_bench(base, world, args.runs, args.worker_trials, parts)
+        helpers = {"cli": _cli, "trials": _study_trials, "project": project, "sweep_and_certify": sweep_and_certify}
+        result = scale_bench(base, world, args.runs, args.worker_trials, parts, helpers)
     text = json.dumps(result, indent=2, sort_keys=True)
     if args.out:
         atomic_write(args.out, (text + "\n").encode())

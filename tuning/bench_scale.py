@@ -38,24 +38,23 @@ def spread(values: list) -> dict:
             "runs": len(vals)}
 
 
-def _authority(root: Path, world: Path) -> Path:
-    from tuning.bench import _cli
+H: dict = {}   # tuning.bench's helpers (cli, trials, project, sweep_and_certify), given by scale_bench's caller
 
+
+def _authority(root: Path, world: Path) -> Path:
     out = root / "authority"
     if not out.exists():
-        _cli(root, "tuning.author", "--world", str(world), "--into", str(out))
+        H["cli"](root, "tuning.author", "--world", str(world), "--into", str(out))
     return out
 
 
 def _sweep(root: Path, world: Path, policies: Path, study: str, trials: int, workers: int = 1) -> dict:
-    from tuning.bench import _cli, _study_trials
-
     load0 = _load()
-    out, wall = _cli(root, "tuning.sweep", "--phase", PHASE, "--trials", str(trials), "--world", str(world),
+    out, wall = H["cli"](root, "tuning.sweep", "--phase", PHASE, "--trials", str(trials), "--world", str(world),
                      "--policies", str(policies), "--study", study, "--force", "--json", "--no-progress",
                      "--workers", str(workers))
     summary = json.loads(out.stdout)
-    trials_ = _study_trials(root, summary["study"])
+    trials_ = H["trials"](root, summary["study"])
     done = [t for t in trials_ if t.state.name in ("COMPLETE", "PRUNED")]
     first, last = min(t.datetime_start for t in done), max(t.datetime_complete for t in done)
     return {"wall_s": round(wall, 2), "load_before": load0, "load_after": _load(), "trials": trials_,
@@ -91,8 +90,7 @@ def _best_agrees(trials) -> dict:
 
 def cold_chain(world_dir: Path, policies: Path, seeds) -> float:
     """A cold full-scale scoring chain of the base policies per seed (fresh caches; the catalogue read apart)."""
-    from engine import ChainCache, PolicySet, run_chain
-    from engine.world.model import load_world
+    from engine import ChainCache, PolicySet, load_world, run_chain
 
     world, base = load_world(world_dir), PolicySet.from_dir(policies)
     world.catalogue   # the catalogue is read once per process, before the clock
@@ -124,16 +122,12 @@ def big_world(base: Path, world: Path, runs: int) -> dict:
 
 
 def _project(root: Path) -> Path:
-    from tuning.bench import project
-
-    return project(root)
+    return H["project"](root)
 
 
 def hundred_x_world(base: Path) -> Path:
     """The default world's catalogue with 100 times the merchants, as a world directory."""
-    from engine.atomic import atomic_write
-    from engine.world.model import default_world, outlets_for
-    from engine.world.outlets import MERCHANTS_DEFAULT
+    from engine import MERCHANTS_DEFAULT, atomic_write, default_world, outlets_for
 
     out = base / "world100x"
     if not (out / "outlets.parquet").exists():
@@ -162,23 +156,22 @@ def workers(base: Path, runs: int, trials: int) -> dict:
 
 
 def default_world(base: Path, sweep: bool) -> dict:
-    from engine import PolicySet
-    from engine.bench import default_world_bench
-    from engine.world.model import default_world as dw
+    from engine import PolicySet, default_world_bench
+    from engine import default_world as dw
 
     load0 = _load()
     chain = default_world_bench(PolicySet.from_dir("policies"), 42, dw(), 9)["chain_seconds_median"]
     out = {"chain_s": round(chain, 4), "load_before": load0}
     if sweep:
-        from tuning.bench import sweep_and_certify
-
         load1 = _load()
-        out["sweep_200"] = {"wall_s": sweep_and_certify(base / "default", 200)["sweep"]["wall_s"], "load_before": load1,
+        out["sweep_200"] = {"wall_s": H["sweep_and_certify"](base / "default", 200)["sweep"]["wall_s"],
+                            "load_before": load1,
                             "load_after": _load()}
     return out
 
 
-def scale_bench(base: Path, world: Path | None, runs: int, worker_trials: int, parts: set) -> dict:
+def scale_bench(base: Path, world: Path | None, runs: int, worker_trials: int, parts: set, helpers: dict) -> dict:
+    H.update(helpers)
     result: dict = {"cpu_count": os.cpu_count(), "load_start": _load(), "targets": TARGETS}
     if "big" in parts and world is not None:
         result["big_world"] = big_world(base, world, runs)

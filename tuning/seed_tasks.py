@@ -57,7 +57,7 @@ class ClusterSeeds:
 @contextlib.contextmanager
 def cluster_seeds(spec_text: str, objective, spec, base, world) -> Iterator[ClusterSeeds]:
     """Open the Dask cluster ``spec_text`` (engine.cluster) and route ``objective``'s seeds through it."""
-    from engine.cluster import dask_mapper
+    from engine import dask_mapper
 
     with dask_mapper(spec_text) as mapper:
         runner = ClusterSeeds(mapper.client, spec, base, world)
@@ -72,7 +72,7 @@ def check_cluster(text: str | None, workers: int, code: str) -> None:
     """--cluster: local:K or tcp://host:port, and not with --workers > 1 (one process drives the cluster)."""
     if text is None:
         return
-    from engine.cluster import parse_cluster
+    from engine import parse_cluster
 
     try:
         parse_cluster(text)

@@ -129,3 +129,20 @@ def test_engine_run_publishes_a_verifiable_subsample_run(tmp_path):
     assert "fraction 0.2" in proc.stdout
     run_dir = proc.stdout.split("run_dir ")[1].split()[0]
     assert _engine("verify", run_dir).returncode == 0
+
+
+def test_engine_bench_subsample_writes_its_error_table(tmp_path):
+    out = tmp_path / "sub.json"
+    proc = _engine("bench", "--subsample", "--scale", "1", "--seeds", "42", "--fractions", "0.2,0.5", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    doc = __import__("json").loads(out.read_text())["world"]
+    assert doc["fractions"] == [0.2, 0.5] and doc["pairs_full"] == 2606
+    gates = doc["by_fraction"]["0.5"]["gates"]
+    assert {"3A-V01_s2_top1_median_multi_tz", "3A-F04_realised_jsd_mean"} <= set(gates)
+    assert "| 3A-V06 | `s4.top1_share_p75` |" in proc.stdout
+
+
+@pytest.mark.parametrize("bad", [["--fractions", "0.5,0.2"], ["--fractions", "0"], ["--seeds", "42,42"]])
+def test_engine_bench_subsample_refuses_bad_fractions_or_seeds(bad):
+    proc = _engine("bench", "--subsample", "--scale", "1", *bad)
+    assert proc.returncode == 2 and proc.stderr.startswith("E3A_CLI_001_USAGE") and "Traceback" not in proc.stderr
