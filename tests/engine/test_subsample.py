@@ -146,3 +146,15 @@ def test_engine_bench_subsample_writes_its_error_table(tmp_path):
 def test_engine_bench_subsample_refuses_bad_fractions_or_seeds(bad):
     proc = _engine("bench", "--subsample", "--scale", "1", *bad)
     assert proc.returncode == 2 and proc.stderr.startswith("E3A_CLI_001_USAGE") and "Traceback" not in proc.stderr
+
+
+def test_a_catalogue_file_is_read_once_per_process(tmp_path, monkeypatch):
+    from engine.world import model
+
+    (tmp_path / "w").mkdir()
+    outlets_for(default_world(), 7)[["merchant_id", "legal_country_iso"]].to_parquet(tmp_path / "w" / "outlets.parquet")
+    reads = []
+    real = model._read_table
+    monkeypatch.setattr(model, "_read_table", lambda p: reads.append(p) or real(p))
+    a, b = model.load_world(tmp_path / "w"), model.load_world(tmp_path / "w")
+    assert a is not b and a.catalogue is b.catalogue and len(reads) == 1
