@@ -22,6 +22,8 @@ from engine.core.errors import EngineError
 from engine.metrics.runtime import STATES
 from engine.chain.result import ChainResult, PublishInputs
 from engine.chain.table import Reads
+from engine.chain.sizing import approx_bytes
+from engine.chain.subsample import check_fraction
 from engine.core.strict import check_uint64
 from engine.world.model import World, default_world
 
@@ -29,11 +31,18 @@ TIMED = STATES + ("metrics",)
 
 
 class ChainCache:
-    """A small LRU of state outputs keyed by the content key of their declared reads."""
+    """An LRU of state outputs keyed by the content key of their declared reads, bounded by entries and, when
+    ``max_bytes`` is given, by the approximate bytes of the outputs it holds (:func:`engine.chain.sizing.approx_bytes`):
+    a large world's outputs are hundreds of megabytes each. An output larger than the whole budget is not kept."""
 
-    def __init__(self, max_entries: int = 64) -> None:
+    def __init__(self, max_entries: int = 64, max_bytes: int | None = None) -> None:
         self._entries: OrderedDict = OrderedDict()
-        self.max_entries = max_entries
+        self._sizes: dict = {}
+        self.max_entries, self.max_bytes = max_entries, max_bytes
+        self.bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
     def get(self, key: str):
         if key in self._entries:
@@ -42,10 +51,16 @@ class ChainCache:
         return None
 
     def put(self, key: str, value) -> None:
-        self._entries[key] = value
+        if key in self._entries:
+            self.bytes -= self._sizes.pop(key, 0)
+        size = approx_bytes(value) if self.max_bytes is not None else 0
+        self._entries[key], self._sizes[key] = value, size
         self._entries.move_to_end(key)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        self.bytes += size
+        while self._entries and (len(self._entries) > self.max_entries or
+                                 (self.max_bytes is not None and self.bytes > self.max_bytes)):
+            old, _ = self._entries.popitem(last=False)
+            self.bytes -= self._sizes.pop(old, 0)
 
 
 def _execute(policies, values: dict, digests: dict, cache: ChainCache, seconds: dict, reused: set) -> None:
@@ -72,7 +87,7 @@ def _execute(policies, values: dict, digests: dict, cache: ChainCache, seconds: 
 def run_chain(policies, seed: int, world: World | None = None, *, outlets: pd.DataFrame | None = None,
               cache: ChainCache | None = None, run_root: str | Path | None = None,
               realism_mode: str = "observe", merchants: int | None = None, partitions: int | None = None,
-              mapper=None) -> ChainResult:
+              mapper=None, fraction: float = 1.0) -> ChainResult:
     """Score (policies, seed, world): S0-S4, the metric pack and S6's in-memory checks.
 
     The published half (S5 egress, the S6 report, the S7 seal) is built lazily, when the result's
@@ -80,13 +95,17 @@ def run_chain(policies, seed: int, world: World | None = None, *, outlets: pd.Da
     it at once (:func:`engine.publish.store.materialise`). ``partitions`` > 1 runs S3/S4 merchant range by merchant
     range (byte-identical, keyed streams); ``mapper(fn, per_task_args, *shared)`` runs those tasks
     (:mod:`engine.chain.cluster` runs them on Dask). By default a world of 200,000 pairs or more is split into one
-    range per core run on threads, and a smaller one runs as one range, in order.
+    range per core run on threads, and a smaller one runs as one range, in order. ``fraction`` < 1 scores the
+    keyed stratified merchant subsample (:mod:`engine.chain.subsample`; sealed as its own world, so its digests and
+    cache entries never mix with another fraction's); 1 is the whole world.
     """
     if realism_mode not in ("observe", "block"):
         raise EngineError("E3A_CLI_001_USAGE", f"realism mode must be observe or block, not {realism_mode!r}")
     check_uint64(seed, "seed", "E3A_CLI_001_USAGE")  # le64 would wrap it silently
+    fraction = check_fraction(fraction)
     world = world or default_world()
-    values, digests = run_inputs(policies, int(seed), world, outlets, merchants, realism_mode, partitions, mapper)
+    values, digests = run_inputs(policies, int(seed), world, outlets, merchants, realism_mode, partitions, mapper,
+                                 fraction)
     seconds, reused = {s: 0.0 for s in TIMED}, set()
     _execute(policies, values, digests, cache if cache is not None else ChainCache(), seconds, reused)
     result = ChainResult(

@@ -20,6 +20,7 @@ from engine.policies.policy_set import S3_DISPERSION_OFF, S4_SAFEGUARDS_OFF
 from engine.states import s0_gate, s1_escalation, s2_priors, s3_shares, s4_counts, s6_validation
 from engine.states.common import missing_prior_countries, zone_layout
 from engine.chain.table import PolicyRead, State
+from engine.chain.subsample import subsample
 from engine.core.version import ENGINE_VERSION
 from engine.world.model import World, outlets_for
 
@@ -94,9 +95,14 @@ def execution(partitions: int | None, mapper, pairs: int) -> tuple[int, object]:
 # ---- the states ------------------------------------------------------------------------------------
 
 def seal_world(r) -> tuple:
+    """The catalogue (the keyed merchant subsample at a fraction < 1, :mod:`engine.chain.subsample`), the world digest
+    that seals it, and the digest the RNG master is drawn from: the full world's, so a kept pair draws exactly
+    what it draws at full scale (at fraction 1 the two digests are one)."""
     world: World = r["world"]
-    cat = r["catalogue_source"]()
-    return cat, world.digest(cat)
+    full = r["catalogue_source"]()
+    cat = subsample(full, r["fraction"])
+    sealed = world.digest(cat)
+    return cat, sealed, (sealed if cat is full else world.digest(full))
 
 
 def seal_run(r) -> tuple:
@@ -109,7 +115,7 @@ def seal_run(r) -> tuple:
 
 def rng(r) -> tuple:
     """The RNG master reads the seed and the world only: every candidate of a sweep draws the same numbers."""
-    return (rng_master(r["seed"], r["world_digest"]),)
+    return (rng_master(r["seed"], r["draw_digest"]),)
 
 
 def escalation(r) -> tuple:
@@ -189,11 +195,12 @@ def structural(r) -> tuple:
 
 
 STATE_TABLE: tuple[State, ...] = (
-    State("S0.world", ("world", "catalogue_source"), (), ("catalogue", "world_digest"), seal_world,
-          doc="the outlet catalogue in canonical order and the world digest that seals it"),
+    State("S0.world", ("world", "catalogue_source", "fraction"), (), ("catalogue", "world_digest", "draw_digest"),
+          seal_world, doc="the outlet catalogue in canonical order (or its keyed subsample), the world digest that "
+                          "seals it, and the full world's digest the draws are keyed by"),
     State("S0", ("seed", "world", "world_digest", "policy_set"), (), ("identity", "receipt", "sealed"),
           seal_run, cached=False, doc="run identity, gate receipt, sealed inputs"),
-    State("S0.rng", ("seed", "world_digest"), (), ("master",), rng, cached=False,
+    State("S0.rng", ("seed", "draw_digest"), (), ("master",), rng, cached=False,
           doc="the RNG master (seed and world only: common random numbers for every candidate)"),
     State("S1", ("catalogue", "universe", "universe_digest"), (PolicyRead(MIXTURE, ("theta_mix", "rules", "s1_smoothing")),),
           ("s1_core", "smoothed"), escalation, doc="escalation queue: rule ladder, smoothing band, theta lottery"),
@@ -230,14 +237,14 @@ def _catalogue_source(world: World, seed: int, outlets, merchants) -> tuple:
 
 
 def run_inputs(policies, seed: int, world: World, outlets, merchants, realism_mode: str, partitions: int,
-               mapper) -> tuple[dict, dict]:
+               mapper, fraction: float = 1.0) -> tuple[dict, dict]:
     """The run's inputs and their content digests (the leaves every cache key is derived from)."""
     source, source_digest = _catalogue_source(world, seed, outlets, merchants)
     values = {"seed": seed, "world": world, "catalogue_source": source, "universe": world.universe,
               "universe_digest": world.universe_digest, "evidence": world.evidence, "policy_set": policies, "realism_mode": realism_mode,
-              "partitions": partitions, "mapper": mapper}
+              "partitions": partitions, "mapper": mapper, "fraction": fraction}
     digests = {"seed": str(seed), "world": world.world_static_digest, "catalogue_source": source_digest,
                "universe": world.universe_digest,
                "universe_digest": world.universe_digest, "evidence": world.world_static_digest,
-               "policy_set": policies.parameter_hash, "realism_mode": realism_mode}
+               "policy_set": policies.parameter_hash, "realism_mode": realism_mode, "fraction": repr(float(fraction))}
     return values, digests

@@ -31,6 +31,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _fraction(text: str) -> float:
+    """--fraction: a number in (0, 1] (argparse turns the ValueError into a coded usage error)."""
+    from engine.chain.subsample import check_fraction
+
+    try:
+        return check_fraction(text)
+    except EngineError:
+        raise ValueError(text) from None
+
+
 def _world(args):
     from engine.world.model import load_world
 
@@ -63,11 +73,13 @@ def cmd_run(args) -> int:
 
         with dask_mapper(args.cluster) as mapper:
             result = run_chain(policies, args.seed, world, realism_mode=args.realism_mode,
-                               partitions=args.partitions or 2 * mapper.threads, mapper=mapper)
+                               partitions=args.partitions or 2 * mapper.threads, mapper=mapper, fraction=args.fraction)
     else:
-        result = run_chain(policies, args.seed, world, realism_mode=args.realism_mode, partitions=args.partitions)
+        result = run_chain(policies, args.seed, world, realism_mode=args.realism_mode, partitions=args.partitions,
+                           fraction=args.fraction)
     result.run_dir = materialise(result, args.run_root)  # the CLI publishes: S5-S7 bytes are built here
-    print(f"run_id {result.identity['run_id']}  seed {args.seed}  world {world.name} ({world.fingerprint[:12]})")
+    print(f"run_id {result.identity['run_id']}  seed {args.seed}  world {world.name} ({world.fingerprint[:12]})"
+          + (f"  fraction {args.fraction} ({len(result.cores['s1'])} pairs)" if args.fraction < 1 else ""))
     print(f"run_dir {result.run_dir}")
     print("seconds " + "  ".join(f"{s}={v:.3f}" for s, v in result.seconds.items()))
     realism = result.s6_report.get("realism", {})
@@ -108,11 +120,47 @@ def cmd_author(args) -> int:
     return 0
 
 
+def _fractions(text: str) -> tuple[float, ...]:
+    values = tuple(_fraction(t) for t in text.split(","))
+    if list(values) != sorted(set(values)):
+        raise ValueError(text)
+    return values
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    values = tuple(_uint64(t) for t in text.split(","))
+    if len(set(values)) != len(values):
+        raise ValueError(text)
+    return values
+
+
+def cmd_bench_subsample(args, world, policies) -> int:
+    from engine.publish.atomic import atomic_write
+    from engine.cli.bench_subsample import error_table_md, subsample_bench
+
+    out = {"world": subsample_bench(policies, world, args.seeds, args.fractions)}
+    if args.scale > 1 and args.world is None and args.outlets is None:
+        out[f"scale{args.scale}"] = subsample_bench(policies, world, args.seeds, args.fractions, args.scale)
+    text = json.dumps(out, indent=2, sort_keys=True)
+    if args.out:
+        atomic_write(args.out, (text + "\n").encode())
+    if args.json:
+        print(text)
+    else:
+        for name, res in out.items():
+            print(f"{name}: {res['world']} x{res['scale']}, {res['pairs_full']} pairs, seeds "
+                  f"{','.join(map(str, res['seeds']))} (largest |error| over the seeds)")
+            print(error_table_md(res))
+    return 0
+
+
 def cmd_bench(args) -> int:
     from engine.cli.bench import default_world_bench, scale_bench, with_targets
 
     world = _world(args)
     policies = _policies(args, world)
+    if args.subsample:
+        return cmd_bench_subsample(args, world, policies)
     out = default_world_bench(policies, args.seed, world, args.repeats)
     if args.cluster:  # the scale world in-process vs on a Dask cluster (engine.chain.cluster imports dask lazily)
         from engine.chain.cluster import bench_cluster
@@ -145,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--policies", help="policy directory (default: the world's own; with --reference, authored for "
                                       "that universe; else ./policies)")
     r.add_argument("--realism-mode", choices=["observe", "block"], default="observe")
+    r.add_argument("--fraction", type=_fraction, default=1.0,
+                   help="score the keyed stratified merchant subsample of this fraction, in (0, 1] (default 1)")
     r.add_argument("--cluster", help="run S3/S4 merchant partitions on Dask: tcp://scheduler:8786 or local:K")
     r.add_argument("--partitions", type=_positive, help="merchant partitions, >= 1 (default: 1 below 200,000 pairs, "
                                                         "else one per core on threads; with --cluster 2 per worker)")
@@ -164,6 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--scale", type=_positive, default=100, help="also run a world with this many times the merchants")
     b.add_argument("--policies")
     b.add_argument("--cluster", help="also run the --scale world on Dask (local:K or tcp://…) and compare")
+    b.add_argument("--subsample", action="store_true", help="the subsample estimator's error against full scale for "
+                   "every gated metric, on the world and (default world, --scale > 1) the scale world")
+    b.add_argument("--fractions", type=_fractions, default=(0.05, 0.1, 0.2, 0.5),
+                   help="with --subsample: increasing fractions in (0, 1], comma-separated")
+    b.add_argument("--seeds", type=_seeds, default=(42, 7, 101, 202), help="with --subsample: seeds, comma-separated")
+    b.add_argument("--out", help="with --subsample: also write the JSON to this file (atomically)")
     world_args(b)
     b.set_defaults(fn=cmd_bench)
     return p

@@ -77,7 +77,7 @@ class World:
         if self.outlets_file is None:
             return None
         verify_upstream_bundle(self.outlets_file.parent)
-        return validate_outlets(_read_table(self.outlets_file), set(self.countries), str(self.outlets_file))
+        return _validated_catalogue(self.outlets_file, tuple(self.countries))
 
     @functools.cached_property
     def catalogue_digest(self) -> str:
@@ -108,6 +108,28 @@ class World:
     @functools.cached_property
     def _catalogue_world_digest(self) -> str:
         return composite_hash({**self.static_parts, "outlets": bytes.fromhex(self.catalogue_digest)})
+
+
+_CATALOGUES: dict = {}   # (file identity, countries) -> the validated catalogue: read once per process
+
+
+def _validated_catalogue(path: Path, countries: tuple) -> pd.DataFrame:
+    """A catalogue file read and validated once per process, however many worlds name it: keyed by the file's
+    identity (resolved path, inode, size, modification time), so a changed file is read again. At most two
+    catalogues are kept (a 381k-pair catalogue is ~120 MB)."""
+    try:
+        st = path.stat()
+        key = (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns, countries)
+    except OSError:
+        key = None
+    if key is not None and key in _CATALOGUES:
+        return _CATALOGUES[key]
+    frame = validate_outlets(_read_table(path), set(countries), str(path))
+    if key is not None:
+        while len(_CATALOGUES) >= 2:
+            _CATALOGUES.pop(next(iter(_CATALOGUES)))
+        _CATALOGUES[key] = frame
+    return frame
 
 
 def _versions(kind: str) -> dict:

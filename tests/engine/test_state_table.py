@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_every_state_declares_its_reads_and_all_reads_are_produced_upstream_or_inputs():
     produced = {"seed", "world", "catalogue_source", "universe", "universe_digest", "evidence", "policy_set",
-                "realism_mode"}
+                "realism_mode", "fraction"}
     for state in STATE_TABLE:
         assert set(state.reads) <= produced, state.name
         produced |= set(state.outputs)

@@ -201,7 +201,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3, help="paired harness/peer rounds (default 3; 0 skips)")
     ap.add_argument("--sweep-workers", type=int, default=1, help="--workers of the benchmark sweep (default 1)")
     ap.add_argument("--keep", help="run in this directory and keep it (default: a temporary directory)")
+    ap.add_argument("--scale", action="store_true", help="the harness at scale (tuning/bench/scale.py): a 24-trial "
+                    "P3 sweep on --world, the search stage's cost, 2 workers on a 100x world, the default world")
+    ap.add_argument("--world", help="with --scale: the large world directory (e.g. a 381k-pair catalogue)")
+    ap.add_argument("--runs", type=int, default=3, help="with --scale: runs of each figure (default 3)")
+    ap.add_argument("--worker-trials", type=int, default=40, help="with --scale: trials of each workers run")
+    ap.add_argument("--parts", default="big,workers,default", help="with --scale: which figures (comma-separated)")
+    ap.add_argument("--out", help="with --scale: also write the JSON here (atomically)")
     args = ap.parse_args(argv)
+    if args.scale:
+        return scale_main(args)
     if min(args.sweep_trials, args.peer_trials) < 1 or args.rounds < 0 or not 1 <= args.sweep_workers <= 64:
         raise EngineError(E_USAGE, "--sweep-trials and --peer-trials must be >= 1, --rounds >= 0, "
                                    "--sweep-workers in [1, 64]")
@@ -217,6 +226,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         for key, value in result.items():
             print(f"{key}: {value}")
+    return 0
+
+
+def scale_main(args) -> int:
+    from engine import atomic_write
+    from tuning.bench.scale import scale_bench
+
+    parts = set(args.parts.split(","))
+    if not parts <= {"big", "workers", "default"} or args.runs < 1 or args.worker_trials < 2:
+        raise EngineError(E_USAGE, "--parts is a comma-separated subset of big,workers,default; --runs >= 1; "
+                                   "--worker-trials >= 2")
+    if "big" in parts and args.world is None:
+        raise EngineError(E_USAGE, "--scale needs --world DIR for the big-world sweep (or --parts without big)")
+    if args.world is not None and not Path(args.world).is_dir():
+        raise EngineError(E_USAGE, f"--world {args.world}: not a directory")
+    world = Path(args.world).resolve() if args.world else None
+    with tempfile.TemporaryDirectory(prefix="tuning-bench-scale-") as tmp:
+        base = Path(args.keep).resolve() if args.keep else Path(tmp)
+        helpers = {"cli": _cli, "trials": _study_trials, "project": project, "sweep_and_certify": sweep_and_certify}
+        result = scale_bench(base, world, args.runs, args.worker_trials, parts, helpers)
+    text = json.dumps(result, indent=2, sort_keys=True)
+    if args.out:
+        atomic_write(args.out, (text + "\n").encode())
+    print(text if args.json else "\n".join(f"{k}: {v}" for k, v in result["measured"].items()))
     return 0
 
 

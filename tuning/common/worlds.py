@@ -63,8 +63,11 @@ def is_default(world) -> bool:
 
 def suffixed(name: str, world) -> str:
     """A study or experiment name of this world: the default world's names are unchanged; any other world's
-    carry its label, so its sweeps never mix with the default world's."""
-    return name if is_default(world) else f"{name}-{world.label}"
+    carry its label, so its sweeps never mix with the default world's. A name that already carries it is kept
+    (a ``--workers`` process is handed the coordinator's study name, already suffixed)."""
+    if is_default(world) or name.endswith(f"-{world.label}"):
+        return name
+    return f"{name}-{world.label}"
 
 
 def tags(world) -> dict[str, str]:

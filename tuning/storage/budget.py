@@ -137,6 +137,7 @@ class Coordinator:
         self.study, self.storage, self.url = study, storage, storage_url
         self.lock_file, self.stale_after = lock_file, stale_after_s
         self.rdb = is_rdb(storage_url)
+        self.count_pruned = False   # set by a multi-fidelity sweep: PRUNED trials count against the budget
         self._pg_engine = None
         self._beat: _Heartbeat | None = None
         if self.rdb:
@@ -184,10 +185,12 @@ class Coordinator:
                     recover_stale_trials(self.study, self.storage, self.stale_after)
                     trials = self.study.get_trials(deepcopy=False)
                 c = {state.name: sum(t.state == state for t in trials) for state in TrialState}
-                taken = c["COMPLETE"] + c["RUNNING"] >= target
-                if c["COMPLETE"] >= target or (taken and (holding or not self.rdb)):
+                # a multi-fidelity study's budget is its candidates: a trial pruned at a search stage is one
+                done = c["COMPLETE"] + (c["PRUNED"] if self.count_pruned else 0)
+                taken = done + c["RUNNING"] >= target
+                if done >= target or (taken and (holding or not self.rdb)):
                     return None
-                if c["COMPLETE"] + c["RUNNING"] < target:
+                if done + c["RUNNING"] < target:
                     trial = self.study.ask()
                     trial.set_user_attr(WORKER_ATTR, this_worker())
                     if self._beat is not None:

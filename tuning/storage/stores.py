@@ -74,9 +74,10 @@ def lock_path(url: str | None, study_name: str) -> Path:
 
 
 def open_study(spec: StudySpec, study_name: str, storage, seeds,
-               base_parameter_hash: str | None = None) -> optuna.Study:
+               base_parameter_hash: str | None = None, pruner: optuna.pruners.BasePruner | None = None) -> optuna.Study:
     """Create or resume the study on ``storage`` (from :func:`open_storage`); a study resumed with other
-    seeds, base or objectives is a usage error."""
+    seeds, base or objectives is a usage error. ``pruner``: the multi-fidelity pruner (tuning.study.fidelity), which
+    replaces the study's per-seed pruner."""
     try:
         probe = optuna.create_study(study_name=study_name, storage=storage, directions=spec.directions,
                                     load_if_exists=True)
@@ -98,7 +99,7 @@ def open_study(spec: StudySpec, study_name: str, storage, seeds,
             probe.set_user_attr(key, value)
     return optuna.load_study(study_name=study_name, storage=storage,
                              sampler=stream_sampler(spec),  # tuning.storage.sampler_streams: keyed per trial
-                             pruner=make_pruner(spec))
+                             pruner=pruner if pruner is not None else make_pruner(spec))
 
 
 def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:

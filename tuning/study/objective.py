@@ -14,6 +14,7 @@ never "best". When the chain cannot run at all (a candidate the engine rejects),
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Mapping
@@ -25,6 +26,17 @@ from tuning.study.seed_robust import aggregate
 from tuning.study.spec import StudySpec, check_metrics, metric_or_none, metric_value
 
 NO_SCORE = -1000.0
+CACHE_BYTES_DEFAULT = 1536 * 1024 ** 2   # a sweep process's chain cache (SEG3A_CHAIN_CACHE_BYTES overrides)
+
+
+def cache_bytes() -> int:
+    """The byte budget of an objective's chain cache: a 381k-pair world's state outputs are ~100 MB each, so
+    a count of entries alone would let a long sweep hold gigabytes."""
+    raw = os.environ.get("SEG3A_CHAIN_CACHE_BYTES", "")
+    try:
+        return max(0, int(raw)) if raw.strip() else CACHE_BYTES_DEFAULT
+    except ValueError:
+        raise EngineError("E3A_TUN_050_USAGE", f"SEG3A_CHAIN_CACHE_BYTES must be an integer, not {raw!r}") from None
 STRUCTURAL_REASONS = {"s6_pass": "S6_OR_S7_FAIL", "s7_pass": "S6_OR_S7_FAIL", "conservation": "CONSERVATION_FAIL",
                       "realism_floors": "REALISM_FLOOR_FAIL", "schema": "SCHEMA_INVALID",
                       "fidelity": "FIDELITY_DISTORTED", "gate_regression": "GATE_REGRESSION"}
@@ -60,6 +72,8 @@ class Evaluation:
     seeds: list = field(default_factory=list)           # the seeds scored (seed-robust trials)
     seed_values: list = field(default_factory=list)     # J per seed, in seed order
     per_seed: list = field(default_factory=list)        # the per-seed Evaluations
+    fraction: float = 1.0                               # the merchant fraction scored (tuning.study.fidelity)
+    search: list | None = None                          # the search stages' records (multi-fidelity trials)
 
     @property
     def feasible(self) -> bool:
@@ -91,17 +105,20 @@ class SeedRobustObjective:
     stop early (a pruner), and then the trial is scored on the seeds seen so far."""
 
     def __init__(self, spec: StudySpec, seeds, base: PolicySet, *, world=None,
-                 cache: ChainCache | None = None, keep_tables: bool = False) -> None:
+                 cache: ChainCache | None = None, keep_tables: bool = False, fraction: float = 1.0) -> None:
         self.spec, self.base = spec, base
         self.seeds = [int(s) for s in seeds]
-        self.cache = cache if cache is not None else ChainCache(max_entries=64 * max(1, len(self.seeds)))
-        self.per_seed = [PhaseObjective(spec, s, base, world=world, cache=self.cache, keep_tables=keep_tables)
-                         for s in self.seeds]
+        self.cache = cache if cache is not None else ChainCache(max_entries=64 * max(1, len(self.seeds)),
+                                                                max_bytes=cache_bytes())
+        self.fraction = float(fraction)
+        self.per_seed = [PhaseObjective(spec, s, base, world=world, cache=self.cache, keep_tables=keep_tables,
+                                        fraction=fraction) for s in self.seeds]
         floors: dict = {}  # S2 (what the realism floors read) does not depend on the seed: once per candidate
         for obj in self.per_seed:
             obj.floors_memo = floors
         self.second = spec.second["metric"] if spec.second else None
         self.pruned = False
+        self.runner = None   # tuning.sweep.seed_tasks.ClusterSeeds: the seeds as Dask tasks (--cluster)
 
     @property
     def seed(self) -> int:
@@ -112,6 +129,9 @@ class SeedRobustObjective:
         return aggregate([o.anchor for o in self.per_seed], self.seeds, self.second)
 
     def evaluate(self, knob_values: Mapping[str, object], run_root=None, on_seed=None) -> Evaluation:
+        if self.runner is not None and run_root is None:   # every seed at once on the cluster, read in order
+            computed = iter(self.runner.evaluate(self, knob_values))
+            return self._each(lambda o: next(computed), on_seed)
         built = self.per_seed[0].build(knob_values)  # the candidate is built once, scored on every seed
         return self._each(lambda o: o.evaluate(knob_values, run_root, built=built), on_seed)
 
@@ -130,10 +150,13 @@ class SeedRobustObjective:
 
 
 class PhaseObjective:
+    partitions: int | None = None   # S3/S4 merchant ranges (None: the engine's default); a --workers process sets it
+
     def __init__(self, spec: StudySpec, seed: int, base: PolicySet, *, world=None,
-                 cache: ChainCache | None = None, keep_tables: bool = False) -> None:
+                 cache: ChainCache | None = None, keep_tables: bool = False, fraction: float = 1.0) -> None:
         self.spec, self.seed, self.base, self.world = spec, int(seed), base, world
-        self.cache = cache if cache is not None else ChainCache()
+        self.cache = cache if cache is not None else ChainCache(max_bytes=cache_bytes())
+        self.fraction = float(fraction)   # < 1: the keyed merchant subsample (search stage); 1: the whole world
         self.keep_tables = keep_tables
         self._anchor: Evaluation | None = None
         self.floors_memo: dict | None = None  # parameter_hash -> realism floors, shared by a seed-robust objective
@@ -183,12 +206,14 @@ class PhaseObjective:
         ev = Evaluation(dict(knob_values), policies)
         t0 = time.perf_counter()
         try:
-            res = run_chain(policies, self.seed, self.world, cache=self.cache, run_root=run_root)
+            res = run_chain(policies, self.seed, self.world, cache=self.cache, run_root=run_root,
+                            fraction=self.fraction, partitions=self.partitions)
         except EngineError as exc:
             ev.chain_seconds = time.perf_counter() - t0
             ev.error = exc.one_line()
             return ev
         ev.chain_seconds = time.perf_counter() - t0
+        ev.fraction = self.fraction
         ev.identity = dict(res.identity)
         ev.seconds = {k: float(v) for k, v in res.seconds.items()}
         ev.reused = sorted(res.reused)
@@ -217,6 +242,7 @@ class PhaseObjective:
         return floors
 
     def _veto_only(self, ev: Evaluation, reason: str, detail: str) -> Evaluation:
+        ev.fraction = self.fraction
         ev.vetoes, ev.veto_detail, ev.constraints = [reason], [detail], {reason: 1.0}
         return ev
 

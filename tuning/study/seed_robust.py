@@ -61,6 +61,7 @@ def aggregate(per_seed: list, seeds: Sequence[int], second_metric: str | None):
     ev.reused = sorted(set.intersection(*(set(e.reused) for e in per_seed))) if scored else []
     ev.chain_seconds = math.fsum(e.chain_seconds for e in per_seed)
     ev.build_seconds = first.build_seconds
+    ev.fraction = getattr(first, "fraction", 1.0)
     if second_metric is not None:
         values = [metric_or_none(e.pack, second_metric) for e in per_seed]
         ev.second_value = (math.fsum(values) / len(values)) if all(v is not None for v in values) else None

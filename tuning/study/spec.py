@@ -89,6 +89,14 @@ STUDY_SCHEMA = {
                            "n_startup_trials": {"type": "integer", "minimum": 0},
                            "n_warmup_steps": {"type": "integer", "minimum": 0}},
         },
+        # multi-fidelity search (tuning.study.fidelity): increasing merchant fractions ending at 1.0; successive halving
+        "fidelity": {
+            "type": "object", "additionalProperties": False, "required": ["fractions"],
+            "properties": {"fractions": {"type": "array", "minItems": 1, "maxItems": 4,
+                                         "items": {"type": "number", "exclusiveMinimum": 0, "maximum": 1}},
+                           "reduction_factor": {"type": "integer", "minimum": 2, "maximum": 100},
+                           "min_pairs": {"type": "integer", "minimum": 0}},
+        },
         "vetoes": {
             "type": "object", "additionalProperties": False, "required": ["structural"],
             "properties": {"structural": {"type": "array", "items": {"enum": list(STRUCTURAL_VETOES)}},
@@ -191,6 +199,7 @@ class StudySpec:
     precheck: dict | None = None
     second: dict | None = None       # {name, metric, direction}: a multi-objective study
     pruner: dict | None = None       # {name: median|none, n_startup_trials, n_warmup_steps}
+    fidelity: dict | None = None     # {fractions, reduction_factor, min_pairs} (None: tuning.study.fidelity's default)
     key_metrics: tuple[str, ...] = field(default_factory=lambda: tuple(DEFAULT_KEY_METRICS))
     world: str | None = None         # the study's world directory (resolved against the study file's folder)
 
@@ -315,6 +324,9 @@ def parse_study(doc: Any, source: str) -> StudySpec:
     for i, term in enumerate(doc["objective"]["terms"]):
         if not math.isfinite(term["weight"]):
             raise _fail(source, f"objective.terms[{i}].weight", "must be finite")
+    fractions = doc.get("fidelity", {}).get("fractions", [1.0])
+    if fractions[-1] != 1.0 or any(b <= a for a, b in zip(fractions, fractions[1:])):
+        raise _fail(source, "fidelity.fractions", "fractions must increase and end at 1.0")
     phase = doc["phase"]
     return StudySpec(
         path=Path(source), phase=phase, study=doc.get("study", f"3A-{phase}"),
@@ -328,6 +340,7 @@ def parse_study(doc: Any, source: str) -> StudySpec:
         precheck=doc.get("precheck"),
         second=dict(doc["objective"]["second"]) if "second" in doc["objective"] else None,
         pruner=dict(doc["pruner"]) if "pruner" in doc else None,
+        fidelity=dict(doc["fidelity"]) if "fidelity" in doc else None,
         key_metrics=tuple(doc.get("key_metrics", DEFAULT_KEY_METRICS)),
         world=str(Path(source).parent / doc["world"]) if "world" in doc else None,
     )

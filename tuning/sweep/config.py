@@ -46,6 +46,7 @@ class SweepConfig:
     outlets: str | None = None              # shorthand: an outlet catalogue over the world
     reference: str | None = None            # shorthand: a zone universe over the world
     namespace: str = ""                     # prefix of the study and experiment names (the campaign's own sweeps)
+    cluster: str | None = None              # a Dask cluster (local:K | tcp://host:port): each seed's chain a task
     precheck_seeds: tuple = ()              # more seeds a phase precheck's triggers are read on (the campaign's
                                             # validation seeds: a collapse off the tuning seeds opens the phase)
 
@@ -79,6 +80,9 @@ def check_sweep_args(args) -> None:
             f"under {OPTUNA_DIR}/), not a path")
     if args.top < 0 or args.reports < 0:
         bad("--top and --reports must be >= 0")
+    from tuning.sweep.seed_tasks import check_cluster
+
+    check_cluster(getattr(args, "cluster", None), args.workers, E_USAGE)
 
 
 def build_parser() -> TuningParser:
@@ -86,7 +90,10 @@ def build_parser() -> TuningParser:
     ap.add_argument("--phase", required=True, help="study file studies/<PHASE>.yaml (or a path to one)")
     ap.add_argument("--trials", type=int, help="complete trials in total (default: the study's budget)")
     ap.add_argument("--seed", type=int, help="score one engine seed only (default: every seed of the study)")
-    ap.add_argument("--workers", type=int, default=1, help="processes on the shared storage")
+    ap.add_argument("--workers", type=int, default=1, help="processes on the shared storage (every core: "
+                                                          "--workers $(nproc))")
+    ap.add_argument("--cluster", help="score each seed's chain as a Dask task: local:K (a LocalCluster of K "
+                                      "processes) or tcp://scheduler:port")
     ap.add_argument("--storage", help="Optuna storage URL or journal file (default .optuna/<study>.journal)")
     ap.add_argument("--study", help="Optuna study name (default: the study file's)")
     ap.add_argument("--studies-dir", default="studies")

@@ -6,6 +6,7 @@ process's parent run, the precheck, the trials, the close). ``python -m tuning.s
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -60,9 +61,11 @@ class Sweep:
         """The seed-robust objective (tuning.study.objective), built on first use: the engine's chain and world are
         imported then, while the trail process starts (tuning.trail.process)."""
         if self._objective is None:
+            from tuning.study.fidelity import MultiFidelityObjective
             from tuning.study.objective import SeedRobustObjective
 
-            self._objective = SeedRobustObjective(self.spec, self.seeds, self.base, world=self.world)
+            full = SeedRobustObjective(self.spec, self.seeds, self.base, world=self.world)
+            self._objective = MultiFidelityObjective(full, self.spec, self.base, self.world)
         return self._objective
 
     @property
@@ -75,9 +78,13 @@ class Sweep:
         are checked against the anchor's pack and the MLflow store has answered."""
         if self.study is None:
             self.storage = open_storage(self.config.storage, self.study_name)
-            self.study = open_study(self.spec, self.study_name, self.storage, self.seeds, self.base.parameter_hash)
+            from tuning.study.fidelity import pruner
+
+            self.study = open_study(self.spec, self.study_name, self.storage, self.seeds, self.base.parameter_hash,
+                                    pruner=pruner(self.spec, self.objective.fractions))
             self.coordinator = Coordinator(self.study, self.storage, self.config.storage, self.lock,
                                            self.config.stale_after)
+            self.coordinator.count_pruned = self.objective.multi_fidelity
 
     def timed_out(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
@@ -196,7 +203,12 @@ class Sweep:
             self.show_best(progress)
         status = "FINISHED"
         try:
-            if self.config.workers == 1:
+            if self.config.cluster:   # each seed's chain a Dask task (tuning.sweep.seed_tasks)
+                from tuning.sweep.seed_tasks import cluster_seeds
+
+                with cluster_seeds(self.config.cluster, self.objective, self.spec, self.base, self.world):
+                    TrialLoop(self, trail, progress).run()
+            elif self.config.workers == 1:
                 TrialLoop(self, trail, progress).run()
             else:
                 run_pool(self, trail.parent_run_id, worker_process, progress)
@@ -220,6 +232,11 @@ def worker_process(spec: WorkerSpec) -> None:
 
 
 def run_worker(spec: WorkerSpec) -> int:
+    from tuning.study.objective import PhaseObjective
+
+    # K workers share the cores: each runs a large world's S3/S4 on its share of them, not on every core
+    # (keyed streams: the output does not depend on the partitioning)
+    PhaseObjective.partitions = max(1, (os.cpu_count() or 1) // max(1, spec.of))
     sweep = Sweep(spec.config)
     sweep.objective.anchor   # the study's metrics are checked before this worker opens anything
     sweep.open_study()

@@ -21,6 +21,7 @@ from optuna.trial import TrialState
 
 from engine import EngineError
 from tuning.common.errors import E_TRIALS_FAILING
+from tuning.study.fidelity import rung_value, search_metrics, step as fidelity_step
 from tuning.study.ranking import RESULT_ATTR
 from tuning.study.seed_robust import seed_metrics, study_directions
 from tuning.sweep.config import SweepConfig
@@ -165,10 +166,18 @@ class TrialLoop:
             trial.report(running_mean, step=index)
             return trial.should_prune()
 
+        def on_rung(fraction: float, stage_ev) -> bool:
+            # a search stage (tuning.study.fidelity): the fraction is the successive-halving budget
+            trial.report(rung_value(stage_ev), step=fidelity_step(fraction))
+            return trial.should_prune()
+
         cfg = sweep.config
-        ev = sweep.objective.evaluate(values, Path(cfg.runs_root) if cfg.materialise else None, on_seed)
+        ev = sweep.objective.evaluate(values, Path(cfg.runs_root) if cfg.materialise else None, on_seed,
+                                      on_rung=None if sweep.spec.multi_objective else on_rung)
         if sweep.objective.pruned:
             ev.vetoes = sorted(set(ev.vetoes) | {"PRUNED"})
+        if ev.search:
+            trial.set_user_attr("fidelity", {"fraction": ev.fraction, "search": ev.search})
         # one constraint (> 0 = infeasible: TPE ranks it below every feasible trial, best_trial skips it)
         veto = math.fsum(ev.constraints.values())
         trial.set_constraint(VETO_CONSTRAINT, veto)
@@ -177,7 +186,8 @@ class TrialLoop:
         if self.directions is None:
             self.directions = study_directions(sweep.spec)
         result = TrialResult.from_evaluation(ev, sweep.spec.phase, sweep.spec.objective_name,
-                                             {"seconds.harness_pre_log": harness}, self.directions,
+                                             {"seconds.harness_pre_log": harness, **search_metrics(ev)},
+                                             self.directions,
                                              world=sweep.world_record)
         future = self.trail.log_trial(trial.number, original_number(trial), result, PolicyFiles.of(ev.policies),
                                       values)
@@ -208,6 +218,7 @@ class WorkerSpec:
     config: SweepConfig
     parent_run_id: str
     index: int
+    of: int = 1   # how many workers share this machine's cores (each runs S3/S4 on its share of them)
 
 
 def worker_specs(sweep, parent_run_id: str) -> list[WorkerSpec]:
@@ -215,7 +226,7 @@ def worker_specs(sweep, parent_run_id: str) -> list[WorkerSpec]:
     remaining = None if sweep.deadline is None else max(sweep.deadline - time.monotonic(), 0.001)
     config = replace(sweep.config, trials=sweep.target, study=sweep.study_name, workers=1, progress=False,
                      json=False, timeout=remaining)
-    return [WorkerSpec(config, parent_run_id, i) for i in range(sweep.config.workers)]
+    return [WorkerSpec(config, parent_run_id, i, sweep.config.workers) for i in range(sweep.config.workers)]
 
 
 def run_pool(sweep, parent_run_id: str, target, progress=None) -> None:
