@@ -94,12 +94,14 @@ def test_four_hosts_one_study_survive_a_killed_worker(services, tmp_path, monkey
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     failed = [t for t in trials if t.state == TrialState.FAIL]
     assert killed["trial"] in [f.number for f in failed]
-    for f in failed:  # known dead (a process of this host that is gone): failed without waiting for the 60 s
-        # grace, and retried with its parameters by Optuna's retry callback
+    for f in failed:  # known dead (a process of this host that is gone): failed without waiting for the 60 s grace
         assert f.system_attrs["failed_reason"] == DEAD_WORKER_REASON
-        retries = [t for t in complete if t.system_attrs.get("failed_trial") == f.number]
-        # (a kill between two suggestions leaves fewer parameters: the retry suggests the rest)
-        assert len(retries) == 1 and f.params.items() <= retries[0].params.items()
+    # the killed trial is retried with its parameters by Optuna's retry callback (a kill between two suggestions
+    # leaves fewer parameters: the retry suggests the rest); under load the killed process may also hold the trial
+    # it asked ahead, failed the same way, whose retry the complete budget may no longer need
+    lost = next(f for f in failed if f.number == killed["trial"])
+    retries = [t for t in complete if t.system_attrs.get("failed_trial") == lost.number]
+    assert len(retries) == 1 and lost.params.items() <= retries[0].params.items()
 
     # the study is closed once: one process writes the plots and the report, the others name its parent run
     summaries = [json.loads(out) for out, _ in outs]
