@@ -165,7 +165,7 @@ def witness(mlc, run, candidate: PolicySet, recorded: dict, policies_dir: Path, 
     spec = study_of(run, sweep)
     seeds = run_seeds(run)
     ev = replay(spec, seeds, base_of(mlc, run, sweep, policies_dir, workdir), candidate, runs_root, world)
-    from tuning.seed_robust import study_directions
+    from tuning.study.seed_robust import study_directions
 
     doc = json_native(TrialResult.from_evaluation(ev, spec.phase, spec.objective_name,
                                                   directions=study_directions(spec)).artifact_doc())

@@ -52,7 +52,9 @@ class TrialRow:
     J: float | None
     feasible: bool
     vetoes: tuple[str, ...] = ()
-    knobs: Mapping[str, Any] = field(default_factory=dict)   # searched values (an MLflow run: its params, as text)
+    # knob values: an Optuna trial's searched ones (its params; the fixed ones are the study's), a record's all of
+    # them, an MLflow run's all of them as MLflow's text (its params)
+    knobs: Mapping[str, Any] = field(default_factory=dict)
     worst_J: float | None = None
     second: float | None = None          # the second objective of a two-objective study
     verdict: str | None = None
