@@ -20,7 +20,7 @@ from typing import Sequence
 from engine import EngineError
 from tuning.common.errors import E_RUN_MISSING, TuningParser, at_least_one, run_cli
 from tuning.study.ranking import rank_rows
-from tuning.study.trial_row import TrialRow
+from tuning.study.trial_row import MLFLOW_METRICS, TrialRow
 from tuning.study.spec import DEFAULT_KEY_METRICS, load_study
 from tuning.trail.tracking import RUN_KIND_TRIAL, client, search_all
 
@@ -60,7 +60,7 @@ def format_rows(rows: Sequence[TrialRow], key_metrics: Sequence[str]) -> str:
     """The ranking table, the columns of the UI's ``rank`` view: J and the key metrics are means over the trial's
     seeds, ``worst.J`` its worst seed's J (``--json`` also gives each key metric's worst seed's value, ``worst``).
     A key metric not in a row's ``metrics`` is read as a field of the row (``second``, the --pareto column)."""
-    short = [_short(m) for m in key_metrics]
+    short = [_short(MLFLOW_METRICS.get(m, m)) for m in key_metrics]   # a row field under its MLflow name
     head = ["rank", "study", "trial", "mlflow_run_id", "J", "worst.J", "veto", "verdict"] + short
     out = [head]
     for i, r in enumerate(rows, 1):

@@ -180,7 +180,7 @@ def test_multi_seed_multi_objective_sweep_logs_history_front_and_plot(project, c
     assert rank(["--phase", "P1.2", "--pareto"]) == 0   # the plain table: second objective beside J
     head, *rows = capsys.readouterr().out.splitlines()
     assert head.split()[:9] == ["rank", "study", "trial", "mlflow_run_id", "J", "worst.J", "veto", "verdict",
-                                "second"]
+                                "second_objective"]
     by_trial = {r["trial"]: r for r in ranked}
     assert sorted(int(row.split()[2]) for row in rows) == sorted(by_trial)
     for row in rows:
