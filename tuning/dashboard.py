@@ -31,14 +31,14 @@ STUDY_DETAIL = re.compile(r"/api/studies/(\d+)/?")
 def feasible_best_numbers(storage, study_id: int) -> list[int]:
     """The study's best trials by the harness's ranking: [the best feasible trial] for one objective, the
     feasible Pareto front for two (J up, the second objective in its direction); [] when none is feasible."""
-    from tuning.study.ranking import best_trial, pareto_numbers, trial_result
+    from tuning.study.ranking import best_trial, feasible, pareto_numbers
 
     trials = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.COMPLETE,))
     directions = storage.get_study_directions(study_id)
     if len(directions) == 2:
         return pareto_numbers(trials, "minimize" if directions[1] == StudyDirection.MINIMIZE else "maximize")
     best = best_trial(trials)
-    return [best.number] if best is not None and trial_result(best)["veto"] == "PASS" else []
+    return [best.number] if best is not None and feasible(best) else []
 
 
 class FeasibleBest:

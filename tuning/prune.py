@@ -18,6 +18,7 @@ from engine import PolicySet
 from tuning.common.errors import TuningParser, run_cli
 from tuning.authority.promotion import read_lineage
 from tuning.study.ranking import rank_rows
+from tuning.study.trial_row import TrialRow
 from tuning.trail.tracking import RUN_KIND_TRIAL, client, search_all
 
 
@@ -44,12 +45,9 @@ def best_per_phase() -> dict[str, str]:
         if not exp.name.startswith("3A-P"):
             continue
         runs = search_all(mlc, [exp.experiment_id], f"tags.run_kind = '{RUN_KIND_TRIAL}' and tags.veto = 'PASS'")
-        rows = [{"veto": "PASS", "J": r.data.metrics.get("J"), "study": r.data.tags.get("study"),
-                 "trial": int(r.data.tags.get("optuna_trial", 0)), "engine_run_id": r.data.tags.get("engine_run_id")}
-                for r in runs]
-        ranked = rank_rows([r for r in rows if r["engine_run_id"]])
+        ranked = rank_rows([row for row in map(TrialRow.from_mlflow_run, runs) if row.engine_run_id])
         if ranked:
-            best[exp.name] = ranked[0]["engine_run_id"]
+            best[exp.name] = ranked[0].engine_run_id
     return best
 
 

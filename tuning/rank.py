@@ -2,7 +2,8 @@
 
 The ranking table of a phase's trials, read from MLflow (the numbers the UI shows): feasible
 (``veto`` = PASS) first, then by J descending, then by trial number; printed as an aligned table (or
-JSON). ``--pareto`` lists only the feasible Pareto front of a multi-objective study (trial runs tagged
+JSON: each trial's row, :meth:`tuning.study.trial_row.TrialRow.to_json`, with ``mlflow_run_id`` (the trial's
+MLflow run) and ``engine_run_id`` (the engine's run) named apart). ``--pareto`` lists only the feasible Pareto front of a multi-objective study (trial runs tagged
 ``pareto = true`` by the sweep), with the second objective beside J. ``--open`` also prints the MLflow
 UI address of the same ranking (the experiment's saved ``rank`` view: trials flat, feasible first by J, with
 the J, verdict, fidelity and veto columns) on the UI of this store: ``--ui URL``, else the tracking server
@@ -19,12 +20,13 @@ from typing import Sequence
 from engine import EngineError
 from tuning.common.errors import E_RUN_MISSING, TuningParser, at_least_one, run_cli
 from tuning.study.ranking import rank_rows
+from tuning.study.trial_row import MLFLOW_METRICS, TrialRow
 from tuning.study.spec import DEFAULT_KEY_METRICS, load_study
 from tuning.trail.tracking import RUN_KIND_TRIAL, client, search_all
 
 
 def ranked_runs(phase: str, study: str | None = None, key_metrics: Sequence[str] = DEFAULT_KEY_METRICS,
-                experiment: str | None = None) -> list[dict]:
+                experiment: str | None = None) -> list[TrialRow]:
     """``experiment``: the sweep experiment to read (default ``3A-<phase>``, the default world's own sweeps)."""
     mlc = client()
     name = experiment or f"3A-{phase}"
@@ -32,19 +34,8 @@ def ranked_runs(phase: str, study: str | None = None, key_metrics: Sequence[str]
     if exp is None:
         raise EngineError(E_RUN_MISSING, f"no MLflow experiment {name} at {mlc.tracking_uri}")
     flt = f"tags.run_kind = '{RUN_KIND_TRIAL}'" + (f" and tags.study = '{study}'" if study else "")
-    rows = []
-    for run in search_all(mlc, [exp.experiment_id], flt, order_by=["metrics.J DESC"]):
-        t, m = run.data.tags, run.data.metrics
-        rows.append({"run_id": run.info.run_id, "study": t.get("study"), "trial": int(t.get("optuna_trial", -1)),
-                     "J": m.get("J"), "veto": t.get("veto", "FAIL"), "veto_reasons": t.get("veto_reasons", ""),
-                     "verdict": t.get("verdict"), "engine_run_id": t.get("engine_run_id"),
-                     "authority": t.get("authority", ""), "params": dict(run.data.params),
-                     "world": t.get("world", ""), "world_name": t.get("world_name", ""),
-                     "fidelity": t.get("fidelity"), "pareto": t.get("pareto", ""),
-                     "second_objective": m.get("second_objective"),
-                     "metrics": {k: m.get(k) for k in key_metrics},
-                     "worst": {k: m[f"worst.{k}"] for k in ("J", *key_metrics) if f"worst.{k}" in m}})
-    return rank_rows(rows)
+    runs = search_all(mlc, [exp.experiment_id], flt, order_by=["metrics.J DESC"])
+    return rank_rows([TrialRow.from_mlflow_run(run, key_metrics) for run in runs])
 
 
 def aligned(table: list[list[str]]) -> str:
@@ -65,20 +56,25 @@ def _short(metric: str) -> str:
     return f"{family}.{name.replace('share_', '').replace('_multi_tz', '_mtz')}" if name else family
 
 
-def format_rows(rows: Sequence[dict], key_metrics: Sequence[str]) -> str:
+def format_rows(rows: Sequence[TrialRow], key_metrics: Sequence[str]) -> str:
     """The ranking table, the columns of the UI's ``rank`` view: J and the key metrics are means over the trial's
-    seeds, ``worst.J`` its worst seed's J (``--json`` also gives each key metric's ``worst.<metric>``)."""
-    short = [_short(m) for m in key_metrics]
+    seeds, ``worst.J`` its worst seed's J (``--json`` also gives each key metric's worst seed's value, ``worst``).
+    A key metric not in a row's ``metrics`` is read as a field of the row (``second``, the --pareto column)."""
+    short = [_short(MLFLOW_METRICS.get(m, m)) for m in key_metrics]   # a row field under its MLflow name
     head = ["rank", "study", "trial", "mlflow_run_id", "J", "worst.J", "veto", "verdict"] + short
     out = [head]
     for i, r in enumerate(rows, 1):
-        veto = r["veto"] if r["veto"] == "PASS" else f"FAIL({r['veto_reasons']})"
-        worst_j = r.get("worst", {}).get("J")
-        cells = [str(i), str(r["study"]), str(r["trial"]), r["run_id"], "-" if r["J"] is None else f"{r['J']:+.6f}",
-                 "-" if worst_j is None else f"{worst_j:+.6f}", veto, str(r["verdict"])]
-        cells += ["-" if r["metrics"].get(m) is None else f"{r['metrics'][m]:.6f}" for m in key_metrics]
-        out.append(cells + ([f"[{r['authority']} authority]"] if r["authority"] else []))
+        veto = r.veto if r.feasible else f"FAIL({','.join(r.vetoes) or 'none'})"
+        cells = [str(i), str(r.study), str(r.trial), str(r.mlflow_run_id), _signed(r.J), _signed(r.worst_J), veto,
+                 str(r.verdict)]
+        values = [r.metrics.get(m, getattr(r, m, None)) for m in key_metrics]
+        cells += ["-" if v is None else f"{v:.6f}" for v in values]
+        out.append(cells + ([f"[{r.authority} authority]"] if r.authority else []))
     return aligned(out)
+
+
+def _signed(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.6f}"
 
 
 def build_parser() -> TuningParser:
@@ -108,13 +104,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         key_metrics = list(DEFAULT_KEY_METRICS)
     rows = ranked_runs(args.phase, args.study, key_metrics, experiment)
     if args.pareto:
-        rows = [r for r in rows if r["pareto"] == "true"]
-        key_metrics = ["second_objective"] + key_metrics
-        for r in rows:
-            r["metrics"]["second_objective"] = r["second_objective"]
+        rows = [r for r in rows if r.pareto]
+        key_metrics = ["second"] + key_metrics
     rows = rows[: args.top]
     if args.json:
-        print(json.dumps(rows, indent=2, sort_keys=True))
+        print(json.dumps([r.to_json() for r in rows], indent=2, sort_keys=True))
     else:
         print(format_rows(rows, key_metrics))
     if args.open:

@@ -30,10 +30,10 @@ def proj(tmp_path_factory):
 
 def _candidates(base_hash: str) -> list[str]:
     from tuning.rank import ranked_runs
-    runs = [r for r in ranked_runs("P1.2", "t-P1.2") if r["veto"] == "PASS"]
+    runs = [r for r in ranked_runs("P1.2", "t-P1.2") if r.feasible]
     from tuning.trail.tracking import client
     mlc = client()
-    return [r["run_id"] for r in runs if mlc.get_run(r["run_id"]).data.tags["parameter_hash"] != base_hash]
+    return [r.mlflow_run_id for r in runs if mlc.get_run(r.mlflow_run_id).data.tags["parameter_hash"] != base_hash]
 
 
 def _current_runs() -> list[str]:

@@ -49,7 +49,7 @@ def _candidates() -> list[str]:
 
     base = PolicySet.from_dir("policies").parameter_hash
     mlc = client()
-    runs = [r["run_id"] for r in ranked_runs("P1.2", "t-P1.2") if r["veto"] == "PASS" and r["fidelity"] == "FAITHFUL"]
+    runs = [r.mlflow_run_id for r in ranked_runs("P1.2", "t-P1.2") if r.feasible and r.fidelity == "FAITHFUL"]
     return [r for r in runs if mlc.get_run(r).data.tags["parameter_hash"] != base][:2]
 
 

@@ -75,17 +75,17 @@ def test_campaign_file_is_validated(tmp_path):
 
 
 def test_selection_rules():
-    rows = [{"trial": 1, "J": 0.2, "second": 0.01, "target_pass": True, "veto": "PASS"},
-            {"trial": 2, "J": 0.4, "second": 0.02, "target_pass": False, "veto": "PASS"},
-            {"trial": 3, "J": 0.1, "second": 0.005, "target_pass": True, "veto": "PASS"},
-            {"trial": 4, "J": 0.9, "second": 0.001, "target_pass": True, "veto": "FAIL"},
-            {"trial": 5, "J": -0.1, "second": 0.004, "target_pass": True, "veto": "PASS"}]
-    assert choose(rows, "best_feasible", None)[0]["trial"] == 2          # vetoed trial 4 never wins
-    assert choose(rows, "best_feasible", 0.0, require_targets=True)[0]["trial"] == 1
+    from tuning.study.trial_row import TrialRow
+
+    rows = [TrialRow(trial=n, J=j, second=s, target_pass=t, feasible=f) for n, j, s, t, f in
+            [(1, 0.2, 0.01, True, True), (2, 0.4, 0.02, False, True), (3, 0.1, 0.005, True, True),
+             (4, 0.9, 0.001, True, False), (5, -0.1, 0.004, True, True)]]
+    assert choose(rows, "best_feasible", None)[0].trial == 2          # vetoed trial 4 never wins
+    assert choose(rows, "best_feasible", 0.0, require_targets=True)[0].trial == 1
     pick, why = choose(rows, "pareto_min_second", None, on_front={2, 5})
-    assert pick["trial"] == 5 and "trial 5" in why and "on the sweep's feasible front" in why
-    assert choose(rows, "pareto_min_second", 0.0)[0]["trial"] == 3       # J floor drops trial 5
-    assert choose(rows, "pareto_min_second", 0.15, require_targets=True)[0]["trial"] == 1
+    assert pick.trial == 5 and "trial 5" in why and "on the sweep's feasible front" in why
+    assert choose(rows, "pareto_min_second", 0.0)[0].trial == 3       # J floor drops trial 5
+    assert choose(rows, "pareto_min_second", 0.15, require_targets=True)[0].trial == 1
     pick, why = choose(rows, "pareto_min_second", 0.5)
     assert pick is None and "no feasible trial" in why
     with pytest.raises(EngineError):
@@ -183,7 +183,7 @@ def test_a_campaign_runs_on_a_world_of_its_own_and_leaves_a_users_sweep_alone(pr
     frame[frame["merchant_id"] % 3 == 0].to_parquet(world / "outlets.parquet", index=False)
     assert sweep(["--phase", "P1.2", "--trials", "3", "--no-progress", "--json"]) == 0   # the user's own sweep
     journal = project / ".optuna" / "t-P1.2.journal"
-    before = hashlib.sha256(journal.read_bytes()).hexdigest(), [(r["trial"], r["run_id"]) for r in ranked_runs("P1.2")]
+    before = hashlib.sha256(journal.read_bytes()).hexdigest(), [(r.trial, r.mlflow_run_id) for r in ranked_runs("P1.2")]
     # the README's sequence: the world's folder authored first, then the campaign re-authors it on its world
     assert author(["--world", str(world), "--into", "auth"]) == 0
     capsys.readouterr()
@@ -199,7 +199,7 @@ def test_a_campaign_runs_on_a_world_of_its_own_and_leaves_a_users_sweep_alone(pr
         assert any(s["decision"] == "SPACES_NARROWED" and "P2: " in s["note"] for s in ladder)
     assert ladder[-1]["phase"] == "P6" and ladder[-1]["decision"].startswith("FROZEN_")
     assert PolicySet.from_dir(project / "policies").parameter_hash   # the default world's authority untouched
-    after = hashlib.sha256(journal.read_bytes()).hexdigest(), [(r["trial"], r["run_id"]) for r in ranked_runs("P1.2")]
+    after = hashlib.sha256(journal.read_bytes()).hexdigest(), [(r.trial, r.mlflow_run_id) for r in ranked_runs("P1.2")]
     assert after == before    # the campaign's own studies are named apart: nothing of the user's moved
     assert (project / ".optuna" / f"campaign-c-P2-{w.label}.journal").exists()
 
@@ -234,16 +234,16 @@ def test_replay_reports_against_the_committed_authority(project, capsys):
 def test_frontier_rules_reachability_region_and_narrowing():
     from tuning.campaign.rules import narrow, reachability, region
     from tuning.study.spec import KnobSpace, load_study
+    from tuning.study.trial_row import TrialRow
 
     targets = {"S3_STD_TARGET": "std", "S4_TARGET": "p75"}
-    rows = [{"trial": 0, "J": 0.1, "veto_reasons": [], "target_pass": True, "params": {"concentration_scale": 0.3}},
-            {"trial": 1, "J": 0.2, "veto_reasons": ["S4_TARGET"], "params": {"concentration_scale": 0.9}},
-            {"trial": 2, "J": 0.3, "veto_reasons": ["FIDELITY_DISTORTED"], "params": {"concentration_scale": 0.1}},
-            {"trial": 3, "J": 0.1, "veto_reasons": [], "target_pass": True, "params": {"concentration_scale": 0.5}}]
+    rows = [TrialRow(trial=n, J=j, feasible=not v, vetoes=v, target_pass=not v, knobs={"concentration_scale": c})
+            for n, j, v, c in [(0, 0.1, (), 0.3), (1, 0.2, ("S4_TARGET",), 0.9), (2, 0.3, ("FIDELITY_DISTORTED",), 0.1),
+                               (3, 0.1, (), 0.5)]]
     proof = reachability(rows, targets)
-    assert [r["trial"] for r in proof["meets"]] == [0, 3] and proof["faithful"] == 3 and proof["blocking"] == []
+    assert [r.trial for r in proof["meets"]] == [0, 3] and proof["faithful"] == 3 and proof["blocking"] == []
     assert proof["per_target"] == {"std": 3, "p75": 2}
-    none = reachability([dict(r, veto_reasons=["S4_TARGET"]) for r in rows[:2]], targets)
+    none = reachability([r.with_(vetoes=("S4_TARGET",), feasible=False) for r in rows[:2]], targets)
     assert none["meets"] == [] and none["blocking"] == ["p75"]     # no faithful trial ever met the S4 target
     spaces = (KnobSpace("concentration_scale", low=0.05, high=1.0), KnobSpace("merchant_jitter", low=0.0, high=0.5))
     found = region(proof["meets"], spaces)
@@ -258,8 +258,10 @@ def test_frontier_rules_reachability_region_and_narrowing():
 def test_validated_selection_prefers_what_holds_off_the_tuning_seeds():
     from tuning.campaign.rules import validated
 
-    ranked = [{"trial": 7}, {"trial": 3}, {"trial": 5}]
+    from tuning.study.trial_row import TrialRow
+
+    ranked = [TrialRow(trial=n, J=0.1, feasible=True) for n in (7, 3, 5)]
     pick, why = validated(ranked, {7: (0.75, 0.5, 0.4), 3: (1.0, 0.9, 0.1), 5: (1.0, 0.9, 0.2)})
-    assert pick["trial"] == 5 and "trial 5 holds on 100%" in why and "trial 7: 75%" in why
+    assert pick.trial == 5 and "trial 5 holds on 100%" in why and "trial 7: 75%" in why
     pick, _ = validated(ranked, {7: (1.0, 0.9, 0.2), 3: (1.0, 0.9, 0.2)})
-    assert pick["trial"] == 7            # a full tie goes to the rule's order
+    assert pick.trial == 7            # a full tie goes to the rule's order

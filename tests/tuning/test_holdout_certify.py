@@ -82,14 +82,14 @@ def test_promote_refuses_a_distorted_candidate_and_the_fidelity_veto_catches_it(
     assert main(["--phase", "distort", "--no-progress", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     row = summary["top"][0]
-    assert row["veto"] == "PASS" and row["fidelity"] == "DISTORTED"   # no fidelity veto in this study
+    assert row["feasible"] is True and row["fidelity"] == "DISTORTED"   # no fidelity veto in this study
     before = PolicySet.from_dir(project / "policies").digests
     with pytest.raises(EngineError) as err:
-        promote(row["run_id"], project / "policies", "SHOULD_NOT_LAND", None, reopen="test a distorted candidate")
+        promote(row["mlflow_run_id"], project / "policies", "SHOULD_NOT_LAND", None, reopen="test a distorted candidate")
     assert err.value.code == "E3A_TUN_026_CANDIDATE_NOT_FAITHFUL"
     assert PolicySet.from_dir(project / "policies").digests == before
     vetoed = DISTORTING.replace("t-distort", "t-distort-veto").replace("realism_floors]", "realism_floors, fidelity]")
     (project / "studies" / "distort2.yaml").write_text(vetoed)
     assert main(["--phase", "distort2", "--no-progress", "--json"]) == 0
     row = json.loads(capsys.readouterr().out)["top"][0]
-    assert row["veto"] == "FAIL" and "FIDELITY_DISTORTED" in row["veto_reasons"]
+    assert row["feasible"] is False and "FIDELITY_DISTORTED" in row["vetoes"]

@@ -160,11 +160,12 @@ def test_trials_and_runs_rank_the_same_way():
 
     trials = [_trial(*t) for t in TRIALS]
     assert [t.number for t in rank_trials(trials)] == EXPECTED
-    rows = [{"trial": n, "J": j, "veto": v, "study": "s"} for n, j, v in TRIALS]
-    assert [r["trial"] for r in rank_rows(rows)] == EXPECTED
+    from tuning.study.trial_row import TrialRow
+
+    rows = [TrialRow(trial=n, J=j, feasible=v == "PASS", study="s") for n, j, v in TRIALS]
+    assert [r.trial for r in rank_rows(rows)] == EXPECTED
     assert best_trial(trials).number == 2 and best_trial([]) is None
-    assert rank_rows([{"trial": 0, "J": None, "veto": "PASS"}, {"trial": 1, "J": -5.0, "veto": "PASS"}])[0][
-        "trial"] == 1
+    assert rank_rows([TrialRow(trial=0, J=None, feasible=True), TrialRow(trial=1, J=-5.0, feasible=True)])[0].trial == 1
 
 
 def test_dashboard_best_trial_is_the_ranking_first():

@@ -3,11 +3,16 @@ whether the runs were created by this process (no search) or by an earlier invoc
 
 from __future__ import annotations
 
+from tuning.study.trial_row import TrialRow
 from tuning.trail.pareto_tags import tag_front
 
 
 def _runs(mlc, exp: str, study: str, tags: list[str]) -> list[str]:
     return [mlc.create_run(exp, tags={"study": study, "run_kind": "trial", "pareto": t}).info.run_id for t in tags]
+
+
+def _row(trial: int, mlflow_run_id: str) -> TrialRow:
+    return TrialRow(trial=trial, J=None, feasible=True, mlflow_run_id=mlflow_run_id)
 
 
 def _tags(mlc, ids):
@@ -21,7 +26,7 @@ def test_front_tags_with_and_without_a_search(project):
     exp = experiment_id(mlc, "3A-pareto-test")
     ids = _runs(mlc, exp, "s", ["false"] * 4)
     other = _runs(mlc, exp, "other", ["true"])   # another study's front is never touched
-    rows = [{"trial": i, "run_id": r} for i, r in enumerate(ids)]
+    rows = [_row(i, r) for i, r in enumerate(ids)]
     # all created here: no search; only the front is written
     assert tag_front(mlc, rows, {0, 2}, exp, "s", known={i: False for i in ids}) == 2
     assert _tags(mlc, ids) == ["true", "false", "true", "false"]
@@ -30,7 +35,7 @@ def test_front_tags_with_and_without_a_search(project):
     assert _tags(mlc, ids) == ["true", "false", "false", "true"]
     # a mix: a new run (known false) and old ones (searched)
     new = _runs(mlc, exp, "s", ["false"])
-    rows.append({"trial": 4, "run_id": new[0]})
+    rows.append(_row(4, new[0]))
     assert tag_front(mlc, rows, {4}, exp, "s", known={new[0]: False}) == 3
     assert _tags(mlc, ids + new) == ["false", "false", "false", "false", "true"]
     assert _tags(mlc, other) == ["true"]
@@ -61,7 +66,7 @@ def test_the_close_corrects_live_tags(project):
     mlc = client()
     exp = experiment_id(mlc, "3A-pareto-live")
     ids = _runs(mlc, exp, "s", ["true", "true", "false"])       # as the live tracker left them
-    rows = [{"trial": i, "run_id": r} for i, r in enumerate(ids)]
+    rows = [_row(i, r) for i, r in enumerate(ids)]
     known = {ids[0]: True, ids[1]: True, ids[2]: False}
     assert tag_front(mlc, rows, {1, 2}, exp, "s", known=known) == 2   # 0 leaves, 2 joins; no search needed
     assert _tags(mlc, ids) == ["false", "true", "true"]

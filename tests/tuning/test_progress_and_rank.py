@@ -37,7 +37,7 @@ def test_progress_timeout_and_rank(project, capsys):
     for col in ("mlflow_run_id", "veto", "verdict"):
         at = head.index(col)
         assert all(line[at - 1] == " " and line[at] != " " for line in body), col
-    assert [line.split()[3] for line in body] == [r["run_id"] for r in ranked]
+    assert [line.split()[3] for line in body] == [r["mlflow_run_id"] for r in ranked]
     from tuning.trail.tracking import client
     exp = client().get_experiment_by_name("3A-P1.2")
     view = json.loads(exp.tags["mlflow.sharedViewState.rank"])

@@ -176,7 +176,7 @@ def test_multi_seed_multi_objective_sweep_logs_history_front_and_plot(project, c
     assert rank(["--phase", "P1.2", "--pareto", "--json"]) == 0
     ranked = json.loads(capsys.readouterr().out)
     assert {r["trial"] for r in ranked} == {r["trial"] for r in summary["pareto"]}
-    assert all(r["second_objective"] is not None for r in ranked)
+    assert all(r["second"] is not None for r in ranked) and all(r["pareto"] is True for r in ranked)
     assert rank(["--phase", "P1.2", "--pareto"]) == 0   # the plain table: second objective beside J
     head, *rows = capsys.readouterr().out.splitlines()
     assert head.split()[:9] == ["rank", "study", "trial", "mlflow_run_id", "J", "worst.J", "veto", "verdict",
@@ -185,7 +185,7 @@ def test_multi_seed_multi_objective_sweep_logs_history_front_and_plot(project, c
     assert sorted(int(row.split()[2]) for row in rows) == sorted(by_trial)
     for row in rows:
         cells = row.split()
-        assert cells[6] == "PASS" and float(cells[8]) == pytest.approx(by_trial[int(cells[2])]["second_objective"],
+        assert cells[6] == "PASS" and float(cells[8]) == pytest.approx(by_trial[int(cells[2])]["second"],
                                                                         abs=1e-6)
 
 
@@ -230,17 +230,17 @@ def test_a_four_seed_trial_logs_means_and_worst_seeds_that_rank_and_the_ui_show(
     from tuning.rank import main as rank
     assert rank(["--phase", "P1.2", "--study", "t-four", "--json"]) == 0
     ranked = json.loads(capsys.readouterr().out)
-    rows = {r["run_id"]: r for r in ranked}
+    rows = {r["mlflow_run_id"]: r for r in ranked}
     key = "s2.top1_share_median_multi_tz"
     for run in runs:   # rank reads the same means and worst values
         assert rows[run.info.run_id]["metrics"][key] == run.data.metrics[key]
         assert rows[run.info.run_id]["worst"][key] == run.data.metrics[f"worst.{key}"]
-        assert rows[run.info.run_id]["worst"]["J"] == run.data.metrics["worst.J"]
+        assert rows[run.info.run_id]["worst_J"] == run.data.metrics["worst.J"]
     assert rank(["--phase", "P1.2", "--study", "t-four", "--open"]) == 0
     table = capsys.readouterr().out.splitlines()
     head = table[0].split()
     view = json.loads(mlc.get_experiment_by_name("3A-P1.2").tags["mlflow.sharedViewState.rank"])
     assert head[4:6] == ["J", "worst.J"] and "s2.top1_median_mtz" in head     # the table: the view's columns
     assert {"metrics.`J`", "metrics.`worst.J`", f"metrics.`{key}`"} <= set(view["selectedColumns"])
-    assert table[1].split()[3] == ranked[0]["run_id"]
-    assert float(table[1].split()[5]) == pytest.approx(ranked[0]["worst"]["J"], abs=1e-6)
+    assert table[1].split()[3] == ranked[0]["mlflow_run_id"]
+    assert float(table[1].split()[5]) == pytest.approx(ranked[0]["worst_J"], abs=1e-6)

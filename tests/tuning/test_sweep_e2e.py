@@ -72,7 +72,7 @@ def test_second_invocation_resumes_to_twelve_without_duplicates(proj, capsys):
     numbers = [int(r.data.tags["optuna_trial"]) for r in runs]
     assert sorted(numbers) == list(range(12))
     assert len({r.data.tags["trial_key"] for r in runs}) == 12
-    assert summary["trials_complete"] == 12 and summary["top"][0]["veto"] == "PASS"
+    assert summary["trials_complete"] == 12 and summary["top"][0]["feasible"] is True
     again = sweep(capsys, "--phase", "P1.2", "--trials", "12")  # budget met: nothing new
     assert again["trials_complete"] == 12 and len(trial_runs("t-P1.2")) == 12
 
@@ -96,13 +96,15 @@ def test_forced_veto_is_infeasible_and_never_best(proj, capsys):
 def test_rank_lists_feasible_first_by_j(proj):
     from tuning.rank import ranked_runs
     rows = ranked_runs("P1.2")
-    vetoes = [r["veto"] for r in rows]
+    vetoes = [r.veto for r in rows]
     assert vetoes == sorted(vetoes, key=lambda v: v != "PASS")
-    feasible = [r["J"] for r in rows if r["veto"] == "PASS"]
+    feasible = [r.J for r in rows if r.feasible]
     assert feasible == sorted(feasible, reverse=True)
     program = run_module(proj, "tuning.rank", "--phase", "P1.2", "--top", "3", "--json", timeout=120)
     assert program.returncode == 0, program.stderr
-    assert [r["run_id"] for r in json.loads(program.stdout)] == [r["run_id"] for r in rows[:3]]
+    shown = json.loads(program.stdout)
+    assert [r["mlflow_run_id"] for r in shown] == [r.mlflow_run_id for r in rows[:3]]
+    assert all(r["engine_run_id"] and r["engine_run_id"] != r["mlflow_run_id"] for r in shown)   # two ids, named apart
 
 
 def test_promote_best_rewrites_policies_and_witness_passes(proj):
@@ -114,11 +116,11 @@ def test_promote_best_rewrites_policies_and_witness_passes(proj):
     before = PolicySet.from_dir("policies")
     frozen = read_ladder(Path("policies"))
     assert frozen[-1]["decision"].startswith("FROZEN_CERTIFIED_")  # the copied authority is frozen
-    cli = run_module(proj, "tuning.promote", best["run_id"], "--decision", "UNLOCK_P1_3")
+    cli = run_module(proj, "tuning.promote", best.mlflow_run_id, "--decision", "UNLOCK_P1_3")
     assert cli.returncode == 2 and cli.stderr.startswith("E3A_TUN_024_AUTHORITY_FROZEN:")
     assert "Traceback" not in cli.stderr
     with pytest.raises(EngineError) as err:
-        promote(best["run_id"], Path("policies"), decision="UNLOCK_P1_3", runs_root=None)
+        promote(best.mlflow_run_id, Path("policies"), decision="UNLOCK_P1_3", runs_root=None)
     assert err.value.code == "E3A_TUN_024_AUTHORITY_FROZEN"
     # trial 0 is the authority with every knob neutral: only its version lines differ -> "no change"
     (trial0,) = [r for r in trial_runs("t-P1.2") if r.data.tags["optuna_trial"] == "0"]
@@ -128,17 +130,17 @@ def test_promote_best_rewrites_policies_and_witness_passes(proj):
     assert err.value.code == "E3A_TUN_025_NO_CHANGE"
     assert read_ladder(Path("policies")) == frozen and PolicySet.from_dir("policies") == before  # nothing written
     # refused for a witness mismatch (a J edited in its record), with --reopen: nothing written, REOPENED included
-    pack_path = Path(client().get_run(best["run_id"]).info.artifact_uri.replace("file://", "")) / "metric_pack.json"
+    pack_path = Path(client().get_run(best.mlflow_run_id).info.artifact_uri.replace("file://", "")) / "metric_pack.json"
     original = pack_path.read_text()
     pack_path.write_text(original.replace('"J": ', '"J": 99.0, "J_was": ', 1))
     try:
         with pytest.raises(EngineError) as err:
-            promote(best["run_id"], Path("policies"), decision="UNLOCK_P1_3", runs_root=None, reopen="x")
+            promote(best.mlflow_run_id, Path("policies"), decision="UNLOCK_P1_3", runs_root=None, reopen="x")
     finally:
         pack_path.write_text(original)
     assert err.value.code == "E3A_TUN_021_WITNESS_MISMATCH" and "recorded 99.0" in err.value.cause
     assert read_ladder(Path("policies")) == frozen and PolicySet.from_dir("policies") == before
-    promoted = run_module(proj, "tuning.promote", best["run_id"], "--decision", "UNLOCK_P1_3", "--runs-root", "runs",
+    promoted = run_module(proj, "tuning.promote", best.mlflow_run_id, "--decision", "UNLOCK_P1_3", "--runs-root", "runs",
                           "--reopen", "reopened by the e2e test", "--json", timeout=120)   # as a program
     assert promoted.returncode == 0, promoted.stderr
     out = json.loads(promoted.stdout)
@@ -147,20 +149,20 @@ def test_promote_best_rewrites_policies_and_witness_passes(proj):
     assert out["status"] == "PROMOTED" and out["witness"]["status"] == "PASS"
     assert out["witness"]["fields_compared"] > 50 and not out["witness"]["mismatches"]
     after = PolicySet.from_dir("policies")
-    run = client().get_run(best["run_id"])
+    run = client().get_run(best.mlflow_run_id)
     assert after.parameter_hash != before.parameter_hash
     assert all(run.data.tags[f"digest.{p}"] == d for p, d in after.digests.items())
     assert run.data.tags["authority"] == "current" and run.data.tags["decision"] == "UNLOCK_P1_3"
     entry = read_lineage(Path("policies"))[-1]
-    assert entry["mlflow_run_id"] == best["run_id"] and entry["witness"]["status"] == "PASS"
+    assert entry["mlflow_run_id"] == best.mlflow_run_id and entry["witness"]["status"] == "PASS"
     assert entry["previous_authority"]["parameter_hash"] == before.parameter_hash
     assert (Path("runs") / out["witness"]["engine_run_id"]).is_dir()
     promo = client().get_run(out["promotion_run_id"])
-    assert promo.data.tags["source_run_id"] == best["run_id"]
+    assert promo.data.tags["source_run_id"] == best.mlflow_run_id
     # the Model Registry: a new version of seg3a-authority, alias 'authority' on it, lineage on its tags
     version = client().get_model_version_by_alias("seg3a-authority", "authority")
     assert int(version.version) == out["registered_model"]["version"] == 1
-    assert version.tags["source_run_id"] == best["run_id"] and version.tags["parameter_hash"] == after.parameter_hash
+    assert version.tags["source_run_id"] == best.mlflow_run_id and version.tags["parameter_hash"] == after.parameter_hash
     assert version.tags["previous_parameter_hash"] == before.parameter_hash
     assert version.run_id == out["promotion_run_id"]
     model_dir = Path(version.source.replace("file://", ""))
@@ -170,12 +172,12 @@ def test_promote_best_rewrites_policies_and_witness_passes(proj):
     ladder_run = client().get_run(step["mlflow_run_id"])
     assert ladder_run.data.tags["run_kind"] == "ladder" and ladder_run.data.tags["decision"] == "UNLOCK_P1_3"
     # promoting the authority again: no change, but the witness and a closing decision are recorded (P1.4)
-    again = promote(best["run_id"], Path("policies"), decision="UNLOCK_P2", runs_root=None)
+    again = promote(best.mlflow_run_id, Path("policies"), decision="UNLOCK_P2", runs_root=None)
     assert again["status"] == "ALREADY_AUTHORITY" and again["witness"]["status"] == "PASS"
     assert read_ladder(Path("policies"))[-1]["decision"] == "UNLOCK_P2"
     assert PolicySet.from_dir("policies").parameter_hash == after.parameter_hash
     # the lineage, ladder and registry record the witness replay's J (equal to the untampered trial's)
-    assert entry["J"] == client().get_run(best["run_id"]).data.metrics["J"] == float(version.tags["J"])
+    assert entry["J"] == client().get_run(best.mlflow_run_id).data.metrics["J"] == float(version.tags["J"])
     from tuning.verify_authority import check
     assert all(r["ok"] for r in check(Path("policies")))   # policies/, lineage, ladder, registry and tags agree
 

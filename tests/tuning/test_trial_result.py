@@ -11,9 +11,10 @@ import pytest
 
 from engine.policies import PolicySet
 from tests.tuning.conftest import REPO, load, trial_runs
-from tuning.study.ranking import trial_result
+from tuning.study.ranking import trial_row
 from tuning.study.spec import load_study
-from tuning.study.trial_result import RESULT_ATTR, TrialResult, read_user_attr
+from tuning.study.trial_result import RESULT_ATTR, TrialResult
+from tuning.study.trial_row import TrialRow
 
 KNOBS = {"blend_lambda": 0.05, "hub_cap": 0.9, "tail_gamma": 1.0}
 
@@ -53,19 +54,37 @@ def test_record_carries_the_evaluation(evaluation):
     assert doc["worst"]["s3.merchant_share_std_median"] == metrics["worst.s3.merchant_share_std_median"] == min(std)
 
 
-def test_user_attr_round_trips_through_ranking(evaluation):
+def test_one_row_feeds_the_user_attr_and_reads_back_from_trial_and_run(evaluation):
+    """The record's row is what the Optuna user attribute stores, what a trial reads back as, and what an MLflow
+    run with the record's tags and metrics reads back as: one feasibility, one knob mapping, two run ids."""
     spec, ev = evaluation
     r = TrialResult.from_evaluation(ev, "P1.2", "J").with_run("abc123")
+    row = r.row(spec.key_metrics)
+    assert row.mlflow_run_id == "abc123" and row.engine_run_id == ev.identity["run_id"] != "abc123"
+    assert row.feasible == (not ev.vetoes) and row.worst_J == min(ev.seed_values) and row.knobs == r.knobs
     attr = r.user_attr(spec.key_metrics)
-    read = read_user_attr(attr)
-    assert read["run_id"] == "abc123" and "mlflow_run_id" not in read
-    assert read["veto"] == r.veto and read["seed_values"] == list(ev.seed_values)
-    assert read["metrics"]["fidelity.prior_jsd_mean"] == ev.pack["fidelity"]["prior_jsd_mean"]
+    assert attr["mlflow_run_id"] == "abc123" and attr["chain_seconds"] == r.chain_seconds   # the persisted keys
 
     class FakeTrial:
+        number, values, params = 4, [ev.value], {"concentration_scale": 0.5}
         user_attrs = {RESULT_ATTR: attr}
-    assert trial_result(FakeTrial()) == read
-    assert read_user_attr(None)["veto"] == "FAIL"  # no record: counted as vetoed
+    read = trial_row(FakeTrial())
+    assert read == row.with_(trial=4, knobs={"concentration_scale": 0.5})
+    assert read.metrics["fidelity.prior_jsd_mean"] == ev.pack["fidelity"]["prior_jsd_mean"]
+    assert TrialRow.from_user_attr(None).feasible is False  # no record: counted as vetoed
+    assert TrialRow.from_json(json.loads(json.dumps(read.to_json()))) == read
+
+    class Run:   # an MLflow run as the trail writes it (tags + metrics of the record, study and trial tags)
+        class info:
+            run_id = "abc123"
+
+        class data:
+            tags = {**r.tags(), "study": "s", "optuna_trial": "4"}
+            metrics = r.metrics()
+            params = {"concentration_scale": "0.5"}
+    from_run = TrialRow.from_mlflow_run(Run(), spec.key_metrics)
+    assert from_run.with_(knobs={}, seed_values=()) == read.with_(study="s", knobs={}, seed_values=(),
+                                                                  target_pass=from_run.target_pass)
 
 
 def test_sweep_records_one_result_three_ways(project, capsys):
@@ -76,16 +95,19 @@ def test_sweep_records_one_result_three_ways(project, capsys):
     runs = {r.info.run_id: r for r in trial_runs("t-P1.2")}
     assert len(runs) == 3
     for t in study.trials:
-        rec = trial_result(t)
-        run = runs[rec["run_id"]]
+        rec = trial_row(t)
+        run = runs[rec.mlflow_run_id]
         art = Path(run.info.artifact_uri.replace("file://", ""))
         doc = json.loads((art / "metric_pack.json").read_text())
         assert {"policies", "metric_pack.json", "gate_table.md"} <= {p.name for p in art.iterdir()}
-        assert doc["J"] == rec["seed_values"][0] == run.data.metrics["J"] == t.values[0]
-        assert run.data.tags["veto"] == rec["veto"] == ("PASS" if not doc["vetoes"] else "FAIL")
-        assert run.data.tags["engine_run_id"] == rec["engine_run_id"] == doc["identity"]["run_id"]
-        assert run.data.tags["verdict"] == rec["verdict"] == doc["verdict"]
-        for m, v in rec["metrics"].items():
+        assert doc["J"] == rec.seed_values[0] == run.data.metrics["J"] == t.values[0] == rec.J
+        assert run.data.tags["veto"] == rec.veto and rec.feasible == (not doc["vetoes"])
+        assert run.data.tags["engine_run_id"] == rec.engine_run_id == doc["identity"]["run_id"]
+        assert run.data.tags["verdict"] == rec.verdict == doc["verdict"]
+        assert TrialRow.from_mlflow_run(run, list(rec.metrics)).with_(knobs={}, study=None, seed_values=(),
+                                                                       target_pass=rec.target_pass, pareto=None) \
+            == rec.with_(knobs={}, seed_values=())
+        for m, v in rec.metrics.items():
             assert run.data.metrics[m] == pytest.approx(v)
         params = {k: float(v) for k, v in run.data.params.items()}
         assert params == pytest.approx({**t.params, "tail_gamma": 1.0}) == doc["knobs"]  # the fixed knob too

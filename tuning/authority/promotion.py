@@ -31,6 +31,7 @@ from tuning.authority.txn import authority_lock, install as txn_install
 from tuning.common.errors import E_ARTIFACTS, E_NOT_FAITHFUL, E_RUN_MISSING, E_RUN_VETOED, E_WITNESS
 from tuning.authority.guards import guard_promotion
 from tuning.authority.promotion_txn import PROMOTION_RUN, encode, texts
+from tuning.study.trial_row import TrialRow
 from tuning.trail.tracking import client
 from tuning.authority.witness import witness
 
@@ -80,9 +81,9 @@ def check_run_world(run_id: str, tags: dict, world) -> None:
 def fetch_candidate(mlc, run_id: str, workdir: Path, world=None) -> tuple[object, PolicySet, dict]:
     """The run, its candidate PolicySet and its recorded evaluation; a vetoed run is refused."""
     run = _get_run(mlc, run_id)
-    tags = run.data.tags
-    if tags.get("veto") != "PASS":
-        raise EngineError(E_RUN_VETOED, f"run {run_id} is vetoed ({tags.get('veto_reasons', 'no veto tag')}); "
+    row = TrialRow.from_mlflow_run(run)
+    if not row.feasible:
+        raise EngineError(E_RUN_VETOED, f"run {run_id} is vetoed ({','.join(row.vetoes) or 'no veto reason'}); "
                                         f"refusing to promote")
     policies = fetch_candidate_files(mlc, run_id, workdir, run, world)
     try:

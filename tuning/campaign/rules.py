@@ -1,34 +1,38 @@
 """The campaign's decision rules, as pure functions of trial rows (no IO, no MLflow): which trial a phase
 selects and why.
 
-A row is one complete trial: ``trial``, ``J``, ``veto``, ``target_pass``, ``second``, ``run_id`` and the
-key metrics, as :func:`tuning.study.ranking.trial_result` reads them back from the study.
+A row is one complete trial, a :class:`tuning.study.trial_row.TrialRow` (``TrialRow.from_trial``: what the
+sweep recorded, its values and searched knob values).
 """
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from engine import EngineError
 from tuning.study.ranking import rank_rows, rank_rows_by_second
+from tuning.study.trial_row import TrialRow
 
 E_CAMPAIGN = "E3A_TUN_060_CAMPAIGN"
 
 
-def eligible(rows: list[dict], rule: str, min_j: float | None, require_targets: bool = False) -> list[dict]:
+def eligible(rows: Sequence[TrialRow], rule: str, min_j: float | None,
+             require_targets: bool = False) -> list[TrialRow]:
     """The trials a rule may select, best first. Eligible: feasible, J above ``min_J`` when one is set, and
     with ``require_targets`` the study's targets holding on every seed. ``best_feasible`` orders them by mean
     J; ``pareto_min_second`` by the second objective (lowest first: the most faithful point of the eligible
     set's own front comes first), ties to the higher J."""
-    ok = [r for r in rows if r.get("veto") == "PASS" and r.get("J") is not None
-          and (min_j is None or r["J"] > min_j) and (r.get("target_pass") or not require_targets)]
+    ok = [r for r in rows if r.feasible and r.J is not None
+          and (min_j is None or r.J > min_j) and (r.target_pass or not require_targets)]
     if rule == "best_feasible":
         return rank_rows(ok)
     if rule == "pareto_min_second":
-        return rank_rows_by_second([r for r in ok if r.get("second") is not None])
+        return rank_rows_by_second([r for r in ok if r.second is not None])
     raise EngineError(E_CAMPAIGN, f"unknown selection rule {rule!r}")
 
 
-def choose(rows: list[dict], rule: str, min_j: float | None, require_targets: bool = False,
-           on_front: set[int] | None = None) -> tuple[dict | None, str]:
+def choose(rows: Sequence[TrialRow], rule: str, min_j: float | None, require_targets: bool = False,
+           on_front: set[int] | None = None) -> tuple[TrialRow | None, str]:
     """The selected trial row and why: the first of :func:`eligible`. ``on_front`` (the sweep's whole
     feasible front) is only reported in the reason."""
     floor = "" if min_j is None else f" with J > {min_j:g}"
@@ -38,44 +42,44 @@ def choose(rows: list[dict], rule: str, min_j: float | None, require_targets: bo
         return None, f"no {what}"
     pick = ranked[0]
     if rule == "best_feasible":
-        return pick, f"best mean J {pick['J']:.6g} (trial {pick['trial']}); eligible: {len(ranked)} ({what})"
-    where = "" if on_front is None else (" (on the sweep's feasible front)" if pick["trial"] in on_front
+        return pick, f"best mean J {pick.J:.6g} (trial {pick.trial}); eligible: {len(ranked)} ({what})"
+    where = "" if on_front is None else (" (on the sweep's feasible front)" if pick.trial in on_front
                                          else " (dominated on the sweep's whole front by trials that miss the targets)")
-    return pick, (f"trial {pick['trial']} (J {pick['J']:.6g}, second objective {pick['second']:.6g}): the most "
+    return pick, (f"trial {pick.trial} (J {pick.J:.6g}, second objective {pick.second:.6g}): the most "
                   f"faithful eligible trial; eligible: {len(ranked)} ({what}){where}")
 
 
-def validated(ranked: list[dict], scores: dict[int, tuple[float, float, float]]) -> tuple[dict, str]:
+def validated(ranked: Sequence[TrialRow], scores: dict[int, tuple[float, float, float]]) -> tuple[TrialRow, str]:
     """Among the validated candidates (trial -> (the share of validation seeds on which the trial is feasible
     and meets its targets, the share on which it reaches the campaign's goal, a lower bound of its smallest
     relative margin there: mean less one sd)), the one with the highest share, then goal share, then the largest
     margin; ties go to the rule's order."""
-    order = {r["trial"]: i for i, r in enumerate(ranked)}
-    pick = max((r for r in ranked if r["trial"] in scores), key=lambda r: (*scores[r["trial"]], -order[r["trial"]]))
+    order = {r.trial: i for i, r in enumerate(ranked)}
+    pick = max((r for r in ranked if r.trial in scores), key=lambda r: (*scores[r.trial], -order[r.trial]))
 
     def said(t: int) -> str:
         return f"{scores[t][0]:.0%} (B+ {scores[t][1]:.0%}, margin {scores[t][2]:+.3f})"
 
-    others = ", ".join(f"trial {t}: {said(t)}" for t in sorted(scores, key=order.get) if t != pick["trial"])
-    return pick, (f"validated on unseen seeds: trial {pick['trial']} holds on {said(pick['trial'])}"
+    others = ", ".join(f"trial {t}: {said(t)}" for t in sorted(scores, key=order.get) if t != pick.trial)
+    return pick, (f"validated on unseen seeds: trial {pick.trial} holds on {said(pick.trial)}"
                   + (f" (the rule's next candidates: {others})" if others else ""))
 
 
 # ---------------------------------------------------------------- the frontier: reachability and its region
 
-def faithful_rows(rows: list[dict], target_reasons: set[str]) -> list[dict]:
+def faithful_rows(rows: Sequence[TrialRow], target_reasons: set[str]) -> list[TrialRow]:
     """Trials whose only vetoes (if any) are missed targets: faithful and structurally sound."""
-    return [r for r in rows if set(r.get("veto_reasons") or []) <= target_reasons and r.get("J") is not None]
+    return [r for r in rows if set(r.vetoes) <= target_reasons and r.J is not None]
 
 
-def reachability(rows: list[dict], targets: dict[str, str]) -> dict:
+def reachability(rows: Sequence[TrialRow], targets: dict[str, str]) -> dict:
     """What a frontier sweep proves. ``targets``: veto reason -> label of each target the study states as a
     guardrail. ``meets``: trials feasible on every seed (faithful and every target met); ``per_target``: how
     many faithful trials meet each target alone; ``blocking``: the targets no faithful trial meets together
     with the others (all of them when each is met alone but never jointly)."""
     faithful = faithful_rows(rows, set(targets))
-    meets = [r for r in faithful if not r.get("veto_reasons") and r.get("target_pass", True)]
-    alone = {label: sum(reason not in (r.get("veto_reasons") or []) for r in faithful)
+    meets = [r for r in faithful if not r.vetoes and r.target_pass]
+    alone = {label: sum(reason not in r.vetoes for r in faithful)
              for reason, label in targets.items()}
     never = [label for label, n in alone.items() if n == 0]
     blocking = [] if meets else (never or list(targets.values()))
@@ -83,14 +87,14 @@ def reachability(rows: list[dict], targets: dict[str, str]) -> dict:
             "blocking": blocking}
 
 
-def region(rows: list[dict], knobs) -> dict[str, dict]:
+def region(rows: Sequence[TrialRow], knobs) -> dict[str, dict]:
     """The feasible region of the trials that meet every target: per searched knob, the range (or the
     choices) their values span. ``knobs``: the frontier study's knob spaces."""
     out = {}
     for space in knobs:
         if space.fixed:
             continue
-        values = [r["params"][space.name] for r in rows if space.name in r.get("params", {})]
+        values = [r.knobs[space.name] for r in rows if space.name in r.knobs]
         if not values:
             continue
         if space.choices is not None:

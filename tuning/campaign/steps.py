@@ -213,17 +213,17 @@ class Campaign:
             pick, checked = validated(ranked, rates)
             why = (f"the rule ({step.get('select', 'best_feasible')}) first picks {why}; {checked}; "
                    f"the authority itself holds on {anchor[0]:.0%}, {anchor[1]:.0%} PASS_BPLUS and FAITHFUL")
-            mine = rates[pick["trial"]]
+            mine = rates[pick.trial]
             if mine[0] < anchor[0] or mine[1] < anchor[1]:   # on seeds it was not tuned on: no better than the
                 # authority at the phase, or worse at the campaign's goal: nothing is promoted
                 pick, why = None, f"{why}: no candidate holds as well as the authority on unseen seeds"
-        if pick is None or pick["J"] is None or (min_j is not None and pick["J"] <= min_j):
+        if pick is None or pick.J is None or (min_j is not None and pick.J <= min_j):
             floor = "" if min_j is None else f" with J > {min_j:g}"
             record_step(step["phase"], step["else"], policies_dir=self.policies, source_run_id=summary["parent_run_id"],
                         note=f"{self.reason(step)} {why}; no candidate to promote{floor}".strip())
             return step["else"]
         reason = f"{self.reason(step)} {why}".strip()
-        promote(pick["run_id"], self.policies, step["decision"], self.runs_root, step.get("ladder_phase"),
+        promote(pick.mlflow_run_id, self.policies, step["decision"], self.runs_root, step.get("ladder_phase"),
                 reason=reason, world=self.world)
         return step["decision"]
 
@@ -236,11 +236,12 @@ class Campaign:
         return freeze(self.policies, target=target, blocking=blocking)["decision"]
 
 
-def trial_rows(sweep) -> list[dict]:
-    """The sweep's complete trials as rows (ranking order), with their searched parameters."""
-    from tuning.study.ranking import trial_j, trial_result
+def trial_rows(sweep) -> list:
+    """The sweep's complete trials as rows (:class:`~tuning.study.trial_row.TrialRow`, ranking order), with their
+    searched knob values."""
+    from tuning.study.ranking import trial_row
 
-    return [{"trial": t.number, "J": trial_j(t), "params": dict(t.params), **trial_result(t)} for t in sweep.ranked()]
+    return [trial_row(t) for t in sweep.ranked()]
 
 
 def region_of(spec) -> dict:
@@ -271,7 +272,7 @@ def _score(ev, spec) -> tuple[float, float, float]:
     return sum(held) / len(held), sum(goal) / len(goal), mean - spread
 
 
-def validation_rates(sweep, candidates: list[dict], n_seeds: int) -> tuple[dict[int, tuple], tuple]:
+def validation_rates(sweep, candidates: list, n_seeds: int) -> tuple[dict[int, tuple], tuple]:
     """Each candidate re-scored on ``n_seeds`` validation seeds (:func:`tuning.authority.holdout.validation_seeds`):
     its :func:`_score` there; and the same for the authority itself (the anchor: what promoting nothing
     keeps)."""
@@ -284,6 +285,6 @@ def validation_rates(sweep, candidates: list[dict], n_seeds: int) -> tuple[dict[
     objective = SeedRobustObjective(sweep.spec, seeds, sweep.base, world=sweep.world)
     rates = {}
     for row in candidates:
-        values = {k.name: k.suggest(FixedTrial(row["params"], row["trial"])) for k in sweep.spec.knobs}
-        rates[row["trial"]] = _score(objective.evaluate(values), sweep.spec)
+        values = {k.name: k.suggest(FixedTrial(dict(row.knobs), row.trial)) for k in sweep.spec.knobs}
+        rates[row.trial] = _score(objective.evaluate(values), sweep.spec)
     return rates, _score(objective.anchor, sweep.spec)

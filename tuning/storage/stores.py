@@ -14,12 +14,11 @@ import warnings
 from pathlib import Path
 
 import optuna
-from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileOpenLock
 
 from engine import EngineError
 from tuning.common.errors import E_STORAGE, E_USAGE
-from tuning.storage.journal import SafeJournalFileBackend, truncate_torn_tail
+from tuning.storage.journal import GroupCommitJournalStorage, SafeJournalFileBackend, truncate_torn_tail
 from tuning.storage.sampler_streams import stream_sampler
 from tuning.common.limits import OPTUNA_DIR
 from tuning.study.spec import StudySpec
@@ -51,7 +50,7 @@ def open_storage(url: str | None, study_name: str):
             target.parent.mkdir(parents=True, exist_ok=True)
             lock = JournalFileOpenLock(str(target), grace_period=LOCK_GRACE_SECONDS)
             truncate_torn_tail(str(target), lock)  # tuning.storage.journal: a torn tail never blocks a resume
-            return JournalStorage(SafeJournalFileBackend(str(target), lock_obj=lock))
+            return GroupCommitJournalStorage(SafeJournalFileBackend(str(target), lock_obj=lock))
         from tuning.storage.budget import rdb_storage
 
         return rdb_storage(url)  # heartbeat + retry of stale trials; hosts racing to create the schema retry

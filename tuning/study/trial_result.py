@@ -3,8 +3,10 @@
 Built once from the trial's :class:`~tuning.study.objective.Evaluation`, it is the single source of what a
 trial leaves behind:
 
-- the Optuna user attribute ``result`` (:meth:`TrialResult.user_attr`; ``tuning.study.ranking`` reads it back
-  with :func:`read_user_attr`);
+- its row (:meth:`TrialResult.row`, a :class:`~tuning.study.trial_row.TrialRow`: what ranks and shows it), which
+  writes the Optuna user attribute ``result`` (:meth:`TrialResult.user_attr`; read back as a row by
+  :meth:`TrialRow.from_trial <tuning.study.trial_row.TrialRow.from_trial>`) and the row's tags and metrics of
+  the MLflow run;
 - the MLflow run: tags (:meth:`tags`), metrics (:meth:`metrics`, :meth:`history`); its params are the knob
   values (``knobs``), logged by the trail process;
 - the per-trial JSON artifact ``metric_pack.json`` (:meth:`artifact_doc`; promotion replays its per-seed
@@ -23,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
-RESULT_ATTR = "result"  # one journal write per trial: run id, veto, key metrics
+from tuning.study.trial_row import RESULT_ATTR, TrialRow  # noqa: F401 (RESULT_ATTR: the record's user attribute)
+
 HISTORY_METRICS = ("s2.top1_share_median_multi_tz", "s3.merchant_share_std_median", "s4.escalated_multi_zone_rate",
                    "s4.top1_share_median", "fidelity.prior_jsd_mean", "fidelity.realised_jsd_mean",
                    "fidelity.unpopulated_share")
@@ -136,10 +139,6 @@ class TrialResult:
         return not self.vetoes
 
     @property
-    def veto(self) -> str:
-        return "PASS" if self.feasible else "FAIL"
-
-    @property
     def target_pass(self) -> bool:
         return all(self.targets.values())
 
@@ -147,25 +146,22 @@ class TrialResult:
         """A metric's mean over the seeds (None when the trial has no such metric)."""
         return self.flat_pack.get(name)
 
+    def row(self, key_metrics: Sequence[str] = (), trial: int | None = None, study: str | None = None) -> TrialRow:
+        """The trial's row (:class:`~tuning.study.trial_row.TrialRow`) with ``key_metrics``' means and worst values."""
+        return TrialRow.from_result(self, key_metrics, trial, study)
+
     # ------------------------------------------------------------------ Optuna
     def user_attr(self, key_metrics: Sequence[str]) -> dict:
-        """The Optuna user attribute ``result`` (one journal write)."""
-        return {"mlflow_run_id": self.mlflow_run_id, "veto": self.veto, "veto_reasons": list(self.vetoes),
-                "engine_run_id": self.identity.get("run_id"), "chain_seconds": self.chain_seconds,
-                "build_seconds": self.build_seconds, "verdict": self.verdict, "fidelity": self.fidelity,
-                "seeds": list(self.seeds), "seed_values": list(self.seed_values), "second": self.second,
-                "target_pass": self.target_pass, "metrics": {m: self.key_metric(m) for m in key_metrics},
-                "worst": {m: self.worst_pack[m] for m in key_metrics if m in self.worst_pack},
-                "log_seconds": self.log_seconds}
+        """The Optuna user attribute ``result`` (one journal write): the row's, and what the trial's parts took."""
+        return {**self.row(key_metrics).user_attr(), "chain_seconds": self.chain_seconds,
+                "build_seconds": self.build_seconds, "log_seconds": self.log_seconds}
 
     # ------------------------------------------------------------------ MLflow
     def tags(self) -> dict[str, str]:
-        tags = {"phase": self.phase, "veto": self.veto, "veto_reasons": ",".join(self.vetoes) or "none",
-                "verdict": self.verdict, "fidelity": self.fidelity, "seeds": ",".join(map(str, self.seeds)),
-                "s6_status": self.s6_status, "s7_status": self.s7_status}
+        tags = {"phase": self.phase, **self.row().run_tags(), "s6_status": self.s6_status, "s7_status": self.s7_status}
         ident = self.identity
         if ident:
-            tags.update({"engine_run_id": ident["run_id"], "seed": str(ident["seed"]),
+            tags.update({"seed": str(ident["seed"]),
                          "parameter_hash": ident["parameter_hash"],
                          "manifest_fingerprint": ident["manifest_fingerprint"], "world_digest": ident["world_digest"]})
         tags.update({f"digest.{pid}": d for pid, d in self.policy_digests.items()})
@@ -178,16 +174,11 @@ class TrialResult:
         return tags
 
     def metrics(self) -> dict[str, float]:
-        m = {"J": self.J, self.objective_name: self.J, "feasible": 1.0 if self.feasible else 0.0,
-             **({"second_objective": self.second} if self.second is not None else {}),
-             # J of a feasible trial only: sorting by it (descending) lists feasible trials by J, vetoed ones last
-             **({"J_feasible": self.J} if self.feasible else {}),
+        m = {**self.row().run_metrics(), self.objective_name: self.J,
              "seconds.chain": self.chain_seconds, "seconds.candidate_build": self.build_seconds}
         m.update({f"delta.{k}": v for k, v in self.deltas.items()})
         m.update({f"constraint.{k}": v for k, v in self.constraints.items()})
         m.update({f"seconds.{k}": v for k, v in self.seconds.items()})
-        if self.seed_values:
-            m["worst.J"] = min(self.seed_values)
         m.update(self.flat_pack)
         m.update({f"worst.{k}": v for k, v in self.worst_pack.items()})
         m.update(_gate_metrics(self.gates))
@@ -235,14 +226,3 @@ class PolicyFiles:
 
         for pid, data in self.raw.items():
             atomic_write(Path(directory) / f"{pid}.yaml", data)
-
-
-def read_user_attr(attrs: Mapping | None) -> dict:
-    """What :meth:`TrialResult.user_attr` wrote, as ranking reads it: ``run_id`` for the MLflow run id;
-    a trial without a record counts as vetoed."""
-    r = dict(attrs or {})
-    r["run_id"] = r.pop("mlflow_run_id", None)
-    r.setdefault("veto", "FAIL")
-    r.setdefault("veto_reasons", [])
-    r.setdefault("metrics", {})
-    return r

@@ -38,6 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     process = TrailProcess()   # MLflow's process starts now, while this one loads the engine and Optuna
     try:
         from tuning.study.ranking import format_table
+        from tuning.study.trial_row import TrialRow
         from tuning.sweep.coordinator import Sweep
 
         sweep = Sweep(config)
@@ -55,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
              if summary.get("timed_out") else ""))
     if summary.get("decision"):
         print(f"decision: {summary['decision']}")
-    print(format_table(summary["top"], sweep.spec.key_metrics))
+    print(format_table([TrialRow.from_json(r) for r in summary["top"]], sweep.spec.key_metrics))
     if summary.get("pareto") is not None:
         print(f"Pareto front (J up, {sweep.spec.second['metric']} {sweep.spec.second['direction']}): trials "
               + ", ".join(str(r["trial"]) for r in summary["pareto"]))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from optuna.trial import FixedTrial, TrialState
 
-from tuning.study.ranking import pareto_numbers, trial_j, trial_result
+from tuning.study.ranking import feasible, pareto_numbers, trial_row
 from tuning.trail.process import SweepTrail
 from tuning.storage.recovery import counts, original_number
 
@@ -22,7 +22,7 @@ def close_sweep(sweep, trail: SweepTrail, decision: str | None) -> dict:
     closer = sweep.coordinator.claim_close(trail.parent_run_id)
     if closer is None:
         done = sweep.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        trail.reconcile([(t.number, original_number(t), trial_result(t)["run_id"]) for t in done])
+        trail.reconcile([(t.number, original_number(t), trial_row(t).mlflow_run_id) for t in done])
         trail.write_plots(sweep.config.storage, sweep.study_name)
     summary = summarise(sweep, trail)
     if closer is None:
@@ -41,25 +41,25 @@ def close_sweep(sweep, trail: SweepTrail, decision: str | None) -> dict:
 
 
 def summarise(sweep, trail: SweepTrail) -> dict:
-    """The sweep's summary: counts, the ranked top, the best feasible trial, the Pareto front."""
+    """The sweep's summary: counts, the ranked top, the best feasible trial, the Pareto front (trial rows as
+    JSON, :meth:`TrialRow.to_json <tuning.study.trial_row.TrialRow.to_json>`)."""
     ranked = sweep.ranked()
-    rows = [{"trial": t.number, "J": trial_j(t), "params": t.params, **trial_result(t)} for t in ranked]
+    rows = [trial_row(t).with_(study=sweep.study_name) for t in ranked]
     c = counts(sweep.study)
-    best = rows[0] if rows and rows[0]["veto"] == "PASS" else {}
+    best = rows[0].to_json() if rows and rows[0].feasible else {}
     out = {"study": sweep.study_name, "phase": sweep.spec.phase, "seed": sweep.seed, "seeds": sweep.seeds,
            "target": sweep.target, "trials_complete": c["COMPLETE"], "trials_failed": c["FAIL"],
-           "trials_feasible": sum(r["veto"] == "PASS" for r in rows), "parent_run_id": trail.parent_run_id,
-           "experiment": trail.experiment_id, "best": best, "top": rows[: sweep.config.top]}
+           "trials_feasible": sum(r.feasible for r in rows), "parent_run_id": trail.parent_run_id,
+           "experiment": trail.experiment_id, "best": best, "top": [r.to_json() for r in rows[: sweep.config.top]]}
     if sweep.spec.multi_objective:
         on_front = set(pareto_numbers(ranked, sweep.spec.second["direction"]))
-        out["pareto"] = [r for r in rows if r["trial"] in on_front]
+        out["pareto"] = [r.to_json() for r in rows if r.trial in on_front]
     return out
 
 
 def attach_pareto(sweep, trail: SweepTrail, summary: dict) -> None:
     """Tag every trial run with ``pareto`` and give the parent run its Pareto plot (in the trail process)."""
-    rows = [{"trial": t.number, "J": trial_j(t), "second": t.values[1] if t.values and len(t.values) > 1 else None,
-             **trial_result(t)} for t in sweep.ranked()]
+    rows = [trial_row(t) for t in sweep.ranked()]
     on_front = {r["trial"] for r in summary.get("pareto", [])}
     trail.tag_pareto(rows, on_front, sweep.spec.second["metric"], f"{sweep.study_name}: J vs {sweep.spec.second['name']}")
 
@@ -72,16 +72,16 @@ def attach_reports(sweep, trail: SweepTrail) -> None:
         from tuning.report.html import build_report_html
     except ImportError:
         return
-    feasible = [t for t in sweep.ranked() if trial_result(t)["veto"] == "PASS"][: sweep.config.reports]
-    if not feasible:
+    best = [t for t in sweep.ranked() if feasible(t)][: sweep.config.reports]
+    if not best:
         return
     obj = sweep.objective.per_seed[0]
     obj.keep_tables = True
     try:
-        for t in feasible:
+        for t in best:
             ev = obj.evaluate({k.name: k.suggest(FixedTrial(t.params, t.number)) for k in sweep.spec.knobs})
             html = build_report_html(ev.tables, ev.pack, ev.gates, f"{sweep.study_name} trial {t.number}",
                                      evidence=sweep.world.evidence)
-            trail.log_text_artifact(trial_result(t)["run_id"], "report.html", html)
+            trail.log_text_artifact(trial_row(t).mlflow_run_id, "report.html", html)
     finally:
         obj.keep_tables = False

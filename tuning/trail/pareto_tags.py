@@ -7,26 +7,27 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 
-def pareto_html(rows: Sequence[dict], on_front: set[int], second_name: str, title: str) -> str:
-    """Scatter of every complete trial (feasible coloured, front joined by a line)."""
+def pareto_html(rows: Sequence, on_front: set[int], second_name: str, title: str) -> str:
+    """Scatter of every complete trial (rows: :class:`tuning.study.trial_row.TrialRow`; feasible coloured, front
+    joined by a line)."""
     import plotly.graph_objects as go
 
     def trace(sel, name, color, mode="markers"):
-        sel = sorted(sel, key=lambda r: r["J"])   # not a ranking: the front's line is drawn in J order
-        return go.Scatter(x=[r["second"] for r in sel], y=[r["J"] for r in sel], mode=mode, name=name,
-                          marker={"color": color, "size": 8}, text=[f"trial {r['trial']}" for r in sel])
+        sel = sorted(sel, key=lambda r: r.J)   # not a ranking: the front's line is drawn in J order
+        return go.Scatter(x=[r.second for r in sel], y=[r.J for r in sel], mode=mode, name=name,
+                          marker={"color": color, "size": 8}, text=[f"trial {r.trial}" for r in sel])
 
-    usable = [r for r in rows if r.get("J") is not None and r.get("second") is not None]
+    usable = [r for r in rows if r.J is not None and r.second is not None]
     fig = go.Figure([
-        trace([r for r in usable if r["veto"] != "PASS"], "vetoed", "#bbbbbb"),
-        trace([r for r in usable if r["veto"] == "PASS" and r["trial"] not in on_front], "feasible", "#4c78a8"),
-        trace([r for r in usable if r["trial"] in on_front], "Pareto front", "#e45756", "lines+markers"),
+        trace([r for r in usable if not r.feasible], "vetoed", "#bbbbbb"),
+        trace([r for r in usable if r.feasible and r.trial not in on_front], "feasible", "#4c78a8"),
+        trace([r for r in usable if r.trial in on_front], "Pareto front", "#e45756", "lines+markers"),
     ])
     fig.update_layout(title=title, xaxis_title=second_name, yaxis_title="J (mean over seeds)", template="plotly_white")
     return fig.to_html(include_plotlyjs=True, full_html=True)
 
 
-def tag_front(mlc, rows: Sequence[dict], on_front: set[int], experiment_id: str, study: str,
+def tag_front(mlc, rows: Sequence, on_front: set[int], experiment_id: str, study: str,
               known: Mapping[str, bool] | None = None) -> int:
     """Tag every trial run ``pareto`` = true/false; returns the number of runs written. Only the runs whose
     value changes are written. ``known``: the current value of the runs this process created or tagged
@@ -35,7 +36,7 @@ def tag_front(mlc, rows: Sequence[dict], on_front: set[int], experiment_id: str,
     true find the rest. Several hosts finishing one study tag the same runs at the same moment; on a
     database store the loser of such a race gets a unique-key violation: retried (the last writer, who saw
     the most trials, wins)."""
-    runs = {r["run_id"]: r["trial"] in on_front for r in rows if r.get("run_id")}
+    runs = {r.mlflow_run_id: r.trial in on_front for r in rows if r.mlflow_run_id}
     current = dict(known or {})
     if not set(runs) <= set(current):
         from tuning.trail.tracking import search_all

@@ -209,7 +209,7 @@ class SweepTrail:
     def reconcile(self, done: Sequence[tuple[int, int, str | None]]) -> Future:
         return self._call("reconcile", list(done))
 
-    def tag_pareto(self, rows: Sequence[dict], on_front: set[int], second_metric: str, title: str) -> Future:
+    def tag_pareto(self, rows: Sequence, on_front: set[int], second_metric: str, title: str) -> Future:
         return self._call("tag_pareto", list(rows), set(on_front), second_metric, title)
 
     def write_plots(self, storage: str | None, study_name: str) -> Future:

@@ -132,17 +132,17 @@ class TrailServer:
     def reconcile(self, done: Sequence[tuple[int, int, str | None]]) -> int:
         return self._open_tracker().reconcile_trial_runs(done)
 
-    def tag_pareto(self, rows: Sequence[dict], on_front: set[int], second_metric: str, title: str) -> None:
+    def tag_pareto(self, rows: Sequence, on_front: set[int], second_metric: str, title: str) -> None:
         """Every trial run's ``pareto`` tag and the parent run's ``pareto.html``."""
         self._warmed()
         from tuning.trail.pareto_tags import pareto_html, set_pareto_tag, tag_front
 
         tracker = self._open_tracker()
         tag_front(tracker.mlc, rows, on_front, tracker.experiment_id, tracker.study_name, self.pareto_known)
-        ids = {r["run_id"] for r in rows if r.get("run_id")}
+        ids = {r.mlflow_run_id for r in rows if r.mlflow_run_id}
         for run_id in [k for k, v in self.pareto_known.items() if v and k not in ids]:   # not COMPLETE after all
             set_pareto_tag(tracker.mlc, run_id, False)
-        self.pareto_known = {r["run_id"]: r["trial"] in on_front for r in rows if r.get("run_id")}
+        self.pareto_known = {r.mlflow_run_id: r.trial in on_front for r in rows if r.mlflow_run_id}
         self.log_text_artifact(tracker.parent_run_id, "pareto.html",
                                pareto_html(rows, on_front, second_metric, title))
 

@@ -305,7 +305,7 @@ class SweepTracker:
                   metrics={"trials_complete": summary.get("trials_complete", 0),
                            "trials_feasible": summary.get("trials_feasible", 0),
                            **({"best_J": best["J"]} if "J" in best else {})},
-                  tags={"best_trial": str(best.get("trial", "")), "best_run_id": best.get("run_id", ""),
+                  tags={"best_trial": str(best.get("trial", "")), "best_run_id": best.get("mlflow_run_id") or "",
                         **({"closed_by": summary["closed_by"]} if summary.get("closed_by") else {})})
         self.mlc.set_terminated(self.parent_run_id, status=status)
 

@@ -12,10 +12,12 @@ on the runs table whatever the browser remembers.
 ``mlflow.sharedViewState.<key>`` when the address carries ``?viewStateShareKey=<key>``. Every sweep saves
 the view ``rank``: trial runs only, sorted by ``J_feasible`` descending (J of the feasible trials; vetoed
 trials have no such metric and come last): the order of :mod:`tuning.study.ranking` (the harness's one
-ranking), computed by MLflow. Its columns, in this order and at widths that show every value whole: J,
-verdict, fidelity, veto, worst.J (the worst seed's J), the study's key metrics (a K-seed trial's J and key
-metrics are means over its seeds; every ``worst.<metric>`` can be added from *Columns*), then veto_reasons,
-study and optuna_trial.
+ranking), computed by MLflow. Its columns are fields of the trial's row (:class:`tuning.study.trial_row.TrialRow`,
+each at its MLflow tag or metric, :func:`~tuning.study.trial_row.mlflow_column`: the numbers ``tuning.rank``
+prints), in this order and at widths that show every value whole: J, verdict, fidelity, veto (``feasible``),
+worst.J (the worst seed's J), the study's key metrics (a K-seed trial's J and key metrics are means over its
+seeds; every ``worst.<metric>`` can be added from *Columns*), then veto_reasons (``vetoes``), study and
+optuna_trial (``trial``).
 ``python -m tuning.rank --phase P --open`` prints its address.
 """
 
@@ -26,21 +28,23 @@ from typing import Sequence
 
 from mlflow import MlflowClient
 
+from tuning.study.trial_row import mlflow_column
+
 RANK_VIEW = "rank"
 VIEW_TAG = "mlflow.sharedViewState."
 RANK_SORT = "J_feasible"
 TRAINING_RUNS = "workflowType=machine_learning"  # what the UI reads first to choose its view (see above)
 RUN_NAME_COLUMN = "attributes.`Run Name`"
-# (column, width in px): a metric's full repr (up to ~21 characters) fits 175 px
-WORST_J = "worst.J"
-LEAD_COLUMNS = (("metrics.`J`", 175), ("tags.`verdict`", 115), ("tags.`fidelity`", 100), ("tags.`veto`", 65))
+# (row field, width in px): a metric's full repr (up to ~21 characters) fits 175 px
+LEAD_FIELDS = (("J", 175), ("verdict", 115), ("fidelity", 100), ("feasible", 65))
 METRIC_WIDTH = 175
-TAIL_COLUMNS = (("tags.`veto_reasons`", 200), ("tags.`study`", 110), ("tags.`optuna_trial`", 110))
+TAIL_FIELDS = (("vetoes", 200), ("study", 110), ("trial", 110))
 
 
 def rank_view_state(key_metrics: Sequence[str]) -> dict:
-    metrics = [(f"metrics.`{m}`", METRIC_WIDTH) for m in (WORST_J, *key_metrics) if m != "J"]
-    columns = dict([*LEAD_COLUMNS, *metrics, *TAIL_COLUMNS])  # ordered, no duplicate
+    """The view: the row fields above, then ``worst_J`` and the key metrics, each at its MLflow column."""
+    metrics = [(m, METRIC_WIDTH) for m in ("worst_J", *key_metrics) if m != "J"]
+    columns = {mlflow_column(f): width for f, width in (*LEAD_FIELDS, *metrics, *TAIL_FIELDS)}  # ordered, no duplicate
     return {"searchFilter": "tags.run_kind = 'trial'", "orderByKey": f"metrics.`{RANK_SORT}`", "orderByAsc": False,
             "selectedColumns": list(columns), "columnOrder": [RUN_NAME_COLUMN, *columns],
             "columnWidths": {RUN_NAME_COLUMN: 120, **columns}}
