@@ -9,6 +9,7 @@ an error goes back to the sweep, which reports it as its own coded line.
 
 from __future__ import annotations
 
+import os
 import signal
 import tempfile
 import threading
@@ -205,6 +206,7 @@ def serve(read_fd: int, write_fd: int) -> None:
     # and ends at the sweep's end-of-file, so an interrupted sweep's logged trials keep their runs
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     requests, replies = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
+    sweep_pid = os.getppid()
     server = TrailServer()
     server.prepare()
     while True:
@@ -212,7 +214,9 @@ def serve(read_fd: int, write_fd: int) -> None:
             message = requests.recv()
         except (EOFError, OSError):
             break  # the sweep process is gone
-        if message is None:
+        if message is None or os.getppid() != sweep_pid:
+            # a killed sweep (SIGKILL: no end-of-file first) tells Optuna nothing more: what it had sent is not
+            # logged, so a trial failed as a dead worker's and retried elsewhere never leaves a run of its own
             break
         rid, op, args = message
         try:
