@@ -24,6 +24,7 @@ from engine import (ChainCache, EngineError, PolicySet, evaluate_gates, fidelity
 from tuning.study.knobs import apply_knobs
 from tuning.study.seed_robust import aggregate
 from tuning.study.spec import StudySpec, check_metrics, metric_or_none, metric_value
+from tuning.study.trial_row import Outcome
 
 NO_SCORE = -1000.0
 CACHE_BYTES_DEFAULT = 1536 * 1024 ** 2   # a sweep process's chain cache (SEG3A_CHAIN_CACHE_BYTES overrides)
@@ -43,7 +44,7 @@ STRUCTURAL_REASONS = {"s6_pass": "S6_OR_S7_FAIL", "s7_pass": "S6_OR_S7_FAIL", "c
 
 
 @dataclass
-class Evaluation:
+class Evaluation(Outcome):
     """Everything one candidate produced (what tracking logs and promotion replays)."""
 
     knobs: dict
@@ -74,14 +75,6 @@ class Evaluation:
     per_seed: list = field(default_factory=list)        # the per-seed Evaluations
     fraction: float = 1.0                               # the merchant fraction scored (tuning.study.fidelity)
     search: list | None = None                          # the search stages' records (multi-fidelity trials)
-
-    @property
-    def feasible(self) -> bool:
-        return not self.vetoes
-
-    @property
-    def target_pass(self) -> bool:
-        return all(self.targets.values())
 
 
 def deterministic_view(pack: Mapping, identity: Mapping) -> dict:

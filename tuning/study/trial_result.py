@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from tuning.study.trial_row import RESULT_ATTR, TrialRow  # noqa: F401 (RESULT_ATTR: the record's user attribute)
+from tuning.study.trial_row import (RESULT_ATTR, Outcome,  # noqa: F401 (RESULT_ATTR: the record's user attribute)
+                                    TrialRow)
 
 HISTORY_METRICS = ("s2.top1_share_median_multi_tz", "s3.merchant_share_std_median", "s4.escalated_multi_zone_rate",
                    "s4.top1_share_median", "fidelity.prior_jsd_mean", "fidelity.realised_jsd_mean",
@@ -65,7 +66,7 @@ def _seed_doc(seed: int, e) -> dict:
 
 
 @dataclass(frozen=True)
-class TrialResult:
+class TrialResult(Outcome):
     """Everything one trial recorded. ``mlflow_run_id`` is set once its MLflow run exists
     (:meth:`with_run`)."""
 
@@ -134,13 +135,6 @@ class TrialResult:
     def with_run(self, run_id: str, log_seconds: float | None = None) -> "TrialResult":
         return dataclasses.replace(self, mlflow_run_id=run_id, log_seconds=log_seconds)
 
-    @property
-    def feasible(self) -> bool:
-        return not self.vetoes
-
-    @property
-    def target_pass(self) -> bool:
-        return all(self.targets.values())
 
     def key_metric(self, name: str) -> float | None:
         """A metric's mean over the seeds (None when the trial has no such metric)."""

@@ -44,6 +44,22 @@ def _floats(values) -> dict:
     return {k: (None if v is None else float(v)) for k, v in (values or {}).items()}
 
 
+
+class Outcome:
+    """What a scored candidate's ``vetoes`` and ``targets`` say, for every record that carries them
+    (:class:`tuning.study.objective.Evaluation`, :class:`tuning.study.trial_result.TrialResult`)."""
+
+    vetoes: Sequence[str]
+    targets: Mapping[str, bool]
+
+    @property
+    def feasible(self) -> bool:
+        return not self.vetoes
+
+    @property
+    def target_pass(self) -> bool:
+        return all(self.targets.values())
+
 @dataclass(frozen=True)
 class TrialRow:
     """One trial as it ranks and shows. ``trial`` is None for a record not yet given its Optuna trial number."""
