@@ -2,8 +2,8 @@
 existing ``dask scheduler``) or ``--cluster local:K`` (a ``dask.distributed`` LocalCluster of K worker
 processes on this machine).
 
-Only S3 (share draws) and S4 (integerisation) run on the cluster, one task per contiguous merchant
-range, and the results are gathered in partition order. Draws are keyed by (seed, merchant, country,
+Only S3's plan (the keyed uniforms), S3 (share draws) and S4 (integerisation) run on the cluster, one task
+per contiguous merchant range, and the results are gathered in partition order. Draws are keyed by (seed, merchant, country,
 zone), never by where or in which order they run, so the published run is byte-identical to the
 in-process one. The workers need the same engine version importable (``pip install seg3a[distributed]``
 on every worker host). Dask is imported only here, and only when ``--cluster`` is given.

@@ -17,8 +17,7 @@ import pyarrow.compute as pc
 from engine.core.errors import EngineError
 from engine.core.hashing import canonical_json, rng_master, sha256_hex, table_digest
 from engine.policies.policy_set import S3_DISPERSION_OFF, S4_SAFEGUARDS_OFF
-from engine.states import s0_gate, s1_escalation, s2_priors, s3_shares, s4_counts, s6_validation
-from engine.states.common import missing_prior_countries, zone_layout
+from engine.states import s0_gate, s1_escalation, s2_priors, s3_plan, s3_shares, s4_counts, s6_validation
 from engine.chain.table import PolicyRead, State
 from engine.chain.subsample import subsample
 from engine.core.version import ENGINE_VERSION
@@ -129,27 +128,36 @@ def priors(r) -> tuple:
     return (s2_priors.priors(r["universe"], r.policy("country_zone_alphas"), r.policy("zone_floor_policy")),)
 
 
-def shares(r) -> tuple:
-    s1_core, s2_core = r["s1_core"], r["s2_core"]
+def plan(r) -> tuple:
+    """The policy-free draws of S3/S4 per merchant range (:mod:`engine.states.s3_plan`): once per seed and S1
+    outcome, whatever the candidate's priors, dispersion or safeguards."""
+    s1_core = r["s1_core"]
     partitions, mapper = execution(r["partitions"], r["mapper"], len(s1_core))
-    missing = missing_prior_countries(s1_core, s2_core)
+    zones = s3_plan.zone_table(r["universe"])
+    missing = s3_plan.missing_countries(s1_core, zones)
     if missing:
-        raise EngineError("E3A_S3_003_PRIOR_SURFACE_INCOMPLETE", f"escalated country {missing[0]} has no priors")
-    layouts = [zone_layout(p, s2_core) for p in merchant_partitions(s1_core, partitions)]
+        raise EngineError(s3_plan.E_PRIOR_SURFACE, f"escalated country {missing[0]} has no priors")
+    parts = merchant_partitions(s1_core, partitions)
+    return mapper(s3_plan.plan_for, [(p,) for p in parts], zones, r["master"]),
+
+
+def shares(r) -> tuple:
+    plans = r["plans"]
+    _, mapper = execution(len(plans), r["mapper"], 0)
     disp = r.section(MIXTURE, "s3_dispersion", S3_DISPERSION_OFF)
-    drawn = mapper(s3_shares.draw_shares, [(lay,) for lay in layouts], s2_core, disp, r["master"])
-    return (layouts, pd.concat([d[0] for d in drawn], ignore_index=True),
+    drawn = mapper(s3_shares.draw_shares, [(p,) for p in plans], r["s2_core"], disp)
+    return (pd.concat([d[0] for d in drawn], ignore_index=True),
             pd.concat([d[1] for d in drawn], ignore_index=True))
 
 
 def counts(r) -> tuple:
     drawn, offset, tasks, frames, counters = r["s3_core"]["share_drawn"].to_numpy(), 0, [], [], {}
-    for lay in r["layouts"]:
-        tasks.append((lay, drawn[offset:offset + lay.rows]))
-        offset += lay.rows
+    for p in r["plans"]:
+        tasks.append((p, drawn[offset:offset + p.layout.rows]))
+        offset += p.layout.rows
     guards = r.section(MIXTURE, "s4_safeguards", S4_SAFEGUARDS_OFF)
     _, mapper = execution(len(tasks), r["mapper"], 0)
-    for frame, c in mapper(s4_counts.integerise, tasks, guards, r["master"]):
+    for frame, c in mapper(s4_counts.integerise, tasks, guards):
         frames.append(frame)
         for k, v in c.items():
             counters[k] = counters.get(k, 0) + v if not isinstance(v, bool) else v
@@ -160,8 +168,8 @@ def assemble_cores(r) -> tuple:
     """The lineage-free tables every later step reads: S4's counts carry S3's share sums and S2's alpha sums
     (as published), and zone_alloc's core is S4's with site_count."""
     s1, s2, s3, s4 = r["s1_core"], r["s2_core"], r["s3_core"], r["s4_core"]
-    layouts = r["layouts"]
-    row_prior = layouts[0].row_prior if len(layouts) == 1 else zone_layout(s1, s2).row_prior
+    layouts = [p.layout for p in r["plans"]]
+    row_prior = np.concatenate([lay.row_prior for lay in layouts]) if layouts else np.zeros(0, dtype=np.int64)
     s4 = s4.assign(share_sum_country=s3["share_sum_country"].to_numpy(),
                    alpha_sum_country=s2["alpha_sum_country"].to_numpy()[row_prior])
     sites = s1.loc[s1["is_escalated"].to_numpy(dtype=bool), "site_count"].to_numpy(dtype=np.int64)
@@ -206,12 +214,15 @@ STATE_TABLE: tuple[State, ...] = (
           ("s1_core", "smoothed"), escalation, doc="escalation queue: rule ladder, smoothing band, theta lottery"),
     State("S2", ("universe",), (PolicyRead("country_zone_alphas"), PolicyRead("zone_floor_policy", ("floors",))),
           ("s2_core",), priors, doc="country x zone Dirichlet priors with floors"),
-    State("S3", ("s1_core", "s2_core", "master"), (PolicyRead(MIXTURE, ("s3_dispersion",)),),
-          ("layouts", "s3_core", "events"), shares, runtime=("partitions", "mapper"),
+    State("S3.plan", ("s1_core", "universe", "master"), (), ("plans",), plan, runtime=("partitions", "mapper"),
+          doc="per merchant range: the escalated pairs laid out over Z(c) and their keyed Dirichlet uniforms, "
+              "stream ids and key columns (no policy: drawn once per seed and S1 outcome)"),
+    State("S3", ("plans", "s2_core"), (PolicyRead(MIXTURE, ("s3_dispersion",)),),
+          ("s3_core", "events"), shares, runtime=("mapper",),
           doc="Dirichlet shares per escalated pair and the RNG events"),
-    State("S4", ("layouts", "s3_core", "master"), (PolicyRead(MIXTURE, ("s4_safeguards",)),),
+    State("S4", ("plans", "s3_core"), (PolicyRead(MIXTURE, ("s4_safeguards",)),),
           ("s4_core", "s4_counters"), counts, runtime=("mapper",), doc="integer zone counts (largest remainder)"),
-    State("S4.cores", ("s1_core", "s2_core", "s3_core", "s4_core", "layouts"), (), ("cores",),
+    State("S4.cores", ("s1_core", "s2_core", "s3_core", "s4_core", "plans"), (), ("cores",),
           assemble_cores, cached=False, doc="the core tables of S1-S4 and zone_alloc's core"),
     State("metrics", ("cores", "evidence", "realism_mode"), (), ("pack", "gates", "realism", "realism_blocks"),
           score, cached=False, doc="metric pack, gates (plan + fidelity), verdicts"),

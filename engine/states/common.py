@@ -26,6 +26,7 @@ class ZoneLayout:
     row_prior: np.ndarray       # (R,) int64  row index into the S2 table
     row_tzid: np.ndarray        # (R,) object
     tzids: np.ndarray           # (Z,) object: the S2 tzid column (row_prior indexes it)
+    zone_countries: np.ndarray  # (Z,) object: the S2 country_iso column
 
     @property
     def rows(self) -> int:
@@ -36,7 +37,7 @@ def zone_layout(s1: pd.DataFrame, s2: pd.DataFrame) -> ZoneLayout:
     """Lay out escalated pairs over their country's zones, in (merchant, country, tzid) order.
 
     ``s2`` must be sorted by (country_iso, tzid); an escalated country absent from ``s2`` is the
-    caller's error to raise (see ``missing_prior_countries``).
+    caller's error to raise (see :func:`engine.states.s3_plan.missing_countries`).
     """
     esc = s1.loc[s1["is_escalated"].to_numpy(dtype=bool)]
     countries = s2["country_iso"].to_numpy(dtype=object)
@@ -56,7 +57,7 @@ def zone_layout(s1: pd.DataFrame, s2: pd.DataFrame) -> ZoneLayout:
         pair_sites=esc["site_count"].to_numpy(dtype=np.int64),
         pair_k=k, pair_start=pair_start, row_pair=row_pair, row_zone_pos=row_zone_pos,
         row_prior=row_prior, row_tzid=s2["tzid"].to_numpy(dtype=object)[row_prior],
-        tzids=s2["tzid"].to_numpy(dtype=object),
+        tzids=s2["tzid"].to_numpy(dtype=object), zone_countries=countries,
     )
 
 
@@ -74,11 +75,6 @@ def take_strings(values: np.ndarray, index: np.ndarray) -> pd.Series:
     """values[index] as an Arrow-backed string column, without per-row Python objects."""
     taken = pa.array(values, type=pa.string()).take(pa.array(index, type=pa.int64()))
     return pd.Series(taken.to_pandas(types_mapper={pa.string(): _STR}.get))
-
-
-def missing_prior_countries(s1: pd.DataFrame, s2: pd.DataFrame) -> list[str]:
-    esc_countries = set(s1.loc[s1["is_escalated"], "legal_country_iso"])
-    return sorted(esc_countries - set(s2["country_iso"]))
 
 
 def group_sum(values: np.ndarray, starts: np.ndarray) -> np.ndarray:

@@ -3,7 +3,8 @@
 RNG law (DESIGN §4/§8): the substream of a pair is keyed by (rng master, "zone_dirichlet",
 merchant_id, country); the zone's position in Z_ord(c) is the counter; one uniform per
 component feeds an inverse-CDF gamma. The merchant jitter uses its own stream
-("s3_jitter", counter 0). No draw depends on the policy or on which other pairs exist.
+("s3_jitter", counter 0). No draw depends on the policy or on which other pairs exist, so the
+uniforms come ready-drawn in a :class:`engine.states.s3_plan.DrawPlan` (the chain's ``S3.plan``).
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ import pandas as pd
 
 from engine.core.errors import E_POLICY_VALUES, EngineError
 from engine.core.gamma import dirichlet_from_uniforms
-from engine.core.rng import pair_keys, stream_ids, uniforms
-from engine.states.common import ZoneLayout, group_sum, layout_keys, take_strings
+from engine.states.common import ZoneLayout, group_sum
+from engine.states.s3_plan import DrawPlan, check_prior_surface
 
-STREAM = "zone_dirichlet"
 JITTER_STREAM = "s3_jitter"
 SUM_TOL = 1e-12
 
@@ -65,38 +65,34 @@ def dispersed_alphas(layout: ZoneLayout, alpha: np.ndarray, alpha_sum: np.ndarra
     return r
 
 
-def draw_shares(layout: ZoneLayout, s2: pd.DataFrame, disp: dict, master: bytes) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Core S3 share rows and one RNG event per escalated pair."""
+def draw_shares(plan: DrawPlan, s2: pd.DataFrame, disp: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Core S3 share rows and one RNG event per escalated pair, from the plan's keyed uniforms."""
+    check_prior_surface(plan, s2)
+    layout = plan.layout
     alpha = s2["alpha_effective"].to_numpy(dtype=np.float64)[layout.row_prior]
     alpha_sum = s2["alpha_sum_country"].to_numpy(dtype=np.float64)[layout.row_prior]
     if not (np.isfinite(alpha).all() and (alpha > 0).all()):
         raise EngineError("E3A_S3_006_DIRICHLET_ALPHA_MISMATCH", "alpha_values_mismatch: non-positive alpha")
-    merchants = layout.pair_merchant.tolist()
-    countries = layout.pair_country.tolist()
-    keys = pair_keys(master, STREAM, merchants, countries)
     if disp.get("enabled") and float(disp.get("merchant_jitter", 0.0)) > 0:
-        jkeys = pair_keys(master, JITTER_STREAM, merchants, countries)
-        jitter_u = uniforms(jkeys, np.zeros(len(merchants), dtype=np.uint64))
+        jitter_u = plan.pair_uniforms(JITTER_STREAM)
     else:
-        jitter_u = np.full(len(merchants), 0.5)
+        jitter_u = np.full(len(layout.pair_k), 0.5)
     alpha_prime = dispersed_alphas(layout, alpha, alpha_sum, disp, jitter_u)
-    u = uniforms(keys[layout.row_pair], layout.row_zone_pos.astype(np.uint64))
-    share = dirichlet_from_uniforms(u, alpha_prime, layout.pair_start)
+    share = dirichlet_from_uniforms(plan.u, alpha_prime, layout.pair_start)
     share_sum = group_sum(share, layout.pair_start)
     if not np.isfinite(share).all() or np.abs(share_sum - 1.0).max(initial=0.0) > SUM_TOL:
         raise EngineError("E3A_S3_010_OUTPUT_INCONSISTENT", "share_sum_mismatch")
     a_sum_pair = group_sum(alpha_prime, layout.pair_start)
-    sids = np.asarray(stream_ids(keys), dtype=object)
     shares = pd.DataFrame({
-        **layout_keys(layout),
+        **plan.key_columns,
         "share_drawn": share,
         "share_sum_country": share_sum[layout.row_pair],
         "alpha_sum_country": a_sum_pair[layout.row_pair],
-        "rng_stream_id": take_strings(sids, layout.row_pair),
+        "rng_stream_id": plan.row_stream_id,
     })
     k = layout.pair_k
     events = pd.DataFrame({
-        "merchant_id": layout.pair_merchant, "country_iso": layout.pair_country, "rng_stream_id": sids,
+        "merchant_id": layout.pair_merchant, "country_iso": layout.pair_country, "rng_stream_id": plan.stream_ids,
         "zone_count": k, "rng_counter_before": np.zeros(len(k), dtype=np.int64), "rng_counter_after": k,
         "blocks": k, "draws": k,
         "alpha_sum_country": a_sum_pair,

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from engine.core.errors import EngineError
-from engine.core.rng import pair_keys, uniforms
-from engine.states.common import ZoneLayout, group_sum, layout_keys
+from engine.states.common import ZoneLayout, group_sum
+from engine.states.s3_plan import DrawPlan
 
 ROUNDING_STREAM = "s4_rounding"
 
@@ -28,7 +28,8 @@ def _within_rank(order: np.ndarray, row_pair: np.ndarray, pair_start: np.ndarray
     return rank
 
 
-def integerise(layout: ZoneLayout, shares: np.ndarray, safeguards: dict, master: bytes) -> tuple[pd.DataFrame, dict]:
+def integerise(plan: DrawPlan, shares: np.ndarray, safeguards: dict) -> tuple[pd.DataFrame, dict]:
+    layout = plan.layout
     n_row = layout.pair_sites[layout.row_pair].astype(np.float64)
     target = n_row * shares
     base = np.floor(target)
@@ -44,8 +45,7 @@ def integerise(layout: ZoneLayout, shares: np.ndarray, safeguards: dict, master:
     enabled = bool(safeguards.get("enabled"))
     counters = {"pairs_safeguard_adjusted": 0, "sites_moved": 0, "stochastic_rounding": False}
     if enabled and safeguards.get("stochastic_rounding"):
-        keys = pair_keys(master, ROUNDING_STREAM, layout.pair_merchant.tolist(), layout.pair_country.tolist())
-        u = uniforms(keys, np.zeros(len(keys), dtype=np.uint64))[layout.row_pair]
+        u = plan.pair_uniforms(ROUNDING_STREAM)[layout.row_pair]
         cum = np.cumsum(resid)
         offset = np.repeat(cum[layout.pair_start] - resid[layout.pair_start], layout.pair_k)
         c_hi = cum - offset
@@ -65,7 +65,7 @@ def integerise(layout: ZoneLayout, shares: np.ndarray, safeguards: dict, master:
     if (counts < 0).any() or (group_sum(counts, layout.pair_start) != layout.pair_sites).any():
         raise EngineError("E3A_S4_005_COUNT_CONSERVATION_BROKEN", "zone counts do not sum to site_count")
     frame = pd.DataFrame({
-        **layout_keys(layout),
+        **plan.key_columns,
         "zone_site_count": counts,
         "zone_site_count_sum": layout.pair_sites[layout.row_pair],
         "fractional_target": target,

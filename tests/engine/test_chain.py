@@ -78,15 +78,16 @@ def test_cache_floor_change_reuses_world_seal_and_s1(policies, cache):
     doc["floors"][0]["floor_value"] = doc["floors"][0]["floor_value"] + 0.25
     cand = policies.replace(zone_floor_policy=dump_yaml(doc))
     res = run_chain(cand, 42, cache=cache)
-    assert res.reused == {"S0.world", "S1"}  # S2 -> S7 recomputed; S0 re-seals the changed policy set
+    # S2 -> S7 recomputed (S3 from the seed's ready-drawn plan); S0 re-seals the changed policy set
+    assert res.reused == {"S0.world", "S1", "S3.plan"}
     again = run_chain(cand, 42, cache=cache)
-    assert again.reused == {"S0.world", "S1", "S2", "S3", "S4"}
+    assert again.reused == {"S0.world", "S1", "S2", "S3.plan", "S3", "S4"}
     assert again.flag == res.flag
     # an S3-only change reuses S1 and S2, recomputes S3 onwards
     mix = yaml.safe_load(policies.raw["zone_mixture_policy"])
     mix["s3_dispersion"].update(enabled=True, concentration_scale=0.5)
     res3 = run_chain(policies.replace(zone_mixture_policy=dump_yaml(mix)), 42, cache=cache)
-    assert res3.reused == {"S0.world", "S1", "S2"}
+    assert res3.reused == {"S0.world", "S1", "S2", "S3.plan"}
 
 
 def test_seed_changes_draws_not_priors(policies, baseline):

@@ -15,8 +15,9 @@ import yaml
 
 from engine.core.errors import EngineError
 from engine.policies.authoring import dump_yaml
-from engine.states import s3_shares
+from engine.states import s3_plan
 from engine.states.common import group_sum, zone_layout
+from engine.states.s3_plan import draw_plan
 from engine.states.s3_shares import dispersed_alphas, draw_shares, size_factor
 
 
@@ -88,8 +89,8 @@ def test_off_draw_is_byte_identical(extra):
     s1, s2 = _tables()
     layout = zone_layout(s1, s2)
     master = b"\x07" * 32
-    base_shares, base_events = draw_shares(layout, s2, DISP, master)
-    shares, events = draw_shares(layout, s2, {**DISP, **extra}, master)
+    base_shares, base_events = draw_shares(draw_plan(layout, master), s2, DISP)
+    shares, events = draw_shares(draw_plan(layout, master), s2, {**DISP, **extra})
     pd.testing.assert_frame_equal(shares, base_shares, check_exact=True)
     pd.testing.assert_frame_equal(events, base_events, check_exact=True)
     assert shares["share_drawn"].to_numpy().tobytes() == base_shares["share_drawn"].to_numpy().tobytes()
@@ -143,19 +144,20 @@ def test_size_law_never_changes_the_uniforms(monkeypatch):
     s1, s2 = _tables()
     layout = zone_layout(s1, s2)
     seen = []
-    real = s3_shares.uniforms
+    real = s3_plan.uniforms
 
     def spy(keys, counters):
         out = real(keys, counters)
         seen.append((np.asarray(keys).tobytes(), np.asarray(counters).tobytes(), out.tobytes()))
         return out
 
-    monkeypatch.setattr(s3_shares, "uniforms", spy)
+    monkeypatch.setattr(s3_plan, "uniforms", spy)   # two plans of one master: each draws its own
     master = b"\x2a" * 32
-    off_shares, off_events = draw_shares(layout, s2, DISP, master)
+    off_shares, off_events = draw_shares(draw_plan(layout, master), s2, DISP)
     off = list(seen)
     seen.clear()
-    on_shares, on_events = draw_shares(layout, s2, {**DISP, "site_elasticity": 0.9, "site_reference": 5}, master)
+    on_shares, on_events = draw_shares(draw_plan(layout, master), s2,
+                                       {**DISP, "site_elasticity": 0.9, "site_reference": 5})
     assert seen == off and len(off) == 2                    # jitter uniforms + Dirichlet uniforms, same bytes
     assert on_shares["rng_stream_id"].tolist() == off_shares["rng_stream_id"].tolist()
     cols = ["merchant_id", "country_iso", "rng_stream_id", "zone_count", "rng_counter_before", "rng_counter_after",
@@ -175,7 +177,7 @@ def test_size_law_concentrates_small_merchants():
     layout = zone_layout(s1, s2)
     disp = {**DISP, "merchant_jitter": 0.0, "merchant_jitter_clip": 0.0, "alpha_temperature": 1.0,
             "site_elasticity": 0.8, "site_reference": 20}
-    shares, _ = draw_shares(layout, s2, disp, b"\x01" * 32)
+    shares, _ = draw_shares(draw_plan(layout, b"\x01" * 32), s2, disp)
     top1 = shares.groupby("merchant_id")["share_drawn"].max().to_numpy()
     assert top1[:n].mean() > top1[n:].mean() + 0.1
 

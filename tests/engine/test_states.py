@@ -9,6 +9,7 @@ from engine.core.errors import EngineError
 from engine.policies.authoring import author_mixture
 from engine.states import s1_escalation, s2_priors, s4_counts
 from engine.states.common import zone_layout
+from engine.states.s3_plan import draw_plan
 from engine.states.s1_escalation import smoothing_probability
 
 SMOOTH = {"enabled": True, "zone_count_min": 5, "zone_count_max": 16, "zone_escalation_prob_min": 0.08,
@@ -91,7 +92,7 @@ def test_largest_remainder_with_tzid_tie_break():
     # pair 0: T = (5.5, 2.5, 2.0) -> floors (5, 2, 2), R = 1, tie 0.5/0.5 -> Z/a first -> (6, 2, 2)
     # pair 1: T = (0.7, 2.1, 4.2) -> floors (0, 2, 4), R = 1, largest residual 0.7 -> (1, 2, 4)
     shares = np.array([0.55, 0.25, 0.20, 0.1, 0.3, 0.6])
-    out, _ = s4_counts.integerise(lay, shares, {"enabled": False}, b"m" * 32)
+    out, _ = s4_counts.integerise(draw_plan(lay, b"m" * 32), shares, {"enabled": False})
     assert out["zone_site_count"].tolist() == [6, 2, 2, 1, 2, 4]
     assert out["residual_rank"].tolist()[:3] == [1, 2, 3]
 
@@ -101,7 +102,7 @@ def test_safeguard_moves_sites_to_second_zone():
     shares = np.array([0.97, 0.02, 0.01])  # T = (19.4, 0.4, 0.2): b = (19, 0, 0), R = 1 -> largest LR (19, 1, 0)
     guards = {"enabled": True, "site_threshold": 10, "min_second_zone_share": 0.1, "max_forced_zones": 1,
               "stochastic_rounding": False}
-    out, counters = s4_counts.integerise(lay, shares, guards, b"m" * 32)
+    out, counters = s4_counts.integerise(draw_plan(lay, b"m" * 32), shares, guards)
     # ceil(0.1 * 20) = 2 sites for the 2nd zone by share: one more, taken from the top zone
     assert out["zone_site_count"].tolist() == [18, 2, 0]
     assert counters == {"pairs_safeguard_adjusted": 1, "sites_moved": 1, "stochastic_rounding": False}
@@ -116,10 +117,10 @@ def test_integerisation_conserves_counts(sites, k, stochastic, salt):
     shares = (raw / raw.sum(axis=1, keepdims=True)).ravel()
     guards = {"enabled": True, "site_threshold": 5, "min_second_zone_share": 0.2, "max_forced_zones": 2,
               "stochastic_rounding": stochastic}
-    out, _ = s4_counts.integerise(lay, shares, guards, salt.to_bytes(32, "little"))
+    out, _ = s4_counts.integerise(draw_plan(lay, salt.to_bytes(32, "little")), shares, guards)
     counts = out["zone_site_count"].to_numpy().reshape(len(sites), k)
     assert (counts >= 0).all()
     assert counts.sum(axis=1).tolist() == sites
-    plain, _ = s4_counts.integerise(lay, shares, dict(guards, min_second_zone_share=0.0), b"s" * 32)
+    plain, _ = s4_counts.integerise(draw_plan(lay, b"s" * 32), shares, dict(guards, min_second_zone_share=0.0))
     extra = plain["zone_site_count"].to_numpy() - np.floor(plain["fractional_target"].to_numpy())
     assert set(np.unique(extra)) <= {0.0, 1.0}  # without forcing, every zone gets floor(T) or floor(T) + 1

@@ -7,7 +7,8 @@
 - **search-stage cost**: per trial, the chain seconds of its search stage against the same candidate's
   full-scale stage (target <= 1/10), and against a cold full-scale chain of the base policies on the same seeds;
 - **workers**: on a 100x world (the default world's catalogue with 100 times the merchants), trials per second
-  of trial span with ``--workers 2`` against one process (target >= 1.6);
+  of trial span with ``--workers 2`` against one process (target >= 1.6), with the cores one process already
+  keeps busy (CPU seconds over wall) and the ceiling that puts on any number of processes (cores / busy cores);
 - **default world**: the scoring chain (target <= 0.05 s) and the 200-trial P1.2 sweep (target <= 30 s), as
   ``python -m tuning.bench`` measures them.
 Every figure carries the 1-minute load average before and after it; the machine is shared.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import statistics
 import time
 from pathlib import Path
@@ -48,8 +50,14 @@ def _authority(root: Path, world: Path) -> Path:
     return out
 
 
+def _children_cpu_s() -> float:
+    """CPU seconds of every finished child process (and the children they waited for)."""
+    use = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return use.ru_utime + use.ru_stime
+
+
 def _sweep(root: Path, world: Path, policies: Path, study: str, trials: int, workers: int = 1) -> dict:
-    load0 = _load()
+    load0, cpu0 = _load(), _children_cpu_s()
     out, wall = H["cli"](root, "tuning.sweep", "--phase", PHASE, "--trials", str(trials), "--world", str(world),
                      "--policies", str(policies), "--study", study, "--force", "--json", "--no-progress",
                      "--workers", str(workers))
@@ -58,7 +66,7 @@ def _sweep(root: Path, world: Path, policies: Path, study: str, trials: int, wor
     done = [t for t in trials_ if t.state.name in ("COMPLETE", "PRUNED")]
     first, last = min(t.datetime_start for t in done), max(t.datetime_complete for t in done)
     return {"wall_s": round(wall, 2), "load_before": load0, "load_after": _load(), "trials": trials_,
-            "summary": summary, "span_s": (last - first).total_seconds(), "done": len(done)}
+            "cpu_s": round(_children_cpu_s() - cpu0, 2), "summary": summary, "span_s": (last - first).total_seconds(), "done": len(done)}
 
 
 def _stage_costs(trials) -> dict:
@@ -148,11 +156,18 @@ def workers(base: Path, runs: int, trials: int) -> dict:
         one = _sweep(root, world, policies, f"bench-w1-{i}", trials, 1)
         two = _sweep(root, world, policies, f"bench-w2-{i}", trials, 2)
         tp1, tp2 = one["done"] / one["span_s"], two["done"] / two["span_s"]
-        rows.append({"w1": {"wall_s": one["wall_s"], "trials_per_s": round(tp1, 3), "load": one["load_before"]},
-                     "w2": {"wall_s": two["wall_s"], "trials_per_s": round(tp2, 3), "load": two["load_before"]},
-                     "ratio": round(tp2 / tp1, 3), "wall_ratio": round(one["wall_s"] / two["wall_s"], 3)})
+        busy = one["cpu_s"] / one["wall_s"]   # cores one process keeps busy, on average over its whole run
+        rows.append({"w1": {"wall_s": one["wall_s"], "trials_per_s": round(tp1, 3), "load": one["load_before"],
+                            "cpu_s": one["cpu_s"], "cores_busy": round(busy, 2)},
+                     "w2": {"wall_s": two["wall_s"], "trials_per_s": round(tp2, 3), "load": two["load_before"],
+                            "cpu_s": two["cpu_s"]},
+                     "ratio": round(tp2 / tp1, 3), "wall_ratio": round(one["wall_s"] / two["wall_s"], 3),
+                     # K processes cannot keep more than cpu_count cores busy: throughput gains at most this
+                     "ratio_ceiling": round((os.cpu_count() or 1) / busy, 2)})
     return {"world": "default x100", "trials": trials, "runs": rows, "ratio": spread([r["ratio"] for r in rows]),
-            "wall_ratio": spread([r["wall_ratio"] for r in rows])}
+            "wall_ratio": spread([r["wall_ratio"] for r in rows]),
+            "one_process_cores_busy": spread([r["w1"]["cores_busy"] for r in rows]),
+            "ratio_ceiling": spread([r["ratio_ceiling"] for r in rows])}
 
 
 def default_world(base: Path, sweep: bool) -> dict:

@@ -1,0 +1,81 @@
+"""The policy-free half of S3/S4: where the escalated pairs' rows lie and what the keyed streams draw for them.
+
+A :class:`DrawPlan` holds, for one merchant range, the zone layout of its escalated pairs over Z_ord(c), the
+Dirichlet substream keys and the one uniform per (pair, zone) they give, the stream ids (RNG evidence) and the
+rows' key columns. None of it reads a policy value: it depends on the escalation outcome (S1), the zone
+universe and the RNG master (seed and world) only. That is the common-random-numbers law made concrete: a sweep
+draws these once per seed and S1 outcome and every candidate's S3/S4 reuses them (the chain caches the plan as
+the state ``S3.plan``). The pair-level uniforms of the optional streams (merchant jitter, stochastic rounding)
+are drawn on first use and kept with the plan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from engine.core.errors import EngineError
+from engine.core.rng import pair_keys, stream_ids, uniforms
+from engine.states.common import ZoneLayout, layout_keys, take_strings, zone_layout
+
+STREAM = "zone_dirichlet"
+E_PRIOR_SURFACE = "E3A_S3_003_PRIOR_SURFACE_INCOMPLETE"
+
+
+@dataclass(frozen=True)
+class DrawPlan:
+    """One merchant range's layout and its keyed draws (see the module docstring)."""
+
+    layout: ZoneLayout
+    master: bytes
+    keys: np.ndarray              # (P, 4) Dirichlet substream keys
+    u: np.ndarray                 # (R,) Dirichlet uniforms: counter = the zone's position in Z_ord(c)
+    stream_ids: np.ndarray        # (P,) object: hex of each pair's Dirichlet key
+    key_columns: dict             # merchant_id, legal_country_iso, tzid of the rows
+    row_stream_id: pd.Series      # (R,) the pair's stream id on each row
+    _pair_u: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def pair_uniforms(self, stream: str) -> np.ndarray:
+        """(P,) one uniform per pair at counter 0 of ``stream`` (drawn once per plan)."""
+        if stream not in self._pair_u:
+            lay = self.layout
+            keys = pair_keys(self.master, stream, lay.pair_merchant.tolist(), lay.pair_country.tolist())
+            self._pair_u[stream] = uniforms(keys, np.zeros(len(keys), dtype=np.uint64))
+        return self._pair_u[stream]
+
+
+def zone_table(universe: pd.DataFrame) -> pd.DataFrame:
+    """Z_ord: the universe's (country_iso, tzid) rows sorted by country then tzid, the order S2 writes its rows in."""
+    rows = sorted(set(zip(universe["country_iso"].tolist(), universe["tzid"].tolist())))
+    return pd.DataFrame(rows, columns=["country_iso", "tzid"], dtype=object)
+
+
+def missing_countries(s1: pd.DataFrame, zones: pd.DataFrame) -> list[str]:
+    """Escalated countries that have no zone in the universe (sorted)."""
+    escalated = set(s1.loc[s1["is_escalated"].to_numpy(dtype=bool), "legal_country_iso"].tolist())
+    return sorted(escalated - set(zones["country_iso"].tolist()))
+
+
+def draw_plan(layout: ZoneLayout, master: bytes) -> DrawPlan:
+    """The plan of one layout: its Dirichlet keys and uniforms, stream ids and key columns."""
+    keys = pair_keys(master, STREAM, layout.pair_merchant.tolist(), layout.pair_country.tolist())
+    u = uniforms(keys[layout.row_pair], layout.row_zone_pos.astype(np.uint64))
+    sids = np.asarray(stream_ids(keys), dtype=object)
+    return DrawPlan(layout=layout, master=master, keys=keys, u=u, stream_ids=sids, key_columns=layout_keys(layout),
+                    row_stream_id=take_strings(sids, layout.row_pair))
+
+
+def plan_for(s1_part: pd.DataFrame, zones: pd.DataFrame, master: bytes) -> DrawPlan:
+    return draw_plan(zone_layout(s1_part, zones), master)
+
+
+def check_prior_surface(plan: DrawPlan, s2: pd.DataFrame) -> None:
+    """S2's rows must be exactly the Z_ord rows the plan was laid out on (S2 writes every universe row, sorted)."""
+    lay = plan.layout
+    countries = s2["country_iso"].to_numpy(dtype=object)
+    tzids = s2["tzid"].to_numpy(dtype=object)
+    if len(tzids) != len(lay.tzids) or not (np.array_equal(tzids, lay.tzids)
+                                            and np.array_equal(countries, lay.zone_countries)):
+        raise EngineError(E_PRIOR_SURFACE, "the S2 prior rows are not the zone universe's (country, tzid) rows")
