@@ -138,7 +138,19 @@ def plan(r) -> tuple:
     if missing:
         raise EngineError(s3_plan.E_PRIOR_SURFACE, f"escalated country {missing[0]} has no priors")
     parts = merchant_partitions(s1_core, partitions)
-    return mapper(s3_plan.plan_for, [(p,) for p in parts], zones, r["master"]),
+    plans = mapper(s3_plan.plan_for, [(p,) for p in parts], zones, r["master"])
+    return plans, s3_plan.row_strings(plans)
+
+
+def _joined(frames: list[pd.DataFrame], row_strings: dict) -> pd.DataFrame:
+    """The partitions' rows in order, their string key columns being the plan's joined ones (the same Arrow data
+    for every candidate of the seed, so the metric pack and S6 factorize them once: engine.metrics.keys)."""
+    out = pd.concat(frames, ignore_index=True)
+    if len(frames) > 1:
+        for name, column in row_strings.items():
+            if name in out.columns:
+                out[name] = column
+    return out
 
 
 def shares(r) -> tuple:
@@ -146,7 +158,7 @@ def shares(r) -> tuple:
     _, mapper = execution(len(plans), r["mapper"], 0)
     disp = r.section(MIXTURE, "s3_dispersion", S3_DISPERSION_OFF)
     drawn = mapper(s3_shares.draw_shares, [(p,) for p in plans], r["s2_core"], disp)
-    return (pd.concat([d[0] for d in drawn], ignore_index=True),
+    return (_joined([d[0] for d in drawn], r["row_strings"]),
             pd.concat([d[1] for d in drawn], ignore_index=True))
 
 
@@ -161,7 +173,7 @@ def counts(r) -> tuple:
         frames.append(frame)
         for k, v in c.items():
             counters[k] = counters.get(k, 0) + v if not isinstance(v, bool) else v
-    return pd.concat(frames, ignore_index=True), counters
+    return _joined(frames, r["row_strings"]), counters
 
 
 def assemble_cores(r) -> tuple:
@@ -214,13 +226,15 @@ STATE_TABLE: tuple[State, ...] = (
           ("s1_core", "smoothed"), escalation, doc="escalation queue: rule ladder, smoothing band, theta lottery"),
     State("S2", ("universe",), (PolicyRead("country_zone_alphas"), PolicyRead("zone_floor_policy", ("floors",))),
           ("s2_core",), priors, doc="country x zone Dirichlet priors with floors"),
-    State("S3.plan", ("s1_core", "universe", "master"), (), ("plans",), plan, runtime=("partitions", "mapper"),
+    State("S3.plan", ("s1_core", "universe", "master"), (), ("plans", "row_strings"), plan,
+          runtime=("partitions", "mapper"),
           doc="per merchant range: the escalated pairs laid out over Z(c) and their keyed Dirichlet uniforms, "
-              "stream ids and key columns (no policy: drawn once per seed and S1 outcome)"),
-    State("S3", ("plans", "s2_core"), (PolicyRead(MIXTURE, ("s3_dispersion",)),),
+              "stream ids and key columns, and the ranges' string columns joined (no policy: drawn once per seed "
+              "and S1 outcome)"),
+    State("S3", ("plans", "row_strings", "s2_core"), (PolicyRead(MIXTURE, ("s3_dispersion",)),),
           ("s3_core", "events"), shares, runtime=("mapper",),
           doc="Dirichlet shares per escalated pair and the RNG events"),
-    State("S4", ("plans", "s3_core"), (PolicyRead(MIXTURE, ("s4_safeguards",)),),
+    State("S4", ("plans", "row_strings", "s3_core"), (PolicyRead(MIXTURE, ("s4_safeguards",)),),
           ("s4_core", "s4_counters"), counts, runtime=("mapper",), doc="integer zone counts (largest remainder)"),
     State("S4.cores", ("s1_core", "s2_core", "s3_core", "s4_core", "plans"), (), ("cores",),
           assemble_cores, cached=False, doc="the core tables of S1-S4 and zone_alloc's core"),

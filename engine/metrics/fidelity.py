@@ -25,6 +25,7 @@ import pandas as pd
 
 from engine.metrics.exact import jsd, mean_country_jsd, pandas_group_sum
 from engine.metrics.fidelity_index import EvidenceIndex, clock_keys, evidence_index
+from engine.metrics.keys import factorize
 
 __all__ = ["REALISED_MIN_OUTLETS", "fidelity_metrics", "jsd", "share_table"]
 
@@ -73,8 +74,8 @@ def _lookup_clock(pc: np.ndarray, pt: np.ndarray, index: EvidenceIndex, zone_clo
 
 def _sum_by_clock(frame: pd.DataFrame, country_col: str, value: str, index: EvidenceIndex, zone_clocks):
     """-> (sorted (country, clock) keys, their country, per-key sum of ``value``): ``_by_clock``."""
-    cc, cu = pd.factorize(frame[country_col], use_na_sentinel=False)
-    tc, tu = pd.factorize(frame["tzid"], use_na_sentinel=False)
+    cc, cu = factorize(frame[country_col])
+    tc, tu = factorize(frame["tzid"])
     width = max(len(tu), 1)
     code = np.asarray(cc, dtype=np.int64) * width + np.asarray(tc, dtype=np.int64)
     seen = np.zeros(max(len(cu), 1) * width, dtype=bool)

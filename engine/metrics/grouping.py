@@ -12,13 +12,15 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from engine.metrics.keys import factorize
+
 
 def key_codes(columns: Sequence) -> tuple[np.ndarray, int]:
     """One int64 code per row for the tuple of ``columns`` (group ids by first appearance)."""
     combined: np.ndarray | None = None
     for col in columns:
-        codes, uniques = pd.factorize(col, sort=False, use_na_sentinel=False)
-        codes = np.asarray(codes, dtype=np.int64)
+        codes, uniques = factorize(col)
+        codes = codes.astype(np.int64)
         combined = codes if combined is None else combined * max(len(uniques), 1) + codes
     if combined is None or combined.size == 0:
         return np.zeros(0, dtype=np.int64), 0

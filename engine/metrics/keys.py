@@ -8,6 +8,7 @@ code order is string order).
 
 from __future__ import annotations
 
+import weakref
 from typing import Sequence
 
 import numpy as np
@@ -15,11 +16,36 @@ import pandas as pd
 
 Key = Sequence[np.ndarray]
 
+# factorize() of an Arrow-backed column, by the identity of its (immutable) Arrow data: an entry lives exactly as
+# long as that data (a weakref finalizer drops it), so an id is never reused while its entry exists. The chain's
+# key columns are one Arrow array per seed and S1 outcome (engine.states.s3_plan), shared by the S3, S4 and
+# zone_alloc tables of every candidate: the metric pack and S6 factorize them once, not once per table and run.
+_ARROW_CODES: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _arrow_data(column):
+    array = getattr(column, "array", None)
+    return array.__arrow_array__() if isinstance(array, pd.arrays.ArrowStringArray) else None
+
+
+def _forget(key: int) -> None:
+    _ARROW_CODES.pop(key, None)
+
 
 def factorize(column) -> tuple[np.ndarray, np.ndarray]:
-    """(int32 codes by first appearance, the distinct values as str; a null is the string "nan")."""
+    """(int32 codes by first appearance, the distinct values as str; a null is the string "nan"). The arrays are
+    read-only: an Arrow-backed column's are shared by every caller that factorizes the same Arrow data."""
+    data = _arrow_data(column)
+    if data is not None and id(data) in _ARROW_CODES:
+        return _ARROW_CODES[id(data)]
     codes, uniques = pd.factorize(column, use_na_sentinel=False)
-    return np.asarray(codes, dtype=np.int32), np.asarray(uniques, dtype=object).astype(str)
+    out = np.asarray(codes, dtype=np.int32), np.asarray(uniques, dtype=object).astype(str)
+    for a in out:
+        a.flags.writeable = False
+    if data is not None:
+        _ARROW_CODES[id(data)] = out
+        weakref.finalize(data, _forget, id(data))
+    return out
 
 
 class Factorized:

@@ -71,6 +71,15 @@ def plan_for(s1_part: pd.DataFrame, zones: pd.DataFrame, master: bytes) -> DrawP
     return draw_plan(zone_layout(s1_part, zones), master)
 
 
+def row_strings(plans: list[DrawPlan]) -> dict:
+    """The string columns of every plan's rows, in plan order: one plan's own, or the plans' joined once."""
+    cols = {name: [p.key_columns[name] for p in plans] for name in ("legal_country_iso", "tzid")}
+    cols["rng_stream_id"] = [p.row_stream_id for p in plans]
+    if len(plans) == 1:
+        return {name: parts[0] for name, parts in cols.items()}
+    return {name: pd.concat(parts, ignore_index=True) for name, parts in cols.items()}
+
+
 def check_prior_surface(plan: DrawPlan, s2: pd.DataFrame) -> None:
     """S2's rows must be exactly the Z_ord rows the plan was laid out on (S2 writes every universe row, sorted)."""
     lay = plan.layout
