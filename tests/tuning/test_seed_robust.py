@@ -134,6 +134,21 @@ def test_seed_robust_j_is_the_mean_of_independent_single_seed_objectives(spec, b
         (singles[0].pack["fidelity"]["prior_jsd_mean"] + singles[1].pack["fidelity"]["prior_jsd_mean"]) / 2)
 
 
+def test_many_candidates_seed_by_seed_score_as_each_alone(spec, base):
+    knobs = [{"blend_lambda": 0.12, "hub_cap": 1.0, "tail_gamma": 1.0}, {"blend_lambda": 0.02},
+             {"blend_lambda": 0.0, "hub_cap": 0.8, "tail_gamma": 2.0}]
+    from engine import ChainCache
+
+    many = SeedRobustObjective(spec, [42, 7, 101], base, cache=ChainCache(max_entries=3)).evaluate_many(knobs)
+    alone = SeedRobustObjective(spec, [42, 7, 101], base)
+    for got, values in zip(many, knobs, strict=True):
+        want = alone.evaluate(values)
+        assert (got.value, got.seed_values, got.seeds, got.vetoes, got.verdict) == \
+            (want.value, want.seed_values, want.seeds, want.vetoes, want.verdict)
+        assert got.pack == want.pack and got.gates == want.gates and got.identity == want.identity
+        assert (got.fidelity, got.second_value, got.targets) == (want.fidelity, want.second_value, want.targets)
+
+
 def test_on_seed_callback_sees_running_means_and_can_stop_early(spec, base):
     seen = []
     obj = SeedRobustObjective(spec, [42, 7, 101], base)

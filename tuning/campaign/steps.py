@@ -283,8 +283,8 @@ def validation_rates(sweep, candidates: list, n_seeds: int) -> tuple[dict[int, t
 
     seeds = validation_seeds(n_seeds, tuning_seeds(sweep.config.studies_dir))
     objective = SeedRobustObjective(sweep.spec, seeds, sweep.base, world=sweep.world)
-    rates = {}
-    for row in candidates:
-        values = {k.name: k.suggest(FixedTrial(dict(row.knobs), row.trial)) for k in sweep.spec.knobs}
-        rates[row.trial] = _score(objective.evaluate(values), sweep.spec)
+    values = [{k.name: k.suggest(FixedTrial(dict(row.knobs), row.trial)) for k in sweep.spec.knobs}
+              for row in candidates]
+    evaluations = objective.evaluate_many(values)   # seed by seed: each seed's plan drawn once for all
+    rates = {row.trial: _score(ev, sweep.spec) for row, ev in zip(candidates, evaluations)}
     return rates, _score(objective.anchor, sweep.spec)

@@ -17,7 +17,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from engine import (ChainCache, EngineError, PolicySet, evaluate_gates, fidelity_verdict, metric_pack, realism_floors,
                     run_chain, run_verdict)
@@ -127,6 +127,17 @@ class SeedRobustObjective:
             return self._each(lambda o: next(computed), on_seed)
         built = self.per_seed[0].build(knob_values)  # the candidate is built once, scored on every seed
         return self._each(lambda o: o.evaluate(knob_values, run_root, built=built), on_seed)
+
+    def evaluate_many(self, knob_values: Sequence[Mapping[str, object]]) -> list[Evaluation]:
+        """Several candidates on every seed, seed by seed: what a seed's chain draws without reading a policy
+        (the world seal, S1, S3's plan) is computed once for all of them, however small the cache is against the
+        world. Each evaluation equals :meth:`evaluate` of the same values (a seed's score never reads another's)."""
+        built = [self.per_seed[0].build(v) for v in knob_values]
+        done: list[list[Evaluation]] = [[] for _ in built]
+        for obj in self.per_seed:
+            for values, b, row in zip(knob_values, built, done):
+                row.append(obj.evaluate(values, built=b))
+        return [aggregate(row, self.seeds, self.second) for row in done]
 
     def replay(self, policies: PolicySet, run_root=None) -> Evaluation:
         return self._each(lambda o: o.replay(policies, run_root), None)
