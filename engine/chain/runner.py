@@ -4,8 +4,8 @@
 sections) and what it writes. The runner derives every cache key from the content digests of a
 state's declared reads (:meth:`engine.chain.table.State.key`), so a candidate that changes only the
 floor policy reuses the world seal, S1 and S3's plan (the seed's keyed uniforms) and recomputes S2, S3's
-shares and onwards. The scoring half (S0-S4, the metric pack, S6's in-memory checks) runs here; S5 -> S7 bytes are built by :mod:`engine.publish.bundle` when a
-caller reads them or publishes the run.
+shares and onwards. The scoring half (S0-S4, the metric pack, S6's in-memory checks) runs here; S5 -> S7
+bytes are built by :mod:`engine.publish.bundle` when a caller reads them or publishes the run.
 """
 
 from __future__ import annotations
