@@ -17,6 +17,7 @@ from typing import Iterable, Sequence
 import yaml
 
 from engine import ChainCache, run_chain
+from tuning.study.objective import cache_bytes
 from engine import sha256, uer
 from engine import REQUIRED_SEEDS, fidelity_verdict, run_verdict
 
@@ -61,7 +62,7 @@ def _keyed_seeds(tag: str, low: int, high: int, n: int, exclude: Iterable[int]) 
 
 def holdout_report(policies, seeds: Sequence[int], progress=None, world=None) -> dict:
     """Per-seed plan verdict and fidelity verdict, and the pass rates (scored: no run bytes are built)."""
-    cache, rows = ChainCache(), {}
+    cache, rows = ChainCache(max_bytes=cache_bytes()), {}   # seeds share only S0.world, S1, S2
     for seed in seeds:
         res = run_chain(policies, seed, world, cache=cache)
         rows[int(seed)] = {"verdict": run_verdict(res.gates), "fidelity": fidelity_verdict(res.gates),
