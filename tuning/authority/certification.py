@@ -102,7 +102,8 @@ def _certify(policies: PolicySet, seeds: Sequence[int], source: dict, runs_root:
 def _run_seeds(policies: PolicySet, seeds: Sequence[int], runs_root: Path | None, bar,
                world) -> tuple[dict, dict, dict]:
     """S0 -> S7 on every seed through one chain cache: (scored entry, engine seconds, identity) per seed."""
-    cache, per_seed, engine_seconds, rows = ChainCache(max_bytes=cache_bytes()), {}, {}, {}   # seeds share only S0.world, S1, S2
+    cache = ChainCache(max_bytes=cache_bytes())   # seeds share only S0.world, S1, S2
+    per_seed, engine_seconds, rows = {}, {}, {}
     for seed in seeds:
         res = run_chain(policies, seed, world, cache=cache, run_root=runs_root)
         per_seed[seed] = {"pack": res.pack, "gates": res.gates, "s6_overall_status": res.s6_report["overall_status"],
