@@ -202,6 +202,12 @@ def test_freeze_needs_a_certification_then_maps_its_verdict(proj):
     from tuning.authority.freeze import freeze_status
     from tuning.authority.ladder_steps import read_ladder
 
+    from engine.policies import PolicySet
+    from tuning.authority.ladder_steps import write_ladder
+
+    current = PolicySet.from_dir(Path("policies")).parameter_hash   # the copied ladder may certify it: forget that
+    steps = [s for s in read_ladder(Path("policies")) if not (s["phase"] == "P5" and s["parameter_hash"] == current)]
+    write_ladder(Path("policies"), steps)
     refused = run_module(proj, "tuning.freeze", timeout=120)   # as a program: no certification yet
     assert refused.returncode == 2 and refused.stderr.startswith("E3A_TUN_030_CERTIFY_INPUT:"), refused.stderr
     assert certify_main(["--authority", "--record"]) == 0
