@@ -80,6 +80,29 @@ def test_the_budget_ask_fails_a_dead_workers_trial_and_asks_its_retry(study, tmp
         coordinator.close()
 
 
+def test_a_trial_whose_asker_died_before_naming_itself_is_retried_not_awaited(study, tmp_path):
+    """A worker killed between ``ask`` and recording its ``worker`` attr and first heartbeat (both inside the
+    budget lock) leaves a RUNNING trial nothing else would ever fail: the next ask under the lock retries it."""
+    s, storage, url = study
+    s.enqueue_trial({"x": 0.5})
+    orphan = s.ask()                              # asked; its process died before naming itself
+    orphan.suggest_float("x", 0.0, 1.0)
+    optuna.storages.fail_stale_trials(s)          # no heartbeat was ever recorded: Optuna never finds it stale
+    assert s.trials[orphan.number].state == TrialState.RUNNING
+    assert fail_dead_workers_trials(s, storage) == []                  # outside the lock it may be mid-ask
+    coordinator = Coordinator(s, storage, url, tmp_path / "lock", stale_after_s=3600)
+    try:
+        trial = coordinator.next_trial(target=1)  # one trial in the budget: before the fix this waited forever
+        assert trial is not None and trial.params == {"x": 0.5}
+        assert s.trials[orphan.number].state == TrialState.FAIL
+        assert s.trials[orphan.number].system_attrs["failed_reason"] == DEAD_WORKER_REASON
+        tid = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name("s"), trial.number)
+        assert storage.get_trial_system_attrs(tid)["failed_trial"] == orphan.number
+        assert WORKER_ATTR in s.trials[trial.number].user_attrs        # the retry is named at once
+    finally:
+        coordinator.close()
+
+
 def test_the_study_is_closed_once(study, tmp_path):
     s, storage, url = study
     a = Coordinator(s, storage, url, tmp_path / "lock", 3600)

@@ -74,16 +74,22 @@ def rdb_storage(url: str) -> optuna.storages.RDBStorage:
             time.sleep(0.3 * (attempt + 1))
 
 
-def fail_dead_workers_trials(study: optuna.Study, storage, trials=None) -> list[int]:
+def fail_dead_workers_trials(study: optuna.Study, storage, trials=None, under_budget_lock: bool = False) -> list[int]:
     """Fail the RUNNING trials whose worker is known dead (:func:`tuning.storage.recovery.owner_dead`) at once,
     as :func:`optuna.storages.fail_stale_trials` fails a trial whose heartbeat is older than the grace period,
     and pass each to the storage's own stale-trial callback (Optuna's retry: the same parameters queued
     again, the original number in ``failed_trial``). ``trials``: the study's trials if already read.
+
+    ``under_budget_lock``: the caller holds :meth:`Coordinator.exclusive`. A worker asks and names itself (its
+    ``worker`` attr, its first heartbeat) inside that lock, so a RUNNING trial seen without a ``worker`` attr
+    then was asked by a process that died in between: it has no owner and no heartbeat, so nothing else would
+    ever fail it, and the study would wait for it forever. It is failed and retried the same way.
     Returns their numbers."""
     callback = storage.get_heartbeat_stale_trial_callback()
     failed = []
     for trial in study.get_trials(deepcopy=False) if trials is None else trials:
-        if trial.state != TrialState.RUNNING or not owner_dead(trial):
+        orphan = under_budget_lock and WORKER_ATTR not in trial.user_attrs
+        if trial.state != TrialState.RUNNING or not (orphan or owner_dead(trial)):
             continue
         tid = trial_id(storage, study.study_name, trial.number)
         try:
@@ -179,7 +185,7 @@ class Coordinator:
                 if self.rdb:
                     fail_stale_trials(self.study)
                     trials = self.study.get_trials(deepcopy=False)   # one read serves both (an RDB read costs)
-                    if fail_dead_workers_trials(self.study, self.storage, trials):
+                    if fail_dead_workers_trials(self.study, self.storage, trials, under_budget_lock=True):
                         trials = self.study.get_trials(deepcopy=False)
                 else:
                     recover_stale_trials(self.study, self.storage, self.stale_after)
