@@ -34,6 +34,7 @@ either, that test fails and this part can go).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
@@ -143,6 +144,17 @@ class _Deferred:
             self._threads.discard(threading.get_ident())
 
 
+def _deferred(name: str):
+    """``JournalStorage.<name>``, appended inside the backend's :meth:`~SafeJournalFileBackend.deferred`."""
+    base = getattr(JournalStorage, name)
+
+    @functools.wraps(base)
+    def method(self, *args, **kwargs):
+        with self.journal_backend.deferred():
+            return base(self, *args, **kwargs)
+    return method
+
+
 class GroupCommitJournalStorage(JournalStorage):
     """Optuna's JournalStorage whose ``DEFERRED_METHODS`` append without an fsync (see the module docstring):
     each is the public ``BaseStorage`` method, called inside the backend's :meth:`~SafeJournalFileBackend.deferred`."""
@@ -151,26 +163,9 @@ class GroupCommitJournalStorage(JournalStorage):
         super().__init__(backend)
         self.journal_backend = backend
 
-    def set_study_user_attr(self, *args, **kwargs):
-        with self.journal_backend.deferred():
-            return super().set_study_user_attr(*args, **kwargs)
-
-    def set_study_system_attr(self, *args, **kwargs):
-        with self.journal_backend.deferred():
-            return super().set_study_system_attr(*args, **kwargs)
-
-    def set_trial_param(self, *args, **kwargs):
-        with self.journal_backend.deferred():
-            return super().set_trial_param(*args, **kwargs)
-
-    def set_trial_intermediate_value(self, *args, **kwargs):
-        with self.journal_backend.deferred():
-            return super().set_trial_intermediate_value(*args, **kwargs)
-
-    def set_trial_user_attr(self, *args, **kwargs):
-        with self.journal_backend.deferred():
-            return super().set_trial_user_attr(*args, **kwargs)
-
-    def set_trial_system_attr(self, *args, **kwargs):
-        with self.journal_backend.deferred():
-            return super().set_trial_system_attr(*args, **kwargs)
+    set_study_user_attr = _deferred("set_study_user_attr")
+    set_study_system_attr = _deferred("set_study_system_attr")
+    set_trial_param = _deferred("set_trial_param")
+    set_trial_intermediate_value = _deferred("set_trial_intermediate_value")
+    set_trial_user_attr = _deferred("set_trial_user_attr")
+    set_trial_system_attr = _deferred("set_trial_system_attr")
