@@ -1,7 +1,7 @@
 """The policy-free half of S3/S4: where the escalated pairs' rows lie and what the keyed streams draw for them.
 
 A :class:`DrawPlan` holds, for one merchant range, the zone layout of its escalated pairs over Z_ord(c), the
-Dirichlet substream keys and the one uniform per (pair, zone) they give, the stream ids (RNG evidence) and the
+one Dirichlet uniform per (pair, zone) its keyed substreams give, the stream ids (RNG evidence) and the
 rows' key columns. None of it reads a policy value: it depends on the escalation outcome (S1), the zone
 universe and the RNG master (seed and world) only. That is the common-random-numbers law made concrete: a sweep
 draws these once per seed and S1 outcome and every candidate's S3/S4 reuses them (the chain caches the plan as
@@ -30,7 +30,6 @@ class DrawPlan:
 
     layout: ZoneLayout
     master: bytes
-    keys: np.ndarray              # (P, 4) Dirichlet substream keys
     u: np.ndarray                 # (R,) Dirichlet uniforms: counter = the zone's position in Z_ord(c)
     stream_ids: np.ndarray        # (P,) object: hex of each pair's Dirichlet key
     key_columns: dict             # merchant_id, legal_country_iso, tzid of the rows
@@ -59,11 +58,11 @@ def missing_countries(s1: pd.DataFrame, zones: pd.DataFrame) -> list[str]:
 
 
 def draw_plan(layout: ZoneLayout, master: bytes) -> DrawPlan:
-    """The plan of one layout: its Dirichlet keys and uniforms, stream ids and key columns."""
+    """The plan of one layout: its Dirichlet uniforms, stream ids and key columns."""
     keys = pair_keys(master, STREAM, layout.pair_merchant.tolist(), layout.pair_country.tolist())
     u = uniforms(keys[layout.row_pair], layout.row_zone_pos.astype(np.uint64))
     sids = np.asarray(stream_ids(keys), dtype=object)
-    return DrawPlan(layout=layout, master=master, keys=keys, u=u, stream_ids=sids, key_columns=layout_keys(layout),
+    return DrawPlan(layout=layout, master=master, u=u, stream_ids=sids, key_columns=layout_keys(layout),
                     row_stream_id=take_strings(sids, layout.row_pair))
 
 
