@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from engine.chain.steps import STATE_TABLE, run_inputs
 from engine.core.errors import EngineError
+from engine.core.memory import use_engine_pool
 from engine.metrics.runtime import STATES
 from engine.chain.result import ChainResult, PublishInputs
 from engine.chain.table import Reads
@@ -28,6 +29,7 @@ from engine.core.strict import check_uint64
 from engine.world.model import World, default_world
 
 TIMED = STATES + ("metrics",)
+ARROW_POOL = use_engine_pool()   # jemalloc: see engine.core.memory
 
 
 class ChainCache:

@@ -117,11 +117,16 @@ def rng(r) -> tuple:
     return (rng_master(r["seed"], r["draw_digest"]),)
 
 
+def domain(r) -> tuple:
+    """The pair domain D with its site counts, and S1's hash-law uniforms over it (drawn on first use): no seed,
+    no policy, so one per world (or subsample) for every seed and candidate."""
+    pairs = s1_escalation.pair_counts(r["catalogue"])
+    return pairs, s1_escalation.DecisionDraws(pairs, s1_escalation.decision_master(r["universe_digest"]))
+
+
 def escalation(r) -> tuple:
-    universe = r["universe"]
-    d_master = s1_escalation.decision_master(r["universe_digest"])
-    return s1_escalation.escalate(s1_escalation.pair_counts(r["catalogue"]), universe.groupby("country_iso").size(),
-                                  r.policy(MIXTURE), d_master)
+    return s1_escalation.escalate(r["pairs"], r["universe"].groupby("country_iso").size(), r.policy(MIXTURE),
+                                  r["decisions"])
 
 
 def priors(r) -> tuple:
@@ -222,7 +227,10 @@ STATE_TABLE: tuple[State, ...] = (
           seal_run, cached=False, doc="run identity, gate receipt, sealed inputs"),
     State("S0.rng", ("seed", "draw_digest"), (), ("master",), rng, cached=False,
           doc="the RNG master (seed and world only: common random numbers for every candidate)"),
-    State("S1", ("catalogue", "universe", "universe_digest"), (PolicyRead(MIXTURE, ("theta_mix", "rules", "s1_smoothing")),),
+    State("S1.domain", ("catalogue", "universe_digest"), (), ("pairs", "decisions"), domain,
+          doc="the pair domain D (site count per merchant x country) and S1's hash-law uniforms over D (no seed, "
+              "no policy: one per world for every seed and candidate)"),
+    State("S1", ("pairs", "decisions", "universe"), (PolicyRead(MIXTURE, ("theta_mix", "rules", "s1_smoothing")),),
           ("s1_core", "smoothed"), escalation, doc="escalation queue: rule ladder, smoothing band, theta lottery"),
     State("S2", ("universe",), (PolicyRead("country_zone_alphas"), PolicyRead("zone_floor_policy", ("floors",))),
           ("s2_core",), priors, doc="country x zone Dirichlet priors with floors"),

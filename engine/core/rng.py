@@ -25,20 +25,65 @@ _SHIFT32 = np.uint64(32)
 TWO_53 = float(2**53)
 
 
-def philox4x32(counter: np.ndarray, key: np.ndarray, rounds: int = 10) -> np.ndarray:
-    """Vectorised Philox4x32 (Salmon et al. 2011). ``counter`` (n,4) and ``key`` (n,2) uint32 words."""
-    c0, c1, c2, c3 = (counter[:, i].astype(np.uint64) for i in range(4))
-    k0, k1 = key[:, 0].astype(np.uint64), key[:, 1].astype(np.uint64)
+_CHUNK = 1 << 15   # rows per block: a block's words stay in cache, no temporary the size of the whole draw
+
+
+def _philox_block(c0, c1, c2, c3, k0, k1, rounds: int) -> None:
+    """Philox4x32 rounds in place on one block's uint64 words (each holding a 32-bit value)."""
+    p0, p1 = np.empty_like(c0), np.empty_like(c0)
     for r in range(rounds):
         if r:
-            k0 = (k0 + _W0) & _MASK32
-            k1 = (k1 + _W1) & _MASK32
-        p0 = _M0 * c0
-        p1 = _M1 * c2
-        hi0, lo0 = p0 >> _SHIFT32, p0 & _MASK32
-        hi1, lo1 = p1 >> _SHIFT32, p1 & _MASK32
-        c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
-    return np.stack([c0, c1, c2, c3], axis=1).astype(np.uint32)
+            k0 += _W0
+            k0 &= _MASK32
+            k1 += _W1
+            k1 &= _MASK32
+        np.multiply(c0, _M0, out=p0)
+        np.multiply(c2, _M1, out=p1)
+        np.right_shift(p1, _SHIFT32, out=c0)   # c0' = hi(M1 * c2) ^ c1 ^ k0
+        c0 ^= c1
+        c0 ^= k0
+        np.bitwise_and(p1, _MASK32, out=c1)    # c1' = lo(M1 * c2)
+        np.right_shift(p0, _SHIFT32, out=c2)   # c2' = hi(M0 * c0) ^ c3 ^ k1
+        c2 ^= c3
+        c2 ^= k1
+        np.bitwise_and(p0, _MASK32, out=c3)    # c3' = lo(M0 * c0)
+
+
+def _blocks(counter: np.ndarray, key: np.ndarray, rounds: int):
+    """(start, end, (c0, c1, c2, c3)) per block of rows, after the rounds."""
+    for a in range(0, len(counter), _CHUNK):
+        b = min(len(counter), a + _CHUNK)
+        words = [counter[a:b, i].astype(np.uint64) for i in range(4)]
+        _philox_block(*words, key[a:b, 0].astype(np.uint64), key[a:b, 1].astype(np.uint64), rounds)
+        yield a, b, words
+
+
+def philox4x32(counter: np.ndarray, key: np.ndarray, rounds: int = 10) -> np.ndarray:
+    """Vectorised Philox4x32 (Salmon et al. 2011). ``counter`` (n,4) and ``key`` (n,2) uint32 words."""
+    out = np.empty((len(counter), 4), dtype=np.uint32)
+    for a, b, words in _blocks(counter, key, rounds):
+        for i, w in enumerate(words):
+            out[a:b, i] = w
+    return out
+
+
+def uniforms(keys: np.ndarray, counters: np.ndarray) -> np.ndarray:
+    """One uniform in the open interval (0, 1) per (key row, counter), 53-bit resolution."""
+    counters = np.asarray(counters, dtype=np.uint64)
+    ctr = np.empty((len(counters), 4), dtype=np.uint32)
+    ctr[:, 0] = (counters & _MASK32).astype(np.uint32)
+    ctr[:, 1] = (counters >> _SHIFT32).astype(np.uint32)
+    ctr[:, 2] = keys[:, 2]
+    ctr[:, 3] = keys[:, 3]
+    out = np.empty(len(counters), dtype=np.float64)
+    for a, b, (w0, w1, _, _) in _blocks(ctr, keys, 10):
+        w0 <<= np.uint64(21)
+        w1 >>= np.uint64(11)
+        w0 |= w1
+        out[a:b] = w0
+    out += 0.5
+    out /= TWO_53
+    return out
 
 
 def pair_keys(master: bytes, stream: str, merchant_ids: Sequence[int], countries: Sequence[str]) -> np.ndarray:
@@ -62,19 +107,6 @@ def pair_keys(master: bytes, stream: str, merchant_ids: Sequence[int], countries
 def stream_ids(keys: np.ndarray) -> list[str]:
     """Hex evidence of each substream key (the 16 key bytes)."""
     return [row.astype("<u4").tobytes().hex() for row in keys]
-
-
-def uniforms(keys: np.ndarray, counters: np.ndarray) -> np.ndarray:
-    """One uniform in the open interval (0, 1) per (key row, counter), 53-bit resolution."""
-    counters = np.asarray(counters, dtype=np.uint64)
-    ctr = np.empty((len(counters), 4), dtype=np.uint32)
-    ctr[:, 0] = (counters & _MASK32).astype(np.uint32)
-    ctr[:, 1] = (counters >> _SHIFT32).astype(np.uint32)
-    ctr[:, 2] = keys[:, 2]
-    ctr[:, 3] = keys[:, 3]
-    words = philox4x32(ctr, keys[:, :2]).astype(np.uint64)
-    top = (words[:, 0] << np.uint64(21)) | (words[:, 1] >> np.uint64(11))
-    return (top.astype(np.float64) + 0.5) / TWO_53
 
 
 def pair_uniforms(master: bytes, stream: str, merchant_ids: Sequence[int], countries: Sequence[str],

@@ -53,8 +53,44 @@ def smoothing_probability(sm: dict, z: np.ndarray, n: np.ndarray) -> np.ndarray:
     return np.where(z < zmin, 0.0, p)
 
 
-def escalate(pairs: pd.DataFrame, zone_count: pd.Series, mixture: dict, master: bytes) -> tuple[pd.DataFrame, int]:
-    """(core S1 table (no lineage columns) sorted by (merchant_id, legal_country_iso), pairs the smoothing band escalated)."""
+class DecisionDraws:
+    """S1's hash-law uniforms over the whole pair domain D, one stream at a time, drawn on first use (counter 0 of
+    each pair's keyed substream). They read the pairs and the universe-derived decision master only, never the
+    policy, so the chain keeps them with the domain and every candidate's S1 indexes into the same arrays: a
+    pair's uniform is the one it would draw alone (keyed streams), whichever pairs a rule sends to the lottery."""
+
+    def __init__(self, pairs: pd.DataFrame, master: bytes) -> None:
+        self.master = master
+        self._merchants = pairs["merchant_id"].to_numpy(dtype=np.uint64)
+        self._countries = pairs["legal_country_iso"].to_numpy(dtype=object)
+        self._u: dict[str, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self._merchants)
+
+    def uniforms(self, stream: str) -> np.ndarray:
+        """(|D|,) the stream's uniform for every pair, in the domain's order (read-only)."""
+        if stream not in self._u:
+            u = pair_uniforms(self.master, stream, self._merchants.tolist(), self._countries.tolist())
+            u.flags.writeable = False
+            self._u[stream] = u
+        return self._u[stream]
+
+
+def _codes(values: list, names: list) -> np.ndarray:
+    """Positions of ``values`` in ``names`` (appending the names not there yet)."""
+    for v in values:
+        if v not in names:
+            names.append(v)
+    return np.array([names.index(v) for v in values], dtype=np.int64)
+
+
+def escalate(pairs: pd.DataFrame, zone_count: pd.Series, mixture: dict,
+             draws: DecisionDraws | bytes) -> tuple[pd.DataFrame, int]:
+    """(core S1 table (no lineage columns) sorted by (merchant_id, legal_country_iso), pairs the smoothing band
+    escalated). ``draws`` are the domain's decision uniforms (or the decision master to draw them from)."""
+    if not isinstance(draws, DecisionDraws):
+        draws = DecisionDraws(pairs, draws)
     countries = pairs["legal_country_iso"].to_numpy(dtype=object)
     unknown = sorted(set(countries) - set(zone_count.index))
     if unknown:
@@ -62,40 +98,43 @@ def escalate(pairs: pd.DataFrame, zone_count: pd.Series, mixture: dict, master: 
                           f"country {unknown[0]} has no zones in the universe (unknown_country)")
     n = pairs["site_count"].to_numpy(dtype=np.int64)
     z = zone_count.reindex(countries).to_numpy(dtype=np.int64)
-    reason = np.full(len(n), None, dtype=object)
-    bucket = np.full(len(n), None, dtype=object)
-    for rule in mixture["rules"]:
+    # reasons and buckets as codes into small name lists (-1: none yet), turned into strings once at the end
+    reasons, buckets = list(REASONS), [None, "s1_smooth_band"]
+    reason = np.full(len(n), -1, dtype=np.int64)
+    bucket = np.zeros(len(n), dtype=np.int64)
+    for rule, code, bcode in zip(mixture["rules"], _codes([r["decision_reason"] for r in mixture["rules"]], reasons),
+                                 _codes([r.get("bucket") for r in mixture["rules"]], buckets)):
         t = rule["threshold"]
-        metric = rule["metric"]
-        hit = {"site_count_lt": n < t, "zone_count_country_le": z <= t,
-               "site_count_ge": n >= t, "zone_count_country_ge": z >= t}[metric]
-        take = hit & (reason == None)  # noqa: E711 - elementwise on an object array
-        reason[take] = rule["decision_reason"]
-        bucket[take] = rule.get("bucket")
-    mids = pairs["merchant_id"].to_numpy(dtype=np.uint64)
+        hit = {"site_count_lt": lambda: n < t, "zone_count_country_le": lambda: z <= t,
+               "site_count_ge": lambda: n >= t, "zone_count_country_ge": lambda: z >= t}[rule["metric"]]()
+        take = hit & (reason < 0)
+        reason[take] = code
+        bucket[take] = bcode
     smooth = mixture.get("s1_smoothing") or {}
     smoothed = np.zeros(len(n), dtype=bool)
-    below = reason == "below_min_sites"
+    below = reason == reasons.index("below_min_sites")
     if smooth.get("enabled") and below.any():
         idx = np.flatnonzero(below)
         p = smoothing_probability(smooth, z[idx], n[idx])
-        u = pair_uniforms(master, "smooth_band", mids[idx].tolist(), countries[idx].tolist())
+        u = draws.uniforms("smooth_band")[idx]
         promote = idx[(p > 0) & (u < p)]
-        reason[promote] = "default_escalation"
-        bucket[promote] = "s1_smooth_band"
+        reason[promote] = reasons.index("default_escalation")
+        bucket[promote] = buckets.index("s1_smooth_band")
         smoothed[promote] = True
-    open_ = reason == None  # noqa: E711
+    open_ = reason < 0
     if open_.any():
         idx = np.flatnonzero(open_)
-        u = pair_uniforms(master, "theta_mix", mids[idx].tolist(), countries[idx].tolist())
-        reason[idx] = np.where(u < mixture["theta_mix"], "default_escalation", "legacy_default")
+        u = draws.uniforms("theta_mix")[idx]
+        reason[idx] = np.where(u < mixture["theta_mix"], reasons.index("default_escalation"),
+                               reasons.index("legacy_default"))
+    names = np.array(reasons, dtype=object)
     return pd.DataFrame({
-        "merchant_id": mids,
+        "merchant_id": pairs["merchant_id"].to_numpy(dtype=np.uint64),
         "legal_country_iso": countries,
         "site_count": n,
         "zone_count_country": z,
-        "is_escalated": np.isin(reason, ESCALATED),
-        "decision_reason": reason,
-        "eligible_for_escalation": np.isin(reason, ELIGIBLE),
-        "dominant_zone_share_bucket": bucket,
+        "is_escalated": np.isin(reason, [reasons.index(r) for r in ESCALATED]),
+        "decision_reason": names[reason],
+        "eligible_for_escalation": np.isin(reason, [reasons.index(r) for r in ELIGIBLE]),
+        "dominant_zone_share_bucket": np.array(buckets, dtype=object)[bucket],
     }), int(smoothed.sum())

@@ -20,6 +20,24 @@ def test_philox_known_answers(ctr, key, expected):
     assert out[0].tolist() == expected
 
 
+def test_block_wise_philox_equals_each_row_alone():
+    # the draw runs in cache-sized blocks of rows: a row's words must not depend on its block (rows around a block
+    # edge, the last short block), so every row is checked against Philox of that row alone
+    from engine.core.rng import _CHUNK
+
+    rng = np.random.default_rng(7)
+    n = 2 * _CHUNK + 17
+    ctr = rng.integers(0, 2**32, size=(n, 4), dtype=np.uint32)
+    key = rng.integers(0, 2**32, size=(n, 2), dtype=np.uint32)
+    out = philox4x32(ctr, key)
+    for i in [0, 1, _CHUNK - 1, _CHUNK, _CHUNK + 1, 2 * _CHUNK - 1, 2 * _CHUNK, n - 1]:
+        assert out[i].tolist() == philox4x32(ctr[i:i + 1], key[i:i + 1])[0].tolist()
+    keys = np.concatenate([key, ctr[:, 2:]], axis=1)
+    u = uniforms(keys, ctr[:, 0].astype(np.uint64))
+    tail = uniforms(keys[-20:], ctr[-20:, 0].astype(np.uint64))
+    assert np.array_equal(u[-20:], tail) and ((u > 0) & (u < 1)).all()
+
+
 def test_streams_are_order_and_population_independent():
     master = b"m" * 32
     mids, ccs = [5, 9, 7, 11], ["US", "FR", "US", "BR"]

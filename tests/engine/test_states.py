@@ -54,6 +54,24 @@ def test_theta_lottery_rate_and_independence_from_policy():
     assert (b["is_escalated"] | ~a["is_escalated"]).all()
 
 
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 60), st.sampled_from(["AA", "BB", "CC"]), st.integers(1, 50)),
+                min_size=1, max_size=40, unique_by=lambda t: t[:2]), st.data())
+def test_a_pairs_decision_does_not_depend_on_the_other_pairs(rows, data):
+    # the domain's uniforms are keyed per pair: deciding a sub-domain gives each kept pair the decision it has in
+    # the whole domain, smoothing band and theta lottery included
+    rows = sorted(rows)
+    pairs = pd.DataFrame({"merchant_id": np.array([r[0] for r in rows], dtype=np.uint64),
+                          "legal_country_iso": [r[1] for r in rows], "site_count": [r[2] for r in rows]})
+    mixture = dict(author_mixture(), s1_smoothing=dict(SMOOTH, zone_count_min=2))
+    zones = pd.Series({"AA": 1, "BB": 3, "CC": 6})
+    keep = sorted(data.draw(st.sets(st.integers(0, len(rows) - 1), min_size=1)))
+    whole, _ = s1_escalation.escalate(pairs, zones, mixture, s1_escalation.DecisionDraws(pairs, b"m" * 32))
+    part, _ = s1_escalation.escalate(pairs.iloc[keep].reset_index(drop=True), zones, mixture, b"m" * 32)
+    plain = lambda f: f.astype(object).where(f.notna(), None)   # noqa: E731 - an all-None bucket stays object
+    pd.testing.assert_frame_equal(plain(whole.iloc[keep].reset_index(drop=True)), plain(part))
+
+
 def test_floor_bump_law():
     universe = pd.DataFrame({"country_iso": ["AA", "AA", "AA"], "tzid": ["Z/a", "Z/b", "Z/c"]})
     alphas = {"countries": {"AA": {"tzid_alphas": [{"tzid": "Z/a", "alpha": 8.0}, {"tzid": "Z/b", "alpha": 1.0},
