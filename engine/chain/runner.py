@@ -10,6 +10,7 @@ bytes are built by :mod:`engine.publish.bundle` when a caller reads them or publ
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -42,20 +43,26 @@ class ChainCache:
         self._sizes: dict = {}
         self.max_entries, self.max_bytes = max_entries, max_bytes
         self.bytes = 0
+        self._lock = threading.Lock()   # chains of several seeds may share the cache from threads
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def get(self, key: str):
-        if key in self._entries:
-            self._entries.move_to_end(key)
-            return self._entries[key]
-        return None
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key]
+            return None
 
     def put(self, key: str, value) -> None:
+        size = approx_bytes(value) if self.max_bytes is not None else 0
+        with self._lock:
+            self._put(key, value, size)
+
+    def _put(self, key: str, value, size: int) -> None:
         if key in self._entries:
             self.bytes -= self._sizes.pop(key, 0)
-        size = approx_bytes(value) if self.max_bytes is not None else 0
         self._entries[key], self._sizes[key] = value, size
         self._entries.move_to_end(key)
         self.bytes += size

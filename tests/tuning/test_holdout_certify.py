@@ -28,6 +28,18 @@ def test_holdout_seeds_follow_the_documented_law_and_avoid_tuning_seeds():
     assert {42, 7, 101, 202} <= tuned and not tuned & set(holdout_seeds(200, tuned))
 
 
+def test_the_holdout_report_does_not_depend_on_how_many_seeds_run_at_once():
+    from pathlib import Path
+
+    from engine import PolicySet
+    from tuning.authority.holdout import holdout_report
+
+    policies, seeds = PolicySet.from_dir(Path(__file__).resolve().parents[2] / "policies"), holdout_seeds(5)
+    one, two = (holdout_report(policies, seeds, threads=n) for n in (1, 2))
+    assert one.pop("wall_seconds") >= 0 and two.pop("wall_seconds") >= 0
+    assert one == two and list(one["per_seed"]) == seeds
+
+
 def test_certify_reports_fidelity_and_holdout_rate_in_summary_and_mlflow(project, capsys):
     from tuning.certify import main
     from tuning.trail.tracking import client

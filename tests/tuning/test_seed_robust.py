@@ -134,7 +134,12 @@ def test_seed_robust_j_is_the_mean_of_independent_single_seed_objectives(spec, b
         (singles[0].pack["fidelity"]["prior_jsd_mean"] + singles[1].pack["fidelity"]["prior_jsd_mean"]) / 2)
 
 
-def test_many_candidates_seed_by_seed_score_as_each_alone(spec, base):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_many_candidates_seed_by_seed_score_as_each_alone(spec, base, threads, monkeypatch):
+    # two seeds at once (what a large world gets) must give what one seed after another gives
+    import tuning.study.objective as objective
+
+    monkeypatch.setattr(objective, "seed_threads", lambda pairs: threads)
     knobs = [{"blend_lambda": 0.12, "hub_cap": 1.0, "tail_gamma": 1.0}, {"blend_lambda": 0.02},
              {"blend_lambda": 0.0, "hub_cap": 0.8, "tail_gamma": 2.0}]
     from engine import ChainCache

@@ -8,6 +8,7 @@ user's own sweeps; :func:`fresh_trail` clears exactly those before a run.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -60,6 +61,7 @@ class Campaign:
         self.narrowed: dict[str, object] = {}     # study -> its spec narrowed to the frontier's region
         self.frontier_outcome: dict | None = None  # what the frontier proved (reachability, blocking gates)
         self._facts: dict | None = None
+        self._parts: dict[str, float] = {}        # the running step's seconds by part (sweep, validation, promotion)
 
     @property
     def facts(self) -> dict:
@@ -79,11 +81,23 @@ class Campaign:
         bar = tqdm(self.doc["steps"], desc="campaign", unit="step", disable=not progress, file=sys.stderr)
         for step in bar:
             bar.set_postfix_str(str(step.get("phase", "author")))
-            t0 = time.perf_counter()
+            t0, self._parts = time.perf_counter(), {}
             outcome = self.step(step)
-            self.log.append({"phase": step.get("phase", "author"), "outcome": outcome,
-                             "seconds": round(time.perf_counter() - t0, 2)})
+            entry = {"phase": step.get("phase", "author"), "outcome": outcome,
+                     "seconds": round(time.perf_counter() - t0, 2)}
+            if self._parts:
+                entry["parts"] = {k: round(v, 2) for k, v in self._parts.items()}
+            self.log.append(entry)
         return self.log
+
+    @contextlib.contextmanager
+    def part(self, name: str):
+        """Book the seconds of one part of the running step (the campaign's JSON shows them per step)."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._parts[name] = self._parts.get(name, 0.0) + time.perf_counter() - t0
 
     def step(self, step: dict) -> str:
         if "author" in step:
@@ -136,6 +150,9 @@ class Campaign:
                           {"source": "authority", "policies_dir": str(self.policies)}, None,
                           int(cfg.get("holdout", 0)), progress=False, world=self.world)
         record_certification(self.policies, policies, summary)
+        self._parts["seedpack"] = float(summary["wall_seconds"])
+        if "holdout" in summary:
+            self._parts["holdout"] = float(summary["holdout"]["wall_seconds"])
         return summary["verdict"]
 
     def _run_sweep(self, cfg: dict):
@@ -152,7 +169,8 @@ class Campaign:
         sweep = Sweep(SweepConfig(phase=cfg["study"], studies_dir=str(self.studies), policies=str(self.policies),
                                   progress=False, study=cfg.get("name"), trials=trials, namespace=NAMESPACE,
                                   precheck_seeds=unseen), spec=spec, world=self.world)
-        return sweep, sweep.run()
+        with self.part("sweep"):
+            return sweep, sweep.run()
 
     def frontier(self, step: dict) -> str:
         """An exploration whose study states a joint goal as guardrails (targets that veto, so the sampler
@@ -209,7 +227,8 @@ class Campaign:
         check = step.get("validate", self.doc.get("validate"))
         if pick is not None and check:
             ranked = eligible(rows, step.get("select", "best_feasible"), min_j, bool(rule.get("targets", False)))
-            rates, anchor = validation_rates(sweep, ranked[: int(check.get("top", 5))], int(check.get("seeds", 12)))
+            with self.part("validation"):
+                rates, anchor = validation_rates(sweep, ranked[: int(check.get("top", 5))], int(check.get("seeds", 12)))
             pick, checked = validated(ranked, rates)
             why = (f"the rule ({step.get('select', 'best_feasible')}) first picks {why}; {checked}; "
                    f"the authority itself holds on {anchor[0]:.0%}, {anchor[1]:.0%} PASS_BPLUS and FAITHFUL")
@@ -223,8 +242,9 @@ class Campaign:
                         note=f"{self.reason(step)} {why}; no candidate to promote{floor}".strip())
             return step["else"]
         reason = f"{self.reason(step)} {why}".strip()
-        promote(pick.mlflow_run_id, self.policies, step["decision"], self.runs_root, step.get("ladder_phase"),
-                reason=reason, world=self.world)
+        with self.part("promotion"):
+            promote(pick.mlflow_run_id, self.policies, step["decision"], self.runs_root, step.get("ladder_phase"),
+                    reason=reason, world=self.world)
         return step["decision"]
 
     def freeze(self, step: dict) -> str:
