@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ NO_SCORE = -1000.0
 CACHE_BYTES_DEFAULT = 1536 * 1024 ** 2   # a sweep process's chain cache (SEG3A_CHAIN_CACHE_BYTES overrides)
 
 
+_FLOORS_LOCK = threading.Lock()
 SEED_THREADS_MIN_PAIRS = 100_000   # from this many pairs on, a seed's chain is long enough to share the cores
 
 
@@ -258,9 +260,11 @@ class PhaseObjective:
             return realism_floors(s2)
         floors = memo.get(policies.parameter_hash)
         if floors is None:
-            if len(memo) >= 8:
-                memo.pop(next(iter(memo)))
-            floors = memo[policies.parameter_hash] = realism_floors(s2)
+            floors = realism_floors(s2)
+            with _FLOORS_LOCK:   # seeds scored on threads share the memo
+                if len(memo) >= 8:
+                    memo.pop(next(iter(memo)))
+                memo[policies.parameter_hash] = floors
         return floors
 
     def _veto_only(self, ev: Evaluation, reason: str, detail: str) -> Evaluation:
