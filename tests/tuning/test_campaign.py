@@ -102,6 +102,11 @@ def test_run_then_replay_ends_on_identical_policies_and_rebuilds_the_trail(proje
     (project / "campaign.yaml").write_text(CAMPAIGN)
     assert main(["run", "--file", "campaign.yaml", "--no-progress", "--json"]) == 0
     first = json.loads(capsys.readouterr().out)   # --json: stdout is the JSON alone
+    by_phase = {s["phase"]: s for s in first["steps"]}
+    # where each step's time went: a sweep step's parts, P5's seedpack and held-out seeds, within its seconds
+    assert "sweep" in by_phase["P1.2"]["parts"] and set(by_phase["P5"]["parts"]) == {"seedpack", "holdout"}
+    for step in first["steps"]:
+        assert sum(step.get("parts", {}).values()) <= step["seconds"] + 0.01
     ladder = read_ladder(project / "policies")
     assert [s["phase"] for s in ladder][:4] == ["AUTHOR", "P0", "P1.2", "P2"] and ladder[-1]["phase"] == "P6"
     assert any(s["decision"] == "P2_REVIEWED" and s.get("note") == "a recorded review" for s in ladder)
