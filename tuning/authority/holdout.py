@@ -19,7 +19,7 @@ from typing import Iterable, Sequence
 import yaml
 
 from engine import ChainCache, run_chain
-from tuning.study.objective import cache_bytes, seed_threads
+from tuning.study.objective import cache_bytes, seeds_first_then_threads
 from engine import sha256, uer
 from engine import REQUIRED_SEEDS, fidelity_verdict, run_verdict
 
@@ -66,31 +66,29 @@ def _keyed_seeds(tag: str, low: int, high: int, n: int, exclude: Iterable[int]) 
 def holdout_report(policies, seeds: Sequence[int], progress=None, world=None, threads: int | None = None) -> dict:
     """Per-seed plan verdict and fidelity verdict, and the pass rates (scored: no run bytes are built).
 
-    The first seed runs alone (it computes what every seed shares: the world seal, S1, S2); the others run
-    ``threads`` at a time (default: :func:`seed_threads` of the world's pairs) through the same chain cache. A
-    seed's row never reads another's, so the report is the same whatever the number of threads."""
-    cache, rows = ChainCache(max_bytes=cache_bytes()), {}   # seeds share only S0.world, S1, S2
-    seeds, pairs = [int(s) for s in seeds], []
+    By default the first seed runs alone (it computes what every seed shares: the world seal, S1, S2) and the
+    others :func:`~tuning.study.objective.seed_threads` at a time; ``threads`` runs every seed that many at a
+    time. One chain cache serves them; a seed's row never reads another's, so the report is the same whatever
+    the number of threads."""
+    cache = ChainCache(max_bytes=cache_bytes())   # seeds share only S0.world, S1, S2
+    seeds = [int(s) for s in seeds]
     t0 = time.perf_counter()
 
-    def score(seed: int) -> dict:
+    def score(seed: int) -> tuple[dict, int]:
         res = run_chain(policies, seed, world, cache=cache)
-        pairs.append(int(res.pack["s1"]["pairs_total"]))
-        return {"verdict": run_verdict(res.gates), "fidelity": fidelity_verdict(res.gates), "s6": res.s6_status,
-                "failing": sorted(g for fam in ("hard", "stretch", "fidelity")
-                                  for g, v in res.gates.get(fam, {}).items() if v["status"] == "FAIL")}
-
-    def done(seed: int, row: dict) -> None:
-        rows[seed] = row
         if progress is not None:
             progress.update(1)
+        return ({"verdict": run_verdict(res.gates), "fidelity": fidelity_verdict(res.gates), "s6": res.s6_status,
+                 "failing": sorted(g for fam in ("hard", "stretch", "fidelity")
+                                   for g, v in res.gates.get(fam, {}).items() if v["status"] == "FAIL")},
+                int(res.pack["s1"]["pairs_total"]))
 
-    if seeds:
-        done(seeds[0], score(seeds[0]))
-    n = threads if threads is not None else seed_threads(pairs[0] if pairs else 0)
-    with ThreadPoolExecutor(max_workers=max(1, n)) as pool:
-        for seed, row in zip(seeds[1:], pool.map(score, seeds[1:])):
-            done(seed, row)
+    if threads is None:
+        scored = seeds_first_then_threads(score, seeds, lambda first: first[1])
+    else:
+        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+            scored = list(pool.map(score, seeds))
+    rows = {seed: row for seed, (row, _) in zip(seeds, scored)}
     wall = time.perf_counter() - t0
     n = len(rows)
     bplus = sum(r["verdict"] == "PASS_BPLUS" for r in rows.values())

@@ -44,6 +44,16 @@ def seed_threads(pairs: int) -> int:
     return 2 if (os.cpu_count() or 1) >= 2 and pairs >= SEED_THREADS_MIN_PAIRS else 1
 
 
+def seeds_first_then_threads(fn, items: Sequence, pairs_of) -> list:
+    """``[fn(item) for item in items]``, in order: the first alone (it computes what every seed shares and
+    ``pairs_of(its result)`` tells the world's size), the rest :func:`seed_threads` at a time."""
+    if not items:
+        return []
+    first = fn(items[0])
+    with ThreadPoolExecutor(max_workers=seed_threads(pairs_of(first))) as pool:
+        return [first, *pool.map(fn, items[1:])]
+
+
 def cache_bytes() -> int:
     """The byte budget of an objective's chain cache: a 381k-pair world's state outputs are ~100 MB each, so
     a count of entries alone would let a long sweep hold gigabytes."""
@@ -152,10 +162,9 @@ class SeedRobustObjective:
         def on_seed(obj: "PhaseObjective") -> list[Evaluation]:
             return [obj.evaluate(values, built=b) for values, b in zip(knob_values, built)]
 
-        first = on_seed(self.per_seed[0])   # also tells the world's size (its anchor's pairs)
-        pairs = int(self.per_seed[0].anchor.pack["s1"]["pairs_total"]) if self.per_seed[0].anchor.pack else 0
-        with ThreadPoolExecutor(max_workers=seed_threads(pairs)) as pool:
-            by_seed = [first, *pool.map(on_seed, self.per_seed[1:])]
+        anchor = self.per_seed[0].anchor.pack   # the world's size: its anchor's pairs
+        by_seed = seeds_first_then_threads(on_seed, self.per_seed,
+                                           lambda _: int(anchor["s1"]["pairs_total"]) if anchor else 0)
         return [aggregate([seed_row[i] for seed_row in by_seed], self.seeds, self.second)
                 for i in range(len(built))]
 
