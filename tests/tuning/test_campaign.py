@@ -107,6 +107,8 @@ def test_run_then_replay_ends_on_identical_policies_and_rebuilds_the_trail(proje
     assert "sweep" in by_phase["P1.2"]["parts"] and set(by_phase["P5"]["parts"]) == {"seedpack", "holdout"}
     for step in first["steps"]:
         assert sum(step.get("parts", {}).values()) <= step["seconds"] + 0.01
+    # the P2 sweep's anchor is the authority on seed 42, which the P1.2 step scored (its trial or its anchor)
+    assert by_phase["P2"]["scores_reused"] >= 1 and "scores_reused" not in by_phase["P0"]
     ladder = read_ladder(project / "policies")
     assert [s["phase"] for s in ladder][:4] == ["AUTHOR", "P0", "P1.2", "P2"] and ladder[-1]["phase"] == "P6"
     assert any(s["decision"] == "P2_REVIEWED" and s.get("note") == "a recorded review" for s in ladder)

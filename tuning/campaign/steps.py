@@ -78,16 +78,21 @@ class Campaign:
     def run(self, progress: bool = True) -> list[dict]:
         from tqdm import tqdm
 
+        from tuning.study.score_memo import shared_scores
+
         bar = tqdm(self.doc["steps"], desc="campaign", unit="step", disable=not progress, file=sys.stderr)
-        for step in bar:
-            bar.set_postfix_str(str(step.get("phase", "author")))
-            t0, self._parts = time.perf_counter(), {}
-            outcome = self.step(step)
-            entry = {"phase": step.get("phase", "author"), "outcome": outcome,
-                     "seconds": round(time.perf_counter() - t0, 2)}
-            if self._parts:
-                entry["parts"] = {k: round(v, 2) for k, v in self._parts.items()}
-            self.log.append(entry)
+        with shared_scores() as memo:   # a step's anchors are the scores the last step's validation computed
+            for step in bar:
+                bar.set_postfix_str(str(step.get("phase", "author")))
+                t0, self._parts, hits = time.perf_counter(), {}, memo.hits
+                outcome = self.step(step)
+                entry = {"phase": step.get("phase", "author"), "outcome": outcome,
+                         "seconds": round(time.perf_counter() - t0, 2)}
+                if self._parts:
+                    entry["parts"] = {k: round(v, 2) for k, v in self._parts.items()}
+                if memo.hits > hits:
+                    entry["scores_reused"] = memo.hits - hits
+                self.log.append(entry)
         return self.log
 
     @contextlib.contextmanager

@@ -23,6 +23,7 @@ from typing import Mapping, Sequence
 
 from engine import (ChainCache, EngineError, PolicySet, evaluate_gates, fidelity_verdict, metric_pack, realism_floors,
                     run_chain, run_verdict)
+from tuning.study import score_memo
 from tuning.study.knobs import apply_knobs
 from tuning.study.seed_robust import aggregate
 from tuning.study.spec import StudySpec, check_metrics, metric_or_none, metric_value
@@ -233,9 +234,26 @@ class PhaseObjective:
 
     def replay(self, policies: PolicySet, run_root=None) -> Evaluation:
         """Run a given policy set (a promotion witness) through the same scoring."""
-        return self._score(self._run({}, policies, run_root), self.anchor.pack)
+        return self._score(self._run({}, policies, run_root, memo=False), self.anchor.pack)
 
-    def _run(self, knob_values: Mapping, policies: PolicySet, run_root=None) -> Evaluation:
+    def _run(self, knob_values: Mapping, policies: PolicySet, run_root=None, memo: bool = True) -> Evaluation:
+        """The chain's score; inside :func:`tuning.study.score_memo.shared_scores` one already computed for the
+        same (world, seed, fraction, policy bytes) is reused (never for a published run, kept tables or a
+        replay: ``memo`` False)."""
+        shared = score_memo.active() if memo and run_root is None and not self.keep_tables else None
+        key = score_memo.score_key(self.world, self.seed, self.fraction, policies) if shared is not None else None
+        t0 = time.perf_counter()
+        row = shared.get(key) if shared is not None else None
+        if row is not None:
+            ev = Evaluation(dict(knob_values), policies, **row)
+            ev.chain_seconds, ev.reused = time.perf_counter() - t0, ["scores"]
+            return ev
+        ev = self._chain(knob_values, policies, run_root)
+        if shared is not None:
+            shared.put(key, ev)
+        return ev
+
+    def _chain(self, knob_values: Mapping, policies: PolicySet, run_root=None) -> Evaluation:
         ev = Evaluation(dict(knob_values), policies)
         t0 = time.perf_counter()
         try:

@@ -1,0 +1,82 @@
+"""Scores shared across the steps of one campaign: :func:`shared_scores`.
+
+A chain's score (identity, metric pack, gate table, S6/S7 status, realism floors) is a pure function of
+(world, seed, merchant fraction, policy bytes): DESIGN §8's determinism, which the byte pins test. A campaign
+scores the same policy set on the same seeds again and again: each step's anchor is the authority the last
+step promoted, which that step's validation had just scored on the same validation seeds (and its sweep on the
+same tuning seeds); the precheck and the validation of one step read the same anchors. Inside
+``with shared_scores():`` a :class:`~tuning.study.objective.PhaseObjective` looks its chain's score up by
+that content key before running the chain, and books it after.
+
+What never reads the memo: a promotion witness's replay of the candidate and anything that publishes a run
+(``run_root``) or keeps its tables; those re-run the chain by design. Outside the block nothing is shared.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import threading
+from collections import OrderedDict
+
+ENTRIES_MAX = 8192   # a score is ~5 KB (pack + gates), whatever the world's size: ~40 MB at most
+
+_LOCK = threading.Lock()
+_ACTIVE: list["ScoreMemo"] = []   # the innermost shared_scores() block's memo (process-wide: seeds run on threads)
+
+
+class ScoreMemo:
+    """An LRU of chain scores by content key; counts its hits and misses."""
+
+    FIELDS = ("identity", "pack", "gates", "verdict", "fidelity", "s6_status", "s7_status", "floors", "fraction")
+
+    def __init__(self, entries: int = ENTRIES_MAX) -> None:
+        self.entries = int(entries)
+        self._rows: OrderedDict[tuple, dict] = OrderedDict()
+        self.hits = self.misses = 0
+
+    def get(self, key: tuple) -> dict | None:
+        with _LOCK:
+            row = self._rows.get(key)
+            if row is None:
+                self.misses += 1
+                return None
+            self._rows.move_to_end(key)
+            self.hits += 1
+        return copy.deepcopy(row)   # the caller owns its copy: scoring never reaches into the memo
+
+    def put(self, key: tuple, ev) -> None:
+        if ev.pack is None:
+            return   # a chain that did not run is re-run (its error is cheap and worth seeing again)
+        row = copy.deepcopy({name: getattr(ev, name) for name in self.FIELDS})
+        with _LOCK:
+            self._rows[key] = row
+            self._rows.move_to_end(key)
+            while len(self._rows) > self.entries:
+                self._rows.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+
+def active() -> ScoreMemo | None:
+    return _ACTIVE[-1] if _ACTIVE else None
+
+
+@contextlib.contextmanager
+def shared_scores(memo: ScoreMemo | None = None):
+    """Share chain scores between every objective scored inside the block (a campaign's steps)."""
+    memo = memo if memo is not None else ScoreMemo()
+    _ACTIVE.append(memo)
+    try:
+        yield memo
+    finally:
+        _ACTIVE.remove(memo)
+
+
+def score_key(world, seed: int, fraction: float, policies) -> tuple:
+    """What a chain's score is a function of: the world's fingerprint (its static inputs and catalogue source),
+    the seed, the merchant fraction and the policy bytes (their parameter hash)."""
+    from engine.world.model import default_world
+
+    return ((world or default_world()).fingerprint, int(seed), float(fraction), policies.parameter_hash)
