@@ -133,6 +133,12 @@ def priors(r) -> tuple:
     return (s2_priors.priors(r["universe"], r.policy("country_zone_alphas"), r.policy("zone_floor_policy")),)
 
 
+def keys(r) -> tuple:
+    """The seed's substream keys over the pair domain, each pair's hashed on first use: S1 candidates of one seed
+    escalate different subsets of D, and a pair's keys do not depend on which."""
+    return (s3_plan.keyring(r["pairs"], r["master"]),)
+
+
 def plan(r) -> tuple:
     """The policy-free draws of S3/S4 per merchant range (:mod:`engine.states.s3_plan`): once per seed and S1
     outcome, whatever the candidate's priors, dispersion or safeguards."""
@@ -143,7 +149,7 @@ def plan(r) -> tuple:
     if missing:
         raise EngineError(s3_plan.E_PRIOR_SURFACE, f"escalated country {missing[0]} has no priors")
     parts = merchant_partitions(s1_core, partitions)
-    plans = mapper(s3_plan.plan_for, [(p,) for p in parts], zones, r["master"])
+    plans = mapper(s3_plan.plan_for, [(p,) for p in parts], zones, r["master"], r["keyring"])
     return plans, s3_plan.row_strings(plans)
 
 
@@ -234,7 +240,10 @@ STATE_TABLE: tuple[State, ...] = (
           ("s1_core", "smoothed"), escalation, doc="escalation queue: rule ladder, smoothing band, theta lottery"),
     State("S2", ("universe",), (PolicyRead("country_zone_alphas"), PolicyRead("zone_floor_policy", ("floors",))),
           ("s2_core",), priors, doc="country x zone Dirichlet priors with floors"),
-    State("S3.plan", ("s1_core", "universe", "master"), (), ("plans", "row_strings"), plan,
+    State("S3.keys", ("pairs", "master"), (), ("keyring",), keys,
+          doc="the seed's keyed-substream keys over the pair domain D, each pair's hashed on first use (no policy: "
+              "one per seed, shared by every S1 outcome)"),
+    State("S3.plan", ("s1_core", "universe", "master", "keyring"), (), ("plans", "row_strings"), plan,
           runtime=("partitions", "mapper"),
           doc="per merchant range: the escalated pairs laid out over Z(c) and their keyed Dirichlet uniforms, "
               "stream ids and key columns, and the ranges' string columns joined (no policy: drawn once per seed "

@@ -10,6 +10,7 @@ counter): never on processing order, partitioning, or which other pairs exist.
 from __future__ import annotations
 
 import hashlib
+import threading
 from typing import Sequence
 
 import numpy as np
@@ -114,3 +115,57 @@ def pair_uniforms(master: bytes, stream: str, merchant_ids: Sequence[int], count
     """One uniform per pair at a fixed counter (hash-law uniforms such as S1's u_det)."""
     keys = pair_keys(master, stream, merchant_ids, countries)
     return uniforms(keys, np.full(len(keys), counter, dtype=np.uint64))
+
+
+class Keyring:
+    """The substream keys of one master over a fixed pair domain, each pair's computed on first use and kept.
+
+    A sweep's candidates that change S1 escalate different subsets of the same domain on the same seed: the
+    keys of a pair are the same whichever subset it is in (they read the master, the stream and the pair only),
+    so each is hashed once per seed instead of once per candidate. ``keys(stream, rows)`` equals
+    ``pair_keys(master, stream, merchants[rows], countries[rows])``. Partitions on threads ask for disjoint rows.
+    """
+
+    def __init__(self, master: bytes, merchant_ids: np.ndarray, countries: np.ndarray, streams: Sequence[str] = ()) -> None:
+        self.master = master
+        self._merchants = np.asarray(merchant_ids, dtype=np.uint64)
+        self._countries = np.asarray(countries, dtype=object)
+        self._keys: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._lock = threading.Lock()
+        for stream in streams:   # allocated now, so the chain cache sizes them with the state
+            self._slot(stream)
+
+    def __len__(self) -> int:
+        return len(self._merchants)
+
+    def __getstate__(self) -> dict:   # shipped to a Dask worker: the lock stays here
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def holds(self, rows: np.ndarray, merchant_ids: np.ndarray) -> bool:
+        """True when ``rows`` are positions in the domain and its merchants there are ``merchant_ids``."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(rows) and (rows.min() < 0 or rows.max() >= len(self._merchants)):
+            return False
+        return bool(np.array_equal(self._merchants[rows], np.asarray(merchant_ids, dtype=np.uint64)))
+
+    def _slot(self, stream: str) -> tuple[np.ndarray, np.ndarray]:
+        with self._lock:
+            if stream not in self._keys:
+                n = len(self._merchants)
+                self._keys[stream] = (np.zeros((n, 4), dtype=np.uint32), np.zeros(n, dtype=bool))
+            return self._keys[stream]
+
+    def keys(self, stream: str, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), 4) the keys of the domain's ``rows`` (positions) on ``stream``."""
+        keys, have = self._slot(stream)
+        rows = np.asarray(rows, dtype=np.int64)
+        missing = rows[~have[rows]]
+        if len(missing):
+            keys[missing] = pair_keys(self.master, stream, self._merchants[missing].tolist(),
+                                      self._countries[missing].tolist())
+            have[missing] = True
+        return keys[rows]

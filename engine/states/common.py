@@ -82,3 +82,18 @@ def group_sum(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
     if len(starts) == 0:
         return np.zeros(0, dtype=values.dtype)
     return np.add.reduceat(values, starts)
+
+
+def rank_within_pairs(values: np.ndarray, layout: "ZoneLayout") -> np.ndarray:
+    """Each row's 0-based rank within its pair by descending ``values``, ties by zone position: the within-pair
+    rank of ``np.lexsort((row_zone_pos, -values, row_pair))``. A pair's rows are contiguous and zone-ordered, so
+    the pairs of each zone count K form a dense (pairs, K) block, sorted row by row (stable: ties keep zone
+    order) instead of three sorts of every row."""
+    rank = np.empty(len(values), dtype=np.int64)
+    for k in np.unique(layout.pair_k):
+        rows = layout.pair_start[layout.pair_k == k][:, None] + np.arange(k, dtype=np.int64)
+        order = np.argsort(-values[rows], axis=1, kind="stable")
+        block = np.empty_like(order)
+        np.put_along_axis(block, order, np.broadcast_to(np.arange(k, dtype=np.int64), order.shape), axis=1)
+        rank[rows] = block
+    return rank

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from engine.core.errors import EngineError
-from engine.core.rng import pair_keys, stream_ids, uniforms
+from engine.core.rng import Keyring, pair_keys, stream_ids, uniforms
 from engine.states.common import ZoneLayout, layout_keys, take_strings, zone_layout
 
 STREAM = "zone_dirichlet"
@@ -34,15 +34,29 @@ class DrawPlan:
     stream_ids: np.ndarray        # (P,) object: hex of each pair's Dirichlet key
     key_columns: dict             # merchant_id, legal_country_iso, tzid of the rows
     row_stream_id: pd.Series      # (R,) the pair's stream id on each row
+    keyring: Keyring | None = field(default=None, compare=False, repr=False)   # the seed's keys over the domain
+    domain_rows: np.ndarray | None = field(default=None, compare=False, repr=False)   # (P,) the pairs' rows in it
     _pair_u: dict = field(default_factory=dict, compare=False, repr=False)
 
     def pair_uniforms(self, stream: str) -> np.ndarray:
         """(P,) one uniform per pair at counter 0 of ``stream`` (drawn once per plan)."""
         if stream not in self._pair_u:
-            lay = self.layout
-            keys = pair_keys(self.master, stream, lay.pair_merchant.tolist(), lay.pair_country.tolist())
+            keys = _keys(self.layout, self.master, stream, self.keyring, self.domain_rows)
             self._pair_u[stream] = uniforms(keys, np.zeros(len(keys), dtype=np.uint64))
         return self._pair_u[stream]
+
+
+def _keys(layout: ZoneLayout, master: bytes, stream: str, keyring: Keyring | None, rows: np.ndarray | None):
+    """The layout's pair keys on ``stream``: from the seed's keyring (hashed once per pair and seed), else hashed."""
+    if keyring is not None:
+        return keyring.keys(stream, rows)
+    return pair_keys(master, stream, layout.pair_merchant.tolist(), layout.pair_country.tolist())
+
+
+def keyring(pairs: pd.DataFrame, master: bytes) -> Keyring:
+    """The seed's keyring over the pair domain D, with the Dirichlet stream's keys allocated."""
+    return Keyring(master, pairs["merchant_id"].to_numpy(dtype=np.uint64),
+                   pairs["legal_country_iso"].to_numpy(dtype=object), streams=(STREAM,))
 
 
 def zone_table(universe: pd.DataFrame) -> pd.DataFrame:
@@ -57,17 +71,26 @@ def missing_countries(s1: pd.DataFrame, zones: pd.DataFrame) -> list[str]:
     return sorted(escalated - set(zones["country_iso"].tolist()))
 
 
-def draw_plan(layout: ZoneLayout, master: bytes) -> DrawPlan:
-    """The plan of one layout: its Dirichlet uniforms, stream ids and key columns."""
-    keys = pair_keys(master, STREAM, layout.pair_merchant.tolist(), layout.pair_country.tolist())
+def draw_plan(layout: ZoneLayout, master: bytes, keyring: Keyring | None = None,
+              domain_rows: np.ndarray | None = None) -> DrawPlan:
+    """The plan of one layout: its Dirichlet uniforms, stream ids and key columns (``keyring``: the seed's keys
+    over the domain, ``domain_rows`` the layout's pairs in it)."""
+    keys = _keys(layout, master, STREAM, keyring, domain_rows)
     u = uniforms(keys[layout.row_pair], layout.row_zone_pos.astype(np.uint64))
     sids = np.asarray(stream_ids(keys), dtype=object)
     return DrawPlan(layout=layout, master=master, u=u, stream_ids=sids, key_columns=layout_keys(layout),
-                    row_stream_id=take_strings(sids, layout.row_pair))
+                    row_stream_id=take_strings(sids, layout.row_pair), keyring=keyring, domain_rows=domain_rows)
 
 
-def plan_for(s1_part: pd.DataFrame, zones: pd.DataFrame, master: bytes) -> DrawPlan:
-    return draw_plan(zone_layout(s1_part, zones), master)
+def plan_for(s1_part: pd.DataFrame, zones: pd.DataFrame, master: bytes, ring: Keyring | None = None) -> DrawPlan:
+    """The plan of one merchant range of S1's core (rows in the domain's order: its index is the row's position in
+    D, which ``ring`` is laid over)."""
+    layout, rows = zone_layout(s1_part, zones), None
+    if ring is not None:
+        rows = s1_part.index.to_numpy(dtype=np.int64)[s1_part["is_escalated"].to_numpy(dtype=bool)]
+        if not ring.holds(rows, layout.pair_merchant):
+            raise EngineError("E3A_S3_004_PLAN_DOMAIN", "S1's rows are not the pair domain the keyring was laid over")
+    return draw_plan(layout, master, ring, rows)
 
 
 def row_strings(plans: list[DrawPlan]) -> dict:

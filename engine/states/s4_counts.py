@@ -16,16 +16,10 @@ import numpy as np
 import pandas as pd
 
 from engine.core.errors import EngineError
-from engine.states.common import ZoneLayout, group_sum
+from engine.states.common import ZoneLayout, group_sum, rank_within_pairs
 from engine.states.s3_plan import DrawPlan
 
 ROUNDING_STREAM = "s4_rounding"
-
-
-def _within_rank(order: np.ndarray, row_pair: np.ndarray, pair_start: np.ndarray) -> np.ndarray:
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order), dtype=np.int64) - pair_start[row_pair[order]]
-    return rank
 
 
 def integerise(plan: DrawPlan, shares: np.ndarray, safeguards: dict) -> tuple[pd.DataFrame, dict]:
@@ -40,8 +34,7 @@ def integerise(plan: DrawPlan, shares: np.ndarray, safeguards: dict) -> tuple[pd
     if (remainder < 0).any() or (remainder > layout.pair_k).any():
         raise EngineError("E3A_S4_005_COUNT_CONSERVATION_BROKEN", "remainder outside [0, K]")
     # residual rank: (-r, tzid); rows of a pair are already tzid-ascending, so a stable sort suffices
-    order = np.lexsort((layout.row_zone_pos, -resid, layout.row_pair))
-    rank = _within_rank(order, layout.row_pair, layout.pair_start)
+    rank = rank_within_pairs(resid, layout)
     enabled = bool(safeguards.get("enabled"))
     counters = {"pairs_safeguard_adjusted": 0, "sites_moved": 0, "stochastic_rounding": False}
     if enabled and safeguards.get("stochastic_rounding"):
@@ -77,8 +70,7 @@ def integerise(plan: DrawPlan, shares: np.ndarray, safeguards: dict) -> tuple[pd
 def _force_second_zones(layout: ZoneLayout, shares: np.ndarray, counts: np.ndarray, sg: dict) -> dict:
     eligible_pair = (layout.pair_sites >= int(sg["site_threshold"])) & (layout.pair_k >= 2)
     need = np.ceil(float(sg["min_second_zone_share"]) * layout.pair_sites).astype(np.int64)
-    by_share = np.lexsort((layout.row_zone_pos, -shares, layout.row_pair))
-    share_rank = _within_rank(by_share, layout.row_pair, layout.pair_start)
+    share_rank = rank_within_pairs(shares, layout)
     top_row = np.full(len(layout.pair_k), -1, dtype=np.int64)
     top_row[layout.row_pair[share_rank == 0]] = np.flatnonzero(share_rank == 0)
     adjusted = np.zeros(len(layout.pair_k), dtype=bool)

@@ -79,15 +79,15 @@ def test_cache_floor_change_reuses_world_seal_and_s1(policies, cache):
     cand = policies.replace(zone_floor_policy=dump_yaml(doc))
     res = run_chain(cand, 42, cache=cache)
     # S2 -> S7 recomputed (S3 from the seed's ready-drawn plan); S0 re-seals the changed policy set
-    assert res.reused == {"S0.world", "S1.domain", "S1", "S3.plan"}
+    assert res.reused == {"S0.world", "S1.domain", "S1", "S3.keys", "S3.plan"}
     again = run_chain(cand, 42, cache=cache)
-    assert again.reused == {"S0.world", "S1.domain", "S1", "S2", "S3.plan", "S3", "S4"}
+    assert again.reused == {"S0.world", "S1.domain", "S1", "S2", "S3.keys", "S3.plan", "S3", "S4"}
     assert again.flag == res.flag
     # an S3-only change reuses S1 and S2, recomputes S3 onwards
     mix = yaml.safe_load(policies.raw["zone_mixture_policy"])
     mix["s3_dispersion"].update(enabled=True, concentration_scale=0.5)
     res3 = run_chain(policies.replace(zone_mixture_policy=dump_yaml(mix)), 42, cache=cache)
-    assert res3.reused == {"S0.world", "S1.domain", "S1", "S2", "S3.plan"}
+    assert res3.reused == {"S0.world", "S1.domain", "S1", "S2", "S3.keys", "S3.plan"}
 
 
 def test_an_s1_change_reuses_the_domain_and_its_drawn_uniforms(policies, cache):
@@ -96,6 +96,7 @@ def test_an_s1_change_reuses_the_domain_and_its_drawn_uniforms(policies, cache):
     mix["theta_mix"] = 0.15 if float(mix["theta_mix"]) != 0.15 else 0.6
     res = run_chain(policies.replace(zone_mixture_policy=dump_yaml(mix)), 42, cache=cache)
     assert "S1.domain" in res.reused and "S1" not in res.reused and "S3.plan" not in res.reused
+    assert "S3.keys" in res.reused   # the seed's keys: only the pairs newly escalated are hashed
     assert res.flag == run_chain(policies.replace(zone_mixture_policy=dump_yaml(mix)), 42).flag   # cold cache
 
 

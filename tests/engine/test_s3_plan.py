@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from hypothesis import given, settings, strategies as st
 
 from engine.chain.runner import ChainCache, run_chain
 from engine.core.errors import EngineError
@@ -68,3 +69,39 @@ def test_candidates_of_one_seed_share_the_plan_and_still_draw_their_own_shares(p
     assert not np.array_equal(s3_base["share_drawn"].to_numpy()[moved], s3_cand["share_drawn"].to_numpy()[moved])
     other = run_chain(policies, 7, cache=cache)
     assert "S3.plan" not in other.reused                                            # a new seed draws anew
+
+
+def test_a_plan_from_the_seeds_keyring_draws_what_a_plan_hashed_alone_draws():
+    # the keyring computes a pair's keys on first use and keeps them: two S1 outcomes of one seed (different
+    # escalated subsets of the domain) each get the plan they would get alone, in either order
+    from engine.states.s3_plan import keyring, plan_for
+
+    zones, master = zone_table(UNIVERSE), b"\x05" * 32
+    ring = keyring(S1[["merchant_id", "legal_country_iso", "site_count"]], master)
+    for escalated in ([True, True, False], [False, True, True], [True, True, True]):
+        s1 = S1.assign(is_escalated=escalated)
+        alone = draw_plan(zone_layout(s1, zones), master)
+        shared = plan_for(s1, zones, master, ring)
+        assert shared.u.tobytes() == alone.u.tobytes() and shared.stream_ids.tolist() == alone.stream_ids.tolist()
+        assert shared.pair_uniforms("s4_rounding").tobytes() == alone.pair_uniforms("s4_rounding").tobytes()
+    # a merchant range keeps its rows' positions in the domain (the chain's partitions are iloc slices)
+    tail = S1.assign(is_escalated=[True, True, True]).iloc[1:]
+    assert plan_for(tail, zones, master, ring).u.tobytes() == draw_plan(zone_layout(tail, zones), master).u.tobytes()
+    with pytest.raises(EngineError) as err:   # rows that are not the domain's the ring was laid over
+        plan_for(tail.reset_index(drop=True), zones, master, ring)
+    assert err.value.code == "E3A_S3_004_PLAN_DOMAIN"
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2**64 - 1), st.sampled_from(["AA", "BB", "FR", ""])), min_size=1,
+                max_size=30), st.data())
+def test_the_keyring_gives_each_pairs_own_keys_whatever_was_asked_before(pairs, data):
+    from engine.core.rng import Keyring
+
+    mids = np.array([m for m, _ in pairs], dtype=np.uint64)
+    countries = np.array([c for _, c in pairs], dtype=object)
+    ring = Keyring(b"\x09" * 32, mids, countries)
+    for _ in range(3):
+        rows = np.array(data.draw(st.lists(st.integers(0, len(pairs) - 1), max_size=len(pairs))), dtype=np.int64)
+        want = pair_keys(b"\x09" * 32, "zone_dirichlet", mids[rows].tolist(), countries[rows].tolist())
+        assert np.array_equal(ring.keys("zone_dirichlet", rows), want.reshape(-1, 4))

@@ -142,3 +142,25 @@ def test_integerisation_conserves_counts(sites, k, stochastic, salt):
     plain, _ = s4_counts.integerise(draw_plan(lay, b"s" * 32), shares, dict(guards, min_second_zone_share=0.0))
     extra = plain["zone_site_count"].to_numpy() - np.floor(plain["fractional_target"].to_numpy())
     assert set(np.unique(extra)) <= {0.0, 1.0}  # without forcing, every zone gets floor(T) or floor(T) + 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(1, 6), min_size=1, max_size=40), st.integers(0, 2**32 - 1), st.integers(1, 4))
+def test_rank_within_pairs_is_the_lexsort_rank(ks, seed, levels):
+    # an independent reference: the three-key lexsort S4 used before (ties by zone position), on values with
+    # few distinct levels so that ties are common
+    from engine.states.common import ZoneLayout, rank_within_pairs
+
+    k = np.asarray(ks, dtype=np.int64)
+    start = np.cumsum(k) - k
+    row_pair = np.repeat(np.arange(len(k)), k)
+    pos = np.arange(int(k.sum())) - np.repeat(start, k)
+    values = np.random.default_rng(seed).integers(0, levels, len(row_pair)) / levels
+    layout = ZoneLayout(pair_merchant=np.zeros(len(k), np.uint64), pair_country=np.zeros(len(k), object),
+                        pair_sites=k, pair_k=k, pair_start=start, row_pair=row_pair, row_zone_pos=pos,
+                        row_prior=pos, row_tzid=pos.astype(object), tzids=pos.astype(object),
+                        zone_countries=pos.astype(object))
+    order = np.lexsort((pos, -values, row_pair))
+    want = np.empty(len(order), dtype=np.int64)
+    want[order] = np.arange(len(order)) - start[row_pair[order]]
+    assert np.array_equal(rank_within_pairs(values, layout), want)
