@@ -100,3 +100,21 @@ def test_dirichlet_mean_matches_alpha():
     u = uniforms(np.repeat(keys, 3, axis=0), np.tile(np.arange(3, dtype=np.uint64), 20000))
     shares = dirichlet_from_uniforms(u, np.tile(alpha, 20000), np.arange(0, 60000, 3)).reshape(-1, 3)
     assert np.allclose(shares.mean(axis=0), alpha / alpha.sum(), atol=0.01)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2**64 - 1), st.sampled_from(["US", "FR", "", "XK", "ÅLAND", "GB-SCT"])),
+                max_size=25), st.binary(min_size=32, max_size=32), st.sampled_from(["zone_dirichlet", "s", ""]))
+def test_pair_keys_are_the_documented_hash_law(pairs, master, stream):
+    # independently, pair by pair: SHA-256(master || uer(stream) || LE64(merchant) || uer(country)), its first 16
+    # bytes as four little-endian uint32 words (countries of several framed widths in one call)
+    import hashlib
+    import struct
+
+    from engine.core.hashing import uer
+
+    got = pair_keys(master, stream, [m for m, _ in pairs], [c for _, c in pairs])
+    for row, (m, c) in zip(got, pairs, strict=True):
+        digest = hashlib.sha256(master + uer(stream) + struct.pack("<Q", m) + uer(c)).digest()
+        assert row.tolist() == list(struct.unpack("<4I", digest[:16]))
+    assert got.shape == (len(pairs), 4) and got.dtype == np.uint32
