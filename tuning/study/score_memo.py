@@ -77,6 +77,6 @@ def shared_scores(memo: ScoreMemo | None = None):
 def score_key(world, seed: int, fraction: float, policies) -> tuple:
     """What a chain's score is a function of: the world's fingerprint (its static inputs and catalogue source),
     the seed, the merchant fraction and the policy bytes (their parameter hash)."""
-    from engine.world.model import default_world
+    from engine import default_world
 
     return ((world or default_world()).fingerprint, int(seed), float(fraction), policies.parameter_hash)
