@@ -133,13 +133,14 @@ def test_bench_distributed_runs_as_a_program(services, tmp_path):
     """``python -m tuning.bench_distributed`` end to end as a program (its own services, started and stopped)."""
     root = make_project(tmp_path / "proj")
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    done = subprocess.run([sys.executable, "-m", "tuning.bench_distributed", "--trials", "4", "--workers", "2",
+    # enough trials that one is still RUNNING when the first is COMPLETE (the bench kills its worker then)
+    done = subprocess.run([sys.executable, "-m", "tuning.bench_distributed", "--trials", "8", "--workers", "2",
                            "--rounds", "1", "--probe-trials", "2", "--json"], cwd=root, env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     out = json.loads(done.stdout)
     (only,) = out["rounds"]
-    assert {only[k]["trials_complete"] for k in ("local", "defaults", "tuned")} == {4}
+    assert {only[k]["trials_complete"] for k in ("local", "defaults", "tuned")} == {8}
     assert out["figures"]["defaults"]["ratio"]["median"] > 0 and out["log_probe"]
     assert not (root / ".cluster").exists()
 

@@ -42,6 +42,7 @@ from tuning.common.errors import E_TRIALS_FAILING, E_USAGE, TuningParser, run_cl
 TARGET_RATIO = 1.6
 TUNED_ENV = {"SEG3A_HEARTBEAT_INTERVAL": "5", "SEG3A_GRACE_PERIOD": "30"}
 USER_ENV = ("SEG3A_HEARTBEAT_INTERVAL", "SEG3A_GRACE_PERIOD")   # the defaults run sets neither
+KILL_POLL_SECONDS = 0.05   # a default-world trial runs for ~0.1-0.2 s: a slower watch can miss every one of them
 
 
 def sweep_argv(phase: str, trials: int, storage: str, study: str, tuned: bool) -> list[str]:
@@ -72,7 +73,7 @@ def kill_mid_trial(procs: list, storage_url: str, study: str, restart, deadline:
 
     rdb = None
     while time.time() < deadline and any(p.poll() is None for p in procs):
-        time.sleep(0.2)
+        time.sleep(KILL_POLL_SECONDS)
         try:
             rdb = rdb or optuna.storages.RDBStorage(url=storage_url)
         except Exception:  # noqa: BLE001 - the workers have not created the schema yet
