@@ -17,43 +17,38 @@ from __future__ import annotations
 import contextlib
 import copy
 import threading
-from collections import OrderedDict
+
+from engine import ChainCache
 
 ENTRIES_MAX = 8192   # a score is ~5 KB (pack + gates), whatever the world's size: ~40 MB at most
 
-_LOCK = threading.Lock()
+_COUNT = threading.Lock()
 _ACTIVE: list["ScoreMemo"] = []   # the innermost shared_scores() block's memo (process-wide: seeds run on threads)
 
 
 class ScoreMemo:
-    """An LRU of chain scores by content key; counts its hits and misses."""
+    """Chain scores by content key, in the engine's own thread-safe LRU (a :class:`~engine.ChainCache` bounded by
+    entries); counts its hits and misses."""
 
     FIELDS = ("identity", "pack", "gates", "verdict", "fidelity", "s6_status", "s7_status", "floors", "fraction")
 
     def __init__(self, entries: int = ENTRIES_MAX) -> None:
-        self.entries = int(entries)
-        self._rows: OrderedDict[tuple, dict] = OrderedDict()
+        self._rows = ChainCache(max_entries=int(entries))
         self.hits = self.misses = 0
 
     def get(self, key: tuple) -> dict | None:
-        with _LOCK:
-            row = self._rows.get(key)
+        row = self._rows.get(key)
+        with _COUNT:
             if row is None:
                 self.misses += 1
-                return None
-            self._rows.move_to_end(key)
-            self.hits += 1
-        return copy.deepcopy(row)   # the caller owns its copy: scoring never reaches into the memo
+            else:
+                self.hits += 1
+        return None if row is None else copy.deepcopy(row)   # the caller owns its copy: scoring never reaches in
 
     def put(self, key: tuple, ev) -> None:
         if ev.pack is None:
             return   # a chain that did not run is re-run (its error is cheap and worth seeing again)
-        row = copy.deepcopy({name: getattr(ev, name) for name in self.FIELDS})
-        with _LOCK:
-            self._rows[key] = row
-            self._rows.move_to_end(key)
-            while len(self._rows) > self.entries:
-                self._rows.popitem(last=False)
+        self._rows.put(key, copy.deepcopy({name: getattr(ev, name) for name in self.FIELDS}))
 
     def __len__(self) -> int:
         return len(self._rows)
