@@ -144,6 +144,7 @@ class Coordinator:
         self.lock_file, self.stale_after = lock_file, stale_after_s
         self.rdb = is_rdb(storage_url)
         self.count_pruned = False   # set by a multi-fidelity sweep: PRUNED trials count against the budget
+        self.seen = (0, 0)          # (done, RUNNING) as the last ask found them
         self._pg_engine = None
         self._beat: _Heartbeat | None = None
         if self.rdb:
@@ -193,6 +194,7 @@ class Coordinator:
                 c = {state.name: sum(t.state == state for t in trials) for state in TrialState}
                 # a multi-fidelity study's budget is its candidates: a trial pruned at a search stage is one
                 done = c["COMPLETE"] + (c["PRUNED"] if self.count_pruned else 0)
+                self.seen = (done, c["RUNNING"])   # the budget as this ask found it (tuning.sweep.workers)
                 taken = done + c["RUNNING"] >= target
                 if done >= target or (taken and (holding or not self.rdb)):
                     return None

@@ -211,6 +211,7 @@ class Sweep:
             elif self.config.workers == 1:
                 TrialLoop(self, trail, progress).run()
             else:
+                trail.warm_close()   # this process closes the study; it waits for its workers meanwhile
                 run_pool(self, trail.parent_run_id, worker_process, progress)
         except BaseException:
             status = "FAILED"
@@ -246,7 +247,7 @@ def run_worker(spec: WorkerSpec) -> int:
     try:
         if sweep.spec.multi_objective:
             trail.watch_front(sweep.spec.second["direction"])
-        TrialLoop(sweep, trail, None, spec.index).run()
+        TrialLoop(sweep, trail, None, spec.index, may_close=False).run()
         ok = True
     finally:
         trail.close(check=ok)

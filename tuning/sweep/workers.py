@@ -31,6 +31,17 @@ from tuning.storage.recovery import counts, mirror_constraints, original_number
 
 VETO_CONSTRAINT = "veto"
 FIRST_FAILURES = 3   # a process's first trials all failing for one cause: that cause stops the sweep
+WARM_LEAD_S = 3.0    # the close's plotting imports take 1.5-3 s on a busy machine: asked for that long before
+
+
+def close_is_near(unasked: int, others_running: int, own_pending: int, pace_s: float | None,
+                  lead_s: float = WARM_LEAD_S) -> bool:
+    """Will this process have told its last trial within ``lead_s``? Its share of what is left: its own untold
+    trials, and the budget nobody has asked for yet, split with the processes running the other trials (each
+    holds at least one of them). ``pace_s``: this process's seconds per trial so far (None before its first)."""
+    if pace_s is None:
+        return False
+    return (own_pending + unasked / (1 + max(0, others_running))) * pace_s <= lead_s
 
 
 def tell_evaluation(study, trial, ev, multi_objective: bool) -> str | None:
@@ -58,8 +69,11 @@ class TrialLoop:
     """The trials one process evaluates for a :class:`tuning.sweep.Sweep` (its study, objective, coordinator);
     their MLflow runs are written by the process's trail (:mod:`tuning.trail.process`)."""
 
-    def __init__(self, sweep, trail: SweepTrail, progress=None, index: int = 0) -> None:
+    def __init__(self, sweep, trail: SweepTrail, progress=None, index: int = 0, may_close: bool = True) -> None:
         self.sweep, self.trail, self.progress, self.index = sweep, trail, progress, index
+        self.may_close = may_close   # False in a --workers K process: the process that spawned it closes
+        self.started: float | None = None   # when this process's first trial was asked
+        self.evaluated = 0
         self.failures = 0
         self.first_causes: list[str] | None = []   # causes while every trial so far failed (None: one did not)
         self.stop: EngineError | None = None        # the failure budget is spent: raised once pending are told
@@ -81,11 +95,14 @@ class TrialLoop:
             mean, _ = seed_metrics([flatten_pack(e.pack) for e in anchor.per_seed], {})
             self.trail.log_parent({f"anchor.{k}": v for k, v in mean.items()},
                                   {"anchor_engine_run_id": anchor.identity["run_id"]}, soon=True)
+        if self.may_close and not sweep.coordinator.rdb:   # this host's own storage: this process closes it
+            self.trail.warm_close()
         done, pending = 0, deque()
         try:
             while self.stop is None and not sweep.timed_out():  # --timeout: no new trial starts after it
                 done += self._catch_up(pending)
                 trial = sweep.coordinator.next_trial(sweep.target, bool(pending))  # lock, recover, ask
+                self._warm_if_close_is_near(trial is not None, len(pending))
                 if trial is None and not pending:
                     break
                 if trial is None:  # the budget is taken: tell ours, then look again
@@ -101,6 +118,20 @@ class TrialLoop:
         if self.stop is not None:
             raise self.stop
         return done
+
+    def _warm_if_close_is_near(self, asked: bool, pending: int) -> None:
+        """On a storage other hosts share, whichever process finishes first closes the study: each asks its trail
+        process for the close's imports only once its own end is near (:func:`close_is_near`), so the hosts
+        that will not close (or die first) never load the plotting stack."""
+        if not self.may_close:
+            return
+        now = time.perf_counter()
+        self.started = self.started if self.started is not None else now
+        done, running = self.sweep.coordinator.seen
+        pace = (now - self.started) / self.evaluated if self.evaluated else None
+        if close_is_near(max(0, self.sweep.target - done - running - asked), running - pending, pending + asked,
+                         pace):
+            self.trail.warm_close()
 
     def _catch_up(self, pending: deque) -> int:
         """Tell the oldest pending trials until one is left (lag 1); while the study is history-free, only
@@ -157,6 +188,7 @@ class TrialLoop:
 
     def _evaluate(self, trial):
         sweep, t0 = self.sweep, time.perf_counter()
+        self.evaluated += 1
         values = {k.name: k.suggest(trial) for k in sweep.spec.knobs}
 
         def on_seed(index: int, seed: int, running_mean: float) -> bool:

@@ -150,6 +150,7 @@ class SweepTrail:
             self._parent.set_result(parent_run_id)
         self._unwatched: list[Future] = []
         self._deferred: list[tuple] = []   # requests sent after the next trial's run (see :meth:`defer`)
+        self._warm_sent = False
 
     def _call(self, op: str, *args) -> Future:
         self._send_deferred()
@@ -181,6 +182,13 @@ class SweepTrail:
         self._parent = self._call("start_parent", dict(params), {"pid": str(os.getpid()), **tags})
         self.defer("tidy", list(key_metrics))
         return self._parent
+
+    def warm_close(self) -> None:
+        """Have the trail process import what the close needs (its plots), once, on a side thread: a process
+        that will not close its study (another host claims it) never pays for it."""
+        if not self._warm_sent:
+            self._warm_sent = True
+            self._call("warm_close")
 
     def watch_front(self, second_direction: str) -> Future:
         """A two-objective study: the trail process keeps its runs' ``pareto`` tags current as trials come in."""

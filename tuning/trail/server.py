@@ -18,8 +18,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Mapping, Sequence
 
-OPS = ("open", "start_parent", "tidy", "watch_front", "log_parent", "log_trial", "log_text_artifact", "reconcile",
-       "tag_pareto", "write_plots", "finish_parent", "end_parent")
+OPS = ("open", "start_parent", "warm_close", "tidy", "watch_front", "log_parent", "log_trial", "log_text_artifact",
+       "reconcile", "tag_pareto", "write_plots", "finish_parent", "end_parent")
 
 
 class TrailServer:
@@ -69,12 +69,18 @@ class TrailServer:
         return self.tracker
 
     def start_parent(self, params: Mapping, tags: Mapping[str, str]) -> str:
-        """The sweep's parent run, at once (trial runs name it). While the trials run, the close's plotting
-        modules are imported on a side thread."""
-        run_id = self._open_tracker().start_parent(params, tags, close_dead=False)
+        """The sweep's parent run, at once (trial runs name it)."""
+        return self._open_tracker().start_parent(params, tags, close_dead=False)
+
+    def warm_close(self) -> bool:
+        """Import the close's plotting modules on a side thread (about 2 CPU seconds: Optuna's plots and
+        importances, scikit-learn, matplotlib, plotly's templates), once; the sweep asks for it when this
+        process may close its study soon (:func:`tuning.sweep.workers.close_is_near`). True if it started now."""
+        if self.warming is not None:
+            return False
         self.warming = threading.Thread(target=_warm_close_imports, name="warm-close", daemon=True)
         self.warming.start()
-        return run_id
+        return True
 
     def tidy(self, key_metrics: Sequence[str]) -> None:
         """What need not delay the first trial: this study's dead sweeps' runs become KILLED, and the UI's
