@@ -130,3 +130,21 @@ def test_the_cli_refuses_a_bad_world_with_one_line_and_publishes_nothing(tmp_pat
                           str(tmp_path / "runs")], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 0 and "policies: authored for the custom universe" in out.stdout
     assert "fidelity FAITHFUL" in out.stdout or "fidelity DISTORTED" in out.stdout
+
+
+def test_a_world_of_population_evidence_alone_and_a_csv_catalogue_loads_as_given(tmp_path):
+    """``tests.worlds multiclock`` (the README's outcome table): population.csv alone defines Z(c), one zone per
+    populated clock, and the pair-level CSV catalogue is read as written."""
+    from tests.worlds.build import write_world
+    from tests.worlds.geonames import clock
+
+    summary = write_world("multiclock", tmp_path / "mc")
+    assert sorted(p.name for p in (tmp_path / "mc").iterdir()) == ["outlets.csv", "population.csv"]
+    world = load_world(tmp_path / "mc")
+    evidence = pd.read_csv(tmp_path / "mc" / "population.csv")
+    clocks = {(c, clock(t)) for c, t in zip(evidence["country_iso"], evidence["tzid"])}
+    assert len(world.universe) == len(clocks) and world.fidelity_applicable
+    assert (world.universe.groupby("country_iso").size() >= 2).all()
+    catalogue = world.catalogue   # one row per outlet
+    assert len(catalogue) == summary["outlets"]
+    assert len(catalogue[["merchant_id", "legal_country_iso"]].drop_duplicates()) == summary["pairs"]

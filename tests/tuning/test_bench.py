@@ -72,6 +72,8 @@ def test_bench_distributed_reports_each_figure_beside_its_target_with_its_spread
     assert f["defaults"]["ratio"] == {"median": 1.7, "min": 1.5, "max": 1.8, "target": TARGET_RATIO,
                                       "within_target": False}
     assert f["tuned"]["ratio"]["within_target"] and f["tuned"]["retry_after_kill_s"] is None
-    line = _line({"figures": f, "log_probe": {"seconds_median": 0.12, "requests_per_trial": 8.0},
+    line = _line({"figures": f, "log_probe": {"seconds_median": 0.12, "requests_per_trial": 8.0,
+                                              "server_cpu_ms_per_trial": {"mlflow_server": 80.0, "postgresql": 12.0}},
                   "load_average_before": [1.0, 1, 1], "load_average_after": [1.5, 1, 1]})
-    assert "defaults 1.70x (runs 1.50-1.80; target <= 1.6x)" in line and "8 requests per trial" in line
+    assert "defaults 1.70x (runs 1.50-1.80; target <= 1.6x)" in line
+    assert "8 requests and 92 ms of the servers' CPU per trial" in line

@@ -141,7 +141,9 @@ def test_bench_distributed_runs_as_a_program(services, tmp_path):
     out = json.loads(done.stdout)
     (only,) = out["rounds"]
     assert {only[k]["trials_complete"] for k in ("local", "defaults", "tuned")} == {8}
-    assert out["figures"]["defaults"]["ratio"]["median"] > 0 and out["log_probe"]
+    assert out["figures"]["defaults"]["ratio"]["median"] > 0
+    probe = out["log_probe"]
+    assert probe["requests_per_trial"] == 8 and probe["server_cpu_ms_per_trial"]["mlflow_server"] > 0
     assert not (root / ".cluster").exists()
 
 

@@ -1,5 +1,5 @@
 """``python -m tests.worlds KIND OUT [--seed N]``: write a world directory (KIND: default_like, small_local,
-chains, tiny, geonames5k, or all)."""
+chains, tiny, geonames5k, multiclock, or all)."""
 
 from __future__ import annotations
 

@@ -7,7 +7,9 @@ plus a share of chains with a Pareto tail). The kinds:
 - ``default_like``: close to the default world's upstream (median 5-7, p90 ~20, a few very large chains);
 - ``small_local``: small local merchants in populous countries (median 4, few chains);
 - ``chains``: large multi-country chains (3-15 countries each, median ~25 outlets per country);
-- ``tiny``: tiny merchants (median <= 3, almost no chains).
+- ``tiny``: tiny merchants (median <= 3, almost no chains);
+- ``regional``: 40,000 merchants, median 5, a few chains (the ``multiclock`` world's, about 15 times the
+  default world's pairs).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ SHAPES = {
     "small_local": Shape(2600, 1.15, 0.03, 3, 4.0, 0.55, 0.002, 40.0, 2.0, 300),
     "chains": Shape(420, 0.7, 1.0, 15, 25.0, 0.9, 0.06, 150.0, 1.4, 2500),
     "tiny": Shape(3200, 1.0, 0.02, 2, 2.6, 0.5, 0.0005, 20.0, 2.5, 60),
+    "regional": Shape(40000, 0.8, 0.15, 4, 5.0, 1.0, 0.004, 150.0, 1.3, 2000),
 }
 
 

@@ -196,9 +196,10 @@ class RequestCounter:
         return out
 
 
-def log_probe(tracking_uri: str, phase: str, n: int) -> dict:
+def log_probe(tracking_uri: str, phase: str, n: int, services_cpu=None) -> dict:
     """Log ``n`` real trial records one after another through the tracking server (as a trail process does):
-    seconds per trial and HTTP requests per trial."""
+    seconds per trial, HTTP requests per trial and (``services_cpu()``: the servers' CPU seconds by name) the
+    servers' CPU milliseconds per trial."""
     os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
     from engine import PolicySet
     from tuning.study.objective import SeedRobustObjective
@@ -213,13 +214,16 @@ def log_probe(tracking_uri: str, phase: str, n: int) -> dict:
     tracker = SweepTracker(spec.phase, f"bench-probe-{int(time.time())}", spec.objective_name)
     tracker.start_parent({}, {}, close_dead=False)
     seconds = []
+    before = services_cpu() if services_cpu else {}
     with RequestCounter() as counter:
         for i in range(n):
             t0 = time.perf_counter()
             tracker.log_trial(i, i, result, PolicyFiles.of(ev.policies), dict(ev.knobs))
             seconds.append(time.perf_counter() - t0)
+    after = services_cpu() if services_cpu else {}
     seconds.sort()
     return {"trials": n, "seconds_median": statistics.median(seconds), "seconds_max": seconds[-1],
+            "server_cpu_ms_per_trial": {k: 1000 * (after[k] - before[k]) / n for k in after},
             "requests_per_trial": len(counter.calls) / n,
             "requests_by_kind_per_trial": {k: v / n for k, v in sorted(counter.kinds().items())},
             "metrics_per_trial": len(result.metrics()) + len(result.history())}
@@ -324,7 +328,8 @@ def bench(args) -> dict:
         services_s = time.perf_counter() - t0
         try:
             rounds = [one_round(args, tmp, state, env, i) for i in range(args.rounds)]
-            probe = log_probe(state["mlflow_tracking_uri"], args.phase, args.probe_trials)
+            probe = log_probe(state["mlflow_tracking_uri"], args.phase, args.probe_trials,
+                              lambda: _services_cpu(state))
         finally:
             ls.stop(tmp / "cluster")
     finally:
@@ -347,7 +352,8 @@ def _line(out: dict) -> str:
     retry = f["defaults"]["retry_after_kill_s"]
     return (f"local {f['local_wall_seconds']['median']:.1f} s; {ratio('defaults')}; {ratio('tuned')}; killed trial "
             f"retried after {'-' if retry is None else format(retry['median'], '.1f')} s; logging "
-            f"{p['seconds_median'] * 1000:.0f} ms and {p['requests_per_trial']:.0f} requests per trial; load "
+            f"{p['seconds_median'] * 1000:.0f} ms, {p['requests_per_trial']:.0f} requests and "
+            f"{sum(p['server_cpu_ms_per_trial'].values()):.0f} ms of the servers' CPU per trial; load "
             f"{out['load_average_before'][0]:.2f} -> {out['load_average_after'][0]:.2f}")
 
 
