@@ -42,8 +42,8 @@ class _Trail:
         self.warmed += 1
 
 
-def _loop(may_close: bool, target: int, seen: tuple[int, int], evaluated: int, elapsed: float):
-    coordinator = SimpleNamespace(seen=seen, rdb=True)
+def _loop(may_close: bool, target: int, seen: tuple[int, int], evaluated: int, elapsed: float, rdb: bool = True):
+    coordinator = SimpleNamespace(seen=seen, rdb=rdb)
     trail = _Trail()
     loop = TrialLoop(SimpleNamespace(coordinator=coordinator, target=target), trail, may_close=may_close)
     loop.evaluated = evaluated
@@ -55,20 +55,29 @@ def _loop(may_close: bool, target: int, seen: tuple[int, int], evaluated: int, e
 def test_a_host_on_a_shared_storage_asks_for_the_close_imports_only_near_its_end():
     # 40 trials, 10 done, 2 RUNNING (one of them ours), 10 asked by us in 1 s: 0.1 s a trial
     loop, trail = _loop(True, 40, (10, 2), evaluated=10, elapsed=1.0)
-    loop._warm_if_close_is_near(True, 1)    # (2 + 27 / 2) * 0.1 = 1.55 s <= 3 s
+    loop._warm_close_when_due(True, 1)    # (2 + 27 / 2) * 0.1 = 1.55 s <= 3 s
     assert trail.warmed == 1
     loop, trail = _loop(True, 400, (10, 2), evaluated=10, elapsed=1.0)
-    loop._warm_if_close_is_near(True, 1)    # (2 + 387 / 2) * 0.1 = 19.6 s: not yet
+    loop._warm_close_when_due(True, 1)    # (2 + 387 / 2) * 0.1 = 19.6 s: not yet
     assert trail.warmed == 0
     loop, trail = _loop(True, 40, (10, 2), evaluated=0, elapsed=0.0)
-    loop._warm_if_close_is_near(True, 0)    # its first ask: no pace yet
+    loop._warm_close_when_due(True, 0)    # its first ask: no pace yet
     assert trail.warmed == 0
 
 
 def test_a_spawned_worker_never_loads_the_close():
     loop, trail = _loop(False, 40, (39, 1), evaluated=30, elapsed=1.0)
-    loop._warm_if_close_is_near(False, 1)
+    loop._warm_close_when_due(False, 1)
     assert trail.warmed == 0
+    loop, trail = _loop(False, 40, (0, 0), evaluated=0, elapsed=0.0, rdb=False)
+    loop._warm_close_when_due(True, 0)
+    assert trail.warmed == 0
+
+
+def test_a_process_on_its_own_storage_asks_at_its_first_ask():
+    loop, trail = _loop(True, 400, (0, 0), evaluated=0, elapsed=0.0, rdb=False)
+    loop._warm_close_when_due(True, 0)     # no pace yet, far from the end: it closes the study all the same
+    assert trail.warmed == 1
 
 
 def test_the_trail_process_loads_the_close_once_and_only_when_asked(project):

@@ -95,14 +95,12 @@ class TrialLoop:
             mean, _ = seed_metrics([flatten_pack(e.pack) for e in anchor.per_seed], {})
             self.trail.log_parent({f"anchor.{k}": v for k, v in mean.items()},
                                   {"anchor_engine_run_id": anchor.identity["run_id"]}, soon=True)
-        if self.may_close and not sweep.coordinator.rdb:   # this host's own storage: this process closes it
-            self.trail.warm_close()
         done, pending = 0, deque()
         try:
             while self.stop is None and not sweep.timed_out():  # --timeout: no new trial starts after it
                 done += self._catch_up(pending)
                 trial = sweep.coordinator.next_trial(sweep.target, bool(pending))  # lock, recover, ask
-                self._warm_if_close_is_near(trial is not None, len(pending))
+                self._warm_close_when_due(trial is not None, len(pending))
                 if trial is None and not pending:
                     break
                 if trial is None:  # the budget is taken: tell ours, then look again
@@ -119,18 +117,19 @@ class TrialLoop:
             raise self.stop
         return done
 
-    def _warm_if_close_is_near(self, asked: bool, pending: int) -> None:
-        """On a storage other hosts share, whichever process finishes first closes the study: each asks its trail
-        process for the close's imports only once its own end is near (:func:`close_is_near`), so the hosts
-        that will not close (or die first) never load the plotting stack."""
+    def _warm_close_when_due(self, asked: bool, pending: int) -> None:
+        """Ask the trail process for the close's imports (sent once, :meth:`SweepTrail.warm_close`): on this
+        host's own storage at the first ask (this process closes the study); on a storage other hosts share,
+        where whichever finishes first closes it, only once this process's own end is near
+        (:func:`close_is_near`), so the hosts that will not close (or die first) never load the plotting stack."""
         if not self.may_close:
             return
         now = time.perf_counter()
         self.started = self.started if self.started is not None else now
         done, running = self.sweep.coordinator.seen
         pace = (now - self.started) / self.evaluated if self.evaluated else None
-        if close_is_near(max(0, self.sweep.target - done - running - asked), running - pending, pending + asked,
-                         pace):
+        if not self.sweep.coordinator.rdb or close_is_near(max(0, self.sweep.target - done - running - asked),
+                                                           running - pending, pending + asked, pace):
             self.trail.warm_close()
 
     def _catch_up(self, pending: deque) -> int:
