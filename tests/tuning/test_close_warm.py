@@ -1,5 +1,5 @@
-"""The close's plotting stack (Optuna's plots and importances, scikit-learn, matplotlib: about 2 CPU seconds) is
-loaded by a trail process only when its sweep may close the study soon: at once on this host's own storage and
+"""The close's plotting stack (Optuna's plots and importances, plotly's figures and templates) is loaded by a trail
+process only when its sweep may close the study soon: at once on this host's own storage and
 in the parent of ``--workers K``, near the process's own end on a storage hosts share, never in a spawned
 worker."""
 

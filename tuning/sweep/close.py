@@ -21,9 +21,10 @@ def close_sweep(sweep, trail: SweepTrail, decision: str | None) -> dict:
     that work, the others' summaries name its parent run (``closed_by``)."""
     closer = sweep.coordinator.claim_close(trail.parent_run_id)
     if closer is None:
-        done = sweep.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        trials = sweep.study.get_trials(deepcopy=True)   # sent to the trail process: a copy no one else updates
+        done = [t for t in trials if t.state == TrialState.COMPLETE]
         trail.reconcile([(t.number, original_number(t), trial_row(t).mlflow_run_id) for t in done])
-        trail.write_plots(sweep.config.storage, sweep.study_name)
+        trail.write_plots(sweep.study_name, sweep.study.directions, trials)
     summary = summarise(sweep, trail)
     if closer is None:
         if sweep.spec.multi_objective:

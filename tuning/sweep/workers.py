@@ -31,7 +31,7 @@ from tuning.storage.recovery import counts, mirror_constraints, original_number
 
 VETO_CONSTRAINT = "veto"
 FIRST_FAILURES = 3   # a process's first trials all failing for one cause: that cause stops the sweep
-WARM_LEAD_S = 3.0    # the close's plotting imports take 1.5-3 s on a busy machine: asked for that long before
+WARM_LEAD_S = 3.0    # the close's plotting imports (0.3-0.6 s on a busy machine): asked for well before the end
 
 
 def close_is_near(unasked: int, others_running: int, own_pending: int, pace_s: float | None,

@@ -220,8 +220,9 @@ class SweepTrail:
     def tag_pareto(self, rows: Sequence, on_front: set[int], second_metric: str, title: str) -> Future:
         return self._call("tag_pareto", list(rows), set(on_front), second_metric, title)
 
-    def write_plots(self, storage: str | None, study_name: str) -> Future:
-        return self._call("write_plots", storage, study_name)
+    def write_plots(self, study_name: str, directions: Sequence, trials: Sequence) -> Future:
+        """The study's plots on the parent run, drawn from the trials this process read (its close's snapshot)."""
+        return self._call("write_plots", study_name, list(directions), list(trials))
 
     def finish_parent(self, summary: Mapping, status: str = "FINISHED") -> Future:
         return self._call("finish_parent", dict(summary), status)

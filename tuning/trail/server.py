@@ -11,12 +11,22 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import tempfile
 import threading
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Mapping, Sequence
+
+# Optuna's importance and visualization packages import scikit-learn (for the fANOVA and MDI evaluators) and
+# matplotlib (for optuna.visualization.matplotlib) as soon as they are imported: about 2.5 s of a trail process's
+# close. The trail draws plotly figures and ranks importances with Optuna's default evaluator (PED-ANOVA, numpy
+# only), so it needs neither: marked absent in this process (None in sys.modules, Python's own way to make an
+# import fail), Optuna's try_import records them as unavailable and the close's imports take about 0.1 s. MLflow's
+# client imports IPython on its first request (about 0.5 s) only to ask whether it runs in a notebook; this process
+# is started with ``python -c``, never in one, and every such import in MLflow is guarded by ``except ImportError``.
+UNUSED_HERE = ("sklearn", "matplotlib", "IPython")
 
 OPS = ("open", "start_parent", "warm_close", "tidy", "watch_front", "log_parent", "log_trial", "log_text_artifact",
        "reconcile", "tag_pareto", "write_plots", "finish_parent", "end_parent")
@@ -73,8 +83,9 @@ class TrailServer:
         return self._open_tracker().start_parent(params, tags, close_dead=False)
 
     def warm_close(self) -> bool:
-        """Import the close's plotting modules on a side thread (about 2 CPU seconds: Optuna's plots and
-        importances, scikit-learn, matplotlib, plotly's templates), once; the sweep asks for it when this
+        """Import the close's plotting modules on a side thread (Optuna's plots and importances, plotly's figures
+        and templates: a few tenths of a CPU second without the packages of :data:`UNUSED_HERE`), once; the sweep
+        asks for it when this
         process may close its study soon (:func:`tuning.sweep.workers.close_is_near`). True if it started now."""
         if self.warming is not None:
             return False
@@ -153,14 +164,18 @@ class TrailServer:
         self.log_text_artifact(tracker.parent_run_id, "pareto.html",
                                pareto_html(rows, on_front, second_metric, title))
 
-    def write_plots(self, storage: str | None, study_name: str) -> list[str]:
-        """The study's Optuna plots on the parent run, read from the sweep's own storage."""
+    def write_plots(self, study_name: str, directions: Sequence, trials: Sequence) -> list[str]:
+        """The study's Optuna plots on the parent run, drawn from the trials the sweep process sent (the snapshot
+        its close ranked), copied into an in-memory study: this process opens no Optuna storage (on PostgreSQL
+        that alone took most of a second of a closing sweep)."""
         self._warmed()
         import optuna
 
-        from tuning.storage.stores import open_storage
+        from tuning.storage.stores import quiet_optuna
 
-        study = optuna.load_study(study_name=study_name, storage=open_storage(storage, study_name))
+        quiet_optuna()
+        study = optuna.create_study(study_name=study_name, directions=list(directions))
+        study.add_trials(list(trials))
         return self._open_tracker().write_parent_plots(study)
 
     def _warmed(self) -> None:
@@ -211,6 +226,8 @@ def serve(read_fd: int, write_fd: int) -> None:
     # Ctrl-C reaches the whole process group: the sweep handles it; this process finishes what was sent
     # and ends at the sweep's end-of-file, so an interrupted sweep's logged trials keep their runs
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for name in UNUSED_HERE:
+        sys.modules.setdefault(name, None)
     requests, replies = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
     sweep_pid = os.getppid()
     server = TrailServer()

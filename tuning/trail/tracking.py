@@ -35,6 +35,7 @@ from tuning.study.trial_result import TrialResult
 
 RUN_KIND_TRIAL, RUN_KIND_SWEEP = "trial", "sweep"
 AUTHORITY_EXPERIMENT = "authority"
+RECONCILE_IN_MAX = 500   # recorded runs named in one reconcile search (an IN list that every SQL store takes)
 CERTIFY_EXPERIMENT = "3A-certify"
 # model-training experiments (what older MLflow 3 UIs choose their view by; 3.17 reads the address's
 # workflowType instead: tuning/ui_view.py)
@@ -260,20 +261,32 @@ class SweepTracker:
     def reconcile_trial_runs(self, done: Sequence[tuple[int, int, str | None]]) -> int:
         """After a sweep: a trial key whose trial is COMPLETE keeps only the run Optuna recorded; any other run
         of that key (an HTTP retry of ``create_run`` against a tracking server, a stale attempt) is deleted.
-        ``done``: the COMPLETE trials as (number, original number, recorded MLflow run id)."""
+        ``done``: the COMPLETE trials as (number, original number, recorded MLflow run id). Only the runs that
+        are *not* recorded are listed (``run_id NOT IN``, up to :data:`RECONCILE_IN_MAX` recorded runs): a
+        tracking server answers a search with every run's metrics, so listing the study's whole trail cost a
+        closing sweep seconds."""
         if self.mlc.tracking_uri.startswith("sqlite:") and all(orig == number for number, orig, _ in done):
             return 0  # a local store has no HTTP retries, and no trial here replaced a dead attempt
-        keep = {run_id for _, _, run_id in done}
-        runs = self.trial_runs()
-        done_keys = {r.data.tags.get("trial_key") for r in runs if r.info.run_id in keep}
-        extra = [r for r in runs if r.data.tags.get("trial_key") in done_keys and r.info.run_id not in keep]
+        recorded = {orig: run_id for _, orig, run_id in done if run_id}
+        if not recorded:
+            return 0
+        keys = {self.trial_key(orig) for orig in recorded}
+        keep = set(recorded.values())
+        if len(keep) <= RECONCILE_IN_MAX:
+            ids = ", ".join(f"'{r}'" for r in sorted(keep))
+            runs = search_all(self.mlc, [self.experiment_id], f"{self._trial_filter()} and attributes.run_id NOT IN ({ids})")
+        else:
+            runs = self.trial_runs()
+        extra = [r for r in runs if r.data.tags.get("trial_key") in keys and r.info.run_id not in keep]
         for r in extra:
             self.mlc.delete_run(r.info.run_id)
         return len(extra)
 
+    def _trial_filter(self) -> str:
+        return f"tags.run_kind = '{RUN_KIND_TRIAL}' and tags.study = '{self.study_name}'"
+
     def trial_runs(self) -> list:
-        return search_all(self.mlc, [self.experiment_id], f"tags.run_kind = '{RUN_KIND_TRIAL}' and "
-                          f"tags.study = '{self.study_name}'")
+        return search_all(self.mlc, [self.experiment_id], self._trial_filter())
 
     def write_parent_files(self, write) -> None:
         """``write(directory)`` into the parent run's artifacts: straight into a local store, else uploaded."""
