@@ -7,6 +7,11 @@ groupby/merge fidelity, commit 8cf1aeb on main): the first five packs with
 ``metric_pack`` to ``main`` and the helper tables by passing its ``pack`` module to
 ``helper_digests``. The optimised implementation must reproduce them bit for bit (floats compared
 through their exact JSON repr, keys in the same order). Do not regenerate them to make a test pass.
+
+When the chain's own output changed (S3's logs and exponentials became engine/core/detmath.py's, the same
+bits on every machine), the fixtures were produced again the same way: this code's case tables, pickled, given
+to commit 8cf1aeb's ``metric_pack`` and ``pack`` module (a worktree on the path of a second process), their
+helper tables digested here. Only the chain-derived S3 helper tables and the seed-7 packs changed.
 """
 
 from __future__ import annotations
