@@ -85,8 +85,8 @@ class TrailServer:
     def warm_close(self) -> bool:
         """Import the close's plotting modules on a side thread (Optuna's plots and importances, plotly's figures
         and templates: a few tenths of a CPU second without the packages of :data:`UNUSED_HERE`), once; the sweep
-        asks for it when this
-        process may close its study soon (:func:`tuning.sweep.workers.close_is_near`). True if it started now."""
+        asks for it when this process may close its study soon (:func:`tuning.sweep.workers.close_is_near`). True
+        if it started now."""
         if self.warming is not None:
             return False
         self.warming = threading.Thread(target=_warm_close_imports, name="warm-close", daemon=True)
