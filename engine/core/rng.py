@@ -89,20 +89,15 @@ def uniforms(keys: np.ndarray, counters: np.ndarray) -> np.ndarray:
 
 def pair_keys(master: bytes, stream: str, merchant_ids: Sequence[int], countries: Sequence[str]) -> np.ndarray:
     """(n, 4) uint32: Philox key words k0, k1 and the two fixed high counter words."""
-    prefix = hashlib.sha256(master + uer(stream))
-    n = len(merchant_ids)
-    out = np.empty((n, 4), dtype=np.uint32)
+    copy = hashlib.sha256(master + uer(stream)).copy   # the prefix's state, hashed once
     mid_bytes = np.asarray(merchant_ids, dtype=np.uint64).astype("<u8").tobytes()
     framed = {c: uer(str(c)) for c in set(countries)}
-    raw = bytearray(16 * n)
-    for i, country in enumerate(countries):
-        h = prefix.copy()
-        h.update(mid_bytes[8 * i: 8 * i + 8])
-        h.update(framed[country])
-        raw[16 * i: 16 * i + 16] = h.digest()[:16]
-    if n:
-        out[:] = np.frombuffer(bytes(raw), dtype="<u4").reshape(-1, 4)
-    return out
+    digests = []
+    for i, country in enumerate(countries):   # one update per pair: LE64(merchant_id) || uer(country)
+        h = copy()
+        h.update(mid_bytes[8 * i: 8 * i + 8] + framed[country])
+        digests.append(h.digest()[:16])
+    return np.frombuffer(b"".join(digests), dtype="<u4").reshape(-1, 4).astype(np.uint32)
 
 
 def stream_ids(keys: np.ndarray) -> list[str]:

@@ -202,6 +202,7 @@ class PolicySet:
         # parse eagerly: a bad file never reaches a state
         docs = {pid: _parse_cached(pid, data, f"{self.source}/{pid}.yaml") for pid, data in self.raw.items()}
         object.__setattr__(self, "_docs", docs)
+        object.__setattr__(self, "_section_digests", {})   # (policy id, sections) -> digest: the bytes never change
 
     @classmethod
     def from_dir(cls, directory: str | Path) -> "PolicySet":
@@ -260,8 +261,11 @@ class PolicySet:
 
     def section_digest(self, policy_id: str, *keys: str) -> str:
         """Digest of just the parts of a policy a state reads (the cache key of the rerun matrix)."""
-        doc = self.doc(policy_id)
-        return sha256_hex(canonical_json({k: doc.get(k) for k in keys}))
+        memo = self._section_digests
+        if (policy_id, keys) not in memo:   # every chain of a candidate asks again, once per state and seed
+            doc = self.doc(policy_id)
+            memo[(policy_id, keys)] = sha256_hex(canonical_json({k: doc.get(k) for k in keys}))
+        return memo[(policy_id, keys)]
 
     def write(self, directory: str | Path) -> None:
         """Write each policy's exact bytes, atomically per file."""

@@ -161,22 +161,30 @@ def validate_outlets(frame: pd.DataFrame, universe_countries: set[str], source: 
     if frame["merchant_id"].isna().any() or frame["legal_country_iso"].isna().any():
         raise EngineError(E_WORLD_INPUT, f"{source}: null merchant_id or legal_country_iso")
     mids = merchant_ids(frame["merchant_id"], source)
-    unknown = sorted(set(frame["legal_country_iso"].astype(str)) - universe_countries)
+    countries = frame["legal_country_iso"].astype(str)
+    unknown = sorted(set(countries.unique()) - universe_countries)   # the distinct codes only: millions of rows
     if unknown:
         raise EngineError(E_WORLD_INPUT, f"{source}: country {unknown[0]!r} is not in the zone universe")
     if "site_count" in frame.columns:
         counts = site_counts(frame["site_count"], source)
         pairs = pd.DataFrame({"merchant_id": mids,
-                              "legal_country_iso": frame["legal_country_iso"].astype(str),
+                              "legal_country_iso": countries,
                               "site_count": counts.astype(np.int64)})
         if pairs.duplicated(["merchant_id", "legal_country_iso"]).any():
             raise EngineError(E_WORLD_INPUT, f"{source}: duplicate (merchant_id, legal_country_iso) pair")
         return expand_pairs(pairs.sort_values(["merchant_id", "legal_country_iso"], kind="mergesort"))
     if len(frame) > MAX_OUTLETS:
         raise EngineError(E_WORLD_INPUT, f"{source}: {len(frame)} outlets exceed the limit of {MAX_OUTLETS}")
-    out = pd.DataFrame({"merchant_id": mids,
-                        "legal_country_iso": frame["legal_country_iso"].astype(str)})
+    out = pd.DataFrame({"merchant_id": mids, "legal_country_iso": countries})
     out = out.sort_values(["merchant_id", "legal_country_iso"], kind="mergesort").reset_index(drop=True)
-    grp = out.groupby(["merchant_id", "legal_country_iso"], sort=False).cumcount()
-    out["site_order"] = (grp + 1).astype(np.uint32)
+    out["site_order"] = _rank_in_runs(out["merchant_id"].to_numpy(), pd.factorize(out["legal_country_iso"])[0])
     return out
+
+
+def _rank_in_runs(merchants: np.ndarray, countries: np.ndarray) -> np.ndarray:
+    """1, 2, ... within each run of equal (merchant, country) rows of a sorted catalogue (uint32)."""
+    n = len(merchants)
+    first = np.ones(n, dtype=bool)
+    first[1:] = (merchants[1:] != merchants[:-1]) | (countries[1:] != countries[:-1])
+    starts = np.flatnonzero(first)
+    return (np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n])) + 1).astype(np.uint32)

@@ -118,3 +118,22 @@ def test_pair_keys_are_the_documented_hash_law(pairs, master, stream):
         digest = hashlib.sha256(master + uer(stream) + struct.pack("<Q", m) + uer(c)).digest()
         assert row.tolist() == list(struct.unpack("<4I", digest[:16]))
     assert got.shape == (len(pairs), 4) and got.dtype == np.uint32
+
+
+def test_pair_keys_are_the_documented_hash_of_each_pair_alone():
+    # the law, computed here one whole message per pair: SHA-256(master || uer(stream) || LE64(merchant) ||
+    # uer(country)), its first 16 bytes as four little-endian words (the implementation hashes the prefix once)
+    import hashlib
+    import struct
+
+    from engine.core.hashing import uer
+
+    master, stream = bytes(range(32)), "zone_dirichlet"
+    mids, ccs = [0, 7, 2**64 - 1, 7, 123456789], ["FR", "US", "BR", "FR", "US"]
+    expected = [list(struct.unpack("<4I", hashlib.sha256(master + uer(stream) + struct.pack("<Q", m)
+                                                         + uer(c)).digest()[:16])) for m, c in zip(mids, ccs)]
+    keys = pair_keys(master, stream, mids, ccs)
+    assert keys.dtype == np.uint32 and keys.tolist() == expected
+    keys[0, 0] = 1   # the caller owns the array (a keyring writes into its own)
+    empty = pair_keys(master, stream, [], [])
+    assert empty.shape == (0, 4) and empty.dtype == np.uint32

@@ -10,10 +10,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from engine import ChainCache, PolicySet, run_chain
 from engine.core.errors import EngineError
 from engine.world.model import default_world, load_world
+from engine.world.outlets import validate_outlets
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIVERSE = pd.DataFrame({"country_iso": ["FR", "US", "US", "US"],
@@ -148,3 +150,19 @@ def test_a_world_of_population_evidence_alone_and_a_csv_catalogue_loads_as_given
     catalogue = world.catalogue   # one row per outlet
     assert len(catalogue) == summary["outlets"]
     assert len(catalogue[["merchant_id", "legal_country_iso"]].drop_duplicates()) == summary["pairs"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 6), st.sampled_from(["FR", "US"])), min_size=0, max_size=40))
+def test_an_outlet_catalogue_is_sorted_and_each_pairs_sites_are_numbered_from_one(rows):
+    # the oracle: the rows in (merchant, country) order, ties kept in file order, numbered per pair with a counter
+    frame = pd.DataFrame(rows, columns=["merchant_id", "legal_country_iso"]).astype({"merchant_id": "int64"})
+    out = validate_outlets(frame, {"FR", "US"}, "t")
+    seen: dict = {}
+    expected = []
+    for m, c in sorted(rows, key=lambda r: (r[0], r[1])):
+        seen[(m, c)] = seen.get((m, c), 0) + 1
+        expected.append((m, c, seen[(m, c)]))
+    assert list(zip(out["merchant_id"].tolist(), out["legal_country_iso"].tolist(), out["site_order"].tolist())) \
+        == expected
+    assert out["site_order"].dtype == np.uint32 and out["merchant_id"].dtype == np.uint64
