@@ -6,6 +6,7 @@ Read this file as the map: :data:`STATE_TABLE` says, for every state, what it re
 
 from __future__ import annotations
 
+import copy
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -200,11 +201,23 @@ def assemble_cores(r) -> tuple:
     return {"s1": s1, "s2": s2, "s3": s3, "s4": s4, "zone_alloc": s4.assign(site_count=np.repeat(sites, k))},
 
 
+def section(name: str):
+    """The state computing the metric pack's ``name`` section from that state's core table alone."""
+    def measure(r) -> tuple:
+        from engine.metrics.pack import s1_metrics, s2_metrics, s3_metrics   # each reads its own table only
+
+        return {"s1": s1_metrics, "s2": s2_metrics, "s3": s3_metrics}[name](r[f"{name}_core"]),
+    measure.__name__ = measure.__qualname__ = f"{name}_section"
+    return measure
+
+
 def score(r) -> tuple:
-    """The metric pack and gates on the core tables (fidelity included when the world has evidence)."""
+    """The metric pack and gates on the core tables (fidelity included when the world has evidence); the S1-S3
+    sections come from their own states (cached while their table is unchanged)."""
     from engine.metrics import evaluate_gates, fidelity_verdict, metric_pack, run_verdict
 
-    pack = metric_pack(r["cores"], r["evidence"])
+    # copies: a run's pack is its own to keep or edit, the cached sections are every later candidate's
+    pack = metric_pack(r["cores"], r["evidence"], {k: copy.deepcopy(r[f"pack_{k}"]) for k in ("s1", "s2", "s3")})
     gates = evaluate_gates(pack)
     hard_fail = sorted(g for g, v in gates["hard"].items() if v["status"] != "PASS")
     realism = {"mode": r["realism_mode"], "verdict": run_verdict(gates), "fidelity_verdict": fidelity_verdict(gates),
@@ -255,8 +268,12 @@ STATE_TABLE: tuple[State, ...] = (
           ("s4_core", "s4_counters"), counts, runtime=("mapper",), doc="integer zone counts (largest remainder)"),
     State("S4.cores", ("s1_core", "s2_core", "s3_core", "s4_core", "plans"), (), ("cores",),
           assemble_cores, cached=False, doc="the core tables of S1-S4 and zone_alloc's core"),
-    State("metrics", ("cores", "evidence", "realism_mode"), (), ("pack", "gates", "realism", "realism_blocks"),
-          score, cached=False, doc="metric pack, gates (plan + fidelity), verdicts"),
+    *(State(f"metrics.{k}", (f"{k}_core",), (), (f"pack_{k}",), section(k),
+            doc=f"the metric pack's {k.upper()} section, from {k}_core alone (kept while {k.upper()} is)")
+      for k in ("s1", "s2", "s3")),
+    State("metrics", ("cores", "evidence", "realism_mode", "pack_s1", "pack_s2", "pack_s3"), (),
+          ("pack", "gates", "realism", "realism_blocks"), score, cached=False,
+          doc="metric pack (S4, zone_alloc and fidelity sections measured here), gates (plan + fidelity), verdicts"),
     State("S6.core", ("identity", "receipt", "sealed", "cores", "events", "universe", "policy_set", "realism_blocks"),
           (), ("s6_core", "structural_status"), structural, cached=False,
           doc="S6's checks of S0-S4 in memory (S5's run with the bytes, in engine.publish.bundle)"),

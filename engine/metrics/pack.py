@@ -1,17 +1,16 @@
 """The metric pack (METRICS.md §1-§7): pure, vectorised functions over the five realism surfaces.
 
-``metric_pack(tables)`` reads ``tables["s1" | "s2" | "s3" | "s4" | "zone_alloc"]`` and returns
-``{"s1": {...}, "s2": {...}, "s3": {...}, "s4": {...}, "zone_alloc": {...}}`` with JSON-native
-values (int, float, bool, str, list, dict). No IO.
+``metric_pack(tables)`` reads ``tables["s1" | "s2" | "s3" | "s4" | "zone_alloc"]`` and returns ``{"s1": {...},
+"s2": {...}, "s3": {...}, "s4": {...}, "zone_alloc": {...}}`` with JSON-native values (int, float, bool, str,
+list, dict). No IO.
 
-Input contract: only the columns of ``REQUIRED_COLUMNS`` are read (plus zone_alloc's
-``site_count`` when present), so the states' lineage-free *core* tables (the published tables
-minus their constant lineage columns; zone_alloc's core is S4's core with ``site_count`` per row)
-give the same pack, bit for bit, as the published tables.
+Input contract: only the columns of ``REQUIRED_COLUMNS`` are read (plus zone_alloc's ``site_count`` when present),
+so the states' lineage-free *core* tables (the published tables minus their constant lineage columns; zone_alloc's
+core is S4's core with ``site_count`` per row) give the same pack, bit for bit, as the published tables.
 
-Strings become integer codes once per pack; pairs are runs of equal (merchant, country) codes
-(one stable sort only for unsorted tables), so nothing depends on row order except §4's "first
-row" of a pair. Values are those of the pandas formulation replaced (tests/metrics/test_pack_pinned.py).
+Strings become integer codes once per pack; pairs are runs of equal (merchant, country) codes (one stable sort
+only for unsorted tables), so nothing depends on row order except §4's "first row" of a pair. Values are those of
+the pandas formulation replaced (tests/metrics/test_pack_pinned.py).
 """
 
 from __future__ import annotations
@@ -359,14 +358,17 @@ def zone_alloc_metrics(zone_alloc: pd.DataFrame) -> dict:
 
 # ----------------------------------------------------------------------------- the pack
 
-def metric_pack(tables: Mapping[str, pd.DataFrame], evidence=None) -> dict:
+def metric_pack(tables: Mapping[str, pd.DataFrame], evidence=None, sections: Mapping[str, dict] | None = None) -> dict:
     """The full pack: ``{"s1", "s2", "s3", "s4", "zone_alloc"}`` sections (METRICS §1-§7), plus
     ``fidelity`` (engine.metrics.fidelity) when the world's population evidence is given.
 
     Reads only ``REQUIRED_COLUMNS`` (and zone_alloc's ``site_count`` when present): the
     lineage-free core tables of the states give the same pack as the published tables (the
     constant lineage columns are never read). Countries and zones are reduced to integer codes
-    once, shared by all sections; no per-row Python objects."""
+    once, shared by all sections; no per-row Python objects. ``sections``: s1/s2/s3 sections already measured
+    on these tables by ``s1_metrics`` etc. (the chain caches them by content); each equals the pack's
+    own (a section groups rows by equal codes, in first-appearance order: any vocabulary gives the same)."""
+    given = dict(sections or {})
     for name in TABLE_NAMES:
         if name not in tables or tables[name] is None:
             raise EngineError(E_METRICS_INPUT, f"table {name} is missing; no metric pack")
@@ -375,9 +377,9 @@ def metric_pack(tables: Mapping[str, pd.DataFrame], evidence=None) -> dict:
     factorized = keys.Factorized()
     c1, c3, c4, cz = keys.rank_codes([factorized(t, "legal_country_iso") for t in (s1, s3, s4, za)])
     pack = {
-        "s1": s1_metrics(s1),
-        "s2": s2_metrics(s2, factorized),
-        "s3": _s3_section(s3, c3, keys.rank_codes([factorized(s3, "tzid")])[0]),
+        "s1": given["s1"] if "s1" in given else s1_metrics(s1),
+        "s2": given["s2"] if "s2" in given else s2_metrics(s2, factorized),
+        "s3": given["s3"] if "s3" in given else _s3_section(s3, c3, keys.rank_codes([factorized(s3, "tzid")])[0]),
         "s4": _s4_section(s1, c1, s4, c4),
         "zone_alloc": _zone_alloc_section(za, cz),
     }

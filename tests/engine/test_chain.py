@@ -79,15 +79,16 @@ def test_cache_floor_change_reuses_world_seal_and_s1(policies, cache):
     cand = policies.replace(zone_floor_policy=dump_yaml(doc))
     res = run_chain(cand, 42, cache=cache)
     # S2 -> S7 recomputed (S3 from the seed's ready-drawn plan); S0 re-seals the changed policy set
-    assert res.reused == {"S0.world", "S1.domain", "S1", "S3.keys", "S3.plan"}
+    assert res.reused == {"S0.world", "S1.domain", "S1", "S3.keys", "S3.plan", "metrics.s1"}
     again = run_chain(cand, 42, cache=cache)
-    assert again.reused == {"S0.world", "S1.domain", "S1", "S2", "S3.keys", "S3.plan", "S3", "S4"}
+    assert again.reused == {"S0.world", "S1.domain", "S1", "S2", "S3.keys", "S3.plan", "S3", "S4",
+                            "metrics.s1", "metrics.s2", "metrics.s3"}
     assert again.flag == res.flag
     # an S3-only change reuses S1 and S2, recomputes S3 onwards
     mix = yaml.safe_load(policies.raw["zone_mixture_policy"])
     mix["s3_dispersion"].update(enabled=True, concentration_scale=0.5)
     res3 = run_chain(policies.replace(zone_mixture_policy=dump_yaml(mix)), 42, cache=cache)
-    assert res3.reused == {"S0.world", "S1.domain", "S1", "S2", "S3.keys", "S3.plan"}
+    assert res3.reused == {"S0.world", "S1.domain", "S1", "S2", "S3.keys", "S3.plan", "metrics.s1", "metrics.s2"}
 
 
 def test_an_s1_change_reuses_the_domain_and_its_drawn_uniforms(policies, cache):
@@ -148,3 +149,21 @@ def test_default_world_chain_carries_fidelity(baseline):
     assert {g["status"] for g in baseline.gates["fidelity"].values()} <= {"PASS", "FAIL"}
     verdict = baseline.s6_report["realism"]["fidelity_verdict"]
     assert verdict == fidelity_verdict(baseline.gates) and verdict in {"FAITHFUL", "DISTORTED"}
+
+
+def test_a_pack_with_cached_sections_equals_the_pack_measured_whole(policies, cache):
+    # S1-S3's sections are states of their own, kept while their table is: after an S4-only change (S1-S3 sections
+    # reused) and an S3-only change (S1, S2 reused), the pack equals metric_pack of the same tables measured whole
+    from engine.metrics import metric_pack
+
+    world = default_world()
+    run_chain(policies, 7, cache=cache)
+    mix = yaml.safe_load(policies.raw["zone_mixture_policy"])
+    s4 = dict(mix, s4_safeguards=dict(mix["s4_safeguards"], enabled=not mix["s4_safeguards"].get("enabled", False)))
+    s3 = dict(mix, s3_dispersion=dict(mix["s3_dispersion"], enabled=True, concentration_scale=0.5))
+    for doc, kept in ((s4, {"metrics.s1", "metrics.s2", "metrics.s3"}), (s3, {"metrics.s1", "metrics.s2"})):
+        res = run_chain(policies.replace(zone_mixture_policy=dump_yaml(doc)), 7, cache=cache)
+        assert kept <= res.reused and not ({"metrics.s1", "metrics.s2", "metrics.s3"} - kept) & res.reused
+        assert res.pack == metric_pack(res.cores, world.evidence)
+        res.pack["s1"]["pairs_total"] = -1   # a run's pack is its own: editing it leaves the cached section alone
+        assert run_chain(policies.replace(zone_mixture_policy=dump_yaml(doc)), 7, cache=cache).pack["s1"]["pairs_total"] > 0
