@@ -97,15 +97,19 @@ def _first_distinct(candidates: np.ndarray, wanted: np.ndarray) -> tuple[np.ndar
 def expand_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
     """One row per outlet from (merchant_id, legal_country_iso, site_count), in canonical order."""
     counts = pairs["site_count"].to_numpy(dtype=np.int64)
-    total = int(counts.sum())
-    starts = np.repeat(np.cumsum(counts) - counts, counts)
     pair_countries = pa.array(pairs["legal_country_iso"].to_numpy(dtype=object), type=pa.string())
     country_col = pair_countries.take(pa.array(np.repeat(np.arange(len(counts)), counts)))
     return pd.DataFrame({
         "merchant_id": np.repeat(pairs["merchant_id"].to_numpy(dtype=np.uint64), counts),
         "legal_country_iso": pd.Series(country_col.to_pandas(types_mapper={pa.string(): _STR}.get)),
-        "site_order": (np.arange(total, dtype=np.int64) - starts + 1).astype(np.uint32),
+        "site_order": numbered_runs(counts),
     })
+
+
+def numbered_runs(counts: np.ndarray) -> np.ndarray:
+    """1, 2, ..., counts[i] for each run i of consecutive rows, one after the other (uint32): a pair's site numbers."""
+    starts = np.repeat(np.cumsum(counts) - counts, counts)
+    return (np.arange(int(counts.sum()), dtype=np.int64) - starts + 1).astype(np.uint32)
 
 
 MAX_SITES_PER_PAIR = 1_000_000     # the largest chain of the synthetic upstream has 2,500 in one country
@@ -177,14 +181,8 @@ def validate_outlets(frame: pd.DataFrame, universe_countries: set[str], source: 
         raise EngineError(E_WORLD_INPUT, f"{source}: {len(frame)} outlets exceed the limit of {MAX_OUTLETS}")
     out = pd.DataFrame({"merchant_id": mids, "legal_country_iso": countries})
     out = out.sort_values(["merchant_id", "legal_country_iso"], kind="mergesort").reset_index(drop=True)
-    out["site_order"] = _rank_in_runs(out["merchant_id"].to_numpy(), pd.factorize(out["legal_country_iso"])[0])
-    return out
-
-
-def _rank_in_runs(merchants: np.ndarray, countries: np.ndarray) -> np.ndarray:
-    """1, 2, ... within each run of equal (merchant, country) rows of a sorted catalogue (uint32)."""
-    n = len(merchants)
-    first = np.ones(n, dtype=bool)
+    merchants, countries = out["merchant_id"].to_numpy(), pd.factorize(out["legal_country_iso"])[0]
+    first = np.ones(len(out), dtype=bool)   # where a run of equal (merchant, country) rows begins
     first[1:] = (merchants[1:] != merchants[:-1]) | (countries[1:] != countries[:-1])
-    starts = np.flatnonzero(first)
-    return (np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n])) + 1).astype(np.uint32)
+    out["site_order"] = numbered_runs(np.diff(np.r_[np.flatnonzero(first), len(out)]))
+    return out
