@@ -5,6 +5,11 @@ from __future__ import annotations
 from collections import Counter
 
 from tests.environment import ABSENT
+from tuning.trail.environment import prepare_for_mlflow
+
+
+def pytest_configure(config) -> None:
+    prepare_for_mlflow()   # the suite's own process imports MLflow too (tuning.trail.environment)
 
 
 def _reason(report) -> str:

@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 
 from tuning.storage.budget import (CLOSE_ATTR, DEAD_WORKER_REASON, Coordinator, fail_dead_workers_trials,
                                  rdb_storage)
-from tuning.storage.recovery import WORKER_ATTR, this_worker
+from tuning.storage.recovery import WORKER_ATTR, live_trial_id, original_number, this_worker
 
 
 def _dead_pid() -> int:
@@ -76,6 +76,8 @@ def test_the_budget_ask_fails_a_dead_workers_trial_and_asks_its_retry(study, tmp
         assert trial is not None and trial.params == {"x": 0.25}
         tid = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name("s"), trial.number)
         assert storage.get_trial_system_attrs(tid)["failed_trial"] == dead.number
+        assert original_number(trial) == original_number(storage.get_trial(tid)) == dead.number   # read at the ask
+        assert live_trial_id(trial) == tid
     finally:
         coordinator.close()
 
@@ -121,3 +123,60 @@ def test_the_study_is_closed_once(study, tmp_path):
     finally:
         a.close()
         b.close()
+
+
+class _Statements:
+    """The SQL statements a storage's engine runs, by thread name."""
+
+    def __init__(self, storage) -> None:
+        import sqlalchemy.event
+
+        self.by_thread: list[str] = []
+        self.engine = storage.engine
+        sqlalchemy.event.listen(self.engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, *args) -> None:
+        import threading
+
+        self.by_thread.append(threading.current_thread().name)
+
+    def close(self) -> None:
+        import sqlalchemy.event
+
+        sqlalchemy.event.remove(self.engine, "before_cursor_execute", self._seen)
+
+
+def test_a_trials_id_and_first_number_are_read_at_its_ask_and_a_told_trial_is_beaten_no_more(tmp_path, monkeypatch):
+    """What the ask knows is not read again (each read is a query on an RDB storage): an asked trial's
+    id and original number cost no statement afterwards; once told, the heartbeat neither beats nor reads it."""
+    monkeypatch.setenv("SEG3A_HEARTBEAT_INTERVAL", "1")
+    monkeypatch.setenv("SEG3A_GRACE_PERIOD", "30")
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    storage = rdb_storage(url)
+    s = optuna.create_study(study_name="s", storage=storage)
+    coordinator = Coordinator(s, storage, url, tmp_path / "lock", stale_after_s=3600)
+    seen = _Statements(storage)
+    try:
+        first = coordinator.next_trial(target=3)
+        first.suggest_float("x", 0.0, 1.0)
+        asked = len(seen.by_thread)
+        assert original_number(first) == first.number == 0
+        assert live_trial_id(first) == storage.get_trial_id_from_study_id_trial_number(
+            storage.get_study_id_from_name("s"), first.number)
+        assert len(seen.by_thread) == asked + 2          # the two lookups of the check itself, nothing else
+        s.tell(first, 1.0)
+        coordinator.told(first)
+        held = coordinator.next_trial(target=3)          # RUNNING: beaten every second
+        seen.by_thread.clear()
+        import time
+
+        time.sleep(2.5)
+        assert "optuna-heartbeat" in seen.by_thread     # the held trial is beaten
+        s.tell(held, 2.0)
+        coordinator.told(held)
+        seen.by_thread.clear()
+        time.sleep(1.5)
+        assert "optuna-heartbeat" not in seen.by_thread   # both told: not even read to find out (it was, each beat)
+    finally:
+        seen.close()
+        coordinator.close()

@@ -73,6 +73,9 @@ def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | N
     """Run a CLI entry point through the one wrapper shared with the engine (engine.cli.wrap). As a program
     (``argv`` None: ``python -m tuning.X``) it exits without the heap's teardown (:func:`exit_now`); called
     with ``argv`` (a test, another program) it raises SystemExit like any CLI, so its caller lives on."""
+    from tuning.trail.environment import prepare_for_mlflow
+
+    prepare_for_mlflow()   # before any MLflow import of this program
     code = invoke(main, argv)
     if argv is not None:
         sys.exit(code)

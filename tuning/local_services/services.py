@@ -29,6 +29,7 @@ from pathlib import Path
 
 from engine import EngineError
 from tuning.common.errors import E_USAGE
+from tuning.trail.environment import prepare_for_mlflow
 
 PG_USER = "seg3a"
 DATABASES = ("optuna", "mlflow")
@@ -98,8 +99,9 @@ def start_mlflow(backend_uri: str, artifacts: Path, port: int | None = None, log
                              "--port", str(port), "--workers", str(workers)],
                             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                             # the harness runs no MLflow GenAI jobs: no pool of huey job consumers competing for
-                            # the cores (set MLFLOW_SERVER_ENABLE_JOB_EXECUTION=true to have them)
-                            env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ})
+                            # the cores (set MLFLOW_SERVER_ENABLE_JOB_EXECUTION=true to have them); no telemetry
+                            # thread either (tuning.trail.environment)
+                            env=prepare_for_mlflow({"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}))
     uri = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -135,11 +137,16 @@ def stop_process(pid: int) -> None:
             time.sleep(0.2)
 
 
+def pg_data_dir(root: Path) -> Path:
+    """Where a server started for ``root`` keeps its data: ``root/pgdata``; as root, the server runs as
+    ``postgres``, who may not traverse ``root``, so a fresh directory under /tmp."""
+    return Path(tempfile.mkdtemp(prefix="seg3a-pgdata-")) if os.geteuid() == 0 else root / "pgdata"
+
+
 def start(root: Path) -> dict:
     root = root.resolve()
     root.mkdir(parents=True, exist_ok=True)
-    # as root the server runs as ``postgres``, who may not traverse ``root``: its data goes to /tmp then
-    pgdata = Path(tempfile.mkdtemp(prefix="seg3a-pgdata-")) if os.geteuid() == 0 else root / "pgdata"
+    pgdata = pg_data_dir(root)
     pg = start_postgres(pgdata)
     try:
         uri, proc = start_mlflow(f"{pg}/mlflow", root / "artifacts", log=root / "mlflow.log")

@@ -32,8 +32,9 @@ import optuna
 from optuna.storages import fail_stale_trials
 from optuna.trial import TrialState
 
-from tuning.storage.recovery import (WORKER_ATTR, counts, exclusive, live_trial_id, owner_dead, recover_stale_trials,
-                                   this_worker, trial_id, worker_dead)
+from tuning.storage.idle_ping import ping_when_idle
+from tuning.storage.recovery import (WORKER_ATTR, counts, exclusive, live_trial_id, original_number, owner_dead,
+                                   recover_stale_trials, remember_live_trial, this_worker, trial_id, worker_dead)
 
 HEARTBEAT_ENV, GRACE_ENV = "SEG3A_HEARTBEAT_INTERVAL", "SEG3A_GRACE_PERIOD"
 DEAD_WORKER_REASON = "worker died (its process is gone; retried without waiting for the grace period)"
@@ -55,7 +56,8 @@ def heartbeat_settings() -> tuple[int, int]:
 
 
 def rdb_storage(url: str) -> optuna.storages.RDBStorage:
-    """An RDB storage with heartbeat, stale-trial failing and retry (pool pre-ping: survives a DB restart). The
+    """An RDB storage with heartbeat, stale-trial failing and retry (a connection idle for a second or more is
+    pinged before use, :mod:`tuning.storage.idle_ping`: survives a DB restart). The
     workers ask and tell (not ``Study.optimize``) and keep the heartbeat themselves (:class:`Heartbeat`), so
     Optuna's warning that a heartbeat belongs to ``Study.optimize`` is silenced from here on."""
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
@@ -65,9 +67,11 @@ def rdb_storage(url: str) -> optuna.storages.RDBStorage:
 
     for attempt in range(6):  # hosts starting at once race to create the schema: the losers retry
         try:
-            return optuna.storages.RDBStorage(
-                url, engine_kwargs={"pool_pre_ping": True} if is_postgres(url) else None,
-                heartbeat_interval=interval, grace_period=grace, heartbeat_stale_trial_callback=callback)
+            storage = optuna.storages.RDBStorage(url, heartbeat_interval=interval, grace_period=grace,
+                                                 heartbeat_stale_trial_callback=callback)
+            if is_postgres(url):
+                ping_when_idle(storage.engine)
+            return storage
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
             if attempt == 5:
                 raise
@@ -119,6 +123,11 @@ class _Heartbeat(threading.Thread):
         with self.guard:
             self.trial_ids.add(trial_id)
 
+    def discard(self, trial_id: int) -> None:
+        """A told trial is beaten no more (nor read again to find out that it is told)."""
+        with self.guard:
+            self.trial_ids.discard(trial_id)
+
     def run(self) -> None:
         while not self.stop.wait(self.interval):
             with self.guard:
@@ -146,6 +155,7 @@ class Coordinator:
         self.count_pruned = False   # set by a multi-fidelity sweep: PRUNED trials count against the budget
         self.seen = (0, 0)          # (done, RUNNING) as the last ask found them
         self._pg_engine = None
+        self._study_id: int | None = None
         self._beat: _Heartbeat | None = None
         if self.rdb:
             interval = storage.get_heartbeat_interval() or heartbeat_settings()[0]
@@ -167,7 +177,7 @@ class Coordinator:
         import sqlalchemy
 
         if self._pg_engine is None:
-            self._pg_engine = sqlalchemy.create_engine(self.url, pool_size=1, pool_pre_ping=True)
+            self._pg_engine = ping_when_idle(sqlalchemy.create_engine(self.url, pool_size=1))
         key = int.from_bytes(hashlib.sha256(f"seg3a|{self.study.study_name}".encode()).digest()[:8], "big",
                              signed=True)
         with self._pg_engine.connect() as conn:
@@ -200,11 +210,35 @@ class Coordinator:
                     return None
                 if done + c["RUNNING"] < target:
                     trial = self.study.ask()
+                    self._remember(trial, trials)
                     trial.set_user_attr(WORKER_ATTR, this_worker())
                     if self._beat is not None:
                         self._beat.add(live_trial_id(trial))
                     return trial
             time.sleep(min(1.0, self._beat.interval / 2))  # the rest is RUNNING elsewhere: wait for it or its death
+
+    def _remember(self, trial, trials: list) -> None:
+        """Record the asked trial's storage id (one query: the study's id is read once) and, from the trials read
+        just before the ask, the number of its first attempt: a trial that was WAITING then is a queued one,
+        whose record names it (a retry's ``failed_trial`` or ``retry_of``); a trial numbered after every trial
+        read is new. Inside the budget lock nobody else asks, and every retry is queued under that lock, so
+        nothing can come in between; anything else is left to :func:`original_number` to read."""
+        if self._study_id is None:
+            self._study_id = self.storage.get_study_id_from_name(self.study.study_name)
+        tid = self.storage.get_trial_id_from_study_id_trial_number(self._study_id, trial.number)
+        if trial.number == len(trials):
+            origin = trial.number
+        elif trial.number < len(trials) and trials[trial.number].number == trial.number and \
+                trials[trial.number].state == TrialState.WAITING:
+            origin = original_number(trials[trial.number])
+        else:
+            origin = None
+        remember_live_trial(trial, tid, origin)
+
+    def told(self, trial) -> None:
+        """``trial`` (asked by this process) is told: its heartbeat stops."""
+        if self._beat is not None:
+            self._beat.discard(live_trial_id(trial))
 
     def claim_close(self, parent_run_id: str | None) -> str | None:
         """Who closes the study at its current COMPLETE count (reconciles the trial runs, writes the plots, the

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
+import weakref
 from pathlib import Path
 from typing import Sequence
 
@@ -63,9 +64,26 @@ def trial_id(storage, study_name: str, number: int) -> int:
     return storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study_name), number)
 
 
+# What a live trial's storage does not change while it runs, read once per trial (each read is one or two
+# queries on an RDB storage, and a trial asks for them several times): its storage id and its original number.
+_LIVE_IDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_ORIGINS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def live_trial_id(trial) -> int:
-    """The storage id of an asked (live) :class:`optuna.trial.Trial`."""
-    return trial_id(trial.storage, trial.study.study_name, trial.number)
+    """The storage id of an asked (live) :class:`optuna.trial.Trial` (looked up once per trial)."""
+    tid = _LIVE_IDS.get(trial)
+    if tid is None:
+        tid = _LIVE_IDS[trial] = trial_id(trial.storage, trial.study.study_name, trial.number)
+    return tid
+
+
+def remember_live_trial(trial, tid: int, origin: int | None) -> None:
+    """What the process that asked ``trial`` already knows: its storage id and (None: unknown) the number of
+    its first attempt (see :func:`original_number`)."""
+    _LIVE_IDS[trial] = tid
+    if origin is not None:
+        _ORIGINS[trial] = origin
 
 
 def mirror_constraints(trial, values: Sequence[float]) -> None:
@@ -80,6 +98,9 @@ def original_number(trial) -> int:
 
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
+    known = None if isinstance(trial, FrozenTrial) else _ORIGINS.get(trial)
+    if known is not None:
+        return known
     if RETRY_ATTR in trial.user_attrs:
         return int(trial.user_attrs[RETRY_ATTR])
     frozen = trial if isinstance(trial, FrozenTrial) else trial.storage.get_trial(live_trial_id(trial))

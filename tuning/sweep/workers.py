@@ -27,6 +27,7 @@ from tuning.study.seed_robust import seed_metrics, study_directions
 from tuning.sweep.config import SweepConfig
 from tuning.trail.process import SweepTrail
 from tuning.study.trial_result import PolicyFiles, TrialResult, flatten_pack
+from tuning.common.heap import settle_startup_heap
 from tuning.storage.recovery import counts, mirror_constraints, original_number
 
 VETO_CONSTRAINT = "veto"
@@ -91,6 +92,7 @@ class TrialLoop:
         instead of waiting for the trail process (still starting during the first trials)."""
         sweep = self.sweep
         anchor = sweep.objective.anchor  # once per process: also warms the S0/S1 cache
+        settle_startup_heap()            # the imports, the world and the anchor: out of the collector's way
         if self.index == 0:   # the anchor's metrics: means over the seeds, as a trial's
             mean, _ = seed_metrics([flatten_pack(e.pack) for e in anchor.per_seed], {})
             self.trail.log_parent({f"anchor.{k}": v for k, v in mean.items()},
@@ -156,12 +158,16 @@ class TrialLoop:
         try:
             return fn()
         except EngineError:
-            self.sweep.study.tell(trial, state=TrialState.FAIL)
+            self._tell_failed(trial)
             raise
         except Exception as exc:  # a crashing trial is recorded as FAIL and the budget continues
-            self.sweep.study.tell(trial, state=TrialState.FAIL)
+            self._tell_failed(trial)
             self.failed(f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
             return None
+
+    def _tell_failed(self, trial) -> None:
+        self.sweep.study.tell(trial, state=TrialState.FAIL)
+        self.sweep.coordinator.told(trial)
 
     def failed(self, cause: str | None) -> None:
         """Count a trial that failed, whatever the kind (crashed, told FAIL, its chain could not run): more than
@@ -229,6 +235,7 @@ class TrialLoop:
             recorded = result.with_run(*future.result())  # the trial's MLflow run is logged (its id, seconds)
             trial.set_user_attr(RESULT_ATTR, recorded.user_attr(self.sweep.spec.key_metrics))
             why = tell_evaluation(self.sweep.study, trial, ev, self.sweep.spec.multi_objective)
+            self.sweep.coordinator.told(trial)
             if self.progress is not None:
                 self.progress.update(1)
                 self.sweep.show_best(self.progress)

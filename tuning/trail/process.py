@@ -31,6 +31,7 @@ from typing import Mapping, Sequence
 
 from engine import EngineError
 from tuning.common.errors import E_TRAIL
+from tuning.trail.environment import prepare_for_mlflow
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
 _CLOSE = None  # the request that ends the child
@@ -41,7 +42,7 @@ class TrailError(RuntimeError):
 
 
 def _child_env() -> dict:
-    env = dict(os.environ)
+    env = prepare_for_mlflow(dict(os.environ))
     env["PYTHONPATH"] = _PACKAGE_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
 

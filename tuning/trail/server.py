@@ -230,8 +230,15 @@ def serve(read_fd: int, write_fd: int) -> None:
         sys.modules.setdefault(name, None)
     requests, replies = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
     sweep_pid = os.getppid()
+    import gc
+
+    from tuning.common.heap import settle_startup_heap
+
+    gc.disable()            # MLflow's import: its full collections would traverse what it is importing
     server = TrailServer()
     server.prepare()
+    settle_startup_heap()   # ... and never again once it is imported
+    gc.enable()
     while True:
         try:
             message = requests.recv()
