@@ -27,7 +27,6 @@ from tuning.study.seed_robust import seed_metrics, study_directions
 from tuning.sweep.config import SweepConfig
 from tuning.trail.process import SweepTrail
 from tuning.study.trial_result import PolicyFiles, TrialResult, flatten_pack
-from tuning.common.heap import settle_startup_heap
 from tuning.storage.recovery import counts, mirror_constraints, original_number
 
 VETO_CONSTRAINT = "veto"
@@ -92,7 +91,6 @@ class TrialLoop:
         instead of waiting for the trail process (still starting during the first trials)."""
         sweep = self.sweep
         anchor = sweep.objective.anchor  # once per process: also warms the S0/S1 cache
-        settle_startup_heap()            # the imports, the world and the anchor: out of the collector's way
         if self.index == 0:   # the anchor's metrics: means over the seeds, as a trial's
             mean, _ = seed_metrics([flatten_pack(e.pack) for e in anchor.per_seed], {})
             self.trail.log_parent({f"anchor.{k}": v for k, v in mean.items()},
