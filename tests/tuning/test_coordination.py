@@ -6,9 +6,12 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import threading
+import time
 
 import optuna
 import pytest
+import sqlalchemy.event
 from optuna.trial import TrialState
 
 from tuning.storage.budget import (CLOSE_ATTR, DEAD_WORKER_REASON, Coordinator, fail_dead_workers_trials,
@@ -129,20 +132,14 @@ class _Statements:
     """The SQL statements a storage's engine runs, by thread name."""
 
     def __init__(self, storage) -> None:
-        import sqlalchemy.event
-
         self.by_thread: list[str] = []
         self.engine = storage.engine
         sqlalchemy.event.listen(self.engine, "before_cursor_execute", self._seen)
 
     def _seen(self, *args) -> None:
-        import threading
-
         self.by_thread.append(threading.current_thread().name)
 
     def close(self) -> None:
-        import sqlalchemy.event
-
         sqlalchemy.event.remove(self.engine, "before_cursor_execute", self._seen)
 
 
@@ -168,8 +165,6 @@ def test_a_trials_id_and_first_number_are_read_at_its_ask_and_a_told_trial_is_be
         coordinator.told(first)
         held = coordinator.next_trial(target=3)          # RUNNING: beaten every second
         seen.by_thread.clear()
-        import time
-
         time.sleep(2.5)
         assert "optuna-heartbeat" in seen.by_thread     # the held trial is beaten
         s.tell(held, 2.0)

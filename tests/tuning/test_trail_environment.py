@@ -19,8 +19,11 @@ def test_prepare_sets_what_is_unset_and_keeps_an_operators_value():
     assert prepare_for_mlflow({KEY: "false"})[KEY] == "false"
 
 
-def test_the_trail_process_starts_with_telemetry_off():
-    assert _child_env()[KEY] == os.environ.get(KEY, "true")
+def test_the_trail_process_starts_with_telemetry_off_and_an_operators_value_wins(monkeypatch):
+    monkeypatch.delenv(KEY, raising=False)        # the suite's own process has it set (tests/conftest.py)
+    assert _child_env()[KEY] == "true" and KEY not in os.environ   # the child's environment, not this one's
+    monkeypatch.setenv(KEY, "false")
+    assert _child_env()[KEY] == "false"
 
 
 def test_a_program_run_through_run_cli_imports_mlflow_without_a_telemetry_client():
