@@ -79,3 +79,31 @@ def test_a_dead_trail_process_fails_pending_and_later_requests_coded():
         later.result(timeout=30)
     assert err.value.code == E_TRAIL
     process.close(timeout=10)
+
+
+def test_a_trial_run_logged_while_its_sweep_was_killed_is_deleted(project):
+    """A sweep SIGKILLed while its trail process logs a trial's run never tells that trial: the run is deleted
+    when the request ends (its retry's search for the dead attempt may have run before it existed)."""
+    from engine.policies import PolicySet
+    from tuning.study.objective import SeedRobustObjective
+    from tuning.study.spec import load_study
+    from tuning.study.trial_result import PolicyFiles, TrialResult
+    from tuning.trail.server import TrailServer
+    from tuning.trail.tracking import client
+
+    spec = load_study(project / "studies" / "P1.2.yaml", str(project / "studies"))
+    knobs = {"blend_lambda": 0.05, "hub_cap": 0.9, "tail_gamma": 1.0}
+    ev = SeedRobustObjective(spec, [42], PolicySet.from_dir(project / "policies")).evaluate(knobs)
+    server = TrailServer()
+    server.prepare()
+    server.open("P1.2", "t-orphan", "J", None)
+    server.start_parent({}, {})
+    logged = (0, True, server.log_trial(0, 0, TrialResult.from_evaluation(ev, "P1.2", "J"),
+                                         PolicyFiles.of(ev.policies), knobs))
+    kept = (1, True, server.log_trial(1, 1, TrialResult.from_evaluation(ev, "P1.2", "J"),
+                                       PolicyFiles.of(ev.policies), knobs))
+    server.orphaned("log_trial", logged)               # the sweep died during this request
+    server.orphaned("log_parent", (2, True, None))     # any other request leaves nothing to undo
+    runs = {r.info.run_id: r.info.lifecycle_stage for r in trial_runs("t-orphan")}
+    assert runs == {kept[2][0]: "active"}
+    assert client().get_run(logged[2][0]).info.lifecycle_stage == "deleted"

@@ -130,6 +130,16 @@ class TrailServer:
 
         self.front = FrontTracker(second_direction)
 
+    def orphaned(self, op: str, reply: tuple) -> None:
+        """The sweep died while this request ran (SIGKILL), so nobody will tell its trial: a trial run it just
+        logged is deleted. Otherwise it would be a second run of that trial. Its retry deletes the runs of
+        its dead attempt before logging its own, but it may have searched for them before this one existed,
+        and the close's reconcile may already be over. A run logged while the sweep was still alive is found
+        by that retry's search, which starts only once the death is known."""
+        _rid, ok, value = reply
+        if op == "log_trial" and ok:
+            self._open_tracker().mlc.delete_run(value[0])
+
     def after_reply(self) -> None:
         """Work a request leaves for after its answer: the front's tags of the trial just logged."""
         item, self.pending_front = self.pending_front, None
@@ -256,6 +266,9 @@ def serve(read_fd: int, write_fd: int) -> None:
             reply = (rid, True, getattr(server, op)(*args))
         except BaseException as exc:  # noqa: BLE001 - every error goes back to the sweep
             reply = (rid, False, _error(exc))
+        if os.getppid() != sweep_pid:
+            server.orphaned(op, reply)
+            break
         try:
             replies.send(reply)
         except (OSError, ValueError):
