@@ -148,3 +148,56 @@ def test_ctrl_c_ends_the_sweep_with_one_line_and_every_told_trial_keeps_its_run(
     mlc = client()
     sweeps = search_all(mlc, [mlc.get_experiment_by_name("3A-P1.2").experiment_id], "tags.run_kind = 'sweep'")
     assert [r.info.status for r in sweeps] == ["FAILED"], "the trail process outlived the interrupt to close it"
+
+
+def _trail_processes_while(proc: subprocess.Popen) -> int:
+    """The most MLflow trail processes seen at once under ``proc`` while it runs (polled from /proc)."""
+    most = 0
+    while proc.poll() is None:
+        seen, frontier = set(), [proc.pid]
+        while frontier:
+            kids = _children(frontier.pop())
+            seen.update(kids)
+            frontier.extend(kids)
+        trails = 0
+        for pid in seen:
+            try:
+                trails += b"tuning.trail.server" in open(f"/proc/{pid}/cmdline", "rb").read()
+            except OSError:
+                pass
+        most = max(most, trails)
+        time.sleep(0.05)
+    return most
+
+
+def _authority_trial(study_name: str) -> tuple[float, dict]:
+    """The enqueued authority candidate's J and its run's metrics (timings aside)."""
+    first = next(t for t in load(study_name).trials if t.number == 0)
+    run = next(r for r in trial_runs(study_name) if r.data.tags["optuna_trial"] == "0")
+    return first.value, {k: v for k, v in run.data.metrics.items() if not k.startswith("seconds.")}
+
+
+def test_forked_workers_log_through_the_one_trail_process_and_score_as_spawned_ones(project):
+    """Forked workers (Linux's default) take the coordinator's world, anchor and trail process; spawned ones
+    (SEG3A_WORKER_START=spawn) build their own. The same candidate scores the same either way."""
+    seen = {}
+    for how in ("fork", "spawn"):
+        env = dict(env_for(project), SEG3A_WORKER_START=how)
+        proc = subprocess.Popen([sys.executable, "-m", "tuning.sweep", "--phase", "P1.2", "--trials", "4",
+                                 "--workers", "2", "--study", f"t-{how}", "--no-progress", "--reports", "0"],
+                                cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        seen[how] = _trail_processes_while(proc)
+        assert proc.wait(timeout=240) == 0, proc.stderr.read().decode()[-2000:]
+        _assert_consistent(f"t-{how}", 4)
+        pids = {t.user_attrs["worker"]["pid"] for t in load(f"t-{how}").trials}
+        assert proc.pid not in pids and 1 <= len(pids) <= 2   # the workers ran them (one may take all 4)
+    assert seen == {"fork": 1, "spawn": seen["spawn"]} and seen["spawn"] >= 2
+    assert _authority_trial("t-fork") == _authority_trial("t-spawn")
+
+
+def test_a_bad_worker_start_method_is_a_usage_error(project):
+    env = dict(env_for(project), SEG3A_WORKER_START="thread")
+    out = subprocess.run([sys.executable, "-m", "tuning.sweep", "--phase", "P1.2", "--trials", "2", "--workers",
+                          "2"], cwd=project, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert out.stderr.strip() == "E3A_TUN_050_USAGE: SEG3A_WORKER_START='thread': expected fork or spawn"

@@ -100,7 +100,7 @@ def test_worker_specs_are_picklable_and_carry_the_whole_study():
     argv once passed ``--seed <first seed>``, so a multi-seed study's workers were refused)."""
     from tuning.sweep.config import SweepConfig
     from tuning.sweep.coordinator import worker_process
-    from tuning.sweep.workers import WorkerSpec, worker_specs
+    from tuning.sweep.pool import WorkerSpec, worker_specs
 
     sweep = types.SimpleNamespace(config=SweepConfig(phase="P1.2", workers=3, storage="sqlite:///x.db"),
                                   target=12, study_name="s-P1.2", deadline=None)

@@ -114,6 +114,16 @@ class MultiFidelityObjective:
             self._stage_objectives[fraction].runner = self.full.runner
         return self._stage_objectives[fraction]
 
+    def warm(self) -> None:
+        """Every search stage's anchor (what each candidate at that fraction is measured against), before the
+        first trial: ``--workers`` processes forked from this one inherit it instead of computing it each.
+        On a large world the seeds after the first run two at a time (:func:`tuning.study.objective.seed_threads`)."""
+        from tuning.study.objective import seeds_first_then_threads
+
+        pairs = int(self.full.per_seed[0].anchor.pack["s1"]["pairs_total"])
+        for fraction in self.fractions[:-1]:
+            seeds_first_then_threads(lambda obj: obj.anchor, self.stage(fraction).per_seed, lambda _: pairs)
+
     def evaluate(self, knob_values, run_root=None, on_seed=None, on_rung=None):
         """One candidate through the stages (``on_rung`` given and several stages) or at full scale only."""
         self.pruned, searched = False, []

@@ -20,6 +20,7 @@ from typing import Sequence
 
 from tuning.common.errors import run_cli
 from tuning.sweep.config import SweepConfig, parse_args
+from tuning.sweep.pool import trail_channels
 from tuning.trail.process import TrailProcess
 
 __all__ = ["Sweep", "SweepConfig", "main", "parse_args"]
@@ -35,7 +36,8 @@ def __getattr__(name: str):
 
 def main(argv: Sequence[str] | None = None) -> int:
     config = parse_args(argv)
-    process = TrailProcess()   # MLflow's process starts now, while this one loads the engine and Optuna
+    # MLflow's process starts now, while this one loads the engine and Optuna (with a channel per forked worker)
+    process = TrailProcess(trail_channels(config))
     try:
         from tuning.study.ranking import format_table
         from tuning.study.trial_row import TrialRow

@@ -24,8 +24,9 @@ from tuning.study.spec import StudySpec, load_study, metric_value, parse_conditi
 from tuning.storage.stores import lock_path, open_storage, open_study
 from tuning.sweep.config import SweepConfig
 from tuning.sweep.close import close_sweep, summarise
-from tuning.sweep.workers import TrialLoop, WorkerSpec, run_pool
-from tuning.trail.process import SweepTrail, TrailProcess
+from tuning.sweep.pool import WorkerSpec, inherited, run_pool, trail_channels
+from tuning.sweep.workers import TrialLoop
+from tuning.trail.process import SweepTrail, TrailChannel, TrailProcess
 from tuning.storage.recovery import counts
 from tuning.common import worlds
 
@@ -140,7 +141,7 @@ class Sweep:
         precheck, the trials (this process or ``--workers K``), the close. Nothing is written before the study's
         metrics are checked against the anchor's pack and the tracking store has answered: a refused study or an
         unreachable store leaves no journal and no MLflow run."""
-        process = process if process is not None else TrailProcess()
+        process = process if process is not None else TrailProcess(trail_channels(self.config))
         try:
             self.objective.anchor   # the anchor's pack holds every metric the study names (E3A_TUN_010 if not)
         except BaseException:
@@ -203,6 +204,8 @@ class Sweep:
             self.show_best(progress)
         status = "FINISHED"
         try:
+            if not self.config.cluster:   # the search stages' anchors, once (forked workers inherit them)
+                self.objective.warm()
             if self.config.cluster:   # each seed's chain a Dask task (tuning.sweep.seed_tasks)
                 from tuning.sweep.seed_tasks import cluster_seeds
 
@@ -212,7 +215,7 @@ class Sweep:
                 TrialLoop(self, trail, progress).run()
             else:
                 trail.warm_close()   # this process closes the study; it waits for its workers meanwhile
-                run_pool(self, trail.parent_run_id, worker_process, progress)
+                run_pool(self, trail.parent_run_id, worker_process, progress, trail_process=trail.process)
         except BaseException:
             status = "FAILED"
             raise
@@ -238,11 +241,16 @@ def run_worker(spec: WorkerSpec) -> int:
     # K workers share the cores: each runs a large world's S3/S4 on its share of them, not on every core
     # (keyed streams: the output does not depend on the partitioning)
     PhaseObjective.partitions = max(1, (os.cpu_count() or 1) // max(1, spec.of))
-    sweep = Sweep(spec.config)
+    parent, channel = inherited(spec)   # forked: the coordinator's world and warm objective, a trail channel
+    if parent is not None:
+        sweep = Sweep(spec.config, spec=parent.spec, world=parent.world)
+        sweep._objective = parent.objective
+    else:
+        sweep = Sweep(spec.config)
     sweep.objective.anchor   # the study's metrics are checked before this worker opens anything
     sweep.open_study()
     trail = SweepTrail(sweep.spec.phase, sweep.study_name, sweep.spec.objective_name, spec.parent_run_id,
-                       experiment=sweep.experiment)
+                       process=None if channel is None else TrailChannel.adopt(channel), experiment=sweep.experiment)
     ok = False
     try:
         if sweep.spec.multi_objective:

@@ -1,20 +1,13 @@
-"""One worker of a sweep (the ask -> evaluate -> log -> tell loop) and the K processes of ``--workers K``.
-
-``--workers K`` starts K processes through :mod:`multiprocessing` (spawn context): each gets a
-picklable :class:`WorkerSpec` (the sweep's :class:`~tuning.sweep.config.SweepConfig`, the parent
-MLflow run, its index) and runs :func:`tuning.sweep.coordinator.worker_process`, which opens the same study
-on the shared storage and runs :class:`TrialLoop` (with its own MLflow trail process) until the budget
-is COMPLETE. The budget itself is shared through the coordinator's trial-budget lock
-(:mod:`tuning.storage.budget`).
+"""One worker of a sweep: the ask -> evaluate -> log -> tell loop (:class:`TrialLoop`). The K processes of
+``--workers K`` that each run one are started by :mod:`tuning.sweep.pool`; the budget they share is kept
+through the coordinator's trial-budget lock (:mod:`tuning.storage.budget`).
 """
 
 from __future__ import annotations
 
 import math
-import multiprocessing
 import time
 from collections import deque
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 from optuna.trial import TrialState
@@ -24,10 +17,9 @@ from tuning.common.errors import E_TRIALS_FAILING
 from tuning.study.fidelity import rung_value, search_metrics, step as fidelity_step
 from tuning.study.ranking import RESULT_ATTR
 from tuning.study.seed_robust import seed_metrics, study_directions
-from tuning.sweep.config import SweepConfig
 from tuning.trail.process import SweepTrail
 from tuning.study.trial_result import PolicyFiles, TrialResult, flatten_pack
-from tuning.storage.recovery import counts, mirror_constraints, original_number
+from tuning.storage.recovery import mirror_constraints, original_number
 
 VETO_CONSTRAINT = "veto"
 FIRST_FAILURES = 3   # a process's first trials all failing for one cause: that cause stops the sweep
@@ -244,53 +236,3 @@ class TrialLoop:
             return 0
         self.failed(told[0])   # told: a trial whose chain could not run counts against --max-failures too
         return 1
-
-
-# ---------------------------------------------------------------------- the K processes of --workers K
-@dataclass(frozen=True)
-class WorkerSpec:
-    """What a spawned worker process needs (picklable): the sweep's config, the parent run, its index."""
-
-    config: SweepConfig
-    parent_run_id: str
-    index: int
-    of: int = 1   # how many workers share this machine's cores (each runs S3/S4 on its share of them)
-
-
-def worker_specs(sweep, parent_run_id: str) -> list[WorkerSpec]:
-    """One spec per worker: the sweep's config (one seed set, target and study for all), no bar of their own."""
-    remaining = None if sweep.deadline is None else max(sweep.deadline - time.monotonic(), 0.001)
-    config = replace(sweep.config, trials=sweep.target, study=sweep.study_name, workers=1, progress=False,
-                     json=False, timeout=remaining)
-    return [WorkerSpec(config, parent_run_id, i, sweep.config.workers) for i in range(sweep.config.workers)]
-
-
-def run_pool(sweep, parent_run_id: str, target, progress=None) -> None:
-    """Run ``--workers K`` processes on the sweep's storage and wait for them (the bar follows the study).
-    ``target(spec)`` is the module-level function each spawned process runs (``tuning.sweep.worker_process``)."""
-    ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=target, args=(spec,), name=f"sweep-worker-{spec.index}")
-             for spec in worker_specs(sweep, parent_run_id)]
-    try:
-        for p in procs:
-            p.start()
-        while any(p.is_alive() for p in procs):
-            time.sleep(0.5)
-            if progress is not None:
-                progress.n = min(counts(sweep.study)["COMPLETE"], sweep.target)
-                sweep.show_best(progress)
-    except BaseException:
-        for p in procs:
-            if p.is_alive():
-                p.terminate()
-        raise
-    finally:
-        for p in procs:
-            if p.pid is not None:
-                p.join()
-    bad = [p.exitcode for p in procs if p.exitcode != 0]
-    if bad:
-        raise EngineError(E_TRIALS_FAILING, f"{len(bad)} worker process(es) failed (exit {bad[0]})")
-    if progress is not None:
-        progress.n = min(counts(sweep.study)["COMPLETE"], sweep.target)
-        progress.refresh()

@@ -8,10 +8,12 @@ anchor) and sends it small picklable requests: open the experiment, start the pa
 attach an artifact, write the study's plots, close the parent run. The child (:mod:`tuning.trail.server`)
 answers each request in the order sent; every request returns a :class:`~concurrent.futures.Future`.
 
-The wire is two pipes carrying :mod:`multiprocessing.connection` messages. A sender thread writes the
-requests (a caller never blocks on a full pipe) and a reader thread resolves the futures. When the
-sweep process ends, even killed, the child reads end-of-file and exits; if the child dies, every
-pending and later request fails with ``E3A_TUN_043_TRAIL``. An error the child raised comes back as
+The wire is a channel of two pipes carrying :mod:`multiprocessing.connection` messages. A sender thread writes
+the requests (a caller never blocks on a full pipe) and a reader thread resolves the futures. A ``--workers K``
+sweep starts the child with K more channels, one per worker process forked from it: the workers log through
+the trail process that already imported MLflow, instead of starting K more. When the sweep process ends,
+even killed, the child reads end-of-file and exits (a worker's channel ends with its worker); if the child
+dies, every pending and later request fails with ``E3A_TUN_043_TRAIL``. An error the child raised comes back as
 the same coded :class:`~engine.EngineError` (a store that cannot be opened stops the sweep) or as a
 :class:`TrailError` (one trial's failed logging fails that trial only).
 """
@@ -47,18 +49,16 @@ def _child_env() -> dict:
     return env
 
 
-class TrailProcess:
-    """The child process and its two pipes: ``call(op, *args)`` -> Future of the op's return value."""
+class TrailChannel:
+    """One client's side of the trail process: ``call(op, *args)`` -> Future of the op's return value.
 
-    def __init__(self) -> None:
-        req_r, req_w = os.pipe()
-        resp_r, resp_w = os.pipe()
-        code = f"from tuning.trail.server import serve; serve({req_r}, {resp_w})"
-        self.proc = subprocess.Popen([sys.executable, "-c", code], pass_fds=(req_r, resp_w), env=_child_env(),
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-        os.close(req_r)
-        os.close(resp_w)
-        self._out, self._in = Connection(req_w, readable=False), Connection(resp_r, writable=False)
+    Two pipes carry it (requests out, replies in); a sender thread writes the requests and a reader thread
+    resolves the futures. A sweep process holds channel 0 of its :class:`TrailProcess`; a ``--workers K``
+    process forked from it holds one of the others (:meth:`TrailProcess.spare`), opened with :meth:`adopt`."""
+
+    def __init__(self, out_fd: int, in_fd: int, proc: subprocess.Popen | None = None) -> None:
+        self.proc = proc   # the child, when this process started it (its exit code names a death)
+        self._out, self._in = Connection(out_fd, readable=False), Connection(in_fd, writable=False)
         self._ids = itertools.count()
         self._pending: dict[int, Future] = {}
         self._lock = threading.Lock()
@@ -68,6 +68,14 @@ class TrailProcess:
         self._reader = threading.Thread(target=self._read_loop, name="trail-read", daemon=True)
         self._sender.start()
         self._reader.start()
+
+    @classmethod
+    def adopt(cls, fds: tuple[int, int]) -> "TrailChannel":
+        """A spare channel this process inherited (forked ``--workers`` process): its pipe ends, now its own."""
+        return cls(*fds)
+
+    def fds(self) -> tuple[int, int]:
+        return self._out.fileno(), self._in.fileno()
 
     def call(self, op: str, *args) -> Future:
         future: Future = Future()
@@ -80,22 +88,19 @@ class TrailProcess:
         self._queue.put((rid, op, args))
         return future
 
-    def close(self, timeout: float = 600.0) -> int | None:
-        """Let the child finish what was sent, then end it; returns its exit code."""
+    def close(self, timeout: float = 600.0) -> None:
+        """Let the trail process answer what was sent, then end this channel (its reply pipe's end-of-file)."""
+        self.stop_sending(timeout)
+        self.stop_reading(timeout)
+
+    def stop_sending(self, timeout: float) -> None:
+        """Send the close request after everything already sent."""
         self._queue.put(_CLOSE)
         self._sender.join(timeout)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
-        finally:
-            self._reader.join(5)
 
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.close(timeout=5)
+    def stop_reading(self, timeout: float) -> None:
+        """Wait for the replies to end (the trail process closes this channel's reply pipe)."""
+        self._reader.join(timeout)
 
     # ------------------------------------------------------------------ threads
     def _send_loop(self) -> None:
@@ -115,8 +120,8 @@ class TrailProcess:
             try:
                 rid, ok, value = self._in.recv()
             except (EOFError, OSError):
-                code = self.proc.wait()
-                self._fail_all(f"the MLflow trail process ended (exit {code}) before answering")
+                how = f"ended (exit {self.proc.wait()})" if self.proc is not None else "closed this channel"
+                self._fail_all(f"the MLflow trail process {how} before answering")
                 self._in.close()
                 return
             with self._lock:
@@ -136,12 +141,72 @@ class TrailProcess:
                 future.set_exception(EngineError(E_TRAIL, why))
 
 
+class TrailProcess:
+    """The child process and its channels: channel 0 is this process's (``call``); with ``channels`` > 1
+    the others are spare pipe ends for ``--workers`` processes forked from this one (:meth:`spare`), so K
+    workers log through the one trail process that has already imported MLflow."""
+
+    def __init__(self, channels: int = 1) -> None:
+        theirs, mine = [], []
+        for _ in range(max(1, channels)):
+            req_r, req_w = os.pipe()
+            resp_r, resp_w = os.pipe()
+            theirs.append((req_r, resp_w))
+            mine.append((req_w, resp_r))
+        code = f"from tuning.trail.server import serve; serve({theirs!r})"
+        self.proc = subprocess.Popen([sys.executable, "-c", code], pass_fds=[fd for pair in theirs for fd in pair],
+                                     env=_child_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        for fd in (fd for pair in theirs for fd in pair):
+            os.close(fd)
+        self._channel = TrailChannel(*mine[0], proc=self.proc)
+        self._spare: list[tuple[int, int]] = mine[1:]
+
+    def call(self, op: str, *args) -> Future:
+        return self._channel.call(op, *args)
+
+    def spare(self) -> list[tuple[int, int]]:
+        """The pipe ends of the channels nobody holds yet (each ``(requests out, replies in)``)."""
+        return list(self._spare)
+
+    def take_spare(self) -> tuple[int, int]:
+        """One spare channel's pipe ends, now the caller's to hold and close (:meth:`TrailChannel.adopt`)."""
+        return self._spare.pop(0)
+
+    def release_spare(self) -> None:
+        """Close this process's copies of the spare channels (its forked workers hold theirs; a channel nobody
+        holds ends at once in the trail process)."""
+        spare, self._spare = self._spare, []
+        for fd in (fd for pair in spare for fd in pair):
+            os.close(fd)
+
+    def own_fds(self) -> list[int]:
+        """Every pipe end this process holds (a forked worker closes those that are not its channel's)."""
+        return [*self._channel.fds(), *(fd for pair in self._spare for fd in pair)]
+
+    def close(self, timeout: float = 600.0) -> int | None:
+        """Let the child finish what was sent, then end it; returns its exit code."""
+        self.release_spare()
+        self._channel.stop_sending(timeout)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+        finally:
+            self._channel.stop_reading(5)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.close(timeout=5)
+
+
 class SweepTrail:
     """A sweep process's side of its trail: the experiment, the parent run and every trial's run, each
     request a Future. Errors of requests nobody waited for are raised by :meth:`close`."""
 
     def __init__(self, phase: str, study_name: str, objective_name: str, parent_run_id: str | None = None,
-                 process: TrailProcess | None = None, experiment: str | None = None) -> None:
+                 process: TrailProcess | TrailChannel | None = None, experiment: str | None = None) -> None:
         self.phase, self.study_name, self.objective_name = phase, study_name, objective_name
         self._process = process if process is not None else TrailProcess()
         self._experiment = self._process.call("open", phase, study_name, objective_name, parent_run_id, experiment)
@@ -152,6 +217,11 @@ class SweepTrail:
         self._unwatched: list[Future] = []
         self._deferred: list[tuple] = []   # requests sent after the next trial's run (see :meth:`defer`)
         self._warm_sent = False
+
+    @property
+    def process(self):
+        """The trail process (or the channel of it) this side talks to."""
+        return self._process
 
     def _call(self, op: str, *args) -> Future:
         self._send_deferred()

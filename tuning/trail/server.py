@@ -1,10 +1,12 @@
 """The child side of :mod:`tuning.trail.process`: the one process of a sweep that imports MLflow.
 
-``serve(read_fd, write_fd)`` answers requests ``(id, op, args)`` in the order they arrive, each with
-``(id, True, value)`` or ``(id, False, (code, one line))``, until the close request or end-of-file
-(the sweep process ended, even killed). The ops are the public methods of :class:`TrailServer`; each is
-a thin step over :class:`tuning.trail.tracking.SweepTracker`. It never prints: stdout is not the sweep's, and
-an error goes back to the sweep, which reports it as its own coded line.
+``serve(channels)`` answers requests ``(id, op, args)`` on each channel (a pair of pipe ends) in the order they
+arrive, each with ``(id, True, value)`` or ``(id, False, (code, one line))``, until every channel has sent its
+close request or reached end-of-file (its process ended, even killed), or the sweep process is gone. Channel 0
+is the sweep process's; the others are its forked ``--workers`` processes', each with its own
+:class:`TrailServer` (its trials' runs, its Pareto tags) over the one MLflow client. The ops are the public
+methods of :class:`TrailServer`; each is a thin step over :class:`tuning.trail.tracking.SweepTracker`. It never
+prints: stdout is not the sweep's, and an error goes back to the sweep, which reports it as its own coded line.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import sys
 import tempfile
 import threading
 import time
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -44,6 +46,12 @@ class TrailServer:
         self.pareto_known: dict[str, bool] = {}   # the pareto tag of the runs this process created or set
         self.front = None                          # FrontTracker of this process's feasible trials
         self.pending_front: tuple | None = None
+
+    def sibling(self) -> "TrailServer":
+        """The state of another channel of this process: the same MLflow client (or the same start-up error)."""
+        other = TrailServer()
+        other.mlc, other.prepare_error = self.mlc, self.prepare_error
+        return other
 
     def prepare(self) -> None:
         """MLflow's import and the store's client, before the first request arrives (the sweep process is
@@ -233,50 +241,72 @@ def _error(exc: BaseException) -> tuple[str | None, str]:
     return None, f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
-def serve(read_fd: int, write_fd: int) -> None:
+def _answer(server: TrailServer, message: tuple) -> tuple:
+    rid, op, args = message
+    try:
+        if op not in OPS:
+            raise ValueError(f"unknown trail op {op!r}")
+        return rid, True, getattr(server, op)(*args)
+    except BaseException as exc:  # noqa: BLE001 - every error goes back to the sweep
+        return rid, False, _error(exc)
+
+
+def serve(channels: list[tuple[int, int]]) -> None:
     # Ctrl-C reaches the whole process group: the sweep handles it; this process finishes what was sent
     # and ends at the sweep's end-of-file, so an interrupted sweep's logged trials keep their runs
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     for name in UNUSED_HERE:
         sys.modules.setdefault(name, None)
-    requests, replies = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
     sweep_pid = os.getppid()
     # MLflow's import and its store's client load with the collector paused, then are frozen (gc.freeze, Python's
     # own mechanism for a process's long-lived start-up objects): later full collections traverse only what the
     # requests allocate. In a 40-trial sweep a trail process spent 0.40-0.52 CPU s of its ~7 in 6-8 full
     # collections, most of them during or right after that import. No data lives here, so nothing large is frozen.
     gc.disable()
-    server = TrailServer()
-    server.prepare()
+    first = TrailServer()
+    first.prepare()
     gc.freeze()
     gc.enable()
-    while True:
-        try:
-            message = requests.recv()
-        except (EOFError, OSError):
-            break  # the sweep process is gone
-        if message is None or os.getppid() != sweep_pid:
-            # a killed sweep (SIGKILL: no end-of-file first) tells Optuna nothing more: what it had sent is not
-            # logged, so a trial failed as a dead worker's and retried elsewhere never leaves a run of its own
-            break
-        rid, op, args = message
-        try:
-            if op not in OPS:
-                raise ValueError(f"unknown trail op {op!r}")
-            reply = (rid, True, getattr(server, op)(*args))
-        except BaseException as exc:  # noqa: BLE001 - every error goes back to the sweep
-            reply = (rid, False, _error(exc))
-        if os.getppid() != sweep_pid:
-            server.orphaned(op, reply)
-            break
-        try:
-            replies.send(reply)
-        except (OSError, ValueError):
-            break
-        try:
-            server.after_reply()
-        except Exception:  # noqa: BLE001 - a live tag only; the close writes the whole front again
-            server.pending_front = None
+    live = {}   # requests connection -> (replies connection, that channel's server)
+    for i, (read_fd, write_fd) in enumerate(channels):
+        live[Connection(read_fd, writable=False)] = (Connection(write_fd, readable=False),
+                                                     first if i == 0 else first.sibling())
+
+    def drop(requests: Connection) -> None:
+        replies, _server = live.pop(requests)
+        requests.close()
+        replies.close()
+
+    while live and os.getppid() == sweep_pid:
+        for requests in wait(list(live)):
+            replies, server = live[requests]
+            try:
+                message = requests.recv()
+            except (EOFError, OSError):
+                drop(requests)   # its process is gone
+                continue
+            if os.getppid() != sweep_pid:
+                # a killed sweep (SIGKILL: no end-of-file first) tells Optuna nothing more: what it had sent is
+                # not logged, so a trial failed as a dead worker's and retried elsewhere never leaves a run of its own
+                break
+            if message is None:
+                drop(requests)
+                continue
+            reply = _answer(server, message)
+            if os.getppid() != sweep_pid:
+                server.orphaned(message[1], reply)
+                break
+            try:
+                replies.send(reply)
+            except (OSError, ValueError):
+                # its process died while this request ran (a SIGKILLed worker: nobody reads its replies)
+                server.orphaned(message[1], reply)
+                drop(requests)
+                continue
+            try:
+                server.after_reply()
+            except Exception:  # noqa: BLE001 - a live tag only; the close writes the whole front again
+                server.pending_front = None
     from tuning.common.errors import exit_now
 
     exit_now(0)   # no teardown of MLflow's and SQLAlchemy's heap (about 0.6 s); atexit handlers still run

@@ -1,0 +1,132 @@
+"""The K processes of ``--workers K``: each runs :func:`tuning.sweep.coordinator.worker_process` with a picklable
+:class:`WorkerSpec` (the sweep's :class:`~tuning.sweep.config.SweepConfig`, the parent MLflow run, its index),
+opens the same study on the shared storage and runs a :class:`~tuning.sweep.workers.TrialLoop` until the
+budget is COMPLETE.
+
+How a worker starts (:func:`start_method`):
+
+- **fork** (Linux): the worker is a copy of the coordinator, taken once the coordinator has loaded the world,
+  computed the anchor and warmed the search stages (:meth:`tuning.study.fidelity.MultiFidelityObjective.warm`).
+  It inherits all of that (:func:`inherited`) instead of importing, reading the catalogue and computing the
+  anchor again, and it logs through the coordinator's MLflow trail process, on a channel of its own
+  (:meth:`tuning.trail.process.TrailProcess.spare`), instead of starting one more process that imports MLflow.
+  It opens its own storage, study and coordinator: nothing of the coordinator's storage is used after the fork.
+- **spawn** (any other platform, or ``SEG3A_WORKER_START=spawn``): a fresh interpreter that builds its sweep from
+  the spec (the world, the anchor) and starts its own trail process.
+
+Both give the same trials' records: a trial's evaluation is a pure function of the study, seed, base, world and
+knob values, whichever process computes it.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import time
+from dataclasses import dataclass, replace
+
+from engine import EngineError
+from tuning.common.errors import E_TRIALS_FAILING, E_USAGE
+from tuning.sweep.config import SweepConfig
+
+START_ENV = "SEG3A_WORKER_START"
+_FORKED: dict = {}   # set just before the fork: what a forked worker takes over (see inherited)
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What a worker process needs (picklable): the sweep's config, the parent run, its index."""
+
+    config: SweepConfig
+    parent_run_id: str
+    index: int
+    of: int = 1   # how many workers share this machine's cores (each runs S3/S4 on its share of them)
+
+
+def worker_specs(sweep, parent_run_id: str) -> list[WorkerSpec]:
+    """One spec per worker: the sweep's config (one seed set, target and study for all), no bar of their own."""
+    remaining = None if sweep.deadline is None else max(sweep.deadline - time.monotonic(), 0.001)
+    config = replace(sweep.config, trials=sweep.target, study=sweep.study_name, workers=1, progress=False,
+                     json=False, timeout=remaining)
+    return [WorkerSpec(config, parent_run_id, i, sweep.config.workers) for i in range(sweep.config.workers)]
+
+
+def start_method() -> str:
+    """``fork`` on Linux, else ``spawn``; ``SEG3A_WORKER_START`` (fork|spawn) chooses (E3A_TUN_050 otherwise)."""
+    chosen = os.environ.get(START_ENV, "").strip()
+    if chosen and chosen not in ("fork", "spawn"):
+        raise EngineError(E_USAGE, f"{START_ENV}={chosen!r}: expected fork or spawn")
+    if chosen:
+        return chosen
+    return "fork" if sys.platform.startswith("linux") else "spawn"
+
+
+def trail_channels(config: SweepConfig) -> int:
+    """Channels of the sweep's trail process: its own, and one per forked worker."""
+    if config.workers > 1 and not config.cluster and start_method() == "fork":
+        return 1 + config.workers
+    return 1
+
+
+def inherited(spec: WorkerSpec) -> tuple[object | None, tuple[int, int] | None]:
+    """In a forked worker: the coordinator's sweep (its world and warm objective) and this worker's trail channel
+    (None: start a trail process of its own). Every other pipe end the coordinator held is closed here, so each
+    channel ends with the one process that uses it. In a spawned worker: (None, None)."""
+    if not _FORKED:
+        return None, None
+    channels = _FORKED["channels"]
+    own = channels[spec.index] if spec.index < len(channels) else None
+    for fd in _FORKED["fds"]:
+        if own is None or fd not in own:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    sweep = _FORKED["sweep"]
+    _FORKED.clear()
+    return sweep, own
+
+
+def run_pool(sweep, parent_run_id: str, target, progress=None, trail_process=None) -> None:
+    """Run ``--workers K`` processes on the sweep's storage and wait for them (the bar follows the study).
+    ``target(spec)`` is the module-level function each process runs (``tuning.sweep.worker_process``);
+    ``trail_process``: the sweep's :class:`~tuning.trail.process.TrailProcess`, whose spare channels forked
+    workers log through."""
+    from tuning.storage.recovery import counts
+
+    method = start_method()
+    ctx = multiprocessing.get_context(method)
+    procs = [ctx.Process(target=target, args=(spec,), name=f"sweep-worker-{spec.index}")
+             for spec in worker_specs(sweep, parent_run_id)]
+    if method == "fork":
+        spare = trail_process.spare() if trail_process is not None else []
+        _FORKED.update(sweep=sweep, channels=spare, fds=trail_process.own_fds() if trail_process is not None else [])
+    try:
+        try:
+            for p in procs:
+                p.start()
+        finally:
+            _FORKED.clear()
+            if trail_process is not None:
+                trail_process.release_spare()   # each channel is now its worker's alone
+        while any(p.is_alive() for p in procs):
+            time.sleep(0.5)
+            if progress is not None:
+                progress.n = min(counts(sweep.study)["COMPLETE"], sweep.target)
+                sweep.show_best(progress)
+    except BaseException:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        raise
+    finally:
+        for p in procs:
+            if p.pid is not None:
+                p.join()
+    bad = [p.exitcode for p in procs if p.exitcode != 0]
+    if bad:
+        raise EngineError(E_TRIALS_FAILING, f"{len(bad)} worker process(es) failed (exit {bad[0]})")
+    if progress is not None:
+        progress.n = min(counts(sweep.study)["COMPLETE"], sweep.target)
+        progress.refresh()
