@@ -56,6 +56,26 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _trail_processes_while(proc: subprocess.Popen) -> int:
+    """The most MLflow trail processes seen at once under ``proc`` while it runs (polled from /proc)."""
+    most = 0
+    while proc.poll() is None:
+        seen, frontier = set(), [proc.pid]
+        while frontier:
+            kids = _children(frontier.pop())
+            seen.update(kids)
+            frontier.extend(kids)
+        trails = 0
+        for pid in seen:
+            try:
+                trails += b"tuning.trail.server" in open(f"/proc/{pid}/cmdline", "rb").read()
+            except OSError:
+                pass
+        most = max(most, trails)
+        time.sleep(0.05)
+    return most
+
+
 def test_kill_mid_trial_then_restart_completes_budget(project):
     proc = subprocess.Popen([sys.executable, "-m", "tuning.sweep", "--phase", "P1.2", "--trials", "8",
                              "--no-progress"], cwd=project, env=env_for(project),
@@ -92,19 +112,43 @@ def test_kill_mid_trial_then_restart_completes_budget(project):
 
 
 def test_two_workers_complete_the_budget_without_duplicates(project):
-    out = run_module(project, "tuning.sweep", "--phase", "P1.2", "--trials", "6", "--workers", "2", "--json")
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert json.loads(out.stdout)["trials_complete"] == 6
+    """Forked workers (Linux's default) take the coordinator's world and anchor and log through its one trail
+    process; the candidate they score first (the authority, enqueued) scores as it does in this process."""
+    proc = subprocess.Popen([sys.executable, "-m", "tuning.sweep", "--phase", "P1.2", "--trials", "6", "--workers",
+                             "2", "--json"], cwd=project, env=env_for(project), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    trails = _trail_processes_while(proc)
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err[-2000:]
+    assert json.loads(out)["trials_complete"] == 6
+    assert trails == 1, "forked workers start no trail process of their own"
     study = load("t-P1.2")
     assert len(study.trials) == 6
+    assert proc.pid not in {t.user_attrs["worker"]["pid"] for t in study.trials}   # the workers ran them
     _assert_consistent("t-P1.2", 6)
     parents = {r.data.tags["sweep_run_id"] for r in trial_runs("t-P1.2")}
     assert len(parents) == 1  # the workers share the coordinator's parent run
+    from engine.policies import PolicySet
+    from tuning.study.objective import SeedRobustObjective
+    from tuning.study.spec import load_study
+    from tuning.study.trial_result import TrialResult
+
+    first = next(t for t in study.trials if t.number == 0)
+    assert first.user_attrs.get("authority_candidate") is True
+    spec = load_study(project / "studies" / "P1.2.yaml", str(project / "studies"))
+    here = TrialResult.from_evaluation(SeedRobustObjective(spec, spec.seeds, PolicySet.from_dir(project / "policies"))
+                                       .evaluate(first.params), "P1.2", spec.objective_name)
+    run = next(r for r in trial_runs("t-P1.2") if r.data.tags["optuna_trial"] == "0")
+    assert first.value == here.J
+    assert {k: v for k, v in run.data.metrics.items() if k in here.flat_pack} == \
+        {k: v for k, v in here.flat_pack.items() if v == v and abs(v) != float("inf")}
 
 
-def test_workers_of_a_multi_seed_study_score_every_seed(project):
-    """Spawned workers get the sweep's config: the study's seeds, not the first one only (a worker started
-    with ``--seed <first>`` was refused by the study created with all of them)."""
+def test_workers_of_a_multi_seed_study_score_every_seed(project, monkeypatch):
+    """Spawned workers (``SEG3A_WORKER_START=spawn``, the default off Linux) get the sweep's config: the study's
+    seeds, not the first one only (a worker started with ``--seed <first>`` was refused by the study created with
+    all of them)."""
+    monkeypatch.setenv("SEG3A_WORKER_START", "spawn")
     (project / "studies" / "two.yaml").write_text((project / "studies" / "P1.2.yaml").read_text().replace(
         "seeds: [42]", "seeds: [42, 7]").replace("study: t-P1.2", "study: t-two"))
     out = run_module(project, "tuning.sweep", "--phase", "studies/two.yaml", "--trials", "3", "--workers", "2",
@@ -148,51 +192,6 @@ def test_ctrl_c_ends_the_sweep_with_one_line_and_every_told_trial_keeps_its_run(
     mlc = client()
     sweeps = search_all(mlc, [mlc.get_experiment_by_name("3A-P1.2").experiment_id], "tags.run_kind = 'sweep'")
     assert [r.info.status for r in sweeps] == ["FAILED"], "the trail process outlived the interrupt to close it"
-
-
-def _trail_processes_while(proc: subprocess.Popen) -> int:
-    """The most MLflow trail processes seen at once under ``proc`` while it runs (polled from /proc)."""
-    most = 0
-    while proc.poll() is None:
-        seen, frontier = set(), [proc.pid]
-        while frontier:
-            kids = _children(frontier.pop())
-            seen.update(kids)
-            frontier.extend(kids)
-        trails = 0
-        for pid in seen:
-            try:
-                trails += b"tuning.trail.server" in open(f"/proc/{pid}/cmdline", "rb").read()
-            except OSError:
-                pass
-        most = max(most, trails)
-        time.sleep(0.05)
-    return most
-
-
-def _authority_trial(study_name: str) -> tuple[float, dict]:
-    """The enqueued authority candidate's J and its run's metrics (timings aside)."""
-    first = next(t for t in load(study_name).trials if t.number == 0)
-    run = next(r for r in trial_runs(study_name) if r.data.tags["optuna_trial"] == "0")
-    return first.value, {k: v for k, v in run.data.metrics.items() if not k.startswith("seconds.")}
-
-
-def test_forked_workers_log_through_the_one_trail_process_and_score_as_spawned_ones(project):
-    """Forked workers (Linux's default) take the coordinator's world, anchor and trail process; spawned ones
-    (SEG3A_WORKER_START=spawn) build their own. The same candidate scores the same either way."""
-    seen = {}
-    for how in ("fork", "spawn"):
-        env = dict(env_for(project), SEG3A_WORKER_START=how)
-        proc = subprocess.Popen([sys.executable, "-m", "tuning.sweep", "--phase", "P1.2", "--trials", "4",
-                                 "--workers", "2", "--study", f"t-{how}", "--no-progress", "--reports", "0"],
-                                cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        seen[how] = _trail_processes_while(proc)
-        assert proc.wait(timeout=240) == 0, proc.stderr.read().decode()[-2000:]
-        _assert_consistent(f"t-{how}", 4)
-        pids = {t.user_attrs["worker"]["pid"] for t in load(f"t-{how}").trials}
-        assert proc.pid not in pids and 1 <= len(pids) <= 2   # the workers ran them (one may take all 4)
-    assert seen == {"fork": 1, "spawn": seen["spawn"]} and seen["spawn"] >= 2
-    assert _authority_trial("t-fork") == _authority_trial("t-spawn")
 
 
 def test_a_bad_worker_start_method_is_a_usage_error(project):

@@ -129,6 +129,24 @@ def test_four_hosts_one_study_survive_a_killed_worker(services, tmp_path, monkey
     assert len(points) == N_TRIALS, "workers on different hosts proposed the same point"
 
 
+def test_forked_workers_on_postgresql_and_a_tracking_server(services, tmp_path, monkeypatch):
+    """``--workers 2`` forked from a coordinator that holds a PostgreSQL pool and talks to a tracking server: each
+    worker opens its own storage and logs through the coordinator's trail process; the study ends consistent."""
+    root = make_project(tmp_path / "proj")
+    out = subprocess.run([sys.executable, "-m", "tuning.sweep", "--phase", "P1.2", "--trials", "4", "--workers", "2",
+                          "--storage", services["storage"], "--study", "forked-P1.2", "--no-progress", "--json",
+                          "--reports", "0"], cwd=root, env=_env(services["tracking_uri"]), capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout)["trials_complete"] == 4
+    trials = optuna.load_study(study_name="forked-P1.2", storage=services["storage"]).get_trials(deepcopy=False)
+    assert sorted(t.state.name for t in trials) == ["COMPLETE"] * 4
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", services["tracking_uri"])
+    runs = trial_runs("forked-P1.2")
+    assert {t.user_attrs["result"]["mlflow_run_id"] for t in trials} == {r.info.run_id for r in runs}
+    assert {r.info.status for r in runs} == {"FINISHED"} and len(runs) == 4
+
+
 def test_bench_distributed_runs_as_a_program(services, tmp_path):
     """``python -m tuning.bench_distributed`` end to end as a program (its own services, started and stopped)."""
     root = make_project(tmp_path / "proj")
