@@ -72,7 +72,7 @@ def _trail_processes_while(proc: subprocess.Popen) -> int:
             except OSError:
                 pass
         most = max(most, trails)
-        time.sleep(0.05)
+        time.sleep(0.2)   # a worker's own trail process would live for seconds: seen at this pace
     return most
 
 
