@@ -56,10 +56,14 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def _trail_processes_while(proc: subprocess.Popen) -> int:
-    """The most MLflow trail processes seen at once under ``proc`` while it runs (polled from /proc)."""
-    most = 0
+def _trail_processes_while(proc: subprocess.Popen, timeout: float = 240) -> int:
+    """The most MLflow trail processes seen at once under ``proc`` while it runs (polled from /proc); a process
+    still running after ``timeout`` seconds is killed."""
+    most, deadline = 0, time.time() + timeout
     while proc.poll() is None:
+        if time.time() > deadline:
+            proc.kill()
+            break
         seen, frontier = set(), [proc.pid]
         while frontier:
             kids = _children(frontier.pop())
@@ -114,13 +118,13 @@ def test_kill_mid_trial_then_restart_completes_budget(project):
 def test_two_workers_complete_the_budget_without_duplicates(project):
     """Forked workers (Linux's default) take the coordinator's world and anchor and log through its one trail
     process; the candidate they score first (the authority, enqueued) scores as it does in this process."""
-    proc = subprocess.Popen([sys.executable, "-m", "tuning.sweep", "--phase", "P1.2", "--trials", "6", "--workers",
-                             "2", "--json"], cwd=project, env=env_for(project), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    trails = _trail_processes_while(proc)
-    out, err = proc.communicate(timeout=240)
-    assert proc.returncode == 0, err[-2000:]
-    assert json.loads(out)["trials_complete"] == 6
+    with open(project / "out.json", "w") as out, open(project / "err.txt", "w") as err:   # no pipe to fill
+        proc = subprocess.Popen([sys.executable, "-m", "tuning.sweep", "--phase", "P1.2", "--trials", "6",
+                                 "--workers", "2", "--json"], cwd=project, stdout=out, stderr=err,
+                                env=dict(env_for(project), SEG3A_WORKER_START="fork"))
+        trails = _trail_processes_while(proc)
+    assert proc.wait(timeout=240) == 0, (project / "err.txt").read_text()[-2000:]
+    assert json.loads((project / "out.json").read_text())["trials_complete"] == 6
     assert trails == 1, "forked workers start no trail process of their own"
     study = load("t-P1.2")
     assert len(study.trials) == 6

@@ -251,6 +251,15 @@ def _answer(server: TrailServer, message: tuple) -> tuple:
         return rid, False, _error(exc)
 
 
+def _undo(server: TrailServer, op: str, reply: tuple) -> None:
+    """:meth:`TrailServer.orphaned`, best effort: a failed clean-up never ends the process (its other channels, a
+    forked worker's coordinator, still use it); the close's reconcile deletes what is left."""
+    try:
+        server.orphaned(op, reply)
+    except Exception:  # noqa: BLE001
+        pass
+
+
 def serve(channels: list[tuple[int, int]]) -> None:
     # Ctrl-C reaches the whole process group: the sweep handles it; this process finishes what was sent
     # and ends at the sweep's end-of-file, so an interrupted sweep's logged trials keep their runs
@@ -294,13 +303,13 @@ def serve(channels: list[tuple[int, int]]) -> None:
                 continue
             reply = _answer(server, message)
             if os.getppid() != sweep_pid:
-                server.orphaned(message[1], reply)
+                _undo(server, message[1], reply)
                 break
             try:
                 replies.send(reply)
             except (OSError, ValueError):
                 # its process died while this request ran (a SIGKILLed worker: nobody reads its replies)
-                server.orphaned(message[1], reply)
+                _undo(server, message[1], reply)
                 drop(requests)
                 continue
             try:
