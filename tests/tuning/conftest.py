@@ -85,3 +85,14 @@ def load(study: str):
     import optuna
     from tuning.storage.stores import open_storage
     return optuna.load_study(study_name=study, storage=open_storage(None, study))
+
+
+def p12_evaluation(root: Path):
+    """One P1.2 candidate evaluated on seed 42 in ``root``'s project (what a trial's run logs), and its knobs."""
+    from engine.policies import PolicySet
+    from tuning.study.objective import SeedRobustObjective
+    from tuning.study.spec import load_study
+
+    spec = load_study(root / "studies" / "P1.2.yaml", str(root / "studies"))
+    knobs = {"blend_lambda": 0.05, "hub_cap": 0.9, "tail_gamma": 1.0}
+    return SeedRobustObjective(spec, [42], PolicySet.from_dir(root / "policies")).evaluate(knobs), knobs

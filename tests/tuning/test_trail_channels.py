@@ -8,18 +8,8 @@ from multiprocessing.connection import Connection
 
 import pytest
 
-from tests.tuning.conftest import trial_runs
+from tests.tuning.conftest import p12_evaluation, trial_runs
 from tuning.trail.process import SweepTrail, TrailChannel, TrailError, TrailProcess
-
-
-def _evaluation(project):
-    from engine.policies import PolicySet
-    from tuning.study.objective import SeedRobustObjective
-    from tuning.study.spec import load_study
-
-    spec = load_study(project / "studies" / "P1.2.yaml", str(project / "studies"))
-    knobs = {"blend_lambda": 0.05, "hub_cap": 0.9, "tail_gamma": 1.0}
-    return SeedRobustObjective(spec, [42], PolicySet.from_dir(project / "policies")).evaluate(knobs), knobs
 
 
 def test_each_channel_keeps_its_own_state_and_a_dead_channels_run_is_deleted(project):
@@ -29,7 +19,7 @@ def test_each_channel_keeps_its_own_state_and_a_dead_channels_run_is_deleted(pro
     from tuning.study.trial_result import PolicyFiles, TrialResult
     from tuning.trail.tracking import client
 
-    ev, knobs = _evaluation(project)
+    ev, knobs = p12_evaluation(project)
     process = TrailProcess(channels=4)
     spare = process.spare()
     assert len(spare) == 3 and len(set(fd for pair in spare for fd in pair)) == 6

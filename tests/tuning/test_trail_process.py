@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from engine import EngineError
-from tests.tuning.conftest import env_for, trial_runs
+from tests.tuning.conftest import env_for, p12_evaluation, trial_runs
 from tuning.common.errors import E_TRAIL, E_TRACKING
 from tuning.trail.process import SweepTrail, TrailError, TrailProcess
 
@@ -84,16 +84,11 @@ def test_a_dead_trail_process_fails_pending_and_later_requests_coded():
 def test_a_trial_run_logged_while_its_sweep_was_killed_is_deleted(project):
     """A sweep SIGKILLed while its trail process logs a trial's run never tells that trial: the run is deleted
     when the request ends (its retry's search for the dead attempt may have run before it existed)."""
-    from engine.policies import PolicySet
-    from tuning.study.objective import SeedRobustObjective
-    from tuning.study.spec import load_study
     from tuning.study.trial_result import PolicyFiles, TrialResult
     from tuning.trail.server import TrailServer
     from tuning.trail.tracking import client
 
-    spec = load_study(project / "studies" / "P1.2.yaml", str(project / "studies"))
-    knobs = {"blend_lambda": 0.05, "hub_cap": 0.9, "tail_gamma": 1.0}
-    ev = SeedRobustObjective(spec, [42], PolicySet.from_dir(project / "policies")).evaluate(knobs)
+    ev, knobs = p12_evaluation(project)
     server = TrailServer()
     server.prepare()
     server.open("P1.2", "t-orphan", "J", None)

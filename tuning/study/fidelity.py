@@ -91,11 +91,15 @@ class MultiFidelityObjective:
             obj.runner = value
 
     @property
+    def pairs(self) -> int:
+        """The world's size: the anchor's pair count on the first seed."""
+        return int(self.full.per_seed[0].anchor.pack["s1"]["pairs_total"])
+
+    @property
     def fractions(self) -> tuple[float, ...]:
-        """The stages, from the world's size (the anchor's pair count on the first seed)."""
+        """The stages, from the world's size."""
         if self._fractions is None:
-            pairs = int(self.full.per_seed[0].anchor.pack["s1"]["pairs_total"])
-            self._fractions = stages(self.spec, pairs)
+            self._fractions = stages(self.spec, self.pairs)
         return self._fractions
 
     @property
@@ -120,9 +124,8 @@ class MultiFidelityObjective:
         On a large world the seeds after the first run two at a time (:func:`tuning.study.objective.seed_threads`)."""
         from tuning.study.objective import seeds_first_then_threads
 
-        pairs = int(self.full.per_seed[0].anchor.pack["s1"]["pairs_total"])
         for fraction in self.fractions[:-1]:
-            seeds_first_then_threads(lambda obj: obj.anchor, self.stage(fraction).per_seed, lambda _: pairs)
+            seeds_first_then_threads(lambda obj: obj.anchor, self.stage(fraction).per_seed, lambda _: self.pairs)
 
     def evaluate(self, knob_values, run_root=None, on_seed=None, on_rung=None):
         """One candidate through the stages (``on_rung`` given and several stages) or at full scale only."""
