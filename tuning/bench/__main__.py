@@ -43,14 +43,24 @@ def _env(root: Path) -> dict:
     return env
 
 
-def _cli(root: Path, *args: str) -> tuple[subprocess.CompletedProcess, float]:
-    t0 = time.perf_counter()
-    # stdout (the JSON) is read; stderr (progress bars, errors) reaches the user
-    out = subprocess.run([sys.executable, "-m", *args], cwd=root, env=_env(root), stdout=subprocess.PIPE, text=True)
+def _start(root: Path, *args: str) -> tuple[subprocess.Popen, float]:
+    """``python -m ARGS`` in ``root``, started: stdout (the JSON) is read at the end; stderr (progress bars,
+    errors) reaches the user."""
+    return subprocess.Popen([sys.executable, "-m", *args], cwd=root, env=_env(root), stdout=subprocess.PIPE,
+                            text=True), time.perf_counter()
+
+
+def _finish(started: tuple[subprocess.Popen, float]) -> tuple[subprocess.CompletedProcess, float]:
+    proc, t0 = started
+    stdout, _ = proc.communicate()
     wall = time.perf_counter() - t0
-    if out.returncode != 0:
-        raise SystemExit(out.returncode)
-    return out, wall
+    if proc.returncode != 0:
+        raise SystemExit(proc.returncode)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, None), wall
+
+
+def _cli(root: Path, *args: str) -> tuple[subprocess.CompletedProcess, float]:
+    return _finish(_start(root, *args))
 
 
 def project(root: Path) -> Path:
@@ -206,6 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--world", help="with --scale: the large world directory (e.g. a 381k-pair catalogue)")
     ap.add_argument("--runs", type=int, default=3, help="with --scale: runs of each figure (default 3)")
     ap.add_argument("--worker-trials", type=int, default=40, help="with --scale: trials of each workers run")
+    ap.add_argument("--worker-world", help="with --scale: the workers figure's world (default: the default world's "
+                    "catalogue with 100 times the merchants, the target's)")
     ap.add_argument("--parts", default="big,workers,default", help="with --scale: which figures (comma-separated)")
     ap.add_argument("--out", help="with --scale: also write the JSON here (atomically)")
     args = ap.parse_args(argv)
@@ -241,11 +253,14 @@ def scale_main(args) -> int:
         raise EngineError(E_USAGE, "--scale needs --world DIR for the big-world sweep (or --parts without big)")
     if args.world is not None and not Path(args.world).is_dir():
         raise EngineError(E_USAGE, f"--world {args.world}: not a directory")
+    if args.worker_world is not None and not Path(args.worker_world).is_dir():
+        raise EngineError(E_USAGE, f"--worker-world {args.worker_world}: not a directory")
     world = Path(args.world).resolve() if args.world else None
+    worker_world = Path(args.worker_world).resolve() if args.worker_world else None
     with tempfile.TemporaryDirectory(prefix="tuning-bench-scale-") as tmp:
         base = Path(args.keep).resolve() if args.keep else Path(tmp)
-        helpers = {"cli": _cli, "trials": _study_trials, "project": project, "sweep_and_certify": sweep_and_certify}
-        result = scale_bench(base, world, args.runs, args.worker_trials, parts, helpers)
+        helpers = {"cli": _cli, "start": _start, "finish": _finish, "trials": _study_trials, "project": project, "sweep_and_certify": sweep_and_certify}
+        result = scale_bench(base, world, args.runs, args.worker_trials, parts, helpers, worker_world)
     text = json.dumps(result, indent=2, sort_keys=True)
     if args.out:
         atomic_write(args.out, (text + "\n").encode())
