@@ -62,6 +62,15 @@ def _env(tracking_uri: str) -> dict:
     return env
 
 
+def _states(trials, killed) -> str:
+    """What a failed assertion on the trials needs to be read: the kill and every trial's state and origin."""
+    rows = [f"{t.number} {t.state.name} pid={(t.user_attrs.get('worker') or {}).get('pid')} "
+            f"failed_trial={t.system_attrs.get('failed_trial')} reason={t.system_attrs.get('failed_reason', '')[:24]} "
+            f"start={t.datetime_start and t.datetime_start.time()} end={t.datetime_complete and t.datetime_complete.time()}"
+            for t in trials]
+    return f"killed {killed}\n" + "\n".join(rows)
+
+
 def _worker(root: Path, env: dict, storage: str, study: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "tuning.sweep", "--phase", "P1.2", "--trials", str(N_TRIALS),
                              "--storage", storage, "--study", study, "--no-progress", "--json", "--top", "1"],
@@ -101,7 +110,7 @@ def test_four_hosts_one_study_survive_a_killed_worker(services, tmp_path, monkey
     # it asked ahead, failed the same way, whose retry the complete budget may no longer need
     lost = next(f for f in failed if f.number == killed["trial"])
     retries = [t for t in complete if t.system_attrs.get("failed_trial") == lost.number]
-    assert len(retries) == 1 and lost.params.items() <= retries[0].params.items()
+    assert len(retries) == 1 and lost.params.items() <= retries[0].params.items(), _states(trials, killed)
 
     # the study is closed once: one process writes the plots and the report, the others name its parent run
     summaries = [json.loads(out) for out, _ in outs]
