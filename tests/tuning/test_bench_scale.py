@@ -31,7 +31,7 @@ def test_a_small_scale_bench_reports_each_figure_beside_its_target(tmp_path):
     out_file = tmp_path / "scale.json"
     keep = tmp_path / "keep"
     out = run_module(REPO, "tuning.bench", "--scale", "--world", str(world), "--runs", "1", "--parts", "big,workers",
-                     "--worker-world", str(world), "--worker-trials", "3", "--keep", str(keep), "--out", str(out_file),
+                     "--worker-world", str(world), "--worker-trials", "2", "--keep", str(keep), "--out", str(out_file),
                      timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     doc = json.loads(out_file.read_text())
