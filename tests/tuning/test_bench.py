@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -77,3 +78,47 @@ def test_bench_distributed_reports_each_figure_beside_its_target_with_its_spread
                   "load_average_before": [1.0, 1, 1], "load_average_after": [1.5, 1, 1]})
     assert "defaults 1.70x (runs 1.50-1.80; target <= 1.6x)" in line
     assert "8 requests and 92 ms of the servers' CPU per trial" in line
+
+
+@pytest.mark.parametrize("meanwhile, killed_index, kills", [
+    ("FAIL", 0, 1),       # another worker saw the owner dead and failed its trial: that trial was killed
+    ("COMPLETE", 1, 2),   # the owner told its trial just before the kill: nothing was killed mid-trial
+])
+def test_the_kill_watch_kills_one_worker_mid_trial(tmp_path, meanwhile, killed_index, kills):
+    """``kill_mid_trial`` (bench_distributed and the four-hosts test): between its kill and its second read of the
+    trial, the trial may have been failed for its owner's death by another worker. That is the kill it wanted;
+    watching on would kill a second worker, perhaps the one running the retry."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from tuning.bench_distributed.__main__ import kill_mid_trial
+    from tuning.storage.budget import DEAD_WORKER_REASON
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="s", storage=url)
+    study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=1.0))   # one trial COMPLETE
+    sleeper = [sys.executable, "-c", "import time; time.sleep(120)"]
+    procs = [subprocess.Popen(sleeper) for _ in range(2)]
+    started, held, restarts = list(procs), [study.ask(), study.ask()], []
+    for trial, proc in zip(held, procs):
+        trial.set_user_attr("worker", {"pid": proc.pid})
+
+    def restart():   # what happens to the first trial meanwhile, then the killed worker's replacement
+        if not restarts:
+            storage, tid = optuna.storages.RDBStorage(url), held[0]._trial_id
+            if meanwhile == "FAIL":
+                storage.set_trial_system_attr(tid, "failed_reason", DEAD_WORKER_REASON)
+                storage.set_trial_state_values(tid, TrialState.FAIL)
+            else:
+                storage.set_trial_state_values(tid, TrialState.COMPLETE, [0.5])
+        restarts.append(subprocess.Popen(sleeper))
+        return restarts[-1]
+
+    try:
+        killed = kill_mid_trial(procs, url, "s", restart, time.time() + 60)
+        assert killed is not None and killed["trial"] == held[killed_index].number and len(restarts) == kills
+        assert [p.poll() is not None for p in started] == [True, kills == 2]   # only the killed workers are gone
+    finally:
+        for p in started + restarts:
+            p.kill()
+            p.wait()

@@ -66,10 +66,15 @@ def _trials(storage, study: str) -> list | None:
 
 def kill_mid_trial(procs: list, storage_url: str, study: str, restart, deadline: float) -> dict | None:
     """SIGKILL the first worker seen holding a RUNNING trial once a trial is COMPLETE, and ``restart()`` it
-    (its replacement takes its place in ``procs``). A kill that lands after that worker told its trial left
-    nothing RUNNING: the watch goes on. Returns the killed trial's number and the kill's wall clock."""
+    (its replacement takes its place in ``procs``). A kill that lands after that worker told its trial (now
+    COMPLETE or PRUNED) killed nothing mid-trial: the watch goes on. A trial read again as failed for its worker's
+    death was killed mid-trial: another worker saw its owner dead and failed it in between (watching on would
+    kill a second worker, perhaps the one running its retry). Returns the killed trial's number and the kill's
+    wall clock."""
     import optuna
     from optuna.trial import TrialState
+
+    from tuning.storage.budget import DEAD_WORKER_REASON
 
     rdb = None
     while time.time() < deadline and any(p.poll() is None for p in procs):
@@ -90,7 +95,9 @@ def kill_mid_trial(procs: list, storage_url: str, study: str, restart, deadline:
             procs[i].wait(timeout=30)
             killed_at = dt.datetime.now()
             procs[i] = restart()
-            held = [u for u in _trials(rdb, study) or [] if u.number == t.number and u.state == TrialState.RUNNING]
+            held = [u for u in _trials(rdb, study) or [] if u.number == t.number and (
+                u.state == TrialState.RUNNING or
+                (u.state == TrialState.FAIL and u.system_attrs.get("failed_reason") == DEAD_WORKER_REASON))]
             if held:
                 return {"trial": t.number, "at": killed_at, "worker": i}
             break
