@@ -65,8 +65,10 @@ def _env(tracking_uri: str) -> dict:
 def _states(trials, killed) -> str:
     """What a failed assertion on the trials needs to be read: the kill and every trial's state and origin."""
     rows = [f"{t.number} {t.state.name} pid={(t.user_attrs.get('worker') or {}).get('pid')} "
-            f"failed_trial={t.system_attrs.get('failed_trial')} reason={t.system_attrs.get('failed_reason', '')[:24]} "
-            f"start={t.datetime_start and t.datetime_start.time()} end={t.datetime_complete and t.datetime_complete.time()}"
+            f"failed_trial={t.system_attrs.get('failed_trial')} "
+            f"reason={t.system_attrs.get('failed_reason', '')[:24]} "
+            f"start={t.datetime_start and t.datetime_start.time()} "
+            f"end={t.datetime_complete and t.datetime_complete.time()}"
             for t in trials]
     return f"killed {killed}\n" + "\n".join(rows)
 

@@ -259,7 +259,8 @@ def scale_main(args) -> int:
     worker_world = Path(args.worker_world).resolve() if args.worker_world else None
     with tempfile.TemporaryDirectory(prefix="tuning-bench-scale-") as tmp:
         base = Path(args.keep).resolve() if args.keep else Path(tmp)
-        helpers = {"cli": _cli, "start": _start, "finish": _finish, "trials": _study_trials, "project": project, "sweep_and_certify": sweep_and_certify}
+        helpers = {"cli": _cli, "start": _start, "finish": _finish, "trials": _study_trials, "project": project,
+                   "sweep_and_certify": sweep_and_certify}
         result = scale_bench(base, world, args.runs, args.worker_trials, parts, helpers, worker_world)
     text = json.dumps(result, indent=2, sort_keys=True)
     if args.out:

@@ -8,9 +8,10 @@
   full-scale stage (target <= 1/10), and against a cold full-scale chain of the base policies on the same seeds;
 - **workers**: on a 100x world (the default world's catalogue with 100 times the merchants; ``--worker-world DIR``
   measures another, beside no target), trials per second of trial span with ``--workers 2`` against one
-  process (target >= 1.6), with the cores one process already keeps busy (CPU seconds over wall) and the ceiling that puts on any number of processes (cores / busy cores),
-  and the machine's own reference: two independent one-process sweeps at once, sharing nothing (``pair_ratio``:
-  their trials per second over one process's; ``workers_over_pair``: what ``--workers 2`` gets of that);
+  process (target >= 1.6), with the cores one process already keeps busy (CPU seconds over wall), the ceiling
+  that puts on any number of processes (cores / busy cores), and the machine's own reference: two independent
+  one-process sweeps at once, sharing nothing (``pair_ratio``: their trials per second over one process's;
+  ``workers_over_pair``: what ``--workers 2`` gets of that);
 - **default world**: the scoring chain (target <= 0.05 s) and the 200-trial P1.2 sweep (target <= 30 s), as
   ``python -m tuning.bench`` measures them.
 Every figure carries the 1-minute load average before and after it; the machine is shared.
@@ -85,7 +86,13 @@ def _independent_pair(roots: tuple[Path, Path], world: Path, policies: Path, stu
     processes can get from these cores, the reference for ``--workers 2``."""
     load0, cpu0 = _load(), _children_cpu_s()
     started = [H["start"](root, *_sweep_args(world, policies, study, trials, 1)) for root in roots]
-    runs = [_swept(root, H["finish"](s)) for root, s in zip(roots, started)]
+    try:
+        runs = [_swept(root, H["finish"](s)) for root, s in zip(roots, started)]
+    finally:   # one sweep failed (its exit ends the bench): the other does not outlive it
+        for proc, _ in started:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     span = (max(r["last"] for r in runs) - min(r["first"] for r in runs)).total_seconds()
     return {"wall_s": max(r["wall_s"] for r in runs), "load_before": load0, "cpu_s": round(_children_cpu_s() - cpu0, 2),
             "done": sum(r["done"] for r in runs), "span_s": span}
