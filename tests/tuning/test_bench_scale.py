@@ -24,6 +24,15 @@ def test_bad_scale_bench_arguments_are_one_coded_line(args, says):
     assert "Traceback" not in out.stderr
 
 
+def test_a_keep_directory_that_already_holds_a_bench_is_refused(tmp_path):
+    """``--keep`` names where the bench writes its projects; one left there by an earlier run is not overwritten."""
+    (tmp_path / "keep" / "workers-twin").mkdir(parents=True)
+    out = run_module(REPO, "tuning.bench", "--scale", "--parts", "workers", "--keep", str(tmp_path / "keep"),
+                     timeout=60)
+    assert out.returncode == 2 and out.stderr.startswith("E3A_TUN_050_USAGE") and "workers-twin" in out.stderr
+    assert "Traceback" not in out.stderr and sorted(p.name for p in (tmp_path / "keep").iterdir()) == ["workers-twin"]
+
+
 @pytest.mark.slow
 def test_a_small_scale_bench_reports_each_figure_beside_its_target(tmp_path):
     world = tmp_path / "w"

@@ -243,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def scale_main(args) -> int:
     from engine import atomic_write
-    from tuning.bench.scale import scale_bench
+    from tuning.bench.scale import scale_bench, used_projects
 
     parts = set(args.parts.split(","))
     if not parts <= {"big", "workers", "default"} or args.runs < 1 or args.worker_trials < 2:
@@ -255,6 +255,9 @@ def scale_main(args) -> int:
         raise EngineError(E_USAGE, f"--world {args.world}: not a directory")
     if args.worker_world is not None and not Path(args.worker_world).is_dir():
         raise EngineError(E_USAGE, f"--worker-world {args.worker_world}: not a directory")
+    if args.keep and (taken := used_projects(Path(args.keep), parts)):
+        raise EngineError(E_USAGE, f"--keep {args.keep}: already holds a bench's {', '.join(taken)} project(s); "
+                                   f"give a new directory")
     world = Path(args.world).resolve() if args.world else None
     worker_world = Path(args.worker_world).resolve() if args.worker_world else None
     with tempfile.TemporaryDirectory(prefix="tuning-bench-scale-") as tmp:

@@ -221,6 +221,14 @@ def default_world(base: Path, sweep: bool) -> dict:
     return out
 
 
+PROJECTS = {"big": ("big",), "workers": ("workers", "workers-twin"), "default": ("default",)}
+
+
+def used_projects(base: Path, parts: set) -> list[str]:
+    """The project directories these parts would create that ``base`` (a ``--keep`` directory) already holds."""
+    return sorted(name for part in parts for name in PROJECTS[part] if (base / name).exists())
+
+
 def scale_bench(base: Path, world: Path | None, runs: int, worker_trials: int, parts: set, helpers: dict,
                 worker_world: Path | None = None) -> dict:
     H.update(helpers)
