@@ -87,12 +87,14 @@ def load(study: str):
     return optuna.load_study(study_name=study, storage=open_storage(None, study))
 
 
-def p12_evaluation(root: Path):
-    """One P1.2 candidate evaluated on seed 42 in ``root``'s project (what a trial's run logs), and its knobs."""
+def p12_evaluation(root: Path, knobs: dict | None = None, seeds=(42,)):
+    """A P1.2 candidate (``knobs``; by default a fixed one) evaluated in ``root``'s project as a trial is, on
+    ``seeds`` (None: the study's), and its knobs."""
     from engine.policies import PolicySet
     from tuning.study.objective import SeedRobustObjective
     from tuning.study.spec import load_study
 
     spec = load_study(root / "studies" / "P1.2.yaml", str(root / "studies"))
-    knobs = {"blend_lambda": 0.05, "hub_cap": 0.9, "tail_gamma": 1.0}
-    return SeedRobustObjective(spec, [42], PolicySet.from_dir(root / "policies")).evaluate(knobs), knobs
+    knobs = knobs if knobs is not None else {"blend_lambda": 0.05, "hub_cap": 0.9, "tail_gamma": 1.0}
+    seeds = list(spec.seeds if seeds is None else seeds)
+    return SeedRobustObjective(spec, seeds, PolicySet.from_dir(root / "policies")).evaluate(knobs), knobs

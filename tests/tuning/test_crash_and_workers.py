@@ -12,7 +12,7 @@ import time
 import pytest
 from optuna.trial import TrialState
 
-from tests.tuning.conftest import env_for, load, run_module, trial_runs
+from tests.tuning.conftest import env_for, load, p12_evaluation, run_module, trial_runs
 
 pytestmark = pytest.mark.slow
 
@@ -132,16 +132,11 @@ def test_two_workers_complete_the_budget_without_duplicates(project):
     _assert_consistent("t-P1.2", 6)
     parents = {r.data.tags["sweep_run_id"] for r in trial_runs("t-P1.2")}
     assert len(parents) == 1  # the workers share the coordinator's parent run
-    from engine.policies import PolicySet
-    from tuning.study.objective import SeedRobustObjective
-    from tuning.study.spec import load_study
     from tuning.study.trial_result import TrialResult
 
     first = next(t for t in study.trials if t.number == 0)
     assert first.user_attrs.get("authority_candidate") is True
-    spec = load_study(project / "studies" / "P1.2.yaml", str(project / "studies"))
-    here = TrialResult.from_evaluation(SeedRobustObjective(spec, spec.seeds, PolicySet.from_dir(project / "policies"))
-                                       .evaluate(first.params), "P1.2", spec.objective_name)
+    here = TrialResult.from_evaluation(p12_evaluation(project, first.params, seeds=None)[0], "P1.2", "J")
     run = next(r for r in trial_runs("t-P1.2") if r.data.tags["optuna_trial"] == "0")
     assert first.value == here.J
     assert {k: v for k, v in run.data.metrics.items() if k in here.flat_pack} == \
