@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from engine.core.errors import EngineError
+from engine.core.rng import pair_uniforms
 from engine.policies.authoring import author_mixture
 from engine.states import s1_escalation, s2_priors, s4_counts
 from engine.states.common import zone_layout
@@ -70,6 +71,21 @@ def test_a_pairs_decision_does_not_depend_on_the_other_pairs(rows, data):
     part, _ = s1_escalation.escalate(pairs.iloc[keep].reset_index(drop=True), zones, mixture, b"m" * 32)
     plain = lambda f: f.astype(object).where(f.notna(), None)   # noqa: E731 - an all-None bucket stays object
     pd.testing.assert_frame_equal(plain(whole.iloc[keep].reset_index(drop=True)), plain(part))
+
+
+def test_decision_draws_kept_from_earlier_requests_are_the_pairs_own_uniforms():
+    # the chain keeps one DecisionDraws per domain across candidates: whichever rows earlier candidates drew
+    # (overlapping, repeated, out of order), each row's uniform is its keyed draw (the hash law, computed apart)
+    rng = np.random.default_rng(3)
+    pairs = pd.DataFrame({"merchant_id": rng.choice(10 ** 6, 300, replace=False).astype(np.uint64),
+                          "legal_country_iso": rng.choice(["AA", "BB", "CC"], 300), "site_count": 1})
+    draws = s1_escalation.DecisionDraws(pairs, b"m" * 32)
+    for rows in (rng.choice(300, 40, replace=False), np.arange(0, 300, 7), rng.permutation(300)[:150]):
+        want = pair_uniforms(b"m" * 32, "theta_mix", pairs["merchant_id"].iloc[rows].tolist(),
+                             pairs["legal_country_iso"].iloc[rows].tolist())
+        assert np.array_equal(draws.uniforms("theta_mix", rows), want)
+    every = np.arange(300)
+    assert not np.array_equal(draws.uniforms("smooth_band", every), draws.uniforms("theta_mix", every))
 
 
 def test_floor_bump_law():
