@@ -192,6 +192,12 @@ def _universe(parts: WorldParts | None, reference) -> tuple[pd.DataFrame | None,
     return None, ""
 
 
+def _folder_name(root: Path) -> str:
+    """The world folder's own name, also when it was given as ``.`` or ``..`` (the resolved folder's)."""
+    resolved = root.resolve()
+    return resolved.name or str(resolved)
+
+
 def load_world(world_dir: str | Path | None = None, reference: str | Path | None = None,
                outlets: str | Path | None = None) -> World:
     """The default world, or a world directory's parts over it (``engine.world.directory``); ``reference``
@@ -215,7 +221,8 @@ def load_world(world_dir: str | Path | None = None, reference: str | Path | None
     else:                 # the user's own Z(c) without evidence: measured, reported NOT_APPLICABLE
         kind, population, applicable = "custom", population_mass(universe), False
     outlets_file = Path(outlets) if outlets is not None else (parts.outlets if parts is not None else None)
-    name = (parts.root.name if parts is not None else base.name) + suffix + ("+outlets" if outlets_file else "")
+    name = (_folder_name(parts.root) if parts is not None else base.name) + suffix
+    name += "+outlets" if outlets_file else ""
     shipped = parts.policy_files if parts is not None else ()
     world = World(name, universe, population, _versions(kind),
                   parts.root if parts is not None and len(shipped) == len(POLICY_FILES) else None,

@@ -121,6 +121,16 @@ def test_a_world_is_its_contents_and_its_catalogue_is_read_once(tmp_path):
     assert fresh.pack == second.pack and fresh.pack != first.pack
 
 
+def test_a_world_is_named_after_its_folder_however_the_path_reaches_it(tmp_path, monkeypatch):
+    d = _world(tmp_path, "my_world", outlets_csv=OUTLETS)
+    (d / "sub").mkdir()
+    names = []
+    for cwd, arg in ((tmp_path, "my_world"), (d, "."), (d / "sub", ".."), (tmp_path, str(d))):
+        monkeypatch.chdir(cwd)
+        names.append(load_world(arg).name)
+    assert names == ["my_world+outlets"] * 4
+
+
 def test_the_cli_refuses_a_bad_world_with_one_line_and_publishes_nothing(tmp_path):
     bad = _world(tmp_path, universe_csv=UNIVERSE, population_csv=POPULATION.assign(population=[-5, 1, 1, 1]))
     out = subprocess.run([sys.executable, "-m", "engine", "run", "--seed", "1", "--world", str(bad), "--run-root",
