@@ -147,3 +147,32 @@ def population_per_zone(universe: pd.DataFrame, evidence: pd.DataFrame) -> pd.Da
     out["population"] = pd.Series(values, index=out.index).where(holder, 0.0)
     out = out[["country_iso", "tzid", "population"]]
     return out.sort_values(["country_iso", "tzid"]).reset_index(drop=True)
+
+
+def unevidenced_countries(universe: pd.DataFrame, evidence: pd.DataFrame) -> list[str]:
+    """The countries of Z(c) with two clocks or more and no population on any of them: S3/S4 allocate their
+    outlets across clocks that the evidence says nobody lives on."""
+    zones = pd.DataFrame({"country_iso": universe["country_iso"].to_numpy(dtype=object),
+                          "clock": clocks_of(universe["tzid"])})
+    clocks = zones.drop_duplicates().groupby("country_iso").size()
+    populated = set(evidence.loc[evidence["population"] > 0, "country_iso"])
+    return sorted(c for c in clocks.index[clocks >= 2] if c not in populated)
+
+
+def check_catalogue_evidence(catalogue: pd.DataFrame, universe: pd.DataFrame, evidence: pd.DataFrame,
+                             source: str, evidence_source: str) -> None:
+    """A bring-your-own catalogue may place outlets only in multi-clock countries the evidence populates:
+    elsewhere every outlet S3/S4 place counts as unpopulated (3A-F02), whatever the policy, so the world could
+    never be certified faithful. One coded line naming the first such country and its outlets."""
+    lacking = unevidenced_countries(universe, evidence)
+    if not lacking:
+        return
+    countries = catalogue["legal_country_iso"]
+    held = countries[countries.isin(lacking)].value_counts()
+    if held.empty:
+        return
+    first = sorted(held.index)[0]
+    more = f" ({len(held)} such countries)" if len(held) > 1 else ""
+    raise EngineError(E_WORLD_INPUT, f"{source}: {int(held[first])} outlets in {first}, a country of several "
+                                     f"clocks with no population on any of them in {evidence_source}{more}; give "
+                                     f"{first} its population or drop its rows")

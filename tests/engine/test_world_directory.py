@@ -103,6 +103,24 @@ def test_bad_world_parts_are_one_coded_line(tmp_path, part, frame, needle):
     _refused(_world(tmp_path, **parts), needle)
 
 
+def test_outlets_in_a_multi_clock_country_the_evidence_leaves_empty_are_refused(tmp_path):
+    # every outlet S3/S4 place in such a country lies where the evidence says nobody lives (3A-F02): no policy
+    # could make the world faithful, so the world is refused before anything runs, naming the country
+    empty_us = POPULATION.assign(population=[60e6, 0.0, 0.0, 0.0])
+    _refused(_world(tmp_path, "zero", universe_csv=UNIVERSE, population_csv=empty_us, outlets_parquet=OUTLETS),
+             "59 outlets in US, a country of several clocks with no population on any of them")
+    fr_only = POPULATION[POPULATION.country_iso == "FR"]
+    _refused(_world(tmp_path, "absent", universe_csv=UNIVERSE, population_csv=fr_only, outlets_parquet=OUTLETS),
+             "give US its population or drop its rows")
+    # the same evidence is a valid world when the catalogue leaves that country alone, and a single-clock
+    # country without evidence places its outlets on its one clock (nothing to distort)
+    assert load_world(_world(tmp_path, "fr_only", universe_csv=UNIVERSE, population_csv=empty_us,
+                             outlets_parquet=OUTLETS[OUTLETS.legal_country_iso == "FR"])).countries == ["FR", "US"]
+    no_fr = POPULATION[POPULATION.country_iso == "US"]
+    assert load_world(_world(tmp_path, "no_fr", universe_csv=UNIVERSE, population_csv=no_fr,
+                             outlets_parquet=OUTLETS)).fidelity_applicable
+
+
 def test_an_empty_or_ambiguous_world_directory_is_refused(tmp_path):
     _refused(_world(tmp_path, "empty"), "holds at least one of", "E3A_WLD_002_INPUT_MISSING")
     _refused(_world(tmp_path, "both", outlets_csv=OUTLETS, outlets_parquet=OUTLETS), "keep one")
