@@ -156,9 +156,10 @@ def _read_table(path: Path) -> pd.DataFrame:
         if path.suffix == ".parquet":
             return pd.read_parquet(path)
         if path.suffix in (".csv", ".tsv"):
-            # every cell is text: "NA" is Namibia, not a missing value
-            return pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",", dtype=str,
-                               keep_default_na=False, na_filter=False)
+            # every cell is text: "NA" is Namibia, not a missing value; "a, b" spreadsheets' blanks after a
+            # separator are not part of a name or a value
+            return _named(pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",", dtype=str,
+                                      keep_default_na=False, na_filter=False, skipinitialspace=True), path)
         if path.suffix in (".yaml", ".yml"):
             return _universe_from_alpha_pack(path)
     except EngineError:
@@ -166,6 +167,16 @@ def _read_table(path: Path) -> pd.DataFrame:
     except Exception as exc:  # noqa: BLE001 - any reader failure is a bad input file
         raise EngineError(E_WORLD_INPUT, f"{path}: unreadable ({type(exc).__name__}: {exc})") from None
     raise EngineError(E_WORLD_INPUT, f"{path}: unsupported file type (use .parquet, .csv, .tsv or .yaml)")
+
+
+def _named(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """The table with its column names stripped of surrounding blanks; two columns of one name are refused."""
+    names = [str(c).strip() for c in frame.columns]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise EngineError(E_WORLD_INPUT, f"{path}: column {twice[0]!r} appears twice")
+    frame.columns = names
+    return frame
 
 
 def _universe_from_alpha_pack(path: Path) -> pd.DataFrame:

@@ -121,6 +121,18 @@ def test_outlets_in_a_multi_clock_country_the_evidence_leaves_empty_are_refused(
                              outlets_parquet=OUTLETS)).fidelity_applicable
 
 
+def test_a_spreadsheets_blanks_after_commas_are_not_part_of_names_or_values(tmp_path):
+    clean = load_world(_world(tmp_path, "clean", universe_csv=UNIVERSE, population_csv=POPULATION,
+                              outlets_csv=OUTLETS))
+    spaced = _world(tmp_path, "spaced")
+    for name, frame in (("universe", UNIVERSE), ("population", POPULATION), ("outlets", OUTLETS)):
+        rows = [", ".join(frame.columns)] + [", ".join(map(str, r)) for r in frame.itertuples(index=False)]
+        (spaced / f"{name}.csv").write_text("\n".join(rows) + "\n")
+    assert load_world(spaced).fingerprint == clean.fingerprint   # the same world, read from "a, b" rows
+    (spaced / "outlets.csv").write_text("merchant_id, merchant_id ,legal_country_iso,site_count\n1,1,US,5\n")
+    _refused(spaced, "column 'merchant_id' appears twice")
+
+
 def test_an_empty_or_ambiguous_world_directory_is_refused(tmp_path):
     _refused(_world(tmp_path, "empty"), "holds at least one of", "E3A_WLD_002_INPUT_MISSING")
     _refused(_world(tmp_path, "both", outlets_csv=OUTLETS, outlets_parquet=OUTLETS), "keep one")
