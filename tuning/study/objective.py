@@ -25,12 +25,14 @@ from engine import (ChainCache, EngineError, PolicySet, evaluate_gates, fidelity
                     run_chain, run_verdict)
 from tuning.study import score_memo
 from tuning.study.knobs import apply_knobs
+from tuning.common.machine import memory_limit
 from tuning.study.seed_robust import aggregate
 from tuning.study.spec import StudySpec, check_metrics, metric_or_none, metric_value
 from tuning.study.trial_row import Outcome
 
 NO_SCORE = -1000.0
-CACHE_BYTES_DEFAULT = 1536 * 1024 ** 2   # a sweep process's chain cache (SEG3A_CHAIN_CACHE_BYTES overrides)
+CACHE_BYTES_FLOOR = 1536 * 1024 ** 2   # the least a process's chain cache holds (SEG3A_CHAIN_CACHE_BYTES overrides)
+CACHE_MEMORY_SHARE = 0.25              # of the memory this process may use, split between one sweep's processes
 
 
 _FLOORS_LOCK = threading.Lock()
@@ -55,14 +57,24 @@ def seeds_first_then_threads(fn, items: Sequence, pairs_of) -> list:
         return [first, *pool.map(fn, items[1:])]
 
 
-def cache_bytes() -> int:
-    """The byte budget of an objective's chain cache: a 381k-pair world's state outputs are ~100 MB each, so
-    a count of entries alone would let a long sweep hold gigabytes."""
+def cache_bytes(processes: int = 1, memory: int | None = None) -> int:
+    """The byte budget of an objective's chain cache (a 381k-pair world's state outputs are ~100 MB each, so a
+    count of entries alone would let a long sweep hold gigabytes): ``SEG3A_CHAIN_CACHE_BYTES``, else a quarter
+    of the memory this process may use (:func:`tuning.common.machine.memory_limit`: its cgroup or RSS limit when
+    lower than the machine's; ``memory``: a Dask worker's own limit) split between the ``processes`` of one sweep
+    (``--workers K``), and never below 1.5 GiB. A four-seed P3 sweep of the 381k world holds ~1.4 GB of S3 outputs at full scale: in a fixed
+    1.5 GiB every full-scale stage recomputed them (4.5 s of chain a trial against 1.0 s)."""
     raw = os.environ.get("SEG3A_CHAIN_CACHE_BYTES", "")
     try:
-        return max(0, int(raw)) if raw.strip() else CACHE_BYTES_DEFAULT
+        if raw.strip():
+            return max(0, int(raw))
     except ValueError:
         raise EngineError("E3A_TUN_050_USAGE", f"SEG3A_CHAIN_CACHE_BYTES must be an integer, not {raw!r}") from None
+    memory = memory if memory else memory_limit()
+    share = int(CACHE_MEMORY_SHARE * memory / max(1, processes)) if memory else 0
+    return max(CACHE_BYTES_FLOOR, share)
+
+
 STRUCTURAL_REASONS = {"s6_pass": "S6_OR_S7_FAIL", "s7_pass": "S6_OR_S7_FAIL", "conservation": "CONSERVATION_FAIL",
                       "realism_floors": "REALISM_FLOOR_FAIL", "schema": "SCHEMA_INVALID",
                       "fidelity": "FIDELITY_DISTORTED", "gate_regression": "GATE_REGRESSION"}

@@ -236,7 +236,7 @@ def worker_process(spec: WorkerSpec) -> None:
 
 
 def run_worker(spec: WorkerSpec) -> int:
-    from tuning.study.objective import PhaseObjective
+    from tuning.study.objective import PhaseObjective, cache_bytes
 
     # K workers share the cores: each runs a large world's S3/S4 on its share of them, not on every core
     # (keyed streams: the output does not depend on the partitioning)
@@ -247,6 +247,8 @@ def run_worker(spec: WorkerSpec) -> int:
         sweep._objective = parent.objective
     else:
         sweep = Sweep(spec.config)
+    # ... and its memory: the chain cache (inherited warm, or new) holds this worker's share of the budget
+    sweep.objective.cache.max_bytes = cache_bytes(max(1, spec.of))
     sweep.objective.anchor   # the study's metrics are checked before this worker opens anything
     sweep.open_study()
     trail = SweepTrail(sweep.spec.phase, sweep.study_name, sweep.spec.objective_name, spec.parent_run_id,

@@ -3,8 +3,8 @@
 The study, the base policies and the world (its catalogue already read) are scattered to every worker once;
 a trial submits one task per seed (:func:`score_seed`), and the per-seed evaluations come back in seed order.
 A worker process keeps one :class:`tuning.objective.PhaseObjective` per (study, seed, base, world, fraction):
-its anchor is computed once and its chain cache serves the worker's later trials, exactly as in a local
-process. Every seed's evaluation is a pure function of (study, seed, base, world, fraction, knobs), so the
+its anchor is computed once and the worker's one chain cache (within a quarter of the worker's Dask memory
+limit) serves the worker's later trials, exactly as in a local process. Every seed's evaluation is a pure function of (study, seed, base, world, fraction, knobs), so the
 trial's record is the local one (timings and which states were served from which cache aside); a per-seed
 pruner reads the seeds in order afterwards and keeps those a local run would have scored. Dask is the
 scheduler (:mod:`engine.chain.cluster` opens it); nothing here schedules.
@@ -20,6 +20,21 @@ from engine import EngineError
 
 _OBJECTIVES: dict = {}   # per worker process: (study, seed, base, world, fraction) -> PhaseObjective
 _MAX_OBJECTIVES = 16
+_CACHE: list = []        # per worker process: the one chain cache its objectives share (keys are content keys)
+
+
+def _worker_cache():
+    """The worker process's chain cache, within a quarter of the memory Dask gives the worker."""
+    if not _CACHE:
+        from engine import ChainCache
+        from tuning.study.objective import cache_bytes
+        try:
+            from distributed import get_worker
+            limit = get_worker().memory_manager.memory_limit
+        except (ImportError, ValueError, AttributeError):   # not in a Dask worker (a test calling it directly)
+            limit = None
+        _CACHE.append(ChainCache(max_bytes=cache_bytes(memory=limit)))
+    return _CACHE[0]
 
 
 def _key(spec, seed: int, base, world, fraction: float) -> tuple:
@@ -36,7 +51,8 @@ def score_seed(spec, seed: int, base, world, fraction: float, knob_values: dict)
     if obj is None:
         if len(_OBJECTIVES) >= _MAX_OBJECTIVES:
             _OBJECTIVES.pop(next(iter(_OBJECTIVES)))
-        obj = _OBJECTIVES[key] = PhaseObjective(spec, seed, base, world=world, fraction=fraction)
+        obj = _OBJECTIVES[key] = PhaseObjective(spec, seed, base, world=world, fraction=fraction,
+                                                cache=_worker_cache())
     return obj.evaluate(knob_values)
 
 

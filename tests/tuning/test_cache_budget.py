@@ -1,0 +1,62 @@
+"""The chain cache's byte budget follows the memory this process may use (a cgroup's limit included), split
+between one sweep's processes, never below the floor; a Dask worker's objectives share one cache."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine import EngineError
+from tuning.common import machine
+from tuning.study import objective
+from tuning.study.objective import CACHE_BYTES_FLOOR, CACHE_MEMORY_SHARE, cache_bytes
+
+GIB = 1024 ** 3
+
+
+def test_a_cgroup_limit_below_the_machine_is_the_memory_limit(tmp_path):
+    physical = machine.memory_limit(())
+    assert physical and physical > 2 * GIB   # this machine's memory (sysconf), no cgroup file read
+    v2, v1, unlimited = tmp_path / "memory.max", tmp_path / "limit_in_bytes", tmp_path / "memory.high"
+    v2.write_text(f"{2 * GIB}\n")
+    v1.write_text(f"{3 * GIB}\n")
+    unlimited.write_text("max\n")                               # cgroups v2 for "no limit"
+    assert machine.memory_limit((str(v1), str(unlimited))) == min(physical, 3 * GIB)
+    assert machine.memory_limit((str(v2), str(v1), str(tmp_path / "absent"))) == 2 * GIB
+
+
+def test_the_budget_is_a_share_of_memory_split_between_processes_above_the_floor(monkeypatch):
+    monkeypatch.delenv("SEG3A_CHAIN_CACHE_BYTES", raising=False)
+    monkeypatch.setattr(objective, "memory_limit", lambda: 24 * GIB)
+    assert cache_bytes() == int(CACHE_MEMORY_SHARE * 24 * GIB) > CACHE_BYTES_FLOOR
+    assert cache_bytes(2) == int(CACHE_MEMORY_SHARE * 12 * GIB)           # --workers 2: half each
+    assert cache_bytes(16) == CACHE_BYTES_FLOOR                           # never below the floor
+    assert cache_bytes(memory=16 * GIB) == int(CACHE_MEMORY_SHARE * 16 * GIB)   # a Dask worker's own limit
+    monkeypatch.setattr(objective, "memory_limit", lambda: 4 * GIB)       # a small container
+    assert cache_bytes() == CACHE_BYTES_FLOOR
+    monkeypatch.setattr(objective, "memory_limit", lambda: None)          # the platform tells nothing
+    assert cache_bytes() == CACHE_BYTES_FLOOR
+    monkeypatch.setenv("SEG3A_CHAIN_CACHE_BYTES", "12345")
+    assert cache_bytes(4) == 12345
+    monkeypatch.setenv("SEG3A_CHAIN_CACHE_BYTES", "lots")
+    with pytest.raises(EngineError) as err:
+        cache_bytes()
+    assert err.value.code == "E3A_TUN_050_USAGE"
+
+
+def test_a_workers_objectives_share_one_cache(monkeypatch):
+    from engine import PolicySet
+    from tuning.study.spec import load_study
+    from tuning.sweep import seed_tasks
+
+    from tests.tuning.conftest import REPO
+
+    monkeypatch.setattr(seed_tasks, "_OBJECTIVES", {})
+    monkeypatch.setattr(seed_tasks, "_CACHE", [])
+    spec = load_study(REPO / "studies" / "P1.2.yaml", str(REPO / "studies"))
+    base = PolicySet.from_dir(REPO / "policies")
+    knobs = {"blend_lambda": 0.05, "hub_cap": 0.9, "tail_gamma": 1.0}
+    a = seed_tasks.score_seed(spec, 42, base, None, 1.0, knobs)
+    b = seed_tasks.score_seed(spec, 7, base, None, 1.0, knobs)
+    (one, two) = seed_tasks._OBJECTIVES.values()
+    assert one.cache is two.cache is seed_tasks._CACHE[0] and a.identity["seed"] != b.identity["seed"]
+    assert one.cache.max_bytes == cache_bytes()   # outside a Dask worker: the process's own budget
