@@ -7,14 +7,12 @@ on the policy, so every candidate of a sweep sees the same uniforms (common rand
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pandas as pd
 
 from engine.core.errors import EngineError
 from engine.core.hashing import sha256, uer
-from engine.core.rng import pair_uniforms
+from engine.core.rng import Keyring, uniforms
 
 ESCALATED = ("forced_escalation", "default_escalation")
 ELIGIBLE = ("forced_escalation", "default_escalation", "legacy_default")
@@ -57,39 +55,24 @@ def smoothing_probability(sm: dict, z: np.ndarray, n: np.ndarray) -> np.ndarray:
 
 class DecisionDraws:
     """S1's hash-law uniforms over the pair domain D, one stream at a time (counter 0 of each pair's keyed
-    substream), each pair's drawn the first time a rule sends it to that lottery and kept. They read the pairs
-    and the universe-derived decision master only, never the policy, so the chain keeps them with the domain:
-    a pair's uniform is the one it would draw alone (keyed streams), whichever candidate or rule asks for it,
-    and a cold chain hashes only the pairs its lotteries read (about 1.5 k of 2.6 k on the default world)."""
+    substream): a :class:`~engine.core.rng.Keyring` over D hashes a pair's substream key the first time a rule
+    sends it to that lottery and keeps it. They read the pairs and the universe-derived decision master only,
+    never the policy, so the chain keeps them with the domain: a pair's uniform is the one it would draw alone
+    (keyed streams), whichever candidate or rule asks for it, and a cold chain hashes only the pairs its
+    lotteries read (about 1.5 k of 2.6 k on the default world)."""
 
     def __init__(self, pairs: pd.DataFrame, master: bytes) -> None:
         self.master = master
-        self._merchants = pairs["merchant_id"].to_numpy(dtype=np.uint64)
-        self._countries = pairs["legal_country_iso"].to_numpy(dtype=object)
-        self._u: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        self._lock = threading.Lock()
+        self._ring = Keyring(master, pairs["merchant_id"].to_numpy(dtype=np.uint64),
+                             pairs["legal_country_iso"].to_numpy(dtype=object))
 
     def __len__(self) -> int:
-        return len(self._merchants)
-
-    def __getstate__(self) -> dict:   # shipped to another process: the lock stays here
-        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
+        return len(self._ring)
 
     def uniforms(self, stream: str, rows: np.ndarray) -> np.ndarray:
         """The stream's uniforms of the domain's ``rows`` (positions), in that order."""
-        rows = np.asarray(rows, dtype=np.int64)
-        with self._lock:
-            u, have = self._u.setdefault(stream, (np.zeros(len(self)), np.zeros(len(self), dtype=bool)))
-            missing = rows[~have[rows]]
-            if len(missing):
-                u[missing] = pair_uniforms(self.master, stream, self._merchants[missing].tolist(),
-                                           self._countries[missing].tolist())
-                have[missing] = True
-            return u[rows]
+        keys = self._ring.keys(stream, rows)
+        return uniforms(keys, np.zeros(len(keys), dtype=np.uint64))
 
 
 def _codes(values: list, names: list) -> np.ndarray:

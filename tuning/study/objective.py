@@ -32,7 +32,7 @@ from tuning.study.trial_row import Outcome
 
 NO_SCORE = -1000.0
 CACHE_BYTES_FLOOR = 1536 * 1024 ** 2   # the least a process's chain cache holds (SEG3A_CHAIN_CACHE_BYTES overrides)
-CACHE_MEMORY_SHARE = 0.25              # of the memory this process may use, split between one sweep's processes
+CACHE_MEMORY_SHARE = 0.125             # of the memory this process may use, split between one sweep's processes
 
 
 _FLOORS_LOCK = threading.Lock()
@@ -59,11 +59,12 @@ def seeds_first_then_threads(fn, items: Sequence, pairs_of) -> list:
 
 def cache_bytes(processes: int = 1, memory: int | None = None) -> int:
     """The byte budget of an objective's chain cache (a 381k-pair world's state outputs are ~100 MB each, so a
-    count of entries alone would let a long sweep hold gigabytes): ``SEG3A_CHAIN_CACHE_BYTES``, else a quarter
+    count of entries alone would let a long sweep hold gigabytes): ``SEG3A_CHAIN_CACHE_BYTES``, else an eighth
     of the memory this process may use (:func:`tuning.common.machine.memory_limit`: its cgroup or RSS limit when
     lower than the machine's; ``memory``: a Dask worker's own limit) split between the ``processes`` of one sweep
     (``--workers K``), and never below 1.5 GiB. A four-seed P3 sweep of the 381k world holds ~1.4 GB of S3 outputs at full scale: in a fixed
-    1.5 GiB every full-scale stage recomputed them (4.5 s of chain a trial against 1.0 s)."""
+    1.5 GiB every full-scale stage recomputed them (4.5 s of chain a trial against 1.0 s); 2.9 GiB (an eighth
+    of 23.5 GiB) holds them (peak RSS 3.0 GB; a quarter, 5.9 GiB, was no faster and peaked at 4.2 GB)."""
     raw = os.environ.get("SEG3A_CHAIN_CACHE_BYTES", "")
     try:
         if raw.strip():
