@@ -23,9 +23,9 @@ from typing import Mapping, Sequence
 
 from engine import (ChainCache, EngineError, PolicySet, evaluate_gates, fidelity_verdict, metric_pack, realism_floors,
                     run_chain, run_verdict)
+from tuning.common.machine import memory_limit
 from tuning.study import score_memo
 from tuning.study.knobs import apply_knobs
-from tuning.common.machine import memory_limit
 from tuning.study.seed_robust import aggregate
 from tuning.study.spec import StudySpec, check_metrics, metric_or_none, metric_value
 from tuning.study.trial_row import Outcome
@@ -62,9 +62,10 @@ def cache_bytes(processes: int = 1, memory: int | None = None) -> int:
     count of entries alone would let a long sweep hold gigabytes): ``SEG3A_CHAIN_CACHE_BYTES``, else an eighth
     of the memory this process may use (:func:`tuning.common.machine.memory_limit`: its cgroup or RSS limit when
     lower than the machine's; ``memory``: a Dask worker's own limit) split between the ``processes`` of one sweep
-    (``--workers K``), and never below 1.5 GiB. A four-seed P3 sweep of the 381k world holds ~1.4 GB of S3 outputs at full scale: in a fixed
-    1.5 GiB every full-scale stage recomputed them (4.5 s of chain a trial against 1.0 s); 2.9 GiB (an eighth
-    of 23.5 GiB) holds them (peak RSS 3.0 GB; a quarter, 5.9 GiB, was no faster and peaked at 4.2 GB)."""
+    (``--workers K``), and never below 1.5 GiB. A four-seed P3 sweep of the 381k world holds ~1.4 GB of S3
+    outputs at full scale: in a fixed 1.5 GiB every full-scale stage recomputed them (4.5 s of chain a trial
+    against 1.0 s); 2.9 GiB (an eighth of 23.5 GiB) holds them (peak RSS 3.0 GB; a quarter, 5.9 GiB, was no
+    faster and peaked at 4.2 GB)."""
     raw = os.environ.get("SEG3A_CHAIN_CACHE_BYTES", "")
     try:
         if raw.strip():
