@@ -5,9 +5,9 @@ a trial submits one task per seed (:func:`score_seed`), and the per-seed evaluat
 A worker process keeps one :class:`tuning.objective.PhaseObjective` per (study, seed, base, world, fraction):
 its anchor is computed once and the worker's one chain cache (within an eighth of the worker's Dask memory
 limit) serves the worker's later trials, exactly as in a local process. Every seed's evaluation is a pure
-function of (study, seed, base, world, fraction, knobs), so the trial's record is the local one (timings and which states were served from which cache aside); a per-seed
-pruner reads the seeds in order afterwards and keeps those a local run would have scored. Dask is the
-scheduler (:mod:`engine.chain.cluster` opens it); nothing here schedules.
+function of (study, seed, base, world, fraction, knobs), so the trial's record is the local one (timings and
+which states were served from which cache aside); a per-seed pruner reads the seeds in order afterwards and
+keeps those a local run would have scored. Dask is the scheduler (:mod:`engine.chain.cluster` opens it); nothing here schedules.
 """
 
 from __future__ import annotations
