@@ -7,7 +7,8 @@ its anchor is computed once and the worker's one chain cache (within an eighth o
 limit) serves the worker's later trials, exactly as in a local process. Every seed's evaluation is a pure
 function of (study, seed, base, world, fraction, knobs), so the trial's record is the local one (timings and
 which states were served from which cache aside); a per-seed pruner reads the seeds in order afterwards and
-keeps those a local run would have scored. Dask is the scheduler (:mod:`engine.chain.cluster` opens it); nothing here schedules.
+keeps those a local run would have scored. Dask is the scheduler (:mod:`engine.chain.cluster` opens it);
+nothing here schedules.
 """
 
 from __future__ import annotations
