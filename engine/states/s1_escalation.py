@@ -62,7 +62,6 @@ class DecisionDraws:
     lotteries read (about 1.5 k of 2.6 k on the default world)."""
 
     def __init__(self, pairs: pd.DataFrame, master: bytes) -> None:
-        self.master = master
         self._ring = Keyring(master, pairs["merchant_id"].to_numpy(dtype=np.uint64),
                              pairs["legal_country_iso"].to_numpy(dtype=object))
 

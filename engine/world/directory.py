@@ -149,22 +149,14 @@ def population_per_zone(universe: pd.DataFrame, evidence: pd.DataFrame) -> pd.Da
     return out.sort_values(["country_iso", "tzid"]).reset_index(drop=True)
 
 
-def unevidenced_countries(universe: pd.DataFrame, evidence: pd.DataFrame) -> list[str]:
-    """The countries of Z(c) with two clocks or more and no population on any of them: S3/S4 allocate their
-    outlets across clocks that the evidence says nobody lives on."""
-    zones = pd.DataFrame({"country_iso": universe["country_iso"].to_numpy(dtype=object),
-                          "clock": clocks_of(universe["tzid"])})
-    clocks = zones.drop_duplicates().groupby("country_iso").size()
-    populated = set(evidence.loc[evidence["population"] > 0, "country_iso"])
-    return sorted(c for c in clocks.index[clocks >= 2] if c not in populated)
-
-
-def check_catalogue_evidence(catalogue: pd.DataFrame, universe: pd.DataFrame, evidence: pd.DataFrame,
-                             source: str, evidence_source: str) -> None:
-    """A bring-your-own catalogue may place outlets only in multi-clock countries the evidence populates:
-    elsewhere every outlet S3/S4 place counts as unpopulated (3A-F02), whatever the policy, so the world could
-    never be certified faithful. One coded line naming the first such country and its outlets."""
-    lacking = unevidenced_countries(universe, evidence)
+def check_catalogue_evidence(catalogue: pd.DataFrame, evidence, source: str, evidence_source: str) -> None:
+    """A bring-your-own catalogue may place outlets only in multi-clock countries the evidence populates
+    (``evidence``: the world's :class:`~engine.world.evidence.FidelityEvidence`): elsewhere every outlet S3/S4
+    place counts as unpopulated (3A-F02), whatever the policy, so the world could never be certified faithful.
+    One coded line naming the first such country and its outlets."""
+    clocks = evidence.zone_clocks[["country_iso", "clock"]].drop_duplicates().groupby("country_iso").size()
+    populated = set(evidence.clock_population["country_iso"])   # its rows are the populated clocks
+    lacking = sorted(c for c in clocks.index[clocks >= 2] if c not in populated)
     if not lacking:
         return
     countries = catalogue["legal_country_iso"]

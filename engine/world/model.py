@@ -241,7 +241,7 @@ def load_world(world_dir: str | Path | None = None, reference: str | Path | None
     if outlets_file is not None and world.catalogue.empty:
         raise EngineError(E_WORLD_INPUT, f"{outlets_file}: the outlet catalogue has no rows")
     if outlets_file is not None and evidence is not None:
-        check_catalogue_evidence(world.catalogue, universe, evidence, str(outlets_file), str(parts.population))
+        check_catalogue_evidence(world.catalogue, world.evidence, str(outlets_file), str(parts.population))
     return world
 
 

@@ -51,12 +51,12 @@ def test_a_workers_objectives_share_one_cache(monkeypatch):
     from tests.tuning.conftest import REPO
 
     monkeypatch.setattr(seed_tasks, "_OBJECTIVES", {})
-    monkeypatch.setattr(seed_tasks, "_CACHE", [])
+    seed_tasks._worker_cache.cache_clear()
     spec = load_study(REPO / "studies" / "P1.2.yaml", str(REPO / "studies"))
     base = PolicySet.from_dir(REPO / "policies")
     knobs = {"blend_lambda": 0.05, "hub_cap": 0.9, "tail_gamma": 1.0}
     a = seed_tasks.score_seed(spec, 42, base, None, 1.0, knobs)
     b = seed_tasks.score_seed(spec, 7, base, None, 1.0, knobs)
     (one, two) = seed_tasks._OBJECTIVES.values()
-    assert one.cache is two.cache is seed_tasks._CACHE[0] and a.identity["seed"] != b.identity["seed"]
+    assert one.cache is two.cache is seed_tasks._worker_cache() and a.identity["seed"] != b.identity["seed"]
     assert one.cache.max_bytes == cache_bytes()   # outside a Dask worker: the process's own budget

@@ -248,7 +248,7 @@ def run_worker(spec: WorkerSpec) -> int:
     else:
         sweep = Sweep(spec.config)
     # ... and its memory: the chain cache (inherited warm, or new) holds this worker's share of the budget
-    sweep.objective.cache.max_bytes = cache_bytes(max(1, spec.of))
+    sweep.objective.cache.max_bytes = cache_bytes(spec.of)
     sweep.objective.anchor   # the study's metrics are checked before this worker opens anything
     sweep.open_study()
     trail = SweepTrail(sweep.spec.phase, sweep.study_name, sweep.spec.objective_name, spec.parent_run_id,

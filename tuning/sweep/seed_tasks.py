@@ -14,6 +14,7 @@ nothing here schedules.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 from typing import Iterator
 
@@ -21,21 +22,20 @@ from engine import EngineError
 
 _OBJECTIVES: dict = {}   # per worker process: (study, seed, base, world, fraction) -> PhaseObjective
 _MAX_OBJECTIVES = 16
-_CACHE: list = []        # per worker process: the one chain cache its objectives share (keys are content keys)
 
 
+@functools.cache
 def _worker_cache():
-    """The worker process's chain cache, within an eighth of the memory Dask gives the worker."""
-    if not _CACHE:
-        from engine import ChainCache
-        from tuning.study.objective import cache_bytes
-        try:
-            from distributed import get_worker
-            limit = get_worker().memory_manager.memory_limit
-        except (ImportError, ValueError, AttributeError):   # not in a Dask worker (a test calling it directly)
-            limit = None
-        _CACHE.append(ChainCache(max_bytes=cache_bytes(memory=limit)))
-    return _CACHE[0]
+    """The worker process's one chain cache, shared by its objectives (keys are content keys), within an eighth of
+    the memory Dask gives the worker."""
+    from engine import ChainCache
+    from tuning.study.objective import cache_bytes
+    try:
+        from distributed import get_worker
+        limit = get_worker().memory_manager.memory_limit
+    except (ImportError, ValueError, AttributeError):   # not in a Dask worker (a test calling it directly)
+        limit = None
+    return ChainCache(max_bytes=cache_bytes(memory=limit))
 
 
 def _key(spec, seed: int, base, world, fraction: float) -> tuple:
