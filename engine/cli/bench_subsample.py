@@ -50,6 +50,7 @@ def _summary(rows: list[dict], fractions, seeds) -> dict:
                           "status_agreement": sum(r["gates"][gid]["same_status"] for r in mine) / len(mine)}
         by_fraction[str(f)] = {
             "pairs_share": math.fsum(r["pairs_share"] for r in mine) / len(mine),
+            "pairs_kept": math.fsum(r["pairs_kept"] for r in mine) / len(mine),
             "chain_cost_share": math.fsum(r["chain_seconds"] / r["full_seconds"] for r in mine) / len(mine),
             "verdict_agreement": sum(r["same_verdict"] for r in mine) / len(mine),
             "fidelity_agreement": sum(r["same_fidelity"] for r in mine) / len(mine),
@@ -76,7 +77,7 @@ def subsample_bench(policies, world, seeds, fractions=DEFAULT_FRACTIONS, scale: 
             sub, sub_s = _timed(lambda: run_chain(policies, seed, world, outlets=cat, cache=cache, fraction=f))
             got = gated_values(sub.gates)
             rows.append({"seed": seed, "fraction": f, "chain_seconds": sub_s, "full_seconds": full_s,
-                         "pairs_share": len(sub.cores["s1"]) / pairs_full,
+                         "pairs_share": len(sub.cores["s1"]) / pairs_full, "pairs_kept": len(sub.cores["s1"]),
                          "same_verdict": run_verdict(sub.gates) == run_verdict(full.gates),
                          "same_fidelity": fidelity_verdict(sub.gates) == fidelity_verdict(full.gates),
                          "gates": {gid: {"metric": m, "error": got[gid][1] - x, "same_status": got[gid][2] == s}
@@ -100,7 +101,9 @@ def error_table_md(result: dict) -> str:
             e = result["by_fraction"][str(f)]["gates"].get(gid, {}).get("max_abs_error")
             cells.append("-" if e is None else f"{e:.4f}")
         rows.append(f"| {gid.split('_')[0]} | `{g['metric']}` | " + " | ".join(cells) + " |")
-    for label, key in (("pairs kept", "pairs_share"), ("chain cost / full", "chain_cost_share"),
+    for label, key in (("pairs kept (share)", "pairs_share"), ("chain cost / full", "chain_cost_share"),
                        ("run verdict agrees", "verdict_agreement"), ("fidelity verdict agrees", "fidelity_agreement")):
         rows.append(f"| {label} | | " + " | ".join(f"{result['by_fraction'][str(f)][key]:.2f}" for f in fr) + " |")
+    kept = (f"{result['by_fraction'][str(f)]['pairs_kept']:,.0f}" for f in fr)
+    rows.append("| pairs kept (count) | | " + " | ".join(kept) + " |")
     return "\n".join(rows) + "\n"

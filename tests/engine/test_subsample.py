@@ -140,6 +140,9 @@ def test_engine_bench_subsample_writes_its_error_table(tmp_path):
     gates = doc["by_fraction"]["0.5"]["gates"]
     assert {"3A-V01_s2_top1_median_multi_tz", "3A-F04_realised_jsd_mean"} <= set(gates)
     assert "| 3A-V06 | `s4.top1_share_p75` |" in proc.stdout
+    kept = subsample(outlets_for(default_world(), 42), 0.5)[["merchant_id", "legal_country_iso"]].drop_duplicates()
+    assert doc["by_fraction"]["0.5"]["pairs_kept"] == len(kept) < 2606   # the kept count, as the schedule reads it
+    assert "| pairs kept (count) | | " in proc.stdout and f"{len(kept):,}" in proc.stdout
 
 
 @pytest.mark.parametrize("bad", [["--fractions", "0.5,0.2"], ["--fractions", "0"], ["--seeds", "42,42"]])

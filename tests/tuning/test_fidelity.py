@@ -28,7 +28,10 @@ def test_small_worlds_and_two_objective_studies_keep_one_stage():
     spec = parse_study(_p3(), "studies/P3.yaml")
     assert spec.fidelity is None
     assert fidelity.stages(spec, 2_606) == (1.0,)                      # the default world: today's single stage
-    assert fidelity.stages(spec, 380_082) == (0.1, 1.0)                # the default schedule on a large world
+    assert fidelity.stages(spec, 200_000) == (1.0,)                    # 25 k pairs would take more than 0.1 of it
+    assert fidelity.stages(spec, 250_000) == (0.1, 1.0)                # the default schedule from 250 k pairs
+    assert fidelity.stages(spec, 380_082) == (0.066, 1.0)              # about 25 k pairs, rounded up to a step
+    assert fidelity.stages(spec, 10 ** 7) == (0.003, 1.0)
     explicit = parse_study(_p3(fractions=[0.05, 0.2, 1.0], min_pairs=0), "studies/P3.yaml")
     assert fidelity.stages(explicit, 10) == (0.05, 0.2, 1.0)
     assert fidelity.stages(parse_study(_p3(fractions=[1.0]), "studies/P3.yaml"), 10 ** 6) == (1.0,)
@@ -37,6 +40,23 @@ def test_small_worlds_and_two_objective_studies_keep_one_stage():
     assert fidelity.pruner(spec, (1.0,)) is None
     sha = fidelity.pruner(spec, (0.1, 1.0))
     assert isinstance(sha, optuna.pruners.SuccessiveHalvingPruner) and fidelity.step(0.1) == 100
+
+
+def test_the_first_stage_keeps_about_search_pairs_pairs_where_that_is_within_its_fraction():
+    spec = parse_study(_p3(fractions=[0.2, 0.5, 1.0], search_pairs=30_000), "studies/P3.yaml")
+    assert fidelity.stages(spec, 100_000) == (1.0,)                    # 30 k of 100 k is above the first fraction
+    assert fidelity.stages(spec, 150_000) == (0.2, 0.5, 1.0)
+    assert fidelity.stages(spec, 400_000) == (0.075, 0.5, 1.0)
+    assert fidelity.stages(spec, 7_000_000) == (0.005, 0.5, 1.0)       # 0.00429 rounded up to a step
+    assert fidelity.stages(spec, 10 ** 9) == (0.001, 0.5, 1.0)         # one step at least
+    for pairs in (150_000, 150_001, 299_999, 123_457_891):            # the fraction kept covers search_pairs
+        first = fidelity.stages(spec, pairs)[0]
+        assert first * pairs >= 30_000 - 1e-6 and first - 0.001 < max(30_000 / pairs, 0.001)
+    assert fidelity.stages(parse_study(_p3(fractions=[0.2, 1.0], search_pairs=30_000, min_pairs=10 ** 6),
+                                       "studies/P3.yaml"), 500_000) == (1.0,)
+    with pytest.raises(EngineError) as err:
+        parse_study(_p3(fractions=[0.1, 1.0], search_pairs=0), "studies/P3.yaml")
+    assert err.value.code == "E3A_TUN_010_STUDY_INVALID" and "search_pairs" in err.value.cause
 
 
 @pytest.mark.parametrize("fractions", [[0.1, 0.5], [0.5, 0.2, 1.0], [0, 1.0], [1.5], []])

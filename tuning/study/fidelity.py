@@ -2,10 +2,13 @@
 the whole world (``docs/TUNING.md`` "Multi-fidelity search").
 
 A study's ``fidelity`` block (or :data:`DEFAULT_FIDELITY`) gives increasing merchant fractions ending at 1.0,
-the successive-halving ``reduction_factor`` and ``min_pairs``: a world with fewer pairs keeps today's single
-stage (below ~100 k pairs a full-scale trial costs well under a second, and the subsample's error on small
-worlds is too large to rank candidates by: README "At scale"). A multi-objective study keeps a single stage
-too (Optuna prunes single-objective studies only).
+the successive-halving ``reduction_factor``, ``min_pairs`` (a world with fewer pairs keeps today's single stage)
+and ``search_pairs``. The subsample's error follows the pairs it keeps, not the fraction (README "At scale"), so
+with ``search_pairs`` the first stage keeps about that many pairs: its fraction is ``search_pairs / pairs``
+rounded up to a step (:func:`kept_fraction`), and a world where that is above the schedule's first fraction is
+too small to search on that many pairs at that cost: it keeps today's single stage (with the default, every world
+under 250 k pairs; a full-scale trial there costs well under a second a seed). A multi-objective study keeps a
+single stage too (Optuna prunes single-objective studies only).
 
 Stage ``i`` scores the candidate on every seed at fraction ``f_i`` (:class:`tuning.objective.SeedRobustObjective`
 with ``fraction=f_i``: J against the anchor on the same subsample, common random numbers) and reports to Optuna
@@ -23,7 +26,11 @@ import math
 
 import optuna
 
-DEFAULT_FIDELITY = {"fractions": [0.1, 1.0], "reduction_factor": 3, "min_pairs": 100_000}
+# The pairs the first stage keeps (README "At scale"): the smallest kept count measured whose largest errors on every
+# gated metric are those of f = 0.1, and whose verdicts agree with full scale on every seed, on the 100x and the
+# 381k worlds (eight seeds each).
+SEARCH_PAIRS = 25_000
+DEFAULT_FIDELITY = {"fractions": [0.1, 1.0], "reduction_factor": 3, "search_pairs": SEARCH_PAIRS}
 INFEASIBLE_PENALTY = 1.0
 STEP_SCALE = 1000
 
@@ -32,13 +39,22 @@ def schedule_of(spec) -> dict:
     return dict(spec.fidelity) if spec.fidelity is not None else dict(DEFAULT_FIDELITY)
 
 
+def kept_fraction(search_pairs: int, pairs: int) -> float:
+    """The fraction keeping about ``search_pairs`` of ``pairs`` pairs: the ratio rounded up to a step (1 / STEP_SCALE,
+    so a stage's fraction and its pruner step are exact), one step at least."""
+    return max(1, math.ceil(STEP_SCALE * search_pairs / max(pairs, 1) - 1e-9)) / STEP_SCALE
+
+
 def stages(spec, pairs: int) -> tuple[float, ...]:
     """The fractions this study runs on a world of ``pairs`` pairs: (1.0,) when single-stage."""
     sched = schedule_of(spec)
     fractions = tuple(float(f) for f in sched["fractions"])
     if len(fractions) < 2 or spec.multi_objective or pairs < int(sched.get("min_pairs", 0)):
         return (1.0,)
-    return fractions
+    if not sched.get("search_pairs"):
+        return fractions
+    first = kept_fraction(int(sched["search_pairs"]), pairs)
+    return (first, *fractions[1:]) if first <= fractions[0] else (1.0,)
 
 
 def step(fraction: float) -> int:

@@ -95,7 +95,8 @@ STUDY_SCHEMA = {
             "properties": {"fractions": {"type": "array", "minItems": 1, "maxItems": 4,
                                          "items": {"type": "number", "exclusiveMinimum": 0, "maximum": 1}},
                            "reduction_factor": {"type": "integer", "minimum": 2, "maximum": 100},
-                           "min_pairs": {"type": "integer", "minimum": 0}},
+                           "min_pairs": {"type": "integer", "minimum": 0},
+                           "search_pairs": {"type": "integer", "minimum": 1}},
         },
         "vetoes": {
             "type": "object", "additionalProperties": False, "required": ["structural"],
@@ -199,7 +200,7 @@ class StudySpec:
     precheck: dict | None = None
     second: dict | None = None       # {name, metric, direction}: a multi-objective study
     pruner: dict | None = None       # {name: median|none, n_startup_trials, n_warmup_steps}
-    fidelity: dict | None = None     # {fractions, reduction_factor, min_pairs} (None: tuning.study.fidelity's default)
+    fidelity: dict | None = None     # {fractions, reduction_factor, min_pairs, search_pairs} (None: the default)
     key_metrics: tuple[str, ...] = field(default_factory=lambda: tuple(DEFAULT_KEY_METRICS))
     world: str | None = None         # the study's world directory (resolved against the study file's folder)
 
