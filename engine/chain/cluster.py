@@ -44,8 +44,9 @@ class DaskMapper:
     def __call__(self, fn, per_task: list[tuple], *shared) -> list:
         if len(per_task) <= 1:
             return [fn(*args, *shared) for args in per_task]
-        # as one-element lists: scatter() would split a dict into futures keyed by the dict's own keys
-        shared_f = self.client.scatter(list(shared), broadcast=True, hash=False)
+        # as one-element lists: scatter() would split a dict into futures keyed by the dict's own keys (and a
+        # task with no shared input scatters none: the scheduler refuses an empty broadcast)
+        shared_f = self.client.scatter(list(shared), broadcast=True, hash=False) if shared else []
         # per-task inputs go as data (scatter), not inside the task graph; held here until gathered, or the
         # scheduler may release them before their task ran ("lost dependencies")
         inputs = [self.client.scatter(list(args), hash=False) for args in per_task]

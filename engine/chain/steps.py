@@ -174,14 +174,33 @@ def shares(r) -> tuple:
             pd.concat([d[1] for d in drawn], ignore_index=True))
 
 
-def counts(r) -> tuple:
-    drawn, offset, tasks, frames, counters = r["s3_core"]["share_drawn"].to_numpy(), 0, [], [], {}
+def _plan_shares(r) -> list[tuple]:
+    """(plan, its rows of S3's share_drawn) per merchant range."""
+    drawn, offset, out = r["s3_core"]["share_drawn"].to_numpy(), 0, []
     for p in r["plans"]:
-        tasks.append((p, drawn[offset:offset + p.layout.rows]))
+        out.append((p, drawn[offset:offset + p.layout.rows]))
         offset += p.layout.rows
+    return out
+
+
+def rounding(r) -> tuple:
+    """S4's policy-free half per merchant range (targets, floors, ranks: :func:`engine.states.s4_counts.rounding`):
+    once per S3 output, whatever the candidate's safeguards."""
+    tasks = _plan_shares(r)
+    _, mapper = execution(len(tasks), r["mapper"], 0)
+    return (mapper(s4_counts.rounding, tasks),)
+
+
+def _integerise(plan, shares, rounded, guards):
+    return s4_counts.integerise(plan, shares, guards, rounded)
+
+
+def counts(r) -> tuple:
+    frames, counters = [], {}
+    tasks = [(p, shares, rd) for (p, shares), rd in zip(_plan_shares(r), r["roundings"], strict=True)]
     guards = r.section(MIXTURE, "s4_safeguards", S4_SAFEGUARDS_OFF)
     _, mapper = execution(len(tasks), r["mapper"], 0)
-    for frame, c in mapper(s4_counts.integerise, tasks, guards):
+    for frame, c in mapper(_integerise, tasks, guards):
         frames.append(frame)
         for k, v in c.items():
             counters[k] = counters.get(k, 0) + v if not isinstance(v, bool) else v
@@ -264,7 +283,10 @@ STATE_TABLE: tuple[State, ...] = (
     State("S3", ("plans", "row_strings", "s2_core"), (PolicyRead(MIXTURE, ("s3_dispersion",)),),
           ("s3_core", "events"), shares, runtime=("mapper",),
           doc="Dirichlet shares per escalated pair and the RNG events"),
-    State("S4", ("plans", "row_strings", "s3_core"), (PolicyRead(MIXTURE, ("s4_safeguards",)),),
+    State("S4.rounding", ("plans", "s3_core"), (), ("roundings",), rounding, runtime=("mapper",),
+          doc="per merchant range: S3's shares as S4 reads them before any safeguard, the fractional targets, floors, "
+              "remainders and residual ranks (no policy: once per S3 output, shared by every S4 candidate)"),
+    State("S4", ("plans", "row_strings", "s3_core", "roundings"), (PolicyRead(MIXTURE, ("s4_safeguards",)),),
           ("s4_core", "s4_counters"), counts, runtime=("mapper",), doc="integer zone counts (largest remainder)"),
     State("S4.cores", ("s1_core", "s2_core", "s3_core", "s4_core", "plans"), (), ("cores",),
           assemble_cores, cached=False, doc="the core tables of S1-S4 and zone_alloc's core"),

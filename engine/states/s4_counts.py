@@ -8,9 +8,15 @@ Base law (spec S3-S5 §2.4): T = N*share, b = floor(T), r = T - b, R = N - sum(b
 - ``min_second_zone_share`` for pairs with N >= ``site_threshold``: the zones ranked 2..1+``max_forced_zones``
   by drawn share each hold at least ceil(min_second_zone_share * N) sites, moved from the top zone
   while the top zone keeps at least that many. Counts are conserved exactly in every case.
+
+Everything before the safeguards reads S3's shares only (no policy): :func:`rounding` computes it (targets,
+floors, remainders, the residual rank and, on first use, the rank by share) once per S3 output, and the chain keeps
+it as the state ``S4.rounding``, so the candidates of an S4-only sweep (P3) share it.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -22,10 +28,27 @@ from engine.states.s3_plan import DrawPlan
 ROUNDING_STREAM = "s4_rounding"
 
 
-def integerise(plan: DrawPlan, shares: np.ndarray, safeguards: dict) -> tuple[pd.DataFrame, dict]:
+@dataclass(frozen=True)
+class Rounding:
+    """S4's reading of one plan's shares before any policy: T = N * share, b = floor(T), R per pair, the rank by
+    (-r, zone order), and the rank by share (drawn on first use: only the second-zone safeguard reads it)."""
+
+    target: np.ndarray       # (R,) fractional targets
+    base: np.ndarray         # (R,) int64 floors
+    remainder: np.ndarray    # (P,) sites left after the floors
+    rank: np.ndarray         # (R,) 0-based residual rank within the pair
+    _by_share: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def share_rank(self, shares: np.ndarray, layout: ZoneLayout) -> np.ndarray:
+        if "rank" not in self._by_share:
+            self._by_share["rank"] = rank_within_pairs(shares, layout)
+        return self._by_share["rank"]
+
+
+def rounding(plan: DrawPlan, shares: np.ndarray) -> Rounding:
+    """The policy-free half of S4 for ``plan``'s rows of S3's ``shares``."""
     layout = plan.layout
-    n_row = layout.pair_sites[layout.row_pair].astype(np.float64)
-    target = n_row * shares
+    target = layout.pair_sites[layout.row_pair].astype(np.float64) * shares
     base = np.floor(target)
     resid = target - base
     if (resid < 0).any() or (resid >= 1).any():
@@ -34,26 +57,36 @@ def integerise(plan: DrawPlan, shares: np.ndarray, safeguards: dict) -> tuple[pd
     if (remainder < 0).any() or (remainder > layout.pair_k).any():
         raise EngineError("E3A_S4_005_COUNT_CONSERVATION_BROKEN", "remainder outside [0, K]")
     # residual rank: (-r, tzid); rows of a pair are already tzid-ascending, so a stable sort suffices
-    rank = rank_within_pairs(resid, layout)
+    return Rounding(target=target, base=base.astype(np.int64), remainder=remainder,
+                    rank=rank_within_pairs(resid, layout))
+
+
+def integerise(plan: DrawPlan, shares: np.ndarray, safeguards: dict,
+               rounded: Rounding | None = None) -> tuple[pd.DataFrame, dict]:
+    """S4 for ``plan``'s rows (``rounded``: :func:`rounding` of the same shares, when already computed)."""
+    layout = plan.layout
+    rd = rounded if rounded is not None else rounding(plan, shares)
+    base, rank, remainder = rd.base, rd.rank, rd.remainder
     enabled = bool(safeguards.get("enabled"))
     counters = {"pairs_safeguard_adjusted": 0, "sites_moved": 0, "stochastic_rounding": False}
     if enabled and safeguards.get("stochastic_rounding"):
+        resid = rd.target - base
         u = plan.pair_uniforms(ROUNDING_STREAM)[layout.row_pair]
         cum = np.cumsum(resid)
         offset = np.repeat(cum[layout.pair_start] - resid[layout.pair_start], layout.pair_k)
         c_hi = cum - offset
         c_lo = c_hi - resid
         extra = (np.floor(c_hi + u + 1e-9) - np.floor(c_lo + u + 1e-9)).astype(np.int64)
-        counts = base.astype(np.int64) + extra
+        counts = base + extra
         counters["stochastic_rounding"] = True
         gap = layout.pair_sites - group_sum(counts, layout.pair_start)
         if gap.any():  # float edge of the running sum: those pairs fall back to largest remainder
             bad = (gap != 0)[layout.row_pair]
-            counts[bad] = base[bad].astype(np.int64) + (rank[bad] < remainder[layout.row_pair][bad])
+            counts[bad] = base[bad] + (rank[bad] < remainder[layout.row_pair][bad])
     else:
-        counts = base.astype(np.int64) + (rank < remainder[layout.row_pair]).astype(np.int64)
+        counts = base + (rank < remainder[layout.row_pair]).astype(np.int64)
     if enabled and safeguards.get("min_second_zone_share", 0) > 0 and safeguards.get("max_forced_zones", 0) > 0:
-        moved = _force_second_zones(layout, shares, counts, safeguards)
+        moved = _force_second_zones(layout, rd.share_rank(shares, layout), counts, safeguards)
         counters.update(moved)
     if (counts < 0).any() or (group_sum(counts, layout.pair_start) != layout.pair_sites).any():
         raise EngineError("E3A_S4_005_COUNT_CONSERVATION_BROKEN", "zone counts do not sum to site_count")
@@ -61,16 +94,15 @@ def integerise(plan: DrawPlan, shares: np.ndarray, safeguards: dict) -> tuple[pd
         **plan.key_columns,
         "zone_site_count": counts,
         "zone_site_count_sum": layout.pair_sites[layout.row_pair],
-        "fractional_target": target,
+        "fractional_target": rd.target,
         "residual_rank": rank + 1,
     })
     return frame, counters
 
 
-def _force_second_zones(layout: ZoneLayout, shares: np.ndarray, counts: np.ndarray, sg: dict) -> dict:
+def _force_second_zones(layout: ZoneLayout, share_rank: np.ndarray, counts: np.ndarray, sg: dict) -> dict:
     eligible_pair = (layout.pair_sites >= int(sg["site_threshold"])) & (layout.pair_k >= 2)
     need = np.ceil(float(sg["min_second_zone_share"]) * layout.pair_sites).astype(np.int64)
-    share_rank = rank_within_pairs(shares, layout)
     top_row = np.full(len(layout.pair_k), -1, dtype=np.int64)
     top_row[layout.row_pair[share_rank == 0]] = np.flatnonzero(share_rank == 0)
     adjusted = np.zeros(len(layout.pair_k), dtype=bool)

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 import yaml
 
 from engine.chain.runner import run_chain
@@ -81,7 +82,7 @@ def test_cache_floor_change_reuses_world_seal_and_s1(policies, cache):
     # S2 -> S7 recomputed (S3 from the seed's ready-drawn plan); S0 re-seals the changed policy set
     assert res.reused == {"S0.world", "S1.domain", "S1", "S3.keys", "S3.plan", "metrics.s1"}
     again = run_chain(cand, 42, cache=cache)
-    assert again.reused == {"S0.world", "S1.domain", "S1", "S2", "S3.keys", "S3.plan", "S3", "S4",
+    assert again.reused == {"S0.world", "S1.domain", "S1", "S2", "S3.keys", "S3.plan", "S3", "S4.rounding", "S4",
                             "metrics.s1", "metrics.s2", "metrics.s3"}
     assert again.flag == res.flag
     # an S3-only change reuses S1 and S2, recomputes S3 onwards
@@ -89,6 +90,23 @@ def test_cache_floor_change_reuses_world_seal_and_s1(policies, cache):
     mix["s3_dispersion"].update(enabled=True, concentration_scale=0.5)
     res3 = run_chain(policies.replace(zone_mixture_policy=dump_yaml(mix)), 42, cache=cache)
     assert res3.reused == {"S0.world", "S1.domain", "S1", "S2", "S3.keys", "S3.plan", "metrics.s1", "metrics.s2"}
+
+
+@pytest.mark.parametrize("seed", [42, 7])
+def test_s4_candidates_share_the_rounding_and_equal_a_run_without_a_cache(policies, cache, seed):
+    # S4.rounding reads S3's shares only: every safeguard candidate of a seed reuses it, and each candidate's tables
+    # and seal equal its own run from scratch (the rank by share, drawn on first use, is kept with it)
+    run_chain(policies, seed, cache=cache)
+    mix = yaml.safe_load(policies.raw["zone_mixture_policy"])
+    for i, (forced, stochastic) in enumerate(((1, False), (2, True), (0, True), (2, False))):
+        doc = dict(mix, s4_safeguards=dict(mix["s4_safeguards"], enabled=True, site_threshold=2 + i,
+                                           min_second_zone_share=0.05 * (i + 1), max_forced_zones=forced,
+                                           stochastic_rounding=stochastic))
+        cand = policies.replace(zone_mixture_policy=dump_yaml(doc))
+        res = run_chain(cand, seed, cache=cache)
+        assert {"S3", "S4.rounding"} <= res.reused and "S4" not in res.reused
+        fresh = run_chain(cand, seed)
+        assert res.flag == fresh.flag and res.cores["s4"].equals(fresh.cores["s4"]) and res.counters == fresh.counters
 
 
 def test_an_s1_change_reuses_the_domain_and_its_drawn_uniforms(policies, cache):

@@ -57,7 +57,7 @@ def test_a_threaded_local_cluster_runs_every_partition_as_a_task():
             return mapper(fn, per_task, *shared)
 
         split = run_chain(policies, 42, partitions=5, mapper=counting)
-    assert seen == [5, 5, 5]  # S3.plan, S3 and S4: one task per merchant partition
+    assert seen == [5, 5, 5, 5]  # S3.plan, S3, S4.rounding and S4: one task per merchant partition
     assert split.flag == base.flag and split.universe_doc == base.universe_doc
     for name, table in base.tables.items():
         assert split.tables[name].equals(table), name
