@@ -31,7 +31,8 @@ ROUNDING_STREAM = "s4_rounding"
 @dataclass(frozen=True)
 class Rounding:
     """S4's reading of one plan's shares before any policy: T = N * share, b = floor(T), R per pair, the rank by
-    (-r, zone order), and the rank by share (drawn on first use: only the second-zone safeguard reads it)."""
+    (-r, zone order), and the rank by share (computed on first use: only the second-zone safeguard reads it; the
+    chain cache sizes an entry when it is put, so that one int64 a row is not in its byte count)."""
 
     target: np.ndarray       # (R,) fractional targets
     base: np.ndarray         # (R,) int64 floors
