@@ -10,66 +10,25 @@ bytes are built by :mod:`engine.publish.bundle` when a caller reads them or publ
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import OrderedDict
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 
+from engine.chain.cache import ChainCache
 from engine.chain.steps import STATE_TABLE, run_inputs
 from engine.core.errors import EngineError
 from engine.core.memory import use_engine_pool
 from engine.metrics.runtime import STATES
 from engine.chain.result import ChainResult, PublishInputs
 from engine.chain.table import Reads
-from engine.chain.sizing import approx_bytes
 from engine.chain.subsample import check_fraction
 from engine.core.strict import check_uint64
 from engine.world.model import World, default_world
 
 TIMED = STATES + ("metrics",)
 ARROW_POOL = use_engine_pool()   # jemalloc: see engine.core.memory
-
-
-class ChainCache:
-    """An LRU of state outputs keyed by the content key of their declared reads, bounded by entries and, when
-    ``max_bytes`` is given, by the approximate bytes of the outputs it holds (:func:`engine.chain.sizing.approx_bytes`):
-    a large world's outputs are hundreds of megabytes each. An output larger than the whole budget is not kept."""
-
-    def __init__(self, max_entries: int = 64, max_bytes: int | None = None) -> None:
-        self._entries: OrderedDict = OrderedDict()
-        self._sizes: dict = {}
-        self.max_entries, self.max_bytes = max_entries, max_bytes
-        self.bytes = 0
-        self._lock = threading.Lock()   # chains of several seeds may share the cache from threads
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def get(self, key: str):
-        with self._lock:
-            if key in self._entries:
-                self._entries.move_to_end(key)
-                return self._entries[key]
-            return None
-
-    def put(self, key: str, value) -> None:
-        size = approx_bytes(value) if self.max_bytes is not None else 0
-        with self._lock:
-            self._put(key, value, size)
-
-    def _put(self, key: str, value, size: int) -> None:
-        if key in self._entries:
-            self.bytes -= self._sizes.pop(key, 0)
-        self._entries[key], self._sizes[key] = value, size
-        self._entries.move_to_end(key)
-        self.bytes += size
-        while self._entries and (len(self._entries) > self.max_entries or
-                                 (self.max_bytes is not None and self.bytes > self.max_bytes)):
-            old, _ = self._entries.popitem(last=False)
-            self.bytes -= self._sizes.pop(old, 0)
 
 
 def _execute(policies, values: dict, digests: dict, cache: ChainCache, seconds: dict, reused: set) -> None:

@@ -27,7 +27,7 @@ _ACTIVE: list["ScoreMemo"] = []   # the innermost shared_scores() block's memo (
 
 
 class ScoreMemo:
-    """Chain scores by content key, in the engine's own thread-safe LRU (a :class:`~engine.ChainCache` bounded by
+    """Chain scores by content key, in the engine's own thread-safe cache (a :class:`~engine.ChainCache` bounded by
     entries); counts its hits and misses."""
 
     FIELDS = ("identity", "pack", "gates", "verdict", "fidelity", "s6_status", "s7_status", "floors", "fraction")
