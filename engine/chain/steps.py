@@ -92,17 +92,6 @@ def execution(partitions: int | None, mapper, pairs: int) -> tuple[int, object]:
     return partitions, mapper
 
 
-def range_mapper(r, ranges: int):
-    """The mapper of the states after S3's plan, over its ``ranges`` merchant ranges: the run's own, else threads for
-    several ranges, unless the run asks for one range. The plan may come from the cache, laid out by another run:
-    a ``--workers K`` process (one range) that inherited its coordinator's plans runs their ranges in order, on
-    its share of the cores, instead of on threads over every core (each of K processes on all of them)."""
-    if r["mapper"] is not None:
-        return r["mapper"]
-    one_range = r["partitions"] is not None and r["partitions"] <= 1
-    return map_in_threads if ranges > 1 and not one_range else map_in_process
-
-
 # ---- the states ------------------------------------------------------------------------------------
 
 def seal_world(r) -> tuple:
@@ -178,7 +167,7 @@ def _joined(frames: list[pd.DataFrame], row_strings: dict) -> pd.DataFrame:
 
 def shares(r) -> tuple:
     plans = r["plans"]
-    mapper = range_mapper(r, len(plans))
+    _, mapper = execution(len(plans), r["mapper"], 0)
     disp = r.section(MIXTURE, "s3_dispersion", S3_DISPERSION_OFF)
     drawn = mapper(s3_shares.draw_shares, [(p,) for p in plans], r["s2_core"], disp)
     return (_joined([d[0] for d in drawn], r["row_strings"]),
@@ -198,7 +187,8 @@ def rounding(r) -> tuple:
     """S4's policy-free half per merchant range (targets, floors, ranks: :func:`engine.states.s4_counts.rounding`):
     once per S3 output, whatever the candidate's safeguards."""
     tasks = _plan_shares(r)
-    return (range_mapper(r, len(tasks))(s4_counts.rounding, tasks),)
+    _, mapper = execution(len(tasks), r["mapper"], 0)
+    return (mapper(s4_counts.rounding, tasks),)
 
 
 def _integerise(plan, shares, rounded, guards):
@@ -209,7 +199,8 @@ def counts(r) -> tuple:
     frames, counters = [], {}
     tasks = [(p, shares, rd) for (p, shares), rd in zip(_plan_shares(r), r["roundings"], strict=True)]
     guards = r.section(MIXTURE, "s4_safeguards", S4_SAFEGUARDS_OFF)
-    for frame, c in range_mapper(r, len(tasks))(_integerise, tasks, guards):
+    _, mapper = execution(len(tasks), r["mapper"], 0)
+    for frame, c in mapper(_integerise, tasks, guards):
         frames.append(frame)
         for k, v in c.items():
             counters[k] = counters.get(k, 0) + v if not isinstance(v, bool) else v
@@ -290,13 +281,13 @@ STATE_TABLE: tuple[State, ...] = (
               "stream ids and key columns, and the ranges' string columns joined (no policy: drawn once per seed "
               "and S1 outcome)"),
     State("S3", ("plans", "row_strings", "s2_core"), (PolicyRead(MIXTURE, ("s3_dispersion",)),),
-          ("s3_core", "events"), shares, runtime=("partitions", "mapper"),
+          ("s3_core", "events"), shares, runtime=("mapper",),
           doc="Dirichlet shares per escalated pair and the RNG events"),
-    State("S4.rounding", ("plans", "s3_core"), (), ("roundings",), rounding, runtime=("partitions", "mapper"),
+    State("S4.rounding", ("plans", "s3_core"), (), ("roundings",), rounding, runtime=("mapper",),
           doc="per merchant range: S3's shares as S4 reads them before any safeguard, the fractional targets, floors, "
               "remainders and residual ranks (no policy: once per S3 output, shared by every S4 candidate)"),
     State("S4", ("plans", "row_strings", "s3_core", "roundings"), (PolicyRead(MIXTURE, ("s4_safeguards",)),),
-          ("s4_core", "s4_counters"), counts, runtime=("partitions", "mapper"), doc="integer zone counts (largest remainder)"),
+          ("s4_core", "s4_counters"), counts, runtime=("mapper",), doc="integer zone counts (largest remainder)"),
     State("S4.cores", ("s1_core", "s2_core", "s3_core", "s4_core", "plans"), (), ("cores",),
           assemble_cores, cached=False, doc="the core tables of S1-S4 and zone_alloc's core"),
     *(State(f"metrics.{k}", (f"{k}_core",), (), (f"pack_{k}",), section(k),

@@ -116,35 +116,3 @@ def test_the_default_execution_splits_only_a_large_world_and_never_changes_bytes
     assert k >= 1 and mapper is (map_in_threads if k > 1 else map_in_process)
     threaded = run_chain(policies, 42, partitions=3, mapper=map_in_threads)
     assert threaded.flag == baseline.flag
-
-
-def test_a_one_range_run_maps_a_cached_plans_ranges_in_process(policies, monkeypatch):
-    # a --workers process asks for one range; the plan it reads may be its coordinator's, laid out in three: its
-    # S3/S4 ranges run in order in this thread (none on threads over every core), with the same bytes
-    import engine.chain.steps as steps
-
-    def given(name):
-        return steps.range_mapper({"mapper": None, "partitions": None} | name, 3)
-
-    assert given({}) is steps.map_in_threads and given({"partitions": 3}) is steps.map_in_threads
-    assert given({"partitions": 1}) is steps.map_in_process
-    assert steps.range_mapper({"mapper": None, "partitions": None}, 1) is steps.map_in_process
-    dask_like = object()
-    assert steps.range_mapper({"mapper": dask_like, "partitions": 1}, 3) is dask_like
-
-    cache = ChainCache()
-    run_chain(policies, 42, cache=cache, partitions=3)
-    mix = yaml.safe_load(policies.raw["zone_mixture_policy"])
-    guards = dict(mix["s4_safeguards"], enabled=True, site_threshold=2, min_second_zone_share=0.1,
-                  max_forced_zones=1, stochastic_rounding=True)
-    mix["s3_dispersion"] = dict(mix["s3_dispersion"], enabled=True, concentration_scale=0.5)
-    cand = policies.replace(zone_mixture_policy=dump_yaml(dict(mix, s4_safeguards=guards)))
-
-    def no_threads(*_a, **_k):
-        raise AssertionError("a one-range run mapped ranges on threads")
-
-    monkeypatch.setattr(steps, "map_in_threads", no_threads)
-    res = run_chain(cand, 42, cache=cache, partitions=1)
-    assert "S3.plan" in res.reused and not {"S3", "S4.rounding", "S4"} & res.reused
-    monkeypatch.undo()
-    assert res.flag == run_chain(cand, 42).flag
