@@ -77,6 +77,16 @@ class ChainCache:
             self.bytes += size
             self._make_room()
 
+    def inherited(self) -> None:
+        """In a process forked with this cache (a ``--workers`` process): the entries it holds are its parent's
+        pages, shared copy-on-write while the parent keeps them, so evicting them here frees no memory. They stop
+        counting against this process's byte budget (which bounds what it puts from now on), are never evicted to
+        meet it, and count as asked for again (the parent computed them for every candidate: the anchors)."""
+        with self._lock:
+            for entry in self._entries.values():
+                entry.size, entry.reused = 0, True
+            self.bytes = 0
+
     def _remember(self, key: str) -> bool:
         """Whether ``key`` was put before (within the last ``KEYS_REMEMBERED * max_entries`` keys put)."""
         again = key in self._put_before
@@ -99,6 +109,8 @@ class ChainCache:
             else:
                 (reused if e.reused else again if e.again else once).append(key)
         for key in (*stale, *once, *reversed(again), *reused):
+            if self._entries[key].size == 0 and len(self._entries) <= self.max_entries:
+                continue   # over the byte budget only: an inherited entry frees nothing
             self.bytes -= self._entries.pop(key).size
             if not self._over():
                 return

@@ -275,8 +275,8 @@ STATE_TABLE: tuple[State, ...] = (
     State("S3.keys", ("pairs", "master"), (), ("keyring",), keys,
           doc="the seed's keyed-substream keys over the pair domain D, each pair's hashed on first use (no policy: "
               "one per seed, shared by every S1 outcome)"),
-    State("S3.plan", ("s1_core", "universe", "master", "keyring"), (), ("plans", "row_strings"), plan,
-          runtime=("partitions", "mapper"),
+    State("S3.plan", ("s1_core", "universe", "master", "keyring", "partitions"), (), ("plans", "row_strings"), plan,
+          runtime=("mapper",),
           doc="per merchant range: the escalated pairs laid out over Z(c) and their keyed Dirichlet uniforms, "
               "stream ids and key columns, and the ranges' string columns joined (no policy: drawn once per seed "
               "and S1 outcome)"),
@@ -327,5 +327,8 @@ def run_inputs(policies, seed: int, world: World, outlets, merchants, realism_mo
     digests = {"seed": str(seed), "world": world.world_static_digest, "catalogue_source": source_digest,
                "universe": world.universe_digest,
                "universe_digest": world.universe_digest, "evidence": world.world_static_digest,
-               "policy_set": policies.parameter_hash, "realism_mode": realism_mode, "fraction": repr(float(fraction))}
+               "policy_set": policies.parameter_hash, "realism_mode": realism_mode, "fraction": repr(float(fraction)),
+               # the plan's merchant ranges are its layout (a list per range, read by S3, S4.rounding and S4): a plan
+               # laid out in other ranges is never this run's, nor the roundings drawn from it (the tables are the same)
+               "partitions": repr(partitions)}
     return values, digests

@@ -95,3 +95,19 @@ def test_stale_after_zero_is_plain_lru(sequence, capacity):
             while len(model) > capacity:
                 model.popitem(last=False)
         assert len(cache) == len(model)
+
+
+def test_a_forked_process_keeps_what_it_inherited_and_bounds_what_it_puts():
+    # a --workers process: its coordinator's anchors are the coordinator's memory (shared copy-on-write), so they
+    # neither count against the worker's own budget nor give way to it
+    cache = ChainCache(max_entries=100, max_bytes=8 * MB)
+    for seed in range(4):
+        cache.put(f"anchor{seed}", [_block(), _block()])
+    assert cache.bytes >= 8 * MB - MB // 2
+    cache.inherited()
+    cache.max_bytes = 2 * MB
+    assert cache.bytes == 0
+    for i in range(6):
+        cache.put(f"candidate{i}", _block())
+    assert all(cache.get(f"anchor{seed}") is not None for seed in range(4))
+    assert cache.bytes <= 2 * MB and sum(cache.get(f"candidate{i}") is not None for i in range(6)) == 2

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_every_state_declares_its_reads_and_all_reads_are_produced_upstream_or_inputs():
     produced = {"seed", "world", "catalogue_source", "universe", "universe_digest", "evidence", "policy_set",
-                "realism_mode", "fraction"}
+                "realism_mode", "fraction", "partitions"}
     for state in STATE_TABLE:
         assert set(state.reads) <= produced, state.name
         produced |= set(state.outputs)
@@ -116,3 +116,14 @@ def test_the_default_execution_splits_only_a_large_world_and_never_changes_bytes
     assert k >= 1 and mapper is (map_in_threads if k > 1 else map_in_process)
     threaded = run_chain(policies, 42, partitions=3, mapper=map_in_threads)
     assert threaded.flag == baseline.flag
+
+
+def test_a_plan_laid_out_in_other_ranges_is_never_reused(policies):
+    # the plan's merchant ranges are its layout (S4.rounding keeps a list per range): a run with another
+    # partitioning draws its own plan, so a cached plan or roundings of another layout never meet its ranges
+    cache = ChainCache()
+    three = run_chain(policies, 42, cache=cache, partitions=3)
+    one = run_chain(policies, 42, cache=cache, partitions=1)
+    assert not {"S3.plan", "S3", "S4.rounding", "S4"} & one.reused and {"S1", "S2", "S3.keys"} <= one.reused
+    assert one.flag == three.flag
+    assert {"S3.plan", "S4.rounding", "S4"} <= run_chain(policies, 42, cache=cache, partitions=3).reused

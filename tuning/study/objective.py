@@ -198,7 +198,8 @@ class SeedRobustObjective:
 
 
 class PhaseObjective:
-    partitions: int | None = None   # S3/S4 merchant ranges (None: the engine's default); a --workers process sets it
+    partitions: int | None = None   # S3/S4 merchant ranges (None: the engine's default)
+    mapper = None                   # how the ranges run (None: the engine's default); a --workers process sets it
 
     def __init__(self, spec: StudySpec, seed: int, base: PolicySet, *, world=None,
                  cache: ChainCache | None = None, keep_tables: bool = False, fraction: float = 1.0) -> None:
@@ -272,7 +273,7 @@ class PhaseObjective:
         t0 = time.perf_counter()
         try:
             res = run_chain(policies, self.seed, self.world, cache=self.cache, run_root=run_root,
-                            fraction=self.fraction, partitions=self.partitions)
+                            fraction=self.fraction, partitions=self.partitions, mapper=self.mapper)
         except EngineError as exc:
             ev.chain_seconds = time.perf_counter() - t0
             ev.error = exc.one_line()

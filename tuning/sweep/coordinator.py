@@ -236,18 +236,24 @@ def worker_process(spec: WorkerSpec) -> None:
 
 
 def run_worker(spec: WorkerSpec) -> int:
+    from engine.chain.steps import map_in_process
     from tuning.study.objective import PhaseObjective, cache_bytes
 
-    # K workers share the cores: each runs a large world's S3/S4 on its share of them, not on every core
-    # (keyed streams: the output does not depend on the partitioning)
-    PhaseObjective.partitions = max(1, (os.cpu_count() or 1) // max(1, spec.of))
+    # K workers share the cores: with a core or less each, a large world's S3/S4 merchant ranges run one after
+    # another, not on threads over every core. The ranges stay the engine's default, as its coordinator laid out the
+    # anchors it inherits (a plan of other ranges would be another cache entry: engine.chain.steps.run_inputs)
+    if (os.cpu_count() or 1) // max(1, spec.of) <= 1:
+        PhaseObjective.mapper = staticmethod(map_in_process)
     parent, channel = inherited(spec)   # forked: the coordinator's world and warm objective, a trail channel
     if parent is not None:
         sweep = Sweep(spec.config, spec=parent.spec, world=parent.world)
         sweep._objective = parent.objective
     else:
         sweep = Sweep(spec.config)
-    # ... and its memory: the chain cache (inherited warm, or new) holds this worker's share of the budget
+    # ... and its memory: the chain cache (inherited warm, or new) holds this worker's share of the budget for
+    # what it puts; the coordinator's entries it was forked with are the coordinator's memory (engine.chain.cache)
+    if parent is not None:
+        sweep.objective.cache.inherited()
     sweep.objective.cache.max_bytes = cache_bytes(spec.of)
     sweep.objective.anchor   # the study's metrics are checked before this worker opens anything
     sweep.open_study()
