@@ -17,7 +17,8 @@ order:
 4. entries asked for again, least recently used first.
 
 ``stale_after=0`` makes every entry stale at once: plain LRU. An output larger than the whole budget is not
-kept. Which entries are kept changes only the time a chain takes, never its outputs (content keys).
+kept. Which entries are kept changes only the time a chain takes, never its outputs (content keys). Each
+rule's entries are kept in their own order, so making room costs the same whatever the cache holds.
 """
 
 from __future__ import annotations
@@ -32,10 +33,10 @@ KEYS_REMEMBERED = 4    # keys put, remembered (to know an entry put again) per e
 
 
 class _Entry:
-    __slots__ = ("value", "size", "last", "again", "reused")
+    __slots__ = ("value", "size", "last", "group")
 
-    def __init__(self, value, size: int, now: int, again: bool) -> None:
-        self.value, self.size, self.last, self.again, self.reused = value, size, now, again, False
+    def __init__(self, value, size: int, last: int, group: OrderedDict) -> None:
+        self.value, self.size, self.last, self.group = value, size, last, group
 
 
 class ChainCache:
@@ -44,11 +45,15 @@ class ChainCache:
     several seeds may share it from threads."""
 
     def __init__(self, max_entries: int = 64, max_bytes: int | None = None, stale_after: int = STALE_LOOKUPS) -> None:
-        self._entries: dict = {}   # least recently used first
-        self._put_before: OrderedDict = OrderedDict()
         self.max_entries, self.max_bytes, self.stale_after = max_entries, max_bytes, stale_after
         self.bytes = 0
-        self._now = 0   # lookups so far
+        self._now = 0                          # lookups so far
+        self._entries: OrderedDict = OrderedDict()   # every entry, least recently used first (stale ones lead)
+        self._once: OrderedDict = OrderedDict()      # rule 2, put order
+        self._again: OrderedDict = OrderedDict()     # rule 3, put order
+        self._reused: OrderedDict = OrderedDict()    # rule 4, least recently used first
+        self._inherited: OrderedDict = OrderedDict() # a forked process's parent's entries (inherited)
+        self._put_before: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -57,34 +62,41 @@ class ChainCache:
     def get(self, key: str):
         with self._lock:
             self._now += 1
-            entry = self._entries.pop(key, None)
+            entry = self._entries.get(key)
             if entry is None:
                 return None
-            entry.last, entry.reused = self._now, True
-            self._entries[key] = entry
+            entry.last = self._now
+            self._entries.move_to_end(key)
+            if entry.group is not self._inherited:
+                del entry.group[key]
+                entry.group = self._reused
+            entry.group[key] = None
+            entry.group.move_to_end(key)
             return entry.value
 
     def put(self, key: str, value) -> None:
         size = approx_bytes(value) if self.max_bytes is not None else 0
         with self._lock:
-            old = self._entries.pop(key, None)
-            if old is not None:
-                self.bytes -= old.size
-            again = self._remember(key)
+            if key in self._entries:
+                self._drop(key)
+            group = self._again if self._remember(key) else self._once
             if self.max_bytes is not None and size > self.max_bytes:
                 return
-            self._entries[key] = _Entry(value, size, self._now, again)
+            self._entries[key] = _Entry(value, size, self._now, group)
+            group[key] = None
             self.bytes += size
             self._make_room()
 
     def inherited(self) -> None:
         """In a process forked with this cache (a ``--workers`` process): the entries it holds are its parent's
         pages, shared copy-on-write while the parent keeps them, so evicting them here frees no memory. They stop
-        counting against this process's byte budget (which bounds what it puts from now on), are never evicted to
-        meet it, and count as asked for again (the parent computed them for every candidate: the anchors)."""
+        counting against this process's byte budget (which bounds what it puts from now on) and give way only to
+        the entry bound or once stale."""
         with self._lock:
-            for entry in self._entries.values():
-                entry.size, entry.reused = 0, True
+            for key, entry in self._entries.items():
+                del entry.group[key]
+                entry.size, entry.group = 0, self._inherited
+                self._inherited[key] = None
             self.bytes = 0
 
     def _remember(self, key: str) -> bool:
@@ -96,21 +108,29 @@ class ChainCache:
             self._put_before.popitem(last=False)
         return again
 
+    def _drop(self, key: str) -> None:
+        entry = self._entries.pop(key)
+        del entry.group[key]
+        self.bytes -= entry.size
+
+    def _over_entries(self) -> bool:
+        return len(self._entries) > self.max_entries
+
     def _over(self) -> bool:
-        return len(self._entries) > self.max_entries or (self.max_bytes is not None and self.bytes > self.max_bytes)
+        return self._over_entries() or (self.max_bytes is not None and self.bytes > self.max_bytes)
 
     def _make_room(self) -> None:
-        if not self._over():
-            return
-        stale, once, again, reused = [], [], [], []
-        for key, e in self._entries.items():   # least recently used first
-            if self._now - e.last >= self.stale_after:
-                stale.append(key)
+        while self._over():
+            oldest = next(iter(self._entries))
+            if self._now - self._entries[oldest].last >= self.stale_after:
+                self._drop(oldest)
+            elif self._once:
+                self._drop(next(iter(self._once)))
+            elif self._again:
+                self._drop(next(reversed(self._again)))
+            elif self._reused:
+                self._drop(next(iter(self._reused)))
+            elif self._over_entries():
+                self._drop(next(iter(self._inherited)))
             else:
-                (reused if e.reused else again if e.again else once).append(key)
-        for key in (*stale, *once, *reversed(again), *reused):
-            if self._entries[key].size == 0 and len(self._entries) <= self.max_entries:
-                continue   # over the byte budget only: an inherited entry frees nothing
-            self.bytes -= self._entries.pop(key).size
-            if not self._over():
-                return
+                return   # only inherited entries left: they free no memory here
