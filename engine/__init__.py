@@ -22,7 +22,7 @@ import importlib
 _HOMES: dict[str, tuple[str, ...]] = {
     "engine.core.version": ("ENGINE_VERSION",),
     "engine.chain.runner": ("STATES", "ChainCache", "run_chain"),
-    "engine.chain.steps": ("STATE_TABLE",),
+    "engine.chain.steps": ("STATE_TABLE", "map_in_process"),
     "engine.chain.result": ("ChainResult",),
     "engine.publish.store": ("materialise", "verify", "load_run"),
     "engine.policies": ("PolicySet", "POLICY_IDS"),

@@ -236,7 +236,7 @@ def worker_process(spec: WorkerSpec) -> None:
 
 
 def run_worker(spec: WorkerSpec) -> int:
-    from engine.chain.steps import map_in_process
+    from engine import map_in_process
     from tuning.study.objective import PhaseObjective, cache_bytes
 
     # K workers share the cores: with a core or less each, a large world's S3/S4 merchant ranges run one after
