@@ -67,10 +67,10 @@ class ChainCache:
                 return None
             entry.last = self._now
             self._entries.move_to_end(key)
-            if entry.group is not self._inherited:
+            if entry.group is self._once or entry.group is self._again:   # asked for again: rule 4 from now on
                 del entry.group[key]
                 entry.group = self._reused
-            entry.group[key] = None
+                self._reused[key] = None
             entry.group.move_to_end(key)
             return entry.value
 
