@@ -215,7 +215,7 @@ def assemble_cores(r) -> tuple:
     row_prior = np.concatenate([lay.row_prior for lay in layouts]) if layouts else np.zeros(0, dtype=np.int64)
     s4 = s4.assign(share_sum_country=s3["share_sum_country"].to_numpy(),
                    alpha_sum_country=s2["alpha_sum_country"].to_numpy()[row_prior])
-    sites = s1.loc[s1["is_escalated"].to_numpy(dtype=bool), "site_count"].to_numpy(dtype=np.int64)
+    sites = s1["site_count"].to_numpy(dtype=np.int64)[s1["is_escalated"].to_numpy(dtype=bool)]
     k = np.concatenate([lay.pair_k for lay in layouts]) if layouts else np.zeros(0, dtype=np.int64)
     return {"s1": s1, "s2": s2, "s3": s3, "s4": s4, "zone_alloc": s4.assign(site_count=np.repeat(sites, k))},
 

@@ -8,7 +8,9 @@ code order is string order).
 
 from __future__ import annotations
 
+import threading
 import weakref
+from collections import OrderedDict
 from typing import Sequence
 
 import numpy as np
@@ -21,6 +23,13 @@ Key = Sequence[np.ndarray]
 # key columns are one Arrow array per seed and S1 outcome (engine.states.s3_plan), shared by the S3, S4 and
 # zone_alloc tables of every candidate: the metric pack and S6 factorize them once, not once per table and run.
 _ARROW_CODES: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
+# rank_codes' vocabularies by the identity of the distinct values they were built from (most recent last): the
+# chain's tables share their key columns' factorize results, so one candidate after another asks for the same.
+_RANKS: OrderedDict[tuple[int, ...], tuple[tuple[np.ndarray, ...], list[np.ndarray]]] = OrderedDict()
+_RANKS_LOCK = threading.Lock()
+RANKS_REMEMBERED = 64
 
 
 def _arrow_data(column):
@@ -62,11 +71,31 @@ class Factorized:
         return self._memo[key][1]
 
 
+def _rank_maps(uniques: list[np.ndarray]) -> list[np.ndarray]:
+    """Each column's distinct values' ranks (int32) in the columns' shared sorted vocabulary. Remembered while
+    the arrays are read-only ones (``factorize``'s): the entry holds them, so their ids stay theirs."""
+    remember = all(not u.flags.writeable for u in uniques)
+    key = tuple(id(u) for u in uniques)
+    with _RANKS_LOCK:
+        hit = _RANKS.get(key) if remember else None
+        if hit is not None:
+            _RANKS.move_to_end(key)
+            return hit[1]
+    vocab = np.unique(np.concatenate(uniques)) if uniques else np.zeros(0, dtype=str)
+    maps = [np.searchsorted(vocab, u).astype(np.int32) for u in uniques]
+    if remember:
+        with _RANKS_LOCK:
+            _RANKS[key] = (tuple(uniques), maps)
+            while len(_RANKS) > RANKS_REMEMBERED:
+                _RANKS.popitem(last=False)
+    return maps
+
+
 def rank_codes(factorized: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
     """Rank codes (int32) in one shared sorted vocabulary of the factorized columns: equal strings
     have equal codes across columns, and code order is string order."""
-    vocab = np.unique(np.concatenate([u for _, u in factorized])) if factorized else np.zeros(0, dtype=str)
-    return [np.searchsorted(vocab, u).astype(np.int32)[c] for c, u in factorized]
+    maps = _rank_maps([u for _, u in factorized])
+    return [m[c] for m, (c, _) in zip(maps, factorized)]
 
 
 def string_codes(columns: Sequence) -> list[np.ndarray]:

@@ -36,3 +36,39 @@ def test_one_arrow_data_is_factorized_once_and_forgotten_with_it(monkeypatch):
     assert len(keys._ARROW_CODES) == held - 1                           # the entry lives as long as the data
     other = take_strings(np.array(["BB", "AA"], dtype=object), np.array([1, 1]))
     assert keys.factorize(other)[0].tolist() == [0, 0] and len(calls) == 2
+
+
+def _reference_ranks(columns):
+    """Rank codes from scratch: each string's rank in the sorted union of every column's strings."""
+    vocab = sorted({str(v) for col in columns for v in col})
+    return [np.array([vocab.index(str(v)) for v in col], dtype=np.int32) for col in columns]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(["AA", "BB", "Z/a", "Europe/Paris", "", "nan"]), max_size=12),
+                min_size=1, max_size=4), st.booleans())
+def test_rank_codes_equal_a_fresh_ranking_however_often_asked(columns, arrow):
+    make = (lambda v: take_strings(np.asarray(v, dtype=object), np.arange(len(v)))) if arrow else \
+        (lambda v: pd.Series(v, dtype=object))
+    series = [make(v) for v in columns]
+    want = _reference_ranks(columns)
+    for _ in range(2):   # the second time answers from the remembered vocabulary (Arrow data: same uniques)
+        got = keys.string_codes(series)
+        assert [g.tolist() for g in got] == [w.tolist() for w in want]
+    # the same columns in another grouping share another vocabulary: never the first one's answer
+    if len(series) > 1:
+        assert keys.string_codes(series[1:])[0].tolist() == _reference_ranks(columns[1:])[0].tolist()
+
+
+def test_a_remembered_vocabulary_is_only_reused_for_the_arrays_it_was_built_from():
+    a = take_strings(np.array(["BB", "AA"], dtype=object), np.array([0, 1]))
+    b = take_strings(np.array(["CC", "AA"], dtype=object), np.array([0, 1]))
+    assert [c.tolist() for c in keys.string_codes([a, b])] == [[1, 0], [2, 0]]
+    writable = (np.array([0, 1], dtype=np.int32), np.array(["BB", "AA"]))   # not factorize's: never remembered
+    held = len(keys._RANKS)
+    assert keys.rank_codes([writable])[0].tolist() == [1, 0] and len(keys._RANKS) == held
+    writable[1][:] = ["AA", "BB"]                                           # its content may change under it
+    assert keys.rank_codes([writable])[0].tolist() == [0, 1]                # a fresh ranking
+    for i in range(keys.RANKS_REMEMBERED + 5):                              # bounded
+        keys.string_codes([take_strings(np.array([f"X{i}"], dtype=object), np.array([0]))])
+    assert len(keys._RANKS) <= keys.RANKS_REMEMBERED
