@@ -17,8 +17,12 @@ order:
 4. entries asked for again, least recently used first.
 
 ``stale_after=0`` makes every entry stale at once: plain LRU. An output larger than the whole budget is not
-kept. Which entries are kept changes only the time a chain takes, never its outputs (content keys). Each
-rule's entries are kept in their own order, so making room costs the same whatever the cache holds.
+kept. ``grow_to``: an entry put again that finds no room raises the byte budget by what it lacks, up to
+``grow_to``: the budget follows what the chains ask for again (a world whose seeds' reused states outgrow the
+start budget: a 1 M-pair multi-clock world holds 1.9 GB of them a seed), and one-off outputs never raise it.
+``recomputed`` and ``recomputed_bytes`` count the entries put again (computed again for want of room). Which
+entries are kept changes only the time a chain takes, never its outputs (content keys). Each rule's entries are
+kept in their own order, so making room costs the same whatever the cache holds.
 """
 
 from __future__ import annotations
@@ -44,9 +48,11 @@ class ChainCache:
     holds (:func:`engine.chain.sizing.approx_bytes`); room is made as the module says. Thread-safe: chains of
     several seeds may share it from threads."""
 
-    def __init__(self, max_entries: int = 64, max_bytes: int | None = None, stale_after: int = STALE_LOOKUPS) -> None:
-        self.max_entries, self.max_bytes, self.stale_after = max_entries, max_bytes, stale_after
+    def __init__(self, max_entries: int = 64, max_bytes: int | None = None, stale_after: int = STALE_LOOKUPS,
+                 grow_to: int | None = None) -> None:
+        self.max_entries, self.max_bytes, self.stale_after, self.grow_to = max_entries, max_bytes, stale_after, grow_to
         self.bytes = 0
+        self.recomputed = self.recomputed_bytes = 0   # entries put again: computed again for want of room
         self._now = 0                          # lookups so far
         self._entries: OrderedDict = OrderedDict()   # every entry, least recently used first (stale ones lead)
         self._once: OrderedDict = OrderedDict()      # rule 2, put order
@@ -77,9 +83,15 @@ class ChainCache:
     def put(self, key: str, value) -> None:
         size = approx_bytes(value) if self.max_bytes is not None else 0
         with self._lock:
-            if key in self._entries:
+            present = key in self._entries   # two threads computed it at once: not a recomputation
+            if present:
                 self._drop(key)
-            group = self._again if self._remember(key) else self._once
+            again = self._remember(key) and not present
+            group = self._again if again else self._once
+            if again:
+                self.recomputed += 1
+                self.recomputed_bytes += size
+                self._grow(size)
             if self.max_bytes is not None and size > self.max_bytes:
                 return
             self._entries[key] = _Entry(value, size, self._now, group)
@@ -98,6 +110,16 @@ class ChainCache:
                 entry.size, entry.group = 0, self._inherited
                 self._inherited[key] = None
             self.bytes = 0
+
+    def _grow(self, size: int) -> None:
+        """Raise the byte budget by the room an entry put again lacks once the one-off outputs (rule 2) have made
+        theirs, up to ``grow_to``."""
+        if self.max_bytes is None or self.grow_to is None:
+            return
+        once = sum(self._entries[key].size for key in self._once)
+        lacking = self.bytes - once + size - self.max_bytes
+        if lacking > 0:
+            self.max_bytes = max(self.max_bytes, min(self.grow_to, self.max_bytes + lacking))
 
     def _remember(self, key: str) -> bool:
         """Whether ``key`` was put before (within the last ``KEYS_REMEMBERED * max_entries`` keys put)."""

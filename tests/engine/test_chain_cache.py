@@ -44,6 +44,28 @@ def test_a_loop_larger_than_the_budget_keeps_the_seeds_that_fit():
     assert hits[:2] == [0, 0] and hits[2:] == [7] * 6
 
 
+def test_the_budget_grows_by_what_recomputed_states_lack_up_to_its_ceiling():
+    # the loop above with room to grow: the second trial's recomputed states raise the budget until all 12 fit
+    grown = ChainCache(max_entries=100, max_bytes=7 * MB, grow_to=64 * MB)
+    hits = _trials(grown, 8)
+    assert hits[:2] == [0, 0] and hits[2:] == [12] * 6
+    assert grown.recomputed == 12 and grown.recomputed_bytes == 12 * MB
+    # it grew by what the reused states lacked once the one-off outputs had made room: exactly the 12 of them
+    assert grown.max_bytes == grown.bytes == 12 * MB
+    # a ceiling below what the loop needs: it stops there, and keeps the states that fit within it
+    capped = ChainCache(max_entries=100, max_bytes=7 * MB, grow_to=10 * MB)
+    assert _trials(capped, 8)[2:] == [10] * 6 and capped.max_bytes == 10 * MB
+    # one-off outputs never raise it, however many; nor does a cache without a ceiling
+    for cache in (ChainCache(max_entries=100, max_bytes=4 * MB, grow_to=64 * MB),
+                  ChainCache(max_entries=100, max_bytes=4 * MB)):
+        for i in range(50):
+            cache.put(f"candidate{i}", _block())
+        assert cache.max_bytes == 4 * MB and cache.recomputed == 0
+    plain = ChainCache(max_entries=100, max_bytes=7 * MB)
+    _trials(plain, 3)
+    assert plain.max_bytes == 7 * MB and plain.recomputed > 0
+
+
 def test_one_off_outputs_never_push_out_a_reused_state():
     cache = ChainCache(max_entries=100, max_bytes=4 * MB)
     cache.put("world", _block())

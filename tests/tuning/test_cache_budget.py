@@ -7,8 +7,9 @@ import pytest
 
 from engine import EngineError
 from tuning.common import machine
-from tuning.study import objective
-from tuning.study.objective import CACHE_BYTES_FLOOR, CACHE_MEMORY_SHARE, cache_bytes
+from tuning.study import cache_budget
+from tuning.study.cache_budget import (CACHE_BYTES_FLOOR, CACHE_GROWTH_SHARE, CACHE_MEMORY_SHARE, cache_bytes,
+                                         cache_ceiling)
 
 GIB = 1024 ** 3
 
@@ -26,17 +27,21 @@ def test_a_cgroup_limit_below_the_machine_is_the_memory_limit(tmp_path):
 
 def test_the_budget_is_a_share_of_memory_split_between_processes_above_the_floor(monkeypatch):
     monkeypatch.delenv("SEG3A_CHAIN_CACHE_BYTES", raising=False)
-    monkeypatch.setattr(objective, "memory_limit", lambda: 24 * GIB)
+    monkeypatch.setattr(cache_budget, "memory_limit", lambda: 24 * GIB)
     assert cache_bytes() == int(CACHE_MEMORY_SHARE * 24 * GIB) > CACHE_BYTES_FLOOR
     assert cache_bytes(2) == int(CACHE_MEMORY_SHARE * 12 * GIB)           # --workers 2: half each
     assert cache_bytes(16) == CACHE_BYTES_FLOOR                           # never below the floor
     assert cache_bytes(memory=16 * GIB) == int(CACHE_MEMORY_SHARE * 16 * GIB)   # a Dask worker's own limit
-    monkeypatch.setattr(objective, "memory_limit", lambda: 4 * GIB)       # a small container
+    monkeypatch.setattr(cache_budget, "memory_limit", lambda: 4 * GIB)       # a small container
     assert cache_bytes() == CACHE_BYTES_FLOOR
-    monkeypatch.setattr(objective, "memory_limit", lambda: None)          # the platform tells nothing
+    monkeypatch.setattr(cache_budget, "memory_limit", lambda: None)          # the platform tells nothing
     assert cache_bytes() == CACHE_BYTES_FLOOR
+    monkeypatch.setattr(cache_budget, "memory_limit", lambda: 24 * GIB)
+    assert cache_ceiling() == int(CACHE_GROWTH_SHARE * 24 * GIB) > cache_bytes()   # grows to a third
+    assert cache_ceiling(2) == int(CACHE_GROWTH_SHARE * 12 * GIB)                # split like the budget
+    assert cache_ceiling(64) == CACHE_BYTES_FLOOR == cache_bytes(64)             # never below it
     monkeypatch.setenv("SEG3A_CHAIN_CACHE_BYTES", "12345")
-    assert cache_bytes(4) == 12345
+    assert cache_bytes(4) == 12345 and cache_ceiling(4) is None                   # pinned: no growth
     monkeypatch.setenv("SEG3A_CHAIN_CACHE_BYTES", "lots")
     with pytest.raises(EngineError) as err:
         cache_bytes()
@@ -59,4 +64,5 @@ def test_a_workers_objectives_share_one_cache(monkeypatch):
     b = seed_tasks.score_seed(spec, 7, base, None, 1.0, knobs)
     (one, two) = seed_tasks._OBJECTIVES.values()
     assert one.cache is two.cache is seed_tasks._worker_cache() and a.identity["seed"] != b.identity["seed"]
-    assert one.cache.max_bytes == cache_bytes()   # outside a Dask worker: the process's own budget
+    # outside a Dask worker: the process's own budget and ceiling
+    assert (one.cache.max_bytes, one.cache.grow_to) == (cache_bytes(), cache_ceiling())

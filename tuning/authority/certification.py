@@ -18,8 +18,8 @@ from typing import Sequence
 
 from tqdm import tqdm
 
-from engine import ChainCache, run_chain
-from tuning.study.objective import cache_bytes
+from engine import run_chain
+from tuning.study.cache_budget import chain_cache
 from engine import EngineError
 from engine import fidelity_verdict, seedpack_verdict
 from engine import PolicySet
@@ -102,7 +102,7 @@ def _certify(policies: PolicySet, seeds: Sequence[int], source: dict, runs_root:
 def _run_seeds(policies: PolicySet, seeds: Sequence[int], runs_root: Path | None, bar,
                world) -> tuple[dict, dict, dict]:
     """S0 -> S7 on every seed through one chain cache: (scored entry, engine seconds, identity) per seed."""
-    cache = ChainCache(max_bytes=cache_bytes())   # seeds share only S0.world, S1, S2
+    cache = chain_cache()   # seeds share only S0.world, S1, S2
     per_seed, engine_seconds, rows = {}, {}, {}
     for seed in seeds:
         res = run_chain(policies, seed, world, cache=cache, run_root=runs_root)

@@ -18,8 +18,9 @@ from typing import Iterable, Sequence
 
 import yaml
 
-from engine import ChainCache, run_chain
-from tuning.study.objective import cache_bytes, seeds_first_then_threads
+from engine import run_chain
+from tuning.study.cache_budget import chain_cache
+from tuning.study.objective import seeds_first_then_threads
 from engine import sha256, uer
 from engine import REQUIRED_SEEDS, fidelity_verdict, run_verdict
 
@@ -70,7 +71,7 @@ def holdout_report(policies, seeds: Sequence[int], progress=None, world=None, th
     others :func:`~tuning.study.objective.seed_threads` at a time; ``threads`` runs every seed that many at a
     time. One chain cache serves them; a seed's row never reads another's, so the report is the same whatever
     the number of threads."""
-    cache = ChainCache(max_bytes=cache_bytes())   # seeds share only S0.world, S1, S2
+    cache = chain_cache()   # seeds share only S0.world, S1, S2
     seeds = [int(s) for s in seeds]
     t0 = time.perf_counter()
 

@@ -23,7 +23,7 @@ from typing import Mapping, Sequence
 
 from engine import (ChainCache, EngineError, PolicySet, evaluate_gates, fidelity_verdict, metric_pack, realism_floors,
                     run_chain, run_verdict)
-from tuning.common.machine import memory_limit
+from tuning.study.cache_budget import chain_cache
 from tuning.study import score_memo
 from tuning.study.knobs import apply_knobs
 from tuning.study.seed_robust import aggregate
@@ -31,8 +31,6 @@ from tuning.study.spec import StudySpec, check_metrics, metric_or_none, metric_v
 from tuning.study.trial_row import Outcome
 
 NO_SCORE = -1000.0
-CACHE_BYTES_FLOOR = 1536 * 1024 ** 2   # the least a process's chain cache holds (SEG3A_CHAIN_CACHE_BYTES overrides)
-CACHE_MEMORY_SHARE = 0.125             # of the memory this process may use, split between one sweep's processes
 
 
 _FLOORS_LOCK = threading.Lock()
@@ -55,26 +53,6 @@ def seeds_first_then_threads(fn, items: Sequence, pairs_of) -> list:
     first = fn(items[0])
     with ThreadPoolExecutor(max_workers=seed_threads(pairs_of(first))) as pool:
         return [first, *pool.map(fn, items[1:])]
-
-
-def cache_bytes(processes: int = 1, memory: int | None = None) -> int:
-    """The byte budget of an objective's chain cache (a 381k-pair world's state outputs are ~100 MB each, so a
-    count of entries alone would let a long sweep hold gigabytes): ``SEG3A_CHAIN_CACHE_BYTES``, else an eighth
-    of the memory this process may use (:func:`tuning.common.machine.memory_limit`: its cgroup or RSS limit when
-    lower than the machine's; ``memory``: a Dask worker's own limit) split between the ``processes`` of one sweep
-    (``--workers K``), and never below 1.5 GiB. A four-seed P3 sweep of the 381k world holds ~1.4 GB of S3
-    outputs at full scale: in a fixed 1.5 GiB every full-scale stage recomputed them (4.5 s of chain a trial
-    against 1.0 s); 2.9 GiB (an eighth of 23.5 GiB) holds them (peak RSS 3.0 GB; a quarter, 5.9 GiB, was no
-    faster and peaked at 4.2 GB)."""
-    raw = os.environ.get("SEG3A_CHAIN_CACHE_BYTES", "")
-    try:
-        if raw.strip():
-            return max(0, int(raw))
-    except ValueError:
-        raise EngineError("E3A_TUN_050_USAGE", f"SEG3A_CHAIN_CACHE_BYTES must be an integer, not {raw!r}") from None
-    memory = memory if memory else memory_limit()
-    share = int(CACHE_MEMORY_SHARE * memory / max(1, processes)) if memory else 0
-    return max(CACHE_BYTES_FLOOR, share)
 
 
 STRUCTURAL_REASONS = {"s6_pass": "S6_OR_S7_FAIL", "s7_pass": "S6_OR_S7_FAIL", "conservation": "CONSERVATION_FAIL",
@@ -140,8 +118,7 @@ class SeedRobustObjective:
                  cache: ChainCache | None = None, keep_tables: bool = False, fraction: float = 1.0) -> None:
         self.spec, self.base = spec, base
         self.seeds = [int(s) for s in seeds]
-        self.cache = cache if cache is not None else ChainCache(max_entries=64 * max(1, len(self.seeds)),
-                                                                max_bytes=cache_bytes())
+        self.cache = cache if cache is not None else chain_cache(64 * max(1, len(self.seeds)))
         self.fraction = float(fraction)
         self.per_seed = [PhaseObjective(spec, s, base, world=world, cache=self.cache, keep_tables=keep_tables,
                                         fraction=fraction) for s in self.seeds]
@@ -204,7 +181,7 @@ class PhaseObjective:
     def __init__(self, spec: StudySpec, seed: int, base: PolicySet, *, world=None,
                  cache: ChainCache | None = None, keep_tables: bool = False, fraction: float = 1.0) -> None:
         self.spec, self.seed, self.base, self.world = spec, int(seed), base, world
-        self.cache = cache if cache is not None else ChainCache(max_bytes=cache_bytes())
+        self.cache = cache if cache is not None else chain_cache()
         self.fraction = float(fraction)   # < 1: the keyed merchant subsample (search stage); 1: the whole world
         self.keep_tables = keep_tables
         self._anchor: Evaluation | None = None

@@ -58,6 +58,12 @@ def main(argv: Sequence[str] | None = None) -> int:
              if summary.get("timed_out") else ""))
     if summary.get("decision"):
         print(f"decision: {summary['decision']}")
+    cache = summary.get("chain_cache") or {}
+    if cache.get("recomputed_states"):
+        gib = lambda n: f"{n / 1024 ** 3:.1f} GiB" if n is not None else "-"  # noqa: E731
+        print(f"chain cache: {cache['recomputed_states']} states computed again for want of room "
+              f"({gib(cache['recomputed_bytes'])}); budget {gib(cache['budget_bytes'])} (grows to "
+              f"{gib(cache['grow_to_bytes'])}; SEG3A_CHAIN_CACHE_BYTES sets it)")
     print(format_table([TrialRow.from_json(r) for r in summary["top"]], sweep.spec.key_metrics))
     if summary.get("pareto") is not None:
         print(f"Pareto front (J up, {sweep.spec.second['metric']} {sweep.spec.second['direction']}): trials "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from optuna.trial import FixedTrial, TrialState
 
+from tuning.study.cache_budget import cache_report
 from tuning.study.ranking import feasible, pareto_numbers, trial_row
 from tuning.trail.process import SweepTrail
 from tuning.storage.recovery import counts, original_number
@@ -51,7 +52,8 @@ def summarise(sweep, trail: SweepTrail) -> dict:
     out = {"study": sweep.study_name, "phase": sweep.spec.phase, "seed": sweep.seed, "seeds": sweep.seeds,
            "target": sweep.target, "trials_complete": c["COMPLETE"], "trials_failed": c["FAIL"],
            "trials_feasible": sum(r.feasible for r in rows), "parent_run_id": trail.parent_run_id,
-           "experiment": trail.experiment_id, "best": best, "top": [r.to_json() for r in rows[: sweep.config.top]]}
+           "experiment": trail.experiment_id, "best": best, "top": [r.to_json() for r in rows[: sweep.config.top]],
+           "chain_cache": cache_report(sweep.objective.cache)}   # this process's (a --workers K process has its own)
     if sweep.spec.multi_objective:
         on_front = set(pareto_numbers(ranked, sweep.spec.second["direction"]))
         out["pareto"] = [r.to_json() for r in rows if r.trial in on_front]

@@ -237,7 +237,8 @@ def worker_process(spec: WorkerSpec) -> None:
 
 def run_worker(spec: WorkerSpec) -> int:
     from engine import map_in_process
-    from tuning.study.objective import PhaseObjective, cache_bytes
+    from tuning.study.cache_budget import rebudget
+    from tuning.study.objective import PhaseObjective
 
     # K workers share the cores: with a core or less each, a large world's S3/S4 merchant ranges run one after
     # another, not on threads over every core. The ranges stay the engine's default, as its coordinator laid out the
@@ -254,7 +255,7 @@ def run_worker(spec: WorkerSpec) -> int:
     # what it puts; the coordinator's entries it was forked with are the coordinator's memory (engine.chain.cache)
     if parent is not None:
         sweep.objective.cache.inherited()
-    sweep.objective.cache.max_bytes = cache_bytes(spec.of)
+    rebudget(sweep.objective.cache, spec.of)
     sweep.objective.anchor   # the study's metrics are checked before this worker opens anything
     sweep.open_study()
     trail = SweepTrail(sweep.spec.phase, sweep.study_name, sweep.spec.objective_name, spec.parent_run_id,

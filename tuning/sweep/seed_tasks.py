@@ -26,16 +26,15 @@ _MAX_OBJECTIVES = 16
 
 @functools.cache
 def _worker_cache():
-    """The worker process's one chain cache, shared by its objectives (keys are content keys), within an eighth of
-    the memory Dask gives the worker."""
-    from engine import ChainCache
-    from tuning.study.objective import cache_bytes
+    """The worker process's one chain cache, shared by its objectives (keys are content keys), within the budget of
+    the memory Dask gives the worker (:mod:`tuning.study.cache_budget`)."""
+    from tuning.study.cache_budget import chain_cache
     try:
         from distributed import get_worker
         limit = get_worker().memory_manager.memory_limit
     except (ImportError, ValueError, AttributeError):   # not in a Dask worker (a test calling it directly)
         limit = None
-    return ChainCache(max_bytes=cache_bytes(memory=limit))
+    return chain_cache(memory=limit)
 
 
 def _key(spec, seed: int, base, world, fraction: float) -> tuple:
