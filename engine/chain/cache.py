@@ -99,17 +99,19 @@ class ChainCache:
             self.bytes += size
             self._make_room()
 
-    def inherited(self) -> None:
+    def inherited(self) -> int:
         """In a process forked with this cache (a ``--workers`` process): the entries it holds are its parent's
         pages, shared copy-on-write while the parent keeps them, so evicting them here frees no memory. They stop
         counting against this process's byte budget (which bounds what it puts from now on) and give way only to
-        the entry bound or once stale."""
+        the entry bound or once stale. Returns their bytes."""
         with self._lock:
+            held = self.bytes
             for key, entry in self._entries.items():
                 del entry.group[key]
                 entry.size, entry.group = 0, self._inherited
                 self._inherited[key] = None
             self.bytes = 0
+            return held
 
     def _grow(self, size: int) -> None:
         """Raise the byte budget by the room an entry put again lacks once the one-off outputs (rule 2) have made

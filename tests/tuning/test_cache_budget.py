@@ -40,6 +40,9 @@ def test_the_budget_is_a_share_of_memory_split_between_processes_above_the_floor
     assert cache_ceiling() == int(CACHE_GROWTH_SHARE * 24 * GIB) > cache_bytes()   # grows to a third
     assert cache_ceiling(2) == int(CACHE_GROWTH_SHARE * 12 * GIB)                # split like the budget
     assert cache_ceiling(64) == CACHE_BYTES_FLOOR == cache_bytes(64)             # never below it
+    # --workers 2 beside their coordinator's 3 GiB of entries: what is left of the third, split
+    assert cache_ceiling(2, shared=3 * GIB) == (int(CACHE_GROWTH_SHARE * 24 * GIB) - 3 * GIB) // 2
+    assert cache_ceiling(2, shared=20 * GIB) == cache_bytes(2)                   # nothing left: no growth
     monkeypatch.setenv("SEG3A_CHAIN_CACHE_BYTES", "12345")
     assert cache_bytes(4) == 12345 and cache_ceiling(4) is None                   # pinned: no growth
     monkeypatch.setenv("SEG3A_CHAIN_CACHE_BYTES", "lots")

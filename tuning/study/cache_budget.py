@@ -44,12 +44,15 @@ def cache_bytes(processes: int = 1, memory: int | None = None) -> int:
     return pinned if pinned is not None else _share(CACHE_MEMORY_SHARE, processes, memory)
 
 
-def cache_ceiling(processes: int = 1, memory: int | None = None) -> int | None:
-    """The most the budget grows to when the chains recompute evicted states: a third of the memory, split the
-    same way (never below the start budget); None (no growth) when ``SEG3A_CHAIN_CACHE_BYTES`` pins it."""
+def cache_ceiling(processes: int = 1, memory: int | None = None, shared: int = 0) -> int | None:
+    """The most the budget grows to when the chains recompute evicted states: a third of the memory less the
+    ``shared`` bytes the ``processes`` inherited from their coordinator (its cache, in memory beside theirs),
+    split between them, never below the start budget; None (no growth) when ``SEG3A_CHAIN_CACHE_BYTES`` pins it."""
     if _pinned() is not None:
         return None
-    return max(cache_bytes(processes, memory), _share(CACHE_GROWTH_SHARE, processes, memory))
+    memory = memory if memory else memory_limit()
+    room = int(CACHE_GROWTH_SHARE * memory) - shared if memory else 0
+    return max(cache_bytes(processes, memory), room // max(1, processes))
 
 
 def chain_cache(max_entries: int = 64, processes: int = 1, memory: int | None = None) -> ChainCache:
@@ -58,9 +61,10 @@ def chain_cache(max_entries: int = 64, processes: int = 1, memory: int | None = 
                       grow_to=cache_ceiling(processes, memory))
 
 
-def rebudget(cache: ChainCache, processes: int, memory: int | None = None) -> None:
-    """Give an existing cache (a forked ``--workers`` process's) the budget of one of ``processes``."""
-    cache.max_bytes, cache.grow_to = cache_bytes(processes, memory), cache_ceiling(processes, memory)
+def rebudget(cache: ChainCache, processes: int, shared: int = 0) -> None:
+    """Give a forked ``--workers`` process's cache the budget of one of ``processes``, which hold ``shared`` bytes
+    of their coordinator's entries between them (:meth:`engine.ChainCache.inherited`)."""
+    cache.max_bytes, cache.grow_to = cache_bytes(processes), cache_ceiling(processes, shared=shared)
 
 
 def cache_report(cache: ChainCache) -> dict:

@@ -253,9 +253,8 @@ def run_worker(spec: WorkerSpec) -> int:
         sweep = Sweep(spec.config)
     # ... and its memory: the chain cache (inherited warm, or new) holds this worker's share of the budget for
     # what it puts; the coordinator's entries it was forked with are the coordinator's memory (engine.chain.cache)
-    if parent is not None:
-        sweep.objective.cache.inherited()
-    rebudget(sweep.objective.cache, spec.of)
+    shared = sweep.objective.cache.inherited() if parent is not None else 0
+    rebudget(sweep.objective.cache, spec.of, shared)
     sweep.objective.anchor   # the study's metrics are checked before this worker opens anything
     sweep.open_study()
     trail = SweepTrail(sweep.spec.phase, sweep.study_name, sweep.spec.objective_name, spec.parent_run_id,
