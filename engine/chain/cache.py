@@ -116,10 +116,9 @@ class ChainCache:
     def _grow(self, size: int) -> None:
         """Raise the byte budget by the room an entry put again lacks once the one-off outputs (rule 2) have made
         theirs, up to ``grow_to``."""
-        if self.max_bytes is None or self.grow_to is None:
-            return
-        once = sum(self._entries[key].size for key in self._once)
-        lacking = self.bytes - once + size - self.max_bytes
+        if self.max_bytes is None or self.grow_to is None or self.bytes + size <= self.max_bytes:
+            return   # room enough: the one-off entries need not be counted
+        lacking = self.bytes - sum(self._entries[key].size for key in self._once) + size - self.max_bytes
         if lacking > 0:
             self.max_bytes = max(self.max_bytes, min(self.grow_to, self.max_bytes + lacking))
 
