@@ -1,4 +1,4 @@
-"""``log`` and ``exp`` that give the same bits on every machine.
+"""``log`` and ``exp`` that give the same bits on every machine (and the C library's ``pow`` and ``log2``).
 
 numpy's float64 ``np.log`` and ``np.exp`` are dispatched by CPU: an AVX-512 machine runs numpy's own SIMD
 routines, others the C library's. Both are accurate to about an ulp, but not to the same ulp, so shares drawn
@@ -10,6 +10,7 @@ the fdlibm argument reductions with a Horner series, within a few ulps of the tr
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -62,3 +63,39 @@ def det_exp(y) -> np.ndarray:
     out = np.ldexp(p, k.astype(np.int64))     # one rounding, also into the subnormals
     out = np.where(y > 709.78, np.inf, out)
     return np.where(finite, out, np.nan)
+
+
+# ---- the C library's pow and log2, element by element --------------------------------------------------------
+# numpy's float64 ``power`` and ``log2`` are CPU-dispatched like its log and exp: on a machine whose numpy finds
+# AVX-512 (AVX512_SKX / AVX512_ICL) they run SIMD routines whose last bits differ from the C library's, which is
+# what numpy runs elsewhere and what every pinned fixture and published figure of this engine was made with (a
+# fresh machine with AVX512_ICL drew other S3 shares through the size law's power). These call the C library
+# (glibc's pow and log2, the same on every x86-64 machine that has FMA) one element at a time: the arrays they
+# serve are a row per pair or per (country, clock), not per outlet.
+
+def c_pow(x, y: float) -> np.ndarray:
+    """``x ** y`` for float64 ``x`` (any shape) and a scalar ``y``, by the C library's ``pow``: the same bits on every
+    machine, where numpy's own power is not. A NaN for a negative base with a non-integer power, inf on overflow
+    (numpy's answers)."""
+    x = np.asarray(x, dtype=np.float64)
+    y = float(y)
+    try:
+        flat = np.fromiter(map(math.pow, x.ravel().tolist(), itertools.repeat(y)), dtype=np.float64, count=x.size)
+    except (ValueError, OverflowError):   # outside math.pow's domain: numpy's value for those elements only
+        flat = np.array([_pow_or_numpy(v, y) for v in x.ravel().tolist()], dtype=np.float64)
+    return flat.reshape(x.shape)
+
+
+def _pow_or_numpy(v: float, y: float) -> float:
+    try:
+        return math.pow(v, y)
+    except (ValueError, OverflowError):
+        with np.errstate(all="ignore"):
+            return float(np.power(np.float64(v), y))
+
+
+def c_log2(x) -> np.ndarray:
+    """log2 of float64 ``x`` by the C library's ``log2``, element by element (0 -> -inf, < 0 or NaN -> NaN)."""
+    x = np.asarray(x, dtype=np.float64)
+    flat = [math.log2(v) if v > 0.0 else (-math.inf if v == 0.0 else math.nan) for v in x.ravel().tolist()]
+    return np.asarray(flat, dtype=np.float64).reshape(x.shape)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.core.detmath import c_log2
+
 SEQUENTIAL_MAX = 7  # np.sum is a left-to-right loop below 8 values (tests/metrics/test_fidelity_exact.py)
 
 
@@ -77,7 +79,7 @@ def jsd(p: np.ndarray, q: np.ndarray) -> float:
 
     def kl(a: np.ndarray) -> float:
         mask = a > 0
-        return float(np.sum(a[mask] * np.log2(a[mask] / m[mask])))
+        return float(np.sum(a[mask] * c_log2(a[mask] / m[mask])))
 
     return max(0.0, 0.5 * kl(p) + 0.5 * kl(q))
 
@@ -113,7 +115,7 @@ def _kl_rows(a: np.ndarray, m: np.ndarray) -> np.ndarray:
     mask = a > 0
     ratio = np.ones_like(a)
     np.divide(a, m, out=ratio, where=mask)
-    terms = np.where(mask, a * np.log2(ratio), 0.0)
+    terms = np.where(mask, a * c_log2(ratio), 0.0)
     return _running_sum(terms)
 
 

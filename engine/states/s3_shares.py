@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from engine.core.errors import E_POLICY_VALUES, EngineError
+from engine.core.detmath import c_pow
 from engine.core.gamma import dirichlet_from_uniforms
 from engine.states.common import ZoneLayout, group_sum
 from engine.states.s3_plan import DrawPlan, check_prior_surface
@@ -31,7 +32,7 @@ def size_factor(sites: np.ndarray, disp: dict) -> np.ndarray:
     if beta == 0.0:
         return np.ones(len(sites))
     ref = float(disp.get("site_reference", 10))
-    return (np.asarray(sites, dtype=np.float64) / ref) ** beta
+    return c_pow(np.asarray(sites, dtype=np.float64) / ref, beta)   # numpy's power is CPU-dispatched
 
 
 def dispersed_alphas(layout: ZoneLayout, alpha: np.ndarray, alpha_sum: np.ndarray, disp: dict,
@@ -43,7 +44,7 @@ def dispersed_alphas(layout: ZoneLayout, alpha: np.ndarray, alpha_sum: np.ndarra
     s = alpha / alpha_sum
     temp = float(disp["alpha_temperature"])
     if abs(temp - 1.0) > 1e-12:
-        s = np.maximum(s, 1e-15) ** temp
+        s = c_pow(np.maximum(s, 1e-15), temp)
         s = s / np.repeat(group_sum(s, starts), sizes)
     mj, clip = float(disp["merchant_jitter"]), float(disp["merchant_jitter_clip"])
     jitter = np.clip((2.0 * jitter_u - 1.0) * mj, -clip, clip)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from engine.core.detmath import c_pow
 from engine.core.errors import E_WORLD_INPUT, E_WORLD_MISSING, EngineError
 from engine.core.strict import load_yaml, require_finite
 from engine.core.hashing import canonical_json, composite_hash, sha256, table_digest, uer
@@ -252,7 +253,7 @@ def country_weights(world: World) -> np.ndarray:
         pop = totals.reindex(world.countries).fillna(0).to_numpy(dtype=np.float64)
     else:
         pop = country_population(world.countries).to_numpy(dtype=np.float64)
-    return (pop + COUNTRY_WEIGHT_FLOOR) ** COUNTRY_WEIGHT_POWER
+    return c_pow(pop + COUNTRY_WEIGHT_FLOOR, COUNTRY_WEIGHT_POWER)   # numpy's power is CPU-dispatched
 
 
 def outlets_for(world: World, seed: int, merchants: int = MERCHANTS_DEFAULT) -> pd.DataFrame:

@@ -7,11 +7,14 @@ world with 100x the merchants contains the default catalogue as its first mercha
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 from scipy.special import ndtri
 
+from engine.core.detmath import c_pow, det_exp
 from engine.core.errors import E_WORLD_INPUT, EngineError
 from engine.core.hashing import le64, sha256, uer
 from engine.core.rng import pair_keys, uniforms
@@ -24,7 +27,7 @@ COUNTRY_WEIGHT_FLOOR = 50_000       # every country of the universe can be chose
 EXTRA_COUNTRY_P = 0.18              # P(merchant trades in more than one country)
 EXTRA_COUNTRY_CONT = 0.40           # P(one more country | already extra)
 MAX_COUNTRIES = 8
-SITE_LOG_MEDIAN = np.log(6.0)       # lognormal body of outlets per merchant x country
+SITE_LOG_MEDIAN = math.log(6.0)       # lognormal body of outlets per merchant x country
 SITE_LOG_SIGMA = 1.0
 CHAIN_P = 0.006                     # share of merchants that are large chains
 CHAIN_SCALE = 300.0                 # chains: Pareto(scale, shape) outlets in each country
@@ -70,9 +73,12 @@ def synthesize_outlets(countries: list[str], weights: np.ndarray, seed: int,
     pair_keys_ = keys[m_idx]  # one substream per merchant; counters by the pair's slot
     u_body = uniforms(pair_keys_, (_C_SITES0 + 2 * slot).astype(np.uint64))
     u_tail = uniforms(pair_keys_, (_C_SITES0 + 2 * slot + 1).astype(np.uint64))
-    body = np.exp(SITE_LOG_MEDIAN + SITE_LOG_SIGMA * ndtri(u_body))
-    tail = np.minimum(CHAIN_SCALE * u_tail ** (-1.0 / CHAIN_SHAPE), CHAIN_CAP)
-    sites = np.maximum(1, np.round(np.where(chain[m_idx], tail, body))).astype(np.int64)
+    # exp and pow with the same bits on every machine (numpy's own are CPU-dispatched: engine.core.detmath)
+    body = det_exp(SITE_LOG_MEDIAN + SITE_LOG_SIGMA * ndtri(u_body))
+    chains = chain[m_idx]
+    tail = np.zeros(len(u_tail))
+    tail[chains] = np.minimum(CHAIN_SCALE * c_pow(u_tail[chains], -1.0 / CHAIN_SHAPE), CHAIN_CAP)
+    sites = np.maximum(1, np.round(np.where(chains, tail, body))).astype(np.int64)
     names = np.asarray(countries, dtype=object)
     order = np.lexsort((names[country_idx], m_idx))  # (merchant, country) order
     pairs = pd.DataFrame({"merchant_id": ids[m_idx][order], "legal_country_iso": names[country_idx][order],

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from engine.core.detmath import c_pow
 from engine.core.errors import EngineError
 from engine.policies.authoring import dump_yaml
 from engine.states import s3_plan
@@ -22,14 +23,16 @@ from engine.states.s3_shares import dispersed_alphas, draw_shares, size_factor
 
 
 def _pre_size_law_dispersed_alphas(layout, alpha, alpha_sum, disp, jitter_u):
-    """The transform as committed before the size law (HEAD 8d1dc0c), kept verbatim as the reference."""
+    """The transform as committed before the size law (HEAD 8d1dc0c), kept verbatim as the reference but for its
+    power: the C library's (engine.core.detmath.c_pow), as the engine's now, since numpy's is CPU-dispatched (on a
+    machine whose numpy uses no SIMD power the two are the same)."""
     if not disp.get("enabled"):
         return alpha.copy()
     starts, sizes = layout.pair_start, layout.pair_k
     s = alpha / alpha_sum
     temp = float(disp["alpha_temperature"])
     if abs(temp - 1.0) > 1e-12:
-        s = np.maximum(s, 1e-15) ** temp
+        s = c_pow(np.maximum(s, 1e-15), temp)
         s = s / np.repeat(group_sum(s, starts), sizes)
     mj, clip = float(disp["merchant_jitter"]), float(disp["merchant_jitter_clip"])
     jitter = np.clip((2.0 * jitter_u - 1.0) * mj, -clip, clip)
