@@ -230,13 +230,21 @@ def section(name: str):
     return measure
 
 
+def fidelity_prior(r) -> tuple:
+    """The fidelity section's S2 part (the prior's JSD against the population), or None without evidence."""
+    from engine.metrics.fidelity import prior_fidelity
+
+    return (None if r["evidence"] is None else prior_fidelity(r["s2_core"], r["evidence"]),)
+
+
 def score(r) -> tuple:
     """The metric pack and gates on the core tables (fidelity included when the world has evidence); the S1-S3
     sections come from their own states (cached while their table is unchanged)."""
     from engine.metrics import evaluate_gates, fidelity_verdict, metric_pack, run_verdict
 
     # copies: a run's pack is its own to keep or edit, the cached sections are every later candidate's
-    pack = metric_pack(r["cores"], r["evidence"], {k: copy.deepcopy(r[f"pack_{k}"]) for k in ("s1", "s2", "s3")})
+    given = {k: copy.deepcopy(r[f"pack_{k}"]) for k in ("s1", "s2", "s3")}
+    pack = metric_pack(r["cores"], r["evidence"], {**given, "fidelity_prior": r["pack_prior"]})
     gates = evaluate_gates(pack)
     hard_fail = sorted(g for g, v in gates["hard"].items() if v["status"] != "PASS")
     realism = {"mode": r["realism_mode"], "verdict": run_verdict(gates), "fidelity_verdict": fidelity_verdict(gates),
@@ -245,14 +253,21 @@ def score(r) -> tuple:
     return pack, gates, realism, bool(r["realism_mode"] == "block" and hard_fail)
 
 
-def structural(r) -> tuple:
-    """S6's checks of S0-S4, in memory on the core tables; the run's structural verdict (a hard realism
-    miss in block mode fails it too). S5's checks need S5's bytes: :mod:`engine.publish.bundle` runs them."""
+def upstream_checks(r) -> tuple:
+    """S6's checks of S1-S3 and the RNG events, with the codes S4's checks compare against."""
     from engine.publish.members import trace_totals
 
-    policies = r["policy_set"]
-    found = s6_validation.validate_core(r["identity"], r["receipt"], r["sealed"], r["cores"], r["events"],
-                                        trace_totals(r["events"]), policies.digests, STATE_STATUS, r["universe"])
+    events = r["events"]
+    return (s6_validation.check_upstream(r["s1_core"], r["s2_core"], r["s3_core"], events, trace_totals(events),
+                                         r["universe"]),)
+
+
+def structural(r) -> tuple:
+    """S6's checks of S0-S4, in memory on the core tables (those of S1-S3 from ``S6.upstream``); the run's structural
+    verdict (a hard realism miss in block mode fails it too). S5's checks need S5's bytes:
+    :mod:`engine.publish.bundle` runs them."""
+    found = s6_validation.validate_s4(r["identity"], r["receipt"], r["sealed"], r["s6_upstream"], r["cores"]["s4"],
+                                      r["policy_set"].digests, STATE_STATUS)
     failed = any(n > 0 and s6_validation.CHECKS[c] == "ERROR" for c, n in found.counts.items())
     return found, ("FAIL" if failed or r["realism_blocks"] else "PASS")
 
@@ -293,10 +308,15 @@ STATE_TABLE: tuple[State, ...] = (
     *(State(f"metrics.{k}", (f"{k}_core",), (), (f"pack_{k}",), section(k),
             doc=f"the metric pack's {k.upper()} section, from {k}_core alone (kept while {k.upper()} is)")
       for k in ("s1", "s2", "s3")),
-    State("metrics", ("cores", "evidence", "realism_mode", "pack_s1", "pack_s2", "pack_s3"), (),
+    State("metrics.prior", ("s2_core", "evidence"), (), ("pack_prior",), fidelity_prior,
+          doc="the fidelity section's S2 part, prior against population (kept while S2 is)"),
+    State("metrics", ("cores", "evidence", "realism_mode", "pack_s1", "pack_s2", "pack_s3", "pack_prior"), (),
           ("pack", "gates", "realism", "realism_blocks"), score, cached=False,
           doc="metric pack (S4, zone_alloc and fidelity sections measured here), gates (plan + fidelity), verdicts"),
-    State("S6.core", ("identity", "receipt", "sealed", "cores", "events", "universe", "policy_set", "realism_blocks"),
+    State("S6.upstream", ("s1_core", "s2_core", "s3_core", "events", "universe"), (), ("s6_upstream",),
+          upstream_checks, doc="S6's checks of S1-S3 and the RNG events, with the codes S4's are compared against (no "
+                               "policy: kept while S1-S3 are, shared by every S4 candidate)"),
+    State("S6.core", ("identity", "receipt", "sealed", "cores", "s6_upstream", "policy_set", "realism_blocks"),
           (), ("s6_core", "structural_status"), structural, cached=False,
           doc="S6's checks of S0-S4 in memory (S5's run with the bytes, in engine.publish.bundle)"),
 )

@@ -27,7 +27,7 @@ from engine.metrics.exact import jsd, mean_country_jsd, pandas_group_sum
 from engine.metrics.fidelity_index import EvidenceIndex, clock_keys, evidence_index
 from engine.metrics.keys import factorize
 
-__all__ = ["REALISED_MIN_OUTLETS", "fidelity_metrics", "jsd", "share_table"]
+__all__ = ["REALISED_MIN_OUTLETS", "fidelity_metrics", "jsd", "prior_fidelity", "share_table"]
 
 REALISED_MIN_OUTLETS = 30
 
@@ -121,25 +121,44 @@ def _by_strings(tables: Mapping[str, pd.DataFrame], evidence, index: EvidenceInd
             "unpopulated": int(real[2][~np.isin(real[0], index.pkeys)].sum())}
 
 
-def _by_codes(tables: Mapping[str, pd.DataFrame], index: EvidenceIndex, factorized=None) -> dict | None:
-    prior = index.clock_sums(tables["s2"], "country_iso", "share_effective", factorized)
+def _prior_by_codes(s2: pd.DataFrame, index: EvidenceIndex, factorized=None) -> tuple[float, int] | None:
+    """(prior_jsd_mean, prior_jsd_countries) from S2's codes, or None when one of S2's zones is not in Z(c)."""
+    prior = index.clock_sums(s2, "country_iso", "share_effective", factorized)
+    if prior is None:
+        return None
+    observed = np.bincount(index.kz_cid[prior[1]], minlength=index.u_countries.size) > 0
+    return index.mean_jsd(*prior, observed)
+
+
+def prior_fidelity(s2: pd.DataFrame, evidence) -> tuple[float, int] | None:
+    """The part of the fidelity section that reads S2 alone (``prior_jsd_mean``, ``prior_jsd_countries``), for
+    :func:`fidelity_metrics`' ``prior``: the chain keeps it while S2 is (``metrics.prior``). None when the codes do
+    not serve (a zone outside Z(c)): the section is then measured from the strings, prior included."""
+    return _prior_by_codes(s2, evidence_index(evidence))
+
+
+_UNSET = object()
+
+
+def _by_codes(tables: Mapping[str, pd.DataFrame], index: EvidenceIndex, factorized=None, prior=_UNSET) -> dict | None:
+    prior = _prior_by_codes(tables["s2"], index, factorized) if prior is _UNSET else prior
     real = index.clock_sums(tables["s4"], "legal_country_iso", "zone_site_count", factorized)
     if prior is None or real is None:
         return None
-    observed = np.bincount(index.kz_cid[prior[1]], minlength=index.u_countries.size) > 0
     sums, present = real
-    return {"prior": index.mean_jsd(*prior, observed),
+    return {"prior": prior,
             "realised": index.mean_jsd(sums, present, index.per_country(sums) >= REALISED_MIN_OUTLETS),
             "total": float(sums[present].sum()),
             "unpopulated": int(sums[present & ~index.in_pop[index.kz_to_u]].sum())}
 
 
-def fidelity_metrics(tables: Mapping[str, pd.DataFrame], evidence, factorized=None) -> dict:
+def fidelity_metrics(tables: Mapping[str, pd.DataFrame], evidence, factorized=None, prior=_UNSET) -> dict:
     """The ``fidelity`` section of the metric pack; reads ``s2[country_iso, tzid, share_effective]``
     and ``s4[legal_country_iso, tzid, zone_site_count]`` only (``factorized``: the pack's
-    engine.metrics.keys.Factorized, to share its column codes)."""
+    engine.metrics.keys.Factorized, to share its column codes; ``prior``: :func:`prior_fidelity` of the same S2 and
+    evidence, measured before)."""
     index = evidence_index(evidence)
-    part = _by_codes(tables, index, factorized)
+    part = _by_codes(tables, index, factorized, prior)
     if part is None:
         part = _by_strings(tables, evidence, index)
     total, unpop = part["total"], part["unpopulated"]

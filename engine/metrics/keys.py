@@ -27,7 +27,7 @@ _ARROW_CODES: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
 # rank_codes' vocabularies by the identity of the distinct values they were built from (most recent last): the
 # chain's tables share their key columns' factorize results, so one candidate after another asks for the same.
-_RANKS: OrderedDict[tuple[int, ...], tuple[tuple[np.ndarray, ...], list[np.ndarray]]] = OrderedDict()
+_RANKS: OrderedDict[tuple[int, ...], tuple[tuple[np.ndarray, ...], np.ndarray, list[np.ndarray]]] = OrderedDict()
 _RANKS_LOCK = threading.Lock()
 RANKS_REMEMBERED = 64
 
@@ -71,8 +71,8 @@ class Factorized:
         return self._memo[key][1]
 
 
-def _rank_maps(uniques: list[np.ndarray]) -> list[np.ndarray]:
-    """Each column's distinct values' ranks (int32) in the columns' shared sorted vocabulary. Remembered while
+def _vocabulary(uniques: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The columns' shared sorted vocabulary and each column's distinct values' ranks (int32) in it. Remembered while
     the arrays are read-only ones (``factorize``'s): the entry holds them, so their ids stay theirs."""
     remember = all(not u.flags.writeable for u in uniques)
     key = tuple(id(u) for u in uniques)
@@ -80,22 +80,43 @@ def _rank_maps(uniques: list[np.ndarray]) -> list[np.ndarray]:
         hit = _RANKS.get(key) if remember else None
         if hit is not None:
             _RANKS.move_to_end(key)
-            return hit[1]
+            return hit[1], hit[2]
     vocab = np.unique(np.concatenate(uniques)) if uniques else np.zeros(0, dtype=str)
     maps = [np.searchsorted(vocab, u).astype(np.int32) for u in uniques]
     if remember:
+        vocab.flags.writeable = False
         with _RANKS_LOCK:
-            _RANKS[key] = (tuple(uniques), maps)
+            _RANKS[key] = (tuple(uniques), vocab, maps)
             while len(_RANKS) > RANKS_REMEMBERED:
                 _RANKS.popitem(last=False)
-    return maps
+    return vocab, maps
 
 
 def rank_codes(factorized: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
     """Rank codes (int32) in one shared sorted vocabulary of the factorized columns: equal strings
     have equal codes across columns, and code order is string order."""
-    maps = _rank_maps([u for _, u in factorized])
-    return [m[c] for m, (c, _) in zip(maps, factorized)]
+    return vocabulary_codes(factorized)[0]
+
+
+def vocabulary_codes(factorized: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[list[np.ndarray], np.ndarray]:
+    """``rank_codes`` and the sorted vocabulary they rank in (read-only when remembered)."""
+    vocab, maps = _vocabulary([u for _, u in factorized])
+    return [m[c] for m, (c, _) in zip(maps, factorized)], vocab
+
+
+def codes_in(vocab: np.ndarray, column) -> np.ndarray:
+    """A string column's codes against a sorted ``vocab`` made without it: a value in ``vocab`` gets its rank, a value
+    outside it ``len(vocab)`` + its rank among the column's values outside. Equal strings get equal codes, and a value
+    outside never shares a code with one inside (code order is string order within each of the two)."""
+    codes, uniques = factorize(column)
+    pos = np.searchsorted(vocab, uniques)
+    inside = pos < len(vocab)
+    inside[inside] = vocab[pos[inside]] == uniques[inside]
+    ranks = pos.astype(np.int32)
+    if not inside.all():
+        outside = np.unique(uniques[~inside])
+        ranks[~inside] = len(vocab) + np.searchsorted(outside, uniques[~inside]).astype(np.int32)
+    return ranks[codes]
 
 
 def string_codes(columns: Sequence) -> list[np.ndarray]:

@@ -1,8 +1,7 @@
 """The metric pack (METRICS.md §1-§7): pure, vectorised functions over the five realism surfaces.
 
-``metric_pack(tables)`` reads ``tables["s1" | "s2" | "s3" | "s4" | "zone_alloc"]`` and returns ``{"s1": {...},
-"s2": {...}, "s3": {...}, "s4": {...}, "zone_alloc": {...}}`` with JSON-native values (int, float, bool, str,
-list, dict). No IO.
+``metric_pack(tables)`` reads ``tables["s1" | "s2" | "s3" | "s4" | "zone_alloc"]`` and returns ``{"s1": {...}, ...,
+"zone_alloc": {...}}`` with JSON-native values (int, float, bool, str, list, dict). No IO.
 
 Input contract: only the columns of ``REQUIRED_COLUMNS`` are read (plus zone_alloc's ``site_count`` when present),
 so the states' lineage-free *core* tables (the published tables minus their constant lineage columns; zone_alloc's
@@ -362,12 +361,12 @@ def metric_pack(tables: Mapping[str, pd.DataFrame], evidence=None, sections: Map
     """The full pack: ``{"s1", "s2", "s3", "s4", "zone_alloc"}`` sections (METRICS §1-§7), plus
     ``fidelity`` (engine.metrics.fidelity) when the world's population evidence is given.
 
-    Reads only ``REQUIRED_COLUMNS`` (and zone_alloc's ``site_count`` when present): the
-    lineage-free core tables of the states give the same pack as the published tables (the
-    constant lineage columns are never read). Countries and zones are reduced to integer codes
-    once, shared by all sections; no per-row Python objects. ``sections``: s1/s2/s3 sections already measured
-    on these tables by ``s1_metrics`` etc. (the chain caches them by content); each equals the pack's
-    own (a section groups rows by equal codes, in first-appearance order: any vocabulary gives the same)."""
+    Reads only ``REQUIRED_COLUMNS`` (and zone_alloc's ``site_count`` when present): the lineage-free core tables
+    of the states give the same pack as the published tables (the constant lineage columns are never read).
+    Countries and zones are reduced to integer codes once, shared by all sections; no per-row Python objects.
+    ``sections``: s1/s2/s3 sections (``s1_metrics`` etc.) and ``fidelity_prior`` (``fidelity.prior_fidelity``)
+    already measured on these tables (the chain caches them by content); each equals the pack's own (a section
+    groups rows by equal codes, in first-appearance order: any vocabulary gives the same)."""
     given = dict(sections or {})
     for name in TABLE_NAMES:
         if name not in tables or tables[name] is None:
@@ -386,7 +385,8 @@ def metric_pack(tables: Mapping[str, pd.DataFrame], evidence=None, sections: Map
     if evidence is not None:
         from engine.metrics.fidelity import fidelity_metrics
 
-        pack["fidelity"] = fidelity_metrics(tables, evidence, factorized)
+        prior = {"prior": given["fidelity_prior"]} if "fidelity_prior" in given else {}
+        pack["fidelity"] = fidelity_metrics(tables, evidence, factorized, **prior)
     return pack
 
 

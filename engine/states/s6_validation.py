@@ -21,6 +21,7 @@ pass this module used to be: tests/engine/test_s6_pinned.py).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
@@ -74,18 +75,31 @@ class Findings:
 
 
 class _Coded:
-    """The core tables' keys as integer codes (one country and one tzid vocabulary for all)."""
+    """The tables' keys as integer codes (one country and one tzid vocabulary for all): merchant ids as uint64,
+    strings as ranks in the vocabularies of S1-S3, the events and the universe (S4's against those,
+    :func:`keys.codes_in`)."""
 
-    def __init__(self, tables: Mapping[str, pd.DataFrame], events: pd.DataFrame, universe: pd.DataFrame) -> None:
-        s1, s2, s3, s4 = (tables[k] for k in ("s1", "s2", "s3", "s4"))
-        c = keys.string_codes([s1["legal_country_iso"], s2["country_iso"], s3["legal_country_iso"],
-                               s4["legal_country_iso"], events["country_iso"], universe["country_iso"]])
-        t = keys.string_codes([s2["tzid"], s3["tzid"], s4["tzid"], universe["tzid"]])
-        m = [np.asarray(f["merchant_id"].to_numpy(), dtype=np.uint64) for f in (s1, s3, s4, events)]
-        self.s1, self.events = (m[0], c[0]), (m[3], c[4])
-        self.s2, self.universe = (c[1], t[0]), (c[5], t[3])
-        self.s3, self.s4 = (m[1], c[2], t[1]), (m[2], c[3], t[2])
-        self.escalated = s1["is_escalated"].to_numpy(dtype=bool)
+    def __init__(self, **keyed) -> None:
+        self.s1 = self.s2 = self.s3 = self.s4 = self.events = self.universe = self.escalated = None
+        self.__dict__.update(keyed)
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """CHK_S1..CHK_S3 on the S1-S3 tables and the RNG events, and what S4's checks compare against: one per S1-S3
+    outcome, shared by every S4 candidate of it (the chain's ``S6.upstream`` state). Read-only."""
+    rows: tuple[dict, ...]
+    counts: tuple[tuple[str, int], ...]
+    countries: np.ndarray   # the sorted vocabularies the codes rank in
+    tzids: np.ndarray
+    coded: _Coded           # s1, s2 and escalated
+    expected: tuple[np.ndarray, np.ndarray, np.ndarray]   # D_esc x Z(c)
+    sites: np.ndarray       # S1's site_count as float64, NaN appended (a pair without an S1 row)
+    metrics: tuple[tuple[str, int], ...]
+
+
+def _merchants(frame: pd.DataFrame) -> np.ndarray:
+    return np.asarray(frame["merchant_id"].to_numpy(), dtype=np.uint64)
 
 
 def _check_s0(found: Findings, identity: dict, receipt: dict, sealed: list[dict], policy_digests: dict) -> None:
@@ -196,42 +210,73 @@ def _s1_rows_of(pairs, coded: _Coded) -> np.ndarray:
     return keys.find_rows(pairs, coded.s1)
 
 
-def _check_s4_conservation(found: Findings, s1: pd.DataFrame, s4: pd.DataFrame, coded: _Coded) -> None:
+def _check_s4_conservation(found: Findings, s4: pd.DataFrame, sites: np.ndarray, coded: _Coded) -> None:
     gid, n, first = keys.groups(coded.s4[:2])
     counts = s4["zone_site_count"].to_numpy()
     tot = np.bincount(gid, weights=counts.astype(np.float64), minlength=n)
     rep = s4["zone_site_count_sum"].to_numpy()[first]
-    sites = np.append(s1["site_count"].to_numpy(dtype=np.float64), np.nan)
     n1 = sites[_s1_rows_of([k[first] for k in coded.s4[:2]], coded)]  # -1 (no S1 row) -> NaN: a mismatch
     found.add("CHK_S4_COUNT_CONSERVATION", "S4_COUNT_CONSERVATION", int(((tot != rep) | (rep != n1)).sum()),
               "counts not conserved")
 
 
-def validate_core(identity: dict, receipt: dict, sealed: list[dict], tables: Mapping[str, pd.DataFrame],
-                  events: pd.DataFrame, trace_totals: dict, policy_digests: dict, state_status: Mapping,
-                  universe: pd.DataFrame) -> Findings:
-    """CHK_S0..CHK_S4 and the S1..S4 state-status consistency.
-
-    ``tables``: "s1", "s2", "s3", "s4", core or published. Columns read: s1 merchant_id,
-    legal_country_iso, site_count, zone_count_country, is_escalated; s2 country_iso, tzid,
-    alpha_effective, alpha_sum_country; s3 merchant_id, legal_country_iso, tzid, share_drawn;
-    s4 merchant_id, legal_country_iso, tzid, zone_site_count, zone_site_count_sum."""
-    s1, s2, s3, s4 = (tables[k] for k in ("s1", "s2", "s3", "s4"))
+def check_upstream(s1: pd.DataFrame, s2: pd.DataFrame, s3: pd.DataFrame, events: pd.DataFrame, trace_totals: dict,
+                   universe: pd.DataFrame) -> Upstream:
+    """CHK_S1, CHK_S2 and CHK_S3 (the events with their trace totals): no S4, no policy. Columns read: s1
+    merchant_id, legal_country_iso, site_count, zone_count_country, is_escalated; s2 country_iso, tzid,
+    alpha_effective, alpha_sum_country; s3 merchant_id, legal_country_iso, tzid, share_drawn."""
+    (c1, c2, c3, ce, cu), countries = keys.vocabulary_codes([keys.factorize(col) for col in (
+        s1["legal_country_iso"], s2["country_iso"], s3["legal_country_iso"], events["country_iso"],
+        universe["country_iso"])])
+    (t2, t3, tu), tzids = keys.vocabulary_codes([keys.factorize(col) for col in (s2["tzid"], s3["tzid"],
+                                                                                  universe["tzid"])])
+    coded = _Coded(s1=(_merchants(s1), c1), s2=(c2, t2), s3=(_merchants(s3), c3, t3), events=(_merchants(events), ce),
+                   universe=(cu, tu), escalated=s1["is_escalated"].to_numpy(dtype=bool))
     found = Findings()
-    _check_s0(found, identity, receipt, sealed, policy_digests)
-    coded = _Coded(tables, events, universe)
     _check_s1(found, s1, coded)
     _check_s2(found, s2, coded)
     expected = _expected_triplets(coded)
     _check_zone_table(found, "CHK_S3_DOMAIN_ALIGNMENT", "S3", coded.s3, expected, coded)
     _check_s3_shares(found, s3, coded)
     _check_events(found, events, trace_totals, coded)
-    _check_zone_table(found, "CHK_S4_DOMAIN_ALIGNMENT", "S4", coded.s4, expected, coded)
-    _check_s4_conservation(found, s1, s4, coded)
+    for a in (*expected, *coded.s1, *coded.s2, coded.escalated):
+        a.flags.writeable = False
+    return Upstream(rows=tuple(found.rows), counts=tuple(found.counts.items()), countries=countries, tzids=tzids,
+                    coded=_Coded(s1=coded.s1, s2=coded.s2, escalated=coded.escalated), expected=expected,
+                    sites=np.append(s1["site_count"].to_numpy(dtype=np.float64), np.nan),
+                    metrics=(("pairs_total", len(s1)), ("pairs_escalated", int(coded.escalated.sum())),
+                             ("s3_rows", len(s3)), ("rng_event_rows", len(events))))
+
+
+def validate_s4(identity: dict, receipt: dict, sealed: list[dict], upstream: Upstream, s4: pd.DataFrame,
+                policy_digests: dict, state_status: Mapping) -> Findings:
+    """CHK_S0, the upstream checks' findings, CHK_S4 and the S1..S4 state-status consistency, in check order. ``s4``
+    core or published (merchant_id, legal_country_iso, tzid, zone_site_count, zone_site_count_sum)."""
+    found = Findings()
+    _check_s0(found, identity, receipt, sealed, policy_digests)
+    found.rows += [dict(row) for row in upstream.rows]
+    for check, n in upstream.counts:
+        found.counts[check] += n
+    up = upstream.coded
+    coded = _Coded(s1=up.s1, s2=up.s2, escalated=up.escalated, s4=(
+        _merchants(s4), keys.codes_in(upstream.countries, s4["legal_country_iso"]),
+        keys.codes_in(upstream.tzids, s4["tzid"])))
+    _check_zone_table(found, "CHK_S4_DOMAIN_ALIGNMENT", "S4", coded.s4, upstream.expected, coded)
+    _check_s4_conservation(found, s4, upstream.sites, coded)
     found.status_consistency(state_status, ("S1", "S2", "S3", "S4"))
-    found.metrics = {"pairs_total": len(s1), "pairs_escalated": int(coded.escalated.sum()), "s3_rows": len(s3),
-                     "s4_rows": len(s4), "rng_event_rows": len(events)}
+    m = dict(upstream.metrics)
+    found.metrics = {"pairs_total": m["pairs_total"], "pairs_escalated": m["pairs_escalated"],
+                     "s3_rows": m["s3_rows"], "s4_rows": len(s4), "rng_event_rows": m["rng_event_rows"]}
     return found
+
+
+def validate_core(identity: dict, receipt: dict, sealed: list[dict], tables: Mapping[str, pd.DataFrame],
+                  events: pd.DataFrame, trace_totals: dict, policy_digests: dict, state_status: Mapping,
+                  universe: pd.DataFrame) -> Findings:
+    """CHK_S0..CHK_S4 and the S1..S4 state-status consistency: :func:`check_upstream` then :func:`validate_s4`.
+    ``tables``: "s1", "s2", "s3", "s4", core or published."""
+    upstream = check_upstream(tables["s1"], tables["s2"], tables["s3"], events, trace_totals, universe)
+    return validate_s4(identity, receipt, sealed, upstream, tables["s4"], policy_digests, state_status)
 
 
 def _not_equal_count(values: pd.Series, expected: str) -> int:

@@ -83,19 +83,21 @@ def test_cache_floor_change_reuses_world_seal_and_s1(policies, cache):
     assert res.reused == {"S0.world", "S1.domain", "S1", "S3.keys", "S3.plan", "metrics.s1"}
     again = run_chain(cand, 42, cache=cache)
     assert again.reused == {"S0.world", "S1.domain", "S1", "S2", "S3.keys", "S3.plan", "S3", "S4.rounding", "S4",
-                            "metrics.s1", "metrics.s2", "metrics.s3"}
+                            "metrics.s1", "metrics.s2", "metrics.s3", "metrics.prior", "S6.upstream"}
     assert again.flag == res.flag
     # an S3-only change reuses S1 and S2, recomputes S3 onwards
     mix = yaml.safe_load(policies.raw["zone_mixture_policy"])
     mix["s3_dispersion"].update(enabled=True, concentration_scale=0.5)
     res3 = run_chain(policies.replace(zone_mixture_policy=dump_yaml(mix)), 42, cache=cache)
-    assert res3.reused == {"S0.world", "S1.domain", "S1", "S2", "S3.keys", "S3.plan", "metrics.s1", "metrics.s2"}
+    assert res3.reused == {"S0.world", "S1.domain", "S1", "S2", "S3.keys", "S3.plan", "metrics.s1", "metrics.s2",
+                           "metrics.prior"}
 
 
 @pytest.mark.parametrize("seed", [42, 7])
 def test_s4_candidates_share_the_rounding_and_equal_a_run_without_a_cache(policies, cache, seed):
-    # S4.rounding reads S3's shares only: every safeguard candidate of a seed reuses it, and each candidate's tables
-    # and seal equal its own run from scratch (the rank by share, drawn on first use, is kept with it)
+    # S4.rounding reads S3's shares only: every safeguard candidate of a seed reuses it (and S6's checks of S1-S3),
+    # and each candidate's tables, S6 findings and seal equal its own run from scratch (the rank by share, drawn on
+    # first use, is kept with it)
     run_chain(policies, seed, cache=cache)
     mix = yaml.safe_load(policies.raw["zone_mixture_policy"])
     for i, (forced, stochastic) in enumerate(((1, False), (2, True), (0, True), (2, False))):
@@ -104,8 +106,10 @@ def test_s4_candidates_share_the_rounding_and_equal_a_run_without_a_cache(polici
                                            stochastic_rounding=stochastic))
         cand = policies.replace(zone_mixture_policy=dump_yaml(doc))
         res = run_chain(cand, seed, cache=cache)
-        assert {"S3", "S4.rounding"} <= res.reused and "S4" not in res.reused
+        assert {"S3", "S4.rounding", "S6.upstream"} <= res.reused and "S4" not in res.reused
         fresh = run_chain(cand, seed)
+        found, alone = res.publish_inputs.s6_core, fresh.publish_inputs.s6_core
+        assert (found.rows, found.counts, found.metrics) == (alone.rows, alone.counts, alone.metrics)
         assert res.flag == fresh.flag and res.cores["s4"].equals(fresh.cores["s4"]) and res.counters == fresh.counters
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from engine.states import s6_validation
@@ -90,3 +92,42 @@ def test_steps_own_their_checks_and_finish_composes_them(name):
     got = outputs(*s6_validation.finish(a["identity"], core, egress))
     assert got["report_json"] == PINNED[name]["report_json"]
     assert got["issues_parquet_sha256"] == PINNED[name]["issues_parquet_sha256"]
+
+
+def _upstream_then_s4(a: dict, s4):
+    up = s6_validation.check_upstream(*(a["tables"][k] for k in ("s1", "s2", "s3")), a["events"], a["trace_totals"],
+                                      a["universe"])
+    return up, s6_validation.validate_s4(a["identity"], a["receipt"], a["sealed"], up, s4, a["policy_digests"],
+                                         a["state_status"])
+
+
+@pytest.mark.parametrize("name", ["normal", "s4_missing", "s4_stray_zone", "s4_count", "s4_shuffled",
+                                  "s3_stray_zone+s4_extra_pair", "s1_zone_count+s4_reported"])
+def test_one_upstream_serves_every_s4_table_of_its_s1_to_s3(name):
+    """The chain keeps S6.upstream while S1-S3 are unchanged: checking a tampered S4 against the upstream of the
+    untampered S1-S3 gives validate_core's findings, and leaves that upstream as it was (its arrays are read-only)."""
+    normal, a = case_inputs(name.split("+")[0] if name.startswith("s1") else "normal"), case_inputs(name)
+    if name.startswith("s3"):
+        normal = a
+    up, _ = _upstream_then_s4(normal, normal["tables"]["s4"])
+    kept = (up.rows, up.counts, [x.copy() for x in up.expected])
+    found = s6_validation.validate_s4(a["identity"], a["receipt"], a["sealed"], up, a["tables"]["s4"],
+                                      a["policy_digests"], a["state_status"])
+    whole = s6_validation.validate_core(*(a[k] for k in CORE_ARGS))
+    assert (found.rows, found.counts, found.metrics) == (whole.rows, whole.counts, whole.metrics)
+    assert (up.rows, up.counts) == kept[:2] and all(np.array_equal(x, y) for x, y in zip(up.expected, kept[2]))
+    assert not any(x.flags.writeable for x in (*up.expected, *up.coded.s1, *up.coded.s2, up.coded.escalated))
+
+
+def test_an_s4_row_outside_every_upstream_vocabulary_is_found():
+    """A country and a tzid no upstream table has: codes after the vocabulary's, never equal to one of its codes."""
+    a = case_inputs("normal")
+    s4 = a["tables"]["s4"]
+    row = s4.iloc[[0]].copy()
+    row["legal_country_iso"], row["tzid"] = "ZZ", "Nowhere/Zone"
+    s4 = pd.concat([s4, row.astype(s4.dtypes.to_dict())], ignore_index=True)
+    _, found = _upstream_then_s4(a, s4)
+    assert {c: n for c, n in found.counts.items() if n} == {"CHK_S4_DOMAIN_ALIGNMENT": 2,
+                                                           "CHK_S4_COUNT_CONSERVATION": 1,
+                                                           "CHK_STATE_STATUS_CONSISTENCY": 1}
+    assert "S4_TZID_OUT_OF_UNIVERSE" in {r["issue_code"] for r in found.rows}

@@ -72,3 +72,28 @@ def test_a_remembered_vocabulary_is_only_reused_for_the_arrays_it_was_built_from
     for i in range(keys.RANKS_REMEMBERED + 5):                              # bounded
         keys.string_codes([take_strings(np.array([f"X{i}"], dtype=object), np.array([0]))])
     assert len(keys._RANKS) <= keys.RANKS_REMEMBERED
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(["AA", "BB", "CC", "Z/a", "Europe/Paris"]), max_size=8, unique=True),
+       st.lists(st.sampled_from(["AA", "BB", "CC", "DD", "Z/a", "Nowhere/Zone", "", "a"]), max_size=30))
+def test_codes_in_a_vocabulary_made_without_the_column(vocab_values, values):
+    vocab = np.unique(np.asarray(vocab_values, dtype=str))
+    for column in (take_strings(np.asarray(values, dtype=object), np.arange(len(values))),
+                   pd.Series(values, dtype=object)):
+        codes = keys.codes_in(vocab, column)
+        assert codes.dtype == np.int32 and len(codes) == len(values)
+        for i, v in enumerate(values):   # a value in the vocabulary gets its rank, one outside comes after them all
+            assert codes[i] == (int(np.searchsorted(vocab, v)) if v in vocab_values else codes[i])
+            assert (codes[i] < len(vocab)) == (v in vocab_values)
+            assert all((codes[i] == codes[j]) == (v == values[j]) for j in range(len(values)))
+        outside = sorted({v for v in values if v not in vocab_values})
+        assert sorted({int(c) for c in codes if c >= len(vocab)}) == list(range(len(vocab), len(vocab) + len(outside)))
+
+
+def test_vocabulary_codes_rank_in_the_vocabulary_they_return():
+    a, b = (keys.factorize(pd.Series(v, dtype=object)) for v in (["BB", "AA", "BB"], ["CC", "AA"]))
+    (ca, cb), vocab = keys.vocabulary_codes([a, b])
+    assert vocab.tolist() == ["AA", "BB", "CC"] and ca.tolist() == [1, 0, 1] and cb.tolist() == [2, 0]
+    assert not vocab.flags.writeable                     # remembered (factorize's read-only arrays): shared
+    assert keys.vocabulary_codes([a, b])[1] is vocab
