@@ -183,7 +183,9 @@ def test_a_pack_with_cached_sections_equals_the_pack_measured_whole(policies, ca
     mix = yaml.safe_load(policies.raw["zone_mixture_policy"])
     s4 = dict(mix, s4_safeguards=dict(mix["s4_safeguards"], enabled=not mix["s4_safeguards"].get("enabled", False)))
     s3 = dict(mix, s3_dispersion=dict(mix["s3_dispersion"], enabled=True, concentration_scale=0.5))
-    for doc, kept in ((s4, {"metrics.s1", "metrics.s2", "metrics.s3"}), (s3, {"metrics.s1", "metrics.s2"})):
+    # (the fidelity section's S2 part, metrics.prior, kept in both)
+    for doc, kept in ((s4, {"metrics.s1", "metrics.s2", "metrics.s3", "metrics.prior"}),
+                      (s3, {"metrics.s1", "metrics.s2", "metrics.prior"})):
         res = run_chain(policies.replace(zone_mixture_policy=dump_yaml(doc)), 7, cache=cache)
         assert kept <= res.reused and not ({"metrics.s1", "metrics.s2", "metrics.s3"} - kept) & res.reused
         assert res.pack == metric_pack(res.cores, world.evidence)
