@@ -15,6 +15,7 @@ import pandas as pd
 from engine.core.errors import E_POLICY_VALUES, EngineError
 from engine.core.detmath import c_pow
 from engine.core.gamma import dirichlet_from_uniforms
+from engine.metrics.keys import small_int_codes
 from engine.states.common import ZoneLayout, group_sum
 from engine.states.s3_plan import DrawPlan, check_prior_surface
 
@@ -32,7 +33,11 @@ def size_factor(sites: np.ndarray, disp: dict) -> np.ndarray:
     if beta == 0.0:
         return np.ones(len(sites))
     ref = float(disp.get("site_reference", 10))
-    return c_pow(np.asarray(sites, dtype=np.float64) / ref, beta)   # numpy's power is CPU-dispatched
+    sites = np.asarray(sites)
+    if sites.dtype.kind in "iu":   # the C library's pow (numpy's is CPU-dispatched) once per distinct site count
+        distinct, inverse = small_int_codes(sites.astype(np.int64))
+        return c_pow(distinct.astype(np.float64) / ref, beta)[inverse]
+    return c_pow(sites.astype(np.float64) / ref, beta)
 
 
 def dispersed_alphas(layout: ZoneLayout, alpha: np.ndarray, alpha_sum: np.ndarray, disp: dict,

@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings, strategies as st
 import yaml
 
 from engine.core.detmath import c_pow
@@ -97,6 +98,14 @@ def test_off_draw_is_byte_identical(extra):
     pd.testing.assert_frame_equal(shares, base_shares, check_exact=True)
     pd.testing.assert_frame_equal(events, base_events, check_exact=True)
     assert shares["share_drawn"].to_numpy().tobytes() == base_shares["share_drawn"].to_numpy().tobytes()
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(1, 3_000_000), min_size=0, max_size=60), st.floats(0.05, 2.0), st.integers(1, 60))
+def test_size_factor_is_the_c_librarys_pow_of_each_site_count(sites, beta, ref):
+    """Once per distinct site count (small ones counted, large ones sorted), each pair's the C library's pow."""
+    got = size_factor(np.array(sites, dtype=np.int64), {"site_elasticity": beta, "site_reference": ref})
+    assert got.tolist() == [math.pow(n / ref, beta) for n in sites]
 
 
 def test_size_factor_golden():
