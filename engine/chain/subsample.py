@@ -83,7 +83,8 @@ def merchant_strata(catalogue: pd.DataFrame) -> pd.DataFrame:
     starts = np.flatnonzero(np.r_[True, mids[1:] != mids[:-1]])
     totals = np.add.reduceat(sites, starts)
     merchants = mids[starts]
-    band = np.minimum(np.frexp(np.maximum(totals, 1).astype(np.float64))[1].astype(np.int64) - 1, BANDS - 1)  # floor(log2)
+    exponent = np.frexp(np.maximum(totals, 1).astype(np.float64))[1]   # n = m 2^e, m in [0.5, 1): floor(log2 n) = e - 1
+    band = np.minimum(exponent.astype(np.int64) - 1, BANDS - 1)         # exact (numpy's log2 is CPU-dispatched)
     return pd.DataFrame({"merchant_id": merchants, "home": names[codes[home_rows]], "band": band,
                          "u": keyed_uniforms(merchants)})
 

@@ -69,9 +69,9 @@ def det_exp(y) -> np.ndarray:
 # numpy's float64 ``power`` and ``log2`` are CPU-dispatched like its log and exp: on a machine whose numpy finds
 # AVX-512 (AVX512_SKX / AVX512_ICL) they run SIMD routines whose last bits differ from the C library's, which is
 # what numpy runs elsewhere and what every pinned fixture and published figure of this engine was made with (a
-# fresh machine with AVX512_ICL drew other S3 shares through the size law's power). These call the C library
-# (glibc's pow and log2, the same on every x86-64 machine that has FMA) one element at a time: the arrays they
-# serve are a row per pair or per (country, clock), not per outlet.
+# fresh machine with AVX512_ICL drew other S3 shares through the size law's power). These call the C library's
+# (glibc's, whose results the fixtures of the machines before reproduce) one element at a time: the arrays they
+# serve are a row per distinct site count, per pair or per (country, clock), not per outlet.
 
 def c_pow(x, y: float) -> np.ndarray:
     """``x ** y`` for float64 ``x`` (any shape) and a scalar ``y``, by the C library's ``pow``: the same bits on every

@@ -239,11 +239,11 @@ def check_upstream(s1: pd.DataFrame, s2: pd.DataFrame, s3: pd.DataFrame, events:
     _check_zone_table(found, "CHK_S3_DOMAIN_ALIGNMENT", "S3", coded.s3, expected, coded)
     _check_s3_shares(found, s3, coded)
     _check_events(found, events, trace_totals, coded)
-    for a in (*expected, *coded.s1, *coded.s2, coded.escalated):
+    sites = np.append(s1["site_count"].to_numpy(dtype=np.float64), np.nan)
+    for a in (*expected, *coded.s1, *coded.s2, coded.escalated, sites, countries, tzids):   # kept for every S4
         a.flags.writeable = False
     return Upstream(rows=tuple(found.rows), counts=tuple(found.counts.items()), countries=countries, tzids=tzids,
-                    coded=_Coded(s1=coded.s1, s2=coded.s2, escalated=coded.escalated), expected=expected,
-                    sites=np.append(s1["site_count"].to_numpy(dtype=np.float64), np.nan),
+                    coded=_Coded(s1=coded.s1, s2=coded.s2, escalated=coded.escalated), expected=expected, sites=sites,
                     metrics=(("pairs_total", len(s1)), ("pairs_escalated", int(coded.escalated.sum())),
                              ("s3_rows", len(s3)), ("rng_event_rows", len(events))))
 

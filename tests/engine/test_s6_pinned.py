@@ -116,7 +116,8 @@ def test_one_upstream_serves_every_s4_table_of_its_s1_to_s3(name):
     whole = s6_validation.validate_core(*(a[k] for k in CORE_ARGS))
     assert (found.rows, found.counts, found.metrics) == (whole.rows, whole.counts, whole.metrics)
     assert (up.rows, up.counts) == kept[:2] and all(np.array_equal(x, y) for x, y in zip(up.expected, kept[2]))
-    assert not any(x.flags.writeable for x in (*up.expected, *up.coded.s1, *up.coded.s2, up.coded.escalated))
+    assert not any(x.flags.writeable for x in (*up.expected, *up.coded.s1, *up.coded.s2, up.coded.escalated, up.sites,
+                                               up.countries, up.tzids))
 
 
 def test_an_s4_row_outside_every_upstream_vocabulary_is_found():
