@@ -40,6 +40,17 @@ def size_factor(sites: np.ndarray, disp: dict) -> np.ndarray:
     return c_pow(sites.astype(np.float64) / ref, beta)
 
 
+def _powered(values: np.ndarray, power: float, row_prior: np.ndarray) -> np.ndarray:
+    """``c_pow(values, power)`` computed once per S2 row when every row's value is its prior row's (as S3's alpha
+    shares are), else per row: the same bits either way (the C library's pow reads the value alone)."""
+    distinct, inverse = small_int_codes(np.asarray(row_prior, dtype=np.int64))
+    per_prior = np.empty(distinct.size, dtype=np.float64)
+    per_prior[inverse] = values
+    if np.array_equal(per_prior[inverse], values):
+        return c_pow(per_prior, power)[inverse]
+    return c_pow(values, power)
+
+
 def dispersed_alphas(layout: ZoneLayout, alpha: np.ndarray, alpha_sum: np.ndarray, disp: dict,
                      jitter_u: np.ndarray) -> np.ndarray:
     """Per-row alpha' after the s3_dispersion transform (identity when disabled)."""
@@ -49,7 +60,7 @@ def dispersed_alphas(layout: ZoneLayout, alpha: np.ndarray, alpha_sum: np.ndarra
     s = alpha / alpha_sum
     temp = float(disp["alpha_temperature"])
     if abs(temp - 1.0) > 1e-12:
-        s = c_pow(np.maximum(s, 1e-15), temp)
+        s = _powered(np.maximum(s, 1e-15), temp, layout.row_prior)
         s = s / np.repeat(group_sum(s, starts), sizes)
     mj, clip = float(disp["merchant_jitter"]), float(disp["merchant_jitter_clip"])
     jitter = np.clip((2.0 * jitter_u - 1.0) * mj, -clip, clip)

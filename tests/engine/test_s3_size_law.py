@@ -20,7 +20,7 @@ from engine.policies.authoring import dump_yaml
 from engine.states import s3_plan
 from engine.states.common import group_sum, zone_layout
 from engine.states.s3_plan import draw_plan
-from engine.states.s3_shares import dispersed_alphas, draw_shares, size_factor
+from engine.states.s3_shares import _powered, dispersed_alphas, draw_shares, size_factor
 
 
 def _pre_size_law_dispersed_alphas(layout, alpha, alpha_sum, disp, jitter_u):
@@ -106,6 +106,16 @@ def test_size_factor_is_the_c_librarys_pow_of_each_site_count(sites, beta, ref):
     """Once per distinct site count (small ones counted, large ones sorted), each pair's the C library's pow."""
     got = size_factor(np.array(sites, dtype=np.int64), {"site_elasticity": beta, "site_reference": ref})
     assert got.tolist() == [math.pow(n / ref, beta) for n in sites]
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(0, 40), min_size=1, max_size=80), st.floats(0.2, 3.0), st.booleans())
+def test_the_temperature_power_is_each_rows_c_library_pow(row_prior, power, per_prior):
+    """Once per S2 row when each row's value is its prior's (S3's alpha shares), per row otherwise: the same bits."""
+    rp = np.array(row_prior, dtype=np.int64)
+    rng = np.random.default_rng(len(row_prior))
+    values = rng.uniform(1e-6, 1.0, 41)[rp] if per_prior else rng.uniform(1e-6, 1.0, len(rp))
+    assert _powered(values, power, rp).tolist() == [math.pow(v, power) for v in values]
 
 
 def test_size_factor_golden():
