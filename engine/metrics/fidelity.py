@@ -142,8 +142,8 @@ _UNSET = object()
 
 def _by_codes(tables: Mapping[str, pd.DataFrame], index: EvidenceIndex, factorized=None, prior=_UNSET) -> dict | None:
     prior = _prior_by_codes(tables["s2"], index, factorized) if prior is _UNSET else prior
-    real = index.clock_sums(tables["s4"], "legal_country_iso", "zone_site_count", factorized)
-    if prior is None or real is None:
+    real = None if prior is None else index.clock_sums(tables["s4"], "legal_country_iso", "zone_site_count", factorized)
+    if real is None:   # S2's or S4's zones are not all in Z(c): the strings serve
         return None
     sums, present = real
     return {"prior": prior,

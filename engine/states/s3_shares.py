@@ -35,7 +35,7 @@ def size_factor(sites: np.ndarray, disp: dict) -> np.ndarray:
     ref = float(disp.get("site_reference", 10))
     sites = np.asarray(sites)
     if sites.dtype.kind in "iu":   # the C library's pow (numpy's is CPU-dispatched) once per distinct site count
-        distinct, inverse = small_int_codes(sites.astype(np.int64))
+        distinct, inverse = small_int_codes(np.asarray(sites, dtype=np.int64))
         return c_pow(distinct.astype(np.float64) / ref, beta)[inverse]
     return c_pow(sites.astype(np.float64) / ref, beta)
 

@@ -74,14 +74,18 @@ class Findings:
                 self.add("CHK_STATE_STATUS_CONSISTENCY", "STATE_STATUS_MISMATCH", 1, f"{state} status disagrees")
 
 
+@dataclass(frozen=True)
 class _Coded:
     """The tables' keys as integer codes (one country and one tzid vocabulary for all): merchant ids as uint64,
     strings as ranks in the vocabularies of S1-S3, the events and the universe (S4's against those,
-    :func:`keys.codes_in`)."""
-
-    def __init__(self, **keyed) -> None:
-        self.s1 = self.s2 = self.s3 = self.s4 = self.events = self.universe = self.escalated = None
-        self.__dict__.update(keyed)
+    :func:`keys.codes_in`). A check reads the tables it needs."""
+    s1: tuple | None = None
+    s2: tuple | None = None
+    s3: tuple | None = None
+    s4: tuple | None = None
+    events: tuple | None = None
+    universe: tuple | None = None
+    escalated: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -294,7 +298,7 @@ def validate_egress(s2: pd.DataFrame, s4: pd.DataFrame, zone_alloc: pd.DataFrame
     found, za, chk = Findings(), zone_alloc, "CHK_S5_ZONE_ALLOC_COUNTS"
     c4, cz = keys.string_codes([s4["legal_country_iso"], za["legal_country_iso"]])
     t4, tz = keys.string_codes([s4["tzid"], za["tzid"]])
-    m4, mz = (np.asarray(f["merchant_id"].to_numpy(), dtype=np.uint64) for f in (s4, za))
+    m4, mz = _merchants(s4), _merchants(za)
     missing, extra = keys.set_diff((m4, c4, t4), (mz, cz, tz))
     found.add(chk, "S5_ALLOC_MISSING_TRIPLET", missing, "zone_alloc misses S4 rows")
     found.add(chk, "S5_ALLOC_EXTRA_TRIPLET", extra, "zone_alloc rows not in S4")
