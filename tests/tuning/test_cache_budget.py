@@ -69,3 +69,27 @@ def test_a_workers_objectives_share_one_cache(monkeypatch):
     assert one.cache is two.cache is seed_tasks._worker_cache() and a.identity["seed"] != b.identity["seed"]
     # outside a Dask worker: the process's own budget and ceiling
     assert (one.cache.max_bytes, one.cache.grow_to) == (cache_bytes(), cache_ceiling())
+
+
+def test_a_sweeps_cache_report_counts_its_workers_and_says_so_once():
+    from engine import ChainCache
+    from tuning.study.cache_budget import cache_report, recomputation_note
+
+    own = ChainCache(max_bytes=100)
+    own.put("a", b"x")
+    own.put("a", b"x")   # put again while still held: not a recomputation
+    assert cache_report(own)["recomputed_states"] == 0 and recomputation_note(cache_report(own)) is None
+    spilled = ChainCache(max_entries=1)
+    for key in ("a", "b", "a"):   # "a" evicted by "b", then computed again
+        spilled.put(key, key)
+    alone = cache_report(spilled)
+    assert alone["recomputed_states"] == 1 and "workers" not in alone
+    assert recomputation_note(alone).startswith("chain cache: 1 states computed again for want of room")
+    workers = [dict(cache_report(spilled), worker=i, recomputed_states=2 + i, recomputed_bytes=GIB) for i in (0, 1)]
+    both = cache_report(own, workers)
+    assert [w["worker"] for w in both["workers"]] == [0, 1]
+    assert both["total_recomputed_states"] == 0 + 2 + 3 and both["total_recomputed_bytes"] == 2 * GIB
+    note = recomputation_note(both)
+    assert note.startswith("chain cache: 5 states computed again for want of room (2.0 GiB) in 2 worker processes")
+    assert recomputation_note(cache_report(own, [dict(w, recomputed_states=0, recomputed_bytes=0)
+                                                 for w in workers])) is None

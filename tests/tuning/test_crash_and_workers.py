@@ -199,3 +199,23 @@ def test_a_bad_worker_start_method_is_a_usage_error(project):
                           "2"], cwd=project, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     assert out.stderr.strip() == "E3A_TUN_050_USAGE: SEG3A_WORKER_START='thread': expected fork or spawn"
+
+
+def test_workers_report_their_chain_caches_to_the_sweeps_summary(project):
+    """Each ``--workers`` process runs its trials on a chain cache of its own: the sweep's summary lists each
+    worker's report, and the states they computed again for want of room (a pinned 1-byte budget keeps nothing)
+    reach the sweep's totals and its one-line warning."""
+    from tuning.study.cache_budget import recomputation_note
+
+    env = dict(env_for(project), SEG3A_WORKER_START="fork", SEG3A_CHAIN_CACHE_BYTES="1")
+    out = subprocess.run([sys.executable, "-m", "tuning.sweep", "--phase", "P1.2", "--trials", "3", "--workers", "2",
+                          "--json", "--no-progress", "--reports", "0"], cwd=project, env=env, capture_output=True,
+                         text=True, timeout=240)
+    assert out.returncode == 0, out.stderr[-2000:]
+    cache = json.loads(out.stdout)["chain_cache"]
+    assert [w["worker"] for w in cache["workers"]] == [0, 1]
+    assert {w["budget_bytes"] for w in cache["workers"]} == {1} and cache["budget_bytes"] == 1
+    workers_recomputed = sum(w["recomputed_states"] for w in cache["workers"])
+    assert workers_recomputed > 0, "the workers' trials computed their states again: nothing fits in 1 byte"
+    assert cache["total_recomputed_states"] == cache["recomputed_states"] + workers_recomputed
+    assert "in 2 worker processes" in recomputation_note(cache)

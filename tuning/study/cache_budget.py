@@ -67,8 +67,30 @@ def rebudget(cache: ChainCache, processes: int, shared: int = 0) -> None:
     cache.max_bytes, cache.grow_to = cache_bytes(processes), cache_ceiling(processes, shared=shared)
 
 
-def cache_report(cache: ChainCache) -> dict:
+def cache_report(cache: ChainCache, workers: list[dict] | None = None) -> dict:
     """What a sweep says about its cache: the budget it ended with, and the states computed again for want of
-    room (with their bytes)."""
-    return {"budget_bytes": cache.max_bytes, "grow_to_bytes": cache.grow_to, "held_bytes": cache.bytes,
-            "recomputed_states": cache.recomputed, "recomputed_bytes": cache.recomputed_bytes}
+    room (with their bytes). ``workers``: the reports of its ``--workers K`` processes (each runs its trials on
+    a cache of its own), listed under ``workers``; the totals count this process's and theirs."""
+    own = {"budget_bytes": cache.max_bytes, "grow_to_bytes": cache.grow_to, "held_bytes": cache.bytes,
+           "recomputed_states": cache.recomputed, "recomputed_bytes": cache.recomputed_bytes}
+    if not workers:
+        return own
+    return own | {"workers": list(workers),
+                  "total_recomputed_states": own["recomputed_states"] + sum(w["recomputed_states"] for w in workers),
+                  "total_recomputed_bytes": own["recomputed_bytes"] + sum(w["recomputed_bytes"] for w in workers)}
+
+
+def recomputation_note(report: dict) -> str | None:
+    """The sweep's one line on states computed again for want of room (None when there were none), the
+    ``--workers`` processes' included: the budget is per process."""
+    states = report.get("total_recomputed_states", report.get("recomputed_states"))
+    if not states:
+        return None
+    gib = lambda n: f"{n / 1024 ** 3:.1f} GiB" if n is not None else "-"  # noqa: E731
+    workers = report.get("workers") or []
+    where = f" in {len(workers)} worker processes and their coordinator" if workers else ""
+    budget = workers[0] if workers else report
+    return (f"chain cache: {states} states computed again for want of room"
+            f" ({gib(report.get('total_recomputed_bytes', report.get('recomputed_bytes')))}){where}; budget "
+            f"{gib(budget['budget_bytes'])} a process (grows to {gib(budget['grow_to_bytes'])}; "
+            f"{BUDGET_ENV} sets it)")

@@ -39,6 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # MLflow's process starts now, while this one loads the engine and Optuna (with a channel per forked worker)
     process = TrailProcess(trail_channels(config))
     try:
+        from tuning.study.cache_budget import recomputation_note
         from tuning.study.ranking import format_table
         from tuning.study.trial_row import TrialRow
         from tuning.sweep.coordinator import Sweep
@@ -58,12 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
              if summary.get("timed_out") else ""))
     if summary.get("decision"):
         print(f"decision: {summary['decision']}")
-    cache = summary.get("chain_cache") or {}
-    if cache.get("recomputed_states"):
-        gib = lambda n: f"{n / 1024 ** 3:.1f} GiB" if n is not None else "-"  # noqa: E731
-        print(f"chain cache: {cache['recomputed_states']} states computed again for want of room "
-              f"({gib(cache['recomputed_bytes'])}); budget {gib(cache['budget_bytes'])} (grows to "
-              f"{gib(cache['grow_to_bytes'])}; SEG3A_CHAIN_CACHE_BYTES sets it)")
+    note = recomputation_note(summary.get("chain_cache") or {})
+    if note:
+        print(note)
     print(format_table([TrialRow.from_json(r) for r in summary["top"]], sweep.spec.key_metrics))
     if summary.get("pareto") is not None:
         print(f"Pareto front (J up, {sweep.spec.second['metric']} {sweep.spec.second['direction']}): trials "

@@ -53,7 +53,7 @@ def summarise(sweep, trail: SweepTrail) -> dict:
            "target": sweep.target, "trials_complete": c["COMPLETE"], "trials_failed": c["FAIL"],
            "trials_feasible": sum(r.feasible for r in rows), "parent_run_id": trail.parent_run_id,
            "experiment": trail.experiment_id, "best": best, "top": [r.to_json() for r in rows[: sweep.config.top]],
-           "chain_cache": cache_report(sweep.objective.cache)}   # this process's (a --workers K process has its own)
+           "chain_cache": cache_report(sweep.objective.cache, sweep.worker_caches)}
     if sweep.spec.multi_objective:
         on_front = set(pareto_numbers(ranked, sweep.spec.second["direction"]))
         out["pareto"] = [r.to_json() for r in rows if r.trial in on_front]

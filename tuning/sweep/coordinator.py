@@ -55,6 +55,7 @@ class Sweep:
         self._objective = None
         self._unseen = None            # the precheck's objective on the config's precheck_seeds
         self.history_free = history_free_trials(self.spec)   # trials the loop may run ahead of the trail
+        self.worker_caches: list[dict] = []   # each --workers process's chain cache report (tuning.sweep.pool)
         self.deadline = time.monotonic() + config.timeout if config.timeout else None
 
     @property
@@ -215,7 +216,8 @@ class Sweep:
                 TrialLoop(self, trail, progress).run()
             else:
                 trail.warm_close()   # this process closes the study; it waits for its workers meanwhile
-                run_pool(self, trail.parent_run_id, worker_process, progress, trail_process=trail.process)
+                self.worker_caches = run_pool(self, trail.parent_run_id, worker_process, progress,
+                                              trail_process=trail.process)
         except BaseException:
             status = "FAILED"
             raise
@@ -230,14 +232,15 @@ class Sweep:
         return ranked_trials(self.study)
 
 
-def worker_process(spec: WorkerSpec) -> None:
-    """The target of one ``--workers K`` process: its exit status is the CLI's (2 with one coded line)."""
-    sys.exit(invoke(lambda _argv: run_worker(spec)))
+def worker_process(spec: WorkerSpec, cache_reports=None) -> None:
+    """The target of one ``--workers K`` process: its exit status is the CLI's (2 with one coded line).
+    ``cache_reports``: where it puts its chain cache's report once its trials are done (:func:`run_pool` reads them)."""
+    sys.exit(invoke(lambda _argv: run_worker(spec, cache_reports)))
 
 
-def run_worker(spec: WorkerSpec) -> int:
+def run_worker(spec: WorkerSpec, cache_reports=None) -> int:
     from engine import map_in_process
-    from tuning.study.cache_budget import rebudget
+    from tuning.study.cache_budget import cache_report, rebudget
     from tuning.study.objective import PhaseObjective
 
     # K workers share the cores: with a core or less each, a large world's S3/S4 merchant ranges run one after
@@ -267,4 +270,6 @@ def run_worker(spec: WorkerSpec) -> int:
         ok = True
     finally:
         trail.close(check=ok)
+    if cache_reports is not None:
+        cache_reports.put({"worker": spec.index, **cache_report(sweep.objective.cache)})
     return 0

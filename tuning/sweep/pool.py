@@ -88,16 +88,18 @@ def inherited(spec: WorkerSpec) -> tuple[object | None, tuple[int, int] | None]:
     return sweep, own
 
 
-def run_pool(sweep, parent_run_id: str, target, progress=None, trail_process=None) -> None:
+def run_pool(sweep, parent_run_id: str, target, progress=None, trail_process=None) -> list[dict]:
     """Run ``--workers K`` processes on the sweep's storage and wait for them (the bar follows the study).
-    ``target(spec)`` is the module-level function each process runs (``tuning.sweep.worker_process``);
+    ``target(spec, cache_reports)`` is the module-level function each process runs (``tuning.sweep.worker_process``);
     ``trail_process``: the sweep's :class:`~tuning.trail.process.TrailProcess`, whose spare channels forked
-    workers log through."""
+    workers log through. Returns what each worker that finished put on ``cache_reports`` (its chain cache's report,
+    :func:`tuning.study.cache_budget.cache_report`, with its ``worker`` index), by index."""
     from tuning.storage.recovery import counts
 
     method = start_method()
     ctx = multiprocessing.get_context(method)
-    procs = [ctx.Process(target=target, args=(spec,), name=f"sweep-worker-{spec.index}")
+    cache_reports, received = ctx.SimpleQueue(), []
+    procs = [ctx.Process(target=target, args=(spec, cache_reports), name=f"sweep-worker-{spec.index}")
              for spec in worker_specs(sweep, parent_run_id)]
     if method == "fork":
         spare = trail_process.spare() if trail_process is not None else []
@@ -112,6 +114,7 @@ def run_pool(sweep, parent_run_id: str, target, progress=None, trail_process=Non
                 trail_process.release_spare()   # each channel is now its worker's alone
         while any(p.is_alive() for p in procs):
             time.sleep(0.5)
+            _drain(cache_reports, received)   # read as they come: a worker never waits on a full pipe to exit
             if progress is not None:
                 progress.n = min(counts(sweep.study)["COMPLETE"], sweep.target)
                 sweep.show_best(progress)
@@ -130,3 +133,10 @@ def run_pool(sweep, parent_run_id: str, target, progress=None, trail_process=Non
     if progress is not None:
         progress.n = min(counts(sweep.study)["COMPLETE"], sweep.target)
         progress.refresh()
+    _drain(cache_reports, received)
+    return sorted(received, key=lambda r: r["worker"])
+
+
+def _drain(cache_reports, received: list) -> None:
+    while not cache_reports.empty():
+        received.append(cache_reports.get())
