@@ -176,3 +176,43 @@ def test_a_trials_id_and_first_number_are_read_at_its_ask_and_a_told_trial_is_be
     finally:
         seen.close()
         coordinator.close()
+
+
+def test_a_single_stage_study_stops_asking_once_its_pruned_cap_is_reached(study, tmp_path):
+    """The budget counts COMPLETE trials; a study whose trials are all pruned would never complete it. Past
+    ``max_pruned`` PRUNED trials no trial is asked (the sweep stops short); a multi-fidelity study, whose PRUNED
+    trials count against the budget, has no such cap."""
+    s, storage, url = study
+    coordinator = Coordinator(s, storage, url, tmp_path / "lock", stale_after_s=3600)
+    coordinator.max_pruned = 3
+    try:
+        told = []
+        for _ in range(10):
+            trial = coordinator.next_trial(target=5)
+            if trial is None:
+                break
+            s.tell(trial, state=TrialState.PRUNED)
+            coordinator.told(trial)
+            told.append(trial.number)
+        assert told == [0, 1, 2], "three PRUNED trials, then none is asked though none is COMPLETE"
+        coordinator.max_pruned, coordinator.count_pruned = None, True   # a multi-fidelity study: they are the budget
+        trial = coordinator.next_trial(target=5)
+        assert trial is not None and trial.number == 3
+        s.tell(trial, 1.0)
+        assert coordinator.next_trial(target=4) is None   # 3 PRUNED + 1 COMPLETE = the budget
+    finally:
+        coordinator.close()
+
+
+def test_the_pruned_cap_is_the_study_files_or_a_multiple_of_the_budget():
+    from dataclasses import replace
+
+    from tests.tuning.conftest import REPO
+    from tuning.storage.stores import PRUNED_PER_TRIAL, pruned_cap
+    from tuning.study.spec import load_study
+
+    p4 = load_study("P4", REPO / "studies")
+    assert p4.pruner["name"] == "median" and pruned_cap(p4, 40) == PRUNED_PER_TRIAL * 40
+    assert pruned_cap(replace(p4, pruner={**p4.pruner, "max_pruned": 7}), 40) == 7
+    assert pruned_cap(replace(p4, pruner=None), 40) is None                     # nothing prunes
+    assert pruned_cap(load_study("P1.2", REPO / "studies"), 40) is None

@@ -219,3 +219,27 @@ def test_workers_report_their_chain_caches_to_the_sweeps_summary(project):
     assert workers_recomputed > 0, "the workers' trials computed their states again: nothing fits in 1 byte"
     assert cache["total_recomputed_states"] == cache["recomputed_states"] + workers_recomputed
     assert "in 2 worker processes" in recomputation_note(cache)
+
+
+def test_a_sweep_whose_trials_are_pruned_stops_at_its_cap_and_says_so(project):
+    """A single-stage study's budget counts COMPLETE trials: a median pruner that prunes every trial after its
+    start-up ones would keep the sweep asking forever. It stops once ``max_pruned`` trials are PRUNED, exits 0,
+    and its summary and text say it stopped short."""
+    from tests.tuning.conftest import SMALL_STUDY
+
+    (project / "studies" / "cap.yaml").write_text(
+        SMALL_STUDY.replace("study: t-P1.2", "study: t-cap").replace("seeds: [42]", "seeds: [42, 7]")
+        .replace("trials: 6", "trials: 20") + "pruner: {name: median, n_startup_trials: 1, n_warmup_steps: 0, "
+                                              "max_pruned: 2}\n")
+    out = run_module(project, "tuning.sweep", "--phase", "studies/cap.yaml", "--json", "--no-progress",
+                     "--reports", "0")
+    assert out.returncode == 0, out.stderr[-2000:]
+    summary = json.loads(out.stdout)
+    assert summary["pruned_cap"] == 2 and summary["trials_pruned"] == 2 and summary["stopped_by_pruned_cap"]
+    assert summary["trials_complete"] < 20
+    states = [t.state for t in load("t-cap").trials]
+    assert states.count(TrialState.PRUNED) == 2 and TrialState.RUNNING not in states
+    again = run_module(project, "tuning.sweep", "--phase", "studies/cap.yaml", "--no-progress", "--reports", "0")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert len(load("t-cap").trials) == len(states), "a re-run at the cap asks nothing more"
+    assert "stopped short of the budget: 2 PRUNED trials reached the study's cap" in again.stdout

@@ -35,6 +35,7 @@ def _bad(edit) -> EngineError:
     (lambda d: d["objective"]["terms"][0].update(direction="sideways"), "objective.terms[0].direction"),
     (lambda d: d["vetoes"]["structural"].append("vibes"), "vetoes.structural[6]"),
     (lambda d: d.update(trials=0), "trials"),
+    (lambda d: d.update(pruner={"name": "median", "max_pruned": 0}), "pruner.max_pruned"),
     (lambda d: d["knobs"].append({"name": "blend_lambda", "low": 0.1, "high": 0.2}), "knobs[3].name"),
 ])
 def test_bad_study_names_the_field(edit, field):

@@ -229,6 +229,9 @@ class Campaign:
         rows = trial_rows(sweep)
         front = {r["trial"] for r in summary["pareto"]} if "pareto" in summary else None
         pick, why = choose(rows, step.get("select", "best_feasible"), min_j, bool(rule.get("targets", False)), front)
+        if summary.get("stopped_by_pruned_cap"):   # recorded on the ladder with whatever the step decides
+            why = (f"{why} (the sweep stopped short at {summary['trials_complete']} of {summary['target']} COMPLETE "
+                   f"trials: {summary['trials_pruned']} PRUNED, the study's cap)")
         check = step.get("validate", self.doc.get("validate"))
         if pick is not None and check:
             ranked = eligible(rows, step.get("select", "best_feasible"), min_j, bool(rule.get("targets", False)))

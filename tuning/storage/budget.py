@@ -153,6 +153,7 @@ class Coordinator:
         self.lock_file, self.stale_after = lock_file, stale_after_s
         self.rdb = is_rdb(storage_url)
         self.count_pruned = False   # set by a multi-fidelity sweep: PRUNED trials count against the budget
+        self.max_pruned: int | None = None   # else: PRUNED trials after which no trial is asked (stores.pruned_cap)
         self.seen = (0, 0)          # (done, RUNNING) as the last ask found them
         self._pg_engine = None
         self._study_id: int | None = None
@@ -189,8 +190,9 @@ class Coordinator:
                 conn.commit()
 
     def next_trial(self, target: int, holding: bool = False):
-        """Ask for the next trial of the budget; None when ``target`` trials are COMPLETE, or when the budget
-        is taken and this process ``holding`` an untold trial must tell it first."""
+        """Ask for the next trial of the budget; None when ``target`` trials are COMPLETE, when ``max_pruned``
+        trials are PRUNED (the study stops short), or when the budget is taken and this process ``holding`` an
+        untold trial must tell it first."""
         while True:
             with self.exclusive():
                 if self.rdb:
@@ -206,7 +208,8 @@ class Coordinator:
                 done = c["COMPLETE"] + (c["PRUNED"] if self.count_pruned else 0)
                 self.seen = (done, c["RUNNING"])   # the budget as this ask found it (tuning.sweep.workers)
                 taken = done + c["RUNNING"] >= target
-                if done >= target or (taken and (holding or not self.rdb)):
+                pruned_out = not self.count_pruned and self.max_pruned is not None and c["PRUNED"] >= self.max_pruned
+                if done >= target or pruned_out or (taken and (holding or not self.rdb)):
                     return None
                 if done + c["RUNNING"] < target:
                     trial = self.study.ask()

@@ -87,7 +87,9 @@ STUDY_SCHEMA = {
             "type": "object", "additionalProperties": False, "required": ["name"],
             "properties": {"name": {"enum": ["median", "none"]},
                            "n_startup_trials": {"type": "integer", "minimum": 0},
-                           "n_warmup_steps": {"type": "integer", "minimum": 0}},
+                           "n_warmup_steps": {"type": "integer", "minimum": 0},
+                           # PRUNED trials a single-stage study runs before it stops short of its COMPLETE budget
+                           "max_pruned": {"type": "integer", "minimum": 1, "maximum": MAX_TRIALS}},
         },
         # multi-fidelity search (tuning.study.fidelity): increasing merchant fractions ending at 1.0; successive halving
         "fidelity": {
@@ -199,7 +201,7 @@ class StudySpec:
     targets: tuple[Condition, ...] = ()
     precheck: dict | None = None
     second: dict | None = None       # {name, metric, direction}: a multi-objective study
-    pruner: dict | None = None       # {name: median|none, n_startup_trials, n_warmup_steps}
+    pruner: dict | None = None       # {name: median|none, n_startup_trials, n_warmup_steps, max_pruned}
     fidelity: dict | None = None     # {fractions, reduction_factor, min_pairs, search_pairs} (None: the default)
     key_metrics: tuple[str, ...] = field(default_factory=lambda: tuple(DEFAULT_KEY_METRICS))
     world: str | None = None         # the study's world directory (resolved against the study file's folder)

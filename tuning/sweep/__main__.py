@@ -39,6 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # MLflow's process starts now, while this one loads the engine and Optuna (with a channel per forked worker)
     process = TrailProcess(trail_channels(config))
     try:
+        from tuning.storage.stores import PRUNED_PER_TRIAL
         from tuning.study.cache_budget import recomputation_note
         from tuning.study.ranking import format_table
         from tuning.study.trial_row import TrialRow
@@ -57,6 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{summary['trials_failed']} failed; MLflow parent run {summary['parent_run_id']}"
           + (f"; --timeout reached before {summary['target']} trials (re-run to resume)"
              if summary.get("timed_out") else ""))
+    if summary.get("stopped_by_pruned_cap"):
+        print(f"stopped short of the budget: {summary['trials_pruned']} PRUNED trials reached the study's cap "
+              f"(pruner max_pruned, default {PRUNED_PER_TRIAL} x trials) with {summary['trials_complete']} of "
+              f"{summary['target']} COMPLETE")
     if summary.get("decision"):
         print(f"decision: {summary['decision']}")
     note = recomputation_note(summary.get("chain_cache") or {})

@@ -51,6 +51,9 @@ def summarise(sweep, trail: SweepTrail) -> dict:
     best = rows[0].to_json() if rows and rows[0].feasible else {}
     out = {"study": sweep.study_name, "phase": sweep.spec.phase, "seed": sweep.seed, "seeds": sweep.seeds,
            "target": sweep.target, "trials_complete": c["COMPLETE"], "trials_failed": c["FAIL"],
+           "trials_pruned": c["PRUNED"], "pruned_cap": sweep.pruned_cap,
+           "stopped_by_pruned_cap": sweep.pruned_cap is not None and c["PRUNED"] >= sweep.pruned_cap
+           and c["COMPLETE"] < sweep.target,
            "trials_feasible": sum(r.feasible for r in rows), "parent_run_id": trail.parent_run_id,
            "experiment": trail.experiment_id, "best": best, "top": [r.to_json() for r in rows[: sweep.config.top]],
            "chain_cache": cache_report(sweep.objective.cache, sweep.worker_caches)}

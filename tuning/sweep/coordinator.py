@@ -21,7 +21,7 @@ from tuning.study.knobs import KNOBS
 from tuning.study.ranking import best_feasible, ranked_trials, trial_j
 from tuning.storage.sampler_streams import history_free_trials
 from tuning.study.spec import StudySpec, load_study, metric_value, parse_condition
-from tuning.storage.stores import lock_path, open_storage, open_study
+from tuning.storage.stores import lock_path, open_storage, open_study, pruned_cap
 from tuning.sweep.config import SweepConfig
 from tuning.sweep.close import close_sweep, summarise
 from tuning.sweep.pool import WorkerSpec, inherited, run_pool, trail_channels
@@ -87,6 +87,13 @@ class Sweep:
             self.coordinator = Coordinator(self.study, self.storage, self.config.storage, self.lock,
                                            self.config.stale_after)
             self.coordinator.count_pruned = self.objective.multi_fidelity
+            self.coordinator.max_pruned = self.pruned_cap
+
+    @property
+    def pruned_cap(self) -> int | None:
+        """The PRUNED trials after which this sweep stops short of its budget (None: they count against it, or
+        nothing prunes)."""
+        return None if self.objective.multi_fidelity else pruned_cap(self.spec, self.target)
 
     def timed_out(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
