@@ -81,13 +81,15 @@ def test_bench_distributed_reports_each_figure_beside_its_target_with_its_spread
 
 
 @pytest.mark.parametrize("meanwhile, killed_index, kills", [
-    ("FAIL", 0, 1),       # another worker saw the owner dead and failed its trial: that trial was killed
-    ("COMPLETE", 1, 2),   # the owner told its trial just before the kill: nothing was killed mid-trial
+    ("FAIL", 1, 1),       # another worker saw the owner dead and failed its trial: that trial was killed
+    ("COMPLETE", 0, 2),   # the owner told its trial just before the kill: nothing was killed mid-trial
 ])
 def test_the_kill_watch_kills_one_worker_mid_trial(tmp_path, meanwhile, killed_index, kills):
-    """``kill_mid_trial`` (bench_distributed and the four-hosts test): between its kill and its second read of the
-    trial, the trial may have been failed for its owner's death by another worker. That is the kill it wanted;
-    watching on would kill a second worker, perhaps the one running the retry."""
+    """``kill_mid_trial`` (bench_distributed and the four-hosts test) kills the worker of the RUNNING trial started
+    last (the most of its run ahead). Between its kill and its second read of the trial, the trial may have been
+    failed for its owner's death by another worker. That is the kill it wanted; watching on would kill a second
+    worker, perhaps the one running the retry. A trial told meanwhile was not killed mid-trial: the watch goes on
+    to the other one."""
     import optuna
     from optuna.trial import TrialState
 
@@ -103,9 +105,9 @@ def test_the_kill_watch_kills_one_worker_mid_trial(tmp_path, meanwhile, killed_i
     for trial, proc in zip(held, procs):
         trial.set_user_attr("worker", {"pid": proc.pid})
 
-    def restart():   # what happens to the first trial meanwhile, then the killed worker's replacement
+    def restart():   # what happens to the trial started last meanwhile, then the killed worker's replacement
         if not restarts:
-            storage, tid = optuna.storages.RDBStorage(url), held[0]._trial_id
+            storage, tid = optuna.storages.RDBStorage(url), held[1]._trial_id
             if meanwhile == "FAIL":
                 storage.set_trial_system_attr(tid, "failed_reason", DEAD_WORKER_REASON)
                 storage.set_trial_state_values(tid, TrialState.FAIL)
@@ -117,7 +119,7 @@ def test_the_kill_watch_kills_one_worker_mid_trial(tmp_path, meanwhile, killed_i
     try:
         killed = kill_mid_trial(procs, url, "s", restart, time.time() + 60)
         assert killed is not None and killed["trial"] == held[killed_index].number and len(restarts) == kills
-        assert [p.poll() is not None for p in started] == [True, kills == 2]   # only the killed workers are gone
+        assert [p.poll() is not None for p in started] == [kills == 2, True]   # only the killed workers are gone
     finally:
         for p in started + restarts:
             p.kill()

@@ -55,22 +55,23 @@ def _launch(argv: list[str], env: dict) -> subprocess.Popen:
     return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _trials(storage, study: str) -> list | None:
-    import optuna
-
+def _trials(storage, study: str, states=None) -> list | None:
+    """The study's trials (``states``: only those) through the storage's public API: one study-id lookup and one
+    trial read, not a ``load_study`` (which also reads the study's attributes and directions) per poll."""
     try:
-        return optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
+        return storage.get_all_trials(storage.get_study_id_from_name(study), deepcopy=False, states=states)
     except Exception:  # noqa: BLE001 - the schema or the study is not created yet
         return None
 
 
 def kill_mid_trial(procs: list, storage_url: str, study: str, restart, deadline: float) -> dict | None:
-    """SIGKILL the first worker seen holding a RUNNING trial once a trial is COMPLETE, and ``restart()`` it
-    (its replacement takes its place in ``procs``). A kill that lands after that worker told its trial (now
-    COMPLETE or PRUNED) killed nothing mid-trial: the watch goes on. A trial read again as failed for its worker's
-    death was killed mid-trial: another worker saw its owner dead and failed it in between (watching on would
-    kill a second worker, perhaps the one running its retry). Returns the killed trial's number and the kill's
-    wall clock."""
+    """SIGKILL a worker seen holding a RUNNING trial once a trial is COMPLETE, and ``restart()`` it (its
+    replacement takes its place in ``procs``). Of the RUNNING trials it kills the one started last, the one with
+    the most of its run still ahead: a default-world trial lasts ~0.1-0.2 s, and the oldest is the likeliest to be
+    told between the read and the kill. A kill that lands after that worker told its trial (now COMPLETE or
+    PRUNED) killed nothing mid-trial: the watch goes on. A trial read again as failed for its worker's death was
+    killed mid-trial: another worker saw its owner dead and failed it in between (watching on would kill a second
+    worker, perhaps the one running its retry). Returns the killed trial's number and the kill's wall clock."""
     import optuna
     from optuna.trial import TrialState
 
@@ -83,24 +84,25 @@ def kill_mid_trial(procs: list, storage_url: str, study: str, restart, deadline:
             rdb = rdb or optuna.storages.RDBStorage(url=storage_url)
         except Exception:  # noqa: BLE001 - the workers have not created the schema yet
             continue
-        trials = _trials(rdb, study) or []
+        trials = _trials(rdb, study, (TrialState.RUNNING, TrialState.COMPLETE)) or []
         if not any(t.state == TrialState.COMPLETE for t in trials):
             continue
         by_pid = {p.pid: i for i, p in enumerate(procs)}
-        for t in trials:
-            i = by_pid.get((t.user_attrs.get("worker") or {}).get("pid"))
-            if t.state != TrialState.RUNNING or i is None or procs[i].poll() is not None:
-                continue
-            os.kill(procs[i].pid, signal.SIGKILL)
-            procs[i].wait(timeout=30)
-            killed_at = dt.datetime.now()
-            procs[i] = restart()
-            held = [u for u in _trials(rdb, study) or [] if u.number == t.number and (
-                u.state == TrialState.RUNNING or
-                (u.state == TrialState.FAIL and u.system_attrs.get("failed_reason") == DEAD_WORKER_REASON))]
-            if held:
-                return {"trial": t.number, "at": killed_at, "worker": i}
-            break
+        held = [(t, by_pid.get((t.user_attrs.get("worker") or {}).get("pid"))) for t in trials
+                if t.state == TrialState.RUNNING and t.datetime_start is not None]
+        held = [(t, i) for t, i in held if i is not None and procs[i].poll() is None]
+        if not held:
+            continue
+        t, i = max(held, key=lambda ti: ti[0].datetime_start)
+        os.kill(procs[i].pid, signal.SIGKILL)
+        procs[i].wait(timeout=30)
+        killed_at = dt.datetime.now()
+        procs[i] = restart()
+        again = [u for u in _trials(rdb, study) or [] if u.number == t.number and (
+            u.state == TrialState.RUNNING or
+            (u.state == TrialState.FAIL and u.system_attrs.get("failed_reason") == DEAD_WORKER_REASON))]
+        if again:
+            return {"trial": t.number, "at": killed_at, "worker": i}
     return None
 
 
