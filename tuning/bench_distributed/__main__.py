@@ -7,7 +7,7 @@ Each round runs the same P1.2 budget from this project root three ways:
 - ``defaults``: K independent ``python -m tuning.sweep`` processes sharing a real PostgreSQL server and a
   real MLflow tracking server (started on loopback by :mod:`tuning.local_services`, their start-up not
   counted), with the defaults a user runs (report HTML on, the default heartbeat and grace); once a trial
-  is COMPLETE, the first worker seen holding a RUNNING trial is SIGKILLed and started again;
+  is COMPLETE, the worker of the RUNNING trial started last is SIGKILLed and started again;
 - ``tuned``: the same with ``--reports 0`` and a 5 s heartbeat / 30 s grace (what this bench used to run).
 
 Wall = launch of the first sweep process to the last exit. Each figure stands beside its target
