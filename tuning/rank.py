@@ -23,6 +23,7 @@ from tuning.study.ranking import rank_rows
 from tuning.study.trial_row import MLFLOW_METRICS, TrialRow
 from tuning.study.spec import DEFAULT_KEY_METRICS, load_study
 from tuning.trail.tracking import RUN_KIND_TRIAL, client, search_all
+from tuning.campaign.steps import NAMESPACE as CAMPAIGN_PREFIX   # the campaign's sweeps' experiments
 
 
 def ranked_runs(phase: str, study: str | None = None, key_metrics: Sequence[str] = DEFAULT_KEY_METRICS,
@@ -32,10 +33,20 @@ def ranked_runs(phase: str, study: str | None = None, key_metrics: Sequence[str]
     name = experiment or f"3A-{phase}"
     exp = mlc.get_experiment_by_name(name)
     if exp is None:
-        raise EngineError(E_RUN_MISSING, f"no MLflow experiment {name} at {mlc.tracking_uri}")
+        raise EngineError(E_RUN_MISSING, f"no MLflow experiment {name} at {mlc.tracking_uri}{_other_sweeps(mlc, name)}")
     flt = f"tags.run_kind = '{RUN_KIND_TRIAL}'" + (f" and tags.study = '{study}'" if study else "")
     runs = search_all(mlc, [exp.experiment_id], flt, order_by=["metrics.J DESC"])
     return rank_rows([TrialRow.from_mlflow_run(run, key_metrics) for run in runs])
+
+
+def _other_sweeps(mlc, name: str) -> str:
+    """A hint when the phase's trials are in the other kind of experiment: the campaign's own sweeps
+    (``campaign-3A-<phase>...``, ``--campaign``) or a user's sweeps (``3A-<phase>...``)."""
+    campaign = name.startswith(CAMPAIGN_PREFIX)
+    other = name[len(CAMPAIGN_PREFIX):] if campaign else CAMPAIGN_PREFIX + name
+    if mlc.get_experiment_by_name(other) is None:
+        return ""
+    return f"; {other} holds " + ("your own sweeps: drop --campaign" if campaign else "the campaign's: add --campaign")
 
 
 def aligned(table: list[list[str]]) -> str:
@@ -96,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from tuning.common import worlds
 
-    experiment = worlds.suffixed(("campaign-" if args.campaign else "") + f"3A-{args.phase}",
+    experiment = worlds.suffixed((CAMPAIGN_PREFIX if args.campaign else "") + f"3A-{args.phase}",
                                  worlds.load(args.world))
     try:
         key_metrics = list(load_study(args.phase, args.studies_dir).key_metrics)

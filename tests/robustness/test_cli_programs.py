@@ -89,6 +89,13 @@ def test_ladder_program(proj):
 def test_rank_refused_as_a_program(proj):
     _refused(run_module(proj, "tuning.rank", "--phase", "P1.2", "--top", "-1", timeout=60), "E3A_TUN_050_USAGE")
     _refused(run_module(proj, "tuning.rank", "--phase", "P1.2", "--pareto", timeout=60), "E3A_TUN_022_RUN_NOT_FOUND")
+    from mlflow import MlflowClient   # only a campaign swept P7 here: the refusal says where its trials are
+    MlflowClient(f"sqlite:///{proj / 'mlruns' / 'mlflow.db'}").create_experiment("campaign-3A-P7")
+    line = _refused(run_module(proj, "tuning.rank", "--phase", "P7", timeout=60), "E3A_TUN_022_RUN_NOT_FOUND")
+    assert line.endswith("; campaign-3A-P7 holds the campaign's: add --campaign")
+    line = _refused(run_module(proj, "tuning.rank", "--phase", "P1.3", "--campaign", timeout=60),
+                    "E3A_TUN_022_RUN_NOT_FOUND")
+    assert "holds" not in line   # nothing of P1.3 anywhere: no hint
 
 
 def test_certify_program(proj):
