@@ -143,6 +143,12 @@ class _Heartbeat(threading.Thread):
                     pass
 
 
+def pruned_out(counts: dict, cap: int | None) -> bool:
+    """Whether a study with these trial counts (by state name) has run its ``cap`` of PRUNED trials
+    (:func:`tuning.storage.stores.pruned_cap`; None: no cap)."""
+    return cap is not None and counts["PRUNED"] >= cap
+
+
 class Coordinator:
     """Budget and recovery for one worker process of one study."""
 
@@ -153,7 +159,7 @@ class Coordinator:
         self.lock_file, self.stale_after = lock_file, stale_after_s
         self.rdb = is_rdb(storage_url)
         self.count_pruned = False   # set by a multi-fidelity sweep: PRUNED trials count against the budget
-        self.max_pruned: int | None = None   # else: PRUNED trials after which no trial is asked (stores.pruned_cap)
+        self.max_pruned: int | None = None   # else: PRUNED trials after which no trial is asked (pruned_out)
         self.seen = (0, 0)          # (done, RUNNING) as the last ask found them
         self._pg_engine = None
         self._study_id: int | None = None
@@ -208,8 +214,7 @@ class Coordinator:
                 done = c["COMPLETE"] + (c["PRUNED"] if self.count_pruned else 0)
                 self.seen = (done, c["RUNNING"])   # the budget as this ask found it (tuning.sweep.workers)
                 taken = done + c["RUNNING"] >= target
-                pruned_out = not self.count_pruned and self.max_pruned is not None and c["PRUNED"] >= self.max_pruned
-                if done >= target or pruned_out or (taken and (holding or not self.rdb)):
+                if done >= target or pruned_out(c, self.max_pruned) or (taken and (holding or not self.rdb)):
                     return None
                 if done + c["RUNNING"] < target:
                     trial = self.study.ask()

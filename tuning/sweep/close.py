@@ -12,6 +12,7 @@ from optuna.trial import FixedTrial, TrialState
 from tuning.study.cache_budget import cache_report
 from tuning.study.ranking import feasible, pareto_numbers, trial_row
 from tuning.trail.process import SweepTrail
+from tuning.storage.budget import pruned_out
 from tuning.storage.recovery import counts, original_number
 
 
@@ -48,12 +49,12 @@ def summarise(sweep, trail: SweepTrail) -> dict:
     ranked = sweep.ranked()
     rows = [trial_row(t).with_(study=sweep.study_name) for t in ranked]
     c = counts(sweep.study)
+    cap = sweep.pruned_cap
     best = rows[0].to_json() if rows and rows[0].feasible else {}
     out = {"study": sweep.study_name, "phase": sweep.spec.phase, "seed": sweep.seed, "seeds": sweep.seeds,
            "target": sweep.target, "trials_complete": c["COMPLETE"], "trials_failed": c["FAIL"],
-           "trials_pruned": c["PRUNED"], "pruned_cap": sweep.pruned_cap,
-           "stopped_by_pruned_cap": sweep.pruned_cap is not None and c["PRUNED"] >= sweep.pruned_cap
-           and c["COMPLETE"] < sweep.target,
+           "trials_pruned": c["PRUNED"], "pruned_cap": cap,
+           "stopped_by_pruned_cap": pruned_out(c, cap) and c["COMPLETE"] < sweep.target,
            "trials_feasible": sum(r.feasible for r in rows), "parent_run_id": trail.parent_run_id,
            "experiment": trail.experiment_id, "best": best, "top": [r.to_json() for r in rows[: sweep.config.top]],
            "chain_cache": cache_report(sweep.objective.cache, sweep.worker_caches)}
