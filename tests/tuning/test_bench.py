@@ -78,6 +78,24 @@ def test_bench_distributed_reports_each_figure_beside_its_target_with_its_spread
                   "load_average_before": [1.0, 1, 1], "load_average_after": [1.5, 1, 1]})
     assert "defaults 1.70x (runs 1.50-1.80; target <= 1.6x)" in line
     assert "8 requests and 92 ms of the servers' CPU per trial" in line
+    only = figures([{k: v for k, v in r.items() if k != "tuned"} for r in rounds])   # --defaults-only
+    assert "tuned" not in only and only["defaults"] == f["defaults"]
+    line = _line({"figures": only, "log_probe": {"seconds_median": 0.12, "requests_per_trial": 8.0,
+                                                 "server_cpu_ms_per_trial": {"mlflow_server": 80.0}},
+                  "load_average_before": [1.0, 1, 1], "load_average_after": [1.5, 1, 1]})
+    assert "defaults 1.70x" in line and "tuned" not in line
+
+
+def test_bench_distributed_runs_the_former_settings_unless_defaults_only():
+    from argparse import Namespace
+
+    from tuning.bench_distributed.__main__ import TUNED_ENV, USER_ENV, settings, sweep_argv
+
+    assert settings(Namespace(defaults_only=False)) == ("defaults", "tuned")
+    assert settings(Namespace(defaults_only=True)) == ("defaults",)
+    user, former = sweep_argv("P1.2", 40, "s", "x", tuned=False), sweep_argv("P1.2", 40, "s", "x", tuned=True)
+    assert "--reports" not in user and former[former.index("--reports") + 1] == "0"
+    assert set(TUNED_ENV) == set(USER_ENV)   # the defaults run clears what the former settings set
 
 
 @pytest.mark.parametrize("meanwhile, killed_index, kills", [

@@ -1,4 +1,4 @@
-"""``python -m tuning.bench_distributed [--trials N] [--workers K] [--rounds R] [--json]``: the cost of going
+"""``python -m tuning.bench_distributed [--trials N] [--workers K] [--rounds R] [--defaults-only] [--json]``: the cost of going
 distributed, measured as a user runs it.
 
 Each round runs the same P1.2 budget from this project root three ways:
@@ -8,7 +8,8 @@ Each round runs the same P1.2 budget from this project root three ways:
   real MLflow tracking server (started on loopback by :mod:`tuning.local_services`, their start-up not
   counted), with the defaults a user runs (report HTML on, the default heartbeat and grace); once a trial
   is COMPLETE, the worker of the RUNNING trial started last is SIGKILLed and started again;
-- ``tuned``: the same with ``--reports 0`` and a 5 s heartbeat / 30 s grace (what this bench used to run).
+- ``tuned``: the same with ``--reports 0`` and a 5 s heartbeat / 30 s grace (what this bench used to run);
+  ``--defaults-only`` leaves it out (a round is then the local run and the defaults, the target's figure).
 
 Wall = launch of the first sweep process to the last exit. Each figure stands beside its target
 (distributed / local <= 1.6), with its median and spread over the rounds. Where the time goes is reported
@@ -282,16 +283,22 @@ def local_run(args, tmp: Path, env: dict, study: str) -> dict:
                             "one_process_without_trials": timed_run([argv], env)["sweeps_cpu_s"]}}
 
 
+def settings(args) -> tuple[str, ...]:
+    """The distributed runs of a round: the defaults a user runs (the target's figure), then the bench's former
+    settings unless ``--defaults-only``."""
+    return ("defaults",) if args.defaults_only else ("defaults", "tuned")
+
+
 def one_round(args, tmp: Path, state: dict, env: dict, index: int) -> dict:
     tag = f"{int(time.time())}-{index}"
     local = local_run(args, tmp, env, f"bench-local-{tag}")
     out = {"local": local}
-    for name, tuned in (("defaults", False), ("tuned", True)):
-        run = distributed_run(args, state, env, f"bench-{name}-{tag}", tuned)
+    for name in settings(args):
+        run = distributed_run(args, state, env, f"bench-{name}-{tag}", tuned=name == "tuned")
         run["ratio"] = run["wall_seconds"] / local["wall_seconds"]
         out[name] = run
-    print(f"round {index + 1}/{args.rounds}: local {local['wall_seconds']:.1f} s, defaults "
-          f"{out['defaults']['wall_seconds']:.1f} s, tuned {out['tuned']['wall_seconds']:.1f} s (load "
+    walls = ", ".join(f"{name} {out[name]['wall_seconds']:.1f} s" for name in settings(args))
+    print(f"round {index + 1}/{args.rounds}: local {local['wall_seconds']:.1f} s, {walls} (load "
           f"{os.getloadavg()[0]:.2f})", file=sys.stderr, flush=True)
     return out
 
@@ -314,7 +321,7 @@ def figures(rounds: list[dict]) -> dict:
 
     out = {"local_wall_seconds": runs("local", "wall_seconds"),
            "local_fixed_cpu_seconds": runs("local", "cpu_seconds", "one_process_without_trials")}
-    for name in ("defaults", "tuned"):
+    for name in [n for n in ("defaults", "tuned") if n in rounds[0]]:
         ratio = runs(name, "ratio")
         out[name] = {"ratio": {**ratio, "target": TARGET_RATIO, "within_target": ratio["median"] <= TARGET_RATIO},
                      "wall_seconds": runs(name, "wall_seconds"), "startup_s": runs(name, "where", "startup_s"),
@@ -359,7 +366,8 @@ def _line(out: dict) -> str:
         return f"{name} {r['median']:.2f}x (runs {r['min']:.2f}-{r['max']:.2f}; target <= {TARGET_RATIO}x)"
 
     retry = f["defaults"]["retry_after_kill_s"]
-    return (f"local {f['local_wall_seconds']['median']:.1f} s; {ratio('defaults')}; {ratio('tuned')}; killed trial "
+    ratios = "; ".join(ratio(name) for name in ("defaults", "tuned") if name in f)
+    return (f"local {f['local_wall_seconds']['median']:.1f} s; {ratios}; killed trial "
             f"retried after {'-' if retry is None else format(retry['median'], '.1f')} s; logging "
             f"{p['seconds_median'] * 1000:.0f} ms, {p['requests_per_trial']:.0f} requests and "
             f"{sum(p['server_cpu_ms_per_trial'].values()):.0f} ms of the servers' CPU per trial; load "
@@ -372,6 +380,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--trials", type=int, default=40)
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=3, help="rounds of (local, defaults, tuned)")
+    ap.add_argument("--defaults-only", action="store_true",
+                    help="measure the defaults a user runs (the target's figure), not the former settings")
     ap.add_argument("--probe-trials", type=int, default=20, help="trials the logging probe writes")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
