@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.core.errors import E_POLICY_MISSING
+from engine.core.errors import E_POLICY_MISSING, EngineError
 from engine.policies.authoring import author_policies
-from engine.policies.policy_set import PolicySet
+from engine.policies.policy_set import POLICY_IDS, PolicySet
 from engine.core.strict import read_bytes
 
 
@@ -36,9 +36,15 @@ def on_default_universe(world) -> bool:
 
 def run_policies(world, default_dir: Path) -> tuple[PolicySet, bool]:
     """(policies, authored?) for a run of ``world`` given no ``--policies``: the default authority's files on
-    the default universe, the authored baseline elsewhere; files the world ships replace either."""
-    if not on_default_universe(world):
-        return authored_baseline(world), len(world.policy_files) < 3
-    base = PolicySet.from_dir(default_dir)
+    the default universe, the authored baseline elsewhere; files the world ships replace either, and a world
+    that ships all three needs neither (whatever the working directory)."""
     own = shipped(world)
+    if set(POLICY_IDS) <= set(own):
+        return PolicySet(own, f"{world.name} (its own policies)"), False
+    if not on_default_universe(world):
+        return authored_baseline(world), True
+    if not Path(default_dir).is_dir():
+        raise EngineError(E_POLICY_MISSING, f"{default_dir}: the default world's authority folder is not here (run "
+                                            f"from the project root, or pass --policies DIR)")
+    base = PolicySet.from_dir(default_dir)
     return (base.replace(**own) if own else base), False

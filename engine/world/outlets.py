@@ -118,8 +118,7 @@ def numbered_runs(counts: np.ndarray) -> np.ndarray:
     return (np.arange(int(counts.sum()), dtype=np.int64) - starts + 1).astype(np.uint32)
 
 
-MAX_SITES_PER_PAIR = 1_000_000     # the largest chain of the synthetic upstream has 2,500 in one country
-MAX_OUTLETS = 50_000_000           # rows a catalogue may expand to (checked before allocating them)
+MAX_OUTLETS = 50_000_000           # outlets a catalogue may hold, in either form (checked before allocating them)
 _UINT64_MAX = 2 ** 64 - 1
 _EXACT_FLOAT = 2 ** 53
 
@@ -152,12 +151,14 @@ def merchant_ids(column: pd.Series, source: str) -> np.ndarray:
 
 
 def site_counts(column: pd.Series, source: str) -> np.ndarray:
-    """site_count as int64: finite integers in [1, MAX_SITES_PER_PAIR], total <= MAX_OUTLETS (checked
-    before the outlets are expanded, so an absurd count is refused instead of allocated)."""
+    """site_count as int64: finite integers >= 1 (never booleans), total <= MAX_OUTLETS, the limit the one-row-
+    per-outlet form has too (checked before the outlets are expanded, so an absurd count is refused instead of
+    allocated)."""
+    if pd.api.types.is_bool_dtype(column) or (column.dtype == object and column.map(type).eq(bool).any()):
+        raise EngineError(E_WORLD_INPUT, f"{source}: site_count must be an integer >= 1, not a boolean")
     counts = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    if not (np.isfinite(counts).all() and (counts >= 1).all() and (counts <= MAX_SITES_PER_PAIR).all()
-            and (counts == np.floor(counts)).all()):
-        raise EngineError(E_WORLD_INPUT, f"{source}: site_count must be an integer in [1, {MAX_SITES_PER_PAIR}]")
+    if not (np.isfinite(counts).all() and (counts >= 1).all() and (counts == np.floor(counts)).all()):
+        raise EngineError(E_WORLD_INPUT, f"{source}: site_count must be an integer >= 1")
     if counts.sum() > MAX_OUTLETS:
         raise EngineError(E_WORLD_INPUT, f"{source}: {int(counts.sum())} outlets exceed the limit of {MAX_OUTLETS}")
     return counts.astype(np.int64)
@@ -180,8 +181,11 @@ def validate_outlets(frame: pd.DataFrame, universe_countries: set[str], source: 
         pairs = pd.DataFrame({"merchant_id": mids,
                               "legal_country_iso": countries,
                               "site_count": counts.astype(np.int64)})
-        if pairs.duplicated(["merchant_id", "legal_country_iso"]).any():
-            raise EngineError(E_WORLD_INPUT, f"{source}: duplicate (merchant_id, legal_country_iso) pair")
+        repeated = pairs.duplicated(["merchant_id", "legal_country_iso"])
+        if repeated.any():
+            first = pairs[repeated].iloc[0]
+            raise EngineError(E_WORLD_INPUT, f"{source}: duplicate (merchant_id, legal_country_iso) pair "
+                                             f"({first['merchant_id']}, {first['legal_country_iso']})")
         return expand_pairs(pairs.sort_values(["merchant_id", "legal_country_iso"], kind="mergesort"))
     if len(frame) > MAX_OUTLETS:
         raise EngineError(E_WORLD_INPUT, f"{source}: {len(frame)} outlets exceed the limit of {MAX_OUTLETS}")

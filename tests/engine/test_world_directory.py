@@ -81,7 +81,9 @@ def test_an_aliased_universe_with_evidence_fails_f01_instead_of_being_not_applic
 @pytest.mark.parametrize("part,frame,needle", [
     ("outlets_parquet", OUTLETS.drop(columns="legal_country_iso"), "lacks column"),
     ("outlets_parquet", OUTLETS.iloc[:0], "no rows"),
-    ("outlets_csv", pd.concat([OUTLETS, OUTLETS.iloc[:1]]), "duplicate (merchant_id, legal_country_iso)"),
+    ("outlets_parquet", OUTLETS.assign(site_count=[True, True, False, True]), "not a boolean"),
+    ("outlets_parquet", OUTLETS.assign(site_count=[2, 1, 0, 3]), "site_count must be an integer >= 1"),
+    ("outlets_csv", pd.concat([OUTLETS, OUTLETS.iloc[:1]]), "duplicate (merchant_id, legal_country_iso) pair (1, US)"),
     ("universe_csv", UNIVERSE.rename(columns={"tzid": "zone"}), "lacks column"),
     ("universe_csv", pd.concat([UNIVERSE, UNIVERSE.iloc[:1]]), "duplicate row"),
     ("universe_csv", UNIVERSE.assign(tzid=["Mars/Olympus", *UNIVERSE.tzid[1:]]), "unknown tzid"),
@@ -172,6 +174,46 @@ def test_the_cli_refuses_a_bad_world_with_one_line_and_publishes_nothing(tmp_pat
                           str(tmp_path / "runs")], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 0 and "policies: authored for the custom universe" in out.stdout
     assert "fidelity FAITHFUL" in out.stdout or "fidelity DISTORTED" in out.stdout
+
+
+def test_a_pair_of_any_size_reads_the_same_in_either_form():
+    """One row per outlet and one row per pair with ``site_count`` are one catalogue, whatever a pair's size (the
+    one limit is the catalogue's total, in both forms)."""
+    from engine.world.outlets import MAX_OUTLETS
+
+    rows = pd.DataFrame({"merchant_id": [7] * 1_200_000 + [3] * 2, "legal_country_iso": ["US"] * 1_200_002})
+    pairs = pd.DataFrame({"merchant_id": [7, 3], "legal_country_iso": ["US", "US"], "site_count": [1_200_000, 2]})
+    by_row, by_pair = validate_outlets(rows, {"US"}, "rows"), validate_outlets(pairs, {"US"}, "pairs")
+    pd.testing.assert_frame_equal(by_row.reset_index(drop=True), by_pair.reset_index(drop=True), check_dtype=False)
+    with pytest.raises(EngineError, match="exceed the limit"):
+        validate_outlets(pairs.assign(site_count=[MAX_OUTLETS, 1]), {"US"}, "pairs")
+
+
+def test_a_world_that_ships_its_policies_runs_from_any_directory(tmp_path):
+    """A world shipping all three policy files runs on them alone, wherever the command is run from; a world on
+    the default universe without them needs the default authority (``policies/`` here), and says so."""
+    import shutil
+
+    own = _world(tmp_path, "own", outlets_parquet=OUTLETS)
+    for name in ("country_zone_alphas", "zone_floor_policy", "zone_mixture_policy"):
+        shutil.copy(ROOT / "policies" / f"{name}.yaml", own / f"{name}.yaml")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**__import__("os").environ, "PYTHONPATH": str(ROOT)}
+
+    def run(world: Path) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "engine", "run", "--seed", "1", "--world", str(world),
+                               "--run-root", str(tmp_path / "runs")], capture_output=True, text=True, timeout=120,
+                              cwd=elsewhere, env=env)
+
+    done = run(own)
+    assert done.returncode == 0, done.stderr
+    expected = PolicySet.from_dir(ROOT / "policies").parameter_hash   # the files it ships, byte for byte
+    assert list((tmp_path / "runs").glob(f"*/data/s2_country_zone_priors/parameter_hash={expected}"))
+    bare = _world(tmp_path, "bare", outlets_parquet=OUTLETS)
+    refused = run(bare)
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
+    assert refused.stderr.startswith("E3A_POL_004") and "run from the project root, or pass --policies" in refused.stderr
 
 
 def test_a_world_of_population_evidence_alone_and_a_csv_catalogue_loads_as_given(tmp_path):
