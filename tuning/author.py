@@ -28,8 +28,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.into_authority and not (args.reason or "").strip():
         raise EngineError(E_USAGE, "--reason must not be empty")
-    world = worlds.from_args(args)
     target = Path(args.into) if args.into else Path(args.policies)
+    if args.world and target.resolve() == Path(args.world).resolve():   # its policy files would become the world's own
+        raise EngineError(E_USAGE, f"--into {target}: that is the world's own folder; give the authority a folder of "
+                                   f"its own")
+    world = worlds.from_args(args)
     reason = (args.reason or "").strip() or f"authored baseline of world {world.name} ({world.fingerprint[:12]})"
     step = install_authored(target, reason, world, args.world, args.reopen)
     print(f"installed the authored baseline of world {world.name} ({world.fingerprint[:12]}) into {target}/ "

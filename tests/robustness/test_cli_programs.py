@@ -113,6 +113,11 @@ def test_author_and_verify_authority_programs(proj, tmp_path):
     line = _refused(refused, "E3A_TUN_028_AUTHORITY_DISAGREES")   # this store holds none of its runs
     assert "authority tag" in line and "DIFFER" in refused.stdout
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    world = tmp_path / "my_world"
+    world.mkdir()
+    _refused(run_module(proj, "tuning.author", "--world", str(world), "--into", str(world), timeout=60),
+             "E3A_TUN_050_USAGE")   # its policy files would become the world's own
+    assert list(world.iterdir()) == []
     _refused(run_module(proj, "tuning.author", "--into-authority", "--reason", "restart", "--policies", str(folder),
                         timeout=60), "E3A_TUN_024_AUTHORITY_FROZEN")
     assert {p.name: p.read_bytes() for p in folder.iterdir() if p.name in before} == before
@@ -126,7 +131,8 @@ def test_author_and_verify_authority_programs(proj, tmp_path):
 def test_campaign_program(proj, tmp_path):
     import shutil
 
-    _refused(run_module(proj, "tuning.campaign", "run", "--file", "missing.yaml", timeout=60), "E3A_TUN_060_CAMPAIGN")
+    line = _refused(run_module(proj, "tuning.campaign", "run", "--file", "missing.yaml", timeout=60), "E3A_TUN_060_CAMPAIGN")
+    assert line.endswith("(run from the project root, or pass --file PATH and --studies-dir DIR)")
     folder = tmp_path / "authority"
     shutil.copytree(REPO / "policies", folder, ignore=shutil.ignore_patterns(".*"))
     (tmp_path / "mini.yaml").write_text("campaign: mini\nsteps:\n  - {author: true}\n"

@@ -46,6 +46,8 @@ def test_author_into_binds_a_new_authority_to_its_world(project, world):
     ladder = yaml.safe_load((auth / "ladder.yaml").read_text())["steps"]
     assert lineage[-1]["world"]["fingerprint"] == ladder[-1]["world"] == loaded.fingerprint
     assert worlds.authority_world(auth).fingerprint == loaded.fingerprint   # found again from its record
+    found, found_dir = worlds.authority_world_and_dir(auth)   # what the campaign runs on without --world
+    assert found.fingerprint == loaded.fingerprint and found_dir == world.resolve()
     assert worlds.bound_world(project / "policies")["name"] == "default"     # policies/ stays the default world's
 
 
@@ -62,8 +64,8 @@ def test_sweep_promote_and_certify_stay_on_their_world(project, world, capsys):
     with pytest.raises(EngineError) as err:   # the default world's authority is not a base for another world
         sweep(["--phase", "P1.2", "--trials", "2", "--world", str(world), "--no-progress"])
     assert err.value.code == "E3A_TUN_070_WORLD_MISMATCH" and not list(project.glob(".optuna/*.journal"))
-    assert sweep(["--phase", "P1.2", "--trials", "3", "--world", str(world), "--policies", str(auth),
-                  "--no-progress", "--json"]) == 0
+    # without --world, a sweep based on W's authority runs on W (the folder's own world)
+    assert sweep(["--phase", "P1.2", "--trials", "3", "--policies", str(auth), "--no-progress", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["study"] == f"t-P1.2-{w.label}" and len(load(summary["study"]).trials) == 3
     mlc = client()
@@ -86,6 +88,7 @@ def test_sweep_promote_and_certify_stay_on_their_world(project, world, capsys):
     with pytest.raises(EngineError) as err:
         certify(["--authority", "--policies", str(auth), "--seeds", "42", "--no-progress", "--world", str(other)])
     assert err.value.code == "E3A_TUN_070_WORLD_MISMATCH"
+    assert str(err.value).endswith(f"(pass --world {world.resolve()})")   # a path from here, not from the folder
     capsys.readouterr()
     assert certify(["--authority", "--policies", str(auth), "--seeds", "42,7", "--no-progress", "--json"]) == 0
     cert = json.loads(capsys.readouterr().out)

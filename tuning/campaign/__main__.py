@@ -47,7 +47,8 @@ KINDS = ("author", "baseline", "runtime", "sweep", "frontier", "review", "certif
 
 def load_campaign(path: Path) -> dict:
     if not path.is_file():
-        raise EngineError(E_CAMPAIGN, f"{path}: campaign file not found")
+        raise EngineError(E_CAMPAIGN, f"{path}: campaign file not found (run from the project root, or pass --file "
+                                      f"PATH and --studies-dir DIR)")
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
@@ -109,17 +110,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     doc = load_campaign(Path(args.file))
     policies, studies = Path(args.policies), Path(args.studies_dir)
-    world = worlds.from_args(args, doc.get("world"))
+    world, world_dir = worlds.authority_world_and_dir(policies, args, doc.get("world"))   # else the folder's own
     before, against = committed_digests(policies) if args.command == "replay" else (None, "")
     if args.command == "replay" and before is None:
         raise EngineError(E_USAGE, f"{policies}: replay needs the committed authority to compare against")
     if (policies / "zone_mixture_policy.yaml").exists():   # never re-author another world's authority
-        worlds.require(policies, world, f"a campaign on world {world.name} (pass --policies OUT for its own folder)")
+        worlds.require(policies, world, f"a campaign on world {world.name} (or give it a folder of its own, "
+                                        f"--policies NEW_DIR)")
     fresh_trail(doc, studies, world)
     t0 = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr if args.json else sys.stdout):  # --json: stdout is the JSON alone
         log = Campaign(doc, policies, studies, Path(args.runs_root) if args.runs_root else None, world,
-                       args.world or doc.get("world")).run(not args.no_progress)
+                       world_dir).run(not args.no_progress)
     after = PolicySet.from_dir(policies)
     out = {"campaign": doc.get("campaign", "3A"), "steps": log, "wall_seconds": round(time.perf_counter() - t0, 1),
            "parameter_hash": after.parameter_hash, "digests": dict(after.digests), "world": worlds.record(world),

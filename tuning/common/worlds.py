@@ -14,6 +14,7 @@ based on the folder and the campaign refuse another world with ``E3A_TUN_070_WOR
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 
 import yaml
@@ -114,7 +115,8 @@ def require(policies_dir: str | Path, world, what: str) -> None:
     """Refuse ``what`` (a promotion, a certification, a sweep) of this authority on another world."""
     bound = bound_world(policies_dir)
     if bound["fingerprint"] != world.fingerprint:
-        hint = f" (pass --world {bound['dir']})" if bound.get("dir") else ""
+        world_dir = bound_dir(policies_dir, bound)   # recorded relative to the folder: named from here
+        hint = f" (pass --world {shlex.quote(str(world_dir))})" if world_dir is not None else ""
         raise EngineError(E_WORLD_MISMATCH, f"{what}: the authority {policies_dir} belongs to world "
                                             f"{bound.get('name')} ({bound['fingerprint'][:12]}), not to world "
                                             f"{world.name} ({world.fingerprint[:12]}){hint}")
@@ -130,16 +132,27 @@ def authority_names(policies_dir: str | Path) -> dict[str, str]:
     return {"experiment": f"authority{suffix}", "model": f"seg3a-authority{suffix}"}
 
 
-def authority_world(policies_dir: str | Path, args=None, fallback: str | Path | None = None):
-    """The world to run an authority on: the one given (checked against the folder's), else the folder's own
-    (its recorded directory), else the default world."""
+def bound_dir(policies_dir: str | Path, bound: dict | None = None) -> Path | None:
+    """The directory of the world an authority folder records (``world.yaml``'s ``dir``, relative to the folder),
+    as a path from the working directory; None when it records none."""
+    bound = bound if bound is not None else bound_world(policies_dir)
+    if bound.get("dir") is None:
+        return None
+    world_dir = Path(bound["dir"])
+    return world_dir if world_dir.is_absolute() else Path(os.path.normpath(Path(policies_dir).resolve() / world_dir))
+
+
+def authority_world_and_dir(policies_dir: str | Path, args=None, fallback: str | Path | None = None):
+    """(world, its directory or None) to run an authority on: the one given (checked against the folder's by
+    :func:`require`), else the folder's own (its recorded directory), else the default world."""
     given = args is not None and any(getattr(args, k, None) for k in ("world", "reference", "outlets"))
     if given or fallback is not None:
         world = from_args(args, fallback) if args is not None else load(fallback)
-    else:
-        bound = bound_world(policies_dir)
-        world_dir = bound.get("dir")
-        if world_dir is not None and not Path(world_dir).is_absolute():
-            world_dir = Path(policies_dir) / world_dir
-        world = load(world_dir)
-    return world
+        return world, (getattr(args, "world", None) if args is not None else None) or fallback
+    world_dir = bound_dir(policies_dir)
+    return load(world_dir), world_dir
+
+
+def authority_world(policies_dir: str | Path, args=None, fallback: str | Path | None = None):
+    """The world to run an authority on (:func:`authority_world_and_dir`)."""
+    return authority_world_and_dir(policies_dir, args, fallback)[0]

@@ -43,8 +43,9 @@ class Sweep:
         self.seed = self.seeds[0]
         self.target = config.trials or self.spec.trials
         # the catalogue is read and validated once, here (or by the caller that passes its world)
-        self.world = world if world is not None else worlds.from_args(config, self.spec.world)
         base_dir = config.policies or self.spec.base_policies
+        # a folder's own world unless one is given (the study's ``world:`` included)
+        self.world = world if world is not None else worlds.authority_world(base_dir, config, self.spec.world)
         worlds.require(base_dir, self.world, f"a {self.spec.phase} sweep")
         self.study_name = worlds.suffixed(config.namespace + (config.study or self.spec.study), self.world)
         self.experiment = worlds.suffixed(f"{config.namespace}{self.spec.experiment}", self.world)
