@@ -1,7 +1,9 @@
 """``python -m tuning.rank --phase P1.2 [--top 10] [--study NAME] [--pareto] [--json] [--open [--ui URL]]``
 
 The ranking table of a phase's trials, read from MLflow (the numbers the UI shows): feasible
-(``veto`` = PASS) first, then by J descending, then by trial number; printed as an aligned table (or
+(``veto`` = PASS) first, then by J descending, then by trial number, one table per study (a phase's experiment
+may hold its frontier's trials too, scored on another objective: the phase's own study first, ``--top`` each;
+``--study NAME`` ranks one); printed as an aligned table (or
 JSON: each trial's row, :meth:`tuning.study.trial_row.TrialRow.to_json`, with ``mlflow_run_id`` (the trial's
 MLflow run) and ``engine_run_id`` (the engine's run) named apart). ``--pareto`` lists only the feasible Pareto front of a multi-objective study (trial runs tagged
 ``pareto = true`` by the sweep), with the second objective beside J. ``--open`` also prints the MLflow
@@ -103,25 +105,40 @@ def build_parser() -> TuningParser:
     return ap
 
 
+def by_study(rows: Sequence[TrialRow], first: str | None = None) -> list[tuple[str, list[TrialRow]]]:
+    """Ranked rows split by study, each in its ranking order: studies of one experiment (a phase and its frontier)
+    score different objectives, so their J are never ranked together. ``first`` (the phase's own study) leads,
+    the others follow by name."""
+    groups: dict[str, list[TrialRow]] = {}
+    for r in rows:
+        groups.setdefault(r.study or "", []).append(r)
+    return sorted(groups.items(), key=lambda kv: (kv[0] != first, kv[0]))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from tuning.common import worlds
 
-    experiment = worlds.suffixed((CAMPAIGN_PREFIX if args.campaign else "") + f"3A-{args.phase}",
-                                 worlds.load(args.world))
+    world = worlds.load(args.world)
+    prefix = CAMPAIGN_PREFIX if args.campaign else ""
+    experiment = worlds.suffixed(f"{prefix}3A-{args.phase}", world)
     try:
-        key_metrics = list(load_study(args.phase, args.studies_dir).key_metrics)
+        spec = load_study(args.phase, args.studies_dir)
+        key_metrics, own = list(spec.key_metrics), worlds.suffixed(prefix + spec.study, world)
     except EngineError:
-        key_metrics = list(DEFAULT_KEY_METRICS)
+        key_metrics, own = list(DEFAULT_KEY_METRICS), None
     rows = ranked_runs(args.phase, args.study, key_metrics, experiment)
     if args.pareto:
         rows = [r for r in rows if r.pareto]
         key_metrics = ["second"] + key_metrics
-    rows = rows[: args.top]
+    groups = [(study, ranked[: args.top]) for study, ranked in by_study(rows, own)]
     if args.json:
-        print(json.dumps([r.to_json() for r in rows], indent=2, sort_keys=True))
+        print(json.dumps([r.to_json() for _, ranked in groups for r in ranked], indent=2, sort_keys=True))
+    elif len(groups) > 1:   # one table per study, each ranked on its own objective
+        print("\n\n".join(f"study {study} ({sum(r.study == study for r in rows)} trials, ranked on its own):\n"
+                           f"{format_rows(ranked, key_metrics)}" for study, ranked in groups))
     else:
-        print(format_rows(rows, key_metrics))
+        print(format_rows(groups[0][1] if groups else [], key_metrics))
     if args.open:
         print(f"MLflow UI: {ui_link(experiment, key_metrics, args.ui)}", flush=True)
     return 0

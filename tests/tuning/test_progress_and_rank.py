@@ -43,6 +43,16 @@ def test_progress_timeout_and_rank(project, capsys):
     view = json.loads(exp.tags["mlflow.sharedViewState.rank"])
     assert view["orderByKey"] == "metrics.`J_feasible`" and view["orderByAsc"] is False
     assert view["selectedColumns"][:4] == ["metrics.`J`", "tags.`verdict`", "tags.`fidelity`", "tags.`veto`"]
+    # another study in the phase's experiment (a frontier, scored on another objective): ranked apart, the phase's own first
+    assert sweep(["--phase", "studies/veto.yaml", "--trials", "2", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert rank(["--phase", "P1.2"]) == 0
+    text = capsys.readouterr().out
+    assert 0 <= text.index("study t-P1.2 (3 trials, ranked on its own):") < text.index("study t-veto (2 trials")
+    assert rank(["--phase", "P1.2", "--json", "--top", "2"]) == 0
+    assert [r["study"] for r in json.loads(capsys.readouterr().out)] == ["t-P1.2"] * 2 + ["t-veto"] * 2
+    assert rank(["--phase", "P1.2", "--study", "t-veto"]) == 0
+    assert "ranked on its own" not in capsys.readouterr().out   # one study: one table
 
 
 def test_certify_shows_progress_per_seed(project, capsys):
