@@ -105,3 +105,25 @@ def test_promote_refuses_a_distorted_candidate_and_the_fidelity_veto_catches_it(
     assert main(["--phase", "distort2", "--no-progress", "--json"]) == 0
     row = json.loads(capsys.readouterr().out)["top"][0]
     assert row["feasible"] is False and "FIDELITY_DISTORTED" in row["vetoes"]
+
+
+def test_a_best_effort_freeze_blocks_on_its_certification_and_names_the_frontiers_trade_off_apart(project):
+    """The blocking gates of a best-effort P6 are those its certification measured failing on the authority, each
+    once; what the P2 frontier found no faithful trial meeting together is named apart (a gate the authority
+    passes is never called blocking)."""
+    from pathlib import Path
+
+    from engine.policies import PolicySet
+    from tuning.authority.freeze import freeze
+    from tuning.authority.ladder_steps import read_ladder, write_ladder
+
+    current = PolicySet.from_dir(Path("policies")).parameter_hash
+    cert = {"phase": "P5", "decision": "FAIL_REALISM", "parameter_hash": current, "mlflow_run_id": "r" * 32,
+            "evidence": {"fidelity": "FAITHFUL", "failing_gates": "3A-V04_s3_std,3A-S04_s3_std,3A-V04_s3_std"}}
+    write_ladder(Path("policies"), read_ladder(Path("policies")) + [cert])
+    step = freeze(Path("policies"), target="PASS_BPLUS", trade_off=["S3 std >= 0.04 (B+)", "S4 top1 p75 <= 0.97 (B)"])
+    assert step["decision"] == "FROZEN_BEST_EFFORT_BELOW_B"
+    assert step["evidence"]["blocking"] == "3A-V04_s3_std,3A-S04_s3_std"
+    assert step["evidence"]["frontier_trade_off"] == "S3 std >= 0.04 (B+),S4 top1 p75 <= 0.97 (B)"
+    assert "blocking (failing on its certification): 3A-V04_s3_std,3A-S04_s3_std; the P2 frontier found no " \
+           "faithful trial meeting S3 std >= 0.04 (B+) and S4 top1 p75 <= 0.97 (B) together" in step["note"]

@@ -59,12 +59,15 @@ def freeze_status(verdict: str, fidelity: str = "FAITHFUL", evidence: dict | Non
     return f"FROZEN_BEST_EFFORT_{grade or 'BELOW_B'}"
 
 
-def freeze(policies_dir: Path, target: str | None = None, blocking: Sequence[str] = ()) -> dict:
+def freeze(policies_dir: Path, target: str | None = None, trade_off: Sequence[str] = ()) -> dict:
+    """P6 on the certified authority. ``trade_off``: the targets the campaign's P2 frontier found no faithful trial
+    meeting together; a best-effort freeze names them apart from its blocking gates, which are only those the
+    certification measured failing on this authority."""
     with authority_lock(policies_dir):  # serialised with promote and certify --record
-        return _freeze(policies_dir, target, list(blocking))
+        return _freeze(policies_dir, target, list(trade_off))
 
 
-def _freeze(policies_dir: Path, target: str | None, blocking: list[str]) -> dict:
+def _freeze(policies_dir: Path, target: str | None, trade_off: list[str]) -> dict:
     current = PolicySet.from_dir(policies_dir).parameter_hash
     certs = [s for s in read_ladder(policies_dir) if s["phase"] == "P5" and s["parameter_hash"] == current]
     if not certs:
@@ -78,12 +81,14 @@ def _freeze(policies_dir: Path, target: str | None, blocking: list[str]) -> dict
     note = None
     if status.startswith("FROZEN_BEST_EFFORT_"):
         gates = [g for g in str(ev.get("failing_gates", "")).split(",") if g and g != "none"]
-        named = blocking + [g for g in gates if g not in blocking]
-        evidence["blocking"] = ",".join(named) or "none measured"
+        evidence["blocking"] = ",".join(dict.fromkeys(gates)) or "none measured"
         if "holdout_seeds" in ev:
             evidence["holdout_pass_rate_bplus_faithful"] = ev.get("holdout_pass_rate_bplus_faithful")
-        note = (f"best effort: {target or 'the certified grade'} is not reached with FAITHFUL fidelity; blocking: "
-                f"{evidence['blocking']}")
+        note = (f"best effort: {target or 'the certified grade'} is not reached with FAITHFUL fidelity; blocking (failing "
+                f"on its certification): {evidence['blocking']}")
+        if trade_off:
+            evidence["frontier_trade_off"] = ",".join(trade_off)
+            note += f"; the P2 frontier found no faithful trial meeting {' and '.join(trade_off)} together"
     if target:
         evidence["target"] = target
     return record_step("P6", status, policies_dir=policies_dir, source_run_id=cert["mlflow_run_id"],

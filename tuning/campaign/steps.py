@@ -260,8 +260,8 @@ class Campaign:
         from tuning.authority.freeze import freeze
 
         target = step["freeze"].get("target") if isinstance(step["freeze"], dict) else None
-        blocking = (self.frontier_outcome or {}).get("blocking") or []
-        return freeze(self.policies, target=target, blocking=blocking)["decision"]
+        trade_off = (self.frontier_outcome or {}).get("blocking") or []   # what no faithful P2 trial met together
+        return freeze(self.policies, target=target, trade_off=trade_off)["decision"]
 
 
 def trial_rows(sweep) -> list:
