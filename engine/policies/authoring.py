@@ -1,10 +1,13 @@
 """Authoring rules for the baseline policies, and the authoring realism floors (a veto).
 
-Alphas: for country c with zones Z(c) (K zones) and city population pop(c,z) (total P):
+Alphas: for country c with zones Z(c) and city population pop(c,z) (total P), over its K populated zones
+(all of Z(c) when P = 0):
   smoothing mass sigma(c) = SMOOTH_FRACTION * P / K + SMOOTH_FLOOR          (people per zone)
   share s(c,z)            = (pop(c,z) + sigma) / (P + K * sigma)           (uniform when P = 0)
   concentration A(c)      = clamp(A_PER_SQRT_ZONE * sqrt(K), A_MIN, A_MAX)  (the A(c) law)
   alpha(c,z)              = max(round(A(c) * s(c,z), 6), 1e-6)
+A zone of Z(c) with pop(c,z) = 0 in a country with P > 0 gets alpha 1e-6 (our law, not the original spec's, whose
+smoothing gave such a zone about 0.002 / K of the country's mass: outlets where the evidence says nobody lives).
 Floors (zone presence): a zone with city population anywhere gets floor_value FLOOR_PRESENT and an
 unconditional bump_threshold 0; a zone without any city gets FLOOR_ABSENT gated at 0.6 (floor
 only if dominant). The mixture policy is the shipped ladder with every extension block disabled.
@@ -27,6 +30,7 @@ SMOOTH_FRACTION = 0.002
 SMOOTH_FLOOR = 1000.0
 A_PER_SQRT_ZONE = 20.0
 A_MIN, A_MAX = 15.0, 160.0
+ALPHA_MIN = 1e-6                  # the smallest alpha written; a zone its country's evidence leaves empty gets it
 FLOOR_PRESENT, FLOOR_ABSENT = 0.10, 0.05
 ALPHA_SUM_MIN, ALPHA_SUM_MAX = 15.0, 160.0
 LARGE_K = 4
@@ -60,11 +64,15 @@ def author_alphas(population: pd.DataFrame) -> dict:
     countries: dict = {}
     for iso, grp in population.groupby("country_iso", sort=True):
         pop = grp["population"].to_numpy(dtype=np.float64)
-        k = len(pop)
+        # our law (DESIGN: faithful to the evidence): in a country with evidence, a zone the evidence leaves empty
+        # gets the minimum alpha and the law runs over the populated zones alone, as if the empty one were absent;
+        # a country without any evidence stays uniform over all its zones
+        lived = pop > 0 if pop.sum() > 0 else np.ones(len(pop), dtype=bool)
+        k = int(lived.sum())
         sigma = SMOOTH_FRACTION * pop.sum() / k + SMOOTH_FLOOR
-        share = (pop + sigma) / (pop.sum() + k * sigma)
+        share = np.where(lived, (pop + sigma) / (pop.sum() + k * sigma), 0.0)
         a = concentration(k)
-        entries = [{"tzid": tz, "alpha": max(round(float(a * s), 6), 1e-6)} for tz, s in zip(grp["tzid"], share)]
+        entries = [{"tzid": tz, "alpha": max(round(float(a * s), 6), ALPHA_MIN)} for tz, s in zip(grp["tzid"], share)]
         block = {"tzid_alphas": entries}
         if pop.sum() == 0:
             block["notes"] = "mass_basis=smoothing_only"

@@ -57,3 +57,47 @@ def test_authored_baseline_keeps_realism_floors(baseline):
     floors = realism_floors(baseline.tables["s2"])
     assert floors["passed"], floors["reasons"]
     assert 15 <= floors["alpha_sum_min"] and floors["alpha_sum_max"] <= 160
+
+
+def test_a_zone_the_evidence_leaves_empty_gets_the_minimum_alpha_and_no_outlets():
+    """Our law: in a country with evidence, a zone of population 0 gets alpha 1e-6 and the authoring law runs on the
+    populated zones alone (golden values by hand: sigma = 0.002 * 3e6 / 2 + 1000 = 4000, A = 20 * sqrt(2)); a country
+    with no evidence at all stays uniform over all of its zones. The authored baseline then places no outlet there."""
+    import math
+
+    import pandas as pd
+    import yaml
+
+    from engine import run_chain
+    from engine.world.model import load_world
+
+    pop = pd.DataFrame({"country_iso": ["AU", "AU", "AU", "NZ", "NZ"],
+                        "tzid": ["Australia/Sydney", "Australia/Perth", "Australia/Lord_Howe", "Pacific/Auckland",
+                                 "Pacific/Chatham"],
+                        "population": [2e6, 1e6, 0.0, 0.0, 0.0]})
+    doc = yaml.safe_load(author_policies(pop)["country_zone_alphas"])["countries"]
+    au = {e["tzid"]: e["alpha"] for e in doc["AU"]["tzid_alphas"]}
+    a = 20 * math.sqrt(2)
+    assert au["Australia/Lord_Howe"] == 1e-6
+    assert au["Australia/Sydney"] == round(a * (2e6 + 4000) / (3e6 + 8000), 6)
+    assert au["Australia/Perth"] == round(a * (1e6 + 4000) / (3e6 + 8000), 6)
+    nz = {e["tzid"]: e["alpha"] for e in doc["NZ"]["tzid_alphas"]}
+    assert nz == {"Pacific/Auckland": round(a / 2, 6), "Pacific/Chatham": round(a / 2, 6)}   # no evidence: uniform
+
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        world_dir = Path(tmp) / "w"
+        world_dir.mkdir()
+        pop.iloc[:3].to_csv(world_dir / "population.csv", index=False)
+        pop.iloc[:3, :2].to_csv(world_dir / "universe.csv", index=False)
+        pd.DataFrame({"merchant_id": range(400), "legal_country_iso": "AU",
+                      "site_count": [3 + (i * 7) % 90 for i in range(400)]}).to_csv(world_dir / "outlets.csv", index=False)
+        world = load_world(world_dir)
+        policies = PolicySet(author_policies(world.population))
+        for seed in (42, 7, 101):
+            res = run_chain(policies, seed, world)
+            alloc = res.tables["s4"]
+            assert int(alloc.loc[alloc.tzid == "Australia/Lord_Howe", "zone_site_count"].sum()) == 0
+            assert res.pack["fidelity"]["unpopulated_share"] == 0.0

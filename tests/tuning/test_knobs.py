@@ -38,6 +38,21 @@ def alphas(ps: PolicySet, iso: str) -> np.ndarray:
     return np.array([e["alpha"] for e in ps.doc("country_zone_alphas")["countries"][iso]["tzid_alphas"]])
 
 
+def test_the_geometry_never_pulls_outlets_into_a_zone_the_evidence_leaves_empty():
+    """A zone at the minimum alpha (authored so where its country's evidence has nobody) stays there under every P1.2
+    knob; the populated zones are reshaped among themselves, their alpha sum kept (golden: blend over K = 2)."""
+    doc = {"version": "v1.0.0", "countries": {"AU": {"tzid_alphas": [
+        {"tzid": "Australia/Lord_Howe", "alpha": 1e-6}, {"tzid": "Australia/Perth", "alpha": 10.0},
+        {"tzid": "Australia/Sydney", "alpha": 30.0}]}}}
+    dump = lambda d: yaml.safe_dump(d, sort_keys=False).encode()  # noqa: E731
+    base = PolicySet({"zone_mixture_policy": dump(MIXTURE), "country_zone_alphas": dump(doc),
+                      "zone_floor_policy": dump(FLOORS)})
+    for knobs in ({"blend_lambda": 1.0}, {"hub_cap": 0.5, "tail_gamma": 0.0}, {"blend_lambda": 0.3, "hub_cap": 0.6}):
+        a = alphas(apply_knobs(base, knobs), "AU")
+        assert a[0] == 1e-6 and a[1:].sum() == pytest.approx(40.0, abs=1e-5), knobs
+    assert alphas(apply_knobs(base, {"blend_lambda": 0.5}), "AU")[1:].tolist() == [15.0, 25.0]   # 40 * (s/2 + 1/4)
+
+
 def test_blend_lambda_keeps_alpha_sum_and_pulls_toward_uniform(base):
     cand = apply_knobs(base, {"blend_lambda": 0.5})
     a = alphas(cand, "AA")

@@ -7,8 +7,8 @@ and the engine's rerun-matrix cache reuses the states that read it.
 
 Families (the build plan's phases):
 
-- P1.2 ``country_zone_alphas`` geometry, per country with K >= 2 zones, α sum kept:
-  ``blend_lambda`` s' = (1-λ)s + λ/K;  then the mixed-dominance hub/tail family ``hub_cap``
+- P1.2 ``country_zone_alphas`` geometry, per country over its K >= 2 zones above the minimum α (a zone at 1e-6
+  is one the evidence leaves empty, and stays so), their α sum kept: ``blend_lambda`` s' = (1-λ)s + λ/K;  then the mixed-dominance hub/tail family ``hub_cap``
   (no zone keeps a share above the cap; the excess is water-filled over the zones below the cap
   in proportion to s^``tail_gamma``: 0 spreads evenly, 1 proportionally, >1 favours the big tail).
 - P1.3 ``zone_floor_policy``: ``floor_scale`` multiplies every floor_value; ``threshold_shift``
@@ -150,7 +150,9 @@ def _alphas(doc: dict, v: Mapping[str, object]) -> None:
     cap = float(v.get("hub_cap", 1.0))
     gamma = float(v.get("tail_gamma", 1.0))
     for block in doc["countries"].values():
-        entries = block["tzid_alphas"]
+        # a zone at the minimum alpha is one its country's evidence leaves empty (engine.policies.authoring): the
+        # geometry reshapes the populated zones among themselves and never pulls outlets into an empty one
+        entries = [e for e in block["tzid_alphas"] if float(e["alpha"]) > ALPHA_MIN]
         if len(entries) < 2:
             continue
         alpha = np.array([float(e["alpha"]) for e in entries])
