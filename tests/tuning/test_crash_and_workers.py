@@ -143,6 +143,39 @@ def test_two_workers_complete_the_budget_without_duplicates(project):
         {k: v for k, v in here.flat_pack.items() if v == v and abs(v) != float("inf")}
 
 
+def test_a_killed_coordinator_s_workers_leave_their_trials_to_be_run_again(project):
+    """SIGKILL of a ``--workers 2`` sweep process: its workers lose the trail they log through. Their trials are not
+    theirs to fail: they stay RUNNING, the workers end, and the re-run fails them as a dead worker's and runs each
+    again (``retry_of``): the budget completes with nothing lost (a worker used to tell them FAIL, never retried)."""
+    with open(project / "err.txt", "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "tuning.sweep", "--phase", "P1.2", "--trials", "14",
+                                 "--workers", "2", "--no-progress"], cwd=project, stdout=subprocess.DEVNULL,
+                                stderr=err, env=dict(env_for(project), SEG3A_WORKER_START="fork"))
+        deadline, workers = time.time() + 180, []
+        while time.time() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+            if not (project / ".optuna" / "t-P1.2.journal").exists():
+                continue
+            states = [t.state for t in load("t-P1.2").trials]
+            if states.count(TrialState.COMPLETE) >= 3 and TrialState.RUNNING in states:
+                workers = [pid for pid in _children(proc.pid)
+                           if b"tuning.trail.server" not in open(f"/proc/{pid}/cmdline", "rb").read()]
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+        proc.wait(timeout=30)
+    assert workers, (project / "err.txt").read_text()[-2000:]
+    gone = time.time() + 60
+    while time.time() < gone and any(_alive(pid) for pid in workers):
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in workers), "a worker outlived its killed sweep"
+    left = load("t-P1.2").trials
+    assert not [t for t in left if t.state == TrialState.FAIL], "a worker failed a trial it did not fail"
+    assert [t for t in left if t.state == TrialState.RUNNING], "the killed sweep's trials stay RUNNING"
+    out = run_module(project, "tuning.sweep", "--phase", "P1.2", "--trials", "14", "--json", "--no-progress")
+    assert out.returncode == 0, out.stderr[-2000:]
+    _assert_consistent("t-P1.2", 14)   # each trial left RUNNING was failed and run again, once
+
+
 def test_workers_of_a_multi_seed_study_score_every_seed(project, monkeypatch):
     """Spawned workers (``SEG3A_WORKER_START=spawn``, the default off Linux) get the sweep's config: the study's
     seeds, not the first one only (a worker started with ``--seed <first>`` was refused by the study created with

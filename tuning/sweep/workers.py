@@ -144,11 +144,15 @@ class TrialLoop:
         return len(told) + pending - 1 < self.sweep.history_free
 
     def _guard(self, trial, fn):
-        """Run one stage of a trial; a crash marks the trial FAIL (an EngineError also stops the sweep)."""
+        """Run one stage of a trial; a crash marks the trial FAIL (an EngineError also stops the sweep). A trail
+        that is gone (the sweep process was killed: a ``--workers`` process loses the trail it logs through) is not
+        the trial's failure: the trial stays RUNNING, its owner ends with this process, and the next sweep fails it
+        as a dead worker's and runs it again (``retry_of``), as after any kill."""
         try:
             return fn()
-        except EngineError:
-            self._tell_failed(trial)
+        except EngineError as exc:
+            if exc.code != E_TRAIL:
+                self._tell_failed(trial)
             raise
         except Exception as exc:  # a crashing trial is recorded as FAIL and the budget continues
             self._tell_failed(trial)
