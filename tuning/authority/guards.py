@@ -17,6 +17,7 @@ from engine import PolicySet
 
 E_FROZEN = "E3A_TUN_024_AUTHORITY_FROZEN"
 E_NO_CHANGE = "E3A_TUN_025_NO_CHANGE"
+E_UNDOES = "E3A_TUN_029_UNDOES_A_LATER_PROMOTION"
 FROZEN_PREFIX = "FROZEN_CERTIFIED_"
 REOPENED = "REOPENED"
 VERSION_KEYS = ("version",)
@@ -62,3 +63,19 @@ def guard_promotion(policies_dir: Path, current: PolicySet, candidate: PolicySet
             "parameter_hash": current.parameter_hash,   # the frozen authority is what is reopened
             "evidence": {"frozen_status": frozen["decision"], "frozen_step": frozen.get("mlflow_run_id"),
                          "candidate_run_id": run_id}}
+
+
+def guard_base(run_id: str, base: PolicySet, current: PolicySet, candidate: PolicySet) -> None:
+    """A trial scored against an earlier authority (``base``) installs its whole policy set: refuse it where that
+    would undo what was promoted since, a policy the trial left as its base had it and the authority has changed
+    since (a P1.2 trial after the P3 lock would switch the S4 safeguards off again). Two candidates of one sweep,
+    promoted one after the other, change the same policies: the second replaces the first, as intended."""
+    if base.parameter_hash == current.parameter_hash:
+        return
+    undone = [pid for pid in sorted(set(base.raw) | set(current.raw))
+              if candidate.raw.get(pid) == base.raw.get(pid) and current.raw.get(pid) != base.raw.get(pid)]
+    if undone:
+        raise EngineError(E_UNDOES, f"run {run_id} was scored against the authority {base.parameter_hash[:12]}, not "
+                                    f"the current {current.parameter_hash[:12]}; installing it would undo what was "
+                                    f"promoted since in {', '.join(undone)}: re-run its phase's sweep on the current "
+                                    f"authority")

@@ -29,11 +29,11 @@ from engine import PolicySet
 from engine import load_yaml
 from tuning.authority.txn import authority_lock, install as txn_install
 from tuning.common.errors import E_ARTIFACTS, E_NOT_FAITHFUL, E_RUN_MISSING, E_RUN_VETOED, E_WITNESS
-from tuning.authority.guards import guard_promotion
+from tuning.authority.guards import guard_base, guard_promotion
 from tuning.authority.promotion_txn import PROMOTION_RUN, encode, texts
 from tuning.study.trial_row import TrialRow
 from tuning.trail.tracking import client
-from tuning.authority.witness import witness
+from tuning.authority.witness import trial_base, witness
 
 LINEAGE_FILE = "lineage.yaml"
 
@@ -141,7 +141,9 @@ def _promote(run_id: str, policies_dir: Path, decision: str | None, runs_root: P
         current = PolicySet.from_dir(policies_dir)
         lineage = read_lineage(policies_dir)
         reopening = guard_promotion(policies_dir, current, candidate, run_id, reopen)
-        result = witness(mlc, run, candidate, recorded, policies_dir, runs_root, Path(tmp), world)
+        base = trial_base(mlc, run, policies_dir, Path(tmp))
+        guard_base(run_id, base, current, candidate)   # before the witness's replay: nothing undone, nothing spent
+        result = witness(mlc, run, candidate, recorded, policies_dir, runs_root, Path(tmp), world, base)
     tags = run.data.tags
     if current.parameter_hash == candidate.parameter_hash and _lineage_agrees(current, lineage):
         return _close_as_authority(run_id, tags, current, lineage, result, policies_dir, decision, ladder_phase,
@@ -177,15 +179,28 @@ def _close_as_authority(run_id: str, tags: dict, current: PolicySet, lineage: li
         tag_authority(run_id, {})  # exactly one run current, whatever an older store left
     out = {"status": "ALREADY_AUTHORITY", "run_id": run_id, "parameter_hash": current.parameter_hash,
            "witness": brief(result)}
-    if decision:
+    phase = ladder_phase or tags.get("phase", "?")
+    if decision and reopening is None and _last_step_is(policies_dir, phase, decision, run_id, current):
+        out.update(decision=decision, note="this decision on this run is already the ladder's last step")
+    elif decision:
         if reopening is not None:
             record_step(**{"policies_dir": policies_dir, **reopening})
-        record_step(ladder_phase or tags.get("phase", "?"), decision, policies_dir=policies_dir, source_run_id=run_id,
+        record_step(phase, decision, policies_dir=policies_dir, source_run_id=run_id,
                     note="selected candidate is the current authority; witness replayed",
                     evidence={"witness": result["status"], "witness_fields": result["fields_compared"],
                               "study": tags.get("study"), "trial": tags.get("optuna_trial")})
         out["decision"] = decision
     return out
+
+
+def _last_step_is(policies_dir: Path, phase: str, decision: str, run_id: str, current: PolicySet) -> bool:
+    """Is the ladder's last step already this decision on this run for this authority (a promote run again)?"""
+    from tuning.authority.ladder_steps import read_ladder
+
+    steps = read_ladder(policies_dir)
+    last = steps[-1] if steps else {}
+    return (last.get("phase"), last.get("decision"), last.get("source_run_id"), last.get("parameter_hash")) == \
+        (phase, decision, run_id, current.parameter_hash)
 
 
 def _require_witness(run_id: str, result: dict) -> None:

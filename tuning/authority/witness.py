@@ -156,15 +156,22 @@ def replay(spec, seeds, base: PolicySet, candidate: PolicySet, runs_root: Path |
     return objective.replay(candidate, runs_root)
 
 
+def trial_base(mlc, run, policies_dir: Path, workdir: Path) -> PolicySet:
+    """The policy set a trial's J is measured against (:func:`base_of`, found from the trial's sweep run)."""
+    return base_of(mlc, run, _sweep_run(mlc, run), policies_dir, workdir)
+
+
 def witness(mlc, run, candidate: PolicySet, recorded: dict, policies_dir: Path, runs_root: Path | None,
-            workdir: Path, world=None) -> dict:
-    """Replay and compare (see the module docstring); ``status`` PASS when every field is identical."""
+            workdir: Path, world=None, base: PolicySet | None = None) -> dict:
+    """Replay and compare (see the module docstring); ``status`` PASS when every field is identical. ``base``: the
+    trial's base when the caller already found it (:func:`trial_base`)."""
     from tuning.study.trial_result import TrialResult
 
     sweep = _sweep_run(mlc, run)
     spec = study_of(run, sweep)
     seeds = run_seeds(run)
-    ev = replay(spec, seeds, base_of(mlc, run, sweep, policies_dir, workdir), candidate, runs_root, world)
+    base = base if base is not None else base_of(mlc, run, sweep, policies_dir, workdir)
+    ev = replay(spec, seeds, base, candidate, runs_root, world)
     from tuning.study.seed_robust import study_directions
 
     doc = json_native(TrialResult.from_evaluation(ev, spec.phase, spec.objective_name,
