@@ -1,9 +1,9 @@
 """``python -m tuning.rank --phase P1.2 [--top 10] [--study NAME] [--pareto] [--json] [--open [--ui URL]]``
 
 The ranking table of a phase's trials, read from MLflow (the numbers the UI shows): feasible
-(``veto`` = PASS) first, then by J descending, then by trial number, one table per study (a phase's experiment
-may hold its frontier's trials too, scored on another objective: the phase's own study first, ``--top`` each;
-``--study NAME`` ranks one); printed as an aligned table (or
+(``veto`` = PASS) first, then by J descending, then by trial number, one table per objective (a phase's experiment
+may hold its frontier's trials too, scored on another objective: the phase's own study's first, ``--top`` each;
+``--study NAME`` ranks one study); printed as an aligned table (or
 JSON: each trial's row, :meth:`tuning.study.trial_row.TrialRow.to_json`, with ``mlflow_run_id`` (the trial's
 MLflow run) and ``engine_run_id`` (the engine's run) named apart). ``--pareto`` lists only the feasible Pareto front of a multi-objective study (trial runs tagged
 ``pareto = true`` by the sweep), with the second objective beside J. ``--open`` also prints the MLflow
@@ -39,6 +39,29 @@ def ranked_runs(phase: str, study: str | None = None, key_metrics: Sequence[str]
     flt = f"tags.run_kind = '{RUN_KIND_TRIAL}'" + (f" and tags.study = '{study}'" if study else "")
     runs = search_all(mlc, [exp.experiment_id], flt, order_by=["metrics.J DESC"])
     return rank_rows([TrialRow.from_mlflow_run(run, key_metrics) for run in runs])
+
+
+def by_objective(rows: Sequence[TrialRow], objectives: dict[str, str], first: str | None = None
+                 ) -> list[tuple[str, list[TrialRow]]]:
+    """Ranked rows split by the objective their J scores (``objectives``: study -> its trials' ``objective`` tag;
+    a study whose runs carry none is its own group): a phase's experiment may hold its frontier's trials, scored on
+    another objective, and J of two objectives are never ranked together. The group of ``first`` (the phase's own
+    study) leads, the others follow by name; each keeps the ranking order."""
+    groups: dict[str, list[TrialRow]] = {}
+    for r in rows:
+        groups.setdefault(objectives.get(r.study or "") or f"study {r.study}", []).append(r)
+    lead = objectives.get(first or "") or f"study {first}"
+    return sorted(groups.items(), key=lambda kv: (kv[0] != lead, kv[0]))
+
+
+def objectives_of(experiment: str) -> dict[str, str]:
+    """study -> the objective its trial runs record (tag ``objective``), for the studies of ``experiment``."""
+    mlc = client()
+    exp = mlc.get_experiment_by_name(experiment)
+    out: dict[str, str] = {}
+    for run in search_all(mlc, [exp.experiment_id], f"tags.run_kind = '{RUN_KIND_TRIAL}' and tags.objective != ''"):
+        out.setdefault(run.data.tags.get("study", ""), run.data.tags["objective"])
+    return out
 
 
 def _other_sweeps(mlc, name: str) -> str:
@@ -105,16 +128,6 @@ def build_parser() -> TuningParser:
     return ap
 
 
-def by_study(rows: Sequence[TrialRow], first: str | None = None) -> list[tuple[str, list[TrialRow]]]:
-    """Ranked rows split by study, each in its ranking order: studies of one experiment (a phase and its frontier)
-    score different objectives, so their J are never ranked together. ``first`` (the phase's own study) leads,
-    the others follow by name."""
-    groups: dict[str, list[TrialRow]] = {}
-    for r in rows:
-        groups.setdefault(r.study or "", []).append(r)
-    return sorted(groups.items(), key=lambda kv: (kv[0] != first, kv[0]))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from tuning.common import worlds
@@ -131,12 +144,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.pareto:
         rows = [r for r in rows if r.pareto]
         key_metrics = ["second"] + key_metrics
-    groups = [(study, ranked[: args.top]) for study, ranked in by_study(rows, own)]
+    objectives = objectives_of(experiment) if len({r.study for r in rows}) > 1 else {}
+    groups = [(name, ranked, len(ranked)) for name, ranked in by_objective(rows, objectives, own)]
+    groups = [(name, ranked[: args.top], n) for name, ranked, n in groups]
     if args.json:
-        print(json.dumps([r.to_json() for _, ranked in groups for r in ranked], indent=2, sort_keys=True))
-    elif len(groups) > 1:   # one table per study, each ranked on its own objective
-        print("\n\n".join(f"study {study} ({sum(r.study == study for r in rows)} trials, ranked on its own):\n"
-                           f"{format_rows(ranked, key_metrics)}" for study, ranked in groups))
+        print(json.dumps([r.to_json() for _, ranked, _ in groups for r in ranked], indent=2, sort_keys=True))
+    elif len(groups) > 1:   # one table per objective, each ranked on its own
+        print("\n\n".join(f"{name if name.startswith('study ') else 'objective ' + name} ({n} trials of "
+                           f"{', '.join(sorted({r.study or '' for r in ranked}))}; ranked on its own):\n"
+                           f"{format_rows(ranked, key_metrics)}" for name, ranked, n in groups))
     else:
         print(format_rows(groups[0][1] if groups else [], key_metrics))
     if args.open:

@@ -43,20 +43,20 @@ def test_progress_timeout_and_rank(project, capsys):
     view = json.loads(exp.tags["mlflow.sharedViewState.rank"])
     assert view["orderByKey"] == "metrics.`J_feasible`" and view["orderByAsc"] is False
     assert view["selectedColumns"][:4] == ["metrics.`J`", "tags.`verdict`", "tags.`fidelity`", "tags.`veto`"]
-    # another study in the phase's experiment (a frontier, scored on another objective): ranked apart, the phase's own first
+    # another study in the phase's experiment: ranked with it when it scores the same objective (J), apart when not
     assert sweep(["--phase", "studies/veto.yaml", "--trials", "2", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert rank(["--phase", "P1.2", "--json", "--top", "4"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 4   # one ranking of both studies' J
+    (project / "studies" / "other.yaml").write_text((project / "studies" / "P1.2.yaml").read_text().replace(
+        "study: t-P1.2", "study: t-other").replace("name: J\n", "name: J_other\n"))
+    assert sweep(["--phase", "studies/other.yaml", "--trials", "2", "--no-progress"]) == 0
     capsys.readouterr()
     assert rank(["--phase", "P1.2"]) == 0
     text = capsys.readouterr().out
-    assert 0 <= text.index("study t-P1.2 (3 trials, ranked on its own):") < text.index("study t-veto (2 trials")
+    assert 0 <= text.index("objective J (5 trials of t-P1.2, t-veto; ranked on its own):") < \
+        text.index("objective J_other (2 trials of t-other; ranked on its own):")
     assert rank(["--phase", "P1.2", "--json", "--top", "2"]) == 0
-    assert [r["study"] for r in json.loads(capsys.readouterr().out)] == ["t-P1.2"] * 2 + ["t-veto"] * 2
-    assert rank(["--phase", "P1.2", "--study", "t-veto"]) == 0
+    assert [r["study"] for r in json.loads(capsys.readouterr().out)][2:] == ["t-other"] * 2
+    assert rank(["--phase", "P1.2", "--study", "t-other"]) == 0
     assert "ranked on its own" not in capsys.readouterr().out   # one study: one table
-
-
-def test_certify_shows_progress_per_seed(project, capsys):
-    from tuning.certify import main as certify
-
-    assert certify(["--authority", "--seeds", "42,7"]) == 0
-    assert re.search(r"certify [0-9a-f]{12}: 100%\|.*\| 2/2", capsys.readouterr().err)

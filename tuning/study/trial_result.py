@@ -152,7 +152,8 @@ class TrialResult(Outcome):
 
     # ------------------------------------------------------------------ MLflow
     def tags(self) -> dict[str, str]:
-        tags = {"phase": self.phase, **self.row().run_tags(), "s6_status": self.s6_status, "s7_status": self.s7_status}
+        tags = {"phase": self.phase, **self.row().run_tags(), "s6_status": self.s6_status, "s7_status": self.s7_status,
+                "objective": self.objective_name}   # what J scores: tuning.rank never ranks two objectives together
         ident = self.identity
         if ident:
             tags.update({"seed": str(ident["seed"]),
