@@ -100,6 +100,22 @@ def test_a_multi_fidelity_sweep_prunes_on_the_subsample_and_records_it(tmp_path)
     assert all(row["trial"] in {t.number for t in trials if t.state.name == "COMPLETE"} for row in summary["top"])
 
 
+def test_the_workers_progress_bar_counts_the_budget_as_the_sweep_does(tmp_path):
+    """A multi-fidelity budget is its candidates, PRUNED ones included: under --workers the bar ends at the budget
+    (it counted COMPLETE trials only and ended at 2/6)."""
+    import re
+
+    root = make_project(tmp_path / "proj")
+    (root / "mlruns").mkdir()
+    doc = _p3(fractions=[0.2, 1.0], reduction_factor=3, min_pairs=0)
+    doc.update(trials=6, study="t-P3w")
+    (root / "studies" / "P3.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    out = run_module(root, "tuning.sweep", "--phase", "P3", "--force", "--json", "--reports", "0", "--workers", "2")
+    assert out.returncode == 0, out.stderr[-2000:]
+    shown = re.findall(r"\| (\d+)/6 \[", out.stderr)
+    assert shown and shown[-1] == "6", out.stderr[-1500:]
+
+
 def test_a_world_suffix_is_added_once():
     """A --workers process is handed the coordinator's (already suffixed) study name: it must open that study."""
     from types import SimpleNamespace

@@ -169,6 +169,11 @@ class Coordinator:
             self._beat = _Heartbeat(storage, interval)
             self._beat.start()
 
+    def spent(self, counts: dict) -> int:
+        """The budget these trial counts (state name -> count) have spent: COMPLETE trials, and a multi-fidelity
+        study's PRUNED ones (its budget is its candidates: a trial pruned at a search stage is one)."""
+        return counts["COMPLETE"] + (counts["PRUNED"] if self.count_pruned else 0)
+
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[None]:
         """The trial-budget lock: one worker of the study at a time counts the trials and asks for one.
@@ -210,8 +215,7 @@ class Coordinator:
                     recover_stale_trials(self.study, self.storage, self.stale_after)
                     trials = self.study.get_trials(deepcopy=False)
                 c = {state.name: sum(t.state == state for t in trials) for state in TrialState}
-                # a multi-fidelity study's budget is its candidates: a trial pruned at a search stage is one
-                done = c["COMPLETE"] + (c["PRUNED"] if self.count_pruned else 0)
+                done = self.spent(c)
                 self.seen = (done, c["RUNNING"])   # the budget as this ask found it (tuning.sweep.workers)
                 taken = done + c["RUNNING"] >= target
                 if done >= target or pruned_out(c, self.max_pruned) or (taken and (holding or not self.rdb)):

@@ -205,7 +205,7 @@ class Sweep:
 
     def run_trials(self, trail: SweepTrail) -> None:
         """Complete the budget in this process or in ``--workers K`` processes; a failure fails the parent run."""
-        start = counts(self.study)["COMPLETE"]
+        start = self.coordinator.spent(counts(self.study))   # as the budget counts (a resumed sweep starts there)
         progress = None if not self.config.progress else tqdm(
             total=self.target, initial=min(start, self.target), desc=f"{self.study_name}", unit="trial",
             file=sys.stderr)

@@ -116,7 +116,7 @@ def run_pool(sweep, parent_run_id: str, target, progress=None, trail_process=Non
             time.sleep(0.5)
             _drain(cache_reports, received)   # read as they come: a worker never waits on a full pipe to exit
             if progress is not None:
-                progress.n = min(counts(sweep.study)["COMPLETE"], sweep.target)
+                progress.n = min(sweep.coordinator.spent(counts(sweep.study)), sweep.target)   # as the budget counts
                 sweep.show_best(progress)
     except BaseException:
         for p in procs:
@@ -131,7 +131,7 @@ def run_pool(sweep, parent_run_id: str, target, progress=None, trail_process=Non
     if bad:
         raise EngineError(E_TRIALS_FAILING, f"{len(bad)} worker process(es) failed (exit {bad[0]})")
     if progress is not None:
-        progress.n = min(counts(sweep.study)["COMPLETE"], sweep.target)
+        progress.n = min(sweep.coordinator.spent(counts(sweep.study)), sweep.target)   # as the budget counts
         progress.refresh()
     _drain(cache_reports, received)
     return sorted(received, key=lambda r: r["worker"])
