@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from engine import EngineError
 from engine.metrics import evaluate_gates, metric_pack
 from engine.world.evidence import FidelityEvidence
 from tuning.report.__main__ import build_report_html
@@ -250,6 +251,9 @@ def test_run_evidence_follows_the_sealed_world_kind():
     for kind in ("anchor_world", "default+reference", None):
         ev = run_fidelity_evidence(_fake_run(kind, s2))
         assert sealed_world_kind(_fake_run(kind, s2)) == kind and ev.applicable is False
+    with pytest.raises(EngineError) as err:   # its own evidence, not given: no NOT_APPLICABLE where it was graded
+        run_fidelity_evidence(_fake_run("custom+evidence", s2))
+    assert err.value.code == "E3A_TUN_050_USAGE" and "pass --world DIR" in err.value.cause
     # a run sealed on an earlier default universe (a link alias added): measured against its own Z(c)
     old = pd.concat([world.universe, pd.DataFrame({"country_iso": ["NL"], "tzid": ["Europe/Brussels"]})])
     ev = run_fidelity_evidence(_fake_run("default", old))

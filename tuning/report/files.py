@@ -180,7 +180,8 @@ def run_fidelity_evidence(res, world=None):
     gates are N/A and its verdict NOT_APPLICABLE. The default universe with the user's own outlets
     (``default+outlets``) is still population-true: fidelity applies. ``world`` (``--world``): the run's
     world, whose evidence is used (a world with its own population evidence makes fidelity applicable);
-    a run whose Z(c) is not that world's is refused.
+    a run whose Z(c) is not that world's is refused, and so is a run made on a world with its own population
+    evidence when ``world`` is not given (its fidelity would read NOT_APPLICABLE where the run was graded).
     """
     from engine import fidelity_evidence
     from engine import default_world
@@ -196,6 +197,11 @@ def run_fidelity_evidence(res, world=None):
 
             raise EngineError(E_WORLD_MISMATCH, f"the run's zone universe is not the universe of world {world.name}")
         return world.evidence
+    if kind == "custom+evidence":   # graded only against the population evidence the run was made with
+        from tuning.common.errors import E_USAGE
+
+        raise EngineError(E_USAGE, "the run's world brings its own population evidence: pass --world DIR (that "
+                                   "world) to measure its fidelity against it")
     if kind in ("default", "default+outlets"):
         world = default_world()
         same = set(zip(universe["country_iso"], universe["tzid"])) == set(
