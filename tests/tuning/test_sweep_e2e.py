@@ -118,6 +118,9 @@ def test_promote_best_rewrites_policies_and_witness_passes(proj):
     assert frozen[-1]["decision"].startswith("FROZEN_CERTIFIED_")  # the copied authority is frozen
     cli = run_module(proj, "tuning.promote", best.mlflow_run_id, "--decision", "UNLOCK_P1_3")
     assert cli.returncode == 2 and cli.stderr.startswith("E3A_TUN_024_AUTHORITY_FROZEN:")
+    missing = run_module(proj, "tuning.promote", best.mlflow_run_id, "--policies", "no_such_folder")
+    assert missing.returncode == 2 and missing.stderr.startswith("E3A_POL_004_POLICY_MISSING: promotion: no_such_folder:")
+    assert not (proj / "no_such_folder").exists()   # nothing created for a refused promote (not even its lock)
     assert "Traceback" not in cli.stderr
     with pytest.raises(EngineError) as err:
         promote(best.mlflow_run_id, Path("policies"), decision="UNLOCK_P1_3", runs_root=None)

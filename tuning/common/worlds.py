@@ -112,7 +112,13 @@ def bind(policies_dir: str | Path, world, world_dir: str | Path | None) -> dict:
 
 
 def require(policies_dir: str | Path, world, what: str) -> None:
-    """Refuse ``what`` (a promotion, a certification, a sweep) of this authority on another world."""
+    """Refuse ``what`` (a promotion, a certification, a sweep) of this authority on another world, or of a folder
+    that is not there (nothing is created for it)."""
+    if not Path(policies_dir).is_dir():
+        from engine.core.errors import E_POLICY_MISSING
+
+        raise EngineError(E_POLICY_MISSING, f"{what}: {policies_dir}: no authority folder here (python -m tuning.author "
+                                            f"--world W --into DIR makes one)")
     bound = bound_world(policies_dir)
     if bound["fingerprint"] != world.fingerprint:
         world_dir = bound_dir(policies_dir, bound)   # recorded relative to the folder: named from here
