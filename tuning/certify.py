@@ -59,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         if summary.get("holdout"):
             h = summary["holdout"]
-            print(f"held-out: {h['n']} seeds, PASS_BPLUS {h['pass_rate_bplus']:.1%}, PASS_B+ {h['pass_rate_b']:.1%}, "
+            print(f"held-out: {h['n']} seeds, PASS_BPLUS {h['pass_rate_bplus']:.1%}, PASS_B or better {h['pass_rate_b']:.1%}, "
                   f"FAITHFUL {h['faithful_rate']:.1%}")
         print(f"fidelity {summary['fidelity_verdict']}; certified {str(summary['certified']).lower()}")
         print(f"verdict {summary['verdict']} on seeds {','.join(map(str, seeds))} "

@@ -33,6 +33,8 @@ def build_parser() -> TuningParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.cmd == "show":
+        if not Path(args.policies).is_dir():
+            raise EngineError(E_USAGE, f"{args.policies}: no authority folder here (pass --policies DIR)")
         steps = read_ladder(Path(args.policies))
         print(json.dumps(steps, indent=2) if args.json else ladder_table(steps), end="" if not args.json else "\n")
         return 0

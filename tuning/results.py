@@ -9,6 +9,7 @@ seed and for the pack; the cross-seed CV row; and the decision ladder from ``pol
 from __future__ import annotations
 
 import sys
+import shlex
 from pathlib import Path
 from typing import Sequence
 
@@ -128,8 +129,9 @@ def _holdout_lines(policies_dir: Path) -> list[str]:
     steps = [s for s in read_ladder(policies_dir) if s["phase"] == "P5" and s["parameter_hash"] == authority]
     ev = (steps[-1].get("evidence") or {}) if steps else {}
     if "holdout_seeds" not in ev:
-        return ["Held-out seeds: not measured for this authority (run python -m tuning.certify --authority "
-                "--record --holdout 200).", ""]
+        where = "" if str(policies_dir) == "policies" else f" --policies {shlex.quote(str(policies_dir))}"
+        return [f"Held-out seeds: not measured for this authority (run python -m tuning.certify --authority "
+                f"--record --holdout 200{where}).", ""]
     lo, hi = ev["holdout_range"]
     return [f"Held-out seeds (never used for tuning; {ev['holdout_seeds']} seeds drawn from [{lo}, {hi}) by "
             f"`tuning.authority.holdout`): PASS_BPLUS {ev['holdout_pass_rate_bplus']:.1%}, PASS_B or better "

@@ -84,6 +84,7 @@ def test_ladder_program(proj):
              "E3A_TUN_050_USAGE")
     assert (proj / "policies" / "ladder.yaml").read_bytes() == before
     assert "FROZEN_CERTIFIED_BPLUS" in _ok(run_module(proj, "tuning.ladder", "show", timeout=60))
+    _refused(run_module(proj, "tuning.ladder", "show", "--policies", "nowhere", timeout=60), "E3A_TUN_050_USAGE")
 
 
 def test_rank_refused_as_a_program(proj):

@@ -127,3 +127,30 @@ def test_a_best_effort_freeze_blocks_on_its_certification_and_names_the_frontier
     assert step["evidence"]["frontier_trade_off"] == "S3 std >= 0.04 (B+),S4 top1 p75 <= 0.97 (B)"
     assert "blocking (failing on its certification): 3A-V04_s3_std,3A-S04_s3_std; the P2 frontier found no " \
            "faithful trial meeting S3 std >= 0.04 (B+) and S4 top1 p75 <= 0.97 (B) together" in step["note"]
+
+
+@pytest.mark.parametrize("text, seeds", [("42,7", [42, 7]), (" 42 , 7 ", [42, 7]), ("42", [42]), ("42,,7", None),
+                                         ("", None), ("42,", None), ("42,42", None), ("x", None)])
+def test_certify_seeds_are_comma_separated_integers_none_empty(text, seeds):
+    from engine.core.errors import EngineError
+    from tuning.authority.certification import parse_seeds
+
+    if seeds is None:
+        with pytest.raises(EngineError) as err:
+            parse_seeds(text)
+        assert err.value.code == "E3A_TUN_030_CERTIFY_INPUT"
+    else:
+        assert parse_seeds(text) == seeds
+
+
+def test_the_results_hint_names_the_authority_folder_it_is_about(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    from tuning.results import _holdout_lines
+
+    repo = Path(__file__).resolve().parents[2]
+    folder = tmp_path / "my auth"
+    shutil.copytree(repo / "policies", folder, ignore=shutil.ignore_patterns("ladder.yaml", ".*"))
+    line = _holdout_lines(folder)[0]
+    assert line.endswith(f"--record --holdout 200 --policies '{folder}').")   # runnable as written, from here

@@ -34,13 +34,16 @@ HOLDOUT_RATES = ("pass_rate_bplus", "pass_rate_b", "faithful_rate", "pass_rate_b
 
 
 def parse_seeds(text: str) -> list[int]:
+    parts = [s.strip() for s in text.split(",")]
+    if not text.strip() or "" in parts:
+        raise EngineError(E_CERTIFY, f"--seeds {text!r}: expected comma-separated integers, at least one, none empty")
     try:
-        seeds = [int(s) for s in text.split(",") if s.strip()]
+        seeds = [int(s) for s in parts]
     except ValueError:
         raise EngineError(E_CERTIFY, f"--seeds {text!r}: expected comma-separated integers") from None
     if any(not 0 <= s <= 2 ** 64 - 1 for s in seeds):
         raise EngineError(E_CERTIFY, f"--seeds {text!r}: a seed must be in [0, 2**64-1]")
-    if not seeds or len(set(seeds)) != len(seeds):
+    if len(set(seeds)) != len(seeds):
         raise EngineError(E_CERTIFY, f"--seeds {text!r}: need distinct seeds")
     return seeds
 
