@@ -91,6 +91,8 @@ def test_a_multi_fidelity_sweep_prunes_on_the_subsample_and_records_it(tmp_path)
     states = [t.state.name for t in trials]
     assert states.count("COMPLETE") + states.count("PRUNED") == 6 and "PRUNED" in states
     assert summary["trials_complete"] == states.count("COMPLETE")
+    # the shipped P3 precheck closes on the default world: --force ran the trials, so its finding is no decision
+    assert "decision" not in summary and summary["precheck"] == "P3_NOOP_LOCK: no trigger fired; --force ran the trials"
     for t in trials:
         fid = t.user_attrs["fidelity"]
         assert list(t.intermediate_values) == [200] and fid["search"][0]["fraction"] == 0.2

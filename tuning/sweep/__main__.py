@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(summary, indent=2, sort_keys=True, default=str))
         return 0
     print(f"study {summary['study']} (phase {summary['phase']}, seeds {','.join(map(str, summary['seeds']))}): "
-          f"{summary['trials_complete']} complete, {summary['trials_feasible']} feasible, "
+          f"{summary['trials_complete']} complete, {summary['trials_pruned']} pruned, {summary['trials_feasible']} feasible, "
           f"{summary['trials_failed']} failed; MLflow parent run {summary['parent_run_id']}"
           + (f"; --timeout reached before {summary['target']} trials (re-run to resume)"
              if summary.get("timed_out") else ""))
@@ -64,6 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{summary['target']} COMPLETE")
     if summary.get("decision"):
         print(f"decision: {summary['decision']}")
+    if summary.get("precheck"):
+        print(f"precheck: {summary['precheck']}")
     note = recomputation_note(summary.get("chain_cache") or {})
     if note:
         print(note)

@@ -166,15 +166,18 @@ class Sweep:
             if self.spec.multi_objective:
                 trail.watch_front(self.spec.second["direction"])
             decision = self.precheck_decision()
-            if decision is not None:
-                trail.log_parent({}, {"decision": decision}, soon=True)
-            if decision is not None and decision == self.spec.precheck["closed"] and not self.config.force:
+            closed = decision is not None and decision == self.spec.precheck["closed"]
+            if decision is not None:   # --force past a closed precheck: its finding, not the sweep's decision
+                trail.log_parent({}, {"precheck" if closed and self.config.force else "decision": decision}, soon=True)
+            if closed and not self.config.force:
                 summary = self.close_by_precheck(trail, decision)
             else:
                 with self.coordinator.exclusive():  # hosts starting together enqueue it once
                     self.enqueue_authority_candidate()
                 self.run_trials(trail)   # every trial's run is written before its trial is told
-                summary = close_sweep(self, trail, decision)
+                summary = close_sweep(self, trail, None if closed else decision)
+                if closed:
+                    summary["precheck"] = f"{decision}: no trigger fired; --force ran the trials"
             ok = True
             return summary
         finally:
