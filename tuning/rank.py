@@ -69,9 +69,12 @@ def _other_sweeps(mlc, name: str) -> str:
     (``campaign-3A-<phase>...``, ``--campaign``) or a user's sweeps (``3A-<phase>...``)."""
     campaign = name.startswith(CAMPAIGN_PREFIX)
     other = name[len(CAMPAIGN_PREFIX):] if campaign else CAMPAIGN_PREFIX + name
-    if mlc.get_experiment_by_name(other) is None:
-        return ""
-    return f"; {other} holds " + ("your own sweeps: drop --campaign" if campaign else "the campaign's: add --campaign")
+    if mlc.get_experiment_by_name(other) is not None:
+        return f"; {other} holds " + ("your own sweeps: drop --campaign" if campaign else "the campaign's: add --campaign")
+    worlds_ = sorted(e.name for e in mlc.search_experiments(filter_string=f"name LIKE '{name}-w%'"))
+    if worlds_:   # another world's sweeps of this phase (3A-<phase>-w<id>): ranked with that world's --world
+        return f"; {', '.join(worlds_[:3])} hold{'s' if len(worlds_) == 1 else ''} another world's: add --world DIR"
+    return ""
 
 
 def aligned(table: list[list[str]]) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import json
 from pathlib import Path
 
@@ -52,6 +54,7 @@ def _policies(args, world):
     from engine.policies.world_baseline import run_policies
 
     if args.policies is not None:
+        _world_of_folder(args)
         return PolicySet.from_dir(args.policies)
     policies, authored = run_policies(world, DEFAULT_POLICIES)
     if authored:
@@ -60,6 +63,25 @@ def _policies(args, world):
         print(f"policies: authored for the custom universe (universe {world.universe_digest[:12]}, "
               f"parameter_hash {policies.parameter_hash[:16]}); pass --policies DIR to use others")
     return policies
+
+
+def _world_of_folder(args) -> None:
+    """An authority folder bound to a world (its ``world.yaml``, written by ``tuning.author --into``) given
+    without any world: name that world rather than run its policies on the default one (where its alpha pack
+    does not cover Z(c))."""
+    from engine.core.errors import E_USAGE
+    from engine.core.strict import load_yaml
+
+    record = Path(args.policies) / "world.yaml"
+    if any(getattr(args, k, None) for k in ("world", "reference", "outlets")) or not record.is_file():
+        return
+    doc = load_yaml(record, E_USAGE)
+    where = doc.get("dir") if isinstance(doc, dict) else None
+    if where is not None and not Path(where).is_absolute():
+        where = os.path.normpath(Path(args.policies).resolve() / where)
+    name = doc.get("name", "?") if isinstance(doc, dict) else "?"
+    raise EngineError(E_USAGE, f"--policies {args.policies}: that authority belongs to world {name} ({record.name}); "
+                               f"pass --world {shlex.quote(str(where)) if where else 'DIR'}")
 
 
 def cmd_run(args) -> int:

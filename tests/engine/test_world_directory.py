@@ -214,6 +214,15 @@ def test_a_world_that_ships_its_policies_runs_from_any_directory(tmp_path):
     refused = run(bare)
     assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
     assert refused.stderr.startswith("E3A_POL_004") and "run from the project root, or pass --policies" in refused.stderr
+    bound = tmp_path / "bound_authority"   # what tuning.author --into writes: the folder records its world
+    shutil.copytree(own, bound)
+    (bound / "world.yaml").write_text("dir: ../own\nfingerprint: " + "0" * 64 + "\nname: own\n")
+    done = subprocess.run([sys.executable, "-m", "engine", "run", "--seed", "1", "--policies", str(bound),
+                           "--run-root", str(tmp_path / "runs2")], capture_output=True, text=True, timeout=120,
+                          cwd=elsewhere, env=env)
+    assert done.returncode == 2 and done.stderr.strip() == (f"E3A_CLI_001_USAGE: --policies {bound}: that authority "
+                                                            f"belongs to world own (world.yaml); pass --world {own}")
+    assert not (tmp_path / "runs2").exists()
 
 
 def test_a_world_of_population_evidence_alone_and_a_csv_catalogue_loads_as_given(tmp_path):

@@ -97,6 +97,9 @@ def test_rank_refused_as_a_program(proj):
     line = _refused(run_module(proj, "tuning.rank", "--phase", "P1.3", "--campaign", timeout=60),
                     "E3A_TUN_022_RUN_NOT_FOUND")
     assert "holds" not in line   # nothing of P1.3 anywhere: no hint
+    MlflowClient(f"sqlite:///{proj / 'mlruns' / 'mlflow.db'}").create_experiment("3A-P4-w0123456789ab")
+    line = _refused(run_module(proj, "tuning.rank", "--phase", "P4", timeout=60), "E3A_TUN_022_RUN_NOT_FOUND")
+    assert line.endswith("; 3A-P4-w0123456789ab holds another world's: add --world DIR")
 
 
 def test_certify_program(proj):
