@@ -115,7 +115,7 @@ def require(policies_dir: str | Path, world, what: str) -> None:
     """Refuse ``what`` (a promotion, a certification, a sweep) of this authority on another world, or of a folder
     that is not there (nothing is created for it)."""
     if not Path(policies_dir).is_dir():
-        from engine.core.errors import E_POLICY_MISSING
+        from engine import E_POLICY_MISSING
 
         raise EngineError(E_POLICY_MISSING, f"{what}: {policies_dir}: no authority folder here (python -m tuning.author "
                                             f"--world W --into DIR makes one)")
