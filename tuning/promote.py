@@ -26,6 +26,7 @@ def build_parser() -> TuningParser:
     ap.add_argument("--reason", type=text,
                     help="why this candidate (e.g. which Pareto point and why), recorded in the ladder")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar of the witness replay on stderr")
     from tuning.common.worlds import add_world_args
 
     add_world_args(ap)
@@ -37,7 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     out = promote(args.run_id, Path(args.policies), args.decision, Path(args.runs_root) if args.runs_root else None,
-                  args.ladder_phase, args.reopen, args.reason, worlds.authority_world(args.policies, args))
+                  args.ladder_phase, args.reopen, args.reason, worlds.authority_world(args.policies, args),
+                  progress=not args.no_progress)
     if args.json:
         print(json.dumps(out, indent=2, sort_keys=True))
     elif out["status"] == "ALREADY_AUTHORITY":

@@ -146,6 +146,7 @@ def test_promote_best_rewrites_policies_and_witness_passes(proj):
     promoted = run_module(proj, "tuning.promote", best.mlflow_run_id, "--decision", "UNLOCK_P1_3", "--runs-root", "runs",
                           "--reopen", "reopened by the e2e test", "--json", timeout=120)   # as a program
     assert promoted.returncode == 0, promoted.stderr
+    assert "witness replay: 100%" in promoted.stderr and "2/2" in promoted.stderr   # the base and the candidate, seed 42
     out = json.loads(promoted.stdout)
     reopened = read_ladder(Path("policies"))[-2]
     assert (reopened["phase"], reopened["decision"], reopened["note"]) == ("P6", "REOPENED", "reopened by the e2e test")

@@ -120,19 +120,19 @@ def _lineage_agrees(current: PolicySet, lineage: list[dict]) -> bool:
 
 def promote(run_id: str, policies_dir: Path, decision: str | None = None, runs_root: Path | None = None,
             ladder_phase: str | None = None, reopen: str | None = None, reason: str | None = None,
-            world=None) -> dict:
+            world=None, progress: bool = False) -> dict:
     """Serialised with every other authority change (tuning.authority.txn.authority_lock). ``world``: the
-    authority's world (None: the one the folder records), where the witness replays."""
+    authority's world (None: the one the folder records), where the witness replays; ``progress``: its bar."""
     from tuning.common import worlds
 
     world = world if world is not None else worlds.authority_world(policies_dir)
     worlds.require(policies_dir, world, "promotion")
     with authority_lock(policies_dir):
-        return _promote(run_id, policies_dir, decision, runs_root, ladder_phase, reopen, reason, world)
+        return _promote(run_id, policies_dir, decision, runs_root, ladder_phase, reopen, reason, world, progress)
 
 
 def _promote(run_id: str, policies_dir: Path, decision: str | None, runs_root: Path | None,
-             ladder_phase: str | None, reopen: str | None, reason: str | None, world) -> dict:
+             ladder_phase: str | None, reopen: str | None, reason: str | None, world, progress: bool = False) -> dict:
     """Fetch -> guard -> witness (nothing written until here) -> close the phase (the candidate is the authority)
     or one transaction: files, lineage, tags, promotion run, registry, ladder."""
     mlc = client()
@@ -143,7 +143,7 @@ def _promote(run_id: str, policies_dir: Path, decision: str | None, runs_root: P
         reopening = guard_promotion(policies_dir, current, candidate, run_id, reopen)
         base = trial_base(mlc, run, policies_dir, Path(tmp))
         guard_base(run_id, base, current, candidate)   # before the witness's replay: nothing undone, nothing spent
-        result = witness(mlc, run, candidate, recorded, policies_dir, runs_root, Path(tmp), world, base)
+        result = witness(mlc, run, candidate, recorded, policies_dir, runs_root, Path(tmp), world, base, progress)
     tags = run.data.tags
     if current.parameter_hash == candidate.parameter_hash and _lineage_agrees(current, lineage):
         return _close_as_authority(run_id, tags, current, lineage, result, policies_dir, decision, ladder_phase,

@@ -143,17 +143,35 @@ def run_seeds(run) -> list[int]:
         raise EngineError(E_ARTIFACTS, f"run {run.info.run_id}: seeds tag {tags.get('seeds')!r} unreadable") from None
 
 
-def replay(spec, seeds, base: PolicySet, candidate: PolicySet, runs_root: Path | None, world=None):
+def replay(spec, seeds, base: PolicySet, candidate: PolicySet, runs_root: Path | None, world=None,
+           progress: bool = False):
     """The candidate scored as its trial was, on its world: the base on every seed first, then the candidate with
     a fresh chain cache per seed (nothing of the base's chain reused); ``runs_root`` materialises the candidate's
-    runs."""
+    runs. ``progress``: a bar on stderr, one step per chain (a large world's witness takes minutes)."""
+    import sys
+
+    from tqdm import tqdm
+
     from tuning.study.objective import SeedRobustObjective
 
     objective = SeedRobustObjective(spec, seeds, base, world=world)
-    objective.anchor
-    for per_seed in objective.per_seed:
-        per_seed.cache = ChainCache()
-    return objective.replay(candidate, runs_root)
+    with tqdm(total=2 * len(objective.per_seed), desc="witness replay", unit="chain", file=sys.stderr,
+              disable=not progress) as bar:
+        for per_seed in objective.per_seed:   # the base, seed by seed (the objective's anchor)
+            bar.set_postfix_str(f"base, seed {per_seed.seed}")
+            per_seed.anchor
+            bar.update(1)
+        objective.anchor
+        for per_seed in objective.per_seed:
+            per_seed.cache = ChainCache()
+
+        def each(obj):
+            bar.set_postfix_str(f"candidate, seed {obj.seed}")
+            ev = obj.replay(candidate, runs_root)
+            bar.update(1)
+            return ev
+
+        return objective.each(each)
 
 
 def trial_base(mlc, run, policies_dir: Path, workdir: Path) -> PolicySet:
@@ -162,16 +180,16 @@ def trial_base(mlc, run, policies_dir: Path, workdir: Path) -> PolicySet:
 
 
 def witness(mlc, run, candidate: PolicySet, recorded: dict, policies_dir: Path, runs_root: Path | None,
-            workdir: Path, world=None, base: PolicySet | None = None) -> dict:
+            workdir: Path, world=None, base: PolicySet | None = None, progress: bool = False) -> dict:
     """Replay and compare (see the module docstring); ``status`` PASS when every field is identical. ``base``: the
-    trial's base when the caller already found it (:func:`trial_base`)."""
+    trial's base when the caller already found it (:func:`trial_base`); ``progress``: the replay's bar."""
     from tuning.study.trial_result import TrialResult
 
     sweep = _sweep_run(mlc, run)
     spec = study_of(run, sweep)
     seeds = run_seeds(run)
     base = base if base is not None else base_of(mlc, run, sweep, policies_dir, workdir)
-    ev = replay(spec, seeds, base, candidate, runs_root, world)
+    ev = replay(spec, seeds, base, candidate, runs_root, world, progress)
     from tuning.study.seed_robust import study_directions
 
     doc = json_native(TrialResult.from_evaluation(ev, spec.phase, spec.objective_name,

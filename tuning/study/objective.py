@@ -163,6 +163,10 @@ class SeedRobustObjective:
     def replay(self, policies: PolicySet, run_root=None) -> Evaluation:
         return self._each(lambda o: o.replay(policies, run_root), None)
 
+    def each(self, fn) -> Evaluation:
+        """``fn(per_seed objective)`` on every seed in order, aggregated as a trial is (a witness's own replay)."""
+        return self._each(fn, None)
+
     def _each(self, fn, on_seed) -> Evaluation:
         done, self.pruned = [], False
         for i, obj in enumerate(self.per_seed):
