@@ -148,14 +148,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = [r for r in rows if r.pareto]
         key_metrics = ["second"] + key_metrics
     objectives = objectives_of(experiment) if len({r.study for r in rows}) > 1 else {}
-    groups = [(name, ranked, len(ranked)) for name, ranked in by_objective(rows, objectives, own)]
-    groups = [(name, ranked[: args.top], n) for name, ranked, n in groups]
+    groups = [(name, ranked[: args.top], f"{len(ranked)} trials of {', '.join(sorted({r.study or '' for r in ranked}))}")
+              for name, ranked in by_objective(rows, objectives, own)]
     if args.json:
         print(json.dumps([r.to_json() for _, ranked, _ in groups for r in ranked], indent=2, sort_keys=True))
     elif len(groups) > 1:   # one table per objective, each ranked on its own
-        print("\n\n".join(f"{name if name.startswith('study ') else 'objective ' + name} ({n} trials of "
-                           f"{', '.join(sorted({r.study or '' for r in ranked}))}; ranked on its own):\n"
-                           f"{format_rows(ranked, key_metrics)}" for name, ranked, n in groups))
+        print("\n\n".join(f"{name if name.startswith('study ') else 'objective ' + name} ({what}; ranked on its "
+                           f"own):\n{format_rows(ranked, key_metrics)}" for name, ranked, what in groups))
     else:
         print(format_rows(groups[0][1] if groups else [], key_metrics))
     if args.open:
