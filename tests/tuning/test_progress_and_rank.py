@@ -60,3 +60,10 @@ def test_progress_timeout_and_rank(project, capsys):
     assert [r["study"] for r in json.loads(capsys.readouterr().out)][2:] == ["t-other"] * 2
     assert rank(["--phase", "P1.2", "--study", "t-other"]) == 0
     assert "ranked on its own" not in capsys.readouterr().out   # one study: one table
+
+
+def test_certify_shows_progress_per_seed(project, capsys):
+    from tuning.certify import main as certify
+
+    assert certify(["--authority", "--seeds", "42,7"]) == 0
+    assert re.search(r"certify [0-9a-f]{12}: 100%\|.*\| 2/2", capsys.readouterr().err)
