@@ -22,6 +22,7 @@ from engine.states import s0_gate, s1_escalation, s2_priors, s3_plan, s3_shares,
 from engine.chain.table import PolicyRead, State
 from engine.chain.subsample import subsample
 from engine.core.version import ENGINE_VERSION
+from engine.world.evidence import empty_zones
 from engine.world.model import World, outlets_for
 
 MIXTURE = "zone_mixture_policy"
@@ -191,16 +192,17 @@ def rounding(r) -> tuple:
     return (mapper(s4_counts.rounding, tasks),)
 
 
-def _integerise(plan, shares, rounded, guards):
-    return s4_counts.integerise(plan, shares, guards, rounded)
+def _integerise(plan, shares, rounded, guards, empty):
+    return s4_counts.integerise(plan, shares, guards, rounded, empty)
 
 
 def counts(r) -> tuple:
     frames, counters = [], {}
     tasks = [(p, shares, rd) for (p, shares), rd in zip(_plan_shares(r), r["roundings"], strict=True)]
     guards = r.section(MIXTURE, "s4_safeguards", S4_SAFEGUARDS_OFF)
+    empty = empty_zones(r["evidence"]) if guards.get("enabled") else frozenset()
     _, mapper = execution(len(tasks), r["mapper"], 0)
-    for frame, c in mapper(_integerise, tasks, guards):
+    for frame, c in mapper(_integerise, tasks, guards, empty):
         frames.append(frame)
         for k, v in c.items():
             counters[k] = counters.get(k, 0) + v if not isinstance(v, bool) else v
@@ -301,7 +303,7 @@ STATE_TABLE: tuple[State, ...] = (
     State("S4.rounding", ("plans", "s3_core"), (), ("roundings",), rounding, runtime=("mapper",),
           doc="per merchant range: S3's shares as S4 reads them before any safeguard, the fractional targets, floors, "
               "remainders and residual ranks (no policy: once per S3 output, shared by every S4 candidate)"),
-    State("S4", ("plans", "row_strings", "s3_core", "roundings"), (PolicyRead(MIXTURE, ("s4_safeguards",)),),
+    State("S4", ("plans", "row_strings", "s3_core", "roundings", "evidence"), (PolicyRead(MIXTURE, ("s4_safeguards",)),),
           ("s4_core", "s4_counters"), counts, runtime=("mapper",), doc="integer zone counts (largest remainder)"),
     State("S4.cores", ("s1_core", "s2_core", "s3_core", "s4_core", "plans"), (), ("cores",),
           assemble_cores, cached=False, doc="the core tables of S1-S4 and zone_alloc's core"),

@@ -7,7 +7,8 @@ Base law (spec S3-S5 §2.4): T = N*share, b = floor(T), r = T - b, R = N - sum(b
   with C the running sum of residuals in Z_ord order; exactly R extras, E[extra_j] = r_j.
 - ``min_second_zone_share`` for pairs with N >= ``site_threshold``: the zones ranked 2..1+``max_forced_zones``
   by drawn share each hold at least ceil(min_second_zone_share * N) sites, moved from the top zone
-  while the top zone keeps at least that many. Counts are conserved exactly in every case.
+  while the top zone keeps at least that many; never a zone the world's evidence leaves empty (our law: such a
+  zone is ranked but not filled). Counts are conserved exactly in every case.
 
 Everything before the safeguards reads S3's shares only (no policy): :func:`rounding` computes it (targets,
 floors, remainders, the residual rank and, on first use, the rank by share) once per S3 output, and the chain keeps
@@ -63,8 +64,9 @@ def rounding(plan: DrawPlan, shares: np.ndarray) -> Rounding:
 
 
 def integerise(plan: DrawPlan, shares: np.ndarray, safeguards: dict,
-               rounded: Rounding | None = None) -> tuple[pd.DataFrame, dict]:
-    """S4 for ``plan``'s rows (``rounded``: :func:`rounding` of the same shares, when already computed)."""
+               rounded: Rounding | None = None, empty: frozenset = frozenset()) -> tuple[pd.DataFrame, dict]:
+    """S4 for ``plan``'s rows (``rounded``: :func:`rounding` of the same shares, when already computed; ``empty``:
+    the (country, tzid) zones the world's evidence leaves empty, which the second-zone safeguard never fills)."""
     layout = plan.layout
     rd = rounded if rounded is not None else rounding(plan, shares)
     base, rank, remainder = rd.base, rd.rank, rd.remainder
@@ -87,7 +89,8 @@ def integerise(plan: DrawPlan, shares: np.ndarray, safeguards: dict,
     else:
         counts = base + (rank < remainder[layout.row_pair]).astype(np.int64)
     if enabled and safeguards.get("min_second_zone_share", 0) > 0 and safeguards.get("max_forced_zones", 0) > 0:
-        moved = _force_second_zones(layout, rd.share_rank(shares, layout), counts, safeguards)
+        moved = _force_second_zones(layout, rd.share_rank(shares, layout), counts, safeguards,
+                                    _empty_rows(plan, empty))
         counters.update(moved)
     if (counts < 0).any() or (group_sum(counts, layout.pair_start) != layout.pair_sites).any():
         raise EngineError("E3A_S4_005_COUNT_CONSERVATION_BROKEN", "zone counts do not sum to site_count")
@@ -101,7 +104,20 @@ def integerise(plan: DrawPlan, shares: np.ndarray, safeguards: dict,
     return frame, counters
 
 
-def _force_second_zones(layout: ZoneLayout, share_rank: np.ndarray, counts: np.ndarray, sg: dict) -> dict:
+def _empty_rows(plan: DrawPlan, empty: frozenset) -> np.ndarray | None:
+    """(R,) the plan's rows on a zone the evidence leaves empty, or None when there are none."""
+    if not empty:
+        return None
+    countries = np.asarray(plan.key_columns["legal_country_iso"], dtype=object)
+    tzids = np.asarray(plan.key_columns["tzid"], dtype=object)
+    rows = np.zeros(len(tzids), dtype=bool)
+    for country, tzid in sorted(empty):   # a handful of zones: one vectorised pass each
+        rows |= (countries == country) & (tzids == tzid)
+    return rows if rows.any() else None
+
+
+def _force_second_zones(layout: ZoneLayout, share_rank: np.ndarray, counts: np.ndarray, sg: dict,
+                        empty_rows: np.ndarray | None = None) -> dict:
     eligible_pair = (layout.pair_sites >= int(sg["site_threshold"])) & (layout.pair_k >= 2)
     need = np.ceil(float(sg["min_second_zone_share"]) * layout.pair_sites).astype(np.int64)
     top_row = np.full(len(layout.pair_k), -1, dtype=np.int64)
@@ -109,7 +125,10 @@ def _force_second_zones(layout: ZoneLayout, share_rank: np.ndarray, counts: np.n
     adjusted = np.zeros(len(layout.pair_k), dtype=bool)
     moved_total = 0
     for k in range(1, int(sg["max_forced_zones"]) + 1):
-        rows = np.flatnonzero((share_rank == k) & eligible_pair[layout.row_pair])
+        wanted = (share_rank == k) & eligible_pair[layout.row_pair]
+        if empty_rows is not None:   # outlets go where the evidence has people: an empty zone is never forced
+            wanted &= ~empty_rows
+        rows = np.flatnonzero(wanted)
         if not len(rows):
             break
         pairs = layout.row_pair[rows]

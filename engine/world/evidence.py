@@ -33,3 +33,15 @@ def fidelity_evidence(universe: pd.DataFrame, applicable: bool,
     pop = clock_population() if own is None else own
     pop = pop[pop["country_iso"].isin(set(zones["country_iso"]))].reset_index(drop=True)
     return FidelityEvidence(zones, pop, bool(applicable))
+
+
+def empty_zones(ev: FidelityEvidence | None) -> frozenset:
+    """(country_iso, tzid) of the zones the evidence leaves empty in a country it has people in (what 3A-F02 counts
+    as unpopulated): none when the evidence is not applicable or absent. S4's second-zone safeguard never forces
+    outlets into one (``engine.states.s4_counts``)."""
+    if ev is None or not ev.applicable:
+        return frozenset()
+    lived = set(zip(ev.clock_population["country_iso"], ev.clock_population["clock"]))
+    countries = {c for c, _ in lived}
+    return frozenset((c, t) for c, t, k in zip(ev.zone_clocks["country_iso"], ev.zone_clocks["tzid"],
+                                               ev.zone_clocks["clock"]) if c in countries and (c, k) not in lived)

@@ -101,3 +101,44 @@ def test_a_zone_the_evidence_leaves_empty_gets_the_minimum_alpha_and_no_outlets(
             alloc = res.tables["s4"]
             assert int(alloc.loc[alloc.tzid == "Australia/Lord_Howe", "zone_site_count"].sum()) == 0
             assert res.pack["fidelity"]["unpopulated_share"] == 0.0
+
+
+def test_the_second_zone_safeguard_never_fills_a_zone_the_evidence_leaves_empty():
+    """BR with people on one clock of three: the zone ranked second by drawn share is an empty one, and S4's
+    second-zone safeguard (min_second_zone_share) used to force outlets into it (6% of them on such a world). It now
+    skips an empty zone; counts are conserved and F02 counts nothing. Without evidence nothing is empty."""
+    import tempfile
+    from pathlib import Path
+
+    import pandas as pd
+
+    from engine import run_chain
+    from engine.world.evidence import empty_zones
+    from engine.world.model import load_world
+
+    pop = pd.DataFrame({"country_iso": ["BR", "BR", "BR"],
+                        "tzid": ["America/Sao_Paulo", "America/Manaus", "America/Noronha"],
+                        "population": [150e6, 0.0, 0.0]})
+    with tempfile.TemporaryDirectory() as tmp:
+        world_dir = Path(tmp) / "w"
+        world_dir.mkdir()
+        pop.to_csv(world_dir / "population.csv", index=False)
+        pop[["country_iso", "tzid"]].to_csv(world_dir / "universe.csv", index=False)
+        pd.DataFrame({"merchant_id": range(300), "legal_country_iso": "BR",
+                      "site_count": [35 + (i * 13) % 120 for i in range(300)]}).to_csv(world_dir / "outlets.csv",
+                                                                                   index=False)
+        world = load_world(world_dir)
+        assert empty_zones(world.evidence) == {("BR", "America/Manaus"), ("BR", "America/Noronha")}
+        base = PolicySet(author_policies(world.population))
+        mixture = dict(base.doc("zone_mixture_policy"))
+        mixture["s4_safeguards"] = {"enabled": True, "site_threshold": 4, "min_second_zone_share": 0.1,
+                                    "max_forced_zones": 2, "stochastic_rounding": False}
+        guarded = base.with_documents(zone_mixture_policy=mixture)
+        for seed in (42, 7):
+            res = run_chain(guarded, seed, world)
+            s4 = res.tables["s4"]
+            assert int(s4.loc[s4.tzid != "America/Sao_Paulo", "zone_site_count"].sum()) == 0
+            assert (s4.groupby(["merchant_id", "legal_country_iso"])["zone_site_count"].sum() ==
+                    s4.groupby(["merchant_id", "legal_country_iso"])["zone_site_count_sum"].first()).all()
+            assert res.pack["fidelity"]["unpopulated_share"] == 0.0 and res.s6_status == "PASS"
+    assert empty_zones(None) == frozenset()
