@@ -11,6 +11,7 @@ reported, but its verdict is NOT_APPLICABLE rather than a failure.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import pandas as pd
@@ -41,7 +42,16 @@ def empty_zones(ev: FidelityEvidence | None) -> frozenset:
     outlets into one (``engine.states.s4_counts``)."""
     if ev is None or not ev.applicable:
         return frozenset()
+    found = _EMPTY.get(id(ev))
+    if found is not None and found[0]() is ev:
+        return found[1]
     lived = set(zip(ev.clock_population["country_iso"], ev.clock_population["clock"]))
     countries = {c for c, _ in lived}
-    return frozenset((c, t) for c, t, k in zip(ev.zone_clocks["country_iso"], ev.zone_clocks["tzid"],
-                                               ev.zone_clocks["clock"]) if c in countries and (c, k) not in lived)
+    empty = frozenset((c, t) for c, t, k in zip(ev.zone_clocks["country_iso"], ev.zone_clocks["tzid"],
+                                                ev.zone_clocks["clock"]) if c in countries and (c, k) not in lived)
+    _EMPTY[id(ev)] = (weakref.ref(ev, lambda _, key=id(ev): _EMPTY.pop(key, None)), empty)
+    return empty
+
+
+# evidence -> its empty zones, computed once per evidence object (S4 asks on every chain; the frames are not hashable)
+_EMPTY: dict[int, tuple] = {}
