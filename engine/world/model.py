@@ -220,10 +220,12 @@ def load_world(world_dir: str | Path | None = None, reference: str | Path | None
         return base
     parts = world_parts(world_dir) if world_dir is not None else None
     universe, suffix = _universe(parts, reference)
-    evidence = None
+    evidence, unlived = None, []
     if parts is not None and parts.population is not None:
         evidence = validate_population(_read_table(parts.population), universe, str(parts.population))
-        universe = universe if universe is not None else universe_from_population(evidence)
+        if universe is None:   # the evidence defines Z(c): a country with no population on any clock has no zone
+            universe = universe_from_population(evidence)
+            unlived = sorted(set(evidence["country_iso"]) - set(universe["country_iso"]))
     universe = base.universe if universe is None else universe
     same_universe = table_digest(universe, None) == base.universe_digest
     if evidence is not None:
@@ -239,7 +241,15 @@ def load_world(world_dir: str | Path | None = None, reference: str | Path | None
     world = World(name, universe, population, _versions(kind),
                   parts.root if parts is not None and len(shipped) == len(POLICY_FILES) else None,
                   outlets_file, applicable, evidence, shipped)
-    if outlets_file is not None and world.catalogue.empty:
+    try:
+        empty = outlets_file is not None and world.catalogue.empty
+    except EngineError as err:   # a catalogue country the evidence gives no population: say why it has no zone
+        if err.code != E_WORLD_INPUT or not unlived or "is not in the zone universe" not in err.cause:
+            raise
+        raise EngineError(E_WORLD_INPUT, f"{err.cause}: {parts.population} defines the universe here and gives "
+                                         f"{', '.join(unlived[:3])} no population on any clock; give it population "
+                                         f"or add a universe.csv") from None
+    if empty:
         raise EngineError(E_WORLD_INPUT, f"{outlets_file}: the outlet catalogue has no rows")
     if outlets_file is not None and evidence is not None:
         check_catalogue_evidence(world.catalogue, world.evidence, str(outlets_file), str(parts.population))

@@ -176,6 +176,14 @@ def test_the_cli_refuses_a_bad_world_with_one_line_and_publishes_nothing(tmp_pat
     assert "fidelity FAITHFUL" in out.stdout or "fidelity DISTORTED" in out.stdout
 
 
+def test_a_catalogue_country_the_evidence_leaves_without_population_is_named_as_such(tmp_path):
+    """Population alone defines Z(c): a country it gives no population on any clock has no zone, and the refusal of
+    its outlets says why (it read only 'not in the zone universe')."""
+    pop = POPULATION.assign(population=[0.0, 120e6, 90e6, 60e6])   # FR at 0
+    _refused(_world(tmp_path, population_csv=pop, outlets_parquet=OUTLETS),
+             "population.csv defines the universe here and gives FR no population on any clock")
+
+
 def test_a_pair_of_any_size_reads_the_same_in_either_form():
     """One row per outlet and one row per pair with ``site_count`` are one catalogue, whatever a pair's size (the
     one limit is the catalogue's total, in both forms)."""
