@@ -11,7 +11,7 @@ reported, but its verdict is NOT_APPLICABLE rather than a failure.
 
 from __future__ import annotations
 
-import weakref
+import functools
 from dataclasses import dataclass
 
 import pandas as pd
@@ -24,6 +24,14 @@ class FidelityEvidence:
     zone_clocks: pd.DataFrame        # country_iso, tzid, clock
     clock_population: pd.DataFrame   # country_iso, clock, population (> 0)
     applicable: bool
+
+    @functools.cached_property
+    def empty_zones(self) -> frozenset:
+        """Zones on a clock without population in a country with some (:func:`empty_zones`), computed once."""
+        lived = set(zip(self.clock_population["country_iso"], self.clock_population["clock"]))
+        countries = {c for c, _ in lived}
+        return frozenset((c, t) for c, t, k in zip(self.zone_clocks["country_iso"], self.zone_clocks["tzid"],
+                                                   self.zone_clocks["clock"]) if c in countries and (c, k) not in lived)
 
 
 def fidelity_evidence(universe: pd.DataFrame, applicable: bool,
@@ -40,18 +48,4 @@ def empty_zones(ev: FidelityEvidence | None) -> frozenset:
     """(country_iso, tzid) of the zones the evidence leaves empty in a country it has people in (what 3A-F02 counts
     as unpopulated): none when the evidence is not applicable or absent. S4's second-zone safeguard never forces
     outlets into one (``engine.states.s4_counts``)."""
-    if ev is None or not ev.applicable:
-        return frozenset()
-    found = _EMPTY.get(id(ev))
-    if found is not None and found[0]() is ev:
-        return found[1]
-    lived = set(zip(ev.clock_population["country_iso"], ev.clock_population["clock"]))
-    countries = {c for c, _ in lived}
-    empty = frozenset((c, t) for c, t, k in zip(ev.zone_clocks["country_iso"], ev.zone_clocks["tzid"],
-                                                ev.zone_clocks["clock"]) if c in countries and (c, k) not in lived)
-    _EMPTY[id(ev)] = (weakref.ref(ev, lambda _, key=id(ev): _EMPTY.pop(key, None)), empty)
-    return empty
-
-
-# evidence -> its empty zones, computed once per evidence object (S4 asks on every chain; the frames are not hashable)
-_EMPTY: dict[int, tuple] = {}
+    return ev.empty_zones if ev is not None and ev.applicable else frozenset()
