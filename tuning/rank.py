@@ -31,6 +31,12 @@ from tuning.campaign.steps import NAMESPACE as CAMPAIGN_PREFIX   # the campaign'
 def ranked_runs(phase: str, study: str | None = None, key_metrics: Sequence[str] = DEFAULT_KEY_METRICS,
                 experiment: str | None = None) -> list[TrialRow]:
     """``experiment``: the sweep experiment to read (default ``3A-<phase>``, the default world's own sweeps)."""
+    return ranked_with_objectives(phase, study, key_metrics, experiment)[0]
+
+
+def ranked_with_objectives(phase: str, study: str | None = None, key_metrics: Sequence[str] = DEFAULT_KEY_METRICS,
+                           experiment: str | None = None) -> tuple[list[TrialRow], dict[str, str]]:
+    """The ranked rows and, from the same runs, study -> the objective its trials record (tag ``objective``)."""
     mlc = client()
     name = experiment or f"3A-{phase}"
     exp = mlc.get_experiment_by_name(name)
@@ -38,7 +44,11 @@ def ranked_runs(phase: str, study: str | None = None, key_metrics: Sequence[str]
         raise EngineError(E_RUN_MISSING, f"no MLflow experiment {name} at {mlc.tracking_uri}{_other_sweeps(mlc, name)}")
     flt = f"tags.run_kind = '{RUN_KIND_TRIAL}'" + (f" and tags.study = '{study}'" if study else "")
     runs = search_all(mlc, [exp.experiment_id], flt, order_by=["metrics.J DESC"])
-    return rank_rows([TrialRow.from_mlflow_run(run, key_metrics) for run in runs])
+    objectives: dict[str, str] = {}
+    for run in runs:
+        if run.data.tags.get("objective"):
+            objectives.setdefault(run.data.tags.get("study", ""), run.data.tags["objective"])
+    return rank_rows([TrialRow.from_mlflow_run(run, key_metrics) for run in runs]), objectives
 
 
 def by_objective(rows: Sequence[TrialRow], objectives: dict[str, str], first: str | None = None
@@ -52,16 +62,6 @@ def by_objective(rows: Sequence[TrialRow], objectives: dict[str, str], first: st
         groups.setdefault(objectives.get(r.study or "") or f"study {r.study}", []).append(r)
     lead = objectives.get(first or "") or f"study {first}"
     return sorted(groups.items(), key=lambda kv: (kv[0] != lead, kv[0]))
-
-
-def objectives_of(experiment: str) -> dict[str, str]:
-    """study -> the objective its trial runs record (tag ``objective``), for the studies of ``experiment``."""
-    mlc = client()
-    exp = mlc.get_experiment_by_name(experiment)
-    out: dict[str, str] = {}
-    for run in search_all(mlc, [exp.experiment_id], f"tags.run_kind = '{RUN_KIND_TRIAL}' and tags.objective != ''"):
-        out.setdefault(run.data.tags.get("study", ""), run.data.tags["objective"])
-    return out
 
 
 def _other_sweeps(mlc, name: str) -> str:
@@ -143,11 +143,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         key_metrics, own = list(spec.key_metrics), worlds.suffixed(prefix + spec.study, world)
     except EngineError:
         key_metrics, own = list(DEFAULT_KEY_METRICS), None
-    rows = ranked_runs(args.phase, args.study, key_metrics, experiment)
+    rows, objectives = ranked_with_objectives(args.phase, args.study, key_metrics, experiment)
     if args.pareto:
         rows = [r for r in rows if r.pareto]
         key_metrics = ["second"] + key_metrics
-    objectives = objectives_of(experiment) if len({r.study for r in rows}) > 1 else {}
     groups = [(name, ranked[: args.top], f"{len(ranked)} trials of {', '.join(sorted({r.study or '' for r in ranked}))}")
               for name, ranked in by_objective(rows, objectives, own)]
     if args.json:
