@@ -80,23 +80,29 @@ def _trail_processes_while(proc: subprocess.Popen, timeout: float = 240) -> int:
     return most
 
 
+def _sigkill_mid_trial(proc: subprocess.Popen, project, complete: int, poll: float) -> list[int] | None:
+    """SIGKILL the sweep ``proc`` once ``complete`` trials of t-P1.2 are COMPLETE and one is RUNNING; its child
+    processes as they were just before the kill, or None when it ended first (180 s at most)."""
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(poll)
+        if not (project / ".optuna" / "t-P1.2.journal").exists():
+            continue
+        states = [t.state for t in load("t-P1.2").trials]
+        if states.count(TrialState.COMPLETE) >= complete and TrialState.RUNNING in states:
+            children = _children(proc.pid)
+            os.kill(proc.pid, signal.SIGKILL)
+            return children
+    return None
+
+
 def test_kill_mid_trial_then_restart_completes_budget(project):
     proc = subprocess.Popen([sys.executable, "-m", "tuning.sweep", "--phase", "P1.2", "--trials", "8",
                              "--no-progress"], cwd=project, env=env_for(project),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline, killed = time.time() + 180, False
-    while time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-        if not (project / ".optuna" / "t-P1.2.journal").exists():
-            continue
-        states = [t.state for t in load("t-P1.2").trials]
-        if states.count(TrialState.COMPLETE) >= 2 and TrialState.RUNNING in states:
-            loggers = _children(proc.pid)   # the sweep's MLflow logger process
-            os.kill(proc.pid, signal.SIGKILL)
-            killed = True
-            break
+    loggers = _sigkill_mid_trial(proc, project, complete=2, poll=0.2)   # the sweep's MLflow logger process
     proc.wait(timeout=30)
-    assert killed, proc.stderr.read().decode()[-2000:]
+    assert loggers is not None, proc.stderr.read().decode()[-2000:]
     assert loggers, "a one-worker sweep writes its trials' runs from one logger process"
     gone = time.time() + 10
     while time.time() < gone and any(_alive(pid) for pid in loggers):
@@ -151,17 +157,8 @@ def test_a_killed_coordinator_s_workers_leave_their_trials_to_be_run_again(proje
         proc = subprocess.Popen([sys.executable, "-m", "tuning.sweep", "--phase", "P1.2", "--trials", "14",
                                  "--workers", "2", "--no-progress"], cwd=project, stdout=subprocess.DEVNULL,
                                 stderr=err, env=dict(env_for(project), SEG3A_WORKER_START="fork"))
-        deadline, workers = time.time() + 180, []
-        while time.time() < deadline and proc.poll() is None:
-            time.sleep(0.1)
-            if not (project / ".optuna" / "t-P1.2.journal").exists():
-                continue
-            states = [t.state for t in load("t-P1.2").trials]
-            if states.count(TrialState.COMPLETE) >= 3 and TrialState.RUNNING in states:
-                workers = [pid for pid in _children(proc.pid)
-                           if b"tuning.trail.server" not in open(f"/proc/{pid}/cmdline", "rb").read()]
-                os.kill(proc.pid, signal.SIGKILL)
-                break
+        children = _sigkill_mid_trial(proc, project, complete=3, poll=0.1) or []
+        workers = [pid for pid in children if b"tuning.trail.server" not in open(f"/proc/{pid}/cmdline", "rb").read()]
         proc.wait(timeout=30)
     assert workers, (project / "err.txt").read_text()[-2000:]
     gone = time.time() + 60
