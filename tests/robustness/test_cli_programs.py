@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tuning.conftest import REPO, env_for, make_project, run_module
+from tests.tuning.conftest import REPO, env_for, make_project, run_module, seed_store
 
 # CLI -> (its refusal, its success) as programs; "here" = this module
 WHERE = {
@@ -63,7 +63,7 @@ def test_every_cli_runs_as_a_program_somewhere():
 @pytest.fixture(scope="module")
 def proj(tmp_path_factory):
     root = make_project(tmp_path_factory.mktemp("programs") / "proj")
-    (root / "mlruns").mkdir()
+    seed_store(root)
     return root
 
 

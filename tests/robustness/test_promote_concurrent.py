@@ -12,7 +12,7 @@ import pytest
 
 from engine.policies import PolicySet
 from tests.robustness.test_promote_txn import _KILLER
-from tests.tuning.conftest import env_for, make_project
+from tests.tuning.conftest import env_for, make_project, seed_store
 from tuning.authority.promotion import read_lineage
 
 
@@ -22,7 +22,7 @@ def proj(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
-        (root / "mlruns").mkdir()
+        seed_store(root)
         from tuning.sweep.__main__ import main
         assert main(["--no-progress", "--json", "--phase", "P1.2", "--trials", "5"]) == 0
         yield root

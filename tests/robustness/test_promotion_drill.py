@@ -19,7 +19,7 @@ import pytest
 
 from engine.core.errors import EngineError
 from engine.policies import PolicySet
-from tests.tuning.conftest import make_project
+from tests.tuning.conftest import make_project, seed_store
 from tuning.authority.promotion import promote, read_lineage
 
 MLFLOW_WRITES = ("create_run", "log_batch", "log_artifacts", "set_terminated", "create_logged_model",
@@ -37,7 +37,7 @@ def proj(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
-        (root / "mlruns").mkdir()
+        seed_store(root)
         from tuning.sweep.__main__ import main
         assert main(["--no-progress", "--json", "--phase", "P1.2", "--trials", "6"]) == 0
         yield root

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -52,12 +54,31 @@ def make_project(root: Path) -> Path:
     return root
 
 
+_STORE_TEMPLATE: list[Path] = []   # this test process's empty, migrated MLflow store
+
+
+def seed_store(root: Path) -> Path:
+    """``root/mlruns/mlflow.db``: an empty MLflow store, copied from one this test process created and migrated
+    once. MLflow runs its alembic migrations on every fresh store, about a second of CPU each; the tests that are
+    about a fresh store (tests/robustness/test_fresh_store.py, the read-only mounts) create theirs."""
+    if not _STORE_TEMPLATE:
+        from tuning.trail.tracking import client
+
+        template = Path(tempfile.mkdtemp(prefix="seg3a-test-store-"))
+        atexit.register(shutil.rmtree, template, ignore_errors=True)
+        client(f"sqlite:///{template / 'mlflow.db'}")
+        _STORE_TEMPLATE.append(template / "mlflow.db")
+    (root / "mlruns").mkdir()
+    shutil.copyfile(_STORE_TEMPLATE[0], root / "mlruns" / "mlflow.db")
+    return root / "mlruns" / "mlflow.db"
+
+
 @pytest.fixture
 def project(tmp_path, monkeypatch):
     root = make_project(tmp_path / "proj")
     monkeypatch.chdir(root)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
-    (root / "mlruns").mkdir()
+    seed_store(root)
     return root
 
 

@@ -9,14 +9,14 @@ import time
 
 import pytest
 
-from tests.tuning.conftest import REPO, env_for, make_project, run_module
+from tests.tuning.conftest import REPO, env_for, make_project, run_module, seed_store
 
 pytestmark = pytest.mark.slow
 
 
 def test_peer_scores_the_points_it_is_given_with_the_harness_scoring(tmp_path):
     root = make_project(tmp_path / "proj")
-    (root / "mlruns").mkdir()
+    seed_store(root)
     points = [{"blend_lambda": 0.0, "hub_cap": 1.0}, {"blend_lambda": 0.1, "hub_cap": 0.9}]
     (root / "points.json").write_text(json.dumps(points))
     out = run_module(root, "tuning.bench.peer", "--phase", "P1.2", "--points", "points.json")

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from engine.core.errors import EngineError
-from tests.tuning.conftest import REPO, make_project, run_module
+from tests.tuning.conftest import REPO, make_project, run_module, seed_store
 from tuning.study import fidelity
 from tuning.study.spec import load_study, parse_study
 
@@ -78,7 +78,7 @@ def test_witness_promotion_and_certification_score_at_full_scale():
 
 def test_a_multi_fidelity_sweep_prunes_on_the_subsample_and_records_it(tmp_path):
     root = make_project(tmp_path / "proj")
-    (root / "mlruns").mkdir()
+    seed_store(root)
     doc = _p3(fractions=[0.2, 1.0], reduction_factor=3, min_pairs=0)
     doc.update(trials=6, study="t-P3f")
     (root / "studies" / "P3.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
@@ -108,7 +108,7 @@ def test_the_workers_progress_bar_counts_the_budget_as_the_sweep_does(tmp_path):
     import re
 
     root = make_project(tmp_path / "proj")
-    (root / "mlruns").mkdir()
+    seed_store(root)
     doc = _p3(fractions=[0.2, 1.0], reduction_factor=3, min_pairs=0)
     doc.update(trials=6, study="t-P3w")
     (root / "studies" / "P3.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from engine.policies import PolicySet
-from tests.tuning.conftest import REPO, make_project, run_module
+from tests.tuning.conftest import REPO, make_project, run_module, seed_store
 from tuning.study.objective import SeedRobustObjective, deterministic_view
 from tuning.study.spec import parse_study
 
@@ -32,7 +32,7 @@ def test_bad_workers_or_cluster_is_one_coded_line(tmp_path, args, says):
 @pytest.mark.slow
 def test_a_cluster_sweep_scores_each_seed_as_the_local_objective_does(tmp_path):
     root = make_project(tmp_path / "proj")
-    (root / "mlruns").mkdir()
+    seed_store(root)
     doc = yaml.safe_load((REPO / "studies" / "P3.yaml").read_text())
     doc.update(trials=3, study="t-P3c", seeds=[42, 7])
     (root / "studies" / "P3.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))

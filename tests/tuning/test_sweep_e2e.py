@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 
 from engine.core.errors import EngineError
 from engine.policies import PolicySet
-from tests.tuning.conftest import REQUIRED_TRIAL_TAGS, load, make_project, run_module, trial_runs
+from tests.tuning.conftest import REQUIRED_TRIAL_TAGS, load, make_project, run_module, seed_store, trial_runs
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,7 @@ def proj(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
-        (root / "mlruns").mkdir()
+        seed_store(root)
         yield root
 
 

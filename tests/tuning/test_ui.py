@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.environment import NO_CHROMIUM
-from tests.tuning.conftest import env_for, make_project, trial_runs
+from tests.tuning.conftest import env_for, make_project, seed_store, trial_runs
 from tests.tuning.ui_helpers import Browser, MlflowUi, chromium, free_port
 
 pytestmark = pytest.mark.slow  # sweeps, optuna-dashboard, an MLflow server and headless Chromium
@@ -46,7 +46,7 @@ def ui_proj(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
-        (root / "mlruns").mkdir()
+        seed_store(root)
         from tuning.sweep.__main__ import main
         for study in ("mixed", "front"):
             assert main(["--no-progress", "--json", "--phase", f"studies/{study}.yaml", "--trials", "5"]) == 0
