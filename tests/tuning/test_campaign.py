@@ -4,6 +4,7 @@ byte-identical authority policies."""
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 
@@ -94,6 +95,8 @@ def test_selection_rules():
 
 @pytest.mark.slow
 def test_run_then_replay_ends_on_identical_policies_and_rebuilds_the_trail(project, capsys):
+    """run, replay (identical); the authority committed and changed since, a replay compares with git HEAD; a
+    replay whose end differs from the committed authority is refused."""
     from tuning.campaign.__main__ import main
     from tuning.authority.ladder_steps import read_ladder
     studies = project / "studies"
@@ -117,6 +120,19 @@ def test_run_then_replay_ends_on_identical_policies_and_rebuilds_the_trail(proje
     second = json.loads(capsys.readouterr().out)
     assert second["replay_identical"] is True and second["digests"] == first["digests"] == dict(digests)
     assert [s["outcome"] for s in second["steps"]] == [s["outcome"] for s in first["steps"]]
+    # the campaign's policies committed, a later change to policies/ (a promotion, an edit) does not make a
+    # replay fail: it compares with git HEAD and says so
+    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run(git + ["init", "-q"], cwd=project, check=True)
+    subprocess.run(git + ["add", "policies"], cwd=project, check=True)
+    subprocess.run(git + ["commit", "-qm", "authority"], cwd=project, check=True)
+    mixture = project / "policies" / "zone_mixture_policy.yaml"
+    text = mixture.read_text()
+    assert "theta_mix: 0.35" in text
+    mixture.write_text(text.replace("theta_mix: 0.35", "theta_mix: 0.36"))   # the authority changed since
+    assert main(["replay", "--file", "campaign.yaml", "--no-progress", "--json"]) == 0
+    third = json.loads(capsys.readouterr().out)
+    assert third["replay_identical"] is True and third["compared_with"] == "git HEAD"
     # a replay whose end differs from the committed authority is a coded failure
     (studies / "P2.yaml").write_text(MINI_P2.replace("seed: 6", "seed: 99").replace("high: 1.0}", "high: 0.9}", 1))
     with pytest.raises(EngineError) as err:
@@ -209,33 +225,6 @@ def test_a_campaign_runs_on_a_world_of_its_own_and_leaves_a_users_sweep_alone(pr
     after = hashlib.sha256(journal.read_bytes()).hexdigest(), [(r.trial, r.mlflow_run_id) for r in ranked_runs("P1.2")]
     assert after == before    # the campaign's own studies are named apart: nothing of the user's moved
     assert (project / ".optuna" / f"campaign-c-P2-{w.label}.journal").exists()
-
-
-@pytest.mark.slow
-def test_replay_reports_against_the_committed_authority(project, capsys):
-    """After a campaign's policies are committed, a later change to policies/ (a promotion, an edit) does not make
-    replay fail: it compares with git HEAD and says so."""
-    import subprocess
-
-    from tuning.campaign.__main__ import main
-
-    studies = project / "studies"
-    (studies / "P1.2.yaml").write_text(MINI_P12)
-    (studies / "P2.yaml").write_text(MINI_P2)
-    (project / "campaign.yaml").write_text(CAMPAIGN)
-    assert main(["run", "--file", "campaign.yaml", "--no-progress", "--json"]) == 0
-    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
-    subprocess.run(git + ["init", "-q"], cwd=project, check=True)
-    subprocess.run(git + ["add", "policies"], cwd=project, check=True)
-    subprocess.run(git + ["commit", "-qm", "authority"], cwd=project, check=True)
-    mixture = project / "policies" / "zone_mixture_policy.yaml"
-    text = mixture.read_text()
-    assert "theta_mix: 0.35" in text
-    mixture.write_text(text.replace("theta_mix: 0.35", "theta_mix: 0.36"))   # the authority changed since
-    capsys.readouterr()
-    assert main(["replay", "--file", "campaign.yaml", "--no-progress", "--json"]) == 0
-    out = json.loads(capsys.readouterr().out)
-    assert out["replay_identical"] is True and out["compared_with"] == "git HEAD"
 
 
 def test_frontier_rules_reachability_region_and_narrowing():
