@@ -159,16 +159,25 @@ def test_forked_workers_on_postgresql_and_a_tracking_server(services, tmp_path, 
 
 
 def test_bench_distributed_runs_as_a_program(services, tmp_path):
-    """``python -m tuning.bench_distributed`` end to end as a program (its own services, started and stopped)."""
+    """``python -m tuning.bench_distributed`` end to end as a program, on the local cluster this module runs
+    (``--cluster-dir``: left running); refused on a directory no cluster runs from."""
     root = make_project(tmp_path / "proj")
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+    def bench(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "tuning.bench_distributed", *args], cwd=root, env=env,
+                              capture_output=True, text=True, timeout=600)
+
+    refused = bench("--cluster-dir", str(tmp_path / "none"), "--defaults-only")
+    assert refused.returncode == 2 and refused.stderr.strip().startswith("E3A_TUN_050_USAGE: --cluster-dir"), \
+        refused.stderr[-800:]
     # enough trials that one is still RUNNING when the first is COMPLETE (the bench kills its worker then); the
     # former settings' run is the same code on other settings (test_bench's unit tests read both)
-    done = subprocess.run([sys.executable, "-m", "tuning.bench_distributed", "--trials", "8", "--workers", "2",
-                           "--rounds", "1", "--probe-trials", "2", "--defaults-only", "--json"], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=600)
+    done = bench("--trials", "8", "--workers", "2", "--rounds", "1", "--probe-trials", "2", "--defaults-only",
+                 "--cluster-dir", str(services["dir"]), "--json")
     assert done.returncode == 0, done.stderr[-2000:]
     out = json.loads(done.stdout)
+    assert out["services"] == str(services["dir"]) and out["services_start_seconds"] is None
     (only,) = out["rounds"]
     assert set(only) == {"local", "defaults"} and set(out["figures"]) >= {"defaults"} and "tuned" not in out["figures"]
     assert {only[k]["trials_complete"] for k in ("local", "defaults")} == {8}
@@ -176,6 +185,7 @@ def test_bench_distributed_runs_as_a_program(services, tmp_path):
     probe = out["log_probe"]
     assert probe["requests_per_trial"] == 8 and probe["server_cpu_ms_per_trial"]["mlflow_server"] > 0
     assert not (root / ".cluster").exists()
+    assert _cluster("status", services["dir"]).returncode == 0   # the module's cluster still runs
 
 
 @pytest.fixture(scope="module")

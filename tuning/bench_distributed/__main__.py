@@ -1,12 +1,13 @@
-"""``python -m tuning.bench_distributed [--trials N] [--workers K] [--rounds R] [--defaults-only] [--json]``: the cost of going
-distributed, measured as a user runs it.
+"""``python -m tuning.bench_distributed [--trials N] [--workers K] [--rounds R] [--defaults-only] [--json]``: the cost
+of going distributed, measured as a user runs it.
 
 Each round runs the same P1.2 budget from this project root three ways:
 
 - ``local``: one ``python -m tuning.sweep`` process (journal file + sqlite MLflow store), the defaults;
 - ``defaults``: K independent ``python -m tuning.sweep`` processes sharing a real PostgreSQL server and a
   real MLflow tracking server (started on loopback by :mod:`tuning.local_services`, their start-up not
-  counted), with the defaults a user runs (report HTML on, the default heartbeat and grace); once a trial
+  counted; ``--cluster-dir DIR``: the ones already running from DIR, left running), with the defaults a user
+  runs (report HTML on, the default heartbeat and grace); once a trial
   is COMPLETE, the worker of the RUNNING trial started last is SIGKILLed and started again;
 - ``tuned``: the same with ``--reports 0`` and a 5 s heartbeat / 30 s grace (what this bench used to run);
   ``--defaults-only`` leaves it out (a round is then the local run and the defaults, the target's figure).
@@ -38,6 +39,7 @@ from typing import Sequence
 
 from engine import EngineError
 import tuning.local_services.services as ls
+from tuning.bench_distributed.probe import log_probe
 from tuning.common.errors import E_TRIALS_FAILING, E_USAGE, TuningParser, run_cli
 
 TARGET_RATIO = 1.6
@@ -173,72 +175,6 @@ def where_time_goes(run: dict, storage, study: str) -> dict:
     return out
 
 
-class RequestCounter:
-    """Counts the HTTP requests MLflow's client sends from this process (``requests.Session.request``)."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str]] = []
-
-    def __enter__(self) -> "RequestCounter":
-        import requests
-
-        self._original = original = requests.Session.request
-        calls = self.calls
-
-        def request(session, method, url, *args, **kwargs):
-            calls.append((method.upper(), url.split("/api/2.0/", 1)[-1].split("?", 1)[0]))
-            return original(session, method, url, *args, **kwargs)
-
-        requests.Session.request = request
-        return self
-
-    def __exit__(self, *exc) -> None:
-        import requests
-
-        requests.Session.request = self._original
-
-    def kinds(self) -> dict[str, int]:
-        """Requests by kind (``PUT mlflow-artifacts`` for every artifact upload)."""
-        out: dict[str, int] = {}
-        for method, path in self.calls:
-            key = f"{method} {path if path.startswith('mlflow/') else path.split('/', 1)[0]}"
-            out[key] = out.get(key, 0) + 1
-        return out
-
-
-def log_probe(tracking_uri: str, phase: str, n: int, services_cpu=None) -> dict:
-    """Log ``n`` real trial records one after another through the tracking server (as a trail process does):
-    seconds per trial, HTTP requests per trial and (``services_cpu()``: the servers' CPU seconds by name) the
-    servers' CPU milliseconds per trial."""
-    os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
-    from engine import PolicySet
-    from tuning.study.objective import SeedRobustObjective
-    from tuning.study.spec import load_study
-    from tuning.trail.tracking import SweepTracker
-    from tuning.study.trial_result import PolicyFiles, TrialResult
-
-    spec = load_study(phase)
-    ev = SeedRobustObjective(spec, spec.seeds, PolicySet.from_dir(spec.base_policies)).evaluate(
-        {k.name: k.value if k.fixed else (k.choices[0] if k.choices else k.low) for k in spec.knobs})
-    result = TrialResult.from_evaluation(ev, spec.phase, spec.objective_name)
-    tracker = SweepTracker(spec.phase, f"bench-probe-{int(time.time())}", spec.objective_name)
-    tracker.start_parent({}, {}, close_dead=False)
-    seconds = []
-    before = services_cpu() if services_cpu else {}
-    with RequestCounter() as counter:
-        for i in range(n):
-            t0 = time.perf_counter()
-            tracker.log_trial(i, i, result, PolicyFiles.of(ev.policies), dict(ev.knobs))
-            seconds.append(time.perf_counter() - t0)
-    after = services_cpu() if services_cpu else {}
-    seconds.sort()
-    return {"trials": n, "seconds_median": statistics.median(seconds), "seconds_max": seconds[-1],
-            "server_cpu_ms_per_trial": {k: 1000 * (after[k] - before[k]) / n for k in after},
-            "requests_per_trial": len(counter.calls) / n,
-            "requests_by_kind_per_trial": {k: v / n for k, v in sorted(counter.kinds().items())},
-            "metrics_per_trial": len(result.metrics()) + len(result.history())}
-
-
 def _services_cpu(state: dict) -> dict[str, float]:
     postmaster = int((Path(state["pgdata"]) / "postmaster.pid").read_text().split()[0])
     return {"mlflow_server": server_cpu(int(state["mlflow_pid"])), "postgresql": server_cpu(postmaster)}
@@ -334,26 +270,40 @@ def figures(rounds: list[dict]) -> dict:
     return out
 
 
+def services(cluster_dir: str | None, scratch: Path) -> dict:
+    """The servers to measure against: the local cluster running from ``cluster_dir`` (``python -m
+    tuning.local_services start --dir DIR``; left running), else a new one in ``scratch`` (stopped at the end)."""
+    if not cluster_dir:
+        return ls.start(scratch)
+    state = ls.running(Path(cluster_dir))
+    if state is None:
+        raise EngineError(E_USAGE, f"--cluster-dir {cluster_dir}: no local cluster runs from it (start one with "
+                                   f"python -m tuning.local_services start --dir {cluster_dir})")
+    return state
+
+
 def bench(args) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="seg3a-bench-dist-"))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path.cwd()), os.environ.get("PYTHONPATH", "")]))
     load = os.getloadavg()
     try:
         t0 = time.perf_counter()
-        state = ls.start(tmp / "cluster")
-        services_s = time.perf_counter() - t0
+        state = services(args.cluster_dir, tmp / "cluster")
+        services_s = None if args.cluster_dir else time.perf_counter() - t0
         try:
             rounds = [one_round(args, tmp, state, env, i) for i in range(args.rounds)]
             probe = log_probe(state["mlflow_tracking_uri"], args.phase, args.probe_trials,
                               lambda: _services_cpu(state))
         finally:
-            ls.stop(tmp / "cluster")
+            if not args.cluster_dir:
+                ls.stop(tmp / "cluster")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return {"phase": args.phase, "trials": args.trials, "workers": args.workers, "cpu_count": os.cpu_count(),
             "load_average_before": [round(x, 2) for x in load],
             "load_average_after": [round(x, 2) for x in os.getloadavg()], "services_start_seconds": services_s,
             "target_ratio": TARGET_RATIO, "figures": figures(rounds), "log_probe": probe, "rounds": rounds,
+            "services": args.cluster_dir or "started for this bench",
             "note": "wall = launch of the sweep process(es) to the last exit; distributed: one worker SIGKILLed "
                     "while it held a RUNNING trial and restarted; service start-up not counted"}
 
@@ -383,6 +333,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--defaults-only", action="store_true",
                     help="measure the defaults a user runs (the target's figure), not the former settings")
     ap.add_argument("--probe-trials", type=int, default=20, help="trials the logging probe writes")
+    ap.add_argument("--cluster-dir", help="measure against the local cluster already running from this directory "
+                    "(python -m tuning.local_services start --dir DIR), left running; default: start one and stop it")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     if min(args.trials, args.workers, args.rounds, args.probe_trials) < 1:
