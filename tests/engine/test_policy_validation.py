@@ -87,6 +87,16 @@ def test_fast_alpha_writer_is_byte_identical_to_dump_yaml(values):
     for i, e in enumerate(entries):
         e["alpha"] = values[i % len(values)]
     assert writer.dump(doc) == dump_yaml(doc)
+
+
+def test_fast_alpha_writer_quotes_versions_and_falls_back_on_another_layout():
+    """The version strings YAML would read as something else (a boolean, a number, a mapping) or fold; a layout
+    the writer does not know is written by dump_yaml itself (the alphas' values are the property test's)."""
+    from engine.policies.alpha_writer import AlphaPackWriter
+    from engine.policies.authoring import dump_yaml
+
+    writer = AlphaPackWriter(ALPHAS)
+    doc = copy.deepcopy(ALPHAS)
     for version in ("v1.0.0+tuned.0a1b2c3d", "NO", "yes", "1.5", "a: b", "'q'", "x" * 39, "y" * 60):
         doc["version"] = version
         assert writer.dump(doc) == dump_yaml(doc)
