@@ -97,6 +97,7 @@ def validate_population(frame: pd.DataFrame, universe: pd.DataFrame | None, sour
     if (values < 0).any():
         raise EngineError(E_WORLD_INPUT, f"{source}: negative population (row {int(np.argmax(values < 0))})")
     out["population"] = values
+    _refuse_shares(out, source)
     if out.duplicated(["country_iso", "tzid"]).any():
         dup = out[out.duplicated(["country_iso", "tzid"])].iloc[0]
         raise EngineError(E_WORLD_INPUT, f"{source}: duplicate row {dup['country_iso']}/{dup['tzid']}")
@@ -109,6 +110,29 @@ def validate_population(frame: pd.DataFrame, universe: pd.DataFrame | None, sour
                                              f"the zone universe ({len(outside)} such rows); add the zone to the "
                                              f"universe or drop the row")
     return out.sort_values(["country_iso", "tzid"]).reset_index(drop=True)
+
+
+NORMALISED_TOTALS = (1.0, 100.0, 1000.0)   # shares, percent, per mille
+
+
+def _refuse_shares(evidence: pd.DataFrame, source: str) -> None:
+    """Population is a headcount (people): the authoring law smooths each clock with 1,000 people
+    (engine.policies.authoring), which would outweigh a share and author a near-uniform prior. Refused: a
+    populated clock of less than one person, and every country summing to one same normalised total."""
+    values = evidence["population"].to_numpy()
+    fraction = (values > 0) & (values < 1)
+    if fraction.any():
+        row = evidence.iloc[int(np.argmax(fraction))]
+        raise EngineError(E_WORLD_INPUT, f"{source}: population {row['population']:g} of {row['country_iso']} on "
+                                         f"{row['tzid']} is less than one person: population is a headcount (people), "
+                                         f"not a share (multiply each country's shares by its population)")
+    totals = evidence.groupby("country_iso")["population"].sum()
+    totals = totals[totals > 0]
+    common = [t for t in NORMALISED_TOTALS if len(totals) >= 2 and np.allclose(totals, t, rtol=1e-9, atol=0)]
+    if common:
+        raise EngineError(E_WORLD_INPUT, f"{source}: every country's population sums to {common[0]:g}: population is "
+                                         f"a headcount (people), not a share or a percentage (multiply each country's "
+                                         f"shares by its population)")
 
 
 def clock_population_of(evidence: pd.DataFrame) -> pd.DataFrame:

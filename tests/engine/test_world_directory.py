@@ -265,3 +265,33 @@ def test_an_outlet_catalogue_is_sorted_and_each_pairs_sites_are_numbered_from_on
     assert list(zip(out["merchant_id"].tolist(), out["legal_country_iso"].tolist(), out["site_order"].tolist())) \
         == expected
     assert out["site_order"].dtype == np.uint32 and out["merchant_id"].dtype == np.uint64
+
+
+@pytest.mark.parametrize("population, needle", [
+    ([1.0, 0.5, 0.3, 0.2], "population 0.5 of US on America/New_York is less than one person"),
+    ([100.0, 50.0, 30.0, 20.0], "every country's population sums to 100"),
+    ([1000.0, 500.0, 300.0, 200.0], "every country's population sums to 1000"),
+])
+def test_population_given_as_shares_is_refused_as_such(tmp_path, population, needle):
+    """Population is people: the authoring law's smoothing (1,000 people a clock) outweighs a share, and shares
+    authored a near-uniform prior (a user's Chatham Islands, 0.01% of NZ, got 47% of NZ's outlets)."""
+    from engine.policies.authoring import author_alphas
+
+    shares = POPULATION.assign(population=population)
+    _refused(_world(tmp_path, universe_csv=UNIVERSE, population_csv=shares), needle)
+    # what it would have authored: US within 1% of uniform, where the people give New York half of US's mass
+    us = [e["alpha"] for e in author_alphas(shares.assign(population=[1.0, 0.5, 0.3, 0.2]))["countries"]["US"]
+          ["tzid_alphas"]]
+    assert max(us) / min(us) < 1.01
+    people = shares.assign(population=[1.0, 0.5, 0.3, 0.2]).assign(population=lambda f: f["population"] * 1e8)
+    world = load_world(_world(tmp_path, "people", universe_csv=UNIVERSE, population_csv=people))
+    assert world.population["population"].sum() == pytest.approx(2e8)
+    alphas = {e["tzid"]: e["alpha"] for e in author_alphas(people)["countries"]["US"]["tzid_alphas"]}
+    assert alphas["America/New_York"] / sum(alphas.values()) == pytest.approx(0.5, abs=0.01)
+
+
+def test_a_small_headcount_is_not_a_share(tmp_path):
+    """A territory of a few people on two clocks, and countries whose totals differ, load as given."""
+    pop = POPULATION.assign(population=[60.0, 3.0, 2.0, 1.0])   # FR 60, US 6: not one normalised total
+    world = load_world(_world(tmp_path, universe_csv=UNIVERSE, population_csv=pop))
+    assert sorted(world.population["population"].tolist()) == [1.0, 2.0, 3.0, 60.0]
