@@ -84,6 +84,16 @@ def _world_of_folder(args) -> None:
                                f"pass --world {shlex.quote(str(where)) if where else 'DIR'}")
 
 
+def _fidelity_figures(pack: dict | None) -> str:
+    """The F-gates' figures beside the verdict (the metric pack's ``fidelity`` section), where measured."""
+    f = (pack or {}).get("fidelity") or {}
+    if not f.get("applicable"):
+        return ""
+    return (f" (prior JSD {f['prior_jsd_mean']:.4f}, realised JSD {f['realised_jsd_mean']:.4f}, unpopulated "
+            f"{f['unpopulated_share']:.4f}, outside universe {f['outside_universe_share']:.4f}, aliases "
+            f"{f['alias_count']})")
+
+
 def cmd_run(args) -> int:
     from engine.chain.runner import run_chain
     from engine.publish.store import materialise
@@ -106,7 +116,7 @@ def cmd_run(args) -> int:
     print("seconds " + "  ".join(f"{s}={v:.3f}" for s, v in result.seconds.items()))
     realism = result.s6_report.get("realism", {})
     print(f"S6 {result.s6_report['overall_status']}  S7 {result.s7['status']}  realism {realism.get('verdict')} "
-          f"({realism.get('mode')})  fidelity {realism.get('fidelity_verdict')}")
+          f"({realism.get('mode')})  fidelity {realism.get('fidelity_verdict')}{_fidelity_figures(result.pack)}")
     return 0 if result.s6_report["overall_status"] == "PASS" and result.s7["status"] == "PASS" else 1
 
 

@@ -36,6 +36,20 @@ def test_run_publishes_a_verifiable_bundle(run_dir):
     assert report["s6_overall_status"] == "PASS" and set(report["seconds"]) == {f"S{i}" for i in range(8)} | {"metrics"}
 
 
+def test_the_run_line_gives_the_fidelity_figures_of_its_metric_pack(tmp_path):
+    """The program prints the F-gates' figures beside the verdict, from the run's own metric pack."""
+    from engine import PolicySet, default_world, run_chain
+
+    rc, out, err = _cli("run", "--seed", "42", "--run-root", str(tmp_path))
+    assert rc == 0, err
+    f = run_chain(PolicySet.from_dir(ROOT / "policies"), 42, default_world()).pack["fidelity"]
+    line = out.strip().splitlines()[-1]
+    assert line.endswith(f"fidelity FAITHFUL (prior JSD {f['prior_jsd_mean']:.4f}, realised JSD "
+                         f"{f['realised_jsd_mean']:.4f}, unpopulated {f['unpopulated_share']:.4f}, outside universe "
+                         f"{f['outside_universe_share']:.4f}, aliases 0)"), line
+    assert 0 < f["prior_jsd_mean"] < f["realised_jsd_mean"] <= 0.03
+
+
 def test_republishing_same_run_is_a_noop_and_byte_identical(run_dir, tmp_path):
     assert main(["run", "--seed", "42", "--run-root", str(tmp_path), "--policies", str(ROOT / "policies")]) == 0
     other = tmp_path / run_dir.name
