@@ -92,12 +92,12 @@ def clock_population() -> pd.DataFrame:
     return grouped.sort_values(["country_iso", "clock"]).reset_index(drop=True)
 
 
-def _published_name(country: str, clock: str, carried: dict[str, int]) -> str:
+def published_name(country: str, clock: str, carried: dict[str, float]) -> str:
     """The country's own zone.tab name for the clock where it has one, else the name its cities carry most
-    (ties to the smaller name); ``carried`` is population per GeoNames tzid of this (country, clock)."""
+    (ties to the smaller name); ``carried`` is population per tzid of this (country, clock) in the evidence."""
     own = [z for z in zone_tab_names().get(country, ()) if clock_of(z) == clock]
     pool = own or list(carried)
-    return sorted(pool, key=lambda z: (-int(carried.get(z, 0)), z))[0]
+    return sorted(pool, key=lambda z: (-carried.get(z, 0), z))[0]
 
 
 @functools.lru_cache(maxsize=1)
@@ -107,7 +107,7 @@ def population_true_universe() -> pd.DataFrame:
     totals = city_table().groupby(["country_iso", "clock", "tzid"], sort=True)["population"].sum()
     for (country, clock, tzid), population in totals.items():   # one pass over (country, clock, tzid)
         carried.setdefault((country, clock), {})[tzid] = int(population)
-    rows = [(country, _published_name(country, clock, by_tz)) for (country, clock), by_tz in sorted(carried.items())]
+    rows = [(country, published_name(country, clock, by_tz)) for (country, clock), by_tz in sorted(carried.items())]
     frame = pd.DataFrame(rows, columns=["country_iso", "tzid"])
     return frame.sort_values(["country_iso", "tzid"]).reset_index(drop=True)
 

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from engine.core.errors import E_WORLD_INPUT, E_WORLD_MISSING, EngineError
-from engine.world.clocks import clocks_of, zone_tab_names
+from engine.world.clocks import clocks_of, published_name
 from engine.world.universe import ISO2, known_tzids
 
 POLICY_FILES = ("zone_mixture_policy.yaml", "country_zone_alphas.yaml", "zone_floor_policy.yaml")
@@ -143,14 +143,13 @@ def clock_population_of(evidence: pd.DataFrame) -> pd.DataFrame:
 
 
 def universe_from_population(evidence: pd.DataFrame) -> pd.DataFrame:
-    """Z(c) from the evidence alone: one name per populated clock (the country's own zone.tab name for the
-    clock when the evidence uses it, else the name carrying the most population, ties to the smaller name)."""
-    rows = []
+    """Z(c) from the evidence alone: one name per populated clock, as the default world publishes it: the country's
+    own zone.tab name for the clock, whatever name the evidence files it under (``US/Central`` is published as
+    ``America/Chicago``); a clock without one keeps the evidence's name carrying the most population, ties to the
+    smaller name."""
     populated = evidence[evidence["population"] > 0]
-    for (country, _clock), grp in populated.groupby(["country_iso", "clock"], sort=True):
-        own = set(zone_tab_names().get(country, ()))
-        ranked = sorted(zip(grp["tzid"], grp["population"]), key=lambda r: (r[0] not in own, -r[1], r[0]))
-        rows.append((country, ranked[0][0]))
+    rows = [(country, published_name(country, clock, dict(zip(grp["tzid"], grp["population"]))))
+            for (country, clock), grp in populated.groupby(["country_iso", "clock"], sort=True)]
     if not rows:
         raise EngineError(E_WORLD_INPUT, "population evidence: no row with population > 0")
     return pd.DataFrame(rows, columns=["country_iso", "tzid"]).sort_values(["country_iso", "tzid"]).reset_index(

@@ -295,3 +295,16 @@ def test_a_small_headcount_is_not_a_share(tmp_path):
     pop = POPULATION.assign(population=[60.0, 3.0, 2.0, 1.0])   # FR 60, US 6: not one normalised total
     world = load_world(_world(tmp_path, universe_csv=UNIVERSE, population_csv=pop))
     assert sorted(world.population["population"].tolist()) == [1.0, 2.0, 3.0, 60.0]
+
+
+def test_a_population_only_world_publishes_each_clock_under_the_countrys_own_name(tmp_path):
+    """Evidence keyed by legacy link names: each clock is published as the default world publishes it, by the
+    country's own zone.tab name (it published US/Central, NZ and NZ-CHAT as given); a clock its country has no
+    zone.tab name for keeps the evidence's name (northern Vietnam on Bangkok's clock)."""
+    pop = pd.DataFrame({"country_iso": ["US", "US", "NZ", "NZ", "VN", "VN"],
+                        "tzid": ["US/Central", "US/Eastern", "NZ", "NZ-CHAT", "Asia/Saigon", "Asia/Bangkok"],
+                        "population": [9e7, 1.2e8, 5e6, 600.0, 5e7, 4e7]})
+    world = load_world(_world(tmp_path, population_csv=pop))
+    assert sorted(zip(world.universe["country_iso"], world.universe["tzid"])) == [
+        ("NZ", "Pacific/Auckland"), ("NZ", "Pacific/Chatham"), ("US", "America/Chicago"), ("US", "America/New_York"),
+        ("VN", "Asia/Bangkok"), ("VN", "Asia/Ho_Chi_Minh")]
