@@ -154,3 +154,19 @@ def test_the_results_hint_names_the_authority_folder_it_is_about(tmp_path):
     shutil.copytree(repo / "policies", folder, ignore=shutil.ignore_patterns("ladder.yaml", ".*"))
     line = _holdout_lines(folder)[0]
     assert line.endswith(f"--record --holdout 200 --policies '{folder}').")   # runnable as written, from here
+
+
+def test_each_failing_gate_is_named_once_where_it_first_failed():
+    """A fidelity gate failing on the seedpack and on held-out seeds is named once (a user's P5 step listed
+    3A-F03 and 3A-F04 twice each); the order: seedpack gates, fidelity gates, then held-out-only gates."""
+    from tuning.authority.certification import failing_gates
+
+    summary = {"seeds": [42, 7],
+               "detail": {"gate_matrix": {"hard": {"3A-V04_s3_std": {"42": "FAIL", "7": "PASS"},
+                                                   "3A-V01_s2_top1": {"42": "PASS", "7": "PASS"}}}},
+               "fidelity_failing": {42: ["3A-F04_realised_jsd_mean", "3A-F03_prior_jsd_mean"],
+                                    7: ["3A-F03_prior_jsd_mean"]},
+               "holdout": {"failing": {"3A-F03_prior_jsd_mean": 9, "3A-S05_s4_top1": 3, "3A-V04_s3_std": 2,
+                                       "3A-F04_realised_jsd_mean": 1}}}
+    assert failing_gates(summary) == ["3A-V04_s3_std", "3A-F03_prior_jsd_mean", "3A-F04_realised_jsd_mean",
+                                      "3A-S05_s4_top1"]

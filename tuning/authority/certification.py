@@ -177,9 +177,9 @@ def failing_gates(summary: dict) -> list[str]:
     matrix = (summary.get("detail") or {}).get("gate_matrix", {})
     seedpack = sorted({g for fam in matrix.values() for g, per in fam.items()
                        if any(v != "PASS" for v in per.values())})
-    held = [g for g in (summary.get("holdout") or {}).get("failing", {}) if g not in seedpack]
+    held = list((summary.get("holdout") or {}).get("failing", {}))
     fidelity = sorted({g for s in summary.get("seeds", []) for g in summary.get("fidelity_failing", {}).get(s, [])})
-    return seedpack + [g for g in fidelity if g not in seedpack] + held
+    return list(dict.fromkeys(seedpack + fidelity + held))   # each gate once, where it first failed
 
 
 def record_certification(policies_dir: Path, policies: PolicySet, summary: dict) -> dict:
