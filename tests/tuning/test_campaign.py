@@ -138,6 +138,9 @@ def test_run_then_replay_ends_on_identical_policies_and_rebuilds_the_trail(proje
     with pytest.raises(EngineError) as err:
         main(["replay", "--file", "campaign.yaml", "--no-progress", "--json"])
     assert err.value.code == "E3A_TUN_061_REPLAY_MISMATCH"
+    # a replay runs in place: the message says what the folder holds now, and where the committed files are
+    assert err.value.cause.endswith("policies and its records now hold the replay's end, the committed files are "
+                                    "git HEAD's"), err.value.cause
 
 
 MINI_FRONTIER = """

@@ -138,7 +138,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if before is not None and not out["replay_identical"]:
         changed = sorted(p for p in before if before[p] != after.digests.get(p))
         raise EngineError(E_REPLAY, f"replay ended on other policies ({', '.join(changed)} differ from the "
-                                    f"committed authority, {against})")
+                                    f"committed authority, {against}); {policies} and its records now hold the "
+                                    f"replay's end" + ("" if against != "git HEAD" else
+                                                       ", the committed files are git HEAD's"))
     return 0
 
 
