@@ -40,12 +40,12 @@ def test_bench_reports_paired_rounds_and_targets(tmp_path):
     from tuning.bench.__main__ import TARGETS
 
     done = subprocess.run([sys.executable, "-m", "tuning.bench", "--json", "--sweep-trials", "2", "--peer-trials", "3",
-                           "--rounds", "2", "--keep", str(tmp_path / "bench")], cwd=REPO, env=env_for(tmp_path),
+                           "--rounds", "1", "--keep", str(tmp_path / "bench")], cwd=REPO, env=env_for(tmp_path),
                           capture_output=True, text=True, timeout=600)   # as a program, from the project root
     assert done.returncode == 0, done.stderr[-800:]
     result = json.loads(done.stdout)
     peer = result["peer"]
-    assert [r["order"] for r in peer["rounds"]] == [["harness", "peer"], ["peer", "harness"]]
+    assert [r["order"] for r in peer["rounds"]] == [["harness", "peer"]]   # the order alternates: the next test
     assert peer["max_abs_J_difference"] == 0.0  # same points, same scoring: the same J
     for r in peer["rounds"]:
         assert r["ratio"] == pytest.approx(r["harness"]["wall_s"] / r["peer"]["wall_s"], rel=0.01)
@@ -54,6 +54,31 @@ def test_bench_reports_paired_rounds_and_targets(tmp_path):
     assert result["meets"]["peer_ratio"] == (peer["ratio_median"] <= TARGETS["peer_ratio"])
     assert result["sweep"]["trials"] == 2 and result["certify"]["seeds"] == [42, 7, 101, 202]
     assert result["measured"]["sweep_200_wall_s"] == result["sweep"]["projected_200_s"]
+
+
+def test_paired_rounds_alternate_which_side_runs_first_on_the_first_rounds_points(tmp_path, monkeypatch):
+    import tuning.bench.__main__ as bench
+
+    calls, points = [], [{"blend_lambda": 0.05, "hub_cap": 0.9}]
+
+    def harness(root, trials, study, extra=()):
+        calls.append(("harness", root.name))
+        return {"wall_s": 2.0, "span_s": 1.0, "fixed_s": 1.0, "trials": trials, "chain_s": 0.5, "params": points,
+                "J": [0.1]}
+
+    def peer(root, given, study):
+        calls.append(("peer", root.name))
+        assert given == points   # the peer scores the harness's points, even where it runs first
+        return {"wall_s": 1.0, "span_s": 0.5, "fixed_s": 0.5, "trials": 1, "chain_s": 0.4, "J": [0.1], "params": given}
+
+    monkeypatch.setattr(bench, "project", lambda root: root)
+    monkeypatch.setattr(bench, "run_harness", harness)
+    monkeypatch.setattr(bench, "run_peer", peer)
+    out = bench.compare_with_peer(tmp_path, 1, 3)
+    assert [r["order"] for r in out["rounds"]] == [["harness", "peer"], ["peer", "harness"], ["harness", "peer"]]
+    assert calls == [("harness", "round0-harness"), ("peer", "round0-peer"), ("peer", "round1-peer"),
+                     ("harness", "round1-harness"), ("harness", "round2-harness"), ("peer", "round2-peer")]
+    assert out["ratio_median"] == 2.0 and out["max_abs_J_difference"] == 0.0
 
 
 def test_bench_distributed_reports_each_figure_beside_its_target_with_its_spread():
