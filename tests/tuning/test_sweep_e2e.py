@@ -182,6 +182,11 @@ def test_promote_best_rewrites_policies_and_witness_passes(proj):
     steps = read_ladder(Path("policies"))   # the same promote again: replayed, but the decision is not recorded twice
     assert promote(best.mlflow_run_id, Path("policies"), decision="UNLOCK_P2", runs_root=None)["status"] == \
         "ALREADY_AUTHORITY" and read_ladder(Path("policies")) == steps
+    from tuning.authority.ladder import record_step
+    record_step("P2", "P2_REVIEWED", policies_dir=Path("policies"), note="another step on the same authority")
+    steps = read_ladder(Path("policies"))   # ... nor after another step (a review, a certification) came between
+    assert promote(best.mlflow_run_id, Path("policies"), decision="UNLOCK_P2", runs_root=None)["status"] == \
+        "ALREADY_AUTHORITY" and read_ladder(Path("policies")) == steps
     assert PolicySet.from_dir("policies").parameter_hash == after.parameter_hash
     # the lineage, ladder and registry record the witness replay's J (equal to the untampered trial's)
     assert entry["J"] == client().get_run(best.mlflow_run_id).data.metrics["J"] == float(version.tags["J"])

@@ -180,8 +180,8 @@ def _close_as_authority(run_id: str, tags: dict, current: PolicySet, lineage: li
     out = {"status": "ALREADY_AUTHORITY", "run_id": run_id, "parameter_hash": current.parameter_hash,
            "witness": brief(result)}
     phase = ladder_phase or tags.get("phase", "?")
-    if decision and reopening is None and _last_step_is(policies_dir, phase, decision, run_id, current):
-        out.update(decision=decision, note="this decision on this run is already the ladder's last step")
+    if decision and reopening is None and _already_recorded(policies_dir, phase, decision, run_id, current):
+        out.update(decision=decision, note="this decision on this run is already a step of the ladder")
     elif decision:
         if reopening is not None:
             record_step(**{"policies_dir": policies_dir, **reopening})
@@ -193,14 +193,17 @@ def _close_as_authority(run_id: str, tags: dict, current: PolicySet, lineage: li
     return out
 
 
-def _last_step_is(policies_dir: Path, phase: str, decision: str, run_id: str, current: PolicySet) -> bool:
-    """Is the ladder's last step already this decision on this run for this authority (a promote run again)?"""
+def _already_recorded(policies_dir: Path, phase: str, decision: str, run_id: str, current: PolicySet) -> bool:
+    """Is this decision on this run already a step of the ladder since the authority became what it is (a promote
+    run again, before or after other steps on the same authority: a certification, a review)?"""
     from tuning.authority.ladder_steps import read_ladder
 
-    steps = read_ladder(policies_dir)
-    last = steps[-1] if steps else {}
-    return (last.get("phase"), last.get("decision"), last.get("source_run_id"), last.get("parameter_hash")) == \
-        (phase, decision, run_id, current.parameter_hash)
+    for step in reversed(read_ladder(policies_dir)):
+        if step.get("parameter_hash") != current.parameter_hash:
+            return False
+        if (step.get("phase"), step.get("decision"), step.get("source_run_id")) == (phase, decision, run_id):
+            return True
+    return False
 
 
 def _require_witness(run_id: str, result: dict) -> None:
