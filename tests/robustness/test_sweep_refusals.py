@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tuning.conftest import env_for, make_project, run_module
+from tests.tuning.conftest import REPO, env_for, make_project, run_module
 
 
 def _nothing_written(project: Path) -> None:
@@ -65,6 +65,42 @@ def test_an_unreachable_tracking_server_is_refused_at_once(tmp_path):
     promote = program("tuning.promote", "0" * 32, "--runs-root", "")
     assert "is unreachable" in _one_line(promote, "E3A_TUN_042_TRACKING_STORE:")
     _nothing_written(project)
+
+
+@pytest.mark.parametrize("uri, trail", [(None, "local"), ("", "local"), ("sqlite:////p/mlruns/mlflow.db", "local"),
+                                        ("file:///p/mlruns", "local"), ("/p/mlruns", "local"),
+                                        ("http://10.0.0.5:5000/", "http://10.0.0.5:5000"),
+                                        ("postgresql://u@db/mlflow", "postgresql://u@db/mlflow"),
+                                        ("databricks", "databricks")])
+def test_a_trail_is_local_or_the_uri_every_host_shares(uri, trail):
+    from tuning.storage.stores import trail_of
+
+    assert trail_of(uri) == trail
+
+
+def test_a_host_joining_a_study_with_another_trail_is_refused(tmp_path):
+    """A host that joins a shared study without the tracking server's address logged its trials to a store of its
+    own, silently splitting the trail (7 of 12 runs on the server); the study records its trail and refuses it."""
+    from engine import EngineError
+    from tuning.storage.stores import open_storage, open_study
+    from tuning.study.spec import load_study
+
+    spec = load_study(REPO / "studies" / "P1.2.yaml", str(REPO / "studies"))
+    storage = open_storage(f"journal:{tmp_path / 'shared.journal'}", "shared")
+    first = open_study(spec, "shared", storage, spec.seeds, "h", trail="http://10.0.0.5:5000")
+    assert first.user_attrs["trail"] == "http://10.0.0.5:5000"
+    assert open_study(spec, "shared", storage, spec.seeds, "h", trail="http://10.0.0.5:5000").study_name == "shared"
+    for other, want in (("local", "MLFLOW_TRACKING_URI=http://10.0.0.5:5000"),
+                        ("http://10.0.0.6:5000", "MLFLOW_TRACKING_URI=http://10.0.0.5:5000")):
+        with pytest.raises(EngineError) as err:
+            open_study(spec, "shared", storage, spec.seeds, "h", trail=other)
+        assert err.value.code == "E3A_TUN_050_USAGE" and want in err.value.cause, err.value.one_line()
+        assert "would be split between two trails" in err.value.cause
+    mine = open_storage(f"journal:{tmp_path / 'mine.journal'}", "mine")
+    open_study(spec, "mine", mine, spec.seeds, "h", trail="local")
+    with pytest.raises(EngineError) as err:   # and a local study joined through a server
+        open_study(spec, "mine", mine, spec.seeds, "h", trail="http://10.0.0.5:5000")
+    assert "unset MLFLOW_TRACKING_URI" in err.value.cause
 
 
 # ------------------------------------------------------------------ the failure budget (TrialLoop.failed)

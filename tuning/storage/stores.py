@@ -72,11 +72,28 @@ def lock_path(url: str | None, study_name: str) -> Path:
     return OPTUNA_DIR / "locks" / f"{study_name}.{tag}.lock"
 
 
+def trail_of(tracking_uri: str | None) -> str:
+    """Where a process's MLflow trail goes, as a study records it: ``local`` for a store of its own machine
+    (unset, ``sqlite:``, ``file:`` or a path), else the URI every host shares (a tracking server, a database)."""
+    uri = (tracking_uri or "").strip()
+    if not uri or uri.startswith(("sqlite:", "file:")) or ("://" not in uri and not uri.startswith("databricks")):
+        return "local"
+    return uri.rstrip("/")
+
+
+def _refuse_another_trail(study_name: str, recorded: str, here: str) -> None:
+    want = "unset MLFLOW_TRACKING_URI (its own store)" if recorded == "local" else f"MLFLOW_TRACKING_URI={recorded}"
+    raise EngineError(E_USAGE, f"study {study_name} logs its trail to {recorded}, this process to {here}: its trials "
+                               f"would be split between two trails; run it with {want}, or pass --study NAME")
+
+
 def open_study(spec: StudySpec, study_name: str, storage, seeds,
-               base_parameter_hash: str | None = None, pruner: optuna.pruners.BasePruner | None = None) -> optuna.Study:
+               base_parameter_hash: str | None = None, pruner: optuna.pruners.BasePruner | None = None,
+               trail: str | None = None) -> optuna.Study:
     """Create or resume the study on ``storage`` (from :func:`open_storage`); a study resumed with other
-    seeds, base or objectives is a usage error. ``pruner``: the multi-fidelity pruner (tuning.study.fidelity), which
-    replaces the study's per-seed pruner."""
+    seeds, base or objectives is a usage error, and so is one joined by a host logging elsewhere (``trail``:
+    :func:`trail_of` this process's tracking URI, recorded by the study's first process). ``pruner``: the
+    multi-fidelity pruner (tuning.study.fidelity), which replaces the study's per-seed pruner."""
     try:
         probe = optuna.create_study(study_name=study_name, storage=storage, directions=spec.directions,
                                     load_if_exists=True)
@@ -89,6 +106,10 @@ def open_study(spec: StudySpec, study_name: str, storage, seeds,
     expected = {"phase": spec.phase, "seeds": seeds}
     if base_parameter_hash:
         expected["base_parameter_hash"] = base_parameter_hash
+    if trail:
+        if attrs.get("trail", trail) != trail:
+            _refuse_another_trail(study_name, attrs["trail"], trail)
+        expected["trail"] = trail
     for key, value in expected.items():
         if key in attrs and attrs[key] != value:
             raise EngineError(E_USAGE, f"study {study_name} was created with {key}={attrs[key]}, not {value}; "

@@ -21,7 +21,7 @@ from tuning.study.knobs import KNOBS
 from tuning.study.ranking import best_feasible, ranked_trials, trial_j
 from tuning.storage.sampler_streams import history_free_trials
 from tuning.study.spec import StudySpec, load_study, metric_value, parse_condition
-from tuning.storage.stores import lock_path, open_storage, open_study, pruned_cap
+from tuning.storage.stores import lock_path, open_storage, open_study, pruned_cap, trail_of
 from tuning.sweep.config import SweepConfig
 from tuning.sweep.close import close_sweep, summarise
 from tuning.sweep.pool import WorkerSpec, inherited, run_pool, trail_channels
@@ -84,7 +84,8 @@ class Sweep:
             from tuning.study.fidelity import pruner
 
             self.study = open_study(self.spec, self.study_name, self.storage, self.seeds, self.base.parameter_hash,
-                                    pruner=pruner(self.spec, self.objective.fractions))
+                                    pruner=pruner(self.spec, self.objective.fractions),
+                                    trail=trail_of(os.environ.get("MLFLOW_TRACKING_URI")))
             self.coordinator = Coordinator(self.study, self.storage, self.config.storage, self.lock,
                                            self.config.stale_after)
             self.coordinator.count_pruned = self.objective.multi_fidelity
