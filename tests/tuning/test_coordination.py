@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 
 import optuna
 import pytest
@@ -65,6 +66,34 @@ def test_a_dead_workers_trial_is_retried_at_once_with_its_parameters(study):
     retry = [t for t in s.trials if t.state == TrialState.WAITING]
     assert len(retry) == 1 and retry[0].system_attrs["failed_trial"] == dead.number    # Optuna's retry callback
     assert retry[0].params == {"x": 0.25}
+
+
+def test_a_retry_carries_the_parameters_not_the_dead_attempts_veto_or_record(study):
+    """Optuna's retry copies every attribute of the failed trial, and set_constraint keeps a key already set: a
+    retry carried its dead attempt's veto and its own was ignored (seen on a killed host's trial)."""
+    from tuning.storage.recovery import mirror_constraints
+
+    s, storage, _ = study
+    s.enqueue_trial({"x": 0.25})
+    dead = s.ask()
+    dead.suggest_float("x", 0.0, 1.0)
+    dead.set_user_attr(WORKER_ATTR, {"host": socket.gethostname(), "pid": _dead_pid(), "start_ticks": None})
+    dead.set_user_attr("note", "kept")
+    dead.set_constraint("veto", 3.0)   # the attempt had concluded (a veto, its record) when its worker died
+    mirror_constraints(dead, [3.0])
+    dead.set_user_attr("result", {"J": -1.0})
+    assert fail_dead_workers_trials(s, storage) == [dead.number]
+    (retry,) = [t for t in s.trials if t.state == TrialState.WAITING]
+    assert retry.params == {"x": 0.25} and retry.system_attrs["failed_trial"] == dead.number
+    assert not [k for k in retry.system_attrs if k.startswith("constraints")] and "result" not in retry.user_attrs
+    assert retry.user_attrs["note"] == "kept"
+    again = s.ask()
+    assert again.number == retry.number
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # Optuna warns when it ignores a constraint
+        again.set_constraint("veto", 0.0)
+    s.tell(again, 0.5)
+    assert s.trials[again.number].system_attrs["constraints:veto"] == 0.0
 
 
 def test_the_budget_ask_fails_a_dead_workers_trial_and_asks_its_retry(study, tmp_path):

@@ -20,6 +20,7 @@ trials and asks for one, and how a dead worker's RUNNING trial is found and retr
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import os
 import threading
@@ -55,6 +56,22 @@ def heartbeat_settings() -> tuple[int, int]:
     return max(1, interval), max(grace, interval + 1)
 
 
+OUTCOME_USER_ATTRS = ("result", "fidelity")   # what an attempt concluded (tuning.study.trial_row.RESULT_ATTR, ...)
+
+
+class RetryWithoutOutcome(optuna.storages.RetryHeartbeatStaleTrialCallback):
+    """Optuna's retry of a dead worker's trial (its parameters again, ``failed_trial`` and ``retry_history``),
+    without what the dead attempt had concluded. Optuna copies every attribute of the failed trial, its
+    ``constraints:veto`` among them, and ``Trial.set_constraint`` keeps a key already set: the retry carried the
+    dead attempt's veto and its own was ignored (with Optuna's warning), as it would carry the attempt's record."""
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        kept = copy.copy(trial)
+        kept.system_attrs = {k: v for k, v in trial.system_attrs.items() if not k.startswith("constraints")}
+        kept.user_attrs = {k: v for k, v in trial.user_attrs.items() if k not in OUTCOME_USER_ATTRS}
+        super().__call__(study, kept)
+
+
 def rdb_storage(url: str) -> optuna.storages.RDBStorage:
     """An RDB storage with heartbeat, stale-trial failing and retry (a connection idle for a second or more is
     pinged before use, :mod:`tuning.storage.idle_ping`: survives a DB restart). The
@@ -62,7 +79,7 @@ def rdb_storage(url: str) -> optuna.storages.RDBStorage:
     Optuna's warning that a heartbeat belongs to ``Study.optimize`` is silenced from here on."""
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
     interval, grace = heartbeat_settings()
-    callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)
+    callback = RetryWithoutOutcome(max_retry=3)
     import sqlalchemy.exc
 
     for attempt in range(6):  # hosts starting at once race to create the schema: the losers retry
