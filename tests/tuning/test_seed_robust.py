@@ -256,6 +256,9 @@ def test_a_four_seed_trial_logs_means_and_worst_seeds_that_rank_and_the_ui_show(
         assert rows[run.info.run_id]["metrics"][key] == run.data.metrics[key]
         assert rows[run.info.run_id]["worst"][key] == run.data.metrics[f"worst.{key}"]
         assert rows[run.info.run_id]["worst_J"] == run.data.metrics["worst.J"]
+        # and each seed's J, in seed order, as the run's per-seed history holds them (it listed none)
+        assert rows[run.info.run_id]["seed_values"] == [
+            m.value for m in sorted(mlc.get_metric_history(run.info.run_id, "seed.J"), key=lambda m: m.step)]
     assert rank(["--phase", "P1.2", "--study", "t-four", "--open"]) == 0
     table = capsys.readouterr().out.splitlines()
     head = table[0].split()

@@ -29,7 +29,8 @@ RESULT_ATTR = "result"  # the Optuna user attribute of a trial's record (one jou
 MLFLOW_TAGS = {"feasible": "veto", "vetoes": "veto_reasons", "verdict": "verdict", "fidelity": "fidelity",
                "engine_run_id": "engine_run_id", "study": "study", "trial": "optuna_trial", "seeds": "seeds",
                "target_pass": "target_pass", "world": "world", "world_name": "world_name",
-               "authority": "authority", "pareto": "pareto"}
+               "authority": "authority", "pareto": "pareto", "seed_values": "seed_values"}
+TAG_MAX_CHARS = 5000   # MLflow's limit on a tag value
 MLFLOW_METRICS = {"J": "J", "worst_J": "worst.J", "second": "second_objective"}
 
 
@@ -150,6 +151,9 @@ class TrialRow:
                 "fidelity": str(self.fidelity), "seeds": ",".join(map(str, self.seeds))}
         if self.engine_run_id:
             tags["engine_run_id"] = self.engine_run_id
+        values = ",".join(repr(float(v)) for v in self.seed_values)   # exact: read back by from_mlflow_run
+        if values and len(values) <= TAG_MAX_CHARS:
+            tags["seed_values"] = values
         return tags
 
     def run_metrics(self) -> dict[str, float]:
@@ -174,6 +178,7 @@ class TrialRow:
                    worst_J=m.get("worst.J"), second=m.get("second_objective"), verdict=tag["verdict"],
                    fidelity=tag["fidelity"], target_pass=tag["target_pass"] != "false",
                    seeds=tuple(int(s) for s in (tag["seeds"] or "").split(",") if s),
+                   seed_values=tuple(float(v) for v in (tag["seed_values"] or "").split(",") if v),
                    metrics={k: m.get(k) for k in key_metrics},
                    worst={k: m[f"worst.{k}"] for k in key_metrics if f"worst.{k}" in m},
                    engine_run_id=tag["engine_run_id"], mlflow_run_id=run.info.run_id, study=tag["study"],
