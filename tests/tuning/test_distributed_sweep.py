@@ -52,7 +52,7 @@ def services(tmp_path_factory):
         yield {"storage": exports["SEG3A_STORAGE"], "tracking_uri": exports["MLFLOW_TRACKING_URI"],
                "dir": cluster_dir}
     finally:
-        _cluster("stop", cluster_dir)
+        _cluster("purge", cluster_dir)
 
 
 def _env(tracking_uri: str) -> dict:
@@ -269,3 +269,16 @@ def test_the_readme_cluster_sequence_runs_as_written_from_a_shell(services, tmp_
     assert re.search(r"^study team-P1.2 \(phase P1.2, seeds 42\): 2 complete, ", out.stdout, re.M), out.stdout
     after = _cluster("status", services["dir"])
     assert after.returncode == 1 and after.stdout == "" and "not running" in after.stderr
+    # stop kept the cluster's database: started again, the study is there (as root too, where stop deleted it);
+    # purge deletes it
+    import tuning.local_services.services as ls
+
+    again = _cluster("start", services["dir"])
+    assert again.returncode == 0, again.stderr
+    study = optuna.load_study(study_name="team-P1.2", storage=_exports(again.stdout)["SEG3A_STORAGE"])
+    assert len([t for t in study.trials if t.state.name == "COMPLETE"]) == 2
+    pgdata = ls.pg_data_dir(Path(services["dir"]).resolve())
+    assert (pgdata / "PG_VERSION").exists() and (Path(services["dir"]) / "artifacts").is_dir()
+    assert _cluster("purge", services["dir"]).returncode == 0
+    assert not pgdata.exists() and not (Path(services["dir"]) / "artifacts").exists()
+    assert _cluster("status", services["dir"]).returncode == 1

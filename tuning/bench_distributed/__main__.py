@@ -296,7 +296,7 @@ def bench(args) -> dict:
                               lambda: _services_cpu(state))
         finally:
             if not args.cluster_dir:
-                ls.stop(tmp / "cluster")
+                ls.purge(tmp / "cluster")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return {"phase": args.phase, "trials": args.trials, "workers": args.workers, "cpu_count": os.cpu_count(),

@@ -1,4 +1,4 @@
-"""``python -m tuning.local_services start|stop|status [--dir .cluster]``: a throw-away PostgreSQL server
+"""``python -m tuning.local_services start|stop|status|purge [--dir .cluster]``: a PostgreSQL server
 
 The command line of :mod:`tuning.local_services.services`."""
 
@@ -10,17 +10,18 @@ from typing import Sequence
 
 from tuning.common.errors import TuningParser
 from tuning.common.errors import run_cli
-from tuning.local_services.services import running, start, stop
+from tuning.local_services.services import purge, running, start, stop
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = TuningParser(prog="python -m tuning.local_services", description=__doc__.splitlines()[0])
-    ap.add_argument("action", choices=("start", "stop", "status"))
+    ap.add_argument("action", choices=("start", "stop", "status", "purge"),
+                    help="stop keeps the cluster's database and artifacts for its next start; purge deletes them")
     ap.add_argument("--dir", default=".cluster", help="where the database, artifacts and logs live")
     args = ap.parse_args(argv)
     root = Path(args.dir)
-    if args.action == "stop":
-        stop(root)
+    if args.action in ("stop", "purge"):
+        (stop if args.action == "stop" else purge)(root)
         return 0
     state = running(root)
     if args.action == "status" and state is None:

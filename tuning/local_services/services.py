@@ -1,20 +1,23 @@
-"""``python -m tuning.local_services start|stop|status [--dir .cluster]``: a throw-away PostgreSQL server
-and an MLflow tracking server on loopback, for trying distributed sweeps on one machine (and for the
-tests). ``start`` prints the two URLs as shell exports; ``stop`` stops both.
+"""``python -m tuning.local_services start|stop|status|purge [--dir .cluster]``: a PostgreSQL server and an
+MLflow tracking server on loopback, for trying distributed sweeps on one machine (and for the tests).
+``start`` prints the two URLs as shell exports; ``stop`` stops both and keeps the cluster's database and
+artifacts for its next ``start``; ``purge`` stops it and deletes them.
 
 ``start`` is idempotent: when a cluster already runs from ``--dir`` it prints that cluster's exports (and
 says so on stderr), so ``eval "$(scripts/local_cluster.sh start)"`` works whether or not one was started
-before; a cluster whose servers are gone (a reboot) is cleaned up and started afresh. ``status`` prints the
+before; a cluster whose servers are gone (a reboot) is started again on its data. ``status`` prints the
 same exports while it runs (exit 0), else says "not running" on stderr (exit 1).
 
 PostgreSQL refuses to run as root: as root the cluster is initialised and run as the ``postgres``
-user (Debian's package creates it), in a folder that user owns. Authentication is ``trust`` on
+user (Debian's package creates it), in a folder that user owns (``/var/tmp/seg3a-pgdata-<digest of --dir>``,
+the same at every start). Authentication is ``trust`` on
 127.0.0.1 only: this is a sandbox, not a deployment (see ``deploy/compose.yaml`` for that).
 """
 
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import shutil
@@ -22,7 +25,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -137,10 +139,15 @@ def stop_process(pid: int) -> None:
             time.sleep(0.2)
 
 
+ROOT_PGDATA = Path("/var/tmp")   # as root: where the ``postgres`` user keeps a cluster's database (kept at reboot)
+
+
 def pg_data_dir(root: Path) -> Path:
-    """Where a server started for ``root`` keeps its data: ``root/pgdata``; as root, the server runs as
-    ``postgres``, who may not traverse ``root``, so a fresh directory under /tmp."""
-    return Path(tempfile.mkdtemp(prefix="seg3a-pgdata-")) if os.geteuid() == 0 else root / "pgdata"
+    """Where the database of the cluster of ``root`` lives, the same at every start: ``root/pgdata``; as root, the
+    server runs as ``postgres``, who may not traverse ``root``, so ``/var/tmp/seg3a-pgdata-<digest of root>``."""
+    if os.geteuid() != 0:
+        return root / "pgdata"
+    return ROOT_PGDATA / f"seg3a-pgdata-{hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]}"
 
 
 def start(root: Path) -> dict:
@@ -170,6 +177,7 @@ def _is_mlflow(pid: int) -> bool:
 
 
 def stop(root: Path) -> None:
+    """Stop both servers; the cluster's database and artifacts stay for its next start."""
     state_file = root / "state.json"
     if not state_file.exists():
         return
@@ -177,9 +185,15 @@ def stop(root: Path) -> None:
     if _is_mlflow(int(state["mlflow_pid"])):  # after a reboot the recorded pid may be another program's
         stop_process(int(state["mlflow_pid"]))
     stop_postgres(Path(state["pgdata"]))
-    if Path(state["pgdata"]).name.startswith("seg3a-pgdata-"):
-        shutil.rmtree(state["pgdata"], ignore_errors=True)
     state_file.unlink()
+
+
+def purge(root: Path) -> None:
+    """Stop the cluster and delete what it holds: its database (every study and run), artifacts and log."""
+    stop(root)
+    shutil.rmtree(pg_data_dir(root.resolve()), ignore_errors=True)
+    shutil.rmtree(root / "artifacts", ignore_errors=True)
+    (root / "mlflow.log").unlink(missing_ok=True)
 
 
 def running(root: Path) -> dict | None:
