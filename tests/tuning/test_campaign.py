@@ -10,6 +10,7 @@ import pytest
 
 from engine.core.errors import EngineError
 from engine.policies import PolicySet
+from tests.tuning.conftest import REPO
 from tuning.campaign.__main__ import choose, load_campaign
 
 MINI_P12 = """
@@ -95,8 +96,8 @@ def test_selection_rules():
 
 @pytest.mark.slow
 def test_run_then_replay_ends_on_identical_policies_and_rebuilds_the_trail(project, capsys):
-    """run, replay (identical); the authority committed and changed since, a replay compares with git HEAD; a
-    replay whose end differs from the committed authority is refused."""
+    """run; the authority committed and changed since, a replay compares with git HEAD and ends on it; a replay
+    whose end differs from the committed authority is refused (without git: test_replay_without_git_...)."""
     from tuning.campaign.__main__ import main
     from tuning.authority.ladder_steps import read_ladder
     studies = project / "studies"
@@ -116,12 +117,8 @@ def test_run_then_replay_ends_on_identical_policies_and_rebuilds_the_trail(proje
     assert [s["phase"] for s in ladder][:4] == ["AUTHOR", "P0", "P1.2", "P2"] and ladder[-1]["phase"] == "P6"
     assert any(s["decision"] == "P2_REVIEWED" and s.get("note") == "a recorded review" for s in ladder)
     digests = PolicySet.from_dir(project / "policies").digests
-    assert main(["replay", "--file", "campaign.yaml", "--no-progress", "--json"]) == 0
-    second = json.loads(capsys.readouterr().out)
-    assert second["replay_identical"] is True and second["digests"] == first["digests"] == dict(digests)
-    assert [s["outcome"] for s in second["steps"]] == [s["outcome"] for s in first["steps"]]
-    # the campaign's policies committed, a later change to policies/ (a promotion, an edit) does not make a
-    # replay fail: it compares with git HEAD and says so
+    # the campaign's policies committed, then changed (a promotion, an edit): that does not make a replay fail, it
+    # compares with git HEAD, says so, and ends on the committed policies with the same outcome at every step
     git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
     subprocess.run(git + ["init", "-q"], cwd=project, check=True)
     subprocess.run(git + ["add", "policies"], cwd=project, check=True)
@@ -131,8 +128,11 @@ def test_run_then_replay_ends_on_identical_policies_and_rebuilds_the_trail(proje
     assert "theta_mix: 0.35" in text
     mixture.write_text(text.replace("theta_mix: 0.35", "theta_mix: 0.36"))   # the authority changed since
     assert main(["replay", "--file", "campaign.yaml", "--no-progress", "--json"]) == 0
-    third = json.loads(capsys.readouterr().out)
-    assert third["replay_identical"] is True and third["compared_with"] == "git HEAD"
+    second = json.loads(capsys.readouterr().out)
+    assert second["replay_identical"] is True and second["compared_with"] == "git HEAD"
+    assert second["digests"] == first["digests"] == dict(digests) == \
+        dict(PolicySet.from_dir(project / "policies").digests)
+    assert [s["outcome"] for s in second["steps"]] == [s["outcome"] for s in first["steps"]]
     # a replay whose end differs from the committed authority is a coded failure
     (studies / "P2.yaml").write_text(MINI_P2.replace("seed: 6", "seed: 99").replace("high: 1.0}", "high: 0.9}", 1))
     with pytest.raises(EngineError) as err:
@@ -141,6 +141,17 @@ def test_run_then_replay_ends_on_identical_policies_and_rebuilds_the_trail(proje
     # a replay runs in place: the message says what the folder holds now, and where the committed files are
     assert err.value.cause.endswith("policies and its records now hold the replay's end, the committed files are "
                                     "git HEAD's"), err.value.cause
+
+
+def test_replay_without_git_compares_with_the_folder_as_it_was_when_it_started(tmp_path):
+    import shutil
+
+    from tuning.campaign.__main__ import committed_digests
+
+    folder = tmp_path / "authority"   # outside any git work tree
+    shutil.copytree(REPO / "policies", folder)
+    assert committed_digests(folder) == (dict(PolicySet.from_dir(folder).digests), "the folder when replay started")
+    assert committed_digests(tmp_path / "none") == (None, "none")
 
 
 MINI_FRONTIER = """
