@@ -109,8 +109,9 @@ def test_run_then_replay_ends_on_identical_policies_and_rebuilds_the_trail(proje
     by_phase = {s["phase"]: s for s in first["steps"]}
     # where each step's time went: a sweep step's parts, P5's seedpack and held-out seeds, within its seconds
     assert "sweep" in by_phase["P1.2"]["parts"] and set(by_phase["P5"]["parts"]) == {"seedpack", "holdout"}
-    for step in first["steps"]:
-        assert sum(step.get("parts", {}).values()) <= step["seconds"] + 0.01
+    for step in first["steps"]:   # each figure rounded to 0.01 s: the parts' sum may pass it by half a unit each
+        parts = step.get("parts", {})
+        assert sum(parts.values()) <= step["seconds"] + 0.005 * (len(parts) + 1) + 1e-9, step
     # the P2 sweep's anchor is the authority on seed 42, which the P1.2 step scored (its trial or its anchor)
     assert by_phase["P2"]["scores_reused"] >= 1 and "scores_reused" not in by_phase["P0"]
     ladder = read_ladder(project / "policies")
