@@ -272,7 +272,7 @@ def figures(rounds: list[dict]) -> dict:
 
 def services(cluster_dir: str | None, scratch: Path) -> dict:
     """The servers to measure against: the local cluster running from ``cluster_dir`` (``python -m
-    tuning.local_services start --dir DIR``; left running), else a new one in ``scratch`` (stopped at the end)."""
+    tuning.local_services start --dir DIR``; left running), else a new one in ``scratch`` (purged at the end)."""
     if not cluster_dir:
         return ls.start(scratch)
     state = ls.running(Path(cluster_dir))
@@ -334,7 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="measure the defaults a user runs (the target's figure), not the former settings")
     ap.add_argument("--probe-trials", type=int, default=20, help="trials the logging probe writes")
     ap.add_argument("--cluster-dir", help="measure against the local cluster already running from this directory "
-                    "(python -m tuning.local_services start --dir DIR), left running; default: start one and stop it")
+                    "(python -m tuning.local_services start --dir DIR), left running; default: start one, purge it at the end")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     if min(args.trials, args.workers, args.rounds, args.probe_trials) < 1:
