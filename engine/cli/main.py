@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import json
 from pathlib import Path
@@ -70,17 +69,16 @@ def _world_of_folder(args) -> None:
     without any world: name that world rather than run its policies on the default one (where its alpha pack
     does not cover Z(c))."""
     from engine.core.errors import E_USAGE
-    from engine.core.strict import load_yaml
+    from engine.world.binding import WORLD_FILE, recorded_dir, world_record
 
-    record = Path(args.policies) / "world.yaml"
-    if any(getattr(args, k, None) for k in ("world", "reference", "outlets")) or not record.is_file():
+    if any(getattr(args, k, None) for k in ("world", "reference", "outlets")):
         return
-    doc = load_yaml(record, E_USAGE)
-    where = doc.get("dir") if isinstance(doc, dict) else None
-    if where is not None and not Path(where).is_absolute():
-        where = os.path.normpath(Path(args.policies).resolve() / where)
+    doc = world_record(args.policies, E_USAGE)
+    if doc is None:
+        return
+    where = recorded_dir(args.policies, doc)
     name = doc.get("name", "?") if isinstance(doc, dict) else "?"
-    raise EngineError(E_USAGE, f"--policies {args.policies}: that authority belongs to world {name} ({record.name}); "
+    raise EngineError(E_USAGE, f"--policies {args.policies}: that authority belongs to world {name} ({WORLD_FILE}); "
                                f"pass --world {shlex.quote(str(where)) if where else 'DIR'}")
 
 

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import yaml
 
-from engine import EngineError, atomic_write, load_yaml
+from engine import EngineError, atomic_write
+from engine.world.binding import WORLD_FILE, recorded_dir, world_record
 
 E_WORLD_MISMATCH = "E3A_TUN_070_WORLD_MISMATCH"
 E_WORLD_RECORD = "E3A_TUN_071_WORLD_RECORD"
-WORLD_FILE = "world.yaml"
 DEFAULT_NAME = "default"
 
 
@@ -87,14 +87,14 @@ def record(world, world_dir: str | Path | None = None) -> dict:
 
 def bound_world(policies_dir: str | Path) -> dict:
     """The world an authority folder belongs to: its ``world.yaml``, or (none) the default world."""
-    path = Path(policies_dir) / WORLD_FILE
-    if not path.exists():
+    doc = world_record(policies_dir, E_WORLD_RECORD)
+    if doc is None:
         from engine import default_world
 
         return {"fingerprint": default_world().fingerprint, "name": DEFAULT_NAME}
-    doc = load_yaml(path, E_WORLD_RECORD)
     if not isinstance(doc, dict) or not isinstance(doc.get("fingerprint"), str) or len(doc["fingerprint"]) != 64:
-        raise EngineError(E_WORLD_RECORD, f"{path}: expected a mapping with the world's 64-hex 'fingerprint'")
+        raise EngineError(E_WORLD_RECORD, f"{Path(policies_dir) / WORLD_FILE}: expected a mapping with the world's "
+                                          f"64-hex 'fingerprint'")
     return doc
 
 
@@ -141,11 +141,7 @@ def authority_names(policies_dir: str | Path) -> dict[str, str]:
 def bound_dir(policies_dir: str | Path, bound: dict | None = None) -> Path | None:
     """The directory of the world an authority folder records (``world.yaml``'s ``dir``, relative to the folder),
     as a path from the working directory; None when it records none."""
-    bound = bound if bound is not None else bound_world(policies_dir)
-    if bound.get("dir") is None:
-        return None
-    world_dir = Path(bound["dir"])
-    return world_dir if world_dir.is_absolute() else Path(os.path.normpath(Path(policies_dir).resolve() / world_dir))
+    return recorded_dir(policies_dir, bound if bound is not None else bound_world(policies_dir))
 
 
 def authority_world_and_dir(policies_dir: str | Path, args=None, fallback: str | Path | None = None):
