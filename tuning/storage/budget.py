@@ -34,8 +34,10 @@ from optuna.storages import fail_stale_trials
 from optuna.trial import TrialState
 
 from tuning.storage.idle_ping import ping_when_idle
-from tuning.storage.recovery import (WORKER_ATTR, counts, exclusive, live_trial_id, original_number, owner_dead,
-                                   recover_stale_trials, remember_live_trial, this_worker, trial_id, worker_dead)
+from tuning.storage.recovery import (DASHBOARD_CONSTRAINTS_KEY, WORKER_ATTR, counts, exclusive, live_trial_id,
+                                   original_number, owner_dead, recover_stale_trials, remember_live_trial, this_worker,
+                                   trial_id, worker_dead)
+from tuning.study.trial_row import RESULT_ATTR
 
 HEARTBEAT_ENV, GRACE_ENV = "SEG3A_HEARTBEAT_INTERVAL", "SEG3A_GRACE_PERIOD"
 DEAD_WORKER_REASON = "worker died (its process is gone; retried without waiting for the grace period)"
@@ -56,7 +58,7 @@ def heartbeat_settings() -> tuple[int, int]:
     return max(1, interval), max(grace, interval + 1)
 
 
-OUTCOME_USER_ATTRS = ("result", "fidelity")   # what an attempt concluded (tuning.study.trial_row.RESULT_ATTR, ...)
+OUTCOME_USER_ATTRS = (RESULT_ATTR, "fidelity")   # what an attempt concluded: its record, its search stages
 
 
 class RetryWithoutOutcome(optuna.storages.RetryHeartbeatStaleTrialCallback):
@@ -67,7 +69,9 @@ class RetryWithoutOutcome(optuna.storages.RetryHeartbeatStaleTrialCallback):
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         kept = copy.copy(trial)
-        kept.system_attrs = {k: v for k, v in trial.system_attrs.items() if not k.startswith("constraints")}
+        # Optuna's ``constraints:<key>`` and the dashboard's mirror (tuning.storage.recovery)
+        kept.system_attrs = {k: v for k, v in trial.system_attrs.items()
+                             if not k.startswith(DASHBOARD_CONSTRAINTS_KEY)}
         kept.user_attrs = {k: v for k, v in trial.user_attrs.items() if k not in OUTCOME_USER_ATTRS}
         super().__call__(study, kept)
 
