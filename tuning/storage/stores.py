@@ -82,7 +82,7 @@ def trail_of(tracking_uri: str | None) -> str:
 
 
 def _refuse_another_trail(study_name: str, recorded: str, here: str) -> None:
-    want = "unset MLFLOW_TRACKING_URI (its own store)" if recorded == "local" else f"MLFLOW_TRACKING_URI={recorded}"
+    want = "MLFLOW_TRACKING_URI unset (its own store)" if recorded == "local" else f"MLFLOW_TRACKING_URI={recorded}"
     raise EngineError(E_USAGE, f"study {study_name} logs its trail to {recorded}, this process to {here}: its trials "
                                f"would be split between two trails; run it with {want}, or pass --study NAME")
 
