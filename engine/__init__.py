@@ -32,6 +32,7 @@ _HOMES: dict[str, tuple[str, ...]] = {
     "engine.world.model": ("World", "default_world", "load_world", "outlets_for"),
     "engine.world.universe": ("country_names",),
     "engine.world.evidence": ("FidelityEvidence", "fidelity_evidence"),
+    "engine.world.binding": ("WORLD_FILE", "recorded_dir", "world_record"),
     "engine.core.errors": ("EngineError", "E_POLICY_MISSING", "E_PUBLISH"),
     "engine.cli.wrap": ("CodedParser", "invoke"),
     "engine.publish.atomic": ("atomic_write",),

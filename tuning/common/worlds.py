@@ -19,8 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from engine import EngineError, atomic_write
-from engine.world.binding import WORLD_FILE, recorded_dir, world_record
+from engine import WORLD_FILE, EngineError, atomic_write, recorded_dir, world_record
 
 E_WORLD_MISMATCH = "E3A_TUN_070_WORLD_MISMATCH"
 E_WORLD_RECORD = "E3A_TUN_071_WORLD_RECORD"
