@@ -76,6 +76,39 @@ def test_campaign_file_is_validated(tmp_path):
         load_campaign(tmp_path / "missing.yaml")
 
 
+def test_a_campaign_key_it_does_not_read_or_a_budget_of_zero_is_refused_naming_the_field(tmp_path):
+    """The shipped campaign loads; each edit a user could make by mistake is one coded line naming the field,
+    where it was dropped (a typo of promote_if, an unknown key), fell back to the study's budget (trials: 0) or
+    crashed the validation (seeds: 0)."""
+    shipped = (REPO / "studies" / "campaign.yaml").read_text()
+    assert load_campaign(REPO / "studies" / "campaign.yaml")["steps"]
+    edits = {
+        "promote_iff": (("promote_if: {min_J: 0.0, targets: true}", "promote_iff: {min_J: 0.0, targets: true}"),
+                        "steps[3]: Additional properties are not allowed ('promote_iff' was unexpected)"),
+        "top-level key": (("campaign: 3A-remediation", "campaign: 3A-remediation\nfrobnicate: 2"), "'frobnicate'"),
+        "step key": (("{phase: P0, baseline: {seed: 42}}", "{phase: P0, baseline: {seed: 42}, frobnicate: 1}"),
+                     "steps[1]: Additional"),
+        "validation seeds": (("validate: {seeds: 16, top: 5}", "validate: {seeds: 0, top: 5}"),
+                             "validate.seeds: 0 is less than the minimum of 1"),
+        "sweep budget": (("sweep: {study: P1.2, trials: 40}", "sweep: {study: P1.2, trials: 0}"),
+                         "steps[3].sweep.trials: 0 is less than the minimum of 1"),
+        "selection rule": (("select: pareto_min_second", "select: pareto"), "steps[3].select: 'pareto' is not one of"),
+        "duplicate key": (("campaign: 3A-remediation", "campaign: 3A-remediation\ncampaign: again"), "duplicate key"),
+        "NaN": (("promote_if: {min_J: 0.0, targets: true}", "promote_if: {min_J: .nan, targets: true}"),
+                "steps[3].promote_if.min_J: number is not finite"),
+    }
+    for name, ((old, new), msg) in edits.items():
+        assert shipped.count(old) >= 1, name
+        bad = tmp_path / "c.yaml"
+        bad.write_text(shipped.replace(old, new, 1))
+        with pytest.raises(EngineError) as err:
+            load_campaign(bad)
+        assert err.value.code == "E3A_TUN_060_CAMPAIGN" and msg in str(err.value), (name, str(err.value))
+    bad.write_text("steps:\n  - {phase: P2, sweep: {study: P2}}\n")
+    with pytest.raises(EngineError, match="steps\\[0\\]: 'decision' is a required property"):
+        load_campaign(bad)
+
+
 def test_selection_rules():
     from tuning.study.trial_row import TrialRow
 

@@ -34,36 +34,26 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-import yaml
-
-from engine import EngineError, PolicySet, sha256_hex
+from engine import EngineError, PolicySet, load_yaml, sha256_hex
 from tuning.common import worlds
 from tuning.campaign.rules import E_CAMPAIGN, choose  # noqa: F401 - choose is the campaign's public rule
+from tuning.campaign.schema import campaign_problem
 from tuning.common.errors import E_USAGE, TuningParser, run_cli
 
 E_REPLAY = "E3A_TUN_061_REPLAY_MISMATCH"
-KINDS = ("author", "baseline", "runtime", "sweep", "frontier", "review", "certify", "freeze")
 
 
 def load_campaign(path: Path) -> dict:
     if not path.is_file():
         raise EngineError(E_CAMPAIGN, f"{path}: campaign file not found (run from the project root, or pass --file "
                                       f"PATH and --studies-dir DIR)")
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise EngineError(E_CAMPAIGN, f"{path}: malformed YAML ({str(exc).splitlines()[0]})") from None
+    doc = load_yaml(path, E_CAMPAIGN)   # strict: malformed YAML, a duplicate key or a tag is one coded line
     if not isinstance(doc, dict) or not isinstance(doc.get("steps"), list) or not doc["steps"]:
         raise EngineError(E_CAMPAIGN, f"{path}: a campaign needs a non-empty 'steps' list")
-    for i, step in enumerate(doc["steps"]):
-        found = [k for k in KINDS if isinstance(step, dict) and k in step]
-        if len(found) != 1:
-            raise EngineError(E_CAMPAIGN, f"{path}: steps[{i}] needs exactly one of {', '.join(KINDS)}")
-        if found[0] != "author" and not step.get("phase"):
-            raise EngineError(E_CAMPAIGN, f"{path}: steps[{i}] needs a phase")
+    problem = campaign_problem(doc)
+    if problem:
+        raise EngineError(E_CAMPAIGN, f"{path}: {problem}")
     if "world" in doc:
-        if not isinstance(doc["world"], str) or not doc["world"]:
-            raise EngineError(E_CAMPAIGN, f"{path}: 'world' must name a world directory")
         doc["world"] = str(path.parent / doc["world"])
     return doc
 

@@ -1,0 +1,98 @@
+"""The campaign file's schema: every key a campaign or a step may hold, its type and range.
+
+A key the campaign does not read (a typo such as ``promote_iff``) is refused, not dropped: a dropped rule would
+change what the campaign promotes without a word. A budget or a seed count of 0 is refused too (a sweep step's
+``trials: 0`` would otherwise fall back to the study's own budget, and ``validate: {seeds: 0}`` would re-score
+on no seed at all). Checked by :func:`tuning.campaign.__main__.load_campaign`; a problem is one
+``E3A_TUN_060_CAMPAIGN`` line naming the file and the field (``steps[3].sweep.trials``)."""
+
+from __future__ import annotations
+
+import jsonschema
+
+from engine import non_finite_path
+
+KINDS = ("author", "baseline", "runtime", "sweep", "frontier", "review", "certify", "freeze")
+SELECT_RULES = ("best_feasible", "pareto_min_second")   # tuning.campaign.rules.eligible
+FREEZE_TARGETS = ("PASS_BPLUS", "PASS_B")               # tuning.authority.freeze.VERDICT_GRADE
+
+_SEED = {"type": "integer", "minimum": 0, "maximum": 2**64 - 1}
+_POSITIVE = {"type": "integer", "minimum": 1}
+_NAME = {"type": "string", "minLength": 1}
+_VALIDATE = {"type": "object", "additionalProperties": False,
+             "properties": {"seeds": _POSITIVE, "top": _POSITIVE}}
+_STUDY_STEP = {"type": "object", "additionalProperties": False, "required": ["study"],
+               "properties": {"study": _NAME, "trials": _POSITIVE, "name": _NAME}}
+
+
+def _object(properties: dict, required: tuple = ()) -> dict:
+    return {"type": "object", "additionalProperties": False, "properties": properties, "required": list(required)}
+
+
+STEP_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "phase": _NAME,
+        "author": {"const": True},
+        "baseline": _object({"seed": _SEED}),
+        "runtime": _object({"seed": _SEED, "repeats": _POSITIVE}),
+        "sweep": _STUDY_STEP,
+        "frontier": _STUDY_STEP,
+        "review": _object({"decision": _NAME, "reason": {"type": "string"}}, ("decision", "reason")),
+        "certify": _object({"seeds": {"type": "array", "items": _SEED, "minItems": 1},
+                            "holdout": {"type": "integer", "minimum": 0}}),
+        "freeze": {"anyOf": [{"const": True}, _object({"target": {"enum": list(FREEZE_TARGETS)}})]},
+        "select": {"enum": list(SELECT_RULES)},
+        "promote_if": _object({"min_J": {"type": "number"}, "targets": {"type": "boolean"}}),
+        "validate": {"anyOf": [{"const": False}, _VALIDATE]},
+        "decision": _NAME, "else": _NAME, "ladder_phase": _NAME, "reason": {"type": "string"},
+        "reachable": _NAME, "unreachable": _NAME, "narrowed": _NAME,
+        "narrow": {"type": "array", "items": _NAME, "minItems": 1},
+    },
+    "allOf": [
+        {"if": {"required": ["sweep"]}, "then": {"required": ["decision", "else"]}},
+        {"if": {"required": ["frontier"]}, "then": {"required": ["reachable", "unreachable"]}},
+    ],
+}
+
+CAMPAIGN_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["steps"],
+    "properties": {
+        "campaign": _NAME,
+        "world": _NAME,
+        "validate": _VALIDATE,
+        "steps": {"type": "array", "minItems": 1, "items": STEP_SCHEMA},
+    },
+}
+
+_VALIDATOR = jsonschema.Draft202012Validator(CAMPAIGN_SCHEMA)
+
+
+def campaign_problem(doc) -> str | None:
+    """The first problem of a parsed campaign file as ``field: message``, or None."""
+    at = non_finite_path(doc)
+    if at is not None:
+        return f"{at}: number is not finite (NaN or inf)"
+    if isinstance(doc, dict) and isinstance(doc.get("steps"), list):
+        for i, step in enumerate(doc["steps"]):   # the kind first: it names what the step is missing
+            found = [k for k in KINDS if isinstance(step, dict) and k in step]
+            if len(found) != 1:
+                return f"steps[{i}]: needs exactly one of {', '.join(KINDS)}"
+            if found[0] != "author" and not step.get("phase"):
+                return f"steps[{i}]: needs a phase"
+    error = jsonschema.exceptions.best_match(_VALIDATOR.iter_errors(doc))
+    if error is None:
+        return None
+    where = ""
+    for p in error.absolute_path:
+        where += f"[{p}]" if isinstance(p, int) else (f".{p}" if where else str(p))
+    return f"{where or '(top level)'}: {_plain(error)}"
+
+
+def _plain(error: jsonschema.ValidationError) -> str:
+    if error.validator == "additionalProperties":
+        return f"{error.message} (a key the campaign does not read; check its spelling)"
+    return error.message
