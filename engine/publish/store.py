@@ -39,6 +39,34 @@ def run_report(result) -> dict:
             "realism": result.s6_report.get("realism")}
 
 
+def _expected_files(result) -> dict[str, bytes]:
+    """Every file a published run holds outside ``reports/`` (its timings), by run-relative path: the bundle's
+    members, and the S7 index and flag of a passing run."""
+    files = {Path(m.path).as_posix(): m.data for m in result.members}
+    if result.s7.get("status") == "PASS":
+        paths = data_paths(result.identity)
+        files[Path(paths["index"]).as_posix()] = json_bytes(result.index)
+        files[Path(paths["flag"]).as_posix()] = result.flag.encode("ascii")
+    return files
+
+
+def _first_difference(final: Path, expected: dict[str, bytes]) -> str | None:
+    """What first differs between a published run folder and the files this run would publish (None: the same
+    bytes): a missing, extra, linked or edited file. A run id is a digest of the inputs, so a difference is damage
+    or tampering, never another result."""
+    found = {p.relative_to(final).as_posix(): p for p in final.rglob("*")
+             if (p.is_file() or p.is_symlink()) and p.relative_to(final).parts[0] != "reports"}
+    for rel in sorted(expected.keys() - found.keys()):
+        return f"{rel} is missing"
+    for rel in sorted(found.keys() - expected.keys()):
+        return f"{rel} is not a file of this run"
+    for rel in sorted(expected):
+        path = found[rel]
+        if path.is_symlink() or not path.is_file() or path.read_bytes() != expected[rel]:
+            return f"{rel} differs from this run's bytes"
+    return None
+
+
 def materialise(result, run_root: str | Path) -> Path:
     run_root = Path(run_root)
     try:
@@ -49,11 +77,12 @@ def materialise(result, run_root: str | Path) -> Path:
         raise EngineError(E_PUBLISH, f"run root {run_root} is not a writable folder ({exc.strerror or exc})") from None
     final = run_root / result.identity["run_id"]
     if final.exists():
-        existing = final / data_paths(result.identity)["flag"]
-        if existing.exists() and existing.read_text() == result.flag and result.flag:
+        differs = _first_difference(final, _expected_files(result))
+        if differs is None:
             return final  # same inputs, same bytes: publishing again is a no-op
         raise EngineError("E3A_IO_002_IMMUTABILITY_VIOLATION",
-                          f"{final} exists with different content; refusing to overwrite")
+                          f"{final} exists with different content ({differs}); refusing to overwrite (python -m "
+                          f"engine verify names what changed; remove the folder to publish the run again)")
     tmp = None
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{result.identity['run_id']}-", dir=run_root))

@@ -59,6 +59,40 @@ def test_republishing_same_run_is_a_noop_and_byte_identical(run_dir, tmp_path):
     assert main(["run", "--seed", "42", "--run-root", str(tmp_path), "--policies", str(ROOT / "policies")]) == 0
 
 
+def test_publishing_over_a_damaged_run_is_refused_and_leaves_it_as_found(run_dir, tmp_path, capsys):
+    """A run id is a digest of the inputs, so a folder of that id whose files are not this run's bytes is damage: a
+    flipped byte of a member (the flag still intact), an edited report of the same length, a removed or an added
+    file. Each is refused, not reported as published over; a timings report of its own is no difference."""
+    argv = ["run", "--seed", "42", "--run-root", str(tmp_path), "--policies", str(ROOT / "policies")]
+    zone_alloc = next(p.relative_to(run_dir) for p in run_dir.glob("data/zone_alloc/**/*.parquet"))
+    s6_report = next(p.relative_to(run_dir) for p in run_dir.glob("data/s6_validation_report/**/*.json"))
+
+    def flip(path):
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        path.write_bytes(bytes(data))
+
+    damages = {"flipped": (lambda d: flip(d / zone_alloc), f"{zone_alloc.as_posix()} differs"),
+               "edited": (lambda d: (d / s6_report).write_text((d / s6_report).read_text().replace("PASS", "PASs")),
+                          f"{s6_report.as_posix()} differs"),
+               "removed": (lambda d: (d / zone_alloc).unlink(), f"{zone_alloc.as_posix()} is missing"),
+               "added": (lambda d: (d / "data" / "extra.txt").write_text("x"), "data/extra.txt is not a file")}
+    for name, (damage, cause) in damages.items():
+        shutil.rmtree(tmp_path / run_dir.name, ignore_errors=True)
+        shutil.copytree(run_dir, tmp_path / run_dir.name)
+        damage(tmp_path / run_dir.name)
+        before = {p: p.read_bytes() for p in (tmp_path / run_dir.name).rglob("*") if p.is_file()}
+        capsys.readouterr()
+        assert main(argv) == 2, name
+        err = capsys.readouterr().err
+        assert err.startswith("E3A_IO_002_IMMUTABILITY_VIOLATION") and cause in err, (name, err)
+        assert {p: p.read_bytes() for p in (tmp_path / run_dir.name).rglob("*") if p.is_file()} == before
+    shutil.rmtree(tmp_path / run_dir.name)
+    shutil.copytree(run_dir, tmp_path / run_dir.name)
+    (tmp_path / run_dir.name / "reports" / "run_report.json").write_text("{}")
+    assert main(argv) == 0
+
+
 def test_flipping_one_byte_of_any_member_fails_verify(run_dir, tmp_path, capsys):
     index = json.loads(next(run_dir.glob("data/validation/*/index.json")).read_text())
     for member in index["members"] + [{"path": str(next(run_dir.glob("data/validation/*/_passed.flag"))
