@@ -119,6 +119,26 @@ def test_report_cli(workspace):
     assert (out / "again.html").read_text() == page
 
 
+def test_report_and_compare_refuse_a_tampered_run(workspace, tmp_path):
+    """A report or a comparison is never drawn from a bundle whose bytes are not the ones S7 sealed: a flipped byte
+    of zone_alloc is the verify's coded line, as a program, and nothing is written."""
+    import shutil
+
+    _, _, runs, pack_json = workspace
+    rid = json.loads(pack_json.read_text())["baseline_authority"]["run_id"]
+    copy = tmp_path / rid
+    shutil.copytree(runs / rid, copy)
+    target = next(copy.glob("data/zone_alloc/**/*.parquet"))
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    target.write_bytes(bytes(data))
+    done = program("report", str(copy), "--out", str(tmp_path / "r.html"), cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.startswith("E3A_VER_001") and "zone_alloc" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "r.html").exists()
+    done = program("compare", str(pack_json), str(copy), cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.startswith("E3A_VER_001"), done.stderr
+
+
 ANCHOR = SHARED_ANCHOR
 
 

@@ -132,13 +132,19 @@ def gate_table_md(gates: Mapping | None, detailed: bool = False) -> str:
 
 
 def load_run_dir(run_dir: str | Path):
-    """A materialised run read back (``engine.publish.store.load_run``) with a coded error when absent or corrupt."""
-    from engine import load_run
+    """A materialised run read back (``engine.publish.store.load_run``) with a coded error when absent or corrupt.
+    A run that passed S7 is verified first (``engine verify``: every member against its digest, the flag against
+    the bundle), so a report or a comparison is never drawn from a tampered bundle (``E3A_VER_…``); a run that
+    did not pass S7 has no bundle to check and is read as it is, its S7 status shown."""
+    from engine import load_run, verify
 
     path = Path(run_dir)
     if not path.is_dir():
         raise EngineError(E_RUN_MISSING, f"{path}: run directory not found")
     try:
+        report = path / "reports" / "run_report.json"   # absent: load_run says the folder is not a run
+        if report.is_file() and (json.loads(report.read_text()).get("s7") or {}).get("status") == "PASS":
+            verify(path)
         return load_run(path)
     except EngineError:
         raise
