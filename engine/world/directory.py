@@ -46,8 +46,14 @@ class WorldParts:
         return not (self.outlets or self.universe or self.population or self.policy_files)
 
 
+def _present(path: Path) -> bool:
+    """The part is there: a file, or a link to one, even a broken link (read, it says so; skipped, the world
+    would silently fall back to the default's part)."""
+    return path.exists() or path.is_symlink()
+
+
 def _one_of(root: Path, names: tuple[str, ...]) -> Path | None:
-    found = [root / n for n in names if (root / n).exists()]
+    found = [root / n for n in names if _present(root / n)]
     if len(found) > 1:
         raise EngineError(E_WORLD_INPUT, f"{root}: holds both {found[0].name} and {found[1].name}; keep one")
     return found[0] if found else None
@@ -57,10 +63,10 @@ def world_parts(world_dir: str | Path) -> WorldParts:
     root = Path(world_dir)
     if not root.is_dir():
         raise EngineError(E_WORLD_MISSING, f"{root}: world directory not found")
-    policies = tuple(root / f for f in POLICY_FILES if (root / f).exists())
+    policies = tuple(root / f for f in POLICY_FILES if _present(root / f))
     parts = WorldParts(root, _one_of(root, OUTLET_FILES), _one_of(root, UNIVERSE_FILES),
                        _one_of(root, POPULATION_FILES), (root / "country_zone_alphas.yaml") if
-                       (root / "country_zone_alphas.yaml").exists() else None, policies)
+                       _present(root / "country_zone_alphas.yaml") else None, policies)
     if parts.empty:
         raise EngineError(E_WORLD_MISSING, f"{root}: a world directory holds at least one of "
                                            f"{', '.join(KNOWN_FILES)}")
@@ -90,12 +96,21 @@ def validate_population(frame: pd.DataFrame, universe: pd.DataFrame | None, sour
     unknown = sorted(set(out["tzid"]) - known_tzids())
     if unknown:
         raise EngineError(E_WORLD_INPUT, f"{source}: unknown tzid {unknown[0]!r} ({len(unknown)} unknown)")
-    values = pd.to_numeric(frame["population"].astype(str).str.strip(), errors="coerce").to_numpy(dtype=np.float64)
+    raw = frame["population"].astype(str).str.strip()
+    values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
+
+    def refuse(bad: np.ndarray, what: str) -> None:   # the row named by its clock, in a CSV or a parquet file alike
+        i = int(np.argmax(bad))
+        raise EngineError(E_WORLD_INPUT, f"{source}: population {raw.iloc[i]!r} of {out['country_iso'].iloc[i]} on "
+                                         f"{out['tzid'].iloc[i]} {what} ({int(bad.sum())} such rows)")
+
     if not np.isfinite(values).all():
-        raise EngineError(E_WORLD_INPUT, f"{source}: population must be a finite number (row "
-                                         f"{int(np.argmin(np.isfinite(values)))})")
+        refuse(~np.isfinite(values), "is not a finite number")
     if (values < 0).any():
-        raise EngineError(E_WORLD_INPUT, f"{source}: negative population (row {int(np.argmax(values < 0))})")
+        refuse(values < 0, "is negative")
+    if (values > MAX_CLOCK_POPULATION).any():
+        refuse(values > MAX_CLOCK_POPULATION, f"is more people than live on Earth (at most {MAX_CLOCK_POPULATION:.0e} "
+                                              f"a clock): population is a headcount, not a scaled figure")
     out["population"] = values
     _refuse_shares(out, source)
     if out.duplicated(["country_iso", "tzid"]).any():
@@ -113,6 +128,7 @@ def validate_population(frame: pd.DataFrame, universe: pd.DataFrame | None, sour
 
 
 NORMALISED_TOTALS = (1.0, 100.0, 1000.0)   # shares, percent, per mille
+MAX_CLOCK_POPULATION = 1e10                # people on one clock: more than live on Earth is not a headcount
 
 
 def _refuse_shares(evidence: pd.DataFrame, source: str) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import functools
+import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,7 +151,9 @@ MAX_TABLE_BYTES = 2 * 1024 ** 3  # a reference or outlet file (checked before re
 
 def _read_table(path: Path) -> pd.DataFrame:
     if not path.exists():
-        raise EngineError(E_WORLD_MISSING, f"{path}: file not found")
+        broken = path.is_symlink()
+        raise EngineError(E_WORLD_MISSING, f"{path}: " + (f"a broken link (to {os.readlink(path)}, which does not exist)"
+                                                          if broken else "file not found"))
     if not path.is_file():
         raise EngineError(E_WORLD_INPUT, f"{path}: not a regular file")
     if path.stat().st_size > MAX_TABLE_BYTES:
@@ -157,10 +162,7 @@ def _read_table(path: Path) -> pd.DataFrame:
         if path.suffix == ".parquet":
             return pd.read_parquet(path)
         if path.suffix in (".csv", ".tsv"):
-            # every cell is text: "NA" is Namibia, not a missing value; "a, b" spreadsheets' blanks after a
-            # separator are not part of a name or a value
-            return _named(pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",", dtype=str,
-                                      keep_default_na=False, na_filter=False, skipinitialspace=True), path)
+            return _read_text_table(path, "\t" if path.suffix == ".tsv" else ",")
         if path.suffix in (".yaml", ".yml"):
             return _universe_from_alpha_pack(path)
     except EngineError:
@@ -170,14 +172,36 @@ def _read_table(path: Path) -> pd.DataFrame:
     raise EngineError(E_WORLD_INPUT, f"{path}: unsupported file type (use .parquet, .csv, .tsv or .yaml)")
 
 
+def _read_text_table(path: Path, sep: str) -> pd.DataFrame:
+    """A CSV/TSV table, every cell as text: "NA" is Namibia, not a missing value; a spreadsheet's blanks after a
+    separator are not part of a name or a value. The header is read as written (pandas would rename a repeated
+    column ``x.1``), and a row of more fields than the header is refused: pandas would otherwise read its first
+    field as a row label and shift every column by one (a trailing separator on each row)."""
+    with path.open(newline="", encoding="utf-8-sig", errors="replace") as f:
+        header = next(csv.reader(f, delimiter=sep), [])
+    _refuse_repeated([name.strip() for name in header], path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", pd.errors.ParserWarning)
+        frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_filter=False, skipinitialspace=True,
+                            index_col=False)
+    if any(issubclass(w.category, pd.errors.ParserWarning) for w in caught):
+        raise EngineError(E_WORLD_INPUT, f"{path}: rows hold more fields than the header's {len(header)} columns (a "
+                                         f"separator at the end of each row, or one inside an unquoted value)")
+    return _named(frame, path)
+
+
 def _named(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     """The table with its column names stripped of surrounding blanks; two columns of one name are refused."""
     names = [str(c).strip() for c in frame.columns]
+    _refuse_repeated(names, path)
+    frame.columns = names
+    return frame
+
+
+def _refuse_repeated(names: list[str], path: Path) -> None:
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise EngineError(E_WORLD_INPUT, f"{path}: column {twice[0]!r} appears twice")
-    frame.columns = names
-    return frame
 
 
 def _universe_from_alpha_pack(path: Path) -> pd.DataFrame:

@@ -89,9 +89,11 @@ def test_an_aliased_universe_with_evidence_fails_f01_instead_of_being_not_applic
     ("universe_csv", UNIVERSE.assign(tzid=["Mars/Olympus", *UNIVERSE.tzid[1:]]), "unknown tzid"),
     ("population_csv", POPULATION.drop(columns="population"), "lacks column"),
     ("population_csv", POPULATION.assign(tzid=["Europe/Atlantis", *POPULATION.tzid[1:]]), "unknown tzid"),
-    ("population_csv", POPULATION.assign(population=[-1.0, 1.0, 1.0, 1.0]), "negative population"),
-    ("population_csv", POPULATION.assign(population=[np.inf, 1.0, 1.0, 1.0]), "finite"),
-    ("population_csv", POPULATION.assign(population=["x", 1, 1, 1]), "finite"),
+    ("population_csv", POPULATION.assign(population=[-1.0, 1.0, 1.0, 1.0]), "population '-1.0' of "),
+    ("population_csv", POPULATION.assign(population=[np.inf, 1.0, 1.0, 1.0]), "is not a finite number (1 such rows)"),
+    ("population_csv", POPULATION.assign(population=[5, 1, "x", 1]), "population 'x' of "),
+    ("population_csv", POPULATION.assign(population=[1e308, 1e308, 1.0, 1.0]), "more people than live on Earth"),
+    ("population_parquet", POPULATION.assign(population=[2e10, 1.0, 1.0, 1.0]), "more people than live on Earth"),
     ("population_csv", pd.concat([POPULATION, POPULATION.iloc[:1]]), "duplicate row"),
     ("population_csv", pd.concat([POPULATION, pd.DataFrame({"country_iso": ["FR"], "tzid": ["Asia/Tokyo"],
                                                              "population": [5.0]})]), "outside the zone universe"),
@@ -100,7 +102,7 @@ def test_an_aliased_universe_with_evidence_fails_f01_instead_of_being_not_applic
 ])
 def test_bad_world_parts_are_one_coded_line(tmp_path, part, frame, needle):
     parts = {"universe_csv": UNIVERSE, "population_csv": POPULATION, "outlets_parquet": OUTLETS}
-    parts.pop("outlets_parquet" if part.startswith("outlets") else part, None)
+    parts.pop("outlets_parquet" if part.startswith("outlets") else part.replace("parquet", "csv"), None)
     parts[part] = frame
     _refused(_world(tmp_path, **parts), needle)
 
@@ -308,3 +310,31 @@ def test_a_population_only_world_publishes_each_clock_under_the_countrys_own_nam
     assert sorted(zip(world.universe["country_iso"], world.universe["tzid"])) == [
         ("NZ", "Pacific/Auckland"), ("NZ", "Pacific/Chatham"), ("US", "America/Chicago"), ("US", "America/New_York"),
         ("VN", "Asia/Bangkok"), ("VN", "Asia/Ho_Chi_Minh")]
+
+
+def test_a_csv_is_read_as_written_or_refused_naming_what_is_wrong(tmp_path):
+    """Spreadsheet exports: a separator ending each row (pandas would take the ids for row labels and shift every
+    column, so the error named merchant_id), a repeated column (pandas would rename it site_count.1 and use the
+    first), a broken link (the world would fall back to the default's part). A BOM, CRLF and quoted fields read
+    as the same catalogue as the plain file."""
+    header = "merchant_id,legal_country_iso,site_count"
+    rows = ["1,US,40", "2,US,12", "2,FR,3", "3,US,7"]
+
+    def world(name: str, text: str) -> Path:
+        d = tmp_path / name
+        d.mkdir()
+        (d / "outlets.csv").write_bytes(text.encode("utf-8"))
+        return d
+
+    _refused(world("trailing", "\n".join([header] + [r + "," for r in rows]) + "\n"),
+             "rows hold more fields than the header's 3 columns")
+    _refused(world("ragged", "\n".join([header] + rows[:3] + [rows[3] + ",9"]) + "\n"), "Expected 3 fields in line 5")
+    _refused(world("twice", "\n".join([header + ",site_count"] + [r + ",9" for r in rows]) + "\n"),
+             "column 'site_count' appears twice")
+    (tmp_path / "link").mkdir()
+    (tmp_path / "link" / "outlets.csv").symlink_to(tmp_path / "nowhere.csv")
+    _refused(tmp_path / "link", "a broken link (to ", code="E3A_WLD_002_INPUT_MISSING")
+    plain = load_world(world("plain", "\n".join([header] + rows) + "\n"))
+    exported = world("exported", "\ufeff" + "\r\n".join([header] + ['"' + r.replace(",", '","') + '"' for r in rows])
+                     + "\r\n")
+    assert load_world(exported).catalogue.equals(plain.catalogue)

@@ -37,6 +37,26 @@ def test_authored_install_is_refused_on_a_frozen_authority_then_recorded(project
         before.parameter_hash
 
 
+def test_an_install_that_fails_leaves_no_folder_it_created(project, monkeypatch):
+    """--into a new folder whose install fails (here the transaction itself) leaves nothing behind, where a folder
+    holding only the authority lock was left; a folder that was there before is kept."""
+    import tuning.authority.promotion as promotion
+    from engine import EngineError
+    from tuning.authority.authoring import install_authored
+
+    def broken(*_a, **_k):
+        raise EngineError("E3A_TUN_020_PROMOTE", "the install failed")
+
+    monkeypatch.setattr(promotion, "install", broken)
+    with pytest.raises(EngineError, match="the install failed"):
+        install_authored(Path("fresh"), "a new world's baseline")
+    assert not Path("fresh").exists()
+    Path("kept").mkdir()
+    with pytest.raises(EngineError):
+        install_authored(Path("kept"), "a new world's baseline")
+    assert Path("kept").is_dir()
+
+
 def test_p0_names_what_it_measures(project, capsys):
     from tuning.authority.authoring import authored_policies
     from tuning.baseline.__main__ import main as baseline

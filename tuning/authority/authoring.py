@@ -15,6 +15,7 @@ folder to its world (``world.yaml``, :mod:`tuning.common.worlds`) and records th
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 from pathlib import Path
 
 from engine import EngineError
@@ -37,16 +38,22 @@ def install_authored(policies_dir: Path, reason: str, world=None, world_dir: str
     from tuning.authority.txn import authority_lock
 
     world = world if world is not None else worlds.load(world_dir)
+    authored = authored_policies(world)   # before the folder exists: a world that cannot be authored leaves nothing
+    created = not policies_dir.exists()
     policies_dir.mkdir(parents=True, exist_ok=True)
-    with authority_lock(policies_dir):
-        return _install_authored(policies_dir, reason, world, world_dir, reopen)
+    try:
+        with authority_lock(policies_dir):
+            return _install_authored(policies_dir, reason, world, world_dir, reopen, authored)
+    except BaseException:
+        if created:   # the install is one transaction: a folder this call created holds nothing else
+            shutil.rmtree(policies_dir, ignore_errors=True)
+        raise
 
 
-def _install_authored(policies_dir: Path, reason: str, world, world_dir, reopen: str | None) -> dict:
+def _install_authored(policies_dir: Path, reason: str, world, world_dir, reopen: str | None, authored) -> dict:
     from tuning.authority.promotion import install, read_lineage
     from tuning.authority.guards import E_FROZEN, frozen_step
 
-    authored = authored_policies(world)
     current = PolicySet.from_dir(policies_dir) if (policies_dir / "zone_mixture_policy.yaml").exists() else None
     frozen = frozen_step(policies_dir) if current is not None else None
     if frozen is not None and not reopen:
