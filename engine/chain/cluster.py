@@ -15,7 +15,7 @@ import contextlib
 import re
 from typing import Iterator
 
-from engine.core.errors import E_USAGE, EngineError
+from engine.core.errors import E_CLUSTER, E_USAGE, EngineError
 
 _LOCAL = re.compile(r"^local:(\d+)$")
 
@@ -74,7 +74,7 @@ def dask_mapper(spec: str) -> Iterator[DaskMapper]:
     except OSError as exc:
         if cluster is not None:
             cluster.close()
-        raise EngineError(E_USAGE, f"cannot reach the Dask scheduler {spec}: {exc}") from None
+        raise EngineError(E_CLUSTER, f"cannot reach the Dask scheduler {spec}: {exc}") from None
     try:
         yield DaskMapper(client)
     finally:

@@ -19,16 +19,23 @@ AUTHORITY_MARKERS = ("ladder.yaml", "lineage.yaml")
 
 def _uint64(text: str) -> int:
     """--seed: an integer in [0, 2**64-1] (argparse turns the ValueError into a coded usage error)."""
-    value = int(text, 10)
+    value = _integer(text)
     if not 0 <= value <= UINT64_MAX:
-        raise ValueError(text)
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer in [0, 2**64-1]")
     return value
 
 
+def _integer(text: str) -> int:
+    try:
+        return int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+
+
 def _positive(text: str) -> int:
-    value = int(text, 10)
+    value = _integer(text)
     if not 1 <= value <= 10_000:
-        raise ValueError(text)
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer in [1, 10000]")
     return value
 
 
@@ -39,7 +46,7 @@ def _fraction(text: str) -> float:
     try:
         return check_fraction(text)
     except EngineError:
-        raise ValueError(text) from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number in (0, 1]") from None
 
 
 def _world(args):
@@ -153,14 +160,14 @@ def cmd_author(args) -> int:
 def _fractions(text: str) -> tuple[float, ...]:
     values = tuple(_fraction(t) for t in text.split(","))
     if list(values) != sorted(set(values)):
-        raise ValueError(text)
+        raise argparse.ArgumentTypeError(f"{text!r}: the fractions must increase, each given once")
     return values
 
 
 def _seeds(text: str) -> tuple[int, ...]:
     values = tuple(_uint64(t) for t in text.split(","))
     if len(set(values)) != len(values):
-        raise ValueError(text)
+        raise argparse.ArgumentTypeError(f"{text!r}: a seed is given twice")
     return values
 
 

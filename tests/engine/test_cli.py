@@ -170,9 +170,16 @@ def test_byo_outlets_and_reference(tmp_path):
     assert rc == 2 and err.startswith("E3A_WLD_001_INPUT_INVALID") and "unknown tzid" in err
 
 
-def test_usage_errors_are_coded(tmp_path):
+def test_usage_errors_are_coded(tmp_path, capsys):
     rc, _, err = _cli("run", "--seed", "x", "--run-root", str(tmp_path))
     assert rc == 2 and err.startswith("E3A_CLI_001_USAGE")
+    for argv, said in ((["--seed", "-1"], "argument --seed: '-1' is not an integer in [0, 2**64-1]"),
+                       (["--seed", str(2**64)], "is not an integer in [0, 2**64-1]"),
+                       (["--seed", "1", "--partitions", "100000"], "'100000' is not an integer in [1, 10000]"),
+                       (["--seed", "1", "--fraction", "0"], "'0' is not a number in (0, 1]")):
+        rc = main(["run", *argv, "--run-root", str(tmp_path)])
+        err = capsys.readouterr().err   # the bound is said, not "invalid _uint64 value" (a helper function's name)
+        assert rc == 2 and err.startswith("E3A_CLI_001_USAGE") and said in err and "invalid" not in err, err
     rc, _, err = _cli("verify", str(tmp_path / "nope"))
     assert rc == 2 and err.startswith("E3A_VER_002")
 
