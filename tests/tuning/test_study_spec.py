@@ -35,6 +35,8 @@ def _bad(edit) -> EngineError:
     (lambda d: d["objective"]["terms"][0].update(direction="sideways"), "objective.terms[0].direction"),
     (lambda d: d["vetoes"]["structural"].append("vibes"), "vetoes.structural[6]"),
     (lambda d: d.update(trials=0), "trials"),
+    (lambda d: d.update(phase="P9"), "phase"),      # not a phase of the plan: its trials would join another study
+    (lambda d: d.update(phase="P5"), "phase"),      # certification is not swept
     (lambda d: d.update(pruner={"name": "median", "max_pruned": 0}), "pruner.max_pruned"),
     (lambda d: d["knobs"].append({"name": "blend_lambda", "low": 0.1, "high": 0.2}), "knobs[3].name"),
 ])

@@ -40,11 +40,13 @@ _CONDITION = {
     "oneOf": [{"required": ["value"], "not": {"required": ["anchor"]}},
               {"required": ["anchor"], "not": {"required": ["value"]}}],
 }
+SWEPT_PHASES = ("P1.1", "P1.2", "P1.3", "P1.4", "P2", "P3", "P4")   # the plan's tuning phases
+
 STUDY_SCHEMA = {
     "type": "object", "additionalProperties": False,
     "required": ["phase", "knobs", "objective", "vetoes", "seeds", "trials", "sampler"],
     "properties": {
-        "phase": {"type": "string", "pattern": r"^P[0-9](\.[0-9])?$"},
+        "phase": {"enum": list(SWEPT_PHASES)},   # a phase of the plan a sweep tunes (P0, P5, P6 are not swept)
         "study": {"type": "string", "pattern": STUDY_NAME},
         "description": {"type": "string"},
         "base_policies": {"type": "string", "minLength": 1},
