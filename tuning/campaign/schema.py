@@ -11,6 +11,7 @@ from __future__ import annotations
 import jsonschema
 
 from engine import non_finite_path
+from tuning.study.spec import field_path
 
 KINDS = ("author", "baseline", "runtime", "sweep", "frontier", "review", "certify", "freeze")
 SELECT_RULES = ("best_feasible", "pareto_min_second")   # tuning.campaign.rules.eligible
@@ -86,10 +87,7 @@ def campaign_problem(doc) -> str | None:
     error = jsonschema.exceptions.best_match(_VALIDATOR.iter_errors(doc))
     if error is None:
         return None
-    where = ""
-    for p in error.absolute_path:
-        where += f"[{p}]" if isinstance(p, int) else (f".{p}" if where else str(p))
-    return f"{where or '(top level)'}: {_plain(error)}"
+    return f"{field_path(error)}: {_plain(error)}"
 
 
 def _plain(error: jsonschema.ValidationError) -> str:

@@ -265,7 +265,8 @@ def _fail(source: str, where: str, msg: str) -> EngineError:
     return EngineError(E_STUDY_INVALID, f"{source}: {where}: {msg}")
 
 
-def _where(error: jsonschema.ValidationError) -> str:
+def field_path(error: jsonschema.ValidationError) -> str:
+    """Where a schema error lies, as a reader writes it: ``knobs[1].high``, or ``(top level)``."""
     parts = ""
     for p in error.absolute_path:
         parts += f"[{p}]" if isinstance(p, int) else (f".{p}" if parts else str(p))
@@ -318,7 +319,7 @@ def parse_study(doc: Any, source: str) -> StudySpec:
         raise _fail(source, at, "number is not finite (NaN or inf)")
     error = jsonschema.exceptions.best_match(_VALIDATOR.iter_errors(doc))
     if error is not None:
-        raise _fail(source, _where(error), error.message)
+        raise _fail(source, field_path(error), error.message)
     knobs = tuple(_knob_space(source, i, raw) for i, raw in enumerate(doc["knobs"]))
     names = [k.name for k in knobs]
     dup = next((n for n in names if names.count(n) > 1), None)
