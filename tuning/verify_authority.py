@@ -53,7 +53,7 @@ def _alias_version(mlc, model_name: str):
 def check(policies_dir: Path) -> list[dict]:
     """Every check as ``{"ok": bool, "check": name, "detail": text}``."""
     from tuning.trail.tracking import client, search_all
-    from tuning.common.worlds import authority_names
+    from tuning.common.worlds import authority_names, current_authority_runs
 
     names = authority_names(policies_dir)
 
@@ -65,8 +65,7 @@ def check(policies_dir: Path) -> list[dict]:
     out.append({"ok": not lineage or last.get("parameter_hash") == h, "check": "lineage",
                 "detail": f"policies/ {h[:16]}; last lineage entry {str(last.get('parameter_hash'))[:16]}"})
     mlc = client()
-    tagged = sorted(r.info.run_id for e in mlc.search_experiments()
-                    for r in search_all(mlc, [e.experiment_id], "tags.authority = 'current'"))
+    tagged = sorted(r.info.run_id for r in current_authority_runs(mlc, policies_dir))
     out.append({"ok": tagged == ([run] if run else []), "check": "authority tag",
                 "detail": f"runs tagged authority=current {tagged or 'none'}; the lineage's run {run or 'none'}"})
     version = _alias_version(mlc, names["model"])

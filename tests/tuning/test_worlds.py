@@ -93,6 +93,15 @@ def test_sweep_promote_and_certify_stay_on_their_world(project, world, capsys):
     assert certify(["--authority", "--policies", str(auth), "--seeds", "42,7", "--no-progress", "--json"]) == 0
     cert = json.loads(capsys.readouterr().out)
     assert cert["world"]["fingerprint"] == w.fingerprint and mlc.get_experiment_by_name(f"3A-certify-{w.label}")
+    # one authority per world: another world's authored install (no run: it clears its world's current tag) leaves
+    # W's promoted run current, and W's authority still verifies (it was tagged superseded, by "none")
+    from tuning.verify_authority import main as verify_authority
+
+    _author(project, other, "other_auth")
+    if out["status"] == "PROMOTED":
+        assert mlc.get_run(best.info.run_id).data.tags["authority"] == "current"
+    capsys.readouterr()
+    assert verify_authority(["--policies", str(auth)]) == 0, capsys.readouterr()
 
 
 def test_cross_world_refusals_as_programs(project, world):

@@ -176,7 +176,7 @@ def _close_as_authority(run_id: str, tags: dict, current: PolicySet, lineage: li
     if result["status"] != "PASS":
         raise EngineError(E_WITNESS, f"run {run_id}: witness replay differs: {result['mismatches'][0]}")
     if lineage and lineage[-1].get("mlflow_run_id") == run_id:
-        tag_authority(run_id, {})  # exactly one run current, whatever an older store left
+        tag_authority(policies_dir, run_id, {})  # exactly one run current, whatever an older store left
     out = {"status": "ALREADY_AUTHORITY", "run_id": run_id, "parameter_hash": current.parameter_hash,
            "witness": brief(result)}
     phase = ladder_phase or tags.get("phase", "?")

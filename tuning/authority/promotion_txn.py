@@ -58,7 +58,7 @@ def run_steps(policies_dir: Path, intent: dict, files: dict[str, bytes]) -> dict
 
 
 def _authority_tags(mlc, policies_dir, intent, files, step, state) -> None:
-    tag_authority(step["run_id"], step.get("run_tags") or {})
+    tag_authority(policies_dir, step["run_id"], step.get("run_tags") or {})
 
 
 def _clear_authority(mlc, policies_dir, intent, files, step, state) -> None:
@@ -68,7 +68,7 @@ def _clear_authority(mlc, policies_dir, intent, files, step, state) -> None:
     from tuning.trail.registry import ALIAS
     from tuning.common.worlds import authority_names
 
-    tag_authority(None, {})
+    tag_authority(policies_dir, None, {})
     try:
         mlc.delete_registered_model_alias(authority_names(policies_dir)["model"], ALIAS)
     except MlflowException:
@@ -130,25 +130,23 @@ def _ladder(mlc, policies_dir, intent, files, step, state) -> None:
         txn=intent["key"], parameter_hash=step.get("parameter_hash")))
 
 
-def tag_authority(run_id: str | None, run_tags: dict) -> None:
-    """Tag ``run_id`` ``authority=current`` and every other ``current`` run ``superseded``: whatever
-    happened before (a kill between two tag writes, two promotes), exactly one run is current (none when
-    ``run_id`` is None: an authority without a run, the authored baseline)."""
-    from tuning.trail.tracking import MlflowException
-
-    from tuning.trail.tracking import client, log_batch
+def tag_authority(policies_dir: Path, run_id: str | None, run_tags: dict) -> None:
+    """Tag ``run_id`` ``authority=current`` and every other ``current`` run of the folder's world ``superseded``:
+    whatever happened before (a kill between two tag writes, two promotes), exactly one run of that world is
+    current (none when ``run_id`` is None: an authority without a run, the authored baseline). Another world's
+    authority keeps its tag (:func:`tuning.common.worlds.current_authority_runs`)."""
+    from tuning.common.worlds import current_authority_runs
+    from tuning.trail.tracking import MlflowException, client, log_batch
 
     mlc = client()
     if run_id is not None:
         log_batch(mlc, run_id, tags={**{k: str(v) for k, v in run_tags.items()}, "authority": "current"})
-    for exp in mlc.search_experiments():
-        for run in mlc.search_runs([exp.experiment_id], "tags.authority = 'current'", max_results=1000):
-            if run.info.run_id != run_id:
-                try:
-                    log_batch(mlc, run.info.run_id, tags={"authority": "superseded",
-                                                          "superseded_by": run_id or "none"})
-                except MlflowException:
-                    pass
+    for run in current_authority_runs(mlc, policies_dir):
+        if run.info.run_id != run_id:
+            try:
+                log_batch(mlc, run.info.run_id, tags={"authority": "superseded", "superseded_by": run_id or "none"})
+            except MlflowException:
+                pass
 
 
 STEPS = {"authority_tags": _authority_tags, "clear_authority": _clear_authority, "promotion_run": _promotion_run,

@@ -98,7 +98,7 @@ def _apply(policies_dir: Path, intent: dict, files: dict[str, bytes]) -> dict:
     elif intent.get("authority_run_id"):
         from tuning.authority.promotion_txn import tag_authority
 
-        tag_authority(intent["authority_run_id"], intent.get("run_tags") or {})
+        tag_authority(policies_dir, intent["authority_run_id"], intent.get("run_tags") or {})
     (policies_dir / INTENT_FILE).unlink()
     return made
 
