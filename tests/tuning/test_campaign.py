@@ -309,3 +309,26 @@ def test_validated_selection_prefers_what_holds_off_the_tuning_seeds():
     assert pick.trial == 5 and "trial 5 holds on 100%" in why and "trial 7: 75%" in why
     pick, _ = validated(ranked, {7: (1.0, 0.9, 0.2), 3: (1.0, 0.9, 0.2)})
     assert pick.trial == 7            # a full tie goes to the rule's order
+
+
+def test_the_facts_quote_what_the_gates_measure_and_what_s1_can_reach(tmp_path):
+    """DE's Z(c) holds Busingen, where nobody lives: S2's top-1 gates count DE (a faithful prior puts all of DE on
+    Berlin, top-1 1.0), so the population's own top-1 median the reasons quote counts it too (median of US 0.6 and
+    DE 1.0). A pair of one outlet is never split: of the 3 pairs in multi-zone countries, 2 can escalate."""
+    import pandas as pd
+
+    from engine import load_world
+    from tuning.campaign.facts import world_facts
+
+    pd.DataFrame({"country_iso": ["US", "US", "DE", "DE", "FR"],
+                  "tzid": ["America/New_York", "America/Chicago", "Europe/Berlin", "Europe/Busingen",
+                           "Europe/Paris"]}).to_csv(tmp_path / "universe.csv", index=False)
+    pd.DataFrame({"country_iso": ["US", "US", "DE", "FR"],
+                  "tzid": ["America/New_York", "America/Chicago", "Europe/Berlin", "Europe/Paris"],
+                  "population": [60e6, 40e6, 80e6, 65e6]}).to_csv(tmp_path / "population.csv", index=False)
+    pd.DataFrame({"merchant_id": [1, 2, 3, 4], "legal_country_iso": ["US", "US", "DE", "FR"],
+                  "site_count": [5, 1, 3, 2]}).to_csv(tmp_path / "outlets.csv", index=False)
+    facts = world_facts(load_world(tmp_path))
+    assert facts["population_top1_median"] == pytest.approx(0.8) and facts["s2_bplus_vs_population"] == "below"
+    assert (facts["multi_clock_pair_share"], facts["escalable_pair_share"]) == (0.75, 0.5)
+    assert facts["s1_corridor_reach"] == "unreachable"   # 0.5 < 0.55, though 0.75 of pairs are in multi-zone countries

@@ -1,10 +1,10 @@
 """Measured facts of a world that the campaign's reasons quote, instead of sentences written for one world.
 
-``world_facts(world)`` returns plain numbers and words, e.g. ``population_top1_median`` (the median over
-countries with two or more populated clocks in Z(c) of the largest clock's population share: what S2's
-top-1 gates ask of priors that stay faithful to the population) beside the gates' own ceilings, and
-``multi_clock_pair_share`` (the share of merchant x country pairs in such countries: the only pairs S1 can
-escalate, so the most the S1 escalation rate can reach).
+``world_facts(world)`` returns plain numbers and words, e.g. ``population_top1_median`` (the median, over the
+countries S2's top-1 gates measure, of the largest clock's population share: what those gates measure on priors
+that stay faithful to the population) beside the gates' own ceilings, and ``escalable_pair_share`` (the share of
+merchant x country pairs S1 can escalate at all: two outlets or more in a country of two zones or more, so the
+most the S1 escalation rate can reach).
 """
 
 from __future__ import annotations
@@ -21,38 +21,45 @@ def _threshold(gate_id: str) -> float:
 
 
 def population_top1_median(world) -> float | None:
-    """Median over countries with >= 2 populated clocks of Z(c) of the top clock's population share."""
+    """Median, over the countries S2's top-1 gates measure (two zones or more in Z(c)), of the top clock's share of
+    the country's people; a zone nobody lives on is one of those zones, at a share of 0 (a faithful prior gives
+    it nothing, so such a country's top-1 is 1.0)."""
     ev = world.evidence
     zc = ev.zone_clocks[["country_iso", "clock"]].drop_duplicates()
     pop = zc.merge(ev.clock_population, on=["country_iso", "clock"], how="left").fillna({"population": 0.0})
-    pop = pop[pop["population"] > 0]
     per = pop.groupby("country_iso")["population"]
-    multi = per.size()[per.size() >= 2].index
-    if len(multi) == 0:
+    zones = world.universe.groupby("country_iso").size()
+    total = per.sum()
+    multi = [c for c in zones[zones >= 2].index if total.get(c, 0.0) > 0]
+    if not multi:
         return None
-    top1 = (per.max() / per.sum()).loc[multi]
-    return float(np.median(top1.to_numpy()))
+    return float(np.median((per.max() / total).loc[multi].to_numpy()))
 
 
-def multi_clock_pair_share(world, seed: int = 42) -> float:
-    """Share of the catalogue's (merchant, country) pairs in countries whose Z(c) holds two or more zones."""
+def pair_shares(world, seed: int = 42) -> tuple[float, float]:
+    """Shares of the catalogue's (merchant, country) pairs (a) in countries whose Z(c) holds two zones or more and
+    (b) of those, holding two outlets or more: a pair of one outlet is never split across zones, so (b) is the
+    most S1's escalation rate can reach whatever its rule thresholds."""
     from engine import outlets_for
 
     cat = outlets_for(world, seed)
-    pairs = cat[["merchant_id", "legal_country_iso"]].drop_duplicates()
+    sites = cat.groupby(["merchant_id", "legal_country_iso"]).size().rename("sites").reset_index()
+    if not len(sites):
+        return 0.0, 0.0
     k = world.universe.groupby("country_iso").size()
-    return float((pairs["legal_country_iso"].map(k).fillna(0).to_numpy() >= 2).mean()) if len(pairs) else 0.0
+    multi = sites["legal_country_iso"].map(k).fillna(0).to_numpy() >= 2
+    return float(multi.mean()), float((multi & (sites["sites"].to_numpy() >= 2)).mean())
 
 
 def world_facts(world) -> dict:
     top1 = population_top1_median(world)
-    share = multi_clock_pair_share(world)
+    share, escalable = pair_shares(world)
     bplus, b = _threshold("3A-S01"), _threshold("3A-V01")
     return {
         "world": world.name, "population_top1_median": top1 if top1 is not None else float("nan"),
         "s2_bplus_ceiling": bplus, "s2_b_ceiling": b,
         "s2_bplus_vs_population": ("below" if top1 is not None and bplus < top1 else "at or above"),
-        "multi_clock_pair_share": share,
+        "multi_clock_pair_share": share, "escalable_pair_share": escalable,
         "s1_corridor": f"[{S1_CORRIDOR[0]:.2f}, {S1_CORRIDOR[1]:.2f}]",
-        "s1_corridor_reach": "reachable" if share >= S1_CORRIDOR[0] else "unreachable",
+        "s1_corridor_reach": "reachable" if escalable >= S1_CORRIDOR[0] else "unreachable",
     }
