@@ -53,7 +53,8 @@ def _alias_version(mlc, model_name: str):
 def check(policies_dir: Path) -> list[dict]:
     """Every check as ``{"ok": bool, "check": name, "detail": text}``."""
     from tuning.trail.tracking import client, search_all
-    from tuning.common.worlds import authority_names, current_authority_runs
+    from tuning.authority.promotion_txn import current_authority_runs
+    from tuning.common.worlds import authority_names
 
     names = authority_names(policies_dir)
 

@@ -134,8 +134,7 @@ def tag_authority(policies_dir: Path, run_id: str | None, run_tags: dict) -> Non
     """Tag ``run_id`` ``authority=current`` and every other ``current`` run of the folder's world ``superseded``:
     whatever happened before (a kill between two tag writes, two promotes), exactly one run of that world is
     current (none when ``run_id`` is None: an authority without a run, the authored baseline). Another world's
-    authority keeps its tag (:func:`tuning.common.worlds.current_authority_runs`)."""
-    from tuning.common.worlds import current_authority_runs
+    authority keeps its tag (:func:`current_authority_runs`)."""
     from tuning.trail.tracking import MlflowException, client, log_batch
 
     mlc = client()
@@ -147,6 +146,20 @@ def tag_authority(policies_dir: Path, run_id: str | None, run_tags: dict) -> Non
                 log_batch(mlc, run.info.run_id, tags={"authority": "superseded", "superseded_by": run_id or "none"})
             except MlflowException:
                 pass
+
+
+def current_authority_runs(mlc, policies_dir: str | Path) -> list:
+    """The runs tagged ``authority=current`` on the world of this authority folder (its ``world`` tag; a run without
+    one is the default world's): one authority per world, so another world's promotion or authored install never
+    touches them."""
+    from engine import default_world
+    from tuning.common.worlds import bound_world
+    from tuning.trail.tracking import search_all
+
+    fingerprint = bound_world(policies_dir)["fingerprint"]
+    return [run for exp in mlc.search_experiments()
+            for run in search_all(mlc, [exp.experiment_id], "tags.authority = 'current'")
+            if (run.data.tags.get("world") or default_world().fingerprint) == fingerprint]
 
 
 STEPS = {"authority_tags": _authority_tags, "clear_authority": _clear_authority, "promotion_run": _promotion_run,

@@ -75,29 +75,6 @@ def tags(world) -> dict[str, str]:
     return {"world": world.fingerprint, "world_name": world.name}
 
 
-def current_authority_runs(mlc, policies_dir: str | Path) -> list:
-    """The runs tagged ``authority=current`` on the world of this authority folder (its ``world`` tag; a run without
-    one is the default world's): one authority per world, so another world's promotion or authored install never
-    touches them."""
-    from tuning.trail.tracking import search_all
-
-    fingerprint = bound_world(policies_dir)["fingerprint"]
-    default = None
-    found = []
-    for exp in mlc.search_experiments():
-        for run in search_all(mlc, [exp.experiment_id], "tags.authority = 'current'"):
-            world = run.data.tags.get("world")
-            if world is None:
-                if default is None:
-                    from engine import default_world
-
-                    default = default_world().fingerprint
-                world = default
-            if world == fingerprint:
-                found.append(run)
-    return found
-
-
 def record(world, world_dir: str | Path | None = None) -> dict:
     """What an authority, a lineage entry or a ladder step records of its world."""
     out = {"fingerprint": world.fingerprint, "name": world.name}
