@@ -18,7 +18,7 @@ AUTHORITY_MARKERS = ("ladder.yaml", "lineage.yaml")
 
 
 def _uint64(text: str) -> int:
-    """--seed: an integer in [0, 2**64-1] (argparse turns the ValueError into a coded usage error)."""
+    """--seed: an integer in [0, 2**64-1] (argparse turns the ArgumentTypeError into a coded usage error)."""
     value = _integer(text)
     if not 0 <= value <= UINT64_MAX:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer in [0, 2**64-1]")
@@ -40,7 +40,7 @@ def _positive(text: str) -> int:
 
 
 def _fraction(text: str) -> float:
-    """--fraction: a number in (0, 1] (argparse turns the ValueError into a coded usage error)."""
+    """--fraction: a number in (0, 1] (argparse turns the ArgumentTypeError into a coded usage error)."""
     from engine.chain.subsample import check_fraction
 
     try:

@@ -133,10 +133,10 @@ def require_tunable(world, what: str) -> None:
     outlet sits on its country's one clock, so every trial would score the same empty allocation (a P1.2 sweep
     vetoed each one as over-flattening)."""
     if not world.multi_clock_countries:
-        raise EngineError(E_NOTHING_TO_TUNE, f"{what}: world {world.name} ({world.fingerprint[:12]}) has no country of "
-                                             f"two clocks or more holding outlets: every outlet sits on its country's "
-                                             f"one clock, so there is nothing to allocate or tune (python -m engine run "
-                                             f"--world DIR publishes it as it is)")
+        raise EngineError(E_NOTHING_TO_TUNE, f"{what}: world {world.name} ({world.fingerprint[:12]}) has no country "
+                                             f"of two clocks or more holding outlets: every outlet sits on its "
+                                             f"country's one clock, so there is nothing to allocate or tune (python -m "
+                                             f"engine run --world DIR publishes it as it is)")
 
 
 def authority_names(policies_dir: str | Path) -> dict[str, str]:
