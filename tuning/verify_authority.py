@@ -56,6 +56,10 @@ def check(policies_dir: Path) -> list[dict]:
     from tuning.authority.promotion_txn import current_authority_runs
     from tuning.common.worlds import authority_names
 
+    if not Path(policies_dir).is_dir():   # before the authority lock, which would create the folder
+        from engine import E_POLICY_MISSING
+
+        raise EngineError(E_POLICY_MISSING, f"{policies_dir}: no authority folder here (pass --policies DIR)")
     names = authority_names(policies_dir)
 
     current, lineage, ladder, settled = _records(policies_dir)

@@ -103,6 +103,25 @@ def test_a_host_joining_a_study_with_another_trail_is_refused(tmp_path):
     assert "run it with MLFLOW_TRACKING_URI unset" in err.value.cause
 
 
+def test_a_sweep_on_another_world_cannot_join_a_study_by_its_name(tmp_path):
+    """A default-world sweep given another world's suffixed study name (s-w6c18d26aaf46) joined that study when both
+    authorities held the authored baseline (one base hash): the sampler learnt from two worlds. The study records
+    its world; a process on another world is refused whatever the name, and the study's own world resumes it."""
+    from engine import EngineError
+    from tuning.storage.stores import open_storage, open_study
+    from tuning.study.spec import load_study
+
+    spec = load_study(REPO / "studies" / "P1.2.yaml", str(REPO / "studies"))
+    storage = open_storage(f"journal:{tmp_path / 's.journal'}", "s-wabc")
+    wc, default = ("c" * 64, "wC"), ("d" * 64, "default")
+    first = open_study(spec, "s-wabc", storage, spec.seeds, "h", world=wc)
+    assert (first.user_attrs["world"], first.user_attrs["world_name"]) == wc
+    with pytest.raises(EngineError) as err:
+        open_study(spec, "s-wabc", storage, spec.seeds, "h", world=default)
+    assert err.value.code == "E3A_TUN_070_WORLD_MISMATCH" and "on world wC (cccccccccccc)" in err.value.cause
+    assert open_study(spec, "s-wabc", storage, spec.seeds, "h", world=wc).study_name == "s-wabc"
+
+
 # ------------------------------------------------------------------ the failure budget (TrialLoop.failed)
 def _loop(max_failures: int = 5):
     from tuning.sweep.workers import TrialLoop

@@ -18,6 +18,7 @@ from optuna.storages.journal import JournalFileOpenLock
 
 from engine import EngineError
 from tuning.common.errors import E_STORAGE, E_USAGE
+from tuning.common.worlds import E_WORLD_MISMATCH
 from tuning.storage.journal import GroupCommitJournalStorage, SafeJournalFileBackend, truncate_torn_tail
 from tuning.storage.sampler_streams import stream_sampler
 from tuning.common.limits import OPTUNA_DIR
@@ -89,11 +90,13 @@ def _refuse_another_trail(study_name: str, recorded: str, here: str) -> None:
 
 def open_study(spec: StudySpec, study_name: str, storage, seeds,
                base_parameter_hash: str | None = None, pruner: optuna.pruners.BasePruner | None = None,
-               trail: str | None = None) -> optuna.Study:
+               trail: str | None = None, world: tuple[str, str] | None = None) -> optuna.Study:
     """Create or resume the study on ``storage`` (from :func:`open_storage`); a study resumed with other
     seeds, base or objectives is a usage error, and so is one joined by a host logging elsewhere (``trail``:
     :func:`trail_of` this process's tracking URI, recorded by the study's first process). ``pruner``: the
-    multi-fidelity pruner (tuning.study.fidelity), which replaces the study's per-seed pruner."""
+    multi-fidelity pruner (tuning.study.fidelity), which replaces the study's per-seed pruner. ``world``: the
+    (fingerprint, name) of the world the trials are scored on, recorded by the study's first process; a process on
+    another world is refused (``E3A_TUN_070``), whatever the study is named."""
     try:
         probe = optuna.create_study(study_name=study_name, storage=storage, directions=spec.directions,
                                     load_if_exists=True)
@@ -106,6 +109,15 @@ def open_study(spec: StudySpec, study_name: str, storage, seeds,
     expected = {"phase": spec.phase, "seeds": seeds}
     if base_parameter_hash:
         expected["base_parameter_hash"] = base_parameter_hash
+    if world:
+        recorded = attrs.get("world", world[0])
+        if recorded != world[0]:
+            raise EngineError(E_WORLD_MISMATCH, f"study {study_name} scores its trials on world "
+                                                f"{attrs.get('world_name', '?')} ({recorded[:12]}), this sweep on world "
+                                                f"{world[1]} ({world[0][:12]}): its sampler would learn from two "
+                                                f"worlds; pass --study NAME")
+        expected["world"] = world[0]
+        expected["world_name"] = attrs.get("world_name", world[1])
     if trail:
         if attrs.get("trail", trail) != trail:
             _refuse_another_trail(study_name, attrs["trail"], trail)

@@ -86,7 +86,8 @@ class Sweep:
 
             self.study = open_study(self.spec, self.study_name, self.storage, self.seeds, self.base.parameter_hash,
                                     pruner=pruner(self.spec, self.objective.fractions),
-                                    trail=trail_of(os.environ.get("MLFLOW_TRACKING_URI")))
+                                    trail=trail_of(os.environ.get("MLFLOW_TRACKING_URI")),
+                                    world=(self.world.fingerprint, self.world.name))
             self.coordinator = Coordinator(self.study, self.storage, self.config.storage, self.lock,
                                            self.config.stale_after)
             self.coordinator.count_pruned = self.objective.multi_fidelity
