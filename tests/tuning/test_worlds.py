@@ -102,6 +102,29 @@ def test_sweep_promote_and_certify_stay_on_their_world(project, world, capsys):
         assert mlc.get_run(best.info.run_id).data.tags["authority"] == "current"
     capsys.readouterr()
     assert verify_authority(["--policies", str(auth)]) == 0, capsys.readouterr()
+    # W's folder is never re-authored for another world (--reopen reopens its own world's authority: re-bound, two
+    # folders of one world shared their MLflow records); a P0 measured on another world is not recorded in its
+    # ladder; freeze's hint names the folder; verify_authority on a mistyped folder says so and creates nothing
+    from tuning.author import main as author
+    from tuning.baseline.__main__ import main as baseline
+    from tuning.freeze import main as freeze
+
+    ladder = (auth / "ladder.yaml").read_bytes()
+    for argv in (["--into", str(auth)], ["--into", str(auth), "--reopen", "start over"]):   # the default world into W's
+        with pytest.raises(EngineError) as err:
+            author(argv)
+        assert err.value.code == "E3A_TUN_070_WORLD_MISMATCH" and "--into NEW_DIR" in err.value.cause, argv
+    with pytest.raises(EngineError) as err:
+        baseline(["--authority", "--policies", str(auth), "--world", str(other), "--record", "--out", "reports_o",
+                  "--runs-root", "runs_o"])
+    assert err.value.code == "E3A_TUN_070_WORLD_MISMATCH" and "recording a P0 step" in err.value.cause
+    assert (auth / "ladder.yaml").read_bytes() == ladder and not (project / "runs_o").exists()
+    with pytest.raises(EngineError) as err:
+        freeze(["--policies", str(auth)])
+    assert f"run python -m tuning.certify --authority --record --policies {auth} first" in err.value.cause
+    with pytest.raises(EngineError) as err:
+        verify_authority(["--policies", "typo"])
+    assert err.value.code == "E3A_POL_004_POLICY_MISSING" and not (project / "typo").exists()
 
 
 def test_cross_world_refusals_as_programs(project, world):
@@ -153,34 +176,3 @@ def test_a_world_with_nothing_to_allocate_is_refused_by_sweep_and_campaign(proje
     assert not (project / "flat_campaign").exists() and not list(project.glob(".optuna/*.journal"))
     assert engine_main(["run", "--seed", "42", "--world", str(flat), "--policies", str(auth), "--run-root",
                         str(project / "runs")]) == 0
-
-
-def test_a_folder_and_its_ladder_stay_with_their_own_world(project, world):
-    """A folder is never re-bound to another world (--reopen reopens its own world's authority: re-bound, two folders
-    of one world shared their MLflow records and the first failed verify_authority); a P0 measured on another world
-    is not recorded in the folder's ladder; freeze's hint names the folder; verify_authority on a mistyped folder
-    says so and creates nothing."""
-    from tuning.author import main as author
-    from tuning.baseline.__main__ import main as baseline
-    from tuning.freeze import main as freeze
-    from tuning.verify_authority import main as verify_authority
-
-    auth = _author(project, world)
-    ladder = (auth / "ladder.yaml").read_bytes()
-    for argv in (["--into", str(auth)], ["--into", str(auth), "--reopen", "start over"]):   # the default world into W's
-        with pytest.raises(EngineError) as err:
-            author(argv)
-        assert err.value.code == "E3A_TUN_070_WORLD_MISMATCH" and "--into NEW_DIR" in err.value.cause, argv
-    other = project / "worlds" / "other"
-    write_world("tiny", other, seed=5)
-    with pytest.raises(EngineError) as err:
-        baseline(["--authority", "--policies", str(auth), "--world", str(other), "--record", "--out", "reports_o",
-                  "--runs-root", "runs_o"])
-    assert err.value.code == "E3A_TUN_070_WORLD_MISMATCH" and "recording a P0 step" in err.value.cause
-    assert (auth / "ladder.yaml").read_bytes() == ladder and not (project / "runs_o").exists()
-    with pytest.raises(EngineError) as err:
-        freeze(["--policies", str(auth)])
-    assert f"run python -m tuning.certify --authority --record --policies {auth} first" in err.value.cause
-    with pytest.raises(EngineError) as err:
-        verify_authority(["--policies", "typo"])
-    assert err.value.code == "E3A_POL_004_POLICY_MISSING" and not (project / "typo").exists()
