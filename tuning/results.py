@@ -130,9 +130,10 @@ def _holdout_lines(policies_dir: Path) -> list[str]:
     steps = [s for s in read_ladder(policies_dir) if s["phase"] == "P5" and s["parameter_hash"] == authority]
     ev = (steps[-1].get("evidence") or {}) if steps else {}
     if "holdout_seeds" not in ev:
-        where = "" if str(policies_dir) == "policies" else f" --policies {shlex.quote(str(policies_dir))}"
+        from tuning.common.worlds import policies_arg
+
         return [f"Held-out seeds: not measured for this authority (run python -m tuning.certify --authority "
-                f"--record --holdout 200{where}).", ""]
+                f"--record --holdout 200{policies_arg(policies_dir)}).", ""]
     lo, hi = ev["holdout_range"]
     return [f"Held-out seeds, as the ladder's P5 certification recorded them (never used for tuning; "
             f"{ev['holdout_seeds']} seeds drawn from [{lo}, {hi}) by "

@@ -22,6 +22,7 @@ from typing import Sequence
 from engine import EngineError
 from engine import PolicySet
 from tuning.authority.txn import authority_lock
+from tuning.common import worlds
 from tuning.common.errors import E_CERTIFY
 from tuning.authority.ladder import record_step
 from tuning.authority.ladder_steps import read_ladder
@@ -59,14 +60,6 @@ def freeze_status(verdict: str, fidelity: str = "FAITHFUL", evidence: dict | Non
     return f"FROZEN_BEST_EFFORT_{grade or 'BELOW_B'}"
 
 
-def _policies_arg(policies_dir: Path) -> str:
-    """`` --policies DIR`` for a hint, unless it is the default folder (a command followed as printed must act on
-    this folder, not on ``policies/``)."""
-    import shlex
-
-    return "" if Path(policies_dir) == Path("policies") else f" --policies {shlex.quote(str(policies_dir))}"
-
-
 def freeze(policies_dir: Path, target: str | None = None, trade_off: Sequence[str] = ()) -> dict:
     """P6 on the certified authority. ``trade_off``: the targets the campaign's P2 frontier found no faithful trial
     meeting together; a best-effort freeze names them apart from its blocking gates, which are only those the
@@ -79,8 +72,8 @@ def _freeze(policies_dir: Path, target: str | None, trade_off: list[str]) -> dic
     current = PolicySet.from_dir(policies_dir).parameter_hash
     certs = [s for s in read_ladder(policies_dir) if s["phase"] == "P5" and s["parameter_hash"] == current]
     if not certs:
-        raise EngineError(E_CERTIFY, f"the authority {current[:12]} has no P5 certification in the ladder; "
-                                     f"run python -m tuning.certify --authority --record{_policies_arg(policies_dir)} first")
+        raise EngineError(E_CERTIFY, f"the authority {current[:12]} has no P5 certification in the ladder; run python "
+                                     f"-m tuning.certify --authority --record{worlds.policies_arg(policies_dir)} first")
     cert = certs[-1]
     ev = cert.get("evidence") or {}
     fidelity = str(ev.get("fidelity", "UNMEASURED"))

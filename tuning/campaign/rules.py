@@ -14,6 +14,7 @@ from tuning.study.ranking import rank_rows, rank_rows_by_second
 from tuning.study.trial_row import TrialRow
 
 E_CAMPAIGN = "E3A_TUN_060_CAMPAIGN"
+SELECT_RULES = ("best_feasible", "pareto_min_second")   # what eligible() knows how to order
 
 
 def eligible(rows: Sequence[TrialRow], rule: str, min_j: float | None,

@@ -11,11 +11,12 @@ from __future__ import annotations
 import jsonschema
 
 from engine import non_finite_path
+from tuning.authority.freeze import VERDICT_GRADE
+from tuning.campaign.rules import SELECT_RULES
 from tuning.study.spec import field_path
 
 KINDS = ("author", "baseline", "runtime", "sweep", "frontier", "review", "certify", "freeze")
-SELECT_RULES = ("best_feasible", "pareto_min_second")   # tuning.campaign.rules.eligible
-FREEZE_TARGETS = ("PASS_BPLUS", "PASS_B")               # tuning.authority.freeze.VERDICT_GRADE
+FREEZE_TARGETS = tuple(VERDICT_GRADE)   # the grades a freeze can aim at
 
 _SEED = {"type": "integer", "minimum": 0, "maximum": 2**64 - 1}
 _POSITIVE = {"type": "integer", "minimum": 1}

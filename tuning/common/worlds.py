@@ -128,6 +128,12 @@ def require(policies_dir: str | Path, world, what: str) -> None:
                                             f"{world.name} ({world.fingerprint[:12]}){hint}")
 
 
+def policies_arg(policies_dir: str | Path) -> str:
+    """`` --policies DIR`` for a printed command, unless DIR is the default ``policies``: a command followed as
+    printed acts on this folder, not on ``policies/``."""
+    return "" if Path(policies_dir) == Path("policies") else f" --policies {shlex.quote(str(policies_dir))}"
+
+
 def require_tunable(world, what: str) -> None:
     """Refuse ``what`` (a sweep, a campaign) on a world with no country of two clocks or more holding outlets: every
     outlet sits on its country's one clock, so every trial would score the same empty allocation (a P1.2 sweep
