@@ -66,7 +66,9 @@ def test_an_unopenable_store_is_the_coded_error_of_every_request(project, monkey
         trail.close(check=False)
 
 
-def test_a_dead_trail_process_fails_pending_and_later_requests_coded():
+@pytest.mark.parametrize("start", ["spawn", "forkserver"])
+def test_a_dead_trail_process_fails_pending_and_later_requests_coded(start, monkeypatch):
+    monkeypatch.setenv("SEG3A_TRAIL_START", start)
     process = TrailProcess()
     process.proc.kill()
     process.proc.wait()

@@ -11,11 +11,13 @@ answers each request in the order sent; every request returns a :class:`~concurr
 The wire is a channel of two pipes carrying :mod:`multiprocessing.connection` messages. A sender thread writes
 the requests (a caller never blocks on a full pipe) and a reader thread resolves the futures. A ``--workers K``
 sweep starts the child with K more channels, one per worker process forked from it: the workers log through
-the trail process that already imported MLflow, instead of starting K more. When the sweep process ends,
-even killed, the child reads end-of-file and exits (a worker's channel ends with its worker); if the child
-dies, every pending and later request fails with ``E3A_TUN_043_TRAIL``. An error the child raised comes back as
-the same coded :class:`~engine.EngineError` (a store that cannot be opened stops the sweep) or as a
-:class:`TrailError` (one trial's failed logging fails that trial only).
+the trail process that already imported MLflow, instead of starting K more. How the child starts (a fresh
+interpreter, or a fork of a warm one for a process's later trails) is :mod:`tuning.trail.launch`'s. When the
+sweep process ends, even killed, the child reads end-of-file (on its channels and on the sweep's life pipe) and
+exits (a worker's channel ends with its worker); if the child dies, every pending and later request fails with
+``E3A_TUN_043_TRAIL``. An error the child raised comes back as the same coded :class:`~engine.EngineError` (a
+store that cannot be opened stops the sweep) or as a :class:`TrailError` (one trial's failed logging fails that
+trial only).
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ import itertools
 import os
 import queue
 import subprocess
-import sys
 import threading
 from concurrent.futures import Future
 from multiprocessing.connection import Connection
@@ -34,6 +35,7 @@ from typing import Mapping, Sequence
 from engine import EngineError
 from tuning.common.errors import E_TRAIL
 from tuning.trail.environment import prepare_for_mlflow
+from tuning.trail.launch import start
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
 _CLOSE = None  # the request that ends the child
@@ -153,10 +155,9 @@ class TrailProcess:
             resp_r, resp_w = os.pipe()
             theirs.append((req_r, resp_w))
             mine.append((req_w, resp_r))
-        code = f"from tuning.trail.server import serve; serve({theirs!r})"
-        self.proc = subprocess.Popen([sys.executable, "-c", code], pass_fds=[fd for pair in theirs for fd in pair],
-                                     env=_child_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-        for fd in (fd for pair in theirs for fd in pair):
+        life_r, self._life_w = os.pipe()   # the sweep's life: nobody writes; end-of-file once this process is gone
+        self.proc = start(theirs, life_r, _child_env())
+        for fd in (life_r, *(fd for pair in theirs for fd in pair)):
             os.close(fd)
         self._channel = TrailChannel(*mine[0], proc=self.proc)
         self._spare: list[tuple[int, int]] = mine[1:]
@@ -181,7 +182,8 @@ class TrailProcess:
 
     def own_fds(self) -> list[int]:
         """Every pipe end this process holds (a forked worker closes those that are not its channel's)."""
-        return [*self._channel.fds(), *(fd for pair in self._spare for fd in pair)]
+        life = [] if self._life_w is None else [self._life_w]
+        return [*self._channel.fds(), *(fd for pair in self._spare for fd in pair), *life]
 
     def close(self, timeout: float = 600.0) -> int | None:
         """Let the child finish what was sent, then end it; returns its exit code."""
@@ -194,6 +196,13 @@ class TrailProcess:
             return self.proc.wait()
         finally:
             self._channel.stop_reading(5)
+            self._end_life()
+
+    def _end_life(self) -> None:
+        """Close the life pipe's write end (the child has ended, or is to end now)."""
+        fd, self._life_w = self._life_w, None
+        if fd is not None:
+            os.close(fd)
 
     def kill(self) -> None:
         if self.proc.poll() is None:

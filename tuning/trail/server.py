@@ -260,13 +260,29 @@ def _undo(server: TrailServer, op: str, reply: tuple) -> None:
         pass
 
 
-def serve(channels: list[tuple[int, int]]) -> None:
+def serve_forked(channels: list, life_fd: int, stderr_fd: int, env: Mapping[str, str], cwd: str) -> None:
+    """:func:`serve` in a process the forkserver forked (:mod:`tuning.trail.launch`): the sweep's environment,
+    working directory and stderr first (the forkserver's are those of whenever it started), no stdin or stdout."""
+    os.dup2(stderr_fd, 2)
+    os.close(stderr_fd)
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    os.close(null)
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    serve(channels, life_fd)
+
+
+def serve(channels: list[tuple[int, int]], life_fd: int) -> None:
+    """Answer the channels until each has ended, or the sweep is gone: its life pipe (``life_fd``, which nobody
+    writes to) reads end-of-file once no process holds the write end, even after a SIGKILL."""
     # Ctrl-C reaches the whole process group: the sweep handles it; this process finishes what was sent
     # and ends at the sweep's end-of-file, so an interrupted sweep's logged trials keep their runs
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     for name in UNUSED_HERE:
         sys.modules.setdefault(name, None)
-    sweep_pid = os.getppid()
     # MLflow's import and its store's client load with the collector paused, then are frozen (gc.freeze, Python's
     # own mechanism for a process's long-lived start-up objects): later full collections traverse only what the
     # requests allocate. In a 40-trial sweep a trail process spent 0.40-0.52 CPU s of its ~7 in 6-8 full
@@ -281,28 +297,42 @@ def serve(channels: list[tuple[int, int]]) -> None:
         live[Connection(read_fd, writable=False)] = (Connection(write_fd, readable=False),
                                                      first if i == 0 else first.sibling())
 
+    _answer_until_done(live, Connection(life_fd, writable=False))
+    from tuning.common.errors import exit_now
+
+    exit_now(0)   # no teardown of MLflow's and SQLAlchemy's heap (about 0.6 s); atexit handlers still run
+
+
+def _answer_until_done(live: dict, life: Connection) -> None:
+    """Answer each request in the order its channel sent it, until every channel has ended or the sweep is gone
+    (``life``: its life pipe, at end-of-file)."""
+    def sweep_alive() -> bool:
+        return not wait([life], 0)
+
     def drop(requests: Connection) -> None:
         replies, _server = live.pop(requests)
         requests.close()
         replies.close()
 
-    while live and os.getppid() == sweep_pid:
-        for requests in wait(list(live)):
+    while live and sweep_alive():
+        for requests in wait([*live, life]):
+            if requests is life:
+                break
             replies, server = live[requests]
             try:
                 message = requests.recv()
             except (EOFError, OSError):
                 drop(requests)   # its process is gone
                 continue
-            if os.getppid() != sweep_pid:
-                # a killed sweep (SIGKILL: no end-of-file first) tells Optuna nothing more: what it had sent is
-                # not logged, so a trial failed as a dead worker's and retried elsewhere never leaves a run of its own
+            if not sweep_alive():
+                # a killed sweep (SIGKILL: its channel may still hold requests) tells Optuna nothing more: what it
+                # sent is not logged, so a trial failed as a dead worker's and retried elsewhere never leaves a run of its own
                 break
             if message is None:
                 drop(requests)
                 continue
             reply = _answer(server, message)
-            if os.getppid() != sweep_pid:
+            if not sweep_alive():
                 _undo(server, message[1], reply)
                 break
             try:
@@ -316,6 +346,3 @@ def serve(channels: list[tuple[int, int]]) -> None:
                 server.after_reply()
             except Exception:  # noqa: BLE001 - a live tag only; the close writes the whole front again
                 server.pending_front = None
-    from tuning.common.errors import exit_now
-
-    exit_now(0)   # no teardown of MLflow's and SQLAlchemy's heap (about 0.6 s); atexit handlers still run
