@@ -6,7 +6,8 @@ small. A process that starts one trail (``python -m tuning.sweep``) starts it as
 benchmark, anything that runs several sweeps) pays that import once: from its second trail on, each is forked
 by Python's own :mod:`multiprocessing` forkserver, started with MLflow and the store preloaded
 (:data:`PRELOAD`), and costs a fork (about 0.06 CPU s). ``SEG3A_TRAIL_START=spawn|forkserver`` chooses for every
-trail of the process (E3A_TUN_050 otherwise).
+trail of the process (E3A_TUN_050 otherwise). A process whose ``__main__`` a forkserver child would re-run (a
+script given by its path) always spawns.
 
 Either way the child is handed the same things: its channels' pipe ends, the read end of the sweep's *life
 pipe* (nobody writes to it; it reads end-of-file once every process holding the write end is gone, so a
@@ -34,17 +35,29 @@ _LOCK = threading.Lock()
 
 
 def start_method() -> str:
-    """``spawn`` for a process's first trail, ``forkserver`` for the later ones (where the platform has it);
-    ``SEG3A_TRAIL_START`` chooses for all."""
+    """``spawn`` for a process's first trail, ``forkserver`` for the later ones (where the platform has it, and the
+    process's ``__main__`` would not be re-run: :func:`_main_stays_put`); ``SEG3A_TRAIL_START`` chooses for all."""
     chosen = os.environ.get(START_ENV, "").strip()
     if chosen and chosen not in ("spawn", "forkserver"):
         raise EngineError(E_USAGE, f"{START_ENV}={chosen!r}: expected spawn or forkserver")
     with _LOCK:
         started = _STARTED.get(os.getpid(), 0)
         _STARTED[os.getpid()] = started + 1
-    if "forkserver" not in multiprocessing.get_all_start_methods():
+    if "forkserver" not in multiprocessing.get_all_start_methods() or not _main_stays_put():
         return "spawn"
     return chosen or ("spawn" if started == 0 else "forkserver")
+
+
+def _main_stays_put() -> bool:
+    """Would a forkserver child leave this process's ``__main__`` alone? :mod:`multiprocessing` re-runs a main
+    given as a file or as a plain module (``python script.py``, ``python -m module``) in every child it starts;
+    that would re-run a user's unguarded script, and import what it imports, in each trail. It does not for
+    ``python -m package`` (a ``__main__`` module), ``-c``, the REPL or a notebook, so those may fork."""
+    main = sys.modules.get("__main__")
+    name = getattr(getattr(main, "__spec__", None), "name", None)
+    if name is not None:
+        return name == "__main__" or name.endswith(".__main__")
+    return getattr(main, "__file__", None) is None
 
 
 def start(channels: list[tuple[int, int]], life_fd: int, env: Mapping[str, str]):
