@@ -258,3 +258,36 @@ def test_run_evidence_follows_the_sealed_world_kind():
     old = pd.concat([world.universe, pd.DataFrame({"country_iso": ["NL"], "tzid": ["Europe/Brussels"]})])
     ev = run_fidelity_evidence(_fake_run("default", old))
     assert ev.applicable is True and alias_count(ev.zone_clocks) == 1 and len(ev.zone_clocks) == len(world.universe) + 1
+
+
+def test_over_served_clocks_listed_by_hand(page, page_plain, report_inputs):
+    """Every clock holding >= 5 outlets at >= 10 times its people's share of its country (any where nobody lives
+    in a populated country) is a row, worst first; the headline's excess is counted by hand."""
+    tables, evidence = report_inputs
+    zc = evidence.zone_clocks.set_index(["country_iso", "tzid"])["clock"]
+    s4 = tables["s4"]
+    keys = list(zip(s4["legal_country_iso"].astype(str), s4["tzid"].astype(str)))
+    clocks = [zc.get(k, k[1]) for k in keys]
+    outlets = s4.assign(clock=clocks).groupby(["legal_country_iso", "clock"])["zone_site_count"].sum()
+    pop = evidence.clock_population.groupby(["country_iso", "clock"])["population"].sum()
+    want, excess = [], 0.0
+    for (iso, clock), n in outlets.items():
+        people = pop[pop.index.get_level_values(0) == iso]
+        country_outlets = outlets[outlets.index.get_level_values(0) == iso].sum()
+        if people.sum() <= 0 or n < 5:
+            continue
+        share_people = people.get((iso, clock), 0) / people.sum()
+        ratio = (n / country_outlets) / share_people if share_people > 0 else float("inf")
+        if ratio >= 10:
+            want.append((iso, ratio))
+            excess += n - share_people * country_outlets
+    table = page.split('<table class="gates over-served">', 1)[1].split("</table>", 1)[0]
+    rows = re.findall(r"<tr><td>([A-Z]{2})</td>.*?<td>([^<]*)</td></tr>", table)
+    assert want and len(rows) == len(want)
+    assert sorted(iso for iso, _ in rows) == sorted(iso for iso, _ in want)
+    shown = [float("inf") if r.startswith("inf") else float(r) for _, r in rows]
+    assert shown == sorted(shown, reverse=True)
+    assert sorted(shown) == pytest.approx(sorted(round(r, 1) if r != float("inf") else r for _, r in want), abs=0.051)
+    head = re.search(r'<p id="over-served">(\d+) clock\(s\).*?share: ([\d,]+) ', page)
+    assert int(head.group(1)) == len(want) and int(head.group(2).replace(",", "")) == round(excess)
+    assert 'id="over-served"' not in page_plain   # without the evidence there is nothing to compare with

@@ -244,6 +244,25 @@ def fidelity_share_frame(tables: Mapping[str, pd.DataFrame], evidence) -> pd.Dat
     return t
 
 
+OVER_SERVED_RATIO, OVER_SERVED_MIN_OUTLETS = 10.0, 5
+
+
+def over_served_clocks(frame: pd.DataFrame) -> pd.DataFrame:
+    """The clocks (rows of :func:`fidelity_share_frame`) whose realised share of their country's S4 outlets is at
+    least :data:`OVER_SERVED_RATIO` times their share of its people (any share where nobody lives), holding at
+    least :data:`OVER_SERVED_MIN_OUTLETS` outlets: what a mean JSD weighs by a tiny clock's tiny mass, listed.
+    ``excess`` is the outlets beyond the clock's population share of its country's outlets. Worst first."""
+    t = frame[frame["population_share"].notna() & (frame["s4_outlets"] >= OVER_SERVED_MIN_OUTLETS)].copy()
+    country_outlets = frame.groupby("country_iso")["s4_outlets"].sum()
+    t["country_outlets"] = t["country_iso"].map(country_outlets)
+    t["excess"] = t["s4_outlets"] - t["population_share"] * t["country_outlets"]
+    pop = t["population_share"].to_numpy(dtype=np.float64)
+    t["ratio"] = np.divide(t["realised_share"].to_numpy(dtype=np.float64), pop, out=np.full(len(t), np.inf),
+                           where=pop > 0)
+    t = t[t["ratio"] >= OVER_SERVED_RATIO]
+    return t.sort_values(["ratio", "excess", "country_iso", "clock"], ascending=[False, False, True, True])
+
+
 def _country_jsd(rows: pd.DataFrame, column: str) -> float | None:
     p = rows[column].fillna(0.0).to_numpy(dtype=np.float64)
     q = rows["population"].to_numpy(dtype=np.float64)

@@ -23,7 +23,8 @@ from typing import Mapping
 import pandas as pd
 
 from engine import fidelity_verdict, run_verdict
-from tuning.report.figures import FIDELITY_SECTION, FIGURES, ReportData, fidelity_figures
+from tuning.report.figures import (FIDELITY_SECTION, FIGURES, OVER_SERVED_MIN_OUTLETS, OVER_SERVED_RATIO, ReportData,
+                                   fidelity_figures, fidelity_share_frame, over_served_clocks)
 from tuning.report.files import FAMILY_LEVELS, family_gate_rows, fmt
 
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
@@ -65,6 +66,33 @@ def fidelity_table_html(fidelity: Mapping) -> str:
             for key, text in FIDELITY_ROWS if key in fidelity]
     return ("<table class=\"gates fidelity\"><thead><tr><th>fidelity metric</th><th>value</th><th>definition</th>"
             "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+
+
+def over_served_html(tables: Mapping[str, pd.DataFrame], evidence) -> str:
+    """The clocks served far above their people (:func:`tuning.report.figures.over_served_clocks`), as a table
+    under a one-line total; no gate reads it."""
+    frame = fidelity_share_frame(tables, evidence)
+    over = over_served_clocks(frame)
+    total = float(frame["s4_outlets"].sum())
+    excess = float(over["excess"].sum())
+    share = f"{excess / total:.2%}" if total > 0 else "n/a"
+    head = (f"<p id=\"over-served\">{len(over)} clock(s) hold at least {OVER_SERVED_RATIO:g} times their people's share "
+            f"of their country's outlets (at least {OVER_SERVED_MIN_OUTLETS} outlets each); outlets beyond their "
+            f"people's share: {excess:,.0f} ({share} of all S4 outlets). Not a gate: the fidelity gates weigh "
+            f"each clock by its mass.</p>")
+    if over.empty:
+        return head
+    rows = ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in _over_served_cells(r)) + "</tr>"
+            for _, r in over.iterrows()]
+    return (head + "<table class=\"gates over-served\"><thead><tr><th>country</th><th>clock</th><th>people</th>"
+            "<th>population share</th><th>S2 prior share</th><th>S4 realised share</th><th>S4 outlets</th>"
+            "<th>realised / population</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+
+
+def _over_served_cells(r) -> tuple[str, ...]:
+    ratio = "inf (nobody lives there)" if r["ratio"] == float("inf") else f"{r['ratio']:.1f}"
+    return (str(r["country_iso"]), str(r["label"]), f"{int(r['population']):,}", f"{r['population_share']:.5f}",
+            f"{r['prior_share']:.5f}", f"{r['realised_share']:.5f}", str(int(r["s4_outlets"])), ratio)
 
 
 def _country_names() -> dict[str, str]:
@@ -131,6 +159,8 @@ def build_report_html(tables: Mapping[str, pd.DataFrame], pack: Mapping, gates: 
     ]
     if fidelity is not None:
         parts += ["<h2>Fidelity metrics</h2>", fidelity_table_html(fidelity)]
+    if evidence is not None:
+        parts += ["<h2>Clocks served far above their people</h2>", over_served_html(tables, evidence)]
     current = None
     for fig_id, section, div in figure_divs(tables, pack, evidence):
         if section != current:
