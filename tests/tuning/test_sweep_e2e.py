@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -75,6 +77,22 @@ def test_second_invocation_resumes_to_twelve_without_duplicates(proj, capsys):
     assert summary["trials_complete"] == 12 and summary["top"][0]["feasible"] is True
     again = sweep(capsys, "--phase", "P1.2", "--trials", "12")  # budget met: nothing new
     assert again["trials_complete"] == 12 and len(trial_runs("t-P1.2")) == 12
+    # the store its trials were logged to is gone (deleted, replaced): one coded line before any trial, no run
+    # written, and the study resumes once the store is back
+    shutil.move(proj / "mlruns", proj / "mlruns.away")
+    try:
+        (proj / "mlruns").mkdir()
+        out = run_module(proj, "tuning.sweep", "--phase", "P1.2", "--trials", "14", "--no-progress")
+        assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr[-2000:]
+        assert out.stderr.startswith("E3A_TUN_042_TRACKING_STORE: study t-P1.2: its 12 complete trial(s) were "
+                                     "logged to MLflow runs the tracking store") and "does not hold" in out.stderr
+        with sqlite3.connect(proj / "mlruns" / "mlflow.db") as db:   # this process's client holds the old file
+            assert db.execute("select count(*) from runs").fetchone() == (0,)
+        assert load("t-P1.2").trials[-1].number == 11
+    finally:
+        shutil.rmtree(proj / "mlruns")
+        shutil.move(proj / "mlruns.away", proj / "mlruns")
+    assert sweep(capsys, "--phase", "P1.2", "--trials", "13")["trials_complete"] == 13
 
 
 def test_forced_veto_is_infeasible_and_never_best(proj, capsys):

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from engine import PolicySet
+from engine import EngineError, PolicySet
 from tuning.authority.txn import settle
 from tuning.storage.budget import Coordinator
-from tuning.common.errors import invoke
+from tuning.common.errors import E_TRACKING, invoke
 from tuning.study.knobs import KNOBS
 from tuning.study.ranking import best_feasible, ranked_trials, trial_j
 from tuning.storage.sampler_streams import history_free_trials
@@ -165,6 +165,7 @@ class Sweep:
         try:
             trail.experiment_id     # the store answers (its own coded error if not) before the journal is opened
             self.open_study()
+            self.check_recorded_runs(trail)
             self.start_parent(trail)
             if self.spec.multi_objective:
                 trail.watch_front(self.spec.second["direction"])
@@ -185,6 +186,26 @@ class Sweep:
             return summary
         finally:
             trail.close(check=ok)
+
+    def check_recorded_runs(self, trail: SweepTrail) -> None:
+        """A resumed study's COMPLETE trials name their MLflow runs, and its close writes the best ones' reports
+        onto them: the tracking store must still hold them (checked on the first and the last), else one coded
+        line before any trial runs, not a failed close after them (E3A_TUN_042)."""
+        from optuna.trial import TrialState
+
+        from tuning.study.ranking import trial_row
+
+        done = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        ids = list(dict.fromkeys(r for r in (trial_row(t).mlflow_run_id for t in done[:1] + done[-1:]) if r))
+        if not ids:
+            return
+        found = trail.missing_runs(ids).result()
+        if found["missing"]:
+            raise EngineError(E_TRACKING, f"study {self.study_name}: its {len(done)} complete trial(s) were logged to "
+                                          f"MLflow runs the tracking store {found['store']} does not hold (run "
+                                          f"{found['missing'][0]}): the store was deleted or replaced; point "
+                                          f"MLFLOW_TRACKING_URI at the store that holds them, or start a new study "
+                                          f"with --study NAME")
 
     def start_parent(self, trail: SweepTrail) -> None:
         seeds = ",".join(map(str, self.seeds))

@@ -294,6 +294,10 @@ class SweepTrail:
     def log_text_artifact(self, run_id: str, name: str, text: str) -> Future:
         return self._call("log_text_artifact", run_id, name, text)
 
+    def missing_runs(self, run_ids: Sequence[str]) -> Future:
+        """``{"missing": [the run ids the store does not hold], "store": its URI}``."""
+        return self._call("missing_runs", list(run_ids))
+
     def reconcile(self, done: Sequence[tuple[int, int, str | None]]) -> Future:
         return self._call("reconcile", list(done))
 

@@ -32,7 +32,7 @@ from typing import Mapping, Sequence
 UNUSED_HERE = ("sklearn", "matplotlib", "IPython")
 
 OPS = ("open", "start_parent", "warm_close", "tidy", "watch_front", "log_parent", "log_trial", "log_text_artifact",
-       "reconcile", "tag_pareto", "write_plots", "finish_parent", "end_parent")
+       "missing_runs", "reconcile", "tag_pareto", "write_plots", "finish_parent", "end_parent")
 
 
 class TrailServer:
@@ -165,6 +165,20 @@ class TrailServer:
             path = Path(tmp, name)
             path.write_text(text, encoding="utf-8")
             self._open_tracker().mlc.log_artifact(run_id, str(path))
+
+    def missing_runs(self, run_ids: Sequence[str]) -> dict:
+        """Which of ``run_ids`` this tracking store does not hold, and the store's URI."""
+        from mlflow.exceptions import MlflowException
+
+        mlc, missing = self._open_tracker().mlc, []
+        for run_id in run_ids:
+            try:
+                mlc.get_run(run_id)
+            except MlflowException as exc:
+                if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                    raise
+                missing.append(run_id)
+        return {"missing": missing, "store": mlc.tracking_uri}
 
     def reconcile(self, done: Sequence[tuple[int, int, str | None]]) -> int:
         return self._open_tracker().reconcile_trial_runs(done)
