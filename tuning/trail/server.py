@@ -339,8 +339,9 @@ def _answer_until_done(live: dict, life: Connection) -> None:
                 drop(requests)   # its process is gone
                 continue
             if not sweep_alive():
-                # a killed sweep (SIGKILL: its channel may still hold requests) tells Optuna nothing more: what it
-                # sent is not logged, so a trial failed as a dead worker's and retried elsewhere never leaves a run of its own
+                # a killed sweep (SIGKILL: its channel may still hold requests) tells Optuna nothing more: what
+                # it sent is not logged, so a trial failed as a dead worker's and retried elsewhere never leaves
+                # a run of its own
                 break
             if message is None:
                 drop(requests)
