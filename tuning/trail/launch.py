@@ -88,6 +88,14 @@ def _rebuild_fd(dup) -> int:
     return dup.detach()
 
 
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+        return True
+    except OSError:
+        return False
+
+
 class ForkedTrail:
     """A trail process forked by the forkserver, behind :class:`subprocess.Popen`'s ``pid``/``poll``/``wait``/
     ``kill``. Daemonic, so an interpreter that exits without closing its trail does not wait for it (a closed
@@ -102,7 +110,7 @@ class ForkedTrail:
         prepare_for_mlflow()   # the forkserver imports MLflow with this process's environment
         passed = [(PassedFd(a), PassedFd(b)) for a, b in channels]
         self._process = ctx.Process(target=serve_forked, name="mlflow-trail", daemon=True,
-                                    args=(passed, PassedFd(life_fd), PassedFd(2), dict(env),
+                                    args=(passed, PassedFd(life_fd), PassedFd(2) if _is_open(2) else None, dict(env),
                                           os.getcwd()))
         self._process.start()
         self.pid = self._process.pid

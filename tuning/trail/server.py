@@ -274,12 +274,14 @@ def _undo(server: TrailServer, op: str, reply: tuple) -> None:
         pass
 
 
-def serve_forked(channels: list, life_fd: int, stderr_fd: int, env: Mapping[str, str], cwd: str) -> None:
+def serve_forked(channels: list, life_fd: int, stderr_fd: int | None, env: Mapping[str, str], cwd: str) -> None:
     """:func:`serve` in a process the forkserver forked (:mod:`tuning.trail.launch`): the sweep's environment,
-    working directory and stderr first (the forkserver's are those of whenever it started), no stdin or stdout."""
-    os.dup2(stderr_fd, 2)
-    os.close(stderr_fd)
+    working directory and stderr first (the forkserver's are those of whenever it started; none when the sweep
+    has none), no stdin or stdout."""
     null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(stderr_fd if stderr_fd is not None else null, 2)
+    if stderr_fd is not None:
+        os.close(stderr_fd)
     os.dup2(null, 0)
     os.dup2(null, 1)
     os.close(null)
