@@ -73,3 +73,26 @@ def test_p0_names_what_it_measures(project, capsys):
             doc["baseline_authority"]["parameter_hash"]
         heading = "the authored baseline" if subject == "authored" else "the current authority"
         assert out.out.startswith(f"# Segment 3A — P0 metrics of {heading}")
+
+
+def test_steps_after_a_freeze_leave_the_authority_frozen_until_reopened(tmp_path):
+    """A sweep whose precheck finds nothing to do records a step after the freeze (P3_NOOP_LOCK): the authority
+    stays frozen for promote and author; only a REOPENED step thaws it, and a later freeze freezes it again."""
+    import shutil
+
+    from tuning.authority.guards import frozen_step
+    from tuning.authority.ladder_steps import read_ladder, write_ladder
+
+    folder = tmp_path / "authority"
+    shutil.copytree("policies", folder)
+    steps = read_ladder(folder)
+    freeze = steps[-1]
+    assert freeze["decision"].startswith("FROZEN_CERTIFIED_") and frozen_step(folder) == freeze
+    after = [{"phase": "P3", "decision": "P3_NOOP_LOCK"}, {"phase": "P5", "decision": "CERTIFIED_BPLUS"}]
+    write_ladder(folder, steps + after)
+    assert frozen_step(folder) == freeze
+    reopened = {"phase": "P6", "decision": "REOPENED", "note": "a new phase"}
+    write_ladder(folder, steps + after + [reopened] + after)
+    assert frozen_step(folder) is None
+    write_ladder(folder, steps + [reopened, freeze, *after])
+    assert frozen_step(folder) == freeze

@@ -1,6 +1,6 @@
 """Promotion guards, checked before any witness replay or write (called once from ``tuning.authority.promotion``).
 
-- A frozen authority (the ladder's last step is ``FROZEN_CERTIFIED_*``) refuses every promotion unless the
+- A frozen authority (a ``FROZEN_CERTIFIED_*`` step with no ``REOPENED`` after it on the ladder) refuses every promotion unless the
   user reopens it with a reason (``--reopen REASON``); the reopening is recorded as a ladder step
   (phase ``P6``, decision ``REOPENED``, the reason as its note) with the promotion's own records, only once
   its witness has passed: a refused promote writes nothing.
@@ -24,12 +24,17 @@ VERSION_KEYS = ("version",)
 
 
 def frozen_step(policies_dir: Path) -> dict | None:
-    """The ladder's last step when it freezes the authority, else None."""
+    """The step that froze the authority, when no reopening came after it, else None. Steps recorded after a
+    freeze that change no policy (a sweep's no-op precheck, a later certification) leave it frozen: only
+    ``REOPENED`` (``--reopen REASON``) thaws it."""
     from tuning.authority.ladder_steps import read_ladder
 
-    steps = read_ladder(policies_dir)
-    if steps and str(steps[-1].get("decision", "")).startswith(FROZEN_PREFIX):
-        return steps[-1]
+    for step in reversed(read_ladder(policies_dir)):
+        decision = str(step.get("decision", ""))
+        if decision.startswith(FROZEN_PREFIX):
+            return step
+        if decision == REOPENED:
+            return None
     return None
 
 
