@@ -148,6 +148,17 @@ def test_cross_world_refusals_as_programs(project, world):
                      timeout=120)
     assert out.returncode == 2 and out.stderr.startswith("E3A_TUN_070_WORLD_MISMATCH")   # policies/ is not W's
     assert PolicySet.from_dir(project / "policies").parameter_hash  # untouched and still loadable
+    # measuring policies/ on a world of its own zones: the folder's world named, not only the engine's S2 error
+    us = project / "worlds" / "us_only"
+    us.mkdir(parents=True)
+    pd.DataFrame({"country_iso": ["US", "US"], "tzid": ["America/New_York", "America/Chicago"]}).to_csv(
+        us / "universe.csv", index=False)
+    pd.DataFrame({"merchant_id": [1, 2], "legal_country_iso": ["US", "US"], "site_count": [40, 5]}).to_csv(
+        us / "outlets.csv", index=False)
+    for args in (("tuning.baseline", "--authority", "--seed", "42"), ("tuning.runtime", "baseline")):
+        out = run_module(project, *args, "--world", str(us), timeout=120)
+        assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr[-2000:]
+        assert out.stderr.startswith("E3A_TUN_070_WORLD_MISMATCH") and "do not fit world us_only" in out.stderr
 
 
 def test_a_world_with_nothing_to_allocate_is_refused_by_sweep_and_campaign(project, capsys):

@@ -37,7 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     world = worlds.authority_world(args.policies, args)   # measuring is not certifying: any world may be given
     if args.record:   # ... but a step of the folder's ladder is a measurement on the folder's own world
         worlds.require(args.policies, world, "recording a P0 step")
-    p0(args.policies, args.subject, args.seed, args.out, args.runs_root, world, args.record)
+    with worlds.measuring(args.policies, world, f"P0 pack of {args.policies}"):
+        p0(args.policies, args.subject, args.seed, args.out, args.runs_root, world, args.record)
     return 0
 
 

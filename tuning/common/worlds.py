@@ -13,9 +13,11 @@ based on the folder and the campaign refuse another world with ``E3A_TUN_070_WOR
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 from pathlib import Path
+from typing import Iterator
 
 import yaml
 
@@ -126,6 +128,25 @@ def require(policies_dir: str | Path, world, what: str) -> None:
         raise EngineError(E_WORLD_MISMATCH, f"{what}: the authority {policies_dir} belongs to world "
                                             f"{bound.get('name')} ({bound['fingerprint'][:12]}), not to world "
                                             f"{world.name} ({world.fingerprint[:12]}){hint}")
+
+
+@contextlib.contextmanager
+def measuring(policies_dir: str | Path, world, what: str) -> Iterator[None]:
+    """Measure an authority on ``world`` (any world may be given): where its policies do not fit that world's zone
+    universe and the folder belongs to another world, say so (``E3A_TUN_070``), not only the engine's S2 error."""
+    try:
+        yield
+    except EngineError as exc:
+        if not exc.code.startswith("E3A_S2_005") or not Path(policies_dir).is_dir():
+            raise
+        bound = bound_world(policies_dir)
+        if bound["fingerprint"] == world.fingerprint:
+            raise
+        raise EngineError(E_WORLD_MISMATCH, f"{what}: the authority {policies_dir} belongs to world {bound.get('name')} "
+                                            f"({bound['fingerprint'][:12]}) and its policies do not fit world "
+                                            f"{world.name} ({exc.cause}); pass --policies DIR, the folder of this "
+                                            f"world's authority (python -m tuning.author --world W --into DIR makes "
+                                            f"one)") from None
 
 
 def policies_arg(policies_dir: str | Path) -> str:

@@ -42,8 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "baseline":
         from tuning.common import worlds
 
-        popt0(args.policies, worlds.authority_world(args.policies, args), args.seed, args.repeats, out,
-              args.runs_root, args.record)
+        world = worlds.authority_world(args.policies, args)
+        with worlds.measuring(args.policies, world, f"POPT.0 of {args.policies}"):
+            popt0(args.policies, world, args.seed, args.repeats, out, args.runs_root, args.record)
         return 0
     base_path, cand_path = Path(args.baseline_json), Path(args.candidate_json)
     doc = closure_document(base_path, read_json(base_path, "POPT.0 report"), cand_path,
