@@ -240,7 +240,11 @@ def test_freeze_needs_a_certification_then_maps_its_verdict(proj):
     write_ladder(Path("policies"), steps)
     refused = run_module(proj, "tuning.freeze", timeout=120)   # as a program: no certification yet
     assert refused.returncode == 2 and refused.stderr.startswith("E3A_TUN_030_CERTIFY_INPUT:"), refused.stderr
-    assert certify_main(["--authority", "--record"]) == 0
+    assert certify_main(["--authority", "--record"]) == 0   # no held-out seeds: nothing unseen to freeze on
+    refused = run_module(proj, "tuning.freeze", timeout=120)
+    assert refused.returncode == 2 and "measured no held-out seeds" in refused.stderr and \
+        "--holdout 200" in refused.stderr, refused.stderr
+    assert certify_main(["--authority", "--record", "--holdout", "3"]) == 0
     cert = read_ladder(Path("policies"))[-1]
     assert cert["phase"] == "P5" and cert["decision"] in {"PASS_BPLUS", "PASS_B", "FAIL_REALISM"}
     from engine.metrics.crossseed import CV_METRICS
@@ -253,7 +257,8 @@ def test_freeze_needs_a_certification_then_maps_its_verdict(proj):
     step = read_ladder(Path("policies"))[-1]
     # a certified freeze needs FAITHFUL on every seed: the certification records it and freeze maps it
     assert cert["evidence"]["fidelity"] in {"FAITHFUL", "DISTORTED"}
-    assert step["phase"] == "P6" and step["decision"] == freeze_status(cert["decision"], cert["evidence"]["fidelity"])
+    assert step["phase"] == "P6" and step["decision"] == freeze_status(cert["decision"], cert["evidence"]["fidelity"],
+                                                                       cert["evidence"])
     assert freeze_status("PASS_BPLUS") == "FROZEN_CERTIFIED_BPLUS" and freeze_status("FAIL_REALISM") == \
         "FROZEN_BEST_EFFORT_BELOW_B"
 

@@ -121,7 +121,7 @@ def test_sweep_promote_and_certify_stay_on_their_world(project, world, capsys):
     assert (auth / "ladder.yaml").read_bytes() == ladder and not (project / "runs_o").exists()
     with pytest.raises(EngineError) as err:
         freeze(["--policies", str(auth)])
-    assert f"run python -m tuning.certify --authority --record --policies {auth} first" in err.value.cause
+    assert f"run python -m tuning.certify --authority --record --holdout 200 --policies {auth} first" in err.value.cause
     with pytest.raises(EngineError) as err:
         verify_authority(["--policies", "typo"])
     assert err.value.code == "E3A_POL_004_POLICY_MISSING" and not (project / "typo").exists()

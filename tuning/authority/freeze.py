@@ -3,15 +3,16 @@
 Reads the newest P5 certification step of the *current* authority (same parameter_hash) from the
 decision ladder and records the P6 step with the plan's freeze status. The certified grade is the
 highest grade G (B+ then B) such that the seedpack verdict is G or better, every seedpack seed is
-FAITHFUL, and, when held-out seeds were measured, at least ``HOLDOUT_MIN`` of them are G or better and
-FAITHFUL (a grade that holds only on the seeds it was tuned on is not certified):
+FAITHFUL, and at least ``HOLDOUT_MIN`` of its held-out seeds are G or better and FAITHFUL (a grade that holds
+only on the seeds it was tuned on is not certified):
 
 - ``FROZEN_CERTIFIED_BPLUS`` / ``FROZEN_CERTIFIED_B``: that grade, at or above ``--target`` when one is given;
 - ``FROZEN_BEST_EFFORT_B`` / ``FROZEN_BEST_EFFORT_BELOW_B``: below the target (the campaign's target is B+):
   the best faithful grade reached, with the gates that block the target named in its evidence;
 - ``FROZEN_BEST_EFFORT_DISTORTED``: an authority that is not FAITHFUL on every seedpack seed.
 
-Refuses when the authority has no certification (certify it first), so a freeze always names its evidence.
+Refuses when the authority has no certification, or one that measured no held-out seeds (certify it with
+``--holdout N`` first), so a freeze always names its evidence, unseen seeds included.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ def certified_grade(verdict: str, evidence: dict) -> str | None:
 
 def freeze_status(verdict: str, fidelity: str = "FAITHFUL", evidence: dict | None = None,
                   target: str | None = None) -> str:
-    """A certified freeze needs the plan verdict AND fidelity AND (when measured) the held-out rate; below
+    """A certified freeze needs the plan verdict AND fidelity AND the held-out rate (evidence without held-out
+    seeds is graded on the seedpack alone here; :func:`freeze` refuses such a certification); below
     the ``target`` grade (``PASS_BPLUS``/``PASS_B``) the freeze is best effort."""
     if fidelity != "FAITHFUL":
         return "FROZEN_BEST_EFFORT_DISTORTED"
@@ -71,11 +73,17 @@ def freeze(policies_dir: Path, target: str | None = None, trade_off: Sequence[st
 def _freeze(policies_dir: Path, target: str | None, trade_off: list[str]) -> dict:
     current = PolicySet.from_dir(policies_dir).parameter_hash
     certs = [s for s in read_ladder(policies_dir) if s["phase"] == "P5" and s["parameter_hash"] == current]
+    certify = f"python -m tuning.certify --authority --record --holdout 200{worlds.policies_arg(policies_dir)}"
     if not certs:
-        raise EngineError(E_CERTIFY, f"the authority {current[:12]} has no P5 certification in the ladder; run python "
-                                     f"-m tuning.certify --authority --record{worlds.policies_arg(policies_dir)} first")
+        raise EngineError(E_CERTIFY, f"the authority {current[:12]} has no P5 certification in the ladder; run "
+                                     f"{certify} first")
     cert = certs[-1]
     ev = cert.get("evidence") or {}
+    if "holdout_seeds" not in ev:
+        raise EngineError(E_CERTIFY, f"the authority {current[:12]}'s certification (ladder step "
+                                     f"{str(cert.get('mlflow_run_id', '?'))[:12]}) measured no held-out seeds, and a "
+                                     f"grade is frozen only where it holds on seeds it was not tuned on; run {certify} "
+                                     f"first")
     fidelity = str(ev.get("fidelity", "UNMEASURED"))
     status = freeze_status(cert["decision"], fidelity, ev, target)
     evidence = {"certification_step": cert["mlflow_run_id"], "verdict": cert["decision"], "fidelity": fidelity}
@@ -83,8 +91,7 @@ def _freeze(policies_dir: Path, target: str | None, trade_off: list[str]) -> dic
     if status.startswith("FROZEN_BEST_EFFORT_"):
         gates = [g for g in str(ev.get("failing_gates", "")).split(",") if g and g != "none"]
         evidence["blocking"] = ",".join(dict.fromkeys(gates)) or "none measured"
-        if "holdout_seeds" in ev:
-            evidence["holdout_pass_rate_bplus_faithful"] = ev.get("holdout_pass_rate_bplus_faithful")
+        evidence["holdout_pass_rate_bplus_faithful"] = ev.get("holdout_pass_rate_bplus_faithful")
         note = (f"best effort: {target or 'the certified grade'} is not reached with FAITHFUL fidelity; blocking (failing "
                 f"on its certification): {evidence['blocking']}")
         if trade_off:
