@@ -33,12 +33,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise EngineError(E_USAGE, f"--into {target}: that is the world's own folder; give the authority a folder of "
                                    f"its own")
     world = worlds.from_args(args)
+    if not (args.reason or "").strip() and _holds_authority_of(target, world):
+        raise EngineError(E_USAGE, f"--into {target}: it already holds this world's authority (its promotions would be "
+                                   f"replaced by the authored baseline); pass --reason TEXT to re-author it")
     reason = (args.reason or "").strip() or f"authored baseline of world {world.name} ({world.fingerprint[:12]})"
     step = install_authored(target, reason, world, args.world, args.reopen)
     print(f"installed the authored baseline of world {world.name} ({world.fingerprint[:12]}) into {target}/ "
           f"(parameter_hash {step['parameter_hash'][:16]}); ladder step AUTHOR {DECISION} "
           f"(MLflow run {step['mlflow_run_id']})")
     return 0
+
+
+def _holds_authority_of(folder: Path, world) -> bool:
+    """Does ``folder`` hold an authority of ``world`` already (another world's is refused by the install itself)?"""
+    return (folder / "zone_mixture_policy.yaml").exists() and worlds.bound_world(folder)["fingerprint"] == \
+        world.fingerprint
 
 
 if __name__ == "__main__":

@@ -114,6 +114,9 @@ def test_sweep_promote_and_certify_stay_on_their_world(project, world, capsys):
         with pytest.raises(EngineError) as err:
             author(argv)
         assert err.value.code == "E3A_TUN_070_WORLD_MISMATCH" and "--into NEW_DIR" in err.value.cause, argv
+    with pytest.raises(EngineError) as err:   # W into W's folder: its promotions would go, so only with a reason
+        author(["--world", str(world), "--into", str(auth)])
+    assert err.value.code == "E3A_TUN_050_USAGE" and "pass --reason TEXT to re-author it" in err.value.cause
     with pytest.raises(EngineError) as err:
         baseline(["--authority", "--policies", str(auth), "--world", str(other), "--record", "--out", "reports_o",
                   "--runs-root", "runs_o"])
