@@ -4,8 +4,12 @@ its errors coded or as TrailError, and a dead child fails every pending and late
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -104,3 +108,39 @@ def test_a_trial_run_logged_while_its_sweep_was_killed_is_deleted(project):
     runs = {r.info.run_id: r.info.lifecycle_stage for r in trial_runs("t-orphan")}
     assert runs == {kept[2][0]: "active"}
     assert client().get_run(logged[2][0]).info.lifecycle_stage == "deleted"
+
+
+def _children(pid: int) -> list[tuple[int, str]]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                out.append((int(stat.parent.name), (stat.parent / "cmdline").read_bytes().decode(errors="replace")))
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
+def test_a_sweep_whose_trail_process_is_killed_ends_on_one_coded_line(project):
+    """The trail process SIGKILLed under a running sweep (the OOM killer's choice): the trial stage that meets it
+    stops the sweep with one E3A_TUN_043 line and exit 2 (it was a NameError traceback)."""
+    proc = subprocess.Popen([sys.executable, "-m", "tuning.sweep", "--phase", "P1.2", "--trials", "400",
+                             "--no-progress"], cwd=project, env=env_for(project), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        trail = []
+        while not trail and time.monotonic() < deadline:
+            trail = [pid for pid, cmd in _children(proc.pid) if "tuning.trail.server" in cmd]
+            time.sleep(0.1)
+        assert trail, "no trail process"
+        time.sleep(4)   # the trials are running
+        os.kill(trail[0], signal.SIGKILL)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 2 and len(err.strip().splitlines()) == 1, err[-3000:]
+    assert err.startswith("E3A_TUN_043_TRAIL:") and "Traceback" not in err

@@ -13,7 +13,7 @@ from pathlib import Path
 from optuna.trial import TrialState
 
 from engine import EngineError
-from tuning.common.errors import E_TRIALS_FAILING
+from tuning.common.errors import E_TRAIL, E_TRIALS_FAILING
 from tuning.study.fidelity import rung_value, search_metrics, step as fidelity_step
 from tuning.study.ranking import RESULT_ATTR
 from tuning.study.seed_robust import seed_metrics, study_directions
