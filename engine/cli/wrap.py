@@ -8,13 +8,18 @@ refusals by the operating system (a run root that is a file, a read-only mount, 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
 import sys
-from typing import Callable, Sequence
+import threading
+from typing import Callable, Iterator, Sequence
 
 from engine.core.errors import E_USAGE, EngineError
 
 E_OS = "E3A_IO_003_OS_REFUSED"
 E_INTERRUPTED = "E3A_CLI_002_INTERRUPTED"
+E_TERMINATED = "E3A_CLI_005_TERMINATED"
 
 Translator = Callable[[BaseException], "EngineError | None"]
 
@@ -33,16 +38,49 @@ def _os_error(exc: OSError) -> EngineError:
     return EngineError(E_OS, f"{where}{exc.strerror or type(exc).__name__}")
 
 
+class Terminated(BaseException):
+    """SIGTERM (``kill``, ``timeout``, a container's stop), raised in the main thread as Ctrl-C raises
+    KeyboardInterrupt: the same clean-up runs (a half-written run folder is removed, a sweep's run is ended)."""
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """While ``main`` runs in this process's main thread, SIGTERM raises :class:`Terminated`; a process forked
+    from this one (a ``--workers`` process) keeps the default action, dying at once as before."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    owner = os.getpid()
+
+    def handler(signum, frame) -> None:
+        if os.getpid() != owner:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
 def invoke(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None,
            translate: Translator | None = None) -> int:
-    """Call ``main(argv)``; return its exit status, a coded failure printed as one line (status 2)."""
+    """Call ``main(argv)``; return its exit status, a coded failure printed as one line (status 2); Ctrl-C is
+    status 130, SIGTERM 143 (128 + the signal), each one coded line."""
     try:
-        return int(main(argv) or 0)
+        with _sigterm_raises():
+            return int(main(argv) or 0)
     except EngineError as exc:
         error = exc
     except KeyboardInterrupt:
         print(f"{E_INTERRUPTED}: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"{E_TERMINATED}: terminated (SIGTERM)", file=sys.stderr)
+        return 143
     except OSError as exc:
         error = _os_error(exc)
     except (RecursionError, MemoryError) as exc:

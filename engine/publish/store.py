@@ -67,6 +67,21 @@ def _first_difference(final: Path, expected: dict[str, bytes]) -> str | None:
     return None
 
 
+def _clear_dead_staging(run_root: Path, run_id: str) -> None:
+    """Remove this run's staging folders (``.tmp-<run_id>-<pid>-*``) whose process is gone: a publish killed
+    outright (SIGKILL) leaves its own behind; one whose process lives (another publish of the same run) is left."""
+    for stale in run_root.glob(f".tmp-{run_id}-*-*"):
+        pid = stale.name[len(f".tmp-{run_id}-"):].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(stale, ignore_errors=True)
+        except OSError:   # alive under another user: not ours to remove
+            continue
+
+
 def materialise(result, run_root: str | Path) -> Path:
     run_root = Path(run_root)
     try:
@@ -85,7 +100,8 @@ def materialise(result, run_root: str | Path) -> Path:
                           f"engine verify names what changed; remove the folder to publish the run again)")
     tmp = None
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{result.identity['run_id']}-", dir=run_root))
+        _clear_dead_staging(run_root, result.identity["run_id"])
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{result.identity['run_id']}-{os.getpid()}-", dir=run_root))
         paths = data_paths(result.identity)
         for member in result.members:
             _write(tmp / member.path, member.data)

@@ -244,3 +244,20 @@ def test_an_upstream_bundle_file_that_is_a_pipe_is_refused_before_it_is_read(tmp
     rc, _, err = _cli("run", "--seed", "3", "--run-root", str(tmp_path / "r"), "--outlets", str(outlets))
     assert rc == 2 and err.startswith("E3A_S0_001_UPSTREAM_GATE_FAILED") and "not a regular file" in err, err
     assert not (tmp_path / "r").exists()
+
+
+def test_a_publish_killed_outright_leaves_staging_the_next_publish_removes(run_dir, tmp_path):
+    """SIGKILL leaves a run's staging folder (``.tmp-<run_id>-<pid>-*``, never a published run); the next publish of
+    that run removes those whose process is gone and leaves one whose process lives."""
+    import subprocess
+    import sys
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead = tmp_path / f".tmp-{run_dir.name}-{gone.pid}-x1"
+    live = tmp_path / f".tmp-{run_dir.name}-1-x2"   # pid 1 lives
+    other = tmp_path / f".tmp-{'0' * 32}-{gone.pid}-x3"   # another run's: not this publish's business
+    for folder in (dead, live, other):
+        (folder / "data").mkdir(parents=True)
+    assert main(["run", "--seed", "42", "--run-root", str(tmp_path), "--policies", str(ROOT / "policies")]) == 0
+    assert (tmp_path / run_dir.name).is_dir() and not dead.exists() and live.exists() and other.exists()

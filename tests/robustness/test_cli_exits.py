@@ -46,3 +46,41 @@ def test_a_program_that_leaves_an_executor_exits(tmp_path, path):
             "E3A_TUN_024_AUTHORITY_FROZEN: refused with a pool left behind"
     else:
         assert proc.returncode == 0 and proc.stdout == "done\n", proc.stderr
+
+
+def test_sigterm_is_one_coded_line_and_status_143_with_nothing_left_running(tmp_path):
+    """``kill``/``timeout``/a container stop send SIGTERM: the same clean-up as Ctrl-C, one coded line, 128 + 15,
+    and the sweep's trail process ends with it (it used to die silently, status -15)."""
+    import shutil
+    import signal
+    import time
+
+    for d in ("policies", "studies"):
+        shutil.copytree(REPO / d, tmp_path / d)
+    env = dict(os.environ, PYTHONPATH=str(REPO), MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    proc = subprocess.Popen([sys.executable, "-m", "tuning.sweep", "--phase", "P1.2", "--trials", "400",
+                             "--no-progress"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        time.sleep(6)   # trials running
+        children = [p for p in Path("/proc").glob("[0-9]*/stat") if (_stat(p) or ["", ""])[1] == str(proc.pid)]
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 143 and err.strip() == "E3A_CLI_005_TERMINATED: terminated (SIGTERM)", err[-3000:]
+    deadline = time.monotonic() + 30
+    running = lambda: [p for p in children if (_stat(p) or ["Z"])[0] != "Z"]  # noqa: E731 - gone or a zombie: ended
+    while running() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert children and not running()
+
+
+def _stat(path: Path) -> list[str] | None:
+    """(state, parent pid, ...) of /proc/<pid>/stat, or None once the process is gone."""
+    try:
+        return path.read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
