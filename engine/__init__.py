@@ -18,9 +18,14 @@ from __future__ import annotations
 
 import importlib
 
+from engine.cli.wrap import guard_start
+
+guard_start()   # python -m engine: Ctrl-C or SIGTERM while it starts is one coded line, not a traceback
+
 # public name -> the submodule that defines it (the one place a name's home is written)
 _HOMES: dict[str, tuple[str, ...]] = {
     "engine.core.version": ("ENGINE_VERSION",),
+    "engine.cli.wrap": ("guard_start",),
     "engine.chain.runner": ("STATES", "ChainCache", "run_chain"),
     "engine.chain.steps": ("STATE_TABLE", "map_in_process"),
     "engine.chain.result": ("ChainResult",),

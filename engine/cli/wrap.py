@@ -43,10 +43,29 @@ class Terminated(BaseException):
     KeyboardInterrupt: the same clean-up runs (a half-written run folder is removed, a sweep's run is ended)."""
 
 
+def guard_start() -> None:
+    """Called where ``engine`` and ``tuning`` are imported: while ``python -m engine|tuning.X`` locates its module
+    (``sys.argv[0]`` is ``-m`` then, as Python documents) and until :func:`invoke` runs ``main``, Ctrl-C and
+    SIGTERM end the program with their coded line and status, not a traceback from the middle of an import
+    (nothing is written before ``main``). A program or a test that imports the packages is left alone."""
+    if sys.argv[:1] != ["-m"] or threading.current_thread() is not threading.main_thread():
+        return
+
+    def before_main(signum, frame) -> None:
+        line, status = ((f"{E_INTERRUPTED}: interrupted", 130) if signum == signal.SIGINT else
+                        (f"{E_TERMINATED}: terminated (SIGTERM)", 143))
+        os.write(2, f"{line}\n".encode())
+        os._exit(status)
+
+    signal.signal(signal.SIGINT, before_main)
+    signal.signal(signal.SIGTERM, before_main)
+
+
 @contextlib.contextmanager
-def _sigterm_raises() -> Iterator[None]:
-    """While ``main`` runs in this process's main thread, SIGTERM raises :class:`Terminated`; a process forked
-    from this one (a ``--workers`` process) keeps the default action, dying at once as before."""
+def _signals_raise() -> Iterator[None]:
+    """While ``main`` runs in this process's main thread, Ctrl-C raises KeyboardInterrupt and SIGTERM
+    :class:`Terminated`; a process forked from this one (a ``--workers`` process) keeps SIGTERM's default action,
+    dying at once as before."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -59,11 +78,13 @@ def _sigterm_raises() -> Iterator[None]:
             return
         raise Terminated()
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {sig: signal.signal(sig, new) for sig, new in ((signal.SIGINT, signal.default_int_handler),
+                                                               (signal.SIGTERM, handler))}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        for sig, old in previous.items():
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)
 
 
 def invoke(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None,
@@ -71,7 +92,7 @@ def invoke(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[st
     """Call ``main(argv)``; return its exit status, a coded failure printed as one line (status 2); Ctrl-C is
     status 130, SIGTERM 143 (128 + the signal), each one coded line."""
     try:
-        with _sigterm_raises():
+        with _signals_raise():
             return int(main(argv) or 0)
     except EngineError as exc:
         error = exc

@@ -84,3 +84,35 @@ def _stat(path: Path) -> list[str] | None:
         return path.read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
+
+
+@pytest.mark.parametrize("sig, line, status", [("SIGINT", "E3A_CLI_002_INTERRUPTED: interrupted", 130),
+                                                ("SIGTERM", "E3A_CLI_005_TERMINATED: terminated (SIGTERM)", 143)])
+def test_a_signal_while_a_command_starts_is_its_one_coded_line(tmp_path, sig, line, status):
+    """Ctrl-C or SIGTERM while ``python -m tuning.promote`` is still importing (MLflow: over a second) ends it with
+    the coded line, not a traceback from the middle of an import (it died by the signal, -2 or -15)."""
+    import signal
+    import time
+
+    env = dict(os.environ, PYTHONPATH=str(REPO), MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    proc = subprocess.Popen([sys.executable, "-m", "tuning.promote", "0" * 32, "--policies", str(tmp_path)],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 0.5   # still importing then (its imports take over a second)
+        while time.monotonic() < deadline and not _catches_sigterm(proc.pid):   # or at once when its guard is in place
+            time.sleep(0.005)
+        proc.send_signal(getattr(signal, sig))
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == status and err.strip() == line, err[-3000:]
+
+
+def _catches_sigterm(pid: int) -> bool:
+    try:
+        caught = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith("SigCgt:"))
+    except (OSError, StopIteration):
+        return False
+    return bool(int(caught.split()[1], 16) & (1 << 14))
