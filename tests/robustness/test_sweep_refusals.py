@@ -67,6 +67,20 @@ def test_an_unreachable_tracking_server_is_refused_at_once(tmp_path):
     _nothing_written(project)
 
 
+def test_a_store_path_longer_than_sqlite_opens_is_refused_at_once(tmp_path):
+    """sqlite opens no database path over 504 bytes (with its journal's name, 512): one coded line at once, where
+    MLflow retried the open for about 100 s (a project at a very long path)."""
+    deep = tmp_path
+    while len(str(deep)) < 520:
+        deep = deep / ("d" * 100)
+    (deep / "mlruns").mkdir(parents=True)
+    project = make_project(tmp_path / "proj")
+    env = env_for(project) | {"MLFLOW_TRACKING_URI": f"sqlite:///{deep / 'mlruns' / 'mlflow.db'}"}
+    rank = subprocess.run([sys.executable, "-m", "tuning.rank", "--phase", "P1.2"], cwd=project, env=env,
+                          capture_output=True, text=True, timeout=30)
+    assert "longer than sqlite opens (504)" in _one_line(rank, "E3A_TUN_042_TRACKING_STORE: MLflow store")
+
+
 @pytest.mark.parametrize("uri, trail", [(None, "local"), ("", "local"), ("sqlite:////p/mlruns/mlflow.db", "local"),
                                         ("file:///p/mlruns", "local"), ("/p/mlruns", "local"),
                                         ("http://10.0.0.5:5000/", "http://10.0.0.5:5000"),

@@ -20,6 +20,7 @@ from tuning.common.locks import file_lock
 
 _READY: set[str] = set()
 PROBE_TIMEOUT_ENV = "SEG3A_TRACKING_PROBE_TIMEOUT"
+SQLITE_MAX_PATH = 504   # bytes: sqlite's default SQLITE_MAX_PATHNAME (512) must hold its journal's name (+ "-journal")
 
 
 def _sqlite_path(uri: str) -> Path | None:
@@ -69,6 +70,10 @@ def ensure_store(uri: str) -> None:
     db = _sqlite_path(uri)
     if db is None:
         return
+    if len(os.fsencode(os.path.abspath(db))) > SQLITE_MAX_PATH:   # MLflow would retry the open for over a minute
+        raise EngineError(E_TRACKING, f"MLflow store {db}: its path is {len(os.fsencode(os.path.abspath(db)))} bytes, "
+                                      f"longer than sqlite opens ({SQLITE_MAX_PATH}); run from a shorter path or set "
+                                      f"MLFLOW_TRACKING_URI")
     lock = db.with_name(db.name + ".init.lock")
     refuse = lambda exc: EngineError(E_TRACKING, f"MLflow store {db}: cannot be created "  # noqa: E731
                                                  f"({exc.strerror or exc})")
