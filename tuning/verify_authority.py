@@ -19,6 +19,7 @@ coded line ``E3A_TUN_028_AUTHORITY_DISAGREES`` (exit 2).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -34,6 +35,9 @@ def _records(policies_dir: Path) -> tuple[PolicySet, list[dict], list[dict], boo
     from tuning.authority.ladder_steps import read_ladder
     from tuning.authority.promotion import read_lineage
 
+    if not pending(policies_dir) and not os.access(policies_dir, os.W_OK):
+        # a read-only authority (a mounted release) with nothing to finish: checked as it is, no lock to take
+        return PolicySet.from_dir(policies_dir), read_lineage(policies_dir), read_ladder(policies_dir), True
     with authority_lock(policies_dir):
         return PolicySet.from_dir(policies_dir), read_lineage(policies_dir), read_ladder(policies_dir), \
             not pending(policies_dir)

@@ -102,6 +102,17 @@ def test_sweep_promote_and_certify_stay_on_their_world(project, world, capsys):
         assert mlc.get_run(best.info.run_id).data.tags["authority"] == "current"
     capsys.readouterr()
     assert verify_authority(["--policies", str(auth)]) == 0, capsys.readouterr()
+    # a read-only authority (a mounted release) with nothing to finish is checked without taking its lock
+    import os
+
+    import tuning.authority.txn as txn
+
+    real_access = os.access
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(os, "access", lambda path, mode, **kw: False if Path(path) == auth and mode & os.W_OK
+                   else real_access(path, mode, **kw))
+        mp.setattr(txn, "file_lock", lambda *a, **kw: (_ for _ in ()).throw(OSError(30, "Read-only file system")))
+        assert verify_authority(["--policies", str(auth)]) == 0, capsys.readouterr()
     # W's folder is never re-authored for another world (--reopen reopens its own world's authority: re-bound, two
     # folders of one world shared their MLflow records); a P0 measured on another world is not recorded in its
     # ladder; freeze's hint names the folder; verify_authority on a mistyped folder says so and creates nothing
