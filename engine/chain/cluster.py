@@ -67,7 +67,7 @@ def dask_mapper(spec: str) -> Iterator[DaskMapper]:
     try:
         if kind == "local":
             cluster = LocalCluster(n_workers=where, threads_per_worker=1, processes=True, dashboard_address=None,
-                                   silence_logs=50)
+                                   silence_logs=50, preload=["engine.chain.dask_worker_signals"])
             client = Client(cluster)
         else:
             client = Client(where, timeout="30s")
@@ -77,10 +77,23 @@ def dask_mapper(spec: str) -> Iterator[DaskMapper]:
         raise EngineError(E_CLUSTER, f"cannot reach the Dask scheduler {spec}: {exc}") from None
     try:
         yield DaskMapper(client)
+    except BaseException as exc:
+        if not isinstance(exc, Exception):   # Ctrl-C, SIGTERM: the tasks it abandoned are not news to the user
+            _quiet_abandoned_tasks()
+        raise
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _quiet_abandoned_tasks() -> None:
+    """An interrupted run leaves the client's tasks failed and unread: asyncio and distributed would log each
+    ("Task exception was never retrieved ... AllExit") above the command's one coded line."""
+    import logging
+
+    for name in ("asyncio", "distributed"):
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
 
 
 def bench_cluster(policies, seed: int, world, scale: int, spec: str, partitions: int | None = None) -> dict:

@@ -70,3 +70,37 @@ def test_a_bad_cluster_address_is_one_coded_line(spec):
     with pytest.raises(EngineError) as exc:
         parse_cluster(spec)
     assert exc.value.one_line().startswith("E3A_CLI_001_USAGE: --cluster must be")
+
+
+_INTERRUPTED_CLUSTER = """
+import sys, time
+from engine.chain.cluster import dask_mapper
+from engine.cli.wrap import invoke
+
+def main(argv):
+    with dask_mapper("local:2") as mapper:
+        assert mapper.client.submit(sum, [1, 2]).result() == 3
+        print("up", flush=True)
+        time.sleep(120)
+
+sys.exit(invoke(main))
+"""
+
+
+def test_ctrl_c_to_the_group_of_a_cluster_command_is_its_one_coded_line():
+    """A terminal's Ctrl-C reaches every process of the group, the cluster's workers too: they ignore it (Dask's
+    worker preload) and the command's own line is all that is printed (each worker printed a traceback)."""
+    import signal
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen([sys.executable, "-c", _INTERRUPTED_CLUSTER], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert proc.stdout.readline().strip() == "up"
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 130 and err.strip() == "E3A_CLI_002_INTERRUPTED: interrupted", err[-3000:]
