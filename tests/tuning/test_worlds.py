@@ -102,6 +102,15 @@ def test_sweep_promote_and_certify_stay_on_their_world(project, world, capsys):
         assert mlc.get_run(best.info.run_id).data.tags["authority"] == "current"
     capsys.readouterr()
     assert verify_authority(["--policies", str(auth)]) == 0, capsys.readouterr()
+    # two folders of one world (a second campaign into another folder): each keeps its own current run, registered
+    # model and experiment, so promoting into one leaves the other verifying (the same trial may be in both)
+    auth2 = _author(project, world, "auth2")
+    assert None not in (worlds.authority_scope(auth), worlds.authority_scope(auth2))
+    assert worlds.authority_scope(auth2) != worlds.authority_scope(auth)
+    assert worlds.authority_names(auth2)["model"] != worlds.authority_names(auth)["model"]
+    assert promote(best.info.run_id, auth2, "UNLOCK_P2", None)["status"] == "PROMOTED"
+    for folder in (auth2, auth):
+        assert verify_authority(["--policies", str(folder)]) == 0, (folder, capsys.readouterr())
     # a read-only authority (a mounted release) with nothing to finish is checked without taking its lock
     import os
 

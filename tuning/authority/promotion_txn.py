@@ -27,6 +27,7 @@ from pathlib import Path
 from engine import PolicySet
 
 PROMOTION_RUN = "$promotion_run_id"   # in a step's data: the id of this transaction's promotion run
+SCOPE_TAG = "authority_folder"        # on a current run: the identity of the folder it is current in
 
 
 def policy_set(files: dict[str, bytes], last: str) -> PolicySet:
@@ -131,35 +132,55 @@ def _ladder(mlc, policies_dir, intent, files, step, state) -> None:
 
 
 def tag_authority(policies_dir: Path, run_id: str | None, run_tags: dict) -> None:
-    """Tag ``run_id`` ``authority=current`` and every other ``current`` run of the folder's world ``superseded``:
-    whatever happened before (a kill between two tag writes, two promotes), exactly one run of that world is
-    current (none when ``run_id`` is None: an authority without a run, the authored baseline). Another world's
-    authority keeps its tag (:func:`current_authority_runs`)."""
+    """Tag ``run_id`` ``authority=current`` (with the folder's identity, when it has one) and every other
+    ``current`` run of the folder ``superseded``: whatever happened before (a kill between two tag writes, two
+    promotes), exactly one run is current there (none when ``run_id`` is None: an authority without a run, the
+    authored baseline). Another folder's authority keeps its tag (:func:`current_authority_runs`)."""
     from tuning.trail.tracking import MlflowException, client, log_batch
 
+    from tuning.common.worlds import authority_scope
+
     mlc = client()
+    scope = authority_scope(policies_dir)
     if run_id is not None:
-        log_batch(mlc, run_id, tags={**{k: str(v) for k, v in run_tags.items()}, "authority": "current"})
+        tags = {**{k: str(v) for k, v in run_tags.items()}, "authority": "current"}
+        if scope:   # one run may be current in several folders (the same trial promoted into two)
+            tags[SCOPE_TAG] = _scopes(mlc.get_run(run_id).data.tags, add=scope)
+        log_batch(mlc, run_id, tags=tags)
     for run in current_authority_runs(mlc, policies_dir):
         if run.info.run_id != run_id:
+            rest = _scopes(run.data.tags, drop=scope) if scope else ""
+            tags = {SCOPE_TAG: rest} if rest else {"authority": "superseded", "superseded_by": run_id or "none",
+                                                   **({SCOPE_TAG: ""} if scope else {})}
             try:
-                log_batch(mlc, run.info.run_id, tags={"authority": "superseded", "superseded_by": run_id or "none"})
+                log_batch(mlc, run.info.run_id, tags=tags)
             except MlflowException:
                 pass
 
 
+def _scopes(tags: dict, add: str | None = None, drop: str | None = None) -> str:
+    """A run's ``authority_folder`` tag (the folders it is current in, comma-separated) with ``add``/without
+    ``drop``."""
+    have = [s for s in str(tags.get(SCOPE_TAG, "")).split(",") if s and s != drop]
+    return ",".join(sorted(set(have + ([add] if add else []))))
+
+
 def current_authority_runs(mlc, policies_dir: str | Path) -> list:
-    """The runs tagged ``authority=current`` on the world of this authority folder (its ``world`` tag; a run without
-    one is the default world's): one authority per world, so another world's promotion or authored install never
-    touches them."""
+    """The runs tagged ``authority=current`` in this authority folder: those tagged with its identity
+    (:func:`tuning.common.worlds.authority_scope`), or, for a folder without one, those of its world (the ``world``
+    tag; a run without one is the default world's) that no folder identity claims. Another folder's or another
+    world's promotion or authored install never touches them."""
     from engine import default_world
-    from tuning.common.worlds import bound_world
+    from tuning.common.worlds import authority_scope, bound_world
     from tuning.trail.tracking import search_all
 
-    fingerprint = bound_world(policies_dir)["fingerprint"]
-    return [run for exp in mlc.search_experiments()
-            for run in search_all(mlc, [exp.experiment_id], "tags.authority = 'current'")
-            if (run.data.tags.get("world") or default_world().fingerprint) == fingerprint]
+    scope, fingerprint = authority_scope(policies_dir), bound_world(policies_dir)["fingerprint"]
+    runs = [run for exp in mlc.search_experiments()
+            for run in search_all(mlc, [exp.experiment_id], "tags.authority = 'current'")]
+    if scope is not None:   # this folder's own
+        return [run for run in runs if scope in str(run.data.tags.get(SCOPE_TAG, "")).split(",")]
+    return [run for run in runs if not run.data.tags.get(SCOPE_TAG)
+            and (run.data.tags.get("world") or default_world().fingerprint) == fingerprint]
 
 
 STEPS = {"authority_tags": _authority_tags, "clear_authority": _clear_authority, "promotion_run": _promotion_run,

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shlex
+import uuid
 from pathlib import Path
 from typing import Iterator
 
@@ -101,12 +103,14 @@ def bound_world(policies_dir: str | Path) -> dict:
 
 
 def bind(policies_dir: str | Path, world, world_dir: str | Path | None) -> dict:
-    """Record (atomically) that this authority folder belongs to ``world``; the default world needs no record."""
+    """Record (atomically) that this authority folder belongs to ``world``, with the folder's own identity in MLflow
+    (``authority``: kept when the folder has one, else new); the default world needs no record."""
     path = Path(policies_dir) / WORLD_FILE
     if is_default(world):
         path.unlink(missing_ok=True)
         return record(world)
-    doc = record(world, world_dir)
+    scope = authority_scope(policies_dir) if path.exists() else None
+    doc = {**record(world, world_dir), "authority": scope or uuid.uuid4().hex}
     if world_dir is not None:   # relative to the authority folder when it can be, so the pair moves together
         doc["dir"] = os.path.relpath(Path(world_dir).resolve(), Path(policies_dir).resolve())
     atomic_write(path, yaml.safe_dump(doc, sort_keys=True).encode("utf-8"))
@@ -142,8 +146,9 @@ def measuring(policies_dir: str | Path, world, what: str) -> Iterator[None]:
         bound = bound_world(policies_dir)
         if bound["fingerprint"] == world.fingerprint:
             raise
-        raise EngineError(E_WORLD_MISMATCH, f"{what}: the authority {policies_dir} belongs to world {bound.get('name')} "
-                                            f"({bound['fingerprint'][:12]}) and its policies do not fit world "
+        raise EngineError(E_WORLD_MISMATCH, f"{what}: the authority {policies_dir} belongs to world "
+                                            f"{bound.get('name')} ({bound['fingerprint'][:12]}) and its policies do "
+                                            f"not fit world "
                                             f"{world.name} ({exc.cause}); pass --policies DIR, the folder of this "
                                             f"world's authority (python -m tuning.author --world W --into DIR makes "
                                             f"one)") from None
@@ -166,13 +171,26 @@ def require_tunable(world, what: str) -> None:
                                              f"engine run --world DIR publishes it as it is)")
 
 
+def authority_scope(policies_dir: str | Path) -> str | None:
+    """The folder's own identity in MLflow (``world.yaml``'s ``authority``, 32 hex, made when the folder is bound
+    to its world and moved with it): two folders of one world keep their current run, registered model and
+    experiment apart. None for a folder without one (the default world's, a folder bound before it existed):
+    such a folder is its world's authority in MLflow."""
+    doc = world_record(policies_dir, E_WORLD_RECORD)
+    scope = doc.get("authority") if isinstance(doc, dict) else None
+    return scope if isinstance(scope, str) and re.fullmatch(r"[0-9a-f]{32}", scope) else None
+
+
 def authority_names(policies_dir: str | Path) -> dict[str, str]:
     """The MLflow names of an authority's own trail: the ``authority`` experiment (promotions, ladder steps) and
-    the registered model, suffixed with the world's label unless it is the default world's."""
+    the registered model, suffixed with the folder's identity (:func:`authority_scope`), else with the world's
+    label unless it is the default world's."""
     from engine import default_world
 
+    scope = authority_scope(policies_dir)
     fingerprint = bound_world(policies_dir)["fingerprint"]
-    suffix = "" if fingerprint == default_world().fingerprint else f"-w{fingerprint[:12]}"
+    suffix = (f"-a{scope[:12]}" if scope else "" if fingerprint == default_world().fingerprint
+              else f"-w{fingerprint[:12]}")
     return {"experiment": f"authority{suffix}", "model": f"seg3a-authority{suffix}"}
 
 
