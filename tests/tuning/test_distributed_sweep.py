@@ -24,7 +24,8 @@ from tests.environment import NO_POSTGRES
 from tests.tuning.conftest import REPO, make_project, trial_runs
 
 pytestmark = pytest.mark.slow
-N_TRIALS, N_WORKERS = 8, 4   # enough trials after the first COMPLETE one for the watch to catch a RUNNING one
+N_TRIALS, N_WORKERS = 16, 4   # enough trials after the first COMPLETE one for the watch to catch a RUNNING one (8 missed
+#                                every one once, in CI on a loaded machine)
 SCRIPT = REPO / "scripts" / "local_cluster.sh"
 
 
