@@ -62,8 +62,12 @@ def test_sigterm_is_one_coded_line_and_status_143_with_nothing_left_running(tmp_
                              "--no-progress"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     try:
-        time.sleep(6)   # trials running
-        children = [p for p in Path("/proc").glob("[0-9]*/stat") if (_stat(p) or ["", ""])[1] == str(proc.pid)]
+        deadline = time.monotonic() + 60
+        children = []
+        while not children and time.monotonic() < deadline:   # its trail process is up
+            children = [p for p in Path("/proc").glob("[0-9]*/stat") if (_stat(p) or ["", ""])[1] == str(proc.pid)]
+            time.sleep(0.1)
+        time.sleep(2.5)   # trials running
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=120)
     finally:

@@ -135,7 +135,7 @@ def test_a_sweep_whose_trail_process_is_killed_ends_on_one_coded_line(project):
             trail = [pid for pid, cmd in _children(proc.pid) if "tuning.trail.server" in cmd]
             time.sleep(0.1)
         assert trail, "no trail process"
-        time.sleep(4)   # the trials are running
+        time.sleep(2.5)   # the trials are running
         os.kill(trail[0], signal.SIGKILL)
         _, err = proc.communicate(timeout=120)
     finally:
