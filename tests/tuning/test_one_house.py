@@ -352,3 +352,26 @@ def test_the_campaign_calls_library_functions_not_clis():
 def test_at_most_twelve_modules_beside_the_harness_packages_and_eight_beside_the_engines():
     assert len(list((REPO / "tuning").glob("*.py"))) <= 12
     assert len(list((REPO / "engine").glob("*.py"))) <= 8
+
+
+def test_a_journal_trial_whose_asker_died_before_naming_itself_is_retried_at_once(tmp_path):
+    """A sweep killed between ``ask`` and recording its ``worker`` attr (both inside the budget lock) leaves a
+    RUNNING trial with no owner: the next ask under the lock fails and retries it at once. It used to wait out a
+    30 s grace, so a resumed sweep counted it as running elsewhere and stopped one trial short of its budget."""
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    from tuning.storage.budget import Coordinator
+    from tuning.storage.recovery import RETRY_ATTR, WORKER_ATTR, recover_stale_trials
+
+    storage = JournalStorage(JournalFileBackend(str(tmp_path / "s.journal")))
+    study = optuna.create_study(study_name="s", storage=storage)
+    orphan = study.ask()                     # asked; its process died before naming itself
+    orphan.suggest_float("x", 0.0, 1.0)
+    assert recover_stale_trials(study, storage, 3600.0) == []          # outside the lock it may be mid-ask
+    coordinator = Coordinator(study, storage, None, tmp_path / "lock", stale_after_s=3600)
+    trial = coordinator.next_trial(target=1)  # one trial in the budget: it stopped here (counted as running)
+    assert trial is not None and study.trials[orphan.number].state == TrialState.FAIL
+    assert trial.user_attrs[RETRY_ATTR] == orphan.number and WORKER_ATTR in trial.user_attrs
+    assert trial.params == {} and study.trials[trial.number].system_attrs.get("fixed_params") == {
+        "x": orphan.params["x"]}

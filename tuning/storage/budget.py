@@ -233,7 +233,7 @@ class Coordinator:
                     if fail_dead_workers_trials(self.study, self.storage, trials, under_budget_lock=True):
                         trials = self.study.get_trials(deepcopy=False)
                 else:
-                    recover_stale_trials(self.study, self.storage, self.stale_after)
+                    recover_stale_trials(self.study, self.storage, self.stale_after, under_budget_lock=True)
                     trials = self.study.get_trials(deepcopy=False)
                 c = {state.name: sum(t.state == state for t in trials) for state in TrialState}
                 done = self.spent(c)

@@ -110,15 +110,18 @@ def original_number(trial) -> int:
     return trial.number if failed is None else int(failed)
 
 
-def is_stale(trial: FrozenTrial, stale_after_s: float, now: dt.datetime | None = None) -> bool:
-    """A RUNNING trial whose worker is gone (same host: pid check; other host: age > stale_after_s)."""
+def is_stale(trial: FrozenTrial, stale_after_s: float, now: dt.datetime | None = None,
+             under_budget_lock: bool = False) -> bool:
+    """A RUNNING trial whose worker is gone (same host: pid check; other host: age > stale_after_s). Without a
+    ``worker`` attr: seen under the budget lock (inside which a worker asks and names itself), its asker died in
+    between, so it is stale at once; otherwise after ``NO_OWNER_GRACE_S`` (it may be mid-ask)."""
     if trial.state != TrialState.RUNNING:
         return False
     now = now or dt.datetime.now()
     age = (now - trial.datetime_start).total_seconds() if trial.datetime_start else float("inf")
     owner = trial.user_attrs.get(WORKER_ATTR)
     if not owner:
-        return age > NO_OWNER_GRACE_S
+        return under_budget_lock or age > NO_OWNER_GRACE_S
     if owner.get("host") == socket.gethostname():
         return owner_dead(trial)
     return age > stale_after_s
@@ -138,12 +141,14 @@ def worker_dead(worker: dict | None) -> bool:
     return not process_alive(int(worker["pid"]), worker.get("start_ticks"))
 
 
-def recover_stale_trials(study: optuna.Study, storage, stale_after_s: float) -> list[int]:
+def recover_stale_trials(study: optuna.Study, storage, stale_after_s: float,
+                         under_budget_lock: bool = False) -> list[int]:
     """Fail every stale RUNNING trial (``study.tell`` by number, as another process may) and enqueue its
-    parameters again; returns their numbers. ``storage`` is the study's storage (for the reason attr)."""
+    parameters again; returns their numbers. ``storage`` is the study's storage (for the reason attr);
+    ``under_budget_lock``: the caller holds the budget lock (:func:`is_stale`)."""
     recovered = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if not is_stale(trial, stale_after_s):
+        if not is_stale(trial, stale_after_s, under_budget_lock=under_budget_lock):
             continue
         storage.set_trial_system_attr(trial_id(storage, study.study_name, trial.number), "failed_reason",
                                       "worker died (recovered)")
