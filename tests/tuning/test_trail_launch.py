@@ -83,14 +83,17 @@ time.sleep(600)
 """
 
 
-def test_an_unguarded_script_that_starts_two_trails_spawns_both(project, tmp_path):
-    """multiprocessing would re-run a script given by its path in a forkserver child: such a process spawns."""
+def test_an_unguarded_script_spawns_every_trail(project, tmp_path):
+    """multiprocessing would re-run a script given by its path in a forkserver child (its second trail crashed:
+    RuntimeError, bootstrapping phase): such a process spawns every trail; ``-c`` forks from its second."""
+    probe = "from tuning.trail import launch\nprint(launch.start_method(), launch.start_method())\n"
     script = tmp_path / "two_trails.py"
-    script.write_text(PROGRAM.replace("time.sleep(600)", "first.close(); second.close()"))
-    out = subprocess.run([sys.executable, str(script)], cwd=project, env=env_for(project), capture_output=True,
-                         text=True, timeout=120)
-    assert out.returncode == 0 and out.stderr == "", out.stderr[-2000:]
-    assert len(out.stdout.split()) == 2
+    script.write_text(probe)
+    env = env_for(project)
+    env.pop(launch.START_ENV, None)
+    for argv, want in (([str(script)], "spawn spawn"), (["-c", probe], "spawn forkserver")):
+        out = subprocess.run([sys.executable, *argv], cwd=project, env=env, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0 and out.stdout.strip() == want, (argv, out.stdout, out.stderr[-2000:])
 
 
 def test_a_sigkilled_sweep_process_ends_its_spawned_and_its_forked_trail(project):
