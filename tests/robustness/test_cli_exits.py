@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.proc_table import alive, children
+
 REPO = Path(__file__).resolve().parents[2]
 
 _PROGRAM = """
@@ -63,9 +65,9 @@ def test_sigterm_is_one_coded_line_and_status_143_with_nothing_left_running(tmp_
                             text=True)
     try:
         deadline = time.monotonic() + 60
-        children = []
-        while not children and time.monotonic() < deadline:   # its trail process is up
-            children = [p for p in Path("/proc").glob("[0-9]*/stat") if (_stat(p) or ["", ""])[1] == str(proc.pid)]
+        started = []
+        while not started and time.monotonic() < deadline:   # its trail process is up
+            started = children(proc.pid)
             time.sleep(0.1)
         time.sleep(2.5)   # trials running
         proc.send_signal(signal.SIGTERM)
@@ -76,18 +78,9 @@ def test_sigterm_is_one_coded_line_and_status_143_with_nothing_left_running(tmp_
             proc.communicate()
     assert proc.returncode == 143 and err.strip() == "E3A_CLI_005_TERMINATED: terminated (SIGTERM)", err[-3000:]
     deadline = time.monotonic() + 30
-    running = lambda: [p for p in children if (_stat(p) or ["Z"])[0] != "Z"]  # noqa: E731 - gone or a zombie: ended
-    while running() and time.monotonic() < deadline:
+    while any(map(alive, started)) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert children and not running()
-
-
-def _stat(path: Path) -> list[str] | None:
-    """(state, parent pid, ...) of /proc/<pid>/stat, or None once the process is gone."""
-    try:
-        return path.read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
+    assert started and not any(map(alive, started))
 
 
 @pytest.mark.parametrize("sig, line, status", [("SIGINT", "E3A_CLI_002_INTERRUPTED: interrupted", 130),

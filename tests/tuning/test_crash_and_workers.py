@@ -12,6 +12,7 @@ import time
 import pytest
 from optuna.trial import TrialState
 
+from tests.proc_table import alive, children
 from tests.tuning.conftest import env_for, load, p12_evaluation, run_module, trial_runs
 
 pytestmark = pytest.mark.slow
@@ -35,27 +36,6 @@ def _assert_consistent(study_name: str, target: int) -> None:
         assert t.user_attrs["result"]["mlflow_run_id"] in {r.info.run_id for r in runs}
 
 
-def _children(pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = open(f"/proc/{entry}/stat").read()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                out.append(int(entry))
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 def _trail_processes_while(proc: subprocess.Popen, timeout: float = 240) -> int:
     """The most MLflow trail processes seen at once under ``proc`` while it runs (polled from /proc); a process
     still running after ``timeout`` seconds is killed."""
@@ -66,7 +46,7 @@ def _trail_processes_while(proc: subprocess.Popen, timeout: float = 240) -> int:
             break
         seen, frontier = set(), [proc.pid]
         while frontier:
-            kids = _children(frontier.pop())
+            kids = children(frontier.pop())
             seen.update(kids)
             frontier.extend(kids)
         trails = 0
@@ -90,9 +70,9 @@ def _sigkill_mid_trial(proc: subprocess.Popen, project, complete: int, poll: flo
             continue
         states = [t.state for t in load("t-P1.2").trials]
         if states.count(TrialState.COMPLETE) >= complete and TrialState.RUNNING in states:
-            children = _children(proc.pid)
+            held = children(proc.pid)
             os.kill(proc.pid, signal.SIGKILL)
-            return children
+            return held
     return None
 
 
@@ -105,9 +85,9 @@ def test_kill_mid_trial_then_restart_completes_budget(project):
     assert loggers is not None, proc.stderr.read().decode()[-2000:]
     assert loggers, "a one-worker sweep writes its trials' runs from one logger process"
     gone = time.time() + 10
-    while time.time() < gone and any(_alive(pid) for pid in loggers):
+    while time.time() < gone and any(alive(pid) for pid in loggers):
         time.sleep(0.2)
-    assert not any(_alive(pid) for pid in loggers), "the logger process outlived its killed sweep"
+    assert not any(alive(pid) for pid in loggers), "the logger process outlived its killed sweep"
     assert len([t for t in load("t-P1.2").trials if t.state == TrialState.COMPLETE]) < 8
 
     out = run_module(project, "tuning.sweep", "--phase", "P1.2", "--trials", "8", "--json", "--no-progress")
@@ -162,9 +142,9 @@ def test_a_killed_coordinator_s_workers_leave_their_trials_to_be_run_again(proje
         proc.wait(timeout=30)
     assert workers, (project / "err.txt").read_text()[-2000:]
     gone = time.time() + 60
-    while time.time() < gone and any(_alive(pid) for pid in workers):
+    while time.time() < gone and any(alive(pid) for pid in workers):
         time.sleep(0.2)
-    assert not any(_alive(pid) for pid in workers), "a worker outlived its killed sweep"
+    assert not any(alive(pid) for pid in workers), "a worker outlived its killed sweep"
     left = load("t-P1.2").trials
     assert not [t for t in left if t.state == TrialState.FAIL], "a worker failed a trial it did not fail"
     assert [t for t in left if t.state == TrialState.RUNNING], "the killed sweep's trials stay RUNNING"
@@ -201,7 +181,7 @@ def test_ctrl_c_ends_the_sweep_with_one_line_and_every_told_trial_keeps_its_run(
         time.sleep(0.2)
         if (project / ".optuna" / "t-P1.2.journal").exists() and \
                 sum(t.state == TrialState.COMPLETE for t in load("t-P1.2").trials) >= 3:
-            trail = _children(proc.pid)
+            trail = children(proc.pid)
             os.killpg(proc.pid, signal.SIGINT)   # what a terminal's Ctrl-C does: the foreground group
             break
     proc.wait(timeout=120)
@@ -209,9 +189,9 @@ def test_ctrl_c_ends_the_sweep_with_one_line_and_every_told_trial_keeps_its_run(
     assert trail, "a running sweep has its trail process"
     assert proc.returncode == 130 and err.strip().splitlines() == [f"{E_INTERRUPTED}: interrupted"], err[-2000:]
     gone = time.time() + 10
-    while time.time() < gone and any(_alive(pid) for pid in trail):
+    while time.time() < gone and any(alive(pid) for pid in trail):
         time.sleep(0.2)
-    assert not any(_alive(pid) for pid in trail), "the trail process outlived its interrupted sweep"
+    assert not any(alive(pid) for pid in trail), "the trail process outlived its interrupted sweep"
     complete = [t for t in load("t-P1.2").trials if t.state == TrialState.COMPLETE]
     assert 3 <= len(complete) < 40
     runs = {r.info.run_id: r for r in trial_runs("t-P1.2")}

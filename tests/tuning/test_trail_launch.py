@@ -14,23 +14,11 @@ import time
 import pytest
 
 from engine import EngineError
+from tests.proc_table import alive, parent_of
 from tests.tuning.conftest import env_for, make_project, seed_store
 from tuning.common.errors import E_USAGE
 from tuning.trail import launch
 from tuning.trail.process import SweepTrail, TrailProcess
-
-
-def _parent_of(pid: int) -> int:
-    with open(f"/proc/{pid}/stat") as f:
-        return int(f.read().rsplit(")", 1)[1].split()[1])
-
-
-def _gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"   # a zombie has ended
-    except FileNotFoundError:
-        return True
 
 
 def test_the_first_trail_of_a_process_is_spawned_and_the_later_ones_forked(monkeypatch):
@@ -63,7 +51,7 @@ def test_a_forked_trail_logs_where_the_caller_is_now_not_where_the_forkserver_st
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
     trail = SweepTrail("P1.2", "t-forked", "J")
     try:
-        assert _parent_of(trail.process.proc.pid) != os.getpid()   # forked by the forkserver, not by this process
+        assert parent_of(trail.process.proc.pid) != os.getpid()   # forked by the forkserver, not by this process
         run_id = trail.start_parent({}, {}, []).result(timeout=120)
         trail.finish_parent({"trials_complete": 0}).result(timeout=120)
     finally:
@@ -102,14 +90,14 @@ def test_a_sigkilled_sweep_process_ends_its_spawned_and_its_forked_trail(project
     proc = subprocess.Popen([sys.executable, "-c", PROGRAM], cwd=project, env=env, stdout=subprocess.PIPE, text=True)
     try:
         spawned, forked = (int(x) for x in proc.stdout.readline().split())
-        server = _parent_of(forked)   # the forkserver, which ends with the process that started it
-        assert _parent_of(spawned) == proc.pid and server != proc.pid and _parent_of(server) == proc.pid
+        server = parent_of(forked)   # the forkserver, which ends with the process that started it
+        assert parent_of(spawned) == proc.pid and server != proc.pid and parent_of(server) == proc.pid
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
         deadline = time.monotonic() + 60
-        while not all(map(_gone, (spawned, forked, server))) and time.monotonic() < deadline:
+        while any(map(alive, (spawned, forked, server))) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert [_gone(spawned), _gone(forked), _gone(server)] == [True, True, True]
+        assert [alive(spawned), alive(forked), alive(server)] == [False, False, False]
     finally:
         if proc.poll() is None:
             proc.kill()

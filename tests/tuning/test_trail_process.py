@@ -9,11 +9,11 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from engine import EngineError
+from tests.proc_table import children, cmdline
 from tests.tuning.conftest import env_for, p12_evaluation, trial_runs
 from tuning.common.errors import E_TRAIL, E_TRACKING
 from tuning.trail.process import SweepTrail, TrailError, TrailProcess
@@ -110,18 +110,6 @@ def test_a_trial_run_logged_while_its_sweep_was_killed_is_deleted(project):
     assert client().get_run(logged[2][0]).info.lifecycle_stage == "deleted"
 
 
-def _children(pid: int) -> list[tuple[int, str]]:
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[1]) == pid:
-                out.append((int(stat.parent.name), (stat.parent / "cmdline").read_bytes().decode(errors="replace")))
-        except (OSError, IndexError, ValueError):
-            continue
-    return out
-
-
 def test_a_sweep_whose_trail_process_is_killed_ends_on_one_coded_line(project):
     """The trail process SIGKILLed under a running sweep (the OOM killer's choice): the trial stage that meets it
     stops the sweep with one E3A_TUN_043 line and exit 2 (it was a NameError traceback)."""
@@ -132,7 +120,7 @@ def test_a_sweep_whose_trail_process_is_killed_ends_on_one_coded_line(project):
         deadline = time.monotonic() + 60
         trail = []
         while not trail and time.monotonic() < deadline:
-            trail = [pid for pid, cmd in _children(proc.pid) if "tuning.trail.server" in cmd]
+            trail = [pid for pid in children(proc.pid) if "tuning.trail.server" in cmdline(pid)]
             time.sleep(0.1)
         assert trail, "no trail process"
         time.sleep(2.5)   # the trials are running
