@@ -148,10 +148,9 @@ def measuring(policies_dir: str | Path, world, what: str) -> Iterator[None]:
             raise
         raise EngineError(E_WORLD_MISMATCH, f"{what}: the authority {policies_dir} belongs to world "
                                             f"{bound.get('name')} ({bound['fingerprint'][:12]}) and its policies do "
-                                            f"not fit world "
-                                            f"{world.name} ({exc.cause}); pass --policies DIR, the folder of this "
-                                            f"world's authority (python -m tuning.author --world W --into DIR makes "
-                                            f"one)") from None
+                                            f"not fit world {world.name} ({exc.cause}); pass --policies DIR, the "
+                                            f"folder of this world's authority (python -m tuning.author --world W "
+                                            f"--into DIR makes one)") from None
 
 
 def policies_arg(policies_dir: str | Path) -> str:
