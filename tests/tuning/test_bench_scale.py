@@ -35,24 +35,66 @@ def test_a_keep_directory_that_already_holds_a_bench_is_refused(tmp_path):
 
 @pytest.mark.slow
 def test_a_small_scale_bench_reports_each_figure_beside_its_target(tmp_path):
+    """The big-world part end to end as a program (its sweep, search and full stages, cold chain); the workers
+    part's processes are those of ``tuning.sweep --workers`` (tests/tuning/test_crash_and_workers.py), its
+    arithmetic is the next test's."""
     world = tmp_path / "w"
     write_world("tiny", world)
     out_file = tmp_path / "scale.json"
-    keep = tmp_path / "keep"
-    out = run_module(REPO, "tuning.bench", "--scale", "--world", str(world), "--runs", "1", "--parts", "big,workers",
-                     "--worker-world", str(world), "--worker-trials", "2", "--keep", str(keep), "--out", str(out_file),
-                     timeout=600)
+    out = run_module(REPO, "tuning.bench", "--scale", "--world", str(world), "--runs", "1", "--parts", "big",
+                     "--keep", str(tmp_path / "keep"), "--out", str(out_file), timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     doc = json.loads(out_file.read_text())
     assert doc["targets"]["big_sweep_wall_s"] == 240.0 and doc["measured"]["big_sweep_wall_s"] > 0
     run = doc["big_world"]["runs"][0]
     assert run["complete"] + run["pruned"] == 24 and "load_before" in run
-    # the workers figure on another world: measured, beside no target; the independent pair ran both sweeps,
-    # each in its own project, and its ratios are what its throughput says
-    w = doc["workers"]["runs"][0]
-    assert doc["workers"]["world"] == str(world) and doc["meets"]["workers2_over_workers1_throughput"] is None
-    assert w["ratio"] > 0 and w["pair"]["trials_per_s"] > 0
-    assert w["pair_ratio"] == pytest.approx(w["pair"]["trials_per_s"] / w["w1"]["trials_per_s"], rel=5e-3)
-    assert w["workers_over_pair"] == pytest.approx(w["w2"]["trials_per_s"] / w["pair"]["trials_per_s"], rel=5e-3)
-    for project in ("workers", "workers-twin"):
-        assert len(list((keep / project / ".optuna").glob("bench-pair-0*.journal"))) == 1, project
+    assert "workers" not in doc and doc["meets"]["workers2_over_workers1_throughput"] is None
+
+
+def test_the_workers_part_runs_each_sweep_as_asked_and_reports_throughput_ratios(tmp_path, monkeypatch):
+    """``workers()`` with the sweeps replaced by their results: one process, ``--workers 2``, and the independent
+    pair (both sweeps started before either is waited for, each in its own project); the ratios are what the
+    throughputs say, beside no target on a world that is not the 100x one."""
+    import datetime as dt
+
+    from tuning.bench import scale
+
+    t0 = dt.datetime(2026, 1, 1)
+    spans = {1: 10.0, 2: 6.0}   # seconds the trials of one process / of --workers 2 span
+    calls, started = [], []
+
+    def swept(span: float, done: int = 4) -> dict:
+        return {"wall_s": span + 2.0, "done": done, "first": t0, "last": t0 + dt.timedelta(seconds=span),
+                "trials": [], "summary": {}}
+
+    def cli(root, *args):
+        calls.append((root.name, args))
+        workers_ = int(args[args.index("--workers") + 1])
+        return ("out", spans[workers_])
+
+    class Finished:   # a sweep process that has exited
+        def poll(self):
+            return 0
+
+    def start(root, *args):
+        started.append(root.name)
+        return (Finished(), args)
+
+    def finish(handle):
+        assert len(started) == 2, "the pair's second sweep starts before the first is waited for"
+        return ("out", 7.0)
+
+    monkeypatch.setattr(scale, "_swept", lambda root, finished: swept(finished[1]))
+    monkeypatch.setattr(scale, "_authority", lambda root, world: root / "authority")
+    monkeypatch.setattr(scale, "_children_cpu_s", iter([0.0, 15.0, 15.0, 30.0, 30.0, 50.0]).__next__)
+    monkeypatch.setattr(scale, "H", {"cli": cli, "start": start, "finish": finish, "project": lambda root: root})
+    out = scale.workers(tmp_path, 1, 4, tmp_path / "w")
+    assert [c[0] for c in calls] == ["workers", "workers"] and started == ["workers", "workers-twin"]
+    assert [c[1][c[1].index("--workers") + 1] for c in calls] == ["1", "2"]
+    (row,) = out["runs"]
+    assert row["w1"]["trials_per_s"] == 0.4 and row["w2"]["trials_per_s"] == round(4 / 6, 3)
+    assert row["pair"]["trials_per_s"] == round(8 / 7, 3)   # both sweeps' trials over the span of both
+    assert row["ratio"] == round((4 / 6) / 0.4, 3) and row["pair_ratio"] == round((8 / 7) / 0.4, 3)
+    assert row["workers_over_pair"] == round((4 / 6) / (8 / 7), 3)
+    assert row["w1"]["cores_busy"] == round(15.0 / 12.0, 2) and row["w1"]["cpu_s"] == 15.0
+    assert out["ratio"]["median"] == row["ratio"] and out["world"] == str(tmp_path / "w")
