@@ -12,8 +12,11 @@ An interrupted authority change is finished first (taking the authority lock rol
   ``AUTHOR``), with that ``parameter_hash``;
 - no promotion or ladder run of the ``authority`` experiment is left RUNNING.
 
-Prints one line per check (``agree`` / ``DIFFER``); exit 0 when all agree, else the first disagreement as one
-coded line ``E3A_TUN_028_AUTHORITY_DISAGREES`` (exit 2).
+Prints one line per check (``agree`` / ``DIFFER`` / ``absent``); exit 0 when all agree, else the first disagreement
+as one coded line ``E3A_TUN_028_AUTHORITY_DISAGREES`` (exit 2). A store that holds no record at all of the
+lineage's last promotion (a fresh checkout's empty ``mlruns/``, or another store) cannot disagree with the folder:
+its MLflow checks are ``absent``, and the exit is ``E3A_TUN_044_AUTHORITY_NOT_IN_STORE`` (exit 2), saying how
+to rebuild the trail there.
 """
 
 from __future__ import annotations
@@ -27,6 +30,22 @@ from engine import EngineError, PolicySet
 from tuning.common.errors import TuningParser, run_cli
 
 E_DISAGREE = "E3A_TUN_028_AUTHORITY_DISAGREES"
+E_NOT_IN_STORE = "E3A_TUN_044_AUTHORITY_NOT_IN_STORE"
+STORE_CHECKS = ("authority tag", "registry alias", "promotion run")   # what only the MLflow store records
+
+
+def _holds_nothing_of(mlc, run: str, tagged: list, version, runs: list) -> bool:
+    """The store holds no record of the promotion of ``run``: no run tagged current, no alias, no promotion or
+    ladder run, and not the run itself (a deleted run is still a record: that store disagrees)."""
+    from tuning.trail.tracking import MlflowException
+
+    if tagged or version is not None or any(r.data.tags.get("run_kind") in ("promotion", "ladder") for r in runs):
+        return False
+    try:
+        mlc.get_run(run)
+    except MlflowException:
+        return True
+    return False
 
 
 def _records(policies_dir: Path) -> tuple[PolicySet, list[dict], list[dict], bool]:
@@ -101,6 +120,10 @@ def check(policies_dir: Path) -> list[dict]:
                      and r.data.tags.get("run_kind") in ("promotion", "ladder"))
     out.append({"ok": not running, "check": "no run left RUNNING",
                 "detail": f"promotion/ladder runs RUNNING: {running or 'none'}"})
+    if run and _holds_nothing_of(mlc, run, tagged, version, runs):
+        for r in out:
+            if r["check"] in STORE_CHECKS:
+                r.update(ok=None, detail=f"this store ({mlc.tracking_uri}) holds no record of run {run}")
     return out
 
 
@@ -114,11 +137,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(results, indent=2))
     else:
         for r in results:
-            print(f"{'agree ' if r['ok'] else 'DIFFER'}  {r['check']}: {r['detail']}")
-    bad = [r for r in results if not r["ok"]]
+            print(f"{({True: 'agree ', False: 'DIFFER', None: 'absent'})[r['ok']]}  {r['check']}: {r['detail']}")
+    bad = [r for r in results if r["ok"] is False]
     if bad:
         raise EngineError(E_DISAGREE, f"{args.policies}: {bad[0]['check']}: {bad[0]['detail']}"
                                       + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""))
+    if any(r["ok"] is None for r in results):
+        absent = next(r for r in results if r["ok"] is None)
+        raise EngineError(E_NOT_IN_STORE, f"{args.policies}: the folder's own records agree, but {absent['detail']} "
+                                          f"(a fresh checkout, or another store): rebuild its trail here with python "
+                                          f"-m tuning.campaign replay, or point MLFLOW_TRACKING_URI at the store it "
+                                          f"was promoted in")
     return 0
 
 
