@@ -179,3 +179,18 @@ def test_the_architecture_map_matches_the_tree():
 def test_the_docs_open_with_the_state_table_then_the_map():
     doc = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
     assert doc.index("## Start here: the state table") < doc.index("## Packages") < doc.index("## Chain API")
+
+
+def test_each_error_code_number_names_one_error():
+    """A coded line's number is its identity (scripts match on it): no two errors of a family share one."""
+    import re
+    from collections import defaultdict
+
+    names = defaultdict(set)
+    for path in _modules().values():
+        for code in re.findall(r'"(E3A_[A-Z]+_\d{3}_[A-Z0-9_]+)"', path.read_text()):
+            family, number = code.split("_")[1:3]
+            names[(family, number)].add(code)
+    assert len(names) > 40   # the scan sees the codes
+    shared = {k: sorted(v) for k, v in names.items() if len(v) > 1}
+    assert not shared, shared

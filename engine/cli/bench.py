@@ -100,7 +100,7 @@ def scale_bench(policies, world_spec: tuple, seed: int, scale: int) -> dict:
     proc.join()
     if "error" in out:
         from engine.core.errors import EngineError
-        raise EngineError("E3A_CLI_004_BENCH", f"scale {scale} world: {out['error']}")
+        raise EngineError("E3A_CLI_006_BENCH", f"scale {scale} world: {out['error']}")
     return {f"scale{scale}_{k}": v for k, v in out.items()}
 
 
