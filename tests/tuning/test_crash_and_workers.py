@@ -168,11 +168,15 @@ def test_workers_of_a_multi_seed_study_score_every_seed(project, monkeypatch):
     assert len(complete) == 3 and all(t.user_attrs["result"]["seeds"] == [42, 7] for t in complete)
 
 
-def test_ctrl_c_ends_the_sweep_with_one_line_and_every_told_trial_keeps_its_run(project):
-    """Ctrl-C reaches the whole process group: the sweep exits 130 with one coded line, its trail process
-    (which ignores SIGINT) logs what it was sent and ends, and no COMPLETE trial lacks its MLflow run."""
-    from engine.cli.wrap import E_INTERRUPTED
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "group-sigterm"])
+def test_ctrl_c_ends_the_sweep_with_one_line_and_every_told_trial_keeps_its_run(project, sig):
+    """Ctrl-C reaches the whole process group, and so does SIGTERM from ``timeout`` or a container's stop: the
+    sweep exits 130 (143) with one coded line, its trail process (which ignores both) logs what it was sent,
+    ends the sweep's run and ends, and no COMPLETE trial lacks its MLflow run."""
+    from engine.cli.wrap import E_INTERRUPTED, E_TERMINATED
 
+    status, line = (130, f"{E_INTERRUPTED}: interrupted") if sig == signal.SIGINT else \
+        (143, f"{E_TERMINATED}: terminated (SIGTERM)")
     proc = subprocess.Popen([sys.executable, "-m", "tuning.sweep", "--phase", "P1.2", "--trials", "40",
                              "--no-progress"], cwd=project, env=env_for(project), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, start_new_session=True)
@@ -182,12 +186,12 @@ def test_ctrl_c_ends_the_sweep_with_one_line_and_every_told_trial_keeps_its_run(
         if (project / ".optuna" / "t-P1.2.journal").exists() and \
                 sum(t.state == TrialState.COMPLETE for t in load("t-P1.2").trials) >= 3:
             trail = children(proc.pid)
-            os.killpg(proc.pid, signal.SIGINT)   # what a terminal's Ctrl-C does: the foreground group
+            os.killpg(proc.pid, sig)   # what a terminal's Ctrl-C does to the foreground group; timeout's SIGTERM
             break
     proc.wait(timeout=120)
     err = proc.stderr.read().decode()
     assert trail, "a running sweep has its trail process"
-    assert proc.returncode == 130 and err.strip().splitlines() == [f"{E_INTERRUPTED}: interrupted"], err[-2000:]
+    assert proc.returncode == status and err.strip().splitlines() == [line], err[-2000:]
     gone = time.time() + 10
     while time.time() < gone and any(alive(pid) for pid in trail):
         time.sleep(0.2)

@@ -294,9 +294,11 @@ def serve_forked(channels: list, life_fd: int, stderr_fd: int | None, env: Mappi
 def serve(channels: list[tuple[int, int]], life_fd: int) -> None:
     """Answer the channels until each has ended, or the sweep is gone: its life pipe (``life_fd``, which nobody
     writes to) reads end-of-file once no process holds the write end, even after a SIGKILL."""
-    # Ctrl-C reaches the whole process group: the sweep handles it; this process finishes what was sent
-    # and ends at the sweep's end-of-file, so an interrupted sweep's logged trials keep their runs
+    # Ctrl-C, and SIGTERM sent to the whole process group (``timeout``, a container's or a service manager's
+    # stop), reach this process too: the sweep handles them; this process finishes what was sent and ends at the
+    # sweep's end-of-file, so an interrupted sweep's logged trials keep their runs and its run is ended
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     for name in UNUSED_HERE:
         sys.modules.setdefault(name, None)
     # MLflow's import and its store's client load with the collector paused, then are frozen (gc.freeze, Python's
