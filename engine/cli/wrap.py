@@ -88,19 +88,22 @@ def _signals_raise() -> Iterator[None]:
 
 
 def invoke(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None,
-           translate: Translator | None = None) -> int:
+           translate: Translator | None = None, signal_lines: bool = True) -> int:
     """Call ``main(argv)``; return its exit status, a coded failure printed as one line (status 2); Ctrl-C is
-    status 130, SIGTERM 143 (128 + the signal), each one coded line."""
+    status 130, SIGTERM 143 (128 + the signal), each one coded line (none with ``signal_lines=False``: a helper
+    process whose parent says it, as a ``--workers`` process's coordinator does)."""
     try:
         with _signals_raise():
             return int(main(argv) or 0)
     except EngineError as exc:
         error = exc
     except KeyboardInterrupt:
-        print(f"{E_INTERRUPTED}: interrupted", file=sys.stderr)
+        if signal_lines:
+            print(f"{E_INTERRUPTED}: interrupted", file=sys.stderr)
         return 130
     except Terminated:
-        print(f"{E_TERMINATED}: terminated (SIGTERM)", file=sys.stderr)
+        if signal_lines:
+            print(f"{E_TERMINATED}: terminated (SIGTERM)", file=sys.stderr)
         return 143
     except OSError as exc:
         error = _os_error(exc)

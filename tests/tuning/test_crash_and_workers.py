@@ -168,18 +168,19 @@ def test_workers_of_a_multi_seed_study_score_every_seed(project, monkeypatch):
     assert len(complete) == 3 and all(t.user_attrs["result"]["seeds"] == [42, 7] for t in complete)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "group-sigterm"])
-def test_ctrl_c_ends_the_sweep_with_one_line_and_every_told_trial_keeps_its_run(project, sig):
+@pytest.mark.parametrize("sig, workers", [(signal.SIGINT, "1"), (signal.SIGTERM, "1"), (signal.SIGTERM, "2")],
+                         ids=["ctrl-c", "group-sigterm", "group-sigterm-workers"])
+def test_ctrl_c_ends_the_sweep_with_one_line_and_every_told_trial_keeps_its_run(project, sig, workers):
     """Ctrl-C reaches the whole process group, and so does SIGTERM from ``timeout`` or a container's stop: the
-    sweep exits 130 (143) with one coded line, its trail process (which ignores both) logs what it was sent,
-    ends the sweep's run and ends, and no COMPLETE trial lacks its MLflow run."""
+    sweep exits 130 (143) with one coded line (its ``--workers`` processes add none), its trail process (which
+    ignores both) logs what it was sent, ends the sweep's run and ends, and no COMPLETE trial lacks its run."""
     from engine.cli.wrap import E_INTERRUPTED, E_TERMINATED
 
     status, line = (130, f"{E_INTERRUPTED}: interrupted") if sig == signal.SIGINT else \
         (143, f"{E_TERMINATED}: terminated (SIGTERM)")
     proc = subprocess.Popen([sys.executable, "-m", "tuning.sweep", "--phase", "P1.2", "--trials", "40",
-                             "--no-progress"], cwd=project, env=env_for(project), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, start_new_session=True)
+                             "--workers", workers, "--no-progress"], cwd=project, env=env_for(project),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     deadline, trail = time.time() + 180, []
     while time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)

@@ -64,9 +64,10 @@ def _tracking_error(exc: BaseException) -> EngineError | None:
     return EngineError(E_TRACKING, f"MLflow tracking store failed: {first}")
 
 
-def invoke(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
+def invoke(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None,
+           signal_lines: bool = True) -> int:
     """engine.cli.wrap.invoke with MLflow failures coded as ``E3A_TUN_042_TRACKING_STORE``."""
-    return _invoke(main, argv, _tracking_error)
+    return _invoke(main, argv, _tracking_error, signal_lines)
 
 
 def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> None:

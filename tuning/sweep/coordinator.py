@@ -268,9 +268,10 @@ class Sweep:
 
 
 def worker_process(spec: WorkerSpec, cache_reports=None) -> None:
-    """The target of one ``--workers K`` process: its exit status is the CLI's (2 with one coded line).
+    """The target of one ``--workers K`` process: its exit status is the CLI's (2 with one coded line; stopped by
+    Ctrl-C or SIGTERM, 130 or 143 with no line of its own: its coordinator says it once).
     ``cache_reports``: where it puts its chain cache's report once its trials are done (:func:`run_pool` reads them)."""
-    sys.exit(invoke(lambda _argv: run_worker(spec, cache_reports)))
+    sys.exit(invoke(lambda _argv: run_worker(spec, cache_reports), signal_lines=False))
 
 
 def run_worker(spec: WorkerSpec, cache_reports=None) -> int:
