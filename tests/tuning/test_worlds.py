@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -49,6 +50,14 @@ def test_author_into_binds_a_new_authority_to_its_world(project, world):
     found, found_dir = worlds.authority_world_and_dir(auth)   # what the campaign runs on without --world
     assert found.fingerprint == loaded.fingerprint and found_dir == world.resolve()
     assert worlds.bound_world(project / "policies")["name"] == "default"     # policies/ stays the default world's
+    moved = world.with_name("moved")
+    world.rename(moved)   # the world's folder moved: its record names where it was, and the remedy
+    with pytest.raises(EngineError) as gone:
+        worlds.authority_world_and_dir(auth)
+    assert gone.value.code == "E3A_TUN_072_WORLD_RECORD" and "world.yaml" in str(gone.value)
+    assert str(world.resolve()) in str(gone.value) and "pass --world DIR" in str(gone.value)
+    given = SimpleNamespace(world=str(moved), reference=None, outlets=None)   # --world, its new place
+    assert worlds.authority_world_and_dir(auth, given)[0].fingerprint == loaded.fingerprint
 
 
 def test_sweep_promote_and_certify_stay_on_their_world(project, world, capsys):

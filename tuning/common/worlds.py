@@ -207,6 +207,10 @@ def authority_world_and_dir(policies_dir: str | Path, args=None, fallback: str |
         world = from_args(args, fallback) if args is not None else load(fallback)
         return world, (getattr(args, "world", None) if args is not None else None) or fallback
     world_dir = bound_dir(policies_dir)
+    if world_dir is not None and not world_dir.is_dir():
+        raise EngineError(E_WORLD_RECORD, f"{Path(policies_dir) / WORLD_FILE} binds this authority to the world in "
+                                          f"{world_dir}, no directory now (moved or removed): pass --world DIR, its "
+                                          f"new place (its fingerprint is checked against the record), or restore it")
     return load(world_dir), world_dir
 
 
