@@ -92,7 +92,8 @@ def validate_population(frame: pd.DataFrame, universe: pd.DataFrame | None, sour
                         "tzid": _text_column(frame, "tzid", source)})
     bad = out.loc[~out["country_iso"].str.fullmatch(ISO2), "country_iso"]
     if len(bad):
-        raise EngineError(E_WORLD_INPUT, f"{source}: invalid country code {bad.iloc[0]!r}")
+        raise EngineError(E_WORLD_INPUT, f"{source}: invalid country code {bad.iloc[0]!r} (two upper-case letters, "
+                                         f"ISO 3166-1 alpha-2, no spaces)")
     unknown = sorted(set(out["tzid"]) - known_tzids())
     if unknown:
         raise EngineError(E_WORLD_INPUT, f"{source}: unknown tzid {unknown[0]!r} ({len(unknown)} unknown)")

@@ -175,7 +175,10 @@ def validate_outlets(frame: pd.DataFrame, universe_countries: set[str], source: 
     countries = frame["legal_country_iso"].astype(str)
     unknown = sorted(set(countries.unique()) - universe_countries)   # the distinct codes only: millions of rows
     if unknown:
-        raise EngineError(E_WORLD_INPUT, f"{source}: country {unknown[0]!r} is not in the zone universe")
+        near = unknown[0].strip().upper()
+        hint = (f" (country codes are written as the universe writes them, two upper-case letters with no spaces: "
+                f"{near!r})" if near != unknown[0] and near in universe_countries else "")
+        raise EngineError(E_WORLD_INPUT, f"{source}: country {unknown[0]!r} is not in the zone universe{hint}")
     if "site_count" in frame.columns:
         counts = site_counts(frame["site_count"], source)
         pairs = pd.DataFrame({"merchant_id": mids,

@@ -66,7 +66,8 @@ def validate_universe(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     frame = frame[["country_iso", "tzid"]].astype(str)
     bad_iso = frame.loc[~frame["country_iso"].str.match(ISO2), "country_iso"]
     if len(bad_iso):
-        raise EngineError(E_WORLD_INPUT, f"{source}: invalid country code {bad_iso.iloc[0]!r}")
+        raise EngineError(E_WORLD_INPUT, f"{source}: invalid country code {bad_iso.iloc[0]!r} (two upper-case letters, "
+                                         f"ISO 3166-1 alpha-2, no spaces)")
     known = known_tzids()
     unknown = sorted(set(frame["tzid"]) - known)
     if unknown:

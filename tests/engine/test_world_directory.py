@@ -338,3 +338,14 @@ def test_a_csv_is_read_as_written_or_refused_naming_what_is_wrong(tmp_path):
     exported = world("exported", "\ufeff" + "\r\n".join([header] + ['"' + r.replace(",", '","') + '"' for r in rows])
                      + "\r\n")
     assert load_world(exported).catalogue.equals(plain.catalogue)
+
+
+def test_a_country_code_written_otherwise_than_the_universe_is_refused_with_the_code_it_meant():
+    for written in ("us", " us ", "Us "):
+        frame = pd.DataFrame({"merchant_id": [1], "legal_country_iso": [written]})
+        with pytest.raises(EngineError) as err:
+            validate_outlets(frame, {"US", "FR"}, "outlets.csv")
+        assert err.value.cause.endswith("two upper-case letters with no spaces: 'US')"), err.value.cause
+    with pytest.raises(EngineError) as err:   # a code the universe does not hold: no guess
+        validate_outlets(pd.DataFrame({"merchant_id": [1], "legal_country_iso": ["de"]}), {"US"}, "outlets.csv")
+    assert err.value.cause == "outlets.csv: country 'de' is not in the zone universe"
