@@ -101,7 +101,10 @@ def test_forced_veto_is_infeasible_and_never_best(proj, capsys):
     assert all(t.constraints.get("veto", 0) > 0 for t in study.trials)
     with pytest.raises(ValueError):
         study.best_trial  # no feasible trial exists
-    assert summary["best"] == {} and summary["trials_feasible"] == 0
+    assert summary["best"] == {} and summary["trials_feasible"] == 0 and summary["vetoes"]["FORCED_VETO"] == 3
+    from tuning.sweep.__main__ import main   # the text a person reads says why nothing can be promoted
+    assert main(["--no-progress", "--phase", "studies/veto.yaml", "--trials", "3"]) == 0
+    assert "no feasible trial: every complete trial was vetoed, by FORCED_VETO (3)" in capsys.readouterr().out
     runs = trial_runs("t-veto")
     assert {r.data.tags["veto"] for r in runs} == {"FAIL"}
     assert all("FORCED_VETO" in r.data.tags["veto_reasons"] for r in runs)

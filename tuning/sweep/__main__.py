@@ -62,6 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"stopped short of the budget: {summary['trials_pruned']} PRUNED trials reached the study's cap "
               f"(pruner max_pruned, default {PRUNED_PER_TRIAL} x trials) with {summary['trials_complete']} of "
               f"{summary['target']} COMPLETE")
+    if summary["trials_complete"] and not summary["trials_feasible"]:
+        reasons = ", ".join(f"{reason} ({n})" for reason, n in summary["vetoes"].items())
+        print(f"no feasible trial: every complete trial was vetoed, by {reasons or 'its record'}; no candidate of this "
+              f"sweep can be promoted (python -m tuning.rank --phase {summary['phase']} lists each trial's vetoes)")
     if summary.get("decision"):
         print(f"decision: {summary['decision']}")
     if summary.get("precheck"):

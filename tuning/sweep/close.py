@@ -7,6 +7,8 @@ process writes the study's plots while this one re-scores the best trials for th
 
 from __future__ import annotations
 
+from collections import Counter
+
 from optuna.trial import FixedTrial, TrialState
 
 from tuning.study.cache_budget import cache_report
@@ -55,7 +57,9 @@ def summarise(sweep, trail: SweepTrail) -> dict:
            "target": sweep.target, "trials_complete": c["COMPLETE"], "trials_failed": c["FAIL"],
            "trials_pruned": c["PRUNED"], "pruned_cap": cap,
            "stopped_by_pruned_cap": pruned_out(c, cap) and c["COMPLETE"] < sweep.target,
-           "trials_feasible": sum(r.feasible for r in rows), "parent_run_id": trail.parent_run_id,
+           "trials_feasible": sum(r.feasible for r in rows),
+           "vetoes": dict(Counter(v for r in rows for v in r.vetoes).most_common()),   # reason -> trials it vetoed
+           "parent_run_id": trail.parent_run_id,
            "experiment": trail.experiment_id, "best": best, "top": [r.to_json() for r in rows[: sweep.config.top]],
            "chain_cache": cache_report(sweep.objective.cache, sweep.worker_caches)}
     if sweep.spec.multi_objective:
