@@ -118,6 +118,10 @@ def cmd_run(args) -> int:
     print(f"run_id {result.identity['run_id']}  seed {args.seed}  world {world.name} ({world.fingerprint[:12]})"
           + (f"  fraction {args.fraction} ({len(result.cores['s1'])} pairs)" if args.fraction < 1 else ""))
     print(f"run_dir {result.run_dir}")
+    if world.left_out_zones:
+        shown = ", ".join(f"{c} {t}" for c, t in world.left_out_zones[:5])
+        print(f"Z(c): {len(world.left_out_zones)} zone(s) of the universe file left out, their clocks without people "
+              f"in the population file: {shown}{', ...' if len(world.left_out_zones) > 5 else ''}")
     print("seconds " + "  ".join(f"{s}={v:.3f}" for s, v in result.seconds.items()))
     realism = result.s6_report.get("realism", {})
     print(f"S6 {result.s6_report['overall_status']}  S7 {result.s7['status']}  realism {realism.get('verdict')} "

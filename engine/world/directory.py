@@ -159,6 +159,22 @@ def clock_population_of(evidence: pd.DataFrame) -> pd.DataFrame:
     return grouped.sort_values(["country_iso", "clock"]).reset_index(drop=True)
 
 
+def without_empty_zones(universe: pd.DataFrame, evidence: pd.DataFrame) -> tuple[pd.DataFrame, tuple]:
+    """(Z(c) without its zones on a clock the evidence leaves empty in a country it has people in, those zones as
+    (country_iso, tzid)). Such a zone never gets outlets (our law), but in Z(c) it counts toward the country's zone
+    count: S1 escalates merchants S4 cannot split, and the plan's multi-zone gates count a country of one populated
+    clock as multi-zone at a top-1 share of 1.0, which no policy can lower. A country without people on any clock
+    keeps every zone (it stays uniform)."""
+    lived = clock_population_of(evidence)
+    lived_clocks = set(zip(lived["country_iso"], lived["clock"]))
+    lived_countries = set(lived["country_iso"])
+    clocks = clocks_of(universe["tzid"])
+    empty = np.array([c in lived_countries and (c, k) not in lived_clocks
+                      for c, k in zip(universe["country_iso"], clocks)], dtype=bool)
+    left_out = tuple(zip(universe["country_iso"][empty], universe["tzid"][empty]))
+    return universe[~empty].reset_index(drop=True), left_out
+
+
 def universe_from_population(evidence: pd.DataFrame) -> pd.DataFrame:
     """Z(c) from the evidence alone: one name per populated clock, as the default world publishes it: the country's
     own zone.tab name for the clock, whatever name the evidence files it under (``US/Central`` is published as

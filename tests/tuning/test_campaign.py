@@ -312,9 +312,10 @@ def test_validated_selection_prefers_what_holds_off_the_tuning_seeds():
 
 
 def test_the_facts_quote_what_the_gates_measure_and_what_s1_can_reach(tmp_path):
-    """DE's Z(c) holds Busingen, where nobody lives: S2's top-1 gates count DE (a faithful prior puts all of DE on
-    Berlin, top-1 1.0), so the population's own top-1 median the reasons quote counts it too (median of US 0.6 and
-    DE 1.0). A pair of one outlet is never split: of the 3 pairs in multi-zone countries, 2 can escalate."""
+    """DE's universe file lists Busingen, where nobody lives: it is left out of Z(c), so DE is a one-zone country
+    the top-1 gates do not count, and the population's own top-1 median the reasons quote is the US's alone (0.8,
+    above the B+ ceiling 0.75). A pair of one outlet is never split: of the 2 pairs in the multi-zone country, 1
+    can escalate."""
     import pandas as pd
 
     from engine import load_world
@@ -325,10 +326,12 @@ def test_the_facts_quote_what_the_gates_measure_and_what_s1_can_reach(tmp_path):
                            "Europe/Paris"]}).to_csv(tmp_path / "universe.csv", index=False)
     pd.DataFrame({"country_iso": ["US", "US", "DE", "FR"],
                   "tzid": ["America/New_York", "America/Chicago", "Europe/Berlin", "Europe/Paris"],
-                  "population": [60e6, 40e6, 80e6, 65e6]}).to_csv(tmp_path / "population.csv", index=False)
+                  "population": [80e6, 20e6, 80e6, 65e6]}).to_csv(tmp_path / "population.csv", index=False)
     pd.DataFrame({"merchant_id": [1, 2, 3, 4], "legal_country_iso": ["US", "US", "DE", "FR"],
                   "site_count": [5, 1, 3, 2]}).to_csv(tmp_path / "outlets.csv", index=False)
-    facts = world_facts(load_world(tmp_path))
+    world = load_world(tmp_path)
+    assert world.left_out_zones == (("DE", "Europe/Busingen"),)
+    facts = world_facts(world)
     assert facts["population_top1_median"] == pytest.approx(0.8) and facts["s2_bplus_vs_population"] == "below"
-    assert (facts["multi_clock_pair_share"], facts["escalable_pair_share"]) == (0.75, 0.5)
-    assert facts["s1_corridor_reach"] == "unreachable"   # 0.5 < 0.55, though 0.75 of pairs are in multi-zone countries
+    assert (facts["multi_clock_pair_share"], facts["escalable_pair_share"]) == (0.5, 0.25)
+    assert facts["s1_corridor_reach"] == "unreachable"   # 0.25 < 0.55
