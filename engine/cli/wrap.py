@@ -87,6 +87,27 @@ def _signals_raise() -> Iterator[None]:
             signal.signal(sig, old if old is not None else signal.SIG_DFL)
 
 
+def _stop_inside(exc: BaseException) -> BaseException | None:
+    """Ctrl-C's or SIGTERM's exception where another one wraps it: raised inside ``__set_name__`` while an import
+    builds a class, Python reraises it as the ``__cause__`` of a RuntimeError."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, (KeyboardInterrupt, Terminated)):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _stopped(stop: BaseException, signal_lines: bool) -> int:
+    """The status of a command stopped by Ctrl-C (130) or SIGTERM (143), with its one coded line."""
+    line, status = ((f"{E_INTERRUPTED}: interrupted", 130) if isinstance(stop, KeyboardInterrupt) else
+                    (f"{E_TERMINATED}: terminated (SIGTERM)", 143))
+    if signal_lines:
+        print(line, file=sys.stderr)
+    return status
+
+
 def invoke(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None,
            translate: Translator | None = None, signal_lines: bool = True) -> int:
     """Call ``main(argv)``; return its exit status, a coded failure printed as one line (status 2); Ctrl-C is
@@ -97,19 +118,16 @@ def invoke(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[st
             return int(main(argv) or 0)
     except EngineError as exc:
         error = exc
-    except KeyboardInterrupt:
-        if signal_lines:
-            print(f"{E_INTERRUPTED}: interrupted", file=sys.stderr)
-        return 130
-    except Terminated:
-        if signal_lines:
-            print(f"{E_TERMINATED}: terminated (SIGTERM)", file=sys.stderr)
-        return 143
+    except (KeyboardInterrupt, Terminated) as stop:
+        return _stopped(stop, signal_lines)
     except OSError as exc:
         error = _os_error(exc)
     except (RecursionError, MemoryError) as exc:
         error = EngineError(E_USAGE, f"input too large or too deep ({type(exc).__name__})")
     except Exception as exc:  # noqa: BLE001 - a caller-known failure (e.g. a tracking store) may be coded
+        stop = _stop_inside(exc)
+        if stop is not None:   # the signal's exception, wrapped by what it interrupted (a class being built)
+            return _stopped(stop, signal_lines)
         coded = translate(exc) if translate is not None else None
         if coded is None:
             raise

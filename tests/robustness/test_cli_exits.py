@@ -113,3 +113,31 @@ def _catches_sigterm(pid: int) -> bool:
     except (OSError, StopIteration):
         return False
     return bool(int(caught.split()[1], 16) & (1 << 14))
+
+
+@pytest.mark.parametrize("stop, line, status", [
+    (KeyboardInterrupt, "E3A_CLI_002_INTERRUPTED: interrupted", 130),
+    ("terminated", "E3A_CLI_005_TERMINATED: terminated (SIGTERM)", 143)])
+def test_a_signal_wrapped_by_what_it_interrupted_is_still_its_one_coded_line(capsys, stop, line, status):
+    """Ctrl-C or SIGTERM landing while an import builds a class (``__set_name__``): Python reraises the signal's
+    exception as the cause of a RuntimeError. It is still the signal's status and line, not a traceback."""
+    from engine.cli.wrap import Terminated, invoke
+
+    raised = Terminated if stop == "terminated" else stop
+
+    class Interrupting:
+        def __set_name__(self, owner, name):
+            raise raised()
+
+    def main(_argv):
+        type("Built", (), {"field": Interrupting()})   # RuntimeError: Error calling __set_name__ ... (3.11)
+
+    assert invoke(main, []) == status
+    assert capsys.readouterr().err.strip() == line
+    assert invoke(main, [], signal_lines=False) == status and capsys.readouterr().err == ""
+
+    def fails(_argv):
+        raise RuntimeError("not a signal")
+
+    with pytest.raises(RuntimeError):   # any other RuntimeError is not taken for one
+        invoke(fails, [])

@@ -258,3 +258,23 @@ def test_a_sweep_whose_trials_are_pruned_stops_at_its_cap_and_says_so(project):
     assert again.returncode == 0, again.stderr[-2000:]
     assert len(load("t-cap").trials) == len(states), "a re-run at the cap asks nothing more"
     assert "stopped short of the budget: 2 PRUNED trials reached the study's cap" in again.stdout
+
+
+def test_an_interrupt_while_the_sweep_closes_ends_its_parent_run(project, monkeypatch, capsys):
+    """Ctrl-C or SIGTERM after the last trial, while the close writes the best trials' reports: the sweep's
+    parent run ends FAILED (it stayed RUNNING), and the command is the signal's one coded line."""
+    import tuning.sweep.close as close
+    from tuning.common.errors import invoke
+    from tuning.sweep.__main__ import main
+    from tuning.trail.tracking import client, search_all
+
+    def interrupted(sweep, trail):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(close, "attach_reports", interrupted)
+    assert invoke(main, ["--phase", "P1.2", "--trials", "3", "--no-progress"]) == 130
+    assert capsys.readouterr().err.strip().endswith("E3A_CLI_002_INTERRUPTED: interrupted")
+    assert sum(t.state == TrialState.COMPLETE for t in load("t-P1.2").trials) == 3
+    mlc = client()
+    sweeps = search_all(mlc, [mlc.get_experiment_by_name("3A-P1.2").experiment_id], "tags.run_kind = 'sweep'")
+    assert [r.info.status for r in sweeps] == ["FAILED"]

@@ -179,7 +179,11 @@ class Sweep:
                 with self.coordinator.exclusive():  # hosts starting together enqueue it once
                     self.enqueue_authority_candidate()
                 self.run_trials(trail)   # every trial's run is written before its trial is told
-                summary = close_sweep(self, trail, None if closed else decision)
+                try:
+                    summary = close_sweep(self, trail, None if closed else decision)
+                except BaseException:   # Ctrl-C or SIGTERM while it closes: its parent run does not stay RUNNING
+                    trail.end_parent("FAILED")
+                    raise
                 if closed:
                     summary["precheck"] = f"{decision}: no trigger fired; --force ran the trials"
             ok = True
