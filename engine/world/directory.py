@@ -159,18 +159,20 @@ def clock_population_of(evidence: pd.DataFrame) -> pd.DataFrame:
     return grouped.sort_values(["country_iso", "clock"]).reset_index(drop=True)
 
 
-def without_empty_zones(universe: pd.DataFrame, evidence: pd.DataFrame) -> tuple[pd.DataFrame, tuple]:
+def without_empty_zones(universe: pd.DataFrame, evidence: pd.DataFrame,
+                        listed: frozenset = frozenset()) -> tuple[pd.DataFrame, tuple]:
     """(Z(c) without its zones on a clock the evidence leaves empty in a country it has people in, those zones as
     (country_iso, tzid)). Such a zone never gets outlets (our law), but in Z(c) it counts toward the country's zone
     count: S1 escalates merchants S4 cannot split, and the plan's multi-zone gates count a country of one populated
     clock as multi-zone at a top-1 share of 1.0, which no policy can lower. A country without people on any clock
-    keeps every zone (it stays uniform)."""
+    keeps every zone (it stays uniform), and so does a zone ``listed`` (by the alpha pack the world ships, whose
+    zones are its own)."""
     lived = clock_population_of(evidence)
     lived_clocks = set(zip(lived["country_iso"], lived["clock"]))
     lived_countries = set(lived["country_iso"])
     clocks = clocks_of(universe["tzid"])
-    empty = np.array([c in lived_countries and (c, k) not in lived_clocks
-                      for c, k in zip(universe["country_iso"], clocks)], dtype=bool)
+    empty = np.array([c in lived_countries and (c, k) not in lived_clocks and (c, t) not in listed
+                      for c, t, k in zip(universe["country_iso"], universe["tzid"], clocks)], dtype=bool)
     left_out = tuple(zip(universe["country_iso"][empty], universe["tzid"][empty]))
     return universe[~empty].reset_index(drop=True), left_out
 

@@ -264,8 +264,10 @@ def load_world(world_dir: str | Path | None = None, reference: str | Path | None
         if universe is None:   # the evidence defines Z(c): a country with no population on any clock has no zone
             universe = universe_from_population(evidence)
             unlived = sorted(set(evidence["country_iso"]) - set(universe["country_iso"]))
-        elif parts.alphas is None:   # a universe file's zones the evidence leaves empty (an alpha pack keeps its own)
-            universe, left_out = without_empty_zones(universe, evidence)
+        else:   # a universe file's zones the evidence leaves empty, but those the world's own alpha pack lists
+            listed = frozenset() if parts.alphas is None else frozenset(
+                _universe_from_alpha_pack(parts.alphas).itertuples(index=False, name=None))
+            universe, left_out = without_empty_zones(universe, evidence, listed)
     universe = base.universe if universe is None else universe
     same_universe = table_digest(universe, None) == base.universe_digest
     if evidence is not None:

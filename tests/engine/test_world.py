@@ -191,6 +191,12 @@ def test_zones_a_universe_file_lists_empty_do_not_make_a_country_multi_zone():
                 assert out.returncode == 0, out.stderr[-1000:]
                 assert "Z(c): 3 zone(s) of the universe file left out, their clocks without people in the population " \
                        "file: CA America/Halifax, CA America/Vancouver, NZ Pacific/Chatham" in out.stdout, out.stdout
+                # the alpha pack authored for it, shipped in it, lists no left-out zone: they stay left out
+                authored = author_policies(world.population)
+                (world_dir / "country_zone_alphas.yaml").write_bytes(authored["country_zone_alphas"])
+                shipped = load_world(world_dir)
+                assert shipped.left_out_zones == world.left_out_zones
+                assert run_verdict(run_chain(PolicySet(authored), 42, shipped).gates) == "PASS_BPLUS"
     listed, populated = packs["listed"], packs["populated"]
     assert listed["s2"]["countries_multi_tz_total"] == populated["s2"]["countries_multi_tz_total"] == 1   # the US
     assert listed["s2"]["top1_share_median_multi_tz"] == populated["s2"]["top1_share_median_multi_tz"] < 0.75
