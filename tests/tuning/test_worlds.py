@@ -56,6 +56,10 @@ def test_author_into_binds_a_new_authority_to_its_world(project, world):
         worlds.authority_world_and_dir(auth)
     assert gone.value.code == "E3A_TUN_072_WORLD_RECORD" and "world.yaml" in str(gone.value)
     assert str(world.resolve()) in str(gone.value) and "pass --world DIR" in str(gone.value)
+    with pytest.raises(EngineError) as other:   # another world given: the hint does not send the user to the old place
+        worlds.require(auth, worlds.load(None), "certification")
+    assert other.value.code == "E3A_TUN_070_WORLD_MISMATCH"
+    assert f"its recorded folder {world.resolve()} is gone: pass --world DIR" in str(other.value)
     given = SimpleNamespace(world=str(moved), reference=None, outlets=None)   # --world, its new place
     assert worlds.authority_world_and_dir(auth, given)[0].fingerprint == loaded.fingerprint
 

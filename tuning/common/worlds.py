@@ -127,11 +127,29 @@ def require(policies_dir: str | Path, world, what: str) -> None:
                                             f"--world W --into DIR makes one)")
     bound = bound_world(policies_dir)
     if bound["fingerprint"] != world.fingerprint:
-        world_dir = bound_dir(policies_dir, bound)   # recorded relative to the folder: named from here
-        hint = f" (pass --world {shlex.quote(str(world_dir))})" if world_dir is not None else ""
+        hint = _bound_world_hint(policies_dir, bound, world)
         raise EngineError(E_WORLD_MISMATCH, f"{what}: the authority {policies_dir} belongs to world "
                                             f"{bound.get('name')} ({bound['fingerprint'][:12]}), not to world "
                                             f"{world.name} ({world.fingerprint[:12]}){hint}")
+
+
+def _bound_world_hint(policies_dir: str | Path, bound: dict, world) -> str:
+    """Where the authority's own world is: its recorded folder while it is one and is not the folder just given
+    (whose world then changed since the authority was bound to it: re-author), else how to find it."""
+    world_dir = bound_dir(policies_dir, bound)   # recorded relative to the folder: named from here
+    if world_dir is None:
+        return ""
+    if not world_dir.is_dir():
+        return f" (its recorded folder {world_dir} is gone: pass --world DIR, where that world is now)"
+    try:   # the refusal path only: the recorded folder's world as it is now
+        now = load(world_dir).fingerprint
+    except EngineError:
+        now = None
+    if now != world.fingerprint:
+        return f" (pass --world {shlex.quote(str(world_dir))})"
+    return (f" (its folder {world_dir} holds another world now: its files, or how they are read, changed since the "
+            f"authority was bound; python -m tuning.author --world {shlex.quote(str(world_dir))} --into DIR binds a new "
+            f"one)")
 
 
 @contextlib.contextmanager
