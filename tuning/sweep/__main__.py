@@ -75,8 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(note)
     print(format_table([TrialRow.from_json(r) for r in summary["top"]], sweep.spec.key_metrics))
     if summary.get("pareto") is not None:
-        print(f"Pareto front (J up, {sweep.spec.second['metric']} {sweep.spec.second['direction']}): trials "
-              + ", ".join(str(r["trial"]) for r in summary["pareto"]))
+        print(f"Pareto front (J up, {sweep.spec.second['metric']} {sweep.spec.second['direction']}): "
+              + (f"trials {', '.join(str(r['trial']) for r in summary['pareto'])}" if summary["pareto"] else
+                 "empty, no feasible trial"))
     return 0
 
 
