@@ -134,8 +134,8 @@ def require(policies_dir: str | Path, world, what: str) -> None:
 
 
 def _bound_world_hint(policies_dir: str | Path, bound: dict, world) -> str:
-    """Where the authority's own world is: its recorded folder while it is one and is not the folder just given
-    (whose world then changed since the authority was bound to it: re-author), else how to find it."""
+    """Where the authority's own world is: its recorded folder, unless that folder is gone (find it: --world) or
+    holds the very world just refused (its files changed since the authority was bound to it: bind a new one)."""
     world_dir = bound_dir(policies_dir, bound)   # recorded relative to the folder: named from here
     if world_dir is None:
         return ""
