@@ -25,7 +25,6 @@ guard_start()   # python -m engine: Ctrl-C or SIGTERM while it starts is one cod
 # public name -> the submodule that defines it (the one place a name's home is written)
 _HOMES: dict[str, tuple[str, ...]] = {
     "engine.core.version": ("ENGINE_VERSION",),
-    "engine.cli.wrap": ("guard_start",),
     "engine.chain.runner": ("STATES", "ChainCache", "run_chain"),
     "engine.chain.steps": ("STATE_TABLE", "map_in_process"),
     "engine.chain.result": ("ChainResult",),
@@ -39,7 +38,7 @@ _HOMES: dict[str, tuple[str, ...]] = {
     "engine.world.evidence": ("FidelityEvidence", "fidelity_evidence"),
     "engine.world.binding": ("WORLD_FILE", "recorded_dir", "world_record"),
     "engine.core.errors": ("EngineError", "E_POLICY_MISSING", "E_PUBLISH"),
-    "engine.cli.wrap": ("CodedParser", "invoke"),
+    "engine.cli.wrap": ("CodedParser", "guard_start", "invoke"),
     "engine.publish.atomic": ("atomic_write",),
     "engine.core.strict": ("load_yaml", "non_finite_path"),
     "engine.core.hashing": ("canonical_json", "le64", "sha256", "sha256_hex", "uer"),

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.proc_table import alive, children
+from tests.tuning.conftest import wait_for_runs
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -69,7 +70,7 @@ def test_sigterm_is_one_coded_line_and_status_143_with_nothing_left_running(tmp_
         while not started and time.monotonic() < deadline:   # its trail process is up
             started = children(proc.pid)
             time.sleep(0.1)
-        time.sleep(2.5)   # trials running
+        assert wait_for_runs(tmp_path / "mlruns" / "mlflow.db", 3, proc), "no trial was logged"   # trials running
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=120)
     finally:

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -119,3 +120,20 @@ def p12_evaluation(root: Path, knobs: dict | None = None, seeds=(42,)):
     knobs = knobs if knobs is not None else {"blend_lambda": 0.05, "hub_cap": 0.9, "tail_gamma": 1.0}
     seeds = list(spec.seeds if seeds is None else seeds)
     return SeedRobustObjective(spec, seeds, PolicySet.from_dir(root / "policies")).evaluate(knobs), knobs
+
+
+def wait_for_runs(store: Path, count: int, proc, timeout: float = 120.0) -> bool:
+    """Wait until the sqlite MLflow store ``store`` holds ``count`` runs (a sweep's trials are running and logged)
+    while ``proc`` runs; True once it does. Reads the file read-only: the sweep's trail process writes it."""
+    import sqlite3
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=1) as db:
+                if db.execute("select count(*) from runs").fetchone()[0] >= count:
+                    return True
+        except sqlite3.Error:   # not created, or not migrated yet
+            pass
+        time.sleep(0.1)
+    return False

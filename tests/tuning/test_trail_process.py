@@ -14,7 +14,7 @@ import pytest
 
 from engine import EngineError
 from tests.proc_table import children, cmdline
-from tests.tuning.conftest import env_for, p12_evaluation, trial_runs
+from tests.tuning.conftest import env_for, p12_evaluation, trial_runs, wait_for_runs
 from tuning.common.errors import E_TRAIL, E_TRACKING
 from tuning.trail.process import SweepTrail, TrailError, TrailProcess
 
@@ -123,7 +123,7 @@ def test_a_sweep_whose_trail_process_is_killed_ends_on_one_coded_line(project):
             trail = [pid for pid in children(proc.pid) if "tuning.trail.server" in cmdline(pid)]
             time.sleep(0.1)
         assert trail, "no trail process"
-        time.sleep(2.5)   # the trials are running
+        assert wait_for_runs(project / "mlruns" / "mlflow.db", 3, proc), "no trial was logged"   # trials running
         os.kill(trail[0], signal.SIGKILL)
         _, err = proc.communicate(timeout=120)
     finally:
