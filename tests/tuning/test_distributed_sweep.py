@@ -175,7 +175,7 @@ def test_bench_distributed_runs_as_a_program(services, tmp_path):
     # enough trials that one is still RUNNING when the first is COMPLETE (the bench kills its worker then); the
     # former settings' run is the same code on other settings (test_bench's unit tests read both)
     done = bench("--trials", "8", "--workers", "2", "--rounds", "1", "--probe-trials", "2", "--defaults-only",
-                 "--cluster-dir", str(services["dir"]), "--json")
+                 "--no-fixed-probe", "--cluster-dir", str(services["dir"]), "--json")
     assert done.returncode == 0, done.stderr[-2000:]
     out = json.loads(done.stdout)
     assert out["services"] == str(services["dir"]) and out["services_start_seconds"] is None
@@ -183,6 +183,8 @@ def test_bench_distributed_runs_as_a_program(services, tmp_path):
     assert set(only) == {"local", "defaults"} and set(out["figures"]) >= {"defaults"} and "tuned" not in out["figures"]
     assert {only[k]["trials_complete"] for k in ("local", "defaults")} == {8}
     assert out["figures"]["defaults"]["ratio"]["median"] > 0
+    assert only["local"]["cpu_seconds"]["one_process_without_trials"] is None   # --no-fixed-probe: not measured
+    assert out["figures"]["defaults"]["fixed_cpu_seconds_per_process"] is None
     probe = out["log_probe"]
     assert probe["requests_per_trial"] == 8 and probe["server_cpu_ms_per_trial"]["mlflow_server"] > 0
     assert not (root / ".cluster").exists()

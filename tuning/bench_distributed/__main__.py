@@ -17,9 +17,9 @@ Wall = launch of the first sweep process to the last exit. Each figure stands be
 from the study itself (launch -> first trial asked, the trials, the close, kill -> the killed trial's retry
 asked) and in CPU seconds: the sweep processes with their trail processes, the MLflow server, PostgreSQL,
 and one more process run on the finished study (what every process costs besides its trials: imports, the
-world, the anchor, its trail process). The per-trial logging time against the server is reported twice: as
-the sweeps saw it (the trail process's ``log_trial``, per trial) and from a probe that logs trials one after
-another through the server and counts its HTTP requests.
+world, the anchor, its trail process; ``--no-fixed-probe`` skips it). The per-trial logging time against the
+server is reported twice: as the sweeps saw it (the trail process's ``log_trial``, per trial) and from a probe
+that logs trials one after another through the server and counts its HTTP requests.
 """
 
 from __future__ import annotations
@@ -196,12 +196,17 @@ def distributed_run(args, state: dict, env: dict, study: str, tuned: bool) -> di
     cpu = {"sweeps_and_trails": run["sweeps_cpu_s"], **{k: after[k] - before[k] for k in after}}
     # one more worker on the finished study: what a process costs before and after its trials (imports, the
     # world, the anchor, its trail process, the end of its parent run), paid by each of the K + 1 processes
-    fixed = timed_run([argv], env)
-    cpu["one_process_without_trials"] = fixed["sweeps_cpu_s"]
+    cpu["one_process_without_trials"] = fixed_cpu(args, argv, env)
     return {"wall_seconds": run["wall"], "trials_complete": run["summaries"][0]["trials_complete"],
             "where": where_time_goes(run, storage, study), "cpu_seconds": cpu,
             "reports": "off (--reports 0)" if tuned else "on (the default --reports 1)",
             "heartbeat": "5 s / grace 30 s" if tuned else "the defaults (10 s / grace 60 s)"}
+
+
+def fixed_cpu(args, argv: list[str], env: dict) -> float | None:
+    """One more process on the finished study: what a process costs besides its trials (imports, the world, the
+    anchor, its trail process, the end of its parent run); None with ``--no-fixed-probe``."""
+    return None if args.no_fixed_probe else timed_run([argv], env)["sweeps_cpu_s"]
 
 
 def local_run(args, tmp: Path, env: dict, study: str) -> dict:
@@ -216,7 +221,7 @@ def local_run(args, tmp: Path, env: dict, study: str) -> dict:
     return {"wall_seconds": run["wall"], "trials_complete": run["summaries"][0]["trials_complete"],
             "where": where_time_goes(run, open_storage(journal, study), study),
             "cpu_seconds": {"sweep_and_trail": run["sweeps_cpu_s"],
-                            "one_process_without_trials": timed_run([argv], env)["sweeps_cpu_s"]}}
+                            "one_process_without_trials": fixed_cpu(args, argv, env)}}
 
 
 def settings(args) -> tuple[str, ...]:
@@ -333,6 +338,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--defaults-only", action="store_true",
                     help="measure the defaults a user runs (the target's figure), not the former settings")
     ap.add_argument("--probe-trials", type=int, default=20, help="trials the logging probe writes")
+    ap.add_argument("--no-fixed-probe", action="store_true",
+                    help="skip the extra process per run that measures a process's fixed CPU cost (a quicker bench)")
     ap.add_argument("--cluster-dir", help="measure against the local cluster already running from this directory "
                     "(python -m tuning.local_services start --dir DIR), left running; default: start one, purge it at the end")
     ap.add_argument("--json", action="store_true")
