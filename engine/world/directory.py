@@ -21,6 +21,7 @@ import pandas as pd
 
 from engine.core.errors import E_WORLD_INPUT, E_WORLD_MISSING, EngineError
 from engine.world.clocks import clocks_of, published_name
+from engine.world.evidence import fidelity_evidence
 from engine.world.universe import ISO2, known_tzids
 
 POLICY_FILES = ("zone_mixture_policy.yaml", "country_zone_alphas.yaml", "zone_floor_policy.yaml")
@@ -167,12 +168,8 @@ def without_empty_zones(universe: pd.DataFrame, evidence: pd.DataFrame,
     clock as multi-zone at a top-1 share of 1.0, which no policy can lower. A country without people on any clock
     keeps every zone (it stays uniform), and so does a zone ``listed`` (by the alpha pack the world ships, whose
     zones are its own)."""
-    lived = clock_population_of(evidence)
-    lived_clocks = set(zip(lived["country_iso"], lived["clock"]))
-    lived_countries = set(lived["country_iso"])
-    clocks = clocks_of(universe["tzid"])
-    empty = np.array([c in lived_countries and (c, k) not in lived_clocks and (c, t) not in listed
-                      for c, t, k in zip(universe["country_iso"], universe["tzid"], clocks)], dtype=bool)
+    left = fidelity_evidence(universe, True, clock_population_of(evidence)).empty_zones - listed   # F02's own rule
+    empty = np.array([(c, t) in left for c, t in zip(universe["country_iso"], universe["tzid"])], dtype=bool)
     left_out = tuple(zip(universe["country_iso"][empty], universe["tzid"][empty]))
     return universe[~empty].reset_index(drop=True), left_out
 
