@@ -16,7 +16,8 @@ Prints one line per check (``agree`` / ``DIFFER`` / ``absent``); exit 0 when all
 as one coded line ``E3A_TUN_028_AUTHORITY_DISAGREES`` (exit 2). A store that holds no record at all of the
 lineage's last promotion (a fresh checkout's empty ``mlruns/``, or another store) cannot disagree with the folder:
 its MLflow checks are ``absent``, and the exit is ``E3A_TUN_044_AUTHORITY_NOT_IN_STORE`` (exit 2), saying how
-to rebuild the trail there.
+to rebuild the trail there. A check reads and never creates: where the named sqlite store does not exist yet, its
+MLflow checks are answered without one (``absent`` after a promotion, agreeing after an authored install).
 """
 
 from __future__ import annotations
@@ -75,8 +76,8 @@ def _alias_version(mlc, model_name: str):
 
 def check(policies_dir: Path) -> list[dict]:
     """Every check as ``{"ok": bool, "check": name, "detail": text}``."""
-    from tuning.trail.tracking import client, search_all
-    from tuning.authority.promotion_txn import current_authority_runs
+    from tuning.trail.store_init import store_exists
+    from tuning.trail.tracking import client
     from tuning.common.worlds import authority_names
 
     if not Path(policies_dir).is_dir():   # before the authority lock, which would create the folder
@@ -92,7 +93,33 @@ def check(policies_dir: Path) -> list[dict]:
     out = [{"ok": settled, "check": "intent", "detail": "no unfinished authority change"}]
     out.append({"ok": not lineage or last.get("parameter_hash") == h, "check": "lineage",
                 "detail": f"policies/ {h[:16]}; last lineage entry {str(last.get('parameter_hash'))[:16]}"})
-    mlc = client()
+    # a fresh checkout names a store that does not exist: nothing in MLflow to compare, and a check creates none
+    store = _store_checks(client(), policies_dir, names, h, run) if store_exists() else _no_store(run)
+    steps = [s for s in ladder if s.get("parameter_hash") == h and
+             (s.get("source_run_id") == run if run else s.get("phase") == "AUTHOR")]
+    in_ladder = [{"ok": bool(steps), "check": "ladder step",
+                  "detail": f"ladder steps recording this change: {len(steps)}"}] if lineage else []
+    return out + store[:-1] + in_ladder + store[-1:]   # the store's last check: no run left RUNNING
+
+
+def _no_store(run: str | None) -> list[dict]:
+    """The store checks where the environment names a sqlite store that does not exist: ``absent`` for a lineage
+    that names a promotion run (exit E3A_TUN_044), agreeing for an authored authority (no run, no alias, no tag)."""
+    from tuning.trail.store_init import default_uri
+
+    detail = f"no MLflow store here ({default_uri()}: not created yet)"
+    checks = ["authority tag", "registry alias"] + (["promotion run"] if run else [])
+    return [{"ok": None if run else True, "check": c, "detail": detail} for c in checks] + \
+        [{"ok": True, "check": "no run left RUNNING", "detail": detail}]
+
+
+def _store_checks(mlc, policies_dir: Path, names: dict, h: str, run: str | None) -> list[dict]:
+    """The checks of what the MLflow store records of the authority's last change (``run``: its promoted run, or
+    None after an authored install); the last is that no promotion or ladder run is left RUNNING."""
+    from tuning.trail.tracking import search_all
+    from tuning.authority.promotion_txn import current_authority_runs
+
+    out = []
     tagged = sorted(r.info.run_id for r in current_authority_runs(mlc, policies_dir))
     out.append({"ok": tagged == ([run] if run else []), "check": "authority tag",
                 "detail": f"runs tagged authority=current {tagged or 'none'}; the lineage's run {run or 'none'}"})
@@ -111,11 +138,6 @@ def check(policies_dir: Path) -> list[dict]:
     if run:
         out.append({"ok": bool(promoted), "check": "promotion run",
                     "detail": f"FINISHED promotion runs of {run} installing {h[:16]}: {len(promoted)}"})
-    steps = [s for s in ladder if s.get("parameter_hash") == h and
-             (s.get("source_run_id") == run if run else s.get("phase") == "AUTHOR")]
-    if lineage:
-        out.append({"ok": bool(steps), "check": "ladder step",
-                    "detail": f"ladder steps recording this change: {len(steps)}"})
     running = sorted(r.info.run_id for r in runs if r.info.status == "RUNNING"
                      and r.data.tags.get("run_kind") in ("promotion", "ladder"))
     out.append({"ok": not running, "check": "no run left RUNNING",

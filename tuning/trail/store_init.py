@@ -27,11 +27,16 @@ def _sqlite_path(uri: str) -> Path | None:
     return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
 
 
+def default_uri() -> str:
+    """The tracking store the environment names: ``MLFLOW_TRACKING_URI``, else the working directory's
+    ``mlruns/mlflow.db`` (named only: nothing is created)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlruns' / 'mlflow.db'}"
+
+
 def store_exists() -> bool:
     """Does the tracking store the environment names exist already (a tracking server: assumed)? Nothing is
     created to answer it."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlruns' / 'mlflow.db'}"
-    db = _sqlite_path(uri)
+    db = _sqlite_path(default_uri())
     return db is None or db.exists()
 
 

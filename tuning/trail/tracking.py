@@ -29,7 +29,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException  # noqa: F401 - the one MLflow error the harness catches
 
-from tuning.trail.store_init import ensure_store
+from tuning.trail.store_init import default_uri, ensure_store
 from tuning.report.files import gate_table_md
 from tuning.study.trial_result import TrialResult
 
@@ -43,12 +43,11 @@ EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 
 def tracking_uri() -> str:
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
-        return uri
-    db = Path.cwd() / "mlruns" / "mlflow.db"
-    db.parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{db}"
+    """The store the environment names (:func:`tuning.trail.store_init.default_uri`); the working directory's
+    ``mlruns/`` is made for it when that is the one."""
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        (Path.cwd() / "mlruns").mkdir(parents=True, exist_ok=True)
+    return default_uri()
 
 
 def artifact_root(uri: str) -> Path | None:
