@@ -24,7 +24,8 @@ from tuning.common.errors import E_RUN_MISSING, TuningParser, at_least_one, run_
 from tuning.study.ranking import rank_rows
 from tuning.study.trial_row import MLFLOW_METRICS, TrialRow
 from tuning.study.spec import DEFAULT_KEY_METRICS, load_study
-from tuning.trail.tracking import RUN_KIND_TRIAL, client, search_all
+from tuning.trail.store_init import default_uri
+from tuning.trail.tracking import RUN_KIND_TRIAL, client, reader, search_all
 from tuning.campaign.steps import NAMESPACE as CAMPAIGN_PREFIX   # the campaign's sweeps' experiments
 
 
@@ -37,8 +38,10 @@ def ranked_runs(phase: str, study: str | None = None, key_metrics: Sequence[str]
 def ranked_with_objectives(phase: str, study: str | None = None, key_metrics: Sequence[str] = DEFAULT_KEY_METRICS,
                            experiment: str | None = None) -> tuple[list[TrialRow], dict[str, str]]:
     """The ranked rows and, from the same runs, study -> the objective its trials record (tag ``objective``)."""
-    mlc = client()
+    mlc = reader()   # ranking only reads: a store on a read-only mount is ranked, a missing one is not created
     name = experiment or f"3A-{phase}"
+    if mlc is None:
+        raise EngineError(E_RUN_MISSING, f"no MLflow experiment {name}: no MLflow store at {default_uri()} yet")
     exp = mlc.get_experiment_by_name(name)
     if exp is None:
         raise EngineError(E_RUN_MISSING, f"no MLflow experiment {name} at {mlc.tracking_uri}{_other_sweeps(mlc, name)}")

@@ -76,8 +76,7 @@ def _alias_version(mlc, model_name: str):
 
 def check(policies_dir: Path) -> list[dict]:
     """Every check as ``{"ok": bool, "check": name, "detail": text}``."""
-    from tuning.trail.store_init import store_exists
-    from tuning.trail.tracking import client
+    from tuning.trail.tracking import reader
     from tuning.common.worlds import authority_names
 
     if not Path(policies_dir).is_dir():   # before the authority lock, which would create the folder
@@ -94,7 +93,8 @@ def check(policies_dir: Path) -> list[dict]:
     out.append({"ok": not lineage or last.get("parameter_hash") == h, "check": "lineage",
                 "detail": f"policies/ {h[:16]}; last lineage entry {str(last.get('parameter_hash'))[:16]}"})
     # a fresh checkout names a store that does not exist: nothing in MLflow to compare, and a check creates none
-    store = _store_checks(client(), policies_dir, names, h, run) if store_exists() else _no_store(run)
+    mlc = reader()
+    store = _store_checks(mlc, policies_dir, names, h, run) if mlc is not None else _no_store(run)
     steps = [s for s in ladder if s.get("parameter_hash") == h and
              (s.get("source_run_id") == run if run else s.get("phase") == "AUTHOR")]
     in_ladder = [{"ok": bool(steps), "check": "ladder step",

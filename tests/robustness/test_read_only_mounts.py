@@ -72,6 +72,34 @@ def test_mlflow_store_on_a_read_only_mount(tmp_path, read_only):
     assert list(store.iterdir()) == []
 
 
+def test_a_store_on_a_read_only_mount_is_read_by_the_commands_that_only_read(tmp_path, read_only, monkeypatch,
+                                                                               capsys):
+    """A released store mounted read-only: ``rank`` ranks it and ``verify_authority`` checks against it (neither takes
+    the store's lock or migrates it); ``rank --open``, which saves the experiment's view, is refused as not writable
+    (not as a store that "cannot be created"). In process: their programs' runs are tests/robustness/test_cli_programs."""
+    from mlflow import MlflowClient
+    from tests.tuning.conftest import seed_store
+    from tuning.common.errors import invoke
+    from tuning.rank import main as rank
+    from tuning.verify_authority import main as verify
+
+    project = make_project(tmp_path / "proj")
+    store = seed_store(project)
+    MlflowClient(f"sqlite:///{store}").create_experiment("3A-P1.2")
+    before = store.read_bytes()
+    ro = read_only(store.parent)
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{ro / 'mlflow.db'}")
+    capsys.readouterr()
+    assert invoke(rank, ["--phase", "P1.2"]) == 0
+    out = capsys.readouterr()
+    assert out.out.startswith("rank ") and not out.err.strip(), out.err
+    assert invoke(verify, []) == 0 and "DIFFER" not in capsys.readouterr().out
+    assert invoke(rank, ["--phase", "P1.2", "--open"]) == 2
+    assert capsys.readouterr().err.strip().endswith("mlflow.db: not writable (Read-only file system)")
+    assert store.read_bytes() == before and sorted(p.name for p in store.parent.iterdir()) == ["mlflow.db"]
+
+
 def test_promote_into_a_read_only_authority_folder(tmp_path, read_only):
     from tuning.authority.txn import authority_lock
     from tuning.authority.promotion import install, read_lineage

@@ -33,10 +33,10 @@ def default_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlruns' / 'mlflow.db'}"
 
 
-def store_exists() -> bool:
-    """Does the tracking store the environment names exist already (a tracking server: assumed)? Nothing is
-    created to answer it."""
-    db = _sqlite_path(default_uri())
+def store_exists(uri: str | None = None) -> bool:
+    """Does the tracking store at ``uri`` (default: the one the environment names) exist already (a tracking server:
+    assumed)? Nothing is created to answer it."""
+    db = _sqlite_path(uri or default_uri())
     return db is None or db.exists()
 
 
@@ -80,20 +80,30 @@ def ensure_store(uri: str) -> None:
                                       f"longer than sqlite opens ({SQLITE_MAX_PATH}); run from a shorter path or set "
                                       f"MLFLOW_TRACKING_URI")
     lock = db.with_name(db.name + ".init.lock")
-    refuse = lambda exc: EngineError(E_TRACKING, f"MLflow store {db}: cannot be created "  # noqa: E731
+    refuse = lambda exc: EngineError(E_TRACKING, f"MLflow store {db}: "  # noqa: E731
+                                                 f"{'not writable' if db.exists() else 'cannot be created'} "
                                                  f"({exc.strerror or exc})")
     with file_lock(lock, refuse):
         if not os.access(db.parent, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):
             raise EngineError(E_TRACKING, f"MLflow store {db}: not writable (read-only mount?)")
-        from mlflow import MlflowClient
-        from mlflow.exceptions import MlflowException
-
-        try:
-            MlflowClient(uri).search_experiments(max_results=1)  # creates + migrates, or verifies
-        except MlflowException as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-            raise EngineError(E_TRACKING, f"MLflow store {db}: {first}") from None
-        except Exception as exc:  # noqa: BLE001 - sqlalchemy/alembic failures: one coded line
-            raise EngineError(E_TRACKING, f"MLflow store {db}: {type(exc).__name__}: "
-                                          f"{str(exc).splitlines()[0][:200] if str(exc) else ''}") from None
+        opened(uri)   # creates + migrates, or verifies
         _READY.add(uri)
+
+
+def opened(uri: str):
+    """An MLflow client of the sqlite store at ``uri`` that has answered one request (a fresh store is created and
+    migrated by it); a store MLflow cannot use (an older schema, a broken file) is one coded line."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    db = _sqlite_path(uri)
+    try:
+        mlc = MlflowClient(uri)
+        mlc.search_experiments(max_results=1)
+        return mlc
+    except MlflowException as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise EngineError(E_TRACKING, f"MLflow store {db}: {first}") from None
+    except Exception as exc:  # noqa: BLE001 - sqlalchemy/alembic failures: one coded line
+        raise EngineError(E_TRACKING, f"MLflow store {db}: {type(exc).__name__}: "
+                                      f"{str(exc).splitlines()[0][:200] if str(exc) else ''}") from None

@@ -29,7 +29,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException  # noqa: F401 - the one MLflow error the harness catches
 
-from tuning.trail.store_init import default_uri, ensure_store
+from tuning.trail.store_init import default_uri, ensure_store, opened, store_exists
 from tuning.report.files import gate_table_md
 from tuning.study.trial_result import TrialResult
 
@@ -79,6 +79,17 @@ def client(uri: str | None = None) -> MlflowClient:
     uri = uri or tracking_uri()
     ensure_store(uri)  # created and migrated once, under a lock (tuning.trail.store_init)
     return MlflowClient(uri)
+
+
+def reader(uri: str | None = None) -> MlflowClient | None:
+    """The MLflow client of a command that only reads (``rank``, ``verify_authority``): a sqlite store that exists is
+    opened as it is, with no lock and no migration, so a store on a read-only mount is read; None where the named
+    store does not exist yet (nothing is created to read it). A tracking server is :func:`client`'s."""
+    configure()
+    uri = uri or default_uri()
+    if not uri.startswith("sqlite:///"):
+        return client(uri)
+    return opened(uri) if store_exists(uri) else None
 
 
 def set_experiment_tag_once(mlc: MlflowClient, experiment_id_: str, key: str, value: str) -> None:
