@@ -1,10 +1,16 @@
-"""``python -m tuning.prune [--runs-root runs] [--policies policies] [--dry-run] [--json]``
+"""``python -m tuning.prune [--runs-root runs] [--policies policies] [--world DIR] [--dry-run] [--json]``
 
 Retention of materialised run folders (``<runs-root>/<engine run_id>/``, build plan §4): keep the
 baseline authority (the policy set before the first promotion), the current authority, the best
 feasible trial of every phase (from MLflow) and the last good run (newest folder whose S6 and S7
 passed); delete every other run folder. MLflow keeps what reproduces any trial: its candidate
 policy files (artifacts) and its seed (tag) - ``python -m engine`` can rebuild a pruned folder.
+
+Only the runs of the authority's world are judged (``--world``, else the world the folder is bound to, else the
+default world): a run's ``world_digest`` is its world's digest of the catalogue it ran on (a world's own, or the
+default world's, generated from the run's seed). A run folder of another world, of a subsample or of another
+catalogue (``--merchants``, ``--outlets``) is left alone (``other_worlds``): its own authority decides what of it
+to keep.
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ import shutil
 from pathlib import Path
 from typing import Sequence
 
-from engine import PolicySet
+from engine import PolicySet, outlets_for
+from tuning.common import worlds
 from tuning.common.errors import TuningParser, run_cli
 from tuning.authority.promotion import read_lineage
 from tuning.study.ranking import rank_rows
@@ -35,6 +42,28 @@ def run_folders(runs_root: Path) -> dict[str, dict]:
             doc["_path"], doc["_mtime"] = str(d), report.stat().st_mtime
             out[d.name] = doc
     return out
+
+
+def of_world(folders: dict[str, dict], world) -> tuple[dict[str, dict], list[str]]:
+    """(the run folders of ``world``, the ids of the others). A folder is the world's when its report's
+    ``world_digest`` is the world's digest of the catalogue its seed ran on; one whose report names no seed or
+    digest is not known to be the world's and is left with the others."""
+    expected: dict[int, str] = {}
+
+    def digest(seed: int) -> str:
+        if seed not in expected:
+            expected[seed] = world.digest(world.catalogue if world.catalogue is not None else outlets_for(world, seed))
+        return expected[seed]
+
+    mine, others = {}, []
+    for rid, doc in folders.items():
+        ident = doc.get("identity") if isinstance(doc.get("identity"), dict) else {}
+        seed, sealed = ident.get("seed"), ident.get("world_digest")
+        if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 and sealed == digest(seed):
+            mine[rid] = doc
+        else:
+            others.append(rid)
+    return mine, sorted(others)
 
 
 def best_per_phase() -> dict[str, str]:
@@ -79,16 +108,19 @@ def keep_set(folders: dict[str, dict], policies_dir: Path, use_mlflow: bool = Tr
     return keep
 
 
-def prune(runs_root: Path, policies_dir: Path, dry_run: bool = False, use_mlflow: bool = True) -> dict:
+def prune(runs_root: Path, policies_dir: Path, dry_run: bool = False, use_mlflow: bool = True, world=None) -> dict:
+    """``world``: the authority's (default: :func:`tuning.common.worlds.authority_world` of ``policies_dir``)."""
     if not runs_root.is_dir():
-        return {"runs_root": str(runs_root), "kept": {}, "removed": [], "dry_run": dry_run}
-    folders = run_folders(runs_root)
+        return {"runs_root": str(runs_root), "kept": {}, "removed": [], "other_worlds": [], "dry_run": dry_run}
+    world = world if world is not None else worlds.authority_world(policies_dir)
+    folders, others = of_world(run_folders(runs_root), world)
     keep = keep_set(folders, policies_dir, use_mlflow)
     removed = sorted(rid for rid in folders if rid not in keep)
     if not dry_run:
         for rid in removed:
             shutil.rmtree(folders[rid]["_path"])
-    return {"runs_root": str(runs_root), "kept": keep, "removed": removed, "dry_run": dry_run}
+    return {"runs_root": str(runs_root), "kept": keep, "removed": removed, "other_worlds": others,
+            "dry_run": dry_run}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -98,8 +130,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--dry-run", action="store_true")
     ap.add_argument("--no-mlflow", action="store_true", help="do not ask MLflow for the best trial per phase")
     ap.add_argument("--json", action="store_true")
+    worlds.add_world_args(ap)
     args = ap.parse_args(argv)
-    out = prune(Path(args.runs_root), Path(args.policies), args.dry_run, not args.no_mlflow)
+    world = worlds.authority_world(args.policies, args)
+    worlds.require(args.policies, world, "prune")
+    out = prune(Path(args.runs_root), Path(args.policies), args.dry_run, not args.no_mlflow, world)
     if args.json:
         print(json.dumps(out, indent=2, sort_keys=True))
         return 0
@@ -107,6 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"keep   {rid}  ({', '.join(why)})")
     for rid in out["removed"]:
         print(f"{'would remove' if args.dry_run else 'removed'} {rid}")
+    if out["other_worlds"]:
+        print(f"left alone: {len(out['other_worlds'])} run folder(s) of another world, subsample or catalogue")
     return 0
 
 

@@ -284,11 +284,20 @@ def test_results_section_is_generated_and_checked(proj, tmp_path):
 
 
 def test_prune_keeps_authority_runs_and_removes_the_rest(proj):
-    stale = Path("runs") / ("0" * 32)
-    (stale / "reports").mkdir(parents=True)
-    (stale / "reports" / "run_report.json").write_text(json.dumps(
-        {"identity": {"parameter_hash": "f" * 64}, "s6_overall_status": "FAIL", "s7": {"status": "FAIL"}}))
-    kept_before = {p.name for p in Path("runs").iterdir()} - {stale.name}
+    from engine import default_world, outlets_for
+
+    def run_folder(name: str, identity: dict) -> Path:
+        folder = Path("runs") / name
+        (folder / "reports").mkdir(parents=True)
+        (folder / "reports" / "run_report.json").write_text(json.dumps(
+            {"identity": {"parameter_hash": "f" * 64, **identity}, "s6_overall_status": "FAIL", "s7": {"status": "FAIL"}}))
+        return folder
+
+    w = default_world()   # a stale run of this world (seed 5's catalogue), and runs of other worlds or catalogues
+    stale = run_folder("0" * 32, {"seed": 5, "world_digest": w.digest(outlets_for(w, 5))})
+    other = [run_folder("2" * 32, {"seed": 5, "world_digest": "e" * 64}),   # another world: its authority decides
+             run_folder("3" * 32, {"seed": 5, "world_digest": w.digest(outlets_for(w, 5, 40))})]   # --merchants 40
+    kept_before = {p.name for p in Path("runs").iterdir()} - {stale.name} - {p.name for p in other}
     torn = Path("runs") / ("1" * 32)   # a torn run report: not a run folder prune knows, left alone
     (torn / "reports").mkdir(parents=True)
     (torn / "reports" / "run_report.json").write_text("{torn")
@@ -299,6 +308,9 @@ def test_prune_keeps_authority_runs_and_removes_the_rest(proj):
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     assert out["removed"] == [stale.name] and not stale.exists() and torn.exists()
+    assert out["other_worlds"] == [p.name for p in other] and all(p.exists() for p in other)
+    for p in other:
+        shutil.rmtree(p)
     torn.joinpath("reports", "run_report.json").unlink()
     torn.joinpath("reports").rmdir()
     torn.rmdir()
