@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from tests.environment import SHARED_ANCHOR, needs_shared
-import tuning.baseline.__main__ as baseline_cli
 from tuning import compare as compare_cli
 import tuning.report.__main__ as report_cli
 import tuning.runtime.__main__ as runtime_cli

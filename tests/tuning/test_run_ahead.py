@@ -10,7 +10,6 @@ from concurrent.futures import Future
 from types import SimpleNamespace
 
 import optuna
-import pytest
 
 from tests.tuning.conftest import load
 from tuning.storage.sampler_streams import history_free_trials
