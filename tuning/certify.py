@@ -1,6 +1,8 @@
-"""``python -m tuning.certify [--authority | --run MLFLOW_RUN_ID] [--seeds 42,7,101,202] [--json]``
+"""``python -m tuning.certify [--authority | --run MLFLOW_RUN_ID] [--seeds 42,7,101,202] [--require-certified] [--json]``
 
-The command line of :mod:`tuning.authority.certification`."""
+The command line of :mod:`tuning.authority.certification`. It reports what it measured and exits 0 whatever the
+verdict; ``--require-certified`` (a pipeline's gate) makes an uncertified result exit 2 with one
+``E3A_TUN_031_NOT_CERTIFIED`` line after the report."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from tuning.authority.certification import certify, parse_seeds, record_certific
 from tuning.authority.promotion import fetch_candidate_files
 from tuning.authority.txn import settle
 from tuning.common import worlds
-from tuning.common.errors import E_CERTIFY, TuningParser
+from tuning.common.errors import E_CERTIFY, E_NOT_CERTIFIED, TuningParser
 from tuning.common.errors import run_cli
 from tuning.trail.tracking import client
 
@@ -33,6 +35,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="also report the pass rate on N held-out seeds (tuning.authority.holdout: disjoint from every tuning seed)")
     ap.add_argument("--json", action="store_true", help="print the summary JSON")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    ap.add_argument("--require-certified", action="store_true",
+                    help="exit 2 (E3A_TUN_031_NOT_CERTIFIED) when the result is not certified, after its report")
     ap.add_argument("--record", action="store_true",
                     help="record the P5 certification in the decision ladder (authority only)")
     worlds.add_world_args(ap)
@@ -66,7 +70,17 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"(engine {summary['engine_seconds_total']:.2f} s; MLflow run {summary['mlflow_run_id']})")
         for r in summary["reasons"]:
             print(f"  - {r}")
+    if args.require_certified and not summary["certified"]:
+        raise EngineError(E_NOT_CERTIFIED, f"not certified on seeds {','.join(map(str, seeds))}: {_why_not(summary)}")
     return 0
+
+
+def _why_not(summary: dict) -> str:
+    """Why a certification is not certified: its fidelity (the failing F gates of each seed), else its verdict."""
+    if summary["fidelity_verdict"] != "FAITHFUL":
+        failing = [f"seed {s}: {', '.join(g)}" for s, g in summary["fidelity_failing"].items() if g]
+        return f"fidelity DISTORTED ({'; '.join(failing) or 'see the report'})"
+    return f"verdict {summary['verdict']}" + (f" ({summary['reasons'][0]})" if summary["reasons"] else "")
 
 
 if __name__ == "__main__":

@@ -113,10 +113,26 @@ def test_rank_refused_as_a_program(proj, monkeypatch, capsys):
     assert refused("--phase", "P4").endswith("; 3A-P4-w0123456789ab holds another world's: add --world DIR")
 
 
-def test_certify_program(proj):
+def test_certify_program(proj, tmp_path, monkeypatch, capsys):
     _refused(run_module(proj, "tuning.certify", "--seeds", "42,42", timeout=60), "E3A_TUN_030_CERTIFY_INPUT")
-    out = json.loads(_ok(run_module(proj, "tuning.certify", "--seeds", "42", "--json", "--no-progress", timeout=120)))
-    assert out["seeds"] == [42] and out["verdict"] in {"PASS_BPLUS", "PASS_B", "FAIL_REALISM"}
+    out = json.loads(_ok(run_module(proj, "tuning.certify", "--seeds", "42", "--json", "--no-progress",
+                                    "--require-certified", timeout=120)))   # the shipped authority: certified
+    assert out["seeds"] == [42] and out["verdict"] in {"PASS_BPLUS", "PASS_B"} and out["certified"] is True
+    # the authored baseline is not (FAIL_REALISM on seed 42): reported, then one coded line and exit 2 as a gate
+    from tuning.author import main as author
+    from tuning.certify import main as certify
+    from tuning.common.errors import invoke
+
+    monkeypatch.chdir(proj)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", env_for(proj)["MLFLOW_TRACKING_URI"])
+    assert invoke(author, ["--into", str(tmp_path / "authored")]) == 0
+    capsys.readouterr()
+    argv = ["--policies", str(tmp_path / "authored"), "--seeds", "42", "--no-progress"]
+    assert invoke(certify, argv) == 0 and "certified false" in capsys.readouterr().out   # a measurement: exit 0
+    assert invoke(certify, argv + ["--require-certified"]) == 2
+    printed = capsys.readouterr()
+    assert "certified false" in printed.out
+    assert printed.err.strip().startswith("E3A_TUN_031_NOT_CERTIFIED: not certified on seeds 42: verdict FAIL_REALISM")
 
 
 def test_verify_authority_on_a_fresh_checkout_reads_and_creates_no_store(tmp_path, monkeypatch, capsys):
