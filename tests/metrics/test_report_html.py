@@ -291,3 +291,15 @@ def test_over_served_clocks_listed_by_hand(page, page_plain, report_inputs):
     head = re.search(r'<p id="over-served">(\d+) clock\(s\).*?share: ([\d,]+) ', page)
     assert int(head.group(1)) == len(want) and int(head.group(2).replace(",", "")) == round(excess)
     assert 'id="over-served"' not in page_plain   # without the evidence there is nothing to compare with
+
+
+def test_no_clock_over_served_is_an_empty_list_whatever_the_column_types(report_inputs):
+    """A world where no clock holds 5 outlets (a tiny catalogue) lists none; its country codes as Arrow strings (as a
+    catalogue read from a file gives them) made the empty list's arithmetic fail and the sweep's close with it."""
+    from tuning.report.figures import fidelity_share_frame, over_served_clocks
+
+    frame = fidelity_share_frame(*report_inputs)
+    few = frame.assign(s4_outlets=frame["s4_outlets"].clip(upper=4),
+                       country_iso=frame["country_iso"].astype("string[pyarrow]"))
+    assert over_served_clocks(few).empty
+    assert len(over_served_clocks(frame.assign(country_iso=few["country_iso"]))) == len(over_served_clocks(frame)) > 0

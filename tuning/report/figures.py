@@ -254,7 +254,8 @@ def over_served_clocks(frame: pd.DataFrame) -> pd.DataFrame:
     ``excess`` is the outlets beyond the clock's population share of its country's outlets. Worst first."""
     t = frame[frame["population_share"].notna() & (frame["s4_outlets"] >= OVER_SERVED_MIN_OUTLETS)].copy()
     country_outlets = frame.groupby("country_iso")["s4_outlets"].sum()
-    t["country_outlets"] = t["country_iso"].map(country_outlets)
+    # float whatever the codes' dtype: mapping an empty Series of Arrow strings gives an Arrow string Series
+    t["country_outlets"] = t["country_iso"].map(country_outlets).astype(np.float64)
     t["excess"] = t["s4_outlets"] - t["population_share"] * t["country_outlets"]
     pop = t["population_share"].to_numpy(dtype=np.float64)
     t["ratio"] = np.divide(t["realised_share"].to_numpy(dtype=np.float64), pop, out=np.full(len(t), np.inf),
