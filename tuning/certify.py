@@ -46,6 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise EngineError(E_CERTIFY, f"--holdout {args.holdout}: expected 0..10000 seeds")
     runs_root = Path(args.runs_root) if args.runs_root else None
     world = worlds.authority_world(args.policies, args)
+    worlds.require_tunable(world, "a certification")
     if args.run:
         with tempfile.TemporaryDirectory() as tmp:
             policies = fetch_candidate_files(client(), args.run, Path(tmp), world=world)

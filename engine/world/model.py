@@ -98,6 +98,18 @@ class World:
         return sorted(multi)
 
     @functools.cached_property
+    def splittable_countries(self) -> list[str]:
+        """Of :attr:`multi_clock_countries`, those where some merchant holds two outlets or more (every country of them
+        for the synthetic catalogue). A pair of one outlet sits whole on one clock whatever the policy: a world whose
+        multi-clock pairs all hold one outlet has nothing to allocate, nor to tune, either."""
+        multi = self.multi_clock_countries
+        if self.catalogue is None or not multi:
+            return multi
+        rows = self.catalogue[self.catalogue["legal_country_iso"].isin(multi)]
+        sizes = rows.groupby(["merchant_id", "legal_country_iso"], observed=True).size()
+        return sorted(set(sizes[sizes >= 2].index.get_level_values("legal_country_iso")))
+
+    @functools.cached_property
     def catalogue_digest(self) -> str:
         """The content digest of the catalogue's source: its rows (bring-your-own) or the seeded generator."""
         if self.catalogue is None:

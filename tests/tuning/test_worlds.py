@@ -223,3 +223,24 @@ def test_a_world_with_nothing_to_allocate_is_refused_by_sweep_and_campaign(proje
     assert not (project / "flat_campaign").exists() and not list(project.glob(".optuna/*.journal"))
     assert engine_main(["run", "--seed", "42", "--world", str(flat), "--policies", str(auth), "--run-root",
                         str(project / "runs")]) == 0
+    # the same of multi-clock countries whose merchants hold one outlet each: no pair can be split, whatever the
+    # policy; a certification would grade the gates on empty sets: all three refuse
+    from tuning.certify import main as certify
+
+    single = project / "worlds" / "single"
+    single.mkdir(parents=True)
+    pd.DataFrame({"merchant_id": [1, 2, 3, 3], "legal_country_iso": ["US", "US", "CA", "IS"],
+                  "site_count": [1, 1, 1, 9]}).to_csv(single / "outlets.csv", index=False)
+    auth = _author(project, single, "single_auth")
+    capsys.readouterr()
+    for main, argv in ((sweep, ["--phase", "P1.2", "--trials", "4", "--world", str(single), "--policies", str(auth),
+                                "--no-progress"]),
+                       (campaign, ["run", "--file", str(REPO / "studies" / "campaign.yaml"), "--world", str(single),
+                                   "--policies", "single_campaign", "--no-progress"]),
+                       (certify, ["--world", str(single), "--policies", str(auth), "--no-progress"]),
+                       (certify, ["--world", str(flat), "--policies", "flat_auth", "--no-progress"])):
+        with pytest.raises(SystemExit) as done:
+            run_cli(main, argv)
+        err = capsys.readouterr().err
+        assert done.value.code == 2 and err.startswith("E3A_TUN_071_NOTHING_TO_TUNE"), err
+        assert ("one outlet per merchant" in err and "(CA, US)" in err) if "single" in err else "one clock" in err, err

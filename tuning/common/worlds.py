@@ -178,14 +178,19 @@ def policies_arg(policies_dir: str | Path) -> str:
 
 
 def require_tunable(world, what: str) -> None:
-    """Refuse ``what`` (a sweep, a campaign) on a world with no country of two clocks or more holding outlets: every
-    outlet sits on its country's one clock, so every trial would score the same empty allocation (a P1.2 sweep
-    vetoed each one as over-flattening)."""
-    if not world.multi_clock_countries:
-        raise EngineError(E_NOTHING_TO_TUNE, f"{what}: world {world.name} ({world.fingerprint[:12]}) has no country "
-                                             f"of two clocks or more holding outlets: every outlet sits on its "
-                                             f"country's one clock, so there is nothing to allocate or tune (python -m "
-                                             f"engine run --world DIR publishes it as it is)")
+    """Refuse ``what`` (a sweep, a campaign, a certification) on a world with nothing to allocate: no country of two
+    clocks or more holds outlets, or every merchant there holds one outlet (a pair of one outlet sits whole on one
+    clock whatever the policy). Every trial would score the same empty allocation (a P1.2 sweep vetoed each one as
+    over-flattening), and a grade of it would be the gates' verdict on empty sets."""
+    if world.splittable_countries:
+        return
+    why = ("has no country of two clocks or more holding outlets: every outlet sits on its country's one clock"
+           if not world.multi_clock_countries else
+           f"holds one outlet per merchant in each country of two clocks or more ({', '.join(world.multi_clock_countries[:5])}"
+           f"{', ...' if len(world.multi_clock_countries) > 5 else ''}): every pair sits whole on one clock")
+    raise EngineError(E_NOTHING_TO_TUNE, f"{what}: world {world.name} ({world.fingerprint[:12]}) {why}, so there is "
+                                         f"nothing to allocate or tune (python -m engine run --world DIR publishes "
+                                         f"it as it is)")
 
 
 def authority_scope(policies_dir: str | Path) -> str | None:
