@@ -142,9 +142,9 @@ def merchant_ids(column: pd.Series, source: str) -> np.ndarray:
             raise fail()
         return values.astype(np.uint64)
     text = column.astype(str).str.strip()
-    if not text.str.fullmatch(r"[0-9]{1,20}").all():
+    if not text.str.fullmatch(r"[0-9]{1,20}(\.0*)?").all():   # "7.0": an integral id a float column wrote as text
         raise fail()
-    ints = [int(t) for t in text]
+    ints = [int(t.partition(".")[0]) for t in text]
     if ints and max(ints) > _UINT64_MAX:
         raise fail()
     return np.array(ints, dtype=np.uint64)
@@ -159,8 +159,10 @@ def site_counts(column: pd.Series, source: str) -> np.ndarray:
     counts = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     if not (np.isfinite(counts).all() and (counts >= 1).all() and (counts == np.floor(counts)).all()):
         raise EngineError(E_WORLD_INPUT, f"{source}: site_count must be an integer >= 1")
-    if counts.sum() > MAX_OUTLETS:
-        raise EngineError(E_WORLD_INPUT, f"{source}: {int(counts.sum())} outlets exceed the limit of {MAX_OUTLETS}")
+    total = counts.sum()
+    if total > MAX_OUTLETS:   # the sum of float64 counts is exact below 2**53 only: past it, say about how many
+        told = f"{int(total)}" if total < _EXACT_FLOAT else f"about {total:.3g}"
+        raise EngineError(E_WORLD_INPUT, f"{source}: {told} outlets exceed the limit of {MAX_OUTLETS}")
     return counts.astype(np.int64)
 
 

@@ -104,6 +104,19 @@ def test_merchant_id_beyond_uint64_and_huge_site_count_are_refused():
     top = validate_outlets(pd.DataFrame({"merchant_id": [str(2 ** 64 - 1)], "legal_country_iso": ["DE"],
                                          "site_count": ["2"]}), {"DE"}, "drill")
     assert top["merchant_id"].tolist() == [np.uint64(2 ** 64 - 1)] * 2      # exact, not rounded through float
+    # a float column written as text ("7.0", as pandas writes float ids to CSV) is the id it names, as in parquet
+    as_text = validate_outlets(pd.DataFrame({"merchant_id": ["7.0", "8", str(2 ** 64 - 1) + ".00"],
+                                             "legal_country_iso": ["DE"] * 3}), {"DE"}, "drill")
+    assert as_text["merchant_id"].tolist() == [np.uint64(7), np.uint64(8), np.uint64(2 ** 64 - 1)]
+    for bad in ("7.5", ".0", "1e3", "-7.0", "7.01"):
+        with pytest.raises(EngineError):
+            validate_outlets(pd.DataFrame({"merchant_id": [bad], "legal_country_iso": ["DE"]}), {"DE"}, "drill")
+    # the limit's message gives the total it refused, exactly where float64 holds it, else as about how many
+    for counts, told in (([str(10 ** 10)], "10000000000 outlets"), ([str(2 ** 64 - 1), "5"], "about 1.84e+19 outlets")):
+        with pytest.raises(EngineError) as err:
+            validate_outlets(pd.DataFrame({"merchant_id": ["1", "2"][:len(counts)], "legal_country_iso": ["DE"] * len(counts),
+                                           "site_count": counts}), {"DE"}, "drill")
+        assert f"drill: {told} exceed the limit" in err.value.cause, err.value.cause
 
 
 def test_namibia_stays_a_country_in_csv(tmp_path):
