@@ -18,7 +18,7 @@ from tuning.authority.certification import certify, parse_seeds, record_certific
 from tuning.authority.promotion import fetch_candidate_files
 from tuning.authority.txn import settle
 from tuning.common import worlds
-from tuning.common.errors import E_CERTIFY, E_NOT_CERTIFIED, TuningParser
+from tuning.common.errors import E_CERTIFY, E_NOT_CERTIFIED, E_USAGE, TuningParser
 from tuning.common.errors import run_cli
 from tuning.trail.tracking import client
 
@@ -42,6 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     worlds.add_world_args(ap)
     args = ap.parse_args(argv)
     seeds = parse_seeds(args.seeds)
+    if args.record and args.run:
+        raise EngineError(E_USAGE, "--record records the authority's own certification in its ladder: a trial's "
+                                   "candidate (--run) is certified without it")
     if not 0 <= args.holdout <= 10_000:
         raise EngineError(E_CERTIFY, f"--holdout {args.holdout}: expected 0..10000 seeds")
     runs_root = Path(args.runs_root) if args.runs_root else None

@@ -129,7 +129,7 @@ def test_rank_lists_feasible_first_by_j(proj):
 
 
 def test_promote_best_rewrites_policies_and_witness_passes(proj):
-    from tuning.authority.promotion import promote, read_lineage
+    from tuning.authority.promotion import fetch_candidate_files, promote, read_lineage
     from tuning.rank import ranked_runs
     from tuning.trail.tracking import client
     from tuning.authority.ladder_steps import read_ladder
@@ -153,6 +153,18 @@ def test_promote_best_rewrites_policies_and_witness_passes(proj):
         promote(trial0.info.run_id, Path("policies"), runs_root=None, reopen="try the neutral trial")
     assert err.value.code == "E3A_TUN_025_NO_CHANGE"
     assert read_ladder(Path("policies")) == frozen and PolicySet.from_dir("policies") == before  # nothing written
+    # a run that is not a trial (the sweep's parent run) is no candidate: said so, not called "vetoed"
+    parent = trial0.data.tags["sweep_run_id"]
+    for call in (lambda: promote(parent, Path("policies"), runs_root=None, reopen="x"),
+                 lambda: fetch_candidate_files(client(), parent, proj)):
+        with pytest.raises(EngineError) as err:
+            call()
+        assert err.value.code == "E3A_TUN_022_RUN_NOT_FOUND" and "'sweep' run, not a trial run" in err.value.cause
+    from tuning.certify import main as certify
+    with pytest.raises(EngineError) as err:   # --record is the authority's own certification
+        certify(["--run", best.mlflow_run_id, "--record", "--seeds", "42"])
+    assert err.value.code == "E3A_TUN_050_USAGE" and "--record" in err.value.cause
+    assert read_ladder(Path("policies")) == frozen and PolicySet.from_dir("policies") == before
     # refused for a witness mismatch (a J edited in its record), with --reopen: nothing written, REOPENED included
     pack_path = Path(client().get_run(best.mlflow_run_id).info.artifact_uri.replace("file://", "")) / "metric_pack.json"
     original = pack_path.read_text()

@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 import yaml
-from tuning.trail.tracking import MlflowException
+from tuning.trail.tracking import RUN_KIND_TRIAL, MlflowException
 
 from engine import EngineError
 from engine import PolicySet
@@ -53,6 +53,10 @@ def fetch_candidate_files(mlc, run_id: str, workdir: Path, run=None, world=None)
     """A run's candidate policy artifacts, checked against its ``digest.<policy_id>`` tags (and, given a
     ``world``, the run must have been scored on it)."""
     run = run or _get_run(mlc, run_id)
+    kind = run.data.tags.get("run_kind")
+    if kind != RUN_KIND_TRIAL:   # a sweep's parent, a certification, a ladder step: no candidate of its own
+        raise EngineError(E_RUN_MISSING, f"MLflow run {run_id} is {'a ' + repr(kind) if kind else 'not a harness'} run, "
+                                         f"not a trial run of a sweep (python -m tuning.rank lists a phase's trials)")
     if world is not None:
         check_run_world(run_id, run.data.tags, world)
     try:
@@ -82,7 +86,7 @@ def fetch_candidate(mlc, run_id: str, workdir: Path, world=None) -> tuple[object
     """The run, its candidate PolicySet and its recorded evaluation; a vetoed run is refused."""
     run = _get_run(mlc, run_id)
     row = TrialRow.from_mlflow_run(run)
-    if not row.feasible:
+    if not row.feasible and run.data.tags.get("run_kind") == RUN_KIND_TRIAL:   # another kind: fetch_candidate_files
         raise EngineError(E_RUN_VETOED, f"run {run_id} is vetoed ({','.join(row.vetoes) or 'no veto reason'}); "
                                         f"refusing to promote")
     policies = fetch_candidate_files(mlc, run_id, workdir, run, world)
