@@ -22,7 +22,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not Path(args.policies).is_dir():
         raise EngineError(E_USAGE, f"{args.policies}: authority folder not found")
     step = freeze(Path(args.policies), args.target)
-    print(f"P6 {step['decision']} for authority {step['parameter_hash'][:12]} (MLflow run {step['mlflow_run_id']})")
+    again = " already recorded: nothing new" if step.get("already_recorded") else ""
+    print(f"P6 {step['decision']} for authority {step['parameter_hash'][:12]} (MLflow run {step['mlflow_run_id']}){again}")
     return 0
 
 

@@ -274,6 +274,10 @@ def test_freeze_needs_a_certification_then_maps_its_verdict(proj):
     assert cert["evidence"]["fidelity"] in {"FAITHFUL", "DISTORTED"}
     assert step["phase"] == "P6" and step["decision"] == freeze_status(cert["decision"], cert["evidence"]["fidelity"],
                                                                        cert["evidence"])
+    ladder = read_ladder(Path("policies"))   # freezing again what the last step froze records nothing
+    again = run_module(proj, "tuning.freeze", timeout=120)
+    assert again.returncode == 0 and again.stdout.rstrip().endswith("already recorded: nothing new"), again.stdout
+    assert read_ladder(Path("policies")) == ladder
     assert freeze_status("PASS_BPLUS") == "FROZEN_CERTIFIED_BPLUS" and freeze_status("FAIL_REALISM") == \
         "FROZEN_BEST_EFFORT_BELOW_B"
 

@@ -12,7 +12,8 @@ only on the seeds it was tuned on is not certified):
 - ``FROZEN_BEST_EFFORT_DISTORTED``: an authority that is not FAITHFUL on every seedpack seed.
 
 Refuses when the authority has no certification, or one that measured no held-out seeds (certify it with
-``--holdout N`` first), so a freeze always names its evidence, unseen seeds included.
+``--holdout N`` first), so a freeze always names its evidence, unseen seeds included. Freezing again what the
+ladder's last step froze (the same authority, certification and status) records nothing (``already_recorded``).
 """
 
 from __future__ import annotations
@@ -99,5 +100,9 @@ def _freeze(policies_dir: Path, target: str | None, trade_off: list[str]) -> dic
             note += f"; the P2 frontier found no faithful trial meeting {' and '.join(trade_off)} together"
     if target:
         evidence["target"] = target
+    last = read_ladder(policies_dir)[-1]
+    if (last["phase"], last["decision"], last["parameter_hash"], last.get("source_run_id")) == \
+            ("P6", status, current, cert["mlflow_run_id"]):   # this freeze is the ladder's last step already
+        return {**last, "already_recorded": True}
     return record_step("P6", status, policies_dir=policies_dir, source_run_id=cert["mlflow_run_id"],
                        evidence=evidence, note=note)
