@@ -10,6 +10,7 @@ from typing import Sequence
 
 from engine import EngineError
 from tuning.authority.ladder import ladder_table, record_step
+from tuning.authority.txn import require_authority_folder
 from tuning.authority.ladder_steps import read_ladder
 from tuning.common.errors import E_USAGE, TuningParser, text
 from tuning.common.errors import run_cli
@@ -35,6 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.cmd == "show":
         if not Path(args.policies).is_dir():
             raise EngineError(E_USAGE, f"{args.policies}: no authority folder here (pass --policies DIR)")
+        require_authority_folder(args.policies)   # a world folder's empty ladder is not an authority's
         steps = read_ladder(Path(args.policies))
         print(json.dumps(steps, indent=2) if args.json else ladder_table(steps), end="" if not args.json else "\n")
         return 0

@@ -79,10 +79,9 @@ def check(policies_dir: Path) -> list[dict]:
     from tuning.trail.tracking import reader
     from tuning.common.worlds import authority_names
 
-    if not Path(policies_dir).is_dir():   # before the authority lock, which would create the folder
-        from engine import E_POLICY_MISSING
+    from tuning.authority.txn import require_authority_folder
 
-        raise EngineError(E_POLICY_MISSING, f"{policies_dir}: no authority folder here (pass --policies DIR)")
+    require_authority_folder(policies_dir)   # before the authority lock, which would create the folder or its lock
     names = authority_names(policies_dir)
 
     current, lineage, ladder, settled = _records(policies_dir)

@@ -161,6 +161,25 @@ def test_verify_authority_on_a_fresh_checkout_reads_and_creates_no_store(tmp_pat
     assert not (fresh / "mlruns").exists()
 
 
+def test_authority_commands_refuse_a_folder_that_is_no_authority_and_leave_nothing_in_it(tmp_path, capsys):
+    """verify_authority, freeze and ladder show pointed at a world folder (no policy files): one coded line each, and
+    no lock file left in the folder (the authority lock was taken before the policy files were read)."""
+    from tuning.common.errors import invoke
+    from tuning.freeze import main as freeze
+    from tuning.ladder import main as ladder
+    from tuning.verify_authority import main as verify
+
+    world = tmp_path / "my_world"
+    world.mkdir()
+    (world / "outlets.csv").write_text("merchant_id,legal_country_iso\n1,US\n")
+    for main, argv in ((verify, []), (freeze, []), (ladder, ["show"])):
+        capsys.readouterr()
+        assert invoke(main, [*argv, "--policies", str(world)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("E3A_POL_004_POLICY_MISSING: ") and "not an authority folder" in err, err
+    assert sorted(p.name for p in world.iterdir()) == ["outlets.csv"]
+
+
 def test_author_and_verify_authority_programs(proj, tmp_path, capsys):
     import shutil
 

@@ -55,6 +55,21 @@ def authority_lock(policies_dir: str | Path) -> Iterator[None]:
                 _HELD.discard(key)
 
 
+def require_authority_folder(policies_dir: str | Path) -> None:
+    """Refuse, before its lock is taken (which would leave a lock file behind), a folder that holds no authority: a
+    world folder, a run root, a typo's twin. An authority folder holds its policy files, or an install's intent
+    that finishes writing them."""
+    from engine import E_POLICY_MISSING, POLICY_IDS
+
+    folder = Path(policies_dir)
+    if not folder.is_dir():
+        raise EngineError(E_POLICY_MISSING, f"{policies_dir}: no authority folder here (pass --policies DIR)")
+    missing = [f"{pid}.yaml" for pid in POLICY_IDS if not (folder / f"{pid}.yaml").is_file()]
+    if missing and not (folder / INTENT_FILE).exists():
+        raise EngineError(E_POLICY_MISSING, f"{policies_dir}: not an authority folder (no {', '.join(missing)}); "
+                                            f"pass the folder tuning.author made (--policies DIR)")
+
+
 def _remove_temps(policies_dir: Path) -> None:
     for tmp in policies_dir.glob(".*.tmp"):
         try:
