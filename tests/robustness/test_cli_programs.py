@@ -123,8 +123,10 @@ def test_certify_program(proj, tmp_path, monkeypatch, capsys):
     from tuning.certify import main as certify
     from tuning.common.errors import invoke
 
-    monkeypatch.chdir(proj)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", env_for(proj)["MLFLOW_TRACKING_URI"])
+    own = make_project(tmp_path / "own")   # a store of its own: the module's proj keeps no record of this authority
+    seed_store(own)
+    monkeypatch.chdir(own)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", env_for(own)["MLFLOW_TRACKING_URI"])
     assert invoke(author, ["--into", str(tmp_path / "authored")]) == 0
     capsys.readouterr()
     argv = ["--policies", str(tmp_path / "authored"), "--seeds", "42", "--no-progress"]
