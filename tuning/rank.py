@@ -146,7 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         key_metrics, own = list(spec.key_metrics), worlds.suffixed(prefix + spec.study, world)
     except EngineError:
         key_metrics, own = list(DEFAULT_KEY_METRICS), None
-    rows, objectives = ranked_with_objectives(args.phase, args.study, key_metrics, experiment)
+    study = worlds.suffixed(args.study, world) if args.study else None   # the name sweep --study was given works
+    rows, objectives = ranked_with_objectives(args.phase, study, key_metrics, experiment)
+    if study and not rows:
+        raise EngineError(E_RUN_MISSING, f"no trial of study {study} in the MLflow experiment {experiment}")
     if args.pareto:
         rows = [r for r in rows if r.pareto]
         key_metrics = ["second"] + key_metrics

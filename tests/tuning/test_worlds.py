@@ -86,6 +86,13 @@ def test_sweep_promote_and_certify_stay_on_their_world(project, world, capsys):
     runs = search_all(mlc, [exp.experiment_id], "tags.run_kind = 'trial'")
     assert len(runs) == 3 and {r.data.tags["world"] for r in runs} == {w.fingerprint}
     assert mlc.get_experiment_by_name("3A-P1.2") is None     # never mixed with the default world's sweeps
+    from tuning.rank import main as rank
+    for name in ("t-P1.2", summary["study"]):   # the study's name as the study file gives it, or as stored
+        assert rank(["--phase", "P1.2", "--world", str(world), "--study", name, "--json"]) == 0
+        assert len(json.loads(capsys.readouterr().out)) == 3
+    with pytest.raises(EngineError) as err:
+        rank(["--phase", "P1.2", "--world", str(world), "--study", "no-such-study"])
+    assert err.value.code == "E3A_TUN_022_RUN_NOT_FOUND" and f"no-such-study-{w.label}" in err.value.cause
     best = next(r for r in runs if r.data.tags["veto"] == "PASS")
     with pytest.raises(EngineError) as err:   # a trial of world W into the default world's authority
         promote(best.info.run_id, project / "policies", "UNLOCK_P2", None)
