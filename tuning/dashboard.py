@@ -18,12 +18,15 @@ from __future__ import annotations
 import io
 import json
 import re
+from pathlib import Path
 from typing import Sequence
 
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
-from tuning.common.errors import TuningParser, run_cli
+from engine import EngineError
+from tuning.common import worlds
+from tuning.common.errors import E_STUDY_MISSING, TuningParser, run_cli
 
 STUDY_DETAIL = re.compile(r"/api/studies/(\d+)/?")
 
@@ -90,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--study", help="study name (default: the phase's study file)")
     ap.add_argument("--studies-dir", default="studies")
     ap.add_argument("--storage", help="Optuna storage URL (default: the study's journal in .optuna/)")
+    ap.add_argument("--world", metavar="DIR", help="the studies of this world (stored as <study>-w<id>)")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8080)
     args = ap.parse_args(argv)
@@ -97,7 +101,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
     from tuning.study.spec import load_study
-    from tuning.storage.stores import open_storage
 
     class Server(ThreadingMixIn, WSGIServer):
         daemon_threads = True
@@ -106,12 +109,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         def log_message(self, *args) -> None:  # no line per request
             pass
 
-    name = args.study or load_study(args.phase, args.studies_dir).study
-    httpd = make_server(args.host, args.port, dashboard_app(open_storage(args.storage, name)), server_class=Server,
-                        handler_class=Quiet)
+    world = worlds.load(args.world)
+    name = worlds.suffixed(args.study or load_study(args.phase, args.studies_dir).study, world)
+    httpd = make_server(args.host, args.port, dashboard_app(existing_study_storage(args.storage, name)),
+                        server_class=Server, handler_class=Quiet)
     print(f"optuna-dashboard on study {name}: http://{args.host}:{args.port}/dashboard", flush=True)
     serve(httpd)
     return 0
+
+
+def existing_study_storage(url: str | None, name: str):
+    """The storage holding the study ``name``, opened; a study it does not hold (nothing swept yet, a typo, a world's
+    study asked without --world) is one coded line, and no journal or study is created for it."""
+    from tuning.storage.stores import default_storage_url, journal_path, open_storage
+
+    where = url or default_storage_url(name)
+    path = journal_path(where)
+    storage = None if path is not None and not Path(path).is_file() else open_storage(url, name)
+    if storage is None or name not in {s.study_name for s in storage.get_all_studies()}:
+        raise EngineError(E_STUDY_MISSING, f"no Optuna study {name} in {where} (run its sweep first; a world's "
+                                           f"studies need --world DIR)")
+    return storage
 
 
 def serve(httpd) -> None:

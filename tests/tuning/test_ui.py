@@ -240,6 +240,12 @@ def _stock_best(study: str) -> list[int]:
 
 def test_optuna_dashboard_shows_vetoes_infeasible_and_never_a_vetoed_best(ui_proj):
     pytest.importorskip("optuna_dashboard")
+    # a study the storage does not hold (a typo, nothing swept yet): refused, and no journal made for it
+    refused = subprocess.run([sys.executable, "-m", "tuning.dashboard", "--phase", "studies/mixed.yaml", "--study",
+                              "t-typo", "--port", str(free_port())], cwd=ui_proj, env=env_for(ui_proj),
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and refused.stderr.startswith("E3A_TUN_011_STUDY_NOT_FOUND: no Optuna study t-typo")
+    assert not list(ui_proj.glob(".optuna/t-typo*"))
     servers = {study: _dashboard(ui_proj, f"studies/{f}.yaml") for study, f in (("t-mixed", "mixed"),
                                                                              ("t-front", "front"))}
     try:

@@ -38,11 +38,16 @@ def quiet_optuna() -> None:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
+def journal_path(url: str) -> str | None:
+    """The journal file a storage URL names (``journal:PATH``, or a bare ``*.journal``/``*.log`` path), else None."""
+    return url[len("journal:"):] if url.startswith("journal:") else (
+        url if url.endswith((".journal", ".log")) and "://" not in url else None)
+
+
 def open_storage(url: str | None, study_name: str):
     quiet_optuna()
     url = url or default_storage_url(study_name)
-    path = url[len("journal:"):] if url.startswith("journal:") else (
-        url if url.endswith((".journal", ".log")) and "://" not in url else None)
+    path = journal_path(url)
     try:
         if path is not None:
             # absolute path + open-file lock: a lock left by a killed process is stale after the grace
