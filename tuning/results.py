@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from engine import run_chain
-from engine import EngineError
+from engine import EngineError, atomic_write
 from engine import fidelity_verdict, run_verdict, seedpack_verdict
 from engine import PolicySet
 from engine import authored_baseline, realism_floors
@@ -172,12 +172,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     updated = splice(current, section)
     if args.check:
         if updated != current:
-            print(f"{path}: the Results section is out of date; run python -m tuning.results --write {path}",
-                  file=sys.stderr)
+            same = [f"--{k} {shlex.quote(str(getattr(args, k)))}" for k in ("world", "outlets", "reference")
+                    if getattr(args, k, None)] + ([f"--policies {shlex.quote(args.policies)}"]
+                                                  if args.policies != "policies" else [])
+            print(f"{path}: the Results section is out of date; run python -m tuning.results "
+                  f"{' '.join(same + ['--write', shlex.quote(str(path))])}", file=sys.stderr)
             return 1
         print(f"{path}: Results section is current")
         return 0
-    path.write_text(updated, encoding="utf-8")
+    atomic_write(path, updated.encode("utf-8"))   # never a half-written README
     print(f"wrote the Results section of {path}")
     return 0
 

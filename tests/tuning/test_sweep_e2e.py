@@ -297,6 +297,13 @@ def test_results_section_is_generated_and_checked(proj, tmp_path):
     assert usage.returncode == 2 and usage.stderr.startswith("E3A_TUN_050_USAGE:") and readme.read_text() == text
     readme.write_text(text.replace("| run verdict |", "| run verdict (edited) |"))
     assert results_main(["--check", str(readme)]) == 1
+    # the remedy it prints is the command that writes what it checked: the same authority folder
+    import shutil
+    shutil.copytree("policies", tmp_path / "my authority")
+    stale = run_module(proj, "tuning.results", "--policies", str(tmp_path / "my authority"), "--check", str(readme),
+                       timeout=120)
+    assert stale.returncode == 1 and stale.stderr.strip().endswith(
+        f"run python -m tuning.results --policies '{tmp_path / 'my authority'}' --write {readme}"), stale.stderr
 
 
 def test_prune_keeps_authority_runs_and_removes_the_rest(proj):
