@@ -245,3 +245,36 @@ def test_the_pruned_cap_is_the_study_files_or_a_multiple_of_the_budget():
     assert pruned_cap(replace(p4, pruner={**p4.pruner, "max_pruned": 7}), 40) == 7
     assert pruned_cap(replace(p4, pruner=None), 40) is None                     # nothing prunes
     assert pruned_cap(load_study("P1.2", REPO / "studies"), 40) is None
+
+
+def test_a_journal_studys_worker_waits_for_the_last_trial_another_process_runs(tmp_path):
+    """Two sweeps of one study on a journal (one machine): once the budget is taken, the process with nothing of
+    its own left waits until the other's last trial is told, then leaves with the budget COMPLETE. It left at once,
+    and its summary reported a study still running as its result. One holding an untold trial is let go to tell it."""
+    from tuning.storage.stores import open_storage
+
+    url = f"journal:{tmp_path / 's.journal'}"
+    storage = open_storage(url, "s")
+    s = optuna.create_study(study_name="s", storage=storage)
+    first = s.ask()
+    first.suggest_float("x", 0.0, 1.0)
+    s.tell(first, 0.5)
+    other = s.ask()                                # RUNNING in another live process (this one, named so)
+    other.suggest_float("x", 0.0, 1.0)
+    other.set_user_attr(WORKER_ATTR, this_worker())
+    coordinator = Coordinator(s, storage, url, tmp_path / "lock", stale_after_s=3600)
+    answer: list = []
+    waiter = threading.Thread(target=lambda: answer.append(coordinator.next_trial(target=2)))
+    try:
+        assert coordinator.next_trial(target=2, holding=True) is None   # its own untold trial first
+        waiter.start()
+        waiter.join(1.0)
+        assert waiter.is_alive() and not answer        # the last trial is RUNNING elsewhere: it waits
+        s.tell(other, 0.7)
+        waiter.join(10.0)
+        assert not waiter.is_alive() and answer == [None] and len(s.get_trials(states=(TrialState.COMPLETE,))) == 2
+    finally:
+        if s.trials[other.number].state == TrialState.RUNNING:   # a failed assertion above: let the waiter go
+            s.tell(other, 0.7)
+        waiter.join(10.0)
+        coordinator.close()

@@ -11,7 +11,9 @@ trials and asks for one, and how a dead worker's RUNNING trial is found and retr
   (``retried_trial_number``). On PostgreSQL the exclusive section is a session advisory lock (released by the
   server when the holder's connection dies), so workers on any number of hosts never overshoot.
   A worker leaves only when COMPLETE == target; while the missing trials are RUNNING elsewhere it
-  waits, so a worker that dies for good is replaced by whoever is still alive.
+  waits, so a worker that dies for good is replaced by whoever is still alive. So does a worker of a journal
+  study (two sweeps of one study started together): it leaves with the study's budget complete, not while
+  another process still runs its last trials.
   A RUNNING trial whose worker is known dead (a process of this host that no longer runs) does not wait
   for the grace period: the next worker of this host that counts the budget fails it and hands it to the
   same retry callback (:func:`fail_dead_workers_trials`).
@@ -170,6 +172,9 @@ def pruned_out(counts: dict, cap: int | None) -> bool:
     return cap is not None and counts["PRUNED"] >= cap
 
 
+JOURNAL_WAIT_S = 0.2   # a journal study's worker waiting for the last trials another process runs polls this often
+
+
 class Coordinator:
     """Budget and recovery for one worker process of one study."""
 
@@ -239,7 +244,7 @@ class Coordinator:
                 done = self.spent(c)
                 self.seen = (done, c["RUNNING"])   # the budget as this ask found it (tuning.sweep.workers)
                 taken = done + c["RUNNING"] >= target
-                if done >= target or pruned_out(c, self.max_pruned) or (taken and (holding or not self.rdb)):
+                if done >= target or pruned_out(c, self.max_pruned) or (taken and holding):
                     return None
                 if done + c["RUNNING"] < target:
                     trial = self.study.ask()
@@ -248,7 +253,8 @@ class Coordinator:
                     if self._beat is not None:
                         self._beat.add(live_trial_id(trial))
                     return trial
-            time.sleep(min(1.0, self._beat.interval / 2))  # the rest is RUNNING elsewhere: wait for it or its death
+            # the rest is RUNNING elsewhere: wait for it or its death (a journal's dead owner is found by its pid)
+            time.sleep(min(1.0, self._beat.interval / 2) if self._beat is not None else JOURNAL_WAIT_S)
 
     def _remember(self, trial, trials: list) -> None:
         """Record the asked trial's storage id (one query: the study's id is read once) and, from the trials read
