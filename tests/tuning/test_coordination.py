@@ -267,6 +267,7 @@ def test_a_journal_studys_worker_waits_for_the_last_trial_another_process_runs(t
     waiter = threading.Thread(target=lambda: answer.append(coordinator.next_trial(target=2)))
     try:
         assert coordinator.next_trial(target=2, holding=True) is None   # its own untold trial first
+        assert coordinator.next_trial(target=2, give_up=lambda: True) is None   # --timeout passed: no wait
         waiter.start()
         waiter.join(1.0)
         assert waiter.is_alive() and not answer        # the last trial is RUNNING elsewhere: it waits

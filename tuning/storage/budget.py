@@ -226,10 +226,11 @@ class Coordinator:
                 conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
                 conn.commit()
 
-    def next_trial(self, target: int, holding: bool = False):
+    def next_trial(self, target: int, holding: bool = False, give_up=None):
         """Ask for the next trial of the budget; None when ``target`` trials are COMPLETE, when ``max_pruned``
-        trials are PRUNED (the study stops short), or when the budget is taken and this process ``holding`` an
-        untold trial must tell it first."""
+        trials are PRUNED (the study stops short), when the budget is taken and this process ``holding`` an
+        untold trial must tell it first, or when ``give_up()`` says so while it waits (``--timeout``: no trial
+        starts after it)."""
         while True:
             with self.exclusive():
                 if self.rdb:
@@ -254,6 +255,8 @@ class Coordinator:
                         self._beat.add(live_trial_id(trial))
                     return trial
             # the rest is RUNNING elsewhere: wait for it or its death (a journal's dead owner is found by its pid)
+            if give_up is not None and give_up():
+                return None
             time.sleep(min(1.0, self._beat.interval / 2) if self._beat is not None else JOURNAL_WAIT_S)
 
     def _remember(self, trial, trials: list) -> None:

@@ -91,7 +91,7 @@ class TrialLoop:
         try:
             while self.stop is None and not sweep.timed_out():  # --timeout: no new trial starts after it
                 done += self._catch_up(pending)
-                trial = sweep.coordinator.next_trial(sweep.target, bool(pending))  # lock, recover, ask
+                trial = sweep.coordinator.next_trial(sweep.target, bool(pending), sweep.timed_out)  # lock, recover, ask
                 self._warm_close_when_due(trial is not None, len(pending))
                 if trial is None and not pending:
                     break
