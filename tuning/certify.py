@@ -15,12 +15,11 @@ from engine import EngineError
 from engine import PolicySet
 from engine import REQUIRED_SEEDS
 from tuning.authority.certification import certify, parse_seeds, record_certification
-from tuning.authority.promotion import fetch_candidate_files
+from tuning.authority.promotion import fetch_candidate_files, store_holding
 from tuning.authority.txn import settle
 from tuning.common import worlds
 from tuning.common.errors import E_CERTIFY, E_NOT_CERTIFIED, E_USAGE, TuningParser
 from tuning.common.errors import run_cli
-from tuning.trail.tracking import client
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -52,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     worlds.require_tunable(world, "a certification")
     if args.run:
         with tempfile.TemporaryDirectory() as tmp:
-            policies = fetch_candidate_files(client(), args.run, Path(tmp), world=world)
+            policies = fetch_candidate_files(store_holding(args.run), args.run, Path(tmp), world=world)
         source = {"source": "run", "source_run_id": args.run}
     else:
         worlds.require(args.policies, world, "certification")

@@ -160,6 +160,12 @@ def test_verify_authority_on_a_fresh_checkout_reads_and_creates_no_store(tmp_pat
     assert invoke(verify, []) == 0
     agreed = capsys.readouterr().out
     assert "DIFFER" not in agreed and "absent" not in agreed and "no MLflow store here" in agreed, agreed
+    from tuning.certify import main as certify
+    from tuning.promote import main as promote
+
+    for main, argv in ((promote, ["deadbeef"]), (certify, ["--run", "deadbeef"])):   # a lookup creates no store
+        assert invoke(main, argv) == 2
+        assert capsys.readouterr().err.startswith("E3A_TUN_022_RUN_NOT_FOUND: MLflow run deadbeef not found: no MLflow store")
     assert not (fresh / "mlruns").exists()
 
 

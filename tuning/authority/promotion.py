@@ -49,6 +49,16 @@ def _get_run(mlc, run_id: str):
         raise EngineError(E_RUN_MISSING, f"MLflow run {run_id} not found at {mlc.tracking_uri}") from None
 
 
+def store_holding(run_id: str):
+    """The MLflow client of the store that must hold ``run_id``: one that does not exist yet holds no run, and a
+    lookup creates none (``E3A_TUN_022``)."""
+    from tuning.trail.store_init import default_uri, store_exists
+
+    if not store_exists():
+        raise EngineError(E_RUN_MISSING, f"MLflow run {run_id} not found: no MLflow store at {default_uri()} yet")
+    return client()
+
+
 def fetch_candidate_files(mlc, run_id: str, workdir: Path, run=None, world=None) -> PolicySet:
     """A run's candidate policy artifacts, checked against its ``digest.<policy_id>`` tags (and, given a
     ``world``, the run must have been scored on it)."""
@@ -139,7 +149,7 @@ def _promote(run_id: str, policies_dir: Path, decision: str | None, runs_root: P
              ladder_phase: str | None, reopen: str | None, reason: str | None, world, progress: bool = False) -> dict:
     """Fetch -> guard -> witness (nothing written until here) -> close the phase (the candidate is the authority)
     or one transaction: files, lineage, tags, promotion run, registry, ladder."""
-    mlc = client()
+    mlc = store_holding(run_id)
     with tempfile.TemporaryDirectory(prefix="promote-") as tmp:
         run, candidate, recorded = fetch_candidate(mlc, run_id, Path(tmp), world)
         current = PolicySet.from_dir(policies_dir)
