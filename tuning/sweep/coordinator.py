@@ -171,8 +171,9 @@ class Sweep:
                 trail.watch_front(self.spec.second["direction"])
             decision = self.precheck_decision()
             closed = decision is not None and decision == self.spec.precheck["closed"]
-            if decision is not None:   # --force past a closed precheck: its finding, not the sweep's decision
-                trail.log_parent({}, {"precheck" if closed and self.config.force else "decision": decision}, soon=True)
+            if decision is not None and (self.config.force or not closed):   # a closing precheck's decision is
+                # tagged once its ladder step is written (close_by_precheck); --force past it: its finding only
+                trail.log_parent({}, {"precheck" if closed else "decision": decision}, soon=True)
             if closed and not self.config.force:
                 summary = self.close_by_precheck(trail, decision)
             else:
@@ -225,13 +226,18 @@ class Sweep:
         from tuning.authority.ladder import record_step
 
         summary = summarise(self, trail) | {"decision": decision, "note": "precheck: no trigger fired; no trials"}
-        trail.finish_parent(summary)
         triggers = self.spec.precheck["triggers"]
-        record_step(self.spec.phase, decision, policies_dir=Path(self.config.policies or self.spec.base_policies),
-                    source_run_id=trail.parent_run_id, note="precheck: no collapse-risk trigger fired",
-                    evidence={"triggers": [parse_condition(t, "TRIGGER").label() for t in triggers]},
-                    metrics={f"{t['metric']}.seed_{o.seed}": metric_value(o.anchor.pack, t["metric"])
-                             for t in triggers for o in self.precheck_anchors()})
+        try:   # the ladder step first: a step that cannot be written (a read-only authority) leaves no decision
+            record_step(self.spec.phase, decision, policies_dir=Path(self.config.policies or self.spec.base_policies),
+                        source_run_id=trail.parent_run_id, note="precheck: no collapse-risk trigger fired",
+                        evidence={"triggers": [parse_condition(t, "TRIGGER").label() for t in triggers]},
+                        metrics={f"{t['metric']}.seed_{o.seed}": metric_value(o.anchor.pack, t["metric"])
+                                 for t in triggers for o in self.precheck_anchors()})
+        except BaseException:
+            trail.end_parent("FAILED")
+            raise
+        trail.log_parent({}, {"decision": decision})
+        trail.finish_parent(summary)
         return summary
 
     def run_trials(self, trail: SweepTrail) -> None:
