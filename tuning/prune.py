@@ -138,6 +138,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         print(json.dumps(out, indent=2, sort_keys=True))
         return 0
+    if not Path(args.runs_root).is_dir():
+        print(f"nothing to prune: no run folder {args.runs_root} here (--runs-root DIR)")
+        return 0
     for rid, why in sorted(out["kept"].items()):
         print(f"keep   {rid}  ({', '.join(why)})")
     for rid in out["removed"]:

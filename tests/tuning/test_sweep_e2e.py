@@ -306,8 +306,13 @@ def test_results_section_is_generated_and_checked(proj, tmp_path):
         f"run python -m tuning.results --policies '{tmp_path / 'my authority'}' --write {readme}"), stale.stderr
 
 
-def test_prune_keeps_authority_runs_and_removes_the_rest(proj):
+def test_prune_keeps_authority_runs_and_removes_the_rest(proj, capsys):
     from engine import default_world, outlets_for
+    from tuning.prune import main as prune
+
+    capsys.readouterr()
+    assert prune(["--runs-root", "no_runs_here", "--no-mlflow"]) == 0   # said, not silent
+    assert capsys.readouterr().out.startswith("nothing to prune: no run folder no_runs_here here")
 
     def run_folder(name: str, identity: dict) -> Path:
         folder = Path("runs") / name
