@@ -233,6 +233,12 @@ def test_campaign_program(proj, tmp_path):
 
 def test_dashboard_program(proj):
     _refused(run_module(proj, "tuning.dashboard", "--phase", "P9", timeout=60), "E3A_TUN_011_STUDY_NOT_FOUND")
+    import optuna
+    from tuning.storage.stores import open_storage
+
+    if "t-P1.2" not in optuna.get_all_study_names(open_storage(f"journal:{proj / '.optuna' / 't-P1.2.journal'}", "")):
+        optuna.create_study(study_name="t-P1.2", storage=open_storage(f"journal:{proj / '.optuna' / 't-P1.2.journal'}",
+                                                                      "t-P1.2"))   # the study the dashboard serves
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

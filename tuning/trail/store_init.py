@@ -63,6 +63,15 @@ def probe_server(uri: str) -> None:
                                       f"({exc.strerror or exc})") from None
 
 
+def check_path(db: Path) -> None:
+    """A sqlite store whose path is longer than sqlite opens is one coded line (MLflow would retry the open for over
+    a minute)."""
+    if len(os.fsencode(os.path.abspath(db))) > SQLITE_MAX_PATH:
+        raise EngineError(E_TRACKING, f"MLflow store {db}: its path is {len(os.fsencode(os.path.abspath(db)))} bytes, "
+                                      f"longer than sqlite opens ({SQLITE_MAX_PATH}); run from a shorter path or set "
+                                      f"MLFLOW_TRACKING_URI")
+
+
 def ensure_store(uri: str) -> None:
     """Create/migrate the tracking store at ``uri`` once (sqlite: under ``<db>.init.lock``); a tracking server
     is probed once (:func:`probe_server`)."""
@@ -75,10 +84,7 @@ def ensure_store(uri: str) -> None:
     db = _sqlite_path(uri)
     if db is None:
         return
-    if len(os.fsencode(os.path.abspath(db))) > SQLITE_MAX_PATH:   # MLflow would retry the open for over a minute
-        raise EngineError(E_TRACKING, f"MLflow store {db}: its path is {len(os.fsencode(os.path.abspath(db)))} bytes, "
-                                      f"longer than sqlite opens ({SQLITE_MAX_PATH}); run from a shorter path or set "
-                                      f"MLFLOW_TRACKING_URI")
+    check_path(db)
     lock = db.with_name(db.name + ".init.lock")
     refuse = lambda exc: EngineError(E_TRACKING, f"MLflow store {db}: "  # noqa: E731
                                                  f"{'not writable' if db.exists() else 'cannot be created'} "
