@@ -11,9 +11,9 @@ trials and asks for one, and how a dead worker's RUNNING trial is found and retr
   (``retried_trial_number``). On PostgreSQL the exclusive section is a session advisory lock (released by the
   server when the holder's connection dies), so workers on any number of hosts never overshoot.
   A worker leaves only when COMPLETE == target; while the missing trials are RUNNING elsewhere it
-  waits, so a worker that dies for good is replaced by whoever is still alive. So does a worker of a journal
-  study (two sweeps of one study started together): it leaves with the study's budget complete, not while
-  another process still runs its last trials.
+  waits, so a worker that dies for good is replaced by whoever is still alive. So does a sweep process of a
+  journal study (two sweeps of one study started together): it leaves with the study's budget complete, not while
+  another process still runs its last trials (a ``--workers`` process leaves: its coordinator waits for them all).
   A RUNNING trial whose worker is known dead (a process of this host that no longer runs) does not wait
   for the grace period: the next worker of this host that counts the budget fails it and hands it to the
   same retry callback (:func:`fail_dead_workers_trials`).
@@ -172,7 +172,7 @@ def pruned_out(counts: dict, cap: int | None) -> bool:
     return cap is not None and counts["PRUNED"] >= cap
 
 
-JOURNAL_WAIT_S = 0.2   # a journal study's worker waiting for the last trials another process runs polls this often
+JOURNAL_WAIT_S = 0.5   # a journal study's worker waiting for the last trials another process runs polls this often
 
 
 class Coordinator:
@@ -187,6 +187,9 @@ class Coordinator:
         self.count_pruned = False   # set by a multi-fidelity sweep: PRUNED trials count against the budget
         self.max_pruned: int | None = None   # else: PRUNED trials after which no trial is asked (pruned_out)
         self.seen = (0, 0)          # (done, RUNNING) as the last ask found them
+        # a process whose budget is taken waits for the last trials others run (their death, on RDB, or their pid's,
+        # on a journal); a --workers process on a journal leaves instead: its coordinator waits for all of them
+        self.siblings_awaited = True
         self._pg_engine = None
         self._study_id: int | None = None
         self._beat: _Heartbeat | None = None
@@ -245,7 +248,8 @@ class Coordinator:
                 done = self.spent(c)
                 self.seen = (done, c["RUNNING"])   # the budget as this ask found it (tuning.sweep.workers)
                 taken = done + c["RUNNING"] >= target
-                if done >= target or pruned_out(c, self.max_pruned) or (taken and holding):
+                leaves = holding or not (self.rdb or self.siblings_awaited)
+                if done >= target or pruned_out(c, self.max_pruned) or (taken and leaves):
                     return None
                 if done + c["RUNNING"] < target:
                     trial = self.study.ask()

@@ -306,6 +306,7 @@ def run_worker(spec: WorkerSpec, cache_reports=None) -> int:
     rebudget(sweep.objective.cache, spec.of, shared)
     sweep.objective.anchor   # the study's metrics are checked before this worker opens anything
     sweep.open_study()
+    sweep.coordinator.siblings_awaited = False   # on one machine its coordinator waits for every worker it started
     trail = SweepTrail(sweep.spec.phase, sweep.study_name, sweep.spec.objective_name, spec.parent_run_id,
                        process=None if channel is None else TrailChannel.adopt(channel), experiment=sweep.experiment)
     ok = False
