@@ -216,6 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--world", help="with --scale: the large world directory (e.g. a 381k-pair catalogue)")
     ap.add_argument("--runs", type=int, default=3, help="with --scale: runs of each figure (default 3)")
     ap.add_argument("--worker-trials", type=int, default=40, help="with --scale: trials of each workers run")
+    ap.add_argument("--big-trials", type=int, default=24, help="with --scale: trials of the big-world sweep (the "
+                    "target's 24; another count is measured beside no target, a quicker check)")
     ap.add_argument("--worker-world", help="with --scale: the workers figure's world (default: the default world's "
                     "catalogue with 100 times the merchants, the target's)")
     ap.add_argument("--parts", default="big,workers,default", help="with --scale: which figures (comma-separated)")
@@ -246,9 +248,9 @@ def scale_main(args) -> int:
     from tuning.bench.scale import scale_bench, used_projects
 
     parts = set(args.parts.split(","))
-    if not parts <= {"big", "workers", "default"} or args.runs < 1 or args.worker_trials < 2:
+    if not parts <= {"big", "workers", "default"} or args.runs < 1 or args.worker_trials < 2 or args.big_trials < 2:
         raise EngineError(E_USAGE, "--parts is a comma-separated subset of big,workers,default; --runs >= 1; "
-                                   "--worker-trials >= 2")
+                                   "--worker-trials >= 2; --big-trials >= 2")
     if "big" in parts and args.world is None:
         raise EngineError(E_USAGE, "--scale needs --world DIR for the big-world sweep (or --parts without big)")
     if args.world is not None and not Path(args.world).is_dir():
@@ -264,7 +266,8 @@ def scale_main(args) -> int:
         base = Path(args.keep).resolve() if args.keep else Path(tmp)
         helpers = {"cli": _cli, "start": _start, "finish": _finish, "trials": _study_trials, "project": project,
                    "sweep_and_certify": sweep_and_certify}
-        result = scale_bench(base, world, args.runs, args.worker_trials, parts, helpers, worker_world)
+        result = scale_bench(base, world, args.runs, args.worker_trials, parts, helpers, worker_world,
+                             args.big_trials)
     text = json.dumps(result, indent=2, sort_keys=True)
     if args.out:
         atomic_write(args.out, (text + "\n").encode())
