@@ -148,15 +148,14 @@ def test_verify_authority_on_a_fresh_checkout_reads_and_creates_no_store(tmp_pat
     fresh = make_project(tmp_path / "fresh")   # its policies/: no lineage
     shipped = fresh / "shipped"
     shutil.copytree(REPO / "policies", shipped, ignore=shutil.ignore_patterns(".*"))
-    env = {k: v for k, v in env_for(fresh).items() if k != "MLFLOW_TRACKING_URI"}   # the working directory's store
-    refused = subprocess.run([sys.executable, "-m", "tuning.verify_authority", "--policies", "shipped"], cwd=fresh,
-                             env=env, capture_output=True, text=True, timeout=60)
-    line = _refused(refused, "E3A_TUN_044_AUTHORITY_NOT_IN_STORE")
-    assert "no MLflow store here" in line and "tuning.campaign replay" in line
-    assert refused.stdout.count("absent  ") == 3 and "agree   ladder step" in refused.stdout
     monkeypatch.chdir(fresh)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    capsys.readouterr()
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)   # the working directory's store
+    capsys.readouterr()   # (the program's own runs: test_author_and_verify_authority_programs)
+    assert invoke(verify, ["--policies", "shipped"]) == 2
+    refused = capsys.readouterr()
+    assert refused.err.startswith("E3A_TUN_044_AUTHORITY_NOT_IN_STORE: ")
+    assert "no MLflow store here" in refused.err and "tuning.campaign replay" in refused.err
+    assert refused.out.count("absent  ") == 3 and "agree   ladder step" in refused.out
     assert invoke(verify, []) == 0
     agreed = capsys.readouterr().out
     assert "DIFFER" not in agreed and "absent" not in agreed and "no MLflow store here" in agreed, agreed

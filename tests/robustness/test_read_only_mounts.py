@@ -100,7 +100,8 @@ def test_a_store_on_a_read_only_mount_is_read_by_the_commands_that_only_read(tmp
     assert store.read_bytes() == before and sorted(p.name for p in store.parent.iterdir()) == ["mlflow.db"]
 
 
-def test_a_p3_sweep_whose_precheck_closes_on_a_read_only_authority_records_no_decision(tmp_path, read_only):
+def test_a_p3_sweep_whose_precheck_closes_on_a_read_only_authority_records_no_decision(tmp_path, read_only,
+                                                                                        monkeypatch, capsys):
     """The P3 precheck finds nothing to do and closes the phase with a ladder step; on a read-only authority that
     step cannot be written: one coded line, exit 2, and the sweep's MLflow run is FAILED without a decision tag
     (it was FINISHED with decision=P3_NOOP_LOCK while the ladder had no such step)."""
@@ -112,9 +113,15 @@ def test_a_p3_sweep_whose_precheck_closes_on_a_read_only_authority_records_no_de
     shutil.copytree(REPO / "policies", src, ignore=shutil.ignore_patterns(".*"))
     before = {p.name: p.read_bytes() for p in src.iterdir()}
     ro = read_only(src)
-    proc = subprocess.run([sys.executable, "-m", "tuning.sweep", "--phase", "P3", "--policies", str(ro), "--no-progress"],
-                          cwd=project, env=env_for(project), capture_output=True, text=True, timeout=240)
-    assert "cannot lock the authority" in _one_coded_line(proc)
+    from tuning.common.errors import invoke
+    from tuning.sweep.__main__ import main as sweep
+
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", env_for(project)["MLFLOW_TRACKING_URI"])
+    capsys.readouterr()   # in process (the sweep's refusals as a program: tests/robustness/test_sweep_refusals.py)
+    assert invoke(sweep, ["--phase", "P3", "--policies", str(ro), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("E3A_") and len(err.splitlines()) == 1 and "cannot lock the authority" in err, err
     assert {p.name: p.read_bytes() for p in src.iterdir()} == before
     mlc = MlflowClient(env_for(project)["MLFLOW_TRACKING_URI"])
     (run,) = mlc.search_runs([mlc.get_experiment_by_name("3A-P3").experiment_id], "tags.run_kind = 'sweep'")

@@ -242,7 +242,7 @@ def test_certify_returns_a_verdict_with_a_gate_per_seed(proj):
     assert sorted(int(c.data.tags["seed"]) for c in children) == sorted(seeds)
 
 
-def test_freeze_needs_a_certification_then_maps_its_verdict(proj):
+def test_freeze_needs_a_certification_then_maps_its_verdict(proj, capsys):
     from tuning.certify import main as certify_main
     from tuning.authority.freeze import freeze_status
     from tuning.authority.ladder_steps import read_ladder
@@ -275,14 +275,15 @@ def test_freeze_needs_a_certification_then_maps_its_verdict(proj):
     assert step["phase"] == "P6" and step["decision"] == freeze_status(cert["decision"], cert["evidence"]["fidelity"],
                                                                        cert["evidence"])
     ladder = read_ladder(Path("policies"))   # freezing again what the last step froze records nothing
-    again = run_module(proj, "tuning.freeze", timeout=120)
-    assert again.returncode == 0 and again.stdout.rstrip().endswith("already recorded: nothing new"), again.stdout
+    from tuning.freeze import main as freeze_main
+    capsys.readouterr()
+    assert freeze_main([]) == 0 and capsys.readouterr().out.rstrip().endswith("already recorded: nothing new")
     assert read_ladder(Path("policies")) == ladder
     assert freeze_status("PASS_BPLUS") == "FROZEN_CERTIFIED_BPLUS" and freeze_status("FAIL_REALISM") == \
         "FROZEN_BEST_EFFORT_BELOW_B"
 
 
-def test_results_section_is_generated_and_checked(proj, tmp_path):
+def test_results_section_is_generated_and_checked(proj, tmp_path, capsys):
     from tuning.results import END, START, main as results_main
 
     readme = tmp_path / "README.md"
@@ -300,10 +301,10 @@ def test_results_section_is_generated_and_checked(proj, tmp_path):
     # the remedy it prints is the command that writes what it checked: the same authority folder
     import shutil
     shutil.copytree("policies", tmp_path / "my authority")
-    stale = run_module(proj, "tuning.results", "--policies", str(tmp_path / "my authority"), "--check", str(readme),
-                       timeout=120)
-    assert stale.returncode == 1 and stale.stderr.strip().endswith(
-        f"run python -m tuning.results --policies '{tmp_path / 'my authority'}' --write {readme}"), stale.stderr
+    capsys.readouterr()
+    assert results_main(["--policies", str(tmp_path / "my authority"), "--check", str(readme)]) == 1
+    assert capsys.readouterr().err.strip().endswith(
+        f"run python -m tuning.results --policies '{tmp_path / 'my authority'}' --write {readme}")
 
 
 def test_prune_keeps_authority_runs_and_removes_the_rest(proj, capsys):

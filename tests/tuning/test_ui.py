@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from engine import EngineError
+
 from tests.environment import NO_CHROMIUM
 from tests.tuning.conftest import env_for, make_project, seed_store, trial_runs
 from tests.tuning.ui_helpers import Browser, MlflowUi, chromium, free_port
@@ -241,10 +243,14 @@ def _stock_best(study: str) -> list[int]:
 def test_optuna_dashboard_shows_vetoes_infeasible_and_never_a_vetoed_best(ui_proj):
     pytest.importorskip("optuna_dashboard")
     # a study the storage does not hold (a typo, nothing swept yet): refused, and no journal made for it
-    refused = subprocess.run([sys.executable, "-m", "tuning.dashboard", "--phase", "studies/mixed.yaml", "--study",
-                              "t-typo", "--port", str(free_port())], cwd=ui_proj, env=env_for(ui_proj),
-                             capture_output=True, text=True, timeout=60)
-    assert refused.returncode == 2 and refused.stderr.startswith("E3A_TUN_011_STUDY_NOT_FOUND: no Optuna study t-typo")
+    from tuning.dashboard import existing_study_storage
+
+    with pytest.raises(EngineError) as err:   # the program's refusals: tests/robustness/test_cli_programs.py
+        existing_study_storage(f"journal:{ui_proj / '.optuna' / 't-typo.journal'}", "t-typo")
+    assert err.value.code == "E3A_TUN_011_STUDY_NOT_FOUND" and "no Optuna study t-typo" in err.value.cause
+    with pytest.raises(EngineError) as err:   # a journal that holds other studies only
+        existing_study_storage(f"journal:{ui_proj / '.optuna' / 't-mixed.journal'}", "t-typo")
+    assert err.value.code == "E3A_TUN_011_STUDY_NOT_FOUND"
     assert not list(ui_proj.glob(".optuna/t-typo*"))
     servers = {study: _dashboard(ui_proj, f"studies/{f}.yaml") for study, f in (("t-mixed", "mixed"),
                                                                              ("t-front", "front"))}
