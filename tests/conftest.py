@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections import Counter
 
 from tests.environment import ABSENT
@@ -10,6 +12,11 @@ from tuning.trail.environment import prepare_for_mlflow
 
 def pytest_configure(config) -> None:
     prepare_for_mlflow()   # the suite's own process imports MLflow too (tuning.trail.environment)
+    # The suite starts some 300 interpreters (every program test, trail process and worker): with bytecode caching
+    # off (PYTHONDONTWRITEBYTECODE, set in some shells) each compiles every module it imports from source, and each
+    # xdist worker rewrites every test module's asserts again. Python's default for the session and its children.
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    sys.dont_write_bytecode = False
 
 
 def _reason(report) -> str:
