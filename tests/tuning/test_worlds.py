@@ -205,49 +205,39 @@ def test_cross_world_refusals_as_programs(project, world):
 
 
 def test_a_world_with_nothing_to_allocate_is_refused_by_sweep_and_campaign(project, capsys):
-    """Outlets only in countries of one clock: every outlet sits on that clock, so a sweep would score one empty
-    allocation per trial (a P1.2 sweep vetoed each as over-flattening, with metrics of 0). The sweep and the
-    campaign say so in one line, before any study or authority is made; the engine still publishes the world."""
+    """Outlets only in countries of one clock, or one outlet per merchant where there are two clocks: nothing can be
+    split, so a sweep would score one empty allocation per trial (a P1.2 sweep vetoed each as over-flattening, with
+    metrics of 0) and a certification would grade the gates on empty sets. The sweep, the campaign and certify say
+    so in one line, before any study or authority is made; the engine still publishes the world."""
     from engine.cli.main import main as engine_main
     from tuning.campaign.__main__ import main as campaign
     from tuning.common.errors import run_cli
     from tuning.sweep.__main__ import main as sweep
 
-    flat = project / "worlds" / "flat"
-    flat.mkdir(parents=True)
-    pd.DataFrame({"merchant_id": [1, 2, 2, 3], "legal_country_iso": ["FR", "FR", "DE", "IS"],
-                  "site_count": [40, 12, 3, 7]}).to_csv(flat / "outlets.csv", index=False)
-    auth = _author(project, flat, "flat_auth")
-    capsys.readouterr()
-    for main, argv in ((sweep, ["--phase", "P1.2", "--trials", "4", "--world", str(flat), "--policies", str(auth),
-                                "--no-progress"]),
-                       (campaign, ["run", "--file", str(REPO / "studies" / "campaign.yaml"), "--world", str(flat),
-                                   "--policies", "flat_campaign", "--no-progress"])):
-        with pytest.raises(SystemExit) as done:
-            run_cli(main, argv)
-        err = capsys.readouterr().err
-        assert done.value.code == 2 and err.startswith("E3A_TUN_071_NOTHING_TO_TUNE") and "one clock" in err, err
-    assert not (project / "flat_campaign").exists() and not list(project.glob(".optuna/*.journal"))
-    assert engine_main(["run", "--seed", "42", "--world", str(flat), "--policies", str(auth), "--run-root",
-                        str(project / "runs")]) == 0
-    # the same of multi-clock countries whose merchants hold one outlet each: no pair can be split, whatever the
-    # policy; a certification would grade the gates on empty sets: all three refuse
     from tuning.certify import main as certify
 
-    single = project / "worlds" / "single"
-    single.mkdir(parents=True)
-    pd.DataFrame({"merchant_id": [1, 2, 3, 3], "legal_country_iso": ["US", "US", "CA", "IS"],
-                  "site_count": [1, 1, 1, 9]}).to_csv(single / "outlets.csv", index=False)
-    auth = _author(project, single, "single_auth")
-    capsys.readouterr()
-    for main, argv in ((sweep, ["--phase", "P1.2", "--trials", "4", "--world", str(single), "--policies", str(auth),
-                                "--no-progress"]),
-                       (campaign, ["run", "--file", str(REPO / "studies" / "campaign.yaml"), "--world", str(single),
-                                   "--policies", "single_campaign", "--no-progress"]),
-                       (certify, ["--world", str(single), "--policies", str(auth), "--no-progress"]),
-                       (certify, ["--world", str(flat), "--policies", "flat_auth", "--no-progress"])):
-        with pytest.raises(SystemExit) as done:
-            run_cli(main, argv)
-        err = capsys.readouterr().err
-        assert done.value.code == 2 and err.startswith("E3A_TUN_071_NOTHING_TO_TUNE"), err
-        assert ("one outlet per merchant" in err and "(CA, US)" in err) if "single" in err else "one clock" in err, err
+    # outlets only in countries of one clock; and multi-clock countries whose merchants hold one outlet each (no
+    # pair can be split, whatever the policy): sweep, campaign and certification (the gates on empty sets) refuse
+    shapes = {"flat": ({"merchant_id": [1, 2, 2, 3], "legal_country_iso": ["FR", "FR", "DE", "IS"],
+                        "site_count": [40, 12, 3, 7]}, "one clock"),
+              "single": ({"merchant_id": [1, 2, 3, 3], "legal_country_iso": ["US", "US", "CA", "IS"],
+                          "site_count": [1, 1, 1, 9]}, "one outlet per merchant in each country of two clocks or "
+                                                       "more (CA, US)")}
+    for name, (rows, why) in shapes.items():
+        world = project / "worlds" / name
+        world.mkdir(parents=True)
+        pd.DataFrame(rows).to_csv(world / "outlets.csv", index=False)
+        auth = _author(project, world, f"{name}_auth")
+        capsys.readouterr()
+        for main, argv in ((sweep, ["--phase", "P1.2", "--trials", "4", "--world", str(world), "--policies", str(auth),
+                                    "--no-progress"]),
+                           (campaign, ["run", "--file", str(REPO / "studies" / "campaign.yaml"), "--world", str(world),
+                                       "--policies", f"{name}_campaign", "--no-progress"]),
+                           (certify, ["--world", str(world), "--policies", str(auth), "--no-progress"])):
+            with pytest.raises(SystemExit) as done:
+                run_cli(main, argv)
+            err = capsys.readouterr().err
+            assert done.value.code == 2 and err.startswith("E3A_TUN_071_NOTHING_TO_TUNE") and why in err, err
+        assert not (project / f"{name}_campaign").exists() and not list(project.glob(".optuna/*.journal"))
+        assert engine_main(["run", "--seed", "42", "--world", str(world), "--policies", str(auth), "--run-root",
+                            str(project / "runs")]) == 0
