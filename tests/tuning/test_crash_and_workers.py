@@ -60,15 +60,24 @@ def _trail_processes_while(proc: subprocess.Popen, timeout: float = 240) -> int:
     return most
 
 
+def _states(project) -> list:
+    """The states of t-P1.2's trials so far; none before the sweep has created the study (its journal file comes
+    first, the study's record after it)."""
+    if not (project / ".optuna" / "t-P1.2.journal").exists():
+        return []
+    try:
+        return [t.state for t in load("t-P1.2").trials]
+    except KeyError:
+        return []
+
+
 def _sigkill_mid_trial(proc: subprocess.Popen, project, complete: int, poll: float) -> list[int] | None:
     """SIGKILL the sweep ``proc`` once ``complete`` trials of t-P1.2 are COMPLETE and one is RUNNING; its child
     processes as they were just before the kill, or None when it ended first (180 s at most)."""
     deadline = time.time() + 180
     while time.time() < deadline and proc.poll() is None:
         time.sleep(poll)
-        if not (project / ".optuna" / "t-P1.2.journal").exists():
-            continue
-        states = [t.state for t in load("t-P1.2").trials]
+        states = _states(project)
         if states.count(TrialState.COMPLETE) >= complete and TrialState.RUNNING in states:
             held = children(proc.pid)
             os.kill(proc.pid, signal.SIGKILL)
@@ -184,8 +193,7 @@ def test_ctrl_c_ends_the_sweep_with_one_line_and_every_told_trial_keeps_its_run(
     deadline, trail = time.time() + 180, []
     while time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
-        if (project / ".optuna" / "t-P1.2.journal").exists() and \
-                sum(t.state == TrialState.COMPLETE for t in load("t-P1.2").trials) >= 3:
+        if _states(project).count(TrialState.COMPLETE) >= 3:
             trail = children(proc.pid)
             os.killpg(proc.pid, sig)   # what a terminal's Ctrl-C does to the foreground group; timeout's SIGTERM
             break
