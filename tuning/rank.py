@@ -144,8 +144,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         spec = load_study(args.phase, args.studies_dir)
         key_metrics, own = list(spec.key_metrics), worlds.suffixed(prefix + spec.study, world)
-    except EngineError:
+    except EngineError as exc:   # ranked on the default columns, and said so once the table is printed
         key_metrics, own = list(DEFAULT_KEY_METRICS), None
+        default_columns = f"note: {exc.cause}: ranked on the default key metrics (--studies-dir DIR: the project's studies)"
+    else:
+        default_columns = None
     study = worlds.suffixed(args.study, world) if args.study else None   # the name sweep --study was given works
     rows, objectives = ranked_with_objectives(args.phase, study, key_metrics, experiment)
     if study and not rows:
@@ -164,6 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(format_rows(groups[0][1] if groups else [], key_metrics))
     if args.open:
         print(f"MLflow UI: {ui_link(experiment, key_metrics, args.ui)}", flush=True)
+    if default_columns:
+        print(default_columns, file=sys.stderr)
     return 0
 
 

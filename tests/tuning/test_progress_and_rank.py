@@ -60,6 +60,12 @@ def test_progress_timeout_and_rank(project, capsys):
     assert [r["study"] for r in json.loads(capsys.readouterr().out)][2:] == ["t-other"] * 2
     assert rank(["--phase", "P1.2", "--study", "t-other"]) == 0
     assert "ranked on its own" not in capsys.readouterr().out   # one study: one table
+    # run outside the project (no study file where --studies-dir points): the default columns, and it says so
+    assert rank(["--phase", "P1.2", "--studies-dir", "nowhere"]) == 0
+    out = capsys.readouterr()
+    assert out.out.startswith("objective J") or out.out.startswith("rank ")
+    assert out.err.strip() == ("note: nowhere/P1.2.yaml: study file not found: ranked on the default key metrics "
+                               "(--studies-dir DIR: the project's studies)"), out.err
 
 
 def test_certify_shows_progress_per_seed(project, capsys):
