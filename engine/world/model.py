@@ -105,9 +105,8 @@ class World:
         multi = self.multi_clock_countries
         if self.catalogue is None or not multi:
             return multi
-        rows = self.catalogue[self.catalogue["legal_country_iso"].isin(multi)]
-        sizes = rows.groupby(["merchant_id", "legal_country_iso"], observed=True).size()
-        return sorted(set(sizes[sizes >= 2].index.get_level_values("legal_country_iso")))
+        cat = self.catalogue   # site_order numbers a pair's outlets from 1: a second outlet is a row numbered 2
+        return sorted(set(cat.loc[cat["site_order"] == 2, "legal_country_iso"].unique()) & set(multi))
 
     @functools.cached_property
     def catalogue_digest(self) -> str:

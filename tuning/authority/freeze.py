@@ -73,7 +73,8 @@ def freeze(policies_dir: Path, target: str | None = None, trade_off: Sequence[st
 
 def _freeze(policies_dir: Path, target: str | None, trade_off: list[str]) -> dict:
     current = PolicySet.from_dir(policies_dir).parameter_hash
-    certs = [s for s in read_ladder(policies_dir) if s["phase"] == "P5" and s["parameter_hash"] == current]
+    ladder = read_ladder(policies_dir)
+    certs = [s for s in ladder if s["phase"] == "P5" and s["parameter_hash"] == current]
     certify = f"python -m tuning.certify --authority --record --holdout 200{worlds.policies_arg(policies_dir)}"
     if not certs:
         raise EngineError(E_CERTIFY, f"the authority {current[:12]} has no P5 certification in the ladder; run "
@@ -100,7 +101,7 @@ def _freeze(policies_dir: Path, target: str | None, trade_off: list[str]) -> dic
             note += f"; the P2 frontier found no faithful trial meeting {' and '.join(trade_off)} together"
     if target:
         evidence["target"] = target
-    last = read_ladder(policies_dir)[-1]
+    last = ladder[-1]
     if (last["phase"], last["decision"], last["parameter_hash"], last.get("source_run_id")) == \
             ("P6", status, current, cert["mlflow_run_id"]):   # this freeze is the ladder's last step already
         return {**last, "already_recorded": True}

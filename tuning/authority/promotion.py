@@ -52,11 +52,9 @@ def _get_run(mlc, run_id: str):
 def store_holding(run_id: str):
     """The MLflow client of the store that must hold ``run_id``: one that does not exist yet holds no run, and a
     lookup creates none (``E3A_TUN_022``)."""
-    from tuning.trail.store_init import check_path, default_uri, store_exists
+    from tuning.trail.store_init import default_uri, readable_store_exists
 
-    if default_uri().startswith("sqlite:///"):
-        check_path(Path(default_uri()[len("sqlite:///"):]))
-    if not store_exists():
+    if not readable_store_exists():
         raise EngineError(E_RUN_MISSING, f"MLflow run {run_id} not found: no MLflow store at {default_uri()} yet")
     return client()
 

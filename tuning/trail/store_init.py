@@ -63,6 +63,16 @@ def probe_server(uri: str) -> None:
                                       f"({exc.strerror or exc})") from None
 
 
+def readable_store_exists(uri: str | None = None) -> bool:
+    """:func:`store_exists` for a command that only reads and must create nothing: a sqlite path longer than sqlite
+    opens is refused first (one coded line, as a writer gets it), not reported as a store not made yet."""
+    uri = uri or default_uri()
+    db = _sqlite_path(uri)
+    if db is not None:
+        check_path(db)
+    return store_exists(uri)
+
+
 def check_path(db: Path) -> None:
     """A sqlite store whose path is longer than sqlite opens is one coded line (MLflow would retry the open for over
     a minute)."""

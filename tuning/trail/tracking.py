@@ -29,7 +29,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException  # noqa: F401 - the one MLflow error the harness catches
 
-from tuning.trail.store_init import check_path, default_uri, ensure_store, opened, store_exists
+from tuning.trail.store_init import default_uri, ensure_store, opened, readable_store_exists
 from tuning.report.files import gate_table_md
 from tuning.study.trial_result import TrialResult
 
@@ -89,8 +89,7 @@ def reader(uri: str | None = None) -> MlflowClient | None:
     uri = uri or default_uri()
     if not uri.startswith("sqlite:///"):
         return client(uri)
-    check_path(Path(uri[len("sqlite:///"):]))
-    return opened(uri) if store_exists(uri) else None
+    return opened(uri) if readable_store_exists(uri) else None
 
 
 def set_experiment_tag_once(mlc: MlflowClient, experiment_id_: str, key: str, value: str) -> None:
