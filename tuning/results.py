@@ -79,9 +79,7 @@ def render(policies_dir: Path, world=None) -> str:
     rates = [final[s]["pack"]["s1"]["escalation_rate"] for s in SEEDS]
     lines += ["S1 escalation rate (plan corridor [0.55, 0.70], reported, not gated): "
               + ", ".join(f"{s}: {r:.4f}" for s, r in zip(SEEDS, rates))
-              + (" (inside)" if all(0.55 <= r <= 0.70 for r in rates) else
-                 f" (outside: at most {_escalable_pair_share(final[42]):.4f} of pairs hold two outlets or more in "
-                 "a country of two zones or more, the only pairs S1 can escalate)"), ""]
+              + _corridor_note(rates, _escalable_pair_share(final[42])), ""]
     lines += _holdout_lines(policies_dir) + _frontier_lines(policies_dir)
     lines += ["| cross-seed CV (population std / mean) | value | B <= 0.25 | B+ <= 0.15 |", "|---|---|---|---|"]
     for metric, value in pack["cv"].items():
@@ -100,6 +98,20 @@ def _all_faithful(verdicts: list[str]) -> str:
     return "FAITHFUL" if all(v == "FAITHFUL" for v in verdicts) else "DISTORTED"
 
 
+def _corridor_note(rates: list[float], splittable: float) -> str:
+    """Where the seeds' escalation rates sit against the plan's corridor [0.55, 0.70], and, below it, whether
+    the world leaves room to reach it (an escalated pair S4 can split holds two outlets or more in a country of
+    two zones or more)."""
+    if all(0.55 <= r <= 0.70 for r in rates):
+        return " (inside)"
+    if all(r > 0.70 for r in rates):
+        return " (above the corridor)"
+    if splittable < 0.55:
+        return (f" (below: only {splittable:.4f} of pairs hold two outlets or more in a country of two zones or more, "
+                "the pairs S4 can split once escalated)")
+    return " (outside)"
+
+
 def _escalable_pair_share(entry: dict) -> float:
     s1 = entry["s1"]
     return float(((s1["zone_count_country"] > 1) & (s1["site_count"] >= 2)).mean())
@@ -113,9 +125,13 @@ def _frontier_lines(policies_dir: Path) -> list[str]:
     if not steps:
         return []
     ev = steps[-1]["evidence"]
-    lines = [f"P2 frontier (`{ev['study']}`, {ev['trials']} trials on four seeds, DISTORTED vetoed): "
-             f"`{steps[-1]['decision']}`; {ev['meets']} of {ev['faithful']} faithful trials meet the B+ S3 gate and the "
-             f"hard S4 gate together on every seed; blocking: {ev['blocking']}.", ""]
+    head = f"P2 frontier (`{ev['study']}`, {ev['trials']} trials on four seeds, DISTORTED vetoed): `{steps[-1]['decision']}`; "
+    if ev["faithful"] or "vetoed_by" not in ev:
+        lines = [head + f"{ev['meets']} of {ev['faithful']} faithful trials meet the B+ S3 gate and the hard S4 gate "
+                        f"together on every seed; blocking: {ev['blocking']}.", ""]
+    else:
+        lines = [head + f"no trial is faithful and free of other vetoes ({ev['vetoed_by']}), so the B+ S3 gate and the "
+                        "hard S4 gate were measured on none.", ""]
     front = ev.get("front") or []
     if front:
         lines += ["| frontier trial | J (S3 std gain) | S4 top-1 p75 |", "|---|---|---|"]

@@ -39,6 +39,9 @@ def _bad(edit) -> EngineError:
     (lambda d: d.update(phase="P5"), "phase"),      # certification is not swept
     (lambda d: d.update(pruner={"name": "median", "max_pruned": 0}), "pruner.max_pruned"),
     (lambda d: d["knobs"].append({"name": "blend_lambda", "low": 0.1, "high": 0.2}), "knobs[3].name"),
+    (lambda d: d["objective"]["terms"][0].update(within=[0.7, 0.55]), "objective.terms[0].within"),
+    (lambda d: d["objective"]["terms"][0].update(within=[0.5]), "objective.terms[0].within"),
+    (lambda d: d["objective"]["terms"][0].update(within=[0.5, float("nan")]), "objective.terms[0].within[1]"),
 ])
 def test_bad_study_names_the_field(edit, field):
     err = _bad(edit)
@@ -95,3 +98,37 @@ def test_tracking_store_failure_is_one_coded_line(capsys):
         run_cli(broken, [])
     err = capsys.readouterr().err
     assert ex.value.code == 2 and err.startswith("E3A_TUN_042_TRACKING_STORE") and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("cand, base, expected", [
+    (0.40, 0.30, 0.10),     # both below the corridor: up is toward it
+    (0.30, 0.40, -0.10),
+    (0.94, 0.77, -0.17),    # both above: up is away from it (a world escalating too much already)
+    (0.72, 0.77, 0.05),
+    (0.60, 0.50, 0.05),     # into the corridor from below: the distance closed, no more
+    (0.60, 0.80, 0.10),     # into it from above
+    (0.80, 0.50, -0.05),    # across it: 0.05 below -> 0.10 above
+    (0.60, 0.65, 0.0),      # inside: no reward for moving within it
+])
+def test_a_corridor_term_scores_the_distance_closed(cand, base, expected):
+    from tuning.study.objective import toward_corridor
+
+    assert toward_corridor(cand, base, 0.55, 0.70) == pytest.approx(expected, abs=1e-12)
+
+
+def test_the_p4_rate_term_pulls_a_world_above_the_corridor_back():
+    """J4's escalation-rate term rewards moving toward [0.55, 0.70]: below it (the default world, about 0.37 at
+    most) it is ``up`` exactly as before; above it a higher rate scores lower."""
+    from tuning.study.objective import phase_j
+
+    spec = load_study("P4", REPO / "studies")
+    (term,) = [t for t in spec.terms if t["metric"] == "s1.escalation_rate"]
+
+    def j(rate_cand, rate_base):
+        def pack(rate):
+            return {"s1": {"escalation_rate": rate, "zone_count_curve_major_dip_max_abs": 0.2,
+                           "zone_count_curve_monotonic_violations": 1}}
+        return phase_j(spec, pack(rate_cand), pack(rate_base))[1][term["name"]]
+
+    assert j(0.37, 0.30) == 0.37 - 0.30                 # bit for bit the former ``up`` delta
+    assert j(0.94, 0.77) < 0 < j(0.72, 0.77)

@@ -105,8 +105,25 @@ def phase_j(spec: StudySpec, pack: Mapping, anchor_pack: Mapping) -> tuple[float
     deltas = {}
     for term in spec.terms:
         cand, base = metric_value(pack, term["metric"]), metric_value(anchor_pack, term["metric"])
-        deltas[term["name"]] = (base - cand) if term["direction"] == "down" else (cand - base)
+        if "within" in term:
+            deltas[term["name"]] = toward_corridor(cand, base, *term["within"])
+        else:
+            deltas[term["name"]] = (base - cand) if term["direction"] == "down" else (cand - base)
     return float(math.fsum(t["weight"] * deltas[t["name"]] for t in spec.terms)), deltas
+
+
+def toward_corridor(cand: float, base: float, lo: float, hi: float) -> float:
+    """How much nearer the corridor [lo, hi] ``cand`` is than ``base``: ``cand − base`` while both are below it,
+    ``base − cand`` while both are above it, else the difference of their distances to it (0 inside it)."""
+    if cand <= lo and base <= lo:
+        return cand - base
+    if cand >= hi and base >= hi:
+        return base - cand
+
+    def far(x: float) -> float:
+        return lo - x if x < lo else (x - hi if x > hi else 0.0)
+
+    return far(base) - far(cand)
 
 
 class SeedRobustObjective:

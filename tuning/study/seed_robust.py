@@ -111,7 +111,8 @@ def study_directions(spec) -> dict[str, str]:
         out[cond.metric] = gate_direction(cond.op, True)
     if spec.second:
         out[spec.second["metric"]] = DOWN if spec.second["direction"] == "minimize" else UP
-    out.update({t["metric"]: t["direction"] for t in spec.terms})
+    # a corridor term's worst seed is not one end of a scale: its metric keeps another condition's direction, if any
+    out.update({t["metric"]: t["direction"] for t in spec.terms if "within" not in t})
     return out
 
 

@@ -4,8 +4,9 @@ Loading validates the file against :data:`STUDY_SCHEMA` and then against the kno
 problem is ``E3A_TUN_010_STUDY_INVALID`` naming the file and the field (``knobs[1].high``).
 
 Objective: ``J = Σ weight · delta`` where a term's delta is ``anchor − candidate`` for
-``direction: down`` and ``candidate − anchor`` for ``up``; the anchor is the base (authority)
-policy set run on the same seed. Vetoes: structural rails by name plus guardrails
+``direction: down`` and ``candidate − anchor`` for ``up``; a term with ``within: [lo, hi]`` (a corridor) scores
+how much nearer the corridor the candidate is than the anchor (``up`` while both are below it, ``down`` while both
+are above it, zero inside it); the anchor is the base (authority) policy set run on the same seed. Vetoes: structural rails by name plus guardrails
 ``{metric, op, value | anchor: true [offset], reason}``; a guardrail with ``anchor: true`` compares
 to the anchor's value plus ``offset`` (non-regression, or a movement envelope). ``targets`` use the same form and are reported, never vetoed.
 """
@@ -78,7 +79,10 @@ STUDY_SCHEMA = {
                     "type": "object", "additionalProperties": False,
                     "required": ["name", "metric", "direction", "weight"],
                     "properties": {"name": {"type": "string", "pattern": "^[a-z0-9_]+$"}, "metric": _METRIC,
-                                   "direction": {"enum": ["up", "down"]}, "weight": {"type": "number"}}}},
+                                   "direction": {"enum": ["up", "down"]}, "weight": {"type": "number"},
+                                   # a corridor [lo, hi]: the delta is how much nearer to it the candidate is
+                                   "within": {"type": "array", "items": {"type": "number"}, "minItems": 2,
+                                              "maxItems": 2}}}},
                 # a second objective makes the study multi-objective (J up, this metric's direction)
                 "second": {"type": "object", "additionalProperties": False, "required": ["name", "metric", "direction"],
                            "properties": {"name": {"type": "string", "pattern": "^[a-z0-9_]+$"}, "metric": _METRIC,
@@ -330,6 +334,8 @@ def parse_study(doc: Any, source: str) -> StudySpec:
     for i, term in enumerate(doc["objective"]["terms"]):
         if not math.isfinite(term["weight"]):
             raise _fail(source, f"objective.terms[{i}].weight", "must be finite")
+        if "within" in term and not (all(map(math.isfinite, term["within"])) and term["within"][0] <= term["within"][1]):
+            raise _fail(source, f"objective.terms[{i}].within", "must be [low, high], finite, low <= high")
     fractions = doc.get("fidelity", {}).get("fractions", [1.0])
     if fractions[-1] != 1.0 or any(b <= a for a, b in zip(fractions, fractions[1:])):
         raise _fail(source, "fidelity.fractions", "fractions must increase and end at 1.0")
