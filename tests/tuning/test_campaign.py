@@ -289,6 +289,12 @@ def test_frontier_rules_reachability_region_and_narrowing():
     assert proof["per_target"] == {"std": 3, "p75": 2}
     none = reachability([r.with_(vetoes=("S4_TARGET",), feasible=False) for r in rows[:2]], targets)
     assert none["meets"] == [] and none["blocking"] == ["p75"]     # no faithful trial ever met the S4 target
+    # no trial faithful and sound (an authoring floor a faithful prior cannot meet, fidelity): no target is named
+    # blocking, for none was measured on such a trial; the vetoes that stopped them are counted instead
+    stopped = reachability([r.with_(vetoes=("REALISM_FLOOR_FAIL",) + (("S4_TARGET",) if r.trial % 2 else ()),
+                                    feasible=False) for r in rows] + [rows[2]], targets)
+    assert stopped["faithful"] == 0 and stopped["blocking"] == [] and stopped["meets"] == []
+    assert stopped["vetoed_by"] == {"REALISM_FLOOR_FAIL": 4, "FIDELITY_DISTORTED": 1}
     spaces = (KnobSpace("concentration_scale", low=0.05, high=1.0), KnobSpace("merchant_jitter", low=0.0, high=0.5))
     found = region(proof["meets"], spaces)
     assert found == {"concentration_scale": {"low": 0.3, "high": 0.5}}

@@ -7,6 +7,7 @@ sweep recorded, its values and searched knob values).
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Sequence
 
 from engine import EngineError
@@ -77,15 +78,17 @@ def reachability(rows: Sequence[TrialRow], targets: dict[str, str]) -> dict:
     """What a frontier sweep proves. ``targets``: veto reason -> label of each target the study states as a
     guardrail. ``meets``: trials feasible on every seed (faithful and every target met); ``per_target``: how
     many faithful trials meet each target alone; ``blocking``: the targets no faithful trial meets together
-    with the others (all of them when each is met alone but never jointly)."""
+    with the others (all of them when each is met alone but never jointly), and none when no trial is faithful and
+    sound: then no target was measured on one, and ``vetoed_by`` counts the other vetoes that stopped them."""
     faithful = faithful_rows(rows, set(targets))
     meets = [r for r in faithful if not r.vetoes and r.target_pass]
     alone = {label: sum(reason not in r.vetoes for r in faithful)
              for reason, label in targets.items()}
     never = [label for label, n in alone.items() if n == 0]
-    blocking = [] if meets else (never or list(targets.values()))
+    blocking = [] if meets or not faithful else (never or list(targets.values()))
+    others = Counter(v for r in rows for v in r.vetoes if v not in targets)
     return {"meets": meets, "faithful": len(faithful), "trials": len(rows), "per_target": alone,
-            "blocking": blocking}
+            "blocking": blocking, "vetoed_by": dict(sorted(others.items(), key=lambda kv: (-kv[1], kv[0])))}
 
 
 def region(rows: Sequence[TrialRow], knobs) -> dict[str, dict]:

@@ -193,15 +193,19 @@ class Campaign:
         found = region(proof["meets"], sweep.spec.knobs)
         decision = step["reachable"] if proof["meets"] else step["unreachable"]
         labels = ", ".join(c.label() for c in sweep.spec.targets) or ", ".join(targets.values())
+        vetoed = ", ".join(f"{k} on {n}" for k, n in proof["vetoed_by"].items())
         note = (f"{len(proof['meets'])} of {proof['trials']} trials faithful and meeting [{labels}] on every seed; "
                 f"region: {describe_region(found)}" if proof["meets"] else
                 f"no faithful trial of {proof['trials']} meets [{labels}] on every seed; faithful trials meeting each "
-                f"alone: {proof['per_target']}; blocking: {', '.join(proof['blocking'])}")
+                f"alone: {proof['per_target']}; blocking: {', '.join(proof['blocking'])}" if proof["faithful"] else
+                f"none of {proof['trials']} trials is free of vetoes other than [{labels}] ({vetoed}), so the targets "
+                f"were measured on no faithful, sound trial: nothing blocks them that this frontier can name")
         front = summary.get("pareto") or []
         record_step(step["phase"], decision, policies_dir=self.policies, source_run_id=summary["parent_run_id"],
                     note=f"{self.reason(step)} {note}".strip(),
                     evidence={"study": summary["study"], "trials": proof["trials"], "faithful": proof["faithful"],
                               "meets": len(proof["meets"]), "blocking": ",".join(proof["blocking"]) or "none",
+                              "vetoed_by": ",".join(f"{k}:{n}" for k, n in proof["vetoed_by"].items()) or "none",
                               "region": found, "front": [{"trial": r["trial"], "J": r["J"],
                                                           "second": r.get("second")} for r in front]})
         self.frontier_outcome = {"decision": decision, "blocking": proof["blocking"], "reachable": bool(proof["meets"])}
