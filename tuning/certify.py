@@ -14,6 +14,7 @@ from typing import Sequence
 from engine import EngineError
 from engine import PolicySet
 from engine import REQUIRED_SEEDS
+from engine import fidelity_holds
 from tuning.authority.certification import certify, parse_seeds, record_certification
 from tuning.authority.promotion import fetch_candidate_files, store_holding
 from tuning.authority.txn import settle
@@ -64,11 +65,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True, default=str))
     else:
+        unevidenced = summary["fidelity_verdict"] == "NOT_APPLICABLE"
         if summary.get("holdout"):
             h = summary["holdout"]
-            print(f"held-out: {h['n']} seeds, PASS_BPLUS {h['pass_rate_bplus']:.1%}, PASS_B or better {h['pass_rate_b']:.1%}, "
-                  f"FAITHFUL {h['faithful_rate']:.1%}")
-        print(f"fidelity {summary['fidelity_verdict']}; certified {str(summary['certified']).lower()}")
+            print(f"held-out: {h['n']} seeds, PASS_BPLUS {h['pass_rate_bplus']:.1%}, PASS_B or better {h['pass_rate_b']:.1%}"
+                  + ("" if unevidenced else f", FAITHFUL {h['faithful_rate']:.1%}"))
+        print(f"fidelity {summary['fidelity_verdict']}"
+              + (" (the world brings no population evidence: fidelity is shown, not graded)" if unevidenced else "")
+              + f"; certified {str(summary['certified']).lower()}")
         print(f"verdict {summary['verdict']} on seeds {','.join(map(str, seeds))} "
               f"(engine {summary['engine_seconds_total']:.2f} s; MLflow run {summary['mlflow_run_id']})")
         for r in summary["reasons"]:
@@ -80,9 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _why_not(summary: dict) -> str:
     """Why a certification is not certified: its fidelity (the failing F gates of each seed), else its verdict."""
-    if summary["fidelity_verdict"] != "FAITHFUL":
+    if not fidelity_holds(summary["fidelity_verdict"]):
         failing = [f"seed {s}: {', '.join(g)}" for s, g in summary["fidelity_failing"].items() if g]
-        return f"fidelity DISTORTED ({'; '.join(failing) or 'see the report'})"
+        return f"fidelity {summary['fidelity_verdict']} ({'; '.join(failing) or 'see the report'})"
     return f"verdict {summary['verdict']}" + (f" ({summary['reasons'][0]})" if summary["reasons"] else "")
 
 

@@ -15,7 +15,7 @@ from typing import Sequence
 
 from engine import run_chain
 from engine import EngineError, atomic_write
-from engine import fidelity_verdict, run_verdict, seedpack_verdict
+from engine import fidelity_overall, fidelity_verdict, run_verdict, seedpack_verdict
 from engine import PolicySet
 from engine import authored_baseline, realism_floors
 from tuning.common.errors import E_USAGE, TuningParser, run_cli
@@ -95,7 +95,7 @@ def render(policies_dir: Path, world=None) -> str:
 
 
 def _all_faithful(verdicts: list[str]) -> str:
-    return "FAITHFUL" if all(v == "FAITHFUL" for v in verdicts) else "DISTORTED"
+    return fidelity_overall(verdicts)
 
 
 def _corridor_note(rates: list[float], splittable: float) -> str:

@@ -153,6 +153,21 @@ def run_verdict(gates: Mapping) -> str:
     return PASS_B if hard_ok else FAIL_REALISM
 
 
+FIDELITY_WORST_LAST = (FAITHFUL, NOT_APPLICABLE, UNMEASURED, DISTORTED)
+
+
+def fidelity_holds(verdict: str) -> bool:
+    """A fidelity verdict that fails nothing: FAITHFUL, or NOT_APPLICABLE (a world that brings no population
+    evidence has nothing to be faithful to; its fidelity is shown, never graded, and every report says so)."""
+    return verdict in (FAITHFUL, NOT_APPLICABLE)
+
+
+def fidelity_overall(verdicts) -> str:
+    """The verdict of several seeds: the worst of theirs (FAITHFUL < NOT_APPLICABLE < UNMEASURED < DISTORTED)."""
+    rank = {v: i for i, v in enumerate(FIDELITY_WORST_LAST)}
+    return max(verdicts, key=lambda v: rank.get(v, len(rank)), default=UNMEASURED)
+
+
 def fidelity_verdict(gates: Mapping) -> str:
     """FAITHFUL (every fidelity gate passes), DISTORTED, NOT_APPLICABLE (the world brings its own
     universe, not built from the population evidence: gates reported as N/A, never as failures)

@@ -171,3 +171,50 @@ def test_each_failing_gate_is_named_once_where_it_first_failed():
                                        "3A-F04_realised_jsd_mean": 1}}}
     assert failing_gates(summary) == ["3A-V04_s3_std", "3A-F03_prior_jsd_mean", "3A-F04_realised_jsd_mean",
                                       "3A-S05_s4_top1"]
+
+
+def test_not_applicable_fidelity_fails_nothing_and_is_never_reported_as_another_verdict():
+    from engine import fidelity_holds, fidelity_overall
+    from tuning.authority.freeze import freeze_status
+
+    assert [fidelity_holds(v) for v in ("FAITHFUL", "NOT_APPLICABLE", "UNMEASURED", "DISTORTED")] == \
+        [True, True, False, False]
+    assert fidelity_overall(["FAITHFUL", "FAITHFUL"]) == "FAITHFUL"
+    assert fidelity_overall(["NOT_APPLICABLE"] * 4) == "NOT_APPLICABLE"       # not DISTORTED, not FAITHFUL
+    assert fidelity_overall(["FAITHFUL", "DISTORTED", "NOT_APPLICABLE"]) == "DISTORTED"
+    assert fidelity_overall(["UNMEASURED", "FAITHFUL"]) == "UNMEASURED"
+    held = {"holdout_seeds": 20, "holdout_pass_rate_bplus_faithful": 1.0}
+    assert freeze_status("PASS_BPLUS", "NOT_APPLICABLE", held) == "FROZEN_CERTIFIED_BPLUS"
+    assert freeze_status("PASS_BPLUS", "UNMEASURED", held) == "FROZEN_BEST_EFFORT_DISTORTED"
+
+
+NO_EVIDENCE_ALPHAS = """version: v1.0.0
+countries:
+  CD:
+    tzid_alphas:
+      - {tzid: Africa/Kinshasa, alpha: 12.0}
+      - {tzid: Africa/Lubumbashi, alpha: 6.0}
+  FR:
+    tzid_alphas:
+      - {tzid: Europe/Paris, alpha: 20.0}
+"""
+
+
+def test_certify_on_a_world_without_evidence_says_not_applicable_and_grades_the_plan_gates(tmp_path):
+    """A world of an alpha pack and outlets, no population: every seed is NOT_APPLICABLE; certify (as a program)
+    reports NOT_APPLICABLE (it reported DISTORTED, FAITHFUL 0%) and certifies on the plan's gates alone."""
+    from tests.tuning.conftest import make_project, run_module
+
+    world = tmp_path / "w"
+    world.mkdir()
+    (world / "country_zone_alphas.yaml").write_text(NO_EVIDENCE_ALPHAS)
+    rows = ["merchant_id,legal_country_iso,site_count"] + [f"{i},{'CD' if i % 3 else 'FR'},{2 + i % 13}"
+                                                          for i in range(600)]
+    (world / "outlets.csv").write_text("\n".join(rows) + "\n")
+    root = make_project(tmp_path / "proj")
+    assert run_module(root, "tuning.author", "--world", str(world), "--into", "auth").returncode == 0
+    out = run_module(root, "tuning.certify", "--world", str(world), "--policies", "auth", "--holdout", "4",
+                     "--no-progress", "--require-certified")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "fidelity NOT_APPLICABLE (the world brings no population evidence" in out.stdout
+    assert "; certified true" in out.stdout and "FAITHFUL" not in out.stdout and "DISTORTED" not in out.stdout

@@ -19,6 +19,7 @@ from typing import Sequence
 from tqdm import tqdm
 
 from engine import run_chain
+from engine import fidelity_holds, fidelity_overall
 from tuning.study.cache_budget import chain_cache
 from engine import EngineError
 from engine import fidelity_verdict, seedpack_verdict
@@ -80,9 +81,9 @@ def _certify(policies: PolicySet, seeds: Sequence[int], source: dict, runs_root:
         for seed in seeds:
             _log_seed_run(mlc, exp, parent_id, seed, per_seed[seed], verdict["seeds"][seed], rows[seed],
                           fidelity[seed], engine_seconds[seed])
-        faithful = all(v == "FAITHFUL" for v in fidelity.values())
+        faithful = all(fidelity_holds(v) for v in fidelity.values())
         summary = {"verdict": verdict["verdict"], "reasons": verdict["reasons"], "seeds": list(seeds),
-                   "fidelity": fidelity, "fidelity_verdict": "FAITHFUL" if faithful else "DISTORTED",
+                   "fidelity": fidelity, "fidelity_verdict": fidelity_overall(fidelity.values()),
                    "certified": faithful and verdict["verdict"] in ("PASS_B", "PASS_BPLUS"), "cv": verdict["cv"],
                    "parameter_hash": policies.parameter_hash, "digests": dict(policies.digests), "source": source,
                    "engine_seconds": engine_seconds, "engine_seconds_total": sum(engine_seconds.values()),

@@ -23,6 +23,7 @@ from typing import Sequence
 
 from engine import EngineError
 from engine import PolicySet
+from engine import fidelity_holds
 from tuning.authority.txn import authority_lock
 from tuning.common import worlds
 from tuning.common.errors import E_CERTIFY
@@ -38,7 +39,7 @@ HELD_RATE = {"BPLUS": "holdout_pass_rate_bplus_faithful", "B": "holdout_pass_rat
 def certified_grade(verdict: str, evidence: dict) -> str | None:
     """The highest grade the certification supports (seedpack and held-out seeds), or None."""
     reached = VERDICT_GRADE.get(verdict)
-    if reached is None or str(evidence.get("fidelity", "UNMEASURED")) != "FAITHFUL":
+    if reached is None or not fidelity_holds(str(evidence.get("fidelity", "UNMEASURED"))):
         return None
     for grade in GRADES[GRADES.index(reached):]:
         rate = evidence.get(HELD_RATE[grade])
@@ -54,7 +55,7 @@ def freeze_status(verdict: str, fidelity: str = "FAITHFUL", evidence: dict | Non
     """A certified freeze needs the plan verdict AND fidelity AND the held-out rate (evidence without held-out
     seeds is graded on the seedpack alone here; :func:`freeze` refuses such a certification); below
     the ``target`` grade (``PASS_BPLUS``/``PASS_B``) the freeze is best effort."""
-    if fidelity != "FAITHFUL":
+    if not fidelity_holds(fidelity):
         return "FROZEN_BEST_EFFORT_DISTORTED"
     grade = certified_grade(verdict, {"fidelity": fidelity, **(evidence or {})})
     wanted = VERDICT_GRADE.get(target or "", "B")

@@ -22,6 +22,7 @@ from engine import run_chain
 from tuning.study.cache_budget import chain_cache
 from tuning.study.objective import seeds_first_then_threads
 from engine import sha256, uer
+from engine import fidelity_holds
 from engine import REQUIRED_SEEDS, fidelity_verdict, run_verdict
 
 HOLDOUT_LOW, HOLDOUT_HIGH = 1_000_000, 2_000_000
@@ -94,9 +95,9 @@ def holdout_report(policies, seeds: Sequence[int], progress=None, world=None, th
     n = len(rows)
     bplus = sum(r["verdict"] == "PASS_BPLUS" for r in rows.values())
     b_or_better = sum(r["verdict"] in ("PASS_B", "PASS_BPLUS") for r in rows.values())
-    faithful = sum(r["fidelity"] == "FAITHFUL" for r in rows.values())
-    both = sum(r["verdict"] == "PASS_BPLUS" and r["fidelity"] == "FAITHFUL" for r in rows.values())
-    b_both = sum(r["verdict"] in ("PASS_B", "PASS_BPLUS") and r["fidelity"] == "FAITHFUL" for r in rows.values())
+    faithful = sum(fidelity_holds(r["fidelity"]) for r in rows.values())   # NOT_APPLICABLE fails nothing
+    both = sum(r["verdict"] == "PASS_BPLUS" and fidelity_holds(r["fidelity"]) for r in rows.values())
+    b_both = sum(r["verdict"] in ("PASS_B", "PASS_BPLUS") and fidelity_holds(r["fidelity"]) for r in rows.values())
     failing: dict[str, int] = {}
     for r in rows.values():
         for gate in r["failing"]:

@@ -227,7 +227,7 @@ def _require_witness(run_id: str, result: dict) -> None:
                                      f"field(s), first: {result['mismatches'][0]}")
     if not result["faithful"]:
         raise EngineError(E_NOT_FAITHFUL, f"run {run_id}: fidelity {result['fidelity']}; an authority must be "
-                                          f"FAITHFUL on every seed")
+                                          f"FAITHFUL on every seed (NOT_APPLICABLE on a world without evidence)")
 
 
 def _lineage_entry(run_id: str, tags: dict, candidate: PolicySet, current: PolicySet, previous_run: str | None,

@@ -21,6 +21,7 @@ import json
 from pathlib import Path
 
 from engine import ChainCache, EngineError, PolicySet
+from engine import fidelity_holds
 from tuning.common.errors import E_ARTIFACTS, E_WITNESS
 
 E_BASE_MISSING = "E3A_TUN_027_WITNESS_BASE_MISSING"
@@ -207,7 +208,7 @@ def witness(mlc, run, candidate: PolicySet, recorded: dict, policies_dir: Path, 
     return {"status": "PASS" if not diffs else "FAIL", "engine_run_id": run_id, "seed": int(ev.seeds[0]),
             "seeds": sorted(fidelity), "fields_compared": fields, "fields_checked": len(leaves(expected)) + 1,
             "mismatches": diffs[:20],
-            "fidelity": fidelity, "faithful": all(v == "FAITHFUL" for v in fidelity.values()),
+            "fidelity": fidelity, "faithful": all(fidelity_holds(v) for v in fidelity.values()),
             "J": replayed["J"], "verdict": replayed["verdict"], "fidelity_verdict": replayed["fidelity_verdict"],
             "s6_overall_status": ev.s6_status, "s7_status": ev.s7_status, "doc": doc,
             "run_dir": str(Path(runs_root) / run_id) if runs_root is not None and run_id else None}

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from engine import fidelity_holds
 from tuning.common import worlds
 from tuning.campaign.rules import choose
 
@@ -288,7 +289,7 @@ def _score(ev, spec) -> tuple[float, float, float]:
     holds everywhere is preferred by how far it clears its thresholds on a seed it has not met, so a wide margin
     that swings from seed to seed counts for less than a steady one."""
     held = [not e.vetoes and all(e.targets.values()) for e in ev.per_seed]
-    goal = [e.verdict == "PASS_BPLUS" and e.fidelity == "FAITHFUL" for e in ev.per_seed]
+    goal = [e.verdict == "PASS_BPLUS" and fidelity_holds(e.fidelity) for e in ev.per_seed]
     margins = []
     for e in ev.per_seed:
         if e.pack is None:

@@ -21,8 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
-from engine import (ChainCache, EngineError, PolicySet, evaluate_gates, fidelity_verdict, metric_pack, realism_floors,
-                    run_chain, run_verdict)
+from engine import (ChainCache, EngineError, PolicySet, evaluate_gates, fidelity_holds, fidelity_verdict, metric_pack,
+                    realism_floors, run_chain, run_verdict)
 from tuning.study.cache_budget import chain_cache
 from tuning.study import score_memo
 from tuning.study.knobs import apply_knobs
@@ -345,7 +345,7 @@ class PhaseObjective:
                           if v["status"] == "PASS" and ev.gates[fam][g]["status"] != "PASS")
             if lost:
                 breach("GATE_REGRESSION", float(len(lost)), f"plan gate(s) passing on the anchor now fail: {', '.join(lost)}")
-        if "fidelity" in checks and ev.fidelity != "FAITHFUL":
+        if "fidelity" in checks and not fidelity_holds(ev.fidelity):
             failed = sorted(g for g, v in (ev.gates or {}).get("fidelity", {}).items() if v["status"] != "PASS")
             breach("FIDELITY_DISTORTED", 1.0, f"fidelity {ev.fidelity}: {', '.join(failed) or 'not measured'}")
         for cond in spec.guardrails:
