@@ -18,6 +18,7 @@ from engine import fidelity_holds
 from tuning.authority.certification import certify, parse_seeds, record_certification
 from tuning.authority.promotion import fetch_candidate_files, store_holding
 from tuning.authority.txn import settle
+from tuning.common.limits import MAX_SEEDS
 from tuning.common import worlds
 from tuning.common.errors import E_CERTIFY, E_NOT_CERTIFIED, E_USAGE, TuningParser
 from tuning.common.errors import run_cli
@@ -45,8 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.record and args.run:
         raise EngineError(E_USAGE, "--record records the authority's own certification in its ladder: a trial's "
                                    "candidate (--run) is certified without it")
-    if not 0 <= args.holdout <= 10_000:
-        raise EngineError(E_CERTIFY, f"--holdout {args.holdout}: expected 0..10000 seeds")
+    if not 0 <= args.holdout <= MAX_SEEDS:
+        raise EngineError(E_CERTIFY, f"--holdout {args.holdout}: expected 0..{MAX_SEEDS} seeds")
     runs_root = Path(args.runs_root) if args.runs_root else None
     world = worlds.authority_world(args.policies, args)
     worlds.require_tunable(world, "a certification")

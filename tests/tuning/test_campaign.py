@@ -96,6 +96,13 @@ def test_a_campaign_key_it_does_not_read_or_a_budget_of_zero_is_refused_naming_t
         "duplicate key": (("campaign: 3A-remediation", "campaign: 3A-remediation\ncampaign: again"), "duplicate key"),
         "NaN": (("promote_if: {min_J: 0.0, targets: true}", "promote_if: {min_J: .nan, targets: true}"),
                 "steps[3].promote_if.min_J: number is not finite"),
+        # counts that would run for hours (a typo) are bounded as the command line bounds them
+        "validation seeds, a typo": (("validate: {seeds: 16, top: 5}", "validate: {seeds: 1000000000, top: 5}"),
+                                     "validate.seeds: 1000000000 is greater than the maximum of 10000"),
+        # a reason is filled in only when its step runs, after earlier steps changed the authority: checked now
+        "unknown fact": (("{population_top1_median:", "{no_such_fact:"),
+                         "reason: unknown fact {no_such_fact}; the facts are"),
+        "unclosed brace": (("{population_top1_median:", "{population_top1_median"), "reason: not a reason template"),
     }
     for name, ((old, new), msg) in edits.items():
         assert shipped.count(old) >= 1, name
@@ -341,3 +348,19 @@ def test_the_facts_quote_what_the_gates_measure_and_what_s1_can_reach(tmp_path):
     assert facts["population_top1_median"] == pytest.approx(0.8) and facts["s2_bplus_vs_population"] == "below"
     assert (facts["multi_clock_pair_share"], facts["escalable_pair_share"]) == (0.5, 0.25)
     assert facts["s1_corridor_reach"] == "unreachable"   # 0.25 < 0.55
+
+
+def test_the_facts_a_reason_may_quote_are_the_facts_a_world_has():
+    """The template check's names and kinds are world_facts' own (the default world's, as any world's)."""
+    from engine import default_world
+    from tuning.campaign.facts import FACT_KINDS, world_facts
+
+    facts = world_facts(default_world())
+    assert {k: type(v) for k, v in facts.items()} == {k: type(v) for k, v in FACT_KINDS.items()}
+
+
+def test_held_out_seeds_are_drawn_in_linear_time_and_unchanged():
+    from tuning.authority.holdout import holdout_seeds, tuning_seeds
+
+    many = holdout_seeds(10_000, tuning_seeds())     # a list scan per draw took minutes at this size
+    assert len(set(many)) == 10_000 and many[:3] == holdout_seeds(3, tuning_seeds())

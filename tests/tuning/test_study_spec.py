@@ -100,6 +100,25 @@ def test_tracking_store_failure_is_one_coded_line(capsys):
     assert ex.value.code == 2 and err.startswith("E3A_TUN_042_TRACKING_STORE") and len(err.strip().splitlines()) == 1
 
 
+def test_a_sweep_whose_trail_cannot_open_its_store_is_one_coded_line(tmp_path):
+    """``mlruns`` is a file: the trail process's OS error (a TrailError traceback before) is the store's code."""
+    from tests.tuning.conftest import make_project
+
+    import subprocess
+    import sys
+
+    from tests.tuning.conftest import env_for
+
+    root = make_project(tmp_path / "proj")
+    (root / "mlruns").write_text("not a folder\n")
+    env = {k: v for k, v in env_for(root).items() if k != "MLFLOW_TRACKING_URI"}   # the default store, ./mlruns
+    out = subprocess.run([sys.executable, "-m", "tuning.sweep", "--phase", "P1.2", "--trials", "1", "--no-progress"],
+                         cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert out.stderr.strip().splitlines() == [f"E3A_TUN_042_TRACKING_STORE: MLflow tracking store failed: "
+                                               f"FileExistsError: [Errno 17] File exists: '{root / 'mlruns'}'"]
+
+
 @pytest.mark.parametrize("cand, base, expected", [
     (0.40, 0.30, 0.10),     # both below the corridor: up is toward it
     (0.30, 0.40, -0.10),

@@ -59,8 +59,9 @@ def _keyed_seeds(tag: str, low: int, high: int, n: int, exclude: Iterable[int]) 
     while len(out) < n:
         h = int.from_bytes(sha256(uer(tag) + struct.pack("<Q", i))[:8], "little")
         seed = low + h % (high - low)
-        if seed not in excluded and seed not in out:
+        if seed not in excluded:
             out.append(seed)
+            excluded.add(seed)   # a set: a long list stays linear
         i += 1
     return out
 

@@ -51,6 +51,24 @@ def pair_shares(world, seed: int = 42) -> tuple[float, float]:
     return float(multi.mean()), float((multi & (sites["sites"].to_numpy() >= 2)).mean())
 
 
+# a value of each fact's type: a step's reason template is checked against these when the file is loaded
+FACT_KINDS = {"world": "w", "population_top1_median": 0.5, "s2_bplus_ceiling": 0.5, "s2_b_ceiling": 0.5,
+              "s2_bplus_vs_population": "below", "multi_clock_pair_share": 0.5, "escalable_pair_share": 0.5,
+              "s1_corridor": "[0.55, 0.70]", "s1_corridor_reach": "reachable"}
+
+
+def reason_problem(template: str) -> str | None:
+    """Why a step's ``reason`` cannot be filled with the world's facts (an unknown ``{name}``, a bad format spec, an
+    unclosed brace), or None."""
+    try:
+        template.format(**FACT_KINDS)
+    except KeyError as exc:
+        return f"unknown fact {{{exc.args[0]}}}; the facts are {', '.join(sorted(FACT_KINDS))}"
+    except (ValueError, IndexError, AttributeError) as exc:
+        return f"not a reason template ({exc}); write a literal brace as {{{{ or }}}}"
+    return None
+
+
 def world_facts(world) -> dict:
     top1 = population_top1_median(world)
     share, escalable = pair_shares(world)

@@ -12,19 +12,22 @@ import jsonschema
 
 from engine import non_finite_path
 from tuning.authority.freeze import VERDICT_GRADE
+from tuning.campaign.facts import reason_problem
 from tuning.campaign.rules import SELECT_RULES
+from tuning.common.limits import MAX_SEEDS, MAX_TRIALS
 from tuning.study.spec import field_path
 
 KINDS = ("author", "baseline", "runtime", "sweep", "frontier", "review", "certify", "freeze")
 FREEZE_TARGETS = tuple(VERDICT_GRADE)   # the grades a freeze can aim at
 
 _SEED = {"type": "integer", "minimum": 0, "maximum": 2**64 - 1}
-_POSITIVE = {"type": "integer", "minimum": 1}
+_COUNT = {"type": "integer", "minimum": 1, "maximum": MAX_SEEDS}   # seeds, candidates, repeats: each one runs
 _NAME = {"type": "string", "minLength": 1}
 _VALIDATE = {"type": "object", "additionalProperties": False,
-             "properties": {"seeds": _POSITIVE, "top": _POSITIVE}}
+             "properties": {"seeds": _COUNT, "top": _COUNT}}
 _STUDY_STEP = {"type": "object", "additionalProperties": False, "required": ["study"],
-               "properties": {"study": _NAME, "trials": _POSITIVE, "name": _NAME}}
+               "properties": {"study": _NAME, "trials": {"type": "integer", "minimum": 1, "maximum": MAX_TRIALS},
+                              "name": _NAME}}
 
 
 def _object(properties: dict, required: tuple = ()) -> dict:
@@ -38,12 +41,12 @@ STEP_SCHEMA = {
         "phase": _NAME,
         "author": {"const": True},
         "baseline": _object({"seed": _SEED}),
-        "runtime": _object({"seed": _SEED, "repeats": _POSITIVE}),
+        "runtime": _object({"seed": _SEED, "repeats": _COUNT}),
         "sweep": _STUDY_STEP,
         "frontier": _STUDY_STEP,
         "review": _object({"decision": _NAME, "reason": {"type": "string"}}, ("decision", "reason")),
-        "certify": _object({"seeds": {"type": "array", "items": _SEED, "minItems": 1},
-                            "holdout": {"type": "integer", "minimum": 0}}),
+        "certify": _object({"seeds": {"type": "array", "items": _SEED, "minItems": 1, "maxItems": MAX_SEEDS},
+                            "holdout": {"type": "integer", "minimum": 0, "maximum": MAX_SEEDS}}),
         "freeze": {"anyOf": [{"const": True}, _object({"target": {"enum": list(FREEZE_TARGETS)}})]},
         "select": {"enum": list(SELECT_RULES)},
         "promote_if": _object({"min_J": {"type": "number"}, "targets": {"type": "boolean"}}),
@@ -85,6 +88,9 @@ def campaign_problem(doc) -> str | None:
                 return f"steps[{i}]: needs exactly one of {', '.join(KINDS)}"
             if found[0] != "author" and not step.get("phase"):
                 return f"steps[{i}]: needs a phase"
+            why = reason_problem(step["reason"]) if isinstance(step.get("reason"), str) else None
+            if why:   # filled in only when the step runs, after the steps before it changed the authority
+                return f"steps[{i}].reason: {why}"
     error = jsonschema.exceptions.best_match(_VALIDATOR.iter_errors(doc))
     if error is None:
         return None

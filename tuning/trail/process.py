@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from engine import EngineError
-from tuning.common.errors import E_TRAIL
+from tuning.common.errors import E_TRACKING, E_TRAIL
 from tuning.trail.environment import prepare_for_mlflow
 from tuning.trail.launch import start
 
@@ -250,7 +250,12 @@ class SweepTrail:
 
     @property
     def experiment_id(self) -> str:
-        return self._experiment.result()
+        """The experiment's id; a store the trail process cannot open (an OS error: ``mlruns`` is a file, a
+        read-only folder) is the store's coded error, as MLflow's own failures are, not a traceback."""
+        try:
+            return self._experiment.result()
+        except TrailError as exc:
+            raise EngineError(E_TRACKING, f"MLflow tracking store failed: {exc}") from None
 
     @property
     def parent_run_id(self) -> str | None:
