@@ -13,6 +13,7 @@ world's. Reading and validating happen here, at the edge; every bad part is one 
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,10 +61,29 @@ def _one_of(root: Path, names: tuple[str, ...]) -> Path | None:
     return found[0] if found else None
 
 
+def _misnamed_part(root: Path) -> None:
+    """A file named almost as a part the world lacks (``outlet.csv``, ``Population.csv``, ``outlets.CSV``) is a
+    typo, not a note beside the world: read as missing, its part would silently be the default world's. One coded
+    line. Other files (a README, a backup beside the part it backs up) are left alone."""
+    known = {n.lower(): n for n in KNOWN_FILES}
+    groups = [OUTLET_FILES, UNIVERSE_FILES, POPULATION_FILES] + [(f,) for f in POLICY_FILES]
+    for entry in sorted(root.iterdir()):
+        name = entry.name
+        if name in KNOWN_FILES or name.startswith(".") or not entry.is_file():
+            continue
+        close = known.get(name.lower()) or next(iter(difflib.get_close_matches(name.lower(), list(known), 1, 0.85)),
+                                                None)
+        group = next((g for g in groups if close is not None and known[close] in g), ())
+        if close is not None and not any(_present(root / f) for f in group):
+            raise EngineError(E_WORLD_INPUT, f"{entry}: not a world part (its parts are {', '.join(KNOWN_FILES)}); "
+                                             f"did you mean {known.get(close, close)}?")
+
+
 def world_parts(world_dir: str | Path) -> WorldParts:
     root = Path(world_dir)
     if not root.is_dir():
         raise EngineError(E_WORLD_MISSING, f"{root}: world directory not found")
+    _misnamed_part(root)
     policies = tuple(root / f for f in POLICY_FILES if _present(root / f))
     parts = WorldParts(root, _one_of(root, OUTLET_FILES), _one_of(root, UNIVERSE_FILES),
                        _one_of(root, POPULATION_FILES), (root / "country_zone_alphas.yaml") if

@@ -369,3 +369,24 @@ def test_a_country_code_written_otherwise_than_the_universe_is_refused_with_the_
     with pytest.raises(EngineError) as err:   # a code the universe does not hold: no guess
         validate_outlets(pd.DataFrame({"merchant_id": [1], "legal_country_iso": ["de"]}), {"US"}, "outlets.csv")
     assert err.value.cause == "outlets.csv: country 'de' is not in the zone universe"
+
+
+@pytest.mark.parametrize("typo, part", [("outlet.csv", "outlets.csv"), ("Population.csv", "population.csv"),
+                                        ("outlets.CSV", "outlets.csv"), ("country_zone_alpha.yaml",
+                                                                         "country_zone_alphas.yaml")])
+def test_a_part_named_almost_right_is_refused_not_replaced_by_the_default(tmp_path, typo, part):
+    """Read as missing, a misnamed part silently became the default world's (a typo of the catalogue ran the
+    synthetic one); a README, or a backup beside the part it backs up, is left alone."""
+    world = _world(tmp_path, universe_csv=UNIVERSE, population_csv=POPULATION, outlets_parquet=OUTLETS)
+    (world / "README.md").write_text("notes\n")
+    (world / "outlets.parquet.bak").write_bytes((world / "outlets.parquet").read_bytes())
+    load_world(world)
+    target = world / part
+    if target.exists():
+        target.rename(world / typo)
+    else:
+        (world / typo).write_text("x: 1\n")
+    if part.startswith("outlets"):   # the catalogue is parquet here: the CSV typo stands beside no outlets part
+        (world / "outlets.parquet").unlink()
+    _refused(world, f"{typo}: not a world part")
+    _refused(world, f"did you mean {part}?")
