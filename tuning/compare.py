@@ -25,6 +25,8 @@ from tuning.report.files import (GATE_FAMILIES, atomic_write_text, compact_gates
 OUT_JSON = "segment3a_p0_candidate_vs_baseline_{rid}.json"
 OUT_MD = "segment3a_p0_candidate_vs_baseline_{rid}.md"
 PACK_KEYS = ("baseline_authority", "metrics", "gates", "verdict")
+VERDICTS = ("PASS_BPLUS", "PASS_B", "FAIL_REALISM")   # engine.metrics.run_verdict's answers
+NON_FINITE = ("inf", "-inf", "nan")                   # how a report writes a non-finite float
 
 
 def read_p0_pack(path: str | Path) -> dict:
@@ -34,7 +36,49 @@ def read_p0_pack(path: str | Path) -> dict:
         if not isinstance(doc[key], dict):
             raise EngineError(E_ARTIFACTS, f"{path}: P0 metrics pack field {key} is not an object")
     require_keys(doc["baseline_authority"], ("run_id",), path, "baseline_authority")
+    check_pack_shape(doc, path)
     return doc
+
+
+def _number(value) -> bool:
+    """A metric value as a P0 pack holds it: a number, a flag, null, or the report's spelling of a non-finite
+    float (tuning.report.files.json_text); lists (the escalation curves) are carried as they are."""
+    return value is None or isinstance(value, (int, float, list)) or value in NON_FINITE
+
+
+def check_pack_shape(doc: Mapping, path: str | Path) -> None:
+    """The sections the comparator reads are objects where it reads objects, the verdict is a known verdict,
+    the run id names a file, and the metric values are numbers."""
+    def bad(field: str, value, want: str) -> EngineError:
+        return EngineError(E_ARTIFACTS, f"{path}: P0 metrics pack field {field} is {value!r:.80}, not {want}")
+
+    rid = doc["baseline_authority"]["run_id"]
+    if not isinstance(rid, str) or not rid.strip() or rid in (".", "..") or any(c in rid for c in "/\\\0"):
+        raise bad("baseline_authority.run_id", rid, "a run id")
+    if doc["verdict"] not in VERDICTS:
+        raise bad("verdict", doc["verdict"], f"one of {', '.join(VERDICTS)}")
+    for family, block in doc["gates"].items():
+        if not isinstance(block, dict):
+            raise bad(f"gates.{family}", block, "an object")
+        for gate_id, entry in block.items():
+            if not isinstance(entry, dict):
+                raise bad(f"gates.{family}.{gate_id}", entry, "an object")
+            if not isinstance(entry.get("status", ""), str):
+                raise bad(f"gates.{family}.{gate_id}.status", entry["status"], "a gate status")
+    for section, block in doc["metrics"].items():
+        if not isinstance(block, dict):
+            raise bad(f"metrics.{section}", block, "an object")
+    todo = [(f"metrics.{k}", v) for k, v in doc["metrics"].items()]
+    while todo:
+        where, node = todo.pop()
+        for key, value in node.items():
+            if isinstance(value, dict):
+                todo.append((f"{where}.{key}", value))
+            elif not _number(value):
+                raise bad(f"{where}.{key}", value, "a number")
+    for metric, _ in DELTA_METRICS.values():   # compared: a number, or absent
+        if isinstance(lookup(doc["metrics"], metric), (list, dict)):
+            raise bad(f"metrics.{metric}", lookup(doc["metrics"], metric), "a number")
 
 
 def candidate_from_json(path: Path) -> dict:

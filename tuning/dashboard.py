@@ -15,6 +15,7 @@ Needs the ``optuna-dashboard`` package (``pip install -e ".[dashboard]"``).
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import re
@@ -87,6 +88,17 @@ def dashboard_app(storage):
     return FeasibleBest(optuna_dashboard.wsgi(storage), storage)
 
 
+def tcp_port(value: str) -> int:
+    """An argument type: a TCP port to serve on, 1-65535 (0, any free port, would leave the printed URL wrong)."""
+    try:
+        number = int(value, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
+    if not 1 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"{number} is not a TCP port (1-65535)")
+    return number
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = TuningParser(prog="python -m tuning.dashboard", description=__doc__.splitlines()[0])
     ap.add_argument("--phase", required=True)
@@ -95,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--storage", help="Optuna storage URL (default: the study's journal in .optuna/)")
     ap.add_argument("--world", metavar="DIR", help="the studies of this world (stored as <study>-w<id>)")
     ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=8080)
+    ap.add_argument("--port", type=tcp_port, default=8080, help="1-65535 (default: 8080)")
     args = ap.parse_args(argv)
     from socketserver import ThreadingMixIn
     from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server

@@ -1,7 +1,8 @@
 """``python -m tuning.local_services start|stop|status|purge [--dir .cluster]``: a PostgreSQL server and an
 MLflow tracking server on loopback, for trying distributed sweeps on one machine (and for the tests).
 ``start`` prints the two URLs as shell exports; ``stop`` stops both and keeps the cluster's database and
-artifacts for its next ``start``; ``purge`` stops it and deletes them.
+artifacts for its next ``start``; ``purge`` stops it and deletes them (only in a folder ``start`` made: one
+with its ``state.json`` or its database). A ``state.json`` it cannot read is one coded line, never a guess.
 
 ``start`` is idempotent: when a cluster already runs from ``--dir`` it prints that cluster's exports (and
 says so on stderr), so ``eval "$(scripts/local_cluster.sh start)"`` works whether or not one was started
@@ -179,17 +180,69 @@ def _is_mlflow(pid: int) -> bool:
 def stop(root: Path) -> None:
     """Stop both servers; the cluster's database and artifacts stay for its next start."""
     state_file = root / "state.json"
-    if not state_file.exists():
+    state = read_state(state_file)
+    if state is None:
         return
-    state = json.loads(state_file.read_text())
-    if _is_mlflow(int(state["mlflow_pid"])):  # after a reboot the recorded pid may be another program's
-        stop_process(int(state["mlflow_pid"]))
+    pid = state["mlflow_pid"]
+    if pid > 0 and _is_mlflow(pid):  # after a reboot the recorded pid may be another program's
+        stop_process(pid)
     stop_postgres(Path(state["pgdata"]))
     state_file.unlink()
 
 
+STATE_FIELDS = {"optuna_storage": str, "mlflow_tracking_uri": str, "mlflow_pid": int, "pgdata": str}
+
+
+def _usable(value, kind: type) -> bool:
+    """A state field as :func:`start` writes it: a non-empty text, or a process id >= 0."""
+    return isinstance(value, kind) and not isinstance(value, bool) and (value >= 0 if kind is int else bool(value))
+
+
+def _state_problem(state) -> str:
+    """What makes a parsed ``state.json`` unusable ("" when nothing does)."""
+    if not isinstance(state, dict):
+        return "not a JSON object"
+    wrong = [k for k, kind in STATE_FIELDS.items() if not _usable(state.get(k), kind)]
+    return f"missing or wrong {', '.join(wrong)}" if wrong else ""
+
+
+def read_state(state_file: Path) -> dict | None:
+    """The ``state.json`` :func:`start` wrote, or None when there is none. One it cannot use (not JSON, not an
+    object, a field missing or of another type) is one coded line saying how to recover, never a traceback."""
+    if not state_file.exists():
+        return None
+    try:
+        state = json.loads(state_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, not UTF-8
+        state, why = None, f"not readable JSON: {(str(exc).splitlines() or [type(exc).__name__])[0][:120]}"
+    else:
+        why = _state_problem(state)
+        if not why:
+            return state
+    named = state if isinstance(state, dict) else {}
+    servers = []
+    if _usable(named.get("mlflow_pid"), int) and named["mlflow_pid"] > 0:
+        servers.append(f"the MLflow server (process group {named['mlflow_pid']})")
+    if _usable(named.get("pgdata"), str):
+        servers.append(f"PostgreSQL (pg_ctl -D {named['pgdata']} stop)")
+    how = (f"stop {' and '.join(servers)} if still running" if servers else
+           "stop the cluster's mlflow server and PostgreSQL by hand if still running")
+    raise EngineError(E_USAGE, f"{state_file}: the local cluster's state file is broken ({why}): {how}, then "
+                               f"delete {state_file}; then start runs the cluster again on its data, or purge "
+                               f"deletes that data")
+
+
+def is_cluster(root: Path) -> bool:
+    """``root`` is a folder :func:`start` made: its ``state.json`` (while started) or its database is there."""
+    return (root / "state.json").is_file() or (pg_data_dir(root.resolve()) / "PG_VERSION").is_file()
+
+
 def purge(root: Path) -> None:
-    """Stop the cluster and delete what it holds: its database (every study and run), artifacts and log."""
+    """Stop the cluster and delete what it holds: its database (every study and run), artifacts and log. A folder
+    that is not a local cluster's (no state.json, no database made by start) is refused, nothing deleted."""
+    if not is_cluster(root):
+        raise EngineError(E_USAGE, f"{root} is not a local cluster folder (no state.json nor database made by "
+                                   f"'python -m tuning.local_services start --dir {root}'): nothing purged")
     stop(root)
     shutil.rmtree(pg_data_dir(root.resolve()), ignore_errors=True)
     shutil.rmtree(root / "artifacts", ignore_errors=True)
@@ -198,10 +251,9 @@ def purge(root: Path) -> None:
 
 def running(root: Path) -> dict | None:
     """The state of the cluster started from ``root`` if both its servers answer, else None."""
-    state_file = root / "state.json"
-    if not state_file.exists():
+    state = read_state(root / "state.json")
+    if state is None:
         return None
-    state = json.loads(state_file.read_text())
     pg = subprocess.run(_as_pg([pg_bin("pg_ctl"), "-D", state["pgdata"], "status"]), capture_output=True)
     try:
         with urllib.request.urlopen(f"{state['mlflow_tracking_uri']}/health", timeout=5) as r:

@@ -13,6 +13,7 @@ repeat is materialised so the bundle evidence (``_passed.flag``) exists for the 
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -21,7 +22,7 @@ from engine import EngineError
 from engine import popt0_table, popt1_closure
 from engine import median
 from engine import STATES
-from tuning.common.errors import E_USAGE
+from tuning.common.errors import E_ARTIFACTS, E_USAGE
 from tuning.report.files import atomic_write_text, fmt, json_text, md_table, passed_flag_path, require_keys, run_block, run_evidence, score_tables, utc_now
 
 POPT0_JSON = "segment3a_popt0_baseline_{rid}.json"
@@ -114,15 +115,52 @@ def popt0_markdown(doc: Mapping) -> str:
     ])
 
 
+def _duration(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+
+
+def check_popt0(doc: Mapping, path: str | Path) -> None:
+    """The fields of a POPT.0 report that the closure reads have their shape (objects, a list of state rows,
+    a safe run id) and its durations are finite numbers >= 0 (a state's elapsed_s may be null: not timed)."""
+    def bad(field: str, value, want: str) -> EngineError:
+        return EngineError(E_ARTIFACTS, f"{path}: POPT.0 report field {field} is {value!r:.80}, not {want}")
+
+    require_keys(doc, ("run", "timing"), path, "POPT.0 report")
+    for key in ("run", "timing"):
+        if not isinstance(doc[key], Mapping):
+            raise bad(key, doc[key], "an object")
+    rid = doc["run"].get("run_id")
+    if not isinstance(rid, str) or not rid.strip() or rid in (".", "..") or any(c in rid for c in "/\\\0"):
+        raise bad("run.run_id", rid, "a run id")
+    timing = doc["timing"]
+    rows = timing.get("state_table")
+    if not isinstance(rows, list):
+        raise bad("timing.state_table", rows, "a list of state rows")
+    for i, row in enumerate(rows):
+        if not isinstance(row, Mapping) or not isinstance(row.get("state"), str):
+            raise bad(f"timing.state_table[{i}]", row, "an object with a state")
+        if row.get("elapsed_s") is not None and not _duration(row["elapsed_s"]):
+            raise bad(f"timing.state_table[{i}].elapsed_s", row["elapsed_s"], "a finite number >= 0")
+    if "segment_elapsed_s" in timing and not _duration(timing["segment_elapsed_s"]):
+        raise bad("timing.segment_elapsed_s", timing["segment_elapsed_s"], "a finite number >= 0")
+    window = timing.get("log_window")
+    if window is not None and not isinstance(window, Mapping):
+        raise bad("timing.log_window", window, "an object")
+    if (window or {}).get("segment_window_elapsed_s") is not None and not _duration(window["segment_window_elapsed_s"]):
+        raise bad("timing.log_window.segment_window_elapsed_s", window["segment_window_elapsed_s"],
+                  "a finite number >= 0")
+    if doc.get("evidence") is not None and not isinstance(doc["evidence"], Mapping):
+        raise bad("evidence", doc["evidence"], "an object")
+
+
 def seconds_of(doc: Mapping, path: str | Path) -> dict:
-    require_keys(doc, ("timing",), path, "POPT.0 report")
-    rows = doc["timing"].get("state_table") or []
-    return {r["state"]: r.get("elapsed_s") for r in rows if "state" in r}
+    check_popt0(doc, path)
+    return {r["state"]: r.get("elapsed_s") for r in doc["timing"]["state_table"]}
 
 
 def closure_document(base_path: Path, base: Mapping, cand_path: Path, cand: Mapping, require_s5: bool) -> dict:
     for doc, path in ((base, base_path), (cand, cand_path)):
-        require_keys(doc, ("run", "timing"), path, "POPT.0 report")
+        check_popt0(doc, path)
     result = popt1_closure(seconds_of(base, base_path), seconds_of(cand, cand_path), cand.get("evidence") or {},
                            require_s5_gate=require_s5)
     return {"generated_utc": utc_now(), "phase": "POPT.1", "segment": "3A",
