@@ -151,3 +151,24 @@ def test_the_p4_rate_term_pulls_a_world_above_the_corridor_back():
 
     assert j(0.37, 0.30) == 0.37 - 0.30                 # bit for bit the former ``up`` delta
     assert j(0.94, 0.77) < 0 < j(0.72, 0.77)
+
+
+def test_a_storage_that_fails_mid_run_is_one_coded_line(capsys):
+    """The database server stopped under a sweep: Optuna's StorageInternalError over SQLAlchemy's
+    OperationalError was a chain of tracebacks, exit 1; it is the storage's code with the database's cause."""
+    import optuna
+    import sqlalchemy.exc
+
+    from tuning.common.errors import run_cli
+
+    def sweep(argv):
+        try:
+            raise sqlalchemy.exc.OperationalError("COMMIT", {}, ConnectionError("server closed the connection"))
+        except sqlalchemy.exc.OperationalError as exc:
+            raise optuna.exceptions.StorageInternalError("An exception is raised during the commit.") from exc
+
+    with pytest.raises(SystemExit) as ex:
+        run_cli(sweep, [])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert ex.value.code == 2 and len(err) == 1 and err[0].startswith("E3A_TUN_040_STORAGE: the study's storage")
+    assert "OperationalError" in err[0] and "server closed the connection" in err[0]

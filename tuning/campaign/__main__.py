@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Sequence
 
 from engine import EngineError, PolicySet, load_yaml, sha256_hex
+from tuning.authority.txn import settle
 from tuning.common import worlds
 from tuning.campaign.rules import E_CAMPAIGN, choose  # noqa: F401 - choose is the campaign's public rule
 from tuning.campaign.schema import campaign_problem
@@ -109,6 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                         f"--policies NEW_DIR)")
     if sweep_steps(doc):
         worlds.require_tunable(world, "a campaign")
+    # a promotion a killed campaign left half done is finished first: its roll-forward tags the trial run that
+    # fresh_trail is about to delete (the re-run then failed on a deleted run, and so did every command after it)
+    settle(policies)
     fresh_trail(doc, studies, world)
     t0 = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr if args.json else sys.stdout):  # --json: stdout is the JSON alone

@@ -57,18 +57,48 @@ def at_least_one(value: str) -> int:
     return number
 
 
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+
+
+def _storage_error(exc: BaseException) -> EngineError | None:
+    """Optuna's storage failing under a sweep (its database server stopped or restarted mid-run: Optuna's
+    StorageInternalError, SQLAlchemy's connection errors) as the storage's code, with the first cause in the chain
+    that names the database's own failure, not a chain of tracebacks."""
+    optuna_exc, sa_exc = sys.modules.get("optuna.exceptions"), sys.modules.get("sqlalchemy.exc")
+    kinds = tuple(k for k in (getattr(optuna_exc, "StorageInternalError", None),
+                              getattr(sa_exc, "OperationalError", None), getattr(sa_exc, "InterfaceError", None))
+                  if k is not None)
+    if not kinds or not isinstance(exc, kinds):
+        return None
+    cause = exc
+    while cause.__cause__ is not None or cause.__context__ is not None:
+        nxt = cause.__cause__ or cause.__context__
+        if sa_exc is not None and isinstance(nxt, sa_exc.SQLAlchemyError):
+            cause = nxt
+            continue
+        break
+    return EngineError(E_STORAGE, f"the study's storage failed mid-run (its database server stopped or restarted?): "
+                                  f"{type(cause).__name__}: {_first_line(cause)}; run the sweep again once it "
+                                  f"answers: it resumes the study")
+
+
 def _tracking_error(exc: BaseException) -> EngineError | None:
     exceptions = sys.modules.get("mlflow.exceptions")   # never imports MLflow: not loaded, not its exception
     if exceptions is None or not isinstance(exc, exceptions.MlflowException):
         return None
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-    return EngineError(E_TRACKING, f"MLflow tracking store failed: {first}")
+    return EngineError(E_TRACKING, f"MLflow tracking store failed: {_first_line(exc)}")
+
+
+def _coded_failure(exc: BaseException) -> EngineError | None:
+    return _tracking_error(exc) or _storage_error(exc)
 
 
 def invoke(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None,
            signal_lines: bool = True) -> int:
-    """engine.cli.wrap.invoke with MLflow failures coded as ``E3A_TUN_042_TRACKING_STORE``."""
-    return _invoke(main, argv, _tracking_error, signal_lines)
+    """engine.cli.wrap.invoke with MLflow failures coded as ``E3A_TUN_042_TRACKING_STORE`` and an Optuna storage
+    that fails mid-run as ``E3A_TUN_040_STORAGE``."""
+    return _invoke(main, argv, _coded_failure, signal_lines)
 
 
 def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> None:
