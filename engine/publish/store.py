@@ -8,6 +8,7 @@ renamed into place, so nothing half-written is ever visible.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -23,7 +24,8 @@ from engine.publish.bundle import Bundle
 from engine.chain.result import ChainResult
 from engine.publish.serialize import json_bytes, read_jsonl
 from engine.states.s7_bundle import bundle_digest
-from engine.publish.verify_bundle import check_identity, check_no_strays, member_path, read_member
+from engine.publish.verify_bundle import (check_identity, check_no_strays, check_table, member_path, read_json,
+                                          read_member)
 
 FLAG_RE_PREFIX = "sha256_hex = "
 
@@ -82,6 +84,15 @@ def _clear_dead_staging(run_root: Path, run_id: str) -> None:
             continue
 
 
+def _refuse_if_different(final: Path, result) -> None:
+    """A run folder already published under this run id must hold this run's bytes (then publishing is a no-op)."""
+    differs = _first_difference(final, _expected_files(result))
+    if differs is not None:
+        raise EngineError("E3A_IO_002_IMMUTABILITY_VIOLATION",
+                          f"{final} exists with different content ({differs}); refusing to overwrite (python -m "
+                          f"engine verify names what changed; remove the folder to publish the run again)")
+
+
 def materialise(result, run_root: str | Path) -> Path:
     run_root = Path(run_root)
     try:
@@ -92,13 +103,9 @@ def materialise(result, run_root: str | Path) -> Path:
         raise EngineError(E_PUBLISH, f"run root {run_root} is not a writable folder ({exc.strerror or exc})") from None
     final = run_root / result.identity["run_id"]
     if final.exists():
-        differs = _first_difference(final, _expected_files(result))
-        if differs is None:
-            return final  # same inputs, same bytes: publishing again is a no-op
-        raise EngineError("E3A_IO_002_IMMUTABILITY_VIOLATION",
-                          f"{final} exists with different content ({differs}); refusing to overwrite (python -m "
-                          f"engine verify names what changed; remove the folder to publish the run again)")
-    tmp = None
+        _refuse_if_different(final, result)
+        return final  # same inputs, same bytes: publishing again is a no-op
+    tmp, raced = None, False
     try:
         _clear_dead_staging(run_root, result.identity["run_id"])
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{result.identity['run_id']}-{os.getpid()}-", dir=run_root))
@@ -109,7 +116,13 @@ def materialise(result, run_root: str | Path) -> Path:
             _write(tmp / paths["index"], json_bytes(result.index))
             _write(tmp / paths["flag"], result.flag.encode("ascii"))
         _write(tmp / "reports" / "run_report.json", json.dumps(run_report(result), indent=2, sort_keys=True).encode())
-        os.rename(tmp, final)
+        try:
+            os.rename(tmp, final)
+        except OSError as exc:   # another publish of this run renamed its folder into place first
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not final.is_dir() or final.is_symlink():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp, raced = None, True
     except OSError as exc:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -118,6 +131,8 @@ def materialise(result, run_root: str | Path) -> Path:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if raced:   # as a sequential re-publish: the same bytes are a no-op, other bytes are refused
+        _refuse_if_different(final, result)
     return final
 
 
@@ -129,7 +144,8 @@ def _find_one(run_dir: Path, pattern: str) -> Path:
 
 
 def verify(run_dir: str | Path) -> dict:
-    """Re-check the bundle from the files: every member digest, the composite, and the flag. Every file is
+    """Re-check the bundle from the files: every member digest, each parquet member's columns (its footer), the
+    composite, the flag and the S6 receipt (a JSON object; anything else is E3A_VER_001). Every file is
     checked to be a regular file inside the run before it is opened (engine.publish.verify_bundle.member_path)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -156,16 +172,19 @@ def verify(run_dir: str | Path) -> dict:
     for m in members:   # every path checked before any member is read
         member_path(run_dir, m["path"])
     for m in members:
-        if sha256_hex(read_member(run_dir, m["path"])) != m["sha256_hex"]:
+        data = read_member(run_dir, m["path"])
+        if sha256_hex(data) != m["sha256_hex"]:
             raise EngineError(E_BUNDLE_TAMPERED, f"member {m['logical_id']} does not match its digest ({m['path']})")
+        check_table(m["logical_id"], m["path"], data)   # a parquet member: its footer's columns (a re-sealed file)
+        del data
     flag = read_member(run_dir, flag_rel).decode("ascii", errors="replace").rstrip("\n")
     if not flag.startswith(FLAG_RE_PREFIX) or flag[len(FLAG_RE_PREFIX):] != bundle_digest(index):
         raise EngineError(E_BUNDLE_TAMPERED, f"{flag_path}: flag does not match the recomputed bundle digest")
     receipt_member = next((m for m in members if m["logical_id"] == "s6_receipt_3A"), None)
     if receipt_member is None:
         raise EngineError(E_BUNDLE_MISSING, "bundle has no s6_receipt_3A member")
-    receipt = json.loads(read_member(run_dir, receipt_member["path"]))
-    if sha256_hex(json_bytes(receipt)) != index["s6_receipt_digest"] or receipt["overall_status"] != "PASS":
+    receipt = read_json(run_dir, receipt_member["path"], "s6_receipt_3A")
+    if sha256_hex(json_bytes(receipt)) != index.get("s6_receipt_digest") or receipt.get("overall_status") != "PASS":
         raise EngineError(E_BUNDLE_TAMPERED, "s6 receipt digest mismatch or S6 not PASS")
     check_identity(run_dir, index_path, index)       # identity fields the flag does not cover
     check_no_strays(run_dir, index, index_path)      # every file of every dataset accounted for

@@ -6,7 +6,9 @@ path token, S0 and S6 receipts), ``parameter_hash``, each member's ``path`` (ren
 identity), ``role``, ``schema_ref``, ``size_bytes``, the member set, and the S6 receipt's report and
 issue-table digests. :func:`check_no_strays` requires every file of the run's datasets and logs to be
 a member, the index or the flag: a stray ``part-00001.parquet`` or a second ``manifest_fingerprint=``
-folder fails. Only ``reports/`` (timings, outside the bundle) is free.
+folder fails. Only ``reports/`` (timings, outside the bundle) is free. :func:`read_json` and
+:func:`check_table` hold a member whose digests were re-sealed over bad content: a receipt that is not a
+JSON object, a table that is not parquet or lacks its schema's columns (its footer only is read).
 """
 
 from __future__ import annotations
@@ -16,11 +18,18 @@ import os
 import stat
 from pathlib import Path, PurePosixPath
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from engine.core.errors import E_BUNDLE_MISSING, E_BUNDLE_TAMPERED, EngineError
 from engine.core.hashing import run_id as run_id_of
-from engine.publish.members import ROLES, SCHEMA, data_paths
+from engine.publish.members import ROLES, SCHEMA, TABLE_MEMBERS, data_paths
+from engine.states.lineage import COLUMNS
+from engine.states.s6_validation import ISSUE_COLUMNS
 
 FREE_FOLDERS = ("reports",)
+# the parquet members and their columns, in order (SCHEMA: engine/states/lineage.py#COLUMNS; the S6 issue table's own)
+TABLE_COLUMNS = {**{lid: COLUMNS[key] for key, lid in TABLE_MEMBERS.items()}, "s6_issue_table_3A": ISSUE_COLUMNS}
 
 
 def _tampered(msg: str) -> EngineError:
@@ -64,14 +73,31 @@ def read_member(run_dir: Path, rel: object) -> bytes:
         return fh.read()
 
 
-def _json(run_dir: Path, rel: str) -> dict:
+def read_json(run_dir: Path, rel: str, lid: str) -> dict:
+    """A JSON-object member (a receipt), parsed defensively: anything else is a coded tamper naming the member."""
+    data = read_member(run_dir, rel)
     try:
-        doc = json.loads(read_member(run_dir, rel))
-    except (OSError, ValueError):
-        raise _tampered(f"{rel}: unreadable JSON") from None
+        doc = json.loads(data)
+    except ValueError as exc:   # JSONDecodeError, UnicodeDecodeError
+        raise _tampered(f"member {lid} ({rel}): unreadable JSON ({str(exc)[:120]})") from None
     if not isinstance(doc, dict):
-        raise _tampered(f"{rel}: not a JSON object")
+        raise _tampered(f"member {lid} ({rel}): not a JSON object (a {type(doc).__name__})")
     return doc
+
+
+def check_table(lid: str, rel: str, data: bytes) -> None:
+    """A parquet member opens as parquet with the columns of its contract (:data:`TABLE_COLUMNS`); only the
+    footer is read, never the rows. Other members pass untouched."""
+    expected = TABLE_COLUMNS.get(lid)
+    if expected is None:
+        return
+    try:
+        names = pq.read_schema(pa.BufferReader(data)).names
+    except (pa.ArrowException, ValueError, OSError) as exc:
+        cause = (str(exc).splitlines() or [type(exc).__name__])[0][:120]
+        raise _tampered(f"member {lid} ({rel}): not a readable parquet file ({cause})") from None
+    if names != expected:
+        raise _tampered(f"member {lid} ({rel}): columns {names[:30]} are not its schema's {expected}")
 
 
 def check_identity(run_dir: Path, index_path: Path, index: dict) -> dict:
@@ -81,8 +107,8 @@ def check_identity(run_dir: Path, index_path: Path, index: dict) -> dict:
         raise _tampered(f"index members {sorted(map(str, members))} are not the bundle's {len(ROLES)} members")
     if set(index) - {"manifest_fingerprint", "parameter_hash", "s6_receipt_digest", "members", "metadata"}:
         raise _tampered("index.json has unknown top-level keys")
-    s0 = _json(run_dir, str(members["s0_gate_receipt_3A"]["path"]))
-    s6 = _json(run_dir, str(members["s6_receipt_3A"]["path"]))
+    s0 = read_json(run_dir, str(members["s0_gate_receipt_3A"]["path"]), "s0_gate_receipt_3A")
+    s6 = read_json(run_dir, str(members["s6_receipt_3A"]["path"]), "s6_receipt_3A")
     mf, ph = index.get("manifest_fingerprint"), index.get("parameter_hash")
     token = index_path.parent.name.partition("manifest_fingerprint=")[2]
     if not (mf == token == s0.get("manifest_fingerprint") == s6.get("manifest_fingerprint")):

@@ -1,0 +1,114 @@
+"""`python -m engine verify` on a re-sealed bundle: a member's bytes replaced and its digest, size, index.json
+and _passed.flag recomputed (all digests agree). The receipt verify parses and the parquet members it relies on
+are checked for content: one coded E3A_VER_001 line naming the member, exit 2, never a traceback or a PASS."""
+
+import hashlib
+import io
+import json
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from engine.publish.serialize import json_bytes
+from engine.states.s7_bundle import passed_flag
+from tests.engine.conftest import ROOT
+
+TAMPERED = "E3A_VER_001_BUNDLE_TAMPERED"
+
+
+def _cli(*args):
+    proc = subprocess.run([sys.executable, "-m", "engine", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=240)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    rc, _, err = _cli("run", "--seed", "42", "--run-root", str(root), "--policies", str(ROOT / "policies"))
+    assert rc == 0, err
+    (only,) = [p for p in root.iterdir() if not p.name.startswith(".")]
+    return only
+
+
+def _reseal(run_dir, tmp_path, lid, new: bytes, fix_receipt_digest=False, index_edit=None):
+    """A copy of the run with member ``lid`` replaced by ``new`` and everything that digests it recomputed."""
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy, symlinks=True)
+    index_path = next(copy.glob("data/validation/manifest_fingerprint=*/index.json"))
+    index = json.loads(index_path.read_bytes())
+    (member,) = [m for m in index["members"] if m["logical_id"] == lid]
+    (copy / member["path"]).write_bytes(new)
+    member["sha256_hex"], member["size_bytes"] = hashlib.sha256(new).hexdigest(), len(new)
+    if fix_receipt_digest:
+        index["s6_receipt_digest"] = hashlib.sha256(json_bytes(json.loads(new))).hexdigest()
+    if index_edit:
+        index_edit(index)
+    index_path.write_bytes(json_bytes(index))
+    (index_path.parent / "_passed.flag").write_text(passed_flag(index))
+    return copy, member["path"]
+
+
+def _member_bytes(run_dir, lid):
+    index = json.loads(next(run_dir.glob("data/validation/*/index.json")).read_bytes())
+    (member,) = [m for m in index["members"] if m["logical_id"] == lid]
+    return (run_dir / member["path"]).read_bytes()
+
+
+def _assert_refused(rc, out, err, *words):
+    assert rc == 2, (out, err)
+    assert "Traceback" not in err and "PASS" not in out
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{TAMPERED}: "), err
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+
+
+def test_resealing_a_member_with_its_own_bytes_still_verifies(run_dir, tmp_path):
+    """The control: the re-seal itself is sound, so the refusals below are the content's."""
+    for lid in ("s6_receipt_3A", "zone_alloc"):
+        copy, _ = _reseal(run_dir, tmp_path / lid, lid, _member_bytes(run_dir, lid))
+        rc, out, err = _cli("verify", str(copy))
+        assert rc == 0 and out.startswith("PASS 14 members"), err
+
+
+@pytest.mark.parametrize("new, fix, cause", [
+    (b"not json\n", False, "unreadable JSON"),
+    (b"\xff\xfe{}\n", False, "unreadable JSON"),
+    (b"[]\n", True, "not a JSON object (a list)"),
+    (b"\"PASS\"\n", True, "not a JSON object (a str)"),
+])
+def test_a_resealed_receipt_that_is_not_a_json_object_is_a_coded_refusal(run_dir, tmp_path, new, fix, cause):
+    copy, rel = _reseal(run_dir, tmp_path, "s6_receipt_3A", new, fix_receipt_digest=fix)
+    _assert_refused(*_cli("verify", str(copy)), "s6_receipt_3A", rel, cause)
+
+
+def test_a_resealed_index_without_the_receipt_digest_is_a_coded_refusal(run_dir, tmp_path):
+    lid = "s6_receipt_3A"
+    copy, _ = _reseal(run_dir, tmp_path, lid, _member_bytes(run_dir, lid),
+                      index_edit=lambda index: index.pop("s6_receipt_digest"))
+    _assert_refused(*_cli("verify", str(copy)), "s6 receipt digest mismatch")
+
+
+@pytest.mark.parametrize("lid", ["zone_alloc", "s1_escalation_queue", "s2_country_zone_priors", "s3_zone_shares",
+                                 "s4_zone_counts", "s6_issue_table_3A"])
+def test_a_resealed_parquet_member_that_is_not_parquet_is_refused(run_dir, tmp_path, lid):
+    copy, rel = _reseal(run_dir, tmp_path, lid, b"garbage\n")
+    _assert_refused(*_cli("verify", str(copy)), lid, rel, "not a readable parquet file")
+
+
+@pytest.mark.parametrize("edit", [
+    lambda f: f.drop(columns=["zone_site_count"]),
+    lambda f: f.rename(columns={"tzid": "tz"}),
+    lambda f: f[list(reversed(f.columns))],
+    lambda f: f.assign(extra=1),
+], ids=["dropped", "renamed", "reordered", "extra"])
+def test_a_resealed_zone_alloc_without_its_schema_columns_is_refused(run_dir, tmp_path, edit):
+    frame = pd.read_parquet(io.BytesIO(_member_bytes(run_dir, "zone_alloc")))
+    sink = io.BytesIO()
+    edit(frame).to_parquet(sink, index=False)
+    copy, rel = _reseal(run_dir, tmp_path, "zone_alloc", sink.getvalue())
+    _assert_refused(*_cli("verify", str(copy)), "zone_alloc", rel, "are not its schema's")
