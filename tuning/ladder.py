@@ -4,16 +4,34 @@ The command line of :mod:`tuning.authority.ladder`."""
 
 from __future__ import annotations
 
+import argparse
 import json
+import unicodedata
 from pathlib import Path
 from typing import Sequence
 
 from engine import EngineError
-from tuning.authority.ladder import ladder_table, record_step
+from tuning.authority.ladder import PHASES, ladder_table, record_step
 from tuning.authority.txn import require_authority_folder
 from tuning.authority.ladder_steps import read_ladder
 from tuning.common.errors import E_USAGE, TuningParser, text
 from tuning.common.errors import run_cli
+
+
+def phase(value: str) -> str:
+    """An argument type: one of the plan's phases (tuning.authority.ladder.PHASES)."""
+    if value not in PHASES:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a phase of the plan ({', '.join(PHASES)})")
+    return value
+
+
+def one_line(value: str) -> str:
+    """An argument type: text on one line (a decision, a note: one row of ``ladder show``'s table)."""
+    bad = next((c for c in value if unicodedata.category(c)[0] == "C" or unicodedata.category(c) in ("Zl", "Zp")),
+               None)
+    if bad is not None:
+        raise argparse.ArgumentTypeError(f"must be one line of text (it holds {bad!r})")
+    return text(value)
 
 
 def build_parser() -> TuningParser:
@@ -24,9 +42,9 @@ def build_parser() -> TuningParser:
     show.add_argument("--json", action="store_true")
     rec = sub.add_parser("record")
     rec.add_argument("--policies", default="policies")
-    rec.add_argument("--phase", required=True, type=text)
-    rec.add_argument("--decision", required=True, type=text)
-    rec.add_argument("--note", type=text)
+    rec.add_argument("--phase", required=True, type=phase, help=f"one of {', '.join(PHASES)}")
+    rec.add_argument("--decision", required=True, type=one_line)
+    rec.add_argument("--note", type=one_line)
     rec.add_argument("--file", action="append", default=[], help="an evidence file logged as an artifact")
     return ap
 

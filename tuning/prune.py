@@ -85,7 +85,7 @@ def keep_set(folders: dict[str, dict], policies_dir: Path, use_mlflow: bool = Tr
     keep: dict[str, list[str]] = {}
     current = PolicySet.from_dir(policies_dir).parameter_hash
     lineage = read_lineage(policies_dir)
-    baseline = lineage[0]["previous_authority"]["parameter_hash"] if lineage else current
+    baseline = ((lineage[0].get("previous_authority") or {}).get("parameter_hash") or current) if lineage else current
     for rid, doc in folders.items():
         ph = doc.get("identity", {}).get("parameter_hash")
         if ph == current:

@@ -49,18 +49,44 @@ def _holds_nothing_of(mlc, run: str, tagged: list, version, runs: list) -> bool:
     return False
 
 
-def _records(policies_dir: Path) -> tuple[PolicySet, list[dict], list[dict], bool]:
-    """The authority folder's own records, read under the lock once any unfinished change is rolled forward."""
+def _records(policies_dir: Path) -> tuple[PolicySet, list[dict], list[dict], str | None]:
+    """The authority folder's own records, read under the lock once any unfinished change is rolled forward, and
+    what is left unfinished (None: nothing). An intent the lock's recovery would remove rather than roll forward is
+    reported, and left where it is: a check changes nothing."""
     from tuning.authority.txn import authority_lock, pending
     from tuning.authority.ladder_steps import read_ladder
     from tuning.authority.promotion import read_lineage
 
-    if not pending(policies_dir) and not os.access(policies_dir, os.W_OK):
-        # a read-only authority (a mounted release) with nothing to finish: checked as it is, no lock to take
-        return PolicySet.from_dir(policies_dir), read_lineage(policies_dir), read_ladder(policies_dir), True
+    unreadable = _unreadable_intent(policies_dir)
+    if unreadable or (not pending(policies_dir) and not os.access(policies_dir, os.W_OK)):
+        # an intent to report, or a read-only authority (a mounted release) with nothing to finish: checked as it
+        # is, no lock to take
+        return PolicySet.from_dir(policies_dir), read_lineage(policies_dir), read_ladder(policies_dir), unreadable
     with authority_lock(policies_dir):
         return PolicySet.from_dir(policies_dir), read_lineage(policies_dir), read_ladder(policies_dir), \
-            not pending(policies_dir)
+            (f"{policies_dir}: an install intent is still there" if pending(policies_dir) else None)
+
+
+def _unreadable_intent(policies_dir: Path) -> str | None:
+    """Why the folder's install intent cannot be rolled forward (tuning.authority.txn.recover would remove it), or
+    None (no intent, or one to finish)."""
+    import base64
+
+    from engine import sha256_hex
+    from tuning.authority.txn import INTENT_FILE
+
+    path = Path(policies_dir) / INTENT_FILE
+    if not path.exists():
+        return None
+    try:
+        intent = json.loads(path.read_bytes())
+        files = {name: base64.b64decode(data) for name, data in intent["files"].items()}
+        if not any(sha256_hex(data) != intent["sha256"].get(name) for name, data in files.items()):
+            return None
+        why = "does not match its digests"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        why = "is unreadable"
+    return f"{path} {why}: left as it is; the next command that takes the authority lock removes it (check lineage.yaml)"
 
 
 def _alias_version(mlc, model_name: str):
@@ -84,13 +110,14 @@ def check(policies_dir: Path) -> list[dict]:
     require_authority_folder(policies_dir)   # before the authority lock, which would create the folder or its lock
     names = authority_names(policies_dir)
 
-    current, lineage, ladder, settled = _records(policies_dir)
+    current, lineage, ladder, unsettled = _records(policies_dir)
     h = current.parameter_hash
     last = lineage[-1] if lineage else {}
     run = last.get("mlflow_run_id")
-    out = [{"ok": settled, "check": "intent", "detail": "no unfinished authority change"}]
+    out = [{"ok": unsettled is None, "check": "intent", "detail": unsettled or "no unfinished authority change"}]
     out.append({"ok": not lineage or last.get("parameter_hash") == h, "check": "lineage",
-                "detail": f"policies/ {h[:16]}; last lineage entry {str(last.get('parameter_hash'))[:16]}"})
+                "detail": f"policies/ {h[:16]}; last lineage entry {str(last.get('parameter_hash'))[:16]}" if lineage
+                else f"policies/ {h[:16]}; no lineage entry"})
     # a fresh checkout names a store that does not exist: nothing in MLflow to compare, and a check creates none
     mlc = reader()
     store = _store_checks(mlc, policies_dir, names, h, run) if mlc is not None else _no_store(run)

@@ -32,6 +32,14 @@ def _integer(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
 
 
+def _run_root(text: str) -> str:
+    """--run-root: a folder; an empty one would be taken as the current directory (argparse turns the
+    ArgumentTypeError into a coded usage error)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is empty: name the folder the run folder is published under")
+    return text
+
+
 def _positive(text: str) -> int:
     value = _integer(text)
     if not 1 <= value <= 10_000:
@@ -78,15 +86,15 @@ def _world_of_folder(args) -> None:
     without any world: name that world rather than run its policies on the default one (where its alpha pack
     does not cover Z(c))."""
     from engine.core.errors import E_USAGE
-    from engine.world.binding import WORLD_FILE, recorded_dir, world_record
+    from engine.world.binding import WORLD_FILE, checked_record, recorded_dir
 
     if any(getattr(args, k, None) for k in ("world", "reference", "outlets")):
         return
-    doc = world_record(args.policies, E_USAGE)
+    doc = checked_record(args.policies, E_USAGE)   # a malformed one: one line naming the file and its field
     if doc is None:
         return
     where = recorded_dir(args.policies, doc)
-    name = doc.get("name", "?") if isinstance(doc, dict) else "?"
+    name = doc["name"]
     raise EngineError(E_USAGE, f"--policies {args.policies}: that authority belongs to world {name} ({WORLD_FILE}); "
                                f"pass --world {shlex.quote(str(where)) if where else 'DIR'}")
 
@@ -232,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run S0..S7 and publish the run folder")
     r.add_argument("--seed", type=_uint64, required=True)
-    r.add_argument("--run-root", required=True)
+    r.add_argument("--run-root", type=_run_root, required=True)
     r.add_argument("--policies", help="policy directory (default: the world's own; with --reference, authored for "
                                       "that universe; else ./policies)")
     r.add_argument("--realism-mode", choices=["observe", "block"], default="observe")

@@ -246,7 +246,7 @@ def test_a_world_that_ships_its_policies_runs_from_any_directory(tmp_path):
     assert refused.stderr.startswith("E3A_POL_004") and "run from the project root, or pass --policies" in refused.stderr
     bound = tmp_path / "bound_authority"   # what tuning.author --into writes: the folder records its world
     shutil.copytree(own, bound)
-    (bound / "world.yaml").write_text("dir: ../own\nfingerprint: " + "0" * 64 + "\nname: own\n")
+    (bound / "world.yaml").write_text("dir: ../own\nfingerprint: '" + "0" * 64 + "'\nname: own\n")   # text, as written
     done = subprocess.run([sys.executable, "-m", "engine", "run", "--seed", "1", "--policies", str(bound),
                            "--run-root", str(tmp_path / "runs2")], capture_output=True, text=True, timeout=120,
                           cwd=elsewhere, env=env)

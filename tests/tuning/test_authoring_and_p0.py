@@ -88,10 +88,11 @@ def test_steps_after_a_freeze_leave_the_authority_frozen_until_reopened(tmp_path
     steps = read_ladder(folder)
     freeze = steps[-1]
     assert freeze["decision"].startswith("FROZEN_CERTIFIED_") and frozen_step(folder) == freeze
-    after = [{"phase": "P3", "decision": "P3_NOOP_LOCK"}, {"phase": "P5", "decision": "CERTIFIED_BPLUS"}]
+    ids = {"parameter_hash": freeze["parameter_hash"], "mlflow_run_id": "0" * 32}   # what every recorded step has
+    after = [{"phase": "P3", "decision": "P3_NOOP_LOCK", **ids}, {"phase": "P5", "decision": "CERTIFIED_BPLUS", **ids}]
     write_ladder(folder, steps + after)
     assert frozen_step(folder) == freeze
-    reopened = {"phase": "P6", "decision": "REOPENED", "note": "a new phase"}
+    reopened = {"phase": "P6", "decision": "REOPENED", "note": "a new phase", **ids}
     write_ladder(folder, steps + after + [reopened] + after)
     assert frozen_step(folder) is None
     write_ladder(folder, steps + [reopened, freeze, *after])

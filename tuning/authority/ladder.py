@@ -16,8 +16,12 @@ from pathlib import Path
 from engine import EngineError
 from tuning.common.errors import E_USAGE
 from tuning.authority.ladder_steps import record_unlocked
+from tuning.study.spec import SWEPT_PHASES
 
-__all__ = ["LADDER_FILE", "ladder_table", "read_ladder", "record_step"]
+__all__ = ["LADDER_FILE", "PHASES", "ladder_table", "read_ladder", "record_step"]
+
+# the plan's phases a step closes (AUTHOR, an authored install's step, is recorded by tuning.author only)
+PHASES = ("P0", "POPT.0", "POPT.1", *SWEPT_PHASES, "P5", "P6")
 
 
 def record_step(phase: str, decision: str, *, policies_dir: Path = Path("policies"), **kw) -> dict:
@@ -48,7 +52,7 @@ def ladder_table(steps: list[dict], stable: bool = False) -> str:
                           if not isinstance(v, (dict, list)) and not (stable and _volatile(k)))
         if s.get("note"):
             brief = f"{s['note']}; {brief}" if brief else s["note"]
-        brief = brief.replace("|", "/")
+        brief = " ".join(brief.replace("|", "/").splitlines())   # one table row, whatever a note holds
         row = f"| {i} | {s['phase']} | `{s['decision']}` | `{s['parameter_hash'][:12]}` | {brief} |"
         rows.append(row if stable else row + f" `{s['mlflow_run_id'][:12]}` |")
     return "\n".join(rows) + "\n"

@@ -21,6 +21,7 @@ from engine import load_yaml
 from tuning.common.errors import E_USAGE
 
 LADDER_FILE = "ladder.yaml"
+STEP_FIELDS = ("phase", "decision", "parameter_hash", "mlflow_run_id")   # what record_unlocked writes, every step
 
 
 def read_ladder(policies_dir: Path) -> list[dict]:
@@ -31,7 +32,25 @@ def read_ladder(policies_dir: Path) -> list[dict]:
     steps = doc.get("steps") if isinstance(doc, dict) else None
     if not isinstance(steps, list):
         raise EngineError(E_USAGE, f"{path}: expected a mapping with a 'steps' list")
+    for i, step in enumerate(steps):
+        problem = _step_problem(step)
+        if problem:
+            raise EngineError(E_USAGE, f"{path}: steps[{i}] {problem}")
     return steps
+
+
+def _step_problem(step: object) -> str | None:
+    """What makes ``step`` no ladder step as :func:`record_unlocked` writes it, or None."""
+    if not isinstance(step, dict):
+        return f"is {type(step).__name__} {str(step)[:40]!r}, not a mapping (a recorded step)"
+    for field in STEP_FIELDS:
+        if not isinstance(step.get(field), str) or not step[field].strip():
+            return f"has no text {field!r} (got {step.get(field)!r:.40})"
+    if not isinstance(step.get("evidence", {}), dict):
+        return "has an 'evidence' that is not a mapping"
+    if not isinstance(step.get("note", ""), str):
+        return "has a 'note' that is not text"
+    return None
 
 
 def write_ladder(policies_dir: Path, steps: list[dict]) -> None:
@@ -49,8 +68,9 @@ def record_unlocked(phase: str, decision: str, *, policies_dir: Path, evidence: 
     recorded once: a step of it already in the ladder is returned, its MLflow run (tag ``txn``) reused.
     ``parameter_hash``: the authority the step is about when it is known by its hash only (a reopening recorded
     with the promotion that replaced it)."""
+    steps = read_ladder(policies_dir)   # a broken ladder is refused before anything is recorded
     if txn is not None:
-        done = next((s for s in read_ladder(policies_dir)
+        done = next((s for s in steps
                      if s.get("txn") == txn and (s.get("phase"), s.get("decision")) == (phase, decision)), None)
         if done is not None:
             return done
@@ -73,7 +93,6 @@ def record_unlocked(phase: str, decision: str, *, policies_dir: Path, evidence: 
             "parameter_hash": measured_hash, "world": world["fingerprint"], **({"source_run_id": source_run_id} if source_run_id else {}),
             **({"note": note} if note else {}), **({"evidence": evidence} if evidence else {}),
             **({"txn": txn} if txn else {})}
-    steps = [s for s in read_ladder(policies_dir)]
     steps.append(json.loads(json.dumps(step, default=str)))
     write_ladder(Path(policies_dir), steps)
     return step

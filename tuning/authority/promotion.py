@@ -115,6 +115,20 @@ def read_lineage(policies_dir: Path) -> list[dict]:
     promotions = doc.get("promotions", []) if isinstance(doc, dict) else None
     if not isinstance(promotions, list):
         raise EngineError(E_ARTIFACTS, f"{path}: expected a mapping with a 'promotions' list")
+    for i, entry in enumerate(promotions):   # what _lineage_entry and an authored install write, and is read
+        if not isinstance(entry, dict):
+            problem = f"is {type(entry).__name__} {str(entry)[:40]!r}, not a mapping (a lineage entry)"
+        elif not isinstance(entry.get("parameter_hash"), str):
+            problem = f"has no text 'parameter_hash' (got {entry.get('parameter_hash')!r:.40})"
+        elif not isinstance(entry.get("previous_authority", {}), dict):
+            problem = "has a 'previous_authority' that is not a mapping"
+        elif not isinstance(entry.get("mlflow_run_id"), (str, type(None))):
+            problem = f"has an 'mlflow_run_id' that is not text (got {entry.get('mlflow_run_id')!r:.40})"
+        elif not isinstance(entry.get("witness", {}), dict):
+            problem = "has a 'witness' that is not a mapping"
+        else:
+            continue
+        raise EngineError(E_ARTIFACTS, f"{path}: promotions[{i}] {problem}")
     return list(promotions)
 
 
