@@ -103,6 +103,8 @@ def test_a_campaign_key_it_does_not_read_or_a_budget_of_zero_is_refused_naming_t
         "unknown fact": (("{population_top1_median:", "{no_such_fact:"),
                          "reason: unknown fact {no_such_fact}; the facts are"),
         "unclosed brace": (("{population_top1_median:", "{population_top1_median"), "reason: not a reason template"),
+        "phase": (("{phase: P0, baseline: {seed: 42}}", "{phase: P77, baseline: {seed: 42}}"),
+                  "steps[1].phase: 'P77' is not one of"),
     }
     for name, ((old, new), msg) in edits.items():
         assert shipped.count(old) >= 1, name
@@ -279,7 +281,10 @@ def test_a_campaign_runs_on_a_world_of_its_own_and_leaves_a_users_sweep_alone(pr
     assert PolicySet.from_dir(project / "policies").parameter_hash   # the default world's authority untouched
     after = hashlib.sha256(journal.read_bytes()).hexdigest(), [(r.trial, r.mlflow_run_id) for r in ranked_runs("P1.2")]
     assert after == before    # the campaign's own studies are named apart: nothing of the user's moved
-    assert (project / ".optuna" / f"campaign-c-P2-{w.label}.journal").exists()
+    from tuning.campaign.steps import folder_scope
+
+    scope = folder_scope(project / "auth", w)   # the folder's own identity names its campaign's studies
+    assert scope and (project / ".optuna" / f"campaign-{scope}c-P2-{w.label}.journal").exists()
 
 
 def test_frontier_rules_reachability_region_and_narrowing():
@@ -364,3 +369,38 @@ def test_held_out_seeds_are_drawn_in_linear_time_and_unchanged():
 
     many = holdout_seeds(10_000, tuning_seeds())     # a list scan per draw took minutes at this size
     assert len(set(many)) == 10_000 and many[:3] == holdout_seeds(3, tuning_seeds())
+
+
+def test_two_folders_of_one_world_keep_their_campaign_studies_apart(project, tmp_path):
+    """A campaign into a folder of its own names its studies after the folder: a second folder's campaign of the
+    same world (run after it, or beside it) neither deletes the first one's trail nor shares its studies; a
+    folder not bound yet has no trail to clear, and the default world's policies/ keeps its names."""
+    from engine import default_world, load_world
+    from tuning.author import main as author
+    from tuning.campaign.__main__ import load_campaign
+    from tuning.campaign.steps import folder_scope, fresh_trail, sweep_steps, trail_names
+    from tuning.common.errors import invoke
+
+    world_dir = tmp_path / "W"
+    world_dir.mkdir()
+    rows = ["merchant_id,legal_country_iso,site_count"] + [f"{i},{'US' if i % 2 else 'RU'},{3 + i % 7}"
+                                                          for i in range(300)]
+    (world_dir / "outlets.csv").write_text("\n".join(rows) + "\n")
+    world = load_world(world_dir)
+    doc = load_campaign(REPO / "studies" / "campaign.yaml")
+    assert folder_scope(project / "X1", world) is None and fresh_trail(doc, REPO / "studies", world, project / "X1") == []
+    for folder in ("X1", "X2"):
+        assert invoke(author, ["--world", str(world_dir), "--into", str(project / folder)]) == 0
+    one, two = folder_scope(project / "X1", world), folder_scope(project / "X2", world)
+    assert one != two and one.startswith("a") and len(one) == 14
+    names = {f: [trail_names(s, REPO / "studies", world, folder_scope(project / f, world))[0] for s in sweep_steps(doc)]
+             for f in ("X1", "X2")}
+    assert not set(names["X1"]) & set(names["X2"])
+    optuna_dir = project / ".optuna"
+    optuna_dir.mkdir(exist_ok=True)
+    for study in names["X1"] + names["X2"]:
+        (optuna_dir / f"{study}.journal").write_text("")
+    assert fresh_trail(doc, REPO / "studies", world, project / "X2", optuna_dir) == names["X2"]
+    assert all((optuna_dir / f"{s}.journal").exists() for s in names["X1"])       # the first folder's trail stays
+    assert not any((optuna_dir / f"{s}.journal").exists() for s in names["X2"])
+    assert folder_scope(REPO / "policies", default_world()) == ""                 # the shipped names: campaign-3A-P2

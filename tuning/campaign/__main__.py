@@ -113,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # a promotion a killed campaign left half done is finished first: its roll-forward tags the trial run that
     # fresh_trail is about to delete (the re-run then failed on a deleted run, and so did every command after it)
     settle(policies)
-    fresh_trail(doc, studies, world)
+    fresh_trail(doc, studies, world, policies)
     t0 = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr if args.json else sys.stdout):  # --json: stdout is the JSON alone
         log = Campaign(doc, policies, studies, Path(args.runs_root) if args.runs_root else None, world,

@@ -12,6 +12,7 @@ import jsonschema
 
 from engine import non_finite_path
 from tuning.authority.freeze import VERDICT_GRADE
+from tuning.authority.ladder import PHASES
 from tuning.campaign.facts import reason_problem
 from tuning.campaign.rules import SELECT_RULES
 from tuning.common.limits import MAX_SEEDS, MAX_TRIALS
@@ -38,7 +39,7 @@ STEP_SCHEMA = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
-        "phase": _NAME,
+        "phase": {"enum": list(PHASES)},   # a step is recorded under its phase: the plan's, as ladder record takes
         "author": {"const": True},
         "baseline": _object({"seed": _SEED}),
         "runtime": _object({"seed": _SEED, "repeats": _COUNT}),

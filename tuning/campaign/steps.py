@@ -3,7 +3,10 @@
 Every step calls the harness's library functions (authoring, the P0 pack, POPT.0, sweeps, promotion,
 certification, freeze), never a CLI. The campaign's own sweeps are named ``campaign-<study>`` (plus the
 world's label on a non-default world) in experiments ``campaign-3A-<phase>``, so they never mix with a
-user's own sweeps; :func:`fresh_trail` clears exactly those before a run.
+user's own sweeps; :func:`fresh_trail` clears exactly those before a run. An authority folder with an identity
+of its own (``world.yaml``'s ``authority``) names its campaign's studies after it too
+(``campaign-a<12 hex>-<study>``): two folders of one world, one campaign each, never share a study nor delete
+each other's trail.
 """
 
 from __future__ import annotations
@@ -24,25 +27,40 @@ def sweep_steps(doc: dict) -> list[dict]:
     return [s for s in doc["steps"] if "sweep" in s or "frontier" in s]
 
 
-def trail_names(step: dict, studies: Path, world) -> tuple[str, str]:
-    """(study name, experiment name) of a campaign sweep step on ``world``."""
+def folder_scope(policies: Path, world) -> str | None:
+    """What a campaign into ``policies`` puts before its studies' names: ``a<12 hex>-`` for a folder with an
+    identity of its own, "" for a folder without one (the default world's ``policies/``, a folder bound before
+    identities) which is its world's authority; None for a folder not bound yet (a new folder: no trail of its own)."""
+    if not (Path(policies) / "world.yaml").exists():
+        return "" if worlds.is_default(world) else None
+    scope = worlds.authority_scope(policies)
+    return f"a{scope[:12]}-" if scope else ""
+
+
+def trail_names(step: dict, studies: Path, world, scope: str = "") -> tuple[str, str]:
+    """(study name, experiment name) of a campaign sweep step on ``world`` into a folder of ``scope``."""
     from tuning.study.spec import load_study
 
     cfg = step.get("sweep") or step.get("frontier")
     spec = load_study(cfg["study"], studies)
-    study = worlds.suffixed(NAMESPACE + (cfg.get("name") or spec.study), world)
+    study = worlds.suffixed(NAMESPACE + scope + (cfg.get("name") or spec.study), world)
     return study, worlds.suffixed(f"{NAMESPACE}{spec.experiment}", world)
 
 
-def fresh_trail(doc: dict, studies: Path, world, optuna_dir: Path | None = None) -> list[str]:
-    """A campaign starts its own studies afresh: their Optuna journals are removed and their earlier MLflow
-    runs deleted (MLflow's soft delete). Nothing else is touched: not a user's sweeps, not other worlds'."""
+def fresh_trail(doc: dict, studies: Path, world, policies: Path = Path("policies"),
+                optuna_dir: Path | None = None) -> list[str]:
+    """A campaign into ``policies`` starts its own studies afresh: their Optuna journals are removed and their
+    earlier MLflow runs deleted (MLflow's soft delete). Nothing else is touched: not a user's sweeps, not other
+    worlds', not another folder's campaign."""
     import shutil
 
     from tuning.common.limits import OPTUNA_DIR
 
+    scope = folder_scope(policies, world)
+    if scope is None:   # a folder not bound yet has run no campaign
+        return []
     optuna_dir = optuna_dir or OPTUNA_DIR
-    names = [trail_names(step, studies, world) for step in sweep_steps(doc)]
+    names = [trail_names(step, studies, world, scope) for step in sweep_steps(doc)]
     for study, _ in names:
         (optuna_dir / f"{study}.journal").unlink(missing_ok=True)
         shutil.rmtree(optuna_dir / "locks" / study, ignore_errors=True)
@@ -174,6 +192,7 @@ class Campaign:
         unseen = tuple(validation_seeds(int(check.get("seeds", 12)), tuning_seeds(self.studies))) if check else ()
         sweep = Sweep(SweepConfig(phase=cfg["study"], studies_dir=str(self.studies), policies=str(self.policies),
                                   progress=False, study=cfg.get("name"), trials=trials, namespace=NAMESPACE,
+                                  study_scope=folder_scope(self.policies, self.world) or "",
                                   precheck_seeds=unseen), spec=spec, world=self.world)
         with self.part("sweep"):
             return sweep, sweep.run()

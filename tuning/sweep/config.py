@@ -46,6 +46,7 @@ class SweepConfig:
     outlets: str | None = None              # shorthand: an outlet catalogue over the world
     reference: str | None = None            # shorthand: a zone universe over the world
     namespace: str = ""                     # prefix of the study and experiment names (the campaign's own sweeps)
+    study_scope: str = ""                   # then of the study's alone (a campaign into a folder of its own)
     cluster: str | None = None              # a Dask cluster (local:K | tcp://host:port): each seed's chain a task
     precheck_seeds: tuple = ()              # more seeds a phase precheck's triggers are read on (the campaign's
                                             # validation seeds: a collapse off the tuning seeds opens the phase)

@@ -48,7 +48,8 @@ class Sweep:
         self.world = world if world is not None else worlds.authority_world(base_dir, config, self.spec.world)
         worlds.require(base_dir, self.world, f"a {self.spec.phase} sweep")
         worlds.require_tunable(self.world, f"a {self.spec.phase} sweep")
-        self.study_name = worlds.suffixed(config.namespace + (config.study or self.spec.study), self.world)
+        self.study_name = worlds.suffixed(config.namespace + config.study_scope + (config.study or self.spec.study),
+                                          self.world)
         self.experiment = worlds.suffixed(f"{config.namespace}{self.spec.experiment}", self.world)
         settle(base_dir)   # an interrupted promotion is finished first
         self.base = PolicySet.from_dir(base_dir)
