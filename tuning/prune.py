@@ -80,7 +80,16 @@ def best_per_phase() -> dict[str, str]:
     return best
 
 
-def keep_set(folders: dict[str, dict], policies_dir: Path, use_mlflow: bool = True) -> dict[str, list[str]]:
+def other_folders_authorities(world) -> set[str]:
+    """The parameter hashes the runs tagged ``authority=current`` on ``world`` install: the current authority of
+    every authority folder of the world MLflow knows (another folder's campaign of the same world included)."""
+    mlc = client()
+    ids = [e.experiment_id for e in mlc.search_experiments()]
+    runs = search_all(mlc, ids, f"tags.authority = 'current' and tags.world = '{world.fingerprint}'") if ids else []
+    return {r.data.tags["parameter_hash"] for r in runs if r.data.tags.get("parameter_hash")}
+
+
+def keep_set(folders: dict[str, dict], policies_dir: Path, use_mlflow: bool = True, world=None) -> dict[str, list[str]]:
     """engine run_id -> the reasons it is kept."""
     keep: dict[str, list[str]] = {}
     current = PolicySet.from_dir(policies_dir).parameter_hash
@@ -100,6 +109,10 @@ def keep_set(folders: dict[str, dict], policies_dir: Path, use_mlflow: bool = Tr
         for phase, rid in best_per_phase().items():
             if rid in folders:
                 keep.setdefault(rid, []).append(f"best of {phase}")
+        others = other_folders_authorities(world) - {current} if world is not None else set()
+        for rid, doc in folders.items():   # another folder's authority of this world: its own prune decides
+            if doc.get("identity", {}).get("parameter_hash") in others:
+                keep.setdefault(rid, []).append("another folder's current authority")
     good = [rid for rid, d in folders.items()
             if d.get("s6_overall_status") == "PASS" and (d.get("s7") or {}).get("status") == "PASS"]
     if good:
@@ -114,7 +127,7 @@ def prune(runs_root: Path, policies_dir: Path, dry_run: bool = False, use_mlflow
         return {"runs_root": str(runs_root), "kept": {}, "removed": [], "other_worlds": [], "dry_run": dry_run}
     world = world if world is not None else worlds.authority_world(policies_dir)
     folders, others = of_world(run_folders(runs_root), world)
-    keep = keep_set(folders, policies_dir, use_mlflow)
+    keep = keep_set(folders, policies_dir, use_mlflow, world)
     removed = sorted(rid for rid in folders if rid not in keep)
     if not dry_run:
         for rid in removed:

@@ -333,9 +333,18 @@ def test_prune_keeps_authority_runs_and_removes_the_rest(proj, capsys):
     refused = run_module(proj, "tuning.prune", "--policies", "nowhere", timeout=120)   # as programs
     assert refused.returncode == 2 and refused.stderr.startswith("E3A_POL_004_POLICY_MISSING:"), refused.stderr
     assert stale.exists()
+    # another folder's current authority of this world (a second campaign's): its run folder is that folder's to prune
+    from mlflow import MlflowClient
+
+    theirs = run_folder("4" * 32, {"seed": 5, "world_digest": w.digest(outlets_for(w, 5)), "parameter_hash": "a" * 64})
+    mlc = MlflowClient(f"sqlite:///{proj / 'mlruns' / 'mlflow.db'}")
+    mlc.set_terminated(mlc.create_run(mlc.create_experiment("another-folder"), tags={
+        "authority": "current", "world": w.fingerprint, "parameter_hash": "a" * 64}).info.run_id)
     done = run_module(proj, "tuning.prune", "--json", timeout=120)
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
+    assert out["kept"].pop(theirs.name) == ["another folder's current authority"] and theirs.exists()
+    shutil.rmtree(theirs)
     assert out["removed"] == [stale.name] and not stale.exists() and torn.exists()
     assert out["other_worlds"] == [p.name for p in other] and all(p.exists() for p in other)
     for p in other:
