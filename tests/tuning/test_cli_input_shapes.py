@@ -218,3 +218,21 @@ def test_dashboard_refuses_a_port_out_of_range(tmp_path, port):
                     USAGE)
     assert "--port" in line, line
     assert not list(tmp_path.iterdir())
+
+
+def test_a_cluster_started_again_answers_on_its_ports_so_its_studies_resume(tmp_path):
+    """A study records the tracking URI it logs to; every start picked new ports, so after stop and start a kept
+    study was refused (its URI answered no more). The ports are the first start's while free, else new ones."""
+    import socket
+
+    from tuning.local_services.services import PORTS_FILE, cluster_ports
+
+    first = cluster_ports(tmp_path)
+    assert cluster_ports(tmp_path) == first and json.loads((tmp_path / PORTS_FILE).read_text()) == {
+        "postgresql": first[0], "mlflow": first[1]}
+    with socket.socket() as taken:   # another program holds the MLflow port meanwhile: a free one instead
+        taken.bind(("127.0.0.1", first[1]))
+        again = cluster_ports(tmp_path)
+    assert again[0] == first[0] and again[1] != first[1]
+    (tmp_path / PORTS_FILE).write_text("[1, 2]")   # a ports file someone broke: new ports, no traceback
+    assert all(0 < p < 65536 for p in cluster_ports(tmp_path))

@@ -16,7 +16,7 @@ from tuning.local_services.services import purge, running, start, stop
 def main(argv: Sequence[str] | None = None) -> int:
     ap = TuningParser(prog="python -m tuning.local_services", description=__doc__.splitlines()[0])
     ap.add_argument("action", choices=("start", "stop", "status", "purge"),
-                    help="stop keeps the cluster's database and artifacts for its next start; purge deletes them")
+                    help="stop keeps the cluster's database, artifacts and ports for its next start; purge deletes them")
     ap.add_argument("--dir", default=".cluster", help="where the database, artifacts and logs live")
     args = ap.parse_args(argv)
     root = Path(args.dir)

@@ -38,6 +38,9 @@ PG_USER = "seg3a"
 DATABASES = ("optuna", "mlflow")
 
 
+PORTS_FILE = "ports.json"   # the ports of the cluster's first start, reused by its later starts
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -151,13 +154,40 @@ def pg_data_dir(root: Path) -> Path:
     return ROOT_PGDATA / f"seg3a-pgdata-{hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]}"
 
 
+def _port_is_free(port) -> bool:
+    if not isinstance(port, int) or not 0 < port < 65536:
+        return False
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def cluster_ports(root: Path) -> tuple[int, int]:
+    """(PostgreSQL, MLflow) ports: those of the cluster's earlier starts (``ports.json``, kept by ``stop``) while
+    free, so its studies, which record the tracking URI they log to, resume after a stop and a start; else new
+    free ones, recorded for the next start."""
+    path = root / PORTS_FILE
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, ValueError):
+        earlier = {}
+    earlier = earlier if isinstance(earlier, dict) else {}
+    ports = tuple(earlier.get(k) if _port_is_free(earlier.get(k)) else free_port() for k in ("postgresql", "mlflow"))
+    path.write_text(json.dumps(dict(zip(("postgresql", "mlflow"), ports))))
+    return ports
+
+
 def start(root: Path) -> dict:
     root = root.resolve()
     root.mkdir(parents=True, exist_ok=True)
     pgdata = pg_data_dir(root)
-    pg = start_postgres(pgdata)
+    pg_port, mlflow_port = cluster_ports(root)
+    pg = start_postgres(pgdata, pg_port)
     try:
-        uri, proc = start_mlflow(f"{pg}/mlflow", root / "artifacts", log=root / "mlflow.log")
+        uri, proc = start_mlflow(f"{pg}/mlflow", root / "artifacts", mlflow_port, log=root / "mlflow.log")
     except BaseException:
         stop_postgres(pgdata)
         raise
@@ -247,6 +277,7 @@ def purge(root: Path) -> None:
     shutil.rmtree(pg_data_dir(root.resolve()), ignore_errors=True)
     shutil.rmtree(root / "artifacts", ignore_errors=True)
     (root / "mlflow.log").unlink(missing_ok=True)
+    (root / PORTS_FILE).unlink(missing_ok=True)
 
 
 def running(root: Path) -> dict | None:
