@@ -188,3 +188,26 @@ def test_a_trial_whose_chain_could_not_run_or_told_fail_is_a_failure(multi):
     assert tell_evaluation(study, study.ask(), fine, multi) is None
     states = [t.state.name for t in study.trials]
     assert states == (["FAIL", "FAIL", "COMPLETE"] if multi else ["COMPLETE"] * 3)
+
+
+def test_a_study_resumed_under_another_objective_is_refused(tmp_path):
+    """A term's weight changed, the guardrails dropped, the study resumed under the same name: its first trials were
+    scored on one J and the next on another, and the sampler and the ranking mixed them. The study records its
+    objective; the same objective resumes, another is refused; changing only the knob ranges still resumes."""
+    import dataclasses
+
+    from engine import EngineError
+    from tuning.storage.stores import open_storage, open_study
+    from tuning.study.spec import load_study
+
+    spec = load_study(REPO / "studies" / "P1.2.yaml", str(REPO / "studies"))
+    storage = open_storage(f"journal:{tmp_path / 's.journal'}", "s")
+    open_study(spec, "s", storage, spec.seeds, "h")
+    assert open_study(spec, "s", storage, spec.seeds, "h").study_name == "s"
+    knobs = tuple(dataclasses.replace(k, high=k.high * 0.9) if k.high else k for k in spec.knobs)
+    assert open_study(dataclasses.replace(spec, knobs=knobs), "s", storage, spec.seeds, "h").study_name == "s"
+    heavier = tuple({**t, "weight": t["weight"] * 10} for t in spec.terms)
+    for other in (dataclasses.replace(spec, terms=heavier), dataclasses.replace(spec, guardrails=())):
+        with pytest.raises(EngineError) as err:
+            open_study(other, "s", storage, spec.seeds, "h")
+        assert err.value.code == "E3A_TUN_050_USAGE" and "created with another objective" in err.value.cause

@@ -111,7 +111,7 @@ def open_study(spec: StudySpec, study_name: str, storage, seeds,
         raise EngineError(E_USAGE, f"study {study_name} was created with other objectives; pass --study NAME")
     attrs = probe.user_attrs
     seeds = [int(s) for s in ([seeds] if isinstance(seeds, int) else seeds)]
-    expected = {"phase": spec.phase, "seeds": seeds}
+    expected = {"phase": spec.phase, "seeds": seeds, "objective": objective_digest(spec)}
     if base_parameter_hash:
         expected["base_parameter_hash"] = base_parameter_hash
     if world:
@@ -129,14 +129,29 @@ def open_study(spec: StudySpec, study_name: str, storage, seeds,
         expected["trail"] = trail
     for key, value in expected.items():
         if key in attrs and attrs[key] != value:
-            raise EngineError(E_USAGE, f"study {study_name} was created with {key}={attrs[key]}, not {value}; "
-                                       f"pass --study NAME to start a new study")
+            was = ("another objective (its J terms, second objective, vetoes or targets: its trials were scored on "
+                   "another J)" if key == "objective" else f"{key}={attrs[key]}, not {value}")
+            raise EngineError(E_USAGE, f"study {study_name} was created with {was}; pass --study NAME to start a "
+                                       f"new study")
     for key, value in expected.items():
         if key not in attrs:
             probe.set_user_attr(key, value)
     return optuna.load_study(study_name=study_name, storage=storage,
                              sampler=stream_sampler(spec),  # tuning.storage.sampler_streams: keyed per trial
                              pruner=pruner if pruner is not None else make_pruner(spec))
+
+
+def objective_digest(spec: StudySpec) -> str:
+    """What a trial's value and feasibility mean: the J terms, the second objective, the structural vetoes, the
+    guardrails and the targets (16 hex of their canonical JSON). A study resumed under another is refused: its
+    sampler and its ranking would mix trials scored on two objectives."""
+    import hashlib
+    import json
+
+    doc = {"name": spec.objective_name, "terms": list(spec.terms), "second": spec.second,
+           "structural": sorted(spec.structural),
+           "guardrails": [[c.label(), c.reason] for c in spec.guardrails], "targets": [c.label() for c in spec.targets]}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
