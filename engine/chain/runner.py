@@ -31,8 +31,10 @@ TIMED = STATES + ("metrics",)
 ARROW_POOL = use_engine_pool()   # jemalloc: see engine.core.memory
 
 
-def _execute(policies, values: dict, digests: dict, cache: ChainCache, seconds: dict, reused: set) -> None:
-    """Run the state table in order; outputs land in ``values``, their content digests in ``digests``."""
+def _execute(policies, values: dict, digests: dict, cache: ChainCache, seconds: dict, reused: set,
+             on_state=None) -> None:
+    """Run the state table in order; outputs land in ``values``, their content digests in ``digests``;
+    ``on_state(name)`` after each state (a progress bar's)."""
     for state in STATE_TABLE:
         t0 = time.perf_counter()
         # every state's outputs are named by the content key of its reads, cached or not: an uncached state
@@ -50,12 +52,14 @@ def _execute(policies, values: dict, digests: dict, cache: ChainCache, seconds: 
             digests[name] = f"{key}:{name}"
         bucket = state.name.split(".")[0]
         seconds[bucket] = seconds.get(bucket, 0.0) + time.perf_counter() - t0
+        if on_state is not None:
+            on_state(state.name)
 
 
 def run_chain(policies, seed: int, world: World | None = None, *, outlets: pd.DataFrame | None = None,
               cache: ChainCache | None = None, run_root: str | Path | None = None,
               realism_mode: str = "observe", merchants: int | None = None, partitions: int | None = None,
-              mapper=None, fraction: float = 1.0) -> ChainResult:
+              mapper=None, fraction: float = 1.0, on_state=None) -> ChainResult:
     """Score (policies, seed, world): S0-S4, the metric pack and S6's in-memory checks.
 
     The published half (S5 egress, the S6 report, the S7 seal) is built lazily, when the result's
@@ -65,7 +69,8 @@ def run_chain(policies, seed: int, world: World | None = None, *, outlets: pd.Da
     (:mod:`engine.chain.cluster` runs them on Dask). By default a world of 200,000 pairs or more is split into one
     range per core run on threads, and a smaller one runs as one range, in order. ``fraction`` < 1 scores the
     keyed stratified merchant subsample (:mod:`engine.chain.subsample`; sealed as its own world, so its digests and
-    cache entries never mix with another fraction's); 1 is the whole world.
+    cache entries never mix with another fraction's); 1 is the whole world. ``on_state(name)`` is called after each
+    state of the table (the CLI's progress bar).
     """
     if realism_mode not in ("observe", "block"):
         raise EngineError("E3A_CLI_001_USAGE", f"realism mode must be observe or block, not {realism_mode!r}")
@@ -75,7 +80,7 @@ def run_chain(policies, seed: int, world: World | None = None, *, outlets: pd.Da
     values, digests = run_inputs(policies, int(seed), world, outlets, merchants, realism_mode, partitions, mapper,
                                  fraction)
     seconds, reused = {s: 0.0 for s in TIMED}, set()
-    _execute(policies, values, digests, cache if cache is not None else ChainCache(), seconds, reused)
+    _execute(policies, values, digests, cache if cache is not None else ChainCache(), seconds, reused, on_state)
     result = ChainResult(
         identity=values["identity"], cores=values["cores"], events=values["events"], seconds=seconds,
         reused=reused, receipt=values["receipt"], sealed=values["sealed"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import json
+import sys
 from pathlib import Path
 
 from engine.cli.wrap import CodedParser as _Parser, invoke
@@ -113,18 +114,34 @@ def cmd_run(args) -> int:
     from engine.chain.runner import run_chain
     from engine.publish.store import materialise
 
+    from tqdm import tqdm
+
+    from engine.chain.steps import STATE_TABLE
+
     world = _world(args)
     policies = _policies(args, world)
-    if args.cluster:  # merchant partitions as Dask tasks (engine.chain.cluster imports dask lazily)
-        from engine.chain.cluster import dask_mapper
+    # on a terminal (tqdm's own test), unless --no-progress: a big world's chain and publish take tens of seconds
+    bar = tqdm(total=len(STATE_TABLE) + 1, desc="engine run", unit="step", file=sys.stderr, leave=False,
+               disable=True if args.no_progress else None)
 
-        with dask_mapper(args.cluster) as mapper:
-            result = run_chain(policies, args.seed, world, realism_mode=args.realism_mode,
-                               partitions=args.partitions or 2 * mapper.threads, mapper=mapper, fraction=args.fraction)
-    else:
-        result = run_chain(policies, args.seed, world, realism_mode=args.realism_mode, partitions=args.partitions,
-                           fraction=args.fraction)
-    result.run_dir = materialise(result, args.run_root)  # the CLI publishes: S5-S7 bytes are built here
+    def on_state(name: str) -> None:
+        bar.set_postfix_str(name, refresh=False)
+        bar.update(1)
+
+    with bar:
+        if args.cluster:  # merchant partitions as Dask tasks (engine.chain.cluster imports dask lazily)
+            from engine.chain.cluster import dask_mapper
+
+            with dask_mapper(args.cluster) as mapper:
+                result = run_chain(policies, args.seed, world, realism_mode=args.realism_mode, on_state=on_state,
+                                   partitions=args.partitions or 2 * mapper.threads, mapper=mapper,
+                                   fraction=args.fraction)
+        else:
+            result = run_chain(policies, args.seed, world, realism_mode=args.realism_mode, partitions=args.partitions,
+                               fraction=args.fraction, on_state=on_state)
+        bar.set_postfix_str("publish (S5 egress, S6 report, S7 seal)")
+        result.run_dir = materialise(result, args.run_root)  # the CLI publishes: S5-S7 bytes are built here
+        bar.update(1)
     print(f"run_id {result.identity['run_id']}  seed {args.seed}  world {world.name} ({world.fingerprint[:12]})"
           + (f"  fraction {args.fraction} ({len(result.cores['s1'])} pairs)" if args.fraction < 1 else ""))
     print(f"run_dir {result.run_dir}")
@@ -247,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--fraction", type=_fraction, default=1.0,
                    help="score the keyed stratified merchant subsample of this fraction, in (0, 1] (default 1)")
     r.add_argument("--cluster", help="run S3/S4 merchant partitions on Dask: tcp://scheduler:8786 or local:K")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar (shown on a terminal only)")
     r.add_argument("--partitions", type=_positive, help="merchant partitions, >= 1 (default: 1 below 200,000 pairs, "
                                                         "else one per core on threads; with --cluster 2 per worker)")
     world_args(r)

@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from pathlib import Path
 
 from engine.chain.runner import run_chain
 from engine.policies.authoring import dump_yaml
@@ -191,3 +192,21 @@ def test_a_pack_with_cached_sections_equals_the_pack_measured_whole(policies, ca
         assert res.pack == metric_pack(res.cores, world.evidence)
         res.pack["s1"]["pairs_total"] = -1   # a run's pack is its own: editing it leaves the cached section alone
         assert run_chain(policies.replace(zone_mixture_policy=dump_yaml(doc)), 7, cache=cache).pack["s1"]["pairs_total"] > 0
+
+
+def test_run_chain_tells_each_state_as_it_ends_and_the_cli_can_hide_its_bar(policies, tmp_path):
+    """The progress of ``engine run``: ``on_state`` hears every state of the table once, in its order; the
+    bar is drawn on a terminal only, and ``--no-progress`` is accepted (the output is the same)."""
+    import subprocess
+    import sys
+
+    from engine import run_chain
+    from engine.chain.steps import STATE_TABLE
+
+    heard: list[str] = []
+    run_chain(policies, 42, on_state=heard.append)
+    assert heard == [s.name for s in STATE_TABLE]
+    out = subprocess.run([sys.executable, "-m", "engine", "run", "--seed", "42", "--run-root", str(tmp_path),
+                          "--no-progress"], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 0 and out.stderr == "" and out.stdout.startswith("run_id "), out.stderr
