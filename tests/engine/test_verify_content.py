@@ -6,29 +6,27 @@ import hashlib
 import io
 import json
 import shutil
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
 
 from engine.publish.serialize import json_bytes
 from engine.states.s7_bundle import passed_flag
-from tests.engine.conftest import ROOT
+from tests.engine.conftest import ROOT, engine_here
 
 TAMPERED = "E3A_VER_001_BUNDLE_TAMPERED"
 
 
-def _cli(*args):
-    proc = subprocess.run([sys.executable, "-m", "engine", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=240)
+def _cli(*args, program: bool = False):
+    """``python -m engine args``: the run and one refusal as programs, the other refusals in process."""
+    proc = engine_here(ROOT, *args, program=program)
     return proc.returncode, proc.stdout, proc.stderr
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
-    rc, _, err = _cli("run", "--seed", "42", "--run-root", str(root), "--policies", str(ROOT / "policies"))
+    rc, _, err = _cli("run", "--seed", "42", "--run-root", str(root), "--policies", str(ROOT / "policies"), program=True)
     assert rc == 0, err
     (only,) = [p for p in root.iterdir() if not p.name.startswith(".")]
     return only
@@ -90,7 +88,7 @@ def test_a_resealed_index_without_the_receipt_digest_is_a_coded_refusal(run_dir,
     lid = "s6_receipt_3A"
     copy, _ = _reseal(run_dir, tmp_path, lid, _member_bytes(run_dir, lid),
                       index_edit=lambda index: index.pop("s6_receipt_digest"))
-    _assert_refused(*_cli("verify", str(copy)), "s6 receipt digest mismatch")
+    _assert_refused(*_cli("verify", str(copy), program=True), "s6 receipt digest mismatch")
 
 
 @pytest.mark.parametrize("lid", ["zone_alloc", "s1_escalation_queue", "s2_country_zone_priors", "s3_zone_shares",

@@ -95,6 +95,33 @@ def run_module(root: Path, *args: str, timeout: float = 240) -> subprocess.Compl
                           text=True, timeout=timeout)
 
 
+def run_here(root: Path, module: str, *args: str, program: bool = False, timeout: float = 240):
+    """``python -m module args`` in ``root`` on its store: as a program (``run_module``), or in this process through
+    the same ``main`` and wrapper (stdout, stderr and the exit status alike), for a command's many refusal cases."""
+    import contextlib
+    import importlib
+    import io
+    from types import SimpleNamespace
+
+    from tuning.common.errors import invoke
+
+    if program:
+        return run_module(root, module, *args, timeout=timeout)
+    entry = importlib.import_module(module)
+    main = getattr(entry, "main", None) or importlib.import_module(module + ".__main__").main
+    out, err, saved = io.StringIO(), io.StringIO(), os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = env_for(root)["MLFLOW_TRACKING_URI"]
+    try:
+        with contextlib.chdir(root), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = invoke(main, list(args))
+    finally:
+        if saved is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = saved
+    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
+
+
 def trial_runs(study: str | None = None, phase: str = "P1.2") -> list:
     from tuning.trail.tracking import client, search_all
     mlc = client()

@@ -1,7 +1,7 @@
 """The authority folder's own records read as they are written: a lineage entry or a ladder step that is not one
-is one coded line naming the file and the item (no traceback, nothing appended); ``verify_authority`` fails an
-authority whose ladder records installs but that has no lineage, and reports an unreadable install intent without
-removing it; ``ladder record`` takes only the plan's phases and one-line text. Run as programs."""
+is one coded line naming the file and the item (no traceback, nothing appended); ``verify_authority`` names an
+authority with no lineage as such, and reports an unreadable install intent without removing it; ``ladder record``
+takes only the plan's phases and one-line text. One case of each as a program, the others in process."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from tests.tuning.conftest import REPO, make_project, run_module
+from tests.tuning.conftest import REPO, make_project, run_here
 
 BROKEN = {"lineage.yaml": "promotions: [abc]\n", "ladder.yaml": "steps: [abc, 5]\n"}
 WANT = {"lineage.yaml": ("E3A_TUN_023_RUN_ARTIFACTS_INVALID", "promotions[0] is str 'abc', not a mapping"),
@@ -48,7 +48,8 @@ def test_a_record_that_is_not_a_mapping_is_one_coded_line(project, broken, comma
     (folder / broken).write_text(BROKEN[broken])
     ladder = (folder / "ladder.yaml").read_bytes()
     code, what = WANT[broken]
-    _refused(run_module(project, *command, "--policies", str(folder), timeout=120), code, f"{broken}: ", what)
+    program = command == ("tuning.verify_authority",)
+    _refused(run_here(project, *command, "--policies", str(folder), program=program), code, f"{broken}: ", what)
     assert (folder / "ladder.yaml").read_bytes() == ladder   # nothing appended onto the broken file
 
 
@@ -64,14 +65,14 @@ def test_a_record_that_is_not_a_mapping_is_one_coded_line(project, broken, comma
 def test_a_record_without_the_fields_read_is_one_coded_line(project, broken, text, code, what):
     folder = _folder(project, "fields")
     (folder / broken).write_text(text)
-    _refused(run_module(project, "tuning.verify_authority", "--policies", str(folder), timeout=120), code, what)
+    _refused(run_here(project, "tuning.verify_authority", "--policies", str(folder)), code, what)
 
 
 def test_verify_authority_agrees_on_the_lineage_of_an_authority_that_recorded_no_install(project):
     folder = _folder(project, "never_installed")
     (folder / "lineage.yaml").unlink()
     (folder / "ladder.yaml").unlink()
-    proc = run_module(project, "tuning.verify_authority", "--policies", str(folder), timeout=120)
+    proc = run_here(project, "tuning.verify_authority", "--policies", str(folder))
     assert "agree   lineage: " in proc.stdout and "DIFFER" not in proc.stdout, (proc.stdout, proc.stderr)
     assert "no lineage entry" in proc.stdout and "last lineage entry None" not in proc.stdout
 
@@ -81,21 +82,24 @@ def test_verify_authority_reports_an_unreadable_intent_and_leaves_it(project, in
     folder = _folder(project, "intent")
     (folder / ".install-intent.json").write_bytes(intent)
     before = sorted((p.name, p.read_bytes()) for p in folder.iterdir())
-    proc = run_module(project, "tuning.verify_authority", "--policies", str(folder), timeout=120)
+    proc = run_here(project, "tuning.verify_authority", "--policies", str(folder))
     _refused(proc, "E3A_TUN_028_AUTHORITY_DISAGREES", "intent: ", ".install-intent.json", "left as it is")
     assert "DIFFER  intent" in proc.stdout
     assert sorted((p.name, p.read_bytes()) for p in folder.iterdir()) == before   # nothing removed, nothing made
 
 
+ARGS0 = ["--phase", "P 1/../x", "--decision", "X"]
+
+
 @pytest.mark.parametrize("args, what", [
-    (["--phase", "P 1/../x", "--decision", "X"], "argument --phase: 'P 1/../x' is not a phase of the plan"),
+    (ARGS0, "argument --phase: 'P 1/../x' is not a phase of the plan"),
     (["--phase", "AUTHOR", "--decision", "X"], "argument --phase: 'AUTHOR' is not a phase of the plan"),
     (["--phase", "P1.2", "--decision", "X", "--note", "a\nb"], "argument --note: must be one line"),
     (["--phase", "P1.2", "--decision", "X\r", "--note", "a"], "argument --decision: must be one line")])
 def test_ladder_record_takes_the_plans_phases_and_one_line_text(project, args, what):
     folder = _folder(project, "record")
     ladder = (folder / "ladder.yaml").read_bytes()
-    _refused(run_module(project, "tuning.ladder", "record", "--policies", str(folder), *args, timeout=120),
+    _refused(run_here(project, "tuning.ladder", "record", "--policies", str(folder), *args, program=args == ARGS0),
              "E3A_TUN_050_USAGE", what)
     assert (folder / "ladder.yaml").read_bytes() == ladder
 
