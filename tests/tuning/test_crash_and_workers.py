@@ -286,3 +286,20 @@ def test_an_interrupt_while_the_sweep_closes_ends_its_parent_run(project, monkey
     mlc = client()
     sweeps = search_all(mlc, [mlc.get_experiment_by_name("3A-P1.2").experiment_id], "tags.run_kind = 'sweep'")
     assert [r.info.status for r in sweeps] == ["FAILED"]
+
+
+@pytest.mark.parametrize("codes, done, failure, note", [
+    ([0, 0], True, None, None),
+    ([0, -9], True, None, "1 worker process(es) killed (signal 9); the others finished the budget"),
+    ([0, -9], False, "1 worker process(es) failed (exit -9)", None),
+    ([2, 0], True, "1 worker process(es) failed (exit 2)", None),
+    ([2, -15], True, "2 worker process(es) failed (exit 2)", None),
+])
+def test_a_killed_worker_fails_the_sweep_only_when_the_budget_is_left_undone(codes, done, failure, note):
+    """One forked worker SIGKILLed: the others retried its trial and finished the budget, yet the sweep failed
+    (no summary, no close); now it closes and says so. A worker's coded failure still fails the sweep."""
+    from tuning.sweep.pool import workers_outcome
+
+    got_failure, got_note = workers_outcome(codes, done)
+    assert got_failure == failure and (got_note or "").startswith(note or "")
+    assert (got_note is None) == (note is None)

@@ -127,14 +127,32 @@ def run_pool(sweep, parent_run_id: str, target, progress=None, trail_process=Non
         for p in procs:
             if p.pid is not None:
                 p.join()
-    bad = [p.exitcode for p in procs if p.exitcode != 0]
-    if bad:
-        raise EngineError(E_TRIALS_FAILING, f"{len(bad)} worker process(es) failed (exit {bad[0]})")
+    done = sweep.coordinator.spent(counts(sweep.study)) >= sweep.target
+    failure, note = workers_outcome([p.exitcode for p in procs], done)
+    if failure:
+        raise EngineError(E_TRIALS_FAILING, failure)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     if progress is not None:
         progress.n = min(sweep.coordinator.spent(counts(sweep.study)), sweep.target)   # as the budget counts
         progress.refresh()
     _drain(cache_reports, received)
     return sorted(received, key=lambda r: r["worker"])
+
+
+def workers_outcome(exitcodes: list, budget_done: bool) -> tuple[str | None, str | None]:
+    """(the sweep's failure, a note) from its workers' exit codes: a worker that failed (a coded error, exit 2) fails
+    the sweep; one killed by a signal (a negative code) fails it only when the others did not finish the budget
+    (they retry its trial as a dead worker's): then the sweep closes as any other, and says so."""
+    failed = [c for c in exitcodes if c is not None and c > 0]
+    killed = [c for c in exitcodes if c is not None and c < 0]
+    if failed or (killed and not budget_done):
+        first = (failed or killed)[0]
+        return f"{len(failed) + len(killed)} worker process(es) failed (exit {first})", None
+    if killed:
+        return None, (f"{len(killed)} worker process(es) killed (signal {-killed[0]}); the others finished the "
+                      f"budget, retrying its trial")
+    return None, None
 
 
 def _drain(cache_reports, received: list) -> None:
