@@ -58,6 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         steps = read_ladder(Path(args.policies))
         print(json.dumps(steps, indent=2) if args.json else ladder_table(steps), end="" if not args.json else "\n")
         return 0
+    require_authority_folder(args.policies)   # before its lock: a step is recorded into an authority, never a new folder
     files = {}
     for f in args.file:
         p = Path(f)

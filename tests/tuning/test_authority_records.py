@@ -112,3 +112,10 @@ def test_ladder_show_keeps_a_multi_line_note_on_its_row():
     rows = ladder_table([step]).splitlines()
     assert len(rows) == 3 and "first second/third" in rows[2]
     assert {"P0", "POPT.0", "P1.2", "P5", "P6"} <= set(PHASES) and "AUTHOR" not in PHASES
+
+
+def test_ladder_record_into_a_folder_that_is_no_authority_creates_nothing(project):
+    """It was refused (E3A_POL_004) after its lock had created the folder and its ``.authority.lock``."""
+    proc = run_here(project, "tuning.ladder", "record", "--policies", "nowhere", "--phase", "P2", "--decision", "X")
+    _refused(proc, "E3A_POL_004_POLICY_MISSING")
+    assert not (project / "nowhere").exists()
