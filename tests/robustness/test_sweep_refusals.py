@@ -211,3 +211,15 @@ def test_a_study_resumed_under_another_objective_is_refused(tmp_path):
         with pytest.raises(EngineError) as err:
             open_study(other, "s", storage, spec.seeds, "h")
         assert err.value.code == "E3A_TUN_050_USAGE" and "created with another objective" in err.value.cause
+
+
+@pytest.mark.parametrize("url, cause", [("/tmp", "Could not parse SQLAlchemy URL"), ("bogus://x", "bogus")])
+def test_a_storage_url_that_is_none_says_why_and_what_one_is(url, cause):
+    """It said only the exception's class (ArgumentError, NoSuchModuleError)."""
+    from engine import EngineError
+    from tuning.storage.stores import open_storage
+
+    with pytest.raises(EngineError) as err:
+        open_storage(url, "s")
+    assert err.value.code == "E3A_TUN_040_STORAGE" and cause in err.value.cause
+    assert err.value.cause.endswith("a storage is journal:PATH, sqlite:///PATH or postgresql://USER@HOST:PORT/DB")

@@ -63,7 +63,10 @@ def open_storage(url: str | None, study_name: str):
     except (ValueError, ImportError, OSError, optuna.exceptions.StorageInternalError) as exc:
         raise EngineError(E_STORAGE, f"cannot open Optuna storage {url!r}: {str(exc).splitlines()[0]}") from None
     except Exception as exc:  # sqlalchemy.exc.ArgumentError & co: any unusable URL is one coded line
-        raise EngineError(E_STORAGE, f"cannot open Optuna storage {url!r}: {type(exc).__name__}") from None
+        cause = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise EngineError(E_STORAGE, f"cannot open Optuna storage {url!r}: {type(exc).__name__}"
+                                     + (f" ({cause})" if cause else "") + "; a storage is journal:PATH, "
+                                     "sqlite:///PATH or postgresql://USER@HOST:PORT/DB") from None
 
 
 def lock_path(url: str | None, study_name: str) -> Path:
