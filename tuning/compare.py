@@ -18,9 +18,9 @@ from engine import DELTA_METRICS
 from engine import lookup
 from tuning.common import worlds
 from tuning.common.errors import E_ARTIFACTS, TuningParser, run_cli
-from tuning.report.files import (GATE_FAMILIES, atomic_write_text, compact_gates, fmt, json_text, load_run_dir,
-                                 md_table, read_json, require_keys, run_block, run_fidelity_evidence, score_tables,
-                                 utc_now)
+from tuning.report.files import (GATE_FAMILIES, atomic_write_text, compact_gates, fmt, is_run_id, json_text,
+                                 load_run_dir, md_table, read_json, require_keys, run_block, run_fidelity_evidence,
+                                 score_tables, utc_now)
 
 OUT_JSON = "segment3a_p0_candidate_vs_baseline_{rid}.json"
 OUT_MD = "segment3a_p0_candidate_vs_baseline_{rid}.md"
@@ -53,7 +53,7 @@ def check_pack_shape(doc: Mapping, path: str | Path) -> None:
         return EngineError(E_ARTIFACTS, f"{path}: P0 metrics pack field {field} is {value!r:.80}, not {want}")
 
     rid = doc["baseline_authority"]["run_id"]
-    if not isinstance(rid, str) or not rid.strip() or rid in (".", "..") or any(c in rid for c in "/\\\0"):
+    if not is_run_id(rid):
         raise bad("baseline_authority.run_id", rid, "a run id")
     if doc["verdict"] not in VERDICTS:
         raise bad("verdict", doc["verdict"], f"one of {', '.join(VERDICTS)}")

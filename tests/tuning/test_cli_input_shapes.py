@@ -236,3 +236,13 @@ def test_a_cluster_started_again_answers_on_its_ports_so_its_studies_resume(tmp_
     assert again[0] == first[0] and again[1] != first[1]
     (tmp_path / PORTS_FILE).write_text("[1, 2]")   # a ports file someone broke: new ports, no traceback
     assert all(0 < p < 65536 for p in cluster_ports(tmp_path))
+
+
+@pytest.mark.parametrize("repeats", ["0", "1000000000"])
+def test_runtime_baseline_refuses_a_repeat_count_out_of_range(tmp_path, repeats):
+    """1e9 repeats ran silently until killed (each repeat is a chain); the count is bounded as a campaign's is."""
+    from tests.tuning.conftest import make_project
+
+    root = make_project(tmp_path / "proj")
+    line = _refused(_cli(root, "tuning.runtime", "baseline", "--repeats", repeats), USAGE)
+    assert f"--repeats must be in [1, 10000], not {repeats}" in line

@@ -69,6 +69,12 @@ def require_keys(doc: Mapping, keys: Iterable[str], path: str | Path, what: str)
         raise EngineError(E_ARTIFACTS, f"{path}: {what} lacks {', '.join(missing)}")
 
 
+def is_run_id(value) -> bool:
+    """A run id another file's name is made of: text that names no other folder (no separator, not . or ..)."""
+    return isinstance(value, str) and bool(value.strip()) and value not in (".", "..") and \
+        not any(c in value for c in "/\\\0")
+
+
 def fmt(value) -> str:
     """Readable, stable number formatting for Markdown tables."""
     if value is None:

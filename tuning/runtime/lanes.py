@@ -14,6 +14,7 @@ repeat is materialised so the bundle evidence (``_passed.flag``) exists for the 
 from __future__ import annotations
 
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -23,7 +24,9 @@ from engine import popt0_table, popt1_closure
 from engine import median
 from engine import STATES
 from tuning.common.errors import E_ARTIFACTS, E_USAGE
-from tuning.report.files import atomic_write_text, fmt, json_text, md_table, passed_flag_path, require_keys, run_block, run_evidence, score_tables, utc_now
+from tuning.common.limits import MAX_SEEDS
+from tuning.report.files import (atomic_write_text, fmt, is_run_id, json_text, md_table, passed_flag_path, require_keys,
+                                 run_block, run_evidence, score_tables, utc_now)
 
 POPT0_JSON = "segment3a_popt0_baseline_{rid}.json"
 POPT0_MD = "segment3a_popt0_hotspot_map_{rid}.md"
@@ -53,8 +56,10 @@ def measure(policies, world, seed: int, repeats: int, runs_root: str | Path):
     """Run the chain ``repeats`` times (cold cache); returns (first result, per-repeat seconds, window)."""
     from engine import run_chain
 
+    from tqdm import tqdm
+
     samples, first, windows = [], None, []
-    for i in range(repeats):
+    for i in tqdm(range(repeats), desc="POPT.0 repeats", unit="chain", file=sys.stderr, leave=False, disable=None):
         t0 = time.perf_counter()
         res = run_chain(policies, seed, world, run_root=runs_root if i == 0 else None)
         windows.append(time.perf_counter() - t0)
@@ -130,7 +135,7 @@ def check_popt0(doc: Mapping, path: str | Path) -> None:
         if not isinstance(doc[key], Mapping):
             raise bad(key, doc[key], "an object")
     rid = doc["run"].get("run_id")
-    if not isinstance(rid, str) or not rid.strip() or rid in (".", "..") or any(c in rid for c in "/\\\0"):
+    if not is_run_id(rid):
         raise bad("run.run_id", rid, "a run id")
     timing = doc["timing"]
     rows = timing.get("state_table")
@@ -194,8 +199,8 @@ def popt0(policies_dir, world, seed: int, repeats: int, out: Path, runs_root, re
     """POPT.0 of the authority in ``policies_dir`` on ``world``: measured, written, shown, optionally recorded."""
     from engine import PolicySet
 
-    if repeats < 1:
-        raise EngineError(E_USAGE, f"--repeats must be >= 1, not {repeats}")
+    if not 1 <= repeats <= MAX_SEEDS:
+        raise EngineError(E_USAGE, f"--repeats must be in [1, {MAX_SEEDS}], not {repeats}")
     res, samples, windows = measure(PolicySet.from_dir(policies_dir), world, seed, repeats, runs_root)
     doc = popt0_document(res, samples, windows, runs_root)
     _publish(Path(out), POPT0_JSON, POPT0_MD, doc["run"]["run_id"], doc, popt0_markdown(doc),
