@@ -40,6 +40,8 @@ def _bad(edit) -> EngineError:
     (lambda d: d.update(pruner={"name": "median", "max_pruned": 0}), "pruner.max_pruned"),
     (lambda d: d["knobs"].append({"name": "blend_lambda", "low": 0.1, "high": 0.2}), "knobs[3].name"),
     (lambda d: d["objective"]["terms"][0].update(within=[0.7, 0.55]), "objective.terms[0].within"),
+    (lambda d: d["objective"]["terms"][0].update(weight=-1.0), "objective.terms[0].weight"),
+    (lambda d: [t.update(weight=0) for t in d["objective"]["terms"]], "objective.terms"),
     (lambda d: d["objective"]["terms"][0].update(within=[0.5]), "objective.terms[0].within"),
     (lambda d: d["objective"]["terms"][0].update(within=[0.5, float("nan")]), "objective.terms[0].within[1]"),
 ])

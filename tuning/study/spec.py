@@ -332,10 +332,13 @@ def parse_study(doc: Any, source: str) -> StudySpec:
     if all(k.fixed for k in knobs):
         raise _fail(source, "knobs", "at least one knob must be searched (range or choices)")
     for i, term in enumerate(doc["objective"]["terms"]):
-        if not math.isfinite(term["weight"]):
-            raise _fail(source, f"objective.terms[{i}].weight", "must be finite")
+        if not math.isfinite(term["weight"]) or term["weight"] < 0:
+            raise _fail(source, f"objective.terms[{i}].weight", "must be finite and >= 0 (a term's direction says "
+                                                                  "which way is better)")
         if "within" in term and not (all(map(math.isfinite, term["within"])) and term["within"][0] <= term["within"][1]):
             raise _fail(source, f"objective.terms[{i}].within", "must be [low, high], finite, low <= high")
+    if not any(term["weight"] for term in doc["objective"]["terms"]):
+        raise _fail(source, "objective.terms", "every weight is 0: J would be 0 for every trial")
     fractions = doc.get("fidelity", {}).get("fractions", [1.0])
     if fractions[-1] != 1.0 or any(b <= a for a, b in zip(fractions, fractions[1:])):
         raise _fail(source, "fidelity.fractions", "fractions must increase and end at 1.0")
