@@ -203,7 +203,7 @@ countries:
 def test_certify_on_a_world_without_evidence_says_not_applicable_and_grades_the_plan_gates(tmp_path):
     """A world of an alpha pack and outlets, no population: every seed is NOT_APPLICABLE; certify (as a program)
     reports NOT_APPLICABLE (it reported DISTORTED, FAITHFUL 0%) and certifies on the plan's gates alone."""
-    from tests.tuning.conftest import make_project, run_module
+    from tests.tuning.conftest import make_project, run_here, run_module
 
     world = tmp_path / "w"
     world.mkdir()
@@ -212,8 +212,8 @@ def test_certify_on_a_world_without_evidence_says_not_applicable_and_grades_the_
                                                           for i in range(600)]
     (world / "outlets.csv").write_text("\n".join(rows) + "\n")
     root = make_project(tmp_path / "proj")
-    assert run_module(root, "tuning.author", "--world", str(world), "--into", "auth").returncode == 0
-    out = run_module(root, "tuning.certify", "--world", str(world), "--policies", "auth", "--holdout", "4",
+    assert run_here(root, "tuning.author", "--world", str(world), "--into", "auth").returncode == 0
+    out = run_module(root, "tuning.certify", "--world", str(world), "--policies", "auth", "--holdout", "2",
                      "--no-progress", "--require-certified")
     assert out.returncode == 0, out.stderr[-2000:]
     assert "fidelity NOT_APPLICABLE (the world brings no population evidence" in out.stdout
