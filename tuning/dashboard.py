@@ -137,7 +137,9 @@ def existing_study_storage(url: str | None, name: str):
 
     where = url or default_storage_url(name)
     path = journal_path(where)
-    storage = None if path is not None and not Path(path).is_file() else open_storage(url, name)
+    sqlite = where[len("sqlite:///"):] if where.startswith("sqlite:///") else None   # opened, a file is created
+    missing = (path is not None and not Path(path).is_file()) or (sqlite is not None and not Path(sqlite).is_file())
+    storage = None if missing else open_storage(url, name)
     if storage is None or name not in {s.study_name for s in storage.get_all_studies()}:
         raise EngineError(E_STUDY_MISSING, f"no Optuna study {name} in {where} (run its sweep first; a world's "
                                            f"studies need --world DIR)")

@@ -116,8 +116,8 @@ def check(policies_dir: Path) -> list[dict]:
     run = last.get("mlflow_run_id")
     out = [{"ok": unsettled is None, "check": "intent", "detail": unsettled or "no unfinished authority change"}]
     out.append({"ok": not lineage or last.get("parameter_hash") == h, "check": "lineage",
-                "detail": f"policies/ {h[:16]}; last lineage entry {str(last.get('parameter_hash'))[:16]}" if lineage
-                else f"policies/ {h[:16]}; no lineage entry"})
+                "detail": f"{policies_dir}/ {h[:16]}; last lineage entry {str(last.get('parameter_hash'))[:16]}"
+                if lineage else f"{policies_dir}/ {h[:16]}; no lineage entry"})
     # a fresh checkout names a store that does not exist: nothing in MLflow to compare, and a check creates none
     mlc = reader()
     store = _store_checks(mlc, policies_dir, names, h, run) if mlc is not None else _no_store(run)

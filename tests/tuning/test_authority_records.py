@@ -75,6 +75,7 @@ def test_verify_authority_agrees_on_the_lineage_of_an_authority_that_recorded_no
     proc = run_here(project, "tuning.verify_authority", "--policies", str(folder))
     assert "agree   lineage: " in proc.stdout and "DIFFER" not in proc.stdout, (proc.stdout, proc.stderr)
     assert "no lineage entry" in proc.stdout and "last lineage entry None" not in proc.stdout
+    assert f"lineage: {folder}/ " in proc.stdout          # the folder checked, not "policies/" whatever it was
 
 
 @pytest.mark.parametrize("intent", [b"garbage", b'{"files": {"a": "YQ=="}, "sha256": {"a": "00"}, "last": "a"}'])

@@ -246,3 +246,14 @@ def test_runtime_baseline_refuses_a_repeat_count_out_of_range(tmp_path, repeats)
     root = make_project(tmp_path / "proj")
     line = _refused(_cli(root, "tuning.runtime", "baseline", "--repeats", repeats), USAGE)
     assert f"--repeats must be in [1, 10000], not {repeats}" in line
+
+
+def test_dashboard_on_a_sqlite_storage_without_the_study_creates_no_database(tmp_path):
+    """Opening the URL to look for the study created an empty Optuna database (114 KB) where none was."""
+    from tests.tuning.conftest import make_project
+
+    root = make_project(tmp_path / "proj")
+    db = tmp_path / "new.db"
+    line = _refused(_cli(root, "tuning.dashboard", "--phase", "P1.2", "--storage", f"sqlite:///{db}"),
+                    "E3A_TUN_011_STUDY_NOT_FOUND")
+    assert "no Optuna study" in line and not db.exists()
