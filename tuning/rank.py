@@ -153,9 +153,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows, objectives = ranked_with_objectives(args.phase, study, key_metrics, experiment)
     if study and not rows:
         raise EngineError(E_RUN_MISSING, f"no trial of study {study} in the MLflow experiment {experiment}")
-    if not rows:   # an experiment whose runs were all deleted (a campaign's fresh trail): said, as for a study
-        raise EngineError(E_RUN_MISSING, f"no trial in the MLflow experiment {experiment} (none logged, or every "
-                                         f"run deleted)")
     if args.pareto:
         rows = [r for r in rows if r.pareto]
         key_metrics = ["second"] + key_metrics

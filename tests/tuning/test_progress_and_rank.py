@@ -74,18 +74,3 @@ def test_certify_shows_progress_per_seed(project, capsys):
     assert certify(["--authority", "--seeds", "42,7"]) == 0
     assert re.search(r"certify [0-9a-f]{12}: 100%\|.*\| 2/2", capsys.readouterr().err)
 
-
-def test_rank_of_an_experiment_whose_runs_are_all_deleted_says_so(project, capsys):
-    """It printed an empty table and exited 0, where a study with no trial was E3A_TUN_022."""
-    from mlflow import MlflowClient
-
-    from tuning.common.errors import invoke
-    from tuning.rank import main as rank
-    from tuning.trail.tracking import tracking_uri
-
-    mlc = MlflowClient(tracking_uri())
-    exp = mlc.create_experiment("3A-P3")
-    mlc.delete_run(mlc.create_run(exp, tags={"run_kind": "trial", "study": "gone"}).info.run_id)
-    capsys.readouterr()
-    assert invoke(rank, ["--phase", "P3"]) == 2
-    assert capsys.readouterr().err.startswith("E3A_TUN_022_RUN_NOT_FOUND: no trial in the MLflow experiment 3A-P3")
