@@ -134,11 +134,12 @@ def existing_study_storage(url: str | None, name: str):
     """The storage holding the study ``name``, opened; a study it does not hold (nothing swept yet, a typo, a world's
     study asked without --world) is one coded line, and no journal or study is created for it."""
     from tuning.storage.stores import default_storage_url, journal_path, open_storage
+    from tuning.trail.store_init import sqlite_path
 
     where = url or default_storage_url(name)
     path = journal_path(where)
-    sqlite = where[len("sqlite:///"):] if where.startswith("sqlite:///") else None   # opened, a file is created
-    missing = (path is not None and not Path(path).is_file()) or (sqlite is not None and not Path(sqlite).is_file())
+    sqlite = sqlite_path(where)   # opened, a sqlite database is created
+    missing = (path is not None and not Path(path).is_file()) or (sqlite is not None and not sqlite.is_file())
     storage = None if missing else open_storage(url, name)
     if storage is None or name not in {s.study_name for s in storage.get_all_studies()}:
         raise EngineError(E_STUDY_MISSING, f"no Optuna study {name} in {where} (run its sweep first; a world's "

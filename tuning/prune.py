@@ -95,12 +95,16 @@ def keep_set(folders: dict[str, dict], policies_dir: Path, use_mlflow: bool = Tr
     current = PolicySet.from_dir(policies_dir).parameter_hash
     lineage = read_lineage(policies_dir)
     baseline = ((lineage[0].get("previous_authority") or {}).get("parameter_hash") or current) if lineage else current
+    # another folder's current authority of this world: its own prune decides
+    others = other_folders_authorities(world) - {current} if use_mlflow and world is not None else set()
     for rid, doc in folders.items():
         ph = doc.get("identity", {}).get("parameter_hash")
         if ph == current:
             keep.setdefault(rid, []).append("current authority")
         if ph == baseline:
             keep.setdefault(rid, []).append("baseline authority")
+        if ph in others:
+            keep.setdefault(rid, []).append("another folder's current authority")
     for entry in lineage:
         w = (entry.get("witness") or {}).get("engine_run_id")
         if entry.get("parameter_hash") == current and w in folders:
@@ -109,10 +113,6 @@ def keep_set(folders: dict[str, dict], policies_dir: Path, use_mlflow: bool = Tr
         for phase, rid in best_per_phase().items():
             if rid in folders:
                 keep.setdefault(rid, []).append(f"best of {phase}")
-        others = other_folders_authorities(world) - {current} if world is not None else set()
-        for rid, doc in folders.items():   # another folder's authority of this world: its own prune decides
-            if doc.get("identity", {}).get("parameter_hash") in others:
-                keep.setdefault(rid, []).append("another folder's current authority")
     good = [rid for rid, d in folders.items()
             if d.get("s6_overall_status") == "PASS" and (d.get("s7") or {}).get("status") == "PASS"]
     if good:

@@ -111,12 +111,11 @@ def _fidelity_figures(pack: dict | None) -> str:
 
 
 def cmd_run(args) -> int:
-    from engine.chain.runner import run_chain
-    from engine.publish.store import materialise
-
     from tqdm import tqdm
 
+    from engine.chain.runner import run_chain
     from engine.chain.steps import STATE_TABLE
+    from engine.publish.store import materialise
 
     world = _world(args)
     policies = _policies(args, world)

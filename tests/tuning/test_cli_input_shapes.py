@@ -10,32 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.tuning.conftest import run_module
+from tests.tuning.conftest import run_here, run_module
 
 ARTIFACTS = "E3A_TUN_023_RUN_ARTIFACTS_INVALID"
 USAGE = "E3A_TUN_050_USAGE"
 
 
 def _cli(root: Path, module: str, *args: str, program: bool = False):
-    """``python -m module args`` in ``root``: as a program (one case per command), else in process (the other
-    cases: the same ``main`` through the same wrapper, without an interpreter's start each)."""
-    import contextlib
-    import importlib
-    import io
-    import sys
-    from types import SimpleNamespace
-
-    from tuning.common.errors import invoke
-
-    if program:
-        return run_module(root, module, *args, timeout=120)
-    entry = importlib.import_module(module)
-    main = getattr(entry, "main", None) or importlib.import_module(module + ".__main__").main
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.chdir(root), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = invoke(main, list(args))
-    sys.stdout.flush()
-    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
+    """``python -m module args`` in ``root``: as a program (one case per command), else in process."""
+    return run_here(root, module, *args, program=program, timeout=120)
 
 
 def _refused(proc, code: str) -> str:

@@ -24,10 +24,11 @@ from __future__ import annotations
 import math
 from typing import Mapping, Sequence
 
+from engine import FIDELITY_WORST_LAST
 from tuning.study.spec import metric_or_none
 
 PLAN_ORDER = ("PASS_BPLUS", "PASS_B", "FAIL_REALISM", "INVALID_FOR_GRADING", "NOT_SCORED")
-FIDELITY_ORDER = ("FAITHFUL", "NOT_APPLICABLE", "UNMEASURED", "DISTORTED", "NOT_SCORED")
+FIDELITY_ORDER = (*FIDELITY_WORST_LAST, "NOT_SCORED")   # engine.metrics.gates' order, then a seed not scored
 
 
 def worst(verdicts: Sequence[str], order: Sequence[str]) -> str:

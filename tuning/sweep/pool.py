@@ -127,8 +127,10 @@ def run_pool(sweep, parent_run_id: str, target, progress=None, trail_process=Non
         for p in procs:
             if p.pid is not None:
                 p.join()
-    done = sweep.coordinator.spent(counts(sweep.study)) >= sweep.target
-    failure, note = workers_outcome([p.exitcode for p in procs], done)
+    codes = [p.exitcode for p in procs]
+    # the study is read once more only when a worker was killed: did the others finish its budget?
+    done = any(c is not None and c < 0 for c in codes) and sweep.coordinator.spent(counts(sweep.study)) >= sweep.target
+    failure, note = workers_outcome(codes, done)
     if failure:
         raise EngineError(E_TRIALS_FAILING, failure)
     if note:

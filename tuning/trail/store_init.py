@@ -23,7 +23,8 @@ PROBE_TIMEOUT_ENV = "SEG3A_TRACKING_PROBE_TIMEOUT"
 SQLITE_MAX_PATH = 504   # bytes: sqlite's default SQLITE_MAX_PATHNAME (512) must hold its journal's name (+ "-journal")
 
 
-def _sqlite_path(uri: str) -> Path | None:
+def sqlite_path(uri: str) -> Path | None:
+    """The database file a ``sqlite:///PATH`` URL names (an MLflow store's or an Optuna storage's), else None."""
     return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
 
 
@@ -36,7 +37,7 @@ def default_uri() -> str:
 def store_exists(uri: str | None = None) -> bool:
     """Does the tracking store at ``uri`` (default: the one the environment names) exist already (a tracking server:
     assumed)? Nothing is created to answer it."""
-    db = _sqlite_path(uri or default_uri())
+    db = sqlite_path(uri or default_uri())
     return db is None or db.exists()
 
 
@@ -67,7 +68,7 @@ def readable_store_exists(uri: str | None = None) -> bool:
     """:func:`store_exists` for a command that only reads and must create nothing: a sqlite path longer than sqlite
     opens is refused first (one coded line, as a writer gets it), not reported as a store not made yet."""
     uri = uri or default_uri()
-    db = _sqlite_path(uri)
+    db = sqlite_path(uri)
     if db is not None:
         check_path(db)
     return store_exists(uri)
@@ -91,7 +92,7 @@ def ensure_store(uri: str) -> None:
         probe_server(uri)
         _READY.add(uri)
         return
-    db = _sqlite_path(uri)
+    db = sqlite_path(uri)
     if db is None:
         return
     check_path(db)
@@ -112,7 +113,7 @@ def opened(uri: str):
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    db = _sqlite_path(uri)
+    db = sqlite_path(uri)
     try:
         mlc = MlflowClient(uri)
         mlc.search_experiments(max_results=1)
