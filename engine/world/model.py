@@ -94,7 +94,7 @@ class World:
         clocks = self.universe.assign(clock=clocks_of(self.universe["tzid"])).groupby("country_iso")["clock"].nunique()
         multi = set(clocks[clocks >= 2].index)
         if self.catalogue is not None:
-            multi &= set(self.catalogue["legal_country_iso"])
+            multi &= set(self.catalogue["legal_country_iso"].unique())
         return sorted(multi)
 
     @functools.cached_property
