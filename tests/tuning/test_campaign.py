@@ -146,8 +146,13 @@ def test_run_then_replay_ends_on_identical_policies_and_rebuilds_the_trail(proje
     (studies / "P1.2.yaml").write_text(MINI_P12)
     (studies / "P2.yaml").write_text(MINI_P2)
     (project / "campaign.yaml").write_text(CAMPAIGN)
-    assert main(["run", "--file", "campaign.yaml", "--no-progress", "--json"]) == 0
+    assert not (project / "runs").exists() and not (project / "reports").exists()
+    assert main(["run", "--file", "campaign.yaml", "--no-progress", "--json", "--runs-root", "out/runs",
+                 "--reports", "out/packs"]) == 0
     first = json.loads(capsys.readouterr().out)   # --json: stdout is the JSON alone
+    # the P0 step's run and pack go where the campaign was told, not into the working directory's runs/, reports/
+    assert not (project / "runs").exists() and not (project / "reports").exists()
+    assert list((project / "out" / "packs").glob("*.json")) and list((project / "out" / "runs").iterdir())
     by_phase = {s["phase"]: s for s in first["steps"]}
     # where each step's time went: a sweep step's parts, P5's seedpack and held-out seeds, within its seconds
     assert "sweep" in by_phase["P1.2"]["parts"] and set(by_phase["P5"]["parts"]) == {"seedpack", "holdout"}

@@ -87,7 +87,9 @@ def build_parser() -> TuningParser:
     ap.add_argument("--file", default="studies/campaign.yaml")
     ap.add_argument("--policies", default="policies", help="the authority folder (default: the default world's)")
     ap.add_argument("--studies-dir", default="studies")
-    ap.add_argument("--runs-root", default="", help="materialise promotion witnesses here ('' = in memory)")
+    ap.add_argument("--runs-root", default="", help="materialise promotion witnesses and the P0/POPT.0 runs here "
+                                                    "('' = witnesses in memory, those runs in runs/)")
+    ap.add_argument("--reports", default="reports", help="the P0 and POPT.0 packs' folder (default: reports)")
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--json", action="store_true",
                     help="print the outcome as one JSON line on stdout (the steps' own output goes to stderr)")
@@ -117,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr if args.json else sys.stdout):  # --json: stdout is the JSON alone
         log = Campaign(doc, policies, studies, Path(args.runs_root) if args.runs_root else None, world,
-                       world_dir).run(not args.no_progress)
+                       world_dir, Path(args.reports)).run(not args.no_progress)
     after = PolicySet.from_dir(policies)
     out = {"campaign": doc.get("campaign", "3A"), "steps": log, "wall_seconds": round(time.perf_counter() - t0, 1),
            "parameter_hash": after.parameter_hash, "digests": dict(after.digests), "world": worlds.record(world),

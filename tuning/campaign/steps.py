@@ -72,8 +72,9 @@ def fresh_trail(doc: dict, studies: Path, world, policies: Path = Path("policies
 
 class Campaign:
     def __init__(self, doc: dict, policies: Path, studies: Path, runs_root: Path | None, world=None,
-                 world_dir: str | Path | None = None) -> None:
+                 world_dir: str | Path | None = None, reports: Path = Path("reports")) -> None:
         self.doc, self.policies, self.studies, self.runs_root = doc, policies, studies, runs_root
+        self.reports = reports   # the P0 and POPT.0 packs; their runs go under runs_root (else runs/, as the commands')
         self.world = world if world is not None else worlds.load(world_dir)
         self.world_dir = world_dir
         self.log: list[dict] = []
@@ -81,6 +82,12 @@ class Campaign:
         self.frontier_outcome: dict | None = None  # what the frontier proved (reachability, blocking gates)
         self._facts: dict | None = None
         self._parts: dict[str, float] = {}        # the running step's seconds by part (sweep, validation, promotion)
+
+    @property
+    def baseline_runs(self) -> Path:
+        """Where the P0 and POPT.0 steps publish their runs: ``--runs-root``, else ``runs`` (tuning.baseline's and
+        tuning.runtime's own default)."""
+        return self.runs_root if self.runs_root is not None else Path("runs")
 
     @property
     def facts(self) -> dict:
@@ -130,15 +137,15 @@ class Campaign:
         if "baseline" in step:
             from tuning.baseline.pack import p0
 
-            p0(self.policies, "authority", int(step["baseline"].get("seed", 42)), "reports", "runs", self.world,
-               record=True)
+            p0(self.policies, "authority", int(step["baseline"].get("seed", 42)), self.reports, self.baseline_runs,
+               self.world, record=True)
             return "recorded"
         if "runtime" in step:
             from tuning.runtime.lanes import popt0
 
             cfg = step["runtime"]
-            popt0(self.policies, self.world, int(cfg.get("seed", 42)), int(cfg.get("repeats", 3)), Path("reports"),
-                  "runs", record=True)
+            popt0(self.policies, self.world, int(cfg.get("seed", 42)), int(cfg.get("repeats", 3)), self.reports,
+                  self.baseline_runs, record=True)
             return "recorded"
         if "review" in step:
             from tuning.authority.ladder import record_step
