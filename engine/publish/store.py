@@ -24,6 +24,7 @@ from engine.publish.bundle import Bundle
 from engine.chain.result import ChainResult
 from engine.publish.serialize import json_bytes, read_jsonl
 from engine.states.s7_bundle import bundle_digest
+from engine.publish.verify_content import NEEDED, recheck_s6
 from engine.publish.verify_bundle import (check_identity, check_no_strays, check_table, member_path, read_json,
                                           read_member)
 
@@ -145,7 +146,8 @@ def _find_one(run_dir: Path, pattern: str) -> Path:
 
 def verify(run_dir: str | Path) -> dict:
     """Re-check the bundle from the files: every member digest, each parquet member's columns (its footer), the
-    composite, the flag and the S6 receipt (a JSON object; anything else is E3A_VER_001). Every file is
+    composite, the flag and the S6 receipt (a JSON object; anything else is E3A_VER_001), then S6 again on the
+    sealed tables (:mod:`engine.publish.verify_content`: a re-sealed edit that breaks conservation or the domain). Every file is
     checked to be a regular file inside the run before it is opened (engine.publish.verify_bundle.member_path)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -171,11 +173,14 @@ def verify(run_dir: str | Path) -> dict:
         raise EngineError(E_BUNDLE_TAMPERED, f"{index_path}: members unsorted or duplicated")
     for m in members:   # every path checked before any member is read
         member_path(run_dir, m["path"])
+    kept = {}   # the members S6 is re-run on, once the whole bundle has passed the checks below
     for m in members:
         data = read_member(run_dir, m["path"])
         if sha256_hex(data) != m["sha256_hex"]:
             raise EngineError(E_BUNDLE_TAMPERED, f"member {m['logical_id']} does not match its digest ({m['path']})")
         check_table(m["logical_id"], m["path"], data)   # a parquet member: its footer's columns (a re-sealed file)
+        if m["logical_id"] in NEEDED:
+            kept[m["logical_id"]] = data
         del data
     flag = read_member(run_dir, flag_rel).decode("ascii", errors="replace").rstrip("\n")
     if not flag.startswith(FLAG_RE_PREFIX) or flag[len(FLAG_RE_PREFIX):] != bundle_digest(index):
@@ -186,8 +191,9 @@ def verify(run_dir: str | Path) -> dict:
     receipt = read_json(run_dir, receipt_member["path"], "s6_receipt_3A")
     if sha256_hex(json_bytes(receipt)) != index.get("s6_receipt_digest") or receipt.get("overall_status") != "PASS":
         raise EngineError(E_BUNDLE_TAMPERED, "s6 receipt digest mismatch or S6 not PASS")
-    check_identity(run_dir, index_path, index)       # identity fields the flag does not cover
+    identity = check_identity(run_dir, index_path, index)   # identity fields the flag does not cover
     check_no_strays(run_dir, index, index_path)      # every file of every dataset accounted for
+    recheck_s6(kept, identity)                       # the content: S6 again on the sealed tables (a re-sealed edit)
     return {"run_dir": str(run_dir), "members": len(members), "bundle_sha256_hex": bundle_digest(index),
             "status": "PASS"}
 

@@ -110,3 +110,57 @@ def test_a_resealed_zone_alloc_without_its_schema_columns_is_refused(run_dir, tm
     edit(frame).to_parquet(sink, index=False)
     copy, rel = _reseal(run_dir, tmp_path, "zone_alloc", sink.getvalue())
     _assert_refused(*_cli("verify", str(copy)), "zone_alloc", rel, "are not its schema's")
+
+
+def _table(run_dir, lid):
+    return pd.read_parquet(io.BytesIO(_member_bytes(run_dir, lid)))
+
+
+def _parquet(frame) -> bytes:
+    sink = io.BytesIO()
+    frame.to_parquet(sink, index=False)
+    return sink.getvalue()
+
+
+def _one_escalated_pair(frame):
+    """The rows of the first pair with two zones or more holding outlets (a count to move, or to add to)."""
+    held = frame[frame["zone_site_count"] > 0]
+    pair = held.groupby(["merchant_id", "legal_country_iso"]).size().loc[lambda n: n >= 2].index[0]
+    return frame.index[(frame["merchant_id"] == pair[0]) & (frame["legal_country_iso"] == pair[1])
+                       & (frame["zone_site_count"] > 0)]
+
+
+def test_a_resealed_s4_that_breaks_count_conservation_is_refused_by_s6_run_again(run_dir, tmp_path):
+    """One outlet added to a zone of S4, everything re-sealed (digests, index, flag agree): S6 run again on the
+    files finds the pair's counts no longer sum to its site count."""
+    s4 = _table(run_dir, "s4_zone_counts")
+    row = _one_escalated_pair(s4)[0]
+    s4.loc[row, "zone_site_count"] += 1
+    copy, _ = _reseal(run_dir, tmp_path, "s4_zone_counts", _parquet(s4))
+    _assert_refused(*_cli("verify", str(copy), program=True), "fail S6 again", "CHK_S4_COUNT_CONSERVATION (1)")
+
+
+def test_a_resealed_zone_alloc_with_an_outlet_moved_between_zones_is_refused(run_dir, tmp_path):
+    """An outlet moved from one zone to another of the same pair: its total still conserves, but zone_alloc no longer
+    carries S4's counts (and its routing hash no longer recomputes)."""
+    za = _table(run_dir, "zone_alloc")
+    a, b = _one_escalated_pair(za)[:2]
+    za.loc[a, "zone_site_count"] -= 1
+    za.loc[b, "zone_site_count"] += 1
+    copy, _ = _reseal(run_dir, tmp_path, "zone_alloc", _parquet(za))
+    _assert_refused(*_cli("verify", str(copy)), "fail S6 again", "CHK_S5_ZONE_ALLOC_COUNTS (2)")
+
+
+def test_a_resealed_s3_whose_shares_do_not_sum_to_one_is_refused(run_dir, tmp_path):
+    s3 = _table(run_dir, "s3_zone_shares")
+    s3.loc[0, "share_drawn"] = s3.loc[0, "share_drawn"] + 0.25
+    copy, _ = _reseal(run_dir, tmp_path, "s3_zone_shares", _parquet(s3))
+    _assert_refused(*_cli("verify", str(copy)), "fail S6 again", "CHK_S3_SHARE_SUM (1)")
+
+
+def test_a_resealed_escalation_queue_that_drops_a_pair_is_refused(run_dir, tmp_path):
+    """An escalated pair taken out of S1: its zones in S3, S4 and zone_alloc are now outside the domain."""
+    s1 = _table(run_dir, "s1_escalation_queue")
+    drop = s1.index[s1["is_escalated"]][0]
+    copy, _ = _reseal(run_dir, tmp_path, "s1_escalation_queue", _parquet(s1.drop(index=drop)))
+    _assert_refused(*_cli("verify", str(copy)), "fail S6 again", "CHK_S3_DOMAIN_ALIGNMENT")
