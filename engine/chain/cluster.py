@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import re
+import socket
 from typing import Iterator
+from urllib.parse import urlsplit
 
 from engine.core.errors import E_CLUSTER, E_USAGE, EngineError
 
@@ -56,6 +58,16 @@ class DaskMapper:
         return results
 
 
+def _refuses_connections(address: str, timeout: float = 10.0) -> None:
+    """A ``tcp://host:port`` that refuses a connection, or a host that does not resolve, is said at once (Dask's
+    client retries a refused address until its 30 s timeout); one that accepts is left to Dask's handshake."""
+    parts = urlsplit(address)
+    if parts.scheme != "tcp" or not parts.hostname or parts.port is None:
+        return
+    with socket.create_connection((parts.hostname, parts.port), timeout=timeout):
+        pass
+
+
 @contextlib.contextmanager
 def dask_mapper(spec: str) -> Iterator[DaskMapper]:
     kind, where = parse_cluster(spec)
@@ -70,6 +82,7 @@ def dask_mapper(spec: str) -> Iterator[DaskMapper]:
                                    silence_logs=50, preload=["engine.chain.dask_worker_signals"])
             client = Client(cluster)
         else:
+            _refuses_connections(where)
             client = Client(where, timeout="30s")
     except OSError as exc:
         if cluster is not None:

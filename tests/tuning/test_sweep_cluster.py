@@ -29,6 +29,22 @@ def test_bad_workers_or_cluster_is_one_coded_line(tmp_path, args, says):
     assert not (root / ".optuna").exists()
 
 
+def test_an_unreachable_scheduler_is_one_coded_line_and_writes_nothing(tmp_path):
+    """A scheduler address nobody listens on: said at once (not after Dask's 30 s of retries), before the study's
+    journal or any MLflow run is written (it left an empty journal and a FAILED parent run)."""
+    import socket
+
+    with socket.socket() as s:   # a loopback port that was free a moment ago: connections to it are refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = make_project(tmp_path / "proj")
+    out = run_module(root, "tuning.sweep", "--phase", "P1.2", "--trials", "2", "--no-progress",
+                     "--cluster", f"tcp://127.0.0.1:{port}", timeout=60)
+    assert out.returncode == 2 and out.stderr.startswith("E3A_CLI_004_CLUSTER_UNREACHABLE"), out.stderr[-2000:]
+    assert f"tcp://127.0.0.1:{port}" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert not (root / ".optuna").exists() and not (root / "mlruns").exists()
+
+
 @pytest.mark.slow
 def test_a_cluster_sweep_scores_each_seed_as_the_local_objective_does(tmp_path):
     root = make_project(tmp_path / "proj")

@@ -5,6 +5,8 @@ process's parent run, the precheck, the trials, the close). ``python -m tuning.s
 
 from __future__ import annotations
 
+import contextlib
+
 import json
 import os
 import sys
@@ -151,15 +153,26 @@ class Sweep:
     def run(self, process: TrailProcess | None = None) -> dict:
         """The coordinator: the trail process (``process``: one already started, else a new one; MLflow starts
         on the other core while the engine, the world and the anchor load here), the parent run, the
-        precheck, the trials (this process or ``--workers K``), the close. Nothing is written before the study's
-        metrics are checked against the anchor's pack and the tracking store has answered: a refused study or an
-        unreachable store leaves no journal and no MLflow run."""
+        precheck, the trials (this process, ``--workers K`` or a ``--cluster``), the close. Nothing is written before
+        the study's metrics are checked against the anchor's pack, the Dask cluster is reached and the tracking
+        store has answered: a refused study, an unreachable cluster or store leaves no journal and no MLflow run."""
         process = process if process is not None else TrailProcess(trail_channels(self.config))
+        cluster = contextlib.ExitStack()
         try:
             self.objective.anchor   # the anchor's pack holds every metric the study names (E3A_TUN_010 if not)
+            if self.config.cluster:   # each seed's chain a Dask task (tuning.sweep.seed_tasks): reached first
+                from tuning.sweep.seed_tasks import cluster_seeds
+
+                cluster.enter_context(cluster_seeds(self.config.cluster, self.objective, self.spec, self.base,
+                                                    self.world))
         except BaseException:
+            cluster.close()
             process.close()
             raise
+        with cluster:
+            return self._run_on(process)
+
+    def _run_on(self, process: TrailProcess) -> dict:
         trail = SweepTrail(self.spec.phase, self.study_name, self.spec.objective_name, process=process,
                            experiment=self.experiment)
         ok = False
@@ -253,12 +266,7 @@ class Sweep:
         try:
             if not self.config.cluster:   # the search stages' anchors, once (forked workers inherit them)
                 self.objective.warm()
-            if self.config.cluster:   # each seed's chain a Dask task (tuning.sweep.seed_tasks)
-                from tuning.sweep.seed_tasks import cluster_seeds
-
-                with cluster_seeds(self.config.cluster, self.objective, self.spec, self.base, self.world):
-                    TrialLoop(self, trail, progress).run()
-            elif self.config.workers == 1:
+            if self.config.cluster or self.config.workers == 1:   # a cluster's runner is set by run()
                 TrialLoop(self, trail, progress).run()
             else:
                 trail.warm_close()   # this process closes the study; it waits for its workers meanwhile
