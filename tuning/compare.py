@@ -20,7 +20,7 @@ from tuning.common import worlds
 from tuning.common.errors import E_ARTIFACTS, TuningParser, run_cli
 from tuning.report.files import (GATE_FAMILIES, atomic_write_text, compact_gates, fmt, is_run_id, json_text,
                                  load_run_dir, md_table, read_json, require_keys, run_block, run_fidelity_evidence,
-                                 score_tables, utc_now)
+                                 score_tables, sealed_world_kind, utc_now)
 
 OUT_JSON = "segment3a_p0_candidate_vs_baseline_{rid}.json"
 OUT_MD = "segment3a_p0_candidate_vs_baseline_{rid}.md"
@@ -81,20 +81,42 @@ def check_pack_shape(doc: Mapping, path: str | Path) -> None:
             raise bad(f"metrics.{metric}", lookup(doc["metrics"], metric), "a number")
 
 
+def pack_world(doc: Mapping) -> dict | None:
+    """The world a P0 pack measured (``measures.world``: fingerprint and name), or None (a pack that does not say)."""
+    world = (doc.get("measures") or {}).get("world") if isinstance(doc.get("measures"), dict) else None
+    return world if isinstance(world, dict) and isinstance(world.get("fingerprint"), str) else None
+
+
 def candidate_from_json(path: Path) -> dict:
     doc = read_p0_pack(path)
     auth = doc["baseline_authority"]
     return {**{k: auth.get(k) for k in ("runs_root", "run_id", "run_root", "seed", "manifest_fingerprint",
                                        "parameter_hash")},
-            "metrics": doc["metrics"], "gates": doc["gates"], "verdict": doc["verdict"]}
+            "metrics": doc["metrics"], "gates": doc["gates"], "verdict": doc["verdict"], "world": pack_world(doc)}
 
 
 def candidate_from_run(run_dir: Path, world=None) -> dict:
+    from engine import default_world
+
     res = load_run_dir(run_dir)
     pack, gates, verdict = score_tables(res.tables, run_fidelity_evidence(res, world))
     block = run_block(res, run_dir.resolve().parent if run_dir.is_absolute() else run_dir.parent)
     block["run_root"] = run_dir.as_posix()
-    return {**block, "metrics": pack, "gates": compact_gates(gates), "verdict": verdict}
+    if world is None and sealed_world_kind(res) == "default":
+        world = default_world()
+    return {**block, "metrics": pack, "gates": compact_gates(gates), "verdict": verdict,
+            "world": worlds.record(world) if world is not None else None}
+
+
+def require_one_world(baseline: Mapping, candidate: Mapping) -> None:
+    """A comparison's deltas and progression decision are two policies' on one world: a candidate measured on
+    another world than the baseline pack's is refused (E3A_TUN_070) where both say which world they measured."""
+    a, b = pack_world(baseline), candidate.get("world")
+    if a is not None and b is not None and a["fingerprint"] != b["fingerprint"]:
+        raise EngineError(worlds.E_WORLD_MISMATCH, f"the baseline measured world {a.get('name')} "
+                                                   f"({a['fingerprint'][:12]}), the candidate world {b.get('name')} "
+                                                   f"({b['fingerprint'][:12]}): their deltas would compare two worlds, "
+                                                   f"not two policies (compare packs of one world)")
 
 
 def comparison_document(baseline_path: Path, baseline: Mapping, candidate: Mapping) -> dict:
@@ -160,6 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cand_path = Path(args.candidate)
     candidate = candidate_from_run(cand_path, worlds.given(args)) if cand_path.is_dir() else candidate_from_json(
         cand_path)
+    require_one_world(baseline, candidate)
     doc = comparison_document(baseline_path, baseline, candidate)
     rid = candidate["run_id"]
     md = comparison_markdown(doc)

@@ -178,3 +178,21 @@ def test_bad_json_is_coded(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         run_cli(compare_cli.main, [str(bad), str(bad)])
     assert exc.value.code == 2 and capsys.readouterr().err.startswith("E3A_TUN_023")
+
+
+def test_compare_refuses_a_candidate_measured_on_another_world(workspace, tmp_path, capsys):
+    """A P0 pack records the world it measured: a candidate pack (or a run given with --world) of another world is
+    E3A_TUN_070, exit 2, nothing written; a pack that does not say which world it measured is compared as before."""
+    _, _, _, pack_json = workspace
+    doc = json.loads(pack_json.read_text())
+    other = dict(doc, measures={**doc["measures"], "world": {"fingerprint": "ab" * 32, "name": "elsewhere"}})
+    silent = dict(doc, measures={"subject": "authority"})
+    for name, pack in (("other.json", other), ("silent.json", silent)):
+        (tmp_path / name).write_text(json.dumps(pack))
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as done:
+        run_cli(compare_cli.main, [str(pack_json), str(tmp_path / "other.json"), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and err.startswith("E3A_TUN_070_WORLD_MISMATCH") and "elsewhere (abababababab)" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+    assert compare_cli.main([str(pack_json), str(tmp_path / "silent.json"), "--out", str(out)]) == 0
