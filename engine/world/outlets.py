@@ -12,6 +12,7 @@ import math
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from scipy.special import ndtri
 
 from engine.core.detmath import c_pow, det_exp
@@ -123,6 +124,20 @@ _UINT64_MAX = 2 ** 64 - 1
 _EXACT_FLOAT = 2 ** 53
 
 
+def _digit_ids(column: pd.Series):
+    """A text column whose every value, blanks around it aside, is 1-20 ASCII digits, as an Arrow string array (None:
+    some value is not, or the column is not text): the ids the per-value parse below would read, without a Python
+    ``int()`` per outlet row (10 s for a 10 M-row CSV catalogue)."""
+    try:
+        arr = pa.array(column)   # an Arrow-backed column as it is, without a copy
+    except (pa.ArrowException, TypeError, ValueError):   # values that are not all of one kind
+        return None
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        return None
+    arr = pc.utf8_trim_whitespace(arr)
+    return arr if pc.all(pc.match_substring_regex(arr, r"^[0-9]{1,20}$")).as_py() is not False else None
+
+
 def merchant_ids(column: pd.Series, source: str) -> np.ndarray:
     """merchant_id as uint64, exactly: integers in [0, 2**64-1]; a text column is parsed digit by digit
     (never through float, which would round ids above 2**53 and wrap those beyond 2**64 to 0)."""
@@ -141,6 +156,12 @@ def merchant_ids(column: pd.Series, source: str) -> np.ndarray:
                 and (values == np.floor(values)).all()):
             raise fail()
         return values.astype(np.uint64)
+    digits = _digit_ids(column)
+    if digits is not None:   # every id a plain run of digits: parsed by Arrow, exactly (past 2**64-1: refused)
+        try:
+            return pc.cast(digits, pa.uint64()).to_numpy(zero_copy_only=False)
+        except pa.ArrowInvalid:
+            raise fail() from None
     text = column.astype(str).str.strip()
     if not text.str.fullmatch(r"[0-9]{1,20}(\.0*)?").all():   # "7.0": an integral id a float column wrote as text
         raise fail()
@@ -164,6 +185,13 @@ def site_counts(column: pd.Series, source: str) -> np.ndarray:
         told = f"{int(total)}" if total < _EXACT_FLOAT else f"about {total:.3g}"
         raise EngineError(E_WORLD_INPUT, f"{source}: {told} outlets exceed the limit of {MAX_OUTLETS}")
     return counts.astype(np.int64)
+
+
+def _pair_order(mids: np.ndarray, countries: pd.Series) -> np.ndarray:
+    """The rows in (merchant_id, legal_country_iso) order, ties in row order: a stable sort on the merchant ids and
+    the countries' ranks (a sort on the country strings themselves took seconds on millions of rows)."""
+    ranks, _ = pd.factorize(countries, sort=True)
+    return np.lexsort((ranks, mids))
 
 
 def validate_outlets(frame: pd.DataFrame, universe_countries: set[str], source: str) -> pd.DataFrame:
@@ -191,11 +219,11 @@ def validate_outlets(frame: pd.DataFrame, universe_countries: set[str], source: 
             first = pairs[repeated].iloc[0]
             raise EngineError(E_WORLD_INPUT, f"{source}: duplicate (merchant_id, legal_country_iso) pair "
                                              f"({first['merchant_id']}, {first['legal_country_iso']})")
-        return expand_pairs(pairs.sort_values(["merchant_id", "legal_country_iso"], kind="mergesort"))
+        return expand_pairs(pairs.iloc[_pair_order(mids, countries)])
     if len(frame) > MAX_OUTLETS:
         raise EngineError(E_WORLD_INPUT, f"{source}: {len(frame)} outlets exceed the limit of {MAX_OUTLETS}")
-    out = pd.DataFrame({"merchant_id": mids, "legal_country_iso": countries})
-    out = out.sort_values(["merchant_id", "legal_country_iso"], kind="mergesort").reset_index(drop=True)
+    order = _pair_order(mids, countries)
+    out = pd.DataFrame({"merchant_id": mids[order], "legal_country_iso": countries.iloc[order].reset_index(drop=True)})
     merchants, countries = out["merchant_id"].to_numpy(), pd.factorize(out["legal_country_iso"])[0]
     first = np.ones(len(out), dtype=bool)   # where a run of equal (merchant, country) rows begins
     first[1:] = (merchants[1:] != merchants[:-1]) | (countries[1:] != countries[:-1])
