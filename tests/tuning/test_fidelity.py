@@ -126,3 +126,22 @@ def test_a_world_suffix_is_added_once():
     world = SimpleNamespace(label="wabc123def456", fingerprint="x")
     once = worlds.suffixed("3A-P3", world)
     assert once == "3A-P3-wabc123def456" and worlds.suffixed(once, world) == once
+
+
+def test_a_sweep_its_precheck_closes_says_so_and_how_to_run_the_trials_anyway(tmp_path):
+    """Without --force the shipped P3 precheck closes on the default world: the sweep says that no trial ran, why,
+    where the decision is recorded and that --force runs them, instead of an empty table (a user at 1 M pairs waited
+    43 s for "decision: P3_NOOP_LOCK" and a table of nothing)."""
+    from tests.tuning.conftest import run_here
+
+    root = make_project(tmp_path / "proj")
+    seed_store(root)
+    doc = _p3()
+    doc.update(trials=2, study="t-P3p", seeds=[42])
+    (root / "studies" / "P3.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    out = run_here(root, "tuning.sweep", "--phase", "P3", "--no-progress")
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.strip().splitlines()
+    assert lines[-2] == "decision: P3_NOOP_LOCK" and lines[-1].startswith("precheck: no collapse-risk trigger fired")
+    assert "(seeds 42; " in lines[-1] and "recorded in the ladder of policies/; --force runs the trials anyway" in lines[-1]
+    assert "0 complete, 0 pruned" in lines[0] and "| trial |" not in out.stdout   # no empty table

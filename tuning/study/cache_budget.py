@@ -91,6 +91,7 @@ def recomputation_note(report: dict) -> str | None:
     where = f" in {len(workers)} worker processes and their coordinator" if workers else ""
     budget = workers[0] if workers else report
     return (f"chain cache: {states} states computed again for want of room"
-            f" ({gib(report.get('total_recomputed_bytes', report.get('recomputed_bytes')))}){where}; budget "
+            f" (their outputs {gib(report.get('total_recomputed_bytes', report.get('recomputed_bytes')))} in all, "
+            f"evicted earlier){where}; budget "
             f"{gib(budget['budget_bytes'])} a process (grows to {gib(budget['grow_to_bytes'])}; "
             f"{BUDGET_ENV} sets it)")

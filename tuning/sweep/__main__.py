@@ -68,6 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"sweep can be promoted (python -m tuning.rank --phase {summary['phase']} lists each trial's vetoes)")
     if summary.get("decision"):
         print(f"decision: {summary['decision']}")
+    if summary.get("closed_by_precheck"):
+        print(f"precheck: {summary['closed_by_precheck']}")
+        return 0
     if summary.get("precheck"):
         print(f"precheck: {summary['precheck']}")
     note = recomputation_note(summary.get("chain_cache") or {})
