@@ -89,7 +89,8 @@ def check_sweep_args(args) -> None:
 def build_parser() -> TuningParser:
     ap = TuningParser(prog="python -m tuning.sweep", description=DESCRIPTION)
     ap.add_argument("--phase", required=True, help="study file studies/<PHASE>.yaml (or a path to one)")
-    ap.add_argument("--trials", type=int, help="complete trials in total (default: the study's budget)")
+    ap.add_argument("--trials", type=int, help="the budget in trials in total (default: the study's): COMPLETE ones, "
+                                               "and PRUNED ones too in a multi-fidelity study (docs/TUNING.md)")
     ap.add_argument("--seed", type=int, help="score one engine seed only (default: every seed of the study)")
     ap.add_argument("--workers", type=int, default=1, help="processes on the shared storage (every core: "
                                                           "--workers $(nproc))")
