@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import unicodedata
 from pathlib import Path
 from typing import Sequence
 
 from engine import EngineError
 from tuning.authority.ladder import PHASES, ladder_table, record_step
-from tuning.authority.txn import require_authority_folder
+from tuning.authority.txn import pending, require_authority_folder
 from tuning.authority.ladder_steps import read_ladder
 from tuning.common.errors import E_USAGE, TuningParser, text
 from tuning.common.errors import run_cli
@@ -56,6 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise EngineError(E_USAGE, f"{args.policies}: no authority folder here (pass --policies DIR)")
         require_authority_folder(args.policies)   # a world folder's empty ladder is not an authority's
         steps = read_ladder(Path(args.policies))
+        if pending(args.policies):   # shown, not finished: show only reads (it may read a read-only copy)
+            print(f"{args.policies}: an interrupted promotion's install is pending; the ladder below is the one "
+                  f"before it (a sweep, certify or promote on this folder finishes it first)", file=sys.stderr)
         print(json.dumps(steps, indent=2) if args.json else ladder_table(steps), end="" if not args.json else "\n")
         return 0
     require_authority_folder(args.policies)   # before its lock: a step is recorded into an authority, never a new folder
