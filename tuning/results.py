@@ -85,10 +85,16 @@ def render(policies_dir: Path, world=None) -> str:
     for metric, value in pack["cv"].items():
         v = float(value)
         lines.append(f"| {metric} | {v:.4f} | {'PASS' if v <= 0.25 else 'FAIL'} | {'PASS' if v <= 0.15 else 'FAIL'} |")
-    floors = realism_floors(final[42]["s2"])
+    from tuning.study.objective import floor_population
+
+    floors = realism_floors(final[42]["s2"], floor_population(world))
+    judged = (f"{floors['nonuniform_share']:.0%} of the {floors['judged_countries']} large multi-zone countries whose "
+              f"people are not evenly spread ({', '.join(floors['evenly_populated'])} are) non-uniform"
+              if floors["evenly_populated"] else
+              f"{floors['nonuniform_share']:.0%} of the {floors['large_countries']} large multi-zone countries "
+              f"non-uniform")
     lines += ["", f"Authoring realism floors on the authority: alpha sums in [{floors['alpha_sum_min']:.2f}, "
-                  f"{floors['alpha_sum_max']:.2f}] (law [15, 160]); {floors['nonuniform_share']:.0%} of the "
-                  f"{floors['large_countries']} large multi-zone countries non-uniform (law >= 70%): "
+                  f"{floors['alpha_sum_max']:.2f}] (law [15, 160]); {judged} (law >= 70%): "
                   f"{'PASS' if floors['passed'] else 'FAIL'}.", "", "### Decision ladder", "",
               ladder_table(read_ladder(policies_dir), stable=True).rstrip("\n"), END]
     return "\n".join(lines) + "\n"

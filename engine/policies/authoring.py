@@ -15,7 +15,9 @@ only if dominant). The mixture policy is the shipped ladder with every extension
 Realism floors (vetoes for every candidate): each country's effective alpha sum lies in
 [ALPHA_SUM_MIN, ALPHA_SUM_MAX]; among the large multi-zone countries (K >= LARGE_K) at least
 NONUNIFORM_MIN_SHARE are non-uniform by the guide's test: total-variation distance of the
-effective shares from uniform >= NONUNIFORM_TV.
+effective shares from uniform >= NONUNIFORM_TV. With population evidence, a large country whose people are
+themselves spread within NONUNIFORM_TV of uniform is not judged by that test (our law: faithful to the evidence;
+flat priors are the flaw only where the people are not flat).
 """
 
 from __future__ import annotations
@@ -108,9 +110,24 @@ def author_policies(population: pd.DataFrame) -> dict[str, bytes]:
             "zone_mixture_policy": dump_yaml(author_mixture())}
 
 
-def realism_floors(s2: pd.DataFrame) -> dict:
+def evenly_populated(population: pd.DataFrame) -> set[str]:
+    """The countries whose people the evidence spreads within NONUNIFORM_TV of uniform over their zones (a
+    country with no one in the evidence included): uniform priors are faithful there, not flat."""
+    out = set()
+    for iso, grp in population.groupby("country_iso", sort=True):
+        pop = grp["population"].to_numpy(dtype=np.float64)
+        total = pop.sum()
+        if total <= 0 or 0.5 * np.abs(pop / total - 1.0 / len(pop)).sum() < NONUNIFORM_TV:
+            out.add(str(iso))
+    return out
+
+
+def realism_floors(s2: pd.DataFrame, population: pd.DataFrame | None = None) -> dict:
     """Authoring realism floors over an S2 table (country_iso, share_effective, alpha_effective).
 
+    ``population`` (country_iso, tzid, population: the world's evidence, when it has some): a large country whose
+    evidence is itself within NONUNIFORM_TV of uniform (:func:`evenly_populated`) is not judged by the non-uniform
+    floor, since its faithful priors are near uniform; without evidence every large country is judged.
     Group sums are pandas' own, bit for bit (:func:`engine.metrics.exact.pandas_group_sum`), on numpy
     arrays without pandas objects (this runs once per tuning candidate); the share of non-uniform large
     countries is count / count, as pandas' mean of a boolean Series."""
@@ -123,8 +140,10 @@ def realism_floors(s2: pd.DataFrame) -> dict:
     gap = np.abs(s2["share_effective"].to_numpy(dtype=np.float64) - 1.0 / k[codes])
     tv = pandas_group_sum(codes, gap, names.size) / 2.0
     large = k >= LARGE_K
-    n_large = int(np.count_nonzero(large))
-    nonuniform = float(np.count_nonzero(tv[large] >= NONUNIFORM_TV)) / n_large if n_large else 1.0
+    even = sorted(set(names[large].tolist()) & evenly_populated(population)) if population is not None else []
+    judged = large & ~np.isin(names, np.array(even, dtype=object))
+    n_large, n_judged = int(np.count_nonzero(large)), int(np.count_nonzero(judged))
+    nonuniform = float(np.count_nonzero(tv[judged] >= NONUNIFORM_TV)) / n_judged if n_judged else 1.0
     reasons = []
     low, high = names[sums < ALPHA_SUM_MIN], names[sums > ALPHA_SUM_MAX]
     if len(low):
@@ -132,6 +151,8 @@ def realism_floors(s2: pd.DataFrame) -> dict:
     if len(high):
         reasons.append(f"alpha sum above {ALPHA_SUM_MAX} in {len(high)} countries (e.g. {high[0]})")
     if nonuniform < NONUNIFORM_MIN_SHARE:
-        reasons.append(f"only {nonuniform:.1%} of large multi-zone countries non-uniform (< {NONUNIFORM_MIN_SHARE:.0%})")
+        reasons.append(f"only {nonuniform:.1%} of large multi-zone countries non-uniform (< {NONUNIFORM_MIN_SHARE:.0%})"
+                       + (f" among the {n_judged} whose people are not evenly spread" if even else ""))
     return {"passed": not reasons, "reasons": reasons, "alpha_sum_min": float(sums.min()),
-            "alpha_sum_max": float(sums.max()), "nonuniform_share": nonuniform, "large_countries": n_large}
+            "alpha_sum_max": float(sums.max()), "nonuniform_share": nonuniform, "large_countries": n_large,
+            "judged_countries": n_judged, "evenly_populated": even}

@@ -42,3 +42,39 @@ def test_realism_floors_equal_the_pandas_formulation(s2):
                 got["reasons"]) == _reference(table)
         assert got["passed"] == (not got["reasons"])
     assert authoring.realism_floors(s2.assign(alpha_effective=0.001))["reasons"]   # a failing table is tested
+
+
+def _flat_priors(countries: dict[str, int]) -> pd.DataFrame:
+    rows = [(c, f"Z/{c}{i}", 30.0 / k, 1.0 / k) for c, k in countries.items() for i in range(k)]
+    return pd.DataFrame(rows, columns=["country_iso", "tzid", "alpha_effective", "share_effective"])
+
+
+def test_a_country_whose_people_are_evenly_spread_is_not_judged_by_the_non_uniform_floor():
+    """Uniform priors in four large countries: without evidence (or with uneven evidence) the floor fails them (0%
+    non-uniform); where the evidence itself spreads the people within 0.05 TV of uniform, uniform priors are
+    faithful and those countries are not judged. A country with uneven people and flat priors still counts."""
+    countries = {"AA": 4, "BB": 5, "CC": 6, "DD": 4}
+    s2 = _flat_priors(countries)
+    even = s2[["country_iso", "tzid"]].assign(population=1000.0)
+    uneven = even.assign(population=[10.0 ** (i % 4) for i in range(len(even))])
+    assert authoring.realism_floors(s2)["passed"] is False
+    assert authoring.realism_floors(s2, uneven)["reasons"] == [
+        "only 0.0% of large multi-zone countries non-uniform (< 70%)"]
+    got = authoring.realism_floors(s2, even)
+    assert got["passed"] and got["evenly_populated"] == ["AA", "BB", "CC", "DD"] and got["judged_countries"] == 0
+    mixed = pd.concat([even[even["country_iso"] != "DD"], uneven[uneven["country_iso"] == "DD"]])
+    got = authoring.realism_floors(s2, mixed)
+    assert (got["judged_countries"], got["nonuniform_share"], got["passed"]) == (1, 0.0, False)
+    assert got["reasons"] == ["only 0.0% of large multi-zone countries non-uniform (< 70%) among the 1 whose people "
+                              "are not evenly spread"]
+    # one zone 30% above the others: TV 0.052 in a country of 4 zones (judged), 0.045 and 0.040 in 5 and 6 (even)
+    near = even.assign(population=np.where(even["tzid"].str.endswith("0"), 1000.0 * 1.3, 1000.0))
+    tv = {c: 0.5 * np.abs(g / g.sum() - 1 / len(g)).sum() for c, g in near.groupby("country_iso")["population"]}
+    expect = sorted(c for c, v in tv.items() if v < authoring.NONUNIFORM_TV)
+    assert authoring.realism_floors(s2, near)["evenly_populated"] == expect and 0 < len(expect) < 4
+
+
+def test_the_default_worlds_large_countries_are_all_judged(s2):
+    got = authoring.realism_floors(s2, default_world().population)
+    assert got["evenly_populated"] == [] and got["judged_countries"] == got["large_countries"] == 9
+    assert got == {**authoring.realism_floors(s2), "judged_countries": 9, "evenly_populated": []}

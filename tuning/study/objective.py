@@ -45,6 +45,16 @@ def seed_threads(pairs: int) -> int:
     return 2 if (os.cpu_count() or 1) >= 2 and pairs >= SEED_THREADS_MIN_PAIRS else 1
 
 
+def floor_population(world):
+    """The population the authoring realism floors read (a country its evidence spreads evenly is not judged
+    non-uniform: :func:`engine.policies.authoring.realism_floors`): the world's, when it has evidence (the default
+    world's when ``world`` is None), else None."""
+    from engine import default_world
+
+    world = world if world is not None else default_world()
+    return world.population if world.fidelity_applicable else None
+
+
 def seeds_first_then_threads(fn, items: Sequence, pairs_of) -> list:
     """``[fn(item) for item in items]``, in order: the first alone (it computes what every seed shares and
     ``pairs_of(its result)`` tells the world's size), the rest :func:`seed_threads` at a time."""
@@ -297,10 +307,10 @@ class PhaseObjective:
     def _realism_floors(self, policies: PolicySet, s2) -> dict:
         memo = self.floors_memo
         if memo is None:
-            return realism_floors(s2)
+            return realism_floors(s2, floor_population(self.world))
         floors = memo.get(policies.parameter_hash)
         if floors is None:
-            floors = realism_floors(s2)
+            floors = realism_floors(s2, floor_population(self.world))
             with _FLOORS_LOCK:   # seeds scored on threads share the memo
                 if len(memo) >= 8:
                     memo.pop(next(iter(memo)))
