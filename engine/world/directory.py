@@ -150,13 +150,17 @@ def validate_population(frame: pd.DataFrame, universe: pd.DataFrame | None, sour
 
 
 NORMALISED_TOTALS = (1.0, 100.0, 1000.0)   # shares, percent, per mille
+SMOOTH_PEOPLE = 1000.0   # engine.policies.authoring.SMOOTH_FLOOR: the people a populated zone's prior is smoothed with
 MAX_CLOCK_POPULATION = 1e10                # people on one clock: more than live on Earth is not a headcount
 
 
 def _refuse_shares(evidence: pd.DataFrame, source: str) -> None:
     """Population is a headcount (people): the authoring law smooths each clock with 1,000 people
     (engine.policies.authoring), which would outweigh a share and author a near-uniform prior. Refused: a
-    populated clock of less than one person, and every country summing to one same normalised total."""
+    populated clock of less than one person, every country summing to one same normalised total, and evidence
+    whose every country of two populated clocks or more holds fewer people than that smoothing a clock (shares,
+    percentages or weights, whatever their totals: one country in percent sums to 100 alone, rounded ones to 99.9);
+    a territory of a few people beside countries of real headcounts loads as given."""
     values = evidence["population"].to_numpy()
     fraction = (values > 0) & (values < 1)
     if fraction.any():
@@ -171,6 +175,19 @@ def _refuse_shares(evidence: pd.DataFrame, source: str) -> None:
         raise EngineError(E_WORLD_INPUT, f"{source}: every country's population sums to {common[0]:g}: population is "
                                          f"a headcount (people), not a share or a percentage (multiply each country's "
                                          f"shares by its population)")
+    lived = evidence[evidence["population"] > 0]
+    clocks = lived.assign(clock=clocks_of(lived["tzid"])).groupby("country_iso")["clock"].nunique()
+    multi = [(c, totals[c], int(k)) for c, k in clocks.items() if k >= 2]
+    few = [(c, total, k) for c, total, k in multi if total < SMOOTH_PEOPLE * k]
+    if multi and len(few) == len(multi):   # a territory of a few people beside real headcounts is one
+        c, total, k = few[0]
+        every = ("its one country of two clocks or more" if len(multi) == 1 else
+                 f"every one of its {len(multi)} countries of two clocks or more")
+        raise EngineError(E_WORLD_INPUT, f"{source}: {c}'s population sums to {total:g} people over {k} clocks, as "
+                                         f"{every} sums to fewer than the {SMOOTH_PEOPLE:g} people a clock the "
+                                         f"authoring law smooths with, which would outweigh the evidence: population "
+                                         f"is a headcount (people), not a share, a percentage or a weight (multiply "
+                                         f"each country's shares by its population)")
 
 
 def clock_population_of(evidence: pd.DataFrame) -> pd.DataFrame:

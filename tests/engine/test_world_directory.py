@@ -76,7 +76,7 @@ def test_an_aliased_universe_with_evidence_is_refused_for_f01_would_fail_whateve
                         "tzid": ["Europe/Amsterdam", "Europe/Brussels", "America/Toronto", "Canada/Eastern",
                                  "America/Vancouver"]})
     pop = pd.DataFrame({"country_iso": ["NL", "CA", "CA"], "tzid": ["Europe/Amsterdam", "America/Toronto",
-                                                                    "America/Vancouver"], "population": [17.0, 9.0, 3.0]})
+                                                                    "America/Vancouver"], "population": [17e6, 9e6, 3e6]})
     outlets = pd.DataFrame({"merchant_id": [1], "legal_country_iso": ["NL"], "site_count": [50]})
     with pytest.raises(EngineError) as err:
         load_world(_world(tmp_path, universe_csv=uni, population_csv=pop, outlets_csv=outlets))
@@ -312,11 +312,28 @@ def test_population_given_as_shares_is_refused_as_such(tmp_path, population, nee
     assert alphas["America/New_York"] / sum(alphas.values()) == pytest.approx(0.5, abs=0.01)
 
 
-def test_a_small_headcount_is_not_a_share(tmp_path):
-    """A territory of a few people on two clocks, and countries whose totals differ, load as given."""
-    pop = POPULATION.assign(population=[60.0, 3.0, 2.0, 1.0])   # FR 60, US 6: not one normalised total
-    world = load_world(_world(tmp_path, universe_csv=UNIVERSE, population_csv=pop))
-    assert sorted(world.population["population"].tolist()) == [1.0, 2.0, 3.0, 60.0]
+def test_a_small_headcount_beside_real_ones_is_not_a_share(tmp_path):
+    """A territory of a few people on two clocks beside a country of real headcounts loads as given (FR 60, US
+    270 M and KI 5 are not one normalised total either)."""
+    ki = pd.DataFrame({"country_iso": ["KI", "KI"], "tzid": ["Pacific/Tarawa", "Pacific/Kiritimati"]})
+    pop = pd.concat([POPULATION.assign(population=[60.0, 120e6, 90e6, 60e6]), ki.assign(population=[3.0, 2.0])])
+    world = load_world(_world(tmp_path, universe_csv=pd.concat([UNIVERSE, ki]), population_csv=pop))
+    assert sorted(world.population["population"].tolist()) == [2.0, 3.0, 60.0, 60e6, 90e6, 120e6]
+
+
+@pytest.mark.parametrize("us, needle", [
+    ([3.0, 2.0, 1.0], "US's population sums to 6 people over 3 clocks, as its one country of two clocks or more sums "
+                      "to fewer than the 1000 people a clock"),
+    ([55.0, 30.0, 15.0], "US's population sums to 100 people over 3 clocks"),   # one country in percent, alone
+    ([33.3, 33.3, 33.3], "US's population sums to 99.9 people over 3 clocks"),   # rounded percentages
+])
+def test_evidence_whose_every_multi_clock_country_the_smoothing_outweighs_is_refused(tmp_path, us, needle):
+    """The same few people as the world's only evidence of two clocks or more (a share, a percentage or a weight,
+    whatever its total): the authoring law's 1,000 people a clock would author a near-uniform prior the evidence
+    does not support, a world DISTORTED from its first run (a one-country world in percent passed the
+    normalised-total test, which needs two countries)."""
+    pop = POPULATION.assign(population=[60.0, *us])
+    _refused(_world(tmp_path, universe_csv=UNIVERSE, population_csv=pop), needle)
 
 
 def test_a_population_only_world_publishes_each_clock_under_the_countrys_own_name(tmp_path):
