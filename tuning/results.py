@@ -80,7 +80,8 @@ def render(policies_dir: Path, world=None) -> str:
     lines += ["S1 escalation rate (plan corridor [0.55, 0.70], reported, not gated): "
               + ", ".join(f"{s}: {r:.4f}" for s, r in zip(SEEDS, rates))
               + _corridor_note(rates, _escalable_pair_share(final[42])), ""]
-    lines += _holdout_lines(policies_dir) + _frontier_lines(policies_dir)
+    applicable = _all_faithful([fidelity_verdict(final[s]["gates"]) for s in SEEDS]) != "NOT_APPLICABLE"
+    lines += _holdout_lines(policies_dir, applicable) + _frontier_lines(policies_dir, applicable)
     lines += ["| cross-seed CV (population std / mean) | value | B <= 0.25 | B+ <= 0.15 |", "|---|---|---|---|"]
     for metric, value in pack["cv"].items():
         v = float(value)
@@ -88,11 +89,18 @@ def render(policies_dir: Path, world=None) -> str:
     from tuning.study.objective import floor_population
 
     floors = realism_floors(final[42]["s2"], floor_population(world))
-    judged = (f"{floors['nonuniform_share']:.0%} of the {floors['judged_countries']} large multi-zone countries whose "
-              f"people are not evenly spread ({', '.join(floors['evenly_populated'])} are) non-uniform"
-              if floors["evenly_populated"] else
-              f"{floors['nonuniform_share']:.0%} of the {floors['large_countries']} large multi-zone countries "
-              f"non-uniform")
+    even = ", ".join(floors["evenly_populated"])
+    if not floors["large_countries"]:
+        judged = "no large multi-zone country (4 zones or more) to judge non-uniform"
+    elif not floors["judged_countries"]:
+        judged = (f"none of the {floors['large_countries']} large multi-zone countries judged non-uniform or not: "
+                  f"their people are evenly spread ({even})")
+    elif even:
+        judged = (f"{floors['nonuniform_share']:.0%} of the {floors['judged_countries']} large multi-zone countries "
+                  f"whose people are not evenly spread ({even} are) non-uniform")
+    else:
+        judged = (f"{floors['nonuniform_share']:.0%} of the {floors['large_countries']} large multi-zone countries "
+                  f"non-uniform")
     lines += ["", f"Authoring realism floors on the authority: alpha sums in [{floors['alpha_sum_min']:.2f}, "
                   f"{floors['alpha_sum_max']:.2f}] (law [15, 160]); {judged} (law >= 70%): "
                   f"{'PASS' if floors['passed'] else 'FAIL'}.", "", "### Decision ladder", "",
@@ -123,7 +131,7 @@ def _escalable_pair_share(entry: dict) -> float:
     return float(((s1["zone_count_country"] > 1) & (s1["site_count"] >= 2)).mean())
 
 
-def _frontier_lines(policies_dir: Path) -> list[str]:
+def _frontier_lines(policies_dir: Path, applicable: bool = True) -> list[str]:
     """What the campaign's P2 frontier proved (its ladder step): reachability, the blocking targets when B+
     with FAITHFUL is out of reach, and its feasible Pareto front (J = S3 std gain over the anchor against S4
     top-1 p75; the plot is ``pareto.html`` on the frontier sweep's MLflow parent run)."""
@@ -132,8 +140,9 @@ def _frontier_lines(policies_dir: Path) -> list[str]:
         return []
     ev = steps[-1]["evidence"]
     head = f"P2 frontier (`{ev['study']}`, {ev['trials']} trials on four seeds, DISTORTED vetoed): `{steps[-1]['decision']}`; "
+    kind = "faithful" if applicable else "(fidelity NOT_APPLICABLE: the world brings no population evidence)"
     if ev["faithful"] or "vetoed_by" not in ev:
-        lines = [head + f"{ev['meets']} of {ev['faithful']} faithful trials meet the B+ S3 gate and the hard S4 gate "
+        lines = [head + f"{ev['meets']} of {ev['faithful']} {kind} trials meet the B+ S3 gate and the hard S4 gate "
                         f"together on every seed; blocking: {ev['blocking']}.", ""]
     else:
         lines = [head + f"no trial is faithful and free of other vetoes ({ev['vetoed_by']}), so the B+ S3 gate and the "
@@ -145,7 +154,7 @@ def _frontier_lines(policies_dir: Path) -> list[str]:
     return lines
 
 
-def _holdout_lines(policies_dir: Path) -> list[str]:
+def _holdout_lines(policies_dir: Path, applicable: bool = True) -> list[str]:
     """The held-out pass rate recorded with the authority's P5 certification (python -m tuning.certify
     --authority --record --holdout N), read from the ladder."""
     authority = PolicySet.from_dir(policies_dir).parameter_hash
@@ -160,8 +169,11 @@ def _holdout_lines(policies_dir: Path) -> list[str]:
     return [f"Held-out seeds, as the ladder's P5 certification recorded them (never used for tuning; "
             f"{ev['holdout_seeds']} seeds drawn from [{lo}, {hi}) by "
             f"`tuning.authority.holdout`): PASS_BPLUS {ev['holdout_pass_rate_bplus']:.1%}, PASS_B or better "
-            f"{ev['holdout_pass_rate_b']:.1%}, FAITHFUL {ev['holdout_faithful_rate']:.1%}, "
-            f"PASS_BPLUS and FAITHFUL {ev['holdout_pass_rate_bplus_faithful']:.1%}.", ""]
+            f"{ev['holdout_pass_rate_b']:.1%}"
+            + (f", FAITHFUL {ev['holdout_faithful_rate']:.1%}, PASS_BPLUS and FAITHFUL "
+               f"{ev['holdout_pass_rate_bplus_faithful']:.1%}." if applicable else
+               "; fidelity NOT_APPLICABLE on every one (the world brings no population evidence: shown, not graded)."),
+            ""]
 
 
 def splice(text: str, section: str) -> str:

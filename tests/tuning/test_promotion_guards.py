@@ -34,3 +34,24 @@ def test_a_trial_of_an_earlier_authority_may_not_undo_a_later_promotion(authorit
     first, second = apply_knobs(base, {"blend_lambda": 0.05}), apply_knobs(base, {"blend_lambda": 0.08})
     guard_base("r3", base, first, second)
     assert yaml.safe_load(second.raw["zone_mixture_policy"]) == yaml.safe_load(first.raw["zone_mixture_policy"])
+
+
+@pytest.mark.parametrize("per_seed, recorded", [
+    ({42: "FAITHFUL", 7: "FAITHFUL"}, "FAITHFUL"),
+    ({42: "NOT_APPLICABLE", 7: "NOT_APPLICABLE"}, "NOT_APPLICABLE"),   # a world without population evidence
+])
+def test_a_promotion_records_the_fidelity_its_witness_measured(authority, per_seed, recorded):
+    """The lineage entry and the ladder step say what the witness replay measured: on a world without evidence
+    NOT_APPLICABLE, never FAITHFUL (both were written as FAITHFUL whatever the world)."""
+    from tuning.authority.promotion import _lineage_entry, _promotion_steps
+
+    candidate = apply_knobs(authority, {"blend_lambda": 0.05})
+    result = {"engine_run_id": "e" * 32, "seed": 42, "seeds": sorted(per_seed), "J": 0.1, "verdict": "PASS_BPLUS",
+              "status": "PASS", "fields_compared": 10, "s6_overall_status": "PASS", "s7_status": "PASS",
+              "fidelity": per_seed, "fidelity_verdict": recorded, "faithful": True, "doc": {}, "run_dir": None}
+    tags = {"phase": "P1.2", "study": "s", "optuna_trial": "3", "world": "f" * 64, "world_name": "w"}
+    entry = _lineage_entry("r" * 32, tags, candidate, authority, None, result, "2026-12-06T00:00:00Z", None, None)
+    assert entry["fidelity"] == recorded
+    steps = _promotion_steps("r" * 32, tags, entry, candidate, authority, result, "2026-12-06T00:00:00Z", None,
+                             None, None)
+    assert steps[-1]["kind"] == "ladder" and steps[-1]["evidence"]["fidelity"] == recorded

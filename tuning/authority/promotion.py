@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 from tuning.trail.tracking import RUN_KIND_TRIAL, MlflowException
 
-from engine import EngineError
+from engine import EngineError, fidelity_overall
 from engine import PolicySet
 from engine import load_yaml
 from tuning.authority.txn import authority_lock, install as txn_install
@@ -257,7 +257,7 @@ def _lineage_entry(run_id: str, tags: dict, candidate: PolicySet, current: Polic
         "witness": {k: result[k] for k in ("status", "engine_run_id", "fields_compared", "s6_overall_status",
                                            "s7_status")},
         "decision": decision or "PROMOTED",
-        "seeds": result["seeds"], "fidelity": "FAITHFUL",
+        "seeds": result["seeds"], "fidelity": fidelity_overall(result["fidelity"].values()),
         "pareto": tags.get("pareto", "n/a"), "reason": reason or "",
         "world": {"fingerprint": tags.get("world"), "name": tags.get("world_name")},
     }
@@ -286,7 +286,7 @@ def _promotion_steps(run_id: str, tags: dict, entry: dict, candidate: PolicySet,
         steps.append({"kind": "ladder", **reopening})
     evidence = {"promotion_run_id": PROMOTION_RUN, "study": tags.get("study"), "trial": tags.get("optuna_trial"),
                 "J": result["J"], "witness": result["status"], "witness_fields": result["fields_compared"],
-                "fidelity": "FAITHFUL", "seeds": ",".join(map(str, result["seeds"])),
+                "fidelity": entry["fidelity"], "seeds": ",".join(map(str, result["seeds"])),
                 **({"pareto_point": tags["pareto"]} if "pareto" in tags else {}),
                 **({"reason": reason} if reason else {})}
     steps.append({"kind": "ladder", "phase": ladder_phase or tags.get("phase", "?"), "decision": decision,
