@@ -409,3 +409,30 @@ def test_two_folders_of_one_world_keep_their_campaign_studies_apart(project, tmp
     assert all((optuna_dir / f"{s}.journal").exists() for s in names["X1"])       # the first folder's trail stays
     assert not any((optuna_dir / f"{s}.journal").exists() for s in names["X2"])
     assert folder_scope(REPO / "policies", default_world()) == ""                 # the shipped names: campaign-3A-P2
+
+
+def test_a_distorted_authority_gives_way_to_a_faithful_candidate_whatever_its_j():
+    """A phase that would promote nothing (no trial above min_J) keeps its authority, unless that authority is
+    DISTORTED on a seed of the study: then the best feasible trial (FAITHFUL on every seed, sound) is promoted
+    whatever its J (a campaign froze FROZEN_BEST_EFFORT_DISTORTED beside 67 faithful trials of the same grade)."""
+    from types import SimpleNamespace
+
+    from tuning.campaign.steps import restore_fidelity
+    from tuning.study.trial_row import TrialRow
+
+    def sweep(*fidelities):
+        anchors = [SimpleNamespace(seed=s, anchor=SimpleNamespace(fidelity=f))
+                   for s, f in zip((42, 7, 101), fidelities)]
+        return SimpleNamespace(objective=SimpleNamespace(per_seed=anchors))
+
+    rows = [TrialRow(trial=1, J=-0.02, feasible=False, vetoes=("FIDELITY_DISTORTED",)),
+            TrialRow(trial=2, J=-0.01, feasible=True, target_pass=False),
+            TrialRow(trial=3, J=-0.03, feasible=True)]
+    assert restore_fidelity(sweep("FAITHFUL", "FAITHFUL", "FAITHFUL"), rows, "best_feasible", "no J") == (None, "no J")
+    assert restore_fidelity(sweep("NOT_APPLICABLE", "NOT_APPLICABLE"), rows, "best_feasible", "w")[0] is None   # holds
+    pick, why = restore_fidelity(sweep("FAITHFUL", "FAITHFUL", "DISTORTED"), rows, "best_feasible", "no J")
+    assert pick.trial == 2 and why == ("no J; but the authority is DISTORTED on seeds [101]: trial 2 (J -0.01), "
+                                       "faithful and sound on every seed, restores fidelity")
+    none, why = restore_fidelity(sweep("DISTORTED", "FAITHFUL", "FAITHFUL"), rows[:1], "best_feasible", "no J")
+    assert none is None and why.endswith("the authority is DISTORTED on seeds [42] and no trial is faithful on every "
+                                         "seed")

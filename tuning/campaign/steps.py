@@ -275,7 +275,10 @@ class Campaign:
             if mine[0] < anchor[0] or mine[1] < anchor[1]:   # on seeds it was not tuned on: no better than the
                 # authority at the phase, or worse at the campaign's goal: nothing is promoted
                 pick, why = None, f"{why}: no candidate holds as well as the authority on unseen seeds"
-        if pick is None or pick.J is None or (min_j is not None and pick.J <= min_j):
+        if pick is None or pick.J is None or (min_j is not None and pick.J <= min_j):   # none promoted, unless the
+            # authority is DISTORTED on a seed of the study: then any faithful, sound candidate replaces it
+            pick, why = restore_fidelity(sweep, rows, step.get("select", "best_feasible"), why)
+        if pick is None:
             floor = "" if min_j is None else f" with J > {min_j:g}"
             record_step(step["phase"], step["else"], policies_dir=self.policies, source_run_id=summary["parent_run_id"],
                         note=f"{self.reason(step)} {why}; no candidate to promote{floor}".strip())
@@ -293,6 +296,24 @@ class Campaign:
         target = step["freeze"].get("target") if isinstance(step["freeze"], dict) else None
         trade_off = (self.frontier_outcome or {}).get("blocking") or []   # what no faithful P2 trial met together
         return freeze(self.policies, target=target, trade_off=trade_off)["decision"]
+
+
+def restore_fidelity(sweep, rows: list, select: str, why: str) -> tuple:
+    """When the phase would promote nothing but its authority is DISTORTED on one of the study's seeds, the best
+    feasible trial (feasible: FAITHFUL on every seed, structurally sound, no plan gate lost, whatever its J or its
+    targets) is promoted instead, so a campaign never keeps, nor freezes, a DISTORTED authority while a faithful
+    candidate exists (our law: a grade is never held with DISTORTED fidelity). (None, why) otherwise."""
+    from tuning.campaign.rules import eligible
+
+    distorted = [o.seed for o in sweep.objective.per_seed if not fidelity_holds(o.anchor.fidelity)]
+    if not distorted:
+        return None, why
+    faithful = eligible(rows, select, None) or eligible(rows, "best_feasible", None)
+    if not faithful:
+        return None, f"{why}; the authority is DISTORTED on seeds {distorted} and no trial is faithful on every seed"
+    pick = faithful[0]
+    return pick, (f"{why}; but the authority is DISTORTED on seeds {distorted}: trial {pick.trial} (J {pick.J:.6g}), "
+                  f"faithful and sound on every seed, restores fidelity")
 
 
 def trial_rows(sweep) -> list:
