@@ -64,7 +64,7 @@ def validate_universe(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     if frame[["country_iso", "tzid"]].isna().any().any():
         raise EngineError(E_WORLD_INPUT, f"{source}: empty country_iso or tzid cell")
     frame = frame[["country_iso", "tzid"]].astype(str)
-    bad_iso = frame.loc[~frame["country_iso"].str.match(ISO2), "country_iso"]
+    bad_iso = frame.loc[~frame["country_iso"].str.fullmatch(ISO2), "country_iso"]
     if len(bad_iso):
         raise EngineError(E_WORLD_INPUT, f"{source}: invalid country code {bad_iso.iloc[0]!r} (two upper-case letters, "
                                          f"ISO 3166-1 alpha-2, no spaces)")

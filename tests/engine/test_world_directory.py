@@ -407,3 +407,12 @@ def test_a_part_named_almost_right_is_refused_not_replaced_by_the_default(tmp_pa
         (world / "outlets.parquet").unlink()
     _refused(world, f"{typo}: not a world part")
     _refused(world, f"did you mean {part}?")
+
+
+@pytest.mark.parametrize("file", ["universe_csv", "universe_parquet"])
+@pytest.mark.parametrize("code", ["US\n", "US\r\n", "us"])
+def test_a_universe_country_code_with_a_line_break_is_refused(tmp_path, file, code):
+    """``^[A-Z]{2}$`` matched "US\\n" ($ matches before a final line break): it ran as a country of its own, beside
+    US, in S1 and S2. The universe is held to two upper-case letters exactly, as the population file is."""
+    uni = UNIVERSE.assign(country_iso=[UNIVERSE["country_iso"].iloc[0], code, "US", "US"])
+    _refused(_world(tmp_path, **{file: uni}), f"invalid country code {code!r}")
