@@ -241,3 +241,18 @@ def test_a_world_with_nothing_to_allocate_is_refused_by_sweep_and_campaign(proje
         assert not (project / f"{name}_campaign").exists() and not list(project.glob(".optuna/*.journal"))
         assert engine_main(["run", "--seed", "42", "--world", str(world), "--policies", str(auth), "--run-root",
                             str(project / "runs")]) == 0
+
+
+def test_authoring_into_a_frozen_folder_of_another_world_names_the_world_not_reopen(project, world):
+    """The default world's frozen authority copied to a folder, then another world authored into it: the answer is
+    the world mismatch (give this world a folder of its own), not "--reopen REASON", which was then refused for the
+    world anyway."""
+    import shutil
+
+    from tuning.author import main
+
+    shutil.copytree(project / "policies", project / "frozen")
+    for args in ([], ["--reopen", "a new world"]):
+        with pytest.raises(EngineError) as err:
+            main(["--world", str(world), "--into", "frozen", "--reason", "r", *args])
+        assert err.value.code == "E3A_TUN_070_WORLD_MISMATCH" and "--into NEW_DIR" in str(err.value)

@@ -55,15 +55,16 @@ def _install_authored(policies_dir: Path, reason: str, world, world_dir, reopen:
     from tuning.authority.guards import E_FROZEN, frozen_step
 
     current = PolicySet.from_dir(policies_dir) if (policies_dir / "zone_mixture_policy.yaml").exists() else None
+    if current is not None and worlds.bound_world(policies_dir)["fingerprint"] != world.fingerprint:
+        # --reopen reopens a folder's own world's authority; it never re-binds a folder to another world (whose own
+        # folder would then share its records: one authority per world); said first, so a frozen folder of another
+        # world is not answered with --reopen, which would then be refused for the world
+        worlds.require(policies_dir, world, "authoring over another world's authority (give this world a folder of "
+                                            "its own: --into NEW_DIR)")
     frozen = frozen_step(policies_dir) if current is not None else None
     if frozen is not None and not reopen:
         raise EngineError(E_FROZEN, f"the authority {current.parameter_hash[:12]} is {frozen['decision']}; "
                                     f"pass --reopen REASON to overwrite it with the authored baseline")
-    if current is not None and worlds.bound_world(policies_dir)["fingerprint"] != world.fingerprint:
-        # --reopen reopens a folder's own world's authority; it never re-binds a folder to another world (whose own
-        # folder would then share its records: one authority per world)
-        worlds.require(policies_dir, world, "authoring over another world's authority (give this world a folder of "
-                                            "its own: --into NEW_DIR)")
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     entry = {"promoted_utc": now, "decision": DECISION, "reason": reason, "source": authored.source,
              "parameter_hash": authored.parameter_hash, "digests": dict(authored.digests),
