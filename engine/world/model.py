@@ -192,9 +192,23 @@ def _read_table(path: Path) -> pd.DataFrame:
             return _universe_from_alpha_pack(path)
     except EngineError:
         raise
+    except UnicodeDecodeError:   # a spreadsheet's export in its own code page (cp1252's "Café")
+        raise EngineError(E_WORLD_INPUT, f"{path}: not UTF-8 text{_first_non_utf8(path)}; save it as UTF-8 "
+                                         f"(a spreadsheet's \"CSV UTF-8\")") from None
     except Exception as exc:  # noqa: BLE001 - any reader failure is a bad input file
         raise EngineError(E_WORLD_INPUT, f"{path}: unreadable ({type(exc).__name__}: {exc})") from None
     raise EngineError(E_WORLD_INPUT, f"{path}: unsupported file type (use .parquet, .csv, .tsv or .yaml)")
+
+
+def _first_non_utf8(path: Path) -> str:
+    """Where a text file stops being UTF-8: " (line N: byte 0x..)" (the reader's own offset is its buffer's)."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        return f" (line {line}: byte 0x{data[exc.start]:02x})"
+    return ""
 
 
 def _read_text_table(path: Path, sep: str) -> pd.DataFrame:

@@ -416,3 +416,12 @@ def test_a_universe_country_code_with_a_line_break_is_refused(tmp_path, file, co
     US, in S1 and S2. The universe is held to two upper-case letters exactly, as the population file is."""
     uni = UNIVERSE.assign(country_iso=[UNIVERSE["country_iso"].iloc[0], code, "US", "US"])
     _refused(_world(tmp_path, **{file: uni}), f"invalid country code {code!r}")
+
+
+def test_a_csv_that_is_not_utf8_is_refused_naming_the_line(tmp_path):
+    """A spreadsheet's cp1252 export ("Café" in an extra column): one line saying it is not UTF-8, where, and what to
+    save it as (it was pandas' UnicodeDecodeError with an offset into its own buffer)."""
+    d = tmp_path / "w"
+    d.mkdir()
+    (d / "outlets.csv").write_bytes(b"merchant_id,legal_country_iso,brand\n1,US,x\n2,FR,Caf\xe9\n")
+    _refused(d, 'outlets.csv: not UTF-8 text (line 3: byte 0xe9); save it as UTF-8 (a spreadsheet\'s "CSV UTF-8")')
