@@ -140,9 +140,10 @@ def _frontier_lines(policies_dir: Path, applicable: bool = True) -> list[str]:
         return []
     ev = steps[-1]["evidence"]
     head = f"P2 frontier (`{ev['study']}`, {ev['trials']} trials on four seeds, DISTORTED vetoed): `{steps[-1]['decision']}`; "
-    kind = "faithful" if applicable else "(fidelity NOT_APPLICABLE: the world brings no population evidence)"
+    kind = ("faithful trials" if applicable else
+            "trials (fidelity NOT_APPLICABLE: the world brings no population evidence)")
     if ev["faithful"] or "vetoed_by" not in ev:
-        lines = [head + f"{ev['meets']} of {ev['faithful']} {kind} trials meet the B+ S3 gate and the hard S4 gate "
+        lines = [head + f"{ev['meets']} of {ev['faithful']} {kind} meet the B+ S3 gate and the hard S4 gate "
                         f"together on every seed; blocking: {ev['blocking']}.", ""]
     else:
         lines = [head + f"no trial is faithful and free of other vetoes ({ev['vetoed_by']}), so the B+ S3 gate and the "
