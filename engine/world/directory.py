@@ -81,6 +81,9 @@ def _misnamed_part(root: Path) -> None:
 
 def world_parts(world_dir: str | Path) -> WorldParts:
     root = Path(world_dir)
+    if root.is_file():   # a world is a folder of parts; one file is a shorthand's
+        raise EngineError(E_WORLD_INPUT, f"{root}: a file, not a world folder: --world takes the folder holding it "
+                                         f"({root.parent}); a catalogue alone is --outlets FILE")
     if not root.is_dir():
         raise EngineError(E_WORLD_MISSING, f"{root}: world directory not found")
     _misnamed_part(root)

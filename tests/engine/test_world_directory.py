@@ -425,3 +425,9 @@ def test_a_csv_that_is_not_utf8_is_refused_naming_the_line(tmp_path):
     d.mkdir()
     (d / "outlets.csv").write_bytes(b"merchant_id,legal_country_iso,brand\n1,US,x\n2,FR,Caf\xe9\n")
     _refused(d, 'outlets.csv: not UTF-8 text (line 3: byte 0xe9); save it as UTF-8 (a spreadsheet\'s "CSV UTF-8")')
+
+
+def test_a_file_given_as_the_world_names_its_folder(tmp_path):
+    d = _world(tmp_path, outlets_csv=OUTLETS)
+    _refused(d / "outlets.csv", f"outlets.csv: a file, not a world folder: --world takes the folder holding it ({d}); "
+                                f"a catalogue alone is --outlets FILE")
