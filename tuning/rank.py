@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from engine import EngineError
-from tuning.common.errors import E_RUN_MISSING, TuningParser, at_least_one, run_cli
+from tuning.common.errors import E_RUN_MISSING, E_USAGE, TuningParser, at_least_one, run_cli
 from tuning.study.ranking import rank_rows
 from tuning.study.trial_row import MLFLOW_METRICS, TrialRow
 from tuning.study.spec import DEFAULT_KEY_METRICS, load_study
@@ -131,6 +132,8 @@ def build_parser() -> TuningParser:
     ap.add_argument("--ui", help="the MLflow UI base URL (default: the tracking server, else http://127.0.0.1:5000)")
     ap.add_argument("--world", metavar="DIR", help="the sweeps of this world (its own experiment, 3A-<phase>-w<id>)")
     ap.add_argument("--campaign", action="store_true", help="the campaign's own sweeps (campaign-3A-<phase>...)")
+    ap.add_argument("--policies", metavar="DIR", help="with --campaign: only the campaign into this authority folder "
+                                                      "(two folders of one world share the experiment)")
     return ap
 
 
@@ -151,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         default_columns = None
     study = worlds.suffixed(args.study, world) if args.study else None   # the name sweep --study was given works
     rows, objectives = ranked_with_objectives(args.phase, study, key_metrics, experiment)
+    if args.policies:
+        rows = campaign_of(rows, args, world)
     if study and not rows:
         raise EngineError(E_RUN_MISSING, f"no trial of study {study} in the MLflow experiment {experiment}")
     if args.pareto:
@@ -170,6 +175,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if default_columns:
         print(default_columns, file=sys.stderr)
     return 0
+
+
+def campaign_of(rows: list, args, world) -> list:
+    """The rows of the campaign into ``--policies`` (its studies are named ``campaign-<folder scope>3A-...``)."""
+    from tuning.campaign.steps import folder_scope
+
+    if not args.campaign:
+        raise EngineError(E_USAGE, "--policies ranks one authority folder's campaign: use it with --campaign")
+    from tuning.common import worlds
+
+    scope = folder_scope(Path(args.policies), world)
+    if scope is None:
+        raise EngineError(E_USAGE, f"{args.policies}: not an authority folder of world {world.name} (no world.yaml)")
+    worlds.require(args.policies, world, "ranking its campaign")
+    return [r for r in rows if (r.study or "").startswith(f"{CAMPAIGN_PREFIX}{scope}3A-")]
 
 
 def ui_link(experiment: str, key_metrics: Sequence[str], ui_base: str | None) -> str:

@@ -409,6 +409,23 @@ def test_two_folders_of_one_world_keep_their_campaign_studies_apart(project, tmp
     assert all((optuna_dir / f"{s}.journal").exists() for s in names["X1"])       # the first folder's trail stays
     assert not any((optuna_dir / f"{s}.journal").exists() for s in names["X2"])
     assert folder_scope(REPO / "policies", default_world()) == ""                 # the shipped names: campaign-3A-P2
+    # rank --campaign --policies DIR: one folder's campaign of the world's shared experiment
+    from types import SimpleNamespace
+
+    from tuning.rank import campaign_of
+    from tuning.study.trial_row import TrialRow
+
+    rows = [TrialRow(trial=i, J=0.0, feasible=True, study=f"campaign-{s}3A-P2-{world.label}")
+            for i, s in enumerate((one, two, ""))]
+    for folder, want in (("X1", [0]), ("X2", [1])):
+        args = SimpleNamespace(campaign=True, policies=str(project / folder))
+        assert [r.trial for r in campaign_of(rows, args, world)] == want
+    with pytest.raises(EngineError) as err:
+        campaign_of(rows, SimpleNamespace(campaign=False, policies=str(project / "X1")), world)
+    assert err.value.code == "E3A_TUN_050_USAGE" and "use it with --campaign" in err.value.cause
+    with pytest.raises(EngineError) as err:   # the default world's policies/ is no folder of this world
+        campaign_of(rows, SimpleNamespace(campaign=True, policies=str(project / "policies")), world)
+    assert err.value.code == "E3A_TUN_050_USAGE" and "not an authority folder of world" in err.value.cause
 
 
 def test_a_distorted_authority_gives_way_to_a_faithful_candidate_whatever_its_j():
