@@ -147,8 +147,9 @@ def _find_one(run_dir: Path, pattern: str) -> Path:
 def verify(run_dir: str | Path) -> dict:
     """Re-check the bundle from the files: every member digest, each parquet member's columns (its footer), the
     composite, the flag and the S6 receipt (a JSON object; anything else is E3A_VER_001), then S6 again on the
-    sealed tables (:mod:`engine.publish.verify_content`: a re-sealed edit that breaks conservation or the domain). Every file is
-    checked to be a regular file inside the run before it is opened (engine.publish.verify_bundle.member_path)."""
+    sealed tables (:mod:`engine.publish.verify_content`: a re-sealed edit that breaks conservation or the domain).
+    Every file is checked to be a regular file inside the run before it is opened
+    (engine.publish.verify_bundle.member_path)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise EngineError(E_BUNDLE_MISSING, f"{run_dir}: run directory not found")

@@ -143,5 +143,6 @@ def test_a_sweep_its_precheck_closes_says_so_and_how_to_run_the_trials_anyway(tm
     assert out.returncode == 0, out.stderr[-2000:]
     lines = out.stdout.strip().splitlines()
     assert lines[-2] == "decision: P3_NOOP_LOCK" and lines[-1].startswith("precheck: no collapse-risk trigger fired")
-    assert "(seeds 42; " in lines[-1] and "recorded in the ladder of policies/; --force runs the trials anyway" in lines[-1]
+    assert "(seeds 42; " in lines[-1]
+    assert "recorded in the ladder of policies/; --force runs the trials anyway" in lines[-1]
     assert "0 complete, 0 pruned" in lines[0] and "| trial |" not in out.stdout   # no empty table

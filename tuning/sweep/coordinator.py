@@ -6,7 +6,6 @@ process's parent run, the precheck, the trials, the close). ``python -m tuning.s
 from __future__ import annotations
 
 import contextlib
-
 import json
 import os
 import sys
