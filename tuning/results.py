@@ -89,6 +89,13 @@ def render(policies_dir: Path, world=None) -> str:
     from tuning.study.objective import floor_population
 
     floors = realism_floors(final[42]["s2"], floor_population(world))
+    lines += ["", _floors_line(floors), "", "### Decision ladder", "",
+              ladder_table(read_ladder(policies_dir), stable=True).rstrip("\n"), END]
+    return "\n".join(lines) + "\n"
+
+
+def _floors_line(floors: dict) -> str:
+    """The authoring realism floors on the authority, in words (which large countries the non-uniform test judged)."""
     even = ", ".join(floors["evenly_populated"])
     if not floors["large_countries"]:
         judged = "no large multi-zone country (4 zones or more) to judge non-uniform"
@@ -101,11 +108,9 @@ def render(policies_dir: Path, world=None) -> str:
     else:
         judged = (f"{floors['nonuniform_share']:.0%} of the {floors['large_countries']} large multi-zone countries "
                   f"non-uniform")
-    lines += ["", f"Authoring realism floors on the authority: alpha sums in [{floors['alpha_sum_min']:.2f}, "
-                  f"{floors['alpha_sum_max']:.2f}] (law [15, 160]); {judged} (law >= 70%): "
-                  f"{'PASS' if floors['passed'] else 'FAIL'}.", "", "### Decision ladder", "",
-              ladder_table(read_ladder(policies_dir), stable=True).rstrip("\n"), END]
-    return "\n".join(lines) + "\n"
+    return (f"Authoring realism floors on the authority: alpha sums in [{floors['alpha_sum_min']:.2f}, "
+            f"{floors['alpha_sum_max']:.2f}] (law [15, 160]); {judged} (law >= 70%): "
+            f"{'PASS' if floors['passed'] else 'FAIL'}.")
 
 
 def _all_faithful(verdicts: list[str]) -> str:

@@ -90,6 +90,7 @@ def test_a_sweeps_cache_report_counts_its_workers_and_says_so_once():
     assert [w["worker"] for w in both["workers"]] == [0, 1]
     assert both["total_recomputed_states"] == 0 + 2 + 3 and both["total_recomputed_bytes"] == 2 * GIB
     note = recomputation_note(both)
-    assert note.startswith("chain cache: 5 states computed again for want of room (2.0 GiB) in 2 worker processes")
+    assert note.startswith("chain cache: 5 states computed again for want of room (their outputs 2.0 GiB in all, "
+                           "evicted earlier) in 2 worker processes")
     assert recomputation_note(cache_report(own, [dict(w, recomputed_states=0, recomputed_bytes=0)
                                                  for w in workers])) is None

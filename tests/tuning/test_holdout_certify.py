@@ -245,3 +245,16 @@ def test_certify_on_a_world_without_evidence_says_not_applicable_and_grades_the_
     assert out.returncode == 0, out.stderr[-2000:]
     assert "fidelity NOT_APPLICABLE (the world brings no population evidence" in out.stdout
     assert "; certified true" in out.stdout and "FAITHFUL" not in out.stdout and "DISTORTED" not in out.stdout
+
+
+def test_the_results_floor_line_says_which_countries_the_non_uniform_test_judged():
+    from tuning.results import _floors_line
+
+    base = {"alpha_sum_min": 20.0, "alpha_sum_max": 95.9, "nonuniform_share": 1.0, "passed": True}
+    said = [_floors_line({**base, "large_countries": n, "judged_countries": j, "evenly_populated": even})
+            for n, j, even in ((9, 9, []), (9, 7, ["AU", "KZ"]), (8, 0, ["AU", "US"]), (0, 0, []))]
+    assert "100% of the 9 large multi-zone countries non-uniform (law >= 70%): PASS." in said[0]
+    assert "100% of the 7 large multi-zone countries whose people are not evenly spread (AU, KZ are)" in said[1]
+    assert "none of the 8 large multi-zone countries judged non-uniform or not: their people are evenly spread " \
+           "(AU, US)" in said[2]
+    assert "no large multi-zone country (4 zones or more) to judge non-uniform" in said[3]   # not "100% of the 0"
