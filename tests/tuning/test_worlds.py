@@ -13,7 +13,7 @@ import yaml
 
 from engine.core.errors import EngineError
 from engine.policies import PolicySet
-from tests.tuning.conftest import REPO, load, run_module
+from tests.tuning.conftest import REPO, load, run_here, run_module
 from tests.worlds.build import write_world
 
 pytestmark = pytest.mark.slow
@@ -183,12 +183,11 @@ def test_cross_world_refusals_as_programs(project, world):
     for args in (("tuning.campaign", "run", "--file", campaign, "--world", str(bad), "--policies", "new_auth",
                   "--no-progress"),
                  ("tuning.sweep", "--phase", "P1.2", "--world", str(bad), "--no-progress")):
-        out = run_module(project, *args, timeout=120)
+        out = run_here(project, *args, program=args[0] == "tuning.campaign")   # one program, one in process
         assert out.returncode == 2 and out.stderr.startswith("E3A_WLD_001_INPUT_INVALID"), out.stderr
         assert len(out.stderr.strip().splitlines()) == 1
     assert not (project / "new_auth").exists() and not list(project.glob(".optuna/*.journal"))
-    out = run_module(project, "tuning.campaign", "run", "--file", campaign, "--world", str(world), "--no-progress",
-                     timeout=120)
+    out = run_here(project, "tuning.campaign", "run", "--file", campaign, "--world", str(world), "--no-progress")
     assert out.returncode == 2 and out.stderr.startswith("E3A_TUN_070_WORLD_MISMATCH")   # policies/ is not W's
     assert PolicySet.from_dir(project / "policies").parameter_hash  # untouched and still loadable
     # measuring policies/ on a world of its own zones: the folder's world named, not only the engine's S2 error
@@ -199,7 +198,7 @@ def test_cross_world_refusals_as_programs(project, world):
     pd.DataFrame({"merchant_id": [1, 2], "legal_country_iso": ["US", "US"], "site_count": [40, 5]}).to_csv(
         us / "outlets.csv", index=False)
     for args in (("tuning.baseline", "--authority", "--seed", "42"), ("tuning.runtime", "baseline")):
-        out = run_module(project, *args, "--world", str(us), timeout=120)
+        out = run_here(project, *args, "--world", str(us), program=args[0] == "tuning.baseline")
         assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr[-2000:]
         assert out.stderr.startswith("E3A_TUN_070_WORLD_MISMATCH") and "do not fit world us_only" in out.stderr
 
