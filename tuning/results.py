@@ -86,9 +86,9 @@ def render(policies_dir: Path, world=None) -> str:
     for metric, value in pack["cv"].items():
         v = float(value)
         lines.append(f"| {metric} | {v:.4f} | {'PASS' if v <= 0.25 else 'FAIL'} | {'PASS' if v <= 0.15 else 'FAIL'} |")
-    from tuning.study.objective import floor_population
+    from tuning.study.objective import evenly_populated_countries
 
-    floors = realism_floors(final[42]["s2"], floor_population(world))
+    floors = realism_floors(final[42]["s2"], evenly_populated_countries(world))
     lines += ["", _floors_line(floors), "", "### Decision ladder", "",
               ladder_table(read_ladder(policies_dir), stable=True).rstrip("\n"), END]
     return "\n".join(lines) + "\n"

@@ -110,7 +110,7 @@ def author_policies(population: pd.DataFrame) -> dict[str, bytes]:
             "zone_mixture_policy": dump_yaml(author_mixture())}
 
 
-def evenly_populated(population: pd.DataFrame) -> set[str]:
+def evenly_populated(population: pd.DataFrame) -> frozenset[str]:
     """The countries whose people the evidence spreads within NONUNIFORM_TV of uniform over their zones (a
     country with no one in the evidence included): uniform priors are faithful there, not flat."""
     out = set()
@@ -119,15 +119,16 @@ def evenly_populated(population: pd.DataFrame) -> set[str]:
         total = pop.sum()
         if total <= 0 or 0.5 * np.abs(pop / total - 1.0 / len(pop)).sum() < NONUNIFORM_TV:
             out.add(str(iso))
-    return out
+    return frozenset(out)
 
 
-def realism_floors(s2: pd.DataFrame, population: pd.DataFrame | None = None) -> dict:
+def realism_floors(s2: pd.DataFrame, evenly: frozenset | set | None = None) -> dict:
     """Authoring realism floors over an S2 table (country_iso, share_effective, alpha_effective).
 
-    ``population`` (country_iso, tzid, population: the world's evidence, when it has some): a large country whose
-    evidence is itself within NONUNIFORM_TV of uniform (:func:`evenly_populated`) is not judged by the non-uniform
-    floor, since its faithful priors are near uniform; without evidence every large country is judged.
+    ``evenly`` (:func:`evenly_populated` of the world's evidence, when it has some; computed once per world, since
+    this runs once per tuning candidate): a large country whose people the evidence spreads within NONUNIFORM_TV of
+    uniform is not judged by the non-uniform floor, since its faithful priors are near uniform; without evidence
+    (None) every large country is judged.
     Group sums are pandas' own, bit for bit (:func:`engine.metrics.exact.pandas_group_sum`), on numpy
     arrays without pandas objects (this runs once per tuning candidate); the share of non-uniform large
     countries is count / count, as pandas' mean of a boolean Series."""
@@ -140,7 +141,7 @@ def realism_floors(s2: pd.DataFrame, population: pd.DataFrame | None = None) -> 
     gap = np.abs(s2["share_effective"].to_numpy(dtype=np.float64) - 1.0 / k[codes])
     tv = pandas_group_sum(codes, gap, names.size) / 2.0
     large = k >= LARGE_K
-    even = sorted(set(names[large].tolist()) & evenly_populated(population)) if population is not None else []
+    even = sorted(set(names[large].tolist()) & set(evenly)) if evenly is not None else []
     judged = large & ~np.isin(names, np.array(even, dtype=object))
     n_large, n_judged = int(np.count_nonzero(large)), int(np.count_nonzero(judged))
     nonuniform = float(np.count_nonzero(tv[judged] >= NONUNIFORM_TV)) / n_judged if n_judged else 1.0

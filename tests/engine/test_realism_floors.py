@@ -58,12 +58,12 @@ def test_a_country_whose_people_are_evenly_spread_is_not_judged_by_the_non_unifo
     even = s2[["country_iso", "tzid"]].assign(population=1000.0)
     uneven = even.assign(population=[10.0 ** (i % 4) for i in range(len(even))])
     assert authoring.realism_floors(s2)["passed"] is False
-    assert authoring.realism_floors(s2, uneven)["reasons"] == [
+    assert authoring.realism_floors(s2, authoring.evenly_populated(uneven))["reasons"] == [
         "only 0.0% of large multi-zone countries non-uniform (< 70%)"]
-    got = authoring.realism_floors(s2, even)
+    got = authoring.realism_floors(s2, authoring.evenly_populated(even))
     assert got["passed"] and got["evenly_populated"] == ["AA", "BB", "CC", "DD"] and got["judged_countries"] == 0
     mixed = pd.concat([even[even["country_iso"] != "DD"], uneven[uneven["country_iso"] == "DD"]])
-    got = authoring.realism_floors(s2, mixed)
+    got = authoring.realism_floors(s2, authoring.evenly_populated(mixed))
     assert (got["judged_countries"], got["nonuniform_share"], got["passed"]) == (1, 0.0, False)
     assert got["reasons"] == ["only 0.0% of large multi-zone countries non-uniform (< 70%) among the 1 whose people "
                               "are not evenly spread"]
@@ -71,10 +71,11 @@ def test_a_country_whose_people_are_evenly_spread_is_not_judged_by_the_non_unifo
     near = even.assign(population=np.where(even["tzid"].str.endswith("0"), 1000.0 * 1.3, 1000.0))
     tv = {c: 0.5 * np.abs(g / g.sum() - 1 / len(g)).sum() for c, g in near.groupby("country_iso")["population"]}
     expect = sorted(c for c, v in tv.items() if v < authoring.NONUNIFORM_TV)
-    assert authoring.realism_floors(s2, near)["evenly_populated"] == expect and 0 < len(expect) < 4
+    got = authoring.realism_floors(s2, authoring.evenly_populated(near))
+    assert got["evenly_populated"] == expect and 0 < len(expect) < 4
 
 
 def test_the_default_worlds_large_countries_are_all_judged(s2):
-    got = authoring.realism_floors(s2, default_world().population)
+    got = authoring.realism_floors(s2, authoring.evenly_populated(default_world().population))
     assert got["evenly_populated"] == [] and got["judged_countries"] == got["large_countries"] == 9
     assert got == {**authoring.realism_floors(s2), "judged_countries": 9, "evenly_populated": []}

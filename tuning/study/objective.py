@@ -45,14 +45,22 @@ def seed_threads(pairs: int) -> int:
     return 2 if (os.cpu_count() or 1) >= 2 and pairs >= SEED_THREADS_MIN_PAIRS else 1
 
 
-def floor_population(world):
-    """The population the authoring realism floors read (a country its evidence spreads evenly is not judged
-    non-uniform: :func:`engine.policies.authoring.realism_floors`): the world's, when it has evidence (the default
-    world's when ``world`` is None), else None."""
+_EVENLY: dict[str, frozenset] = {}   # world fingerprint -> its evenly populated countries
+
+
+def evenly_populated_countries(world) -> frozenset | None:
+    """What the authoring realism floors read of the world's evidence (a country whose people it spreads evenly is
+    not judged non-uniform: :func:`engine.policies.authoring.realism_floors`): those countries, computed once per
+    world, when it has evidence (the default world's when ``world`` is None), else None."""
     from engine import default_world
+    from engine.policies.authoring import evenly_populated
 
     world = world if world is not None else default_world()
-    return world.population if world.fidelity_applicable else None
+    if not world.fidelity_applicable:
+        return None
+    if world.fingerprint not in _EVENLY:
+        _EVENLY[world.fingerprint] = evenly_populated(world.population)
+    return _EVENLY[world.fingerprint]
 
 
 def seeds_first_then_threads(fn, items: Sequence, pairs_of) -> list:
@@ -307,10 +315,10 @@ class PhaseObjective:
     def _realism_floors(self, policies: PolicySet, s2) -> dict:
         memo = self.floors_memo
         if memo is None:
-            return realism_floors(s2, floor_population(self.world))
+            return realism_floors(s2, evenly_populated_countries(self.world))
         floors = memo.get(policies.parameter_hash)
         if floors is None:
-            floors = realism_floors(s2, floor_population(self.world))
+            floors = realism_floors(s2, evenly_populated_countries(self.world))
             with _FLOORS_LOCK:   # seeds scored on threads share the memo
                 if len(memo) >= 8:
                     memo.pop(next(iter(memo)))
