@@ -132,14 +132,21 @@ def _s5(result) -> tuple[dict, dict]:
     return table_bytes, universe_doc
 
 
-def _s6(result, table_bytes: dict, universe_doc: dict):
-    """S6's report: the S0-S4 findings made while scoring, and S5's checks on the bytes just built."""
-    inputs = result.publish_inputs
-    published = ParquetColumns(table_bytes["zone_alloc"])
+def zone_alloc_checked(data: bytes) -> tuple[pd.DataFrame, str]:
+    """``zone_alloc``'s bytes as S5's checks read them: the columns they check, and the table's digest (its routing
+    hash column excluded) computed a row group and a column at a time, never the whole table in memory (S6 at
+    publish, and ``engine verify`` again)."""
+    published = ParquetColumns(data)
     digest = chunked_table_digest(published.rows, published.names, published.column, ROW_GROUP_ROWS,
                                   exclude=(s5_egress.ROUTING,), constants=published.constants())
     published._held = None
-    za = published.read(ZONE_ALLOC_CHECKED).to_pandas()
+    return published.read(ZONE_ALLOC_CHECKED).to_pandas(), digest
+
+
+def _s6(result, table_bytes: dict, universe_doc: dict):
+    """S6's report: the S0-S4 findings made while scoring, and S5's checks on the bytes just built."""
+    inputs = result.publish_inputs
+    za, digest = zone_alloc_checked(table_bytes["zone_alloc"])
     s2 = pq.read_table(io.BytesIO(table_bytes["s2"])).to_pandas()
     egress = s6_validation.validate_egress(s2, result.cores["s4"], za, universe_doc, inputs.policies.digests,
                                            STATE_STATUS, zone_alloc_digest=digest)

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 
 from engine.chain.steps import STATE_STATUS
 from engine.core.errors import E_BUNDLE_TAMPERED, EngineError
+from engine.publish.bundle import zone_alloc_checked
 from engine.publish.members import TABLE_MEMBERS
 from engine.states import s6_validation
 
@@ -31,7 +32,7 @@ NEEDED = (*TABLE_MEMBERS.values(), "rng_event_zone_dirichlet", "rng_trace_log", 
           "sealed_inputs_3A", "zone_alloc_universe_hash", "s6_validation_report_3A")
 EVENT_COLUMNS = ("merchant_id", "country_iso", "zone_count", "blocks")
 _PAIR = ["merchant_id", "legal_country_iso"]
-READ_COLUMNS = {   # what S6 reads of each table (S2 and zone_alloc whole: S5's digests are over every column)
+READ_COLUMNS = {   # what S6 reads of each table (S2 whole: S5's digest of it is over every column)
     "s1_escalation_queue": [*_PAIR, "site_count", "zone_count_country", "is_escalated"],
     "s3_zone_shares": [*_PAIR, "tzid", "share_drawn"],
     "s4_zone_counts": [*_PAIR, "tzid", "zone_site_count", "zone_site_count_sum"]}
@@ -93,14 +94,18 @@ def recheck_s6(members: dict[str, bytes], identity: dict) -> dict:
         raise _tampered(f"a receipt or the RNG events do not read ({str(exc)[:120]})") from None
     if not isinstance(recorded, dict) or not isinstance(universe_doc, dict):
         raise _tampered("member s6_validation_report_3A or zone_alloc_universe_hash: not a JSON object")
-    tables = {key: _table(lid, members[lid]) for key, lid in TABLE_MEMBERS.items()}
+    tables = {key: _table(lid, members[lid]) for key, lid in TABLE_MEMBERS.items() if key != "zone_alloc"}
+    try:   # S5's columns and digest, as S6 read them at publish (never the whole table in memory)
+        tables["zone_alloc"], za_digest = zone_alloc_checked(members["zone_alloc"])
+    except Exception as exc:  # noqa: BLE001 - the footer was read already; rows that do not decode are tampering
+        raise _tampered(f"member zone_alloc: its rows do not read ({str(exc).splitlines()[0][:120]})") from None
     policies = _sealed_policies(sealed)
     try:
         universe = tables["s2"][["country_iso", "tzid"]]
         core = s6_validation.validate_core(identity, receipt, sealed, tables, events, totals, policies,
                                            STATE_STATUS, universe)
         egress = s6_validation.validate_egress(tables["s2"], tables["s4"], tables["zone_alloc"], universe_doc,
-                                               policies, STATE_STATUS)
+                                               policies, STATE_STATUS, zone_alloc_digest=za_digest)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:   # a column of the wrong kind, a missing key
         raise _tampered(f"S6 cannot run on the bundle's tables ({type(exc).__name__}: {str(exc)[:120]})") from None
     report, _ = s6_validation.finish(identity, core, egress)
