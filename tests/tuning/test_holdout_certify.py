@@ -40,33 +40,6 @@ def test_the_holdout_report_does_not_depend_on_how_many_seeds_run_at_once():
     assert one == two and list(one["per_seed"]) == seeds
 
 
-@pytest.mark.parametrize("with_run_root", [False, True])
-def test_the_seedpack_does_not_depend_on_how_many_seeds_run_at_once(monkeypatch, tmp_path, with_run_root):
-    """certify's seedpack runs the seeds after the first two at a time on a large world: each seed's pack, gates,
-    S6/S7 statuses and identity are the same as one at a time (and so are the runs it publishes)."""
-    from pathlib import Path
-
-    from engine import PolicySet
-    from tuning.authority.certification import _run_seeds
-    from tuning.study import objective
-
-    class Bar:
-        def update(self, n):
-            pass
-
-    policies = PolicySet.from_dir(Path(__file__).resolve().parents[2] / "policies")
-    out = {}
-    for threads in (1, 2):
-        monkeypatch.setattr(objective, "seed_threads", lambda pairs, n=threads: n)
-        root = tmp_path / f"t{threads}" if with_run_root else None
-        per_seed, seconds, identity = _run_seeds(policies, [42, 7, 101], root, Bar(), None)
-        assert list(per_seed) == list(seconds) == list(identity) == [42, 7, 101]
-        out[threads] = (per_seed, identity)
-        if root is not None:
-            out[threads] += ({p.name: sorted(f.read_bytes() for f in p.rglob("*.parquet")) for p in root.iterdir()},)
-    assert out[1] == out[2]
-
-
 def test_certify_reports_fidelity_and_holdout_rate_in_summary_and_mlflow(project, capsys):
     from tuning.certify import main
     from tuning.trail.tracking import client

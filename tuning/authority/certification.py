@@ -105,23 +105,17 @@ def _certify(policies: PolicySet, seeds: Sequence[int], source: dict, runs_root:
 
 def _run_seeds(policies: PolicySet, seeds: Sequence[int], runs_root: Path | None, bar,
                world) -> tuple[dict, dict, dict]:
-    """S0 -> S7 on every seed through one chain cache: (scored entry, engine seconds, identity) per seed. The first
-    seed alone, the others two at a time on a large world (:func:`~tuning.study.objective.seeds_first_then_threads`,
-    as the held-out seeds): each seed's entry is its own, whatever runs beside it."""
-    from tuning.study.objective import seeds_first_then_threads
-
+    """S0 -> S7 on every seed through one chain cache: (scored entry, engine seconds, identity) per seed."""
     cache = chain_cache()   # seeds share only S0.world, S1, S2
-
-    def one(seed: int) -> tuple:
+    per_seed, engine_seconds, rows = {}, {}, {}
+    for seed in seeds:
         res = run_chain(policies, seed, world, cache=cache, run_root=runs_root)
-        entry = {"pack": res.pack, "gates": res.gates, "s6_overall_status": res.s6_report["overall_status"],
-                 "s7_status": res.s7.get("status")}
+        per_seed[seed] = {"pack": res.pack, "gates": res.gates, "s6_overall_status": res.s6_report["overall_status"],
+                          "s7_status": res.s7.get("status")}
+        engine_seconds[seed] = float(sum(res.seconds.values()))
+        rows[seed] = res.identity
         bar.update(1)
-        return entry, float(sum(res.seconds.values())), res.identity
-
-    pairs = lambda first: first[0]["pack"]["s1"]["pairs_total"]   # noqa: E731 - the world's size, from seed one
-    done = dict(zip(seeds, seeds_first_then_threads(one, list(seeds), pairs)))
-    return ({s: done[s][0] for s in seeds}, {s: done[s][1] for s in seeds}, {s: done[s][2] for s in seeds})
+    return per_seed, engine_seconds, rows
 
 
 def _log_seed_run(mlc, exp: str, parent_id: str, seed: int, entry: dict, row: dict, identity: dict,
