@@ -31,7 +31,7 @@ _HOMES: dict[str, tuple[str, ...]] = {
     "engine.publish.store": ("materialise", "verify", "load_run"),
     "engine.policies": ("PolicySet", "POLICY_IDS"),
     "engine.policies.policy_set": ("S1_SMOOTHING_OFF", "S3_DISPERSION_OFF", "S4_SAFEGUARDS_OFF"),
-    "engine.policies.authoring": ("author_policies", "dump_yaml", "realism_floors"),
+    "engine.policies.authoring": ("author_policies", "dump_yaml", "evenly_populated", "realism_floors"),
     "engine.policies.world_baseline": ("authored_baseline", "run_policies"),
     "engine.world.model": ("World", "default_world", "load_world", "outlets_for"),
     "engine.world.universe": ("country_names",),

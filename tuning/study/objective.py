@@ -53,7 +53,7 @@ def evenly_populated_countries(world) -> frozenset | None:
     not judged non-uniform: :func:`engine.policies.authoring.realism_floors`): those countries, computed once per
     world, when it has evidence (the default world's when ``world`` is None), else None."""
     from engine import default_world
-    from engine.policies.authoring import evenly_populated
+    from engine import evenly_populated
 
     world = world if world is not None else default_world()
     if not world.fidelity_applicable:
