@@ -176,7 +176,7 @@ def cmd_author(args) -> int:
     from engine.policies.world_baseline import authored_baseline
 
     world = _world(args)
-    out = Path(args.out) if args.out else AUTHORED_ROOT / world.universe_digest[:12]
+    out = Path(args.out) if args.out else AUTHORED_ROOT / authored_name(world)
     if is_authority_folder(out):
         raise EngineError(E_AUTHORITY_FOLDER, f"{out} is the authority folder; author elsewhere (default "
                                               f"{AUTHORED_ROOT}/<universe digest>/) and install with "
@@ -185,6 +185,15 @@ def cmd_author(args) -> int:
     publish_folder(out, {f"{pid}.yaml": data for pid, data in policies.raw.items()})   # all three or none
     print(f"wrote {', '.join(sorted(policies.raw))} to {out}  parameter_hash {policies.parameter_hash}")
     return 0
+
+
+def authored_name(world) -> str:
+    """The folder ``author`` writes without ``--out``: the universe digest's first 12 hex, and for a world with
+    population evidence of its own ``-e`` and its evidence digest's first 8 (the authored alphas follow the people:
+    two worlds of one Z(c) and other evidence author different policies, and wrote them to one folder)."""
+    name = world.universe_digest[:12]
+    evidence = world.static_parts.get("evidence")
+    return f"{name}-e{evidence.hex()[:8]}" if evidence is not None else name
 
 
 def _fractions(text: str) -> tuple[float, ...]:

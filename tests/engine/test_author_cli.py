@@ -93,3 +93,25 @@ def test_author_writes_all_three_files_or_none(tmp_path, monkeypatch, capsys):
     (out / "mine.txt").write_text("a user's file")
     assert main(["author", "--out", str(out)]) == 2          # a folder holding other files is not replaced
     assert "mine.txt" in capsys.readouterr().err and (out / "mine.txt").exists()
+
+
+def test_two_worlds_of_one_universe_and_other_evidence_author_into_two_folders(tmp_path):
+    """The authored alphas follow the people: worlds of one Z(c) whose evidence differs get folders of their own
+    (both wrote authored/<universe digest>/, the second silently replacing the first)."""
+    import pandas as pd
+
+    from engine.cli.main import authored_name
+    from engine.world.model import load_world
+
+    names = {}
+    for label, people in (("a", [5e6, 3e6, 1e6]), ("b", [1e6, 3e6, 5e6])):
+        d = tmp_path / label
+        d.mkdir()
+        pd.DataFrame({"country_iso": ["AU"] * 3, "tzid": ["Australia/Sydney", "Australia/Perth", "Australia/Darwin"],
+                      "population": people}).to_csv(d / "population.csv", index=False)
+        pd.DataFrame({"merchant_id": [1, 2], "legal_country_iso": ["AU", "AU"], "site_count": [9, 4]}).to_csv(
+            d / "outlets.csv", index=False)
+        world = load_world(d)
+        names[label] = (authored_name(world), world.universe_digest[:12])
+    assert names["a"][1] == names["b"][1] and names["a"][0] != names["b"][0]
+    assert names["a"][0].startswith(names["a"][1] + "-e") and len(names["a"][0]) == 12 + 2 + 8
