@@ -270,7 +270,8 @@ class Campaign:
                 rates, anchor = validation_rates(sweep, ranked[: int(check.get("top", 5))], int(check.get("seeds", 12)))
             pick, checked = validated(ranked, rates)
             why = (f"the rule ({step.get('select', 'best_feasible')}) first picks {why}; {checked}; "
-                   f"the authority itself holds on {anchor[0]:.0%}, {anchor[1]:.0%} PASS_BPLUS and FAITHFUL")
+                   f"the authority itself holds on {anchor[0]:.0%}, {anchor[1]:.0%} PASS_BPLUS and "
+                   + ("FAITHFUL" if self.world.fidelity_applicable else "fidelity NOT_APPLICABLE"))
             mine = rates[pick.trial]
             if mine[0] < anchor[0] or mine[1] < anchor[1]:   # on seeds it was not tuned on: no better than the
                 # authority at the phase, or worse at the campaign's goal: nothing is promoted
