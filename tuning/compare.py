@@ -20,7 +20,7 @@ from tuning.common import worlds
 from tuning.common.errors import E_ARTIFACTS, TuningParser, run_cli
 from tuning.report.files import (GATE_FAMILIES, atomic_write_text, compact_gates, fmt, is_run_id, json_text,
                                  load_run_dir, md_table, read_json, require_keys, run_block, run_fidelity_evidence,
-                                 score_tables, sealed_world_kind, utc_now)
+                                 score_tables, utc_now)
 
 OUT_JSON = "segment3a_p0_candidate_vs_baseline_{rid}.json"
 OUT_MD = "segment3a_p0_candidate_vs_baseline_{rid}.md"
@@ -96,21 +96,19 @@ def candidate_from_json(path: Path) -> dict:
 
 
 def candidate_from_run(run_dir: Path, world=None) -> dict:
-    from engine import default_world
-
     res = load_run_dir(run_dir)
     pack, gates, verdict = score_tables(res.tables, run_fidelity_evidence(res, world))
     block = run_block(res, run_dir.resolve().parent if run_dir.is_absolute() else run_dir.parent)
     block["run_root"] = run_dir.as_posix()
-    if world is None and sealed_world_kind(res) == "default":
-        world = default_world()
+    # its world is the one given (--world); a run's seal does not tell a catalogue-only world from the default one
     return {**block, "metrics": pack, "gates": compact_gates(gates), "verdict": verdict,
             "world": worlds.record(world) if world is not None else None}
 
 
 def require_one_world(baseline: Mapping, candidate: Mapping) -> None:
     """A comparison's deltas and progression decision are two policies' on one world: a candidate measured on
-    another world than the baseline pack's is refused (E3A_TUN_070) where both say which world they measured."""
+    another world than the baseline pack's is refused (E3A_TUN_070) where both say which world they measured (a
+    candidate pack's ``measures.world``, a run folder's ``--world``)."""
     a, b = pack_world(baseline), candidate.get("world")
     if a is not None and b is not None and a["fingerprint"] != b["fingerprint"]:
         raise EngineError(worlds.E_WORLD_MISMATCH, f"the baseline measured world {a.get('name')} "

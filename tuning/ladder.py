@@ -58,8 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         require_authority_folder(args.policies)   # a world folder's empty ladder is not an authority's
         steps = read_ladder(Path(args.policies))
         if pending(args.policies):   # shown, not finished: show only reads (it may read a read-only copy)
-            print(f"{args.policies}: an interrupted promotion's install is pending; the ladder below is the one "
-                  f"before it (a sweep, certify or promote on this folder finishes it first)", file=sys.stderr)
+            print(f"{args.policies}: an interrupted promotion's install is pending; the ladder below may not show it "
+                  f"yet (a sweep, certify or promote on this folder finishes it first)", file=sys.stderr)
         print(json.dumps(steps, indent=2) if args.json else ladder_table(steps), end="" if not args.json else "\n")
         return 0
     require_authority_folder(args.policies)   # before its lock: a step is recorded into an authority, never a new folder

@@ -183,8 +183,10 @@ def campaign_of(rows: list, args, world) -> list:
 
     if not args.campaign:
         raise EngineError(E_USAGE, "--policies ranks one authority folder's campaign: use it with --campaign")
+    from tuning.authority.txn import require_authority_folder
     from tuning.common import worlds
 
+    require_authority_folder(args.policies)   # a folder that is no authority has no campaign of its own
     scope = folder_scope(Path(args.policies), world)
     if scope is None:
         raise EngineError(E_USAGE, f"{args.policies}: not an authority folder of world {world.name} (no world.yaml)")

@@ -28,6 +28,10 @@ def parse_cluster(spec: str) -> tuple[str, int | str]:
     if m and int(m.group(1)) >= 1:
         return "local", int(m.group(1))
     if re.match(r"^(tcp|tls|ucx|inproc)://[^\s/]+$", spec):
+        try:
+            urlsplit(spec).port   # a port past 65535, "[::1:8786": said here, not a traceback later
+        except ValueError as exc:
+            raise EngineError(E_USAGE, f"--cluster {spec!r}: {exc} (tcp://scheduler:port, port 1-65535)") from None
         return "remote", spec
     raise EngineError(E_USAGE, f"--cluster must be local:K (K >= 1) or tcp://scheduler:port, not {spec!r}")
 

@@ -111,13 +111,13 @@ def author_policies(population: pd.DataFrame) -> dict[str, bytes]:
 
 
 def evenly_populated(population: pd.DataFrame) -> frozenset[str]:
-    """The countries whose people the evidence spreads within NONUNIFORM_TV of uniform over their zones (a
-    country with no one in the evidence included): uniform priors are faithful there, not flat."""
+    """The countries whose people the evidence spreads within NONUNIFORM_TV of uniform over their zones: uniform
+    priors are faithful there, not flat. A country the evidence has no one in is not one (its spread is unknown)."""
     out = set()
     for iso, grp in population.groupby("country_iso", sort=True):
         pop = grp["population"].to_numpy(dtype=np.float64)
         total = pop.sum()
-        if total <= 0 or 0.5 * np.abs(pop / total - 1.0 / len(pop)).sum() < NONUNIFORM_TV:
+        if total > 0 and 0.5 * np.abs(pop / total - 1.0 / len(pop)).sum() < NONUNIFORM_TV:
             out.add(str(iso))
     return frozenset(out)
 

@@ -26,6 +26,7 @@ from engine.chain.steps import STATE_STATUS
 from engine.core.errors import E_BUNDLE_TAMPERED, EngineError
 from engine.publish.bundle import zone_alloc_checked
 from engine.publish.members import TABLE_MEMBERS
+from engine.publish.verify_values import value_failures
 from engine.states import s6_validation
 
 NEEDED = (*TABLE_MEMBERS.values(), "rng_event_zone_dirichlet", "rng_trace_log", "s0_gate_receipt_3A",
@@ -34,7 +35,7 @@ EVENT_COLUMNS = ("merchant_id", "country_iso", "zone_count", "blocks")
 _PAIR = ["merchant_id", "legal_country_iso"]
 READ_COLUMNS = {   # what S6 reads of each table (S2 whole: S5's digest of it is over every column)
     "s1_escalation_queue": [*_PAIR, "site_count", "zone_count_country", "is_escalated"],
-    "s3_zone_shares": [*_PAIR, "tzid", "share_drawn"],
+    "s3_zone_shares": [*_PAIR, "tzid", "share_drawn"],   # S2 whole: its shares and alphas are checked too
     "s4_zone_counts": [*_PAIR, "tzid", "zone_site_count", "zone_site_count_sum"]}
 RECOMPUTED = ("overall_status", "checks", "metrics", "manifest_fingerprint", "parameter_hash")
 
@@ -90,7 +91,7 @@ def recheck_s6(members: dict[str, bytes], identity: dict) -> dict:
         receipt, sealed, universe_doc, recorded = (json.loads(members[lid]) for lid in (
             "s0_gate_receipt_3A", "sealed_inputs_3A", "zone_alloc_universe_hash", "s6_validation_report_3A"))
         events, totals = _events(members["rng_event_zone_dirichlet"]), _trace_totals(members["rng_trace_log"])
-    except (ValueError, TypeError, KeyError, pa.ArrowException) as exc:
+    except (ValueError, TypeError, KeyError, OverflowError, pa.ArrowException) as exc:   # Infinity in a total
         raise _tampered(f"a receipt or the RNG events do not read ({str(exc)[:120]})") from None
     if not isinstance(recorded, dict) or not isinstance(universe_doc, dict):
         raise _tampered("member s6_validation_report_3A or zone_alloc_universe_hash: not a JSON object")
@@ -115,4 +116,7 @@ def recheck_s6(members: dict[str, bytes], identity: dict) -> dict:
     differ = [k for k in RECOMPUTED if recorded.get(k) != report[k]]
     if differ:
         raise _tampered(f"the S6 report does not recompute from the tables ({', '.join(differ)} differ)")
+    wrong = value_failures(tables, events)   # what S6 never had to doubt: negative counts, unknown tzids, ...
+    if wrong:
+        raise _tampered(f"the bundle's tables hold values the engine never writes: {', '.join(wrong)}")
     return report

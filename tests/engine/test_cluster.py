@@ -63,6 +63,18 @@ def test_a_threaded_local_cluster_runs_every_partition_as_a_task():
         assert split.tables[name].equals(table), name
 
 
+@pytest.mark.parametrize("spec, says", [
+    ("tcp://127.0.0.1:99999", "Port out of range"), ("tcp://[::1:8786", "Invalid IPv6 URL"),
+    ("tcp://host:abc", "Port could not be cast")])
+def test_a_cluster_address_whose_port_does_not_parse_is_one_coded_line(spec, says):
+    """A port past 65535 or a broken IPv6 form was a ValueError traceback from the connection check."""
+    from engine.chain.cluster import parse_cluster
+
+    with pytest.raises(EngineError) as exc:
+        parse_cluster(spec)
+    assert exc.value.one_line().startswith(f"E3A_CLI_001_USAGE: --cluster {spec!r}: ") and says in exc.value.cause
+
+
 @pytest.mark.parametrize("spec", ["local:0", "local:x", "http://host:8786", "scheduler"])
 def test_a_bad_cluster_address_is_one_coded_line(spec):
     from engine.chain.cluster import parse_cluster

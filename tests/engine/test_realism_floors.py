@@ -79,3 +79,12 @@ def test_the_default_worlds_large_countries_are_all_judged(s2):
     got = authoring.realism_floors(s2, authoring.evenly_populated(default_world().population))
     assert got["evenly_populated"] == [] and got["judged_countries"] == got["large_countries"] == 9
     assert got == {**authoring.realism_floors(s2), "judged_countries": 9, "evenly_populated": []}
+
+
+def test_a_country_the_evidence_has_no_one_in_is_judged():
+    """No people in the evidence says nothing of their spread: such a country is judged by the non-uniform floor
+    (all nine large countries without people exempted a flat S2)."""
+    s2 = _flat_priors({"AA": 4, "BB": 5})
+    nobody = s2[["country_iso", "tzid"]].assign(population=0.0)
+    assert authoring.evenly_populated(nobody) == frozenset()
+    assert authoring.realism_floors(s2, authoring.evenly_populated(nobody))["passed"] is False

@@ -164,3 +164,24 @@ def test_a_resealed_escalation_queue_that_drops_a_pair_is_refused(run_dir, tmp_p
     drop = s1.index[s1["is_escalated"]][0]
     copy, _ = _reseal(run_dir, tmp_path, "s1_escalation_queue", _parquet(s1.drop(index=drop)))
     _assert_refused(*_cli("verify", str(copy)), "fail S6 again", "CHK_S3_DOMAIN_ALIGNMENT")
+
+
+def test_a_resealed_s3_with_a_negative_share_that_still_sums_to_one_is_refused(run_dir, tmp_path):
+    """S6 checks that a pair's shares sum to one; a re-sealed edit can keep that sum with a share below 0 and one
+    above 1, which the engine never writes: verify's value checks name it."""
+    s3 = _table(run_dir, "s3_zone_shares")
+    pair = s3.groupby(["merchant_id", "legal_country_iso"]).size().loc[lambda n: n >= 2].index[0]
+    rows = s3.index[(s3["merchant_id"] == pair[0]) & (s3["legal_country_iso"] == pair[1])]
+    a, b = rows[:2]
+    s3.loc[b, "share_drawn"] = s3.loc[b, "share_drawn"] - 0.5 - s3.loc[b, "share_drawn"]   # -0.5
+    s3.loc[a, "share_drawn"] = 1.0 - s3.loc[rows.drop(a), "share_drawn"].sum()            # the sum kept at 1
+    copy, _ = _reseal(run_dir, tmp_path, "s3_zone_shares", _parquet(s3))
+    _assert_refused(*_cli("verify", str(copy)), "values the engine never writes", "S3 share outside [0, 1]")
+
+
+def test_a_trace_total_that_is_not_a_number_is_a_coded_refusal(run_dir, tmp_path):
+    lid = "rng_trace_log"
+    lines = _member_bytes(run_dir, lid).decode().splitlines()
+    lines[-1] = lines[-1].replace('"events_total":', '"events_total":Infinity,"x":', 1)
+    copy, _ = _reseal(run_dir, tmp_path, lid, ("\n".join(lines) + "\n").encode())
+    _assert_refused(*_cli("verify", str(copy)), "do not read")
