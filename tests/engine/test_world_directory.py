@@ -322,18 +322,35 @@ def test_a_small_headcount_beside_real_ones_is_not_a_share(tmp_path):
 
 
 @pytest.mark.parametrize("us, needle", [
-    ([3.0, 2.0, 1.0], "US's population sums to 6 people over 3 clocks, as its one country of two clocks or more sums "
-                      "to fewer than the 1000 people a clock"),
-    ([55.0, 30.0, 15.0], "US's population sums to 100 people over 3 clocks"),   # one country in percent, alone
-    ([33.3, 33.3, 33.3], "US's population sums to 99.9 people over 3 clocks"),   # rounded percentages
+    ([3.0, 2.0, 1.0], "US's population sums to 6 people over 3 clocks, and its one country of two clocks or more "
+                      "has fewer than 100 people a clock"),                          # weights
+    ([55.0, 30.0, 15.0], "US's population sums to 100 over 3 clocks, a normalised total"),   # percent, one country
+    ([33.3, 33.3, 33.3], "US's population sums to 99.9 over 3 clocks, a normalised total"),  # rounded percentages
 ])
-def test_evidence_whose_every_multi_clock_country_the_smoothing_outweighs_is_refused(tmp_path, us, needle):
-    """The same few people as the world's only evidence of two clocks or more (a share, a percentage or a weight,
-    whatever its total): the authoring law's 1,000 people a clock would author a near-uniform prior the evidence
-    does not support, a world DISTORTED from its first run (a one-country world in percent passed the
-    normalised-total test, which needs two countries)."""
+def test_evidence_the_smoothing_outweighs_as_shares_or_weights_is_refused(tmp_path, us, needle):
+    """A share, a percentage or a weight, whatever its total: the authoring law's 1,000 people a clock would author
+    a near-uniform prior the evidence does not support, a world DISTORTED from its first run (a one-country world
+    in percent passed the normalised-total test, which needs two countries)."""
     pop = POPULATION.assign(population=[60.0, *us])
     _refused(_world(tmp_path, universe_csv=UNIVERSE, population_csv=pop), needle)
+
+
+def test_percentages_beside_real_headcounts_and_basis_points_are_refused_and_a_small_real_population_loads(tmp_path):
+    """One country in percent beside another's headcount is refused for that country; two countries in basis points
+    too; 1,465 people on 8 Antarctic clocks are people (their fidelity verdict says what the smoothing makes of
+    them)."""
+    ki = pd.DataFrame({"country_iso": ["KI", "KI"], "tzid": ["Pacific/Tarawa", "Pacific/Kiritimati"]})
+    mixed = pd.concat([POPULATION.assign(population=[60e6, 50.0, 30.0, 20.0]), ki.assign(population=[9e4, 3e4])])
+    _refused(_world(tmp_path, "mixed", universe_csv=pd.concat([UNIVERSE, ki]), population_csv=mixed),
+             "US's population sums to 100 over 3 clocks, a normalised total")
+    bps = pd.concat([POPULATION.assign(population=[1e4, 5000.0, 3000.0, 2000.0]), ki.assign(population=[7e3, 3e3])])
+    _refused(_world(tmp_path, "bps", universe_csv=pd.concat([UNIVERSE, ki]), population_csv=bps),
+             "every country's population sums to 10000")
+    aq = pd.DataFrame({"country_iso": ["AQ"] * 4, "tzid": ["Antarctica/McMurdo", "Antarctica/Casey",
+                                                          "Antarctica/Davis", "Antarctica/Palmer"],
+                       "population": [1000.0, 200.0, 150.0, 115.0]})
+    world = load_world(_world(tmp_path, "aq", population_csv=aq))
+    assert world.population["population"].sum() == 1465.0
 
 
 def test_a_population_only_world_publishes_each_clock_under_the_countrys_own_name(tmp_path):
