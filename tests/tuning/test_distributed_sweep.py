@@ -157,6 +157,22 @@ def test_forked_workers_on_postgresql_and_a_tracking_server(services, tmp_path, 
     runs = trial_runs("forked-P1.2")
     assert {t.user_attrs["result"]["mlflow_run_id"] for t in trials} == {r.info.run_id for r in runs}
     assert {r.info.status for r in runs} == {"FINISHED"} and len(runs) == 4
+    # a promotion registers the authority's model version through the tracking server (it refused a version whose
+    # source is a logged model's artifacts without that model's id: every promote failed half-installed)
+    import uuid
+
+    from engine import PolicySet
+    from tuning.trail.registry import register_authority
+    from tuning.trail.tracking import client
+
+    mlc, policies = client(), PolicySet.from_dir(root / "policies")
+    run = mlc.create_run(mlc.create_experiment(f"registry-{uuid.uuid4().hex[:8]}"))
+    entry = {"decision": "PROMOTED", "mlflow_run_id": run.info.run_id, "parameter_hash": policies.parameter_hash,
+             "previous_authority": {}, "witness": {"status": "PASS"}}
+    got = register_authority(mlc, run.info.run_id, policies, b"promotions: []\n", entry, txn=uuid.uuid4().hex,
+                             policies_dir=root / "policies")
+    assert got["version"] >= 1 and mlc.get_model_version_by_alias(got["name"], got["alias"]).version == \
+        str(got["version"])
 
 
 def test_bench_distributed_runs_as_a_program(services, tmp_path):

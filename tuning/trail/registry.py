@@ -72,7 +72,8 @@ def register_authority(mlc: MlflowClient, promotion_run_id: str, policies: Polic
         model_id = model.model_id
         source = mlc.get_logged_model(model.model_id).artifact_location
         version = mlc.create_model_version(model_name, source, run_id=promotion_run_id, tags=tags,
-                                           description=_description(entry, tags, policies))
+                                           description=_description(entry, tags, policies),
+                                           model_id=model.model_id)   # a tracking server refuses the source alone
     mlc.set_registered_model_alias(model_name, ALIAS, version.version)
     mlc.update_registered_model(model_name, description=(
         f"The Segment 3A authority policy set; alias '{ALIAS}' = version {version.version} "
