@@ -100,6 +100,19 @@ def test_tracking_store_failure_is_one_coded_line(capsys):
         run_cli(broken, [])
     err = capsys.readouterr().err
     assert ex.value.code == 2 and err.startswith("E3A_TUN_042_TRACKING_STORE") and len(err.strip().splitlines()) == 1
+    assert "tracking store failed" in err
+
+    def refused(argv):   # the server answered and turned the request down: said as such, not as a failed store
+        from mlflow.exceptions import RestException
+
+        raise RestException({"error_code": "INVALID_PARAMETER_VALUE", "message": "Invalid model version source: 'x'."
+                             "\nmore"})
+
+    with pytest.raises(SystemExit) as ex:
+        run_cli(refused, [])
+    err = capsys.readouterr().err
+    assert ex.value.code == 2 and err.strip() == ("E3A_TUN_042_TRACKING_STORE: the MLflow tracking store refused a "
+                                                  "request (INVALID_PARAMETER_VALUE): Invalid model version source: 'x'.")
 
 
 def test_a_sweep_whose_trail_cannot_open_its_store_is_one_coded_line(tmp_path):

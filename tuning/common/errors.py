@@ -87,7 +87,15 @@ def _tracking_error(exc: BaseException) -> EngineError | None:
     exceptions = sys.modules.get("mlflow.exceptions")   # never imports MLflow: not loaded, not its exception
     if exceptions is None or not isinstance(exc, exceptions.MlflowException):
         return None
+    code = str(getattr(exc, "error_code", "") or "")
+    if code in REFUSALS:   # the store answered and refused this request: it did not fail
+        said = _first_line(exc).removeprefix(f"{code}: ")   # a RestException's text starts with its code
+        return EngineError(E_TRACKING, f"the MLflow tracking store refused a request ({code}): {said}")
     return EngineError(E_TRACKING, f"MLflow tracking store failed: {_first_line(exc)}")
+
+
+REFUSALS = ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "RESOURCE_ALREADY_EXISTS", "INVALID_STATE",
+            "BAD_REQUEST", "PERMISSION_DENIED", "UNAUTHENTICATED")   # MLflow's codes for a request it turns down
 
 
 def _coded_failure(exc: BaseException) -> EngineError | None:
