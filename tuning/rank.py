@@ -143,17 +143,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     world = worlds.load(args.world)
     prefix = CAMPAIGN_PREFIX if args.campaign else ""
-    experiment = worlds.suffixed(f"{prefix}3A-{args.phase}", world)
-    try:
+    phase = args.phase
+    try:   # --phase names a phase of --studies-dir, or a study file (as sweep --phase takes one)
         spec = load_study(args.phase, args.studies_dir)
-        key_metrics, own = list(spec.key_metrics), worlds.suffixed(prefix + spec.study, world)
+        key_metrics, own, phase = list(spec.key_metrics), worlds.suffixed(prefix + spec.study, world), spec.phase
     except EngineError as exc:   # ranked on the default columns, and said so once the table is printed
+        if Path(args.phase).suffix in (".yaml", ".yml"):
+            raise   # a study file given that does not load: no phase to rank
         key_metrics, own = list(DEFAULT_KEY_METRICS), None
         default_columns = f"note: {exc.cause}: ranked on the default key metrics (--studies-dir DIR: the project's studies)"
     else:
         default_columns = None
+    experiment = worlds.suffixed(f"{prefix}3A-{phase}", world)
     study = worlds.suffixed(args.study, world) if args.study else None   # the name sweep --study was given works
-    rows, objectives = ranked_with_objectives(args.phase, study, key_metrics, experiment)
+    rows, objectives = ranked_with_objectives(phase, study, key_metrics, experiment)
     if args.policies:
         rows = campaign_of(rows, args, world)
     if study and not rows:

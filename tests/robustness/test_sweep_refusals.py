@@ -211,6 +211,31 @@ def test_a_study_resumed_under_another_objective_is_refused(tmp_path):
         with pytest.raises(EngineError) as err:
             open_study(other, "s", storage, spec.seeds, "h")
         assert err.value.code == "E3A_TUN_050_USAGE" and "created with another objective" in err.value.cause
+    # a named guardrail's value (its label is its name) and a fixed knob's value change how trials score too
+    from tuning.storage.stores import objective_digest
+
+    renamed = dataclasses.replace(spec.guardrails[0], name="my rail")
+    pinned = dataclasses.replace(spec.knobs[0], low=None, high=None, log=False, step=None, choices=None,
+                                 value=spec.knobs[0].low)
+    first = dataclasses.replace(spec, guardrails=(renamed, *spec.guardrails[1:]), knobs=(pinned, *spec.knobs[1:]))
+    storage2 = open_storage(f"journal:{tmp_path / 't.journal'}", "t")
+    open_study(first, "t", storage2, spec.seeds, "h")
+    moved = dataclasses.replace(renamed, value=(renamed.value or 0.0) + 0.1, anchor=False)
+    other_value = dataclasses.replace(pinned, value=spec.knobs[0].high)
+    for other in (dataclasses.replace(first, guardrails=(moved, *spec.guardrails[1:])),
+                  dataclasses.replace(first, knobs=(other_value, *spec.knobs[1:]))):
+        with pytest.raises(EngineError) as err:
+            open_study(other, "t", storage2, spec.seeds, "h")
+        assert err.value.code == "E3A_TUN_050_USAGE" and "created with another scoring" in err.value.cause
+    # a study recorded before "scoring" existed (its objective only) resumes under that objective and records it
+    import optuna
+
+    storage3 = open_storage(f"journal:{tmp_path / 'u.journal'}", "u")
+    legacy = optuna.create_study(study_name="u", storage=storage3, directions=spec.directions)
+    for key, value in {"phase": spec.phase, "seeds": list(spec.seeds), "objective": objective_digest(spec),
+                       "base_parameter_hash": "h"}.items():
+        legacy.set_user_attr(key, value)
+    assert open_study(spec, "u", storage3, spec.seeds, "h").user_attrs["scoring"]
 
 
 @pytest.mark.parametrize("url, cause", [("/tmp", "Could not parse SQLAlchemy URL"), ("bogus://x", "bogus")])

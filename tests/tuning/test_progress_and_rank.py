@@ -19,6 +19,8 @@ def test_progress_timeout_and_rank(project, capsys):
     assert rank(["--phase", "P1.2", "--json"]) == 0
     ranked = json.loads(capsys.readouterr().out)
     assert len(ranked) == 3 and shown and float(shown[-1]) == round(ranked[0]["J"], 6)  # the bar ends on the best
+    assert rank(["--phase", "studies/P1.2.yaml", "--json"]) == 0   # a study file, as sweep --phase takes one
+    assert json.loads(capsys.readouterr().out) == ranked
     # --timeout: no new trial starts once it has passed; a later invocation resumes the budget
     assert sweep(["--phase", "P1.2", "--trials", "6", "--timeout", "0.001", "--json", "--no-progress"]) == 0
     summary = json.loads(capsys.readouterr().out)

@@ -187,3 +187,22 @@ def test_a_storage_that_fails_mid_run_is_one_coded_line(capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert ex.value.code == 2 and len(err) == 1 and err[0].startswith("E3A_TUN_040_STORAGE: the study's storage")
     assert "OperationalError" in err[0] and "server closed the connection" in err[0]
+
+
+def test_two_objective_terms_of_one_name_are_refused():
+    """J sums the terms' deltas by name: a second term of one name replaced the first, and J was silently another
+    (an alias repeating a term too)."""
+    import pytest
+    import yaml
+
+    from engine import EngineError
+    from tuning.study.spec import parse_study
+
+    doc = yaml.safe_load((REPO / "studies" / "P1.2.yaml").read_text())
+    first = dict(doc["objective"]["terms"][0])
+    doc["objective"]["terms"].append({**first, "weight": 0.5})
+    with pytest.raises(EngineError) as err:
+        parse_study(doc, "x.yaml")
+    n = len(doc["objective"]["terms"]) - 1
+    assert err.value.code == "E3A_TUN_010_STUDY_INVALID" and f"objective.terms[{n}].name" in err.value.cause
+    assert f"term {first['name']!r} listed twice" in err.value.cause

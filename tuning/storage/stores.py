@@ -114,7 +114,8 @@ def open_study(spec: StudySpec, study_name: str, storage, seeds,
         raise EngineError(E_USAGE, f"study {study_name} was created with other objectives; pass --study NAME")
     attrs = probe.user_attrs
     seeds = [int(s) for s in ([seeds] if isinstance(seeds, int) else seeds)]
-    expected = {"phase": spec.phase, "seeds": seeds, "objective": objective_digest(spec)}
+    expected = {"phase": spec.phase, "seeds": seeds, "objective": objective_digest(spec),
+                "scoring": scoring_digest(spec)}   # a study made before "scoring" existed records it on resume
     if base_parameter_hash:
         expected["base_parameter_hash"] = base_parameter_hash
     if world:
@@ -133,7 +134,9 @@ def open_study(spec: StudySpec, study_name: str, storage, seeds,
     for key, value in expected.items():
         if key in attrs and attrs[key] != value:
             was = ("another objective (its J terms, second objective, vetoes or targets: its trials were scored on "
-                   "another J)" if key == "objective" else f"{key}={attrs[key]}, not {value}")
+                   "another J)" if key == "objective" else
+                   "another scoring (a guardrail's or target's value, or a fixed knob's value, differs: its trials "
+                   "were scored another way)" if key == "scoring" else f"{key}={attrs[key]}, not {value}")
             raise EngineError(E_USAGE, f"study {study_name} was created with {was}; pass --study NAME to start a "
                                        f"new study")
     for key, value in expected.items():
@@ -144,17 +147,33 @@ def open_study(spec: StudySpec, study_name: str, storage, seeds,
                              pruner=pruner if pruner is not None else make_pruner(spec))
 
 
-def objective_digest(spec: StudySpec) -> str:
-    """What a trial's value and feasibility mean: the J terms, the second objective, the structural vetoes, the
-    guardrails and the targets (16 hex of their canonical JSON). A study resumed under another is refused: its
-    sampler and its ranking would mix trials scored on two objectives."""
+def _digest(doc: dict) -> str:
     import hashlib
     import json
 
-    doc = {"name": spec.objective_name, "terms": list(spec.terms), "second": spec.second,
-           "structural": sorted(spec.structural),
-           "guardrails": [[c.label(), c.reason] for c in spec.guardrails], "targets": [c.label() for c in spec.targets]}
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def objective_digest(spec: StudySpec) -> str:
+    """What a trial's value and feasibility mean, as studies recorded it until 2026-12-06 (``objective``): the J
+    terms, the second objective, the structural vetoes, and the guardrails and targets by their labels (a named
+    condition's label is its name, not its value: :func:`scoring_digest` holds the values)."""
+    return _digest({"name": spec.objective_name, "terms": list(spec.terms), "second": spec.second,
+                    "structural": sorted(spec.structural),
+                    "guardrails": [[c.label(), c.reason] for c in spec.guardrails],
+                    "targets": [c.label() for c in spec.targets]})
+
+
+def scoring_digest(spec: StudySpec) -> str:
+    """Everything a trial's record depends on besides its searched knobs (``scoring``): the objective with every
+    guardrail's and target's metric, operator, value or anchor offset, reason and name, and the fixed knobs' values
+    (a trial scored under another fixed value is another policy). A study resumed under another is refused: its
+    sampler and its ranking would mix trials scored two ways. A searched knob's range may change (narrowing a space
+    is how a study is refined)."""
+    conditions = lambda cs: [[c.metric, c.op, c.value, c.anchor, c.offset, c.reason, c.name] for c in cs]  # noqa: E731
+    return _digest({"objective": objective_digest(spec), "guardrails": conditions(spec.guardrails),
+                    "targets": conditions(spec.targets),
+                    "fixed": {k.name: k.value for k in spec.knobs if k.fixed}})
 
 
 def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:

@@ -337,6 +337,11 @@ def parse_study(doc: Any, source: str) -> StudySpec:
                                                                   "which way is better)")
         if "within" in term and not (all(map(math.isfinite, term["within"])) and term["within"][0] <= term["within"][1]):
             raise _fail(source, f"objective.terms[{i}].within", "must be [low, high], finite, low <= high")
+    terms = [term["name"] for term in doc["objective"]["terms"]]
+    again = next((i for i, n in enumerate(terms) if n in terms[:i]), None)
+    if again is not None:   # J sums its deltas by name: a second term of one name replaced the first
+        raise _fail(source, f"objective.terms[{again}].name", f"term {terms[again]!r} listed twice (each term's name "
+                                                              f"keys its delta; give each its own)")
     if not any(term["weight"] for term in doc["objective"]["terms"]):
         raise _fail(source, "objective.terms", "every weight is 0: J would be 0 for every trial")
     fractions = doc.get("fidelity", {}).get("fractions", [1.0])
