@@ -179,7 +179,7 @@ def cmd_author(args) -> int:
     out = Path(args.out) if args.out else AUTHORED_ROOT / authored_name(world)
     if is_authority_folder(out):
         raise EngineError(E_AUTHORITY_FOLDER, f"{out} is the authority folder; author elsewhere (default "
-                                              f"{AUTHORED_ROOT}/<universe digest>/) and install with "
+                                              f"{AUTHORED_ROOT}/{authored_name(world)}/) and install with "
                                               f"python -m tuning.author --into-authority --reason TEXT")
     policies = authored_baseline(world)
     publish_folder(out, {f"{pid}.yaml": data for pid, data in policies.raw.items()})   # all three or none

@@ -33,9 +33,9 @@ NEEDED = (*TABLE_MEMBERS.values(), "rng_event_zone_dirichlet", "rng_trace_log", 
           "sealed_inputs_3A", "zone_alloc_universe_hash", "s6_validation_report_3A")
 EVENT_COLUMNS = ("merchant_id", "country_iso", "zone_count", "blocks")
 _PAIR = ["merchant_id", "legal_country_iso"]
-READ_COLUMNS = {   # what S6 reads of each table (S2 whole: S5's digest of it is over every column)
+READ_COLUMNS = {   # what S6 reads of each table (S2 whole: S5 digests every column, and its values are checked)
     "s1_escalation_queue": [*_PAIR, "site_count", "zone_count_country", "is_escalated"],
-    "s3_zone_shares": [*_PAIR, "tzid", "share_drawn"],   # S2 whole: its shares and alphas are checked too
+    "s3_zone_shares": [*_PAIR, "tzid", "share_drawn"],
     "s4_zone_counts": [*_PAIR, "tzid", "zone_site_count", "zone_site_count_sum"]}
 RECOMPUTED = ("overall_status", "checks", "metrics", "manifest_fingerprint", "parameter_hash")
 
@@ -44,11 +44,16 @@ def _tampered(msg: str) -> EngineError:
     return EngineError(E_BUNDLE_TAMPERED, msg)
 
 
-def _table(lid: str, data: bytes) -> pd.DataFrame:
+def _rows(lid: str, read):
+    """``read()``, a member's rows; rows that do not decode (its footer was read already) are tampering."""
     try:
-        return pq.read_table(pa.BufferReader(data), columns=READ_COLUMNS.get(lid)).to_pandas()
-    except Exception as exc:  # noqa: BLE001 - the footer was read already; rows that do not decode are tampering
-        raise _tampered(f"member {lid}: its rows do not read ({str(exc).splitlines()[0][:120]})") from None
+        return read()
+    except Exception as exc:  # noqa: BLE001 - any decoder failure
+        raise _tampered(f"member {lid}: its rows do not read ({(str(exc).splitlines() or [''])[0][:120]})") from None
+
+
+def _table(lid: str, data: bytes) -> pd.DataFrame:
+    return _rows(lid, lambda: pq.read_table(pa.BufferReader(data), columns=READ_COLUMNS.get(lid)).to_pandas())
 
 
 def _events(data: bytes) -> pd.DataFrame:
@@ -96,10 +101,8 @@ def recheck_s6(members: dict[str, bytes], identity: dict) -> dict:
     if not isinstance(recorded, dict) or not isinstance(universe_doc, dict):
         raise _tampered("member s6_validation_report_3A or zone_alloc_universe_hash: not a JSON object")
     tables = {key: _table(lid, members[lid]) for key, lid in TABLE_MEMBERS.items() if key != "zone_alloc"}
-    try:   # S5's columns and digest, as S6 read them at publish (never the whole table in memory)
-        tables["zone_alloc"], za_digest = zone_alloc_checked(members["zone_alloc"])
-    except Exception as exc:  # noqa: BLE001 - the footer was read already; rows that do not decode are tampering
-        raise _tampered(f"member zone_alloc: its rows do not read ({str(exc).splitlines()[0][:120]})") from None
+    # S5's columns and digest, as S6 read them at publish (never the whole table in memory)
+    tables["zone_alloc"], za_digest = _rows("zone_alloc", lambda: zone_alloc_checked(members["zone_alloc"]))
     policies = _sealed_policies(sealed)
     try:
         universe = tables["s2"][["country_iso", "tzid"]]

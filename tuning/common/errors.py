@@ -83,6 +83,10 @@ def _storage_error(exc: BaseException) -> EngineError | None:
                                   f"answers: it resumes the study")
 
 
+REFUSALS = ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "RESOURCE_ALREADY_EXISTS", "INVALID_STATE",
+            "BAD_REQUEST", "PERMISSION_DENIED", "UNAUTHENTICATED")   # MLflow's codes for a request it turns down
+
+
 def _tracking_error(exc: BaseException) -> EngineError | None:
     exceptions = sys.modules.get("mlflow.exceptions")   # never imports MLflow: not loaded, not its exception
     if exceptions is None or not isinstance(exc, exceptions.MlflowException):
@@ -93,9 +97,6 @@ def _tracking_error(exc: BaseException) -> EngineError | None:
         return EngineError(E_TRACKING, f"the MLflow tracking store refused a request ({code}): {said}")
     return EngineError(E_TRACKING, f"MLflow tracking store failed: {_first_line(exc)}")
 
-
-REFUSALS = ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "RESOURCE_ALREADY_EXISTS", "INVALID_STATE",
-            "BAD_REQUEST", "PERMISSION_DENIED", "UNAUTHENTICATED")   # MLflow's codes for a request it turns down
 
 
 def _coded_failure(exc: BaseException) -> EngineError | None:

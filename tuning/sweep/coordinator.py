@@ -239,17 +239,17 @@ class Sweep:
         from tuning.authority.ladder import record_step
 
         triggers = self.spec.precheck["triggers"]
+        labels = [parse_condition(t, "TRIGGER").label() for t in triggers]
         folder = Path(self.config.policies or self.spec.base_policies)
         said = ("no collapse-risk trigger fired on the authority's anchor (seeds "
-                f"{', '.join(str(o.seed) for o in self.precheck_anchors())}; "
-                f"{'; '.join(parse_condition(t, 'TRIGGER').label() for t in triggers)}), so no trial ran and "
+                f"{', '.join(str(o.seed) for o in self.precheck_anchors())}; {'; '.join(labels)}), so no trial ran and "
                 f"{decision} is recorded in the ladder of {folder}/; --force runs the trials anyway")
         summary = summarise(self, trail) | {"decision": decision, "note": "precheck: no trigger fired; no trials",
                                             "closed_by_precheck": said}
         try:   # the ladder step first: a step that cannot be written (a read-only authority) leaves no decision
             record_step(self.spec.phase, decision, policies_dir=folder,
                         source_run_id=trail.parent_run_id, note="precheck: no collapse-risk trigger fired",
-                        evidence={"triggers": [parse_condition(t, "TRIGGER").label() for t in triggers]},
+                        evidence={"triggers": labels},
                         metrics={f"{t['metric']}.seed_{o.seed}": metric_value(o.anchor.pack, t["metric"])
                                  for t in triggers for o in self.precheck_anchors()})
         except BaseException:
