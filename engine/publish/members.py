@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from engine.publish.jsonl_text import float_text, id_text, int_text, lines, literal, quoted
 from engine.publish.serialize import json_bytes, jsonl_bytes, parquet_bytes
 from engine.states import s6_validation
 from engine.states.s7_bundle import Member
@@ -52,44 +53,32 @@ def trace_totals(events: pd.DataFrame) -> dict:
             "draws_total": int(events["draws"].sum())}
 
 
-def _q(text: str) -> str:
-    if '"' in text or "\\" in text or not text.isascii():
-        raise ValueError(f"identifier needs JSON escaping: {text!r}")
-    return f'"{text}"'
-
-
 def rng_logs(identity: dict, events: pd.DataFrame) -> tuple[bytes, bytes, bytes]:
     """Event lines (one per escalated pair), cumulative trace lines, and the audit line: canonical JSON
-    (sorted keys, compact, shortest float repr) written from a template; no timestamps."""
-    mf, ph, rid, seed = (_q(identity["manifest_fingerprint"]), _q(identity["parameter_hash"]),
-                         _q(identity["run_id"]), int(identity["seed"]))
-    blocks_cum = np.cumsum(events["blocks"].to_numpy(dtype=np.int64)).tolist()
-    draws_cum = np.cumsum(events["draws"].to_numpy(dtype=np.int64)).tolist()
-    cols = [events[c].tolist() for c in ("merchant_id", "country_iso", "rng_stream_id", "zone_count",
-                                          "rng_counter_before", "rng_counter_after", "blocks", "draws",
-                                          "alpha_sum_country", "alpha_min", "alpha_max")]
-    ev, tr = [], []
-    for i, (m, c, sid, k, before, after, blocks, draws, a_sum, a_min, a_max) in enumerate(zip(*cols)):
-        ev.append(f'{{"alpha_max":{float(a_max)!r},"alpha_min":{float(a_min)!r},"alpha_sum_country":{float(a_sum)!r},'
-                  f'"blocks":{int(blocks)},"country_iso":{_q(c)},"draws":"{int(draws)}","manifest_fingerprint":{mf},'
-                  f'"merchant_id":{int(m)},"module":"3A.S3","parameter_hash":{ph},"rng_counter_after_hi":0,'
-                  f'"rng_counter_after_lo":{int(after)},"rng_counter_before_hi":0,"rng_counter_before_lo":{int(before)},'
-                  f'"rng_stream_id":{_q(sid)},"run_id":{rid},"seed":{seed},"substream_label":"zone_dirichlet",'
-                  f'"zone_count":{int(k)}}}\n')
-        tr.append(f'{{"blocks_total":{blocks_cum[i]},"draws_total":"{draws_cum[i]}","events_total":{i + 1},'
-                  f'"module":"3A.S3","run_id":{rid},"seed":{seed},"substream_label":"zone_dirichlet"}}\n')
+    (sorted keys, compact, shortest float repr) written from a template a column at a time
+    (:mod:`engine.publish.jsonl_text`); no timestamps."""
+    mf, ph, rid = (quoted(identity[k]) for k in ("manifest_fingerprint", "parameter_hash", "run_id"))
+    seed, n = int(identity["seed"]), len(events)
+    col = lambda name: events[name].to_numpy()  # noqa: E731
+    ev = lines([literal('{"alpha_max":'), float_text(col("alpha_max")), literal(',"alpha_min":'),
+                float_text(col("alpha_min")), literal(',"alpha_sum_country":'), float_text(col("alpha_sum_country")),
+                literal(',"blocks":'), int_text(col("blocks")), literal(',"country_iso":'),
+                id_text(events["country_iso"]), literal(',"draws":"'), int_text(col("draws")),
+                literal(f'","manifest_fingerprint":{mf},"merchant_id":'), int_text(col("merchant_id")),
+                literal(f',"module":"3A.S3","parameter_hash":{ph},"rng_counter_after_hi":0,"rng_counter_after_lo":'),
+                int_text(col("rng_counter_after")), literal(',"rng_counter_before_hi":0,"rng_counter_before_lo":'),
+                int_text(col("rng_counter_before")), literal(',"rng_stream_id":'), id_text(events["rng_stream_id"]),
+                literal(f',"run_id":{rid},"seed":{seed},"substream_label":"zone_dirichlet","zone_count":'),
+                int_text(col("zone_count")), literal("}\n")], n)
+    tr = lines([literal('{"blocks_total":'), int_text(np.cumsum(events["blocks"].to_numpy(dtype=np.int64))),
+                literal(',"draws_total":"'), int_text(np.cumsum(events["draws"].to_numpy(dtype=np.int64))),
+                literal('","events_total":'), int_text(np.arange(1, n + 1, dtype=np.int64)),
+                literal(f',"module":"3A.S3","run_id":{rid},"seed":{seed},"substream_label":"zone_dirichlet"}}\n')], n)
     audit = jsonl_bytes([{"run_id": identity["run_id"], "seed": seed, "parameter_hash": identity["parameter_hash"],
                           "manifest_fingerprint": identity["manifest_fingerprint"], "algorithm": "philox4x32-10",
                           "engine_version": identity["engine_version"], "uniform": "53-bit (k+0.5)/2^53",
                           "gamma": "inverse-CDF, log space"}])
-    return _ascii(ev), _ascii(tr), audit
-
-
-def _ascii(lines: list[str]) -> bytes:
-    """The lines as one ASCII bytes object; the list is emptied first, so at most two copies coexist."""
-    text = "".join(lines)
-    lines.clear()
-    return text.encode("ascii")
+    return ev, tr, audit
 
 
 def build_members(identity: dict, receipt: dict, sealed: list, table_bytes: dict, logs: tuple[bytes, bytes, bytes],
