@@ -2,7 +2,9 @@
 
 The command line of :mod:`tuning.authority.certification`. It reports what it measured and exits 0 whatever the
 verdict; ``--require-certified`` (a pipeline's gate) makes an uncertified result exit 2 with one
-``E3A_TUN_031_NOT_CERTIFIED`` line after the report."""
+``E3A_TUN_031_NOT_CERTIFIED`` line after the report (with ``--holdout N``, also a result that holds B or better and
+FAITHFUL on fewer than the freeze's 98% of the held-out seeds). ``--record`` refuses an authority folder whose files
+are not what its lineage installed (``E3A_TUN_028``), before any seed runs."""
 
 from __future__ import annotations
 
@@ -16,7 +18,9 @@ from engine import PolicySet
 from engine import REQUIRED_SEEDS
 from engine import fidelity_holds
 from tuning.authority.certification import certify, parse_seeds, record_certification
-from tuning.authority.promotion import fetch_candidate_files, store_holding
+from tuning.authority.freeze import HOLDOUT_MIN
+from tuning.authority.guards import require_lineage_agrees
+from tuning.authority.promotion import fetch_candidate_files, read_lineage, store_holding
 from tuning.authority.txn import settle
 from tuning.common.limits import MAX_SEEDS
 from tuning.common import worlds
@@ -59,6 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         worlds.require(args.policies, world, "certification")
         settle(args.policies)   # an interrupted promotion is finished before its authority is certified
         policies = PolicySet.from_dir(args.policies)
+        if args.record:   # refused before its seeds are run, not after
+            require_lineage_agrees(Path(args.policies), policies, read_lineage(Path(args.policies)),
+                                   "record its certification")
         source = {"source": "authority", "policies_dir": str(args.policies)}
     summary = certify(policies, seeds, source, runs_root, args.holdout, not args.no_progress, world)
     if args.record and not args.run:
@@ -78,9 +85,21 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"(engine {summary['engine_seconds_total']:.2f} s; MLflow run {summary['mlflow_run_id']})")
         for r in summary["reasons"]:
             print(f"  - {r}")
-    if args.require_certified and not summary["certified"]:
-        raise EngineError(E_NOT_CERTIFIED, f"not certified on seeds {','.join(map(str, seeds))}: {_why_not(summary)}")
+    held_short = _held_out_short(summary)
+    if args.require_certified and (not summary["certified"] or held_short):
+        raise EngineError(E_NOT_CERTIFIED, f"not certified on seeds {','.join(map(str, seeds))}: "
+                                           f"{_why_not(summary) if not summary['certified'] else held_short}")
     return 0
+
+
+def _held_out_short(summary: dict) -> str | None:
+    """With held-out seeds measured, a certification holds only where B or better and FAITHFUL hold on at least
+    the freeze's share of them (a grade that holds only on the seeds it was tuned on is not certified)."""
+    held = summary.get("holdout")
+    if not held or held["pass_rate_b_faithful"] >= HOLDOUT_MIN:
+        return None
+    return (f"B or better and FAITHFUL on {held['pass_rate_b_faithful']:.1%} of {held['n']} held-out seeds, "
+            f"below {HOLDOUT_MIN:.0%}")
 
 
 def _why_not(summary: dict) -> str:

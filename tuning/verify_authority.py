@@ -10,7 +10,11 @@ An interrupted authority change is finished first (taking the authority lock rol
 - a FINISHED promotion run of that run installed that ``parameter_hash``;
 - the ladder holds the change's step (the promotion's: ``source_run_id`` = the run; an authored install's:
   ``AUTHOR``), with that ``parameter_hash``;
-- no promotion or ladder run of the ``authority`` experiment is left RUNNING.
+- no promotion or ladder run of the ``authority`` experiment is left RUNNING;
+- the history is what was recorded (:mod:`tuning.authority.records_check`): each lineage entry replaced what the
+  one before it installed, each promotion entry has its promotion run (J, decision, previous authority), and each
+  ladder step its run (tags and ``step.json``: evidence and note), so a past entry edited by hand is a
+  disagreement.
 
 Prints one line per check (``agree`` / ``DIFFER`` / ``absent``); exit 0 when all agree, else the first disagreement
 as one coded line ``E3A_TUN_028_AUTHORITY_DISAGREES`` (exit 2). A store that holds no record at all of the
@@ -28,11 +32,12 @@ from pathlib import Path
 from typing import Sequence
 
 from engine import EngineError, PolicySet
-from tuning.common.errors import TuningParser, run_cli
+from tuning.authority.records_check import lineage_breaks
+from tuning.common.errors import E_DISAGREE, TuningParser, run_cli
 
-E_DISAGREE = "E3A_TUN_028_AUTHORITY_DISAGREES"
 E_NOT_IN_STORE = "E3A_TUN_044_AUTHORITY_NOT_IN_STORE"
-STORE_CHECKS = ("authority tag", "registry alias", "promotion run")   # what only the MLflow store records
+STORE_CHECKS = ("authority tag", "registry alias", "promotion run", "lineage records", "ladder records")   # only
+# the MLflow store records these
 
 
 def _holds_nothing_of(mlc, run: str, tagged: list, version, runs: list) -> bool:
@@ -118,9 +123,13 @@ def check(policies_dir: Path) -> list[dict]:
     out.append({"ok": not lineage or last.get("parameter_hash") == h, "check": "lineage",
                 "detail": f"{policies_dir}/ {h[:16]}; last lineage entry {str(last.get('parameter_hash'))[:16]}"
                 if lineage else f"{policies_dir}/ {h[:16]}; no lineage entry"})
+    breaks = lineage_breaks(lineage)
+    out.append({"ok": not breaks, "check": "lineage chain",
+                "detail": breaks[0] + (f" (and {len(breaks) - 1} more)" if len(breaks) > 1 else "") if breaks else
+                f"each of {len(lineage)} entries replaced what the one before it installed"})
     # a fresh checkout names a store that does not exist: nothing in MLflow to compare, and a check creates none
     mlc = reader()
-    store = _store_checks(mlc, policies_dir, names, h, run) if mlc is not None else _no_store(run)
+    store = _store_checks(mlc, policies_dir, names, h, run, lineage, ladder) if mlc is not None else _no_store(run)
     steps = [s for s in ladder if s.get("parameter_hash") == h and
              (s.get("source_run_id") == run if run else s.get("phase") == "AUTHOR")]
     in_ladder = [{"ok": bool(steps), "check": "ladder step",
@@ -139,9 +148,11 @@ def _no_store(run: str | None) -> list[dict]:
         [{"ok": True, "check": "no run left RUNNING", "detail": detail}]
 
 
-def _store_checks(mlc, policies_dir: Path, names: dict, h: str, run: str | None) -> list[dict]:
+def _store_checks(mlc, policies_dir: Path, names: dict, h: str, run: str | None, lineage: list[dict],
+                  ladder: list[dict]) -> list[dict]:
     """The checks of what the MLflow store records of the authority's last change (``run``: its promoted run, or
-    None after an authored install); the last is that no promotion or ladder run is left RUNNING."""
+    None after an authored install) and of its history; the last is that no promotion or ladder run is left
+    RUNNING."""
     from tuning.trail.tracking import search_all
     from tuning.authority.promotion_txn import current_authority_runs
 
@@ -164,6 +175,7 @@ def _store_checks(mlc, policies_dir: Path, names: dict, h: str, run: str | None)
     if run:
         out.append({"ok": bool(promoted), "check": "promotion run",
                     "detail": f"FINISHED promotion runs of {run} installing {h[:16]}: {len(promoted)}"})
+    out += _history_checks(mlc, lineage, ladder, runs)
     running = sorted(r.info.run_id for r in runs if r.info.status == "RUNNING"
                      and r.data.tags.get("run_kind") in ("promotion", "ladder"))
     out.append({"ok": not running, "check": "no run left RUNNING",
@@ -172,6 +184,21 @@ def _store_checks(mlc, policies_dir: Path, names: dict, h: str, run: str | None)
         for r in out:
             if r["check"] in STORE_CHECKS:
                 r.update(ok=None, detail=f"this store ({mlc.tracking_uri}) holds no record of run {run}")
+    return out
+
+
+def _history_checks(mlc, lineage: list[dict], ladder: list[dict], runs: list) -> list[dict]:
+    """Every promotion entry and ladder step against the run the store recorded for it."""
+    from tuning.authority.records_check import ladder_against_store, lineage_against_store
+
+    out = []
+    for name, (diffs, earlier), count in (("lineage records", lineage_against_store(lineage, runs),
+                                           sum(bool(e.get("mlflow_run_id")) for e in lineage)),
+                                          ("ladder records", ladder_against_store(mlc, ladder, runs), len(ladder))):
+        elsewhere = f"; the {earlier} before them were recorded in another store" if earlier else ""
+        out.append({"ok": not diffs, "check": name,
+                    "detail": diffs[0] + (f" (and {len(diffs) - 1} more)" if len(diffs) > 1 else "") if diffs else
+                    f"{count - earlier} records as their runs recorded them{elsewhere}"})
     return out
 
 

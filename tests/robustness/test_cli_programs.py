@@ -195,7 +195,7 @@ def test_author_and_verify_authority_programs(proj, tmp_path, capsys):
     refused = run_module(proj, "tuning.verify_authority", "--policies", str(folder), timeout=60)
     line = _refused(refused, "E3A_TUN_044_AUTHORITY_NOT_IN_STORE")   # this store holds none of its runs: a fresh clone's
     assert "holds no record of run" in line and "tuning.campaign replay" in line and "DIFFER" not in refused.stdout
-    assert refused.stdout.count("absent  ") == 3 and "agree   lineage" in refused.stdout
+    assert refused.stdout.count("absent  ") == 5 and "agree   lineage" in refused.stdout
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     world = tmp_path / "my_world"
     world.mkdir()

@@ -115,13 +115,12 @@ def test_a_best_effort_freeze_blocks_on_its_certification_and_names_the_frontier
 
     from engine.policies import PolicySet
     from tuning.authority.freeze import freeze
-    from tuning.authority.ladder_steps import read_ladder, write_ladder
+    from tuning.authority.ladder import record_step
 
-    current = PolicySet.from_dir(Path("policies")).parameter_hash
-    cert = {"phase": "P5", "decision": "FAIL_REALISM", "parameter_hash": current, "mlflow_run_id": "r" * 32,
-            "evidence": {"fidelity": "FAITHFUL", "failing_gates": "3A-V04_s3_std,3A-S04_s3_std,3A-V04_s3_std",
-                         "holdout_seeds": 8, "holdout_pass_rate_b_faithful": 0.5, "holdout_pass_rate_bplus_faithful": 0.0}}
-    write_ladder(Path("policies"), read_ladder(Path("policies")) + [cert])
+    record_step("P5", "FAIL_REALISM", policies_dir=Path("policies"), source_run_id="r" * 32,
+                evidence={"fidelity": "FAITHFUL", "failing_gates": "3A-V04_s3_std,3A-S04_s3_std,3A-V04_s3_std",
+                          "holdout_seeds": 8, "holdout_pass_rate_b_faithful": 0.5,
+                          "holdout_pass_rate_bplus_faithful": 0.0})
     step = freeze(Path("policies"), target="PASS_BPLUS", trade_off=["S3 std >= 0.04 (B+)", "S4 top1 p75 <= 0.97 (B)"])
     assert step["decision"] == "FROZEN_BEST_EFFORT_BELOW_B"
     assert step["evidence"]["blocking"] == "3A-V04_s3_std,3A-S04_s3_std"

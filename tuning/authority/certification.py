@@ -192,8 +192,12 @@ def record_certification(policies_dir: Path, policies: PolicySet, summary: dict)
     cv = {k: v for k, v in summary["cv"].items() if isinstance(v, (int, float))}
     hold = summary.get("holdout") or {}
     with authority_lock(policies_dir):  # serialised with promote and freeze
+        from tuning.authority.guards import require_lineage_agrees
+        from tuning.authority.promotion import read_lineage
+
         if PolicySet.from_dir(policies_dir).parameter_hash != policies.parameter_hash:
             raise EngineError(E_CERTIFY, "the authority changed while it was being certified; run again")
+        require_lineage_agrees(policies_dir, policies, read_lineage(policies_dir), "record its certification")
         return record_step("P5", summary["verdict"], policies_dir=policies_dir, source_run_id=summary["mlflow_run_id"],
                            evidence={"seeds": ",".join(map(str, summary["seeds"])),
                                      "certify_run_id": summary["mlflow_run_id"],

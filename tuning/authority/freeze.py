@@ -11,7 +11,8 @@ only on the seeds it was tuned on is not certified):
   the best faithful grade reached, with the gates that block the target named in its evidence;
 - ``FROZEN_BEST_EFFORT_DISTORTED``: an authority that is not FAITHFUL on every seedpack seed.
 
-Refuses when the authority has no certification, or one that measured no held-out seeds (certify it with
+Refuses an authority folder whose files are not what its lineage installed, and a certification step that is not
+what its MLflow run recorded (``E3A_TUN_028``); refuses when the authority has no certification, or one that measured no held-out seeds (certify it with
 ``--holdout N`` first), so a freeze always names its evidence, unseen seeds included. Freezing again what the
 ladder's last step froze (the same authority, certification and status) records nothing (``already_recorded``).
 """
@@ -26,7 +27,7 @@ from engine import PolicySet
 from engine import fidelity_holds
 from tuning.authority.txn import authority_lock
 from tuning.common import worlds
-from tuning.common.errors import E_CERTIFY
+from tuning.common.errors import E_CERTIFY, E_DISAGREE
 from tuning.authority.ladder import record_step
 from tuning.authority.ladder_steps import read_ladder
 
@@ -64,6 +65,23 @@ def freeze_status(verdict: str, fidelity: str = "FAITHFUL", evidence: dict | Non
     return f"FROZEN_BEST_EFFORT_{grade or 'BELOW_B'}"
 
 
+def _require_recorded(step: dict) -> None:
+    """The certification step the freeze grades must be what its MLflow run recorded (evidence, held-out rates and
+    verdict included): ``ladder.yaml`` is a plain file, and a rate edited there would be frozen as certified."""
+    from tuning.authority.records_check import step_against_store
+    from tuning.trail.tracking import MlflowException, client
+
+    mlc = client()
+    try:
+        run = mlc.get_run(step["mlflow_run_id"])
+    except MlflowException:
+        run = None
+    problem = step_against_store(mlc, step, run)
+    if problem:
+        raise EngineError(E_DISAGREE, f"{problem}; refusing to freeze on it (certify the authority again with "
+                                      f"--record here, or point MLFLOW_TRACKING_URI at the store that recorded it)")
+
+
 def freeze(policies_dir: Path, target: str | None = None, trade_off: Sequence[str] = ()) -> dict:
     """P6 on the certified authority. ``trade_off``: the targets the campaign's P2 frontier found no faithful trial
     meeting together; a best-effort freeze names them apart from its blocking gates, which are only those the
@@ -73,7 +91,12 @@ def freeze(policies_dir: Path, target: str | None = None, trade_off: Sequence[st
 
 
 def _freeze(policies_dir: Path, target: str | None, trade_off: list[str]) -> dict:
-    current = PolicySet.from_dir(policies_dir).parameter_hash
+    from tuning.authority.guards import require_lineage_agrees
+    from tuning.authority.promotion import read_lineage
+
+    policies = PolicySet.from_dir(policies_dir)
+    require_lineage_agrees(policies_dir, policies, read_lineage(policies_dir), "freeze it")
+    current = policies.parameter_hash
     ladder = read_ladder(policies_dir)
     certs = [s for s in ladder if s["phase"] == "P5" and s["parameter_hash"] == current]
     certify = f"python -m tuning.certify --authority --record --holdout 200{worlds.policies_arg(policies_dir)}"
@@ -81,6 +104,7 @@ def _freeze(policies_dir: Path, target: str | None, trade_off: list[str]) -> dic
         raise EngineError(E_CERTIFY, f"the authority {current[:12]} has no P5 certification in the ladder; run "
                                      f"{certify} first")
     cert = certs[-1]
+    _require_recorded(cert)
     ev = cert.get("evidence") or {}
     if "holdout_seeds" not in ev:
         raise EngineError(E_CERTIFY, f"the authority {current[:12]}'s certification (ladder step "

@@ -4,6 +4,9 @@
   user reopens it with a reason (``--reopen REASON``); the reopening is recorded as a ladder step
   (phase ``P6``, decision ``REOPENED``, the reason as its note) with the promotion's own records, only once
   its witness has passed: a refused promote writes nothing.
+- An authority folder whose files are not what its lineage's last entry installed (edited by hand) is refused by
+  every command that would record on it (promote, ``certify --record``, freeze): a promotion would otherwise name
+  the edited files as its ``previous_authority`` and launder them into a lineage that verifies.
 - A candidate whose policy documents equal the authority's once the ``version`` metadata is set aside is
   refused as "no change": installing it would only rewrite version lines (and drop the certification).
 """
@@ -14,6 +17,7 @@ from pathlib import Path
 
 from engine import EngineError
 from engine import PolicySet
+from tuning.common.errors import E_DISAGREE
 
 E_FROZEN = "E3A_TUN_024_AUTHORITY_FROZEN"
 E_NO_CHANGE = "E3A_TUN_025_NO_CHANGE"
@@ -36,6 +40,18 @@ def frozen_step(policies_dir: Path) -> dict | None:
         if decision == REOPENED:
             return None
     return None
+
+
+def require_lineage_agrees(policies_dir: Path, current: PolicySet, lineage: list[dict], action: str) -> None:
+    """``policies_dir`` must hold what its lineage's last entry installed (no lineage yet: nothing to agree with);
+    else one ``E3A_TUN_028`` line refusing ``action``."""
+    installed = lineage[-1].get("parameter_hash") if lineage else None
+    if installed is not None and installed != current.parameter_hash:
+        raise EngineError(E_DISAGREE, f"{policies_dir}/ holds policies {current.parameter_hash[:12]}, but its lineage's "
+                                      f"last entry installed {str(installed)[:12]}: its files were changed outside a "
+                                      f"promotion; refusing to {action}. Restore the files the lineage installed (git "
+                                      f"checkout {policies_dir}), or change the authority through a sweep and "
+                                      f"tuning.promote")
 
 
 def without_version(doc: dict) -> dict:

@@ -29,7 +29,7 @@ from engine import PolicySet
 from engine import load_yaml
 from tuning.authority.txn import authority_lock, install as txn_install
 from tuning.common.errors import E_ARTIFACTS, E_NOT_FAITHFUL, E_RUN_MISSING, E_RUN_VETOED, E_WITNESS
-from tuning.authority.guards import guard_base, guard_promotion
+from tuning.authority.guards import guard_base, guard_promotion, require_lineage_agrees
 from tuning.authority.promotion_txn import PROMOTION_RUN, encode, texts
 from tuning.study.trial_row import TrialRow
 from tuning.trail.tracking import client
@@ -168,6 +168,7 @@ def _promote(run_id: str, policies_dir: Path, decision: str | None, runs_root: P
         run, candidate, recorded = fetch_candidate(mlc, run_id, Path(tmp), world)
         current = PolicySet.from_dir(policies_dir)
         lineage = read_lineage(policies_dir)
+        require_lineage_agrees(policies_dir, current, lineage, f"promote run {run_id}")
         reopening = guard_promotion(policies_dir, current, candidate, run_id, reopen)
         base = trial_base(mlc, run, policies_dir, Path(tmp))
         guard_base(run_id, base, current, candidate)   # before the witness's replay: nothing undone, nothing spent
@@ -177,9 +178,12 @@ def _promote(run_id: str, policies_dir: Path, decision: str | None, runs_root: P
         return _close_as_authority(run_id, tags, current, lineage, result, policies_dir, decision, ladder_phase,
                                    reopening)
     _require_witness(run_id, result)
+    seedpack = _require_seedpack_faithful(run_id, candidate, result, world)
     previous_run = lineage[-1].get("mlflow_run_id") if lineage else None
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     entry = _lineage_entry(run_id, tags, candidate, current, previous_run, result, now, decision, reason)
+    if seedpack:
+        entry["seedpack_fidelity"] = seedpack
     steps = _promotion_steps(run_id, tags, entry, candidate, current, result, now, ladder_phase, reason, reopening)
     made = install(candidate, policies_dir, lineage, entry, steps=steps)
     return {"status": "PROMOTED", "run_id": run_id, "promotion_run_id": made["promotion_run_id"],
@@ -242,6 +246,26 @@ def _require_witness(run_id: str, result: dict) -> None:
     if not result["faithful"]:
         raise EngineError(E_NOT_FAITHFUL, f"run {run_id}: fidelity {result['fidelity']}; an authority must be "
                                           f"FAITHFUL on every seed (NOT_APPLICABLE on a world without evidence)")
+
+
+def _require_seedpack_faithful(run_id: str, candidate: PolicySet, result: dict, world) -> dict[int, str]:
+    """A run scored on some of the seedpack's seeds only (a study of its own ``seeds:``) is scored on the others
+    too, at full scale: an authority must be FAITHFUL on the seedpack that certifies it, not only on the seeds it was
+    chosen on. Returns those seeds' fidelity verdicts (empty when the run was scored on the whole seedpack)."""
+    from engine import REQUIRED_SEEDS, fidelity_holds
+    from tuning.authority.holdout import holdout_report
+
+    missing = [s for s in REQUIRED_SEEDS if s not in set(result["seeds"])]
+    if not missing:
+        return {}
+    rows = holdout_report(candidate, missing, world=world)["per_seed"]
+    fidelity = {int(s): rows[s]["fidelity"] for s in missing}
+    bad = [f"{s} {v}" for s, v in fidelity.items() if not fidelity_holds(v)]
+    if bad:
+        raise EngineError(E_NOT_FAITHFUL, f"run {run_id}: scored on seeds {','.join(map(str, result['seeds']))}, and "
+                                          f"on the seedpack's other seeds its fidelity is {', '.join(bad)}; an "
+                                          f"authority must be FAITHFUL on every seedpack seed")
+    return fidelity
 
 
 def _lineage_entry(run_id: str, tags: dict, candidate: PolicySet, current: PolicySet, previous_run: str | None,
