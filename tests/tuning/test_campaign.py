@@ -147,9 +147,15 @@ def test_run_then_replay_ends_on_identical_policies_and_rebuilds_the_trail(proje
     (studies / "P2.yaml").write_text(MINI_P2)
     (project / "campaign.yaml").write_text(CAMPAIGN)
     assert not (project / "runs").exists() and not (project / "reports").exists()
+    frozen = (project / "policies" / "ladder.yaml").read_bytes()
+    with pytest.raises(EngineError) as err:   # the committed authority is frozen: re-authoring it is a decision
+        main(["run", "--file", "campaign.yaml", "--no-progress"])
+    assert err.value.code == "E3A_TUN_024_AUTHORITY_FROZEN" and "--reopen REASON" in str(err.value)
+    assert (project / "policies" / "ladder.yaml").read_bytes() == frozen
     assert main(["run", "--file", "campaign.yaml", "--no-progress", "--json", "--runs-root", "out/runs",
-                 "--reports", "out/packs"]) == 0
+                 "--reports", "out/packs", "--reopen", "the test campaign again"]) == 0
     first = json.loads(capsys.readouterr().out)   # --json: stdout is the JSON alone
+    assert "reopened a frozen authority: the test campaign again" in read_ladder(project / "policies")[0]["note"]
     # the P0 step's run and pack go where the campaign was told, not into the working directory's runs/, reports/
     assert not (project / "runs").exists() and not (project / "reports").exists()
     assert list((project / "out" / "packs").glob("*.json")) and list((project / "out" / "runs").iterdir())

@@ -81,6 +81,23 @@ def committed_digests(policies: Path) -> tuple[dict[str, str] | None, str]:
     return dict(PolicySet.from_dir(policies).digests), "the folder when replay started"
 
 
+def refuse_frozen(policies: Path, doc: dict, reopen: str | None) -> None:
+    """A campaign that re-authors its folder (an ``author`` step) wipes its lineage and ladder: on a frozen authority
+    it needs ``--reopen REASON``, as promote and tuning.author do (``E3A_TUN_024``); ``replay`` rebuilds the
+    committed authority and compares, so it needs none."""
+    from tuning.authority.guards import E_FROZEN, frozen_step
+
+    if reopen is not None and not reopen.strip():
+        raise EngineError(E_USAGE, "--reopen needs a reason")
+    frozen = frozen_step(policies) if (policies / "ladder.yaml").exists() else None
+    if frozen is None or reopen or not any("author" in step for step in doc.get("steps", [])):
+        return
+    raise EngineError(E_FROZEN, f"{policies} is {frozen['decision']} (ladder step "
+                                f"{str(frozen.get('mlflow_run_id', '?'))[:12]}); this campaign re-authors it from the "
+                                f"baseline, replacing its lineage and ladder: pass --reopen REASON (recorded with the "
+                                f"authored baseline), or give the campaign a folder of its own (--policies NEW_DIR)")
+
+
 def build_parser() -> TuningParser:
     ap = TuningParser(prog="python -m tuning.campaign", description=__doc__.splitlines()[0])
     ap.add_argument("command", choices=("run", "replay"))
@@ -90,6 +107,8 @@ def build_parser() -> TuningParser:
     ap.add_argument("--runs-root", default="", help="materialise promotion witnesses and the P0/POPT.0 runs here "
                                                     "('' = witnesses in memory, those runs in runs/)")
     ap.add_argument("--reports", default="reports", help="the P0 and POPT.0 packs' folder (default: reports)")
+    ap.add_argument("--reopen", metavar="REASON",
+                    help="run: re-author a frozen authority folder from the baseline (the reason is recorded with it)")
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--json", action="store_true",
                     help="print the outcome as one JSON line on stdout (the steps' own output goes to stderr)")
@@ -112,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                         f"--policies NEW_DIR)")
     if sweep_steps(doc):
         worlds.require_tunable(world, "a campaign")
+    if args.command == "run":
+        refuse_frozen(policies, doc, args.reopen)
     # a promotion a killed campaign left half done is finished first: its roll-forward tags the trial run that
     # fresh_trail is about to delete (the re-run then failed on a deleted run, and so did every command after it)
     settle(policies)
@@ -119,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr if args.json else sys.stdout):  # --json: stdout is the JSON alone
         log = Campaign(doc, policies, studies, Path(args.runs_root) if args.runs_root else None, world,
-                       world_dir, Path(args.reports)).run(not args.no_progress)
+                       world_dir, Path(args.reports), reopen=args.reopen).run(not args.no_progress)
     after = PolicySet.from_dir(policies)
     out = {"campaign": doc.get("campaign", "3A"), "steps": log, "wall_seconds": round(time.perf_counter() - t0, 1),
            "parameter_hash": after.parameter_hash, "digests": dict(after.digests), "world": worlds.record(world),

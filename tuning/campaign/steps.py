@@ -72,8 +72,9 @@ def fresh_trail(doc: dict, studies: Path, world, policies: Path = Path("policies
 
 class Campaign:
     def __init__(self, doc: dict, policies: Path, studies: Path, runs_root: Path | None, world=None,
-                 world_dir: str | Path | None = None, reports: Path = Path("reports")) -> None:
+                 world_dir: str | Path | None = None, reports: Path = Path("reports"), reopen: str | None = None) -> None:
         self.doc, self.policies, self.studies, self.runs_root = doc, policies, studies, runs_root
+        self.reopen = reopen   # the reason a frozen authority is re-authored (recorded with the authored baseline)
         self.reports = reports   # the P0 and POPT.0 packs; their runs go under runs_root (else runs/, as the commands')
         self.world = world if world is not None else worlds.load(world_dir)
         self.world_dir = world_dir
@@ -168,8 +169,10 @@ class Campaign:
         # the folder's world binding stays: the CLI checked it is this world's, and authoring refuses another's
         for name in ("lineage.yaml", "ladder.yaml"):
             (self.policies / name).unlink(missing_ok=True)
+        reopened = f"; reopened a frozen authority: {self.reopen}" if self.reopen else ""
         install_authored(self.policies, reason=f"campaign {self.doc.get('campaign', '3A')}: P0 starts from the "
-                                               f"authored baseline", world=self.world, world_dir=self.world_dir)
+                                               f"authored baseline{reopened}", world=self.world,
+                         world_dir=self.world_dir)
         return "authored"
 
     def certify(self, cfg: dict) -> str:
