@@ -73,23 +73,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True, default=str))
     else:
-        unevidenced = summary["fidelity_verdict"] == "NOT_APPLICABLE"
-        if summary.get("holdout"):
-            h = summary["holdout"]
-            print(f"held-out: {h['n']} seeds, PASS_BPLUS {h['pass_rate_bplus']:.1%}, PASS_B or better {h['pass_rate_b']:.1%}"
-                  + ("" if unevidenced else f", FAITHFUL {h['faithful_rate']:.1%}"))
-        print(f"fidelity {summary['fidelity_verdict']}"
-              + (" (the world brings no population evidence: fidelity is shown, not graded)" if unevidenced else "")
-              + f"; certified {str(summary['certified']).lower()}")
-        print(f"verdict {summary['verdict']} on seeds {','.join(map(str, seeds))} "
-              f"(engine {summary['engine_seconds_total']:.2f} s; MLflow run {summary['mlflow_run_id']})")
-        for r in summary["reasons"]:
-            print(f"  - {r}")
+        _print_summary(summary, seeds)
     held_short = _held_out_short(summary)
     if args.require_certified and (not summary["certified"] or held_short):
         raise EngineError(E_NOT_CERTIFIED, f"not certified on seeds {','.join(map(str, seeds))}: "
                                            f"{_why_not(summary) if not summary['certified'] else held_short}")
     return 0
+
+
+def _print_summary(summary: dict, seeds: Sequence[int]) -> None:
+    unevidenced = summary["fidelity_verdict"] == "NOT_APPLICABLE"
+    if summary.get("holdout"):
+        h = summary["holdout"]
+        print(f"held-out: {h['n']} seeds, PASS_BPLUS {h['pass_rate_bplus']:.1%}, PASS_B or better {h['pass_rate_b']:.1%}"
+              + ("" if unevidenced else f", FAITHFUL {h['faithful_rate']:.1%}"))
+    print(f"fidelity {summary['fidelity_verdict']}"
+          + (" (the world brings no population evidence: fidelity is shown, not graded)" if unevidenced else "")
+          + f"; certified {str(summary['certified']).lower()}")
+    print(f"verdict {summary['verdict']} on seeds {','.join(map(str, seeds))} "
+          f"(engine {summary['engine_seconds_total']:.2f} s; MLflow run {summary['mlflow_run_id']})")
+    for r in summary["reasons"]:
+        print(f"  - {r}")
 
 
 def _held_out_short(summary: dict) -> str | None:

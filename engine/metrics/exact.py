@@ -143,13 +143,15 @@ def segment_jsd(p: np.ndarray, q: np.ndarray, starts: np.ndarray, sizes: np.ndar
     return out
 
 
-def mean_country_jsd(country: np.ndarray, p: np.ndarray, q: np.ndarray) -> tuple[float, int]:
-    """(mean JSD, countries scored) over runs of equal ``country`` (rows grouped by country): each run is one
-    country's p and q; a country whose p sums to <= 0 is skipped, as the scalar reference loop skips it."""
+def mean_country_jsd(country: np.ndarray, p: np.ndarray, q: np.ndarray) -> tuple[float, int, float]:
+    """(mean JSD, countries scored, largest JSD) over runs of equal ``country`` (rows grouped by country): each run
+    is one country's p and q; a country whose p sums to <= 0 is skipped, as the scalar reference loop skips it."""
     if country.size == 0:
-        return 0.0, 0
+        return 0.0, 0, 0.0
     starts = np.flatnonzero(np.concatenate(([True], country[1:] != country[:-1])))
     sizes = np.diff(np.append(starts, country.size))
     scored = ~(np.add.reduceat(p, starts) <= 0)
     values = segment_jsd(p, q, starts[scored], sizes[scored])
-    return (float(np.mean(values)) if values.size else 0.0), int(values.size)
+    if not values.size:
+        return 0.0, 0, 0.0
+    return float(np.mean(values)), int(values.size), float(np.max(values))

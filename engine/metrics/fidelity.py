@@ -8,6 +8,7 @@ compared as clocks (tzdata links merged); the evidence is GeoNames city populati
 |---|---|
 | ``alias_count`` | countries whose Z(c) holds two names of one clock |
 | ``prior_jsd_mean`` | mean over countries with >= 2 populated clocks of JSD(S2 share_effective, population share) |
+| ``prior_jsd_max`` | the largest of those countries' JSDs: one country's priors cannot hide in the mean |
 | ``realised_jsd_mean`` | the same over S4 zone counts summed over merchants, countries with >= 30 S4 outlets |
 | ``unpopulated_share`` | S4 outlets in clocks where the country has no population / all S4 outlets |
 | ``outside_universe_share`` | mean over populated countries of the population share living in clocks absent from Z(c) |
@@ -95,7 +96,7 @@ def _sum_by_clock(frame: pd.DataFrame, country_col: str, value: str, index: Evid
     return gkeys, pc[first], sums
 
 
-def _mean_jsd_keys(obs: tuple, index: EvidenceIndex, countries: np.ndarray) -> tuple[float, int]:
+def _mean_jsd_keys(obs: tuple, index: EvidenceIndex, countries: np.ndarray) -> tuple[float, int, float]:
     """Per country of ``countries`` (sorted), JSD over the union of its observed and populated clocks."""
     okeys, ocountry, ovalues = obs
     keys, first, inv = np.unique(np.concatenate([okeys, index.pkeys]), return_index=True, return_inverse=True)
@@ -112,17 +113,17 @@ def _by_strings(tables: Mapping[str, pd.DataFrame], evidence, index: EvidenceInd
     """The table-dependent values when some row's zone is outside Z(c) (its clock is its tzid)."""
     zc, multi = evidence.zone_clocks, index.multi
     prior = _sum_by_clock(tables["s2"], "country_iso", "share_effective", index, zc)
-    prior_mean, prior_n = _mean_jsd_keys(prior, index, multi[np.isin(multi, prior[1])])
+    prior_part = _mean_jsd_keys(prior, index, multi[np.isin(multi, prior[1])])
     real = _sum_by_clock(tables["s4"], "legal_country_iso", "zone_site_count", index, zc)
     rc, rinv = np.unique(real[1], return_inverse=True)
     outlets = np.bincount(rinv.ravel(), weights=real[2], minlength=rc.size)
-    real_mean, real_n = _mean_jsd_keys(real, index, multi[np.isin(multi, rc[outlets >= REALISED_MIN_OUTLETS])])
-    return {"prior": (prior_mean, prior_n), "realised": (real_mean, real_n), "total": float(real[2].sum()),
+    real_part = _mean_jsd_keys(real, index, multi[np.isin(multi, rc[outlets >= REALISED_MIN_OUTLETS])])
+    return {"prior": prior_part, "realised": real_part, "total": float(real[2].sum()),
             "unpopulated": int(real[2][~np.isin(real[0], index.pkeys)].sum())}
 
 
-def _prior_by_codes(s2: pd.DataFrame, index: EvidenceIndex, factorized=None) -> tuple[float, int] | None:
-    """(prior_jsd_mean, prior_jsd_countries) from S2's codes, or None when one of S2's zones is not in Z(c)."""
+def _prior_by_codes(s2: pd.DataFrame, index: EvidenceIndex, factorized=None) -> tuple[float, int, float] | None:
+    """(prior_jsd_mean, prior_jsd_countries, prior_jsd_max) from S2's codes, or None when one of S2's zones is not in Z(c)."""
     prior = index.clock_sums(s2, "country_iso", "share_effective", factorized)
     if prior is None:
         return None
@@ -130,8 +131,9 @@ def _prior_by_codes(s2: pd.DataFrame, index: EvidenceIndex, factorized=None) -> 
     return index.mean_jsd(*prior, observed)
 
 
-def prior_fidelity(s2: pd.DataFrame, evidence) -> tuple[float, int] | None:
-    """The part of the fidelity section that reads S2 alone (``prior_jsd_mean``, ``prior_jsd_countries``), for
+def prior_fidelity(s2: pd.DataFrame, evidence) -> tuple[float, int, float] | None:
+    """The part of the fidelity section that reads S2 alone (``prior_jsd_mean``, ``prior_jsd_countries``,
+    ``prior_jsd_max``), for
     :func:`fidelity_metrics`' ``prior``: the chain keeps it while S2 is (``metrics.prior``). None when the codes do
     not serve (a zone outside Z(c)): the section is then measured from the strings, prior included."""
     return _prior_by_codes(s2, evidence_index(evidence))
@@ -167,6 +169,7 @@ def fidelity_metrics(tables: Mapping[str, pd.DataFrame], evidence, factorized=No
         "alias_count": index.alias_count,
         "prior_jsd_mean": part["prior"][0],
         "prior_jsd_countries": part["prior"][1],
+        "prior_jsd_max": part["prior"][2],
         "realised_jsd_mean": part["realised"][0],
         "realised_jsd_countries": part["realised"][1],
         "unpopulated_share": float(unpop) / total if total > 0 else 0.0,

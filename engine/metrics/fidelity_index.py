@@ -96,9 +96,9 @@ class EvidenceIndex:
             return np.bincount(rows, weights=vals.astype(np.float64), minlength=self.kz.size), present
         return pandas_group_sum(rows, vals, self.kz.size), present  # Kz order is the groupby's key order
 
-    def mean_jsd(self, sums: np.ndarray, present: np.ndarray, country_ok: np.ndarray) -> tuple[float, int]:
-        """Mean JSD over the multi-clock countries with ``country_ok`` (per U country): each over
-        the union of its observed and populated clocks."""
+    def mean_jsd(self, sums: np.ndarray, present: np.ndarray, country_ok: np.ndarray) -> tuple[float, int, float]:
+        """(mean JSD, countries, largest JSD) over the multi-clock countries with ``country_ok`` (per U country):
+        each over the union of its observed and populated clocks."""
         p = np.zeros(self.q.size)
         observed = np.zeros(self.q.size, dtype=bool)
         p[self.kz_to_u[present]] = sums[present]

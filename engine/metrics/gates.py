@@ -78,6 +78,10 @@ FIDELITY_GATES: tuple[Gate, ...] = (
     Gate("3A-F04_realised_jsd_mean", FIDELITY, "fidelity.realised_jsd_mean", "<=", "realised_jsd_mean_max", 0.03),
     Gate("3A-F05_outside_universe_share", FIDELITY, "fidelity.outside_universe_share", "<=",
          "outside_universe_share_max", 0.01),
+    # one country's priors: F03's mean over ~20 countries let a 15% prior on a clock of 0.05% of CN's people pass
+    # (CN at 0.080). Authored baselines stay under 0.003 and the certified authority's largest is 0.011 (CN); at
+    # 0.05 the shipped campaign's path changes (a trial it relied on has a country between 0.05 and 0.075)
+    Gate("3A-F06_prior_jsd_max", FIDELITY, "fidelity.prior_jsd_max", "<=", "prior_jsd_max_max", 0.075),
 )
 GATE_BY_ID = {g.gate_id: g for g in GATES + FIDELITY_GATES}
 

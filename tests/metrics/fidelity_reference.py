@@ -1,6 +1,7 @@
 """The pre-optimisation fidelity formulation (engine/metrics/fidelity.py at commit 8cf1aeb, pandas
 merge/groupby and a per-country scalar loop), kept verbatim as the oracle the optimised
-``fidelity_metrics`` must match bit for bit on inputs the pinned fixture does not cover."""
+``fidelity_metrics`` must match bit for bit on inputs the pinned fixture does not cover. Since gate 3A-F06 it also
+reports ``prior_jsd_max``, the largest of the per-country values its scalar loop computes for the prior mean."""
 
 from __future__ import annotations
 
@@ -62,8 +63,8 @@ def reference_fidelity_metrics(tables: Mapping[str, pd.DataFrame], evidence) -> 
     populated = pop.groupby("country_iso").size()
     multi = populated[populated >= 2].index
     prior = _by_clock(tables["s2"], zc, "share_effective", "country_iso")
-    prior_mean, prior_n, _ = _mean_jsd(prior, "share_effective", pop,
-                                       [c for c in multi if c in set(prior["country_iso"])])
+    prior_mean, prior_n, per_country = _mean_jsd(prior, "share_effective", pop,
+                                                 [c for c in multi if c in set(prior["country_iso"])])
     real = _by_clock(tables["s4"], zc, "zone_site_count", "legal_country_iso")
     outlets = real.groupby("country_iso")["zone_site_count"].sum()
     eligible = [c for c in multi if outlets.get(c, 0) >= REALISED_MIN_OUTLETS]
@@ -83,6 +84,7 @@ def reference_fidelity_metrics(tables: Mapping[str, pd.DataFrame], evidence) -> 
         "alias_count": int(aliases["country_iso"].nunique()),
         "prior_jsd_mean": prior_mean,
         "prior_jsd_countries": prior_n,
+        "prior_jsd_max": max(per_country.values()) if per_country else 0.0,
         "realised_jsd_mean": real_mean,
         "realised_jsd_countries": real_n,
         "unpopulated_share": unpop,

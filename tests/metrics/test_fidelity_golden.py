@@ -94,6 +94,7 @@ def test_prior_jsd_uses_countries_with_two_populated_clocks(metrics):
     assert metrics["populated_multi_clock_countries"] == 3
     assert metrics["prior_jsd_countries"] == 3
     assert metrics["prior_jsd_mean"] == pytest.approx((J_AA_PRIOR + J_CC + 0.0) / 3, rel=1e-12)
+    assert metrics["prior_jsd_max"] == pytest.approx(J_CC, rel=1e-12)   # CC's .0519 > AA's .0488 > DD's 0
 
 
 def test_realised_jsd_needs_30_outlets(metrics):
@@ -114,6 +115,19 @@ def test_unpopulated_share(metrics):
 def test_outside_universe_share(metrics):
     # mean over the populated countries AA, BB, CC, DD, EE of the share outside Z(c): only CC, 100 / 1000
     assert metrics["outside_universe_share"] == pytest.approx(0.1 / 5, rel=1e-15)
+
+
+def test_one_country_far_from_its_people_is_distorted_whatever_the_mean():
+    """F06: a country's prior far from its people fails on its own, though the mean over the others passes."""
+    ev = evidence()
+    s2 = tables()["s2"].copy()
+    s2.loc[s2["tzid"] == "A/1", "share_effective"], s2.loc[s2["tzid"] == "A/2", "share_effective"] = 0.98, 0.02
+    got = fidelity_metrics({**tables(), "s2": s2}, ev)
+    j_aa = JSD([0.98, 0.02], [0.5, 0.5])              # H(.74,.26) - (H(.98,.02) + 1) / 2 = 0.3855...
+    assert got["prior_jsd_max"] == pytest.approx(j_aa, rel=1e-12)
+    fine = {**FAITHFUL_METRICS, "prior_jsd_max": got["prior_jsd_max"]}
+    gates = evaluate_gates(_fidelity_pack(fine))["fidelity"]
+    assert [g for g, v in gates.items() if v["status"] == "FAIL"] == ["3A-F06_prior_jsd_max"]
 
 
 def test_alias_names_count_as_one_clock_in_the_realised_shares():
@@ -159,19 +173,20 @@ def test_gate_statuses_on_the_golden(metrics):
     block = evaluate_gates(_fidelity_pack(metrics))["fidelity"]
     assert list(block) == [g.gate_id for g in FIDELITY_GATES] == [
         "3A-F01_alias_count", "3A-F02_unpopulated_share", "3A-F03_prior_jsd_mean", "3A-F04_realised_jsd_mean",
-        "3A-F05_outside_universe_share"]
+        "3A-F05_outside_universe_share", "3A-F06_prior_jsd_max"]
     status = {gid: g["status"] for gid, g in block.items()}
-    # alias 1 > 0; 11/140 = .079 > .005; (.0488 + .0519 + 0)/3 = .0336 > .02; .0259 <= .03; .02 > .01
+    # alias 1 > 0; 11/140 = .079 > .005; (.0488 + .0519 + 0)/3 = .0336 > .02; .0259 <= .03; .02 > .01;
+    # CC's .0519 <= .075
     assert status == {"3A-F01_alias_count": "FAIL", "3A-F02_unpopulated_share": "FAIL",
                       "3A-F03_prior_jsd_mean": "FAIL", "3A-F04_realised_jsd_mean": "PASS",
-                      "3A-F05_outside_universe_share": "FAIL"}
+                      "3A-F05_outside_universe_share": "FAIL", "3A-F06_prior_jsd_max": "PASS"}
     assert block["3A-F04_realised_jsd_mean"]["threshold"] == 0.03 and block["3A-F04_realised_jsd_mean"]["op"] == "<="
     assert block["3A-F02_unpopulated_share"]["value"] == pytest.approx(11 / 140)
     assert fidelity_verdict(evaluate_gates(_fidelity_pack(metrics))) == "DISTORTED"
 
 
 FAITHFUL_METRICS = {"applicable": True, "alias_count": 0, "unpopulated_share": 0.005, "prior_jsd_mean": 0.02,
-                    "realised_jsd_mean": 0.03, "outside_universe_share": 0.01}
+                    "prior_jsd_max": 0.075, "realised_jsd_mean": 0.03, "outside_universe_share": 0.01}
 
 
 def test_thresholds_are_inclusive_and_faithful():
@@ -182,7 +197,7 @@ def test_thresholds_are_inclusive_and_faithful():
 
 @pytest.mark.parametrize("key,value", [("alias_count", 1), ("unpopulated_share", 0.00501),
                                        ("prior_jsd_mean", 0.0201), ("realised_jsd_mean", 0.0301),
-                                       ("outside_universe_share", 0.0101)])
+                                       ("outside_universe_share", 0.0101), ("prior_jsd_max", 0.0751)])
 def test_one_fidelity_miss_is_distorted(key, value):
     gates = evaluate_gates(_fidelity_pack({**FAITHFUL_METRICS, key: value}))
     failed = [gid for gid, g in gates["fidelity"].items() if g["status"] == "FAIL"]
