@@ -133,7 +133,8 @@ def build_parser() -> TuningParser:
     ap.add_argument("--world", metavar="DIR", help="the sweeps of this world (its own experiment, 3A-<phase>-w<id>)")
     ap.add_argument("--campaign", action="store_true", help="the campaign's own sweeps (campaign-3A-<phase>...)")
     ap.add_argument("--policies", metavar="DIR", help="with --campaign: only the campaign into this authority folder "
-                                                      "(two folders of one world share the experiment)")
+                                                      "(two folders of one world share the experiment); its world "
+                                                      "unless --world")
     return ap
 
 
@@ -141,7 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from tuning.common import worlds
 
-    world = worlds.load(args.world)
+    # --policies without --world: the authority folder's own world, as every other command infers it
+    world = worlds.authority_world(args.policies, args) if args.policies and not args.world else worlds.load(args.world)
     prefix = CAMPAIGN_PREFIX if args.campaign else ""
     phase = args.phase
     try:   # --phase names a phase of --studies-dir, or a study file (as sweep --phase takes one)

@@ -435,6 +435,11 @@ def test_two_folders_of_one_world_keep_their_campaign_studies_apart(project, tmp
     with pytest.raises(EngineError) as err:   # the default world's policies/ is no folder of this world
         campaign_of(rows, SimpleNamespace(campaign=True, policies=str(project / "policies")), world)
     assert err.value.code == "E3A_TUN_050_USAGE" and "not an authority folder of world" in err.value.cause
+    from tuning.rank import main as rank_main
+
+    with pytest.raises(EngineError) as err:   # --policies alone: the folder's world's experiment, not the default's
+        rank_main(["--phase", "P2", "--campaign", "--policies", str(project / "X1")])
+    assert err.value.code == "E3A_TUN_022_RUN_NOT_FOUND" and world.label in err.value.cause, err.value.cause
 
 
 def test_a_distorted_authority_gives_way_to_a_faithful_candidate_whatever_its_j():
