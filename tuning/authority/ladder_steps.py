@@ -53,6 +53,16 @@ def _step_problem(step: object) -> str | None:
     return None
 
 
+def evidence_digest(evidence: dict | None, note: str | None) -> str:
+    """SHA-256 of a step's evidence and note as ``ladder.yaml`` keeps them (JSON-native): its run's
+    ``evidence_sha256`` tag, which :mod:`tuning.authority.records_check` compares a step with."""
+    from engine import sha256_hex
+    from engine.core.hashing import canonical_json
+
+    doc = {"evidence": json.loads(json.dumps(evidence or {}, default=str)), "note": note or None}
+    return sha256_hex(canonical_json(doc))
+
+
 def write_ladder(policies_dir: Path, steps: list[dict]) -> None:
     text = yaml.safe_dump({"steps": steps}, sort_keys=False, default_flow_style=False)
     atomic_write(policies_dir / LADDER_FILE, text.encode("utf-8"))
@@ -81,6 +91,7 @@ def record_unlocked(phase: str, decision: str, *, policies_dir: Path, evidence: 
     world = bound_world(policies_dir)
     tags = {"run_kind": "ladder", "phase": phase, "decision": decision, "parameter_hash": measured_hash,
             "world": world["fingerprint"], "world_name": str(world.get("name")),
+            "evidence_sha256": evidence_digest(evidence, note),
             **({"source_run_id": source_run_id} if source_run_id else {}), **({"note": note} if note else {}),
             **({"txn": txn} if txn else {})}
     numeric = {k: float(v) for k, v in (metrics or {}).items()

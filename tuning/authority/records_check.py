@@ -9,8 +9,9 @@ verdict, the seeds an authority was scored on) would otherwise be published by `
   install, which starts the chain again from whatever the folder held;
 - a promotion entry has a FINISHED promotion run of its trial installing its ``parameter_hash``, with the entry's J,
   decision and previous authority;
-- a ladder step has its run in the authority experiment, whose tags (phase, decision, authority, source run) and
-  ``step.json`` (evidence, note) are the step's.
+- a ladder step has its run in the authority experiment, whose tags (phase, decision, authority, source run, and
+  ``evidence_sha256``: the digest of its evidence and note) are the step's; a run recorded before that tag is
+  compared through its ``step.json``.
 
 A store may hold only the later part of the history: a clone's committed ladder names runs of the store it was
 recorded in, and a promotion made in a new store continues it. Records whose runs this store does not hold are
@@ -26,6 +27,8 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
+
+from tuning.authority.ladder_steps import evidence_digest
 
 AUTHORED = "AUTHORED_INSTALL"
 
@@ -92,16 +95,26 @@ def step_against_store(mlc, step: dict, run) -> str | None:
         if t.get(key) != step.get(key):
             return (f"ladder step {step.get('phase')} {step.get('decision')} ({step['mlflow_run_id'][:12]}): {key} "
                     f"{step.get(key)!r}, its run recorded {t.get(key)!r}")
-    recorded = _step_json(mlc, run.info.run_id)
+    digest = t.get("evidence_sha256")
+    if digest is not None:   # recorded with its digest: no artifact to fetch
+        if digest == evidence_digest(step.get("evidence"), step.get("note")):
+            return None
+        recorded = _step_json(mlc, run.info.run_id) or {}   # to name what differs
+        return _evidence_differs(step, recorded)
+    recorded = _step_json(mlc, run.info.run_id)   # a step recorded before the digest tag
     if recorded is None:
         return f"ladder step {step.get('phase')} {step.get('decision')}: its run {run.info.run_id} has no step.json"
     if (recorded.get("evidence") or {}) != json.loads(json.dumps(step.get("evidence") or {}, default=str)) or \
             (recorded.get("note") or None) != (step.get("note") or None):
-        keys = sorted(k for k in set(recorded.get("evidence") or {}) | set(step.get("evidence") or {})
-                      if (recorded.get("evidence") or {}).get(k) != (step.get("evidence") or {}).get(k))
-        return (f"ladder step {step.get('phase')} {step.get('decision')} ({step['mlflow_run_id'][:12]}): its "
-                f"{'evidence ' + ', '.join(keys) if keys else 'note'} differs from what its run recorded")
+        return _evidence_differs(step, recorded)
     return None
+
+
+def _evidence_differs(step: dict, recorded: dict) -> str:
+    keys = sorted(k for k in set(recorded.get("evidence") or {}) | set(step.get("evidence") or {})
+                  if (recorded.get("evidence") or {}).get(k) != (step.get("evidence") or {}).get(k))
+    return (f"ladder step {step.get('phase')} {step.get('decision')} ({step['mlflow_run_id'][:12]}): its "
+            f"{'evidence ' + ', '.join(keys) if keys else 'note'} differs from what its run recorded")
 
 
 def ladder_against_store(mlc, ladder: list[dict], runs: list) -> tuple[list[str], int]:
