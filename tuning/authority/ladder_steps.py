@@ -56,8 +56,7 @@ def _step_problem(step: object) -> str | None:
 def evidence_digest(evidence: dict | None, note: str | None) -> str:
     """SHA-256 of a step's evidence and note as ``ladder.yaml`` keeps them (JSON-native): its run's
     ``evidence_sha256`` tag, which :mod:`tuning.authority.records_check` compares a step with."""
-    from engine import sha256_hex
-    from engine.core.hashing import canonical_json
+    from engine import canonical_json, sha256_hex
 
     doc = {"evidence": json.loads(json.dumps(evidence or {}, default=str)), "note": note or None}
     return sha256_hex(canonical_json(doc))
