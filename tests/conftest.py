@@ -19,16 +19,6 @@ def pytest_configure(config) -> None:
     sys.dont_write_bytecode = False
 
 
-def pytest_collection_modifyitems(items) -> None:
-    """The end-to-end modules (``slow``: servers, subprocess fleets, campaigns) first, the rest after them in their
-    order. pytest-xdist (``--dist loadfile``) hands whole modules to workers in this order, so the long ones start
-    early and the short ones fill in at the end, instead of one worker starting a long module while the other is
-    done (the order of tests within a module is kept)."""
-    slow_modules = {item.module.__name__ for item in items if item.get_closest_marker("slow") is not None
-                    and getattr(item, "module", None) is not None}
-    items.sort(key=lambda item: getattr(getattr(item, "module", None), "__name__", "") not in slow_modules)
-
-
 def _reason(report) -> str:
     longrepr = report.longrepr
     text = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
