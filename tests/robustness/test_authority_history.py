@@ -36,7 +36,7 @@ def proj(tmp_path_factory):
         from tuning.sweep.__main__ import main
         from tuning.rank import ranked_runs
 
-        assert main(["--no-progress", "--json", "--phase", "P1.2", "--trials", "6"]) == 0
+        assert main(["--no-progress", "--json", "--phase", "P1.2", "--trials", "3"]) == 0
         base = PolicySet.from_dir("policies").parameter_hash
         runs = [r for r in ranked_runs("P1.2", "t-P1.2") if r.feasible and r.fidelity == "FAITHFUL"
                 and _hash_of(r.mlflow_run_id) != base]
