@@ -141,11 +141,6 @@ def install(policies: PolicySet, policies_dir: Path, lineage: list[dict], entry:
     return txn_install(policies_dir, files, LINEAGE_FILE, entry.get("mlflow_run_id"), run_tags, steps)
 
 
-def _lineage_agrees(current: PolicySet, lineage: list[dict]) -> bool:
-    """True when policies/ is what the last lineage entry installed (or there is no lineage yet)."""
-    return not lineage or lineage[-1].get("parameter_hash") == current.parameter_hash
-
-
 def promote(run_id: str, policies_dir: Path, decision: str | None = None, runs_root: Path | None = None,
             ladder_phase: str | None = None, reopen: str | None = None, reason: str | None = None,
             world=None, progress: bool = False) -> dict:
@@ -174,7 +169,7 @@ def _promote(run_id: str, policies_dir: Path, decision: str | None, runs_root: P
         guard_base(run_id, base, current, candidate)   # before the witness's replay: nothing undone, nothing spent
         result = witness(mlc, run, candidate, recorded, policies_dir, runs_root, Path(tmp), world, base, progress)
     tags = run.data.tags
-    if current.parameter_hash == candidate.parameter_hash and _lineage_agrees(current, lineage):
+    if current.parameter_hash == candidate.parameter_hash:   # the folder agrees with its lineage (checked above)
         return _close_as_authority(run_id, tags, current, lineage, result, policies_dir, decision, ladder_phase,
                                    reopening)
     _require_witness(run_id, result)
