@@ -248,3 +248,37 @@ def test_a_storage_url_that_is_none_says_why_and_what_one_is(url, cause):
         open_storage(url, "s")
     assert err.value.code == "E3A_TUN_040_STORAGE" and cause in err.value.cause
     assert err.value.cause.endswith("a storage is journal:PATH, sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
+
+
+def test_a_sweep_on_policies_changed_outside_a_promotion_is_refused_before_any_journal_or_run(tmp_path, monkeypatch):
+    """Files edited by hand after their lineage installed them: no trial of a sweep on them could be promoted
+    (promote refuses the folder, and once restored the trials' base is no longer the authority), so the sweep
+    refuses at its start with promote's line, writing nothing; the same folder restored sweeps again."""
+    import yaml
+
+    from engine import PolicySet
+    from tests.tuning.conftest import run_here
+
+    project = make_project(tmp_path / "proj")
+    policies = project / "policies"
+    installed = PolicySet.from_dir(policies).parameter_hash
+    (policies / "lineage.yaml").write_text(yaml.safe_dump({"promotions": [
+        {"promoted_utc": "2026-01-01T00:00:00+00:00", "mlflow_run_id": None, "parameter_hash": installed}]}))
+    mixture = policies / "zone_mixture_policy.yaml"
+    original = mixture.read_text()
+    theta = next(line for line in original.splitlines() if line.startswith("theta_mix:"))
+    mixture.write_text(original.replace(theta, "theta_mix: 0.2"))   # a hand edit the lineage never installed
+    edited = PolicySet.from_dir(policies).parameter_hash
+    assert edited != installed
+
+    proc = run_here(project, "tuning.sweep", "--phase", "P1.2", "--trials", "1", "--no-progress")
+    line = _one_line(proc, f"E3A_TUN_028_AUTHORITY_DISAGREES: policies/ holds policies {edited[:12]}")
+    assert f"installed {installed[:12]}" in line and "refusing to run a P1.2 sweep on it" in line
+    _nothing_written(project)
+
+    mixture.write_text(original)   # restored: what the lineage installed is swept as before
+    from tuning.sweep.config import SweepConfig
+    from tuning.sweep.coordinator import Sweep
+
+    monkeypatch.chdir(project)
+    assert Sweep(SweepConfig(phase="P1.2", trials=1, progress=False)).base.parameter_hash == installed

@@ -26,16 +26,15 @@ from tuning.trail.tracking import RUN_KIND_TRIAL, MlflowException
 
 from engine import EngineError, fidelity_overall
 from engine import PolicySet
-from engine import load_yaml
 from tuning.authority.txn import authority_lock, install as txn_install
 from tuning.common.errors import E_ARTIFACTS, E_NOT_FAITHFUL, E_RUN_MISSING, E_RUN_VETOED, E_WITNESS
 from tuning.authority.guards import guard_base, guard_promotion, require_lineage_agrees
+from tuning.authority.lineage import LINEAGE_FILE, read_lineage  # noqa: F401 - read_lineage: its old home
 from tuning.authority.promotion_txn import PROMOTION_RUN, encode, texts
 from tuning.study.trial_row import TrialRow
 from tuning.trail.tracking import client
 from tuning.authority.witness import trial_base, witness
 
-LINEAGE_FILE = "lineage.yaml"
 
 
 def _get_run(mlc, run_id: str):
@@ -105,31 +104,6 @@ def fetch_candidate(mlc, run_id: str, workdir: Path, world=None) -> tuple[object
     except (MlflowException, OSError, ValueError) as exc:
         raise EngineError(E_ARTIFACTS, f"run {run_id}: metric_pack.json unavailable ({exc})") from None
     return run, policies, recorded
-
-
-def read_lineage(policies_dir: Path) -> list[dict]:
-    path = policies_dir / LINEAGE_FILE
-    if not path.exists():
-        return []
-    doc = load_yaml(path, E_ARTIFACTS) or {}
-    promotions = doc.get("promotions", []) if isinstance(doc, dict) else None
-    if not isinstance(promotions, list):
-        raise EngineError(E_ARTIFACTS, f"{path}: expected a mapping with a 'promotions' list")
-    for i, entry in enumerate(promotions):   # what _lineage_entry and an authored install write, and is read
-        if not isinstance(entry, dict):
-            problem = f"is {type(entry).__name__} {str(entry)[:40]!r}, not a mapping (a lineage entry)"
-        elif not isinstance(entry.get("parameter_hash"), str):
-            problem = f"has no text 'parameter_hash' (got {entry.get('parameter_hash')!r:.40})"
-        elif not isinstance(entry.get("previous_authority", {}), dict):
-            problem = "has a 'previous_authority' that is not a mapping"
-        elif not isinstance(entry.get("mlflow_run_id"), (str, type(None))):
-            problem = f"has an 'mlflow_run_id' that is not text (got {entry.get('mlflow_run_id')!r:.40})"
-        elif not isinstance(entry.get("witness", {}), dict):
-            problem = "has a 'witness' that is not a mapping"
-        else:
-            continue
-        raise EngineError(E_ARTIFACTS, f"{path}: promotions[{i}] {problem}")
-    return list(promotions)
 
 
 def install(policies: PolicySet, policies_dir: Path, lineage: list[dict], entry: dict, run_tags: dict | None = None,

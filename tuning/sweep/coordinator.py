@@ -15,6 +15,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from engine import EngineError, PolicySet
+from tuning.authority.guards import require_lineage_agrees
+from tuning.authority.lineage import read_lineage
 from tuning.authority.txn import settle
 from tuning.storage.budget import Coordinator
 from tuning.common.errors import E_TRACKING, invoke
@@ -54,6 +56,9 @@ class Sweep:
         self.experiment = worlds.suffixed(f"{config.namespace}{self.spec.experiment}", self.world)
         settle(base_dir)   # an interrupted promotion is finished first
         self.base = PolicySet.from_dir(base_dir)
+        # files changed by hand since the lineage installed them: no trial of this sweep could be promoted
+        require_lineage_agrees(Path(base_dir), self.base, read_lineage(Path(base_dir)),
+                               f"run a {self.spec.phase} sweep on it (none of its trials could be promoted)")
         self.lock = lock_path(config.storage, self.study_name)  # the trial-budget lock (see Coordinator.exclusive)
         self.storage = self.study = self.coordinator = None   # opened by open_study(), once everything is valid
         self._objective = None
