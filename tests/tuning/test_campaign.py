@@ -154,7 +154,13 @@ def test_run_then_replay_ends_on_identical_policies_and_rebuilds_the_trail(proje
     assert (project / "policies" / "ladder.yaml").read_bytes() == frozen
     assert main(["run", "--file", "campaign.yaml", "--no-progress", "--json", "--runs-root", "out/runs",
                  "--reports", "out/packs", "--reopen", "the test campaign again"]) == 0
-    first = json.loads(capsys.readouterr().out)   # --json: stdout is the JSON alone
+    captured = capsys.readouterr()
+    first = json.loads(captured.out)   # --json: stdout is the JSON alone
+    # no bar: one line a step on stderr, in order, with its outcome
+    said = [line for line in captured.err.splitlines() if line.startswith("campaign: step ")]
+    n = len(first["steps"])
+    assert said == [f"campaign: step {i}/{n} {s['phase']}: {s['outcome']} ({s['seconds']:.1f} s)"
+                    for i, s in enumerate(first["steps"], 1)], captured.err[-800:]
     assert "reopened a frozen authority: the test campaign again" in read_ladder(project / "policies")[0]["note"]
     # the P0 step's run and pack go where the campaign was told, not into the working directory's runs/, reports/
     assert not (project / "runs").exists() and not (project / "reports").exists()

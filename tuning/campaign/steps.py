@@ -120,6 +120,9 @@ class Campaign:
                 if memo.hits > hits:
                     entry["scores_reused"] = memo.hits - hits
                 self.log.append(entry)
+                if not progress:   # no bar: one line a step on stderr, for a log that is read later
+                    print(f"campaign: step {len(self.log)}/{len(self.doc['steps'])} {entry['phase']}: {outcome} "
+                          f"({entry['seconds']:.1f} s)", file=sys.stderr, flush=True)
         return self.log
 
     @contextlib.contextmanager
