@@ -174,3 +174,23 @@ def test_popt0_gate_is_said_in_words():
     assert gate_sentence(hot["progression_gate"], hot["timing"]["state_table"]).startswith(
         "**GO**: the primary hotspot S6 is RED")
     assert gate_sentence(popt0_table({})["progression_gate"], []) == "**HOLD**: no state was timed"
+
+
+def test_every_popt0_repeat_times_the_publishing_states(tmp_path):
+    """The report's per-state figure is the median of repeats that all ran S5-S7: a repeat on the scoring path
+    (no run root) would add S5 = S7 = 0.0 and a lighter S6, and two such repeats of three made the median of S5
+    and S7 zero. The first repeat's run is the one the report names; the others leave nothing behind."""
+    from pathlib import Path
+
+    from engine import PolicySet, default_world
+    from tuning.runtime.lanes import measure, popt0_document
+
+    runs, shipped = tmp_path / "runs", Path(__file__).resolve().parents[2] / "policies"
+    res, samples, windows = measure(PolicySet.from_dir(shipped), default_world(), 42, 3, runs)
+    assert len(samples) == len(windows) == 3
+    assert all(row[s] > 0 for row in samples for s in ("S5", "S6", "S7")), samples
+    assert [p.name for p in runs.iterdir()] == [res.run_dir.name]   # the first repeat's run, alone
+    doc = popt0_document(res, samples, windows, runs)
+    table = {r["state"]: r["elapsed_s"] for r in doc["timing"]["state_table"]}
+    for state in ("S5", "S6", "S7"):
+        assert table[state] == sorted(row[state] for row in samples)[1] > 0

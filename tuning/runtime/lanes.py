@@ -53,16 +53,22 @@ def state_evidence(res, pack: Mapping) -> dict:
 
 
 def measure(policies, world, seed: int, repeats: int, runs_root: str | Path):
-    """Run the chain ``repeats`` times (cold cache); returns (first result, per-repeat seconds, window)."""
+    """Run the whole chain, S0-S7 with its publish, ``repeats`` times (cold cache); returns (first result,
+    per-repeat seconds, window). Every repeat times the same states: the first publishes into ``runs_root`` (the
+    run the report names), the others into a scratch root removed after each (the scoring path skips S5 and S7
+    and runs a lighter S6, so a repeat without a run root would time other work)."""
+    import tempfile
+
     from engine import run_chain
 
     from tqdm import tqdm
 
     samples, first, windows = [], None, []
     for i in tqdm(range(repeats), desc="POPT.0 repeats", unit="chain", file=sys.stderr, leave=False, disable=None):
-        t0 = time.perf_counter()
-        res = run_chain(policies, seed, world, run_root=runs_root if i == 0 else None)
-        windows.append(time.perf_counter() - t0)
+        with tempfile.TemporaryDirectory(prefix="popt0-repeat-") as scratch:
+            t0 = time.perf_counter()
+            res = run_chain(policies, seed, world, run_root=runs_root if i == 0 else scratch)
+            windows.append(time.perf_counter() - t0)
         samples.append({s: float(res.seconds.get(s, 0.0)) for s in STATES})
         first = first or res
     return first, samples, windows
