@@ -102,18 +102,30 @@ def _short(metric: str) -> str:
 def format_rows(rows: Sequence[TrialRow], key_metrics: Sequence[str]) -> str:
     """The ranking table, the columns of the UI's ``rank`` view: J and the key metrics are means over the trial's
     seeds, ``worst.J`` its worst seed's J (``--json`` also gives each key metric's worst seed's value, ``worst``).
-    A key metric not in a row's ``metrics`` is read as a field of the row (``second``, the --pareto column)."""
+    A key metric not in a row's ``metrics`` is read as a field of the row (``second``, the --pareto column).
+    ``targets``: whether the study's targets (reported, never vetoed) hold on every seed: ``met`` or ``MISSED``."""
     short = [_short(MLFLOW_METRICS.get(m, m)) for m in key_metrics]   # a row field under its MLflow name
-    head = ["rank", "study", "trial", "mlflow_run_id", "J", "worst.J", "veto", "verdict"] + short
+    head = ["rank", "study", "trial", "mlflow_run_id", "J", "worst.J", "veto", "verdict", "targets"] + short
     out = [head]
     for i, r in enumerate(rows, 1):
         veto = r.veto if r.feasible else f"FAIL({','.join(r.vetoes) or 'none'})"
         cells = [str(i), str(r.study), str(r.trial), str(r.mlflow_run_id), _signed(r.J), _signed(r.worst_J), veto,
-                 str(r.verdict)]
+                 str(r.verdict), "met" if r.target_pass else "MISSED"]
         values = [r.metrics.get(m, getattr(r, m, None)) for m in key_metrics]
         cells += ["-" if v is None else f"{v:.6f}" for v in values]
         out.append(cells + ([f"[{r.authority} authority]"] if r.authority else []))
     return aligned(out)
+
+
+def first_misses_targets(rows: Sequence[TrialRow]) -> str | None:
+    """A note when the top row is feasible but misses the study's targets: the trial a campaign selects (the best
+    feasible one that meets them) is then another row, or none of those listed."""
+    if not rows or not rows[0].feasible or rows[0].target_pass:
+        return None
+    meets = next(((i, r) for i, r in enumerate(rows, 1) if r.feasible and r.target_pass), None)
+    then = (f"the best feasible trial that meets them is #{meets[0]} (trial {meets[1].trial})" if meets else
+            "no feasible trial listed meets them")
+    return f"note: #1 (trial {rows[0].trial}) misses the study's targets (reported, not vetoed); {then}"
 
 
 def _signed(value: float | None) -> str:
@@ -177,6 +189,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(format_rows(groups[0][1] if groups else [], key_metrics))
     if args.open:
         print(f"MLflow UI: {ui_link(experiment, key_metrics, args.ui)}", flush=True)
+    for name, ranked, _ in groups if not args.json else ():
+        note = first_misses_targets(ranked)
+        if note:
+            print(note + (f" ({name})" if len(groups) > 1 else ""), file=sys.stderr)
     if default_columns:
         print(default_columns, file=sys.stderr)
     return 0

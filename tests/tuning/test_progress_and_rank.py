@@ -76,3 +76,22 @@ def test_certify_shows_progress_per_seed(project, capsys):
     assert certify(["--authority", "--seeds", "42,7"]) == 0
     assert re.search(r"certify [0-9a-f]{12}: 100%\|.*\| 2/2", capsys.readouterr().err)
 
+
+
+def test_the_table_marks_each_trial_s_targets_and_a_first_row_that_misses_them_is_said():
+    """Targets are reported, never vetoed: a feasible #1 may miss them, and the trial a campaign would select (the
+    best feasible one that meets them) is then further down, or absent."""
+    from tuning.rank import first_misses_targets, format_rows
+    from tuning.study.trial_row import TrialRow
+
+    rows = [TrialRow(trial=7, J=0.30, feasible=True, target_pass=False, verdict="PASS_B"),
+            TrialRow(trial=3, J=0.20, feasible=False, vetoes=("FIDELITY_DISTORTED",), target_pass=True),
+            TrialRow(trial=5, J=0.10, feasible=True, target_pass=True, verdict="PASS_BPLUS")]
+    head, *body = format_rows(rows, []).splitlines()
+    assert head.split()[7:] == ["verdict", "targets"]
+    assert [line.split()[8] for line in body] == ["MISSED", "met", "met"]
+    assert first_misses_targets(rows) == ("note: #1 (trial 7) misses the study's targets (reported, not vetoed); the "
+                                          "best feasible trial that meets them is #3 (trial 5)")
+    assert first_misses_targets(rows[:2]).endswith("no feasible trial listed meets them")
+    assert first_misses_targets(rows[2:]) is None and first_misses_targets(rows[1:]) is None   # infeasible #1: its veto says
+    assert first_misses_targets([]) is None

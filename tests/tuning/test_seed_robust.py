@@ -199,13 +199,13 @@ def test_multi_seed_multi_objective_sweep_logs_history_front_and_plot(project, c
     assert all(r["second"] is not None for r in ranked) and all(r["pareto"] is True for r in ranked)
     assert rank(["--phase", "P1.2", "--pareto"]) == 0   # the plain table: second objective beside J
     head, *rows = capsys.readouterr().out.splitlines()
-    assert head.split()[:9] == ["rank", "study", "trial", "mlflow_run_id", "J", "worst.J", "veto", "verdict",
-                                "second_objective"]
+    assert head.split()[:10] == ["rank", "study", "trial", "mlflow_run_id", "J", "worst.J", "veto", "verdict",
+                                 "targets", "second_objective"]
     by_trial = {r["trial"]: r for r in ranked}
     assert sorted(int(row.split()[2]) for row in rows) == sorted(by_trial)
     for row in rows:
         cells = row.split()
-        assert cells[6] == "PASS" and float(cells[8]) == pytest.approx(by_trial[int(cells[2])]["second"],
+        assert cells[6] == "PASS" and float(cells[9]) == pytest.approx(by_trial[int(cells[2])]["second"],
                                                                         abs=1e-6)
 
 
