@@ -212,10 +212,11 @@ def _first_non_utf8(path: Path) -> str:
 
 
 def _read_text_table(path: Path, sep: str) -> pd.DataFrame:
-    """A CSV/TSV table, every cell as text: "NA" is Namibia, not a missing value; a spreadsheet's blanks after a
-    separator are not part of a name or a value. The header is read as written (pandas would rename a repeated
-    column ``x.1``), and a row of more fields than the header is refused: pandas would otherwise read its first
-    field as a row label and shift every column by one (a trailing separator on each row)."""
+    """A CSV/TSV table, every cell as text: "NA" is Namibia, not a missing value; a spreadsheet's blanks around a
+    value (after a separator, or before one or the line's end) are not part of a name or a value: ``" AU"`` and
+    ``"AU "`` are both AU. The header is read as written (pandas would rename a repeated column ``x.1``), and a row
+    of more fields than the header is refused: pandas would otherwise read its first field as a row label and
+    shift every column by one (a trailing separator on each row)."""
     with path.open(newline="", encoding="utf-8-sig", errors="replace") as f:
         header = next(csv.reader(f, delimiter=sep), [])
     _refuse_repeated([name.strip() for name in header], path)
@@ -226,7 +227,15 @@ def _read_text_table(path: Path, sep: str) -> pd.DataFrame:
     if any(issubclass(w.category, pd.errors.ParserWarning) for w in caught):
         raise EngineError(E_WORLD_INPUT, f"{path}: rows hold more fields than the header's {len(header)} columns (a "
                                          f"separator at the end of each row, or one inside an unquoted value)")
+    if _may_hold_trailing_blanks(path.read_bytes(), sep):
+        frame = frame.apply(lambda column: column.str.rstrip(" "))
     return _named(frame, path)
+
+
+def _may_hold_trailing_blanks(data: bytes, sep: str) -> bool:
+    """Could a cell end with a blank? Only where a blank comes before a separator, a line end, a closing quote or
+    the end of the file: a scan of the bytes (fast) spares the strip of every cell of a large catalogue."""
+    return data.endswith(b" ") or any(pattern in data for pattern in (b" " + sep.encode(), b" \n", b" \r", b' "'))
 
 
 def _named(frame: pd.DataFrame, path: Path) -> pd.DataFrame:

@@ -369,8 +369,8 @@ def test_a_population_only_world_publishes_each_clock_under_the_countrys_own_nam
 def test_a_csv_is_read_as_written_or_refused_naming_what_is_wrong(tmp_path):
     """Spreadsheet exports: a separator ending each row (pandas would take the ids for row labels and shift every
     column, so the error named merchant_id), a repeated column (pandas would rename it site_count.1 and use the
-    first), a broken link (the world would fall back to the default's part). A BOM, CRLF and quoted fields read
-    as the same catalogue as the plain file."""
+    first), a broken link (the world would fall back to the default's part). A BOM, CRLF, quoted fields and blanks
+    around values (" US" and "US " alike) read as the same catalogue as the plain file."""
     header = "merchant_id,legal_country_iso,site_count"
     rows = ["1,US,40", "2,US,12", "2,FR,3", "3,US,7"]
 
@@ -392,6 +392,13 @@ def test_a_csv_is_read_as_written_or_refused_naming_what_is_wrong(tmp_path):
     exported = world("exported", "\ufeff" + "\r\n".join([header] + ['"' + r.replace(",", '","') + '"' for r in rows])
                      + "\r\n")
     assert load_world(exported).catalogue.equals(plain.catalogue)
+    # a spreadsheet's blanks around a value, before or after it, plain or quoted, are not part of it
+    for name, padded in (("leading", [" " + r.replace(",", ", ") for r in rows]),
+                         ("trailing", [r.replace(",", " ,") + " " for r in rows]),
+                         ("quoted", ['"' + r.replace(",", ' ","') + ' "' for r in rows])):
+        for ending in ("\n", "\r\n"):
+            padded_world = world(f"{name}{len(ending)}", ending.join([header] + padded) + ending)
+            assert load_world(padded_world).catalogue.equals(plain.catalogue), (name, ending)
 
 
 def test_a_country_code_written_otherwise_than_the_universe_is_refused_with_the_code_it_meant():
