@@ -38,6 +38,13 @@ READ_COLUMNS = {   # what S6 reads of each table (S2 whole: S5 digests every col
     "s3_zone_shares": [*_PAIR, "tzid", "share_drawn"],
     "s4_zone_counts": [*_PAIR, "tzid", "zone_site_count", "zone_site_count_sum"]}
 RECOMPUTED = ("overall_status", "checks", "metrics", "manifest_fingerprint", "parameter_hash")
+_TEXT, _COUNT, _REAL = pa.string(), pa.int64(), pa.float64()
+READ_TYPES = {   # the type the engine writes each column S6 and the value checks read in: another is tampering (text
+    # may also come as large_string, as pandas writes it: the same text)
+    "merchant_id": pa.uint64(), "legal_country_iso": _TEXT, "country_iso": _TEXT, "tzid": _TEXT,
+    "site_count": _COUNT, "zone_count_country": _COUNT, "zone_site_count": _COUNT, "zone_site_count_sum": _COUNT,
+    "is_escalated": pa.bool_(), "floor_applied": pa.bool_(), "bump_applied": pa.bool_(), "share_drawn": _REAL,
+    "alpha_raw": _REAL, "alpha_effective": _REAL, "alpha_sum_country": _REAL, "share_effective": _REAL}
 
 
 def _tampered(msg: str) -> EngineError:
@@ -53,7 +60,13 @@ def _rows(lid: str, read):
 
 
 def _table(lid: str, data: bytes) -> pd.DataFrame:
-    return _rows(lid, lambda: pq.read_table(pa.BufferReader(data), columns=READ_COLUMNS.get(lid)).to_pandas())
+    table = _rows(lid, lambda: pq.read_table(pa.BufferReader(data), columns=READ_COLUMNS.get(lid)))
+    wrong = [f"{f.name} is {f.type}, not {READ_TYPES[f.name]}" for f in table.schema
+             if f.name in READ_TYPES and f.type != READ_TYPES[f.name]
+             and not (READ_TYPES[f.name] == _TEXT and f.type == pa.large_string())]
+    if wrong:   # S6's comparisons would read text, floats or other widths as the engine's values, or coerce them
+        raise _tampered(f"member {lid}: column {wrong[0]}" + (f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""))
+    return _rows(lid, table.to_pandas)
 
 
 def _events(data: bytes) -> pd.DataFrame:
@@ -110,7 +123,8 @@ def recheck_s6(members: dict[str, bytes], identity: dict) -> dict:
                                            STATE_STATUS, universe)
         egress = s6_validation.validate_egress(tables["s2"], tables["s4"], tables["zone_alloc"], universe_doc,
                                                policies, STATE_STATUS, zone_alloc_digest=za_digest)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:   # a column of the wrong kind, a missing key
+    except (KeyError, TypeError, ValueError, AttributeError, pa.ArrowException) as exc:   # a wrong kind, a missing
+        # key, text that is not UTF-8
         raise _tampered(f"S6 cannot run on the bundle's tables ({type(exc).__name__}: {str(exc)[:120]})") from None
     report, _ = s6_validation.finish(identity, core, egress)
     failed = [f"{c['check_id']} ({c['affected_count']})" for c in report["checks"] if c["status"] != "PASS"]

@@ -185,3 +185,26 @@ def test_a_trace_total_that_is_not_a_number_is_a_coded_refusal(run_dir, tmp_path
     lines[-1] = lines[-1].replace('"events_total":', '"events_total":Infinity,"x":', 1)
     copy, _ = _reseal(run_dir, tmp_path, lid, ("\n".join(lines) + "\n").encode())
     _assert_refused(*_cli("verify", str(copy)), "do not read")
+
+
+@pytest.mark.parametrize("lid, column, to, named", [
+    ("s3_zone_shares", "share_drawn", str, "share_drawn is large_string, not double"),
+    ("s1_escalation_queue", "merchant_id", str, "merchant_id is large_string, not uint64"),
+    ("s4_zone_counts", "merchant_id", float, "merchant_id is double, not uint64"),
+    ("s4_zone_counts", "zone_site_count", float, "zone_site_count is double, not int64")])
+def test_a_resealed_column_of_another_type_is_refused_naming_it(run_dir, tmp_path, lid, column, to, named):
+    """The same values in another type (text, floats): S6's sums and joins would coerce them and pass; the type
+    of every column verify reads is the engine's, or the member is tampered."""
+    table = _table(run_dir, lid)
+    table[column] = table[column].astype(to)
+    copy, _ = _reseal(run_dir, tmp_path, lid, _parquet(table))
+    _assert_refused(*_cli("verify", str(copy)), f"member {lid}: column {named}")
+
+
+def test_rng_events_that_are_not_utf8_are_refused(run_dir, tmp_path):
+    """A byte that is not UTF-8 inside an event's country code: Arrow cannot read the text S6 needs."""
+    lid = "rng_event_zone_dirichlet"
+    data = _member_bytes(run_dir, lid)
+    at = data.index(b'"country_iso":"') + len(b'"country_iso":"')
+    copy, _ = _reseal(run_dir, tmp_path, lid, data[:at] + b"\xff" + data[at + 1:])
+    _assert_refused(*_cli("verify", str(copy)), "S6 cannot run on the bundle's tables")
