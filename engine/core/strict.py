@@ -9,6 +9,7 @@ and non-UTF-8 bytes. Every refusal is an :class:`EngineError` with the caller's 
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import yaml
@@ -140,16 +141,25 @@ def load_yaml(path: str | Path, code: str, missing_code: str | None = None):
     return parse_yaml(read_bytes(path, code, missing_code), str(path), code)
 
 
+FLOAT_MAX = sys.float_info.max
+
+
+def _too_large(value) -> bool:
+    """An integer no float can hold (YAML reads ``999...9`` of 400 digits as an exact int, which every schema bound
+    lets through and ``float()`` then cannot convert): as unusable as inf."""
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) > FLOAT_MAX
+
+
 def non_finite_path(doc, where: str = "") -> str | None:
-    """The path of the first NaN/inf number in a parsed document, or None. The walk builds no path
-    strings (it runs on every candidate document); only a document that holds one is walked again
-    with its paths, in the same order."""
+    """The path of the first NaN/inf number, or integer too large for a float, in a parsed document, or None. The
+    walk builds no path strings (it runs on every candidate document); only a document that holds one is walked
+    again with its paths, in the same order."""
     if _all_finite(doc):
         return None
     stack = [(doc, where)]
     while stack:
         value, at = stack.pop()
-        if isinstance(value, float) and not math.isfinite(value):
+        if (isinstance(value, float) and not math.isfinite(value)) or _too_large(value):
             return at or "(top level)"
         if isinstance(value, dict):
             stack.extend((v, f"{at}.{k}" if at else str(k)) for k, v in value.items())
@@ -167,6 +177,9 @@ def _all_finite(doc) -> bool:
         if kind is float:
             if not isfinite(value):
                 return False
+        elif kind is int:
+            if value > FLOAT_MAX or value < -FLOAT_MAX:
+                return False
         elif kind is dict:
             stack.extend(value.values())
         elif kind is list or kind is tuple:
@@ -174,6 +187,8 @@ def _all_finite(doc) -> bool:
         elif isinstance(value, float):      # a float subclass (numpy.float64)
             if not isfinite(value):
                 return False
+        elif _too_large(value):             # an int subclass
+            return False
         elif isinstance(value, dict):
             stack.extend(value.values())
         elif isinstance(value, (list, tuple)):
@@ -184,7 +199,7 @@ def _all_finite(doc) -> bool:
 def require_finite(doc, source: str, code: str) -> None:
     at = non_finite_path(doc)
     if at is not None:
-        raise EngineError(code, f"{source}: {at}: number is not finite (NaN or inf)")
+        raise EngineError(code, f"{source}: {at}: number is not finite (NaN, inf, or an integer too large for a float)")
 
 
 def check_uint64(value, what: str, code: str) -> int:

@@ -102,3 +102,23 @@ def test_fast_alpha_writer_quotes_versions_and_falls_back_on_another_layout():
         assert writer.dump(doc) == dump_yaml(doc)
     doc["countries"]["US"]["notes"] = "changed layout"  # another layout falls back to dump_yaml
     assert writer.dump(doc) == dump_yaml(doc)
+
+
+def test_an_integer_too_large_for_a_float_is_refused_naming_its_field(tmp_path):
+    """YAML reads ``999...9`` (400 digits) as an exact int: the schema has no maximum for a floor, and
+    ``math.isfinite`` then raised OverflowError, a traceback. It is refused like NaN, naming the field."""
+    import shutil
+
+    import pytest
+
+    from engine import EngineError, PolicySet
+
+    folder = tmp_path / "policies"
+    shutil.copytree(ROOT / "policies", folder)
+    floors = folder / "zone_floor_policy.yaml"
+    floors.write_text(floors.read_text().replace("floor_value: 0.1", "floor_value: " + "9" * 400, 1))
+    with pytest.raises(EngineError) as err:
+        PolicySet.from_dir(folder)
+    assert err.value.code == "E3A_POL_002_SCHEMA_INVALID"
+    assert err.value.cause.endswith("zone_floor_policy.yaml: floors[0].floor_value: number is not finite (NaN, inf, "
+                                    "or an integer too large for a float)"), err.value.cause

@@ -44,6 +44,13 @@ def _bad(edit) -> EngineError:
     (lambda d: [t.update(weight=0) for t in d["objective"]["terms"]], "objective.terms"),
     (lambda d: d["objective"]["terms"][0].update(within=[0.5]), "objective.terms[0].within"),
     (lambda d: d["objective"]["terms"][0].update(within=[0.5, float("nan")]), "objective.terms[0].within[1]"),
+    # an integer no float holds (YAML reads 400 nines as an exact int): float() raised OverflowError, a traceback
+    (lambda d: d["objective"]["terms"][0].update(weight=10 ** 400), "objective.terms[0].weight"),
+    (lambda d: d["knobs"][0].update(high=-(10 ** 400)), "knobs[0].high"),
+    (lambda d: d.update(targets=[{"metric": "s4.top1_share_median", "op": "<=", "value": 10 ** 400}]),
+     "targets[0].value"),
+    # a step that cuts the range into more points than Optuna's decimal grid can hold: every trial failed
+    (lambda d: d["knobs"][0].update(step=5e-324), "knobs[0].step"),
 ])
 def test_bad_study_names_the_field(edit, field):
     err = _bad(edit)

@@ -81,7 +81,7 @@ def campaign_problem(doc) -> str | None:
     """The first problem of a parsed campaign file as ``field: message``, or None."""
     at = non_finite_path(doc)
     if at is not None:
-        return f"{at}: number is not finite (NaN or inf)"
+        return f"{at}: number is not finite (NaN, inf, or an integer too large for a float)"
     if isinstance(doc, dict) and isinstance(doc.get("steps"), list):
         for i, step in enumerate(doc["steps"]):   # the kind first: it names what the step is missing
             found = [k for k in KINDS if isinstance(step, dict) and k in step]

@@ -41,6 +41,7 @@ _CONDITION = {
     "oneOf": [{"required": ["value"], "not": {"required": ["anchor"]}},
               {"required": ["anchor"], "not": {"required": ["value"]}}],
 }
+MAX_GRID_POINTS = 1_000_000   # a stepped knob's points at most (Optuna's decimal grid fails far beyond)
 SWEPT_PHASES = ("P1.1", "P1.2", "P1.3", "P1.4", "P2", "P3", "P4")   # the plan's tuning phases
 
 STUDY_SCHEMA = {
@@ -309,6 +310,9 @@ def _knob_space(source: str, i: int, raw: dict) -> KnobSpace:
         raise _fail(source, f"{where}.step", "step and log cannot be combined")
     if step is not None and step > high - low:
         raise _fail(source, f"{where}.step", f"step {step} is larger than the range [{low}, {high}]")
+    if step is not None and (high - low) / step > MAX_GRID_POINTS:   # Optuna's grid arithmetic fails every trial
+        raise _fail(source, f"{where}.step", f"step {step} cuts [{low}, {high}] into more than {MAX_GRID_POINTS:,} "
+                                             f"points; leave step out for a continuous knob")
     return KnobSpace(name, low=low, high=high, log=log, step=step)
 
 
@@ -320,7 +324,7 @@ def parse_condition(raw: dict, default_reason: str) -> Condition:
 def parse_study(doc: Any, source: str) -> StudySpec:
     at = non_finite_path(doc)
     if at is not None:  # NaN passes every schema bound and would switch a guardrail off
-        raise _fail(source, at, "number is not finite (NaN or inf)")
+        raise _fail(source, at, "number is not finite (NaN, inf, or an integer too large for a float)")
     error = jsonschema.exceptions.best_match(_VALIDATOR.iter_errors(doc))
     if error is not None:
         raise _fail(source, field_path(error), error.message)
