@@ -473,3 +473,35 @@ def test_a_distorted_authority_gives_way_to_a_faithful_candidate_whatever_its_j(
     none, why = restore_fidelity(sweep("DISTORTED", "FAITHFUL", "FAITHFUL"), rows[:1], "best_feasible", "no J")
     assert none is None and why.endswith("the authority is DISTORTED on seeds [42] and no trial is faithful on every "
                                          "seed")
+
+
+def test_re_authoring_a_folder_with_promotions_made_outside_a_campaign_needs_a_reason(tmp_path):
+    """A campaign's author step replaces the lineage: a user's own promotion (a sweep of theirs and tuning.promote)
+    would survive only as a hash, so, as tuning.author --into asks for --reason, the campaign asks for --reopen;
+    the promotions of an earlier, killed run of the campaign are the ones its re-run makes again."""
+    import shutil
+
+    import yaml
+
+    from tuning.campaign.__main__ import refuse_frozen
+
+    folder = tmp_path / "auth"
+    shutil.copytree(REPO / "policies", folder, ignore=shutil.ignore_patterns("lineage.yaml", "ladder.yaml", ".*"))
+    doc = {"steps": [{"author": {}}, {"phase": "P1.2", "sweep": {}}]}
+
+    def lineage(*studies: str) -> None:
+        entries = [{"decision": "AUTHORED_INSTALL", "parameter_hash": "a"}]
+        entries += [{"study": s, "mlflow_run_id": f"run{i}" * 4, "decision": "PROMOTE_TO_P1_3", "parameter_hash": "b"}
+                    for i, s in enumerate(studies)]
+        (folder / "lineage.yaml").write_text(yaml.safe_dump({"promotions": entries}))
+
+    lineage("campaign-3A-P1.2", "campaign-3A-P2")   # a killed campaign's own: its re-run makes them again
+    refuse_frozen(folder, doc, None)
+    lineage("campaign-3A-P1.2", "3A-P1.2")          # the user's own promotion, after the campaign's
+    with pytest.raises(EngineError) as err:
+        refuse_frozen(folder, doc, None)
+    assert err.value.code == "E3A_TUN_050_USAGE" and err.value.cause.startswith(
+        f"{folder} holds 1 promotion(s) made outside a campaign (the last: run run1run1run1 of study 3A-P1.2, "
+        f"PROMOTE_TO_P1_3)") and "--reopen REASON" in err.value.cause
+    refuse_frozen(folder, doc, "replace my hand promotion")                  # a stated reason
+    refuse_frozen(folder, {"steps": [{"phase": "P1.2", "sweep": {}}]}, None)  # no author step: nothing replaced

@@ -83,19 +83,43 @@ def committed_digests(policies: Path) -> tuple[dict[str, str] | None, str]:
 
 def refuse_frozen(policies: Path, doc: dict, reopen: str | None) -> None:
     """A campaign that re-authors its folder (an ``author`` step) wipes its lineage and ladder: on a frozen authority
-    it needs ``--reopen REASON``, as promote and tuning.author do (``E3A_TUN_024``); ``replay`` rebuilds the
+    it needs ``--reopen REASON``, as promote and tuning.author do (``E3A_TUN_024``), and so it does on a folder
+    holding promotions made outside a campaign (:func:`refuse_replacing_promotions`); ``replay`` rebuilds the
     committed authority and compares, so it needs none."""
     from tuning.authority.guards import E_FROZEN, frozen_step
 
     if reopen is not None and not reopen.strip():
         raise EngineError(E_USAGE, "--reopen needs a reason")
+    if reopen or not any("author" in step for step in doc.get("steps", [])):
+        return
+    refuse_replacing_promotions(policies)
     frozen = frozen_step(policies) if (policies / "ladder.yaml").exists() else None
-    if frozen is None or reopen or not any("author" in step for step in doc.get("steps", [])):
+    if frozen is None:
         return
     raise EngineError(E_FROZEN, f"{policies} is {frozen['decision']} (ladder step "
                                 f"{str(frozen.get('mlflow_run_id', '?'))[:12]}); this campaign re-authors it from the "
                                 f"baseline, replacing its lineage and ladder: pass --reopen REASON (recorded with the "
                                 f"authored baseline), or give the campaign a folder of its own (--policies NEW_DIR)")
+
+
+def refuse_replacing_promotions(policies: Path) -> None:
+    """Re-authoring replaces the folder's lineage: promotions made outside a campaign (a user's own sweep and
+    ``tuning.promote``) would survive only as a hash. As ``tuning.author --into`` does for such a folder, that needs a
+    stated reason (``--reopen REASON``); the promotions of an earlier (killed) run of a campaign are the ones its
+    re-run makes again, so they need none."""
+    from tuning.authority.lineage import read_lineage
+    from tuning.campaign.steps import NAMESPACE
+
+    if not (policies / "zone_mixture_policy.yaml").exists():
+        return
+    own = [e for e in read_lineage(policies) if e.get("study") and not str(e["study"]).startswith(NAMESPACE)]
+    if own:
+        last = own[-1]
+        raise EngineError(E_USAGE, f"{policies} holds {len(own)} promotion(s) made outside a campaign (the last: run "
+                                   f"{str(last.get('mlflow_run_id'))[:12]} of study {last['study']}, "
+                                   f"{last.get('decision')}); this campaign re-authors the folder from the baseline, "
+                                   f"replacing them: pass --reopen REASON (recorded with the authored baseline), or "
+                                   f"give the campaign a folder of its own (--policies NEW_DIR)")
 
 
 def build_parser() -> TuningParser:
@@ -108,7 +132,8 @@ def build_parser() -> TuningParser:
                                                     "('' = witnesses in memory, those runs in runs/)")
     ap.add_argument("--reports", default="reports", help="the P0 and POPT.0 packs' folder (default: reports)")
     ap.add_argument("--reopen", metavar="REASON",
-                    help="run: re-author a frozen authority folder from the baseline (the reason is recorded with it)")
+                    help="run: re-author a frozen authority folder, or one holding promotions made outside a campaign, "
+                         "from the baseline (the reason is recorded with it)")
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--json", action="store_true",
                     help="print the outcome as one JSON line on stdout (the steps' own output goes to stderr)")
