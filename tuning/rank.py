@@ -189,6 +189,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(format_rows(groups[0][1] if groups else [], key_metrics))
     if args.open:
         print(f"MLflow UI: {ui_link(experiment, key_metrics, args.ui)}", flush=True)
+    if not rows and not args.json:   # a header alone would read as a ranking of nothing, without saying why
+        whose = f" from the campaign into {args.policies}" if args.policies else ""
+        print(f"note: no trial{whose} in the MLflow experiment {experiment}: no sweep of phase {phase} has logged one "
+              f"(a phase its precheck closes, e.g. a campaign's P3_NOOP_LOCK, runs none)", file=sys.stderr)
     for name, ranked, _ in groups if not args.json else ():
         note = first_misses_targets(ranked)
         if note:

@@ -95,3 +95,18 @@ def test_the_table_marks_each_trial_s_targets_and_a_first_row_that_misses_them_i
     assert first_misses_targets(rows[:2]).endswith("no feasible trial listed meets them")
     assert first_misses_targets(rows[2:]) is None and first_misses_targets(rows[1:]) is None   # infeasible #1: its veto says
     assert first_misses_targets([]) is None
+
+
+def test_a_phase_without_trials_is_said_not_shown_as_an_empty_table(project, capsys):
+    """The phase's experiment exists (a sweep whose precheck closed the phase logs its parent run only) but holds no
+    trial: the header alone would read as a ranking of nothing."""
+    from tuning.rank import main as rank
+    from tuning.trail.tracking import client
+
+    client().create_experiment("3A-P3")
+    assert rank(["--phase", "P3"]) == 0
+    out = capsys.readouterr()
+    assert out.out.split() == ["rank", "study", "trial", "mlflow_run_id", "J", "worst.J", "veto", "verdict", "targets"] \
+        + out.out.split()[9:] and len(out.out.splitlines()) == 1
+    assert out.err.splitlines()[0] == ("note: no trial in the MLflow experiment 3A-P3: no sweep of phase P3 has logged "
+                                       "one (a phase its precheck closes, e.g. a campaign's P3_NOOP_LOCK, runs none)")

@@ -62,7 +62,7 @@ def p0_pack_document(res, pack: dict, gates: dict, verdict: str, runs_root: str 
 def p0_markdown(doc: dict, gates: dict) -> str:
     auth = doc["baseline_authority"]
     head = [
-        f"# Segment 3A — P0 metrics of {SUBJECTS[doc['measures']['subject']]} `{auth['run_id']}`",
+        f"# Segment 3A — P0 metrics of {SUBJECTS[doc['measures']['subject']]} (run `{auth['run_id']}`)",
         "",
         f"- measures: **{doc['measures']['subject']}** ({doc['measures'].get('policies')})",
         f"- seed: `{auth['seed']}`",
