@@ -65,7 +65,8 @@ def _table(lid: str, data: bytes) -> pd.DataFrame:
              if f.name in READ_TYPES and f.type != READ_TYPES[f.name]
              and not (READ_TYPES[f.name] == _TEXT and f.type == pa.large_string())]
     if wrong:   # S6's comparisons would read text, floats or other widths as the engine's values, or coerce them
-        raise _tampered(f"member {lid}: column {wrong[0]}" + (f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""))
+        more = f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""
+        raise _tampered(f"member {lid}: column {wrong[0]}{more}")
     return _rows(lid, table.to_pandas)
 
 

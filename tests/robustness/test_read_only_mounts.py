@@ -95,8 +95,9 @@ def test_a_store_on_a_read_only_mount_is_read_by_the_commands_that_only_read(tmp
     assert invoke(rank, ["--phase", "P1.2"]) == 0
     out = capsys.readouterr()
     # the experiment holds no trial yet: said, and nothing else (no store error)
-    assert out.out.startswith("rank ") and out.err.strip().startswith("note: no trial in the MLflow experiment 3A-P1.2:") \
-        and len(out.err.strip().splitlines()) == 1, out.err
+    said = out.err.strip().splitlines()
+    assert out.out.startswith("rank ") and len(said) == 1, out.err
+    assert said[0].startswith("note: no trial in the MLflow experiment 3A-P1.2:"), out.err
     assert invoke(verify, []) == 0 and "DIFFER" not in capsys.readouterr().out
     assert invoke(rank, ["--phase", "P1.2", "--open"]) == 2
     assert capsys.readouterr().err.strip().endswith("mlflow.db: not writable (Read-only file system)")

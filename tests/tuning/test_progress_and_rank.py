@@ -93,7 +93,8 @@ def test_the_table_marks_each_trial_s_targets_and_a_first_row_that_misses_them_i
     assert first_misses_targets(rows) == ("note: #1 (trial 7) misses the study's targets (reported, not vetoed); the "
                                           "best feasible trial that meets them is #3 (trial 5)")
     assert first_misses_targets(rows[:2]).endswith("no feasible trial listed meets them")
-    assert first_misses_targets(rows[2:]) is None and first_misses_targets(rows[1:]) is None   # infeasible #1: its veto says
+    assert first_misses_targets(rows[2:]) is None
+    assert first_misses_targets(rows[1:]) is None   # an infeasible #1: its veto says why
     assert first_misses_targets([]) is None
 
 
@@ -106,7 +107,7 @@ def test_a_phase_without_trials_is_said_not_shown_as_an_empty_table(project, cap
     client().create_experiment("3A-P3")
     assert rank(["--phase", "P3"]) == 0
     out = capsys.readouterr()
-    assert out.out.split() == ["rank", "study", "trial", "mlflow_run_id", "J", "worst.J", "veto", "verdict", "targets"] \
-        + out.out.split()[9:] and len(out.out.splitlines()) == 1
+    head = ["rank", "study", "trial", "mlflow_run_id", "J", "worst.J", "veto", "verdict", "targets"]
+    assert out.out.split()[:9] == head and len(out.out.splitlines()) == 1
     assert out.err.splitlines()[0] == ("note: no trial in the MLflow experiment 3A-P3: no sweep of phase P3 has logged "
                                        "one (a phase its precheck closes, e.g. a campaign's P3_NOOP_LOCK, runs none)")
