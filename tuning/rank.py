@@ -207,7 +207,8 @@ def campaign_of(rows: list, args, world) -> list:
     from tuning.campaign.steps import folder_scope
 
     if not args.campaign:
-        raise EngineError(E_USAGE, "--policies ranks one authority folder's campaign: use it with --campaign")
+        raise EngineError(E_USAGE, "--policies ranks one authority folder's campaign: use it with --campaign (a sweep "
+                                   "of your own on that folder's world ranks with --world DIR, without --policies)")
     from tuning.authority.txn import require_authority_folder
     from tuning.common import worlds
 

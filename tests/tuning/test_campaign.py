@@ -435,6 +435,7 @@ def test_two_folders_of_one_world_keep_their_campaign_studies_apart(project, tmp
     with pytest.raises(EngineError) as err:
         campaign_of(rows, SimpleNamespace(campaign=False, policies=str(project / "X1")), world)
     assert err.value.code == "E3A_TUN_050_USAGE" and "use it with --campaign" in err.value.cause
+    assert "ranks with --world DIR, without --policies" in err.value.cause   # and how to rank a sweep of one's own
     with pytest.raises(EngineError) as err:   # a folder that is no authority has no campaign of its own
         campaign_of(rows, SimpleNamespace(campaign=True, policies=str(world_dir)), default_world())
     assert err.value.code == "E3A_POL_004_POLICY_MISSING" and "not an authority folder" in err.value.cause
