@@ -40,7 +40,7 @@ _HOMES: dict[str, tuple[str, ...]] = {
     "engine.core.errors": ("EngineError", "E_POLICY_MISSING", "E_PUBLISH"),
     "engine.cli.wrap": ("CodedParser", "guard_start", "invoke"),
     "engine.publish.atomic": ("atomic_write",),
-    "engine.core.strict": ("load_yaml", "non_finite_path"),
+    "engine.core.strict": ("decimal_integer", "load_yaml", "non_finite_path"),
     "engine.core.hashing": ("canonical_json", "le64", "sha256", "sha256_hex", "uer"),
     "engine.publish.members": ("TABLE_MEMBERS", "data_paths"),
     "engine.chain.cluster": ("dask_mapper", "parse_cluster"),

@@ -24,7 +24,7 @@ from tuning.authority.promotion import fetch_candidate_files, read_lineage, stor
 from tuning.authority.txn import settle
 from tuning.common.limits import MAX_SEEDS
 from tuning.common import worlds
-from tuning.common.errors import E_CERTIFY, E_NOT_CERTIFIED, E_USAGE, TuningParser
+from tuning.common.errors import E_CERTIFY, E_NOT_CERTIFIED, E_USAGE, TuningParser, decimal
 from tuning.common.errors import run_cli
 
 
@@ -36,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--policies", default="policies")
     ap.add_argument("--seeds", default=",".join(map(str, REQUIRED_SEEDS)))
     ap.add_argument("--runs-root", default="", help="materialise each seed's run here ('' = in memory)")
-    ap.add_argument("--holdout", type=int, default=0, metavar="N",
+    ap.add_argument("--holdout", type=decimal, default=0, metavar="N",
                     help="also report the pass rate on N held-out seeds (tuning.authority.holdout: disjoint from every tuning seed)")
     ap.add_argument("--json", action="store_true", help="print the summary JSON")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")

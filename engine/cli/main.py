@@ -10,7 +10,7 @@ from pathlib import Path
 
 from engine.cli.wrap import CodedParser as _Parser, invoke
 from engine.core.errors import EngineError
-from engine.core.strict import UINT64_MAX
+from engine.core.strict import UINT64_MAX, decimal_integer
 
 DEFAULT_POLICIES = Path("policies")
 AUTHORED_ROOT = Path("authored")
@@ -28,7 +28,7 @@ def _uint64(text: str) -> int:
 
 def _integer(text: str) -> int:
     try:
-        return int(text, 10)
+        return decimal_integer(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
 

@@ -9,6 +9,7 @@ and non-UTF-8 bytes. Every refusal is an :class:`EngineError` with the caller's 
 from __future__ import annotations
 
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -200,6 +201,19 @@ def require_finite(doc, source: str, code: str) -> None:
     at = non_finite_path(doc)
     if at is not None:
         raise EngineError(code, f"{source}: {at}: number is not finite (NaN, inf, or an integer too large for a float)")
+
+
+_DECIMAL = re.compile(r"[+-]?[0-9]+")
+
+
+def decimal_integer(text: str) -> int:
+    """An integer written in ASCII decimal digits (an optional sign, blanks around it): what a command line's count or
+    seed is. ``int()`` also reads ``1_0`` as 10 and other scripts' digits (Arabic-Indic, fullwidth), which a catalogue's
+    merchant ids refuse; a ValueError names the text otherwise."""
+    stripped = text.strip()
+    if not _DECIMAL.fullmatch(stripped):
+        raise ValueError(f"{text!r} is not an integer (decimal digits 0-9)")
+    return int(stripped)
 
 
 def check_uint64(value, what: str, code: str) -> int:

@@ -175,7 +175,10 @@ def test_usage_errors_are_coded(tmp_path, capsys):
     for argv, said in ((["--seed", "-1"], "argument --seed: '-1' is not an integer in [0, 2**64-1]"),
                        (["--seed", str(2**64)], "is not an integer in [0, 2**64-1]"),
                        (["--seed", "1", "--partitions", "100000"], "'100000' is not an integer in [1, 10000]"),
-                       (["--seed", "1", "--fraction", "0"], "'0' is not a number in (0, 1]")):
+                       (["--seed", "1", "--fraction", "0"], "'0' is not a number in (0, 1]"),
+                       # int() reads both (10, 3): a seed is written in decimal digits, as a merchant id is
+                       (["--seed", "1_0"], "argument --seed: '1_0' is not an integer"),
+                       (["--seed", "\u0663"], "argument --seed: '\u0663' is not an integer")):
         rc = main(["run", *argv, "--run-root", str(tmp_path)])
         err = capsys.readouterr().err   # the bound is said, not "invalid _uint64 value" (a helper function's name)
         assert rc == 2 and err.startswith("E3A_CLI_001_USAGE") and said in err and "invalid" not in err, err

@@ -240,3 +240,23 @@ def test_dashboard_on_a_sqlite_storage_without_the_study_creates_no_database(tmp
     line = _refused(_cli(root, "tuning.dashboard", "--phase", "P1.2", "--storage", f"sqlite:///{db}"),
                     "E3A_TUN_011_STUDY_NOT_FOUND")
     assert "no Optuna study" in line and not db.exists()
+
+
+@pytest.mark.parametrize("written", ["1_0", "\u0663", "\uff15", "0x10", "1e3", ""])
+def test_a_seed_or_count_in_other_digits_than_decimal_is_refused(written):
+    """``int()`` reads ``1_0`` as 10 and Arabic-Indic or fullwidth digits as numbers; a command line's seed and counts
+    are decimal digits, as the catalogue's merchant ids are (which already refused them)."""
+    import argparse
+
+    from engine import EngineError, decimal_integer
+    from tuning.authority.certification import parse_seeds
+    from tuning.common.errors import at_least_one, decimal
+
+    with pytest.raises(argparse.ArgumentTypeError, match="is not an integer"):
+        decimal(written)
+    with pytest.raises(argparse.ArgumentTypeError, match="is not an integer"):
+        at_least_one(written)
+    with pytest.raises(EngineError, match="expected comma-separated integers"):
+        parse_seeds(f"42,{written or 'x'}")
+    assert decimal(" 7 ") == 7 and decimal("+3") == 3 and decimal_integer("-2") == -2
+    assert parse_seeds("42, 7") == [42, 7]

@@ -18,7 +18,7 @@ from typing import Sequence
 
 from tqdm import tqdm
 
-from engine import run_chain
+from engine import run_chain, decimal_integer
 from engine import fidelity_holds, fidelity_overall
 from tuning.study.cache_budget import chain_cache
 from engine import EngineError
@@ -39,7 +39,7 @@ def parse_seeds(text: str) -> list[int]:
     if not text.strip() or "" in parts:
         raise EngineError(E_CERTIFY, f"--seeds {text!r}: expected comma-separated integers, at least one, none empty")
     try:
-        seeds = [int(s) for s in parts]
+        seeds = [decimal_integer(s) for s in parts]
     except ValueError:
         raise EngineError(E_CERTIFY, f"--seeds {text!r}: expected comma-separated integers") from None
     if any(not 0 <= s <= 2 ** 64 - 1 for s in seeds):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from tuning.baseline.pack import p0
-from tuning.common.errors import TuningParser
+from tuning.common.errors import TuningParser, decimal
 from tuning.common.errors import run_cli
 
 
@@ -19,7 +19,7 @@ def build_parser() -> TuningParser:
     what.add_argument("--authority", action="store_const", const="authority", dest="subject",
                       help="measure the current authority in --policies (the default)")
     ap.set_defaults(subject="authority")
-    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--seed", type=decimal, default=42)
     ap.add_argument("--policies", default="policies", help="authority policy directory (default: policies)")
     ap.add_argument("--out", default="reports", help="reports folder (default: reports)")
     ap.add_argument("--runs-root", default="runs", help="where the run is materialised (default: runs)")

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Sequence
 
 from engine import EngineError
-from tuning.common.errors import E_USAGE, TuningParser, run_cli
+from tuning.common.errors import E_USAGE, TuningParser, decimal, run_cli
 
 TARGETS = {"peer_ratio": 1.0, "fixed_start_close_s": 2.0, "harness_overhead_fraction": 0.15,
            "sweep_200_wall_s": 30.0, "certify_engine_s": 5.0}
@@ -206,17 +206,17 @@ def bench(base: Path, sweep_trials: int, peer_trials: int, rounds: int, sweep_wo
 def main(argv: Sequence[str] | None = None) -> int:
     ap = TuningParser(prog="python -m tuning.bench", description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--sweep-trials", type=int, default=200, help="trials of the benchmark sweep (default 200)")
-    ap.add_argument("--peer-trials", type=int, default=60, help="trials of each peer-comparison round (default 60)")
-    ap.add_argument("--rounds", type=int, default=3, help="paired harness/peer rounds (default 3; 0 skips)")
-    ap.add_argument("--sweep-workers", type=int, default=1, help="--workers of the benchmark sweep (default 1)")
+    ap.add_argument("--sweep-trials", type=decimal, default=200, help="trials of the benchmark sweep (default 200)")
+    ap.add_argument("--peer-trials", type=decimal, default=60, help="trials of each peer-comparison round (default 60)")
+    ap.add_argument("--rounds", type=decimal, default=3, help="paired harness/peer rounds (default 3; 0 skips)")
+    ap.add_argument("--sweep-workers", type=decimal, default=1, help="--workers of the benchmark sweep (default 1)")
     ap.add_argument("--keep", help="run in this directory and keep it (default: a temporary directory)")
     ap.add_argument("--scale", action="store_true", help="the harness at scale (tuning/bench/scale.py): a 24-trial "
                     "P3 sweep on --world, the search stage's cost, 2 workers on a 100x world, the default world")
     ap.add_argument("--world", help="with --scale: the large world directory (e.g. a 381k-pair catalogue)")
-    ap.add_argument("--runs", type=int, default=3, help="with --scale: runs of each figure (default 3)")
-    ap.add_argument("--worker-trials", type=int, default=40, help="with --scale: trials of each workers run")
-    ap.add_argument("--big-trials", type=int, default=24, help="with --scale: trials of the big-world sweep (the "
+    ap.add_argument("--runs", type=decimal, default=3, help="with --scale: runs of each figure (default 3)")
+    ap.add_argument("--worker-trials", type=decimal, default=40, help="with --scale: trials of each workers run")
+    ap.add_argument("--big-trials", type=decimal, default=24, help="with --scale: trials of the big-world sweep (the "
                     "target's 24; another count is measured beside no target, a quicker check)")
     ap.add_argument("--worker-world", help="with --scale: the workers figure's world (default: the default world's "
                     "catalogue with 100 times the merchants, the target's)")

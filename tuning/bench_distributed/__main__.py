@@ -40,7 +40,7 @@ from typing import Sequence
 from engine import EngineError
 import tuning.local_services.services as ls
 from tuning.bench_distributed.probe import log_probe
-from tuning.common.errors import E_TRIALS_FAILING, E_USAGE, TuningParser, run_cli
+from tuning.common.errors import E_TRIALS_FAILING, E_USAGE, TuningParser, decimal, run_cli
 
 TARGET_RATIO = 1.6
 TUNED_ENV = {"SEG3A_HEARTBEAT_INTERVAL": "5", "SEG3A_GRACE_PERIOD": "30"}
@@ -332,12 +332,12 @@ def _line(out: dict) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     ap = TuningParser(prog="python -m tuning.bench_distributed", description=__doc__.splitlines()[0])
     ap.add_argument("--phase", default="P1.2")
-    ap.add_argument("--trials", type=int, default=40)
-    ap.add_argument("--workers", type=int, default=4)
-    ap.add_argument("--rounds", type=int, default=3, help="rounds of (local, defaults, tuned)")
+    ap.add_argument("--trials", type=decimal, default=40)
+    ap.add_argument("--workers", type=decimal, default=4)
+    ap.add_argument("--rounds", type=decimal, default=3, help="rounds of (local, defaults, tuned)")
     ap.add_argument("--defaults-only", action="store_true",
                     help="measure the defaults a user runs (the target's figure), not the former settings")
-    ap.add_argument("--probe-trials", type=int, default=20, help="trials the logging probe writes")
+    ap.add_argument("--probe-trials", type=decimal, default=20, help="trials the logging probe writes")
     ap.add_argument("--no-fixed-probe", action="store_true",
                     help="skip the extra process per run that measures a process's fixed CPU cost (a quicker bench)")
     ap.add_argument("--cluster-dir", help="measure against the local cluster already running from this directory "

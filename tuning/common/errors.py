@@ -12,7 +12,7 @@ import sys
 from typing import Callable, Sequence
 
 from engine import CodedParser, invoke as _invoke
-from engine import EngineError
+from engine import EngineError, decimal_integer
 
 E_KNOB_RANGE = "E3A_TUN_001_KNOB_OUT_OF_RANGE"
 E_KNOB_UNKNOWN = "E3A_TUN_002_UNKNOWN_KNOB"
@@ -47,12 +47,18 @@ def text(value: str) -> str:
     return value
 
 
-def at_least_one(value: str) -> int:
-    """An argument type: an integer >= 1 (a count of rows, trials, repeats)."""
+def decimal(value: str) -> int:
+    """An argument type: an integer in ASCII decimal digits (``int`` would also read ``1_0`` and other scripts'
+    digits): a seed, a count."""
     try:
-        number = int(value, 10)
+        return decimal_integer(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
+
+
+def at_least_one(value: str) -> int:
+    """An argument type: an integer >= 1 (a count of rows, trials, repeats)."""
+    number = decimal(value)
     if number < 1:
         raise argparse.ArgumentTypeError(f"{number} must be >= 1")
     return number

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from tuning.common.errors import TuningParser
+from tuning.common.errors import TuningParser, decimal
 from tuning.common.errors import run_cli
 from tuning.report.files import read_json
 from tuning.runtime.lanes import POPT1_JSON, POPT1_MD, _publish, closure_document, closure_markdown, popt0
@@ -17,8 +17,8 @@ def build_parser() -> TuningParser:
     ap = TuningParser(prog="python -m tuning.runtime", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True)
     b = sub.add_parser("baseline", help="POPT.0 state timing baseline + hotspot map")
-    b.add_argument("--seed", type=int, default=42)
-    b.add_argument("--repeats", type=int, default=5)
+    b.add_argument("--seed", type=decimal, default=42)
+    b.add_argument("--repeats", type=decimal, default=5)
     b.add_argument("--policies", default="policies")
     b.add_argument("--out", default="reports")
     b.add_argument("--runs-root", default="runs")

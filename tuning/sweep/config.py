@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields
 from typing import Sequence
 
 from engine import EngineError
-from tuning.common.errors import E_USAGE, TuningParser
+from tuning.common.errors import E_USAGE, TuningParser, decimal
 from tuning.common.limits import MAX_TRIALS, OPTUNA_DIR, STUDY_NAME, UINT64_MAX
 from tuning.common.worlds import add_world_args
 
@@ -89,10 +89,10 @@ def check_sweep_args(args) -> None:
 def build_parser() -> TuningParser:
     ap = TuningParser(prog="python -m tuning.sweep", description=DESCRIPTION)
     ap.add_argument("--phase", required=True, help="study file studies/<PHASE>.yaml (or a path to one)")
-    ap.add_argument("--trials", type=int, help="the budget in trials in total (default: the study's): COMPLETE ones, "
-                                               "and PRUNED ones too in a multi-fidelity study (docs/TUNING.md)")
-    ap.add_argument("--seed", type=int, help="score one engine seed only (default: every seed of the study)")
-    ap.add_argument("--workers", type=int, default=1, help="processes on the shared storage (every core: "
+    ap.add_argument("--trials", type=decimal, help="the budget in trials in total (default: the study's): COMPLETE "
+                                                   "ones, and PRUNED ones too in a multi-fidelity study (docs/TUNING.md)")
+    ap.add_argument("--seed", type=decimal, help="score one engine seed only (default: every seed of the study)")
+    ap.add_argument("--workers", type=decimal, default=1, help="processes on the shared storage (every core: "
                                                           "--workers $(nproc))")
     ap.add_argument("--cluster", help="score each seed's chain as a Dask task: local:K (a LocalCluster of K "
                                       "processes) or tcp://scheduler:port")
@@ -100,12 +100,12 @@ def build_parser() -> TuningParser:
     ap.add_argument("--study", help="Optuna study name (default: the study file's)")
     ap.add_argument("--studies-dir", default="studies")
     ap.add_argument("--policies", help="base policy directory (default: the study file's base_policies)")
-    ap.add_argument("--top", type=int, default=5, help="candidates printed at the end")
-    ap.add_argument("--reports", type=int, default=1, help="best feasible trials that get a report HTML")
+    ap.add_argument("--top", type=decimal, default=5, help="candidates printed at the end")
+    ap.add_argument("--reports", type=decimal, default=1, help="best feasible trials that get a report HTML")
     ap.add_argument("--force", action="store_true", help="run even when the phase precheck says no-op")
     ap.add_argument("--stale-after", type=float, default=DEFAULT_STALE_AFTER_S,
                     help="seconds after which a RUNNING trial of another host counts as dead")
-    ap.add_argument("--max-failures", type=int, default=5,
+    ap.add_argument("--max-failures", type=decimal, default=5,
                     help="failed trials tolerated per process: crashed, told FAIL, or the chain could not run")
     ap.add_argument("--json", action="store_true", help="print the summary as JSON")
     ap.add_argument("--materialise", action="store_true", help="write every trial's run folder under --runs-root")
