@@ -506,3 +506,23 @@ def test_re_authoring_a_folder_with_promotions_made_outside_a_campaign_needs_a_r
         f"PROMOTE_TO_P1_3)") and "--reopen REASON" in err.value.cause
     refuse_frozen(folder, doc, "replace my hand promotion")                  # a stated reason
     refuse_frozen(folder, {"steps": [{"phase": "P1.2", "sweep": {}}]}, None)  # no author step: nothing replaced
+
+
+def test_the_reopen_reason_is_recorded_with_what_it_reopened(project):
+    """The author step records --reopen's reason in the authored baseline's ladder note, naming a frozen authority
+    only where the folder was frozen (a folder of one's own promotions is not)."""
+    import yaml
+
+    from engine import default_world
+    from tuning.authority.ladder_steps import read_ladder
+    from tuning.campaign.steps import Campaign
+
+    folder = project / "policies"
+    (folder / "ladder.yaml").unlink(missing_ok=True)   # not frozen: its own promotions are what --reopen replaces
+    (folder / "lineage.yaml").write_text(yaml.safe_dump({"promotions": [
+        {"study": "3A-P1.2", "mlflow_run_id": "r" * 32, "decision": "PROMOTE_TO_P1_3", "parameter_hash": "b"}]}))
+    campaign = Campaign({"steps": [{"author": {}}]}, folder, project / "studies", None, default_world(),
+                        reopen="replace my hand promotion")
+    assert campaign.author() == "authored"
+    note = read_ladder(folder)[0]["note"]
+    assert note.endswith("; reopened an authority folder: replace my hand promotion"), note

@@ -168,11 +168,16 @@ class Campaign:
         """A fresh trail: lineage and ladder restart, the world's authored baseline is installed (recorded)."""
         from tuning.authority.authoring import install_authored
 
+        from tuning.authority.guards import frozen_step
+
         self.policies.mkdir(parents=True, exist_ok=True)
+        # --reopen's reason, with what it reopened: a frozen authority, or a folder of promotions of its own
+        frozen = self.reopen and (self.policies / "ladder.yaml").exists() and frozen_step(self.policies) is not None
+        what = "a frozen authority" if frozen else "an authority folder"
+        reopened = f"; reopened {what}: {self.reopen}" if self.reopen else ""
         # the folder's world binding stays: the CLI checked it is this world's, and authoring refuses another's
         for name in ("lineage.yaml", "ladder.yaml"):
             (self.policies / name).unlink(missing_ok=True)
-        reopened = f"; reopened a frozen authority: {self.reopen}" if self.reopen else ""
         install_authored(self.policies, reason=f"campaign {self.doc.get('campaign', '3A')}: P0 starts from the "
                                                f"authored baseline{reopened}", world=self.world,
                          world_dir=self.world_dir)
