@@ -484,7 +484,7 @@ def test_re_authoring_a_folder_with_promotions_made_outside_a_campaign_needs_a_r
 
     import yaml
 
-    from tuning.campaign.__main__ import refuse_frozen
+    from tuning.campaign.__main__ import refuse_re_authoring
 
     folder = tmp_path / "auth"
     shutil.copytree(REPO / "policies", folder, ignore=shutil.ignore_patterns("lineage.yaml", "ladder.yaml", ".*"))
@@ -497,15 +497,15 @@ def test_re_authoring_a_folder_with_promotions_made_outside_a_campaign_needs_a_r
         (folder / "lineage.yaml").write_text(yaml.safe_dump({"promotions": entries}))
 
     lineage("campaign-3A-P1.2", "campaign-3A-P2")   # a killed campaign's own: its re-run makes them again
-    refuse_frozen(folder, doc, None)
+    refuse_re_authoring(folder, doc, None)
     lineage("campaign-3A-P1.2", "3A-P1.2")          # the user's own promotion, after the campaign's
     with pytest.raises(EngineError) as err:
-        refuse_frozen(folder, doc, None)
+        refuse_re_authoring(folder, doc, None)
     assert err.value.code == "E3A_TUN_050_USAGE" and err.value.cause.startswith(
         f"{folder} holds 1 promotion(s) made outside a campaign (the last: run run1run1run1 of study 3A-P1.2, "
         f"PROMOTE_TO_P1_3)") and "--reopen REASON" in err.value.cause
-    refuse_frozen(folder, doc, "replace my hand promotion")                  # a stated reason
-    refuse_frozen(folder, {"steps": [{"phase": "P1.2", "sweep": {}}]}, None)  # no author step: nothing replaced
+    refuse_re_authoring(folder, doc, "replace my hand promotion")                  # a stated reason
+    refuse_re_authoring(folder, {"steps": [{"phase": "P1.2", "sweep": {}}]}, None)  # no author step: nothing replaced
 
 
 def test_the_reopen_reason_is_recorded_with_what_it_reopened(project):

@@ -81,7 +81,7 @@ def committed_digests(policies: Path) -> tuple[dict[str, str] | None, str]:
     return dict(PolicySet.from_dir(policies).digests), "the folder when replay started"
 
 
-def refuse_frozen(policies: Path, doc: dict, reopen: str | None) -> None:
+def refuse_re_authoring(policies: Path, doc: dict, reopen: str | None) -> None:
     """A campaign that re-authors its folder (an ``author`` step) wipes its lineage and ladder: on a frozen authority
     it needs ``--reopen REASON``, as promote and tuning.author do (``E3A_TUN_024``), and so it does on a folder
     holding promotions made outside a campaign (:func:`refuse_replacing_promotions`); ``replay`` rebuilds the
@@ -110,8 +110,6 @@ def refuse_replacing_promotions(policies: Path) -> None:
     from tuning.authority.lineage import read_lineage
     from tuning.campaign.steps import NAMESPACE
 
-    if not (policies / "zone_mixture_policy.yaml").exists():
-        return
     own = [e for e in read_lineage(policies) if e.get("study") and not str(e["study"]).startswith(NAMESPACE)]
     if own:
         last = own[-1]
@@ -157,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if sweep_steps(doc):
         worlds.require_tunable(world, "a campaign")
     if args.command == "run":
-        refuse_frozen(policies, doc, args.reopen)
+        refuse_re_authoring(policies, doc, args.reopen)
     # a promotion a killed campaign left half done is finished first: its roll-forward tags the trial run that
     # fresh_trail is about to delete (the re-run then failed on a deleted run, and so did every command after it)
     settle(policies)
