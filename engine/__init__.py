@@ -53,7 +53,7 @@ _HOMES: dict[str, tuple[str, ...]] = {
         "median", "metric_pack", "popt0_table", "popt1_closure", "quantile_nearest", "run_verdict",
         "seedpack_verdict", "share_table", "thresholds"),
     "engine.metrics.compare": ("DELTA_METRICS",),
-    "engine.metrics.fidelity": ("REALISED_MIN_OUTLETS", "jsd"),
+    "engine.metrics.fidelity": ("OVERSERVED_RATIO", "REALISED_MIN_OUTLETS", "jsd"),
     "engine.metrics.grouping": ("key_codes",),
     "engine.metrics.pack": ("count_surface_pairs", "escalated_pair_index", "lookup", "s2_country_table",
         "s3_cell_table", "s3_pair_arrays"),

@@ -101,13 +101,18 @@ def _world_of_folder(args) -> None:
 
 
 def _fidelity_figures(pack: dict | None) -> str:
-    """The F-gates' figures beside the verdict (the metric pack's ``fidelity`` section), where measured."""
+    """The F-gates' figures beside the verdict (the metric pack's ``fidelity`` section), where measured, and the
+    gates a DISTORTED verdict fails."""
+    from engine.metrics import evaluate_gates
+
     f = (pack or {}).get("fidelity") or {}
     if not f.get("applicable"):
         return ""
-    return (f" (prior JSD {f['prior_jsd_mean']:.4f}, realised JSD {f['realised_jsd_mean']:.4f}, unpopulated "
+    failing = [g for g, v in evaluate_gates({"fidelity": f})["fidelity"].items() if v["status"] == "FAIL"]
+    return (f" (prior JSD {f['prior_jsd_mean']:.4f}, largest {f['prior_jsd_max']:.4f}, over-served "
+            f"{f['prior_overserved_max']:.4f}, realised JSD {f['realised_jsd_mean']:.4f}, unpopulated "
             f"{f['unpopulated_share']:.4f}, outside universe {f['outside_universe_share']:.4f}, aliases "
-            f"{f['alias_count']})")
+            f"{f['alias_count']})" + (f"; failing {', '.join(failing)}" if failing else ""))
 
 
 def cmd_run(args) -> int:

@@ -3,6 +3,8 @@ metric pack was first written with (so optimising it never moves a published num
 
 - ``pandas_group_sum``: pandas' ``groupby(...).sum()`` of float64 (``np.add.reduceat`` over sorted
   runs, else the Kahan-compensated kernel; ``kahan_group_sum`` is that kernel).
+- ``max_country_overserved``: the largest per-country mass a distribution puts beyond a multiple of floor-smoothed
+  population (gate 3A-F07); new with that gate, so it has no earlier formulation to match, only a deterministic one.
 - ``segment_jsd``: ``jsd`` on many short distributions at once. numpy's ``np.sum`` of fewer than
   8 values is a plain left-to-right loop (from 8 values on, its pairwise kernel sums 8 interleaved
   partial sums as a tree), so a column-by-column running sum over a zero-padded [segments, 7] block
@@ -155,3 +157,35 @@ def mean_country_jsd(country: np.ndarray, p: np.ndarray, q: np.ndarray) -> tuple
     if not values.size:
         return 0.0, 0, 0.0
     return float(np.mean(values)), int(values.size), float(np.max(values))
+
+
+def run_sums(values: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Each contiguous run's sum, added left to right (a zero-padded [runs, longest] block summed column by column:
+    a plain loop's arithmetic, whatever the run's length, where np.add.reduceat sums 8 values or more pairwise)."""
+    if starts.size == 0:
+        return np.zeros(0, dtype=np.float64)
+    col = np.arange(int(sizes.max()))
+    inside = col[None, :] < sizes[:, None]
+    block = np.where(inside, np.asarray(values, dtype=np.float64)[np.where(inside, starts[:, None] + col, 0)], 0.0)
+    return _running_sum(block)
+
+
+def max_country_overserved(country: np.ndarray, p: np.ndarray, people: np.ndarray, floor: float,
+                           ratio: float) -> float:
+    """The largest over runs of equal ``country`` (rows grouped by country) of the run's over-served mass: the part
+    of its ``p`` (normalised) beyond ``ratio`` times its ``people``'s share, that share smoothed with ``floor``
+    people a row ((people + floor) / (sum of people + floor * rows)), summed over the run's rows. The floor keeps a
+    clock without recorded people from reading as a division by zero and bounds what a near-empty clock's evidence
+    can certify. A run whose p sums to <= 0 is skipped (as ``mean_country_jsd``); 0.0 when none is left. Every sum
+    is a left-to-right loop's, so a scalar loop of the definition gives the same bits."""
+    if country.size == 0:
+        return 0.0
+    starts = np.flatnonzero(np.concatenate(([True], country[1:] != country[:-1])))
+    sizes = np.diff(np.append(starts, country.size))
+    p = np.asarray(p, dtype=np.float64)
+    mass = run_sums(p, starts, sizes)
+    smoothed = np.asarray(people, dtype=np.float64) + floor
+    q = smoothed / np.repeat(run_sums(smoothed, starts, sizes), sizes)
+    share = p / np.repeat(np.where(mass > 0, mass, 1.0), sizes)
+    values = run_sums(np.maximum(share - ratio * q, 0.0), starts, sizes)[mass > 0]
+    return float(values.max()) if values.size else 0.0

@@ -9,6 +9,7 @@ compared as clocks (tzdata links merged); the evidence is GeoNames city populati
 | ``alias_count`` | countries whose Z(c) holds two names of one clock |
 | ``prior_jsd_mean`` | mean over countries with >= 2 populated clocks of JSD(S2 share_effective, population share) |
 | ``prior_jsd_max`` | the largest of those countries' JSDs: one country's priors cannot hide in the mean |
+| ``prior_overserved_max`` | the largest of those countries' over-served prior mass: the part of each clock's prior share beyond 10 times its people's share (smoothed with 1,000 people a clock), summed over the country's clocks. JSD barely moves when mass goes onto a clock where almost nobody lives; this counts it |
 | ``realised_jsd_mean`` | the same over S4 zone counts summed over merchants, countries with >= 30 S4 outlets |
 | ``unpopulated_share`` | S4 outlets in clocks where the country has no population / all S4 outlets |
 | ``outside_universe_share`` | mean over populated countries of the population share living in clocks absent from Z(c) |
@@ -24,13 +25,19 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from engine.metrics.exact import jsd, mean_country_jsd, pandas_group_sum
+from engine.metrics.exact import jsd, max_country_overserved, mean_country_jsd, pandas_group_sum
 from engine.metrics.fidelity_index import EvidenceIndex, clock_keys, evidence_index
 from engine.metrics.keys import factorize
+from engine.policies.authoring import SMOOTH_FLOOR
 
-__all__ = ["REALISED_MIN_OUTLETS", "fidelity_metrics", "jsd", "prior_fidelity", "share_table"]
+__all__ = ["OVERSERVED_RATIO", "REALISED_MIN_OUTLETS", "fidelity_metrics", "jsd", "prior_fidelity", "share_table"]
 
 REALISED_MIN_OUTLETS = 30
+# prior_overserved_max: the people a clock's evidence is smoothed with, the authoring law's floor (a clock without
+# recorded cities may still hold that many), and how many times its people's share a clock may be served before the
+# rest of its prior counts as over-served (a generous allowance for hubs, tourism and the evidence's own gaps)
+EVIDENCE_FLOOR_PEOPLE = SMOOTH_FLOOR
+OVERSERVED_RATIO = 10.0
 
 
 def _by_clock(frame: pd.DataFrame, zone_clocks: pd.DataFrame, value: str, country_col: str) -> pd.DataFrame:
@@ -96,8 +103,9 @@ def _sum_by_clock(frame: pd.DataFrame, country_col: str, value: str, index: Evid
     return gkeys, pc[first], sums
 
 
-def _mean_jsd_keys(obs: tuple, index: EvidenceIndex, countries: np.ndarray) -> tuple[float, int, float]:
-    """Per country of ``countries`` (sorted), JSD over the union of its observed and populated clocks."""
+def _country_rows_keys(obs: tuple, index: EvidenceIndex, countries: np.ndarray):
+    """(country, observed value, people) of each clock of ``countries`` (sorted), each country over the union of
+    its observed and populated clocks, grouped by country (``EvidenceIndex.country_rows`` from the strings)."""
     okeys, ocountry, ovalues = obs
     keys, first, inv = np.unique(np.concatenate([okeys, index.pkeys]), return_index=True, return_inverse=True)
     inv = inv.ravel()
@@ -106,34 +114,41 @@ def _mean_jsd_keys(obs: tuple, index: EvidenceIndex, countries: np.ndarray) -> t
     q[inv[okeys.size:]] = index.people
     kcountry = np.concatenate([ocountry, index.pcountry])[first]
     keep = np.isin(kcountry, countries)
-    return mean_country_jsd(kcountry[keep], p[keep], q[keep])
+    return kcountry[keep], p[keep], q[keep]
+
+
+def _prior_part(rows) -> tuple[float, int, float, float]:
+    """(prior_jsd_mean, prior_jsd_countries, prior_jsd_max, prior_overserved_max) of the prior's country rows."""
+    return (*mean_country_jsd(*rows), max_country_overserved(*rows, EVIDENCE_FLOOR_PEOPLE, OVERSERVED_RATIO))
 
 
 def _by_strings(tables: Mapping[str, pd.DataFrame], evidence, index: EvidenceIndex) -> dict:
     """The table-dependent values when some row's zone is outside Z(c) (its clock is its tzid)."""
     zc, multi = evidence.zone_clocks, index.multi
     prior = _sum_by_clock(tables["s2"], "country_iso", "share_effective", index, zc)
-    prior_part = _mean_jsd_keys(prior, index, multi[np.isin(multi, prior[1])])
+    prior_part = _prior_part(_country_rows_keys(prior, index, multi[np.isin(multi, prior[1])]))
     real = _sum_by_clock(tables["s4"], "legal_country_iso", "zone_site_count", index, zc)
     rc, rinv = np.unique(real[1], return_inverse=True)
     outlets = np.bincount(rinv.ravel(), weights=real[2], minlength=rc.size)
-    real_part = _mean_jsd_keys(real, index, multi[np.isin(multi, rc[outlets >= REALISED_MIN_OUTLETS])])
+    real_part = mean_country_jsd(*_country_rows_keys(real, index,
+                                                     multi[np.isin(multi, rc[outlets >= REALISED_MIN_OUTLETS])]))
     return {"prior": prior_part, "realised": real_part, "total": float(real[2].sum()),
             "unpopulated": int(real[2][~np.isin(real[0], index.pkeys)].sum())}
 
 
-def _prior_by_codes(s2: pd.DataFrame, index: EvidenceIndex, factorized=None) -> tuple[float, int, float] | None:
-    """(prior_jsd_mean, prior_jsd_countries, prior_jsd_max) from S2's codes, or None when one of S2's zones is not in Z(c)."""
+def _prior_by_codes(s2: pd.DataFrame, index: EvidenceIndex, factorized=None) -> tuple[float, int, float, float] | None:
+    """(prior_jsd_mean, prior_jsd_countries, prior_jsd_max, prior_overserved_max) from S2's codes, or None when one of S2's
+    zones is not in Z(c)."""
     prior = index.clock_sums(s2, "country_iso", "share_effective", factorized)
     if prior is None:
         return None
     observed = np.bincount(index.kz_cid[prior[1]], minlength=index.u_countries.size) > 0
-    return index.mean_jsd(*prior, observed)
+    return _prior_part(index.country_rows(*prior, observed))
 
 
-def prior_fidelity(s2: pd.DataFrame, evidence) -> tuple[float, int, float] | None:
+def prior_fidelity(s2: pd.DataFrame, evidence) -> tuple[float, int, float, float] | None:
     """The part of the fidelity section that reads S2 alone (``prior_jsd_mean``, ``prior_jsd_countries``,
-    ``prior_jsd_max``), for
+    ``prior_jsd_max``, ``prior_overserved_max``), for
     :func:`fidelity_metrics`' ``prior``: the chain keeps it while S2 is (``metrics.prior``). None when the codes do
     not serve (a zone outside Z(c)): the section is then measured from the strings, prior included."""
     return _prior_by_codes(s2, evidence_index(evidence))
@@ -170,6 +185,7 @@ def fidelity_metrics(tables: Mapping[str, pd.DataFrame], evidence, factorized=No
         "prior_jsd_mean": part["prior"][0],
         "prior_jsd_countries": part["prior"][1],
         "prior_jsd_max": part["prior"][2],
+        "prior_overserved_max": part["prior"][3],
         "realised_jsd_mean": part["realised"][0],
         "realised_jsd_countries": part["realised"][1],
         "unpopulated_share": float(unpop) / total if total > 0 else 0.0,

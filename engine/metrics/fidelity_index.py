@@ -96,15 +96,19 @@ class EvidenceIndex:
             return np.bincount(rows, weights=vals.astype(np.float64), minlength=self.kz.size), present
         return pandas_group_sum(rows, vals, self.kz.size), present  # Kz order is the groupby's key order
 
-    def mean_jsd(self, sums: np.ndarray, present: np.ndarray, country_ok: np.ndarray) -> tuple[float, int, float]:
-        """(mean JSD, countries, largest JSD) over the multi-clock countries with ``country_ok`` (per U country):
-        each over the union of its observed and populated clocks."""
+    def country_rows(self, sums: np.ndarray, present: np.ndarray, country_ok: np.ndarray):
+        """(country id, observed value, people) of every clock of the multi-clock countries with ``country_ok``
+        (per U country), each country over the union of its observed and populated clocks, grouped by country."""
         p = np.zeros(self.q.size)
         observed = np.zeros(self.q.size, dtype=bool)
         p[self.kz_to_u[present]] = sums[present]
         observed[self.kz_to_u[present]] = True
         keep = (observed | self.in_pop) & self.u_multi & country_ok[self.u_cid]
-        return mean_country_jsd(self.u_cid[keep], p[keep], self.q[keep])
+        return self.u_cid[keep], p[keep], self.q[keep]
+
+    def mean_jsd(self, sums: np.ndarray, present: np.ndarray, country_ok: np.ndarray) -> tuple[float, int, float]:
+        """(mean JSD, countries, largest JSD) over :meth:`country_rows`."""
+        return mean_country_jsd(*self.country_rows(sums, present, country_ok))
 
     def per_country(self, sums: np.ndarray) -> np.ndarray:
         return np.bincount(self.kz_cid, weights=sums, minlength=self.u_countries.size)

@@ -79,9 +79,17 @@ FIDELITY_GATES: tuple[Gate, ...] = (
     Gate("3A-F05_outside_universe_share", FIDELITY, "fidelity.outside_universe_share", "<=",
          "outside_universe_share_max", 0.01),
     # one country's priors: F03's mean over ~20 countries let a 15% prior on a clock of 0.05% of CN's people pass
-    # (CN at 0.080). Authored baselines stay under 0.003 and the certified authority's largest is 0.011 (CN); at
-    # 0.05 the shipped campaign's path changes (a trial it relied on has a country between 0.05 and 0.075)
+    # (CN at 0.080). Authored baselines stay under 0.003; the certified authority's largest was 0.011 (CN) and is
+    # 0.004 since F07 (at 0.05 the campaign's path of the day changed: a trial it relied on had a country at 0.05-0.075)
     Gate("3A-F06_prior_jsd_max", FIDELITY, "fidelity.prior_jsd_max", "<=", "prior_jsd_max_max", 0.075),
+    # mass moved onto a clock where almost nobody lives: JSD saturates there (a world's Easter Island, 800 people
+    # against 19.5 M on the mainland, given 2.6% of CL's prior, 284 times its floor-smoothed people, read 0.013 on
+    # F06 and bought the S2 B+ gate the population itself fails; 2.5% of CL's prior over-served). F02's line (half a
+    # percent) for a country's prior beyond 10 times its clocks' people: the authored baselines of eight worlds use
+    # at most 0.31% of it (their floors); to pass S2's top-1 >= 0.99 gate a clock needs 1% of its country's prior,
+    # so a clock under 0.05% of the people cannot be made to carry it
+    Gate("3A-F07_prior_overserved_max", FIDELITY, "fidelity.prior_overserved_max", "<=", "prior_overserved_max_max",
+         0.005),
 )
 GATE_BY_ID = {g.gate_id: g for g in GATES + FIDELITY_GATES}
 

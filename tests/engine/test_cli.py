@@ -43,10 +43,29 @@ def test_the_run_line_gives_the_fidelity_figures_of_its_metric_pack(tmp_path):
     assert rc == 0, err
     f = run_chain(PolicySet.from_dir(ROOT / "policies"), 42, default_world()).pack["fidelity"]
     line = out.strip().splitlines()[-1]
-    assert line.endswith(f"fidelity FAITHFUL (prior JSD {f['prior_jsd_mean']:.4f}, realised JSD "
+    assert line.endswith(f"fidelity FAITHFUL (prior JSD {f['prior_jsd_mean']:.4f}, largest {f['prior_jsd_max']:.4f}, "
+                         f"over-served {f['prior_overserved_max']:.4f}, realised JSD "
                          f"{f['realised_jsd_mean']:.4f}, unpopulated {f['unpopulated_share']:.4f}, outside universe "
                          f"{f['outside_universe_share']:.4f}, aliases 0)"), line
     assert 0 < f["prior_jsd_mean"] < f["realised_jsd_mean"] <= 0.03
+
+
+def test_the_run_line_names_the_fidelity_gates_a_distorted_run_fails(tmp_path):
+    """Priors that give every clock of a country an even part, however few its people, read DISTORTED, and the line
+    says which gates fail (F07: mass on clocks beyond ten times their people), not only the figures."""
+    doc = yaml.safe_load((ROOT / "policies" / "country_zone_alphas.yaml").read_text())
+    for block in doc["countries"].values():
+        for entry in block["tzid_alphas"]:
+            entry["alpha"] = 1.0
+    policies = tmp_path / "policies"
+    shutil.copytree(ROOT / "policies", policies)
+    (policies / "country_zone_alphas.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    rc, out, err = _cli("run", "--seed", "42", "--run-root", str(tmp_path / "runs"), "--policies", str(policies))
+    assert rc == 0, err
+    line = out.strip().splitlines()[-1]
+    assert "fidelity DISTORTED (" in line and "over-served 0." in line, line
+    failing = line.split("; failing ")[1].split(", ")
+    assert "3A-F07_prior_overserved_max" in failing and all(g.startswith("3A-F0") for g in failing), line
 
 
 def test_republishing_same_run_is_a_noop_and_byte_identical(run_dir, tmp_path):

@@ -62,13 +62,20 @@ def test_a_bundle_keeps_its_bytes_across_module_moves():
     engine 1.0.0 published before its modules moved into packages: its S7 digest was computed by that code
     (commit b189d82, with its S3 logs and exponentials replaced by engine/core/detmath.py's, as here since they
     give the same bits on every machine), so a string naming a module inside a published document cannot drift
-    unnoticed."""
+    unnoticed. Since fidelity gate 3A-F07 the pinned policies read DISTORTED (their CN prior puts 0.77% beyond ten
+    times a clock's people), the one field of S6's report that changed: with it read back as FAITHFUL the report has
+    the bytes that code published, and the bundle digest is pinned again with it."""
     from pathlib import Path
 
     from engine import PolicySet, run_chain
+    from engine.core.hashing import sha256_hex
     from engine.publish.store import run_report
 
     pinned = Path(__file__).resolve().parents[1] / "fixtures" / "pinned_policies"
     res = run_chain(PolicySet.from_dir(pinned), 42)
+    report = next(m.data for m in res.bundle.members if m.logical_id == "s6_validation_report_3A")
+    assert report.count(b'"fidelity_verdict":"DISTORTED"') == 1
+    assert sha256_hex(report.replace(b'"fidelity_verdict":"DISTORTED"', b'"fidelity_verdict":"FAITHFUL"')) == \
+        "ecd82d708db5524ebf58586ee3031f83a62fe54d38ded5e7892a43c5be08c71d"   # the report as b189d82 published it
     assert run_report(res)["s7"]["bundle_sha256_hex"] == \
-        "9954c89eb271e7ba44753473215bc191a1de0b03662672b740ee25fcc37a1e60"
+        "4de3668a6e9f16347d8411bca9d6a111edf42b2bb4404694e3230b27ba7e2d18"

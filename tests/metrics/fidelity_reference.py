@@ -1,10 +1,13 @@
 """The pre-optimisation fidelity formulation (engine/metrics/fidelity.py at commit 8cf1aeb, pandas
 merge/groupby and a per-country scalar loop), kept verbatim as the oracle the optimised
 ``fidelity_metrics`` must match bit for bit on inputs the pinned fixture does not cover. Since gate 3A-F06 it also
-reports ``prior_jsd_max``, the largest of the per-country values its scalar loop computes for the prior mean."""
+reports ``prior_jsd_max``, the largest of the per-country values its scalar loop computes for the prior mean, and
+since gate 3A-F07 ``prior_overserved_max`` by a scalar loop of its definition (:func:`overserved`; matched to the
+optimised kernel bit for bit: both sum left to right)."""
 
 from __future__ import annotations
 
+import math
 from typing import Mapping
 
 import numpy as np
@@ -42,7 +45,24 @@ def _nested(frame: pd.DataFrame, value: str) -> dict:
     return out
 
 
-def _mean_jsd(observed: pd.DataFrame, value: str, population: pd.DataFrame, countries) -> tuple[float, int, dict]:
+def _loop_sum(values) -> float:
+    total = 0.0
+    for v in values:
+        total += v
+    return total
+
+
+def overserved(p, people, floor: float = 1000.0, ratio: float = 10.0) -> float:
+    """One country's prior mass beyond ``ratio`` times its clocks' people share smoothed with ``floor`` people a
+    clock: plain loops."""
+    total_p = _loop_sum(p)
+    smoothed = [x + floor for x in people]
+    total_q = _loop_sum(smoothed)
+    return _loop_sum(max(a / total_p - ratio * (b / total_q), 0.0) for a, b in zip(p, smoothed))
+
+
+def _mean_jsd(observed: pd.DataFrame, value: str, population: pd.DataFrame, countries,
+              over: dict | None = None) -> tuple[float, int, dict]:
     per_country = {}
     obs, pop = _nested(observed, value), _nested(population, "population")
     for country in countries:
@@ -52,6 +72,8 @@ def _mean_jsd(observed: pd.DataFrame, value: str, population: pd.DataFrame, coun
         if p.sum() <= 0:
             continue
         per_country[country] = jsd(p, np.array([q.get(k, 0.0) for k in clocks]))
+        if over is not None:
+            over[country] = overserved(p.tolist(), [q.get(k, 0.0) for k in clocks])
     values = list(per_country.values())
     return (float(np.mean(values)) if values else 0.0), len(values), per_country
 
@@ -63,8 +85,9 @@ def reference_fidelity_metrics(tables: Mapping[str, pd.DataFrame], evidence) -> 
     populated = pop.groupby("country_iso").size()
     multi = populated[populated >= 2].index
     prior = _by_clock(tables["s2"], zc, "share_effective", "country_iso")
+    over: dict = {}
     prior_mean, prior_n, per_country = _mean_jsd(prior, "share_effective", pop,
-                                                 [c for c in multi if c in set(prior["country_iso"])])
+                                                 [c for c in multi if c in set(prior["country_iso"])], over)
     real = _by_clock(tables["s4"], zc, "zone_site_count", "legal_country_iso")
     outlets = real.groupby("country_iso")["zone_site_count"].sum()
     eligible = [c for c in multi if outlets.get(c, 0) >= REALISED_MIN_OUTLETS]
@@ -85,6 +108,7 @@ def reference_fidelity_metrics(tables: Mapping[str, pd.DataFrame], evidence) -> 
         "prior_jsd_mean": prior_mean,
         "prior_jsd_countries": prior_n,
         "prior_jsd_max": max(per_country.values()) if per_country else 0.0,
+        "prior_overserved_max": max(over.values()) if over else 0.0,
         "realised_jsd_mean": real_mean,
         "realised_jsd_countries": real_n,
         "unpopulated_share": unpop,

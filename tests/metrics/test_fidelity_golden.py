@@ -97,6 +97,52 @@ def test_prior_jsd_uses_countries_with_two_populated_clocks(metrics):
     assert metrics["prior_jsd_max"] == pytest.approx(J_CC, rel=1e-12)   # CC's .0519 > AA's .0488 > DD's 0
 
 
+def _one_country(people: dict, prior: dict) -> tuple[dict, FidelityEvidence]:
+    """Tables and evidence of one country XX whose zone names are its clocks."""
+    zc = pd.DataFrame([("XX", z, z) for z in prior], columns=["country_iso", "tzid", "clock"])
+    pop = pd.DataFrame([("XX", z, n) for z, n in people.items() if n > 0], columns=["country_iso", "clock", "population"])
+    s2 = pd.DataFrame([("XX", z, v) for z, v in prior.items()], columns=["country_iso", "tzid", "share_effective"])
+    s4 = pd.DataFrame([("XX", z, int(round(1000 * v))) for z, v in prior.items()],
+                      columns=["legal_country_iso", "tzid", "zone_site_count"])
+    return {"s2": s2, "s4": s4}, FidelityEvidence(zc, pop, True)
+
+
+def test_prior_overserved_max_on_the_golden_is_zero(metrics):
+    # with 1,000 people a clock AA's (1100, 1100), CC's (1900, 1100) and DD's (1050, 1050) make every prior share
+    # here less than 10 times its clock's: nothing over-served
+    assert metrics["prior_overserved_max"] == 0.0
+
+
+def test_prior_overserved_mass_by_hand():
+    """XX: 1,000,000 people on H, none on E (a zone of Z(c) without people), 9,000 on S. Smoothed with 1,000 people a
+    clock the shares are (1,001,000, 1,000, 10,000) / 1,012,000; a prior of (.77, .03, .2) puts .03 - 10 x 1,000 /
+    1,012,000 beyond ten times E's people and .2 - 10 x 10,000 / 1,012,000 beyond S's; H is under."""
+    tables, ev = _one_country({"H": 1_000_000, "E": 0, "S": 9_000}, {"H": 0.77, "E": 0.03, "S": 0.2})
+    want = (Fraction(3, 100) - Fraction(10_000, 1_012_000)) + (Fraction(2, 10) - Fraction(100_000, 1_012_000))
+    assert float(want) == pytest.approx(0.1213043, abs=1e-7)
+    assert fidelity_metrics(tables, ev)["prior_overserved_max"] == pytest.approx(float(want), rel=1e-12)
+    gates = evaluate_gates(_fidelity_pack(fidelity_metrics(tables, ev)))["fidelity"]
+    assert gates["3A-F07_prior_overserved_max"]["status"] == "FAIL"
+
+
+def test_a_near_empty_clock_reads_small_on_jsd_and_is_counted_as_over_served():
+    """F07: 2.6% of a country's prior on a clock of 800 people beside 19.5 M (a world's Easter Island, 650 times its
+    people) is 0.013 on F06's JSD, under its 0.075, and 2.5% of the prior beyond ten times those people (smoothed
+    with 1,000 a clock), over F07's 0.5%; the 1% that S2's top-1 >= 0.99 gate asks for is over too."""
+    for easter, over in ((0.026, True), (0.01, True), (0.0035, False)):   # 0.0035: the authored prior
+        tables, ev = _one_country({"S": 19_500_000, "E": 800}, {"S": 1 - easter, "E": easter})
+        got = fidelity_metrics(tables, ev)
+        want = easter - 10 * 1800 / (19_500_000 + 800 + 2000)
+        assert got["prior_overserved_max"] == pytest.approx(max(0.0, want), rel=1e-12)
+        gates = evaluate_gates(_fidelity_pack(got))["fidelity"]
+        assert gates["3A-F06_prior_jsd_max"]["status"] == "PASS"
+        assert gates["3A-F07_prior_overserved_max"]["status"] == ("FAIL" if over else "PASS")
+    assert got["prior_jsd_max"] < 0.075 and easter == 0.0035
+    tables, ev = _one_country({"S": 19_500_000, "E": 800}, {"S": 0.974, "E": 0.026})
+    assert fidelity_metrics(tables, ev)["prior_jsd_max"] == pytest.approx(
+        JSD([0.974, 0.026], [19_500_000 / 19_500_800, 800 / 19_500_800]), rel=1e-9)
+
+
 def test_realised_jsd_needs_30_outlets(metrics):
     # AA: 30 outlets, 15/15 vs population 1/2, 1/2 -> 0; CC: 40 outlets all on KC1 -> J_CC; DD: 29 outlets -> out
     assert metrics["realised_jsd_countries"] == 2
@@ -173,20 +219,22 @@ def test_gate_statuses_on_the_golden(metrics):
     block = evaluate_gates(_fidelity_pack(metrics))["fidelity"]
     assert list(block) == [g.gate_id for g in FIDELITY_GATES] == [
         "3A-F01_alias_count", "3A-F02_unpopulated_share", "3A-F03_prior_jsd_mean", "3A-F04_realised_jsd_mean",
-        "3A-F05_outside_universe_share", "3A-F06_prior_jsd_max"]
+        "3A-F05_outside_universe_share", "3A-F06_prior_jsd_max", "3A-F07_prior_overserved_max"]
     status = {gid: g["status"] for gid, g in block.items()}
     # alias 1 > 0; 11/140 = .079 > .005; (.0488 + .0519 + 0)/3 = .0336 > .02; .0259 <= .03; .02 > .01;
-    # CC's .0519 <= .075
+    # CC's .0519 <= .075; nothing over-served
     assert status == {"3A-F01_alias_count": "FAIL", "3A-F02_unpopulated_share": "FAIL",
                       "3A-F03_prior_jsd_mean": "FAIL", "3A-F04_realised_jsd_mean": "PASS",
-                      "3A-F05_outside_universe_share": "FAIL", "3A-F06_prior_jsd_max": "PASS"}
+                      "3A-F05_outside_universe_share": "FAIL", "3A-F06_prior_jsd_max": "PASS",
+                      "3A-F07_prior_overserved_max": "PASS"}
     assert block["3A-F04_realised_jsd_mean"]["threshold"] == 0.03 and block["3A-F04_realised_jsd_mean"]["op"] == "<="
     assert block["3A-F02_unpopulated_share"]["value"] == pytest.approx(11 / 140)
     assert fidelity_verdict(evaluate_gates(_fidelity_pack(metrics))) == "DISTORTED"
 
 
 FAITHFUL_METRICS = {"applicable": True, "alias_count": 0, "unpopulated_share": 0.005, "prior_jsd_mean": 0.02,
-                    "prior_jsd_max": 0.075, "realised_jsd_mean": 0.03, "outside_universe_share": 0.01}
+                    "prior_jsd_max": 0.075, "prior_overserved_max": 0.005, "realised_jsd_mean": 0.03,
+                    "outside_universe_share": 0.01}
 
 
 def test_thresholds_are_inclusive_and_faithful():
@@ -197,7 +245,8 @@ def test_thresholds_are_inclusive_and_faithful():
 
 @pytest.mark.parametrize("key,value", [("alias_count", 1), ("unpopulated_share", 0.00501),
                                        ("prior_jsd_mean", 0.0201), ("realised_jsd_mean", 0.0301),
-                                       ("outside_universe_share", 0.0101), ("prior_jsd_max", 0.0751)])
+                                       ("outside_universe_share", 0.0101), ("prior_jsd_max", 0.0751),
+                                       ("prior_overserved_max", 0.00501)])
 def test_one_fidelity_miss_is_distorted(key, value):
     gates = evaluate_gates(_fidelity_pack({**FAITHFUL_METRICS, key: value}))
     failed = [gid for gid, g in gates["fidelity"].items() if g["status"] == "FAIL"]

@@ -340,10 +340,15 @@ def test_validated_selection_prefers_what_holds_off_the_tuning_seeds():
     from tuning.study.trial_row import TrialRow
 
     ranked = [TrialRow(trial=n, J=0.1, feasible=True) for n in (7, 3, 5)]
-    pick, why = validated(ranked, {7: (0.75, 0.5, 0.4), 3: (1.0, 0.9, 0.1), 5: (1.0, 0.9, 0.2)})
+    pick, why = validated(ranked, {7: (0.75, 0.5, 4.0), 3: (1.0, 0.9, 1.0), 5: (1.0, 0.9, 2.0)})
     assert pick.trial == 5 and "trial 5 holds on 100%" in why and "trial 7: 75%" in why
-    pick, _ = validated(ranked, {7: (1.0, 0.9, 0.2), 3: (1.0, 0.9, 0.2)})
+    pick, _ = validated(ranked, {7: (1.0, 0.9, 2.0), 3: (1.0, 0.9, 2.0)})
     assert pick.trial == 7            # a full tie goes to the rule's order
+    # the faithful rule: among candidates that hold as well, its order (the most faithful first), not the margin
+    scores = {7: (1.0, 0.0, 0.01), 3: (1.0, 0.0, 0.16), 5: (0.9, 0.0, 0.3)}
+    assert validated(ranked, scores, "pareto_min_second")[0].trial == 7
+    assert validated(ranked, scores, "best_feasible")[0].trial == 3
+    assert validated(ranked, {7: (0.9, 0.0, 0.01), 3: (1.0, 0.0, 0.0)}, "pareto_min_second")[0].trial == 3
 
 
 def test_the_facts_quote_what_the_gates_measure_and_what_s1_can_reach(tmp_path):

@@ -153,3 +153,28 @@ def test_candidate_bytes_load_back_to_the_registered_document(lam, cap, gamma, s
                                       "concentration_scale": scale, "merchant_jitter": jitter})
     for pid in ("country_zone_alphas", "zone_mixture_policy"):
         assert parse_policy(pid, cand.raw[pid], pid) == cand.doc(pid)
+
+
+def test_temper_beta_is_a_geometric_pull_toward_uniform(base):
+    # (.97, .02, .01) ** .5 = (.984886, .141421, .1), over their sum 1.226307: .803131 first
+    got = reshape_shares(np.array([0.97, 0.02, 0.01]), temper_beta=0.5)
+    root = np.sqrt([0.97, 0.02, 0.01])
+    assert got.tolist() == pytest.approx((root / root.sum()).tolist(), rel=1e-12)
+    assert got[0] == pytest.approx(0.803131, abs=1e-6)
+    assert reshape_shares(np.array([0.97, 0.02, 0.01]), temper_beta=0.0).tolist() == pytest.approx([1 / 3] * 3)
+    assert reshape_shares(np.array([0.97, 0.02, 0.01]), temper_beta=1.0).tolist() == [0.97, 0.02, 0.01]
+    cand = apply_knobs(base, {"temper_beta": 0.5})
+    assert alphas(cand, "AA").sum() == pytest.approx(100.0, abs=1e-5) and alphas(cand, "BB").tolist() == [20.0]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(1e-6, 1.0), min_size=2, max_size=12), st.floats(0.0, 1.0))
+def test_temper_beta_keeps_order_and_bounds_a_small_zones_growth(raw, beta):
+    """A zone's share grows by at most s^(beta - 1) (the sum of s^beta is >= 1), so a zone with few people gains
+    little mass, unlike blend_lambda's lambda/K; the order of the zones is kept."""
+    s = np.array(raw) / np.sum(raw)
+    got = reshape_shares(s, temper_beta=beta)
+    assert got.sum() == pytest.approx(1.0, abs=1e-12)
+    assert np.all(got <= s ** beta * (1 + 1e-9))
+    order = np.argsort(s, kind="stable")
+    assert np.all(np.diff(got[order]) >= -1e-12)

@@ -59,7 +59,7 @@ def test_bad_study_names_the_field(edit, field):
 
 def test_bad_study_file_cli_is_one_coded_line(tmp_path):
     (tmp_path / "studies").mkdir()
-    (tmp_path / "studies" / "P1.2.yaml").write_text(SMALL_STUDY.replace("high: 0.12", "high: 9"))
+    (tmp_path / "studies" / "P1.2.yaml").write_text(SMALL_STUDY.replace("high: 0.008", "high: 9"))
     out = run_module(tmp_path, "tuning.sweep", "--phase", "P1.2", "--trials", "1")
     assert out.returncode == 2
     assert out.stderr.strip().startswith("E3A_TUN_010_STUDY_INVALID: studies/P1.2.yaml: knobs[0].high:")

@@ -51,16 +51,22 @@ def choose(rows: Sequence[TrialRow], rule: str, min_j: float | None, require_tar
                   f"faithful eligible trial; eligible: {len(ranked)} ({what}){where}")
 
 
-def validated(ranked: Sequence[TrialRow], scores: dict[int, tuple[float, float, float]]) -> tuple[TrialRow, str]:
+def validated(ranked: Sequence[TrialRow], scores: dict[int, tuple[float, float, float]],
+              rule: str = "best_feasible") -> tuple[TrialRow, str]:
     """Among the validated candidates (trial -> (the share of validation seeds on which the trial is feasible
-    and meets its targets, the share on which it reaches the campaign's goal, a lower bound of its smallest
-    relative margin there: mean less one sd)), the one with the highest share, then goal share, then the largest
-    margin; ties go to the rule's order."""
+    and meets its targets, the share on which it reaches the campaign's goal, its steadiness there: how many
+    standard deviations its riskiest moving gate stands clear, tuning.campaign.validation.steadiness)), the one with
+    the highest share, then goal share, then (under ``best_feasible``) steadiness; ties go to the rule's order. Under
+    ``pareto_min_second`` the rule's order (the most faithful first) comes before steadiness: that rule asks for
+    the smallest move from the evidence, and its phase's gates (S2's) do not move from seed to seed."""
     order = {r.trial: i for i, r in enumerate(ranked)}
-    pick = max((r for r in ranked if r.trial in scores), key=lambda r: (*scores[r.trial], -order[r.trial]))
+    if rule == "pareto_min_second":
+        pick = max((r for r in ranked if r.trial in scores), key=lambda r: (*scores[r.trial][:2], -order[r.trial]))
+    else:
+        pick = max((r for r in ranked if r.trial in scores), key=lambda r: (*scores[r.trial], -order[r.trial]))
 
     def said(t: int) -> str:
-        return f"{scores[t][0]:.0%} (B+ {scores[t][1]:.0%}, margin {scores[t][2]:+.3f})"
+        return f"{scores[t][0]:.0%} (B+ {scores[t][1]:.0%}, riskiest gate {scores[t][2]:.1f} sd clear)"
 
     others = ", ".join(f"trial {t}: {said(t)}" for t in sorted(scores, key=order.get) if t != pick.trial)
     return pick, (f"validated on unseen seeds: trial {pick.trial} holds on {said(pick.trial)}"

@@ -260,6 +260,7 @@ class Campaign:
 
     def sweep(self, step: dict) -> str:
         from tuning.campaign.rules import eligible, validated
+        from tuning.campaign.validation import validation_rates
         from tuning.authority.ladder import record_step
         from tuning.authority.promotion import promote
 
@@ -279,7 +280,7 @@ class Campaign:
             ranked = eligible(rows, step.get("select", "best_feasible"), min_j, bool(rule.get("targets", False)))
             with self.part("validation"):
                 rates, anchor = validation_rates(sweep, ranked[: int(check.get("top", 5))], int(check.get("seeds", 12)))
-            pick, checked = validated(ranked, rates)
+            pick, checked = validated(ranked, rates, step.get("select", "best_feasible"))
             why = (f"the rule ({step.get('select', 'best_feasible')}) first picks {why}; {checked}; "
                    f"the authority itself holds on {anchor[0]:.0%}, {anchor[1]:.0%} PASS_BPLUS and "
                    + ("FAITHFUL" if self.world.fidelity_applicable else "fidelity NOT_APPLICABLE"))
@@ -339,44 +340,3 @@ def trial_rows(sweep) -> list:
 def region_of(spec) -> dict:
     return {k.name: ({"choices": list(k.choices)} if k.choices is not None else {"low": k.low, "high": k.high})
             for k in spec.knobs if not k.fixed}
-
-
-def _score(ev, spec) -> tuple[float, float, float]:
-    """(the share of seeds on which the evaluation is feasible and meets the study's targets; the share on which
-    it reaches the campaign's goal, PASS_BPLUS and FAITHFUL; a lower bound of its smallest relative margin to
-    those targets and to the fidelity gates: the mean over seeds less one standard deviation): a candidate that
-    holds everywhere is preferred by how far it clears its thresholds on a seed it has not met, so a wide margin
-    that swings from seed to seed counts for less than a steady one."""
-    held = [not e.vetoes and all(e.targets.values()) for e in ev.per_seed]
-    goal = [e.verdict == "PASS_BPLUS" and fidelity_holds(e.fidelity) for e in ev.per_seed]
-    margins = []
-    for e in ev.per_seed:
-        if e.pack is None:
-            margins.append(-1.0)
-            continue
-        found = [c.margin(e.pack, None) for c in spec.targets if not c.anchor]
-        found += [(float(g["threshold"]) - float(g["value"])) / float(g["threshold"])   # F02-F05 (F01 is a count)
-                  for g in (e.gates or {}).get("fidelity", {}).values()
-                  if g.get("op") == "<=" and isinstance(g.get("value"), (int, float)) and float(g["threshold"]) > 0]
-        margins.append(min(found) if found else 0.0)
-    mean = sum(margins) / len(margins)
-    spread = (sum((m - mean) ** 2 for m in margins) / len(margins)) ** 0.5
-    return sum(held) / len(held), sum(goal) / len(goal), mean - spread
-
-
-def validation_rates(sweep, candidates: list, n_seeds: int) -> tuple[dict[int, tuple], tuple]:
-    """Each candidate re-scored on ``n_seeds`` validation seeds (:func:`tuning.authority.holdout.validation_seeds`):
-    its :func:`_score` there; and the same for the authority itself (the anchor: what promoting nothing
-    keeps)."""
-    from optuna.trial import FixedTrial
-
-    from tuning.authority.holdout import tuning_seeds, validation_seeds
-    from tuning.study.objective import SeedRobustObjective
-
-    seeds = validation_seeds(n_seeds, tuning_seeds(sweep.config.studies_dir))
-    objective = SeedRobustObjective(sweep.spec, seeds, sweep.base, world=sweep.world)
-    values = [{k.name: k.suggest(FixedTrial(dict(row.knobs), row.trial)) for k in sweep.spec.knobs}
-              for row in candidates]
-    evaluations = objective.evaluate_many(values)   # seed by seed: each seed's plan drawn once for all
-    rates = {row.trial: _score(ev, sweep.spec) for row, ev in zip(candidates, evaluations)}
-    return rates, _score(objective.anchor, sweep.spec)

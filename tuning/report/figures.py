@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from engine import REALISED_MIN_OUTLETS, jsd, share_table
+from engine import OVERSERVED_RATIO, REALISED_MIN_OUTLETS, jsd, share_table
 from engine import count_surface_pairs, escalated_pair_index, s2_country_table, s3_cell_table, s3_pair_arrays
 
 MAX_POINTS = 20_000
@@ -244,7 +244,7 @@ def fidelity_share_frame(tables: Mapping[str, pd.DataFrame], evidence) -> pd.Dat
     return t
 
 
-OVER_SERVED_RATIO, OVER_SERVED_MIN_OUTLETS = 10.0, 5
+OVER_SERVED_RATIO, OVER_SERVED_MIN_OUTLETS = OVERSERVED_RATIO, 5   # gate 3A-F07's ratio
 
 
 def over_served_clocks(frame: pd.DataFrame) -> pd.DataFrame:

@@ -8,7 +8,10 @@ and the engine's rerun-matrix cache reuses the states that read it.
 Families (the build plan's phases):
 
 - P1.2 ``country_zone_alphas`` geometry, per country over its K >= 2 zones above the minimum α (a zone at 1e-6
-  is one the evidence leaves empty, and stays so), their α sum kept: ``blend_lambda`` s' = (1-λ)s + λ/K;  then the mixed-dominance hub/tail family ``hub_cap``
+  is one the evidence leaves empty, and stays so), their α sum kept: first ``temper_beta`` s' ∝ s^β (a geometric pull
+  toward uniform: the order of the zones is kept and a small zone grows by at most s^(β-1), so flattening moves
+  little mass onto a clock where almost nobody lives; gate 3A-F07), then ``blend_lambda`` s' = (1-λ)s + λ/K (an
+  arithmetic pull: every zone gets λ/K, however few its people); then the mixed-dominance hub/tail family ``hub_cap``
   (no zone keeps a share above the cap; the excess is water-filled over the zones below the cap
   in proportion to s^``tail_gamma``: 0 spreads evenly, 1 proportionally, >1 favours the big tail).
 - P1.3 ``zone_floor_policy``: ``floor_scale`` multiplies every floor_value; ``threshold_shift``
@@ -59,6 +62,7 @@ def _k(name, pid, kind, low, high, family, neutral, doc) -> Knob:
 
 _ALPHAS, _FLOORS, _MIX = "country_zone_alphas", "zone_floor_policy", "zone_mixture_policy"
 KNOBS: dict[str, Knob] = {k.name: k for k in [
+    _k("temper_beta", _ALPHAS, "float", 0.0, 1.0, "alpha_geometry", 1.0, "geometric pull toward uniform: s^beta"),
     _k("blend_lambda", _ALPHAS, "float", 0.0, 1.0, "alpha_geometry", 0.0, "pull shares toward uniform 1/K"),
     _k("hub_cap", _ALPHAS, "float", 0.0, 1.0, "alpha_geometry", 1.0, "cap on any zone's share (>= 1/K)"),
     _k("tail_gamma", _ALPHAS, "float", 0.0, 3.0, "alpha_geometry", 1.0, "tail weight exponent for the hub excess"),
@@ -123,12 +127,15 @@ def check_value(name: str, value: object) -> object:
 # --------------------------------------------------------------------------- transforms
 
 def reshape_shares(shares: np.ndarray, blend_lambda: float = 0.0, hub_cap: float = 1.0,
-                   tail_gamma: float = 1.0) -> np.ndarray:
+                   tail_gamma: float = 1.0, temper_beta: float = 1.0) -> np.ndarray:
     """One country's shares through the P1.2 geometry (sum stays 1)."""
     s = np.asarray(shares, dtype=float)
     k = s.size
     if k < 2:
         return s.copy()
+    if temper_beta != 1.0:
+        s = np.power(s, temper_beta)
+        s = s / s.sum()
     s = (1.0 - blend_lambda) * s + blend_lambda / k
     cap = max(hub_cap, 1.0 / k)
     for _ in range(k):  # water-filling: each pass pins at least one more zone at the cap
@@ -149,6 +156,7 @@ def _alphas(doc: dict, v: Mapping[str, object]) -> None:
     lam = float(v.get("blend_lambda", 0.0))
     cap = float(v.get("hub_cap", 1.0))
     gamma = float(v.get("tail_gamma", 1.0))
+    beta = float(v.get("temper_beta", 1.0))
     for block in doc["countries"].values():
         # a zone at the minimum alpha is one its country's evidence leaves empty (engine.policies.authoring): the
         # geometry reshapes the populated zones among themselves and never pulls outlets into an empty one
@@ -157,7 +165,7 @@ def _alphas(doc: dict, v: Mapping[str, object]) -> None:
             continue
         alpha = np.array([float(e["alpha"]) for e in entries])
         total = alpha.sum()
-        new = total * reshape_shares(alpha / total, lam, cap, gamma)
+        new = total * reshape_shares(alpha / total, lam, cap, gamma, beta)
         for entry, a in zip(entries, new):
             entry["alpha"] = max(round(float(a), ALPHA_DECIMALS), ALPHA_MIN)
 
