@@ -3,8 +3,9 @@ metric pack was first written with (so optimising it never moves a published num
 
 - ``pandas_group_sum``: pandas' ``groupby(...).sum()`` of float64 (``np.add.reduceat`` over sorted
   runs, else the Kahan-compensated kernel; ``kahan_group_sum`` is that kernel).
-- ``max_country_overserved``: the largest per-country mass a distribution puts beyond a multiple of floor-smoothed
-  population (gate 3A-F07); new with that gate, so it has no earlier formulation to match, only a deterministic one.
+- ``max_country_overserved``: the largest per-country mass a distribution puts beyond both a multiple of its
+  population share and an authored share (gate 3A-F07); new with that gate, its sums run left to right (``run_sums``) so that a scalar loop of
+  its definition (tests/metrics/fidelity_reference.py) gives the same bits.
 - ``segment_jsd``: ``jsd`` on many short distributions at once. numpy's ``np.sum`` of fewer than
   8 values is a plain left-to-right loop (from 8 values on, its pairwise kernel sums 8 interleaved
   partial sums as a tree), so a column-by-column running sum over a zero-padded [segments, 7] block
@@ -170,22 +171,24 @@ def run_sums(values: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> np.nd
     return _running_sum(block)
 
 
-def max_country_overserved(country: np.ndarray, p: np.ndarray, people: np.ndarray, floor: float,
+def max_country_overserved(country: np.ndarray, p: np.ndarray, people: np.ndarray, authored: np.ndarray,
                            ratio: float) -> float:
     """The largest over runs of equal ``country`` (rows grouped by country) of the run's over-served mass: the part
-    of its ``p`` (normalised) beyond ``ratio`` times its ``people``'s share, that share smoothed with ``floor``
-    people a row ((people + floor) / (sum of people + floor * rows)), summed over the run's rows. The floor keeps a
-    clock without recorded people from reading as a division by zero and bounds what a near-empty clock's evidence
-    can certify. A run whose p sums to <= 0 is skipped (as ``mean_country_jsd``); 0.0 when none is left. Every sum
-    is a left-to-right loop's, so a scalar loop of the definition gives the same bits."""
+    of each row's ``p`` (normalised over the run) beyond both ``ratio`` times its ``people``'s share of the run and
+    its ``authored`` share (the authoring law's prior: its smoothing and floors are the evidence-faithful part of a
+    small clock's prior), summed over the run's rows. A run whose p sums to <= 0 is skipped (as
+    ``mean_country_jsd``); 0.0 when none is left. Every sum is a left-to-right loop's, so a scalar loop of the
+    definition gives the same bits."""
     if country.size == 0:
         return 0.0
     starts = np.flatnonzero(np.concatenate(([True], country[1:] != country[:-1])))
     sizes = np.diff(np.append(starts, country.size))
     p = np.asarray(p, dtype=np.float64)
+    people = np.asarray(people, dtype=np.float64)
     mass = run_sums(p, starts, sizes)
-    smoothed = np.asarray(people, dtype=np.float64) + floor
-    q = smoothed / np.repeat(run_sums(smoothed, starts, sizes), sizes)
+    total = np.repeat(run_sums(people, starts, sizes), sizes)
+    q = people / np.where(total > 0, total, 1.0)
     share = p / np.repeat(np.where(mass > 0, mass, 1.0), sizes)
-    values = run_sums(np.maximum(share - ratio * q, 0.0), starts, sizes)[mass > 0]
+    allowance = np.maximum(ratio * q, np.asarray(authored, dtype=np.float64))
+    values = run_sums(np.maximum(share - allowance, 0.0), starts, sizes)[mass > 0]
     return float(values.max()) if values.size else 0.0

@@ -9,7 +9,7 @@ compared as clocks (tzdata links merged); the evidence is GeoNames city populati
 | ``alias_count`` | countries whose Z(c) holds two names of one clock |
 | ``prior_jsd_mean`` | mean over countries with >= 2 populated clocks of JSD(S2 share_effective, population share) |
 | ``prior_jsd_max`` | the largest of those countries' JSDs: one country's priors cannot hide in the mean |
-| ``prior_overserved_max`` | the largest of those countries' over-served prior mass: the part of each clock's prior share beyond 10 times its people's share (smoothed with 1,000 people a clock), summed over the country's clocks. JSD barely moves when mass goes onto a clock where almost nobody lives; this counts it |
+| ``prior_overserved_max`` | the largest of those countries' over-served prior mass: the part of each clock's prior share beyond both 10 times its people's share and the share the authoring law gives it (the evidence's ``authored_prior``), summed over the country's clocks. JSD barely moves when mass goes onto a clock where almost nobody lives; this counts it |
 | ``realised_jsd_mean`` | the same over S4 zone counts summed over merchants, countries with >= 30 S4 outlets |
 | ``unpopulated_share`` | S4 outlets in clocks where the country has no population / all S4 outlets |
 | ``outside_universe_share`` | mean over populated countries of the population share living in clocks absent from Z(c) |
@@ -28,15 +28,13 @@ import pandas as pd
 from engine.metrics.exact import jsd, max_country_overserved, mean_country_jsd, pandas_group_sum
 from engine.metrics.fidelity_index import EvidenceIndex, clock_keys, evidence_index
 from engine.metrics.keys import factorize
-from engine.policies.authoring import SMOOTH_FLOOR
 
 __all__ = ["OVERSERVED_RATIO", "REALISED_MIN_OUTLETS", "fidelity_metrics", "jsd", "prior_fidelity", "share_table"]
 
 REALISED_MIN_OUTLETS = 30
-# prior_overserved_max: the people a clock's evidence is smoothed with, the authoring law's floor (a clock without
-# recorded cities may still hold that many), and how many times its people's share a clock may be served before the
-# rest of its prior counts as over-served (a generous allowance for hubs, tourism and the evidence's own gaps)
-EVIDENCE_FLOOR_PEOPLE = SMOOTH_FLOOR
+# prior_overserved_max: how many times its people's share a clock may be served (a generous allowance for hubs,
+# tourism and the evidence's own gaps) before the rest of its prior counts as over-served, unless the authoring law
+# itself gives it more (its smoothing and floors: what the evidence-faithful prior of that clock is)
 OVERSERVED_RATIO = 10.0
 
 
@@ -114,12 +112,12 @@ def _country_rows_keys(obs: tuple, index: EvidenceIndex, countries: np.ndarray):
     q[inv[okeys.size:]] = index.people
     kcountry = np.concatenate([ocountry, index.pcountry])[first]
     keep = np.isin(kcountry, countries)
-    return kcountry[keep], p[keep], q[keep]
+    return kcountry[keep], p[keep], q[keep], index.authored_of(keys[keep])
 
 
 def _prior_part(rows) -> tuple[float, int, float, float]:
     """(prior_jsd_mean, prior_jsd_countries, prior_jsd_max, prior_overserved_max) of the prior's country rows."""
-    return (*mean_country_jsd(*rows), max_country_overserved(*rows, EVIDENCE_FLOOR_PEOPLE, OVERSERVED_RATIO))
+    return (*mean_country_jsd(*rows[:3]), max_country_overserved(*rows, OVERSERVED_RATIO))
 
 
 def _by_strings(tables: Mapping[str, pd.DataFrame], evidence, index: EvidenceIndex) -> dict:
@@ -131,7 +129,7 @@ def _by_strings(tables: Mapping[str, pd.DataFrame], evidence, index: EvidenceInd
     rc, rinv = np.unique(real[1], return_inverse=True)
     outlets = np.bincount(rinv.ravel(), weights=real[2], minlength=rc.size)
     real_part = mean_country_jsd(*_country_rows_keys(real, index,
-                                                     multi[np.isin(multi, rc[outlets >= REALISED_MIN_OUTLETS])]))
+                                                     multi[np.isin(multi, rc[outlets >= REALISED_MIN_OUTLETS])])[:3])
     return {"prior": prior_part, "realised": real_part, "total": float(real[2].sum()),
             "unpopulated": int(real[2][~np.isin(real[0], index.pkeys)].sum())}
 

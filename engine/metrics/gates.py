@@ -83,11 +83,12 @@ FIDELITY_GATES: tuple[Gate, ...] = (
     # 0.004 since F07 (at 0.05 the campaign's path of the day changed: a trial it relied on had a country at 0.05-0.075)
     Gate("3A-F06_prior_jsd_max", FIDELITY, "fidelity.prior_jsd_max", "<=", "prior_jsd_max_max", 0.075),
     # mass moved onto a clock where almost nobody lives: JSD saturates there (a world's Easter Island, 800 people
-    # against 19.5 M on the mainland, given 2.6% of CL's prior, 284 times its floor-smoothed people, read 0.013 on
-    # F06 and bought the S2 B+ gate the population itself fails; 2.5% of CL's prior over-served). F02's line (half a
-    # percent) for a country's prior beyond 10 times its clocks' people: the authored baselines of eight worlds use
-    # at most 0.31% of it (their floors); to pass S2's top-1 >= 0.99 gate a clock needs 1% of its country's prior,
-    # so a clock under 0.05% of the people cannot be made to carry it
+    # against 19.5 M on the mainland, given 2.6% of CL's prior, 650 times its people, read 0.013 on F06 and bought
+    # the S2 B+ gate the population itself fails). F02's line (half a percent) for a country's prior beyond both 10
+    # times each clock's people and the share the authoring law gives it (its smoothing and floors: the authored
+    # baseline reads 0 by construction, however many small clocks a country has). S2's top-1 >= 0.99 gate needs 1%
+    # on the small clocks: a clock whose people and authored share are both under a fifth of that cannot be made to
+    # carry it, whatever its country's size (a P1.3 floor scale of 3 bought it for 60 people on Chatham, NZ)
     Gate("3A-F07_prior_overserved_max", FIDELITY, "fidelity.prior_overserved_max", "<=", "prior_overserved_max_max",
          0.005),
 )

@@ -3,6 +3,9 @@
 ``zone_clocks``: the world's Z(c) rows with the clock each name denotes.
 ``clock_population``: every populated (country, clock) of the world's countries, from the GeoNames
 cities, including clocks absent from Z(c) (that is what the outside-universe share measures).
+``authored_prior``: the prior share per (country, clock) of Z(c) that the authoring law gives the world's own population
+(``engine.policies.authoring``: alphas from smoothed population shares, floors from zone presence, through S2), the
+evidence-faithful prior gate 3A-F07 measures tuning's moves from; None where a caller builds evidence by hand.
 ``applicable``: the evidence covers this Z(c): the default world's GeoNames population, or the population
 evidence a world directory brings (``population.csv``; ``clock_population`` is then the user's). For a
 world that brings its own universe without evidence (``--reference``, an alpha pack) fidelity is
@@ -24,6 +27,7 @@ class FidelityEvidence:
     zone_clocks: pd.DataFrame        # country_iso, tzid, clock
     clock_population: pd.DataFrame   # country_iso, clock, population (> 0)
     applicable: bool
+    authored_prior: pd.DataFrame | None = None   # country_iso, clock, share (each country's sums to 1)
 
     @functools.cached_property
     def empty_zones(self) -> frozenset:
@@ -35,13 +39,27 @@ class FidelityEvidence:
 
 
 def fidelity_evidence(universe: pd.DataFrame, applicable: bool,
-                      own: pd.DataFrame | None = None) -> FidelityEvidence:
-    """``own``: the world's own per-clock evidence (country_iso, clock, population); GeoNames when None."""
+                      own: pd.DataFrame | None = None, population: pd.DataFrame | None = None) -> FidelityEvidence:
+    """``own``: the world's own per-clock evidence (country_iso, clock, population); GeoNames when None.
+    ``population``: the world's population per universe row (country_iso, tzid, population), what the authoring law
+    reads: given and applicable, the evidence carries the authored prior per clock."""
     zones = universe[["country_iso", "tzid"]].copy().reset_index(drop=True)
     zones["clock"] = clocks_of(zones["tzid"])
     pop = clock_population() if own is None else own
     pop = pop[pop["country_iso"].isin(set(zones["country_iso"]))].reset_index(drop=True)
-    return FidelityEvidence(zones, pop, bool(applicable))
+    authored = authored_prior(universe, population, zones) if population is not None and applicable else None
+    return FidelityEvidence(zones, pop, bool(applicable), authored)
+
+
+def authored_prior(universe: pd.DataFrame, population: pd.DataFrame, zones: pd.DataFrame) -> pd.DataFrame:
+    """The S2 prior share per (country, clock) of the policies the authoring law writes for ``population``."""
+    from engine.policies.authoring import author_alphas, author_floors
+    from engine.states.s2_priors import priors
+
+    s2 = priors(universe, author_alphas(population), author_floors(population))
+    keyed = s2[["country_iso", "tzid", "share_effective"]].merge(zones, on=["country_iso", "tzid"], how="left")
+    out = keyed.groupby(["country_iso", "clock"], as_index=False, sort=True)["share_effective"].sum()
+    return out.rename(columns={"share_effective": "share"})
 
 
 def empty_zones(ev: FidelityEvidence | None) -> frozenset:

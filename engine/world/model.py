@@ -76,7 +76,7 @@ class World:
     def evidence(self) -> FidelityEvidence:
         """What fidelity is measured against: Z(c) as clocks and the population per (country, clock)."""
         own = clock_population_of(self.evidence_rows) if self.evidence_rows is not None else None
-        return fidelity_evidence(self.universe, self.fidelity_applicable, own)
+        return fidelity_evidence(self.universe, self.fidelity_applicable, own, self.population)
 
     @functools.cached_property
     def catalogue(self) -> pd.DataFrame | None:

@@ -52,17 +52,17 @@ def _loop_sum(values) -> float:
     return total
 
 
-def overserved(p, people, floor: float = 1000.0, ratio: float = 10.0) -> float:
-    """One country's prior mass beyond ``ratio`` times its clocks' people share smoothed with ``floor`` people a
-    clock: plain loops."""
+def overserved(p, people, authored, ratio: float = 10.0) -> float:
+    """One country's prior mass beyond both ``ratio`` times each clock's people share and its authored share:
+    plain loops."""
     total_p = _loop_sum(p)
-    smoothed = [x + floor for x in people]
-    total_q = _loop_sum(smoothed)
-    return _loop_sum(max(a / total_p - ratio * (b / total_q), 0.0) for a, b in zip(p, smoothed))
+    total_q = _loop_sum(people)
+    return _loop_sum(max(a / total_p - max(ratio * (b / (total_q if total_q > 0 else 1.0)), c), 0.0)
+                     for a, b, c in zip(p, people, authored))
 
 
 def _mean_jsd(observed: pd.DataFrame, value: str, population: pd.DataFrame, countries,
-              over: dict | None = None) -> tuple[float, int, dict]:
+              over: dict | None = None, authored: dict | None = None) -> tuple[float, int, dict]:
     per_country = {}
     obs, pop = _nested(observed, value), _nested(population, "population")
     for country in countries:
@@ -73,7 +73,8 @@ def _mean_jsd(observed: pd.DataFrame, value: str, population: pd.DataFrame, coun
             continue
         per_country[country] = jsd(p, np.array([q.get(k, 0.0) for k in clocks]))
         if over is not None:
-            over[country] = overserved(p.tolist(), [q.get(k, 0.0) for k in clocks])
+            mine = (authored or {}).get(country, {})
+            over[country] = overserved(p.tolist(), [q.get(k, 0.0) for k in clocks], [mine.get(k, 0.0) for k in clocks])
     values = list(per_country.values())
     return (float(np.mean(values)) if values else 0.0), len(values), per_country
 
@@ -86,8 +87,10 @@ def reference_fidelity_metrics(tables: Mapping[str, pd.DataFrame], evidence) -> 
     multi = populated[populated >= 2].index
     prior = _by_clock(tables["s2"], zc, "share_effective", "country_iso")
     over: dict = {}
+    authored = None if getattr(evidence, "authored_prior", None) is None else \
+        _nested(evidence.authored_prior.rename(columns={"share": "value"}), "value")
     prior_mean, prior_n, per_country = _mean_jsd(prior, "share_effective", pop,
-                                                 [c for c in multi if c in set(prior["country_iso"])], over)
+                                                 [c for c in multi if c in set(prior["country_iso"])], over, authored)
     real = _by_clock(tables["s4"], zc, "zone_site_count", "legal_country_iso")
     outlets = real.groupby("country_iso")["zone_site_count"].sum()
     eligible = [c for c in multi if outlets.get(c, 0) >= REALISED_MIN_OUTLETS]

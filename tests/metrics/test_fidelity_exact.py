@@ -1,7 +1,8 @@
 """The optimised fidelity section equals, bit for bit, the pre-optimisation pandas formulation
 (tests/metrics/fidelity_reference.py) on random worlds: aliases, countries with more than 8
 clocks (the scalar jsd path), zero shares and counts, unpopulated and outside-universe clocks,
-shuffled rows, and S2/S4 rows whose zone is outside Z(c) (the string path)."""
+shuffled rows, S2/S4 rows whose zone is outside Z(c) (the string path), and evidence with and without an
+authored prior (gate 3A-F07's allowance)."""
 
 from __future__ import annotations
 
@@ -44,7 +45,14 @@ def random_world(seed: int, outside_zc: bool, shuffle: bool = True) -> tuple[dic
     if shuffle:  # else S2 stays sorted, so pandas summed its clocks with np.add.reduceat
         s2 = s2.sample(frac=1.0, random_state=seed).reset_index(drop=True)
         s4 = s4.sample(frac=1.0, random_state=seed + 1).reset_index(drop=True)
-    return {"s2": s2, "s4": s4}, FidelityEvidence(zc, pop, bool(seed % 2))
+    # an authored prior on Z(c)'s clocks (as the authoring law's: a share per country and clock) for half the seeds
+    authored = None
+    if seed % 4 < 2:
+        keys = zc[["country_iso", "clock"]].drop_duplicates().reset_index(drop=True)
+        keys["share"] = rng.random(len(keys)) * rng.choice([1.0, 1e-3], len(keys))
+        keys["share"] = keys["share"] / keys.groupby("country_iso")["share"].transform("sum")
+        authored = keys
+    return {"s2": s2, "s4": s4}, FidelityEvidence(zc, pop, bool(seed % 2), authored)
 
 
 def _same(tables, evidence) -> None:

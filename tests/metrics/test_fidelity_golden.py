@@ -97,47 +97,67 @@ def test_prior_jsd_uses_countries_with_two_populated_clocks(metrics):
     assert metrics["prior_jsd_max"] == pytest.approx(J_CC, rel=1e-12)   # CC's .0519 > AA's .0488 > DD's 0
 
 
-def _one_country(people: dict, prior: dict) -> tuple[dict, FidelityEvidence]:
+def _one_country(people: dict, prior: dict, authored: dict | None = None) -> tuple[dict, FidelityEvidence]:
     """Tables and evidence of one country XX whose zone names are its clocks."""
     zc = pd.DataFrame([("XX", z, z) for z in prior], columns=["country_iso", "tzid", "clock"])
     pop = pd.DataFrame([("XX", z, n) for z, n in people.items() if n > 0], columns=["country_iso", "clock", "population"])
     s2 = pd.DataFrame([("XX", z, v) for z, v in prior.items()], columns=["country_iso", "tzid", "share_effective"])
     s4 = pd.DataFrame([("XX", z, int(round(1000 * v))) for z, v in prior.items()],
                       columns=["legal_country_iso", "tzid", "zone_site_count"])
-    return {"s2": s2, "s4": s4}, FidelityEvidence(zc, pop, True)
+    auth = None if authored is None else pd.DataFrame([("XX", z, v) for z, v in authored.items()],
+                                                      columns=["country_iso", "clock", "share"])
+    return {"s2": s2, "s4": s4}, FidelityEvidence(zc, pop, True, auth)
 
 
 def test_prior_overserved_max_on_the_golden_is_zero(metrics):
-    # with 1,000 people a clock AA's (1100, 1100), CC's (1900, 1100) and DD's (1050, 1050) make every prior share
-    # here less than 10 times its clock's: nothing over-served
+    # AA's (.75, .25) against people (.5, .5), CC's (1, 0) against (.9, .1), DD's (.5, .5) against (.5, .5): every
+    # prior share is under 10 times its clock's people share, nothing over-served
     assert metrics["prior_overserved_max"] == 0.0
 
 
 def test_prior_overserved_mass_by_hand():
-    """XX: 1,000,000 people on H, none on E (a zone of Z(c) without people), 9,000 on S. Smoothed with 1,000 people a
-    clock the shares are (1,001,000, 1,000, 10,000) / 1,012,000; a prior of (.77, .03, .2) puts .03 - 10 x 1,000 /
-    1,012,000 beyond ten times E's people and .2 - 10 x 10,000 / 1,012,000 beyond S's; H is under."""
+    """XX: 1,000,000 people on H, none on E (a zone of Z(c) without people), 9,000 on S: people shares
+    (1,000,000, 0, 9,000) / 1,009,000. A prior of (.77, .03, .2) puts all of E's .03 and .2 - 10 x 9,000 / 1,009,000
+    of S's beyond ten times their people; H is under. With an authored prior giving E .05 and S .1, E is within what
+    the authoring law gives it and S is over by .2 - max(10 x 9,000 / 1,009,000, .1)."""
     tables, ev = _one_country({"H": 1_000_000, "E": 0, "S": 9_000}, {"H": 0.77, "E": 0.03, "S": 0.2})
-    want = (Fraction(3, 100) - Fraction(10_000, 1_012_000)) + (Fraction(2, 10) - Fraction(100_000, 1_012_000))
-    assert float(want) == pytest.approx(0.1213043, abs=1e-7)
+    want = Fraction(3, 100) + (Fraction(2, 10) - Fraction(90_000, 1_009_000))
+    assert float(want) == pytest.approx(0.1408028, abs=1e-7)
     assert fidelity_metrics(tables, ev)["prior_overserved_max"] == pytest.approx(float(want), rel=1e-12)
     gates = evaluate_gates(_fidelity_pack(fidelity_metrics(tables, ev)))["fidelity"]
     assert gates["3A-F07_prior_overserved_max"]["status"] == "FAIL"
+    tables, ev = _one_country({"H": 1_000_000, "E": 0, "S": 9_000}, {"H": 0.77, "E": 0.03, "S": 0.2},
+                              authored={"H": 0.85, "E": 0.05, "S": 0.1})
+    want = Fraction(2, 10) - Fraction(1, 10)            # 10 x 9,000 / 1,009,000 = .0892 < the authored .1
+    assert fidelity_metrics(tables, ev)["prior_overserved_max"] == pytest.approx(float(want), rel=1e-12)
+
+
+def test_an_authored_prior_is_never_over_served():
+    """The authoring law's own prior (its smoothing and floors give a clock of 60 people 0.35%) reads 0: the gate
+    measures what tuning moves beyond it, not the law."""
+    authored = {"M": 0.9965, "C": 0.0035}
+    tables, ev = _one_country({"M": 900_000, "C": 60}, authored, authored=authored)
+    assert fidelity_metrics(tables, ev)["prior_overserved_max"] == 0.0
+    # P1.3's floor_scale x 3 on that clock: 1.05% of the country's prior, 0.7% beyond what the law gives it
+    tables, ev = _one_country({"M": 900_000, "C": 60}, {"M": 0.9895, "C": 0.0105}, authored=authored)
+    got = fidelity_metrics(tables, ev)["prior_overserved_max"]
+    assert got == pytest.approx(0.0105 - 0.0035, rel=1e-9)
+    assert evaluate_gates(_fidelity_pack(fidelity_metrics(tables, ev)))["fidelity"][
+        "3A-F07_prior_overserved_max"]["status"] == "FAIL"
 
 
 def test_a_near_empty_clock_reads_small_on_jsd_and_is_counted_as_over_served():
     """F07: 2.6% of a country's prior on a clock of 800 people beside 19.5 M (a world's Easter Island, 650 times its
-    people) is 0.013 on F06's JSD, under its 0.075, and 2.5% of the prior beyond ten times those people (smoothed
-    with 1,000 a clock), over F07's 0.5%; the 1% that S2's top-1 >= 0.99 gate asks for is over too."""
+    people) is 0.013 on F06's JSD, under its 0.075, and 2.56% of the prior beyond ten times those people, over F07's
+    0.5%; the 1% that S2's top-1 >= 0.99 gate asks for is over too."""
+    q_e = 800 / 19_500_800
     for easter, over in ((0.026, True), (0.01, True), (0.0035, False)):   # 0.0035: the authored prior
         tables, ev = _one_country({"S": 19_500_000, "E": 800}, {"S": 1 - easter, "E": easter})
         got = fidelity_metrics(tables, ev)
-        want = easter - 10 * 1800 / (19_500_000 + 800 + 2000)
-        assert got["prior_overserved_max"] == pytest.approx(max(0.0, want), rel=1e-12)
+        assert got["prior_overserved_max"] == pytest.approx(easter - 10 * q_e, rel=1e-12)
         gates = evaluate_gates(_fidelity_pack(got))["fidelity"]
         assert gates["3A-F06_prior_jsd_max"]["status"] == "PASS"
         assert gates["3A-F07_prior_overserved_max"]["status"] == ("FAIL" if over else "PASS")
-    assert got["prior_jsd_max"] < 0.075 and easter == 0.0035
     tables, ev = _one_country({"S": 19_500_000, "E": 800}, {"S": 0.974, "E": 0.026})
     assert fidelity_metrics(tables, ev)["prior_jsd_max"] == pytest.approx(
         JSD([0.974, 0.026], [19_500_000 / 19_500_800, 800 / 19_500_800]), rel=1e-9)
@@ -327,3 +347,19 @@ def test_jsd_symmetric_bounded_zero_iff_equal(a, b):
         assert d > 1e-10          # >= ~3.5e-9 for integer vectors summing to <= 120
     assert jsd(p, p) == 0.0
     assert jsd(3.0 * p, q) == pytest.approx(d, abs=1e-15)
+
+
+def test_a_worlds_evidence_carries_its_authored_prior_and_the_authored_baseline_reads_zero():
+    """The default world's evidence holds the authoring law's prior per (country, clock), each country's summing to
+    one; the authored baseline's over-served mass is 0 up to rounding, and moving mass onto its small clocks is not."""
+    from engine import default_world, run_chain
+    from engine.policies.world_baseline import authored_baseline
+    from tuning.study.knobs import apply_knobs
+
+    world = default_world()
+    authored = world.evidence.authored_prior
+    assert authored.groupby("country_iso")["share"].sum().to_numpy() == pytest.approx(1.0, abs=1e-12)
+    base = authored_baseline(world)
+    assert run_chain(base, 42, world).pack["fidelity"]["prior_overserved_max"] < 1e-12
+    blended = run_chain(apply_knobs(base, {"blend_lambda": 0.2}), 42, world).pack
+    assert blended["fidelity"]["prior_overserved_max"] > 0.005

@@ -344,7 +344,11 @@ def test_validated_selection_prefers_what_holds_off_the_tuning_seeds():
     assert pick.trial == 5 and "trial 5 holds on 100%" in why and "trial 7: 75%" in why
     pick, _ = validated(ranked, {7: (1.0, 0.9, 2.0), 3: (1.0, 0.9, 2.0)})
     assert pick.trial == 7            # a full tie goes to the rule's order
-    # the faithful rule: among candidates that hold as well, its order (the most faithful first), not the margin
+    # best_feasible: steadiness before the goal share (before the last phase, the goal counts gates a later phase
+    # settles); the goal share breaks a tie of steadiness
+    assert validated(ranked, {7: (1.0, 0.31, 1.9), 3: (1.0, 0.0, 2.8)})[0].trial == 3
+    assert validated(ranked, {7: (1.0, 0.31, 2.8), 3: (1.0, 0.0, 2.8)})[0].trial == 7
+    # the faithful rule: among candidates that hold as well, its order (the most faithful first), not steadiness
     scores = {7: (1.0, 0.0, 0.01), 3: (1.0, 0.0, 0.16), 5: (0.9, 0.0, 0.3)}
     assert validated(ranked, scores, "pareto_min_second")[0].trial == 7
     assert validated(ranked, scores, "best_feasible")[0].trial == 3

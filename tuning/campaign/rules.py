@@ -56,14 +56,17 @@ def validated(ranked: Sequence[TrialRow], scores: dict[int, tuple[float, float, 
     """Among the validated candidates (trial -> (the share of validation seeds on which the trial is feasible
     and meets its targets, the share on which it reaches the campaign's goal, its steadiness there: how many
     standard deviations its riskiest moving gate stands clear, tuning.campaign.validation.steadiness)), the one with
-    the highest share, then goal share, then (under ``best_feasible``) steadiness; ties go to the rule's order. Under
-    ``pareto_min_second`` the rule's order (the most faithful first) comes before steadiness: that rule asks for
-    the smallest move from the evidence, and its phase's gates (S2's) do not move from seed to seed."""
+    the highest share, then (under ``best_feasible``) steadiness, then goal share; ties go to the rule's order. The
+    goal share comes last: before the last phase it counts gates a later phase is there to settle (S1's dips at P2),
+    where steadiness weighs the gates the candidate holds. Under ``pareto_min_second`` the goal share, then the
+    rule's order (the most faithful first) decide: that rule asks for the smallest move from the evidence, and its
+    phase's gates (S2's) do not move from seed to seed."""
     order = {r.trial: i for i, r in enumerate(ranked)}
     if rule == "pareto_min_second":
         pick = max((r for r in ranked if r.trial in scores), key=lambda r: (*scores[r.trial][:2], -order[r.trial]))
     else:
-        pick = max((r for r in ranked if r.trial in scores), key=lambda r: (*scores[r.trial], -order[r.trial]))
+        pick = max((r for r in ranked if r.trial in scores),
+                   key=lambda r: (scores[r.trial][0], scores[r.trial][2], scores[r.trial][1], -order[r.trial]))
 
     def said(t: int) -> str:
         return f"{scores[t][0]:.0%} (B+ {scores[t][1]:.0%}, riskiest gate {scores[t][2]:.1f} sd clear)"

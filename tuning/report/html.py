@@ -45,8 +45,8 @@ FIDELITY_ROWS = (("alias_count", "countries whose Z(c) holds two names of one cl
                  ("prior_jsd_mean", "mean JSD (base 2) of S2 priors from population"),
                  ("prior_jsd_countries", "countries in that mean (>= 2 populated clocks)"),
                  ("prior_jsd_max", "the largest of those countries' prior JSDs"),
-                 ("prior_overserved_max", "the largest share of a country's S2 prior beyond 10 times its clocks' "
-                                          "people (smoothed with 1,000 a clock)"),
+                 ("prior_overserved_max", "the largest share of a country's S2 prior beyond both 10 times its "
+                                          "clocks' people and what the authoring law gives them"),
                  ("realised_jsd_mean", "mean JSD (base 2) of S4 outlet shares from population"),
                  ("realised_jsd_countries", "countries in that mean (also >= 30 S4 outlets)"),
                  ("outside_universe_share", "mean population share living in clocks absent from Z(c)"),
@@ -73,8 +73,8 @@ def fidelity_table_html(fidelity: Mapping) -> str:
 
 def over_served_html(tables: Mapping[str, pd.DataFrame], evidence) -> str:
     """The clocks served far above their people (:func:`tuning.report.figures.over_served_clocks`), as a table
-    under a one-line total. Gate 3A-F07 bounds the prior's mass beyond the same ratio (people smoothed with 1,000 a
-    clock); this lists the realised outlets against the people as counted."""
+    under a one-line total. Gate 3A-F07 bounds the prior's mass beyond the same ratio (and beyond the authored
+    prior); this lists the realised outlets against the people as counted."""
     frame = fidelity_share_frame(tables, evidence)
     over = over_served_clocks(frame)
     total = float(frame["s4_outlets"].sum())
@@ -83,8 +83,8 @@ def over_served_html(tables: Mapping[str, pd.DataFrame], evidence) -> str:
     head = (f"<p id=\"over-served\">{len(over)} clock(s) hold at least {OVER_SERVED_RATIO:g} times their people's share "
             f"of their country's outlets (at least {OVER_SERVED_MIN_OUTLETS} outlets each); outlets beyond their "
             f"people's share: {excess:,.0f} ({share} of all S4 outlets). Gate 3A-F07 bounds the S2 prior's share "
-            f"beyond {OVER_SERVED_RATIO:g} times a clock's people, smoothed with 1,000 people a clock; this lists "
-            f"the realised outlets against the people as counted.</p>")
+            f"beyond {OVER_SERVED_RATIO:g} times a clock's people and beyond the share the authoring law gives it; "
+            f"this lists the realised outlets against the people as counted.</p>")
     if over.empty:
         return head
     rows = ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in _over_served_cells(r)) + "</tr>"
