@@ -7,7 +7,6 @@ optimised kernel bit for bit: both sum left to right)."""
 
 from __future__ import annotations
 
-import math
 from typing import Mapping
 
 import numpy as np

@@ -483,6 +483,14 @@ def test_a_distorted_authority_gives_way_to_a_faithful_candidate_whatever_its_j(
     none, why = restore_fidelity(sweep("DISTORTED", "FAITHFUL", "FAITHFUL"), rows[:1], "best_feasible", "no J")
     assert none is None and why.endswith("the authority is DISTORTED on seeds [42] and no trial is faithful on every "
                                          "seed")
+    # faithful trials that a guardrail vetoed are named as such, not as unfaithful (helper 37)
+    guarded = rows[:1] + [TrialRow(trial=4, J=0.1, feasible=False, vetoes=("NON_REGRESSION_RAIL_BREACH",)),
+                          TrialRow(trial=5, J=0.2, feasible=False,
+                                   vetoes=("NON_REGRESSION_RAIL_BREACH", "DOWNSTREAM_CONCENTRATION_REGRESSED"))]
+    none, why = restore_fidelity(sweep("DISTORTED", "FAITHFUL", "FAITHFUL"), guarded, "best_feasible", "no J")
+    assert none is None and why.endswith(
+        "no trial is faithful on every seed and free of vetoes (2 faithful trial(s) vetoed: NON_REGRESSION_RAIL_BREACH 2, "
+        "DOWNSTREAM_CONCENTRATION_REGRESSED 1)"), why
 
 
 def test_re_authoring_a_folder_with_promotions_made_outside_a_campaign_needs_a_reason(tmp_path):

@@ -323,10 +323,22 @@ def restore_fidelity(sweep, rows: list, select: str, why: str) -> tuple:
         return None, why
     faithful = eligible(rows, select, None) or eligible(rows, "best_feasible", None)
     if not faithful:
-        return None, f"{why}; the authority is DISTORTED on seeds {distorted} and no trial is faithful on every seed"
+        return None, f"{why}; the authority is DISTORTED on seeds {distorted} and {_no_faithful(rows)}"
     pick = faithful[0]
     return pick, (f"{why}; but the authority is DISTORTED on seeds {distorted}: trial {pick.trial} (J {pick.J:.6g}), "
                   f"faithful and sound on every seed, restores fidelity")
+
+
+def _no_faithful(rows: list) -> str:
+    """Why no trial restores fidelity: none is faithful on every seed, or those that are were vetoed otherwise."""
+    from collections import Counter
+
+    vetoed = Counter(v for r in rows if r.vetoes and "FIDELITY_DISTORTED" not in r.vetoes for v in r.vetoes)
+    if not vetoed:
+        return "no trial is faithful on every seed"
+    n = sum(1 for r in rows if r.vetoes and "FIDELITY_DISTORTED" not in r.vetoes)
+    return (f"no trial is faithful on every seed and free of vetoes ({n} faithful trial(s) vetoed: "
+            + ", ".join(f"{k} {c}" for k, c in vetoed.most_common()) + ")")
 
 
 def trial_rows(sweep) -> list:
