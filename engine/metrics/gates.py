@@ -87,8 +87,8 @@ FIDELITY_GATES: tuple[Gate, ...] = (
     # the S2 B+ gate the population itself fails). F02's line (half a percent) for a country's prior beyond both 10
     # times each clock's people and the share the authoring law gives it (its smoothing and floors: the authored
     # baseline reads 0 by construction, however many small clocks a country has). S2's top-1 >= 0.99 gate needs 1%
-    # on the small clocks: a clock whose people and authored share are both under a fifth of that cannot be made to
-    # carry it, whatever its country's size (a P1.3 floor scale of 3 bought it for 60 people on Chatham, NZ)
+    # on the small clocks: a clock with under 0.05% of the people and an authored share under 0.5% cannot be made to
+    # carry it, whatever its country's size (a P1.3 floor scale of 3 had bought it for 60 people on Chatham, NZ)
     Gate("3A-F07_prior_overserved_max", FIDELITY, "fidelity.prior_overserved_max", "<=", "prior_overserved_max_max",
          0.005),
 )
