@@ -187,7 +187,9 @@ def test_ctrl_c_ends_the_sweep_with_one_line_and_every_told_trial_keeps_its_run(
 
     status, line = (130, f"{E_INTERRUPTED}: interrupted") if sig == signal.SIGINT else \
         (143, f"{E_TERMINATED}: terminated (SIGTERM)")
-    proc = subprocess.Popen([sys.executable, "-m", "tuning.sweep", "--phase", "P1.2", "--trials", "40",
+    # 400 trials: the small study's candidates repeat policies whose scores the sweep reuses, so 40 of them could end
+    # before the signal lands (a CI run saw the sweep exit 0 with the SIGTERM arriving in its interpreter's shutdown)
+    proc = subprocess.Popen([sys.executable, "-m", "tuning.sweep", "--phase", "P1.2", "--trials", "400",
                              "--workers", workers, "--no-progress"], cwd=project, env=env_for(project),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     deadline, trail = time.time() + 180, []
@@ -206,7 +208,7 @@ def test_ctrl_c_ends_the_sweep_with_one_line_and_every_told_trial_keeps_its_run(
         time.sleep(0.2)
     assert not any(alive(pid) for pid in trail), "the trail process outlived its interrupted sweep"
     complete = [t for t in load("t-P1.2").trials if t.state == TrialState.COMPLETE]
-    assert 3 <= len(complete) < 40
+    assert 3 <= len(complete) < 400
     runs = {r.info.run_id: r for r in trial_runs("t-P1.2")}
     for t in complete:
         assert runs[t.user_attrs["result"]["mlflow_run_id"]].info.status == "FINISHED"
