@@ -4,8 +4,8 @@ metric pack was first written with (so optimising it never moves a published num
 - ``pandas_group_sum``: pandas' ``groupby(...).sum()`` of float64 (``np.add.reduceat`` over sorted
   runs, else the Kahan-compensated kernel; ``kahan_group_sum`` is that kernel).
 - ``max_country_overserved``: the largest per-country mass a distribution puts beyond both a multiple of its
-  population share and an authored share (gate 3A-F07); new with that gate, its sums run left to right (``run_sums``) so that a scalar loop of
-  its definition (tests/metrics/fidelity_reference.py) gives the same bits.
+  population share and an authored share (gate 3A-F07); new with that gate, its sums run left to right
+  (``run_sums``) so that a scalar loop of its definition (tests/metrics/fidelity_reference.py) gives the same bits.
 - ``segment_jsd``: ``jsd`` on many short distributions at once. numpy's ``np.sum`` of fewer than
   8 values is a plain left-to-right loop (from 8 values on, its pairwise kernel sums 8 interleaved
   partial sums as a tree), so a column-by-column running sum over a zero-padded [segments, 7] block

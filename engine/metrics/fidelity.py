@@ -134,9 +134,10 @@ def _by_strings(tables: Mapping[str, pd.DataFrame], evidence, index: EvidenceInd
             "unpopulated": int(real[2][~np.isin(real[0], index.pkeys)].sum())}
 
 
-def _prior_by_codes(s2: pd.DataFrame, index: EvidenceIndex, factorized=None) -> tuple[float, int, float, float] | None:
-    """(prior_jsd_mean, prior_jsd_countries, prior_jsd_max, prior_overserved_max) from S2's codes, or None when one of S2's
-    zones is not in Z(c)."""
+def _prior_by_codes(s2: pd.DataFrame, index: EvidenceIndex,
+                    factorized=None) -> tuple[float, int, float, float] | None:
+    """(prior_jsd_mean, prior_jsd_countries, prior_jsd_max, prior_overserved_max) from S2's codes, or None when one
+    of S2's zones is not in Z(c)."""
     prior = index.clock_sums(s2, "country_iso", "share_effective", factorized)
     if prior is None:
         return None

@@ -54,7 +54,6 @@ class EvidenceIndex:
         self.coded = unique_zones and np.unique(self.pkeys).size == self.pkeys.size
         u, first, inv = np.unique(np.concatenate([self.kz, self.pkeys]), return_index=True, return_inverse=True)
         inv = inv.ravel()
-        self.ukeys = u
         authored = getattr(evidence, "authored_prior", None)
         if authored is None:
             self.akeys, self.ashare = np.array([], dtype=str), np.zeros(0)
@@ -62,6 +61,7 @@ class EvidenceIndex:
             akeys = clock_keys(authored["country_iso"].to_numpy(dtype=str), authored["clock"].to_numpy(dtype=str))
             order = np.argsort(akeys, kind="stable")
             self.akeys, self.ashare = akeys[order], authored["share"].to_numpy(dtype=np.float64)[order]
+        self.u_authored = self.authored_of(u)   # per U key, looked up once per evidence, not per metric pack
         self.kz_to_u, pop_to_u = inv[:self.kz.size], inv[self.kz.size:]
         self.q = np.zeros(u.size)
         self.q[pop_to_u] = self.people
@@ -113,12 +113,12 @@ class EvidenceIndex:
         p[self.kz_to_u[present]] = sums[present]
         observed[self.kz_to_u[present]] = True
         keep = (observed | self.in_pop) & self.u_multi & country_ok[self.u_cid]
-        return self.u_cid[keep], p[keep], self.q[keep], self.authored_of(self.ukeys[keep])
+        return self.u_cid[keep], p[keep], self.q[keep], self.u_authored[keep]
 
     def authored_of(self, keys: np.ndarray) -> np.ndarray:
         """The authored prior share of each (country, clock) key (0 where the authoring law gives it none)."""
         at = _index_of(self.akeys, keys)
-        return np.where(at >= 0, self.ashare[np.maximum(at, 0)] if self.ashare.size else 0.0, 0.0)
+        return np.where(at >= 0, self.ashare[at] if self.ashare.size else 0.0, 0.0)
 
     def mean_jsd(self, sums: np.ndarray, present: np.ndarray, country_ok: np.ndarray) -> tuple[float, int, float]:
         """(mean JSD, countries, largest JSD) over :meth:`country_rows`."""

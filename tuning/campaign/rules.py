@@ -62,11 +62,10 @@ def validated(ranked: Sequence[TrialRow], scores: dict[int, tuple[float, float, 
     rule's order (the most faithful first) decide: that rule asks for the smallest move from the evidence, and its
     phase's gates (S2's) do not move from seed to seed."""
     order = {r.trial: i for i, r in enumerate(ranked)}
-    if rule == "pareto_min_second":
-        pick = max((r for r in ranked if r.trial in scores), key=lambda r: (*scores[r.trial][:2], -order[r.trial]))
-    else:
-        pick = max((r for r in ranked if r.trial in scores),
-                   key=lambda r: (scores[r.trial][0], scores[r.trial][2], scores[r.trial][1], -order[r.trial]))
+    # (held, goal) under the faithful rule; (held, steadiness, goal) otherwise; then the rule's order
+    fields = (0, 1) if rule == "pareto_min_second" else (0, 2, 1)
+    pick = max((r for r in ranked if r.trial in scores),
+               key=lambda r: (*(scores[r.trial][i] for i in fields), -order[r.trial]))
 
     def said(t: int) -> str:
         return f"{scores[t][0]:.0%} (B+ {scores[t][1]:.0%}, riskiest gate {scores[t][2]:.1f} sd clear)"

@@ -333,11 +333,11 @@ def _no_faithful(rows: list) -> str:
     """Why no trial restores fidelity: none is faithful on every seed, or those that are were vetoed otherwise."""
     from collections import Counter
 
-    vetoed = Counter(v for r in rows if r.vetoes and "FIDELITY_DISTORTED" not in r.vetoes for v in r.vetoes)
-    if not vetoed:
+    faithful_vetoed = [r for r in rows if r.vetoes and "FIDELITY_DISTORTED" not in r.vetoes]
+    if not faithful_vetoed:
         return "no trial is faithful on every seed"
-    n = sum(1 for r in rows if r.vetoes and "FIDELITY_DISTORTED" not in r.vetoes)
-    return (f"no trial is faithful on every seed and free of vetoes ({n} faithful trial(s) vetoed: "
+    vetoed = Counter(v for r in faithful_vetoed for v in r.vetoes)
+    return (f"no trial is faithful on every seed and free of vetoes ({len(faithful_vetoed)} faithful trial(s) vetoed: "
             + ", ".join(f"{k} {c}" for k, c in vetoed.most_common()) + ")")
 
 
