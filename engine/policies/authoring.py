@@ -2,10 +2,14 @@
 
 Alphas: for country c with zones Z(c) and city population pop(c,z) (total P), over its K populated zones
 (all of Z(c) when P = 0):
-  smoothing mass sigma(c) = SMOOTH_FRACTION * P / K + SMOOTH_FLOOR          (people per zone)
+  smoothing mass sigma(c) = SMOOTH_FRACTION * P / K + min(SMOOTH_FLOOR, SMOOTH_CAP * P / K)   (people per zone)
   share s(c,z)            = (pop(c,z) + sigma) / (P + K * sigma)           (uniform when P = 0)
   concentration A(c)      = clamp(A_PER_SQRT_ZONE * sqrt(K), A_MIN, A_MAX)  (the A(c) law)
   alpha(c,z)              = max(round(A(c) * s(c,z), 6), 1e-6)
+The absolute part of the smoothing (a town's worth of people a clock may have that the cities miss) is capped at
+SMOOTH_CAP of the country's people per populated clock (our law): in a country of a few thousand people, 1,000 a
+clock would outweigh the evidence (a clock of 5 people beside one of 4,990 got 12.6% of the prior); every country
+of 20,000 people a clock or more (every multi-clock country of the default world) is authored as before.
 A zone of Z(c) with pop(c,z) = 0 in a country with P > 0 gets alpha 1e-6 (our law, not the original spec's, whose
 smoothing gave such a zone about 0.002 / K of the country's mass: outlets where the evidence says nobody lives).
 Floors (zone presence): a zone with city population anywhere gets floor_value FLOOR_PRESENT and an
@@ -29,7 +33,8 @@ import pandas as pd
 import yaml
 
 SMOOTH_FRACTION = 0.002
-SMOOTH_FLOOR = 1000.0
+SMOOTH_FLOOR = 1000.0             # people a populated clock is smoothed with, at most ...
+SMOOTH_CAP = 0.05                 # ... this share of its country's people per populated clock
 A_PER_SQRT_ZONE = 20.0
 A_MIN, A_MAX = 15.0, 160.0
 ALPHA_MIN = 1e-6                  # the smallest alpha written; a zone its country's evidence leaves empty gets it
@@ -62,6 +67,12 @@ def concentration(k: int) -> float:
     return min(max(A_PER_SQRT_ZONE * math.sqrt(k), A_MIN), A_MAX)
 
 
+def smoothing_mass(people: float, k: int) -> float:
+    """sigma(c): the people each of a country's ``k`` populated clocks is smoothed with (``people`` in all)."""
+    per_clock = people / k
+    return SMOOTH_FRACTION * per_clock + min(SMOOTH_FLOOR, SMOOTH_CAP * per_clock)
+
+
 def author_alphas(population: pd.DataFrame) -> dict:
     countries: dict = {}
     for iso, grp in population.groupby("country_iso", sort=True):
@@ -71,8 +82,11 @@ def author_alphas(population: pd.DataFrame) -> dict:
         # a country without any evidence stays uniform over all its zones
         lived = pop > 0 if pop.sum() > 0 else np.ones(len(pop), dtype=bool)
         k = int(lived.sum())
-        sigma = SMOOTH_FRACTION * pop.sum() / k + SMOOTH_FLOOR
-        share = np.where(lived, (pop + sigma) / (pop.sum() + k * sigma), 0.0)
+        if pop.sum() > 0:
+            sigma = smoothing_mass(pop.sum(), k)
+            share = np.where(lived, (pop + sigma) / (pop.sum() + k * sigma), 0.0)
+        else:   # no evidence: uniform (1 / k, the value the smoothing alone gave: 1000 / (k * 1000))
+            share = np.full(len(pop), 1.0 / k)
         a = concentration(k)
         entries = [{"tzid": tz, "alpha": max(round(float(a * s), 6), ALPHA_MIN)} for tz, s in zip(grp["tzid"], share)]
         block = {"tzid_alphas": entries}

@@ -154,13 +154,14 @@ def validate_population(frame: pd.DataFrame, universe: pd.DataFrame | None, sour
 
 NORMALISED_TOTALS = (1.0, 100.0, 1000.0, 10000.0)   # shares, percent, per mille, basis points
 FEW_PEOPLE = 100.0   # people a clock, on average, below which every multi-clock country reads as weights
-SMOOTH_PEOPLE = 1000.0   # engine.policies.authoring.SMOOTH_FLOOR: the people a populated zone's prior is smoothed with
+SMOOTH_PEOPLE = 1000.0   # engine.policies.authoring.SMOOTH_FLOOR: the people a large country's clock is smoothed with
 MAX_CLOCK_POPULATION = 1e10                # people on one clock: more than live on Earth is not a headcount
 
 
 def _refuse_shares(evidence: pd.DataFrame, source: str) -> None:
-    """Population is a headcount (people): the authoring law smooths each clock with 1,000 people
-    (engine.policies.authoring), which would outweigh a share and author a near-uniform prior. Refused: a
+    """Population is a headcount (people): the authoring law smooths each clock with people (engine.policies.authoring:
+    1,000 a clock, at most 5% of its country's people a clock), so a share, a percentage or a weight is not read as a
+    handful of people. Refused: a
     populated clock of less than one person; every country summing to one same normalised total; a country of two
     populated clocks or more whose total is within 1% of a normalised total and below that smoothing (one country
     in percent beside real headcounts, or rounded to 99.9); and evidence whose every country of two clocks or more

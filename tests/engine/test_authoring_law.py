@@ -1,0 +1,79 @@
+"""The authoring law's smoothing (engine.policies.authoring): a town's worth of people a clock, capped at a share of
+the country's people per populated clock, so that it never outweighs the evidence of a small country."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import pandas as pd
+import yaml
+from hypothesis import given, settings, strategies as st
+
+from engine.policies.authoring import (SMOOTH_CAP, SMOOTH_FLOOR, SMOOTH_FRACTION, author_alphas, author_policies,
+                                       concentration)
+
+
+def _population(rows: list[tuple[str, str, float]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["country_iso", "tzid", "population"])
+
+
+def _alphas(rows) -> dict[str, float]:
+    doc = yaml.safe_load(author_policies(_population(rows))["country_zone_alphas"])
+    return {e["tzid"]: e["alpha"] for block in doc["countries"].values() for e in block["tzid_alphas"]}
+
+
+def _law_by_hand(people: list[int]) -> list[float]:
+    """Each clock's alpha from the law written out in exact fractions (the module's floats only at the end)."""
+    total, k = sum(people), len(people)
+    per_clock = Fraction(total, k)
+    sigma = Fraction(2, 1000) * per_clock + min(Fraction(1000), Fraction(5, 100) * per_clock)
+    shares = [(p + sigma) / (total + k * sigma) for p in people]
+    return [round(concentration(k) * float(s), 6) for s in shares]
+
+
+def test_a_country_of_a_few_thousand_people_is_authored_by_its_people():
+    """Kiribati as a team's toy world gives it (4,990 people on Tarawa, 5 on Kanton, 5 on Kiritimati): 1,000 people a
+    clock gave Kanton 12.6% of the prior for 0.1% of the people; capped at 5% of the 1,667 people a clock, 1.7%."""
+    people = [4990, 5, 5]
+    alphas = _alphas([("KI", "Pacific/Tarawa", 4990), ("KI", "Pacific/Kanton", 5), ("KI", "Pacific/Kiritimati", 5)])
+    assert [alphas[z] for z in ("Pacific/Tarawa", "Pacific/Kanton", "Pacific/Kiritimati")] == _law_by_hand(people)
+    kanton_share = alphas["Pacific/Kanton"] / sum(alphas.values())
+    assert 0.017 < kanton_share < 0.018
+    uncapped = (5 + SMOOTH_FRACTION * 5000 / 3 + SMOOTH_FLOOR) / (5000 + 3 * (SMOOTH_FRACTION * 5000 / 3 + SMOOTH_FLOOR))
+    assert uncapped > 0.12   # what the law without its cap gave
+
+
+def test_a_country_of_twenty_thousand_people_a_clock_or_more_keeps_the_town_floor():
+    """At 20,000 people a clock the cap is 1,000 people: the floor is the law's as before (every multi-clock country
+    of the default world has 314,000 people a clock or more)."""
+    people = [39_000, 1_000]
+    alphas = _alphas([("CL", "America/Santiago", 39_000), ("CL", "Pacific/Easter", 1_000)])
+    sigma = SMOOTH_FRACTION * 20_000 + SMOOTH_FLOOR
+    by_hand = [round(concentration(2) * (p + sigma) / (40_000 + 2 * sigma), 6) for p in people]
+    assert [alphas["America/Santiago"], alphas["Pacific/Easter"]] == by_hand == _law_by_hand(people)
+    assert math.isclose(SMOOTH_CAP * 20_000, SMOOTH_FLOOR)   # where the cap starts to bind
+
+
+def test_a_country_without_people_stays_uniform():
+    doc = author_alphas(_population([("AQ", "Antarctica/Casey", 0), ("AQ", "Antarctica/Davis", 0),
+                                     ("AQ", "Antarctica/Mawson", 0)]))
+    block = doc["countries"]["AQ"]
+    assert [e["alpha"] for e in block["tzid_alphas"]] == [round(concentration(3) / 3, 6)] * 3
+    assert block["notes"] == "mass_basis=smoothing_only"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=10**9), min_size=2, max_size=12))
+def test_the_smoothing_never_outweighs_the_evidence(people):
+    """Whatever the country's size: each clock's authored share is within (SMOOTH_FRACTION + SMOOTH_CAP) / K of its
+    people's share plus what the smoothing takes from the others, and the law agrees with its exact-fraction form."""
+    zones = [f"Etc/GMT+{i}" for i in range(len(people))]
+    alphas = _alphas([("XX", z, p) for z, p in zip(zones, people)])
+    got = [alphas[z] for z in zones]
+    assert got == [max(a, 1e-6) for a in _law_by_hand(people)]
+    total, k = sum(people), len(people)
+    a = concentration(k)
+    for p, alpha in zip(people, got):
+        excess = alpha / a - p / total   # the share the smoothing adds to this clock
+        assert excess <= (SMOOTH_FRACTION + SMOOTH_CAP) / k * (1 + 1e-9) + 1e-6 / a
