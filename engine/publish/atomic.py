@@ -11,7 +11,7 @@ from engine.core.errors import E_PUBLISH, EngineError
 
 
 @functools.cache
-def _umask() -> int:
+def process_umask() -> int:
     """The process's umask, read once on first use (reading it means setting it: never at import)."""
     mask = os.umask(0)
     os.umask(mask)
@@ -27,7 +27,7 @@ def stage(path: Path, data: bytes) -> Path:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600
+        os.chmod(tmp, 0o666 & ~process_umask())  # mkstemp creates 0600
     except BaseException:
         os.unlink(tmp)
         raise
@@ -74,7 +74,7 @@ def publish_folder(folder: str | Path, files: dict[str, bytes]) -> Path:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700
+        os.chmod(tmp, 0o777 & ~process_umask())  # mkdtemp creates 0700
         if folder.exists():
             old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".old"))
             os.rename(folder, old / folder.name)

@@ -19,16 +19,16 @@ import pandas as pd
 
 from engine.core.errors import E_BUNDLE_MISSING, E_BUNDLE_TAMPERED, E_PUBLISH, EngineError
 from engine.core.hashing import sha256_hex
+from engine.publish.atomic import process_umask
 from engine.publish.members import TABLE_MEMBERS, data_paths
 from engine.publish.bundle import Bundle
 from engine.chain.result import ChainResult
 from engine.publish.serialize import json_bytes, read_jsonl
-from engine.states.s7_bundle import bundle_digest
+from engine.states.s7_bundle import bundle_digest, passed_flag
 from engine.publish.verify_content import NEEDED, recheck_s6
 from engine.publish.verify_bundle import (check_identity, check_no_strays, check_table, member_path, read_json,
                                           read_member)
 
-FLAG_RE_PREFIX = "sha256_hex = "
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -110,6 +110,7 @@ def materialise(result, run_root: str | Path) -> Path:
     try:
         _clear_dead_staging(run_root, result.identity["run_id"])
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{result.identity['run_id']}-{os.getpid()}-", dir=run_root))
+        os.chmod(tmp, 0o777 & ~process_umask())   # mkdtemp creates 0700: a published run is readable as the umask says
         paths = data_paths(result.identity)
         for member in result.members:
             _write(tmp / member.path, member.data)
@@ -183,8 +184,8 @@ def verify(run_dir: str | Path) -> dict:
         if m["logical_id"] in NEEDED:
             kept[m["logical_id"]] = data
         del data
-    flag = read_member(run_dir, flag_rel).decode("ascii", errors="replace").rstrip("\n")
-    if not flag.startswith(FLAG_RE_PREFIX) or flag[len(FLAG_RE_PREFIX):] != bundle_digest(index):
+    flag = read_member(run_dir, flag_rel)
+    if flag != passed_flag(index).encode("ascii"):   # byte for byte what S7 writes for this index
         raise EngineError(E_BUNDLE_TAMPERED, f"{flag_path}: flag does not match the recomputed bundle digest")
     receipt_member = next((m for m in members if m["logical_id"] == "s6_receipt_3A"), None)
     if receipt_member is None:

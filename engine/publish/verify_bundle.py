@@ -87,7 +87,13 @@ def read_json(run_dir: Path, rel: str, lid: str) -> dict:
 
 def check_table(lid: str, rel: str, data: bytes) -> None:
     """A parquet member opens as parquet with the columns of its contract (:data:`TABLE_COLUMNS`); only the
-    footer is read, never the rows. Other members pass untouched."""
+    footer is read, never the rows. A JSON-lines member is as the engine writes it: one object a line, each line
+    ended by one newline, no blank line. Other members pass untouched."""
+    if rel.endswith(".jsonl"):
+        if data and (not data.endswith(b"\n") or data.startswith(b"\n") or b"\n\n" in data):
+            raise _tampered(f"member {lid} ({rel}): a blank line or a missing final newline (not as the engine "
+                            f"writes JSON lines)")
+        return
     expected = TABLE_COLUMNS.get(lid)
     if expected is None:
         return
@@ -119,6 +125,9 @@ def check_identity(run_dir: Path, index_path: Path, index: dict) -> dict:
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise _tampered("S0 receipt has no integer seed")
     identity = {"manifest_fingerprint": mf, "parameter_hash": ph, "seed": seed, "run_id": run_id_of(mf, seed)}
+    if run_dir.resolve().name != identity["run_id"]:   # runs/<run_id> is where a run is found: another's is not it
+        raise _tampered(f"the run folder is named {run_dir.resolve().name!r}, but the run it holds is "
+                        f"{identity['run_id']} (seed {seed})")
     expected_paths = data_paths(identity)
     for lid, m in members.items():
         if set(m) - {"logical_id", "path", "schema_ref", "sha256_hex", "role", "size_bytes", "notes"}:

@@ -34,7 +34,7 @@ def run_dir(tmp_path_factory):
 
 def _reseal(run_dir, tmp_path, lid, new: bytes, fix_receipt_digest=False, index_edit=None):
     """A copy of the run with member ``lid`` replaced by ``new`` and everything that digests it recomputed."""
-    copy = tmp_path / "run"
+    copy = tmp_path / run_dir.name   # runs/<run_id>: verify checks the folder is named by the run it holds
     shutil.copytree(run_dir, copy, symlinks=True)
     index_path = next(copy.glob("data/validation/manifest_fingerprint=*/index.json"))
     index = json.loads(index_path.read_bytes())

@@ -142,3 +142,60 @@ def test_a_member_path_out_of_the_run_is_refused_before_it_is_opened(run_dir, tm
     code, err = _verify(run, capsys)
     assert code == 2 and err.startswith("E3A_VER_001"), err
     assert ("symbolic link" in err) if where == "link" else ("not a path inside the run" in err)
+
+
+def test_a_run_under_another_folder_name_is_refused(run_dir, tmp_path, capsys):
+    """``runs/<run_id>`` is where a run is found: another run's bundle copied under that name (or any name) is not it."""
+    moved = tmp_path / ("0" * 32)
+    shutil.copytree(run_dir, moved)
+    code, err = _verify(moved, capsys)
+    assert code != 0 and "E3A_VER_001" in err and run_dir.name in err
+    link = tmp_path / "latest"   # a link to the run is the run: its target's name is checked
+    link.symlink_to(run_dir, target_is_directory=True)
+    assert _verify(link, capsys)[0] == 0
+
+
+@pytest.mark.parametrize("bytes_after", [b"", b"\n\n", b"\r\n", b" \n"])
+def test_the_flag_is_checked_byte_for_byte(run_dir, tmp_path, capsys, bytes_after):
+    """S7 writes ``sha256_hex = <digest>`` and one newline: no other bytes are the flag."""
+    run = _copy(run_dir, tmp_path)
+    flag = _index(run).parent / "_passed.flag"
+    text = flag.read_bytes()
+    assert text.endswith(b"\n") and text.count(b"\n") == 1
+    flag.write_bytes(text[:-1] + bytes_after)
+    code, err = _verify(run, capsys)
+    assert code != 0 and "E3A_VER_001" in err and "flag" in err
+
+
+@pytest.mark.parametrize("edit", ["blank line at the end", "blank line inside", "no final newline"])
+def test_a_json_lines_member_re_sealed_with_a_blank_line_is_refused(run_dir, tmp_path, capsys, edit):
+    """A blank line added to the RNG events (and the index and flag re-sealed) is not how the engine writes them."""
+    from engine.states.s7_bundle import bundle_digest, passed_flag
+    from engine.core.hashing import sha256_hex
+
+    run = _copy(run_dir, tmp_path)
+    index_path = _index(run)
+    index = json.loads(index_path.read_bytes())
+    member = next(m for m in index["members"] if m["path"].endswith(".jsonl") and "events" in m["path"])
+    path = run / member["path"]
+    data = path.read_bytes()
+    data = {"blank line at the end": data + b"\n", "blank line inside": data.replace(b"\n", b"\n\n", 1),
+            "no final newline": data[:-1]}[edit]
+    path.write_bytes(data)
+    member["sha256_hex"], member["size_bytes"] = sha256_hex(data), len(data)
+    index_path.write_bytes(json_bytes(index))
+    (index_path.parent / "_passed.flag").write_text(passed_flag(index))
+    assert bundle_digest(index)
+    code, err = _verify(run, capsys)
+    assert code != 0 and "E3A_VER_001" in err and "newline" in err
+
+
+def test_a_published_run_is_readable_as_the_umask_says(tmp_path):
+    """The run folder is renamed into place from a staging folder mkdtemp made 0700: it is chmod-ed first, as every
+    file of it is (the process's umask; 022 here gives 0755 where it was 0700)."""
+    from engine.publish.atomic import process_umask
+
+    assert main(["run", "--seed", "7", "--run-root", str(tmp_path), "--policies", str(REPO / "policies")]) == 0
+    (run,) = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
+    assert run.stat().st_mode & 0o777 == 0o777 & ~process_umask()
+    assert process_umask() & 0o077 == 0o077 or run.stat().st_mode & 0o077
