@@ -196,3 +196,32 @@ def test_compare_refuses_a_candidate_measured_on_another_world(workspace, tmp_pa
     assert done.value.code == 2 and err.startswith("E3A_TUN_070_WORLD_MISMATCH") and "elsewhere (abababababab)" in err
     assert len(err.strip().splitlines()) == 1 and not out.exists()
     assert compare_cli.main([str(pack_json), str(tmp_path / "silent.json"), "--out", str(out)]) == 0
+
+
+def test_report_refuses_a_world_of_the_same_zones_but_other_people(tmp_path, capsys):
+    """``--world`` names the world a run was made on: another world with the run's zone universe but other people
+    (one clock with ten times its people) would grade the run's fidelity against evidence it was never made from.
+    Refused by the world digest the run sealed, nothing written; the run's own world is accepted."""
+    from engine import default_world
+    from engine.cli.main import main as engine_main
+
+    world = default_world()
+    mine, other = tmp_path / "mine", tmp_path / "other_people"
+    pop = world.population.copy()
+    for folder in (mine, other):
+        folder.mkdir()
+        world.universe[["country_iso", "tzid"]].to_csv(folder / "universe.csv", index=False)
+        pop.to_csv(folder / "population.csv", index=False)
+    row = pop.index[(pop["country_iso"] == "US") & (pop["population"] > 0)][0]
+    pop.loc[row, "population"] = pop.loc[row, "population"] * 10
+    pop.to_csv(other / "population.csv", index=False)
+    runs = tmp_path / "runs"
+    assert engine_main(["run", "--seed", "42", "--world", str(mine), "--run-root", str(runs)]) == 0
+    (run,) = [p for p in runs.iterdir() if not p.name.startswith(".")]
+    capsys.readouterr()
+    target = tmp_path / "report.html"
+    done = program("report", str(run), "--world", str(other), "--out", str(target), cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.startswith("E3A_TUN_070_WORLD_MISMATCH"), done.stderr[-2000:]
+    assert "sealed world digest" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert not target.exists()
+    assert report_cli.main([str(run), "--world", str(mine), "--out", str(target)]) == 0 and target.exists()

@@ -182,6 +182,28 @@ def sealed_world_kind(res) -> str | None:
     return None
 
 
+def _require_sealed_world(res, world) -> None:
+    """A run of ``world``'s whole catalogue sealed ``world.digest`` of it: any other digest is another world (the same
+    zones with other people, say), whose evidence would grade the run's fidelity against what it was not made from.
+    A run of fewer pairs than the world's catalogue (``--fraction``) sealed its subsample's digest: not compared."""
+    from engine import outlets_for
+    from tuning.common.worlds import E_WORLD_MISMATCH
+
+    identity = getattr(res, "identity", None) or {}
+    sealed, seed, s1 = identity.get("world_digest"), identity.get("seed"), res.tables.get("s1")
+    if not sealed or seed is None or s1 is None:
+        return
+    full = world.catalogue if world.catalogue is not None else outlets_for(world, int(seed))
+    pairs = full[["merchant_id", "legal_country_iso"]].drop_duplicates()
+    if len(pairs) != len(s1):
+        return
+    expected = world.digest(full)
+    if sealed != expected:
+        raise EngineError(E_WORLD_MISMATCH, f"the run was made on another world than {world.name} (its sealed world "
+                                            f"digest {sealed[:12]}, this world's {expected[:12]}): pass --world DIR, "
+                                            f"the folder of the world the run was made on")
+
+
 def run_fidelity_evidence(res, world=None):
     """The population evidence a materialised run's fidelity is measured against.
 
@@ -203,11 +225,12 @@ def run_fidelity_evidence(res, world=None):
     universe = (s2[["country_iso", "tzid"]].astype(str).drop_duplicates()
                 .sort_values(["country_iso", "tzid"]).reset_index(drop=True))
     if world is not None:
+        from tuning.common.worlds import E_WORLD_MISMATCH
+
         if set(zip(universe["country_iso"], universe["tzid"])) != set(zip(world.universe["country_iso"],
                                                                           world.universe["tzid"])):
-            from tuning.common.worlds import E_WORLD_MISMATCH
-
             raise EngineError(E_WORLD_MISMATCH, f"the run's zone universe is not the universe of world {world.name}")
+        _require_sealed_world(res, world)
         return world.evidence
     if kind == "custom+evidence":   # graded only against the population evidence the run was made with
         from tuning.common.errors import E_USAGE
