@@ -115,6 +115,16 @@ def _fidelity_figures(pack: dict | None) -> str:
             f"{f['alias_count']})" + (f"; failing {', '.join(failing)}" if failing else ""))
 
 
+def _realism_misses(realism: dict) -> str:
+    """The plan's gates a verdict below B+ misses: the hard ones under FAIL_REALISM, the stretch ones under PASS_B."""
+    verdict = realism.get("verdict")
+    missed = realism.get("hard_failed") if verdict == "FAIL_REALISM" else \
+        realism.get("stretch_failed") if verdict == "PASS_B" else None
+    if not missed:
+        return ""
+    return f"; {'failing' if verdict == 'FAIL_REALISM' else 'below B+ on'} {', '.join(missed)}"
+
+
 def cmd_run(args) -> int:
     from tqdm import tqdm
 
@@ -156,7 +166,8 @@ def cmd_run(args) -> int:
     print("seconds " + "  ".join(f"{s}={v:.3f}" for s, v in result.seconds.items()))
     realism = result.s6_report.get("realism", {})
     print(f"S6 {result.s6_report['overall_status']}  S7 {result.s7['status']}  realism {realism.get('verdict')} "
-          f"({realism.get('mode')})  fidelity {realism.get('fidelity_verdict')}{_fidelity_figures(result.pack)}")
+          f"({realism.get('mode')}{_realism_misses(realism)})  fidelity {realism.get('fidelity_verdict')}"
+          f"{_fidelity_figures(result.pack)}")
     return 0 if result.s6_report["overall_status"] == "PASS" and result.s7["status"] == "PASS" else 1
 
 

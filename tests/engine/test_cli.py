@@ -64,8 +64,27 @@ def test_the_run_line_names_the_fidelity_gates_a_distorted_run_fails(tmp_path):
     assert rc == 0, err
     line = out.strip().splitlines()[-1]
     assert "fidelity DISTORTED (" in line and "over-served 0." in line, line
-    failing = line.split("; failing ")[1].split(", ")
+    failing = line.rsplit("; failing ", 1)[1].split(", ")
     assert "3A-F07_prior_overserved_max" in failing and all(g.startswith("3A-F0") for g in failing), line
+    assert "realism PASS_BPLUS (observe)  fidelity DISTORTED" in line, line   # the grade flat priors buy
+
+
+def test_the_run_line_names_the_plan_gates_the_authored_baseline_misses(tmp_path):
+    """The authored baseline (P0's starting point) is FAITHFUL but misses plan gates: the line names them, as it
+    names the fidelity gates of a DISTORTED run (they were only in reports/run_report.json)."""
+    rc, out, err = _cli("author", "--out", str(tmp_path / "authored"))
+    assert rc == 0, err
+    rc, out, err = _cli("run", "--seed", "42", "--run-root", str(tmp_path / "runs"), "--policies",
+                        str(tmp_path / "authored"))
+    assert rc == 0, err
+    line = out.strip().splitlines()[-1]
+    (run,) = [p for p in (tmp_path / "runs").iterdir() if not p.name.startswith(".")]
+    realism = json.loads((run / "reports" / "run_report.json").read_text())["realism"]
+    missed = {"FAIL_REALISM": ("failing", realism["hard_failed"]), "PASS_B": ("below B+ on", realism["stretch_failed"])}
+    assert realism["verdict"] in missed, realism
+    words, gates = missed[realism["verdict"]]
+    assert gates and f"realism {realism['verdict']} (observe; {words} {', '.join(gates)})  fidelity FAITHFUL" in line, \
+        line
 
 
 def test_republishing_same_run_is_a_noop_and_byte_identical(run_dir, tmp_path):
