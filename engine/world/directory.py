@@ -24,6 +24,7 @@ from engine.core.errors import E_WORLD_INPUT, E_WORLD_MISSING, EngineError
 from engine.world.clocks import clocks_of, published_name
 from engine.world.evidence import fidelity_evidence
 from engine.world.universe import ISO2, known_tzids
+from engine.world.columns import require_columns
 
 POLICY_FILES = ("zone_mixture_policy.yaml", "country_zone_alphas.yaml", "zone_floor_policy.yaml")
 OUTLET_FILES = ("outlets.parquet", "outlets.csv")
@@ -107,9 +108,7 @@ def _text_column(frame: pd.DataFrame, name: str, source: str) -> pd.Series:
 def validate_population(frame: pd.DataFrame, universe: pd.DataFrame | None, source: str) -> pd.DataFrame:
     """The population evidence: country_iso, tzid, population (finite, >= 0), no duplicate (country, tzid),
     tzids known to tzdata; with a universe, every row lies on a clock of its country's Z(c)."""
-    missing = {"country_iso", "tzid", "population"} - set(frame.columns)
-    if missing:
-        raise EngineError(E_WORLD_INPUT, f"{source}: population evidence lacks column(s) {sorted(missing)}")
+    require_columns(frame, {"country_iso", "tzid", "population"}, "population evidence", source)
     if frame.empty:
         raise EngineError(E_WORLD_INPUT, f"{source}: population evidence has no rows")
     out = pd.DataFrame({"country_iso": _text_column(frame, "country_iso", source),

@@ -19,6 +19,7 @@ from engine.core.detmath import c_pow, det_exp
 from engine.core.errors import E_WORLD_INPUT, EngineError
 from engine.core.hashing import le64, sha256, uer
 from engine.core.rng import pair_keys, uniforms
+from engine.world.columns import require_columns
 
 _STR = pd.StringDtype("pyarrow", na_value=np.nan)
 MERCHANTS_DEFAULT = 2000
@@ -196,9 +197,7 @@ def _pair_order(mids: np.ndarray, countries: pd.Series) -> np.ndarray:
 
 def validate_outlets(frame: pd.DataFrame, universe_countries: set[str], source: str) -> pd.DataFrame:
     """A user-supplied catalogue: one row per outlet, or one row per pair with ``site_count``."""
-    missing = {"merchant_id", "legal_country_iso"} - set(frame.columns)
-    if missing:
-        raise EngineError(E_WORLD_INPUT, f"{source}: outlet catalogue lacks column(s) {sorted(missing)}")
+    require_columns(frame, {"merchant_id", "legal_country_iso"}, "outlet catalogue", source)
     if frame["merchant_id"].isna().any() or frame["legal_country_iso"].isna().any():
         raise EngineError(E_WORLD_INPUT, f"{source}: null merchant_id or legal_country_iso")
     mids = merchant_ids(frame["merchant_id"], source)

@@ -15,6 +15,7 @@ import pandas as pd
 
 from engine.core.errors import E_WORLD_INPUT, EngineError
 from engine.world.clocks import population_true_universe
+from engine.world.columns import require_columns
 
 ISO2 = re.compile(r"^[A-Z]{2}$")
 TZID = re.compile(r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*$")
@@ -56,9 +57,7 @@ def tz_universe() -> pd.DataFrame:
 
 def validate_universe(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     """Check a user-supplied universe (columns country_iso, tzid) and return it sorted, deduplicated."""
-    missing = {"country_iso", "tzid"} - set(frame.columns)
-    if missing:
-        raise EngineError(E_WORLD_INPUT, f"{source}: zone universe lacks column(s) {sorted(missing)}")
+    require_columns(frame, {"country_iso", "tzid"}, "zone universe", source)
     if frame.empty:
         raise EngineError(E_WORLD_INPUT, f"{source}: zone universe has no rows")
     if frame[["country_iso", "tzid"]].isna().any().any():

@@ -452,3 +452,25 @@ def test_a_file_given_as_the_world_names_its_folder(tmp_path):
     d = _world(tmp_path, outlets_csv=OUTLETS)
     _refused(d / "outlets.csv", f"outlets.csv: a file, not a world folder: --world takes the folder holding it ({d}); "
                                 f"a catalogue alone is --outlets FILE")
+
+
+@pytest.mark.parametrize("sep, label", [(";", "semicolons"), ("\t", "tabs"), ("|", "vertical bars")])
+@pytest.mark.parametrize("file, frame", [("outlets.csv", "OUTLETS"), ("population.csv", "POPULATION"),
+                                         ("universe.csv", "UNIVERSE")])
+def test_a_csv_separated_otherwise_names_its_separator(tmp_path, sep, label, file, frame):
+    """A spreadsheet's CSV export with semicolons (or a TSV named .csv) reads as one column: the coded error says
+    which columns are missing and that the header looks separated by another character."""
+    d = _world(tmp_path, universe_csv=UNIVERSE, population_csv=POPULATION, outlets_parquet=OUTLETS)
+    table = globals()[frame]
+    if file == "outlets.csv":
+        (d / "outlets.parquet").unlink()
+    table.to_csv(d / file, index=False, sep=sep)
+    _refused(d, "lacks column(s) ")
+    _refused(d, f"the file looks separated by {label}, and a CSV is read with commas")
+
+
+def test_a_missing_column_of_a_comma_csv_gives_no_separator_hint(tmp_path):
+    d = _world(tmp_path, universe_csv=UNIVERSE.rename(columns={"tzid": "zone"}), population_csv=POPULATION)
+    with pytest.raises(EngineError) as err:
+        load_world(d)
+    assert "lacks column(s) ['tzid']" in err.value.cause and "separated by" not in err.value.cause
