@@ -137,8 +137,9 @@ def _bound_world_hint(policies_dir: str | Path, bound: dict, world) -> str:
     """Where the authority's own world is: its recorded folder, unless that folder is gone (find it: --world) or
     holds the very world just refused (its files changed since the authority was bound to it: bind a new one)."""
     world_dir = bound_dir(policies_dir, bound)   # recorded relative to the folder: named from here
-    if world_dir is None:
-        return ""
+    if world_dir is None:   # the default world's authority, or a folder bound without one: this world's is asked for
+        return (f" (pass --policies DIR, the folder of the authority of world {world.name}; python -m tuning.author "
+                f"--world W --into DIR makes one)")
     if not world_dir.is_dir():
         return f" (its recorded folder {world_dir} is gone: pass --world DIR, where that world is now)"
     try:   # the refusal path only: the recorded folder's world as it is now
