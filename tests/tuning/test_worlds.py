@@ -175,6 +175,9 @@ def test_cross_world_refusals_as_programs(project, world):
     out = run_module(project, "tuning.certify", "--authority", "--seeds", "42", "--no-progress", "--policies",
                      str(auth), "--world", str(project / "policies"), timeout=120)
     assert out.returncode == 2 and out.stderr.startswith("E3A_TUN_070_WORLD_MISMATCH") and "Traceback" not in out.stderr
+    out = run_here(project, "tuning.certify", "--seeds", "42", "--no-progress", "--world", str(world))
+    assert out.returncode == 2 and out.stderr.startswith("E3A_TUN_070_WORLD_MISMATCH"), out.stderr   # policies/ on W
+    assert "pass --policies DIR, the folder of the authority of world" in out.stderr, out.stderr
     bad = project / "worlds" / "bad"
     bad.mkdir(parents=True)
     pd.DataFrame({"country_iso": ["FR"], "tzid": ["Europe/Paris"], "population": [-3]}).to_csv(
