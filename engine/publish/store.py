@@ -30,7 +30,6 @@ from engine.publish.verify_bundle import (check_identity, check_no_strays, check
                                           read_member)
 
 
-
 def _write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)

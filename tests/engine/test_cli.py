@@ -69,15 +69,15 @@ def test_the_run_line_names_the_fidelity_gates_a_distorted_run_fails(tmp_path):
     assert "realism PASS_BPLUS (observe)  fidelity DISTORTED" in line, line   # the grade flat priors buy
 
 
-def test_the_run_line_names_the_plan_gates_the_authored_baseline_misses(tmp_path):
+def test_the_run_line_names_the_plan_gates_the_authored_baseline_misses(tmp_path, capsys):
     """The authored baseline (P0's starting point) is FAITHFUL but misses plan gates: the line names them, as it
-    names the fidelity gates of a DISTORTED run (they were only in reports/run_report.json)."""
-    rc, out, err = _cli("author", "--out", str(tmp_path / "authored"))
-    assert rc == 0, err
-    rc, out, err = _cli("run", "--seed", "42", "--run-root", str(tmp_path / "runs"), "--policies",
-                        str(tmp_path / "authored"))
-    assert rc == 0, err
-    line = out.strip().splitlines()[-1]
+    names the fidelity gates of a DISTORTED run (they were only in reports/run_report.json). In process: the line's
+    program test is the FAITHFUL one above."""
+    assert main(["author", "--out", str(tmp_path / "authored")]) == 0
+    capsys.readouterr()
+    assert main(["run", "--seed", "42", "--run-root", str(tmp_path / "runs"), "--policies",
+                 str(tmp_path / "authored")]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
     (run,) = [p for p in (tmp_path / "runs").iterdir() if not p.name.startswith(".")]
     realism = json.loads((run / "reports" / "run_report.json").read_text())["realism"]
     missed = {"FAIL_REALISM": ("failing", realism["hard_failed"]), "PASS_B": ("below B+ on", realism["stretch_failed"])}

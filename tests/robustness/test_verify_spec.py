@@ -190,12 +190,10 @@ def test_a_json_lines_member_re_sealed_with_a_blank_line_is_refused(run_dir, tmp
     assert code != 0 and "E3A_VER_001" in err and "newline" in err
 
 
-def test_a_published_run_is_readable_as_the_umask_says(tmp_path):
+def test_a_published_run_is_readable_as_the_umask_says(run_dir):
     """The run folder is renamed into place from a staging folder mkdtemp made 0700: it is chmod-ed first, as every
-    file of it is (the process's umask; 022 here gives 0755 where it was 0700)."""
+    file of it is (the process's umask; 022 gives 0755 where it was 0700)."""
     from engine.publish.atomic import process_umask
 
-    assert main(["run", "--seed", "7", "--run-root", str(tmp_path), "--policies", str(REPO / "policies")]) == 0
-    (run,) = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
-    assert run.stat().st_mode & 0o777 == 0o777 & ~process_umask()
-    assert process_umask() & 0o077 == 0o077 or run.stat().st_mode & 0o077
+    assert run_dir.stat().st_mode & 0o777 == 0o777 & ~process_umask()
+    assert process_umask() & 0o077 == 0o077 or run_dir.stat().st_mode & 0o077

@@ -86,9 +86,9 @@ def _sigkill_mid_trial(proc: subprocess.Popen, project, complete: int, poll: flo
 
 
 def test_kill_mid_trial_then_restart_completes_budget(project):
-    # 20 trials: the kill waits for 2 COMPLETE and one RUNNING; the small study's trials are quick, so a shorter
+    # 12 trials: the kill waits for 2 COMPLETE and one RUNNING; the small study's trials are quick, so a shorter
     # budget could end between two polls (as the Ctrl-C test's 40 trials did once in CI)
-    proc = subprocess.Popen([sys.executable, "-m", "tuning.sweep", "--phase", "P1.2", "--trials", "20",
+    proc = subprocess.Popen([sys.executable, "-m", "tuning.sweep", "--phase", "P1.2", "--trials", "12",
                              "--no-progress"], cwd=project, env=env_for(project),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     loggers = _sigkill_mid_trial(proc, project, complete=2, poll=0.2)   # the sweep's MLflow logger process
@@ -99,12 +99,12 @@ def test_kill_mid_trial_then_restart_completes_budget(project):
     while time.time() < gone and any(alive(pid) for pid in loggers):
         time.sleep(0.2)
     assert not any(alive(pid) for pid in loggers), "the logger process outlived its killed sweep"
-    assert len([t for t in load("t-P1.2").trials if t.state == TrialState.COMPLETE]) < 20
+    assert len([t for t in load("t-P1.2").trials if t.state == TrialState.COMPLETE]) < 12
 
-    out = run_module(project, "tuning.sweep", "--phase", "P1.2", "--trials", "20", "--json", "--no-progress")
+    out = run_module(project, "tuning.sweep", "--phase", "P1.2", "--trials", "12", "--json", "--no-progress")
     assert out.returncode == 0, out.stderr[-2000:]
-    assert json.loads(out.stdout)["trials_complete"] == 20
-    _assert_consistent("t-P1.2", 20)
+    assert json.loads(out.stdout)["trials_complete"] == 12
+    _assert_consistent("t-P1.2", 12)
     assert [t for t in load("t-P1.2").trials if t.state == TrialState.FAIL], "the killed trial is failed and retried"
     from tuning.trail.tracking import client, search_all
     mlc = client()
@@ -145,7 +145,7 @@ def test_a_killed_coordinator_s_workers_leave_their_trials_to_be_run_again(proje
     theirs to fail: they stay RUNNING, the workers end, and the re-run fails them as a dead worker's and runs each
     again (``retry_of``): the budget completes with nothing lost (a worker used to tell them FAIL, never retried)."""
     with open(project / "err.txt", "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "tuning.sweep", "--phase", "P1.2", "--trials", "24",
+        proc = subprocess.Popen([sys.executable, "-m", "tuning.sweep", "--phase", "P1.2", "--trials", "20",
                                  "--workers", "2", "--no-progress"], cwd=project, stdout=subprocess.DEVNULL,
                                 stderr=err, env=dict(env_for(project), SEG3A_WORKER_START="fork"))
         children = _sigkill_mid_trial(proc, project, complete=3, poll=0.1) or []
@@ -159,9 +159,9 @@ def test_a_killed_coordinator_s_workers_leave_their_trials_to_be_run_again(proje
     left = load("t-P1.2").trials
     assert not [t for t in left if t.state == TrialState.FAIL], "a worker failed a trial it did not fail"
     assert [t for t in left if t.state == TrialState.RUNNING], "the killed sweep's trials stay RUNNING"
-    out = run_module(project, "tuning.sweep", "--phase", "P1.2", "--trials", "24", "--json", "--no-progress")
+    out = run_module(project, "tuning.sweep", "--phase", "P1.2", "--trials", "20", "--json", "--no-progress")
     assert out.returncode == 0, out.stderr[-2000:]
-    _assert_consistent("t-P1.2", 24)   # each trial left RUNNING was failed and run again, once
+    _assert_consistent("t-P1.2", 20)   # each trial left RUNNING was failed and run again, once
 
 
 def test_workers_of_a_multi_seed_study_score_every_seed(project, monkeypatch):
