@@ -117,14 +117,16 @@ def format_rows(rows: Sequence[TrialRow], key_metrics: Sequence[str]) -> str:
     return aligned(out)
 
 
-def first_misses_targets(rows: Sequence[TrialRow]) -> str | None:
+def first_misses_targets(rows: Sequence[TrialRow], listed: int | None = None) -> str | None:
     """A note when the top row is feasible but misses the study's targets: the trial a campaign selects (the best
-    feasible one that meets them) is then another row, or none of those listed."""
+    feasible one that meets them) is then another row of the ranking ``rows``, perhaps below the ``listed`` first
+    rows the table shows, or none."""
     if not rows or not rows[0].feasible or rows[0].target_pass:
         return None
     meets = next(((i, r) for i, r in enumerate(rows, 1) if r.feasible and r.target_pass), None)
-    then = (f"the best feasible trial that meets them is #{meets[0]} (trial {meets[1].trial})" if meets else
-            "no feasible trial listed meets them")
+    below = f", below the {listed} listed (--top)" if meets and listed is not None and meets[0] > listed else ""
+    then = (f"the best feasible trial that meets them is #{meets[0]} (trial {meets[1].trial}){below}" if meets else
+            "no feasible trial meets them")
     return f"note: #1 (trial {rows[0].trial}) misses the study's targets (reported, not vetoed); {then}"
 
 
@@ -178,8 +180,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.pareto:
         rows = [r for r in rows if r.pareto]
         key_metrics = ["second"] + key_metrics
+    everything = by_objective(rows, objectives, own)
     groups = [(name, ranked[: args.top], f"{len(ranked)} trials of {', '.join(sorted({r.study or '' for r in ranked}))}")
-              for name, ranked in by_objective(rows, objectives, own)]
+              for name, ranked in everything]
     if args.json:
         print(json.dumps([r.to_json() for _, ranked, _ in groups for r in ranked], indent=2, sort_keys=True))
     elif len(groups) > 1:   # one table per objective, each ranked on its own
@@ -193,8 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         whose = f" from the campaign into {args.policies}" if args.policies else ""
         print(f"note: no trial{whose} in the MLflow experiment {experiment}: no sweep of phase {phase} has logged one "
               f"(a phase its precheck closes, e.g. a campaign's P3_NOOP_LOCK, runs none)", file=sys.stderr)
-    for name, ranked, _ in groups if not args.json else ():
-        note = first_misses_targets(ranked)
+    for name, ranked in everything if not args.json else ():
+        note = first_misses_targets(ranked, args.top)
         if note:
             print(note + (f" ({name})" if len(groups) > 1 else ""), file=sys.stderr)
     if default_columns:

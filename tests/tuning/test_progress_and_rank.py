@@ -92,7 +92,9 @@ def test_the_table_marks_each_trial_s_targets_and_a_first_row_that_misses_them_i
     assert [line.split()[8] for line in body] == ["MISSED", "met", "met"]
     assert first_misses_targets(rows) == ("note: #1 (trial 7) misses the study's targets (reported, not vetoed); the "
                                           "best feasible trial that meets them is #3 (trial 5)")
-    assert first_misses_targets(rows[:2]).endswith("no feasible trial listed meets them")
+    assert first_misses_targets(rows, listed=2).endswith("is #3 (trial 5), below the 2 listed (--top)")
+    assert first_misses_targets(rows, listed=3).endswith("is #3 (trial 5)")
+    assert first_misses_targets(rows[:2]).endswith("no feasible trial meets them")
     assert first_misses_targets(rows[2:]) is None
     assert first_misses_targets(rows[1:]) is None   # an infeasible #1: its veto says why
     assert first_misses_targets([]) is None
