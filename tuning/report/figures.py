@@ -244,12 +244,12 @@ def fidelity_share_frame(tables: Mapping[str, pd.DataFrame], evidence) -> pd.Dat
     return t
 
 
-OVER_SERVED_RATIO, OVER_SERVED_MIN_OUTLETS = OVERSERVED_RATIO, 5   # gate 3A-F07's ratio
+OVER_SERVED_MIN_OUTLETS = 5   # the ratio is gate 3A-F07's, OVERSERVED_RATIO
 
 
 def over_served_clocks(frame: pd.DataFrame) -> pd.DataFrame:
     """The clocks (rows of :func:`fidelity_share_frame`) whose realised share of their country's S4 outlets is at
-    least :data:`OVER_SERVED_RATIO` times their share of its people (any share where nobody lives), holding at
+    least :data:`engine.OVERSERVED_RATIO` times their share of its people (any share where nobody lives), holding at
     least :data:`OVER_SERVED_MIN_OUTLETS` outlets: what a mean JSD weighs by a tiny clock's tiny mass, listed.
     ``excess`` is the outlets beyond the clock's population share of its country's outlets. Worst first."""
     t = frame[frame["population_share"].notna() & (frame["s4_outlets"] >= OVER_SERVED_MIN_OUTLETS)].copy()
@@ -260,7 +260,7 @@ def over_served_clocks(frame: pd.DataFrame) -> pd.DataFrame:
     pop = t["population_share"].to_numpy(dtype=np.float64)
     t["ratio"] = np.divide(t["realised_share"].to_numpy(dtype=np.float64), pop, out=np.full(len(t), np.inf),
                            where=pop > 0)
-    t = t[t["ratio"] >= OVER_SERVED_RATIO]
+    t = t[t["ratio"] >= OVERSERVED_RATIO]
     return t.sort_values(["ratio", "excess", "country_iso", "clock"], ascending=[False, False, True, True])
 
 

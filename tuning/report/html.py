@@ -22,8 +22,8 @@ from typing import Mapping
 
 import pandas as pd
 
-from engine import fidelity_verdict, run_verdict
-from tuning.report.figures import (FIDELITY_SECTION, FIGURES, OVER_SERVED_MIN_OUTLETS, OVER_SERVED_RATIO, ReportData,
+from engine import OVERSERVED_RATIO, fidelity_verdict, run_verdict
+from tuning.report.figures import (FIDELITY_SECTION, FIGURES, OVER_SERVED_MIN_OUTLETS, ReportData,
                                    fidelity_figures, fidelity_share_frame, over_served_clocks)
 from tuning.report.files import FAMILY_LEVELS, family_gate_rows, fmt
 
@@ -80,10 +80,10 @@ def over_served_html(tables: Mapping[str, pd.DataFrame], evidence) -> str:
     total = float(frame["s4_outlets"].sum())
     excess = float(over["excess"].sum())
     share = f"{excess / total:.2%}" if total > 0 else "n/a"
-    head = (f"<p id=\"over-served\">{len(over)} clock(s) hold at least {OVER_SERVED_RATIO:g} times their people's share "
+    head = (f"<p id=\"over-served\">{len(over)} clock(s) hold at least {OVERSERVED_RATIO:g} times their people's share "
             f"of their country's outlets (at least {OVER_SERVED_MIN_OUTLETS} outlets each); outlets beyond their "
             f"people's share: {excess:,.0f} ({share} of all S4 outlets). Gate 3A-F07 bounds the S2 prior's share "
-            f"beyond {OVER_SERVED_RATIO:g} times a clock's people and beyond the share the authoring law gives it; "
+            f"beyond {OVERSERVED_RATIO:g} times a clock's people and beyond the share the authoring law gives it; "
             f"this lists the realised outlets against the people as counted.</p>")
     if over.empty:
         return head
