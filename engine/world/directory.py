@@ -153,18 +153,18 @@ def validate_population(frame: pd.DataFrame, universe: pd.DataFrame | None, sour
 
 NORMALISED_TOTALS = (1.0, 100.0, 1000.0, 10000.0)   # shares, percent, per mille, basis points
 FEW_PEOPLE = 100.0   # people a clock, on average, below which every multi-clock country reads as weights
-SMOOTH_PEOPLE = 1000.0   # engine.policies.authoring.SMOOTH_FLOOR: the people a large country's clock is smoothed with
+SHARE_LIKE_PEOPLE = 1000.0   # people a clock, on average, below which a normalised total reads as shares or percent
 MAX_CLOCK_POPULATION = 1e10                # people on one clock: more than live on Earth is not a headcount
 
 
 def _refuse_shares(evidence: pd.DataFrame, source: str) -> None:
     """Population is a headcount (people): the authoring law smooths each clock with people (engine.policies.authoring:
-    1,000 a clock, at most 5% of its country's people a clock), so a share, a percentage or a weight is not read as a
-    handful of people. Refused: a
-    populated clock of less than one person; every country summing to one same normalised total; a country of two
-    populated clocks or more whose total is within 1% of a normalised total and below that smoothing (one country
-    in percent beside real headcounts, or rounded to 99.9); and evidence whose every country of two clocks or more
-    holds fewer than FEW_PEOPLE a clock (weights). A territory of a few people beside real headcounts loads as given,
+    up to 1,000 a clock, at most 5% of its country's people a clock) and F07 weighs clocks by people, so a share, a
+    percentage or a weight is not read as a handful of people. Refused: a populated clock of less than one person;
+    every country summing to one same normalised total; a country of two populated clocks or more whose total is
+    within 1% of a normalised total and below SHARE_LIKE_PEOPLE a clock (one country in percent beside real
+    headcounts, or rounded to 99.9); and evidence whose every country of two clocks or more holds fewer than
+    FEW_PEOPLE a clock (weights). A territory of a few people beside real headcounts loads as given,
     and so does a small population on many clocks (1,465 people on 8 Antarctic clocks). Thousands cannot be told
     from people: the fidelity verdict of the first run says DISTORTED."""
     values = evidence["population"].to_numpy()
@@ -184,13 +184,13 @@ def _refuse_shares(evidence: pd.DataFrame, source: str) -> None:
     lived = evidence[evidence["population"] > 0]
     clocks = lived.assign(clock=clocks_of(lived["tzid"])).groupby("country_iso")["clock"].nunique()
     multi = [(c, float(totals[c]), int(k)) for c, k in clocks.items() if k >= 2]
-    share = [(c, t, k) for c, t, k in multi if t < SMOOTH_PEOPLE * k and
+    share = [(c, t, k) for c, t, k in multi if t < SHARE_LIKE_PEOPLE * k and
              any(abs(t - n) <= 0.01 * n for n in NORMALISED_TOTALS)]
     if share:   # one country in percent beside real headcounts, or rounded: 99.9
         c, total, k = share[0]
         raise EngineError(E_WORLD_INPUT, f"{source}: {c}'s population sums to {total:g} over {k} clocks, a "
-                                         f"normalised total and fewer than the {SMOOTH_PEOPLE:g} people a clock the "
-                                         f"authoring law smooths with ({len(share)} such countries): population is a "
+                                         f"normalised total, with fewer than {SHARE_LIKE_PEOPLE:,.0f} people a clock "
+                                         f"({len(share)} such countries): population is a "
                                          f"headcount (people), not a share or a percentage (multiply each country's "
                                          f"shares by its population)")
     few = [(c, t, k) for c, t, k in multi if t < FEW_PEOPLE * k]
