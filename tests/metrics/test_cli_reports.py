@@ -225,3 +225,33 @@ def test_report_refuses_a_world_of_the_same_zones_but_other_people(tmp_path, cap
     assert "sealed world digest" in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert not target.exists()
     assert report_cli.main([str(run), "--world", str(mine), "--out", str(target)]) == 0 and target.exists()
+
+
+def test_report_of_a_fraction_run_checks_its_subsample_world(tmp_path, capsys):
+    """A ``--fraction`` run sealed the digest of its keyed subsample: the report rebuilds that subsample from the
+    merchants of the run's S1 rows and the ``--world`` catalogue, so the run's own world is accepted and a world of the
+    same zones and outlets but other people is refused (before, a fraction run was not compared at all)."""
+    from engine import default_world
+    from engine.cli.main import main as engine_main
+    from engine.core.errors import EngineError
+
+    world = default_world()
+    mine, other = tmp_path / "mine", tmp_path / "other_people"
+    pop = world.population.copy()
+    for folder in (mine, other):
+        folder.mkdir()
+        world.universe[["country_iso", "tzid"]].to_csv(folder / "universe.csv", index=False)
+        pop.to_csv(folder / "population.csv", index=False)
+    row = pop.index[(pop["country_iso"] == "DE") & (pop["population"] > 0)][0]
+    pop.loc[row, "population"] = pop.loc[row, "population"] * 3
+    pop.to_csv(other / "population.csv", index=False)
+    runs = tmp_path / "runs"
+    assert engine_main(["run", "--seed", "7", "--world", str(mine), "--fraction", "0.2", "--run-root", str(runs)]) == 0
+    (run,) = [p for p in runs.iterdir() if not p.name.startswith(".")]
+    capsys.readouterr()
+    target = tmp_path / "report.html"
+    with pytest.raises(EngineError) as refused:
+        report_cli.main([str(run), "--world", str(other), "--out", str(target)])
+    assert refused.value.code.startswith("E3A_TUN_070") and "sealed world digest" in str(refused.value)
+    assert not target.exists()
+    assert report_cli.main([str(run), "--world", str(mine), "--out", str(target)]) == 0 and target.exists()

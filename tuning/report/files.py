@@ -183,10 +183,10 @@ def sealed_world_kind(res) -> str | None:
 
 
 def _require_sealed_world(res, world) -> None:
-    """A run of ``world``'s whole catalogue sealed ``world.digest`` of it: any other digest is another world (the same
-    zones with other people, say), whose evidence would grade the run's fidelity against what it was not made from.
-    A run of fewer pairs than the world's catalogue (``--fraction``) sealed its subsample's digest: not compared (its
-    pairs are counted only when the digests differ)."""
+    """A run of ``world`` sealed ``world.digest`` of the catalogue it scored: any other digest is another world (the
+    same zones with other people, say), whose evidence would grade the run's fidelity against what it was not made
+    from. A ``--fraction`` run scored a keyed subsample (engine.chain.subsample: whole merchants, every pair and
+    outlet of each, in the catalogue's row order), so its catalogue is rebuilt from the merchants of its S1 rows."""
     from engine import outlets_for
     from tuning.common.worlds import E_WORLD_MISMATCH
 
@@ -196,7 +196,10 @@ def _require_sealed_world(res, world) -> None:
         return
     full = world.catalogue if world.catalogue is not None else outlets_for(world, int(seed))
     expected = world.digest(full)   # a world's own catalogue: its digest is computed once per process
-    if sealed == expected or len(full[["merchant_id", "legal_country_iso"]].drop_duplicates()) != len(s1):
+    if sealed == expected:
+        return
+    kept = full["merchant_id"].isin(s1["merchant_id"].unique())
+    if not kept.all() and world.digest(full.loc[kept].reset_index(drop=True)) == sealed:
         return
     raise EngineError(E_WORLD_MISMATCH, f"the run was made on another world than {world.name} (its sealed world "
                                         f"digest {sealed[:12]}, this world's {expected[:12]}): pass --world DIR, the "
