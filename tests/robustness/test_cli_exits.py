@@ -61,7 +61,8 @@ def test_sigterm_is_one_coded_line_and_status_143_with_nothing_left_running(tmp_
     for d in ("policies", "studies"):
         shutil.copytree(REPO / d, tmp_path / d)
     env = dict(os.environ, PYTHONPATH=str(REPO), MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
-    proc = subprocess.Popen([sys.executable, "-m", "tuning.sweep", "--phase", "P1.2", "--trials", "400",
+    # a budget no load lets it finish before the signal (400 trials did once, on a machine loaded 4 cores deep)
+    proc = subprocess.Popen([sys.executable, "-m", "tuning.sweep", "--phase", "P1.2", "--trials", "5000",
                              "--no-progress"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     try:
