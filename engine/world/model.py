@@ -323,8 +323,11 @@ def load_world(world_dir: str | Path | None = None, reference: str | Path | None
     except EngineError as err:   # a catalogue country the evidence has no people for: say why it has no zone
         if err.code != E_WORLD_INPUT or not from_evidence or "is not in the zone universe" not in err.cause:
             raise
-        why = (f"gives {', '.join(unlived[:3])} no population on any clock" if unlived else
-               "has no population row for it")
+        country = err.context.get("country")
+        if err.context.get("case_hint"):   # 'us' for 'US': the catalogue's spelling, not the evidence, is at fault
+            raise
+        why = (f"gives {country} no population on any clock" if country in unlived else
+               f"has no population row for {country}" if country else "has no population row for it")
         raise EngineError(E_WORLD_INPUT, f"{err.cause}: {parts.population} defines the universe here (one zone per "
                                          f"populated clock) and {why}; give it population or add a universe.csv"
                                          ) from None

@@ -207,7 +207,8 @@ def validate_outlets(frame: pd.DataFrame, universe_countries: set[str], source: 
         near = unknown[0].strip().upper()
         hint = (f" (country codes are written as the universe writes them, two upper-case letters with no spaces: "
                 f"{near!r})" if near != unknown[0] and near in universe_countries else "")
-        raise EngineError(E_WORLD_INPUT, f"{source}: country {unknown[0]!r} is not in the zone universe{hint}")
+        raise EngineError(E_WORLD_INPUT, f"{source}: country {unknown[0]!r} is not in the zone universe{hint}",
+                          country=str(unknown[0]), case_hint=bool(hint))
     if "site_count" in frame.columns:
         counts = site_counts(frame["site_count"], source)
         pairs = pd.DataFrame({"merchant_id": mids,

@@ -94,7 +94,26 @@ def test_a_catalogue_country_the_evidence_has_no_row_for_names_the_population_fi
     with pytest.raises(EngineError) as err:
         load_world(_world(tmp_path, population_csv=pop, outlets_csv=outlets))
     assert "population.csv defines the universe here (one zone per populated clock) and has no population row " \
-           "for it; give it population or add a universe.csv" in err.value.cause
+           "for FR; give it population or add a universe.csv" in err.value.cause
+
+
+@pytest.mark.parametrize("country,says", [
+    ("DE", "has no population row for DE;"),
+    ("de", "(country codes are written as the universe writes them, two upper-case letters with no spaces: 'DE')"),
+    ("PW", "gives PW no population on any clock;")])
+def test_the_refusal_names_the_catalogue_country_not_another_one_the_evidence_leaves_at_zero(tmp_path, country, says):
+    """Helper 41: a population row of 0 for Palau made every catalogue country without a zone read 'gives PW no
+    population on any clock' (DE with no rows; a lower-case 'us' whose hint was right, then contradicted)."""
+    pop = pd.DataFrame({"country_iso": ["DE", "NL", "PW"], "tzid": ["Europe/Berlin", "Europe/Amsterdam", "Pacific/Palau"],
+                        "population": [83e6, 17e6, 0.0]})
+    if country == "DE":
+        pop = pop[pop["country_iso"] != "DE"]
+    outlets = pd.DataFrame({"merchant_id": [1, 2], "legal_country_iso": ["NL", country], "site_count": [5, 3]})
+    with pytest.raises(EngineError) as err:
+        load_world(_world(tmp_path, population_csv=pop, outlets_csv=outlets))
+    assert says in err.value.cause and err.value.cause.count(";") <= 1
+    others = {"DE", "PW"} - {country.upper()}
+    assert not any(f"gives {c}" in err.value.cause for c in others)
 
 
 @pytest.mark.parametrize("part,frame,needle", [
