@@ -87,6 +87,10 @@ def _print_summary(summary: dict, seeds: Sequence[int]) -> None:
         h = summary["holdout"]
         print(f"held-out: {h['n']} seeds, PASS_BPLUS {h['pass_rate_bplus']:.1%}, PASS_B or better {h['pass_rate_b']:.1%}"
               + ("" if unevidenced else f", FAITHFUL {h['faithful_rate']:.1%}"))
+        if not unevidenced and "intervals" in h:
+            lo, hi = h["intervals"]["pass_rate_bplus_faithful"]
+            print(f"held-out: PASS_BPLUS and FAITHFUL {h['pass_rate_bplus_faithful']:.1%} (95% interval {lo:.1%}-{hi:.1%}"
+                  f" on {h['n']} seeds); certified grade {summary.get('certified_grade') or 'none'}")
     print(f"fidelity {summary['fidelity_verdict']}"
           + (" (the world brings no population evidence: fidelity is shown, not graded)" if unevidenced else "")
           + f"; certified {str(summary['certified']).lower()}")

@@ -160,6 +160,16 @@ def _frontier_lines(policies_dir: Path, applicable: bool = True) -> list[str]:
     return lines
 
 
+def _interval(ev: dict) -> str:
+    """The 95% Wilson interval of the recorded PASS_BPLUS-and-FAITHFUL rate (tuning.authority.holdout.wilson): how
+    much a rate on that many seeds can tell."""
+    from tuning.authority.holdout import wilson
+
+    n = int(ev["holdout_seeds"])
+    lo, hi = wilson(round(float(ev["holdout_pass_rate_bplus_faithful"]) * n), n)
+    return f"95% interval {lo:.1%}-{hi:.1%} on {n} seeds"
+
+
 def _holdout_lines(policies_dir: Path, applicable: bool = True) -> list[str]:
     """The held-out pass rate recorded with the authority's P5 certification (python -m tuning.certify
     --authority --record --holdout N), read from the ladder."""
@@ -177,7 +187,7 @@ def _holdout_lines(policies_dir: Path, applicable: bool = True) -> list[str]:
             f"`tuning.authority.holdout`): PASS_BPLUS {ev['holdout_pass_rate_bplus']:.1%}, PASS_B or better "
             f"{ev['holdout_pass_rate_b']:.1%}"
             + (f", FAITHFUL {ev['holdout_faithful_rate']:.1%}, PASS_BPLUS and FAITHFUL "
-               f"{ev['holdout_pass_rate_bplus_faithful']:.1%}." if applicable else
+               f"{ev['holdout_pass_rate_bplus_faithful']:.1%} ({_interval(ev)})." if applicable else
                "; fidelity NOT_APPLICABLE on every one (the world brings no population evidence: shown, not graded)."),
             ""]
 

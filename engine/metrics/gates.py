@@ -91,6 +91,13 @@ FIDELITY_GATES: tuple[Gate, ...] = (
     # carry it, whatever its country's size (a P1.3 floor scale of 3 had bought it for 60 people on Chatham, NZ)
     Gate("3A-F07_prior_overserved_max", FIDELITY, "fidelity.prior_overserved_max", "<=", "prior_overserved_max_max",
          0.005),
+    # one country's outlets: F04's mean over the countries let S4's second-zone safeguard move every merchant's
+    # forced share onto the one other clock a country has (Madeira, the Canaries, Punta Arenas: 16-20% of the
+    # country's outlets for 1-5% of its people, realised JSD 0.05-0.09) or onto clocks of a few people (a quarter of
+    # the US's outlets), and certify B+. Countries of 30 merchants or more (fidelity.REALISED_MIN_MERCHANTS): the
+    # shipped authority's largest over 400 held-out seeds is 0.045 (China), authored baselines' under 0.01; hand-made
+    # priors at 9.5-9.9 times a clock's people, inside F06 and F07, read 0.048-0.083
+    Gate("3A-F08_realised_jsd_max", FIDELITY, "fidelity.realised_jsd_max", "<=", "realised_jsd_max_max", 0.05),
 )
 GATE_BY_ID = {g.gate_id: g for g in GATES + FIDELITY_GATES}
 

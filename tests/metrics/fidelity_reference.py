@@ -3,7 +3,8 @@ merge/groupby and a per-country scalar loop), kept verbatim as the oracle the op
 ``fidelity_metrics`` must match bit for bit on inputs the pinned fixture does not cover. Since gate 3A-F06 it also
 reports ``prior_jsd_max``, the largest of the per-country values its scalar loop computes for the prior mean, and
 since gate 3A-F07 ``prior_overserved_max`` by a scalar loop of its definition (:func:`overserved`; matched to the
-optimised kernel bit for bit: both sum left to right)."""
+optimised kernel bit for bit: both sum left to right), and since gate 3A-F08 ``realised_jsd_max``, the largest realised
+JSD among the countries of the realised mean with at least 30 distinct merchants (a pandas ``nunique``)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 REALISED_MIN_OUTLETS = 30
+REALISED_MIN_MERCHANTS = 30
 
 
 def jsd(p: np.ndarray, q: np.ndarray) -> float:
@@ -94,6 +96,11 @@ def reference_fidelity_metrics(tables: Mapping[str, pd.DataFrame], evidence) -> 
     outlets = real.groupby("country_iso")["zone_site_count"].sum()
     eligible = [c for c in multi if outlets.get(c, 0) >= REALISED_MIN_OUTLETS]
     real_mean, real_n, _ = _mean_jsd(real, "zone_site_count", pop, eligible)
+    s4 = tables["s4"]
+    merchants = (s4.groupby("legal_country_iso")["merchant_id"].nunique() if "merchant_id" in s4.columns
+                 else pd.Series(dtype=np.int64))
+    many = [c for c in eligible if merchants.get(c, 0) >= REALISED_MIN_MERCHANTS]
+    _, big_n, big = _mean_jsd(real, "zone_site_count", pop, many)
     has_people = set(zip(pop["country_iso"], pop["clock"]))
     unpop_mask = np.array([(c, k) not in has_people for c, k in zip(real["country_iso"], real["clock"])], dtype=bool)
     total = float(real["zone_site_count"].sum())
@@ -113,6 +120,8 @@ def reference_fidelity_metrics(tables: Mapping[str, pd.DataFrame], evidence) -> 
         "prior_overserved_max": max(over.values()) if over else 0.0,
         "realised_jsd_mean": real_mean,
         "realised_jsd_countries": real_n,
+        "realised_jsd_max": max(big.values()) if big else 0.0,
+        "realised_jsd_max_countries": big_n,
         "unpopulated_share": unpop,
         "unpopulated_outlets": int(real.loc[unpop_mask, "zone_site_count"].sum()),
         "outside_universe_share": float(per_c.mean()) if len(per_c) else 0.0,

@@ -36,8 +36,10 @@ def random_world(seed: int, outside_zc: bool, shuffle: bool = True) -> tuple[dic
     zc = pd.DataFrame(zc_rows, columns=["country_iso", "tzid", "clock"])
     pop = pd.DataFrame(pop_rows, columns=["country_iso", "clock", "population"])
     s2 = pd.DataFrame(s2_rows, columns=["country_iso", "tzid", "share_effective"])
-    picks = rng.integers(0, len(zc), 4 * len(zc))
-    s4 = pd.DataFrame({"legal_country_iso": zc["country_iso"].to_numpy()[picks], "tzid": zc["tzid"].to_numpy()[picks],
+    picks = rng.integers(0, len(zc), 12 * len(zc))
+    # merchants drawn from a pool around F08's 30 a country, so some countries enter realised_jsd_max and some do not
+    s4 = pd.DataFrame({"merchant_id": rng.integers(0, int(rng.choice([25, 60, 200])), picks.size).astype(np.uint64),
+                       "legal_country_iso": zc["country_iso"].to_numpy()[picks], "tzid": zc["tzid"].to_numpy()[picks],
                        "zone_site_count": rng.integers(0, 40, picks.size)})
     if outside_zc:
         s4.loc[0, "tzid"] = "Z/stray"

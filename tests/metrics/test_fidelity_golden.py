@@ -239,14 +239,16 @@ def test_gate_statuses_on_the_golden(metrics):
     block = evaluate_gates(_fidelity_pack(metrics))["fidelity"]
     assert list(block) == [g.gate_id for g in FIDELITY_GATES] == [
         "3A-F01_alias_count", "3A-F02_unpopulated_share", "3A-F03_prior_jsd_mean", "3A-F04_realised_jsd_mean",
-        "3A-F05_outside_universe_share", "3A-F06_prior_jsd_max", "3A-F07_prior_overserved_max"]
+        "3A-F05_outside_universe_share", "3A-F06_prior_jsd_max", "3A-F07_prior_overserved_max",
+        "3A-F08_realised_jsd_max"]
     status = {gid: g["status"] for gid, g in block.items()}
     # alias 1 > 0; 11/140 = .079 > .005; (.0488 + .0519 + 0)/3 = .0336 > .02; .0259 <= .03; .02 > .01;
-    # CC's .0519 <= .075; nothing over-served
+    # CC's .0519 <= .075; nothing over-served; no country of 30 merchants (F08 reads 0)
     assert status == {"3A-F01_alias_count": "FAIL", "3A-F02_unpopulated_share": "FAIL",
                       "3A-F03_prior_jsd_mean": "FAIL", "3A-F04_realised_jsd_mean": "PASS",
                       "3A-F05_outside_universe_share": "FAIL", "3A-F06_prior_jsd_max": "PASS",
-                      "3A-F07_prior_overserved_max": "PASS"}
+                      "3A-F07_prior_overserved_max": "PASS", "3A-F08_realised_jsd_max": "PASS"}
+    assert metrics["realised_jsd_max"] == 0.0 and metrics["realised_jsd_max_countries"] == 0
     assert block["3A-F04_realised_jsd_mean"]["threshold"] == 0.03 and block["3A-F04_realised_jsd_mean"]["op"] == "<="
     assert block["3A-F02_unpopulated_share"]["value"] == pytest.approx(11 / 140)
     assert fidelity_verdict(evaluate_gates(_fidelity_pack(metrics))) == "DISTORTED"
@@ -254,7 +256,7 @@ def test_gate_statuses_on_the_golden(metrics):
 
 FAITHFUL_METRICS = {"applicable": True, "alias_count": 0, "unpopulated_share": 0.005, "prior_jsd_mean": 0.02,
                     "prior_jsd_max": 0.075, "prior_overserved_max": 0.005, "realised_jsd_mean": 0.03,
-                    "outside_universe_share": 0.01}
+                    "realised_jsd_max": 0.05, "outside_universe_share": 0.01}
 
 
 def test_thresholds_are_inclusive_and_faithful():
@@ -266,7 +268,7 @@ def test_thresholds_are_inclusive_and_faithful():
 @pytest.mark.parametrize("key,value", [("alias_count", 1), ("unpopulated_share", 0.00501),
                                        ("prior_jsd_mean", 0.0201), ("realised_jsd_mean", 0.0301),
                                        ("outside_universe_share", 0.0101), ("prior_jsd_max", 0.0751),
-                                       ("prior_overserved_max", 0.00501)])
+                                       ("prior_overserved_max", 0.00501), ("realised_jsd_max", 0.0501)])
 def test_one_fidelity_miss_is_distorted(key, value):
     gates = evaluate_gates(_fidelity_pack({**FAITHFUL_METRICS, key: value}))
     failed = [gid for gid, g in gates["fidelity"].items() if g["status"] == "FAIL"]
@@ -363,3 +365,50 @@ def test_a_worlds_evidence_carries_its_authored_prior_and_the_authored_baseline_
     assert run_chain(base, 42, world).pack["fidelity"]["prior_overserved_max"] < 1e-12
     blended = run_chain(apply_knobs(base, {"blend_lambda": 0.2}), 42, world).pack
     assert blended["fidelity"]["prior_overserved_max"] > 0.005
+
+
+def _forced_world(merchants: int, small_outlets: int) -> tuple[dict, FidelityEvidence]:
+    """Country PT of 9,680 people on Lisbon and 320 on Madeira, ``merchants`` merchants of 10 outlets each, each with
+    ``small_outlets`` of them on Madeira (a second-zone safeguard's forced share), beside five faithful countries of
+    two even clocks and 40 merchants each."""
+    zc_rows = [("PT", "Europe/Lisbon", "L"), ("PT", "Atlantic/Madeira", "M")]
+    pop_rows = [("PT", "L", 9680), ("PT", "M", 320)]
+    s4_rows = []
+    for m in range(merchants):
+        s4_rows += [(m, "PT", "Europe/Lisbon", 10 - small_outlets), (m, "PT", "Atlantic/Madeira", small_outlets)]
+    for i in range(5):
+        c = f"F{i}"
+        zc_rows += [(c, f"{c}/a", f"{c}a"), (c, f"{c}/b", f"{c}b")]
+        pop_rows += [(c, f"{c}a", 500), (c, f"{c}b", 500)]
+        s4_rows += [(1000 * (i + 1) + m, c, f"{c}/{z}", 5) for m in range(40) for z in "ab"]
+    zc = pd.DataFrame(zc_rows, columns=["country_iso", "tzid", "clock"])
+    s2 = zc[["country_iso", "tzid"]].assign(share_effective=[0.968, 0.032] + [0.5] * 10)   # priors as the people
+    s4 = pd.DataFrame(s4_rows, columns=["merchant_id", "legal_country_iso", "tzid", "zone_site_count"])
+    s4["merchant_id"] = s4["merchant_id"].astype(np.uint64)
+    pop = pd.DataFrame(pop_rows, columns=["country_iso", "clock", "population"])
+    return {"s2": s2, "s4": s4}, FidelityEvidence(zc, pop, True)
+
+
+def test_f08_one_country_s_outlets_forced_onto_its_small_clock_are_distorted_whatever_the_mean():
+    """F08: 30 merchants each with 2 of 10 outlets on Madeira (20% of PT's outlets for 3.2% of its people): the JSD of
+    (0.8, 0.2) from (0.968, 0.032) is 0.0546 by hand, over 0.05, while the five faithful countries bring F04's mean to
+    0.0096 (PASS). One outlet of 10 (0.0142) passes. With 29 merchants PT does not enter F08 (its scatter could be a
+    few merchants' draws), and F04's mean alone passes it."""
+    def h(*ps):   # entropy, base 2
+        return -sum(x * np.log2(x) for x in ps if x > 0)
+
+    want = h(0.884, 0.116) - (h(0.8, 0.2) + h(0.968, 0.032)) / 2          # m = (0.884, 0.116)
+    assert want == pytest.approx(0.05463, abs=1e-5)
+    tables_, ev = _forced_world(30, 2)
+    got = fidelity_metrics(tables_, ev)
+    assert got["realised_jsd_max"] == pytest.approx(want, rel=1e-12) and got["realised_jsd_max_countries"] == 6
+    assert got["realised_jsd_mean"] == pytest.approx(want / 6, rel=1e-12)
+    gates = evaluate_gates(_fidelity_pack(got))["fidelity"]
+    assert [g for g, v in gates.items() if v["status"] == "FAIL"] == ["3A-F08_realised_jsd_max"]
+    assert fidelity_verdict(evaluate_gates(_fidelity_pack(got))) == "DISTORTED"
+    one = fidelity_metrics(*_forced_world(30, 1))   # 10% on Madeira: (0.9, 0.1)
+    assert one["realised_jsd_max"] == pytest.approx(h(0.934, 0.066) - (h(0.9, 0.1) + h(0.968, 0.032)) / 2, rel=1e-12)
+    assert one["realised_jsd_max"] < 0.05
+    few = fidelity_metrics(*_forced_world(29, 2))
+    assert few["realised_jsd_max_countries"] == 5 and few["realised_jsd_max"] == 0.0
+    assert few["realised_jsd_mean"] == pytest.approx(want / 6, rel=1e-12)

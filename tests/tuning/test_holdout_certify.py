@@ -47,8 +47,12 @@ def test_certify_reports_fidelity_and_holdout_rate_in_summary_and_mlflow(project
     summary = json.loads(capsys.readouterr().out)
     assert summary["fidelity"] == {"42": "FAITHFUL", "7": "FAITHFUL"} or summary["fidelity"] == {42: "FAITHFUL", 7: "FAITHFUL"}
     assert summary["fidelity_verdict"] == "FAITHFUL"
-    assert summary["certified"] == (summary["verdict"] in ("PASS_B", "PASS_BPLUS"))
     hold = summary["holdout"]
+    assert summary["seedpack_certified"] == (summary["verdict"] in ("PASS_B", "PASS_BPLUS"))
+    # certified is what --require-certified asks: the seedpack and, with held-out seeds, B and FAITHFUL on >= 98%
+    assert summary["certified"] == (summary["seedpack_certified"] and hold["pass_rate_b_faithful"] >= 0.98)
+    lo, hi = hold["intervals"]["pass_rate_bplus_faithful"]
+    assert lo <= hold["pass_rate_bplus_faithful"] <= hi and hi - lo > 0.3   # three seeds tell little
     assert hold["n"] == 3 and hold["seeds"] == holdout_seeds(3, tuning_seeds())
     verdicts = [r["verdict"] for r in hold["per_seed"].values()]
     assert hold["pass_rate_bplus"] == pytest.approx(verdicts.count("PASS_BPLUS") / 3)
@@ -230,3 +234,21 @@ def test_the_results_floor_line_says_which_countries_the_non_uniform_test_judged
     assert "none of the 8 large multi-zone countries judged non-uniform or not: their people are evenly spread " \
            "(AU, US)" in said[2]
     assert "no large multi-zone country (4 zones or more) to judge non-uniform" in said[3]   # not "100% of the 0"
+
+
+@pytest.mark.parametrize("k,n", [(197, 200), (976, 1000), (200, 200), (0, 50), (1, 3)])
+def test_the_wilson_interval_solves_its_defining_quadratic(k, n):
+    """Each end p of the 95% Wilson interval of k in n satisfies (k/n - p)^2 = z^2 p (1 - p) / n (the score test at
+    the edge of acceptance), the interval holds k/n, and 197 of 200 cannot tell 98% from 96% or 99.4%."""
+    from tuning.authority.holdout import wilson
+
+    z = 1.959963984540054
+    lo, hi = wilson(k, n)
+    assert lo <= k / n <= hi
+    for p in (lo, hi):
+        if 0.0 < p < 1.0:
+            assert (k / n - p) ** 2 == pytest.approx(z * z * p * (1 - p) / n, rel=1e-9)
+    if k == n:
+        assert hi == 1.0
+    if (k, n) == (197, 200):
+        assert lo < 0.96 and hi > 0.994

@@ -63,6 +63,21 @@ def certify(policies: PolicySet, seeds: Sequence[int], source: dict, runs_root: 
         bar.close()
 
 
+def _grade(summary: dict) -> None:
+    """``certified``: the seedpack's verdict is B or better and FAITHFUL and, where held-out seeds were measured, B or
+    better and FAITHFUL on at least ``HOLDOUT_MIN`` of them (what ``--require-certified`` and a freeze ask; the seedpack
+    alone is ``seedpack_certified``); ``certified_grade``: the grade a freeze would certify (BPLUS, B or None)."""
+    from tuning.authority.freeze import HOLDOUT_MIN, certified_grade
+
+    held = summary.get("holdout")
+    summary["seedpack_certified"] = seedpack = summary["certified"]
+    summary["certified"] = seedpack and (not held or held["pass_rate_b_faithful"] >= HOLDOUT_MIN)
+    evidence = {"fidelity": summary["fidelity_verdict"]}
+    if held:
+        evidence.update({"holdout_seeds": held["n"], **{f"holdout_{k}": held[k] for k in HOLDOUT_RATES}})
+    summary["certified_grade"] = certified_grade(summary["verdict"], evidence) if seedpack else None
+
+
 def _certify(policies: PolicySet, seeds: Sequence[int], source: dict, runs_root: Path | None, holdout: int,
              bar, world) -> dict:
     """Parent run -> every seed's chain -> verdict -> one child run per seed -> summary (logged)."""
@@ -96,6 +111,7 @@ def _certify(policies: PolicySet, seeds: Sequence[int], source: dict, runs_root:
             from tuning.authority.holdout import holdout_report, holdout_seeds, tuning_seeds
 
             summary["holdout"] = holdout_report(policies, holdout_seeds(holdout, tuning_seeds()), bar, world)
+        _grade(summary)
         _log_summary(mlc, parent_id, summary)
     except BaseException:
         mlc.set_terminated(parent_id, status="FAILED")

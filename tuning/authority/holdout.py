@@ -10,6 +10,8 @@ the same seeds, so a held-out rate is reproducible.
 
 from __future__ import annotations
 
+import math
+
 import struct
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -66,6 +68,16 @@ def _keyed_seeds(tag: str, low: int, high: int, n: int, exclude: Iterable[int]) 
     return out
 
 
+def wilson(k: int, n: int, z: float = 1.959963984540054) -> list[float]:
+    """The 95% Wilson score interval of a rate of k in n ([0, 1] when n is 0): what n held-out seeds can tell. 197 of
+    200 (98.5%) is 95.7-99.5%: a rate measured on 200 seeds cannot tell 98% from 96% or 99.5%."""
+    if n <= 0:
+        return [0.0, 1.0]
+    p, z2 = k / n, z * z
+    centre, half = (p + z2 / (2 * n)) / (1 + z2 / n), z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return [0.0 if k == 0 else max(0.0, centre - half), 1.0 if k == n else min(1.0, centre + half)]
+
+
 def holdout_report(policies, seeds: Sequence[int], progress=None, world=None, threads: int | None = None) -> dict:
     """Per-seed plan verdict and fidelity verdict, and the pass rates (scored: no run bytes are built).
 
@@ -107,5 +119,6 @@ def holdout_report(policies, seeds: Sequence[int], progress=None, world=None, th
             "pass_rate_bplus": bplus / n if n else 0.0, "pass_rate_b": b_or_better / n if n else 0.0,
             "faithful_rate": faithful / n if n else 0.0, "pass_rate_bplus_faithful": both / n if n else 0.0,
             "pass_rate_b_faithful": b_both / n if n else 0.0,
+            "intervals": {"pass_rate_bplus_faithful": wilson(both, n), "pass_rate_b_faithful": wilson(b_both, n)},
             "failing": dict(sorted(failing.items(), key=lambda kv: (-kv[1], kv[0]))), "per_seed": rows,
             "wall_seconds": round(wall, 3)}

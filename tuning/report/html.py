@@ -7,7 +7,7 @@ CDN); every later figure reuses it. ``build_report_html(tables, pack, gates, tit
 is the reusable part (the harness logs its output to MLflow). The HTML carries no timestamp, so the
 same run always renders the same bytes. Default output: ``reports/segment3a_report_<run_id>.html``.
 
-Fidelity (this project's own gates 3A-F01..F05, ``engine.metrics.fidelity``): the plan's verdict and
+Fidelity (this project's own gates 3A-F01..F08, ``engine.metrics.fidelity``): the plan's verdict and
 the fidelity verdict stand side by side on top; the gate table lists the fidelity family; the last
 section plots, per multi-clock country, population vs S2 prior vs S4 realised share per clock. A run
 on the default world is measured against ``default_world().evidence``; a run on any other world
@@ -22,7 +22,7 @@ from typing import Mapping
 
 import pandas as pd
 
-from engine import OVERSERVED_RATIO, fidelity_verdict, run_verdict
+from engine import FIDELITY_GATES, OVERSERVED_RATIO, fidelity_verdict, run_verdict
 from tuning.report.figures import (FIDELITY_SECTION, FIGURES, OVER_SERVED_MIN_OUTLETS, ReportData,
                                    fidelity_figures, fidelity_share_frame, over_served_clocks)
 from tuning.report.files import FAMILY_LEVELS, family_gate_rows, fmt
@@ -49,6 +49,8 @@ FIDELITY_ROWS = (("alias_count", "countries whose Z(c) holds two names of one cl
                                           "clocks' people and what the authoring law gives them"),
                  ("realised_jsd_mean", "mean JSD (base 2) of S4 outlet shares from population"),
                  ("realised_jsd_countries", "countries in that mean (also >= 30 S4 outlets)"),
+                 ("realised_jsd_max", "the largest realised JSD of those countries with >= 30 merchants"),
+                 ("realised_jsd_max_countries", "countries in that largest value (>= 30 merchants)"),
                  ("outside_universe_share", "mean population share living in clocks absent from Z(c)"),
                  ("populated_multi_clock_countries", "countries with >= 2 populated clocks"))
 
@@ -83,8 +85,9 @@ def over_served_html(tables: Mapping[str, pd.DataFrame], evidence) -> str:
     head = (f"<p id=\"over-served\">{len(over)} clock(s) hold at least {OVERSERVED_RATIO:g} times their people's share "
             f"of their country's outlets (at least {OVER_SERVED_MIN_OUTLETS} outlets each); outlets beyond their "
             f"people's share: {excess:,.0f} ({share} of all S4 outlets). Gate 3A-F07 bounds the S2 prior's share "
-            f"beyond {OVERSERVED_RATIO:g} times a clock's people and beyond the share the authoring law gives it; "
-            f"this lists the realised outlets against the people as counted.</p>")
+            f"beyond {OVERSERVED_RATIO:g} times a clock's people and beyond the share the authoring law gives it, and "
+            f"gate 3A-F08 bounds each country's realised outlets (the JSD of its S4 shares from its people, countries of "
+            f"30 merchants or more); this lists the realised outlets against the people as counted.</p>")
     if over.empty:
         return head
     rows = ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in _over_served_cells(r)) + "</tr>"
@@ -145,7 +148,8 @@ def verdict_html(gates: Mapping) -> str:
     return (f"<p class=\"verdict\">Verdict: <b>{html.escape(verdict)}</b> "
             f"(hard B gates and stretch B+ gates; PASS_BPLUS requires both) &nbsp;·&nbsp; "
             f"Fidelity: <b id=\"fidelity-verdict\">{html.escape(fid)}</b> "
-            f"(this project's own gates 3A-F01..F05: {html.escape(note)})</p>")
+            f"(this project's own gates {FIDELITY_GATES[0].gate_id[:6]}..{FIDELITY_GATES[-1].gate_id[3:6]}: "
+            f"{html.escape(note)})</p>")
 
 
 def build_report_html(tables: Mapping[str, pd.DataFrame], pack: Mapping, gates: Mapping, title: str,
