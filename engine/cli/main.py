@@ -79,6 +79,11 @@ def _policies(args, world):
         print(f"policies: authored for the custom universe (universe {world.universe_digest[:12]}, "
               f"parameter_hash {policies.parameter_hash[:16]})" + (f", the world's own {own} as given" if own else "")
               + "; pass --policies DIR to use others")
+    elif world.name != "default":   # a world on the default universe runs the default authority: say so (helper 41)
+        what = ("its own policies" if policies.source.endswith("(its own policies)") else
+                f"the default world's authority ({policies.source}), tuned for the default world's people and outlets")
+        print(f"policies: {what} (parameter_hash {policies.parameter_hash[:16]}; this world's zone universe is the "
+              f"default one); pass --policies DIR to use others")
     return policies
 
 

@@ -301,3 +301,23 @@ def test_a_publish_killed_outright_leaves_staging_the_next_publish_removes(run_d
         (folder / "data").mkdir(parents=True)
     assert main(["run", "--seed", "42", "--run-root", str(tmp_path), "--policies", str(ROOT / "policies")]) == 0
     assert (tmp_path / run_dir.name).is_dir() and not dead.exists() and live.exists() and other.exists()
+
+
+def test_a_world_on_the_default_universe_says_it_runs_the_default_authority(tmp_path, capsys, monkeypatch):
+    """Helper 41: ``engine run --world W`` on a world whose zone universe is the default one ran the default world's
+    tuned authority without a word (a custom universe's run says its policies are authored); now it names them. The
+    default world itself prints no such line."""
+    from engine import default_world
+
+    world = default_world()
+    folder = tmp_path / "same_zones"
+    folder.mkdir()
+    world.universe[["country_iso", "tzid"]].to_csv(folder / "universe.csv", index=False)
+    world.population.to_csv(folder / "population.csv", index=False)
+    monkeypatch.chdir(ROOT)
+    assert main(["run", "--seed", "42", "--world", str(folder), "--run-root", str(tmp_path / "runs")]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("policies: the default world's authority (policies), tuned for the default world's "
+                            "people and outlets (parameter_hash ") and first.endswith("pass --policies DIR to use others")
+    assert main(["run", "--seed", "42", "--run-root", str(tmp_path / "runs")]) == 0
+    assert not capsys.readouterr().out.startswith("policies:")
