@@ -78,6 +78,11 @@ def _other_sweeps(mlc, name: str) -> str:
     worlds_ = sorted(e.name for e in mlc.search_experiments(filter_string=f"name LIKE '{name}-w%'"))
     if worlds_:   # another world's sweeps of this phase (3A-<phase>-w<id>): ranked with that world's --world
         return f"; {', '.join(worlds_[:3])} hold{'s' if len(worlds_) == 1 else ''} another world's: add --world DIR"
+    if not campaign:   # another world's campaign sweeps (campaign-3A-<phase>-w<id>): both flags (helper 41)
+        theirs = sorted(e.name for e in mlc.search_experiments(filter_string=f"name LIKE '{other}-w%'"))
+        if theirs:
+            return (f"; {', '.join(theirs[:3])} hold{'s' if len(theirs) == 1 else ''} another world's campaign "
+                    f"sweeps: add --world DIR --campaign")
     return ""
 
 

@@ -111,6 +111,10 @@ def test_rank_refused_as_a_program(proj, monkeypatch, capsys):
     assert "holds" not in refused("--phase", "P1.3", "--campaign")   # nothing of P1.3 anywhere: no hint
     MlflowClient(f"sqlite:///{proj / 'mlruns' / 'mlflow.db'}").create_experiment("3A-P4-w0123456789ab")
     assert refused("--phase", "P4").endswith("; 3A-P4-w0123456789ab holds another world's: add --world DIR")
+    # only another world's campaign swept P5 here (helper 41: no hint without flags): both flags
+    MlflowClient(f"sqlite:///{proj / 'mlruns' / 'mlflow.db'}").create_experiment("campaign-3A-P5-w0123456789ab")
+    assert refused("--phase", "P5").endswith("; campaign-3A-P5-w0123456789ab holds another world's campaign sweeps: "
+                                             "add --world DIR --campaign")
 
 
 def test_certify_program(proj, tmp_path, monkeypatch, capsys):
