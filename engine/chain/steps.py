@@ -22,7 +22,7 @@ from engine.states import s0_gate, s1_escalation, s2_priors, s3_plan, s3_shares,
 from engine.chain.table import PolicyRead, State
 from engine.chain.subsample import subsample
 from engine.core.version import ENGINE_VERSION
-from engine.world.evidence import empty_zones
+from engine.world.evidence import unforceable_zones
 from engine.world.model import World, outlets_for
 
 MIXTURE = "zone_mixture_policy"
@@ -200,7 +200,8 @@ def counts(r) -> tuple:
     frames, counters = [], {}
     tasks = [(p, shares, rd) for (p, shares), rd in zip(_plan_shares(r), r["roundings"], strict=True)]
     guards = r.section(MIXTURE, "s4_safeguards", S4_SAFEGUARDS_OFF)
-    empty = empty_zones(r["evidence"]) if guards.get("enabled") else frozenset()
+    empty = unforceable_zones(r["evidence"], guards.get("min_second_zone_share", 0.0)) if guards.get("enabled") \
+        else frozenset()
     _, mapper = execution(len(tasks), r["mapper"], 0)
     for frame, c in mapper(_integerise, tasks, guards, empty):
         frames.append(frame)

@@ -7,8 +7,9 @@ Base law (spec S3-S5 §2.4): T = N*share, b = floor(T), r = T - b, R = N - sum(b
   with C the running sum of residuals in Z_ord order; exactly R extras, E[extra_j] = r_j.
 - ``min_second_zone_share`` for pairs with N >= ``site_threshold``: the zones ranked 2..1+``max_forced_zones``
   by drawn share each hold at least ceil(min_second_zone_share * N) sites, moved from the top zone
-  while the top zone keeps at least that many; never a zone the world's evidence leaves empty (our law: such a
-  zone is ranked but not filled). Counts are conserved exactly in every case.
+  while the top zone keeps at least that many; never a zone the world's evidence leaves empty or whose clock holds
+  less than min_second_zone_share / 10 of its country's people (our law: outlets go where people live; such a zone is
+  ranked but not filled: ``engine.world.evidence.unforceable_zones``). Counts are conserved exactly in every case.
 
 Everything before the safeguards reads S3's shares only (no policy): :func:`rounding` computes it (targets,
 floors, remainders, the residual rank and, on first use, the rank by share) once per S3 output, and the chain keeps
@@ -105,14 +106,17 @@ def integerise(plan: DrawPlan, shares: np.ndarray, safeguards: dict,
 
 
 def _empty_rows(plan: DrawPlan, empty: frozenset) -> np.ndarray | None:
-    """(R,) the plan's rows on a zone the evidence leaves empty, or None when there are none."""
+    """(R,) the plan's rows on a zone the safeguard never forces (``empty``), or None when there are none: the
+    distinct (country, tzid) of the rows are looked up, not every row (a world may hold hundreds of such zones)."""
     if not empty:
         return None
-    countries = np.asarray(plan.key_columns["legal_country_iso"], dtype=object)
-    tzids = np.asarray(plan.key_columns["tzid"], dtype=object)
-    rows = np.zeros(len(tzids), dtype=bool)
-    for country, tzid in sorted(empty):   # a handful of zones: one vectorised pass each
-        rows |= (countries == country) & (tzids == tzid)
+    cc, cu = pd.factorize(np.asarray(plan.key_columns["legal_country_iso"], dtype=object))
+    tc, tu = pd.factorize(np.asarray(plan.key_columns["tzid"], dtype=object))
+    code = cc.astype(np.int64) * max(len(tu), 1) + tc.astype(np.int64)
+    seen, inverse = np.unique(code, return_inverse=True)
+    hit = np.fromiter(((cu[k // max(len(tu), 1)], tu[k % max(len(tu), 1)]) in empty for k in seen), dtype=bool,
+                      count=seen.size)
+    rows = hit[inverse.ravel()]
     return rows if rows.any() else None
 
 

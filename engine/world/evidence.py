@@ -62,6 +62,34 @@ def authored_prior(universe: pd.DataFrame, population: pd.DataFrame, zones: pd.D
     return out.rename(columns={"share_effective": "share"})
 
 
+# S4's second-zone safeguard forces a zone to hold min_second_zone_share of a pair only where the zone's clock holds
+# at least that share of its country's people divided by this ratio (F07's allowance for a clock: 10 times its people)
+FORCE_PEOPLE_RATIO = 10.0
+
+
+def unforceable_zones(ev: FidelityEvidence | None, min_share: float) -> frozenset:
+    """(country_iso, tzid) of the zones S4's second-zone safeguard never forces (``engine.states.s4_counts``): those
+    the evidence leaves empty, and those whose clock holds less than ``min_share / FORCE_PEOPLE_RATIO`` of its
+    country's people (helper 42: a forced share of 1.65% put one outlet of every US merchant on clocks of 1 to 20
+    people beside New York's 50 M, 8% of the US's outlets, and bought B+). None when the evidence is not applicable
+    or absent."""
+    if ev is None or not ev.applicable:
+        return frozenset()
+    return ev.empty_zones | _sparse_zones(ev, float(min_share))
+
+
+def _sparse_zones(ev: FidelityEvidence, min_share: float) -> frozenset:
+    if min_share <= 0:
+        return frozenset()
+    pop = ev.clock_population
+    totals = pop.groupby("country_iso")["population"].sum()
+    share = {(c, k): float(p) / float(totals[c]) for c, k, p in zip(pop["country_iso"], pop["clock"], pop["population"])}
+    least = min_share / FORCE_PEOPLE_RATIO
+    zc = ev.zone_clocks
+    return frozenset((c, t) for c, t, k in zip(zc["country_iso"], zc["tzid"], zc["clock"])
+                     if c in totals.index and share.get((c, k), 0.0) < least)
+
+
 def empty_zones(ev: FidelityEvidence | None) -> frozenset:
     """(country_iso, tzid) of the zones the evidence leaves empty in a country it has people in (what 3A-F02 counts
     as unpopulated): none when the evidence is not applicable or absent. S4's second-zone safeguard never forces

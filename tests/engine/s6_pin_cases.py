@@ -6,6 +6,11 @@ The fixture was produced by the pre-split implementation of
 ``python -m tests.engine.s6_pin_cases`` at that commit, then the combined tamperings ``COMBOS`` by
 passing that commit's ``validate`` to ``main``); the split implementation must reproduce the report's JSON
 bytes and the issue table's parquet bytes exactly. Do not regenerate it to make a test pass.
+
+When S4's second-zone safeguard stopped forcing zones whose clock holds under a tenth of the forced share of its
+country's people (2026-12-07), every case was validated again by 8cf1aeb's ``validate`` in a second process on this
+code's pickled case inputs, its outputs serialised here: 80 of the 87 entries came out as pinned, the 7 whose S4 or
+S5 rows are shuffled changed (their issue rows follow the new S4 row order).
 """
 
 from __future__ import annotations

@@ -64,7 +64,9 @@ def test_a_bundle_keeps_its_bytes_across_module_moves():
     give the same bits on every machine), so a string naming a module inside a published document cannot drift
     unnoticed. Since fidelity gate 3A-F07 the pinned policies read DISTORTED (their CN prior puts 0.77% beyond ten
     times a clock's people), the one field of S6's report that changed: with it read back as FAITHFUL the report has
-    the bytes that code published, and the bundle digest is pinned again with it."""
+    the bytes that code published, and the bundle digest is pinned again with it. Since S4's second-zone safeguard
+    stopped forcing zones whose clock holds under a tenth of the forced share of its country's people (2026-12-07),
+    the S4 and zone_alloc members changed, and the bundle digest was pinned again; the report kept b189d82's bytes."""
     from pathlib import Path
 
     from engine import PolicySet, run_chain
@@ -78,4 +80,4 @@ def test_a_bundle_keeps_its_bytes_across_module_moves():
     assert sha256_hex(report.replace(b'"fidelity_verdict":"DISTORTED"', b'"fidelity_verdict":"FAITHFUL"')) == \
         "ecd82d708db5524ebf58586ee3031f83a62fe54d38ded5e7892a43c5be08c71d"   # the report as b189d82 published it
     assert run_report(res)["s7"]["bundle_sha256_hex"] == \
-        "4de3668a6e9f16347d8411bca9d6a111edf42b2bb4404694e3230b27ba7e2d18"
+        "1022d6ada8a420aadfe7e56d79c981dcd52ba2eaf2420b59dcf2981df2b323d0"

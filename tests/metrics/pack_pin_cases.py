@@ -12,6 +12,12 @@ When the chain's own output changed (S3's logs and exponentials became engine/co
 bits on every machine), the fixtures were produced again the same way: this code's case tables, pickled, given
 to commit 8cf1aeb's ``metric_pack`` and ``pack`` module (a worktree on the path of a second process), their
 helper tables digested here. Only the chain-derived S3 helper tables and the seed-7 packs changed.
+
+When S4's second-zone safeguard stopped forcing zones whose clock holds under a tenth of the forced share of its
+country's people (2026-12-07), the chain packs were produced again the same way (8cf1aeb's ``metric_pack`` and
+``pack`` in a second process on this code's pickled case tables; the fidelity keys added since, F06-F08, from
+tests/metrics/fidelity_reference.py, which agrees with 8cf1aeb's own F01-F05 keys on every case). Only the S4- and
+zone_alloc-derived values and helper tables changed.
 """
 
 from __future__ import annotations

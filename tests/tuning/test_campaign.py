@@ -88,7 +88,7 @@ def test_a_campaign_key_it_does_not_read_or_a_budget_of_zero_is_refused_naming_t
         "top-level key": (("campaign: 3A-remediation", "campaign: 3A-remediation\nfrobnicate: 2"), "'frobnicate'"),
         "step key": (("{phase: P0, baseline: {seed: 42}}", "{phase: P0, baseline: {seed: 42}, frobnicate: 1}"),
                      "steps[1]: Additional"),
-        "validation seeds": (("validate: {seeds: 16, top: 5}", "validate: {seeds: 0, top: 5}"),
+        "validation seeds": (("validate: {seeds: 16, top: 5,", "validate: {seeds: 0, top: 5,"),
                              "validate.seeds: 0 is less than the minimum of 1"),
         "sweep budget": (("sweep: {study: P1.2, trials: 40}", "sweep: {study: P1.2, trials: 0}"),
                          "steps[3].sweep.trials: 0 is less than the minimum of 1"),
@@ -97,12 +97,16 @@ def test_a_campaign_key_it_does_not_read_or_a_budget_of_zero_is_refused_naming_t
         "NaN": (("promote_if: {min_J: 0.0, targets: true}", "promote_if: {min_J: .nan, targets: true}"),
                 "steps[3].promote_if.min_J: number is not finite"),
         # counts that would run for hours (a typo) are bounded as the command line bounds them
-        "validation seeds, a typo": (("validate: {seeds: 16, top: 5}", "validate: {seeds: 1000000000, top: 5}"),
+        "validation seeds, a typo": (("validate: {seeds: 16, top: 5,", "validate: {seeds: 1000000000, top: 5,"),
                                      "validate.seeds: 1000000000 is greater than the maximum of 10000"),
         # a reason is filled in only when its step runs, after earlier steps changed the authority: checked now
         "unknown fact": (("{population_top1_median:", "{no_such_fact:"),
                          "reason: unknown fact {no_such_fact}; the facts are"),
         "unclosed brace": (("{population_top1_median:", "{population_top1_median"), "reason: not a reason template"),
+        "small world without its size": (("small_world: {max_pairs: 20000, ", "small_world: {"),
+                                         "validate.small_world: 'max_pairs' is a required property"),
+        "small world, a typo": (("small_world: {max_pairs: 20000, ", "small_world: {max_pair: 20000, "),
+                                "validate.small_world: Additional properties are not allowed ('max_pair'"),
         "phase": (("{phase: P0, baseline: {seed: 42}}", "{phase: P77, baseline: {seed: 42}}"),
                   "steps[1].phase: 'P77' is not one of"),
     }
@@ -543,3 +547,21 @@ def test_the_reopen_reason_is_recorded_with_what_it_reopened(project):
     assert campaign.author() == "authored"
     note = read_ladder(folder)[0]["note"]
     assert note.endswith("; reopened an authority folder: replace my hand promotion"), note
+
+
+def test_a_small_world_is_validated_on_its_block_s_seeds_and_candidates():
+    """``validate.small_world``: a world of at most ``max_pairs`` pairs is validated on its block's seeds and
+    candidates (the default world's 2.6 k pairs: 256 and 20), a larger one on the file's (16 and 5); a step's own
+    ``validate: false`` has none; the pairs are the catalogue's, counted once."""
+    from engine import default_world, outlets_for
+    from tuning.campaign.steps import Campaign
+
+    world = default_world()
+    pairs = len(outlets_for(world, 42)[["merchant_id", "legal_country_iso"]].drop_duplicates())
+    check = {"seeds": 16, "top": 5, "small_world": {"max_pairs": pairs, "seeds": 256, "top": 20}}
+    campaign = Campaign({}, REPO / "policies", REPO / "studies", None, world=world)
+    assert campaign.pairs == pairs and 2000 < pairs < 20000
+    assert campaign.validation(check) == (256, 20)
+    assert campaign.validation({**check, "small_world": {**check["small_world"], "max_pairs": pairs - 1}}) == (16, 5)
+    assert campaign.validation({"seeds": 16, "top": 5}) == (16, 5)
+    assert campaign.validation(False) is None and campaign.validation(None) is None

@@ -36,6 +36,13 @@ def population_top1_median(world) -> float | None:
     return float(np.median((per.max() / total).loc[multi].to_numpy()))
 
 
+def pair_count(world, seed: int = 42) -> int:
+    """The catalogue's (merchant, country) pairs (the default world's synthetic one at ``seed``)."""
+    from engine import outlets_for
+
+    return int(len(outlets_for(world, seed)[["merchant_id", "legal_country_iso"]].drop_duplicates()))
+
+
 def pair_shares(world, seed: int = 42) -> tuple[float, float]:
     """Shares of the catalogue's (merchant, country) pairs (a) in countries whose Z(c) holds two zones or more and
     (b) of those, holding two outlets or more: a pair of one outlet is never split across zones, so (b) is the

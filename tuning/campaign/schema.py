@@ -25,7 +25,13 @@ _SEED = {"type": "integer", "minimum": 0, "maximum": 2**64 - 1}
 _COUNT = {"type": "integer", "minimum": 1, "maximum": MAX_SEEDS}   # seeds, candidates, repeats: each one runs
 _NAME = {"type": "string", "minLength": 1}
 _VALIDATE = {"type": "object", "additionalProperties": False,
-             "properties": {"seeds": _COUNT, "top": _COUNT}}
+             "properties": {"seeds": _COUNT, "top": _COUNT,
+                            # a world of at most max_pairs (merchant, country) pairs is validated on more seeds and
+                            # candidates (tuning.campaign.steps.Campaign.validation)
+                            "small_world": {"type": "object", "additionalProperties": False,
+                                            "required": ["max_pairs", "seeds", "top"],
+                                            "properties": {"max_pairs": {"type": "integer", "minimum": 1},
+                                                           "seeds": _COUNT, "top": _COUNT}}}}
 _STUDY_STEP = {"type": "object", "additionalProperties": False, "required": ["study"],
                "properties": {"study": _NAME, "trials": {"type": "integer", "minimum": 1, "maximum": MAX_TRIALS},
                               "name": _NAME}}
