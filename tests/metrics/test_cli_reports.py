@@ -198,12 +198,10 @@ def test_compare_refuses_a_candidate_measured_on_another_world(workspace, tmp_pa
     assert compare_cli.main([str(pack_json), str(tmp_path / "silent.json"), "--out", str(out)]) == 0
 
 
-def test_report_refuses_a_world_of_the_same_zones_but_other_people(tmp_path, capsys):
-    """``--world`` names the world a run was made on: another world with the run's zone universe but other people
-    (one clock with ten times its people) would grade the run's fidelity against evidence it was never made from.
-    Refused by the world digest the run sealed, nothing written; the run's own world is accepted."""
+def _same_zones_other_people(tmp_path, country: str, factor: float):
+    """Two world folders with the default world's zone universe: ``mine`` its people, ``other_people`` the same but
+    ``country``'s first populated clock with ``factor`` times its people."""
     from engine import default_world
-    from engine.cli.main import main as engine_main
 
     world = default_world()
     mine, other = tmp_path / "mine", tmp_path / "other_people"
@@ -212,9 +210,19 @@ def test_report_refuses_a_world_of_the_same_zones_but_other_people(tmp_path, cap
         folder.mkdir()
         world.universe[["country_iso", "tzid"]].to_csv(folder / "universe.csv", index=False)
         pop.to_csv(folder / "population.csv", index=False)
-    row = pop.index[(pop["country_iso"] == "US") & (pop["population"] > 0)][0]
-    pop.loc[row, "population"] = pop.loc[row, "population"] * 10
+    row = pop.index[(pop["country_iso"] == country) & (pop["population"] > 0)][0]
+    pop.loc[row, "population"] = pop.loc[row, "population"] * factor
     pop.to_csv(other / "population.csv", index=False)
+    return mine, other
+
+
+def test_report_refuses_a_world_of_the_same_zones_but_other_people(tmp_path, capsys):
+    """``--world`` names the world a run was made on: another world with the run's zone universe but other people
+    (one clock with ten times its people) would grade the run's fidelity against evidence it was never made from.
+    Refused by the world digest the run sealed, nothing written; the run's own world is accepted."""
+    from engine.cli.main import main as engine_main
+
+    mine, other = _same_zones_other_people(tmp_path, "US", 10)
     runs = tmp_path / "runs"
     assert engine_main(["run", "--seed", "42", "--world", str(mine), "--run-root", str(runs)]) == 0
     (run,) = [p for p in runs.iterdir() if not p.name.startswith(".")]
@@ -231,20 +239,10 @@ def test_report_of_a_fraction_run_checks_its_subsample_world(tmp_path, capsys):
     """A ``--fraction`` run sealed the digest of its keyed subsample: the report rebuilds that subsample from the
     merchants of the run's S1 rows and the ``--world`` catalogue, so the run's own world is accepted and a world of the
     same zones and outlets but other people is refused (before, a fraction run was not compared at all)."""
-    from engine import default_world
     from engine.cli.main import main as engine_main
     from engine.core.errors import EngineError
 
-    world = default_world()
-    mine, other = tmp_path / "mine", tmp_path / "other_people"
-    pop = world.population.copy()
-    for folder in (mine, other):
-        folder.mkdir()
-        world.universe[["country_iso", "tzid"]].to_csv(folder / "universe.csv", index=False)
-        pop.to_csv(folder / "population.csv", index=False)
-    row = pop.index[(pop["country_iso"] == "DE") & (pop["population"] > 0)][0]
-    pop.loc[row, "population"] = pop.loc[row, "population"] * 3
-    pop.to_csv(other / "population.csv", index=False)
+    mine, other = _same_zones_other_people(tmp_path, "DE", 3)
     runs = tmp_path / "runs"
     assert engine_main(["run", "--seed", "7", "--world", str(mine), "--fraction", "0.2", "--run-root", str(runs)]) == 0
     (run,) = [p for p in runs.iterdir() if not p.name.startswith(".")]
