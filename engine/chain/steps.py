@@ -22,7 +22,7 @@ from engine.states import s0_gate, s1_escalation, s2_priors, s3_plan, s3_shares,
 from engine.chain.table import PolicyRead, State
 from engine.chain.subsample import subsample
 from engine.core.version import ENGINE_VERSION
-from engine.world.evidence import unforceable_zones
+from engine.world.evidence import zone_people_shares
 from engine.world.model import World, outlets_for
 
 MIXTURE = "zone_mixture_policy"
@@ -192,18 +192,17 @@ def rounding(r) -> tuple:
     return (mapper(s4_counts.rounding, tasks),)
 
 
-def _integerise(plan, shares, rounded, guards, empty):
-    return s4_counts.integerise(plan, shares, guards, rounded, empty)
+def _integerise(plan, shares, rounded, guards, people):
+    return s4_counts.integerise(plan, shares, guards, rounded, people)
 
 
 def counts(r) -> tuple:
     frames, counters = [], {}
     tasks = [(p, shares, rd) for (p, shares), rd in zip(_plan_shares(r), r["roundings"], strict=True)]
     guards = r.section(MIXTURE, "s4_safeguards", S4_SAFEGUARDS_OFF)
-    empty = unforceable_zones(r["evidence"], guards.get("min_second_zone_share", 0.0)) if guards.get("enabled") \
-        else frozenset()
+    people = zone_people_shares(r["evidence"]) if guards.get("enabled") else None
     _, mapper = execution(len(tasks), r["mapper"], 0)
-    for frame, c in mapper(_integerise, tasks, guards, empty):
+    for frame, c in mapper(_integerise, tasks, guards, people):
         frames.append(frame)
         for k, v in c.items():
             counters[k] = counters.get(k, 0) + v if not isinstance(v, bool) else v

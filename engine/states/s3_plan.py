@@ -37,6 +37,20 @@ class DrawPlan:
     keyring: Keyring | None = field(default=None, compare=False, repr=False)   # the seed's keys over the domain
     domain_rows: np.ndarray | None = field(default=None, compare=False, repr=False)   # (P,) the pairs' rows in it
     _pair_u: dict = field(default_factory=dict, compare=False, repr=False)
+    _by_zone: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def zone_values(self, values: dict) -> np.ndarray:
+        """(R,) ``values[(country, tzid)]`` of each row's zone, NaN where absent: the rows' distinct zones are looked
+        up once per plan and ``values`` object (S4's people shares: every candidate of a seed reads the same)."""
+        hit = self._by_zone.get(id(values))
+        if hit is not None and hit[0] is values:
+            return hit[1]
+        layout = self.layout   # a row's zone is its S2 row (row_prior): the S2 table's zones are looked up, not rows
+        per_zone = np.fromiter((values.get((c, t), np.nan) for c, t in zip(layout.zone_countries, layout.tzids)),
+                               dtype=np.float64, count=len(layout.tzids))
+        self._by_zone.clear()   # one values object at a time (the evidence's, for the life of the plan)
+        self._by_zone[id(values)] = (values, per_zone[layout.row_prior])
+        return self._by_zone[id(values)][1]
 
     def pair_uniforms(self, stream: str) -> np.ndarray:
         """(P,) one uniform per pair at counter 0 of ``stream`` (drawn once per plan)."""

@@ -7,9 +7,10 @@ Base law (spec S3-S5 §2.4): T = N*share, b = floor(T), r = T - b, R = N - sum(b
   with C the running sum of residuals in Z_ord order; exactly R extras, E[extra_j] = r_j.
 - ``min_second_zone_share`` for pairs with N >= ``site_threshold``: the zones ranked 2..1+``max_forced_zones``
   by drawn share each hold at least ceil(min_second_zone_share * N) sites, moved from the top zone
-  while the top zone keeps at least that many; never a zone the world's evidence leaves empty or whose clock holds
-  less than min_second_zone_share / 10 of its country's people (our law: outlets go where people live; such a zone is
-  ranked but not filled: ``engine.world.evidence.unforceable_zones``). Counts are conserved exactly in every case.
+  while the top zone keeps at least that many; a zone only where its clock holds at least a tenth of that forced share
+  ceil(min_second_zone_share * N) / N of its country's people, so never a zone the world's evidence leaves empty (our
+  law: outlets go where people live; such a zone is ranked but not filled: ``engine.world.evidence.
+  zone_people_shares``). Counts are conserved exactly in every case.
 
 Everything before the safeguards reads S3's shares only (no policy): :func:`rounding` computes it (targets,
 floors, remainders, the residual rank and, on first use, the rank by share) once per S3 output, and the chain keeps
@@ -19,6 +20,7 @@ it as the state ``S4.rounding``, so the candidates of an S4-only sweep (P3) shar
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -26,6 +28,7 @@ import pandas as pd
 from engine.core.errors import EngineError
 from engine.states.common import ZoneLayout, group_sum, rank_within_pairs
 from engine.states.s3_plan import DrawPlan
+from engine.world.evidence import FORCE_PEOPLE_RATIO
 
 ROUNDING_STREAM = "s4_rounding"
 
@@ -65,9 +68,10 @@ def rounding(plan: DrawPlan, shares: np.ndarray) -> Rounding:
 
 
 def integerise(plan: DrawPlan, shares: np.ndarray, safeguards: dict,
-               rounded: Rounding | None = None, empty: frozenset = frozenset()) -> tuple[pd.DataFrame, dict]:
-    """S4 for ``plan``'s rows (``rounded``: :func:`rounding` of the same shares, when already computed; ``empty``:
-    the (country, tzid) zones the world's evidence leaves empty, which the second-zone safeguard never fills)."""
+               rounded: Rounding | None = None, people: Mapping | None = None) -> tuple[pd.DataFrame, dict]:
+    """S4 for ``plan``'s rows (``rounded``: :func:`rounding` of the same shares, when already computed; ``people``:
+    (country, tzid) -> its clock's share of the country's people, which bounds what the second-zone safeguard may
+    force onto it; None: no evidence, no bound)."""
     layout = plan.layout
     rd = rounded if rounded is not None else rounding(plan, shares)
     base, rank, remainder = rd.base, rd.rank, rd.remainder
@@ -91,7 +95,7 @@ def integerise(plan: DrawPlan, shares: np.ndarray, safeguards: dict,
         counts = base + (rank < remainder[layout.row_pair]).astype(np.int64)
     if enabled and safeguards.get("min_second_zone_share", 0) > 0 and safeguards.get("max_forced_zones", 0) > 0:
         moved = _force_second_zones(layout, rd.share_rank(shares, layout), counts, safeguards,
-                                    _empty_rows(plan, empty))
+                                    _people_rows(plan, people))
         counters.update(moved)
     if (counts < 0).any() or (group_sum(counts, layout.pair_start) != layout.pair_sites).any():
         raise EngineError("E3A_S4_005_COUNT_CONSERVATION_BROKEN", "zone counts do not sum to site_count")
@@ -105,23 +109,14 @@ def integerise(plan: DrawPlan, shares: np.ndarray, safeguards: dict,
     return frame, counters
 
 
-def _empty_rows(plan: DrawPlan, empty: frozenset) -> np.ndarray | None:
-    """(R,) the plan's rows on a zone the safeguard never forces (``empty``), or None when there are none: the
-    distinct (country, tzid) of the rows are looked up, not every row (a world may hold hundreds of such zones)."""
-    if not empty:
-        return None
-    cc, cu = pd.factorize(np.asarray(plan.key_columns["legal_country_iso"], dtype=object))
-    tc, tu = pd.factorize(np.asarray(plan.key_columns["tzid"], dtype=object))
-    code = cc.astype(np.int64) * max(len(tu), 1) + tc.astype(np.int64)
-    seen, inverse = np.unique(code, return_inverse=True)
-    hit = np.fromiter(((cu[k // max(len(tu), 1)], tu[k % max(len(tu), 1)]) in empty for k in seen), dtype=bool,
-                      count=seen.size)
-    rows = hit[inverse.ravel()]
-    return rows if rows.any() else None
+def _people_rows(plan: DrawPlan, people: Mapping | None) -> np.ndarray | None:
+    """(R,) each row's zone's share of its country's people (NaN where the evidence says nothing of the country), or
+    None without evidence (looked up once per plan: :meth:`DrawPlan.zone_values`)."""
+    return plan.zone_values(people) if people else None
 
 
 def _force_second_zones(layout: ZoneLayout, share_rank: np.ndarray, counts: np.ndarray, sg: dict,
-                        empty_rows: np.ndarray | None = None) -> dict:
+                        people_rows: np.ndarray | None = None) -> dict:
     eligible_pair = (layout.pair_sites >= int(sg["site_threshold"])) & (layout.pair_k >= 2)
     need = np.ceil(float(sg["min_second_zone_share"]) * layout.pair_sites).astype(np.int64)
     top_row = np.full(len(layout.pair_k), -1, dtype=np.int64)
@@ -130,8 +125,10 @@ def _force_second_zones(layout: ZoneLayout, share_rank: np.ndarray, counts: np.n
     moved_total = 0
     for k in range(1, int(sg["max_forced_zones"]) + 1):
         wanted = (share_rank == k) & eligible_pair[layout.row_pair]
-        if empty_rows is not None:   # outlets go where the evidence has people: an empty zone is never forced
-            wanted &= ~empty_rows
+        if people_rows is not None:   # outlets go where people live: the pair's forced share, need / N, at most
+            row_pair = layout.row_pair    # FORCE_PEOPLE_RATIO times the share of the country's people of the zone
+            wanted &= np.isnan(people_rows) | (
+                people_rows * FORCE_PEOPLE_RATIO * layout.pair_sites[row_pair] >= need[row_pair])
         rows = np.flatnonzero(wanted)
         if not len(rows):
             break

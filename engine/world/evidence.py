@@ -30,6 +30,11 @@ class FidelityEvidence:
     authored_prior: pd.DataFrame | None = None   # country_iso, clock, share (each country's sums to 1)
 
     @functools.cached_property
+    def zone_people_shares(self) -> dict:
+        """(country_iso, tzid) -> its clock's share of its country's people (:func:`zone_people_shares`), once."""
+        return _zone_people_shares(self)
+
+    @functools.cached_property
     def empty_zones(self) -> frozenset:
         """Zones on a clock without population in a country with some (:func:`empty_zones`), computed once."""
         lived = set(zip(self.clock_population["country_iso"], self.clock_population["clock"]))
@@ -62,32 +67,29 @@ def authored_prior(universe: pd.DataFrame, population: pd.DataFrame, zones: pd.D
     return out.rename(columns={"share_effective": "share"})
 
 
-# S4's second-zone safeguard forces a zone to hold min_second_zone_share of a pair only where the zone's clock holds
-# at least that share of its country's people divided by this ratio (F07's allowance for a clock: 10 times its people)
+# S4's second-zone safeguard forces ceil(min_second_zone_share * N) sites of a pair of N onto a zone only where the
+# zone's clock holds at least that share of its country's people divided by this ratio (F07's allowance: 10 times)
 FORCE_PEOPLE_RATIO = 10.0
 
 
-def unforceable_zones(ev: FidelityEvidence | None, min_share: float) -> frozenset:
-    """(country_iso, tzid) of the zones S4's second-zone safeguard never forces (``engine.states.s4_counts``): those
-    the evidence leaves empty, and those whose clock holds less than ``min_share / FORCE_PEOPLE_RATIO`` of its
-    country's people (helper 42: a forced share of 1.65% put one outlet of every US merchant on clocks of 1 to 20
-    people beside New York's 50 M, 8% of the US's outlets, and bought B+). None when the evidence is not applicable
-    or absent."""
+def zone_people_shares(ev: FidelityEvidence | None) -> dict | None:
+    """(country_iso, tzid) -> the share of its country's people the zone's clock holds (0 for a zone the evidence
+    leaves empty), for the zones of every country the evidence has people in; None when the evidence is not
+    applicable or absent. S4's second-zone safeguard reads it per pair (``engine.states.s4_counts``): helper 42's world
+    (the US with 50 M people on New York, 1 to 20 on six other clocks) had one outlet of every merchant forced onto
+    those clocks, 8% of the US's outlets, and helper 43 kept it so with a forced share of 1e-6 (still one outlet)."""
     if ev is None or not ev.applicable:
-        return frozenset()
-    return ev.empty_zones | _sparse_zones(ev, float(min_share))
+        return None
+    return ev.zone_people_shares
 
 
-def _sparse_zones(ev: FidelityEvidence, min_share: float) -> frozenset:
-    if min_share <= 0:
-        return frozenset()
+def _zone_people_shares(ev: FidelityEvidence) -> dict:
     pop = ev.clock_population
     totals = pop.groupby("country_iso")["population"].sum()
     share = {(c, k): float(p) / float(totals[c]) for c, k, p in zip(pop["country_iso"], pop["clock"], pop["population"])}
-    least = min_share / FORCE_PEOPLE_RATIO
     zc = ev.zone_clocks
-    return frozenset((c, t) for c, t, k in zip(zc["country_iso"], zc["tzid"], zc["clock"])
-                     if c in totals.index and share.get((c, k), 0.0) < least)
+    return {(c, t): share.get((c, k), 0.0) for c, t, k in zip(zc["country_iso"], zc["tzid"], zc["clock"])
+            if c in totals.index}
 
 
 def empty_zones(ev: FidelityEvidence | None) -> frozenset:

@@ -80,4 +80,4 @@ def test_a_bundle_keeps_its_bytes_across_module_moves():
     assert sha256_hex(report.replace(b'"fidelity_verdict":"DISTORTED"', b'"fidelity_verdict":"FAITHFUL"')) == \
         "ecd82d708db5524ebf58586ee3031f83a62fe54d38ded5e7892a43c5be08c71d"   # the report as b189d82 published it
     assert run_report(res)["s7"]["bundle_sha256_hex"] == \
-        "1022d6ada8a420aadfe7e56d79c981dcd52ba2eaf2420b59dcf2981df2b323d0"
+        "1cef72d22ba921c166a4dc4a1905bb40ee699389071e8fd17b6b66cc835f5fc1"

@@ -206,17 +206,18 @@ def test_zones_a_universe_file_lists_empty_do_not_make_a_country_multi_zone():
 
 def test_the_second_zone_safeguard_never_forces_a_clock_of_a_few_people():
     """Helper 42's world: the US with 50 M people on New York and 1 to 20 on the other clocks. A forced share of 1.65%
-    put one outlet of every merchant on those clocks (8% of the US's outlets, 1 resident of Honolulu served 150-210),
-    under F08's JSD. A zone is now forced only where its clock holds at least min_second_zone_share / 10 of its
-    country's people (unforceable_zones: here 0.165%), so the few-people clocks get only what their prior draws; a
-    clock of 2% of the people is still forced. Counts are conserved."""
+    put one outlet of every merchant on those clocks (8% of the US's outlets), under F08's JSD; helper 43 kept it so
+    with a share of 1e-6 and three forced zones (ceil still forces one outlet). A pair of N sites now has a zone forced
+    only where its clock holds at least a tenth of the pair's forced share, ceil(share * N) / N, of the country's
+    people: a clock of 2% of the people is forced for pairs of 5 sites or more, a clock of 20 people never; the
+    few-people clocks keep exactly the counts their prior's draws give them. Counts are conserved."""
     import tempfile
     from pathlib import Path
 
     import pandas as pd
 
     from engine import run_chain
-    from engine.world.evidence import FORCE_PEOPLE_RATIO, unforceable_zones
+    from engine.world.evidence import FORCE_PEOPLE_RATIO, zone_people_shares
     from engine.world.model import load_world
 
     zones = ["America/New_York", "America/Chicago", "Pacific/Honolulu", "America/Anchorage"]
@@ -226,25 +227,24 @@ def test_the_second_zone_safeguard_never_forces_a_clock_of_a_few_people():
         world_dir.mkdir()
         pop.to_csv(world_dir / "population.csv", index=False)
         pd.DataFrame({"merchant_id": range(400), "legal_country_iso": "US",
-                      "site_count": [4 + (i * 7) % 30 for i in range(400)]}).to_csv(world_dir / "outlets.csv",
+                      "site_count": [2 + (i * 7) % 30 for i in range(400)]}).to_csv(world_dir / "outlets.csv",
                                                                                  index=False)
         world = load_world(world_dir)
-        assert FORCE_PEOPLE_RATIO == 10.0
-        assert unforceable_zones(world.evidence, 0.0165) == {("US", "Pacific/Honolulu"), ("US", "America/Anchorage")}
-        assert unforceable_zones(world.evidence, 0.25) == {("US", "Pacific/Honolulu"), ("US", "America/Anchorage"),
-                                                          ("US", "America/Chicago")}   # 2% < 2.5%
-        assert unforceable_zones(world.evidence, 0.0) == frozenset()
+        people = zone_people_shares(world.evidence)
+        total = 49e6 + 1e6 + 1.0 + 20.0
+        assert FORCE_PEOPLE_RATIO == 10.0 and people[("US", "America/Chicago")] == 1e6 / total
+        assert people[("US", "Pacific/Honolulu")] == 1.0 / total and people[("US", "America/Anchorage")] == 20.0 / total
         base = PolicySet(author_policies(pop))
         mixture = dict(base.doc("zone_mixture_policy"))
         few_clocks = ["Pacific/Honolulu", "America/Anchorage"]
 
-        def run(enabled: bool, share: float):
+        def run(enabled: bool, share: float, forced: int = 3):
             mixture["s4_safeguards"] = {"enabled": enabled, "site_threshold": 2, "min_second_zone_share": share,
-                                        "max_forced_zones": 3, "stochastic_rounding": False}
+                                        "max_forced_zones": forced, "stochastic_rounding": False}
             return run_chain(base.with_documents(zone_mixture_policy=mixture), 42, world)
 
         plain = run(False, 0.0).tables["s4"]   # largest remainder alone: what their prior's draws give them
-        for share, forced_chicago in ((0.0165, True), (0.25, False)):
+        for share in (0.0165, 1e-6, 0.25):
             res = run(True, share)
             s4 = res.tables["s4"]
             # forcing takes from the top zone only: the few-people clocks keep exactly their unforced counts
@@ -252,8 +252,12 @@ def test_the_second_zone_safeguard_never_forces_a_clock_of_a_few_people():
                 plain.loc[plain.tzid.isin(few_clocks), "zone_site_count"].to_numpy().tolist()
             assert int(s4.loc[s4.tzid.isin(few_clocks), "zone_site_count"].sum()) < 0.005 * int(s4.zone_site_count.sum())
             chicago = s4[s4.tzid == "America/Chicago"]
-            need = -(-share * chicago["zone_site_count_sum"] // 1)   # ceil(share * N)
-            assert ((chicago["zone_site_count"] >= need).mean() > 0.9) == forced_chicago
+            n = chicago["zone_site_count_sum"]
+            need = -(-share * n // 1)   # ceil(share * N): one site at least
+            carried = 1e6 / total * FORCE_PEOPLE_RATIO * n >= need   # pairs whose forced share Chicago's people carry
+            assert carried.any() == (share < 0.2)   # 2% of the people never carry a forced quarter
+            if carried.any():
+                assert (chicago.loc[carried, "zone_site_count"] >= need[carried]).mean() > 0.9
             assert (s4.groupby("merchant_id")["zone_site_count"].sum() ==
                     s4.groupby("merchant_id")["zone_site_count_sum"].first()).all()
             assert res.s6_status == "PASS"
