@@ -117,7 +117,6 @@ def test_a_best_effort_freeze_blocks_on_its_certification_and_names_the_frontier
     passes is never called blocking)."""
     from pathlib import Path
 
-    from engine.policies import PolicySet
     from tuning.authority.freeze import freeze
     from tuning.authority.ladder import record_step
 
