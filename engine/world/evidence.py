@@ -95,5 +95,5 @@ def _zone_people_shares(ev: FidelityEvidence) -> dict:
 def empty_zones(ev: FidelityEvidence | None) -> frozenset:
     """(country_iso, tzid) of the zones the evidence leaves empty in a country it has people in (what 3A-F02 counts
     as unpopulated): none when the evidence is not applicable or absent. S4's second-zone safeguard never forces
-    outlets into one (``engine.states.s4_counts``)."""
+    outlets into one: it reads :func:`zone_people_shares`, where such a zone's share is 0."""
     return ev.empty_zones if ev is not None and ev.applicable else frozenset()
