@@ -195,13 +195,18 @@ def test_ctrl_c_ends_the_sweep_with_one_line_and_every_told_trial_keeps_its_run(
                              "--workers", workers, "--no-progress"], cwd=project, env=env_for(project),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     deadline, trail = time.time() + 180, []
-    while time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-        if _states(project).count(TrialState.COMPLETE) >= 3:
-            trail = children(proc.pid)
-            os.killpg(proc.pid, sig)   # what a terminal's Ctrl-C does to the foreground group; timeout's SIGTERM
-            break
-    proc.wait(timeout=120)
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+            if _states(project).count(TrialState.COMPLETE) >= 3:
+                trail = children(proc.pid)
+                os.killpg(proc.pid, sig)   # what a terminal's Ctrl-C does to the foreground group; timeout's SIGTERM
+                break
+        proc.wait(timeout=120)   # a stopped worker is killed 30 s after its SIGTERM at the latest (stop_workers)
+    finally:   # a sweep that did not end is not left behind, nor are its workers and trail process
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     err = proc.stderr.read().decode()
     assert trail, "a running sweep has its trail process"
     assert proc.returncode == status and err.strip().splitlines() == [line], err[-2000:]

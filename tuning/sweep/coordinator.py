@@ -328,14 +328,14 @@ def run_worker(spec: WorkerSpec, cache_reports=None) -> int:
     sweep.coordinator.siblings_awaited = False   # on one machine its coordinator waits for every worker it started
     trail = SweepTrail(sweep.spec.phase, sweep.study_name, sweep.spec.objective_name, spec.parent_run_id,
                        process=None if channel is None else TrailChannel.adopt(channel), experiment=sweep.experiment)
-    ok = False
+    ok, loop = False, TrialLoop(sweep, trail, None, spec.index, may_close=False)
     try:
         if sweep.spec.multi_objective:
             trail.watch_front(sweep.spec.second["direction"])
-        TrialLoop(sweep, trail, None, spec.index, may_close=False).run()
+        loop.run()
         ok = True
-    finally:
-        trail.close(check=ok)
+    finally:   # stopped by a signal: what is left of its brief wait for the trail (TrialLoop.stop_wait)
+        trail.close(check=ok, timeout=loop.stop_wait())
     if cache_reports is not None:
         cache_reports.put({"worker": spec.index, **cache_report(sweep.objective.cache)})
     return 0

@@ -31,6 +31,7 @@ from tuning.common.errors import E_TRIALS_FAILING, E_USAGE
 from tuning.sweep.config import SweepConfig
 
 START_ENV = "SEG3A_WORKER_START"
+STOP_GRACE_S = 30.0   # an interrupted sweep's workers end within this, or are killed (stop_workers)
 _FORKED: dict = {}   # set just before the fork: what a forked worker takes over (see inherited)
 
 
@@ -119,12 +120,12 @@ def run_pool(sweep, parent_run_id: str, target, progress=None, trail_process=Non
                 progress.n = min(sweep.coordinator.spent(counts(sweep.study)), sweep.target)   # as the budget counts
                 sweep.show_best(progress)
     except BaseException:
-        for p in procs:
-            if p.is_alive():
-                p.terminate()
+        stop_workers(procs)
         raise
-    finally:
+    finally:   # never returns with a worker alive (a second Ctrl-C in stop_workers lands here)
         for p in procs:
+            if p.is_alive() and p.pid is not None:
+                p.kill()
             if p.pid is not None:
                 p.join()
     codes = [p.exitcode for p in procs]
@@ -140,6 +141,24 @@ def run_pool(sweep, parent_run_id: str, target, progress=None, trail_process=Non
         progress.refresh()
     _drain(cache_reports, received)
     return sorted(received, key=lambda r: r["worker"])
+
+
+def stop_workers(procs, grace_s: float = STOP_GRACE_S) -> None:
+    """Stop the workers of an interrupted sweep: SIGTERM to each live one (it tells Optuna what its trail has
+    logged, within :data:`tuning.sweep.workers.STOP_LOG_WAIT_S`, and ends), then SIGKILL to any still alive
+    ``grace_s`` later. A killed worker's RUNNING trial is failed and run again by the next sweep, as after any kill;
+    a worker that cannot end (waiting on a trail that never answers) never keeps its sweep from ending."""
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    end = time.monotonic() + grace_s
+    for p in procs:
+        if p.pid is not None:
+            p.join(max(0.0, end - time.monotonic()))
+    for p in procs:
+        if p.is_alive():
+            p.kill()
+            p.join()
 
 
 def workers_outcome(exitcodes: list, budget_done: bool) -> tuple[str | None, str | None]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from concurrent.futures import wait as futures_wait
 from pathlib import Path
 
 from optuna.trial import TrialState
@@ -24,6 +25,7 @@ from tuning.storage.recovery import mirror_constraints, original_number
 VETO_CONSTRAINT = "veto"
 FIRST_FAILURES = 3   # a process's first trials all failing for one cause: that cause stops the sweep
 WARM_LEAD_S = 3.0    # the close's plotting imports (0.3-0.6 s on a busy machine): asked for well before the end
+STOP_LOG_WAIT_S = 10.0   # stopped (Ctrl-C, SIGTERM): how long this process still waits for its trail's answers
 
 
 def close_is_near(unasked: int, others_running: int, own_pending: int, pace_s: float | None,
@@ -71,6 +73,7 @@ class TrialLoop:
         self.stop: EngineError | None = None        # the failure budget is spent: raised once pending are told
         self.directions: dict | None = None   # the study's metric directions (worst.<metric> without a gate)
         self.has_history = False   # once the study has history, it keeps it (see _history_free)
+        self.stop_deadline: float | None = None   # stopped by a signal: when waiting for the trail ends (_logged)
 
     def run(self) -> int:
         """Ask -> evaluate -> (log to MLflow in the trail process) -> tell.
@@ -101,6 +104,10 @@ class TrialLoop:
                 staged = self._guard(trial, lambda: self._evaluate(trial))
                 if staged is not None:
                     pending.append(staged)
+        except BaseException as exc:
+            if not isinstance(exc, Exception):   # Ctrl-C, SIGTERM: tell what is logged, briefly, and end
+                self.stop_deadline = time.monotonic() + STOP_LOG_WAIT_S
+            raise
         finally:
             while pending:   # popped first: a trial is finished (told) once, even if that fails
                 done += self._finish(*pending.popleft())
@@ -224,7 +231,23 @@ class TrialLoop:
                                       values)
         return trial, ev, result, future
 
+    def stop_wait(self) -> float | None:
+        """Seconds left to wait for the trail once stopped by a signal (None: not stopped, wait as long as it takes)."""
+        return None if self.stop_deadline is None else max(0.0, self.stop_deadline - time.monotonic())
+
+    def _logged(self, future) -> bool:
+        """Is the trial's run logged? Once stopped, a run the trail has not logged by the deadline (or could not log)
+        is not waited for: its trial stays RUNNING, and the next sweep fails it as a dead worker's and runs it again,
+        as after a kill. A process whose trail never answers still ends."""
+        if self.stop_deadline is None:
+            return True
+        done, _ = futures_wait([future], timeout=self.stop_wait())
+        return bool(done) and future.exception() is None
+
     def _finish(self, trial, ev, result: TrialResult, future) -> int:
+        if not self._logged(future):
+            return 0
+
         def tell() -> str | None:
             recorded = result.with_run(*future.result())  # the trial's MLflow run is logged (its id, seconds)
             trial.set_user_attr(RESULT_ATTR, recorded.user_attr(self.sweep.spec.key_metrics))

@@ -319,12 +319,16 @@ class SweepTrail:
     def end_parent(self, status: str) -> Future:
         return self._call("end_parent", status)
 
-    def close(self, check: bool = True) -> None:
-        """Wait for every request, end the process; with ``check``, raise the first error nobody saw."""
+    def close(self, check: bool = True, timeout: float | None = None) -> None:
+        """Wait for every request (at most ``timeout`` seconds, default 600), end the process; with ``check``, raise
+        the first error nobody saw."""
         self._send_deferred()
         try:
             if check:
                 for future in self._unwatched:
                     future.result()
         finally:
-            self._process.close()
+            if timeout is None:
+                self._process.close()
+            else:
+                self._process.close(timeout)
