@@ -28,7 +28,7 @@ import pandas as pd
 
 from engine.metrics.exact import jsd, max_country_overserved, mean_country_jsd, pandas_group_sum
 from engine.metrics.fidelity_index import EvidenceIndex, clock_keys, evidence_index
-from engine.metrics.keys import Factorized, factorize
+from engine.metrics.keys import Factorized, factorize, rank_codes
 
 __all__ = ["OVERSERVED_RATIO", "REALISED_MIN_MERCHANTS", "REALISED_MIN_OUTLETS", "fidelity_metrics", "jsd",
            "prior_fidelity", "share_table"]
@@ -113,15 +113,30 @@ def merchants_by_country(s4: pd.DataFrame, countries: np.ndarray, factorized=Non
     if "merchant_id" not in s4.columns or not len(s4) or not countries.size:
         return out
     factorized = factorized or Factorized()
-    (cc, cu), (mc, mu) = factorized(s4, "legal_country_iso"), factorized(s4, "merchant_id")
-    width = max(len(mu), 1)
-    pairs = np.unique(np.asarray(cc, dtype=np.int64) * width + np.asarray(mc, dtype=np.int64))
-    per = np.bincount(pairs // width, minlength=len(cu))
+    cc, cu = factorized(s4, "legal_country_iso")
+    per = _pairs_per_code(s4, cc, cu, factorized)
     names = np.asarray(cu, dtype=object).astype(str)
     at = np.minimum(np.searchsorted(countries, names), countries.size - 1)
     hit = countries[at] == names
     np.add.at(out, at[hit], per[hit])
     return out
+
+
+def _pairs_per_code(s4: pd.DataFrame, cc: np.ndarray, cu: np.ndarray, factorized) -> np.ndarray:
+    """Distinct (merchant, country) pairs per code of ``cc``. In S4's writer order (merchant_id, then
+    legal_country_iso) a pair's rows are one run: its first rows are counted, in one pass. Rows in another order
+    (a table built by hand) are counted by ``np.unique``; the two agree wherever both apply."""
+    merchants = s4["merchant_id"].to_numpy()
+    if merchants.dtype.kind in "iu" and merchants.size > 1:
+        (rank,) = rank_codes([(cc, cu)])
+        same = merchants[1:] == merchants[:-1]
+        if bool(np.all(merchants[1:] >= merchants[:-1])) and bool(np.all(~same | (rank[1:] >= rank[:-1]))):
+            starts = np.flatnonzero(np.concatenate(([True], ~same | (rank[1:] != rank[:-1]))))
+            return np.bincount(np.asarray(cc)[starts], minlength=len(cu))
+    mc, mu = factorized(s4, "merchant_id")
+    width = max(len(mu), 1)
+    pairs = np.unique(np.asarray(cc, dtype=np.int64) * width + np.asarray(mc, dtype=np.int64))
+    return np.bincount(pairs // width, minlength=len(cu))
 
 
 def _country_rows_keys(obs: tuple, index: EvidenceIndex, countries: np.ndarray):

@@ -71,6 +71,35 @@ def test_matches_the_pandas_formulation_on_random_worlds(seed, shuffle):
     _same(tables, evidence)
 
 
+def _writer_sorted(tables: dict) -> dict:
+    """S4 in its writer order (merchant_id, legal_country_iso, tzid), as the chain and a published run hold it."""
+    s4 = tables["s4"].sort_values(["merchant_id", "legal_country_iso", "tzid"], kind="stable").reset_index(drop=True)
+    return {**tables, "s4": s4}
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_writer_ordered_s4_counts_its_merchants_in_one_pass_as_the_reference_does(seed):
+    """S4 in writer order takes realised_jsd_max's one-pass merchant count (a pair's rows are one run); the pack
+    equals the pandas reference there too, and each country's count equals the ``np.unique`` one of any order."""
+    tables, evidence = random_world(seed, outside_zc=False)
+    ordered = _writer_sorted(tables)
+    _same(ordered, evidence)
+    countries = np.unique(tables["s4"]["legal_country_iso"].to_numpy().astype(str))
+    want = [tables["s4"][tables["s4"]["legal_country_iso"] == c]["merchant_id"].nunique() for c in countries]
+    for frame in (ordered["s4"], tables["s4"]):
+        assert fidelity.merchants_by_country(frame, countries).tolist() == want
+
+
+def test_a_merchant_whose_countries_interleave_is_counted_once_a_country():
+    """Rows out of writer order (merchant 1's AA, BB, AA; merchant ids ascending) are not one run a pair: the count
+    falls back to np.unique instead of counting AA's second run again."""
+    s4 = pd.DataFrame({"merchant_id": np.array([1, 1, 1, 2, 3, 3], dtype=np.uint64),
+                       "legal_country_iso": ["AA", "BB", "AA", "AA", "BB", "BB"]})
+    assert fidelity.merchants_by_country(s4, np.array(["AA", "BB", "CC"])).tolist() == [2, 2, 0]
+    ordered = s4.sort_values(["merchant_id", "legal_country_iso"], kind="stable")
+    assert fidelity.merchants_by_country(ordered, np.array(["AA", "BB", "CC"])).tolist() == [2, 2, 0]
+
+
 @pytest.mark.parametrize("shuffle", [True, False])
 @pytest.mark.parametrize("seed", range(10))
 def test_zones_outside_the_universe_take_the_string_path(seed, shuffle):
