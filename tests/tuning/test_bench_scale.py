@@ -4,6 +4,7 @@ target (no timed assertion: the figures are measured, not tested)."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -68,34 +69,53 @@ def test_the_workers_part_runs_each_sweep_as_asked_and_reports_throughput_ratios
         return {"wall_s": span + 2.0, "done": done, "first": t0, "last": t0 + dt.timedelta(seconds=span),
                 "trials": [], "summary": {}}
 
-    def cli(root, *args):
-        calls.append((root.name, args))
-        workers_ = int(args[args.index("--workers") + 1])
-        return ("out", spans[workers_])
-
     class Finished:   # a sweep process that has exited
+        pid = 0
+
         def poll(self):
             return 0
 
     def start(root, *args):
+        calls.append((root.name, args))
         started.append(root.name)
         return (Finished(), args)
 
     def finish(handle):
-        assert len(started) == 2, "the pair's second sweep starts before the first is waited for"
-        return ("out", 7.0)
+        args = handle[1]
+        if "bench-pair" in args[args.index("--study") + 1]:
+            assert started[-2:] == ["workers", "workers-twin"], "the pair's second sweep starts before the first ends"
+            return ("out", 7.0)
+        return ("out", spans[int(args[args.index("--workers") + 1])])
+
+    class Sampler:   # the process tree's CPU: 1.5 s a second of the span in one process, 2 in --workers 2
+        rates = iter([1.5, 2.0, 0.9, 0.9])
+
+        def __init__(self, pid):
+            self.rate = next(Sampler.rates)
+
+        def stop(self):
+            pass
+
+        def between(self, t0, t1):
+            return self.rate * (t1 - t0)
 
     monkeypatch.setattr(scale, "_swept", lambda root, finished: swept(finished[1]))
     monkeypatch.setattr(scale, "_authority", lambda root, world: root / "authority")
     monkeypatch.setattr(scale, "_children_cpu_s", iter([0.0, 15.0, 15.0, 30.0, 30.0, 50.0]).__next__)
-    monkeypatch.setattr(scale, "H", {"cli": cli, "start": start, "finish": finish, "project": lambda root: root})
+    monkeypatch.setattr(scale, "TreeCPU", Sampler)
+    monkeypatch.setattr(scale, "H", {"start": start, "finish": finish, "project": lambda root: root})
     out = scale.workers(tmp_path, 1, 4, tmp_path / "w")
-    assert [c[0] for c in calls] == ["workers", "workers"] and started == ["workers", "workers-twin"]
-    assert [c[1][c[1].index("--workers") + 1] for c in calls] == ["1", "2"]
+    assert [c[0] for c in calls] == ["workers", "workers", "workers", "workers-twin"]
+    assert [c[1][c[1].index("--workers") + 1] for c in calls] == ["1", "2", "1", "1"]
     (row,) = out["runs"]
     assert row["w1"]["trials_per_s"] == 0.4 and row["w2"]["trials_per_s"] == round(4 / 6, 3)
     assert row["pair"]["trials_per_s"] == round(8 / 7, 3)   # both sweeps' trials over the span of both
     assert row["ratio"] == round((4 / 6) / 0.4, 3) and row["pair_ratio"] == round((8 / 7) / 0.4, 3)
     assert row["workers_over_pair"] == round((4 / 6) / (8 / 7), 3)
     assert row["w1"]["cores_busy"] == round(15.0 / 12.0, 2) and row["w1"]["cpu_s"] == 15.0
+    # the trial span's CPU: one process 1.5 cores over 10 s (15 s, 3.75 a trial), two workers 2 over 6 s (12 s, 3 a
+    # trial), the pair 0.9 + 0.9 over the 7 s of both (12.6 s for 8 trials)
+    assert row["span_cores_busy"] == 1.5 and row["span_ratio_ceiling"] == round((os.cpu_count() or 1) / 1.5, 3)
+    assert row["cpu_s_per_trial"] == {"w1": 3.75, "w2": 3.0, "pair": round(12.6 / 8, 3)}
+    assert row["trial_cpu_w2_over_w1"] == round(3.0 / 3.75, 3) and out["span_cores_busy"]["median"] == 1.5
     assert out["ratio"]["median"] == row["ratio"] and out["world"] == str(tmp_path / "w")

@@ -11,7 +11,10 @@
   process (target >= 1.6), with the cores one process already keeps busy (CPU seconds over wall), the ceiling
   that puts on any number of processes (cores / busy cores), and the machine's own reference: two independent
   one-process sweeps at once, sharing nothing (``pair_ratio``: their trials per second over one process's;
-  ``workers_over_pair``: what ``--workers 2`` gets of that);
+  ``workers_over_pair``: what ``--workers 2`` gets of that); and, sampled from ``/proc`` while the trials run
+  (:mod:`tuning.bench.tree_cpu`), the cores one process keeps busy in its trial span (``span_cores_busy``, and the
+  ceiling that puts on two processes, ``span_ratio_ceiling``) and the CPU seconds a trial costs in one process and in
+  ``--workers 2`` (``cpu_s_per_trial``; ``trial_cpu_w2_over_w1``: what a trial costs more when two share the cores);
 - **default world**: the scoring chain (target <= 0.05 s) and the 200-trial P1.2 sweep (target <= 30 s), as
   ``python -m tuning.bench`` measures them.
 Every figure carries the 1-minute load average before and after it; the machine is shared.
@@ -25,6 +28,8 @@ import resource
 import statistics
 import time
 from pathlib import Path
+
+from tuning.bench.tree_cpu import TreeCPU
 
 TARGETS = {"big_sweep_wall_s": 240.0, "search_over_full_chain": 0.1, "workers2_over_workers1_throughput": 1.6,
            "default_chain_s": 0.05, "default_sweep_200_wall_s": 30.0}
@@ -73,11 +78,33 @@ def _swept(root: Path, finished: tuple) -> dict:
             "first": min(t.datetime_start for t in done), "last": max(t.datetime_complete for t in done)}
 
 
+def _sampled(roots: tuple[Path, ...], args: tuple) -> tuple[list[dict], list]:
+    """Sweeps started at once in ``roots`` (each ``python -m`` + its ``args``), each process tree's CPU sampled
+    (:class:`tuning.bench.tree_cpu.TreeCPU`) until it ends: (their records, their samplers)."""
+    started = [H["start"](root, *args) for root in roots]
+    samplers = [TreeCPU(proc.pid) for proc, _ in started]
+    try:
+        return [_swept(root, H["finish"](s)) for root, s in zip(roots, started)], samplers
+    finally:   # one sweep failed (its exit ends the bench): the other does not outlive it
+        for sampler in samplers:
+            sampler.stop()
+        for proc, _ in started:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def _span_cpu(samplers: list, first, last) -> float | None:
+    """CPU seconds the sweeps' process trees spent from the first trial's start to the last trial's end."""
+    parts = [s.between(first.timestamp(), last.timestamp()) for s in samplers]
+    return None if None in parts else round(sum(parts), 3)
+
+
 def _sweep(root: Path, world: Path, policies: Path, study: str, trials: int, workers: int = 1) -> dict:
     load0, cpu0 = _load(), _children_cpu_s()
-    r = _swept(root, H["cli"](root, *_sweep_args(world, policies, study, trials, workers)))
+    (r,), samplers = _sampled((root,), _sweep_args(world, policies, study, trials, workers))
     return {**r, "load_before": load0, "load_after": _load(), "cpu_s": round(_children_cpu_s() - cpu0, 2),
-            "span_s": (r["last"] - r["first"]).total_seconds()}
+            "span_s": (r["last"] - r["first"]).total_seconds(), "span_cpu_s": _span_cpu(samplers, r["first"], r["last"])}
 
 
 def _independent_pair(roots: tuple[Path, Path], world: Path, policies: Path, study: str, trials: int) -> dict:
@@ -85,17 +112,11 @@ def _independent_pair(roots: tuple[Path, Path], world: Path, policies: Path, stu
     trail process): nothing shared but the machine. Their trials over the span of both are what any two
     processes can get from these cores, the reference for ``--workers 2``."""
     load0, cpu0 = _load(), _children_cpu_s()
-    started = [H["start"](root, *_sweep_args(world, policies, study, trials, 1)) for root in roots]
-    try:
-        runs = [_swept(root, H["finish"](s)) for root, s in zip(roots, started)]
-    finally:   # one sweep failed (its exit ends the bench): the other does not outlive it
-        for proc, _ in started:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    span = (max(r["last"] for r in runs) - min(r["first"] for r in runs)).total_seconds()
+    runs, samplers = _sampled(roots, _sweep_args(world, policies, study, trials, 1))
+    first, last = min(r["first"] for r in runs), max(r["last"] for r in runs)
     return {"wall_s": max(r["wall_s"] for r in runs), "load_before": load0, "cpu_s": round(_children_cpu_s() - cpu0, 2),
-            "done": sum(r["done"] for r in runs), "span_s": span}
+            "done": sum(r["done"] for r in runs), "span_s": (last - first).total_seconds(),
+            "span_cpu_s": _span_cpu(samplers, first, last)}
 
 
 def _stage_costs(trials) -> dict:
@@ -189,6 +210,7 @@ def workers(base: Path, runs: int, trials: int, world: Path | None = None) -> di
         pair = _independent_pair((root, twin), world, policies, f"bench-pair-{i}", trials)
         tp1, tp2, tpp = (r["done"] / r["span_s"] for r in (one, two, pair))
         busy = one["cpu_s"] / one["wall_s"]   # cores one process keeps busy, on average over its whole run
+        per_trial = {k: _per_trial(r) for k, r in (("w1", one), ("w2", two), ("pair", pair))}
         rows.append({"w1": {"wall_s": one["wall_s"], "trials_per_s": round(tp1, 3), "load": one["load_before"],
                             "cpu_s": one["cpu_s"], "cores_busy": round(busy, 2)},
                      "w2": {"wall_s": two["wall_s"], "trials_per_s": round(tp2, 3), "load": two["load_before"],
@@ -199,11 +221,27 @@ def workers(base: Path, runs: int, trials: int, world: Path | None = None) -> di
                      # two sweeps sharing nothing: what these cores give two processes over one
                      "pair_ratio": round(tpp / tp1, 3), "workers_over_pair": round(tp2 / tpp, 3),
                      # K processes cannot keep more than cpu_count cores busy: throughput gains at most this
-                     "ratio_ceiling": round((os.cpu_count() or 1) / busy, 2)})
+                     "ratio_ceiling": round((os.cpu_count() or 1) / busy, 2),
+                     # while the trials run (the trial span): the cores one process keeps busy, the CPU seconds a
+                     # trial costs there and in --workers 2 (workers, trail and coordinator), and their ratio
+                     "span_cores_busy": _ratio(one["span_cpu_s"], one["span_s"]),
+                     "cpu_s_per_trial": per_trial,
+                     "trial_cpu_w2_over_w1": _ratio(per_trial["w2"], per_trial["w1"])})
+        rows[-1]["span_ratio_ceiling"] = _ratio(os.cpu_count() or 1, rows[-1]["span_cores_busy"])
     return {"world": label, "trials": trials, "runs": rows,
             **{key: spread([r[key] for r in rows])
-               for key in ("ratio", "wall_ratio", "pair_ratio", "workers_over_pair", "ratio_ceiling")},
+               for key in ("ratio", "wall_ratio", "pair_ratio", "workers_over_pair", "ratio_ceiling", "span_cores_busy",
+                           "span_ratio_ceiling", "trial_cpu_w2_over_w1")},
             "one_process_cores_busy": spread([r["w1"]["cores_busy"] for r in rows])}
+
+
+def _ratio(a, b) -> float | None:
+    return None if a is None or not b else round(a / b, 3)
+
+
+def _per_trial(record: dict) -> float | None:
+    """CPU seconds a trial cost in the trial span (None where the span's CPU was not sampled)."""
+    return _ratio(record["span_cpu_s"], record["done"])
 
 
 def default_world(base: Path, sweep: bool) -> dict:
