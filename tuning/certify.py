@@ -17,7 +17,7 @@ from engine import EngineError
 from engine import PolicySet
 from engine import REQUIRED_SEEDS
 from engine import fidelity_holds
-from tuning.authority.certification import certify, parse_seeds, record_certification
+from tuning.authority.certification import certify, parse_seeds, pooled_line, pooled_reason, record_certification
 from tuning.authority.freeze import HOLDOUT_MIN
 from tuning.authority.guards import require_lineage_agrees
 from tuning.authority.promotion import fetch_candidate_files, read_lineage, store_holding
@@ -91,6 +91,8 @@ def _print_summary(summary: dict, seeds: Sequence[int]) -> None:
             lo, hi = h["intervals"]["pass_rate_bplus_faithful"]
             print(f"held-out: PASS_BPLUS and FAITHFUL {h['pass_rate_bplus_faithful']:.1%} (95% interval {lo:.1%}-{hi:.1%}"
                   f" on {h['n']} seeds); certified grade {summary.get('certified_grade') or 'none'}")
+        if h.get("pooled"):
+            print(f"held-out: {pooled_line(h['pooled'])}")
     print(f"fidelity {summary['fidelity_verdict']}"
           + (" (the world brings no population evidence: fidelity is shown, not graded)" if unevidenced else "")
           + f"; certified {str(summary['certified']).lower()}")
@@ -113,6 +115,9 @@ def _held_out_short(summary: dict) -> str | None:
 def _why_not(summary: dict) -> str:
     """Why a certification is not certified: its fidelity (the failing F gates of each seed), else its verdict."""
     if not fidelity_holds(summary["fidelity_verdict"]):
+        pooled = (summary.get("holdout") or {}).get("pooled")
+        if pooled is not None and not pooled["faithful"] and not any(summary["fidelity_failing"].values()):
+            return pooled_reason(pooled)   # every seedpack seed is FAITHFUL: the held-out seeds pooled are not
         failing = [f"seed {s}: {', '.join(g)}" for s, g in summary["fidelity_failing"].items() if g]
         return f"fidelity {summary['fidelity_verdict']} ({'; '.join(failing) or 'see the report'})"
     return f"verdict {summary['verdict']}" + (f" ({summary['reasons'][0]})" if summary["reasons"] else "")

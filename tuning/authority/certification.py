@@ -70,12 +70,34 @@ def _grade(summary: dict) -> None:
     from tuning.authority.freeze import HOLDOUT_MIN, certified_grade
 
     held = summary.get("holdout")
+    pooled = (held or {}).get("pooled")
+    if pooled is not None and not pooled["faithful"] and fidelity_holds(summary["fidelity_verdict"]):
+        # 3A-F09: a bias one seed's scatter hides, pooled over the held-out seeds, is a distortion of the policy's
+        summary["fidelity_verdict"] = "DISTORTED"
+        summary["certified"] = False
+        summary["reasons"] = [*summary["reasons"], pooled_reason(pooled)]
     summary["seedpack_certified"] = seedpack = summary["certified"]
     summary["certified"] = seedpack and (not held or held["pass_rate_b_faithful"] >= HOLDOUT_MIN)
     evidence = {"fidelity": summary["fidelity_verdict"]}
     if held:
         evidence.update({"holdout_seeds": held["n"], **{f"holdout_{k}": held[k] for k in HOLDOUT_RATES}})
     summary["certified_grade"] = certified_grade(summary["verdict"], evidence) if seedpack else None
+
+
+def pooled_reason(pooled: dict) -> str:
+    """One line for a pooled fidelity record (3A-F09) that fails its line."""
+    return (f"3A-F09 pooled fidelity: over {pooled['seeds']} held-out seeds, {pooled['country']}'s realised outlets sit "
+            f"{pooled['jsd_max']:.4f} (JSD) from its people, above {pooled['line']}: a bias each seed's scatter hides")
+
+
+def pooled_line(pooled: dict) -> str:
+    """The pooled fidelity record (3A-F09) in one line."""
+    if not pooled["countries"]:
+        return (f"pooled fidelity (3A-F09): no country has {pooled['min_merchants']} merchants over the "
+                f"{pooled['seeds']} held-out seeds: nothing to read")
+    return (f"pooled fidelity (3A-F09): largest country JSD {pooled['jsd_max']:.4f} ({pooled['country']}) over "
+            f"{pooled['countries']} countries and {pooled['seeds']} held-out seeds, line {pooled['line']}: "
+            f"{'FAITHFUL' if pooled['faithful'] else 'DISTORTED'}")
 
 
 def _certify(policies: PolicySet, seeds: Sequence[int], source: dict, runs_root: Path | None, holdout: int,
@@ -158,7 +180,10 @@ def _log_summary(mlc, parent_id: str, summary: dict) -> None:
     log_batch(mlc, parent_id, metrics={"seconds.engine_total": summary["engine_seconds_total"],
                                        **{f"cv.{m}": v for m, v in summary["cv"].items()},
                                        **{f"holdout.{k}": hold[k] for k in HOLDOUT_RATES if k in hold},
-                                       **({"holdout.n": hold["n"]} if hold else {})},
+                                       **({"holdout.n": hold["n"]} if hold else {}),
+                                       **({"holdout.pooled_jsd_max": hold["pooled"]["jsd_max"],
+                                           "holdout.pooled_countries": hold["pooled"]["countries"]}
+                                          if hold.get("pooled") else {})},
               tags={"verdict": summary["verdict"], "fidelity_verdict": summary["fidelity_verdict"],
                     "certified": str(summary["certified"]).lower()})
     with tempfile.TemporaryDirectory() as tmp:
@@ -186,6 +211,8 @@ def summary_markdown(summary: dict) -> str:
         lines += ["", f"Held-out seeds: {hold['n']} from [{hold['range'][0]}, {hold['range'][1]}); "
                       f"PASS_BPLUS {hold['pass_rate_bplus']:.1%}, PASS_B or better {hold['pass_rate_b']:.1%}, "
                       f"FAITHFUL {hold['faithful_rate']:.1%}"]
+        if hold.get("pooled"):
+            lines.append(pooled_line(hold["pooled"]))
     return "\n".join(lines) + "\n"
 
 
@@ -220,6 +247,9 @@ def record_certification(policies_dir: Path, policies: PolicySet, summary: dict)
                                      "fidelity": summary["fidelity_verdict"], "certified": summary["certified"],
                                      "failing_gates": ",".join(failing_gates(summary)) or "none",
                                      **({"holdout_seeds": hold["n"], "holdout_range": hold["range"],
-                                         **{f"holdout_{k}": hold[k] for k in HOLDOUT_RATES}} if hold else {})},
+                                         **{f"holdout_{k}": hold[k] for k in HOLDOUT_RATES}} if hold else {}),
+                                     **({"holdout_pooled_jsd_max": hold["pooled"]["jsd_max"],
+                                         "holdout_pooled_country": hold["pooled"]["country"] or "none"}
+                                        if hold.get("pooled") else {})},
                            metrics={**{f"cv.{k}": v for k, v in cv.items()},
                                     **{f"holdout.{k}": hold[k] for k in HOLDOUT_RATES if k in hold}})

@@ -21,6 +21,7 @@ from typing import Iterable, Sequence
 import yaml
 
 from engine import run_chain
+from engine import pool_outlets, pooled_fidelity, seed_outlets
 from tuning.study.cache_budget import chain_cache
 from tuning.study.objective import seeds_first_then_threads
 from engine import sha256, uer
@@ -79,7 +80,9 @@ def wilson(k: int, n: int, z: float = 1.959963984540054) -> list[float]:
 
 
 def holdout_report(policies, seeds: Sequence[int], progress=None, world=None, threads: int | None = None) -> dict:
-    """Per-seed plan verdict and fidelity verdict, and the pass rates (scored: no run bytes are built).
+    """Per-seed plan verdict and fidelity verdict, and the pass rates (scored: no run bytes are built); ``pooled``:
+    every seed's realised outlets summed per country and clock against ``world``'s people
+    (:mod:`engine.metrics.pooled`, 3A-F09), None on a world without applicable evidence (or none given).
 
     By default the first seed runs alone (it computes what every seed shares: the world seal, S1, S2) and the
     others :func:`~tuning.study.objective.seed_threads` at a time; ``threads`` runs every seed that many at a
@@ -88,22 +91,27 @@ def holdout_report(policies, seeds: Sequence[int], progress=None, world=None, th
     cache = chain_cache()   # seeds share only S0.world, S1, S2
     seeds = [int(s) for s in seeds]
     t0 = time.perf_counter()
+    evidence = getattr(world, "evidence", None)   # pooled fidelity needs the world's people (certify passes its world)
+    evidence = evidence if evidence is not None and evidence.applicable else None
 
-    def score(seed: int) -> tuple[dict, int]:
+    def score(seed: int) -> tuple[dict, int, object]:
         res = run_chain(policies, seed, world, cache=cache)
         if progress is not None:
             progress.update(1)
         return ({"verdict": run_verdict(res.gates), "fidelity": fidelity_verdict(res.gates), "s6": res.s6_status,
                  "failing": sorted(g for fam in ("hard", "stretch", "fidelity")
                                    for g, v in res.gates.get(fam, {}).items() if v["status"] == "FAIL")},
-                int(res.pack["s1"]["pairs_total"]))
+                int(res.pack["s1"]["pairs_total"]),
+                None if evidence is None else seed_outlets(res.cores["s4"], evidence))
 
     if threads is None:
         scored = seeds_first_then_threads(score, seeds, lambda first: first[1])
     else:
         with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
             scored = list(pool.map(score, seeds))
-    rows = {seed: row for seed, (row, _) in zip(seeds, scored)}
+    rows = {seed: row for seed, (row, _, _) in zip(seeds, scored)}
+    # every seed's realised outlets summed (integers: the seeds' order does not matter), against the people
+    pooled = None if evidence is None else pooled_fidelity(*pool_outlets(o for _, _, o in scored), evidence)
     wall = time.perf_counter() - t0
     n = len(rows)
     bplus = sum(r["verdict"] == "PASS_BPLUS" for r in rows.values())
@@ -121,4 +129,4 @@ def holdout_report(policies, seeds: Sequence[int], progress=None, world=None, th
             "pass_rate_b_faithful": b_both / n if n else 0.0,
             "intervals": {"pass_rate_bplus_faithful": wilson(both, n), "pass_rate_b_faithful": wilson(b_both, n)},
             "failing": dict(sorted(failing.items(), key=lambda kv: (-kv[1], kv[0]))), "per_seed": rows,
-            "wall_seconds": round(wall, 3)}
+            "pooled": pooled, "wall_seconds": round(wall, 3)}

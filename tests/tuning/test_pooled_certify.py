@@ -1,0 +1,82 @@
+"""3A-F09 in certification: a policy that steers one small country's outlets onto its least-peopled clocks passes
+every per-seed gate (the country has fewer than F08's 30 merchants on a seed), on the seedpack and on 100% of its
+held-out seeds; pooled over those seeds the bias is plain, and the certification says DISTORTED, not certified."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import yaml
+
+from engine import default_world
+from engine import POOLED_JSD_MAX
+from tests.tuning.conftest import run_module
+from tuning.authority.certification import _grade
+
+
+def _steer(src, dst, country: str, k: float = 9.5, under: float = 0.03) -> None:
+    """A copy of ``src`` whose ``country``'s clocks under ``under`` of its people get ``k`` times their people's share of
+    its prior (its other clocks scaled down), its alpha sum kept: a red team's recipe."""
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("lineage.yaml", "ladder.yaml"))
+    ev = default_world().evidence
+    pop = ev.clock_population[ev.clock_population["country_iso"] == country].set_index("clock")["population"]
+    people = pop / pop.sum()
+    clock = ev.zone_clocks[ev.zone_clocks["country_iso"] == country].set_index("tzid")["clock"]
+    path = dst / "country_zone_alphas.yaml"
+    doc = yaml.safe_load(path.read_text())
+    entries = doc["countries"][country]["tzid_alphas"]
+    total = sum(e["alpha"] for e in entries)
+    share = {e["tzid"]: float(people.get(clock.get(e["tzid"]), 0.0)) for e in entries}
+    small = {t for t, v in share.items() if v < under}
+    rest, big = 1 - k * sum(share[t] for t in small), sum(v for t, v in share.items() if t not in small)
+    for e in entries:
+        t = e["tzid"]
+        e["alpha"] = round(max((k * share[t] if t in small else share[t] / big * rest) * total, 0.1), 6)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def test_a_steered_small_country_is_distorted_pooled_though_every_seed_reads_faithful(project):
+    _steer(project / "policies", project / "steered", "AU")
+    out = run_module(project, "tuning.certify", "--policies", "steered", "--holdout", "60", "--json", "--no-progress",
+                     "--require-certified", timeout=600)
+    assert out.returncode == 2, out.stderr[-2000:]
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith("E3A_TUN_031_NOT_CERTIFIED: ") and "3A-F09 pooled fidelity: over 60 held-out seeds, AU" in line
+    summary = json.loads(out.stdout)
+    assert set(summary["fidelity"].values()) == {"FAITHFUL"}, "each seedpack seed reads faithful"
+    assert summary["holdout"]["faithful_rate"] == 1.0, "and so does every held-out seed"
+    pooled = summary["holdout"]["pooled"]
+    assert pooled["country"] == "AU" and pooled["jsd_max"] > POOLED_JSD_MAX and not pooled["faithful"]
+    assert summary["fidelity_verdict"] == "DISTORTED" and summary["certified"] is False
+    assert summary["certified_grade"] is None
+    shown = run_module(project, "tuning.certify", "--policies", "policies", "--holdout", "60", "--no-progress",
+                       "--require-certified", timeout=600)   # the authority it was steered from
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert "pooled fidelity (3A-F09): largest country JSD" in shown.stdout and ": FAITHFUL" in shown.stdout
+
+
+def _summary(fidelity: str, pooled: dict | None) -> dict:
+    return {"verdict": "PASS_BPLUS", "fidelity_verdict": fidelity, "certified": fidelity == "FAITHFUL",
+            "reasons": [], "holdout": {"n": 200, "pass_rate_b_faithful": 1.0, "pass_rate_bplus_faithful": 1.0,
+                                       "pass_rate_bplus": 1.0, "pass_rate_b": 1.0, "faithful_rate": 1.0,
+                                       "pooled": pooled}}
+
+
+POOLED_FAIL = {"faithful": False, "seeds": 200, "country": "AU", "jsd_max": 0.0677, "line": POOLED_JSD_MAX}
+
+
+def test_grading_reads_the_pooled_record_only_where_the_seeds_read_faithful():
+    failed = _summary("FAITHFUL", POOLED_FAIL)
+    _grade(failed)
+    assert failed["fidelity_verdict"] == "DISTORTED" and not failed["certified"] and not failed["seedpack_certified"]
+    assert failed["certified_grade"] is None and failed["reasons"][-1].startswith("3A-F09 pooled fidelity: over 200")
+    held = _summary("FAITHFUL", {**POOLED_FAIL, "faithful": True, "jsd_max": 0.004})
+    _grade(held)
+    assert held["fidelity_verdict"] == "FAITHFUL" and held["certified"] and held["certified_grade"] == "BPLUS"
+    distorted = _summary("DISTORTED", POOLED_FAIL)   # already distorted on a seed: its seeds' gates say why
+    _grade(distorted)
+    assert distorted["reasons"] == [] and not distorted["certified"]
+    unmeasured = _summary("NOT_APPLICABLE", None)   # a world without evidence: nothing pooled
+    _grade(unmeasured)
+    assert unmeasured["fidelity_verdict"] == "NOT_APPLICABLE" and unmeasured["reasons"] == []
