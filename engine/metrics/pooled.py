@@ -17,7 +17,7 @@ do not depend on the order the seeds are added.
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -36,34 +36,55 @@ SHOWN = 5                    # countries listed in a pooled record, the largest 
 Outlets = tuple[np.ndarray, np.ndarray, np.ndarray]   # (country-clock keys, their country, realised outlets)
 
 
-def seed_outlets(s4: pd.DataFrame, evidence) -> tuple[Outlets, dict[str, int]]:
-    """One seed's realised outlets per (country, clock) key (``clock_keys``' arrays), with each key's country, and its
-    merchants per country, from S4's rows."""
+class SeedOutlets(NamedTuple):
+    """One seed's realised outlets per (country, clock), compact enough to keep for thousands of scored chains: as
+    positions in the evidence index's zone-clock keys (``kz``), or as the keys themselves where a zone is outside
+    Z(c) (``keys``, ``country``); and the seed's merchants per country (``merchant_countries``, ``merchants``)."""
+
+    kz: np.ndarray | None
+    keys: np.ndarray | None
+    country: np.ndarray | None
+    values: np.ndarray
+    merchant_countries: np.ndarray
+    merchants: np.ndarray
+
+
+def seed_outlets(s4: pd.DataFrame, evidence) -> SeedOutlets:
+    """One seed's realised outlets per (country, clock) key and its merchants per country, from S4's rows."""
     index = evidence_index(evidence)
     factorized = Factorized()
     coded = index.clock_sums(s4, "legal_country_iso", "zone_site_count", factorized)
+    countries = np.unique(s4["legal_country_iso"].to_numpy().astype(str)) if len(s4) else np.array([], dtype=str)
+    merchants = merchants_by_country(s4, countries, factorized).astype(np.int64)
     if coded is not None:
         sums, present = coded
-        keys, country, values = index.kz[present], index.u_countries[index.kz_cid[present]], sums[present]
-    else:   # a zone outside Z(c): the string path (its clock is its tzid)
-        keys, country, values = _sum_by_clock(s4, "legal_country_iso", "zone_site_count", index,
-                                              evidence.zone_clocks)
-    countries = np.unique(s4["legal_country_iso"].to_numpy().astype(str)) if len(s4) else np.array([], dtype=str)
-    merchants = merchants_by_country(s4, countries, factorized)
-    return ((keys, country, np.rint(values).astype(np.int64)),
-            {str(c): int(m) for c, m in zip(countries, merchants)})
+        kz = np.flatnonzero(present).astype(np.int32)
+        return SeedOutlets(kz, None, None, np.rint(sums[kz]).astype(np.int64), countries, merchants)
+    # a zone outside Z(c): the string path (its clock is its tzid)
+    keys, country, values = _sum_by_clock(s4, "legal_country_iso", "zone_site_count", index, evidence.zone_clocks)
+    return SeedOutlets(None, keys, country, np.rint(values).astype(np.int64), countries, merchants)
 
 
-def pool_outlets(per_seed: Iterable[tuple[Outlets, dict[str, int]]]) -> tuple[Outlets, dict[str, int], int]:
+def pool_outlets(per_seed: Iterable[SeedOutlets], evidence) -> tuple[Outlets, dict[str, int], int]:
     """The seeds' :func:`seed_outlets` summed: (outlets per key, merchants per country, seeds)."""
-    keys, country, values, merchants, n = [], [], [], {}, 0
-    for (k, c, v), seed_merchants in per_seed:
+    index = evidence_index(evidence)
+    keys, country, values, m_countries, m_counts, n = [], [], [], [], [], 0
+    for seed in per_seed:
         n += 1
-        keys.append(k)
-        country.append(c)
-        values.append(v)
-        for name, m in seed_merchants.items():
-            merchants[name] = merchants.get(name, 0) + m
+        if seed.kz is not None:
+            keys.append(index.kz[seed.kz])
+            country.append(index.u_countries[index.kz_cid[seed.kz]])
+        else:
+            keys.append(seed.keys)
+            country.append(seed.country)
+        values.append(seed.values)
+        m_countries.append(seed.merchant_countries)
+        m_counts.append(seed.merchants)
+    merchants: dict[str, int] = {}
+    if m_countries:
+        names, inv = np.unique(np.concatenate(m_countries), return_inverse=True)
+        totals = np.bincount(inv.ravel(), weights=np.concatenate(m_counts), minlength=names.size)
+        merchants = {str(c): int(round(v)) for c, v in zip(names, totals)}
     if not keys:
         empty = np.array([], dtype=str)
         return (empty, empty, np.zeros(0, dtype=np.int64)), merchants, 0

@@ -33,22 +33,22 @@ def _s4(merchants: int, on_a: int, on_b: int) -> pd.DataFrame:
 def test_a_country_is_read_once_its_pooled_merchants_reach_the_line_and_its_jsd_is_the_scalar_one():
     half = POOLED_MIN_MERCHANTS // 2
     seeds = [seed_outlets(_s4(half, 10, 30), EVIDENCE), seed_outlets(_s4(half, 20, 50), EVIDENCE)]
-    out = pooled_fidelity(*pool(seeds), EVIDENCE)
+    out = pooled_fidelity(*pool(seeds, EVIDENCE), EVIDENCE)
     # pooled: K/A 10 + 20 + 2 * (half - 1) outlets, K/B 80, against 900 / 100 people
     on_a = 30 + 2 * (half - 1)
     assert out["countries"] == 1 and out["country"] == "XA" and out["seeds"] == 2
     assert out["jsd_max"] == pytest.approx(jsd(np.array([on_a, 80.0]), np.array([900.0, 100.0])), abs=1e-15)
     assert out["largest"] == [{"country": "XA", "jsd": out["jsd_max"], "merchants": 2 * half, "outlets": on_a + 80}]
     assert out["faithful"] == (out["jsd_max"] <= POOLED_JSD_MAX)
-    fewer = pooled_fidelity(*pool(seeds[:1]), EVIDENCE)   # half the merchants: not read, nothing measured
+    fewer = pooled_fidelity(*pool(seeds[:1], EVIDENCE), EVIDENCE)   # half the merchants: not read, nothing measured
     assert fewer["countries"] == 0 and fewer["country"] is None and fewer["jsd_max"] == 0.0 and fewer["faithful"]
 
 
 def test_outlets_that_follow_the_people_read_zero_and_steered_ones_fail_the_line():
     n = POOLED_MIN_MERCHANTS
-    faithful = pooled_fidelity(*pool([seed_outlets(_s4(n, 900 - (n - 1), 100), EVIDENCE)]), EVIDENCE)
+    faithful = pooled_fidelity(*pool([seed_outlets(_s4(n, 900 - (n - 1), 100), EVIDENCE)], EVIDENCE), EVIDENCE)
     assert faithful["jsd_max"] == pytest.approx(0.0, abs=1e-12) and faithful["faithful"]
-    steered = pooled_fidelity(*pool([seed_outlets(_s4(n, 0, 400), EVIDENCE)]), EVIDENCE)   # K/B: 10% people, 57%
+    steered = pooled_fidelity(*pool([seed_outlets(_s4(n, 0, 400), EVIDENCE)], EVIDENCE), EVIDENCE)   # K/B: 10% people, 57%
     assert steered["jsd_max"] > POOLED_JSD_MAX and not steered["faithful"]
 
 
@@ -61,8 +61,8 @@ def chains():
 def test_the_pool_is_the_sum_of_the_seeds_outlets_by_clock_in_any_order(chains):
     world, tables = chains
     per_seed = [seed_outlets(s4, world.evidence) for s4 in tables]
-    (keys, country, values), merchants, n = pool(per_seed)
-    (keys_r, country_r, values_r), merchants_r, _ = pool(reversed(per_seed))
+    (keys, country, values), merchants, n = pool(per_seed, world.evidence)
+    (keys_r, country_r, values_r), merchants_r, _ = pool(reversed(per_seed), world.evidence)
     assert n == 12 and keys.tolist() == keys_r.tolist() and values.tolist() == values_r.tolist()
     assert country.tolist() == country_r.tolist() and merchants == merchants_r
     # independently: every seed's S4 rows together, each zone's clock from the evidence, summed by pandas
@@ -80,6 +80,6 @@ def test_the_pool_is_the_sum_of_the_seeds_outlets_by_clock_in_any_order(chains):
 
 def test_the_shipped_authority_pools_faithful_on_these_seeds(chains):
     world, tables = chains
-    out = pooled_fidelity(*pool(seed_outlets(s4, world.evidence) for s4 in tables), world.evidence)
+    out = pooled_fidelity(*pool((seed_outlets(s4, world.evidence) for s4 in tables), world.evidence), world.evidence)
     assert out["faithful"] and out["countries"] >= 1 and out["jsd_max"] < POOLED_JSD_MAX
     assert [r["jsd"] for r in out["largest"]] == sorted((r["jsd"] for r in out["largest"]), reverse=True)

@@ -80,3 +80,25 @@ def test_grading_reads_the_pooled_record_only_where_the_seeds_read_faithful():
     unmeasured = _summary("NOT_APPLICABLE", None)   # a world without evidence: nothing pooled
     _grade(unmeasured)
     assert unmeasured["fidelity_verdict"] == "NOT_APPLICABLE" and unmeasured["reasons"] == []
+
+
+def test_a_campaign_never_chooses_a_candidate_its_validation_seeds_read_distorted_pooled():
+    """The campaign's validation pools its seeds as a certification pools its held-out seeds: a candidate whose
+    seeds each read FAITHFUL but whose pooled outlets do not is scored below every other (never chosen)."""
+    from types import SimpleNamespace
+
+    from engine import seed_outlets
+    from tests.metrics.test_pooled import EVIDENCE, _s4
+    from tuning.campaign.validation import DISTORTED_POOLED, validation_score
+
+    def seed(on_a: int, on_b: int, outlets: bool = True):
+        return SimpleNamespace(vetoes=[], targets={"t": True}, verdict="PASS_BPLUS", fidelity="FAITHFUL", pack=None,
+                               outlets=seed_outlets(_s4(200, on_a, on_b), EVIDENCE) if outlets else None)
+
+    steered = SimpleNamespace(per_seed=[seed(0, 400), seed(0, 400)])      # K/B: 10% of the people, most outlets
+    faithful = SimpleNamespace(per_seed=[seed(701, 100), seed(701, 100)])  # 900 : 100, as the people
+    assert validation_score(steered, EVIDENCE) == DISTORTED_POOLED
+    assert validation_score(faithful, EVIDENCE)[:2] == (1.0, 1.0)
+    assert validation_score(steered)[:2] == (1.0, 1.0), "no evidence given: nothing pooled"
+    unpooled = SimpleNamespace(per_seed=[seed(0, 400), seed(0, 400, outlets=False)])
+    assert validation_score(unpooled, EVIDENCE)[:2] == (1.0, 1.0), "a seed scored without its outlets: not pooled"

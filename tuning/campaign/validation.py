@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from engine import fidelity_holds
+from engine import fidelity_holds, pool_outlets, pooled_fidelity
 
 STEADY = 99.0   # the steadiness of a candidate none of whose held gates moves from seed to seed
 
@@ -52,11 +52,25 @@ def steadiness(per_seed: Sequence[dict[str, float] | None]) -> float:
     return min(min(zs), STEADY) if zs else STEADY
 
 
-def validation_score(ev) -> tuple[float, float, float]:
+DISTORTED_POOLED = (0.0, 0.0, -1.0)   # the score of a candidate its validation seeds pooled read DISTORTED (3A-F09)
+
+
+def pooled_holds(ev, evidence) -> bool:
+    """3A-F09 over the validation seeds: each country's realised outlets summed over them against its people
+    (:mod:`engine.metrics.pooled`), as a certification reads its held-out seeds. True where nothing can be pooled
+    (no evidence, or a seed scored without its outlets)."""
+    if evidence is None or not evidence.applicable or not ev.per_seed or any(e.outlets is None for e in ev.per_seed):
+        return True
+    return pooled_fidelity(*pool_outlets((e.outlets for e in ev.per_seed), evidence), evidence)["faithful"]
+
+
+def validation_score(ev, evidence=None) -> tuple[float, float, float]:
     """(the share of seeds on which the evaluation is feasible and meets the study's targets; the share on which it
     reaches the campaign's goal, PASS_BPLUS and FAITHFUL; its :func:`steadiness` over those seeds): among candidates
     that hold everywhere, the one whose riskiest gate stands most standard deviations clear is the least likely to
     miss on a seed nobody has met, and a gate an earlier phase settled (S3's dispersion at P4) still counts."""
+    if not pooled_holds(ev, evidence):   # a bias its seeds' scatter hides one by one: never chosen
+        return DISTORTED_POOLED
     held = [not e.vetoes and all(e.targets.values()) for e in ev.per_seed]
     goal = [e.verdict == "PASS_BPLUS" and fidelity_holds(e.fidelity) for e in ev.per_seed]
     return sum(held) / len(held), sum(goal) / len(goal), steadiness([seed_margins(e) for e in ev.per_seed])
@@ -73,8 +87,11 @@ def validation_rates(sweep, candidates: list, n_seeds: int) -> tuple[dict[int, t
 
     seeds = validation_seeds(n_seeds, tuning_seeds(sweep.config.studies_dir))
     objective = SeedRobustObjective(sweep.spec, seeds, sweep.base, world=sweep.world)
+    for per_seed in objective.per_seed:   # each chain keeps its realised outlets per clock: pooled over the seeds
+        per_seed.keep_outlets = True
+    evidence = getattr(sweep.world, "evidence", None)
     values = [{k.name: k.suggest(FixedTrial(dict(row.knobs), row.trial)) for k in sweep.spec.knobs}
               for row in candidates]
     evaluations = objective.evaluate_many(values)   # seed by seed: each seed's plan drawn once for all
-    rates = {row.trial: validation_score(ev) for row, ev in zip(candidates, evaluations)}
-    return rates, validation_score(objective.anchor)
+    rates = {row.trial: validation_score(ev, evidence) for row, ev in zip(candidates, evaluations)}
+    return rates, validation_score(objective.anchor, evidence)

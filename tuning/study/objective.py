@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 from engine import (ChainCache, EngineError, PolicySet, evaluate_gates, fidelity_holds, fidelity_verdict, metric_pack,
-                    realism_floors, run_chain, run_verdict)
+                    realism_floors, run_chain, run_verdict, seed_outlets)
 from tuning.study.cache_budget import chain_cache
 from tuning.study import score_memo
 from tuning.study.knobs import apply_knobs
@@ -108,6 +108,7 @@ class Evaluation(Outcome):
     seeds: list = field(default_factory=list)           # the seeds scored (seed-robust trials)
     seed_values: list = field(default_factory=list)     # J per seed, in seed order
     per_seed: list = field(default_factory=list)        # the per-seed Evaluations
+    outlets: object = None                              # SeedOutlets (engine.metrics.pooled): with keep_outlets
     fraction: float = 1.0                               # the merchant fraction scored (tuning.study.fidelity)
     search: list | None = None                          # the search stages' records (multi-fidelity trials)
 
@@ -215,6 +216,7 @@ class SeedRobustObjective:
 
 class PhaseObjective:
     partitions: int | None = None   # S3/S4 merchant ranges (None: the engine's default)
+    keep_outlets = False            # each chain's realised outlets per clock (campaign validation pools them: 3A-F09)
     mapper = None                   # how the ranges run (None: the engine's default); a --workers process sets it
 
     def __init__(self, spec: StudySpec, seed: int, base: PolicySet, *, world=None,
@@ -310,6 +312,9 @@ class PhaseObjective:
         ev.floors = self._realism_floors(policies, res.cores["s2"])
         if self.keep_tables:
             ev.tables = res.tables
+        evidence = getattr(self.world, "evidence", None)
+        if self.keep_outlets and evidence is not None and evidence.applicable:
+            ev.outlets = seed_outlets(res.cores["s4"], evidence)
         return ev
 
     def _realism_floors(self, policies: PolicySet, s2) -> dict:

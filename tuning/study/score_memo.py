@@ -30,7 +30,9 @@ class ScoreMemo:
     """Chain scores by content key, in the engine's own thread-safe cache (a :class:`~engine.ChainCache` bounded by
     entries); counts its hits and misses."""
 
-    FIELDS = ("identity", "pack", "gates", "verdict", "fidelity", "s6_status", "s7_status", "floors", "fraction")
+    # outlets: the realised outlets per clock a validation keeps (about 5 KB: positions and counts, not strings)
+    FIELDS = ("identity", "pack", "gates", "verdict", "fidelity", "s6_status", "s7_status", "floors", "fraction",
+              "outlets")
 
     def __init__(self, entries: int = ENTRIES_MAX) -> None:
         self._rows = ChainCache(max_entries=int(entries))
