@@ -74,7 +74,7 @@ def test_the_memo_is_bounded_and_forgets_the_least_recently_used():
         def __init__(self, i):
             self.identity, self.pack, self.gates, self.verdict, self.fidelity = {"i": i}, {"i": i}, {}, "x", "y"
             self.s6_status = self.s7_status = "PASS"
-            self.floors, self.fraction = None, 1.0
+            self.floors, self.fraction, self.outlets = None, 1.0, None
 
     memo = ScoreMemo(entries=2)
     memo.put(("a",), Ev(1))
