@@ -38,11 +38,11 @@ def _steer(src, dst, country: str, k: float = 9.5, under: float = 0.03) -> None:
 
 def test_a_steered_small_country_is_distorted_pooled_though_every_seed_reads_faithful(project):
     _steer(project / "policies", project / "steered", "AU")
-    out = run_module(project, "tuning.certify", "--policies", "steered", "--holdout", "60", "--json", "--no-progress",
+    out = run_module(project, "tuning.certify", "--policies", "steered", "--holdout", "30", "--json", "--no-progress",
                      "--require-certified", timeout=600)
     assert out.returncode == 2, out.stderr[-2000:]
     (line,) = out.stderr.strip().splitlines()
-    assert line.startswith("E3A_TUN_031_NOT_CERTIFIED: ") and "3A-F09 pooled fidelity: over 60 held-out seeds, AU" in line
+    assert line.startswith("E3A_TUN_031_NOT_CERTIFIED: ") and "3A-F09 pooled fidelity: over 30 held-out seeds, AU" in line
     summary = json.loads(out.stdout)
     assert set(summary["fidelity"].values()) == {"FAITHFUL"}, "each seedpack seed reads faithful"
     assert summary["holdout"]["faithful_rate"] == 1.0, "and so does every held-out seed"
@@ -50,7 +50,7 @@ def test_a_steered_small_country_is_distorted_pooled_though_every_seed_reads_fai
     assert pooled["country"] == "AU" and pooled["jsd_max"] > POOLED_JSD_MAX and not pooled["faithful"]
     assert summary["fidelity_verdict"] == "DISTORTED" and summary["certified"] is False
     assert summary["certified_grade"] is None
-    shown = run_module(project, "tuning.certify", "--policies", "policies", "--holdout", "60", "--no-progress",
+    shown = run_module(project, "tuning.certify", "--policies", "policies", "--holdout", "30", "--no-progress",
                        "--require-certified", timeout=600)   # the authority it was steered from
     assert shown.returncode == 0, shown.stderr[-2000:]
     assert "pooled fidelity (3A-F09): largest country JSD" in shown.stdout and ": FAITHFUL" in shown.stdout
