@@ -26,6 +26,19 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 SEEDS = (42, 7, 101, 202)
 
 
+# a fidelity gate read over a set of countries: the pack's count of them (an empty set reads 0.0 and passes)
+COUNTED = {"fidelity.realised_jsd_max": "realised_jsd_max_countries", "fidelity.realised_jsd_mean":
+           "realised_jsd_countries", "fidelity.prior_jsd_mean": "prior_jsd_countries",
+           "fidelity.prior_jsd_max": "prior_jsd_countries"}
+
+
+def _cell(gate: dict, pack: dict) -> str:
+    """A gate's value and status, and "(no country read)" where the gate's set of countries is empty."""
+    counted = COUNTED.get(gate.get("metric", ""))
+    empty = counted is not None and (pack.get("fidelity") or {}).get(counted) == 0
+    return f"{_fmt(gate['value'])} {gate['status']}" + (" (no country read)" if empty else "")
+
+
 def _fmt(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -65,9 +78,8 @@ def render(policies_dir: Path, world=None) -> str:
              "|---|---|---|" + "---|" * len(SEEDS)]
     for family in ("hard", "stretch", "fidelity"):
         for gid, g in p0["gates"][family].items():
-            cells = [f"{_fmt(final[s]['gates'][family][gid]['value'])} {final[s]['gates'][family][gid]['status']}"
-                     for s in SEEDS]
-            lines.append(f"| {gid} | {g['op']} {_fmt(g['threshold'])} | {_fmt(g['value'])} {g['status']} | "
+            cells = [_cell(final[s]["gates"][family][gid], final[s]["pack"]) for s in SEEDS]
+            lines.append(f"| {gid} | {g['op']} {_fmt(g['threshold'])} | {_cell(g, p0['pack'])} | "
                          + " | ".join(cells) + " |")
     lines += ["", "| verdict | P0 (42) | " + " | ".join(f"final ({s})" for s in SEEDS) + " | seedpack |",
               "|---|---|" + "---|" * len(SEEDS) + "---|",

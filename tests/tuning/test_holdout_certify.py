@@ -251,3 +251,15 @@ def test_the_wilson_interval_solves_its_defining_quadratic(k, n):
         assert hi == 1.0
     if (k, n) == (197, 200):
         assert lo < 0.96 and hi > 0.994
+
+
+def test_a_fidelity_gate_over_no_country_says_so_in_the_results_table():
+    """F08 over a world where no country has 30 merchants reads 0.0 and passes: the Results table says it read no
+    country (helper 44: 0.0000 PASS on every seed beside F04's 0.02-0.03) instead of showing a clean pass."""
+    from tuning.results import _cell
+
+    gate = {"metric": "fidelity.realised_jsd_max", "value": 0.0, "threshold": 0.05, "op": "<=", "status": "PASS"}
+    assert _cell(gate, {"fidelity": {"realised_jsd_max_countries": 0}}) == "0.0000 PASS (no country read)"
+    assert _cell(gate, {"fidelity": {"realised_jsd_max_countries": 6}}) == "0.0000 PASS"
+    plan = {"metric": "s4.top1_share_median", "value": 0.5, "threshold": 0.85, "op": "<=", "status": "PASS"}
+    assert _cell(plan, {"fidelity": {}}) == "0.5000 PASS"
