@@ -102,3 +102,25 @@ def test_a_campaign_never_chooses_a_candidate_its_validation_seeds_read_distorte
     assert validation_score(steered)[:2] == (1.0, 1.0), "no evidence given: nothing pooled"
     unpooled = SimpleNamespace(per_seed=[seed(0, 400), seed(0, 400, outlets=False)])
     assert validation_score(unpooled, EVIDENCE)[:2] == (1.0, 1.0), "a seed scored without its outlets: not pooled"
+
+
+def test_a_memo_row_scored_without_its_outlets_is_scored_again_where_validation_wants_them():
+    """A campaign's precheck scores the authority on the validation seeds without outlets; its validation, which
+    pools them, scores that row again (the memo then holds the row with them), never pools a seed short."""
+    from engine import PolicySet, default_world
+    from tests.tuning.conftest import REPO
+    from tuning.study.objective import PhaseObjective
+    from tuning.study.score_memo import shared_scores
+    from tuning.study.spec import load_study
+
+    spec, world = load_study(REPO / "studies" / "P1.2.yaml", str(REPO / "studies")), default_world()
+    base = PolicySet.from_dir(REPO / "policies")
+    with shared_scores() as memo:
+        plain = PhaseObjective(spec, 5, base, world=world)
+        assert plain.anchor.outlets is None and memo.misses == 1
+        pooling = PhaseObjective(spec, 5, base, world=world)
+        pooling.keep_outlets = True
+        assert pooling.anchor.outlets is not None and memo.misses == 1 and memo.hits == 1   # a hit, scored again
+        again = PhaseObjective(spec, 5, base, world=world)
+        again.keep_outlets = True
+        assert again.anchor.outlets is not None and memo.hits == 2, "the row now holds its outlets"

@@ -277,6 +277,8 @@ class PhaseObjective:
         key = score_memo.score_key(self.world, self.seed, self.fraction, policies) if shared is not None else None
         t0 = time.perf_counter()
         row = shared.get(key) if shared is not None else None
+        if row is not None and row.get("outlets") is None and self._wants_outlets():
+            row = None   # scored without its outlets (a precheck of the same seeds): scored again, with them
         if row is not None:
             ev = Evaluation(dict(knob_values), policies, **row)
             ev.chain_seconds, ev.reused = time.perf_counter() - t0, ["scores"]
@@ -312,10 +314,14 @@ class PhaseObjective:
         ev.floors = self._realism_floors(policies, res.cores["s2"])
         if self.keep_tables:
             ev.tables = res.tables
-        evidence = getattr(self.world, "evidence", None)
-        if self.keep_outlets and evidence is not None and evidence.applicable:
-            ev.outlets = seed_outlets(res.cores["s4"], evidence)
+        if self._wants_outlets():
+            ev.outlets = seed_outlets(res.cores["s4"], self.world.evidence)
         return ev
+
+    def _wants_outlets(self) -> bool:
+        """keep_outlets on a world whose people can be read (engine.metrics.pooled)."""
+        evidence = getattr(self.world, "evidence", None)
+        return bool(self.keep_outlets and evidence is not None and evidence.applicable)
 
     def _realism_floors(self, policies: PolicySet, s2) -> dict:
         memo = self.floors_memo
