@@ -143,6 +143,8 @@ class Sweep:
 
             self._unseen = SeedRobustObjective(self.spec, extra, self.base, world=self.world,
                                                cache=self.objective.cache)
+            for unseen in self._unseen.per_seed:   # the campaign's validation seeds: it pools them (3A-F09), and
+                unseen.keep_outlets = True         # reads these anchors' scores from the memo, outlets included
         return list(self.objective.per_seed) + list(self._unseen.per_seed)
 
     def precheck_decision(self) -> str | None:
