@@ -10,6 +10,7 @@ most the S1 escalation rate can reach).
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from engine import GATES
 
@@ -36,21 +37,19 @@ def population_top1_median(world) -> float | None:
     return float(np.median((per.max() / total).loc[multi].to_numpy()))
 
 
-def pair_count(world, seed: int = 42) -> int:
-    """The catalogue's (merchant, country) pairs (the default world's synthetic one at ``seed``)."""
+def pair_sites(world, seed: int = 42) -> pd.DataFrame:
+    """The catalogue's (merchant, country) pairs and their ``sites`` (the default world's synthetic one at
+    ``seed``): one pass over the outlets, which a campaign reads for its size and its facts alike."""
     from engine import outlets_for
 
-    return int(len(outlets_for(world, seed)[["merchant_id", "legal_country_iso"]].drop_duplicates()))
+    return outlets_for(world, seed).groupby(["merchant_id", "legal_country_iso"]).size().rename("sites").reset_index()
 
 
-def pair_shares(world, seed: int = 42) -> tuple[float, float]:
+def pair_shares(world, seed: int = 42, sites: pd.DataFrame | None = None) -> tuple[float, float]:
     """Shares of the catalogue's (merchant, country) pairs (a) in countries whose Z(c) holds two zones or more and
     (b) of those, holding two outlets or more: a pair of one outlet is never split across zones, so (b) is the
-    most S1's escalation rate can reach whatever its rule thresholds."""
-    from engine import outlets_for
-
-    cat = outlets_for(world, seed)
-    sites = cat.groupby(["merchant_id", "legal_country_iso"]).size().rename("sites").reset_index()
+    most S1's escalation rate can reach whatever its rule thresholds (``sites``: :func:`pair_sites`, when known)."""
+    sites = sites if sites is not None else pair_sites(world, seed)
     if not len(sites):
         return 0.0, 0.0
     k = world.universe.groupby("country_iso").size()
@@ -76,9 +75,9 @@ def reason_problem(template: str) -> str | None:
     return None
 
 
-def world_facts(world) -> dict:
+def world_facts(world, sites: pd.DataFrame | None = None) -> dict:
     top1 = population_top1_median(world)
-    share, escalable = pair_shares(world)
+    share, escalable = pair_shares(world, sites=sites)
     bplus, b = _threshold("3A-S01"), _threshold("3A-V01")
     return {
         "world": world.name, "population_top1_median": top1 if top1 is not None else float("nan"),

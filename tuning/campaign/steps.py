@@ -82,7 +82,7 @@ class Campaign:
         self.narrowed: dict[str, object] = {}     # study -> its spec narrowed to the frontier's region
         self.frontier_outcome: dict | None = None  # what the frontier proved (reachability, blocking gates)
         self._facts: dict | None = None
-        self._pairs: int | None = None
+        self._sites = None   # the world's pairs and their sites (pair_sites)
         self._parts: dict[str, float] = {}        # the running step's seconds by part (sweep, validation, promotion)
 
     @property
@@ -105,12 +105,17 @@ class Campaign:
 
     @property
     def pairs(self) -> int:
-        """The world's (merchant, country) pairs, counted once."""
-        if self._pairs is None:
-            from tuning.campaign.facts import pair_count
+        """The world's (merchant, country) pairs."""
+        return len(self.sites)
 
-            self._pairs = pair_count(self.world)
-        return self._pairs
+    @property
+    def sites(self):
+        """The world's (merchant, country) pairs and their sites, counted once for its size and its facts."""
+        if self._sites is None:
+            from tuning.campaign.facts import pair_sites
+
+            self._sites = pair_sites(self.world)
+        return self._sites
 
     @property
     def facts(self) -> dict:
@@ -118,7 +123,7 @@ class Campaign:
         if self._facts is None:
             from tuning.campaign.facts import world_facts
 
-            self._facts = world_facts(self.world)
+            self._facts = world_facts(self.world, self.sites)
         return self._facts
 
     def reason(self, step: dict) -> str:
