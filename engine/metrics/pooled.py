@@ -54,7 +54,9 @@ def seed_outlets(s4: pd.DataFrame, evidence) -> SeedOutlets:
     index = evidence_index(evidence)
     factorized = Factorized()
     coded = index.clock_sums(s4, "legal_country_iso", "zone_site_count", factorized)
-    countries = np.unique(s4["legal_country_iso"].to_numpy().astype(str)) if len(s4) else np.array([], dtype=str)
+    # the distinct countries from the factorization merchants_by_country shares, not a sort of every row's string
+    countries = np.unique(np.asarray(factorized(s4, "legal_country_iso")[1], dtype=object).astype(str)) if len(s4) \
+        else np.array([], dtype=str)
     merchants = merchants_by_country(s4, countries, factorized).astype(np.int64)
     if coded is not None:
         sums, present = coded

@@ -211,6 +211,7 @@ def workers(base: Path, runs: int, trials: int, world: Path | None = None) -> di
         tp1, tp2, tpp = (r["done"] / r["span_s"] for r in (one, two, pair))
         busy = one["cpu_s"] / one["wall_s"]   # cores one process keeps busy, on average over its whole run
         per_trial = {k: _per_trial(r) for k, r in (("w1", one), ("w2", two), ("pair", pair))}
+        span_busy = _ratio(one["span_cpu_s"], one["span_s"])
         rows.append({"w1": {"wall_s": one["wall_s"], "trials_per_s": round(tp1, 3), "load": one["load_before"],
                             "cpu_s": one["cpu_s"], "cores_busy": round(busy, 2)},
                      "w2": {"wall_s": two["wall_s"], "trials_per_s": round(tp2, 3), "load": two["load_before"],
@@ -224,10 +225,9 @@ def workers(base: Path, runs: int, trials: int, world: Path | None = None) -> di
                      "ratio_ceiling": round((os.cpu_count() or 1) / busy, 2),
                      # while the trials run (the trial span): the cores one process keeps busy, the CPU seconds a
                      # trial costs there and in --workers 2 (workers, trail and coordinator), and their ratio
-                     "span_cores_busy": _ratio(one["span_cpu_s"], one["span_s"]),
+                     "span_cores_busy": span_busy, "span_ratio_ceiling": _ratio(os.cpu_count() or 1, span_busy),
                      "cpu_s_per_trial": per_trial,
                      "trial_cpu_w2_over_w1": _ratio(per_trial["w2"], per_trial["w1"])})
-        rows[-1]["span_ratio_ceiling"] = _ratio(os.cpu_count() or 1, rows[-1]["span_cores_busy"])
     return {"world": label, "trials": trials, "runs": rows,
             **{key: spread([r[key] for r in rows])
                for key in ("ratio", "wall_ratio", "pair_ratio", "workers_over_pair", "ratio_ceiling", "span_cores_busy",
