@@ -6,6 +6,8 @@ metric pack was first written with (so optimising it never moves a published num
 - ``max_country_overserved``: the largest per-country mass a distribution puts beyond both a multiple of its
   population share and an authored share (gate 3A-F07); new with that gate, its sums run left to right
   (``run_sums``) so that a scalar loop of its definition (tests/metrics/fidelity_reference.py) gives the same bits.
+- ``count_top1_unsupported``: how many countries hold their largest share under a line only by mass beyond what
+  their population and the authored share support (gate 3A-F10); its sums run left to right, as the one above.
 - ``segment_jsd``: ``jsd`` on many short distributions at once. numpy's ``np.sum`` of fewer than
   8 values is a plain left-to-right loop (from 8 values on, its pairwise kernel sums 8 interleaved
   partial sums as a tree), so a column-by-column running sum over a zero-padded [segments, 7] block
@@ -192,3 +194,26 @@ def max_country_overserved(country: np.ndarray, p: np.ndarray, people: np.ndarra
     allowance = np.maximum(ratio * q, np.asarray(authored, dtype=np.float64))
     values = run_sums(np.maximum(share - allowance, 0.0), starts, sizes)[mass > 0]
     return float(values.max()) if values.size else 0.0
+
+
+def count_top1_unsupported(country: np.ndarray, p: np.ndarray, people: np.ndarray, authored: np.ndarray,
+                           line: float) -> int:
+    """How many runs of equal ``country`` (rows grouped by country) keep their largest ``p`` share (normalised over
+    the run) under ``line`` only by mass the evidence does not support: with each row's share capped at the larger
+    of its ``people``'s share of the run and its ``authored`` share (the authoring law's prior), the capped shares'
+    largest over their sum is >= ``line``. The authored prior itself never counts (capping leaves it whole). A run
+    whose p sums to <= 0 is skipped. Every sum is a left-to-right loop's, as :func:`max_country_overserved`."""
+    if country.size == 0:
+        return 0
+    starts = np.flatnonzero(np.concatenate(([True], country[1:] != country[:-1])))
+    sizes = np.diff(np.append(starts, country.size))
+    p = np.asarray(p, dtype=np.float64)
+    people = np.asarray(people, dtype=np.float64)
+    mass = run_sums(p, starts, sizes)
+    total = np.repeat(run_sums(people, starts, sizes), sizes)
+    share = p / np.repeat(np.where(mass > 0, mass, 1.0), sizes)
+    capped = np.minimum(share, np.maximum(people / np.where(total > 0, total, 1.0), np.asarray(authored, np.float64)))
+    kept = run_sums(capped, starts, sizes)
+    top, top_capped = np.maximum.reduceat(share, starts), np.maximum.reduceat(capped, starts)
+    supported = top_capped / np.where(kept > 0, kept, 1.0)
+    return int(np.count_nonzero((mass > 0) & (top < line) & (kept > 0) & (supported >= line)))

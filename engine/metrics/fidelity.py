@@ -10,6 +10,7 @@ compared as clocks (tzdata links merged); the evidence is GeoNames city populati
 | ``prior_jsd_mean`` | mean over countries with >= 2 populated clocks of JSD(S2 share_effective, population share) |
 | ``prior_jsd_max`` | the largest of those countries' JSDs: one country's priors cannot hide in the mean |
 | ``prior_overserved_max`` | the largest of those countries' over-served prior mass: the part of each clock's prior share beyond both 10 times its people's share and the share the authoring law gives it (the evidence's ``authored_prior``), summed over the country's clocks. JSD barely moves when mass goes onto a clock where almost nobody lives; this counts it |
+| ``prior_top1_unsupported`` | countries (every country of S2, one populated clock or more) whose prior keeps its top clock under S2's top-1 line (0.99) only by mass beyond what the evidence supports: with each clock's share capped at the larger of its people's share and its authored share, the top clock holds >= 0.99 of what is left. S2's gate counts a country collapsed at top-1 >= 0.99; several small clocks, each within F07's ten times its people, can together lift a country whose population is collapsed over that line, and this counts it |
 | ``realised_jsd_mean`` | the same over S4 zone counts summed over merchants, countries with >= 30 S4 outlets |
 | ``realised_jsd_max`` | the largest of those countries' realised JSDs among the countries with >= 30 merchants: one country's outlets cannot hide in the mean (a safeguard that forces every merchant's second clock onto a clock of a few people moved a quarter of one country's outlets there, and the mean over the others read faithful); with that many merchants a country's Dirichlet scatter averages out |
 | ``unpopulated_share`` | S4 outlets in clocks where the country has no population / all S4 outlets |
@@ -26,9 +27,10 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from engine.metrics.exact import jsd, max_country_overserved, mean_country_jsd, pandas_group_sum
+from engine.metrics.exact import count_top1_unsupported, jsd, max_country_overserved, mean_country_jsd, pandas_group_sum
 from engine.metrics.fidelity_index import EvidenceIndex, clock_keys, evidence_index
 from engine.metrics.keys import Factorized, factorize, rank_codes
+from engine.metrics.lines import TOP1_GE
 
 __all__ = ["OVERSERVED_RATIO", "REALISED_MIN_MERCHANTS", "REALISED_MIN_OUTLETS", "fidelity_metrics", "jsd",
            "prior_fidelity", "share_table"]
@@ -153,16 +155,19 @@ def _country_rows_keys(obs: tuple, index: EvidenceIndex, countries: np.ndarray):
     return kcountry[keep], p[keep], q[keep], index.authored_of(keys[keep])
 
 
-def _prior_part(rows) -> tuple[float, int, float, float]:
-    """(prior_jsd_mean, prior_jsd_countries, prior_jsd_max, prior_overserved_max) of the prior's country rows."""
-    return (*mean_country_jsd(*rows[:3]), max_country_overserved(*rows, OVERSERVED_RATIO))
+def _prior_part(rows, every) -> tuple[float, int, float, float, int]:
+    """(prior_jsd_mean, prior_jsd_countries, prior_jsd_max, prior_overserved_max) of the prior's multi-clock country
+    rows, and prior_top1_unsupported of every prior country's rows (``every``)."""
+    return (*mean_country_jsd(*rows[:3]), max_country_overserved(*rows, OVERSERVED_RATIO),
+            count_top1_unsupported(*every, TOP1_GE))
 
 
 def _by_strings(tables: Mapping[str, pd.DataFrame], evidence, index: EvidenceIndex) -> dict:
     """The table-dependent values when some row's zone is outside Z(c) (its clock is its tzid)."""
     zc, multi = evidence.zone_clocks, index.multi
     prior = _sum_by_clock(tables["s2"], "country_iso", "share_effective", index, zc)
-    prior_part = _prior_part(_country_rows_keys(prior, index, multi[np.isin(multi, prior[1])]))
+    prior_part = _prior_part(_country_rows_keys(prior, index, multi[np.isin(multi, prior[1])]),
+                             _country_rows_keys(prior, index, np.unique(prior[1])))
     real = _sum_by_clock(tables["s4"], "legal_country_iso", "zone_site_count", index, zc)
     rc, rinv = np.unique(real[1], return_inverse=True)
     outlets = np.bincount(rinv.ravel(), weights=real[2], minlength=rc.size)
@@ -175,19 +180,20 @@ def _by_strings(tables: Mapping[str, pd.DataFrame], evidence, index: EvidenceInd
 
 
 def _prior_by_codes(s2: pd.DataFrame, index: EvidenceIndex,
-                    factorized=None) -> tuple[float, int, float, float] | None:
-    """(prior_jsd_mean, prior_jsd_countries, prior_jsd_max, prior_overserved_max) from S2's codes, or None when one
+                    factorized=None) -> tuple[float, int, float, float, int] | None:
+    """(prior_jsd_mean, prior_jsd_countries, prior_jsd_max, prior_overserved_max, prior_top1_unsupported) from S2's
+    codes, or None when one
     of S2's zones is not in Z(c)."""
     prior = index.clock_sums(s2, "country_iso", "share_effective", factorized)
     if prior is None:
         return None
     observed = np.bincount(index.kz_cid[prior[1]], minlength=index.u_countries.size) > 0
-    return _prior_part(index.country_rows(*prior, observed))
+    return _prior_part(index.country_rows(*prior, observed), index.country_rows(*prior, observed, multi_only=False))
 
 
-def prior_fidelity(s2: pd.DataFrame, evidence) -> tuple[float, int, float, float] | None:
+def prior_fidelity(s2: pd.DataFrame, evidence) -> tuple[float, int, float, float, int] | None:
     """The part of the fidelity section that reads S2 alone (``prior_jsd_mean``, ``prior_jsd_countries``,
-    ``prior_jsd_max``, ``prior_overserved_max``), for
+    ``prior_jsd_max``, ``prior_overserved_max``, ``prior_top1_unsupported``), for
     :func:`fidelity_metrics`' ``prior``: the chain keeps it while S2 is (``metrics.prior``). None when the codes do
     not serve (a zone outside Z(c)): the section is then measured from the strings, prior included."""
     return _prior_by_codes(s2, evidence_index(evidence))
@@ -229,6 +235,7 @@ def fidelity_metrics(tables: Mapping[str, pd.DataFrame], evidence, factorized=No
         "prior_jsd_countries": part["prior"][1],
         "prior_jsd_max": part["prior"][2],
         "prior_overserved_max": part["prior"][3],
+        "prior_top1_unsupported": part["prior"][4],
         "realised_jsd_mean": part["realised"][0],
         "realised_jsd_countries": part["realised"][1],
         "realised_jsd_max": part["realised_max"][2],

@@ -104,15 +104,17 @@ class EvidenceIndex:
             return np.bincount(rows, weights=vals.astype(np.float64), minlength=self.kz.size), present
         return pandas_group_sum(rows, vals, self.kz.size), present  # Kz order is the groupby's key order
 
-    def country_rows(self, sums: np.ndarray, present: np.ndarray, country_ok: np.ndarray):
+    def country_rows(self, sums: np.ndarray, present: np.ndarray, country_ok: np.ndarray, multi_only: bool = True):
         """(country id, observed value, people, authored prior share) of every clock of the multi-clock countries
-        with ``country_ok`` (per U country), each country over the union of its observed and populated clocks,
-        grouped by country."""
+        (of every country, not ``multi_only``) with ``country_ok`` (per U country), each country over the union of
+        its observed and populated clocks, grouped by country."""
         p = np.zeros(self.q.size)
         observed = np.zeros(self.q.size, dtype=bool)
         p[self.kz_to_u[present]] = sums[present]
         observed[self.kz_to_u[present]] = True
-        keep = (observed | self.in_pop) & self.u_multi & country_ok[self.u_cid]
+        keep = (observed | self.in_pop) & country_ok[self.u_cid]
+        if multi_only:
+            keep &= self.u_multi
         return self.u_cid[keep], p[keep], self.q[keep], self.u_authored[keep]
 
     def authored_of(self, keys: np.ndarray) -> np.ndarray:

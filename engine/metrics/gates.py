@@ -98,6 +98,13 @@ FIDELITY_GATES: tuple[Gate, ...] = (
     # shipped authority's largest over 400 held-out seeds is 0.045 (China), authored baselines' under 0.01; hand-made
     # priors at 9.5-9.9 times a clock's people, inside F06 and F07, read 0.048-0.083
     Gate("3A-F08_realised_jsd_max", FIDELITY, "fidelity.realised_jsd_max", "<=", "realised_jsd_max_max", 0.05),
+    # S2's collapse line bought by several small clocks (3A-F09 is certification's pooled read): F07's allowance is
+    # per clock, so three clocks of 0.1% of Mexico's people, floored by P1.3 to 0.51% of its prior each (F07 read
+    # 0.0048), took MX's top-1 under 0.99 and bought the S2 B+ gate its population fails. A country counts when its
+    # top clock holds >= 0.99 of the prior left after capping each clock at the larger of its people's share and its
+    # authored share (the authored baseline never counts; the default world's authority's nearest is CL at 0.986)
+    Gate("3A-F10_prior_top1_unsupported", FIDELITY, "fidelity.prior_top1_unsupported", "<=",
+         "prior_top1_unsupported_max", 0),
 )
 GATE_BY_ID = {g.gate_id: g for g in GATES + FIDELITY_GATES}
 

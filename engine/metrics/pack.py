@@ -22,6 +22,7 @@ import pandas as pd
 from engine.core.errors import EngineError
 from engine.metrics import keys
 from engine.metrics.grouping import Groups, lookup_pairs
+from engine.metrics.lines import TOP1_GE
 from engine.metrics.quantiles import median, p75, p90, rate
 
 E_METRICS_INPUT = "E3A_MET_001_INPUT_INVALID"
@@ -38,7 +39,6 @@ REQUIRED_COLUMNS = {
 PAIR_KEY = ("merchant_id", "legal_country_iso")
 ZONE_COUNT_CURVE_SUPPORT_MIN_PAIRS = 25
 MAJOR_DIP_ABS = 0.10
-TOP1_GE = 0.99
 ZONE_SHARE_GE = 0.05
 # site-count buckets of the S1 escalation curve: (label, lowest site_count, highest or None)
 SITE_COUNT_BUCKETS = (("1-2", 1, 2), ("3-4", 3, 4), ("5-9", 5, 9), ("10-19", 10, 19),

@@ -4,7 +4,9 @@ merge/groupby and a per-country scalar loop), kept verbatim as the oracle the op
 reports ``prior_jsd_max``, the largest of the per-country values its scalar loop computes for the prior mean, and
 since gate 3A-F07 ``prior_overserved_max`` by a scalar loop of its definition (:func:`overserved`; matched to the
 optimised kernel bit for bit: both sum left to right), and since gate 3A-F08 ``realised_jsd_max``, the largest realised
-JSD among the countries of the realised mean with at least 30 distinct merchants (a pandas ``nunique``)."""
+JSD among the countries of the realised mean with at least 30 distinct merchants (a pandas ``nunique``), and since
+gate 3A-F10 ``prior_top1_unsupported`` by a per-country loop of its definition (:func:`top1_unsupported`) over every
+country of the prior."""
 
 from __future__ import annotations
 
@@ -60,6 +62,28 @@ def overserved(p, people, authored, ratio: float = 10.0) -> float:
     total_q = _loop_sum(people)
     return _loop_sum(max(a / total_p - max(ratio * (b / (total_q if total_q > 0 else 1.0)), c), 0.0)
                      for a, b, c in zip(p, people, authored))
+
+
+def top1_unsupported(p, people, authored, line: float = 0.99) -> bool:
+    """One country's prior keeps its largest share under ``line`` only by mass its people and its authored shares do
+    not support: each share capped at the larger of the two, the largest capped share over their sum is >= line."""
+    total_p, total_q = _loop_sum(p), _loop_sum(people)
+    share = [a / total_p for a in p]
+    capped = [min(s, max(b / (total_q if total_q > 0 else 1.0), c)) for s, b, c in zip(share, people, authored)]
+    kept = _loop_sum(capped)
+    return max(share) < line and kept > 0 and max(capped) / kept >= line
+
+
+def _unsupported_count(prior: pd.DataFrame, population: pd.DataFrame, authored: dict | None) -> int:
+    obs, pop = _nested(prior, "share_effective"), _nested(population, "population")
+    count = 0
+    for country, o in obs.items():
+        q, mine = pop.get(country, {}), (authored or {}).get(country, {})
+        clocks = sorted(set(o) | set(q))
+        p = [o.get(k, 0.0) for k in clocks]
+        if _loop_sum(p) > 0:
+            count += top1_unsupported(p, [q.get(k, 0.0) for k in clocks], [mine.get(k, 0.0) for k in clocks])
+    return count
 
 
 def _mean_jsd(observed: pd.DataFrame, value: str, population: pd.DataFrame, countries,
@@ -118,6 +142,7 @@ def reference_fidelity_metrics(tables: Mapping[str, pd.DataFrame], evidence) -> 
         "prior_jsd_countries": prior_n,
         "prior_jsd_max": max(per_country.values()) if per_country else 0.0,
         "prior_overserved_max": max(over.values()) if over else 0.0,
+        "prior_top1_unsupported": _unsupported_count(prior, pop, authored),
         "realised_jsd_mean": real_mean,
         "realised_jsd_countries": real_n,
         "realised_jsd_max": max(big.values()) if big else 0.0,

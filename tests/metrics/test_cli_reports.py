@@ -52,7 +52,7 @@ def test_baseline_pack_keys(workspace, capsys):
     assert len(doc["gates"]["hard"]) == 10 and len(doc["gates"]["stretch"]) == 7
     assert set(next(iter(doc["gates"]["hard"].values()))) == {"value", "threshold", "status"}
     assert set(doc["metrics"]) == {"s1", "s2", "s3", "s4", "zone_alloc", "fidelity"}
-    assert len(doc["gates"]["fidelity"]) == 8 and doc["metrics"]["fidelity"]["applicable"] is True
+    assert len(doc["gates"]["fidelity"]) == 9 and doc["metrics"]["fidelity"]["applicable"] is True
     assert doc["verdict"] in {"PASS_BPLUS", "PASS_B", "FAIL_REALISM"}
     assert pack_json.read_text() == json.dumps(doc, sort_keys=True, indent=2) + "\n"   # sorted, indent 2
     md = (out / f"segment3a_p0_baseline_metrics_{rid}.md").read_text()
@@ -155,7 +155,7 @@ def test_report_cli_on_the_anchor_world_is_not_applicable(tmp_path):
     assert "Fidelity: <b id=\"fidelity-verdict\">NOT_APPLICABLE</b>" in page
     start = page.index("<tr><td>3A-F01_alias_count</td>")
     rows = page[start:page.index("</tbody>", start)]
-    assert rows.count("<td class=\"NA\">N/A</td>") == 8 and "FAIL" not in rows
+    assert rows.count("<td class=\"NA\">N/A</td>") == 9 and "FAIL" not in rows
 
 
 @pytest.mark.parametrize("argv", [

@@ -240,14 +240,18 @@ def test_gate_statuses_on_the_golden(metrics):
     assert list(block) == [g.gate_id for g in FIDELITY_GATES] == [
         "3A-F01_alias_count", "3A-F02_unpopulated_share", "3A-F03_prior_jsd_mean", "3A-F04_realised_jsd_mean",
         "3A-F05_outside_universe_share", "3A-F06_prior_jsd_max", "3A-F07_prior_overserved_max",
-        "3A-F08_realised_jsd_max"]
+        "3A-F08_realised_jsd_max", "3A-F10_prior_top1_unsupported"]
     status = {gid: g["status"] for gid, g in block.items()}
     # alias 1 > 0; 11/140 = .079 > .005; (.0488 + .0519 + 0)/3 = .0336 > .02; .0259 <= .03; .02 > .01;
     # CC's .0519 <= .075; nothing over-served; no country of 30 merchants (F08 reads 0)
     assert status == {"3A-F01_alias_count": "FAIL", "3A-F02_unpopulated_share": "FAIL",
                       "3A-F03_prior_jsd_mean": "FAIL", "3A-F04_realised_jsd_mean": "PASS",
                       "3A-F05_outside_universe_share": "FAIL", "3A-F06_prior_jsd_max": "PASS",
-                      "3A-F07_prior_overserved_max": "PASS", "3A-F08_realised_jsd_max": "PASS"}
+                      "3A-F07_prior_overserved_max": "PASS", "3A-F08_realised_jsd_max": "PASS",
+                      "3A-F10_prior_top1_unsupported": "FAIL"}
+    # F10: BB's .2 on KB3, where nobody lives and no authored share stands, is all that keeps its top-1 (.8) under
+    # .99; capped, KB keeps .8 of .8 (1.0). AA, CC (its prior's one clock: 1.0), DD and EE, FF (one clock) do not count
+    assert metrics["prior_top1_unsupported"] == 1
     assert metrics["realised_jsd_max"] == 0.0 and metrics["realised_jsd_max_countries"] == 0
     assert block["3A-F04_realised_jsd_mean"]["threshold"] == 0.03 and block["3A-F04_realised_jsd_mean"]["op"] == "<="
     assert block["3A-F02_unpopulated_share"]["value"] == pytest.approx(11 / 140)
@@ -256,7 +260,7 @@ def test_gate_statuses_on_the_golden(metrics):
 
 FAITHFUL_METRICS = {"applicable": True, "alias_count": 0, "unpopulated_share": 0.005, "prior_jsd_mean": 0.02,
                     "prior_jsd_max": 0.075, "prior_overserved_max": 0.005, "realised_jsd_mean": 0.03,
-                    "realised_jsd_max": 0.05, "outside_universe_share": 0.01}
+                    "realised_jsd_max": 0.05, "outside_universe_share": 0.01, "prior_top1_unsupported": 0}
 
 
 def test_thresholds_are_inclusive_and_faithful():
@@ -268,7 +272,8 @@ def test_thresholds_are_inclusive_and_faithful():
 @pytest.mark.parametrize("key,value", [("alias_count", 1), ("unpopulated_share", 0.00501),
                                        ("prior_jsd_mean", 0.0201), ("realised_jsd_mean", 0.0301),
                                        ("outside_universe_share", 0.0101), ("prior_jsd_max", 0.0751),
-                                       ("prior_overserved_max", 0.00501), ("realised_jsd_max", 0.0501)])
+                                       ("prior_overserved_max", 0.00501), ("realised_jsd_max", 0.0501),
+                                       ("prior_top1_unsupported", 1)])
 def test_one_fidelity_miss_is_distorted(key, value):
     gates = evaluate_gates(_fidelity_pack({**FAITHFUL_METRICS, key: value}))
     failed = [gid for gid, g in gates["fidelity"].items() if g["status"] == "FAIL"]

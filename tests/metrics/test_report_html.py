@@ -223,11 +223,12 @@ def test_gate_families_with_and_without_fidelity(report_inputs):
     assert set(compact_gates(plain)) == {"hard", "stretch"}
     assert set(compact_gates(full)) == {"hard", "stretch", "fidelity"}
     assert compact_gates(full)["fidelity"]["3A-F01_alias_count"] == {"value": 1, "threshold": 0, "status": "FAIL"}
-    assert len(gate_rows(plain)) == 17 and len(gate_rows(full)) == 25
-    assert [r[0] for r in gate_rows(full)][-8:] == ["3A-F01_alias_count", "3A-F02_unpopulated_share",
+    assert len(gate_rows(plain)) == 17 and len(gate_rows(full)) == 26
+    assert [r[0] for r in gate_rows(full)][-9:] == ["3A-F01_alias_count", "3A-F02_unpopulated_share",
                                                    "3A-F03_prior_jsd_mean", "3A-F04_realised_jsd_mean",
                                                    "3A-F05_outside_universe_share", "3A-F06_prior_jsd_max",
-                                                   "3A-F07_prior_overserved_max", "3A-F08_realised_jsd_max"]
+                                                   "3A-F07_prior_overserved_max", "3A-F08_realised_jsd_max",
+                                                   "3A-F10_prior_top1_unsupported"]
     assert "3A-F03_prior_jsd_mean" in gate_table_md(full) and "3A-F" not in gate_table_md(plain)
     assert compact_gates({}) == {"hard": {}, "stretch": {}} and gate_rows({"hard": {}}) == []
 

@@ -14,7 +14,7 @@ STEADY = 99.0   # the steadiness of a candidate none of whose held gates moves f
 
 def seed_margins(e) -> dict[str, float] | None:
     """One seed's relative margin (> 0 holds, < 0 misses; relative to the threshold) to each of the plan's hard and
-    stretch gates and the fidelity gates with a positive threshold (F01 is a count): what a certification reads;
+    stretch gates and the fidelity gates with a positive threshold (F01 and F10 are counts): what a certification reads;
     None when the seed has no metric pack (it failed)."""
     if e.pack is None:
         return None

@@ -7,7 +7,7 @@ CDN); every later figure reuses it. ``build_report_html(tables, pack, gates, tit
 is the reusable part (the harness logs its output to MLflow). The HTML carries no timestamp, so the
 same run always renders the same bytes. Default output: ``reports/segment3a_report_<run_id>.html``.
 
-Fidelity (this project's own gates 3A-F01..F08, ``engine.metrics.fidelity``): the plan's verdict and
+Fidelity (this project's own gates 3A-F01..F08 and F10, ``engine.metrics.fidelity``): the plan's verdict and
 the fidelity verdict stand side by side on top; the gate table lists the fidelity family; the last
 section plots, per multi-clock country, population vs S2 prior vs S4 realised share per clock. A run
 on the default world is measured against ``default_world().evidence``; a run on any other world
@@ -47,6 +47,8 @@ FIDELITY_ROWS = (("alias_count", "countries whose Z(c) holds two names of one cl
                  ("prior_jsd_max", "the largest of those countries' prior JSDs"),
                  ("prior_overserved_max", "the largest share of a country's S2 prior beyond both 10 times its "
                                           "clocks' people and what the authoring law gives them"),
+                 ("prior_top1_unsupported", "countries whose S2 top-1 is under 0.99 only by mass beyond their clocks' "
+                                            "people and authored shares"),
                  ("realised_jsd_mean", "mean JSD (base 2) of S4 outlet shares from population"),
                  ("realised_jsd_countries", "countries in that mean (also >= 30 S4 outlets)"),
                  ("realised_jsd_max", "the largest realised JSD of those countries with >= 30 merchants"),
