@@ -55,7 +55,7 @@ _HOMES: dict[str, tuple[str, ...]] = {
     "engine.metrics.compare": ("DELTA_METRICS",),
     "engine.metrics.fidelity": ("OVERSERVED_RATIO", "REALISED_MIN_OUTLETS", "jsd"),
     "engine.metrics.grouping": ("key_codes",),
-    "engine.metrics.pooled": ("POOLED_JSD_MAX", "pool_outlets", "pooled_fidelity", "seed_outlets"),
+    "engine.metrics.pooled": ("POOLED_JSD_MAX", "Pool", "pool_outlets", "pooled_fidelity", "seed_outlets"),
     "engine.metrics.pack": ("count_surface_pairs", "escalated_pair_index", "lookup", "s2_country_table",
         "s3_cell_table", "s3_pair_arrays"),
 }

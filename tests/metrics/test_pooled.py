@@ -4,14 +4,15 @@ the seeds, and the merchant count a country needs to be read."""
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from engine import PolicySet, default_world, run_chain
 from engine.metrics.fidelity import jsd
-from engine.metrics.pooled import (POOLED_JSD_MAX, POOLED_MIN_MERCHANTS, pool_outlets as pool, pooled_fidelity,
-                                   seed_outlets)
+from engine.metrics.pooled import POOLED_JSD_MAX, POOLED_MIN_SEEDS, pool_outlets as pool, pooled_fidelity, seed_outlets
 from engine.world.evidence import FidelityEvidence
 from tests.tuning.conftest import REPO
 
@@ -30,26 +31,51 @@ def _s4(merchants: int, on_a: int, on_b: int) -> pd.DataFrame:
         {"merchant_id": np.uint64})
 
 
-def test_a_country_is_read_once_its_pooled_merchants_reach_the_line_and_its_jsd_is_the_scalar_one():
-    half = POOLED_MIN_MERCHANTS // 2
-    seeds = [seed_outlets(_s4(half, 10, 30), EVIDENCE), seed_outlets(_s4(half, 20, 50), EVIDENCE)]
-    out = pooled_fidelity(*pool(seeds, EVIDENCE), EVIDENCE)
-    # pooled: K/A 10 + 20 + 2 * (half - 1) outlets, K/B 80, against 900 / 100 people
-    on_a = 30 + 2 * (half - 1)
-    assert out["countries"] == 1 and out["country"] == "XA" and out["seeds"] == 2
-    assert out["jsd_max"] == pytest.approx(jsd(np.array([on_a, 80.0]), np.array([900.0, 100.0])), abs=1e-15)
-    assert out["largest"] == [{"country": "XA", "jsd": out["jsd_max"], "merchants": 2 * half, "outlets": on_a + 80}]
-    assert out["faithful"] == (out["jsd_max"] <= POOLED_JSD_MAX)
-    fewer = pooled_fidelity(*pool(seeds[:1], EVIDENCE), EVIDENCE)   # half the merchants: not read, nothing measured
+def _seeds(shapes) -> list:
+    """One seed per (merchants, on_a, on_b) shape."""
+    return [seed_outlets(_s4(*shape), EVIDENCE) for shape in shapes]
+
+
+def test_a_country_is_read_once_it_has_outlets_on_enough_seeds_and_its_jsd_is_the_scalar_one():
+    shapes = [(3, 10 + k, 30 + k) for k in range(POOLED_MIN_SEEDS)]
+    out = pooled_fidelity(pool(_seeds(shapes), EVIDENCE), EVIDENCE)
+    on_a, on_b = sum(a + 2 for _, a, _ in shapes), sum(b for _, _, b in shapes)   # 2 one-outlet merchants on K/A
+    assert out["countries"] == 1 and out["country"] == "XA" and out["seeds"] == POOLED_MIN_SEEDS
+    assert out["jsd_max"] == pytest.approx(jsd(np.array([on_a, on_b], float), np.array([900.0, 100.0])), abs=1e-15)
+    assert out["largest"][0] | {"jsd_low": 0} == {"country": "XA", "jsd": out["jsd_max"], "jsd_low": 0,
+                                                  "merchants": 3 * POOLED_MIN_SEEDS, "outlets": on_a + on_b,
+                                                  "seeds": POOLED_MIN_SEEDS}
+    assert out["faithful"] == (out["jsd_low_max"] <= POOLED_JSD_MAX)
+    fewer = pooled_fidelity(pool(_seeds(shapes[1:]), EVIDENCE), EVIDENCE)   # a seed short: not read, nothing measured
     assert fewer["countries"] == 0 and fewer["country"] is None and fewer["jsd_max"] == 0.0 and fewer["faithful"]
 
 
-def test_outlets_that_follow_the_people_read_zero_and_steered_ones_fail_the_line():
-    n = POOLED_MIN_MERCHANTS
-    faithful = pooled_fidelity(*pool([seed_outlets(_s4(n, 900 - (n - 1), 100), EVIDENCE)], EVIDENCE), EVIDENCE)
+def test_the_share_standard_error_by_hand():
+    """Three seeds of XA, outlets (K/A, K/B) = (8, 2), (5, 5), (2, 8) plus one merchant's outlet on K/A each: T = 11,
+    11, 11; pooled K/B share 15/33; the ratio estimator's variance sum_s (O_s - p T_s)^2 / (sum T)^2 x n/(n-1)."""
+    got = pool(_seeds([(2, 8, 2), (2, 5, 5), (2, 2, 8)]), EVIDENCE)
+    (keys, country, values), merchants, n, se, present = got
+    assert n == 3 and present == {"XA": 3, "XB": 3} and merchants == {"XA": 6, "XB": 3}
+    b = [str(k).endswith("K/B") for k in keys].index(True)
+    p = Fraction(15, 33)
+    var = sum((Fraction(o) - p * 11) ** 2 for o in (2, 5, 8)) / Fraction(33) ** 2 * Fraction(3, 2)
+    assert values[b] == 15 and se[b] == pytest.approx(float(var) ** 0.5, rel=1e-12)
+    c = [str(k).endswith("K/C") for k in keys].index(True)   # one clock, 7 outlets a seed: no scatter
+    assert se[c] == 0.0
+
+
+def test_a_steady_bias_fails_and_the_same_mean_scattered_over_the_seeds_is_read_within_its_scatter():
+    """K/B holds 10% of XA's people. Steady: every seed 100 of 300 outlets on K/B (33%): the seeds agree, the bound
+    is the JSD. Scattered: seeds alternate 0 and 200 of 300 on K/B, the same pooled 33%, but so spread that the
+    people's 10% is within 4 standard errors: a bias the seeds cannot show is not read."""
+    steady = pooled_fidelity(pool(_seeds([(1, 200, 100)] * 12), EVIDENCE), EVIDENCE)
+    assert steady["jsd_max"] > POOLED_JSD_MAX and steady["jsd_low_max"] > POOLED_JSD_MAX and not steady["faithful"]
+    assert steady["jsd_low_max"] == pytest.approx(steady["jsd_max"], rel=1e-9)   # no scatter, no band
+    spread = pooled_fidelity(pool(_seeds([(1, 300, 0), (1, 100, 200)] * 6), EVIDENCE), EVIDENCE)
+    assert spread["jsd_max"] == pytest.approx(steady["jsd_max"], rel=1e-12) and spread["faithful"]
+    assert spread["jsd_low_max"] < steady["jsd_low_max"]
+    faithful = pooled_fidelity(pool(_seeds([(1, 270, 30)] * 12), EVIDENCE), EVIDENCE)   # the people's shares
     assert faithful["jsd_max"] == pytest.approx(0.0, abs=1e-12) and faithful["faithful"]
-    steered = pooled_fidelity(*pool([seed_outlets(_s4(n, 0, 400), EVIDENCE)], EVIDENCE), EVIDENCE)   # K/B: 10% people, 57%
-    assert steered["jsd_max"] > POOLED_JSD_MAX and not steered["faithful"]
 
 
 @pytest.fixture(scope="module")
@@ -61,9 +87,10 @@ def chains():
 def test_the_pool_is_the_sum_of_the_seeds_outlets_by_clock_in_any_order(chains):
     world, tables = chains
     per_seed = [seed_outlets(s4, world.evidence) for s4 in tables]
-    (keys, country, values), merchants, n = pool(per_seed, world.evidence)
-    (keys_r, country_r, values_r), merchants_r, _ = pool(reversed(per_seed), world.evidence)
+    (keys, country, values), merchants, n, se, present = pool(per_seed, world.evidence)
+    (keys_r, country_r, values_r), merchants_r, _, se_r, present_r = pool(reversed(per_seed), world.evidence)
     assert n == 12 and keys.tolist() == keys_r.tolist() and values.tolist() == values_r.tolist()
+    assert se.tobytes() == se_r.tobytes() and present == present_r   # integer sums: the same bits in any order
     assert country.tolist() == country_r.tolist() and merchants == merchants_r
     # independently: every seed's S4 rows together, each zone's clock from the evidence, summed by pandas
     rows = pd.concat(tables, ignore_index=True).merge(world.evidence.zone_clocks, how="left",
@@ -76,10 +103,30 @@ def test_the_pool_is_the_sum_of_the_seeds_outlets_by_clock_in_any_order(chains):
     counts = pd.concat([t[["merchant_id", "legal_country_iso"]].drop_duplicates()["legal_country_iso"]
                         for t in tables]).value_counts()
     assert merchants == {c: int(v) for c, v in counts.items()}
+    # the standard error, by a loop: each seed's outlets per (country, clock) and per country, against the pool
+    per, tot = {}, {}
+    for i, t in enumerate(tables):
+        for (c, k), o in rows[rows.index.isin(range(*_span(tables, i)))].groupby(["legal_country_iso", "clock"])[
+                "zone_site_count"].sum().items():
+            per[(c, k, i)] = int(o)
+            tot[(c, i)] = tot.get((c, i), 0) + int(o)
+    for j, (c, key) in enumerate(zip(country, keys)):
+        k = str(key)[len(c):]
+        st = sum(tot.get((c, i), 0) for i in range(12))
+        p = Fraction(int(values[j]), st)
+        var = sum((per.get((c, k, i), 0) - p * tot.get((c, i), 0)) ** 2 for i in range(12)) / Fraction(st) ** 2
+        assert se[j] == pytest.approx(float(var * Fraction(12, 11)) ** 0.5, rel=1e-9, abs=1e-15)
 
 
 def test_the_shipped_authority_pools_faithful_on_these_seeds(chains):
     world, tables = chains
-    out = pooled_fidelity(*pool((seed_outlets(s4, world.evidence) for s4 in tables), world.evidence), world.evidence)
-    assert out["faithful"] and out["countries"] >= 1 and out["jsd_max"] < POOLED_JSD_MAX
-    assert [r["jsd"] for r in out["largest"]] == sorted((r["jsd"] for r in out["largest"]), reverse=True)
+    out = pooled_fidelity(pool((seed_outlets(s4, world.evidence) for s4 in tables), world.evidence), world.evidence)
+    assert out["faithful"] and out["countries"] >= 1 and out["jsd_low_max"] <= out["jsd_max"] < POOLED_JSD_MAX
+    assert [r["jsd_low"] for r in out["largest"]] == sorted((r["jsd_low"] for r in out["largest"]), reverse=True)
+    assert all(r["jsd_low"] <= r["jsd"] for r in out["largest"])
+
+
+def _span(tables, i: int) -> tuple[int, int]:
+    """Table ``i``'s rows in the tables concatenated."""
+    start = sum(len(t) for t in tables[:i])
+    return start, start + len(tables[i])

@@ -63,7 +63,8 @@ def _summary(fidelity: str, pooled: dict | None) -> dict:
                                        "pooled": pooled}}
 
 
-POOLED_FAIL = {"faithful": False, "seeds": 200, "country": "AU", "jsd_max": 0.0677, "line": POOLED_JSD_MAX}
+POOLED_FAIL = {"faithful": False, "seeds": 200, "country": "AU", "jsd_max": 0.0677, "jsd_low_max": 0.052,
+               "line": POOLED_JSD_MAX}
 
 
 def test_grading_reads_the_pooled_record_only_where_the_seeds_read_faithful():
@@ -71,7 +72,8 @@ def test_grading_reads_the_pooled_record_only_where_the_seeds_read_faithful():
     _grade(failed)
     assert failed["fidelity_verdict"] == "DISTORTED" and not failed["certified"] and not failed["seedpack_certified"]
     assert failed["certified_grade"] is None and failed["reasons"][-1].startswith("3A-F09 pooled fidelity: over 200")
-    held = _summary("FAITHFUL", {**POOLED_FAIL, "faithful": True, "jsd_max": 0.004})
+    assert "AU's realised outlets sit 0.0677 (JSD) from its people, at least 0.0520 beyond" in failed["reasons"][-1]
+    held = _summary("FAITHFUL", {**POOLED_FAIL, "faithful": True, "jsd_max": 0.004, "jsd_low_max": 0.002})
     _grade(held)
     assert held["fidelity_verdict"] == "FAITHFUL" and held["certified"] and held["certified_grade"] == "BPLUS"
     distorted = _summary("DISTORTED", POOLED_FAIL)   # already distorted on a seed: its seeds' gates say why
@@ -88,6 +90,7 @@ def test_a_campaign_never_chooses_a_candidate_its_validation_seeds_read_distorte
     from types import SimpleNamespace
 
     from engine import seed_outlets
+    from engine.metrics.pooled import POOLED_MIN_SEEDS
     from tests.metrics.test_pooled import EVIDENCE, _s4
     from tuning.campaign.validation import DISTORTED_POOLED, validation_score
 
@@ -95,12 +98,15 @@ def test_a_campaign_never_chooses_a_candidate_its_validation_seeds_read_distorte
         return SimpleNamespace(vetoes=[], targets={"t": True}, verdict="PASS_BPLUS", fidelity="FAITHFUL", pack=None,
                                outlets=seed_outlets(_s4(200, on_a, on_b), EVIDENCE) if outlets else None)
 
-    steered = SimpleNamespace(per_seed=[seed(0, 400), seed(0, 400)])      # K/B: 10% of the people, most outlets
-    faithful = SimpleNamespace(per_seed=[seed(701, 100), seed(701, 100)])  # 900 : 100, as the people
+    n = POOLED_MIN_SEEDS   # the seeds a country needs for their spread to read as its scatter
+    steered = SimpleNamespace(per_seed=[seed(0, 400)] * n)      # K/B: 10% of the people, most outlets
+    faithful = SimpleNamespace(per_seed=[seed(701, 100)] * n)  # 900 : 100, as the people
     assert validation_score(steered, EVIDENCE) == DISTORTED_POOLED
     assert validation_score(faithful, EVIDENCE)[:2] == (1.0, 1.0)
     assert validation_score(steered)[:2] == (1.0, 1.0), "no evidence given: nothing pooled"
-    unpooled = SimpleNamespace(per_seed=[seed(0, 400), seed(0, 400, outlets=False)])
+    assert validation_score(SimpleNamespace(per_seed=[seed(0, 400)] * (n - 1)), EVIDENCE)[:2] == (1.0, 1.0), \
+        "too few seeds to read the country"
+    unpooled = SimpleNamespace(per_seed=[seed(0, 400)] * n + [seed(0, 400, outlets=False)])
     assert validation_score(unpooled, EVIDENCE)[:2] == (1.0, 1.0), "a seed scored without its outlets: not pooled"
 
 

@@ -87,16 +87,18 @@ def _grade(summary: dict) -> None:
 def pooled_reason(pooled: dict) -> str:
     """One line for a pooled fidelity record (3A-F09) that fails its line."""
     return (f"3A-F09 pooled fidelity: over {pooled['seeds']} held-out seeds, {pooled['country']}'s realised outlets sit "
-            f"{pooled['jsd_max']:.4f} (JSD) from its people, above {pooled['line']}: a bias each seed's scatter hides")
+            f"{pooled['jsd_max']:.4f} (JSD) from its people, at least {pooled['jsd_low_max']:.4f} beyond the seeds' "
+            f"scatter, above {pooled['line']}: a bias each seed's scatter hides")
 
 
 def pooled_line(pooled: dict) -> str:
     """The pooled fidelity record (3A-F09) in one line."""
     if not pooled["countries"]:
-        return (f"pooled fidelity (3A-F09): no country has {pooled['min_merchants']} merchants over the "
+        return (f"pooled fidelity (3A-F09): no multi-clock country has outlets on {pooled['min_seeds']} of the "
                 f"{pooled['seeds']} held-out seeds: nothing to read")
-    return (f"pooled fidelity (3A-F09): largest country JSD {pooled['jsd_max']:.4f} ({pooled['country']}) over "
-            f"{pooled['countries']} countries and {pooled['seeds']} held-out seeds, line {pooled['line']}: "
+    return (f"pooled fidelity (3A-F09): largest country JSD beyond the seeds' scatter {pooled['jsd_low_max']:.4f} "
+            f"({pooled['country']}, {pooled['jsd_max']:.4f} pooled) over {pooled['countries']} countries and "
+            f"{pooled['seeds']} held-out seeds, line {pooled['line']}: "
             f"{'FAITHFUL' if pooled['faithful'] else 'DISTORTED'}")
 
 
@@ -182,6 +184,7 @@ def _log_summary(mlc, parent_id: str, summary: dict) -> None:
                                        **{f"holdout.{k}": hold[k] for k in HOLDOUT_RATES if k in hold},
                                        **({"holdout.n": hold["n"]} if hold else {}),
                                        **({"holdout.pooled_jsd_max": hold["pooled"]["jsd_max"],
+                                           "holdout.pooled_jsd_low_max": hold["pooled"]["jsd_low_max"],
                                            "holdout.pooled_countries": hold["pooled"]["countries"]}
                                           if hold.get("pooled") else {})},
               tags={"verdict": summary["verdict"], "fidelity_verdict": summary["fidelity_verdict"],
@@ -249,6 +252,7 @@ def record_certification(policies_dir: Path, policies: PolicySet, summary: dict)
                                      **({"holdout_seeds": hold["n"], "holdout_range": hold["range"],
                                          **{f"holdout_{k}": hold[k] for k in HOLDOUT_RATES}} if hold else {}),
                                      **({"holdout_pooled_jsd_max": hold["pooled"]["jsd_max"],
+                                         "holdout_pooled_jsd_low_max": hold["pooled"]["jsd_low_max"],
                                          "holdout_pooled_country": hold["pooled"]["country"] or "none"}
                                         if hold.get("pooled") else {})},
                            metrics={**{f"cv.{k}": v for k, v in cv.items()},

@@ -111,7 +111,7 @@ def holdout_report(policies, seeds: Sequence[int], progress=None, world=None, th
             scored = list(pool.map(score, seeds))
     rows = {seed: row for seed, (row, _, _) in zip(seeds, scored)}
     # every seed's realised outlets summed (integers: the seeds' order does not matter), against the people
-    pooled = None if evidence is None else pooled_fidelity(*pool_outlets((o for _, _, o in scored), evidence), evidence)
+    pooled = None if evidence is None else pooled_fidelity(pool_outlets((o for _, _, o in scored), evidence), evidence)
     wall = time.perf_counter() - t0
     n = len(rows)
     bplus = sum(r["verdict"] == "PASS_BPLUS" for r in rows.values())

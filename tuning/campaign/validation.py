@@ -61,7 +61,7 @@ def pooled_holds(ev, evidence) -> bool:
     (no evidence, or a seed scored without its outlets)."""
     if evidence is None or not evidence.applicable or not ev.per_seed or any(e.outlets is None for e in ev.per_seed):
         return True
-    return pooled_fidelity(*pool_outlets((e.outlets for e in ev.per_seed), evidence), evidence)["faithful"]
+    return pooled_fidelity(pool_outlets((e.outlets for e in ev.per_seed), evidence), evidence)["faithful"]
 
 
 def validation_score(ev, evidence=None) -> tuple[float, float, float]:
