@@ -120,6 +120,9 @@ def _why_not(summary: dict) -> str:
             return pooled_reason(pooled)   # every seedpack seed is FAITHFUL: the held-out seeds pooled are not
         failing = [f"seed {s}: {', '.join(g)}" for s, g in summary["fidelity_failing"].items() if g]
         return f"fidelity {summary['fidelity_verdict']} ({'; '.join(failing) or 'see the report'})"
+    floors = summary.get("realism_floors")
+    if floors is not None and not floors["passed"]:
+        return f"realism floors: {'; '.join(floors['reasons'])}"
     return f"verdict {summary['verdict']}" + (f" ({summary['reasons'][0]})" if summary["reasons"] else "")
 
 

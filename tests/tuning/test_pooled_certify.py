@@ -130,3 +130,33 @@ def test_a_memo_row_scored_without_its_outlets_is_scored_again_where_validation_
         again = PhaseObjective(spec, 5, base, world=world)
         again.keep_outlets = True
         assert again.anchor.outlets is not None and memo.hits == 2, "the row now holds its outlets"
+
+
+def test_a_policy_set_outside_the_authoring_realism_floors_is_not_certified(tmp_path):
+    """Tuning vetoes every candidate outside the authoring realism floors (alpha sums in [15, 160], enough
+    non-uniform priors); a policy folder edited by hand past them (helper 46: alpha sums of 1e-4, one-hot draws) is
+    read by the certification the same way, and not certified."""
+    from types import SimpleNamespace
+
+    from engine import PolicySet
+    from tests.tuning.conftest import REPO
+    from tuning.authority.certification import _run_seeds
+
+    shutil.copytree(REPO / "policies", tmp_path / "low", ignore=shutil.ignore_patterns("lineage.yaml", "ladder.yaml"))
+    path = tmp_path / "low" / "country_zone_alphas.yaml"
+    doc = yaml.safe_load(path.read_text())
+    for e in doc["countries"]["GE"]["tzid_alphas"]:
+        e["alpha"] = round(e["alpha"] * 1e-3, 9)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    bar = SimpleNamespace(update=lambda n: None)
+    floors = {name: _run_seeds(PolicySet.from_dir(d), [42], None, bar, default_world())[3]
+              for name, d in (("authority", REPO / "policies"), ("low", tmp_path / "low"))}
+    assert floors["authority"]["passed"] and floors["authority"]["reasons"] == []
+    assert not floors["low"]["passed"] and floors["low"]["reasons"][0] == "alpha sum below 15.0 in 1 countries (e.g. GE)"
+    summary = {**_summary("FAITHFUL", None), "realism_floors": floors["low"]}
+    _grade(summary)
+    assert not summary["certified"] and not summary["seedpack_certified"] and summary["certified_grade"] is None
+    assert summary["reasons"][-1] == f"realism floor: {floors['low']['reasons'][0]}"
+    held = {**_summary("FAITHFUL", None), "realism_floors": floors["authority"]}
+    _grade(held)
+    assert held["certified"] and held["certified_grade"] == "BPLUS"

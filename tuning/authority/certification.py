@@ -23,7 +23,7 @@ from engine import fidelity_holds, fidelity_overall
 from tuning.study.cache_budget import chain_cache
 from engine import EngineError
 from engine import fidelity_verdict, seedpack_verdict
-from engine import PolicySet
+from engine import PolicySet, realism_floors
 from tuning.common.errors import E_CERTIFY
 from tuning.report.files import gate_table_md
 from tuning.trail.tracking import CERTIFY_EXPERIMENT, client, experiment_id, log_batch
@@ -70,6 +70,12 @@ def _grade(summary: dict) -> None:
     from tuning.authority.freeze import HOLDOUT_MIN, certified_grade
 
     held = summary.get("holdout")
+    floors = summary.get("realism_floors")
+    if floors is not None and not floors["passed"]:
+        # the authoring law's realism floors (alpha sums, non-uniform priors) veto every tuning candidate; a policy
+        # set outside them, edited by hand, is not certified either (alpha sums of 1e-4 made one-hot draws)
+        summary["certified"] = False
+        summary["reasons"] = [*summary["reasons"], *(f"realism floor: {r}" for r in floors["reasons"])]
     pooled = (held or {}).get("pooled")
     if pooled is not None and not pooled["faithful"] and fidelity_holds(summary["fidelity_verdict"]):
         # 3A-F09: a bias one seed's scatter hides, pooled over the held-out seeds, is a distortion of the policy's
@@ -114,7 +120,7 @@ def _certify(policies: PolicySet, seeds: Sequence[int], source: dict, runs_root:
     parent_id = parent.info.run_id
     t0 = time.perf_counter()
     try:
-        per_seed, engine_seconds, rows = _run_seeds(policies, seeds, runs_root, bar, world)
+        per_seed, engine_seconds, rows, floors = _run_seeds(policies, seeds, runs_root, bar, world)
         verdict = seedpack_verdict(per_seed, seeds)
         fidelity = {seed: fidelity_verdict(per_seed[seed]["gates"]) for seed in seeds}
         for seed in seeds:
@@ -128,7 +134,7 @@ def _certify(policies: PolicySet, seeds: Sequence[int], source: dict, runs_root:
                    "engine_seconds": engine_seconds, "engine_seconds_total": sum(engine_seconds.values()),
                    "wall_seconds": time.perf_counter() - t0, "mlflow_run_id": parent_id,
                    "engine_run_ids": {s: rows[s]["run_id"] for s in seeds}, "detail": verdict,
-                   "world": worlds.record(world),
+                   "world": worlds.record(world), "realism_floors": floors,
                    "fidelity_failing": {s: sorted(g for g, v in per_seed[s]["gates"].get("fidelity", {}).items()
                                                   if v["status"] == "FAIL") for s in seeds}}
         if holdout:
@@ -144,18 +150,22 @@ def _certify(policies: PolicySet, seeds: Sequence[int], source: dict, runs_root:
 
 
 def _run_seeds(policies: PolicySet, seeds: Sequence[int], runs_root: Path | None, bar,
-               world) -> tuple[dict, dict, dict]:
-    """S0 -> S7 on every seed through one chain cache: (scored entry, engine seconds, identity) per seed."""
+               world) -> tuple[dict, dict, dict, dict]:
+    """S0 -> S7 on every seed through one chain cache: (scored entry, engine seconds, identity) per seed, and the
+    authoring realism floors of the policies' S2 (seed-invariant: read on the first seed), as tuning reads them."""
+    from tuning.study.objective import evenly_populated_countries
+
     cache = chain_cache()   # seeds share only S0.world, S1, S2
-    per_seed, engine_seconds, rows = {}, {}, {}
+    per_seed, engine_seconds, rows, floors = {}, {}, {}, {}
     for seed in seeds:
         res = run_chain(policies, seed, world, cache=cache, run_root=runs_root)
+        floors = floors or realism_floors(res.cores["s2"], evenly_populated_countries(world))
         per_seed[seed] = {"pack": res.pack, "gates": res.gates, "s6_overall_status": res.s6_report["overall_status"],
                           "s7_status": res.s7.get("status")}
         engine_seconds[seed] = float(sum(res.seconds.values()))
         rows[seed] = res.identity
         bar.update(1)
-    return per_seed, engine_seconds, rows
+    return per_seed, engine_seconds, rows, floors
 
 
 def _log_seed_run(mlc, exp: str, parent_id: str, seed: int, entry: dict, row: dict, identity: dict,
