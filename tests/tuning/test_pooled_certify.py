@@ -50,10 +50,17 @@ def test_a_steered_small_country_is_distorted_pooled_though_every_seed_reads_fai
     assert pooled["country"] == "AU" and pooled["jsd_max"] > POOLED_JSD_MAX and not pooled["faithful"]
     assert summary["fidelity_verdict"] == "DISTORTED" and summary["certified"] is False
     assert summary["certified_grade"] is None
-    shown = run_module(project, "tuning.certify", "--policies", "policies", "--holdout", "30", "--no-progress",
-                       "--require-certified", timeout=600)   # the authority it was steered from
-    assert shown.returncode == 0, shown.stderr[-2000:]
-    assert "pooled fidelity (3A-F09): largest country JSD" in shown.stdout and ": FAITHFUL" in shown.stdout
+    # the authority it was steered from, on the same held-out seeds (in this process: certify's success path as a
+    # program is tests/robustness/test_cli_programs.py's)
+    from engine import PolicySet
+    from tuning.authority.certification import pooled_line
+    from tuning.authority.holdout import holdout_report, holdout_seeds, tuning_seeds
+
+    seeds = holdout_seeds(30, tuning_seeds(project / "studies"))
+    assert seeds == summary["holdout"]["seeds"]
+    shown = holdout_report(PolicySet.from_dir(project / "policies"), seeds, world=default_world())["pooled"]
+    assert shown["faithful"] and shown["jsd_low_max"] <= shown["jsd_max"] < POOLED_JSD_MAX and shown["countries"] >= 10
+    assert pooled_line(shown).startswith("pooled fidelity (3A-F09): largest country JSD beyond the seeds' scatter")
 
 
 def _summary(fidelity: str, pooled: dict | None) -> dict:
