@@ -37,7 +37,7 @@ from engine.metrics.keys import Factorized
 POOLED_MIN_SEEDS = 10   # seeds with outlets in a country before their spread is taken as its shares' scatter
 POOLED_Z = 4.0          # standard errors a clock: a bias that the seeds' own scatter explains is not read
 POOLED_JSD_MAX = 0.03   # F04's line, for each country once the seeds' scatter is pooled away
-SHOWN = 5                    # countries listed in a pooled record, the largest JSDs first
+SHOWN = 5               # countries listed in a pooled record, the largest bounds first
 
 
 Outlets = tuple[np.ndarray, np.ndarray, np.ndarray]   # (country-clock keys, their country, realised outlets)
@@ -146,11 +146,11 @@ def _bounded_jsd(p: np.ndarray, q: np.ndarray, se: np.ndarray, starts: np.ndarra
 
 
 def pooled_fidelity(pool: Pool, evidence) -> dict:
-    """Each read country's JSD between its pooled realised outlets and its people (``jsd``) and the same at the
-    shares nearest the people within the seeds' scatter (``jsd_low``, :func:`_bounded_jsd`), the largest bound first:
-    ``jsd_max`` (that country's JSD), ``jsd_low_max``, its ``country``, the ``countries`` read, ``seeds``, the
-    ``line`` and whether every read country's bound holds it (``faithful``); ``largest``: the :data:`SHOWN` largest
-    bounds (country, JSD, bound, pooled merchants, pooled outlets, seeds present)."""
+    """Each read country's JSD between its pooled realised outlets and its people and the same at the shares nearest
+    the people within the seeds' scatter (its bound, :func:`_bounded_jsd`): the ``country`` of the largest bound,
+    its ``jsd`` and bound ``jsd_low_max``; ``jsd_max``, the largest JSD of any read country; the ``countries`` read,
+    ``seeds``, the ``line`` and whether every read country's bound holds it (``faithful``); ``largest``: the
+    :data:`SHOWN` largest bounds (country, JSD, bound, pooled merchants, pooled outlets, seeds present)."""
     index = evidence_index(evidence)
     (keys, country, values), merchants, seeds, share_se, present = pool
     per_country = pd.Series(values.astype(np.float64)).groupby(country).sum() if keys.size else pd.Series(dtype=float)
@@ -168,7 +168,8 @@ def pooled_fidelity(pool: Pool, evidence) -> dict:
             rows.append((c, float(v), float(b), merchants.get(c, 0), int(per_country.get(c, 0)), present.get(c, 0)))
     rows.sort(key=lambda r: (-r[2], -r[1], r[0]))
     top = rows[0] if rows else (None, 0.0, 0.0, 0, 0, 0)
-    return {"jsd_max": top[1], "jsd_low_max": top[2], "country": top[0], "countries": len(rows), "seeds": seeds,
+    return {"country": top[0], "jsd": top[1], "jsd_low_max": top[2], "jsd_max": max((r[1] for r in rows), default=0.0),
+            "countries": len(rows), "seeds": seeds,
             "line": POOLED_JSD_MAX, "min_seeds": POOLED_MIN_SEEDS, "z": POOLED_Z, "faithful": top[2] <= POOLED_JSD_MAX,
             "largest": [{"country": c, "jsd": v, "jsd_low": b, "merchants": m, "outlets": o, "seeds": k}
                         for c, v, b, m, o, k in rows[:SHOWN]]}

@@ -124,6 +124,9 @@ def test_the_shipped_authority_pools_faithful_on_these_seeds(chains):
     assert out["faithful"] and out["countries"] >= 1 and out["jsd_low_max"] <= out["jsd_max"] < POOLED_JSD_MAX
     assert [r["jsd_low"] for r in out["largest"]] == sorted((r["jsd_low"] for r in out["largest"]), reverse=True)
     assert all(r["jsd_low"] <= r["jsd"] for r in out["largest"])
+    top = out["largest"][0]
+    assert (out["country"], out["jsd"], out["jsd_low_max"]) == (top["country"], top["jsd"], top["jsd_low"])
+    assert out["jsd_max"] >= max(r["jsd"] for r in out["largest"])   # the largest JSD of any read country
 
 
 def _span(tables, i: int) -> tuple[int, int]:

@@ -47,7 +47,8 @@ def test_a_steered_small_country_is_distorted_pooled_though_every_seed_reads_fai
     assert set(summary["fidelity"].values()) == {"FAITHFUL"}, "each seedpack seed reads faithful"
     assert summary["holdout"]["faithful_rate"] == 1.0, "and so does every held-out seed"
     pooled = summary["holdout"]["pooled"]
-    assert pooled["country"] == "AU" and pooled["jsd_max"] > POOLED_JSD_MAX and not pooled["faithful"]
+    assert pooled["country"] == "AU" and pooled["jsd_low_max"] > POOLED_JSD_MAX and not pooled["faithful"]
+    assert pooled["jsd_max"] >= pooled["jsd"] > pooled["jsd_low_max"]
     assert summary["fidelity_verdict"] == "DISTORTED" and summary["certified"] is False
     assert summary["certified_grade"] is None
     # the authority it was steered from, on the same held-out seeds (in this process: certify's success path as a
@@ -70,7 +71,7 @@ def _summary(fidelity: str, pooled: dict | None) -> dict:
                                        "pooled": pooled}}
 
 
-POOLED_FAIL = {"faithful": False, "seeds": 200, "country": "AU", "jsd_max": 0.0677, "jsd_low_max": 0.052,
+POOLED_FAIL = {"faithful": False, "seeds": 200, "country": "AU", "jsd": 0.0677, "jsd_max": 0.0677, "jsd_low_max": 0.052,
                "line": POOLED_JSD_MAX}
 
 
@@ -80,7 +81,8 @@ def test_grading_reads_the_pooled_record_only_where_the_seeds_read_faithful():
     assert failed["fidelity_verdict"] == "DISTORTED" and not failed["certified"] and not failed["seedpack_certified"]
     assert failed["certified_grade"] is None and failed["reasons"][-1].startswith("3A-F09 pooled fidelity: over 200")
     assert "AU's realised outlets sit 0.0677 (JSD) from its people, at least 0.0520 beyond" in failed["reasons"][-1]
-    held = _summary("FAITHFUL", {**POOLED_FAIL, "faithful": True, "jsd_max": 0.004, "jsd_low_max": 0.002})
+    held = _summary("FAITHFUL", {**POOLED_FAIL, "faithful": True, "jsd": 0.004, "jsd_max": 0.004,
+                                        "jsd_low_max": 0.002})
     _grade(held)
     assert held["fidelity_verdict"] == "FAITHFUL" and held["certified"] and held["certified_grade"] == "BPLUS"
     distorted = _summary("DISTORTED", POOLED_FAIL)   # already distorted on a seed: its seeds' gates say why

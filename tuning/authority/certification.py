@@ -93,7 +93,7 @@ def _grade(summary: dict) -> None:
 def pooled_reason(pooled: dict) -> str:
     """One line for a pooled fidelity record (3A-F09) that fails its line."""
     return (f"3A-F09 pooled fidelity: over {pooled['seeds']} held-out seeds, {pooled['country']}'s realised outlets sit "
-            f"{pooled['jsd_max']:.4f} (JSD) from its people, at least {pooled['jsd_low_max']:.4f} beyond the seeds' "
+            f"{pooled['jsd']:.4f} (JSD) from its people, at least {pooled['jsd_low_max']:.4f} beyond the seeds' "
             f"scatter, above {pooled['line']}: a bias each seed's scatter hides")
 
 
@@ -103,7 +103,8 @@ def pooled_line(pooled: dict) -> str:
         return (f"pooled fidelity (3A-F09): no multi-clock country has outlets on {pooled['min_seeds']} of the "
                 f"{pooled['seeds']} held-out seeds: nothing to read")
     return (f"pooled fidelity (3A-F09): largest country JSD beyond the seeds' scatter {pooled['jsd_low_max']:.4f} "
-            f"({pooled['country']}, {pooled['jsd_max']:.4f} pooled) over {pooled['countries']} countries and "
+            f"({pooled['country']}, {pooled['jsd']:.4f} pooled; the largest pooled JSD {pooled['jsd_max']:.4f}) over "
+            f"{pooled['countries']} countries and "
             f"{pooled['seeds']} held-out seeds, line {pooled['line']}: "
             f"{'FAITHFUL' if pooled['faithful'] else 'DISTORTED'}")
 
