@@ -10,7 +10,7 @@ compared as clocks (tzdata links merged); the evidence is GeoNames city populati
 | ``prior_jsd_mean`` | mean over countries with >= 2 populated clocks of JSD(S2 share_effective, population share) |
 | ``prior_jsd_max`` | the largest of those countries' JSDs: one country's priors cannot hide in the mean |
 | ``prior_overserved_max`` | the largest of those countries' over-served prior mass: the part of each clock's prior share beyond both 10 times its people's share and the share the authoring law gives it (the evidence's ``authored_prior``), summed over the country's clocks. JSD barely moves when mass goes onto a clock where almost nobody lives; this counts it |
-| ``prior_top1_unsupported`` | countries (every country of S2, one populated clock or more) whose prior keeps its top clock under S2's top-1 line (0.99) only by mass beyond what the evidence supports: with each clock's share capped at the larger of its people's share and its authored share, the top clock holds >= 0.99 of what is left. S2's gate counts a country collapsed at top-1 >= 0.99; several small clocks, each within F07's ten times its people, can together lift a country whose population is collapsed over that line, and this counts it |
+| ``prior_top1_unsupported`` | countries (every country of S2, with people or not) whose prior keeps its top clock under S2's top-1 line (0.99) only by mass beyond what the evidence supports: with each clock's share capped at the larger of its people's share and its authored share, the top clock holds >= 0.99 of what is left. S2's gate counts a country collapsed at top-1 >= 0.99; several small clocks, each within F07's ten times its people, can together lift a country whose population is collapsed over that line, and this counts it |
 | ``realised_jsd_mean`` | the same over S4 zone counts summed over merchants, countries with >= 30 S4 outlets |
 | ``realised_jsd_max`` | the largest of those countries' realised JSDs among the countries with >= 30 merchants: one country's outlets cannot hide in the mean (a safeguard that forces every merchant's second clock onto a clock of a few people moved a quarter of one country's outlets there, and the mean over the others read faithful); with that many merchants a country's Dirichlet scatter averages out |
 | ``unpopulated_share`` | S4 outlets in clocks where the country has no population / all S4 outlets |
@@ -27,7 +27,8 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from engine.metrics.exact import count_top1_unsupported, jsd, max_country_overserved, mean_country_jsd, pandas_group_sum
+from engine.metrics.exact import (count_top1_unsupported, jsd, max_country_overserved, mean_country_jsd,
+                                  pandas_group_sum)
 from engine.metrics.fidelity_index import EvidenceIndex, clock_keys, evidence_index
 from engine.metrics.keys import Factorized, factorize, rank_codes
 from engine.metrics.lines import TOP1_GE
@@ -182,8 +183,7 @@ def _by_strings(tables: Mapping[str, pd.DataFrame], evidence, index: EvidenceInd
 def _prior_by_codes(s2: pd.DataFrame, index: EvidenceIndex,
                     factorized=None) -> tuple[float, int, float, float, int] | None:
     """(prior_jsd_mean, prior_jsd_countries, prior_jsd_max, prior_overserved_max, prior_top1_unsupported) from S2's
-    codes, or None when one
-    of S2's zones is not in Z(c)."""
+    codes, or None when one of S2's zones is not in Z(c)."""
     prior = index.clock_sums(s2, "country_iso", "share_effective", factorized)
     if prior is None:
         return None
