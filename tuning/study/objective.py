@@ -276,9 +276,7 @@ class PhaseObjective:
         shared = score_memo.active() if memo and run_root is None and not self.keep_tables else None
         key = score_memo.score_key(self.world, self.seed, self.fraction, policies) if shared is not None else None
         t0 = time.perf_counter()
-        row = shared.get(key) if shared is not None else None
-        if row is not None and row.get("outlets") is None and self._wants_outlets():
-            row = None   # scored without its outlets (a precheck of the same seeds): scored again, with them
+        row = shared.get(key, outlets=self._wants_outlets()) if shared is not None else None
         if row is not None:
             ev = Evaluation(dict(knob_values), policies, **row)
             ev.chain_seconds, ev.reused = time.perf_counter() - t0, ["scores"]

@@ -38,8 +38,12 @@ class ScoreMemo:
         self._rows = ChainCache(max_entries=int(entries))
         self.hits = self.misses = 0
 
-    def get(self, key: tuple) -> dict | None:
+    def get(self, key: tuple, outlets: bool = False) -> dict | None:
+        """The row of ``key``, or None (a miss); with ``outlets``, a row scored without its outlets (a precheck of
+        the same seeds) is a miss too: the caller scores it again, with them."""
         row = self._rows.get(key)
+        if row is not None and outlets and row.get("outlets") is None:
+            row = None
         with _COUNT:
             if row is None:
                 self.misses += 1
