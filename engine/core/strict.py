@@ -8,7 +8,9 @@ and non-UTF-8 bytes. Every refusal is an :class:`EngineError` with the caller's 
 
 from __future__ import annotations
 
+import functools
 import math
+import pickle
 import re
 import sys
 from pathlib import Path
@@ -95,6 +97,23 @@ def _first_line(exc: BaseException) -> str:
     return (" ".join(text.split()) if text else type(exc).__name__)[:200]
 
 
+@functools.lru_cache(maxsize=32)
+def _document(text: str) -> bytes:
+    """The strict parse of ``text``, pickled: a pure function of the text, so a policy file read again (a promotion
+    reads its folder several times, a certification once per seed's check) is parsed once per process and each
+    caller gets its own copy (unpickling is about a hundredth of the parse). Refusals raise and are not kept."""
+    loader = _StrictLoader(text)
+    try:
+        _check_depth(text)
+        node = loader.get_single_node()
+        if node is None:
+            return pickle.dumps(None)
+        _expanded_size(node)
+        return pickle.dumps(loader.construct_document(node), protocol=pickle.HIGHEST_PROTOCOL)
+    finally:
+        loader.dispose()
+
+
 def parse_yaml(raw: bytes | str, source: str, code: str):
     """YAML text -> document, strictly (see the module docstring)."""
     if isinstance(raw, bytes):
@@ -106,20 +125,12 @@ def parse_yaml(raw: bytes | str, source: str, code: str):
             raw = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise EngineError(code, f"{source}: not UTF-8 text") from None
-    loader = _StrictLoader(raw)
     try:
-        _check_depth(raw)
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        _expanded_size(node)
-        return loader.construct_document(node)
+        return pickle.loads(_document(raw))
     except yaml.YAMLError as exc:
         raise EngineError(code, f"{source}: malformed YAML ({_first_line(exc)})") from None
     except (ValueError, RecursionError, MemoryError) as exc:
         raise EngineError(code, f"{source}: YAML refused ({_first_line(exc)})") from None
-    finally:
-        loader.dispose()
 
 
 def read_bytes(path: str | Path, code: str, missing_code: str | None = None, limit: int = MAX_FILE_BYTES) -> bytes:
