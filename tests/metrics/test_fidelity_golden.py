@@ -148,7 +148,7 @@ def test_an_authored_prior_is_never_over_served():
 
 def test_a_near_empty_clock_reads_small_on_jsd_and_is_counted_as_over_served():
     """F07: 2.6% of a country's prior on a clock of 800 people beside 19.5 M (a world's Easter Island, 650 times its
-    people) is 0.013 on F06's JSD, under its 0.075, and 2.56% of the prior beyond ten times those people, over F07's
+    people) is 0.013 on F06's JSD, under its 0.03, and 2.56% of the prior beyond ten times those people, over F07's
     0.5%; the 1% that S2's top-1 >= 0.99 gate asks for is over too."""
     q_e = 800 / 19_500_800
     for easter, over in ((0.026, True), (0.01, True), (0.0035, False)):   # 0.0035: the authored prior
@@ -243,10 +243,10 @@ def test_gate_statuses_on_the_golden(metrics):
         "3A-F08_realised_jsd_max", "3A-F10_prior_top1_unsupported"]
     status = {gid: g["status"] for gid, g in block.items()}
     # alias 1 > 0; 11/140 = .079 > .005; (.0488 + .0519 + 0)/3 = .0336 > .02; .0259 <= .03; .02 > .01;
-    # CC's .0519 <= .075; nothing over-served; no country of 30 merchants (F08 reads 0)
+    # CC's .0519 > .03; nothing over-served; no country of 30 merchants (F08 reads 0)
     assert status == {"3A-F01_alias_count": "FAIL", "3A-F02_unpopulated_share": "FAIL",
                       "3A-F03_prior_jsd_mean": "FAIL", "3A-F04_realised_jsd_mean": "PASS",
-                      "3A-F05_outside_universe_share": "FAIL", "3A-F06_prior_jsd_max": "PASS",
+                      "3A-F05_outside_universe_share": "FAIL", "3A-F06_prior_jsd_max": "FAIL",
                       "3A-F07_prior_overserved_max": "PASS", "3A-F08_realised_jsd_max": "PASS",
                       "3A-F10_prior_top1_unsupported": "FAIL"}
     # F10: BB's .2 on KB3, where nobody lives and no authored share stands, is all that keeps its top-1 (.8) under
@@ -259,7 +259,7 @@ def test_gate_statuses_on_the_golden(metrics):
 
 
 FAITHFUL_METRICS = {"applicable": True, "alias_count": 0, "unpopulated_share": 0.005, "prior_jsd_mean": 0.02,
-                    "prior_jsd_max": 0.075, "prior_overserved_max": 0.005, "realised_jsd_mean": 0.03,
+                    "prior_jsd_max": 0.03, "prior_overserved_max": 0.005, "realised_jsd_mean": 0.03,
                     "realised_jsd_max": 0.05, "outside_universe_share": 0.01, "prior_top1_unsupported": 0}
 
 
@@ -271,7 +271,7 @@ def test_thresholds_are_inclusive_and_faithful():
 
 @pytest.mark.parametrize("key,value", [("alias_count", 1), ("unpopulated_share", 0.00501),
                                        ("prior_jsd_mean", 0.0201), ("realised_jsd_mean", 0.0301),
-                                       ("outside_universe_share", 0.0101), ("prior_jsd_max", 0.0751),
+                                       ("outside_universe_share", 0.0101), ("prior_jsd_max", 0.0301),
                                        ("prior_overserved_max", 0.00501), ("realised_jsd_max", 0.0501),
                                        ("prior_top1_unsupported", 1)])
 def test_one_fidelity_miss_is_distorted(key, value):
