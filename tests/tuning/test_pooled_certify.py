@@ -1,6 +1,7 @@
-"""3A-F09 in certification: a policy that steers one small country's outlets onto its least-peopled clocks passes
-every per-seed gate (the country has fewer than F08's 30 merchants on a seed), on the seedpack and on 100% of its
-held-out seeds; pooled over those seeds the bias is plain, and the certification says DISTORTED, not certified."""
+"""3A-F09 in certification: each held-out seed's realised outlets pooled per country against its people. A policy that
+steered one small country's prior onto its least-peopled clocks (fewer than F08's 30 merchants a seed) passed every
+per-seed gate and was caught pooled only; since F06 reads each country's prior at 0.03 it is caught on every seed too,
+and the pooled read agrees. The pooled-only reason (a realised bias no prior shows) is tested on the grading."""
 
 from __future__ import annotations
 
@@ -36,16 +37,16 @@ def _steer(src, dst, country: str, k: float = 9.5, under: float = 0.03) -> None:
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
 
 
-def test_a_steered_small_country_is_distorted_pooled_though_every_seed_reads_faithful(project):
+def test_a_steered_small_country_is_distorted_on_every_seed_and_pooled(project):
     _steer(project / "policies", project / "steered", "AU")
     out = run_module(project, "tuning.certify", "--policies", "steered", "--holdout", "30", "--json", "--no-progress",
                      "--require-certified", timeout=600)
     assert out.returncode == 2, out.stderr[-2000:]
     (line,) = out.stderr.strip().splitlines()
-    assert line.startswith("E3A_TUN_031_NOT_CERTIFIED: ") and "3A-F09 pooled fidelity: over 30 held-out seeds, AU" in line
+    assert line.startswith("E3A_TUN_031_NOT_CERTIFIED: ") and "seed 42: 3A-F06_prior_jsd_max" in line, line
     summary = json.loads(out.stdout)
-    assert set(summary["fidelity"].values()) == {"FAITHFUL"}, "each seedpack seed reads faithful"
-    assert summary["holdout"]["faithful_rate"] == 1.0, "and so does every held-out seed"
+    assert set(summary["fidelity"].values()) == {"DISTORTED"}, "each seedpack seed reads the steered prior"
+    assert all(gates == ["3A-F06_prior_jsd_max"] for gates in summary["fidelity_failing"].values())
     pooled = summary["holdout"]["pooled"]
     assert pooled["country"] == "AU" and pooled["jsd_low_max"] > POOLED_JSD_MAX and not pooled["faithful"]
     assert pooled["jsd_max"] >= pooled["jsd"] > pooled["jsd_low_max"]
@@ -91,6 +92,18 @@ def test_grading_reads_the_pooled_record_only_where_the_seeds_read_faithful():
     unmeasured = _summary("NOT_APPLICABLE", None)   # a world without evidence: nothing pooled
     _grade(unmeasured)
     assert unmeasured["fidelity_verdict"] == "NOT_APPLICABLE" and unmeasured["reasons"] == []
+
+
+def test_a_seedpack_that_reads_faithful_is_refused_for_its_pooled_read_alone():
+    """The one line of a refusal names 3A-F09 where every seedpack seed is FAITHFUL and only the pool is not (a
+    realised bias in a small country that no per-seed gate reads)."""
+    from tuning.certify import _why_not
+
+    summary = {**_summary("FAITHFUL", POOLED_FAIL), "fidelity_failing": {42: [], 7: []}}
+    _grade(summary)
+    assert _why_not(summary) == summary["reasons"][-1]
+    assert _why_not(summary).startswith("3A-F09 pooled fidelity: over 200 held-out seeds, AU's realised outlets sit "
+                                        "0.0677 (JSD) from its people, at least 0.0520 beyond the seeds' scatter")
 
 
 def test_a_campaign_never_chooses_a_candidate_its_validation_seeds_read_distorted_pooled():
