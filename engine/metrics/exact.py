@@ -173,6 +173,19 @@ def run_sums(values: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> np.nd
     return _running_sum(block)
 
 
+def _run_shares(country: np.ndarray, p, people) -> tuple:
+    """Rows grouped by ``country``: (run starts, run sizes, each run's p mass, each row's p share of its run, each
+    row's people share of its run), every sum left to right (:func:`run_sums`)."""
+    starts = np.flatnonzero(np.concatenate(([True], country[1:] != country[:-1])))
+    sizes = np.diff(np.append(starts, country.size))
+    p = np.asarray(p, dtype=np.float64)
+    people = np.asarray(people, dtype=np.float64)
+    mass = run_sums(p, starts, sizes)
+    total = np.repeat(run_sums(people, starts, sizes), sizes)
+    share = p / np.repeat(np.where(mass > 0, mass, 1.0), sizes)
+    return starts, sizes, mass, share, people / np.where(total > 0, total, 1.0)
+
+
 def max_country_overserved(country: np.ndarray, p: np.ndarray, people: np.ndarray, authored: np.ndarray,
                            ratio: float) -> float:
     """The largest over runs of equal ``country`` (rows grouped by country) of the run's over-served mass: the part
@@ -183,14 +196,7 @@ def max_country_overserved(country: np.ndarray, p: np.ndarray, people: np.ndarra
     definition gives the same bits."""
     if country.size == 0:
         return 0.0
-    starts = np.flatnonzero(np.concatenate(([True], country[1:] != country[:-1])))
-    sizes = np.diff(np.append(starts, country.size))
-    p = np.asarray(p, dtype=np.float64)
-    people = np.asarray(people, dtype=np.float64)
-    mass = run_sums(p, starts, sizes)
-    total = np.repeat(run_sums(people, starts, sizes), sizes)
-    q = people / np.where(total > 0, total, 1.0)
-    share = p / np.repeat(np.where(mass > 0, mass, 1.0), sizes)
+    starts, sizes, mass, share, q = _run_shares(country, p, people)
     allowance = np.maximum(ratio * q, np.asarray(authored, dtype=np.float64))
     values = run_sums(np.maximum(share - allowance, 0.0), starts, sizes)[mass > 0]
     return float(values.max()) if values.size else 0.0
@@ -205,14 +211,8 @@ def count_top1_unsupported(country: np.ndarray, p: np.ndarray, people: np.ndarra
     whose p sums to <= 0 is skipped. Every sum is a left-to-right loop's, as :func:`max_country_overserved`."""
     if country.size == 0:
         return 0
-    starts = np.flatnonzero(np.concatenate(([True], country[1:] != country[:-1])))
-    sizes = np.diff(np.append(starts, country.size))
-    p = np.asarray(p, dtype=np.float64)
-    people = np.asarray(people, dtype=np.float64)
-    mass = run_sums(p, starts, sizes)
-    total = np.repeat(run_sums(people, starts, sizes), sizes)
-    share = p / np.repeat(np.where(mass > 0, mass, 1.0), sizes)
-    capped = np.minimum(share, np.maximum(people / np.where(total > 0, total, 1.0), np.asarray(authored, np.float64)))
+    starts, sizes, mass, share, q = _run_shares(country, p, people)
+    capped = np.minimum(share, np.maximum(q, np.asarray(authored, np.float64)))
     kept = run_sums(capped, starts, sizes)
     top, top_capped = np.maximum.reduceat(share, starts), np.maximum.reduceat(capped, starts)
     supported = top_capped / np.where(kept > 0, kept, 1.0)
