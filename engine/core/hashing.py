@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-from typing import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+
+if TYPE_CHECKING:   # the hashes read pandas' columns through pyarrow; a process that hashes no table loads no pandas
+    import pandas as pd
 
 
 def uer(text: str) -> bytes:

@@ -87,6 +87,17 @@ def test_a_dead_trail_process_fails_pending_and_later_requests_coded(start, monk
     process.close(timeout=10)
 
 
+@pytest.mark.parametrize("start", ["spawn", "forkserver"])
+def test_a_trail_process_asked_nothing_is_killed_at_close_and_one_asked_finishes(start, project, monkeypatch):
+    monkeypatch.setenv("SEG3A_TRAIL_START", start)
+    idle = TrailProcess()   # a sweep refused before its first request: MLflow's import is not waited for
+    assert idle.close(timeout=60) == -signal.SIGKILL
+    asked = TrailProcess()
+    with pytest.raises(TrailError, match="unknown trail op"):
+        asked.call("no_such_op").result(timeout=120)
+    assert asked.close(timeout=60) == 0
+
+
 def test_a_trial_run_logged_while_its_sweep_was_killed_is_deleted(project):
     """A sweep SIGKILLed while its trail process logs a trial's run never tells that trial: the run is deleted
     when the request ends (its retry's search for the dead attempt may have run before it existed)."""

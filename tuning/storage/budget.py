@@ -35,7 +35,6 @@ import optuna
 from optuna.storages import fail_stale_trials
 from optuna.trial import TrialState
 
-from tuning.storage.idle_ping import ping_when_idle
 from tuning.storage.recovery import (DASHBOARD_CONSTRAINTS_KEY, WORKER_ATTR, counts, exclusive, live_trial_id,
                                    original_number, owner_dead, recover_stale_trials, remember_live_trial, this_worker,
                                    trial_id, worker_dead)
@@ -86,7 +85,9 @@ def rdb_storage(url: str) -> optuna.storages.RDBStorage:
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
     interval, grace = heartbeat_settings()
     callback = RetryWithoutOutcome(max_retry=3)
-    import sqlalchemy.exc
+    import sqlalchemy.exc   # SQLAlchemy only for an RDB storage: a journal's sweep never loads it (about 0.2 CPU s)
+
+    from tuning.storage.idle_ping import ping_when_idle
 
     for attempt in range(6):  # hosts starting at once race to create the schema: the losers retry
         try:
@@ -216,6 +217,8 @@ class Coordinator:
                 yield
             return
         import sqlalchemy
+
+        from tuning.storage.idle_ping import ping_when_idle
 
         if self._pg_engine is None:
             self._pg_engine = ping_when_idle(sqlalchemy.create_engine(self.url, pool_size=1))

@@ -66,6 +66,7 @@ class TrailChannel:
         self._lock = threading.Lock()
         self._dead: str | None = None
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.used = False   # a request was sent on it
         self._sender = threading.Thread(target=self._send_loop, name="trail-send", daemon=True)
         self._reader = threading.Thread(target=self._read_loop, name="trail-read", daemon=True)
         self._sender.start()
@@ -87,6 +88,7 @@ class TrailChannel:
                 return future
             rid = next(self._ids)
             self._pending[rid] = future
+            self.used = True
         self._queue.put((rid, op, args))
         return future
 
@@ -161,16 +163,19 @@ class TrailProcess:
             os.close(fd)
         self._channel = TrailChannel(*mine[0], proc=self.proc)
         self._spare: list[tuple[int, int]] = mine[1:]
+        self._lent = False   # a spare channel was handed to a worker
 
     def call(self, op: str, *args) -> Future:
         return self._channel.call(op, *args)
 
     def spare(self) -> list[tuple[int, int]]:
         """The pipe ends of the channels nobody holds yet (each ``(requests out, replies in)``)."""
+        self._lent = self._lent or bool(self._spare)
         return list(self._spare)
 
     def take_spare(self) -> tuple[int, int]:
         """One spare channel's pipe ends, now the caller's to hold and close (:meth:`TrailChannel.adopt`)."""
+        self._lent = True
         return self._spare.pop(0)
 
     def release_spare(self) -> None:
@@ -186,8 +191,14 @@ class TrailProcess:
         return [*self._channel.fds(), *(fd for pair in self._spare for fd in pair), *life]
 
     def close(self, timeout: float = 600.0) -> int | None:
-        """Let the child finish what was sent, then end it; returns its exit code."""
+        """Let the child finish what was sent, then end it; returns its exit code. A child nobody sent anything
+        (a sweep refused before its first request) has nothing to finish: it is killed at once, not left to end
+        MLflow's import first (about 2 CPU s, and the refusal's wall); it has opened at most an existing store,
+        whose database keeps itself consistent under a kill."""
+        idle = not self._channel.used and not self._lent
         self.release_spare()
+        if idle and self.proc.poll() is None:
+            self.proc.kill()
         self._channel.stop_sending(timeout)
         try:
             return self.proc.wait(timeout)

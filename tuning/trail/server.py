@@ -29,7 +29,9 @@ from typing import Mapping, Sequence
 # import fail), Optuna's try_import records them as unavailable and the close's imports take about 0.1 s. MLflow's
 # client imports IPython on its first request (about 0.5 s) only to ask whether it runs in a notebook; this process
 # is started with ``python -c``, never in one, and every such import in MLflow is guarded by ``except ImportError``.
-UNUSED_HERE = ("sklearn", "matplotlib", "IPython")
+# pandas too: MLflow's import loads it for its datasets, evaluation and tables (about 0.4 CPU s of a trail process's
+# start, every such import guarded); the trail logs none of them, and the engine's digests read columns through pyarrow.
+UNUSED_HERE = ("sklearn", "matplotlib", "IPython", "pandas")
 
 OPS = ("open", "start_parent", "warm_close", "tidy", "watch_front", "log_parent", "log_trial", "log_text_artifact",
        "missing_runs", "reconcile", "tag_pareto", "write_plots", "finish_parent", "end_parent")
