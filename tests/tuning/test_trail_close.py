@@ -57,7 +57,7 @@ def _shared_objects(pid: int) -> str:
         return f.read()
 
 
-def test_the_plots_are_drawn_from_the_sent_trials_without_scikit_learn_or_matplotlib(project):
+def test_the_plots_are_drawn_from_the_sent_trials_without_scikit_learn_matplotlib_or_pandas(project):
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=3))
     study.optimize(lambda t: (t.suggest_float("a", 0, 1) + t.suggest_int("b", 0, 4), t.suggest_float("c", 0, 1)),
                    n_trials=15)
@@ -70,9 +70,9 @@ def test_the_plots_are_drawn_from_the_sent_trials_without_scikit_learn_or_matplo
         assert written == ["optimization_history", "parallel_coordinate", "param_importances"]
         pid = trail._process.proc.pid
         maps = _shared_objects(pid)
-        for name in ("sklearn", "matplotlib"):   # their compiled modules would be mapped had they been imported
+        for name in ("sklearn", "matplotlib", "pandas"):   # their compiled modules would be mapped had they been imported
             assert f"/{name}/" not in maps, name
-        assert {"sklearn", "matplotlib", "IPython"} == set(UNUSED_HERE)
+        assert {"sklearn", "matplotlib", "IPython", "pandas"} == set(UNUSED_HERE)
         trail.finish_parent({"trials_complete": 15})
     finally:
         trail.close()
