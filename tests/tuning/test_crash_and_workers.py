@@ -13,7 +13,7 @@ import pytest
 from optuna.trial import TrialState
 
 from tests.proc_table import alive, children
-from tests.tuning.conftest import env_for, load, p12_evaluation, run_module, trial_runs
+from tests.tuning.conftest import env_for, load, p12_evaluation, run_here, run_module, trial_runs
 
 pytestmark = pytest.mark.slow
 
@@ -101,7 +101,7 @@ def test_kill_mid_trial_then_restart_completes_budget(project):
     assert not any(alive(pid) for pid in loggers), "the logger process outlived its killed sweep"
     assert len([t for t in load("t-P1.2").trials if t.state == TrialState.COMPLETE]) < 12
 
-    out = run_module(project, "tuning.sweep", "--phase", "P1.2", "--trials", "12", "--json", "--no-progress")
+    out = run_here(project, "tuning.sweep", "--phase", "P1.2", "--trials", "12", "--json", "--no-progress")
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout)["trials_complete"] == 12
     _assert_consistent("t-P1.2", 12)
@@ -159,7 +159,7 @@ def test_a_killed_coordinator_s_workers_leave_their_trials_to_be_run_again(proje
     left = load("t-P1.2").trials
     assert not [t for t in left if t.state == TrialState.FAIL], "a worker failed a trial it did not fail"
     assert [t for t in left if t.state == TrialState.RUNNING], "the killed sweep's trials stay RUNNING"
-    out = run_module(project, "tuning.sweep", "--phase", "P1.2", "--trials", "20", "--json", "--no-progress")
+    out = run_here(project, "tuning.sweep", "--phase", "P1.2", "--trials", "20", "--json", "--no-progress")
     assert out.returncode == 0, out.stderr[-2000:]
     _assert_consistent("t-P1.2", 20)   # each trial left RUNNING was failed and run again, once
 
@@ -263,15 +263,14 @@ def test_a_sweep_whose_trials_are_pruned_stops_at_its_cap_and_says_so(project):
         SMALL_STUDY.replace("study: t-P1.2", "study: t-cap").replace("seeds: [42]", "seeds: [42, 7]")
         .replace("trials: 6", "trials: 20") + "pruner: {name: median, n_startup_trials: 1, n_warmup_steps: 0, "
                                               "max_pruned: 2}\n")
-    out = run_module(project, "tuning.sweep", "--phase", "studies/cap.yaml", "--json", "--no-progress",
-                     "--reports", "0")
+    out = run_here(project, "tuning.sweep", "--phase", "studies/cap.yaml", "--json", "--no-progress", "--reports", "0")
     assert out.returncode == 0, out.stderr[-2000:]
     summary = json.loads(out.stdout)
     assert summary["pruned_cap"] == 2 and summary["trials_pruned"] == 2 and summary["stopped_by_pruned_cap"]
     assert summary["trials_complete"] < 20
     states = [t.state for t in load("t-cap").trials]
     assert states.count(TrialState.PRUNED) == 2 and TrialState.RUNNING not in states
-    again = run_module(project, "tuning.sweep", "--phase", "studies/cap.yaml", "--no-progress", "--reports", "0")
+    again = run_here(project, "tuning.sweep", "--phase", "studies/cap.yaml", "--no-progress", "--reports", "0")
     assert again.returncode == 0, again.stderr[-2000:]
     assert len(load("t-cap").trials) == len(states), "a re-run at the cap asks nothing more"
     assert "stopped short of the budget: 2 PRUNED trials reached the study's cap" in again.stdout

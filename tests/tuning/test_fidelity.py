@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from engine.core.errors import EngineError
-from tests.tuning.conftest import REPO, make_project, run_module, seed_store
+from tests.tuning.conftest import REPO, make_project, run_here, run_module, seed_store
 from tuning.study import fidelity
 from tuning.study.spec import load_study, parse_study
 
@@ -81,7 +81,7 @@ def test_a_multi_fidelity_sweep_prunes_on_the_subsample_and_records_it(tmp_path)
     doc = _p3(fractions=[0.2, 1.0], reduction_factor=3, min_pairs=0)
     doc.update(trials=6, study="t-P3f")
     (root / "studies" / "P3.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-    out = run_module(root, "tuning.sweep", "--phase", "P3", "--force", "--no-progress", "--json", "--reports", "0")
+    out = run_here(root, "tuning.sweep", "--phase", "P3", "--force", "--no-progress", "--json", "--reports", "0")
     assert out.returncode == 0, out.stderr[-2000:]
     summary = json.loads(out.stdout)
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(
@@ -132,8 +132,6 @@ def test_a_sweep_its_precheck_closes_says_so_and_how_to_run_the_trials_anyway(tm
     """Without --force the shipped P3 precheck closes on the default world: the sweep says that no trial ran, why,
     where the decision is recorded and that --force runs them, instead of an empty table (a user at 1 M pairs waited
     43 s for "decision: P3_NOOP_LOCK" and a table of nothing)."""
-    from tests.tuning.conftest import run_here
-
     root = make_project(tmp_path / "proj")
     seed_store(root)
     doc = _p3()

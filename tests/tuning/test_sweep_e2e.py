@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 
 from engine.core.errors import EngineError
 from engine.policies import PolicySet
-from tests.tuning.conftest import REQUIRED_TRIAL_TAGS, load, make_project, run_module, seed_store, trial_runs
+from tests.tuning.conftest import REQUIRED_TRIAL_TAGS, load, make_project, run_here, run_module, seed_store, trial_runs
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +139,7 @@ def test_promote_best_rewrites_policies_and_witness_passes(proj):
     assert frozen[-1]["decision"].startswith("FROZEN_CERTIFIED_")  # the copied authority is frozen
     cli = run_module(proj, "tuning.promote", best.mlflow_run_id, "--decision", "UNLOCK_P1_3")
     assert cli.returncode == 2 and cli.stderr.startswith("E3A_TUN_024_AUTHORITY_FROZEN:")
-    missing = run_module(proj, "tuning.promote", best.mlflow_run_id, "--policies", "no_such_folder")
+    missing = run_here(proj, "tuning.promote", best.mlflow_run_id, "--policies", "no_such_folder")
     assert missing.returncode == 2 and missing.stderr.startswith("E3A_POL_004_POLICY_MISSING: promotion: no_such_folder:")
     assert not (proj / "no_such_folder").exists()   # nothing created for a refused promote (not even its lock)
     assert "Traceback" not in cli.stderr
@@ -256,7 +256,7 @@ def test_freeze_needs_a_certification_then_maps_its_verdict(proj, capsys):
     refused = run_module(proj, "tuning.freeze", timeout=120)   # as a program: no certification yet
     assert refused.returncode == 2 and refused.stderr.startswith("E3A_TUN_030_CERTIFY_INPUT:"), refused.stderr
     assert certify_main(["--authority", "--record"]) == 0   # no held-out seeds: nothing unseen to freeze on
-    refused = run_module(proj, "tuning.freeze", timeout=120)
+    refused = run_here(proj, "tuning.freeze")
     assert refused.returncode == 2 and "measured no held-out seeds" in refused.stderr and \
         "--holdout 200" in refused.stderr, refused.stderr
     assert certify_main(["--authority", "--record", "--holdout", "3"]) == 0
