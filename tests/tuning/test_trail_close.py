@@ -57,7 +57,10 @@ def _shared_objects(pid: int) -> str:
         return f.read()
 
 
-def test_the_plots_are_drawn_from_the_sent_trials_without_scikit_learn_matplotlib_or_pandas(project):
+def test_the_plots_are_drawn_from_the_sent_trials_without_scikit_learn_matplotlib_or_pandas(project, monkeypatch):
+    # a spawned trail process, whose every import is its own (a forked one shares its forkserver's preloaded MLflow,
+    # pandas included, imported once in that process)
+    monkeypatch.setenv("SEG3A_TRAIL_START", "spawn")
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=3))
     study.optimize(lambda t: (t.suggest_float("a", 0, 1) + t.suggest_int("b", 0, 4), t.suggest_float("c", 0, 1)),
                    n_trials=15)
