@@ -14,14 +14,6 @@ from pathlib import Path
 from typing import Sequence
 
 from engine import EngineError
-from engine import PolicySet
-from engine import REQUIRED_SEEDS
-from engine import fidelity_holds
-from tuning.authority.certification import certify, parse_seeds, pooled_line, pooled_reason, record_certification
-from tuning.authority.freeze import HOLDOUT_MIN
-from tuning.authority.guards import require_lineage_agrees
-from tuning.authority.promotion import fetch_candidate_files, read_lineage, store_holding
-from tuning.authority.txn import settle
 from tuning.common.limits import MAX_SEEDS
 from tuning.common import worlds
 from tuning.common.errors import E_CERTIFY, E_NOT_CERTIFIED, E_USAGE, TuningParser, decimal
@@ -34,7 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     who.add_argument("--authority", action="store_true", help="certify policies/ (the default)")
     who.add_argument("--run", metavar="MLFLOW_RUN_ID", help="certify a trial's candidate policy files")
     ap.add_argument("--policies", default="policies")
-    ap.add_argument("--seeds", default=",".join(map(str, REQUIRED_SEEDS)))
+    ap.add_argument("--seeds", help="comma-separated seeds (default: the plan's seedpack, engine.REQUIRED_SEEDS)")
     ap.add_argument("--runs-root", default="", help="materialise each seed's run here ('' = in memory)")
     ap.add_argument("--holdout", type=decimal, default=0, metavar="N",
                     help="also report the pass rate on N held-out seeds (tuning.authority.holdout: disjoint from every tuning seed)")
@@ -46,12 +38,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="record the P5 certification in the decision ladder (authority only)")
     worlds.add_world_args(ap)
     args = ap.parse_args(argv)
-    seeds = parse_seeds(args.seeds)
+    seeds = parse_seeds(args.seeds) if args.seeds is not None else None
     if args.record and args.run:
         raise EngineError(E_USAGE, "--record records the authority's own certification in its ladder: a trial's "
                                    "candidate (--run) is certified without it")
     if not 0 <= args.holdout <= MAX_SEEDS:
         raise EngineError(E_CERTIFY, f"--holdout {args.holdout}: expected 0..{MAX_SEEDS} seeds")
+    # the engine, MLflow and the authority: once the arguments are found sound (a usage error answers at once)
+    from engine import REQUIRED_SEEDS, PolicySet
+    from tuning.authority.certification import certify, record_certification
+    from tuning.authority.guards import require_lineage_agrees
+    from tuning.authority.promotion import fetch_candidate_files, read_lineage, store_holding
+    from tuning.authority.txn import settle
+
+    seeds = seeds or list(REQUIRED_SEEDS)
     runs_root = Path(args.runs_root) if args.runs_root else None
     world = worlds.authority_world(args.policies, args)
     worlds.require_tunable(world, "a certification")
@@ -81,7 +81,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def parse_seeds(text: str) -> list[int]:
+    """``--seeds``: distinct decimal integers in [0, 2**64-1], comma-separated (E3A_TUN_030 otherwise)."""
+    from engine import decimal_integer
+
+    parts = [s.strip() for s in text.split(",")]
+    if not text.strip() or "" in parts:
+        raise EngineError(E_CERTIFY, f"--seeds {text!r}: expected comma-separated integers, at least one, none empty")
+    try:
+        seeds = [decimal_integer(s) for s in parts]
+    except ValueError:
+        raise EngineError(E_CERTIFY, f"--seeds {text!r}: expected comma-separated integers") from None
+    if any(not 0 <= s <= 2 ** 64 - 1 for s in seeds):
+        raise EngineError(E_CERTIFY, f"--seeds {text!r}: a seed must be in [0, 2**64-1]")
+    if len(set(seeds)) != len(seeds):
+        raise EngineError(E_CERTIFY, f"--seeds {text!r}: need distinct seeds")
+    return seeds
+
+
 def _print_summary(summary: dict, seeds: Sequence[int]) -> None:
+    from tuning.authority.certification import pooled_line
+
     unevidenced = summary["fidelity_verdict"] == "NOT_APPLICABLE"
     if summary.get("holdout"):
         h = summary["holdout"]
@@ -105,6 +125,8 @@ def _print_summary(summary: dict, seeds: Sequence[int]) -> None:
 def _held_out_short(summary: dict) -> str | None:
     """With held-out seeds measured, a certification holds only where B or better and FAITHFUL hold on at least
     the freeze's share of them (a grade that holds only on the seeds it was tuned on is not certified)."""
+    from tuning.authority.freeze import HOLDOUT_MIN
+
     held = summary.get("holdout")
     if not held or held["pass_rate_b_faithful"] >= HOLDOUT_MIN:
         return None
@@ -114,6 +136,9 @@ def _held_out_short(summary: dict) -> str | None:
 
 def _why_not(summary: dict) -> str:
     """Why a certification is not certified: its fidelity (the failing F gates of each seed), else its verdict."""
+    from engine import fidelity_holds
+    from tuning.authority.certification import pooled_reason
+
     if not fidelity_holds(summary["fidelity_verdict"]):
         pooled = (summary.get("holdout") or {}).get("pooled")
         if pooled is not None and not pooled["faithful"] and not any(summary["fidelity_failing"].values()):

@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from tuning.authority.promotion import promote
 from tuning.common.errors import TuningParser, text
 from tuning.common.errors import run_cli
 
@@ -37,6 +36,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tuning.common import worlds
 
     args = build_parser().parse_args(argv)
+    from tuning.authority.promotion import promote   # MLflow and the engine: after the arguments are found sound
+
     out = promote(args.run_id, Path(args.policies), args.decision, Path(args.runs_root) if args.runs_root else None,
                   args.ladder_phase, args.reopen, args.reason, worlds.authority_world(args.policies, args),
                   progress=not args.no_progress)

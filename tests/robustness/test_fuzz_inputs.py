@@ -333,7 +333,7 @@ def test_fuzz_cli_arguments(cli, argv):
             _recorded_texts_hold(cli, argv, args)
         return
     if cli == "certify":
-        from tuning.authority.certification import parse_seeds
+        from tuning.certify import parse_seeds
 
         outcome, seeds = classify("cli", lambda: parse_seeds(",".join(argv)))
         if outcome == "accepted":

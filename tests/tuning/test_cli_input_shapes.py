@@ -249,7 +249,7 @@ def test_a_seed_or_count_in_other_digits_than_decimal_is_refused(written):
     import argparse
 
     from engine import EngineError, decimal_integer
-    from tuning.authority.certification import parse_seeds
+    from tuning.certify import parse_seeds
     from tuning.common.errors import at_least_one, decimal
 
     with pytest.raises(argparse.ArgumentTypeError, match="is not an integer"):

@@ -136,7 +136,7 @@ def test_a_best_effort_freeze_blocks_on_its_certification_and_names_the_frontier
                                          ("", None), ("42,", None), ("42,42", None), ("x", None)])
 def test_certify_seeds_are_comma_separated_integers_none_empty(text, seeds):
     from engine.core.errors import EngineError
-    from tuning.authority.certification import parse_seeds
+    from tuning.certify import parse_seeds
 
     if seeds is None:
         with pytest.raises(EngineError) as err:

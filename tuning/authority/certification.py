@@ -18,7 +18,7 @@ from typing import Sequence
 
 from tqdm import tqdm
 
-from engine import run_chain, decimal_integer
+from engine import run_chain
 from engine import fidelity_holds, fidelity_overall
 from tuning.study.cache_budget import chain_cache
 from engine import EngineError
@@ -32,21 +32,6 @@ from tuning.common import worlds
 
 
 HOLDOUT_RATES = ("pass_rate_bplus", "pass_rate_b", "faithful_rate", "pass_rate_bplus_faithful", "pass_rate_b_faithful")
-
-
-def parse_seeds(text: str) -> list[int]:
-    parts = [s.strip() for s in text.split(",")]
-    if not text.strip() or "" in parts:
-        raise EngineError(E_CERTIFY, f"--seeds {text!r}: expected comma-separated integers, at least one, none empty")
-    try:
-        seeds = [decimal_integer(s) for s in parts]
-    except ValueError:
-        raise EngineError(E_CERTIFY, f"--seeds {text!r}: expected comma-separated integers") from None
-    if any(not 0 <= s <= 2 ** 64 - 1 for s in seeds):
-        raise EngineError(E_CERTIFY, f"--seeds {text!r}: a seed must be in [0, 2**64-1]")
-    if len(set(seeds)) != len(seeds):
-        raise EngineError(E_CERTIFY, f"--seeds {text!r}: need distinct seeds")
-    return seeds
 
 
 def certify(policies: PolicySet, seeds: Sequence[int], source: dict, runs_root: Path | None = None,
