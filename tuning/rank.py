@@ -22,23 +22,27 @@ from typing import Sequence
 
 from engine import EngineError
 from tuning.common.errors import E_RUN_MISSING, E_USAGE, TuningParser, at_least_one, run_cli
-from tuning.study.ranking import rank_rows
 from tuning.study.trial_row import MLFLOW_METRICS, TrialRow
-from tuning.study.spec import DEFAULT_KEY_METRICS, load_study
 from tuning.trail.store_init import default_uri
-from tuning.trail.tracking import RUN_KIND_TRIAL, client, reader, search_all
-from tuning.campaign.steps import NAMESPACE as CAMPAIGN_PREFIX   # the campaign's sweeps' experiments
+
+# MLflow, Optuna's ranking and the study files load where they are used: a usage error answers at once
 
 
-def ranked_runs(phase: str, study: str | None = None, key_metrics: Sequence[str] = DEFAULT_KEY_METRICS,
+def ranked_runs(phase: str, study: str | None = None, key_metrics: Sequence[str] | None = None,
                 experiment: str | None = None) -> list[TrialRow]:
-    """``experiment``: the sweep experiment to read (default ``3A-<phase>``, the default world's own sweeps)."""
+    """``experiment``: the sweep experiment to read (default ``3A-<phase>``, the default world's own sweeps);
+    ``key_metrics``: default the studies' (:data:`tuning.study.spec.DEFAULT_KEY_METRICS`)."""
     return ranked_with_objectives(phase, study, key_metrics, experiment)[0]
 
 
-def ranked_with_objectives(phase: str, study: str | None = None, key_metrics: Sequence[str] = DEFAULT_KEY_METRICS,
+def ranked_with_objectives(phase: str, study: str | None = None, key_metrics: Sequence[str] | None = None,
                            experiment: str | None = None) -> tuple[list[TrialRow], dict[str, str]]:
     """The ranked rows and, from the same runs, study -> the objective its trials record (tag ``objective``)."""
+    from tuning.study.ranking import rank_rows
+    from tuning.trail.tracking import RUN_KIND_TRIAL, reader, search_all
+
+    if key_metrics is None:
+        from tuning.study.spec import DEFAULT_KEY_METRICS as key_metrics
     mlc = reader()   # ranking only reads: a store on a read-only mount is ranked, a missing one is not created
     name = experiment or f"3A-{phase}"
     if mlc is None:
@@ -71,6 +75,8 @@ def by_objective(rows: Sequence[TrialRow], objectives: dict[str, str], first: st
 def _other_sweeps(mlc, name: str) -> str:
     """A hint when the phase's trials are in the other kind of experiment: the campaign's own sweeps
     (``campaign-3A-<phase>...``, ``--campaign``) or a user's sweeps (``3A-<phase>...``)."""
+    from tuning.campaign.steps import NAMESPACE as CAMPAIGN_PREFIX
+
     campaign = name.startswith(CAMPAIGN_PREFIX)
     other = name[len(CAMPAIGN_PREFIX):] if campaign else CAMPAIGN_PREFIX + name
     if mlc.get_experiment_by_name(other) is not None:
@@ -159,7 +165,9 @@ def build_parser() -> TuningParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from tuning.campaign.steps import NAMESPACE as CAMPAIGN_PREFIX   # the campaign's sweeps' experiments
     from tuning.common import worlds
+    from tuning.study.spec import DEFAULT_KEY_METRICS, load_study
 
     # --policies without --world: the authority folder's own world, as every other command infers it
     world = worlds.authority_world(args.policies, args) if args.policies and not args.world else worlds.load(args.world)
@@ -212,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def campaign_of(rows: list, args, world) -> list:
     """The rows of the campaign into ``--policies`` (its studies are named ``campaign-<folder scope>3A-...``)."""
-    from tuning.campaign.steps import folder_scope
+    from tuning.campaign.steps import NAMESPACE as CAMPAIGN_PREFIX, folder_scope
 
     if not args.campaign:
         raise EngineError(E_USAGE, "--policies ranks one authority folder's campaign: use it with --campaign (a sweep "
@@ -231,6 +239,7 @@ def campaign_of(rows: list, args, world) -> list:
 def ui_link(experiment: str, key_metrics: Sequence[str], ui_base: str | None) -> str:
     """The UI address of the experiment's saved ranking view (saved now if the experiment lacks it); a note on
     stderr when no UI of this store answers at that address."""
+    from tuning.trail.tracking import client
     from tuning.trail.ui_view import default_ui_base, ensure_rank_view, rank_url, ui_mismatch
 
     mlc = client()

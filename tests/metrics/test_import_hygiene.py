@@ -21,16 +21,16 @@ def test_engine_metrics_never_imports_the_harness():
 
 
 def test_a_usage_error_answers_before_mlflow_the_engine_or_optuna_load():
-    """A certify, promote or sweep whose arguments are refused says so before loading MLflow, the engine's chain or
+    """A certify, promote, rank or sweep whose arguments are refused says so before loading MLflow, the engine's chain or
     Optuna (about 1.5 CPU s each), and a refused sweep's trail process is not waited for."""
     code = ("import sys\nfrom tuning.common.errors import invoke\n"
             "from tuning.certify import main as certify\nfrom tuning.promote import main as promote\n"
-            "from tuning.sweep.__main__ import main as sweep\n"
+            "from tuning.sweep.__main__ import main as sweep\nfrom tuning.rank import main as rank\n"
             "codes = [invoke(certify, ['--seeds', '42,42']), invoke(certify, ['--holdout', '-3']), invoke(promote, []),"
-            " invoke(sweep, ['--phase', 'P1.2', '--workers', '0'])]\n"
+            " invoke(sweep, ['--phase', 'P1.2', '--workers', '0']), invoke(rank, ['--phase', 'P1.2', '--top', '-1'])]\n"
             "print(codes, sorted({m.split('.')[0] for m in sys.modules} & {'mlflow', 'optuna', 'pandas', 'scipy'}))")
     root = Path(__file__).resolve().parents[2]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=root,
                           env=env)
-    assert proc.stdout.strip() == "[2, 2, 2, 2] []", proc.stdout + proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[2, 2, 2, 2, 2] []", proc.stdout + proc.stderr[-2000:]
