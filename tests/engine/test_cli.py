@@ -10,12 +10,18 @@ import pytest
 import yaml
 
 from engine.cli.main import main
-from tests.engine.conftest import ANCHOR, ROOT
+from tests.engine.conftest import ANCHOR, ROOT, engine_here
 from tests.environment import needs_shared
 
 
 def _cli(*args, cwd=ROOT):
     proc = subprocess.run([sys.executable, "-m", "engine", *args], cwd=cwd, capture_output=True, text=True, timeout=240)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def _here(*args):
+    """``_cli`` in this process (a refusal's many cases; each kind keeps one case as a program)."""
+    proc = engine_here(ROOT, *args)
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -176,7 +182,8 @@ def _policy_copy(tmp_path, pid, mutate):
 ])
 def test_bad_policies_get_coded_one_line_errors(tmp_path, pid, mutate, code):
     pol = _policy_copy(tmp_path, pid, mutate)
-    rc, out, err = _cli("run", "--seed", "42", "--run-root", str(tmp_path / "runs"), "--policies", str(pol))
+    run = _cli if pid == "zone_floor_policy" else _here   # the malformed file as a program, the rest in process
+    rc, out, err = run("run", "--seed", "42", "--run-root", str(tmp_path / "runs"), "--policies", str(pol))
     assert rc == 2
     assert err.startswith(code) and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "runs").exists() or not any(p for p in (tmp_path / "runs").iterdir()
@@ -192,7 +199,8 @@ def test_bad_policies_get_coded_one_line_errors(tmp_path, pid, mutate, code):
 def test_bad_outlet_catalogues(tmp_path, frame, code):
     path = tmp_path / "outlets.parquet"
     frame.to_parquet(path)
-    rc, _, err = _cli("run", "--seed", "1", "--run-root", str(tmp_path / "r"), "--outlets", str(path))
+    run = _cli if "legal_country_iso" not in frame else _here   # a catalogue without a column as a program
+    rc, _, err = run("run", "--seed", "1", "--run-root", str(tmp_path / "r"), "--outlets", str(path))
     assert rc == 2 and err.startswith(code) and "Traceback" not in err
 
 

@@ -13,7 +13,7 @@ from engine.chain.runner import ChainCache
 from engine.chain.sizing import approx_bytes
 from engine.chain.subsample import merchant_strata, selected_merchants, subsample
 from engine.world.model import default_world, outlets_for
-from tests.engine.conftest import ROOT
+from tests.engine.conftest import ROOT, engine_here
 
 COUNTRIES = ["AA", "BB", "CC", "DD"]
 
@@ -118,7 +118,8 @@ def _engine(*args, cwd=ROOT):
 
 @pytest.mark.parametrize("bad", ["0", "1.5", "nan", "-1"])
 def test_engine_run_refuses_a_fraction_outside_0_1(tmp_path, bad):
-    proc = _engine("run", "--seed", "42", "--run-root", str(tmp_path), "--fraction", bad)
+    proc = engine_here(ROOT, "run", "--seed", "42", "--run-root", str(tmp_path), "--fraction", bad,
+                       program=bad == "0")   # one as a program, the others in process
     assert proc.returncode == 2 and proc.stderr.startswith("E3A_CLI_001_USAGE") and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and not any(tmp_path.iterdir())
 
@@ -147,7 +148,7 @@ def test_engine_bench_subsample_writes_its_error_table(tmp_path):
 
 @pytest.mark.parametrize("bad", [["--fractions", "0.5,0.2"], ["--fractions", "0"], ["--seeds", "42,42"]])
 def test_engine_bench_subsample_refuses_bad_fractions_or_seeds(bad):
-    proc = _engine("bench", "--subsample", "--scale", "1", *bad)
+    proc = engine_here(ROOT, "bench", "--subsample", "--scale", "1", *bad, program=bad[0] == "--seeds")
     assert proc.returncode == 2 and proc.stderr.startswith("E3A_CLI_001_USAGE") and "Traceback" not in proc.stderr
 
 
