@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tuning.authority.promotion import fetch_candidate_files, read_lineage, store_holding
     from tuning.authority.txn import settle
 
-    seeds = seeds or list(REQUIRED_SEEDS)
+    seeds = list(REQUIRED_SEEDS) if seeds is None else seeds
     runs_root = Path(args.runs_root) if args.runs_root else None
     world = worlds.authority_world(args.policies, args)
     worlds.require_tunable(world, "a certification")

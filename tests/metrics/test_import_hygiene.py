@@ -21,8 +21,8 @@ def test_engine_metrics_never_imports_the_harness():
 
 
 def test_a_usage_error_answers_before_mlflow_the_engine_or_optuna_load():
-    """A certify, promote, rank or sweep whose arguments are refused says so before loading MLflow, the engine's chain or
-    Optuna (about 1.5 CPU s each), and a refused sweep's trail process is not waited for."""
+    """A certify, promote, rank or sweep whose arguments are refused says so before loading MLflow, the engine's
+    chain or Optuna (about 1.5 CPU s each)."""
     code = ("import sys\nfrom tuning.common.errors import invoke\n"
             "from tuning.certify import main as certify\nfrom tuning.promote import main as promote\n"
             "from tuning.sweep.__main__ import main as sweep\nfrom tuning.rank import main as rank\n"
