@@ -20,13 +20,11 @@ import shutil
 from pathlib import Path
 from typing import Sequence
 
-from engine import PolicySet, outlets_for
 from tuning.common import worlds
 from tuning.common.errors import TuningParser, run_cli
-from tuning.authority.promotion import read_lineage
-from tuning.study.ranking import rank_rows
 from tuning.study.trial_row import TrialRow
-from tuning.trail.tracking import RUN_KIND_TRIAL, client, search_all
+
+# the engine, MLflow and Optuna's ranking load where they are used: a usage error answers at once
 
 
 def run_folders(runs_root: Path) -> dict[str, dict]:
@@ -48,6 +46,8 @@ def of_world(folders: dict[str, dict], world) -> tuple[dict[str, dict], list[str
     """(the run folders of ``world``, the ids of the others). A folder is the world's when its report's
     ``world_digest`` is the world's digest of the catalogue its seed ran on; one whose report names no seed or
     digest is not known to be the world's and is left with the others."""
+    from engine import outlets_for
+
     expected: dict[int, str] = {}
 
     def digest(seed: int) -> str:
@@ -68,6 +68,9 @@ def of_world(folders: dict[str, dict], world) -> tuple[dict[str, dict], list[str
 
 def best_per_phase() -> dict[str, str]:
     """phase experiment -> engine run id of its best feasible trial (the first of :func:`tuning.study.ranking.rank_rows`)."""
+    from tuning.study.ranking import rank_rows
+    from tuning.trail.tracking import RUN_KIND_TRIAL, client, search_all
+
     mlc = client()
     best: dict[str, str] = {}
     for exp in mlc.search_experiments():
@@ -83,6 +86,8 @@ def best_per_phase() -> dict[str, str]:
 def other_folders_authorities(world) -> set[str]:
     """The parameter hashes the runs tagged ``authority=current`` on ``world`` install: the current authority of
     every authority folder of the world MLflow knows (another folder's campaign of the same world included)."""
+    from tuning.trail.tracking import client, search_all
+
     mlc = client()
     ids = [e.experiment_id for e in mlc.search_experiments()]
     runs = search_all(mlc, ids, f"tags.authority = 'current' and tags.world = '{world.fingerprint}'") if ids else []
@@ -91,6 +96,9 @@ def other_folders_authorities(world) -> set[str]:
 
 def keep_set(folders: dict[str, dict], policies_dir: Path, use_mlflow: bool = True, world=None) -> dict[str, list[str]]:
     """engine run_id -> the reasons it is kept."""
+    from engine import PolicySet
+    from tuning.authority.promotion import read_lineage
+
     keep: dict[str, list[str]] = {}
     current = PolicySet.from_dir(policies_dir).parameter_hash
     lineage = read_lineage(policies_dir)
