@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Sequence
 
 from engine import EngineError
-from tuning.authority.authoring import DECISION, install_authored
 from tuning.common import worlds
 from tuning.common.errors import E_USAGE, TuningParser, text
 from tuning.common.errors import run_cli
@@ -32,6 +31,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.world and target.resolve() == Path(args.world).resolve():   # its policy files would become the world's own
         raise EngineError(E_USAGE, f"--into {target}: that is the world's own folder; give the authority a folder of "
                                    f"its own")
+    from tuning.authority.authoring import DECISION, install_authored   # the engine and MLflow: arguments sound
+
     world = worlds.from_args(args)
     if not (args.reason or "").strip() and _holds_authority_of(target, world):
         raise EngineError(E_USAGE, f"--into {target}: it already holds this world's authority (its promotions would be "

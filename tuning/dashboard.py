@@ -22,9 +22,6 @@ import re
 from pathlib import Path
 from typing import Sequence
 
-from optuna.study import StudyDirection
-from optuna.trial import TrialState
-
 from engine import EngineError
 from tuning.common import worlds
 from tuning.common.errors import E_STUDY_MISSING, TuningParser, run_cli
@@ -35,6 +32,9 @@ STUDY_DETAIL = re.compile(r"/api/studies/(\d+)/?")
 def feasible_best_numbers(storage, study_id: int) -> list[int]:
     """The study's best trials by the harness's ranking: [the best feasible trial] for one objective, the
     feasible Pareto front for two (J up, the second objective in its direction); [] when none is feasible."""
+    from optuna.study import StudyDirection
+    from optuna.trial import TrialState
+
     from tuning.study.ranking import best_trial, feasible, pareto_numbers
 
     trials = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.COMPLETE,))

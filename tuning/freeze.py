@@ -8,8 +8,6 @@ from pathlib import Path
 from typing import Sequence
 
 from engine import EngineError
-from tuning.authority.freeze import freeze
-from tuning.authority.txn import require_authority_folder
 from tuning.common.errors import E_USAGE, TuningParser
 from tuning.common.errors import run_cli
 
@@ -22,6 +20,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if not Path(args.policies).is_dir():
         raise EngineError(E_USAGE, f"{args.policies}: authority folder not found")
+    from tuning.authority.freeze import freeze   # MLflow and the certification: once the arguments are sound
+    from tuning.authority.txn import require_authority_folder
+
     require_authority_folder(args.policies)   # before its lock: nothing left in a folder that is no authority
     step = freeze(Path(args.policies), args.target)
     again = " already recorded: nothing new" if step.get("already_recorded") else ""

@@ -21,18 +21,20 @@ def test_engine_metrics_never_imports_the_harness():
 
 
 def test_a_usage_error_answers_before_mlflow_the_engine_or_optuna_load():
-    """A certify, promote, prune, rank or sweep whose arguments are refused says so before loading MLflow, the engine's
-    chain or Optuna (about 1.5 CPU s each)."""
-    code = ("import sys\nfrom tuning.common.errors import invoke\n"
-            "from tuning.certify import main as certify\nfrom tuning.promote import main as promote\n"
-            "from tuning.sweep.__main__ import main as sweep\nfrom tuning.rank import main as rank\n"
-            "from tuning.prune import main as prune\n"
-            "codes = [invoke(certify, ['--seeds', '42,42']), invoke(certify, ['--holdout', '-3']), invoke(promote, []),"
-            " invoke(sweep, ['--phase', 'P1.2', '--workers', '0']), invoke(rank, ['--phase', 'P1.2', '--top', '-1']),"
-            " invoke(prune, ['--bogus'])]\n"
+    """A command whose arguments are refused says so before loading MLflow, the engine's chain or Optuna (0.3-1.5
+    CPU s each): certify, promote, prune, rank, sweep, freeze, author, campaign, dashboard, runtime, report, baseline."""
+    refusals = {"tuning.certify": [["--seeds", "42,42"], ["--holdout", "-3"]], "tuning.promote": [[]],
+                "tuning.sweep.__main__": [["--phase", "P1.2", "--workers", "0"]],
+                "tuning.rank": [["--phase", "P1.2", "--top", "-1"]], "tuning.prune": [["--bogus"]],
+                "tuning.freeze": [["--target", "PASS_A"]], "tuning.author": [[]],
+                "tuning.campaign.__main__": [["rerun"]], "tuning.dashboard": [["--phase", "P1.2", "--port", "0"]],
+                "tuning.runtime.__main__": [[]], "tuning.report.__main__": [[]],
+                "tuning.baseline.__main__": [["--seed", "x"]]}
+    code = ("import importlib, sys\nfrom tuning.common.errors import invoke\n"
+            f"codes = [invoke(importlib.import_module(m).main, a) for m, cases in {refusals!r}.items() for a in cases]\n"
             "print(codes, sorted({m.split('.')[0] for m in sys.modules} & {'mlflow', 'optuna', 'pandas', 'scipy'}))")
     root = Path(__file__).resolve().parents[2]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=root,
                           env=env)
-    assert proc.stdout.strip() == "[2, 2, 2, 2, 2, 2] []", proc.stdout + proc.stderr[-2000:]
+    assert proc.stdout.strip() == f"{[2] * sum(map(len, refusals.values()))} []", proc.stdout + proc.stderr[-2000:]

@@ -16,7 +16,7 @@ import pytest
 from engine import EngineError
 from engine.metrics import evaluate_gates, metric_pack
 from engine.world.evidence import FidelityEvidence
-from tuning.report.__main__ import build_report_html
+from tuning.report.html import build_report_html
 from tuning.report.figures import FIGURE_IDS
 from tuning.report.files import (compact_gates, gate_rows, gate_table_md, run_fidelity_evidence, score_tables,
                                  sealed_world_kind)

@@ -11,7 +11,8 @@ import pytest
 from engine.core.errors import EngineError
 from engine.policies import PolicySet
 from tests.tuning.conftest import REPO
-from tuning.campaign.__main__ import choose, load_campaign
+from tuning.campaign.__main__ import load_campaign
+from tuning.campaign.rules import choose
 
 MINI_P12 = """
 phase: P1.2

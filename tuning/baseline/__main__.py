@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from tuning.baseline.pack import p0
 from tuning.common.errors import TuningParser, decimal
 from tuning.common.errors import run_cli
 
@@ -32,6 +31,7 @@ def build_parser() -> TuningParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from tuning.baseline.pack import p0   # the engine: once the arguments are sound (a usage error answers at once)
     from tuning.common import worlds
 
     world = worlds.authority_world(args.policies, args)   # measuring is not certifying: any world may be given

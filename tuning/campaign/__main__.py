@@ -34,17 +34,18 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from engine import EngineError, PolicySet, load_yaml, sha256_hex
-from tuning.authority.txn import settle
+from engine import EngineError
 from tuning.common import worlds
-from tuning.campaign.rules import E_CAMPAIGN, choose  # noqa: F401 - choose is the campaign's public rule
-from tuning.campaign.schema import campaign_problem
 from tuning.common.errors import E_USAGE, TuningParser, run_cli
 
 E_REPLAY = "E3A_TUN_061_REPLAY_MISMATCH"
 
 
 def load_campaign(path: Path) -> dict:
+    from engine import load_yaml
+    from tuning.campaign.rules import E_CAMPAIGN
+    from tuning.campaign.schema import campaign_problem
+
     if not path.is_file():
         raise EngineError(E_CAMPAIGN, f"{path}: campaign file not found (run from the project root, or pass --file "
                                       f"PATH and --studies-dir DIR)")
@@ -62,7 +63,7 @@ def load_campaign(path: Path) -> dict:
 def committed_digests(policies: Path) -> tuple[dict[str, str] | None, str]:
     """The committed authority to compare a replay with, and where it came from: the git ``HEAD`` version of
     the folder's policy files when git tracks them, else the folder's files as they are now."""
-    from engine import POLICY_IDS
+    from engine import POLICY_IDS, PolicySet, sha256_hex
 
     try:
         top = subprocess.run(["git", "-C", str(policies), "rev-parse", "--show-toplevel"], capture_output=True,
@@ -140,9 +141,12 @@ def build_parser() -> TuningParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # the engine, Optuna and MLflow: once the arguments are sound (a usage error answers at once)
+    from engine import PolicySet
+    from tuning.authority.txn import settle
     from tuning.campaign.steps import Campaign, fresh_trail, sweep_steps
 
-    args = build_parser().parse_args(argv)
     doc = load_campaign(Path(args.file))
     policies, studies = Path(args.policies), Path(args.studies_dir)
     world, world_dir = worlds.authority_world_and_dir(policies, args, doc.get("world"))   # else the folder's own

@@ -10,8 +10,6 @@ from typing import Sequence
 from tuning.common import worlds
 from tuning.common.errors import TuningParser
 from tuning.common.errors import run_cli
-from tuning.report.files import atomic_write_text, load_run_dir, run_fidelity_evidence, score_tables
-from tuning.report.html import build_report_html
 
 
 def build_parser() -> TuningParser:
@@ -24,6 +22,10 @@ def build_parser() -> TuningParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # the engine's tables and plotly: once the arguments are sound (a usage error answers at once)
+    from tuning.report.files import atomic_write_text, load_run_dir, run_fidelity_evidence, score_tables
+    from tuning.report.html import build_report_html
+
     res = load_run_dir(args.run_dir)
     evidence = run_fidelity_evidence(res, worlds.given(args))
     pack, gates, _ = score_tables(res.tables, evidence)

@@ -9,8 +9,6 @@ from typing import Sequence
 
 from tuning.common.errors import TuningParser, decimal
 from tuning.common.errors import run_cli
-from tuning.report.files import read_json
-from tuning.runtime.lanes import POPT1_JSON, POPT1_MD, _publish, closure_document, closure_markdown, popt0
 
 
 def build_parser() -> TuningParser:
@@ -38,6 +36,10 @@ def build_parser() -> TuningParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # the engine and the lanes: once the arguments are sound (a usage error answers at once)
+    from tuning.report.files import read_json
+    from tuning.runtime.lanes import POPT1_JSON, POPT1_MD, _publish, closure_document, closure_markdown, popt0
+
     out = Path(args.out)
     if args.command == "baseline":
         from tuning.common import worlds
