@@ -74,11 +74,19 @@ class EvidenceIndex:
         self.u_multi = np.isin(u_country, self.multi)
 
     def _evidence_only(self) -> None:
-        """alias_count, the populated multi-clock countries and the outside-universe share."""
+        """alias_count, the populated multi-clock countries, the lone ones (one populated clock among others) and the
+        outside-universe share."""
         zuniq, zcount = np.unique(self.zkeys, return_counts=True)
         self.alias_count = int(np.unique(self.zcountry[np.isin(self.zkeys, zuniq[zcount > 1])]).size)
         pop_countries, populated = np.unique(self.pcountry, return_counts=True)
         self.multi = pop_countries[populated >= 2]
+        # one populated clock, inside Z(c), beside other clocks of Z(c): its people say where its outlets belong as
+        # surely as a multi-clock country's do (read pooled, engine.metrics.pooled)
+        _, zfirst = np.unique(self.zkeys, return_index=True)
+        zc_names, zc_clocks = np.unique(self.zcountry[zfirst], return_counts=True)
+        lone = pop_countries[populated == 1]
+        inside = np.unique(self.pcountry[np.isin(self.pkeys, self.zkeys)])
+        self.lone = lone[np.isin(lone, zc_names[zc_clocks >= 2]) & np.isin(lone, inside)]
         outside = np.where(np.isin(self.pkeys, self.zkeys), 0.0, self.people)
         pinv = np.searchsorted(pop_countries, self.pcountry)
         per_c = np.bincount(pinv, weights=outside, minlength=pop_countries.size) / \

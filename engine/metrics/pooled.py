@@ -5,8 +5,9 @@ A seed's realised shares in a country of few merchants are a few merchants' Diri
 seed. A policy that steers a smaller country's outlets onto clocks where few people live hides there: one seed
 cannot tell its bias from the scatter. Over many seeds the scatter averages out and the bias does not. So a
 certification that runs held-out seeds (``tuning.certify --holdout N``) sums each seed's realised outlets per
-(country, clock) (:func:`seed_outlets`), and :func:`pooled_fidelity` measures every multi-clock country with
-outlets on at least :data:`POOLED_MIN_SEEDS` of the seeds against :data:`POOLED_JSD_MAX`, F04's line for the mean,
+(country, clock) (:func:`seed_outlets`), and :func:`pooled_fidelity` measures every multi-clock country, and every
+country of one populated clock whose Z(c) offers it others (``EvidenceIndex.lone``: a world's alpha pack may keep a
+zone nobody lives on), with outlets on at least :data:`POOLED_MIN_SEEDS` of the seeds against :data:`POOLED_JSD_MAX`, F04's line for the mean,
 now for each country: with the scatter pooled away, each country must be as faithful as the countries must be on
 average on one seed. How much scatter is left is measured, not assumed: the seeds are independent draws of the same
 policy, so how much their shares differ gives each pooled share's standard error (:class:`Pool`), and a country is
@@ -14,7 +15,9 @@ read at the shares nearest its people within :data:`POOLED_Z` standard errors a 
 a seed is read as surely as a large one once its seeds pin its shares down (a first version read only countries of
 300 pooled merchants: helper 46 moved four smaller countries' outlets to 0.065-0.10 from their people, under F06 and
 F07 and unread by F08, and certified B+; the shipped authority's bound over 200 held-out seeds is far under the line
-in every country).
+in every country). Nor did it read a country of one populated clock: helper 62 certified B with 91% of NZ's outlets
+on Pacific/Chatham and 93% of EC's on Pacific/Galapagos, zones nobody lives on that the world's pack kept, which F02
+(a share of every country's outlets together) let through; they read 0.77 and 0.81 now.
 
 Zones are compared as clocks, people are the evidence's (``engine.metrics.fidelity``), and the per-country JSD is
 the pack's own arithmetic (:func:`engine.metrics.exact.segment_jsd`). The seeds' outlets are integers: their sums
@@ -154,7 +157,7 @@ def pooled_fidelity(pool: Pool, evidence) -> dict:
     index = evidence_index(evidence)
     (keys, country, values), merchants, seeds, share_se, present = pool
     per_country = pd.Series(values.astype(np.float64)).groupby(country).sum() if keys.size else pd.Series(dtype=float)
-    read = np.array(sorted(str(c) for c in index.multi if present.get(str(c), 0) >= POOLED_MIN_SEEDS
+    read = np.array(sorted(str(c) for c in np.union1d(index.multi, index.lone) if present.get(str(c), 0) >= POOLED_MIN_SEEDS
                            and per_country.get(str(c), 0.0) >= REALISED_MIN_OUTLETS), dtype=str)
     cid, p, q, _authored = _country_rows_keys((keys, country, values.astype(np.float64)), index, read)
     se = _country_rows_keys((keys, country, share_se), index, read)[1]

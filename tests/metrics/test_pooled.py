@@ -78,6 +78,29 @@ def test_a_steady_bias_fails_and_the_same_mean_scattered_over_the_seeds_is_read_
     assert faithful["jsd_max"] == pytest.approx(0.0, abs=1e-12) and faithful["faithful"]
 
 
+def test_a_country_of_one_populated_clock_is_read_where_its_zones_offer_another():
+    """Helper 62 certified B with 91% of NZ's outlets on Pacific/Chatham and 93% of EC's on Pacific/Galapagos, zones
+    nobody lives on that a world's alpha pack kept in Z(c): a country of one populated clock was read by no fidelity
+    gate but F02, a share of every country's outlets together. Such a country is read pooled like a multi-clock one:
+    its people are all on one clock. A country whose Z(c) holds one clock has nowhere else to put its outlets (not
+    read), nor has one whose only populated clock is outside Z(c) (its people say nothing of Z(c)'s clocks)."""
+    zc = pd.DataFrame({"country_iso": ["NZ", "NZ", "XB", "XO", "XO"], "tzid": ["Z/A", "Z/E", "Z/C", "Z/G", "Z/H"],
+                       "clock": ["K/A", "K/E", "K/C", "K/G", "K/H"]})
+    pop = pd.DataFrame({"country_iso": ["NZ", "XB", "XO"], "clock": ["K/A", "K/C", "K/F"], "population": [500, 50, 80]})
+    evidence = FidelityEvidence(zc, pop, True)
+
+    def seeds(on_a: int, on_e: int) -> list:
+        s4 = pd.DataFrame([(1, "NZ", "Z/A", on_a), (1, "NZ", "Z/E", on_e), (2, "XB", "Z/C", 40), (3, "XO", "Z/G", 20),
+                           (3, "XO", "Z/H", 20)], columns=["merchant_id", "legal_country_iso", "tzid", "zone_site_count"])
+        return [seed_outlets(s4.astype({"merchant_id": np.uint64}), evidence)] * POOLED_MIN_SEEDS
+
+    moved = pooled_fidelity(pool(seeds(4, 42), evidence), evidence)
+    assert moved["countries"] == 1 and moved["country"] == "NZ" and not moved["faithful"]
+    assert moved["jsd_low_max"] == pytest.approx(jsd(np.array([4.0, 42.0]), np.array([500.0, 0.0])), rel=1e-9)
+    kept = pooled_fidelity(pool(seeds(46, 0), evidence), evidence)
+    assert kept["countries"] == 1 and kept["jsd_max"] == pytest.approx(0.0, abs=1e-12) and kept["faithful"]
+
+
 @pytest.fixture(scope="module")
 def chains():
     world, policies = default_world(), PolicySet.from_dir(REPO / "policies")
