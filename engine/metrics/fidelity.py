@@ -8,11 +8,11 @@ compared as clocks (tzdata links merged); the evidence is GeoNames city populati
 |---|---|
 | ``alias_count`` | countries whose Z(c) holds two names of one clock |
 | ``prior_jsd_mean`` | mean over countries with >= 2 populated clocks of JSD(S2 share_effective, population share) |
-| ``prior_jsd_max`` | the largest of those countries' JSDs: one country's priors cannot hide in the mean |
-| ``prior_overserved_max`` | the largest of those countries' over-served prior mass: the part of each clock's prior share beyond both 10 times its people's share and the share the authoring law gives it (the evidence's ``authored_prior``), summed over the country's clocks. JSD barely moves when mass goes onto a clock where almost nobody lives; this counts it |
+| ``prior_jsd_max`` | the largest of those countries' JSDs, and of the lone ones' (one populated clock among other clocks of Z(c): a zone nobody lives on that a world's alpha pack keeps): one country's priors cannot hide in the mean |
+| ``prior_overserved_max`` | the largest of those countries' (lone ones included) over-served prior mass: the part of each clock's prior share beyond both 10 times its people's share and the share the authoring law gives it (the evidence's ``authored_prior``), summed over the country's clocks. JSD barely moves when mass goes onto a clock where almost nobody lives; this counts it |
 | ``prior_top1_unsupported`` | countries (every country of S2, with people or not) whose prior keeps its top clock under S2's top-1 line (0.99) only by mass beyond what the evidence supports: with each clock's share capped at the larger of its people's share and its authored share, the top clock holds >= 0.99 of what is left. S2's gate counts a country collapsed at top-1 >= 0.99; several small clocks, each within F07's ten times its people, can together lift a country whose population is collapsed over that line, and this counts it |
 | ``realised_jsd_mean`` | the same over S4 zone counts summed over merchants, countries with >= 30 S4 outlets |
-| ``realised_jsd_max`` | the largest of those countries' realised JSDs among the countries with >= 30 merchants: one country's outlets cannot hide in the mean (a safeguard that forces every merchant's second clock onto a clock of a few people moved a quarter of one country's outlets there, and the mean over the others read faithful); with that many merchants a country's Dirichlet scatter averages out |
+| ``realised_jsd_max`` | the largest of those countries' (lone ones included) realised JSDs among the countries with >= 30 merchants: one country's outlets cannot hide in the mean (a safeguard that forces every merchant's second clock onto a clock of a few people moved a quarter of one country's outlets there, and the mean over the others read faithful); with that many merchants a country's Dirichlet scatter averages out |
 | ``unpopulated_share`` | S4 outlets in clocks where the country has no population / all S4 outlets |
 | ``outside_universe_share`` | mean over populated countries of the population share living in clocks absent from Z(c) |
 
@@ -156,18 +156,21 @@ def _country_rows_keys(obs: tuple, index: EvidenceIndex, countries: np.ndarray):
     return kcountry[keep], p[keep], q[keep], index.authored_of(keys[keep])
 
 
-def _prior_part(rows, every) -> tuple[float, int, float, float, int]:
-    """(prior_jsd_mean, prior_jsd_countries, prior_jsd_max, prior_overserved_max) of the prior's multi-clock country
-    rows, and prior_top1_unsupported of every prior country's rows (``every``)."""
-    return (*mean_country_jsd(*rows[:3]), max_country_overserved(*rows, OVERSERVED_RATIO),
+def _prior_part(rows, read, every) -> tuple[float, int, float, float, int]:
+    """(prior_jsd_mean, prior_jsd_countries) of the prior's multi-clock country rows, (prior_jsd_max,
+    prior_overserved_max) of the rows of every country one country's gates read (``read``: the multi-clock and the
+    lone ones, ``EvidenceIndex.read``), and prior_top1_unsupported of every prior country's rows (``every``)."""
+    mean, countries, _ = mean_country_jsd(*rows[:3])
+    return (mean, countries, mean_country_jsd(*read[:3])[2], max_country_overserved(*read, OVERSERVED_RATIO),
             count_top1_unsupported(*every, TOP1_GE))
 
 
 def _by_strings(tables: Mapping[str, pd.DataFrame], evidence, index: EvidenceIndex) -> dict:
     """The table-dependent values when some row's zone is outside Z(c) (its clock is its tzid)."""
-    zc, multi = evidence.zone_clocks, index.multi
+    zc, multi, read = evidence.zone_clocks, index.multi, index.read
     prior = _sum_by_clock(tables["s2"], "country_iso", "share_effective", index, zc)
     prior_part = _prior_part(_country_rows_keys(prior, index, multi[np.isin(multi, prior[1])]),
+                             _country_rows_keys(prior, index, read[np.isin(read, prior[1])]),
                              _country_rows_keys(prior, index, np.unique(prior[1])))
     real = _sum_by_clock(tables["s4"], "legal_country_iso", "zone_site_count", index, zc)
     rc, rinv = np.unique(real[1], return_inverse=True)
@@ -175,7 +178,7 @@ def _by_strings(tables: Mapping[str, pd.DataFrame], evidence, index: EvidenceInd
     real_part = mean_country_jsd(*_country_rows_keys(real, index,
                                                      multi[np.isin(multi, rc[outlets >= REALISED_MIN_OUTLETS])])[:3])
     many = (outlets >= REALISED_MIN_OUTLETS) & (merchants_by_country(tables["s4"], rc) >= REALISED_MIN_MERCHANTS)
-    real_max = mean_country_jsd(*_country_rows_keys(real, index, multi[np.isin(multi, rc[many])])[:3])
+    real_max = mean_country_jsd(*_country_rows_keys(real, index, read[np.isin(read, rc[many])])[:3])
     return {"prior": prior_part, "realised": real_part, "realised_max": real_max, "total": float(real[2].sum()),
             "unpopulated": int(real[2][~np.isin(real[0], index.pkeys)].sum())}
 
@@ -188,7 +191,8 @@ def _prior_by_codes(s2: pd.DataFrame, index: EvidenceIndex,
     if prior is None:
         return None
     observed = np.bincount(index.kz_cid[prior[1]], minlength=index.u_countries.size) > 0
-    return _prior_part(index.country_rows(*prior, observed), index.country_rows(*prior, observed, multi_only=False))
+    return _prior_part(index.country_rows(*prior, observed), index.country_rows(*prior, observed, "read"),
+                       index.country_rows(*prior, observed, "all"))
 
 
 def prior_fidelity(s2: pd.DataFrame, evidence) -> tuple[float, int, float, float, int] | None:
@@ -213,7 +217,7 @@ def _by_codes(tables: Mapping[str, pd.DataFrame], index: EvidenceIndex, factoriz
     many = merchants_by_country(tables["s4"], index.u_countries, factorized) >= REALISED_MIN_MERCHANTS
     return {"prior": prior,
             "realised": index.mean_jsd(sums, present, eligible),
-            "realised_max": index.mean_jsd(sums, present, eligible & many),
+            "realised_max": index.mean_jsd(sums, present, eligible & many, "read"),
             "total": float(sums[present].sum()),
             "unpopulated": int(sums[present & ~index.in_pop[index.kz_to_u]].sum())}
 

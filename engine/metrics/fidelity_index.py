@@ -72,6 +72,7 @@ class EvidenceIndex:
         self.u_cid = u_cid.ravel()
         self.kz_cid = self.u_cid[self.kz_to_u]
         self.u_multi = np.isin(u_country, self.multi)
+        self.u_read = np.isin(u_country, self.read)
 
     def _evidence_only(self) -> None:
         """alias_count, the populated multi-clock countries, the lone ones (one populated clock among others) and the
@@ -80,13 +81,14 @@ class EvidenceIndex:
         self.alias_count = int(np.unique(self.zcountry[np.isin(self.zkeys, zuniq[zcount > 1])]).size)
         pop_countries, populated = np.unique(self.pcountry, return_counts=True)
         self.multi = pop_countries[populated >= 2]
-        # one populated clock, inside Z(c), beside other clocks of Z(c): its people say where its outlets belong as
-        # surely as a multi-clock country's do (read pooled, engine.metrics.pooled)
+        # one populated clock, inside Z(c), beside other clocks of Z(c) (a world's alpha pack may keep a zone nobody
+        # lives on): its people say where its prior and outlets belong as surely as a multi-clock country's do
         _, zfirst = np.unique(self.zkeys, return_index=True)
         zc_names, zc_clocks = np.unique(self.zcountry[zfirst], return_counts=True)
         lone = pop_countries[populated == 1]
         inside = np.unique(self.pcountry[np.isin(self.pkeys, self.zkeys)])
         self.lone = lone[np.isin(lone, zc_names[zc_clocks >= 2]) & np.isin(lone, inside)]
+        self.read = np.union1d(self.multi, self.lone)   # the countries one country's gates read (F06-F09)
         outside = np.where(np.isin(self.pkeys, self.zkeys), 0.0, self.people)
         pinv = np.searchsorted(pop_countries, self.pcountry)
         per_c = np.bincount(pinv, weights=outside, minlength=pop_countries.size) / \
@@ -112,17 +114,17 @@ class EvidenceIndex:
             return np.bincount(rows, weights=vals.astype(np.float64), minlength=self.kz.size), present
         return pandas_group_sum(rows, vals, self.kz.size), present  # Kz order is the groupby's key order
 
-    def country_rows(self, sums: np.ndarray, present: np.ndarray, country_ok: np.ndarray, multi_only: bool = True):
+    def country_rows(self, sums: np.ndarray, present: np.ndarray, country_ok: np.ndarray, countries: str = "multi"):
         """(country id, observed value, people, authored prior share) of every clock of the multi-clock countries
-        (of every country, not ``multi_only``) with ``country_ok`` (per U country), each country over the union of
-        its observed and populated clocks, grouped by country."""
+        (``countries="read"``: and the lone ones, :attr:`read`; ``"all"``: every country) with ``country_ok`` (per U
+        country), each country over the union of its observed and populated clocks, grouped by country."""
         p = np.zeros(self.q.size)
         observed = np.zeros(self.q.size, dtype=bool)
         p[self.kz_to_u[present]] = sums[present]
         observed[self.kz_to_u[present]] = True
         keep = (observed | self.in_pop) & country_ok[self.u_cid]
-        if multi_only:
-            keep &= self.u_multi
+        if countries != "all":
+            keep &= self.u_multi if countries == "multi" else self.u_read
         return self.u_cid[keep], p[keep], self.q[keep], self.u_authored[keep]
 
     def authored_of(self, keys: np.ndarray) -> np.ndarray:
@@ -130,9 +132,10 @@ class EvidenceIndex:
         at = _index_of(self.akeys, keys)
         return np.where(at >= 0, self.ashare[at] if self.ashare.size else 0.0, 0.0)
 
-    def mean_jsd(self, sums: np.ndarray, present: np.ndarray, country_ok: np.ndarray) -> tuple[float, int, float]:
+    def mean_jsd(self, sums: np.ndarray, present: np.ndarray, country_ok: np.ndarray,
+                 countries: str = "multi") -> tuple[float, int, float]:
         """(mean JSD, countries, largest JSD) over :meth:`country_rows`."""
-        return mean_country_jsd(*self.country_rows(sums, present, country_ok)[:3])
+        return mean_country_jsd(*self.country_rows(sums, present, country_ok, countries)[:3])
 
     def per_country(self, sums: np.ndarray) -> np.ndarray:
         return np.bincount(self.kz_cid, weights=sums, minlength=self.u_countries.size)

@@ -157,7 +157,7 @@ def pooled_fidelity(pool: Pool, evidence) -> dict:
     index = evidence_index(evidence)
     (keys, country, values), merchants, seeds, share_se, present = pool
     per_country = pd.Series(values.astype(np.float64)).groupby(country).sum() if keys.size else pd.Series(dtype=float)
-    read = np.array(sorted(str(c) for c in np.union1d(index.multi, index.lone) if present.get(str(c), 0) >= POOLED_MIN_SEEDS
+    read = np.array(sorted(str(c) for c in index.read if present.get(str(c), 0) >= POOLED_MIN_SEEDS
                            and per_country.get(str(c), 0.0) >= REALISED_MIN_OUTLETS), dtype=str)
     cid, p, q, _authored = _country_rows_keys((keys, country, values.astype(np.float64)), index, read)
     se = _country_rows_keys((keys, country, share_se), index, read)[1]

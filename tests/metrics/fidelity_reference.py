@@ -110,12 +110,19 @@ def reference_fidelity_metrics(tables: Mapping[str, pd.DataFrame], evidence) -> 
     aliases = zc[zc.duplicated(["country_iso", "clock"], keep=False)]
     populated = pop.groupby("country_iso").size()
     multi = populated[populated >= 2].index
+    # one country's gates also read a country of one populated clock inside Z(c) whose Z(c) has other clocks
+    zc_clocks = zc.drop_duplicates(["country_iso", "clock"]).groupby("country_iso").size()
+    in_universe = set(zip(zc["country_iso"], zc["clock"]))
+    lone = [c for c in populated[populated == 1].index if zc_clocks.get(c, 0) >= 2
+            and (c, pop.loc[pop["country_iso"] == c, "clock"].iloc[0]) in in_universe]
+    read = sorted(set(multi) | set(lone))
     prior = _by_clock(tables["s2"], zc, "share_effective", "country_iso")
     over: dict = {}
     authored = None if getattr(evidence, "authored_prior", None) is None else \
         _nested(evidence.authored_prior.rename(columns={"share": "value"}), "value")
-    prior_mean, prior_n, per_country = _mean_jsd(prior, "share_effective", pop,
-                                                 [c for c in multi if c in set(prior["country_iso"])], over, authored)
+    prior_mean, prior_n, _ = _mean_jsd(prior, "share_effective", pop, [c for c in multi if c in set(prior["country_iso"])])
+    _, _, per_country = _mean_jsd(prior, "share_effective", pop, [c for c in read if c in set(prior["country_iso"])],
+                                  over, authored)
     real = _by_clock(tables["s4"], zc, "zone_site_count", "legal_country_iso")
     outlets = real.groupby("country_iso")["zone_site_count"].sum()
     eligible = [c for c in multi if outlets.get(c, 0) >= REALISED_MIN_OUTLETS]
@@ -123,13 +130,12 @@ def reference_fidelity_metrics(tables: Mapping[str, pd.DataFrame], evidence) -> 
     s4 = tables["s4"]
     merchants = (s4.groupby("legal_country_iso")["merchant_id"].nunique() if "merchant_id" in s4.columns
                  else pd.Series(dtype=np.int64))
-    many = [c for c in eligible if merchants.get(c, 0) >= REALISED_MIN_MERCHANTS]
+    many = [c for c in read if outlets.get(c, 0) >= REALISED_MIN_OUTLETS and merchants.get(c, 0) >= REALISED_MIN_MERCHANTS]
     _, big_n, big = _mean_jsd(real, "zone_site_count", pop, many)
     has_people = set(zip(pop["country_iso"], pop["clock"]))
     unpop_mask = np.array([(c, k) not in has_people for c, k in zip(real["country_iso"], real["clock"])], dtype=bool)
     total = float(real["zone_site_count"].sum())
     unpop = float(real.loc[unpop_mask, "zone_site_count"].sum()) / total if total > 0 else 0.0
-    in_universe = set(zip(zc["country_iso"], zc["clock"]))
     inside = np.array([(c, k) in in_universe for c, k in zip(pop["country_iso"], pop["clock"])], dtype=bool)
     people = pop["population"].to_numpy(dtype=np.float64)
     totals = pd.DataFrame({"c": pop["country_iso"].to_numpy(), "all": people, "out": np.where(inside, 0.0, people)})
