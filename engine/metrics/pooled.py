@@ -31,8 +31,8 @@ from typing import Iterable, NamedTuple
 import numpy as np
 import pandas as pd
 
-from engine.metrics.exact import segment_jsd
-from engine.metrics.fidelity import (REALISED_MIN_OUTLETS, _country_rows_keys, _sum_by_clock,
+from engine.metrics.exact import run_sums, segment_jsd
+from engine.metrics.fidelity import (OVERSERVED_RATIO, REALISED_MIN_OUTLETS, _country_rows_keys, _sum_by_clock,
                                      merchants_by_country)
 from engine.metrics.fidelity_index import evidence_index
 from engine.metrics.keys import Factorized
@@ -40,6 +40,10 @@ from engine.metrics.keys import Factorized
 POOLED_MIN_SEEDS = 10   # seeds with outlets in a country before their spread is taken as its shares' scatter
 POOLED_Z = 4.0          # standard errors a clock: a bias that the seeds' own scatter explains is not read
 POOLED_JSD_MAX = 0.03   # F04's line, for each country once the seeds' scatter is pooled away
+# F07's line, for each country's realised outlets: what S3 and S4 move beyond the prior onto clocks where almost nobody
+# lives (helper 62's flatter S3, a temperature no gate reads, put 1.0% of US outlets beyond ten times their clocks'
+# people, Vincennes at 62 times; the shipped authority 0.05% over 100 seeds)
+POOLED_OVERSERVED_MAX = 0.005
 SHOWN = 5               # countries listed in a pooled record, the largest bounds first
 
 
@@ -148,31 +152,51 @@ def _bounded_jsd(p: np.ndarray, q: np.ndarray, se: np.ndarray, starts: np.ndarra
     return segment_jsd(np.clip(want, share - band, share + band), want, starts, sizes)
 
 
+def _bounded_overserved(p: np.ndarray, q: np.ndarray, authored: np.ndarray, se: np.ndarray, starts: np.ndarray,
+                        sizes: np.ndarray) -> np.ndarray:
+    """Each country's pooled realised outlets beyond both ``OVERSERVED_RATIO`` times each clock's people share and
+    its authored prior share (F07's allowance, read on the outlets), at the shares nearest that allowance within
+    ``POOLED_Z`` standard errors a clock: what the seeds show beyond their own scatter."""
+    mass = np.repeat(np.add.reduceat(p, starts), sizes)
+    people = np.repeat(np.add.reduceat(q, starts), sizes)
+    share, want = p / np.where(mass > 0, mass, 1.0), q / np.where(people > 0, people, 1.0)
+    allowance = np.maximum(OVERSERVED_RATIO * want, np.asarray(authored, dtype=np.float64))
+    return run_sums(np.maximum(share - POOLED_Z * se - allowance, 0.0), starts, sizes)
+
+
 def pooled_fidelity(pool: Pool, evidence) -> dict:
     """Each read country's JSD between its pooled realised outlets and its people and the same at the shares nearest
     the people within the seeds' scatter (its bound, :func:`_bounded_jsd`): the ``country`` of the largest bound,
     its ``jsd`` and bound ``jsd_low_max``; ``jsd_max``, the largest JSD of any read country; the ``countries`` read,
     ``seeds``, the ``line`` and whether every read country's bound holds it (``faithful``); ``largest``: the
-    :data:`SHOWN` largest bounds (country, JSD, bound, pooled merchants, pooled outlets, seeds present)."""
+    :data:`SHOWN` largest bounds (country, JSD, bound, pooled merchants, pooled outlets, seeds present, over-served
+    share). ``overserved_max`` and ``overserved_country``: the largest over-served share of a read country's
+    outlets (:func:`_bounded_overserved`), held to ``overserved_line`` as well for ``faithful``."""
     index = evidence_index(evidence)
     (keys, country, values), merchants, seeds, share_se, present = pool
     per_country = pd.Series(values.astype(np.float64)).groupby(country).sum() if keys.size else pd.Series(dtype=float)
     read = np.array(sorted(str(c) for c in index.read if present.get(str(c), 0) >= POOLED_MIN_SEEDS
                            and per_country.get(str(c), 0.0) >= REALISED_MIN_OUTLETS), dtype=str)
-    cid, p, q, _authored = _country_rows_keys((keys, country, values.astype(np.float64)), index, read)
+    cid, p, q, authored = _country_rows_keys((keys, country, values.astype(np.float64)), index, read)
     se = _country_rows_keys((keys, country, share_se), index, read)[1]
     rows = []
     if cid.size:
         starts = np.flatnonzero(np.concatenate(([True], cid[1:] != cid[:-1])))
         sizes = np.diff(np.append(starts, cid.size))
         low = _bounded_jsd(p, q, se, starts, sizes)
-        for c, v, b in zip(cid[starts], segment_jsd(p, q, starts, sizes), low):
+        over = _bounded_overserved(p, q, authored, se, starts, sizes)
+        for c, v, b, s in zip(cid[starts], segment_jsd(p, q, starts, sizes), low, over):
             c = str(c)
-            rows.append((c, float(v), float(b), merchants.get(c, 0), int(per_country.get(c, 0)), present.get(c, 0)))
+            rows.append((c, float(v), float(b), merchants.get(c, 0), int(per_country.get(c, 0)), present.get(c, 0),
+                         float(s)))
+    worst = min(rows, key=lambda r: (-r[6], r[0]), default=(None,) + (0.0,) * 6)   # ties: the first country
     rows.sort(key=lambda r: (-r[2], -r[1], r[0]))
-    top = rows[0] if rows else (None, 0.0, 0.0, 0, 0, 0)
+    top = rows[0] if rows else (None, 0.0, 0.0, 0, 0, 0, 0.0)
     return {"country": top[0], "jsd": top[1], "jsd_low_max": top[2], "jsd_max": max((r[1] for r in rows), default=0.0),
             "countries": len(rows), "seeds": seeds,
-            "line": POOLED_JSD_MAX, "min_seeds": POOLED_MIN_SEEDS, "z": POOLED_Z, "faithful": top[2] <= POOLED_JSD_MAX,
-            "largest": [{"country": c, "jsd": v, "jsd_low": b, "merchants": m, "outlets": o, "seeds": k}
-                        for c, v, b, m, o, k in rows[:SHOWN]]}
+            "line": POOLED_JSD_MAX, "min_seeds": POOLED_MIN_SEEDS, "z": POOLED_Z,
+            "overserved_max": worst[6], "overserved_country": worst[0] if worst[6] > 0 else None,
+            "overserved_line": POOLED_OVERSERVED_MAX,
+            "faithful": top[2] <= POOLED_JSD_MAX and worst[6] <= POOLED_OVERSERVED_MAX,
+            "largest": [{"country": c, "jsd": v, "jsd_low": b, "merchants": m, "outlets": o, "seeds": k, "overserved": s}
+                        for c, v, b, m, o, k, s in rows[:SHOWN]]}

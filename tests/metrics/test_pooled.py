@@ -12,7 +12,8 @@ import pytest
 
 from engine import PolicySet, default_world, run_chain
 from engine.metrics.fidelity import jsd
-from engine.metrics.pooled import POOLED_JSD_MAX, POOLED_MIN_SEEDS, pool_outlets as pool, pooled_fidelity, seed_outlets
+from engine.metrics.pooled import (POOLED_JSD_MAX, POOLED_MIN_SEEDS, POOLED_OVERSERVED_MAX, POOLED_Z,
+                                  pool_outlets as pool, pooled_fidelity, seed_outlets)
 from engine.world.evidence import FidelityEvidence
 from tests.tuning.conftest import REPO
 
@@ -44,7 +45,7 @@ def test_a_country_is_read_once_it_has_outlets_on_enough_seeds_and_its_jsd_is_th
     assert out["jsd_max"] == pytest.approx(jsd(np.array([on_a, on_b], float), np.array([900.0, 100.0])), abs=1e-15)
     assert out["largest"][0] | {"jsd_low": 0} == {"country": "XA", "jsd": out["jsd_max"], "jsd_low": 0,
                                                   "merchants": 3 * POOLED_MIN_SEEDS, "outlets": on_a + on_b,
-                                                  "seeds": POOLED_MIN_SEEDS}
+                                                  "seeds": POOLED_MIN_SEEDS, "overserved": 0.0}
     assert out["faithful"] == (out["jsd_low_max"] <= POOLED_JSD_MAX)
     fewer = pooled_fidelity(pool(_seeds(shapes[1:]), EVIDENCE), EVIDENCE)   # a seed short: not read, nothing measured
     assert fewer["countries"] == 0 and fewer["country"] is None and fewer["jsd_max"] == 0.0 and fewer["faithful"]
@@ -99,6 +100,35 @@ def test_a_country_of_one_populated_clock_is_read_where_its_zones_offer_another(
     assert moved["jsd_low_max"] == pytest.approx(jsd(np.array([4.0, 42.0]), np.array([500.0, 0.0])), rel=1e-9)
     kept = pooled_fidelity(pool(seeds(46, 0), evidence), evidence)
     assert kept["countries"] == 1 and kept["jsd_max"] == pytest.approx(0.0, abs=1e-12) and kept["faithful"]
+
+
+def test_outlets_beyond_ten_times_a_clocks_people_are_read_by_hand():
+    """XA: 999,000 people on K/A, 1,000 on K/B (0.1%). Steady seeds with 3% of the outlets on K/B are 0.0105 from
+    the people (JSD, under 0.03) but put 3% - 10 x 0.1% = 2% of the country's outlets beyond ten times K/B's people
+    (F07's allowance, read on the outlets): not faithful. At 1.5% they are 0.5% over, on the line; scattered seeds
+    (0% and 6% alternately, the same 3% pooled) are read at the share 4 standard errors nearer the allowance."""
+    zc = pd.DataFrame({"country_iso": ["XA", "XA"], "tzid": ["Z/A", "Z/B"], "clock": ["K/A", "K/B"]})
+    pop = pd.DataFrame({"country_iso": ["XA", "XA"], "clock": ["K/A", "K/B"], "population": [999_000, 1_000]})
+    evidence = FidelityEvidence(zc, pop, True)
+
+    def seed(on_a: int, on_b: int):
+        s4 = pd.DataFrame([(1, "XA", "Z/A", on_a), (1, "XA", "Z/B", on_b)],
+                          columns=["merchant_id", "legal_country_iso", "tzid", "zone_site_count"])
+        return seed_outlets(s4.astype({"merchant_id": np.uint64}), evidence)
+
+    steady = pooled_fidelity(pool([seed(970, 30)] * 12, evidence), evidence)
+    want = Fraction(30, 1000) - 10 * Fraction(1_000, 1_000_000)
+    assert steady["overserved_max"] == pytest.approx(float(want), rel=1e-12) and steady["overserved_country"] == "XA"
+    assert steady["jsd_low_max"] < POOLED_JSD_MAX and not steady["faithful"]
+    assert steady["largest"][0]["overserved"] == steady["overserved_max"]
+    edge = pooled_fidelity(pool([seed(985, 15)] * 12, evidence), evidence)
+    assert edge["overserved_max"] == pytest.approx(POOLED_OVERSERVED_MAX, rel=1e-9)
+    spread = pooled_fidelity(pool([seed(1000, 0), seed(940, 60)] * 6, evidence), evidence)
+    (_keys, _country, _values), _m, n, se, _present = pool([seed(1000, 0), seed(940, 60)] * 6, evidence)
+    band = POOLED_Z * float(se.max())   # K/B's and K/A's standard errors are one: their shares move together
+    assert spread["overserved_max"] == pytest.approx(max(0.0, 0.03 - band - 0.01), abs=1e-12)
+    kept = pooled_fidelity(pool([seed(995, 5)] * 12, evidence), evidence)   # 0.5%: within ten times its people
+    assert kept["overserved_max"] == 0.0 and kept["overserved_country"] is None and kept["faithful"]
 
 
 @pytest.fixture(scope="module")

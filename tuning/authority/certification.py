@@ -76,7 +76,12 @@ def _grade(summary: dict) -> None:
 
 
 def pooled_reason(pooled: dict) -> str:
-    """One line for a pooled fidelity record (3A-F09) that fails its line."""
+    """One line for a pooled fidelity record (3A-F09) that fails its line: its JSD, else its over-served share."""
+    if pooled["jsd_low_max"] <= pooled["line"]:
+        return (f"3A-F09 pooled fidelity: over {pooled['seeds']} held-out seeds, {pooled['overserved_country']} puts "
+                f"{pooled['overserved_max']:.4f} of its realised outlets beyond ten times its clocks' people (and its "
+                f"authored prior) beyond the seeds' scatter, above {pooled['overserved_line']}: outlets moved where "
+                f"almost nobody lives")
     return (f"3A-F09 pooled fidelity: over {pooled['seeds']} held-out seeds, {pooled['country']}'s realised outlets sit "
             f"{pooled['jsd']:.4f} (JSD) from its people, at least {pooled['jsd_low_max']:.4f} beyond the seeds' "
             f"scatter, above {pooled['line']}: a bias each seed's scatter hides")
@@ -90,8 +95,10 @@ def pooled_line(pooled: dict) -> str:
     return (f"pooled fidelity (3A-F09): largest country JSD beyond the seeds' scatter {pooled['jsd_low_max']:.4f} "
             f"({pooled['country']}, {pooled['jsd']:.4f} pooled; the largest pooled JSD {pooled['jsd_max']:.4f}) over "
             f"{pooled['countries']} countries and "
-            f"{pooled['seeds']} held-out seeds, line {pooled['line']}: "
-            f"{'FAITHFUL' if pooled['faithful'] else 'DISTORTED'}")
+            f"{pooled['seeds']} held-out seeds, line {pooled['line']}; largest over-served share of a country's "
+            f"outlets {pooled['overserved_max']:.4f}" + (f" ({pooled['overserved_country']})" if
+                                                          pooled["overserved_country"] else "")
+            + f", line {pooled['overserved_line']}: {'FAITHFUL' if pooled['faithful'] else 'DISTORTED'}")
 
 
 def _certify(policies: PolicySet, seeds: Sequence[int], source: dict, runs_root: Path | None, holdout: int,
@@ -181,6 +188,7 @@ def _log_summary(mlc, parent_id: str, summary: dict) -> None:
                                        **({"holdout.n": hold["n"]} if hold else {}),
                                        **({"holdout.pooled_jsd_max": hold["pooled"]["jsd_max"],
                                            "holdout.pooled_jsd_low_max": hold["pooled"]["jsd_low_max"],
+                                           "holdout.pooled_overserved_max": hold["pooled"]["overserved_max"],
                                            "holdout.pooled_countries": hold["pooled"]["countries"]}
                                           if hold.get("pooled") else {})},
               tags={"verdict": summary["verdict"], "fidelity_verdict": summary["fidelity_verdict"],
