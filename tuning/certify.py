@@ -52,6 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tuning.authority.txn import settle
 
     seeds = list(REQUIRED_SEEDS) if seeds is None else seeds
+    _require_seedpack(seeds, REQUIRED_SEEDS, args.record)   # refused before its seeds are run, not at the freeze
     runs_root = Path(args.runs_root) if args.runs_root else None
     world = worlds.authority_world(args.policies, args)
     worlds.require_tunable(world, "a certification")
@@ -132,6 +133,16 @@ def _held_out_short(summary: dict) -> str | None:
         return None
     return (f"B or better and FAITHFUL on {held['pass_rate_b_faithful']:.1%} of {held['n']} held-out seeds, "
             f"below {HOLDOUT_MIN:.0%}")
+
+
+def _require_seedpack(seeds: Sequence[int], required: Sequence[int], record: bool) -> None:
+    """``--record`` records the P5 certification of the plan's whole seedpack: the freeze grades its cross-seed
+    spread (3A-X01), which fewer seeds do not measure (one seed: 0)."""
+    if record and not set(required) <= set(seeds):
+        raise EngineError(E_USAGE, f"--record records the P5 certification of the plan's seedpack "
+                                   f"({','.join(map(str, required))}): --seeds {','.join(map(str, seeds))} misses "
+                                   f"{','.join(str(s) for s in required if s not in seeds)} (its cross-seed spread "
+                                   f"would not be the seedpack's)")
 
 
 def _why_not(summary: dict) -> str:

@@ -76,7 +76,10 @@ def dispersed_alphas(layout: ZoneLayout, alpha: np.ndarray, alpha_sum: np.ndarra
     total = np.repeat(group_sum(r, starts), sizes)
     if np.abs(total - target).max(initial=0.0) > 1e-9:
         r = r * (target / total)
-        if np.abs(np.repeat(group_sum(r, starts), sizes) - target).max(initial=0.0) > 1e-7:
+        # relative to the target: a pair of millions of sites has alpha totals of 1e9 and more, whose rounding alone
+        # passes any absolute bound (helper 61: a 3 M-outlet pair failed on one seed in ten)
+        drift = np.abs(np.repeat(group_sum(r, starts), sizes) - target)
+        if (drift > 1e-7 * np.maximum(np.abs(target), 1.0)).any():
             raise EngineError(E_POLICY_VALUES, "S3 dispersion transform did not converge (spec E3A_S3_012): the "
                                                "policy's alpha and dispersion values are out of the range it holds")
     return r

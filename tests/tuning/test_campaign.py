@@ -60,7 +60,7 @@ steps:
   - {phase: P2, review: {decision: P2_REVIEWED, reason: a recorded review}}
   - {phase: P2, sweep: {study: P2, name: c-P2}, select: best_feasible, promote_if: {min_J: 0.0},
      decision: UNLOCK_P3, else: HOLD_P2}
-  - {phase: P5, certify: {seeds: [42], holdout: 1}}
+  - {phase: P5, certify: {seeds: [42, 7, 101, 202], holdout: 1}}
   - {phase: P6, freeze: true}
 """
 
@@ -106,6 +106,11 @@ def test_a_campaign_key_it_does_not_read_or_a_budget_of_zero_is_refused_naming_t
         "unclosed brace": (("{population_top1_median:", "{population_top1_median"), "reason: not a reason template"),
         "small world without its size": (("small_world: {max_pairs: 20000, ", "small_world: {"),
                                          "validate.small_world: 'max_pairs' is a required property"),
+        # a campaign that freezes certifies the plan's seedpack: a freeze refuses fewer seeds (their spread is not
+        # the seedpack's), so it is refused here, not after hours of sweeps
+        "partial seedpack": (("certify: {seeds: [42, 7, 101, 202], holdout: 200}", "certify: {seeds: [42], holdout: 200}"),
+                             "certify.seeds: a campaign that freezes certifies the plan's seedpack (42,7,101,202); "
+                             "missing 7,101,202"),
         "small world, a typo": (("small_world: {max_pairs: 20000, ", "small_world: {max_pair: 20000, "),
                                 "validate.small_world: Additional properties are not allowed ('max_pair'"),
         "phase": (("{phase: P0, baseline: {seed: 42}}", "{phase: P77, baseline: {seed: 42}}"),
@@ -253,7 +258,7 @@ steps:
      reason: "frontier on {world}: {multi_clock_pair_share:.2f} of pairs in multi-clock countries;"}
   - {phase: P2, sweep: {study: P2, name: c-P2}, select: best_feasible, promote_if: {min_J: 0.0},
      decision: UNLOCK_P3, else: HOLD_P2}
-  - {phase: P5, certify: {seeds: [42], holdout: 2}}
+  - {phase: P5, certify: {seeds: [42, 7, 101, 202], holdout: 2}}
   - {phase: P6, freeze: {target: PASS_BPLUS}}
 """
 

@@ -122,7 +122,7 @@ def test_a_best_effort_freeze_blocks_on_its_certification_and_names_the_frontier
 
     record_step("P5", "FAIL_REALISM", policies_dir=Path("policies"), source_run_id="r" * 32,
                 evidence={"fidelity": "FAITHFUL", "failing_gates": "3A-V04_s3_std,3A-S04_s3_std,3A-V04_s3_std",
-                          "holdout_seeds": 8, "holdout_pass_rate_b_faithful": 0.5,
+                          "seeds": "42,7,101,202", "holdout_seeds": 8, "holdout_pass_rate_b_faithful": 0.5,
                           "holdout_pass_rate_bplus_faithful": 0.0})
     step = freeze(Path("policies"), target="PASS_BPLUS", trade_off=["S3 std >= 0.04 (B+)", "S4 top1 p75 <= 0.97 (B)"])
     assert step["decision"] == "FROZEN_BEST_EFFORT_BELOW_B"
@@ -130,6 +130,45 @@ def test_a_best_effort_freeze_blocks_on_its_certification_and_names_the_frontier
     assert step["evidence"]["frontier_trade_off"] == "S3 std >= 0.04 (B+),S4 top1 p75 <= 0.97 (B)"
     assert "blocking (failing on its certification): 3A-V04_s3_std,3A-S04_s3_std; the P2 frontier found no " \
            "faithful trial meeting S3 std >= 0.04 (B+) and S4 top1 p75 <= 0.97 (B) together" in step["note"]
+
+
+def test_a_certification_of_part_of_the_seedpack_is_never_frozen_nor_recorded(project, capsys):
+    """Helper 61 froze B+ from ``certify --record --seeds 42`` (one seed: a cross-seed spread of 0) an authority whose
+    seedpack is B by its spread (3A-X01) alone: the freeze refuses a certification that did not run the whole
+    seedpack, and ``certify --record`` refuses such seeds before running them."""
+    from pathlib import Path
+
+    from engine.core.errors import EngineError
+    from tuning.authority.freeze import freeze
+    from tuning.authority.ladder import record_step
+    from tuning.certify import main as certify_main
+    from tuning.common.errors import invoke
+
+    record_step("P5", "PASS_BPLUS", policies_dir=Path("policies"), source_run_id="r" * 32,
+                evidence={"fidelity": "FAITHFUL", "failing_gates": "none", "seeds": "42", "holdout_seeds": 1,
+                          "holdout_pass_rate_b_faithful": 1.0, "holdout_pass_rate_bplus_faithful": 1.0})
+    with pytest.raises(EngineError) as err:
+        freeze(Path("policies"))
+    assert err.value.code == "E3A_TUN_030_CERTIFY_INPUT" and "ran seeds 42, not the plan's seedpack (missing " \
+        "7,101,202)" in str(err.value) and "--record --holdout 200" in str(err.value)
+    capsys.readouterr()
+    assert invoke(certify_main, ["--authority", "--record", "--seeds", "42,7", "--no-progress"]) == 2
+    assert capsys.readouterr().err.strip().startswith("E3A_TUN_050_USAGE: --record records the P5 certification of "
+                                                      "the plan's seedpack (42,7,101,202): --seeds 42,7 misses 101,202")
+
+
+def test_a_seedpack_b_by_its_spread_alone_names_x01_as_blocking():
+    """Helper 61's freeze named S04-S06 (failing on 2 of 200 held-out seeds) where the seedpack was B by 3A-X01."""
+    from tuning.authority.certification import failing_gates
+
+    summary = {"seeds": [42, 7], "detail": {
+        "gate_matrix": {"B": {"3A-S04": {42: "PASS", 7: "PASS"}}},
+        "stability": {"3A-X01_cv_primary_medians": {"B": {"status": "PASS"}, "BPLUS": {"status": "FAIL"},
+                                                    "verdict_bearing": True},
+                      "3A-X02_escalation_rate_corridor": {"status": "FAIL", "verdict_bearing": False},
+                      "3A-X03_no_hard_failure_any_seed": {"status": "PASS", "verdict_bearing": True}}},
+        "holdout": {"failing": {"3A-S04": 2}}}
+    assert failing_gates(summary) == ["3A-X01_cv_primary_medians", "3A-S04"]
 
 
 @pytest.mark.parametrize("text, seeds", [("42,7", [42, 7]), (" 42 , 7 ", [42, 7]), ("42", [42]), ("42,,7", None),

@@ -225,9 +225,16 @@ def summary_markdown(summary: dict) -> str:
 
 def failing_gates(summary: dict) -> list[str]:
     """Gates that fail on any seedpack seed, then those failing on held-out seeds (most often first)."""
-    matrix = (summary.get("detail") or {}).get("gate_matrix", {})
+    detail = summary.get("detail") or {}
+    matrix = detail.get("gate_matrix", {})
     seedpack = sorted({g for fam in matrix.values() for g, per in fam.items()
                        if any(v != "PASS" for v in per.values())})
+    # the cross-seed gates (3A-X01's CV of the primary medians, B or B+ limit; X03): a seedpack that is B on every
+    # seed and B only by its spread names X01, not the per-seed gates its held-out seeds fail now and then
+    for gate, block in (detail.get("stability") or {}).items():
+        statuses = [block.get("status")] + [v.get("status") for v in block.values() if isinstance(v, dict)]
+        if block.get("verdict_bearing") and "FAIL" in statuses:
+            seedpack.append(gate)
     held = list((summary.get("holdout") or {}).get("failing", {}))
     fidelity = sorted({g for s in summary.get("seeds", []) for g in summary.get("fidelity_failing", {}).get(s, [])})
     return list(dict.fromkeys(seedpack + fidelity + held))   # each gate once, where it first failed

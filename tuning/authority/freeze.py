@@ -82,6 +82,22 @@ def _require_recorded(step: dict) -> None:
                                       f"--record here, or point MLFLOW_TRACKING_URI at the store that recorded it)")
 
 
+def _require_seedpack(cert: dict, current: str, certify: str) -> None:
+    """The grade a freeze certifies is the plan's seedpack's: a certification of fewer seeds reads the cross-seed
+    spread (3A-X01) of fewer values (of one: 0), and helper 61 froze B+ from ``--seeds 42`` an authority whose
+    seedpack is B by its spread alone."""
+    from engine import REQUIRED_SEEDS
+
+    raw = str((cert.get("evidence") or {}).get("seeds", ""))
+    seeds = {s.strip() for s in raw.split(",") if s.strip()}
+    missing = [str(s) for s in REQUIRED_SEEDS if str(s) not in seeds]
+    if missing:
+        raise EngineError(E_CERTIFY, f"the authority {current[:12]}'s certification (ladder step "
+                                     f"{str(cert.get('mlflow_run_id', '?'))[:12]}) ran seeds {raw or 'none'}, not the "
+                                     f"plan's seedpack (missing {','.join(missing)}): its cross-seed spread is not the "
+                                     f"seedpack's; run {certify} first")
+
+
 def freeze(policies_dir: Path, target: str | None = None, trade_off: Sequence[str] = ()) -> dict:
     """P6 on the certified authority. ``trade_off``: the targets the campaign's P2 frontier found no faithful trial
     meeting together; a best-effort freeze names them apart from its blocking gates, which are only those the
@@ -111,6 +127,7 @@ def _freeze(policies_dir: Path, target: str | None, trade_off: list[str]) -> dic
                                      f"{str(cert.get('mlflow_run_id', '?'))[:12]}) measured no held-out seeds, and a "
                                      f"grade is frozen only where it holds on seeds it was not tuned on; run {certify} "
                                      f"first")
+    _require_seedpack(cert, current, certify)
     fidelity = str(ev.get("fidelity", "UNMEASURED"))
     status = freeze_status(cert["decision"], fidelity, ev, target)
     evidence = {"certification_step": cert["mlflow_run_id"], "verdict": cert["decision"], "fidelity": fidelity}

@@ -100,8 +100,25 @@ def campaign_problem(doc) -> str | None:
                 return f"steps[{i}].reason: {why}"
     error = jsonschema.exceptions.best_match(_VALIDATOR.iter_errors(doc))
     if error is None:
-        return None
+        return _partial_seedpack(doc)
     return f"{field_path(error)}: {_plain(error)}"
+
+
+def _partial_seedpack(doc: dict) -> str | None:
+    """A campaign that freezes certifies the plan's seedpack: the freeze refuses a certification of fewer seeds (its
+    cross-seed spread is not the seedpack's), so such a campaign is refused before it runs, not at its last step."""
+    from engine import REQUIRED_SEEDS
+
+    steps = doc.get("steps", [])
+    if not any("freeze" in step for step in steps):
+        return None
+    for i, step in enumerate(steps):
+        seeds = step.get("certify", {}).get("seeds") if isinstance(step.get("certify"), dict) else None
+        if seeds is not None and not set(REQUIRED_SEEDS) <= set(seeds):
+            missing = ",".join(str(s) for s in REQUIRED_SEEDS if s not in seeds)
+            return (f"steps[{i}].certify.seeds: a campaign that freezes certifies the plan's seedpack "
+                    f"({','.join(map(str, REQUIRED_SEEDS))}); missing {missing}")
+    return None
 
 
 def _plain(error: jsonschema.ValidationError) -> str:
