@@ -142,12 +142,17 @@ def pool_outlets(per_seed: Iterable[SeedOutlets], evidence) -> Pool:
     return Pool((unique, key_country, sums), merchants, n, np.sqrt(var), present)
 
 
+def _shares(p: np.ndarray, q: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each clock's pooled share of its country's outlets and its people's share of the country's people."""
+    mass = np.repeat(np.add.reduceat(p, starts), sizes)
+    people = np.repeat(np.add.reduceat(q, starts), sizes)
+    return p / np.where(mass > 0, mass, 1.0), q / np.where(people > 0, people, 1.0)
+
+
 def _bounded_jsd(p: np.ndarray, q: np.ndarray, se: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     """Each country's JSD from its people at the pooled shares nearest the people within ``POOLED_Z`` standard
     errors a clock (renormalised): what the seeds show beyond their own scatter."""
-    mass = np.repeat(np.add.reduceat(p, starts), sizes)
-    people = np.repeat(np.add.reduceat(q, starts), sizes)
-    share, want = p / np.where(mass > 0, mass, 1.0), q / np.where(people > 0, people, 1.0)
+    share, want = _shares(p, q, starts, sizes)
     band = POOLED_Z * se
     return segment_jsd(np.clip(want, share - band, share + band), want, starts, sizes)
 
@@ -157,9 +162,7 @@ def _bounded_overserved(p: np.ndarray, q: np.ndarray, authored: np.ndarray, se: 
     """Each country's pooled realised outlets beyond both ``OVERSERVED_RATIO`` times each clock's people share and
     its authored prior share (F07's allowance, read on the outlets), at the shares nearest that allowance within
     ``POOLED_Z`` standard errors a clock: what the seeds show beyond their own scatter."""
-    mass = np.repeat(np.add.reduceat(p, starts), sizes)
-    people = np.repeat(np.add.reduceat(q, starts), sizes)
-    share, want = p / np.where(mass > 0, mass, 1.0), q / np.where(people > 0, people, 1.0)
+    share, want = _shares(p, q, starts, sizes)
     allowance = np.maximum(OVERSERVED_RATIO * want, np.asarray(authored, dtype=np.float64))
     return run_sums(np.maximum(share - POOLED_Z * se - allowance, 0.0), starts, sizes)
 
