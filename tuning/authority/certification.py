@@ -224,7 +224,8 @@ def summary_markdown(summary: dict) -> str:
 
 
 def failing_gates(summary: dict) -> list[str]:
-    """Gates that fail on any seedpack seed, then those failing on held-out seeds (most often first)."""
+    """Gates that fail on any seedpack seed (the cross-seed ones included), then those failing on held-out seeds
+    (most often first) when those seeds hold the grade back."""
     detail = summary.get("detail") or {}
     matrix = detail.get("gate_matrix", {})
     seedpack = sorted({g for fam in matrix.values() for g, per in fam.items()
@@ -235,7 +236,12 @@ def failing_gates(summary: dict) -> list[str]:
         statuses = [block.get("status")] + [v.get("status") for v in block.values() if isinstance(v, dict)]
         if block.get("verdict_bearing") and "FAIL" in statuses:
             seedpack.append(gate)
-    held = list((summary.get("holdout") or {}).get("failing", {}))
+    # held-out seeds' failing gates where they hold a grade back: B+ and FAITHFUL on fewer than HOLDOUT_MIN of them
+    # (a gate failing on 2 of 200 is inside the freeze's allowance, not a blocking gate)
+    from tuning.authority.freeze import HOLDOUT_MIN
+
+    hold = summary.get("holdout") or {}
+    held = list(hold.get("failing", {})) if hold.get("pass_rate_bplus_faithful", 0.0) < HOLDOUT_MIN else []
     fidelity = sorted({g for s in summary.get("seeds", []) for g in summary.get("fidelity_failing", {}).get(s, [])})
     return list(dict.fromkeys(seedpack + fidelity + held))   # each gate once, where it first failed
 
