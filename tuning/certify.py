@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from engine import EngineError
-from tuning.common.limits import MAX_SEEDS
+from tuning.common.limits import MAX_SEEDS, seedpack_missing
 from tuning.common import worlds
 from tuning.common.errors import E_CERTIFY, E_NOT_CERTIFIED, E_USAGE, TuningParser, decimal
 from tuning.common.errors import run_cli
@@ -138,11 +138,11 @@ def _held_out_short(summary: dict) -> str | None:
 def _require_seedpack(seeds: Sequence[int], required: Sequence[int], record: bool) -> None:
     """``--record`` records the P5 certification of the plan's whole seedpack: the freeze grades its cross-seed
     spread (3A-X01), which fewer seeds do not measure (one seed: 0)."""
-    if record and not set(required) <= set(seeds):
+    missing = seedpack_missing(seeds) if record else []
+    if missing:
         raise EngineError(E_USAGE, f"--record records the P5 certification of the plan's seedpack "
                                    f"({','.join(map(str, required))}): --seeds {','.join(map(str, seeds))} misses "
-                                   f"{','.join(str(s) for s in required if s not in seeds)} (its cross-seed spread "
-                                   f"would not be the seedpack's)")
+                                   f"{','.join(map(str, missing))} (its cross-seed spread would not be the seedpack's)")
 
 
 def _why_not(summary: dict) -> str:

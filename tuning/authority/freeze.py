@@ -85,15 +85,14 @@ def _require_seedpack(cert: dict, current: str, certify: str) -> None:
     """The grade a freeze certifies is the plan's seedpack's: a certification of fewer seeds reads the cross-seed
     spread (3A-X01) of fewer values (of one: 0), and helper 61 froze B+ from ``--seeds 42`` an authority whose
     seedpack is B by its spread alone."""
-    from engine import REQUIRED_SEEDS
+    from tuning.common.limits import seedpack_missing
 
     raw = str((cert.get("evidence") or {}).get("seeds", ""))
-    seeds = {s.strip() for s in raw.split(",") if s.strip()}
-    missing = [str(s) for s in REQUIRED_SEEDS if str(s) not in seeds]
+    missing = seedpack_missing(raw.split(","))
     if missing:
         raise EngineError(E_CERTIFY, f"the authority {current[:12]}'s certification (ladder step "
                                      f"{str(cert.get('mlflow_run_id', '?'))[:12]}) ran seeds {raw or 'none'}, not the "
-                                     f"plan's seedpack (missing {','.join(missing)}): its cross-seed spread is not the "
+                                     f"plan's seedpack (missing {','.join(map(str, missing))}): its cross-seed spread is not the "
                                      f"seedpack's; run {certify} first")
 
 

@@ -108,16 +108,17 @@ def _partial_seedpack(doc: dict) -> str | None:
     """A campaign that freezes certifies the plan's seedpack: the freeze refuses a certification of fewer seeds (its
     cross-seed spread is not the seedpack's), so such a campaign is refused before it runs, not at its last step."""
     from engine import REQUIRED_SEEDS
+    from tuning.common.limits import seedpack_missing
 
     steps = doc.get("steps", [])
     if not any("freeze" in step for step in steps):
         return None
     for i, step in enumerate(steps):
         seeds = step.get("certify", {}).get("seeds") if isinstance(step.get("certify"), dict) else None
-        if seeds is not None and not set(REQUIRED_SEEDS) <= set(seeds):
-            missing = ",".join(str(s) for s in REQUIRED_SEEDS if s not in seeds)
+        missing = seedpack_missing(seeds) if seeds is not None else []
+        if missing:
             return (f"steps[{i}].certify.seeds: a campaign that freezes certifies the plan's seedpack "
-                    f"({','.join(map(str, REQUIRED_SEEDS))}); missing {missing}")
+                    f"({','.join(map(str, REQUIRED_SEEDS))}); missing {','.join(map(str, missing))}")
     return None
 
 
