@@ -13,8 +13,9 @@ of 20,000 people a clock or more (every multi-clock country of the default world
 A zone of Z(c) with pop(c,z) = 0 in a country with P > 0 gets alpha 1e-6 (our law, not the original spec's, whose
 smoothing gave such a zone about 0.002 / K of the country's mass: outlets where the evidence says nobody lives).
 Floors (zone presence): a zone with city population anywhere gets floor_value FLOOR_PRESENT and an
-unconditional bump_threshold 0; a zone without any city gets FLOOR_ABSENT gated at 0.6 (floor
-only if dominant). The mixture policy is the shipped ladder with every extension block disabled.
+unconditional bump_threshold 0, gated at ALPHA_MIN instead where another country lists it empty (our law: the
+floor stays off the empty one); a zone without any city gets FLOOR_ABSENT gated at 0.6 (floor only if dominant).
+The mixture policy is the shipped ladder with every extension block disabled.
 
 Realism floors (vetoes for every candidate): each country's effective alpha sum lies in
 [ALPHA_SUM_MIN, ALPHA_SUM_MAX]; among the large multi-zone countries (K >= LARGE_K) at least
@@ -97,9 +98,17 @@ def author_alphas(population: pd.DataFrame) -> dict:
 
 
 def author_floors(population: pd.DataFrame) -> dict:
-    present = population.groupby("tzid")["population"].sum()
-    floors = [{"tzid": tz, "floor_value": FLOOR_PRESENT if present[tz] > 0 else FLOOR_ABSENT,
-               "bump_threshold": 0.0 if present[tz] > 0 else 0.6} for tz in sorted(present.index)]
+    """One floor per tzid (the policy's key), for every country whose Z(c) lists it. A tzid some country's people
+    live on and another's evidence leaves empty (a pack keeping empty zones, a zone shared across countries) is
+    floored only where its country's prior gives it more than the empty mark (bump_threshold ALPHA_MIN: an empty
+    zone's raw share is ALPHA_MIN / A(c) below it, a populated one's is at least SMOOTH_FRACTION / K far above):
+    unconditional, the floor would put outlets on the empty one."""
+    people = population["population"].to_numpy(dtype=np.float64)
+    grouped = pd.DataFrame({"tzid": population["tzid"].to_numpy(dtype=object), "lived": people > 0,
+                            "empty": ~(people > 0)}).groupby("tzid", sort=True)
+    lived, empty = grouped["lived"].any(), grouped["empty"].any()
+    floors = [{"tzid": tz, "floor_value": FLOOR_PRESENT if lived[tz] else FLOOR_ABSENT,
+               "bump_threshold": (ALPHA_MIN if empty[tz] else 0.0) if lived[tz] else 0.6} for tz in lived.index]
     return {"version": VERSION, "floors": floors}
 
 

@@ -77,3 +77,54 @@ def test_the_smoothing_never_outweighs_the_evidence(people):
     for p, alpha in zip(people, got):
         excess = alpha / a - p / total   # the share the smoothing adds to this clock
         assert excess <= (SMOOTH_FRACTION + SMOOTH_CAP) / k * (1 + 1e-9) + 1e-6 / a
+
+
+_SHARED_TZIDS = ["Africa/Maputo", "Africa/Lagos", "Africa/Nairobi", "Africa/Cairo"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.integers(min_value=0, max_value=3_000_000), min_size=2, max_size=4), min_size=2,
+                max_size=4))
+def test_a_floor_never_lifts_a_zone_its_own_country_leaves_empty(people):
+    """The floor policy is keyed by tzid, Z(c) by country: a tzid some country's people live on and another country's
+    evidence (a pack keeping empty zones) leaves empty is floored only where it is lived on. Unconditional, the floor
+    gave the empty one FLOOR_PRESENT (CD's empty clock took MZ's 0.10: 0.25% of CD's prior, outlets where nobody
+    lives). Populated zones keep their floor as before."""
+    from engine.policies.authoring import FLOOR_PRESENT
+    from engine.states.s2_priors import priors
+
+    rows = [(iso, tz, float(n)) for iso, counts in zip(["AA", "BB", "CC", "DD"], people)
+            for tz, n in zip(_SHARED_TZIDS, counts)]
+    pop = _population(rows)
+    policies = author_policies(pop)
+    s2 = priors(pop[["country_iso", "tzid"]], yaml.safe_load(policies["country_zone_alphas"]),
+                yaml.safe_load(policies["zone_floor_policy"])).set_index(["country_iso", "tzid"])
+    for iso, tz, n in rows:
+        row = s2.loc[(iso, tz)]
+        country_people = sum(p for c, _, p in rows if c == iso)
+        if n == 0 and country_people > 0:    # left empty by its own evidence: the minimum alpha, no floor
+            assert row["alpha_effective"] == 1e-6 and not row["floor_applied"]
+        elif n > 0:                          # lived on: FLOOR_PRESENT is its least alpha, as before
+            assert row["alpha_effective"] >= FLOOR_PRESENT
+
+
+def test_a_world_keeping_an_empty_clock_another_country_lives_on_places_no_outlet_there(tmp_path):
+    """End to end, the case that found it: CD's pack keeps Africa/Maputo, empty in CD's evidence, where MZ's people
+    live. The authored baseline put 32 of CD's 12,633 outlets there on seed 42 (unpopulated share 0.0013); now none."""
+    from engine import run_chain
+    from engine.policies import PolicySet
+    from engine.world.model import load_world
+
+    pop = _population([("CD", "Africa/Kinshasa", 20e6), ("CD", "Africa/Maputo", 0.0),
+                       ("MZ", "Africa/Maputo", 30e6), ("MZ", "Africa/Johannesburg", 1e6)])
+    pop.to_csv(tmp_path / "population.csv", index=False)
+    pop[["country_iso", "tzid"]].to_csv(tmp_path / "universe.csv", index=False)
+    pd.DataFrame({"merchant_id": range(600), "legal_country_iso": ["CD", "MZ"] * 300,
+                  "site_count": [3 + (i * 7) % 90 for i in range(600)]}).to_csv(tmp_path / "outlets.csv", index=False)
+    (tmp_path / "country_zone_alphas.yaml").write_bytes(author_policies(pop)["country_zone_alphas"])
+    world = load_world(tmp_path)
+    for seed in (42, 7):
+        res = run_chain(PolicySet(author_policies(world.population)), seed, world)
+        s4 = res.tables["s4"].set_index(["legal_country_iso", "tzid"])["zone_site_count"]
+        assert int(s4.loc[("CD", "Africa/Maputo")].sum()) == 0 < int(s4.loc[("MZ", "Africa/Maputo")].sum())
+        assert res.pack["fidelity"]["unpopulated_share"] == 0.0

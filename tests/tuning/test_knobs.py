@@ -81,6 +81,28 @@ def test_floor_knobs(base):
     floors = cand.doc("zone_floor_policy")["floors"]
     assert [f["floor_value"] for f in floors] == [1.0, 0.2]
     assert [f["bump_threshold"] for f in floors] == [1.0, 0.5]  # clipped to [0, 1]
+    lowered = apply_knobs(base, {"threshold_shift": -1.0}).doc("zone_floor_policy")["floors"]
+    assert [f["bump_threshold"] for f in lowered] == [1e-6, 0.0]   # a gated floor keeps the empty mark
+
+
+def test_no_threshold_shift_floors_a_zone_its_country_leaves_empty():
+    """Authored on a world whose pack keeps CD's Africa/Maputo empty beside MZ's people there, the gate ALPHA_MIN
+    keeps MZ's floor off CD's empty clock; P1.3's most negative shift used to clip it to 0 and put it back."""
+    import pandas as pd
+
+    from engine.policies.authoring import author_policies
+    from engine.states.s2_priors import priors
+
+    pop = pd.DataFrame({"country_iso": ["CD", "CD", "MZ", "MZ"],
+                        "tzid": ["Africa/Kinshasa", "Africa/Maputo", "Africa/Maputo", "Africa/Johannesburg"],
+                        "population": [20e6, 0.0, 30e6, 1e6]})
+    base = PolicySet(author_policies(pop))
+    for shift in (-1.0, -0.3, 0.0):
+        cand = apply_knobs(base, {"threshold_shift": shift, "floor_scale": 10.0})
+        s2 = priors(pop[["country_iso", "tzid"]], cand.doc("country_zone_alphas"),
+                    cand.doc("zone_floor_policy")).set_index(["country_iso", "tzid"])
+        assert s2.loc[("CD", "Africa/Maputo"), "alpha_effective"] == 1e-6
+        assert s2.loc[("MZ", "Africa/Johannesburg"), "alpha_effective"] == 1.0   # the populated clock's floor
 
 
 def test_block_knobs_enable_their_block_and_lift_dependents(base):

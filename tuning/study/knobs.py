@@ -15,7 +15,8 @@ Families (the build plan's phases):
   (no zone keeps a share above the cap; the excess is water-filled over the zones below the cap
   in proportion to s^``tail_gamma``: 0 spreads evenly, 1 proportionally, >1 favours the big tail).
 - P1.3 ``zone_floor_policy``: ``floor_scale`` multiplies every floor_value; ``threshold_shift``
-  adds to every bump_threshold, clipped to [0, 1].
+  adds to every bump_threshold, clipped to [0, 1], a gated one (> 0) to [ALPHA_MIN, 1]: no shift floors a zone at
+  the minimum α, one its country's evidence leaves empty.
 - P2 ``s3_dispersion`` block, P3 ``s4_safeguards`` block, P4 ``theta_mix``, the rule thresholds
   (``site_count_lt``, ``site_count_ge``, ``zone_count_country_ge``) and the ``s1_smoothing`` block.
   Setting any knob of a block enables the block (missing fields from the engine's "off" defaults).
@@ -67,7 +68,8 @@ KNOBS: dict[str, Knob] = {k.name: k for k in [
     _k("hub_cap", _ALPHAS, "float", 0.0, 1.0, "alpha_geometry", 1.0, "cap on any zone's share (>= 1/K)"),
     _k("tail_gamma", _ALPHAS, "float", 0.0, 3.0, "alpha_geometry", 1.0, "tail weight exponent for the hub excess"),
     _k("floor_scale", _FLOORS, "float", 0.0, 10.0, "floors", 1.0, "multiplies floor_value"),
-    _k("threshold_shift", _FLOORS, "float", -1.0, 1.0, "floors", 0.0, "added to bump_threshold, clipped [0,1]"),
+    _k("threshold_shift", _FLOORS, "float", -1.0, 1.0, "floors", 0.0,
+       "added to bump_threshold, clipped [0,1]; a gated one >= 1e-6"),
     _k("concentration_scale", _MIX, "float", 0.05, 1.5, "s3_dispersion", None, "S3 Dirichlet concentration"),
     _k("alpha_temperature", _MIX, "float", 0.5, 1.5, "s3_dispersion", None, "S3 alpha temperature"),
     _k("site_elasticity", _MIX, "float", 0.0, 1.5, "s3_dispersion", None,
@@ -175,7 +177,8 @@ def _floors(doc: dict, v: Mapping[str, object]) -> None:
     shift = float(v.get("threshold_shift", 0.0))
     for floor in doc["floors"]:
         floor["floor_value"] = round(float(floor["floor_value"]) * scale, ALPHA_DECIMALS)
-        floor["bump_threshold"] = round(min(1.0, max(0.0, float(floor["bump_threshold"]) + shift)), ALPHA_DECIMALS)
+        gate = float(floor["bump_threshold"])   # a gated floor stays gated above the empty mark (P1.2's law too)
+        floor["bump_threshold"] = round(min(1.0, max(ALPHA_MIN if gate > 0 else 0.0, gate + shift)), ALPHA_DECIMALS)
 
 
 def _block(doc: dict, name: str, v: Mapping[str, object]) -> None:
