@@ -170,7 +170,7 @@ _PARSED: OrderedDict = OrderedDict()
 _PARSED_MAX = 64
 
 
-def _parse_cached(policy_id: str, raw: bytes, source: str) -> dict:
+def parsed_policy(policy_id: str, raw: bytes, source: str) -> dict:
     """Parse once per (policy id, bytes digest): a candidate that keeps a policy's bytes reuses its
     parsed document. Documents are shared and read-only; copy before editing."""
     key = (policy_id, sha256_hex(raw))
@@ -200,7 +200,7 @@ class PolicySet:
         if unknown:
             raise EngineError(E_POLICY_MISSING, f"{self.source}: unknown policy id {unknown[0]!r}")
         # parse eagerly: a bad file never reaches a state
-        docs = {pid: _parse_cached(pid, data, f"{self.source}/{pid}.yaml") for pid, data in self.raw.items()}
+        docs = {pid: parsed_policy(pid, data, f"{self.source}/{pid}.yaml") for pid, data in self.raw.items()}
         object.__setattr__(self, "_docs", docs)
         object.__setattr__(self, "_section_digests", {})   # (policy id, sections) -> digest: the bytes never change
 

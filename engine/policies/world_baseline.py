@@ -13,13 +13,18 @@ from pathlib import Path
 
 from engine.core.errors import E_POLICY_MISSING, EngineError
 from engine.policies.authoring import author_policies
-from engine.policies.policy_set import POLICY_IDS, PolicySet
+from engine.policies.policy_set import POLICY_IDS, PolicySet, parsed_policy
 from engine.core.strict import read_bytes
 
 
 def shipped(world) -> dict[str, bytes]:
-    """policy id -> the bytes of each policy file the world ships."""
-    return {Path(p).stem: read_bytes(p, E_POLICY_MISSING) for p in world.policy_files}
+    """policy id -> the bytes of each policy file the world ships, each parsed and validated here so that an error
+    names the user's file (parsed once: the policy set reuses the document)."""
+    own = {}
+    for path in world.policy_files:
+        own[Path(path).stem] = raw = read_bytes(path, E_POLICY_MISSING)
+        parsed_policy(Path(path).stem, raw, str(path))
+    return own
 
 
 def authored_baseline(world) -> PolicySet:

@@ -329,3 +329,21 @@ def test_a_world_on_the_default_universe_says_it_runs_the_default_authority(tmp_
                             "people and outlets (parameter_hash ") and first.endswith("pass --policies DIR to use others")
     assert main(["run", "--seed", "42", "--run-root", str(tmp_path / "runs")]) == 0
     assert not capsys.readouterr().out.startswith("policies:")
+
+
+@pytest.mark.parametrize("text,code", [("floors: [unclosed\n", "E3A_POL_001_MALFORMED_YAML"),
+                                       ("version: v1\nfloors:\n  - {tzid: Europe/Paris, floor_value: -1, "
+                                        "bump_threshold: 0}\n", "E3A_POL_002_SCHEMA_INVALID")])
+def test_a_bad_policy_file_a_world_ships_is_named_by_its_own_path(tmp_path, text, code):
+    """The world's own file, not the policy set's label (it read ``authored:w+outlets/zone_floor_policy.yaml``, a
+    path the user never wrote)."""
+    world = tmp_path / "w"
+    world.mkdir()
+    pd.DataFrame({"country_iso": ["FR"], "tzid": ["Europe/Paris"], "population": [60e6]}).to_csv(
+        world / "population.csv", index=False)
+    pd.DataFrame({"merchant_id": [1], "legal_country_iso": ["FR"], "site_count": [4]}).to_csv(
+        world / "outlets.csv", index=False)
+    (world / "zone_floor_policy.yaml").write_text(text)
+    rc, _, err = _here("run", "--seed", "1", "--world", str(world), "--run-root", str(tmp_path / "runs"))
+    assert rc == 2 and err.startswith(f"{code}: {world / 'zone_floor_policy.yaml'}: "), err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "runs").exists()
