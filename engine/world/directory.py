@@ -23,7 +23,7 @@ import pandas as pd
 from engine.core.errors import E_WORLD_INPUT, E_WORLD_MISSING, EngineError
 from engine.world.clocks import clocks_of, published_name
 from engine.world.evidence import fidelity_evidence
-from engine.world.universe import ISO2, known_tzids
+from engine.world.universe import ISO2, refuse_unknown_tzids
 from engine.world.columns import require_columns
 
 POLICY_FILES = ("zone_mixture_policy.yaml", "country_zone_alphas.yaml", "zone_floor_policy.yaml")
@@ -117,9 +117,7 @@ def validate_population(frame: pd.DataFrame, universe: pd.DataFrame | None, sour
     if len(bad):
         raise EngineError(E_WORLD_INPUT, f"{source}: invalid country code {bad.iloc[0]!r} (two upper-case letters, "
                                          f"ISO 3166-1 alpha-2, no spaces)")
-    unknown = sorted(set(out["tzid"]) - known_tzids())
-    if unknown:
-        raise EngineError(E_WORLD_INPUT, f"{source}: unknown tzid {unknown[0]!r} ({len(unknown)} unknown)")
+    refuse_unknown_tzids(out["tzid"], source)
     raw = frame["population"].astype(str).str.strip()
     values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
 

@@ -42,6 +42,22 @@ def known_tzids() -> frozenset[str]:
     return frozenset(names)
 
 
+NOT_A_CLOCK = frozenset({"Factory"})   # tzdata's placeholder ("-00": local time not set); nobody lives on it
+
+
+def refuse_unknown_tzids(tzids, source: str) -> None:
+    """One coded line for the first tzid of a world part the shipped tz database does not know, or knows only as
+    its placeholder zone (a population on ``Factory`` was counted as a clock of its own)."""
+    names = set(tzids)
+    placeholder = sorted(names & NOT_A_CLOCK)
+    if placeholder:
+        raise EngineError(E_WORLD_INPUT, f"{source}: tzid {placeholder[0]!r} is tzdata's placeholder zone (local "
+                                         f"time not set), not a clock anyone lives on")
+    unknown = sorted(names - known_tzids())
+    if unknown:
+        raise EngineError(E_WORLD_INPUT, f"{source}: unknown tzid {unknown[0]!r} ({len(unknown)} unknown)")
+
+
 # GeoNames files Kosovo under the user-assigned code XK, which iso3166.tab does not list.
 EXTRA_COUNTRY_NAMES = {"XK": "Kosovo"}
 
@@ -67,10 +83,7 @@ def validate_universe(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     if len(bad_iso):
         raise EngineError(E_WORLD_INPUT, f"{source}: invalid country code {bad_iso.iloc[0]!r} (two upper-case letters, "
                                          f"ISO 3166-1 alpha-2, no spaces)")
-    known = known_tzids()
-    unknown = sorted(set(frame["tzid"]) - known)
-    if unknown:
-        raise EngineError(E_WORLD_INPUT, f"{source}: unknown tzid {unknown[0]!r} ({len(unknown)} unknown)")
+    refuse_unknown_tzids(frame["tzid"], source)
     if frame.duplicated().any():
         dup = frame[frame.duplicated()].iloc[0]
         raise EngineError(E_WORLD_INPUT, f"{source}: duplicate row {dup['country_iso']}/{dup['tzid']}")

@@ -127,6 +127,8 @@ def test_the_refusal_names_the_catalogue_country_not_another_one_the_evidence_le
     ("universe_csv", UNIVERSE.assign(tzid=["Mars/Olympus", *UNIVERSE.tzid[1:]]), "unknown tzid"),
     ("population_csv", POPULATION.drop(columns="population"), "lacks column"),
     ("population_csv", POPULATION.assign(tzid=["Europe/Atlantis", *POPULATION.tzid[1:]]), "unknown tzid"),
+    ("population_csv", POPULATION.assign(tzid=["Factory", *POPULATION.tzid[1:]]), "'Factory' is tzdata's placeholder"),
+    ("universe_csv", UNIVERSE.assign(tzid=["Factory", *UNIVERSE.tzid[1:]]), "'Factory' is tzdata's placeholder"),
     ("population_csv", POPULATION.assign(population=[-1.0, 1.0, 1.0, 1.0]), "population '-1.0' of "),
     ("population_csv", POPULATION.assign(population=[np.inf, 1.0, 1.0, 1.0]), "is not a finite number (1 such rows)"),
     ("population_csv", POPULATION.assign(population=[5, 1, "x", 1]), "population 'x' of "),
