@@ -17,14 +17,37 @@ ROW_GROUP_ROWS = 1024 * 1024   # pyarrow's default (largest) row group: the unit
 _WRITE = {"compression": "zstd", "write_statistics": False, "store_schema": False}
 
 
+# The footer's created_by names the pyarrow that wrote the file: left as written, every pyarrow release changed
+# every published digest (26.0.1 wrote 25.0.1's bytes but for its version string, and a fresh install's pinned
+# bundle and S6 digests no longer matched). Our bytes carry one label, the release the pins were made with.
+CREATED_BY = b"parquet-cpp-arrow version 25.0.1"
+_WRITER = b"parquet-cpp-arrow version "
+
+
 def _arrow(frame: pd.DataFrame) -> pa.Table:
     return pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
+
+
+def _labelled(data: bytes) -> bytes:
+    """``data`` (a whole parquet file) with its footer's created_by (a compact-thrift string: one byte of field
+    header, a one-byte length, the text) replaced by CREATED_BY, and the footer length mended."""
+    footer_len = int.from_bytes(data[-8:-4], "little")
+    start = len(data) - 8 - footer_len
+    meta = data[start:-8]
+    at = meta.find(_WRITER)
+    if at < 2 or meta.find(_WRITER, at + 1) >= 0:
+        raise ValueError("parquet footer: no single created_by to label")
+    end = at + meta[at - 1]
+    if meta[at - 1] >= 0x80 or not meta[at:end].startswith(_WRITER) or b"\x00" in meta[at:end]:
+        raise ValueError("parquet footer: created_by is not where a compact-thrift string would be")
+    meta = meta[:at - 1] + bytes([len(CREATED_BY)]) + CREATED_BY + meta[end:]
+    return data[:start] + meta + len(meta).to_bytes(4, "little") + data[-4:]
 
 
 def parquet_bytes(frame: pd.DataFrame) -> bytes:
     sink = io.BytesIO()
     pq.write_table(_arrow(frame), sink, **_WRITE)
-    return sink.getvalue()
+    return _labelled(sink.getvalue())
 
 
 def parquet_bytes_chunked(rows: int, frame_of: Callable[[int, int], pd.DataFrame]) -> bytes:
@@ -38,7 +61,7 @@ def parquet_bytes_chunked(rows: int, frame_of: Callable[[int, int], pd.DataFrame
         writer = writer or pq.ParquetWriter(sink, table.schema, **_WRITE)
         writer.write_table(table.cast(writer.schema))
     writer.close()
-    return sink.getvalue()
+    return _labelled(sink.getvalue())
 
 
 def json_bytes(obj: object) -> bytes:
