@@ -30,16 +30,16 @@ def _arrow(frame: pd.DataFrame) -> pa.Table:
 
 def _labelled(data: bytes) -> bytes:
     """``data`` (a whole parquet file) with its footer's created_by (a compact-thrift string: one byte of field
-    header, a one-byte length, the text) replaced by CREATED_BY, and the footer length mended."""
+    header, a one-byte length, the text) replaced by CREATED_BY, and the footer length mended. A footer not laid
+    out so (a pyarrow that labels otherwise) is left as written: the pinned digests of the tests say so, a run
+    does not fail for a label."""
     footer_len = int.from_bytes(data[-8:-4], "little")
     start = len(data) - 8 - footer_len
     meta = data[start:-8]
     at = meta.find(_WRITER)
-    if at < 2 or meta.find(_WRITER, at + 1) >= 0:
-        raise ValueError("parquet footer: no single created_by to label")
+    if at < 2 or meta.find(_WRITER, at + 1) >= 0 or meta[at - 1] >= 0x80:
+        return data
     end = at + meta[at - 1]
-    if meta[at - 1] >= 0x80 or not meta[at:end].startswith(_WRITER) or b"\x00" in meta[at:end]:
-        raise ValueError("parquet footer: created_by is not where a compact-thrift string would be")
     meta = meta[:at - 1] + bytes([len(CREATED_BY)]) + CREATED_BY + meta[end:]
     return data[:start] + meta + len(meta).to_bytes(4, "little") + data[-4:]
 
