@@ -13,9 +13,6 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from engine import EngineError
-from engine import compare_packs
-from engine import DELTA_METRICS
-from engine import lookup
 from tuning.common import worlds
 from tuning.common.errors import E_ARTIFACTS, TuningParser, run_cli
 from tuning.report.files import (GATE_FAMILIES, atomic_write_text, compact_gates, fmt, is_run_id, json_text,
@@ -49,6 +46,8 @@ def _number(value) -> bool:
 def check_pack_shape(doc: Mapping, path: str | Path) -> None:
     """The sections the comparator reads are objects where it reads objects, the verdict is a known verdict,
     the run id names a file, and the metric values are numbers."""
+    from engine import DELTA_METRICS, lookup   # the metric pack (pandas): once the arguments are sound
+
     def bad(field: str, value, want: str) -> EngineError:
         return EngineError(E_ARTIFACTS, f"{path}: P0 metrics pack field {field} is {value!r:.80}, not {want}")
 
@@ -118,6 +117,8 @@ def require_one_world(baseline: Mapping, candidate: Mapping) -> None:
 
 
 def comparison_document(baseline_path: Path, baseline: Mapping, candidate: Mapping) -> dict:
+    from engine import compare_packs
+
     result = compare_packs({"pack": baseline["metrics"], "gates": baseline["gates"], "verdict": baseline["verdict"]},
                            {"pack": candidate["metrics"], "gates": candidate["gates"],
                             "verdict": candidate["verdict"]})
@@ -133,6 +134,8 @@ def comparison_document(baseline_path: Path, baseline: Mapping, candidate: Mappi
 
 
 def comparison_markdown(doc: Mapping) -> str:
+    from engine import DELTA_METRICS, lookup
+
     base, cand = doc["baseline"], doc["candidate"]
     rows = []
     for key, (path, direction) in DELTA_METRICS.items():

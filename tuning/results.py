@@ -13,11 +13,7 @@ import shlex
 from pathlib import Path
 from typing import Sequence
 
-from engine import run_chain
 from engine import EngineError, atomic_write
-from engine import fidelity_overall, fidelity_verdict, run_verdict, seedpack_verdict
-from engine import PolicySet
-from engine import authored_baseline, realism_floors
 from tuning.common.errors import E_USAGE, TuningParser, run_cli
 from tuning.authority.ladder import ladder_table
 from tuning.authority.ladder_steps import read_ladder
@@ -47,8 +43,10 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def _per_seed(policies: PolicySet, seeds, world) -> dict:
+def _per_seed(policies, seeds, world) -> dict:
     """Scored on the core tables (no run bytes are built: this serves a world of any size)."""
+    from engine import run_chain   # the chain and its metrics (pandas, SciPy): once the arguments are sound
+
     out = {}
     for seed in seeds:
         res = run_chain(policies, seed, world)
@@ -59,6 +57,7 @@ def _per_seed(policies: PolicySet, seeds, world) -> dict:
 
 def render(policies_dir: Path, world=None) -> str:
     """The Results section of the authority in ``policies_dir`` on its world (the default world's by default)."""
+    from engine import PolicySet, authored_baseline, fidelity_verdict, realism_floors, run_verdict, seedpack_verdict
     from tuning.common import worlds
 
     world = world if world is not None else worlds.authority_world(policies_dir)
@@ -126,6 +125,8 @@ def _floors_line(floors: dict) -> str:
 
 
 def _all_faithful(verdicts: list[str]) -> str:
+    from engine import fidelity_overall
+
     return fidelity_overall(verdicts)
 
 
@@ -185,6 +186,8 @@ def _interval(ev: dict) -> str:
 def _holdout_lines(policies_dir: Path, applicable: bool = True) -> list[str]:
     """The held-out pass rate recorded with the authority's P5 certification (python -m tuning.certify
     --authority --record --holdout N), read from the ladder."""
+    from engine import PolicySet
+
     authority = PolicySet.from_dir(policies_dir).parameter_hash
     steps = [s for s in read_ladder(policies_dir) if s["phase"] == "P5" and s["parameter_hash"] == authority]
     ev = (steps[-1].get("evidence") or {}) if steps else {}

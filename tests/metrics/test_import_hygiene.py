@@ -22,14 +22,16 @@ def test_engine_metrics_never_imports_the_harness():
 
 def test_a_usage_error_answers_before_mlflow_the_engine_or_optuna_load():
     """A command whose arguments are refused says so before loading MLflow, the engine's chain or Optuna (0.3-1.5
-    CPU s each): certify, promote, prune, rank, sweep, freeze, author, campaign, dashboard, runtime, report, baseline."""
+    CPU s each): certify, promote, prune, rank, sweep, freeze, author, campaign, dashboard, runtime, report, baseline,
+    results, compare."""
     refusals = {"tuning.certify": [["--seeds", "42,42"], ["--holdout", "-3"]], "tuning.promote": [[]],
                 "tuning.sweep.__main__": [["--phase", "P1.2", "--workers", "0"]],
                 "tuning.rank": [["--phase", "P1.2", "--top", "-1"]], "tuning.prune": [["--bogus"]],
                 "tuning.freeze": [["--target", "PASS_A"]], "tuning.author": [[]],
                 "tuning.campaign.__main__": [["rerun"]], "tuning.dashboard": [["--phase", "P1.2", "--port", "0"]],
                 "tuning.runtime.__main__": [[]], "tuning.report.__main__": [[]],
-                "tuning.baseline.__main__": [["--seed", "x"]]}
+                "tuning.baseline.__main__": [["--seed", "x"]], "tuning.compare": [[]],
+                "tuning.results": [["--write", "R.md", "--check", "R.md"]]}
     code = ("import importlib, sys\nfrom tuning.common.errors import invoke\n"
             f"codes = [invoke(importlib.import_module(m).main, a) for m, cases in {refusals!r}.items() for a in cases]\n"
             "print(codes, sorted({m.split('.')[0] for m in sys.modules} & {'mlflow', 'optuna', 'pandas', 'scipy'}))")
