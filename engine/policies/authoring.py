@@ -3,13 +3,18 @@
 Alphas: for country c with zones Z(c) and city population pop(c,z) (total P), over its K populated zones
 (all of Z(c) when P = 0):
   smoothing mass sigma(c) = SMOOTH_FRACTION * P / K + min(SMOOTH_FLOOR, SMOOTH_CAP * P / K)   (people per zone)
-  share s(c,z)            = (pop(c,z) + sigma) / (P + K * sigma)           (uniform when P = 0)
+  share s(c,z)            = (pop(c,z) + b(c,z)) / sum_z (pop + b),  b = min(sigma, 9 pop)  (uniform when P = 0)
   concentration A(c)      = clamp(A_PER_SQRT_ZONE * sqrt(K), A_MIN, A_MAX)  (the A(c) law)
   alpha(c,z)              = max(round(A(c) * s(c,z), 6), 1e-6)
 The absolute part of the smoothing (a town's worth of people a clock may have that the cities miss) is capped at
 SMOOTH_CAP of the country's people per populated clock (our law): in a country of a few thousand people, 1,000 a
 clock would outweigh the evidence (a clock of 5 people beside one of 4,990 got 12.6% of the prior); every country
-of 20,000 people a clock or more (every multi-clock country of the default world) is authored as before.
+of 20,000 people a clock or more (every multi-clock country of the default world) is authored as before. And a
+clock is smoothed to at most SMOOTH_RATIO times its own people, pop + min(sigma, (SMOOTH_RATIO - 1) pop) (our law):
+sigma is its country's, so a clock of one person beside 40,000 on another got 1.65% of the prior, 330 times its
+people, which fidelity then took as the authored allowance (helper 51 certified B with 3-4% of three countries'
+outlets on clocks of one person). SMOOTH_RATIO is fidelity's OVERSERVED_RATIO; no clock of the default world
+(its smallest holds 0.48 of its country's sigma) is capped.
 A zone of Z(c) with pop(c,z) = 0 in a country with P > 0 gets alpha 1e-6 (our law, not the original spec's, whose
 smoothing gave such a zone about 0.002 / K of the country's mass: outlets where the evidence says nobody lives).
 Floors (zone presence): a zone with city population anywhere gets floor_value FLOOR_PRESENT and an
@@ -36,6 +41,7 @@ import yaml
 SMOOTH_FRACTION = 0.002
 SMOOTH_FLOOR = 1000.0             # people a populated clock is smoothed with, at most ...
 SMOOTH_CAP = 0.05                 # ... this share of its country's people per populated clock
+SMOOTH_RATIO = 10.0               # ... and at most this many times the clock's own people, in all (F07's ratio)
 A_PER_SQRT_ZONE = 20.0
 A_MIN, A_MAX = 15.0, 160.0
 ALPHA_MIN = 1e-6                  # the smallest alpha written; a zone its country's evidence leaves empty gets it
@@ -85,7 +91,9 @@ def author_alphas(population: pd.DataFrame) -> dict:
         k = int(lived.sum())
         if pop.sum() > 0:
             sigma = smoothing_mass(pop.sum(), k)
-            share = np.where(lived, (pop + sigma) / (pop.sum() + k * sigma), 0.0)
+            boost = np.minimum(sigma, (SMOOTH_RATIO - 1.0) * pop)   # a clock of few people: up to 10x them
+            cut = float((sigma - boost)[lived].sum())               # 0.0 where no clock is capped: the same bits
+            share = np.where(lived, (pop + boost) / (pop.sum() + k * sigma - cut), 0.0)
         else:   # no evidence: uniform (1 / k, the value the smoothing alone gave: 1000 / (k * 1000))
             share = np.full(len(pop), 1.0 / k)
         a = concentration(k)
@@ -101,8 +109,9 @@ def author_floors(population: pd.DataFrame) -> dict:
     """One floor per tzid (the policy's key), for every country whose Z(c) lists it. A tzid some country's people
     live on and another's evidence leaves empty (a pack keeping empty zones, a zone shared across countries) is
     floored only where its country's prior gives it more than the empty mark (bump_threshold ALPHA_MIN: an empty
-    zone's raw share is ALPHA_MIN / A(c) below it, a populated one's is at least SMOOTH_FRACTION / K far above):
-    unconditional, the floor would put outlets on the empty one."""
+    zone's raw share is ALPHA_MIN / A(c) below it, a populated one's above it unless the clock holds under about
+    a ten-millionth of its country's people, as good as empty): unconditional, the floor would put outlets on the
+    empty one."""
     people = population["population"].to_numpy(dtype=np.float64)
     grouped = pd.DataFrame({"tzid": population["tzid"].to_numpy(dtype=object), "lived": people > 0,
                             "empty": ~(people > 0)}).groupby("tzid", sort=True)

@@ -10,8 +10,8 @@ import pandas as pd
 import yaml
 from hypothesis import given, settings, strategies as st
 
-from engine.policies.authoring import (SMOOTH_CAP, SMOOTH_FLOOR, SMOOTH_FRACTION, author_alphas, author_policies,
-                                       concentration)
+from engine.policies.authoring import (SMOOTH_CAP, SMOOTH_FLOOR, SMOOTH_FRACTION, SMOOTH_RATIO, author_alphas,
+                                       author_policies, concentration)
 
 
 def _population(rows: list[tuple[str, str, float]]) -> pd.DataFrame:
@@ -28,18 +28,21 @@ def _law_by_hand(people: list[int]) -> list[float]:
     total, k = sum(people), len(people)
     per_clock = Fraction(total, k)
     sigma = Fraction(2, 1000) * per_clock + min(Fraction(1000), Fraction(5, 100) * per_clock)
-    shares = [(p + sigma) / (total + k * sigma) for p in people]
+    smoothed = [p + min(sigma, 9 * p) for p in people]   # a clock is smoothed to at most 10 times its own people
+    shares = [q / sum(smoothed) for q in smoothed]
     return [round(concentration(k) * float(s), 6) for s in shares]
 
 
 def test_a_country_of_a_few_thousand_people_is_authored_by_its_people():
     """Kiribati as a team's toy world gives it (4,990 people on Tarawa, 5 on Kanton, 5 on Kiritimati): 1,000 people a
-    clock gave Kanton 12.6% of the prior for 0.1% of the people; capped at 5% of the 1,667 people a clock, 1.7%."""
+    clock gave Kanton 12.6% of the prior for 0.1% of the people; capped at 5% of the 1,667 people a clock, 1.7%; and
+    at 10 times its own 5 people, 50 of 5,176.6 smoothed people: 0.97%."""
     people = [4990, 5, 5]
     alphas = _alphas([("KI", "Pacific/Tarawa", 4990), ("KI", "Pacific/Kanton", 5), ("KI", "Pacific/Kiritimati", 5)])
     assert [alphas[z] for z in ("Pacific/Tarawa", "Pacific/Kanton", "Pacific/Kiritimati")] == _law_by_hand(people)
     kanton_share = alphas["Pacific/Kanton"] / sum(alphas.values())
-    assert 0.017 < kanton_share < 0.018
+    sigma = SMOOTH_FRACTION * 5000 / 3 + SMOOTH_CAP * 5000 / 3
+    assert math.isclose(kanton_share, 50 / (4990 + sigma + 50 + 50), rel_tol=1e-5) and 0.0096 < kanton_share < 0.0097
     uncapped = (5 + SMOOTH_FRACTION * 5000 / 3 + SMOOTH_FLOOR) / (5000 + 3 * (SMOOTH_FRACTION * 5000 / 3 + SMOOTH_FLOOR))
     assert uncapped > 0.12   # what the law without its cap gave
 
@@ -77,6 +80,23 @@ def test_the_smoothing_never_outweighs_the_evidence(people):
     for p, alpha in zip(people, got):
         excess = alpha / a - p / total   # the share the smoothing adds to this clock
         assert excess <= (SMOOTH_FRACTION + SMOOTH_CAP) / k * (1 + 1e-9) + 1e-6 / a
+        assert alpha / a <= SMOOTH_RATIO * p / total * (1 + 1e-9) + 1e-6 / a   # at most 10 times its people's share
+
+
+def test_a_clock_of_one_person_beside_forty_thousand_gets_at_most_ten_times_its_share():
+    """Helper 51's world: KI, FM and PF with 40,000 people on one clock and 1 on each of two others. The country's
+    smoothing (693 people a clock) gave each 1-person clock 1.65% of the prior, 660 times its people, and fidelity
+    took that authored share as the allowance: certified B with 3-4% of the outlets on clocks of one person. Capped
+    at 10 times its own people, 0.025%; the ratio is fidelity's own."""
+    from engine.metrics.fidelity import OVERSERVED_RATIO
+
+    assert SMOOTH_RATIO == OVERSERVED_RATIO
+    alphas = _alphas([("KI", "Pacific/Tarawa", 40_000), ("KI", "Pacific/Kanton", 1), ("KI", "Pacific/Kiritimati", 1)])
+    total = sum(alphas.values())
+    sigma = SMOOTH_FRACTION * 40_002 / 3 + SMOOTH_CAP * 40_002 / 3
+    for clock in ("Pacific/Kanton", "Pacific/Kiritimati"):
+        assert math.isclose(alphas[clock] / total, 10 / (40_000 + sigma + 20), rel_tol=1e-3)
+        assert alphas[clock] / total <= 10 / 40_002
 
 
 _SHARED_TZIDS = ["Africa/Maputo", "Africa/Lagos", "Africa/Nairobi", "Africa/Cairo"]
