@@ -535,6 +535,33 @@ def test_re_authoring_a_folder_with_promotions_made_outside_a_campaign_needs_a_r
     refuse_re_authoring(folder, {"steps": [{"phase": "P1.2", "sweep": {}}]}, None)  # no author step: nothing replaced
 
 
+def test_a_best_effort_freeze_is_kept_from_re_authoring_and_left_open_to_promotion(tmp_path):
+    """P6's best-effort freeze is a freeze too for what would replace its ladder: a campaign re-run on the folder
+    re-authored it without --reopen (helper 52: a FROZEN_BEST_EFFORT_BELOW_B ladder of 12 steps became 9 of a
+    killed re-run). Promotion stays open, as documented: tuning may go on towards the grade."""
+    import shutil
+
+    import yaml
+
+    from tuning.authority.guards import frozen_step, guard_promotion
+    from tuning.campaign.__main__ import refuse_re_authoring
+
+    folder = tmp_path / "auth"
+    shutil.copytree(REPO / "policies", folder, ignore=shutil.ignore_patterns("lineage.yaml", "ladder.yaml", ".*"))
+    steps = [dict(s) for s in yaml.safe_load((REPO / "policies" / "ladder.yaml").read_text())["steps"]]
+    steps[-1] = {**steps[-1], "decision": "FROZEN_BEST_EFFORT_BELOW_B"}
+    (folder / "ladder.yaml").write_text(yaml.safe_dump({"steps": steps}))
+    doc = {"steps": [{"author": {}}, {"phase": "P1.2", "sweep": {}}]}
+    with pytest.raises(EngineError) as err:
+        refuse_re_authoring(folder, doc, None)
+    assert err.value.code == "E3A_TUN_024_AUTHORITY_FROZEN" and "FROZEN_BEST_EFFORT_BELOW_B" in err.value.cause
+    refuse_re_authoring(folder, doc, "start this world over")
+    assert frozen_step(folder) is None and frozen_step(folder, any_freeze=True)["decision"] == steps[-1]["decision"]
+    current = PolicySet.from_dir(folder)
+    candidate = current.with_documents(zone_mixture_policy={**current.doc("zone_mixture_policy"), "theta_mix": 0.3})
+    assert guard_promotion(folder, current, candidate, "r" * 32) is None   # promotable, nothing reopened
+
+
 def test_the_reopen_reason_is_recorded_with_what_it_reopened(project):
     """The author step records --reopen's reason in the authored baseline's ladder note, naming a frozen authority
     only where the folder was frozen (a folder of one's own promotions is not)."""

@@ -61,7 +61,7 @@ def _install_authored(policies_dir: Path, reason: str, world, world_dir, reopen:
         # world is not answered with --reopen, which would then be refused for the world
         worlds.require(policies_dir, world, "authoring over another world's authority (give this world a folder of "
                                             "its own: --into NEW_DIR)")
-    frozen = frozen_step(policies_dir) if current is not None else None
+    frozen = frozen_step(policies_dir, any_freeze=True) if current is not None else None
     if frozen is not None and not reopen:
         raise EngineError(E_FROZEN, f"the authority {current.parameter_hash[:12]} is {frozen['decision']}; "
                                     f"pass --reopen REASON to overwrite it with the authored baseline")

@@ -23,19 +23,23 @@ E_FROZEN = "E3A_TUN_024_AUTHORITY_FROZEN"
 E_NO_CHANGE = "E3A_TUN_025_NO_CHANGE"
 E_UNDOES = "E3A_TUN_029_UNDOES_A_LATER_PROMOTION"
 FROZEN_PREFIX = "FROZEN_CERTIFIED_"
+FROZEN_ANY = "FROZEN_"             # P6's decisions: FROZEN_CERTIFIED_* and FROZEN_BEST_EFFORT_*
 REOPENED = "REOPENED"
 VERSION_KEYS = ("version",)
 
 
-def frozen_step(policies_dir: Path) -> dict | None:
+def frozen_step(policies_dir: Path, any_freeze: bool = False) -> dict | None:
     """The step that froze the authority, when no reopening came after it, else None. Steps recorded after a
     freeze that change no policy (a sweep's no-op precheck, a later certification) leave it frozen: only
-    ``REOPENED`` (``--reopen REASON``) thaws it."""
+    ``REOPENED`` (``--reopen REASON``) thaws it. A best-effort freeze (``FROZEN_BEST_EFFORT_*``) leaves the
+    authority open to promotion (tuning may go on towards the grade); ``any_freeze``: it counts too, for what would
+    re-author the folder and replace the ladder that records it (a campaign re-run, ``tuning.author --into``)."""
     from tuning.authority.ladder_steps import read_ladder
 
+    prefix = FROZEN_ANY if any_freeze else FROZEN_PREFIX
     for step in reversed(read_ladder(policies_dir)):
         decision = str(step.get("decision", ""))
-        if decision.startswith(FROZEN_PREFIX):
+        if decision.startswith(prefix):
             return step
         if decision == REOPENED:
             return None

@@ -94,7 +94,7 @@ def refuse_re_authoring(policies: Path, doc: dict, reopen: str | None) -> None:
     if reopen or not any("author" in step for step in doc.get("steps", [])):
         return
     refuse_replacing_promotions(policies)
-    frozen = frozen_step(policies) if (policies / "ladder.yaml").exists() else None
+    frozen = frozen_step(policies, any_freeze=True) if (policies / "ladder.yaml").exists() else None
     if frozen is None:
         return
     raise EngineError(E_FROZEN, f"{policies} is {frozen['decision']} (ladder step "

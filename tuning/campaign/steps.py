@@ -199,7 +199,8 @@ class Campaign:
 
         self.policies.mkdir(parents=True, exist_ok=True)
         # --reopen's reason, with what it reopened: a frozen authority, or a folder of promotions of its own
-        frozen = self.reopen and (self.policies / "ladder.yaml").exists() and frozen_step(self.policies) is not None
+        frozen = self.reopen and (self.policies / "ladder.yaml").exists() and \
+            frozen_step(self.policies, any_freeze=True) is not None
         what = "a frozen authority" if frozen else "an authority folder"
         reopened = f"; reopened {what}: {self.reopen}" if self.reopen else ""
         # the folder's world binding stays: the CLI checked it is this world's, and authoring refuses another's
