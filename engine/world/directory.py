@@ -78,6 +78,21 @@ def _misnamed_part(root: Path) -> None:
         if close is not None and not any(_present(root / f) for f in group):
             raise EngineError(E_WORLD_INPUT, f"{entry}: not a world part (its parts are {', '.join(KNOWN_FILES)}); "
                                              f"did you mean {known.get(close, close)}?")
+        _refuse_unread_form(entry, groups, root)
+
+
+def _refuse_unread_form(entry: Path, groups: list[tuple[str, ...]], root: Path) -> None:
+    """A file named as a part the world lacks, in a form it does not read (``population.xlsx``, ``outlets (1).csv``,
+    ``outlets.csv.zip``, ``outlets_2026.csv``): the part would silently be the default world's (helper 52: fidelity
+    graded against the built-in people, not the team's). One coded line naming the forms it reads."""
+    name = entry.name.lower()
+    for group in groups:
+        stem = group[0].split(".")[0]
+        if name.startswith(stem) and not name[len(stem):len(stem) + 1].isalnum() and \
+                not any(_present(root / f) for f in group):
+            raise EngineError(E_WORLD_INPUT, f"{entry}: read as no part, the world's {stem} would be the default "
+                                             f"world's; a world reads it as {' or '.join(group)} (rename or convert "
+                                             f"it)")
 
 
 def world_parts(world_dir: str | Path) -> WorldParts:

@@ -214,9 +214,10 @@ def _first_non_utf8(path: Path) -> str:
 def _read_text_table(path: Path, sep: str) -> pd.DataFrame:
     """A CSV/TSV table, every cell as text: "NA" is Namibia, not a missing value; a spreadsheet's blanks around a
     value (after a separator, or before one or the line's end) are not part of a name or a value: ``" AU"`` and
-    ``"AU "`` are both AU. The header is read as written (pandas would rename a repeated column ``x.1``), and a row
-    of more fields than the header is refused: pandas would otherwise read its first field as a row label and
-    shift every column by one (a trailing separator on each row)."""
+    ``"AU "`` are both AU; a row of empty cells (a spreadsheet's trailing ``,,,``) is no row. The header is read as
+    written (pandas would rename a repeated column ``x.1``), and a row of more fields than the header is refused:
+    pandas would otherwise read its first field as a row label and shift every column by one (a trailing separator
+    on each row)."""
     with path.open(newline="", encoding="utf-8-sig", errors="replace") as f:
         header = next(csv.reader(f, delimiter=sep), [])
     _refuse_repeated([name.strip() for name in header], path)
@@ -229,6 +230,8 @@ def _read_text_table(path: Path, sep: str) -> pd.DataFrame:
                                          f"separator at the end of each row, or one inside an unquoted value)")
     if _may_hold_trailing_blanks(path.read_bytes(), sep):
         frame = frame.apply(lambda column: column.str.rstrip(" "))
+    if len(frame.columns) and (frame.iloc[:, 0] == "").any():   # a spreadsheet's rows of separators alone (",,,")
+        frame = frame[~(frame == "").all(axis=1)].reset_index(drop=True)
     return _named(frame, path)
 
 

@@ -7,6 +7,8 @@ world with 100x the merchants contains the default catalogue as its first mercha
 
 from __future__ import annotations
 
+import re
+
 import math
 
 import numpy as np
@@ -141,46 +143,60 @@ def _digit_ids(column: pd.Series):
 
 def merchant_ids(column: pd.Series, source: str) -> np.ndarray:
     """merchant_id as uint64, exactly: integers in [0, 2**64-1]; a text column is parsed digit by digit
-    (never through float, which would round ids above 2**53 and wrap those beyond 2**64 to 0)."""
-    def fail() -> EngineError:
-        return EngineError(E_WORLD_INPUT, f"{source}: merchant_id must be an integer in [0, 2**64-1]")
+    (never through float, which would round ids above 2**53 and wrap those beyond 2**64 to 0). A refusal names
+    the first offending value and its row."""
+    def fail(bad) -> EngineError:
+        return EngineError(E_WORLD_INPUT, f"{source}: merchant_id must be an integer in [0, 2**64-1], not "
+                                          f"{first_bad(column, np.asarray(bad, dtype=bool))}")
 
     if pd.api.types.is_bool_dtype(column):
-        raise fail()
+        raise fail(np.ones(len(column), dtype=bool))
     if pd.api.types.is_integer_dtype(column):
         if pd.api.types.is_signed_integer_dtype(column) and (column < 0).any():
-            raise fail()
+            raise fail(column < 0)
         return column.to_numpy().astype(np.uint64)
     if pd.api.types.is_float_dtype(column):
         values = column.to_numpy(dtype=np.float64)
-        if not (np.isfinite(values).all() and (values >= 0).all() and (values < _EXACT_FLOAT).all()
-                and (values == np.floor(values)).all()):
-            raise fail()
+        with np.errstate(invalid="ignore"):
+            bad = ~(np.isfinite(values) & (values >= 0) & (values < _EXACT_FLOAT) & (values == np.floor(values)))
+        if bad.any():
+            raise fail(bad)
         return values.astype(np.uint64)
     digits = _digit_ids(column)
     if digits is not None:   # every id a plain run of digits: parsed by Arrow, exactly (past 2**64-1: refused)
         try:
             return pc.cast(digits, pa.uint64()).to_numpy(zero_copy_only=False)
         except pa.ArrowInvalid:
-            raise fail() from None
+            pass   # an id past 2**64-1: found below, with its row
     text = column.astype(str).str.strip()
-    if not text.str.fullmatch(r"[0-9]{1,20}(\.0*)?").all():   # "7.0": an integral id a float column wrote as text
-        raise fail()
+    plain = text.str.fullmatch(r"[0-9]{1,20}(\.0*)?").to_numpy(dtype=bool)   # "7.0": an integral id written as text
+    if not plain.all():
+        raise fail(~plain)
     ints = [int(t.partition(".")[0]) for t in text]
     if ints and max(ints) > _UINT64_MAX:
-        raise fail()
+        raise fail(np.array([i > _UINT64_MAX for i in ints]))
     return np.array(ints, dtype=np.uint64)
+
+
+def first_bad(column: pd.Series, bad: np.ndarray) -> str:
+    """The first offending value of ``column`` (``bad``: a mask over its rows) and where: ``'1,234,567' on data row
+    17 (2 such rows)``, the rows counted from 1 after the header."""
+    at = np.flatnonzero(bad)
+    n = int(at.size)
+    return f"{column.iloc[int(at[0])]!r} on data row {int(at[0]) + 1} ({n} such row{'s' if n != 1 else ''})"
 
 
 def site_counts(column: pd.Series, source: str) -> np.ndarray:
     """site_count as int64: finite integers >= 1 (never booleans), total <= MAX_OUTLETS, the limit the one-row-
     per-outlet form has too (checked before the outlets are expanded, so an absurd count is refused instead of
-    allocated)."""
+    allocated). A refusal names the first offending value and its row."""
     if pd.api.types.is_bool_dtype(column) or (column.dtype == object and column.map(type).eq(bool).any()):
         raise EngineError(E_WORLD_INPUT, f"{source}: site_count must be an integer >= 1, not a boolean")
     counts = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    if not (np.isfinite(counts).all() and (counts >= 1).all() and (counts == np.floor(counts)).all()):
-        raise EngineError(E_WORLD_INPUT, f"{source}: site_count must be an integer >= 1")
+    with np.errstate(invalid="ignore"):
+        bad = ~(np.isfinite(counts) & (counts >= 1) & (counts == np.floor(counts)))
+    if bad.any():
+        raise EngineError(E_WORLD_INPUT, f"{source}: site_count must be an integer >= 1, not {first_bad(column, bad)}")
     total = counts.sum()
     if total > MAX_OUTLETS:   # the sum of float64 counts is exact below 2**53 only: past it, say about how many
         told = f"{int(total)}" if total < _EXACT_FLOAT else f"about {total:.3g}"
@@ -193,6 +209,22 @@ def _pair_order(mids: np.ndarray, countries: pd.Series) -> np.ndarray:
     the countries' ranks (a sort on the country strings themselves took seconds on millions of rows)."""
     ranks, _ = pd.factorize(countries, sort=True)
     return np.lexsort((ranks, mids))
+
+
+_SITE_WORDS, _COUNT_WORDS = {"site", "sites", "outlet", "outlets", "store", "stores"}, \
+    {"count", "counts", "n", "nb", "num", "number", "total"}
+
+
+def _refuse_misnamed_count(frame: pd.DataFrame, source: str) -> None:
+    """Without ``site_count`` a catalogue is one row per outlet: a column named as a count of sites (``Site_Count``,
+    ``site count``, ``sites``, ``n_sites``, ``outlet_count``) was ignored, and each pair read as one outlet (helper
+    52: 2,180 outlets for 3,720,302). A column naming a site (``site_id``, ``site``) is left alone."""
+    for name in map(str, frame.columns):
+        words = re.findall(r"[a-z]+", re.sub(r"([a-z])([A-Z])", r"\1 \2", name).lower())
+        if words in (["sites"], ["outlets"], ["stores"]) or (set(words) & _SITE_WORDS and set(words) & _COUNT_WORDS):
+            raise EngineError(E_WORLD_INPUT, f"{source}: column {name!r} reads as a count of sites, which is read "
+                                             f"from a column named site_count only: name it site_count (without it, "
+                                             f"every row is one outlet)")
 
 
 def validate_outlets(frame: pd.DataFrame, universe_countries: set[str], source: str) -> pd.DataFrame:
@@ -209,6 +241,8 @@ def validate_outlets(frame: pd.DataFrame, universe_countries: set[str], source: 
                 f"{near!r})" if near != unknown[0] and near in universe_countries else "")
         raise EngineError(E_WORLD_INPUT, f"{source}: country {unknown[0]!r} is not in the zone universe{hint}",
                           country=str(unknown[0]), case_hint=bool(hint))
+    if "site_count" not in frame.columns:
+        _refuse_misnamed_count(frame, source)
     if "site_count" in frame.columns:
         counts = site_counts(frame["site_count"], source)
         pairs = pd.DataFrame({"merchant_id": mids,
