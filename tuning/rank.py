@@ -180,7 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if Path(args.phase).suffix in (".yaml", ".yml"):
             raise   # a study file given that does not load: no phase to rank
         key_metrics, own = list(DEFAULT_KEY_METRICS), None
-        default_columns = f"note: {exc.cause}: ranked on the default key metrics (--studies-dir DIR: the project's studies)"
+        default_columns = f"note: {exc.cause.split(' (')[0]}: ranked on the default key metrics (--studies-dir DIR: " \
+                          f"the project's studies)"
     else:
         default_columns = None
     experiment = worlds.suffixed(f"{prefix}3A-{phase}", world)

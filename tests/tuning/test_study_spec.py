@@ -69,6 +69,17 @@ def test_bad_study_file_cli_is_one_coded_line(tmp_path):
         "E3A_TUN_011_STUDY_NOT_FOUND: studies/P9.yaml: study file not found (phases in studies: P1.2)"
 
 
+def test_a_phase_asked_where_no_study_file_is_says_where_it_looked_and_how_to_point_elsewhere(tmp_path):
+    """Run from another folder than the project's, a sweep said only "studies/P1.2.yaml: study file not found"."""
+    from tuning.study.spec import load_study
+
+    with pytest.raises(EngineError) as err:
+        load_study("P1.2", tmp_path / "studies")
+    assert err.value.code == "E3A_TUN_011_STUDY_NOT_FOUND" and err.value.cause == (
+        f"{tmp_path / 'studies' / 'P1.2.yaml'}: study file not found (no study files in {tmp_path / 'studies'}: run "
+        f"from the project root, or pass --studies-dir DIR)")
+
+
 def test_stale_journal_lock_left_by_a_killed_process_is_released(tmp_path, monkeypatch):
     """A SIGKILL while holding the journal lock leaves its lock file behind; the next process must not hang."""
     import os

@@ -11,7 +11,7 @@ from tests.worlds.build import KINDS, write_world
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(prog="python -m tests.worlds", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m tests.worlds", description=" ".join(__doc__.split()))
     ap.add_argument("kind", choices=(*KINDS, "all"))
     ap.add_argument("out")
     ap.add_argument("--seed", type=int, default=0)

@@ -377,6 +377,7 @@ def load_study(phase_or_path: str, studies_dir: str | Path = "studies") -> Study
         path = Path(studies_dir) / f"{phase_or_path}.yaml"
     if not path.exists():
         phases = sorted(f.stem for f in Path(studies_dir).glob("*.yaml") if f.stem != "campaign")
-        known = f" (phases in {studies_dir}: {', '.join(phases)})" if phases else ""
+        known = f" (phases in {studies_dir}: {', '.join(phases)})" if phases else \
+            f" (no study files in {Path(studies_dir).resolve()}: run from the project root, or pass --studies-dir DIR)"
         raise EngineError(E_STUDY_MISSING, f"{path}: study file not found{known}")
     return parse_study(load_yaml(path, E_STUDY_INVALID, E_STUDY_MISSING), str(path))
