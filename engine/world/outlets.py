@@ -218,10 +218,13 @@ _SITE_WORDS, _COUNT_WORDS = {"site", "sites", "outlet", "outlets", "store", "sto
 def _refuse_misnamed_count(frame: pd.DataFrame, source: str) -> None:
     """Without ``site_count`` a catalogue is one row per outlet: a column named as a count of sites (``Site_Count``,
     ``site count``, ``sites``, ``n_sites``, ``outlet_count``) was ignored, and each pair read as one outlet (helper
-    52: 2,180 outlets for 3,720,302). A column naming a site (``site_id``, ``site``) is left alone."""
+    52: 2,180 outlets for 3,720,302). A column naming a site (``site_id``, ``site``), or whose values are not all
+    whole numbers (``stores`` holding store names), is left alone."""
     for name in map(str, frame.columns):
         words = re.findall(r"[a-z]+", re.sub(r"([a-z])([A-Z])", r"\1 \2", name).lower())
-        if words in (["sites"], ["outlets"], ["stores"]) or (set(words) & _SITE_WORDS and set(words) & _COUNT_WORDS):
+        named = words in (["sites"], ["outlets"], ["stores"]) or bool(set(words) & _SITE_WORDS and
+                                                                       set(words) & _COUNT_WORDS)
+        if named and pd.to_numeric(frame[name].astype(str).str.replace(",", ""), errors="coerce").notna().all():
             raise EngineError(E_WORLD_INPUT, f"{source}: column {name!r} reads as a count of sites, which is read "
                                              f"from a column named site_count only: name it site_count (without it, "
                                              f"every row is one outlet)")

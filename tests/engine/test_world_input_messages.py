@@ -41,9 +41,10 @@ def test_a_count_column_named_otherwise_than_site_count_is_refused(tmp_path, col
     assert f"column {column!r} reads as a count of sites" in cause and "name it site_count" in cause
 
 
-@pytest.mark.parametrize("column", ["site_id", "site", "website", "store_name"])
+@pytest.mark.parametrize("column", ["site_id", "site", "website", "store_name", "stores", "sites"])
 def test_a_column_naming_a_site_is_left_alone_in_a_catalogue_of_one_row_per_outlet(tmp_path, column):
-    world = load_world(_world(tmp_path, f"merchant_id,legal_country_iso,{column}\n1,US,a\n1,US,b\n2,US,c\n"))
+    """Its values name sites (not all whole numbers): a catalogue of one row per outlet, as written."""
+    world = load_world(_world(tmp_path, f"merchant_id,legal_country_iso,{column}\n1,US,a\n1,US,b 2\n2,US,7\n"))
     assert len(world.catalogue) == 3
 
 
