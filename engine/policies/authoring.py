@@ -46,6 +46,7 @@ A_PER_SQRT_ZONE = 20.0
 A_MIN, A_MAX = 15.0, 160.0
 ALPHA_MIN = 1e-6                  # the smallest alpha written; a zone its country's evidence leaves empty gets it
 FLOOR_PRESENT, FLOOR_ABSENT = 0.10, 0.05
+FLOOR_LIFT_MAX = 20.0             # a floor lifts a clock to at most this many times its people's share
 ALPHA_SUM_MIN, ALPHA_SUM_MAX = 15.0, 160.0
 LARGE_K = 4
 NONUNIFORM_TV = 0.05
@@ -116,9 +117,30 @@ def author_floors(population: pd.DataFrame) -> dict:
     grouped = pd.DataFrame({"tzid": population["tzid"].to_numpy(dtype=object), "lived": people > 0,
                             "empty": ~(people > 0)}).groupby("tzid", sort=True)
     lived, empty = grouped["lived"].any(), grouped["empty"].any()
+    lifted = _overlifted_shares(population)
     floors = [{"tzid": tz, "floor_value": FLOOR_PRESENT if lived[tz] else FLOOR_ABSENT,
-               "bump_threshold": (ALPHA_MIN if empty[tz] else 0.0) if lived[tz] else 0.6} for tz in lived.index]
+               "bump_threshold": max(ALPHA_MIN if empty[tz] else 0.0, lifted.get(tz, 0.0)) if lived[tz] else 0.6}
+              for tz in lived.index]
     return {"version": VERSION, "floors": floors}
+
+
+def _overlifted_shares(population: pd.DataFrame) -> dict[str, float]:
+    """tzid -> a bump_threshold just above the raw S2 share of every clock of it that FLOOR_PRESENT would lift beyond
+    FLOOR_LIFT_MAX times its people's share (our law: a floor is no allowance to serve a clock of a few people; the
+    floor is per clock, so 30 clocks of one person each, floored, held 2.2% of the US's outlets, certified B). The
+    raw shares are S2's own (priors with no floor), so the gate is exact; a clock of the same tzid in another country
+    whose raw share is below the gate loses its floor too (the gate errs towards the people)."""
+    from engine.states.s2_priors import priors
+
+    s2 = priors(population[["country_iso", "tzid"]], author_alphas(population), {"version": VERSION, "floors": []})
+    rows = s2.merge(population, on=["country_iso", "tzid"])
+    total = rows.groupby("country_iso")["population"].transform("sum").to_numpy(dtype=np.float64)
+    people = rows["population"].to_numpy(dtype=np.float64)
+    raw, alpha_sum = rows["alpha_raw"].to_numpy(dtype=np.float64), rows["alpha_sum_country"].to_numpy(dtype=np.float64)
+    floored = FLOOR_PRESENT / (alpha_sum - raw + FLOOR_PRESENT)   # the clock's share were it floored alone
+    over = (people > 0) & (raw < FLOOR_PRESENT) & (floored > FLOOR_LIFT_MAX * people / np.where(total > 0, total, 1))
+    shares = rows.loc[over].assign(share=rows.loc[over, "share_effective"]).groupby("tzid")["share"].max()
+    return {str(tz): float(np.nextafter(v, 1.0)) for tz, v in shares.items()}
 
 
 def author_mixture() -> dict:

@@ -124,7 +124,7 @@ def test_a_floor_never_lifts_a_zone_its_own_country_leaves_empty(people):
         country_people = sum(p for c, _, p in rows if c == iso)
         if n == 0 and country_people > 0:    # left empty by its own evidence: the minimum alpha, no floor
             assert row["alpha_effective"] == 1e-6 and not row["floor_applied"]
-        elif n > 0:                          # lived on: FLOOR_PRESENT is its least alpha, as before
+        elif n >= 0.01 * country_people > 0:  # a hundredth of its people or more: FLOOR_PRESENT its least alpha
             assert row["alpha_effective"] >= FLOOR_PRESENT
 
 
@@ -148,3 +148,54 @@ def test_a_world_keeping_an_empty_clock_another_country_lives_on_places_no_outle
         s4 = res.tables["s4"].set_index(["legal_country_iso", "tzid"])["zone_site_count"]
         assert int(s4.loc[("CD", "Africa/Maputo")].sum()) == 0 < int(s4.loc[("MZ", "Africa/Maputo")].sum())
         assert res.pack["fidelity"]["unpopulated_share"] == 0.0
+
+
+def _authored_s2(pop: pd.DataFrame) -> pd.DataFrame:
+    from engine.states.s2_priors import priors
+
+    policies = author_policies(pop)
+    s2 = priors(pop[["country_iso", "tzid"]], yaml.safe_load(policies["country_zone_alphas"]),
+                yaml.safe_load(policies["zone_floor_policy"]))
+    out = s2.merge(pop, on=["country_iso", "tzid"])
+    out["people_share"] = out["population"] / out.groupby("country_iso")["population"].transform("sum")
+    return out
+
+
+def test_thirty_clocks_of_one_person_are_not_floored_into_the_countrys_outlets():
+    """Helper 53: the US with 30 extra clocks of one person each. FLOOR_PRESENT lifted each to 0.074% of the prior
+    (0.1 / A(c)), 2.2% in all, and fidelity took the authored floor as the allowance: certified B with 2.2% of US
+    outlets on 30 people. A floor now lifts a clock to at most FLOOR_LIFT_MAX times its people's share."""
+    from engine.policies.authoring import FLOOR_LIFT_MAX
+
+    extra = [f"Etc/GMT+{i}" for i in range(1, 13)] + [f"Etc/GMT-{i}" for i in range(1, 14)]
+    rows = [("US", "America/New_York", 120e6), ("US", "America/Chicago", 90e6), ("US", "America/Denver", 15_451)]
+    rows += [("US", tz, 1.0) for tz in extra]
+    s2 = _authored_s2(_population(rows)).set_index("tzid")
+    assert not s2.loc[extra, "floor_applied"].any()
+    assert s2.loc[extra, "share_effective"].sum() < 2e-6           # 10 people each; floored: 25 * 0.1 / A(c), 0.9%
+    assert s2.loc["America/Denver", "floor_applied"]                # 15,451 people: floored, as before
+    assert s2.loc["America/Denver", "share_effective"] <= FLOOR_LIFT_MAX * s2.loc["America/Denver", "people_share"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.sampled_from([0, 1, 5, 100, 2_000, 15_000, 300_000, 5_000_000, 80_000_000]), min_size=2,
+                         max_size=4), min_size=1, max_size=3))
+def test_no_floor_lifts_a_clock_beyond_its_bound(people):
+    """Whatever the people, shared tzids included: a floored clock's S2 share is at most FLOOR_LIFT_MAX times its
+    people's share."""
+    from engine.policies.authoring import FLOOR_LIFT_MAX
+
+    rows = [(iso, tz, float(n)) for iso, counts in zip(["AA", "BB", "CC"], people)
+            for tz, n in zip(_SHARED_TZIDS, counts)]
+    s2 = _authored_s2(_population(rows))
+    floored = s2[s2["floor_applied"] & (s2["population"] > 0)]
+    assert (floored["share_effective"] <= FLOOR_LIFT_MAX * floored["people_share"] * (1 + 1e-9)).all()
+
+
+def test_the_default_worlds_floors_are_unconditional_where_it_lives():
+    """Its largest lift is America/Indiana/Vincennes at 18.7 times its 15,451 people, under FLOOR_LIFT_MAX: the
+    default world's authored floor file is as it was (every present tzid at bump_threshold 0)."""
+    from engine.world.model import default_world
+
+    doc = yaml.safe_load(author_policies(default_world().population)["zone_floor_policy"])
+    assert {f["bump_threshold"] for f in doc["floors"] if f["floor_value"] == 0.1} == {0.0}
