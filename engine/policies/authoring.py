@@ -19,7 +19,10 @@ A zone of Z(c) with pop(c,z) = 0 in a country with P > 0 gets alpha 1e-6 (our la
 smoothing gave such a zone about 0.002 / K of the country's mass: outlets where the evidence says nobody lives).
 Floors (zone presence): a zone with city population anywhere gets floor_value FLOOR_PRESENT and an
 unconditional bump_threshold 0, gated at ALPHA_MIN instead where another country lists it empty (our law: the
-floor stays off the empty one); a zone without any city gets FLOOR_ABSENT gated at 0.6 (floor only if dominant).
+floor stays off the empty one), and just above the raw share of any clock of it the floor would lift beyond
+FLOOR_LIFT_MAX times its people (our law: a floor is no allowance to serve clocks of a few people; 20, not F07's 10,
+because the default world's own floors lift Vincennes, 15,451 people, to 18.7 times); a zone without any city gets
+FLOOR_ABSENT gated at 0.6 (floor only if dominant).
 The mixture policy is the shipped ladder with every extension block disabled.
 
 Realism floors (vetoes for every candidate): each country's effective alpha sum lies in
