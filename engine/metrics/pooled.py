@@ -137,8 +137,10 @@ def pool_outlets(per_seed: Iterable[SeedOutlets], evidence) -> Pool:
     share = sums / np.where(st[kc] > 0, st[kc], 1)
     # sum over seeds of (O_sk - share_k T_s)^2, expanded; n / (n - 1) for the share estimated from the same seeds
     resid = np.maximum(squares - 2.0 * share * cross + share * share * stt[kc], 0.0)
-    var = resid / np.where(st[kc] > 0, st[kc].astype(np.float64) ** 2, 1.0) * (n / (n - 1)) if n > 1 else \
-        np.full(resid.shape, np.inf)   # one seed: no scatter known (0 * inf was NaN, with a RuntimeWarning)
+    if n > 1:
+        var = resid / np.where(st[kc] > 0, st[kc].astype(np.float64) ** 2, 1.0) * (n / (n - 1))
+    else:   # one seed: no scatter known (0 * inf was NaN, with a RuntimeWarning)
+        var = np.full(resid.shape, np.inf)
     present = {str(c): int(k) for c, k in zip(names, (total > 0).sum(axis=0))}
     return Pool((unique, key_country, sums), merchants, n, np.sqrt(var), present)
 

@@ -109,7 +109,7 @@ def author_alphas(population: pd.DataFrame) -> dict:
     return {"version": VERSION, "countries": countries}
 
 
-def author_floors(population: pd.DataFrame) -> dict:
+def author_floors(population: pd.DataFrame, alphas: dict | None = None) -> dict:
     """One floor per tzid (the policy's key), for every country whose Z(c) lists it. A tzid some country's people
     live on and another's evidence leaves empty (a pack keeping empty zones, a zone shared across countries) is
     floored only where its country's prior gives it more than the empty mark (bump_threshold ALPHA_MIN: an empty
@@ -120,14 +120,14 @@ def author_floors(population: pd.DataFrame) -> dict:
     grouped = pd.DataFrame({"tzid": population["tzid"].to_numpy(dtype=object), "lived": people > 0,
                             "empty": ~(people > 0)}).groupby("tzid", sort=True)
     lived, empty = grouped["lived"].any(), grouped["empty"].any()
-    lifted = _overlifted_shares(population)
+    lifted = _overlifted_shares(population, author_alphas(population) if alphas is None else alphas)
     floors = [{"tzid": tz, "floor_value": FLOOR_PRESENT if lived[tz] else FLOOR_ABSENT,
                "bump_threshold": max(ALPHA_MIN if empty[tz] else 0.0, lifted.get(tz, 0.0)) if lived[tz] else 0.6}
               for tz in lived.index]
     return {"version": VERSION, "floors": floors}
 
 
-def _overlifted_shares(population: pd.DataFrame) -> dict[str, float]:
+def _overlifted_shares(population: pd.DataFrame, alphas: dict) -> dict[str, float]:
     """tzid -> a bump_threshold just above the raw S2 share of every clock of it that FLOOR_PRESENT would lift beyond
     FLOOR_LIFT_MAX times its people's share (our law: a floor is no allowance to serve a clock of a few people; the
     floor is per clock, so 30 clocks of one person each, floored, held 2.2% of the US's outlets, certified B). The
@@ -135,14 +135,14 @@ def _overlifted_shares(population: pd.DataFrame) -> dict[str, float]:
     whose raw share is below the gate loses its floor too (the gate errs towards the people)."""
     from engine.states.s2_priors import priors
 
-    s2 = priors(population[["country_iso", "tzid"]], author_alphas(population), {"version": VERSION, "floors": []})
+    s2 = priors(population[["country_iso", "tzid"]], alphas, {"version": VERSION, "floors": []})
     rows = s2.merge(population, on=["country_iso", "tzid"])
     total = rows.groupby("country_iso")["population"].transform("sum").to_numpy(dtype=np.float64)
     people = rows["population"].to_numpy(dtype=np.float64)
     raw, alpha_sum = rows["alpha_raw"].to_numpy(dtype=np.float64), rows["alpha_sum_country"].to_numpy(dtype=np.float64)
     floored = FLOOR_PRESENT / (alpha_sum - raw + FLOOR_PRESENT)   # the clock's share were it floored alone
     over = (people > 0) & (raw < FLOOR_PRESENT) & (floored > FLOOR_LIFT_MAX * people / np.where(total > 0, total, 1))
-    shares = rows.loc[over].assign(share=rows.loc[over, "share_effective"]).groupby("tzid")["share"].max()
+    shares = rows.loc[over].groupby("tzid")["share_effective"].max()   # no floor: share_effective is the raw share
     return {str(tz): float(np.nextafter(v, 1.0)) for tz, v in shares.items()}
 
 
@@ -162,8 +162,9 @@ def author_mixture() -> dict:
 
 def author_policies(population: pd.DataFrame) -> dict[str, bytes]:
     """policy id -> file bytes; byte-identical on every run for the same world."""
-    return {"country_zone_alphas": dump_yaml(author_alphas(population)),
-            "zone_floor_policy": dump_yaml(author_floors(population)),
+    alphas = author_alphas(population)
+    return {"country_zone_alphas": dump_yaml(alphas),
+            "zone_floor_policy": dump_yaml(author_floors(population, alphas)),
             "zone_mixture_policy": dump_yaml(author_mixture())}
 
 

@@ -61,7 +61,8 @@ def authored_prior(universe: pd.DataFrame, population: pd.DataFrame, zones: pd.D
     from engine.policies.authoring import author_alphas, author_floors
     from engine.states.s2_priors import priors
 
-    s2 = priors(universe, author_alphas(population), author_floors(population))
+    alphas = author_alphas(population)
+    s2 = priors(universe, alphas, author_floors(population, alphas))
     keyed = s2[["country_iso", "tzid", "share_effective"]].merge(zones, on=["country_iso", "tzid"], how="left")
     out = keyed.groupby(["country_iso", "clock"], as_index=False, sort=True)["share_effective"].sum()
     return out.rename(columns={"share_effective": "share"})

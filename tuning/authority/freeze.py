@@ -92,8 +92,8 @@ def _require_seedpack(cert: dict, current: str, certify: str) -> None:
     if missing:
         raise EngineError(E_CERTIFY, f"the authority {current[:12]}'s certification (ladder step "
                                      f"{str(cert.get('mlflow_run_id', '?'))[:12]}) ran seeds {raw or 'none'}, not the "
-                                     f"plan's seedpack (missing {','.join(map(str, missing))}): its cross-seed spread is not the "
-                                     f"seedpack's; run {certify} first")
+                                     f"plan's seedpack (missing {','.join(map(str, missing))}): its cross-seed spread "
+                                     f"is not the seedpack's; run {certify} first")
 
 
 def freeze(policies_dir: Path, target: str | None = None, trade_off: Sequence[str] = ()) -> dict:
