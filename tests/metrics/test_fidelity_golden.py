@@ -20,24 +20,12 @@ from fractions import Fraction
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings, strategies as st
 
 from engine.metrics import (FIDELITY_GATES, evaluate_gates, fidelity_metrics, fidelity_verdict, metric_pack,
                             run_verdict, share_table)
 from engine.metrics.fidelity import jsd
 from engine.world.evidence import FidelityEvidence
-
-
-def H(*p: float) -> float:
-    """Shannon entropy, base 2."""
-    return -sum(x * math.log2(x) for x in p if x > 0)
-
-
-def JSD(p, q) -> float:
-    """JSD by its entropy form: H((p+q)/2) - (H(p) + H(q)) / 2 (the code uses the KL form)."""
-    m = [(a + b) / 2 for a, b in zip(p, q)]
-    return H(*m) - (H(*p) + H(*q)) / 2
-
+from tests.metrics.entropy_by_hand import JSD
 
 J_AA_PRIOR = JSD([0.75, 0.25], [0.5, 0.5])     # H(.625,.375) - (H(.75,.25) + 1) / 2 = 0.048795...
 J_CC = JSD([1.0, 0.0], [0.9, 0.1])             # H(.95,.05) - H(.9,.1) / 2 = 0.0518992
@@ -331,32 +319,6 @@ def test_pack_with_evidence_on_the_golden_tables(golden):
     assert run_verdict(gates) == run_verdict({k: gates[k] for k in ("hard", "stretch")})  # plan verdict unchanged
     assert gates["fidelity"]["3A-F01_alias_count"]["status"] == "FAIL"
     assert fidelity_verdict(gates) == "DISTORTED"
-
-
-# ----------------------------------------------------------------------------- properties of jsd
-
-VEC = st.lists(st.integers(0, 20), min_size=2, max_size=6)
-
-
-@settings(max_examples=200, deadline=None)
-@given(VEC, VEC)
-def test_jsd_symmetric_bounded_zero_iff_equal(a, b):
-    n = min(len(a), len(b))
-    a, b = a[:n], b[:n]
-    if sum(a) == 0 or sum(b) == 0:
-        return
-    p, q = np.array(a, dtype=float), np.array(b, dtype=float)
-    d = jsd(p, q)
-    assert d == pytest.approx(jsd(q, p), abs=1e-15)
-    assert 0.0 <= d <= 1.0 + 1e-12
-    assert d == pytest.approx(JSD(list(p / p.sum()), list(q / q.sum())), abs=1e-12)
-    equal = all(Fraction(x, sum(a)) == Fraction(y, sum(b)) for x, y in zip(a, b))
-    if equal:
-        assert d == 0.0
-    else:
-        assert d > 1e-10          # >= ~3.5e-9 for integer vectors summing to <= 120
-    assert jsd(p, p) == 0.0
-    assert jsd(3.0 * p, q) == pytest.approx(d, abs=1e-15)
 
 
 def test_a_worlds_evidence_carries_its_authored_prior_and_the_authored_baseline_reads_zero():
