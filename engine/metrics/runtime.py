@@ -34,15 +34,15 @@ STATE_TITLES = {
     "S6": "S6 structural validation (checks, issues, receipt)",
     "S7": "S7 validation bundle, index and _passed.flag",
 }
-CODE_REFS = {
-    "S0": ["engine/states/s0_gate.py", "engine/hashing.py"],
+CODE_REFS = {   # each a file of this repository (tests/metrics/test_compare_runtime.py checks that it exists)
+    "S0": ["engine/states/s0_gate.py", "engine/core/hashing.py"],
     "S1": ["engine/states/s1_escalation.py"],
     "S2": ["engine/states/s2_priors.py"],
-    "S3": ["engine/states/s3_shares.py", "engine/rng.py", "engine/gamma.py"],
+    "S3": ["engine/states/s3_shares.py", "engine/states/s3_plan.py", "engine/core/rng.py", "engine/core/gamma.py"],
     "S4": ["engine/states/s4_counts.py"],
-    "S5": ["engine/states/s5_zone_alloc.py", "engine/hashing.py"],
-    "S6": ["engine/states/s6_validate.py"],
-    "S7": ["engine/states/s7_bundle.py", "engine/store.py"],
+    "S5": ["engine/states/s5_egress.py", "engine/core/hashing.py"],
+    "S6": ["engine/states/s6_validation.py"],
+    "S7": ["engine/states/s7_bundle.py", "engine/publish/store.py"],
 }
 CANDIDATE_ACTIONS = {
     "S0": ["cache sealed-input digests per world", "avoid re-reading policy bytes"],
