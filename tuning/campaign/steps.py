@@ -75,6 +75,7 @@ class Campaign:
                  world_dir: str | Path | None = None, reports: Path = Path("reports"), reopen: str | None = None) -> None:
         self.doc, self.policies, self.studies, self.runs_root = doc, policies, studies, runs_root
         self.reopen = reopen   # the reason a frozen authority is re-authored (recorded with the authored baseline)
+        self.progress = False  # set by run()
         self.reports = reports   # the P0 and POPT.0 packs; their runs go under runs_root (else runs/, as the commands')
         self.world = world if world is not None else worlds.load(world_dir)
         self.world_dir = world_dir
@@ -134,6 +135,7 @@ class Campaign:
 
         from tuning.study.score_memo import shared_scores
 
+        self.progress = progress   # the sweeps', validations' and certifications' own bars under the campaign's
         bar = tqdm(self.doc["steps"], desc="campaign", unit="step", disable=not progress, file=sys.stderr)
         with shared_scores() as memo:   # a step's anchors are the scores the last step's validation computed
             for step in bar:
@@ -218,7 +220,7 @@ class Campaign:
         policies = PolicySet.from_dir(self.policies)
         summary = certify(policies, [int(s) for s in cfg.get("seeds", [42, 7, 101, 202])],
                           {"source": "authority", "policies_dir": str(self.policies)}, None,
-                          int(cfg.get("holdout", 0)), progress=False, world=self.world)
+                          int(cfg.get("holdout", 0)), progress=self.progress, world=self.world)
         record_certification(self.policies, policies, summary)
         self._parts["seedpack"] = float(summary["wall_seconds"])
         if "holdout" in summary:
@@ -237,7 +239,7 @@ class Campaign:
         check = self.validation(self.doc.get("validate"))
         unseen = tuple(validation_seeds(check[0], tuning_seeds(self.studies))) if check else ()
         sweep = Sweep(SweepConfig(phase=cfg["study"], studies_dir=str(self.studies), policies=str(self.policies),
-                                  progress=False, study=cfg.get("name"), trials=trials, namespace=NAMESPACE,
+                                  progress=self.progress, study=cfg.get("name"), trials=trials, namespace=NAMESPACE,
                                   study_scope=folder_scope(self.policies, self.world) or "",
                                   precheck_seeds=unseen), spec=spec, world=self.world)
         with self.part("sweep"):
@@ -307,7 +309,7 @@ class Campaign:
         if pick is not None and check:
             ranked = eligible(rows, step.get("select", "best_feasible"), min_j, bool(rule.get("targets", False)))
             with self.part("validation"):
-                rates, anchor = validation_rates(sweep, ranked[: check[1]], check[0])
+                rates, anchor = validation_rates(sweep, ranked[: check[1]], check[0], progress=self.progress)
             pick, checked = validated(ranked, rates, step.get("select", "best_feasible"))
             why = (f"the rule ({step.get('select', 'best_feasible')}) first picks {why}; {checked}; "
                    f"the authority itself holds on {anchor[0]:.0%}, {anchor[1]:.0%} PASS_BPLUS and "

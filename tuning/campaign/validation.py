@@ -5,6 +5,8 @@ the gates it holds). The campaign's rules (tuning.campaign.rules.validated) choo
 
 from __future__ import annotations
 
+import sys
+
 from typing import Mapping, Sequence
 
 from engine import fidelity_holds, pool_outlets, pooled_fidelity
@@ -76,7 +78,7 @@ def validation_score(ev, evidence=None) -> tuple[float, float, float]:
     return sum(held) / len(held), sum(goal) / len(goal), steadiness([seed_margins(e) for e in ev.per_seed])
 
 
-def validation_rates(sweep, candidates: list, n_seeds: int) -> tuple[dict[int, tuple], tuple]:
+def validation_rates(sweep, candidates: list, n_seeds: int, progress: bool = False) -> tuple[dict[int, tuple], tuple]:
     """Each candidate re-scored on ``n_seeds`` validation seeds (:func:`tuning.authority.holdout.validation_seeds`):
     its :func:`validation_score` there; and the same for the authority itself (the anchor: what promoting nothing
     keeps)."""
@@ -96,6 +98,11 @@ def validation_rates(sweep, candidates: list, n_seeds: int) -> tuple[dict[int, t
     evidence = getattr(sweep.world, "evidence", None)
     values = [{k.name: k.suggest(FixedTrial(dict(row.knobs), row.trial)) for k in sweep.spec.knobs}
               for row in candidates]
-    evaluations = objective.evaluate_many(values)   # seed by seed: each seed's plan drawn once for all
+    from tqdm import tqdm
+
+    with tqdm(total=len(seeds), desc=f"validation ({len(values)} candidates)", unit="seed", file=sys.stderr,
+              disable=not progress, leave=False) as bar:
+        evaluations = objective.evaluate_many(values, on_seed=lambda: bar.update(1))   # seed by seed: each
+        # seed's plan drawn once for all
     rates = {row.trial: validation_score(ev, evidence) for row, ev in zip(candidates, evaluations)}
     return rates, validation_score(objective.anchor, evidence)

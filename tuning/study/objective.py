@@ -180,18 +180,22 @@ class SeedRobustObjective:
         built = self.per_seed[0].build(knob_values)  # the candidate is built once, scored on every seed
         return self._each(lambda o: o.evaluate(knob_values, run_root, built=built), on_seed)
 
-    def evaluate_many(self, knob_values: Sequence[Mapping[str, object]]) -> list[Evaluation]:
+    def evaluate_many(self, knob_values: Sequence[Mapping[str, object]], on_seed=None) -> list[Evaluation]:
         """Several candidates on every seed, seed by seed: what a seed's chain draws without reading a policy
         (the world seal, S1, S3's plan) is computed once for all of them, however small the cache is against the
         world. On a large world two seeds run at once (:func:`seed_threads`). Each evaluation equals
-        :meth:`evaluate` of the same values (a seed's score never reads another's)."""
+        :meth:`evaluate` of the same values (a seed's score never reads another's). ``on_seed()`` is called as each
+        seed is done (a progress bar)."""
         built = [self.per_seed[0].build(v) for v in knob_values]
 
-        def on_seed(obj: "PhaseObjective") -> list[Evaluation]:
-            return [obj.evaluate(values, built=b) for values, b in zip(knob_values, built)]
+        def one_seed(obj: "PhaseObjective") -> list[Evaluation]:
+            row = [obj.evaluate(values, built=b) for values, b in zip(knob_values, built)]
+            if on_seed is not None:
+                on_seed()
+            return row
 
         anchor = self.per_seed[0].anchor.pack   # the world's size: its anchor's pairs
-        by_seed = seeds_first_then_threads(on_seed, self.per_seed,
+        by_seed = seeds_first_then_threads(one_seed, self.per_seed,
                                            lambda _: int(anchor["s1"]["pairs_total"]) if anchor else 0)
         return [aggregate([seed_row[i] for seed_row in by_seed], self.seeds, self.second)
                 for i in range(len(built))]
