@@ -6,7 +6,6 @@ the gates it holds). The campaign's rules (tuning.campaign.rules.validated) choo
 from __future__ import annotations
 
 import sys
-
 from typing import Mapping, Sequence
 
 from engine import fidelity_holds, pool_outlets, pooled_fidelity
@@ -83,6 +82,7 @@ def validation_rates(sweep, candidates: list, n_seeds: int, progress: bool = Fal
     its :func:`validation_score` there; and the same for the authority itself (the anchor: what promoting nothing
     keeps)."""
     from optuna.trial import FixedTrial
+    from tqdm import tqdm
 
     from tuning.authority.holdout import tuning_seeds, validation_seeds
     from tuning.study.objective import SeedRobustObjective
@@ -98,11 +98,8 @@ def validation_rates(sweep, candidates: list, n_seeds: int, progress: bool = Fal
     evidence = getattr(sweep.world, "evidence", None)
     values = [{k.name: k.suggest(FixedTrial(dict(row.knobs), row.trial)) for k in sweep.spec.knobs}
               for row in candidates]
-    from tqdm import tqdm
-
     with tqdm(total=len(seeds), desc=f"validation ({len(values)} candidates)", unit="seed", file=sys.stderr,
-              disable=not progress, leave=False) as bar:
-        evaluations = objective.evaluate_many(values, on_seed=lambda: bar.update(1))   # seed by seed: each
-        # seed's plan drawn once for all
+              disable=not progress, leave=False) as bar:   # seed by seed: each seed's plan drawn once for all
+        evaluations = objective.evaluate_many(values, on_seed=lambda: bar.update(1))
     rates = {row.trial: validation_score(ev, evidence) for row, ev in zip(candidates, evaluations)}
     return rates, validation_score(objective.anchor, evidence)
