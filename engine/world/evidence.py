@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from engine.world.clocks import clock_population, clocks_of
+from engine.world.clocks import alias_count, clock_population, clocks_of
 
 
 @dataclass(frozen=True)
@@ -52,9 +52,9 @@ def geonames_on_own_clocks(universe: pd.DataFrame) -> pd.DataFrame | None:
     a grade is earned faithfully, so a world is graded against the evidence it is built from (helper 54 certified B+
     "FAITHFUL 100%" with a world's own alpha pack putting 24% of US outlets on clocks of 0.03% of its people,
     because such a world read NOT_APPLICABLE)."""
-    zones = universe[["country_iso"]].assign(clock=clocks_of(universe["tzid"]))
-    if zones.duplicated().any():
+    if alias_count(universe):
         return None
+    zones = universe[["country_iso"]].assign(clock=clocks_of(universe["tzid"]))
     people = clock_population().merge(zones, on=["country_iso", "clock"], how="inner")
     clocks = zones.groupby("country_iso")["clock"].nunique()
     if not set(clocks[clocks >= 2].index) <= set(people["country_iso"]):

@@ -7,9 +7,8 @@ world with 100x the merchants contains the default catalogue as its first mercha
 
 from __future__ import annotations
 
-import re
-
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -244,8 +243,6 @@ def validate_outlets(frame: pd.DataFrame, universe_countries: set[str], source: 
                 f"{near!r})" if near != unknown[0] and near in universe_countries else "")
         raise EngineError(E_WORLD_INPUT, f"{source}: country {unknown[0]!r} is not in the zone universe{hint}",
                           country=str(unknown[0]), case_hint=bool(hint))
-    if "site_count" not in frame.columns:
-        _refuse_misnamed_count(frame, source)
     if "site_count" in frame.columns:
         counts = site_counts(frame["site_count"], source)
         pairs = pd.DataFrame({"merchant_id": mids,
@@ -257,6 +254,7 @@ def validate_outlets(frame: pd.DataFrame, universe_countries: set[str], source: 
             raise EngineError(E_WORLD_INPUT, f"{source}: duplicate (merchant_id, legal_country_iso) pair "
                                              f"({first['merchant_id']}, {first['legal_country_iso']})")
         return expand_pairs(pairs.iloc[_pair_order(mids, countries)])
+    _refuse_misnamed_count(frame, source)   # one row per outlet: a count column by another name is refused
     if len(frame) > MAX_OUTLETS:
         raise EngineError(E_WORLD_INPUT, f"{source}: {len(frame)} outlets exceed the limit of {MAX_OUTLETS}")
     order = _pair_order(mids, countries)

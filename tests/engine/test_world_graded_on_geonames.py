@@ -33,13 +33,10 @@ def _world(tmp_path: Path, universe: list[tuple[str, str]], name: str = "w") -> 
     return d
 
 
-def test_its_evidence_is_geonames_people_on_its_own_clocks_and_nothing_outside():
+def test_its_evidence_is_geonames_people_on_its_own_clocks_and_nothing_outside(tmp_path):
     """The US of seven clocks: the evidence holds exactly GeoNames' people on those clocks (none on the US's other
     clocks, so 3A-F05 reads what the world lists, not what it leaves out)."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        world = load_world(_world(Path(tmp), [("US", z) for z in US]))
+    world = load_world(_world(tmp_path, [("US", z) for z in US]))
     assert world.fidelity_applicable and world.evidence.applicable
     ev = world.evidence.clock_population
     clocks = set(clocks_of(pd.Series(US)))

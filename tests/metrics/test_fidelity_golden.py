@@ -25,7 +25,7 @@ from engine.metrics import (FIDELITY_GATES, evaluate_gates, fidelity_metrics, fi
                             run_verdict, share_table)
 from engine.metrics.fidelity import jsd
 from engine.world.evidence import FidelityEvidence
-from tests.metrics.entropy_by_hand import JSD
+from tests.metrics.entropy_by_hand import H, JSD
 
 J_AA_PRIOR = JSD([0.75, 0.25], [0.5, 0.5])     # H(.625,.375) - (H(.75,.25) + 1) / 2 = 0.048795...
 J_CC = JSD([1.0, 0.0], [0.9, 0.1])             # H(.95,.05) - H(.9,.1) / 2 = 0.0518992
@@ -364,10 +364,7 @@ def test_f08_one_country_s_outlets_forced_onto_its_small_clock_are_distorted_wha
     (0.8, 0.2) from (0.968, 0.032) is 0.0546 by hand, over 0.05, while the five faithful countries bring F04's mean to
     0.0096 (PASS). One outlet of 10 (0.0142) passes. With 29 merchants PT does not enter F08 (its scatter could be a
     few merchants' draws), and F04's mean alone passes it."""
-    def h(*ps):   # entropy, base 2
-        return -sum(x * np.log2(x) for x in ps if x > 0)
-
-    want = h(0.884, 0.116) - (h(0.8, 0.2) + h(0.968, 0.032)) / 2          # m = (0.884, 0.116)
+    want = H(0.884, 0.116) - (H(0.8, 0.2) + H(0.968, 0.032)) / 2          # m = (0.884, 0.116)
     assert want == pytest.approx(0.05463, abs=1e-5)
     tables_, ev = _forced_world(30, 2)
     got = fidelity_metrics(tables_, ev)
@@ -377,7 +374,7 @@ def test_f08_one_country_s_outlets_forced_onto_its_small_clock_are_distorted_wha
     assert [g for g, v in gates.items() if v["status"] == "FAIL"] == ["3A-F08_realised_jsd_max"]
     assert fidelity_verdict(evaluate_gates(_fidelity_pack(got))) == "DISTORTED"
     one = fidelity_metrics(*_forced_world(30, 1))   # 10% on Madeira: (0.9, 0.1)
-    assert one["realised_jsd_max"] == pytest.approx(h(0.934, 0.066) - (h(0.9, 0.1) + h(0.968, 0.032)) / 2, rel=1e-12)
+    assert one["realised_jsd_max"] == pytest.approx(H(0.934, 0.066) - (H(0.9, 0.1) + H(0.968, 0.032)) / 2, rel=1e-12)
     assert one["realised_jsd_max"] < 0.05
     few = fidelity_metrics(*_forced_world(29, 2))
     assert few["realised_jsd_max_countries"] == 5 and few["realised_jsd_max"] == 0.0
